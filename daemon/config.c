@@ -1,0 +1,2 @@
+/* config.c - under construction */
+#include "util.h"

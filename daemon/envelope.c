@@ -1,0 +1,2 @@
+/* envelope.c - under construction */
+#include "util.h"

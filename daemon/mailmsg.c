@@ -1,0 +1,2 @@
+/* mailmsg.c - under construction */
+#include "util.h"

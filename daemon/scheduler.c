@@ -1,0 +1,2 @@
+/* scheduler.c - under construction */
+#include "util.h"

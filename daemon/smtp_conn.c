@@ -1,0 +1,2 @@
+/* smtp_conn.c - under construction */
+#include "util.h"

@@ -1,0 +1,2 @@
+/* smtp_proto.c - under construction */
+#include "util.h"

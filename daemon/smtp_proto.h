@@ -1,0 +1,139 @@
+/*
+ * smtp_proto.h - the outbound SMTP client as a pure state machine: it is
+ * fed the server's bytes and told what the connection did; it produces the
+ * bytes to write and a queue of events.  No sockets, no clock, no TLS
+ * session: smtp_conn.c drives it.
+ *
+ * Session:  greeting -> EHLO (HELO if EHLO is refused)
+ *           [tls = starttls: STARTTLS -> NEED_TLS -> tls_done -> EHLO]
+ *           -> READY.
+ * Message:  send_mail() -> MAIL FROM, RCPT TO xN (RCPT_STATUS each),
+ *           DATA -> NEED_BODY -> body() chunks -> "." -> TXN_DONE -> READY.
+ *           When no recipient is accepted, RSET is sent instead of DATA and
+ *           TXN_DONE reports the failure.
+ * End:      quit() -> QUIT -> CLOSED.  Any failure -> FAILED, then
+ *           nothing more is produced except, where still safe, QUIT.
+ *
+ * Guarantee 2 lives here: with tls = starttls, a server that does not
+ * offer STARTTLS or answers it with anything but 220 gets nothing more
+ * than QUIT (FAILED, SMTP_PROTO_FAIL_TLS); bytes that follow the 220 in the
+ * same feed are an injection attempt (FAILED, SMTP_PROTO_FAIL_PROTO); after
+ * TLS only the second EHLO's capabilities count.
+ *
+ * Owns: protocol state, reply parsing (through smtp_wire), body encoding
+ * (CRLF normalisation and dot-stuffing), bounded input/output buffers.
+ * May call: smtp_wire, buf, util.
+ *
+ * DIAGNOSTICS: protocol errors are events (FAILED with a class and text),
+ * never return codes; the functions below only fail on misuse.
+ */
+#ifndef SENDQ_SMTP_PROTO_H
+#define SENDQ_SMTP_PROTO_H
+
+#include <stddef.h>
+
+enum smtp_proto_tls {
+	SMTP_PROTO_TLS_NONE,		/* cleartext session */
+	SMTP_PROTO_TLS_IMPLICIT,	/* the connection is already TLS */
+	SMTP_PROTO_TLS_STARTTLS,	/* upgrade required before READY */
+};
+
+struct smtp_proto_params {
+	const char		*ehlo_name;	/* our host name for EHLO */
+	enum smtp_proto_tls	 tls;
+	int			 peer_is_loopback;
+};
+
+enum smtp_proto_event_type {
+	SMTP_PROTO_EV_NEED_TLS,	/* 220 to STARTTLS: write all pending
+				 * output (none is expected), then start
+				 * the TLS handshake and call tls_done() */
+	SMTP_PROTO_EV_READY,	/* a transaction may start: send_mail() */
+	SMTP_PROTO_EV_RCPT_STATUS, /* reply to RCPT rcpt_index */
+	SMTP_PROTO_EV_NEED_BODY,	/* DATA got 354: feed body() */
+	SMTP_PROTO_EV_TXN_DONE,	/* the transaction ended: reply has the
+				 * final answer (250 = accepted) */
+	SMTP_PROTO_EV_FAILED,	/* the session failed; see fail */
+	SMTP_PROTO_EV_CLOSED,	/* QUIT answered (or EOF after QUIT) */
+};
+
+enum smtp_proto_fail {
+	SMTP_PROTO_FAIL_NONE,
+	SMTP_PROTO_FAIL_CONN,	/* connection lost / EOF mid-session */
+	SMTP_PROTO_FAIL_PROTO,	/* malformed, oversized or unexpected
+				 * bytes from the server */
+	SMTP_PROTO_FAIL_TLS,	/* STARTTLS required but not offered,
+				 * refused, or the handshake failed */
+	SMTP_PROTO_FAIL_RESP,	/* the server refused (greeting, EHLO,
+				 * MAIL): see reply */
+};
+
+struct smtp_proto_reply {
+	int	 code;		/* 3 digits, 0 when there is none */
+	char	 enhanced[16];	/* "5.1.1" or "" */
+	char	 text[512];	/* whole reply, lines joined by " / ",
+				 * printable ASCII only, truncated */
+};
+
+struct smtp_proto_event {
+	enum smtp_proto_event_type type;
+	enum smtp_proto_fail	 fail;		/* FAILED only */
+	size_t			 rcpt_index;	/* RCPT_STATUS only */
+	struct smtp_proto_reply	 reply;		/* the server reply that
+						 * caused the event, if
+						 * any */
+};
+
+struct smtp_proto_txn {
+	const char		*sender;	/* "" = null sender <> */
+	const char *const	*rcpts;
+	size_t			 n_rcpts;
+};
+
+struct smtp_proto;
+
+/* A new session, waiting for the greeting.  params is copied (strings
+ * too).  Free with smtp_proto_free (NULL accepted). */
+struct smtp_proto	*smtp_proto_new(const struct smtp_proto_params *params);
+void	smtp_proto_free(struct smtp_proto *p);
+
+/* Bytes read from the server (after TLS decryption).  Processes every
+ * complete reply and queues events.  Returns 0; a protocol violation is
+ * reported as a FAILED event. */
+int	smtp_proto_feed(struct smtp_proto *p, const void *data, size_t len);
+/* The server closed the connection (or reading failed). */
+void	smtp_proto_eof(struct smtp_proto *p);
+/* The STARTTLS handshake finished (ok != 0) or failed. */
+void	smtp_proto_tls_done(struct smtp_proto *p, int ok);
+
+/* Start a transaction; only after READY.  The txn strings are copied.
+ * Returns 0, or -1 when the session is not READY (misuse). */
+int	smtp_proto_send_mail(struct smtp_proto *p,
+	    const struct smtp_proto_txn *txn);
+/* Message bytes after NEED_BODY, in any chunking; last marks the end (a
+ * missing final line break is added).  Line endings are normalised to
+ * CRLF and lines starting with "." are dot-stuffed.  Callers should feed
+ * more only while smtp_proto_output_pending() is small. */
+void	smtp_proto_body(struct smtp_proto *p, const void *chunk, size_t len,
+	    int last);
+/* End the session politely (QUIT). */
+void	smtp_proto_quit(struct smtp_proto *p);
+
+/* Bytes to write: sets *data/*len to the pending output (len 0 = none).
+ * The pointer is valid until the next call into p. */
+void	smtp_proto_output(struct smtp_proto *p, const void **data,
+	    size_t *len);
+/* n bytes of that output were written. */
+void	smtp_proto_consumed(struct smtp_proto *p, size_t n);
+size_t	smtp_proto_output_pending(const struct smtp_proto *p);
+
+/* Pop the next event into *ev.  Returns 1, or 0 when there is none. */
+int	smtp_proto_next_event(struct smtp_proto *p,
+	    struct smtp_proto_event *ev);
+
+/* Name of the current state, for logs. */
+const char	*smtp_proto_state_name(const struct smtp_proto *p);
+/* Non-zero when TLS is active (implicit, or after tls_done(ok)). */
+int	smtp_proto_tls_active(const struct smtp_proto *p);
+
+#endif

@@ -1,0 +1,2 @@
+/* smtp_wire.c - under construction */
+#include "util.h"

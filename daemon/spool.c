@@ -1,0 +1,2 @@
+/* spool.c - under construction */
+#include "util.h"

@@ -1,0 +1,100 @@
+/*
+ * spool.h - the durable message store.  An accepted message is on stable
+ * storage before anyone is told it was accepted.
+ *
+ * Layout under spool_dir (all directories 0700, all files 0600, owned by
+ * the user that runs sendqd / sendq):
+ *   tmp/          messages being written (ID.msg, ID.env)
+ *   queue/        committed messages: ID.msg (the RFC 5322 message as
+ *                 submitted) and ID.env (its envelope, envelope.h).  A
+ *                 message exists exactly when its .env exists.
+ * Commit: write tmp/ID.msg, fsync; write tmp/ID.env, fsync; rename .msg
+ * into queue/, rename .env into queue/, fsync(queue/).  Removal unlinks
+ * the .env first, then the .msg.  A writer holds an flock on its files
+ * until it is done, which is how recovery tells a live writer from a dead
+ * one.
+ *
+ * Owns: every path under spool_dir, queue ids.
+ * May call: envelope, util, log.  Blocking file I/O only.
+ *
+ * DIAGNOSTICS: -errno with err naming the path and the failed operation.
+ * ENOSPC/EDQUOT/EROFS/EACCES mean "cannot queue now" to callers.
+ */
+#ifndef SENDQ_SPOOL_H
+#define SENDQ_SPOOL_H
+
+#include <stddef.h>
+
+#include "envelope.h"
+#include "util.h"
+
+struct spool;
+struct spool_writer;
+
+/*
+ * Open the spool at dir.  With create set, make dir and its
+ * subdirectories when missing (mode 0700).  Returns 0 and *out (free with
+ * spool_close), or -errno with err filled.
+ */
+int	spool_open(const char *dir, int create, struct spool **out,
+	    struct sq_err *err);
+void	spool_close(struct spool *sp);
+
+/* Absolute path of queue/ (for the daemon's directory watch). */
+const char	*spool_queue_dir(const struct spool *sp);
+
+/*
+ * Start a new message: creates tmp/ID.msg (O_EXCL, 0600) with a fresh
+ * unique queue id.  Returns 0 and *out, or -errno with err.
+ */
+int	spool_writer_begin(struct spool *sp, struct spool_writer **out,
+	    struct sq_err *err);
+/* The queue id the writer will commit under. */
+const char	*spool_writer_id(const struct spool_writer *w);
+/* Append message bytes.  0 or -errno (e.g. -ENOSPC) with err. */
+int	spool_writer_write(struct spool_writer *w, const void *data,
+	    size_t len, struct sq_err *err);
+/*
+ * Make the message durable with envelope env (env->id is set to the
+ * writer's id).  Returns 0 only once data, envelope and directory entries
+ * are on stable storage; then the writer is freed.  On failure returns
+ * -errno with err, removes the temporary files and frees the writer.
+ */
+int	spool_writer_commit(struct spool_writer *w, struct envelope *env,
+	    struct sq_err *err);
+/* Abandon a message: remove its temporary files, free the writer. */
+void	spool_writer_abort(struct spool_writer *w);
+
+/*
+ * Recovery at daemon start: remove tmp/ files and queue/ .msg files
+ * without .env whose writer is gone (their flock can be taken), then call
+ * cb(id, arg) for every committed message in queue/.  Returns the number
+ * of messages found, or -errno with err.
+ */
+int	spool_recover(struct spool *sp,
+	    void (*cb)(const char *id, void *arg), void *arg,
+	    struct sq_err *err);
+
+/* Read the envelope of id.  0 and *out (caller frees), or -errno /
+ * SQ_EPARSE / SQ_ENOTFOUND with err. */
+int	spool_load_envelope(struct spool *sp, const char *id,
+	    struct envelope **out, struct sq_err *err);
+
+/* Open the message body of id read-only.  Returns an fd (caller closes)
+ * or -errno with err. */
+int	spool_open_message(struct spool *sp, const char *id,
+	    struct sq_err *err);
+
+/* Atomically replace the envelope of env->id (write, fsync, rename,
+ * fsync dir).  0 or -errno with err. */
+int	spool_update_envelope(struct spool *sp, const struct envelope *env,
+	    struct sq_err *err);
+
+/* Remove message id (envelope first, then body) and fsync queue/.
+ * 0 or -errno with err. */
+int	spool_remove(struct spool *sp, const char *id, struct sq_err *err);
+
+/* True when s has the form of a queue id (for names found in queue/). */
+int	spool_id_valid(const char *s);
+
+#endif

@@ -1,0 +1,2 @@
+/* tls.c - under construction */
+#include "util.h"

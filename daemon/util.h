@@ -1,0 +1,61 @@
+/*
+ * util.h - allocation that never returns NULL, the error carrier, and the
+ * sysexits codes every binary shares.
+ *
+ * Owns: xmalloc family (fatal on out-of-memory, so call sites carry no NULL
+ * checks), struct sq_err (a human-readable reason handed back to the
+ * caller, tmux's "cause" without the heap), small string helpers.
+ * May call: libc, log.
+ *
+ * DIAGNOSTICS: allocation failure and size overflow end the process through
+ * log_fatalx(); nothing else here fails.
+ */
+#ifndef SENDQ_UTIL_H
+#define SENDQ_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <sysexits.h>
+
+#define SQ_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+/* Error codes: 0 is success, negative values are failures. -errno is used
+ * where an errno fits; the codes below are for the rest. */
+#define SQ_OK		0
+#define SQ_EPARSE	(-1001)	/* malformed input */
+#define SQ_ECONFIG	(-1002)	/* invalid configuration */
+#define SQ_ELIMIT	(-1003)	/* a fixed limit was exceeded */
+#define SQ_ETLS		(-1004)	/* TLS failure */
+#define SQ_EVERIFY	(-1005)	/* certificate verification failed */
+#define SQ_EPROTO	(-1006)	/* protocol violation by the peer */
+#define SQ_ENOTFOUND	(-1007)	/* no such item */
+
+/* Why something failed, in words a person can act on.  Filled by the callee,
+ * owned by the caller (usually on its stack). */
+struct sq_err {
+	int	code;		/* SQ_E* or -errno; 0 when unset */
+	char	msg[512];
+};
+
+/* Record code and a formatted reason in err (err may be NULL).  Returns
+ * code, so callers can write `return sq_err_set(err, -EIO, "...")`. */
+int	sq_err_set(struct sq_err *err, int code, const char *fmt, ...)
+	    SQ_PRINTF(3, 4);
+
+/* Never return NULL: out of memory or size overflow is fatal. */
+void	*xmalloc(size_t size);
+void	*xcalloc(size_t nmemb, size_t size);
+void	*xreallocarray(void *ptr, size_t nmemb, size_t size);
+char	*xstrdup(const char *s);
+char	*xstrndup(const char *s, size_t n);
+char	*xasprintf(const char *fmt, ...) SQ_PRINTF(1, 2);
+
+/* Copy src into dst (size dstsz, always NUL-terminated when dstsz > 0)
+ * replacing every byte that is not printable ASCII by '?', so that text
+ * from the network or a file can be logged safely.  Returns dst. */
+char	*sq_printable(char *dst, size_t dstsz, const char *src, size_t len);
+
+/* True when host is a loopback literal (127.0.0.0/8, ::1) or "localhost". */
+int	sq_host_is_loopback(const char *host);
+
+#endif
