@@ -1,2 +1,228 @@
-/* under construction */
-int main(void) { return 0; }
+/*
+ * main.c - sendqd: arguments, configuration, the event loop and signals.
+ * Wiring only: the work is done by the scheduler and the modules below it.
+ *
+ * sendqd runs in the foreground and logs to stderr (systemd puts that in
+ * the journal).  SIGTERM and SIGINT stop it cleanly: connections are
+ * closed, a message in flight stays queued (delivery is at least once).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "log.h"
+#include "scheduler.h"
+#include "spool.h"
+#include "tls.h"
+
+static void
+main_usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: sendqd [-C FILE] [--check-config] [-d]\n"
+	    "\n"
+	    "The sendq relay daemon: delivers the messages in the spool to the\n"
+	    "configured smarthosts.  Runs in the foreground, logs to stderr.\n"
+	    "\n"
+	    "  -C, --config FILE  configuration file (default %s)\n"
+	    "      --check-config validate the configuration (including CA\n"
+	    "                     files) and exit: 0 valid, 78 invalid\n"
+	    "  -d, --debug        log at debug level (overrides log_level)\n"
+	    "  -h, --help         show this help and exit\n"
+	    "  -V, --version      show the version and exit\n"
+	    "\n"
+	    "Signals: SIGTERM or SIGINT stop the daemon; messages stay queued.\n"
+	    "Exit status: 0 after a clean stop, 64 usage, 71 start-up failure,\n"
+	    "78 configuration error.\n", CONFIG_DEFAULT_PATH);
+}
+
+/* Check everything that can be checked without the network. */
+static int
+main_check_tls(const struct config *cfg, struct sq_err *err)
+{
+	struct tls_ctx *ctx;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < cfg->n_smarthosts; i++) {
+		if (cfg->smarthosts[i].tls == CONFIG_TLS_NONE)
+			continue;
+		if ((rc = tls_ctx_new(&cfg->smarthosts[i], &ctx, err)) != 0)
+			return rc;
+		tls_ctx_free(ctx);
+	}
+	return 0;
+}
+
+struct main_state {
+	struct event_base	*base;
+	struct scheduler	*sched;
+	int			 stopping;
+};
+
+static void
+main_on_stopped(void *arg)
+{
+	struct main_state *st = arg;
+
+	event_base_loopbreak(st->base);
+}
+
+static void
+main_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct main_state *st = arg;
+
+	(void)what;
+	if (st->stopping)
+		return;
+	st->stopping = 1;
+	log_info("received %s: stopping", strsignal((int)sig));
+	scheduler_shutdown(st->sched, main_on_stopped, st);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'C' },
+		{ "check-config", no_argument, NULL, 'c' },
+		{ "debug", no_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config_path = CONFIG_DEFAULT_PATH;
+	struct config *cfg = NULL;
+	struct spool *sp = NULL;
+	struct main_state st = { 0 };
+	struct evdns_base *dns = NULL;
+	struct event *sigterm = NULL, *sigint = NULL;
+	struct sq_err err = { 0 };
+	char hostname[256];
+	const char *ehlo_name;
+	int ch, check_only = 0, debug = 0, status = EX_OSERR;
+
+	log_init("sendqd", LOG_LEVEL_INFO);
+	while ((ch = getopt_long(argc, argv, "C:dhV", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'C':
+			config_path = optarg;
+			break;
+		case 'c':
+			check_only = 1;
+			break;
+		case 'd':
+			debug = 1;
+			break;
+		case 'h':
+			main_usage(stdout);
+			return 0;
+		case 'V':
+			printf("sendqd %s\n", SENDQ_VERSION);
+			return 0;
+		default:
+			main_usage(stderr);
+			return EX_USAGE;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "sendqd: unexpected argument \"%s\" "
+		    "(see sendqd --help)\n", argv[optind]);
+		return EX_USAGE;
+	}
+
+	if (config_load_file(config_path, &cfg, &err) != 0) {
+		fprintf(stderr, "sendqd: %s\n", err.msg);
+		return EX_CONFIG;
+	}
+	if (main_check_tls(cfg, &err) != 0) {
+		fprintf(stderr, "sendqd: %s\n", err.msg);
+		config_free(cfg);
+		return EX_CONFIG;
+	}
+	if (check_only) {
+		printf("sendqd: %s: configuration is valid (%zu smarthost%s)\n",
+		    config_path, cfg->n_smarthosts,
+		    cfg->n_smarthosts == 1 ? "" : "s");
+		config_free(cfg);
+		return 0;
+	}
+	log_init("sendqd", debug ? LOG_LEVEL_DEBUG :
+	    (enum log_level)cfg->log_level);
+
+	if (cfg->hostname != NULL)
+		ehlo_name = cfg->hostname;
+	else {
+		if (gethostname(hostname, sizeof(hostname)) != 0)
+			snprintf(hostname, sizeof(hostname), "localhost");
+		hostname[sizeof(hostname) - 1] = '\0';
+		ehlo_name = hostname;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	if (spool_open(cfg->spool_dir, 1, &sp, &err) != 0) {
+		log_err("cannot open the spool: %s", err.msg);
+		status = EX_CANTCREAT;
+		goto out;
+	}
+	if ((st.base = event_base_new()) == NULL) {
+		log_err("cannot create the event loop");
+		goto out;
+	}
+	/* Names are resolved asynchronously; /etc/hosts is consulted first
+	 * and address literals never leave the machine. */
+	dns = evdns_base_new(st.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+	    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (dns == NULL) {
+		/* No usable resolv.conf: /etc/hosts and literals still work. */
+		dns = evdns_base_new(st.base, 0);
+		if (dns == NULL || evdns_base_load_hosts(dns, NULL) != 0) {
+			log_err("cannot initialise the resolver");
+			goto out;
+		}
+	}
+	if (scheduler_new(st.base, dns, cfg, ehlo_name, sp, &st.sched,
+	    &err) != 0) {
+		log_err("%s", err.msg);
+		status = EX_CONFIG;
+		goto out;
+	}
+	sigterm = evsignal_new(st.base, SIGTERM, main_on_signal, &st);
+	sigint = evsignal_new(st.base, SIGINT, main_on_signal, &st);
+	evsignal_add(sigterm, NULL);
+	evsignal_add(sigint, NULL);
+	if (scheduler_start(st.sched, &err) != 0) {
+		log_err("cannot start: %s", err.msg);
+		goto out;
+	}
+	log_info("started: config=%s spool=%s smarthosts=%zu", config_path,
+	    cfg->spool_dir, cfg->n_smarthosts);
+	if (event_base_dispatch(st.base) < 0) {
+		log_err("event loop failed");
+		goto out;
+	}
+	log_info("stopped");
+	status = 0;
+out:
+	if (sigterm != NULL)
+		event_free(sigterm);
+	if (sigint != NULL)
+		event_free(sigint);
+	scheduler_free(st.sched);
+	if (dns != NULL)
+		evdns_base_free(dns, 0);
+	if (st.base != NULL)
+		event_base_free(st.base);
+	spool_close(sp);
+	config_free(cfg);
+	return status;
+}

@@ -1,2 +1,683 @@
-/* scheduler.c - under construction */
-#include "util.h"
+/*
+ * scheduler.c - the queue runner.
+ *
+ * The queue index is a list of (queue id, next attempt) records; envelopes
+ * and bodies are read from the spool only when a message is about to be
+ * sent, so memory per queued message is small and constant.  New messages
+ * are found three ways: the recovery scan at start, an inotify watch on
+ * queue/ (a committed message appears there by rename, IN_MOVED_TO on its
+ * .env), and a periodic rescan as a safety net (and after an inotify
+ * overflow).
+ *
+ * Each smarthost is a relay with at most one connection.  Work is started
+ * from one place, scheduler_run(), which is never called from inside a
+ * connection callback directly: callbacks ask for a run with
+ * scheduler_request_run(), which activates an event, so no callback
+ * re-enters the connection that is calling it.
+ *
+ * What happens after an attempt:
+ *   250 for every recipient      -> spool_remove (the only way out today)
+ *   some recipients not accepted -> envelope keeps only those, retried
+ *   temporary or permanent error -> envelope records it, retried after
+ *                                   [queue] retry_min
+ * Permanent failures are retried too until bounces exist (a later issue):
+ * nothing is ever dropped.
+ */
+#include <sys/inotify.h>
+#include <sys/queue.h>
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "scheduler.h"
+#include "smtp_conn.h"
+#include "tls.h"
+
+#define SCHEDULER_RESCAN_SECONDS	300	/* safety-net queue scan */
+#define SCHEDULER_IDLE_SECONDS		5	/* keep an idle connection */
+
+struct sched_msg {
+	TAILQ_ENTRY(sched_msg)	 entry;
+	char			 id[ENVELOPE_ID_MAX];
+	int64_t			 next_attempt;	/* unix time; 0 = now */
+	int			 in_flight;
+};
+TAILQ_HEAD(sched_msg_list, sched_msg);
+
+struct sched_relay {
+	struct scheduler		*sched;
+	const struct config_smarthost	*sh;
+	struct tls_ctx			*tls;
+	struct smtp_conn		*conn;
+	int				 conn_idle;	/* ready, no message */
+	int64_t				 retry_at;	/* no connect before */
+	struct event			*idle_timer;
+	/* The message this connection is working on (or was opened for). */
+	struct sched_msg		*cur;
+	struct envelope			*cur_env;
+	unsigned			 attempt;
+};
+
+struct scheduler {
+	struct event_base	*base;
+	struct evdns_base	*dns;
+	const struct config	*cfg;
+	char			*ehlo_name;
+	struct spool		*spool;
+
+	struct sched_msg_list	 queue;
+	size_t			 n_queued;
+
+	struct sched_relay	*relays;
+	size_t			 n_relays;
+
+	struct event		*run_ev;	/* deferred scheduler_run */
+	struct event		*retry_timer;
+	struct event		*rescan_timer;
+	struct event		*watch_ev;
+	int			 watch_fd;
+	int			 shutting_down;
+};
+
+static void	scheduler_run(struct scheduler *s);
+
+static int64_t
+scheduler_now(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static void
+scheduler_request_run(struct scheduler *s)
+{
+	if (!s->shutting_down)
+		event_active(s->run_ev, EV_TIMEOUT, 0);
+}
+
+static struct sched_msg *
+scheduler_find(struct scheduler *s, const char *id)
+{
+	struct sched_msg *m;
+
+	TAILQ_FOREACH(m, &s->queue, entry)
+		if (strcmp(m->id, id) == 0)
+			return m;
+	return NULL;
+}
+
+/* Add a queue id to the index unless it is already there. */
+static void
+scheduler_add_id(const char *id, void *arg)
+{
+	struct scheduler *s = arg;
+	struct sched_msg *m;
+
+	if (scheduler_find(s, id) != NULL)
+		return;
+	m = xcalloc(1, sizeof(*m));
+	snprintf(m->id, sizeof(m->id), "%s", id);
+	m->next_attempt = 0;
+	TAILQ_INSERT_TAIL(&s->queue, m, entry);
+	s->n_queued++;
+	log_debug("queued msgid=%s queue_size=%zu", m->id, s->n_queued);
+}
+
+static void
+scheduler_drop(struct scheduler *s, struct sched_msg *m)
+{
+	TAILQ_REMOVE(&s->queue, m, entry);
+	s->n_queued--;
+	free(m);
+}
+
+static struct sched_msg *
+scheduler_next_due(struct scheduler *s, int64_t now)
+{
+	struct sched_msg *m;
+
+	TAILQ_FOREACH(m, &s->queue, entry)
+		if (!m->in_flight && m->next_attempt <= now)
+			return m;
+	return NULL;
+}
+
+static const char *
+scheduler_outcome_name(enum smtp_conn_outcome o)
+{
+	switch (o) {
+	case SMTP_CONN_DELIVERED:
+		return "sent";
+	case SMTP_CONN_DEFERRED:
+		return "deferred";
+	case SMTP_CONN_FAILED:
+		return "failed";
+	}
+	return "?";
+}
+
+static void
+scheduler_log_attempt(struct sched_relay *r, const char *id,
+    const char *result, const struct smtp_conn_result *res)
+{
+	char reply[sizeof(res->reply)];
+	int sent = strcmp(result, "sent") == 0;
+
+	/* reply is printable already; quotes are the only thing to tame. */
+	sq_printable(reply, sizeof(reply), res->reply, strlen(res->reply));
+	for (char *p = reply; *p != '\0'; p++)
+		if (*p == '"')
+			*p = '\'';
+	(sent ? log_info : log_warn)("delivery msgid=%s relay=%s host=%s:%u "
+	    "tls=\"%s\" verify=\"%s\" result=%s attempt=%u reply=\"%s\"",
+	    id, r->sh->name, r->sh->host, r->sh->port, res->tls, res->verify,
+	    result, r->attempt, reply);
+}
+
+/*
+ * Record a failed attempt for the current message: keep only the
+ * recipients in keep (NULL = all), note the error and the next attempt.
+ */
+static void
+scheduler_defer_current(struct sched_relay *r, const int *rcpt_class,
+    size_t n_class, const char *error)
+{
+	struct scheduler *s = r->sched;
+	struct envelope *env = r->cur_env;
+	struct sq_err err = { 0 };
+	size_t i, kept = 0;
+
+	if (env != NULL) {
+		if (rcpt_class != NULL && n_class == env->n_rcpts) {
+			for (i = 0; i < env->n_rcpts; i++) {
+				if (rcpt_class[i] == 2) {
+					free(env->rcpts[i]);
+					continue;
+				}
+				env->rcpts[kept++] = env->rcpts[i];
+			}
+			env->n_rcpts = kept;
+		}
+		env->attempts++;
+		env->next_attempt = scheduler_now() + s->cfg->retry_min;
+		envelope_set_error(env, error);
+		if (spool_update_envelope(s->spool, env, &err) != 0)
+			log_err("msgid=%s: cannot record the attempt: %s "
+			    "(the message stays queued)", env->id, err.msg);
+	}
+	if (r->cur != NULL) {
+		r->cur->in_flight = 0;
+		r->cur->next_attempt = scheduler_now() + s->cfg->retry_min;
+	}
+}
+
+static void
+scheduler_finish_current(struct sched_relay *r)
+{
+	envelope_free(r->cur_env);
+	r->cur_env = NULL;
+	if (r->cur != NULL)
+		r->cur->in_flight = 0;
+	r->cur = NULL;
+}
+
+static void
+scheduler_on_message_done(struct smtp_conn *c, const struct smtp_conn_result *res,
+    void *arg)
+{
+	struct sched_relay *r = arg;
+	struct scheduler *s = r->sched;
+	struct sq_err err = { 0 };
+	size_t i, accepted = 0;
+
+	(void)c;
+	if (r->cur == NULL || r->cur_env == NULL)
+		log_fatalx("relay %s: message result without a message",
+		    r->sh->name);
+	if (res->outcome == SMTP_CONN_DELIVERED && res->rcpt_class != NULL &&
+	    res->n_rcpts == r->cur_env->n_rcpts)
+		for (i = 0; i < res->n_rcpts; i++)
+			accepted += res->rcpt_class[i] == 2;
+
+	if (res->outcome == SMTP_CONN_DELIVERED &&
+	    accepted == r->cur_env->n_rcpts) {
+		scheduler_log_attempt(r, r->cur->id, "sent", res);
+		if (spool_remove(s->spool, r->cur->id, &err) != 0)
+			log_err("msgid=%s: delivered but cannot remove it from "
+			    "the spool: %s (it may be sent again)", r->cur->id,
+			    err.msg);
+		envelope_free(r->cur_env);
+		r->cur_env = NULL;
+		scheduler_drop(s, r->cur);
+		r->cur = NULL;
+	} else if (res->outcome == SMTP_CONN_DELIVERED) {
+		scheduler_log_attempt(r, r->cur->id, "partial", res);
+		scheduler_defer_current(r, res->rcpt_class, res->n_rcpts,
+		    res->reply);
+		scheduler_finish_current(r);
+	} else {
+		scheduler_log_attempt(r, r->cur->id,
+		    scheduler_outcome_name(res->outcome), res);
+		scheduler_defer_current(r, NULL, 0, res->reply);
+		scheduler_finish_current(r);
+	}
+	/* The connection reports on_ready next when it can carry more. */
+}
+
+/* Give the relay's idle connection the next due message, if any. */
+static int
+scheduler_send_next(struct sched_relay *r)
+{
+	struct scheduler *s = r->sched;
+	struct smtp_conn_message msg;
+	struct sq_err err = { 0 };
+	struct sched_msg *m;
+	int fd;
+
+	for (;;) {
+		m = r->cur;
+		if (m == NULL)
+			m = scheduler_next_due(s, scheduler_now());
+		if (m == NULL)
+			return 0;
+		r->cur = m;
+		m->in_flight = 1;
+		if (spool_load_envelope(s->spool, m->id, &r->cur_env,
+		    &err) != 0 || (fd = spool_open_message(s->spool, m->id,
+		    &err)) < 0) {
+			/* Gone (delivered and removed, or a stale watch event)
+			 * or unreadable: a later issue moves unreadable
+			 * messages to corrupt/; until then it is left in the
+			 * spool and dropped from the index. */
+			if (err.code == -ENOENT || err.code == SQ_ENOTFOUND)
+				log_debug("msgid=%s: no longer queued", m->id);
+			else
+				log_err("msgid=%s: cannot read from the spool: "
+				    "%s (left in the spool, not retried until "
+				    "restart)", m->id, err.msg);
+			envelope_free(r->cur_env);
+			r->cur_env = NULL;
+			scheduler_drop(s, m);
+			r->cur = NULL;
+			continue;
+		}
+		r->attempt = r->cur_env->attempts + 1;
+		memset(&msg, 0, sizeof(msg));
+		msg.id = m->id;
+		msg.sender = r->cur_env->sender;
+		msg.rcpts = (const char *const *)r->cur_env->rcpts;
+		msg.n_rcpts = r->cur_env->n_rcpts;
+		msg.body_fd = fd;
+		r->conn_idle = 0;
+		if (smtp_conn_send(r->conn, &msg) != 0)
+			log_fatalx("relay %s: connection not idle",
+			    r->sh->name);
+		return 1;
+	}
+}
+
+static void
+scheduler_on_ready(struct smtp_conn *c, void *arg)
+{
+	struct sched_relay *r = arg;
+	struct timeval idle = { SCHEDULER_IDLE_SECONDS, 0 };
+
+	(void)c;
+	r->conn_idle = 1;
+	r->retry_at = 0;
+	if (!r->sched->shutting_down && scheduler_send_next(r))
+		return;
+	/* Nothing to send now: keep the connection a little while. */
+	evtimer_add(r->idle_timer, &idle);
+}
+
+static void
+scheduler_on_idle_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched_relay *r = arg;
+
+	(void)fd;
+	(void)what;
+	if (r->conn != NULL && r->conn_idle) {
+		log_debug("relay %s: closing idle connection", r->sh->name);
+		smtp_conn_close(r->conn);
+		r->conn = NULL;
+		r->conn_idle = 0;
+		scheduler_request_run(r->sched);
+	}
+}
+
+static void
+scheduler_on_closed(struct smtp_conn *c, const struct smtp_conn_result *res,
+    void *arg)
+{
+	struct sched_relay *r = arg;
+	struct scheduler *s = r->sched;
+
+	(void)c;
+	r->conn = NULL;
+	evtimer_del(r->idle_timer);
+	if (r->cur != NULL) {
+		/* The connection failed before or during this message. */
+		if (r->cur_env == NULL) {
+			struct sq_err err = { 0 };
+
+			if (spool_load_envelope(s->spool, r->cur->id,
+			    &r->cur_env, &err) == 0)
+				r->attempt = r->cur_env->attempts + 1;
+		}
+		scheduler_log_attempt(r, r->cur->id, "deferred", res);
+		scheduler_defer_current(r, NULL, 0, res->reply);
+		scheduler_finish_current(r);
+		r->retry_at = scheduler_now() + s->cfg->retry_min;
+	} else if (!r->conn_idle) {
+		log_warn("relay %s: connection failed: %s", r->sh->name,
+		    res->reply);
+		r->retry_at = scheduler_now() + s->cfg->retry_min;
+	} else
+		log_debug("relay %s: idle connection closed by the server: %s",
+		    r->sh->name, res->reply);
+	r->conn_idle = 0;
+	scheduler_request_run(s);
+}
+
+static void
+scheduler_open_conn(struct sched_relay *r, struct sched_msg *first)
+{
+	struct scheduler *s = r->sched;
+	struct smtp_conn_params params;
+	static const struct smtp_conn_callbacks cb = {
+		.on_ready = scheduler_on_ready,
+		.on_message_done = scheduler_on_message_done,
+		.on_closed = scheduler_on_closed,
+	};
+
+	memset(&params, 0, sizeof(params));
+	params.base = s->base;
+	params.dns = s->dns;
+	params.smarthost = r->sh;
+	params.tls = r->tls;
+	params.ehlo_name = s->ehlo_name;
+	/* The connection is opened for this message: if it cannot be made,
+	 * the failure is logged and recorded as this message's attempt. */
+	r->cur = first;
+	first->in_flight = 1;
+	r->attempt = 0;
+	r->conn_idle = 0;
+	r->conn = smtp_conn_open(&params, &cb, r);
+}
+
+static void
+scheduler_arm_timer(struct scheduler *s, int64_t now)
+{
+	struct sched_msg *m;
+	struct sched_relay *r = &s->relays[0];
+	struct timeval tv;
+	int64_t wake = INT64_MAX;
+
+	TAILQ_FOREACH(m, &s->queue, entry)
+		if (!m->in_flight && m->next_attempt < wake)
+			wake = m->next_attempt;
+	if (wake == INT64_MAX)
+		return;
+	if (r->conn == NULL && r->retry_at > wake)
+		wake = r->retry_at;
+	if (r->conn != NULL && wake <= now)
+		return;		/* the connection will ask for work */
+	if (wake < now + 1)
+		wake = now + 1;
+	tv.tv_sec = (time_t)(wake - now);
+	tv.tv_usec = 0;
+	evtimer_add(s->retry_timer, &tv);
+}
+
+/* Start whatever work is due.  Today every message goes to the first
+ * smarthost; routing comes with the queue engine. */
+static void
+scheduler_run(struct scheduler *s)
+{
+	struct sched_relay *r = &s->relays[0];
+	struct sched_msg *m;
+	int64_t now = scheduler_now();
+
+	if (s->shutting_down)
+		return;
+	if (r->conn != NULL && r->conn_idle) {
+		if (scheduler_send_next(r))
+			evtimer_del(r->idle_timer);
+	} else if (r->conn == NULL && now >= r->retry_at &&
+	    (m = scheduler_next_due(s, now)) != NULL)
+		scheduler_open_conn(r, m);
+	scheduler_arm_timer(s, now);
+}
+
+static void
+scheduler_on_run(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	scheduler_run(arg);
+}
+
+static void
+scheduler_rescan(struct scheduler *s)
+{
+	struct sq_err err = { 0 };
+
+	if (spool_recover(s->spool, scheduler_add_id, s, &err) < 0)
+		log_err("queue scan failed: %s", err.msg);
+	scheduler_request_run(s);
+}
+
+static void
+scheduler_on_rescan(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	scheduler_rescan(arg);
+}
+
+/* inotify: a committed message appears in queue/ as ID.env by rename. */
+static void
+scheduler_on_watch(evutil_socket_t fd, short what, void *arg)
+{
+	struct scheduler *s = arg;
+	char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+	const struct inotify_event *ev;
+	char id[ENVELOPE_ID_MAX];
+	ssize_t n;
+	size_t len, off;
+	int overflow = 0, added = 0;
+
+	(void)what;
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		for (off = 0; off < (size_t)n;
+		    off += sizeof(*ev) + ev->len) {
+			ev = (const struct inotify_event *)(buf + off);
+			if (ev->mask & IN_Q_OVERFLOW) {
+				overflow = 1;
+				continue;
+			}
+			if (ev->len == 0)
+				continue;
+			len = strlen(ev->name);
+			if (len < 5 || len - 4 >= sizeof(id) ||
+			    strcmp(ev->name + len - 4, ".env") != 0)
+				continue;
+			memcpy(id, ev->name, len - 4);
+			id[len - 4] = '\0';
+			if (!spool_id_valid(id))
+				continue;
+			scheduler_add_id(id, s);
+			added = 1;
+		}
+	}
+	if (n < 0 && errno != EAGAIN && errno != EINTR)
+		log_err("queue watch: read: %s", strerror(errno));
+	if (overflow) {
+		log_warn("queue watch overflowed: rescanning the queue");
+		scheduler_rescan(s);
+	} else if (added)
+		scheduler_request_run(s);
+}
+
+int
+scheduler_new(struct event_base *base, struct evdns_base *dns,
+    const struct config *cfg, const char *ehlo_name, struct spool *sp,
+    struct scheduler **out, struct sq_err *err)
+{
+	struct scheduler *s;
+	size_t i;
+	int rc;
+
+	if (cfg->n_smarthosts == 0)
+		return sq_err_set(err, SQ_ECONFIG, "%s: no smarthost configured",
+		    cfg->path);
+	s = xcalloc(1, sizeof(*s));
+	s->base = base;
+	s->dns = dns;
+	s->cfg = cfg;
+	s->ehlo_name = xstrdup(ehlo_name);
+	s->spool = sp;
+	s->watch_fd = -1;
+	TAILQ_INIT(&s->queue);
+	s->n_relays = cfg->n_smarthosts;
+	s->relays = xcalloc(s->n_relays, sizeof(*s->relays));
+	for (i = 0; i < s->n_relays; i++) {
+		struct sched_relay *r = &s->relays[i];
+
+		r->sched = s;
+		r->sh = &cfg->smarthosts[i];
+		r->idle_timer = evtimer_new(base, scheduler_on_idle_timeout, r);
+		if (r->sh->tls == CONFIG_TLS_NONE)
+			continue;
+		if ((rc = tls_ctx_new(r->sh, &r->tls, err)) != 0) {
+			scheduler_free(s);
+			return rc;
+		}
+	}
+	s->run_ev = event_new(base, -1, 0, scheduler_on_run, s);
+	s->retry_timer = evtimer_new(base, scheduler_on_run, s);
+	s->rescan_timer = event_new(base, -1, EV_PERSIST, scheduler_on_rescan,
+	    s);
+	*out = s;
+	return 0;
+}
+
+int
+scheduler_start(struct scheduler *s, struct sq_err *err)
+{
+	struct timeval rescan;
+	int n;
+
+	/* Watch first, then scan: a message committed in between is seen
+	 * twice at most, never missed. */
+	s->watch_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (s->watch_fd < 0)
+		return sq_err_set(err, -errno, "inotify_init1: %s",
+		    strerror(errno));
+	if (inotify_add_watch(s->watch_fd, spool_queue_dir(s->spool),
+	    IN_MOVED_TO) < 0)
+		return sq_err_set(err, -errno, "watch %s: %s",
+		    spool_queue_dir(s->spool), strerror(errno));
+	s->watch_ev = event_new(s->base, s->watch_fd, EV_READ | EV_PERSIST,
+	    scheduler_on_watch, s);
+	event_add(s->watch_ev, NULL);
+	if ((n = spool_recover(s->spool, scheduler_add_id, s, err)) < 0)
+		return n;
+	log_info("queue recovered: %d message(s) queued", n);
+	rescan.tv_sec = SCHEDULER_RESCAN_SECONDS;
+	rescan.tv_usec = 0;
+	event_add(s->rescan_timer, &rescan);
+	scheduler_request_run(s);
+	return 0;
+}
+
+struct scheduler_done {
+	void	(*fn)(void *);
+	void	*arg;
+};
+
+static void
+scheduler_on_shutdown_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct scheduler_done *d = arg;
+
+	(void)fd;
+	(void)what;
+	d->fn(d->arg);
+	free(d);
+}
+
+void
+scheduler_shutdown(struct scheduler *s, void (*done)(void *), void *arg)
+{
+	struct scheduler_done *d;
+	struct timeval now = { 0, 0 };
+	size_t i;
+
+	s->shutting_down = 1;
+	for (i = 0; i < s->n_relays; i++) {
+		struct sched_relay *r = &s->relays[i];
+
+		if (r->conn != NULL) {
+			if (r->cur != NULL)
+				log_info("msgid=%s: delivery interrupted by "
+				    "shutdown; it stays queued", r->cur->id);
+			smtp_conn_abort(r->conn);
+			r->conn = NULL;
+		}
+		scheduler_finish_current(r);
+		evtimer_del(r->idle_timer);
+	}
+	event_del(s->retry_timer);
+	event_del(s->rescan_timer);
+	if (s->watch_ev != NULL)
+		event_del(s->watch_ev);
+	d = xmalloc(sizeof(*d));
+	d->fn = done;
+	d->arg = arg;
+	event_base_once(s->base, -1, EV_TIMEOUT, scheduler_on_shutdown_done, d,
+	    &now);
+}
+
+void
+scheduler_free(struct scheduler *s)
+{
+	struct sched_msg *m;
+	size_t i;
+
+	if (s == NULL)
+		return;
+	for (i = 0; i < s->n_relays; i++) {
+		struct sched_relay *r = &s->relays[i];
+
+		if (r->conn != NULL)
+			smtp_conn_abort(r->conn);
+		envelope_free(r->cur_env);
+		tls_ctx_free(r->tls);
+		if (r->idle_timer != NULL)
+			event_free(r->idle_timer);
+	}
+	free(s->relays);
+	while ((m = TAILQ_FIRST(&s->queue)) != NULL)
+		scheduler_drop(s, m);
+	if (s->run_ev != NULL)
+		event_free(s->run_ev);
+	if (s->retry_timer != NULL)
+		event_free(s->retry_timer);
+	if (s->rescan_timer != NULL)
+		event_free(s->rescan_timer);
+	if (s->watch_ev != NULL)
+		event_free(s->watch_ev);
+	if (s->watch_fd >= 0)
+		close(s->watch_fd);
+	free(s->ehlo_name);
+	free(s);
+}

@@ -1,0 +1,53 @@
+/*
+ * scheduler.h - decides which queued message goes out when, over which
+ * connection, and what happens to it afterwards.
+ *
+ * Owns: the in-memory queue index (queue id, next attempt time: a few
+ * dozen bytes per message, bodies stay on disk), one relay per smarthost
+ * with its TLS context and connection, the retry timer, the watch on
+ * spool queue/ that picks up newly committed messages.
+ * May call: smtp_conn, tls, spool, envelope, config, util, log, libevent.
+ *
+ * Policy today: every message goes to the first smarthost; a relay keeps
+ * one connection and sends every due message over it; a failed attempt
+ * is retried after [queue] retry_min; a message leaves the spool only
+ * after the smarthost's final 250 for all its recipients.
+ *
+ * DIAGNOSTICS: one "delivery" log line per attempt with msgid, relay,
+ * host, tls, verify, result and reply; spool errors are logged and the
+ * message is retried.
+ */
+#ifndef SENDQ_SCHEDULER_H
+#define SENDQ_SCHEDULER_H
+
+#include "config.h"
+#include "spool.h"
+#include "util.h"
+
+struct event_base;
+struct evdns_base;
+struct scheduler;
+
+/*
+ * A scheduler for cfg (which must outlive it) using spool sp.  Loads each
+ * smarthost's TLS credentials.  Returns 0 and *out, or a negative code with
+ * err (for example an unreadable ca_file).
+ */
+int	scheduler_new(struct event_base *base, struct evdns_base *dns,
+	    const struct config *cfg, const char *ehlo_name, struct spool *sp,
+	    struct scheduler **out, struct sq_err *err);
+
+/* Recover the spool, start watching queue/, and begin delivering.
+ * Returns 0 or a negative code with err. */
+int	scheduler_start(struct scheduler *s, struct sq_err *err);
+
+/* Stop starting work, close every connection (a message in flight stays
+ * queued: delivery is at least once), then call done(arg) from the event
+ * loop once nothing of the scheduler is pending. */
+void	scheduler_shutdown(struct scheduler *s, void (*done)(void *),
+	    void *arg);
+
+/* Free everything; only after shutdown's done callback. NULL accepted. */
+void	scheduler_free(struct scheduler *s);
+
+#endif

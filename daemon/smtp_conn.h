@@ -97,4 +97,9 @@ int	smtp_conn_send(struct smtp_conn *c,
  * from inside a callback of this connection. */
 void	smtp_conn_close(struct smtp_conn *c);
 
+/* Close at once (no QUIT) and free synchronously; no callback afterwards.
+ * For shutdown: must NOT be called from inside a callback of this
+ * connection.  A message in flight is simply not delivered by us. */
+void	smtp_conn_abort(struct smtp_conn *c);
+
 #endif
