@@ -24,6 +24,17 @@
  * (CRLF normalisation and dot-stuffing), bounded input/output buffers.
  * May call: smtp_wire, buf, util.
  *
+ * Limits: the output buffer holds at most SMTP_PROTO_OUT_MAX bytes.
+ * Commands are small; the body is what fills it, so the driver feeds
+ * body() only while smtp_proto_output_pending() is below
+ * SMTP_PROTO_OUT_WATERMARK and never more than SMTP_PROTO_BODY_CHUNK_MAX
+ * bytes per call (a violation is a driver bug and aborts).  At most
+ * SMTP_PROTO_EVENTS_MAX events are queued: the driver pops every event
+ * after each call into p.  One command is outstanding at a time (no
+ * PIPELINING yet); a reply that arrives before the command it answers
+ * was fully consumed() is a protocol error, so call consumed() as soon as
+ * bytes are written and before feeding what was read afterwards.
+ *
  * DIAGNOSTICS: protocol errors are events (FAILED with a class and text),
  * never return codes; the functions below only fail on misuse.
  */
@@ -31,6 +42,13 @@
 #define SENDQ_SMTP_PROTO_H
 
 #include <stddef.h>
+
+#define SMTP_PROTO_OUT_WATERMARK	(64 * 1024)
+#define SMTP_PROTO_BODY_CHUNK_MAX	(4 * 1024 * 1024)
+#define SMTP_PROTO_OUT_MAX		(16 * 1024 * 1024)
+#define SMTP_PROTO_EVENTS_MAX		32
+
+struct smtp_wire_caps;
 
 enum smtp_proto_tls {
 	SMTP_PROTO_TLS_NONE,		/* cleartext session */
@@ -116,10 +134,14 @@ int	smtp_proto_send_mail(struct smtp_proto *p,
  * more only while smtp_proto_output_pending() is small. */
 void	smtp_proto_body(struct smtp_proto *p, const void *chunk, size_t len,
 	    int last);
-/* End the session politely (QUIT). */
+/* End the session politely (QUIT).  When READY, QUIT is sent now; while
+ * a command or the body is in flight it is sent at the next point where
+ * a command would follow (the in-flight step's events are still queued;
+ * a transaction cut short this way gets no TXN_DONE).  No-op after
+ * FAILED or CLOSED. */
 void	smtp_proto_quit(struct smtp_proto *p);
 
-/* Bytes to write: sets *data/*len to the pending output (len 0 = none).
+/* Bytes to write: sets *data and *len to the pending output (len 0 = none).
  * The pointer is valid until the next call into p. */
 void	smtp_proto_output(struct smtp_proto *p, const void **data,
 	    size_t *len);
@@ -135,5 +157,9 @@ int	smtp_proto_next_event(struct smtp_proto *p,
 const char	*smtp_proto_state_name(const struct smtp_proto *p);
 /* Non-zero when TLS is active (implicit, or after tls_done(ok)). */
 int	smtp_proto_tls_active(const struct smtp_proto *p);
+/* What the server's last successful EHLO offered (all zero before it,
+ * after HELO, and right after tls_done(ok) until the new EHLO reply).
+ * Owned by p, valid until smtp_proto_free. */
+const struct smtp_wire_caps	*smtp_proto_caps(const struct smtp_proto *p);
 
 #endif

@@ -1,4 +1,140 @@
-#include <stddef.h>
+/*
+ * fuzz_smtp_proto.c - the input as everything a server says, fed to a
+ * client session in varying chunk sizes.  The client writes all output
+ * at once, sends a message whenever READY (two at most, then QUIT),
+ * feeds the body on NEED_BODY and answers NEED_TLS with tls_done(1).
+ *
+ * Input: byte 0 = mode (bits 0-1: TLS none / implicit / starttls;
+ * bit 2: script mode; bits 3-7: chunk size seed), then the server's
+ * bytes.  In script mode a NUL byte ends a server turn: it is dropped
+ * and no chunk crosses it, so a scripted transcript (one reply per
+ * turn) gets past the one-command-at-a-time rule and deep into the
+ * session; without it chunks fall anywhere.
+ */
 #include <stdint.h>
-int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);
-int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }
+#include <stdlib.h>
+#include <string.h>
+
+#include "smtp_proto.h"
+#include "smtp_wire.h"
+
+int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static const char *const fuzz_proto_rcpts[] = {
+	"bob@example.net", "carol@example.net"
+};
+static const char fuzz_proto_body[] =
+    "From: a@example.org\nSubject: fuzz\r\n\r\n.leading dot\rbare cr\n.";
+
+struct fuzz_proto_state {
+	int	messages;
+	int	ended;
+};
+
+static void
+fuzz_proto_drain(struct smtp_proto *p, struct fuzz_proto_state *st)
+{
+	struct smtp_proto_txn txn = { "alice@example.org", fuzz_proto_rcpts,
+	    1 };
+	struct smtp_proto_event ev;
+	const void *out;
+	size_t len;
+
+	for (;;) {
+		smtp_proto_output(p, &out, &len);
+		if (len > SMTP_PROTO_OUT_MAX)
+			abort();
+		smtp_proto_consumed(p, len);
+		if (!smtp_proto_next_event(p, &ev))
+			break;
+		if (strlen(ev.reply.text) >= sizeof(ev.reply.text) ||
+		    strlen(ev.reply.enhanced) >= sizeof(ev.reply.enhanced))
+			abort();
+		if (st->ended)
+			abort();	/* nothing after FAILED or CLOSED */
+		switch (ev.type) {
+		case SMTP_PROTO_EV_NEED_TLS:
+			smtp_proto_tls_done(p, 1);
+			break;
+		case SMTP_PROTO_EV_READY:
+			/* One recipient, then two. */
+			txn.n_rcpts = 1 + (size_t)(st->messages & 1);
+			if (st->messages++ < 2) {
+				/* Refused only when a later event (FAILED)
+				 * is already queued. */
+				if (smtp_proto_send_mail(p, &txn) != 0 &&
+				    strcmp(smtp_proto_state_name(p),
+				    "failed") != 0)
+					abort();
+			} else
+				smtp_proto_quit(p);
+			break;
+		case SMTP_PROTO_EV_NEED_BODY:
+			smtp_proto_body(p, fuzz_proto_body, 20, 0);
+			smtp_proto_body(p, fuzz_proto_body + 20,
+			    sizeof(fuzz_proto_body) - 1 - 20, 1);
+			break;
+		case SMTP_PROTO_EV_RCPT_STATUS:
+			if (ev.rcpt_index >= 2)
+				abort();
+			break;
+		case SMTP_PROTO_EV_TXN_DONE:
+			break;
+		case SMTP_PROTO_EV_FAILED:
+			if (ev.fail == SMTP_PROTO_FAIL_NONE)
+				abort();
+			st->ended = 1;
+			break;
+		case SMTP_PROTO_EV_CLOSED:
+			st->ended = 1;
+			break;
+		}
+	}
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct smtp_proto_params params = { "client.example",
+	    SMTP_PROTO_TLS_NONE, 0 };
+	struct fuzz_proto_state st = { 0, 0 };
+	struct smtp_proto *p;
+	const uint8_t *nul;
+	size_t off = 1, step;
+	unsigned mode, seed;
+
+	if (size == 0)
+		return 0;
+	mode = data[0];
+	params.tls = (mode & 3) == 0 ? SMTP_PROTO_TLS_NONE :
+	    (mode & 3) == 1 ? SMTP_PROTO_TLS_IMPLICIT :
+	    SMTP_PROTO_TLS_STARTTLS;
+	seed = mode >> 3;
+	p = smtp_proto_new(&params);
+	fuzz_proto_drain(p, &st);
+	while (off < size) {
+		seed = seed * 1103515245u + 12345u;
+		step = 1 + (seed >> 16) % 67;
+		if (step > size - off)
+			step = size - off;
+		if ((mode & 4) && (nul = memchr(data + off, '\0', step)) !=
+		    NULL) {
+			/* End of a turn: feed up to it, skip it. */
+			step = (size_t)(nul - (data + off));
+			smtp_proto_feed(p, data + off, step);
+			off += step + 1;
+		} else {
+			smtp_proto_feed(p, data + off, step);
+			off += step;
+		}
+		fuzz_proto_drain(p, &st);
+		(void)smtp_proto_state_name(p);
+		(void)smtp_proto_caps(p);
+	}
+	smtp_proto_eof(p);
+	fuzz_proto_drain(p, &st);
+	if (!st.ended)
+		abort();	/* EOF always ends the session */
+	smtp_proto_free(p);
+	return 0;
+}
