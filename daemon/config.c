@@ -1,2 +1,962 @@
-/* config.c - under construction */
+/*
+ * config.c - sendq.ini into struct config.
+ *
+ * How it works: inih does the ini syntax (comments, "key = value", inline
+ * "; comment") through ini_parse_stream(), but the lines come from our own
+ * reader, config_reader().  The reader counts lines, so the line being
+ * parsed is always known when inih calls the handler (inih 55 as built by
+ * Debian passes no line number).  The reader also:
+ *  - refuses a line longer than CONFIG_LINE_MAX (inih would split it and
+ *    parse the tail as a line of its own) and a NUL byte;
+ *  - strips leading blanks and a UTF-8 BOM, so inih never sees an indented
+ *    line and its multi-line continuation never applies (an indented
+ *    "key = value" is an ordinary key, not a continuation of the previous
+ *    value);
+ *  - handles "[section]" headers itself (inih passes no event for them);
+ *  - notices a key line for which inih did not call the handler: that is
+ *    inih's syntax error (no '=' or ':'), reported at that line.
+ * The first error is recorded with its line and the reader then returns
+ * NULL (end of input), so exactly one error, the first in file order, is
+ * reported.  Checks that need a whole section (required keys, ca_file with
+ * trust, tls = none only to loopback, port defaults) run when the next
+ * header or the end of the file is reached.
+ *
+ * Every key is a row of config_keys[] {section, key, type, allowed,
+ * default, doc}.  Defaults are applied by parsing the default text through
+ * the same code as a value from the file, so the table is the one source.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include <ini.h>
+
+#include "config.h"
+#include "log.h"
 #include "util.h"
+
+enum config_sect {
+	CONFIG_SECT_NONE,
+	CONFIG_SECT_SENDQ,
+	CONFIG_SECT_QUEUE,
+	CONFIG_SECT_SMARTHOST,
+};
+
+enum config_type {
+	CONFIG_T_PATH,		/* absolute path */
+	CONFIG_T_FILE,		/* absolute path of a readable file */
+	CONFIG_T_HOSTNAME,	/* a host name (not an address) */
+	CONFIG_T_HOST,		/* a host name or an IP address literal */
+	CONFIG_T_ENUM,		/* one of choices[], stored as index */
+	CONFIG_T_DURATION,	/* seconds, with optional unit s|m|h|d */
+	CONFIG_T_PORT,		/* integer min..max */
+};
+
+#define CONFIG_F_REQUIRED	0x1
+
+/*
+ * choices: CONFIG_T_ENUM's names, NULL-ended.  min, max: DURATION, PORT.
+ * allowed: for messages (ENUM, DURATION and PORT build theirs).  def: the
+ * default as text, NULL for none.  offset: into struct config, or into
+ * struct config_smarthost for a smarthost key.
+ */
+struct config_key {
+	enum config_sect	 sect;
+	const char		*key;
+	enum config_type	 type;
+	const char *const	*choices;
+	unsigned		 min, max;
+	const char		*allowed;
+	const char		*def;
+	int			 flags;
+	size_t			 offset;
+	const char		*doc;
+};
+
+static const char *const config_log_level_names[] = {
+	[LOG_LEVEL_ERR] = "error",
+	[LOG_LEVEL_WARN] = "warning",
+	[LOG_LEVEL_INFO] = "info",
+	[LOG_LEVEL_DEBUG] = "debug",
+	NULL
+};
+
+static const char *const config_tls_names[] = {
+	[CONFIG_TLS_IMPLICIT] = "implicit",
+	[CONFIG_TLS_STARTTLS] = "starttls",
+	[CONFIG_TLS_NONE] = "none",
+	NULL
+};
+
+static const char *const config_trust_names[] = {
+	[CONFIG_TRUST_SYSTEM] = "system",
+	[CONFIG_TRUST_CA_FILE] = "ca_file",
+	[CONFIG_TRUST_INSECURE] = "insecure",
+	NULL
+};
+
+/* Enum values are stored through an int. */
+_Static_assert(sizeof(enum config_tls) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_trust) == sizeof(int), "enum size");
+
+#define CONFIG_DAY	86400u
+
+static const struct config_key config_keys[] = {
+	{ CONFIG_SECT_SENDQ, "spool_dir", CONFIG_T_PATH, NULL, 0, 0,
+	    "an absolute path", CONFIG_DEFAULT_SPOOL, 0,
+	    offsetof(struct config, spool_dir),
+	    "directory holding the queue" },
+	{ CONFIG_SECT_SENDQ, "hostname", CONFIG_T_HOSTNAME, NULL, 0, 0,
+	    "a host name such as mail.example.com", NULL, 0,
+	    offsetof(struct config, hostname),
+	    "EHLO name and default sender domain; default: gethostname()" },
+	{ CONFIG_SECT_SENDQ, "log_level", CONFIG_T_ENUM,
+	    config_log_level_names, 0, 0, NULL, "info", 0,
+	    offsetof(struct config, log_level),
+	    "most verbose level logged" },
+	{ CONFIG_SECT_QUEUE, "retry_min", CONFIG_T_DURATION, NULL, 1,
+	    CONFIG_DAY, NULL, "1m", 0, offsetof(struct config, retry_min),
+	    "delay before a deferred message is tried again" },
+	{ CONFIG_SECT_SMARTHOST, "host", CONFIG_T_HOST, NULL, 0, 0,
+	    "a host name or an IP address", NULL, CONFIG_F_REQUIRED,
+	    offsetof(struct config_smarthost, host),
+	    "the smarthost to relay to" },
+	{ CONFIG_SECT_SMARTHOST, "port", CONFIG_T_PORT, NULL, 1, 65535,
+	    NULL, NULL, 0, offsetof(struct config_smarthost, port),
+	    "default: 465 for tls = implicit, 587 starttls, 25 none" },
+	{ CONFIG_SECT_SMARTHOST, "tls", CONFIG_T_ENUM, config_tls_names, 0,
+	    0, NULL, "starttls", 0, offsetof(struct config_smarthost, tls),
+	    "implicit TLS, STARTTLS, or cleartext to loopback only" },
+	{ CONFIG_SECT_SMARTHOST, "trust", CONFIG_T_ENUM, config_trust_names,
+	    0, 0, NULL, "system", 0, offsetof(struct config_smarthost, trust),
+	    "how the server certificate is verified" },
+	{ CONFIG_SECT_SMARTHOST, "ca_file", CONFIG_T_FILE, NULL, 0, 0,
+	    "an absolute path of a readable PEM file", NULL, 0,
+	    offsetof(struct config_smarthost, ca_file),
+	    "the CAs trusted with trust = ca_file" },
+};
+
+#define CONFIG_NKEYS	(sizeof(config_keys) / sizeof(config_keys[0]))
+
+#define CONFIG_NAME_MAX	64	/* [smarthost NAME] */
+
+struct config_parser {
+	struct config	*cfg;
+	char		 file[256];	/* printable FILE for messages */
+
+	/* Input: a FILE or a NUL-terminated string. */
+	FILE		*fp;
+	const char	*text;
+	int		 read_errno;
+
+	int		 line;		/* the last line read */
+	int		 pending;	/* key line not seen by handler */
+
+	/* The current section. */
+	enum config_sect sect;
+	char		 label[96];	/* "sendq", "smarthost NAME" */
+	int		 sect_line;
+	int		 seen[CONFIG_NKEYS];	/* line of each key */
+	int		 sendq_line, queue_line;
+
+	int		 failed;
+	int		 code;
+	struct sq_err	*err;
+};
+
+/*
+ * Record the first error: "FILE:LINE: [LABEL] KEY: what".  label and key
+ * may be NULL; later errors are ignored.
+ */
+static void SQ_PRINTF(5, 6)
+config_fail(struct config_parser *p, int line, const char *label,
+    const char *key, const char *fmt, ...)
+{
+	va_list ap;
+	char what[400];
+
+	if (p->failed)
+		return;
+	p->failed = 1;
+	p->code = SQ_ECONFIG;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	if (label != NULL && key != NULL)
+		sq_err_set(p->err, p->code, "%s:%d: [%s] %s: %s", p->file,
+		    line, label, key, what);
+	else if (label != NULL)
+		sq_err_set(p->err, p->code, "%s:%d: [%s]: %s", p->file, line,
+		    label, what);
+	else if (key != NULL)
+		sq_err_set(p->err, p->code, "%s:%d: %s: %s", p->file, line,
+		    key, what);
+	else
+		sq_err_set(p->err, p->code, "%s:%d: %s", p->file, line, what);
+}
+
+static const char *
+config_name_of(const char *const *names, size_t n, int v)
+{
+	if (v < 0 || (size_t)v >= n || names[v] == NULL)
+		return "unknown";
+	return names[v];
+}
+
+const char *
+config_tls_name(enum config_tls tls)
+{
+	return config_name_of(config_tls_names,
+	    sizeof(config_tls_names) / sizeof(config_tls_names[0]), (int)tls);
+}
+
+const char *
+config_trust_name(enum config_trust trust)
+{
+	return config_name_of(config_trust_names,
+	    sizeof(config_trust_names) / sizeof(config_trust_names[0]),
+	    (int)trust);
+}
+
+/* "a, b, c" from a NULL-ended list, into buf. */
+static const char *
+config_join(char *buf, size_t bufsz, const char *const *names)
+{
+	size_t i, len = 0;
+	int n;
+
+	buf[0] = '\0';
+	for (i = 0; names[i] != NULL; i++) {
+		n = snprintf(buf + len, bufsz - len, "%s%s", i ? ", " : "",
+		    names[i]);
+		if (n < 0 || (size_t)n >= bufsz - len)
+			break;
+		len += (size_t)n;
+	}
+	return buf;
+}
+
+/* The allowed-values text of a key, for messages. */
+
+/* Keys of a section, "a, b, c". */
+static const char *
+config_section_keys(enum config_sect sect, char *buf, size_t bufsz)
+{
+	const char *names[CONFIG_NKEYS + 1];
+	size_t i, n = 0;
+
+	for (i = 0; i < CONFIG_NKEYS; i++)
+		if (config_keys[i].sect == sect)
+			names[n++] = config_keys[i].key;
+	names[n] = NULL;
+	return config_join(buf, bufsz, names);
+}
+
+/* Largest exact unit: 86400 -> "1d", 90 -> "90s". */
+static const char *
+config_fmt_duration(char *buf, size_t bufsz, unsigned secs)
+{
+	if (secs != 0 && secs % CONFIG_DAY == 0)
+		snprintf(buf, bufsz, "%ud", secs / CONFIG_DAY);
+	else if (secs != 0 && secs % 3600 == 0)
+		snprintf(buf, bufsz, "%uh", secs / 3600);
+	else if (secs != 0 && secs % 60 == 0)
+		snprintf(buf, bufsz, "%um", secs / 60);
+	else
+		snprintf(buf, bufsz, "%us", secs);
+	return buf;
+}
+
+static const char *
+config_allowed(const struct config_key *k, char *buf, size_t bufsz)
+{
+	char lo[16], hi[16];
+
+	switch (k->type) {
+	case CONFIG_T_ENUM:
+		return config_join(buf, bufsz, k->choices);
+	case CONFIG_T_PORT:
+		snprintf(buf, bufsz, "%u to %u", k->min, k->max);
+		return buf;
+	case CONFIG_T_DURATION:
+		snprintf(buf, bufsz, "%s to %s, a number with optional unit "
+		    "s, m, h or d", config_fmt_duration(lo, sizeof(lo), k->min),
+		    config_fmt_duration(hi, sizeof(hi), k->max));
+		return buf;
+	default:
+		return k->allowed;
+	}
+}
+
+/*
+ * A host name: dot-separated labels of letters, digits and '-' (not at
+ * either end of a label), 1-63 characters each, 253 in all; the last label
+ * is not all digits (that would be an address, not a name).
+ */
+static int
+config_valid_hostname(const char *s)
+{
+	size_t len, label = 0;
+	int digits_only = 1;
+	const char *c;
+
+	len = strlen(s);
+	if (len == 0 || len > 253)
+		return 0;
+	for (c = s; *c != '\0'; c++) {
+		if (*c == '.') {
+			if (label == 0 || c[-1] == '-')
+				return 0;
+			label = 0;
+			digits_only = 1;
+			continue;
+		}
+		if (!isalnum((unsigned char)*c) && *c != '-')
+			return 0;
+		if (*c == '-' && label == 0)
+			return 0;
+		if (!isdigit((unsigned char)*c))
+			digits_only = 0;
+		if (++label > 63)
+			return 0;
+	}
+	return label != 0 && c[-1] != '-' && !digits_only;
+}
+
+static int
+config_is_ip(const char *s, int family)
+{
+	unsigned char addr[16];
+
+	return inet_pton(family, s, addr) == 1;
+}
+
+/* Parse "90", "90s", "5m", "2h", "1d" into seconds; -1 if malformed. */
+static long long
+config_parse_duration(const char *s)
+{
+	long long v = 0;
+	const char *c = s;
+
+	if (!isdigit((unsigned char)*c))
+		return -1;
+	for (; isdigit((unsigned char)*c); c++) {
+		if (v < 1000LL * 1000 * 1000)	/* else out of range */
+			v = v * 10 + (*c - '0');
+	}
+	switch (*c) {
+	case '\0':
+		return v;
+	case 's':
+		break;
+	case 'm':
+		v *= 60;
+		break;
+	case 'h':
+		v *= 3600;
+		break;
+	case 'd':
+		v *= CONFIG_DAY;
+		break;
+	default:
+		return -1;
+	}
+	return c[1] == '\0' ? v : -1;
+}
+
+/* Decimal digits only, no sign; -1 if malformed. */
+static long long
+config_parse_uint(const char *s)
+{
+	long long v = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (!isdigit((unsigned char)*s))
+			return -1;
+		if (v < 1000LL * 1000 * 1000)	/* else out of range */
+			v = v * 10 + (*s - '0');
+	}
+	return v;
+}
+
+static void *
+config_field(struct config_parser *p, const struct config_key *k)
+{
+	char *base;
+
+	if (k->sect == CONFIG_SECT_SMARTHOST)
+		base = (char *)&p->cfg->smarthosts[p->cfg->n_smarthosts - 1];
+	else
+		base = (char *)p->cfg;
+	return base + k->offset;
+}
+
+static void
+config_set_string(struct config_parser *p, const struct config_key *k,
+    const char *v, size_t len)
+{
+	char **field = config_field(p, k);
+
+	free(*field);
+	*field = xstrndup(v, len);
+}
+
+/*
+ * Check value against k and store it.  Returns 0, or -1 with the error
+ * recorded at line (line 0: a default from the table, a bug).
+ */
+static int
+config_set(struct config_parser *p, const struct config_key *k,
+    const char *value, int line)
+{
+	char shown[CONFIG_LINE_MAX + 1], allowed[128];
+	const char *v = value, *why, *ok;
+	size_t len = strlen(value), i;
+	long long n;
+	int rc;
+
+	sq_printable(shown, sizeof(shown), value, len);
+	ok = config_allowed(k, allowed, sizeof(allowed));
+	if (len == 0) {
+		config_fail(p, line, p->label, k->key,
+		    "empty value (allowed: %s)", ok);
+		return -1;
+	}
+	for (i = 0; i < len; i++)
+		if ((unsigned char)value[i] < 0x20 ||
+		    (unsigned char)value[i] == 0x7f)
+			break;
+	if (i < len) {
+		config_fail(p, line, p->label, k->key,
+		    "\"%s\" contains a control character (allowed: %s)",
+		    shown, ok);
+		return -1;
+	}
+
+	switch (k->type) {
+	case CONFIG_T_PATH:
+	case CONFIG_T_FILE:
+		if (value[0] != '/') {
+			config_fail(p, line, p->label, k->key,
+			    "\"%s\" is not an absolute path (allowed: %s)",
+			    shown, ok);
+			return -1;
+		}
+		if (k->type == CONFIG_T_FILE && access(value, R_OK) != 0) {
+			config_fail(p, line, p->label, k->key,
+			    "\"%s\" cannot be read: %s", shown,
+			    strerror(errno));
+			return -1;
+		}
+		config_set_string(p, k, value, len);
+		return 0;
+	case CONFIG_T_HOSTNAME:
+		if (!config_valid_hostname(value)) {
+			config_fail(p, line, p->label, k->key,
+			    "\"%s\" is not a valid host name (allowed: %s)",
+			    shown, ok);
+			return -1;
+		}
+		config_set_string(p, k, value, len);
+		return 0;
+	case CONFIG_T_HOST:
+		/* An IPv6 literal may be bracketed or bare; stored bare. */
+		if (value[0] == '[' && len > 2 && value[len - 1] == ']') {
+			char inner[CONFIG_LINE_MAX + 1];
+
+			memcpy(inner, value + 1, len - 2);
+			inner[len - 2] = '\0';
+			rc = config_is_ip(inner, AF_INET6);
+			v = value + 1;
+			len -= 2;
+		} else
+			rc = config_valid_hostname(value) ||
+			    config_is_ip(value, AF_INET) ||
+			    config_is_ip(value, AF_INET6);
+		if (!rc) {
+			config_fail(p, line, p->label, k->key,
+			    "\"%s\" is not a valid host name or IP address "
+			    "(allowed: %s; the port goes in port =)", shown,
+			    ok);
+			return -1;
+		}
+		config_set_string(p, k, v, len);
+		return 0;
+	case CONFIG_T_ENUM:
+		for (i = 0; k->choices[i] != NULL; i++)
+			if (strcasecmp(k->choices[i], value) == 0)
+				break;
+		if (k->choices[i] == NULL) {
+			config_fail(p, line, p->label, k->key,
+			    "\"%s\" is not valid (allowed: %s)", shown, ok);
+			return -1;
+		}
+		*(int *)config_field(p, k) = (int)i;
+		return 0;
+	case CONFIG_T_DURATION:
+	case CONFIG_T_PORT:
+		if (k->type == CONFIG_T_DURATION)
+			n = config_parse_duration(value);
+		else
+			n = config_parse_uint(value);
+		why = n < 0 ? "is not valid" : "is out of range";
+		if (n < 0 || n < k->min || n > k->max) {
+			config_fail(p, line, p->label, k->key,
+			    "\"%s\" %s (allowed: %s)", shown, why, ok);
+			return -1;
+		}
+		*(unsigned *)config_field(p, k) = (unsigned)n;
+		return 0;
+	}
+	log_fatalx("config: bad key type %d", (int)k->type);
+}
+
+/* Apply the table defaults of a section to the current target. */
+static void
+config_defaults(struct config_parser *p, enum config_sect sect)
+{
+	size_t i;
+
+	for (i = 0; i < CONFIG_NKEYS; i++) {
+		if (config_keys[i].sect != sect || config_keys[i].def == NULL)
+			continue;
+		if (config_set(p, &config_keys[i], config_keys[i].def, 0) != 0)
+			log_fatalx("config: bad default for %s: %s",
+			    config_keys[i].key, p->err ? p->err->msg : "");
+	}
+}
+
+static size_t
+config_key_index(const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < CONFIG_NKEYS; i++)
+		if (strcmp(config_keys[i].key, key) == 0)
+			return i;
+	log_fatalx("config: no key %s", key);
+}
+
+/* Checks that need the whole [smarthost NAME] section. */
+static void
+config_smarthost_end(struct config_parser *p)
+{
+	struct config_smarthost *sh;
+	size_t i;
+	int tls_line, ca_line, trust_line;
+
+	sh = &p->cfg->smarthosts[p->cfg->n_smarthosts - 1];
+	for (i = 0; i < CONFIG_NKEYS; i++) {
+		if (config_keys[i].sect == CONFIG_SECT_SMARTHOST &&
+		    (config_keys[i].flags & CONFIG_F_REQUIRED) &&
+		    p->seen[i] == 0) {
+			config_fail(p, p->sect_line, p->label,
+			    config_keys[i].key, "missing (required: %s)",
+			    config_keys[i].allowed);
+			return;
+		}
+	}
+	tls_line = p->seen[config_key_index("tls")];
+	trust_line = p->seen[config_key_index("trust")];
+	ca_line = p->seen[config_key_index("ca_file")];
+	if (sh->trust == CONFIG_TRUST_CA_FILE && sh->ca_file == NULL) {
+		config_fail(p, p->sect_line, p->label, "ca_file",
+		    "missing (required with trust = ca_file, set at line %d)",
+		    trust_line);
+		return;
+	}
+	if (sh->trust != CONFIG_TRUST_CA_FILE && sh->ca_file != NULL) {
+		config_fail(p, ca_line, p->label, "ca_file",
+		    "only used with trust = ca_file, not with trust = %s "
+		    "(remove ca_file or set trust = ca_file)",
+		    config_trust_name(sh->trust));
+		return;
+	}
+	if (sh->tls == CONFIG_TLS_NONE && !sq_host_is_loopback(sh->host)) {
+		char shown[CONFIG_LINE_MAX + 1];
+
+		sq_printable(shown, sizeof(shown), sh->host, strlen(sh->host));
+		config_fail(p, tls_line, p->label, "tls",
+		    "\"none\" is refused for host \"%s\": cleartext would leak "
+		    "mail and credentials to the network; only a loopback "
+		    "host (127.0.0.1, ::1, localhost) may use it "
+		    "(allowed: implicit, starttls)", shown);
+		return;
+	}
+	if (sh->port == 0) {
+		switch (sh->tls) {
+		case CONFIG_TLS_IMPLICIT:
+			sh->port = 465;
+			break;
+		case CONFIG_TLS_STARTTLS:
+			sh->port = 587;
+			break;
+		case CONFIG_TLS_NONE:
+			sh->port = 25;
+			break;
+		}
+	}
+}
+
+static void
+config_section_end(struct config_parser *p)
+{
+	if (p->sect == CONFIG_SECT_SMARTHOST)
+		config_smarthost_end(p);
+}
+
+static int
+config_valid_name(const char *s)
+{
+	size_t len = strlen(s), i;
+
+	if (len == 0 || len > CONFIG_NAME_MAX)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (!isalnum((unsigned char)s[i]) && strchr("._-", s[i]) ==
+		    NULL)
+			return 0;
+	return 1;
+}
+
+/* A "[...]" line (s starts at '['): close the current section, open the
+ * new one. */
+static void
+config_section(struct config_parser *p, char *s)
+{
+	struct config_smarthost *sh;
+	char raw[CONFIG_LINE_MAX + 1], *word, *name, *end;
+	size_t i, n;
+	int was_space = 0, *first;
+
+	/* Like inih: the header ends at ']', and " ;" starts a comment. */
+	for (i = 1; s[i] != '\0' && s[i] != ']'; i++) {
+		if (was_space && s[i] == ';')
+			break;
+		was_space = isspace((unsigned char)s[i]);
+	}
+	if (s[i] != ']') {
+		config_fail(p, p->line, NULL, NULL,
+		    "syntax error: section header without a closing ']'");
+		return;
+	}
+	end = s + i;
+	for (name = end + 1; isspace((unsigned char)*name); name++)
+		;
+	sq_printable(raw, sizeof(raw), s + 1, i - 1);
+	if (*name != '\0' && *name != ';') {
+		config_fail(p, p->line, raw, NULL,
+		    "syntax error: unexpected text after ']'");
+		return;
+	}
+
+	config_section_end(p);
+	if (p->failed)
+		return;
+
+	*end = '\0';
+	for (word = s + 1; isspace((unsigned char)*word); word++)
+		;
+	for (name = word; *name != '\0' && !isspace((unsigned char)*name);
+	    name++)
+		;
+	n = (size_t)(name - word);
+	while (isspace((unsigned char)*name))
+		*name++ = '\0';
+	for (i = strlen(name); i > 0 && isspace((unsigned char)name[i - 1]);
+	    i--)
+		name[i - 1] = '\0';
+	word[n] = '\0';
+
+	memset(p->seen, 0, sizeof(p->seen));
+	p->sect_line = p->line;
+	p->sect = CONFIG_SECT_NONE;
+	p->label[0] = '\0';
+
+	if (strcmp(word, "sendq") == 0 || strcmp(word, "queue") == 0) {
+		first = word[0] == 's' ? &p->sendq_line : &p->queue_line;
+		if (*name != '\0') {
+			config_fail(p, p->line, raw, NULL,
+			    "[%s] takes no name", word);
+			return;
+		}
+		if (*first != 0) {
+			config_fail(p, p->line, raw, NULL,
+			    "duplicate section (first at line %d)", *first);
+			return;
+		}
+		*first = p->line;
+		p->sect = word[0] == 's' ? CONFIG_SECT_SENDQ :
+		    CONFIG_SECT_QUEUE;
+		snprintf(p->label, sizeof(p->label), "%s", word);
+		return;
+	}
+	if (strcmp(word, "smarthost") != 0) {
+		config_fail(p, p->line, raw, NULL, "unknown section "
+		    "(allowed: [sendq], [queue], [smarthost NAME])");
+		return;
+	}
+	if (*name == '\0') {
+		config_fail(p, p->line, raw, NULL, "a smarthost needs a name, "
+		    "as in [smarthost primary]");
+		return;
+	}
+	if (!config_valid_name(name)) {
+		config_fail(p, p->line, raw, NULL, "invalid smarthost name "
+		    "(allowed: 1 to %d letters, digits, '.', '_', '-')",
+		    CONFIG_NAME_MAX);
+		return;
+	}
+	for (i = 0; i < p->cfg->n_smarthosts; i++) {
+		if (strcmp(p->cfg->smarthosts[i].name, name) == 0) {
+			config_fail(p, p->line, raw, NULL,
+			    "duplicate smarthost name (first at line %d)",
+			    p->cfg->smarthosts[i].line);
+			return;
+		}
+	}
+	p->cfg->smarthosts = xreallocarray(p->cfg->smarthosts,
+	    p->cfg->n_smarthosts + 1, sizeof(*p->cfg->smarthosts));
+	sh = &p->cfg->smarthosts[p->cfg->n_smarthosts++];
+	memset(sh, 0, sizeof(*sh));
+	sh->name = xstrdup(name);
+	sh->line = p->line;
+	p->sect = CONFIG_SECT_SMARTHOST;
+	snprintf(p->label, sizeof(p->label), "smarthost %s", name);
+	config_defaults(p, CONFIG_SECT_SMARTHOST);
+}
+
+/* Next byte of input, or EOF. */
+static int
+config_getc(struct config_parser *p)
+{
+	int c;
+
+	if (p->fp != NULL) {
+		c = getc(p->fp);
+		if (c == EOF && ferror(p->fp))
+			p->read_errno = errno ? errno : EIO;
+		return c;
+	}
+	if (*p->text == '\0')
+		return EOF;
+	return (unsigned char)*p->text++;
+}
+
+/*
+ * The ini_reader: one line of input into str (size num) per call, or NULL
+ * at the end or after the first error.
+ */
+static char *
+config_reader(char *str, int num, void *stream)
+{
+	struct config_parser *p = stream;
+	char line[CONFIG_LINE_MAX + 3], *s;
+	size_t len = 0, max;
+	int c, got = 0;
+
+	if (p->pending != 0) {
+		config_fail(p, p->pending, NULL, NULL, "syntax error: expected "
+		    "\"key = value\", \"[section]\" or a comment");
+		p->pending = 0;
+	}
+	if (p->failed || p->read_errno != 0)
+		return NULL;
+
+	max = CONFIG_LINE_MAX;
+	if (num < 3)
+		return NULL;
+	if ((size_t)num - 3 < max)
+		max = (size_t)num - 3;
+	/* Read up to '\n', keeping one byte more than allowed (a '\r'). */
+	while ((c = config_getc(p)) != EOF) {
+		got = 1;
+		if (c == '\n')
+			break;
+		if (len > max) {
+			len++;
+			break;
+		}
+		line[len++] = (char)c;
+	}
+	if (!got)
+		return NULL;	/* end of input (or a read error) */
+	p->line++;
+	if (len > 0 && len <= max + 1 && line[len - 1] == '\r')
+		len--;
+	if (len > max) {
+		config_fail(p, p->line, NULL, NULL, "line too long "
+		    "(allowed: at most %zu characters)", max);
+		return NULL;
+	}
+	line[len] = '\0';
+	if (strlen(line) != len) {
+		config_fail(p, p->line, NULL, NULL, "contains a NUL byte");
+		return NULL;
+	}
+
+	s = line;
+	if (p->line == 1 && strncmp(s, "\xef\xbb\xbf", 3) == 0)
+		s += 3;
+	while (isspace((unsigned char)*s))
+		s++;
+	if (*s == '[') {
+		config_section(p, s);
+		if (p->failed)
+			return NULL;
+		/* inih needs no header: it never sees the section name. */
+		s[0] = '\0';
+	} else if (*s != '\0' && *s != ';' && *s != '#')
+		p->pending = p->line;
+	snprintf(str, (size_t)num, "%s\n", s);
+	return str;
+}
+
+static int
+config_handler(void *user, const char *section, const char *name,
+    const char *value)
+{
+	struct config_parser *p = user;
+	const struct config_key *k = NULL;
+	char shown[CONFIG_LINE_MAX + 1], keys[128];
+	size_t i;
+
+	(void)section;	/* the reader tracks sections */
+	p->pending = 0;
+	if (p->failed)
+		return 0;
+	sq_printable(shown, sizeof(shown), name, strlen(name));
+	if (name[0] == '\0') {
+		config_fail(p, p->line, p->sect ? p->label : NULL, NULL,
+		    "syntax error: missing key name before '='");
+		return 0;
+	}
+	if (p->sect == CONFIG_SECT_NONE) {
+		config_fail(p, p->line, NULL, shown, "key outside any section "
+		    "(allowed: after a [sendq], [queue] or [smarthost NAME] "
+		    "header)");
+		return 0;
+	}
+	for (i = 0; i < CONFIG_NKEYS; i++) {
+		if (config_keys[i].sect == p->sect &&
+		    strcmp(config_keys[i].key, name) == 0) {
+			k = &config_keys[i];
+			break;
+		}
+	}
+	if (k == NULL) {
+		config_fail(p, p->line, p->label, shown,
+		    "unknown key (allowed: %s)",
+		    config_section_keys(p->sect, keys, sizeof(keys)));
+		return 0;
+	}
+	if (p->seen[i] != 0) {
+		config_fail(p, p->line, p->label, shown,
+		    "duplicate key (first at line %d)", p->seen[i]);
+		return 0;
+	}
+	p->seen[i] = p->line;
+	return config_set(p, k, value, p->line) == 0;
+}
+
+static int
+config_parse(struct config_parser *p, const char *name, struct config **out,
+    struct sq_err *err)
+{
+	int rc;
+
+	if (name == NULL)
+		name = "(string)";
+	sq_printable(p->file, sizeof(p->file), name, strlen(name));
+	p->err = err;
+	p->cfg = xcalloc(1, sizeof(*p->cfg));
+	p->cfg->path = xstrdup(name);
+	config_defaults(p, CONFIG_SECT_SENDQ);
+	config_defaults(p, CONFIG_SECT_QUEUE);
+
+	rc = ini_parse_stream(config_reader, p, config_handler, p);
+	if (!p->failed && p->read_errno != 0) {
+		p->failed = 1;
+		p->code = -p->read_errno;
+		sq_err_set(err, p->code, "%s: cannot read: %s", p->file,
+		    strerror(p->read_errno));
+	}
+	if (!p->failed && rc > 0)	/* not expected: the reader sees all */
+		config_fail(p, rc, NULL, NULL, "syntax error");
+	if (!p->failed && rc < 0) {
+		p->failed = 1;
+		p->code = SQ_EPARSE;
+		sq_err_set(err, p->code, "%s: cannot parse (inih error %d)",
+		    p->file, rc);
+	}
+	if (!p->failed)
+		config_section_end(p);
+	if (!p->failed && p->cfg->n_smarthosts == 0)
+		config_fail(p, p->line, NULL, NULL, "no smarthost defined "
+		    "(add a [smarthost NAME] section with at least host =)");
+	if (p->failed) {
+		config_free(p->cfg);
+		return p->code;
+	}
+	*out = p->cfg;
+	return 0;
+}
+
+int
+config_load_file(const char *path, struct config **out, struct sq_err *err)
+{
+	struct config_parser p;
+	char shown[256];
+	int rc, saved;
+
+	memset(&p, 0, sizeof(p));
+	if ((p.fp = fopen(path, "re")) == NULL) {
+		saved = errno;
+		sq_printable(shown, sizeof(shown), path, strlen(path));
+		return sq_err_set(err, -saved, "%s: cannot open: %s", shown,
+		    strerror(saved));
+	}
+	rc = config_parse(&p, path, out, err);
+	fclose(p.fp);
+	return rc;
+}
+
+int
+config_load_string(const char *name, const char *text, struct config **out,
+    struct sq_err *err)
+{
+	struct config_parser p;
+
+	memset(&p, 0, sizeof(p));
+	p.text = text;
+	return config_parse(&p, name, out, err);
+}
+
+void
+config_free(struct config *cfg)
+{
+	size_t i;
+
+	if (cfg == NULL)
+		return;
+	for (i = 0; i < cfg->n_smarthosts; i++) {
+		free(cfg->smarthosts[i].name);
+		free(cfg->smarthosts[i].host);
+		free(cfg->smarthosts[i].ca_file);
+	}
+	free(cfg->smarthosts);
+	free(cfg->path);
+	free(cfg->spool_dir);
+	free(cfg->hostname);
+	free(cfg);
+}

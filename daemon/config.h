@@ -37,7 +37,8 @@ enum config_trust {
 struct config_smarthost {
 	char		*name;		/* from [smarthost NAME] */
 	char		*host;		/* name or address literal */
-	unsigned	 port;		/* default: 465 implicit, 587 otherwise */
+	unsigned	 port;		/* default: 465 implicit,
+					 * 587 starttls, 25 none */
 	enum config_tls	 tls;
 	enum config_trust trust;
 	char		*ca_file;	/* NULL unless trust = ca_file */
@@ -54,7 +55,13 @@ struct config {
 					 * tried again */
 	struct config_smarthost *smarthosts;	/* in file order */
 	size_t		 n_smarthosts;
+	int		 log_level;	/* [sendq] log_level: an enum
+					 * log_level value (log.h) */
 };
+
+/* The longest line accepted in the file, in characters without the line
+ * break; a longer line is an error rather than being split. */
+#define CONFIG_LINE_MAX		197
 
 /*
  * Parse and validate the file at path.
