@@ -29,6 +29,9 @@ log_init(const char *ident, enum log_level level)
 	log_max_level = level;
 }
 
+static void	log_vwrite(enum log_level, const char *, va_list)
+		    SQ_PRINTF(2, 0);
+
 static void
 log_vwrite(enum log_level level, const char *fmt, va_list ap)
 {

@@ -1,2 +1,817 @@
-/* spool.c - under construction */
+/*
+ * spool.c - the durable message store (layout and commit order: spool.h).
+ *
+ * Queue ids are 19 upper-case hex digits: 10 of the seconds, 5 of the
+ * microseconds and 4 of a per-process counter started at a random value,
+ * so ids sort by arrival time.  An id is taken by creating tmp/ID.msg with
+ * O_EXCL and checking that queue/ holds neither ID.msg nor ID.env; on any
+ * collision the next id is tried.
+ *
+ * Locks: every file a writer creates (tmp/ID.msg, tmp/ID.env, tmp/ID.upd)
+ * is flock()ed by its creator right after creation and stays locked until
+ * the writer is finished, across the renames into queue/ (a lock belongs
+ * to the open file, not to the name).  Recovery removes a leftover file
+ * only while holding its lock, and only if the name still refers to the
+ * inode it locked; a creator that finds its new file already unlinked
+ * (st_nlink == 0, recovery won the race between open and flock) starts
+ * over.  A queue/ID.msg without ID.env is removed only if, with its lock
+ * held, ID.env is still missing: a writer renames ID.env in before it lets
+ * go of the lock, so a live commit is never mistaken for debris.
+ *
+ * Crash windows: before the .msg rename nothing is in queue/; between the
+ * two renames queue/ holds an .msg without .env (debris, removed by
+ * recovery); after the .env rename the message exists, and it is durable
+ * once fsync(queue/) returns, which is when the caller is told.  The
+ * envelope is replaced by writing tmp/ID.upd and renaming it over
+ * queue/ID.env, so a reader sees the old or the new envelope, never half.
+ */
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "envelope.h"
+#include "log.h"
+#include "spool.h"
 #include "util.h"
+
+#define SPOOL_ID_LEN		19
+#define SPOOL_WRITE_BUF		(64 * 1024)
+#define SPOOL_ENV_MAX		(16 * 1024 * 1024)
+#define SPOOL_CREATE_TRIES	100
+
+struct spool {
+	char		*dir;
+	char		*tmp_dir;
+	char		*queue_dir;
+	int		 tmp_fd;	/* O_DIRECTORY descriptors */
+	int		 queue_fd;
+	unsigned	 counter;	/* low part of the next queue id */
+};
+
+struct spool_writer {
+	struct spool	*sp;
+	char		 id[ENVELOPE_ID_MAX];
+	char		 msg_name[ENVELOPE_ID_MAX + 8];
+	char		 env_name[ENVELOPE_ID_MAX + 8];
+	int		 msg_fd;
+	int		 error;		/* first write error, 0 if none */
+	char		*buf;
+	size_t		 buf_len;
+};
+
+/* Fill err with "OP DIR/NAME: strerror(-code)" and return code. */
+static int
+spool_fail(struct sq_err *err, int code, const char *op, const char *dir,
+    const char *name)
+{
+	return sq_err_set(err, code, "%s %s%s%s: %s", op, dir,
+	    name != NULL ? "/" : "", name != NULL ? name : "",
+	    strerror(-code));
+}
+
+static int
+spool_mkdir(const char *path, int create, struct sq_err *err)
+{
+	struct stat st;
+
+	if (stat(path, &st) == 0) {
+		if (!S_ISDIR(st.st_mode))
+			return spool_fail(err, -ENOTDIR, "open", path, NULL);
+		return 0;
+	}
+	if (errno != ENOENT || !create)
+		return spool_fail(err, -errno, "open", path, NULL);
+	if (mkdir(path, 0700) != 0 && errno != EEXIST)
+		return spool_fail(err, -errno, "mkdir", path, NULL);
+	/* The umask may have taken bits away: set the mode exactly. */
+	if (chmod(path, 0700) != 0)
+		return spool_fail(err, -errno, "chmod", path, NULL);
+	return 0;
+}
+
+static int
+spool_open_dir(const char *path, int *fd, struct sq_err *err)
+{
+	if ((*fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return spool_fail(err, -errno, "open", path, NULL);
+	return 0;
+}
+
+int
+spool_open(const char *dir, int create, struct spool **out,
+    struct sq_err *err)
+{
+	struct spool *sp;
+	unsigned seed;
+	int rc;
+
+	sp = xcalloc(1, sizeof(*sp));
+	sp->tmp_fd = sp->queue_fd = -1;
+	sp->dir = xstrdup(dir);
+	sp->tmp_dir = xasprintf("%s/tmp", dir);
+	sp->queue_dir = xasprintf("%s/queue", dir);
+	if ((rc = spool_mkdir(sp->dir, create, err)) != 0 ||
+	    (rc = spool_mkdir(sp->tmp_dir, create, err)) != 0 ||
+	    (rc = spool_mkdir(sp->queue_dir, create, err)) != 0 ||
+	    (rc = spool_open_dir(sp->tmp_dir, &sp->tmp_fd, err)) != 0 ||
+	    (rc = spool_open_dir(sp->queue_dir, &sp->queue_fd, err)) != 0) {
+		spool_close(sp);
+		return rc;
+	}
+	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) !=
+	    (ssize_t)sizeof(seed))
+		seed = (unsigned)getpid() * 2654435761u;
+	sp->counter = seed;
+	*out = sp;
+	return 0;
+}
+
+void
+spool_close(struct spool *sp)
+{
+	if (sp == NULL)
+		return;
+	if (sp->tmp_fd >= 0)
+		close(sp->tmp_fd);
+	if (sp->queue_fd >= 0)
+		close(sp->queue_fd);
+	free(sp->dir);
+	free(sp->tmp_dir);
+	free(sp->queue_dir);
+	free(sp);
+}
+
+const char *
+spool_queue_dir(const struct spool *sp)
+{
+	return sp->queue_dir;
+}
+
+int
+spool_id_valid(const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < SPOOL_ID_LEN; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		    (s[i] >= 'A' && s[i] <= 'F')))
+			return 0;
+	return s[SPOOL_ID_LEN] == '\0';
+}
+
+static void
+spool_make_id(struct spool *sp, char *id, size_t idsz)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	snprintf(id, idsz, "%010llX%05lX%04X",
+	    (unsigned long long)ts.tv_sec & 0xFFFFFFFFFFULL,
+	    (unsigned long)(ts.tv_nsec / 1000) & 0xFFFFF,
+	    sp->counter++ & 0xFFFF);
+}
+
+/*
+ * Create dir/name exclusively (0600 whatever the umask), lock it and make
+ * sure recovery did not unlink it before the lock was ours.  Returns the
+ * fd, -EEXIST when the name is taken, or another -errno with err.
+ */
+static int
+spool_create_locked(int dirfd, const char *dirpath, const char *name,
+    struct sq_err *err)
+{
+	struct stat st;
+	int fd, tries, e;
+
+	for (tries = 0; tries < SPOOL_CREATE_TRIES; tries++) {
+		fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL |
+		    O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0) {
+			if (errno == EEXIST)
+				return -EEXIST;
+			return spool_fail(err, -errno, "create", dirpath,
+			    name);
+		}
+		if (fchmod(fd, 0600) != 0) {
+			e = -errno;
+			spool_fail(err, e, "chmod", dirpath, name);
+			goto fail;
+		}
+		if (flock(fd, LOCK_EX) != 0) {
+			e = -errno;
+			spool_fail(err, e, "lock", dirpath, name);
+			goto fail;
+		}
+		if (fstat(fd, &st) != 0) {
+			e = -errno;
+			spool_fail(err, e, "stat", dirpath, name);
+			goto fail;
+		}
+		if (st.st_nlink > 0)
+			return fd;
+		/* Removed by a recovery scan before we held the lock. */
+		close(fd);
+	}
+	return spool_fail(err, -EAGAIN, "create", dirpath, name);
+fail:
+	unlinkat(dirfd, name, 0);
+	close(fd);
+	return e;
+}
+
+static int
+spool_write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int
+spool_exists(int dirfd, const char *name)
+{
+	struct stat st;
+
+	return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ||
+	    errno != ENOENT;
+}
+
+int
+spool_writer_begin(struct spool *sp, struct spool_writer **out,
+    struct sq_err *err)
+{
+	struct spool_writer *w;
+	int tries, fd;
+
+	w = xcalloc(1, sizeof(*w));
+	w->sp = sp;
+	w->msg_fd = -1;
+	for (tries = 0; tries < SPOOL_CREATE_TRIES; tries++) {
+		spool_make_id(sp, w->id, sizeof(w->id));
+		snprintf(w->msg_name, sizeof(w->msg_name), "%s.msg", w->id);
+		snprintf(w->env_name, sizeof(w->env_name), "%s.env", w->id);
+		fd = spool_create_locked(sp->tmp_fd, sp->tmp_dir, w->msg_name,
+		    err);
+		if (fd == -EEXIST)
+			continue;
+		if (fd < 0) {
+			free(w);
+			return fd;
+		}
+		/* The id must not belong to a committed message either. */
+		if (spool_exists(sp->queue_fd, w->msg_name) ||
+		    spool_exists(sp->queue_fd, w->env_name)) {
+			unlinkat(sp->tmp_fd, w->msg_name, 0);
+			close(fd);
+			continue;
+		}
+		w->msg_fd = fd;
+		w->buf = xmalloc(SPOOL_WRITE_BUF);
+		*out = w;
+		return 0;
+	}
+	free(w);
+	return sq_err_set(err, -EAGAIN, "create %s: no free queue id",
+	    sp->tmp_dir);
+}
+
+const char *
+spool_writer_id(const struct spool_writer *w)
+{
+	return w->id;
+}
+
+static int
+spool_writer_flush(struct spool_writer *w, struct sq_err *err)
+{
+	int rc;
+
+	if (w->error != 0)
+		return spool_fail(err, w->error, "write", w->sp->tmp_dir,
+		    w->msg_name);
+	if (w->buf_len == 0)
+		return 0;
+	rc = spool_write_all(w->msg_fd, w->buf, w->buf_len);
+	w->buf_len = 0;
+	if (rc != 0) {
+		w->error = rc;
+		return spool_fail(err, rc, "write", w->sp->tmp_dir,
+		    w->msg_name);
+	}
+	return 0;
+}
+
+int
+spool_writer_write(struct spool_writer *w, const void *data, size_t len,
+    struct sq_err *err)
+{
+	int rc;
+
+	if (w->error != 0)
+		return spool_fail(err, w->error, "write", w->sp->tmp_dir,
+		    w->msg_name);
+	if (len <= SPOOL_WRITE_BUF - w->buf_len) {
+		memcpy(w->buf + w->buf_len, data, len);
+		w->buf_len += len;
+		return 0;
+	}
+	if ((rc = spool_writer_flush(w, err)) != 0)
+		return rc;
+	if (len < SPOOL_WRITE_BUF) {
+		memcpy(w->buf, data, len);
+		w->buf_len = len;
+		return 0;
+	}
+	if ((rc = spool_write_all(w->msg_fd, data, len)) != 0) {
+		w->error = rc;
+		return spool_fail(err, rc, "write", w->sp->tmp_dir,
+		    w->msg_name);
+	}
+	return 0;
+}
+
+static void
+spool_writer_free(struct spool_writer *w)
+{
+	if (w->msg_fd >= 0)
+		close(w->msg_fd);
+	free(w->buf);
+	free(w);
+}
+
+void
+spool_writer_abort(struct spool_writer *w)
+{
+	if (w == NULL)
+		return;
+	unlinkat(w->sp->tmp_fd, w->msg_name, 0);
+	spool_writer_free(w);
+}
+
+/* Write text to a new locked file dir/name and fsync it.  Returns the
+ * still locked fd or -errno with err; on failure nothing is left. */
+static int
+spool_write_file(int dirfd, const char *dirpath, const char *name,
+    const char *text, size_t len, struct sq_err *err)
+{
+	int fd, rc;
+
+	fd = spool_create_locked(dirfd, dirpath, name, err);
+	if (fd == -EEXIST) {
+		/* Only a dead writer's or updater's debris can hold this
+		 * name (see the top of this file). */
+		unlinkat(dirfd, name, 0);
+		fd = spool_create_locked(dirfd, dirpath, name, err);
+		if (fd == -EEXIST)
+			return spool_fail(err, fd, "create", dirpath, name);
+	}
+	if (fd < 0)
+		return fd;
+	if ((rc = spool_write_all(fd, text, len)) != 0) {
+		spool_fail(err, rc, "write", dirpath, name);
+		goto fail;
+	}
+	if (fsync(fd) != 0) {
+		rc = -errno;
+		spool_fail(err, rc, "fsync", dirpath, name);
+		goto fail;
+	}
+	return fd;
+fail:
+	unlinkat(dirfd, name, 0);
+	close(fd);
+	return rc;
+}
+
+int
+spool_writer_commit(struct spool_writer *w, struct envelope *env,
+    struct sq_err *err)
+{
+	struct spool *sp = w->sp;
+	char *text = NULL;
+	size_t len;
+	int rc, env_fd = -1, msg_moved = 0, env_moved = 0;
+
+	if ((rc = spool_writer_flush(w, err)) != 0)
+		goto fail;
+	if (fsync(w->msg_fd) != 0) {
+		rc = spool_fail(err, -errno, "fsync", sp->tmp_dir,
+		    w->msg_name);
+		goto fail;
+	}
+	memcpy(env->id, w->id, sizeof(env->id));
+	text = envelope_format(env, &len);
+	env_fd = spool_write_file(sp->tmp_fd, sp->tmp_dir, w->env_name, text,
+	    len, err);
+	if (env_fd < 0) {
+		rc = env_fd;
+		goto fail;
+	}
+	if (renameat(sp->tmp_fd, w->msg_name, sp->queue_fd,
+	    w->msg_name) != 0) {
+		rc = spool_fail(err, -errno, "rename into queue/",
+		    sp->tmp_dir, w->msg_name);
+		goto fail;
+	}
+	msg_moved = 1;
+	if (renameat(sp->tmp_fd, w->env_name, sp->queue_fd,
+	    w->env_name) != 0) {
+		rc = spool_fail(err, -errno, "rename into queue/",
+		    sp->tmp_dir, w->env_name);
+		goto fail;
+	}
+	env_moved = 1;
+	if (fsync(sp->queue_fd) != 0) {
+		rc = spool_fail(err, -errno, "fsync", sp->queue_dir, NULL);
+		goto fail;
+	}
+	free(text);
+	close(env_fd);
+	spool_writer_free(w);
+	return 0;
+fail:
+	/* Not acknowledged, so not kept: the submitter will retry. */
+	if (env_moved)
+		unlinkat(sp->queue_fd, w->env_name, 0);
+	else if (env_fd >= 0)
+		unlinkat(sp->tmp_fd, w->env_name, 0);
+	if (msg_moved) {
+		unlinkat(sp->queue_fd, w->msg_name, 0);
+		fsync(sp->queue_fd);
+	} else
+		unlinkat(sp->tmp_fd, w->msg_name, 0);
+	if (env_fd >= 0)
+		close(env_fd);
+	free(text);
+	spool_writer_free(w);
+	return rc;
+}
+
+/*
+ * Remove dir/name if its creator is gone: with the lock held, the name
+ * must still be the inode we locked and, when must_lack is given, that
+ * file must still be missing.  Returns 1 removed, 0 left alone.
+ */
+static int
+spool_remove_if_dead(int dirfd, const char *dirpath, const char *name,
+    const char *must_lack)
+{
+	struct stat st, st2;
+	int fd, removed = 0;
+
+	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
+	    O_NONBLOCK);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			log_warn("spool: open %s/%s: %s", dirpath, name,
+			    strerror(errno));
+		return 0;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		if (errno != EWOULDBLOCK)
+			log_warn("spool: lock %s/%s: %s", dirpath, name,
+			    strerror(errno));
+		goto done;	/* a live writer */
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    fstatat(dirfd, name, &st2, AT_SYMLINK_NOFOLLOW) != 0 ||
+	    st.st_ino != st2.st_ino || st.st_dev != st2.st_dev)
+		goto done;
+	if (must_lack != NULL && spool_exists(dirfd, must_lack))
+		goto done;
+	if (unlinkat(dirfd, name, 0) != 0) {
+		log_warn("spool: unlink %s/%s: %s", dirpath, name,
+		    strerror(errno));
+		goto done;
+	}
+	log_info("spool: removed incomplete file %s/%s", dirpath, name);
+	removed = 1;
+done:
+	close(fd);
+	return removed;
+}
+
+/* Names in a directory, "." and ".." left out.  Caller frees. */
+static int
+spool_read_dir(int dirfd, const char *dirpath, char ***names, size_t *n,
+    struct sq_err *err)
+{
+	DIR *d;
+	struct dirent *de;
+	int fd;
+
+	*names = NULL;
+	*n = 0;
+	if ((fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC)) < 0)
+		return spool_fail(err, -errno, "open", dirpath, NULL);
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return spool_fail(err, -errno, "open", dirpath, NULL);
+	}
+	errno = 0;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		*names = xreallocarray(*names, *n + 1, sizeof(**names));
+		(*names)[(*n)++] = xstrdup(de->d_name);
+		errno = 0;
+	}
+	if (errno != 0) {
+		int e = -errno;
+
+		closedir(d);
+		while (*n > 0)
+			free((*names)[--(*n)]);
+		free(*names);
+		*names = NULL;
+		return spool_fail(err, e, "read", dirpath, NULL);
+	}
+	closedir(d);
+	return 0;
+}
+
+static void
+spool_free_names(char **names, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+static int
+spool_cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* If name is "ID.ext" with a valid id, copy the id and return 1. */
+static int
+spool_split_name(const char *name, const char *ext, char *id)
+{
+	size_t len = strlen(name);
+
+	if (len != SPOOL_ID_LEN + strlen(ext) ||
+	    strcmp(name + SPOOL_ID_LEN, ext) != 0)
+		return 0;
+	memcpy(id, name, SPOOL_ID_LEN);
+	id[SPOOL_ID_LEN] = '\0';
+	return spool_id_valid(id);
+}
+
+int
+spool_recover(struct spool *sp, void (*cb)(const char *id, void *arg),
+    void *arg, struct sq_err *err)
+{
+	struct envelope *env;
+	struct sq_err lerr;
+	char **names, id[ENVELOPE_ID_MAX], other[ENVELOPE_ID_MAX + 8];
+	char safe[128];
+	size_t n, i, found = 0;
+	int rc;
+
+	/* 1. tmp/: everything whose creator is gone is debris. */
+	if ((rc = spool_read_dir(sp->tmp_fd, sp->tmp_dir, &names, &n,
+	    err)) != 0)
+		return rc;
+	for (i = 0; i < n; i++)
+		spool_remove_if_dead(sp->tmp_fd, sp->tmp_dir, names[i], NULL);
+	spool_free_names(names, n);
+
+	/* 2. queue/: .msg without .env is an interrupted commit. */
+	if ((rc = spool_read_dir(sp->queue_fd, sp->queue_dir, &names, &n,
+	    err)) != 0)
+		return rc;
+	if (n > 1)
+		qsort(names, n, sizeof(*names), spool_cmp_names);
+	for (i = 0; i < n; i++) {
+		if (spool_split_name(names[i], ".msg", id)) {
+			snprintf(other, sizeof(other), "%s.env", id);
+			if (!spool_exists(sp->queue_fd, other))
+				spool_remove_if_dead(sp->queue_fd,
+				    sp->queue_dir, names[i], other);
+		} else if (!spool_split_name(names[i], ".env", id))
+			log_warn("spool: ignoring unexpected file %s/%s",
+			    sp->queue_dir, sq_printable(safe, sizeof(safe),
+			    names[i], strlen(names[i])));
+	}
+
+	/* 3. Every .env that parses and has its body is a message. */
+	for (i = 0; i < n; i++) {
+		if (!spool_split_name(names[i], ".env", id))
+			continue;
+		snprintf(other, sizeof(other), "%s.msg", id);
+		if (!spool_exists(sp->queue_fd, other)) {
+			log_warn("spool: msgid=%s has an envelope but no "
+			    "message file %s/%s, skipped", id, sp->queue_dir,
+			    other);
+			continue;
+		}
+		if (spool_load_envelope(sp, id, &env, &lerr) != 0) {
+			log_warn("spool: msgid=%s skipped: %s", id, lerr.msg);
+			continue;
+		}
+		envelope_free(env);
+		found++;
+		if (cb != NULL)
+			cb(id, arg);
+	}
+	spool_free_names(names, n);
+	return (int)found;
+}
+
+int
+spool_list(struct spool *sp, void (*cb)(const char *id, void *arg),
+    void *arg, struct sq_err *err)
+{
+	char **names, id[ENVELOPE_ID_MAX];
+	size_t n, i, found = 0;
+	int rc;
+
+	if ((rc = spool_read_dir(sp->queue_fd, sp->queue_dir, &names, &n,
+	    err)) != 0)
+		return rc;
+	if (n > 1)
+		qsort(names, n, sizeof(*names), spool_cmp_names);
+	for (i = 0; i < n; i++) {
+		if (!spool_split_name(names[i], ".env", id))
+			continue;
+		found++;
+		if (cb != NULL)
+			cb(id, arg);
+	}
+	spool_free_names(names, n);
+	return (int)found;
+}
+
+int
+spool_load_envelope(struct spool *sp, const char *id, struct envelope **out,
+    struct sq_err *err)
+{
+	struct envelope *env;
+	struct stat st;
+	char name[ENVELOPE_ID_MAX + 8], *text = NULL;
+	size_t len = 0;
+	ssize_t r;
+	int fd, rc;
+
+	if (!spool_id_valid(id))
+		return sq_err_set(err, SQ_ENOTFOUND, "no message %.*s "
+		    "(not a queue id)", 40, id);
+	snprintf(name, sizeof(name), "%s.env", id);
+	if ((fd = openat(sp->queue_fd, name, O_RDONLY | O_CLOEXEC |
+	    O_NOFOLLOW)) < 0) {
+		if (errno == ENOENT)
+			return sq_err_set(err, SQ_ENOTFOUND,
+			    "no message %s in %s", id, sp->queue_dir);
+		return spool_fail(err, -errno, "open", sp->queue_dir, name);
+	}
+	if (fstat(fd, &st) != 0) {
+		rc = spool_fail(err, -errno, "stat", sp->queue_dir, name);
+		goto done;
+	}
+	if (st.st_size > SPOOL_ENV_MAX) {
+		rc = sq_err_set(err, SQ_ELIMIT, "%s/%s: envelope larger than "
+		    "%d bytes", sp->queue_dir, name, SPOOL_ENV_MAX);
+		goto done;
+	}
+	text = xmalloc((size_t)st.st_size + 1);
+	for (;;) {
+		r = read(fd, text + len, (size_t)st.st_size + 1 - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = spool_fail(err, -errno, "read", sp->queue_dir,
+			    name);
+			goto done;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+		if (len > (size_t)st.st_size) {
+			rc = sq_err_set(err, SQ_EPARSE, "%s/%s: changed while "
+			    "being read", sp->queue_dir, name);
+			goto done;
+		}
+	}
+	if ((rc = envelope_parse(text, len, &env, err)) != 0) {
+		char why[sizeof(err->msg)];
+
+		if (err != NULL) {
+			memcpy(why, err->msg, sizeof(why));
+			sq_err_set(err, rc, "%s/%s: %s", sp->queue_dir, name,
+			    why);
+		}
+		goto done;
+	}
+	if (strcmp(env->id, id) != 0) {
+		rc = sq_err_set(err, SQ_EPARSE, "%s/%s: envelope is for "
+		    "message %s", sp->queue_dir, name, env->id);
+		envelope_free(env);
+		goto done;
+	}
+	*out = env;
+	rc = 0;
+done:
+	free(text);
+	close(fd);
+	return rc;
+}
+
+int
+spool_open_message(struct spool *sp, const char *id, struct sq_err *err)
+{
+	char name[ENVELOPE_ID_MAX + 8];
+	int fd;
+
+	if (!spool_id_valid(id))
+		return sq_err_set(err, -ENOENT, "no message %.*s "
+		    "(not a queue id)", 40, id);
+	snprintf(name, sizeof(name), "%s.msg", id);
+	if ((fd = openat(sp->queue_fd, name, O_RDONLY | O_CLOEXEC |
+	    O_NOFOLLOW)) < 0)
+		return spool_fail(err, -errno, "open", sp->queue_dir, name);
+	return fd;
+}
+
+int
+spool_update_envelope(struct spool *sp, const struct envelope *env,
+    struct sq_err *err)
+{
+	char name[ENVELOPE_ID_MAX + 8], upd[ENVELOPE_ID_MAX + 8], *text;
+	size_t len;
+	int fd, rc = 0;
+
+	if (!spool_id_valid(env->id))
+		return sq_err_set(err, SQ_ENOTFOUND, "no message %.*s "
+		    "(not a queue id)", 40, env->id);
+	snprintf(name, sizeof(name), "%s.env", env->id);
+	snprintf(upd, sizeof(upd), "%s.upd", env->id);
+	if (!spool_exists(sp->queue_fd, name))
+		return sq_err_set(err, SQ_ENOTFOUND, "no message %s in %s",
+		    env->id, sp->queue_dir);
+	text = envelope_format(env, &len);
+	fd = spool_write_file(sp->tmp_fd, sp->tmp_dir, upd, text, len, err);
+	free(text);
+	if (fd < 0)
+		return fd;
+	if (renameat(sp->tmp_fd, upd, sp->queue_fd, name) != 0) {
+		rc = spool_fail(err, -errno, "rename into queue/",
+		    sp->tmp_dir, upd);
+		unlinkat(sp->tmp_fd, upd, 0);
+	} else if (fsync(sp->queue_fd) != 0)
+		rc = spool_fail(err, -errno, "fsync", sp->queue_dir, NULL);
+	close(fd);
+	return rc;
+}
+
+int
+spool_remove(struct spool *sp, const char *id, struct sq_err *err)
+{
+	char name[ENVELOPE_ID_MAX + 8];
+	int found = 0;
+
+	if (!spool_id_valid(id))
+		return sq_err_set(err, SQ_ENOTFOUND, "no message %.*s "
+		    "(not a queue id)", 40, id);
+	snprintf(name, sizeof(name), "%s.env", id);
+	if (unlinkat(sp->queue_fd, name, 0) == 0)
+		found = 1;
+	else if (errno != ENOENT)
+		return spool_fail(err, -errno, "unlink", sp->queue_dir, name);
+	snprintf(name, sizeof(name), "%s.msg", id);
+	if (unlinkat(sp->queue_fd, name, 0) == 0)
+		found = 1;
+	else if (errno != ENOENT)
+		return spool_fail(err, -errno, "unlink", sp->queue_dir, name);
+	if (!found)
+		return sq_err_set(err, SQ_ENOTFOUND, "no message %s in %s",
+		    id, sp->queue_dir);
+	if (fsync(sp->queue_fd) != 0)
+		return spool_fail(err, -errno, "fsync", sp->queue_dir, NULL);
+	return 0;
+}

@@ -69,9 +69,20 @@ void	spool_writer_abort(struct spool_writer *w);
  * Recovery at daemon start: remove tmp/ files and queue/ .msg files
  * without .env whose writer is gone (their flock can be taken), then call
  * cb(id, arg) for every committed message in queue/.  Returns the number
- * of messages found, or -errno with err.
+ * of messages found, or -errno with err.  An .env that does not parse or
+ * has no .msg is logged, left in place and not counted.
  */
 int	spool_recover(struct spool *sp,
+	    void (*cb)(const char *id, void *arg), void *arg,
+	    struct sq_err *err);
+
+/*
+ * List committed messages (every queue/ID.env) in id order, that is in
+ * order of arrival, calling cb(id, arg) for each; no envelope is parsed
+ * and nothing is changed (for mailq).  Returns the number listed, or
+ * -errno with err.
+ */
+int	spool_list(struct spool *sp,
 	    void (*cb)(const char *id, void *arg), void *arg,
 	    struct sq_err *err);
 

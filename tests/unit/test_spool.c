@@ -1,2 +1,553 @@
+/*
+ * test_spool.c - the durable message store, in a temporary directory.
+ */
 #include <criterion/criterion.h>
-Test(stub, stub) { cr_assert(1); }
+#include <criterion/parameterized.h>
+
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "spool.h"
+
+static char	 test_root[64];
+static char	 test_dir[128];
+
+static void
+test_setup(void)
+{
+	strcpy(test_root, "/tmp/sendq-test-spool.XXXXXX");
+	cr_assert_not_null(mkdtemp(test_root));
+	snprintf(test_dir, sizeof(test_dir), "%s/spool", test_root);
+}
+
+static int
+test_rm(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)flag;
+	(void)f;
+	return remove(path);
+}
+
+static void
+test_teardown(void)
+{
+	nftw(test_root, test_rm, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(spool, .init = test_setup, .fini = test_teardown);
+
+static struct spool *
+test_open(void)
+{
+	struct spool *sp = NULL;
+	struct sq_err err = { 0 };
+
+	cr_assert_eq(spool_open(test_dir, 1, &sp, &err), 0, "%s", err.msg);
+	return sp;
+}
+
+static struct envelope *
+test_envelope(const char *rcpt)
+{
+	struct envelope *env = envelope_new();
+
+	envelope_set_sender(env, "alice@example.com");
+	envelope_add_rcpt(env, rcpt);
+	env->created = 1700000000;
+	env->uid = 1000;
+	return env;
+}
+
+/* Accept data as a message; returns its id (static buffer). */
+static const char *
+test_accept(struct spool *sp, const void *data, size_t len)
+{
+	static char id[ENVELOPE_ID_MAX];
+	struct spool_writer *w = NULL;
+	struct envelope *env;
+	struct sq_err err = { 0 };
+
+	cr_assert_eq(spool_writer_begin(sp, &w, &err), 0, "%s", err.msg);
+	strcpy(id, spool_writer_id(w));
+	cr_assert_eq(spool_writer_write(w, data, len, &err), 0, "%s",
+	    err.msg);
+	env = test_envelope("bob@example.com");
+	cr_assert_eq(spool_writer_commit(w, env, &err), 0, "%s", err.msg);
+	cr_assert_str_eq(env->id, id);
+	envelope_free(env);
+	return id;
+}
+
+/* Number of entries in test_dir/sub. */
+static int
+test_count(const char *sub)
+{
+	char path[256];
+	DIR *d;
+	struct dirent *de;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", test_dir, sub);
+	cr_assert_not_null(d = opendir(path));
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static int
+test_exists(const char *sub, const char *id, const char *ext)
+{
+	char path[256];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s/%s%s", test_dir, sub, id, ext);
+	return stat(path, &st) == 0;
+}
+
+static mode_t
+test_mode(const char *sub, const char *name)
+{
+	char path[256];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s%s%s%s", test_dir, sub ? "/" : "",
+	    sub ? sub : "", name ? name : "");
+	cr_assert_eq(stat(path, &st), 0, "%s", path);
+	return st.st_mode & 07777;
+}
+
+struct test_found {
+	char	ids[16][ENVELOPE_ID_MAX];
+	int	n;
+};
+
+static void
+test_collect(const char *id, void *arg)
+{
+	struct test_found *f = arg;
+
+	if (f->n < 16)
+		strcpy(f->ids[f->n], id);
+	f->n++;
+}
+
+static int
+test_recover(struct spool *sp, struct test_found *f)
+{
+	struct sq_err err = { 0 };
+	int n;
+
+	memset(f, 0, sizeof(*f));
+	n = spool_recover(sp, test_collect, f, &err);
+	cr_assert_geq(n, 0, "%s", err.msg);
+	cr_assert_eq(n, f->n);
+	return n;
+}
+
+Test(spool, accepted_message_is_recovered_byte_exact_with_its_envelope)
+{
+	struct spool *sp = test_open();
+	struct envelope *env = NULL;
+	struct sq_err err = { 0 };
+	struct test_found f;
+	char *data, *back, id[ENVELOPE_ID_MAX];
+	size_t len = 200000, i, got = 0;
+	ssize_t r;
+	int fd;
+
+	data = malloc(len);
+	for (i = 0; i < len; i++)
+		data[i] = (char)(i * 7 + i / 13);	/* CR, LF, NUL, 8-bit */
+	strcpy(id, test_accept(sp, data, len));
+	cr_assert(spool_id_valid(id));
+	cr_assert_eq(test_recover(sp, &f), 1);
+	cr_assert_str_eq(f.ids[0], id);
+
+	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), 0, "%s",
+	    err.msg);
+	cr_assert_str_eq(env->id, id);
+	cr_assert_str_eq(env->sender, "alice@example.com");
+	cr_assert_eq(env->n_rcpts, 1);
+	cr_assert_str_eq(env->rcpts[0], "bob@example.com");
+	cr_assert_eq(env->uid, 1000);
+	envelope_free(env);
+
+	fd = spool_open_message(sp, id, &err);
+	cr_assert_geq(fd, 0, "%s", err.msg);
+	back = malloc(len + 1);
+	while ((r = read(fd, back + got, len + 1 - got)) > 0)
+		got += (size_t)r;
+	close(fd);
+	cr_assert_eq(got, len);
+	cr_assert_eq(memcmp(back, data, len), 0);
+	cr_assert_eq(test_count("tmp"), 0);
+	free(back);
+	free(data);
+	spool_close(sp);
+}
+
+Test(spool, small_writes_are_kept_in_order)
+{
+	struct spool *sp = test_open();
+	struct spool_writer *w = NULL;
+	struct envelope *env = test_envelope("b@c");
+	struct sq_err err = { 0 };
+	char buf[64], id[ENVELOPE_ID_MAX];
+	const char *parts[] = { "Subject: x\r\n", "\r\n", "a", "bc\n", "" };
+	size_t i;
+	ssize_t r;
+	int fd;
+
+	cr_assert_eq(spool_writer_begin(sp, &w, &err), 0);
+	strcpy(id, spool_writer_id(w));
+	for (i = 0; i < 5; i++)
+		cr_assert_eq(spool_writer_write(w, parts[i], strlen(parts[i]),
+		    &err), 0);
+	cr_assert_eq(spool_writer_commit(w, env, &err), 0, "%s", err.msg);
+	fd = spool_open_message(sp, id, &err);
+	r = read(fd, buf, sizeof(buf));
+	close(fd);
+	cr_assert_eq(r, 18);
+	cr_assert_eq(memcmp(buf, "Subject: x\r\n\r\nabc\n", 18), 0);
+	envelope_free(env);
+	spool_close(sp);
+}
+
+Test(spool, directories_are_0700_and_files_0600_whatever_the_umask)
+{
+	struct spool *sp;
+	const char *id;
+
+	umask(0277);
+	sp = test_open();
+	id = test_accept(sp, "hi\n", 3);
+	umask(022);
+	cr_assert_eq(test_mode(NULL, NULL), 0700);
+	cr_assert_eq(test_mode("/tmp", NULL), 0700);
+	cr_assert_eq(test_mode("/queue", NULL), 0700);
+	{
+		char name[64];
+
+		snprintf(name, sizeof(name), "/%s.msg", id);
+		cr_assert_eq(test_mode("/queue", name), 0600);
+		snprintf(name, sizeof(name), "/%s.env", id);
+		cr_assert_eq(test_mode("/queue", name), 0600);
+	}
+	spool_close(sp);
+}
+
+Test(spool, open_without_create_names_the_missing_directory)
+{
+	struct spool *sp = NULL;
+	struct sq_err err = { 0 };
+
+	cr_assert_eq(spool_open(test_dir, 0, &sp, &err), -ENOENT);
+	cr_assert_null(sp);
+	cr_assert_not_null(strstr(err.msg, test_dir), "%s", err.msg);
+	cr_assert_not_null(strstr(err.msg, "No such file"), "%s", err.msg);
+}
+
+Test(spool, queue_dir_is_under_the_spool)
+{
+	struct spool *sp = test_open();
+	char want[256];
+
+	snprintf(want, sizeof(want), "%s/queue", test_dir);
+	cr_assert_str_eq(spool_queue_dir(sp), want);
+	spool_close(sp);
+}
+
+Test(spool, dead_writers_temporary_files_are_removed_by_recover)
+{
+	struct spool *sp = test_open();
+	struct spool_writer *w = NULL;
+	struct sq_err err = { 0 };
+	struct test_found f;
+	pid_t pid;
+	int status;
+
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		/* A writer killed in the middle of a message. */
+		if (spool_writer_begin(sp, &w, &err) != 0 ||
+		    spool_writer_write(w, "x", 1, &err) != 0)
+			_exit(1);
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert_eq(status, 0);
+	cr_assert_eq(test_count("tmp"), 1);
+	cr_assert_eq(test_recover(sp, &f), 0);
+	cr_assert_eq(test_count("tmp"), 0);
+	spool_close(sp);
+}
+
+Test(spool, live_writers_temporary_files_are_left_alone)
+{
+	struct spool *sp = test_open();
+	struct spool_writer *w = NULL;
+	struct envelope *env = test_envelope("b@c");
+	struct sq_err err = { 0 };
+	struct test_found f;
+	char id[ENVELOPE_ID_MAX];
+
+	cr_assert_eq(spool_writer_begin(sp, &w, &err), 0);
+	strcpy(id, spool_writer_id(w));
+	cr_assert_eq(spool_writer_write(w, "x\n", 2, &err), 0);
+	cr_assert_eq(test_recover(sp, &f), 0);
+	cr_assert(test_exists("tmp", id, ".msg"));
+	/* The writer can still finish. */
+	cr_assert_eq(spool_writer_commit(w, env, &err), 0, "%s", err.msg);
+	cr_assert_eq(test_recover(sp, &f), 1);
+	cr_assert_str_eq(f.ids[0], id);
+	envelope_free(env);
+	spool_close(sp);
+}
+
+Test(spool, orphan_message_without_envelope_is_removed_unless_locked)
+{
+	struct spool *sp = test_open();
+	struct test_found f;
+	char path[256];
+	const char *id = "0065A1B2C3000014242";
+	int fd;
+
+	/* A commit interrupted between the two renames, writer alive. */
+	snprintf(path, sizeof(path), "%s/queue/%s.msg", test_dir, id);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(flock(fd, LOCK_EX), 0);
+	cr_assert_eq(test_recover(sp, &f), 0);
+	cr_assert(test_exists("queue", id, ".msg"));
+	/* The writer died. */
+	close(fd);
+	cr_assert_eq(test_recover(sp, &f), 0);
+	cr_assert_not(test_exists("queue", id, ".msg"));
+	spool_close(sp);
+}
+
+Test(spool, unparsable_or_bodiless_envelopes_are_skipped_and_not_counted)
+{
+	struct spool *sp = test_open();
+	struct test_found f;
+	char path[256], good[ENVELOPE_ID_MAX];
+	FILE *fp;
+
+	strcpy(good, test_accept(sp, "x\n", 2));
+	snprintf(path, sizeof(path), "%s/queue/0065A1B2C3000010000.env",
+	    test_dir);
+	cr_assert_not_null(fp = fopen(path, "w"));
+	fputs("sendq-envelope 1\nid 0065A1B2C3000010000\n", fp);
+	fclose(fp);
+	snprintf(path, sizeof(path), "%s/queue/0065A1B2C3000010000.msg",
+	    test_dir);
+	cr_assert_not_null(fp = fopen(path, "w"));
+	fclose(fp);
+	snprintf(path, sizeof(path), "%s/queue/0065A1B2C3000020000.env",
+	    test_dir);
+	cr_assert_not_null(fp = fopen(path, "w"));
+	fclose(fp);
+	cr_assert_eq(test_recover(sp, &f), 1);
+	cr_assert_str_eq(f.ids[0], good);
+	/* Left in place for the operator. */
+	cr_assert(test_exists("queue", "0065A1B2C3000010000", ".env"));
+	spool_close(sp);
+}
+
+Test(spool, envelope_for_another_id_is_rejected)
+{
+	struct spool *sp = test_open();
+	struct envelope *env = NULL;
+	struct sq_err err = { 0 };
+	char path[256];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/queue/0065A1B2C3000010000.env",
+	    test_dir);
+	cr_assert_not_null(fp = fopen(path, "w"));
+	fputs("sendq-envelope 1\nid 0065A1B2C3000010001\ncreated 1\n"
+	    "sender\nrcpt a@b\nend\n", fp);
+	fclose(fp);
+	cr_assert_eq(spool_load_envelope(sp, "0065A1B2C3000010000", &env,
+	    &err), SQ_EPARSE);
+	cr_assert_not_null(strstr(err.msg, "0065A1B2C3000010001"));
+	spool_close(sp);
+}
+
+Test(spool, parse_errors_name_the_file)
+{
+	struct spool *sp = test_open();
+	struct envelope *env = NULL;
+	struct sq_err err = { 0 };
+	char path[256];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/queue/0065A1B2C3000010000.env",
+	    test_dir);
+	cr_assert_not_null(fp = fopen(path, "w"));
+	fputs("sendq-envelope 1\nbogus\n", fp);
+	fclose(fp);
+	cr_assert_eq(spool_load_envelope(sp, "0065A1B2C3000010000", &env,
+	    &err), SQ_EPARSE);
+	cr_assert_not_null(strstr(err.msg, path), "%s", err.msg);
+	cr_assert_not_null(strstr(err.msg, "line 2"), "%s", err.msg);
+	spool_close(sp);
+}
+
+Test(spool, remove_deletes_envelope_and_body)
+{
+	struct spool *sp = test_open();
+	struct envelope *env = NULL;
+	struct sq_err err = { 0 };
+	struct test_found f;
+	char id[ENVELOPE_ID_MAX];
+
+	strcpy(id, test_accept(sp, "x\n", 2));
+	cr_assert_eq(spool_remove(sp, id, &err), 0, "%s", err.msg);
+	cr_assert_not(test_exists("queue", id, ".env"));
+	cr_assert_not(test_exists("queue", id, ".msg"));
+	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), SQ_ENOTFOUND);
+	cr_assert_eq(spool_remove(sp, id, &err), SQ_ENOTFOUND);
+	cr_assert_lt(spool_open_message(sp, id, &err), 0);
+	cr_assert_eq(test_recover(sp, &f), 0);
+	spool_close(sp);
+}
+
+Test(spool, update_envelope_replaces_it_atomically)
+{
+	struct spool *sp = test_open();
+	struct envelope *env = NULL, *back = NULL;
+	struct sq_err err = { 0 };
+	char id[ENVELOPE_ID_MAX];
+
+	strcpy(id, test_accept(sp, "x\n", 2));
+	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), 0);
+	env->attempts = 2;
+	env->next_attempt = 1700009999;
+	envelope_set_error(env, "421 4.7.0 busy");
+	cr_assert_eq(spool_update_envelope(sp, env, &err), 0, "%s", err.msg);
+	cr_assert_eq(spool_load_envelope(sp, id, &back, &err), 0);
+	cr_assert_eq(back->attempts, 2);
+	cr_assert_eq(back->next_attempt, 1700009999);
+	cr_assert_str_eq(back->last_error, "421 4.7.0 busy");
+	cr_assert_eq(test_count("tmp"), 0);
+	envelope_free(back);
+
+	/* A removed message is not brought back. */
+	cr_assert_eq(spool_remove(sp, id, &err), 0);
+	cr_assert_eq(spool_update_envelope(sp, env, &err), SQ_ENOTFOUND);
+	cr_assert_not(test_exists("queue", id, ".env"));
+	envelope_free(env);
+	spool_close(sp);
+}
+
+Test(spool, ids_are_unique_and_list_returns_them_in_order)
+{
+	struct spool *sp = test_open();
+	struct spool_writer *w;
+	struct sq_err err = { 0 };
+	struct test_found f;
+	char (*ids)[ENVELOPE_ID_MAX];
+	int i, j, n = 2000;
+
+	ids = calloc((size_t)n, sizeof(*ids));
+	for (i = 0; i < n; i++) {
+		cr_assert_eq(spool_writer_begin(sp, &w, &err), 0);
+		strcpy(ids[i], spool_writer_id(w));
+		cr_assert(spool_id_valid(ids[i]), "%s", ids[i]);
+		if (i < 5) {
+			struct envelope *env = test_envelope("x@y");
+
+			cr_assert_eq(spool_writer_commit(w, env, &err), 0);
+			envelope_free(env);
+		} else
+			spool_writer_abort(w);
+	}
+	for (i = 0; i < n; i++)
+		for (j = i + 1; j < n; j++)
+			cr_assert_str_neq(ids[i], ids[j]);
+	cr_assert_eq(test_count("tmp"), 0);
+	memset(&f, 0, sizeof(f));
+	cr_assert_eq(spool_list(sp, test_collect, &f, &err), 5);
+	for (i = 0; i < 5; i++)
+		cr_assert_eq(strncmp(f.ids[i], ids[i], 10), 0);
+	for (i = 1; i < 5; i++)
+		cr_assert_lt(strcmp(f.ids[i - 1], f.ids[i]), 0);
+	free(ids);
+	spool_close(sp);
+}
+
+Test(spool, write_failure_names_the_path_and_leaves_nothing_behind)
+{
+	struct spool *sp = test_open();
+	struct spool_writer *w = NULL;
+	struct envelope *env = test_envelope("b@c");
+	struct sq_err err = { 0 };
+	struct rlimit rl = { 4096, 4096 };
+	char *data;
+	size_t len = 300000;
+	int rc;
+
+	/* A file size limit fails write() like a full disk does. */
+	signal(SIGXFSZ, SIG_IGN);
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	data = calloc(1, len);
+	cr_assert_eq(spool_writer_begin(sp, &w, &err), 0);
+	rc = spool_writer_write(w, data, len, &err);
+	if (rc == 0)
+		rc = spool_writer_commit(w, env, &err);
+	else
+		cr_assert_eq(spool_writer_commit(w, env, &err), rc);
+	cr_assert_eq(rc, -EFBIG);
+	cr_assert_not_null(strstr(err.msg, "write "), "%s", err.msg);
+	cr_assert_not_null(strstr(err.msg, "/tmp/"), "%s", err.msg);
+	cr_assert_not_null(strstr(err.msg, "File too large"), "%s", err.msg);
+	cr_assert_eq(test_count("tmp"), 0);
+	cr_assert_eq(test_count("queue"), 0);
+	free(data);
+	envelope_free(env);
+	spool_close(sp);
+}
+
+struct id_case {
+	char	s[32];
+	int	valid;
+};
+
+static struct id_case id_cases[] = {
+	{ "0065A1B2C3000014242", 1 },
+	{ "FFFFFFFFFFFFFFFFFFF", 1 },
+	{ "0065a1b2c3000014242", 0 },
+	{ "0065A1B2C300001424", 0 },
+	{ "0065A1B2C30000142420", 0 },
+	{ "0065A1B2C30000142G2", 0 },
+	{ "../../etc/passwd", 0 },
+	{ "", 0 },
+};
+
+ParameterizedTestParameters(spool, id_valid_accepts_only_the_id_form)
+{
+	return cr_make_param_array(struct id_case, id_cases,
+	    sizeof(id_cases) / sizeof(id_cases[0]));
+}
+
+ParameterizedTest(struct id_case *c, spool, id_valid_accepts_only_the_id_form)
+{
+	cr_assert_eq(spool_id_valid(c->s), c->valid, "%s", c->s);
+}
