@@ -1,2 +1,1180 @@
-/* smtp_conn.c - under construction */
+/*
+ * smtp_conn.c - one outbound SMTP connection on libevent.
+ *
+ * How it works: a connection walks the transport states
+ *   START -> RESOLVE -> CONNECT -> [TLS] -> SESSION -> (QUIT) -> DEAD
+ * START runs from a zero-delay event so that no callback ever fires
+ * inside smtp_conn_open().  RESOLVE asks evdns (which answers address
+ * literals and /etc/hosts without the network); CONNECT tries each
+ * address in turn with a non-blocking connect.  TLS is the handshake
+ * (before the greeting for tls = implicit, after the proto raises
+ * NEED_TLS for tls = starttls).  In SESSION, smtp_conn_run() moves bytes
+ * between the socket (or the TLS session) and the smtp_proto core and
+ * turns the core's events into callbacks; it reads one chunk at a time
+ * and looks at the events before reading again, so once NEED_TLS is
+ * raised not one more cleartext byte is read (the handshake reads what
+ * follows as TLS records).  Message bodies are read from the spool fd in
+ * SMTP_CONN_BODY_CHUNK pieces only while the proto's pending output is
+ * below SMTP_CONN_BODY_LOWAT, so memory stays flat for any size.
+ *
+ * Timeouts are per phase (Postfix style) from smtp_conn_phases[], and
+ * restart whenever bytes move.  Every failure (resolve, connect, TLS,
+ * timeout, a FAILED event, EOF) ends in smtp_conn_fail(): outcome
+ * DEFERRED, on_closed once, then the free is deferred to ev_free, so
+ * nothing is freed under a running callback.  smtp_conn_close() never
+ * calls back: when idle it sends QUIT and waits briefly for the answer
+ * (state QUIT), otherwise it drops the connection; freeing is deferred
+ * the same way.  If the message body cannot be read, the connection is
+ * dropped before the final "." so the server discards the partial
+ * message.
+ */
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/util.h>
+
+#include "log.h"
+#include "smtp_conn.h"
+#include "smtp_proto.h"
+#include "tls.h"
 #include "util.h"
+
+#define SMTP_CONN_READ_SIZE	4096
+#define SMTP_CONN_BODY_CHUNK	(64 * 1024)
+/* Feed more body only below this much pending output.  With dot-stuffing
+ * and CRLF normalisation a chunk at most doubles, so the proto's output
+ * never holds more than LOWAT + 2 * CHUNK. */
+#define SMTP_CONN_BODY_LOWAT	SMTP_PROTO_OUT_WATERMARK
+
+enum smtp_conn_state {
+	SMTP_CONN_S_START,
+	SMTP_CONN_S_RESOLVE,
+	SMTP_CONN_S_CONNECT,
+	SMTP_CONN_S_TLS,
+	SMTP_CONN_S_SESSION,
+	SMTP_CONN_S_QUIT,	/* smtp_conn_close(): QUIT, then free */
+	SMTP_CONN_S_DEAD,	/* waiting for the deferred free */
+};
+
+enum smtp_conn_phase {
+	SMTP_CONN_PH_NONE,
+	SMTP_CONN_PH_CONNECT,
+	SMTP_CONN_PH_TLS,
+	SMTP_CONN_PH_GREETING,
+	SMTP_CONN_PH_REPLY,
+	SMTP_CONN_PH_BODY,
+	SMTP_CONN_PH_DATA_END,
+	SMTP_CONN_PH_IDLE,
+	SMTP_CONN_PH_QUIT,
+};
+
+/* The one place for timeouts: seconds (0 = none) and what we were doing,
+ * as in "timeout after 300s waiting for reply to MAIL". */
+static const struct {
+	int		 secs;
+	const char	*what;
+} smtp_conn_phases[] = {
+	[SMTP_CONN_PH_NONE] = { 0, "" },
+	[SMTP_CONN_PH_CONNECT] = { 30, "connecting to" },
+	[SMTP_CONN_PH_TLS] = { 300, "in the TLS handshake with" },
+	[SMTP_CONN_PH_GREETING] = { 300, "waiting for the greeting from" },
+	[SMTP_CONN_PH_REPLY] = { 300, "waiting for reply to" },
+	[SMTP_CONN_PH_BODY] = { 300, "sending the message body to" },
+	[SMTP_CONN_PH_DATA_END] = { 600, "waiting for reply to end of DATA "
+	    "from" },
+	[SMTP_CONN_PH_IDLE] = { 0, "idle" },
+	[SMTP_CONN_PH_QUIT] = { 10, "waiting for reply to QUIT from" },
+};
+
+/* Commands whose name may appear in timeout messages (never arguments:
+ * AUTH continuation lines carry secrets). */
+static const char *const smtp_conn_verbs[] = {
+	"EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA", "BDAT",
+	"RSET", "NOOP", "QUIT",
+};
+
+struct smtp_conn {
+	struct event_base		*base;
+	struct evdns_base		*dns;
+	struct smtp_conn_callbacks	 cb;
+	void				*arg;
+
+	char			*name;		/* smarthost, for logs */
+	char			*host;		/* without [] */
+	unsigned		 port;
+	enum config_tls		 tls_mode;
+	struct tls_ctx		*tls_ctx;
+	char			*ehlo_name;
+
+	enum smtp_conn_state	 state;
+	enum smtp_conn_phase	 phase;
+	char			 verb[12];	/* last command sent */
+	int			 at_line_start;	/* output boundary */
+	int			 user_closed;	/* no more callbacks */
+
+	struct evdns_getaddrinfo_request *dns_req;
+	int			 free_wait_dns;
+	struct evutil_addrinfo	*ai;
+	struct evutil_addrinfo	*ai_cur;
+	char			 addr[64];	/* "127.0.0.1:25" */
+	char			 last_err[256];
+
+	int			 fd;
+	struct tls_session	*tls;
+	int			 tls_on;	/* transport is TLS */
+	int			 read_wants_write;
+	int			 write_wants_read;
+	struct event		*ev_read;
+	struct event		*ev_write;
+	struct event		*ev_timer;
+	struct event		*ev_pump;
+	struct event		*ev_free;
+
+	struct smtp_proto	*proto;
+	int			 ready;		/* idle after READY */
+
+	int			 msg_active;
+	struct smtp_conn_message msg;
+	int			*rcpt_class;
+	off_t			 body_off;
+	int			 body_started;
+	int			 body_done;
+	char			*body_buf;
+
+	char			 rbuf[SMTP_CONN_READ_SIZE];
+};
+
+static void	smtp_conn_run(struct smtp_conn *);
+static void	smtp_conn_fail(struct smtp_conn *, int, const char *, ...)
+		    SQ_PRINTF(3, 4);
+
+static int
+smtp_conn_alive(const struct smtp_conn *c)
+{
+	return c->state == SMTP_CONN_S_SESSION || c->state == SMTP_CONN_S_QUIT;
+}
+
+static void
+smtp_conn_arm(struct smtp_conn *c)
+{
+	struct timeval tv;
+
+	if (c->state == SMTP_CONN_S_DEAD || smtp_conn_phases[c->phase].secs
+	    == 0) {
+		evtimer_del(c->ev_timer);
+		return;
+	}
+	tv.tv_sec = smtp_conn_phases[c->phase].secs;
+	tv.tv_usec = 0;
+	evtimer_add(c->ev_timer, &tv);
+}
+
+static void
+smtp_conn_set_phase(struct smtp_conn *c, enum smtp_conn_phase ph)
+{
+	c->phase = ph;
+	smtp_conn_arm(c);
+}
+
+static void
+smtp_conn_want(struct smtp_conn *c, int rd, int wr)
+{
+	if (c->ev_read == NULL)
+		return;
+	if (rd)
+		event_add(c->ev_read, NULL);
+	else
+		event_del(c->ev_read);
+	if (wr)
+		event_add(c->ev_write, NULL);
+	else
+		event_del(c->ev_write);
+}
+
+/* Stop all I/O and schedule the free; no callback from here. */
+static void
+smtp_conn_kill(struct smtp_conn *c)
+{
+	if (c->state == SMTP_CONN_S_DEAD)
+		return;
+	c->state = SMTP_CONN_S_DEAD;
+	c->phase = SMTP_CONN_PH_NONE;
+	if (c->dns_req != NULL && !c->free_wait_dns) {
+		/* Cancel now, while the evdns base surely exists; the
+		 * resolver calls back with EVUTIL_EAI_CANCEL, then we free. */
+		c->free_wait_dns = 1;
+		evdns_getaddrinfo_cancel(c->dns_req);
+	}
+	smtp_conn_want(c, 0, 0);
+	evtimer_del(c->ev_timer);
+	event_del(c->ev_pump);
+	event_active(c->ev_free, EV_TIMEOUT, 1);
+}
+
+static void
+smtp_conn_result_init(struct smtp_conn *c, struct smtp_conn_result *r,
+    enum smtp_conn_outcome outcome, int code, const char *text)
+{
+	memset(r, 0, sizeof(*r));
+	r->outcome = outcome;
+	r->code = code;
+	sq_printable(r->reply, sizeof(r->reply), text, strlen(text));
+	snprintf(r->tls, sizeof(r->tls), "%s", tls_describe(c->tls));
+	snprintf(r->verify, sizeof(r->verify), "%s",
+	    tls_verify_result(c->tls));
+}
+
+/* The connection failed: on_closed(DEFERRED) once, then free. */
+static void
+smtp_conn_fail(struct smtp_conn *c, int code, const char *fmt, ...)
+{
+	struct smtp_conn_result r;
+	char text[512];
+	va_list ap;
+
+	if (c->state == SMTP_CONN_S_DEAD)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	smtp_conn_result_init(c, &r, SMTP_CONN_DEFERRED, code, text);
+	if (c->state == SMTP_CONN_S_QUIT || c->user_closed) {
+		log_debug("relay=%s closed after QUIT: %s", c->name, r.reply);
+		smtp_conn_kill(c);
+		return;
+	}
+	log_debug("relay=%s addr=%s failed: %s tls=%s verify=%s%s%s", c->name,
+	    c->addr[0] != '\0' ? c->addr : "-", r.reply, r.tls, r.verify,
+	    c->msg_active ? " msgid=" : "", c->msg_active ? c->msg.id : "");
+	smtp_conn_kill(c);
+	if (c->cb.on_closed != NULL)
+		c->cb.on_closed(c, &r, c->arg);
+}
+
+static void
+smtp_conn_on_free(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->dns_req != NULL)
+		return;	/* cancelled in kill: freed from its callback */
+	if (c->ev_read != NULL)
+		event_free(c->ev_read);
+	if (c->ev_write != NULL)
+		event_free(c->ev_write);
+	event_free(c->ev_timer);
+	event_free(c->ev_pump);
+	tls_session_free(c->tls);
+	if (c->fd != -1)
+		close(c->fd);
+	smtp_proto_free(c->proto);
+	if (c->ai != NULL)
+		evutil_freeaddrinfo(c->ai);
+	if (c->msg_active && c->msg.body_fd != -1)
+		close(c->msg.body_fd);
+	free(c->rcpt_class);
+	free(c->body_buf);
+	free(c->name);
+	free(c->host);
+	free(c->ehlo_name);
+	event_free(c->ev_free);	/* our own, not pending: allowed */
+	free(c);
+}
+
+/* --- transport ---------------------------------------------------- */
+
+static void
+smtp_conn_close_fd(struct smtp_conn *c)
+{
+	if (c->ev_read != NULL) {
+		event_free(c->ev_read);
+		event_free(c->ev_write);
+		c->ev_read = c->ev_write = NULL;
+	}
+	if (c->fd != -1) {
+		close(c->fd);
+		c->fd = -1;
+	}
+}
+
+static int
+smtp_conn_addr_is_loopback(const struct sockaddr *sa)
+{
+	const struct sockaddr_in *sin;
+	const struct sockaddr_in6 *sin6;
+
+	if (sa->sa_family == AF_INET) {
+		sin = (const struct sockaddr_in *)(const void *)sa;
+		return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (sa->sa_family == AF_INET6) {
+		sin6 = (const struct sockaddr_in6 *)(const void *)sa;
+		if (IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr))
+			return 1;
+		return IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) &&
+		    sin6->sin6_addr.s6_addr[12] == 127;
+	}
+	return 0;
+}
+
+static void	smtp_conn_on_io(evutil_socket_t, short, void *);
+static void	smtp_conn_tls_step(struct smtp_conn *);
+
+static void
+smtp_conn_tls_start(struct smtp_conn *c)
+{
+	struct sq_err err = { 0, "" };
+
+	if (c->tls_ctx == NULL) {
+		smtp_conn_fail(c, 0, "no TLS context for relay %s (bug)",
+		    c->name);
+		return;
+	}
+	if (tls_session_new(c->tls_ctx, c->fd, &c->tls, &err) < 0) {
+		smtp_conn_fail(c, 0, "%s", err.msg);
+		return;
+	}
+	c->state = SMTP_CONN_S_TLS;
+	smtp_conn_set_phase(c, SMTP_CONN_PH_TLS);
+	smtp_conn_tls_step(c);
+}
+
+static void
+smtp_conn_tls_step(struct smtp_conn *c)
+{
+	struct sq_err err = { 0, "" };
+
+	switch (tls_handshake(c->tls, &err)) {
+	case TLS_WANT_READ:
+		smtp_conn_want(c, 1, 0);
+		return;
+	case TLS_WANT_WRITE:
+		smtp_conn_want(c, 0, 1);
+		return;
+	case TLS_DONE:
+		break;
+	case TLS_EOF:
+	case TLS_ERROR:
+	default:
+		if (c->tls_mode == CONFIG_TLS_STARTTLS)
+			smtp_proto_tls_done(c->proto, 0);
+		smtp_conn_fail(c, 0, "%s", err.msg[0] != '\0' ? err.msg :
+		    "TLS handshake failed");
+		return;
+	}
+	c->tls_on = 1;
+	log_debug("relay=%s addr=%s tls=\"%s\" verify=\"%s\"", c->name,
+	    c->addr, tls_describe(c->tls), tls_verify_result(c->tls));
+	c->state = SMTP_CONN_S_SESSION;
+	if (c->tls_mode == CONFIG_TLS_STARTTLS) {
+		smtp_proto_tls_done(c->proto, 1);
+		smtp_conn_set_phase(c, SMTP_CONN_PH_REPLY);
+	} else
+		smtp_conn_set_phase(c, SMTP_CONN_PH_GREETING);
+	smtp_conn_run(c);
+}
+
+static void
+smtp_conn_connected(struct smtp_conn *c)
+{
+	struct smtp_proto_params pp;
+	int loopback;
+
+	loopback = smtp_conn_addr_is_loopback(c->ai_cur->ai_addr);
+	if (c->tls_mode == CONFIG_TLS_NONE && !loopback) {
+		smtp_conn_fail(c, 0, "refusing cleartext SMTP to %s: tls = "
+		    "none is only allowed to a loopback address", c->addr);
+		return;
+	}
+	log_debug("relay=%s connected to %s", c->name, c->addr);
+	memset(&pp, 0, sizeof(pp));
+	pp.ehlo_name = c->ehlo_name;
+	pp.peer_is_loopback = loopback;
+	switch (c->tls_mode) {
+	case CONFIG_TLS_IMPLICIT:
+		pp.tls = SMTP_PROTO_TLS_IMPLICIT;
+		break;
+	case CONFIG_TLS_STARTTLS:
+		pp.tls = SMTP_PROTO_TLS_STARTTLS;
+		break;
+	case CONFIG_TLS_NONE:
+	default:
+		pp.tls = SMTP_PROTO_TLS_NONE;
+		break;
+	}
+	c->proto = smtp_proto_new(&pp);
+	c->at_line_start = 1;
+	if (c->tls_mode == CONFIG_TLS_IMPLICIT) {
+		smtp_conn_tls_start(c);
+		return;
+	}
+	c->state = SMTP_CONN_S_SESSION;
+	smtp_conn_set_phase(c, SMTP_CONN_PH_GREETING);
+	smtp_conn_run(c);
+}
+
+static void
+smtp_conn_format_addr(struct smtp_conn *c, const struct sockaddr *sa)
+{
+	char ip[INET6_ADDRSTRLEN];
+	const void *a;
+
+	if (sa->sa_family == AF_INET6)
+		a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+	else
+		a = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+	if (inet_ntop(sa->sa_family, a, ip, sizeof(ip)) == NULL)
+		snprintf(ip, sizeof(ip), "?");
+	if (sa->sa_family == AF_INET6)
+		snprintf(c->addr, sizeof(c->addr), "[%s]:%u", ip, c->port);
+	else
+		snprintf(c->addr, sizeof(c->addr), "%s:%u", ip, c->port);
+}
+
+/* Start connecting to the current address or the next one that works;
+ * fails the connection with the last error when none is left. */
+static void
+smtp_conn_connect_next(struct smtp_conn *c)
+{
+	struct sockaddr_storage ss;
+	struct evutil_addrinfo *ai;
+	int fd;
+
+	for (; (ai = c->ai_cur) != NULL; c->ai_cur = ai->ai_next) {
+		if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+		    ai->ai_addrlen > sizeof(ss))
+			continue;
+		memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+		if (ss.ss_family == AF_INET)
+			((struct sockaddr_in *)(void *)&ss)->sin_port =
+			    htons((uint16_t)c->port);
+		else
+			((struct sockaddr_in6 *)(void *)&ss)->sin6_port =
+			    htons((uint16_t)c->port);
+		memcpy(ai->ai_addr, &ss, ai->ai_addrlen);
+		smtp_conn_format_addr(c, ai->ai_addr);
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0);
+		if (fd == -1) {
+			snprintf(c->last_err, sizeof(c->last_err),
+			    "connect to %s: socket: %s", c->addr,
+			    strerror(errno));
+			continue;
+		}
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1 &&
+		    errno != EINPROGRESS) {
+			snprintf(c->last_err, sizeof(c->last_err),
+			    "connect to %s: %s", c->addr, strerror(errno));
+			log_debug("relay=%s %s", c->name, c->last_err);
+			close(fd);
+			continue;
+		}
+		c->fd = fd;
+		c->ev_read = event_new(c->base, fd, EV_READ | EV_PERSIST,
+		    smtp_conn_on_io, c);
+		c->ev_write = event_new(c->base, fd, EV_WRITE | EV_PERSIST,
+		    smtp_conn_on_io, c);
+		if (c->ev_read == NULL || c->ev_write == NULL)
+			log_fatalx("smtp_conn: event_new failed");
+		c->state = SMTP_CONN_S_CONNECT;
+		smtp_conn_set_phase(c, SMTP_CONN_PH_CONNECT);
+		smtp_conn_want(c, 0, 1);
+		return;
+	}
+	smtp_conn_fail(c, 0, "%s", c->last_err[0] != '\0' ? c->last_err :
+	    "no usable address");
+}
+
+static void
+smtp_conn_connect_done(struct smtp_conn *c)
+{
+	socklen_t len = sizeof(int);
+	int soerr = 0;
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == -1)
+		soerr = errno;
+	if (soerr == EINPROGRESS)
+		return;
+	if (soerr != 0) {
+		snprintf(c->last_err, sizeof(c->last_err), "connect to %s: %s",
+		    c->addr, strerror(soerr));
+		log_debug("relay=%s %s", c->name, c->last_err);
+		smtp_conn_close_fd(c);
+		c->ai_cur = c->ai_cur->ai_next;
+		smtp_conn_connect_next(c);
+		return;
+	}
+	smtp_conn_want(c, 0, 0);
+	smtp_conn_connected(c);
+}
+
+static void
+smtp_conn_on_resolved(int result, struct evutil_addrinfo *res, void *arg)
+{
+	struct smtp_conn *c = arg;
+
+	c->dns_req = NULL;
+	if (c->free_wait_dns || c->state == SMTP_CONN_S_DEAD) {
+		if (res != NULL)
+			evutil_freeaddrinfo(res);
+		if (c->free_wait_dns)
+			event_active(c->ev_free, EV_TIMEOUT, 1);
+		return;
+	}
+	if (result != 0 || res == NULL) {
+		if (res != NULL)
+			evutil_freeaddrinfo(res);
+		smtp_conn_fail(c, 0, "cannot resolve %s: %s", c->host,
+		    result != 0 ? evutil_gai_strerror(result) : "no address");
+		return;
+	}
+	c->ai = c->ai_cur = res;
+	smtp_conn_connect_next(c);
+}
+
+static void
+smtp_conn_resolve(struct smtp_conn *c)
+{
+	struct evutil_addrinfo hints, *res = NULL;
+	struct evdns_getaddrinfo_request *req;
+	int ret;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	c->state = SMTP_CONN_S_RESOLVE;
+	if (c->dns == NULL) {
+		/* No resolver: address literals only (never blocks). */
+		hints.ai_flags = EVUTIL_AI_NUMERICHOST;
+		ret = evutil_getaddrinfo(c->host, NULL, &hints, &res);
+		smtp_conn_on_resolved(ret, res, c);
+		return;
+	}
+	/* May call back before returning (literals, /etc/hosts). */
+	req = evdns_getaddrinfo(c->dns, c->host, NULL, &hints,
+	    smtp_conn_on_resolved, c);
+	if (req != NULL && c->state == SMTP_CONN_S_RESOLVE)
+		c->dns_req = req;
+}
+
+/* --- session ------------------------------------------------------ */
+
+/* Remember the first command verb in the bytes about to be written, for
+ * timeout messages; only known verbs, never arguments. */
+static void
+smtp_conn_note_verb(struct smtp_conn *c, const char *data, size_t len)
+{
+	char word[12];
+	size_t i, n;
+
+	if (!c->at_line_start || c->phase == SMTP_CONN_PH_BODY ||
+	    c->phase == SMTP_CONN_PH_DATA_END ||
+	    c->phase == SMTP_CONN_PH_QUIT)
+		return;
+	for (n = 0; n < len && n < sizeof(word) - 1 &&
+	    ((data[n] >= 'A' && data[n] <= 'Z') ||
+	    (data[n] >= 'a' && data[n] <= 'z')); n++)
+		word[n] = data[n];
+	word[n] = '\0';
+	for (i = 0; i < sizeof(smtp_conn_verbs) / sizeof(smtp_conn_verbs[0]);
+	    i++) {
+		if (strcasecmp(word, smtp_conn_verbs[i]) == 0) {
+			snprintf(c->verb, sizeof(c->verb), "%s",
+			    smtp_conn_verbs[i]);
+			log_debug("relay=%s >>> %s", c->name, c->verb);
+			break;
+		}
+	}
+	if (c->phase != SMTP_CONN_PH_REPLY)
+		smtp_conn_set_phase(c, SMTP_CONN_PH_REPLY);
+}
+
+/* Write pending proto output.  Returns 1 on progress, 0 when blocked or
+ * nothing to do, -1 when the connection failed. */
+static int
+smtp_conn_write(struct smtp_conn *c)
+{
+	struct sq_err err = { 0, "" };
+	const void *data;
+	size_t len, n = 0;
+	ssize_t ret;
+
+	smtp_proto_output(c->proto, &data, &len);
+	if (len == 0)
+		return 0;
+	smtp_conn_note_verb(c, data, len);
+	c->write_wants_read = 0;
+	if (c->tls_on) {
+		switch (tls_write(c->tls, data, len, &n, &err)) {
+		case TLS_DONE:
+			break;
+		case TLS_WANT_READ:
+			c->write_wants_read = 1;
+			return 0;
+		case TLS_WANT_WRITE:
+			return 0;
+		case TLS_EOF:
+		case TLS_ERROR:
+		default:
+			smtp_conn_fail(c, 0, "write to %s: %s", c->addr,
+			    err.msg);
+			return -1;
+		}
+	} else {
+		ret = send(c->fd, data, len, MSG_NOSIGNAL);
+		if (ret == -1) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK ||
+			    errno == EINTR)
+				return 0;
+			smtp_conn_fail(c, 0, "write to %s: %s", c->addr,
+			    strerror(errno));
+			return -1;
+		}
+		n = (size_t)ret;
+	}
+	if (n == 0)
+		return 0;
+	c->at_line_start = ((const char *)data)[n - 1] == '\n';
+	smtp_proto_consumed(c->proto, n);
+	smtp_conn_arm(c);
+	return 1;
+}
+
+/* Read one chunk into the proto.  Returns 1 on progress, 0 when blocked,
+ * -1 when the connection is gone (failed, or EOF handled). */
+static int
+smtp_conn_read(struct smtp_conn *c)
+{
+	struct sq_err err = { 0, "" };
+	size_t n = 0;
+	ssize_t ret;
+
+	c->read_wants_write = 0;
+	if (c->tls_on) {
+		switch (tls_read(c->tls, c->rbuf, sizeof(c->rbuf), &n, &err)) {
+		case TLS_DONE:
+			break;
+		case TLS_WANT_WRITE:
+			c->read_wants_write = 1;
+			return 0;
+		case TLS_WANT_READ:
+			return 0;
+		case TLS_EOF:
+			goto eof;
+		case TLS_ERROR:
+		default:
+			smtp_conn_fail(c, 0, "read from %s: %s", c->addr,
+			    err.msg);
+			return -1;
+		}
+	} else {
+		ret = recv(c->fd, c->rbuf, sizeof(c->rbuf), 0);
+		if (ret == -1) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK ||
+			    errno == EINTR)
+				return 0;
+			smtp_conn_fail(c, 0, "read from %s: %s", c->addr,
+			    strerror(errno));
+			return -1;
+		}
+		if (ret == 0)
+			goto eof;
+		n = (size_t)ret;
+	}
+	smtp_proto_feed(c->proto, c->rbuf, n);
+	smtp_conn_arm(c);
+	return 1;
+eof:
+	/* The proto turns EOF into FAILED or CLOSED; events follow. */
+	smtp_proto_eof(c->proto);
+	return 2;
+}
+
+/* snprintf that may truncate on purpose (texts are bounded). */
+static void SQ_PRINTF(3, 4)
+smtp_conn_fmt(char *dst, size_t dstsz, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(dst, dstsz, fmt, ap);
+	va_end(ap);
+}
+
+/* A server reply as one line: "250 2.0.0 Ok", or our own note. */
+static void
+smtp_conn_reply_text(const struct smtp_proto_reply *r, char *dst,
+    size_t dstsz)
+{
+	if (r->code != 0)
+		smtp_conn_fmt(dst, dstsz, "%03d %s", r->code, r->text);
+	else
+		smtp_conn_fmt(dst, dstsz, "%s", r->text);
+}
+
+static void
+smtp_conn_failed_text(struct smtp_conn *c, const struct smtp_proto_event *ev,
+    char *dst, size_t dstsz)
+{
+	char t[sizeof(ev->reply.text) + 8];
+
+	smtp_conn_reply_text(&ev->reply, t, sizeof(t));
+
+	switch (ev->fail) {
+	case SMTP_PROTO_FAIL_TLS:
+		if (ev->reply.code == 0 || ev->reply.code / 100 == 2)
+			smtp_conn_fmt(dst, dstsz, "STARTTLS not offered by "
+			    "server: refusing to send mail in cleartext (tls = "
+			    "starttls)");
+		else
+			smtp_conn_fmt(dst, dstsz, "STARTTLS failed: %s (tls = "
+			    "starttls: no cleartext fallback)", t);
+		break;
+	case SMTP_PROTO_FAIL_PROTO:
+		smtp_conn_fmt(dst, dstsz, "protocol error from %s %s%s: %s",
+		    c->addr, c->verb[0] != '\0' ? "after " : "in the greeting",
+		    c->verb, t[0] != '\0' ? t : "malformed reply");
+		break;
+	case SMTP_PROTO_FAIL_CONN:
+		if (ev->reply.code != 0)
+			smtp_conn_fmt(dst, dstsz, "%s", t);
+		else if (c->verb[0] != '\0')
+			smtp_conn_fmt(dst, dstsz, "connection closed by %s "
+			    "(last command %s)", c->addr, c->verb);
+		else
+			smtp_conn_fmt(dst, dstsz, "connection closed by %s "
+			    "before the greeting", c->addr);
+		break;
+	case SMTP_PROTO_FAIL_RESP:
+	case SMTP_PROTO_FAIL_NONE:
+	default:
+		if (t[0] != '\0')
+			smtp_conn_fmt(dst, dstsz, "%s", t);
+		else
+			smtp_conn_fmt(dst, dstsz, "session failed (state %s)",
+			    smtp_proto_state_name(c->proto));
+		break;
+	}
+}
+
+/* TXN_DONE: outcome of the message from the final reply, whether the
+ * body went through (2xx without DATA is never "delivered") and the
+ * recipients' classes: a 5xx is permanent unless a recipient was refused
+ * only temporarily. */
+static enum smtp_conn_outcome
+smtp_conn_txn_outcome(const struct smtp_conn *c, int code)
+{
+	size_t i;
+	int any4 = 0, all5 = 1;
+
+	if (c->body_done) {
+		if (code / 100 == 2)
+			return SMTP_CONN_DELIVERED;
+		if (code / 100 == 5)
+			return SMTP_CONN_FAILED;
+		return SMTP_CONN_DEFERRED;
+	}
+	for (i = 0; i < c->msg.n_rcpts; i++) {
+		if (c->rcpt_class[i] == 4)
+			any4 = 1;
+		if (c->rcpt_class[i] != 5)
+			all5 = 0;
+	}
+	/* MAIL or DATA refused permanently, or every RCPT. */
+	if ((code / 100 == 5 && !any4) || all5)
+		return SMTP_CONN_FAILED;
+	return SMTP_CONN_DEFERRED;
+}
+
+static void
+smtp_conn_msg_end(struct smtp_conn *c)
+{
+	if (c->msg.body_fd != -1)
+		close(c->msg.body_fd);
+	c->msg.body_fd = -1;
+	c->msg_active = 0;
+	free(c->rcpt_class);
+	c->rcpt_class = NULL;
+}
+
+static void
+smtp_conn_on_txn_done(struct smtp_conn *c, const struct smtp_proto_event *ev)
+{
+	struct smtp_conn_result r;
+	char text[sizeof(ev->reply.text) + 8];
+
+	if (!c->msg_active) {
+		smtp_conn_fail(c, 0, "transaction end without a message "
+		    "(bug)");
+		return;
+	}
+	smtp_conn_reply_text(&ev->reply, text, sizeof(text));
+	smtp_conn_result_init(c, &r, smtp_conn_txn_outcome(c, ev->reply.code),
+	    ev->reply.code, text);
+	r.rcpt_class = c->rcpt_class;
+	r.n_rcpts = c->msg.n_rcpts;
+	log_debug("relay=%s msgid=%s <<< %s", c->name, c->msg.id, r.reply);
+	/* The fd is closed now; rcpt_class lives through the callback. */
+	if (c->msg.body_fd != -1)
+		close(c->msg.body_fd);
+	c->msg.body_fd = -1;
+	c->msg_active = 0;
+	smtp_conn_set_phase(c, SMTP_CONN_PH_IDLE);
+	if (!c->user_closed && c->cb.on_message_done != NULL)
+		c->cb.on_message_done(c, &r, c->arg);
+	smtp_conn_msg_end(c);
+}
+
+static void
+smtp_conn_on_need_tls(struct smtp_conn *c)
+{
+	if (c->tls_mode != CONFIG_TLS_STARTTLS || c->tls_on) {
+		smtp_conn_fail(c, 0, "unexpected STARTTLS step (bug)");
+		return;
+	}
+	/* Nothing should be pending; flush what is, never read. */
+	while (smtp_proto_output_pending(c->proto) > 0)
+		if (smtp_conn_write(c) <= 0)
+			break;
+	if (c->state != SMTP_CONN_S_SESSION)
+		return;
+	if (smtp_proto_output_pending(c->proto) > 0) {
+		smtp_conn_fail(c, 0, "cannot flush output before STARTTLS");
+		return;
+	}
+	smtp_conn_tls_start(c);
+}
+
+/* Pop and act on every proto event.  Returns 0 when the session is over
+ * (or left SESSION/QUIT, e.g. for the STARTTLS handshake). */
+static int
+smtp_conn_events(struct smtp_conn *c)
+{
+	struct smtp_proto_event ev;
+	char text[512];
+	int cls;
+
+	while (smtp_conn_alive(c) && smtp_proto_next_event(c->proto, &ev)) {
+		switch (ev.type) {
+		case SMTP_PROTO_EV_NEED_TLS:
+			if (c->state == SMTP_CONN_S_QUIT) {
+				smtp_conn_kill(c);
+				break;
+			}
+			smtp_conn_on_need_tls(c);
+			return 0;
+		case SMTP_PROTO_EV_READY:
+			c->ready = 1;
+			smtp_conn_set_phase(c, c->state == SMTP_CONN_S_QUIT ?
+			    SMTP_CONN_PH_QUIT : SMTP_CONN_PH_IDLE);
+			if (c->state == SMTP_CONN_S_SESSION &&
+			    !c->user_closed && c->cb.on_ready != NULL)
+				c->cb.on_ready(c, c->arg);
+			break;
+		case SMTP_PROTO_EV_RCPT_STATUS:
+			log_debug("relay=%s rcpt=%zu <<< %d", c->name,
+			    ev.rcpt_index, ev.reply.code);
+			if (!c->msg_active || ev.rcpt_index >= c->msg.n_rcpts)
+				break;
+			cls = ev.reply.code / 100;
+			c->rcpt_class[ev.rcpt_index] = cls == 2 || cls == 5 ?
+			    cls : 4;
+			break;
+		case SMTP_PROTO_EV_NEED_BODY:
+			if (!c->msg_active) {
+				smtp_conn_fail(c, 0, "DATA without a message "
+				    "(bug)");
+				return 0;
+			}
+			c->body_started = 1;
+			smtp_conn_set_phase(c, SMTP_CONN_PH_BODY);
+			break;
+		case SMTP_PROTO_EV_TXN_DONE:
+			smtp_conn_on_txn_done(c, &ev);
+			break;
+		case SMTP_PROTO_EV_FAILED:
+			if (c->state == SMTP_CONN_S_QUIT) {
+				smtp_conn_kill(c);
+				return 0;
+			}
+			smtp_conn_failed_text(c, &ev, text, sizeof(text));
+			/* Where it is still safe (a refusal, not garbage)
+			 * the proto may have queued QUIT: one try. */
+			if (ev.fail == SMTP_PROTO_FAIL_RESP ||
+			    ev.fail == SMTP_PROTO_FAIL_TLS)
+				(void)smtp_conn_write(c);
+			smtp_conn_fail(c, ev.reply.code, "%s", text);
+			return 0;
+		case SMTP_PROTO_EV_CLOSED:
+			if (c->state == SMTP_CONN_S_QUIT) {
+				if (c->tls_on)
+					tls_bye(c->tls);
+				smtp_conn_kill(c);
+				return 0;
+			}
+			smtp_conn_reply_text(&ev.reply, text, sizeof(text));
+			smtp_conn_fail(c, ev.reply.code, "connection closed by "
+			    "%s: %s", c->addr, text[0] != '\0' ? text :
+			    "end of session");
+			return 0;
+		}
+	}
+	return smtp_conn_alive(c);
+}
+
+/* Feed the body while the proto's output is short.  Returns 1 on
+ * progress, 0 otherwise, -1 when the connection failed. */
+static int
+smtp_conn_fill_body(struct smtp_conn *c)
+{
+	ssize_t n;
+	int progress = 0;
+
+	while (c->msg_active && c->phase == SMTP_CONN_PH_BODY &&
+	    !c->body_done && smtp_proto_output_pending(c->proto) <
+	    SMTP_CONN_BODY_LOWAT) {
+		if (c->body_buf == NULL)
+			c->body_buf = xmalloc(SMTP_CONN_BODY_CHUNK);
+		n = pread(c->msg.body_fd, c->body_buf, SMTP_CONN_BODY_CHUNK,
+		    c->body_off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			/* Drop the connection before the final dot: the
+			 * server discards the partial message. */
+			smtp_conn_fail(c, 0, "cannot read message %s: %s",
+			    c->msg.id, strerror(errno));
+			return -1;
+		}
+		if (n == 0) {
+			smtp_proto_body(c->proto, "", 0, 1);
+			c->body_done = 1;
+			smtp_conn_set_phase(c, SMTP_CONN_PH_DATA_END);
+			return 1;
+		}
+		smtp_proto_body(c->proto, c->body_buf, (size_t)n, 0);
+		c->body_off += n;
+		progress = 1;
+	}
+	return progress;
+}
+
+static void
+smtp_conn_run(struct smtp_conn *c)
+{
+	int progress, r;
+
+	for (;;) {
+		if (!smtp_conn_events(c))
+			return;
+		progress = 0;
+		if ((r = smtp_conn_fill_body(c)) < 0)
+			return;
+		progress |= r;
+		if ((r = smtp_conn_write(c)) < 0)
+			return;
+		progress |= r;
+		if (!smtp_conn_events(c))
+			return;
+		if ((r = smtp_conn_read(c)) < 0)
+			return;
+		if (r == 2) {
+			/* EOF: let the proto's events speak, then make sure
+			 * the connection ends. */
+			if (!smtp_conn_events(c))
+				return;
+			if (c->state == SMTP_CONN_S_QUIT)
+				smtp_conn_kill(c);
+			else
+				smtp_conn_fail(c, 0, "connection closed by %s "
+				    "(state %s)", c->addr,
+				    smtp_proto_state_name(c->proto));
+			return;
+		}
+		progress |= r;
+		if (!progress)
+			break;
+	}
+	smtp_conn_want(c, 1, (smtp_proto_output_pending(c->proto) > 0 &&
+	    !c->write_wants_read) || c->read_wants_write);
+}
+
+/* --- libevent callbacks ------------------------------------------- */
+
+static void
+smtp_conn_on_io(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	switch (c->state) {
+	case SMTP_CONN_S_CONNECT:
+		smtp_conn_connect_done(c);
+		break;
+	case SMTP_CONN_S_TLS:
+		smtp_conn_arm(c);
+		smtp_conn_tls_step(c);
+		break;
+	case SMTP_CONN_S_SESSION:
+	case SMTP_CONN_S_QUIT:
+		smtp_conn_run(c);
+		break;
+	default:
+		smtp_conn_want(c, 0, 0);
+		break;
+	}
+}
+
+static void
+smtp_conn_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_conn *c = arg;
+	int secs = smtp_conn_phases[c->phase].secs;
+
+	(void)fd;
+	(void)what;
+	switch (c->phase) {
+	case SMTP_CONN_PH_QUIT:
+		smtp_conn_kill(c);
+		break;
+	case SMTP_CONN_PH_REPLY:
+		smtp_conn_fail(c, 0, "timeout after %ds waiting for reply to "
+		    "%s from %s", secs, c->verb[0] != '\0' ? c->verb : "command",
+		    c->addr);
+		break;
+	case SMTP_CONN_PH_CONNECT:
+		/* Try the next address, if any. */
+		snprintf(c->last_err, sizeof(c->last_err), "connect to %s: "
+		    "timeout after %ds", c->addr, secs);
+		smtp_conn_close_fd(c);
+		c->ai_cur = c->ai_cur->ai_next;
+		smtp_conn_connect_next(c);
+		break;
+	case SMTP_CONN_PH_NONE:
+	case SMTP_CONN_PH_IDLE:
+		break;
+	default:
+		smtp_conn_fail(c, 0, "timeout after %ds %s %s", secs,
+		    smtp_conn_phases[c->phase].what, c->addr);
+		break;
+	}
+}
+
+/* Deferred work: the start, and anything requested from outside our own
+ * callbacks (send, close). */
+static void
+smtp_conn_on_pump(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	switch (c->state) {
+	case SMTP_CONN_S_START:
+		smtp_conn_resolve(c);
+		break;
+	case SMTP_CONN_S_SESSION:
+	case SMTP_CONN_S_QUIT:
+		smtp_conn_run(c);
+		break;
+	default:
+		break;
+	}
+}
+
+/* --- API ---------------------------------------------------------- */
+
+struct smtp_conn *
+smtp_conn_open(const struct smtp_conn_params *params,
+    const struct smtp_conn_callbacks *cb, void *arg)
+{
+	const struct config_smarthost *sh = params->smarthost;
+	struct smtp_conn *c;
+	const char *host = sh->host != NULL ? sh->host : "";
+	size_t len = strlen(host);
+
+	c = xcalloc(1, sizeof(*c));
+	c->base = params->base;
+	c->dns = params->dns;
+	c->cb = *cb;
+	c->arg = arg;
+	c->name = xstrdup(sh->name != NULL ? sh->name : host);
+	if (len >= 2 && host[0] == '[' && host[len - 1] == ']')
+		c->host = xstrndup(host + 1, len - 2);
+	else
+		c->host = xstrdup(host);
+	c->port = sh->port;
+	c->tls_mode = sh->tls;
+	c->tls_ctx = params->tls;
+	c->ehlo_name = xstrdup(params->ehlo_name != NULL ? params->ehlo_name :
+	    "localhost");
+	c->fd = -1;
+	c->msg.body_fd = -1;
+	c->state = SMTP_CONN_S_START;
+	c->ev_timer = evtimer_new(c->base, smtp_conn_on_timer, c);
+	c->ev_pump = event_new(c->base, -1, 0, smtp_conn_on_pump, c);
+	c->ev_free = event_new(c->base, -1, 0, smtp_conn_on_free, c);
+	if (c->ev_timer == NULL || c->ev_pump == NULL || c->ev_free == NULL)
+		log_fatalx("smtp_conn: event_new failed");
+	event_active(c->ev_pump, EV_TIMEOUT, 1);
+	return c;
+}
+
+int
+smtp_conn_send(struct smtp_conn *c, const struct smtp_conn_message *msg)
+{
+	struct smtp_proto_txn txn;
+
+	if (c == NULL || c->state != SMTP_CONN_S_SESSION || !c->ready ||
+	    c->msg_active || c->user_closed || msg->n_rcpts == 0 ||
+	    msg->body_fd < 0)
+		return -1;
+	txn.sender = msg->sender != NULL ? msg->sender : "";
+	txn.rcpts = msg->rcpts;
+	txn.n_rcpts = msg->n_rcpts;
+	if (smtp_proto_send_mail(c->proto, &txn) < 0)
+		return -1;
+	c->ready = 0;
+	c->msg = *msg;
+	if (c->msg.id == NULL)
+		c->msg.id = "-";
+	c->msg_active = 1;
+	c->rcpt_class = xcalloc(msg->n_rcpts, sizeof(int));
+	c->body_off = 0;
+	c->body_started = c->body_done = 0;
+	c->verb[0] = '\0';
+	log_debug("relay=%s msgid=%s rcpts=%zu sending", c->name, c->msg.id,
+	    msg->n_rcpts);
+	event_active(c->ev_pump, EV_TIMEOUT, 1);
+	return 0;
+}
+
+void
+smtp_conn_close(struct smtp_conn *c)
+{
+	if (c == NULL || c->user_closed || c->state == SMTP_CONN_S_DEAD)
+		return;
+	c->user_closed = 1;
+	if (c->state == SMTP_CONN_S_SESSION && c->ready && !c->msg_active) {
+		c->state = SMTP_CONN_S_QUIT;
+		smtp_proto_quit(c->proto);
+		smtp_conn_set_phase(c, SMTP_CONN_PH_QUIT);
+		event_active(c->ev_pump, EV_TIMEOUT, 1);
+		return;
+	}
+	smtp_conn_kill(c);
+}

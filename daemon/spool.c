@@ -207,6 +207,14 @@ spool_create_locked(int dirfd, const char *dirpath, const char *name,
 			spool_fail(err, e, "chmod", dirpath, name);
 			goto fail;
 		}
+		/* Files belong to the spool's owner (the daemon's user),
+		 * also when root submits: only that user can read them. */
+		if (geteuid() == 0 && fstat(dirfd, &st) == 0 &&
+		    st.st_uid != 0 && fchown(fd, st.st_uid, st.st_gid) != 0) {
+			e = -errno;
+			spool_fail(err, e, "chown", dirpath, name);
+			goto fail;
+		}
 		if (flock(fd, LOCK_EX) != 0) {
 			e = -errno;
 			spool_fail(err, e, "lock", dirpath, name);

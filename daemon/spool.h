@@ -3,7 +3,8 @@
  * storage before anyone is told it was accepted.
  *
  * Layout under spool_dir (all directories 0700, all files 0600, owned by
- * the user that runs sendqd / sendq):
+ * the owner of spool_dir, the daemon's user; files that root submits are
+ * given to that owner):
  *   tmp/          messages being written (ID.msg, ID.env)
  *   queue/        committed messages: ID.msg (the RFC 5322 message as
  *                 submitted) and ID.env (its envelope, envelope.h).  A

@@ -251,6 +251,35 @@ Test(spool, directories_are_0700_and_files_0600_whatever_the_umask)
 	spool_close(sp);
 }
 
+Test(spool, files_root_submits_belong_to_the_spool_owner)
+{
+	struct spool *sp;
+	struct stat st;
+	char path[256];
+	const char *id;
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root to submit as root");
+	sp = test_open();
+	/* The spool belongs to the daemon's user (here: nobody), as
+	 * systemd/sendq.tmpfiles sets it up. */
+	snprintf(path, sizeof(path), "%s", test_dir);
+	cr_assert_eq(chown(path, 65534, 65534), 0);
+	snprintf(path, sizeof(path), "%s/tmp", test_dir);
+	cr_assert_eq(chown(path, 65534, 65534), 0);
+	snprintf(path, sizeof(path), "%s/queue", test_dir);
+	cr_assert_eq(chown(path, 65534, 65534), 0);
+	id = test_accept(sp, "hi\n", 3);
+	snprintf(path, sizeof(path), "%s/queue/%s.msg", test_dir, id);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_uid, 65534);
+	cr_assert_eq(st.st_gid, 65534);
+	snprintf(path, sizeof(path), "%s/queue/%s.env", test_dir, id);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_uid, 65534);
+	spool_close(sp);
+}
+
 Test(spool, open_without_create_names_the_missing_directory)
 {
 	struct spool *sp = NULL;
