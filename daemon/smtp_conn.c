@@ -24,9 +24,11 @@
  * nothing is freed under a running callback.  smtp_conn_close() never
  * calls back: when idle it sends QUIT and waits briefly for the answer
  * (state QUIT), otherwise it drops the connection; freeing is deferred
- * the same way.  If the message body cannot be read, the connection is
- * dropped before the final "." so the server discards the partial
- * message.
+ * the same way.  smtp_conn_abort() frees at once (shutdown).  A pending
+ * DNS lookup is cancelled at once and its callback argument (a small
+ * holder) cut loose, so the connection never waits for the resolver.
+ * If the message body cannot be read, the connection is dropped before
+ * the final "." so the server discards the partial message.
  */
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -103,13 +105,19 @@ static const char *const smtp_conn_verbs[] = {
 	"RSET", "NOOP", "QUIT",
 };
 
+/* The resolver's callback argument: cut loose (c = NULL) when the
+ * connection goes away first, so the connection can be freed at once. */
+struct smtp_conn_dns {
+	struct smtp_conn	*c;
+};
+
 struct smtp_conn {
 	struct event_base		*base;
 	struct evdns_base		*dns;
 	struct smtp_conn_callbacks	 cb;
 	void				*arg;
 
-	char			*name;		/* smarthost, for logs */
+	char			*name;		/* smarthost (logs) */
 	char			*host;		/* without [] */
 	unsigned		 port;
 	enum config_tls		 tls_mode;
@@ -123,7 +131,7 @@ struct smtp_conn {
 	int			 user_closed;	/* no more callbacks */
 
 	struct evdns_getaddrinfo_request *dns_req;
-	int			 free_wait_dns;
+	struct smtp_conn_dns	*dns_holder;	/* with dns_req */
 	struct evutil_addrinfo	*ai;
 	struct evutil_addrinfo	*ai_cur;
 	char			 addr[64];	/* "127.0.0.1:25" */
@@ -201,6 +209,21 @@ smtp_conn_want(struct smtp_conn *c, int rd, int wr)
 		event_del(c->ev_write);
 }
 
+/* Cancel a pending lookup now, while the evdns base surely exists; its
+ * callback (EVUTIL_EAI_CANCEL, later) then only frees the holder. */
+static void
+smtp_conn_dns_cancel(struct smtp_conn *c)
+{
+	struct evdns_getaddrinfo_request *req = c->dns_req;
+
+	if (req == NULL)
+		return;
+	c->dns_holder->c = NULL;
+	c->dns_holder = NULL;
+	c->dns_req = NULL;
+	evdns_getaddrinfo_cancel(req);
+}
+
 /* Stop all I/O and schedule the free; no callback from here. */
 static void
 smtp_conn_kill(struct smtp_conn *c)
@@ -209,12 +232,7 @@ smtp_conn_kill(struct smtp_conn *c)
 		return;
 	c->state = SMTP_CONN_S_DEAD;
 	c->phase = SMTP_CONN_PH_NONE;
-	if (c->dns_req != NULL && !c->free_wait_dns) {
-		/* Cancel now, while the evdns base surely exists; the
-		 * resolver calls back with EVUTIL_EAI_CANCEL, then we free. */
-		c->free_wait_dns = 1;
-		evdns_getaddrinfo_cancel(c->dns_req);
-	}
+	smtp_conn_dns_cancel(c);
 	smtp_conn_want(c, 0, 0);
 	evtimer_del(c->ev_timer);
 	event_del(c->ev_pump);
@@ -261,15 +279,11 @@ smtp_conn_fail(struct smtp_conn *c, int code, const char *fmt, ...)
 		c->cb.on_closed(c, &r, c->arg);
 }
 
+/* Free everything now (never from inside a callback of c). */
 static void
-smtp_conn_on_free(evutil_socket_t fd, short what, void *arg)
+smtp_conn_destroy(struct smtp_conn *c)
 {
-	struct smtp_conn *c = arg;
-
-	(void)fd;
-	(void)what;
-	if (c->dns_req != NULL)
-		return;	/* cancelled in kill: freed from its callback */
+	smtp_conn_dns_cancel(c);
 	if (c->ev_read != NULL)
 		event_free(c->ev_read);
 	if (c->ev_write != NULL)
@@ -289,8 +303,17 @@ smtp_conn_on_free(evutil_socket_t fd, short what, void *arg)
 	free(c->name);
 	free(c->host);
 	free(c->ehlo_name);
-	event_free(c->ev_free);	/* our own, not pending: allowed */
+	event_free(c->ev_free);
 	free(c);
+}
+
+static void
+smtp_conn_on_free(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	/* Our own event, no longer pending: freeing it here is allowed. */
+	smtp_conn_destroy(arg);
 }
 
 /* --- transport ---------------------------------------------------- */
@@ -523,16 +546,18 @@ smtp_conn_connect_done(struct smtp_conn *c)
 static void
 smtp_conn_on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 {
-	struct smtp_conn *c = arg;
+	struct smtp_conn_dns *holder = arg;
+	struct smtp_conn *c = holder->c;
 
-	c->dns_req = NULL;
-	if (c->free_wait_dns || c->state == SMTP_CONN_S_DEAD) {
+	free(holder);
+	if (c == NULL || c->state == SMTP_CONN_S_DEAD) {
+		/* Cancelled: the connection is gone or going. */
 		if (res != NULL)
 			evutil_freeaddrinfo(res);
-		if (c->free_wait_dns)
-			event_active(c->ev_free, EV_TIMEOUT, 1);
 		return;
 	}
+	c->dns_req = NULL;
+	c->dns_holder = NULL;
 	if (result != 0 || res == NULL) {
 		if (res != NULL)
 			evutil_freeaddrinfo(res);
@@ -549,6 +574,7 @@ smtp_conn_resolve(struct smtp_conn *c)
 {
 	struct evutil_addrinfo hints, *res = NULL;
 	struct evdns_getaddrinfo_request *req;
+	struct smtp_conn_dns *holder;
 	int ret;
 
 	memset(&hints, 0, sizeof(hints));
@@ -560,14 +586,21 @@ smtp_conn_resolve(struct smtp_conn *c)
 		/* No resolver: address literals only (never blocks). */
 		hints.ai_flags = EVUTIL_AI_NUMERICHOST;
 		ret = evutil_getaddrinfo(c->host, NULL, &hints, &res);
-		smtp_conn_on_resolved(ret, res, c);
+		holder = xmalloc(sizeof(*holder));
+		holder->c = c;
+		smtp_conn_on_resolved(ret, res, holder);
 		return;
 	}
-	/* May call back before returning (literals, /etc/hosts). */
+	holder = xmalloc(sizeof(*holder));
+	holder->c = c;
+	/* Calls back before returning, and returns NULL, for literals and
+	 * /etc/hosts names; holder is then already freed. */
 	req = evdns_getaddrinfo(c->dns, c->host, NULL, &hints,
-	    smtp_conn_on_resolved, c);
-	if (req != NULL && c->state == SMTP_CONN_S_RESOLVE)
+	    smtp_conn_on_resolved, holder);
+	if (req != NULL) {
 		c->dns_req = req;
+		c->dns_holder = holder;
+	}
 }
 
 /* --- session ------------------------------------------------------ */
@@ -1053,8 +1086,8 @@ smtp_conn_on_timer(evutil_socket_t fd, short what, void *arg)
 		break;
 	case SMTP_CONN_PH_REPLY:
 		smtp_conn_fail(c, 0, "timeout after %ds waiting for reply to "
-		    "%s from %s", secs, c->verb[0] != '\0' ? c->verb : "command",
-		    c->addr);
+		    "%s from %s", secs, c->verb[0] != '\0' ? c->verb :
+		    "command", c->addr);
 		break;
 	case SMTP_CONN_PH_CONNECT:
 		/* Try the next address, if any. */
@@ -1161,6 +1194,16 @@ smtp_conn_send(struct smtp_conn *c, const struct smtp_conn_message *msg)
 	    msg->n_rcpts);
 	event_active(c->ev_pump, EV_TIMEOUT, 1);
 	return 0;
+}
+
+void
+smtp_conn_abort(struct smtp_conn *c)
+{
+	if (c == NULL)
+		return;
+	c->user_closed = 1;
+	c->state = SMTP_CONN_S_DEAD;
+	smtp_conn_destroy(c);
 }
 
 void

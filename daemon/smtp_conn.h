@@ -88,8 +88,10 @@ struct smtp_conn_callbacks {
 struct smtp_conn	*smtp_conn_open(const struct smtp_conn_params *params,
 	    const struct smtp_conn_callbacks *cb, void *arg);
 
-/* Send a message; only from on_ready (or later while idle).  Returns 0,
- * or -1 on misuse (connection not idle). */
+/* Send a message; only from on_ready (or later while idle).  Returns 0
+ * (msg->body_fd now belongs to the connection), or -1 on misuse
+ * (connection not idle, no recipients, body_fd < 0; body_fd stays the
+ * caller's). */
 int	smtp_conn_send(struct smtp_conn *c,
 	    const struct smtp_conn_message *msg);
 

@@ -47,14 +47,14 @@
 	"+AES-128-CCM:%PROFILE_MEDIUM"
 
 struct tls_ctx {
-	char				*name;	/* smarthost, for logs */
-	char				*host;	/* name or literal, no [] */
-	enum config_trust		 trust;
-	int				 host_is_ip;
-	unsigned char			 ip[16];	/* host_is_ip */
-	unsigned			 ip_len;	/* 4 or 16 */
+	char		*name;		/* smarthost, for logs */
+	char		*host;		/* name or literal, no [] */
+	enum config_trust trust;
+	int		 host_is_ip;
+	unsigned char	 ip[16];	/* when host_is_ip */
+	unsigned	 ip_len;	/* 4 or 16 */
 	gnutls_certificate_credentials_t cred;
-	gnutls_priority_t		 prio;
+	gnutls_priority_t prio;
 	/* Resumption (later): the last session data goes here. */
 };
 
@@ -62,9 +62,9 @@ struct tls_session {
 	struct tls_ctx		*ctx;
 	gnutls_session_t	 s;
 	int			 fd;
-	int			 done;		/* handshake finished */
+	int			 done;		/* handshake over */
 	int			 failed;	/* handshake failed */
-	int			 write_again;	/* a send returned AGAIN */
+	int			 write_again;	/* send got AGAIN */
 	size_t			 write_again_len;
 	int			 bye_sent;
 	gnutls_typed_vdata_st	 vdata[2];	/* must outlive s */
@@ -320,6 +320,29 @@ tls_verify_reason(struct tls_session *s, unsigned status, char *dst,
 		    status);
 }
 
+/* The server's fatal alert, with a hint when it means "nothing in
+ * common" (typically a server limited to TLS < 1.2 or CBC ciphers). */
+static void
+tls_alert_text(struct tls_session *s, char *dst, size_t dstsz)
+{
+	gnutls_alert_description_t a = gnutls_alert_get(s->s);
+	const char *name = gnutls_alert_get_name(a);
+
+	switch (a) {
+	case GNUTLS_A_HANDSHAKE_FAILURE:
+	case GNUTLS_A_PROTOCOL_VERSION:
+	case GNUTLS_A_INSUFFICIENT_SECURITY:
+		snprintf(dst, dstsz, "the server sent alert '%s' (no TLS "
+		    "version or cipher in common: sendq requires TLS 1.2 or "
+		    "newer with AEAD ciphers)", name != NULL ? name : "?");
+		break;
+	default:
+		snprintf(dst, dstsz, "the server sent alert '%s'",
+		    name != NULL ? name : "?");
+		break;
+	}
+}
+
 static enum tls_status
 tls_again(struct tls_session *s)
 {
@@ -378,9 +401,9 @@ tls_handshake(struct tls_session *s, struct sq_err *err)
 			sq_err_set(err, SQ_EVERIFY, "certificate verification "
 			    "failed: server sent no certificate");
 		} else if (ret == GNUTLS_E_FATAL_ALERT_RECEIVED) {
-			sq_err_set(err, SQ_ETLS, "TLS handshake failed: the "
-			    "server sent alert \"%s\"",
-			    gnutls_alert_get_name(gnutls_alert_get(s->s)));
+			tls_alert_text(s, reason, sizeof(reason));
+			sq_err_set(err, SQ_ETLS, "TLS handshake failed: %s",
+			    reason);
 		} else if (ret == GNUTLS_E_PREMATURE_TERMINATION ||
 		    ret == GNUTLS_E_PULL_ERROR || ret == GNUTLS_E_PUSH_ERROR) {
 			sq_err_set(err, SQ_ETLS, "TLS handshake failed: "
