@@ -32,7 +32,22 @@ enum config_trust {
 	CONFIG_TRUST_SYSTEM,	/* system trust store + host name */
 	CONFIG_TRUST_CA_FILE,	/* the CAs in ca_file + host name */
 	CONFIG_TRUST_INSECURE,	/* no verification, logged at every use */
+	CONFIG_TRUST_PIN,	/* only the SPKI pins (no chain, no name) */
 };
+
+/* SMTP AUTH mechanism; AUTO picks the strongest both sides have. */
+enum config_auth {
+	CONFIG_AUTH_NONE,
+	CONFIG_AUTH_AUTO,
+	CONFIG_AUTH_PLAIN,
+	CONFIG_AUTH_LOGIN,
+	CONFIG_AUTH_SCRAM_SHA_256,
+	CONFIG_AUTH_XOAUTH2,
+	CONFIG_AUTH_OAUTHBEARER,
+};
+
+#define CONFIG_PIN_LEN		32	/* SHA-256 of the SubjectPublicKeyInfo */
+#define CONFIG_PINS_MAX		8
 
 struct config_smarthost {
 	char		*name;		/* from [smarthost NAME] */
@@ -43,6 +58,45 @@ struct config_smarthost {
 	enum config_trust trust;
 	char		*ca_file;	/* NULL unless trust = ca_file */
 	int		 line;		/* line of the section header */
+
+	/* TLS details (issue 3). */
+	char		*server_name;	/* verified name and SNI; NULL = host */
+	unsigned char	 pins[CONFIG_PINS_MAX][CONFIG_PIN_LEN];
+	size_t		 n_pins;	/* pin = sha256:BASE64 (repeatable or
+					 * space-separated); with trust = pin
+					 * only the pins count, with system or
+					 * ca_file they are checked in
+					 * addition to the chain */
+	char		*tls_priority;	/* NULL = sendq's default (TLS >= 1.2,
+					 * AEAD ciphers, medium key profile) */
+	char		*client_cert;	/* PEM, for mutual TLS (with key) */
+	char		*client_key;
+
+	/* AUTH (issue 3).  At most one secret source may be set. */
+	enum config_auth auth;		/* default: auto when user is set,
+					 * none otherwise */
+	char		*user;
+	char		*password_file;	/* first line is the password */
+	char		*password_command; /* run with /bin/sh -c; stdout's
+					 * first line is the password */
+	char		*credential;	/* systemd credential name, read from
+					 * $CREDENTIALS_DIRECTORY/NAME */
+	char		*token_file;	/* OAuth bearer token, read fresh for
+					 * every connection */
+	char		*token_command;
+
+	/* Timeouts in seconds (RFC 5321 4.5.3.2 defaults). */
+	unsigned	 timeout_connect;	/* 30s */
+	unsigned	 timeout_tls;		/* 60s, TLS handshake */
+	unsigned	 timeout_greeting;	/* 5m */
+	unsigned	 timeout_command;	/* 5m, each command reply */
+	unsigned	 timeout_data_block;	/* 3m, each body write */
+	unsigned	 timeout_data_end;	/* 10m, reply to the final dot */
+	unsigned	 session_max;		/* 30m: the longest a
+						 * connection may take to get
+						 * ready, or to carry one
+						 * message, however the bytes
+						 * trickle in */
 };
 
 struct config {

@@ -315,9 +315,19 @@ scheduler_send_next(struct sched_relay *r)
 		msg.n_rcpts = r->cur_env->n_rcpts;
 		msg.body_fd = fd;
 		r->conn_idle = 0;
-		if (smtp_conn_send(r->conn, &msg) != 0)
-			log_fatalx("relay %s: connection not idle",
-			    r->sh->name);
+		if (smtp_conn_send(r->conn, &msg) != 0) {
+			/* Not sendable (no recipients left): keep it queued
+			 * and visible rather than lose it. */
+			close(fd);
+			log_err("msgid=%s: cannot be sent (%zu recipients); "
+			    "left in the spool", m->id, msg.n_rcpts);
+			envelope_free(r->cur_env);
+			r->cur_env = NULL;
+			scheduler_drop(s, m);
+			r->cur = NULL;
+			r->conn_idle = 1;
+			continue;
+		}
 		return 1;
 	}
 }
