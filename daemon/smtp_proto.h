@@ -42,6 +42,9 @@
 #define SENDQ_SMTP_PROTO_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
 
 #define SMTP_PROTO_OUT_WATERMARK	(64 * 1024)
 #define SMTP_PROTO_BODY_CHUNK_MAX	(4 * 1024 * 1024)
@@ -60,6 +63,19 @@ struct smtp_proto_params {
 	const char		*ehlo_name;	/* our host name for EHLO */
 	enum smtp_proto_tls	 tls;
 	int			 peer_is_loopback;
+
+	/* AUTH (issue 3): after the (post-TLS) EHLO, before READY.  AUTH is
+	 * never sent without TLS unless peer_is_loopback. */
+	enum config_auth	 auth;		/* NONE: never authenticate */
+	const char		*auth_user;
+	const char		*auth_secret;	/* password or bearer token;
+						 * copied, wiped on free */
+	const char		*auth_nonce;	/* SCRAM client nonce from the
+						 * caller (random, printable,
+						 * no ','); the core draws no
+						 * randomness */
+	int			 pipelining;	/* pipeline MAIL/RCPT/DATA
+						 * when the server offers it */
 };
 
 enum smtp_proto_event_type {
@@ -84,6 +100,11 @@ enum smtp_proto_fail {
 				 * refused, or the handshake failed */
 	SMTP_PROTO_FAIL_RESP,	/* the server refused (greeting, EHLO,
 				 * MAIL): see reply */
+	SMTP_PROTO_FAIL_AUTH,	/* authentication impossible or refused
+				 * (535: bad credentials; no common
+				 * mechanism; AUTH would need TLS): a
+				 * problem of the smarthost's settings,
+				 * reported loudly, not retried soon */
 };
 
 struct smtp_proto_reply {
@@ -106,6 +127,11 @@ struct smtp_proto_txn {
 	const char		*sender;	/* "" = null sender <> */
 	const char *const	*rcpts;
 	size_t			 n_rcpts;
+	uint64_t		 size;		/* message size in bytes, for
+						 * SIZE=; 0 = unknown */
+	int			 body_8bit;	/* BODY=8BITMIME when offered */
+	int			 needs_smtputf8; /* non-ASCII addresses or
+						 * headers: SMTPUTF8 required */
 };
 
 struct smtp_proto;

@@ -128,6 +128,9 @@ tls_ctx_load_trust(struct tls_ctx *ctx, const struct config_smarthost *sh,
 		return 0;
 	case CONFIG_TRUST_INSECURE:
 		return 0;
+	case CONFIG_TRUST_PIN:
+		return sq_err_set(err, SQ_ECONFIG, "relay %s: trust = pin is "
+		    "not supported yet", sh->name);
 	}
 	return sq_err_set(err, SQ_ECONFIG, "relay %s: unknown trust policy",
 	    sh->name);

@@ -34,8 +34,8 @@ struct fuzz_proto_state {
 static void
 fuzz_proto_drain(struct smtp_proto *p, struct fuzz_proto_state *st)
 {
-	struct smtp_proto_txn txn = { "alice@example.org", fuzz_proto_rcpts,
-	    1 };
+	struct smtp_proto_txn txn = {
+	    .sender = "alice@example.org", .rcpts = fuzz_proto_rcpts, .n_rcpts = 1 };
 	struct smtp_proto_event ev;
 	const void *out;
 	size_t len;
@@ -95,8 +95,8 @@ fuzz_proto_drain(struct smtp_proto *p, struct fuzz_proto_state *st)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct smtp_proto_params params = { "client.example",
-	    SMTP_PROTO_TLS_NONE, 0 };
+	struct smtp_proto_params params = {
+		.ehlo_name = "client.example", .tls = SMTP_PROTO_TLS_NONE };
 	struct fuzz_proto_state st = { 0, 0 };
 	struct smtp_proto *p;
 	const uint8_t *nul;

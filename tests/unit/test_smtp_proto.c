@@ -24,14 +24,12 @@
 
 static const char *const test_rcpts1[] = { "bob@example.net" };
 static const struct smtp_proto_txn test_txn1 = {
-	"alice@example.org", test_rcpts1, 1
-};
+	    .sender = "alice@example.org", .rcpts = test_rcpts1, .n_rcpts = 1 };
 static const char *const test_rcpts2[] = {
 	"nobody@example.net", "bob@example.net"
 };
 static const struct smtp_proto_txn test_txn2 = {
-	"alice@example.org", test_rcpts2, 2
-};
+	    .sender = "alice@example.org", .rcpts = test_rcpts2, .n_rcpts = 2 };
 static const struct smtp_proto_txn *test_txn = &test_txn1;
 
 /* The last event popped by an "E:" step, for extra checks. */
@@ -40,7 +38,8 @@ static struct smtp_proto_event test_last_ev;
 static struct smtp_proto *
 test_proto_new(enum smtp_proto_tls tls)
 {
-	struct smtp_proto_params params = { "client.example", tls, 0 };
+	struct smtp_proto_params params = {
+		.ehlo_name = "client.example", .tls = tls };
 
 	test_txn = &test_txn1;
 	return smtp_proto_new(&params);
@@ -252,7 +251,8 @@ Test(smtp_proto, two_messages_on_one_session)
 Test(smtp_proto, null_sender_is_sent_as_empty_path)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
-	const struct smtp_proto_txn bounce = { "", test_rcpts1, 1 };
+	const struct smtp_proto_txn bounce = {
+	    .sender = "", .rcpts = test_rcpts1, .n_rcpts = 1 };
 
 	TEST_RUN(p, TEST_HELLO);
 	cr_assert_eq(smtp_proto_send_mail(p, &bounce), 0);
@@ -723,10 +723,14 @@ Test(smtp_proto, send_mail_rejects_misuse_and_unsafe_addresses)
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 	const char *const evil[] = { "bob@x>\r\nRCPT TO:<eve@y" };
 	const char *const spaced[] = { "bob @x" };
-	const struct smtp_proto_txn bad1 = { "a@x", evil, 1 };
-	const struct smtp_proto_txn bad2 = { "a@x\n", test_rcpts1, 1 };
-	const struct smtp_proto_txn bad3 = { "a@x", test_rcpts1, 0 };
-	const struct smtp_proto_txn bad4 = { "a@x", spaced, 1 };
+	const struct smtp_proto_txn bad1 = {
+	    .sender = "a@x", .rcpts = evil, .n_rcpts = 1 };
+	const struct smtp_proto_txn bad2 = {
+	    .sender = "a@x\n", .rcpts = test_rcpts1, .n_rcpts = 1 };
+	const struct smtp_proto_txn bad3 = {
+	    .sender = "a@x", .rcpts = test_rcpts1, .n_rcpts = 0 };
+	const struct smtp_proto_txn bad4 = {
+	    .sender = "a@x", .rcpts = spaced, .n_rcpts = 1 };
 
 	cr_assert_eq(smtp_proto_send_mail(p, &test_txn1), -1);
 	TEST_RUN(p, TEST_HELLO);
@@ -801,7 +805,8 @@ Test(smtp_proto, event_queue_is_bounded_when_the_driver_never_pops)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 	const char *rcpts[SMTP_PROTO_EVENTS_MAX + 8];
-	struct smtp_proto_txn txn = { "a@example.org", rcpts, 0 };
+	struct smtp_proto_txn txn = {
+	    .sender = "a@example.org", .rcpts = rcpts, .n_rcpts = 0 };
 	struct smtp_proto_event ev;
 	const void *data;
 	size_t i, len, n = 0;
