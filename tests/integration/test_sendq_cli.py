@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""What `sendq` puts into the spool: the message bytes as given (when
+Date, Message-ID and From are present), those three headers added only
+when missing, one queue entry (ID.msg + ID.env in queue/, nothing left in
+tmp/) per accepted message.  No server needed."""
+
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import make_message  # noqa: E402
+
+
+def header_names(msg):
+    head = re.split(rb"\r?\n\r?\n", msg, maxsplit=1)[0]
+    return [ln.split(b":", 1)[0].lower().decode()
+            for ln in re.split(rb"\r?\n", head)
+            if ln and ln[:1] not in (b" ", b"\t")]
+
+
+class SendqCli(harness.IntegrationTest):
+
+    @classmethod
+    def setUpClass(cls):
+        import tempfile
+        cls.class_dir = tempfile.mkdtemp(prefix="sendq-it-")
+
+    def setUp(self):
+        super().setUp()
+        self.sq = self.new_sendq({"host": "127.0.0.1", "port": 1,
+                                  "tls": "implicit", "trust": "system"})
+
+    def queue_one(self, message, rcpts=("bob@example.net",), args=()):
+        self.sq.submit(message, list(rcpts), sender="alice@example.org",
+                       args=args)
+        qid = self.sq.one_queued()
+        files = self.sq.spool_files()
+        self.assertIn("queue/%s.msg" % qid, files)
+        self.assertIn("queue/%s.env" % qid, files)
+        self.assertEqual([f for f in files if f.startswith("tmp/")], [])
+        return qid, self.sq.queued_message(qid)
+
+    def test_complete_message_is_stored_byte_for_byte(self):
+        for eol in (b"\r\n", b"\n"):
+            with self.subTest(eol=eol):
+                sent = make_message("stored", ".dot\r\nlast".replace(
+                    "\r\n", eol.decode()), eol=eol)
+                qid, stored = self.queue_one(sent)
+                self.assertEqual(stored, sent)
+                os.unlink(os.path.join(self.sq.queue_dir(), qid + ".env"))
+                os.unlink(os.path.join(self.sq.queue_dir(), qid + ".msg"))
+
+    def test_missing_headers_are_added_once(self):
+        sent = b"To: bob@example.net\nSubject: bare\n\nbody\n"
+        _, stored = self.queue_one(sent)
+        names = header_names(stored)
+        for h in ("date", "message-id", "from"):
+            self.assertEqual(names.count(h), 1, "%s in %s" % (h, names))
+        self.assertTrue(stored.endswith(b"\nbody\n"))
+        self.assertIn(b"Subject: bare", stored)
+
+    def test_present_headers_are_not_added_again(self):
+        sent = make_message("complete", "x\r\n")
+        _, stored = self.queue_one(sent)
+        names = header_names(stored)
+        for h in ("date", "message-id", "from"):
+            self.assertEqual(names.count(h), 1, "%s in %s" % (h, names))
+
+    def test_envelope_records_sender_and_recipients(self):
+        qid, _ = self.queue_one(make_message("env", "x\r\n"),
+                                rcpts=("bob@example.net",
+                                       "carol@example.com"))
+        with open(os.path.join(self.sq.queue_dir(), qid + ".env"),
+                  "rb") as f:
+            env = f.read()
+        for addr in (b"alice@example.org", b"bob@example.net",
+                     b"carol@example.com"):
+            self.assertIn(addr, env)
+
+    def test_each_message_gets_its_own_queue_id(self):
+        for i in range(3):
+            self.sq.submit(make_message("n%d" % i, "x\r\n"),
+                           ["bob@example.net"], sender="alice@example.org")
+        self.assertEqual(len(set(self.sq.queued())), 3)
+
+
+if __name__ == "__main__":
+    harness.main()
