@@ -24,6 +24,16 @@
  * Every key is a row of config_keys[] {section, key, type, allowed,
  * default, doc}.  Defaults are applied by parsing the default text through
  * the same code as a value from the file, so the table is the one source.
+ * A key may appear once per section, except a CONFIG_F_REPEAT key (only
+ * pin): each of its lines appends to the list, and its first line is the
+ * one errors about the whole list point at.
+ *
+ * The rules between keys (ca_file and pins against trust, client_cert
+ * with client_key, the AUTH mechanism against user and the one secret
+ * source) also run at the end of the section; each error points at the
+ * line to change.  Secrets themselves are never read here (secret.c does,
+ * for each connection), and tls_priority is only stored: tls.c checks it
+ * with GnuTLS when sendqd starts.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -58,9 +68,13 @@ enum config_type {
 	CONFIG_T_ENUM,		/* one of choices[], stored as index */
 	CONFIG_T_DURATION,	/* seconds, with optional unit s|m|h|d */
 	CONFIG_T_PORT,		/* integer min..max */
+	CONFIG_T_STRING,	/* any non-empty text */
+	CONFIG_T_PIN,		/* sha256:BASE64 ..., appended to pins[] */
+	CONFIG_T_CREDNAME,	/* a systemd credential name */
 };
 
 #define CONFIG_F_REQUIRED	0x1
+#define CONFIG_F_REPEAT		0x2	/* may be given on several lines */
 
 /*
  * choices: CONFIG_T_ENUM's names, NULL-ended.  min, max: DURATION, PORT.
@@ -100,14 +114,33 @@ static const char *const config_trust_names[] = {
 	[CONFIG_TRUST_SYSTEM] = "system",
 	[CONFIG_TRUST_CA_FILE] = "ca_file",
 	[CONFIG_TRUST_INSECURE] = "insecure",
+	[CONFIG_TRUST_PIN] = "pin",
+	NULL
+};
+
+static const char *const config_auth_names[] = {
+	[CONFIG_AUTH_NONE] = "none",
+	[CONFIG_AUTH_AUTO] = "auto",
+	[CONFIG_AUTH_PLAIN] = "plain",
+	[CONFIG_AUTH_LOGIN] = "login",
+	[CONFIG_AUTH_SCRAM_SHA_256] = "scram-sha-256",
+	[CONFIG_AUTH_XOAUTH2] = "xoauth2",
+	[CONFIG_AUTH_OAUTHBEARER] = "oauthbearer",
 	NULL
 };
 
 /* Enum values are stored through an int. */
 _Static_assert(sizeof(enum config_tls) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_trust) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_auth) == sizeof(int), "enum size");
 
 #define CONFIG_DAY	86400u
+#define CONFIG_HOUR	3600u
+
+#define CONFIG_SH(field)	offsetof(struct config_smarthost, field)
+#define CONFIG_TIMEOUT(key, def, field, doc)				\
+	{ CONFIG_SECT_SMARTHOST, key, CONFIG_T_DURATION, NULL, 1,	\
+	    CONFIG_HOUR, NULL, def, 0, CONFIG_SH(field), doc }
 
 static const struct config_key config_keys[] = {
 	{ CONFIG_SECT_SENDQ, "spool_dir", CONFIG_T_PATH, NULL, 0, 0,
@@ -142,6 +175,71 @@ static const struct config_key config_keys[] = {
 	    "an absolute path of a readable PEM file", NULL, 0,
 	    offsetof(struct config_smarthost, ca_file),
 	    "the CAs trusted with trust = ca_file" },
+	{ CONFIG_SECT_SMARTHOST, "pin", CONFIG_T_PIN, NULL, 0, 0,
+	    "sha256:BASE64, the base64 of the SHA-256 of the server's "
+	    "SubjectPublicKeyInfo (44 characters)", NULL, CONFIG_F_REPEAT,
+	    CONFIG_SH(pins),
+	    "server public key pins; the only check with trust = pin, "
+	    "checked in addition to the chain with system or ca_file" },
+	{ CONFIG_SECT_SMARTHOST, "server_name", CONFIG_T_HOSTNAME, NULL, 0,
+	    0, "a host name such as smtp.example.com", NULL, 0,
+	    CONFIG_SH(server_name),
+	    "name verified in the certificate and sent as SNI; "
+	    "default: host" },
+	{ CONFIG_SECT_SMARTHOST, "tls_priority", CONFIG_T_STRING, NULL, 0,
+	    0, "a GnuTLS priority string", NULL, 0, CONFIG_SH(tls_priority),
+	    "GnuTLS priority string; default: TLS 1.2 or later with AEAD "
+	    "ciphers (checked by sendqd at start)" },
+	{ CONFIG_SECT_SMARTHOST, "client_cert", CONFIG_T_FILE, NULL, 0, 0,
+	    "an absolute path of a readable PEM file", NULL, 0,
+	    CONFIG_SH(client_cert),
+	    "client certificate for mutual TLS (with client_key)" },
+	{ CONFIG_SECT_SMARTHOST, "client_key", CONFIG_T_FILE, NULL, 0, 0,
+	    "an absolute path of a readable PEM file", NULL, 0,
+	    CONFIG_SH(client_key),
+	    "private key of client_cert" },
+	{ CONFIG_SECT_SMARTHOST, "auth", CONFIG_T_ENUM, config_auth_names,
+	    0, 0, NULL, NULL, 0, CONFIG_SH(auth),
+	    "SMTP AUTH mechanism; default: auto when user is set, none "
+	    "otherwise" },
+	{ CONFIG_SECT_SMARTHOST, "user", CONFIG_T_STRING, NULL, 0, 0,
+	    "a user name", NULL, 0, CONFIG_SH(user),
+	    "user name for SMTP AUTH" },
+	{ CONFIG_SECT_SMARTHOST, "password_file", CONFIG_T_PATH, NULL, 0, 0,
+	    "an absolute path", NULL, 0, CONFIG_SH(password_file),
+	    "file whose first line is the password (mode 0600 or 0640)" },
+	{ CONFIG_SECT_SMARTHOST, "password_command", CONFIG_T_STRING, NULL,
+	    0, 0, "a shell command", NULL, 0, CONFIG_SH(password_command),
+	    "command (/bin/sh -c) whose first output line is the password" },
+	{ CONFIG_SECT_SMARTHOST, "credential", CONFIG_T_CREDNAME, NULL, 0,
+	    0, "a systemd credential name: letters, digits, '_', '.', '-'",
+	    NULL, 0, CONFIG_SH(credential),
+	    "systemd credential holding the password "
+	    "($CREDENTIALS_DIRECTORY/NAME, see LoadCredential=)" },
+	{ CONFIG_SECT_SMARTHOST, "token_file", CONFIG_T_PATH, NULL, 0, 0,
+	    "an absolute path", NULL, 0, CONFIG_SH(token_file),
+	    "file whose first line is an OAuth bearer token, read for every "
+	    "connection" },
+	{ CONFIG_SECT_SMARTHOST, "token_command", CONFIG_T_STRING, NULL, 0,
+	    0, "a shell command", NULL, 0, CONFIG_SH(token_command),
+	    "command (/bin/sh -c) printing an OAuth bearer token, run for "
+	    "every connection" },
+	CONFIG_TIMEOUT("timeout_connect", "30s", timeout_connect,
+	    "TCP connection set-up"),
+	CONFIG_TIMEOUT("timeout_tls", "1m", timeout_tls,
+	    "TLS handshake"),
+	CONFIG_TIMEOUT("timeout_greeting", "5m", timeout_greeting,
+	    "the server's 220 greeting"),
+	CONFIG_TIMEOUT("timeout_command", "5m", timeout_command,
+	    "the reply to each command"),
+	CONFIG_TIMEOUT("timeout_data_block", "3m", timeout_data_block,
+	    "each write of the message body"),
+	CONFIG_TIMEOUT("timeout_data_end", "10m", timeout_data_end,
+	    "the reply to the final dot"),
+	{ CONFIG_SECT_SMARTHOST, "session_max", CONFIG_T_DURATION, NULL, 1,
+	    CONFIG_DAY, NULL, "30m", 0, CONFIG_SH(session_max),
+	    "longest a connection may take to get ready or to carry one "
+	    "message" },
 };
 
 #define CONFIG_NKEYS	(sizeof(config_keys) / sizeof(config_keys[0]))
@@ -181,7 +279,7 @@ config_fail(struct config_parser *p, int line, const char *label,
     const char *key, const char *fmt, ...)
 {
 	va_list ap;
-	char what[400];
+	char what[512];
 
 	if (p->failed)
 		return;
@@ -224,6 +322,14 @@ config_trust_name(enum config_trust trust)
 	return config_name_of(config_trust_names,
 	    sizeof(config_trust_names) / sizeof(config_trust_names[0]),
 	    (int)trust);
+}
+
+const char *
+config_auth_name(enum config_auth auth)
+{
+	return config_name_of(config_auth_names,
+	    sizeof(config_auth_names) / sizeof(config_auth_names[0]),
+	    (int)auth);
 }
 
 /* "a, b, c" from a NULL-ended list, into buf. */
@@ -389,6 +495,75 @@ config_parse_uint(const char *s)
 	return v;
 }
 
+static int
+config_b64_value(int c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/*
+ * Strict base64 (RFC 4648 section 4, with padding, no blanks, unused bits
+ * zero) of s[0..len) into out.  Returns the decoded length, or -1 if s is
+ * not canonical base64 or decodes to more than outsz bytes.
+ */
+static long
+config_b64_decode(const char *s, size_t len, unsigned char *out,
+    size_t outsz)
+{
+	size_t i, n = 0, pad = 0;
+	unsigned acc = 0;
+	int bits = 0, v;
+
+	if (len == 0 || len % 4 != 0)
+		return -1;
+	if (s[len - 1] == '=') {
+		pad++;
+		if (s[len - 2] == '=')
+			pad++;
+	}
+	for (i = 0; i < len - pad; i++) {
+		if ((v = config_b64_value((unsigned char)s[i])) < 0)
+			return -1;
+		acc = ((acc << 6) | (unsigned)v) & 0x3fff;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (n >= outsz)
+				return -1;
+			out[n++] = (unsigned char)(acc >> bits);
+		}
+	}
+	if ((acc & ((1u << bits) - 1)) != 0)
+		return -1;
+	return (long)n;
+}
+
+/* A systemd credential name: a file name under $CREDENTIALS_DIRECTORY. */
+static int
+config_valid_credname(const char *s)
+{
+	size_t len = strlen(s), i;
+
+	if (len == 0 || len > 255 || strcmp(s, ".") == 0 ||
+	    strcmp(s, "..") == 0)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (!isalnum((unsigned char)s[i]) && strchr("_.-", s[i]) ==
+		    NULL)
+			return 0;
+	return 1;
+}
+
 static void *
 config_field(struct config_parser *p, const struct config_key *k)
 {
@@ -409,6 +584,67 @@ config_set_string(struct config_parser *p, const struct config_key *k,
 
 	free(*field);
 	*field = xstrndup(v, len);
+}
+
+/*
+ * pin = sha256:BASE64 [sha256:BASE64 ...]: each appended to the current
+ * smarthost's pins[].  Returns 0, or -1 with the error recorded.
+ */
+static int
+config_set_pins(struct config_parser *p, const struct config_key *k,
+    const char *value, int line, const char *ok)
+{
+	struct config_smarthost *sh;
+	unsigned char pin[CONFIG_PIN_LEN * 2];
+	char shown[CONFIG_LINE_MAX + 1];
+	const char *tok, *b64;
+	size_t len, i;
+	long n;
+
+	sh = &p->cfg->smarthosts[p->cfg->n_smarthosts - 1];
+	for (tok = value; *tok != '\0'; tok += len) {
+		while (*tok == ' ')
+			tok++;
+		len = strcspn(tok, " ");
+		if (len == 0)
+			break;
+		sq_printable(shown, sizeof(shown), tok, len);
+		if (len < 7 || strncasecmp(tok, "sha256:", 7) != 0) {
+			config_fail(p, line, p->label, k->key,
+			    "\"%s\" does not start with sha256: (allowed: %s)",
+			    shown, ok);
+			return -1;
+		}
+		b64 = tok + 7;
+		n = config_b64_decode(b64, len - 7, pin, sizeof(pin));
+		if (n < 0) {
+			config_fail(p, line, p->label, k->key,
+			    "\"%s\" is not valid base64 after sha256: "
+			    "(allowed: %s)", shown, ok);
+			return -1;
+		}
+		if (n != CONFIG_PIN_LEN) {
+			config_fail(p, line, p->label, k->key,
+			    "\"%s\" decodes to %ld bytes, a SHA-256 has %d "
+			    "(allowed: %s)", shown, n, CONFIG_PIN_LEN, ok);
+			return -1;
+		}
+		for (i = 0; i < sh->n_pins; i++) {
+			if (memcmp(sh->pins[i], pin, CONFIG_PIN_LEN) == 0) {
+				config_fail(p, line, p->label, k->key,
+				    "\"%s\" is given twice", shown);
+				return -1;
+			}
+		}
+		if (sh->n_pins == CONFIG_PINS_MAX) {
+			config_fail(p, line, p->label, k->key,
+			    "too many pins (allowed: at most %d per "
+			    "smarthost)", CONFIG_PINS_MAX);
+			return -1;
+		}
+		memcpy(sh->pins[sh->n_pins++], pin, CONFIG_PIN_LEN);
+	}
+	return 0;
 }
 
 /*
@@ -517,6 +753,20 @@ config_set(struct config_parser *p, const struct config_key *k,
 		}
 		*(unsigned *)config_field(p, k) = (unsigned)n;
 		return 0;
+	case CONFIG_T_STRING:
+		config_set_string(p, k, value, len);
+		return 0;
+	case CONFIG_T_PIN:
+		return config_set_pins(p, k, value, line, ok);
+	case CONFIG_T_CREDNAME:
+		if (!config_valid_credname(value)) {
+			config_fail(p, line, p->label, k->key,
+			    "\"%s\" is not a valid credential name "
+			    "(allowed: %s)", shown, ok);
+			return -1;
+		}
+		config_set_string(p, k, value, len);
+		return 0;
 	}
 	log_fatalx("config: bad key type %d", (int)k->type);
 }
@@ -545,6 +795,94 @@ config_key_index(const char *key)
 		if (strcmp(config_keys[i].key, key) == 0)
 			return i;
 	log_fatalx("config: no key %s", key);
+}
+
+#define CONFIG_PASSWORD_SOURCES	"password_file, password_command or credential"
+#define CONFIG_TOKEN_SOURCES	"token_file or token_command"
+
+/*
+ * The AUTH rules of a smarthost: at most one secret source; a secret needs
+ * a user; the mechanism (explicit, or auto when user is set) matches the
+ * kind of secret.  Each error points at the line that has to change.
+ */
+static void
+config_smarthost_auth(struct config_parser *p, struct config_smarthost *sh)
+{
+	static const char *const sources[] = { "password_file",
+	    "password_command", "credential", "token_file", "token_command" };
+	const char *src = NULL, *mech;
+	int src_line = 0, auth_line, user_line, line, token_src = 0;
+	int token_mech;
+	size_t i;
+
+	for (i = 0; i < sizeof(sources) / sizeof(sources[0]); i++) {
+		line = p->seen[config_key_index(sources[i])];
+		if (line == 0)
+			continue;
+		if (src != NULL) {
+			/* Report at the later of the two lines. */
+			if (line > src_line)
+				config_fail(p, line, p->label, sources[i],
+				    "only one secret source may be set, and %s "
+				    "is set at line %d", src, src_line);
+			else
+				config_fail(p, src_line, p->label, src,
+				    "only one secret source may be set, and %s "
+				    "is set at line %d", sources[i], line);
+			return;
+		}
+		src = sources[i];
+		src_line = line;
+		token_src = strncmp(src, "token_", 6) == 0;
+	}
+	auth_line = p->seen[config_key_index("auth")];
+	user_line = p->seen[config_key_index("user")];
+	if (src != NULL && sh->user == NULL) {
+		config_fail(p, src_line, p->label, src, "set without user "
+		    "(add user = the login name for SMTP AUTH)");
+		return;
+	}
+	if (auth_line == 0)
+		sh->auth = sh->user != NULL ? CONFIG_AUTH_AUTO :
+		    CONFIG_AUTH_NONE;
+	if (sh->auth == CONFIG_AUTH_NONE) {
+		if (sh->user != NULL)
+			config_fail(p, auth_line, p->label, "auth",
+			    "\"none\" but user is set at line %d (remove "
+			    "user, or choose a mechanism)", user_line);
+		return;
+	}
+	mech = config_auth_name(sh->auth);
+	token_mech = sh->auth == CONFIG_AUTH_XOAUTH2 ||
+	    sh->auth == CONFIG_AUTH_OAUTHBEARER;
+	if (sh->user == NULL) {
+		config_fail(p, auth_line, p->label, "auth", "\"%s\" needs "
+		    "user and %s", mech, token_mech ?
+		    "a token source: " CONFIG_TOKEN_SOURCES :
+		    "a password source: " CONFIG_PASSWORD_SOURCES);
+		return;
+	}
+	if (src == NULL) {
+		if (auth_line == 0)
+			config_fail(p, user_line, p->label, "user",
+			    "set without a secret source (add "
+			    CONFIG_PASSWORD_SOURCES ")");
+		else
+			config_fail(p, auth_line, p->label, "auth",
+			    "\"%s\" needs %s", mech, token_mech ?
+			    "a token source: " CONFIG_TOKEN_SOURCES :
+			    "a password source: " CONFIG_PASSWORD_SOURCES);
+		return;
+	}
+	if (token_mech && !token_src)
+		config_fail(p, src_line, p->label, src, "auth = %s needs a "
+		    "token source (" CONFIG_TOKEN_SOURCES "), not a password",
+		    mech);
+	else if (!token_mech && token_src)
+		config_fail(p, src_line, p->label, src, "auth = %s%s needs a "
+		    "password source (" CONFIG_PASSWORD_SOURCES "), not a "
+		    "token; a token needs auth = xoauth2 or oauthbearer",
+		    mech, auth_line == 0 ? " (the default with user)" : "");
 }
 
 /* Checks that need the whole [smarthost NAME] section. */
@@ -582,6 +920,30 @@ config_smarthost_end(struct config_parser *p)
 		    config_trust_name(sh->trust));
 		return;
 	}
+	if (sh->trust == CONFIG_TRUST_PIN && sh->n_pins == 0) {
+		config_fail(p, trust_line, p->label, "trust",
+		    "\"pin\" needs at least one pin = sha256:BASE64 in this "
+		    "section");
+		return;
+	}
+	if (sh->trust == CONFIG_TRUST_INSECURE && sh->n_pins > 0) {
+		config_fail(p, p->seen[config_key_index("pin")], p->label,
+		    "pin", "never checked with trust = insecure (remove pin, "
+		    "or set trust = pin to trust only the pinned keys)");
+		return;
+	}
+	if ((sh->client_cert == NULL) != (sh->client_key == NULL)) {
+		int cert = sh->client_cert != NULL;
+
+		config_fail(p, p->seen[config_key_index(cert ? "client_cert" :
+		    "client_key")], p->label, cert ? "client_cert" :
+		    "client_key", "set without %s (mutual TLS needs both)",
+		    cert ? "client_key" : "client_cert");
+		return;
+	}
+	config_smarthost_auth(p, sh);
+	if (p->failed)
+		return;
 	if (sh->tls == CONFIG_TLS_NONE && !sq_host_is_loopback(sh->host)) {
 		char shown[CONFIG_LINE_MAX + 1];
 
@@ -828,7 +1190,7 @@ config_handler(void *user, const char *section, const char *name,
 {
 	struct config_parser *p = user;
 	const struct config_key *k = NULL;
-	char shown[CONFIG_LINE_MAX + 1], keys[128];
+	char shown[CONFIG_LINE_MAX + 1], keys[512];
 	size_t i;
 
 	(void)section;	/* the reader tracks sections */
@@ -860,12 +1222,13 @@ config_handler(void *user, const char *section, const char *name,
 		    config_section_keys(p->sect, keys, sizeof(keys)));
 		return 0;
 	}
-	if (p->seen[i] != 0) {
+	if (p->seen[i] != 0 && !(k->flags & CONFIG_F_REPEAT)) {
 		config_fail(p, p->line, p->label, shown,
 		    "duplicate key (first at line %d)", p->seen[i]);
 		return 0;
 	}
-	p->seen[i] = p->line;
+	if (p->seen[i] == 0)
+		p->seen[i] = p->line;
 	return config_set(p, k, value, p->line) == 0;
 }
 
@@ -953,6 +1316,16 @@ config_free(struct config *cfg)
 		free(cfg->smarthosts[i].name);
 		free(cfg->smarthosts[i].host);
 		free(cfg->smarthosts[i].ca_file);
+		free(cfg->smarthosts[i].server_name);
+		free(cfg->smarthosts[i].tls_priority);
+		free(cfg->smarthosts[i].client_cert);
+		free(cfg->smarthosts[i].client_key);
+		free(cfg->smarthosts[i].user);
+		free(cfg->smarthosts[i].password_file);
+		free(cfg->smarthosts[i].password_command);
+		free(cfg->smarthosts[i].credential);
+		free(cfg->smarthosts[i].token_file);
+		free(cfg->smarthosts[i].token_command);
 	}
 	free(cfg->smarthosts);
 	free(cfg->path);

@@ -138,5 +138,8 @@ void	config_free(struct config *cfg);
 /* Names for logs: "implicit", "starttls", "none"; "system", ... */
 const char	*config_tls_name(enum config_tls tls);
 const char	*config_trust_name(enum config_trust trust);
+/* "none", "auto", "plain", "login", "scram-sha-256", "xoauth2",
+ * "oauthbearer"; "unknown" for any other value. */
+const char	*config_auth_name(enum config_auth auth);
 
 #endif

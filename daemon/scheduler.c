@@ -15,13 +15,16 @@
  * scheduler_request_run(), which activates an event, so no callback
  * re-enters the connection that is calling it.
  *
- * What happens after an attempt:
- *   250 for every recipient      -> spool_remove (the only way out today)
- *   some recipients not accepted -> envelope keeps only those, retried
- *   temporary or permanent error -> envelope records it, retried after
- *                                   [queue] retry_min
- * Permanent failures are retried too until bounces exist (a later issue):
- * nothing is ever dropped.
+ * What happens to each recipient after an attempt:
+ *   accepted (and the message got its final 250) -> done
+ *   temporary failure (4xx, or the connection)   -> retried after
+ *                                                   [queue] retry_min
+ *   permanent failure (5xx)                      -> held in failed/ with
+ *                                                   the reason
+ * The message leaves queue/ when no recipient is left to retry.  Bounces
+ * to the sender come with the queue engine; until then failed/ keeps what
+ * could not be delivered: nothing is ever dropped.  Refused credentials
+ * rest the relay for SCHEDULER_AUTH_FAIL_SECONDS with a loud log line.
  */
 #include <sys/inotify.h>
 #include <sys/queue.h>
@@ -42,6 +45,7 @@
 
 #define SCHEDULER_RESCAN_SECONDS	300	/* safety-net queue scan */
 #define SCHEDULER_IDLE_SECONDS		5	/* keep an idle connection */
+#define SCHEDULER_AUTH_FAIL_SECONDS	900	/* rest after refused AUTH */
 
 struct sched_msg {
 	TAILQ_ENTRY(sched_msg)	 entry;
@@ -148,20 +152,6 @@ scheduler_next_due(struct scheduler *s, int64_t now)
 	return NULL;
 }
 
-static const char *
-scheduler_outcome_name(enum smtp_conn_outcome o)
-{
-	switch (o) {
-	case SMTP_CONN_DELIVERED:
-		return "sent";
-	case SMTP_CONN_DEFERRED:
-		return "deferred";
-	case SMTP_CONN_FAILED:
-		return "failed";
-	}
-	return "?";
-}
-
 static void
 scheduler_log_attempt(struct sched_relay *r, const char *id,
     const char *result, const struct smtp_conn_result *res)
@@ -181,40 +171,77 @@ scheduler_log_attempt(struct sched_relay *r, const char *id,
 }
 
 /*
- * Record a failed attempt for the current message: keep only the
- * recipients in keep (NULL = all), note the error and the next attempt.
+ * Record the outcome of an attempt for the current message.  fate[i] says
+ * what happens to recipient i: 2 delivered (dropped from the envelope), 4
+ * retried later, 5 failed permanently (held in failed/ with the reason).
+ * fate NULL means "retry every recipient".  The message leaves the queue
+ * when no recipient is left to retry.
  */
 static void
-scheduler_defer_current(struct sched_relay *r, const int *rcpt_class,
-    size_t n_class, const char *error)
+scheduler_settle_current(struct sched_relay *r, const int *fate,
+    const char *reason)
 {
 	struct scheduler *s = r->sched;
-	struct envelope *env = r->cur_env;
+	struct envelope *env = r->cur_env, *failed;
 	struct sq_err err = { 0 };
 	size_t i, kept = 0;
+	int held = 1;
 
-	if (env != NULL) {
-		if (rcpt_class != NULL && n_class == env->n_rcpts) {
-			for (i = 0; i < env->n_rcpts; i++) {
-				if (rcpt_class[i] == 2) {
-					free(env->rcpts[i]);
-					continue;
-				}
-				env->rcpts[kept++] = env->rcpts[i];
-			}
-			env->n_rcpts = kept;
-		}
-		env->attempts++;
-		env->next_attempt = scheduler_now() + s->cfg->retry_min;
-		envelope_set_error(env, error);
-		if (spool_update_envelope(s->spool, env, &err) != 0)
-			log_err("msgid=%s: cannot record the attempt: %s "
-			    "(the message stays queued)", env->id, err.msg);
-	}
 	if (r->cur != NULL) {
 		r->cur->in_flight = 0;
 		r->cur->next_attempt = scheduler_now() + s->cfg->retry_min;
 	}
+	if (env == NULL)
+		return;
+	if (fate != NULL) {
+		failed = envelope_new();
+		envelope_set_sender(failed, env->sender);
+		snprintf(failed->id, sizeof(failed->id), "%s", env->id);
+		failed->created = env->created;
+		failed->uid = env->uid;
+		failed->attempts = env->attempts + 1;
+		envelope_set_error(failed, reason);
+		for (i = 0; i < env->n_rcpts; i++)
+			if (fate[i] == 5) {
+				envelope_add_rcpt(failed, env->rcpts[i]);
+				log_warn("failed msgid=%s rcpt=%s relay=%s "
+				    "reason=\"%s\": held in failed/ (bounces "
+				    "are not implemented yet)", env->id,
+				    env->rcpts[i], r->sh->name, reason);
+			}
+		if (failed->n_rcpts > 0 && spool_hold_failed(s->spool, failed,
+		    failed->attempts, &err) != 0) {
+			log_err("msgid=%s: cannot hold the failed recipients "
+			    "in failed/: %s (they stay queued)", env->id,
+			    err.msg);
+			held = 0;
+		}
+		envelope_free(failed);
+		for (i = 0; i < env->n_rcpts; i++) {
+			if (fate[i] == 2 || (fate[i] == 5 && held)) {
+				free(env->rcpts[i]);
+				continue;
+			}
+			env->rcpts[kept++] = env->rcpts[i];
+		}
+		env->n_rcpts = kept;
+		if (kept == 0) {
+			if (spool_remove(s->spool, env->id, &err) != 0)
+				log_err("msgid=%s: done but cannot remove it "
+				    "from the spool: %s (it may be sent "
+				    "again)", env->id, err.msg);
+			if (r->cur != NULL)
+				scheduler_drop(s, r->cur);
+			r->cur = NULL;
+			return;
+		}
+	}
+	env->attempts++;
+	env->next_attempt = scheduler_now() + s->cfg->retry_min;
+	envelope_set_error(env, reason);
+	if (spool_update_envelope(s->spool, env, &err) != 0)
+		log_err("msgid=%s: cannot record the attempt: %s "
+		    "(the message stays queued)", env->id, err.msg);
 }
 
 static void
@@ -228,45 +255,48 @@ scheduler_finish_current(struct sched_relay *r)
 }
 
 static void
-scheduler_on_message_done(struct smtp_conn *c, const struct smtp_conn_result *res,
-    void *arg)
+scheduler_on_message_done(struct smtp_conn *c,
+    const struct smtp_conn_result *res, void *arg)
 {
 	struct sched_relay *r = arg;
-	struct scheduler *s = r->sched;
-	struct sq_err err = { 0 };
-	size_t i, accepted = 0;
+	int *fate;
+	size_t i, n, delivered = 0, failed = 0;
+	int cls;
 
 	(void)c;
 	if (r->cur == NULL || r->cur_env == NULL)
 		log_fatalx("relay %s: message result without a message",
 		    r->sh->name);
-	if (res->outcome == SMTP_CONN_DELIVERED && res->rcpt_class != NULL &&
-	    res->n_rcpts == r->cur_env->n_rcpts)
-		for (i = 0; i < res->n_rcpts; i++)
-			accepted += res->rcpt_class[i] == 2;
-
-	if (res->outcome == SMTP_CONN_DELIVERED &&
-	    accepted == r->cur_env->n_rcpts) {
-		scheduler_log_attempt(r, r->cur->id, "sent", res);
-		if (spool_remove(s->spool, r->cur->id, &err) != 0)
-			log_err("msgid=%s: delivered but cannot remove it from "
-			    "the spool: %s (it may be sent again)", r->cur->id,
-			    err.msg);
-		envelope_free(r->cur_env);
-		r->cur_env = NULL;
-		scheduler_drop(s, r->cur);
-		r->cur = NULL;
-	} else if (res->outcome == SMTP_CONN_DELIVERED) {
-		scheduler_log_attempt(r, r->cur->id, "partial", res);
-		scheduler_defer_current(r, res->rcpt_class, res->n_rcpts,
-		    res->reply);
-		scheduler_finish_current(r);
-	} else {
-		scheduler_log_attempt(r, r->cur->id,
-		    scheduler_outcome_name(res->outcome), res);
-		scheduler_defer_current(r, NULL, 0, res->reply);
-		scheduler_finish_current(r);
+	n = r->cur_env->n_rcpts;
+	fate = xcalloc(n, sizeof(*fate));
+	for (i = 0; i < n; i++) {
+		cls = res->rcpt_class != NULL && res->n_rcpts == n ?
+		    res->rcpt_class[i] : 0;
+		switch (res->outcome) {
+		case SMTP_CONN_DELIVERED:
+			fate[i] = cls == 2 ? 2 : cls == 5 ? 5 : 4;
+			break;
+		case SMTP_CONN_FAILED:
+			/* The message itself was refused for good. */
+			fate[i] = 5;
+			break;
+		case SMTP_CONN_DEFERRED:
+			fate[i] = cls == 5 ? 5 : 4;
+			break;
+		}
+		delivered += fate[i] == 2;
+		failed += fate[i] == 5;
 	}
+	if (delivered == n)
+		scheduler_log_attempt(r, r->cur->id, "sent", res);
+	else if (delivered > 0)
+		scheduler_log_attempt(r, r->cur->id, "partial", res);
+	else
+		scheduler_log_attempt(r, r->cur->id, failed == n ? "failed" :
+		    "deferred", res);
+	scheduler_settle_current(r, fate, res->reply);
+	free(fate);
+	scheduler_finish_current(r);
 	/* The connection reports on_ready next when it can carry more. */
 }
 
@@ -363,6 +393,28 @@ scheduler_on_idle_timeout(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/*
+ * How long a relay rests after a failed connection.  Refused credentials
+ * will not fix themselves: say so loudly and wait much longer than
+ * retry_min, so the provider does not lock the account for hammering.
+ */
+static int64_t
+scheduler_relay_backoff(struct sched_relay *r,
+    const struct smtp_conn_result *res)
+{
+	int64_t delay = r->sched->cfg->retry_min;
+
+	if (!res->auth_failed)
+		return delay;
+	if (delay < SCHEDULER_AUTH_FAIL_SECONDS)
+		delay = SCHEDULER_AUTH_FAIL_SECONDS;
+	log_err("relay %s: AUTHENTICATION FAILED: %s -- check user and "
+	    "password/token of [smarthost %s]; mail for it stays queued, next "
+	    "try in %llds", r->sh->name, res->reply, r->sh->name,
+	    (long long)delay);
+	return delay;
+}
+
 static void
 scheduler_on_closed(struct smtp_conn *c, const struct smtp_conn_result *res,
     void *arg)
@@ -383,13 +435,13 @@ scheduler_on_closed(struct smtp_conn *c, const struct smtp_conn_result *res,
 				r->attempt = r->cur_env->attempts + 1;
 		}
 		scheduler_log_attempt(r, r->cur->id, "deferred", res);
-		scheduler_defer_current(r, NULL, 0, res->reply);
+		scheduler_settle_current(r, NULL, res->reply);
 		scheduler_finish_current(r);
-		r->retry_at = scheduler_now() + s->cfg->retry_min;
+		r->retry_at = scheduler_now() + scheduler_relay_backoff(r, res);
 	} else if (!r->conn_idle) {
 		log_warn("relay %s: connection failed: %s", r->sh->name,
 		    res->reply);
-		r->retry_at = scheduler_now() + s->cfg->retry_min;
+		r->retry_at = scheduler_now() + scheduler_relay_backoff(r, res);
 	} else
 		log_debug("relay %s: idle connection closed by the server: %s",
 		    r->sh->name, res->reply);

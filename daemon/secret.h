@@ -27,6 +27,10 @@
 #define SECRET_COMMAND_TIMEOUT	10
 #define SECRET_MAX		16384	/* bytes; tokens can be long */
 
+/* The time limit of password_command and token_command in milliseconds:
+ * SECRET_COMMAND_TIMEOUT * 1000.  A hook for tests, which lower it. */
+extern unsigned secret_command_timeout_ms;
+
 enum secret_kind {
 	SECRET_PASSWORD,
 	SECRET_TOKEN,

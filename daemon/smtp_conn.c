@@ -17,9 +17,18 @@
  * SMTP_CONN_BODY_CHUNK pieces only while the proto's pending output is
  * below SMTP_CONN_BODY_LOWAT, so memory stays flat for any size.
  *
- * Timeouts are per phase (Postfix style) from smtp_conn_phases[], and
- * restart whenever bytes move.  Every failure (resolve, connect, TLS,
- * timeout, a FAILED event, EOF) ends in smtp_conn_fail(): outcome
+ * Timeouts are per phase (Postfix style): c->secs[] from the smarthost's
+ * timeout_* keys (0 = the RFC 5321 default), texts in smtp_conn_phases[].
+ * The phase timer starts when a phase is entered, when we write (each
+ * body write restarts the data-block timer) and when a complete reply
+ * moved the protocol on; bytes that do not complete a reply do not
+ * restart it, so a reply dripped byte by byte still times out.  The TLS
+ * handshake has one timer for the whole handshake, and every wait for
+ * readiness during TLS reads and writes runs under the phase timer (no
+ * EAGAIN loop without one).  On top, ev_deadline enforces session_max:
+ * from the start until READY, and again for each message from
+ * smtp_conn_send() until its TXN_DONE.  Every failure (resolve, connect,
+ * TLS, timeout, a FAILED event, EOF) ends in smtp_conn_fail(): outcome
  * DEFERRED, on_closed once, then the free is deferred to ev_free, so
  * nothing is freed under a running callback.  smtp_conn_close() never
  * calls back: when idle it sends QUIT and waits briefly for the answer
@@ -27,10 +36,14 @@
  * the same way.  smtp_conn_abort() frees at once (shutdown).  A pending
  * DNS lookup is cancelled at once and its callback argument (a small
  * holder) cut loose, so the connection never waits for the resolver.
+ * The AUTH secret is read in smtp_conn_open() (fresh for each connection)
+ * and wiped once smtp_proto_new() has copied it; a secret that cannot be
+ * read fails the connection before any socket is opened.
  * If the message body cannot be read, the connection is dropped before
  * the final "." so the server discards the partial message.
  */
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <arpa/inet.h>
@@ -45,7 +58,10 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
+#include <gnutls/crypto.h>
+
 #include "log.h"
+#include "secret.h"
 #include "smtp_conn.h"
 #include "smtp_proto.h"
 #include "tls.h"
@@ -57,6 +73,18 @@
  * and CRLF normalisation a chunk at most doubles, so the proto's output
  * never holds more than LOWAT + 2 * CHUNK. */
 #define SMTP_CONN_BODY_LOWAT	SMTP_PROTO_OUT_WATERMARK
+/* SCRAM client nonce: 18 random bytes as 24 base64 characters. */
+#define SMTP_CONN_NONCE_RAW	18
+#define SMTP_CONN_NONCE_LEN	24
+/* RFC 5321 4.5.3.2 defaults (connect and TLS: ours), in seconds. */
+#define SMTP_CONN_DEF_CONNECT	30
+#define SMTP_CONN_DEF_TLS	60
+#define SMTP_CONN_DEF_GREETING	300
+#define SMTP_CONN_DEF_COMMAND	300
+#define SMTP_CONN_DEF_DATA_BLOCK 180
+#define SMTP_CONN_DEF_DATA_END	600
+#define SMTP_CONN_DEF_SESSION	1800
+#define SMTP_CONN_QUIT_SECS	10
 
 enum smtp_conn_state {
 	SMTP_CONN_S_START,
@@ -70,6 +98,7 @@ enum smtp_conn_state {
 
 enum smtp_conn_phase {
 	SMTP_CONN_PH_NONE,
+	SMTP_CONN_PH_RESOLVE,
 	SMTP_CONN_PH_CONNECT,
 	SMTP_CONN_PH_TLS,
 	SMTP_CONN_PH_GREETING,
@@ -78,24 +107,23 @@ enum smtp_conn_phase {
 	SMTP_CONN_PH_DATA_END,
 	SMTP_CONN_PH_IDLE,
 	SMTP_CONN_PH_QUIT,
+	SMTP_CONN_PH_COUNT
 };
 
-/* The one place for timeouts: seconds (0 = none) and what we were doing,
- * as in "timeout after 300s waiting for reply to MAIL". */
-static const struct {
-	int		 secs;
-	const char	*what;
-} smtp_conn_phases[] = {
-	[SMTP_CONN_PH_NONE] = { 0, "" },
-	[SMTP_CONN_PH_CONNECT] = { 30, "connecting to" },
-	[SMTP_CONN_PH_TLS] = { 300, "in the TLS handshake with" },
-	[SMTP_CONN_PH_GREETING] = { 300, "waiting for the greeting from" },
-	[SMTP_CONN_PH_REPLY] = { 300, "waiting for reply to" },
-	[SMTP_CONN_PH_BODY] = { 300, "sending the message body to" },
-	[SMTP_CONN_PH_DATA_END] = { 600, "waiting for reply to end of DATA "
-	    "from" },
-	[SMTP_CONN_PH_IDLE] = { 0, "idle" },
-	[SMTP_CONN_PH_QUIT] = { 10, "waiting for reply to QUIT from" },
+/* What we were doing in each phase, as in "timeout after 300s waiting for
+ * reply to MAIL from ADDR" (REPLY adds the command); the seconds are per
+ * connection (c->secs[], from the config). */
+static const char *const smtp_conn_phases[SMTP_CONN_PH_COUNT] = {
+	[SMTP_CONN_PH_NONE] = "",
+	[SMTP_CONN_PH_RESOLVE] = "resolving",
+	[SMTP_CONN_PH_CONNECT] = "connecting to",
+	[SMTP_CONN_PH_TLS] = "in the TLS handshake with",
+	[SMTP_CONN_PH_GREETING] = "waiting for the greeting from",
+	[SMTP_CONN_PH_REPLY] = "waiting for reply to",
+	[SMTP_CONN_PH_BODY] = "sending the message body to",
+	[SMTP_CONN_PH_DATA_END] = "waiting for reply to end of DATA from",
+	[SMTP_CONN_PH_IDLE] = "idle with",
+	[SMTP_CONN_PH_QUIT] = "waiting for reply to QUIT from",
 };
 
 /* Commands whose name may appear in timeout messages (never arguments:
@@ -123,6 +151,16 @@ struct smtp_conn {
 	enum config_tls		 tls_mode;
 	struct tls_ctx		*tls_ctx;
 	char			*ehlo_name;
+	enum config_auth	 auth;
+	char			*auth_user;
+	struct secret		*secret;	/* until smtp_proto_new */
+	int			 secret_failed;	/* see last_err */
+
+	unsigned		 secs[SMTP_CONN_PH_COUNT]; /* 0: none */
+	unsigned		 session_max;
+	struct event		*ev_deadline;	/* session_max */
+	int			 deadline_msg;	/* for a message, not
+						 * the session set-up */
 
 	enum smtp_conn_state	 state;
 	enum smtp_conn_phase	 phase;
@@ -157,6 +195,7 @@ struct smtp_conn {
 	off_t			 body_off;
 	int			 body_started;
 	int			 body_done;
+	int			 rcpt_replies;	/* RCPT_STATUS seen */
 	char			*body_buf;
 
 	char			 rbuf[SMTP_CONN_READ_SIZE];
@@ -165,6 +204,8 @@ struct smtp_conn {
 static void	smtp_conn_run(struct smtp_conn *);
 static void	smtp_conn_fail(struct smtp_conn *, int, const char *, ...)
 		    SQ_PRINTF(3, 4);
+static void	smtp_conn_fail_auth(struct smtp_conn *, int, const char *,
+		    ...) SQ_PRINTF(3, 4);
 
 static int
 smtp_conn_alive(const struct smtp_conn *c)
@@ -177,12 +218,11 @@ smtp_conn_arm(struct smtp_conn *c)
 {
 	struct timeval tv;
 
-	if (c->state == SMTP_CONN_S_DEAD || smtp_conn_phases[c->phase].secs
-	    == 0) {
+	if (c->state == SMTP_CONN_S_DEAD || c->secs[c->phase] == 0) {
 		evtimer_del(c->ev_timer);
 		return;
 	}
-	tv.tv_sec = smtp_conn_phases[c->phase].secs;
+	tv.tv_sec = (time_t)c->secs[c->phase];
 	tv.tv_usec = 0;
 	evtimer_add(c->ev_timer, &tv);
 }
@@ -192,6 +232,25 @@ smtp_conn_set_phase(struct smtp_conn *c, enum smtp_conn_phase ph)
 {
 	c->phase = ph;
 	smtp_conn_arm(c);
+}
+
+/* session_max: start the deadline for the session set-up (msg = 0) or
+ * for one message (msg = 1); a running one is restarted. */
+static void
+smtp_conn_deadline_start(struct smtp_conn *c, int msg)
+{
+	struct timeval tv;
+
+	c->deadline_msg = msg;
+	tv.tv_sec = (time_t)c->session_max;
+	tv.tv_usec = 0;
+	evtimer_add(c->ev_deadline, &tv);
+}
+
+static void
+smtp_conn_deadline_stop(struct smtp_conn *c)
+{
+	evtimer_del(c->ev_deadline);
 }
 
 static void
@@ -235,6 +294,7 @@ smtp_conn_kill(struct smtp_conn *c)
 	smtp_conn_dns_cancel(c);
 	smtp_conn_want(c, 0, 0);
 	evtimer_del(c->ev_timer);
+	evtimer_del(c->ev_deadline);
 	event_del(c->ev_pump);
 	event_active(c->ev_free, EV_TIMEOUT, 1);
 }
@@ -252,20 +312,20 @@ smtp_conn_result_init(struct smtp_conn *c, struct smtp_conn_result *r,
 	    tls_verify_result(c->tls));
 }
 
-/* The connection failed: on_closed(DEFERRED) once, then free. */
-static void
-smtp_conn_fail(struct smtp_conn *c, int code, const char *fmt, ...)
+/* The connection failed: on_closed(DEFERRED) once, then free.  auth marks
+ * an authentication failure (see smtp_conn_result.auth_failed). */
+static void SQ_PRINTF(4, 0)
+smtp_conn_fail_v(struct smtp_conn *c, int code, int auth, const char *fmt,
+    va_list ap)
 {
 	struct smtp_conn_result r;
 	char text[512];
-	va_list ap;
 
 	if (c->state == SMTP_CONN_S_DEAD)
 		return;
-	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
-	va_end(ap);
 	smtp_conn_result_init(c, &r, SMTP_CONN_DEFERRED, code, text);
+	r.auth_failed = auth;
 	if (c->state == SMTP_CONN_S_QUIT || c->user_closed) {
 		log_debug("relay=%s closed after QUIT: %s", c->name, r.reply);
 		smtp_conn_kill(c);
@@ -279,6 +339,26 @@ smtp_conn_fail(struct smtp_conn *c, int code, const char *fmt, ...)
 		c->cb.on_closed(c, &r, c->arg);
 }
 
+static void
+smtp_conn_fail(struct smtp_conn *c, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	smtp_conn_fail_v(c, code, 0, fmt, ap);
+	va_end(ap);
+}
+
+static void
+smtp_conn_fail_auth(struct smtp_conn *c, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	smtp_conn_fail_v(c, code, 1, fmt, ap);
+	va_end(ap);
+}
+
 /* Free everything now (never from inside a callback of c). */
 static void
 smtp_conn_destroy(struct smtp_conn *c)
@@ -289,8 +369,10 @@ smtp_conn_destroy(struct smtp_conn *c)
 	if (c->ev_write != NULL)
 		event_free(c->ev_write);
 	event_free(c->ev_timer);
+	event_free(c->ev_deadline);
 	event_free(c->ev_pump);
 	tls_session_free(c->tls);
+	secret_free(c->secret);
 	if (c->fd != -1)
 		close(c->fd);
 	smtp_proto_free(c->proto);
@@ -303,6 +385,7 @@ smtp_conn_destroy(struct smtp_conn *c)
 	free(c->name);
 	free(c->host);
 	free(c->ehlo_name);
+	free(c->auth_user);
 	event_free(c->ev_free);
 	free(c);
 }
@@ -409,10 +492,34 @@ smtp_conn_tls_step(struct smtp_conn *c)
 	smtp_conn_run(c);
 }
 
+/* A SCRAM client nonce: random, printable, without ','. */
+static void
+smtp_conn_nonce(char out[SMTP_CONN_NONCE_LEN + 1])
+{
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "abcdefghijklmnopqrstuvwxyz0123456789+/";
+	unsigned char raw[SMTP_CONN_NONCE_RAW];
+	size_t i, o = 0;
+	unsigned v;
+
+	if (gnutls_rnd(GNUTLS_RND_NONCE, raw, sizeof(raw)) != 0)
+		log_fatalx("smtp_conn: gnutls_rnd failed");
+	for (i = 0; i + 2 < sizeof(raw); i += 3) {
+		v = (unsigned)raw[i] << 16 | (unsigned)raw[i + 1] << 8 |
+		    raw[i + 2];
+		out[o++] = b64[(v >> 18) & 63];
+		out[o++] = b64[(v >> 12) & 63];
+		out[o++] = b64[(v >> 6) & 63];
+		out[o++] = b64[v & 63];
+	}
+	out[o] = '\0';
+}
+
 static void
 smtp_conn_connected(struct smtp_conn *c)
 {
 	struct smtp_proto_params pp;
+	char nonce[SMTP_CONN_NONCE_LEN + 1];
 	int loopback;
 
 	loopback = smtp_conn_addr_is_loopback(c->ai_cur->ai_addr);
@@ -437,7 +544,19 @@ smtp_conn_connected(struct smtp_conn *c)
 		pp.tls = SMTP_PROTO_TLS_NONE;
 		break;
 	}
+	pp.pipelining = 1;
+	pp.auth = CONFIG_AUTH_NONE;
+	if (c->auth != CONFIG_AUTH_NONE && c->secret != NULL) {
+		smtp_conn_nonce(nonce);
+		pp.auth = c->auth;
+		pp.auth_user = c->auth_user != NULL ? c->auth_user : "";
+		pp.auth_secret = c->secret->data;
+		pp.auth_nonce = nonce;
+	}
 	c->proto = smtp_proto_new(&pp);
+	/* The proto has its own copy: wipe ours now. */
+	secret_free(c->secret);
+	c->secret = NULL;
 	c->at_line_start = 1;
 	if (c->tls_mode == CONFIG_TLS_IMPLICIT) {
 		smtp_conn_tls_start(c);
@@ -582,6 +701,7 @@ smtp_conn_resolve(struct smtp_conn *c)
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_protocol = IPPROTO_TCP;
 	c->state = SMTP_CONN_S_RESOLVE;
+	smtp_conn_set_phase(c, SMTP_CONN_PH_RESOLVE);
 	if (c->dns == NULL) {
 		/* No resolver: address literals only (never blocks). */
 		hints.ai_flags = EVUTIL_AI_NUMERICHOST;
@@ -682,7 +802,12 @@ smtp_conn_write(struct smtp_conn *c)
 		return 0;
 	c->at_line_start = ((const char *)data)[n - 1] == '\n';
 	smtp_proto_consumed(c->proto, n);
-	smtp_conn_arm(c);
+	if (c->phase == SMTP_CONN_PH_BODY && c->body_done &&
+	    smtp_proto_output_pending(c->proto) == 0)
+		/* The final "." is out: now the verdict's timer. */
+		smtp_conn_set_phase(c, SMTP_CONN_PH_DATA_END);
+	else
+		smtp_conn_arm(c);
 	return 1;
 }
 
@@ -692,6 +817,7 @@ static int
 smtp_conn_read(struct smtp_conn *c)
 {
 	struct sq_err err = { 0, "" };
+	const char *state;
 	size_t n = 0;
 	ssize_t ret;
 
@@ -727,8 +853,12 @@ smtp_conn_read(struct smtp_conn *c)
 			goto eof;
 		n = (size_t)ret;
 	}
+	/* Restart the phase timer only when a complete reply moved the
+	 * session on: a reply dripped byte by byte still times out. */
+	state = smtp_proto_state_name(c->proto);
 	smtp_proto_feed(c->proto, c->rbuf, n);
-	smtp_conn_arm(c);
+	if (smtp_proto_state_name(c->proto) != state)
+		smtp_conn_arm(c);
 	return 1;
 eof:
 	/* The proto turns EOF into FAILED or CLOSED; events follow. */
@@ -791,6 +921,11 @@ smtp_conn_failed_text(struct smtp_conn *c, const struct smtp_proto_event *ev,
 			smtp_conn_fmt(dst, dstsz, "connection closed by %s "
 			    "before the greeting", c->addr);
 		break;
+	case SMTP_PROTO_FAIL_AUTH:
+		smtp_conn_fmt(dst, dstsz, "authentication with %s failed: %s "
+		    "(check user and secret of this smarthost)", c->addr,
+		    t[0] != '\0' ? t : "no reply");
+		break;
 	case SMTP_PROTO_FAIL_RESP:
 	case SMTP_PROTO_FAIL_NONE:
 	default:
@@ -803,16 +938,34 @@ smtp_conn_failed_text(struct smtp_conn *c, const struct smtp_proto_event *ev,
 	}
 }
 
+/* A reply that says the smarthost wants (other) authentication: 530
+ * anywhere, or 5.7.x to MAIL (no RCPT answered yet).  A settings problem,
+ * not the message's: never a permanent failure. */
+static int
+smtp_conn_auth_required(const struct smtp_conn *c,
+    const struct smtp_proto_reply *r)
+{
+	if (r->code == 530)
+		return 1;
+	return r->code / 100 == 5 && !c->body_started &&
+	    c->rcpt_replies == 0 && strncmp(r->enhanced, "5.7.", 4) == 0;
+}
+
 /* TXN_DONE: outcome of the message from the final reply, whether the
  * body went through (2xx without DATA is never "delivered") and the
  * recipients' classes: a 5xx is permanent unless a recipient was refused
  * only temporarily. */
 static enum smtp_conn_outcome
-smtp_conn_txn_outcome(const struct smtp_conn *c, int code)
+smtp_conn_txn_outcome(const struct smtp_conn *c,
+    const struct smtp_proto_reply *reply)
 {
 	size_t i;
-	int any4 = 0, all5 = 1;
+	int any4 = 0, all5 = 1, code = reply->code;
 
+	if (code / 100 != 2 && code / 100 != 5)
+		return SMTP_CONN_DEFERRED;	/* 4xx, or no valid code */
+	if (smtp_conn_auth_required(c, reply))
+		return SMTP_CONN_DEFERRED;
 	if (c->body_done) {
 		if (code / 100 == 2)
 			return SMTP_CONN_DELIVERED;
@@ -855,7 +1008,8 @@ smtp_conn_on_txn_done(struct smtp_conn *c, const struct smtp_proto_event *ev)
 		return;
 	}
 	smtp_conn_reply_text(&ev->reply, text, sizeof(text));
-	smtp_conn_result_init(c, &r, smtp_conn_txn_outcome(c, ev->reply.code),
+	smtp_conn_deadline_stop(c);
+	smtp_conn_result_init(c, &r, smtp_conn_txn_outcome(c, &ev->reply),
 	    ev->reply.code, text);
 	r.rcpt_class = c->rcpt_class;
 	r.n_rcpts = c->msg.n_rcpts;
@@ -911,6 +1065,8 @@ smtp_conn_events(struct smtp_conn *c)
 			return 0;
 		case SMTP_PROTO_EV_READY:
 			c->ready = 1;
+			if (!c->msg_active)
+				smtp_conn_deadline_stop(c);
 			smtp_conn_set_phase(c, c->state == SMTP_CONN_S_QUIT ?
 			    SMTP_CONN_PH_QUIT : SMTP_CONN_PH_IDLE);
 			if (c->state == SMTP_CONN_S_SESSION &&
@@ -922,9 +1078,14 @@ smtp_conn_events(struct smtp_conn *c)
 			    ev.rcpt_index, ev.reply.code);
 			if (!c->msg_active || ev.rcpt_index >= c->msg.n_rcpts)
 				break;
+			c->rcpt_replies++;
+			smtp_conn_arm(c);	/* a reply: restart */
 			cls = ev.reply.code / 100;
-			c->rcpt_class[ev.rcpt_index] = cls == 2 || cls == 5 ?
-			    cls : 4;
+			/* 530: the smarthost wants authentication, not the
+			 * recipient's fault; no valid code: temporary. */
+			if (ev.reply.code == 530 || (cls != 2 && cls != 5))
+				cls = 4;
+			c->rcpt_class[ev.rcpt_index] = cls;
 			break;
 		case SMTP_PROTO_EV_NEED_BODY:
 			if (!c->msg_active) {
@@ -947,9 +1108,14 @@ smtp_conn_events(struct smtp_conn *c)
 			/* Where it is still safe (a refusal, not garbage)
 			 * the proto may have queued QUIT: one try. */
 			if (ev.fail == SMTP_PROTO_FAIL_RESP ||
-			    ev.fail == SMTP_PROTO_FAIL_TLS)
+			    ev.fail == SMTP_PROTO_FAIL_TLS ||
+			    ev.fail == SMTP_PROTO_FAIL_AUTH)
 				(void)smtp_conn_write(c);
-			smtp_conn_fail(c, ev.reply.code, "%s", text);
+			if (ev.fail == SMTP_PROTO_FAIL_AUTH)
+				smtp_conn_fail_auth(c, ev.reply.code, "%s",
+				    text);
+			else
+				smtp_conn_fail(c, ev.reply.code, "%s", text);
 			return 0;
 		case SMTP_PROTO_EV_CLOSED:
 			if (c->state == SMTP_CONN_S_QUIT) {
@@ -993,9 +1159,9 @@ smtp_conn_fill_body(struct smtp_conn *c)
 			return -1;
 		}
 		if (n == 0) {
+			/* DATA_END starts once all of it is written. */
 			smtp_proto_body(c->proto, "", 0, 1);
 			c->body_done = 1;
-			smtp_conn_set_phase(c, SMTP_CONN_PH_DATA_END);
 			return 1;
 		}
 		smtp_proto_body(c->proto, c->body_buf, (size_t)n, 0);
@@ -1059,7 +1225,7 @@ smtp_conn_on_io(evutil_socket_t fd, short what, void *arg)
 		smtp_conn_connect_done(c);
 		break;
 	case SMTP_CONN_S_TLS:
-		smtp_conn_arm(c);
+		/* One timer for the whole handshake: not restarted here. */
 		smtp_conn_tls_step(c);
 		break;
 	case SMTP_CONN_S_SESSION:
@@ -1072,39 +1238,108 @@ smtp_conn_on_io(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* The command whose reply we wait for: the proto's state when it names
+ * one (right with pipelining too), else the last verb written. */
+static const char *
+smtp_conn_awaited(const struct smtp_conn *c)
+{
+	static const char *const cmds[] = {
+		"ehlo", "EHLO", "helo", "HELO", "starttls", "STARTTLS",
+		"auth", "AUTH", "mail", "MAIL", "rcpt", "RCPT", "data", "DATA",
+		"rset", "RSET", "quit", "QUIT",
+	};
+	const char *st;
+	size_t i;
+
+	if (c->proto != NULL) {
+		st = smtp_proto_state_name(c->proto);
+		for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i += 2)
+			if (strcmp(st, cmds[i]) == 0)
+				return cmds[i + 1];
+		if (strcmp(st, "eom") == 0)
+			return "end of DATA";
+	}
+	return c->verb[0] != '\0' ? c->verb : "command";
+}
+
+/* What the connection is doing, for timeout texts: "waiting for reply to
+ * MAIL from 127.0.0.1:25". */
+static void
+smtp_conn_doing(const struct smtp_conn *c, char *dst, size_t dstsz)
+{
+	const char *addr = c->addr[0] != '\0' ? c->addr : c->host;
+
+	switch (c->phase) {
+	case SMTP_CONN_PH_REPLY:
+		smtp_conn_fmt(dst, dstsz, "waiting for reply to %s from %s",
+		    smtp_conn_awaited(c), addr);
+		break;
+	case SMTP_CONN_PH_NONE:
+	case SMTP_CONN_PH_RESOLVE:
+		smtp_conn_fmt(dst, dstsz, "%s %s", c->state ==
+		    SMTP_CONN_S_RESOLVE ? "resolving" : "starting", c->host);
+		break;
+	default:
+		smtp_conn_fmt(dst, dstsz, "%s %s", smtp_conn_phases[c->phase],
+		    addr);
+		break;
+	}
+}
+
 static void
 smtp_conn_on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_conn *c = arg;
-	int secs = smtp_conn_phases[c->phase].secs;
+	unsigned secs = c->secs[c->phase];
+	char doing[192];
 
 	(void)fd;
 	(void)what;
+	smtp_conn_doing(c, doing, sizeof(doing));
 	switch (c->phase) {
 	case SMTP_CONN_PH_QUIT:
 		smtp_conn_kill(c);
 		break;
-	case SMTP_CONN_PH_REPLY:
-		smtp_conn_fail(c, 0, "timeout after %ds waiting for reply to "
-		    "%s from %s", secs, c->verb[0] != '\0' ? c->verb :
-		    "command", c->addr);
-		break;
 	case SMTP_CONN_PH_CONNECT:
 		/* Try the next address, if any. */
 		snprintf(c->last_err, sizeof(c->last_err), "connect to %s: "
-		    "timeout after %ds", c->addr, secs);
+		    "timeout after %us", c->addr, secs);
 		smtp_conn_close_fd(c);
 		c->ai_cur = c->ai_cur->ai_next;
 		smtp_conn_connect_next(c);
 		break;
 	case SMTP_CONN_PH_NONE:
-	case SMTP_CONN_PH_IDLE:
+		break;
+	case SMTP_CONN_PH_TLS:
+		if (c->tls_mode == CONFIG_TLS_STARTTLS && c->proto != NULL)
+			smtp_proto_tls_done(c->proto, 0);
+		smtp_conn_fail(c, 0, "timeout after %us %s", secs, doing);
 		break;
 	default:
-		smtp_conn_fail(c, 0, "timeout after %ds %s %s", secs,
-		    smtp_conn_phases[c->phase].what, c->addr);
+		smtp_conn_fail(c, 0, "timeout after %us %s", secs, doing);
 		break;
 	}
+}
+
+/* session_max: the set-up, or one message, took too long in total. */
+static void
+smtp_conn_on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_conn *c = arg;
+	char doing[192];
+
+	(void)fd;
+	(void)what;
+	if (c->state == SMTP_CONN_S_DEAD)
+		return;
+	if (c->state == SMTP_CONN_S_QUIT) {
+		smtp_conn_kill(c);
+		return;
+	}
+	smtp_conn_doing(c, doing, sizeof(doing));
+	smtp_conn_fail(c, 0, "session_max of %us exceeded %s (still %s)",
+	    c->session_max, c->deadline_msg ? "sending the message" :
+	    "before the session was ready", doing);
 }
 
 /* Deferred work: the start, and anything requested from outside our own
@@ -1118,6 +1353,12 @@ smtp_conn_on_pump(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	switch (c->state) {
 	case SMTP_CONN_S_START:
+		smtp_conn_deadline_start(c, 0);
+		if (c->secret_failed) {
+			/* Never connect without the credentials. */
+			smtp_conn_fail_auth(c, 0, "%s", c->last_err);
+			break;
+		}
 		smtp_conn_resolve(c);
 		break;
 	case SMTP_CONN_S_SESSION:
@@ -1131,11 +1372,46 @@ smtp_conn_on_pump(evutil_socket_t fd, short what, void *arg)
 
 /* --- API ---------------------------------------------------------- */
 
+static unsigned
+smtp_conn_secs(unsigned configured, unsigned dflt)
+{
+	return configured != 0 ? configured : dflt;
+}
+
+/* Per-phase seconds from the smarthost (0 = the default). */
+static void
+smtp_conn_timeouts(struct smtp_conn *c, const struct config_smarthost *sh)
+{
+	c->secs[SMTP_CONN_PH_NONE] = 0;
+	/* The name lookup counts as part of connecting. */
+	c->secs[SMTP_CONN_PH_RESOLVE] = smtp_conn_secs(sh->timeout_connect,
+	    SMTP_CONN_DEF_CONNECT);
+	c->secs[SMTP_CONN_PH_CONNECT] = smtp_conn_secs(sh->timeout_connect,
+	    SMTP_CONN_DEF_CONNECT);
+	c->secs[SMTP_CONN_PH_TLS] = smtp_conn_secs(sh->timeout_tls,
+	    SMTP_CONN_DEF_TLS);
+	c->secs[SMTP_CONN_PH_GREETING] = smtp_conn_secs(sh->timeout_greeting,
+	    SMTP_CONN_DEF_GREETING);
+	c->secs[SMTP_CONN_PH_REPLY] = smtp_conn_secs(sh->timeout_command,
+	    SMTP_CONN_DEF_COMMAND);
+	c->secs[SMTP_CONN_PH_BODY] = smtp_conn_secs(sh->timeout_data_block,
+	    SMTP_CONN_DEF_DATA_BLOCK);
+	c->secs[SMTP_CONN_PH_DATA_END] = smtp_conn_secs(sh->timeout_data_end,
+	    SMTP_CONN_DEF_DATA_END);
+	/* An idle connection is the owner's to close; this is only a net
+	 * for an owner that forgets. */
+	c->secs[SMTP_CONN_PH_IDLE] = c->secs[SMTP_CONN_PH_REPLY];
+	c->secs[SMTP_CONN_PH_QUIT] = SMTP_CONN_QUIT_SECS;
+	c->session_max = smtp_conn_secs(sh->session_max,
+	    SMTP_CONN_DEF_SESSION);
+}
+
 struct smtp_conn *
 smtp_conn_open(const struct smtp_conn_params *params,
     const struct smtp_conn_callbacks *cb, void *arg)
 {
 	const struct config_smarthost *sh = params->smarthost;
+	struct sq_err err = { 0, "" };
 	struct smtp_conn *c;
 	const char *host = sh->host != NULL ? sh->host : "";
 	size_t len = strlen(host);
@@ -1158,10 +1434,27 @@ smtp_conn_open(const struct smtp_conn_params *params,
 	c->fd = -1;
 	c->msg.body_fd = -1;
 	c->state = SMTP_CONN_S_START;
+	smtp_conn_timeouts(c, sh);
+	c->auth = sh->auth;
+	if (sh->user != NULL)
+		c->auth_user = xstrdup(sh->user);
+	if (c->auth != CONFIG_AUTH_NONE) {
+		/* Fresh for every connection (token refreshers); a failure
+		 * is reported from the first pump, never from here. */
+		if (secret_load(sh, &c->secret, &err) < 0) {
+			c->secret = NULL;
+			c->secret_failed = 1;
+			snprintf(c->last_err, sizeof(c->last_err), "%s",
+			    err.msg[0] != '\0' ? err.msg :
+			    "cannot read the secret");
+		}
+	}
 	c->ev_timer = evtimer_new(c->base, smtp_conn_on_timer, c);
+	c->ev_deadline = evtimer_new(c->base, smtp_conn_on_deadline, c);
 	c->ev_pump = event_new(c->base, -1, 0, smtp_conn_on_pump, c);
 	c->ev_free = event_new(c->base, -1, 0, smtp_conn_on_free, c);
-	if (c->ev_timer == NULL || c->ev_pump == NULL || c->ev_free == NULL)
+	if (c->ev_timer == NULL || c->ev_deadline == NULL ||
+	    c->ev_pump == NULL || c->ev_free == NULL)
 		log_fatalx("smtp_conn: event_new failed");
 	event_active(c->ev_pump, EV_TIMEOUT, 1);
 	return c;
@@ -1171,14 +1464,20 @@ int
 smtp_conn_send(struct smtp_conn *c, const struct smtp_conn_message *msg)
 {
 	struct smtp_proto_txn txn;
+	struct stat st;
 
 	if (c == NULL || c->state != SMTP_CONN_S_SESSION || !c->ready ||
 	    c->msg_active || c->user_closed || msg->n_rcpts == 0 ||
 	    msg->body_fd < 0)
 		return -1;
+	memset(&txn, 0, sizeof(txn));
 	txn.sender = msg->sender != NULL ? msg->sender : "";
 	txn.rcpts = msg->rcpts;
 	txn.n_rcpts = msg->n_rcpts;
+	if (fstat(msg->body_fd, &st) == 0 && st.st_size > 0)
+		txn.size = (uint64_t)st.st_size;
+	txn.body_8bit = msg->body_8bit;
+	txn.needs_smtputf8 = msg->needs_smtputf8;
 	if (smtp_proto_send_mail(c->proto, &txn) < 0)
 		return -1;
 	c->ready = 0;
@@ -1189,7 +1488,9 @@ smtp_conn_send(struct smtp_conn *c, const struct smtp_conn_message *msg)
 	c->rcpt_class = xcalloc(msg->n_rcpts, sizeof(int));
 	c->body_off = 0;
 	c->body_started = c->body_done = 0;
+	c->rcpt_replies = 0;
 	c->verb[0] = '\0';
+	smtp_conn_deadline_start(c, 1);
 	log_debug("relay=%s msgid=%s rcpts=%zu sending", c->name, c->msg.id,
 	    msg->n_rcpts);
 	event_active(c->ev_pump, EV_TIMEOUT, 1);

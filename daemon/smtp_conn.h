@@ -17,10 +17,34 @@
  * Owns: the socket and TLS session of one connection, per-phase timers.
  * May call: smtp_proto, tls, config (types), util, log, libevent.
  *
+ * Timeouts come from the smarthost's timeout_* keys (0 = the RFC 5321
+ * 4.5.3.2 default): connect, TLS handshake (the whole handshake), greeting
+ * and each command reply (a whole reply, not each read), each body write,
+ * the reply to the final dot.  session_max (0 = 30 minutes) bounds the
+ * time from the start until the connection is ready, and again each
+ * message from smtp_conn_send() to its result, so a server that drips
+ * bytes cannot hold a connection forever.  Every wait has a timer.
+ *
+ * AUTH: when the smarthost's auth is not none, the secret is read with
+ * secret_load() for every connection (so refreshed tokens are used) and
+ * wiped as soon as smtp_proto has its copy.
+ *
+ * Outcomes: anything that goes wrong with the connection (resolve,
+ * connect, TLS, certificate, STARTTLS missing or refused, timeouts, 421,
+ * malformed or oversized replies, EOF or reset, even right after the
+ * final dot) is DEFERRED, never FAILED: an attacker in the path must not
+ * be able to make mail bounce.  A message is FAILED only by a 5xx reply
+ * from the server to the message (or by smtp_proto's own 5xx verdicts:
+ * larger than the server's SIZE, SMTPUTF8 needed but not offered).  A
+ * 530 reply, or a 5.7.x reply to MAIL, means the smarthost wants
+ * (other) authentication: DEFERRED, as it is a settings problem and not
+ * the message's.
+ *
  * DIAGNOSTICS: results carry the server reply or a description of the
  * local failure ("connect to 127.0.0.1:465: Connection refused",
- * "certificate verification failed: ...", "timeout waiting for
- * greeting").
+ * "certificate verification failed: ...", "timeout after 300s waiting
+ * for the greeting from 127.0.0.1:25", "session_max of 1800s exceeded
+ * ...", the secret module's message when the secret cannot be read).
  */
 #ifndef SENDQ_SMTP_CONN_H
 #define SENDQ_SMTP_CONN_H
@@ -44,13 +68,24 @@ struct smtp_conn_params {
 };
 
 /* One message to send.  All pointers must stay valid until
- * on_message_done; body_fd is owned (closed) by the connection. */
+ * on_message_done; body_fd is owned (closed) by the connection.  Zero
+ * the struct first: fields added later default to 0. */
 struct smtp_conn_message {
 	const char		*id;	/* queue id, for logs */
 	const char		*sender;
 	const char *const	*rcpts;
 	size_t			 n_rcpts;
-	int			 body_fd; /* the message, read from offset 0 */
+	int			 body_fd; /* the message, read from offset 0;
+					 * its size (fstat) is declared
+					 * with SIZE= */
+	/* Known to the caller (the spool), not scanned here: reading a
+	 * large body twice is costly.  0 = unknown / no. */
+	int			 body_8bit;	/* declare BODY=8BITMIME when
+						 * the server offers it */
+	int			 needs_smtputf8; /* non-ASCII addresses or
+						 * headers: fails (5xx, local)
+						 * when the server lacks
+						 * SMTPUTF8 */
 };
 
 enum smtp_conn_outcome {
@@ -72,6 +107,12 @@ struct smtp_conn_result {
 	char			 tls[128];	/* "TLS1.3 AES-256-GCM..." or
 						 * "none" */
 	char			 verify[128];	/* "ok", "insecure", reason */
+	/* Non-zero when authentication failed or was impossible (535 bad
+	 * credentials, no common mechanism, AUTH would need TLS) or the
+	 * secret could not be read (on_closed only, outcome DEFERRED).  A
+	 * problem of the smarthost's settings, not of the message: report it
+	 * loudly and do not retry soon. */
+	int			 auth_failed;
 };
 
 struct smtp_conn_callbacks {

@@ -9,11 +9,30 @@
  * (feed, eof, tls_done, send_mail, body, quit) only move between states
  * through those two functions.
  *
- * One command is outstanding at a time.  cmd_end is the output offset
- * where the last command (or the body's terminating ".") ends and
- * out_done how much the driver has written: a reply that arrives before
- * out_done reaches cmd_end answers nothing we sent, which is a protocol
- * error (and keeps the event queue bounded: every reply needs a write).
+ * One command is outstanding at a time, except in a pipelined
+ * transaction.  cmd_end is the output offset where the last command (or
+ * the body's terminating ".") ends and out_done how much the driver has
+ * written: a reply that arrives before out_done reaches cmd_end answers
+ * nothing we sent, which is a protocol error (and keeps the event queue
+ * bounded: every reply needs a write).  A pipelined group (MAIL, up to
+ * SMTP_PROTO_PIPE_RCPTS RCPTs, DATA with the last recipient) records the
+ * end of each of its commands in a FIFO instead, and each reply must
+ * follow the end of the command it answers.  rcpt_i is the recipient
+ * whose reply is next, rcpt_sent how many RCPTs were written, data_sent
+ * whether DATA was; after a refused MAIL the group's remaining replies
+ * are drained before RSET.  If no recipient was accepted, a pipelined
+ * DATA's 354 is answered with an empty message (".") that cannot be
+ * delivered to anyone.
+ *
+ * AUTH runs after the EHLO that counts: the mechanism is chosen (never
+ * without TLS unless the peer is on loopback), sasl.c makes each
+ * response, and every line that carries a credential is written through
+ * smtp_proto_secret_line(): the output buffer is grown before the
+ * secret is copied in (so no realloc leaves a copy behind) and the bytes
+ * are wiped as the driver consumes them.  A response that sasl.c cannot
+ * make cancels the exchange with "*".  An initial response that would
+ * make the AUTH line longer than 512 octets (RFC 4954 section 4) is sent
+ * after the server's empty 334 challenge instead.
  *
  * STARTTLS (guarantee 2): the 220 reply must be the last byte of its feed,
  * and nothing may be fed until tls_done(); otherwise the session fails
@@ -29,9 +48,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "buf.h"
 #include "log.h"
+#include "sasl.h"
 #include "smtp_proto.h"
 #include "smtp_wire.h"
 #include "util.h"
@@ -42,12 +63,19 @@ enum smtp_proto_state {
 	SMTP_PROTO_S_HELO,
 	SMTP_PROTO_S_STARTTLS,
 	SMTP_PROTO_S_TLS,	/* NEED_TLS queued, waiting for tls_done */
+	SMTP_PROTO_S_AUTH,	/* AUTH or a response sent, awaiting 334
+				 * or the verdict */
+	SMTP_PROTO_S_AUTH_CANCEL, /* "*" sent, awaiting its reply */
 	SMTP_PROTO_S_READY,
 	SMTP_PROTO_S_MAIL,
 	SMTP_PROTO_S_RCPT,
 	SMTP_PROTO_S_DATA,
 	SMTP_PROTO_S_BODY,	/* NEED_BODY queued, taking body() */
 	SMTP_PROTO_S_EOM,	/* "." written, waiting for the verdict */
+	SMTP_PROTO_S_DRAIN,	/* MAIL refused: skipping the replies to
+				 * the rest of the pipelined group */
+	SMTP_PROTO_S_DATA_EMPTY, /* 354 without an accepted recipient:
+				 * "." written */
 	SMTP_PROTO_S_RSET,
 	SMTP_PROTO_S_QUIT,
 	SMTP_PROTO_S_CLOSED,
@@ -60,12 +88,16 @@ static const char *const smtp_proto_state_names[] = {
 	[SMTP_PROTO_S_HELO] = "helo",
 	[SMTP_PROTO_S_STARTTLS] = "starttls",
 	[SMTP_PROTO_S_TLS] = "tls-handshake",
+	[SMTP_PROTO_S_AUTH] = "auth",
+	[SMTP_PROTO_S_AUTH_CANCEL] = "auth-cancel",
 	[SMTP_PROTO_S_READY] = "ready",
 	[SMTP_PROTO_S_MAIL] = "mail",
 	[SMTP_PROTO_S_RCPT] = "rcpt",
 	[SMTP_PROTO_S_DATA] = "data",
 	[SMTP_PROTO_S_BODY] = "body",
 	[SMTP_PROTO_S_EOM] = "eom",
+	[SMTP_PROTO_S_DRAIN] = "drain",
+	[SMTP_PROTO_S_DATA_EMPTY] = "data-empty",
 	[SMTP_PROTO_S_RSET] = "rset",
 	[SMTP_PROTO_S_QUIT] = "quit",
 	[SMTP_PROTO_S_CLOSED] = "closed",
@@ -76,6 +108,11 @@ static const char *const smtp_proto_state_names[] = {
 #define SMTP_PROTO_ADDR_MAX	900
 /* Body bytes encoded per step (stack buffer of the encoded size). */
 #define SMTP_PROTO_ENC_STEP	4096
+/* Longest AUTH command line with its initial response (SMTP's command
+ * line limit, RFC 4954 section 4). */
+#define SMTP_PROTO_AUTH_LINE_MAX	512
+/* Replies that a pipelined group can await: MAIL, the RCPTs, DATA. */
+#define SMTP_PROTO_PIPE_MAX	(SMTP_PROTO_PIPE_RCPTS + 2)
 
 struct smtp_proto {
 	enum smtp_proto_state	 state;
@@ -87,6 +124,8 @@ struct smtp_proto {
 
 	struct smtp_wire_parser	 parser;
 	struct smtp_wire_caps	 caps;
+	char			 auth_offer[128]; /* the server's AUTH
+						 * list, for messages */
 	size_t			 feed_rest;	/* unparsed bytes of the feed
 						 * after the current reply */
 
@@ -94,13 +133,38 @@ struct smtp_proto {
 	unsigned long long	 out_total;	/* bytes ever produced */
 	unsigned long long	 out_done;	/* bytes ever consumed */
 	unsigned long long	 cmd_end;	/* end of the last command */
+	int			 out_secret;	/* out holds a credential:
+						 * wipe what is consumed */
+
+	/* AUTH */
+	enum config_auth	 auth;
+	char			*auth_user;
+	char			*auth_secret;	/* wiped once handed to sasl */
+	char			*auth_nonce;
+	struct sasl		*sasl;
+	struct buf		 auth_ir;	/* initial response sent after
+						 * the empty 334 */
+	int			 auth_ir_pending;
+	char			 auth_why[256];	/* why AUTH was cancelled */
+
+	/* PIPELINING */
+	int			 pipelining;	/* params */
+	int			 pipe_on;	/* this transaction pipelines */
+	unsigned long long	 pipe_end[SMTP_PROTO_PIPE_MAX];
+	size_t			 pipe_head;
+	size_t			 pipe_n;
 
 	/* The transaction in progress. */
 	char			*sender;
 	char			**rcpts;
 	size_t			 n_rcpts;
-	size_t			 rcpt_i;
+	size_t			 rcpt_i;	/* whose reply is next */
+	size_t			 rcpt_sent;	/* RCPTs written */
+	int			 data_sent;
 	size_t			 rcpt_ok;
+	uint64_t		 size;
+	int			 body_8bit;
+	int			 needs_smtputf8;
 	struct smtp_proto_reply	 rcpt_fail;	/* last refused RCPT */
 	struct smtp_wire_enc	 enc;
 
@@ -145,6 +209,7 @@ static void
 smtp_proto_reply_note(struct smtp_proto_reply *dst, const char *text)
 {
 	memset(dst, 0, sizeof(*dst));
+	dst->local = 1;
 	sq_printable(dst->text, sizeof(dst->text), text, strlen(text));
 }
 
@@ -206,6 +271,38 @@ smtp_proto_cmd(struct smtp_proto *p, const char *fmt, ...)
 	memcpy(line + n, "\r\n", 2);
 	smtp_proto_append(p, line, (size_t)n + 2);
 	p->cmd_end = p->out_total;
+	if (p->pipe_on && (p->state == SMTP_PROTO_S_MAIL ||
+	    p->state == SMTP_PROTO_S_RCPT)) {
+		if (p->pipe_n == SMTP_PROTO_PIPE_MAX)
+			log_fatalx("smtp_proto: pipeline overflow");
+		p->pipe_end[(p->pipe_head + p->pipe_n) % SMTP_PROTO_PIPE_MAX] =
+		    p->cmd_end;
+		p->pipe_n++;
+	}
+}
+
+/*
+ * One line carrying a credential: prefix (may be "") then data then
+ * CRLF.  The buffer grows first (with zeros), so the secret is copied
+ * once and never left behind by a realloc; smtp_proto_consumed() wipes
+ * it as it is written.
+ */
+static void
+smtp_proto_secret_line(struct smtp_proto *p, const char *prefix,
+    const char *data, size_t len)
+{
+	static const char zeros[256];
+	size_t need = strlen(prefix) + len + 2 + 64, keep = p->out.len;
+
+	while (p->out.cap - keep < need)
+		if (buf_append(&p->out, zeros, sizeof(zeros)) != 0)
+			log_fatalx("smtp_proto: output buffer overflow");
+	p->out.len = keep;
+	p->out_secret = 1;
+	smtp_proto_append(p, prefix, strlen(prefix));
+	smtp_proto_append(p, data, len);
+	smtp_proto_append(p, "\r\n", 2);
+	p->cmd_end = p->out_total;
 }
 
 static void
@@ -219,7 +316,25 @@ smtp_proto_txn_clear(struct smtp_proto *p)
 	free(p->rcpts);
 	p->sender = NULL;
 	p->rcpts = NULL;
-	p->n_rcpts = p->rcpt_i = p->rcpt_ok = 0;
+	p->n_rcpts = p->rcpt_i = p->rcpt_ok = p->rcpt_sent = 0;
+	p->data_sent = p->pipe_on = 0;
+	p->pipe_head = p->pipe_n = 0;
+}
+
+/* The exchange is over (either way): drop every copy of the secret. */
+static void
+smtp_proto_auth_end(struct smtp_proto *p)
+{
+	sasl_free(p->sasl);
+	p->sasl = NULL;
+	if (p->auth_secret != NULL) {
+		sasl_wipe(p->auth_secret, strlen(p->auth_secret));
+		free(p->auth_secret);
+		p->auth_secret = NULL;
+	}
+	if (p->auth_ir.data != NULL)
+		sasl_buf_wipe(&p->auth_ir);
+	p->auth_ir_pending = 0;
 }
 
 static void
@@ -252,6 +367,7 @@ smtp_proto_quit_point(enum smtp_proto_state s)
 	case SMTP_PROTO_S_EHLO:
 	case SMTP_PROTO_S_HELO:
 	case SMTP_PROTO_S_STARTTLS:
+	case SMTP_PROTO_S_AUTH:
 	case SMTP_PROTO_S_READY:
 	case SMTP_PROTO_S_MAIL:
 	case SMTP_PROTO_S_RCPT:
@@ -260,6 +376,46 @@ smtp_proto_quit_point(enum smtp_proto_state s)
 		return 1;
 	default:
 		return 0;
+	}
+}
+
+static void	smtp_proto_auth_start(struct smtp_proto *);
+
+/* MAIL FROM with its parameters; in a pipelined transaction the first
+ * group of RCPTs (and DATA) follows at once. */
+static void
+smtp_proto_mail_cmd(struct smtp_proto *p)
+{
+	char params[96];
+	size_t o = 0;
+
+	params[0] = '\0';
+	if (p->caps.size && p->size > 0)
+		o += (size_t)snprintf(params + o, sizeof(params) - o,
+		    " SIZE=%llu", (unsigned long long)p->size);
+	if (p->body_8bit && p->caps.eightbitmime)
+		o += (size_t)snprintf(params + o, sizeof(params) - o,
+		    " BODY=8BITMIME");
+	if (p->needs_smtputf8)
+		o += (size_t)snprintf(params + o, sizeof(params) - o,
+		    " SMTPUTF8");
+	smtp_proto_cmd(p, "MAIL FROM:<%s>%s", p->sender, params);
+}
+
+/* The next RCPTs: one, or a pipelined group (DATA after the last). */
+static void
+smtp_proto_rcpt_cmds(struct smtp_proto *p)
+{
+	size_t end = p->rcpt_sent + 1;
+
+	if (p->pipe_on)
+		end = p->n_rcpts - p->rcpt_sent > SMTP_PROTO_PIPE_RCPTS ?
+		    p->rcpt_sent + SMTP_PROTO_PIPE_RCPTS : p->n_rcpts;
+	for (; p->rcpt_sent < end; p->rcpt_sent++)
+		smtp_proto_cmd(p, "RCPT TO:<%s>", p->rcpts[p->rcpt_sent]);
+	if (p->pipe_on && p->rcpt_sent == p->n_rcpts) {
+		smtp_proto_cmd(p, "DATA");
+		p->data_sent = 1;
 	}
 }
 
@@ -278,10 +434,12 @@ smtp_proto_enter(struct smtp_proto *p, enum smtp_proto_state s)
 		break;
 	case SMTP_PROTO_S_EHLO:
 		memset(&p->caps, 0, sizeof(p->caps));
+		p->auth_offer[0] = '\0';
 		smtp_proto_cmd(p, "EHLO %s", p->ehlo_name);
 		break;
 	case SMTP_PROTO_S_HELO:
 		memset(&p->caps, 0, sizeof(p->caps));
+		p->auth_offer[0] = '\0';
 		smtp_proto_cmd(p, "HELO %s", p->ehlo_name);
 		break;
 	case SMTP_PROTO_S_STARTTLS:
@@ -290,18 +448,33 @@ smtp_proto_enter(struct smtp_proto *p, enum smtp_proto_state s)
 	case SMTP_PROTO_S_TLS:
 		smtp_proto_push(p, SMTP_PROTO_EV_NEED_TLS, 0, NULL);
 		break;
+	case SMTP_PROTO_S_AUTH:
+		smtp_proto_auth_start(p);
+		break;
+	case SMTP_PROTO_S_AUTH_CANCEL:
+		smtp_proto_cmd(p, "*");
+		break;
+	case SMTP_PROTO_S_DRAIN:
+		break;
+	case SMTP_PROTO_S_DATA_EMPTY:
+		smtp_proto_append(p, ".\r\n", 3);
+		p->cmd_end = p->out_total;
+		break;
 	case SMTP_PROTO_S_READY:
 		smtp_proto_txn_clear(p);
 		smtp_proto_push(p, SMTP_PROTO_EV_READY, 0, NULL);
 		break;
 	case SMTP_PROTO_S_MAIL:
-		smtp_proto_cmd(p, "MAIL FROM:<%s>", p->sender);
+		smtp_proto_mail_cmd(p);
+		if (p->pipe_on)
+			smtp_proto_rcpt_cmds(p);
 		break;
 	case SMTP_PROTO_S_RCPT:
-		smtp_proto_cmd(p, "RCPT TO:<%s>", p->rcpts[p->rcpt_i]);
+		smtp_proto_rcpt_cmds(p);
 		break;
 	case SMTP_PROTO_S_DATA:
 		smtp_proto_cmd(p, "DATA");
+		p->data_sent = 1;
 		break;
 	case SMTP_PROTO_S_BODY:
 		smtp_wire_enc_init(&p->enc);
@@ -320,6 +493,7 @@ smtp_proto_enter(struct smtp_proto *p, enum smtp_proto_state s)
 		break;
 	case SMTP_PROTO_S_FAILED:
 		smtp_proto_txn_clear(p);
+		smtp_proto_auth_end(p);
 		smtp_proto_push(p, SMTP_PROTO_EV_FAILED, 0, &p->fail_reply);
 		if (p->fail_quit)
 			smtp_proto_append(p, "QUIT\r\n", 6);
@@ -336,6 +510,217 @@ smtp_proto_txn_done(struct smtp_proto *p, const struct smtp_proto_reply *r,
 	smtp_proto_enter(p, next);
 }
 
+/* Set the state without entering it: the command it awaits is already
+ * written (pipelining).  FAILED stays. */
+static void
+smtp_proto_await(struct smtp_proto *p, enum smtp_proto_state s)
+{
+	if (p->state != SMTP_PROTO_S_FAILED)
+		p->state = s;
+}
+
+/* A reply to MAIL or a RCPT was handled: what comes next. */
+static void
+smtp_proto_txn_next(struct smtp_proto *p)
+{
+	if (p->rcpt_i < p->n_rcpts) {
+		if (p->rcpt_i < p->rcpt_sent)
+			smtp_proto_await(p, SMTP_PROTO_S_RCPT);
+		else
+			smtp_proto_enter(p, SMTP_PROTO_S_RCPT);
+	} else if (p->data_sent)
+		smtp_proto_await(p, SMTP_PROTO_S_DATA);
+	else if (p->rcpt_ok > 0)
+		smtp_proto_enter(p, SMTP_PROTO_S_DATA);
+	else
+		smtp_proto_txn_done(p, &p->rcpt_fail, SMTP_PROTO_S_RSET);
+}
+
+/* After the EHLO (or HELO) that counts. */
+static void
+smtp_proto_hello_done(struct smtp_proto *p)
+{
+	if (p->auth != CONFIG_AUTH_NONE)
+		smtp_proto_enter(p, SMTP_PROTO_S_AUTH);
+	else
+		smtp_proto_enter(p, SMTP_PROTO_S_READY);
+}
+
+/* The mechanisms of the EHLO reply's AUTH line, for error messages. */
+static void
+smtp_proto_auth_offer(struct smtp_proto *p, const char *text, size_t len)
+{
+	const char *nl, *line;
+	size_t off = 0, n;
+
+	p->auth_offer[0] = '\0';
+	while (off < len) {
+		line = text + off;
+		nl = memchr(line, '\n', len - off);
+		n = nl != NULL ? (size_t)(nl - line) : len - off;
+		off += n + 1;
+		if (line == text)
+			continue;	/* the greeting line */
+		if (n >= 4 && strncasecmp(line, "AUTH", 4) == 0 &&
+		    (n == 4 || line[4] == ' ' || line[4] == '=')) {
+			sq_printable(p->auth_offer, sizeof(p->auth_offer),
+			    line + 5 - (n == 4), n - 4 - (n > 4));
+			return;
+		}
+	}
+}
+
+static void
+smtp_proto_auth_fail(struct smtp_proto *p, const char *fmt, ...)
+    SQ_PRINTF(2, 3);
+
+/* AUTH cannot go ahead: FAILED (AUTH), QUIT. */
+static void
+smtp_proto_auth_fail(struct smtp_proto *p, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	/* Server text quoted here (its AUTH list) never carries the
+	 * secret into a log, even if the server knows it. */
+	sasl_mask(text, p->auth_secret);
+	if (p->sasl != NULL)
+		sasl_redact(p->sasl, text);
+	smtp_proto_fail_note(p, SMTP_PROTO_FAIL_AUTH, text, 1);
+}
+
+/* Entering AUTH: choose the mechanism and send AUTH, or fail. */
+static void
+smtp_proto_auth_start(struct smtp_proto *p)
+{
+	struct sq_err err;
+	enum config_auth mech = p->auth;
+	unsigned mask = p->caps.auth_mechs;
+	const char *name, *offer;
+	char line[64];
+	int rc;
+
+	offer = p->auth_offer[0] != '\0' ? p->auth_offer : "none";
+	if (!p->tls_active && !p->peer_is_loopback) {
+		smtp_proto_auth_fail(p, "refusing to send credentials"
+		    " without TLS to a server that is not on loopback");
+		return;
+	}
+	if (!p->caps.auth) {
+		smtp_proto_auth_fail(p, "server offers no AUTH, but"
+		    " credentials are configured: not sending mail"
+		    " unauthenticated");
+		return;
+	}
+	if (mech == CONFIG_AUTH_AUTO) {
+		if (p->auth_nonce == NULL)
+			mask &= ~sasl_mech_bit(CONFIG_AUTH_SCRAM_SHA_256);
+		mech = sasl_pick(mask, 1);
+		if (mech == CONFIG_AUTH_NONE) {
+			smtp_proto_auth_fail(p, "no AUTH mechanism in common"
+			    " (server offers: %s; auth = auto uses"
+			    " SCRAM-SHA-256, PLAIN or LOGIN)", offer);
+			return;
+		}
+	} else if ((mask & sasl_mech_bit(mech)) == 0) {
+		smtp_proto_auth_fail(p, "server does not offer AUTH %s"
+		    " (offers: %s)", sasl_mech_name(mech), offer);
+		return;
+	}
+	memset(&err, 0, sizeof(err));
+	p->sasl = sasl_new(mech, p->auth_user, p->auth_secret,
+	    p->auth_nonce, &err);
+	if (p->auth_secret != NULL) {
+		sasl_wipe(p->auth_secret, strlen(p->auth_secret));
+		free(p->auth_secret);
+		p->auth_secret = NULL;
+	}
+	if (p->sasl == NULL) {
+		smtp_proto_auth_fail(p, "%s", err.msg);
+		return;
+	}
+	name = sasl_mech_name(mech);
+	sasl_buf_init(&p->auth_ir);
+	if ((rc = sasl_initial(p->sasl, &p->auth_ir)) < 0) {
+		smtp_proto_auth_fail(p, "%s", sasl_error(p->sasl));
+		return;
+	}
+	snprintf(line, sizeof(line), "AUTH %s ", name);
+	if (rc == 1 && strlen(line) + p->auth_ir.len + 2 <=
+	    SMTP_PROTO_AUTH_LINE_MAX) {
+		smtp_proto_secret_line(p, line, p->auth_ir.data,
+		    p->auth_ir.len);
+		sasl_buf_wipe(&p->auth_ir);
+	} else {
+		smtp_proto_cmd(p, "AUTH %s", name);
+		p->auth_ir_pending = rc == 1;
+		if (!p->auth_ir_pending)
+			sasl_buf_wipe(&p->auth_ir);
+	}
+}
+
+/* Give up the exchange from our side: "*", then FAILED (AUTH). */
+static void
+smtp_proto_auth_cancel(struct smtp_proto *p, const char *why)
+{
+	snprintf(p->auth_why, sizeof(p->auth_why), "%s", why);
+	smtp_proto_enter(p, SMTP_PROTO_S_AUTH_CANCEL);
+}
+
+/* A reply in AUTH. */
+static void
+smtp_proto_auth_reply(struct smtp_proto *p, const struct smtp_wire_reply *wr,
+    const struct smtp_proto_reply *r)
+{
+	struct buf resp;
+	size_t len = wr->text_len;
+	int cls = wr->code / 100, rc;
+
+	if (wr->code == 334) {
+		while (len > 0 && (wr->text[len - 1] == ' ' ||
+		    wr->text[len - 1] == '\t'))
+			len--;
+		if (p->auth_ir_pending) {
+			p->auth_ir_pending = 0;
+			if (len != 0) {
+				smtp_proto_auth_cancel(p, "server sent a"
+				    " challenge where the initial response"
+				    " belongs");
+				return;
+			}
+			smtp_proto_secret_line(p, "", p->auth_ir.data,
+			    p->auth_ir.len);
+			sasl_buf_wipe(&p->auth_ir);
+			return;
+		}
+		sasl_buf_init(&resp);
+		rc = sasl_step(p->sasl, wr->text, len, &resp);
+		if (rc == SASL_ERROR)
+			smtp_proto_auth_cancel(p, sasl_error(p->sasl));
+		else
+			smtp_proto_secret_line(p, "", resp.data, resp.len);
+		sasl_buf_wipe(&resp);
+	} else if (cls == 2) {
+		if (p->auth_ir_pending ||
+		    sasl_success(p->sasl) != SASL_DONE)
+			smtp_proto_auth_fail(p, "%s", p->auth_ir_pending ?
+			    "server accepted AUTH before the credentials" :
+			    sasl_error(p->sasl));
+		else {
+			smtp_proto_auth_end(p);
+			smtp_proto_enter(p, SMTP_PROTO_S_READY);
+		}
+	} else if (cls == 4)
+		smtp_proto_fail(p, SMTP_PROTO_FAIL_RESP, r, 1);
+	else if (cls == 5)
+		smtp_proto_fail(p, SMTP_PROTO_FAIL_AUTH, r, 1);
+	else
+		smtp_proto_fail(p, SMTP_PROTO_FAIL_PROTO, r, 0);
+}
+
 /* States in which a server reply answers something we sent. */
 static int
 smtp_proto_awaits_reply(enum smtp_proto_state s)
@@ -345,10 +730,14 @@ smtp_proto_awaits_reply(enum smtp_proto_state s)
 	case SMTP_PROTO_S_EHLO:
 	case SMTP_PROTO_S_HELO:
 	case SMTP_PROTO_S_STARTTLS:
+	case SMTP_PROTO_S_AUTH:
+	case SMTP_PROTO_S_AUTH_CANCEL:
 	case SMTP_PROTO_S_MAIL:
 	case SMTP_PROTO_S_RCPT:
 	case SMTP_PROTO_S_DATA:
 	case SMTP_PROTO_S_EOM:
+	case SMTP_PROTO_S_DRAIN:
+	case SMTP_PROTO_S_DATA_EMPTY:
 	case SMTP_PROTO_S_RSET:
 	case SMTP_PROTO_S_QUIT:
 		return 1;
@@ -361,16 +750,26 @@ static void
 smtp_proto_on_reply(struct smtp_proto *p, const struct smtp_wire_reply *wr)
 {
 	struct smtp_proto_reply r;
+	unsigned long long need = p->cmd_end;
 	int cls = wr->code / 100;
 
 	smtp_proto_reply_set(&r, wr);
+	if (p->state == SMTP_PROTO_S_AUTH ||
+	    p->state == SMTP_PROTO_S_AUTH_CANCEL)
+		sasl_redact(p->sasl, r.text);
 	if (wr->code == 421 && p->state != SMTP_PROTO_S_QUIT) {
 		smtp_proto_fail(p, SMTP_PROTO_FAIL_RESP, &r, 0);
 		return;
 	}
-	if (!smtp_proto_awaits_reply(p->state) || p->out_done < p->cmd_end) {
+	if (p->pipe_n > 0)
+		need = p->pipe_end[p->pipe_head];
+	if (!smtp_proto_awaits_reply(p->state) || p->out_done < need) {
 		smtp_proto_fail(p, SMTP_PROTO_FAIL_PROTO, &r, 0);
 		return;
+	}
+	if (p->pipe_n > 0) {
+		p->pipe_head = (p->pipe_head + 1) % SMTP_PROTO_PIPE_MAX;
+		p->pipe_n--;
 	}
 	switch (p->state) {
 	case SMTP_PROTO_S_GREETING:
@@ -382,8 +781,9 @@ smtp_proto_on_reply(struct smtp_proto *p, const struct smtp_wire_reply *wr)
 	case SMTP_PROTO_S_EHLO:
 		if (cls == 2) {
 			smtp_wire_caps_parse(&p->caps, wr->text, wr->text_len);
+			smtp_proto_auth_offer(p, wr->text, wr->text_len);
 			if (p->tls != SMTP_PROTO_TLS_STARTTLS || p->tls_active)
-				smtp_proto_enter(p, SMTP_PROTO_S_READY);
+				smtp_proto_hello_done(p);
 			else if (p->caps.starttls)
 				smtp_proto_enter(p, SMTP_PROTO_S_STARTTLS);
 			else
@@ -400,7 +800,7 @@ smtp_proto_on_reply(struct smtp_proto *p, const struct smtp_wire_reply *wr)
 		break;
 	case SMTP_PROTO_S_HELO:
 		if (cls == 2)
-			smtp_proto_enter(p, SMTP_PROTO_S_READY);
+			smtp_proto_hello_done(p);
 		else
 			smtp_proto_fail(p, SMTP_PROTO_FAIL_RESP, &r, 1);
 		break;
@@ -414,35 +814,63 @@ smtp_proto_on_reply(struct smtp_proto *p, const struct smtp_wire_reply *wr)
 		else
 			smtp_proto_enter(p, SMTP_PROTO_S_TLS);
 		break;
+	case SMTP_PROTO_S_AUTH:
+		smtp_proto_auth_reply(p, wr, &r);
+		break;
+	case SMTP_PROTO_S_AUTH_CANCEL:
+		smtp_proto_auth_fail(p, "%s", p->auth_why);
+		break;
 	case SMTP_PROTO_S_MAIL:
 		if (cls == 2)
-			smtp_proto_enter(p, SMTP_PROTO_S_RCPT);
-		else if (cls == 4 || cls == 5)
+			smtp_proto_txn_next(p);
+		else if ((cls == 4 || cls == 5) && p->pipe_n > 0) {
+			/* The rest of the group still gets answers. */
+			smtp_proto_push(p, SMTP_PROTO_EV_TXN_DONE, 0, &r);
+			smtp_proto_await(p, SMTP_PROTO_S_DRAIN);
+		} else if (cls == 4 || cls == 5)
 			smtp_proto_txn_done(p, &r, SMTP_PROTO_S_RSET);
 		else
 			smtp_proto_fail(p, SMTP_PROTO_FAIL_PROTO, &r, 0);
 		break;
 	case SMTP_PROTO_S_RCPT:
+		if (cls != 2 && cls != 4 && cls != 5) {
+			smtp_proto_fail(p, SMTP_PROTO_FAIL_PROTO, &r, 0);
+			break;
+		}
 		smtp_proto_push(p, SMTP_PROTO_EV_RCPT_STATUS, p->rcpt_i, &r);
 		if (cls == 2)
 			p->rcpt_ok++;
 		else
 			p->rcpt_fail = r;
-		if (++p->rcpt_i < p->n_rcpts)
-			smtp_proto_enter(p, SMTP_PROTO_S_RCPT);
-		else if (p->rcpt_ok > 0)
-			smtp_proto_enter(p, SMTP_PROTO_S_DATA);
-		else
-			smtp_proto_txn_done(p, &p->rcpt_fail,
-			    SMTP_PROTO_S_RSET);
+		p->rcpt_i++;
+		smtp_proto_txn_next(p);
 		break;
 	case SMTP_PROTO_S_DATA:
-		if (wr->code == 354)
+		if (wr->code == 354 && p->rcpt_ok > 0)
 			smtp_proto_enter(p, SMTP_PROTO_S_BODY);
-		else if (cls == 4 || cls == 5)
+		else if (wr->code == 354)
+			/* Pipelined DATA with no recipient accepted. */
+			smtp_proto_enter(p, SMTP_PROTO_S_DATA_EMPTY);
+		else if ((cls == 4 || cls == 5) && p->rcpt_ok > 0)
 			smtp_proto_txn_done(p, &r, SMTP_PROTO_S_RSET);
+		else if (cls == 4 || cls == 5)
+			/* The recipients' refusal is the verdict, not the
+			 * "no valid recipients" to DATA. */
+			smtp_proto_txn_done(p, &p->rcpt_fail,
+			    SMTP_PROTO_S_RSET);
 		else
 			smtp_proto_fail(p, SMTP_PROTO_FAIL_PROTO, &r, 0);
+		break;
+	case SMTP_PROTO_S_DRAIN:
+		if (wr->code == 354)
+			/* The server now reads message text. */
+			smtp_proto_fail_note(p, SMTP_PROTO_FAIL_PROTO,
+			    "server accepted DATA after refusing MAIL", 0);
+		else if (p->pipe_n == 0)
+			smtp_proto_enter(p, SMTP_PROTO_S_RSET);
+		break;
+	case SMTP_PROTO_S_DATA_EMPTY:
+		smtp_proto_txn_done(p, &p->rcpt_fail, SMTP_PROTO_S_RSET);
 		break;
 	case SMTP_PROTO_S_EOM:
 		if (cls == 2 || cls == 4 || cls == 5)
@@ -475,6 +903,16 @@ smtp_proto_new(const struct smtp_proto_params *params)
 	    params->ehlo_name : "localhost");
 	p->tls = params->tls;
 	p->peer_is_loopback = params->peer_is_loopback;
+	p->auth = params->auth;
+	if (p->auth != CONFIG_AUTH_NONE) {
+		p->auth_user = params->auth_user != NULL ?
+		    xstrdup(params->auth_user) : NULL;
+		p->auth_secret = params->auth_secret != NULL ?
+		    xstrdup(params->auth_secret) : NULL;
+		p->auth_nonce = params->auth_nonce != NULL ?
+		    xstrdup(params->auth_nonce) : NULL;
+	}
+	p->pipelining = params->pipelining;
 	p->tls_active = params->tls == SMTP_PROTO_TLS_IMPLICIT;
 	smtp_wire_parser_init(&p->parser);
 	buf_init(&p->out, SMTP_PROTO_OUT_MAX);
@@ -489,8 +927,13 @@ smtp_proto_free(struct smtp_proto *p)
 	if (p == NULL)
 		return;
 	smtp_proto_txn_clear(p);
+	smtp_proto_auth_end(p);
 	smtp_wire_parser_fini(&p->parser);
+	if (p->out_secret)
+		sasl_wipe(p->out.data, p->out.cap);
 	buf_fini(&p->out);
+	free(p->auth_user);
+	free(p->auth_nonce);
 	free(p->ehlo_name);
 	free(p);
 }
@@ -563,6 +1006,7 @@ smtp_proto_tls_done(struct smtp_proto *p, int ok)
 	}
 	p->tls_active = 1;
 	memset(&p->caps, 0, sizeof(p->caps));
+	p->auth_offer[0] = '\0';
 	smtp_proto_enter(p, SMTP_PROTO_S_EHLO);
 }
 
@@ -582,9 +1026,26 @@ smtp_proto_addr_ok(const char *a)
 	return 1;
 }
 
+/* A transaction refused before MAIL: TXN_DONE with a reply of our own
+ * making, then READY again (nothing was sent, so no RSET). */
+static void
+smtp_proto_local_verdict(struct smtp_proto *p, int code,
+    const char *enhanced, const char *text)
+{
+	struct smtp_proto_reply r;
+
+	memset(&r, 0, sizeof(r));
+	r.code = code;
+	r.local = 1;
+	snprintf(r.enhanced, sizeof(r.enhanced), "%s", enhanced);
+	snprintf(r.text, sizeof(r.text), "%s %s", enhanced, text);
+	smtp_proto_txn_done(p, &r, SMTP_PROTO_S_READY);
+}
+
 int
 smtp_proto_send_mail(struct smtp_proto *p, const struct smtp_proto_txn *txn)
 {
+	char why[128];
 	size_t i;
 
 	if (p->state != SMTP_PROTO_S_READY || p->quit_wanted ||
@@ -596,11 +1057,28 @@ smtp_proto_send_mail(struct smtp_proto *p, const struct smtp_proto_txn *txn)
 		    !smtp_proto_addr_ok(txn->rcpts[i]))
 			return -1;
 	smtp_proto_txn_clear(p);
+	if (txn->needs_smtputf8 && !p->caps.smtputf8) {
+		smtp_proto_local_verdict(p, 553, "5.6.7", "message needs"
+		    " SMTPUTF8 but the server does not offer it");
+		return 0;
+	}
+	if (p->caps.size && p->caps.size_max > 0 &&
+	    txn->size > p->caps.size_max) {
+		snprintf(why, sizeof(why), "message size %llu exceeds the"
+		    " server's limit %llu", (unsigned long long)txn->size,
+		    (unsigned long long)p->caps.size_max);
+		smtp_proto_local_verdict(p, 552, "5.3.4", why);
+		return 0;
+	}
 	p->sender = xstrdup(txn->sender);
 	p->rcpts = xcalloc(txn->n_rcpts, sizeof(*p->rcpts));
 	for (i = 0; i < txn->n_rcpts; i++)
 		p->rcpts[i] = xstrdup(txn->rcpts[i]);
 	p->n_rcpts = txn->n_rcpts;
+	p->size = txn->size;
+	p->body_8bit = txn->body_8bit;
+	p->needs_smtputf8 = txn->needs_smtputf8;
+	p->pipe_on = p->pipelining && p->caps.pipelining;
 	memset(&p->rcpt_fail, 0, sizeof(p->rcpt_fail));
 	smtp_proto_enter(p, SMTP_PROTO_S_MAIL);
 	return 0;
@@ -655,10 +1133,18 @@ smtp_proto_output(struct smtp_proto *p, const void **data, size_t *len)
 void
 smtp_proto_consumed(struct smtp_proto *p, size_t n)
 {
+	size_t before = p->out.len;
+
 	if (n > p->out.len)
 		n = p->out.len;
 	buf_consume(&p->out, n);
 	p->out_done += n;
+	if (p->out_secret) {
+		/* What moved to the front left a stale tail behind. */
+		sasl_wipe(p->out.data + p->out.len, before - p->out.len);
+		if (p->out.len == 0)
+			p->out_secret = 0;
+	}
 }
 
 size_t

@@ -6,6 +6,7 @@
  *
  * Session:  greeting -> EHLO (HELO if EHLO is refused)
  *           [tls = starttls: STARTTLS -> NEED_TLS -> tls_done -> EHLO]
+ *           [auth: AUTH MECH, 334 challenges and responses, 235]
  *           -> READY.
  * Message:  send_mail() -> MAIL FROM, RCPT TO xN (RCPT_STATUS each),
  *           DATA -> NEED_BODY -> body() chunks -> "." -> TXN_DONE -> READY.
@@ -22,7 +23,7 @@
  *
  * Owns: protocol state, reply parsing (through smtp_wire), body encoding
  * (CRLF normalisation and dot-stuffing), bounded input/output buffers.
- * May call: smtp_wire, buf, util.
+ * May call: smtp_wire, sasl, buf, util.
  *
  * Limits: the output buffer holds at most SMTP_PROTO_OUT_MAX bytes.
  * Commands are small; the body is what fills it, so the driver feeds
@@ -30,10 +31,32 @@
  * SMTP_PROTO_OUT_WATERMARK and never more than SMTP_PROTO_BODY_CHUNK_MAX
  * bytes per call (a violation is a driver bug and aborts).  At most
  * SMTP_PROTO_EVENTS_MAX events are queued: the driver pops every event
- * after each call into p.  One command is outstanding at a time (no
- * PIPELINING yet); a reply that arrives before the command it answers
- * was fully consumed() is a protocol error, so call consumed() as soon as
- * bytes are written and before feeding what was read afterwards.
+ * after each call into p.  Without PIPELINING one command is outstanding
+ * at a time.  With params.pipelining and the server's PIPELINING (RFC
+ * 2920), MAIL, up to SMTP_PROTO_PIPE_RCPTS RCPTs and (with the last
+ * recipient) DATA are written in one go and their replies matched in
+ * order; more recipients follow in further groups.  Either way a reply
+ * that arrives before the command it answers was fully consumed() is a
+ * protocol error, so call consumed() as soon as bytes are written and
+ * before feeding what was read afterwards.  With PIPELINING, DATA may be
+ * in flight when quit() is called: a 354 then still asks for the body.
+ *
+ * AUTH (after the EHLO that counts, before READY): never without TLS
+ * unless peer_is_loopback; the mechanism is params.auth, or with AUTO
+ * the strongest password mechanism both sides have (sasl_pick); a server
+ * without AUTH, without the configured mechanism, a 535 or any 5xx, and
+ * a SCRAM server that cannot prove it knows the password are FAILED
+ * with SMTP_PROTO_FAIL_AUTH; a 4xx is FAILED with SMTP_PROTO_FAIL_RESP.
+ * Reply texts during AUTH are the server's, with anything that looks
+ * like an echoed credential masked (sasl_redact); the secret is wiped
+ * from every buffer of the core once written.
+ *
+ * MAIL parameters: SIZE= when offered and txn.size > 0; BODY=8BITMIME
+ * when txn.body_8bit and offered (an 8-bit body to a server without
+ * 8BITMIME is sent as it is, without BODY=, as Postfix does); SMTPUTF8
+ * when txn.needs_smtputf8.  A message larger than the server's SIZE
+ * limit, or one that needs SMTPUTF8 when the server lacks it, is not
+ * offered at all: TXN_DONE carries a local 552 5.3.4 / 553 5.6.7 reply.
  *
  * DIAGNOSTICS: protocol errors are events (FAILED with a class and text),
  * never return codes; the functions below only fail on misuse.
@@ -50,6 +73,9 @@
 #define SMTP_PROTO_BODY_CHUNK_MAX	(4 * 1024 * 1024)
 #define SMTP_PROTO_OUT_MAX		(16 * 1024 * 1024)
 #define SMTP_PROTO_EVENTS_MAX		32
+/* Recipients per pipelined group (keeps the events of one feed well
+ * below SMTP_PROTO_EVENTS_MAX). */
+#define SMTP_PROTO_PIPE_RCPTS		16
 
 struct smtp_wire_caps;
 
@@ -112,6 +138,11 @@ struct smtp_proto_reply {
 	char	 enhanced[16];	/* "5.1.1" or "" */
 	char	 text[512];	/* whole reply, lines joined by " / ",
 				 * printable ASCII only, truncated */
+	int	 local;		/* made up by the core, not sent by the
+				 * server: a failure note (code 0) or a
+				 * synthesized TXN_DONE verdict (552 5.3.4
+				 * message larger than the server's SIZE,
+				 * 553 5.6.7 SMTPUTF8 needed, not offered) */
 };
 
 struct smtp_proto_event {

@@ -221,6 +221,7 @@ smtp_wire_auth_mech(const char *s, size_t len)
 		{ "CRAM-MD5", SMTP_WIRE_AUTH_CRAM_MD5 },
 		{ "SCRAM-SHA-256", SMTP_WIRE_AUTH_SCRAM_SHA_256 },
 		{ "XOAUTH2", SMTP_WIRE_AUTH_XOAUTH2 },
+		{ "OAUTHBEARER", SMTP_WIRE_AUTH_OAUTHBEARER },
 	};
 	size_t i;
 

@@ -88,6 +88,7 @@ int	smtp_wire_parser_partial(const struct smtp_wire_parser *wp);
 #define SMTP_WIRE_AUTH_CRAM_MD5		0x04
 #define SMTP_WIRE_AUTH_SCRAM_SHA_256	0x08
 #define SMTP_WIRE_AUTH_XOAUTH2		0x10
+#define SMTP_WIRE_AUTH_OAUTHBEARER	0x20
 
 /* What an EHLO reply offered.  All zero = nothing (also after HELO). */
 struct smtp_wire_caps {

@@ -53,8 +53,10 @@ struct spool {
 	char		*dir;
 	char		*tmp_dir;
 	char		*queue_dir;
+	char		*failed_dir;
 	int		 tmp_fd;	/* O_DIRECTORY descriptors */
 	int		 queue_fd;
+	int		 failed_fd;
 	unsigned	 counter;	/* low part of the next queue id */
 };
 
@@ -116,15 +118,18 @@ spool_open(const char *dir, int create, struct spool **out,
 	int rc;
 
 	sp = xcalloc(1, sizeof(*sp));
-	sp->tmp_fd = sp->queue_fd = -1;
+	sp->tmp_fd = sp->queue_fd = sp->failed_fd = -1;
 	sp->dir = xstrdup(dir);
 	sp->tmp_dir = xasprintf("%s/tmp", dir);
 	sp->queue_dir = xasprintf("%s/queue", dir);
+	sp->failed_dir = xasprintf("%s/failed", dir);
 	if ((rc = spool_mkdir(sp->dir, create, err)) != 0 ||
 	    (rc = spool_mkdir(sp->tmp_dir, create, err)) != 0 ||
 	    (rc = spool_mkdir(sp->queue_dir, create, err)) != 0 ||
+	    (rc = spool_mkdir(sp->failed_dir, create, err)) != 0 ||
 	    (rc = spool_open_dir(sp->tmp_dir, &sp->tmp_fd, err)) != 0 ||
-	    (rc = spool_open_dir(sp->queue_dir, &sp->queue_fd, err)) != 0) {
+	    (rc = spool_open_dir(sp->queue_dir, &sp->queue_fd, err)) != 0 ||
+	    (rc = spool_open_dir(sp->failed_dir, &sp->failed_fd, err)) != 0) {
 		spool_close(sp);
 		return rc;
 	}
@@ -145,6 +150,9 @@ spool_close(struct spool *sp)
 		close(sp->tmp_fd);
 	if (sp->queue_fd >= 0)
 		close(sp->queue_fd);
+	if (sp->failed_fd >= 0)
+		close(sp->failed_fd);
+	free(sp->failed_dir);
 	free(sp->dir);
 	free(sp->tmp_dir);
 	free(sp->queue_dir);
@@ -822,4 +830,51 @@ spool_remove(struct spool *sp, const char *id, struct sq_err *err)
 	if (fsync(sp->queue_fd) != 0)
 		return spool_fail(err, -errno, "fsync", sp->queue_dir, NULL);
 	return 0;
+}
+
+int
+spool_hold_failed(struct spool *sp, const struct envelope *env,
+    unsigned attempt, struct sq_err *err)
+{
+	char base[ENVELOPE_ID_MAX + 16], name[ENVELOPE_ID_MAX + 24];
+	char msg[ENVELOPE_ID_MAX + 8], tmpname[ENVELOPE_ID_MAX + 24];
+	char *text;
+	size_t len;
+	int fd, rc = 0;
+
+	if (!spool_id_valid(env->id))
+		return sq_err_set(err, SQ_ENOTFOUND, "no message %.*s "
+		    "(not a queue id)", 40, env->id);
+	snprintf(base, sizeof(base), "%s.%u", env->id, attempt);
+	snprintf(msg, sizeof(msg), "%s.msg", env->id);
+	snprintf(tmpname, sizeof(tmpname), "%s.failed", env->id);
+	text = envelope_format(env, &len);
+	fd = spool_write_file(sp->tmp_fd, sp->tmp_dir, tmpname, text, len,
+	    err);
+	free(text);
+	if (fd < 0)
+		return fd;
+	/* The body is shared with the queued message by a hard link: the
+	 * queue may still hold it for recipients that will be retried. */
+	snprintf(name, sizeof(name), "%s.msg", base);
+	if (linkat(sp->queue_fd, msg, sp->failed_fd, name, 0) != 0 &&
+	    !(errno == EEXIST && unlinkat(sp->failed_fd, name, 0) == 0 &&
+	    linkat(sp->queue_fd, msg, sp->failed_fd, name, 0) == 0)) {
+		rc = spool_fail(err, -errno, "link into failed/",
+		    sp->queue_dir, msg);
+		goto out;
+	}
+	snprintf(name, sizeof(name), "%s.env", base);
+	if (renameat(sp->tmp_fd, tmpname, sp->failed_fd, name) != 0) {
+		rc = spool_fail(err, -errno, "rename into failed/",
+		    sp->tmp_dir, tmpname);
+		goto out;
+	}
+	if (fsync(sp->failed_fd) != 0)
+		rc = spool_fail(err, -errno, "fsync", sp->failed_dir, NULL);
+out:
+	if (rc != 0)
+		unlinkat(sp->tmp_fd, tmpname, 0);
+	close(fd);
+	return rc;
 }

@@ -6,6 +6,10 @@
  * the owner of spool_dir, the daemon's user; files that root submits are
  * given to that owner):
  *   tmp/          messages being written (ID.msg, ID.env)
+ *   failed/       messages (or some of their recipients) that failed
+ *                 permanently: ID.N.env lists the failed recipients and
+ *                 the reason (N: the attempt), ID.N.msg is the body
+ *                 (a hard link); kept for the operator
  *   queue/        committed messages: ID.msg (the RFC 5322 message as
  *                 submitted) and ID.env (its envelope, envelope.h).  A
  *                 message exists exactly when its .env exists.
@@ -105,6 +109,16 @@ int	spool_update_envelope(struct spool *sp, const struct envelope *env,
 /* Remove message id (envelope first, then body) and fsync queue/.
  * 0 or -errno with err. */
 int	spool_remove(struct spool *sp, const char *id, struct sq_err *err);
+
+/*
+ * Keep a permanent failure: write env (its recipients are the failed
+ * ones, last_error the reason) as failed/ID.N.env with N = attempt, and
+ * hard-link the body queue/ID.msg beside it; fsync failed/.  The queued
+ * message is not changed (the caller updates or removes it afterwards).
+ * 0 or -errno with err.
+ */
+int	spool_hold_failed(struct spool *sp, const struct envelope *env,
+	    unsigned attempt, struct sq_err *err);
 
 /* True when s has the form of a queue id (for names found in queue/). */
 int	spool_id_valid(const char *s);

@@ -5,15 +5,26 @@
  * feeds the body on NEED_BODY and answers NEED_TLS with tls_done(1).
  *
  * Input: byte 0 = mode (bits 0-1: TLS none / implicit / starttls;
- * bit 2: script mode; bits 3-7: chunk size seed), then the server's
- * bytes.  In script mode a NUL byte ends a server turn: it is dropped
- * and no chunk crosses it, so a scripted transcript (one reply per
- * turn) gets past the one-command-at-a-time rule and deep into the
- * session; without it chunks fall anywhere.
+ * bit 2: script mode; bits 3-6: chunk size seed; bit 7: an extended
+ * mode byte follows), [byte 1 = extended mode (bits 0-2: AUTH none,
+ * auto, PLAIN, LOGIN, SCRAM-SHA-256, XOAUTH2, OAUTHBEARER, auto without
+ * a nonce; bit 3: pipelining; bit 4: peer on loopback; bit 5: SIZE=,
+ * 8-bit body, SMTPUTF8 needed; bit 6: more recipients)], then the
+ * server's bytes.  In script mode a NUL byte ends a server turn: it is
+ * dropped and no chunk crosses it, so a scripted transcript (one reply
+ * per turn) gets past the one-command-at-a-time rule and deep into the
+ * session; without it chunks fall anywhere.  AUTH uses the RFC 7677
+ * user, password and nonce, so a seed can walk a whole SCRAM exchange.
+ *
+ * Checked: AUTH never goes out in cleartext to a non-loopback peer, the
+ * secret never appears in a FAILED (AUTH) text, events stop after
+ * FAILED or CLOSED, EOF always ends the session.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "config.h"
 
 #include "smtp_proto.h"
 #include "smtp_wire.h"
@@ -21,14 +32,20 @@
 int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const fuzz_proto_rcpts[] = {
-	"bob@example.net", "carol@example.net"
+	"bob@example.net", "carol@example.net", "dave@example.net",
+	"erin@example.net", "frank@example.net",
 };
+#define FUZZ_PROTO_SECRET	"pencil"
+
 static const char fuzz_proto_body[] =
     "From: a@example.org\nSubject: fuzz\r\n\r\n.leading dot\rbare cr\n.";
 
 struct fuzz_proto_state {
 	int	messages;
 	int	ended;
+	int	loopback;
+	int	txn_flags;	/* SIZE, 8-bit, SMTPUTF8 */
+	size_t	max_rcpts;
 };
 
 static void
@@ -40,10 +57,18 @@ fuzz_proto_drain(struct smtp_proto *p, struct fuzz_proto_state *st)
 	const void *out;
 	size_t len;
 
+	if (st->txn_flags) {
+		txn.size = 4242;
+		txn.body_8bit = 1;
+		txn.needs_smtputf8 = 1;
+	}
 	for (;;) {
 		smtp_proto_output(p, &out, &len);
 		if (len > SMTP_PROTO_OUT_MAX)
 			abort();
+		if (len > 0 && !smtp_proto_tls_active(p) && !st->loopback &&
+		    memmem(out, len, "AUTH ", 5) != NULL)
+			abort();	/* credentials in cleartext */
 		smtp_proto_consumed(p, len);
 		if (!smtp_proto_next_event(p, &ev))
 			break;
@@ -57,8 +82,8 @@ fuzz_proto_drain(struct smtp_proto *p, struct fuzz_proto_state *st)
 			smtp_proto_tls_done(p, 1);
 			break;
 		case SMTP_PROTO_EV_READY:
-			/* One recipient, then two. */
-			txn.n_rcpts = 1 + (size_t)(st->messages & 1);
+			/* One recipient, then two (or all). */
+			txn.n_rcpts = st->messages & 1 ? st->max_rcpts : 1;
 			if (st->messages++ < 2) {
 				/* Refused only when a later event (FAILED)
 				 * is already queued. */
@@ -75,13 +100,16 @@ fuzz_proto_drain(struct smtp_proto *p, struct fuzz_proto_state *st)
 			    sizeof(fuzz_proto_body) - 1 - 20, 1);
 			break;
 		case SMTP_PROTO_EV_RCPT_STATUS:
-			if (ev.rcpt_index >= 2)
+			if (ev.rcpt_index >= st->max_rcpts)
 				abort();
 			break;
 		case SMTP_PROTO_EV_TXN_DONE:
 			break;
 		case SMTP_PROTO_EV_FAILED:
 			if (ev.fail == SMTP_PROTO_FAIL_NONE)
+				abort();
+			if (ev.fail == SMTP_PROTO_FAIL_AUTH &&
+			    strstr(ev.reply.text, FUZZ_PROTO_SECRET) != NULL)
 				abort();
 			st->ended = 1;
 			break;
@@ -97,19 +125,38 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct smtp_proto_params params = {
 		.ehlo_name = "client.example", .tls = SMTP_PROTO_TLS_NONE };
-	struct fuzz_proto_state st = { 0, 0 };
+	static const enum config_auth auths[] = {
+		CONFIG_AUTH_NONE, CONFIG_AUTH_AUTO, CONFIG_AUTH_PLAIN,
+		CONFIG_AUTH_LOGIN, CONFIG_AUTH_SCRAM_SHA_256,
+		CONFIG_AUTH_XOAUTH2, CONFIG_AUTH_OAUTHBEARER, CONFIG_AUTH_AUTO,
+	};
+	struct fuzz_proto_state st = { 0, 0, 0, 0, 2 };
 	struct smtp_proto *p;
 	const uint8_t *nul;
 	size_t off = 1, step;
-	unsigned mode, seed;
+	unsigned mode, ext = 0, seed;
 
 	if (size == 0)
 		return 0;
 	mode = data[0];
+	if ((mode & 0x80) && size > 1) {
+		ext = data[1];
+		off = 2;
+	}
 	params.tls = (mode & 3) == 0 ? SMTP_PROTO_TLS_NONE :
 	    (mode & 3) == 1 ? SMTP_PROTO_TLS_IMPLICIT :
 	    SMTP_PROTO_TLS_STARTTLS;
-	seed = mode >> 3;
+	params.auth = auths[ext & 7];
+	params.auth_user = "user";
+	params.auth_secret = FUZZ_PROTO_SECRET;
+	params.auth_nonce = (ext & 7) == 7 ? NULL : "rOprNGfwEbeRWgbNEkqO";
+	params.pipelining = (ext & 8) != 0;
+	params.peer_is_loopback = st.loopback = (ext & 16) != 0;
+	st.txn_flags = (ext & 32) != 0;
+	if (ext & 64)
+		st.max_rcpts = sizeof(fuzz_proto_rcpts) /
+		    sizeof(fuzz_proto_rcpts[0]);
+	seed = (mode >> 3) & 15;
 	p = smtp_proto_new(&params);
 	fuzz_proto_drain(p, &st);
 	while (off < size) {

@@ -4,8 +4,11 @@ tests/tools/conn_probe against tests/tools/fake_smtp_server.py: per
 recipient classes (2/4/5) and the message outcome they lead to, 530 and
 5.7.x handled as a smarthost problem (deferred, never failed), final-dot
 replies, a secret that cannot be read (deferred, auth_failed, no
-connection made, the secret never printed), and once smtp_proto has them,
-SIZE and SMTPUTF8 refusals made locally (failed, nothing sent).
+connection made, the secret never printed), AUTH wired from the secret
+module to the server (PLAIN and LOGIN; a 535 is deferred with
+auth_failed; the secret never appears, even in debug logs; sendqd reads
+the secret again for every connection), and SIZE and SMTPUTF8 refusals
+made locally by smtp_proto (failed, nothing sent).
 
 conn_probe prints one line per result:
   message outcome=delivered code=250 reply="..." ... rcpt=2,4,5
@@ -13,9 +16,9 @@ conn_probe prints one line per result:
 """
 
 import os
+import socket
 import sys
 import tempfile
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -23,20 +26,15 @@ from harness import make_message, parse_kv  # noqa: E402
 from test_faults import FakeServer  # noqa: E402
 
 SENDER = "alice@example.org"
-HAVE_SECRET = os.path.exists(os.path.join(harness.SOURCE_DIR, "daemon",
-                                          "secret.c"))
 
 
-def proto_header():
-    with open(os.path.join(harness.SOURCE_DIR, "daemon",
-                           "smtp_proto.h")) as f:
-        return f.read()
 
-
-# smtp_proto makes SIZE / SMTPUTF8 verdicts itself once its TXN_DONE
-# event has the `local` flag (issue 3); before that these cannot pass.
-PROTO_LOCAL_VERDICTS = "local;" in proto_header().replace("\t", "") \
-    .replace(" ", "")
+def secret_file(directory, name, text):
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write(text + "\n")
+    os.chmod(path, 0o600)
+    return path
 
 
 class ConnOutcomes(harness.IntegrationTest):
@@ -56,6 +54,8 @@ class ConnOutcomes(harness.IntegrationTest):
                     else body)
         e = dict(os.environ, CONN_PROBE_QUIET="1", CONN_PROBE_TIMEOUT="10")
         e.update(env or {})
+        if e.get("CONN_PROBE_QUIET") is None:
+            del e["CONN_PROBE_QUIET"]
         try:
             p = harness.run([harness.sendq_binary("conn_probe"),
                              "127.0.0.1", str(port), "none", "system", "-",
@@ -157,16 +157,11 @@ class ConnOutcomes(harness.IntegrationTest):
         (r,) = [x for x in results if x["what"] == "closed"]
         self.assertEqual(r["outcome"], "deferred", r["line"])
         self.assertEqual(r.get("auth_failed"), "1", r["line"])
-        if HAVE_SECRET:
-            self.assertRegex(r["reply"], r"(?i)(password_file|readable|"
-                             r"permission|mode)")
-        else:
-            self.assertNotEqual(r["reply"], "")
+        self.assertRegex(r["reply"], r"(?i)(password_file|readable|"
+                         r"permission|mode)")
         self.assertNotIn("hunter2", self.last_output)
         self.assertNotEqual(rc, 0)
 
-    @unittest.skipUnless(PROTO_LOCAL_VERDICTS, "smtp_proto has no local "
-                         "SIZE/SMTPUTF8 verdicts yet (TXN_DONE local flag)")
     def test_larger_than_the_server_size_fails_without_sending(self):
         results, fake, _ = self.probe(["--size", "1000"],
                                       body="x" * 5000 + "\r\n")
@@ -175,8 +170,6 @@ class ConnOutcomes(harness.IntegrationTest):
         self.assertEqual(fake.mail_replies(), [])
         self.assertEqual(fake.saved(), [])
 
-    @unittest.skipUnless(PROTO_LOCAL_VERDICTS, "smtp_proto has no local "
-                         "SIZE/SMTPUTF8 verdicts yet (TXN_DONE local flag)")
     def test_smtputf8_needed_but_not_offered_fails_without_sending(self):
         results, fake, _ = self.probe(env={"CONN_PROBE_SMTPUTF8": "1"})
         r = self.message_result(results)
@@ -184,6 +177,114 @@ class ConnOutcomes(harness.IntegrationTest):
         self.assertRegex(r["reply"], r"(?i)smtputf8")
         self.assertEqual(fake.mail_replies(), [])
         self.assertEqual(fake.saved(), [])
+
+    def test_a_resolver_that_never_answers_times_out(self):
+        # A private "name server" on loopback that reads and never
+        # answers; nothing leaves the machine.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dns:
+            dns.bind(("127.0.0.1", 0))
+            msgfile = os.path.join(self.dir, "m.eml")
+            with open(msgfile, "wb") as f:
+                f.write(make_message("dns", "Hello.\r\n"))
+            env = dict(os.environ, CONN_PROBE_QUIET="1",
+                       CONN_PROBE_TIMEOUT="2",
+                       CONN_PROBE_NAMESERVER="127.0.0.1:%d" %
+                       dns.getsockname()[1])
+            p = harness.run([harness.sendq_binary("conn_probe"),
+                             "smarthost.sendq-test.invalid", "25", "none",
+                             "system", "-", SENDER, "bob@example.net",
+                             msgfile], env=env, timeout=60)
+            dns.settimeout(0)
+            asked = dns.recv(4096)
+        out = p.stdout.decode(errors="replace")
+        self.assertRegex(out, r'closed outcome=deferred .*reply="timeout '
+                         r'after 2s resolving smarthost\.sendq-test\.'
+                         r'invalid"')
+        self.assertIn(b"sendq-test", asked.lower())  # it asked ours
+
+    def auth_probe(self, mech, server_password, secret):
+        """conn_probe with AUTH mech (debug logs on) against a fake
+        server accepting user "sendq" with server_password."""
+        path = secret_file(self.dir, "pw-%s.secret" % mech, secret)
+        return self.probe(["--auth", "sendq:" + server_password],
+                          env={"CONN_PROBE_AUTH": mech,
+                               "CONN_PROBE_USER": "sendq",
+                               "CONN_PROBE_PASSWORD_FILE": path,
+                               "CONN_PROBE_QUIET": None})
+
+    def test_auth_plain_sends_the_secret_from_the_password_file(self):
+        results, fake, rc = self.auth_probe("plain", "Pl41n-s3cret",
+                                            "Pl41n-s3cret")
+        r = self.message_result(results)
+        self.assertEqual(r["outcome"], "delivered", r["line"])
+        self.assertEqual([e[1:] for e in fake.events() if e[1] == "auth"],
+                         [["auth", "ok", "PLAIN"]])
+        self.assertNotIn("Pl41n-s3cret", self.last_output)
+        self.assertEqual(rc, 0)
+
+    def test_auth_login_sends_the_secret_from_the_password_file(self):
+        results, fake, rc = self.auth_probe("login", "L0gin-s3cret",
+                                            "L0gin-s3cret")
+        r = self.message_result(results)
+        self.assertEqual(r["outcome"], "delivered", r["line"])
+        self.assertEqual([e[1:] for e in fake.events() if e[1] == "auth"],
+                         [["auth", "ok", "LOGIN"]])
+        self.assertNotIn("L0gin-s3cret", self.last_output)
+
+    def test_wrong_password_is_deferred_as_auth_failed(self):
+        results, fake, rc = self.auth_probe("plain", "right-one",
+                                            "Wr0ng-s3cret")
+        (r,) = [x for x in results if x["what"] == "closed"]
+        self.assertEqual(r["outcome"], "deferred", r["line"])
+        self.assertEqual(r.get("auth_failed"), "1", r["line"])
+        self.assertEqual(r["code"], "535", r["line"])
+        self.assertEqual(fake.mail_replies(), [])
+        self.assertNotIn("Wr0ng-s3cret", self.last_output)
+        self.assertNotEqual(rc, 0)
+
+
+class SecretPerConnection(harness.IntegrationTest):
+    """sendqd reads the secret for every connection: a password changed
+    while it runs (as a token refresher does) is used by the next
+    connection, without a restart or reload."""
+
+    def test_changed_password_file_is_used_by_the_next_connection(self):
+        server_pw = secret_file(self.dir, "server.pw", "0ld-s3cret-7f3a")
+        fake = FakeServer(tempfile.mkdtemp(dir=self.dir),
+                          ["--auth", "sendq:unused", "--auth-file",
+                           server_pw], "none", None)
+        self.addCleanup(fake.stop)
+        pwfile = secret_file(self.dir, "client.pw", "0ld-s3cret-7f3a")
+        sq = self.new_sendq({"host": "127.0.0.1", "port": fake.port,
+                             "tls": "none", "auth": "plain",
+                             "user": "sendq", "password_file": pwfile},
+                            name="fake")
+        sq.start()
+        first = make_message("first secret", "One.\r\n")
+        sq.submit(first, ["bob@example.net"], sender=SENDER)
+        harness.wait_for(lambda: first in fake.saved(),
+                         what="the first message at the server")
+        # sendqd closes the idle connection (after a few seconds).
+        harness.wait_for(lambda: ["1", "end"] in fake.events(),
+                         what="the first connection to end")
+        # The refresher rotates the secret on both sides (by rename).
+        for path, name in ((server_pw, "server.tmp"), (pwfile,
+                                                       "client.tmp")):
+            os.rename(secret_file(self.dir, name, "N3w-s3cret-9c1e"), path)
+        second = make_message("second secret", "Two.\r\n")
+        sq.submit(second, ["bob@example.net"], sender=SENDER)
+        harness.wait_for(lambda: second in fake.saved(),
+                         what="the second message at the server")
+        sq.wait_queue_empty()
+        auths = [e for e in fake.events() if e[1] == "auth"]
+        self.assertEqual([(e[0], e[2]) for e in auths],
+                         [("1", "ok"), ("2", "ok")])
+        self.assertEqual(sq.delivery_lines("deferred"), [])
+        self.assertEqual(len(sq.delivery_lines("sent")), 2)
+        self.assertStoppedCleanly(sq)
+        log = sq.log_text()
+        self.assertNotIn("0ld-s3cret", log)
+        self.assertNotIn("N3w-s3cret", log)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,13 @@
  * whatever the connection is doing: for lifecycle and leak checks;
  * with CONN_PROBE_ABORT set, smtp_conn_abort() instead),
  * CONN_PROBE_NAMESERVER=IP:PORT (use only this DNS server instead of
- * /etc/resolv.conf and /etc/hosts).
+ * /etc/resolv.conf and /etc/hosts), CONN_PROBE_TIMEOUT=SECONDS (every
+ * timeout_* of the smarthost), CONN_PROBE_SESSION_MAX=SECONDS,
+ * CONN_PROBE_8BIT / CONN_PROBE_SMTPUTF8 (set the message's body_8bit /
+ * needs_smtputf8), CONN_PROBE_AUTH=none|auto|plain|login|scram-sha-256|
+ * xoauth2|oauthbearer with CONN_PROBE_USER and CONN_PROBE_PASSWORD_FILE
+ * or CONN_PROBE_TOKEN_FILE.  Results that failed authentication print
+ * auth_failed=1.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -69,6 +75,8 @@ conn_probe_print(const char *what, const struct smtp_conn_result *r)
 	printf("%s outcome=%s code=%d reply=\"%s\" tls=\"%s\" verify=\"%s\"",
 	    what, conn_probe_outcome_name(r->outcome), r->code, r->reply,
 	    r->tls, r->verify);
+	if (r->auth_failed)
+		printf(" auth_failed=1");
 	if (r->n_rcpts > 0) {
 		printf(" rcpt=");
 		for (i = 0; i < r->n_rcpts; i++)
@@ -158,6 +166,47 @@ conn_probe_on_closed(struct smtp_conn *c, const struct smtp_conn_result *r,
 	conn_probe_finish(p);
 }
 
+static unsigned
+conn_probe_env_uint(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v != NULL ? (unsigned)strtoul(v, NULL, 10) : 0;
+}
+
+/* CONN_PROBE_AUTH: returns 0, or -1 for an unknown name. */
+static int
+conn_probe_auth(struct config_smarthost *sh)
+{
+	static const struct {
+		const char		*name;
+		enum config_auth	 auth;
+	} names[] = {
+		{ "none", CONFIG_AUTH_NONE },
+		{ "auto", CONFIG_AUTH_AUTO },
+		{ "plain", CONFIG_AUTH_PLAIN },
+		{ "login", CONFIG_AUTH_LOGIN },
+		{ "scram-sha-256", CONFIG_AUTH_SCRAM_SHA_256 },
+		{ "xoauth2", CONFIG_AUTH_XOAUTH2 },
+		{ "oauthbearer", CONFIG_AUTH_OAUTHBEARER },
+	};
+	const char *v = getenv("CONN_PROBE_AUTH");
+	size_t i;
+
+	sh->user = getenv("CONN_PROBE_USER");
+	sh->password_file = getenv("CONN_PROBE_PASSWORD_FILE");
+	sh->token_file = getenv("CONN_PROBE_TOKEN_FILE");
+	if (v == NULL)
+		return 0;
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcmp(v, names[i].name) == 0) {
+			sh->auth = names[i].auth;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 static int
 conn_probe_usage(void)
 {
@@ -208,6 +257,12 @@ main(int argc, char **argv)
 	else
 		return conn_probe_usage();
 	sh.ca_file = strcmp(argv[5], "-") == 0 ? NULL : argv[5];
+	sh.timeout_connect = sh.timeout_tls = sh.timeout_greeting =
+	    sh.timeout_command = sh.timeout_data_block = sh.timeout_data_end =
+	    conn_probe_env_uint("CONN_PROBE_TIMEOUT");
+	sh.session_max = conn_probe_env_uint("CONN_PROBE_SESSION_MAX");
+	if (conn_probe_auth(&sh) < 0)
+		return conn_probe_usage();
 
 	memset(&probe, 0, sizeof(probe));
 	probe.exit_code = 1;
@@ -225,6 +280,8 @@ main(int argc, char **argv)
 	probe.msg.sender = argv[6];
 	probe.msg.rcpts = rcpts;
 	probe.msg.n_rcpts = n_rcpts;
+	probe.msg.body_8bit = getenv("CONN_PROBE_8BIT") != NULL;
+	probe.msg.needs_smtputf8 = getenv("CONN_PROBE_SMTPUTF8") != NULL;
 	if ((probe.msg.body_fd = open(argv[8], O_RDONLY | O_CLOEXEC)) == -1) {
 		perror(argv[8]);
 		return 2;

@@ -17,10 +17,41 @@ script, chosen by options:
   --ehlo-reply TEXT              replace the EHLO answer (e.g. "550 no")
   --mail-reply / --data-reply / --end-reply TEXT
   --rcpt-reply T1,T2,...         per recipient in order (last one repeats)
-  --stall PHASE                  never answer at PHASE: greeting, ehlo,
-                                 starttls, mail, rcpt, data, end, quit
+  --stall PHASE                  never answer at PHASE: tls (the
+                                 handshake), greeting, ehlo, starttls,
+                                 mail, rcpt, data, end, quit
+                                 (reading and discarding what comes), or
+                                 body: answer DATA with 354, then stop
+                                 reading (the client's writes block; with
+                                 --rcvbuf small)
   --drop PHASE                   close the connection at PHASE
-  --malformed PHASE              answer PHASE with a malformed line
+  --reset PHASE                  reset the connection (TCP RST) at PHASE
+  --malformed PHASE              answer PHASE with a malformed line first
+  --oversized-line PHASE         answer PHASE with one 8 KiB reply line
+  --oversized-reply PHASE        answer PHASE with a 128 KiB multiline
+                                 reply of short lines
+  --drip PHASE                   send the reply at PHASE one byte every
+                                 --drip-interval seconds (default 1)
+  --tls-alert                    where the TLS handshake would start
+                                 (implicit: at once; starttls: after the
+                                 220), read the ClientHello and answer
+                                 with a fatal handshake_failure alert
+  --size N                       SIZE N in EHLO (default 10240000)
+  --auth USER:PASSWORD           offer AUTH PLAIN LOGIN and accept only
+                                 these credentials (235, else 535); the
+                                 password is read from the file named
+                                 by --auth-file instead when given
+  --auth-file FILE               the accepted password: first line of
+                                 FILE, read at every AUTH
+  --rcvbuf N                     SO_RCVBUF of the listening socket
+  --heal-file PATH               connections accepted while PATH exists
+                                 run without any fault (a healed server);
+                                 a running session heals at its next
+                                 command once PATH exists
+  --conn-log FILE                append "N fault|normal" when connection
+                                 N is accepted, "N mail CODE" for each
+                                 reply to MAIL, "N auth ok|bad MECH"
+                                 for each AUTH and "N end" when it ends
   --save DIR                     store each message's DATA wire bytes
                                  (dot-stuffed, up to the final ".") in
                                  DIR/msg-N.eml
@@ -29,9 +60,11 @@ Conversation goes to stderr with --verbose.  Stop it by its PID.
 """
 
 import argparse
+import base64
 import os
 import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -45,22 +78,65 @@ def log(args, *parts):
         print("fake_smtp:", *parts, file=sys.stderr, flush=True)
 
 
+# A TLS record: alert (21), version 3.3, length 2, fatal (2),
+# handshake_failure (40).
+TLS_ALERT_HANDSHAKE_FAILURE = b"\x15\x03\x03\x00\x02\x02\x28"
+
+FAULT_OPTIONS = ("stall", "drop", "reset", "malformed", "oversized_line",
+                 "oversized_reply", "drip", "tls_alert", "starttls_reply",
+                 "inject", "no_starttls")
+
+
+def healed(args):
+    """A copy of args with every fault option off."""
+    ns = argparse.Namespace(**vars(args))
+    for name in FAULT_OPTIONS:
+        setattr(ns, name, False if name in ("tls_alert", "no_starttls")
+                else None)
+    ns.greeting = "220 fake.test ESMTP fake"
+    ns.ehlo_reply = None
+    ns.mail_reply = "250 2.1.0 Ok"
+    ns.rcpt_reply = "250 2.1.5 Ok"
+    ns.data_reply = "354 End data with <CR><LF>.<CR><LF>"
+    ns.end_reply = "250 2.0.0 Ok: queued as FAKE1"
+    ns.heal_file = None
+    return ns
+
+
+class Dropped(Exception):
+    """The script ends the session here."""
+
+
 class Session:
-    def __init__(self, args, sock, ctx):
+    def __init__(self, args, sock, ctx, n=0):
+        self.n = n
         self.args = args
         self.sock = sock
         self.ctx = ctx
         self.buf = b""
         self.tls = False
         self.rcpt_index = 0
+        self.rcpt_ok = 0
+        self.phase = "greeting"
 
     def send(self, text):
         if isinstance(text, str):
             text = text.encode()
         log(self.args, "S:", text)
+        if self.args.drip == self.phase:
+            for i in range(len(text)):
+                self.sock.sendall(text[i:i + 1])
+                time.sleep(self.args.drip_interval)
+            return
         self.sock.sendall(text)
 
     def reply(self, text):
+        if self.args.oversized_line == self.phase:
+            text = text[:3] + " " + "x" * 8192
+        elif self.args.oversized_reply == self.phase:
+            code = text[:3]
+            text = "\r\n".join(code + "-" + "y" * 60
+                                for _ in range(2100)) + "\r\n" + text
         self.send(text + "\r\n")
 
     def readline(self):
@@ -73,8 +149,67 @@ class Session:
         log(self.args, "C:", line)
         return line.rstrip(b"\r")
 
+    def auth_answer(self, prompt):
+        """Send a 334 prompt, return the client's decoded answer."""
+        self.reply("334 " + base64.b64encode(prompt).decode())
+        line = self.readline()
+        if line is None:
+            raise Dropped("EOF in AUTH")
+        try:
+            return base64.b64decode(line, validate=True)
+        except ValueError:
+            return None
+
+    def auth(self, line):
+        words = line.split()
+        mech = words[1].upper().decode(errors="replace") \
+            if len(words) > 1 else ""
+        user = password = None
+        if mech == "PLAIN":
+            if len(words) > 2:
+                try:
+                    data = base64.b64decode(words[2], validate=True)
+                except ValueError:
+                    data = None
+            else:
+                data = self.auth_answer(b"")
+            parts = data.split(b"\0") if data is not None else []
+            if len(parts) == 3:
+                user, password = parts[1], parts[2]
+        elif mech == "LOGIN":
+            user = self.auth_answer(b"Username:")
+            password = self.auth_answer(b"Password:")
+        else:
+            self.reply("504 5.5.4 Unrecognized authentication type")
+            return
+        want_user, want_password = self.args.auth.split(":", 1)
+        if self.args.auth_file:
+            with open(self.args.auth_file) as f:
+                want_password = f.readline().rstrip("\r\n")
+        ok = user == want_user.encode() and \
+            password == want_password.encode()
+        conn_log(self.args, "%d auth %s %s" % (self.n, "ok" if ok else "bad",
+                                               mech))
+        if ok:
+            self.reply("235 2.7.0 Authentication successful")
+        else:
+            self.reply("535 5.7.8 Authentication credentials invalid")
+
+    def tls_alert(self):
+        """Answer the ClientHello with a fatal alert; the session ends."""
+        self.sock.recv(65536)
+        self.send(TLS_ALERT_HANDSHAKE_FAILURE)
+        raise Dropped("tls alert")
+
     def fault(self, phase):
         """True when the script ends the session at this phase."""
+        self.phase = phase
+        if self.args.stall == phase == "body":
+            log(self.args, "stalling (not reading) at", phase)
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                time.sleep(0.2)
+            return True
         if self.args.stall == phase:
             log(self.args, "stalling at", phase)
             try:
@@ -86,20 +221,32 @@ class Session:
         if self.args.drop == phase:
             log(self.args, "dropping at", phase)
             return True
+        if self.args.reset == phase:
+            log(self.args, "resetting at", phase)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                 struct.pack("ii", 1, 0))
+            return True
         if self.args.malformed == phase:
             self.send(b"2x0 malformed\r\n")
         return False
 
     def ehlo_lines(self):
-        caps = ["fake.test", "PIPELINING", "8BITMIME", "SIZE 10240000"]
+        caps = ["fake.test", "PIPELINING", "8BITMIME",
+                "SIZE %d" % self.args.size]
         if self.args.tls == "starttls" and not self.tls \
                 and not self.args.no_starttls:
             caps.append("STARTTLS")
+        if self.args.auth:
+            caps.append("AUTH PLAIN LOGIN")
         return "\r\n".join("250-" + c for c in caps[:-1]) + \
             "\r\n250 " + caps[-1]
 
     def run(self):
         if self.args.tls == "implicit":
+            if self.args.tls_alert:
+                self.tls_alert()
+            if self.fault("tls"):
+                return
             self.sock = self.ctx.wrap_socket(self.sock, server_side=True)
             self.tls = True
         if self.fault("greeting"):
@@ -110,6 +257,9 @@ class Session:
             if line is None:
                 return
             verb = line.split(b" ", 1)[0].split(b":", 1)[0].upper()
+            if self.args.heal_file and os.path.exists(self.args.heal_file):
+                self.args = healed(self.args)
+            self.phase = verb.decode(errors="replace").lower()
             if verb in (b"EHLO", b"HELO"):
                 if self.fault("ehlo"):
                     return
@@ -134,25 +284,41 @@ class Session:
                 if self.buf:
                     log(self.args, "client pipelined after STARTTLS")
                     return
+                if self.args.tls_alert:
+                    self.tls_alert()
+                if self.fault("tls"):
+                    return
                 self.sock = self.ctx.wrap_socket(self.sock, server_side=True)
                 self.tls = True
             elif verb == b"MAIL":
                 self.rcpt_index = 0
+                self.rcpt_ok = 0
                 if self.fault("mail"):
                     return
+                conn_log(self.args, "%d mail %s" % (self.n,
+                                                    self.args.mail_reply[:3]))
                 self.reply(self.args.mail_reply)
             elif verb == b"RCPT":
                 if self.fault("rcpt"):
                     return
                 replies = self.args.rcpt_reply.split(",")
-                self.reply(replies[min(self.rcpt_index, len(replies) - 1)])
+                r = replies[min(self.rcpt_index, len(replies) - 1)]
+                self.rcpt_ok += r.startswith("2")
+                self.reply(r)
                 self.rcpt_index += 1
             elif verb == b"DATA":
                 if self.fault("data"):
                     return
+                if self.rcpt_ok == 0:
+                    # As real servers do (a pipelining client sent DATA
+                    # before it knew every RCPT was refused).
+                    self.reply("554 5.5.1 Error: no valid recipients")
+                    continue
                 self.reply(self.args.data_reply)
                 if not self.args.data_reply.startswith("354"):
                     continue
+                if self.fault("body"):
+                    return
                 data = bytearray()
                 while True:
                     line = self.readline()
@@ -173,6 +339,8 @@ class Session:
                 if self.fault("end"):
                     return
                 self.reply(self.args.end_reply)
+            elif verb == b"AUTH" and self.args.auth:
+                self.auth(line)
             elif verb == b"RSET" or verb == b"NOOP":
                 self.reply("250 2.0.0 Ok")
             elif verb == b"QUIT":
@@ -184,16 +352,31 @@ class Session:
                 self.reply("502 5.5.2 Command not recognized")
 
 
-def serve(args, conn, ctx):
+def conn_log(args, text):
+    if args.conn_log:
+        with counter_lock:
+            with open(args.conn_log, "a") as f:
+                f.write(text + "\n")
+
+
+def serve(args, conn, ctx, n):
+    faulty = not (args.heal_file and os.path.exists(args.heal_file))
+    conn_log(args, "%d %s" % (n, "fault" if faulty else "normal"))
+    session = Session(args if faulty else healed(args), conn, ctx, n)
     try:
-        Session(args, conn, ctx).run()
-    except (OSError, ssl.SSLError) as e:
+        session.run()
+    except (OSError, ssl.SSLError, Dropped) as e:
         log(args, "session ended:", e)
     finally:
+        try:
+            session.sock.close()
+        except OSError:
+            pass
         try:
             conn.close()
         except OSError:
             pass
+        conn_log(args, "%d end" % n)
 
 
 def main():
@@ -217,6 +400,18 @@ def main():
     ap.add_argument("--stall")
     ap.add_argument("--drop")
     ap.add_argument("--malformed")
+    ap.add_argument("--reset")
+    ap.add_argument("--oversized-line")
+    ap.add_argument("--oversized-reply")
+    ap.add_argument("--drip")
+    ap.add_argument("--drip-interval", type=float, default=1.0)
+    ap.add_argument("--tls-alert", action="store_true")
+    ap.add_argument("--size", type=int, default=10240000)
+    ap.add_argument("--auth")
+    ap.add_argument("--auth-file")
+    ap.add_argument("--rcvbuf", type=int, default=0)
+    ap.add_argument("--heal-file")
+    ap.add_argument("--conn-log")
     ap.add_argument("--save")
     ap.add_argument("--max-connections", type=int, default=0)
     ap.add_argument("--verbose", action="store_true")
@@ -230,6 +425,8 @@ def main():
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     ls = socket.socket(family, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if args.rcvbuf:
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, args.rcvbuf)
     ls.bind((args.host, args.port))
     ls.listen(16)
     print("PORT %d" % ls.getsockname()[1], flush=True)
@@ -238,7 +435,7 @@ def main():
     while args.max_connections == 0 or n < args.max_connections:
         conn, _ = ls.accept()
         n += 1
-        t = threading.Thread(target=serve, args=(args, conn, ctx),
+        t = threading.Thread(target=serve, args=(args, conn, ctx, n),
                              daemon=True)
         t.start()
         threads.append(t)

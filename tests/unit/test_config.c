@@ -20,6 +20,8 @@
 #define TEST_CONFIG_DIR		SENDQ_TEST_DATA "/config"
 #define TEST_SHIPPED_CONF	SENDQ_TEST_DATA "/../../../conf/sendq.ini"
 #define TEST_CA			TEST_CONFIG_DIR "/ca.pem"
+#define TEST_CLIENT_CERT	TEST_CONFIG_DIR "/client.pem"
+#define TEST_CLIENT_KEY		TEST_CONFIG_DIR "/client.key"
 
 static struct config	*test_cfg;
 static struct sq_err	 test_err;
@@ -72,6 +74,25 @@ Test(config, minimal_file_gets_every_default)
 	cr_assert_eq(sh->trust, CONFIG_TRUST_SYSTEM);
 	cr_assert_null(sh->ca_file);
 	cr_assert_eq(sh->line, 1);
+	cr_assert_null(sh->server_name);
+	cr_assert_eq(sh->n_pins, 0);
+	cr_assert_null(sh->tls_priority);
+	cr_assert_null(sh->client_cert);
+	cr_assert_null(sh->client_key);
+	cr_assert_eq(sh->auth, CONFIG_AUTH_NONE);
+	cr_assert_null(sh->user);
+	cr_assert_null(sh->password_file);
+	cr_assert_null(sh->password_command);
+	cr_assert_null(sh->credential);
+	cr_assert_null(sh->token_file);
+	cr_assert_null(sh->token_command);
+	cr_assert_eq(sh->timeout_connect, 30);
+	cr_assert_eq(sh->timeout_tls, 60);
+	cr_assert_eq(sh->timeout_greeting, 300);
+	cr_assert_eq(sh->timeout_command, 300);
+	cr_assert_eq(sh->timeout_data_block, 180);
+	cr_assert_eq(sh->timeout_data_end, 600);
+	cr_assert_eq(sh->session_max, 1800);
 }
 
 Test(config, every_key_is_stored)
@@ -382,11 +403,16 @@ Test(config, ca_file_must_exist)
 /* --- bad input: one exact message each -------------------------------- */
 
 struct test_bad {
-	char		 text[160];
-	char		 msg[320];
+	char		 text[400];
+	char		 msg[512];
 };
 
 #define SH	"[smarthost s]\nhost = s.example\n"
+#define SH_KEYS	"host, port, tls, trust, ca_file, pin, server_name, "	\
+	"tls_priority, client_cert, client_key, auth, user, password_file, " \
+	"password_command, credential, token_file, token_command, "	\
+	"timeout_connect, timeout_tls, timeout_greeting, timeout_command, " \
+	"timeout_data_block, timeout_data_end, session_max"
 
 ParameterizedTestParameters(config, bad_input_names_file_line_and_reason)
 {
@@ -414,7 +440,7 @@ ParameterizedTestParameters(config, bad_input_names_file_line_and_reason)
 		  "after a [sendq], [queue] or [smarthost NAME] header)" },
 		{ SH "hots = x\n",
 		  "sendq.ini:3: [smarthost s] hots: unknown key "
-		  "(allowed: host, port, tls, trust, ca_file)" },
+		  "(allowed: " SH_KEYS ")" },
 		{ "[sendq]\nspooldir = /x\n",
 		  "sendq.ini:2: [sendq] spooldir: unknown key "
 		  "(allowed: spool_dir, hostname, log_level)" },
@@ -455,7 +481,7 @@ ParameterizedTestParameters(config, bad_input_names_file_line_and_reason)
 		  "(allowed: 1 to 65535)" },
 		{ SH "trust = none\n",
 		  "sendq.ini:3: [smarthost s] trust: \"none\" is not valid "
-		  "(allowed: system, ca_file, insecure)" },
+		  "(allowed: system, ca_file, insecure, pin)" },
 		{ "[smarthost s]\nhost = smtp.example.com:465\n",
 		  "sendq.ini:2: [smarthost s] host: \"smtp.example.com:465\" "
 		  "is not a valid host name or IP address (allowed: a host "
@@ -536,7 +562,7 @@ ParameterizedTestParameters(config, bad_input_names_file_line_and_reason)
 		/* only the first error, in file order */
 		{ SH "colour = red\ntls = startls\n",
 		  "sendq.ini:3: [smarthost s] colour: unknown key "
-		  "(allowed: host, port, tls, trust, ca_file)" },
+		  "(allowed: " SH_KEYS ")" },
 		{ "[smarthost s]\nnot a key line\nport = 1\n",
 		  "sendq.ini:2: syntax error: expected \"key = value\", "
 		  "\"[section]\" or a comment" },
@@ -557,6 +583,476 @@ ParameterizedTest(struct test_bad *b, config,
 	cr_assert_str_eq(test_err.msg, b->msg);
 	cr_assert_eq(test_err.code, rc);
 	cr_assert_null(strchr(test_err.msg, '\n'));
+}
+
+/* --- TLS details (issue 3) --------------------------------------------- */
+
+/* Pins of 32 known bytes: byte i of pin k is (7 * i + k) & 0xff. */
+static const char *const test_pins[] = {
+	"AAcOFRwjKjE4P0ZNVFtiaXB3foWMk5qhqK+2vcTL0tk=",
+	"AQgPFh0kKzI5QEdOVVxjanF4f4aNlJuiqbC3vsXM09o=",
+	"AgkQFx4lLDM6QUhPVl1ka3J5gIeOlZyjqrG4v8bN1Ns=",
+	"AwoRGB8mLTQ7QklQV15lbHN6gYiPlp2kq7K5wMfO1dw=",
+	"BAsSGSAnLjU8Q0pRWF9mbXR7gomQl56lrLO6wcjP1t0=",
+	"BQwTGiEoLzY9REtSWWBnbnV8g4qRmJ+mrbS7wsnQ194=",
+	"Bg0UGyIpMDc+RUxTWmFob3Z9hIuSmaCnrrW8w8rR2N8=",
+	"Bw4VHCMqMTg/Rk1UW2JpcHd+hYyTmqGor7a9xMvS2eA=",
+	"CA8WHSQrMjlAR05VXGNqcXh/ho2Um6KpsLe+xczT2uE=",
+};
+
+#define PIN0	"sha256:AAcOFRwjKjE4P0ZNVFtiaXB3foWMk5qhqK+2vcTL0tk="
+#define PIN1	"sha256:AQgPFh0kKzI5QEdOVVxjanF4f4aNlJuiqbC3vsXM09o="
+
+static void
+test_assert_pin(const struct config_smarthost *sh, size_t i, int k)
+{
+	size_t b;
+
+	cr_assert_lt(i, sh->n_pins);
+	for (b = 0; b < CONFIG_PIN_LEN; b++)
+		cr_assert_eq(sh->pins[i][b],
+		    (unsigned char)((7 * b + k) & 0xff), "pin %zu byte %zu",
+		    i, b);
+}
+
+Test(config, tls_keys_are_stored)
+{
+	const struct config_smarthost *sh;
+
+	test_load_ok("[smarthost s]\nhost = 192.0.2.1\n"
+	    "server_name = smtp.example.com\n"
+	    "tls_priority = NORMAL:-VERS-TLS1.0:-VERS-TLS1.1\n"
+	    "client_cert = " TEST_CLIENT_CERT "\n"
+	    "client_key = " TEST_CLIENT_KEY "\n");
+	sh = &test_cfg->smarthosts[0];
+	cr_assert_str_eq(sh->server_name, "smtp.example.com");
+	cr_assert_str_eq(sh->tls_priority, "NORMAL:-VERS-TLS1.0:-VERS-TLS1.1");
+	cr_assert_str_eq(sh->client_cert, TEST_CLIENT_CERT);
+	cr_assert_str_eq(sh->client_key, TEST_CLIENT_KEY);
+}
+
+Test(config, trust_pin_with_one_pin_decodes_it)
+{
+	test_load_ok(SH "trust = pin\npin = " PIN0 "\n");
+	cr_assert_eq(test_cfg->smarthosts[0].trust, CONFIG_TRUST_PIN);
+	cr_assert_eq(test_cfg->smarthosts[0].n_pins, 1);
+	test_assert_pin(&test_cfg->smarthosts[0], 0, 0);
+}
+
+Test(config, pins_may_share_a_line_or_repeat_the_key)
+{
+	const struct config_smarthost *sh;
+	char text[1024];
+
+	snprintf(text, sizeof(text), SH "pin = sha256:%s  sha256:%s "
+	    "sha256:%s ; three\ntrust = pin\npin = sha256:%s\n; c\n"
+	    "pin = SHA256:%s\n", test_pins[0], test_pins[1], test_pins[2],
+	    test_pins[3], test_pins[4]);
+	test_load_ok(text);
+	sh = &test_cfg->smarthosts[0];
+	cr_assert_eq(sh->n_pins, 5);
+	test_assert_pin(sh, 0, 0);
+	test_assert_pin(sh, 1, 1);
+	test_assert_pin(sh, 2, 2);
+	test_assert_pin(sh, 3, 3);
+	test_assert_pin(sh, 4, 4);
+}
+
+Test(config, pins_belong_to_their_own_smarthost)
+{
+	test_load_ok("[smarthost a]\nhost = a.example\ntrust = pin\n"
+	    "pin = " PIN0 "\n[smarthost b]\nhost = b.example\ntrust = pin\n"
+	    "pin = " PIN0 " " PIN1 "\n");
+	cr_assert_eq(test_cfg->smarthosts[0].n_pins, 1);
+	cr_assert_eq(test_cfg->smarthosts[1].n_pins, 2);
+	test_assert_pin(&test_cfg->smarthosts[1], 1, 1);
+}
+
+Test(config, eight_pins_are_accepted_and_a_ninth_is_refused)
+{
+	char text[1024];
+	size_t len, i;
+
+	len = (size_t)snprintf(text, sizeof(text), SH "trust = pin\n");
+	for (i = 0; i < CONFIG_PINS_MAX; i++)
+		len += (size_t)snprintf(text + len, sizeof(text) - len,
+		    "pin = sha256:%s\n", test_pins[i]);
+	test_load_ok(text);
+	cr_assert_eq(test_cfg->smarthosts[0].n_pins, CONFIG_PINS_MAX);
+	test_assert_pin(&test_cfg->smarthosts[0], 7, 7);
+
+	snprintf(text + len, sizeof(text) - len, "pin = sha256:%s\n",
+	    test_pins[8]);
+	cr_assert_eq(test_load(text), SQ_ECONFIG);
+	cr_assert_str_eq(test_err.msg, "sendq.ini:12: [smarthost s] pin: too "
+	    "many pins (allowed: at most 8 per smarthost)");
+}
+
+Test(config, pins_with_system_or_ca_file_are_kept_for_the_extra_check)
+{
+	test_load_ok(SH "pin = " PIN0 "\n");
+	cr_assert_eq(test_cfg->smarthosts[0].trust, CONFIG_TRUST_SYSTEM);
+	cr_assert_eq(test_cfg->smarthosts[0].n_pins, 1);
+	test_load_ok(SH "trust = ca_file\nca_file = " TEST_CA "\n"
+	    "pin = " PIN1 "\n");
+	cr_assert_eq(test_cfg->smarthosts[0].trust, CONFIG_TRUST_CA_FILE);
+	test_assert_pin(&test_cfg->smarthosts[0], 0, 1);
+}
+
+/* --- AUTH (issue 3) ----------------------------------------------------- */
+
+struct test_auth {
+	char		 lines[200];
+	enum config_auth auth;
+};
+
+ParameterizedTestParameters(config, auth_combinations_that_are_valid)
+{
+	static struct test_auth params[] = {
+		{ "", CONFIG_AUTH_NONE },
+		{ "auth = none\n", CONFIG_AUTH_NONE },
+		{ "user = u\npassword_file = /etc/sendq/p\n",
+		    CONFIG_AUTH_AUTO },
+		{ "auth = auto\nuser = u\ncredential = relay.pass\n",
+		    CONFIG_AUTH_AUTO },
+		{ "auth = plain\nuser = u\npassword_command = pass show x\n",
+		    CONFIG_AUTH_PLAIN },
+		{ "auth = LOGIN\nuser = u\npassword_file = /p\n",
+		    CONFIG_AUTH_LOGIN },
+		{ "auth = scram-sha-256\nuser = u@example.com\n"
+		  "password_file = /p\n", CONFIG_AUTH_SCRAM_SHA_256 },
+		{ "auth = xoauth2\nuser = u\ntoken_file = /var/lib/t\n",
+		    CONFIG_AUTH_XOAUTH2 },
+		{ "user = u\nauth = oauthbearer\ntoken_command = get-token\n",
+		    CONFIG_AUTH_OAUTHBEARER },
+		{ "password_file = /p\nuser = u\n", CONFIG_AUTH_AUTO },
+	};
+
+	return cr_make_param_array(struct test_auth, params,
+	    sizeof(params) / sizeof(params[0]));
+}
+
+ParameterizedTest(struct test_auth *t, config,
+    auth_combinations_that_are_valid)
+{
+	char text[512];
+
+	snprintf(text, sizeof(text), SH "%s", t->lines);
+	test_load_ok(text);
+	cr_assert_eq(test_cfg->smarthosts[0].auth, t->auth, "%s", t->lines);
+	config_free(test_cfg);
+	test_cfg = NULL;
+}
+
+Test(config, auth_keys_are_stored)
+{
+	const struct config_smarthost *sh;
+
+	test_load_ok(SH "user = alice@example.com\n"
+	    "password_command = cat /run/x | head -n 1\n"
+	    "[smarthost t]\nhost = t.example\nuser = bob\n"
+	    "auth = xoauth2\ntoken_command = oauth2 --user bob\n"
+	    "[smarthost u]\nhost = u.example\nuser = carol\n"
+	    "auth = oauthbearer\ntoken_file = /var/lib/sendq/u.token\n"
+	    "[smarthost v]\nhost = v.example\nuser = dave\n"
+	    "password_file = /etc/sendq/v.secret\n"
+	    "[smarthost w]\nhost = w.example\nuser = erin\n"
+	    "credential = w_pass-1.txt\n");
+	sh = &test_cfg->smarthosts[0];
+	cr_assert_str_eq(sh->user, "alice@example.com");
+	cr_assert_str_eq(sh->password_command, "cat /run/x | head -n 1");
+	sh = &test_cfg->smarthosts[1];
+	cr_assert_str_eq(sh->token_command, "oauth2 --user bob");
+	sh = &test_cfg->smarthosts[2];
+	cr_assert_str_eq(sh->token_file, "/var/lib/sendq/u.token");
+	sh = &test_cfg->smarthosts[3];
+	cr_assert_str_eq(sh->password_file, "/etc/sendq/v.secret");
+	sh = &test_cfg->smarthosts[4];
+	cr_assert_str_eq(sh->credential, "w_pass-1.txt");
+	cr_assert_eq(sh->auth, CONFIG_AUTH_AUTO);
+}
+
+Test(config, auth_without_tls_to_loopback_is_allowed)
+{
+	test_load_ok("[smarthost local]\nhost = 127.0.0.1\ntls = none\n"
+	    "auth = plain\nuser = u\npassword_file = /etc/sendq/p\n");
+	cr_assert_eq(test_cfg->smarthosts[0].auth, CONFIG_AUTH_PLAIN);
+	cr_assert_eq(test_cfg->smarthosts[0].tls, CONFIG_TLS_NONE);
+}
+
+/* --- timeouts (issue 3) ------------------------------------------------- */
+
+Test(config, timeouts_are_stored_in_seconds)
+{
+	const struct config_smarthost *sh;
+
+	test_load_ok(SH "timeout_connect = 5\ntimeout_tls = 10s\n"
+	    "timeout_greeting = 2m\ntimeout_command = 1h\n"
+	    "timeout_data_block = 90\ntimeout_data_end = 20m\n"
+	    "session_max = 1d\n");
+	sh = &test_cfg->smarthosts[0];
+	cr_assert_eq(sh->timeout_connect, 5);
+	cr_assert_eq(sh->timeout_tls, 10);
+	cr_assert_eq(sh->timeout_greeting, 120);
+	cr_assert_eq(sh->timeout_command, 3600);
+	cr_assert_eq(sh->timeout_data_block, 90);
+	cr_assert_eq(sh->timeout_data_end, 1200);
+	cr_assert_eq(sh->session_max, 86400);
+}
+
+Test(config, timeouts_are_per_smarthost)
+{
+	test_load_ok("[smarthost a]\nhost = a.example\ntimeout_connect = 7\n"
+	    "[smarthost b]\nhost = b.example\n");
+	cr_assert_eq(test_cfg->smarthosts[0].timeout_connect, 7);
+	cr_assert_eq(test_cfg->smarthosts[1].timeout_connect, 30);
+}
+
+/* --- issue 3 rules: one exact message each ------------------------------ */
+
+#define HOUR_RANGE	"(allowed: 1s to 1h, a number with optional unit s, " \
+	"m, h or d)"
+#define PIN_ALLOWED	"(allowed: sha256:BASE64, the base64 of the SHA-256 " \
+	"of the server's SubjectPublicKeyInfo (44 characters))"
+
+ParameterizedTestParameters(config, issue3_rules_name_file_line_and_reason)
+{
+	static struct test_bad params[] = {
+		/* pin syntax */
+		{ SH "pin = 47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n",
+		  "sendq.ini:3: [smarthost s] "
+		  "pin: \"47DEQpj8HBSa+/TImW+5JCeuQeR"
+		  "km5NMpJWZG3hSuFU=\" does not start with sha256: "
+		  PIN_ALLOWED },
+		{ SH "pin = sha1:AAAA\n",
+		  "sendq.ini:3: [smarthost s] pin: \"sha1:AAAA\" does not "
+		  "start "
+		  "with sha256: " PIN_ALLOWED },
+		{ SH "pin = " PIN0 " pin-sha256:x\n",
+		  "sendq.ini:3: [smarthost s] pin: \"pin-sha256:x\" does not "
+		  "start with sha256: " PIN_ALLOWED },
+		{ SH "pin = sha256:\n",
+		  "sendq.ini:3: [smarthost s] pin: \"sha256:\" is not valid "
+		  "base64 after sha256: " PIN_ALLOWED },
+		{ SH "pin = "
+		  "sha256:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n",
+		  "sendq.ini:3: [smarthost s] "
+		  "pin: \"sha256:AAECAwQFBgcICQoLDA0O"
+		  "DxAREhMUFRYXGBkaGxwdHh8\" is not valid base64 after "
+		  "sha256: " PIN_ALLOWED },
+		{ SH "pin = "
+		  "sha256:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9=\n",
+		  "sendq.ini:3: [smarthost s] "
+		  "pin: \"sha256:AAECAwQFBgcICQoLDA0O"
+		  "DxAREhMUFRYXGBkaGxwdHh9=\" is not valid base64 after "
+		  "sha256: " PIN_ALLOWED },
+		{ SH "pin = "
+		  "sha256:AAECAwQFBgcICQoLDA0ODxAREh*UFRYXGBkaGxwdHh8=\n",
+		  "sendq.ini:3: [smarthost s] "
+		  "pin: \"sha256:AAECAwQFBgcICQoLDA0O"
+		  "DxAREh*UFRYXGBkaGxwdHh8=\" is not valid base64 after "
+		  "sha256: " PIN_ALLOWED },
+		{ SH "pin = "
+		  "sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==\n",
+		  "sendq.ini:3: [smarthost s] "
+		  "pin: \"sha256:AAAAAAAAAAAAAAAAAAAA"
+		  "AAAAAAAAAAAAAAAAAAAAAA==\" decodes to 31 bytes, a SHA-256 "
+		  "has 32 " PIN_ALLOWED },
+		{ SH "pin = "
+		  "sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
+		  "sendq.ini:3: [smarthost s] "
+		  "pin: \"sha256:AAAAAAAAAAAAAAAAAAAA"
+		  "AAAAAAAAAAAAAAAAAAAAAAAA\" decodes to 33 bytes, a SHA-256 "
+		  "has 32 " PIN_ALLOWED },
+		{ SH "pin = " PIN0 "\npin = " PIN1 " " PIN0 "\n",
+		  "sendq.ini:4: [smarthost s] pin: \"" PIN0 "\" is given "
+		  "twice" },
+		/* pin against trust */
+		{ SH "trust = pin\n",
+		  "sendq.ini:3: [smarthost s] trust: \"pin\" needs at least "
+		  "one "
+		  "pin = sha256:BASE64 in this section" },
+		{ "[smarthost s]\ntrust = pin\nhost = s.example\n"
+		  "[smarthost t]\nhost = t.example\npin = " PIN0 "\n",
+		  "sendq.ini:2: [smarthost s] trust: \"pin\" needs at least "
+		  "one "
+		  "pin = sha256:BASE64 in this section" },
+		{ SH "pin = " PIN0 "\npin = " PIN1 "\ntrust = insecure\n",
+		  "sendq.ini:3: [smarthost s] pin: never checked with trust = "
+		  "insecure (remove pin, or set trust = pin to trust only the "
+		  "pinned keys)" },
+		{ SH "trust = pin\npin = " PIN0 "\nca_file = " TEST_CA "\n",
+		  "sendq.ini:5: [smarthost s] ca_file: only used with trust = "
+		  "ca_file, not with trust = pin (remove ca_file or set "
+		  "trust = ca_file)" },
+		/* server_name, tls_priority, client_cert/key */
+		{ SH "server_name = 192.0.2.1\n",
+		  "sendq.ini:3: [smarthost s] server_name: \"192.0.2.1\" is "
+		  "not "
+		  "a valid host name (allowed: a host name such as "
+		  "smtp.example.com)" },
+		{ SH "server_name = smtp.example.com:465\n",
+		  "sendq.ini:3: [smarthost s] server_name: "
+		  "\"smtp.example.com:465\" is not a valid host name (allowed: "
+		  "a host name such as smtp.example.com)" },
+		{ SH "tls_priority =\n",
+		  "sendq.ini:3: [smarthost s] tls_priority: empty value "
+		  "(allowed: a GnuTLS priority string)" },
+		{ SH "client_cert = " TEST_CLIENT_CERT "\n",
+		  "sendq.ini:3: [smarthost s] client_cert: set without "
+		  "client_key (mutual TLS needs both)" },
+		{ SH "\nclient_key = " TEST_CLIENT_KEY "\n",
+		  "sendq.ini:4: [smarthost s] client_key: set without "
+		  "client_cert (mutual TLS needs both)" },
+		{ SH "client_cert = client.pem\n",
+		  "sendq.ini:3: [smarthost s] client_cert: \"client.pem\" is "
+		  "not an absolute path (allowed: an absolute path of a "
+		  "readable PEM file)" },
+		{ SH "client_key = " TEST_CONFIG_DIR "/nokey.pem\n",
+		  "sendq.ini:3: [smarthost s] client_key: \"" TEST_CONFIG_DIR
+		  "/nokey.pem\" cannot be read: No such file or directory" },
+		/* auth values */
+		{ SH "auth = cram-md5\n",
+		  "sendq.ini:3: [smarthost s] auth: \"cram-md5\" is not valid "
+		  "(allowed: none, auto, plain, login, scram-sha-256, xoauth2, "
+		  "oauthbearer)" },
+		{ SH "user =\n",
+		  "sendq.ini:3: [smarthost s] user: empty value "
+		  "(allowed: a user name)" },
+		{ SH "user = u\npassword_file = secret.txt\n",
+		  "sendq.ini:4: [smarthost s] password_file: \"secret.txt\" is "
+		  "not an absolute path (allowed: an absolute path)" },
+		{ SH "user = u\ntoken_file = ~/token\n",
+		  "sendq.ini:4: [smarthost s] token_file: \"~/token\" is not "
+		  "an "
+		  "absolute path (allowed: an absolute path)" },
+		{ SH "user = u\npassword_command = ; nothing\n",
+		  "sendq.ini:4: [smarthost s] password_command: empty value "
+		  "(allowed: a shell command)" },
+		{ SH "user = u\ncredential = /etc/sendq/pass\n",
+		  "sendq.ini:4: [smarthost s] credential: \"/etc/sendq/pass\" "
+		  "is "
+		  "not a valid credential name (allowed: a systemd credential "
+		  "name: letters, digits, '_', '.', '-')" },
+		{ SH "user = u\ncredential = ..\n",
+		  "sendq.ini:4: [smarthost s] credential: \"..\" is not a "
+		  "valid "
+		  "credential name (allowed: a systemd credential name: "
+		  "letters, digits, '_', '.', '-')" },
+		{ SH "user = u\ncredential = my pass\n",
+		  "sendq.ini:4: [smarthost s] credential: \"my pass\" is not a "
+		  "valid credential name (allowed: a systemd credential name: "
+		  "letters, digits, '_', '.', '-')" },
+		/* auth rules */
+		{ SH "user = u\npassword_file = /p\n\npassword_command = x\n",
+		  "sendq.ini:6: [smarthost s] password_command: only one "
+		  "secret "
+		  "source may be set, and password_file is set at line 4" },
+		{ SH "token_command = x\nuser = u\ncredential = c\n",
+		  "sendq.ini:5: [smarthost s] credential: only one secret "
+		  "source may be set, and token_command is set at line 3" },
+		{ SH "password_file = /p\n",
+		  "sendq.ini:3: [smarthost s] password_file: set without user "
+		  "(add user = the login name for SMTP AUTH)" },
+		{ SH "auth = xoauth2\ntoken_file = /t\n",
+		  "sendq.ini:4: [smarthost s] token_file: set without user "
+		  "(add user = the login name for SMTP AUTH)" },
+		{ SH "user = u\n\nauth = none\n",
+		  "sendq.ini:5: [smarthost s] auth: \"none\" but user is set "
+		  "at "
+		  "line 3 (remove user, or choose a mechanism)" },
+		{ SH "auth = plain\n",
+		  "sendq.ini:3: [smarthost s] auth: \"plain\" needs user and a "
+		  "password source: password_file, password_command or "
+		  "credential" },
+		{ SH "auth = oauthbearer\n",
+		  "sendq.ini:3: [smarthost s] auth: \"oauthbearer\" needs user "
+		  "and a token source: token_file or token_command" },
+		{ SH "user = u\n",
+		  "sendq.ini:3: [smarthost s] user: set without a secret "
+		  "source "
+		  "(add password_file, password_command or credential)" },
+		{ SH "user = u\nauth = login\n",
+		  "sendq.ini:4: [smarthost s] auth: \"login\" needs a password "
+		  "source: password_file, password_command or credential" },
+		{ SH "user = u\nauth = auto\n",
+		  "sendq.ini:4: [smarthost s] auth: \"auto\" needs a password "
+		  "source: password_file, password_command or credential" },
+		{ SH "auth = xoauth2\nuser = u\n",
+		  "sendq.ini:3: [smarthost s] auth: \"xoauth2\" needs a token "
+		  "source: token_file or token_command" },
+		{ SH "user = u\ntoken_command = get-token\n",
+		  "sendq.ini:4: [smarthost s] token_command: auth = auto (the "
+		  "default with user) needs a password source (password_file, "
+		  "password_command or credential), not a token; a token needs "
+		  "auth = xoauth2 or oauthbearer" },
+		{ SH "user = u\nauth = auto\ntoken_file = /t\n",
+		  "sendq.ini:5: [smarthost s] token_file: auth = auto needs a "
+		  "password source (password_file, password_command or "
+		  "credential), not a token; a token needs auth = xoauth2 or "
+		  "oauthbearer" },
+		{ SH "user = u\nauth = scram-sha-256\ntoken_file = /t\n",
+		  "sendq.ini:5: [smarthost s] token_file: auth = scram-sha-256 "
+		  "needs a password source (password_file, password_command or "
+		  "credential), not a token; a token needs auth = xoauth2 or "
+		  "oauthbearer" },
+		{ SH "user = u\nauth = xoauth2\npassword_file = /p\n",
+		  "sendq.ini:5: [smarthost s] password_file: auth = xoauth2 "
+		  "needs a token source (token_file or token_command), not a "
+		  "password" },
+		{ SH "user = u\nuser = v\n",
+		  "sendq.ini:4: [smarthost s] user: duplicate key "
+		  "(first at line 3)" },
+		{ SH "auth = plain\nauth = login\n",
+		  "sendq.ini:4: [smarthost s] auth: duplicate key "
+		  "(first at line 3)" },
+		/* timeouts */
+		{ SH "timeout_connect = 0\n",
+		  "sendq.ini:3: [smarthost s] timeout_connect: \"0\" is out of "
+		  "range " HOUR_RANGE },
+		{ SH "timeout_tls = 61m\n",
+		  "sendq.ini:3: [smarthost s] timeout_tls: \"61m\" is out of "
+		  "range " HOUR_RANGE },
+		{ SH "timeout_greeting = 2d\n",
+		  "sendq.ini:3: [smarthost s] timeout_greeting: \"2d\" is out "
+		  "of "
+		  "range " HOUR_RANGE },
+		{ SH "timeout_command = 5 min\n",
+		  "sendq.ini:3: [smarthost s] timeout_command: \"5 min\" is "
+		  "not "
+		  "valid " HOUR_RANGE },
+		{ SH "timeout_data_block = -1\n",
+		  "sendq.ini:3: [smarthost s] timeout_data_block: \"-1\" is "
+		  "not "
+		  "valid " HOUR_RANGE },
+		{ SH "timeout_data_end = 3601\n",
+		  "sendq.ini:3: [smarthost s] timeout_data_end: \"3601\" is "
+		  "out "
+		  "of range " HOUR_RANGE },
+		{ SH "session_max = 25h\n",
+		  "sendq.ini:3: [smarthost s] session_max: \"25h\" is out of "
+		  "range (allowed: 1s to 1d, a number with optional unit s, m, "
+		  "h or d)" },
+		{ SH "session_max = 0s\n",
+		  "sendq.ini:3: [smarthost s] session_max: \"0s\" is out of "
+		  "range (allowed: 1s to 1d, a number with optional unit s, m, "
+		  "h or d)" },
+	};
+
+	return cr_make_param_array(struct test_bad, params,
+	    sizeof(params) / sizeof(params[0]));
+}
+
+ParameterizedTest(struct test_bad *b, config,
+    issue3_rules_name_file_line_and_reason)
+{
+	int rc;
+
+	rc = test_load(b->text);
+	cr_assert_lt(rc, 0, "accepted: %s", b->text);
+	cr_assert_null(test_cfg);
+	cr_assert_str_eq(test_err.msg, b->msg);
+	cr_assert_eq(test_err.code, rc);
 }
 
 Test(config, line_too_long_is_an_error_not_split)
@@ -727,16 +1223,28 @@ test_read_file(const char *path)
 /*
  * Every commented-out key and example section (";key = ..." and
  * ";[smarthost ...]", no blank after ';') is valid once uncommented, and
- * every key sendq knows is documented that way.  ca_file examples name
- * files that do not exist here, so they point at the test CA instead.
+ * every key sendq knows is documented that way.  ca_file, client_cert and
+ * client_key examples name files that do not exist here, so they point at
+ * test files instead.
  */
 Test(config, shipped_example_documents_every_key_validly)
 {
 	static const char *const keys[] = { "spool_dir", "hostname",
 	    "log_level", "retry_min", "host", "port", "tls", "trust",
-	    "ca_file" };
+	    "ca_file", "pin", "server_name", "tls_priority", "client_cert",
+	    "client_key", "auth", "user", "password_file",
+	    "password_command", "credential", "token_file", "token_command",
+	    "timeout_connect", "timeout_tls", "timeout_greeting",
+	    "timeout_command", "timeout_data_block", "timeout_data_end",
+	    "session_max" };
+	static const char *const files[][2] = {
+		{ "ca_file = ", TEST_CA },
+		{ "client_cert = ", TEST_CLIENT_CERT },
+		{ "client_key = ", TEST_CLIENT_KEY },
+	};
+	const struct config_smarthost *sh;
 	char *text, *out, *line, *next, needle[64];
-	size_t i, len = 0;
+	size_t i, j, len = 0;
 
 	text = test_read_file(TEST_SHIPPED_CONF);
 	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
@@ -750,9 +1258,13 @@ Test(config, shipped_example_documents_every_key_validly)
 		if (line[0] == ';' && (line[1] == '[' ||
 		    (line[1] >= 'a' && line[1] <= 'z')))
 			line++;
-		if (strncmp(line, "ca_file = ", 10) == 0)
-			len += (size_t)sprintf(out + len, "ca_file = %s\n",
-			    TEST_CA);
+		for (j = 0; j < sizeof(files) / sizeof(files[0]); j++)
+			if (strncmp(line, files[j][0], strlen(files[j][0])) ==
+			    0)
+				break;
+		if (j < sizeof(files) / sizeof(files[0]))
+			len += (size_t)sprintf(out + len, "%s%s\n",
+			    files[j][0], files[j][1]);
 		else {
 			memcpy(out + len, line, (size_t)(next - line));
 			len += (size_t)(next - line);
@@ -762,12 +1274,47 @@ Test(config, shipped_example_documents_every_key_validly)
 	free(text);
 	test_load_ok(out);
 	free(out);
-	cr_assert_eq(test_cfg->n_smarthosts, 4);
-	cr_assert_str_eq(test_cfg->smarthosts[1].host, "smtp.gmail.com");
-	cr_assert_eq(test_cfg->smarthosts[1].port, 465);
-	cr_assert_eq(test_cfg->smarthosts[1].tls, CONFIG_TLS_IMPLICIT);
-	cr_assert_eq(test_cfg->smarthosts[2].tls, CONFIG_TLS_STARTTLS);
-	cr_assert_eq(test_cfg->smarthosts[2].trust, CONFIG_TRUST_CA_FILE);
+	cr_assert_eq(test_cfg->n_smarthosts, 9);
+	sh = &test_cfg->smarthosts[0];		/* primary: the defaults */
+	cr_assert_str_eq(sh->server_name, "smtp.example.com");
+	cr_assert_not_null(sh->tls_priority);
+	cr_assert_eq(sh->auth, CONFIG_AUTH_NONE);
+	cr_assert_eq(sh->timeout_data_end, 600);
+	sh = &test_cfg->smarthosts[1];
+	cr_assert_str_eq(sh->name, "gmail");
+	cr_assert_str_eq(sh->host, "smtp.gmail.com");
+	cr_assert_eq(sh->port, 465);
+	cr_assert_eq(sh->tls, CONFIG_TLS_IMPLICIT);
+	cr_assert_eq(sh->auth, CONFIG_AUTH_PLAIN);
+	cr_assert_not_null(sh->password_file);
+	sh = &test_cfg->smarthosts[2];
+	cr_assert_str_eq(sh->name, "gmail-oauth");
+	cr_assert_eq(sh->auth, CONFIG_AUTH_XOAUTH2);
+	cr_assert_not_null(sh->token_command);
+	sh = &test_cfg->smarthosts[3];
+	cr_assert_str_eq(sh->host, "smtp.office365.com");
+	cr_assert_eq(sh->port, 587);
+	cr_assert_eq(sh->tls, CONFIG_TLS_STARTTLS);
+	cr_assert_eq(sh->auth, CONFIG_AUTH_XOAUTH2);
+	cr_assert_not_null(sh->token_file);
+	sh = &test_cfg->smarthosts[4];
+	cr_assert_str_eq(sh->host, "email-smtp.eu-west-1.amazonaws.com");
+	cr_assert_eq(sh->port, 465);
+	cr_assert_eq(sh->auth, CONFIG_AUTH_PLAIN);
+	cr_assert_not_null(sh->password_command);
+	sh = &test_cfg->smarthosts[5];
+	cr_assert_str_eq(sh->name, "corp");
+	cr_assert_eq(sh->tls, CONFIG_TLS_STARTTLS);
+	cr_assert_eq(sh->trust, CONFIG_TRUST_CA_FILE);
+	cr_assert_eq(sh->n_pins, 1);
+	cr_assert_str_eq(sh->client_cert, TEST_CLIENT_CERT);
+	sh = &test_cfg->smarthosts[6];
+	cr_assert_eq(sh->trust, CONFIG_TRUST_PIN);
+	cr_assert_eq(sh->n_pins, 2);
+	sh = &test_cfg->smarthosts[7];
+	cr_assert_str_eq(sh->credential, "relay.pass");
+	cr_assert_eq(sh->auth, CONFIG_AUTH_AUTO);
+	cr_assert_eq(test_cfg->smarthosts[8].tls, CONFIG_TLS_NONE);
 }
 
 /* --- names -------------------------------------------------------------- */
@@ -782,5 +1329,12 @@ Test(config, tls_and_trust_names_round_trip)
 	cr_assert_str_eq(config_trust_name(CONFIG_TRUST_CA_FILE), "ca_file");
 	cr_assert_str_eq(config_trust_name(CONFIG_TRUST_INSECURE),
 	    "insecure");
+	cr_assert_str_eq(config_trust_name(CONFIG_TRUST_PIN), "pin");
 	cr_assert_str_eq(config_trust_name((enum config_trust)-1), "unknown");
+	cr_assert_str_eq(config_auth_name(CONFIG_AUTH_NONE), "none");
+	cr_assert_str_eq(config_auth_name(CONFIG_AUTH_SCRAM_SHA_256),
+	    "scram-sha-256");
+	cr_assert_str_eq(config_auth_name(CONFIG_AUTH_OAUTHBEARER),
+	    "oauthbearer");
+	cr_assert_str_eq(config_auth_name((enum config_auth)7), "unknown");
 }

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "sasl.h"
 #include "smtp_proto.h"
 #include "smtp_wire.h"
 
@@ -45,11 +46,19 @@ test_proto_new(enum smtp_proto_tls tls)
 	return smtp_proto_new(&params);
 }
 
+/* A session with AUTH and PIPELINING settings. */
+static struct smtp_proto *
+test_proto_new_params(const struct smtp_proto_params *params)
+{
+	test_txn = &test_txn1;
+	return smtp_proto_new(params);
+}
+
 static void
 test_proto_event_str(const struct smtp_proto_event *ev, char *s, size_t n)
 {
 	static const char *const fails[] = {
-		"NONE", "CONN", "PROTO", "TLS", "RESP"
+		"NONE", "CONN", "PROTO", "TLS", "RESP", "AUTH"
 	};
 
 	switch (ev->type) {
@@ -834,5 +843,887 @@ Test(smtp_proto, event_queue_is_bounded_when_the_driver_never_pops)
 	cr_assert_eq(n, SMTP_PROTO_EVENTS_MAX);
 	cr_assert_eq(ev.type, SMTP_PROTO_EV_FAILED);
 	cr_assert_eq(ev.fail, SMTP_PROTO_FAIL_PROTO);
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, send_mail_refuses_addresses_with_control_characters)
+{
+	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	static const char *const bad[] = {
+		"a\r@x", "a@x\n", "a\t@x", "a\001@x", "a@x\177", "a\033@x",
+	};
+	struct smtp_proto_txn txn = {
+	    .sender = "a@x", .rcpts = test_rcpts1, .n_rcpts = 1 };
+	const char *r[1];
+	size_t i;
+
+	TEST_RUN(p, TEST_HELLO);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		txn.sender = bad[i];
+		txn.rcpts = test_rcpts1;
+		cr_assert_eq(smtp_proto_send_mail(p, &txn), -1, "%zu", i);
+		txn.sender = "a@x";
+		r[0] = bad[i];
+		txn.rcpts = r;
+		cr_assert_eq(smtp_proto_send_mail(p, &txn), -1, "%zu", i);
+	}
+	/* Nothing was written, the session is still READY. */
+	TEST_RUN(p, "!mail", "C:MAIL FROM:<alice@example.org>\r\n");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, final_reply_is_success_only_when_a_valid_2xx)
+{
+	static const char *const bad[] = {
+		"354 go on\r\n", "2500 Ok\r\n", "25 Ok\r\n", "250Ok\r\n",
+		"OK\r\n", "\r\n", "199 hmm\r\n", "650 what\r\n",
+	};
+	struct smtp_proto *p;
+	struct smtp_proto_event ev;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		p = test_proto_new(SMTP_PROTO_TLS_NONE);
+		TEST_RUN(p, TEST_HELLO, "!mail",
+		    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
+		    "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
+		    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n",
+		    "E:NEED_BODY", "!last:x", "C:x\r\n.\r\n");
+		smtp_proto_feed(p, bad[i], strlen(bad[i]));
+		cr_assert(smtp_proto_next_event(p, &ev), "%s", bad[i]);
+		cr_assert_eq(ev.type, SMTP_PROTO_EV_FAILED, "%s", bad[i]);
+		cr_assert_eq(ev.fail, SMTP_PROTO_FAIL_PROTO, "%s", bad[i]);
+		cr_assert_not(smtp_proto_next_event(p, &ev));
+		smtp_proto_free(p);
+	}
+}
+
+Test(smtp_proto, rcpt_reply_outside_2xx_4xx_5xx_fails_proto)
+{
+	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+
+	TEST_RUN(p, TEST_HELLO, "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
+	    "C:RCPT TO:<bob@example.net>\r\n", "S:354 what\r\n",
+	    "E:FAILED PROTO 354");
+	smtp_proto_free(p);
+}
+
+/* AUTH */
+
+#define TEST_AUTH_PARAMS(tls_, auth_)					\
+	.ehlo_name = "client.example", .tls = (tls_), .auth = (auth_),	\
+	.auth_user = "tim", .auth_secret = "tanstaaftanstaaf"
+
+Test(smtp_proto, auth_plain_over_implicit_tls)
+{
+	struct smtp_proto_params params = {
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_PLAIN) };
+	struct smtp_proto *p = test_proto_new_params(&params);
+
+	TEST_PART(p,
+	    "S:220 mx.example.net ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx.example.net\r\n250 AUTH PLAIN LOGIN\r\n",
+	    "C:AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n");
+	cr_assert_str_eq(smtp_proto_state_name(p), "auth");
+	TEST_RUN(p,
+	    "S:235 2.7.0 Authentication successful\r\n",
+	    "E:READY",
+	    "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, auth_after_starttls_uses_only_second_ehlo_mechanisms)
+{
+	struct smtp_proto_params params = {
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_STARTTLS, CONFIG_AUTH_AUTO),
+	    .auth_nonce = "rOprNGfwEbeRWgbNEkqO" };
+	struct smtp_proto *p = test_proto_new_params(&params);
+
+	/* Before TLS the server offers SCRAM and PLAIN: nothing is sent
+	 * but STARTTLS; after TLS only LOGIN counts. */
+	TEST_RUN(p,
+	    "S:220 mx.example.net ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx.example.net\r\n250-STARTTLS\r\n"
+	    "250 AUTH SCRAM-SHA-256 PLAIN\r\n",
+	    "C:STARTTLS\r\n",
+	    "S:220 go ahead\r\n",
+	    "E:NEED_TLS",
+	    "!tls_ok",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx.example.net\r\n250 AUTH LOGIN\r\n",
+	    "C:AUTH LOGIN\r\n",
+	    "S:334 VXNlcm5hbWU6\r\n",
+	    "C:dGlt\r\n",
+	    "S:334 UGFzc3dvcmQ6\r\n",
+	    "C:dGFuc3RhYWZ0YW5zdGFhZg==\r\n",
+	    "S:235 2.7.0 Accepted\r\n",
+	    "E:READY");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, auth_is_refused_without_tls_to_a_remote_server)
+{
+	static const enum config_auth mechs[] = {
+		CONFIG_AUTH_AUTO, CONFIG_AUTH_PLAIN, CONFIG_AUTH_LOGIN,
+		CONFIG_AUTH_XOAUTH2,
+	};
+	struct smtp_proto_params params = {
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_NONE, CONFIG_AUTH_PLAIN) };
+	struct smtp_proto *p;
+	size_t i;
+
+	for (i = 0; i < sizeof(mechs) / sizeof(mechs[0]); i++) {
+		params.auth = mechs[i];
+		p = test_proto_new_params(&params);
+		TEST_RUN(p,
+		    "S:220 mx.example.net ESMTP\r\n",
+		    "C:EHLO client.example\r\n",
+		    "S:250-mx.example.net\r\n250 AUTH PLAIN LOGIN XOAUTH2\r\n",
+		    "E:FAILED AUTH 0",
+		    "C:QUIT\r\n");
+		cr_assert(strstr(test_last_ev.reply.text, "without TLS"),
+		    "%s", test_last_ev.reply.text);
+		cr_assert(test_last_ev.reply.local);
+		smtp_proto_free(p);
+	}
+}
+
+Test(smtp_proto, auth_is_allowed_without_tls_to_loopback)
+{
+	struct smtp_proto_params params = {
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_NONE, CONFIG_AUTH_PLAIN),
+	    .peer_is_loopback = 1 };
+	struct smtp_proto *p = test_proto_new_params(&params);
+
+	TEST_RUN(p,
+	    "S:220 localhost ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-localhost\r\n250 AUTH PLAIN\r\n",
+	    "C:AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n",
+	    "S:235 ok\r\n",
+	    "E:READY");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, auth_none_never_authenticates)
+{
+	struct smtp_proto_params params = {
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_NONE) };
+	struct smtp_proto *p = test_proto_new_params(&params);
+
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 AUTH PLAIN\r\n",
+	    "E:READY");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, auth_auto_runs_scram_with_the_rfc7677_vector)
+{
+	struct smtp_proto_params params = {
+	    .ehlo_name = "client.example", .tls = SMTP_PROTO_TLS_IMPLICIT,
+	    .auth = CONFIG_AUTH_AUTO, .auth_user = "user",
+	    .auth_secret = "pencil", .auth_nonce = "rOprNGfwEbeRWgbNEkqO" };
+	struct smtp_proto *p = test_proto_new_params(&params);
+
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 AUTH PLAIN LOGIN SCRAM-SHA-256 CRAM-MD5\r\n",
+	    "C:AUTH SCRAM-SHA-256 biwsbj11c2VyLHI9ck9wck5HZndFYmVSV2diTkVrcU8="
+	    "\r\n",
+	    "S:334 cj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJSYVRDQWZ1eEZJ"
+	    "bGopaE5sRiRrMCxzPVcyMlphSjBTTlk3c29Fc1VFamI2Z1E9PSxpPTQwOTY=\r\n",
+	    "C:Yz1iaXdzLHI9ck9wck5HZndFYmVSV2diTkVrcU8laHZZRHBXVWEyUmFUQ0Fm"
+	    "dXhGSWxqKWhObEYkazAscD1kSHpiWmFwV0lrNGpVaE4rVXRlOXl0YWc5empmTU"
+	    "hnc3FtbWl6N0FuZFZRPQ==\r\n",
+	    "S:334 dj02cnJpVFJCaTIzV3BSUi93dHVwK21NaFVaVW4vZEI1bkxUSlJzamw5N"
+	    "Uc0PQ==\r\n",
+	    "C:\r\n",
+	    "S:235 2.7.0 Authentication successful\r\n",
+	    "E:READY");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, auth_scram_server_signature_mismatch_fails_auth)
+{
+	struct smtp_proto_params params = {
+	    .ehlo_name = "client.example", .tls = SMTP_PROTO_TLS_IMPLICIT,
+	    .auth = CONFIG_AUTH_SCRAM_SHA_256, .auth_user = "user",
+	    .auth_secret = "pencil", .auth_nonce = "rOprNGfwEbeRWgbNEkqO" };
+	struct smtp_proto *p = test_proto_new_params(&params);
+
+	/* The server does not know the password: its v= is wrong.  We
+	 * cancel with "*" and fail, whatever it says next. */
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 AUTH SCRAM-SHA-256\r\n",
+	    "C:AUTH SCRAM-SHA-256 biwsbj11c2VyLHI9ck9wck5HZndFYmVSV2diTkVrcU8="
+	    "\r\n",
+	    "S:334 cj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJSYVRDQWZ1eEZJ"
+	    "bGopaE5sRiRrMCxzPVcyMlphSjBTTlk3c29Fc1VFamI2Z1E9PSxpPTQwOTY=\r\n",
+	    "C:Yz1iaXdzLHI9ck9wck5HZndFYmVSV2diTkVrcU8laHZZRHBXVWEyUmFUQ0Fm"
+	    "dXhGSWxqKWhObEYkazAscD1kSHpiWmFwV0lrNGpVaE4rVXRlOXl0YWc5empmTU"
+	    "hnc3FtbWl6N0FuZFZRPQ==\r\n",
+	    /* v=AAAA... (32 zero bytes) */
+	    "S:334 dj1BQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQ"
+	    "UFBPQ==\r\n",
+	    "C:*\r\n",
+	    "S:235 2.7.0 whatever\r\n",
+	    "E:FAILED AUTH 0",
+	    "C:QUIT\r\n");
+	cr_assert(strstr(test_last_ev.reply.text, "mismatch"), "%s",
+	    test_last_ev.reply.text);
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, auth_scram_235_without_server_signature_fails_auth)
+{
+	struct smtp_proto_params params = {
+	    .ehlo_name = "client.example", .tls = SMTP_PROTO_TLS_IMPLICIT,
+	    .auth = CONFIG_AUTH_SCRAM_SHA_256, .auth_user = "user",
+	    .auth_secret = "pencil", .auth_nonce = "rOprNGfwEbeRWgbNEkqO" };
+	struct smtp_proto *p = test_proto_new_params(&params);
+
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 AUTH SCRAM-SHA-256\r\n",
+	    "C:AUTH SCRAM-SHA-256 biwsbj11c2VyLHI9ck9wck5HZndFYmVSV2diTkVrcU8="
+	    "\r\n",
+	    "S:334 cj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJSYVRDQWZ1eEZJ"
+	    "bGopaE5sRiRrMCxzPVcyMlphSjBTTlk3c29Fc1VFamI2Z1E9PSxpPTQwOTY=\r\n",
+	    "C:Yz1iaXdzLHI9ck9wck5HZndFYmVSV2diTkVrcU8laHZZRHBXVWEyUmFUQ0Fm"
+	    "dXhGSWxqKWhObEYkazAscD1kSHpiWmFwV0lrNGpVaE4rVXRlOXl0YWc5empmTU"
+	    "hnc3FtbWl6N0FuZFZRPQ==\r\n",
+	    "S:235 2.7.0 trust me\r\n",
+	    "E:FAILED AUTH 0",
+	    "C:QUIT\r\n");
+	cr_assert(strstr(test_last_ev.reply.text, "proving"), "%s",
+	    test_last_ev.reply.text);
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, auth_auto_without_nonce_does_not_pick_scram)
+{
+	struct smtp_proto_params params = {
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_AUTO) };
+	struct smtp_proto *p = test_proto_new_params(&params);
+
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 AUTH SCRAM-SHA-256 PLAIN\r\n",
+	    "C:AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n",
+	    "S:235 ok\r\n",
+	    "E:READY");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, auth_535_fails_auth_with_the_server_reply)
+{
+	struct smtp_proto_params params = {
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_PLAIN) };
+	struct smtp_proto *p = test_proto_new_params(&params);
+
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 AUTH PLAIN\r\n",
+	    "C:AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n",
+	    "S:535 5.7.8 Authentication credentials invalid\r\n",
+	    "E:FAILED AUTH 535",
+	    "C:QUIT\r\n");
+	cr_assert_str_eq(test_last_ev.reply.text,
+	    "5.7.8 Authentication credentials invalid");
+	cr_assert_str_eq(test_last_ev.reply.enhanced, "5.7.8");
+	cr_assert_not(test_last_ev.reply.local);
+	cr_assert_eq(smtp_proto_send_mail(p, &test_txn1), -1);
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, auth_454_is_a_temporary_failure)
+{
+	struct smtp_proto_params params = {
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_LOGIN) };
+	struct smtp_proto *p = test_proto_new_params(&params);
+
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 AUTH LOGIN\r\n",
+	    "C:AUTH LOGIN\r\n",
+	    "S:334 VXNlcm5hbWU6\r\n",
+	    "C:dGlt\r\n",
+	    "S:334 UGFzc3dvcmQ6\r\n",
+	    "C:dGFuc3RhYWZ0YW5zdGFhZg==\r\n",
+	    "S:454 4.7.0 Temporary authentication failure\r\n",
+	    "E:FAILED RESP 454",
+	    "C:QUIT\r\n");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, auth_configured_mechanism_not_offered_fails_auth)
+{
+	struct smtp_proto_params params = {
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_PLAIN) };
+	struct smtp_proto *p = test_proto_new_params(&params);
+
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250-AUTH LOGIN CRAM-MD5\r\n250 8BITMIME\r\n",
+	    "E:FAILED AUTH 0",
+	    "C:QUIT\r\n");
+	cr_assert_str_eq(test_last_ev.reply.text,
+	    "server does not offer AUTH PLAIN (offers: LOGIN CRAM-MD5)");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, auth_auto_without_a_common_mechanism_fails_auth)
+{
+	struct smtp_proto_params params = {
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_AUTO) };
+	struct smtp_proto *p = test_proto_new_params(&params);
+
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 AUTH=CRAM-MD5 GSSAPI\r\n",
+	    "E:FAILED AUTH 0",
+	    "C:QUIT\r\n");
+	cr_assert(strstr(test_last_ev.reply.text,
+	    "(server offers: CRAM-MD5 GSSAPI;"), "%s",
+	    test_last_ev.reply.text);
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, auth_configured_but_no_auth_offered_fails_auth)
+{
+	struct smtp_proto_params params = {
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_AUTO) };
+	struct smtp_proto *p = test_proto_new_params(&params);
+
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 PIPELINING\r\n",
+	    "E:FAILED AUTH 0",
+	    "C:QUIT\r\n");
+	cr_assert(strstr(test_last_ev.reply.text, "server offers no AUTH"),
+	    "%s", test_last_ev.reply.text);
+	smtp_proto_free(p);
+
+	/* HELO offers nothing either. */
+	p = test_proto_new_params(&params);
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:502 no\r\n",
+	    "C:HELO client.example\r\n",
+	    "S:250 mx\r\n",
+	    "E:FAILED AUTH 0",
+	    "C:QUIT\r\n");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, auth_reply_echoing_a_credential_is_masked)
+{
+	struct smtp_proto_params params = {
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_PLAIN) };
+	struct smtp_proto *p = test_proto_new_params(&params);
+
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 AUTH PLAIN\r\n",
+	    "C:AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n",
+	    "S:535-5.7.8 bad: AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n"
+	    "535 5.7.8 password tanstaaftanstaaf is wrong\r\n",
+	    "E:FAILED AUTH 535",
+	    "C:QUIT\r\n");
+	cr_assert_null(strstr(test_last_ev.reply.text, "AHRpbQB0"));
+	cr_assert_null(strstr(test_last_ev.reply.text, "tanstaaf"));
+	cr_assert(strstr(test_last_ev.reply.text, "5.7.8 password "), "%s",
+	    test_last_ev.reply.text);
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, auth_credentials_are_wiped_from_the_output_buffer)
+{
+	struct smtp_proto_params params = {
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_PLAIN) };
+	struct smtp_proto *p = test_proto_new_params(&params);
+	const void *data;
+	const unsigned char *d;
+	size_t len, i;
+
+	TEST_PART(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 AUTH PLAIN\r\n");
+	smtp_proto_output(p, &data, &len);
+	cr_assert_gt(len, 20);
+	/* White box: the bytes stay allocated in the output buffer. */
+	d = data;
+	smtp_proto_consumed(p, 10);
+	smtp_proto_consumed(p, len - 10);
+	for (i = 0; i < len; i++)
+		cr_assert_eq(d[i], 0, "byte %zu not wiped", i);
+	TEST_RUN(p, "S:235 ok\r\n", "E:READY");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, auth_xoauth2_error_challenge_gets_empty_line_then_fails)
+{
+	struct smtp_proto_params params = {
+	    .ehlo_name = "client.example", .tls = SMTP_PROTO_TLS_IMPLICIT,
+	    .auth = CONFIG_AUTH_XOAUTH2, .auth_user = "u@example.com",
+	    .auth_secret = "ya29.token" };
+	struct smtp_proto *p = test_proto_new_params(&params);
+
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 AUTH LOGIN PLAIN XOAUTH2 OAUTHBEARER\r\n",
+	    "C:AUTH XOAUTH2 dXNlcj11QGV4YW1wbGUuY29tAWF1dGg9QmVhcmVyIHlhMjkudG"
+	    "9rZW4BAQ==\r\n",
+	    "S:334 eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIn0=\r\n",
+	    "C:\r\n",
+	    "S:535 5.7.8 Username and Password not accepted\r\n",
+	    "E:FAILED AUTH 535",
+	    "C:QUIT\r\n");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, auth_long_initial_response_waits_for_the_empty_challenge)
+{
+	static char token[700];
+	struct smtp_proto_params params = {
+	    .ehlo_name = "client.example", .tls = SMTP_PROTO_TLS_IMPLICIT,
+	    .auth = CONFIG_AUTH_OAUTHBEARER, .auth_user = "u@example.com",
+	    .auth_secret = token };
+	struct smtp_proto *p;
+	char raw[800], want[1200];
+	struct buf b64;
+
+	memset(token, 'T', sizeof(token) - 1);
+	snprintf(raw, sizeof(raw), "n,a=u@example.com,\001auth=Bearer %s"
+	    "\001\001", token);
+	buf_init(&b64, sizeof(want) - 3);
+	cr_assert_eq(sasl_b64_encode(raw, strlen(raw), &b64), 0);
+	snprintf(want, sizeof(want), "C:%.*s\r\n", (int)b64.len, b64.data);
+	buf_fini(&b64);
+
+	p = test_proto_new_params(&params);
+	TEST_PART(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 AUTH OAUTHBEARER\r\n",
+	    "C:AUTH OAUTHBEARER\r\n",
+	    "S:334 \r\n");
+	test_proto_expect_output(p, want + 2);
+	TEST_RUN(p, "S:235 2.7.0 ok\r\n", "E:READY");
+	smtp_proto_free(p);
+
+	/* A challenge where the initial response belongs: cancel. */
+	p = test_proto_new_params(&params);
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 AUTH OAUTHBEARER\r\n",
+	    "C:AUTH OAUTHBEARER\r\n",
+	    "S:334 e30=\r\n",
+	    "C:*\r\n",
+	    "S:501 5.7.0 cancelled\r\n",
+	    "E:FAILED AUTH 0",
+	    "C:QUIT\r\n");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, auth_bad_challenge_is_cancelled_with_a_star)
+{
+	struct smtp_proto_params params = {
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_LOGIN) };
+	struct smtp_proto *p = test_proto_new_params(&params);
+
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 AUTH LOGIN\r\n",
+	    "C:AUTH LOGIN\r\n",
+	    "S:334 not base64!\r\n",
+	    "C:*\r\n",
+	    "S:501 5.7.0 Authentication aborted\r\n",
+	    "E:FAILED AUTH 0",
+	    "C:QUIT\r\n");
+	cr_assert(strstr(test_last_ev.reply.text, "base64"), "%s",
+	    test_last_ev.reply.text);
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, quit_before_auth_sends_quit_instead)
+{
+	struct smtp_proto_params params = {
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_PLAIN) };
+	struct smtp_proto *p = test_proto_new_params(&params);
+
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "!quit",
+	    "S:250-mx\r\n250 AUTH PLAIN\r\n",
+	    "C:QUIT\r\n",
+	    "S:221 bye\r\n",
+	    "E:CLOSED");
+	smtp_proto_free(p);
+}
+
+/* PIPELINING */
+
+#define TEST_PIPE_HELLO							\
+	"S:220 mx.example.net ESMTP\r\n",				\
+	"C:EHLO client.example\r\n",					\
+	"S:250-mx.example.net\r\n250-PIPELINING\r\n250 8BITMIME\r\n",	\
+	"E:READY"
+
+static struct smtp_proto *
+test_proto_pipelined(void)
+{
+	struct smtp_proto_params params = {
+	    .ehlo_name = "client.example", .tls = SMTP_PROTO_TLS_NONE,
+	    .pipelining = 1 };
+
+	return test_proto_new_params(&params);
+}
+
+Test(smtp_proto, pipelined_session_with_one_rejected_recipient)
+{
+	struct smtp_proto *p = test_proto_pipelined();
+
+	test_txn = &test_txn2;
+	TEST_RUN(p, TEST_PIPE_HELLO, "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n"
+	    "RCPT TO:<nobody@example.net>\r\n"
+	    "RCPT TO:<bob@example.net>\r\n"
+	    "DATA\r\n",
+	    "S:250 2.1.0 Ok\r\n550 5.1.1 no such user\r\n",
+	    "E:RCPT_STATUS 0 550",
+	    "S:250 2.1.5 Ok\r\n354 go\r\n",
+	    "E:RCPT_STATUS 1 250",
+	    "E:NEED_BODY",
+	    "!last:hello",
+	    "C:hello\r\n.\r\n",
+	    "S:250 2.0.0 queued\r\n",
+	    "E:TXN_DONE 250",
+	    "E:READY",
+	    "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n"
+	    "RCPT TO:<nobody@example.net>\r\n"
+	    "RCPT TO:<bob@example.net>\r\n"
+	    "DATA\r\n");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, pipelined_all_recipients_rejected_reports_rcpt_failure)
+{
+	struct smtp_proto *p = test_proto_pipelined();
+
+	test_txn = &test_txn2;
+	TEST_PART(p, TEST_PIPE_HELLO, "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n"
+	    "RCPT TO:<nobody@example.net>\r\n"
+	    "RCPT TO:<bob@example.net>\r\n"
+	    "DATA\r\n",
+	    "S:250 Ok\r\n550 5.1.1 no such user\r\n452 4.2.2 full\r\n"
+	    "554 5.5.1 Error: no valid recipients\r\n",
+	    "E:RCPT_STATUS 0 550",
+	    "E:RCPT_STATUS 1 452",
+	    "E:TXN_DONE 452");
+	cr_assert_str_eq(test_last_ev.reply.text, "4.2.2 full");
+	TEST_RUN(p, "C:RSET\r\n", "S:250 Ok\r\n", "E:READY");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, pipelined_data_accepted_without_recipients_sends_empty_end)
+{
+	struct smtp_proto *p = test_proto_pipelined();
+
+	TEST_RUN(p, TEST_PIPE_HELLO, "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n"
+	    "RCPT TO:<bob@example.net>\r\n"
+	    "DATA\r\n",
+	    "S:250 Ok\r\n550 5.1.1 no\r\n354 go\r\n",
+	    "E:RCPT_STATUS 0 550",
+	    "C:.\r\n",
+	    "S:554 5.5.1 no valid recipients\r\n",
+	    "E:TXN_DONE 550",
+	    "C:RSET\r\n", "S:250 Ok\r\n", "E:READY");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, pipelined_mail_refused_drains_the_group_then_rsets)
+{
+	struct smtp_proto *p = test_proto_pipelined();
+
+	test_txn = &test_txn2;
+	TEST_RUN(p, TEST_PIPE_HELLO, "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n"
+	    "RCPT TO:<nobody@example.net>\r\n"
+	    "RCPT TO:<bob@example.net>\r\n"
+	    "DATA\r\n",
+	    "S:451 4.3.0 try later\r\n503 5.5.1 need MAIL\r\n",
+	    "E:TXN_DONE 451",
+	    "S:503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n",
+	    "C:RSET\r\n", "S:250 Ok\r\n", "E:READY");
+	smtp_proto_free(p);
+
+	/* ...but a 354 after a refused MAIL means the server now reads
+	 * message text: the stream is out of step. */
+	p = test_proto_pipelined();
+	TEST_RUN(p, TEST_PIPE_HELLO, "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n"
+	    "RCPT TO:<bob@example.net>\r\n"
+	    "DATA\r\n",
+	    "S:550 no\r\n503 no\r\n354 go\r\n",
+	    "E:TXN_DONE 550",
+	    "E:FAILED PROTO 0");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, pipelined_reply_before_its_command_is_written_fails_proto)
+{
+	struct smtp_proto *p = test_proto_pipelined();
+	const void *data;
+	size_t len;
+
+	TEST_PART(p, TEST_PIPE_HELLO, "!mail");
+	smtp_proto_output(p, &data, &len);
+	/* Only MAIL was written: its reply is fine, the RCPT's is not. */
+	smtp_proto_consumed(p, strlen("MAIL FROM:<alice@example.org>\r\n"));
+	smtp_proto_feed(p, "250 Ok\r\n250 Ok\r\n", 16);
+	TEST_RUN(p, "E:FAILED PROTO 250",
+	    "C:RCPT TO:<bob@example.net>\r\nDATA\r\n");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, pipelined_replies_split_anywhere)
+{
+	static const char replies[] = "250 Ok\r\n250-Ok\r\n250 fine\r\n354 go\r\n";
+	struct smtp_proto *p = test_proto_pipelined();
+	struct smtp_proto_event ev;
+	size_t i;
+
+	TEST_RUN(p, TEST_PIPE_HELLO, "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n"
+	    "RCPT TO:<bob@example.net>\r\n"
+	    "DATA\r\n");
+	for (i = 0; i < sizeof(replies) - 1; i++)
+		smtp_proto_feed(p, replies + i, 1);
+	TEST_RUN(p, "E:RCPT_STATUS 0 250", "E:NEED_BODY");
+	cr_assert_not(smtp_proto_next_event(p, &ev));
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, pipelining_needs_both_the_setting_and_the_server)
+{
+	struct smtp_proto *p = test_proto_pipelined();
+
+	/* Server without PIPELINING: one command at a time. */
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 8BITMIME\r\n",
+	    "E:READY",
+	    "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 Ok\r\n",
+	    "C:RCPT TO:<bob@example.net>\r\n");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, pipelined_many_recipients_go_in_groups)
+{
+	enum { N = SMTP_PROTO_PIPE_RCPTS + 4 };
+	struct smtp_proto *p = test_proto_pipelined();
+	struct smtp_proto_txn txn = {
+	    .sender = "a@example.org", .n_rcpts = N };
+	const char *rcpts[N];
+	struct smtp_proto_event ev;
+	char want[4096], replies[1024];
+	size_t i, o, n;
+
+	for (i = 0; i < N; i++)
+		rcpts[i] = "r@example.net";
+	txn.rcpts = rcpts;
+	TEST_RUN(p, TEST_PIPE_HELLO);
+	cr_assert_eq(smtp_proto_send_mail(p, &txn), 0);
+	o = (size_t)snprintf(want, sizeof(want), "MAIL FROM:<a@example.org>\r\n");
+	for (i = 0; i < SMTP_PROTO_PIPE_RCPTS; i++)
+		o += (size_t)snprintf(want + o, sizeof(want) - o,
+		    "RCPT TO:<r@example.net>\r\n");
+	test_proto_expect_output(p, want);
+	o = (size_t)snprintf(replies, sizeof(replies), "250 Ok\r\n");
+	for (i = 0; i < SMTP_PROTO_PIPE_RCPTS; i++)
+		o += (size_t)snprintf(replies + o, sizeof(replies) - o,
+		    "250 Ok\r\n");
+	smtp_proto_feed(p, replies, o);
+	for (n = 0; smtp_proto_next_event(p, &ev); n++)
+		cr_assert_eq(ev.type, SMTP_PROTO_EV_RCPT_STATUS);
+	cr_assert_eq(n, SMTP_PROTO_PIPE_RCPTS);
+	o = 0;
+	for (i = SMTP_PROTO_PIPE_RCPTS; i < N; i++)
+		o += (size_t)snprintf(want + o, sizeof(want) - o,
+		    "RCPT TO:<r@example.net>\r\n");
+	snprintf(want + o, sizeof(want) - o, "DATA\r\n");
+	test_proto_expect_output(p, want);
+	smtp_proto_feed(p, "250 a\r\n250 b\r\n250 c\r\n550 d\r\n354 go\r\n",
+	    37);
+	for (n = 0; smtp_proto_next_event(p, &ev); n++)
+		if (n < 4)
+			cr_assert_eq(ev.rcpt_index, SMTP_PROTO_PIPE_RCPTS + n);
+	cr_assert_eq(n, 5);
+	cr_assert_eq(ev.type, SMTP_PROTO_EV_NEED_BODY);
+	smtp_proto_free(p);
+}
+
+/* MAIL parameters */
+
+Test(smtp_proto, mail_from_carries_size_body_and_smtputf8_when_offered)
+{
+	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto_txn txn = test_txn1;
+
+	txn.size = 500;
+	txn.body_8bit = 1;
+	txn.needs_smtputf8 = 1;
+	test_txn = &txn;
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
+	    "E:READY",
+	    "!mail",
+	    "C:MAIL FROM:<alice@example.org> SIZE=500 BODY=8BITMIME"
+	    " SMTPUTF8\r\n");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, mail_from_omits_what_the_server_does_not_offer)
+{
+	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto_txn txn = test_txn1;
+
+	/* 8-bit body without 8BITMIME: sent as is, without BODY=. */
+	txn.size = 500;
+	txn.body_8bit = 1;
+	test_txn = &txn;
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250 mx\r\n",
+	    "E:READY",
+	    "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, mail_from_size_without_limit_and_unknown_size)
+{
+	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto_txn txn = test_txn1;
+
+	txn.size = 123456789;
+	test_txn = &txn;
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 SIZE\r\n",
+	    "E:READY",
+	    "!mail",
+	    "C:MAIL FROM:<alice@example.org> SIZE=123456789\r\n",
+	    "S:250 Ok\r\n", "C:RCPT TO:<bob@example.net>\r\n",
+	    "S:550 no\r\n", "E:RCPT_STATUS 0 550", "E:TXN_DONE 550",
+	    "C:RSET\r\n", "S:250 Ok\r\n", "E:READY");
+	txn.size = 0;
+	TEST_RUN(p, "!mail", "C:MAIL FROM:<alice@example.org>\r\n");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, message_over_the_server_size_limit_is_not_offered)
+{
+	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto_txn txn = test_txn1;
+
+	txn.size = 2000;
+	test_txn = &txn;
+	TEST_PART(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 SIZE 1000\r\n",
+	    "E:READY",
+	    "!mail",
+	    "E:TXN_DONE 552");
+	cr_assert(test_last_ev.reply.local);
+	cr_assert_str_eq(test_last_ev.reply.enhanced, "5.3.4");
+	cr_assert_str_eq(test_last_ev.reply.text,
+	    "5.3.4 message size 2000 exceeds the server's limit 1000");
+	TEST_RUN(p, "E:READY");
+	/* Exactly at the limit is fine. */
+	txn.size = 1000;
+	TEST_RUN(p, "!mail", "C:MAIL FROM:<alice@example.org> SIZE=1000\r\n");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, message_needing_smtputf8_without_it_is_not_offered)
+{
+	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto_txn txn = test_txn1;
+
+	txn.needs_smtputf8 = 1;
+	test_txn = &txn;
+	TEST_PART(p, TEST_HELLO, "!mail", "E:TXN_DONE 553");
+	cr_assert(test_last_ev.reply.local);
+	cr_assert_str_eq(test_last_ev.reply.enhanced, "5.6.7");
+	cr_assert_str_eq(test_last_ev.reply.text, "5.6.7 message needs"
+	    " SMTPUTF8 but the server does not offer it");
+	TEST_RUN(p, "E:READY", "!quit", "C:QUIT\r\n");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, server_replies_are_not_marked_local)
+{
+	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+
+	TEST_PART(p, TEST_HELLO, "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:451 4.3.0 later\r\n", "E:TXN_DONE 451");
+	cr_assert_not(test_last_ev.reply.local);
+	TEST_RUN(p, "C:RSET\r\n", "!eof", "E:FAILED CONN 0");
+	cr_assert(test_last_ev.reply.local);
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, auth_failure_text_never_quotes_the_secret)
+{
+	struct smtp_proto_params params = {
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_PLAIN) };
+	struct smtp_proto *p = test_proto_new_params(&params);
+
+	/* A server that knows the password and lists it as a mechanism. */
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 AUTH LOGIN tanstaaftanstaaf\r\n",
+	    "E:FAILED AUTH 0",
+	    "C:QUIT\r\n");
+	cr_assert_str_eq(test_last_ev.reply.text, "server does not offer"
+	    " AUTH PLAIN (offers: LOGIN ****************)");
 	smtp_proto_free(p);
 }

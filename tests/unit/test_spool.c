@@ -580,3 +580,38 @@ ParameterizedTest(struct id_case *c, spool, id_valid_accepts_only_the_id_form)
 {
 	cr_assert_eq(spool_id_valid(c->s), c->valid, "%s", c->s);
 }
+
+Test(spool, permanent_failure_is_held_in_failed_with_body_and_reason)
+{
+	struct spool *sp = test_open();
+	struct envelope *env = NULL;
+	struct sq_err err = { 0 };
+	char path[256], buf[64];
+	const char *id;
+	FILE *f;
+	size_t n;
+
+	id = test_accept(sp, "Subject: x\n\nbody\n", 17);
+	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), 0, "%s",
+	    err.msg);
+	envelope_set_error(env, "550 5.1.1 no such user");
+	cr_assert_eq(spool_hold_failed(sp, env, 3, &err), 0, "%s", err.msg);
+	envelope_free(env);
+
+	snprintf(path, sizeof(path), "%s/failed/%s.3.msg", test_dir, id);
+	cr_assert_not_null(f = fopen(path, "r"));
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	cr_assert_eq(n, 17);
+	cr_assert_eq(memcmp(buf, "Subject: x\n\nbody\n", 17), 0);
+	snprintf(path, sizeof(path), "%s/failed/%s.3.env", test_dir, id);
+	cr_assert_not_null(f = fopen(path, "r"));
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	cr_assert_not_null(strstr(buf, "sendq-envelope"));
+	/* The queued message is untouched; tmp/ holds nothing. */
+	cr_assert_eq(test_count("queue"), 2);
+	cr_assert_eq(test_count("tmp"), 0);
+	spool_close(sp);
+}
