@@ -15,6 +15,9 @@
  *	attempts 0			delivery attempts so far (once)
  *	next_attempt 0			unix time of the next try (once)
  *	last_error 451 4.3.0 try later	last failure (optional, once)
+ *	body 8bit			7bit or 8bit: whether the message
+ *					holds bytes >= 0x80 (optional, once;
+ *					absent means 7bit)
  *	end				last line: a file without it is
  *					truncated and rejected
  *
@@ -49,6 +52,7 @@ enum envelope_key {
 	ENVELOPE_KEY_ATTEMPTS,
 	ENVELOPE_KEY_NEXT_ATTEMPT,
 	ENVELOPE_KEY_LAST_ERROR,
+	ENVELOPE_KEY_BODY,
 	ENVELOPE_KEY_END,
 	ENVELOPE_KEY_COUNT,
 };
@@ -62,6 +66,7 @@ static const char *const envelope_key_names[ENVELOPE_KEY_COUNT] = {
 	[ENVELOPE_KEY_ATTEMPTS] = "attempts",
 	[ENVELOPE_KEY_NEXT_ATTEMPT] = "next_attempt",
 	[ENVELOPE_KEY_LAST_ERROR] = "last_error",
+	[ENVELOPE_KEY_BODY] = "body",
 	[ENVELOPE_KEY_END] = "end",
 };
 
@@ -169,6 +174,7 @@ envelope_format(const struct envelope *env, size_t *len)
 	envelope_format_line(&b, "next_attempt", num);
 	if (env->last_error != NULL)
 		envelope_format_line(&b, "last_error", env->last_error);
+	envelope_format_line(&b, "body", env->body_8bit ? "8bit" : "7bit");
 	envelope_format_line(&b, "end", NULL);
 	if (buf_append(&b, "", 1) != 0)
 		log_fatalx("envelope too large");
@@ -365,6 +371,16 @@ envelope_parse(const char *text, size_t len, struct envelope **out,
 			break;
 		case ENVELOPE_KEY_LAST_ERROR:
 			env->last_error = xstrndup(val, vallen);
+			break;
+		case ENVELOPE_KEY_BODY:
+			if (vallen == 4 && memcmp(val, "8bit", 4) == 0)
+				env->body_8bit = 1;
+			else if (!(vallen == 4 && memcmp(val, "7bit", 4) == 0)) {
+				rc = envelope_parse_fail(err, lineno,
+				    "bad body type (7bit or 8bit)", val,
+				    vallen);
+				goto fail;
+			}
 			break;
 		case ENVELOPE_KEY_END:
 			if (vallen != 0) {

@@ -28,6 +28,8 @@ struct envelope {
 	unsigned attempts;	/* delivery attempts so far */
 	int64_t	 next_attempt;	/* unix time of the next try, 0 = now */
 	char	*last_error;	/* last failure, printable, or NULL */
+	int	 body_8bit;	/* the message holds bytes >= 0x80: sent
+				 * with BODY=8BITMIME where offered */
 };
 
 /* A new empty envelope (uid -1); free with envelope_free. */

@@ -300,6 +300,23 @@ scheduler_on_message_done(struct smtp_conn *c,
 	/* The connection reports on_ready next when it can carry more. */
 }
 
+/* Non-ASCII in an envelope address needs the server's SMTPUTF8. */
+static int
+scheduler_envelope_utf8(const struct envelope *env)
+{
+	const unsigned char *p;
+	size_t i;
+
+	for (p = (const unsigned char *)env->sender; *p != '\0'; p++)
+		if (*p >= 0x80)
+			return 1;
+	for (i = 0; i < env->n_rcpts; i++)
+		for (p = (const unsigned char *)env->rcpts[i]; *p != '\0'; p++)
+			if (*p >= 0x80)
+				return 1;
+	return 0;
+}
+
 /* Give the relay's idle connection the next due message, if any. */
 static int
 scheduler_send_next(struct sched_relay *r)
@@ -344,6 +361,8 @@ scheduler_send_next(struct sched_relay *r)
 		msg.rcpts = (const char *const *)r->cur_env->rcpts;
 		msg.n_rcpts = r->cur_env->n_rcpts;
 		msg.body_fd = fd;
+		msg.body_8bit = r->cur_env->body_8bit;
+		msg.needs_smtputf8 = scheduler_envelope_utf8(r->cur_env);
 		r->conn_idle = 0;
 		if (smtp_conn_send(r->conn, &msg) != 0) {
 			/* Not sendable (no recipients left): keep it queued

@@ -67,6 +67,7 @@ struct spool_writer {
 	char		 env_name[ENVELOPE_ID_MAX + 8];
 	int		 msg_fd;
 	int		 error;		/* first write error, 0 if none */
+	int		 body_8bit;	/* a byte >= 0x80 was written */
 	char		*buf;
 	size_t		 buf_len;
 };
@@ -342,11 +343,15 @@ int
 spool_writer_write(struct spool_writer *w, const void *data, size_t len,
     struct sq_err *err)
 {
+	const unsigned char *p = data;
+	size_t i;
 	int rc;
 
 	if (w->error != 0)
 		return spool_fail(err, w->error, "write", w->sp->tmp_dir,
 		    w->msg_name);
+	for (i = 0; i < len && !w->body_8bit; i++)
+		w->body_8bit = p[i] >= 0x80;
 	if (len <= SPOOL_WRITE_BUF - w->buf_len) {
 		memcpy(w->buf + w->buf_len, data, len);
 		w->buf_len += len;
@@ -437,6 +442,7 @@ spool_writer_commit(struct spool_writer *w, struct envelope *env,
 		goto fail;
 	}
 	memcpy(env->id, w->id, sizeof(env->id));
+	env->body_8bit = w->body_8bit;
 	text = envelope_format(env, &len);
 	env_fd = spool_write_file(sp->tmp_fd, sp->tmp_dir, w->env_name, text,
 	    len, err);

@@ -61,7 +61,7 @@ int	spool_writer_write(struct spool_writer *w, const void *data,
 	    size_t len, struct sq_err *err);
 /*
  * Make the message durable with envelope env (env->id is set to the
- * writer's id).  Returns 0 only once data, envelope and directory entries
+ * writer's id, env->body_8bit to whether any byte written was >= 0x80).  Returns 0 only once data, envelope and directory entries
  * are on stable storage; then the writer is freed.  On failure returns
  * -errno with err, removes the temporary files and frees the writer.
  */

@@ -95,6 +95,7 @@ Test(envelope, format_is_the_documented_text)
 	    "attempts 3\n"
 	    "next_attempt 1700003600\n"
 	    "last_error 451 4.3.0 try again later\n"
+	    "body 7bit\n"
 	    "end\n");
 	free(text);
 	envelope_free(env);
@@ -270,4 +271,27 @@ Test(envelope, setters_replace_previous_values)
 	envelope_set_error(env, NULL);
 	cr_assert_null(env->last_error);
 	envelope_free(env);
+}
+
+Test(envelope, body_type_round_trips_and_is_checked)
+{
+	struct envelope *env = test_sample_envelope(), *back = NULL;
+	struct sq_err err = { 0 };
+	const char *bad = "sendq-envelope 1\nid 018F2C3A4B0A1B2C3D4E\n"
+	    "created 1\nsender a@b\nrcpt c@d\nbody 9bit\nend\n";
+	size_t len;
+	char *text;
+
+	env->body_8bit = 1;
+	text = envelope_format(env, &len);
+	cr_assert_not_null(strstr(text, "\nbody 8bit\n"));
+	cr_assert_eq(envelope_parse(text, len, &back, &err), 0, "%s",
+	    err.msg);
+	cr_assert_eq(back->body_8bit, 1);
+	cr_assert_eq(envelope_parse(bad, strlen(bad), &back, &err),
+	    SQ_EPARSE);
+	cr_assert_not_null(strstr(err.msg, "bad body type"), "%s", err.msg);
+	free(text);
+	envelope_free(env);
+	envelope_free(back);
 }

@@ -615,3 +615,23 @@ Test(spool, permanent_failure_is_held_in_failed_with_body_and_reason)
 	cr_assert_eq(test_count("tmp"), 0);
 	spool_close(sp);
 }
+
+Test(spool, commit_records_whether_the_body_is_8bit)
+{
+	struct spool *sp = test_open();
+	struct envelope *env = NULL;
+	struct sq_err err = { 0 };
+	const char *id;
+
+	id = test_accept(sp, "Subject: x\n\nplain\n", 18);
+	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), 0, "%s",
+	    err.msg);
+	cr_assert_eq(env->body_8bit, 0);
+	envelope_free(env);
+	id = test_accept(sp, "Subject: x\n\ncaf\xc3\xa9\n", 18);
+	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), 0, "%s",
+	    err.msg);
+	cr_assert_eq(env->body_8bit, 1);
+	envelope_free(env);
+	spool_close(sp);
+}
