@@ -57,7 +57,7 @@ struct sasl {
 	char			 nonce[SASL_NONCE_MAX + 1];
 	int			 login_user_sent;
 	int			 login_pass_sent;
-	char			*scram_first_bare;	/* n=USER,r=NONCE */
+	char			*scram_first_bare; /* n=USER,r=NONCE */
 	unsigned char		 scram_server_sig[SASL_SHA256_LEN];
 	unsigned char		*scratch;		/* SASL_MSG_MAX */
 	char			 why[256];

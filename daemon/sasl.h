@@ -32,10 +32,12 @@
 #include "config.h"
 #include "util.h"
 
-#define SASL_USER_MAX		1024	/* bytes of the user name */
-#define SASL_SECRET_MAX		16384	/* bytes of a password or token */
-#define SASL_NONCE_MAX		256	/* bytes of the SCRAM client nonce */
-#define SASL_CHALLENGE_MAX	8192	/* base64 bytes of one challenge */
+/* Bytes of: the user name, a password or token, the SCRAM client nonce,
+ * one base64 challenge. */
+#define SASL_USER_MAX		1024
+#define SASL_SECRET_MAX		16384
+#define SASL_NONCE_MAX		256
+#define SASL_CHALLENGE_MAX	8192
 /* Raw bytes of the longest response (an OAUTHBEARER message with the
  * longest escaped user and token) and its base64 size. */
 #define SASL_MSG_MAX		(3 * SASL_USER_MAX + SASL_SECRET_MAX + 64)

@@ -124,8 +124,8 @@ struct smtp_proto {
 
 	struct smtp_wire_parser	 parser;
 	struct smtp_wire_caps	 caps;
-	char			 auth_offer[128]; /* the server's AUTH
-						 * list, for messages */
+	/* The server's AUTH list, for messages. */
+	char			 auth_offer[128];
 	size_t			 feed_rest;	/* unparsed bytes of the feed
 						 * after the current reply */
 
@@ -133,23 +133,24 @@ struct smtp_proto {
 	unsigned long long	 out_total;	/* bytes ever produced */
 	unsigned long long	 out_done;	/* bytes ever consumed */
 	unsigned long long	 cmd_end;	/* end of the last command */
-	int			 out_secret;	/* out holds a credential:
-						 * wipe what is consumed */
+	int			 out_secret;	/* a credential in out */
 
-	/* AUTH */
+	/* AUTH.  auth_secret is wiped once handed to sasl; auth_ir is an
+	 * initial response sent after the empty 334; auth_why says why
+	 * the exchange was cancelled. */
 	enum config_auth	 auth;
 	char			*auth_user;
-	char			*auth_secret;	/* wiped once handed to sasl */
+	char			*auth_secret;
 	char			*auth_nonce;
 	struct sasl		*sasl;
-	struct buf		 auth_ir;	/* initial response sent after
-						 * the empty 334 */
+	struct buf		 auth_ir;
 	int			 auth_ir_pending;
-	char			 auth_why[256];	/* why AUTH was cancelled */
+	char			 auth_why[256];
 
-	/* PIPELINING */
-	int			 pipelining;	/* params */
-	int			 pipe_on;	/* this transaction pipelines */
+	/* PIPELINING: the setting, whether this transaction pipelines,
+	 * and the output offsets where its unanswered commands end. */
+	int			 pipelining;
+	int			 pipe_on;
 	unsigned long long	 pipe_end[SMTP_PROTO_PIPE_MAX];
 	size_t			 pipe_head;
 	size_t			 pipe_n;

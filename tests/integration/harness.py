@@ -481,6 +481,13 @@ plain:
   server_prompts = :
   server_condition = ${if and{{eq{$auth2}{@USER@}}{eq{$auth3}{@PASSWORD@}}}}
   server_set_id = $auth2
+
+login:
+  driver = plaintext
+  public_name = LOGIN
+  server_prompts = User Name : Password
+  server_condition = ${if and{{eq{$auth1}{@USER@}}{eq{$auth2}{@PASSWORD@}}}}
+  server_set_id = $auth1
 """
 
 

@@ -25,6 +25,7 @@ def main():
         exim = harness.Exim(os.path.join(tmp, "exim"), *certs.good)
         os.makedirs(exim.dir)
         exim.start()
+        os.makedirs(os.path.join(tmp, "sq"))
         sq = harness.Sendq(os.path.join(tmp, "sq"), dict(
             host="127.0.0.1", port=exim.implicit_port, tls="implicit",
             trust="ca_file", ca_file=certs.ca.cert), log_level="info")

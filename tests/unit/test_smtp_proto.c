@@ -1515,7 +1515,8 @@ Test(smtp_proto, pipelined_reply_before_its_command_is_written_fails_proto)
 
 Test(smtp_proto, pipelined_replies_split_anywhere)
 {
-	static const char replies[] = "250 Ok\r\n250-Ok\r\n250 fine\r\n354 go\r\n";
+	static const char replies[] =
+	    "250 Ok\r\n250-Ok\r\n250 fine\r\n354 go\r\n";
 	struct smtp_proto *p = test_proto_pipelined();
 	struct smtp_proto_event ev;
 	size_t i;
@@ -1564,7 +1565,8 @@ Test(smtp_proto, pipelined_many_recipients_go_in_groups)
 	txn.rcpts = rcpts;
 	TEST_RUN(p, TEST_PIPE_HELLO);
 	cr_assert_eq(smtp_proto_send_mail(p, &txn), 0);
-	o = (size_t)snprintf(want, sizeof(want), "MAIL FROM:<a@example.org>\r\n");
+	o = (size_t)snprintf(want, sizeof(want),
+	    "MAIL FROM:<a@example.org>\r\n");
 	for (i = 0; i < SMTP_PROTO_PIPE_RCPTS; i++)
 		o += (size_t)snprintf(want + o, sizeof(want) - o,
 		    "RCPT TO:<r@example.net>\r\n");
