@@ -20,6 +20,7 @@
 #include "config.h"
 #include "log.h"
 #include "scheduler.h"
+#include "secret.h"
 #include "spool.h"
 #include "tls.h"
 
@@ -33,8 +34,9 @@ main_usage(FILE *f)
 	    "configured smarthosts.  Runs in the foreground, logs to stderr.\n"
 	    "\n"
 	    "  -C, --config FILE  configuration file (default %s)\n"
-	    "      --check-config validate the configuration (including CA\n"
-	    "                     files) and exit: 0 valid, 78 invalid\n"
+	    "      --check-config validate the configuration (including CA,\n"
+	    "                     certificate and secret files) and exit:\n"
+	    "                     0 valid, 78 invalid\n"
 	    "  -d, --debug        log at debug level (overrides log_level)\n"
 	    "  -h, --help         show this help and exit\n"
 	    "  -V, --version      show the version and exit\n"
@@ -44,18 +46,32 @@ main_usage(FILE *f)
 	    "78 configuration error.\n", CONFIG_DEFAULT_PATH);
 }
 
-/* Check everything that can be checked without the network. */
+/* Check everything that can be checked without the network: CA files,
+ * client certificates, priority strings, secret files. */
 static int
-main_check_tls(const struct config *cfg, struct sq_err *err)
+main_check_tls(const struct config *cfg, int check_secrets,
+    struct sq_err *err)
 {
 	struct tls_ctx *ctx;
 	size_t i;
 	int rc;
 
+	struct secret *secret;
+
 	for (i = 0; i < cfg->n_smarthosts; i++) {
-		if (cfg->smarthosts[i].tls == CONFIG_TLS_NONE)
+		const struct config_smarthost *sh = &cfg->smarthosts[i];
+
+		/* Secret files are checked too (their permissions, that they
+		 * hold a line); commands are not run here. */
+		if (check_secrets &&
+		    (sh->password_file != NULL || sh->token_file != NULL)) {
+			if ((rc = secret_load(sh, &secret, err)) != 0)
+				return rc;
+			secret_free(secret);
+		}
+		if (sh->tls == CONFIG_TLS_NONE)
 			continue;
-		if ((rc = tls_ctx_new(&cfg->smarthosts[i], &ctx, err)) != 0)
+		if ((rc = tls_ctx_new(sh, &ctx, err)) != 0)
 			return rc;
 		tls_ctx_free(ctx);
 	}
@@ -144,7 +160,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "sendqd: %s\n", err.msg);
 		return EX_CONFIG;
 	}
-	if (main_check_tls(cfg, &err) != 0) {
+	if (main_check_tls(cfg, check_only, &err) != 0) {
 		fprintf(stderr, "sendqd: %s\n", err.msg);
 		config_free(cfg);
 		return EX_CONFIG;

@@ -427,10 +427,10 @@ scheduler_relay_backoff(struct sched_relay *r,
 		return delay;
 	if (delay < SCHEDULER_AUTH_FAIL_SECONDS)
 		delay = SCHEDULER_AUTH_FAIL_SECONDS;
-	log_err("relay %s: AUTHENTICATION FAILED: %s -- check user and "
-	    "password/token of [smarthost %s]; mail for it stays queued, next "
-	    "try in %llds", r->sh->name, res->reply, r->sh->name,
-	    (long long)delay);
+	log_err("relay %s: AUTHENTICATION FAILED: %s -- fix the credential "
+	    "settings of [smarthost %s] (user, auth, password or token "
+	    "source); its mail stays queued, next try in %llds", r->sh->name,
+	    res->reply, r->sh->name, (long long)delay);
 	return delay;
 }
 

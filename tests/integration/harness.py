@@ -618,6 +618,317 @@ class Exim:
         return [ln for ln in self.log_text().splitlines() if " <= " in ln]
 
 
+# ---------------------------------------------------------------- postfix
+
+def postfix_root():
+    """Root folder of the private Postfix (usr/sbin, usr/lib/postfix ...),
+    fetching it once if needed."""
+    root = os.path.join(SERVERS_DIR, "postfix")
+    marker = os.path.join(root, ".complete")
+    master = os.path.join(root, "usr", "lib", "postfix", "sbin", "master")
+    if os.path.exists(marker) and os.access(master, os.X_OK):
+        return root
+    os.makedirs(SERVERS_DIR, exist_ok=True)
+    with open(os.path.join(SERVERS_DIR, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(marker):
+            p = run(["bash", GET_SERVERS], timeout=600)
+            if p.returncode != 0:
+                raise HarnessError("tests/tools/get-servers failed:\n" +
+                                   p.stderr.decode(errors="replace"))
+    if not os.access(master, os.X_OK):
+        raise HarnessError("no postfix master at %s" % master)
+    return root
+
+
+# Users Postfix needs: mail_owner (not root) and setgid_group, with
+# different ids.  Used only when the system lacks them (nss_wrapper).
+POSTFIX_UID = 64998
+POSTFIX_GID = 64998
+POSTDROP_GID = 64997
+
+
+def _postfix_env(workdir, root):
+    """Environment for the private Postfix programs: its private libraries
+    and, when the system has no postfix user / postdrop group, a private
+    passwd/group through nss_wrapper (as _exim_env does for Exim).
+    Returns (env, uid, gid, postdrop_gid)."""
+    import grp
+    import pwd
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C",
+           "LD_LIBRARY_PATH": os.path.join(root, "usr", "lib", "postfix")}
+    try:
+        pw = pwd.getpwnam("postfix")
+        return env, pw.pw_uid, pw.pw_gid, grp.getgrnam("postdrop").gr_gid
+    except KeyError:
+        pass
+    wrapper = _find_nss_wrapper()
+    if not wrapper:
+        raise HarnessError("user postfix / group postdrop missing and "
+                           "libnss_wrapper.so not found (apt-get install "
+                           "libnss-wrapper)")
+    passwd = os.path.join(workdir, "passwd")
+    group = os.path.join(workdir, "group")
+    with open(passwd, "w") as f:
+        f.write("root:x:0:0:root:/root:/bin/sh\n"
+                "postfix:x:%d:%d:postfix:/nonexistent:/usr/sbin/nologin\n"
+                "nobody:x:65534:65534:nobody:/nonexistent:"
+                "/usr/sbin/nologin\n" % (POSTFIX_UID, POSTFIX_GID))
+    with open(group, "w") as f:
+        f.write("root:x:0:\npostfix:x:%d:\npostdrop:x:%d:\n"
+                "nogroup:x:65534:\n" % (POSTFIX_GID, POSTDROP_GID))
+    env.update(LD_PRELOAD=wrapper, NSS_WRAPPER_PASSWD=passwd,
+               NSS_WRAPPER_GROUP=group)
+    return env, POSTFIX_UID, POSTFIX_GID, POSTDROP_GID
+
+
+POSTFIX_MAIN_CF = """\
+# Private Postfix for sendq's integration tests (written by harness.py).
+compatibility_level = 3.6
+config_directory = @DIR@
+queue_directory = @DIR@/queue
+data_directory = @DIR@/data
+meta_directory = @DIR@
+command_directory = @ROOT@/usr/sbin
+daemon_directory = @ROOT@/usr/lib/postfix/sbin
+shlib_directory = @ROOT@/usr/lib/postfix
+mail_owner = postfix
+setgid_group = postdrop
+import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C
+  LD_LIBRARY_PATH LD_PRELOAD NSS_WRAPPER_PASSWD NSS_WRAPPER_GROUP
+maillog_file = @DIR@/maillog
+maillog_file_prefixes = @DIR@
+myhostname = postfix.test
+mydomain = postfix.test
+mydestination =
+relay_domains =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_banner = $myhostname ESMTP
+smtpd_tls_cert_file = @CERT@
+smtpd_tls_key_file = @KEY@
+smtpd_tls_security_level = may
+smtpd_tls_received_header = yes
+smtpd_tls_loglevel = 1
+smtpd_recipient_restrictions =
+  check_recipient_access texthash:@DIR@/recipient_access
+  permit_mynetworks reject_unauth_destination
+smtpd_relay_restrictions = permit_mynetworks reject_unauth_destination
+# Keep every message: the smtp transport is deferred, so each recipient
+# gets a "status=deferred (deferred transport)" log line and the message
+# stays in the deferred queue.
+defer_transports = smtp, relay
+queue_run_delay = 3600s
+minimal_backoff_time = 3600s
+maximal_backoff_time = 3600s
+bounce_queue_lifetime = 1d
+maximal_queue_lifetime = 1d
+biff = no
+"""
+
+POSTFIX_MASTER_CF = """\
+# service type  private unpriv  chroot  wakeup  maxproc command
+127.0.0.1:@PORT@ inet n - n - - smtpd
+postlog   unix-dgram n  -       n       -       1       postlogd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+"""
+
+
+class Postfix:
+    """A private Postfix in workdir that keeps what it accepts.
+
+    port: plain SMTP on 127.0.0.1 with STARTTLS offered (security level
+    "may") and PIPELINING.  Every recipient in reject_recipients is refused
+    with 550 at RCPT; the rest are accepted (relayed for any domain from
+    loopback) and kept in Postfix's deferred queue.  Its log is the file
+    maillog (postlogd), read by arrival_lines()/recipients_received().
+    """
+
+    def __init__(self, workdir, cert, key,
+                 reject_recipients=("rejected@example.net",)):
+        self.dir = workdir
+        self.cert = cert
+        self.key = key
+        self.reject_recipients = list(reject_recipients)
+        self.pid = None
+        self.port = free_port()
+        self.root = postfix_root()
+        os.makedirs(workdir, exist_ok=True)
+        self.maillog = os.path.join(workdir, "maillog")
+        self.queue_dir = os.path.join(workdir, "queue")
+        self.pidfile = os.path.join(self.queue_dir, "pid", "master.pid")
+        self.env, self.uid, self.gid, self.postdrop_gid = \
+            _postfix_env(workdir, self.root)
+        self.env["MAIL_CONFIG"] = workdir
+
+    def _cmd(self, name):
+        return os.path.join(self.root, "usr", "sbin", name)
+
+    def write_config(self):
+        values = dict(DIR=self.dir, ROOT=self.root, CERT=self.cert,
+                      KEY=self.key, PORT=str(self.port))
+        for name, tmpl in (("main.cf", POSTFIX_MAIN_CF),
+                           ("master.cf", POSTFIX_MASTER_CF)):
+            with open(os.path.join(self.dir, name), "w") as f:
+                f.write(re.sub(r"@([A-Z_]+)@",
+                               lambda m: values[m.group(1)], tmpl))
+        with open(os.path.join(self.dir, "recipient_access"), "w") as f:
+            for r in self.reject_recipients:
+                f.write("%s 550 5.1.1 <%s>: rejected by test policy\n"
+                        % (r, r))
+        # Files postfix(1) and post-install read from meta_directory.
+        src = os.path.join(self.root, "etc", "postfix", "postfix-files")
+        shutil.copy(src, os.path.join(self.dir, "postfix-files"))
+        shutil.copy(os.path.join(self.root, "usr", "share", "postfix",
+                                 "dynamicmaps.cf"),
+                    os.path.join(self.dir, "dynamicmaps.cf"))
+        # The queue layout post-install would make, owned as Postfix wants.
+        uid, pd = self.uid, self.postdrop_gid
+        layout = [("queue", 0, 0, 0o755), ("queue/pid", 0, 0, 0o755),
+                  ("data", uid, 0, 0o700),
+                  ("queue/maildrop", uid, pd, 0o730),
+                  ("queue/public", uid, pd, 0o710)]
+        for d in ("incoming", "active", "deferred", "defer", "bounce",
+                  "trace", "corrupt", "hold", "flush", "saved",
+                  "private"):
+            layout.append(("queue/" + d, uid, 0, 0o700))
+        for rel, u, g, mode in layout:
+            path = os.path.join(self.dir, rel)
+            os.makedirs(path, exist_ok=True)
+            os.chown(path, u, g)
+            os.chmod(path, mode)
+
+    def start(self, timeout=DEFAULT_TIMEOUT):
+        """Start master and wait until the SMTP port listens."""
+        self.write_config()
+        # postfix(1) reports errors on stderr only when that is a
+        # terminal (else to syslog): give it a pty to read them back.
+        import pty
+        master_fd, slave_fd = pty.openpty()
+        try:
+            p = subprocess.run([self._cmd("postfix"), "-c", self.dir,
+                                "start"], stdin=subprocess.DEVNULL,
+                               stdout=slave_fd, stderr=slave_fd,
+                               env=self.env, timeout=timeout)
+            os.close(slave_fd)
+            slave_fd = -1
+            out = b""
+            while True:
+                try:
+                    chunk = os.read(master_fd, 4096)
+                except OSError:         # EIO: the pty is closed
+                    break
+                if not chunk:
+                    break
+                out += chunk
+        finally:
+            if slave_fd >= 0:
+                os.close(slave_fd)
+            os.close(master_fd)
+        if p.returncode != 0:
+            raise HarnessError("postfix start failed (%d): %s\n%s" % (
+                p.returncode, out.decode(errors="replace").strip(),
+                self.log_text()))
+
+        def started():
+            try:
+                with open(self.pidfile) as f:
+                    return int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                return None
+        try:
+            self.pid = wait_for(started, timeout=timeout,
+                                what="postfix master pid file")
+            wait_for(lambda: self.port in listening_ports(),
+                     timeout=timeout,
+                     what="postfix to listen on %d" % self.port)
+        except AssertionError as e:
+            raise HarnessError("%s\n%s" % (e, self.log_text()))
+        return self
+
+    def stop(self):
+        if self.pid is None:
+            return
+        pid, self.pid = self.pid, None
+        # master stops its children when it gets SIGTERM.
+        stop_pid(pid)
+
+    def running(self):
+        return self.pid is not None and pid_alive(self.pid)
+
+    def log_text(self):
+        try:
+            with open(self.maillog, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def arrival_lines(self):
+        """qmgr's "from=<...>, size=N, nrcpt=N (queue active)" lines: one
+        per accepted message."""
+        return [ln for ln in self.log_text().splitlines()
+                if "postfix/qmgr[" in ln and " nrcpt=" in ln]
+
+    def recipients_received(self):
+        """Every accepted recipient, from the per-recipient delivery lines
+        (all deferred by defer_transports), in log order."""
+        out = []
+        for ln in self.log_text().splitlines():
+            if "status=deferred" not in ln:
+                continue
+            m = re.search(r" to=<([^>]*)>", ln)
+            if m:
+                out.append(m.group(1))
+        return out
+
+    def reject_lines(self):
+        """smtpd's "NOQUEUE: reject: RCPT ..." lines."""
+        return [ln for ln in self.log_text().splitlines()
+                if "NOQUEUE: reject: RCPT" in ln]
+
+    def queue_ids(self):
+        """Ids of the messages kept in the deferred queue."""
+        out = []
+        for root, _, files in os.walk(os.path.join(self.queue_dir,
+                                                   "deferred")):
+            out.extend(files)
+        return sorted(out)
+
+    def wait_messages(self, n, timeout=DEFAULT_TIMEOUT):
+        """Wait until at least n messages were accepted and every
+        recipient of them was logged; return arrival_lines()."""
+        def done():
+            lines = self.arrival_lines()
+            if len(lines) < n:
+                return None
+            want = sum(int(re.search(r" nrcpt=(\d+)", ln).group(1))
+                       for ln in lines)
+            return lines if len(self.recipients_received()) >= want \
+                else None
+        return wait_for(done, timeout=timeout,
+                        what=lambda: "postfix to receive %d message(s) "
+                        "(has %d)" % (n, len(self.arrival_lines())))
+
+
 # ---------------------------------------------------------------- sendq
 
 def sendq_binary(name):
@@ -890,6 +1201,10 @@ class IntegrationTest(unittest.TestCase):
                 if os.path.exists(obj.mainlog):
                     parts.append("---- exim mainlog (%s)\n%s%s" % (
                         obj.mainlog, obj.log_text(), obj.panic_text()))
+            elif isinstance(obj, Postfix):
+                if os.path.exists(obj.maillog):
+                    parts.append("---- postfix maillog (%s)\n%s" % (
+                        obj.maillog, obj.log_text()))
         self._diag = "\n".join(parts)
 
     def run(self, result=None):
@@ -930,6 +1245,23 @@ class IntegrationTest(unittest.TestCase):
               "port": exim.implicit_port if tls == "implicit"
               else exim.starttls_port,
               "tls": tls, "trust": trust}
+        if trust == "ca_file":
+            sh["ca_file"] = ca_file or self.certs.ca.cert
+        return sh
+
+    def start_postfix(self, cert=None, **kw):
+        """A private Postfix (see class Postfix), started."""
+        cert, key = cert or self.certs.good
+        pf = Postfix(os.path.join(self.dir, "postfix-%d" %
+                                  len(self._started)), cert, key, **kw)
+        os.makedirs(pf.dir, exist_ok=True)
+        self._started.append(pf)
+        return pf.start()
+
+    def smarthost_for_postfix(self, pf, host="localhost", trust="ca_file",
+                              ca_file=None):
+        sh = {"host": host, "port": pf.port, "tls": "starttls",
+              "trust": trust}
         if trust == "ca_file":
             sh["ca_file"] = ca_file or self.certs.ca.cert
         return sh

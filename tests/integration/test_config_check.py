@@ -90,6 +90,23 @@ tls = none
 """ % ca.cert))
         self.assertEqual(p.returncode, EX_OK, p.stderr)
 
+    def test_password_file_readable_by_others_fails_the_check(self):
+        secret = os.path.join(self.dir, "relay.secret")
+        with open(secret, "w") as f:
+            f.write("hunter2\n")
+        text = GOOD + "auth = plain\nuser = alice\npassword_file = %s\n" \
+            % secret
+        os.chmod(secret, 0o600)
+        p = self.check(self.write(text))
+        self.assertEqual(p.returncode, EX_OK, p.stderr)
+        os.chmod(secret, 0o644)
+        p = self.check(self.write(text))
+        err = p.stderr.decode(errors="replace")
+        self.assertEqual(p.returncode, EX_CONFIG, err)
+        self.assertIn(secret, err)
+        self.assertIn("readable by others", err)
+        self.assertNotIn("hunter2", err)
+
     def test_unknown_key_is_error_with_file_and_line(self):
         text = GOOD.replace("hostname = localhost",
                             "hostname = localhost\nfrobnicate = yes")

@@ -429,6 +429,16 @@ Test(smtp_wire, ehlo_caps_recognise_every_known_keyword)
 	cr_assert(c.chunking);
 }
 
+Test(smtp_wire, ehlo_caps_recognise_oauthbearer)
+{
+	struct smtp_wire_caps c;
+
+	test_wire_caps(&c, "250-mx.example.org\r\n"
+	    "250 AUTH OAUTHBEARER oauthbearer-x XOAUTH2\r\n");
+	cr_assert_eq(c.auth_mechs, SMTP_WIRE_AUTH_OAUTHBEARER |
+	    SMTP_WIRE_AUTH_XOAUTH2);
+}
+
 Test(smtp_wire, ehlo_caps_are_case_insensitive_and_ignore_unknowns)
 {
 	struct smtp_wire_caps c;
