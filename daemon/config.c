@@ -495,59 +495,6 @@ config_parse_uint(const char *s)
 	return v;
 }
 
-static int
-config_b64_value(int c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/*
- * Strict base64 (RFC 4648 section 4, with padding, no blanks, unused bits
- * zero) of s[0..len) into out.  Returns the decoded length, or -1 if s is
- * not canonical base64 or decodes to more than outsz bytes.
- */
-static long
-config_b64_decode(const char *s, size_t len, unsigned char *out,
-    size_t outsz)
-{
-	size_t i, n = 0, pad = 0;
-	unsigned acc = 0;
-	int bits = 0, v;
-
-	if (len == 0 || len % 4 != 0)
-		return -1;
-	if (s[len - 1] == '=') {
-		pad++;
-		if (s[len - 2] == '=')
-			pad++;
-	}
-	for (i = 0; i < len - pad; i++) {
-		if ((v = config_b64_value((unsigned char)s[i])) < 0)
-			return -1;
-		acc = ((acc << 6) | (unsigned)v) & 0x3fff;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			if (n >= outsz)
-				return -1;
-			out[n++] = (unsigned char)(acc >> bits);
-		}
-	}
-	if ((acc & ((1u << bits) - 1)) != 0)
-		return -1;
-	return (long)n;
-}
-
 /* A systemd credential name: a file name under $CREDENTIALS_DIRECTORY. */
 static int
 config_valid_credname(const char *s)
@@ -595,11 +542,11 @@ config_set_pins(struct config_parser *p, const struct config_key *k,
     const char *value, int line, const char *ok)
 {
 	struct config_smarthost *sh;
-	unsigned char pin[CONFIG_PIN_LEN * 2];
+	unsigned char pin[CONFIG_PIN_LEN], raw[CONFIG_LINE_MAX];
 	char shown[CONFIG_LINE_MAX + 1];
 	const char *tok, *b64;
 	size_t len, i;
-	long n;
+	size_t rawlen;
 
 	sh = &p->cfg->smarthosts[p->cfg->n_smarthosts - 1];
 	for (tok = value; *tok != '\0'; tok += len) {
@@ -616,19 +563,20 @@ config_set_pins(struct config_parser *p, const struct config_key *k,
 			return -1;
 		}
 		b64 = tok + 7;
-		n = config_b64_decode(b64, len - 7, pin, sizeof(pin));
-		if (n < 0) {
+		if (len == 7 || sq_base64_decode(b64, len - 7, raw,
+		    sizeof(raw), &rawlen) != 0) {
 			config_fail(p, line, p->label, k->key,
 			    "\"%s\" is not valid base64 after sha256: "
 			    "(allowed: %s)", shown, ok);
 			return -1;
 		}
-		if (n != CONFIG_PIN_LEN) {
+		if (rawlen != CONFIG_PIN_LEN) {
 			config_fail(p, line, p->label, k->key,
-			    "\"%s\" decodes to %ld bytes, a SHA-256 has %d "
-			    "(allowed: %s)", shown, n, CONFIG_PIN_LEN, ok);
+			    "\"%s\" decodes to %zu bytes, a SHA-256 has %d "
+			    "(allowed: %s)", shown, rawlen, CONFIG_PIN_LEN, ok);
 			return -1;
 		}
+		memcpy(pin, raw, CONFIG_PIN_LEN);
 		for (i = 0; i < sh->n_pins; i++) {
 			if (memcmp(sh->pins[i], pin, CONFIG_PIN_LEN) == 0) {
 				config_fail(p, line, p->label, k->key,

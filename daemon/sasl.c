@@ -139,64 +139,7 @@ sasl_b64_encode(const void *in, size_t len, struct buf *out)
 	return 0;
 }
 
-static int
-sasl_b64_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
 
-int
-sasl_b64_decode(const char *in, size_t len, unsigned char *out,
-    size_t outmax, size_t *outlen)
-{
-	size_t i, o = 0, pad = 0;
-	uint32_t v;
-	int j, d;
-
-	*outlen = 0;
-	if (len % 4 != 0)
-		return SQ_EPARSE;
-	for (i = 0; i < len; i += 4) {
-		v = 0;
-		for (j = 0; j < 4; j++) {
-			if (in[i + j] == '=' && i + 4 == len && j >= 2) {
-				/* "x=" then "=" only: no data after padding */
-				if (j == 2 && in[i + 3] != '=')
-					return SQ_EPARSE;
-				pad++;
-				v <<= 6;
-				continue;
-			}
-			if (pad > 0 || (d = sasl_b64_value(in[i + j])) < 0)
-				return SQ_EPARSE;
-			v = v << 6 | (uint32_t)d;
-		}
-		/* The bits past the data must be zero (one encoding per
-		 * value: a signature cannot be altered unnoticed). */
-		if ((pad == 1 && (v & 0xff) != 0) ||
-		    (pad == 2 && (v & 0xffff) != 0))
-			return SQ_EPARSE;
-		if (outmax - o < 3 - pad)
-			return SQ_ELIMIT;
-		out[o++] = (unsigned char)(v >> 16);
-		if (pad < 2)
-			out[o++] = (unsigned char)(v >> 8);
-		if (pad < 1)
-			out[o++] = (unsigned char)v;
-	}
-	*outlen = o;
-	return 0;
-}
 
 /* Names and bits. */
 
@@ -482,7 +425,7 @@ sasl_challenge(struct sasl *s, const char *b64, size_t len, size_t *outlen)
 	if (len > SASL_CHALLENGE_MAX)
 		return sasl_fail(s, "AUTH %s: server challenge longer than %d"
 		    " bytes", sasl_mech_name(s->mech), SASL_CHALLENGE_MAX);
-	rc = sasl_b64_decode(b64, len, s->scratch, SASL_MSG_MAX - 1, outlen);
+	rc = sq_base64_decode(b64, len, s->scratch, SASL_MSG_MAX - 1, outlen);
 	if (rc != 0)
 		return sasl_fail(s, "AUTH %s: server challenge is not valid"
 		    " base64", sasl_mech_name(s->mech));
@@ -578,7 +521,7 @@ sasl_scram_first(struct sasl *s, size_t n, struct buf *out)
 	}
 	v += 3;
 	slen = sasl_scram_attr(v, end);
-	if (sasl_b64_decode(v, slen, salt, sizeof(salt), &saltlen) != 0 ||
+	if (sq_base64_decode(v, slen, salt, sizeof(salt), &saltlen) != 0 ||
 	    saltlen == 0) {
 		sasl_fail(s, "SCRAM salt (s=) is empty, too long or not"
 		    " base64");
@@ -683,7 +626,7 @@ sasl_scram_final(struct sasl *s, size_t n)
 		return sasl_fail(s, "SCRAM server-final-message has no"
 		    " server signature (v=)");
 	vlen = sasl_scram_attr(sf + 2, sf + n);
-	if (sasl_b64_decode(sf + 2, vlen, sig, sizeof(sig), &siglen) != 0 ||
+	if (sq_base64_decode(sf + 2, vlen, sig, sizeof(sig), &siglen) != 0 ||
 	    siglen != SASL_SHA256_LEN)
 		return sasl_fail(s, "SCRAM server signature (v=) is not a"
 		    " base64 SHA-256 value");
@@ -782,7 +725,7 @@ sasl_success(struct sasl *s)
 static int
 sasl_b64_char(char c)
 {
-	return sasl_b64_value(c) >= 0 || c == '=';
+	return sq_base64_value(c) >= 0 || c == '=';
 }
 
 void

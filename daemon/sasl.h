@@ -147,8 +147,6 @@ enum config_auth	sasl_pick(unsigned server_mechs_mask,
  * SQ_ELIMIT (does not fit).
  */
 int	sasl_b64_encode(const void *in, size_t len, struct buf *out);
-int	sasl_b64_decode(const char *in, size_t len, unsigned char *out,
-	    size_t outmax, size_t *outlen);
 
 /*
  * Output buffers that may hold secrets: sasl_buf_init() makes an empty

@@ -132,3 +132,62 @@ sq_host_is_loopback(const char *host)
 		return IN6_IS_ADDR_LOOPBACK(&a6);
 	return 0;
 }
+
+int
+sq_base64_value(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+int
+sq_base64_decode(const char *in, size_t len, unsigned char *out,
+    size_t outmax, size_t *outlen)
+{
+	size_t i, o = 0, pad = 0;
+	uint32_t v;
+	int j, d;
+
+	*outlen = 0;
+	if (len % 4 != 0)
+		return SQ_EPARSE;
+	for (i = 0; i < len; i += 4) {
+		v = 0;
+		for (j = 0; j < 4; j++) {
+			if (in[i + j] == '=' && i + 4 == len && j >= 2) {
+				/* "x=" then "=" only: no data after padding */
+				if (j == 2 && in[i + 3] != '=')
+					return SQ_EPARSE;
+				pad++;
+				v <<= 6;
+				continue;
+			}
+			if (pad > 0 || (d = sq_base64_value(in[i + j])) < 0)
+				return SQ_EPARSE;
+			v = v << 6 | (uint32_t)d;
+		}
+		/* The bits past the data must be zero (one encoding per
+		 * value: a signature cannot be altered unnoticed). */
+		if ((pad == 1 && (v & 0xff) != 0) ||
+		    (pad == 2 && (v & 0xffff) != 0))
+			return SQ_EPARSE;
+		if (outmax - o < 3 - pad)
+			return SQ_ELIMIT;
+		out[o++] = (unsigned char)(v >> 16);
+		if (pad < 2)
+			out[o++] = (unsigned char)(v >> 8);
+		if (pad < 1)
+			out[o++] = (unsigned char)v;
+	}
+	*outlen = o;
+	return 0;
+}

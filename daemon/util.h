@@ -55,6 +55,17 @@ char	*xasprintf(const char *fmt, ...) SQ_PRINTF(1, 2);
  * from the network or a file can be logged safely.  Returns dst. */
 char	*sq_printable(char *dst, size_t dstsz, const char *src, size_t len);
 
+/* The value of a base64 (RFC 4648) alphabet character, -1 for others. */
+int	sq_base64_value(char c);
+/*
+ * Strict base64 (padding required, no blanks, unused bits zero: one
+ * encoding per value) of in[0..len) into out (outmax bytes).  Returns 0
+ * and *outlen, SQ_EPARSE for anything not canonical, SQ_ELIMIT when out
+ * is too small.
+ */
+int	sq_base64_decode(const char *in, size_t len, unsigned char *out,
+	    size_t outmax, size_t *outlen);
+
 /* True when host is a loopback literal (127.0.0.0/8, ::1) or "localhost". */
 int	sq_host_is_loopback(const char *host);
 

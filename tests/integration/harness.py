@@ -685,10 +685,10 @@ def _postfix_env(workdir, root):
 POSTFIX_MAIN_CF = """\
 # Private Postfix for sendq's integration tests (written by harness.py).
 compatibility_level = 3.6
-config_directory = @DIR@
-queue_directory = @DIR@/queue
+config_directory = @DIR@/etc
+queue_directory = @QUEUE@
 data_directory = @DIR@/data
-meta_directory = @DIR@
+meta_directory = @DIR@/etc
 command_directory = @ROOT@/usr/sbin
 daemon_directory = @ROOT@/usr/lib/postfix/sbin
 shlib_directory = @ROOT@/usr/lib/postfix
@@ -712,7 +712,7 @@ smtpd_tls_security_level = may
 smtpd_tls_received_header = yes
 smtpd_tls_loglevel = 1
 smtpd_recipient_restrictions =
-  check_recipient_access texthash:@DIR@/recipient_access
+  check_recipient_access texthash:@DIR@/etc/recipient_access
   permit_mynetworks reject_unauth_destination
 smtpd_relay_restrictions = permit_mynetworks reject_unauth_destination
 # Keep every message: the smtp transport is deferred, so each recipient
@@ -725,6 +725,8 @@ maximal_backoff_time = 3600s
 bounce_queue_lifetime = 1d
 maximal_queue_lifetime = 1d
 biff = no
+alias_maps =
+alias_database =
 """
 
 POSTFIX_MASTER_CF = """\
@@ -774,45 +776,66 @@ class Postfix:
         self.root = postfix_root()
         os.makedirs(workdir, exist_ok=True)
         self.maillog = os.path.join(workdir, "maillog")
+        # Postfix's sockets live in the queue; a socket path must fit in
+        # sun_path (108 bytes), so a long workdir gets a short queue
+        # folder of its own in /tmp, removed by stop().
         self.queue_dir = os.path.join(workdir, "queue")
+        self._own_queue = False
+        if len(self.queue_dir) > 60:
+            self.queue_dir = tempfile.mkdtemp(prefix="sqpf-")
+            os.chmod(self.queue_dir, 0o755)
+            self._own_queue = True
         self.pidfile = os.path.join(self.queue_dir, "pid", "master.pid")
         self.env, self.uid, self.gid, self.postdrop_gid = \
             _postfix_env(workdir, self.root)
-        self.env["MAIL_CONFIG"] = workdir
+        self.conf_dir = os.path.join(workdir, "etc")
+        self.env["MAIL_CONFIG"] = self.conf_dir
+        # Postfix's unprivileged processes must reach their queue (and
+        # smtpd its key) below test directories that mkdtemp made 0700.
+        top = os.path.realpath(tempfile.gettempdir())
+        d = os.path.realpath(workdir)
+        while d.startswith(top + os.sep):
+            st = os.stat(d)
+            if st.st_uid == os.getuid() and not st.st_mode & 0o001:
+                os.chmod(d, (st.st_mode & 0o7777) | 0o011)
+            d = os.path.dirname(d)
 
     def _cmd(self, name):
         return os.path.join(self.root, "usr", "sbin", name)
 
     def write_config(self):
-        values = dict(DIR=self.dir, ROOT=self.root, CERT=self.cert,
+        values = dict(DIR=self.dir, QUEUE=self.queue_dir, ROOT=self.root,
+                      CERT=self.cert,
                       KEY=self.key, PORT=str(self.port))
+        os.makedirs(self.conf_dir, exist_ok=True)
         for name, tmpl in (("main.cf", POSTFIX_MAIN_CF),
                            ("master.cf", POSTFIX_MASTER_CF)):
-            with open(os.path.join(self.dir, name), "w") as f:
+            with open(os.path.join(self.conf_dir, name), "w") as f:
                 f.write(re.sub(r"@([A-Z_]+)@",
                                lambda m: values[m.group(1)], tmpl))
-        with open(os.path.join(self.dir, "recipient_access"), "w") as f:
+        with open(os.path.join(self.conf_dir, "recipient_access"),
+                  "w") as f:
             for r in self.reject_recipients:
                 f.write("%s 550 5.1.1 <%s>: rejected by test policy\n"
                         % (r, r))
         # Files postfix(1) and post-install read from meta_directory.
         src = os.path.join(self.root, "etc", "postfix", "postfix-files")
-        shutil.copy(src, os.path.join(self.dir, "postfix-files"))
+        shutil.copy(src, os.path.join(self.conf_dir, "postfix-files"))
         shutil.copy(os.path.join(self.root, "usr", "share", "postfix",
                                  "dynamicmaps.cf"),
-                    os.path.join(self.dir, "dynamicmaps.cf"))
+                    os.path.join(self.conf_dir, "dynamicmaps.cf"))
         # The queue layout post-install would make, owned as Postfix wants.
         uid, pd = self.uid, self.postdrop_gid
-        layout = [("queue", 0, 0, 0o755), ("queue/pid", 0, 0, 0o755),
-                  ("data", uid, 0, 0o700),
-                  ("queue/maildrop", uid, pd, 0o730),
-                  ("queue/public", uid, pd, 0o710)]
+        q = self.queue_dir
+        layout = [(q, 0, 0, 0o755), (q + "/pid", 0, 0, 0o755),
+                  (self.dir + "/data", uid, 0, 0o700),
+                  (q + "/maildrop", uid, pd, 0o730),
+                  (q + "/public", uid, pd, 0o710)]
         for d in ("incoming", "active", "deferred", "defer", "bounce",
                   "trace", "corrupt", "hold", "flush", "saved",
                   "private"):
-            layout.append(("queue/" + d, uid, 0, 0o700))
-        for rel, u, g, mode in layout:
-            path = os.path.join(self.dir, rel)
+            layout.append((q + "/" + d, uid, 0, 0o700))
+        for path, u, g, mode in layout:
             os.makedirs(path, exist_ok=True)
             os.chown(path, u, g)
             os.chmod(path, mode)
@@ -825,7 +848,7 @@ class Postfix:
         import pty
         master_fd, slave_fd = pty.openpty()
         try:
-            p = subprocess.run([self._cmd("postfix"), "-c", self.dir,
+            p = subprocess.run([self._cmd("postfix"), "-c", self.conf_dir,
                                 "start"], stdin=subprocess.DEVNULL,
                                stdout=slave_fd, stderr=slave_fd,
                                env=self.env, timeout=timeout)
@@ -866,11 +889,13 @@ class Postfix:
         return self
 
     def stop(self):
-        if self.pid is None:
-            return
-        pid, self.pid = self.pid, None
-        # master stops its children when it gets SIGTERM.
-        stop_pid(pid)
+        if self.pid is not None:
+            pid, self.pid = self.pid, None
+            # master stops its children when it gets SIGTERM.
+            stop_pid(pid)
+        if self._own_queue:
+            self._own_queue = False
+            shutil.rmtree(self.queue_dir, ignore_errors=True)
 
     def running(self):
         return self.pid is not None and pid_alive(self.pid)
@@ -901,9 +926,9 @@ class Postfix:
         return out
 
     def reject_lines(self):
-        """smtpd's "NOQUEUE: reject: RCPT ..." lines."""
+        """smtpd's "reject: RCPT from ..." lines (one per refused RCPT)."""
         return [ln for ln in self.log_text().splitlines()
-                if "NOQUEUE: reject: RCPT" in ln]
+                if " reject: RCPT from " in ln]
 
     def queue_ids(self):
         """Ids of the messages kept in the deferred queue."""
