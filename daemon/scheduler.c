@@ -38,6 +38,7 @@
 
 #include <event2/event.h>
 
+#include "buf.h"
 #include "log.h"
 #include "scheduler.h"
 #include "smtp_conn.h"
@@ -179,12 +180,14 @@ scheduler_log_attempt(struct sched_relay *r, const char *id,
  */
 static void
 scheduler_settle_current(struct sched_relay *r, const int *fate,
-    const char *reason)
+    const char *const *rcpt_reply, const char *reason)
 {
 	struct scheduler *s = r->sched;
 	struct envelope *env = r->cur_env, *failed;
 	struct sq_err err = { 0 };
-	size_t i, kept = 0;
+	struct buf why;
+	const char *rr;
+	size_t i, kept = 0, n_failed;
 	int held = 1;
 
 	if (r->cur != NULL) {
@@ -200,15 +203,32 @@ scheduler_settle_current(struct sched_relay *r, const int *fate,
 		failed->created = env->created;
 		failed->uid = env->uid;
 		failed->attempts = env->attempts + 1;
-		envelope_set_error(failed, reason);
-		for (i = 0; i < env->n_rcpts; i++)
-			if (fate[i] == 5) {
-				envelope_add_rcpt(failed, env->rcpts[i]);
-				log_warn("failed msgid=%s rcpt=%s relay=%s "
-				    "reason=\"%s\": held in failed/ (bounces "
-				    "are not implemented yet)", env->id,
-				    env->rcpts[i], r->sh->name, reason);
+		/* Each refused recipient keeps the reply to its own RCPT;
+		 * the message's reply when the whole message was refused. */
+		buf_init(&why, 1024);
+		for (i = 0, n_failed = 0; i < env->n_rcpts; i++)
+			n_failed += fate[i] == 5;
+		for (i = 0; i < env->n_rcpts; i++) {
+			if (fate[i] != 5)
+				continue;
+			rr = rcpt_reply != NULL && rcpt_reply[i] != NULL ?
+			    rcpt_reply[i] : reason;
+			envelope_add_rcpt(failed, env->rcpts[i]);
+			log_warn("failed msgid=%s rcpt=%s relay=%s reason=\"%s\":"
+			    " held in failed/ (bounces are not implemented "
+			    "yet)", env->id, env->rcpts[i], r->sh->name, rr);
+			if (why.len > 0)
+				buf_append_str(&why, "; ");
+			if (n_failed > 1) {
+				buf_append_str(&why, env->rcpts[i]);
+				buf_append_str(&why, ": ");
 			}
+			buf_append_str(&why, rr);
+		}
+		if (buf_append(&why, "", 1) != 0)
+			why.data[why.len - 1] = '\0';	/* full: truncate */
+		envelope_set_error(failed, why.len > 1 ? why.data : reason);
+		buf_fini(&why);
 		if (failed->n_rcpts > 0 && spool_hold_failed(s->spool, failed,
 		    failed->attempts, &err) != 0) {
 			log_err("msgid=%s: cannot hold the failed recipients "
@@ -294,7 +314,7 @@ scheduler_on_message_done(struct smtp_conn *c,
 	else
 		scheduler_log_attempt(r, r->cur->id, failed == n ? "failed" :
 		    "deferred", res);
-	scheduler_settle_current(r, fate, res->reply);
+	scheduler_settle_current(r, fate, res->rcpt_reply, res->reply);
 	free(fate);
 	scheduler_finish_current(r);
 	/* The connection reports on_ready next when it can carry more. */
@@ -454,7 +474,7 @@ scheduler_on_closed(struct smtp_conn *c, const struct smtp_conn_result *res,
 				r->attempt = r->cur_env->attempts + 1;
 		}
 		scheduler_log_attempt(r, r->cur->id, "deferred", res);
-		scheduler_settle_current(r, NULL, res->reply);
+		scheduler_settle_current(r, NULL, NULL, res->reply);
 		scheduler_finish_current(r);
 		r->retry_at = scheduler_now() + scheduler_relay_backoff(r, res);
 	} else if (!r->conn_idle) {

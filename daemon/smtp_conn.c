@@ -192,6 +192,7 @@ struct smtp_conn {
 	int			 msg_active;
 	struct smtp_conn_message msg;
 	int			*rcpt_class;
+	char			**rcpt_reply;	/* per recipient, or NULL */
 	off_t			 body_off;
 	int			 body_started;
 	int			 body_done;
@@ -359,6 +360,18 @@ smtp_conn_fail_auth(struct smtp_conn *c, int code, const char *fmt, ...)
 	va_end(ap);
 }
 
+static void
+smtp_conn_free_rcpt_replies(struct smtp_conn *c)
+{
+	size_t i;
+
+	if (c->rcpt_reply != NULL)
+		for (i = 0; i < c->msg.n_rcpts; i++)
+			free(c->rcpt_reply[i]);
+	free(c->rcpt_reply);
+	c->rcpt_reply = NULL;
+}
+
 /* Free everything now (never from inside a callback of c). */
 static void
 smtp_conn_destroy(struct smtp_conn *c)
@@ -381,6 +394,7 @@ smtp_conn_destroy(struct smtp_conn *c)
 	if (c->msg_active && c->msg.body_fd != -1)
 		close(c->msg.body_fd);
 	free(c->rcpt_class);
+	smtp_conn_free_rcpt_replies(c);
 	free(c->body_buf);
 	free(c->name);
 	free(c->host);
@@ -985,6 +999,7 @@ smtp_conn_txn_outcome(const struct smtp_conn *c,
 	return SMTP_CONN_DEFERRED;
 }
 
+
 static void
 smtp_conn_msg_end(struct smtp_conn *c)
 {
@@ -994,6 +1009,7 @@ smtp_conn_msg_end(struct smtp_conn *c)
 	c->msg_active = 0;
 	free(c->rcpt_class);
 	c->rcpt_class = NULL;
+	smtp_conn_free_rcpt_replies(c);
 }
 
 static void
@@ -1012,6 +1028,7 @@ smtp_conn_on_txn_done(struct smtp_conn *c, const struct smtp_proto_event *ev)
 	smtp_conn_result_init(c, &r, smtp_conn_txn_outcome(c, &ev->reply),
 	    ev->reply.code, text);
 	r.rcpt_class = c->rcpt_class;
+	r.rcpt_reply = (const char *const *)c->rcpt_reply;
 	r.n_rcpts = c->msg.n_rcpts;
 	log_debug("relay=%s msgid=%s <<< %s", c->name, c->msg.id, r.reply);
 	/* The fd is closed now; rcpt_class lives through the callback. */
@@ -1086,6 +1103,14 @@ smtp_conn_events(struct smtp_conn *c)
 			if (ev.reply.code == 530 || (cls != 2 && cls != 5))
 				cls = 4;
 			c->rcpt_class[ev.rcpt_index] = cls;
+			if (cls != 2) {
+				char rtext[sizeof(ev.reply.text) + 8];
+
+				smtp_conn_reply_text(&ev.reply, rtext,
+				    sizeof(rtext));
+				free(c->rcpt_reply[ev.rcpt_index]);
+				c->rcpt_reply[ev.rcpt_index] = xstrdup(rtext);
+			}
 			break;
 		case SMTP_PROTO_EV_NEED_BODY:
 			if (!c->msg_active) {
@@ -1486,6 +1511,7 @@ smtp_conn_send(struct smtp_conn *c, const struct smtp_conn_message *msg)
 		c->msg.id = "-";
 	c->msg_active = 1;
 	c->rcpt_class = xcalloc(msg->n_rcpts, sizeof(int));
+	c->rcpt_reply = xcalloc(msg->n_rcpts, sizeof(char *));
 	c->body_off = 0;
 	c->body_started = c->body_done = 0;
 	c->rcpt_replies = 0;

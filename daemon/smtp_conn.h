@@ -103,6 +103,9 @@ struct smtp_conn_result {
 	 * the connection, valid during the callback): 2 accepted, 4
 	 * temporary, 5 permanent, 0 not tried. */
 	const int		*rcpt_class;
+	/* The server's reply to each refused recipient's RCPT (NULL for an
+	 * accepted or untried one); same lifetime as rcpt_class. */
+	const char *const	*rcpt_reply;
 	size_t			 n_rcpts;
 	char			 tls[128];	/* "TLS1.3 AES-256-GCM..." or
 						 * "none" */

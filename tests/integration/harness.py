@@ -763,11 +763,15 @@ class Postfix:
     with 550 at RCPT; the rest are accepted (relayed for any domain from
     loopback) and kept in Postfix's deferred queue.  Its log is the file
     maillog (postlogd), read by arrival_lines()/recipients_received().
+    extra_main: more main.cf settings {name: value} (appended, so they
+    override the defaults).
     """
 
     def __init__(self, workdir, cert, key,
-                 reject_recipients=("rejected@example.net",)):
+                 reject_recipients=("rejected@example.net",),
+                 extra_main=None):
         self.dir = workdir
+        self.extra_main = dict(extra_main or {})
         self.cert = cert
         self.key = key
         self.reject_recipients = list(reject_recipients)
@@ -810,9 +814,13 @@ class Postfix:
         os.makedirs(self.conf_dir, exist_ok=True)
         for name, tmpl in (("main.cf", POSTFIX_MAIN_CF),
                            ("master.cf", POSTFIX_MASTER_CF)):
+            text = re.sub(r"@([A-Z_]+)@", lambda m: values[m.group(1)],
+                          tmpl)
+            if name == "main.cf":
+                text += "".join("%s = %s\n" % kv
+                                for kv in self.extra_main.items())
             with open(os.path.join(self.conf_dir, name), "w") as f:
-                f.write(re.sub(r"@([A-Z_]+)@",
-                               lambda m: values[m.group(1)], tmpl))
+                f.write(text)
         with open(os.path.join(self.conf_dir, "recipient_access"),
                   "w") as f:
             for r in self.reject_recipients:
