@@ -35,6 +35,13 @@ enum config_trust {
 	CONFIG_TRUST_PIN,	/* only the SPKI pins (no chain, no name) */
 };
 
+/* [queue] bounce: what a permanent failure or expiry produces. */
+enum config_bounce {
+	CONFIG_BOUNCE_SENDER,	/* an RFC 3464 DSN to the envelope sender */
+	CONFIG_BOUNCE_ADMIN,	/* the DSN to admin_address instead */
+	CONFIG_BOUNCE_NONE,	/* no DSN: the message is kept in failed/ */
+};
+
 /* SMTP AUTH mechanism; AUTO picks the strongest both sides have. */
 enum config_auth {
 	CONFIG_AUTH_NONE,
@@ -92,6 +99,20 @@ struct config_smarthost {
 	unsigned	 timeout_command;	/* 5m, each command reply */
 	unsigned	 timeout_data_block;	/* 3m, each body write */
 	unsigned	 timeout_data_end;	/* 10m, reply to the final dot */
+	/* Queue engine (issue 4). */
+	unsigned	 max_connections;	/* 2: concurrent connections */
+	unsigned	 messages_per_connection; /* 100, then reconnect */
+	unsigned	 idle_timeout;		/* 5s: close an idle one */
+	char		**match_sender;		/* globs (NULL-terminated list,
+						 * NULL = no condition) */
+	char		**match_recipient;
+	char		*fallback;		/* NAME of another smarthost */
+	int		 fallback_index;	/* its index, -1 = none */
+	unsigned	 rate_count;		/* rate = N/s|m|h: at most
+						 * rate_count messages per
+						 * rate_seconds; 0 = unlimited */
+	unsigned	 rate_seconds;
+
 	unsigned	 session_max;		/* 30m: the longest a
 						 * connection may take to get
 						 * ready, or to carry one
@@ -104,9 +125,20 @@ struct config {
 	char		*spool_dir;	/* [sendq] spool_dir */
 	char		*hostname;	/* [sendq] hostname; NULL = not set,
 					 * the caller uses gethostname() */
-	unsigned	 retry_min;	/* [queue] retry_min, seconds: the
-					 * delay before a deferred message is
-					 * tried again */
+	unsigned	 retry_min;	/* [queue] retry_min (1m): the first
+					 * retry delay; then doubling, with
+					 * jitter, up to retry_max */
+	unsigned	 retry_max;	/* [queue] retry_max (1h) */
+	unsigned	 max_age;	/* [queue] max_age (5d): then the
+					 * message fails (bounce) */
+	int		 bounce;	/* [queue] bounce: CONFIG_BOUNCE_* */
+	char		*admin_address;	/* [queue] admin_address (required
+					 * with bounce = admin) */
+	unsigned	 delay_warning;	/* [queue] delay_warning: 0 = off
+					 * (default); else send one
+					 * "delayed" DSN after this long */
+	char		*control_socket; /* [sendq] control_socket
+					 * (/run/sendq/control.sock) */
 	struct config_smarthost *smarthosts;	/* in file order */
 	size_t		 n_smarthosts;
 	int		 log_level;	/* [sendq] log_level: an enum

@@ -18,6 +18,10 @@
  *	body 8bit			7bit or 8bit: whether the message
  *					holds bytes >= 0x80 (optional, once;
  *					absent means 7bit)
+ *	held 1				on hold (sendqctl hold); optional,
+ *					once, 0 or 1
+ *	warned 1			the delay warning was sent; optional,
+ *					once, 0 or 1
  *	end				last line: a file without it is
  *					truncated and rejected
  *
@@ -53,6 +57,8 @@ enum envelope_key {
 	ENVELOPE_KEY_NEXT_ATTEMPT,
 	ENVELOPE_KEY_LAST_ERROR,
 	ENVELOPE_KEY_BODY,
+	ENVELOPE_KEY_HELD,
+	ENVELOPE_KEY_WARNED,
 	ENVELOPE_KEY_END,
 	ENVELOPE_KEY_COUNT,
 };
@@ -67,6 +73,8 @@ static const char *const envelope_key_names[ENVELOPE_KEY_COUNT] = {
 	[ENVELOPE_KEY_NEXT_ATTEMPT] = "next_attempt",
 	[ENVELOPE_KEY_LAST_ERROR] = "last_error",
 	[ENVELOPE_KEY_BODY] = "body",
+	[ENVELOPE_KEY_HELD] = "held",
+	[ENVELOPE_KEY_WARNED] = "warned",
 	[ENVELOPE_KEY_END] = "end",
 };
 
@@ -175,6 +183,10 @@ envelope_format(const struct envelope *env, size_t *len)
 	if (env->last_error != NULL)
 		envelope_format_line(&b, "last_error", env->last_error);
 	envelope_format_line(&b, "body", env->body_8bit ? "8bit" : "7bit");
+	if (env->held)
+		envelope_format_line(&b, "held", "1");
+	if (env->warned)
+		envelope_format_line(&b, "warned", "1");
 	envelope_format_line(&b, "end", NULL);
 	if (buf_append(&b, "", 1) != 0)
 		log_fatalx("envelope too large");
@@ -371,6 +383,18 @@ envelope_parse(const char *text, size_t len, struct envelope **out,
 			break;
 		case ENVELOPE_KEY_LAST_ERROR:
 			env->last_error = xstrndup(val, vallen);
+			break;
+		case ENVELOPE_KEY_HELD:
+		case ENVELOPE_KEY_WARNED:
+			if (vallen != 1 || (val[0] != '0' && val[0] != '1')) {
+				rc = envelope_parse_fail(err, lineno,
+				    "bad flag (0 or 1)", val, vallen);
+				goto fail;
+			}
+			if (k == ENVELOPE_KEY_HELD)
+				env->held = val[0] == '1';
+			else
+				env->warned = val[0] == '1';
 			break;
 		case ENVELOPE_KEY_BODY:
 			if (vallen == 4 && memcmp(val, "8bit", 4) == 0)

@@ -30,6 +30,8 @@ struct envelope {
 	char	*last_error;	/* last failure, printable, or NULL */
 	int	 body_8bit;	/* the message holds bytes >= 0x80: sent
 				 * with BODY=8BITMIME where offered */
+	int	 held;		/* sendqctl hold: not tried until release */
+	int	 warned;	/* the delay warning DSN was sent */
 };
 
 /* A new empty envelope (uid -1); free with envelope_free. */

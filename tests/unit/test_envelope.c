@@ -295,3 +295,27 @@ Test(envelope, body_type_round_trips_and_is_checked)
 	envelope_free(env);
 	envelope_free(back);
 }
+
+Test(envelope, held_and_warned_flags_round_trip_and_are_checked)
+{
+	struct envelope *env = test_sample_envelope(), *back = NULL;
+	struct sq_err err = { 0 };
+	const char *bad = "sendq-envelope 1\nid 018F2C3A4B0A1B2C3D4E\n"
+	    "created 1\nsender a@b\nrcpt c@d\nheld yes\nend\n";
+	size_t len;
+	char *text;
+
+	env->held = 1;
+	env->warned = 1;
+	text = envelope_format(env, &len);
+	cr_assert_eq(envelope_parse(text, len, &back, &err), 0, "%s",
+	    err.msg);
+	cr_assert_eq(back->held, 1);
+	cr_assert_eq(back->warned, 1);
+	cr_assert_eq(envelope_parse(bad, strlen(bad), &back, &err),
+	    SQ_EPARSE);
+	cr_assert_not_null(strstr(err.msg, "bad flag"), "%s", err.msg);
+	free(text);
+	envelope_free(env);
+	envelope_free(back);
+}

@@ -1,0 +1,55 @@
+/*
+ * control.h - the control socket of sendqd: a unix stream socket (mode
+ * 0660, group of the spool directory's owner, i.e. root and the sendq
+ * group) that sendqctl talks to.
+ *
+ * Protocol: the client sends one request line "COMMAND [ARG] [--json]\n";
+ * the server answers with the output text and closes the connection.  The
+ * first line of the answer is "ok" or "error: REASON"; the rest is the
+ * output, already formatted (text or JSON) for the client to print.
+ *
+ * Commands: status, list, show ID, flush, retry ID, hold ID, release ID,
+ * delete ID, bounce ID.  The daemon side is a table of handlers (tmux's
+ * cmd_entry shape) that call into the scheduler through struct
+ * control_ops.
+ *
+ * Owns: the socket, request parsing (bounded line, one request per
+ * connection, timeout), the command table.
+ * May call: queue_view (list/show formatting), util, log, libevent.
+ */
+#ifndef SENDQ_CONTROL_H
+#define SENDQ_CONTROL_H
+
+#include "buf.h"
+#include "util.h"
+
+struct event_base;
+struct control;
+
+/* What the scheduler does for the control socket.  Each returns 0, or a
+ * negative code with err (e.g. SQ_ENOTFOUND "no message ID").  out gets
+ * text to show (status); json selects the output format. */
+struct control_ops {
+	int	(*status)(void *arg, int json, struct buf *out,
+		    struct sq_err *err);
+	int	(*flush)(void *arg, struct sq_err *err);
+	int	(*retry)(void *arg, const char *id, struct sq_err *err);
+	int	(*hold)(void *arg, const char *id, struct sq_err *err);
+	int	(*release)(void *arg, const char *id, struct sq_err *err);
+	int	(*remove)(void *arg, const char *id, struct sq_err *err);
+	int	(*bounce)(void *arg, const char *id, struct sq_err *err);
+	/* list/show read the spool: the scheduler only says which message
+	 * is being delivered right now (state "active"). */
+	int	(*is_active)(void *arg, const char *id);
+	void	*arg;
+};
+
+/* Listen on path (replacing a stale socket file).  spool_dir is used for
+ * list/show.  Returns 0 and *out, or -errno with err. */
+int	control_new(struct event_base *base, const char *path,
+	    const char *spool_dir, const struct control_ops *ops,
+	    struct control **out, struct sq_err *err);
+/* Stop listening, close clients, remove the socket file; NULL accepted. */
+void	control_free(struct control *c);
+
+#endif
