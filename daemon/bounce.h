@@ -3,7 +3,7 @@
  * multipart/report) for recipients that failed for good or are delayed.
  *
  * The DSN is a complete RFC 5322 message:
- *   From: MAILER-DAEMON@<reporting_host> (Mail Delivery System)
+ *   From: "Mail Delivery System" <MAILER-DAEMON@reporting_host>
  *   To: <the recipient of the DSN>, Subject, Date, Message-ID,
  *   Auto-Submitted: auto-replied, MIME-Version: 1.0
  *   Content-Type: multipart/report; report-type=delivery-status;
@@ -54,6 +54,11 @@ struct bounce_params {
 	const char		*orig_sender;	/* original envelope sender */
 	int64_t			 arrival;	/* original acceptance time */
 	int64_t			 now;		/* time of this report */
+	int64_t			 retry_until;	/* BOUNCE_DELAYED: when the
+						 * attempts end (arrival +
+						 * max_age), for the text and
+						 * Will-Retry-Until; 0:
+						 * unknown, not shown */
 	enum bounce_action	 action;
 	const struct bounce_rcpt *rcpts;
 	size_t			 n_rcpts;

@@ -34,6 +34,20 @@
  * line to change.  Secrets themselves are never read here (secret.c does,
  * for each connection), and tls_priority is only stored: tls.c checks it
  * with GnuTLS when sendqd starts.
+ *
+ * [queue] has rules of its own, checked at the end of that section (it
+ * appears at most once; without it the defaults agree): retry_min <=
+ * retry_max and delay_warning (unless off) < max_age, each reported at the
+ * later of the two lines with the other key's value and line (or "the
+ * default"); bounce = admin needs admin_address, reported at the bounce
+ * line.  match_sender / match_recipient lists (CONFIG_F_REPEAT: each line
+ * adds globs) are only checked for their characters here; route.c matches
+ * them.  fallback = NAME can name a smarthost further down, so names are
+ * resolved after the whole file has been read (config_resolve_fallbacks):
+ * every smarthost gets fallback_index (-1 without fallback), an unknown
+ * name is an error at its fallback line, and so is a loop, reported at
+ * the fallback line of its first member in file order.  Naming the
+ * smarthost itself is caught at the end of its section.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -46,6 +60,7 @@
 #include <strings.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <sys/un.h>
 
 #include <ini.h>
 
@@ -67,10 +82,18 @@ enum config_type {
 	CONFIG_T_HOST,		/* a host name or an IP address literal */
 	CONFIG_T_ENUM,		/* one of choices[], stored as index */
 	CONFIG_T_DURATION,	/* seconds, with optional unit s|m|h|d */
-	CONFIG_T_PORT,		/* integer min..max */
+	CONFIG_T_UINT,		/* integer min..max */
 	CONFIG_T_STRING,	/* any non-empty text */
 	CONFIG_T_PIN,		/* sha256:BASE64 ..., appended to pins[] */
 	CONFIG_T_CREDNAME,	/* a systemd credential name */
+	CONFIG_T_SOCKET,	/* absolute path that fits a sun_path */
+	CONFIG_T_ADDRESS,	/* an email address local@domain */
+	CONFIG_T_DURATION_OFF,	/* "off" or 0 (stored as 0), or a duration */
+	CONFIG_T_GLOBS,		/* address globs, appended to a NULL-ended
+				 * char ** list */
+	CONFIG_T_NAME,		/* a smarthost name (resolved later) */
+	CONFIG_T_RATE,		/* N/s, N/m or N/h into rate_count and
+				 * rate_seconds */
 };
 
 #define CONFIG_F_REQUIRED	0x1
@@ -78,7 +101,7 @@ enum config_type {
 
 /*
  * choices: CONFIG_T_ENUM's names, NULL-ended.  min, max: DURATION, PORT.
- * allowed: for messages (ENUM, DURATION and PORT build theirs).  def: the
+ * allowed: for messages (ENUM, DURATION and UINT build theirs).  def: the
  * default as text, NULL for none.  offset: into struct config, or into
  * struct config_smarthost for a smarthost key.
  */
@@ -118,6 +141,13 @@ static const char *const config_trust_names[] = {
 	NULL
 };
 
+static const char *const config_bounce_names[] = {
+	[CONFIG_BOUNCE_SENDER] = "sender",
+	[CONFIG_BOUNCE_ADMIN] = "admin",
+	[CONFIG_BOUNCE_NONE] = "none",
+	NULL
+};
+
 static const char *const config_auth_names[] = {
 	[CONFIG_AUTH_NONE] = "none",
 	[CONFIG_AUTH_AUTO] = "auto",
@@ -133,9 +163,22 @@ static const char *const config_auth_names[] = {
 _Static_assert(sizeof(enum config_tls) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_trust) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_auth) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_bounce) == sizeof(int), "enum size");
 
 #define CONFIG_DAY	86400u
 #define CONFIG_HOUR	3600u
+
+/* The longest control_socket: what fits sockaddr_un.sun_path with its NUL. */
+#define CONFIG_SOCKET_MAX	\
+	(sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
+#define CONFIG_GLOBS_MAX	256	/* per match_ key of a smarthost */
+#define CONFIG_RATE_MAX		1000000u
+
+#define CONFIG_GLOB_ALLOWED	"space-separated globs of letters, digits, " \
+	"'*', '?', at most one '@' and . ! # $ % & ' + - / = ^ _ ` { | } ~, " \
+	"such as *@example.com or *.example.org"
+#define CONFIG_RATE_ALLOWED	"N/s, N/m or N/h with N from 1 to 1000000, " \
+	"such as 100/h"
 
 #define CONFIG_SH(field)	offsetof(struct config_smarthost, field)
 #define CONFIG_TIMEOUT(key, def, field, doc)				\
@@ -155,14 +198,37 @@ static const struct config_key config_keys[] = {
 	    config_log_level_names, 0, 0, NULL, "info", 0,
 	    offsetof(struct config, log_level),
 	    "most verbose level logged" },
+	{ CONFIG_SECT_SENDQ, "control_socket", CONFIG_T_SOCKET, NULL, 0, 0,
+	    NULL, "/run/sendq/control.sock", 0,
+	    offsetof(struct config, control_socket),
+	    "unix socket sendqctl talks to" },
 	{ CONFIG_SECT_QUEUE, "retry_min", CONFIG_T_DURATION, NULL, 1,
 	    CONFIG_DAY, NULL, "1m", 0, offsetof(struct config, retry_min),
 	    "delay before a deferred message is tried again" },
+	{ CONFIG_SECT_QUEUE, "retry_max", CONFIG_T_DURATION, NULL, 1,
+	    7 * CONFIG_DAY, NULL, "1h", 0, offsetof(struct config, retry_max),
+	    "longest delay between attempts (the delay doubles from "
+	    "retry_min up to this); at least retry_min" },
+	{ CONFIG_SECT_QUEUE, "max_age", CONFIG_T_DURATION, NULL, 60,
+	    365 * CONFIG_DAY, NULL, "5d", 0, offsetof(struct config, max_age),
+	    "how long a message is tried before it fails" },
+	{ CONFIG_SECT_QUEUE, "bounce", CONFIG_T_ENUM, config_bounce_names, 0,
+	    0, NULL, "sender", 0, offsetof(struct config, bounce),
+	    "who gets the delivery status notification of a failed message" },
+	{ CONFIG_SECT_QUEUE, "admin_address", CONFIG_T_ADDRESS, NULL, 0, 0,
+	    "an email address such as postmaster@example.com", NULL, 0,
+	    offsetof(struct config, admin_address),
+	    "recipient of every DSN with bounce = admin" },
+	{ CONFIG_SECT_QUEUE, "delay_warning", CONFIG_T_DURATION_OFF, NULL, 1,
+	    365 * CONFIG_DAY, NULL, "off", 0,
+	    offsetof(struct config, delay_warning),
+	    "after this long undelivered, the sender gets one \"delayed\" "
+	    "DSN; less than max_age" },
 	{ CONFIG_SECT_SMARTHOST, "host", CONFIG_T_HOST, NULL, 0, 0,
 	    "a host name or an IP address", NULL, CONFIG_F_REQUIRED,
 	    offsetof(struct config_smarthost, host),
 	    "the smarthost to relay to" },
-	{ CONFIG_SECT_SMARTHOST, "port", CONFIG_T_PORT, NULL, 1, 65535,
+	{ CONFIG_SECT_SMARTHOST, "port", CONFIG_T_UINT, NULL, 1, 65535,
 	    NULL, NULL, 0, offsetof(struct config_smarthost, port),
 	    "default: 465 for tls = implicit, 587 starttls, 25 none" },
 	{ CONFIG_SECT_SMARTHOST, "tls", CONFIG_T_ENUM, config_tls_names, 0,
@@ -240,6 +306,32 @@ static const struct config_key config_keys[] = {
 	    CONFIG_DAY, NULL, "30m", 0, CONFIG_SH(session_max),
 	    "longest a connection may take to get ready or to carry one "
 	    "message" },
+	{ CONFIG_SECT_SMARTHOST, "max_connections", CONFIG_T_UINT, NULL, 1,
+	    100, NULL, "2", 0, CONFIG_SH(max_connections),
+	    "connections open at the same time" },
+	{ CONFIG_SECT_SMARTHOST, "messages_per_connection", CONFIG_T_UINT,
+	    NULL, 1, 100000, NULL, "100", 0,
+	    CONFIG_SH(messages_per_connection),
+	    "messages sent over one connection before it is closed" },
+	{ CONFIG_SECT_SMARTHOST, "idle_timeout", CONFIG_T_DURATION, NULL, 1,
+	    CONFIG_HOUR, NULL, "5s", 0, CONFIG_SH(idle_timeout),
+	    "an idle connection is closed after this long" },
+	{ CONFIG_SECT_SMARTHOST, "match_sender", CONFIG_T_GLOBS, NULL, 0, 0,
+	    CONFIG_GLOB_ALLOWED, NULL, CONFIG_F_REPEAT, CONFIG_SH(match_sender),
+	    "route here mail whose envelope sender matches one of the globs" },
+	{ CONFIG_SECT_SMARTHOST, "match_recipient", CONFIG_T_GLOBS, NULL, 0,
+	    0, CONFIG_GLOB_ALLOWED, NULL, CONFIG_F_REPEAT,
+	    CONFIG_SH(match_recipient),
+	    "route here recipients that match one of the globs" },
+	{ CONFIG_SECT_SMARTHOST, "fallback", CONFIG_T_NAME, NULL, 0, 0,
+	    "the NAME of another [smarthost NAME]", NULL, 0,
+	    CONFIG_SH(fallback),
+	    "smarthost that takes the mail when this one cannot be reached "
+	    "or answers 4xx at connection level" },
+	{ CONFIG_SECT_SMARTHOST, "rate", CONFIG_T_RATE, NULL, 0, 0,
+	    CONFIG_RATE_ALLOWED, NULL, 0, CONFIG_SH(rate_count),
+	    "at most N messages per second, minute or hour; default: no "
+	    "limit" },
 };
 
 #define CONFIG_NKEYS	(sizeof(config_keys) / sizeof(config_keys[0]))
@@ -264,6 +356,7 @@ struct config_parser {
 	int		 sect_line;
 	int		 seen[CONFIG_NKEYS];	/* line of each key */
 	int		 sendq_line, queue_line;
+	int		*fallback_lines;	/* per smarthost, 0 = none */
 
 	int		 failed;
 	int		 code;
@@ -389,13 +482,20 @@ config_allowed(const struct config_key *k, char *buf, size_t bufsz)
 	switch (k->type) {
 	case CONFIG_T_ENUM:
 		return config_join(buf, bufsz, k->choices);
-	case CONFIG_T_PORT:
+	case CONFIG_T_UINT:
 		snprintf(buf, bufsz, "%u to %u", k->min, k->max);
 		return buf;
 	case CONFIG_T_DURATION:
-		snprintf(buf, bufsz, "%s to %s, a number with optional unit "
-		    "s, m, h or d", config_fmt_duration(lo, sizeof(lo), k->min),
+	case CONFIG_T_DURATION_OFF:
+		snprintf(buf, bufsz, "%s%s to %s, a number with optional unit "
+		    "s, m, h or d", k->type == CONFIG_T_DURATION_OFF ?
+		    "off or 0, or " : "",
+		    config_fmt_duration(lo, sizeof(lo), k->min),
 		    config_fmt_duration(hi, sizeof(hi), k->max));
+		return buf;
+	case CONFIG_T_SOCKET:
+		snprintf(buf, bufsz, "an absolute path of at most %zu bytes",
+		    CONFIG_SOCKET_MAX);
 		return buf;
 	default:
 		return k->allowed;
@@ -511,6 +611,65 @@ config_valid_credname(const char *s)
 	return 1;
 }
 
+/* A smarthost NAME: 1 to CONFIG_NAME_MAX of [A-Za-z0-9._-]. */
+static int
+config_valid_name(const char *s)
+{
+	size_t len = strlen(s), i;
+
+	if (len == 0 || len > CONFIG_NAME_MAX)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (!isalnum((unsigned char)s[i]) && strchr("._-", s[i]) ==
+		    NULL)
+			return 0;
+	return 1;
+}
+
+/* RFC 5322 atext, the characters of an unquoted local part. */
+static int
+config_is_atext(int c)
+{
+	return isalnum(c) || (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c)
+	    != NULL);
+}
+
+/*
+ * An email address as admin_address: a dot-atom local part (atext
+ * separated by single dots, 1 to 64 characters), '@', a host name.
+ * Nothing else: no blanks, no <>, no quoting, no comments.
+ */
+static int
+config_valid_address(const char *s)
+{
+	const char *at, *c;
+
+	if ((at = strchr(s, '@')) == NULL || at == s || at - s > 64 ||
+	    s[0] == '.' || at[-1] == '.')
+		return 0;
+	for (c = s; c < at; c++) {
+		if (*c == '.' ? c[1] == '.' :
+		    !config_is_atext((unsigned char)*c))
+			return 0;
+	}
+	return config_valid_hostname(at + 1);
+}
+
+/* One glob of match_sender / match_recipient (len bytes at s). */
+static int
+config_valid_glob(const char *s, size_t len)
+{
+	size_t i, ats = 0;
+
+	for (i = 0; i < len; i++) {
+		if (s[i] == '@')
+			ats++;
+		else if (s[i] != '.' && !config_is_atext((unsigned char)s[i]))
+			return 0;
+	}
+	return ats <= 1;
+}
+
 static void *
 config_field(struct config_parser *p, const struct config_key *k)
 {
@@ -592,6 +751,96 @@ config_set_pins(struct config_parser *p, const struct config_key *k,
 		}
 		memcpy(sh->pins[sh->n_pins++], pin, CONFIG_PIN_LEN);
 	}
+	return 0;
+}
+
+/*
+ * match_sender / match_recipient = GLOB [GLOB ...]: each glob is appended
+ * to the NULL-ended list of the key (a repeated key adds to it).
+ * Returns 0, or -1 with the error recorded.
+ */
+static int
+config_set_globs(struct config_parser *p, const struct config_key *k,
+    const char *value, int line, const char *ok)
+{
+	char ***field = config_field(p, k), shown[CONFIG_LINE_MAX + 1];
+	const char *tok;
+	size_t len, n = 0;
+
+	if (*field != NULL)
+		while ((*field)[n] != NULL)
+			n++;
+	for (tok = value; *tok != '\0'; tok += len) {
+		while (*tok == ' ')
+			tok++;
+		len = strcspn(tok, " ");
+		if (len == 0)
+			break;
+		if (!config_valid_glob(tok, len)) {
+			sq_printable(shown, sizeof(shown), tok, len);
+			config_fail(p, line, p->label, k->key,
+			    "\"%s\" is not a valid glob (allowed: %s)", shown,
+			    ok);
+			return -1;
+		}
+		if (n == CONFIG_GLOBS_MAX) {
+			config_fail(p, line, p->label, k->key,
+			    "too many globs (allowed: at most %d)",
+			    CONFIG_GLOBS_MAX);
+			return -1;
+		}
+		*field = xreallocarray(*field, n + 2, sizeof(**field));
+		(*field)[n++] = xstrndup(tok, len);
+		(*field)[n] = NULL;
+	}
+	return 0;
+}
+
+/*
+ * rate = N/s | N/m | N/h into rate_count and rate_seconds of the current
+ * smarthost.  Returns 0, or -1 with the error recorded.
+ */
+static int
+config_set_rate(struct config_parser *p, const struct config_key *k,
+    const char *value, int line, const char *shown, const char *ok)
+{
+	struct config_smarthost *sh;
+	char num[CONFIG_LINE_MAX + 1];
+	const char *slash;
+	long long n;
+	unsigned secs;
+
+	sh = &p->cfg->smarthosts[p->cfg->n_smarthosts - 1];
+	slash = strchr(value, '/');
+	n = -1;
+	if (slash != NULL && (size_t)(slash - value) < sizeof(num) &&
+	    slash[1] != '\0' && slash[2] == '\0') {
+		memcpy(num, value, (size_t)(slash - value));
+		num[slash - value] = '\0';
+		n = config_parse_uint(num);
+	}
+	switch (n < 0 ? '\0' : slash[1]) {
+	case 's':
+		secs = 1;
+		break;
+	case 'm':
+		secs = 60;
+		break;
+	case 'h':
+		secs = CONFIG_HOUR;
+		break;
+	default:
+		config_fail(p, line, p->label, k->key,
+		    "\"%s\" is not valid (allowed: %s)", shown, ok);
+		return -1;
+	}
+	if (n < 1 || n > CONFIG_RATE_MAX) {
+		config_fail(p, line, p->label, k->key,
+		    "\"%s\" is out of range (allowed: %s)", shown, ok);
+		return -1;
+	}
+	sh->rate_count = (unsigned)n;
+	sh->rate_seconds = secs;
 	return 0;
 }
 
@@ -687,9 +936,16 @@ config_set(struct config_parser *p, const struct config_key *k,
 		}
 		*(int *)config_field(p, k) = (int)i;
 		return 0;
+	case CONFIG_T_DURATION_OFF:
+		if (strcasecmp(value, "off") == 0 ||
+		    config_parse_duration(value) == 0) {
+			*(unsigned *)config_field(p, k) = 0;
+			return 0;
+		}
+		/* FALLTHROUGH */
 	case CONFIG_T_DURATION:
-	case CONFIG_T_PORT:
-		if (k->type == CONFIG_T_DURATION)
+	case CONFIG_T_UINT:
+		if (k->type != CONFIG_T_UINT)
 			n = config_parse_duration(value);
 		else
 			n = config_parse_uint(value);
@@ -715,6 +971,39 @@ config_set(struct config_parser *p, const struct config_key *k,
 		}
 		config_set_string(p, k, value, len);
 		return 0;
+	case CONFIG_T_SOCKET:
+		if (value[0] != '/' || len > CONFIG_SOCKET_MAX) {
+			config_fail(p, line, p->label, k->key,
+			    "\"%s\" is not %s (allowed: %s)", shown,
+			    value[0] != '/' ? "an absolute path" :
+			    "short enough for a unix socket", ok);
+			return -1;
+		}
+		config_set_string(p, k, value, len);
+		return 0;
+	case CONFIG_T_ADDRESS:
+		if (!config_valid_address(value)) {
+			config_fail(p, line, p->label, k->key,
+			    "\"%s\" is not a valid email address (allowed: %s)",
+			    shown, ok);
+			return -1;
+		}
+		config_set_string(p, k, value, len);
+		return 0;
+	case CONFIG_T_GLOBS:
+		return config_set_globs(p, k, value, line, ok);
+	case CONFIG_T_NAME:
+		if (!config_valid_name(value)) {
+			config_fail(p, line, p->label, k->key,
+			    "\"%s\" is not a valid smarthost name (allowed: "
+			    "%s: 1 to %d letters, digits, '.', '_', '-')",
+			    shown, ok, CONFIG_NAME_MAX);
+			return -1;
+		}
+		config_set_string(p, k, value, len);
+		return 0;
+	case CONFIG_T_RATE:
+		return config_set_rate(p, k, value, line, shown, ok);
 	}
 	log_fatalx("config: bad key type %d", (int)k->type);
 }
@@ -916,6 +1205,67 @@ config_smarthost_end(struct config_parser *p)
 			break;
 		}
 	}
+	p->fallback_lines[p->cfg->n_smarthosts - 1] =
+	    p->seen[config_key_index("fallback")];
+	if (sh->fallback != NULL && strcmp(sh->fallback, sh->name) == 0)
+		config_fail(p, p->seen[config_key_index("fallback")], p->label,
+		    "fallback", "\"%s\" is this smarthost itself (allowed: "
+		    "the NAME of another [smarthost NAME])", sh->fallback);
+}
+
+/*
+ * lo must not exceed hi (strict: must be less than hi), two [queue] keys.
+ * The error points at the later of the two lines (a key left at its
+ * default has none), and names the other key, its value and its line.
+ */
+static void
+config_queue_order(struct config_parser *p, const char *lo_key, unsigned lo,
+    const char *hi_key, unsigned hi, int strict)
+{
+	char lo_text[16], hi_text[16], where[32];
+	int lo_line, hi_line;
+
+	if (strict ? lo < hi : lo <= hi)
+		return;
+	lo_line = p->seen[config_key_index(lo_key)];
+	hi_line = p->seen[config_key_index(hi_key)];
+	config_fmt_duration(lo_text, sizeof(lo_text), lo);
+	config_fmt_duration(hi_text, sizeof(hi_text), hi);
+	if (hi_line > lo_line) {
+		if (lo_line != 0)
+			snprintf(where, sizeof(where), "line %d", lo_line);
+		else
+			snprintf(where, sizeof(where), "the default");
+		config_fail(p, hi_line, p->label, hi_key, "%s is %s %s = %s "
+		    "(%s)", hi_text, strict ? "not more than" : "less than",
+		    lo_key, lo_text, where);
+	} else {
+		if (hi_line != 0)
+			snprintf(where, sizeof(where), "line %d", hi_line);
+		else
+			snprintf(where, sizeof(where), "the default");
+		config_fail(p, lo_line, p->label, lo_key, "%s is %s %s = %s "
+		    "(%s)", lo_text, strict ? "not less than" : "more than",
+		    hi_key, hi_text, where);
+	}
+}
+
+/* Checks that need the whole [queue] section. */
+static void
+config_queue_end(struct config_parser *p)
+{
+	struct config *cfg = p->cfg;
+
+	config_queue_order(p, "retry_min", cfg->retry_min, "retry_max",
+	    cfg->retry_max, 0);
+	if (cfg->delay_warning != 0)
+		config_queue_order(p, "delay_warning", cfg->delay_warning,
+		    "max_age", cfg->max_age, 1);
+	if (cfg->bounce == CONFIG_BOUNCE_ADMIN && cfg->admin_address == NULL)
+		config_fail(p, p->seen[config_key_index("bounce")], p->label,
+		    "bounce", "\"admin\" needs admin_address (add "
+		    "admin_address = an email address such as "
+		    "postmaster@example.com)");
 }
 
 static void
@@ -923,20 +1273,93 @@ config_section_end(struct config_parser *p)
 {
 	if (p->sect == CONFIG_SECT_SMARTHOST)
 		config_smarthost_end(p);
+	else if (p->sect == CONFIG_SECT_QUEUE)
+		config_queue_end(p);
 }
 
 static int
-config_valid_name(const char *s)
+config_smarthost_index(const struct config *cfg, const char *name)
 {
-	size_t len = strlen(s), i;
+	size_t i;
 
-	if (len == 0 || len > CONFIG_NAME_MAX)
-		return 0;
-	for (i = 0; i < len; i++)
-		if (!isalnum((unsigned char)s[i]) && strchr("._-", s[i]) ==
-		    NULL)
-			return 0;
-	return 1;
+	for (i = 0; i < cfg->n_smarthosts; i++)
+		if (strcmp(cfg->smarthosts[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/*
+ * After the whole file: every fallback = NAME names another smarthost
+ * (defined before or after it), and following fallbacks always ends.  A
+ * cycle is reported at the fallback line of its first smarthost in file
+ * order, with the whole loop spelled out.
+ */
+static void
+config_resolve_fallbacks(struct config_parser *p)
+{
+	struct config *cfg = p->cfg;
+	struct config_smarthost *sh;
+	char label[96], shown[CONFIG_LINE_MAX + 1], list[400];
+	size_t i, n, steps, len;
+	int j;
+
+	for (i = 0; i < cfg->n_smarthosts; i++) {
+		sh = &cfg->smarthosts[i];
+		sh->fallback_index = -1;
+		if (sh->fallback == NULL)
+			continue;
+		j = config_smarthost_index(cfg, sh->fallback);
+		if (j >= 0) {
+			sh->fallback_index = j;
+			continue;
+		}
+		snprintf(label, sizeof(label), "smarthost %s", sh->name);
+		sq_printable(shown, sizeof(shown), sh->fallback,
+		    strlen(sh->fallback));
+		list[0] = '\0';
+		for (n = 0, len = 0; n < cfg->n_smarthosts; n++) {
+			j = snprintf(list + len, sizeof(list) - len, "%s%s",
+			    n ? ", " : "", cfg->smarthosts[n].name);
+			if (j < 0 || (size_t)j >= sizeof(list) - len) {
+				list[len] = '\0';
+				break;
+			}
+			len += (size_t)j;
+		}
+		config_fail(p, p->fallback_lines[i], label, "fallback",
+		    "\"%s\" is not a smarthost of this file (defined: %s)",
+		    shown, list);
+		return;
+	}
+	for (i = 0; i < cfg->n_smarthosts; i++) {
+		j = cfg->smarthosts[i].fallback_index;
+		for (steps = 0; j >= 0 && (size_t)j != i &&
+		    steps < cfg->n_smarthosts; steps++)
+			j = cfg->smarthosts[j].fallback_index;
+		if (j < 0 || (size_t)j != i)
+			continue;
+		/* i is on a cycle: spell it out from i back to i. */
+		sh = &cfg->smarthosts[i];
+		len = (size_t)snprintf(list, sizeof(list), "%s", sh->name);
+		j = sh->fallback_index;
+		for (;;) {
+			n = (size_t)snprintf(list + len, sizeof(list) - len,
+			    " -> %s", cfg->smarthosts[j].name);
+			if (n >= sizeof(list) - len) {
+				snprintf(list + sizeof(list) - 5, 5, "...");
+				break;
+			}
+			len += n;
+			if ((size_t)j == i)
+				break;
+			j = cfg->smarthosts[j].fallback_index;
+		}
+		snprintf(label, sizeof(label), "smarthost %s", sh->name);
+		config_fail(p, p->fallback_lines[i], label, "fallback",
+		    "fallback cycle %s (a chain of fallbacks must end at a "
+		    "smarthost without fallback)", list);
+		return;
+	}
 }
 
 /* A "[...]" line (s starts at '['): close the current section, open the
@@ -1037,8 +1460,12 @@ config_section(struct config_parser *p, char *s)
 	}
 	p->cfg->smarthosts = xreallocarray(p->cfg->smarthosts,
 	    p->cfg->n_smarthosts + 1, sizeof(*p->cfg->smarthosts));
+	p->fallback_lines = xreallocarray(p->fallback_lines,
+	    p->cfg->n_smarthosts + 1, sizeof(*p->fallback_lines));
+	p->fallback_lines[p->cfg->n_smarthosts] = 0;
 	sh = &p->cfg->smarthosts[p->cfg->n_smarthosts++];
 	memset(sh, 0, sizeof(*sh));
+	sh->fallback_index = -1;
 	sh->name = xstrdup(name);
 	sh->line = p->line;
 	p->sect = CONFIG_SECT_SMARTHOST;
@@ -1215,6 +1642,10 @@ config_parse(struct config_parser *p, const char *name, struct config **out,
 	if (!p->failed && p->cfg->n_smarthosts == 0)
 		config_fail(p, p->line, NULL, NULL, "no smarthost defined "
 		    "(add a [smarthost NAME] section with at least host =)");
+	if (!p->failed)
+		config_resolve_fallbacks(p);
+	free(p->fallback_lines);
+	p->fallback_lines = NULL;
 	if (p->failed) {
 		config_free(p->cfg);
 		return p->code;
@@ -1253,6 +1684,18 @@ config_load_string(const char *name, const char *text, struct config **out,
 	return config_parse(&p, name, out, err);
 }
 
+static void
+config_free_globs(char **globs)
+{
+	size_t i;
+
+	if (globs == NULL)
+		return;
+	for (i = 0; globs[i] != NULL; i++)
+		free(globs[i]);
+	free(globs);
+}
+
 void
 config_free(struct config *cfg)
 {
@@ -1274,10 +1717,15 @@ config_free(struct config *cfg)
 		free(cfg->smarthosts[i].credential);
 		free(cfg->smarthosts[i].token_file);
 		free(cfg->smarthosts[i].token_command);
+		config_free_globs(cfg->smarthosts[i].match_sender);
+		config_free_globs(cfg->smarthosts[i].match_recipient);
+		free(cfg->smarthosts[i].fallback);
 	}
 	free(cfg->smarthosts);
 	free(cfg->path);
 	free(cfg->spool_dir);
 	free(cfg->hostname);
+	free(cfg->admin_address);
+	free(cfg->control_socket);
 	free(cfg);
 }

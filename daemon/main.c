@@ -18,6 +18,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "control.h"
 #include "log.h"
 #include "scheduler.h"
 #include "secret.h"
@@ -121,6 +122,9 @@ main(int argc, char **argv)
 	struct spool *sp = NULL;
 	struct main_state st = { 0 };
 	struct evdns_base *dns = NULL;
+	struct control *ctl = NULL;
+	struct control_ops ops;
+	const char *ctl_path;
 	struct event *sigterm = NULL, *sigint = NULL;
 	struct sq_err err = { 0 };
 	char hostname[256];
@@ -220,6 +224,15 @@ main(int argc, char **argv)
 		log_err("cannot start: %s", err.msg);
 		goto out;
 	}
+	/* Without the control socket the daemon still delivers; sendqctl
+	 * then reads the spool directly (list, show). */
+	ctl_path = cfg->control_socket != NULL ? cfg->control_socket :
+	    "/run/sendq/control.sock";
+	scheduler_control_ops(st.sched, &ops);
+	if (control_new(st.base, ctl_path, cfg->spool_dir, &ops, &ctl,
+	    &err) != 0)
+		log_warn("no control socket: %s (sendqctl status, flush, hold "
+		    "... will not work)", err.msg);
 	log_info("started: config=%s spool=%s smarthosts=%zu", config_path,
 	    cfg->spool_dir, cfg->n_smarthosts);
 	if (event_base_dispatch(st.base) < 0) {
@@ -229,6 +242,7 @@ main(int argc, char **argv)
 	log_info("stopped");
 	status = 0;
 out:
+	control_free(ctl);
 	if (sigterm != NULL)
 		event_free(sigterm);
 	if (sigint != NULL)

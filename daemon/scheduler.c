@@ -1,36 +1,55 @@
 /*
- * scheduler.c - the queue runner.
+ * scheduler.c - the queue engine: which message goes out when, over which
+ * connection, and what happens to it afterwards.
  *
- * The queue index is a list of (queue id, next attempt) records; envelopes
- * and bodies are read from the spool only when a message is about to be
- * sent, so memory per queued message is small and constant.  New messages
- * are found three ways: the recovery scan at start, an inotify watch on
- * queue/ (a committed message appears there by rename, IN_MOVED_TO on its
- * .env), and a periodic rescan as a safety net (and after an inotify
- * overflow).
+ * The queue index.  Every queued message is a small record (queue id, the
+ * relay it is routed to, next attempt, state) in a hash table; bodies and
+ * envelopes stay on disk and are read only to route a new message and to
+ * send it, so memory per queued message is constant and small.  Waiting
+ * messages sit in a min-heap on their next attempt time; due messages in a
+ * FIFO per relay.  States:
+ *   WAITING  in the heap until next_attempt
+ *   DUE      in its relay's due queue, waiting for a connection
+ *   ACTIVE   on a connection right now
+ *   HELD     sendqctl hold: nowhere until released
+ * New messages are found by the recovery scan at start, an inotify watch
+ * on queue/ (a committed message appears there by rename, IN_MOVED_TO on
+ * its .env), and a periodic rescan as a safety net.
  *
- * Each smarthost is a relay with at most one connection.  Work is started
- * from one place, scheduler_run(), which is never called from inside a
- * connection callback directly: callbacks ask for a run with
- * scheduler_request_run(), which activates an event, so no callback
- * re-enters the connection that is calling it.
+ * Routing.  route_pick() chooses a smarthost per recipient; a message
+ * whose recipients go to several smarthosts is split when it is first
+ * indexed: the other routes get copies (new queue ids), durably written
+ * before the original envelope is narrowed, so a crash in between can
+ * only duplicate, never lose.
  *
- * What happens to each recipient after an attempt:
- *   accepted (and the message got its final 250) -> done
- *   temporary failure (4xx, or the connection)   -> retried after
- *                                                   [queue] retry_min
- *   permanent failure (5xx)                      -> held in failed/ with
- *                                                   the reason
- * The message leaves queue/ when no recipient is left to retry.  Bounces
- * to the sender come with the queue engine; until then failed/ keeps what
- * could not be delivered: nothing is ever dropped.  Refused credentials
- * rest the relay for SCHEDULER_AUTH_FAIL_SECONDS with a loud log line.
+ * Relays.  One per smarthost, with up to max_connections connections,
+ * each carrying up to messages_per_connection messages (the proto sends
+ * RSET between them when needed) and closed after idle_timeout.  A relay
+ * whose connection fails before the session is ready (refused, TLS,
+ * greeting or EHLO 4xx) is down: it is probed again by one connection
+ * after a backoff, while its fallback (if any) takes its due messages.
+ * A rate limit (rate = N/unit) is a token bucket per relay.
+ *
+ * What happens to each recipient after an attempt is retry_classify()'s
+ * decision: delivered recipients leave the envelope, deferred ones wait
+ * for retry_next() (exponential backoff with jitter), failed ones (5xx,
+ * or expiry after max_age) are bounced: an RFC 3464 DSN is durably queued
+ * to the sender (or admin_address) before they leave the envelope; with
+ * bounce = none, or for a message from the null sender, they are kept in
+ * failed/ instead.  A message leaves queue/ when no recipient is left.
+ *
+ * Nothing here is called from inside a connection callback that could
+ * re-enter that connection: callbacks ask for a run with
+ * scheduler_request_run(), which activates an event.
  */
 #include <sys/inotify.h>
 #include <sys/queue.h>
+#include <sys/random.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -38,36 +57,74 @@
 
 #include <event2/event.h>
 
+#include "bounce.h"
 #include "buf.h"
+#include "control.h"
 #include "log.h"
+#include "retry.h"
+#include "route.h"
 #include "scheduler.h"
 #include "smtp_conn.h"
 #include "tls.h"
 
 #define SCHEDULER_RESCAN_SECONDS	300	/* safety-net queue scan */
-#define SCHEDULER_IDLE_SECONDS		5	/* keep an idle connection */
 #define SCHEDULER_AUTH_FAIL_SECONDS	900	/* rest after refused AUTH */
+#define SCHEDULER_HEADERS_MAX		(64 * 1024) /* quoted in DSNs */
+#define SCHEDULER_DSN_MAX		(1024 * 1024)
+
+enum sched_state {
+	SCHED_WAITING,
+	SCHED_DUE,
+	SCHED_ACTIVE,
+	SCHED_HELD,
+};
+
 
 struct sched_msg {
-	TAILQ_ENTRY(sched_msg)	 entry;
+	TAILQ_ENTRY(sched_msg)	 due_entry;	/* relay's due queue */
+	struct sched_msg	*hash_next;
 	char			 id[ENVELOPE_ID_MAX];
-	int64_t			 next_attempt;	/* unix time; 0 = now */
-	int			 in_flight;
+	int64_t			 next_attempt;
+	int64_t			 created;	/* for expiry while waiting */
+	size_t			 heap_pos;	/* SIZE_MAX: not in heap */
+	int			 relay;		/* route: smarthost index */
+	enum sched_state	 state;
 };
 TAILQ_HEAD(sched_msg_list, sched_msg);
+
+struct sched_relay;
+
+struct sched_conn {
+	struct sched_relay	*relay;		/* whose connection */
+	struct smtp_conn	*conn;		/* NULL: slot free */
+	int			 idle;		/* ready, no message */
+	int			 ready_once;	/* the session got ready */
+	int			 retire;	/* close at the next ready */
+	unsigned		 sent;		/* messages carried */
+	struct event		*idle_timer;
+	struct sched_msg	*cur;
+	struct envelope		*cur_env;
+	unsigned		 attempt;
+};
 
 struct sched_relay {
 	struct scheduler		*sched;
 	const struct config_smarthost	*sh;
+	int				 index;
 	struct tls_ctx			*tls;
-	struct smtp_conn		*conn;
-	int				 conn_idle;	/* ready, no message */
-	int64_t				 retry_at;	/* no connect before */
-	struct event			*idle_timer;
-	/* The message this connection is working on (or was opened for). */
-	struct sched_msg		*cur;
-	struct envelope			*cur_env;
-	unsigned			 attempt;
+	struct sched_conn		*conns;	/* max_connections slots */
+	unsigned			 n_conns;
+	struct sched_msg_list		 due;
+	size_t				 n_due;
+	size_t				 n_routed;	/* messages routed here */
+	int				 down;
+	int64_t				 down_until;
+	unsigned			 down_count;	/* failures in a row */
+	double				 tokens;	/* rate limit bucket */
+	int64_t				 tokens_at;	/* ms */
+	unsigned long			 n_sent, n_deferred, n_failed;
+	char				 last_error[256];
+	int64_t				 last_error_at;
 };
 
 struct scheduler {
@@ -76,15 +133,20 @@ struct scheduler {
 	const struct config	*cfg;
 	char			*ehlo_name;
 	struct spool		*spool;
+	struct retry_policy	 policy;
+	uint64_t		 rng;
 
-	struct sched_msg_list	 queue;
-	size_t			 n_queued;
+	struct sched_msg	**buckets;	/* hash table by id */
+	size_t			 n_buckets;
+	size_t			 n_msgs;
+	struct sched_msg	**heap;		/* WAITING, by next_attempt */
+	size_t			 heap_len, heap_cap;
 
 	struct sched_relay	*relays;
 	size_t			 n_relays;
 
-	struct event		*run_ev;	/* deferred scheduler_run */
-	struct event		*retry_timer;
+	struct event		*run_ev;
+	struct event		*timer;
 	struct event		*rescan_timer;
 	struct event		*watch_ev;
 	int			 watch_fd;
@@ -92,11 +154,34 @@ struct scheduler {
 };
 
 static void	scheduler_run(struct scheduler *s);
+static void	scheduler_add_id(const char *id, void *arg);
+
+/* ------------------------------------------------------------------ */
+/* Time and randomness (the only places that read them). */
 
 static int64_t
 scheduler_now(void)
 {
 	return (int64_t)time(NULL);
+}
+
+static int64_t
+scheduler_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint32_t
+scheduler_random(struct scheduler *s)
+{
+	/* xorshift64*: jitter only, not a secret. */
+	s->rng ^= s->rng >> 12;
+	s->rng ^= s->rng << 25;
+	s->rng ^= s->rng >> 27;
+	return (uint32_t)((s->rng * 2685821657736338717ULL) >> 32);
 }
 
 static void
@@ -106,218 +191,483 @@ scheduler_request_run(struct scheduler *s)
 		event_active(s->run_ev, EV_TIMEOUT, 0);
 }
 
+/* ------------------------------------------------------------------ */
+/* The index: hash table and heap. */
+
+static size_t
+scheduler_hash(const char *id, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *id != '\0'; id++)
+		h = (h ^ (unsigned char)*id) * 1099511628211ULL;
+	return (size_t)(h & (n - 1));
+}
+
 static struct sched_msg *
 scheduler_find(struct scheduler *s, const char *id)
 {
 	struct sched_msg *m;
 
-	TAILQ_FOREACH(m, &s->queue, entry)
+	for (m = s->buckets[scheduler_hash(id, s->n_buckets)]; m != NULL;
+	    m = m->hash_next)
 		if (strcmp(m->id, id) == 0)
 			return m;
 	return NULL;
 }
 
-/* Add a queue id to the index unless it is already there. */
 static void
-scheduler_add_id(const char *id, void *arg)
+scheduler_hash_insert(struct scheduler *s, struct sched_msg *m)
 {
-	struct scheduler *s = arg;
-	struct sched_msg *m;
+	struct sched_msg **nb, *e, *next;
+	size_t i, n, h;
 
-	if (scheduler_find(s, id) != NULL)
+	if (s->n_msgs + 1 > s->n_buckets * 2) {
+		n = s->n_buckets * 2;
+		nb = xcalloc(n, sizeof(*nb));
+		for (i = 0; i < s->n_buckets; i++)
+			for (e = s->buckets[i]; e != NULL; e = next) {
+				next = e->hash_next;
+				h = scheduler_hash(e->id, n);
+				e->hash_next = nb[h];
+				nb[h] = e;
+			}
+		free(s->buckets);
+		s->buckets = nb;
+		s->n_buckets = n;
+	}
+	h = scheduler_hash(m->id, s->n_buckets);
+	m->hash_next = s->buckets[h];
+	s->buckets[h] = m;
+	s->n_msgs++;
+}
+
+static void
+scheduler_hash_remove(struct scheduler *s, struct sched_msg *m)
+{
+	struct sched_msg **pp;
+
+	for (pp = &s->buckets[scheduler_hash(m->id, s->n_buckets)];
+	    *pp != NULL; pp = &(*pp)->hash_next)
+		if (*pp == m) {
+			*pp = m->hash_next;
+			s->n_msgs--;
+			return;
+		}
+}
+
+static void
+scheduler_heap_swap(struct scheduler *s, size_t a, size_t b)
+{
+	struct sched_msg *t = s->heap[a];
+
+	s->heap[a] = s->heap[b];
+	s->heap[b] = t;
+	s->heap[a]->heap_pos = a;
+	s->heap[b]->heap_pos = b;
+}
+
+static void
+scheduler_heap_up(struct scheduler *s, size_t i)
+{
+	while (i > 0 && s->heap[(i - 1) / 2]->next_attempt >
+	    s->heap[i]->next_attempt) {
+		scheduler_heap_swap(s, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static void
+scheduler_heap_down(struct scheduler *s, size_t i)
+{
+	size_t l, r, m;
+
+	for (;;) {
+		l = 2 * i + 1;
+		r = l + 1;
+		m = i;
+		if (l < s->heap_len && s->heap[l]->next_attempt <
+		    s->heap[m]->next_attempt)
+			m = l;
+		if (r < s->heap_len && s->heap[r]->next_attempt <
+		    s->heap[m]->next_attempt)
+			m = r;
+		if (m == i)
+			return;
+		scheduler_heap_swap(s, i, m);
+		i = m;
+	}
+}
+
+static void
+scheduler_heap_push(struct scheduler *s, struct sched_msg *m)
+{
+	if (s->heap_len == s->heap_cap) {
+		s->heap_cap = s->heap_cap ? s->heap_cap * 2 : 64;
+		s->heap = xreallocarray(s->heap, s->heap_cap,
+		    sizeof(*s->heap));
+	}
+	m->heap_pos = s->heap_len;
+	s->heap[s->heap_len++] = m;
+	scheduler_heap_up(s, m->heap_pos);
+}
+
+static void
+scheduler_heap_remove(struct scheduler *s, struct sched_msg *m)
+{
+	size_t i = m->heap_pos;
+
+	if (i == SIZE_MAX)
 		return;
-	m = xcalloc(1, sizeof(*m));
-	snprintf(m->id, sizeof(m->id), "%s", id);
-	m->next_attempt = 0;
-	TAILQ_INSERT_TAIL(&s->queue, m, entry);
-	s->n_queued++;
-	log_debug("queued msgid=%s queue_size=%zu", m->id, s->n_queued);
+	m->heap_pos = SIZE_MAX;
+	if (i == --s->heap_len)
+		return;
+	s->heap[i] = s->heap[s->heap_len];
+	s->heap[i]->heap_pos = i;
+	scheduler_heap_down(s, i);
+	scheduler_heap_up(s, i);
+}
+
+/* Take m out of whatever list its state puts it in. */
+static void
+scheduler_unlink(struct scheduler *s, struct sched_msg *m)
+{
+	switch (m->state) {
+	case SCHED_WAITING:
+		scheduler_heap_remove(s, m);
+		break;
+	case SCHED_DUE:
+		TAILQ_REMOVE(&s->relays[m->relay].due, m, due_entry);
+		s->relays[m->relay].n_due--;
+		break;
+	case SCHED_ACTIVE:
+	case SCHED_HELD:
+		break;
+	}
+}
+
+static void
+scheduler_set_waiting(struct scheduler *s, struct sched_msg *m,
+    int64_t when)
+{
+	scheduler_unlink(s, m);
+	m->state = SCHED_WAITING;
+	m->next_attempt = when;
+	scheduler_heap_push(s, m);
+}
+
+static void
+scheduler_set_due(struct scheduler *s, struct sched_msg *m, int at_head)
+{
+	struct sched_relay *r = &s->relays[m->relay];
+
+	scheduler_unlink(s, m);
+	m->state = SCHED_DUE;
+	if (at_head)
+		TAILQ_INSERT_HEAD(&r->due, m, due_entry);
+	else
+		TAILQ_INSERT_TAIL(&r->due, m, due_entry);
+	r->n_due++;
 }
 
 static void
 scheduler_drop(struct scheduler *s, struct sched_msg *m)
 {
-	TAILQ_REMOVE(&s->queue, m, entry);
-	s->n_queued--;
+	scheduler_unlink(s, m);
+	scheduler_hash_remove(s, m);
+	s->relays[m->relay].n_routed--;
 	free(m);
 }
 
-static struct sched_msg *
-scheduler_next_due(struct scheduler *s, int64_t now)
-{
-	struct sched_msg *m;
+/* ------------------------------------------------------------------ */
+/* Logging. */
 
-	TAILQ_FOREACH(m, &s->queue, entry)
-		if (!m->in_flight && m->next_attempt <= now)
-			return m;
-	return NULL;
+static void
+scheduler_quote(char *dst, size_t dstsz, const char *src)
+{
+	sq_printable(dst, dstsz, src, strlen(src));
+	for (; *dst != '\0'; dst++)
+		if (*dst == '"')
+			*dst = '\'';
 }
 
 static void
-scheduler_log_attempt(struct sched_relay *r, const char *id,
+scheduler_log_attempt(struct sched_conn *cc, const char *id,
     const char *result, const struct smtp_conn_result *res)
 {
-	char reply[sizeof(res->reply)];
-	int sent = strcmp(result, "sent") == 0;
+	struct sched_relay *r = cc->relay;
+	struct sched_msg *m = cc->cur;
+	char reply[sizeof(res->reply)], via[96] = "";
 
-	/* reply is printable already; quotes are the only thing to tame. */
-	sq_printable(reply, sizeof(reply), res->reply, strlen(res->reply));
-	for (char *p = reply; *p != '\0'; p++)
-		if (*p == '"')
-			*p = '\'';
-	(sent ? log_info : log_warn)("delivery msgid=%s relay=%s host=%s:%u "
-	    "tls=\"%s\" verify=\"%s\" result=%s attempt=%u reply=\"%s\"",
-	    id, r->sh->name, r->sh->host, r->sh->port, res->tls, res->verify,
-	    result, r->attempt, reply);
+	scheduler_quote(reply, sizeof(reply), res->reply);
+	if (m != NULL && m->relay != r->index)
+		snprintf(via, sizeof(via), " fallback_for=%s",
+		    r->sched->relays[m->relay].sh->name);
+	(strcmp(result, "sent") == 0 ? log_info : log_warn)("delivery "
+	    "msgid=%s relay=%s%s host=%s:%u tls=\"%s\" verify=\"%s\" "
+	    "result=%s attempt=%u reply=\"%s\"", id, r->sh->name, via,
+	    r->sh->host, r->sh->port, res->tls, res->verify, result,
+	    cc->attempt, reply);
+}
+
+static void
+scheduler_relay_error(struct sched_relay *r, const char *text)
+{
+	scheduler_quote(r->last_error, sizeof(r->last_error), text);
+	r->last_error_at = scheduler_now();
+}
+
+/* ------------------------------------------------------------------ */
+/* Bounces and failed/. */
+
+/* The header section of message id (up to SCHEDULER_HEADERS_MAX). */
+static char *
+scheduler_read_headers(struct scheduler *s, const char *id, size_t *len)
+{
+	struct sq_err err = { 0 };
+	char *buf, *end;
+	ssize_t n;
+	size_t got = 0;
+	int fd;
+
+	*len = 0;
+	if ((fd = spool_open_message(s->spool, id, &err)) < 0)
+		return NULL;
+	buf = xmalloc(SCHEDULER_HEADERS_MAX + 1);
+	while (got < SCHEDULER_HEADERS_MAX && (n = read(fd, buf + got,
+	    SCHEDULER_HEADERS_MAX - got)) > 0)
+		got += (size_t)n;
+	close(fd);
+	buf[got] = '\0';
+	if ((end = strstr(buf, "\n\n")) != NULL)
+		got = (size_t)(end - buf) + 1;
+	else if ((end = strstr(buf, "\r\n\r\n")) != NULL)
+		got = (size_t)(end - buf) + 2;
+	*len = got;
+	return buf;
+}
+
+/* Queue a DSN about env's recipients rc[0..n).  Returns 0 once it is
+ * durably in the spool. */
+static int
+scheduler_queue_dsn(struct scheduler *s, const struct envelope *env,
+    const struct bounce_rcpt *rc, size_t n, enum bounce_action action,
+    struct sq_err *err)
+{
+	struct bounce_params p;
+	struct spool_writer *w = NULL;
+	struct envelope *dsn;
+	struct buf out;
+	char nonce[64], *headers;
+	size_t hlen;
+	int rc_;
+
+	memset(&p, 0, sizeof(p));
+	snprintf(nonce, sizeof(nonce), "%s.%08x%08x", env->id,
+	    scheduler_random(s), scheduler_random(s));
+	headers = scheduler_read_headers(s, env->id, &hlen);
+	p.reporting_host = s->ehlo_name;
+	p.to = s->cfg->bounce == CONFIG_BOUNCE_ADMIN ?
+	    s->cfg->admin_address : env->sender;
+	p.queue_id = env->id;
+	p.orig_sender = env->sender;
+	p.arrival = env->created;
+	p.now = scheduler_now();
+	p.action = action;
+	if (action == BOUNCE_DELAYED)
+		p.retry_until = env->created + (int64_t)s->policy.max_age;
+	p.rcpts = rc;
+	p.n_rcpts = n;
+	p.orig_headers = headers;
+	p.orig_headers_len = hlen;
+	p.nonce = nonce;
+	buf_init(&out, SCHEDULER_DSN_MAX);
+	rc_ = bounce_build(&p, &out);
+	free(headers);
+	if (rc_ != 0) {
+		buf_fini(&out);
+		return sq_err_set(err, rc_, "cannot build the DSN");
+	}
+	dsn = envelope_new();
+	envelope_set_sender(dsn, "");
+	envelope_add_rcpt(dsn, p.to);
+	dsn->created = p.now;
+	if ((rc_ = spool_writer_begin(s->spool, &w, err)) == 0 &&
+	    (rc_ = spool_writer_write(w, out.data, out.len, err)) == 0)
+		rc_ = spool_writer_commit(w, dsn, err);
+	else if (w != NULL)
+		spool_writer_abort(w);
+	buf_fini(&out);
+	if (rc_ == 0) {
+		log_info("dsn msgid=%s action=%s about=%s to=%s rcpts=%zu",
+		    dsn->id, action == BOUNCE_FAILED ? "failed" : "delayed",
+		    env->id, p.to, n);
+		scheduler_add_id(dsn->id, s);
+	}
+	envelope_free(dsn);
+	return rc_;
 }
 
 /*
- * Record the outcome of an attempt for the current message.  fate[i] says
- * what happens to recipient i: 2 delivered (dropped from the envelope), 4
- * retried later, 5 failed permanently (held in failed/ with the reason).
- * fate NULL means "retry every recipient".  The message leaves the queue
- * when no recipient is left to retry.
+ * Recipients of env listed in rc[0..n) failed for good.  Bounce them (or
+ * keep them in failed/); returns 0 when that is durable, so the caller
+ * may drop them from the envelope.
  */
-static void
-scheduler_settle_current(struct sched_relay *r, const int *fate,
-    const char *const *rcpt_reply, const char *reason)
+static int
+scheduler_fail_rcpts(struct scheduler *s, const struct envelope *env,
+    const struct bounce_rcpt *rc, size_t n)
 {
-	struct scheduler *s = r->sched;
-	struct envelope *env = r->cur_env, *failed;
+	struct envelope *failed;
 	struct sq_err err = { 0 };
 	struct buf why;
-	const char *rr;
-	size_t i, kept = 0, n_failed;
-	int held = 1;
+	size_t i;
+	int rc_;
 
-	if (r->cur != NULL) {
-		r->cur->in_flight = 0;
-		r->cur->next_attempt = scheduler_now() + s->cfg->retry_min;
+	for (i = 0; i < n; i++)
+		log_warn("failed msgid=%s rcpt=%s reason=\"%s\"", env->id,
+		    rc[i].addr, rc[i].reply != NULL ? rc[i].reply : "?");
+	if (env->sender[0] != '\0' && s->cfg->bounce != CONFIG_BOUNCE_NONE) {
+		if (scheduler_queue_dsn(s, env, rc, n, BOUNCE_FAILED,
+		    &err) == 0)
+			return 0;
+		log_err("msgid=%s: cannot queue the bounce: %s (keeping the "
+		    "recipients in failed/ instead)", env->id, err.msg);
 	}
-	if (env == NULL)
-		return;
-	if (fate != NULL) {
-		failed = envelope_new();
-		envelope_set_sender(failed, env->sender);
-		snprintf(failed->id, sizeof(failed->id), "%s", env->id);
-		failed->created = env->created;
-		failed->uid = env->uid;
-		failed->attempts = env->attempts + 1;
-		/* Each refused recipient keeps the reply to its own RCPT;
-		 * the message's reply when the whole message was refused. */
-		buf_init(&why, 1024);
-		for (i = 0, n_failed = 0; i < env->n_rcpts; i++)
-			n_failed += fate[i] == 5;
-		for (i = 0; i < env->n_rcpts; i++) {
-			if (fate[i] != 5)
-				continue;
-			rr = rcpt_reply != NULL && rcpt_reply[i] != NULL ?
-			    rcpt_reply[i] : reason;
-			envelope_add_rcpt(failed, env->rcpts[i]);
-			log_warn("failed msgid=%s rcpt=%s relay=%s reason=\"%s\":"
-			    " held in failed/ (bounces are not implemented "
-			    "yet)", env->id, env->rcpts[i], r->sh->name, rr);
-			if (why.len > 0)
-				buf_append_str(&why, "; ");
-			if (n_failed > 1) {
-				buf_append_str(&why, env->rcpts[i]);
-				buf_append_str(&why, ": ");
-			}
-			buf_append_str(&why, rr);
+	/* No DSN (null sender, bounce = none, or it could not be made):
+	 * keep what failed, with the reasons, in failed/. */
+	failed = envelope_new();
+	envelope_set_sender(failed, env->sender);
+	snprintf(failed->id, sizeof(failed->id), "%s", env->id);
+	failed->created = env->created;
+	failed->uid = env->uid;
+	failed->attempts = env->attempts;
+	buf_init(&why, 1024);
+	for (i = 0; i < n; i++) {
+		envelope_add_rcpt(failed, rc[i].addr);
+		if (why.len > 0)
+			buf_append_str(&why, "; ");
+		if (n > 1) {
+			buf_append_str(&why, rc[i].addr);
+			buf_append_str(&why, ": ");
 		}
-		if (buf_append(&why, "", 1) != 0)
-			why.data[why.len - 1] = '\0';	/* full: truncate */
-		envelope_set_error(failed, why.len > 1 ? why.data : reason);
-		buf_fini(&why);
-		if (failed->n_rcpts > 0 && spool_hold_failed(s->spool, failed,
-		    failed->attempts, &err) != 0) {
-			log_err("msgid=%s: cannot hold the failed recipients "
-			    "in failed/: %s (they stay queued)", env->id,
+		buf_append_str(&why, rc[i].reply != NULL ? rc[i].reply : "?");
+	}
+	if (buf_append(&why, "", 1) != 0)
+		why.data[why.len - 1] = '\0';
+	envelope_set_error(failed, why.data);
+	buf_fini(&why);
+	rc_ = spool_hold_failed(s->spool, failed, failed->attempts + 1, &err);
+	if (rc_ != 0)
+		log_err("msgid=%s: cannot keep the failed recipients in "
+		    "failed/: %s (they stay queued)", env->id, err.msg);
+	else
+		log_info("msgid=%s: %zu failed recipient(s) kept in failed/ "
+		    "(%s)", env->id, n, env->sender[0] == '\0' ?
+		    "null sender: never bounced" : "bounce = none");
+	envelope_free(failed);
+	return rc_;
+}
+
+/* ------------------------------------------------------------------ */
+/* Settling an attempt. */
+
+/*
+ * Apply fates to the envelope of m: RETRY_DELIVERED recipients leave it,
+ * RETRY_FAIL ones are bounced then leave it, RETRY_DEFER ones wait.  With
+ * replies[i] the reason per recipient (NULL: reason).  Frees env.
+ */
+static void
+scheduler_settle(struct scheduler *s, struct sched_msg *m,
+    struct envelope *env, const enum retry_fate *fate,
+    const char *const *replies, const char *reason, const char *remote)
+{
+	struct bounce_rcpt *rc;
+	struct sq_err err = { 0 };
+	int64_t now = scheduler_now();
+	size_t i, n_fail = 0, kept = 0;
+	int expired, *final;
+
+	/* A recipient ends here when it failed for good, or when it would
+	 * be retried but the message has run out of time (4.4.7). */
+	expired = retry_expired(&s->policy, env->created, now);
+	final = xcalloc(env->n_rcpts, sizeof(*final));
+	rc = xcalloc(env->n_rcpts, sizeof(*rc));
+	for (i = 0; i < env->n_rcpts; i++) {
+		if (fate[i] == RETRY_DELIVERED ||
+		    (fate[i] == RETRY_DEFER && !expired))
+			continue;
+		final[i] = 1;
+		rc[n_fail].addr = env->rcpts[i];
+		rc[n_fail].remote_mta = remote;
+		rc[n_fail].reply = replies != NULL && replies[i] != NULL ?
+		    replies[i] : reason;
+		if (fate[i] == RETRY_DEFER)
+			rc[n_fail].status = "4.4.7";
+		n_fail++;
+	}
+	if (expired && n_fail > 0)
+		log_warn("msgid=%s: expired: still undelivered after %us in "
+		    "the queue", env->id, s->policy.max_age);
+	if (n_fail > 0 && scheduler_fail_rcpts(s, env, rc, n_fail) != 0)
+		memset(final, 0, env->n_rcpts * sizeof(*final));
+	free(rc);
+	for (i = 0; i < env->n_rcpts; i++) {
+		if (fate[i] == RETRY_DELIVERED || final[i]) {
+			free(env->rcpts[i]);
+			continue;
+		}
+		env->rcpts[kept++] = env->rcpts[i];
+	}
+	free(final);
+	env->n_rcpts = kept;
+	if (kept == 0) {
+		if (spool_remove(s->spool, env->id, &err) != 0)
+			log_err("msgid=%s: done but cannot remove it from the "
+			    "spool: %s (it may be sent again)", env->id,
 			    err.msg);
-			held = 0;
-		}
-		envelope_free(failed);
-		for (i = 0; i < env->n_rcpts; i++) {
-			if (fate[i] == 2 || (fate[i] == 5 && held)) {
-				free(env->rcpts[i]);
-				continue;
-			}
-			env->rcpts[kept++] = env->rcpts[i];
-		}
-		env->n_rcpts = kept;
-		if (kept == 0) {
-			if (spool_remove(s->spool, env->id, &err) != 0)
-				log_err("msgid=%s: done but cannot remove it "
-				    "from the spool: %s (it may be sent "
-				    "again)", env->id, err.msg);
-			if (r->cur != NULL)
-				scheduler_drop(s, r->cur);
-			r->cur = NULL;
-			return;
-		}
+		scheduler_drop(s, m);
+		envelope_free(env);
+		return;
 	}
 	env->attempts++;
-	env->next_attempt = scheduler_now() + s->cfg->retry_min;
+	env->next_attempt = retry_next(&s->policy, now, env->attempts,
+	    scheduler_random(s));
 	envelope_set_error(env, reason);
-	if (spool_update_envelope(s->spool, env, &err) != 0)
-		log_err("msgid=%s: cannot record the attempt: %s "
-		    "(the message stays queued)", env->id, err.msg);
-}
+	/* One delay warning, when configured and due. */
+	if (s->cfg->delay_warning > 0 && !env->warned &&
+	    env->sender[0] != '\0' && s->cfg->bounce != CONFIG_BOUNCE_NONE &&
+	    now - env->created >= (int64_t)s->cfg->delay_warning) {
+		struct bounce_rcpt *dr = xcalloc(env->n_rcpts, sizeof(*dr));
 
-static void
-scheduler_finish_current(struct sched_relay *r)
-{
-	envelope_free(r->cur_env);
-	r->cur_env = NULL;
-	if (r->cur != NULL)
-		r->cur->in_flight = 0;
-	r->cur = NULL;
-}
-
-static void
-scheduler_on_message_done(struct smtp_conn *c,
-    const struct smtp_conn_result *res, void *arg)
-{
-	struct sched_relay *r = arg;
-	int *fate;
-	size_t i, n, delivered = 0, failed = 0;
-	int cls;
-
-	(void)c;
-	if (r->cur == NULL || r->cur_env == NULL)
-		log_fatalx("relay %s: message result without a message",
-		    r->sh->name);
-	n = r->cur_env->n_rcpts;
-	fate = xcalloc(n, sizeof(*fate));
-	for (i = 0; i < n; i++) {
-		cls = res->rcpt_class != NULL && res->n_rcpts == n ?
-		    res->rcpt_class[i] : 0;
-		switch (res->outcome) {
-		case SMTP_CONN_DELIVERED:
-			fate[i] = cls == 2 ? 2 : cls == 5 ? 5 : 4;
-			break;
-		case SMTP_CONN_FAILED:
-			/* The message itself was refused for good. */
-			fate[i] = 5;
-			break;
-		case SMTP_CONN_DEFERRED:
-			fate[i] = cls == 5 ? 5 : 4;
-			break;
+		for (i = 0; i < env->n_rcpts; i++) {
+			dr[i].addr = env->rcpts[i];
+			dr[i].reply = reason;
+			dr[i].remote_mta = remote;
 		}
-		delivered += fate[i] == 2;
-		failed += fate[i] == 5;
+		if (scheduler_queue_dsn(s, env, dr, env->n_rcpts,
+		    BOUNCE_DELAYED, &err) == 0)
+			env->warned = 1;
+		else
+			log_err("msgid=%s: cannot queue the delay warning: %s",
+			    env->id, err.msg);
+		free(dr);
 	}
-	if (delivered == n)
-		scheduler_log_attempt(r, r->cur->id, "sent", res);
-	else if (delivered > 0)
-		scheduler_log_attempt(r, r->cur->id, "partial", res);
-	else
-		scheduler_log_attempt(r, r->cur->id, failed == n ? "failed" :
-		    "deferred", res);
-	scheduler_settle_current(r, fate, res->rcpt_reply, res->reply);
-	free(fate);
-	scheduler_finish_current(r);
-	/* The connection reports on_ready next when it can carry more. */
+	if (spool_update_envelope(s->spool, env, &err) != 0)
+		log_err("msgid=%s: cannot record the attempt: %s (the message "
+		    "stays queued)", env->id, err.msg);
+	scheduler_set_waiting(s, m, env->next_attempt);
+	envelope_free(env);
+}
+
+/* ------------------------------------------------------------------ */
+/* Connections. */
+
+static void
+scheduler_conn_release(struct sched_conn *cc)
+{
+	envelope_free(cc->cur_env);
+	cc->cur_env = NULL;
+	cc->cur = NULL;
 }
 
 /* Non-ASCII in an envelope address needs the server's SMTPUTF8. */
@@ -337,112 +687,213 @@ scheduler_envelope_utf8(const struct envelope *env)
 	return 0;
 }
 
-/* Give the relay's idle connection the next due message, if any. */
 static int
-scheduler_send_next(struct sched_relay *r)
+scheduler_rate_take(struct sched_relay *r)
 {
-	struct scheduler *s = r->sched;
+	const struct config_smarthost *sh = r->sh;
+	int64_t now = scheduler_now_ms();
+	double cap;
+
+	if (sh->rate_count == 0)
+		return 1;
+	cap = sh->rate_count;
+	r->tokens += (double)(now - r->tokens_at) * sh->rate_count /
+	    (1000.0 * sh->rate_seconds);
+	if (r->tokens > cap)
+		r->tokens = cap;
+	r->tokens_at = now;
+	if (r->tokens < 1.0)
+		return 0;
+	r->tokens -= 1.0;
+	return 1;
+}
+
+/* Milliseconds until the relay's bucket holds a token again. */
+static int64_t
+scheduler_rate_wait_ms(const struct sched_relay *r)
+{
+	const struct config_smarthost *sh = r->sh;
+
+	if (sh->rate_count == 0 || r->tokens >= 1.0)
+		return 0;
+	return (int64_t)((1.0 - r->tokens) * 1000.0 * sh->rate_seconds /
+	    sh->rate_count) + 1;
+}
+
+/*
+ * Put message m on the idle connection cc.  Returns 1 when it was sent,
+ * 0 when m could not be read (it is dropped from the index or bounced).
+ */
+static int
+scheduler_send(struct sched_conn *cc, struct sched_msg *m)
+{
+	struct scheduler *s = cc->relay->sched;
 	struct smtp_conn_message msg;
 	struct sq_err err = { 0 };
-	struct sched_msg *m;
+	struct envelope *env = NULL;
 	int fd;
 
-	for (;;) {
-		m = r->cur;
-		if (m == NULL)
-			m = scheduler_next_due(s, scheduler_now());
-		if (m == NULL)
-			return 0;
-		r->cur = m;
-		m->in_flight = 1;
-		if (spool_load_envelope(s->spool, m->id, &r->cur_env,
-		    &err) != 0 || (fd = spool_open_message(s->spool, m->id,
-		    &err)) < 0) {
-			/* Gone (delivered and removed, or a stale watch event)
-			 * or unreadable: a later issue moves unreadable
-			 * messages to corrupt/; until then it is left in the
-			 * spool and dropped from the index. */
-			if (err.code == -ENOENT || err.code == SQ_ENOTFOUND)
-				log_debug("msgid=%s: no longer queued", m->id);
-			else
-				log_err("msgid=%s: cannot read from the spool: "
-				    "%s (left in the spool, not retried until "
-				    "restart)", m->id, err.msg);
-			envelope_free(r->cur_env);
-			r->cur_env = NULL;
-			scheduler_drop(s, m);
-			r->cur = NULL;
-			continue;
-		}
-		r->attempt = r->cur_env->attempts + 1;
-		memset(&msg, 0, sizeof(msg));
-		msg.id = m->id;
-		msg.sender = r->cur_env->sender;
-		msg.rcpts = (const char *const *)r->cur_env->rcpts;
-		msg.n_rcpts = r->cur_env->n_rcpts;
-		msg.body_fd = fd;
-		msg.body_8bit = r->cur_env->body_8bit;
-		msg.needs_smtputf8 = scheduler_envelope_utf8(r->cur_env);
-		r->conn_idle = 0;
-		if (smtp_conn_send(r->conn, &msg) != 0) {
-			/* Not sendable (no recipients left): keep it queued
-			 * and visible rather than lose it. */
-			close(fd);
-			log_err("msgid=%s: cannot be sent (%zu recipients); "
-			    "left in the spool", m->id, msg.n_rcpts);
-			envelope_free(r->cur_env);
-			r->cur_env = NULL;
-			scheduler_drop(s, m);
-			r->cur = NULL;
-			r->conn_idle = 1;
-			continue;
-		}
-		return 1;
+	if (spool_load_envelope(s->spool, m->id, &env, &err) != 0 ||
+	    (fd = spool_open_message(s->spool, m->id, &err)) < 0) {
+		if (err.code == -ENOENT || err.code == SQ_ENOTFOUND)
+			log_debug("msgid=%s: no longer queued", m->id);
+		else
+			log_err("msgid=%s: cannot read it from the spool: %s "
+			    "(left in the spool, not retried until restart)",
+			    m->id, err.msg);
+		envelope_free(env);
+		scheduler_drop(s, m);
+		return 0;
 	}
+	scheduler_unlink(s, m);
+	m->state = SCHED_ACTIVE;
+	cc->cur = m;
+	cc->cur_env = env;
+	cc->attempt = env->attempts + 1;
+	memset(&msg, 0, sizeof(msg));
+	msg.id = m->id;
+	msg.sender = env->sender;
+	msg.rcpts = (const char *const *)env->rcpts;
+	msg.n_rcpts = env->n_rcpts;
+	msg.body_fd = fd;
+	msg.body_8bit = env->body_8bit;
+	msg.needs_smtputf8 = scheduler_envelope_utf8(env);
+	cc->idle = 0;
+	evtimer_del(cc->idle_timer);
+	if (smtp_conn_send(cc->conn, &msg) != 0) {
+		close(fd);
+		log_err("msgid=%s: cannot be sent (%zu recipients); left in "
+		    "the spool", m->id, msg.n_rcpts);
+		scheduler_conn_release(cc);
+		scheduler_drop(s, m);
+		cc->idle = 1;
+		return 0;
+	}
+	return 1;
+}
+
+static void
+scheduler_conn_close(struct sched_conn *cc)
+{
+	struct sched_relay *r = cc->relay;
+
+	if (cc->conn == NULL)
+		return;
+	smtp_conn_close(cc->conn);
+	cc->conn = NULL;
+	cc->idle = 0;
+	evtimer_del(cc->idle_timer);
+	r->n_conns--;
 }
 
 static void
 scheduler_on_ready(struct smtp_conn *c, void *arg)
 {
-	struct sched_relay *r = arg;
-	struct timeval idle = { SCHEDULER_IDLE_SECONDS, 0 };
+	struct sched_conn *cc = arg;
+	struct sched_relay *r = cc->relay;
+	struct timeval idle = { r->sh->idle_timeout, 0 };
 
 	(void)c;
-	r->conn_idle = 1;
-	r->retry_at = 0;
-	if (!r->sched->shutting_down && scheduler_send_next(r))
+	if (!cc->ready_once) {
+		cc->ready_once = 1;
+		if (r->down)
+			log_info("relay %s: reachable again", r->sh->name);
+		r->down = 0;
+		r->down_count = 0;
+		r->down_until = 0;
+	}
+	if (cc->retire) {
+		/* messages_per_connection reached: QUIT, a new one follows */
+		scheduler_conn_close(cc);
+		scheduler_request_run(r->sched);
 		return;
-	/* Nothing to send now: keep the connection a little while. */
-	evtimer_add(r->idle_timer, &idle);
+	}
+	cc->idle = 1;
+	if (cc->cur != NULL) {
+		/* Opened for this message. */
+		struct sched_msg *m = cc->cur;
+
+		cc->cur = NULL;
+		if (scheduler_send(cc, m))
+			return;
+	}
+	evtimer_add(cc->idle_timer, &idle);
+	scheduler_request_run(r->sched);
 }
 
 static void
 scheduler_on_idle_timeout(evutil_socket_t fd, short what, void *arg)
 {
-	struct sched_relay *r = arg;
+	struct sched_conn *cc = arg;
 
 	(void)fd;
 	(void)what;
-	if (r->conn != NULL && r->conn_idle) {
-		log_debug("relay %s: closing idle connection", r->sh->name);
-		smtp_conn_close(r->conn);
-		r->conn = NULL;
-		r->conn_idle = 0;
-		scheduler_request_run(r->sched);
+	if (cc->conn != NULL && cc->idle) {
+		log_debug("relay %s: closing idle connection",
+		    cc->relay->sh->name);
+		scheduler_conn_close(cc);
 	}
 }
 
+static void
+scheduler_on_message_done(struct smtp_conn *c,
+    const struct smtp_conn_result *res, void *arg)
+{
+	struct sched_conn *cc = arg;
+	struct sched_relay *r = cc->relay;
+	struct scheduler *s = r->sched;
+	struct sched_msg *m = cc->cur;
+	struct envelope *env = cc->cur_env;
+	enum retry_fate *fate;
+	size_t i, n, delivered = 0, failed = 0;
+
+	(void)c;
+	if (m == NULL || env == NULL)
+		log_fatalx("relay %s: message result without a message",
+		    r->sh->name);
+	n = env->n_rcpts;
+	fate = xcalloc(n, sizeof(*fate));
+	for (i = 0; i < n; i++) {
+		fate[i] = retry_classify((int)res->outcome,
+		    res->rcpt_class != NULL && res->n_rcpts == n ?
+		    res->rcpt_class[i] : 0);
+		delivered += fate[i] == RETRY_DELIVERED;
+		failed += fate[i] == RETRY_FAIL;
+	}
+	scheduler_log_attempt(cc, m->id, delivered == n ? "sent" :
+	    delivered > 0 ? "partial" : failed == n ? "failed" : "deferred",
+	    res);
+	if (delivered == n)
+		r->n_sent++;
+	else {
+		r->n_deferred += failed < n;
+		r->n_failed += failed > 0;
+		scheduler_relay_error(r, res->reply);
+	}
+	cc->cur = NULL;
+	cc->cur_env = NULL;
+	scheduler_settle(s, m, env, fate,
+	    res->n_rcpts == n ? res->rcpt_reply : NULL, res->reply,
+	    r->sh->host);
+	free(fate);
+	if (++cc->sent >= r->sh->messages_per_connection)
+		cc->retire = 1;
+	/* The connection reports on_ready next when it can carry more. */
+}
+
 /*
- * How long a relay rests after a failed connection.  Refused credentials
- * will not fix themselves: say so loudly and wait much longer than
- * retry_min, so the provider does not lock the account for hammering.
+ * How long a relay rests after its connection failed before the session
+ * was ready.  Refused credentials will not fix themselves: say so loudly
+ * and wait much longer, so the provider does not lock the account.
  */
 static int64_t
 scheduler_relay_backoff(struct sched_relay *r,
     const struct smtp_conn_result *res)
 {
-	int64_t delay = r->sched->cfg->retry_min;
+	struct scheduler *s = r->sched;
+	int64_t delay;
 
+	delay = retry_next(&s->policy, 0, r->down_count, scheduler_random(s));
 	if (!res->auth_failed)
 		return delay;
 	if (delay < SCHEDULER_AUTH_FAIL_SECONDS)
@@ -458,103 +909,240 @@ static void
 scheduler_on_closed(struct smtp_conn *c, const struct smtp_conn_result *res,
     void *arg)
 {
-	struct sched_relay *r = arg;
+	struct sched_conn *cc = arg;
+	struct sched_relay *r = cc->relay;
 	struct scheduler *s = r->sched;
+	struct sched_msg *m = cc->cur;
+	const struct config_smarthost *fb;
+	struct sq_err err = { 0 };
+	int64_t delay;
 
 	(void)c;
-	r->conn = NULL;
-	evtimer_del(r->idle_timer);
-	if (r->cur != NULL) {
-		/* The connection failed before or during this message. */
-		if (r->cur_env == NULL) {
-			struct sq_err err = { 0 };
+	cc->conn = NULL;
+	cc->idle = 0;
+	evtimer_del(cc->idle_timer);
+	r->n_conns--;
+	if (!cc->ready_once) {
+		/* Never got a session: the relay is down (refused, TLS,
+		 * greeting or EHLO refusal, credentials). */
+		r->down = 1;
+		r->down_count++;
+		delay = scheduler_relay_backoff(r, res);
+		r->down_until = scheduler_now() + delay;
+		scheduler_relay_error(r, res->reply);
+		log_warn("relay %s: down: %s (next probe in %llds)",
+		    r->sh->name, res->reply, (long long)delay);
+	}
+	if (m != NULL) {
+		if (cc->cur_env == NULL)
+			spool_load_envelope(s->spool, m->id, &cc->cur_env,
+			    &err);
+		if (cc->cur_env != NULL)
+			cc->attempt = cc->cur_env->attempts + 1;
+		fb = r->sh->fallback_index >= 0 ?
+		    &s->cfg->smarthosts[r->sh->fallback_index] : NULL;
+		if (!cc->ready_once && fb != NULL &&
+		    !s->relays[r->sh->fallback_index].down &&
+		    m->relay == r->index) {
+			/* The fallback takes it right away. */
+			scheduler_log_attempt(cc, m->id, "deferred", res);
+			log_info("msgid=%s: relay %s unreachable, handing it to "
+			    "fallback %s", m->id, r->sh->name, fb->name);
+			scheduler_conn_release(cc);
+			scheduler_set_due(s, m, 1);
+		} else if (cc->cur_env != NULL) {
+			enum retry_fate *fate;
+			size_t i;
 
-			if (spool_load_envelope(s->spool, r->cur->id,
-			    &r->cur_env, &err) == 0)
-				r->attempt = r->cur_env->attempts + 1;
+			scheduler_log_attempt(cc, m->id, "deferred", res);
+			r->n_deferred++;
+			fate = xcalloc(cc->cur_env->n_rcpts, sizeof(*fate));
+			for (i = 0; i < cc->cur_env->n_rcpts; i++)
+				fate[i] = RETRY_DEFER;
+			scheduler_settle(s, m, cc->cur_env, fate, NULL,
+			    res->reply, r->sh->host);
+			free(fate);
+			cc->cur_env = NULL;
+			cc->cur = NULL;
+		} else {
+			scheduler_conn_release(cc);
+			scheduler_drop(s, m);
 		}
-		scheduler_log_attempt(r, r->cur->id, "deferred", res);
-		scheduler_settle_current(r, NULL, NULL, res->reply);
-		scheduler_finish_current(r);
-		r->retry_at = scheduler_now() + scheduler_relay_backoff(r, res);
-	} else if (!r->conn_idle) {
-		log_warn("relay %s: connection failed: %s", r->sh->name,
+	} else if (cc->ready_once)
+		log_debug("relay %s: connection closed: %s", r->sh->name,
 		    res->reply);
-		r->retry_at = scheduler_now() + scheduler_relay_backoff(r, res);
-	} else
-		log_debug("relay %s: idle connection closed by the server: %s",
-		    r->sh->name, res->reply);
-	r->conn_idle = 0;
+	cc->cur = NULL;
+	cc->ready_once = 0;
 	scheduler_request_run(s);
 }
 
+/* Open a connection of relay r carrying message m first. */
 static void
-scheduler_open_conn(struct sched_relay *r, struct sched_msg *first)
+scheduler_open(struct sched_relay *r, struct sched_msg *m)
 {
 	struct scheduler *s = r->sched;
 	struct smtp_conn_params params;
+	struct sched_conn *cc = NULL;
+	unsigned i;
 	static const struct smtp_conn_callbacks cb = {
 		.on_ready = scheduler_on_ready,
 		.on_message_done = scheduler_on_message_done,
 		.on_closed = scheduler_on_closed,
 	};
 
+	for (i = 0; i < r->sh->max_connections; i++)
+		if (r->conns[i].conn == NULL) {
+			cc = &r->conns[i];
+			break;
+		}
+	if (cc == NULL)
+		log_fatalx("relay %s: no free connection slot", r->sh->name);
 	memset(&params, 0, sizeof(params));
 	params.base = s->base;
 	params.dns = s->dns;
 	params.smarthost = r->sh;
 	params.tls = r->tls;
 	params.ehlo_name = s->ehlo_name;
-	/* The connection is opened for this message: if it cannot be made,
-	 * the failure is logged and recorded as this message's attempt. */
-	r->cur = first;
-	first->in_flight = 1;
-	r->attempt = 0;
-	r->conn_idle = 0;
-	r->conn = smtp_conn_open(&params, &cb, r);
+	cc->idle = 0;
+	cc->ready_once = 0;
+	cc->retire = 0;
+	cc->sent = 0;
+	cc->attempt = 0;
+	/* Opened for m: if it cannot be made, that is m's attempt. */
+	scheduler_unlink(s, m);
+	m->state = SCHED_ACTIVE;
+	cc->cur = m;
+	r->n_conns++;
+	cc->conn = smtp_conn_open(&params, &cb, cc);
 }
 
+static struct sched_conn *
+scheduler_idle_conn(struct sched_relay *r)
+{
+	unsigned i;
+
+	for (i = 0; i < r->sh->max_connections; i++)
+		if (r->conns[i].conn != NULL && r->conns[i].idle &&
+		    !r->conns[i].retire)
+			return &r->conns[i];
+	return NULL;
+}
+
+/* Give relay r's connections work from queue q (r itself, or a down
+ * relay whose fallback r is). */
+static void
+scheduler_serve(struct sched_relay *r, struct sched_relay *q)
+{
+	struct sched_conn *cc;
+	struct sched_msg *m;
+
+	while ((m = TAILQ_FIRST(&q->due)) != NULL) {
+		cc = scheduler_idle_conn(r);
+		if (cc == NULL && r->n_conns >= r->sh->max_connections)
+			return;
+		if (!scheduler_rate_take(r))
+			return;
+		if (cc != NULL)
+			scheduler_send(cc, m);
+		else
+			scheduler_open(r, m);
+	}
+}
+
+/* Arm the one timer for the earliest thing that will become due. */
 static void
 scheduler_arm_timer(struct scheduler *s, int64_t now)
 {
-	struct sched_msg *m;
-	struct sched_relay *r = &s->relays[0];
 	struct timeval tv;
-	int64_t wake = INT64_MAX;
+	int64_t wake_ms = INT64_MAX, w;
+	size_t i;
 
-	TAILQ_FOREACH(m, &s->queue, entry)
-		if (!m->in_flight && m->next_attempt < wake)
-			wake = m->next_attempt;
-	if (wake == INT64_MAX)
+	if (s->heap_len > 0)
+		wake_ms = (s->heap[0]->next_attempt - now) * 1000;
+	for (i = 0; i < s->n_relays; i++) {
+		struct sched_relay *r = &s->relays[i];
+
+		if (r->n_due == 0)
+			continue;
+		if (r->down && r->n_conns == 0) {
+			w = (r->down_until - now) * 1000;
+			if (w < wake_ms)
+				wake_ms = w;
+		}
+		w = scheduler_rate_wait_ms(r);
+		if (w > 0 && w < wake_ms)
+			wake_ms = w;
+	}
+	if (wake_ms == INT64_MAX)
 		return;
-	if (r->conn == NULL && r->retry_at > wake)
-		wake = r->retry_at;
-	if (r->conn != NULL && wake <= now)
-		return;		/* the connection will ask for work */
-	if (wake < now + 1)
-		wake = now + 1;
-	tv.tv_sec = (time_t)(wake - now);
-	tv.tv_usec = 0;
-	evtimer_add(s->retry_timer, &tv);
+	if (wake_ms < 10)
+		wake_ms = 10;
+	tv.tv_sec = (time_t)(wake_ms / 1000);
+	tv.tv_usec = (suseconds_t)(wake_ms % 1000) * 1000;
+	evtimer_add(s->timer, &tv);
 }
 
-/* Start whatever work is due.  Today every message goes to the first
- * smarthost; routing comes with the queue engine. */
+/* Settle (bounce) the due messages of a down relay that expired while
+ * they waited for it. */
+static void
+scheduler_expire_due(struct sched_relay *r, int64_t now)
+{
+	struct scheduler *s = r->sched;
+	struct sched_msg *m, *next;
+	struct envelope *env = NULL;
+	struct sq_err err = { 0 };
+	enum retry_fate *fate;
+	char reason[sizeof(r->last_error) + 64];
+
+	for (m = TAILQ_FIRST(&r->due); m != NULL; m = next) {
+		next = TAILQ_NEXT(m, due_entry);
+		if (!retry_expired(&s->policy, m->created, now))
+			continue;
+		if (spool_load_envelope(s->spool, m->id, &env, &err) != 0) {
+			scheduler_drop(s, m);
+			continue;
+		}
+		snprintf(reason, sizeof(reason), "smarthost %s unreachable: %s",
+		    r->sh->name, r->last_error);
+		fate = xcalloc(env->n_rcpts, sizeof(*fate));
+		scheduler_settle(s, m, env, fate, NULL, reason, r->sh->host);
+		free(fate);
+	}
+}
+
 static void
 scheduler_run(struct scheduler *s)
 {
-	struct sched_relay *r = &s->relays[0];
-	struct sched_msg *m;
 	int64_t now = scheduler_now();
+	struct sched_msg *m;
+	size_t i, j;
 
 	if (s->shutting_down)
 		return;
-	if (r->conn != NULL && r->conn_idle) {
-		if (scheduler_send_next(r))
-			evtimer_del(r->idle_timer);
-	} else if (r->conn == NULL && now >= r->retry_at &&
-	    (m = scheduler_next_due(s, now)) != NULL)
-		scheduler_open_conn(r, m);
+	while (s->heap_len > 0 && s->heap[0]->next_attempt <= now) {
+		m = s->heap[0];
+		scheduler_set_due(s, m, 0);
+	}
+	for (i = 0; i < s->n_relays; i++) {
+		struct sched_relay *r = &s->relays[i];
+
+		if (r->down) {
+			if (r->n_conns > 0 || now < r->down_until)
+				continue;
+			/* Mail that waited too long for it expires. */
+			scheduler_expire_due(r, now);
+			/* One probe connection, not one per message. */
+			if ((m = TAILQ_FIRST(&r->due)) != NULL &&
+			    scheduler_rate_take(r))
+				scheduler_open(r, m);
+			continue;
+		}
+		scheduler_serve(r, r);
+		for (j = 0; j < s->n_relays; j++)
+			if (j != i && s->relays[j].down &&
+			    s->relays[j].sh->fallback_index == (int)i)
+				scheduler_serve(r, &s->relays[j]);
+	}
 	scheduler_arm_timer(s, now);
 }
 
@@ -564,6 +1152,153 @@ scheduler_on_run(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	scheduler_run(arg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Indexing new messages: route, split, expire. */
+
+/* Copy message env (body of id src) for the recipients routed to another
+ * smarthost: a new queued message.  Returns 0 when it is durable. */
+static int
+scheduler_split_copy(struct scheduler *s, const char *src,
+    struct envelope *part, struct sq_err *err)
+{
+	struct spool_writer *w = NULL;
+	char buf[65536];
+	ssize_t n;
+	int fd, rc;
+
+	if ((fd = spool_open_message(s->spool, src, err)) < 0)
+		return fd;
+	if ((rc = spool_writer_begin(s->spool, &w, err)) != 0) {
+		close(fd);
+		return rc;
+	}
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		if ((rc = spool_writer_write(w, buf, (size_t)n, err)) != 0)
+			break;
+	if (rc == 0 && n < 0)
+		rc = sq_err_set(err, -errno, "read message %s: %s", src,
+		    strerror(errno));
+	close(fd);
+	if (rc != 0) {
+		spool_writer_abort(w);
+		return rc;
+	}
+	return spool_writer_commit(w, part, err);
+}
+
+static void
+scheduler_add_id(const char *id, void *arg)
+{
+	struct scheduler *s = arg;
+	struct envelope *env = NULL, *part;
+	struct sched_msg *m;
+	struct sq_err err = { 0 };
+	struct bounce_rcpt *rc;
+	int *route, first = -1;
+	size_t i, j, n_noroute = 0, kept;
+	int changed = 0;
+
+	if (scheduler_find(s, id) != NULL)
+		return;
+	if (spool_load_envelope(s->spool, id, &env, &err) != 0) {
+		if (err.code != -ENOENT && err.code != SQ_ENOTFOUND)
+			log_err("msgid=%s: cannot read its envelope: %s (left "
+			    "in the spool)", id, err.msg);
+		return;
+	}
+	route = xcalloc(env->n_rcpts, sizeof(*route));
+	for (i = 0; i < env->n_rcpts; i++) {
+		route[i] = route_pick(s->cfg, env->sender, env->rcpts[i]);
+		if (route[i] < 0)
+			n_noroute++;
+		else if (first < 0)
+			first = route[i];
+	}
+	/* Recipients no smarthost takes fail for good. */
+	if (n_noroute > 0) {
+		rc = xcalloc(n_noroute, sizeof(*rc));
+		for (i = 0, j = 0; i < env->n_rcpts; i++)
+			if (route[i] < 0) {
+				rc[j].addr = env->rcpts[i];
+				rc[j].status = "5.4.4";
+				rc[j].reply = "no smarthost is configured for "
+				    "this sender/recipient (match_sender, "
+				    "match_recipient)";
+				j++;
+			}
+		if (scheduler_fail_rcpts(s, env, rc, n_noroute) != 0)
+			first = -1;	/* keep everything; retried at scan */
+		else
+			changed = 1;
+		free(rc);
+		if (first < 0) {
+			if (changed && spool_remove(s->spool, id, &err) != 0)
+				log_err("msgid=%s: %s", id, err.msg);
+			free(route);
+			envelope_free(env);
+			return;
+		}
+	}
+	/* Other routes get their own copies, durable before the original
+	 * is narrowed to the first route. */
+	for (i = 0; i < env->n_rcpts; i++) {
+		if (route[i] < 0 || route[i] == first)
+			continue;
+		int other = route[i];
+
+		part = envelope_new();
+		envelope_set_sender(part, env->sender);
+		part->created = env->created;
+		part->uid = env->uid;
+		for (j = i; j < env->n_rcpts; j++)
+			if (route[j] == other) {
+				envelope_add_rcpt(part, env->rcpts[j]);
+				route[j] = -2;	/* moved */
+			}
+		if (scheduler_split_copy(s, id, part, &err) == 0) {
+			log_info("msgid=%s: recipients for relay %s split off "
+			    "as msgid=%s", id, s->cfg->smarthosts[other].name,
+			    part->id);
+			changed = 1;
+			scheduler_add_id(part->id, s);
+		} else {
+			log_err("msgid=%s: cannot split it per route: %s "
+			    "(trying again later)", id, err.msg);
+			for (j = i; j < env->n_rcpts; j++)
+				if (route[j] == -2)
+					route[j] = other;
+		}
+		envelope_free(part);
+	}
+	if (changed) {
+		for (i = 0, kept = 0; i < env->n_rcpts; i++) {
+			if (route[i] == first) {
+				env->rcpts[kept++] = env->rcpts[i];
+				continue;
+			}
+			free(env->rcpts[i]);
+		}
+		env->n_rcpts = kept;
+		if (spool_update_envelope(s->spool, env, &err) != 0)
+			log_err("msgid=%s: %s", id, err.msg);
+	}
+	free(route);
+	m = xcalloc(1, sizeof(*m));
+	snprintf(m->id, sizeof(m->id), "%s", id);
+	m->relay = first;
+	m->created = env->created;
+	m->heap_pos = SIZE_MAX;
+	m->state = SCHED_HELD;
+	scheduler_hash_insert(s, m);
+	s->relays[first].n_routed++;
+	if (!env->held)
+		scheduler_set_waiting(s, m, env->next_attempt);
+	log_debug("queued msgid=%s relay=%s queue_size=%zu", m->id,
+	    s->cfg->smarthosts[first].name, s->n_msgs);
+	envelope_free(env);
+	scheduler_request_run(s);
 }
 
 static void
@@ -589,12 +1324,13 @@ static void
 scheduler_on_watch(evutil_socket_t fd, short what, void *arg)
 {
 	struct scheduler *s = arg;
-	char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+	char buf[16384]
+	    __attribute__((aligned(__alignof__(struct inotify_event))));
 	const struct inotify_event *ev;
 	char id[ENVELOPE_ID_MAX];
 	ssize_t n;
 	size_t len, off;
-	int overflow = 0, added = 0;
+	int overflow = 0;
 
 	(void)what;
 	while ((n = read(fd, buf, sizeof(buf))) > 0) {
@@ -613,10 +1349,8 @@ scheduler_on_watch(evutil_socket_t fd, short what, void *arg)
 				continue;
 			memcpy(id, ev->name, len - 4);
 			id[len - 4] = '\0';
-			if (!spool_id_valid(id))
-				continue;
-			scheduler_add_id(id, s);
-			added = 1;
+			if (spool_id_valid(id))
+				scheduler_add_id(id, s);
 		}
 	}
 	if (n < 0 && errno != EAGAIN && errno != EINTR)
@@ -624,9 +1358,239 @@ scheduler_on_watch(evutil_socket_t fd, short what, void *arg)
 	if (overflow) {
 		log_warn("queue watch overflowed: rescanning the queue");
 		scheduler_rescan(s);
-	} else if (added)
-		scheduler_request_run(s);
+	}
 }
+
+/* ------------------------------------------------------------------ */
+/* The control socket's operations. */
+
+static struct sched_msg *
+scheduler_lookup(struct scheduler *s, const char *id, struct sq_err *err)
+{
+	struct sched_msg *m = scheduler_find(s, id);
+
+	if (m == NULL)
+		sq_err_set(err, SQ_ENOTFOUND, "no queued message %s", id);
+	return m;
+}
+
+/* The message id when no connection is working on it right now. */
+static struct sched_msg *
+scheduler_lookup_idle(struct scheduler *s, const char *id,
+    struct sq_err *err)
+{
+	struct sched_msg *m = scheduler_lookup(s, id, err);
+
+	if (m != NULL && m->state == SCHED_ACTIVE) {
+		sq_err_set(err, -EBUSY, "message %s is being delivered right "
+		    "now; try again in a moment", id);
+		return NULL;
+	}
+	return m;
+}
+
+static int
+scheduler_op_status(void *arg, int json, struct buf *out,
+    struct sq_err *err)
+{
+	struct scheduler *s = arg;
+	char line[1024], when[64];
+	size_t i;
+
+	(void)err;
+	if (json)
+		buf_append_str(out, "{\"queued\":");
+	snprintf(line, sizeof(line), json ? "%zu,\"smarthosts\":[" :
+	    "queue: %zu message(s)\n", s->n_msgs);
+	buf_append_str(out, line);
+	for (i = 0; i < s->n_relays; i++) {
+		struct sched_relay *r = &s->relays[i];
+		char err_text[sizeof(r->last_error)], *p;
+
+		when[0] = '\0';
+		if (r->last_error_at > 0) {
+			struct tm tm;
+			time_t t = (time_t)r->last_error_at;
+
+			gmtime_r(&t, &tm);
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		}
+		/* last_error is printable and has no '"' (quote()); escape
+		 * backslashes for JSON. */
+		snprintf(err_text, sizeof(err_text), "%s", r->last_error);
+		for (p = err_text; *p != '\0'; p++)
+			if (*p == '\\')
+				*p = '/';
+		if (json)
+			snprintf(line, sizeof(line), "%s{\"name\":\"%s\","
+			    "\"host\":\"%s\",\"port\":%u,\"state\":\"%s\","
+			    "\"connections\":%u,\"max_connections\":%u,"
+			    "\"queued\":%zu,\"due\":%zu,\"sent\":%lu,"
+			    "\"deferred\":%lu,\"failed\":%lu,"
+			    "\"last_error\":\"%s\",\"last_error_at\":\"%s\"}",
+			    i > 0 ? "," : "", r->sh->name, r->sh->host,
+			    r->sh->port, r->down ? "down" : "up", r->n_conns,
+			    r->sh->max_connections, r->n_routed, r->n_due,
+			    r->n_sent, r->n_deferred, r->n_failed, err_text,
+			    when);
+		else
+			snprintf(line, sizeof(line), "smarthost %s (%s:%u): "
+			    "%s, connections %u/%u, queued %zu (due %zu), "
+			    "sent %lu, deferred %lu, failed %lu%s%s%s%s\n",
+			    r->sh->name, r->sh->host, r->sh->port,
+			    r->down ? "DOWN" : "up", r->n_conns,
+			    r->sh->max_connections, r->n_routed, r->n_due,
+			    r->n_sent, r->n_deferred, r->n_failed,
+			    r->last_error[0] ? "\n  last error: " : "",
+			    r->last_error, when[0] ? " at " : "", when);
+		buf_append_str(out, line);
+	}
+	if (json)
+		buf_append_str(out, "]}\n");
+	return 0;
+}
+
+static int
+scheduler_op_flush(void *arg, struct sq_err *err)
+{
+	struct scheduler *s = arg;
+	size_t i;
+
+	(void)err;
+	while (s->heap_len > 0)
+		scheduler_set_due(s, s->heap[0], 0);
+	for (i = 0; i < s->n_relays; i++)
+		s->relays[i].down_until = 0;
+	log_info("flush requested: every deferred message is due now");
+	scheduler_request_run(s);
+	return 0;
+}
+
+static int
+scheduler_op_retry(void *arg, const char *id, struct sq_err *err)
+{
+	struct scheduler *s = arg;
+	struct sched_msg *m;
+
+	if ((m = scheduler_lookup(s, id, err)) == NULL)
+		return err->code;
+	if (m->state == SCHED_WAITING)
+		scheduler_set_due(s, m, 1);
+	else if (m->state == SCHED_HELD)
+		return sq_err_set(err, SQ_EPARSE, "message %s is held "
+		    "(release it first)", id);
+	scheduler_request_run(s);
+	return 0;
+}
+
+static int
+scheduler_set_held(struct scheduler *s, const char *id, int held,
+    struct sq_err *err)
+{
+	struct sched_msg *m;
+	struct envelope *env = NULL;
+	int rc;
+
+	if ((m = scheduler_lookup_idle(s, id, err)) == NULL)
+		return err->code;
+	if ((rc = spool_load_envelope(s->spool, id, &env, err)) != 0)
+		return rc;
+	env->held = held;
+	rc = spool_update_envelope(s->spool, env, err);
+	if (rc == 0) {
+		if (held) {
+			scheduler_unlink(s, m);
+			m->state = SCHED_HELD;
+		} else if (m->state == SCHED_HELD)
+			scheduler_set_due(s, m, 0);
+		log_info("msgid=%s %s by the administrator", id,
+		    held ? "held" : "released");
+	}
+	envelope_free(env);
+	scheduler_request_run(s);
+	return rc;
+}
+
+static int
+scheduler_op_hold(void *arg, const char *id, struct sq_err *err)
+{
+	return scheduler_set_held(arg, id, 1, err);
+}
+
+static int
+scheduler_op_release(void *arg, const char *id, struct sq_err *err)
+{
+	return scheduler_set_held(arg, id, 0, err);
+}
+
+static int
+scheduler_op_remove(void *arg, const char *id, struct sq_err *err)
+{
+	struct scheduler *s = arg;
+	struct sched_msg *m;
+	int rc;
+
+	if ((m = scheduler_lookup_idle(s, id, err)) == NULL)
+		return err->code;
+	if ((rc = spool_remove(s->spool, id, err)) != 0)
+		return rc;
+	log_warn("msgid=%s deleted by the administrator", id);
+	scheduler_drop(s, m);
+	return 0;
+}
+
+static int
+scheduler_op_bounce(void *arg, const char *id, struct sq_err *err)
+{
+	struct scheduler *s = arg;
+	struct sched_msg *m;
+	struct envelope *env = NULL;
+	enum retry_fate *fate;
+	size_t i;
+	int rc;
+
+	if ((m = scheduler_lookup_idle(s, id, err)) == NULL)
+		return err->code;
+	if ((rc = spool_load_envelope(s->spool, id, &env, err)) != 0)
+		return rc;
+	fate = xcalloc(env->n_rcpts, sizeof(*fate));
+	for (i = 0; i < env->n_rcpts; i++)
+		fate[i] = RETRY_FAIL;
+	log_warn("msgid=%s bounced by the administrator", id);
+	scheduler_settle(s, m, env, fate, NULL,
+	    "554 5.0.0 returned to the sender by the mail administrator",
+	    NULL);
+	free(fate);
+	scheduler_request_run(s);
+	return 0;
+}
+
+static int
+scheduler_op_is_active(void *arg, const char *id)
+{
+	struct sched_msg *m = scheduler_find(arg, id);
+
+	return m != NULL && m->state == SCHED_ACTIVE;
+}
+
+void
+scheduler_control_ops(struct scheduler *s, struct control_ops *ops)
+{
+	memset(ops, 0, sizeof(*ops));
+	ops->status = scheduler_op_status;
+	ops->flush = scheduler_op_flush;
+	ops->retry = scheduler_op_retry;
+	ops->hold = scheduler_op_hold;
+	ops->release = scheduler_op_release;
+	ops->remove = scheduler_op_remove;
+	ops->bounce = scheduler_op_bounce;
+	ops->is_active = scheduler_op_is_active;
+	ops->arg = s;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Life cycle. */
 
 int
 scheduler_new(struct event_base *base, struct evdns_base *dns,
@@ -635,6 +1599,7 @@ scheduler_new(struct event_base *base, struct evdns_base *dns,
 {
 	struct scheduler *s;
 	size_t i;
+	unsigned j;
 	int rc;
 
 	if (cfg->n_smarthosts == 0)
@@ -647,7 +1612,15 @@ scheduler_new(struct event_base *base, struct evdns_base *dns,
 	s->ehlo_name = xstrdup(ehlo_name);
 	s->spool = sp;
 	s->watch_fd = -1;
-	TAILQ_INIT(&s->queue);
+	s->policy.min = cfg->retry_min;
+	s->policy.max = cfg->retry_max > cfg->retry_min ? cfg->retry_max :
+	    cfg->retry_min;
+	s->policy.max_age = cfg->max_age;
+	if (getrandom(&s->rng, sizeof(s->rng), GRND_NONBLOCK) !=
+	    (ssize_t)sizeof(s->rng) || s->rng == 0)
+		s->rng = (uint64_t)time(NULL) * 2654435761u + 1;
+	s->n_buckets = 1024;
+	s->buckets = xcalloc(s->n_buckets, sizeof(*s->buckets));
 	s->n_relays = cfg->n_smarthosts;
 	s->relays = xcalloc(s->n_relays, sizeof(*s->relays));
 	for (i = 0; i < s->n_relays; i++) {
@@ -655,7 +1628,17 @@ scheduler_new(struct event_base *base, struct evdns_base *dns,
 
 		r->sched = s;
 		r->sh = &cfg->smarthosts[i];
-		r->idle_timer = evtimer_new(base, scheduler_on_idle_timeout, r);
+		r->index = (int)i;
+		TAILQ_INIT(&r->due);
+		r->tokens = r->sh->rate_count;
+		r->tokens_at = scheduler_now_ms();
+		r->conns = xcalloc(r->sh->max_connections > 0 ?
+		    r->sh->max_connections : 1, sizeof(*r->conns));
+		for (j = 0; j < r->sh->max_connections; j++) {
+			r->conns[j].relay = r;
+			r->conns[j].idle_timer = evtimer_new(base,
+			    scheduler_on_idle_timeout, &r->conns[j]);
+		}
 		if (r->sh->tls == CONFIG_TLS_NONE)
 			continue;
 		if ((rc = tls_ctx_new(r->sh, &r->tls, err)) != 0) {
@@ -664,7 +1647,7 @@ scheduler_new(struct event_base *base, struct evdns_base *dns,
 		}
 	}
 	s->run_ev = event_new(base, -1, 0, scheduler_on_run, s);
-	s->retry_timer = evtimer_new(base, scheduler_on_run, s);
+	s->timer = evtimer_new(base, scheduler_on_run, s);
 	s->rescan_timer = event_new(base, -1, EV_PERSIST, scheduler_on_rescan,
 	    s);
 	*out = s;
@@ -674,7 +1657,7 @@ scheduler_new(struct event_base *base, struct evdns_base *dns,
 int
 scheduler_start(struct scheduler *s, struct sq_err *err)
 {
-	struct timeval rescan;
+	struct timeval rescan = { SCHEDULER_RESCAN_SECONDS, 0 };
 	int n;
 
 	/* Watch first, then scan: a message committed in between is seen
@@ -692,9 +1675,7 @@ scheduler_start(struct scheduler *s, struct sq_err *err)
 	event_add(s->watch_ev, NULL);
 	if ((n = spool_recover(s->spool, scheduler_add_id, s, err)) < 0)
 		return n;
-	log_info("queue recovered: %d message(s) queued", n);
-	rescan.tv_sec = SCHEDULER_RESCAN_SECONDS;
-	rescan.tv_usec = 0;
+	log_info("queue recovered: %zu message(s) queued", s->n_msgs);
 	event_add(s->rescan_timer, &rescan);
 	scheduler_request_run(s);
 	return 0;
@@ -722,22 +1703,28 @@ scheduler_shutdown(struct scheduler *s, void (*done)(void *), void *arg)
 	struct scheduler_done *d;
 	struct timeval now = { 0, 0 };
 	size_t i;
+	unsigned j;
 
 	s->shutting_down = 1;
 	for (i = 0; i < s->n_relays; i++) {
 		struct sched_relay *r = &s->relays[i];
 
-		if (r->conn != NULL) {
-			if (r->cur != NULL)
+		for (j = 0; j < r->sh->max_connections; j++) {
+			struct sched_conn *cc = &r->conns[j];
+
+			if (cc->conn == NULL)
+				continue;
+			if (cc->cur != NULL)
 				log_info("msgid=%s: delivery interrupted by "
-				    "shutdown; it stays queued", r->cur->id);
-			smtp_conn_abort(r->conn);
-			r->conn = NULL;
+				    "shutdown; it stays queued", cc->cur->id);
+			smtp_conn_abort(cc->conn);
+			cc->conn = NULL;
+			scheduler_conn_release(cc);
+			evtimer_del(cc->idle_timer);
 		}
-		scheduler_finish_current(r);
-		evtimer_del(r->idle_timer);
+		r->n_conns = 0;
 	}
-	event_del(s->retry_timer);
+	event_del(s->timer);
 	event_del(s->rescan_timer);
 	if (s->watch_ev != NULL)
 		event_del(s->watch_ev);
@@ -751,28 +1738,37 @@ scheduler_shutdown(struct scheduler *s, void (*done)(void *), void *arg)
 void
 scheduler_free(struct scheduler *s)
 {
-	struct sched_msg *m;
+	struct sched_msg *m, *next;
 	size_t i;
+	unsigned j;
 
 	if (s == NULL)
 		return;
 	for (i = 0; i < s->n_relays; i++) {
 		struct sched_relay *r = &s->relays[i];
 
-		if (r->conn != NULL)
-			smtp_conn_abort(r->conn);
-		envelope_free(r->cur_env);
+		for (j = 0; j < r->sh->max_connections; j++) {
+			if (r->conns[j].conn != NULL)
+				smtp_conn_abort(r->conns[j].conn);
+			envelope_free(r->conns[j].cur_env);
+			if (r->conns[j].idle_timer != NULL)
+				event_free(r->conns[j].idle_timer);
+		}
+		free(r->conns);
 		tls_ctx_free(r->tls);
-		if (r->idle_timer != NULL)
-			event_free(r->idle_timer);
 	}
 	free(s->relays);
-	while ((m = TAILQ_FIRST(&s->queue)) != NULL)
-		scheduler_drop(s, m);
+	for (i = 0; i < s->n_buckets; i++)
+		for (m = s->buckets[i]; m != NULL; m = next) {
+			next = m->hash_next;
+			free(m);
+		}
+	free(s->buckets);
+	free(s->heap);
 	if (s->run_ev != NULL)
 		event_free(s->run_ev);
-	if (s->retry_timer != NULL)
-		event_free(s->retry_timer);
+	if (s->timer != NULL)
+		event_free(s->timer);
 	if (s->rescan_timer != NULL)
 		event_free(s->rescan_timer);
 	if (s->watch_ev != NULL)

@@ -6,12 +6,16 @@
  * dozen bytes per message, bodies stay on disk), one relay per smarthost
  * with its TLS context and connection, the retry timer, the watch on
  * spool queue/ that picks up newly committed messages.
- * May call: smtp_conn, tls, spool, envelope, config, util, log, libevent.
+ * May call: smtp_conn, tls, spool, envelope, retry, route, bounce,
+ * config, util, log, libevent.
  *
- * Policy today: every message goes to the first smarthost; a relay keeps
- * one connection and sends every due message over it; a failed attempt
- * is retried after [queue] retry_min; a message leaves the spool only
- * after the smarthost's final 250 for all its recipients.
+ * Policy: route per recipient (route.h), up to max_connections pooled
+ * connections per smarthost carrying many messages each, fallback for a
+ * smarthost that cannot be reached, backoff with jitter (retry.h),
+ * bounces (bounce.h) or failed/ for what fails for good, expiry after
+ * max_age, an optional rate limit.  A message leaves the spool only
+ * after the smarthost's final 250 for all its recipients, or after its
+ * bounce is itself durably queued.
  *
  * DIAGNOSTICS: one "delivery" log line per attempt with msgid, relay,
  * host, tls, verify, result and reply; spool errors are logged and the
@@ -46,6 +50,10 @@ int	scheduler_start(struct scheduler *s, struct sq_err *err);
  * loop once nothing of the scheduler is pending. */
 void	scheduler_shutdown(struct scheduler *s, void (*done)(void *),
 	    void *arg);
+
+/* The operations behind the control socket (control.h), bound to s. */
+struct control_ops;
+void	scheduler_control_ops(struct scheduler *s, struct control_ops *ops);
 
 /* Free everything; only after shutdown's done callback. NULL accepted. */
 void	scheduler_free(struct scheduler *s);

@@ -22,6 +22,11 @@
  * storage.  On any failure the writer is aborted, so nothing is left in
  * tmp/.  Exit codes are sysexits.h: 64 usage, 65 bad address or data, 67
  * unknown user, 74 input error, 75 cannot queue now, 78 configuration.
+ *
+ * mailq / -bp print queue_view's listing: asked from sendqd over the
+ * control socket when it runs (so messages being delivered show as
+ * active), else read from the spool directly.  -q asks sendqd to flush
+ * the queue (control "flush"); without a running daemon it exits 75.
  */
 #include <sys/stat.h>
 
@@ -41,6 +46,7 @@
 #include "envelope.h"
 #include "log.h"
 #include "mailmsg.h"
+#include "queue_view.h"
 #include "spool.h"
 #include "util.h"
 
@@ -51,6 +57,7 @@ struct sendq_opts {
 	int		 ignore_dots;	/* -i, -oi */
 	int		 verbose;	/* -v */
 	int		 list;		/* -bp, or called as mailq */
+	int		 flush;		/* -q */
 	int		 help;
 	int		 version;
 	const char	*sender;	/* -f, -r */
@@ -83,6 +90,7 @@ sendq_usage(FILE *fp)
 	fprintf(fp,
 "usage: sendq [options] [--] [recipient ...]   (message on standard input)\n"
 "       mailq | sendq -bp                      (list the queue)\n"
+"       sendq -q                               (try every message now)\n"
 "\n"
 "  -t            add the recipients of the To, Cc and Bcc fields (Bcc is\n"
 "                removed from the message in any case)\n"
@@ -94,6 +102,8 @@ sendq_usage(FILE *fp)
 "  -C FILE       configuration file (default " CONFIG_DEFAULT_PATH ")\n"
 "  -bm           read a message and queue it (the default)\n"
 "  -bp           list the queue (same as mailq)\n"
+"  -q            ask sendqd to try every queued message now (exit 75 when\n"
+"                sendqd is not running)\n"
 "  -v            print the queue id of the queued message\n"
 "  -h, --help    this text\n"
 "  -V, --version print the version\n"
@@ -169,6 +179,15 @@ sendq_parse_args(int argc, char **argv, struct sendq_opts *o)
 					return EX_USAGE;
 				}
 				goto next;
+			case 'q':
+				if (p[1] != '\0') {
+					fprintf(stderr, "sendq: -q%s is not "
+					    "supported (only -q: flush the "
+					    "queue now)\n", p + 1);
+					return EX_USAGE;
+				}
+				o->flush = 1;
+				continue;
 			case 'o':
 				if (strcmp(p + 1, "i") == 0)
 					o->ignore_dots = 1;
@@ -525,105 +544,85 @@ sendq_stream_body(struct sendq_in *in, struct spool_writer *w,
 	return 0;
 }
 
-struct sendq_list_ids {
-	char	**ids;
-	size_t	  n;
-};
-
-static void
-sendq_list_cb(const char *id, void *arg)
+/* The control socket of cfg. */
+static const char *
+sendq_control_path(const struct config *cfg)
 {
-	struct sendq_list_ids *l = arg;
-
-	l->ids = xreallocarray(l->ids, l->n + 1, sizeof(*l->ids));
-	l->ids[l->n++] = xstrdup(id);
+	return cfg->control_socket != NULL ? cfg->control_socket :
+	    "/run/sendq/control.sock";
 }
 
-static void
-sendq_age(char *dst, size_t dstsz, long long secs)
-{
-	if (secs < 0)
-		secs = 0;
-	if (secs < 120)
-		snprintf(dst, dstsz, "%llds", secs);
-	else if (secs < 7200)
-		snprintf(dst, dstsz, "%lldm", secs / 60);
-	else if (secs < 2 * 86400)
-		snprintf(dst, dstsz, "%lldh", secs / 3600);
-	else
-		snprintf(dst, dstsz, "%lldd", secs / 86400);
-}
-
-/* mailq: one entry per message, oldest first. */
+/* mailq: queue_view's listing, from sendqd if it runs, else from the
+ * spool directly. */
 static int
-sendq_list_queue(const char *spool_dir)
+sendq_list_queue(const struct config *cfg, const char *spool_dir)
 {
-	struct sendq_list_ids l = { 0 };
-	struct spool *sp;
-	struct envelope *env;
 	struct sq_err err = { 0 };
-	struct stat st;
-	char age[32], safe[512];
-	long long total = 0, size;
-	size_t i, j, shown = 0;
-	int fd, rc;
+	struct buf out;
+	int rc, ex = EX_OK;
 
-	if ((rc = spool_open(spool_dir, 0, &sp, &err)) != 0) {
-		if (rc == -ENOENT) {
-			printf("Mail queue is empty\n");
-			return EX_OK;
-		}
-		fprintf(stderr, "sendq: %s\n", err.msg);
-		return EX_TEMPFAIL;
+	buf_init(&out, QUEUE_VIEW_OUT_MAX);
+	if (queue_view_request(sendq_control_path(cfg), "list", 60, &out,
+	    &err) == 0 && out.len >= 3 && memcmp(out.data, "ok\n", 3) == 0) {
+		fwrite(out.data + 3, 1, out.len - 3, stdout);
+		goto done;
 	}
-	if ((rc = spool_list(sp, sendq_list_cb, &l, &err)) < 0) {
-		fprintf(stderr, "sendq: %s\n", err.msg);
-		spool_close(sp);
-		return EX_TEMPFAIL;
-	}
-	for (i = 0; i < l.n; i++) {
-		if (spool_load_envelope(sp, l.ids[i], &env, &err) != 0) {
-			if (err.code != SQ_ENOTFOUND)
-				fprintf(stderr, "sendq: %s\n", err.msg);
-			free(l.ids[i]);
-			continue;
-		}
-		size = -1;
-		if ((fd = spool_open_message(sp, l.ids[i], &err)) >= 0) {
-			if (fstat(fd, &st) == 0)
-				size = (long long)st.st_size;
-			close(fd);
-		}
-		if (shown++ == 0)
-			printf("%-19s %10s %5s  %s\n", "Queue ID", "Size",
-			    "Age", "Sender / Recipients");
-		sendq_age(age, sizeof(age), (long long)time(NULL) -
-		    (long long)env->created);
-		sq_printable(safe, sizeof(safe), env->sender,
-		    strlen(env->sender));
-		printf("%-19s %10lld %5s  %s\n", env->id, size, age,
-		    env->sender[0] != '\0' ? safe : "<>");
-		if (env->last_error != NULL)
-			printf("%38s(%s)\n", "", sq_printable(safe,
-			    sizeof(safe), env->last_error,
-			    strlen(env->last_error)));
-		for (j = 0; j < env->n_rcpts; j++)
-			printf("%38s%s\n", "", sq_printable(safe,
-			    sizeof(safe), env->rcpts[j],
-			    strlen(env->rcpts[j])));
-		if (size > 0)
-			total += size;
-		envelope_free(env);
-		free(l.ids[i]);
-	}
-	free(l.ids);
-	spool_close(sp);
-	if (shown == 0)
+	out.len = 0;
+	rc = queue_view_list(spool_dir, 0, NULL, NULL, &out, &err);
+	if (rc == -ENOENT) {
 		printf("Mail queue is empty\n");
-	else
-		printf("-- %lld KiB in %zu message%s.\n", (total + 1023) / 1024,
-		    shown, shown == 1 ? "" : "s");
-	return EX_OK;
+		goto done;
+	}
+	fwrite(out.data, 1, out.len, stdout);
+	if (rc != 0) {
+		fprintf(stderr, "sendq: %s\n", err.msg);
+		ex = EX_TEMPFAIL;
+	}
+done:
+	buf_fini(&out);
+	if (fflush(stdout) != 0 && ex == EX_OK) {
+		fprintf(stderr, "sendq: write to standard output: %s\n",
+		    strerror(errno));
+		ex = EX_IOERR;
+	}
+	return ex;
+}
+
+/* -q: ask sendqd to try every queued message now. */
+static int
+sendq_flush(const struct config *cfg, int verbose)
+{
+	struct sq_err err = { 0 };
+	struct buf out;
+	const char *path = sendq_control_path(cfg);
+	char *nl;
+	int rc, ex = EX_OK;
+
+	buf_init(&out, 64 * 1024);
+	rc = queue_view_request(path, "flush", 60, &out, &err);
+	if (rc == -ENOENT || rc == -ECONNREFUSED) {
+		fprintf(stderr, "sendq: sendqd is not running (no daemon on "
+		    "%s): the queue was not flushed; start it with "
+		    "systemctl start sendq\n", path);
+		ex = EX_TEMPFAIL;
+	} else if (rc == -EACCES || rc == -EPERM) {
+		fprintf(stderr, "sendq: %s (-q needs root or the sendq "
+		    "group)\n", err.msg);
+		ex = EX_NOPERM;
+	} else if (rc != 0) {
+		fprintf(stderr, "sendq: %s\n", err.msg);
+		ex = EX_TEMPFAIL;
+	} else if (out.len < 3 || memcmp(out.data, "ok\n", 3) != 0) {
+		buf_append(&out, "", 1);
+		if ((nl = strchr(out.data, '\n')) != NULL)
+			*nl = '\0';
+		fprintf(stderr, "sendq: sendqd: %s\n", out.data);
+		ex = EX_TEMPFAIL;
+	} else if (verbose)
+		fprintf(stderr, "sendq: sendqd will try every queued message "
+		    "now\n");
+	buf_fini(&out);
+	return ex;
 }
 
 /* The default sender: login name @ hostname.  NULL after printing. */
@@ -891,8 +890,10 @@ main(int argc, char **argv)
 	}
 	spool_dir = cfg->spool_dir != NULL ? cfg->spool_dir :
 	    CONFIG_DEFAULT_SPOOL;
-	if (o.list)
-		rc = sendq_list_queue(spool_dir);
+	if (o.flush)
+		rc = sendq_flush(cfg, o.verbose);
+	else if (o.list)
+		rc = sendq_list_queue(cfg, spool_dir);
 	else {
 		if (cfg->hostname != NULL)
 			hostname = cfg->hostname;

@@ -390,11 +390,12 @@ spool_writer_abort(struct spool_writer *w)
 	spool_writer_free(w);
 }
 
-/* Write text to a new locked file dir/name and fsync it.  Returns the
- * still locked fd or -errno with err; on failure nothing is left. */
+/* Write text to a new locked file dir/name and, with sync set, fsync it.
+ * Returns the still locked fd or -errno with err; on failure nothing is
+ * left. */
 static int
-spool_write_file(int dirfd, const char *dirpath, const char *name,
-    const char *text, size_t len, struct sq_err *err)
+spool_write_file_sync(int dirfd, const char *dirpath, const char *name,
+    const char *text, size_t len, int sync, struct sq_err *err)
 {
 	int fd, rc;
 
@@ -413,7 +414,7 @@ spool_write_file(int dirfd, const char *dirpath, const char *name,
 		spool_fail(err, rc, "write", dirpath, name);
 		goto fail;
 	}
-	if (fsync(fd) != 0) {
+	if (sync && fsync(fd) != 0) {
 		rc = -errno;
 		spool_fail(err, rc, "fsync", dirpath, name);
 		goto fail;
@@ -423,6 +424,13 @@ fail:
 	unlinkat(dirfd, name, 0);
 	close(fd);
 	return rc;
+}
+
+static int
+spool_write_file(int dirfd, const char *dirpath, const char *name,
+    const char *text, size_t len, struct sq_err *err)
+{
+	return spool_write_file_sync(dirfd, dirpath, name, text, len, 1, err);
 }
 
 int

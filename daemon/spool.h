@@ -71,6 +71,20 @@ int	spool_writer_commit(struct spool_writer *w, struct envelope *env,
 void	spool_writer_abort(struct spool_writer *w);
 
 /*
+ * Group commit: make n messages durable with shared syncs instead of
+ * three fsyncs each.  Every writer's data and envelope are written, then
+ * ONE sync makes all of them stable, then every message is renamed into
+ * queue/, then ONE fsync(queue/) makes the names stable.  results[i] is 0
+ * for a committed message (envs[i]->id set) or -errno with errs[i]
+ * filled; the writers are freed in every case.  No message is reported
+ * committed before its own data and name are on stable storage.
+ * Blocks for the syncs: callers in an event loop run it off the loop or
+ * accept that cost once per batch.
+ */
+void	spool_commit_group(struct spool_writer **w, struct envelope **envs,
+	    size_t n, int *results, struct sq_err *errs);
+
+/*
  * Recovery at daemon start: remove tmp/ files and queue/ .msg files
  * without .env whose writer is gone (their flock can be taken), then call
  * cb(id, arg) for every committed message in queue/.  Returns the number

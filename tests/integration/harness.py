@@ -357,6 +357,17 @@ class EximMessage:
         return [h.split(b":", 1)[0].decode(errors="replace").lower()
                 for _, h in self.headers]
 
+    def header(self, name):
+        """The unfolded value (str) of the first header called name
+        (not counting ones Exim marked deleted), or None."""
+        want = name.lower().encode()
+        for flag, text in self.headers:
+            key, sep, value = text.partition(b":")
+            if flag != "*" and sep and key.strip().lower() == want:
+                return re.sub(rb"\r?\n[ \t]+", b" ", value).strip().decode(
+                    errors="replace")
+        return None
+
     def original_headers(self):
         """The header lines as the client sent them: without the trace
         header Exim prepends (the first Received:, flagged P)."""
@@ -467,7 +478,7 @@ log_selector = +received_recipients +tls_peerdn +smtp_connection \
 begin acl
 
 acl_rcpt:
-  accept
+@REJECT_ACL@  accept
 
 begin routers
 
@@ -500,8 +511,10 @@ class Exim:
     """
 
     def __init__(self, workdir, cert, key, advertise_starttls=True,
-                 user="sendq", password="secret"):
+                 user="sendq", password="secret", reject_recipients=()):
         self.dir = workdir
+        # RCPT TO one of these gets "550 5.1.1 <ADDR>: no such user".
+        self.reject_recipients = list(reject_recipients)
         self.cert = cert
         self.key = key
         self.advertise_starttls = advertise_starttls
@@ -530,7 +543,8 @@ class Exim:
             IMPLICIT_PORTS=str(self.implicit_port),
             TLS_ADVERTISE="*" if self.advertise_starttls else "",
             CERT=self.cert, KEY=self.key,
-            USER=self.user, PASSWORD=self.password)
+            USER=self.user, PASSWORD=self.password,
+            REJECT_ACL=self._reject_acl())
         text = re.sub(r"@([A-Z_]+)@", lambda m: values[m.group(1)],
                       EXIM_CONFIG)
         with open(self.config, "w") as f:
@@ -567,6 +581,17 @@ class Exim:
             raise HarnessError("%s\n%s%s" % (e, self.log_text(),
                                              self.panic_text()))
         return self
+
+    def _reject_acl(self):
+        """The acl_rcpt lines refusing reject_recipients ("" if none)."""
+        if not self.reject_recipients:
+            return ""
+        for r in self.reject_recipients:
+            if not re.match(r"^[\w.+-]+@[\w.-]+$", r):
+                raise HarnessError("reject_recipients: bad address %r" % r)
+        return ("  deny recipients = %s\n"
+                "       message = 550 5.1.1 <$local_part@$domain>: "
+                "no such user\n" % " : ".join(self.reject_recipients))
 
     def stop(self):
         if self.pid is not None:
@@ -616,6 +641,27 @@ class Exim:
     def arrival_lines(self):
         """Main log lines of accepted messages ("<=")."""
         return [ln for ln in self.log_text().splitlines() if " <= " in ln]
+
+    def connection_lines(self):
+        """Main log lines of accepted SMTP connections, one per TCP
+        connection ("SMTP connection from [127.0.0.1] I=[...]:PORT (TCP/IP
+        connection count = N)"; the "closed by QUIT" / "lost" lines are
+        not counted)."""
+        return [ln for ln in self.log_text().splitlines()
+                if "SMTP connection from " in ln and
+                "TCP/IP connection count = " in ln]
+
+    def connection_count(self):
+        """How many SMTP connections Exim accepted so far."""
+        return len(self.connection_lines())
+
+    def max_concurrent_connections(self):
+        """The highest "TCP/IP connection count" Exim logged: how many
+        connections were open at once, at most (0 if none)."""
+        counts = [int(m.group(1)) for m in (
+            re.search(r"TCP/IP connection count = (\d+)", ln)
+            for ln in self.connection_lines()) if m]
+        return max(counts, default=0)
 
 
 # ---------------------------------------------------------------- postfix
@@ -992,7 +1038,7 @@ class Sendq:
     """
 
     def __init__(self, workdir, smarthost, name="exim", extra_sendq=None,
-                 extra_queue=None, log_level="debug"):
+                 extra_queue=None, log_level="debug", more_smarthosts=()):
         self.dir = workdir
         self.spool = os.path.join(workdir, "sendq-spool")
         self.config = os.path.join(workdir, "sendq.ini")
@@ -1002,6 +1048,9 @@ class Sendq:
         self.extra_sendq = extra_sendq or {}
         self.extra_queue = extra_queue or {}
         self.log_level = log_level
+        # [(NAME, {key: value})]: more [smarthost NAME] sections, written
+        # after the first one, in this order.
+        self.more_smarthosts = [(n, dict(sh)) for n, sh in more_smarthosts]
         self.proc = None
         self._log_file = None
         self.exit_codes = []
@@ -1018,6 +1067,9 @@ class Sendq:
         lines += ["%s = %s" % kv for kv in self.extra_queue.items()]
         lines += ["", "[smarthost %s]" % self.name]
         lines += ["%s = %s" % kv for kv in self.smarthost.items()]
+        for name, sh in self.more_smarthosts:
+            lines += ["", "[smarthost %s]" % name]
+            lines += ["%s = %s" % kv for kv in sh.items()]
         return "\n".join(lines) + "\n"
 
     def write_config(self, smarthost=None):
@@ -1049,6 +1101,32 @@ class Sendq:
                 p.returncode, p.stderr.decode(errors="replace")))
         return p
 
+    def submit_many(self, items, threads=4):
+        """Queue many messages fast: items are (message, recipients,
+        sender) tuples, each run as one `sendq -f SENDER RCPT...` by a pool
+        of `threads` threads.  Every run must exit 0 (AssertionError naming
+        the failures otherwise).  Only failures go to the transcript."""
+        import concurrent.futures
+        argv0 = [sendq_binary("sendq"), "-C", self.config]
+
+        def one(item):
+            message, recipients, sender = item
+            argv = argv0 + ["-f", sender] + list(recipients)
+            return argv, run(argv, input=message)
+        failures = []
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            for argv, p in pool.map(one, items):
+                if p.returncode != 0:
+                    failures.append("$ %s -> exit %d: %s" % (
+                        " ".join(argv[1:]), p.returncode,
+                        p.stderr.decode(errors="replace").strip()))
+        self.transcript.append("submit_many: %d messages, %d failed" % (
+            len(items), len(failures)))
+        self.transcript.extend(failures)
+        if failures:
+            raise AssertionError("%d of %d sendq runs failed, first: %s" % (
+                len(failures), len(items), failures[0]))
+
     # -- the spool
     def queue_dir(self):
         return os.path.join(self.spool, "queue")
@@ -1079,6 +1157,20 @@ class Sendq:
                                            self.spool))
         return sorted(out)
 
+    def spool_subdir_files(self, subdir):
+        """Names of the files in spool_dir/SUBDIR (tmp, queue, failed
+        ...), sorted; [] when it does not exist."""
+        try:
+            return sorted(os.listdir(os.path.join(self.spool, subdir)))
+        except FileNotFoundError:
+            return []
+
+    def failed_envs(self):
+        """Paths of the failed/ID.N.env files (held recipients)."""
+        d = os.path.join(self.spool, "failed")
+        return [os.path.join(d, n) for n in self.spool_subdir_files("failed")
+                if re.match(r".+\.\d+\.env$", n)]
+
     def queued_message(self, msgid):
         with open(os.path.join(self.queue_dir(), msgid + ".msg"), "rb") as f:
             return f.read()
@@ -1097,6 +1189,24 @@ class Sendq:
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def pid(self):
+        """PID of the running sendqd (None when not started)."""
+        return self.proc.pid if self.proc is not None else None
+
+    def kill(self):
+        """SIGKILL sendqd (by its PID) and reap it, as a crash would end
+        it; start() may then be called again.  Returns its exit code."""
+        if self.proc is None:
+            return None
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        self._log_file.close()
+        self._log_file = None
+        self.exit_codes.append(proc.returncode)
+        return proc.returncode
 
     def stop(self, timeout=DEFAULT_TIMEOUT):
         """SIGTERM sendqd and wait; returns its exit code (negative for a
@@ -1264,7 +1374,8 @@ class IntegrationTest(unittest.TestCase):
         return exim.start()
 
     def new_exim(self, cert=None, **kw):
-        """An Exim configured (ports chosen) but not started."""
+        """An Exim configured (ports chosen) but not started (kw as for
+        Exim, e.g. reject_recipients)."""
         cert, key = cert or self.certs.good
         exim = Exim(os.path.join(self.dir, "exim-%d" % len(self._started)),
                     cert, key, **kw)

@@ -65,6 +65,12 @@ Test(config, minimal_file_gets_every_default)
 	cr_assert_null(test_cfg->hostname);
 	cr_assert_eq(test_cfg->log_level, LOG_LEVEL_INFO);
 	cr_assert_eq(test_cfg->retry_min, 60);
+	cr_assert_eq(test_cfg->retry_max, 3600);
+	cr_assert_eq(test_cfg->max_age, 5 * 86400);
+	cr_assert_eq(test_cfg->bounce, CONFIG_BOUNCE_SENDER);
+	cr_assert_null(test_cfg->admin_address);
+	cr_assert_eq(test_cfg->delay_warning, 0);
+	cr_assert_str_eq(test_cfg->control_socket, "/run/sendq/control.sock");
 	cr_assert_eq(test_cfg->n_smarthosts, 1);
 	sh = &test_cfg->smarthosts[0];
 	cr_assert_str_eq(sh->name, "primary");
@@ -93,6 +99,15 @@ Test(config, minimal_file_gets_every_default)
 	cr_assert_eq(sh->timeout_data_block, 180);
 	cr_assert_eq(sh->timeout_data_end, 600);
 	cr_assert_eq(sh->session_max, 1800);
+	cr_assert_eq(sh->max_connections, 2);
+	cr_assert_eq(sh->messages_per_connection, 100);
+	cr_assert_eq(sh->idle_timeout, 5);
+	cr_assert_null(sh->match_sender);
+	cr_assert_null(sh->match_recipient);
+	cr_assert_null(sh->fallback);
+	cr_assert_eq(sh->fallback_index, -1);
+	cr_assert_eq(sh->rate_count, 0);
+	cr_assert_eq(sh->rate_seconds, 0);
 }
 
 Test(config, every_key_is_stored)
@@ -105,14 +120,27 @@ Test(config, every_key_is_stored)
 	    "spool_dir = /srv/spool\n"
 	    "hostname = mail.example.com\n"
 	    "log_level = debug\n"
+	    "control_socket = /tmp/sq.sock\n"
 	    "[queue]\n"
 	    "retry_min = 2h\n"
+	    "retry_max = 6h\n"
+	    "max_age = 2d\n"
+	    "bounce = admin\n"
+	    "admin_address = postmaster@example.com\n"
+	    "delay_warning = 4h\n"
 	    "[smarthost corp]\n"
 	    "host = relay.corp.example\n"
 	    "port = 2525\n"
 	    "tls = implicit\n"
 	    "trust = ca_file\n"
 	    "ca_file = %s\n"
+	    "max_connections = 7\n"
+	    "messages_per_connection = 500\n"
+	    "idle_timeout = 1m\n"
+	    "match_sender = alerts@* *@monitoring.example\n"
+	    "match_recipient = *.corp.example\n"
+	    "fallback = lab\n"
+	    "rate = 100/h\n"
 	    "[smarthost lab]\n"
 	    "host = 192.0.2.7\n"
 	    "trust = insecure\n", TEST_CA);
@@ -121,6 +149,12 @@ Test(config, every_key_is_stored)
 	cr_assert_str_eq(test_cfg->hostname, "mail.example.com");
 	cr_assert_eq(test_cfg->log_level, LOG_LEVEL_DEBUG);
 	cr_assert_eq(test_cfg->retry_min, 7200);
+	cr_assert_str_eq(test_cfg->control_socket, "/tmp/sq.sock");
+	cr_assert_eq(test_cfg->retry_max, 6 * 3600);
+	cr_assert_eq(test_cfg->max_age, 2 * 86400);
+	cr_assert_eq(test_cfg->bounce, CONFIG_BOUNCE_ADMIN);
+	cr_assert_str_eq(test_cfg->admin_address, "postmaster@example.com");
+	cr_assert_eq(test_cfg->delay_warning, 4 * 3600);
 	cr_assert_eq(test_cfg->n_smarthosts, 2);
 	sh = &test_cfg->smarthosts[0];
 	cr_assert_str_eq(sh->name, "corp");
@@ -129,12 +163,26 @@ Test(config, every_key_is_stored)
 	cr_assert_eq(sh->tls, CONFIG_TLS_IMPLICIT);
 	cr_assert_eq(sh->trust, CONFIG_TRUST_CA_FILE);
 	cr_assert_str_eq(sh->ca_file, TEST_CA);
-	cr_assert_eq(sh->line, 7);
+	cr_assert_eq(sh->line, 13);
+	cr_assert_eq(sh->max_connections, 7);
+	cr_assert_eq(sh->messages_per_connection, 500);
+	cr_assert_eq(sh->idle_timeout, 60);
+	cr_assert_not_null(sh->match_sender);
+	cr_assert_str_eq(sh->match_sender[0], "alerts@*");
+	cr_assert_str_eq(sh->match_sender[1], "*@monitoring.example");
+	cr_assert_null(sh->match_sender[2]);
+	cr_assert_str_eq(sh->match_recipient[0], "*.corp.example");
+	cr_assert_null(sh->match_recipient[1]);
+	cr_assert_str_eq(sh->fallback, "lab");
+	cr_assert_eq(sh->fallback_index, 1);
+	cr_assert_eq(sh->rate_count, 100);
+	cr_assert_eq(sh->rate_seconds, 3600);
 	sh = &test_cfg->smarthosts[1];
 	cr_assert_str_eq(sh->name, "lab");
 	cr_assert_str_eq(sh->host, "192.0.2.7");
 	cr_assert_eq(sh->trust, CONFIG_TRUST_INSECURE);
-	cr_assert_eq(sh->line, 13);
+	cr_assert_eq(sh->line, 26);
+	cr_assert_eq(sh->fallback_index, -1);
 }
 
 Test(config, smarthosts_keep_file_order)
@@ -235,7 +283,7 @@ ParameterizedTest(struct test_duration *d, config, retry_min_units)
 	char text[128];
 
 	snprintf(text, sizeof(text), "[queue]\nretry_min = %s\n"
-	    "[smarthost x]\nhost = x.example\n", d->text);
+	    "retry_max = 1d\n[smarthost x]\nhost = x.example\n", d->text);
 	test_load_ok(text);
 	cr_assert_eq(test_cfg->retry_min, d->secs, "%s", d->text);
 	config_free(test_cfg);
@@ -412,7 +460,9 @@ struct test_bad {
 	"tls_priority, client_cert, client_key, auth, user, password_file, " \
 	"password_command, credential, token_file, token_command, "	\
 	"timeout_connect, timeout_tls, timeout_greeting, timeout_command, " \
-	"timeout_data_block, timeout_data_end, session_max"
+	"timeout_data_block, timeout_data_end, session_max, "		\
+	"max_connections, messages_per_connection, idle_timeout, "	\
+	"match_sender, match_recipient, fallback, rate"
 
 ParameterizedTestParameters(config, bad_input_names_file_line_and_reason)
 {
@@ -443,10 +493,11 @@ ParameterizedTestParameters(config, bad_input_names_file_line_and_reason)
 		  "(allowed: " SH_KEYS ")" },
 		{ "[sendq]\nspooldir = /x\n",
 		  "sendq.ini:2: [sendq] spooldir: unknown key "
-		  "(allowed: spool_dir, hostname, log_level)" },
-		{ "[queue]\nretry_max = 1h\n",
-		  "sendq.ini:2: [queue] retry_max: unknown key "
-		  "(allowed: retry_min)" },
+		  "(allowed: spool_dir, hostname, log_level, control_socket)" },
+		{ "[queue]\nretry_maximum = 1h\n",
+		  "sendq.ini:2: [queue] retry_maximum: unknown key "
+		  "(allowed: retry_min, retry_max, max_age, bounce, "
+		  "admin_address, delay_warning)" },
 		{ "[smarthost primary]\nhost = smtp.example.com\n; c\n\n"
 		  "\n\ntls = startls\n",
 		  "sendq.ini:7: [smarthost primary] tls: \"startls\" is not "
@@ -1055,6 +1106,446 @@ ParameterizedTest(struct test_bad *b, config,
 	cr_assert_eq(test_err.code, rc);
 }
 
+/* --- queue engine keys (issue 4) ---------------------------------------- */
+
+#define DURATION_UNITS	"a number with optional unit s, m, h or d"
+#define GLOB_ALLOWED	"(allowed: space-separated globs of letters, "	\
+	"digits, '*', '?', at most one '@' and . ! # $ % & ' + - / = ^ _ ` " \
+	"{ | } ~, such as *@example.com or *.example.org)"
+#define RATE_ALLOWED	"(allowed: N/s, N/m or N/h with N from 1 to "	\
+	"1000000, such as 100/h)"
+#define ADDR_ALLOWED	"(allowed: an email address such as "		\
+	"postmaster@example.com)"
+#define BAD_ADDR(a)							\
+	{ "[queue]\nadmin_address = " a "\n",				\
+	  "sendq.ini:2: [queue] admin_address: \"" a "\" is not a valid " \
+	  "email address " ADDR_ALLOWED }
+#define BAD_GLOB(key, g)						\
+	{ SH key " = *@ok.example " g "\n",				\
+	  "sendq.ini:3: [smarthost s] " key ": \"" g "\" is not a valid " \
+	  "glob " GLOB_ALLOWED }
+#define BAD_RATE(r, why)						\
+	{ SH "rate = " r "\n",						\
+	  "sendq.ini:3: [smarthost s] rate: \"" r "\" " why " "	\
+	  RATE_ALLOWED }
+
+ParameterizedTestParameters(config, issue4_rules_name_file_line_and_reason)
+{
+	static struct test_bad params[] = {
+		/* [sendq] control_socket */
+		{ "[sendq]\ncontrol_socket = run/sendq.sock\n",
+		  "sendq.ini:2: [sendq] control_socket: \"run/sendq.sock\" is "
+		  "not an absolute path (allowed: an absolute path of at most "
+		  "107 bytes)" },
+		/* retry_max against retry_min: at the later line */
+		{ "[queue]\nretry_min = 5m\nretry_max = 2m\n",
+		  "sendq.ini:3: [queue] retry_max: 2m is less than retry_min "
+		  "= 5m (line 2)" },
+		{ "[queue]\nretry_max = 2m\n; c\nretry_min = 5m\n",
+		  "sendq.ini:4: [queue] retry_min: 5m is more than retry_max "
+		  "= 2m (line 2)" },
+		{ "[queue]\nretry_max = 30s\n",
+		  "sendq.ini:2: [queue] retry_max: 30s is less than retry_min "
+		  "= 1m (the default)" },
+		{ "[queue]\nretry_min = 2h\n",
+		  "sendq.ini:2: [queue] retry_min: 2h is more than retry_max "
+		  "= 1h (the default)" },
+		{ "[queue]\nretry_max = 8d\n",
+		  "sendq.ini:2: [queue] retry_max: \"8d\" is out of range "
+		  "(allowed: 1s to 7d, " DURATION_UNITS ")" },
+		{ "[queue]\nretry_max = 0\n",
+		  "sendq.ini:2: [queue] retry_max: \"0\" is out of range "
+		  "(allowed: 1s to 7d, " DURATION_UNITS ")" },
+		/* max_age */
+		{ "[queue]\nmax_age = 59s\n",
+		  "sendq.ini:2: [queue] max_age: \"59s\" is out of range "
+		  "(allowed: 1m to 365d, " DURATION_UNITS ")" },
+		{ "[queue]\nmax_age = 366d\n",
+		  "sendq.ini:2: [queue] max_age: \"366d\" is out of range "
+		  "(allowed: 1m to 365d, " DURATION_UNITS ")" },
+		{ "[queue]\nmax_age = forever\n",
+		  "sendq.ini:2: [queue] max_age: \"forever\" is not valid "
+		  "(allowed: 1m to 365d, " DURATION_UNITS ")" },
+		/* bounce and admin_address */
+		{ "[queue]\nbounce = postmaster\n",
+		  "sendq.ini:2: [queue] bounce: \"postmaster\" is not valid "
+		  "(allowed: sender, admin, none)" },
+		{ "[queue]\n; c\nbounce = admin\n",
+		  "sendq.ini:3: [queue] bounce: \"admin\" needs admin_address "
+		  "(add admin_address = an email address such as "
+		  "postmaster@example.com)" },
+		{ "[queue]\nbounce = Admin\n[smarthost s]\nhost = s\n",
+		  "sendq.ini:2: [queue] bounce: \"admin\" needs admin_address "
+		  "(add admin_address = an email address such as "
+		  "postmaster@example.com)" },
+		{ "[queue]\nadmin_address =\n",
+		  "sendq.ini:2: [queue] admin_address: empty value "
+		  ADDR_ALLOWED },
+		BAD_ADDR("postmaster"),
+		BAD_ADDR("<postmaster@example.com>"),
+		BAD_ADDR("post master@example.com"),
+		BAD_ADDR("Post Master <pm@example.com>"),
+		BAD_ADDR("a..b@example.com"),
+		BAD_ADDR(".a@example.com"),
+		BAD_ADDR("a.@example.com"),
+		BAD_ADDR("@example.com"),
+		BAD_ADDR("pm@"),
+		BAD_ADDR("pm@a@example.com"),
+		BAD_ADDR("pm@exa_mple.com"),
+		BAD_ADDR("pm@192.0.2.1"),
+		BAD_ADDR("\"pm\"@example.com"),
+		BAD_ADDR("pm,x@example.com"),
+		BAD_ADDR("p\\m@example.com"),
+		/* delay_warning against max_age */
+		{ "[queue]\ndelay_warning = 5d\n",
+		  "sendq.ini:2: [queue] delay_warning: 5d is not less than "
+		  "max_age = 5d (the default)" },
+		{ "[queue]\nmax_age = 1h\ndelay_warning = 2h\n",
+		  "sendq.ini:3: [queue] delay_warning: 2h is not less than "
+		  "max_age = 1h (line 2)" },
+		{ "[queue]\ndelay_warning = 1h\nmax_age = 1h\n",
+		  "sendq.ini:3: [queue] max_age: 1h is not more than "
+		  "delay_warning = 1h (line 2)" },
+		{ "[queue]\ndelay_warning = never\n",
+		  "sendq.ini:2: [queue] delay_warning: \"never\" is not valid "
+		  "(allowed: off or 0, or 1s to 365d, " DURATION_UNITS ")" },
+		{ "[queue]\ndelay_warning = 366d\n",
+		  "sendq.ini:2: [queue] delay_warning: \"366d\" is out of "
+		  "range (allowed: off or 0, or 1s to 365d, " DURATION_UNITS ")" },
+		/* pool sizes */
+		{ SH "max_connections = 0\n",
+		  "sendq.ini:3: [smarthost s] max_connections: \"0\" is out of "
+		  "range (allowed: 1 to 100)" },
+		{ SH "max_connections = 101\n",
+		  "sendq.ini:3: [smarthost s] max_connections: \"101\" is out "
+		  "of range (allowed: 1 to 100)" },
+		{ SH "max_connections = two\n",
+		  "sendq.ini:3: [smarthost s] max_connections: \"two\" is not "
+		  "valid (allowed: 1 to 100)" },
+		{ SH "messages_per_connection = 0\n",
+		  "sendq.ini:3: [smarthost s] messages_per_connection: "
+		  "\"0\" is out of range (allowed: 1 to 100000)" },
+		{ SH "messages_per_connection = 100001\n",
+		  "sendq.ini:3: [smarthost s] messages_per_connection: "
+		  "\"100001\" is out of range (allowed: 1 to 100000)" },
+		{ SH "idle_timeout = 0\n",
+		  "sendq.ini:3: [smarthost s] idle_timeout: \"0\" is out of "
+		  "range (allowed: 1s to 1h, " DURATION_UNITS ")" },
+		{ SH "idle_timeout = 61m\n",
+		  "sendq.ini:3: [smarthost s] idle_timeout: \"61m\" is out of "
+		  "range (allowed: 1s to 1h, " DURATION_UNITS ")" },
+		{ SH "max_connections = 2\nmax_connections = 3\n",
+		  "sendq.ini:4: [smarthost s] max_connections: duplicate key "
+		  "(first at line 3)" },
+		/* match_sender / match_recipient */
+		{ SH "match_sender =\n",
+		  "sendq.ini:3: [smarthost s] match_sender: empty value "
+		  GLOB_ALLOWED },
+		{ SH "match_recipient = ; nothing\n",
+		  "sendq.ini:3: [smarthost s] match_recipient: empty value "
+		  GLOB_ALLOWED },
+		BAD_GLOB("match_sender", "a<b@x"),
+		BAD_GLOB("match_sender", "<>"),
+		BAD_GLOB("match_sender", "\"q\"@x"),
+		BAD_GLOB("match_recipient", "a@b@c"),
+		BAD_GLOB("match_recipient", "a,b@c"),
+		BAD_GLOB("match_recipient", "[ab]@c"),
+		BAD_GLOB("match_recipient", "a\\b"),
+		{ SH "match_recipient = \xc3\xa9@x\n",	/* shown printable */
+		  "sendq.ini:3: [smarthost s] match_recipient: \"??@x\" is not "
+		  "a valid glob " GLOB_ALLOWED },
+		/* fallback */
+		{ SH "fallback = a b\n",
+		  "sendq.ini:3: [smarthost s] fallback: \"a b\" is not a valid "
+		  "smarthost name (allowed: the NAME of another [smarthost "
+		  "NAME]: 1 to 64 letters, digits, '.', '_', '-')" },
+		{ SH "fallback = s\n[smarthost t]\nhost = t\n",
+		  "sendq.ini:3: [smarthost s] fallback: \"s\" is this "
+		  "smarthost itself (allowed: the NAME of another [smarthost "
+		  "NAME])" },
+		{ SH "fallback = zz\n[smarthost t]\nhost = t\n",
+		  "sendq.ini:3: [smarthost s] fallback: \"zz\" is not a "
+		  "smarthost of this file (defined: s, t)" },
+		{ SH "fallback = T\n[smarthost t]\nhost = t\n",
+		  "sendq.ini:3: [smarthost s] fallback: \"T\" is not a "
+		  "smarthost of this file (defined: s, t)" },
+		{ "[smarthost a]\nhost = a\nfallback = b\n"
+		  "[smarthost b]\nhost = b\nfallback = nope\n",
+		  "sendq.ini:6: [smarthost b] fallback: \"nope\" is not a "
+		  "smarthost of this file (defined: a, b)" },
+		{ "[smarthost a]\nhost = a\nfallback = b\n"
+		  "[smarthost b]\nhost = b\nfallback = a\n",
+		  "sendq.ini:3: [smarthost a] fallback: fallback cycle "
+		  "a -> b -> a (a chain of fallbacks must end at a smarthost "
+		  "without fallback)" },
+		{ "[smarthost x]\nhost = x\nfallback = b\n"
+		  "[smarthost b]\nhost = b\n\nfallback = c\n"
+		  "[smarthost c]\nhost = c\nfallback = d\n"
+		  "[smarthost d]\nhost = d\nfallback = b\n",
+		  "sendq.ini:7: [smarthost b] fallback: fallback cycle "
+		  "b -> c -> d -> b (a chain of fallbacks must end at a "
+		  "smarthost without fallback)" },
+		/* rate */
+		BAD_RATE("100", "is not valid"),
+		BAD_RATE("100/d", "is not valid"),
+		BAD_RATE("100/H", "is not valid"),
+		BAD_RATE("100/hour", "is not valid"),
+		BAD_RATE("/h", "is not valid"),
+		BAD_RATE("-1/h", "is not valid"),
+		BAD_RATE("1e3/s", "is not valid"),
+		BAD_RATE("10 /m", "is not valid"),
+		BAD_RATE("0/h", "is out of range"),
+		BAD_RATE("1000001/s", "is out of range"),
+		BAD_RATE("99999999999999999999/s", "is out of range"),
+	};
+
+	return cr_make_param_array(struct test_bad, params,
+	    sizeof(params) / sizeof(params[0]));
+}
+
+ParameterizedTest(struct test_bad *b, config,
+    issue4_rules_name_file_line_and_reason)
+{
+	int rc;
+
+	rc = test_load(b->text);
+	cr_assert_lt(rc, 0, "accepted: %s", b->text);
+	cr_assert_null(test_cfg);
+	cr_assert_str_eq(test_err.msg, b->msg);
+	cr_assert_eq(test_err.code, rc);
+}
+
+Test(config, control_socket_must_fit_a_unix_socket_address)
+{
+	char text[512], path[200];
+
+	memset(path, 'a', sizeof(path));
+	path[0] = '/';
+	path[107] = '\0';	/* 107 bytes + NUL fill sun_path */
+	snprintf(text, sizeof(text), "[sendq]\ncontrol_socket = %s\n" SH,
+	    path);
+	test_load_ok(text);
+	cr_assert_str_eq(test_cfg->control_socket, path);
+	path[107] = 'a';
+	path[108] = '\0';
+	snprintf(text, sizeof(text), "[sendq]\ncontrol_socket = %s\n" SH,
+	    path);
+	cr_assert_lt(test_load(text), 0);
+	cr_assert_not_null(strstr(test_err.msg, "sendq.ini:2: [sendq] "
+	    "control_socket: \"/aaa"));
+	cr_assert_not_null(strstr(test_err.msg, "aaa\" is not short enough "
+	    "for a unix socket (allowed: an absolute path of at most 107 "
+	    "bytes)"));
+}
+
+Test(config, retry_bounds_may_be_equal)
+{
+	test_load_ok("[queue]\nretry_min = 10m\nretry_max = 600\n" SH);
+	cr_assert_eq(test_cfg->retry_min, 600);
+	cr_assert_eq(test_cfg->retry_max, 600);
+}
+
+Test(config, queue_checks_also_run_when_queue_is_not_last)
+{
+	cr_assert_lt(test_load("[queue]\nretry_max = 1s\n" SH), 0);
+	cr_assert_str_eq(test_err.msg, "sendq.ini:2: [queue] retry_max: 1s "
+	    "is less than retry_min = 1m (the default)");
+}
+
+struct test_off {
+	char		 text[16];
+	unsigned	 secs;
+};
+
+ParameterizedTestParameters(config, delay_warning_values)
+{
+	static struct test_off params[] = {
+		{ "off", 0 }, { "OFF", 0 }, { "0", 0 }, { "0s", 0 },
+		{ "0d", 0 }, { "1", 1 }, { "4h", 14400 }, { "1d", 86400 },
+		{ "4d", 4 * 86400 },
+	};
+
+	return cr_make_param_array(struct test_off, params,
+	    sizeof(params) / sizeof(params[0]));
+}
+
+ParameterizedTest(struct test_off *t, config, delay_warning_values)
+{
+	char text[128];
+
+	snprintf(text, sizeof(text), "[queue]\ndelay_warning = %s\n" SH,
+	    t->text);
+	test_load_ok(text);
+	cr_assert_eq(test_cfg->delay_warning, t->secs, "%s", t->text);
+}
+
+Test(config, delay_warning_only_has_to_be_below_a_longer_max_age)
+{
+	test_load_ok("[queue]\nmax_age = 30d\ndelay_warning = 10d\n" SH);
+	cr_assert_eq(test_cfg->max_age, 30 * 86400);
+	cr_assert_eq(test_cfg->delay_warning, 10 * 86400);
+	/* off is never compared with max_age */
+	test_load_ok("[queue]\nmax_age = 1m\ndelay_warning = off\n" SH);
+	cr_assert_eq(test_cfg->max_age, 60);
+}
+
+Test(config, bounce_values)
+{
+	test_load_ok("[queue]\nbounce = none\n" SH);
+	cr_assert_eq(test_cfg->bounce, CONFIG_BOUNCE_NONE);
+	test_load_ok("[queue]\nbounce = sender\n" SH);
+	cr_assert_eq(test_cfg->bounce, CONFIG_BOUNCE_SENDER);
+	/* admin_address may come before bounce */
+	test_load_ok("[queue]\nadmin_address = root@localhost\n"
+	    "bounce = admin\n" SH);
+	cr_assert_eq(test_cfg->bounce, CONFIG_BOUNCE_ADMIN);
+	cr_assert_str_eq(test_cfg->admin_address, "root@localhost");
+	/* and is kept (unused) with another bounce value */
+	test_load_ok("[queue]\nadmin_address = root@localhost\n" SH);
+	cr_assert_eq(test_cfg->bounce, CONFIG_BOUNCE_SENDER);
+	cr_assert_str_eq(test_cfg->admin_address, "root@localhost");
+}
+
+struct test_addr {
+	char		 addr[64];
+};
+
+ParameterizedTestParameters(config, admin_address_accepts)
+{
+	static struct test_addr params[] = {
+		{ "postmaster@example.com" }, { "first.last+tag@example.com" },
+		{ "o'brien@mail.example.ie" }, { "x@localhost" },
+		{ "!#$%&'*+-/=?^_`{|}~@example.org" }, { "A@B.EXAMPLE" },
+	};
+
+	return cr_make_param_array(struct test_addr, params,
+	    sizeof(params) / sizeof(params[0]));
+}
+
+ParameterizedTest(struct test_addr *t, config, admin_address_accepts)
+{
+	char text[160];
+
+	snprintf(text, sizeof(text), "[queue]\nbounce = admin\n"
+	    "admin_address = %s\n" SH, t->addr);
+	test_load_ok(text);
+	cr_assert_str_eq(test_cfg->admin_address, t->addr);
+}
+
+Test(config, pool_keys_accept_their_bounds)
+{
+	test_load_ok(SH "max_connections = 1\nmessages_per_connection = 1\n"
+	    "idle_timeout = 1\n");
+	cr_assert_eq(test_cfg->smarthosts[0].max_connections, 1);
+	cr_assert_eq(test_cfg->smarthosts[0].messages_per_connection, 1);
+	cr_assert_eq(test_cfg->smarthosts[0].idle_timeout, 1);
+	test_load_ok(SH "max_connections = 100\n"
+	    "messages_per_connection = 100000\nidle_timeout = 1h\n");
+	cr_assert_eq(test_cfg->smarthosts[0].max_connections, 100);
+	cr_assert_eq(test_cfg->smarthosts[0].messages_per_connection, 100000);
+	cr_assert_eq(test_cfg->smarthosts[0].idle_timeout, 3600);
+}
+
+Test(config, match_lists_split_on_spaces_and_repeat)
+{
+	const struct config_smarthost *sh;
+
+	test_load_ok(SH "match_recipient =   a@x.example   *.y.example \n"
+	    "match_sender = ?b@*\n"
+	    "match_recipient = z.example\n"
+	    "[smarthost t]\nhost = t\nmatch_sender = *@t.example\n");
+	sh = &test_cfg->smarthosts[0];
+	cr_assert_str_eq(sh->match_recipient[0], "a@x.example");
+	cr_assert_str_eq(sh->match_recipient[1], "*.y.example");
+	cr_assert_str_eq(sh->match_recipient[2], "z.example");
+	cr_assert_null(sh->match_recipient[3]);
+	cr_assert_str_eq(sh->match_sender[0], "?b@*");
+	cr_assert_null(sh->match_sender[1]);
+	sh = &test_cfg->smarthosts[1];
+	cr_assert_str_eq(sh->match_sender[0], "*@t.example");
+	cr_assert_null(sh->match_sender[1]);
+	cr_assert_null(sh->match_recipient);
+}
+
+Test(config, match_list_has_a_maximum)
+{
+	char *text;
+	size_t len, i;
+
+	/* 256 globs over 32 lines is the most a key may hold */
+	text = xmalloc(16384);
+	len = (size_t)sprintf(text, SH);
+	for (i = 0; i < 32; i++)
+		len += (size_t)sprintf(text + len, "match_sender = a b c d e f "
+		    "g h\n");
+	test_load_ok(text);
+	cr_assert_str_eq(test_cfg->smarthosts[0].match_sender[255], "h");
+	cr_assert_null(test_cfg->smarthosts[0].match_sender[256]);
+	sprintf(text + len, "match_sender = one.more\n");
+	cr_assert_lt(test_load(text), 0);
+	cr_assert_str_eq(test_err.msg, "sendq.ini:35: [smarthost s] "
+	    "match_sender: too many globs (allowed: at most 256)");
+	free(text);
+}
+
+Test(config, fallback_may_name_a_later_or_earlier_smarthost)
+{
+	test_load_ok("[smarthost a]\nhost = a\nfallback = c\n"
+	    "[smarthost b]\nhost = b\nfallback = a\n"
+	    "[smarthost c]\nhost = c\n"
+	    "[smarthost d]\nhost = d\n");
+	cr_assert_eq(test_cfg->n_smarthosts, 4);
+	cr_assert_str_eq(test_cfg->smarthosts[0].fallback, "c");
+	cr_assert_eq(test_cfg->smarthosts[0].fallback_index, 2);
+	cr_assert_eq(test_cfg->smarthosts[1].fallback_index, 0);
+	cr_assert_eq(test_cfg->smarthosts[2].fallback_index, -1);
+	cr_assert_eq(test_cfg->smarthosts[3].fallback_index, -1);
+	cr_assert_null(test_cfg->smarthosts[3].fallback);
+}
+
+Test(config, fallback_error_comes_after_errors_inside_sections)
+{
+	/* fallback names resolve at the end of the file */
+	cr_assert_lt(test_load(SH "fallback = zz\n[smarthost t]\nport = 1\n"),
+	    0);
+	cr_assert_str_eq(test_err.msg, "sendq.ini:4: [smarthost t] host: "
+	    "missing (required: a host name or an IP address)");
+}
+
+struct test_rate {
+	char		 text[24];
+	unsigned	 count, seconds;
+};
+
+ParameterizedTestParameters(config, rate_values)
+{
+	static struct test_rate params[] = {
+		{ "1/s", 1, 1 }, { "60/m", 60, 60 }, { "100/h", 100, 3600 },
+		{ "1000000/s", 1000000, 1 }, { "007/m", 7, 60 },
+	};
+
+	return cr_make_param_array(struct test_rate, params,
+	    sizeof(params) / sizeof(params[0]));
+}
+
+ParameterizedTest(struct test_rate *t, config, rate_values)
+{
+	char text[128];
+
+	snprintf(text, sizeof(text), SH "rate = %s\n", t->text);
+	test_load_ok(text);
+	cr_assert_eq(test_cfg->smarthosts[0].rate_count, t->count);
+	cr_assert_eq(test_cfg->smarthosts[0].rate_seconds, t->seconds);
+}
+
+Test(config, rate_is_per_smarthost)
+{
+	test_load_ok(SH "rate = 5/s\n[smarthost t]\nhost = t\n");
+	cr_assert_eq(test_cfg->smarthosts[0].rate_count, 5);
+	cr_assert_eq(test_cfg->smarthosts[1].rate_count, 0);
+	cr_assert_eq(test_cfg->smarthosts[1].rate_seconds, 0);
+}
+
 Test(config, line_too_long_is_an_error_not_split)
 {
 	char text[512], value[300];
@@ -1236,7 +1727,10 @@ Test(config, shipped_example_documents_every_key_validly)
 	    "password_command", "credential", "token_file", "token_command",
 	    "timeout_connect", "timeout_tls", "timeout_greeting",
 	    "timeout_command", "timeout_data_block", "timeout_data_end",
-	    "session_max" };
+	    "session_max", "control_socket", "retry_max", "max_age",
+	    "bounce", "admin_address", "delay_warning", "max_connections",
+	    "messages_per_connection", "idle_timeout", "match_sender",
+	    "match_recipient", "fallback", "rate" };
 	static const char *const files[][2] = {
 		{ "ca_file = ", TEST_CA },
 		{ "client_cert = ", TEST_CLIENT_CERT },
@@ -1274,12 +1768,25 @@ Test(config, shipped_example_documents_every_key_validly)
 	free(text);
 	test_load_ok(out);
 	free(out);
-	cr_assert_eq(test_cfg->n_smarthosts, 9);
+	cr_assert_eq(test_cfg->n_smarthosts, 11);
+	cr_assert_str_eq(test_cfg->control_socket, "/run/sendq/control.sock");
+	cr_assert_eq(test_cfg->retry_min, 60);
+	cr_assert_eq(test_cfg->retry_max, 3600);
+	cr_assert_eq(test_cfg->max_age, 5 * 86400);
+	cr_assert_eq(test_cfg->bounce, CONFIG_BOUNCE_SENDER);
+	cr_assert_str_eq(test_cfg->admin_address, "postmaster@example.com");
+	cr_assert_eq(test_cfg->delay_warning, 0);
 	sh = &test_cfg->smarthosts[0];		/* primary: the defaults */
 	cr_assert_str_eq(sh->server_name, "smtp.example.com");
 	cr_assert_not_null(sh->tls_priority);
 	cr_assert_eq(sh->auth, CONFIG_AUTH_NONE);
 	cr_assert_eq(sh->timeout_data_end, 600);
+	cr_assert_eq(sh->max_connections, 2);
+	cr_assert_eq(sh->messages_per_connection, 100);
+	cr_assert_eq(sh->idle_timeout, 5);
+	cr_assert_null(sh->match_sender);
+	cr_assert_null(sh->match_recipient);
+	cr_assert_eq(sh->fallback_index, -1);
 	sh = &test_cfg->smarthosts[1];
 	cr_assert_str_eq(sh->name, "gmail");
 	cr_assert_str_eq(sh->host, "smtp.gmail.com");
@@ -1287,6 +1794,8 @@ Test(config, shipped_example_documents_every_key_validly)
 	cr_assert_eq(sh->tls, CONFIG_TLS_IMPLICIT);
 	cr_assert_eq(sh->auth, CONFIG_AUTH_PLAIN);
 	cr_assert_not_null(sh->password_file);
+	cr_assert_eq(sh->rate_count, 100);
+	cr_assert_eq(sh->rate_seconds, 3600);
 	sh = &test_cfg->smarthosts[2];
 	cr_assert_str_eq(sh->name, "gmail-oauth");
 	cr_assert_eq(sh->auth, CONFIG_AUTH_XOAUTH2);
@@ -1308,6 +1817,9 @@ Test(config, shipped_example_documents_every_key_validly)
 	cr_assert_eq(sh->trust, CONFIG_TRUST_CA_FILE);
 	cr_assert_eq(sh->n_pins, 1);
 	cr_assert_str_eq(sh->client_cert, TEST_CLIENT_CERT);
+	cr_assert_str_eq(sh->match_recipient[0], "corp.example");
+	cr_assert_str_eq(sh->match_recipient[1], "*.corp.example");
+	cr_assert_null(sh->match_recipient[2]);
 	sh = &test_cfg->smarthosts[6];
 	cr_assert_eq(sh->trust, CONFIG_TRUST_PIN);
 	cr_assert_eq(sh->n_pins, 2);
@@ -1315,6 +1827,16 @@ Test(config, shipped_example_documents_every_key_validly)
 	cr_assert_str_eq(sh->credential, "relay.pass");
 	cr_assert_eq(sh->auth, CONFIG_AUTH_AUTO);
 	cr_assert_eq(test_cfg->smarthosts[8].tls, CONFIG_TLS_NONE);
+	sh = &test_cfg->smarthosts[9];
+	cr_assert_str_eq(sh->name, "alerts");
+	cr_assert_str_eq(sh->match_sender[0], "alerts@*");
+	cr_assert_str_eq(sh->match_sender[2], "*@monitoring.example.com");
+	cr_assert_null(sh->match_sender[3]);
+	cr_assert_str_eq(sh->fallback, "backup");
+	cr_assert_eq(sh->fallback_index, 10);
+	cr_assert_eq(sh->max_connections, 1);
+	cr_assert_str_eq(test_cfg->smarthosts[10].name, "backup");
+	cr_assert_eq(test_cfg->smarthosts[10].fallback_index, -1);
 }
 
 /* --- names -------------------------------------------------------------- */

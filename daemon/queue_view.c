@@ -1,0 +1,648 @@
+/*
+ * queue_view.c - read-only listing of the spool (formats: queue_view.h).
+ *
+ * How it works: spool_list() gives the ids of queue/ in id order, which is
+ * arrival order; each envelope is then read with spool_load_envelope()
+ * and the body's size taken with fstat() on spool_open_message().  The
+ * daemon may deliver (remove) a message between the listing and the read:
+ * such a message is skipped, since it is no longer queued.  Envelopes are
+ * replaced by rename, so a reader sees the old or the new one, never half.
+ * Output is appended to a bounded struct buf through a small writer that
+ * remembers the first failure (SQ_ELIMIT), so formatting code needs no
+ * error check per field.  Nothing here writes to the spool.
+ *
+ * The control client (queue_view_request) is a plain blocking unix socket
+ * exchange: one request line out, the answer read until the daemon closes
+ * the connection, with SO_RCVTIMEO/SO_SNDTIMEO as the deadline.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "envelope.h"
+#include "log.h"
+#include "queue_view.h"
+#include "spool.h"
+#include "util.h"
+
+/* Width of the columns before "Sender / Recipients" in the text list. */
+#define QUEUE_VIEW_INDENT	48
+
+struct queue_view_out {
+	struct buf	*b;
+	int		 rc;	/* first failure, 0 while all went in */
+};
+
+struct queue_view_ids {
+	char	**ids;
+	size_t	  n;
+};
+
+/* What queue_view knows about one message besides its envelope. */
+struct queue_view_info {
+	long long	 size;		/* bytes of the .msg, -1 unknown */
+	const char	*state;
+	int64_t		 now;
+};
+
+static void
+queue_view_put(struct queue_view_out *o, const char *s, size_t len)
+{
+	if (o->rc == 0 && buf_append(o->b, s, len) != 0)
+		o->rc = SQ_ELIMIT;
+}
+
+static void
+queue_view_puts(struct queue_view_out *o, const char *s)
+{
+	queue_view_put(o, s, strlen(s));
+}
+
+static void SQ_PRINTF(2, 3)
+queue_view_printf(struct queue_view_out *o, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		log_fatalx("queue_view: out of memory");
+	queue_view_put(o, s, (size_t)n);
+	free(s);
+}
+
+/* Printable copy of s (outside text) for the text formats. */
+static void
+queue_view_put_safe(struct queue_view_out *o, const char *s)
+{
+	char *safe;
+	size_t len = strlen(s);
+
+	safe = xmalloc(len + 1);
+	sq_printable(safe, len + 1, s, len);
+	queue_view_put(o, safe, len);
+	free(safe);
+}
+
+/* Length of the valid UTF-8 sequence at s[0..n), 0 if it is not one. */
+static size_t
+queue_view_utf8_len(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	size_t len, i;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2;
+	else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		if (c == 0xe0)
+			lo = 0xa0;
+		else if (c == 0xed)
+			hi = 0x9f;	/* no surrogates */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f;	/* at most U+10FFFF */
+	} else
+		return 0;
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (i = 2; i < len; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return len;
+}
+
+int
+queue_view_json_string(struct buf *out, const char *s, size_t len)
+{
+	struct queue_view_out o = { out, 0 };
+	const unsigned char *p = (const unsigned char *)s;
+	char esc[8];
+	size_t i, run, n;
+
+	queue_view_put(&o, "\"", 1);
+	for (i = 0; i < len; i += n) {
+		/* Copy the longest run that needs no escaping at once. */
+		for (run = i; run < len && p[run] >= 0x20 && p[run] < 0x7f &&
+		    p[run] != '"' && p[run] != '\\'; run++)
+			;
+		if (run > i) {
+			queue_view_put(&o, s + i, run - i);
+			n = run - i;
+			continue;
+		}
+		n = 1;
+		switch (p[i]) {
+		case '"':
+			queue_view_put(&o, "\\\"", 2);
+			continue;
+		case '\\':
+			queue_view_put(&o, "\\\\", 2);
+			continue;
+		case '\n':
+			queue_view_put(&o, "\\n", 2);
+			continue;
+		case '\r':
+			queue_view_put(&o, "\\r", 2);
+			continue;
+		case '\t':
+			queue_view_put(&o, "\\t", 2);
+			continue;
+		default:
+			break;
+		}
+		if (p[i] < 0x20 || p[i] == 0x7f) {
+			snprintf(esc, sizeof(esc), "\\u%04x", p[i]);
+			queue_view_put(&o, esc, 6);
+		} else if ((n = queue_view_utf8_len(p + i, len - i)) > 0)
+			queue_view_put(&o, s + i, n);
+		else {
+			queue_view_put(&o, "\\ufffd", 6);
+			n = 1;
+		}
+	}
+	queue_view_put(&o, "\"", 1);
+	return o.rc;
+}
+
+static void
+queue_view_json_str(struct queue_view_out *o, const char *s)
+{
+	if (o->rc == 0 && s == NULL)
+		queue_view_puts(o, "null");
+	else if (o->rc == 0)
+		o->rc = queue_view_json_string(o->b, s, strlen(s));
+}
+
+/* "42s", "5m", "3h", "2d". */
+static void
+queue_view_age(char *dst, size_t dstsz, long long secs)
+{
+	if (secs < 0)
+		secs = 0;
+	if (secs < 120)
+		snprintf(dst, dstsz, "%llds", secs);
+	else if (secs < 7200)
+		snprintf(dst, dstsz, "%lldm", secs / 60);
+	else if (secs < 2 * 86400)
+		snprintf(dst, dstsz, "%lldh", secs / 3600);
+	else
+		snprintf(dst, dstsz, "%lldd", secs / 86400);
+}
+
+/* "2026-01-01T12:00:00Z". */
+static void
+queue_view_time(char *dst, size_t dstsz, int64_t t)
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+
+	if (gmtime_r(&tt, &tm) == NULL ||
+	    strftime(dst, dstsz, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(dst, dstsz, "%" PRId64, t);
+}
+
+static const char *
+queue_view_state(const struct envelope *env,
+    int (*is_active)(void *, const char *), void *arg)
+{
+	if (is_active != NULL && is_active(arg, env->id))
+		return "active";
+	if (env->held)
+		return "held";
+	if (env->attempts > 0)
+		return "deferred";
+	return "queued";
+}
+
+static long long
+queue_view_size(struct spool *sp, const char *id)
+{
+	struct sq_err err = { 0 };
+	struct stat st;
+	long long size = -1;
+	int fd;
+
+	if ((fd = spool_open_message(sp, id, &err)) < 0)
+		return -1;
+	if (fstat(fd, &st) == 0)
+		size = (long long)st.st_size;
+	close(fd);
+	return size;
+}
+
+/* "now", "in 5m", "on hold", "-" (being delivered). */
+static void
+queue_view_next(char *dst, size_t dstsz, const struct envelope *env,
+    const struct queue_view_info *info)
+{
+	char age[32];
+
+	if (strcmp(info->state, "held") == 0)
+		snprintf(dst, dstsz, "on hold");
+	else if (strcmp(info->state, "active") == 0)
+		snprintf(dst, dstsz, "being delivered");
+	else if (env->next_attempt <= info->now)
+		snprintf(dst, dstsz, "now");
+	else {
+		queue_view_age(age, sizeof(age),
+		    (long long)(env->next_attempt - info->now));
+		snprintf(dst, dstsz, "in %s", age);
+	}
+}
+
+static void
+queue_view_text_entry(struct queue_view_out *o, const struct envelope *env,
+    const struct queue_view_info *info)
+{
+	char age[32], next[64];
+	size_t i;
+
+	queue_view_age(age, sizeof(age), (long long)(info->now -
+	    env->created));
+	queue_view_printf(o, "%-19s %10lld %5s  %-8s  ", env->id, info->size,
+	    age, info->state);
+	if (env->sender[0] == '\0')
+		queue_view_puts(o, "<>");
+	else
+		queue_view_put_safe(o, env->sender);
+	queue_view_puts(o, "\n");
+	for (i = 0; i < env->n_rcpts; i++) {
+		queue_view_printf(o, "%*s", QUEUE_VIEW_INDENT, "");
+		queue_view_put_safe(o, env->rcpts[i]);
+		queue_view_puts(o, "\n");
+	}
+	if (env->attempts > 0 || env->next_attempt > info->now ||
+	    env->held) {
+		queue_view_next(next, sizeof(next), env, info);
+		queue_view_printf(o, "%*sattempts %u, next attempt %s\n",
+		    QUEUE_VIEW_INDENT, "", env->attempts, next);
+	}
+	if (env->last_error != NULL) {
+		queue_view_printf(o, "%*s(", QUEUE_VIEW_INDENT, "");
+		queue_view_put_safe(o, env->last_error);
+		queue_view_puts(o, ")\n");
+	}
+	queue_view_puts(o, "\n");
+}
+
+/* The fields list and show share, as JSON members (no braces). */
+static void
+queue_view_json_fields(struct queue_view_out *o, const struct envelope *env,
+    const struct queue_view_info *info)
+{
+	size_t i;
+
+	queue_view_puts(o, "\"id\":");
+	queue_view_json_str(o, env->id);
+	queue_view_printf(o, ",\"size\":%lld,\"created\":%" PRId64
+	    ",\"age\":%" PRId64 ",\"state\":\"%s\",\"sender\":", info->size,
+	    env->created, info->now > env->created ? info->now -
+	    env->created : 0, info->state);
+	queue_view_json_str(o, env->sender);
+	queue_view_puts(o, ",\"recipients\":[");
+	for (i = 0; i < env->n_rcpts; i++) {
+		if (i > 0)
+			queue_view_puts(o, ",");
+		queue_view_json_str(o, env->rcpts[i]);
+	}
+	queue_view_printf(o, "],\"attempts\":%u,\"next_attempt\":%" PRId64
+	    ",\"last_error\":", env->attempts, env->next_attempt);
+	queue_view_json_str(o, env->last_error);
+}
+
+static void
+queue_view_collect(const char *id, void *arg)
+{
+	struct queue_view_ids *l = arg;
+
+	l->ids = xreallocarray(l->ids, l->n + 1, sizeof(*l->ids));
+	l->ids[l->n++] = xstrdup(id);
+}
+
+int
+queue_view_list(const char *spool_dir, int json,
+    int (*is_active)(void *, const char *), void *arg, struct buf *out,
+    struct sq_err *err)
+{
+	struct queue_view_out o = { out, 0 };
+	struct queue_view_ids l = { 0 };
+	struct queue_view_info info;
+	struct envelope *env;
+	struct sq_err lerr = { 0 };
+	struct spool *sp;
+	long long total = 0;
+	size_t i, shown = 0;
+	int rc;
+
+	if ((rc = spool_open(spool_dir, 0, &sp, err)) != 0)
+		return rc;
+	if ((rc = spool_list(sp, queue_view_collect, &l, err)) < 0) {
+		spool_close(sp);
+		return rc;
+	}
+	info.now = (int64_t)time(NULL);
+	if (json)
+		queue_view_puts(&o, "[");
+	for (i = 0; i < l.n; i++) {
+		if (o.rc != 0 || spool_load_envelope(sp, l.ids[i], &env,
+		    &lerr) != 0)
+			continue;	/* gone meanwhile, or unreadable */
+		info.size = queue_view_size(sp, env->id);
+		info.state = queue_view_state(env, is_active, arg);
+		if (json) {
+			queue_view_puts(&o, shown > 0 ? ",\n{" : "\n{");
+			queue_view_json_fields(&o, env, &info);
+			queue_view_puts(&o, "}");
+		} else {
+			if (shown == 0)
+				queue_view_printf(&o, "%-19s %10s %5s  %-8s  "
+				    "%s\n", "Queue ID", "Size", "Age",
+				    "State", "Sender / Recipients");
+			queue_view_text_entry(&o, env, &info);
+		}
+		if (info.size > 0)
+			total += info.size;
+		shown++;
+		envelope_free(env);
+	}
+	if (json)
+		queue_view_puts(&o, shown > 0 ? "\n]\n" : "]\n");
+	else if (shown == 0)
+		queue_view_puts(&o, "Mail queue is empty\n");
+	else
+		queue_view_printf(&o, "-- %lld KiB in %zu message%s.\n",
+		    (total + 1023) / 1024, shown, shown == 1 ? "" : "s");
+	for (i = 0; i < l.n; i++)
+		free(l.ids[i]);
+	free(l.ids);
+	spool_close(sp);
+	if (o.rc != 0)
+		return sq_err_set(err, o.rc, "queue listing larger than %zu "
+		    "bytes", out->max);
+	return 0;
+}
+
+/* Read the header block of message id (up to the first empty line, at
+ * most QUEUE_VIEW_HEADER_MAX bytes) into hdr; *truncated when cut. */
+static int
+queue_view_read_header(struct spool *sp, const char *id, struct buf *hdr,
+    int *truncated, struct sq_err *err)
+{
+	char chunk[4096];
+	size_t i;
+	ssize_t r;
+	int fd, bol = 1;
+
+	*truncated = 0;
+	if ((fd = spool_open_message(sp, id, err)) < 0)
+		return fd;
+	for (;;) {
+		r = read(fd, chunk, sizeof(chunk));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			r = -errno;
+			close(fd);
+			return sq_err_set(err, (int)r, "read message %s: %s",
+			    id, strerror((int)-r));
+		}
+		if (r == 0)
+			break;
+		for (i = 0; i < (size_t)r; i++) {
+			if (bol && chunk[i] == '\n')
+				break;	/* the empty line ends the header */
+			/* A CR at the start of a line may begin "\r\n". */
+			bol = chunk[i] == '\n' || (bol && chunk[i] == '\r');
+		}
+		if (buf_append(hdr, chunk, i) != 0) {
+			buf_append(hdr, chunk, buf_room(hdr));
+			*truncated = 1;
+			break;
+		}
+		if (i < (size_t)r) {
+			/* Drop the CR of an empty "\r\n" line. */
+			if (hdr->len > 0 && hdr->data[hdr->len - 1] == '\r' &&
+			    (hdr->len == 1 || hdr->data[hdr->len - 2] == '\n'))
+				hdr->len--;
+			break;
+		}
+	}
+	close(fd);
+	return 0;
+}
+
+/* The header block for the text format: CR before LF dropped, control
+ * bytes other than LF and TAB and every non-ASCII byte shown as '?'. */
+static void
+queue_view_put_header_text(struct queue_view_out *o, const struct buf *hdr)
+{
+	char *s;
+	size_t i, n = 0;
+	unsigned char c;
+
+	s = xmalloc(hdr->len + 1);
+	for (i = 0; i < hdr->len; i++) {
+		c = (unsigned char)hdr->data[i];
+		if (c == '\r' && i + 1 < hdr->len && hdr->data[i + 1] == '\n')
+			continue;
+		s[n++] = c == '\n' || c == '\t' || (c >= 0x20 && c < 0x7f) ?
+		    (char)c : '?';
+	}
+	queue_view_put(o, s, n);
+	if (n > 0 && s[n - 1] != '\n')
+		queue_view_puts(o, "\n");
+	free(s);
+}
+
+int
+queue_view_show(const char *spool_dir, const char *id, int json,
+    int (*is_active)(void *, const char *), void *arg, struct buf *out,
+    struct sq_err *err)
+{
+	struct queue_view_out o = { out, 0 };
+	struct queue_view_info info;
+	struct envelope *env = NULL;
+	struct spool *sp;
+	struct buf hdr;
+	char created[64], next[64], nextat[64], age[32];
+	size_t i;
+	int rc, truncated = 0;
+
+	buf_init(&hdr, QUEUE_VIEW_HEADER_MAX);
+	if (!spool_id_valid(id))
+		return sq_err_set(err, SQ_ENOTFOUND, "no message %.*s (not a "
+		    "queue id)", 40, id);
+	if ((rc = spool_open(spool_dir, 0, &sp, err)) != 0) {
+		if (rc == -ENOENT)
+			rc = sq_err_set(err, SQ_ENOTFOUND, "no message %s "
+			    "(no spool at %s)", id, spool_dir);
+		return rc;
+	}
+	if ((rc = spool_load_envelope(sp, id, &env, err)) != 0)
+		goto done;
+	info.now = (int64_t)time(NULL);
+	info.size = queue_view_size(sp, id);
+	info.state = queue_view_state(env, is_active, arg);
+	if ((rc = queue_view_read_header(sp, id, &hdr, &truncated,
+	    err)) != 0) {
+		if (rc == -ENOENT)
+			rc = sq_err_set(err, SQ_ENOTFOUND, "no message %s "
+			    "(delivered or removed meanwhile)", id);
+		goto done;
+	}
+	if (json) {
+		queue_view_puts(&o, "{");
+		queue_view_json_fields(&o, env, &info);
+		queue_view_printf(&o, ",\"uid\":%ld,\"body_8bit\":%s,"
+		    "\"held\":%s,\"warned\":%s,\"headers_truncated\":%s,"
+		    "\"headers\":", env->uid, env->body_8bit ? "true" :
+		    "false", env->held ? "true" : "false", env->warned ?
+		    "true" : "false", truncated ? "true" : "false");
+		if (o.rc == 0)
+			o.rc = queue_view_json_string(o.b, hdr.data, hdr.len);
+		queue_view_puts(&o, "}\n");
+		goto done;
+	}
+	queue_view_time(created, sizeof(created), env->created);
+	queue_view_age(age, sizeof(age), (long long)(info.now - env->created));
+	queue_view_next(next, sizeof(next), env, &info);
+	queue_view_printf(&o, "id:           %s\nstate:        %s\n"
+	    "size:         %lld\ncreated:      %s (%s ago)\nsender:       ",
+	    env->id, info.state, info.size, created, age);
+	if (env->sender[0] == '\0')
+		queue_view_puts(&o, "<>");
+	else
+		queue_view_put_safe(&o, env->sender);
+	queue_view_puts(&o, "\n");
+	for (i = 0; i < env->n_rcpts; i++) {
+		queue_view_puts(&o, "recipient:    ");
+		queue_view_put_safe(&o, env->rcpts[i]);
+		queue_view_puts(&o, "\n");
+	}
+	queue_view_printf(&o, "uid:          %ld\nattempts:     %u\n",
+	    env->uid, env->attempts);
+	if (env->next_attempt > 0) {
+		queue_view_time(nextat, sizeof(nextat), env->next_attempt);
+		queue_view_printf(&o, "next attempt: %s (%s)\n", nextat,
+		    next);
+	} else
+		queue_view_printf(&o, "next attempt: %s\n", next);
+	if (env->last_error != NULL) {
+		queue_view_puts(&o, "last error:   ");
+		queue_view_put_safe(&o, env->last_error);
+		queue_view_puts(&o, "\n");
+	}
+	queue_view_printf(&o, "body:         %s\nheld:         %s\n"
+	    "warned:       %s\n\n", env->body_8bit ? "8bit" : "7bit",
+	    env->held ? "yes" : "no", env->warned ? "yes" : "no");
+	queue_view_put_header_text(&o, &hdr);
+	if (truncated)
+		queue_view_printf(&o, "[header longer than %d bytes: "
+		    "truncated]\n", QUEUE_VIEW_HEADER_MAX);
+done:
+	if (rc == 0 && o.rc != 0)
+		rc = sq_err_set(err, o.rc, "output larger than %zu bytes",
+		    out->max);
+	envelope_free(env);
+	buf_fini(&hdr);
+	spool_close(sp);
+	return rc;
+}
+
+int
+queue_view_request(const char *path, const char *request,
+    unsigned timeout_sec, struct buf *out, struct sq_err *err)
+{
+	struct sockaddr_un sun;
+	struct timeval tv;
+	char chunk[16384], *line;
+	size_t len, off;
+	ssize_t r;
+	int fd, rc;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return sq_err_set(err, -ENAMETOOLONG, "control socket path "
+		    "too long: %s", path);
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	len = strlen(request);
+	if (len > QUEUE_VIEW_REQUEST_MAX || memchr(request, '\n', len))
+		return sq_err_set(err, SQ_ELIMIT, "control request too long "
+		    "or not one line");
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return sq_err_set(err, -errno, "socket: %s", strerror(errno));
+	tv.tv_sec = (time_t)timeout_sec;
+	tv.tv_usec = 0;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		rc = -errno;
+		close(fd);
+		return sq_err_set(err, rc, "connect %s: %s", path,
+		    strerror(-rc));
+	}
+	line = xasprintf("%s\n", request);
+	for (off = 0; off < len + 1; off += (size_t)r) {
+		r = write(fd, line + off, len + 1 - off);
+		if (r < 0 && errno == EINTR) {
+			r = 0;
+			continue;
+		}
+		if (r < 0) {
+			rc = errno == EAGAIN ? -ETIMEDOUT : -errno;
+			free(line);
+			close(fd);
+			return sq_err_set(err, rc, "write to %s: %s", path,
+			    strerror(-rc));
+		}
+	}
+	free(line);
+	for (;;) {
+		r = read(fd, chunk, sizeof(chunk));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = errno == EAGAIN ? -ETIMEDOUT : -errno;
+			close(fd);
+			if (rc == -ETIMEDOUT)
+				return sq_err_set(err, rc, "no answer from "
+				    "sendqd on %s within %u s", path,
+				    timeout_sec);
+			return sq_err_set(err, rc, "read from %s: %s", path,
+			    strerror(-rc));
+		}
+		if (r == 0)
+			break;
+		if (buf_append(out, chunk, (size_t)r) != 0) {
+			close(fd);
+			return sq_err_set(err, SQ_ELIMIT, "answer from %s "
+			    "larger than %zu bytes", path, out->max);
+		}
+	}
+	close(fd);
+	if (out->len == 0)
+		return sq_err_set(err, -EPIPE, "sendqd closed %s without an "
+		    "answer", path);
+	return 0;
+}

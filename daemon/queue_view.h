@@ -1,0 +1,85 @@
+/*
+ * queue_view.h - the queue as people and scripts see it: a read-only
+ * listing of the spool (mailq, sendq -bp, sendqctl list/show, and the
+ * daemon's control socket), as text or JSON.  Also the client side of the
+ * control socket, shared by the two command-line tools.
+ *
+ * Per message: queue id, size, age, sender, recipients, state, attempts,
+ * next attempt, last error.  State is "active" (the daemon says it is
+ * being delivered now), "held" (sendqctl hold), "deferred" (tried before
+ * and failed for now) or "queued" (not tried yet).
+ *
+ * Text: one block per message, oldest first, then a total line ("Mail
+ * queue is empty" when there is nothing).  Every byte that came from
+ * outside is made printable (sq_printable) first.  JSON: an array of
+ * objects (list) or one object (show); strings are escaped as RFC 8259
+ * requires, bytes that are not valid UTF-8 become U+FFFD.
+ *
+ * Owns: the output formats, the control request/answer exchange of the
+ * clients.
+ * May call: spool (read-only: spool_list, spool_load_envelope,
+ * spool_open_message), envelope, buf, util, libc sockets.  Blocking I/O
+ * only; nothing is changed on disk.
+ *
+ * DIAGNOSTICS: -errno / SQ_ENOTFOUND / SQ_ELIMIT with err naming the
+ * spool path, the message or the socket.  A message that disappears
+ * between listing and reading (delivered meanwhile) is skipped silently.
+ */
+#ifndef SENDQ_QUEUE_VIEW_H
+#define SENDQ_QUEUE_VIEW_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "util.h"
+
+/* A sensible maximum for the out buffer of list/show (and of a control
+ * answer): large enough for a queue of several 100,000 messages. */
+#define QUEUE_VIEW_OUT_MAX	(256u * 1024 * 1024)
+/* At most this much of a message's header block is shown. */
+#define QUEUE_VIEW_HEADER_MAX	(64 * 1024)
+/* The longest control request line, without its LF. */
+#define QUEUE_VIEW_REQUEST_MAX	1024
+
+/*
+ * Append the listing of every queued message under spool_dir to out
+ * (initialised by the caller; its max bounds the output).  json selects
+ * the format.  is_active(arg, id), when not NULL, tells which messages
+ * are being delivered right now.  Returns 0; -errno with err when the
+ * spool cannot be read (-ENOENT: spool_dir does not exist); SQ_ELIMIT
+ * when out is full (out then holds a truncated listing).  Blocks on file
+ * I/O.
+ */
+int	queue_view_list(const char *spool_dir, int json,
+	    int (*is_active)(void *, const char *), void *arg, struct buf *out,
+	    struct sq_err *err);
+
+/*
+ * Append everything about message id to out: the whole envelope (plus
+ * size, age and state) and the message's header block (at most
+ * QUEUE_VIEW_HEADER_MAX bytes).  Returns 0, SQ_ENOTFOUND with err for an
+ * id that is not queued (or not a queue id), -errno, SQ_EPARSE or
+ * SQ_ELIMIT with err.  Blocks on file I/O.
+ */
+int	queue_view_show(const char *spool_dir, const char *id, int json,
+	    int (*is_active)(void *, const char *), void *arg, struct buf *out,
+	    struct sq_err *err);
+
+/* Append s[0..len) to out as a JSON string, quotes included.  Returns 0
+ * or SQ_ELIMIT. */
+int	queue_view_json_string(struct buf *out, const char *s, size_t len);
+
+/*
+ * Client side of the control socket (control.h): connect to path, send
+ * request (one line, no LF; at most QUEUE_VIEW_REQUEST_MAX bytes) and
+ * append the whole answer to out (bounded by out's max).  Waits at most
+ * timeout_sec seconds for each read or write.  Returns 0 with the answer
+ * in out (its first line is "ok" or "error: ..."); -ENOENT or
+ * -ECONNREFUSED when no daemon listens there; -EACCES/-EPERM when the
+ * caller may not use the socket; other -errno or SQ_ELIMIT; err always
+ * says what happened.  Blocks.
+ */
+int	queue_view_request(const char *path, const char *request,
+	    unsigned timeout_sec, struct buf *out, struct sq_err *err);
+
+#endif

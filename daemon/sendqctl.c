@@ -1,0 +1,306 @@
+/*
+ * sendqctl.c - the operator's tool: `sendqctl [-C FILE] [--json] COMMAND
+ * [ID]` talks to sendqd over its control socket (control.h).
+ *
+ * How it works: the arguments are checked first (command known, queue id
+ * given and well-formed where one is needed), then the configuration is
+ * read for spool_dir and control_socket.  The request line goes to the
+ * socket through queue_view_request(); the first line of the answer is
+ * "ok" (the rest is printed as it is) or "error: REASON".  When no daemon
+ * listens (the socket file is missing or refuses connections), `list` and
+ * `show` read the spool directly through queue_view, with a note on
+ * standard error, and every other command exits 69.  Exit codes: see
+ * sendqctl_usage().
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "buf.h"
+#include "config.h"
+#include "log.h"
+#include "queue_view.h"
+#include "spool.h"
+#include "util.h"
+
+#define SENDQCTL_DEFAULT_SOCKET	"/run/sendq/control.sock"
+#define SENDQCTL_TIMEOUT	120	/* seconds for each read or write */
+#define SENDQCTL_EXIT_FAILED	1
+
+struct sendqctl_cmd {
+	const char	*name;
+	int		 needs_id;
+	int		 offline;	/* works on the spool without sendqd */
+	const char	*help;
+};
+
+static const struct sendqctl_cmd sendqctl_cmds[] = {
+	{ "status", 0, 0, "per smarthost: connections, queued, deferred, "
+	    "last error" },
+	{ "list", 0, 1, "every queued message: id, size, age, sender, "
+	    "recipients, state, error" },
+	{ "show", 1, 1, "one message: its whole envelope and its header" },
+	{ "flush", 0, 0, "try every queued message now (also sendq -q)" },
+	{ "retry", 1, 0, "try one message now" },
+	{ "hold", 1, 0, "keep a message queued but do not try it" },
+	{ "release", 1, 0, "undo hold" },
+	{ "delete", 1, 0, "remove a message from the queue (no bounce)" },
+	{ "bounce", 1, 0, "fail a message now: bounce it to its sender" },
+};
+
+#define SENDQCTL_N_CMDS	(sizeof(sendqctl_cmds) / sizeof(sendqctl_cmds[0]))
+
+static void
+sendqctl_usage(FILE *fp)
+{
+	char synopsis[32];
+	size_t i;
+
+	fprintf(fp,
+"usage: sendqctl [-C FILE] [--json] COMMAND [ID]\n"
+"\n"
+"Commands:\n");
+	for (i = 0; i < SENDQCTL_N_CMDS; i++) {
+		snprintf(synopsis, sizeof(synopsis), "%s%s",
+		    sendqctl_cmds[i].name, sendqctl_cmds[i].needs_id ? " ID" :
+		    "");
+		fprintf(fp, "  %-12s %s\n", synopsis, sendqctl_cmds[i].help);
+	}
+	fprintf(fp,
+"\n"
+"Options:\n"
+"  -C FILE       configuration file (default " CONFIG_DEFAULT_PATH ")\n"
+"  --json        machine-readable output (JSON)\n"
+"  -h, --help    this text\n"
+"  -V, --version print the version\n"
+"\n"
+"The commands talk to sendqd over its control socket ([sendq]\n"
+"control_socket, default " SENDQCTL_DEFAULT_SOCKET "; root and the sendq\n"
+"group only).  When sendqd is not running, list and show read the spool\n"
+"directly; the other commands need the daemon.\n"
+"\n"
+"Exit status:\n"
+"  0   done\n"
+"  1   the command failed (for example: no such message)\n"
+"  64  usage error (unknown command, missing or malformed ID)\n"
+"  69  sendqd is not running (start it with systemctl start sendq)\n"
+"  77  permission denied (run as root or as a member of the sendq group)\n"
+"  78  configuration error\n");
+}
+
+static const struct sendqctl_cmd *
+sendqctl_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < SENDQCTL_N_CMDS; i++)
+		if (strcmp(sendqctl_cmds[i].name, name) == 0)
+			return &sendqctl_cmds[i];
+	return NULL;
+}
+
+static void
+sendqctl_print_error(const char *msg, int json)
+{
+	struct buf b;
+
+	fprintf(stderr, "sendqctl: %s\n", msg);
+	if (!json)
+		return;
+	buf_init(&b, 4096);
+	buf_append_str(&b, "{\"error\":");
+	queue_view_json_string(&b, msg, strlen(msg));
+	buf_append_str(&b, "}\n");
+	fwrite(b.data, 1, b.len, stdout);
+	buf_fini(&b);
+}
+
+static int
+sendqctl_print(const char *data, size_t len)
+{
+	if (len > 0 && fwrite(data, 1, len, stdout) != len) {
+		fprintf(stderr, "sendqctl: write to standard output: %s\n",
+		    strerror(errno));
+		return EX_IOERR;
+	}
+	if (fflush(stdout) != 0) {
+		fprintf(stderr, "sendqctl: write to standard output: %s\n",
+		    strerror(errno));
+		return EX_IOERR;
+	}
+	return EX_OK;
+}
+
+/* list/show straight from the spool (sendqd is not running). */
+static int
+sendqctl_offline(const struct sendqctl_cmd *cmd, const char *id, int json,
+    const char *spool_dir)
+{
+	struct sq_err err = { 0 };
+	struct buf out;
+	int rc, ex;
+
+	buf_init(&out, QUEUE_VIEW_OUT_MAX);
+	if (strcmp(cmd->name, "list") == 0)
+		rc = queue_view_list(spool_dir, json, NULL, NULL, &out, &err);
+	else
+		rc = queue_view_show(spool_dir, id, json, NULL, NULL, &out,
+		    &err);
+	if (rc == -ENOENT && strcmp(cmd->name, "list") == 0) {
+		/* No spool yet: nothing was ever queued. */
+		out.len = 0;
+		buf_append_str(&out, json ? "[]\n" : "Mail queue is empty\n");
+		rc = 0;
+	}
+	if (rc != 0) {
+		sendqctl_print_error(err.msg, json);
+		ex = rc == -EACCES || rc == -EPERM ? EX_NOPERM :
+		    SENDQCTL_EXIT_FAILED;
+	} else
+		ex = sendqctl_print(out.data, out.len);
+	buf_fini(&out);
+	return ex;
+}
+
+/* Print the daemon's answer; returns the exit code. */
+static int
+sendqctl_answer(struct buf *out, int json)
+{
+	char *nl, *msg;
+	size_t first;
+
+	nl = memchr(out->data, '\n', out->len);
+	first = nl != NULL ? (size_t)(nl - out->data) : out->len;
+	if (first == 2 && memcmp(out->data, "ok", 2) == 0)
+		return sendqctl_print(out->data + first + 1,
+		    out->len - first - 1);
+	if (first > 7 && memcmp(out->data, "error: ", 7) == 0) {
+		msg = xstrndup(out->data + 7, first - 7);
+		sendqctl_print_error(msg, json);
+		free(msg);
+		return SENDQCTL_EXIT_FAILED;
+	}
+	sendqctl_print_error("unexpected answer from sendqd", json);
+	return SENDQCTL_EXIT_FAILED;
+}
+
+int
+main(int argc, char **argv)
+{
+	const struct sendqctl_cmd *cmd = NULL;
+	struct config *cfg = NULL;
+	struct sq_err err = { 0 };
+	struct buf out;
+	const char *config_path = CONFIG_DEFAULT_PATH, *id = NULL, *path;
+	const char *spool_dir;
+	char *req, safe[64];
+	int i, json = 0, rc, ex;
+
+	log_init("sendqctl", LOG_LEVEL_WARN);
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-h") == 0 ||
+		    strcmp(argv[i], "--help") == 0) {
+			sendqctl_usage(stdout);
+			return EX_OK;
+		}
+		if (strcmp(argv[i], "-V") == 0 ||
+		    strcmp(argv[i], "--version") == 0) {
+			printf("sendqctl %s\n", SENDQ_VERSION);
+			return EX_OK;
+		}
+		if (strcmp(argv[i], "--json") == 0) {
+			json = 1;
+			continue;
+		}
+		if (strncmp(argv[i], "-C", 2) == 0) {
+			if (argv[i][2] != '\0')
+				config_path = argv[i] + 2;
+			else if (i + 1 < argc)
+				config_path = argv[++i];
+			else {
+				fprintf(stderr, "sendqctl: -C needs a file "
+				    "name (see sendqctl --help)\n");
+				return EX_USAGE;
+			}
+			continue;
+		}
+		if (argv[i][0] == '-') {
+			sq_printable(safe, sizeof(safe), argv[i],
+			    strlen(argv[i]));
+			fprintf(stderr, "sendqctl: unknown option %s (see "
+			    "sendqctl --help)\n", safe);
+			return EX_USAGE;
+		}
+		if (cmd == NULL) {
+			if ((cmd = sendqctl_find(argv[i])) == NULL) {
+				sq_printable(safe, sizeof(safe), argv[i],
+				    strlen(argv[i]));
+				fprintf(stderr, "sendqctl: unknown command %s "
+				    "(see sendqctl --help)\n", safe);
+				return EX_USAGE;
+			}
+		} else if (cmd->needs_id && id == NULL)
+			id = argv[i];
+		else {
+			fprintf(stderr, "sendqctl: too many arguments for "
+			    "%s (see sendqctl --help)\n", cmd->name);
+			return EX_USAGE;
+		}
+	}
+	if (cmd == NULL) {
+		sendqctl_usage(stderr);
+		return EX_USAGE;
+	}
+	if (cmd->needs_id && id == NULL) {
+		fprintf(stderr, "sendqctl: %s needs a queue id (see sendqctl "
+		    "list)\n", cmd->name);
+		return EX_USAGE;
+	}
+	if (id != NULL && !spool_id_valid(id)) {
+		sq_printable(safe, sizeof(safe), id, strlen(id));
+		fprintf(stderr, "sendqctl: not a queue id: %s (19 characters "
+		    "0-9 A-F, as sendqctl list shows)\n", safe);
+		return EX_USAGE;
+	}
+
+	if (config_load_file(config_path, &cfg, &err) != 0) {
+		fprintf(stderr, "sendqctl: %s\n", err.msg);
+		return EX_CONFIG;
+	}
+	spool_dir = cfg->spool_dir != NULL ? cfg->spool_dir :
+	    CONFIG_DEFAULT_SPOOL;
+	path = cfg->control_socket != NULL ? cfg->control_socket :
+	    SENDQCTL_DEFAULT_SOCKET;
+
+	req = xasprintf("%s%s%s%s", cmd->name, id != NULL ? " " : "",
+	    id != NULL ? id : "", json ? " --json" : "");
+	buf_init(&out, QUEUE_VIEW_OUT_MAX);
+	rc = queue_view_request(path, req, SENDQCTL_TIMEOUT, &out, &err);
+	free(req);
+	if (rc == 0)
+		ex = sendqctl_answer(&out, json);
+	else if (rc == -ENOENT || rc == -ECONNREFUSED) {
+		if (cmd->offline) {
+			fprintf(stderr, "sendqctl: sendqd is not running: "
+			    "reading the spool directly\n");
+			ex = sendqctl_offline(cmd, id, json, spool_dir);
+		} else {
+			fprintf(stderr, "sendqctl: sendqd is not running "
+			    "(start it with systemctl start sendq); no "
+			    "daemon listens on %s\n", path);
+			ex = EX_UNAVAILABLE;
+		}
+	} else if (rc == -EACCES || rc == -EPERM) {
+		fprintf(stderr, "sendqctl: %s (sendqctl must run as root or "
+		    "as a member of the sendq group)\n", err.msg);
+		ex = EX_NOPERM;
+	} else {
+		fprintf(stderr, "sendqctl: %s\n", err.msg);
+		ex = EX_UNAVAILABLE;
+	}
+	buf_fini(&out);
+	config_free(cfg);
+	return ex;
+}
