@@ -1104,7 +1104,10 @@ scheduler_expire_due(struct sched_relay *r, int64_t now)
 		}
 		snprintf(reason, sizeof(reason), "smarthost %s unreachable: %s",
 		    r->sh->name, r->last_error);
+		/* Deferred past max_age: settle() bounces them (4.4.7). */
 		fate = xcalloc(env->n_rcpts, sizeof(*fate));
+		for (size_t i = 0; i < env->n_rcpts; i++)
+			fate[i] = RETRY_DEFER;
 		scheduler_settle(s, m, env, fate, NULL, reason, r->sh->host);
 		free(fate);
 	}

@@ -511,10 +511,14 @@ class Exim:
     """
 
     def __init__(self, workdir, cert, key, advertise_starttls=True,
-                 user="sendq", password="secret", reject_recipients=()):
+                 user="sendq", password="secret", reject_recipients=(),
+                 defer_recipients=()):
         self.dir = workdir
         # RCPT TO one of these gets "550 5.1.1 <ADDR>: no such user".
         self.reject_recipients = list(reject_recipients)
+        # RCPT TO one of these gets "451 4.2.1 <ADDR>: mailbox busy, try
+        # later" (a temporary refusal, every time).
+        self.defer_recipients = list(defer_recipients)
         self.cert = cert
         self.key = key
         self.advertise_starttls = advertise_starttls
@@ -583,15 +587,23 @@ class Exim:
         return self
 
     def _reject_acl(self):
-        """The acl_rcpt lines refusing reject_recipients ("" if none)."""
-        if not self.reject_recipients:
-            return ""
-        for r in self.reject_recipients:
+        """The acl_rcpt lines refusing reject_recipients (550) and
+        deferring defer_recipients (451); "" if neither."""
+        text = ""
+        for r in self.reject_recipients + self.defer_recipients:
             if not re.match(r"^[\w.+-]+@[\w.-]+$", r):
-                raise HarnessError("reject_recipients: bad address %r" % r)
-        return ("  deny recipients = %s\n"
-                "       message = 550 5.1.1 <$local_part@$domain>: "
-                "no such user\n" % " : ".join(self.reject_recipients))
+                raise HarnessError("reject/defer_recipients: bad address "
+                                   "%r" % r)
+        if self.reject_recipients:
+            text += ("  deny recipients = %s\n"
+                     "       message = 550 5.1.1 <$local_part@$domain>: "
+                     "no such user\n" % " : ".join(self.reject_recipients))
+        if self.defer_recipients:
+            text += ("  defer recipients = %s\n"
+                     "       message = 451 4.2.1 <$local_part@$domain>: "
+                     "mailbox busy, try later\n" %
+                     " : ".join(self.defer_recipients))
+        return text
 
     def stop(self):
         if self.pid is not None:
