@@ -16,8 +16,15 @@
  * callback once the answer has drained (or from the event callback on
  * error or timeout) - never from inside the read callback.
  *
+ * submit is the one request with a body: after "submit ID LEN" the
+ * client reads exactly LEN bytes of envelope (the read watermark is set
+ * to LEN), parses it and parks the client (reading off) until the group
+ * event runs: a zero timeout armed by the first parked client, so every
+ * submit complete by the next turn of the loop joins one
+ * spool_adopt_commit_group(); each parked client is then answered.
+ *
  * Clients are counted; beyond CONTROL_CLIENTS_MAX a new connection is
- * closed at once.  control_free() frees every client and removes the
+ * closed at once (a sendq client then commits by itself).  control_free() frees every client and removes the
  * socket file if it is still the one this process bound.
  */
 #include <sys/socket.h>
@@ -27,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +47,7 @@
 
 #include "buf.h"
 #include "control.h"
+#include "envelope.h"
 #include "log.h"
 #include "queue_view.h"
 #include "spool.h"
@@ -46,7 +55,8 @@
 
 #define CONTROL_READ_TIMEOUT	5	/* seconds for the request line */
 #define CONTROL_WRITE_TIMEOUT	60	/* seconds for the answer to drain */
-#define CONTROL_CLIENTS_MAX	32
+#define CONTROL_CLIENTS_MAX	256	/* submitting sendq processes too */
+#define CONTROL_GROUP_MAX	CONTROL_CLIENTS_MAX
 #define CONTROL_STATUS_MAX	(16 * 1024 * 1024)
 
 struct control_client;
@@ -61,6 +71,16 @@ struct control {
 	ino_t			 ino;
 	struct control_client	*clients;	/* doubly linked */
 	size_t			 n_clients;
+	struct spool		*sp;	/* for submit; NULL: unavailable */
+	struct event		*group_ev;	/* commits pending submits */
+	size_t			 n_pending;
+};
+
+enum control_state {
+	CONTROL_LINE,		/* reading the request line */
+	CONTROL_BODY,		/* submit: reading the envelope text */
+	CONTROL_PENDING,	/* submit: waiting for the group commit */
+	CONTROL_ANSWERED,	/* answer queued */
 };
 
 struct control_client {
@@ -68,6 +88,11 @@ struct control_client {
 	struct bufferevent	*bev;
 	struct control_client	*prev;
 	struct control_client	*next;
+	enum control_state	 state;
+	char			 id[ENVELOPE_ID_MAX];
+	size_t			 body_len;	/* submit: envelope bytes */
+	struct envelope		*env;		/* submit: parsed */
+	long			 peer_uid;
 };
 
 /* One parsed request. */
@@ -318,6 +343,9 @@ control_client_free(struct control_client *cl)
 	if (cl->next != NULL)
 		cl->next->prev = cl->prev;
 	c->n_clients--;
+	if (cl->state == CONTROL_PENDING)
+		c->n_pending--;
+	envelope_free(cl->env);
 	bufferevent_free(cl->bev);
 	free(cl);
 }
@@ -348,12 +376,203 @@ static void
 control_answer(struct control_client *cl, struct buf *out)
 {
 	bufferevent_disable(cl->bev, EV_READ);
+	if (cl->state == CONTROL_PENDING)
+		cl->c->n_pending--;
+	cl->state = CONTROL_ANSWERED;
 	bufferevent_setcb(cl->bev, NULL, control_on_write, control_on_event,
 	    cl);
 	/* out is never empty, so the write callback will run. */
 	if (evbuffer_add(bufferevent_get_output(cl->bev), out->data,
 	    out->len) != 0)
 		log_fatalx("control: out of memory for an answer");
+}
+
+/*
+ * submit: "submit ID LEN" then LEN bytes of envelope text (envelope.h)
+ * for the message the client wrote as tmp/ID.msg and still holds locked
+ * (spool_writer_prepare).  Requests that arrive together are committed
+ * together: the first one arms a zero-timeout event, so every request
+ * that is complete by the next turn of the loop (those that came in while
+ * the previous group was syncing included) joins the group.  Each client
+ * is answered "ok ID" once its message is durable in queue/, or
+ * "error: REASON"; the scheduler's watch on queue/ finds the message.
+ */
+static void
+control_submit_fail(struct control_client *cl, const char *fmt, ...)
+    SQ_PRINTF(2, 3);
+
+static void
+control_submit_fail(struct control_client *cl, const char *fmt, ...)
+{
+	struct buf out;
+	va_list ap;
+	char msg[512], *p;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	for (p = msg; *p != '\0'; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	log_info("control command=submit msgid=%s uid=%ld result=error "
+	    "reason=\"%s\"", cl->id[0] != '\0' ? cl->id : "-",
+	    cl->peer_uid, msg);
+	buf_init(&out, sizeof(msg) + 16);
+	buf_append_str(&out, "error: ");
+	buf_append_str(&out, msg);
+	buf_append_str(&out, "\n");
+	control_answer(cl, &out);
+	buf_fini(&out);
+}
+
+static void
+control_on_group(evutil_socket_t fd, short what, void *arg)
+{
+	struct control *c = arg;
+	struct control_client *cl, **members;
+	struct envelope **envs;
+	struct sq_err *errs;
+	const char **ids;
+	struct buf out;
+	int *results;
+	size_t n = 0, i;
+	char *line;
+
+	(void)fd;
+	(void)what;
+	if (c->n_pending == 0)
+		return;
+	members = xcalloc(c->n_pending, sizeof(*members));
+	for (cl = c->clients; cl != NULL && n < c->n_pending; cl = cl->next)
+		if (cl->state == CONTROL_PENDING)
+			members[n++] = cl;
+	ids = xcalloc(n, sizeof(*ids));
+	envs = xcalloc(n, sizeof(*envs));
+	errs = xcalloc(n, sizeof(*errs));
+	results = xcalloc(n, sizeof(*results));
+	for (i = 0; i < n; i++) {
+		ids[i] = members[i]->id;
+		envs[i] = members[i]->env;
+	}
+	spool_adopt_commit_group(c->sp, ids, envs, n, results, errs);
+	for (i = 0; i < n; i++) {
+		cl = members[i];
+		if (results[i] != 0) {
+			control_submit_fail(cl, "%s (message not queued)",
+			    errs[i].msg);
+			continue;
+		}
+		log_info("control command=submit msgid=%s uid=%ld "
+		    "result=ok", cl->id, cl->peer_uid);
+		line = xasprintf("ok %s\n", cl->id);
+		buf_init(&out, strlen(line) + 1);
+		buf_append_str(&out, line);
+		control_answer(cl, &out);
+		buf_fini(&out);
+		free(line);
+	}
+	free(members);
+	free(ids);
+	free(envs);
+	free(errs);
+	free(results);
+}
+
+/* The envelope text is complete in the input: parse and queue it. */
+static void
+control_submit_body(struct control_client *cl)
+{
+	struct control *c = cl->c;
+	struct evbuffer *in = bufferevent_get_input(cl->bev);
+	struct sq_err err = { 0 };
+	struct timeval now = { 0, 0 };
+	char *text;
+
+	if (evbuffer_get_length(in) < cl->body_len)
+		return;		/* wait for the rest */
+	text = xmalloc(cl->body_len + 1);
+	evbuffer_remove(in, text, cl->body_len);
+	text[cl->body_len] = '\0';
+	if (envelope_parse(text, cl->body_len, &cl->env, &err) != 0) {
+		free(text);
+		cl->env = NULL;
+		control_submit_fail(cl, "bad envelope: %s", err.msg);
+		return;
+	}
+	free(text);
+	if (strcmp(cl->env->id, cl->id) != 0) {
+		control_submit_fail(cl, "the envelope is not for message %s",
+		    cl->id);
+		return;
+	}
+	if (cl->env->n_rcpts == 0) {
+		control_submit_fail(cl, "the envelope has no recipient");
+		return;
+	}
+	bufferevent_disable(cl->bev, EV_READ);
+	cl->state = CONTROL_PENDING;
+	c->n_pending++;
+	if (!event_pending(c->group_ev, EV_TIMEOUT, NULL))
+		event_add(c->group_ev, &now);
+}
+
+/* "submit ID LEN" (line NUL-terminated, LF removed). */
+static void
+control_submit_line(struct control_client *cl, char *line)
+{
+	struct control *c = cl->c;
+	struct ucred cred;
+	socklen_t credlen = sizeof(cred);
+	char *words[4], *p, *save = NULL, *end, safe[64];
+	unsigned long long len;
+	size_t n = 0;
+
+	if ((p = strchr(line, '\r')) != NULL && p[1] == '\0')
+		*p = '\0';
+	cl->peer_uid = -1;
+	if (getsockopt(bufferevent_getfd(cl->bev), SOL_SOCKET, SO_PEERCRED,
+	    &cred, &credlen) == 0)
+		cl->peer_uid = (long)cred.uid;
+	for (p = strtok_r(line, " \t", &save); p != NULL && n < 4;
+	    p = strtok_r(NULL, " \t", &save))
+		words[n++] = p;
+	if (n != 3) {
+		control_submit_fail(cl, "usage: submit ID LENGTH, then "
+		    "LENGTH bytes of envelope");
+		return;
+	}
+	if (!spool_id_valid(words[1])) {
+		sq_printable(safe, sizeof(safe), words[1], strlen(words[1]));
+		control_submit_fail(cl, "not a queue id: %s", safe);
+		return;
+	}
+	memcpy(cl->id, words[1], strlen(words[1]) + 1);
+	errno = 0;
+	len = strtoull(words[2], &end, 10);
+	if (errno != 0 || *end != '\0' || words[2][0] < '0' ||
+	    words[2][0] > '9' || len == 0 || len > CONTROL_SUBMIT_MAX) {
+		control_submit_fail(cl, "envelope length must be 1 to %u "
+		    "bytes", CONTROL_SUBMIT_MAX);
+		return;
+	}
+	if (c->sp == NULL) {
+		control_submit_fail(cl, "sendqd cannot open its spool for "
+		    "submissions");
+		return;
+	}
+	cl->body_len = (size_t)len;
+	cl->state = CONTROL_BODY;
+	/* Room for exactly the envelope; nothing more is read. */
+	bufferevent_setwatermark(cl->bev, EV_READ, 0, cl->body_len);
+	control_submit_body(cl);
+}
+
+static int
+control_is_submit(const char *line)
+{
+	return strncmp(line, "submit", 6) == 0 &&
+	    (line[6] == '\0' || line[6] == ' ' || line[6] == '\t' ||
+	    line[6] == '\r');
 }
 
 static void
@@ -366,6 +585,12 @@ control_on_read(struct bufferevent *bev, void *arg)
 	char *line;
 	size_t len;
 
+	if (cl->state == CONTROL_BODY) {
+		control_submit_body(cl);
+		return;
+	}
+	if (cl->state != CONTROL_LINE)
+		return;
 	eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
 	buf_init(&out, QUEUE_VIEW_OUT_MAX);
 	if (eol.pos < 0) {
@@ -382,7 +607,12 @@ control_on_read(struct bufferevent *bev, void *arg)
 		line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
 		if (line != NULL && memchr(line, '\0', len) != NULL)
 			buf_append_str(&out, "error: NUL byte in request\n");
-		else if (line != NULL)
+		else if (line != NULL && control_is_submit(line)) {
+			control_submit_line(cl, line);
+			free(line);
+			buf_fini(&out);
+			return;
+		} else if (line != NULL)
 			control_run(cl->c, line, &out);
 		free(line);
 	}
@@ -512,7 +742,7 @@ control_bind(struct control *c, struct sq_err *err)
 		    "stays with group %lu)", c->path, (unsigned long)gid,
 		    strerror(errno), (unsigned long)getegid());
 	if (chmod(c->path, 0660) != 0 || lstat(c->path, &st) != 0 ||
-	    listen(fd, 16) != 0) {
+	    listen(fd, 128) != 0) {
 		rc = sq_err_set(err, -errno, "control socket %s: %s",
 		    c->path, strerror(errno));
 		unlink(c->path);
@@ -530,6 +760,7 @@ control_new(struct event_base *base, const char *path,
     struct control **out, struct sq_err *err)
 {
 	struct control *c;
+	struct sq_err serr = { 0 };
 	int fd;
 
 	c = xcalloc(1, sizeof(*c));
@@ -555,6 +786,13 @@ control_new(struct event_base *base, const char *path,
 		return sq_err_set(err, -ENOMEM, "control socket %s: cannot "
 		    "listen (libevent)", path);
 	}
+	c->group_ev = evtimer_new(base, control_on_group, c);
+	if (c->group_ev == NULL)
+		log_fatalx("control: out of memory for an event");
+	if (spool_open(spool_dir, 0, &c->sp, &serr) != 0) {
+		c->sp = NULL;
+		log_warn("control: submit unavailable: %s", serr.msg);
+	}
 	log_info("control socket=%s mode=0660", c->path);
 	*out = c;
 	return 0;
@@ -569,6 +807,9 @@ control_free(struct control *c)
 		return;
 	while (c->clients != NULL)
 		control_client_free(c->clients);
+	if (c->group_ev != NULL)
+		event_free(c->group_ev);
+	spool_close(c->sp);
 	evconnlistener_free(c->listener);
 	/* Remove the file only if it is still ours (not a successor's). */
 	if (lstat(c->path, &st) == 0 && S_ISSOCK(st.st_mode) &&

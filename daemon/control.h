@@ -9,19 +9,33 @@
  * output, already formatted (text or JSON) for the client to print.
  *
  * Commands: status, list, show ID, flush, retry ID, hold ID, release ID,
- * delete ID, bounce ID.  The daemon side is a table of handlers (tmux's
+ * delete ID, bounce ID, submit ID LEN.
+ *
+ * submit (used by sendq when sendqd runs): the line "submit ID LEN" is
+ * followed by exactly LEN bytes (1 to CONTROL_SUBMIT_MAX) of envelope
+ * text (envelope.h) for the message the client has written as tmp/ID.msg
+ * and keeps open and locked (spool_writer_prepare).  sendqd commits the
+ * submits that arrive together as one group (spool_adopt_commit_group:
+ * one syncfs, one fsync of queue/) and answers "ok ID\n" once the message
+ * is durable, or "error: REASON\n" (the client then removes its file).
+ * A connection closed without an answer tells the client nothing: it may
+ * commit the message itself (its file is still in tmp/) or give up.  The daemon side is a table of handlers (tmux's
  * cmd_entry shape) that call into the scheduler through struct
  * control_ops.
  *
  * Owns: the socket, request parsing (bounded line, one request per
  * connection, timeout), the command table.
- * May call: queue_view (list/show formatting), util, log, libevent.
+ * May call: queue_view (list/show formatting), spool (read; and
+ * spool_adopt_commit_group for submit), envelope, util, log, libevent.
  */
 #ifndef SENDQ_CONTROL_H
 #define SENDQ_CONTROL_H
 
 #include "buf.h"
 #include "util.h"
+
+/* The largest envelope a submit may carry. */
+#define CONTROL_SUBMIT_MAX	(1024u * 1024)
 
 struct event_base;
 struct control;

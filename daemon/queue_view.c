@@ -13,7 +13,11 @@
  *
  * The control client (queue_view_request) is a plain blocking unix socket
  * exchange: one request line out, the answer read until the daemon closes
- * the connection, with SO_RCVTIMEO/SO_SNDTIMEO as the deadline.
+ * the connection, with SO_RCVTIMEO/SO_SNDTIMEO as the deadline.  The
+ * submit client (queue_view_submit) is the same exchange with the
+ * envelope text after the request line and only the answer's first line
+ * kept; it sends with MSG_NOSIGNAL, since a daemon that is over its
+ * client limit closes the connection at once.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -644,5 +648,87 @@ queue_view_request(const char *path, const char *request,
 	if (out->len == 0)
 		return sq_err_set(err, -EPIPE, "sendqd closed %s without an "
 		    "answer", path);
+	return 0;
+}
+
+int
+queue_view_submit(const char *path, const char *id, const char *env_text,
+    size_t env_len, unsigned timeout_sec, char *answer, size_t answer_sz,
+    struct sq_err *err)
+{
+	struct sockaddr_un sun;
+	struct timeval tv;
+	char *msg, *nl;
+	size_t len, off, got = 0;
+	ssize_t r;
+	int fd, rc;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return sq_err_set(err, -ENAMETOOLONG, "control socket path "
+		    "too long: %s", path);
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	if (answer_sz < 2)
+		return sq_err_set(err, SQ_ELIMIT, "answer buffer too small");
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return sq_err_set(err, -errno, "socket: %s", strerror(errno));
+	tv.tv_sec = (time_t)timeout_sec;
+	tv.tv_usec = 0;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		rc = -errno;
+		close(fd);
+		return sq_err_set(err, rc, "connect %s: %s", path,
+		    strerror(-rc));
+	}
+	msg = xasprintf("submit %s %zu\n", id, env_len);
+	len = strlen(msg);
+	msg = xreallocarray(msg, 1, len + env_len);
+	memcpy(msg + len, env_text, env_len);
+	len += env_len;
+	for (off = 0; off < len; off += (size_t)r) {
+		r = send(fd, msg + off, len - off, MSG_NOSIGNAL);
+		if (r < 0 && errno == EINTR) {
+			r = 0;
+			continue;
+		}
+		if (r < 0) {
+			rc = errno == EAGAIN ? -ETIMEDOUT : -errno;
+			free(msg);
+			close(fd);
+			return sq_err_set(err, rc, "write to %s: %s", path,
+			    strerror(-rc));
+		}
+	}
+	free(msg);
+	/* The answer is one line; the daemon closes after it. */
+	while (got < answer_sz - 1) {
+		r = read(fd, answer + got, answer_sz - 1 - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = errno == EAGAIN ? -ETIMEDOUT : -errno;
+			close(fd);
+			if (rc == -ETIMEDOUT)
+				return sq_err_set(err, rc, "no answer from "
+				    "sendqd on %s within %u s", path,
+				    timeout_sec);
+			return sq_err_set(err, rc, "read from %s: %s", path,
+			    strerror(-rc));
+		}
+		if (r == 0)
+			break;
+		got += (size_t)r;
+		if (memchr(answer, '\n', got) != NULL)
+			break;
+	}
+	close(fd);
+	answer[got] = '\0';
+	if ((nl = memchr(answer, '\n', got)) == NULL)
+		return sq_err_set(err, -EPIPE, "sendqd closed %s without an "
+		    "answer", path);
+	*nl = '\0';
 	return 0;
 }

@@ -82,4 +82,20 @@ int	queue_view_json_string(struct buf *out, const char *s, size_t len);
 int	queue_view_request(const char *path, const char *request,
 	    unsigned timeout_sec, struct buf *out, struct sq_err *err);
 
+/*
+ * Client side of the control socket's submit (control.h): connect to
+ * path, send "submit ID LEN\n" and the env_len bytes of env_text, and put
+ * the first answer line (without LF, NUL-terminated, at most
+ * answer_sz - 1 bytes) into answer: "ok ID" or "error: REASON".  Waits
+ * at most timeout_sec seconds for each read or write; never raises
+ * SIGPIPE.  Returns 0 with an answer; -ENOENT or -ECONNREFUSED when no
+ * daemon listens, -EACCES/-EPERM when the caller may not connect
+ * (nothing was sent in these cases); -EPIPE (closed without an answer),
+ * -ETIMEDOUT or another -errno otherwise; err always says what happened.
+ * Blocks.
+ */
+int	queue_view_submit(const char *path, const char *id,
+	    const char *env_text, size_t env_len, unsigned timeout_sec,
+	    char *answer, size_t answer_sz, struct sq_err *err);
+
 #endif

@@ -20,9 +20,11 @@ struct retry_policy {
 	unsigned	max_age;	/* seconds since acceptance */
 };
 
+/* RETRY_DEFER is zero on purpose: a fate array left zero-filled by
+ * mistake retries (and, past max_age, bounces); it never drops mail. */
 enum retry_fate {
+	RETRY_DEFER = 0,	/* try again at retry_next() */
 	RETRY_DELIVERED,	/* the server accepted it */
-	RETRY_DEFER,		/* try again at retry_next() */
 	RETRY_FAIL,		/* permanent: bounce / failed/ */
 };
 

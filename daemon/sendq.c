@@ -16,10 +16,17 @@
  * else is stored byte-exact: line endings are left as they came (the
  * daemon normalises them on the wire).
  *
- * The message is written straight into the spool through spool.h's
- * atomic writer (tmp/, fsync, rename into queue/, fsync); sendqd sees it
- * through its watch on queue/.  Exit 0 means the message is on stable
- * storage.  On any failure the writer is aborted, so nothing is left in
+ * The message is written into the spool's tmp/ through spool.h's writer.
+ * When sendqd runs, the file is handed over on the control socket
+ * ("submit ID LEN" plus the envelope, control.h) and sendqd commits it
+ * together with whatever else arrived at the same time (one syncfs and
+ * one directory fsync for the whole group); we keep the file locked until
+ * sendqd answers.  When sendqd is not running, cannot be reached (the
+ * socket is for root and the sendq group) or goes away without an answer,
+ * the message is committed here as before (tmp/, fsync, rename into
+ * queue/, fsync); sendqd sees it through its watch on queue/.  If sendqd
+ * answers with an error, that error is printed and the exit is 75.  Exit
+ * 0 means the message is on stable storage.  On any failure the writer is aborted, so nothing is left in
  * tmp/.  Exit codes are sysexits.h: 64 usage, 65 bad address or data, 67
  * unknown user, 74 input error, 75 cannot queue now, 78 configuration.
  *
@@ -43,6 +50,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "control.h"
 #include "envelope.h"
 #include "log.h"
 #include "mailmsg.h"
@@ -51,6 +59,7 @@
 #include "util.h"
 
 #define SENDQ_READ_CHUNK	(64 * 1024)
+#define SENDQ_SUBMIT_TIMEOUT	60	/* seconds for sendqd's answer */
 
 struct sendq_opts {
 	int		 extract;	/* -t */
@@ -647,6 +656,62 @@ sendq_default_sender(const char *hostname)
 	return addr;
 }
 
+/*
+ * Make the message in *wp durable.  With sendqd running, hand it over
+ * (control submit) so that it shares the daemon's group commit; when no
+ * answer comes (no daemon, no permission for its socket, or it went away)
+ * commit it here with our own fsyncs.  *wp is consumed on success; on
+ * failure the caller aborts what is left.  Returns 0 or EX_TEMPFAIL after
+ * printing.
+ */
+static int
+sendq_commit(struct spool_writer **wp, struct envelope *env,
+    const char *control_path, int verbose)
+{
+	struct sq_err err = { 0 };
+	char answer[512], safe[512], *text, *want;
+	size_t len;
+	int rc;
+
+	if (spool_writer_prepare(*wp, env, &err) != 0) {
+		fprintf(stderr, "sendq: %s (message not queued)\n", err.msg);
+		return EX_TEMPFAIL;
+	}
+	text = envelope_format(env, &len);
+	if (len <= CONTROL_SUBMIT_MAX) {
+		rc = queue_view_submit(control_path, env->id, text, len,
+		    SENDQ_SUBMIT_TIMEOUT, answer, sizeof(answer), &err);
+	} else
+		rc = sq_err_set(&err, SQ_ELIMIT, "envelope too large to hand "
+		    "over");
+	free(text);
+	if (rc == 0) {
+		want = xasprintf("ok %s", env->id);
+		rc = strcmp(answer, want);
+		free(want);
+		if (rc == 0) {
+			spool_writer_release(*wp);
+			*wp = NULL;
+			return 0;
+		}
+		sq_printable(safe, sizeof(safe), answer, strlen(answer));
+		fprintf(stderr, "sendq: sendqd: %s%s\n", safe,
+		    strstr(safe, "not queued") != NULL ? "" :
+		    " (message not queued)");
+		return EX_TEMPFAIL;
+	}
+	if (verbose && rc != -ENOENT && rc != -ECONNREFUSED)
+		fprintf(stderr, "sendq: %s; queueing the message directly\n",
+		    err.msg);
+	rc = spool_writer_commit(*wp, env, &err);
+	*wp = NULL;
+	if (rc != 0) {
+		fprintf(stderr, "sendq: %s (message not queued)\n", err.msg);
+		return EX_TEMPFAIL;
+	}
+	return 0;
+}
+
 /* The missing Date, From and Message-ID fields. */
 static char *
 sendq_added_fields(const struct mailmsg_header *h, const char *hdr,
@@ -693,7 +758,7 @@ sendq_added_fields(const struct mailmsg_header *h, const char *hdr,
 /* Read, check and queue one message.  Returns the exit code. */
 static int
 sendq_submit(const struct sendq_opts *o, const char *spool_dir,
-    const char *hostname)
+    const char *control_path, const char *hostname)
 {
 	struct sq_err err = { 0 };
 	struct sendq_in *in;
@@ -835,13 +900,8 @@ sendq_submit(const struct sendq_opts *o, const char *spool_dir,
 		rc = sendq_stream_body(in, w, o->ignore_dots, state);
 	if (rc != 0)
 		goto out;
-	rc = spool_writer_commit(w, env, &err);
-	w = NULL;
-	if (rc != 0) {
-		fprintf(stderr, "sendq: %s (message not queued)\n", err.msg);
-		rc = EX_TEMPFAIL;
+	if ((rc = sendq_commit(&w, env, control_path, o->verbose)) != 0)
 		goto out;
-	}
 	if (o->verbose)
 		fprintf(stderr, "sendq: queued as %s\n", env->id);
 	rc = EX_OK;
@@ -906,7 +966,8 @@ main(int argc, char **argv)
 			config_free(cfg);
 			return EX_OSERR;
 		}
-		rc = sendq_submit(&o, spool_dir, hostname);
+		rc = sendq_submit(&o, spool_dir, sendq_control_path(cfg),
+		    hostname);
 	}
 	config_free(cfg);
 	return rc;

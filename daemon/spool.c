@@ -54,9 +54,12 @@ struct spool {
 	char		*tmp_dir;
 	char		*queue_dir;
 	char		*failed_dir;
-	int		 tmp_fd;	/* O_DIRECTORY descriptors */
+	char		*corrupt_dir;
+	int		 dir_fd;	/* O_DIRECTORY descriptors */
+	int		 tmp_fd;
 	int		 queue_fd;
 	int		 failed_fd;
+	int		 corrupt_fd;	/* -1 until corrupt/ is needed */
 	unsigned	 counter;	/* low part of the next queue id */
 };
 
@@ -120,7 +123,9 @@ spool_open(const char *dir, int create, struct spool **out,
 
 	sp = xcalloc(1, sizeof(*sp));
 	sp->tmp_fd = sp->queue_fd = sp->failed_fd = -1;
+	sp->dir_fd = sp->corrupt_fd = -1;
 	sp->dir = xstrdup(dir);
+	sp->corrupt_dir = xasprintf("%s/corrupt", dir);
 	sp->tmp_dir = xasprintf("%s/tmp", dir);
 	sp->queue_dir = xasprintf("%s/queue", dir);
 	sp->failed_dir = xasprintf("%s/failed", dir);
@@ -128,6 +133,7 @@ spool_open(const char *dir, int create, struct spool **out,
 	    (rc = spool_mkdir(sp->tmp_dir, create, err)) != 0 ||
 	    (rc = spool_mkdir(sp->queue_dir, create, err)) != 0 ||
 	    (rc = spool_mkdir(sp->failed_dir, create, err)) != 0 ||
+	    (rc = spool_open_dir(sp->dir, &sp->dir_fd, err)) != 0 ||
 	    (rc = spool_open_dir(sp->tmp_dir, &sp->tmp_fd, err)) != 0 ||
 	    (rc = spool_open_dir(sp->queue_dir, &sp->queue_fd, err)) != 0 ||
 	    (rc = spool_open_dir(sp->failed_dir, &sp->failed_fd, err)) != 0) {
@@ -153,7 +159,12 @@ spool_close(struct spool *sp)
 		close(sp->queue_fd);
 	if (sp->failed_fd >= 0)
 		close(sp->failed_fd);
+	if (sp->dir_fd >= 0)
+		close(sp->dir_fd);
+	if (sp->corrupt_fd >= 0)
+		close(sp->corrupt_fd);
 	free(sp->failed_dir);
+	free(sp->corrupt_dir);
 	free(sp->dir);
 	free(sp->tmp_dir);
 	free(sp->queue_dir);
@@ -499,6 +510,299 @@ fail:
 }
 
 /*
+ * Group commit.  Each member is an item: its tmp/ID.msg already written
+ * (by an in-process writer, or by another process for adopted members),
+ * its envelope text to write as tmp/ID.env.  spool_group_run() writes
+ * every envelope without a sync, makes all data stable with ONE
+ * syncfs() of the spool's filesystem, renames every member into queue/
+ * (.msg first, then .env, as a single commit does), and makes the names
+ * stable with ONE fsync(queue/).  A member that fails at any step is
+ * undone alone; the others go on.  syncfs() was measured against
+ * fdatasync() of each file on ext4 (raw: groups of 8-32 cost 0.33-0.54
+ * vs 0.46-0.83 ms per message, one message about the same; through
+ * sendqd with 8 parallel sendq: 950-1280 vs 460-600 messages/s), and
+ * unlike per-file syncs its cost hardly grows with the group.  Its
+ * price: it also writes back other programs' dirty data on the same
+ * filesystem.  Since Linux 5.8 syncfs() reports writeback errors.
+ */
+struct spool_gc_item {
+	char		 id[ENVELOPE_ID_MAX];
+	char		 msg_name[ENVELOPE_ID_MAX + 8];
+	char		 env_name[ENVELOPE_ID_MAX + 8];
+	int		 env_fd;
+	int		 foreign;	/* tmp/ID.msg belongs to its writer */
+	int		 msg_moved;
+	int		 env_moved;
+	char		*text;
+	size_t		 len;
+	int		 rc;
+	struct sq_err	*err;
+};
+
+static void
+spool_gc_item_init(struct spool_gc_item *it, const char *id,
+    struct sq_err *err)
+{
+	memset(it, 0, sizeof(*it));
+	it->env_fd = -1;
+	it->err = err;
+	snprintf(it->id, sizeof(it->id), "%s", id);
+	snprintf(it->msg_name, sizeof(it->msg_name), "%s.msg", id);
+	snprintf(it->env_name, sizeof(it->env_name), "%s.env", id);
+}
+
+/* Undo a failed member: nothing of it is left in queue/; tmp/ID.msg is
+ * removed unless its (foreign) writer owns it.  Returns 1 when queue/
+ * changed and needs a directory sync. */
+static int
+spool_gc_undo(struct spool *sp, struct spool_gc_item *it)
+{
+	int changed = 0;
+
+	if (it->env_moved) {
+		unlinkat(sp->queue_fd, it->env_name, 0);
+		changed = 1;
+	} else if (it->env_fd >= 0)
+		unlinkat(sp->tmp_fd, it->env_name, 0);
+	if (it->msg_moved) {
+		unlinkat(sp->queue_fd, it->msg_name, 0);
+		changed = 1;
+	} else if (!it->foreign)
+		unlinkat(sp->tmp_fd, it->msg_name, 0);
+	it->env_moved = it->msg_moved = 0;
+	return changed;
+}
+
+/* Run the group; items with rc != 0 on entry have already failed.
+ * Returns the number of syncs made. */
+static unsigned
+spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n)
+{
+	size_t i, live = 0, done = 0;
+	unsigned syncs = 0;
+	int rc, changed = 0;
+
+	for (i = 0; i < n; i++) {
+		struct spool_gc_item *it = &items[i];
+
+		if (it->rc != 0)
+			continue;
+		it->env_fd = spool_write_file_sync(sp->tmp_fd, sp->tmp_dir,
+		    it->env_name, it->text, it->len, 0, it->err);
+		if (it->env_fd < 0)
+			it->rc = it->env_fd;
+		else
+			live++;
+	}
+	if (live == 0)
+		goto out;
+	syncs++;
+	if (syncfs(sp->tmp_fd) != 0) {
+		rc = -errno;
+		for (i = 0; i < n; i++)
+			if (items[i].rc == 0)
+				items[i].rc = spool_fail(items[i].err, rc,
+				    "syncfs", sp->tmp_dir, NULL);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		struct spool_gc_item *it = &items[i];
+
+		if (it->rc != 0)
+			continue;
+		if (renameat(sp->tmp_fd, it->msg_name, sp->queue_fd,
+		    it->msg_name) != 0) {
+			it->rc = spool_fail(it->err, -errno,
+			    "rename into queue/", sp->tmp_dir, it->msg_name);
+			continue;
+		}
+		it->msg_moved = 1;
+		if (renameat(sp->tmp_fd, it->env_name, sp->queue_fd,
+		    it->env_name) != 0) {
+			it->rc = spool_fail(it->err, -errno,
+			    "rename into queue/", sp->tmp_dir, it->env_name);
+			continue;
+		}
+		it->env_moved = 1;
+		done++;
+	}
+	if (done == 0)
+		goto out;
+	syncs++;
+	if (fsync(sp->queue_fd) != 0) {
+		rc = -errno;
+		for (i = 0; i < n; i++)
+			if (items[i].rc == 0)
+				items[i].rc = spool_fail(items[i].err, rc,
+				    "fsync", sp->queue_dir, NULL);
+	}
+out:
+	/* Not acknowledged, so not kept: the submitters will retry. */
+	for (i = 0, done = 0; i < n; i++) {
+		if (items[i].rc != 0)
+			changed |= spool_gc_undo(sp, &items[i]);
+		else
+			done++;
+		if (items[i].env_fd >= 0)
+			close(items[i].env_fd);
+		items[i].env_fd = -1;
+		free(items[i].text);
+		items[i].text = NULL;
+	}
+	if (changed)
+		fsync(sp->queue_fd);
+	log_debug("spool: group commit: %zu messages, %u syncs", done, syncs);
+	return syncs;
+}
+
+void
+spool_commit_group(struct spool_writer **w, struct envelope **envs,
+    size_t n, int *results, struct sq_err *errs)
+{
+	struct spool_gc_item *items;
+	struct spool *sp;
+	size_t i;
+
+	if (n == 0)
+		return;
+	sp = w[0]->sp;
+	items = xcalloc(n, sizeof(*items));
+	for (i = 0; i < n; i++) {
+		struct spool_gc_item *it = &items[i];
+
+		spool_gc_item_init(it, w[i]->id, &errs[i]);
+		memset(&errs[i], 0, sizeof(errs[i]));
+		if (w[i]->sp != sp) {
+			it->rc = sq_err_set(it->err, -EINVAL, "group commit "
+			    "of %s: writer of another spool", w[i]->id);
+			/* Its own spool's tmp/ file goes with the writer. */
+			unlinkat(w[i]->sp->tmp_fd, w[i]->msg_name, 0);
+			it->foreign = 1;
+			continue;
+		}
+		if ((it->rc = spool_writer_flush(w[i], it->err)) != 0)
+			continue;
+		memcpy(envs[i]->id, w[i]->id, sizeof(envs[i]->id));
+		envs[i]->body_8bit = w[i]->body_8bit;
+		it->text = envelope_format(envs[i], &it->len);
+	}
+	spool_group_run(sp, items, n);
+	for (i = 0; i < n; i++) {
+		results[i] = items[i].rc;
+		/* The lock goes with the fd, after the renames. */
+		spool_writer_free(w[i]);
+	}
+	free(items);
+}
+
+int
+spool_writer_prepare(struct spool_writer *w, struct envelope *env,
+    struct sq_err *err)
+{
+	int rc;
+
+	if ((rc = spool_writer_flush(w, err)) != 0)
+		return rc;
+	memcpy(env->id, w->id, sizeof(env->id));
+	env->body_8bit = w->body_8bit;
+	return 0;
+}
+
+void
+spool_writer_release(struct spool_writer *w)
+{
+	if (w != NULL)
+		spool_writer_free(w);
+}
+
+/*
+ * Check that tmp/ID.msg is a foreign writer's live, finished file: a
+ * regular file with one name, owned like tmp/, whose lock another open
+ * file holds; and that the id is not taken in queue/.
+ */
+static int
+spool_adopt_check(struct spool *sp, struct spool_gc_item *it)
+{
+	struct stat st, dst;
+	int fd, rc = 0;
+
+	if ((fd = openat(sp->tmp_fd, it->msg_name, O_RDONLY | O_CLOEXEC |
+	    O_NOFOLLOW | O_NONBLOCK)) < 0)
+		return spool_fail(it->err, -errno, "open", sp->tmp_dir,
+		    it->msg_name);
+	if (fstat(fd, &st) != 0 || fstat(sp->tmp_fd, &dst) != 0) {
+		rc = spool_fail(it->err, -errno, "stat", sp->tmp_dir,
+		    it->msg_name);
+		goto done;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+	    st.st_uid != dst.st_uid) {
+		rc = sq_err_set(it->err, -EPERM, "%s/%s: not a message "
+		    "file of the spool's owner", sp->tmp_dir, it->msg_name);
+		goto done;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+		rc = sq_err_set(it->err, -ESTALE, "%s/%s: no live writer "
+		    "holds it", sp->tmp_dir, it->msg_name);
+		goto done;
+	}
+	if (errno != EWOULDBLOCK) {
+		rc = spool_fail(it->err, -errno, "lock", sp->tmp_dir,
+		    it->msg_name);
+		goto done;
+	}
+	if (spool_exists(sp->queue_fd, it->msg_name) ||
+	    spool_exists(sp->queue_fd, it->env_name))
+		rc = sq_err_set(it->err, -EEXIST, "message %s is already "
+		    "in %s", it->id, sp->queue_dir);
+done:
+	close(fd);
+	return rc;
+}
+
+void
+spool_adopt_commit_group(struct spool *sp, const char *const *ids,
+    struct envelope **envs, size_t n, int *results, struct sq_err *errs)
+{
+	struct spool_gc_item *items;
+	size_t i, j;
+
+	if (n == 0)
+		return;
+	items = xcalloc(n, sizeof(*items));
+	for (i = 0; i < n; i++) {
+		struct spool_gc_item *it = &items[i];
+
+		memset(&errs[i], 0, sizeof(errs[i]));
+		if (!spool_id_valid(ids[i])) {
+			spool_gc_item_init(it, "", &errs[i]);
+			it->foreign = 1;
+			it->rc = sq_err_set(it->err, SQ_EPARSE, "not a queue "
+			    "id: %.*s", 40, ids[i]);
+			continue;
+		}
+		spool_gc_item_init(it, ids[i], &errs[i]);
+		it->foreign = 1;
+		for (j = 0; j < i; j++)
+			if (strcmp(items[j].id, it->id) == 0)
+				break;
+		if (j < i) {
+			it->rc = sq_err_set(it->err, -EEXIST, "message %s "
+			    "submitted twice", it->id);
+			continue;
+		}
+		if ((it->rc = spool_adopt_check(sp, it)) != 0)
+			continue;
+		memcpy(envs[i]->id, it->id, sizeof(envs[i]->id));
+		it->text = envelope_format(envs[i], &it->len);
+	}
+	spool_group_run(sp, items, n);
+	for (i = 0; i < n; i++)
+		results[i] = items[i].rc;
+	free(items);
+}
+
+/*
  * Remove dir/name if its creator is gone: with the lock held, the name
  * must still be the inode we locked and, when must_lack is given, that
  * file must still be missing.  Returns 1 removed, 0 left alone.
@@ -613,6 +917,70 @@ spool_split_name(const char *name, const char *ext, char *id)
 	return spool_id_valid(id);
 }
 
+/*
+ * Move message id out of queue/ into corrupt/ (made when missing): its
+ * .msg first (when there is one), then its .env, so that a crash in
+ * between leaves an .env without .msg, which the next recovery moves
+ * too; then write ID.reason beside them and sync both directories.
+ * Logs what happened; failures are logged and leave the files in place.
+ */
+static void
+spool_quarantine(struct spool *sp, const char *id, const char *reason)
+{
+	char msg[ENVELOPE_ID_MAX + 8], env[ENVELOPE_ID_MAX + 8];
+	char why[ENVELOPE_ID_MAX + 8], *text, safe[512];
+	int fd;
+
+	sq_printable(safe, sizeof(safe), reason, strlen(reason));
+	if (sp->corrupt_fd < 0) {
+		if (mkdir(sp->corrupt_dir, 0700) != 0 && errno != EEXIST) {
+			log_err("spool: msgid=%s is corrupt (%s) but cannot "
+			    "be moved: mkdir %s: %s", id, safe,
+			    sp->corrupt_dir, strerror(errno));
+			return;
+		}
+		if ((sp->corrupt_fd = open(sp->corrupt_dir, O_RDONLY |
+		    O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+			log_err("spool: msgid=%s is corrupt (%s) but cannot "
+			    "be moved: open %s: %s", id, safe,
+			    sp->corrupt_dir, strerror(errno));
+			return;
+		}
+		fsync(sp->dir_fd);
+	}
+	snprintf(msg, sizeof(msg), "%s.msg", id);
+	snprintf(env, sizeof(env), "%s.env", id);
+	snprintf(why, sizeof(why), "%s.reason", id);
+	if (renameat(sp->queue_fd, msg, sp->corrupt_fd, msg) != 0 &&
+	    errno != ENOENT) {
+		log_err("spool: msgid=%s is corrupt (%s) but cannot be "
+		    "moved: rename %s/%s: %s", id, safe, sp->queue_dir, msg,
+		    strerror(errno));
+		return;
+	}
+	if (renameat(sp->queue_fd, env, sp->corrupt_fd, env) != 0) {
+		if (errno != ENOENT)
+			log_err("spool: msgid=%s is corrupt (%s) but cannot "
+			    "be moved: rename %s/%s: %s", id, safe,
+			    sp->queue_dir, env, strerror(errno));
+		return;
+	}
+	text = xasprintf("%s\n", safe);
+	fd = openat(sp->corrupt_fd, why, O_WRONLY | O_CREAT | O_TRUNC |
+	    O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0 || spool_write_all(fd, text, strlen(text)) != 0 ||
+	    fsync(fd) != 0)
+		log_warn("spool: write %s/%s: %s", sp->corrupt_dir, why,
+		    strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	free(text);
+	fsync(sp->corrupt_fd);
+	fsync(sp->queue_fd);
+	log_warn("spool: msgid=%s is corrupt, moved to %s: %s", id,
+	    sp->corrupt_dir, safe);
+}
+
 int
 spool_recover(struct spool *sp, void (*cb)(const char *id, void *arg),
     void *arg, struct sq_err *err)
@@ -650,19 +1018,30 @@ spool_recover(struct spool *sp, void (*cb)(const char *id, void *arg),
 			    names[i], strlen(names[i])));
 	}
 
-	/* 3. Every .env that parses and has its body is a message. */
+	/* 3. Every .env that parses and has its body is a message; the
+	 * others go to corrupt/. */
 	for (i = 0; i < n; i++) {
 		if (!spool_split_name(names[i], ".env", id))
 			continue;
 		snprintf(other, sizeof(other), "%s.msg", id);
 		if (!spool_exists(sp->queue_fd, other)) {
-			log_warn("spool: msgid=%s has an envelope but no "
-			    "message file %s/%s, skipped", id, sp->queue_dir,
-			    other);
+			/* Removal unlinks the .env first: a message that
+			 * was just removed has neither file. */
+			snprintf(other, sizeof(other), "%s.env", id);
+			if (spool_exists(sp->queue_fd, other))
+				spool_quarantine(sp, id, "envelope without "
+				    "message file (ID.msg missing)");
 			continue;
 		}
-		if (spool_load_envelope(sp, id, &env, &lerr) != 0) {
-			log_warn("spool: msgid=%s skipped: %s", id, lerr.msg);
+		rc = spool_load_envelope(sp, id, &env, &lerr);
+		if (rc == SQ_EPARSE || rc == SQ_ELIMIT) {
+			spool_quarantine(sp, id, lerr.msg);
+			continue;
+		}
+		if (rc != 0) {
+			if (rc != SQ_ENOTFOUND)
+				log_warn("spool: msgid=%s skipped: %s", id,
+				    lerr.msg);
 			continue;
 		}
 		envelope_free(env);

@@ -371,31 +371,92 @@ Test(spool, orphan_message_without_envelope_is_removed_unless_locked)
 	spool_close(sp);
 }
 
-Test(spool, unparsable_or_bodiless_envelopes_are_skipped_and_not_counted)
+/* Write text to test_dir/sub/name. */
+static void
+test_put(const char *sub, const char *name, const char *text)
+{
+	char path[256];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/%s/%s", test_dir, sub, name);
+	cr_assert_not_null(fp = fopen(path, "w"), "%s", path);
+	fputs(text, fp);
+	fclose(fp);
+}
+
+/* The content of test_dir/sub/name (static buffer), "" when missing. */
+static const char *
+test_get(const char *sub, const char *name)
+{
+	static char text[4096];
+	char path[256];
+	FILE *fp;
+	size_t n;
+
+	snprintf(path, sizeof(path), "%s/%s/%s", test_dir, sub, name);
+	text[0] = '\0';
+	if ((fp = fopen(path, "r")) == NULL)
+		return text;
+	n = fread(text, 1, sizeof(text) - 1, fp);
+	text[n] = '\0';
+	fclose(fp);
+	return text;
+}
+
+Test(spool, unusable_envelopes_are_moved_to_corrupt_with_a_reason)
 {
 	struct spool *sp = test_open();
 	struct test_found f;
-	char path[256], good[ENVELOPE_ID_MAX];
-	FILE *fp;
+	char good[ENVELOPE_ID_MAX], good2[ENVELOPE_ID_MAX];
 
 	strcpy(good, test_accept(sp, "x\n", 2));
-	snprintf(path, sizeof(path), "%s/queue/0065A1B2C3000010000.env",
-	    test_dir);
-	cr_assert_not_null(fp = fopen(path, "w"));
-	fputs("sendq-envelope 1\nid 0065A1B2C3000010000\n", fp);
-	fclose(fp);
-	snprintf(path, sizeof(path), "%s/queue/0065A1B2C3000010000.msg",
-	    test_dir);
-	cr_assert_not_null(fp = fopen(path, "w"));
-	fclose(fp);
-	snprintf(path, sizeof(path), "%s/queue/0065A1B2C3000020000.env",
-	    test_dir);
-	cr_assert_not_null(fp = fopen(path, "w"));
-	fclose(fp);
-	cr_assert_eq(test_recover(sp, &f), 1);
+	/* Garbage, with its body. */
+	test_put("queue", "0065A1B2C3000010000.env", "\x01\x02garbage\n");
+	test_put("queue", "0065A1B2C3000010000.msg", "body\n");
+	/* Truncated: no "end" line. */
+	test_put("queue", "0065A1B2C3000020000.env",
+	    "sendq-envelope 1\nid 0065A1B2C3000020000\ncreated 1\n");
+	test_put("queue", "0065A1B2C3000020000.msg", "body\n");
+	/* Empty. */
+	test_put("queue", "0065A1B2C3000030000.env", "");
+	test_put("queue", "0065A1B2C3000030000.msg", "");
+	/* An envelope without its message file. */
+	test_put("queue", "0065A1B2C3000040000.env", "sendq-envelope 1\n"
+	    "id 0065A1B2C3000040000\ncreated 1\nsender\nrcpt a@b\nend\n");
+	strcpy(good2, test_accept(sp, "y\n", 2));
+
+	cr_assert_eq(test_recover(sp, &f), 2);
 	cr_assert_str_eq(f.ids[0], good);
-	/* Left in place for the operator. */
-	cr_assert(test_exists("queue", "0065A1B2C3000010000", ".env"));
+	cr_assert_str_eq(f.ids[1], good2);
+	cr_assert_eq(test_count("queue"), 4);
+	cr_assert_eq(test_count("corrupt"), 11);
+	cr_assert(test_exists("corrupt", "0065A1B2C3000010000", ".msg"));
+	cr_assert(test_exists("corrupt", "0065A1B2C3000010000", ".env"));
+	cr_assert(test_exists("corrupt", "0065A1B2C3000020000", ".msg"));
+	cr_assert(test_exists("corrupt", "0065A1B2C3000040000", ".env"));
+	cr_assert_not(test_exists("corrupt", "0065A1B2C3000040000", ".msg"));
+	cr_assert_not_null(strstr(test_get("corrupt",
+	    "0065A1B2C3000040000.reason"), "without message file"));
+	cr_assert_not_null(strstr(test_get("corrupt",
+	    "0065A1B2C3000020000.reason"), "0065A1B2C3000020000.env"));
+	cr_assert_neq(test_get("corrupt", "0065A1B2C3000010000.reason")[0],
+	    '\0');
+	cr_assert_eq(test_mode("/corrupt", NULL), 0700);
+	/* A second scan finds the same messages and moves nothing. */
+	cr_assert_eq(test_recover(sp, &f), 2);
+	cr_assert_eq(test_count("corrupt"), 11);
+	spool_close(sp);
+}
+
+Test(spool, spool_without_corrupt_dir_opens_and_recovers)
+{
+	struct spool *sp = test_open();
+	struct test_found f;
+
+	test_accept(sp, "x\n", 2);
+	cr_assert_eq(test_recover(sp, &f), 1);
+	/* Made only when something has to go there. */
+	cr_assert_not(test_exists("", "corrupt", ""));
 	spool_close(sp);
 }
 
@@ -632,6 +693,241 @@ Test(spool, commit_records_whether_the_body_is_8bit)
 	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), 0, "%s",
 	    err.msg);
 	cr_assert_eq(env->body_8bit, 1);
+	envelope_free(env);
+	spool_close(sp);
+}
+
+/* Start a writer holding data. */
+static struct spool_writer *
+test_writer(struct spool *sp, const char *data)
+{
+	struct spool_writer *w = NULL;
+	struct sq_err err = { 0 };
+
+	cr_assert_eq(spool_writer_begin(sp, &w, &err), 0, "%s", err.msg);
+	cr_assert_eq(spool_writer_write(w, data, strlen(data), &err), 0,
+	    "%s", err.msg);
+	return w;
+}
+
+/* Assert that the committed message id has body and recipient. */
+static void
+test_check_message(struct spool *sp, const char *id, const char *body,
+    const char *rcpt)
+{
+	struct envelope *env = NULL;
+	struct sq_err err = { 0 };
+	char buf[256];
+	ssize_t n;
+	int fd;
+
+	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), 0, "%s",
+	    err.msg);
+	cr_assert_eq(env->n_rcpts, 1);
+	cr_assert_str_eq(env->rcpts[0], rcpt);
+	envelope_free(env);
+	cr_assert_geq(fd = spool_open_message(sp, id, &err), 0, "%s",
+	    err.msg);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	cr_assert_geq(n, 0);
+	buf[n] = '\0';
+	cr_assert_str_eq(buf, body);
+}
+
+#define TEST_GROUP_N	8
+
+Test(spool, group_commit_lands_every_message_with_its_own_envelope)
+{
+	struct spool *sp = test_open();
+	struct spool_writer *w[TEST_GROUP_N];
+	struct envelope *envs[TEST_GROUP_N];
+	struct sq_err errs[TEST_GROUP_N];
+	char ids[TEST_GROUP_N][ENVELOPE_ID_MAX], body[64], rcpt[64];
+	int results[TEST_GROUP_N];
+	struct test_found f;
+	size_t i;
+
+	for (i = 0; i < TEST_GROUP_N; i++) {
+		snprintf(body, sizeof(body), "message %zu\n", i);
+		snprintf(rcpt, sizeof(rcpt), "r%zu@example.net", i);
+		w[i] = test_writer(sp, body);
+		strcpy(ids[i], spool_writer_id(w[i]));
+		envs[i] = test_envelope(rcpt);
+		results[i] = 12345;
+	}
+	spool_commit_group(w, envs, TEST_GROUP_N, results, errs);
+	for (i = 0; i < TEST_GROUP_N; i++) {
+		cr_assert_eq(results[i], 0, "%zu: %s", i, errs[i].msg);
+		cr_assert_str_eq(envs[i]->id, ids[i]);
+		snprintf(body, sizeof(body), "message %zu\n", i);
+		snprintf(rcpt, sizeof(rcpt), "r%zu@example.net", i);
+		test_check_message(sp, ids[i], body, rcpt);
+		envelope_free(envs[i]);
+	}
+	cr_assert_eq(test_recover(sp, &f), TEST_GROUP_N);
+	cr_assert_eq(test_count("tmp"), 0);
+	cr_assert_eq(test_count("queue"), 2 * TEST_GROUP_N);
+	spool_close(sp);
+}
+
+Test(spool, group_commit_of_one_message_works_like_commit)
+{
+	struct spool *sp = test_open();
+	struct spool_writer *w = test_writer(sp, "caf\xc3\xa9\n");
+	struct envelope *env = test_envelope("b@c");
+	struct sq_err err;
+	struct test_found f;
+	char name[ENVELOPE_ID_MAX + 8];
+	int result = 1;
+
+	spool_commit_group(&w, &env, 1, &result, &err);
+	cr_assert_eq(result, 0, "%s", err.msg);
+	cr_assert(env->body_8bit);
+	cr_assert_eq(test_recover(sp, &f), 1);
+	cr_assert_str_eq(f.ids[0], env->id);
+	snprintf(name, sizeof(name), "%s.env", f.ids[0]);
+	cr_assert_eq(test_mode("/queue/", name), 0600);
+	envelope_free(env);
+	spool_close(sp);
+}
+
+Test(spool, group_commit_member_with_write_error_fails_alone)
+{
+	struct spool *sp = test_open();
+	struct spool_writer *w[3];
+	struct envelope *envs[3];
+	struct sq_err errs[3], err = { 0 };
+	struct rlimit rl = { 4096, 4096 };
+	struct test_found f;
+	char bad_id[ENVELOPE_ID_MAX], *big;
+	int results[3];
+	size_t i;
+
+	signal(SIGXFSZ, SIG_IGN);
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	w[0] = test_writer(sp, "first\n");
+	w[1] = test_writer(sp, "");
+	strcpy(bad_id, spool_writer_id(w[1]));
+	big = calloc(1, 300000);
+	/* The error shows now or at the group's flush. */
+	(void)spool_writer_write(w[1], big, 300000, &err);
+	free(big);
+	w[2] = test_writer(sp, "third\n");
+	for (i = 0; i < 3; i++)
+		envs[i] = test_envelope("b@c");
+	spool_commit_group(w, envs, 3, results, errs);
+	cr_assert_eq(results[0], 0, "%s", errs[0].msg);
+	cr_assert_eq(results[1], -EFBIG);
+	cr_assert_not_null(strstr(errs[1].msg, bad_id), "%s", errs[1].msg);
+	cr_assert_eq(results[2], 0, "%s", errs[2].msg);
+	test_check_message(sp, envs[0]->id, "first\n", "b@c");
+	test_check_message(sp, envs[2]->id, "third\n", "b@c");
+	cr_assert_eq(test_count("tmp"), 0);
+	cr_assert_eq(test_count("queue"), 4);
+	cr_assert_eq(test_recover(sp, &f), 2);
+	for (i = 0; i < 3; i++)
+		envelope_free(envs[i]);
+	spool_close(sp);
+}
+
+Test(spool, adopt_commits_messages_their_live_writers_handed_over)
+{
+	struct spool *cli = test_open(), *daemon = test_open();
+	struct spool_writer *w[3];
+	struct envelope *cenv[3], *denv[3];
+	struct sq_err err = { 0 }, errs[3];
+	char ids[3][ENVELOPE_ID_MAX], body[32];
+	const char *idp[3];
+	int results[3];
+	struct test_found f;
+	size_t i;
+
+	for (i = 0; i < 3; i++) {
+		snprintf(body, sizeof(body), "adopted %zu\n", i);
+		w[i] = test_writer(cli, body);
+		cenv[i] = test_envelope("x@y");
+		cr_assert_eq(spool_writer_prepare(w[i], cenv[i], &err), 0,
+		    "%s", err.msg);
+		strcpy(ids[i], spool_writer_id(w[i]));
+		cr_assert_str_eq(cenv[i]->id, ids[i]);
+		idp[i] = ids[i];
+		denv[i] = test_envelope("x@y");
+	}
+	/* Recovery leaves a handed-over message alone: its writer lives. */
+	cr_assert_eq(test_recover(daemon, &f), 0);
+	cr_assert_eq(test_count("tmp"), 3);
+	spool_adopt_commit_group(daemon, idp, denv, 3, results, errs);
+	for (i = 0; i < 3; i++) {
+		cr_assert_eq(results[i], 0, "%zu: %s", i, errs[i].msg);
+		cr_assert_str_eq(denv[i]->id, ids[i]);
+		spool_writer_release(w[i]);
+		snprintf(body, sizeof(body), "adopted %zu\n", i);
+		test_check_message(daemon, ids[i], body, "x@y");
+		envelope_free(cenv[i]);
+		envelope_free(denv[i]);
+	}
+	cr_assert_eq(test_count("tmp"), 0);
+	cr_assert_eq(test_recover(daemon, &f), 3);
+	spool_close(cli);
+	spool_close(daemon);
+}
+
+Test(spool, adopt_refuses_bad_members_and_commits_the_others)
+{
+	struct spool *sp = test_open();
+	struct spool_writer *w;
+	struct envelope *envs[5];
+	struct sq_err err = { 0 }, errs[5];
+	char good[ENVELOPE_ID_MAX];
+	const char *ids[5];
+	int results[5];
+	struct test_found f;
+	size_t i;
+
+	w = test_writer(sp, "good\n");
+	envs[0] = test_envelope("x@y");
+	cr_assert_eq(spool_writer_prepare(w, envs[0], &err), 0);
+	strcpy(good, spool_writer_id(w));
+	/* No writer holds this one (a dead writer's debris). */
+	test_put("tmp", "0065A1B2C3000010000.msg", "orphan\n");
+	ids[0] = good;
+	ids[1] = "0065A1B2C3000010000";
+	ids[2] = "0065A1B2C3000020000";	/* no such file */
+	ids[3] = "../queue/x";
+	ids[4] = good;			/* the same message twice */
+	for (i = 1; i < 5; i++)
+		envs[i] = test_envelope("x@y");
+	spool_adopt_commit_group(sp, ids, envs, 5, results, errs);
+	cr_assert_eq(results[0], 0, "%s", errs[0].msg);
+	cr_assert_eq(results[1], -ESTALE, "%s", errs[1].msg);
+	cr_assert_eq(results[2], -ENOENT, "%s", errs[2].msg);
+	cr_assert_eq(results[3], SQ_EPARSE, "%s", errs[3].msg);
+	cr_assert_eq(results[4], -EEXIST, "%s", errs[4].msg);
+	spool_writer_release(w);
+	test_check_message(sp, good, "good\n", "x@y");
+	/* The refused file is left to its writer (or to recovery). */
+	cr_assert(test_exists("tmp", "0065A1B2C3000010000", ".msg"));
+	cr_assert_eq(test_count("tmp"), 1);
+	cr_assert_eq(test_recover(sp, &f), 1);
+	cr_assert_eq(test_count("tmp"), 0);
+	for (i = 0; i < 5; i++)
+		envelope_free(envs[i]);
+	spool_close(sp);
+}
+
+Test(spool, writer_refused_by_the_adopter_can_still_commit_itself)
+{
+	struct spool *sp = test_open();
+	struct spool_writer *w = test_writer(sp, "fallback\n");
+	struct envelope *env = test_envelope("x@y");
+	struct sq_err err = { 0 };
+	char id[ENVELOPE_ID_MAX];
+
+	cr_assert_eq(spool_writer_prepare(w, env, &err), 0);
+	strcpy(id, spool_writer_id(w));
+	cr_assert_eq(spool_writer_commit(w, env, &err), 0, "%s", err.msg);
+	test_check_message(sp, id, "fallback\n", "x@y");
 	envelope_free(env);
 	spool_close(sp);
 }
