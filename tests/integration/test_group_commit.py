@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Group commit: with sendqd running, `sendq` hands its message to the
+daemon over the control socket ("submit"), and submissions that arrive
+together share one syncfs and one fsync of queue/.  Without sendqd,
+`sendq` commits by itself as before."""
+
+import os
+import re
+import shutil
+import socket
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import make_message  # noqa: E402
+
+SENDER = "alice@example.org"
+N_PARALLEL = 50
+
+
+class GroupCommitTest(harness.IntegrationTest):
+
+    def control_socket(self):
+        """A short path for the control socket (self.dir is too long)."""
+        d = tempfile.mkdtemp(prefix="sq-gc-")
+        self.addCleanup(shutil.rmtree, d, ignore_errors=True)
+        return os.path.join(d, "control.sock")
+
+    def new_daemon_sendq(self, exim):
+        sock = self.control_socket()
+        sq = self.new_sendq(self.smarthost_for(exim, tls="implicit"),
+                            extra_sendq={"control_socket": sock})
+        return sq, sock
+
+    def group_sizes(self, sq):
+        """N of every "group commit: N messages, M syncs" line."""
+        out = []
+        for ln in sq.log_text().splitlines():
+            m = re.search(r"group commit: (\d+) messages, (\d+) syncs", ln)
+            if m:
+                out.append((int(m.group(1)), int(m.group(2))))
+        return out
+
+    def test_parallel_submissions_share_syncs_and_all_arrive(self):
+        exim = self.start_exim()
+        sq, sock = self.new_daemon_sendq(exim)
+        sq.start()
+        harness.wait_for(lambda: os.path.exists(sock),
+                         what="the control socket")
+        sent = [make_message("group %d" % i, "Group commit %d.\r\n" % i)
+                for i in range(N_PARALLEL)]
+        sq.submit_many([(m, ["bob@example.net"], SENDER) for m in sent],
+                       threads=N_PARALLEL)
+        msgs = exim.wait_messages(N_PARALLEL)
+        sq.wait_queue_empty()
+        self.assertEqual(sorted(m.as_received() for m in msgs),
+                         sorted(harness.crlf_to_lf(s) for s in sent))
+        # Every message went through the daemon, none by the fallback.
+        ok = [ln for ln in sq.log_text().splitlines()
+              if "command=submit" in ln and "result=ok" in ln]
+        self.assertEqual(len(ok), N_PARALLEL)
+        groups = self.group_sizes(sq)
+        self.assertEqual(sum(n for n, _ in groups), N_PARALLEL, groups)
+        self.assertTrue(all(s == 2 for n, s in groups if n > 0), groups)
+        self.assertGreater(max(n for n, _ in groups), 1,
+                           "no group held more than one message: %s"
+                           % groups)
+        self.assertEqual(sq.spool_subdir_files("tmp"), [])
+        self.assertStoppedCleanly(sq)
+
+    def test_without_sendqd_sendq_commits_by_itself(self):
+        exim = self.start_exim()
+        sq, sock = self.new_daemon_sendq(exim)
+        sent = make_message("fallback", "No daemon running.\r\n")
+        sq.submit(sent, ["bob@example.net"], sender=SENDER)
+        self.assertEqual(len(sq.queued()), 1)
+        self.assertEqual(sq.spool_subdir_files("tmp"), [])
+        sq.start()
+        (m,) = exim.wait_messages(1)
+        sq.wait_queue_empty()
+        self.assertArrivedIntact(m, sent)
+        self.assertNotIn("command=submit", sq.log_text())
+        self.assertStoppedCleanly(sq)
+
+    def submit_raw(self, sock, data):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(sock)
+        s.sendall(data)
+        answer = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        s.close()
+        return answer.decode(errors="replace")
+
+    def test_bad_submissions_get_an_error_and_the_daemon_goes_on(self):
+        exim = self.start_exim()
+        sq, sock = self.new_daemon_sendq(exim)
+        sq.start()
+        harness.wait_for(lambda: os.path.exists(sock),
+                         what="the control socket")
+        qid = "0065A1B2C3000010000"
+        env = ("sendq-envelope 1\nid %s\ncreated 1\nsender a@b\n"
+               "rcpt c@d\nend\n" % qid).encode()
+        cases = [
+            (b"submit\n", "usage: submit"),
+            (b"submit ../etc 5\nhello", "not a queue id"),
+            (("submit %s 0\n" % qid).encode(), "length"),
+            (("submit %s 99999999\n" % qid).encode(), "length"),
+            (("submit %s 5\nhello" % qid).encode(), "bad envelope"),
+            # A well-formed envelope for a message nobody wrote.
+            (("submit %s %d\n" % (qid, len(env))).encode() + env,
+             "not queued"),
+        ]
+        for data, why in cases:
+            answer = self.submit_raw(sock, data)
+            self.assertTrue(answer.startswith("error: "), answer)
+            self.assertIn(why, answer)
+        self.assertEqual(sq.queued(), [])
+        self.assertTrue(sq.running())
+        # And a real submission still works.
+        sent = make_message("after errors", "Still working.\r\n")
+        sq.submit(sent, ["bob@example.net"], sender=SENDER)
+        (m,) = exim.wait_messages(1)
+        self.assertArrivedIntact(m, sent)
+        self.assertStoppedCleanly(sq)
+
+
+if __name__ == "__main__":
+    harness.main()
