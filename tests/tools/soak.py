@@ -1,0 +1,298 @@
+"""soak.py - reliability run of sendq under faults (run by scripts/soak).
+
+N messages (mixed sizes, some with many recipients) are injected through
+`sendq` by several threads while the run:
+  - kills sendqd with SIGKILL at random moments and restarts it,
+  - takes the smarthost (a private Exim) away and brings it back,
+  - lets the smarthost answer 4xx and stall at random (Exim ACL randint),
+  - fills the spool's filesystem (a size-limited tmpfs) and frees it.
+A message counts as acknowledged when `sendq` exited 0.  At the end it
+checks, from what Exim received and from the spool: every acknowledged
+message arrived at least once (duplicates are counted), none arrived that
+was not acknowledged, the spool is empty, no tmp/ leftovers, and sendqd's
+memory and file descriptors stayed flat.  The last line is the summary:
+
+  soak: acked=N delivered=N lost=0 duplicates=D kills=K rss_max=..MB fds_max=..
+
+Exit status 0 when nothing was lost and nothing unacknowledged arrived.
+Usage: soak.py [--messages N] [--kills K] [--threads T] [--seed S]
+"""
+import argparse
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..",
+                                "integration"))
+import harness  # noqa: E402
+
+SOAK_ID = re.compile(rb"^X-Soak-Id: (\S+)", re.M)
+
+
+class FaultyExim(harness.Exim):
+    """Exim that defers ~4% of recipients and stalls ~1% of them."""
+
+    def _reject_acl(self):
+        return ("  defer condition = ${if <{${randint:100}}{4}}\n"
+                "        message = 451 4.3.0 soak: random temporary "
+                "failure\n"
+                "  warn  condition = ${if <{${randint:100}}{1}}\n"
+                "        delay = 6s\n")
+
+
+def make_message(rng, soak_id):
+    r = rng.random()
+    if r < 0.85:
+        size = rng.randint(1024, 8 * 1024)
+    elif r < 0.98:
+        size = rng.randint(8 * 1024, 128 * 1024)
+    else:
+        size = rng.randint(128 * 1024, 1024 * 1024)
+    nrcpt = 1 if rng.random() < 0.9 else rng.randint(2, 20)
+    rcpts = ["u%d-%d@example.net" % (i, rng.randint(0, 999))
+             for i in range(nrcpt)]
+    head = ("From: soak@example.org\nTo: %s\nSubject: soak %s\n"
+            "X-Soak-Id: %s\n\n" % (rcpts[0], soak_id, soak_id))
+    line = "The quick brown fox jumps over the lazy dog. 0123456789\n"
+    body = (line * (size // len(line) + 1))[:size]
+    return (head + body).encode(), rcpts
+
+
+class Soak:
+    def __init__(self, args):
+        self.args = args
+        self.rng = random.Random(args.seed)
+        self.tmp = tempfile.mkdtemp(prefix="sendq-soak-")
+        self.lock = threading.Lock()
+        self.acked = set()
+        self.refused = 0          # sendq exit 75 (not acknowledged)
+        self.kills = 0
+        self.outages = 0
+        self.fills = 0
+        self.rss = []             # (kB) samples
+        self.fds = []
+        self.next_id = 0
+        self.stop = threading.Event()
+        self.mount = os.path.join(self.tmp, "fs")
+        self.mounted = False
+
+    # -- set-up
+    def start(self):
+        os.makedirs(self.mount)
+        # The spool lives on its own small filesystem, so it can be
+        # filled without touching the machine's.
+        subprocess.run(["mount", "-t", "tmpfs", "-o",
+                        "size=%dm" % self.args.fs_mb, "tmpfs", self.mount],
+                       check=True)
+        self.mounted = True
+        certs = harness.Certs(os.path.join(self.tmp, "certs"))
+        self.exim = FaultyExim(os.path.join(self.tmp, "exim"), *certs.good)
+        os.makedirs(self.exim.dir)
+        self.exim.start()
+        sqdir = os.path.join(self.tmp, "sq")
+        os.makedirs(sqdir)
+        self.sq = harness.Sendq(sqdir, dict(
+            host="127.0.0.1", port=self.exim.implicit_port, tls="implicit",
+            trust="ca_file", ca_file=certs.ca.cert,
+            max_connections="4", timeout_command="3s",
+            timeout_data_end="3s"),
+            extra_sendq={"control_socket": os.path.join(sqdir, "ctl.sock")},
+            extra_queue={"retry_max": "2s"}, log_level="info")
+        self.sq.spool = os.path.join(self.mount, "spool")
+        self.sq.write_config()
+        self.sq.start()
+
+    # -- injection
+    def inject(self):
+        while not self.stop.is_set():
+            with self.lock:
+                if self.next_id >= self.args.messages:
+                    return
+                self.next_id += 1
+                soak_id = "s%06d" % self.next_id
+                msg, rcpts = make_message(self.rng, soak_id)
+            p = self.sq.sendq(["-f", "soak@example.org", "-i"] + rcpts, msg,
+                              timeout=120)
+            with self.lock:
+                if p.returncode == 0:
+                    self.acked.add(soak_id)
+                elif p.returncode == 75:
+                    self.refused += 1
+                else:
+                    print("soak: sendq exit %d: %s" % (
+                        p.returncode, p.stderr.decode(errors="replace")),
+                        file=sys.stderr)
+                    self.refused += 1
+
+    # -- observation
+    def sample(self):
+        pid = self.sq.pid()
+        if pid is None:
+            return
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        self.rss.append(int(line.split()[1]))
+            self.fds.append(len(os.listdir("/proc/%d/fd" % pid)))
+        except OSError:
+            pass
+
+    # -- faults
+    def kill_and_restart(self):
+        self.sq.kill()
+        self.kills += 1
+        self.sq.start()
+
+    def outage(self):
+        self.exim.stop()
+        self.outages += 1
+        harness.wait_for(lambda: self.sq.delivery_lines("deferred"),
+                         timeout=30, what="a deferral during the outage")
+        self.exim.start()
+
+    def fill_disk(self):
+        filler = os.path.join(self.mount, "filler")
+        chunk = b"\0" * (1024 * 1024)
+        with open(filler, "wb", buffering=0) as f:
+            try:
+                while True:     # until ENOSPC: the spool is full
+                    f.write(chunk)
+            except OSError:
+                pass
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+        self.fills += 1
+        # Let some submissions meet the full disk (they exit 75).
+        before = self.refused
+        try:
+            harness.wait_for(lambda: self.refused > before, timeout=10,
+                             what="a refused submission")
+        except AssertionError:
+            pass
+        os.unlink(filler)
+
+    def run(self):
+        self.start()
+        threads = [threading.Thread(target=self.inject)
+                   for _ in range(self.args.threads)]
+        for t in threads:
+            t.start()
+        n = self.args.messages
+        # Faults at random points of the injection progress.
+        plan = sorted(self.rng.sample(range(n // 20, n - n // 20),
+                                      self.args.kills + 2))
+        faults = ["kill"] * self.args.kills + ["outage", "fill"]
+        self.rng.shuffle(faults)
+        for at, what in zip(plan, faults):
+            harness.wait_for(lambda: len(self.acked) + self.refused >= at
+                             or not any(t.is_alive() for t in threads),
+                             timeout=600, interval=0.05,
+                             what="injection progress %d" % at)
+            self.sample()
+            getattr(self, {"kill": "kill_and_restart", "outage": "outage",
+                           "fill": "fill_disk"}[what])()
+            self.sample()
+        for t in threads:
+            t.join()
+        # Drain: everything acknowledged must arrive.
+        deadline = time.monotonic() + self.args.drain
+        while time.monotonic() < deadline:
+            self.sample()
+            if not self.sq.queued():
+                break
+            time.sleep(0.5)  # polling the spool, with a deadline
+        return self.report()
+
+    def delivered(self):
+        counts = {}
+        for mid in self.exim.message_ids():
+            path = os.path.join(self.exim.input_dir, mid + "-H")
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            m = SOAK_ID.search(data) or re.search(rb"X-Soak-Id: (\S+)",
+                                                  data)
+            if m:
+                sid = m.group(1).decode()
+                counts[sid] = counts.get(sid, 0) + 1
+        return counts
+
+    def report(self):
+        counts = self.delivered()
+        delivered = set(counts)
+        lost = sorted(self.acked - delivered)
+        unacked = sorted(delivered - self.acked)
+        dups = sum(c - 1 for c in counts.values() if c > 1)
+        spool = self.sq.spool_files()
+        leftovers = [f for f in spool if f.startswith(("queue/", "tmp/"))]
+        q = max(len(self.rss) // 4, 1)
+        rss_early = max(self.rss[:q] or [0])
+        rss_max = max(self.rss or [0])
+        fds_max = max(self.fds or [0])
+        print("soak: refused(75)=%d outages=%d disk_fills=%d "
+              "rss_early_max=%.1fMB spool_leftovers=%d unacked_delivered=%d"
+              % (self.refused, self.outages, self.fills, rss_early / 1024,
+                 len(leftovers), len(unacked)))
+        if lost:
+            print("soak: LOST: %s" % " ".join(lost[:50]))
+        if unacked:
+            print("soak: arrived without acknowledgement: %s" %
+                  " ".join(unacked[:50]))
+        if leftovers:
+            print("soak: spool leftovers: %s" % " ".join(leftovers[:20]))
+        print("soak: acked=%d delivered=%d lost=%d duplicates=%d kills=%d "
+              "rss_max=%.1fMB fds_max=%d" % (
+                  len(self.acked), len(delivered & self.acked), len(lost),
+                  dups, self.kills, rss_max / 1024, fds_max))
+        return 0 if not lost and not unacked and not leftovers else 1
+
+    def cleanup(self):
+        try:
+            if self.sq.running():
+                self.sq.stop()
+        except Exception:  # noqa: BLE001 - best effort at the end
+            if self.sq.pid():
+                os.kill(self.sq.pid(), signal.SIGKILL)
+        try:
+            self.exim.stop()
+        except Exception:  # noqa: BLE001
+            pass
+        if self.mounted:
+            subprocess.run(["umount", "-l", self.mount])
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=10000)
+    ap.add_argument("--kills", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=int(time.time()))
+    ap.add_argument("--fs-mb", type=int, default=1024)
+    ap.add_argument("--drain", type=int, default=600)
+    args = ap.parse_args()
+    print("soak: seed=%d messages=%d kills=%d" % (args.seed, args.messages,
+                                                  args.kills))
+    s = Soak(args)
+    try:
+        rc = s.run()
+    finally:
+        s.cleanup()
+    sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()
