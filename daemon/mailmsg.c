@@ -278,6 +278,7 @@ mailmsg_lex(const char *s, size_t len, struct mailmsg_tok **toks,
 		} else {
 			free(*toks);
 			*toks = NULL;
+			*n = 0;
 			return mailmsg_addr_fail(err, s, len, c < 0x20 ||
 			    c == 0x7f ? "control character" :
 			    "unexpected character");
@@ -289,6 +290,7 @@ mailmsg_lex(const char *s, size_t len, struct mailmsg_tok **toks,
 unterminated:
 	free(*toks);
 	*toks = NULL;
+	*n = 0;
 	return mailmsg_addr_fail(err, s, len, s[start] == '(' ?
 	    "unterminated comment" : s[start] == '"' ?
 	    "unterminated quoted string" : "unterminated domain literal");
@@ -316,15 +318,15 @@ mailmsg_addr_spec(const char *s, const struct mailmsg_tok *t, size_t a,
 		return NULL;
 	for (i = a; i < b; i++) {
 		if (want_word) {
-			if (t[i].type == MAILMSG_TOK_ATOM ||
-			    (!in_domain && t[i].type == MAILMSG_TOK_QSTR))
-				want_word = 0;
-			else if (in_domain && i == b - 1 &&
+			/* An atom, a quoted local part, or a domain literal
+			 * that is the whole domain. */
+			if (!(t[i].type == MAILMSG_TOK_ATOM ||
+			    (!in_domain && t[i].type == MAILMSG_TOK_QSTR) ||
+			    (in_domain && i == b - 1 &&
 			    t[i].type == MAILMSG_TOK_DLIT &&
-			    mailmsg_tok_is(&t[i - 1], s, '@'))
-				want_word = 0;
-			else
+			    mailmsg_tok_is(&t[i - 1], s, '@'))))
 				return NULL;
+			want_word = 0;
 		} else if (mailmsg_tok_is(&t[i], s, '.'))
 			want_word = 1;
 		else if (!in_domain && mailmsg_tok_is(&t[i], s, '@')) {

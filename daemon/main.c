@@ -20,6 +20,7 @@
 #include "config.h"
 #include "control.h"
 #include "log.h"
+#include "pickup.h"
 #include "scheduler.h"
 #include "secret.h"
 #include "spool.h"
@@ -123,6 +124,7 @@ main(int argc, char **argv)
 	struct main_state st = { 0 };
 	struct evdns_base *dns = NULL;
 	struct control *ctl = NULL;
+	struct pickup *pickup = NULL;
 	struct control_ops ops;
 	const char *ctl_path;
 	struct event *sigterm = NULL, *sigint = NULL;
@@ -224,6 +226,10 @@ main(int argc, char **argv)
 		log_err("cannot start: %s", err.msg);
 		goto out;
 	}
+	/* The drop directory (maildrop/): without it the queue is still
+	 * delivered. */
+	if (pickup_new(st.base, cfg, sp, &pickup, &err) != 0)
+		log_warn("no maildrop pick-up: %s", err.msg);
 	/* Without the control socket the daemon still delivers; sendqctl
 	 * then reads the spool directly (list, show). */
 	ctl_path = cfg->control_socket != NULL ? cfg->control_socket :
@@ -242,6 +248,7 @@ main(int argc, char **argv)
 	log_info("stopped");
 	status = 0;
 out:
+	pickup_free(pickup);
 	control_free(ctl);
 	if (sigterm != NULL)
 		event_free(sigterm);

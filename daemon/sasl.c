@@ -422,6 +422,7 @@ sasl_challenge(struct sasl *s, const char *b64, size_t len, size_t *outlen)
 {
 	int rc;
 
+	*outlen = 0;
 	if (len > SASL_CHALLENGE_MAX)
 		return sasl_fail(s, "AUTH %s: server challenge longer than %d"
 		    " bytes", sasl_mech_name(s->mech), SASL_CHALLENGE_MAX);

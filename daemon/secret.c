@@ -232,6 +232,8 @@ secret_command_spawn(const char *cmd, const char *key, pid_t *pid, int *rfd,
 	char *argv[4];
 	int pfd[2], rc;
 
+	*pid = -1;
+	*rfd = -1;
 	if (pipe2(pfd, O_CLOEXEC) == -1) {
 		rc = errno;
 		return sq_err_set(err, -rc, "%s: cannot create a pipe: %s",

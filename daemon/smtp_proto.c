@@ -269,7 +269,8 @@ smtp_proto_cmd(struct smtp_proto *p, const char *fmt, ...)
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof(line) - 2)
 		log_fatalx("smtp_proto: command too long");
-	memcpy(line + n, "\r\n", 2);
+	line[n] = '\r';
+	line[n + 1] = '\n';
 	smtp_proto_append(p, line, (size_t)n + 2);
 	p->cmd_end = p->out_total;
 	if (p->pipe_on && (p->state == SMTP_PROTO_S_MAIL ||
@@ -398,8 +399,7 @@ smtp_proto_mail_cmd(struct smtp_proto *p)
 		o += (size_t)snprintf(params + o, sizeof(params) - o,
 		    " BODY=8BITMIME");
 	if (p->needs_smtputf8)
-		o += (size_t)snprintf(params + o, sizeof(params) - o,
-		    " SMTPUTF8");
+		snprintf(params + o, sizeof(params) - o, " SMTPUTF8");
 	smtp_proto_cmd(p, "MAIL FROM:<%s>%s", p->sender, params);
 }
 

@@ -114,9 +114,7 @@ smtp_wire_line(struct smtp_wire_parser *wp, struct sq_err *err)
 	    l[2] < '0' || l[2] > '9')
 		return smtp_wire_fail(wp, err, "malformed reply code");
 	code = (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0');
-	if (len == 3)
-		last = 1;
-	else if (l[3] == ' ')
+	if (len == 3 || l[3] == ' ')
 		last = 1;
 	else if (l[3] == '-')
 		last = 0;
@@ -360,8 +358,9 @@ smtp_wire_enc(struct smtp_wire_enc *enc, const void *in, size_t len,
 			out[o++] = '\r';
 			out[o++] = '\n';
 		}
-		memcpy(out + o, ".\r\n", 3);
-		o += 3;
+		out[o++] = '.';
+		out[o++] = '\r';
+		out[o++] = '\n';
 		smtp_wire_enc_init(enc);
 	}
 	return o;
