@@ -72,6 +72,7 @@ class Soak:
         self.tmp = tempfile.mkdtemp(prefix="sendq-soak-")
         self.lock = threading.Lock()
         self.acked = set()
+        self.nrcpt = {}           # soak id -> distinct recipients
         self.refused = 0          # sendq exit 75 (not acknowledged)
         self.kills = 0
         self.outages = 0
@@ -123,6 +124,7 @@ class Soak:
             with self.lock:
                 if p.returncode == 0:
                     self.acked.add(soak_id)
+                    self.nrcpt[soak_id] = len(set(rcpts))
                 elif p.returncode == 75:
                     self.refused += 1
                 else:
@@ -215,27 +217,38 @@ class Soak:
         return self.report()
 
     def delivered(self):
-        counts = {}
+        """{soak id: {recipient: times}} from what Exim holds.  A message
+        whose recipients were deferred one by one arrives in several
+        transactions: only the same recipient twice is a duplicate."""
+        got = {}
         for mid in self.exim.message_ids():
-            path = os.path.join(self.exim.input_dir, mid + "-H")
             try:
-                with open(path, "rb") as f:
-                    data = f.read()
-            except OSError:
+                with open(os.path.join(self.exim.input_dir, mid + "-H"),
+                          "rb") as f:
+                    h = harness.parse_exim_h(f.read())
+            except (OSError, ValueError):
                 continue
-            m = SOAK_ID.search(data) or re.search(rb"X-Soak-Id: (\S+)",
-                                                  data)
-            if m:
-                sid = m.group(1).decode()
-                counts[sid] = counts.get(sid, 0) + 1
-        return counts
+            text = b"".join(t if isinstance(t, bytes) else t.encode()
+                            for _, t in h["headers"])
+            m = SOAK_ID.search(text)
+            if not m:
+                continue
+            per = got.setdefault(m.group(1).decode(), {})
+            for r in h["recipients"]:
+                per[r] = per.get(r, 0) + 1
+        return got
 
     def report(self):
-        counts = self.delivered()
-        delivered = set(counts)
-        lost = sorted(self.acked - delivered)
+        got = self.delivered()
+        delivered = set(got)
+        # Acknowledged means every recipient: a message is lost when any
+        # of its recipients never got it.
+        lost = sorted(sid for sid in self.acked
+                      if sid not in got or
+                      len(got[sid]) < self.nrcpt.get(sid, 1))
         unacked = sorted(delivered - self.acked)
-        dups = sum(c - 1 for c in counts.values() if c > 1)
+        dups = sum(c - 1 for per in got.values() for c in per.values()
+                   if c > 1)
         spool = self.sq.spool_files()
         leftovers = [f for f in spool if f.startswith(("queue/", "tmp/"))]
         q = max(len(self.rss) // 4, 1)
