@@ -1033,6 +1033,7 @@ spool_recover(struct spool *sp, void (*cb)(const char *id, void *arg),
 				    "message file (ID.msg missing)");
 			continue;
 		}
+		env = NULL;
 		rc = spool_load_envelope(sp, id, &env, &lerr);
 		if (rc == SQ_EPARSE || rc == SQ_ELIMIT) {
 			spool_quarantine(sp, id, lerr.msg);
