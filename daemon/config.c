@@ -48,6 +48,13 @@
  * name is an error at its fallback line, and so is a loop, reported at
  * the fallback line of its first member in file order.  Naming the
  * smarthost itself is caught at the end of its section.
+ *
+ * [intake] (at most once) configures the SMTP listener: listen and
+ * allow_networks are lists (CONFIG_F_REPEAT: each line adds) checked
+ * token by token; max_message_size is a size with K/M/G (binary)
+ * units.  At the end of the section a listen address that is neither
+ * loopback nor a unix socket is refused unless allow_networks is given,
+ * reported at that listen line.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -73,6 +80,8 @@ enum config_sect {
 	CONFIG_SECT_SENDQ,
 	CONFIG_SECT_QUEUE,
 	CONFIG_SECT_SMARTHOST,
+	CONFIG_SECT_INTAKE,
+	CONFIG_SECT_ALIASES,	/* [aliases]: free-form names (compat) */
 };
 
 enum config_type {
@@ -94,6 +103,13 @@ enum config_type {
 	CONFIG_T_NAME,		/* a smarthost name (resolved later) */
 	CONFIG_T_RATE,		/* N/s, N/m or N/h into rate_count and
 				 * rate_seconds */
+	CONFIG_T_LISTEN,	/* listen addresses, appended to
+				 * cfg->intake.listen */
+	CONFIG_T_SIZE,		/* bytes with optional K, M or G (1024);
+				 * min and max in KiB; into a uint64_t */
+	CONFIG_T_NETWORKS,	/* CIDR networks, appended to
+				 * cfg->intake.allow_networks */
+	CONFIG_T_SENDER_REWRITE, /* an address local@domain or a domain */
 };
 
 #define CONFIG_F_REQUIRED	0x1
@@ -180,6 +196,12 @@ _Static_assert(sizeof(enum config_bounce) == sizeof(int), "enum size");
 #define CONFIG_RATE_ALLOWED	"N/s, N/m or N/h with N from 1 to 1000000, " \
 	"such as 100/h"
 
+#define CONFIG_LISTEN_ALLOWED	"space-separated 127.0.0.1:PORT (any " \
+	"IPv4 literal), [::1]:PORT (any IPv6 literal) or unix:/PATH"
+#define CONFIG_NETWORKS_ALLOWED	"space-separated networks such as " \
+	"192.168.1.0/24, fd00::/8 or a single address"
+#define CONFIG_IN(field)	offsetof(struct config, intake.field)
+
 #define CONFIG_SH(field)	offsetof(struct config_smarthost, field)
 #define CONFIG_TIMEOUT(key, def, field, doc)				\
 	{ CONFIG_SECT_SMARTHOST, key, CONFIG_T_DURATION, NULL, 1,	\
@@ -194,6 +216,16 @@ static const struct config_key config_keys[] = {
 	    "a host name such as mail.example.com", NULL, 0,
 	    offsetof(struct config, hostname),
 	    "EHLO name and default sender domain; default: gethostname()" },
+	{ CONFIG_SECT_SENDQ, "default_domain", CONFIG_T_HOSTNAME, NULL, 0, 0,
+	    "a domain such as example.com", NULL, 0,
+	    offsetof(struct config, default_domain),
+	    "domain for addresses without one (root, www-data); default: "
+	    "hostname" },
+	{ CONFIG_SECT_SENDQ, "rewrite_sender", CONFIG_T_SENDER_REWRITE, NULL,
+	    0, 0, "an address such as alerts@example.com or a domain such as "
+	    "example.com", NULL, 0, offsetof(struct config, rewrite_sender),
+	    "masquerading: every envelope sender becomes this address (or "
+	    "LOCAL@this domain); default: off" },
 	{ CONFIG_SECT_SENDQ, "log_level", CONFIG_T_ENUM,
 	    config_log_level_names, 0, 0, NULL, "info", 0,
 	    offsetof(struct config, log_level),
@@ -332,6 +364,28 @@ static const struct config_key config_keys[] = {
 	    CONFIG_RATE_ALLOWED, NULL, 0, CONFIG_SH(rate_count),
 	    "at most N messages per second, minute or hour; default: no "
 	    "limit" },
+	{ CONFIG_SECT_INTAKE, "listen", CONFIG_T_LISTEN, NULL, 0, 0,
+	    CONFIG_LISTEN_ALLOWED, NULL, CONFIG_F_REPEAT, CONFIG_IN(listen),
+	    "where the SMTP listener accepts local clients; default: no "
+	    "listener" },
+	{ CONFIG_SECT_INTAKE, "max_message_size", CONFIG_T_SIZE, NULL, 1,
+	    4u * 1024 * 1024, NULL, "25M", 0, CONFIG_IN(max_message_size),
+	    "largest message accepted (advertised as SIZE)" },
+	{ CONFIG_SECT_INTAKE, "max_recipients", CONFIG_T_UINT, NULL, 1,
+	    100000, NULL, "1000", 0, CONFIG_IN(max_recipients),
+	    "recipients per message; more get 452 4.5.3" },
+	{ CONFIG_SECT_INTAKE, "max_clients", CONFIG_T_UINT, NULL, 1, 10000,
+	    NULL, "100", 0, CONFIG_IN(max_clients),
+	    "connections served at once; more get 421 4.3.2" },
+	{ CONFIG_SECT_INTAKE, "timeout", CONFIG_T_DURATION, NULL, 1,
+	    CONFIG_HOUR, NULL, "5m", 0, CONFIG_IN(timeout),
+	    "how long a client may take to send a command or more message "
+	    "data; then 421 4.4.2" },
+	{ CONFIG_SECT_INTAKE, "allow_networks", CONFIG_T_NETWORKS, NULL, 0,
+	    0, CONFIG_NETWORKS_ALLOWED, NULL, CONFIG_F_REPEAT,
+	    CONFIG_IN(allow_networks),
+	    "TCP clients served besides loopback ones (others get 554); "
+	    "required for a listen address that is not loopback" },
 };
 
 #define CONFIG_NKEYS	(sizeof(config_keys) / sizeof(config_keys[0]))
@@ -355,7 +409,8 @@ struct config_parser {
 	char		 label[96];	/* "sendq", "smarthost NAME" */
 	int		 sect_line;
 	int		 seen[CONFIG_NKEYS];	/* line of each key */
-	int		 sendq_line, queue_line;
+	int		 sendq_line, queue_line, intake_line;
+	int		 aliases_line;	/* [aliases] header, 0 = none */
 	int		*fallback_lines;	/* per smarthost, 0 = none */
 
 	int		 failed;
@@ -496,6 +551,10 @@ config_allowed(const struct config_key *k, char *buf, size_t bufsz)
 	case CONFIG_T_SOCKET:
 		snprintf(buf, bufsz, "an absolute path of at most %zu bytes",
 		    CONFIG_SOCKET_MAX);
+		return buf;
+	case CONFIG_T_SIZE:
+		snprintf(buf, bufsz, "%uK to %uG, a number of bytes with "
+		    "optional unit K, M or G", k->min, k->max / (1024 * 1024));
 		return buf;
 	default:
 		return k->allowed;
@@ -845,6 +904,219 @@ config_set_rate(struct config_parser *p, const struct config_key *k,
 }
 
 /*
+ * listen = ADDR [ADDR ...]: each appended to cfg->intake.listen.
+ * Returns 0, or -1 with the error recorded.
+ */
+static int
+config_set_listen(struct config_parser *p, const struct config_key *k,
+    const char *value, int line, const char *ok)
+{
+	struct config_intake *in = &p->cfg->intake;
+	struct config_listen l;
+	char shown[CONFIG_LINE_MAX + 1], tok[CONFIG_LINE_MAX + 1];
+	char host[CONFIG_LINE_MAX + 1];
+	const char *colon;
+	long long port;
+	size_t len, i;
+
+	for (; *value != '\0'; value += len) {
+		while (*value == ' ')
+			value++;
+		len = strcspn(value, " ");
+		if (len == 0)
+			break;
+		memcpy(tok, value, len);
+		tok[len] = '\0';
+		sq_printable(shown, sizeof(shown), tok, len);
+		memset(&l, 0, sizeof(l));
+		l.line = line;
+		if (strncmp(tok, "unix:", 5) == 0) {
+			if (tok[5] != '/' || len - 5 > CONFIG_SOCKET_MAX) {
+				config_fail(p, line, p->label, k->key,
+				    "\"%s\": the socket path must be absolute "
+				    "and at most %zu bytes (allowed: %s)", shown,
+				    CONFIG_SOCKET_MAX, ok);
+				return -1;
+			}
+			l.kind = CONFIG_LISTEN_UNIX;
+			l.addr = xstrdup(tok + 5);
+		} else {
+			if (tok[0] == '[') {
+				const char *close = strchr(tok, ']');
+
+				colon = close != NULL && close[1] == ':' ?
+				    close + 1 : NULL;
+				if (colon != NULL) {
+					memcpy(host, tok + 1,
+					    (size_t)(close - tok - 1));
+					host[close - tok - 1] = '\0';
+				}
+				l.kind = CONFIG_LISTEN_INET6;
+			} else {
+				colon = strrchr(tok, ':');
+				if (colon != NULL) {
+					memcpy(host, tok, (size_t)(colon - tok));
+					host[colon - tok] = '\0';
+				}
+				l.kind = CONFIG_LISTEN_INET;
+			}
+			if (colon == NULL || !config_is_ip(host,
+			    l.kind == CONFIG_LISTEN_INET ? AF_INET :
+			    AF_INET6)) {
+				config_fail(p, line, p->label, k->key,
+				    "\"%s\" is not an address literal with a "
+				    "port (allowed: %s)", shown, ok);
+				return -1;
+			}
+			port = config_parse_uint(colon + 1);
+			if (port < 1 || port > 65535) {
+				config_fail(p, line, p->label, k->key,
+				    "\"%s\": the port must be 1 to 65535 "
+				    "(allowed: %s)", shown, ok);
+				return -1;
+			}
+			l.addr = xstrdup(host);
+			l.port = (unsigned)port;
+		}
+		for (i = 0; i < in->n_listen; i++) {
+			if (in->listen[i].kind == l.kind &&
+			    in->listen[i].port == l.port &&
+			    strcmp(in->listen[i].addr, l.addr) == 0) {
+				free(l.addr);
+				config_fail(p, line, p->label, k->key,
+				    "\"%s\" is given twice (first at line %d)",
+				    shown, in->listen[i].line);
+				return -1;
+			}
+		}
+		if (in->n_listen == CONFIG_LISTEN_MAX) {
+			free(l.addr);
+			config_fail(p, line, p->label, k->key, "too many "
+			    "addresses (allowed: at most %d)",
+			    CONFIG_LISTEN_MAX);
+			return -1;
+		}
+		in->listen = xreallocarray(in->listen, in->n_listen + 1,
+		    sizeof(*in->listen));
+		in->listen[in->n_listen++] = l;
+	}
+	return 0;
+}
+
+/* max_message_size = N[K|M|G].  Returns 0, or -1 with the error
+ * recorded. */
+static int
+config_set_size(struct config_parser *p, const struct config_key *k,
+    const char *value, int line, const char *shown, const char *ok)
+{
+	uint64_t *field = config_field(p, k), v = 0, unit = 1;
+	const char *c = value;
+
+	for (; isdigit((unsigned char)*c); c++)
+		if (v < (1ULL << 40))	/* else out of range anyway */
+			v = v * 10 + (uint64_t)(*c - '0');
+	if (c != value && c[0] != '\0' && c[1] == '\0') {
+		switch (toupper((unsigned char)*c)) {
+		case 'K':
+			unit = 1024;
+			break;
+		case 'M':
+			unit = 1024 * 1024;
+			break;
+		case 'G':
+			unit = 1024 * 1024 * 1024;
+			break;
+		default:
+			unit = 0;
+			break;
+		}
+		c++;
+	}
+	if (c == value || *c != '\0' || unit == 0) {
+		config_fail(p, line, p->label, k->key, "\"%s\" is not valid "
+		    "(allowed: %s)", shown, ok);
+		return -1;
+	}
+	v *= unit;
+	if (v < (uint64_t)k->min * 1024 || v > (uint64_t)k->max * 1024) {
+		config_fail(p, line, p->label, k->key, "\"%s\" is out of range "
+		    "(allowed: %s)", shown, ok);
+		return -1;
+	}
+	*field = v;
+	return 0;
+}
+
+/*
+ * allow_networks = NET [NET ...]: ADDR/PREFIX or a single ADDR, appended
+ * to cfg->intake.allow_networks.  Host bits must be zero.  Returns 0, or
+ * -1 with the error recorded.
+ */
+static int
+config_set_networks(struct config_parser *p, const struct config_key *k,
+    const char *value, int line, const char *ok)
+{
+	struct config_intake *in = &p->cfg->intake;
+	struct config_network n;
+	char tok[CONFIG_LINE_MAX + 1], shown[CONFIG_LINE_MAX + 1], *slash;
+	long long prefix;
+	size_t len, i;
+	unsigned max;
+
+	for (; *value != '\0'; value += len) {
+		while (*value == ' ')
+			value++;
+		len = strcspn(value, " ");
+		if (len == 0)
+			break;
+		memcpy(tok, value, len);
+		tok[len] = '\0';
+		sq_printable(shown, sizeof(shown), tok, len);
+		memset(&n, 0, sizeof(n));
+		if ((slash = strchr(tok, '/')) != NULL)
+			*slash = '\0';
+		if (inet_pton(AF_INET, tok, n.addr) == 1) {
+			n.family = AF_INET;
+			max = 32;
+		} else if (inet_pton(AF_INET6, tok, n.addr) == 1) {
+			n.family = AF_INET6;
+			max = 128;
+		} else {
+			config_fail(p, line, p->label, k->key, "\"%s\" is not "
+			    "an IP network (allowed: %s)", shown, ok);
+			return -1;
+		}
+		prefix = slash != NULL ? config_parse_uint(slash + 1) : max;
+		if (prefix < 0 || prefix > max) {
+			config_fail(p, line, p->label, k->key, "\"%s\": the "
+			    "prefix length must be 0 to %u (allowed: %s)",
+			    shown, max, ok);
+			return -1;
+		}
+		n.prefix = (unsigned)prefix;
+		for (i = n.prefix; i < max; i++) {
+			if (n.addr[i / 8] & (0x80 >> (i % 8))) {
+				config_fail(p, line, p->label, k->key,
+				    "\"%s\" has bits set after the first %u "
+				    "(allowed: a network address such as "
+				    "192.168.1.0/24)", shown, n.prefix);
+				return -1;
+			}
+		}
+		if (in->n_allow_networks == CONFIG_NETWORKS_MAX) {
+			config_fail(p, line, p->label, k->key, "too many "
+			    "networks (allowed: at most %d)",
+			    CONFIG_NETWORKS_MAX);
+			return -1;
+		}
+		in->allow_networks = xreallocarray(in->allow_networks,
+		    in->n_allow_networks + 1, sizeof(*in->allow_networks));
+		in->allow_networks[in->n_allow_networks++] = n;
+	}
+	return 0;
+}
+
+/*
  * Check value against k and store it.  Returns 0, or -1 with the error
  * recorded at line (line 0: a default from the table, a bug).
  */
@@ -1004,6 +1276,22 @@ config_set(struct config_parser *p, const struct config_key *k,
 		return 0;
 	case CONFIG_T_RATE:
 		return config_set_rate(p, k, value, line, shown, ok);
+	case CONFIG_T_LISTEN:
+		return config_set_listen(p, k, value, line, ok);
+	case CONFIG_T_SIZE:
+		return config_set_size(p, k, value, line, shown, ok);
+	case CONFIG_T_NETWORKS:
+		return config_set_networks(p, k, value, line, ok);
+	case CONFIG_T_SENDER_REWRITE:
+		if (strchr(value, '@') != NULL ? !config_valid_address(value) :
+		    !config_valid_hostname(value)) {
+			config_fail(p, line, p->label, k->key, "\"%s\" is not "
+			    "a valid address or domain (allowed: %s)", shown,
+			    ok);
+			return -1;
+		}
+		config_set_string(p, k, value, len);
+		return 0;
 	}
 	log_fatalx("config: bad key type %d", (int)k->type);
 }
@@ -1268,6 +1556,39 @@ config_queue_end(struct config_parser *p)
 		    "postmaster@example.com)");
 }
 
+/* True for a listen address only this machine can reach. */
+static int
+config_listen_is_local(const struct config_listen *l)
+{
+	return l->kind == CONFIG_LISTEN_UNIX || sq_host_is_loopback(l->addr);
+}
+
+/* Checks that need the whole [intake] section: a listener that others
+ * can reach needs allow_networks. */
+static void
+config_intake_end(struct config_parser *p)
+{
+	const struct config_intake *in = &p->cfg->intake;
+	const struct config_listen *l;
+	char shown[CONFIG_LINE_MAX + 1];
+	size_t i;
+
+	if (in->n_allow_networks > 0)
+		return;
+	for (i = 0; i < in->n_listen; i++) {
+		l = &in->listen[i];
+		if (config_listen_is_local(l))
+			continue;
+		sq_printable(shown, sizeof(shown), l->addr, strlen(l->addr));
+		config_fail(p, l->line, p->label, "listen", "\"%s\" is not a "
+		    "loopback address: sendq relays mail for every client it "
+		    "serves, so a listener others can reach needs "
+		    "allow_networks = the networks to serve (allowed without "
+		    "it: 127.0.0.1, ::1, unix:PATH)", shown);
+		return;
+	}
+}
+
 static void
 config_section_end(struct config_parser *p)
 {
@@ -1275,6 +1596,8 @@ config_section_end(struct config_parser *p)
 		config_smarthost_end(p);
 	else if (p->sect == CONFIG_SECT_QUEUE)
 		config_queue_end(p);
+	else if (p->sect == CONFIG_SECT_INTAKE)
+		config_intake_end(p);
 }
 
 static int
@@ -1416,8 +1739,10 @@ config_section(struct config_parser *p, char *s)
 	p->sect = CONFIG_SECT_NONE;
 	p->label[0] = '\0';
 
-	if (strcmp(word, "sendq") == 0 || strcmp(word, "queue") == 0) {
-		first = word[0] == 's' ? &p->sendq_line : &p->queue_line;
+	if (strcmp(word, "sendq") == 0 || strcmp(word, "queue") == 0 ||
+	    strcmp(word, "intake") == 0) {
+		first = word[0] == 's' ? &p->sendq_line : word[0] == 'q' ?
+		    &p->queue_line : &p->intake_line;
 		if (*name != '\0') {
 			config_fail(p, p->line, raw, NULL,
 			    "[%s] takes no name", word);
@@ -1430,8 +1755,20 @@ config_section(struct config_parser *p, char *s)
 		}
 		*first = p->line;
 		p->sect = word[0] == 's' ? CONFIG_SECT_SENDQ :
-		    CONFIG_SECT_QUEUE;
+		    word[0] == 'q' ? CONFIG_SECT_QUEUE : CONFIG_SECT_INTAKE;
 		snprintf(p->label, sizeof(p->label), "%s", word);
+		return;
+	}
+	if (strcmp(word, "aliases") == 0) {
+		if (*name != '\0' || p->aliases_line != 0) {
+			config_fail(p, p->line, raw, NULL, *name != '\0' ?
+			    "[aliases] takes no name" : "duplicate section "
+			    "(first at line %d)", p->aliases_line);
+			return;
+		}
+		p->aliases_line = p->line;
+		p->sect = CONFIG_SECT_ALIASES;
+		snprintf(p->label, sizeof(p->label), "aliases");
 		return;
 	}
 	if (strcmp(word, "smarthost") != 0) {
@@ -1559,6 +1896,105 @@ config_reader(char *str, int num, void *stream)
 	return str;
 }
 
+/* A dot-atom local part s[0..len): 1 to 64 atext characters and single
+ * dots not at either end. */
+static int
+config_valid_local(const char *s, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len > 64 || s[0] == '.' || s[len - 1] == '.')
+		return 0;
+	for (i = 0; i < len; i++)
+		if (s[i] == '.' ? s[i + 1] == '.' :
+		    !config_is_atext((unsigned char)s[i]))
+			return 0;
+	return 1;
+}
+
+/*
+ * One [aliases] line: NAME = ADDRESS [ADDRESS ...] (blank- or
+ * comma-separated).  NAME is a local part, or local@domain; each ADDRESS
+ * is local@domain or a bare local part (qualified later, rewrite.h).
+ * Returns 0, or -1 with the error recorded.
+ */
+static int
+config_set_alias(struct config_parser *p, const char *name,
+    const char *value)
+{
+	struct config *cfg = p->cfg;
+	struct config_alias *a;
+	const char *at, *t, *end;
+	char shown[CONFIG_LINE_MAX + 1], tok[CONFIG_LINE_MAX + 1];
+	size_t i, n;
+
+	sq_printable(shown, sizeof(shown), name, strlen(name));
+	at = strchr(name, '@');
+	if (!(at == NULL ? config_valid_local(name, strlen(name)) :
+	    config_valid_local(name, (size_t)(at - name)) &&
+	    config_valid_hostname(at + 1))) {
+		config_fail(p, p->line, p->label, shown, "not a valid alias "
+		    "name (allowed: a local part such as root, or "
+		    "local@domain)");
+		return -1;
+	}
+	for (i = 0; i < cfg->n_aliases; i++)
+		if (strcasecmp(cfg->aliases[i].name, name) == 0) {
+			config_fail(p, p->line, p->label, shown, "duplicate "
+			    "alias (first at line %d)", cfg->aliases[i].line);
+			return -1;
+		}
+	if (cfg->n_aliases >= CONFIG_ALIASES_MAX) {
+		config_fail(p, p->line, p->label, shown, "too many aliases "
+		    "(allowed: at most %d)", CONFIG_ALIASES_MAX);
+		return -1;
+	}
+	cfg->aliases = xreallocarray(cfg->aliases, cfg->n_aliases + 1,
+	    sizeof(*cfg->aliases));
+	a = &cfg->aliases[cfg->n_aliases++];
+	memset(a, 0, sizeof(*a));
+	a->name = xstrdup(name);
+	for (i = 0; a->name[i] != '\0'; i++)
+		a->name[i] = (char)tolower((unsigned char)a->name[i]);
+	a->line = p->line;
+	for (t = value; *t != '\0'; t = end) {
+		while (*t == ' ' || *t == '\t' || *t == ',')
+			t++;
+		for (end = t; *end != '\0' && *end != ' ' && *end != '\t' &&
+		    *end != ','; end++)
+			;
+		if ((n = (size_t)(end - t)) == 0)
+			continue;
+		memcpy(tok, t, n);
+		tok[n] = '\0';
+		sq_printable(shown, sizeof(shown), tok, n);
+		if (!(strchr(tok, '@') != NULL ? config_valid_address(tok) :
+		    config_valid_local(tok, n))) {
+			config_fail(p, p->line, p->label, a->name, "\"%s\" is "
+			    "not a valid address (allowed: local@domain or a "
+			    "local part, separated by blanks or commas)",
+			    shown);
+			return -1;
+		}
+		if (a->n_targets >= CONFIG_ALIAS_TARGETS_MAX) {
+			config_fail(p, p->line, p->label, a->name, "too many "
+			    "addresses (allowed: at most %d)",
+			    CONFIG_ALIAS_TARGETS_MAX);
+			return -1;
+		}
+		a->targets = xreallocarray(a->targets, a->n_targets + 1,
+		    sizeof(*a->targets));
+		a->targets[a->n_targets++] = xstrdup(tok);
+	}
+	if (a->n_targets == 0) {
+		config_fail(p, p->line, p->label, a->name, "no address "
+		    "(allowed: local@domain or a local part, separated by "
+		    "blanks or commas)");
+		return -1;
+	}
+	return 0;
+}
+
 static int
 config_handler(void *user, const char *section, const char *name,
     const char *value)
@@ -1584,6 +2020,8 @@ config_handler(void *user, const char *section, const char *name,
 		    "header)");
 		return 0;
 	}
+	if (p->sect == CONFIG_SECT_ALIASES)
+		return config_set_alias(p, name, value) == 0;
 	for (i = 0; i < CONFIG_NKEYS; i++) {
 		if (config_keys[i].sect == p->sect &&
 		    strcmp(config_keys[i].key, name) == 0) {
@@ -1621,6 +2059,7 @@ config_parse(struct config_parser *p, const char *name, struct config **out,
 	p->cfg->path = xstrdup(name);
 	config_defaults(p, CONFIG_SECT_SENDQ);
 	config_defaults(p, CONFIG_SECT_QUEUE);
+	config_defaults(p, CONFIG_SECT_INTAKE);
 
 	rc = ini_parse_stream(config_reader, p, config_handler, p);
 	if (!p->failed && p->read_errno != 0) {
@@ -1699,7 +2138,7 @@ config_free_globs(char **globs)
 void
 config_free(struct config *cfg)
 {
-	size_t i;
+	size_t i, j;
 
 	if (cfg == NULL)
 		return;
@@ -1722,10 +2161,23 @@ config_free(struct config *cfg)
 		free(cfg->smarthosts[i].fallback);
 	}
 	free(cfg->smarthosts);
+	for (i = 0; i < cfg->intake.n_listen; i++)
+		free(cfg->intake.listen[i].addr);
+	free(cfg->intake.listen);
+	free(cfg->intake.allow_networks);
 	free(cfg->path);
 	free(cfg->spool_dir);
 	free(cfg->hostname);
 	free(cfg->admin_address);
 	free(cfg->control_socket);
+	free(cfg->default_domain);
+	free(cfg->rewrite_sender);
+	for (i = 0; i < cfg->n_aliases; i++) {
+		for (j = 0; j < cfg->aliases[i].n_targets; j++)
+			free(cfg->aliases[i].targets[j]);
+		free(cfg->aliases[i].targets);
+		free(cfg->aliases[i].name);
+	}
+	free(cfg->aliases);
 	free(cfg);
 }

@@ -16,6 +16,7 @@
 #define SENDQ_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "util.h"
 
@@ -120,6 +121,60 @@ struct config_smarthost {
 						 * trickle in */
 };
 
+/* [intake] listen: one listening socket. */
+enum config_listen_kind {
+	CONFIG_LISTEN_INET,	/* "127.0.0.1:PORT" */
+	CONFIG_LISTEN_INET6,	/* "[::1]:PORT" */
+	CONFIG_LISTEN_UNIX,	/* "unix:/PATH" */
+};
+
+struct config_listen {
+	enum config_listen_kind kind;
+	char		*addr;		/* address literal without brackets,
+					 * or the socket path */
+	unsigned	 port;		/* 0 for unix */
+	int		 line;		/* where it was given */
+};
+
+/* [intake] allow_networks: one CIDR network (host bits zero). */
+struct config_network {
+	int		 family;	/* AF_INET or AF_INET6 */
+	unsigned char	 addr[16];	/* network byte order */
+	unsigned	 prefix;	/* 0..32 or 0..128 */
+};
+
+#define CONFIG_LISTEN_MAX	16
+#define CONFIG_NETWORKS_MAX	64
+
+/* [intake]: the SMTP listener for local programs (intake.h). */
+struct config_intake {
+	struct config_listen *listen;	/* none by default: no listener */
+	size_t		 n_listen;
+	uint64_t	 max_message_size;	/* 25M; bytes */
+	unsigned	 max_recipients;	/* 1000, per message */
+	unsigned	 max_clients;		/* 100 connections at once */
+	unsigned	 timeout;		/* 5m, waiting for a command
+						 * or for message data */
+	struct config_network *allow_networks;	/* besides loopback and
+						 * unix sockets, which are
+						 * always allowed */
+	size_t		 n_allow_networks;
+};
+
+/* [aliases] NAME = ADDRESS [ADDRESS ...]: one local name. */
+#define CONFIG_ALIASES_MAX	4096	/* names in [aliases] */
+#define CONFIG_ALIAS_TARGETS_MAX 64	/* addresses of one name */
+
+struct config_alias {
+	char		*name;		/* "root" or "root@host.example",
+					 * lowercased */
+	char		**targets;	/* "ops@example.com", or a bare local
+					 * part to qualify with
+					 * default_domain */
+	size_t		 n_targets;
+	int		 line;
+};
+
 struct config {
 	char		*path;		/* the file this came from */
 	char		*spool_dir;	/* [sendq] spool_dir */
@@ -143,6 +198,14 @@ struct config {
 	size_t		 n_smarthosts;
 	int		 log_level;	/* [sendq] log_level: an enum
 					 * log_level value (log.h) */
+	struct config_intake intake;	/* [intake] */
+	/* Address rewriting (rewrite.h). */
+	char		*default_domain; /* [sendq] default_domain: qualifies
+					 * bare local parts; NULL = hostname */
+	char		*rewrite_sender; /* [sendq] rewrite_sender: an address
+					 * or a domain; NULL = off */
+	struct config_alias *aliases;	/* [aliases], in file order */
+	size_t		 n_aliases;
 };
 
 /* The longest line accepted in the file, in characters without the line

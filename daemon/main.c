@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "intake.h"
 #include "log.h"
 #include "pickup.h"
 #include "scheduler.h"
@@ -83,6 +84,7 @@ main_check_tls(const struct config *cfg, int check_secrets,
 struct main_state {
 	struct event_base	*base;
 	struct scheduler	*sched;
+	struct intake		*intake;
 	int			 stopping;
 };
 
@@ -103,6 +105,7 @@ main_on_signal(evutil_socket_t sig, short what, void *arg)
 	if (st->stopping)
 		return;
 	st->stopping = 1;
+	intake_close_listeners(st->intake);
 	log_info("received %s: stopping", strsignal((int)sig));
 	scheduler_shutdown(st->sched, main_on_stopped, st);
 }
@@ -226,6 +229,12 @@ main(int argc, char **argv)
 		log_err("cannot start: %s", err.msg);
 		goto out;
 	}
+	/* The SMTP listener: nothing when [intake] listen is not set. */
+	if (intake_new(st.base, cfg, sp, &st.intake, &err) != 0) {
+		log_err("cannot start the SMTP listener: %s", err.msg);
+		status = EX_CONFIG;
+		goto out;
+	}
 	/* The drop directory (maildrop/): without it the queue is still
 	 * delivered. */
 	if (pickup_new(st.base, cfg, sp, &pickup, &err) != 0)
@@ -248,6 +257,7 @@ main(int argc, char **argv)
 	log_info("stopped");
 	status = 0;
 out:
+	intake_free(st.intake);
 	pickup_free(pickup);
 	control_free(ctl);
 	if (sigterm != NULL)

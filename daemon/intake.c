@@ -1,0 +1,969 @@
+/*
+ * intake.c - listeners and SMTP sessions on libevent.
+ *
+ * How it works: each listening socket is made here (socket, bind, listen;
+ * IPV6_V6ONLY for IPv6; a unix socket file replaces a stale socket file,
+ * never anything else, and is made 0666 so that every local user can
+ * submit) or taken from systemd, and wrapped in an evconnlistener.  An
+ * accepted connection becomes a session: a bufferevent, an intake_proto
+ * core and a timer.  intake_session_run() is the one place that moves
+ * bytes: it pops the core's events (DATA: open a spool writer; BODY:
+ * write; ABORT: drop the writer; END: queue the message for commit;
+ * CLOSE: close once the output is written), copies the core's output into
+ * the bufferevent, and feeds the core what was read, until the core waits
+ * or the input is empty.  Input is bounded by the read high watermark, so
+ * a session that waits (commit, full output) simply stops reading.
+ *
+ * Commit: a session whose message is complete goes on in->commit_list and
+ * in->commit_ev is made active; its callback runs after the current turn
+ * of the loop, so every message that completed in the same turn shares
+ * one spool_commit_group() (one syncfs, one fsync of queue/).  Only then
+ * is the 250 written.  A client that disconnects while its message waits
+ * for commit is closed after the commit (the message is queued: delivery
+ * is at least once).
+ *
+ * Nothing is freed inside its own callback: a finished session is put on
+ * in->reap_list and freed by in->reap_ev's callback.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "envelope.h"
+#include "intake.h"
+#include "intake_proto.h"
+#include "log.h"
+#include "spool.h"
+#include "util.h"
+
+#define INTAKE_READ_MAX		(256 * 1024)	/* input held per session */
+#define INTAKE_WRITE_MAX	(64 * 1024)	/* output before we stop
+						 * reading commands */
+#define INTAKE_BACKLOG		128
+#define INTAKE_CLIENT_MAX	96
+#define INTAKE_SD_FDS_START	3
+#define INTAKE_SD_FDS_MAX	64
+
+struct intake_listener {
+	struct evconnlistener	*lev;
+	struct intake		*in;
+	char			 name[128];	/* for logs */
+	char			*unlink_path;	/* our unix socket file */
+	int			 is_unix;
+};
+
+struct intake_session {
+	struct intake		*in;
+	struct intake_session	*prev, *next;	/* in->sessions */
+	struct intake_session	*commit_next;	/* in->commit_list */
+	struct intake_session	*reap_next;	/* in->reap_list */
+	struct bufferevent	*bev;
+	struct intake_proto	*proto;
+	struct event		*timer;
+	char			 client[INTAKE_CLIENT_MAX];  /* log */
+	char			 rcvd[INTAKE_CLIENT_MAX];    /* Received: */
+	long			 uid;
+	int			 counted;	/* towards max_clients */
+	struct spool_writer	*w;
+	int			 write_rc;	/* first spool error */
+	char			 write_err[sizeof(((struct sq_err *)0)->msg)];
+	int			 committing;
+	int			 closing;	/* close once output is out */
+	int			 gone;		/* the client went away */
+	int			 dead;		/* on the reap list */
+};
+
+struct intake {
+	struct event_base	*base;
+	const struct config	*cfg;
+	struct spool		*sp;
+	char			 hostname[256];
+	struct intake_listener	*listeners;
+	size_t			 n_listeners;
+	struct intake_session	*sessions;
+	size_t			 n_sessions;	/* all */
+	size_t			 n_counted;	/* towards max_clients */
+	struct intake_session	*commit_list, **commit_tail;
+	struct event		*commit_ev;
+	struct intake_session	*reap_list;
+	struct event		*reap_ev;
+	struct event		*resume_ev;	/* listeners after EMFILE */
+};
+
+static void	intake_session_run(struct intake_session *s);
+
+/* ---------------------------------------------------------------- sessions */
+
+static void
+intake_session_kill(struct intake_session *s)
+{
+	struct intake *in = s->in;
+
+	if (s->dead)
+		return;
+	s->dead = 1;
+	if (s->bev != NULL)
+		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	if (s->timer != NULL)
+		evtimer_del(s->timer);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		in->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	s->prev = s->next = NULL;
+	in->n_sessions--;
+	if (s->counted)
+		in->n_counted--;
+	s->reap_next = in->reap_list;
+	in->reap_list = s;
+	event_active(in->reap_ev, EV_TIMEOUT, 0);
+}
+
+static void
+intake_session_free(struct intake_session *s)
+{
+	if (s->w != NULL)
+		spool_writer_abort(s->w);
+	if (s->bev != NULL)
+		bufferevent_free(s->bev);
+	if (s->timer != NULL)
+		event_free(s->timer);
+	intake_proto_free(s->proto);
+	free(s);
+}
+
+static void
+intake_on_reap(evutil_socket_t fd, short what, void *arg)
+{
+	struct intake *in = arg;
+	struct intake_session *s;
+
+	(void)fd;
+	(void)what;
+	while ((s = in->reap_list) != NULL) {
+		in->reap_list = s->reap_next;
+		log_debug("intake: closed client=%s", s->client);
+		intake_session_free(s);
+	}
+}
+
+static void
+intake_session_arm(struct intake_session *s)
+{
+	struct timeval tv = { (time_t)s->in->cfg->intake.timeout, 0 };
+
+	if (!s->dead && !s->committing)
+		evtimer_add(s->timer, &tv);
+}
+
+/* The spool failed on this session's message: remember the first error,
+ * drop the writer. */
+static void
+intake_session_spool_failed(struct intake_session *s, int rc,
+    const struct sq_err *err)
+{
+	if (s->write_rc == 0) {
+		s->write_rc = rc;
+		snprintf(s->write_err, sizeof(s->write_err), "%s", err->msg);
+	}
+	if (s->w != NULL) {
+		spool_writer_abort(s->w);
+		s->w = NULL;
+	}
+}
+
+static int
+intake_nospace(int rc)
+{
+	return rc == -ENOSPC || rc == -EDQUOT || rc == -EROFS ||
+	    rc == -EACCES || rc == -EPERM || rc == -EMFILE || rc == -ENFILE;
+}
+
+static void
+intake_session_fail_log(struct intake_session *s, int rc, const char *why)
+{
+	log_warn("intake result=%s client=%s uid=%ld error=\"%s\"",
+	    intake_nospace(rc) ? "nospace" : "tempfail", s->client, s->uid,
+	    why);
+}
+
+/* RFC 5322 date-time of now, local time. */
+static void
+intake_date(char *buf, size_t bufsz)
+{
+	struct tm tm;
+	time_t now = time(NULL);
+
+	if (localtime_r(&now, &tm) == NULL ||
+	    strftime(buf, bufsz, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
+		snprintf(buf, bufsz, "Thu, 01 Jan 1970 00:00:00 +0000");
+}
+
+/* EV_DATA: open a writer and put the Received: field in front. */
+static void
+intake_session_data(struct intake_session *s)
+{
+	struct sq_err err = { 0 };
+	char date[64], *rcvd;
+	int rc;
+
+	s->write_rc = 0;
+	s->write_err[0] = '\0';
+	if ((rc = spool_writer_begin(s->in->sp, &s->w, &err)) != 0) {
+		s->w = NULL;
+		intake_session_fail_log(s, rc, err.msg);
+		intake_proto_data_start(s->proto, 0);
+		return;
+	}
+	intake_date(date, sizeof(date));
+	rcvd = intake_proto_received(s->proto, s->rcvd,
+	    spool_writer_id(s->w), date);
+	rc = spool_writer_write(s->w, rcvd, strlen(rcvd), &err);
+	free(rcvd);
+	if (rc != 0) {
+		intake_session_fail_log(s, rc, err.msg);
+		spool_writer_abort(s->w);
+		s->w = NULL;
+		intake_proto_data_start(s->proto, 0);
+		return;
+	}
+	intake_proto_data_start(s->proto, 1);
+}
+
+/* EV_END: queue for the group commit, or answer the failure now. */
+static void
+intake_session_end(struct intake_session *s)
+{
+	struct intake *in = s->in;
+
+	if (s->w == NULL) {
+		intake_session_fail_log(s, s->write_rc, s->write_err);
+		intake_proto_data_done(s->proto, intake_nospace(s->write_rc) ?
+		    INTAKE_PROTO_NOSPACE : INTAKE_PROTO_TEMPFAIL, NULL);
+		return;
+	}
+	s->committing = 1;
+	evtimer_del(s->timer);
+	s->commit_next = NULL;
+	*in->commit_tail = s;
+	in->commit_tail = &s->commit_next;
+	event_active(in->commit_ev, EV_TIMEOUT, 0);
+}
+
+/* Pop and handle the core's events.  Returns 0 to go on, -1 when the
+ * session must not be fed now (waiting for commit, or closing). */
+static int
+intake_session_events(struct intake_session *s)
+{
+	struct intake_proto_event ev;
+	struct sq_err err = { 0 };
+	int rc;
+
+	while (intake_proto_next_event(s->proto, &ev)) {
+		switch (ev.type) {
+		case INTAKE_PROTO_EV_DATA:
+			intake_session_data(s);
+			break;
+		case INTAKE_PROTO_EV_BODY:
+			if (s->w == NULL)
+				break;
+			rc = spool_writer_write(s->w, ev.data, ev.len, &err);
+			if (rc != 0)
+				intake_session_spool_failed(s, rc, &err);
+			break;
+		case INTAKE_PROTO_EV_ABORT:
+			if (s->w != NULL) {
+				spool_writer_abort(s->w);
+				s->w = NULL;
+			}
+			log_info("intake result=toobig client=%s uid=%ld "
+			    "limit=%llu", s->client, s->uid,
+			    (unsigned long long)
+			    s->in->cfg->intake.max_message_size);
+			break;
+		case INTAKE_PROTO_EV_END:
+			intake_session_end(s);
+			break;
+		case INTAKE_PROTO_EV_CLOSE:
+			s->closing = 1;
+			break;
+		}
+	}
+	return s->committing || s->closing ? -1 : 0;
+}
+
+/* Move the core's output into the bufferevent. */
+static void
+intake_session_flush(struct intake_session *s)
+{
+	const char *data;
+	size_t len;
+
+	intake_proto_output(s->proto, &data, &len);
+	if (len == 0)
+		return;
+	if (evbuffer_add(bufferevent_get_output(s->bev), data, len) != 0) {
+		log_warn("intake: client=%s: out of memory for output",
+		    s->client);
+		s->closing = 1;
+		return;
+	}
+	intake_proto_consumed(s->proto, len);
+}
+
+static void
+intake_session_run(struct intake_session *s)
+{
+	struct evbuffer *input, *output;
+	struct evbuffer_iovec v;
+	size_t used;
+	int waiting, stalled = 0;
+
+	if (s->dead)
+		return;
+	input = bufferevent_get_input(s->bev);
+	output = bufferevent_get_output(s->bev);
+	for (;;) {
+		waiting = intake_session_events(s);
+		intake_session_flush(s);
+		if (s->closing || s->gone) {
+			if (s->committing)
+				return;	/* after the commit */
+			if (s->gone || evbuffer_get_length(output) == 0)
+				intake_session_kill(s);
+			else
+				bufferevent_disable(s->bev, EV_READ);
+			return;
+		}
+		if (waiting || intake_proto_blocked(s->proto))
+			return;
+		if (evbuffer_get_length(output) > INTAKE_WRITE_MAX)
+			return;	/* the write callback resumes */
+		if (evbuffer_peek(input, -1, NULL, &v, 1) < 1 ||
+		    v.iov_len == 0)
+			return;
+		used = intake_proto_feed(s->proto, v.iov_base, v.iov_len);
+		evbuffer_drain(input, used);
+		/* Nothing taken twice running (no event, no wait): the core
+		 * cannot make progress now; a later callback resumes. */
+		if (used == 0 && stalled++ > 0)
+			return;
+		if (used > 0)
+			stalled = 0;
+	}
+}
+
+static void
+intake_on_read(struct bufferevent *bev, void *arg)
+{
+	struct intake_session *s = arg;
+
+	(void)bev;
+	intake_session_arm(s);
+	intake_session_run(s);
+}
+
+static void
+intake_on_write(struct bufferevent *bev, void *arg)
+{
+	struct intake_session *s = arg;
+
+	(void)bev;
+	intake_session_run(s);
+}
+
+static void
+intake_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct intake_session *s = arg;
+
+	(void)bev;
+	if (what & BEV_EVENT_ERROR)
+		log_debug("intake: client=%s: %s", s->client,
+		    strerror(EVUTIL_SOCKET_ERROR()));
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		s->gone = 1;
+		if (!s->committing)
+			intake_session_kill(s);
+	}
+}
+
+static void
+intake_on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct intake_session *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->committing)
+		return;
+	log_info("intake: client=%s: timeout", s->client);
+	intake_proto_timeout(s->proto);
+	intake_session_run(s);
+}
+
+/* ---------------------------------------------------------------- commit */
+
+static void
+intake_on_commit(evutil_socket_t fd, short what, void *arg)
+{
+	struct intake *in = arg;
+	struct intake_session *s, *list, **batch;
+	struct spool_writer **ws;
+	struct envelope **envs;
+	struct sq_err *errs;
+	const struct intake_proto_txn *t;
+	int *results;
+	size_t n = 0, i, j;
+
+	(void)fd;
+	(void)what;
+	list = in->commit_list;
+	in->commit_list = NULL;
+	in->commit_tail = &in->commit_list;
+	for (s = list; s != NULL; s = s->commit_next)
+		n++;
+	if (n == 0)
+		return;
+	batch = xcalloc(n, sizeof(*batch));
+	ws = xcalloc(n, sizeof(*ws));
+	envs = xcalloc(n, sizeof(*envs));
+	errs = xcalloc(n, sizeof(*errs));
+	results = xcalloc(n, sizeof(*results));
+	for (i = 0, s = list; s != NULL; s = s->commit_next, i++) {
+		batch[i] = s;
+		ws[i] = s->w;
+		s->w = NULL;
+		t = intake_proto_txn(s->proto);
+		envs[i] = envelope_new();
+		envelope_set_sender(envs[i], t->sender);
+		for (j = 0; j < t->n_rcpts; j++)
+			envelope_add_rcpt(envs[i], t->rcpts[j].addr);
+		envs[i]->created = (int64_t)time(NULL);
+		envs[i]->uid = s->uid;
+	}
+	spool_commit_group(ws, envs, n, results, errs);
+	for (i = 0; i < n; i++) {
+		s = batch[i];
+		t = intake_proto_txn(s->proto);
+		if (results[i] == 0) {
+			char from[600];
+
+			sq_printable(from, sizeof(from), t->sender,
+			    strlen(t->sender));
+			log_info("intake msgid=%s client=%s uid=%ld from=<%s> "
+			    "nrcpt=%zu size=%llu", envs[i]->id, s->client,
+			    s->uid, from, t->n_rcpts, (unsigned long long)
+			    intake_proto_msg_size(s->proto));
+			if (t->ret != INTAKE_PROTO_RET_NONE ||
+			    t->envid != NULL) {
+				char envid[INTAKE_PROTO_ENVID_MAX + 1];
+
+				sq_printable(envid, sizeof(envid),
+				    t->envid ? t->envid : "",
+				    t->envid ? strlen(t->envid) : 0);
+				log_debug("intake dsn msgid=%s ret=%s "
+				    "envid=%s (not kept: no envelope field)",
+				    envs[i]->id, t->ret ==
+				    INTAKE_PROTO_RET_FULL ? "FULL" :
+				    t->ret == INTAKE_PROTO_RET_HDRS ? "HDRS" :
+				    "-", envid);
+			}
+			intake_proto_data_done(s->proto, INTAKE_PROTO_QUEUED,
+			    envs[i]->id);
+		} else {
+			intake_session_fail_log(s, results[i], errs[i].msg);
+			intake_proto_data_done(s->proto,
+			    intake_nospace(results[i]) ?
+			    INTAKE_PROTO_NOSPACE : INTAKE_PROTO_TEMPFAIL,
+			    NULL);
+		}
+		envelope_free(envs[i]);
+		s->committing = 0;
+	}
+	for (i = 0; i < n; i++) {
+		s = batch[i];
+		if (s->gone)
+			intake_session_kill(s);
+		else {
+			intake_session_arm(s);
+			intake_session_run(s);
+		}
+	}
+	free(batch);
+	free(ws);
+	free(envs);
+	free(errs);
+	free(results);
+}
+
+/* ---------------------------------------------------------------- accept */
+
+static int
+intake_v4_loopback(const unsigned char *a)
+{
+	return a[0] == 127;
+}
+
+/* Is a TCP client allowed: loopback, or in allow_networks? */
+static int
+intake_allowed(const struct intake *in, const struct sockaddr *sa)
+{
+	const struct config_intake *ci = &in->cfg->intake;
+	unsigned char addr[16];
+	int family;
+	size_t i;
+	unsigned b;
+
+	if (sa->sa_family == AF_INET) {
+		family = AF_INET;
+		memcpy(addr, &((const struct sockaddr_in *)(const void *)sa)->
+		    sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a6 =
+		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a6)) {
+			family = AF_INET;
+			memcpy(addr, a6->s6_addr + 12, 4);
+		} else {
+			family = AF_INET6;
+			memcpy(addr, a6->s6_addr, 16);
+		}
+	} else
+		return 1;	/* unix: local by definition */
+	if (family == AF_INET && intake_v4_loopback(addr))
+		return 1;
+	if (family == AF_INET6 &&
+	    IN6_IS_ADDR_LOOPBACK((const struct in6_addr *)(const void *)addr))
+		return 1;
+	for (i = 0; i < ci->n_allow_networks; i++) {
+		const struct config_network *n = &ci->allow_networks[i];
+
+		if (n->family != family)
+			continue;
+		for (b = 0; b < n->prefix; b++)
+			if ((addr[b / 8] ^ n->addr[b / 8]) & (0x80 >> (b % 8)))
+				break;
+		if (b == n->prefix)
+			return 1;
+	}
+	return 0;
+}
+
+/* Fill s->client, s->rcvd and s->uid from the peer. */
+static void
+intake_identify(struct intake_session *s, evutil_socket_t fd,
+    const struct sockaddr *sa)
+{
+	char host[INET6_ADDRSTRLEN];
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	s->uid = -1;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const void *)sa;
+
+		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		snprintf(s->client, sizeof(s->client), "[%s]:%u", host,
+		    ntohs(sin->sin_port));
+		snprintf(s->rcvd, sizeof(s->rcvd), "[%s]", host);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const void *)sa;
+
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+		snprintf(s->client, sizeof(s->client), "[%s]:%u", host,
+		    ntohs(sin6->sin6_port));
+		snprintf(s->rcvd, sizeof(s->rcvd), "[IPv6:%s]", host);
+	} else if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+		s->uid = (long)cred.uid;
+		snprintf(s->client, sizeof(s->client), "unix:pid=%ld",
+		    (long)cred.pid);
+		snprintf(s->rcvd, sizeof(s->rcvd), "uid %ld", s->uid);
+	} else {
+		snprintf(s->client, sizeof(s->client), "unix");
+		snprintf(s->rcvd, sizeof(s->rcvd), "local");
+	}
+}
+
+static void
+intake_on_accept(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct intake_listener *l = arg;
+	struct intake *in = l->in;
+	const struct config_intake *ci = &in->cfg->intake;
+	struct intake_proto_params params;
+	struct intake_session *s;
+	struct sockaddr_storage peer;
+	socklen_t plen = sizeof(peer);
+
+	(void)lev;
+	/* A unix client's address is empty; read it for the family. */
+	if (salen <= 0 || sa == NULL) {
+		memset(&peer, 0, sizeof(peer));
+		if (getpeername(fd, (struct sockaddr *)&peer, &plen) != 0)
+			peer.ss_family = AF_UNIX;
+		sa = (struct sockaddr *)&peer;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->in = in;
+	intake_identify(s, fd, sa);
+	memset(&params, 0, sizeof(params));
+	params.hostname = in->hostname;
+	params.max_message_size = ci->max_message_size;
+	params.max_recipients = ci->max_recipients;
+	if (!intake_allowed(in, sa)) {
+		params.greeting = INTAKE_PROTO_DENY;
+		log_warn("intake: client=%s refused: not in allow_networks",
+		    s->client);
+	} else if (in->n_counted >= ci->max_clients) {
+		params.greeting = INTAKE_PROTO_BUSY;
+		log_warn("intake: client=%s refused: max_clients (%u) "
+		    "reached", s->client, ci->max_clients);
+	} else {
+		params.greeting = INTAKE_PROTO_GREET;
+		s->counted = 1;
+		in->n_counted++;
+	}
+	s->proto = intake_proto_new(&params);
+	s->bev = bufferevent_socket_new(in->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	s->timer = evtimer_new(in->base, intake_on_timeout, s);
+	if (s->bev == NULL || s->timer == NULL)
+		log_fatalx("intake: out of memory for a session");
+	bufferevent_setcb(s->bev, intake_on_read, intake_on_write,
+	    intake_on_event, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, INTAKE_READ_MAX);
+	bufferevent_enable(s->bev, EV_READ);
+	s->next = in->sessions;
+	if (in->sessions != NULL)
+		in->sessions->prev = s;
+	in->sessions = s;
+	in->n_sessions++;
+	log_debug("intake: connect client=%s via=%s", s->client, l->name);
+	intake_session_arm(s);
+	intake_session_run(s);
+}
+
+static void
+intake_on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct intake *in = arg;
+	size_t i;
+
+	(void)fd;
+	(void)what;
+	for (i = 0; i < in->n_listeners; i++)
+		if (in->listeners[i].lev != NULL)
+			evconnlistener_enable(in->listeners[i].lev);
+}
+
+static void
+intake_on_accept_error(struct evconnlistener *lev, void *arg)
+{
+	struct intake_listener *l = arg;
+	struct timeval tv = { 1, 0 };
+	int e = EVUTIL_SOCKET_ERROR();
+	size_t i;
+
+	(void)lev;
+	log_warn("intake: accept on %s: %s; pausing for a second", l->name,
+	    strerror(e));
+	/* EMFILE and friends would fire again at once: pause them all. */
+	for (i = 0; i < l->in->n_listeners; i++)
+		if (l->in->listeners[i].lev != NULL)
+			evconnlistener_disable(l->in->listeners[i].lev);
+	evtimer_add(l->in->resume_ev, &tv);
+}
+
+/* ---------------------------------------------------------------- listen */
+
+/* A listening socket for l.  Returns the fd, or -errno with err. */
+static int
+intake_bind(const struct config_listen *cl, char *name, size_t namesz,
+    struct sq_err *err)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	struct stat st;
+	int fd = -1, on = 1, e;
+
+	memset(&ss, 0, sizeof(ss));
+	switch (cl->kind) {
+	case CONFIG_LISTEN_INET: {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		snprintf(name, namesz, "%s:%u", cl->addr, cl->port);
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)cl->port);
+		if (inet_pton(AF_INET, cl->addr, &sin->sin_addr) != 1)
+			return sq_err_set(err, -EINVAL, "listen %s: bad "
+			    "address", name);
+		sslen = sizeof(*sin);
+		break;
+	}
+	case CONFIG_LISTEN_INET6: {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		snprintf(name, namesz, "[%s]:%u", cl->addr, cl->port);
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)cl->port);
+		if (inet_pton(AF_INET6, cl->addr, &sin6->sin6_addr) != 1)
+			return sq_err_set(err, -EINVAL, "listen %s: bad "
+			    "address", name);
+		sslen = sizeof(*sin6);
+		break;
+	}
+	default: {
+		struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
+
+		snprintf(name, namesz, "unix:%s", cl->addr);
+		sun->sun_family = AF_UNIX;
+		if (strlen(cl->addr) >= sizeof(sun->sun_path))
+			return sq_err_set(err, -ENAMETOOLONG, "listen %s: "
+			    "path too long", name);
+		memcpy(sun->sun_path, cl->addr, strlen(cl->addr) + 1);
+		sslen = sizeof(*sun);
+		/* A stale socket of an earlier run goes; nothing else. */
+		if (lstat(cl->addr, &st) == 0) {
+			if (!S_ISSOCK(st.st_mode))
+				return sq_err_set(err, -EEXIST, "listen %s: "
+				    "exists and is not a socket", name);
+			if (unlink(cl->addr) != 0) {
+				e = errno;
+				return sq_err_set(err, -e, "listen %s: remove "
+				    "the old socket: %s", name, strerror(e));
+			}
+		}
+		break;
+	}
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd < 0) {
+		e = errno;
+		return sq_err_set(err, -e, "listen %s: socket: %s", name,
+		    strerror(e));
+	}
+	if (ss.ss_family != AF_UNIX)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+	if (bind(fd, (struct sockaddr *)&ss, sslen) != 0) {
+		e = errno;
+		close(fd);
+		return sq_err_set(err, -e, "listen %s: bind: %s", name,
+		    strerror(e));
+	}
+	/* Every local user may submit (the uid is recorded). */
+	if (ss.ss_family == AF_UNIX && chmod(cl->addr, 0666) != 0) {
+		e = errno;
+		close(fd);
+		unlink(cl->addr);
+		return sq_err_set(err, -e, "listen %s: chmod: %s", name,
+		    strerror(e));
+	}
+	if (listen(fd, INTAKE_BACKLOG) != 0) {
+		e = errno;
+		close(fd);
+		if (ss.ss_family == AF_UNIX)
+			unlink(cl->addr);
+		return sq_err_set(err, -e, "listen %s: listen: %s", name,
+		    strerror(e));
+	}
+	return fd;
+}
+
+static int
+intake_add_listener(struct intake *in, int fd, const char *name,
+    const char *unlink_path, struct sq_err *err)
+{
+	struct intake_listener *l;
+
+	l = &in->listeners[in->n_listeners];
+	memset(l, 0, sizeof(*l));
+	l->in = in;
+	snprintf(l->name, sizeof(l->name), "%s", name);
+	l->lev = evconnlistener_new(in->base, intake_on_accept, l,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (l->lev == NULL) {
+		close(fd);
+		if (unlink_path != NULL)
+			unlink(unlink_path);
+		return sq_err_set(err, -ENOMEM, "listen %s: cannot set up "
+		    "the listener", name);
+	}
+	evconnlistener_set_error_cb(l->lev, intake_on_accept_error);
+	if (unlink_path != NULL)
+		l->unlink_path = xstrdup(unlink_path);
+	in->n_listeners++;
+	log_info("intake: listening on %s", name);
+	return 0;
+}
+
+/*
+ * Sockets from systemd (sd_listen_fds(3) without libsystemd): when
+ * LISTEN_PID is our pid, fds 3 .. 3+LISTEN_FDS-1 are ours.  Returns the
+ * count (0 when not socket-activated); the variables are removed so that
+ * nothing we start inherits them.
+ */
+static int
+intake_sd_fds(void)
+{
+	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	char *end;
+	long p, n;
+
+	if (pid == NULL || fds == NULL)
+		return 0;
+	p = strtol(pid, &end, 10);
+	if (*end != '\0' || p != (long)getpid())
+		return 0;
+	n = strtol(fds, &end, 10);
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	if (*end != '\0' || n <= 0)
+		return 0;
+	return n > INTAKE_SD_FDS_MAX ? INTAKE_SD_FDS_MAX : (int)n;
+}
+
+int
+intake_new(struct event_base *base, const struct config *cfg,
+    struct spool *sp, struct intake **out, struct sq_err *err)
+{
+	const struct config_intake *ci = &cfg->intake;
+	struct intake *in;
+	char name[128];
+	int fd, n_sd, i, rc;
+	size_t k;
+
+	in = xcalloc(1, sizeof(*in));
+	in->base = base;
+	in->cfg = cfg;
+	in->sp = sp;
+	in->commit_tail = &in->commit_list;
+	if (cfg->hostname != NULL)
+		snprintf(in->hostname, sizeof(in->hostname), "%s",
+		    cfg->hostname);
+	else if (gethostname(in->hostname, sizeof(in->hostname)) != 0 ||
+	    in->hostname[0] == '\0')
+		snprintf(in->hostname, sizeof(in->hostname), "localhost");
+	in->hostname[sizeof(in->hostname) - 1] = '\0';
+	in->commit_ev = event_new(base, -1, 0, intake_on_commit, in);
+	in->reap_ev = event_new(base, -1, 0, intake_on_reap, in);
+	in->resume_ev = evtimer_new(base, intake_on_resume, in);
+	if (in->commit_ev == NULL || in->reap_ev == NULL ||
+	    in->resume_ev == NULL)
+		log_fatalx("intake: out of memory");
+
+	n_sd = intake_sd_fds();
+	in->listeners = xcalloc((size_t)n_sd + ci->n_listen + 1,
+	    sizeof(*in->listeners));
+	if (n_sd > 0) {
+		if (ci->n_listen > 0)
+			log_info("intake: %d socket%s from systemd; [intake] "
+			    "listen is not used", n_sd, n_sd == 1 ? "" : "s");
+		for (i = 0; i < n_sd; i++) {
+			fd = INTAKE_SD_FDS_START + i;
+			fcntl(fd, F_SETFD, FD_CLOEXEC);
+			evutil_make_socket_nonblocking(fd);
+			snprintf(name, sizeof(name), "systemd fd %d", fd);
+			if ((rc = intake_add_listener(in, fd, name, NULL,
+			    err)) != 0)
+				goto fail;
+		}
+	} else {
+		for (k = 0; k < ci->n_listen; k++) {
+			fd = intake_bind(&ci->listen[k], name, sizeof(name),
+			    err);
+			if (fd < 0) {
+				rc = fd;
+				goto fail;
+			}
+			rc = intake_add_listener(in, fd, name,
+			    ci->listen[k].kind == CONFIG_LISTEN_UNIX ?
+			    ci->listen[k].addr : NULL, err);
+			if (rc != 0)
+				goto fail;
+		}
+	}
+	*out = in;
+	return 0;
+fail:
+	intake_free(in);
+	return rc;
+}
+
+void
+intake_close_listeners(struct intake *in)
+{
+	struct intake_listener *l;
+	size_t i;
+
+	if (in == NULL)
+		return;
+	for (i = 0; i < in->n_listeners; i++) {
+		l = &in->listeners[i];
+		if (l->lev != NULL) {
+			evconnlistener_free(l->lev);
+			l->lev = NULL;
+		}
+		if (l->unlink_path != NULL) {
+			unlink(l->unlink_path);
+			free(l->unlink_path);
+			l->unlink_path = NULL;
+		}
+	}
+}
+
+size_t
+intake_sessions(const struct intake *in)
+{
+	return in != NULL ? in->n_sessions : 0;
+}
+
+void
+intake_free(struct intake *in)
+{
+	struct intake_session *s;
+
+	if (in == NULL)
+		return;
+	intake_close_listeners(in);
+	/* Sessions waiting for commit were never answered: drop them. */
+	for (s = in->commit_list; s != NULL; s = s->commit_next)
+		s->committing = 0;
+	in->commit_list = NULL;
+	while (in->sessions != NULL)
+		intake_session_kill(in->sessions);
+	while ((s = in->reap_list) != NULL) {
+		in->reap_list = s->reap_next;
+		intake_session_free(s);
+	}
+	if (in->commit_ev != NULL)
+		event_free(in->commit_ev);
+	if (in->reap_ev != NULL)
+		event_free(in->reap_ev);
+	if (in->resume_ev != NULL)
+		event_free(in->resume_ev);
+	free(in->listeners);
+	free(in);
+}

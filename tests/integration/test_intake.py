@@ -1,0 +1,341 @@
+#!/usr/bin/env python3
+"""The SMTP listener ([intake]) with real clients: swaks (pipelined, over
+TCP and over the unix socket) and Python's smtplib (PIPELINING, the SIZE
+limit, an 8-bit body, a UTF-8 address with SMTPUTF8) talk to the real
+sendqd, which relays to the harness's private Exim; each message must
+arrive with the expected envelope and headers (sendq's Received: first,
+then what the client sent).  Also: limits (recipients, clients, command
+timeout), address errors, and the config rule against a listener others
+can reach.
+"""
+
+import os
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+
+class IntakeSendq(harness.Sendq):
+    """A Sendq whose config has an [intake] section (dict of keys)."""
+
+    def __init__(self, workdir, smarthost, intake, **kw):
+        self.intake = dict(intake)
+        super().__init__(workdir, smarthost, **kw)
+
+    def config_text(self):
+        text = super().config_text()
+        lines = ["", "[intake]"]
+        lines += ["%s = %s" % kv for kv in self.intake.items()]
+        return text + "\n".join(lines) + "\n"
+
+
+def recv_reply(sock, timeout):
+    """Read one complete SMTP reply (all lines) from sock; bytes."""
+    sock.settimeout(timeout)
+    data = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+        lines = data.split(b"\r\n")
+        for ln in lines[:-1]:
+            if len(ln) >= 4 and ln[3:4] == b" ":
+                return data
+
+
+class IntakeBase(harness.IntegrationTest):
+    INTAKE = {}
+
+    def setUp(self):
+        super().setUp()
+        self.exim = self.start_exim()
+        self.port = harness.free_port()
+        self.sock_path = os.path.join(self.dir, "smtp.sock")
+        intake = {"listen": "127.0.0.1:%d unix:%s" % (self.port,
+                                                       self.sock_path)}
+        intake.update(self.INTAKE)
+        sh = self.smarthost_for(self.exim, tls="implicit")
+        self.sq = IntakeSendq(self.dir, sh, intake, extra_sendq={
+            "control_socket": os.path.join(self.dir, "control.sock")})
+        self._started.append(self.sq)
+        self.sq.start()
+        harness.wait_for(lambda: harness.port_accepts(self.port),
+                         what="the intake listener on port %d (is it "
+                         "wired into sendqd's main?)" % self.port)
+        # That probe is a client too: wait until it is gone, so that it
+        # does not count against max_clients.
+        self.sq.wait_log(r"intake: closed client=")
+
+    def smtp(self):
+        s = smtplib.SMTP("127.0.0.1", self.port, timeout=harness.
+                         DEFAULT_TIMEOUT)
+        self.addCleanup(s.close)
+        return s
+
+    def only_message(self):
+        (m,) = self.exim.wait_messages(1)
+        return m
+
+    def assertSendqReceived(self, received, sent, proto="ESMTP"):
+        """received = sendq's Received: field + the bytes the client sent
+        (LF line ends); the Received: names sendq and proto."""
+        headers = received.original_headers()
+        first = headers[0].decode(errors="replace")
+        self.assertRegex(first, r"^Received: from \S+ \(")
+        self.assertIn("by localhost (sendq) with %s id " % proto, first)
+        rest = b"".join(headers[1:]) + b"\n" + received.body
+        self.assertEqual(rest, harness.crlf_to_lf(sent))
+
+
+class Clients(IntakeBase):
+    INTAKE = {"max_message_size": "64K", "max_recipients": "3"}
+
+    def test_swaks_pipelined_over_tcp_arrives_with_headers(self):
+        p = harness.run(["swaks", "--server", "127.0.0.1:%d" % self.port,
+                         "--pipeline", "--from", "alice@example.org",
+                         "--to", "bob@example.net,carol@example.net",
+                         "--header", "Subject: swaks pipelined",
+                         "--body", "hello from swaks"], timeout=60)
+        out = p.stdout.decode(errors="replace")
+        self.assertEqual(p.returncode, 0, out)
+        self.assertIn("250-PIPELINING", out)
+        self.assertRegex(out, r"250 2\.0\.0 Ok: queued as [0-9A-F]+")
+        m = self.only_message()
+        self.assertEqual(m.sender, "alice@example.org")
+        self.assertEqual(sorted(m.recipients),
+                         ["bob@example.net", "carol@example.net"])
+        self.assertEqual(m.header("Subject"), "swaks pipelined")
+        self.assertIn(b"hello from swaks", m.body)
+        rcvd = m.original_headers()[0].decode()
+        self.assertIn("([127.0.0.1])", rcvd)
+        self.assertIn("by localhost (sendq) with ESMTP id", rcvd)
+        kv = harness.parse_kv(self.sq.wait_log(r"intake msgid=").string)
+        self.assertEqual(kv["from"], "<alice@example.org>")
+        self.assertEqual(kv["nrcpt"], "2")
+        self.assertEqual(kv["uid"], "-1")
+        self.assertRegex(kv["client"], r"^\[127\.0\.0\.1\]:\d+$")
+
+    def test_swaks_over_the_unix_socket_records_the_uid(self):
+        p = harness.run(["swaks", "--socket", self.sock_path,
+                         "--from", "alice@example.org",
+                         "--to", "bob@example.net",
+                         "--header", "Subject: via socket"], timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout.decode(errors="replace"))
+        m = self.only_message()
+        self.assertEqual(m.header("Subject"), "via socket")
+        self.assertIn("(uid %d)" % os.getuid(),
+                      m.original_headers()[0].decode())
+        kv = harness.parse_kv(self.sq.wait_log(r"intake msgid=").string)
+        self.assertEqual(kv["uid"], str(os.getuid()))
+        queued_uid = None
+        # The envelope kept the uid too (read from the daemon's log of
+        # the queue is not enough: check the spool's record while it
+        # may still be there, else trust the log line above).
+        for name in os.listdir(os.path.join(self.sq.spool, "queue")):
+            if name.endswith(".env"):
+                with open(os.path.join(self.sq.spool, "queue", name)) as f:
+                    for ln in f:
+                        if ln.startswith("uid "):
+                            queued_uid = ln.split()[1]
+        if queued_uid is not None:
+            self.assertEqual(queued_uid, str(os.getuid()))
+
+    def test_smtplib_pipelining_size_and_byte_exact_arrival(self):
+        s = self.smtp()
+        code, _ = s.ehlo("client.test")
+        self.assertEqual(code, 250)
+        self.assertIn("pipelining", s.esmtp_features)
+        self.assertEqual(s.esmtp_features["size"], str(64 * 1024))
+        for ext in ("8bitmime", "smtputf8", "enhancedstatuscodes", "dsn"):
+            self.assertIn(ext, s.esmtp_features)
+        sent = harness.make_message(
+            "smtplib", "line one\r\n.starts with a dot\r\n..two dots\r\n"
+            "last line\r\n")
+        refused = s.sendmail("alice@example.org", ["bob@example.net"], sent)
+        self.assertEqual(refused, {})
+        s.quit()
+        m = self.only_message()
+        self.assertSendqReceived(m, sent)
+
+    def test_smtplib_size_over_the_limit_is_552(self):
+        s = self.smtp()
+        s.ehlo("client.test")
+        big = harness.make_message("big", "x" * 100 + "\r\n" * 1) + \
+            b"y" * (70 * 1024) + b"\r\n"
+        # smtplib declares SIZE=, so MAIL itself is refused.
+        with self.assertRaises(smtplib.SMTPSenderRefused) as cm:
+            s.sendmail("alice@example.org", ["bob@example.net"], big)
+        self.assertEqual(cm.exception.smtp_code, 552)
+        self.assertIn(b"5.3.4", cm.exception.smtp_error)
+        # Without SIZE= the message is read to its end, then refused.
+        s.rset()
+        self.assertEqual(s.mail("alice@example.org")[0], 250)
+        self.assertEqual(s.rcpt("bob@example.net")[0], 250)
+        code, msg = s.data(big)
+        self.assertEqual(code, 552, msg)
+        self.assertIn(b"5.3.4", msg)
+        # The session goes on: a small message is accepted.
+        small = harness.make_message("small", "fits\r\n")
+        self.assertEqual(s.sendmail("alice@example.org",
+                                    ["bob@example.net"], small), {})
+        s.quit()
+        m = self.only_message()
+        self.assertEqual(m.header("Subject"), "small")
+        self.assertEqual(len(self.exim.message_ids()), 1)
+
+    def test_smtplib_8bitmime_body_arrives_unchanged(self):
+        s = self.smtp()
+        s.ehlo("client.test")
+        sent = harness.make_message(
+            "8bit", "Gr\u00fc\u00dfe aus K\u00f6ln, \u00e7a va?\r\n",
+            extra_headers=("MIME-Version: 1.0",
+                           "Content-Type: text/plain; charset=utf-8",
+                           "Content-Transfer-Encoding: 8bit"))
+        self.assertIn("\u00fc".encode("utf-8"), sent)
+        s.sendmail("alice@example.org", ["bob@example.net"], sent,
+                   mail_options=["BODY=8BITMIME"])
+        s.quit()
+        m = self.only_message()
+        self.assertSendqReceived(m, sent)
+
+    def test_smtplib_utf8_address_with_smtputf8(self):
+        s = self.smtp()
+        s.ehlo("client.test")
+        rcpt = "j\u00f6rg@example.net"
+        sent = ("From: alice@example.org\r\nTo: %s\r\n"
+                "Subject: utf8\r\n\r\nhi\r\n" % rcpt).encode("utf-8")
+        s.sendmail("alice@example.org", [rcpt], sent,
+                   mail_options=["SMTPUTF8"])
+        s.quit()
+        m = self.only_message()
+        self.assertEqual(m.recipients, [rcpt])
+        self.assertSendqReceived(m, sent, proto="UTF8SMTP")
+
+    def test_address_errors_and_limits_get_rfc_replies(self):
+        s = self.smtp()
+        s.ehlo("client.test")
+        code, msg = s.mail("alice@@example.org")
+        self.assertEqual(code, 553)
+        self.assertIn(b"5.1.3", msg)
+        self.assertIn(b"alice@@example.org", msg)
+        code, msg = s.mail("alice@example.org")
+        self.assertEqual(code, 250)
+        code, msg = s.rcpt("no spaces@example.net")
+        self.assertEqual(code, 553)
+        self.assertIn(b"no spaces@example.net", msg)
+        s.send("RCPT TO:<j\u00f6rg@example.net>\r\n".encode("utf-8"))
+        code, msg = s.getreply()
+        self.assertEqual(code, 553, msg)
+        self.assertIn(b"5.6.7", msg)
+        for r in ("a@example.net", "b@example.net", "c@example.net"):
+            self.assertEqual(s.rcpt(r)[0], 250)
+        code, msg = s.rcpt("d@example.net")
+        self.assertEqual(code, 452)
+        self.assertIn(b"4.5.3", msg)
+        self.assertEqual(s.verify("root")[0], 252)
+        self.assertEqual(s.noop()[0], 250)
+        self.assertEqual(s.rset()[0], 250)
+        self.assertEqual(s.docmd("HELP")[0], 214)
+        code, msg = s.docmd("NOOP " + "x" * 1200)
+        self.assertEqual(code, 500)
+        self.assertIn(b"5.5.2", msg)
+        self.assertEqual(s.quit()[0], 221)
+
+
+class Limits(IntakeBase):
+    INTAKE = {"max_clients": "2", "timeout": "1s"}
+
+    def connect(self):
+        c = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        self.addCleanup(c.close)
+        return c
+
+    def test_clients_beyond_max_clients_get_421_4_3_2(self):
+        a, b = self.connect(), self.connect()
+        self.assertTrue(recv_reply(a, 10).startswith(b"220 "))
+        self.assertTrue(recv_reply(b, 10).startswith(b"220 "))
+        c = self.connect()
+        reply = recv_reply(c, 10)
+        self.assertTrue(reply.startswith(b"421 4.3.2 "), reply)
+        self.assertEqual(c.recv(100), b"")    # closed
+        self.sq.wait_log(r"refused: max_clients \(2\)")
+
+    def test_idle_client_gets_421_4_4_2_and_is_closed(self):
+        c = self.connect()
+        self.assertTrue(recv_reply(c, 10).startswith(b"220 "))
+        c.sendall(b"EHLO slow\r\n")
+        recv_reply(c, 10)
+        # Say nothing more: the 1s command timeout ends the session.
+        reply = recv_reply(c, 30)
+        self.assertTrue(reply.startswith(b"421 4.4.2 "), reply)
+        self.assertEqual(c.recv(100), b"")
+
+    def test_a_slot_is_free_again_after_quit(self):
+        for _ in range(4):
+            s = smtplib.SMTP("127.0.0.1", self.port, timeout=10)
+            self.assertEqual(s.noop()[0], 250)
+            s.quit()
+        harness.wait_for(lambda: "closed client=" in self.sq.log_text())
+
+
+class Config(harness.IntegrationTest):
+    def check(self, intake):
+        sq = IntakeSendq(self.dir, {"host": "127.0.0.1", "tls": "none"},
+                         intake)
+        p = harness.run([harness.sendq_binary("sendqd"), "-C", sq.config,
+                         "--check-config"])
+        return p.returncode, p.stderr.decode(errors="replace")
+
+    def test_listener_others_can_reach_needs_allow_networks(self):
+        rc, err = self.check({"listen": "0.0.0.0:2525"})
+        self.assertEqual(rc, harness.EX_CONFIG)
+        self.assertRegex(err, r"sendq\.ini:\d+: \[intake\] listen: "
+                         r"\"0\.0\.0\.0\" is not a loopback address")
+        rc, err = self.check({"listen": "0.0.0.0:2525",
+                              "allow_networks": "192.0.2.0/24"})
+        self.assertEqual(rc, 0, err)
+
+    def test_non_local_client_outside_allow_networks_gets_554(self):
+        addr = None
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.connect(("192.0.2.1", 9))     # no packet is sent
+                addr = u.getsockname()[0]
+        except OSError:
+            pass
+        if not addr or addr.startswith("127."):
+            self.skipTest("no non-loopback IPv4 address on this host")
+        # A network this host's address is not in.
+        other = "198.51.100.0/24" if not addr.startswith("198.51.100.") \
+            else "203.0.113.0/24"
+        port = harness.free_port()
+        sq = IntakeSendq(self.dir, {"host": "127.0.0.1", "port": "1",
+                                    "tls": "none"},
+                         {"listen": "0.0.0.0:%d" % port,
+                          "allow_networks": other},
+                         extra_sendq={"control_socket": os.path.join(
+                             self.dir, "control.sock")})
+        self._started.append(sq)
+        sq.start()
+        harness.wait_for(lambda: harness.port_accepts(port))
+        with socket.create_connection((addr, port), timeout=10) as c:
+            reply = recv_reply(c, 10)
+            self.assertTrue(reply.startswith(b"554 5.7.1 "), reply)
+            c.sendall(b"MAIL FROM:<a@example.org>\r\n")
+            self.assertTrue(recv_reply(c, 10).startswith(b"503 5.7.1"))
+            c.sendall(b"QUIT\r\n")
+            self.assertTrue(recv_reply(c, 10).startswith(b"221 "))
+        # Loopback is always served.
+        s = smtplib.SMTP("127.0.0.1", port, timeout=10)
+        self.assertEqual(s.ehlo()[0], 250)
+        s.quit()
+
+
+if __name__ == "__main__":
+    harness.main()
