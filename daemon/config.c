@@ -55,6 +55,11 @@
  * units.  At the end of the section a listen address that is neither
  * loopback nor a unix socket is refused unless allow_networks is given,
  * reported at that listen line.
+ *
+ * [aliases] (at most once) has no key table: each line NAME = ADDRESS
+ * ... is checked and stored by config_set_alias() (names lowercased,
+ * duplicates refused); rewrite.c applies them.  default_domain and
+ * rewrite_sender are ordinary [sendq] keys.
  */
 #include <ctype.h>
 #include <errno.h>

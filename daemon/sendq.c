@@ -2,48 +2,74 @@
  * sendq.c - the sendmail-compatible injector: `sendq`, also answering as
  * `sendmail` and (listing the queue) as `mailq`.
  *
- * How it works: options are parsed sendmail-style (clustered flags, option
- * arguments attached or separate, the usual compatibility options accepted
- * and ignored).  The message comes on standard input.  Only its header
- * block is buffered (at most MAILMSG_HEADER_MAX bytes), line by line,
- * until the first blank line or the first line that is not a header line;
- * the body is then streamed to the spool writer.  Unless -i/-oi is given a
- * line holding a lone "." ends the message, as with sendmail.  With -t the
- * addresses of To/Cc/Bcc are added to those of the command line.  Bcc
- * fields are never stored.  Missing Date, From and Message-ID fields are
- * added at the top of the header; when the header block does not end with
- * a blank line but a body follows, a blank line is inserted.  Everything
- * else is stored byte-exact: line endings are left as they came (the
- * daemon normalises them on the wire).
+ * How it works: options are parsed sendmail-style from one table,
+ * sendq_options[] {name, argument, handler, help}, which also prints
+ * `sendq --help`: clustered flags ("-ti"), option arguments attached or
+ * separate ("-fADDR", "-f ADDR"), and the -b, -o and -q families taken as
+ * whole words ("-bm", "-oem", "-odb").  Anything not in the table (or in
+ * it as unsupported) is one line on stderr and exit 64.  The message
+ * comes on standard input.  Only its header block is buffered (at most
+ * MAILMSG_HEADER_MAX bytes), line by line, until the first blank line or
+ * the first line that is not a header line; the body is then streamed to
+ * the sink.  Unless -i/-oi is given a line holding a lone "." ends the
+ * message, as with sendmail.  With -t the addresses of To/Cc/Bcc are
+ * added to those of the command line.  Bcc fields are never stored.
+ * Addresses go through rewrite.h: bare local parts are qualified with
+ * default_domain, recipients through [aliases], the sender through
+ * rewrite_sender (and the From field with it when it named the original
+ * sender).  Missing Date, From and Message-ID fields are added at the top
+ * of the header; when the header block does not end with a blank line but
+ * a body follows, a blank line is inserted.  Everything else is stored
+ * byte-exact: line endings are left as they came (the daemon normalises
+ * them on the wire), 8-bit and UTF-8 header bytes too (as Postfix does;
+ * the envelope is marked 8bit so the relay uses BODY=8BITMIME).
  *
- * The message is written into the spool's tmp/ through spool.h's writer.
- * When sendqd runs, the file is handed over on the control socket
- * ("submit ID LEN" plus the envelope, control.h) and sendqd commits it
- * together with whatever else arrived at the same time (one syncfs and
- * one directory fsync for the whole group); we keep the file locked until
- * sendqd answers.  When sendqd is not running, cannot be reached (the
- * socket is for root and the sendq group) or goes away without an answer,
- * the message is committed here as before (tmp/, fsync, rename into
- * queue/, fsync); sendqd sees it through its watch on queue/.  If sendqd
- * answers with an error, that error is printed and the exit is 75.  Exit
- * 0 means the message is on stable storage.  On any failure the writer is aborted, so nothing is left in
- * tmp/.  Exit codes are sysexits.h: 64 usage, 65 bad address or data, 67
+ * Where the message goes (the sink):
+ *  - sendqd answers on its control socket: the message is written into
+ *    the spool's tmp/ through spool.h's writer and handed over ("submit
+ *    ID LEN" plus the envelope, control.h); sendqd commits it together
+ *    with whatever else arrived at the same time.  If sendqd goes away
+ *    without an answer the message is committed here (tmp/, fsync,
+ *    rename into queue/, fsync).  An error answer is printed, exit 75.
+ *  - sendqd is not running (or its socket is not ours to use): the
+ *    message becomes a drop file (dropfile.h format: X-Sendq-Sender and
+ *    X-Sendq-Recipient lines, then the message) written into
+ *    spool_dir/maildrop/tmp/, fsynced, renamed into maildrop/, and
+ *    maildrop/ fsynced; sendqd picks it up when it starts (pickup.h).
+ *    Silent unless -v.  When maildrop/ does not exist (a spool no sendqd
+ *    has run on yet), cannot be written, or the message cannot be a drop
+ *    file (an X-Sendq-* field of its own, a header or envelope too large
+ *    for the pick-up), the spool is written directly as above.  A drop
+ *    file larger than the pick-up's limit ([intake] max_message_size) is
+ *    refused with exit 65 rather than left for the pick-up to reject.
+ * Exit 0 means the message is on stable storage.  On any failure the
+ * writer is aborted (the drop file removed), so nothing is left in tmp/.
+ * Exit codes are sysexits.h: 64 usage, 65 bad address or data, 67
  * unknown user, 74 input error, 75 cannot queue now, 78 configuration.
+ *
+ * -bs speaks SMTP on stdin/stdout through intake_proto (the listener's
+ * pure core); each message is read into memory (at most [intake]
+ * max_message_size) and then queued exactly as above, with the envelope
+ * of MAIL/RCPT and -i semantics.
  *
  * mailq / -bp print queue_view's listing: asked from sendqd over the
  * control socket when it runs (so messages being delivered show as
  * active), else read from the spool directly.  -q asks sendqd to flush
  * the queue (control "flush"); without a running daemon it exits 75.
  */
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,24 +77,38 @@
 #include "buf.h"
 #include "config.h"
 #include "control.h"
+#include "dropfile.h"
 #include "envelope.h"
+#include "intake_proto.h"
 #include "log.h"
 #include "mailmsg.h"
+#include "pickup.h"
 #include "queue_view.h"
+#include "rewrite.h"
 #include "spool.h"
 #include "util.h"
 
 #define SENDQ_READ_CHUNK	(64 * 1024)
 #define SENDQ_SUBMIT_TIMEOUT	60	/* seconds for sendqd's answer */
+#define SENDQ_ENVID_MAX		100	/* -V: RFC 3461 ENVID */
+#define SENDQ_DROP_RCPT_MAX	10000	/* more: not as a drop file */
+
+enum sendq_mode {
+	SENDQ_MODE_DELIVER,	/* -bm: read a message and queue it */
+	SENDQ_MODE_LIST,	/* -bp, mailq */
+	SENDQ_MODE_FLUSH,	/* -q */
+	SENDQ_MODE_SMTP,	/* -bs */
+	SENDQ_MODE_VERIFY,	/* -bv */
+	SENDQ_MODE_NEWALIASES,	/* -bi */
+	SENDQ_MODE_HELP,
+	SENDQ_MODE_VERSION,
+};
 
 struct sendq_opts {
+	enum sendq_mode	 mode;
 	int		 extract;	/* -t */
 	int		 ignore_dots;	/* -i, -oi */
 	int		 verbose;	/* -v */
-	int		 list;		/* -bp, or called as mailq */
-	int		 flush;		/* -q */
-	int		 help;
-	int		 version;
 	const char	*sender;	/* -f, -r */
 	const char	*fullname;	/* -F */
 	const char	*config_path;	/* -C */
@@ -76,12 +116,435 @@ struct sendq_opts {
 	int		 n_rcpts;
 };
 
+/*
+ * One row of the option table.  name is what follows the '-' ("t",
+ * "oem", "-help"); one-letter names may be clustered, the others are
+ * whole words.  arg names the argument in --help, NULL for none.  fn
+ * returns 0 or EX_USAGE after printing.  help NULL hides the row (an
+ * alias of the row above it).
+ */
+struct sendq_option {
+	const char	*name;
+	const char	*arg;
+	int		(*fn)(struct sendq_opts *, const char *,
+			    const char *);
+	const char	*help;
+};
+
+static int
+sendq_opt_extract(struct sendq_opts *o, const char *name, const char *arg)
+{
+	(void)name;
+	(void)arg;
+	o->extract = 1;
+	return 0;
+}
+
+static int
+sendq_opt_dots(struct sendq_opts *o, const char *name, const char *arg)
+{
+	(void)name;
+	(void)arg;
+	o->ignore_dots = 1;
+	return 0;
+}
+
+static int
+sendq_opt_verbose(struct sendq_opts *o, const char *name, const char *arg)
+{
+	(void)name;
+	(void)arg;
+	o->verbose = 1;
+	return 0;
+}
+
+static int
+sendq_opt_sender(struct sendq_opts *o, const char *name, const char *arg)
+{
+	(void)name;
+	o->sender = arg;
+	return 0;
+}
+
+static int
+sendq_opt_fullname(struct sendq_opts *o, const char *name, const char *arg)
+{
+	(void)name;
+	o->fullname = arg;
+	return 0;
+}
+
+static int
+sendq_opt_config(struct sendq_opts *o, const char *name, const char *arg)
+{
+	(void)name;
+	o->config_path = arg;
+	return 0;
+}
+
+static int
+sendq_opt_mode(struct sendq_opts *o, const char *name, const char *arg)
+{
+	(void)arg;
+	if (strcmp(name, "bm") == 0)
+		o->mode = SENDQ_MODE_DELIVER;
+	else if (strcmp(name, "bp") == 0)
+		o->mode = SENDQ_MODE_LIST;
+	else if (strcmp(name, "q") == 0)
+		o->mode = SENDQ_MODE_FLUSH;
+	else if (strcmp(name, "bs") == 0)
+		o->mode = SENDQ_MODE_SMTP;
+	else if (strcmp(name, "bv") == 0)
+		o->mode = SENDQ_MODE_VERIFY;
+	else if (strcmp(name, "bi") == 0)
+		o->mode = SENDQ_MODE_NEWALIASES;
+	else if (strcmp(name, "-version") == 0)
+		o->mode = SENDQ_MODE_VERSION;
+	else
+		o->mode = SENDQ_MODE_HELP;
+	return 0;
+}
+
+static int
+sendq_opt_ignore(struct sendq_opts *o, const char *name, const char *arg)
+{
+	(void)o;
+	(void)name;
+	(void)arg;
+	return 0;
+}
+
+/* -B TYPE: 7BIT or 8BITMIME. */
+static int
+sendq_opt_body(struct sendq_opts *o, const char *name, const char *arg)
+{
+	(void)o;
+	(void)name;
+	if (strcasecmp(arg, "7BIT") == 0 || strcasecmp(arg, "8BITMIME") == 0)
+		return 0;
+	fprintf(stderr, "sendq: -B: unknown body type (allowed: 7BIT, "
+	    "8BITMIME)\n");
+	return EX_USAGE;
+}
+
+/* -N DSN: "never" or a comma list of success, failure, delay. */
+static int
+sendq_opt_notify(struct sendq_opts *o, const char *name, const char *arg)
+{
+	const char *p = arg, *e;
+	size_t n;
+
+	(void)o;
+	(void)name;
+	if (strcasecmp(arg, "never") == 0)
+		return 0;
+	for (;;) {
+		e = strchr(p, ',');
+		n = e != NULL ? (size_t)(e - p) : strlen(p);
+		if (!((n == 7 && strncasecmp(p, "success", 7) == 0) ||
+		    (n == 7 && strncasecmp(p, "failure", 7) == 0) ||
+		    (n == 5 && strncasecmp(p, "delay", 5) == 0))) {
+			fprintf(stderr, "sendq: -N: bad DSN notification "
+			    "(allowed: never, or a comma list of success, "
+			    "failure, delay)\n");
+			return EX_USAGE;
+		}
+		if (e == NULL)
+			return 0;
+		p = e + 1;
+	}
+}
+
+/* -R RET: full or hdrs. */
+static int
+sendq_opt_ret(struct sendq_opts *o, const char *name, const char *arg)
+{
+	(void)o;
+	(void)name;
+	if (strcasecmp(arg, "full") == 0 || strcasecmp(arg, "hdrs") == 0)
+		return 0;
+	fprintf(stderr, "sendq: -R: bad DSN return type (allowed: full, "
+	    "hdrs)\n");
+	return EX_USAGE;
+}
+
+/* -V ENVID: printable ASCII, at most SENDQ_ENVID_MAX characters. */
+static int
+sendq_opt_envid(struct sendq_opts *o, const char *name, const char *arg)
+{
+	size_t i, n = strlen(arg);
+
+	(void)o;
+	(void)name;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)arg[i] <= 0x20 ||
+		    (unsigned char)arg[i] >= 0x7f)
+			break;
+	if (n == 0 || n > SENDQ_ENVID_MAX || i < n) {
+		fprintf(stderr, "sendq: -V: bad envelope id (allowed: 1 to %d "
+		    "printable ASCII characters without spaces; the version "
+		    "is --version)\n", SENDQ_ENVID_MAX);
+		return EX_USAGE;
+	}
+	return 0;
+}
+
+static int
+sendq_opt_unsupported(struct sendq_opts *o, const char *name,
+    const char *arg)
+{
+	(void)o;
+	(void)arg;
+	fprintf(stderr, "sendq: option -%s is not supported (see sendq "
+	    "--help)\n", name);
+	return EX_USAGE;
+}
+
+static const struct sendq_option sendq_options[] = {
+	{ "t", NULL, sendq_opt_extract,
+	  "add the recipients of the To, Cc and Bcc fields (Bcc is removed "
+	  "from the message in any case)" },
+	{ "f", "ADDR", sendq_opt_sender,
+	  "envelope sender (\"<>\" or \"\" for the null sender); default: "
+	  "your login name @ default_domain" },
+	{ "r", "ADDR", sendq_opt_sender, "the same as -f" },
+	{ "F", "NAME", sendq_opt_fullname,
+	  "full name for the From field added when there is none" },
+	{ "i", NULL, sendq_opt_dots,
+	  "a line with a lone \".\" does not end the message" },
+	{ "oi", NULL, sendq_opt_dots, "the same as -i" },
+	{ "C", "FILE", sendq_opt_config,
+	  "configuration file (default " CONFIG_DEFAULT_PATH ")" },
+	{ "bm", NULL, sendq_opt_mode,
+	  "read a message and queue it (the default)" },
+	{ "bp", NULL, sendq_opt_mode, "list the queue (same as mailq)" },
+	{ "bs", NULL, sendq_opt_mode,
+	  "speak SMTP on standard input and output" },
+	{ "q", NULL, sendq_opt_mode,
+	  "ask sendqd to try every queued message now (exit 75 when sendqd "
+	  "is not running)" },
+	{ "bv", NULL, sendq_opt_mode,
+	  "show what each recipient argument is rewritten to; sends "
+	  "nothing" },
+	{ "bi", NULL, sendq_opt_mode,
+	  "nothing to do: [aliases] in the configuration is read directly "
+	  "(exit 0)" },
+	{ "v", NULL, sendq_opt_verbose,
+	  "say where the message went (queue id, via sendqd or the "
+	  "maildrop) on standard error" },
+	{ "h", NULL, sendq_opt_mode, "this text" },
+	{ "-help", NULL, sendq_opt_mode, NULL },
+	{ "-version", NULL, sendq_opt_mode, "print the version" },
+	/* Accepted and checked, without effect. */
+	{ "B", "TYPE", sendq_opt_body,
+	  "body type 7BIT or 8BITMIME (ignored: 8-bit is detected)" },
+	{ "N", "DSN", sendq_opt_notify,
+	  "DSN notify: never, or success,failure,delay (ignored)" },
+	{ "R", "RET", sendq_opt_ret, "DSN return: full or hdrs (ignored)" },
+	{ "V", "ENVID", sendq_opt_envid,
+	  "DSN envelope id (ignored; the version is --version)" },
+	{ "oem", NULL, sendq_opt_ignore,
+	  "error reporting by mail / by exit status: errors are always "
+	  "reported on standard error and in the exit status" },
+	{ "oee", NULL, sendq_opt_ignore, NULL },
+	{ "oep", NULL, sendq_opt_ignore, NULL },
+	{ "oeq", NULL, sendq_opt_ignore, NULL },
+	{ "oew", NULL, sendq_opt_ignore, NULL },
+	{ "odi", NULL, sendq_opt_ignore,
+	  "delivery mode interactive / background / queue only: sendq "
+	  "always queues and exits once the message is durable" },
+	{ "odb", NULL, sendq_opt_ignore, NULL },
+	{ "odq", NULL, sendq_opt_ignore, NULL },
+	{ "om", NULL, sendq_opt_ignore,
+	  "me too: the sender is never removed from the recipients" },
+	{ "m", NULL, sendq_opt_ignore, "the same as -om" },
+	{ "n", NULL, sendq_opt_ignore, "do not alias (ignored)" },
+	{ "G", NULL, sendq_opt_ignore, "gateway submission (ignored)" },
+	{ "U", NULL, sendq_opt_ignore, "initial user submission (ignored)" },
+	{ "L", "LABEL", sendq_opt_ignore, "syslog label (ignored)" },
+	{ "X", "FILE", sendq_opt_ignore, "traffic log file (ignored)" },
+	{ "O", "OPT=VAL", sendq_opt_ignore, "sendmail option (ignored)" },
+	/* Refused: exit 64. */
+	{ "bd", NULL, sendq_opt_unsupported,
+	  "daemon mode: run sendqd (systemctl start sendq)" },
+	{ "bD", NULL, sendq_opt_unsupported, NULL },
+	{ "bt", NULL, sendq_opt_unsupported,
+	  "address test mode: use -bv" },
+	{ "bh", NULL, sendq_opt_unsupported,
+	  "host status: use sendqctl" },
+	{ "bH", NULL, sendq_opt_unsupported, NULL },
+	{ "I", NULL, sendq_opt_unsupported, "initialise aliases: use -bi" },
+	{ "qR", NULL, sendq_opt_unsupported,
+	  "partial or periodic queue runs (-qR, -qS, -qI, -qf, -q15m): "
+	  "use -q or sendqctl" },
+};
+
+#define SENDQ_NOPTIONS	(sizeof(sendq_options) / sizeof(sendq_options[0]))
+
+/* Print text from column 17 to 79, words wrapped. */
+static void
+sendq_usage_wrap(FILE *fp, const char *text)
+{
+	const char *p = text, *sp, *end;
+	size_t col = 16, n;
+
+	while (*p != '\0') {
+		sp = strchr(p, ' ');
+		end = sp != NULL ? sp : p + strlen(p);
+		n = (size_t)(end - p);
+		if (col > 16 && col + 1 + n > 79) {
+			fprintf(fp, "\n%16s", "");
+			col = 16;
+		}
+		fprintf(fp, " %.*s", (int)n, p);
+		col += 1 + n;
+		p = *end == ' ' ? end + 1 : end;
+	}
+	fprintf(fp, "\n");
+}
+
+static void
+sendq_usage(FILE *fp)
+{
+	const struct sendq_option *op;
+	char left[32];
+	size_t i, j;
+
+	fprintf(fp,
+"usage: sendq [options] [--] [recipient ...]   (message on standard input)\n"
+"       mailq | sendq -bp                      (list the queue)\n"
+"       sendq -q                               (try every message now)\n");
+	for (i = 0; i < SENDQ_NOPTIONS; i++) {
+		op = &sendq_options[i];
+		if (op->help == NULL)
+			continue;
+		if (i == 0)
+			fprintf(fp, "\nOptions:\n");
+		else if (op->fn == sendq_opt_body &&
+		    sendq_options[i - 1].fn != sendq_opt_body)
+			fprintf(fp, "\nAccepted for compatibility, without "
+			    "effect:\n");
+		else if (op->fn == sendq_opt_unsupported &&
+		    sendq_options[i - 1].fn != sendq_opt_unsupported)
+			fprintf(fp, "\nNot supported (exit 64):\n");
+		snprintf(left, sizeof(left), "-%s%s%s", op->name,
+		    op->arg != NULL ? " " : "", op->arg != NULL ? op->arg : "");
+		/* Hidden aliases right below are named with their row. */
+		for (j = i + 1; j < SENDQ_NOPTIONS &&
+		    sendq_options[j].help == NULL; j++)
+			snprintf(left + strlen(left), sizeof(left) -
+			    strlen(left), ", -%s", sendq_options[j].name);
+		if (strlen(left) <= 14)
+			fprintf(fp, "  %-14s", left);
+		else
+			fprintf(fp, "  %s\n  %-14s", left, "");
+		sendq_usage_wrap(fp, op->help);
+	}
+	fprintf(fp,
+"\nUnknown options exit 64.  Recipients after -- are taken as addresses.\n"
+"Addresses without a domain get \"@\" default_domain ([sendq] in the\n"
+"configuration); [aliases] maps local names to addresses; rewrite_sender\n"
+"masquerades the sender.  Without a running sendqd the message is left in\n"
+"the maildrop for sendqd to pick up.\n"
+"Exit status: 0 queued, 64 usage, 65 bad address or message, 67 unknown\n"
+"user, 74 input error, 75 cannot queue now (try again), 78 bad config.\n");
+}
+
+static const struct sendq_option *
+sendq_option_find(const char *name, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < SENDQ_NOPTIONS; i++)
+		if (strlen(sendq_options[i].name) == len &&
+		    strncmp(sendq_options[i].name, name, len) == 0)
+			return &sendq_options[i];
+	return NULL;
+}
+
+static int
+sendq_unknown(const char *what)
+{
+	char safe[64];
+
+	sq_printable(safe, sizeof(safe), what, strlen(what));
+	fprintf(stderr, "sendq: unknown option -%s (see sendq --help)\n",
+	    safe);
+	return EX_USAGE;
+}
+
+/* Returns 0, or EX_USAGE after printing why. */
+static int
+sendq_parse_args(int argc, char **argv, struct sendq_opts *o)
+{
+	const struct sendq_option *op;
+	const char *p, *arg;
+	char name[2];
+	int i, rc;
+
+	for (i = 1; i < argc; i++) {
+		p = argv[i];
+		if (p[0] != '-' || p[1] == '\0')
+			break;
+		if (strcmp(p, "--") == 0) {
+			i++;
+			break;
+		}
+		p++;
+		/* Long options, and the -b, -o and -q families: whole
+		 * words. */
+		if (p[0] == '-' || p[0] == 'b' || p[0] == 'o' ||
+		    (p[0] == 'q' && p[1] != '\0')) {
+			if ((op = sendq_option_find(p, strlen(p))) == NULL &&
+			    p[0] == 'q')
+				op = sendq_option_find("qR", 2);
+			if (op == NULL)
+				return sendq_unknown(p);
+			if ((rc = op->fn(o, p, NULL)) != 0)
+				return rc;
+			continue;
+		}
+		/* Clustered letters; an argument ends the word. */
+		for (; *p != '\0'; p++) {
+			if ((op = sendq_option_find(p, 1)) == NULL) {
+				name[0] = *p;
+				name[1] = '\0';
+				return sendq_unknown(name);
+			}
+			arg = NULL;
+			if (op->arg != NULL) {
+				if (p[1] != '\0')
+					arg = p + 1;
+				else if (i + 1 < argc)
+					arg = argv[++i];
+				else {
+					fprintf(stderr, "sendq: option -%s "
+					    "needs an argument %s (see sendq "
+					    "--help)\n", op->name, op->arg);
+					return EX_USAGE;
+				}
+			}
+			if ((rc = op->fn(o, op->name, arg)) != 0)
+				return rc;
+			if (arg != NULL)
+				break;
+		}
+	}
+	o->rcpts = argv + i;
+	o->n_rcpts = argc - i;
+	return 0;
+}
+
+/* The message source: standard input, or a message in memory (-bs). */
 struct sendq_in {
-	int	 fd;
-	char	 buf[SENDQ_READ_CHUNK];
-	size_t	 pos;
-	size_t	 len;
-	int	 eof;
+	int		 fd;
+	const char	*mem;		/* NULL: read fd */
+	size_t		 mem_len;
+	size_t		 mem_pos;
+	char		 buf[SENDQ_READ_CHUNK];
+	size_t		 pos;
+	size_t		 len;
+	int		 eof;
 };
 
 /* Body streaming states for the lone-dot rule. */
@@ -93,259 +556,31 @@ enum sendq_dot {
 	SENDQ_DOT_END,		/* a lone dot was seen: message ends */
 };
 
-static void
-sendq_usage(FILE *fp)
-{
-	fprintf(fp,
-"usage: sendq [options] [--] [recipient ...]   (message on standard input)\n"
-"       mailq | sendq -bp                      (list the queue)\n"
-"       sendq -q                               (try every message now)\n"
-"\n"
-"  -t            add the recipients of the To, Cc and Bcc fields (Bcc is\n"
-"                removed from the message in any case)\n"
-"  -f ADDR, -r ADDR\n"
-"                envelope sender (\"<>\" or \"\" for the null sender);\n"
-"                default: your login name @ the configured host name\n"
-"  -F NAME       full name for the From field added when there is none\n"
-"  -i, -oi       a line with a lone \".\" does not end the message\n"
-"  -C FILE       configuration file (default " CONFIG_DEFAULT_PATH ")\n"
-"  -bm           read a message and queue it (the default)\n"
-"  -bp           list the queue (same as mailq)\n"
-"  -q            ask sendqd to try every queued message now (exit 75 when\n"
-"                sendqd is not running)\n"
-"  -v            print the queue id of the queued message\n"
-"  -h, --help    this text\n"
-"  -V, --version print the version\n"
-"\n"
-"Accepted and ignored for compatibility: -oX... (-oem, -oee, -odi, -odb,\n"
-"-om, ...), -B TYPE, -N DSN, -R RET, -X FILE, -O OPT=VALUE, -L LABEL,\n"
-"-m, -n, -G, -U.  Addresses without a domain get \"@\" and the host name.\n"
-"Exit status: 0 queued, 64 usage, 65 bad address or message, 67 unknown\n"
-"user, 74 input error, 75 cannot queue now (try again), 78 bad config.\n");
-}
+/* Everything a submission needs besides the options. */
+struct sendq_ctx {
+	const struct sendq_opts	*o;
+	const struct config	*cfg;
+	struct rewrite		 rw;
+	const char		*hostname;
+	const char		*spool_dir;
+	const char		*control_path;
+	const char		*route;		/* for -v: how it went */
+};
 
-/* Returns 0, or EX_USAGE after printing why. */
-static int
-sendq_parse_args(int argc, char **argv, struct sendq_opts *o)
-{
-	const char *p, *arg;
-	int i;
-	char c;
-
-	for (i = 1; i < argc; i++) {
-		p = argv[i];
-		if (p[0] != '-' || p[1] == '\0')
-			break;
-		if (strcmp(p, "--") == 0) {
-			i++;
-			break;
-		}
-		if (strcmp(p, "--help") == 0) {
-			o->help = 1;
-			continue;
-		}
-		if (strcmp(p, "--version") == 0) {
-			o->version = 1;
-			continue;
-		}
-		if (p[1] == '-') {
-			fprintf(stderr, "sendq: unknown option %s (see sendq "
-			    "--help)\n", p);
-			return EX_USAGE;
-		}
-		for (p++; *p != '\0'; p++) {
-			c = *p;
-			switch (c) {
-			case 't':
-				o->extract = 1;
-				continue;
-			case 'i':
-				o->ignore_dots = 1;
-				continue;
-			case 'v':
-				o->verbose = 1;
-				continue;
-			case 'h':
-				o->help = 1;
-				continue;
-			case 'V':
-				o->version = 1;
-				continue;
-			case 'm':
-			case 'n':
-			case 'G':
-			case 'U':
-				continue;
-			case 'b':
-				if (strcmp(p + 1, "m") == 0)
-					o->list = 0;
-				else if (strcmp(p + 1, "p") == 0)
-					o->list = 1;
-				else {
-					fprintf(stderr, "sendq: unsupported "
-					    "mode -b%s (only -bm and -bp)\n",
-					    p + 1);
-					return EX_USAGE;
-				}
-				goto next;
-			case 'q':
-				if (p[1] != '\0') {
-					fprintf(stderr, "sendq: -q%s is not "
-					    "supported (only -q: flush the "
-					    "queue now)\n", p + 1);
-					return EX_USAGE;
-				}
-				o->flush = 1;
-				continue;
-			case 'o':
-				if (strcmp(p + 1, "i") == 0)
-					o->ignore_dots = 1;
-				goto next;
-			case 'f':
-			case 'r':
-			case 'F':
-			case 'C':
-			case 'B':
-			case 'N':
-			case 'R':
-			case 'X':
-			case 'O':
-			case 'L':
-				if (p[1] != '\0')
-					arg = p + 1;
-				else if (i + 1 < argc)
-					arg = argv[++i];
-				else {
-					fprintf(stderr, "sendq: option -%c "
-					    "needs an argument (see sendq "
-					    "--help)\n", c);
-					return EX_USAGE;
-				}
-				if (c == 'f' || c == 'r')
-					o->sender = arg;
-				else if (c == 'F')
-					o->fullname = arg;
-				else if (c == 'C')
-					o->config_path = arg;
-				goto next;
-			default:
-				if ((unsigned char)c < 0x20 ||
-				    (unsigned char)c >= 0x7f)
-					c = '?';
-				fprintf(stderr, "sendq: unknown option -%c "
-				    "(see sendq --help)\n", c);
-				return EX_USAGE;
-			}
-		}
-next:
-		;
-	}
-	o->rcpts = argv + i;
-	o->n_rcpts = argc - i;
-	return 0;
-}
-
-/* True when addr has an "@domain" (an '@' outside a quoted local part). */
-static int
-sendq_has_domain(const char *addr)
-{
-	const char *p = addr;
-
-	if (*p == '"') {
-		for (p++; *p != '\0' && *p != '"'; p++)
-			if (*p == '\\' && p[1] != '\0')
-				p++;
-		return *p == '"' && p[1] == '@';
-	}
-	return strchr(addr, '@') != NULL;
-}
-
-/* Qualify and validate; returns a new string or NULL after printing. */
-static char *
-sendq_address(const char *addr, const char *hostname, const char *what)
-{
-	struct sq_err err = { 0 };
-	char *full;
-
-	if (sendq_has_domain(addr))
-		full = xstrdup(addr);
-	else
-		full = xasprintf("%s@%s", addr, hostname);
-	if (mailmsg_addr_valid(full, 0, &err) != 0) {
-		fprintf(stderr, "sendq: %s: %s\n", what, err.msg);
-		free(full);
-		return NULL;
-	}
-	return full;
-}
-
-static void
-sendq_add_rcpt(struct envelope *env, char *addr)
-{
-	size_t i;
-
-	for (i = 0; i < env->n_rcpts; i++)
-		if (strcmp(env->rcpts[i], addr) == 0) {
-			free(addr);
-			return;
-		}
-	env->rcpts = xreallocarray(env->rcpts, env->n_rcpts + 1,
-	    sizeof(*env->rcpts));
-	env->rcpts[env->n_rcpts++] = addr;
-}
-
-/* Parse an address list and add its qualified, valid addresses to env.
- * Returns 0 or EX_DATAERR after printing. */
-static int
-sendq_add_list(struct envelope *env, const char *s, size_t len,
-    const char *hostname, const char *what)
-{
-	struct mailmsg_addr_list l = { 0 };
-	struct sq_err err = { 0 };
-	size_t i;
-	char *addr;
-	int rc = 0;
-
-	if (mailmsg_addr_list_parse(&l, s, len, &err) != 0) {
-		fprintf(stderr, "sendq: %s: %s\n", what, err.msg);
-		return EX_DATAERR;
-	}
-	for (i = 0; i < l.n; i++) {
-		if ((addr = sendq_address(l.addrs[i], hostname, what)) ==
-		    NULL) {
-			rc = EX_DATAERR;
-			break;
-		}
-		sendq_add_rcpt(env, addr);
-	}
-	mailmsg_addr_list_fini(&l);
-	return rc;
-}
-
-/* The envelope sender from -f/-r: "" for <>.  NULL after printing. */
-static char *
-sendq_sender_arg(const char *arg, const char *hostname)
-{
-	struct mailmsg_addr_list l = { 0 };
-	struct sq_err err = { 0 };
-	char *addr;
-
-	if (strcmp(arg, "") == 0 || strcmp(arg, "<>") == 0)
-		return xstrdup("");
-	if (mailmsg_addr_list_parse(&l, arg, strlen(arg), &err) != 0) {
-		fprintf(stderr, "sendq: sender: %s\n", err.msg);
-		return NULL;
-	}
-	if (l.n != 1) {
-		fprintf(stderr, "sendq: sender: need exactly one address, "
-		    "got %zu\n", l.n);
-		mailmsg_addr_list_fini(&l);
-		return NULL;
-	}
-	addr = sendq_address(l.addrs[0], hostname, "sender");
-	mailmsg_addr_list_fini(&l);
-	return addr;
-}
+/*
+ * Where the message bytes go: the spool writer (w), or a drop file in
+ * maildrop/tmp/ (fd >= 0).
+ */
+struct sendq_sink {
+	struct spool		*sp;
+	struct spool_writer	*w;
+	int			 fd;
+	char			*drop_dir;	/* spool_dir/maildrop */
+	char			*drop_name;
+	uint64_t		 size;
+	uint64_t		 limit;		/* drop file: the pick-up's */
+	int			 eightbit;	/* a byte >= 0x80 was seen */
+};
 
 static ssize_t
 sendq_in_fill(struct sendq_in *in)
@@ -354,6 +589,18 @@ sendq_in_fill(struct sendq_in *in)
 
 	if (in->eof)
 		return 0;
+	if (in->mem != NULL) {
+		n = (ssize_t)(in->mem_len - in->mem_pos);
+		if ((size_t)n > sizeof(in->buf))
+			n = (ssize_t)sizeof(in->buf);
+		memcpy(in->buf, in->mem + in->mem_pos, (size_t)n);
+		in->mem_pos += (size_t)n;
+		if (n == 0)
+			in->eof = 1;
+		in->pos = 0;
+		in->len = (size_t)n;
+		return n;
+	}
 	do
 		n = read(in->fd, in->buf, sizeof(in->buf));
 	while (n < 0 && errno == EINTR);
@@ -446,17 +693,76 @@ sendq_display_name(const char *name)
 	return b.data;
 }
 
-/* Write to the spool.  Returns 0, or EX_TEMPFAIL after printing. */
+
+/* Remove a drop file not yet published.  NULL-safe. */
+static void
+sendq_sink_abort(struct sendq_sink *s)
+{
+	char *path;
+
+	spool_writer_abort(s->w);
+	s->w = NULL;
+	if (s->fd >= 0) {
+		close(s->fd);
+		s->fd = -1;
+		path = xasprintf("%s/tmp/%s", s->drop_dir, s->drop_name);
+		unlink(path);
+		free(path);
+	}
+}
+
+static void
+sendq_sink_fini(struct sendq_sink *s)
+{
+	sendq_sink_abort(s);
+	spool_close(s->sp);
+	s->sp = NULL;
+	free(s->drop_dir);
+	free(s->drop_name);
+	s->drop_dir = s->drop_name = NULL;
+}
+
+/* Write to the sink.  Returns 0, or an exit code after printing. */
 static int
-sendq_write(struct spool_writer *w, const void *data, size_t len)
+sendq_write(struct sendq_sink *s, const void *data, size_t len)
 {
 	struct sq_err err = { 0 };
+	const unsigned char *p = data;
+	size_t i, off;
+	ssize_t n;
 
 	if (len == 0)
 		return 0;
-	if (spool_writer_write(w, data, len, &err) != 0) {
-		fprintf(stderr, "sendq: %s (message not queued)\n", err.msg);
-		return EX_TEMPFAIL;
+	for (i = 0; !s->eightbit && i < len; i++)
+		if (p[i] >= 0x80)
+			s->eightbit = 1;
+	s->size += len;
+	if (s->w != NULL) {
+		if (spool_writer_write(s->w, data, len, &err) != 0) {
+			fprintf(stderr, "sendq: %s (message not queued)\n",
+			    err.msg);
+			return EX_TEMPFAIL;
+		}
+		return 0;
+	}
+	if (s->size > s->limit) {
+		fprintf(stderr, "sendq: message too large (more than %llu "
+		    "bytes, the limit of [intake] max_message_size; message "
+		    "not queued)\n", (unsigned long long)s->limit);
+		return EX_DATAERR;
+	}
+	for (off = 0; off < len; off += (size_t)n) {
+		n = write(s->fd, p + off, len - off);
+		if (n < 0 && errno == EINTR) {
+			n = 0;
+			continue;
+		}
+		if (n < 0) {
+			fprintf(stderr, "sendq: write %s/tmp/%s: %s (message "
+			    "not queued)\n", s->drop_dir, s->drop_name,
+			    strerror(errno));
+			return EX_TEMPFAIL;
+		}
 	}
 	return 0;
 }
@@ -469,10 +775,10 @@ sendq_read_failed(void)
 	return EX_IOERR;
 }
 
-/* Stream the rest of the input to w, honouring the lone-dot rule unless
+/* Stream the rest of the input to s, honouring the lone-dot rule unless
  * ignore_dots.  Returns 0 or an exit code after printing. */
 static int
-sendq_stream_body(struct sendq_in *in, struct spool_writer *w,
+sendq_stream_body(struct sendq_in *in, struct sendq_sink *s,
     int ignore_dots, enum sendq_dot state)
 {
 	char out[SENDQ_READ_CHUNK + 4];
@@ -489,7 +795,7 @@ sendq_stream_body(struct sendq_in *in, struct spool_writer *w,
 				break;
 		}
 		if (ignore_dots) {
-			rc = sendq_write(w, in->buf + in->pos,
+			rc = sendq_write(s, in->buf + in->pos,
 			    in->len - in->pos);
 			in->pos = in->len;
 			if (rc != 0)
@@ -541,7 +847,7 @@ sendq_stream_body(struct sendq_in *in, struct spool_writer *w,
 				break;
 		}
 		in->pos = in->len;
-		if ((rc = sendq_write(w, out, o)) != 0)
+		if ((rc = sendq_write(s, out, o)) != 0)
 			return rc;
 		if (state == SENDQ_DOT_END)
 			return 0;
@@ -549,7 +855,7 @@ sendq_stream_body(struct sendq_in *in, struct spool_writer *w,
 	/* A lone "." at the very end also ends the message; ".\r" does
 	 * not. */
 	if (state == SENDQ_DOT_DOTCR)
-		return sendq_write(w, ".\r", 2);
+		return sendq_write(s, ".\r", 2);
 	return 0;
 }
 
@@ -634,9 +940,136 @@ sendq_flush(const struct config *cfg, int verbose)
 	return ex;
 }
 
-/* The default sender: login name @ hostname.  NULL after printing. */
+/* True when sendqd accepts connections on its control socket. */
+static int
+sendq_daemon_up(const char *path)
+{
+	struct sockaddr_un sun;
+	int fd, rc;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return 0;
+	memcpy(sun.sun_path, path, strlen(path));
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return 0;
+	do
+		rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	while (rc < 0 && errno == EINTR);
+	close(fd);
+	return rc == 0;
+}
+
+/* Check an address for the envelope.  Returns 0 or EX_DATAERR after
+ * printing. */
+static int
+sendq_check(const char *addr, const char *what)
+{
+	struct sq_err err = { 0 };
+
+	if (mailmsg_addr_valid(addr, 0, &err) != 0) {
+		fprintf(stderr, "sendq: %s: %s\n", what, err.msg);
+		return EX_DATAERR;
+	}
+	return 0;
+}
+
+static void
+sendq_add_rcpt(struct envelope *env, char *addr)
+{
+	size_t i;
+
+	for (i = 0; i < env->n_rcpts; i++)
+		if (strcmp(env->rcpts[i], addr) == 0) {
+			free(addr);
+			return;
+		}
+	env->rcpts = xreallocarray(env->rcpts, env->n_rcpts + 1,
+	    sizeof(*env->rcpts));
+	env->rcpts[env->n_rcpts++] = addr;
+}
+
+/* One recipient: qualified, checked, through [aliases], added to env.
+ * Returns 0 or EX_DATAERR after printing. */
+static int
+sendq_add_one(const struct sendq_ctx *c, struct envelope *env,
+    const char *addr, const char *what)
+{
+	struct mailmsg_addr_list out = { 0 };
+	char *q;
+	size_t i;
+	int rc;
+
+	q = rewrite_qualify(addr, c->rw.default_domain);
+	rc = sendq_check(q, what);
+	if (rc == 0)
+		rewrite_recipient(&c->rw, q, &out);
+	free(q);
+	for (i = 0; rc == 0 && i < out.n; i++)
+		rc = sendq_check(out.addrs[i], what);
+	for (i = 0; rc == 0 && i < out.n; i++) {
+		sendq_add_rcpt(env, out.addrs[i]);
+		out.addrs[i] = NULL;
+	}
+	mailmsg_addr_list_fini(&out);
+	return rc;
+}
+
+/* Parse an address list and add its addresses to env.  Returns 0 or
+ * EX_DATAERR after printing. */
+static int
+sendq_add_list(const struct sendq_ctx *c, struct envelope *env,
+    const char *s, size_t len, const char *what)
+{
+	struct mailmsg_addr_list l = { 0 };
+	struct sq_err err = { 0 };
+	size_t i;
+	int rc = 0;
+
+	if (mailmsg_addr_list_parse(&l, s, len, &err) != 0) {
+		fprintf(stderr, "sendq: %s: %s\n", what, err.msg);
+		return EX_DATAERR;
+	}
+	for (i = 0; rc == 0 && i < l.n; i++)
+		rc = sendq_add_one(c, env, l.addrs[i], what);
+	mailmsg_addr_list_fini(&l);
+	return rc;
+}
+
+/* The sender from -f/-r, qualified: "" for <>.  NULL after printing. */
 static char *
-sendq_default_sender(const char *hostname)
+sendq_sender_arg(const struct sendq_ctx *c, const char *arg)
+{
+	struct mailmsg_addr_list l = { 0 };
+	struct sq_err err = { 0 };
+	char *addr;
+
+	if (strcmp(arg, "") == 0 || strcmp(arg, "<>") == 0)
+		return xstrdup("");
+	if (mailmsg_addr_list_parse(&l, arg, strlen(arg), &err) != 0) {
+		fprintf(stderr, "sendq: sender: %s\n", err.msg);
+		return NULL;
+	}
+	if (l.n != 1) {
+		fprintf(stderr, "sendq: sender: need exactly one address, "
+		    "got %zu\n", l.n);
+		mailmsg_addr_list_fini(&l);
+		return NULL;
+	}
+	addr = rewrite_qualify(l.addrs[0], c->rw.default_domain);
+	mailmsg_addr_list_fini(&l);
+	if (sendq_check(addr, "sender") != 0) {
+		free(addr);
+		return NULL;
+	}
+	return addr;
+}
+
+/* The default sender: login name @ default_domain.  NULL after
+ * printing. */
+static char *
+sendq_default_sender(const struct sendq_ctx *c)
 {
 	struct passwd *pw;
 	char *addr;
@@ -646,7 +1079,7 @@ sendq_default_sender(const char *hostname)
 		    "sender with -f\n", (unsigned long)getuid());
 		return NULL;
 	}
-	addr = xasprintf("%s@%s", pw->pw_name, hostname);
+	addr = xasprintf("%s@%s", pw->pw_name, c->rw.default_domain);
 	if (mailmsg_addr_valid(addr, 0, NULL) != 0) {
 		fprintf(stderr, "sendq: user name \"%s\" is not usable as a "
 		    "sender; give the sender with -f\n", pw->pw_name);
@@ -657,29 +1090,29 @@ sendq_default_sender(const char *hostname)
 }
 
 /*
- * Make the message in *wp durable.  With sendqd running, hand it over
- * (control submit) so that it shares the daemon's group commit; when no
- * answer comes (no daemon, no permission for its socket, or it went away)
- * commit it here with our own fsyncs.  *wp is consumed on success; on
- * failure the caller aborts what is left.  Returns 0 or EX_TEMPFAIL after
- * printing.
+ * Make the message in the spool writer durable.  With sendqd running,
+ * hand it over (control submit) so that it shares the daemon's group
+ * commit; when no answer comes (no daemon, no permission for its socket,
+ * or it went away) commit it here with our own fsyncs.  s->w is consumed
+ * on success; on failure the caller aborts what is left.  Returns 0 or
+ * EX_TEMPFAIL after printing.
  */
 static int
-sendq_commit(struct spool_writer **wp, struct envelope *env,
-    const char *control_path, int verbose)
+sendq_commit(struct sendq_ctx *c, struct sendq_sink *s,
+    struct envelope *env)
 {
 	struct sq_err err = { 0 };
 	char answer[512], safe[512], *text, *want;
 	size_t len;
 	int rc;
 
-	if (spool_writer_prepare(*wp, env, &err) != 0) {
+	if (spool_writer_prepare(s->w, env, &err) != 0) {
 		fprintf(stderr, "sendq: %s (message not queued)\n", err.msg);
 		return EX_TEMPFAIL;
 	}
 	text = envelope_format(env, &len);
 	if (len <= CONTROL_SUBMIT_MAX) {
-		rc = queue_view_submit(control_path, env->id, text, len,
+		rc = queue_view_submit(c->control_path, env->id, text, len,
 		    SENDQ_SUBMIT_TIMEOUT, answer, sizeof(answer), &err);
 	} else
 		rc = sq_err_set(&err, SQ_ELIMIT, "envelope too large to hand "
@@ -690,8 +1123,9 @@ sendq_commit(struct spool_writer **wp, struct envelope *env,
 		rc = strcmp(answer, want);
 		free(want);
 		if (rc == 0) {
-			spool_writer_release(*wp);
-			*wp = NULL;
+			spool_writer_release(s->w);
+			s->w = NULL;
+			c->route = "via sendqd";
 			return 0;
 		}
 		sq_printable(safe, sizeof(safe), answer, strlen(answer));
@@ -700,12 +1134,123 @@ sendq_commit(struct spool_writer **wp, struct envelope *env,
 		    " (message not queued)");
 		return EX_TEMPFAIL;
 	}
-	if (verbose && rc != -ENOENT && rc != -ECONNREFUSED)
+	if (c->o->verbose && rc != -ENOENT && rc != -ECONNREFUSED)
 		fprintf(stderr, "sendq: %s; queueing the message directly\n",
 		    err.msg);
-	rc = spool_writer_commit(*wp, env, &err);
-	*wp = NULL;
+	rc = spool_writer_commit(s->w, env, &err);
+	s->w = NULL;
 	if (rc != 0) {
+		fprintf(stderr, "sendq: %s (message not queued)\n", err.msg);
+		return EX_TEMPFAIL;
+	}
+	c->route = "into the spool directly, sendqd is not running";
+	return 0;
+}
+
+/*
+ * Publish the drop file: fsync, rename tmp/NAME into maildrop/, fsync
+ * maildrop/.  Returns 0 or EX_TEMPFAIL after printing (the file is then
+ * removed by the caller's abort).
+ */
+static int
+sendq_drop_publish(struct sendq_ctx *c, struct sendq_sink *s)
+{
+	char *from, *to;
+	int dfd, rc = EX_TEMPFAIL;
+
+	from = xasprintf("%s/tmp/%s", s->drop_dir, s->drop_name);
+	to = xasprintf("%s/%s", s->drop_dir, s->drop_name);
+	if (fsync(s->fd) != 0 || close(s->fd) != 0) {
+		fprintf(stderr, "sendq: %s: %s (message not queued)\n", from,
+		    strerror(errno));
+		goto out;
+	}
+	s->fd = -1;
+	if (rename(from, to) != 0) {
+		fprintf(stderr, "sendq: rename %s into %s: %s (message not "
+		    "queued)\n", from, s->drop_dir, strerror(errno));
+		unlink(from);
+		goto out;
+	}
+	if ((dfd = open(s->drop_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) <
+	    0 || fsync(dfd) != 0) {
+		/* Published but maybe not durable: say so, exit 75 would make
+		 * the caller send it twice. */
+		fprintf(stderr, "sendq: fsync %s: %s (the message was left "
+		    "in the maildrop; it may be lost if the system crashes "
+		    "now)\n", s->drop_dir, strerror(errno));
+	}
+	if (dfd >= 0)
+		close(dfd);
+	c->route = "into the maildrop, sendqd is not running: it will be "
+	    "queued when sendqd starts";
+	rc = 0;
+out:
+	free(from);
+	free(to);
+	return rc;
+}
+
+/*
+ * Open a drop file in spool_dir/maildrop/tmp/.  Returns 0, or -1 when
+ * the maildrop cannot be used (missing, not writable): the caller uses
+ * the spool instead.
+ */
+static int
+sendq_drop_open(struct sendq_ctx *c, struct sendq_sink *s)
+{
+	struct timespec ts;
+	struct stat st;
+	char *tmpdir, *path = NULL;
+	int tries;
+
+	s->drop_dir = xasprintf("%s/%s", c->spool_dir, PICKUP_DIR);
+	tmpdir = xasprintf("%s/tmp", s->drop_dir);
+	if (stat(tmpdir, &st) != 0 || !S_ISDIR(st.st_mode))
+		goto fail;
+	for (tries = 0; tries < 100; tries++) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		free(s->drop_name);
+		s->drop_name = xasprintf("sendq.%llx%08lx.%lx.%x",
+		    (unsigned long long)ts.tv_sec, (unsigned long)ts.tv_nsec,
+		    (unsigned long)getpid(), (unsigned)tries);
+		free(path);
+		path = xasprintf("%s/%s", tmpdir, s->drop_name);
+		s->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+		    O_CLOEXEC, 0640);
+		if (s->fd >= 0 || errno != EEXIST)
+			break;
+	}
+	if (s->fd < 0) {
+		if (c->o->verbose)
+			fprintf(stderr, "sendq: cannot use the maildrop: %s: "
+			    "%s\n", path, strerror(errno));
+		goto fail;
+	}
+	(void)fchmod(s->fd, 0640);	/* sendqd reads it through the group */
+	s->limit = c->cfg->intake.max_message_size != 0 ?
+	    c->cfg->intake.max_message_size : DROPFILE_SIZE_DEFAULT;
+	free(tmpdir);
+	free(path);
+	return 0;
+fail:
+	free(tmpdir);
+	free(path);
+	free(s->drop_dir);
+	free(s->drop_name);
+	s->drop_dir = s->drop_name = NULL;
+	s->fd = -1;
+	return -1;
+}
+
+/* The spool writer.  Returns 0 or EX_TEMPFAIL after printing. */
+static int
+sendq_spool_open(struct sendq_ctx *c, struct sendq_sink *s)
+{
+	struct sq_err err = { 0 };
+
+	if (spool_open(c->spool_dir, 1, &s->sp, &err) != 0 ||
+	    spool_writer_begin(s->sp, &s->w, &err) != 0) {
 		fprintf(stderr, "sendq: %s (message not queued)\n", err.msg);
 		return EX_TEMPFAIL;
 	}
@@ -755,51 +1300,141 @@ sendq_added_fields(const struct mailmsg_header *h, const char *hdr,
 	return b.data;
 }
 
-/* Read, check and queue one message.  Returns the exit code. */
-static int
-sendq_submit(const struct sendq_opts *o, const char *spool_dir,
-    const char *control_path, const char *hostname)
+/*
+ * With rewrite_sender the From field follows the envelope sender when it
+ * named the original sender; else a From with one unqualified address
+ * is qualified (rewrite.h).  hdr is changed in place.
+ */
+static void
+sendq_rewrite_from(const struct sendq_ctx *c, struct buf *hdr,
+    const char *orig, const char *sender)
 {
-	struct sq_err err = { 0 };
-	struct sendq_in *in;
+	struct mailmsg_header h;
+	const struct mailmsg_field *f;
+	struct buf nb;
+	const char *eol;
+	char *nv;
+	long fi;
+
+	mailmsg_scan(hdr->data, hdr->len, &h);
+	fi = mailmsg_find(&h, hdr->data, "from", 0);
+	if (fi < 0 || mailmsg_find(&h, hdr->data, "from", (size_t)fi + 1) >=
+	    0) {
+		mailmsg_header_fini(&h);
+		return;
+	}
+	f = &h.fields[fi];
+	if (!(c->rw.sender != NULL && rewrite_from_value(&c->rw,
+	    hdr->data + f->value_off, f->value_len, orig, sender, &nv)) &&
+	    !rewrite_from_qualify(&c->rw, hdr->data + f->value_off,
+	    f->value_len, &nv)) {
+		mailmsg_header_fini(&h);
+		return;
+	}
+	eol = hdr->data + f->value_off + f->value_len;
+	buf_init(&nb, MAILMSG_HEADER_MAX + 1024);
+	buf_append(&nb, hdr->data, f->value_off);
+	buf_append_str(&nb, nv);
+	buf_append(&nb, eol, hdr->len - (size_t)(eol - hdr->data));
+	free(nv);
+	mailmsg_header_fini(&h);
+	buf_fini(hdr);
+	*hdr = nb;
+}
+
+/* True when the header has an X-Sendq-* field (a drop file could not
+ * carry it). */
+static int
+sendq_has_xsendq(const struct mailmsg_header *h, const char *hdr)
+{
+	size_t i;
+
+	for (i = 0; i < h->n_fields; i++)
+		if (h->fields[i].name_len >= 8 &&
+		    strncasecmp(hdr + h->fields[i].off, "x-sendq-", 8) == 0)
+			return 1;
+	return 0;
+}
+
+/* The envelope lines of a drop file. */
+static char *
+sendq_envlines(const struct envelope *env, const char *eol)
+{
+	struct buf b;
+	char *line;
+	size_t i;
+
+	buf_init(&b, SIZE_MAX / 2);
+	line = xasprintf("X-Sendq-Sender: <%s>%s", env->sender, eol);
+	buf_append_str(&b, line);
+	free(line);
+	for (i = 0; i < env->n_rcpts; i++) {
+		line = xasprintf("X-Sendq-Recipient: <%s>%s", env->rcpts[i],
+		    eol);
+		buf_append_str(&b, line);
+		free(line);
+	}
+	buf_append(&b, "", 1);
+	return b.data;
+}
+
+/*
+ * Read, check and queue one message from in.  The envelope comes from the
+ * options, or, for -bs, from smtp_sender/smtp_rcpts (then nothing is
+ * read from the options but -F).  idbuf (ENVELOPE_ID_MAX bytes, may be
+ * NULL) gets the queue id.  Returns the exit code.
+ */
+static int
+sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
+    const char *smtp_sender, char *const *smtp_rcpts, size_t n_smtp,
+    char *idbuf)
+{
+	const struct sendq_opts *o = c->o;
+	struct sendq_sink sink;
 	struct buf hdr, line;
 	struct mailmsg_header h;
 	struct envelope *env;
-	struct spool *sp = NULL;
-	struct spool_writer *w = NULL;
 	enum sendq_dot state = SENDQ_DOT_BOL;
 	static const char *const rcpt_fields[] = { "to", "cc", "bcc" };
-	char *prefix, *what;
-	const char *eol;
+	char *prefix = NULL, *envlines = NULL, *what, *orig = NULL;
+	char dropid[ENVELOPE_ID_MAX] = "";
+	const char *eol, *id;
 	size_t i;
-	int rc, lrc, ended = 0, body_line = 0;
+	int rc, lrc, ended = 0, body_line = 0, ignore_dots;
 	long fi;
 
-	in = xcalloc(1, sizeof(*in));
-	in->fd = STDIN_FILENO;
+	memset(&sink, 0, sizeof(sink));
+	sink.fd = -1;
+	ignore_dots = o->ignore_dots || smtp_sender != NULL;
 	buf_init(&hdr, MAILMSG_HEADER_MAX);
 	buf_init(&line, MAILMSG_HEADER_MAX);
 	memset(&h, 0, sizeof(h));
 
-	/* The envelope, from the command line. */
+	/* The envelope, from the command line (or the SMTP dialogue). */
 	env = envelope_new();
 	env->created = (int64_t)time(NULL);
 	env->uid = (long)getuid();
-	free(env->sender);
-	env->sender = o->sender != NULL ?
-	    sendq_sender_arg(o->sender, hostname) :
-	    sendq_default_sender(hostname);
-	if (env->sender == NULL) {
-		env->sender = xstrdup("");
+	if (smtp_sender != NULL)
+		orig = rewrite_qualify(smtp_sender, c->rw.default_domain);
+	else
+		orig = o->sender != NULL ? sendq_sender_arg(c, o->sender) :
+		    sendq_default_sender(c);
+	if (orig == NULL) {
 		rc = o->sender != NULL ? EX_DATAERR : EX_NOUSER;
 		goto out;
 	}
-	for (i = 0; i < (size_t)o->n_rcpts; i++) {
-		what = xstrdup("recipient");
-		rc = sendq_add_list(env, o->rcpts[i], strlen(o->rcpts[i]),
-		    hostname, what);
-		free(what);
-		if (rc != 0)
+	free(env->sender);
+	env->sender = rewrite_sender(&c->rw, orig);
+	if (env->sender[0] != '\0' &&
+	    (rc = sendq_check(env->sender, "sender (rewrite_sender)")) != 0)
+		goto out;
+	for (i = 0; smtp_sender != NULL && i < n_smtp; i++)
+		if ((rc = sendq_add_one(c, env, smtp_rcpts[i],
+		    "recipient")) != 0)
+			goto out;
+	for (i = 0; smtp_sender == NULL && i < (size_t)o->n_rcpts; i++) {
+		if ((rc = sendq_add_list(c, env, o->rcpts[i],
+		    strlen(o->rcpts[i]), "recipient")) != 0)
 			goto out;
 	}
 
@@ -811,7 +1446,7 @@ sendq_submit(const struct sendq_opts *o, const char *spool_dir,
 			rc = sendq_read_failed();
 			goto out;
 		}
-		if (lrc == 0 || (lrc == 1 && !o->ignore_dots &&
+		if (lrc == 0 || (lrc == 1 && !ignore_dots &&
 		    sendq_lone_dot(line.data, line.len))) {
 			line.len = 0;
 			ended = 1;
@@ -847,16 +1482,16 @@ sendq_submit(const struct sendq_opts *o, const char *spool_dir,
 
 	/* Recipients from the header (-t). */
 	mailmsg_scan(hdr.data, hdr.len, &h);
-	for (i = 0; o->extract && i < 3; i++) {
+	for (i = 0; o->extract && smtp_sender == NULL && i < 3; i++) {
 		for (fi = mailmsg_find(&h, hdr.data, rcpt_fields[i], 0);
 		    fi >= 0; fi = mailmsg_find(&h, hdr.data, rcpt_fields[i],
 		    (size_t)fi + 1)) {
 			what = xasprintf("%.*s field",
 			    (int)h.fields[fi].name_len,
 			    hdr.data + h.fields[fi].off);
-			rc = sendq_add_list(env, hdr.data +
+			rc = sendq_add_list(c, env, hdr.data +
 			    h.fields[fi].value_off, h.fields[fi].value_len,
-			    hostname, what);
+			    what);
 			free(what);
 			if (rc != 0)
 				goto out;
@@ -871,48 +1506,242 @@ sendq_submit(const struct sendq_opts *o, const char *spool_dir,
 	}
 	/* Bcc is for the envelope only, with or without -t. */
 	hdr.len = mailmsg_remove_fields(hdr.data, hdr.len, "bcc");
+	sendq_rewrite_from(c, &hdr, orig, env->sender);
 
-	/* Queue it. */
-	if (spool_open(spool_dir, 1, &sp, &err) != 0 ||
-	    spool_writer_begin(sp, &w, &err) != 0) {
-		fprintf(stderr, "sendq: %s (message not queued)\n", err.msg);
-		rc = EX_TEMPFAIL;
-		goto out;
-	}
 	mailmsg_scan(hdr.data, hdr.len, &h);
 	if (hdr.len > 0)
 		eol = h.crlf ? "\r\n" : "\n";
 	else
 		eol = line.len >= 2 && line.data[line.len - 2] == '\r' &&
 		    line.data[line.len - 1] == '\n' ? "\r\n" : "\n";
-	prefix = sendq_added_fields(&h, hdr.data, env, o,
-	    spool_writer_id(w), hostname, eol);
-	rc = sendq_write(w, prefix, strlen(prefix));
-	free(prefix);
+
+	/* Where it goes: sendqd, else the maildrop, else the spool. */
+	if (!sendq_daemon_up(c->control_path) &&
+	    !sendq_has_xsendq(&h, hdr.data) &&
+	    env->n_rcpts <= SENDQ_DROP_RCPT_MAX &&
+	    sendq_drop_open(c, &sink) == 0) {
+		snprintf(dropid, sizeof(dropid), "%s", sink.drop_name + 6);
+		envlines = sendq_envlines(env, eol);
+		prefix = sendq_added_fields(&h, hdr.data, env, o, dropid,
+		    c->hostname, eol);
+		if (strlen(envlines) > DROPFILE_ENVLINES_MAX ||
+		    strlen(prefix) + hdr.len > MAILMSG_HEADER_MAX) {
+			sendq_sink_fini(&sink);
+			sink.fd = -1;
+			free(prefix);
+			prefix = NULL;
+		}
+	}
+	if (sink.fd < 0) {
+		if ((rc = sendq_spool_open(c, &sink)) != 0)
+			goto out;
+		prefix = sendq_added_fields(&h, hdr.data, env, o,
+		    spool_writer_id(sink.w), c->hostname, eol);
+	}
+	rc = 0;
+	if (sink.fd >= 0) {
+		rc = sendq_write(&sink, envlines, strlen(envlines));
+		sink.size = 0;	/* the limit is on the message */
+		sink.eightbit = 0;
+	}
 	if (rc == 0)
-		rc = sendq_write(w, hdr.data, hdr.len);
+		rc = sendq_write(&sink, prefix, strlen(prefix));
+	if (rc == 0)
+		rc = sendq_write(&sink, hdr.data, hdr.len);
 	/* A body that starts without a blank line gets one. */
 	if (rc == 0 && body_line)
-		rc = sendq_write(w, eol, strlen(eol));
+		rc = sendq_write(&sink, eol, strlen(eol));
 	if (rc == 0)
-		rc = sendq_write(w, line.data, line.len);
+		rc = sendq_write(&sink, line.data, line.len);
 	if (rc == 0 && !ended)
-		rc = sendq_stream_body(in, w, o->ignore_dots, state);
+		rc = sendq_stream_body(in, &sink, ignore_dots, state);
 	if (rc != 0)
 		goto out;
-	if ((rc = sendq_commit(&w, env, control_path, o->verbose)) != 0)
-		goto out;
+	env->body_8bit = sink.eightbit;
+	if (sink.fd >= 0) {
+		if ((rc = sendq_drop_publish(c, &sink)) != 0)
+			goto out;
+		id = sink.drop_name;
+	} else {
+		if ((rc = sendq_commit(c, &sink, env)) != 0)
+			goto out;
+		id = env->id;
+	}
 	if (o->verbose)
-		fprintf(stderr, "sendq: queued as %s\n", env->id);
+		fprintf(stderr, "sendq: queued as %s, %s (from <%s>, %zu "
+		    "recipient%s)\n", id, c->route, env->sender, env->n_rcpts,
+		    env->n_rcpts == 1 ? "" : "s");
+	if (idbuf != NULL)
+		snprintf(idbuf, ENVELOPE_ID_MAX, "%s", env->id[0] != '\0' ?
+		    env->id : dropid);
 	rc = EX_OK;
 out:
-	spool_writer_abort(w);
-	spool_close(sp);
+	sendq_sink_fini(&sink);
 	mailmsg_header_fini(&h);
 	envelope_free(env);
 	buf_fini(&hdr);
 	buf_fini(&line);
-	free(in);
+	free(prefix);
+	free(envlines);
+	free(orig);
+	return rc;
+}
+
+/* -bv: what each recipient argument becomes; nothing is sent. */
+static int
+sendq_verify(struct sendq_ctx *c)
+{
+	struct envelope *env;
+	size_t i;
+	int k, rc = EX_OK;
+
+	if (c->o->n_rcpts == 0) {
+		fprintf(stderr, "sendq: -bv: give the addresses to check as "
+		    "arguments\n");
+		return EX_USAGE;
+	}
+	for (k = 0; k < c->o->n_rcpts; k++) {
+		env = envelope_new();
+		if (sendq_add_list(c, env, c->o->rcpts[k],
+		    strlen(c->o->rcpts[k]), "recipient") != 0) {
+			rc = EX_DATAERR;
+			envelope_free(env);
+			continue;
+		}
+		for (i = 0; i < env->n_rcpts; i++) {
+			printf("%s... deliverable: relayed as <%s>\n",
+			    c->o->rcpts[k], env->rcpts[i]);
+		}
+		envelope_free(env);
+	}
+	if (fflush(stdout) != 0 && rc == EX_OK)
+		rc = EX_IOERR;
+	return rc;
+}
+
+/* Write what p has to say to standard output.  Returns 0 or -1. */
+static int
+sendq_smtp_flush(struct intake_proto *p)
+{
+	const char *data;
+	size_t len;
+	ssize_t n;
+
+	for (;;) {
+		intake_proto_output(p, &data, &len);
+		if (len == 0)
+			return 0;
+		do
+			n = write(STDOUT_FILENO, data, len);
+		while (n < 0 && errno == EINTR);
+		if (n <= 0)
+			return -1;
+		intake_proto_consumed(p, (size_t)n);
+	}
+}
+
+/*
+ * -bs: SMTP on standard input and output, each message queued as sendq
+ * queues one from standard input.  Returns the exit code: 0 unless
+ * standard input or output failed.
+ */
+static int
+sendq_smtp(struct sendq_ctx *c)
+{
+	struct intake_proto_params params;
+	struct intake_proto *p;
+	struct intake_proto_event ev;
+	const struct intake_proto_txn *txn;
+	struct sendq_in *in;
+	struct buf msg;
+	char rbuf[SENDQ_READ_CHUNK], id[ENVELOPE_ID_MAX], **rcpts;
+	size_t off = 0, len = 0, i;
+	ssize_t n;
+	uint64_t max;
+	int rc = EX_OK, eof = 0, in_data = 0, qrc;
+
+	max = c->cfg->intake.max_message_size;
+	memset(&params, 0, sizeof(params));
+	params.hostname = c->hostname;
+	params.max_message_size = max;
+	params.max_recipients = c->cfg->intake.max_recipients;
+	params.greeting = INTAKE_PROTO_GREET;
+	p = intake_proto_new(&params);
+	buf_init(&msg, max != 0 && max < SIZE_MAX / 2 ? (size_t)max + 1 :
+	    (size_t)DROPFILE_SIZE_DEFAULT + 1);
+	signal(SIGPIPE, SIG_IGN);
+	for (;;) {
+		while (intake_proto_next_event(p, &ev)) {
+			switch (ev.type) {
+			case INTAKE_PROTO_EV_DATA:
+				msg.len = 0;
+				in_data = 1;
+				intake_proto_data_start(p, 1);
+				break;
+			case INTAKE_PROTO_EV_BODY:
+				if (in_data && buf_append(&msg, ev.data,
+				    ev.len) != 0)
+					in_data = 0;	/* cannot happen:
+							 * SIZE stops it */
+				break;
+			case INTAKE_PROTO_EV_ABORT:
+				msg.len = 0;
+				in_data = 0;
+				break;
+			case INTAKE_PROTO_EV_END:
+				txn = intake_proto_txn(p);
+				in = xcalloc(1, sizeof(*in));
+				in->fd = -1;
+				in->mem = msg.data != NULL ? msg.data : "";
+				in->mem_len = msg.len;
+				rcpts = xcalloc(txn->n_rcpts + 1,
+				    sizeof(*rcpts));
+				for (i = 0; i < txn->n_rcpts; i++)
+					rcpts[i] = txn->rcpts[i].addr;
+				qrc = in_data ? sendq_submit(c, in,
+				    txn->sender, rcpts, txn->n_rcpts, id) :
+				    EX_TEMPFAIL;
+				free(rcpts);
+				free(in);
+				intake_proto_data_done(p, qrc == EX_OK ?
+				    INTAKE_PROTO_QUEUED :
+				    INTAKE_PROTO_TEMPFAIL, id);
+				in_data = 0;
+				break;
+			case INTAKE_PROTO_EV_CLOSE:
+				break;
+			}
+		}
+		if (sendq_smtp_flush(p) != 0) {
+			rc = EX_IOERR;
+			break;
+		}
+		if (intake_proto_closed(p))
+			break;
+		if (off < len) {
+			off += intake_proto_feed(p, rbuf + off, len - off);
+			continue;
+		}
+		if (eof) {
+			/* The client went away without QUIT. */
+			break;
+		}
+		do
+			n = read(STDIN_FILENO, rbuf, sizeof(rbuf));
+		while (n < 0 && errno == EINTR);
+		if (n < 0) {
+			rc = EX_IOERR;
+			break;
+		}
+		if (n == 0) {
+			eof = 1;
+			continue;
+		}
+		off = 0;
+		len = (size_t)n;
+	}
+	buf_fini(&msg);
+	intake_proto_free(p);
 	return rc;
 }
 
@@ -920,10 +1749,11 @@ int
 main(int argc, char **argv)
 {
 	struct sendq_opts o = { 0 };
+	struct sendq_ctx c;
 	struct config *cfg = NULL;
 	struct sq_err err = { 0 };
 	char hostbuf[256];
-	const char *prog, *hostname, *spool_dir;
+	const char *prog, *hostname;
 	int rc;
 
 	log_init("sendq", LOG_LEVEL_WARN);
@@ -932,14 +1762,16 @@ main(int argc, char **argv)
 	if (strrchr(prog, '/') != NULL)
 		prog = strrchr(prog, '/') + 1;
 	if (strcmp(prog, "mailq") == 0)
-		o.list = 1;
+		o.mode = SENDQ_MODE_LIST;
+	else if (strcmp(prog, "newaliases") == 0)
+		o.mode = SENDQ_MODE_NEWALIASES;
 	if ((rc = sendq_parse_args(argc, argv, &o)) != 0)
 		return rc;
-	if (o.help) {
+	if (o.mode == SENDQ_MODE_HELP) {
 		sendq_usage(stdout);
 		return EX_OK;
 	}
-	if (o.version) {
+	if (o.mode == SENDQ_MODE_VERSION) {
 		printf("sendq %s\n", SENDQ_VERSION);
 		return EX_OK;
 	}
@@ -948,26 +1780,52 @@ main(int argc, char **argv)
 		fprintf(stderr, "sendq: %s\n", err.msg);
 		return EX_CONFIG;
 	}
-	spool_dir = cfg->spool_dir != NULL ? cfg->spool_dir :
+	memset(&c, 0, sizeof(c));
+	c.o = &o;
+	c.cfg = cfg;
+	c.spool_dir = cfg->spool_dir != NULL ? cfg->spool_dir :
 	    CONFIG_DEFAULT_SPOOL;
-	if (o.flush)
+	c.control_path = sendq_control_path(cfg);
+	if (cfg->hostname != NULL)
+		hostname = cfg->hostname;
+	else if (gethostname(hostbuf, sizeof(hostbuf)) == 0) {
+		hostbuf[sizeof(hostbuf) - 1] = '\0';
+		hostname = hostbuf;
+	} else {
+		fprintf(stderr, "sendq: gethostname: %s\n", strerror(errno));
+		config_free(cfg);
+		return EX_OSERR;
+	}
+	c.hostname = hostname;
+	rewrite_init(&c.rw, cfg, hostname);
+
+	switch (o.mode) {
+	case SENDQ_MODE_FLUSH:
 		rc = sendq_flush(cfg, o.verbose);
-	else if (o.list)
-		rc = sendq_list_queue(cfg, spool_dir);
-	else {
-		if (cfg->hostname != NULL)
-			hostname = cfg->hostname;
-		else if (gethostname(hostbuf, sizeof(hostbuf)) == 0) {
-			hostbuf[sizeof(hostbuf) - 1] = '\0';
-			hostname = hostbuf;
-		} else {
-			fprintf(stderr, "sendq: gethostname: %s\n",
-			    strerror(errno));
-			config_free(cfg);
-			return EX_OSERR;
-		}
-		rc = sendq_submit(&o, spool_dir, sendq_control_path(cfg),
-		    hostname);
+		break;
+	case SENDQ_MODE_LIST:
+		rc = sendq_list_queue(cfg, c.spool_dir);
+		break;
+	case SENDQ_MODE_VERIFY:
+		rc = sendq_verify(&c);
+		break;
+	case SENDQ_MODE_NEWALIASES:
+		fprintf(stderr, "sendq: nothing to do: sendq has no alias "
+		    "database, [aliases] in %s is read as it is\n",
+		    cfg->path);
+		rc = EX_OK;
+		break;
+	case SENDQ_MODE_SMTP:
+		rc = sendq_smtp(&c);
+		break;
+	default: {
+		struct sendq_in *in = xcalloc(1, sizeof(*in));
+
+		in->fd = STDIN_FILENO;
+		rc = sendq_submit(&c, in, NULL, NULL, 0, NULL);
+		free(in);
+		break;
+	}
 	}
 	config_free(cfg);
 	return rc;

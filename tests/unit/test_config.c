@@ -493,7 +493,8 @@ ParameterizedTestParameters(config, bad_input_names_file_line_and_reason)
 		  "(allowed: " SH_KEYS ")" },
 		{ "[sendq]\nspooldir = /x\n",
 		  "sendq.ini:2: [sendq] spooldir: unknown key "
-		  "(allowed: spool_dir, hostname, log_level, control_socket)" },
+		  "(allowed: spool_dir, hostname, default_domain, "
+		  "rewrite_sender, log_level, control_socket)" },
 		{ "[queue]\nretry_maximum = 1h\n",
 		  "sendq.ini:2: [queue] retry_maximum: unknown key "
 		  "(allowed: retry_min, retry_max, max_age, bounce, "
@@ -1859,4 +1860,92 @@ Test(config, tls_and_trust_names_round_trip)
 	cr_assert_str_eq(config_auth_name(CONFIG_AUTH_OAUTHBEARER),
 	    "oauthbearer");
 	cr_assert_str_eq(config_auth_name((enum config_auth)7), "unknown");
+}
+
+/* --- address rewriting keys (compat) ----------------------------------- */
+
+#define TEST_RW_SH	"[smarthost s]\nhost = smtp.example.com\n"
+
+Test(config, rewriting_keys_default_to_off)
+{
+	test_load_ok(TEST_RW_SH);
+	cr_assert_null(test_cfg->default_domain);
+	cr_assert_null(test_cfg->rewrite_sender);
+	cr_assert_eq(test_cfg->n_aliases, 0);
+}
+
+Test(config, default_domain_and_rewrite_sender_are_stored)
+{
+	test_load_ok("[sendq]\ndefault_domain = example.com\n"
+	    "rewrite_sender = alerts@example.com\n" TEST_RW_SH);
+	cr_assert_str_eq(test_cfg->default_domain, "example.com");
+	cr_assert_str_eq(test_cfg->rewrite_sender, "alerts@example.com");
+	test_load_ok("[sendq]\nrewrite_sender = example.org\n" TEST_RW_SH);
+	cr_assert_str_eq(test_cfg->rewrite_sender, "example.org");
+}
+
+Test(config, aliases_section_maps_names_to_addresses)
+{
+	const struct config_alias *a;
+
+	test_load_ok(TEST_RW_SH "[aliases]\nroot = ops@example.com\n"
+	    "Postmaster@Host.Example = a@example.com, b@example.com  c\n");
+	cr_assert_eq(test_cfg->n_aliases, 2);
+	a = &test_cfg->aliases[0];
+	cr_assert_str_eq(a->name, "root");
+	cr_assert_eq(a->n_targets, 1);
+	cr_assert_str_eq(a->targets[0], "ops@example.com");
+	cr_assert_eq(a->line, 4);
+	a = &test_cfg->aliases[1];
+	cr_assert_str_eq(a->name, "postmaster@host.example");
+	cr_assert_eq(a->n_targets, 3);
+	cr_assert_str_eq(a->targets[1], "b@example.com");
+	cr_assert_str_eq(a->targets[2], "c");
+}
+
+struct test_rw_bad {
+	char		 text[200];
+	char		 msg[300];
+};
+
+ParameterizedTestParameters(config, rewriting_errors_name_line_and_reason)
+{
+	static struct test_rw_bad cases[] = {
+		{ "[sendq]\nrewrite_sender = a@@b\n" TEST_RW_SH,
+		  "sendq.ini:2: [sendq] rewrite_sender: \"a@@b\" is not a "
+		  "valid address or domain (allowed: an address such as "
+		  "alerts@example.com or a domain such as example.com)" },
+		{ "[sendq]\ndefault_domain = -x\n" TEST_RW_SH,
+		  "sendq.ini:2: [sendq] default_domain: \"-x\" is not a "
+		  "valid host name (allowed: a domain such as example.com)" },
+		{ TEST_RW_SH "[aliases]\nroot = ops@\n",
+		  "sendq.ini:4: [aliases] root: \"ops@\" is not a valid "
+		  "address (allowed: local@domain or a local part, separated "
+		  "by blanks or commas)" },
+		{ TEST_RW_SH "[aliases]\nro ot = ops@example.com\n",
+		  "sendq.ini:4: [aliases] ro ot: not a valid alias name "
+		  "(allowed: a local part such as root, or local@domain)" },
+		{ TEST_RW_SH "[aliases]\nroot = a@b.example\nROOT = c\n",
+		  "sendq.ini:5: [aliases] ROOT: duplicate alias (first at "
+		  "line 4)" },
+		{ TEST_RW_SH "[aliases]\nroot = ,\n",
+		  "sendq.ini:4: [aliases] root: no address (allowed: "
+		  "local@domain or a local part, separated by blanks or "
+		  "commas)" },
+		{ TEST_RW_SH "[aliases]\n[aliases]\n",
+		  "sendq.ini:4: [aliases]: duplicate section (first at line "
+		  "3)" },
+		{ TEST_RW_SH "[aliases x]\n",
+		  "sendq.ini:3: [aliases x]: [aliases] takes no name" },
+	};
+
+	return cr_make_param_array(struct test_rw_bad, cases,
+	    sizeof(cases) / sizeof(cases[0]));
+}
+
+ParameterizedTest(struct test_rw_bad *b, config,
+    rewriting_errors_name_line_and_reason)
+{
+	cr_assert_neq(test_load(b->text), 0);
+	cr_assert_str_eq(test_err.msg, b->msg);
 }
