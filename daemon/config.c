@@ -1840,7 +1840,7 @@ static char *
 config_reader(char *str, int num, void *stream)
 {
 	struct config_parser *p = stream;
-	char line[CONFIG_LINE_MAX + 3], *s;
+	char line[CONFIG_LINE_MAX + 3] = "", *s;
 	size_t len = 0, max;
 	int c, got = 0;
 
