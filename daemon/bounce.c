@@ -25,6 +25,11 @@
  * days") the type "X-Sendq", as RFC 3464 2.3.6 reserves "smtp" for
  * replies.
  *
+ * ENVID and ORCPT (RFC 3461) come in xtext; they are decoded ("+2B" is
+ * '+') and then cleaned like every other value, as RFC 3464 2.2.1 and
+ * 2.3.1 report the original envelope id and recipient address
+ * themselves, not their SMTP encoding.
+ *
  * Dates are RFC 5322 in UTC ("Tue, 14 Nov 2023 22:13:20 +0000"), computed
  * from the seconds passed in with gmtime_r() and fixed English names.
  */
@@ -113,6 +118,44 @@ bounce_clean(const char *s)
 			*o++ = ' ';
 		space = 0;
 		*o++ = (c > 0x20 && c < 0x7f) ? (char)c : '?';
+	}
+	*o = '\0';
+	return out;
+}
+
+static int
+bounce_hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* xtext (RFC 3461 4) decoded; "+XX" that is not a hex pair is kept as
+ * it is.  Returns an allocated string (NUL bytes from "+00" become '?'). */
+static char *
+bounce_xtext_decode(const char *s)
+{
+	char *out, *o;
+	int hi, lo;
+
+	out = o = xmalloc(strlen(s) + 1);
+	for (; *s != '\0'; s++) {
+		if (*s == '+' && s[1] != '\0' && s[2] != '\0') {
+			hi = bounce_hexval(s[1]);
+			lo = bounce_hexval(s[2]);
+			if (hi >= 0 && lo >= 0) {
+				*o++ = hi == 0 && lo == 0 ? '?' :
+				    (char)(hi * 16 + lo);
+				s += 2;
+				continue;
+			}
+		}
+		*o++ = *s;
 	}
 	*o = '\0';
 	return out;
@@ -371,6 +414,32 @@ bounce_part_text(struct bounce_w *w, const struct bounce_params *p,
 	}
 }
 
+/* Original-Recipient: TYPE; ADDRESS from ORCPT's "type;xtext" (nothing
+ * for a value without a type). */
+static void
+bounce_orcpt(struct bounce_w *w, const char *orcpt)
+{
+	const char *semi;
+	char *type, *raw, *addr, *line;
+
+	if (orcpt == NULL || (semi = strchr(orcpt, ';')) == NULL ||
+	    semi == orcpt)
+		return;
+	raw = xstrndup(orcpt, (size_t)(semi - orcpt));
+	type = bounce_clean(raw);
+	free(raw);
+	raw = bounce_xtext_decode(semi + 1);
+	addr = bounce_clean(raw);
+	free(raw);
+	if (*type != '\0' && *addr != '\0') {
+		line = xasprintf("%s; %s", type, addr);
+		bounce_fold(w, "Original-Recipient: ", line, " ");
+		free(line);
+	}
+	free(addr);
+	free(type);
+}
+
 /* Part 2: the machine-readable report (RFC 3464 section 2). */
 static void
 bounce_part_status(struct bounce_w *w, const struct bounce_params *p,
@@ -382,6 +451,14 @@ bounce_part_status(struct bounce_w *w, const struct bounce_params *p,
 	size_t i;
 
 	bounce_date(p->now, now, sizeof(now));
+	if (p->envid != NULL) {
+		v = bounce_xtext_decode(p->envid);
+		s = bounce_clean(v);
+		free(v);
+		if (*s != '\0')
+			bounce_fold(w, "Original-Envelope-Id: ", s, " ");
+		free(s);
+	}
 	bounce_printf(w, "Reporting-MTA: dns; %s\n", host);
 	s = bounce_clean(p->queue_id);
 	if (*s != '\0')
@@ -393,6 +470,7 @@ bounce_part_status(struct bounce_w *w, const struct bounce_params *p,
 	for (i = 0; i < p->n_rcpts; i++) {
 		r = &p->rcpts[i];
 		bounce_puts(w, "\n");
+		bounce_orcpt(w, r->orcpt);
 		s = bounce_clean(r->addr);
 		bounce_fold(w, "Final-Recipient: rfc822; ", s, " ");
 		free(s);

@@ -10,9 +10,12 @@
  *     boundary="..."
  *   part 1: text/plain, a human explanation naming each recipient and the
  *           server's reply
- *   part 2: message/delivery-status: per-message fields (Reporting-MTA:
- *           dns; HOST, X-Sendq-Queue-ID, Arrival-Date) and, per recipient,
- *           Final-Recipient: rfc822; ADDR, Action: failed|delayed,
+ *   part 2: message/delivery-status: per-message fields
+ *           (Original-Envelope-Id: ENVID when the sender gave one,
+ *           Reporting-MTA: dns; HOST, X-Sendq-Queue-ID, Arrival-Date)
+ *           and, per recipient, Original-Recipient: TYPE; ADDR (when
+ *           the sender gave ORCPT), Final-Recipient: rfc822; ADDR,
+ *           Action: failed|delayed,
  *           Status: X.Y.Z, Remote-MTA: dns; HOST (when known),
  *           Diagnostic-Code: smtp; REPLY (when known), Last-Attempt-Date
  *   part 3: text/rfc822-headers: the original message's header section
@@ -45,6 +48,10 @@ struct bounce_rcpt {
 					 * reason ("message expired after
 					 * 5 days"), may be NULL */
 	const char	*remote_mta;	/* smarthost host name, may be NULL */
+	const char	*orcpt;		/* ORCPT= as received, "type;xtext"
+					 * (RFC 3461), or NULL: reported
+					 * xtext-decoded as Original-
+					 * Recipient: type; address */
 };
 
 struct bounce_params {
@@ -68,6 +75,10 @@ struct bounce_params {
 	size_t			 orig_headers_len;
 	const char		*nonce;		/* unique text for boundary
 						 * and Message-ID */
+	const char		*envid;		/* ENVID= as received (xtext,
+						 * RFC 3461), or NULL: reported
+						 * decoded as Original-
+						 * Envelope-Id */
 };
 
 /* Append the DSN message to out.  Returns 0, or SQ_ELIMIT when out's

@@ -22,6 +22,21 @@
  *					once, 0 or 1
  *	warned 1			the delay warning was sent; optional,
  *					once, 0 or 1
+ *	ret HDRS			DSN RET= (RFC 3461): FULL or HDRS;
+ *					optional, once
+ *	envid QQ+2B1			DSN ENVID=, xtext as received (1 to
+ *					100 characters); optional, once
+ *	rcpt_params 0 NOTIFY=NEVER ORCPT=rfc822;bob@example.com
+ *					DSN parameters of recipient 0 (the
+ *					first "rcpt" line): NOTIFY=NEVER or
+ *					a comma list of SUCCESS, FAILURE,
+ *					DELAY; ORCPT=addr-type;xtext (at
+ *					most 500 characters); at least one
+ *					of them, each at most once, in any
+ *					order.  Optional, at most once per
+ *					recipient, after that recipient's
+ *					rcpt line (the formatter writes it
+ *					right below it)
  *	end				last line: a file without it is
  *					truncated and rejected
  *
@@ -31,6 +46,19 @@
  * without sign (uid may be -1) or leading zeros.  Unknown keys, repeated
  * single keys, anything after "end" and a missing line ending are errors
  * naming the line.  The parser never reads past the length it is given.
+ *
+ * Compatibility: ret, envid and rcpt_params are newer than the rest and
+ * optional, so every envelope written before them still parses (with no
+ * DSN parameters).  An older sendq does not know them and refuses an
+ * envelope that has them, as it refuses every unknown key.
+ *
+ * In memory the recipients' DSN parameters (env->rcpt_dsn) run parallel
+ * to env->rcpts once any is set, and each entry names its recipient:
+ * envelope_rcpt_dsn(env, i) takes entry i when it is rcpts[i]'s, else
+ * (rcpts[] was narrowed or appended to by hand) the first entry with the
+ * same address, so code that narrows rcpts[] by hand cannot give one
+ * recipient's NOTIFY=NEVER to another.  The setters and
+ * envelope_keep_rcpts() first make the array parallel again.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -59,6 +87,9 @@ enum envelope_key {
 	ENVELOPE_KEY_BODY,
 	ENVELOPE_KEY_HELD,
 	ENVELOPE_KEY_WARNED,
+	ENVELOPE_KEY_RET,
+	ENVELOPE_KEY_ENVID,
+	ENVELOPE_KEY_RCPT_PARAMS,
 	ENVELOPE_KEY_END,
 	ENVELOPE_KEY_COUNT,
 };
@@ -75,6 +106,9 @@ static const char *const envelope_key_names[ENVELOPE_KEY_COUNT] = {
 	[ENVELOPE_KEY_BODY] = "body",
 	[ENVELOPE_KEY_HELD] = "held",
 	[ENVELOPE_KEY_WARNED] = "warned",
+	[ENVELOPE_KEY_RET] = "ret",
+	[ENVELOPE_KEY_ENVID] = "envid",
+	[ENVELOPE_KEY_RCPT_PARAMS] = "rcpt_params",
 	[ENVELOPE_KEY_END] = "end",
 };
 
@@ -87,29 +121,6 @@ envelope_new(void)
 	env->sender = xstrdup("");
 	env->uid = -1;
 	return env;
-}
-
-void
-envelope_free(struct envelope *env)
-{
-	size_t i;
-
-	if (env == NULL)
-		return;
-	free(env->sender);
-	for (i = 0; i < env->n_rcpts; i++)
-		free(env->rcpts[i]);
-	free(env->rcpts);
-	free(env->last_error);
-	free(env);
-}
-
-void
-envelope_add_rcpt(struct envelope *env, const char *addr)
-{
-	env->rcpts = xreallocarray(env->rcpts, env->n_rcpts + 1,
-	    sizeof(*env->rcpts));
-	env->rcpts[env->n_rcpts++] = xstrdup(addr);
 }
 
 void
@@ -130,6 +141,282 @@ envelope_set_error(struct envelope *env, const char *text)
 	copy = text != NULL ? xstrdup(text) : NULL;
 	free(env->last_error);
 	env->last_error = copy;
+}
+
+int
+envelope_xtext_valid(const char *s)
+{
+	const char *p;
+
+	if (s == NULL || *s == '\0')
+		return 0;
+	for (p = s; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '+') {
+			if (!((p[1] >= '0' && p[1] <= '9') ||
+			    (p[1] >= 'A' && p[1] <= 'F')) ||
+			    !((p[2] >= '0' && p[2] <= '9') ||
+			    (p[2] >= 'A' && p[2] <= 'F')))
+				return 0;
+			p += 2;
+			continue;
+		}
+		if (c < 0x21 || c > 0x7e || c == '=')
+			return 0;
+	}
+	return 1;
+}
+
+char *
+envelope_xtext_encode(const char *raw)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *p;
+	char *out, *o;
+
+	out = xmalloc(strlen(raw) * 3 + 1);
+	o = out;
+	for (p = (const unsigned char *)raw; *p != '\0'; p++) {
+		if (*p < 0x21 || *p > 0x7e || *p == '+' || *p == '=') {
+			*o++ = '+';
+			*o++ = hex[*p >> 4];
+			*o++ = hex[*p & 0xf];
+		} else
+			*o++ = (char)*p;
+	}
+	*o = '\0';
+	return out;
+}
+
+/* NOTIFY bits: NEVER alone, or a non-empty set of the other three. */
+static int
+envelope_notify_ok(unsigned notify)
+{
+	if (notify == ENVELOPE_NOTIFY_NEVER)
+		return 1;
+	return notify != 0 && (notify & ~(unsigned)(ENVELOPE_NOTIFY_SUCCESS |
+	    ENVELOPE_NOTIFY_FAILURE | ENVELOPE_NOTIFY_DELAY)) == 0;
+}
+
+/* ORCPT: addr-type (letters, digits, '-') ';' xtext, at most
+ * ENVELOPE_ORCPT_MAX characters. */
+static int
+envelope_orcpt_ok(const char *v)
+{
+	const char *semi, *c;
+
+	if (v == NULL || strlen(v) > ENVELOPE_ORCPT_MAX ||
+	    (semi = strchr(v, ';')) == NULL || semi == v)
+		return 0;
+	for (c = v; c < semi; c++)
+		if (!((*c >= '0' && *c <= '9') || (*c >= 'A' && *c <= 'Z') ||
+		    (*c >= 'a' && *c <= 'z') || *c == '-'))
+			return 0;
+	return envelope_xtext_valid(semi + 1);
+}
+
+int
+envelope_set_envid(struct envelope *env, const char *xtext)
+{
+	char *copy = NULL;
+
+	if (xtext != NULL) {
+		if (strlen(xtext) > ENVELOPE_ENVID_MAX ||
+		    !envelope_xtext_valid(xtext))
+			return -EINVAL;
+		copy = xstrdup(xtext);
+	}
+	free(env->envid);
+	env->envid = copy;
+	return 0;
+}
+
+/* An entry that carries nothing. */
+static int
+envelope_dsn_empty(const struct envelope_rcpt_dsn *d)
+{
+	return d->notify == 0 && d->orcpt == NULL;
+}
+
+/*
+ * The parameters of rcpts[i]: entry i when it is that recipient's (the
+ * usual case: the array runs parallel to rcpts[]), else the first
+ * non-empty entry with the same address (rcpts[] was narrowed by hand).
+ * NULL when there are none.
+ */
+static const struct envelope_rcpt_dsn *
+envelope_dsn_lookup(const struct envelope *env, size_t i)
+{
+	const struct envelope_rcpt_dsn *d;
+	size_t j;
+
+	if (i >= env->n_rcpts || env->n_rcpt_dsn == 0)
+		return NULL;
+	if (i < env->n_rcpt_dsn &&
+	    strcmp(env->rcpt_dsn[i].addr, env->rcpts[i]) == 0) {
+		d = &env->rcpt_dsn[i];
+		return envelope_dsn_empty(d) ? NULL : d;
+	}
+	for (j = 0; j < env->n_rcpt_dsn; j++) {
+		d = &env->rcpt_dsn[j];
+		if (!envelope_dsn_empty(d) &&
+		    strcmp(d->addr, env->rcpts[i]) == 0)
+			return d;
+	}
+	return NULL;
+}
+
+static void
+envelope_dsn_free(struct envelope_rcpt_dsn *d, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		free(d[i].addr);
+		free(d[i].orcpt);
+	}
+	free(d);
+}
+
+/* Make env->rcpt_dsn run parallel to rcpts[] (entry i for rcpts[i]),
+ * carrying over what each recipient had. */
+static void
+envelope_dsn_align(struct envelope *env)
+{
+	const struct envelope_rcpt_dsn *d;
+	struct envelope_rcpt_dsn *nd;
+	size_t i;
+
+	for (i = 0; i < env->n_rcpts && env->n_rcpt_dsn == env->n_rcpts; i++)
+		if (strcmp(env->rcpt_dsn[i].addr, env->rcpts[i]) != 0)
+			break;
+	if (env->n_rcpt_dsn == env->n_rcpts && i == env->n_rcpts)
+		return;
+	nd = xcalloc(env->n_rcpts > 0 ? env->n_rcpts : 1, sizeof(*nd));
+	for (i = 0; i < env->n_rcpts; i++) {
+		nd[i].addr = xstrdup(env->rcpts[i]);
+		if ((d = envelope_dsn_lookup(env, i)) != NULL) {
+			nd[i].notify = d->notify;
+			nd[i].orcpt = d->orcpt != NULL ? xstrdup(d->orcpt) :
+			    NULL;
+		}
+	}
+	envelope_dsn_free(env->rcpt_dsn, env->n_rcpt_dsn);
+	env->rcpt_dsn = nd;
+	env->n_rcpt_dsn = env->n_rcpts;
+}
+
+/* Append a recipient (len bytes of addr), keeping rcpt_dsn parallel. */
+static void
+envelope_add_rcpt_n(struct envelope *env, const char *addr, size_t len)
+{
+	int parallel = env->n_rcpt_dsn > 0 && env->n_rcpt_dsn == env->n_rcpts;
+
+	env->rcpts = xreallocarray(env->rcpts, env->n_rcpts + 1,
+	    sizeof(*env->rcpts));
+	env->rcpts[env->n_rcpts++] = xstrndup(addr, len);
+	if (parallel) {
+		env->rcpt_dsn = xreallocarray(env->rcpt_dsn,
+		    env->n_rcpt_dsn + 1, sizeof(*env->rcpt_dsn));
+		memset(&env->rcpt_dsn[env->n_rcpt_dsn], 0,
+		    sizeof(*env->rcpt_dsn));
+		env->rcpt_dsn[env->n_rcpt_dsn++].addr = xstrndup(addr, len);
+	}
+}
+
+void
+envelope_free(struct envelope *env)
+{
+	size_t i;
+
+	if (env == NULL)
+		return;
+	free(env->sender);
+	for (i = 0; i < env->n_rcpts; i++)
+		free(env->rcpts[i]);
+	free(env->rcpts);
+	free(env->last_error);
+	free(env->envid);
+	envelope_dsn_free(env->rcpt_dsn, env->n_rcpt_dsn);
+	free(env);
+}
+
+void
+envelope_add_rcpt(struct envelope *env, const char *addr)
+{
+	envelope_add_rcpt_n(env, addr, strlen(addr));
+}
+
+int
+envelope_set_rcpt_dsn(struct envelope *env, size_t i, unsigned notify,
+    const char *orcpt)
+{
+	struct envelope_rcpt_dsn *d;
+
+	if (i >= env->n_rcpts || (notify != 0 && !envelope_notify_ok(notify)) ||
+	    (orcpt != NULL && !envelope_orcpt_ok(orcpt)))
+		return -EINVAL;
+	if (notify == 0 && orcpt == NULL && env->n_rcpt_dsn == 0)
+		return 0;
+	envelope_dsn_align(env);
+	d = &env->rcpt_dsn[i];
+	d->notify = notify;
+	free(d->orcpt);
+	d->orcpt = orcpt != NULL ? xstrdup(orcpt) : NULL;
+	return 0;
+}
+
+const struct envelope_rcpt_dsn *
+envelope_rcpt_dsn(const struct envelope *env, size_t i)
+{
+	return envelope_dsn_lookup(env, i);
+}
+
+void
+envelope_keep_rcpts(struct envelope *env, const int *keep)
+{
+	size_t i, kept = 0;
+	int dsn = env->n_rcpt_dsn > 0;
+
+	if (dsn)
+		envelope_dsn_align(env);
+	for (i = 0; i < env->n_rcpts; i++) {
+		if (keep[i]) {
+			if (dsn)
+				env->rcpt_dsn[kept] = env->rcpt_dsn[i];
+			env->rcpts[kept++] = env->rcpts[i];
+			continue;
+		}
+		free(env->rcpts[i]);
+		if (dsn) {
+			free(env->rcpt_dsn[i].addr);
+			free(env->rcpt_dsn[i].orcpt);
+		}
+	}
+	env->n_rcpts = kept;
+	if (dsn)
+		env->n_rcpt_dsn = kept;
+}
+
+/* "NEVER" or "SUCCESS,FAILURE,DELAY" (the bits given) into out. */
+static void
+envelope_notify_str(unsigned notify, char *out, size_t outsz)
+{
+	out[0] = '\0';
+	if (notify & ENVELOPE_NOTIFY_NEVER) {
+		snprintf(out, outsz, "NEVER");
+		return;
+	}
+	if (notify & ENVELOPE_NOTIFY_SUCCESS)
+		snprintf(out + strlen(out), outsz - strlen(out), "%sSUCCESS",
+		    out[0] != '\0' ? "," : "");
+	if (notify & ENVELOPE_NOTIFY_FAILURE)
+		snprintf(out + strlen(out), outsz - strlen(out), "%sFAILURE",
+		    out[0] != '\0' ? "," : "");
+	if (notify & ENVELOPE_NOTIFY_DELAY)
+		snprintf(out + strlen(out), outsz - strlen(out), "%sDELAY",
+		    out[0] != '\0' ? "," : "");
 }
 
 /* Append "key value\n" with control bytes in value replaced by '?'. */
@@ -156,6 +443,28 @@ envelope_format_line(struct buf *b, const char *key, const char *value)
 		log_fatalx("envelope too large");
 }
 
+/* The rcpt_params line of rcpts[i], when it has valid parameters. */
+static void
+envelope_format_params(struct buf *b, const struct envelope *env, size_t i)
+{
+	const struct envelope_rcpt_dsn *d;
+	char notify[32], *line;
+	int has_notify, has_orcpt;
+
+	if ((d = envelope_rcpt_dsn(env, i)) == NULL)
+		return;
+	has_notify = d->notify != 0 && envelope_notify_ok(d->notify);
+	has_orcpt = d->orcpt != NULL && envelope_orcpt_ok(d->orcpt);
+	if (!has_notify && !has_orcpt)
+		return;
+	envelope_notify_str(d->notify, notify, sizeof(notify));
+	line = xasprintf("%zu%s%s%s%s", i, has_notify ? " NOTIFY=" : "",
+	    has_notify ? notify : "", has_orcpt ? " ORCPT=" : "",
+	    has_orcpt ? d->orcpt : "");
+	envelope_format_line(b, "rcpt_params", line);
+	free(line);
+}
+
 char *
 envelope_format(const struct envelope *env, size_t *len)
 {
@@ -173,8 +482,10 @@ envelope_format(const struct envelope *env, size_t *len)
 	snprintf(num, sizeof(num), "%ld", env->uid < 0 ? -1L : env->uid);
 	envelope_format_line(&b, "uid", num);
 	envelope_format_line(&b, "sender", env->sender);
-	for (i = 0; i < env->n_rcpts; i++)
+	for (i = 0; i < env->n_rcpts; i++) {
 		envelope_format_line(&b, "rcpt", env->rcpts[i]);
+		envelope_format_params(&b, env, i);
+	}
 	snprintf(num, sizeof(num), "%u", env->attempts);
 	envelope_format_line(&b, "attempts", num);
 	snprintf(num, sizeof(num), "%" PRId64, env->next_attempt < 0 ? 0 :
@@ -187,6 +498,13 @@ envelope_format(const struct envelope *env, size_t *len)
 		envelope_format_line(&b, "held", "1");
 	if (env->warned)
 		envelope_format_line(&b, "warned", "1");
+	if (env->ret == ENVELOPE_RET_FULL || env->ret == ENVELOPE_RET_HDRS)
+		envelope_format_line(&b, "ret", env->ret == ENVELOPE_RET_FULL ?
+		    "FULL" : "HDRS");
+	/* Checked values only, so that the result parses back. */
+	if (env->envid != NULL && strlen(env->envid) <= ENVELOPE_ENVID_MAX &&
+	    envelope_xtext_valid(env->envid))
+		envelope_format_line(&b, "envid", env->envid);
 	envelope_format_line(&b, "end", NULL);
 	if (buf_append(&b, "", 1) != 0)
 		log_fatalx("envelope too large");
@@ -246,6 +564,103 @@ envelope_parse_fail(struct sq_err *err, size_t lineno, const char *why,
 	sq_printable(safe, sizeof(safe), what, whatlen);
 	return sq_err_set(err, SQ_EPARSE, "envelope line %zu: %s \"%s\"",
 	    lineno, why, safe);
+}
+
+/*
+ * "INDEX NOTIFY=... ORCPT=..." of a rcpt_params line into env.  Returns
+ * 0 or SQ_EPARSE with err filled.
+ */
+static int
+envelope_parse_params(struct envelope *env, const char *val, size_t vallen,
+    size_t lineno, struct sq_err *err)
+{
+	const char *p = val, *end = val + vallen, *w, *we, *eq;
+	unsigned notify = 0, bit;
+	char *orcpt = NULL;
+	uint64_t idx;
+	size_t n;
+	int seen_notify = 0, rc;
+
+	w = memchr(p, ' ', vallen);
+	if (w == NULL || envelope_parse_uint(p, (size_t)(w - p), SIZE_MAX,
+	    &idx) != 0)
+		return envelope_parse_fail(err, lineno, "rcpt_params: bad "
+		    "recipient index", val, vallen);
+	if (idx >= env->n_rcpts)
+		return envelope_parse_fail(err, lineno, "rcpt_params: no such "
+		    "recipient (yet)", val, (size_t)(w - p));
+	if (idx < env->n_rcpt_dsn &&
+	    !envelope_dsn_empty(&env->rcpt_dsn[idx]))
+		return envelope_parse_fail(err, lineno, "rcpt_params: "
+		    "repeated for recipient", val, (size_t)(w - p));
+	for (p = w + 1; p < end; p = we + 1) {
+		we = memchr(p, ' ', (size_t)(end - p));
+		if (we == NULL)
+			we = end;
+		n = (size_t)(we - p);
+		eq = memchr(p, '=', n);
+		if (eq != NULL && eq - p == 6 && memcmp(p, "NOTIFY", 6) == 0) {
+			if (seen_notify++) {
+				rc = envelope_parse_fail(err, lineno,
+				    "rcpt_params: repeated parameter", p, n);
+				goto fail;
+			}
+			for (w = eq + 1; w < we; w = eq + 1) {
+				eq = memchr(w, ',', (size_t)(we - w));
+				if (eq == NULL)
+					eq = we;
+				n = (size_t)(eq - w);
+				bit = n == 5 && memcmp(w, "NEVER", 5) == 0 ?
+				    ENVELOPE_NOTIFY_NEVER :
+				    n == 7 && memcmp(w, "SUCCESS", 7) == 0 ?
+				    ENVELOPE_NOTIFY_SUCCESS :
+				    n == 7 && memcmp(w, "FAILURE", 7) == 0 ?
+				    ENVELOPE_NOTIFY_FAILURE :
+				    n == 5 && memcmp(w, "DELAY", 5) == 0 ?
+				    ENVELOPE_NOTIFY_DELAY : 0;
+				if (bit == 0 || (notify & bit)) {
+					notify = 0;
+					break;
+				}
+				notify |= bit;
+			}
+			if (!envelope_notify_ok(notify)) {
+				rc = envelope_parse_fail(err, lineno,
+				    "rcpt_params: bad NOTIFY", p,
+				    (size_t)(we - p));
+				goto fail;
+			}
+		} else if (eq != NULL && eq - p == 5 &&
+		    memcmp(p, "ORCPT", 5) == 0) {
+			if (orcpt != NULL) {
+				rc = envelope_parse_fail(err, lineno,
+				    "rcpt_params: repeated parameter", p, n);
+				goto fail;
+			}
+			orcpt = xstrndup(p + 6, n - 6);
+			if (!envelope_orcpt_ok(orcpt)) {
+				rc = envelope_parse_fail(err, lineno,
+				    "rcpt_params: bad ORCPT", p, n);
+				goto fail;
+			}
+		} else {
+			rc = envelope_parse_fail(err, lineno,
+			    "rcpt_params: unknown parameter", p, n);
+			goto fail;
+		}
+	}
+	if (notify == 0 && orcpt == NULL) {
+		rc = envelope_parse_fail(err, lineno, "rcpt_params: no "
+		    "parameters", NULL, 0);
+		goto fail;
+	}
+	if (envelope_set_rcpt_dsn(env, (size_t)idx, notify, orcpt) != 0)
+		log_fatalx("envelope_parse_params: checked values refused");
+	free(orcpt);
+	return 0;
+fail:
+	free(orcpt);
+	return rc;
 }
 
 int
@@ -317,7 +732,8 @@ envelope_parse(const char *text, size_t len, struct envelope **out,
 			    key, keylen);
 			goto fail;
 		}
-		if (k != ENVELOPE_KEY_RCPT && seen[k] > 0) {
+		if (k != ENVELOPE_KEY_RCPT && k != ENVELOPE_KEY_RCPT_PARAMS &&
+		    seen[k] > 0) {
 			rc = envelope_parse_fail(err, lineno, "repeated key",
 			    key, keylen);
 			goto fail;
@@ -377,9 +793,37 @@ envelope_parse(const char *text, size_t len, struct envelope **out,
 				    "empty recipient", NULL, 0);
 				goto fail;
 			}
-			env->rcpts = xreallocarray(env->rcpts,
-			    env->n_rcpts + 1, sizeof(*env->rcpts));
-			env->rcpts[env->n_rcpts++] = xstrndup(val, vallen);
+			envelope_add_rcpt_n(env, val, vallen);
+			break;
+		case ENVELOPE_KEY_RET:
+			if (vallen == 4 && memcmp(val, "FULL", 4) == 0)
+				env->ret = ENVELOPE_RET_FULL;
+			else if (vallen == 4 && memcmp(val, "HDRS", 4) == 0)
+				env->ret = ENVELOPE_RET_HDRS;
+			else {
+				rc = envelope_parse_fail(err, lineno,
+				    "bad ret (FULL or HDRS)", val, vallen);
+				goto fail;
+			}
+			break;
+		case ENVELOPE_KEY_ENVID: {
+			char *v = xstrndup(val, vallen);
+
+			rc = vallen > ENVELOPE_ENVID_MAX ? -EINVAL :
+			    envelope_set_envid(env, v);
+			free(v);
+			if (rc != 0) {
+				rc = envelope_parse_fail(err, lineno,
+				    "bad envid (1 to 100 characters of "
+				    "xtext)", val, vallen);
+				goto fail;
+			}
+			break;
+		}
+		case ENVELOPE_KEY_RCPT_PARAMS:
+			if ((rc = envelope_parse_params(env, val, vallen,
+			    lineno, err)) != 0)
+				goto fail;
 			break;
 		case ENVELOPE_KEY_LAST_ERROR:
 			env->last_error = xstrndup(val, vallen);

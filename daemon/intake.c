@@ -421,6 +421,35 @@ intake_on_timeout(evutil_socket_t fd, short what, void *arg)
 
 /* ---------------------------------------------------------------- commit */
 
+/* The DSN parameters of t (RFC 3461) into env, whose recipients are t's
+ * in order.  intake_proto checked them already; one envelope.c refuses
+ * anyway is left out with a warning rather than failing the message. */
+_Static_assert(INTAKE_PROTO_NOTIFY_NEVER == ENVELOPE_NOTIFY_NEVER &&
+    INTAKE_PROTO_NOTIFY_SUCCESS == ENVELOPE_NOTIFY_SUCCESS &&
+    INTAKE_PROTO_NOTIFY_FAILURE == ENVELOPE_NOTIFY_FAILURE &&
+    INTAKE_PROTO_NOTIFY_DELAY == ENVELOPE_NOTIFY_DELAY,
+    "NOTIFY bits differ between intake_proto.h and envelope.h");
+
+static void
+intake_dsn_params(struct envelope *env, const struct intake_proto_txn *t)
+{
+	size_t j;
+
+	env->ret = t->ret == INTAKE_PROTO_RET_FULL ? ENVELOPE_RET_FULL :
+	    t->ret == INTAKE_PROTO_RET_HDRS ? ENVELOPE_RET_HDRS :
+	    ENVELOPE_RET_NONE;
+	if (t->envid != NULL && envelope_set_envid(env, t->envid) != 0)
+		log_warn("intake: ENVID not kept (not valid xtext)");
+	for (j = 0; j < t->n_rcpts && j < env->n_rcpts; j++) {
+		if (t->rcpts[j].notify == 0 && t->rcpts[j].orcpt == NULL)
+			continue;
+		if (envelope_set_rcpt_dsn(env, j, t->rcpts[j].notify,
+		    t->rcpts[j].orcpt) != 0)
+			log_warn("intake: NOTIFY/ORCPT of recipient %zu not "
+			    "kept (not valid)", j);
+	}
+}
+
 static void
 intake_on_commit(evutil_socket_t fd, short what, void *arg)
 {
@@ -456,6 +485,7 @@ intake_on_commit(evutil_socket_t fd, short what, void *arg)
 		envelope_set_sender(envs[i], t->sender);
 		for (j = 0; j < t->n_rcpts; j++)
 			envelope_add_rcpt(envs[i], t->rcpts[j].addr);
+		intake_dsn_params(envs[i], t);
 		envs[i]->created = (int64_t)time(NULL);
 		envs[i]->uid = s->uid;
 	}
@@ -472,19 +502,19 @@ intake_on_commit(evutil_socket_t fd, short what, void *arg)
 			    "nrcpt=%zu size=%llu", envs[i]->id, s->client,
 			    s->uid, from, t->n_rcpts, (unsigned long long)
 			    intake_proto_msg_size(s->proto));
-			if (t->ret != INTAKE_PROTO_RET_NONE ||
-			    t->envid != NULL) {
+			if (envs[i]->ret != ENVELOPE_RET_NONE ||
+			    envs[i]->envid != NULL ||
+			    envs[i]->n_rcpt_dsn > 0) {
 				char envid[INTAKE_PROTO_ENVID_MAX + 1];
 
 				sq_printable(envid, sizeof(envid),
 				    t->envid ? t->envid : "",
 				    t->envid ? strlen(t->envid) : 0);
 				log_debug("intake dsn msgid=%s ret=%s "
-				    "envid=%s (not kept: no envelope field)",
-				    envs[i]->id, t->ret ==
-				    INTAKE_PROTO_RET_FULL ? "FULL" :
-				    t->ret == INTAKE_PROTO_RET_HDRS ? "HDRS" :
-				    "-", envid);
+				    "envid=%s", envs[i]->id, envs[i]->ret ==
+				    ENVELOPE_RET_FULL ? "FULL" :
+				    envs[i]->ret == ENVELOPE_RET_HDRS ?
+				    "HDRS" : "-", envid);
 			}
 			intake_proto_data_done(s->proto, INTAKE_PROTO_QUEUED,
 			    envs[i]->id);

@@ -39,6 +39,7 @@
 #include "envelope.h"
 #include "log.h"
 #include "pickup.h"
+#include "rewrite.h"
 #include "spool.h"
 #include "util.h"
 
@@ -75,6 +76,7 @@ struct pickup {
 	int		 truncated;	/* the last scan hit PICKUP_NAMES_MAX */
 	int		 stalled;	/* the spool failed: wait for a scan */
 	char		*hostname;
+	struct rewrite	 rw;		/* [aliases], rewrite_sender */
 	size_t		 size_max;
 	char		*head;		/* DROPFILE_HEAD_MAX bytes */
 	time_t		 tmp_cleaned;
@@ -457,6 +459,11 @@ pickup_take(struct pickup *p, const char *name,
 	it->size = total;
 	it->w = w;
 	it->env = df.env;
+	/* Envelope lines are taken as given (sendq writes them already
+	 * rewritten); an envelope from the headers is rewritten as
+	 * `sendq -t` would. */
+	if (df.n_envlines == 0)
+		rewrite_envelope(&p->rw, it->env);
 	it->env->uid = it->uid;
 	it->env->created = (int64_t)time(NULL);
 	df.env = NULL;
@@ -721,6 +728,7 @@ pickup_new(struct event_base *base, const struct config *cfg,
 		host[sizeof(host) - 1] = '\0';
 		p->hostname = xstrdup(host);
 	}
+	rewrite_init(&p->rw, cfg, p->hostname);
 	p->head = xmalloc(DROPFILE_HEAD_MAX);
 
 	spool_fd = open(cfg->spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

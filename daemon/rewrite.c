@@ -238,3 +238,30 @@ rewrite_from_qualify(const struct rewrite *rw, const char *value,
 	mailmsg_addr_list_fini(&l);
 	return rc;
 }
+
+void
+rewrite_envelope(const struct rewrite *rw, struct envelope *env)
+{
+	struct mailmsg_addr_list out = { NULL, 0 };
+	char *sender, **old = env->rcpts;
+	size_t i, j, n_old = env->n_rcpts;
+
+	sender = rewrite_sender(rw, env->sender);
+	envelope_set_sender(env, sender);
+	free(sender);
+	for (i = 0; i < n_old; i++)
+		rewrite_recipient(rw, old[i], &out);
+	env->rcpts = NULL;
+	env->n_rcpts = 0;
+	for (i = 0; i < out.n; i++) {
+		for (j = 0; j < env->n_rcpts; j++)
+			if (strcasecmp(env->rcpts[j], out.addrs[i]) == 0)
+				break;
+		if (j == env->n_rcpts)
+			envelope_add_rcpt(env, out.addrs[i]);
+	}
+	mailmsg_addr_list_fini(&out);
+	for (i = 0; i < n_old; i++)
+		free(old[i]);
+	free(old);
+}

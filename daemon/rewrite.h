@@ -39,6 +39,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "envelope.h"
 #include "mailmsg.h"
 
 struct rewrite {
@@ -114,5 +115,13 @@ int	rewrite_from_value(const struct rewrite *rw, const char *value,
  */
 int	rewrite_from_qualify(const struct rewrite *rw, const char *value,
 	    size_t len, char **out);
+
+/*
+ * Rewrite a whole envelope in place, for the listener and the drop
+ * directory: the sender as rewrite_sender(), every recipient as
+ * rewrite_recipient() (alias targets included), duplicates dropped (the
+ * first occurrence is kept).  Headers are not touched.
+ */
+void	rewrite_envelope(const struct rewrite *rw, struct envelope *env);
 
 #endif

@@ -483,6 +483,7 @@ scheduler_queue_dsn(struct scheduler *s, const struct envelope *env,
 	p.orig_headers = headers;
 	p.orig_headers_len = hlen;
 	p.nonce = nonce;
+	p.envid = env->envid;
 	buf_init(&out, SCHEDULER_DSN_MAX);
 	rc_ = bounce_build(&p, &out);
 	free(headers);
@@ -510,6 +511,31 @@ scheduler_queue_dsn(struct scheduler *s, const struct envelope *env,
 	return rc_;
 }
 
+/* The DSN parameters of env's recipient addr (a pointer into env->rcpts,
+ * or an equal string), or NULL. */
+static const struct envelope_rcpt_dsn *
+scheduler_rcpt_dsn(const struct envelope *env, const char *addr)
+{
+	size_t i;
+
+	for (i = 0; i < env->n_rcpts; i++)
+		if (env->rcpts[i] == addr)
+			return envelope_rcpt_dsn(env, i);
+	for (i = 0; i < env->n_rcpts; i++)
+		if (strcmp(env->rcpts[i], addr) == 0)
+			return envelope_rcpt_dsn(env, i);
+	return NULL;
+}
+
+/* Whether a recipient with parameters d wants a DSN of kind bit
+ * (ENVELOPE_NOTIFY_FAILURE / _DELAY): yes without NOTIFY (RFC 3461 4.1
+ * leaves the default to us: failures and delays are reported). */
+static int
+scheduler_notify_wants(const struct envelope_rcpt_dsn *d, unsigned bit)
+{
+	return d == NULL || d->notify == 0 || (d->notify & bit) != 0;
+}
+
 /*
  * Recipients of env listed in rc[0..n) failed for good.  Bounce them (or
  * keep them in failed/); returns 0 when that is durable, so the caller
@@ -529,8 +555,31 @@ scheduler_fail_rcpts(struct scheduler *s, const struct envelope *env,
 		log_warn("failed msgid=%s rcpt=%s reason=\"%s\"", env->id,
 		    rc[i].addr, rc[i].reply != NULL ? rc[i].reply : "?");
 	if (env->sender[0] != '\0' && s->cfg->bounce != CONFIG_BOUNCE_NONE) {
-		if (scheduler_queue_dsn(s, env, rc, n, BOUNCE_FAILED,
-		    &err) == 0)
+		/* NOTIFY (RFC 3461): only recipients that did not opt out
+		 * of failure reports are in the DSN; ORCPT goes with them. */
+		struct bounce_rcpt *dr = xcalloc(n, sizeof(*dr));
+		size_t n_dsn = 0;
+
+		for (i = 0; i < n; i++) {
+			const struct envelope_rcpt_dsn *d =
+			    scheduler_rcpt_dsn(env, rc[i].addr);
+
+			if (!scheduler_notify_wants(d,
+			    ENVELOPE_NOTIFY_FAILURE)) {
+				log_info("failed msgid=%s rcpt=%s dsn=none "
+				    "(NOTIFY=%s)", env->id, rc[i].addr,
+				    d != NULL &&
+				    (d->notify & ENVELOPE_NOTIFY_NEVER) ?
+				    "NEVER" : "without FAILURE");
+				continue;
+			}
+			dr[n_dsn] = rc[i];
+			dr[n_dsn++].orcpt = d != NULL ? d->orcpt : NULL;
+		}
+		rc_ = n_dsn == 0 ? 0 : scheduler_queue_dsn(s, env, dr, n_dsn,
+		    BOUNCE_FAILED, &err);
+		free(dr);
+		if (rc_ == 0)
 			return 0;
 		log_err("msgid=%s: cannot queue the bounce: %s (keeping the "
 		    "recipients in failed/ instead)", env->id, err.msg);
@@ -613,15 +662,14 @@ scheduler_settle(struct scheduler *s, struct sched_msg *m,
 	if (n_fail > 0 && scheduler_fail_rcpts(s, env, rc, n_fail) != 0)
 		memset(final, 0, env->n_rcpts * sizeof(*final));
 	free(rc);
+	/* Keep what is still to be tried (final becomes "keep"); the
+	 * recipients' DSN parameters go with them. */
 	for (i = 0; i < env->n_rcpts; i++) {
-		if (fate[i] == RETRY_DELIVERED || final[i]) {
-			free(env->rcpts[i]);
-			continue;
-		}
-		env->rcpts[kept++] = env->rcpts[i];
+		final[i] = fate[i] != RETRY_DELIVERED && !final[i];
+		kept += final[i] != 0;
 	}
+	envelope_keep_rcpts(env, final);
 	free(final);
-	env->n_rcpts = kept;
 	if (kept == 0) {
 		if (spool_remove(s->spool, env->id, &err) != 0)
 			log_err("msgid=%s: done but cannot remove it from the "
@@ -640,13 +688,19 @@ scheduler_settle(struct scheduler *s, struct sched_msg *m,
 	    env->sender[0] != '\0' && s->cfg->bounce != CONFIG_BOUNCE_NONE &&
 	    now - env->created >= (int64_t)s->cfg->delay_warning) {
 		struct bounce_rcpt *dr = xcalloc(env->n_rcpts, sizeof(*dr));
+		const struct envelope_rcpt_dsn *d;
+		size_t n_dsn = 0;
 
 		for (i = 0; i < env->n_rcpts; i++) {
-			dr[i].addr = env->rcpts[i];
-			dr[i].reply = reason;
-			dr[i].remote_mta = remote;
+			d = envelope_rcpt_dsn(env, i);
+			if (!scheduler_notify_wants(d, ENVELOPE_NOTIFY_DELAY))
+				continue;	/* NOTIFY without DELAY */
+			dr[n_dsn].addr = env->rcpts[i];
+			dr[n_dsn].reply = reason;
+			dr[n_dsn].remote_mta = remote;
+			dr[n_dsn++].orcpt = d != NULL ? d->orcpt : NULL;
 		}
-		if (scheduler_queue_dsn(s, env, dr, env->n_rcpts,
+		if (n_dsn == 0 || scheduler_queue_dsn(s, env, dr, n_dsn,
 		    BOUNCE_DELAYED, &err) == 0)
 			env->warned = 1;
 		else
@@ -722,6 +776,13 @@ scheduler_rate_wait_ms(const struct sched_relay *r)
 	    sh->rate_count) + 1;
 }
 
+/* The envelope's NOTIFY bits are handed to smtp_proto as they are. */
+_Static_assert(ENVELOPE_NOTIFY_NEVER == SMTP_PROTO_NOTIFY_NEVER &&
+    ENVELOPE_NOTIFY_SUCCESS == SMTP_PROTO_NOTIFY_SUCCESS &&
+    ENVELOPE_NOTIFY_FAILURE == SMTP_PROTO_NOTIFY_FAILURE &&
+    ENVELOPE_NOTIFY_DELAY == SMTP_PROTO_NOTIFY_DELAY,
+    "NOTIFY bits differ between envelope.h and smtp_proto.h");
+
 /*
  * Put message m on the idle connection cc.  Returns 1 when it was sent,
  * 0 when m could not be read (it is dropped from the index or bounced).
@@ -733,7 +794,10 @@ scheduler_send(struct sched_conn *cc, struct sched_msg *m)
 	struct smtp_conn_message msg;
 	struct sq_err err = { 0 };
 	struct envelope *env = NULL;
-	int fd;
+	unsigned *notify = NULL;
+	const char **orcpts = NULL;
+	size_t i;
+	int fd, rc;
 
 	if (spool_load_envelope(s->spool, m->id, &env, &err) != 0 ||
 	    (fd = spool_open_message(s->spool, m->id, &err)) < 0) {
@@ -760,9 +824,30 @@ scheduler_send(struct sched_conn *cc, struct sched_msg *m)
 	msg.body_fd = fd;
 	msg.body_8bit = env->body_8bit;
 	msg.needs_smtputf8 = scheduler_envelope_utf8(env);
+	/* DSN parameters: read by smtp_conn_send() only. */
+	msg.ret = env->ret == ENVELOPE_RET_FULL ? SMTP_PROTO_RET_FULL :
+	    env->ret == ENVELOPE_RET_HDRS ? SMTP_PROTO_RET_HDRS :
+	    SMTP_PROTO_RET_NONE;
+	msg.envid = env->envid;
+	if (env->n_rcpt_dsn > 0) {
+		const struct envelope_rcpt_dsn *d;
+
+		notify = xcalloc(env->n_rcpts, sizeof(*notify));
+		orcpts = xcalloc(env->n_rcpts, sizeof(*orcpts));
+		for (i = 0; i < env->n_rcpts; i++)
+			if ((d = envelope_rcpt_dsn(env, i)) != NULL) {
+				notify[i] = d->notify;
+				orcpts[i] = d->orcpt;
+			}
+		msg.notify = notify;
+		msg.orcpts = orcpts;
+	}
 	cc->idle = 0;
 	evtimer_del(cc->idle_timer);
-	if (smtp_conn_send(cc->conn, &msg) != 0) {
+	rc = smtp_conn_send(cc->conn, &msg);
+	free(notify);
+	free(orcpts);
+	if (rc != 0) {
 		close(fd);
 		log_err("msgid=%s: cannot be sent (%zu recipients); left in "
 		    "the spool", m->id, msg.n_rcpts);

@@ -114,6 +114,11 @@ struct sendq_opts {
 	const char	*config_path;	/* -C */
 	char		**rcpts;	/* recipient arguments */
 	int		 n_rcpts;
+	/* DSN requests (RFC 3461), kept in the envelope: -N for every
+	 * recipient, -R, -V (stored as xtext). */
+	unsigned	 notify;	/* ENVELOPE_NOTIFY_*, 0 = not given */
+	enum envelope_ret ret;
+	char		 envid[SENDQ_ENVID_MAX + 1];	/* "" = none */
 };
 
 /*
@@ -234,16 +239,22 @@ sendq_opt_notify(struct sendq_opts *o, const char *name, const char *arg)
 	const char *p = arg, *e;
 	size_t n;
 
-	(void)o;
 	(void)name;
-	if (strcasecmp(arg, "never") == 0)
+	if (strcasecmp(arg, "never") == 0) {
+		o->notify = ENVELOPE_NOTIFY_NEVER;
 		return 0;
+	}
+	o->notify = 0;
 	for (;;) {
 		e = strchr(p, ',');
 		n = e != NULL ? (size_t)(e - p) : strlen(p);
-		if (!((n == 7 && strncasecmp(p, "success", 7) == 0) ||
-		    (n == 7 && strncasecmp(p, "failure", 7) == 0) ||
-		    (n == 5 && strncasecmp(p, "delay", 5) == 0))) {
+		if (n == 7 && strncasecmp(p, "success", 7) == 0)
+			o->notify |= ENVELOPE_NOTIFY_SUCCESS;
+		else if (n == 7 && strncasecmp(p, "failure", 7) == 0)
+			o->notify |= ENVELOPE_NOTIFY_FAILURE;
+		else if (n == 5 && strncasecmp(p, "delay", 5) == 0)
+			o->notify |= ENVELOPE_NOTIFY_DELAY;
+		else {
 			fprintf(stderr, "sendq: -N: bad DSN notification "
 			    "(allowed: never, or a comma list of success, "
 			    "failure, delay)\n");
@@ -259,10 +270,12 @@ sendq_opt_notify(struct sendq_opts *o, const char *name, const char *arg)
 static int
 sendq_opt_ret(struct sendq_opts *o, const char *name, const char *arg)
 {
-	(void)o;
 	(void)name;
-	if (strcasecmp(arg, "full") == 0 || strcasecmp(arg, "hdrs") == 0)
+	if (strcasecmp(arg, "full") == 0 || strcasecmp(arg, "hdrs") == 0) {
+		o->ret = strcasecmp(arg, "full") == 0 ? ENVELOPE_RET_FULL :
+		    ENVELOPE_RET_HDRS;
 		return 0;
+	}
 	fprintf(stderr, "sendq: -R: bad DSN return type (allowed: full, "
 	    "hdrs)\n");
 	return EX_USAGE;
@@ -273,19 +286,26 @@ static int
 sendq_opt_envid(struct sendq_opts *o, const char *name, const char *arg)
 {
 	size_t i, n = strlen(arg);
+	char *x;
 
-	(void)o;
 	(void)name;
 	for (i = 0; i < n; i++)
 		if ((unsigned char)arg[i] <= 0x20 ||
 		    (unsigned char)arg[i] >= 0x7f)
 			break;
-	if (n == 0 || n > SENDQ_ENVID_MAX || i < n) {
+	/* Kept as xtext ("+" and "=" as "+2B", "+3D"), which must fit in
+	 * ENVID's 100 characters too. */
+	x = i == n ? envelope_xtext_encode(arg) : NULL;
+	if (n == 0 || i < n || strlen(x) > SENDQ_ENVID_MAX) {
 		fprintf(stderr, "sendq: -V: bad envelope id (allowed: 1 to %d "
-		    "printable ASCII characters without spaces; the version "
-		    "is --version)\n", SENDQ_ENVID_MAX);
+		    "printable ASCII characters without spaces, '+' and '=' "
+		    "counting as 3; the version is --version)\n",
+		    SENDQ_ENVID_MAX);
+		free(x);
 		return EX_USAGE;
 	}
+	snprintf(o->envid, sizeof(o->envid), "%s", x);
+	free(x);
 	return 0;
 }
 
@@ -335,14 +355,20 @@ static const struct sendq_option sendq_options[] = {
 	{ "h", NULL, sendq_opt_mode, "this text" },
 	{ "-help", NULL, sendq_opt_mode, NULL },
 	{ "-version", NULL, sendq_opt_mode, "print the version" },
+	{ "N", "DSN", sendq_opt_notify,
+	  "DSN notify for every recipient: never, or a comma list of "
+	  "success, failure, delay; passed to a smarthost that offers DSN; "
+	  "never and a list without failure mean no bounce from sendq "
+	  "either" },
+	{ "R", "RET", sendq_opt_ret,
+	  "DSN return: full or hdrs (passed on; sendq's own bounces always "
+	  "return the headers only)" },
+	{ "V", "ENVID", sendq_opt_envid,
+	  "DSN envelope id, passed on and named in bounces (the version is "
+	  "--version)" },
 	/* Accepted and checked, without effect. */
 	{ "B", "TYPE", sendq_opt_body,
 	  "body type 7BIT or 8BITMIME (ignored: 8-bit is detected)" },
-	{ "N", "DSN", sendq_opt_notify,
-	  "DSN notify: never, or success,failure,delay (ignored)" },
-	{ "R", "RET", sendq_opt_ret, "DSN return: full or hdrs (ignored)" },
-	{ "V", "ENVID", sendq_opt_envid,
-	  "DSN envelope id (ignored; the version is --version)" },
 	{ "oem", NULL, sendq_opt_ignore,
 	  "error reporting by mail / by exit status: errors are always "
 	  "reported on standard error and in the exit status" },
@@ -1515,8 +1541,18 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 		eol = line.len >= 2 && line.data[line.len - 2] == '\r' &&
 		    line.data[line.len - 1] == '\n' ? "\r\n" : "\n";
 
+	/* DSN requests (-N, -R, -V): drop files cannot carry them, so
+	 * with any of them the message goes to sendqd or the spool. */
+	env->ret = o->ret;
+	if (o->envid[0] != '\0' && envelope_set_envid(env, o->envid) != 0)
+		log_fatalx("sendq: checked ENVID refused");
+	for (i = 0; o->notify != 0 && i < env->n_rcpts; i++)
+		if (envelope_set_rcpt_dsn(env, i, o->notify, NULL) != 0)
+			log_fatalx("sendq: checked NOTIFY refused");
+
 	/* Where it goes: sendqd, else the maildrop, else the spool. */
-	if (!sendq_daemon_up(c->control_path) &&
+	if (o->notify == 0 && o->ret == ENVELOPE_RET_NONE &&
+	    o->envid[0] == '\0' && !sendq_daemon_up(c->control_path) &&
 	    !sendq_has_xsendq(&h, hdr.data) &&
 	    env->n_rcpts <= SENDQ_DROP_RCPT_MAX &&
 	    sendq_drop_open(c, &sink) == 0) {

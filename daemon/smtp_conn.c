@@ -1503,10 +1503,18 @@ smtp_conn_send(struct smtp_conn *c, const struct smtp_conn_message *msg)
 		txn.size = (uint64_t)st.st_size;
 	txn.body_8bit = msg->body_8bit;
 	txn.needs_smtputf8 = msg->needs_smtputf8;
+	txn.ret = msg->ret;
+	txn.envid = msg->envid;
+	txn.notify = msg->notify;
+	txn.orcpts = msg->orcpts;
 	if (smtp_proto_send_mail(c->proto, &txn) < 0)
 		return -1;
 	c->ready = 0;
 	c->msg = *msg;
+	/* Copied by the core; not valid after this call. */
+	c->msg.envid = NULL;
+	c->msg.notify = NULL;
+	c->msg.orcpts = NULL;
 	if (c->msg.id == NULL)
 		c->msg.id = "-";
 	c->msg_active = 1;

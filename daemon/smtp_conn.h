@@ -52,6 +52,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "smtp_proto.h"
 #include "tls.h"
 
 struct event_base;
@@ -86,6 +87,15 @@ struct smtp_conn_message {
 						 * headers: fails (5xx, local)
 						 * when the server lacks
 						 * SMTPUTF8 */
+	/* DSN parameters (RFC 3461), passed on only to a server that
+	 * offers DSN (smtp_proto.h).  Read during smtp_conn_send() only:
+	 * the caller may free them when it returns. */
+	enum smtp_proto_ret	 ret;		/* RET= */
+	const char		*envid;		/* ENVID= xtext, or NULL */
+	const unsigned		*notify;	/* n_rcpts SMTP_PROTO_NOTIFY_*
+						 * sets (0 = none), or NULL */
+	const char *const	*orcpts;	/* n_rcpts "type;xtext" or
+						 * NULL entries, or NULL */
 };
 
 enum smtp_conn_outcome {

@@ -44,6 +44,7 @@
  * still safe (the server refused something, and the stream is in sync and
  * not mid-handshake), a QUIT with no reply awaited.
  */
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,6 +167,10 @@ struct smtp_proto {
 	uint64_t		 size;
 	int			 body_8bit;
 	int			 needs_smtputf8;
+	enum smtp_proto_ret	 ret;		/* DSN parameters, checked */
+	char			*envid;
+	unsigned		*notify;	/* n_rcpts, or NULL */
+	char			**orcpts;	/* n_rcpts, or NULL */
 	struct smtp_proto_reply	 rcpt_fail;	/* last refused RCPT */
 	struct smtp_wire_enc	 enc;
 
@@ -260,7 +265,7 @@ smtp_proto_cmd(struct smtp_proto *p, const char *fmt, ...)
 static void
 smtp_proto_cmd(struct smtp_proto *p, const char *fmt, ...)
 {
-	char line[1024];
+	char line[2048];
 	va_list ap;
 	int n;
 
@@ -316,6 +321,15 @@ smtp_proto_txn_clear(struct smtp_proto *p)
 	for (i = 0; i < p->n_rcpts; i++)
 		free(p->rcpts[i]);
 	free(p->rcpts);
+	for (i = 0; p->orcpts != NULL && i < p->n_rcpts; i++)
+		free(p->orcpts[i]);
+	free(p->orcpts);
+	free(p->notify);
+	free(p->envid);
+	p->orcpts = NULL;
+	p->notify = NULL;
+	p->envid = NULL;
+	p->ret = SMTP_PROTO_RET_NONE;
 	p->sender = NULL;
 	p->rcpts = NULL;
 	p->n_rcpts = p->rcpt_i = p->rcpt_ok = p->rcpt_sent = 0;
@@ -388,7 +402,7 @@ static void	smtp_proto_auth_start(struct smtp_proto *);
 static void
 smtp_proto_mail_cmd(struct smtp_proto *p)
 {
-	char params[96];
+	char params[256];
 	size_t o = 0;
 
 	params[0] = '\0';
@@ -399,8 +413,44 @@ smtp_proto_mail_cmd(struct smtp_proto *p)
 		o += (size_t)snprintf(params + o, sizeof(params) - o,
 		    " BODY=8BITMIME");
 	if (p->needs_smtputf8)
-		snprintf(params + o, sizeof(params) - o, " SMTPUTF8");
+		o += (size_t)snprintf(params + o, sizeof(params) - o,
+		    " SMTPUTF8");
+	if (p->caps.dsn && p->ret != SMTP_PROTO_RET_NONE)
+		o += (size_t)snprintf(params + o, sizeof(params) - o,
+		    " RET=%s", p->ret == SMTP_PROTO_RET_FULL ? "FULL" :
+		    "HDRS");
+	if (p->caps.dsn && p->envid != NULL)
+		snprintf(params + o, sizeof(params) - o, " ENVID=%s",
+		    p->envid);
 	smtp_proto_cmd(p, "MAIL FROM:<%s>%s", p->sender, params);
+}
+
+/* RCPT TO for recipient i, with NOTIFY= and ORCPT= where DSN is
+ * offered. */
+static void
+smtp_proto_rcpt_cmd(struct smtp_proto *p, size_t i)
+{
+	char notify[40] = "", *orcpt = NULL;
+	unsigned bits = p->notify != NULL ? p->notify[i] : 0;
+
+	if (p->caps.dsn && bits != 0) {
+		if (bits & SMTP_PROTO_NOTIFY_NEVER)
+			snprintf(notify, sizeof(notify), " NOTIFY=NEVER");
+		else
+			snprintf(notify, sizeof(notify), " NOTIFY=%s%s%s%s%s",
+			    bits & SMTP_PROTO_NOTIFY_SUCCESS ? "SUCCESS" : "",
+			    (bits & SMTP_PROTO_NOTIFY_SUCCESS) &&
+			    (bits & (SMTP_PROTO_NOTIFY_FAILURE |
+			    SMTP_PROTO_NOTIFY_DELAY)) ? "," : "",
+			    bits & SMTP_PROTO_NOTIFY_FAILURE ? "FAILURE" : "",
+			    (bits & SMTP_PROTO_NOTIFY_FAILURE) &&
+			    (bits & SMTP_PROTO_NOTIFY_DELAY) ? "," : "",
+			    bits & SMTP_PROTO_NOTIFY_DELAY ? "DELAY" : "");
+	}
+	if (p->caps.dsn && p->orcpts != NULL)
+		orcpt = p->orcpts[i];
+	smtp_proto_cmd(p, "RCPT TO:<%s>%s%s%s", p->rcpts[i], notify,
+	    orcpt != NULL ? " ORCPT=" : "", orcpt != NULL ? orcpt : "");
 }
 
 /* The next RCPTs: one, or a pipelined group (DATA after the last). */
@@ -413,7 +463,7 @@ smtp_proto_rcpt_cmds(struct smtp_proto *p)
 		end = p->n_rcpts - p->rcpt_sent > SMTP_PROTO_PIPE_RCPTS ?
 		    p->rcpt_sent + SMTP_PROTO_PIPE_RCPTS : p->n_rcpts;
 	for (; p->rcpt_sent < end; p->rcpt_sent++)
-		smtp_proto_cmd(p, "RCPT TO:<%s>", p->rcpts[p->rcpt_sent]);
+		smtp_proto_rcpt_cmd(p, p->rcpt_sent);
 	if (p->pipe_on && p->rcpt_sent == p->n_rcpts) {
 		smtp_proto_cmd(p, "DATA");
 		p->data_sent = 1;
@@ -1043,6 +1093,72 @@ smtp_proto_local_verdict(struct smtp_proto *p, int code,
 	smtp_proto_txn_done(p, &r, SMTP_PROTO_S_READY);
 }
 
+/* RFC 3461 xtext of 1..max characters. */
+static int
+smtp_proto_xtext_ok(const char *s, size_t max)
+{
+	size_t i, n = strlen(s);
+
+	if (n == 0 || n > max)
+		return 0;
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '+') {
+			if (i + 2 >= n || !isxdigit((unsigned char)s[i + 1]) ||
+			    !isxdigit((unsigned char)s[i + 2]) ||
+			    islower((unsigned char)s[i + 1]) ||
+			    islower((unsigned char)s[i + 2]))
+				return 0;
+			i += 2;
+			continue;
+		}
+		if (c < 0x21 || c > 0x7e || c == '=')
+			return 0;
+	}
+	return 1;
+}
+
+/* Copy the checked DSN parameters of txn; invalid ones are left out. */
+static void
+smtp_proto_txn_dsn(struct smtp_proto *p, const struct smtp_proto_txn *txn)
+{
+	const char *o, *semi;
+	unsigned bits, others;
+	size_t i;
+
+	if (txn->ret == SMTP_PROTO_RET_FULL || txn->ret == SMTP_PROTO_RET_HDRS)
+		p->ret = txn->ret;
+	if (txn->envid != NULL && smtp_proto_xtext_ok(txn->envid, 100))
+		p->envid = xstrdup(txn->envid);
+	others = SMTP_PROTO_NOTIFY_SUCCESS | SMTP_PROTO_NOTIFY_FAILURE |
+	    SMTP_PROTO_NOTIFY_DELAY;
+	if (txn->notify != NULL) {
+		p->notify = xcalloc(txn->n_rcpts, sizeof(*p->notify));
+		for (i = 0; i < txn->n_rcpts; i++) {
+			bits = txn->notify[i];
+			if (bits == SMTP_PROTO_NOTIFY_NEVER ||
+			    (bits != 0 && (bits & ~others) == 0))
+				p->notify[i] = bits;
+		}
+	}
+	if (txn->orcpts != NULL) {
+		p->orcpts = xcalloc(txn->n_rcpts, sizeof(*p->orcpts));
+		for (i = 0; i < txn->n_rcpts; i++) {
+			if ((o = txn->orcpts[i]) == NULL ||
+			    (semi = strchr(o, ';')) == NULL || semi == o ||
+			    strlen(o) > 500 ||
+			    !smtp_proto_xtext_ok(semi + 1, 500))
+				continue;
+			for (; o < semi; o++)
+				if (!isalnum((unsigned char)*o) && *o != '-')
+					break;
+			if (o == semi)
+				p->orcpts[i] = xstrdup(txn->orcpts[i]);
+		}
+	}
+}
+
 int
 smtp_proto_send_mail(struct smtp_proto *p, const struct smtp_proto_txn *txn)
 {
@@ -1079,6 +1195,7 @@ smtp_proto_send_mail(struct smtp_proto *p, const struct smtp_proto_txn *txn)
 	p->size = txn->size;
 	p->body_8bit = txn->body_8bit;
 	p->needs_smtputf8 = txn->needs_smtputf8;
+	smtp_proto_txn_dsn(p, txn);
 	p->pipe_on = p->pipelining && p->caps.pipelining;
 	memset(&p->rcpt_fail, 0, sizeof(p->rcpt_fail));
 	smtp_proto_enter(p, SMTP_PROTO_S_MAIL);

@@ -58,6 +58,15 @@
  * limit, or one that needs SMTPUTF8 when the server lacks it, is not
  * offered at all: TXN_DONE carries a local 552 5.3.4 / 553 5.6.7 reply.
  *
+ * DSN parameters (RFC 3461), only when the server offers DSN: RET= and
+ * ENVID= on MAIL, NOTIFY= and ORCPT= on each RCPT, as txn gives them.
+ * To a server without DSN none is sent and the message is relayed all
+ * the same (RFC 3461 4.2 would have the relay itself report success
+ * for NOTIFY=SUCCESS; we do not: the parameters are simply not passed
+ * on).  A value that is not valid RFC 3461 text (an ENVID over 100 or an
+ * ORCPT over 500 characters, non-xtext bytes, NOTIFY bits that mix
+ * NEVER with others) is left out rather than sent.
+ *
  * DIAGNOSTICS: protocol errors are events (FAILED with a class and text),
  * never return codes; the functions below only fail on misuse.
  */
@@ -154,6 +163,19 @@ struct smtp_proto_event {
 						 * any */
 };
 
+/* RET= of a transaction (RFC 3461 4.3). */
+enum smtp_proto_ret {
+	SMTP_PROTO_RET_NONE,
+	SMTP_PROTO_RET_FULL,
+	SMTP_PROTO_RET_HDRS,
+};
+
+/* NOTIFY= bits of a recipient (RFC 3461 4.1), as ENVELOPE_NOTIFY_*. */
+#define SMTP_PROTO_NOTIFY_NEVER		0x1
+#define SMTP_PROTO_NOTIFY_SUCCESS	0x2
+#define SMTP_PROTO_NOTIFY_FAILURE	0x4
+#define SMTP_PROTO_NOTIFY_DELAY		0x8
+
 struct smtp_proto_txn {
 	const char		*sender;	/* "" = null sender <> */
 	const char *const	*rcpts;
@@ -163,6 +185,14 @@ struct smtp_proto_txn {
 	int			 body_8bit;	/* BODY=8BITMIME when offered */
 	int			 needs_smtputf8; /* non-ASCII addresses or
 						 * headers: SMTPUTF8 required */
+	/* DSN parameters, sent only where the server offers DSN. */
+	enum smtp_proto_ret	 ret;		/* RET= */
+	const char		*envid;		/* ENVID= xtext, or NULL */
+	const unsigned		*notify;	/* n_rcpts SMTP_PROTO_NOTIFY_*
+						 * bit sets (0 = none), or
+						 * NULL */
+	const char *const	*orcpts;	/* n_rcpts "type;xtext" or
+						 * NULL entries, or NULL */
 };
 
 struct smtp_proto;

@@ -287,6 +287,8 @@ smtp_wire_caps_line(struct smtp_wire_caps *caps, const char *s, size_t len)
 		caps->enhancedstatuscodes = 1;
 	else if (smtp_wire_kw(s, kw, "CHUNKING"))
 		caps->chunking = 1;
+	else if (smtp_wire_kw(s, kw, "DSN"))
+		caps->dsn = 1;
 	else if (smtp_wire_kw(s, kw, "SIZE") && (kw == len || s[kw] == ' ')) {
 		caps->size = 1;
 		caps->size_max = smtp_wire_size(s + kw, len - kw);

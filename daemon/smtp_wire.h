@@ -102,6 +102,7 @@ struct smtp_wire_caps {
 	uint64_t	 size_max;	/* its limit, 0 = none given */
 	int		 auth;		/* AUTH offered */
 	unsigned	 auth_mechs;	/* SMTP_WIRE_AUTH_* */
+	int		 dsn;		/* DSN offered (RFC 3461) */
 };
 
 /*

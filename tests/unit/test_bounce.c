@@ -822,3 +822,74 @@ Test(bounce, missing_queue_id_and_sender_leave_no_empty_fields)
 	cr_assert_not_null(strstr(dsn, "\nMessage-ID: <0@localhost>\n"));
 	free(dsn);
 }
+
+/* DSN parameters of the original (RFC 3461) */
+
+Test(bounce, envid_and_orcpt_are_reported_decoded_before_their_blocks)
+{
+	static const struct bounce_rcpt r[] = {
+		{ .addr = "bob@example.com", .reply = "550 5.1.1 no",
+		  .orcpt = "rfc822;Bob+2Bdsn@Example.COM" },
+		{ .addr = "carol@example.org", .reply = "550 5.1.1 no" },
+	};
+	struct bounce_params p = test_failed_params();
+	char *dsn;
+
+	p.rcpts = r;
+	p.n_rcpts = 2;
+	p.envid = "QQ+2B1+3D2";
+	dsn = test_build(&p);
+	/* RFC 3464 2.2: Original-Envelope-Id comes first, then
+	 * Reporting-MTA. */
+	cr_assert_not_null(strstr(dsn, "Content-Description: Delivery report"
+	    "\n\nOriginal-Envelope-Id: QQ+1=2\nReporting-MTA: dns; "
+	    "relay.example.net\n"), "%s", dsn);
+	/* 2.3: Original-Recipient precedes Final-Recipient. */
+	cr_assert_not_null(strstr(dsn, "\n\nOriginal-Recipient: rfc822; "
+	    "Bob+dsn@Example.COM\nFinal-Recipient: rfc822; bob@example.com\n"),
+	    "%s", dsn);
+	/* Only the recipient that had an ORCPT. */
+	cr_assert_null(strstr(strstr(dsn, "carol@example.org\nAction"),
+	    "Original-Recipient"));
+	cr_assert_eq(test_run_check_dsn(dsn, "bob@example.com", "5.1.1",
+	    "failed"), 0);
+	free(dsn);
+}
+
+Test(bounce, envid_and_orcpt_cannot_inject_lines)
+{
+	static const struct bounce_rcpt r[] = {
+		{ .addr = "bob@example.com",
+		  .orcpt = "rfc822;x+0D+0AStatus:+202.0.0" },
+	};
+	struct bounce_params p = test_failed_params();
+	char *dsn;
+
+	p.rcpts = r;
+	p.n_rcpts = 1;
+	p.envid = "a+0ABcc:+20x+00";
+	dsn = test_build(&p);
+	cr_assert_not_null(strstr(dsn, "\nOriginal-Envelope-Id: a Bcc: x?\n"),
+	    "%s", dsn);
+	cr_assert_not_null(strstr(dsn, "\nOriginal-Recipient: rfc822; "
+	    "x Status: 2.0.0\n"), "%s", dsn);
+	cr_assert_null(strstr(dsn, "\nStatus: 2.0.0"));
+	cr_assert_null(strstr(dsn, "\nBcc:"));
+	free(dsn);
+}
+
+Test(bounce, orcpt_without_an_address_type_is_left_out)
+{
+	static const struct bounce_rcpt r[] = {
+		{ .addr = "bob@example.com", .orcpt = "bob@example.com" },
+	};
+	struct bounce_params p = test_failed_params();
+	char *dsn;
+
+	p.rcpts = r;
+	p.n_rcpts = 1;
+	dsn = test_build(&p);
+	cr_assert_null(strstr(dsn, "Original-Recipient"));
+	cr_assert_null(strstr(dsn, "Original-Envelope-Id"));
+	free(dsn);
+}

@@ -3,6 +3,7 @@
  */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -318,4 +319,279 @@ Test(envelope, held_and_warned_flags_round_trip_and_are_checked)
 	free(text);
 	envelope_free(env);
 	envelope_free(back);
+}
+
+/* ------------------------------------------------ DSN parameters */
+
+Test(envelope, dsn_parameters_round_trip_in_the_documented_text)
+{
+	struct envelope *env = test_sample_envelope(), *back = NULL;
+	const struct envelope_rcpt_dsn *d;
+	struct sq_err err = { 0 };
+	const char *want =
+	    "sendq-envelope 1\n"
+	    "id 018F2C3A4B0A1B2C3D4E\n"
+	    "created 1700000000\n"
+	    "uid 1000\n"
+	    "sender alice@example.com\n"
+	    "rcpt bob@example.com\n"
+	    "rcpt_params 0 NOTIFY=SUCCESS,FAILURE,DELAY "
+	    "ORCPT=rfc822;bob+2Bx@example.com\n"
+	    "rcpt \"carol smith\"@example.org\n"
+	    "rcpt dave@example.net\n"
+	    "rcpt_params 2 NOTIFY=NEVER\n"
+	    "attempts 3\n"
+	    "next_attempt 1700003600\n"
+	    "last_error 451 4.3.0 try again later\n"
+	    "body 7bit\n"
+	    "ret HDRS\n"
+	    "envid QQ+2B1\n"
+	    "end\n";
+	size_t len;
+	char *text;
+
+	envelope_add_rcpt(env, "dave@example.net");
+	env->ret = ENVELOPE_RET_HDRS;
+	cr_assert_eq(envelope_set_envid(env, "QQ+2B1"), 0);
+	cr_assert_eq(envelope_set_rcpt_dsn(env, 0, ENVELOPE_NOTIFY_DELAY |
+	    ENVELOPE_NOTIFY_FAILURE | ENVELOPE_NOTIFY_SUCCESS,
+	    "rfc822;bob+2Bx@example.com"), 0);
+	cr_assert_eq(envelope_set_rcpt_dsn(env, 2, ENVELOPE_NOTIFY_NEVER,
+	    NULL), 0);
+	text = envelope_format(env, &len);
+	cr_assert_str_eq(text, want);
+	cr_assert_eq(envelope_parse(text, len, &back, &err), 0, "%s",
+	    err.msg);
+	test_assert_same(env, back);
+	cr_assert_eq(back->ret, ENVELOPE_RET_HDRS);
+	cr_assert_str_eq(back->envid, "QQ+2B1");
+	d = envelope_rcpt_dsn(back, 0);
+	cr_assert_not_null(d);
+	cr_assert_eq(d->notify, ENVELOPE_NOTIFY_SUCCESS |
+	    ENVELOPE_NOTIFY_FAILURE | ENVELOPE_NOTIFY_DELAY);
+	cr_assert_str_eq(d->orcpt, "rfc822;bob+2Bx@example.com");
+	cr_assert_null(envelope_rcpt_dsn(back, 1));
+	d = envelope_rcpt_dsn(back, 2);
+	cr_assert_not_null(d);
+	cr_assert_eq(d->notify, ENVELOPE_NOTIFY_NEVER);
+	cr_assert_null(d->orcpt);
+	free(text);
+	envelope_free(env);
+	envelope_free(back);
+}
+
+Test(envelope, envelope_without_dsn_keys_still_parses_without_parameters)
+{
+	/* The format as written before ret/envid/rcpt_params existed. */
+	const char *old = "sendq-envelope 1\nid 018F2C3A4B0A1B2C3D4E\n"
+	    "created 1700000000\nuid 1000\nsender a@b\nrcpt c@d\nrcpt e@f\n"
+	    "attempts 0\nnext_attempt 0\nbody 8bit\nend\n";
+	struct envelope *env = NULL;
+	struct sq_err err = { 0 };
+	size_t len;
+	char *text;
+
+	cr_assert_eq(envelope_parse(old, strlen(old), &env, &err), 0, "%s",
+	    err.msg);
+	cr_assert_eq(env->ret, ENVELOPE_RET_NONE);
+	cr_assert_null(env->envid);
+	cr_assert_null(envelope_rcpt_dsn(env, 0));
+	cr_assert_null(envelope_rcpt_dsn(env, 1));
+	/* And it is written back exactly as it was. */
+	text = envelope_format(env, &len);
+	cr_assert_str_eq(text, old);
+	free(text);
+	envelope_free(env);
+}
+
+static struct bad_case bad_dsn_cases[] = {
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nret full\nend\n",
+	    "line 6: bad ret (FULL or HDRS) \"full\"" },
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nret HDRS\nret FULL\nend\n",
+	    "line 7: repeated key \"ret\"" },
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nenvid a b\nend\n", "bad envid" },
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nenvid a=b\nend\n", "bad envid" },
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nenvid a+2g\nend\n", "bad envid" },
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nenvid\nend\n", "line 6: bad envid" },
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nenvid x\nenvid y\nend\n",
+	    "repeated key \"envid\"" },
+	{ GOOD_HEAD "sender a@b\nrcpt_params 0 NOTIFY=NEVER\nrcpt c@d\nend\n",
+	    "line 5: rcpt_params: no such recipient (yet)" },
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 1 NOTIFY=NEVER\nend\n",
+	    "no such recipient" },
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params x NOTIFY=NEVER\nend\n",
+	    "bad recipient index" },
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0\nend\n",
+	    "bad recipient index" },
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 \nend\n",
+	    "no parameters" },
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 NOTIFY=NEVER,DELAY\n"
+	    "end\n", "bad NOTIFY" },
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 NOTIFY=delay\nend\n",
+	    "bad NOTIFY" },
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 NOTIFY=DELAY,DELAY\n"
+	    "end\n", "bad NOTIFY" },
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 NOTIFY=\nend\n",
+	    "bad NOTIFY" },
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 notify=NEVER\nend\n",
+	    "unknown parameter" },
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 ORCPT=c@d\nend\n",
+	    "bad ORCPT" },
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 ORCPT=;c@d\nend\n",
+	    "bad ORCPT" },
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 ORCPT=rfc822;\nend\n",
+	    "bad ORCPT" },
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 NOTIFY=NEVER "
+	    "NOTIFY=NEVER\nend\n", "repeated parameter" },
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 ORCPT=x;a "
+	    "ORCPT=x;b\nend\n", "repeated parameter" },
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 RET=FULL\nend\n",
+	    "unknown parameter \"RET=FULL\"" },
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 NOTIFY=NEVER\n"
+	    "rcpt_params 0 ORCPT=x;y\nend\n",
+	    "line 7: rcpt_params: repeated for recipient" },
+};
+
+ParameterizedTestParameters(envelope, malformed_dsn_lines_are_rejected)
+{
+	return cr_make_param_array(struct bad_case, bad_dsn_cases,
+	    sizeof(bad_dsn_cases) / sizeof(bad_dsn_cases[0]));
+}
+
+ParameterizedTest(struct bad_case *c, envelope,
+    malformed_dsn_lines_are_rejected)
+{
+	struct envelope *env = NULL;
+	struct sq_err err = { 0 };
+
+	cr_assert_eq(envelope_parse(c->text, strlen(c->text), &env, &err),
+	    SQ_EPARSE, "accepted: %s", c->text);
+	cr_assert_null(env);
+	cr_assert_not_null(strstr(err.msg, c->reason),
+	    "got \"%s\", want \"%s\"",
+	    err.msg, c->reason);
+}
+
+Test(envelope, dsn_setters_refuse_what_rfc3461_does_not_allow)
+{
+	struct envelope *env = test_sample_envelope();
+	char longid[ENVELOPE_ENVID_MAX + 2];
+
+	memset(longid, 'a', sizeof(longid) - 1);
+	longid[sizeof(longid) - 1] = '\0';
+	cr_assert_eq(envelope_set_envid(env, longid), -EINVAL);
+	longid[ENVELOPE_ENVID_MAX] = '\0';
+	cr_assert_eq(envelope_set_envid(env, longid), 0);
+	cr_assert_eq(envelope_set_envid(env, "a b"), -EINVAL);
+	cr_assert_eq(envelope_set_envid(env, ""), -EINVAL);
+	cr_assert_str_eq(env->envid, longid, "unchanged after a refusal");
+	cr_assert_eq(envelope_set_envid(env, NULL), 0);
+	cr_assert_null(env->envid);
+	cr_assert_eq(envelope_set_rcpt_dsn(env, 2, ENVELOPE_NOTIFY_NEVER,
+	    NULL), -EINVAL, "no recipient 2");
+	cr_assert_eq(envelope_set_rcpt_dsn(env, 0, ENVELOPE_NOTIFY_NEVER |
+	    ENVELOPE_NOTIFY_DELAY, NULL), -EINVAL);
+	cr_assert_eq(envelope_set_rcpt_dsn(env, 0, 0x10, NULL), -EINVAL);
+	cr_assert_eq(envelope_set_rcpt_dsn(env, 0, 0, "rfc822 x"), -EINVAL);
+	cr_assert_null(envelope_rcpt_dsn(env, 0));
+	cr_assert_eq(envelope_set_rcpt_dsn(env, 1, 0, "rfc822;x"), 0);
+	cr_assert_not_null(envelope_rcpt_dsn(env, 1));
+	cr_assert_eq(envelope_set_rcpt_dsn(env, 1, 0, NULL), 0);
+	cr_assert_null(envelope_rcpt_dsn(env, 1), "cleared");
+	envelope_free(env);
+}
+
+Test(envelope, keep_rcpts_drops_recipients_with_their_parameters)
+{
+	struct envelope *env = envelope_new();
+	const struct envelope_rcpt_dsn *d;
+	int keep[4] = { 0, 1, 0, 1 };
+
+	envelope_add_rcpt(env, "a@x");
+	envelope_add_rcpt(env, "b@x");
+	envelope_add_rcpt(env, "c@x");
+	envelope_add_rcpt(env, "d@x");
+	cr_assert_eq(envelope_set_rcpt_dsn(env, 0, ENVELOPE_NOTIFY_NEVER,
+	    NULL), 0);
+	cr_assert_eq(envelope_set_rcpt_dsn(env, 3, ENVELOPE_NOTIFY_FAILURE,
+	    "rfc822;d@x"), 0);
+	envelope_keep_rcpts(env, keep);
+	cr_assert_eq(env->n_rcpts, 2);
+	cr_assert_str_eq(env->rcpts[0], "b@x");
+	cr_assert_str_eq(env->rcpts[1], "d@x");
+	cr_assert_null(envelope_rcpt_dsn(env, 0));
+	d = envelope_rcpt_dsn(env, 1);
+	cr_assert_not_null(d);
+	cr_assert_eq(d->notify, ENVELOPE_NOTIFY_FAILURE);
+	cr_assert_str_eq(d->orcpt, "rfc822;d@x");
+	cr_assert_eq(env->n_rcpt_dsn, 2);
+	envelope_free(env);
+}
+
+Test(envelope, recipients_narrowed_by_hand_keep_their_own_parameters)
+{
+	struct envelope *env = envelope_new(), *back = NULL;
+	const struct envelope_rcpt_dsn *d;
+	struct sq_err err = { 0 };
+	size_t len;
+	char *text;
+
+	strcpy(env->id, "A1");
+	envelope_add_rcpt(env, "a@x");
+	envelope_add_rcpt(env, "b@x");
+	cr_assert_eq(envelope_set_rcpt_dsn(env, 0, ENVELOPE_NOTIFY_NEVER,
+	    NULL), 0);
+	cr_assert_eq(envelope_set_rcpt_dsn(env, 1, ENVELOPE_NOTIFY_FAILURE,
+	    NULL), 0);
+	/* Drop a@x the way older code does: by moving the pointers. */
+	free(env->rcpts[0]);
+	env->rcpts[0] = env->rcpts[1];
+	env->n_rcpts = 1;
+	d = envelope_rcpt_dsn(env, 0);
+	cr_assert_not_null(d);
+	cr_assert_eq(d->notify, ENVELOPE_NOTIFY_FAILURE, "not a@x's NEVER");
+	text = envelope_format(env, &len);
+	cr_assert_not_null(strstr(text, "rcpt b@x\nrcpt_params 0 "
+	    "NOTIFY=FAILURE\n"), "%s", text);
+	cr_assert_null(strstr(text, "NEVER"), "%s", text);
+	cr_assert_eq(envelope_parse(text, len, &back, &err), 0, "%s",
+	    err.msg);
+	free(text);
+	envelope_free(env);
+	envelope_free(back);
+}
+
+Test(envelope, the_same_address_twice_keeps_each_ones_parameters)
+{
+	struct envelope *env = envelope_new(), *back = NULL;
+	struct sq_err err = { 0 };
+	size_t len;
+	char *text;
+
+	strcpy(env->id, "A1");
+	envelope_add_rcpt(env, "a@x");
+	envelope_add_rcpt(env, "a@x");
+	cr_assert_eq(envelope_set_rcpt_dsn(env, 0, 0, "rfc822;first"), 0);
+	cr_assert_eq(envelope_set_rcpt_dsn(env, 1, 0, "rfc822;second"), 0);
+	text = envelope_format(env, &len);
+	cr_assert_eq(envelope_parse(text, len, &back, &err), 0, "%s",
+	    err.msg);
+	cr_assert_str_eq(envelope_rcpt_dsn(back, 0)->orcpt, "rfc822;first");
+	cr_assert_str_eq(envelope_rcpt_dsn(back, 1)->orcpt, "rfc822;second");
+	free(text);
+	envelope_free(env);
+	envelope_free(back);
+}
+
+Test(envelope, xtext_encoding_escapes_plus_equals_and_non_printables)
+{
+	char *s = envelope_xtext_encode("a+b=c d\x7f\xc3");
+
+	cr_assert_str_eq(s, "a+2Bb+3Dc+20d+7F+C3");
+	cr_assert(envelope_xtext_valid(s));
+	cr_assert_not(envelope_xtext_valid("a+2b"), "lower-case hex");
+	cr_assert_not(envelope_xtext_valid("a+2"));
+	cr_assert_not(envelope_xtext_valid("a=b"));
+	cr_assert_not(envelope_xtext_valid(""));
+	free(s);
 }

@@ -291,3 +291,20 @@ ParameterizedTest(struct test_qual *c, rewrite, from_value_gets_qualified)
 	} else
 		cr_assert_null(out);
 }
+
+Test(rewrite, envelope_expands_aliases_rewrites_sender_and_drops_duplicates)
+{
+	struct envelope *env = envelope_new();
+
+	test_setup_with(TEST_ALIASES);
+	envelope_set_sender(env, "www-data");
+	envelope_add_rcpt(env, "root");
+	envelope_add_rcpt(env, "OPS@example.com");
+	envelope_add_rcpt(env, "bob@x.example");
+	rewrite_envelope(&test_rw, env);
+	cr_assert_str_eq(env->sender, "www-data@example.com");
+	cr_assert_eq(env->n_rcpts, 2);
+	cr_assert_str_eq(env->rcpts[0], "ops@example.com");
+	cr_assert_str_eq(env->rcpts[1], "bob@x.example");
+	envelope_free(env);
+}

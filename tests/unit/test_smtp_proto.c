@@ -1729,3 +1729,171 @@ Test(smtp_proto, auth_failure_text_never_quotes_the_secret)
 	    " AUTH PLAIN (offers: LOGIN ****************)");
 	smtp_proto_free(p);
 }
+
+/* DSN parameters (RFC 3461) */
+
+static const unsigned test_dsn_notify[] = {
+	SMTP_PROTO_NOTIFY_NEVER,
+	SMTP_PROTO_NOTIFY_SUCCESS | SMTP_PROTO_NOTIFY_FAILURE |
+	    SMTP_PROTO_NOTIFY_DELAY,
+};
+static const char *const test_dsn_orcpts[] = {
+	NULL, "rfc822;bob+2Bx@example.net"
+};
+
+static struct smtp_proto_txn
+test_dsn_txn(void)
+{
+	struct smtp_proto_txn txn = test_txn2;
+
+	txn.ret = SMTP_PROTO_RET_HDRS;
+	txn.envid = "QQ+2B1";
+	txn.notify = test_dsn_notify;
+	txn.orcpts = test_dsn_orcpts;
+	return txn;
+}
+
+Test(smtp_proto, dsn_offered_sends_ret_envid_notify_and_orcpt)
+{
+	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto_txn txn = test_dsn_txn();
+
+	txn.size = 500;
+	test_txn = &txn;
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250-SIZE 1000\r\n250 DSN\r\n",
+	    "E:READY",
+	    "!mail",
+	    "C:MAIL FROM:<alice@example.org> SIZE=500 RET=HDRS"
+	    " ENVID=QQ+2B1\r\n",
+	    "S:250 Ok\r\n",
+	    "C:RCPT TO:<nobody@example.net> NOTIFY=NEVER\r\n",
+	    "S:250 Ok\r\n", "E:RCPT_STATUS 0 250",
+	    "C:RCPT TO:<bob@example.net> NOTIFY=SUCCESS,FAILURE,DELAY"
+	    " ORCPT=rfc822;bob+2Bx@example.net\r\n",
+	    "S:250 Ok\r\n", "E:RCPT_STATUS 1 250",
+	    "C:DATA\r\n");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, dsn_parameters_are_pipelined_with_their_commands)
+{
+	struct smtp_proto_params params = {
+		.ehlo_name = "client.example", .pipelining = 1 };
+	struct smtp_proto *p = test_proto_new_params(&params);
+	struct smtp_proto_txn txn = test_dsn_txn();
+
+	txn.ret = SMTP_PROTO_RET_FULL;
+	txn.envid = NULL;
+	test_txn = &txn;
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250-PIPELINING\r\n250 dsn\r\n",
+	    "E:READY",
+	    "!mail",
+	    "C:MAIL FROM:<alice@example.org> RET=FULL\r\n"
+	    "RCPT TO:<nobody@example.net> NOTIFY=NEVER\r\n"
+	    "RCPT TO:<bob@example.net> NOTIFY=SUCCESS,FAILURE,DELAY"
+	    " ORCPT=rfc822;bob+2Bx@example.net\r\n"
+	    "DATA\r\n");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, dsn_not_offered_sends_no_dsn_parameters)
+{
+	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto_txn txn = test_dsn_txn();
+
+	test_txn = &txn;
+	TEST_RUN(p, TEST_HELLO,
+	    "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 Ok\r\n",
+	    "C:RCPT TO:<nobody@example.net>\r\n",
+	    "S:250 Ok\r\n", "E:RCPT_STATUS 0 250",
+	    "C:RCPT TO:<bob@example.net>\r\n",
+	    "S:250 Ok\r\n", "E:RCPT_STATUS 1 250",
+	    "C:DATA\r\n");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, invalid_dsn_values_are_left_out_not_sent)
+{
+	static const unsigned notify[] = {
+		SMTP_PROTO_NOTIFY_NEVER | SMTP_PROTO_NOTIFY_DELAY, 0x40
+	};
+	static const char *const orcpts[] = {
+		"rfc822;a b", "x y;bob@example.net"
+	};
+	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto_txn txn = test_dsn_txn();
+	char envid[102];
+
+	memset(envid, 'e', sizeof(envid) - 1);
+	envid[sizeof(envid) - 1] = '\0';	/* 101 characters */
+	txn.envid = envid;
+	txn.notify = notify;
+	txn.orcpts = orcpts;
+	txn.ret = (enum smtp_proto_ret)7;
+	test_txn = &txn;
+	TEST_RUN(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 DSN\r\n",
+	    "E:READY",
+	    "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 Ok\r\n",
+	    "C:RCPT TO:<nobody@example.net>\r\n",
+	    "S:250 Ok\r\n", "E:RCPT_STATUS 0 250",
+	    "C:RCPT TO:<bob@example.net>\r\n",
+	    "S:250 Ok\r\n", "E:RCPT_STATUS 1 250",
+	    "C:DATA\r\n");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, longest_address_with_full_dsn_parameters_fits_a_command)
+{
+	static char addr[901], orcpt[501];
+	static const char *rcpts[1];
+	static const unsigned notify[] = {
+		SMTP_PROTO_NOTIFY_SUCCESS | SMTP_PROTO_NOTIFY_FAILURE |
+		    SMTP_PROTO_NOTIFY_DELAY
+	};
+	static const char *orcpts[1];
+	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto_txn txn = test_txn1;
+	struct smtp_proto_event ev;
+	const void *data;
+	size_t len;
+
+	memset(addr, 'a', 890);
+	memcpy(addr + 890, "@x.example", 10);
+	memcpy(orcpt, "rfc822;", 7);
+	memset(orcpt + 7, 'o', 493);
+	rcpts[0] = addr;
+	orcpts[0] = orcpt;
+	txn.rcpts = rcpts;
+	txn.notify = notify;
+	txn.orcpts = orcpts;
+	test_txn = &txn;
+	TEST_PART(p,
+	    "S:220 mx ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 DSN\r\n",
+	    "E:READY",
+	    "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 Ok\r\n");
+	smtp_proto_output(p, &data, &len);
+	cr_assert_eq(len, strlen("RCPT TO:<> NOTIFY=SUCCESS,FAILURE,DELAY"
+	    " ORCPT=\r\n") + 900 + 500);
+	cr_assert_eq(memcmp((const char *)data + len - 8, "oooooo\r\n", 8),
+	    0);
+	smtp_proto_consumed(p, len);
+	cr_assert_not(smtp_proto_next_event(p, &ev));
+	smtp_proto_free(p);
+}
