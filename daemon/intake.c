@@ -46,6 +46,7 @@
 
 #include "envelope.h"
 #include "intake.h"
+#include "rewrite.h"
 #include "intake_proto.h"
 #include "log.h"
 #include "spool.h"
@@ -93,6 +94,7 @@ struct intake {
 	const struct config	*cfg;
 	struct spool		*sp;
 	char			 hostname[256];
+	struct rewrite		 rw;	/* [aliases], rewrite_sender */
 	struct intake_listener	*listeners;
 	size_t			 n_listeners;
 	struct intake_session	*sessions;
@@ -486,6 +488,9 @@ intake_on_commit(evutil_socket_t fd, short what, void *arg)
 		for (j = 0; j < t->n_rcpts; j++)
 			envelope_add_rcpt(envs[i], t->rcpts[j].addr);
 		intake_dsn_params(envs[i], t);
+		/* Aliases and sender masquerading, as for sendq (DSN
+		 * parameters stay with their recipient's address). */
+		rewrite_envelope(&in->rw, envs[i]);
 		envs[i]->created = (int64_t)time(NULL);
 		envs[i]->uid = s->uid;
 	}
@@ -897,6 +902,7 @@ intake_new(struct event_base *base, const struct config *cfg,
 	    in->hostname[0] == '\0')
 		snprintf(in->hostname, sizeof(in->hostname), "localhost");
 	in->hostname[sizeof(in->hostname) - 1] = '\0';
+	rewrite_init(&in->rw, cfg, in->hostname);
 	in->commit_ev = event_new(base, -1, 0, intake_on_commit, in);
 	in->reap_ev = event_new(base, -1, 0, intake_on_reap, in);
 	in->resume_ev = evtimer_new(base, intake_on_resume, in);

@@ -1296,7 +1296,7 @@ scheduler_add_id(const char *id, void *arg)
 	struct sq_err err = { 0 };
 	struct bounce_rcpt *rc;
 	int *route, first = -1;
-	size_t i, j, n_noroute = 0, kept;
+	size_t i, j, n_noroute = 0;
 	int changed = 0;
 
 	if (scheduler_find(s, id) != NULL)
@@ -1351,9 +1351,20 @@ scheduler_add_id(const char *id, void *arg)
 		envelope_set_sender(part, env->sender);
 		part->created = env->created;
 		part->uid = env->uid;
+		part->body_8bit = env->body_8bit;
+		part->ret = env->ret;
+		if (env->envid != NULL)
+			envelope_set_envid(part, env->envid);
 		for (j = i; j < env->n_rcpts; j++)
 			if (route[j] == other) {
+				const struct envelope_rcpt_dsn *d;
+
 				envelope_add_rcpt(part, env->rcpts[j]);
+				/* DSN parameters travel with their recipient. */
+				if ((d = envelope_rcpt_dsn(env, j)) != NULL)
+					envelope_set_rcpt_dsn(part,
+					    part->n_rcpts - 1, d->notify,
+					    d->orcpt);
 				route[j] = -2;	/* moved */
 			}
 		if (scheduler_split_copy(s, id, part, &err) == 0) {
@@ -1372,14 +1383,12 @@ scheduler_add_id(const char *id, void *arg)
 		envelope_free(part);
 	}
 	if (changed) {
-		for (i = 0, kept = 0; i < env->n_rcpts; i++) {
-			if (route[i] == first) {
-				env->rcpts[kept++] = env->rcpts[i];
-				continue;
-			}
-			free(env->rcpts[i]);
-		}
-		env->n_rcpts = kept;
+		int *keep = xcalloc(env->n_rcpts, sizeof(*keep));
+
+		for (i = 0; i < env->n_rcpts; i++)
+			keep[i] = route[i] == first;
+		envelope_keep_rcpts(env, keep);
+		free(keep);
 		if (spool_update_envelope(s->spool, env, &err) != 0)
 			log_err("msgid=%s: %s", id, err.msg);
 	}

@@ -23,14 +23,18 @@ import harness  # noqa: E402
 class IntakeSendq(harness.Sendq):
     """A Sendq whose config has an [intake] section (dict of keys)."""
 
-    def __init__(self, workdir, smarthost, intake, **kw):
+    def __init__(self, workdir, smarthost, intake, aliases=None, **kw):
         self.intake = dict(intake)
+        self.aliases = dict(aliases or {})
         super().__init__(workdir, smarthost, **kw)
 
     def config_text(self):
         text = super().config_text()
         lines = ["", "[intake]"]
         lines += ["%s = %s" % kv for kv in self.intake.items()]
+        if self.aliases:
+            lines += ["", "[aliases]"]
+            lines += ["%s = %s" % kv for kv in self.aliases.items()]
         return text + "\n".join(lines) + "\n"
 
 
@@ -51,6 +55,8 @@ def recv_reply(sock, timeout):
 
 class IntakeBase(harness.IntegrationTest):
     INTAKE = {}
+    ALIASES = {}
+    EXTRA_SENDQ = {}
 
     def setUp(self):
         super().setUp()
@@ -61,8 +67,10 @@ class IntakeBase(harness.IntegrationTest):
                                                        self.sock_path)}
         intake.update(self.INTAKE)
         sh = self.smarthost_for(self.exim, tls="implicit")
-        self.sq = IntakeSendq(self.dir, sh, intake, extra_sendq={
-            "control_socket": os.path.join(self.dir, "control.sock")})
+        extra = {"control_socket": os.path.join(self.dir, "control.sock")}
+        extra.update(self.EXTRA_SENDQ)
+        self.sq = IntakeSendq(self.dir, sh, intake, aliases=self.ALIASES,
+                              extra_sendq=extra)
         self._started.append(self.sq)
         self.sq.start()
         harness.wait_for(lambda: harness.port_accepts(self.port),
@@ -246,6 +254,21 @@ class Clients(IntakeBase):
         self.assertEqual(code, 500)
         self.assertIn(b"5.5.2", msg)
         self.assertEqual(s.quit()[0], 221)
+
+
+class Rewriting(IntakeBase):
+    """[aliases] and rewrite_sender apply to SMTP submissions too."""
+    ALIASES = {"root": "ops@example.com"}
+    EXTRA_SENDQ = {"rewrite_sender": "relay@example.com"}
+
+    def test_alias_and_sender_rewriting_apply_to_the_listener(self):
+        s = self.smtp()
+        sent = harness.make_message("aliased", "to root\r\n")
+        s.sendmail("www-data@localhost", ["root@localhost"], sent)
+        s.quit()
+        m = self.only_message()
+        self.assertEqual(m.recipients, ["ops@example.com"])
+        self.assertEqual(m.sender, "relay@example.com")
 
 
 class Limits(IntakeBase):
