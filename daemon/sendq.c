@@ -1160,6 +1160,16 @@ sendq_commit(struct sendq_ctx *c, struct sendq_sink *s,
 		    " (message not queued)");
 		return EX_TEMPFAIL;
 	}
+	/* Connected but no answer: the daemon may have committed it just
+	 * before it went away.  Then it is queued: say so, do not queue a
+	 * second copy or report a failure for a message that will go out. */
+	if (rc != -ENOENT && rc != -ECONNREFUSED &&
+	    spool_writer_adopted(s->w, &err) == 1) {
+		spool_writer_release(s->w);
+		s->w = NULL;
+		c->route = "via sendqd (its answer was lost)";
+		return 0;
+	}
 	if (c->o->verbose && rc != -ENOENT && rc != -ECONNREFUSED)
 		fprintf(stderr, "sendq: %s; queueing the message directly\n",
 		    err.msg);

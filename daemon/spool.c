@@ -708,6 +708,20 @@ spool_writer_prepare(struct spool_writer *w, struct envelope *env,
 	return 0;
 }
 
+int
+spool_writer_adopted(struct spool_writer *w, struct sq_err *err)
+{
+	struct spool *sp = w->sp;
+
+	if (!spool_exists(sp->queue_fd, w->env_name))
+		return 0;
+	/* The daemon renamed it into queue/; make sure the name is stable
+	 * even if the daemon died before its own directory sync. */
+	if (fsync(sp->queue_fd) != 0)
+		return spool_fail(err, -errno, "fsync", sp->queue_dir, NULL);
+	return 1;
+}
+
 void
 spool_writer_release(struct spool_writer *w)
 {

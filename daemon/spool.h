@@ -106,6 +106,10 @@ int	spool_writer_prepare(struct spool_writer *w, struct envelope *env,
 	    struct sq_err *err);
 /* Free a writer whose message another process committed: closes the file
  * (dropping the lock) without removing anything. NULL accepted. */
+/* After a hand-over whose answer was lost (the daemon died): 1 when the
+ * message is in queue/ (its .env exists) and queue/ has been fsynced, so
+ * it is durable; 0 when it is not there; -errno with err. */
+int	spool_writer_adopted(struct spool_writer *w, struct sq_err *err);
 void	spool_writer_release(struct spool_writer *w);
 
 /*

@@ -931,3 +931,33 @@ Test(spool, writer_refused_by_the_adopter_can_still_commit_itself)
 	envelope_free(env);
 	spool_close(sp);
 }
+
+Test(spool, writer_learns_its_message_was_adopted_when_the_answer_is_lost)
+{
+	struct spool *cli = test_open(), *daemon = test_open();
+	struct spool_writer *w;
+	struct envelope *cenv, *denv;
+	struct sq_err err = { 0 }, errs[1];
+	char id[ENVELOPE_ID_MAX];
+	const char *idp[1];
+	int results[1];
+
+	w = test_writer(cli, "handed over\n");
+	cenv = test_envelope("x@y");
+	cr_assert_eq(spool_writer_prepare(w, cenv, &err), 0, "%s", err.msg);
+	/* Not in queue/ yet: the CLI must commit it itself. */
+	cr_assert_eq(spool_writer_adopted(w, &err), 0);
+	strcpy(id, spool_writer_id(w));
+	idp[0] = id;
+	denv = test_envelope("x@y");
+	/* The daemon commits it and dies before answering. */
+	spool_adopt_commit_group(daemon, idp, &denv, 1, results, errs);
+	cr_assert_eq(results[0], 0, "%s", errs[0].msg);
+	cr_assert_eq(spool_writer_adopted(w, &err), 1);
+	spool_writer_release(w);
+	test_check_message(daemon, id, "handed over\n", "x@y");
+	envelope_free(cenv);
+	envelope_free(denv);
+	spool_close(cli);
+	spool_close(daemon);
+}
