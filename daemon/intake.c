@@ -473,8 +473,12 @@ intake_on_commit(evutil_socket_t fd, short what, void *arg)
 		n++;
 	if (n == 0)
 		return;
+	/* Arrays of pointers (sizeof a pointer is meant). */
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression) */
 	batch = xcalloc(n, sizeof(*batch));
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression) */
 	ws = xcalloc(n, sizeof(*ws));
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression) */
 	envs = xcalloc(n, sizeof(*envs));
 	errs = xcalloc(n, sizeof(*errs));
 	results = xcalloc(n, sizeof(*results));

@@ -1137,6 +1137,7 @@ scheduler_serve(struct sched_relay *r, struct sched_relay *q)
 			/* NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
 			scheduler_send(cc, m);
 		else
+			/* NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
 			scheduler_open(r, m);
 	}
 }

@@ -1585,7 +1585,7 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 		    spool_writer_id(sink.w), c->hostname, eol);
 	}
 	rc = 0;
-	if (sink.fd >= 0) {
+	if (sink.fd >= 0 && envlines != NULL) {	/* a drop file */
 		rc = sendq_write(&sink, envlines, strlen(envlines));
 		sink.size = 0;	/* the limit is on the message */
 		sink.eightbit = 0;
