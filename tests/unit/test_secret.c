@@ -19,6 +19,9 @@
 #include <sys/types.h>
 
 #include <criterion/criterion.h>
+
+#include <sched.h>
+#include <time.h>
 #include <criterion/parameterized.h>
 
 #include "config.h"
@@ -421,6 +424,7 @@ Test(secret, command_past_the_time_limit_is_killed_and_reaped)
 Test(secret, time_limit_kills_what_the_command_started)
 {
 	char *pidfile, *cmd, *stat, buf[256];
+	struct timespec deadline, now;
 	FILE *f;
 	pid_t pid;
 	size_t n;
@@ -432,16 +436,29 @@ Test(secret, time_limit_kills_what_the_command_started)
 	test_load_fails("token_command did not finish within 300 ms: killed",
 	    NULL);
 	pid = test_read_pid(pidfile);
-	/* The grandchild got SIGKILL: gone, or a zombie awaiting its new
-	 * parent. */
+	/* The grandchild got SIGKILL: soon gone, or a zombie awaiting its
+	 * new parent.  SIGKILL is delivered asynchronously: poll its state
+	 * until a deadline. */
 	stat = xasprintf("/proc/%ld/stat", (long)pid);
-	if ((f = fopen(stat, "r")) != NULL) {
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += 10;
+	for (;;) {
+		buf[0] = '\0';
+		if ((f = fopen(stat, "r")) == NULL)
+			break;			/* gone */
 		n = fread(buf, 1, sizeof(buf) - 1, f);
 		buf[n] = '\0';
 		fclose(f);
-		cr_assert_not_null(strstr(buf, ") Z "), "%s", buf);
+		if (strstr(buf, ") Z ") != NULL)
+			break;			/* a zombie: it is dead */
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > deadline.tv_sec)
+			break;
+		sched_yield();
 	}
 	free(stat);
+	cr_assert(buf[0] == '\0' || strstr(buf, ") Z ") != NULL,
+	    "still alive after the deadline: %s", buf);
 	free(pidfile);
 	free(cmd);
 }
