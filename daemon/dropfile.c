@@ -376,6 +376,13 @@ dropfile_parse(const char *head, size_t len, size_t total,
 		    MAILMSG_HEADER_MAX);
 		goto fail;
 	}
+	/* SMTP cannot carry NUL: refuse it in the header (the body's bytes
+	 * are the sender's business and are relayed as they are). */
+	if (memchr(msg, '\0', h.header_len) != NULL) {
+		rc = sq_err_set(err, SQ_EPARSE, "NUL byte in the header "
+		    "section");
+		goto fail;
+	}
 	for (i = 0; i < h.n_fields; i++)
 		if (dropfile_envname(msg + h.fields[i].off,
 		    h.fields[i].name_len) != DROPFILE_ENV_NONE) {

@@ -402,3 +402,16 @@ Test(dropfile, too_many_envelope_line_bytes_are_refused)
 	cr_assert_null(df.env);
 	free(text);
 }
+
+/* Found by fuzzing: a NUL inside a header field was stored. */
+Test(dropfile, nul_byte_in_the_header_is_refused)
+{
+	static const char text[] = "To: bob@example.net\nX-A: a\0b\n\nbody\n";
+	struct dropfile df;
+	struct sq_err err = { 0 };
+
+	cr_assert_eq(dropfile_parse(text, sizeof(text) - 1, sizeof(text) - 1,
+	    &dropfile_test_opts, &df, &err), SQ_EPARSE);
+	cr_assert(strstr(err.msg, "NUL") != NULL, "%s", err.msg);
+	cr_assert_null(df.env);
+}
