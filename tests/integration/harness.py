@@ -76,7 +76,7 @@ def wait_for(predicate, timeout=DEFAULT_TIMEOUT, interval=0.02, what=None):
             raise AssertionError("timed out after %.1fs waiting for %s" %
                                  (timeout, what or getattr(
                                      predicate, "__name__", "condition")))
-        time.sleep(interval)
+        time.sleep(interval)  # poll the condition until the deadline
 
 
 def pid_alive(pid):
