@@ -573,15 +573,17 @@ done:
 	return rc;
 }
 
-int
-queue_view_request(const char *path, const char *request,
-    unsigned timeout_sec, struct buf *out, struct sq_err *err)
+/*
+ * The client side of the control socket: connect with send and receive
+ * timeouts.  Returns the socket or a negative code with err (-ENOENT and
+ * -ECONNREFUSED: no daemon listening).
+ */
+static int
+queue_view_connect(const char *path, unsigned timeout_sec,
+    struct sq_err *err)
 {
 	struct sockaddr_un sun;
 	struct timeval tv;
-	char chunk[16384], *line;
-	size_t len, off;
-	ssize_t r;
 	int fd, rc;
 
 	memset(&sun, 0, sizeof(sun));
@@ -590,10 +592,6 @@ queue_view_request(const char *path, const char *request,
 		return sq_err_set(err, -ENAMETOOLONG, "control socket path "
 		    "too long: %s", path);
 	memcpy(sun.sun_path, path, strlen(path) + 1);
-	len = strlen(request);
-	if (len > QUEUE_VIEW_REQUEST_MAX || memchr(request, '\n', len))
-		return sq_err_set(err, SQ_ELIMIT, "control request too long "
-		    "or not one line");
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
 		return sq_err_set(err, -errno, "socket: %s", strerror(errno));
 	tv.tv_sec = (time_t)timeout_sec;
@@ -606,44 +604,85 @@ queue_view_request(const char *path, const char *request,
 		return sq_err_set(err, rc, "connect %s: %s", path,
 		    strerror(-rc));
 	}
-	line = xasprintf("%s\n", request);
-	for (off = 0; off < len + 1; off += (size_t)r) {
-		r = write(fd, line + off, len + 1 - off);
+	return fd;
+}
+
+/* Send all of data (never raising SIGPIPE).  0 or a negative code with
+ * err; fd is closed on failure. */
+static int
+queue_view_send_all(int fd, const char *data, size_t len, const char *path,
+    struct sq_err *err)
+{
+	size_t off;
+	ssize_t r;
+	int rc;
+
+	for (off = 0; off < len; off += (size_t)r) {
+		r = send(fd, data + off, len - off, MSG_NOSIGNAL);
 		if (r < 0 && errno == EINTR) {
 			r = 0;
 			continue;
 		}
 		if (r < 0) {
 			rc = errno == EAGAIN ? -ETIMEDOUT : -errno;
-			free(line);
 			close(fd);
 			return sq_err_set(err, rc, "write to %s: %s", path,
 			    strerror(-rc));
 		}
 	}
+	return 0;
+}
+
+/* Read up to len bytes: the count (0 at the end), or a negative code
+ * with err after closing fd (a receive timeout is "no answer"). */
+static ssize_t
+queue_view_recv(int fd, char *buf, size_t len, const char *path,
+    unsigned timeout_sec, struct sq_err *err)
+{
+	ssize_t r;
+	int rc;
+
+	while ((r = read(fd, buf, len)) < 0 && errno == EINTR)
+		;
+	if (r >= 0)
+		return r;
+	rc = errno == EAGAIN ? -ETIMEDOUT : -errno;
+	close(fd);
+	if (rc == -ETIMEDOUT)
+		return sq_err_set(err, rc, "no answer from sendqd on %s within "
+		    "%u s", path, timeout_sec);
+	return sq_err_set(err, rc, "read from %s: %s", path, strerror(-rc));
+}
+
+int
+queue_view_request(const char *path, const char *request,
+    unsigned timeout_sec, struct buf *out, struct sq_err *err)
+{
+	char chunk[16384], *line;
+	size_t len;
+	ssize_t r;
+	int fd, rc;
+
+	len = strlen(request);
+	if (len > QUEUE_VIEW_REQUEST_MAX || memchr(request, '\n', len))
+		return sq_err_set(err, SQ_ELIMIT, "control request too long "
+		    "or not one line");
+	if ((fd = queue_view_connect(path, timeout_sec, err)) < 0)
+		return fd;
+	line = xasprintf("%s\n", request);
+	rc = queue_view_send_all(fd, line, len + 1, path, err);
 	free(line);
-	for (;;) {
-		r = read(fd, chunk, sizeof(chunk));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			rc = errno == EAGAIN ? -ETIMEDOUT : -errno;
-			close(fd);
-			if (rc == -ETIMEDOUT)
-				return sq_err_set(err, rc, "no answer from "
-				    "sendqd on %s within %u s", path,
-				    timeout_sec);
-			return sq_err_set(err, rc, "read from %s: %s", path,
-			    strerror(-rc));
-		}
-		if (r == 0)
-			break;
+	if (rc != 0)
+		return rc;
+	while ((r = queue_view_recv(fd, chunk, sizeof(chunk), path,
+	    timeout_sec, err)) > 0)
 		if (buf_append(out, chunk, (size_t)r) != 0) {
 			close(fd);
 			return sq_err_set(err, SQ_ELIMIT, "answer from %s "
 			    "larger than %zu bytes", path, out->max);
 		}
-	}
+	if (r < 0)
+		return (int)r;
 	close(fd);
 	if (out->len == 0)
 		return sq_err_set(err, -EPIPE, "sendqd closed %s without an "
@@ -656,68 +695,30 @@ queue_view_submit(const char *path, const char *id, const char *env_text,
     size_t env_len, unsigned timeout_sec, char *answer, size_t answer_sz,
     struct sq_err *err)
 {
-	struct sockaddr_un sun;
-	struct timeval tv;
 	char *msg, *nl;
-	size_t len, off, got = 0;
+	size_t len, got = 0;
 	ssize_t r;
 	int fd, rc;
 
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun.sun_path))
-		return sq_err_set(err, -ENAMETOOLONG, "control socket path "
-		    "too long: %s", path);
-	memcpy(sun.sun_path, path, strlen(path) + 1);
 	if (answer_sz < 2)
 		return sq_err_set(err, SQ_ELIMIT, "answer buffer too small");
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-		return sq_err_set(err, -errno, "socket: %s", strerror(errno));
-	tv.tv_sec = (time_t)timeout_sec;
-	tv.tv_usec = 0;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
-		rc = -errno;
-		close(fd);
-		return sq_err_set(err, rc, "connect %s: %s", path,
-		    strerror(-rc));
-	}
+	if ((fd = queue_view_connect(path, timeout_sec, err)) < 0)
+		return fd;
 	msg = xasprintf("submit %s %zu\n", id, env_len);
 	len = strlen(msg);
 	msg = xreallocarray(msg, 1, len + env_len);
 	memcpy(msg + len, env_text, env_len);
 	len += env_len;
-	for (off = 0; off < len; off += (size_t)r) {
-		r = send(fd, msg + off, len - off, MSG_NOSIGNAL);
-		if (r < 0 && errno == EINTR) {
-			r = 0;
-			continue;
-		}
-		if (r < 0) {
-			rc = errno == EAGAIN ? -ETIMEDOUT : -errno;
-			free(msg);
-			close(fd);
-			return sq_err_set(err, rc, "write to %s: %s", path,
-			    strerror(-rc));
-		}
-	}
+	rc = queue_view_send_all(fd, msg, len, path, err);
 	free(msg);
+	if (rc != 0)
+		return rc;
 	/* The answer is one line; the daemon closes after it. */
 	while (got < answer_sz - 1) {
-		r = read(fd, answer + got, answer_sz - 1 - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			rc = errno == EAGAIN ? -ETIMEDOUT : -errno;
-			close(fd);
-			if (rc == -ETIMEDOUT)
-				return sq_err_set(err, rc, "no answer from "
-				    "sendqd on %s within %u s", path,
-				    timeout_sec);
-			return sq_err_set(err, rc, "read from %s: %s", path,
-			    strerror(-rc));
-		}
+		r = queue_view_recv(fd, answer + got, answer_sz - 1 - got,
+		    path, timeout_sec, err);
+		if (r < 0)
+			return (int)r;
 		if (r == 0)
 			break;
 		got += (size_t)r;
