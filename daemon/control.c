@@ -680,20 +680,6 @@ control_group(const char *spool_dir, gid_t *gid, struct sq_err *err)
 	return 0;
 }
 
-/* A socket file at path that accepts connections belongs to a live
- * daemon. */
-static int
-control_in_use(const struct sockaddr_un *sun)
-{
-	int fd, live;
-
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-		return 0;
-	live = connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0;
-	close(fd);
-	return live;
-}
-
 /* Make, bind and listen on the socket.  Returns the fd or -errno. */
 static int
 control_bind(struct control *c, struct sq_err *err)
@@ -718,7 +704,7 @@ control_bind(struct control *c, struct sq_err *err)
 			return sq_err_set(err, -EEXIST, "control socket %s: "
 			    "exists and is not a socket (not removed)",
 			    c->path);
-		if (control_in_use(&sun))
+		if (queue_view_daemon_up(c->path))
 			return sq_err_set(err, -EADDRINUSE, "control socket "
 			    "%s: another sendqd is listening on it",
 			    c->path);

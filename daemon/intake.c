@@ -902,10 +902,8 @@ intake_new(struct event_base *base, const struct config *cfg,
 	if (cfg->hostname != NULL)
 		snprintf(in->hostname, sizeof(in->hostname), "%s",
 		    cfg->hostname);
-	else if (gethostname(in->hostname, sizeof(in->hostname)) != 0 ||
-	    in->hostname[0] == '\0')
-		snprintf(in->hostname, sizeof(in->hostname), "localhost");
-	in->hostname[sizeof(in->hostname) - 1] = '\0';
+	else
+		sq_hostname(NULL, in->hostname, sizeof(in->hostname));
 	rewrite_init(&in->rw, cfg, in->hostname);
 	in->commit_ev = event_new(base, -1, 0, intake_on_commit, in);
 	in->reap_ev = event_new(base, -1, 0, intake_on_reap, in);

@@ -184,14 +184,7 @@ main(int argc, char **argv)
 	log_init("sendqd", debug ? LOG_LEVEL_DEBUG :
 	    (enum log_level)cfg->log_level);
 
-	if (cfg->hostname != NULL)
-		ehlo_name = cfg->hostname;
-	else {
-		if (gethostname(hostname, sizeof(hostname)) != 0)
-			snprintf(hostname, sizeof(hostname), "localhost");
-		hostname[sizeof(hostname) - 1] = '\0';
-		ehlo_name = hostname;
-	}
+	ehlo_name = sq_hostname(cfg->hostname, hostname, sizeof(hostname));
 
 	signal(SIGPIPE, SIG_IGN);
 	if (spool_open(cfg->spool_dir, 1, &sp, &err) != 0) {

@@ -720,14 +720,7 @@ pickup_new(struct event_base *base, const struct config *cfg,
 	p->size_max = cfg->intake.max_message_size > 0 &&
 	    cfg->intake.max_message_size < SIZE_MAX ?
 	    (size_t)cfg->intake.max_message_size : DROPFILE_SIZE_DEFAULT;
-	if (cfg->hostname != NULL)
-		p->hostname = xstrdup(cfg->hostname);
-	else {
-		if (gethostname(host, sizeof(host)) != 0)
-			snprintf(host, sizeof(host), "localhost");
-		host[sizeof(host) - 1] = '\0';
-		p->hostname = xstrdup(host);
-	}
+	p->hostname = xstrdup(sq_hostname(cfg->hostname, host, sizeof(host)));
 	rewrite_init(&p->rw, cfg, p->hostname);
 	p->head = xmalloc(DROPFILE_HEAD_MAX);
 

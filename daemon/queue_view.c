@@ -655,6 +655,17 @@ queue_view_recv(int fd, char *buf, size_t len, const char *path,
 }
 
 int
+queue_view_daemon_up(const char *path)
+{
+	int fd;
+
+	if ((fd = queue_view_connect(path, 5, NULL)) < 0)
+		return 0;
+	close(fd);
+	return 1;
+}
+
+int
 queue_view_request(const char *path, const char *request,
     unsigned timeout_sec, struct buf *out, struct sq_err *err)
 {

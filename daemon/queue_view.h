@@ -98,4 +98,8 @@ int	queue_view_submit(const char *path, const char *id,
 	    const char *env_text, size_t env_len, unsigned timeout_sec,
 	    char *answer, size_t answer_sz, struct sq_err *err);
 
+/* Non-zero when a daemon accepts connections on the control socket at
+ * path (a quick probe, nothing is sent). */
+int	queue_view_daemon_up(const char *path);
+
 #endif

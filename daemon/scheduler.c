@@ -1410,12 +1410,14 @@ scheduler_add_id(const char *id, void *arg)
 	scheduler_request_run(s);
 }
 
+/* The safety net: index what the watch may have missed.  A listing, not
+ * a recovery: known ids cost a hash lookup, no envelope is read. */
 static void
 scheduler_rescan(struct scheduler *s)
 {
 	struct sq_err err = { 0 };
 
-	if (spool_recover(s->spool, scheduler_add_id, s, &err) < 0)
+	if (spool_list(s->spool, scheduler_add_id, s, &err) < 0)
 		log_err("queue scan failed: %s", err.msg);
 	scheduler_request_run(s);
 }

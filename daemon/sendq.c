@@ -966,27 +966,6 @@ sendq_flush(const struct config *cfg, int verbose)
 	return ex;
 }
 
-/* True when sendqd accepts connections on its control socket. */
-static int
-sendq_daemon_up(const char *path)
-{
-	struct sockaddr_un sun;
-	int fd, rc;
-
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun.sun_path))
-		return 0;
-	memcpy(sun.sun_path, path, strlen(path));
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-		return 0;
-	do
-		rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
-	while (rc < 0 && errno == EINTR);
-	close(fd);
-	return rc == 0;
-}
-
 /* Check an address for the envelope.  Returns 0 or EX_DATAERR after
  * printing. */
 static int
@@ -1562,7 +1541,7 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 
 	/* Where it goes: sendqd, else the maildrop, else the spool. */
 	if (o->notify == 0 && o->ret == ENVELOPE_RET_NONE &&
-	    o->envid[0] == '\0' && !sendq_daemon_up(c->control_path) &&
+	    o->envid[0] == '\0' && !queue_view_daemon_up(c->control_path) &&
 	    !sendq_has_xsendq(&h, hdr.data) &&
 	    env->n_rcpts <= SENDQ_DROP_RCPT_MAX &&
 	    sendq_drop_open(c, &sink) == 0) {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "util.h"
@@ -116,6 +117,17 @@ sq_printable(char *dst, size_t dstsz, const char *src, size_t len)
 	}
 	dst[i] = '\0';
 	return dst;
+}
+
+const char *
+sq_hostname(const char *configured, char *buf, size_t bufsz)
+{
+	if (configured != NULL)
+		return configured;
+	if (gethostname(buf, bufsz) != 0 || buf[0] == '\0')
+		snprintf(buf, bufsz, "localhost");
+	buf[bufsz - 1] = '\0';
+	return buf;
 }
 
 int

@@ -66,6 +66,10 @@ int	sq_base64_value(char c);
 int	sq_base64_decode(const char *in, size_t len, unsigned char *out,
 	    size_t outmax, size_t *outlen);
 
+/* The host name to use: configured when not NULL, else the system's
+ * (gethostname), else "localhost".  Returns configured or buf. */
+const char	*sq_hostname(const char *configured, char *buf, size_t bufsz);
+
 /* True when host is a loopback literal (127.0.0.0/8, ::1) or "localhost". */
 int	sq_host_is_loopback(const char *host);
 
