@@ -571,8 +571,3 @@ Test(secret, free_accepts_null)
 {
 	secret_free(NULL);
 }
-
-Test(secret, default_time_limit_is_secret_command_timeout)
-{
-	cr_assert_eq(secret_command_timeout_ms, SECRET_COMMAND_TIMEOUT * 1000);
-}
