@@ -421,6 +421,21 @@ class Installed:
                          what="control socket %s" % self.socket)
 
     # -- the spool, as root
+    def reset_spool(self):
+        """Remove every message and drop file (sendqd must be stopped):
+        each test starts with an empty queue."""
+        if self.running():
+            raise harness.HarnessError("reset_spool while sendqd runs")
+        for sub in ("tmp", "queue", "failed", "corrupt", "maildrop",
+                    "maildrop/tmp", "maildrop/rejected"):
+            d = os.path.join(self.spool, sub)
+            if not os.path.isdir(d):
+                continue
+            for n in os.listdir(d):
+                path = os.path.join(d, n)
+                if os.path.islink(path) or not os.path.isdir(path):
+                    os.unlink(path)
+
     def queued(self):
         """{id: envelope text} of queue/*.env."""
         qdir = os.path.join(self.spool, "queue")
