@@ -297,6 +297,20 @@ class LocalUsers(harness.IntegrationTest):
         self.assertEqual(self.inst.queued_uids()[msgid], self.uid(user))
         return msgid
 
+    def queue_one_stuck_as_root(self, subject):
+        """root queues a message to STUCK with the installed sendq; its
+        id."""
+        before = set(self.inst.queued())
+        p = harness.run([self.inst.bin("sendq"), STUCK], input=make_message(
+            subject, "from root\r\n", sender="root@localhost", to=(STUCK,)),
+            env={"PATH": installed.PATH, "LANG": "C", "HOME": "/root"})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        new = harness.wait_for(lambda: set(self.inst.queued()) - before,
+                               what="root's message in the queue")
+        msgid, = new
+        self.assertEqual(self.inst.queued_uids()[msgid], 0)
+        return msgid
+
     def root_sendqctl(self, *args):
         return harness.run([self.inst.bin("sendqctl")] + list(args))
 
@@ -474,16 +488,23 @@ class LocalUsers(harness.IntegrationTest):
                              q.stdout.replace(missing.encode(), b"ID"))
             self.assertEqual(p.stderr.replace(b.encode(), b"ID"),
                              q.stderr.replace(missing.encode(), b"ID"))
-        # Through the filesystem.
+        # Bob's message is untouched and still his.
+        self.assertEqual(self.inst.queued_uids()[b], self.uid(BOB))
+
+    def test_cannot_read_queued_files(self):
+        """Through the filesystem: no listing, opening or even stat of
+        another's queued message (root's here), nor of any spool
+        directory."""
+        self.start_daemon()
+        r = self.queue_one_stuck_as_root("secret of root")
         own = os.path.join(self.inst.users[ALICE].pw_dir, "own.env")
         self.inst.run_as(ALICE, ["sh", "-c", "echo x > " + own])
         got = self.inst.python_as(ALICE, FS_PROBE, {
-            "spool": self.inst.spool, "msgid": b, "own_file": own})
+            "spool": self.inst.spool, "msgid": r, "own_file": own})
         for what, result in got.items():
             self.assertIn(result, ("EACCES", "EPERM"), "%s: %s" % (
                 what, result))
-        # Bob's message is untouched and still his.
-        self.assertEqual(self.inst.queued_uids()[b], self.uid(BOB))
+        self.assertEqual(self.inst.queued_uids()[r], 0)
 
     def test_cannot_administer_anothers_message(self):
         self.start_daemon()
@@ -546,17 +567,23 @@ class LocalUsers(harness.IntegrationTest):
                           if u in (0, self.uid(BOB))], [])
 
     def test_cannot_take_over_spool_files(self):
+        """Neither a queued file (root's here) nor a name in tmp/ or
+        queue/ can be written, created or renamed into by a user."""
         self.start_daemon()
-        b = self.queue_one_stuck(BOB, "not yours")
+        r = self.queue_one_stuck_as_root("not yours")
+        before = self.inst.queued()[r]
         own = os.path.join(self.inst.users[ALICE].pw_dir, "own2.env")
         self.inst.run_as(ALICE, ["sh", "-c", "echo x > " + own])
         got = self.inst.python_as(ALICE, FS_PROBE, {
-            "spool": self.inst.spool, "msgid": b, "own_file": own})
+            "spool": self.inst.spool, "msgid": r, "own_file": own})
         for what in ("create queue", "create tmp", "create spool",
                      "write msg", "rename into queue", "list tmp",
                      "list queue"):
             self.assertIn(got[what], ("EACCES", "EPERM"), what)
-        self.assertEqual(self.inst.queued_uids()[b], self.uid(BOB))
+        self.assertEqual(self.inst.queued_uids()[r], 0)
+        self.assertEqual(strip_state(self.inst.queued()[r]),
+                         strip_state(before))
+        self.assertTrue(os.path.exists(own))
 
     def test_maildrop_without_the_helper_is_refused(self):
         own = os.path.join(self.inst.users[ALICE].pw_dir, "own-drop")
