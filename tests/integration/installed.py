@@ -156,6 +156,10 @@ class Installed:
         self._lock = open(LOCK, "w")
         fcntl.flock(self._lock, fcntl.LOCK_EX)
         atexit.register(self.close)
+        # ctest ends a test that runs too long with SIGTERM: clean up then
+        # too (atexit runs on SystemExit).
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         try:
             self._clean_leftovers()
             if os.path.lexists(self.root):
@@ -223,9 +227,32 @@ class Installed:
                 lines = f.read().split()
         except FileNotFoundError:
             return
-        self._created = [(lines[i], lines[i + 1])
-                         for i in range(0, len(lines) - 1, 2)]
+        entries = [(lines[i], lines[i + 1])
+                   for i in range(0, len(lines) - 1, 2)]
+        for kind, value in entries:
+            if kind == "p":
+                self._kill_leftover_daemon(int(value))
+        self._created = [e for e in entries if e[0] in ("u", "g")]
         self._remove_created()
+
+    @staticmethod
+    def _kill_leftover_daemon(pid):
+        """SIGKILL pid if it is still the sendqd a killed run started (a
+        process of user sendq), so that userdel can remove the user."""
+        try:
+            uid = pwd.getpwnam("sendq").pw_uid
+            with open("/proc/%d/status" % pid) as f:
+                status = f.read()
+        except (KeyError, OSError):
+            return
+        for ln in status.splitlines():
+            if ln.startswith("Uid:") and int(ln.split()[1]) == uid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                harness.wait_for(lambda: not harness.pid_alive(pid),
+                                 what="leftover sendqd %d to die" % pid)
 
     def _remove_created(self):
         errors = []
@@ -359,6 +386,8 @@ class Installed:
             stdin=subprocess.DEVNULL, stdout=self._log_file,
             stderr=self._log_file, start_new_session=True, cwd="/",
             env={"PATH": PATH, "LANG": "C"})
+        with open(STATE, "a") as f:
+            f.write("p %d\n" % self.proc.pid)
         return self
 
     def running(self):
