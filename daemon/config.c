@@ -236,7 +236,7 @@ static const struct config_key config_keys[] = {
 	    offsetof(struct config, log_level),
 	    "most verbose level logged" },
 	{ CONFIG_SECT_SENDQ, "control_socket", CONFIG_T_SOCKET, NULL, 0, 0,
-	    NULL, "/run/sendq/control.sock", 0,
+	    NULL, CONFIG_DEFAULT_SOCKET, 0,
 	    offsetof(struct config, control_socket),
 	    "unix socket sendqctl talks to" },
 	{ CONFIG_SECT_QUEUE, "retry_min", CONFIG_T_DURATION, NULL, 1,

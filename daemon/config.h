@@ -20,8 +20,19 @@
 
 #include "util.h"
 
+/* The compiled-in paths.  CMake passes them from the install directories
+ * (CMakeLists.txt: CMAKE_INSTALL_FULL_SYSCONFDIR, ..._LOCALSTATEDIR and
+ * SENDQ_RUNDIR), so an install into any prefix is self-consistent; these
+ * are the defaults of a build without them. */
+#ifndef CONFIG_DEFAULT_PATH
 #define CONFIG_DEFAULT_PATH	"/etc/sendq/sendq.ini"
+#endif
+#ifndef CONFIG_DEFAULT_SPOOL
 #define CONFIG_DEFAULT_SPOOL	"/var/spool/sendq"
+#endif
+#ifndef CONFIG_DEFAULT_SOCKET
+#define CONFIG_DEFAULT_SOCKET	"/run/sendq/control.sock"
+#endif
 
 enum config_tls {
 	CONFIG_TLS_IMPLICIT,	/* TLS handshake before the greeting (465) */

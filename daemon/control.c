@@ -46,6 +46,7 @@
 #include <event2/listener.h>
 
 #include "buf.h"
+#include "config.h"
 #include "control.h"
 #include "envelope.h"
 #include "log.h"
@@ -753,7 +754,7 @@ control_new(struct event_base *base, const char *path,
 
 	c = xcalloc(1, sizeof(*c));
 	c->base = base;
-	c->path = xstrdup(path != NULL ? path : "/run/sendq/control.sock");
+	c->path = xstrdup(path != NULL ? path : CONFIG_DEFAULT_SOCKET);
 	c->spool_dir = xstrdup(spool_dir);
 	if (ops != NULL)
 		c->ops = *ops;

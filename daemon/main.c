@@ -235,7 +235,7 @@ main(int argc, char **argv)
 	/* Without the control socket the daemon still delivers; sendqctl
 	 * then reads the spool directly (list, show). */
 	ctl_path = cfg->control_socket != NULL ? cfg->control_socket :
-	    "/run/sendq/control.sock";
+	    CONFIG_DEFAULT_SOCKET;
 	scheduler_control_ops(st.sched, &ops);
 	if (control_new(st.base, ctl_path, cfg->spool_dir, &ops, &ctl,
 	    &err) != 0)

@@ -890,7 +890,7 @@ static const char *
 sendq_control_path(const struct config *cfg)
 {
 	return cfg->control_socket != NULL ? cfg->control_socket :
-	    "/run/sendq/control.sock";
+	    CONFIG_DEFAULT_SOCKET;
 }
 
 /* mailq: queue_view's listing, from sendqd if it runs, else from the

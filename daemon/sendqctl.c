@@ -25,7 +25,6 @@
 #include "spool.h"
 #include "util.h"
 
-#define SENDQCTL_DEFAULT_SOCKET	"/run/sendq/control.sock"
 #define SENDQCTL_TIMEOUT	120	/* seconds for each read or write */
 #define SENDQCTL_EXIT_FAILED	1
 
@@ -77,7 +76,7 @@ sendqctl_usage(FILE *fp)
 "  -V, --version print the version\n"
 "\n"
 "The commands talk to sendqd over its control socket ([sendq]\n"
-"control_socket, default " SENDQCTL_DEFAULT_SOCKET "; root and the sendq\n"
+"control_socket, default " CONFIG_DEFAULT_SOCKET "; root and the sendq\n"
 "group only).  When sendqd is not running, list and show read the spool\n"
 "directly; the other commands need the daemon.\n"
 "\n"
@@ -272,7 +271,7 @@ main(int argc, char **argv)
 	spool_dir = cfg->spool_dir != NULL ? cfg->spool_dir :
 	    CONFIG_DEFAULT_SPOOL;
 	path = cfg->control_socket != NULL ? cfg->control_socket :
-	    SENDQCTL_DEFAULT_SOCKET;
+	    CONFIG_DEFAULT_SOCKET;
 
 	req = xasprintf("%s%s%s%s", cmd->name, id != NULL ? " " : "",
 	    id != NULL ? id : "", json ? " --json" : "");

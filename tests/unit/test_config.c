@@ -61,7 +61,7 @@ Test(config, minimal_file_gets_every_default)
 
 	test_load_ok("[smarthost primary]\nhost = smtp.example.com\n");
 	cr_assert_str_eq(test_cfg->path, "sendq.ini");
-	cr_assert_str_eq(test_cfg->spool_dir, "/var/spool/sendq");
+	cr_assert_str_eq(test_cfg->spool_dir, CONFIG_DEFAULT_SPOOL);
 	cr_assert_null(test_cfg->hostname);
 	cr_assert_eq(test_cfg->log_level, LOG_LEVEL_INFO);
 	cr_assert_eq(test_cfg->retry_min, 60);
@@ -70,7 +70,7 @@ Test(config, minimal_file_gets_every_default)
 	cr_assert_eq(test_cfg->bounce, CONFIG_BOUNCE_SENDER);
 	cr_assert_null(test_cfg->admin_address);
 	cr_assert_eq(test_cfg->delay_warning, 0);
-	cr_assert_str_eq(test_cfg->control_socket, "/run/sendq/control.sock");
+	cr_assert_str_eq(test_cfg->control_socket, CONFIG_DEFAULT_SOCKET);
 	cr_assert_eq(test_cfg->n_smarthosts, 1);
 	sh = &test_cfg->smarthosts[0];
 	cr_assert_str_eq(sh->name, "primary");
