@@ -24,26 +24,27 @@
  * them on the wire), 8-bit and UTF-8 header bytes too (as Postfix does;
  * the envelope is marked 8bit so the relay uses BODY=8BITMIME).
  *
- * Where the message goes (the sink):
- *  - sendqd answers on its control socket: the message is written into
- *    the spool's tmp/ through spool.h's writer and handed over ("submit
- *    ID LEN" plus the envelope, control.h); sendqd commits it together
- *    with whatever else arrived at the same time.  If sendqd goes away
- *    without an answer the message is committed here (tmp/, fsync,
- *    rename into queue/, fsync).  An error answer is printed, exit 75.
- *  - sendqd is not running (or its socket is not ours to use): the
- *    message becomes a drop file (dropfile.h format: X-Sendq-Sender and
- *    X-Sendq-Recipient lines, then the message) written into
- *    spool_dir/maildrop/tmp/, fsynced, renamed into maildrop/, and
- *    maildrop/ fsynced; sendqd picks it up when it starts (pickup.h).
- *    Silent unless -v.  When maildrop/ does not exist (a spool no sendqd
- *    has run on yet), cannot be written, or the message cannot be a drop
- *    file (an X-Sendq-* field of its own, a header or envelope too large
- *    for the pick-up), the spool is written directly as above.  A drop
- *    file larger than the pick-up's limit ([intake] max_message_size) is
- *    refused with exit 65 rather than left for the pick-up to reject.
- * Exit 0 means the message is on stable storage.  On any failure the
- * writer is aborted (the drop file removed), so nothing is left in tmp/.
+ * Where the message goes: the whole message (added fields, header,
+ * body) is first kept in an anonymous memory file (memfd; at most
+ * [intake] max_message_size, more is exit 65), so that sendq never waits
+ * on its own input while talking to sendqd, and can send it a second way.
+ *  - sendqd answers on its control socket: the envelope and the message
+ *    are streamed to it (control.h "submit"); sendqd names the message,
+ *    writes and commits it, and answers "ok ID" once it is durable.
+ *    sendq never opens, creates or names anything in the spool.  A
+ *    refusal is printed: exit 65 (too large), 77 (not allowed to
+ *    submit) or 75.
+ *  - sendqd is not running, or goes away before its answer: the message
+ *    becomes a drop file (dropfile.h format: X-Sendq-Sender and
+ *    X-Sendq-Recipient lines, then the message) piped to the setgid
+ *    helper sendq-drop (sendq_drop.c), run with no arguments and an
+ *    empty environment, which writes it into maildrop/; sendqd picks it
+ *    up when it starts (pickup.h).  If sendqd died after committing but
+ *    before answering, the message is then queued twice: a duplicate,
+ *    never a loss.  A message the maildrop cannot carry (DSN options, an
+ *    X-Sendq-* field of its own, more than SENDQ_DROP_RCPT_MAX
+ *    recipients) is refused with exit 75 while sendqd is down.
+ * Exit 0 means the message is on stable storage.
  * Exit codes are sysexits.h: 64 usage, 65 bad address or data, 67
  * unknown user, 74 input error, 75 cannot queue now, 78 configuration.
  *

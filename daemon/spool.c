@@ -86,7 +86,7 @@ spool_fail(struct sq_err *err, int code, const char *op, const char *dir,
 }
 
 static int
-spool_mkdir(const char *path, int create, struct sq_err *err)
+spool_mkdir(const char *path, mode_t mode, int create, struct sq_err *err)
 {
 	struct stat st;
 
@@ -97,10 +97,10 @@ spool_mkdir(const char *path, int create, struct sq_err *err)
 	}
 	if (errno != ENOENT || !create)
 		return spool_fail(err, -errno, "open", path, NULL);
-	if (mkdir(path, 0700) != 0 && errno != EEXIST)
+	if (mkdir(path, mode) != 0 && errno != EEXIST)
 		return spool_fail(err, -errno, "mkdir", path, NULL);
 	/* The umask may have taken bits away: set the mode exactly. */
-	if (chmod(path, 0700) != 0)
+	if (chmod(path, mode) != 0)
 		return spool_fail(err, -errno, "chmod", path, NULL);
 	return 0;
 }
@@ -129,10 +129,12 @@ spool_open(const char *dir, int create, struct spool **out,
 	sp->tmp_dir = xasprintf("%s/tmp", dir);
 	sp->queue_dir = xasprintf("%s/queue", dir);
 	sp->failed_dir = xasprintf("%s/failed", dir);
-	if ((rc = spool_mkdir(sp->dir, create, err)) != 0 ||
-	    (rc = spool_mkdir(sp->tmp_dir, create, err)) != 0 ||
-	    (rc = spool_mkdir(sp->queue_dir, create, err)) != 0 ||
-	    (rc = spool_mkdir(sp->failed_dir, create, err)) != 0 ||
+	/* spool_dir 0711: the drop helper must pass through to maildrop/;
+	 * nothing in it can be listed. */
+	if ((rc = spool_mkdir(sp->dir, 0711, create, err)) != 0 ||
+	    (rc = spool_mkdir(sp->tmp_dir, 0700, create, err)) != 0 ||
+	    (rc = spool_mkdir(sp->queue_dir, 0700, create, err)) != 0 ||
+	    (rc = spool_mkdir(sp->failed_dir, 0700, create, err)) != 0 ||
 	    (rc = spool_open_dir(sp->dir, &sp->dir_fd, err)) != 0 ||
 	    (rc = spool_open_dir(sp->tmp_dir, &sp->tmp_fd, err)) != 0 ||
 	    (rc = spool_open_dir(sp->queue_dir, &sp->queue_fd, err)) != 0 ||

@@ -2,9 +2,9 @@
  * spool.h - the durable message store.  An accepted message is on stable
  * storage before anyone is told it was accepted.
  *
- * Layout under spool_dir (all directories 0700, all files 0600, owned by
- * the owner of spool_dir, the daemon's user; files that root submits are
- * given to that owner):
+ * Layout under spool_dir (spool_dir 0711, so that the drop helper can
+ * reach maildrop/ (pickup.h); the other directories 0700, all files
+ * 0600, owned by the owner of spool_dir, the daemon's user):
  *   tmp/          messages being written (ID.msg, ID.env)
  *   failed/       messages (or some of their recipients) that failed
  *                 permanently: ID.N.env lists the failed recipients and
@@ -45,8 +45,8 @@ struct spool;
 struct spool_writer;
 
 /*
- * Open the spool at dir.  With create set, make dir and its
- * subdirectories when missing (mode 0700).  Returns 0 and *out (free with
+ * Open the spool at dir.  With create set, make dir (mode 0711) and its
+ * subdirectories (0700) when missing.  Returns 0 and *out (free with
  * spool_close), or -errno with err filled.
  */
 int	spool_open(const char *dir, int create, struct spool **out,
