@@ -228,7 +228,7 @@ Test(spool, small_writes_are_kept_in_order)
 	spool_close(sp);
 }
 
-Test(spool, directories_are_0700_and_files_0600_whatever_the_umask)
+Test(spool, directories_are_0700_spool_dir_0711_files_0600_whatever_the_umask)
 {
 	struct spool *sp;
 	const char *id;
@@ -237,7 +237,8 @@ Test(spool, directories_are_0700_and_files_0600_whatever_the_umask)
 	sp = test_open();
 	id = test_accept(sp, "hi\n", 3);
 	umask(022);
-	cr_assert_eq(test_mode(NULL, NULL), 0700);
+	/* Searchable, not listable: the drop helper passes through. */
+	cr_assert_eq(test_mode(NULL, NULL), 0711);
 	cr_assert_eq(test_mode("/tmp", NULL), 0700);
 	cr_assert_eq(test_mode("/queue", NULL), 0700);
 	{
