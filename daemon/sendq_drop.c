@@ -260,8 +260,13 @@ main(int argc, char **argv)
 		if (fcntl(fd, F_GETFD) < 0)
 			_exit(EX_TEMPFAIL);
 #ifdef SENDQ_DROP_TESTING
-	if (getenv("SENDQ_DROP_TEST_CONFIG") != NULL)
-		path = strdup(getenv("SENDQ_DROP_TEST_CONFIG"));
+	static char test_path[4096];
+
+	if (getenv("SENDQ_DROP_TEST_CONFIG") != NULL) {
+		snprintf(test_path, sizeof(test_path), "%s",
+		    getenv("SENDQ_DROP_TEST_CONFIG"));
+		path = test_path;
+	}
 #endif
 	if (clearenv() != 0)
 		_exit(EX_TEMPFAIL);
@@ -281,9 +286,8 @@ main(int argc, char **argv)
 		printf("sendq-drop %s\n", SENDQ_VERSION);
 		return fflush(stdout) == 0 ? 0 : EX_IOERR;
 	}
-	if (path == NULL || config_load_file(path, &cfg, &err) != 0) {
-		fprintf(stderr, "sendq-drop: %s\n", path == NULL ?
-		    "out of memory" : err.msg);
+	if (config_load_file(path, &cfg, &err) != 0) {
+		fprintf(stderr, "sendq-drop: %s\n", err.msg);
 		return EX_CONFIG;
 	}
 	max = cfg->intake.max_message_size != 0 ?
