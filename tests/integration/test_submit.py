@@ -238,6 +238,26 @@ class Submit(harness.IntegrationTest):
         self.assertTrue(answer.startswith("error: 5.3.4 "), answer)
         self.assertStoppedCleanly(sq)
 
+    def test_sendqd_makes_the_spool_and_maildrop_modes(self):
+        sq = self.daemon()
+        self.start(sq)
+        modes = {d: stat.S_IMODE(os.stat(os.path.join(sq.spool, d)).st_mode)
+                 for d in ("", "tmp", "queue", "maildrop", "maildrop/tmp",
+                           "maildrop/rejected")}
+        self.assertEqual(modes, {"": 0o711, "tmp": 0o700, "queue": 0o700,
+                                 "maildrop": 0o1730, "maildrop/tmp": 0o1730,
+                                 "maildrop/rejected": 0o700})
+        self.assertEqual(stat.S_IMODE(os.stat(sq.control_socket).st_mode),
+                         0o666)
+        self.assertStoppedCleanly(sq)
+        # An older install's modes are put right at the next start.
+        os.chmod(os.path.join(sq.spool, "maildrop"), 0o3730)
+        self.start(sq)
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(
+            sq.spool, "maildrop")).st_mode), 0o1730)
+        sq.wait_log(r"pickup: .*/maildrop: mode 1730 \(was 3730\)")
+        self.assertStoppedCleanly(sq)
+
     # -- sendqd's answers, from a fake daemon
 
     def fake(self, sq, answer):
