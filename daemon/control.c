@@ -3,7 +3,7 @@
  *
  * How it works: control_new() makes the unix socket itself (socket, a
  * stale socket file removed, bind under a umask that leaves it 0600,
- * chmod 0660, chown to root and the primary group of the spool
+ * chmod 0666, chown to root and the primary group of the spool
  * directory's owner, listen) and hands the listening fd to an
  * evconnlistener.  Each accepted connection gets a bufferevent with a
  * read timeout: the client must send one line of at most
@@ -16,15 +16,21 @@
  * callback once the answer has drained (or from the event callback on
  * error or timeout) - never from inside the read callback.
  *
- * submit is the one request with a body: after "submit ID LEN" the
- * client reads exactly LEN bytes of envelope (the read watermark is set
- * to LEN), parses it and parks the client (reading off) until the group
- * event runs: a zero timeout armed by the first parked client, so every
- * submit complete by the next turn of the loop joins one
- * spool_adopt_commit_group(); each parked client is then answered.
+ * submit is the one request that streams (control.h): after "submit
+ * ENVLEN" the read watermark is set to ENVLEN, the envelope is parsed
+ * and checked, the daemon's spool writer is started (it names the
+ * message), and then each "data LEN" frame is written to it as it
+ * arrives: the high read watermark is one header line plus one chunk, so
+ * no more than one frame is ever buffered and a fast client is held back
+ * by the socket.  At "end" the client is parked (reading off) until the
+ * group event runs: a zero timeout armed by the first parked client, so
+ * every submit complete by the next turn of the loop joins one
+ * spool_commit_group(); each parked client is then answered.  A client
+ * that closes (or times out) before "end" is freed with its writer
+ * aborted.
  *
  * Clients are counted; beyond CONTROL_CLIENTS_MAX a new connection is
- * closed at once (a sendq client then commits by itself).  control_free() frees every client and removes the
+ * closed at once (a sendq client then uses the maildrop).  control_free() frees every client and removes the
  * socket file if it is still the one this process bound.
  */
 #include <sys/socket.h>
@@ -38,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -52,6 +59,7 @@
 #include "log.h"
 #include "queue_view.h"
 #include "spool.h"
+#include "submit_proto.h"
 #include "util.h"
 
 #define CONTROL_READ_TIMEOUT	5	/* seconds for the request line */
@@ -59,8 +67,11 @@
 #define CONTROL_CLIENTS_MAX	256	/* submitting sendq processes too */
 #define CONTROL_GROUP_MAX	CONTROL_CLIENTS_MAX
 #define CONTROL_STATUS_MAX	(16 * 1024 * 1024)
+#define CONTROL_SUBMIT_TIMEOUT	60	/* seconds between submit frames */
 
 struct control_client;
+
+static void	control_submit_data(struct control_client *);
 
 struct control {
 	struct event_base	*base;
@@ -75,11 +86,14 @@ struct control {
 	struct spool		*sp;	/* for submit; NULL: unavailable */
 	struct event		*group_ev;	/* commits pending submits */
 	size_t			 n_pending;
+	uint64_t		 max_size;	/* of a submitted message */
+	size_t			 max_rcpts;	/* 0: no limit */
 };
 
 enum control_state {
 	CONTROL_LINE,		/* reading the request line */
-	CONTROL_BODY,		/* submit: reading the envelope text */
+	CONTROL_ENV,		/* submit: reading the envelope text */
+	CONTROL_DATA,		/* submit: reading data frames */
 	CONTROL_PENDING,	/* submit: waiting for the group commit */
 	CONTROL_ANSWERED,	/* answer queued */
 };
@@ -90,10 +104,12 @@ struct control_client {
 	struct control_client	*prev;
 	struct control_client	*next;
 	enum control_state	 state;
-	char			 id[ENVELOPE_ID_MAX];
+	struct ucred		 cred;		/* SO_PEERCRED at accept */
+	int			 have_cred;
 	size_t			 body_len;	/* submit: envelope bytes */
 	struct envelope		*env;		/* submit: parsed */
-	long			 peer_uid;
+	struct spool_writer	*w;		/* submit: the message */
+	uint64_t		 size;		/* submit: bytes so far */
 };
 
 /* One parsed request. */
@@ -346,6 +362,13 @@ control_client_free(struct control_client *cl)
 	c->n_clients--;
 	if (cl->state == CONTROL_PENDING)
 		c->n_pending--;
+	if (cl->w != NULL) {
+		log_info("control command=submit msgid=%s uid=%ld "
+		    "result=aborted reason=\"the client went away before "
+		    "the end of the message\"", spool_writer_id(cl->w),
+		    (long)cl->cred.uid);
+		spool_writer_abort(cl->w);
+	}
 	envelope_free(cl->env);
 	bufferevent_free(cl->bev);
 	free(cl);
@@ -389,21 +412,40 @@ control_answer(struct control_client *cl, struct buf *out)
 }
 
 /*
- * submit: "submit ID LEN" then LEN bytes of envelope text (envelope.h)
- * for the message the client wrote as tmp/ID.msg and still holds locked
- * (spool_writer_prepare).  Requests that arrive together are committed
- * together: the first one arms a zero-timeout event, so every request
- * that is complete by the next turn of the loop (those that came in while
- * the previous group was syncing included) joins the group.  Each client
- * is answered "ok ID" once its message is durable in queue/, or
- * "error: REASON"; the scheduler's watch on queue/ finds the message.
+ * submit (control.h): "submit ENVLEN", the envelope, "data LEN" frames,
+ * "end" (framing: submit_proto.h).  The daemon names the message
+ * (spool_writer_begin), writes each chunk as it arrives, takes uid and
+ * arrival time from the kernel and its clock, and parks the client at
+ * "end" until the group event runs: a zero timeout armed by the first
+ * parked client, so every submit complete by the next turn of the loop
+ * (those that came in while the previous group was syncing included)
+ * joins one spool_commit_group().  Each client is answered "ok ID" once
+ * its message is durable in queue/, or "error: CODE REASON"; the
+ * scheduler's watch on queue/ finds the message.  A client that goes
+ * away before "end" has its writer aborted: nothing is left in tmp/.
  */
-static void
-control_submit_fail(struct control_client *cl, const char *fmt, ...)
-    SQ_PRINTF(2, 3);
+
+/*
+ * May this client submit?  The hook of the submit right (BRIEF: everyone,
+ * unless [sendq] submit_users / submit_groups restrict it); the caller's
+ * credentials are cl->cred (cl->have_cred).  Returns 1 to allow, 0 to
+ * refuse (answered "error: 5.7.1 ...", sendq exits 77).
+ */
+static int
+control_may_submit(const struct control_client *cl)
+{
+	(void)cl;
+	return 1;
+}
 
 static void
-control_submit_fail(struct control_client *cl, const char *fmt, ...)
+control_submit_fail(struct control_client *cl, const char *code,
+    const char *fmt, ...) SQ_PRINTF(3, 4);
+
+/* Answer "error: CODE REASON", abort the message, stop reading. */
+static void
+control_submit_fail(struct control_client *cl, const char *code,
+    const char *fmt, ...)
 {
 	struct buf out;
 	va_list ap;
@@ -415,11 +457,17 @@ control_submit_fail(struct control_client *cl, const char *fmt, ...)
 	for (p = msg; *p != '\0'; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
+		else if (*p == '"')
+			*p = '\'';
 	log_info("control command=submit msgid=%s uid=%ld result=error "
-	    "reason=\"%s\"", cl->id[0] != '\0' ? cl->id : "-",
-	    cl->peer_uid, msg);
-	buf_init(&out, sizeof(msg) + 16);
+	    "reason=\"%s %s\"", cl->w != NULL ? spool_writer_id(cl->w) : "-",
+	    cl->have_cred ? (long)cl->cred.uid : -1L, code, msg);
+	spool_writer_abort(cl->w);
+	cl->w = NULL;
+	buf_init(&out, sizeof(msg) + 32);
 	buf_append_str(&out, "error: ");
+	buf_append_str(&out, code);
+	buf_append_str(&out, " ");
 	buf_append_str(&out, msg);
 	buf_append_str(&out, "\n");
 	control_answer(cl, &out);
@@ -431,9 +479,9 @@ control_on_group(evutil_socket_t fd, short what, void *arg)
 {
 	struct control *c = arg;
 	struct control_client *cl, **members;
+	struct spool_writer **ws;
 	struct envelope **envs;
 	struct sq_err *errs;
-	const char **ids;
 	struct buf out;
 	int *results;
 	size_t n = 0, i;
@@ -448,26 +496,30 @@ control_on_group(evutil_socket_t fd, short what, void *arg)
 	for (cl = c->clients; cl != NULL && n < c->n_pending; cl = cl->next)
 		if (cl->state == CONTROL_PENDING)
 			members[n++] = cl;
-	ids = xcalloc(n, sizeof(*ids));
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): array of pointers */
+	ws = xcalloc(n, sizeof(*ws));
 	/* NOLINTNEXTLINE(bugprone-sizeof-expression): array of pointers */
 	envs = xcalloc(n, sizeof(*envs));
 	errs = xcalloc(n, sizeof(*errs));
 	results = xcalloc(n, sizeof(*results));
 	for (i = 0; i < n; i++) {
-		ids[i] = members[i]->id;
+		ws[i] = members[i]->w;
+		members[i]->w = NULL;	/* the group commit frees it */
 		envs[i] = members[i]->env;
 	}
-	spool_adopt_commit_group(c->sp, ids, envs, n, results, errs);
+	spool_commit_group(ws, envs, n, results, errs);
 	for (i = 0; i < n; i++) {
 		cl = members[i];
 		if (results[i] != 0) {
-			control_submit_fail(cl, "%s (message not queued)",
-			    errs[i].msg);
+			control_submit_fail(cl, "4.3.0", "%s (message not "
+			    "queued)", errs[i].msg);
 			continue;
 		}
-		log_info("control command=submit msgid=%s uid=%ld "
-		    "result=ok", cl->id, cl->peer_uid);
-		line = xasprintf("ok %s\n", cl->id);
+		log_info("control command=submit msgid=%s uid=%ld from=<%s> "
+		    "nrcpt=%zu size=%llu result=ok", cl->env->id,
+		    (long)cl->cred.uid, cl->env->sender, cl->env->n_rcpts,
+		    (unsigned long long)cl->size);
+		line = xasprintf("ok %s\n", cl->env->id);
 		buf_init(&out, strlen(line) + 1);
 		buf_append_str(&out, line);
 		control_answer(cl, &out);
@@ -475,20 +527,21 @@ control_on_group(evutil_socket_t fd, short what, void *arg)
 		free(line);
 	}
 	free(members);
-	free(ids);
+	free(ws);
 	free(envs);
 	free(errs);
 	free(results);
 }
 
-/* The envelope text is complete in the input: parse and queue it. */
+/* The envelope text is complete in the input: parse, check, override
+ * what only the daemon knows, and start the message. */
 static void
-control_submit_body(struct control_client *cl)
+control_submit_env(struct control_client *cl)
 {
 	struct control *c = cl->c;
 	struct evbuffer *in = bufferevent_get_input(cl->bev);
 	struct sq_err err = { 0 };
-	struct timeval now = { 0, 0 };
+	struct timeval tv = { CONTROL_SUBMIT_TIMEOUT, 0 };
 	char *text;
 
 	if (evbuffer_get_length(in) < cl->body_len)
@@ -499,75 +552,147 @@ control_submit_body(struct control_client *cl)
 	if (envelope_parse(text, cl->body_len, &cl->env, &err) != 0) {
 		free(text);
 		cl->env = NULL;
-		control_submit_fail(cl, "bad envelope: %s", err.msg);
+		control_submit_fail(cl, "5.5.2", "bad envelope: %s", err.msg);
 		return;
 	}
 	free(text);
-	if (strcmp(cl->env->id, cl->id) != 0) {
-		control_submit_fail(cl, "the envelope is not for message %s",
-		    cl->id);
+	if (submit_proto_check_envelope(cl->env, c->max_rcpts, &err) != 0) {
+		control_submit_fail(cl, "5.5.2", "bad envelope: %s", err.msg);
 		return;
 	}
-	if (cl->env->n_rcpts == 0) {
-		control_submit_fail(cl, "the envelope has no recipient");
+	/* Provenance from the kernel and our clock, never the client. */
+	cl->env->uid = (long)cl->cred.uid;
+	cl->env->created = (int64_t)time(NULL);
+	cl->env->id[0] = '\0';
+	if (spool_writer_begin(c->sp, &cl->w, &err) != 0) {
+		cl->w = NULL;
+		control_submit_fail(cl, "4.3.0", "%s (message not queued)",
+		    err.msg);
 		return;
 	}
-	bufferevent_disable(cl->bev, EV_READ);
-	cl->state = CONTROL_PENDING;
-	c->n_pending++;
-	if (!event_pending(c->group_ev, EV_TIMEOUT, NULL))
-		event_add(c->group_ev, &now);
+	cl->state = CONTROL_DATA;
+	/* One frame at most is buffered: a header line and its chunk. */
+	bufferevent_setwatermark(cl->bev, EV_READ, 0,
+	    SUBMIT_PROTO_LINE_MAX + SUBMIT_PROTO_CHUNK_MAX);
+	bufferevent_set_timeouts(cl->bev, &tv, &tv);
+	control_submit_data(cl);
 }
 
-/* "submit ID LEN" (line NUL-terminated, LF removed). */
+/* One data frame whose payload is in the input: write it.  0, or -1
+ * after answering. */
+static int
+control_submit_chunk(struct control_client *cl,
+    const struct submit_proto_hdr *h)
+{
+	struct evbuffer *in = bufferevent_get_input(cl->bev);
+	struct sq_err err = { 0 };
+	unsigned char *p;
+
+	if (cl->size + h->len > cl->c->max_size) {
+		control_submit_fail(cl, "5.3.4", "message too large (more than "
+		    "%llu bytes: [intake] max_message_size; message not "
+		    "queued)", (unsigned long long)cl->c->max_size);
+		return -1;
+	}
+	p = evbuffer_pullup(in, (ssize_t)(h->hdr_len + h->len));
+	if (p == NULL)
+		log_fatalx("control: out of memory for a chunk");
+	if (spool_writer_write(cl->w, p + h->hdr_len, h->len, &err) != 0) {
+		control_submit_fail(cl, "4.3.0", "%s (message not queued)",
+		    err.msg);
+		return -1;
+	}
+	cl->size += h->len;
+	evbuffer_drain(in, h->hdr_len + h->len);
+	return 0;
+}
+
+/* Frames after the envelope: write data, park at "end". */
 static void
-control_submit_line(struct control_client *cl, char *line)
+control_submit_data(struct control_client *cl)
 {
 	struct control *c = cl->c;
-	struct ucred cred;
-	socklen_t credlen = sizeof(cred);
-	char *words[4], *p, *save = NULL, *end, safe[64];
-	unsigned long long len;
-	size_t n = 0;
+	struct evbuffer *in = bufferevent_get_input(cl->bev);
+	struct submit_proto_hdr h;
+	struct sq_err err = { 0 };
+	struct timeval now = { 0, 0 };
+	unsigned char *p;
+	size_t have;
+	int rc;
 
-	if ((p = strchr(line, '\r')) != NULL && p[1] == '\0')
-		*p = '\0';
-	cl->peer_uid = -1;
-	if (getsockopt(bufferevent_getfd(cl->bev), SOL_SOCKET, SO_PEERCRED,
-	    &cred, &credlen) == 0)
-		cl->peer_uid = (long)cred.uid;
-	for (p = strtok_r(line, " \t", &save); p != NULL && n < 4;
-	    p = strtok_r(NULL, " \t", &save))
-		words[n++] = p;
-	if (n != 3) {
-		control_submit_fail(cl, "usage: submit ID LENGTH, then "
-		    "LENGTH bytes of envelope");
+	while (cl->state == CONTROL_DATA) {
+		have = evbuffer_get_length(in);
+		p = evbuffer_pullup(in, (ssize_t)(have < SUBMIT_PROTO_LINE_MAX ?
+		    have : SUBMIT_PROTO_LINE_MAX));
+		if (have == 0 || p == NULL)
+			return;
+		rc = submit_proto_parse((const char *)p, have <
+		    SUBMIT_PROTO_LINE_MAX ? have : SUBMIT_PROTO_LINE_MAX, &h,
+		    &err);
+		if (rc == 0)
+			return;		/* wait for the whole line */
+		if (rc < 0 || h.type == SUBMIT_PROTO_SUBMIT) {
+			control_submit_fail(cl, "5.5.2", "%s", rc < 0 ?
+			    err.msg : "\"submit\" twice");
+			return;
+		}
+		if (h.type == SUBMIT_PROTO_END) {
+			evbuffer_drain(in, h.hdr_len);
+			bufferevent_disable(cl->bev, EV_READ);
+			cl->state = CONTROL_PENDING;
+			c->n_pending++;
+			if (!event_pending(c->group_ev, EV_TIMEOUT, NULL))
+				event_add(c->group_ev, &now);
+			return;
+		}
+		if (have < h.hdr_len + h.len)
+			return;		/* wait for the whole chunk */
+		if (control_submit_chunk(cl, &h) != 0)
+			return;
+	}
+}
+
+/* "submit ENVLEN" (line NUL-terminated, LF removed). */
+static void
+control_submit_line(struct control_client *cl, const char *line)
+{
+	struct control *c = cl->c;
+	struct submit_proto_hdr h;
+	struct sq_err err = { 0 };
+	char frame[QUEUE_VIEW_REQUEST_MAX + 2];
+	size_t n = strlen(line);
+	int rc;
+
+	cl->state = CONTROL_ENV;
+	memcpy(frame, line, n);
+	frame[n] = '\n';
+	rc = submit_proto_parse(frame, n + 1, &h, &err);
+	if (rc <= 0 || h.type != SUBMIT_PROTO_SUBMIT) {
+		control_submit_fail(cl, "5.5.2", "%s", rc < 0 ? err.msg :
+		    "usage: submit ENVLEN, ENVLEN bytes of envelope, then "
+		    "\"data LEN\" frames and \"end\"");
 		return;
 	}
-	if (!spool_id_valid(words[1])) {
-		sq_printable(safe, sizeof(safe), words[1], strlen(words[1]));
-		control_submit_fail(cl, "not a queue id: %s", safe);
+	if (!cl->have_cred) {
+		control_submit_fail(cl, "4.7.0", "cannot tell who is "
+		    "connected (SO_PEERCRED failed)");
 		return;
 	}
-	memcpy(cl->id, words[1], strlen(words[1]) + 1);
-	errno = 0;
-	len = strtoull(words[2], &end, 10);
-	if (errno != 0 || *end != '\0' || words[2][0] < '0' ||
-	    words[2][0] > '9' || len == 0 || len > CONTROL_SUBMIT_MAX) {
-		control_submit_fail(cl, "envelope length must be 1 to %u "
-		    "bytes", CONTROL_SUBMIT_MAX);
+	if (!control_may_submit(cl)) {
+		control_submit_fail(cl, "5.7.1", "uid %ld may not submit mail "
+		    "([sendq] submit_users, submit_groups)",
+		    (long)cl->cred.uid);
 		return;
 	}
 	if (c->sp == NULL) {
-		control_submit_fail(cl, "sendqd cannot open its spool for "
-		    "submissions");
+		control_submit_fail(cl, "4.3.0", "sendqd cannot open its "
+		    "spool for submissions");
 		return;
 	}
-	cl->body_len = (size_t)len;
-	cl->state = CONTROL_BODY;
-	/* Room for exactly the envelope; nothing more is read. */
+	cl->body_len = h.len;
+	/* Room for exactly the envelope; nothing more is read yet. */
 	bufferevent_setwatermark(cl->bev, EV_READ, 0, cl->body_len);
-	control_submit_body(cl);
+	control_submit_env(cl);
 }
 
 static int
@@ -588,8 +713,12 @@ control_on_read(struct bufferevent *bev, void *arg)
 	char *line;
 	size_t len;
 
-	if (cl->state == CONTROL_BODY) {
-		control_submit_body(cl);
+	if (cl->state == CONTROL_ENV) {
+		control_submit_env(cl);
+		return;
+	}
+	if (cl->state == CONTROL_DATA) {
+		control_submit_data(cl);
 		return;
 	}
 	if (cl->state != CONTROL_LINE)
@@ -631,6 +760,7 @@ control_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	struct control_client *cl;
 	struct timeval rt = { CONTROL_READ_TIMEOUT, 0 };
 	struct timeval wt = { CONTROL_WRITE_TIMEOUT, 0 };
+	socklen_t credlen;
 
 	(void)l;
 	(void)sa;
@@ -643,6 +773,10 @@ control_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	}
 	cl = xcalloc(1, sizeof(*cl));
 	cl->c = c;
+	credlen = sizeof(cl->cred);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cl->cred, &credlen) ==
+	    0 && credlen == sizeof(cl->cred))
+		cl->have_cred = 1;
 	cl->bev = bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (cl->bev == NULL) {
 		log_err("control: bufferevent_socket_new failed");
@@ -730,7 +864,8 @@ control_bind(struct control *c, struct sq_err *err)
 		log_warn("control: chown %s to group %lu: %s (the socket "
 		    "stays with group %lu)", c->path, (unsigned long)gid,
 		    strerror(errno), (unsigned long)getegid());
-	if (chmod(c->path, 0660) != 0 || lstat(c->path, &st) != 0 ||
+	/* Everyone may connect; each request checks the caller. */
+	if (chmod(c->path, 0666) != 0 || lstat(c->path, &st) != 0 ||
 	    listen(fd, 128) != 0) {
 		rc = sq_err_set(err, -errno, "control socket %s: %s",
 		    c->path, strerror(errno));
@@ -775,6 +910,7 @@ control_new(struct event_base *base, const char *path,
 		return sq_err_set(err, -ENOMEM, "control socket %s: cannot "
 		    "listen (libevent)", path);
 	}
+	c->max_size = CONTROL_SUBMIT_SIZE_DEFAULT;
 	c->group_ev = evtimer_new(base, control_on_group, c);
 	if (c->group_ev == NULL)
 		log_fatalx("control: out of memory for an event");
@@ -782,9 +918,17 @@ control_new(struct event_base *base, const char *path,
 		c->sp = NULL;
 		log_warn("control: submit unavailable: %s", serr.msg);
 	}
-	log_info("control socket=%s mode=0660", c->path);
+	log_info("control socket=%s mode=0666", c->path);
 	*out = c;
 	return 0;
+}
+
+void
+control_set_submit_limits(struct control *c, uint64_t max_size,
+    unsigned max_rcpts)
+{
+	c->max_size = max_size != 0 ? max_size : CONTROL_SUBMIT_SIZE_DEFAULT;
+	c->max_rcpts = max_rcpts;
 }
 
 void

@@ -241,6 +241,9 @@ main(int argc, char **argv)
 	    &err) != 0)
 		log_warn("no control socket: %s (sendqctl status, flush, hold "
 		    "... will not work)", err.msg);
+	else
+		control_set_submit_limits(ctl, cfg->intake.max_message_size,
+		    cfg->intake.max_recipients);
 	log_info("started: config=%s spool=%s smarthosts=%zu", config_path,
 	    cfg->spool_dir, cfg->n_smarthosts);
 	if (event_base_dispatch(st.base) < 0) {

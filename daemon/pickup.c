@@ -24,6 +24,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdint.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -93,27 +94,20 @@ enum pickup_take {
 /* ------------------------------------------------------------------ */
 /* Directories. */
 
-/* Make dirfd/name with mode when missing; check it is a directory (not a
- * symlink) and return an O_DIRECTORY descriptor in *fd. */
+/*
+ * Make dirfd/name with mode when missing; check it is a directory (not a
+ * symlink) and return an O_DIRECTORY descriptor in *fd.  With gid not
+ * (gid_t)-1, a directory of ours is given mode and that group, when made
+ * or when found otherwise (an older install): what cannot be set is
+ * logged, and the daemon goes on.
+ */
 static int
 pickup_mkdir(int dirfd, const char *path, const char *name, mode_t mode,
-    int *fd, struct sq_err *err)
+    gid_t gid, int *fd, struct sq_err *err)
 {
 	struct stat st;
 
-	if (mkdirat(dirfd, name, 0700) == 0) {
-		if (fchmodat(dirfd, name, mode, 0) != 0) {
-			if (errno == EPERM && (mode & S_ISGID) &&
-			    fchmodat(dirfd, name, mode & ~S_ISGID, 0) == 0)
-				log_warn("pickup: cannot set the setgid bit on "
-				    "%s (mode %04o instead): dropped files get "
-				    "their writer's group", path,
-				    (unsigned)(mode & ~S_ISGID));
-			else
-				return sq_err_set(err, -errno, "chmod %s: %s",
-				    path, strerror(errno));
-		}
-	} else if (errno != EEXIST)
+	if (mkdirat(dirfd, name, 0700) != 0 && errno != EEXIST)
 		return sq_err_set(err, -errno, "mkdir %s: %s", path,
 		    strerror(errno));
 	*fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
@@ -122,11 +116,49 @@ pickup_mkdir(int dirfd, const char *path, const char *name, mode_t mode,
 		return sq_err_set(err, -errno, "open %s: %s%s", path,
 		    strerror(errno), errno == ELOOP || errno == ENOTDIR ?
 		    " (must be a directory, not a symlink)" : "");
+	if (fstat(*fd, &st) != 0)
+		return sq_err_set(err, -errno, "stat %s: %s", path,
+		    strerror(errno));
+	if (st.st_uid == geteuid() && gid != (gid_t)-1 && st.st_gid != gid) {
+		if (fchown(*fd, (uid_t)-1, gid) != 0)
+			log_warn("pickup: chgrp %s to %s: %s (the drop helper "
+			    "cannot write there)", path, PICKUP_DROP_GROUP,
+			    strerror(errno));
+		else
+			log_info("pickup: %s: group %s", path,
+			    PICKUP_DROP_GROUP);
+	}
+	/* chown may clear bits: the mode is set last. */
+	if (st.st_uid == geteuid() && (st.st_mode & 07777) != mode) {
+		if (fchmod(*fd, mode) != 0)
+			return sq_err_set(err, -errno, "chmod %s: %s", path,
+			    strerror(errno));
+		log_info("pickup: %s: mode %04o (was %04o)", path,
+		    (unsigned)mode, (unsigned)(st.st_mode & 07777));
+	}
 	if (fstat(*fd, &st) == 0 && (st.st_mode & S_IWOTH) &&
 	    !(st.st_mode & S_ISVTX))
 		log_warn("pickup: %s is world-writable without the sticky "
 		    "bit: anyone can remove others' files", path);
 	return 0;
+}
+
+/* The group of maildrop/: PICKUP_DROP_GROUP, or (gid_t)-1 (logged) when
+ * it does not exist. */
+static gid_t
+pickup_drop_gid(void)
+{
+	struct group gr, *res = NULL;
+	char buf[4096];
+
+	if (getgrnam_r(PICKUP_DROP_GROUP, &gr, buf, sizeof(buf), &res) == 0 &&
+	    res != NULL)
+		return gr.gr_gid;
+	log_info("pickup: no group %s: maildrop/ keeps the daemon's group, "
+	    "so only root and sendqd's user can drop mail while sendqd is "
+	    "down (create the group and install sendq-drop setgid to it)",
+	    PICKUP_DROP_GROUP);
+	return (gid_t)-1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -708,6 +740,7 @@ pickup_new(struct event_base *base, const struct config *cfg,
 	struct pickup *p;
 	struct stat st;
 	char host[256], *path;
+	gid_t gid;
 	int spool_fd = -1, rc;
 
 	p = xcalloc(1, sizeof(*p));
@@ -730,22 +763,24 @@ pickup_new(struct event_base *base, const struct config *cfg,
 		    strerror(errno));
 		goto fail;
 	}
-	if (fstat(spool_fd, &st) == 0 && !(st.st_mode & S_IXGRP))
-		log_info("pickup: %s is mode %04o: only its owner and root "
-		    "can reach %s/ (mode 0710 lets the group's members drop "
-		    "files)", cfg->spool_dir, (unsigned)(st.st_mode & 07777),
+	if (fstat(spool_fd, &st) == 0 && !(st.st_mode & S_IXOTH))
+		log_warn("pickup: %s is mode %04o: the drop helper cannot "
+		    "reach %s/ (mode 0711 lets it through; nothing becomes "
+		    "listable)", cfg->spool_dir, (unsigned)(st.st_mode & 07777),
 		    PICKUP_DIR);
-	if ((rc = pickup_mkdir(spool_fd, p->dir, PICKUP_DIR, 03730,
+	gid = pickup_drop_gid();
+	if ((rc = pickup_mkdir(spool_fd, p->dir, PICKUP_DIR, 01730, gid,
 	    &p->dir_fd, err)) != 0)
 		goto fail;
 	path = xasprintf("%s/tmp", p->dir);
-	rc = pickup_mkdir(p->dir_fd, path, "tmp", 03730, &p->tmp_fd, err);
+	rc = pickup_mkdir(p->dir_fd, path, "tmp", 01730, gid, &p->tmp_fd,
+	    err);
 	free(path);
 	if (rc != 0)
 		goto fail;
 	path = xasprintf("%s/rejected", p->dir);
-	rc = pickup_mkdir(p->dir_fd, path, "rejected", 0700, &p->rej_fd,
-	    err);
+	rc = pickup_mkdir(p->dir_fd, path, "rejected", 0700, (gid_t)-1,
+	    &p->rej_fd, err);
 	free(path);
 	if (rc != 0)
 		goto fail;

@@ -86,7 +86,7 @@ spool_fail(struct sq_err *err, int code, const char *op, const char *dir,
 }
 
 static int
-spool_mkdir(const char *path, int create, struct sq_err *err)
+spool_mkdir(const char *path, mode_t mode, int create, struct sq_err *err)
 {
 	struct stat st;
 
@@ -97,10 +97,10 @@ spool_mkdir(const char *path, int create, struct sq_err *err)
 	}
 	if (errno != ENOENT || !create)
 		return spool_fail(err, -errno, "open", path, NULL);
-	if (mkdir(path, 0700) != 0 && errno != EEXIST)
+	if (mkdir(path, mode) != 0 && errno != EEXIST)
 		return spool_fail(err, -errno, "mkdir", path, NULL);
 	/* The umask may have taken bits away: set the mode exactly. */
-	if (chmod(path, 0700) != 0)
+	if (chmod(path, mode) != 0)
 		return spool_fail(err, -errno, "chmod", path, NULL);
 	return 0;
 }
@@ -129,10 +129,12 @@ spool_open(const char *dir, int create, struct spool **out,
 	sp->tmp_dir = xasprintf("%s/tmp", dir);
 	sp->queue_dir = xasprintf("%s/queue", dir);
 	sp->failed_dir = xasprintf("%s/failed", dir);
-	if ((rc = spool_mkdir(sp->dir, create, err)) != 0 ||
-	    (rc = spool_mkdir(sp->tmp_dir, create, err)) != 0 ||
-	    (rc = spool_mkdir(sp->queue_dir, create, err)) != 0 ||
-	    (rc = spool_mkdir(sp->failed_dir, create, err)) != 0 ||
+	/* spool_dir 0711: the drop helper must pass through to maildrop/;
+	 * nothing in it can be listed. */
+	if ((rc = spool_mkdir(sp->dir, 0711, create, err)) != 0 ||
+	    (rc = spool_mkdir(sp->tmp_dir, 0700, create, err)) != 0 ||
+	    (rc = spool_mkdir(sp->queue_dir, 0700, create, err)) != 0 ||
+	    (rc = spool_mkdir(sp->failed_dir, 0700, create, err)) != 0 ||
 	    (rc = spool_open_dir(sp->dir, &sp->dir_fd, err)) != 0 ||
 	    (rc = spool_open_dir(sp->tmp_dir, &sp->tmp_fd, err)) != 0 ||
 	    (rc = spool_open_dir(sp->queue_dir, &sp->queue_fd, err)) != 0 ||
@@ -511,8 +513,7 @@ fail:
 
 /*
  * Group commit.  Each member is an item: its tmp/ID.msg already written
- * (by an in-process writer, or by another process for adopted members),
- * its envelope text to write as tmp/ID.env.  spool_group_run() writes
+ * (by its writer), its envelope text to write as tmp/ID.env.  spool_group_run() writes
  * every envelope without a sync, makes all data stable with ONE
  * syncfs() of the spool's filesystem, renames every member into queue/
  * (.msg first, then .env, as a single commit does), and makes the names
@@ -692,127 +693,6 @@ spool_commit_group(struct spool_writer **w, struct envelope **envs,
 		/* The lock goes with the fd, after the renames. */
 		spool_writer_free(w[i]);
 	}
-	free(items);
-}
-
-int
-spool_writer_prepare(struct spool_writer *w, struct envelope *env,
-    struct sq_err *err)
-{
-	int rc;
-
-	if ((rc = spool_writer_flush(w, err)) != 0)
-		return rc;
-	memcpy(env->id, w->id, sizeof(env->id));
-	env->body_8bit = w->body_8bit;
-	return 0;
-}
-
-int
-spool_writer_adopted(struct spool_writer *w, struct sq_err *err)
-{
-	struct spool *sp = w->sp;
-
-	if (!spool_exists(sp->queue_fd, w->env_name))
-		return 0;
-	/* The daemon renamed it into queue/; make sure the name is stable
-	 * even if the daemon died before its own directory sync. */
-	if (fsync(sp->queue_fd) != 0)
-		return spool_fail(err, -errno, "fsync", sp->queue_dir, NULL);
-	return 1;
-}
-
-void
-spool_writer_release(struct spool_writer *w)
-{
-	if (w != NULL)
-		spool_writer_free(w);
-}
-
-/*
- * Check that tmp/ID.msg is a foreign writer's live, finished file: a
- * regular file with one name, owned like tmp/, whose lock another open
- * file holds; and that the id is not taken in queue/.
- */
-static int
-spool_adopt_check(struct spool *sp, struct spool_gc_item *it)
-{
-	struct stat st, dst;
-	int fd, rc = 0;
-
-	if ((fd = openat(sp->tmp_fd, it->msg_name, O_RDONLY | O_CLOEXEC |
-	    O_NOFOLLOW | O_NONBLOCK)) < 0)
-		return spool_fail(it->err, -errno, "open", sp->tmp_dir,
-		    it->msg_name);
-	if (fstat(fd, &st) != 0 || fstat(sp->tmp_fd, &dst) != 0) {
-		rc = spool_fail(it->err, -errno, "stat", sp->tmp_dir,
-		    it->msg_name);
-		goto done;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_nlink != 1 ||
-	    st.st_uid != dst.st_uid) {
-		rc = sq_err_set(it->err, -EPERM, "%s/%s: not a message "
-		    "file of the spool's owner", sp->tmp_dir, it->msg_name);
-		goto done;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-		rc = sq_err_set(it->err, -ESTALE, "%s/%s: no live writer "
-		    "holds it", sp->tmp_dir, it->msg_name);
-		goto done;
-	}
-	if (errno != EWOULDBLOCK) {
-		rc = spool_fail(it->err, -errno, "lock", sp->tmp_dir,
-		    it->msg_name);
-		goto done;
-	}
-	if (spool_exists(sp->queue_fd, it->msg_name) ||
-	    spool_exists(sp->queue_fd, it->env_name))
-		rc = sq_err_set(it->err, -EEXIST, "message %s is already "
-		    "in %s", it->id, sp->queue_dir);
-done:
-	close(fd);
-	return rc;
-}
-
-void
-spool_adopt_commit_group(struct spool *sp, const char *const *ids,
-    struct envelope **envs, size_t n, int *results, struct sq_err *errs)
-{
-	struct spool_gc_item *items;
-	size_t i, j;
-
-	if (n == 0)
-		return;
-	items = xcalloc(n, sizeof(*items));
-	for (i = 0; i < n; i++) {
-		struct spool_gc_item *it = &items[i];
-
-		memset(&errs[i], 0, sizeof(errs[i]));
-		if (!spool_id_valid(ids[i])) {
-			spool_gc_item_init(it, "", &errs[i]);
-			it->foreign = 1;
-			it->rc = sq_err_set(it->err, SQ_EPARSE, "not a queue "
-			    "id: %.*s", 40, ids[i]);
-			continue;
-		}
-		spool_gc_item_init(it, ids[i], &errs[i]);
-		it->foreign = 1;
-		for (j = 0; j < i; j++)
-			if (strcmp(items[j].id, it->id) == 0)
-				break;
-		if (j < i) {
-			it->rc = sq_err_set(it->err, -EEXIST, "message %s "
-			    "submitted twice", it->id);
-			continue;
-		}
-		if ((it->rc = spool_adopt_check(sp, it)) != 0)
-			continue;
-		memcpy(envs[i]->id, it->id, sizeof(envs[i]->id));
-		it->text = envelope_format(envs[i], &it->len);
-	}
-	spool_group_run(sp, items, n);
-	for (i = 0; i < n; i++)
-		results[i] = items[i].rc;
 	free(items);
 }
 

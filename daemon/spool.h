@@ -2,9 +2,9 @@
  * spool.h - the durable message store.  An accepted message is on stable
  * storage before anyone is told it was accepted.
  *
- * Layout under spool_dir (all directories 0700, all files 0600, owned by
- * the owner of spool_dir, the daemon's user; files that root submits are
- * given to that owner):
+ * Layout under spool_dir (spool_dir 0711, so that the drop helper can
+ * reach maildrop/ (pickup.h); the other directories 0700, all files
+ * 0600, owned by the owner of spool_dir, the daemon's user):
  *   tmp/          messages being written (ID.msg, ID.env)
  *   failed/       messages (or some of their recipients) that failed
  *                 permanently: ID.N.env lists the failed recipients and
@@ -20,7 +20,7 @@
  *                 saying why; kept for the operator, never delivered
  * Commit: write tmp/ID.msg, fsync; write tmp/ID.env, fsync; rename .msg
  * into queue/, rename .env into queue/, fsync(queue/).  A group commit
- * (spool_commit_group, spool_adopt_commit_group) writes every member's
+ * (spool_commit_group) writes every member's
  * files, makes them all stable with one syncfs(), renames each member as
  * above, then does one fsync(queue/).  Removal unlinks
  * the .env first, then the .msg.  A writer holds an flock on its files
@@ -45,8 +45,8 @@ struct spool;
 struct spool_writer;
 
 /*
- * Open the spool at dir.  With create set, make dir and its
- * subdirectories when missing (mode 0700).  Returns 0 and *out (free with
+ * Open the spool at dir.  With create set, make dir (mode 0711) and its
+ * subdirectories (0700) when missing.  Returns 0 and *out (free with
  * spool_close), or -errno with err filled.
  */
 int	spool_open(const char *dir, int create, struct spool **out,
@@ -91,43 +91,6 @@ void	spool_writer_abort(struct spool_writer *w);
  */
 void	spool_commit_group(struct spool_writer **w, struct envelope **envs,
 	    size_t n, int *results, struct sq_err *errs);
-
-/*
- * Hand a message to another process for commit (the sendq CLI giving it
- * to sendqd, which calls spool_adopt_commit_group): write every buffered
- * byte to tmp/ID.msg without any sync, set env->id and env->body_8bit.
- * The writer keeps tmp/ID.msg open and locked, which tells the adopter
- * (and recovery) that its writer is alive.  Afterwards either
- * spool_writer_release (the adopter said it committed), or
- * spool_writer_abort (it refused), or spool_writer_commit (no adopter).
- * 0 or -errno with err.
- */
-int	spool_writer_prepare(struct spool_writer *w, struct envelope *env,
-	    struct sq_err *err);
-/* Free a writer whose message another process committed: closes the file
- * (dropping the lock) without removing anything. NULL accepted. */
-/* After a hand-over whose answer was lost (the daemon died): 1 when the
- * message is in queue/ (its .env exists) and queue/ has been fsynced, so
- * it is durable; 0 when it is not there; -errno with err. */
-int	spool_writer_adopted(struct spool_writer *w, struct sq_err *err);
-void	spool_writer_release(struct spool_writer *w);
-
-/*
- * Group commit of messages other processes wrote and handed over with
- * spool_writer_prepare, found by their ids: tmp/ID.msg must be a regular
- * file of the spool's owner with one link, locked by its live writer (its
- * lock cannot be taken), and the id free in queue/.  Writes each
- * tmp/ID.env from envs[i] (envs[i]->id set to ids[i]), then one syncfs,
- * the renames and one fsync(queue/), as spool_commit_group.  results[i]
- * is 0 once message i is durable in queue/, else -errno / SQ_EPARSE with
- * errs[i]; a failed member leaves nothing in queue/ and its tmp/ID.msg
- * to its writer, and does not hold up the others.  The writers' files
- * keep their owner and mode (the spool owner's, 0600).  Logs one debug
- * line "group commit: N messages, M syncs".  Blocks for the syncs.
- */
-void	spool_adopt_commit_group(struct spool *sp, const char *const *ids,
-	    struct envelope **envs, size_t n, int *results,
-	    struct sq_err *errs);
 
 /*
  * Recovery at daemon start: remove tmp/ files and queue/ .msg files

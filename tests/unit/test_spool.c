@@ -228,7 +228,7 @@ Test(spool, small_writes_are_kept_in_order)
 	spool_close(sp);
 }
 
-Test(spool, directories_are_0700_and_files_0600_whatever_the_umask)
+Test(spool, directories_are_0700_spool_dir_0711_files_0600_whatever_the_umask)
 {
 	struct spool *sp;
 	const char *id;
@@ -237,7 +237,8 @@ Test(spool, directories_are_0700_and_files_0600_whatever_the_umask)
 	sp = test_open();
 	id = test_accept(sp, "hi\n", 3);
 	umask(022);
-	cr_assert_eq(test_mode(NULL, NULL), 0700);
+	/* Searchable, not listable: the drop helper passes through. */
+	cr_assert_eq(test_mode(NULL, NULL), 0711);
 	cr_assert_eq(test_mode("/tmp", NULL), 0700);
 	cr_assert_eq(test_mode("/queue", NULL), 0700);
 	{
@@ -829,135 +830,4 @@ Test(spool, group_commit_member_with_write_error_fails_alone)
 	for (i = 0; i < 3; i++)
 		envelope_free(envs[i]);
 	spool_close(sp);
-}
-
-Test(spool, adopt_commits_messages_their_live_writers_handed_over)
-{
-	struct spool *cli = test_open(), *daemon = test_open();
-	struct spool_writer *w[3];
-	struct envelope *cenv[3], *denv[3];
-	struct sq_err err = { 0 }, errs[3];
-	char ids[3][ENVELOPE_ID_MAX], body[32];
-	const char *idp[3];
-	int results[3];
-	struct test_found f;
-	size_t i;
-
-	for (i = 0; i < 3; i++) {
-		snprintf(body, sizeof(body), "adopted %zu\n", i);
-		w[i] = test_writer(cli, body);
-		cenv[i] = test_envelope("x@y");
-		cr_assert_eq(spool_writer_prepare(w[i], cenv[i], &err), 0,
-		    "%s", err.msg);
-		strcpy(ids[i], spool_writer_id(w[i]));
-		cr_assert_str_eq(cenv[i]->id, ids[i]);
-		idp[i] = ids[i];
-		denv[i] = test_envelope("x@y");
-	}
-	/* Recovery leaves a handed-over message alone: its writer lives. */
-	cr_assert_eq(test_recover(daemon, &f), 0);
-	cr_assert_eq(test_count("tmp"), 3);
-	spool_adopt_commit_group(daemon, idp, denv, 3, results, errs);
-	for (i = 0; i < 3; i++) {
-		cr_assert_eq(results[i], 0, "%zu: %s", i, errs[i].msg);
-		cr_assert_str_eq(denv[i]->id, ids[i]);
-		spool_writer_release(w[i]);
-		snprintf(body, sizeof(body), "adopted %zu\n", i);
-		test_check_message(daemon, ids[i], body, "x@y");
-		envelope_free(cenv[i]);
-		envelope_free(denv[i]);
-	}
-	cr_assert_eq(test_count("tmp"), 0);
-	cr_assert_eq(test_recover(daemon, &f), 3);
-	spool_close(cli);
-	spool_close(daemon);
-}
-
-Test(spool, adopt_refuses_bad_members_and_commits_the_others)
-{
-	struct spool *sp = test_open();
-	struct spool_writer *w;
-	struct envelope *envs[5];
-	struct sq_err err = { 0 }, errs[5];
-	char good[ENVELOPE_ID_MAX];
-	const char *ids[5];
-	int results[5];
-	struct test_found f;
-	size_t i;
-
-	w = test_writer(sp, "good\n");
-	envs[0] = test_envelope("x@y");
-	cr_assert_eq(spool_writer_prepare(w, envs[0], &err), 0);
-	strcpy(good, spool_writer_id(w));
-	/* No writer holds this one (a dead writer's debris). */
-	test_put("tmp", "0065A1B2C3000010000.msg", "orphan\n");
-	ids[0] = good;
-	ids[1] = "0065A1B2C3000010000";
-	ids[2] = "0065A1B2C3000020000";	/* no such file */
-	ids[3] = "../queue/x";
-	ids[4] = good;			/* the same message twice */
-	for (i = 1; i < 5; i++)
-		envs[i] = test_envelope("x@y");
-	spool_adopt_commit_group(sp, ids, envs, 5, results, errs);
-	cr_assert_eq(results[0], 0, "%s", errs[0].msg);
-	cr_assert_eq(results[1], -ESTALE, "%s", errs[1].msg);
-	cr_assert_eq(results[2], -ENOENT, "%s", errs[2].msg);
-	cr_assert_eq(results[3], SQ_EPARSE, "%s", errs[3].msg);
-	cr_assert_eq(results[4], -EEXIST, "%s", errs[4].msg);
-	spool_writer_release(w);
-	test_check_message(sp, good, "good\n", "x@y");
-	/* The refused file is left to its writer (or to recovery). */
-	cr_assert(test_exists("tmp", "0065A1B2C3000010000", ".msg"));
-	cr_assert_eq(test_count("tmp"), 1);
-	cr_assert_eq(test_recover(sp, &f), 1);
-	cr_assert_eq(test_count("tmp"), 0);
-	for (i = 0; i < 5; i++)
-		envelope_free(envs[i]);
-	spool_close(sp);
-}
-
-Test(spool, writer_refused_by_the_adopter_can_still_commit_itself)
-{
-	struct spool *sp = test_open();
-	struct spool_writer *w = test_writer(sp, "fallback\n");
-	struct envelope *env = test_envelope("x@y");
-	struct sq_err err = { 0 };
-	char id[ENVELOPE_ID_MAX];
-
-	cr_assert_eq(spool_writer_prepare(w, env, &err), 0);
-	strcpy(id, spool_writer_id(w));
-	cr_assert_eq(spool_writer_commit(w, env, &err), 0, "%s", err.msg);
-	test_check_message(sp, id, "fallback\n", "x@y");
-	envelope_free(env);
-	spool_close(sp);
-}
-
-Test(spool, writer_learns_its_message_was_adopted_when_the_answer_is_lost)
-{
-	struct spool *cli = test_open(), *daemon = test_open();
-	struct spool_writer *w;
-	struct envelope *cenv, *denv;
-	struct sq_err err = { 0 }, errs[1];
-	char id[ENVELOPE_ID_MAX];
-	const char *idp[1];
-	int results[1];
-
-	w = test_writer(cli, "handed over\n");
-	cenv = test_envelope("x@y");
-	cr_assert_eq(spool_writer_prepare(w, cenv, &err), 0, "%s", err.msg);
-	/* Not in queue/ yet: the CLI must commit it itself. */
-	cr_assert_eq(spool_writer_adopted(w, &err), 0);
-	strcpy(id, spool_writer_id(w));
-	idp[0] = id;
-	denv = test_envelope("x@y");
-	/* The daemon commits it and dies before answering. */
-	spool_adopt_commit_group(daemon, idp, &denv, 1, results, errs);
-	cr_assert_eq(results[0], 0, "%s", errs[0].msg);
-	cr_assert_eq(spool_writer_adopted(w, &err), 1);
-	spool_writer_release(w);
-	test_check_message(daemon, id, "handed over\n", "x@y");
-	envelope_free(cenv);
-	envelope_free(denv);
-	spool_close(cli);
-	spool_close(daemon);
 }
