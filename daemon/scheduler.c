@@ -146,6 +146,8 @@ struct scheduler {
 	size_t			 n_relays;
 
 	struct event		*run_ev;
+	struct event		*rm_sync_ev;	/* one fsync(queue/) for the
+						 * removals of a loop turn */
 	struct event		*timer;
 	struct event		*rescan_timer;
 	struct event		*watch_ev;
@@ -671,7 +673,9 @@ scheduler_settle(struct scheduler *s, struct sched_msg *m,
 	envelope_keep_rcpts(env, final);
 	free(final);
 	if (kept == 0) {
-		if (spool_remove(s->spool, env->id, &err) != 0)
+		if (spool_remove_unsynced(s->spool, env->id, &err) == 0)
+			event_active(s->rm_sync_ev, 0, 0);
+		else
 			log_err("msgid=%s: done but cannot remove it from the "
 			    "spool: %s (it may be sent again)", env->id,
 			    err.msg);
@@ -1246,6 +1250,21 @@ scheduler_run(struct scheduler *s)
 	scheduler_arm_timer(s, now);
 }
 
+/* After a loop turn that removed delivered messages: one directory sync
+ * for all of them (a power cut before it delivers them again, at most). */
+static void
+scheduler_on_rm_sync(evutil_socket_t fd, short what, void *arg)
+{
+	struct scheduler *s = arg;
+	struct sq_err err;
+
+	(void)fd;
+	(void)what;
+	if (spool_sync_removals(s->spool, &err) < 0)
+		log_err("%s (delivered messages may be sent again after a "
+		    "crash)", err.msg);
+}
+
 static void
 scheduler_on_run(evutil_socket_t fd, short what, void *arg)
 {
@@ -1759,6 +1778,7 @@ scheduler_new(struct event_base *base, struct evdns_base *dns,
 		}
 	}
 	s->run_ev = event_new(base, -1, 0, scheduler_on_run, s);
+	s->rm_sync_ev = event_new(base, -1, 0, scheduler_on_rm_sync, s);
 	s->timer = evtimer_new(base, scheduler_on_run, s);
 	s->rescan_timer = event_new(base, -1, EV_PERSIST, scheduler_on_rescan,
 	    s);
@@ -1879,6 +1899,10 @@ scheduler_free(struct scheduler *s)
 	free(s->heap);
 	if (s->run_ev != NULL)
 		event_free(s->run_ev);
+	if (s->rm_sync_ev != NULL) {
+		scheduler_on_rm_sync(-1, 0, s);
+		event_free(s->rm_sync_ev);
+	}
 	if (s->timer != NULL)
 		event_free(s->timer);
 	if (s->rescan_timer != NULL)

@@ -21,7 +21,8 @@
  * Commit: write tmp/ID.msg, fsync; write tmp/ID.env, fsync; rename .msg
  * into queue/, rename .env into queue/, fsync(queue/).  A group commit
  * (spool_commit_group) writes every member's
- * files, makes them all stable with one syncfs(), renames each member as
+ * files, makes their data stable with one batch of per-file fdatasyncs
+ * (issued together: one journal commit on ext4), renames each member as
  * above, then does one fsync(queue/).  Removal unlinks
  * the .env first, then the .msg.  A writer holds an flock on its files
  * until it is done, which is how recovery tells a live writer from a dead
@@ -81,7 +82,8 @@ void	spool_writer_abort(struct spool_writer *w);
 /*
  * Group commit: make n messages durable with shared syncs instead of
  * three fsyncs each.  Every writer's data and envelope are written, then
- * ONE sync makes all of them stable, then every message is renamed into
+ * one batch of fdatasyncs (writeback of all started first) makes all of
+ * them stable, then every message is renamed into
  * queue/, then ONE fsync(queue/) makes the names stable.  results[i] is 0
  * for a committed message (envs[i]->id set) or -errno with errs[i]
  * filled; the writers are freed in every case.  No message is reported
@@ -135,6 +137,19 @@ int	spool_update_envelope(struct spool *sp, const struct envelope *env,
 /* Remove message id (envelope first, then body) and fsync queue/.
  * 0 or -errno with err. */
 int	spool_remove(struct spool *sp, const char *id, struct sq_err *err);
+
+/*
+ * Removal after delivery, batched: unlink as spool_remove does but leave
+ * the fsync of queue/ to the next spool_sync_removals() (which the
+ * caller runs once for every removal of an event-loop turn), so that one
+ * directory sync covers a batch.  Until then a power cut may bring the
+ * message back: delivered twice, never lost.  0 or -errno with err.
+ */
+int	spool_remove_unsynced(struct spool *sp, const char *id,
+	    struct sq_err *err);
+/* fsync queue/ when a removal since the last one left it unsynced:
+ * 1 synced, 0 nothing to do, -errno with err. */
+int	spool_sync_removals(struct spool *sp, struct sq_err *err);
 
 /*
  * Keep a permanent failure: write env (its recipients are the failed
