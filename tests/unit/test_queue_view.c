@@ -109,8 +109,8 @@ test_list(int json)
 {
 	struct sq_err err = { 0 };
 
-	cr_assert_eq(queue_view_list(test_dir, json, NULL, NULL, &test_out,
-	    &err), 0, "%s", err.msg);
+	cr_assert_eq(queue_view_list(test_dir, QUEUE_VIEW_ALL_UIDS, json,
+	    NULL, NULL, &test_out, &err), 0, "%s", err.msg);
 }
 
 static const char test_msg[] =
@@ -199,8 +199,8 @@ Test(queue_view, message_the_daemon_delivers_now_is_active)
 	test_queue("alice@example.org", "x@example.net", test_msg, a);
 	test_queue("alice@example.org", "y@example.net", test_msg, b);
 	test_update(b, 0, 1, NULL);	/* active wins over held */
-	cr_assert_eq(queue_view_list(test_dir, 1, test_is_active, b,
-	    &test_out, &err), 0, "%s", err.msg);
+	cr_assert_eq(queue_view_list(test_dir, QUEUE_VIEW_ALL_UIDS, 1,
+	    test_is_active, b, &test_out, &err), 0, "%s", err.msg);
 	cr_expect_not_null(strstr(test_text(), "\"state\":\"queued\""));
 	cr_expect_not_null(strstr(test_text(), "\"state\":\"active\""));
 	cr_expect_lt(strstr(test_text(), "\"state\":\"queued\""),
@@ -318,8 +318,8 @@ Test(queue_view, list_of_a_missing_spool_is_enoent)
 	struct sq_err err = { 0 };
 	char *dir = xasprintf("%s/nonexistent", test_root);
 
-	cr_expect_eq(queue_view_list(dir, 0, NULL, NULL, &test_out, &err),
-	    -ENOENT);
+	cr_expect_eq(queue_view_list(dir, QUEUE_VIEW_ALL_UIDS, 0, NULL, NULL,
+	    &test_out, &err), -ENOENT);
 	cr_expect_neq(err.msg[0], '\0');
 	free(dir);
 }
@@ -332,8 +332,8 @@ Test(queue_view, output_beyond_the_buffer_maximum_is_elimit)
 	test_queue("alice@example.org", "bob@example.net", test_msg, id);
 	buf_fini(&test_out);
 	buf_init(&test_out, 40);
-	cr_expect_eq(queue_view_list(test_dir, 0, NULL, NULL, &test_out,
-	    &err), SQ_ELIMIT);
+	cr_expect_eq(queue_view_list(test_dir, QUEUE_VIEW_ALL_UIDS, 0, NULL,
+	    NULL, &test_out, &err), SQ_ELIMIT);
 	cr_expect_leq(test_out.len, 40);
 }
 
@@ -344,8 +344,8 @@ Test(queue_view, show_text_has_envelope_and_header_but_not_body)
 
 	test_queue("alice@example.org", "bob@example.net", test_msg, id);
 	test_update(id, 4, 0, "421 closing");
-	cr_assert_eq(queue_view_show(test_dir, id, 0, NULL, NULL, &test_out,
-	    &err), 0, "%s", err.msg);
+	cr_assert_eq(queue_view_show(test_dir, id, QUEUE_VIEW_ALL_UIDS, 0,
+	    NULL, NULL, &test_out, &err), 0, "%s", err.msg);
 	cr_expect_not_null(strstr(test_text(), id));
 	cr_expect_not_null(strstr(test_text(), "state:        deferred\n"));
 	cr_expect_not_null(strstr(test_text(),
@@ -365,8 +365,8 @@ Test(queue_view, show_json_has_headers_and_flags)
 
 	test_queue("alice@example.org", "bob@example.net", test_msg, id);
 	test_update(id, 1, 1, NULL);
-	cr_assert_eq(queue_view_show(test_dir, id, 1, NULL, NULL, &test_out,
-	    &err), 0, "%s", err.msg);
+	cr_assert_eq(queue_view_show(test_dir, id, QUEUE_VIEW_ALL_UIDS, 1,
+	    NULL, NULL, &test_out, &err), 0, "%s", err.msg);
 	cr_expect_eq(test_text()[0], '{');
 	cr_expect_not_null(strstr(test_text(), "\"held\":true"));
 	cr_expect_not_null(strstr(test_text(), "\"state\":\"held\""));
@@ -388,8 +388,8 @@ Test(queue_view, show_of_a_long_header_is_truncated)
 	msg[n] = '\0';
 	test_queue("alice@example.org", "bob@example.net", msg, id);
 	free(msg);
-	cr_assert_eq(queue_view_show(test_dir, id, 1, NULL, NULL, &test_out,
-	    &err), 0, "%s", err.msg);
+	cr_assert_eq(queue_view_show(test_dir, id, QUEUE_VIEW_ALL_UIDS, 1,
+	    NULL, NULL, &test_out, &err), 0, "%s", err.msg);
 	cr_expect_not_null(strstr(test_text(), "\"headers_truncated\":true"));
 }
 
@@ -397,11 +397,13 @@ Test(queue_view, show_of_an_unknown_id_is_enotfound)
 {
 	struct sq_err err = { 0 };
 
-	cr_expect_eq(queue_view_show(test_dir, "0123456789ABCDEF012", 0, NULL,
-	    NULL, &test_out, &err), SQ_ENOTFOUND);
+	cr_expect_eq(queue_view_show(test_dir, "0123456789ABCDEF012",
+	    QUEUE_VIEW_ALL_UIDS, 0, NULL, NULL, &test_out, &err),
+	    SQ_ENOTFOUND);
 	cr_expect_not_null(strstr(err.msg, "0123456789ABCDEF012"));
-	cr_expect_eq(queue_view_show(test_dir, "../../etc/passwd", 0, NULL,
-	    NULL, &test_out, &err), SQ_ENOTFOUND);
+	cr_expect_eq(queue_view_show(test_dir, "../../etc/passwd",
+	    QUEUE_VIEW_ALL_UIDS, 0, NULL, NULL, &test_out, &err),
+	    SQ_ENOTFOUND);
 	cr_expect_eq(test_out.len, 0);
 }
 
