@@ -417,3 +417,107 @@ Test(queue_view, request_to_a_missing_socket_is_enoent)
 	cr_expect_not_null(strstr(err.msg, path));
 	free(path);
 }
+
+/* --- filtered by uid (issue 10) ---------------------------------------- */
+
+/* Queue a message owned by uid. */
+static void
+test_queue_uid(long uid, const char *sender, const char *subject, char *id)
+{
+	struct spool_writer *w;
+	struct envelope *env;
+	struct sq_err err = { 0 };
+	char text[256];
+
+	snprintf(text, sizeof(text), "Subject: %s\r\n\r\nbody\r\n", subject);
+	cr_assert_eq(spool_writer_begin(test_sp, &w, &err), 0, "%s", err.msg);
+	cr_assert_eq(spool_writer_write(w, text, strlen(text), &err), 0);
+	env = envelope_new();
+	envelope_set_sender(env, sender);
+	envelope_add_rcpt(env, "rcpt@example.net");
+	env->uid = uid;
+	env->created = (int64_t)time(NULL) - 60;
+	cr_assert_eq(spool_writer_commit(w, env, &err), 0, "%s", err.msg);
+	strcpy(id, env->id);
+	envelope_free(env);
+}
+
+Test(queue_view, list_filtered_shows_only_that_uids_messages)
+{
+	char a[ENVELOPE_ID_MAX], b[ENVELOPE_ID_MAX], c[ENVELOPE_ID_MAX];
+	struct sq_err err = { 0 };
+	const char *out;
+
+	test_queue_uid(1001, "alice@example.org", "one", a);
+	test_queue_uid(1002, "bob@example.org", "two", b);
+	test_queue_uid(1001, "alice@example.org", "three", c);
+	cr_assert_eq(queue_view_list(test_dir, 1001, 0, NULL, NULL,
+	    &test_out, &err), 0, "%s", err.msg);
+	out = test_text();
+	cr_expect_not_null(strstr(out, a));
+	cr_expect_not_null(strstr(out, c));
+	cr_expect_null(strstr(out, b));
+	cr_expect_null(strstr(out, "bob@example.org"));
+	cr_expect_not_null(strstr(out, "in 2 messages."), "%s", out);
+
+	test_out.len = 0;
+	cr_assert_eq(queue_view_list(test_dir, 1002, 1, NULL, NULL,
+	    &test_out, &err), 0, "%s", err.msg);
+	out = test_text();
+	cr_expect_not_null(strstr(out, b));
+	cr_expect_null(strstr(out, a));
+	cr_expect_null(strstr(out, c));
+
+	test_out.len = 0;
+	cr_assert_eq(queue_view_list(test_dir, 4242, 0, NULL, NULL,
+	    &test_out, &err), 0, "%s", err.msg);
+	cr_expect_str_eq(test_text(), "Mail queue is empty\n");
+
+	test_out.len = 0;
+	cr_assert_eq(queue_view_list(test_dir, QUEUE_VIEW_ALL_UIDS, 0, NULL,
+	    NULL, &test_out, &err), 0, "%s", err.msg);
+	out = test_text();
+	cr_expect_not_null(strstr(out, a));
+	cr_expect_not_null(strstr(out, b));
+	cr_expect_not_null(strstr(out, c));
+}
+
+Test(queue_view, show_of_another_uids_message_reads_like_a_missing_one)
+{
+	char mine[ENVELOPE_ID_MAX], theirs[ENVELOPE_ID_MAX];
+	char missing[ENVELOPE_ID_MAX], want[128];
+	struct sq_err err = { 0 }, err2 = { 0 };
+	int json;
+
+	test_queue_uid(1001, "alice@example.org", "mine", mine);
+	test_queue_uid(1002, "bob@example.org", "theirs", theirs);
+	/* An id of the same shape that is not queued. */
+	strcpy(missing, theirs);
+	missing[strlen(missing) - 1] = missing[strlen(missing) - 1] == '0' ?
+	    '1' : '0';
+	for (json = 0; json <= 1; json++) {
+		test_out.len = 0;
+		cr_assert_eq(queue_view_show(test_dir, mine, 1001, json, NULL,
+		    NULL, &test_out, &err), 0, "%s", err.msg);
+		cr_expect_not_null(strstr(test_text(), "Subject: mine"));
+
+		test_out.len = 0;
+		memset(&err, 0, sizeof(err));
+		cr_expect_eq(queue_view_show(test_dir, theirs, 1001, json,
+		    NULL, NULL, &test_out, &err), SQ_ENOTFOUND);
+		snprintf(want, sizeof(want), "no message %s", theirs);
+		cr_expect_str_eq(err.msg, want);
+		cr_expect_eq(test_out.len, 0);
+
+		memset(&err2, 0, sizeof(err2));
+		cr_expect_eq(queue_view_show(test_dir, missing, 1001, json,
+		    NULL, NULL, &test_out, &err2), SQ_ENOTFOUND);
+		snprintf(want, sizeof(want), "no message %s", missing);
+		cr_expect_str_eq(err2.msg, want);
+	}
+	/* Unfiltered, the other's message is there. */
+	test_out.len = 0;
+	cr_assert_eq(queue_view_show(test_dir, theirs, QUEUE_VIEW_ALL_UIDS, 0,
+	    NULL, NULL, &test_out, &err), 0, "%s", err.msg);
+	cr_expect_not_null(strstr(test_text(), "Subject: theirs"));
+}
