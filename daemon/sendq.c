@@ -1165,6 +1165,9 @@ sendq_commit(struct sendq_ctx *c, struct sendq_sink *s,
 		fprintf(stderr, "sendq: sendqd: %s%s\n", safe,
 		    strstr(safe, "not queued") != NULL ? "" :
 		    " (message not queued)");
+		/* [sendq] submit_users / submit_groups refused us. */
+		if (strncmp(answer, "error: permission denied:", 25) == 0)
+			return EX_NOPERM;
 		return EX_TEMPFAIL;
 	}
 	/* Connected but no answer: the daemon may have committed it just
