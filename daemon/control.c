@@ -638,6 +638,7 @@ control_submit_line(struct control_client *cl, char *line)
 {
 	struct control *c = cl->c;
 	struct sq_err err = { 0 };
+	struct buf out;
 	char *words[4], *p, *save = NULL, *end, safe[64];
 	unsigned long long len;
 	size_t n = 0;
@@ -647,7 +648,13 @@ control_submit_line(struct control_client *cl, char *line)
 	if (!control_may_submit(cl)) {
 		control_denied(c, cl, "submitting mail", CONTROL_RIGHT_SUBMIT,
 		    &err);
-		control_submit_fail(cl, "%s", err.msg);
+		control_log(cl, "submit", NULL, err.code, 1, err.msg);
+		buf_init(&out, sizeof(err.msg) + 16);
+		buf_append_str(&out, "error: ");
+		buf_append_str(&out, err.msg);
+		buf_append_str(&out, "\n");
+		control_answer(cl, &out);
+		buf_fini(&out);
 		return;
 	}
 	for (p = strtok_r(line, " \t", &save); p != NULL && n < 4;

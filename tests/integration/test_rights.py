@@ -352,8 +352,8 @@ class RightsTest(harness.IntegrationTest):
         self.assertTrue(answer.startswith("error: permission denied:"),
                         answer)
         self.assertIn("uid %d" % self.uid[USER_B], answer)
-        sq.wait_log(r"control command=submit msgid=- uid=%d "
-                    r"result=error reason=\"permission denied"
+        sq.wait_log(r"control command=submit msgid=- uid=%d pid=\d+ "
+                    r"result=denied reason=\"permission denied"
                     % self.uid[USER_B])
         # A is listed: the request gets past the check (and fails on its
         # content, which is not an envelope).
