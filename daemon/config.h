@@ -186,6 +186,19 @@ struct config_alias {
 	int		 line;
 };
 
+/* [sendq] admin_group, submit_users, submit_groups: user or group names
+ * as written.  config.c only checks their syntax; sendqd resolves them
+ * at start (control_rights_new in control.h) and reports an unknown name
+ * at line. */
+#define CONFIG_ACCOUNTS_MAX	256	/* names in one list */
+#define CONFIG_ACCOUNT_NAME_MAX	32	/* characters of one name */
+
+struct config_accounts {
+	char		**names;	/* NULL-ended; NULL when not set */
+	size_t		 n;
+	int		 line;		/* where it was set; 0 = not set */
+};
+
 struct config {
 	char		*path;		/* the file this came from */
 	char		*spool_dir;	/* [sendq] spool_dir */
@@ -217,6 +230,11 @@ struct config {
 					 * or a domain; NULL = off */
 	struct config_alias *aliases;	/* [aliases], in file order */
 	size_t		 n_aliases;
+	/* Local rights (control.h): empty = only root and the daemon's user
+	 * administer; everyone may submit. */
+	struct config_accounts admin_group;	/* [sendq] admin_group (one) */
+	struct config_accounts submit_users;	/* [sendq] submit_users */
+	struct config_accounts submit_groups;	/* [sendq] submit_groups */
 };
 
 /* The longest line accepted in the file, in characters without the line

@@ -127,6 +127,7 @@ main(int argc, char **argv)
 	struct main_state st = { 0 };
 	struct evdns_base *dns = NULL;
 	struct control *ctl = NULL;
+	struct control_rights *rights = NULL;
 	struct pickup *pickup = NULL;
 	struct control_ops ops;
 	const char *ctl_path;
@@ -174,10 +175,17 @@ main(int argc, char **argv)
 		config_free(cfg);
 		return EX_CONFIG;
 	}
+	/* admin_group, submit_users, submit_groups: names to ids, once. */
+	if (control_rights_new(cfg, &rights, &err) != 0) {
+		fprintf(stderr, "sendqd: %s\n", err.msg);
+		config_free(cfg);
+		return EX_CONFIG;
+	}
 	if (check_only) {
 		printf("sendqd: %s: configuration is valid (%zu smarthost%s)\n",
 		    config_path, cfg->n_smarthosts,
 		    cfg->n_smarthosts == 1 ? "" : "s");
+		control_rights_free(rights);
 		config_free(cfg);
 		return 0;
 	}
@@ -241,9 +249,12 @@ main(int argc, char **argv)
 	    &err) != 0)
 		log_warn("no control socket: %s (sendqctl status, flush, hold "
 		    "... will not work)", err.msg);
-	else
+	else {
 		control_set_submit_limits(ctl, cfg->intake.max_message_size,
 		    cfg->intake.max_recipients);
+		control_set_rights(ctl, rights);
+		rights = NULL;
+	}
 	log_info("started: config=%s spool=%s smarthosts=%zu", config_path,
 	    cfg->spool_dir, cfg->n_smarthosts);
 	if (event_base_dispatch(st.base) < 0) {
@@ -256,6 +267,7 @@ out:
 	intake_free(st.intake);
 	pickup_free(pickup);
 	control_free(ctl);
+	control_rights_free(rights);
 	if (sigterm != NULL)
 		event_free(sigterm);
 	if (sigint != NULL)
