@@ -352,7 +352,7 @@ class RightsTest(harness.IntegrationTest):
             answer.startswith("error: 5.7.1 permission denied:"), answer)
         self.assertIn("uid %d" % self.uid[USER_B], answer)
         sq.wait_log(r"control command=submit msgid=- uid=%d pid=\d+ "
-                    r"result=denied reason=\"permission denied"
+                    r"result=denied reason=\"5.7.1 permission denied"
                     % self.uid[USER_B])
         # A is listed: the request gets past the check (and fails on its
         # content, which is not an envelope).
