@@ -58,7 +58,10 @@ const char	*spool_queue_dir(const struct spool *sp);
 
 /*
  * Start a new message: creates tmp/ID.msg (O_EXCL, 0600) with a fresh
- * unique queue id.  Returns 0 and *out, or -errno with err.
+ * unique queue id: 31 upper-case hex digits, the time of arrival (10 of
+ * seconds, 5 of microseconds) then 64 bits from getrandom(), so ids sort
+ * by arrival and cannot be guessed.  Returns 0 and *out, or -errno with
+ * err (also when getrandom() fails: there is no predictable fallback).
  */
 int	spool_writer_begin(struct spool *sp, struct spool_writer **out,
 	    struct sq_err *err);
@@ -183,7 +186,9 @@ int	spool_remove(struct spool *sp, const char *id, struct sq_err *err);
 int	spool_hold_failed(struct spool *sp, const struct envelope *env,
 	    unsigned attempt, struct sq_err *err);
 
-/* True when s has the form of a queue id (for names found in queue/). */
+/* True when s has the form of a queue id (for names found in queue/):
+ * 31 upper-case hex digits, or the 19 of ids made by versions before
+ * random ids (so that a queue written before an upgrade is delivered). */
 int	spool_id_valid(const char *s);
 
 #endif
