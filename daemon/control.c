@@ -49,6 +49,7 @@
 #include "control.h"
 #include "envelope.h"
 #include "log.h"
+#include "quota.h"
 #include "queue_view.h"
 #include "spool.h"
 #include "util.h"
@@ -74,6 +75,7 @@ struct control {
 	struct spool		*sp;	/* for submit; NULL: unavailable */
 	struct event		*group_ev;	/* commits pending submits */
 	size_t			 n_pending;
+	struct quota		 quota;		/* per-uid limits; zeroed: none */
 };
 
 enum control_state {
@@ -466,6 +468,7 @@ control_on_group(evutil_socket_t fd, short what, void *arg)
 		}
 		log_info("control command=submit msgid=%s uid=%ld "
 		    "result=ok", cl->id, cl->peer_uid);
+		quota_queued(&c->quota, cl->id);
 		line = xasprintf("ok %s\n", cl->id);
 		buf_init(&out, strlen(line) + 1);
 		buf_append_str(&out, line);
@@ -478,6 +481,29 @@ control_on_group(evutil_socket_t fd, short what, void *arg)
 	free(envs);
 	free(errs);
 	free(results);
+}
+
+int
+control_admit(struct control *c, long uid, uint64_t incoming,
+    struct sq_err *err)
+{
+	struct control_client *cl;
+	uint64_t pending = 0;
+	int rc;
+
+	if (c->sp != NULL && (rc = spool_space_ok(c->sp, incoming, err)) != 0)
+		return rc;
+	for (cl = c->clients; cl != NULL; cl = cl->next)
+		if (cl->state == CONTROL_PENDING && cl->peer_uid == uid)
+			pending++;
+	return quota_admit(&c->quota, uid, pending, 0, incoming, err);
+}
+
+void
+control_set_quota(struct control *c, const struct quota *q)
+{
+	if (c != NULL && q != NULL)
+		c->quota = *q;
 }
 
 /* The envelope text is complete in the input: parse and queue it. */
@@ -509,6 +535,11 @@ control_submit_body(struct control_client *cl)
 	}
 	if (cl->env->n_rcpts == 0) {
 		control_submit_fail(cl, "the envelope has no recipient");
+		return;
+	}
+	/* The guards on new mail, for the uid the kernel gave. */
+	if (control_admit(c, cl->peer_uid, 0, &err) != 0) {
+		control_submit_fail(cl, "%s (message not queued)", err.msg);
 		return;
 	}
 	bufferevent_disable(cl->bev, EV_READ);

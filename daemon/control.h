@@ -31,6 +31,8 @@
 #ifndef SENDQ_CONTROL_H
 #define SENDQ_CONTROL_H
 
+#include <stdint.h>
+
 #include "buf.h"
 #include "util.h"
 
@@ -63,6 +65,24 @@ struct control_ops {
 int	control_new(struct event_base *base, const char *path,
 	    const char *spool_dir, const struct control_ops *ops,
 	    struct control **out, struct sq_err *err);
+/*
+ * The guards on new mail for a submission by uid (the SO_PEERCRED uid) of
+ * about incoming bytes (0 when not known, or when the bytes are already
+ * in the spool): the free-space reserve (spool_space_ok) and the per-uid
+ * limits (quota_admit, counting uid's submits waiting for the group
+ * commit).  The submit path calls it before it queues and answers a
+ * failure "error: REASON (message not queued)", which sendq turns into
+ * exit 75.  0, or -ENOSPC / -EDQUOT / -errno with err.
+ */
+int	control_admit(struct control *c, long uid, uint64_t incoming,
+	    struct sq_err *err);
+
+/* The per-uid limits and the way to the queue index's counts (copied);
+ * after each committed submit quota_queued() tells the index.  NULL
+ * accepted for c and q. */
+struct quota;
+void	control_set_quota(struct control *c, const struct quota *q);
+
 /* Stop listening, close clients, remove the socket file; NULL accepted. */
 void	control_free(struct control *c);
 

@@ -33,6 +33,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -68,6 +69,7 @@ struct spool {
 	int		 queue_fd;
 	int		 failed_fd;
 	int		 corrupt_fd;	/* -1 until corrupt/ is needed */
+	uint64_t	 min_free;	/* spool_space_ok's reserve, 0 = off */
 };
 
 struct spool_writer {
@@ -177,6 +179,35 @@ const char *
 spool_queue_dir(const struct spool *sp)
 {
 	return sp->queue_dir;
+}
+
+void
+spool_set_min_free(struct spool *sp, uint64_t bytes)
+{
+	sp->min_free = bytes;
+}
+
+int
+spool_space_ok(struct spool *sp, uint64_t incoming, struct sq_err *err)
+{
+	struct statvfs vfs;
+	uint64_t avail;
+
+	if (sp->min_free == 0)
+		return 0;
+	if (fstatvfs(sp->dir_fd, &vfs) != 0)
+		return spool_fail(err, -errno, "statvfs", sp->dir, NULL);
+	/* What an unprivileged user may still use (f_bavail), which is
+	 * what the daemon's user has. */
+	avail = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+	if (avail >= sp->min_free && avail - sp->min_free >= incoming)
+		return 0;
+	return sq_err_set(err, -ENOSPC, "%s: %llu bytes free, %s the "
+	    "reserve (min_free_space = %llu bytes): no new mail until the "
+	    "queue drains or space is freed", sp->dir,
+	    (unsigned long long)avail, incoming > 0 ? "a message of this "
+	    "size would go below" : "below",
+	    (unsigned long long)sp->min_free);
 }
 
 int
@@ -1199,6 +1230,23 @@ spool_open_message(struct spool *sp, const char *id, struct sq_err *err)
 	    O_NOFOLLOW)) < 0)
 		return spool_fail(err, -errno, "open", sp->queue_dir, name);
 	return fd;
+}
+
+int
+spool_message_size(struct spool *sp, const char *id, uint64_t *size,
+    struct sq_err *err)
+{
+	char name[ENVELOPE_ID_MAX + 8];
+	struct stat st;
+
+	if (!spool_id_valid(id))
+		return sq_err_set(err, SQ_ENOTFOUND, "no message %.*s "
+		    "(not a queue id)", 40, id);
+	snprintf(name, sizeof(name), "%s.msg", id);
+	if (fstatat(sp->queue_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return spool_fail(err, -errno, "stat", sp->queue_dir, name);
+	*size = (uint64_t)st.st_size;
+	return 0;
 }
 
 int

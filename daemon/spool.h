@@ -37,6 +37,7 @@
 #define SENDQ_SPOOL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "envelope.h"
 #include "util.h"
@@ -55,6 +56,29 @@ void	spool_close(struct spool *sp);
 
 /* Absolute path of queue/ (for the daemon's directory watch). */
 const char	*spool_queue_dir(const struct spool *sp);
+
+/*
+ * The free-space reserve ([queue] min_free_space): bytes of the spool's
+ * filesystem that new mail may not use; 0 (the default after spool_open)
+ * turns it off.  Only spool_space_ok() looks at it: the writers do not,
+ * so what sendqd writes itself (bounces, split copies, envelope updates)
+ * may still use the reserve.
+ */
+void	spool_set_min_free(struct spool *sp, uint64_t bytes);
+
+/*
+ * May new mail of about incoming bytes (0 when not known yet) be taken
+ * now?  Every path that accepts mail from a user (the listener, maildrop
+ * pick-up, the control socket's submit) asks before it queues.  Returns
+ * 0 when the reserve is off or the space available to unprivileged users
+ * (fstatvfs f_bavail) minus incoming stays at or above it; -ENOSPC with
+ * err saying how much is free and what the reserve is, which callers
+ * answer as "cannot queue now" (452 4.3.1, exit 75, file left in
+ * maildrop/); or -errno with err when fstatvfs fails.  Never blocks
+ * beyond the system call.
+ */
+int	spool_space_ok(struct spool *sp, uint64_t incoming,
+	    struct sq_err *err);
 
 /*
  * Start a new message: creates tmp/ID.msg (O_EXCL, 0600) with a fresh
@@ -165,6 +189,11 @@ int	spool_load_envelope(struct spool *sp, const char *id,
 /* Open the message body of id read-only.  Returns an fd (caller closes)
  * or -errno with err. */
 int	spool_open_message(struct spool *sp, const char *id,
+	    struct sq_err *err);
+
+/* Size in bytes of the body of id (queue/ID.msg): 0 and *size, or
+ * -errno with err. */
+int	spool_message_size(struct spool *sp, const char *id, uint64_t *size,
 	    struct sq_err *err);
 
 /* Atomically replace the envelope of env->id (write, fsync, rename,
