@@ -500,10 +500,15 @@ control_admit(struct control *c, long uid, uint64_t incoming,
 }
 
 void
-control_set_quota(struct control *c, const struct quota *q)
+control_set_guards(struct control *c, const struct quota *q,
+    uint64_t min_free_space)
 {
-	if (c != NULL && q != NULL)
+	if (c == NULL)
+		return;
+	if (q != NULL)
 		c->quota = *q;
+	if (c->sp != NULL)
+		spool_set_min_free(c->sp, min_free_space);
 }
 
 /* The envelope text is complete in the input: parse and queue it. */

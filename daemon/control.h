@@ -77,11 +77,14 @@ int	control_new(struct event_base *base, const char *path,
 int	control_admit(struct control *c, long uid, uint64_t incoming,
 	    struct sq_err *err);
 
-/* The per-uid limits and the way to the queue index's counts (copied);
- * after each committed submit quota_queued() tells the index.  NULL
+/* The guards control_admit() applies: the per-uid limits and the way to
+ * the queue index's counts (q, copied; after each committed submit
+ * quota_queued() tells the index) and the free-space reserve of the
+ * spool the control socket writes to ([queue] min_free_space).  NULL
  * accepted for c and q. */
 struct quota;
-void	control_set_quota(struct control *c, const struct quota *q);
+void	control_set_guards(struct control *c, const struct quota *q,
+	    uint64_t min_free_space);
 
 /* Stop listening, close clients, remove the socket file; NULL accepted. */
 void	control_free(struct control *c);

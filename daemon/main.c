@@ -253,7 +253,7 @@ main(int argc, char **argv)
 	    &err) != 0)
 		log_warn("no control socket: %s (sendqctl status, flush, hold "
 		    "... will not work)", err.msg);
-	control_set_quota(ctl, &quota);
+	control_set_guards(ctl, &quota, cfg->min_free_space);
 	log_info("started: config=%s spool=%s smarthosts=%zu", config_path,
 	    cfg->spool_dir, cfg->n_smarthosts);
 	if (event_base_dispatch(st.base) < 0) {

@@ -87,7 +87,7 @@ class GuardBase(harness.IntegrationTest):
             self.dir, {"host": "127.0.0.1", "port": harness.free_port(),
                        "tls": "none"}, intake,
             extra_sendq={"control_socket":
-                         os.path.join(self.dir, "control.sock")},
+                         os.path.join(self.sockdir, "ctl.sock")},
             extra_queue=dict(self.QUEUE))
         self._started.append(self.sq)
 
@@ -177,8 +177,7 @@ class FreeSpaceReserve(GuardBase):
         os.rename(os.path.join(md, "tmp", name), os.path.join(md, name))
         return os.path.join(md, name)
 
-    def test_below_the_reserve_new_mail_is_refused_and_the_queue_drains(
-            self):
+    def test_below_reserve_452_and_75_queue_drains_bounce_written(self):
         self.start_sendqd()
         self.sq.wait_log(r"pickup: watching")
         self.smtp_send("before 1")
