@@ -7,6 +7,7 @@
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 
 #include <dirent.h>
@@ -14,6 +15,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -648,6 +650,59 @@ Test(spool, new_ids_are_time_then_64_random_bits)
 			cr_assert_neq(test_id_random(ids[i]),
 			    test_id_random(ids[j]));
 	free(ids);
+	spool_close(sp);
+}
+
+Test(spool, space_ok_refuses_new_mail_below_the_reserve)
+{
+	struct spool *sp = test_open();
+	struct sq_err err = { 0 };
+	struct statvfs vfs;
+	uint64_t avail;
+
+	cr_assert_eq(statvfs(test_dir, &vfs), 0);
+	avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	cr_assert_gt(avail, 1024 * 1024, "the test filesystem is full");
+	/* Off (the default), whatever comes. */
+	cr_assert_eq(spool_space_ok(sp, UINT64_MAX, &err), 0);
+	/* A reserve the filesystem has. */
+	spool_set_min_free(sp, 4096);
+	cr_assert_eq(spool_space_ok(sp, 0, &err), 0, "%s", err.msg);
+	cr_assert_eq(spool_space_ok(sp, 4096, &err), 0, "%s", err.msg);
+	/* A message that would take it below. */
+	cr_assert_eq(spool_space_ok(sp, avail, &err), -ENOSPC);
+	cr_assert_not_null(strstr(err.msg, "a message of this size would go "
+	    "below the reserve (min_free_space = 4096 bytes)"), "%s",
+	    err.msg);
+	cr_assert_not_null(strstr(err.msg, test_dir), "%s", err.msg);
+	/* Already below: even a message of unknown size. */
+	spool_set_min_free(sp, UINT64_MAX / 2);
+	memset(&err, 0, sizeof(err));
+	cr_assert_eq(spool_space_ok(sp, 0, &err), -ENOSPC);
+	cr_assert_eq(err.code, -ENOSPC);
+	cr_assert_not_null(strstr(err.msg, "bytes free, below the reserve"),
+	    "%s", err.msg);
+	/* The writers do not look at it: bounces still go in. */
+	test_accept(sp, "x\n", 2);
+	cr_assert_eq(test_count("queue"), 2);
+	spool_set_min_free(sp, 0);
+	cr_assert_eq(spool_space_ok(sp, 0, &err), 0);
+	spool_close(sp);
+}
+
+Test(spool, message_size_is_the_body_file_size)
+{
+	struct spool *sp = test_open();
+	struct sq_err err = { 0 };
+	uint64_t size = 0;
+	const char *id;
+
+	id = test_accept(sp, "Subject: x\n\nbody\n", 17);
+	cr_assert_eq(spool_message_size(sp, id, &size, &err), 0, "%s",
+	    err.msg);
+	cr_assert_eq(size, 17);
+	cr_assert_eq(spool_message_size(sp, "0065A1B2C3000014242", &size,
+	    &err), -ENOENT);
 	spool_close(sp);
 }
 
