@@ -426,16 +426,14 @@ intake_session_run(struct intake_session *s)
 	}
 }
 
+/* Run the session; only progress restarts its timer: junk commands and
+ * a command trickling in byte by byte do not keep a session alive. */
 static void
-intake_on_read(struct bufferevent *bev, void *arg)
+intake_session_run_timed(struct intake_session *s)
 {
-	struct intake_session *s = arg;
 	uint64_t progress;
 
-	(void)bev;
 	intake_session_run(s);
-	/* Only progress restarts the timer: junk commands and a command
-	 * trickling in byte by byte do not keep a session alive. */
 	if (!s->dead && (progress = intake_proto_progress(s->proto)) !=
 	    s->progress) {
 		s->progress = progress;
@@ -444,12 +442,17 @@ intake_on_read(struct bufferevent *bev, void *arg)
 }
 
 static void
+intake_on_read(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	intake_session_run_timed(arg);
+}
+
+static void
 intake_on_write(struct bufferevent *bev, void *arg)
 {
-	struct intake_session *s = arg;
-
 	(void)bev;
-	intake_session_run(s);
+	intake_session_run_timed(arg);
 }
 
 static void
