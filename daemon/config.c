@@ -283,6 +283,23 @@ static const struct config_key config_keys[] = {
 	    offsetof(struct config, delay_warning),
 	    "after this long undelivered, the sender gets one \"delayed\" "
 	    "DSN; less than max_age" },
+	{ CONFIG_SECT_QUEUE, "min_free_space", CONFIG_T_SIZE, NULL, 0,
+	    1024u * 1024 * 1024, NULL, "100M", 0,
+	    offsetof(struct config, min_free_space),
+	    "free space kept on the spool's filesystem: below it new mail is "
+	    "refused (452 4.3.1, exit 75) while the queue drains and bounces "
+	    "are still written; 0 = off" },
+	{ CONFIG_SECT_QUEUE, "max_messages_per_user", CONFIG_T_UINT, NULL, 0,
+	    100000000, NULL, "10000", 0,
+	    offsetof(struct config, max_messages_per_user),
+	    "messages one uid may have queued (root and sendqd's user "
+	    "exempt); more are refused 452 4.3.1 / exit 75; 0 = no limit" },
+	{ CONFIG_SECT_QUEUE, "max_bytes_per_user", CONFIG_T_SIZE, NULL, 0,
+	    1024u * 1024 * 1024, NULL, "1G", 0,
+	    offsetof(struct config, max_bytes_per_user),
+	    "bytes of messages one uid may have queued (root and sendqd's "
+	    "user exempt); more are refused 452 4.3.1 / exit 75; 0 = no "
+	    "limit" },
 	{ CONFIG_SECT_SMARTHOST, "host", CONFIG_T_HOST, NULL, 0, 0,
 	    "a host name or an IP address", NULL, CONFIG_F_REQUIRED,
 	    offsetof(struct config_smarthost, host),
@@ -408,6 +425,15 @@ static const struct config_key config_keys[] = {
 	    CONFIG_HOUR, NULL, "5m", 0, CONFIG_IN(timeout),
 	    "how long a client may take to send a command or more message "
 	    "data; then 421 4.4.2" },
+	{ CONFIG_SECT_INTAKE, "max_clients_per_peer", CONFIG_T_UINT, NULL,
+	    0, 10000, NULL, "10", 0, CONFIG_IN(max_clients_per_peer),
+	    "connections served at once from one uid (unix socket) or one "
+	    "address (TCP); more get 421 4.7.0; 0 = no limit" },
+	{ CONFIG_SECT_INTAKE, "max_junk_commands", CONFIG_T_UINT, NULL, 0,
+	    100000, NULL, "100", 0, CONFIG_IN(max_junk_commands),
+	    "NOOP, RSET, VRFY, EXPN, HELP, repeated HELO/EHLO and unknown "
+	    "commands a session may send (counted afresh after each "
+	    "accepted message); one more gets 421 4.7.0; 0 = no limit" },
 	{ CONFIG_SECT_INTAKE, "allow_networks", CONFIG_T_NETWORKS, NULL, 0,
 	    0, CONFIG_NETWORKS_ALLOWED, NULL, CONFIG_F_REPEAT,
 	    CONFIG_IN(allow_networks),

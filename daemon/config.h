@@ -166,6 +166,11 @@ struct config_intake {
 	unsigned	 max_clients;		/* 100 connections at once */
 	unsigned	 timeout;		/* 5m, waiting for a command
 						 * or for message data */
+	unsigned	 max_clients_per_peer;	/* 10 at once per uid (unix
+						 * socket) or address (TCP);
+						 * 0 = no limit */
+	unsigned	 max_junk_commands;	/* 100 non-mail commands per
+						 * session; 0 = no limit */
 	struct config_network *allow_networks;	/* besides loopback and
 						 * unix sockets, which are
 						 * always allowed */
@@ -216,6 +221,13 @@ struct config {
 	unsigned	 delay_warning;	/* [queue] delay_warning: 0 = off
 					 * (default); else send one
 					 * "delayed" DSN after this long */
+	uint64_t	 min_free_space; /* [queue] min_free_space (100M):
+					 * new mail is refused below it;
+					 * 0 = off */
+	unsigned	 max_messages_per_user; /* [queue] (10000): queued
+					 * messages per uid; 0 = no limit */
+	uint64_t	 max_bytes_per_user; /* [queue] (1G): queued bytes per
+					 * uid; 0 = no limit */
 	char		*control_socket; /* [sendq] control_socket
 					 * (/run/sendq/control.sock) */
 	struct config_smarthost *smarthosts;	/* in file order */

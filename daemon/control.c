@@ -69,6 +69,7 @@
 #include "control.h"
 #include "envelope.h"
 #include "log.h"
+#include "quota.h"
 #include "queue_view.h"
 #include "spool.h"
 #include "submit_proto.h"
@@ -113,6 +114,7 @@ struct control {
 	struct control_rights	*rights;	/* NULL: none configured */
 	uid_t			 daemon_uid;	/* our effective uid */
 	int			 warned_groups;	/* SO_PEERGROUPS failed */
+	struct quota		 quota;		/* per-uid limits; zeroed: none */
 };
 
 enum control_state {
@@ -618,6 +620,7 @@ control_on_group(evutil_socket_t fd, short what, void *arg)
 		    "nrcpt=%zu size=%llu result=ok", cl->env->id,
 		    cl->facts.uid, cl->env->sender, cl->env->n_rcpts,
 		    (unsigned long long)cl->size);
+		quota_queued(&c->quota, cl->env->id);
 		line = xasprintf("ok %s\n", cl->env->id);
 		buf_init(&out, strlen(line) + 1);
 		buf_append_str(&out, line);
@@ -630,6 +633,34 @@ control_on_group(evutil_socket_t fd, short what, void *arg)
 	free(envs);
 	free(errs);
 	free(results);
+}
+
+int
+control_admit(struct control *c, long uid, uint64_t incoming,
+    struct sq_err *err)
+{
+	struct control_client *cl;
+	uint64_t pending = 0;
+	int rc;
+
+	if (c->sp != NULL && (rc = spool_space_ok(c->sp, incoming, err)) != 0)
+		return rc;
+	for (cl = c->clients; cl != NULL; cl = cl->next)
+		if (cl->state == CONTROL_PENDING && cl->facts.uid == uid)
+			pending++;
+	return quota_admit(&c->quota, uid, pending, 0, incoming, err);
+}
+
+void
+control_set_guards(struct control *c, const struct quota *q,
+    uint64_t min_free_space)
+{
+	if (c == NULL)
+		return;
+	if (q != NULL)
+		c->quota = *q;
+	if (c->sp != NULL)
+		spool_set_min_free(c->sp, min_free_space);
 }
 
 /* The envelope text is complete in the input: parse, check, override
@@ -663,6 +694,13 @@ control_submit_env(struct control_client *cl)
 	cl->env->uid = cl->facts.uid;
 	cl->env->created = (int64_t)time(NULL);
 	cl->env->id[0] = '\0';
+	/* The guards on new mail (free-space reserve, per-uid limits), for
+	 * the uid the kernel gave. */
+	if (control_admit(c, cl->facts.uid, 0, &err) != 0) {
+		control_submit_fail(cl, "4.3.1", "%s (message not queued)",
+		    err.msg);
+		return;
+	}
 	if (spool_writer_begin(c->sp, &cl->w, &err) != 0) {
 		cl->w = NULL;
 		control_submit_fail(cl, "4.3.0", "%s (message not queued)",

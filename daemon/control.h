@@ -160,6 +160,27 @@ void	control_set_submit_limits(struct control *c, uint64_t max_size,
  * the connections accepted from now on.  Without a call: no admin_group,
  * everyone may submit. */
 void	control_set_rights(struct control *c, struct control_rights *rights);
+/*
+ * The guards on new mail for a submission by uid (the SO_PEERCRED uid) of
+ * about incoming bytes (0 when not known, or when the bytes are already
+ * in the spool): the free-space reserve (spool_space_ok) and the per-uid
+ * limits (quota_admit, counting uid's submits waiting for the group
+ * commit).  The submit path calls it before it queues and answers a
+ * failure "error: REASON (message not queued)", which sendq turns into
+ * exit 75.  0, or -ENOSPC / -EDQUOT / -errno with err.
+ */
+int	control_admit(struct control *c, long uid, uint64_t incoming,
+	    struct sq_err *err);
+
+/* The guards control_admit() applies: the per-uid limits and the way to
+ * the queue index's counts (q, copied; after each committed submit
+ * quota_queued() tells the index) and the free-space reserve of the
+ * spool the control socket writes to ([queue] min_free_space).  NULL
+ * accepted for c and q. */
+struct quota;
+void	control_set_guards(struct control *c, const struct quota *q,
+	    uint64_t min_free_space);
+
 /* Stop listening, close clients, remove the socket file; NULL accepted. */
 void	control_free(struct control *c);
 

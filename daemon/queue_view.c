@@ -42,7 +42,7 @@
 #include "util.h"
 
 /* Width of the columns before "Sender / Recipients" in the text list. */
-#define QUEUE_VIEW_INDENT	48
+#define QUEUE_VIEW_INDENT	60
 
 struct queue_view_out {
 	struct buf	*b;
@@ -284,7 +284,7 @@ queue_view_text_entry(struct queue_view_out *o, const struct envelope *env,
 
 	queue_view_age(age, sizeof(age), (long long)(info->now -
 	    env->created));
-	queue_view_printf(o, "%-19s %10lld %5s  %-8s  ", env->id, info->size,
+	queue_view_printf(o, "%-31s %10lld %5s  %-8s  ", env->id, info->size,
 	    age, info->state);
 	if (env->sender[0] == '\0')
 		queue_view_puts(o, "<>");
@@ -385,7 +385,7 @@ queue_view_list(const char *spool_dir, long uid_filter, int json,
 			queue_view_puts(&o, "}");
 		} else {
 			if (shown == 0)
-				queue_view_printf(&o, "%-19s %10s %5s  %-8s  "
+				queue_view_printf(&o, "%-31s %10s %5s  %-8s  "
 				    "%s\n", "Queue ID", "Size", "Age",
 				    "State", "Sender / Recipients");
 			queue_view_text_entry(&o, env, &info);

@@ -281,7 +281,7 @@ main(int argc, char **argv)
 	}
 	if (id != NULL && !spool_id_valid(id)) {
 		sq_printable(safe, sizeof(safe), id, strlen(id));
-		fprintf(stderr, "sendqctl: not a queue id: %s (19 characters "
+		fprintf(stderr, "sendqctl: not a queue id: %s (31 characters "
 		    "0-9 A-F, as sendqctl list shows)\n", safe);
 		return EX_USAGE;
 	}

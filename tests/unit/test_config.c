@@ -522,7 +522,8 @@ ParameterizedTestParameters(config, bad_input_names_file_line_and_reason)
 		{ "[queue]\nretry_maximum = 1h\n",
 		  "sendq.ini:2: [queue] retry_maximum: unknown key "
 		  "(allowed: retry_min, retry_max, max_age, bounce, "
-		  "admin_address, delay_warning)" },
+		  "admin_address, delay_warning, min_free_space, "
+		  "max_messages_per_user, max_bytes_per_user)" },
 		{ "[smarthost primary]\nhost = smtp.example.com\n; c\n\n"
 		  "\n\ntls = startls\n",
 		  "sendq.ini:7: [smarthost primary] tls: \"startls\" is not "
