@@ -3,10 +3,21 @@
  *
  * How it works: control_new() makes the unix socket itself (socket, a
  * stale socket file removed, bind under a umask that leaves it 0600,
- * chmod 0666, chown to root and the primary group of the spool
- * directory's owner, listen) and hands the listening fd to an
- * evconnlistener.  Each accepted connection gets a bufferevent with a
- * read timeout: the client must send one line of at most
+ * chmod 0666, listen) and hands the listening fd to an evconnlistener.
+ * Every local user may connect: what a caller may do is decided per
+ * request from its credentials, which are read once at accept
+ * (SO_PEERCRED: uid, gid, pid; SO_PEERGROUPS: the supplementary groups)
+ * and kept on the client.  Those are the kernel's record of the process
+ * that connected, so nothing the client sends can change them, and no
+ * NSS lookup happens per request: the names of admin_group,
+ * submit_users and submit_groups are resolved once, at start
+ * (control_rights_new), and a request only compares ids.  Group
+ * membership is therefore what the connecting process has (as for file
+ * permissions): a user added to admin_group needs a new login session.
+ * Each command row names the right it needs (control_right_allows); a
+ * refusal is answered "error: permission denied: ..." and logged with
+ * the uid, like every request.  Each accepted connection gets a
+ * bufferevent with a read timeout: the client must send one line of at most
  * QUEUE_VIEW_REQUEST_MAX bytes within CONTROL_READ_TIMEOUT seconds.  The
  * line is split into "COMMAND [ARG] [--json]", looked up in the command
  * table and run at once (list/show read the spool through queue_view;
@@ -39,6 +50,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -57,6 +69,7 @@
 #include "control.h"
 #include "envelope.h"
 #include "log.h"
+#include "quota.h"
 #include "queue_view.h"
 #include "spool.h"
 #include "submit_proto.h"
@@ -72,6 +85,16 @@
 struct control_client;
 
 static void	control_submit_data(struct control_client *);
+/* The configured rights, as ids (control_rights_new). */
+struct control_rights {
+	char		*admin_name;	/* admin_group; NULL = none */
+	gid_t		 admin_gid;
+	int		 restricted;	/* submit_users or submit_groups set */
+	uid_t		*users;		/* submit_users */
+	size_t		 n_users;
+	gid_t		*groups;	/* submit_groups */
+	size_t		 n_groups;
+};
 
 struct control {
 	struct event_base	*base;
@@ -88,6 +111,10 @@ struct control {
 	size_t			 n_pending;
 	uint64_t		 max_size;	/* of a submitted message */
 	size_t			 max_rcpts;	/* 0: no limit */
+	struct control_rights	*rights;	/* NULL: none configured */
+	uid_t			 daemon_uid;	/* our effective uid */
+	int			 warned_groups;	/* SO_PEERGROUPS failed */
+	struct quota		 quota;		/* per-uid limits; zeroed: none */
 };
 
 enum control_state {
@@ -104,12 +131,13 @@ struct control_client {
 	struct control_client	*prev;
 	struct control_client	*next;
 	enum control_state	 state;
-	struct ucred		 cred;		/* SO_PEERCRED at accept */
-	int			 have_cred;
 	size_t			 body_len;	/* submit: envelope bytes */
 	struct envelope		*env;		/* submit: parsed */
 	struct spool_writer	*w;		/* submit: the message */
 	uint64_t		 size;		/* submit: bytes so far */
+	long			 peer_uid;	/* = facts.uid */
+	long			 peer_pid;	/* -1 unknown */
+	struct control_facts	 facts;		/* from accept on */
 };
 
 /* One parsed request. */
@@ -117,14 +145,68 @@ struct control_req {
 	const char	*name;
 	const char	*id;	/* NULL when not given */
 	int		 json;
+	long		 uid_filter;	/* list/show: QUEUE_VIEW_ALL_UIDS or
+					 * the caller's uid */
 };
 
 struct control_cmd {
 	const char	*name;
 	int		 needs_id;
+	enum control_right right;
 	int		(*handler)(struct control *, const struct control_req *,
 			    struct buf *, struct sq_err *);
 };
+
+/*
+ * The rights table.  Privileged: root, sendqd's own user, admin_group.
+ * Submitting, when restricted, is for root, sendqd's user and the
+ * listed users and groups only (admin_group is about the queue, not
+ * about sending).  An unknown uid is allowed nothing.
+ */
+int
+control_right_allows(enum control_right right, const struct control_facts *f)
+{
+	int owner;
+
+	if (f->uid < 0)
+		return 0;
+	owner = f->uid == 0 || f->uid == f->daemon_uid;
+	switch (right) {
+	case CONTROL_RIGHT_READ:
+		return 1;
+	case CONTROL_RIGHT_READ_ALL:
+	case CONTROL_RIGHT_ADMIN:
+		return owner || f->admin_member;
+	case CONTROL_RIGHT_SUBMIT:
+		return owner || !f->submit_restricted || f->submit_listed;
+	}
+	return 0;
+}
+
+/* May this client submit?  ([sendq] submit_users / submit_groups.) */
+static int
+control_may_submit(struct control_client *cl)
+{
+	return control_right_allows(CONTROL_RIGHT_SUBMIT, &cl->facts);
+}
+
+/* The answer to a refused request, in err: who may, and who asked. */
+static int
+control_denied(const struct control *c, const struct control_client *cl,
+    const char *what, enum control_right right, struct sq_err *err)
+{
+	const char *admin = c->rights != NULL ? c->rights->admin_name : NULL;
+
+	if (right == CONTROL_RIGHT_SUBMIT)
+		return sq_err_set(err, -EPERM, "permission denied: %s is "
+		    "restricted to the users and groups of [sendq] "
+		    "submit_users and submit_groups (you are uid %ld)", what,
+		    cl->facts.uid);
+	return sq_err_set(err, -EPERM, "permission denied: %s is for root, "
+	    "the user sendqd runs as%s%s (you are uid %ld)", what,
+	    admin != NULL ? " and members of group " : "",
+	    admin != NULL ? admin : "", cl->facts.uid);
+}
 
 static int
 control_not_supported(const struct control_req *r, struct sq_err *err)
@@ -146,16 +228,16 @@ static int
 control_cmd_list(struct control *c, const struct control_req *r,
     struct buf *out, struct sq_err *err)
 {
-	return queue_view_list(c->spool_dir, r->json, c->ops.is_active,
-	    c->ops.arg, out, err);
+	return queue_view_list(c->spool_dir, r->uid_filter, r->json,
+	    c->ops.is_active, c->ops.arg, out, err);
 }
 
 static int
 control_cmd_show(struct control *c, const struct control_req *r,
     struct buf *out, struct sq_err *err)
 {
-	return queue_view_show(c->spool_dir, r->id, r->json, c->ops.is_active,
-	    c->ops.arg, out, err);
+	return queue_view_show(c->spool_dir, r->id, r->uid_filter, r->json,
+	    c->ops.is_active, c->ops.arg, out, err);
 }
 
 /* The confirmation of a command that changes something. */
@@ -227,15 +309,15 @@ control_cmd_id(struct control *c, const struct control_req *r,
 }
 
 static const struct control_cmd control_cmds[] = {
-	{ "status",	0,	control_cmd_status },
-	{ "list",	0,	control_cmd_list },
-	{ "show",	1,	control_cmd_show },
-	{ "flush",	0,	control_cmd_flush },
-	{ "retry",	1,	control_cmd_id },
-	{ "hold",	1,	control_cmd_id },
-	{ "release",	1,	control_cmd_id },
-	{ "delete",	1,	control_cmd_id },
-	{ "bounce",	1,	control_cmd_id },
+	{ "status",	0, CONTROL_RIGHT_READ_ALL,	control_cmd_status },
+	{ "list",	0, CONTROL_RIGHT_READ,		control_cmd_list },
+	{ "show",	1, CONTROL_RIGHT_READ,		control_cmd_show },
+	{ "flush",	0, CONTROL_RIGHT_ADMIN,		control_cmd_flush },
+	{ "retry",	1, CONTROL_RIGHT_ADMIN,		control_cmd_id },
+	{ "hold",	1, CONTROL_RIGHT_ADMIN,		control_cmd_id },
+	{ "release",	1, CONTROL_RIGHT_ADMIN,		control_cmd_id },
+	{ "delete",	1, CONTROL_RIGHT_ADMIN,		control_cmd_id },
+	{ "bounce",	1, CONTROL_RIGHT_ADMIN,		control_cmd_id },
 };
 
 #define CONTROL_N_CMDS	(sizeof(control_cmds) / sizeof(control_cmds[0]))
@@ -259,18 +341,45 @@ control_unknown(const char *name, struct sq_err *err)
 }
 
 /*
- * Run the request in line (NUL-terminated, LF removed) and put the whole
- * answer into out.  Returns the status for the log.
+ * One line per request, with the caller: "control command=hold
+ * msgid=ID uid=N pid=N result=ok", result=error or result=denied (a
+ * warning) with reason="...".  reason has no '"' (the caller saw to it).
+ */
+static void
+control_log(const struct control_client *cl, const char *name,
+    const char *id, int rc, int denied, const char *reason)
+{
+	const char *result = denied ? "denied" : rc == 0 ? "ok" : "error";
+
+	if (denied)
+		log_warn("control command=%s msgid=%s uid=%ld pid=%ld "
+		    "result=%s reason=\"%s\"", name, id != NULL ? id : "-",
+		    cl->facts.uid, cl->peer_pid, result, reason);
+	else
+		log_info("control command=%s msgid=%s uid=%ld pid=%ld "
+		    "result=%s%s%s%s", name, id != NULL ? id : "-",
+		    cl->facts.uid, cl->peer_pid, result,
+		    rc == 0 ? "" : " reason=\"", rc == 0 ? "" : reason,
+		    rc == 0 ? "" : "\"");
+}
+
+/*
+ * Run the request of cl in line (NUL-terminated, LF removed) and put the
+ * whole answer into out.  The right is checked after the request is
+ * understood (so a typo is still a usage error) and before anything is
+ * looked up (so a refusal says nothing about the message).  Returns the
+ * status for the log.
  */
 static int
-control_run(struct control *c, char *line, struct buf *out)
+control_run(struct control_client *cl, char *line, struct buf *out)
 {
+	struct control *c = cl->c;
 	struct sq_err err = { 0 };
 	struct control_req r = { 0 };
 	const struct control_cmd *cmd = NULL;
 	char *words[4], *p, *save = NULL, safe[64];
 	size_t n = 0, i;
-	int rc;
+	int rc, denied = 0;
 
 	if ((p = strchr(line, '\r')) != NULL && p[1] == '\0')
 		*p = '\0';
@@ -321,6 +430,13 @@ control_run(struct control *c, char *line, struct buf *out)
 		r.id = words[1];
 	}
 	r.name = cmd->name;
+	if (!control_right_allows(cmd->right, &cl->facts)) {
+		rc = control_denied(c, cl, cmd->name, cmd->right, &err);
+		denied = 1;
+		goto answer;
+	}
+	r.uid_filter = control_right_allows(CONTROL_RIGHT_READ_ALL,
+	    &cl->facts) ? QUEUE_VIEW_ALL_UIDS : cl->facts.uid;
 	buf_append_str(out, "ok\n");
 	rc = cmd->handler(c, &r, out, &err);
 answer:
@@ -340,11 +456,8 @@ answer:
 			if (*p == '"')
 				*p = '\'';	/* for reason="..." below */
 	}
-	log_info("control command=%s msgid=%s result=%s%s%s%s",
-	    cmd != NULL ? cmd->name : "?",
-	    r.id != NULL ? r.id : "-", rc == 0 ? "ok" : "error",
-	    rc == 0 ? "" : " reason=\"", rc == 0 ? "" : err.msg,
-	    rc == 0 ? "" : "\"");
+	control_log(cl, cmd != NULL ? cmd->name : "?", r.id, rc, denied,
+	    err.msg);
 	return rc;
 }
 
@@ -366,7 +479,7 @@ control_client_free(struct control_client *cl)
 		log_info("control command=submit msgid=%s uid=%ld "
 		    "result=aborted reason=\"the client went away before "
 		    "the end of the message\"", spool_writer_id(cl->w),
-		    (long)cl->cred.uid);
+		    cl->facts.uid);
 		spool_writer_abort(cl->w);
 	}
 	envelope_free(cl->env);
@@ -425,19 +538,6 @@ control_answer(struct control_client *cl, struct buf *out)
  * away before "end" has its writer aborted: nothing is left in tmp/.
  */
 
-/*
- * May this client submit?  The hook of the submit right (BRIEF: everyone,
- * unless [sendq] submit_users / submit_groups restrict it); the caller's
- * credentials are cl->cred (cl->have_cred).  Returns 1 to allow, 0 to
- * refuse (answered "error: 5.7.1 ...", sendq exits 77).
- */
-static int
-control_may_submit(const struct control_client *cl)
-{
-	(void)cl;
-	return 1;
-}
-
 static void
 control_submit_fail(struct control_client *cl, const char *code,
     const char *fmt, ...) SQ_PRINTF(3, 4);
@@ -449,7 +549,7 @@ control_submit_fail(struct control_client *cl, const char *code,
 {
 	struct buf out;
 	va_list ap;
-	char msg[512], *p;
+	char msg[512], *p, *reason;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -459,9 +559,10 @@ control_submit_fail(struct control_client *cl, const char *code,
 			*p = ' ';
 		else if (*p == '"')
 			*p = '\'';
-	log_info("control command=submit msgid=%s uid=%ld result=error "
-	    "reason=\"%s %s\"", cl->w != NULL ? spool_writer_id(cl->w) : "-",
-	    cl->have_cred ? (long)cl->cred.uid : -1L, code, msg);
+	reason = xasprintf("%s %s", code, msg);
+	control_log(cl, "submit", cl->w != NULL ? spool_writer_id(cl->w) :
+	    NULL, -1, strcmp(code, "5.7.1") == 0, reason);
+	free(reason);
 	spool_writer_abort(cl->w);
 	cl->w = NULL;
 	buf_init(&out, sizeof(msg) + 32);
@@ -517,8 +618,9 @@ control_on_group(evutil_socket_t fd, short what, void *arg)
 		}
 		log_info("control command=submit msgid=%s uid=%ld from=<%s> "
 		    "nrcpt=%zu size=%llu result=ok", cl->env->id,
-		    (long)cl->cred.uid, cl->env->sender, cl->env->n_rcpts,
+		    cl->facts.uid, cl->env->sender, cl->env->n_rcpts,
 		    (unsigned long long)cl->size);
+		quota_queued(&c->quota, cl->env->id);
 		line = xasprintf("ok %s\n", cl->env->id);
 		buf_init(&out, strlen(line) + 1);
 		buf_append_str(&out, line);
@@ -531,6 +633,34 @@ control_on_group(evutil_socket_t fd, short what, void *arg)
 	free(envs);
 	free(errs);
 	free(results);
+}
+
+int
+control_admit(struct control *c, long uid, uint64_t incoming,
+    struct sq_err *err)
+{
+	struct control_client *cl;
+	uint64_t pending = 0;
+	int rc;
+
+	if (c->sp != NULL && (rc = spool_space_ok(c->sp, incoming, err)) != 0)
+		return rc;
+	for (cl = c->clients; cl != NULL; cl = cl->next)
+		if (cl->state == CONTROL_PENDING && cl->facts.uid == uid)
+			pending++;
+	return quota_admit(&c->quota, uid, pending, 0, incoming, err);
+}
+
+void
+control_set_guards(struct control *c, const struct quota *q,
+    uint64_t min_free_space)
+{
+	if (c == NULL)
+		return;
+	if (q != NULL)
+		c->quota = *q;
+	if (c->sp != NULL)
+		spool_set_min_free(c->sp, min_free_space);
 }
 
 /* The envelope text is complete in the input: parse, check, override
@@ -561,9 +691,16 @@ control_submit_env(struct control_client *cl)
 		return;
 	}
 	/* Provenance from the kernel and our clock, never the client. */
-	cl->env->uid = (long)cl->cred.uid;
+	cl->env->uid = cl->facts.uid;
 	cl->env->created = (int64_t)time(NULL);
 	cl->env->id[0] = '\0';
+	/* The guards on new mail (free-space reserve, per-uid limits), for
+	 * the uid the kernel gave. */
+	if (control_admit(c, cl->facts.uid, 0, &err) != 0) {
+		control_submit_fail(cl, "4.3.1", "%s (message not queued)",
+		    err.msg);
+		return;
+	}
 	if (spool_writer_begin(c->sp, &cl->w, &err) != 0) {
 		cl->w = NULL;
 		control_submit_fail(cl, "4.3.0", "%s (message not queued)",
@@ -664,6 +801,18 @@ control_submit_line(struct control_client *cl, const char *line)
 	int rc;
 
 	cl->state = CONTROL_ENV;
+	/* Who may submit is decided before anything is read. */
+	if (cl->facts.uid < 0) {
+		control_submit_fail(cl, "4.7.0", "cannot tell who is "
+		    "connected (SO_PEERCRED failed)");
+		return;
+	}
+	if (!control_may_submit(cl)) {
+		control_denied(c, cl, "submitting mail", CONTROL_RIGHT_SUBMIT,
+		    &err);
+		control_submit_fail(cl, "5.7.1", "%s", err.msg);
+		return;
+	}
 	memcpy(frame, line, n);
 	frame[n] = '\n';
 	rc = submit_proto_parse(frame, n + 1, &h, &err);
@@ -671,17 +820,6 @@ control_submit_line(struct control_client *cl, const char *line)
 		control_submit_fail(cl, "5.5.2", "%s", rc < 0 ? err.msg :
 		    "usage: submit ENVLEN, ENVLEN bytes of envelope, then "
 		    "\"data LEN\" frames and \"end\"");
-		return;
-	}
-	if (!cl->have_cred) {
-		control_submit_fail(cl, "4.7.0", "cannot tell who is "
-		    "connected (SO_PEERCRED failed)");
-		return;
-	}
-	if (!control_may_submit(cl)) {
-		control_submit_fail(cl, "5.7.1", "uid %ld may not submit mail "
-		    "([sendq] submit_users, submit_groups)",
-		    (long)cl->cred.uid);
 		return;
 	}
 	if (c->sp == NULL) {
@@ -745,11 +883,94 @@ control_on_read(struct bufferevent *bev, void *arg)
 			buf_fini(&out);
 			return;
 		} else if (line != NULL)
-			control_run(cl->c, line, &out);
+			control_run(cl, line, &out);
 		free(line);
 	}
 	control_answer(cl, &out);
 	buf_fini(&out);
+}
+
+/* The supplementary groups of the peer (SO_PEERGROUPS, as they were at
+ * connect); NULL with *n = 0 when the kernel cannot say. */
+static gid_t *
+control_peer_groups(struct control *c, int fd, size_t *n)
+{
+	socklen_t len = 64 * sizeof(gid_t);
+	gid_t *groups = NULL;
+	int tries;
+
+	*n = 0;
+	for (tries = 0; tries < 3; tries++) {
+		groups = xreallocarray(groups, len / sizeof(gid_t) + 1,
+		    sizeof(gid_t));
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups,
+		    &len) == 0) {
+			*n = len / sizeof(gid_t);
+			return groups;
+		}
+		if (errno != ERANGE)
+			break;
+	}
+	if (!c->warned_groups) {
+		c->warned_groups = 1;
+		log_warn("control: SO_PEERGROUPS: %s (only the primary group "
+		    "of a client counts for admin_group and submit_groups)",
+		    strerror(errno));
+	}
+	free(groups);
+	return NULL;
+}
+
+/* Non-zero when gid is primary or among groups[0..n). */
+static int
+control_has_group(gid_t gid, gid_t primary, const gid_t *groups, size_t n)
+{
+	size_t i;
+
+	if (gid == primary)
+		return 1;
+	for (i = 0; i < n; i++)
+		if (groups[i] == gid)
+			return 1;
+	return 0;
+}
+
+/* The caller's credentials, once per connection, into cl->facts. */
+static void
+control_client_creds(struct control *c, struct control_client *cl, int fd)
+{
+	static const struct control_rights none;
+	const struct control_rights *r = c->rights != NULL ? c->rights :
+	    &none;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	gid_t *groups;
+	size_t n, i;
+
+	memset(&cl->facts, 0, sizeof(cl->facts));
+	cl->facts.uid = -1;
+	cl->facts.daemon_uid = (long)c->daemon_uid;
+	cl->peer_uid = -1;
+	cl->peer_pid = -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+		log_warn("control: SO_PEERCRED: %s (the client may do "
+		    "nothing)", strerror(errno));
+		return;
+	}
+	cl->facts.uid = cl->peer_uid = (long)cred.uid;
+	cl->peer_pid = (long)cred.pid;
+	cl->facts.submit_restricted = r->restricted;
+	if (r->admin_name == NULL && !r->restricted)
+		return;		/* nothing to compare groups with */
+	groups = control_peer_groups(c, fd, &n);
+	cl->facts.admin_member = r->admin_name != NULL &&
+	    control_has_group(r->admin_gid, cred.gid, groups, n);
+	for (i = 0; i < r->n_users && !cl->facts.submit_listed; i++)
+		cl->facts.submit_listed = r->users[i] == cred.uid;
+	for (i = 0; i < r->n_groups && !cl->facts.submit_listed; i++)
+		cl->facts.submit_listed = control_has_group(r->groups[i],
+		    cred.gid, groups, n);
+	free(groups);
 }
 
 static void
@@ -760,7 +981,6 @@ control_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	struct control_client *cl;
 	struct timeval rt = { CONTROL_READ_TIMEOUT, 0 };
 	struct timeval wt = { CONTROL_WRITE_TIMEOUT, 0 };
-	socklen_t credlen;
 
 	(void)l;
 	(void)sa;
@@ -773,10 +993,6 @@ control_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	}
 	cl = xcalloc(1, sizeof(*cl));
 	cl->c = c;
-	credlen = sizeof(cl->cred);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cl->cred, &credlen) ==
-	    0 && credlen == sizeof(cl->cred))
-		cl->have_cred = 1;
 	cl->bev = bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (cl->bev == NULL) {
 		log_err("control: bufferevent_socket_new failed");
@@ -789,6 +1005,7 @@ control_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		c->clients->prev = cl;
 	c->clients = cl;
 	c->n_clients++;
+	control_client_creds(c, cl, fd);
 	bufferevent_setcb(cl->bev, control_on_read, NULL, control_on_event,
 	    cl);
 	/* Read at most a little more than one request line at a time. */
@@ -798,30 +1015,12 @@ control_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	bufferevent_enable(cl->bev, EV_READ);
 }
 
-/* The group the socket is given: the primary group of the spool
- * directory's owner (the daemon's user), else the directory's group. */
-static int
-control_group(const char *spool_dir, gid_t *gid, struct sq_err *err)
-{
-	struct stat st;
-	struct passwd *pw;
-
-	if (stat(spool_dir, &st) != 0)
-		return sq_err_set(err, -errno, "stat %s: %s", spool_dir,
-		    strerror(errno));
-	*gid = st.st_gid;
-	if ((pw = getpwuid(st.st_uid)) != NULL)
-		*gid = pw->pw_gid;
-	return 0;
-}
-
 /* Make, bind and listen on the socket.  Returns the fd or -errno. */
 static int
 control_bind(struct control *c, struct sq_err *err)
 {
 	struct sockaddr_un sun;
 	struct stat st;
-	gid_t gid = (gid_t)-1;
 	mode_t old;
 	int fd, rc;
 
@@ -832,8 +1031,6 @@ control_bind(struct control *c, struct sq_err *err)
 		    "too long (at most %zu bytes): %s",
 		    sizeof(sun.sun_path) - 1, c->path);
 	memcpy(sun.sun_path, c->path, strlen(c->path) + 1);
-	if ((rc = control_group(c->spool_dir, &gid, err)) != 0)
-		return rc;
 	if (lstat(c->path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
 			return sq_err_set(err, -EEXIST, "control socket %s: "
@@ -850,7 +1047,7 @@ control_bind(struct control *c, struct sq_err *err)
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	    0)) < 0)
 		return sq_err_set(err, -errno, "socket: %s", strerror(errno));
-	/* Born 0600, so nobody else can connect before chmod/chown. */
+	/* Born 0600, so nobody can connect before listen() is ready. */
 	old = umask(0177);
 	rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
 	umask(old);
@@ -860,11 +1057,7 @@ control_bind(struct control *c, struct sq_err *err)
 		close(fd);
 		return rc;
 	}
-	if (chown(c->path, geteuid() == 0 ? 0 : (uid_t)-1, gid) != 0)
-		log_warn("control: chown %s to group %lu: %s (the socket "
-		    "stays with group %lu)", c->path, (unsigned long)gid,
-		    strerror(errno), (unsigned long)getegid());
-	/* Everyone may connect; each request checks the caller. */
+	/* Everyone may connect: each request is checked (control_run). */
 	if (chmod(c->path, 0666) != 0 || lstat(c->path, &st) != 0 ||
 	    listen(fd, 128) != 0) {
 		rc = sq_err_set(err, -errno, "control socket %s: %s",
@@ -889,6 +1082,7 @@ control_new(struct event_base *base, const char *path,
 
 	c = xcalloc(1, sizeof(*c));
 	c->base = base;
+	c->daemon_uid = geteuid();
 	c->path = xstrdup(path != NULL ? path : CONFIG_DEFAULT_SOCKET);
 	c->spool_dir = xstrdup(spool_dir);
 	if (ops != NULL)
@@ -951,7 +1145,97 @@ control_free(struct control *c)
 	if (lstat(c->path, &st) == 0 && S_ISSOCK(st.st_mode) &&
 	    st.st_dev == c->dev && st.st_ino == c->ino)
 		unlink(c->path);
+	control_rights_free(c->rights);
 	free(c->path);
 	free(c->spool_dir);
 	free(c);
+}
+
+void
+control_set_rights(struct control *c, struct control_rights *rights)
+{
+	control_rights_free(c->rights);
+	c->rights = rights;
+}
+
+void
+control_rights_free(struct control_rights *r)
+{
+	if (r == NULL)
+		return;
+	free(r->admin_name);
+	free(r->users);
+	free(r->groups);
+	free(r);
+}
+
+/* "FILE:LINE: [sendq] KEY: no group named "NAME" ...", or the lookup's
+ * own failure. */
+static int
+control_rights_unknown(const struct config *cfg,
+    const struct config_accounts *a, const char *key, const char *name,
+    int group, struct sq_err *err)
+{
+	int e = errno;
+
+	/* getpwnam/getgrnam: NULL with errno 0, ENOENT, ESRCH, EBADF or
+	 * EPERM means "no such name" (getpwnam(3)). */
+	if (e != 0 && e != ENOENT && e != ESRCH && e != EBADF && e != EPERM)
+		return sq_err_set(err, -e, "%s:%d: [sendq] %s: cannot look "
+		    "up %s \"%s\": %s", cfg->path, a->line, key, group ?
+		    "group" : "user", name, strerror(e));
+	return sq_err_set(err, SQ_ECONFIG, "%s:%d: [sendq] %s: no %s named "
+	    "\"%s\" on this system (allowed: an existing %s name)",
+	    cfg->path, a->line, key, group ? "group" : "user", name,
+	    group ? "group" : "user");
+}
+
+int
+control_rights_new(const struct config *cfg, struct control_rights **out,
+    struct sq_err *err)
+{
+	struct control_rights *r;
+	struct passwd *pw;
+	struct group *gr;
+	size_t i;
+	int rc;
+
+	r = xcalloc(1, sizeof(*r));
+	if (cfg->admin_group.n == 1) {
+		errno = 0;
+		if ((gr = getgrnam(cfg->admin_group.names[0])) == NULL) {
+			rc = control_rights_unknown(cfg, &cfg->admin_group,
+			    "admin_group", cfg->admin_group.names[0], 1, err);
+			goto fail;
+		}
+		r->admin_gid = gr->gr_gid;
+		r->admin_name = xstrdup(cfg->admin_group.names[0]);
+	}
+	r->restricted = cfg->submit_users.n > 0 || cfg->submit_groups.n > 0;
+	r->users = xcalloc(cfg->submit_users.n + 1, sizeof(*r->users));
+	for (i = 0; i < cfg->submit_users.n; i++) {
+		errno = 0;
+		if ((pw = getpwnam(cfg->submit_users.names[i])) == NULL) {
+			rc = control_rights_unknown(cfg, &cfg->submit_users,
+			    "submit_users", cfg->submit_users.names[i], 0, err);
+			goto fail;
+		}
+		r->users[r->n_users++] = pw->pw_uid;
+	}
+	r->groups = xcalloc(cfg->submit_groups.n + 1, sizeof(*r->groups));
+	for (i = 0; i < cfg->submit_groups.n; i++) {
+		errno = 0;
+		if ((gr = getgrnam(cfg->submit_groups.names[i])) == NULL) {
+			rc = control_rights_unknown(cfg, &cfg->submit_groups,
+			    "submit_groups", cfg->submit_groups.names[i], 1,
+			    err);
+			goto fail;
+		}
+		r->groups[r->n_groups++] = gr->gr_gid;
+	}
+	*out = r;
+	return 0;
+fail:
+	control_rights_free(r);
+	return rc;
 }

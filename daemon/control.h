@@ -1,15 +1,33 @@
 /*
  * control.h - the control socket of sendqd: a unix stream socket (mode
- * 0666: every local user may connect; every request is checked against
- * the caller's SO_PEERCRED credentials) that sendqctl and sendq talk to.
+ * 0666: every local user may connect) that sendqctl, mailq and sendq
+ * talk to.  Every request is checked against the caller's credentials
+ * as the kernel gave them at connect time (SO_PEERCRED, SO_PEERGROUPS).
  *
  * Protocol: the client sends one request line "COMMAND [ARG] [--json]\n";
  * the server answers with the output text and closes the connection.  The
  * first line of the answer is "ok" or "error: REASON"; the rest is the
- * output, already formatted (text or JSON) for the client to print.
+ * output, already formatted (text or JSON) for the client to print.  A
+ * request the caller has no right to is answered
+ * "error: permission denied: WHY" (clients exit 77, EX_NOPERM).
  *
  * Commands: status, list, show ID, flush, retry ID, hold ID, release ID,
  * delete ID, bounce ID, submit ENVLEN (streaming, below).
+ *
+ * Rights (control_right_allows): "privileged" is root, sendqd's own
+ * effective uid, or a caller whose primary or supplementary groups (as
+ * the kernel knew them when it connected) include [sendq] admin_group.
+ *  - list, show: everyone; a caller who is not privileged sees only the
+ *    messages whose envelope uid is its own, and another user's message
+ *    is answered exactly like a missing one (no existence oracle).
+ *  - status: privileged only (its smarthost errors quote server replies,
+ *    which can name other users' recipients).
+ *  - flush, retry, hold, release, delete, bounce: privileged only; each
+ *    is logged with the acting uid (every request is: "control
+ *    command=NAME msgid=ID uid=N pid=N result=ok|error|denied").
+ *  - submit: everyone, unless [sendq] submit_users or submit_groups is
+ *    set: then root, sendqd's user, the users listed and members of the
+ *    groups listed only (control_may_submit).
  *
  * submit (used by sendq when sendqd runs; framing in submit_proto.h):
  *
@@ -43,15 +61,17 @@
  * call into the scheduler through struct control_ops.
  *
  * Owns: the socket, request parsing (bounded line, one request per
- * connection, timeout), the command table.
+ * connection, timeout), the command table and the right each command
+ * needs, the caller's credentials.
  * May call: queue_view (list/show formatting), spool (read; writer and
  * spool_commit_group for submit), submit_proto, envelope, util, log,
- * libevent.
+ * libevent, and getpwnam/getgrnam once at start (control_rights_new).
  */
 #ifndef SENDQ_CONTROL_H
 #define SENDQ_CONTROL_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "buf.h"
 #include "util.h"
@@ -59,6 +79,8 @@
 /* The size limit of a submitted message until control_set_submit_limits
  * says otherwise (the default of [intake] max_message_size). */
 #define CONTROL_SUBMIT_SIZE_DEFAULT	((uint64_t)25 * 1024 * 1024)
+struct config;
+
 
 struct event_base;
 struct control;
@@ -81,6 +103,49 @@ struct control_ops {
 	void	*arg;
 };
 
+/* The right a control command needs. */
+enum control_right {
+	CONTROL_RIGHT_READ,	/* list, show: own messages (all when
+				 * privileged) */
+	CONTROL_RIGHT_READ_ALL,	/* status, and list/show of every message */
+	CONTROL_RIGHT_ADMIN,	/* flush retry hold release delete bounce */
+	CONTROL_RIGHT_SUBMIT,	/* submit */
+};
+
+/* What is known about a caller: the kernel's credentials and what the
+ * configured rights make of them (computed once, at accept). */
+struct control_facts {
+	long	uid;		/* SO_PEERCRED; -1 = unknown (never allowed) */
+	long	daemon_uid;	/* sendqd's effective uid */
+	int	admin_member;	/* admin_group is set and is the caller's
+				 * gid or one of its supplementary groups */
+	int	submit_restricted; /* submit_users or submit_groups is set */
+	int	submit_listed;	/* the uid is in submit_users, or a group of
+				 * the caller is in submit_groups */
+};
+
+/*
+ * The rights table as a pure function: non-zero when a caller with facts
+ * f may use a command that needs right.  Pure (no I/O); never blocks.
+ */
+int	control_right_allows(enum control_right right,
+	    const struct control_facts *f);
+
+/* [sendq] admin_group, submit_users and submit_groups resolved to ids. */
+struct control_rights;
+
+/*
+ * Resolve the names of cfg's rights keys with getgrnam/getpwnam (once,
+ * at start: requests never consult NSS).  Returns 0 and *out (free with
+ * control_rights_free), or SQ_ECONFIG with err "FILE:LINE: [sendq] KEY:
+ * no group named \"NAME\"" (or no user), or -errno when the lookup
+ * itself failed.  May block on NSS.
+ */
+int	control_rights_new(const struct config *cfg,
+	    struct control_rights **out, struct sq_err *err);
+/* NULL accepted. */
+void	control_rights_free(struct control_rights *r);
+
 /* Listen on path (replacing a stale socket file).  spool_dir is used for
  * list/show.  Returns 0 and *out, or -errno with err. */
 int	control_new(struct event_base *base, const char *path,
@@ -91,6 +156,31 @@ int	control_new(struct event_base *base, const char *path,
  * max_recipients. */
 void	control_set_submit_limits(struct control *c, uint64_t max_size,
 	    unsigned max_rcpts);
+/* Use rights (ownership passes to c; the previous ones are freed) for
+ * the connections accepted from now on.  Without a call: no admin_group,
+ * everyone may submit. */
+void	control_set_rights(struct control *c, struct control_rights *rights);
+/*
+ * The guards on new mail for a submission by uid (the SO_PEERCRED uid) of
+ * about incoming bytes (0 when not known, or when the bytes are already
+ * in the spool): the free-space reserve (spool_space_ok) and the per-uid
+ * limits (quota_admit, counting uid's submits waiting for the group
+ * commit).  The submit path calls it before it queues and answers a
+ * failure "error: REASON (message not queued)", which sendq turns into
+ * exit 75.  0, or -ENOSPC / -EDQUOT / -errno with err.
+ */
+int	control_admit(struct control *c, long uid, uint64_t incoming,
+	    struct sq_err *err);
+
+/* The guards control_admit() applies: the per-uid limits and the way to
+ * the queue index's counts (q, copied; after each committed submit
+ * quota_queued() tells the index) and the free-space reserve of the
+ * spool the control socket writes to ([queue] min_free_space).  NULL
+ * accepted for c and q. */
+struct quota;
+void	control_set_guards(struct control *c, const struct quota *q,
+	    uint64_t min_free_space);
+
 /* Stop listening, close clients, remove the socket file; NULL accepted. */
 void	control_free(struct control *c);
 

@@ -40,6 +40,7 @@
 #include "envelope.h"
 #include "log.h"
 #include "pickup.h"
+#include "quota.h"
 #include "rewrite.h"
 #include "spool.h"
 #include "util.h"
@@ -83,6 +84,7 @@ struct pickup {
 	time_t		 tmp_cleaned;
 	long		 pw_uid;	/* cache of the last owner's sender */
 	char		*pw_sender;
+	struct quota	 quota;		/* per-uid limits; zeroed: none */
 };
 
 enum pickup_take {
@@ -351,6 +353,23 @@ pickup_date(char *buf, size_t size)
 	strftime(buf, size, "%a, %d %b %Y %H:%M:%S %z", &tm);
 }
 
+/* The per-uid limits for a file of uid, counting the files of the same
+ * uid already taken in this batch.  0 or -EDQUOT with err. */
+static int
+pickup_admit(struct pickup *p, long uid, const struct pickup_item *batch,
+    size_t n, uint64_t size, struct sq_err *err)
+{
+	uint64_t msgs = 0, bytes = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (batch[i].uid == uid) {
+			msgs++;
+			bytes += batch[i].size;
+		}
+	return quota_admit(&p->quota, uid, msgs, bytes, size, err);
+}
+
 /*
  * Check, parse and copy one dropped file into a new spool writer (it).
  * batch[0..n) are the files already taken in this batch (the same inode
@@ -444,6 +463,20 @@ pickup_take(struct pickup *p, const char *name,
 		goto reject;
 	}
 
+	/* Below the free-space reserve nothing is taken (the files wait);
+	 * a uid over its limit waits alone. */
+	if (spool_space_ok(p->spool, (uint64_t)fst.st_size, &err) != 0) {
+		log_warn("pickup file=%s uid=%ld result=deferred error=\"%s\" "
+		    "(left in maildrop/)", pname, it->uid, err.msg);
+		ret = PICKUP_STALL;
+		goto out;
+	}
+	if (pickup_admit(p, it->uid, batch, n, (uint64_t)fst.st_size,
+	    &err) != 0) {
+		log_warn("pickup file=%s uid=%ld result=deferred error=\"%s\" "
+		    "(left in maildrop/)", pname, it->uid, err.msg);
+		goto out;
+	}
 	if (spool_writer_begin(p->spool, &w, &err) != 0) {
 		log_warn("pickup file=%s uid=%ld result=deferred error=\"%s\"",
 		    pname, it->uid, err.msg);
@@ -579,6 +612,7 @@ pickup_commit(struct pickup *p, struct pickup_item *items, size_t n)
 		log_info("pickup file=%s uid=%ld msgid=%s from=<%s> nrcpt=%zu "
 		    "size=%zu", pname, items[i].uid, envs[i]->id, psender,
 		    envs[i]->n_rcpts, items[i].size);
+		quota_queued(&p->quota, envs[i]->id);
 	}
 	for (i = 0; i < n; i++) {
 		envelope_free(items[i].env);
@@ -819,6 +853,13 @@ fail:
 		close(spool_fd);
 	pickup_free(p);
 	return rc;
+}
+
+void
+pickup_set_quota(struct pickup *p, const struct quota *q)
+{
+	if (p != NULL && q != NULL)
+		p->quota = *q;
 }
 
 void

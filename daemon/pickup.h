@@ -44,7 +44,11 @@
  * pick-up.  A file that is malformed, too large or not allowed is moved
  * to rejected/ with its .reason: never deleted, never blocking the files
  * behind it.  A spool failure (disk full) leaves the files in place and
- * pick-up resumes at the next scan.
+ * pick-up resumes at the next scan; so does free space below [queue]
+ * min_free_space (spool_space_ok).  A file whose owner's uid is at its
+ * per-uid limit ([queue] max_messages_per_user, max_bytes_per_user;
+ * quota_admit) is left in place too, while the other files go on; it is
+ * tried again at the next scan.
  *
  * Crash safety: a crash before the commit leaves the file in maildrop/
  * (picked up again); a crash between the commit and the unlink leaves
@@ -91,6 +95,11 @@ struct pickup;
  */
 int	pickup_new(struct event_base *base, const struct config *cfg,
 	    struct spool *sp, struct pickup **out, struct sq_err *err);
+
+/* The per-uid limits and the way to the queue index's counts (copied);
+ * without it there is no per-uid limit.  NULL accepted for p and q. */
+struct quota;
+void	pickup_set_quota(struct pickup *p, const struct quota *q);
 
 /* Stop watching and free; files not yet picked up stay in maildrop/.
  * Not from inside the pickup's own callbacks.  NULL accepted. */

@@ -42,7 +42,7 @@
 #include "util.h"
 
 /* Width of the columns before "Sender / Recipients" in the text list. */
-#define QUEUE_VIEW_INDENT	48
+#define QUEUE_VIEW_INDENT	60
 
 struct queue_view_out {
 	struct buf	*b;
@@ -284,7 +284,7 @@ queue_view_text_entry(struct queue_view_out *o, const struct envelope *env,
 
 	queue_view_age(age, sizeof(age), (long long)(info->now -
 	    env->created));
-	queue_view_printf(o, "%-19s %10lld %5s  %-8s  ", env->id, info->size,
+	queue_view_printf(o, "%-31s %10lld %5s  %-8s  ", env->id, info->size,
 	    age, info->state);
 	if (env->sender[0] == '\0')
 		queue_view_puts(o, "<>");
@@ -345,7 +345,7 @@ queue_view_collect(const char *id, void *arg)
 }
 
 int
-queue_view_list(const char *spool_dir, int json,
+queue_view_list(const char *spool_dir, long uid_filter, int json,
     int (*is_active)(void *, const char *), void *arg, struct buf *out,
     struct sq_err *err)
 {
@@ -372,6 +372,11 @@ queue_view_list(const char *spool_dir, int json,
 		if (o.rc != 0 || spool_load_envelope(sp, l.ids[i], &env,
 		    &lerr) != 0)
 			continue;	/* gone meanwhile, or unreadable */
+		if (uid_filter != QUEUE_VIEW_ALL_UIDS &&
+		    env->uid != uid_filter) {
+			envelope_free(env);
+			continue;	/* another user's */
+		}
 		info.size = queue_view_size(sp, env->id);
 		info.state = queue_view_state(env, is_active, arg);
 		if (json) {
@@ -380,7 +385,7 @@ queue_view_list(const char *spool_dir, int json,
 			queue_view_puts(&o, "}");
 		} else {
 			if (shown == 0)
-				queue_view_printf(&o, "%-19s %10s %5s  %-8s  "
+				queue_view_printf(&o, "%-31s %10s %5s  %-8s  "
 				    "%s\n", "Queue ID", "Size", "Age",
 				    "State", "Sender / Recipients");
 			queue_view_text_entry(&o, env, &info);
@@ -479,10 +484,18 @@ queue_view_put_header_text(struct queue_view_out *o, const struct buf *hdr)
 	free(s);
 }
 
+/* show's one answer for "not yours", "missing" and "unreadable" when
+ * a uid filter applies. */
+static int
+queue_view_not_found(const char *id, struct sq_err *err)
+{
+	return sq_err_set(err, SQ_ENOTFOUND, "no message %s", id);
+}
+
 int
-queue_view_show(const char *spool_dir, const char *id, int json,
-    int (*is_active)(void *, const char *), void *arg, struct buf *out,
-    struct sq_err *err)
+queue_view_show(const char *spool_dir, const char *id, long uid_filter,
+    int json, int (*is_active)(void *, const char *), void *arg,
+    struct buf *out, struct sq_err *err)
 {
 	struct queue_view_out o = { out, 0 };
 	struct queue_view_info info;
@@ -503,14 +516,22 @@ queue_view_show(const char *spool_dir, const char *id, int json,
 			    "(no spool at %s)", id, spool_dir);
 		return rc;
 	}
-	if ((rc = spool_load_envelope(sp, id, &env, err)) != 0)
+	rc = spool_load_envelope(sp, id, &env, err);
+	if (uid_filter != QUEUE_VIEW_ALL_UIDS && (rc != 0 ||
+	    env->uid != uid_filter)) {
+		rc = queue_view_not_found(id, err);
+		goto done;
+	}
+	if (rc != 0)
 		goto done;
 	info.now = (int64_t)time(NULL);
 	info.size = queue_view_size(sp, id);
 	info.state = queue_view_state(env, is_active, arg);
 	if ((rc = queue_view_read_header(sp, id, &hdr, &truncated,
 	    err)) != 0) {
-		if (rc == -ENOENT)
+		if (uid_filter != QUEUE_VIEW_ALL_UIDS)
+			rc = queue_view_not_found(id, err);
+		else if (rc == -ENOENT)
 			rc = sq_err_set(err, SQ_ENOTFOUND, "no message %s "
 			    "(delivered or removed meanwhile)", id);
 		goto done;
@@ -664,6 +685,17 @@ queue_view_recv(int fd, char *buf, size_t len, const char *path,
 		return sq_err_set(err, rc, "no answer from sendqd on %s within "
 		    "%u s", path, timeout_sec);
 	return sq_err_set(err, rc, "read from %s: %s", path, strerror(-rc));
+}
+
+long
+queue_view_own_filter(const char *spool_dir)
+{
+	struct stat st;
+	uid_t uid = getuid();
+
+	if (uid == 0 || (stat(spool_dir, &st) == 0 && st.st_uid == uid))
+		return QUEUE_VIEW_ALL_UIDS;
+	return (long)uid;
 }
 
 int

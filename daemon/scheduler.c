@@ -61,6 +61,7 @@
 #include "buf.h"
 #include "control.h"
 #include "log.h"
+#include "quota.h"
 #include "retry.h"
 #include "route.h"
 #include "scheduler.h"
@@ -89,6 +90,8 @@ struct sched_msg {
 	size_t			 heap_pos;	/* SIZE_MAX: not in heap */
 	int			 relay;		/* route: smarthost index */
 	enum sched_state	 state;
+	long			 uid;		/* submitter, for quotas */
+	uint64_t		 size;		/* body bytes, for quotas */
 };
 TAILQ_HEAD(sched_msg_list, sched_msg);
 
@@ -139,6 +142,8 @@ struct scheduler {
 	struct sched_msg	**buckets;	/* hash table by id */
 	size_t			 n_buckets;
 	size_t			 n_msgs;
+	struct quota_table	*usage;		/* per uid: queued msgs and
+						 * bytes (quota.h) */
 	struct sched_msg	**heap;		/* WAITING, by next_attempt */
 	size_t			 heap_len, heap_cap;
 
@@ -379,6 +384,7 @@ scheduler_drop(struct scheduler *s, struct sched_msg *m)
 {
 	scheduler_unlink(s, m);
 	scheduler_hash_remove(s, m);
+	quota_table_sub(s->usage, m->uid, m->size);
 	s->relays[m->relay].n_routed--;
 	free(m);
 }
@@ -1419,7 +1425,11 @@ scheduler_add_id(const char *id, void *arg)
 	m->created = env->created;
 	m->heap_pos = SIZE_MAX;
 	m->state = SCHED_HELD;
+	m->uid = env->uid;
+	if (spool_message_size(s->spool, id, &m->size, &err) != 0)
+		m->size = 0;	/* gone meanwhile: found missing at delivery */
 	scheduler_hash_insert(s, m);
+	quota_table_add(s->usage, m->uid, m->size);
 	s->relays[first].n_routed++;
 	if (!env->held)
 		scheduler_set_waiting(s, m, env->next_attempt);
@@ -1718,6 +1728,35 @@ scheduler_control_ops(struct scheduler *s, struct control_ops *ops)
 	ops->arg = s;
 }
 
+/* quota.h: what uid has in the index now. */
+static int
+scheduler_op_uid_usage(void *arg, long uid, uint64_t *msgs, uint64_t *bytes)
+{
+	struct scheduler *s = arg;
+
+	quota_table_get(s->usage, uid, msgs, bytes);
+	return 0;
+}
+
+/* quota.h: a message was just committed; index it now rather than when
+ * the watch on queue/ reports it (known ids are skipped there). */
+static void
+scheduler_op_queued(void *arg, const char *id)
+{
+	struct scheduler *s = arg;
+
+	if (!s->shutting_down)
+		scheduler_add_id(id, s);
+}
+
+void
+scheduler_quota_ops(struct scheduler *s, struct quota *q)
+{
+	q->uid_usage = scheduler_op_uid_usage;
+	q->queued = scheduler_op_queued;
+	q->arg = s;
+}
+
 
 /* ------------------------------------------------------------------ */
 /* Life cycle. */
@@ -1752,6 +1791,7 @@ scheduler_new(struct event_base *base, struct evdns_base *dns,
 	s->n_buckets = 1024;
 	/* NOLINTNEXTLINE(bugprone-sizeof-expression): ptr array */
 	s->buckets = xcalloc(s->n_buckets, sizeof(*s->buckets));
+	s->usage = quota_table_new();
 	s->n_relays = cfg->n_smarthosts;
 	s->relays = xcalloc(s->n_relays, sizeof(*s->relays));
 	for (i = 0; i < s->n_relays; i++) {
@@ -1896,6 +1936,7 @@ scheduler_free(struct scheduler *s)
 			free(m);
 		}
 	free(s->buckets);
+	quota_table_free(s->usage);
 	free(s->heap);
 	if (s->run_ev != NULL)
 		event_free(s->run_ev);

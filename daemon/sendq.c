@@ -55,8 +55,12 @@
  *
  * mailq / -bp print queue_view's listing: asked from sendqd over the
  * control socket when it runs (so messages being delivered show as
- * active), else read from the spool directly.  -q asks sendqd to flush
- * the queue (control "flush"); without a running daemon it exits 75.
+ * active; sendqd shows a user only their own messages, root, its own
+ * user and admin_group everything), else read from the spool directly,
+ * which only root and sendqd's user can (anyone else: exit 75 with one
+ * line saying so).  -q asks sendqd to flush the queue (control "flush",
+ * for root, sendqd's user and admin_group: exit 77 for others); without
+ * a running daemon it exits 75.
  */
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -866,8 +870,23 @@ sendq_control_path(const struct config *cfg)
 	    CONFIG_DEFAULT_SOCKET;
 }
 
-/* mailq: queue_view's listing, from sendqd if it runs, else from the
- * spool directly. */
+/* sendqd's answer other than "ok": its first line, printed; the exit
+ * code (77 for a refusal, else 75). */
+static int
+sendq_daemon_error(struct buf *out)
+{
+	char *nl;
+
+	buf_append(out, "", 1);
+	if ((nl = strchr(out->data, '\n')) != NULL)
+		*nl = '\0';
+	fprintf(stderr, "sendq: sendqd: %s\n", out->data);
+	return strncmp(out->data, "error: permission denied:", 25) == 0 ?
+	    EX_NOPERM : EX_TEMPFAIL;
+}
+
+/* mailq: queue_view's listing, from sendqd if it runs (it shows a user
+ * their own messages only), else from the spool directly. */
 static int
 sendq_list_queue(const struct config *cfg, const char *spool_dir)
 {
@@ -876,15 +895,29 @@ sendq_list_queue(const struct config *cfg, const char *spool_dir)
 	int rc, ex = EX_OK;
 
 	buf_init(&out, QUEUE_VIEW_OUT_MAX);
-	if (queue_view_request(sendq_control_path(cfg), "list", 60, &out,
-	    &err) == 0 && out.len >= 3 && memcmp(out.data, "ok\n", 3) == 0) {
+	rc = queue_view_request(sendq_control_path(cfg), "list", 60, &out,
+	    &err);
+	if (rc == 0 && out.len >= 3 && memcmp(out.data, "ok\n", 3) == 0) {
 		fwrite(out.data + 3, 1, out.len - 3, stdout);
 		goto done;
 	}
+	if (rc == 0) {
+		ex = sendq_daemon_error(&out);
+		goto done;
+	}
 	out.len = 0;
-	rc = queue_view_list(spool_dir, 0, NULL, NULL, &out, &err);
+	rc = queue_view_list(spool_dir, queue_view_own_filter(spool_dir), 0,
+	    NULL, NULL, &out, &err);
 	if (rc == -ENOENT) {
 		printf("Mail queue is empty\n");
+		goto done;
+	}
+	if (rc == -EACCES || rc == -EPERM) {
+		fprintf(stderr, "sendq: sendqd is not running, and only root "
+		    "and the user sendqd runs as may read the spool directly: "
+		    "mailq shows your mail while sendqd runs (systemctl start "
+		    "sendq)\n");
+		ex = EX_TEMPFAIL;
 		goto done;
 	}
 	fwrite(out.data, 1, out.len, stdout);
@@ -909,7 +942,6 @@ sendq_flush(const struct config *cfg, int verbose)
 	struct sq_err err = { 0 };
 	struct buf out;
 	const char *path = sendq_control_path(cfg);
-	char *nl;
 	int rc, ex = EX_OK;
 
 	buf_init(&out, 64 * 1024);
@@ -920,19 +952,15 @@ sendq_flush(const struct config *cfg, int verbose)
 		    "systemctl start sendq\n", path);
 		ex = EX_TEMPFAIL;
 	} else if (rc == -EACCES || rc == -EPERM) {
-		fprintf(stderr, "sendq: %s (-q needs root or the sendq "
-		    "group)\n", err.msg);
+		fprintf(stderr, "sendq: %s (the control socket must be open "
+		    "to every user)\n", err.msg);
 		ex = EX_NOPERM;
 	} else if (rc != 0) {
 		fprintf(stderr, "sendq: %s\n", err.msg);
 		ex = EX_TEMPFAIL;
-	} else if (out.len < 3 || memcmp(out.data, "ok\n", 3) != 0) {
-		buf_append(&out, "", 1);
-		if ((nl = strchr(out.data, '\n')) != NULL)
-			*nl = '\0';
-		fprintf(stderr, "sendq: sendqd: %s\n", out.data);
-		ex = EX_TEMPFAIL;
-	} else if (verbose)
+	} else if (out.len < 3 || memcmp(out.data, "ok\n", 3) != 0)
+		ex = sendq_daemon_error(&out);
+	else if (verbose)
 		fprintf(stderr, "sendq: sendqd will try every queued message "
 		    "now\n");
 	buf_fini(&out);

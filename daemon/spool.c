@@ -1,11 +1,16 @@
 /*
  * spool.c - the durable message store (layout and commit order: spool.h).
  *
- * Queue ids are 19 upper-case hex digits: 10 of the seconds, 5 of the
- * microseconds and 4 of a per-process counter started at a random value,
- * so ids sort by arrival time.  An id is taken by creating tmp/ID.msg with
- * O_EXCL and checking that queue/ holds neither ID.msg nor ID.env; on any
- * collision the next id is tried.
+ * Queue ids are 31 upper-case hex digits: 10 of the seconds, 5 of the
+ * microseconds, then 16 (64 bits) from getrandom(), so ids sort by
+ * arrival time (to the microsecond; ids of the same microsecond in
+ * random order) and nobody can guess the name of a file being written.
+ * Without randomness no id is made: the writer fails (never a predictable
+ * fallback).  Ids of 19 digits (10 + 5 + a 4-digit counter) were made by
+ * earlier versions: spool_id_valid() still accepts them so that a queue
+ * written before an upgrade is delivered, but none is made any more.  An
+ * id is taken by creating tmp/ID.msg with O_EXCL and checking that queue/
+ * holds neither ID.msg nor ID.env; on any collision a new id is drawn.
  *
  * Locks: every file a writer creates (tmp/ID.msg, tmp/ID.env, tmp/ID.upd)
  * is flock()ed by its creator right after creation and stays locked until
@@ -28,6 +33,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -44,10 +50,13 @@
 #include "spool.h"
 #include "util.h"
 
-#define SPOOL_ID_LEN		19
+#define SPOOL_ID_LEN		31	/* 10 + 5 + 16 hex digits */
+#define SPOOL_ID_LEN_OLD	19	/* before 64 random bits */
 #define SPOOL_WRITE_BUF		(64 * 1024)
 #define SPOOL_ENV_MAX		(16 * 1024 * 1024)
 #define SPOOL_CREATE_TRIES	100
+
+_Static_assert(SPOOL_ID_LEN < ENVELOPE_ID_MAX, "queue id size");
 
 struct spool {
 	char		*dir;
@@ -60,7 +69,7 @@ struct spool {
 	int		 queue_fd;
 	int		 failed_fd;
 	int		 corrupt_fd;	/* -1 until corrupt/ is needed */
-	unsigned	 counter;	/* low part of the next queue id */
+	uint64_t	 min_free;	/* spool_space_ok's reserve, 0 = off */
 	int		 removed;	/* queue/ names unlinked since its
 					 * last fsync (spool_sync_removals) */
 };
@@ -120,7 +129,6 @@ spool_open(const char *dir, int create, struct spool **out,
     struct sq_err *err)
 {
 	struct spool *sp;
-	unsigned seed;
 	int rc;
 
 	sp = xcalloc(1, sizeof(*sp));
@@ -144,10 +152,6 @@ spool_open(const char *dir, int create, struct spool **out,
 		spool_close(sp);
 		return rc;
 	}
-	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) !=
-	    (ssize_t)sizeof(seed))
-		seed = (unsigned)getpid() * 2654435761u;
-	sp->counter = seed;
 	*out = sp;
 	return 0;
 }
@@ -181,6 +185,35 @@ spool_queue_dir(const struct spool *sp)
 	return sp->queue_dir;
 }
 
+void
+spool_set_min_free(struct spool *sp, uint64_t bytes)
+{
+	sp->min_free = bytes;
+}
+
+int
+spool_space_ok(struct spool *sp, uint64_t incoming, struct sq_err *err)
+{
+	struct statvfs vfs;
+	uint64_t avail;
+
+	if (sp->min_free == 0)
+		return 0;
+	if (fstatvfs(sp->dir_fd, &vfs) != 0)
+		return spool_fail(err, -errno, "statvfs", sp->dir, NULL);
+	/* What an unprivileged user may still use (f_bavail), which is
+	 * what the daemon's user has. */
+	avail = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+	if (avail >= sp->min_free && avail - sp->min_free >= incoming)
+		return 0;
+	return sq_err_set(err, -ENOSPC, "%s: %llu bytes free, %s the "
+	    "reserve (min_free_space = %llu bytes): no new mail until the "
+	    "queue drains or space is freed", sp->dir,
+	    (unsigned long long)avail, incoming > 0 ? "a message of this "
+	    "size would go below" : "below",
+	    (unsigned long long)sp->min_free);
+}
+
 int
 spool_id_valid(const char *s)
 {
@@ -189,20 +222,34 @@ spool_id_valid(const char *s)
 	for (i = 0; i < SPOOL_ID_LEN; i++)
 		if (!((s[i] >= '0' && s[i] <= '9') ||
 		    (s[i] >= 'A' && s[i] <= 'F')))
-			return 0;
-	return s[SPOOL_ID_LEN] == '\0';
+			break;
+	return s[i] == '\0' && (i == SPOOL_ID_LEN || i == SPOOL_ID_LEN_OLD);
 }
 
-static void
-spool_make_id(struct spool *sp, char *id, size_t idsz)
+/* A new queue id into id (idsz >= ENVELOPE_ID_MAX).  0, or -errno with
+ * err when getrandom() fails: no id is ever made without it. */
+static int
+spool_make_id(char *id, size_t idsz, struct sq_err *err)
 {
 	struct timespec ts;
+	uint64_t rnd;
+	ssize_t n;
 
+	do
+		n = getrandom(&rnd, sizeof(rnd), 0);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(rnd)) {
+		int e = n < 0 ? errno : EIO;
+
+		return sq_err_set(err, -e, "getrandom: %s (no queue id is "
+		    "made without randomness)", strerror(e));
+	}
 	clock_gettime(CLOCK_REALTIME, &ts);
-	snprintf(id, idsz, "%010llX%05lX%04X",
+	snprintf(id, idsz, "%010llX%05lX%016llX",
 	    (unsigned long long)ts.tv_sec & 0xFFFFFFFFFFULL,
 	    (unsigned long)(ts.tv_nsec / 1000) & 0xFFFFF,
-	    sp->counter++ & 0xFFFF);
+	    (unsigned long long)rnd);
+	return 0;
 }
 
 /*
@@ -300,7 +347,10 @@ spool_writer_begin(struct spool *sp, struct spool_writer **out,
 	w->sp = sp;
 	w->msg_fd = -1;
 	for (tries = 0; tries < SPOOL_CREATE_TRIES; tries++) {
-		spool_make_id(sp, w->id, sizeof(w->id));
+		if ((fd = spool_make_id(w->id, sizeof(w->id), err)) != 0) {
+			free(w);
+			return fd;
+		}
 		snprintf(w->msg_name, sizeof(w->msg_name), "%s.msg", w->id);
 		snprintf(w->env_name, sizeof(w->env_name), "%s.env", w->id);
 		fd = spool_create_locked(sp->tmp_fd, sp->tmp_dir, w->msg_name,
@@ -854,13 +904,13 @@ spool_cmp_names(const void *a, const void *b)
 static int
 spool_split_name(const char *name, const char *ext, char *id)
 {
-	size_t len = strlen(name);
+	size_t len = strlen(name), elen = strlen(ext);
 
-	if (len != SPOOL_ID_LEN + strlen(ext) ||
-	    strcmp(name + SPOOL_ID_LEN, ext) != 0)
+	if (len <= elen || len - elen >= ENVELOPE_ID_MAX ||
+	    strcmp(name + len - elen, ext) != 0)
 		return 0;
-	memcpy(id, name, SPOOL_ID_LEN);
-	id[SPOOL_ID_LEN] = '\0';
+	memcpy(id, name, len - elen);
+	id[len - elen] = '\0';
 	return spool_id_valid(id);
 }
 
@@ -1113,6 +1163,23 @@ spool_open_message(struct spool *sp, const char *id, struct sq_err *err)
 	    O_NOFOLLOW)) < 0)
 		return spool_fail(err, -errno, "open", sp->queue_dir, name);
 	return fd;
+}
+
+int
+spool_message_size(struct spool *sp, const char *id, uint64_t *size,
+    struct sq_err *err)
+{
+	char name[ENVELOPE_ID_MAX + 8];
+	struct stat st;
+
+	if (!spool_id_valid(id))
+		return sq_err_set(err, SQ_ENOTFOUND, "no message %.*s "
+		    "(not a queue id)", 40, id);
+	snprintf(name, sizeof(name), "%s.msg", id);
+	if (fstatat(sp->queue_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return spool_fail(err, -errno, "stat", sp->queue_dir, name);
+	*size = (uint64_t)st.st_size;
+	return 0;
 }
 
 int

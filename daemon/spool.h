@@ -38,6 +38,7 @@
 #define SENDQ_SPOOL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "envelope.h"
 #include "util.h"
@@ -58,8 +59,34 @@ void	spool_close(struct spool *sp);
 const char	*spool_queue_dir(const struct spool *sp);
 
 /*
+ * The free-space reserve ([queue] min_free_space): bytes of the spool's
+ * filesystem that new mail may not use; 0 (the default after spool_open)
+ * turns it off.  Only spool_space_ok() looks at it: the writers do not,
+ * so what sendqd writes itself (bounces, split copies, envelope updates)
+ * may still use the reserve.
+ */
+void	spool_set_min_free(struct spool *sp, uint64_t bytes);
+
+/*
+ * May new mail of about incoming bytes (0 when not known yet) be taken
+ * now?  Every path that accepts mail from a user (the listener, maildrop
+ * pick-up, the control socket's submit) asks before it queues.  Returns
+ * 0 when the reserve is off or the space available to unprivileged users
+ * (fstatvfs f_bavail) minus incoming stays at or above it; -ENOSPC with
+ * err saying how much is free and what the reserve is, which callers
+ * answer as "cannot queue now" (452 4.3.1, exit 75, file left in
+ * maildrop/); or -errno with err when fstatvfs fails.  Never blocks
+ * beyond the system call.
+ */
+int	spool_space_ok(struct spool *sp, uint64_t incoming,
+	    struct sq_err *err);
+
+/*
  * Start a new message: creates tmp/ID.msg (O_EXCL, 0600) with a fresh
- * unique queue id.  Returns 0 and *out, or -errno with err.
+ * unique queue id: 31 upper-case hex digits, the time of arrival (10 of
+ * seconds, 5 of microseconds) then 64 bits from getrandom(), so ids sort
+ * by arrival and cannot be guessed.  Returns 0 and *out, or -errno with
+ * err (also when getrandom() fails: there is no predictable fallback).
  */
 int	spool_writer_begin(struct spool *sp, struct spool_writer **out,
 	    struct sq_err *err);
@@ -129,6 +156,11 @@ int	spool_load_envelope(struct spool *sp, const char *id,
 int	spool_open_message(struct spool *sp, const char *id,
 	    struct sq_err *err);
 
+/* Size in bytes of the body of id (queue/ID.msg): 0 and *size, or
+ * -errno with err. */
+int	spool_message_size(struct spool *sp, const char *id, uint64_t *size,
+	    struct sq_err *err);
+
 /* Atomically replace the envelope of env->id (write, fsync, rename,
  * fsync dir).  0 or -errno with err. */
 int	spool_update_envelope(struct spool *sp, const struct envelope *env,
@@ -161,7 +193,9 @@ int	spool_sync_removals(struct spool *sp, struct sq_err *err);
 int	spool_hold_failed(struct spool *sp, const struct envelope *env,
 	    unsigned attempt, struct sq_err *err);
 
-/* True when s has the form of a queue id (for names found in queue/). */
+/* True when s has the form of a queue id (for names found in queue/):
+ * 31 upper-case hex digits, or the 19 of ids made by versions before
+ * random ids (so that a queue written before an upgrade is delivered). */
 int	spool_id_valid(const char *s);
 
 #endif

@@ -148,7 +148,7 @@ class Pickup(harness.IntegrationTest):
         self.assertEqual(sorted(kv["file"] for kv in lines), ["one", "two"])
         for kv in lines:
             self.assertEqual(kv["uid"], str(os.getuid()))
-            self.assertRegex(kv["msgid"], r"^[0-9A-F]{19}$")
+            self.assertRegex(kv["msgid"], r"^[0-9A-F]{31}$")
         self.assertEqual(self.maildrop_files(sq), [])
         self.assertStoppedCleanly(sq)
 
