@@ -133,8 +133,10 @@ class PowerSendq(harness.Sendq):
 
     def __init__(self, workdir, smarthost, spool, listen_port, sock):
         self.listen_port = listen_port
+        # LazyFS reports no free space: no reserve.
         super().__init__(workdir, smarthost, log_level="info",
-                         extra_sendq={"control_socket": sock})
+                         extra_sendq={"control_socket": sock},
+                         extra_queue={"min_free_space": "0"})
         self.spool = spool
         self.sock = sock
         self.write_config()
