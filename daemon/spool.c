@@ -978,6 +978,70 @@ spool_quarantine(struct spool *sp, const char *id, const char *reason)
 	    sp->corrupt_dir, safe);
 }
 
+/* 1 when name is in the sorted names[0..n-1]. */
+static int
+spool_name_listed(char **names, size_t n, const char *name)
+{
+	return bsearch(&name, names, n, sizeof(*names), spool_cmp_names) !=
+	    NULL;
+}
+
+void
+spool_quarantine_id(struct spool *sp, const char *id, const char *reason)
+{
+	if (spool_id_valid(id))
+		spool_quarantine(sp, id, reason);
+}
+
+int
+spool_recover_lazy(struct spool *sp, void (*cb)(const char *id, void *arg),
+    void *arg, struct sq_err *err)
+{
+	char **names, id[ENVELOPE_ID_MAX], other[ENVELOPE_ID_MAX + 8];
+	char safe[128];
+	size_t n, i, found = 0;
+	int rc;
+
+	if ((rc = spool_read_dir(sp->tmp_fd, sp->tmp_dir, &names, &n,
+	    err)) != 0)
+		return rc;
+	for (i = 0; i < n; i++)
+		spool_remove_if_dead(sp->tmp_fd, sp->tmp_dir, names[i], NULL);
+	spool_free_names(names, n);
+	if ((rc = spool_read_dir(sp->queue_fd, sp->queue_dir, &names, &n,
+	    err)) != 0)
+		return rc;
+	if (n > 1)
+		qsort(names, n, sizeof(*names), spool_cmp_names);
+	for (i = 0; i < n; i++) {
+		if (spool_split_name(names[i], ".msg", id)) {
+			snprintf(other, sizeof(other), "%s.env", id);
+			if (!spool_name_listed(names, n, other))
+				spool_remove_if_dead(sp->queue_fd,
+				    sp->queue_dir, names[i], other);
+			continue;
+		}
+		if (!spool_split_name(names[i], ".env", id)) {
+			log_warn("spool: ignoring unexpected file %s/%s",
+			    sp->queue_dir, sq_printable(safe, sizeof(safe),
+			    names[i], strlen(names[i])));
+			continue;
+		}
+		snprintf(other, sizeof(other), "%s.msg", id);
+		if (!spool_name_listed(names, n, other)) {
+			if (spool_exists(sp->queue_fd, names[i]))
+				spool_quarantine(sp, id, "envelope without "
+				    "message file (ID.msg missing)");
+			continue;
+		}
+		found++;
+		if (cb != NULL)
+			cb(id, arg);
+	}
+	spool_free_names(names, n);
+	return (int)found;
+}
+
 int
 spool_recover(struct spool *sp, void (*cb)(const char *id, void *arg),
     void *arg, struct sq_err *err)

@@ -137,6 +137,23 @@ int	spool_recover(struct spool *sp,
 	    struct sq_err *err);
 
 /*
+ * Recovery without reading any envelope, for a fast start on a deep
+ * queue: the tmp/ and queue/ debris is removed as by spool_recover, an
+ * .env without .msg is quarantined, and cb(id, arg) is called for every
+ * other queue/ID.env, in id order (arrival), found from the directory
+ * listing alone.  The caller parses each envelope when it gets to it and
+ * hands one that does not parse to spool_quarantine_id().  Returns the
+ * number of ids given to cb, or -errno with err.
+ */
+int	spool_recover_lazy(struct spool *sp,
+	    void (*cb)(const char *id, void *arg), void *arg,
+	    struct sq_err *err);
+/* Move message id to corrupt/ with reason, as recovery does with an
+ * envelope that does not parse (logged; failures logged and left). */
+void	spool_quarantine_id(struct spool *sp, const char *id,
+	    const char *reason);
+
+/*
  * List committed messages (every queue/ID.env) in id order, that is in
  * order of arrival, calling cb(id, arg) for each; no envelope is parsed
  * and nothing is changed (for mailq).  Returns the number listed, or
