@@ -38,6 +38,7 @@
 
 #include <stddef.h>
 
+#include "buf.h"
 #include "envelope.h"
 #include "util.h"
 
@@ -75,6 +76,19 @@ int	spool_writer_write(struct spool_writer *w, const void *data,
  */
 int	spool_writer_commit(struct spool_writer *w, struct envelope *env,
 	    struct sq_err *err);
+/*
+ * Rewrite what was written so far, in place of itself, keeping the
+ * writer's id: the bytes written are read back in chunks and passed to
+ * fn (last set on a final call with len 0), whose output (appended to
+ * out; fn may append up to 4 * len + 2 MiB per call) becomes the new
+ * content of tmp/ID.msg.  For the rare message that must be changed
+ * after it was read (msgfix.h); blocks for the copy.  Returns 0, fn's
+ * error, or -errno with err; on failure the caller aborts the writer.
+ */
+typedef int	(*spool_transform_fn)(void *arg, const void *data, size_t len,
+		    int last, struct buf *out, struct sq_err *err);
+int	spool_writer_transform(struct spool_writer *w, spool_transform_fn fn,
+	    void *arg, struct sq_err *err);
 /* Abandon a message: remove its temporary files, free the writer. */
 void	spool_writer_abort(struct spool_writer *w);
 
