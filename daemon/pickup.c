@@ -38,6 +38,8 @@
 #include "dropfile.h"
 #include "envelope.h"
 #include "log.h"
+#include "mailmsg.h"
+#include "msgfix.h"
 #include "pickup.h"
 #include "rewrite.h"
 #include "spool.h"
@@ -309,14 +311,36 @@ pickup_read(int fd, char *buf, size_t max)
 	return (ssize_t)got;
 }
 
-static void
-pickup_date(char *buf, size_t size)
+/*
+ * The wire rules (msgfix.h) for a file copied into w and scanned as
+ * scan: 0 to commit (rewritten if it had to be), 1 to reject the file
+ * (reason filled), -1 when the spool failed (err).
+ */
+static int
+pickup_fix(struct spool_writer *w, struct msgfix_scan *scan, char *reason,
+    size_t reasonsz, struct sq_err *err)
 {
-	time_t now = time(NULL);
-	struct tm tm;
+	struct msgfix_rw rw;
+	int rc;
 
-	localtime_r(&now, &tm);
-	strftime(buf, size, "%a, %d %b %Y %H:%M:%S %z", &tm);
+	msgfix_scan_end(scan, NULL);
+	switch (msgfix_verdict(scan, err)) {
+	case MSGFIX_KEEP:
+		return 0;
+	case MSGFIX_REWRITE:
+		msgfix_rw_init(&rw, scan);
+		rc = spool_writer_transform(w, msgfix_rw_step, &rw, err);
+		msgfix_rw_fini(&rw);
+		if (rc == 0)
+			return 0;
+		if (rc != SQ_ELIMIT && rc != SQ_EPARSE)
+			return -1;
+		break;
+	case MSGFIX_REFUSE:
+		break;
+	}
+	snprintf(reason, reasonsz, "%s", err->msg);
+	return 1;
 }
 
 /*
@@ -333,6 +357,7 @@ pickup_take(struct pickup *p, const char *name,
 	struct sq_err err = { 0 };
 	struct stat st, fst;
 	struct spool_writer *w = NULL;
+	struct msgfix_scan scan;
 	char reason[600], date[64], pname[128], *added = NULL;
 	enum pickup_take ret = PICKUP_DONE;
 	size_t i, total;
@@ -418,10 +443,16 @@ pickup_take(struct pickup *p, const char *name,
 		ret = PICKUP_STALL;
 		goto out;
 	}
-	pickup_date(date, sizeof(date));
+	mailmsg_date((int64_t)time(NULL), 1, date, sizeof(date));
 	added = dropfile_added_fields(&df, date, spool_writer_id(w),
 	    p->hostname);
 	total = (size_t)got;
+	/* The message (not the fields added here) is scanned for what the
+	 * wire cannot carry: line numbers are the message's. */
+	msgfix_scan_init(&scan, NULL);
+	msgfix_scan_feed(&scan, df.header, df.header_len, NULL);
+	msgfix_scan_feed(&scan, p->head + df.rest_off, (size_t)got -
+	    df.rest_off, NULL);
 	rc = spool_writer_write(w, added, strlen(added), &err);
 	if (rc == 0)
 		rc = spool_writer_write(w, df.header, df.header_len, &err);
@@ -444,8 +475,14 @@ pickup_take(struct pickup *p, const char *name,
 			goto reject;
 		}
 		more = (size_t)got == PICKUP_CHUNK;
+		msgfix_scan_feed(&scan, p->head, (size_t)got, NULL);
 		if (got > 0)
 			rc = spool_writer_write(w, p->head, (size_t)got, &err);
+	}
+	if (rc == 0) {
+		rc = pickup_fix(w, &scan, reason, sizeof(reason), &err);
+		if (rc > 0)
+			goto reject;
 	}
 	if (rc != 0) {
 		log_warn("pickup file=%s uid=%ld result=deferred error=\"%s\"",
