@@ -241,5 +241,31 @@ class Maildrop(harness.IntegrationTest, WireChecks):
         self.assertIsNotNone(m.header("Date"))
 
 
+class SafetyNet(harness.IntegrationTest):
+    """A spool file that holds an over-long line (written before intake
+    checked, or damaged) is never sent: the message fails with the
+    reason and its sender gets a bounce; Exim never gets the message."""
+
+    def test_old_spool_file_with_long_line_bounces_and_is_not_sent(self):
+        exim = self.start_exim()
+        sq = self.new_sendq(self.smarthost_for(exim, tls="implicit"))
+        # sendqd never ran: sendq commits into the spool itself.
+        sq.submit(plain_message("old", b"fine\n"), ["bob@example.net"],
+                  sender="alice@example.org")
+        (qid,) = sq.queued()
+        with open(os.path.join(sq.queue_dir(), qid + ".msg"), "wb") as f:
+            f.write(b"Subject: old spool\n\nshort\n" + b"x" * 1500 +
+                    b"\nend\n")
+        sq.start()
+        (m,) = exim.wait_messages(1)
+        sq.wait_queue_empty()
+        self.assertEqual(m.sender, "")      # the bounce, not the message
+        self.assertEqual(m.recipients, ["alice@example.org"])
+        self.assertIn(b"line 4 is longer than 998 octets", m.body)
+        self.assertNotIn(b"x" * 999, m.as_received())
+        sq.wait_log(r"relay=\S+ msgid=%s result=failed: message not "
+                    r"sent: line 4 is longer than 998 octets" % qid)
+
+
 if __name__ == "__main__":
     harness.main()
