@@ -120,7 +120,7 @@ void	msgfix_scan_init(struct msgfix_scan *s,
  * Scan len bytes.  With out non-NULL the bytes to store are appended to
  * out: the input, plus the added fields (and a blank line when the body
  * started without one) where the header ends; out may then grow by
- * len + MSGFIX_HOLD_MAX + 1024 bytes at most.  Returns 0, or -ENOMEM when
+ * len + MSGFIX_HOLD_MAX + 1024 bytes at most.  Returns 0, or SQ_ELIMIT when
  * out is full (out's limit too small: a caller bug).
  */
 int	msgfix_scan_feed(struct msgfix_scan *s, const void *data, size_t len,

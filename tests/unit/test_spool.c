@@ -961,3 +961,57 @@ Test(spool, writer_learns_its_message_was_adopted_when_the_answer_is_lost)
 	spool_close(cli);
 	spool_close(daemon);
 }
+
+/* A transform fed back the bytes written so far (to upper case here):
+ * the writer keeps its id, the new content is what commit stores. */
+static int
+test_upper(void *arg, const void *data, size_t len, int last,
+    struct buf *out, struct sq_err *err)
+{
+	const char *p = data;
+	size_t i;
+	char c;
+
+	(void)err;
+	*(int *)arg += last;
+	for (i = 0; i < len; i++) {
+		c = p[i] >= 'a' && p[i] <= 'z' ? (char)(p[i] - 32) : p[i];
+		if (buf_append(out, &c, 1) != 0)
+			return SQ_ELIMIT;
+	}
+	return 0;
+}
+
+Test(spool, transform_rewrites_the_message_under_the_same_id)
+{
+	struct spool *sp = test_open();
+	struct spool_writer *w = NULL;
+	struct envelope *env = test_envelope("b@c");
+	struct sq_err err = { 0 };
+	static char big[200000], buf[sizeof(big) + 16];
+	char id[ENVELOPE_ID_MAX];
+	size_t got = 0;
+	ssize_t r;
+	int fd, lasts = 0;
+
+	memset(big, 'q', sizeof(big));
+	cr_assert_eq(spool_writer_begin(sp, &w, &err), 0);
+	strcpy(id, spool_writer_id(w));
+	cr_assert_eq(spool_writer_write(w, "Subject: x\n\n", 12, &err), 0);
+	cr_assert_eq(spool_writer_write(w, big, sizeof(big), &err), 0);
+	cr_assert_eq(spool_writer_transform(w, test_upper, &lasts, &err), 0,
+	    "%s", err.msg);
+	cr_assert_eq(lasts, 1);
+	cr_assert_str_eq(spool_writer_id(w), id);
+	cr_assert_eq(spool_writer_commit(w, env, &err), 0, "%s", err.msg);
+	cr_assert_eq(test_count("tmp"), 0);
+	fd = spool_open_message(sp, id, &err);
+	while ((r = read(fd, buf + got, sizeof(buf) - got)) > 0)
+		got += (size_t)r;
+	close(fd);
+	cr_assert_eq(got, 12 + sizeof(big));
+	cr_assert_eq(memcmp(buf, "SUBJECT: X\n\nQQQ", 15), 0);
+	cr_assert_eq(buf[got - 1], 'Q');
+	envelope_free(env);
+	spool_close(sp);
+}
