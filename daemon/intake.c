@@ -263,37 +263,19 @@ static int
 intake_session_fix(struct intake_session *s)
 {
 	struct sq_err err = { 0 };
-	struct msgfix_rw rw;
 	int rc;
 
 	s->fix.len = 0;
 	rc = msgfix_scan_end(&s->scan, &s->fix);
 	if (rc == 0)
 		rc = spool_writer_write(s->w, s->fix.data, s->fix.len, &err);
-	if (rc != 0) {
+	if (rc == 0)
+		rc = spool_writer_fix(s->w, &s->scan, &err);
+	if (rc == 0)
+		return 0;
+	if (rc != SQ_EPARSE) {
 		intake_session_spool_failed(s, rc, &err);
 		return 0;	/* answered as a spool failure */
-	}
-	switch (msgfix_verdict(&s->scan, &err)) {
-	case MSGFIX_KEEP:
-		return 0;
-	case MSGFIX_REFUSE:
-		break;
-	case MSGFIX_REWRITE:
-		msgfix_rw_init(&rw, &s->scan);
-		rc = spool_writer_transform(s->w, msgfix_rw_step, &rw, &err);
-		msgfix_rw_fini(&rw);
-		if (rc == 0) {
-			log_info("intake client=%s uid=%ld rewritten: %s",
-			    s->client, s->uid, rw.qp ? "body re-encoded as "
-			    "quoted-printable (a line was longer than 998 "
-			    "octets)" : "header lines folded");
-			return 0;
-		}
-		if (rc == SQ_ELIMIT || rc == SQ_EPARSE)
-			break;
-		intake_session_spool_failed(s, rc, &err);
-		return 0;
 	}
 	log_warn("intake result=rejected client=%s uid=%ld reason=\"%s\"",
 	    s->client, s->uid, err.msg);

@@ -312,38 +312,6 @@ pickup_read(int fd, char *buf, size_t max)
 }
 
 /*
- * The wire rules (msgfix.h) for a file copied into w and scanned as
- * scan: 0 to commit (rewritten if it had to be), 1 to reject the file
- * (reason filled), -1 when the spool failed (err).
- */
-static int
-pickup_fix(struct spool_writer *w, struct msgfix_scan *scan, char *reason,
-    size_t reasonsz, struct sq_err *err)
-{
-	struct msgfix_rw rw;
-	int rc;
-
-	msgfix_scan_end(scan, NULL);
-	switch (msgfix_verdict(scan, err)) {
-	case MSGFIX_KEEP:
-		return 0;
-	case MSGFIX_REWRITE:
-		msgfix_rw_init(&rw, scan);
-		rc = spool_writer_transform(w, msgfix_rw_step, &rw, err);
-		msgfix_rw_fini(&rw);
-		if (rc == 0)
-			return 0;
-		if (rc != SQ_ELIMIT && rc != SQ_EPARSE)
-			return -1;
-		break;
-	case MSGFIX_REFUSE:
-		break;
-	}
-	snprintf(reason, reasonsz, "%s", err->msg);
-	return 1;
-}
-
-/*
  * Check, parse and copy one dropped file into a new spool writer (it).
  * batch[0..n) are the files already taken in this batch (the same inode
  * is never taken twice).
@@ -480,9 +448,12 @@ pickup_take(struct pickup *p, const char *name,
 			rc = spool_writer_write(w, p->head, (size_t)got, &err);
 	}
 	if (rc == 0) {
-		rc = pickup_fix(w, &scan, reason, sizeof(reason), &err);
-		if (rc > 0)
+		msgfix_scan_end(&scan, NULL);
+		rc = spool_writer_fix(w, &scan, &err);
+		if (rc == SQ_EPARSE) {
+			snprintf(reason, sizeof(reason), "%s", err.msg);
 			goto reject;
+		}
 	}
 	if (rc != 0) {
 		log_warn("pickup file=%s uid=%ld result=deferred error=\"%s\"",

@@ -1395,29 +1395,19 @@ sendq_fix(struct sendq_ctx *c, struct sendq_sink *s,
     struct msgfix_scan *scan)
 {
 	struct sq_err err = { 0 };
-	struct msgfix_rw rw;
 	int rc;
 
 	msgfix_scan_end(scan, NULL);
-	switch (msgfix_verdict(scan, &err)) {
-	case MSGFIX_KEEP:
+	if (s->w != NULL)
+		rc = spool_writer_fix(s->w, scan, &err);
+	else	/* a drop file: refuse now, the pick-up re-encodes */
+		rc = msgfix_verdict(scan, &err) == MSGFIX_REFUSE ?
+		    SQ_EPARSE : 0;
+	if (rc == 0)
 		return 0;
-	case MSGFIX_REFUSE:
-		break;
-	case MSGFIX_REWRITE:
-		if (s->w == NULL)
-			return 0;
-		msgfix_rw_init(&rw, scan);
-		rc = spool_writer_transform(s->w, msgfix_rw_step, &rw, &err);
-		msgfix_rw_fini(&rw);
-		if (rc == 0)
-			return 0;
-		if (rc != SQ_ELIMIT && rc != SQ_EPARSE) {
-			fprintf(stderr, "sendq: %s (message not queued)\n",
-			    err.msg);
-			return EX_TEMPFAIL;
-		}
-		break;
+	if (rc != SQ_EPARSE) {
+		fprintf(stderr, "sendq: %s (message not queued)\n", err.msg);
+		return EX_TEMPFAIL;
 	}
 	snprintf(c->refused, sizeof(c->refused), "%s", err.msg);
 	fprintf(stderr, "sendq: %s (message not queued)\n", err.msg);

@@ -41,6 +41,7 @@
 
 #include "envelope.h"
 #include "log.h"
+#include "msgfix.h"
 #include "spool.h"
 #include "util.h"
 
@@ -454,6 +455,31 @@ spool_writer_transform(struct spool_writer *w, spool_transform_fn fn,
 	free(chunk);
 	close(old);
 	return rc;
+}
+
+int
+spool_writer_fix(struct spool_writer *w, struct msgfix_scan *scan,
+    struct sq_err *err)
+{
+	struct msgfix_rw rw;
+	int rc;
+
+	switch (msgfix_verdict(scan, err)) {
+	case MSGFIX_KEEP:
+		return 0;
+	case MSGFIX_REFUSE:
+		return SQ_EPARSE;
+	case MSGFIX_REWRITE:
+		break;
+	}
+	msgfix_rw_init(&rw, scan);
+	rc = spool_writer_transform(w, msgfix_rw_step, &rw, err);
+	msgfix_rw_fini(&rw);
+	if (rc == 0)
+		log_info("msgid=%s rewritten: %s", w->id, rw.qp ? "body "
+		    "re-encoded as quoted-printable (a line was longer than "
+		    "998 octets)" : "header lines folded");
+	return rc == SQ_ELIMIT ? SQ_EPARSE : rc;
 }
 
 void

@@ -89,6 +89,18 @@ typedef int	(*spool_transform_fn)(void *arg, const void *data, size_t len,
 		    int last, struct buf *out, struct sq_err *err);
 int	spool_writer_transform(struct spool_writer *w, spool_transform_fn fn,
 	    void *arg, struct sq_err *err);
+/*
+ * The wire rules (msgfix.h) for the message in w, once scan (fed every
+ * byte of it, msgfix_scan_end called) has seen all of it: KEEP does
+ * nothing, REWRITE rewrites w through msgfix_rw_step.  Returns 0 (commit
+ * it), SQ_EPARSE when the message must be refused (err: the reason, for
+ * 554 5.6.0 / exit 65 / rejected/), or -errno with err (the spool
+ * failed: a temporary failure).  Every intake path calls this before
+ * its commit.
+ */
+struct msgfix_scan;
+int	spool_writer_fix(struct spool_writer *w, struct msgfix_scan *scan,
+	    struct sq_err *err);
 /* Abandon a message: remove its temporary files, free the writer. */
 void	spool_writer_abort(struct spool_writer *w);
 

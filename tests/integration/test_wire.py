@@ -102,7 +102,7 @@ class Listener(test_intake.IntakeBase, WireChecks):
         m = self.only_message()
         self.assertLegal(m)
         self.assertDecodesTo(m, body, "us-ascii")
-        self.sq.wait_log(r"intake client=\S+ uid=-?\d+ rewritten: body "
+        self.sq.wait_log(r"msgid=\S+ rewritten: body "
                          r"re-encoded as quoted-printable")
 
     def test_nul_byte_is_554_5_6_0_and_nothing_is_queued(self):

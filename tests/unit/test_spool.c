@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "msgfix.h"
 #include "spool.h"
 
 static char	 test_root[64];
@@ -1012,6 +1013,52 @@ Test(spool, transform_rewrites_the_message_under_the_same_id)
 	cr_assert_eq(got, 12 + sizeof(big));
 	cr_assert_eq(memcmp(buf, "SUBJECT: X\n\nQQQ", 15), 0);
 	cr_assert_eq(buf[got - 1], 'Q');
+	envelope_free(env);
+	spool_close(sp);
+}
+
+/* The wire rules before commit: a NUL is refused with the line, a long
+ * plain-text line is re-encoded in place. */
+Test(spool, fix_refuses_nul_and_reencodes_long_lines)
+{
+	struct spool *sp = test_open();
+	struct spool_writer *w = NULL;
+	struct envelope *env = test_envelope("b@c");
+	struct msgfix_scan scan;
+	struct sq_err err = { 0 };
+	static char msg[3000], buf[8000];
+	size_t n;
+	ssize_t r;
+	char id[ENVELOPE_ID_MAX];
+	int fd;
+
+	cr_assert_eq(spool_writer_begin(sp, &w, &err), 0);
+	msgfix_scan_init(&scan, NULL);
+	msgfix_scan_feed(&scan, "Subject: a\n\nx\0y\n", 16, NULL);
+	msgfix_scan_end(&scan, NULL);
+	cr_assert_eq(spool_writer_fix(w, &scan, &err), SQ_EPARSE);
+	cr_assert_str_eq(err.msg, "line 3 contains a NUL byte");
+	spool_writer_abort(w);
+
+	n = (size_t)snprintf(msg, sizeof(msg), "Subject: a\n\n");
+	memset(msg + n, 'k', 2000);
+	n += 2000;
+	cr_assert_eq(spool_writer_begin(sp, &w, &err), 0);
+	strcpy(id, spool_writer_id(w));
+	cr_assert_eq(spool_writer_write(w, msg, n, &err), 0);
+	msgfix_scan_init(&scan, NULL);
+	msgfix_scan_feed(&scan, msg, n, NULL);
+	msgfix_scan_end(&scan, NULL);
+	cr_assert_eq(spool_writer_fix(w, &scan, &err), 0, "%s", err.msg);
+	cr_assert_eq(spool_writer_commit(w, env, &err), 0, "%s", err.msg);
+	fd = spool_open_message(sp, id, &err);
+	r = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	cr_assert_gt(r, 0);
+	buf[r] = '\0';
+	cr_assert_not_null(strstr(buf, "Content-Transfer-Encoding: "
+	    "quoted-printable\n\nkkk"));
+	cr_assert_not_null(strstr(buf, "k=\nkkk"));
 	envelope_free(env);
 	spool_close(sp);
 }
