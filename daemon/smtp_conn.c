@@ -1042,6 +1042,39 @@ smtp_conn_on_txn_done(struct smtp_conn *c, const struct smtp_proto_event *ev)
 	smtp_conn_msg_end(c);
 }
 
+/*
+ * The message holds what must never reach a server (a NUL, a line over
+ * 998 octets: a spool file from before intake checked, or damaged).  It
+ * fails permanently (its sender gets a bounce saying why) and the
+ * connection is dropped without the final dot, so the server discards
+ * the partial message; on_closed follows with no message active.
+ */
+static void
+smtp_conn_body_refused(struct smtp_conn *c, const struct smtp_proto_event *ev)
+{
+	struct smtp_conn_result r;
+	size_t i;
+
+	smtp_conn_deadline_stop(c);
+	smtp_conn_result_init(c, &r, SMTP_CONN_FAILED, 554, ev->reply.text);
+	for (i = 0; i < c->msg.n_rcpts; i++)
+		c->rcpt_class[i] = 5;
+	r.rcpt_class = c->rcpt_class;
+	r.n_rcpts = c->msg.n_rcpts;
+	log_warn("relay=%s msgid=%s result=failed: %s (connection dropped "
+	    "so the server discards the partial message)", c->name,
+	    c->msg.id, r.reply);
+	if (c->msg.body_fd != -1)
+		close(c->msg.body_fd);
+	c->msg.body_fd = -1;
+	c->msg_active = 0;
+	if (!c->user_closed && c->cb.on_message_done != NULL)
+		c->cb.on_message_done(c, &r, c->arg);
+	smtp_conn_msg_end(c);
+	smtp_conn_fail(c, 0, "connection dropped to abort a message that "
+	    "cannot be sent");
+}
+
 static void
 smtp_conn_on_need_tls(struct smtp_conn *c)
 {
@@ -1127,6 +1160,11 @@ smtp_conn_events(struct smtp_conn *c)
 		case SMTP_PROTO_EV_FAILED:
 			if (c->state == SMTP_CONN_S_QUIT) {
 				smtp_conn_kill(c);
+				return 0;
+			}
+			if (ev.fail == SMTP_PROTO_FAIL_BODY &&
+			    c->msg_active) {
+				smtp_conn_body_refused(c, &ev);
 				return 0;
 			}
 			smtp_conn_failed_text(c, &ev, text, sizeof(text));

@@ -1222,6 +1222,19 @@ smtp_proto_body(struct smtp_proto *p, const void *chunk, size_t len,
 		    SMTP_PROTO_ENC_STEP;
 		n = smtp_wire_enc(&p->enc, c + off, step,
 		    last && off + step == len, tmp);
+		if (p->enc.bad != 0) {
+			/* Never the final dot: the server must discard
+			 * what it got (RFC 5322 2.1.1 safety net). */
+			char why[160];
+
+			snprintf(why, sizeof(why), "message not sent: line "
+			    "%llu %s (RFC 5322 2.1.1)", p->enc.bad_line,
+			    p->enc.bad == SMTP_WIRE_ENC_NUL ?
+			    "contains a NUL byte" :
+			    "is longer than 998 octets");
+			smtp_proto_fail_note(p, SMTP_PROTO_FAIL_BODY, why, 0);
+			return;
+		}
 		smtp_proto_append(p, tmp, n);
 		off += step;
 	} while (off < len);

@@ -140,6 +140,13 @@ enum smtp_proto_fail {
 				 * mechanism; AUTH would need TLS): a
 				 * problem of the smarthost's settings,
 				 * reported loudly, not retried soon */
+	SMTP_PROTO_FAIL_BODY,	/* the message holds a NUL or a line over
+				 * 998 octets (smtp_wire.h): the final dot
+				 * is never sent, the rest of the output
+				 * must be dropped and the connection
+				 * closed so the server discards the
+				 * partial message; the message's fault,
+				 * permanent (reply.text says why) */
 };
 
 struct smtp_proto_reply {
@@ -218,7 +225,10 @@ int	smtp_proto_send_mail(struct smtp_proto *p,
 /* Message bytes after NEED_BODY, in any chunking; last marks the end (a
  * missing final line break is added).  Line endings are normalised to
  * CRLF and lines starting with "." are dot-stuffed.  Callers should feed
- * more only while smtp_proto_output_pending() is small. */
+ * more only while smtp_proto_output_pending() is small.  A NUL byte or a
+ * line over 998 octets (a spool file that escaped intake's checks: old
+ * or damaged) ends the session with FAILED, SMTP_PROTO_FAIL_BODY, and
+ * the message is never terminated. */
 void	smtp_proto_body(struct smtp_proto *p, const void *chunk, size_t len,
 	    int last);
 /* End the session politely (QUIT).  When READY, QUIT is sent now; while

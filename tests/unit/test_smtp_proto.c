@@ -58,7 +58,7 @@ static void
 test_proto_event_str(const struct smtp_proto_event *ev, char *s, size_t n)
 {
 	static const char *const fails[] = {
-		"NONE", "CONN", "PROTO", "TLS", "RESP", "AUTH"
+		"NONE", "CONN", "PROTO", "TLS", "RESP", "AUTH", "BODY"
 	};
 
 	switch (ev->type) {
@@ -1895,5 +1895,75 @@ Test(smtp_proto, longest_address_with_full_dsn_parameters_fits_a_command)
 	    0);
 	smtp_proto_consumed(p, len);
 	cr_assert_not(smtp_proto_next_event(p, &ev));
+	smtp_proto_free(p);
+}
+
+/* The safety net (RFC 5322 2.1.1): a body with a NUL or a line over 998
+ * octets (an old or damaged spool file) fails the session with
+ * FAIL_BODY, and the final dot is never produced, so the server
+ * discards the partial message. */
+static void
+test_body_refused(const char *body, size_t len, const char *why)
+{
+	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto_event ev;
+	const void *data;
+	size_t olen;
+
+	TEST_RUN(p, TEST_HELLO, "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
+	    "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
+	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n",
+	    "E:NEED_BODY");
+	smtp_proto_body(p, body, len, 1);
+	cr_assert_eq(smtp_proto_next_event(p, &ev), 1);
+	cr_assert_eq(ev.type, SMTP_PROTO_EV_FAILED);
+	cr_assert_eq(ev.fail, SMTP_PROTO_FAIL_BODY);
+	cr_assert_not_null(strstr(ev.reply.text, why), "%s", ev.reply.text);
+	smtp_proto_output(p, &data, &olen);
+	cr_assert(olen < 3 || memmem(data, olen, "\r\n.\r\n", 5) == NULL,
+	    "the final dot was produced");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, body_with_nul_fails_without_final_dot)
+{
+	static const char body[] = "Subject: x\n\nab\0c\n";
+
+	test_body_refused(body, sizeof(body) - 1,
+	    "line 3 contains a NUL byte");
+}
+
+Test(smtp_proto, body_line_over_998_octets_fails_without_final_dot)
+{
+	static char body[1200];
+
+	memcpy(body, "Subject: x\r\n\r\n", 14);
+	memset(body + 14, 'x', 999);
+	memcpy(body + 14 + 999, "\r\n", 2);
+	test_body_refused(body, 14 + 999 + 2,
+	    "line 3 is longer than 998 octets");
+}
+
+Test(smtp_proto, body_line_of_998_octets_and_dots_are_sent)
+{
+	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	static char body[1100];
+	const void *data;
+	size_t len;
+
+	body[0] = '.';	/* the stuffed dot is not counted */
+	memset(body + 1, 'y', 997);
+	memcpy(body + 998, "\n", 1);
+	TEST_RUN(p, TEST_HELLO, "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
+	    "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
+	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n",
+	    "E:NEED_BODY");
+	smtp_proto_body(p, body, 999, 1);
+	smtp_proto_output(p, &data, &len);
+	cr_assert_eq(len, 999 + 1 + 1 + 3);
+	smtp_proto_consumed(p, len);
+	TEST_RUN(p, "S:250 Ok\r\n", "E:TXN_DONE 250", "E:READY");
 	smtp_proto_free(p);
 }
