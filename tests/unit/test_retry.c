@@ -429,6 +429,8 @@ ParameterizedTestParameters(retry, policy_table)
 		{ END, REPLY, 650, "6.0.0", DEFER, OK, F_RELAY,
 		    "unexpected" },
 		{ RCPT, REPLY, 354, "", DEFER, OK, F_RELAY, "unexpected" },
+		{ BODY, REPLY, 554, "5.7.1", DEFER, OK, F_RELAY,
+		    "unexpected" },
 		/* Out of range: deferred, never delivered or bounced. */
 		{ 99, REPLY, 250, "", DEFER, OK, F_RELAY, "unknown" },
 		{ -1, REPLY, 550, "5.7.1", DEFER, OK, F_RELAY, "unknown" },
