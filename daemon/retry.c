@@ -389,7 +389,7 @@ static const char *const retry_relay_names[] = {
 	[RETRY_RELAY_REST] = "rest",
 };
 
-#define RETRY_NAME(tab, v) ((unsigned)(v) < sizeof(tab) / sizeof(tab[0]) ? \
+#define RETRY_NAME(tab, v) ((unsigned)(v) < sizeof(tab) / sizeof((tab)[0]) ? \
 	(tab)[v] : "?")
 
 const char *
