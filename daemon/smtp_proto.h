@@ -137,9 +137,8 @@ enum smtp_proto_fail {
 				 * MAIL): see reply */
 	SMTP_PROTO_FAIL_AUTH,	/* authentication impossible or refused
 				 * (535: bad credentials; no common
-				 * mechanism; AUTH would need TLS): a
-				 * problem of the smarthost's settings,
-				 * reported loudly, not retried soon */
+				 * mechanism; AUTH would need TLS); what
+				 * it means is retry.c's decision */
 };
 
 /* What a reply answered, or where the session was when an event without
