@@ -69,6 +69,7 @@
 #include "control.h"
 #include "envelope.h"
 #include "log.h"
+#include "msgfix.h"
 #include "quota.h"
 #include "queue_view.h"
 #include "spool.h"
@@ -135,6 +136,7 @@ struct control_client {
 	struct envelope		*env;		/* submit: parsed */
 	struct spool_writer	*w;		/* submit: the message */
 	uint64_t		 size;		/* submit: bytes so far */
+	struct msgfix_scan	 scan;		/* submit: the wire rules */
 	long			 peer_uid;	/* = facts.uid */
 	long			 peer_pid;	/* -1 unknown */
 	struct control_facts	 facts;		/* from accept on */
@@ -707,6 +709,7 @@ control_submit_env(struct control_client *cl)
 		    err.msg);
 		return;
 	}
+	msgfix_scan_init(&cl->scan, NULL);
 	cl->state = CONTROL_DATA;
 	/* One frame at most is buffered: a header line and its chunk. */
 	bufferevent_setwatermark(cl->bev, EV_READ, 0,
@@ -734,6 +737,7 @@ control_submit_chunk(struct control_client *cl,
 	p = evbuffer_pullup(in, (ssize_t)(h->hdr_len + h->len));
 	if (p == NULL)
 		log_fatalx("control: out of memory for a chunk");
+	msgfix_scan_feed(&cl->scan, p + h->hdr_len, h->len, NULL);
 	if (spool_writer_write(cl->w, p + h->hdr_len, h->len, &err) != 0) {
 		control_submit_fail(cl, "4.3.0", "%s (message not queued)",
 		    err.msg);
@@ -745,6 +749,30 @@ control_submit_chunk(struct control_client *cl,
 }
 
 /* Frames after the envelope: write data, park at "end". */
+/*
+ * The end of the message: the wire rules (msgfix.h).  A NUL byte or a
+ * long line that cannot be re-encoded is refused ("5.6.0", sendq exits
+ * 65); a long line in a plain body is re-encoded in the spool file
+ * before the commit.  0, or -1 after answering.
+ */
+static int
+control_submit_fix(struct control_client *cl)
+{
+	struct sq_err err = { 0 };
+	int rc;
+
+	msgfix_scan_end(&cl->scan, NULL);
+	if ((rc = spool_writer_fix(cl->w, &cl->scan, &err)) == 0)
+		return 0;
+	if (rc == SQ_EPARSE)
+		control_submit_fail(cl, "5.6.0", "%s (message not queued)",
+		    err.msg);
+	else
+		control_submit_fail(cl, "4.3.0", "%s (message not queued)",
+		    err.msg);
+	return -1;
+}
+
 static void
 control_submit_data(struct control_client *cl)
 {
@@ -775,6 +803,8 @@ control_submit_data(struct control_client *cl)
 		}
 		if (h.type == SUBMIT_PROTO_END) {
 			evbuffer_drain(in, h.hdr_len);
+			if (control_submit_fix(cl) != 0)
+				return;
 			bufferevent_disable(cl->bev, EV_READ);
 			cl->state = CONTROL_PENDING;
 			c->n_pending++;

@@ -45,8 +45,10 @@
  * arrival time are the daemon's (uid from SO_PEERCRED, taken at accept),
  * and any delivery state (attempts, next, error, held, warned) is
  * refused.  CODE is an RFC 3463 enhanced status code; sendq maps 5.3.4
- * (larger than [intake] max_message_size) to exit 65, 5.7.1 (the caller
- * may not submit) to exit 77, anything else to exit 75.  The daemon may
+ * (larger than [intake] max_message_size) and 5.6.0 (a NUL byte, or a
+ * line over 998 octets that cannot be re-encoded: msgfix.h) to exit 65,
+ * 5.7.1 (the caller may not submit) to exit 77, anything else (4.3.1:
+ * the free-space reserve or a per-uid limit) to exit 75.  The daemon may
  * answer an error before "end" and close; the client then sees its
  * writes fail and reads the answer.  A connection that ends before
  * "end" aborts the message (nothing left in tmp/).  Submits that reach

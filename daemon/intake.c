@@ -50,6 +50,8 @@
 #include "intake_proto.h"
 #include "log.h"
 #include "quota.h"
+#include "mailmsg.h"
+#include "msgfix.h"
 #include "spool.h"
 #include "util.h"
 
@@ -88,6 +90,10 @@ struct intake_session {
 	uint64_t		 progress;	/* intake_proto_progress() when
 						 * the timer was last armed */
 	struct spool_writer	*w;
+	struct msgfix_scan	 scan;	/* the wire rules, msgfix.h */
+	struct msgfix_added	 added;	/* Date, Message-ID if missing */
+	char			 date[64];
+	struct buf		 fix;	/* msgfix's output, per chunk */
 	int			 write_rc;	/* first spool error */
 	char			 write_err[sizeof(((struct sq_err *)0)->msg)];
 	int			 committing;
@@ -156,6 +162,7 @@ intake_session_free(struct intake_session *s)
 	if (s->timer != NULL)
 		event_free(s->timer);
 	intake_proto_free(s->proto);
+	buf_fini(&s->fix);
 	free(s);
 }
 
@@ -214,18 +221,6 @@ intake_session_fail_log(struct intake_session *s, int rc, const char *why)
 	    why);
 }
 
-/* RFC 5322 date-time of now, local time. */
-static void
-intake_date(char *buf, size_t bufsz)
-{
-	struct tm tm;
-	time_t now = time(NULL);
-
-	if (localtime_r(&now, &tm) == NULL ||
-	    strftime(buf, bufsz, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
-		snprintf(buf, bufsz, "Thu, 01 Jan 1970 00:00:00 +0000");
-}
-
 /*
  * May this session's message be queued now (free-space reserve, per-uid
  * limits)?  size: the message's size, or what SIZE= said, or 0;
@@ -280,9 +275,18 @@ intake_session_data(struct intake_session *s)
 		intake_proto_data_start(s->proto, 0);
 		return;
 	}
-	intake_date(date, sizeof(date));
+	mailmsg_date((int64_t)time(NULL), 1, date, sizeof(date));
 	rcvd = intake_proto_received(s->proto, s->rcvd,
 	    spool_writer_id(s->w), date);
+	/* The client's bytes go through msgfix: Date and Message-ID are
+	 * added at the end of its header when missing (never From: that
+	 * is the client's to give). */
+	snprintf(s->date, sizeof(s->date), "%s", date);
+	s->added.date = s->date;
+	s->added.msgid_id = spool_writer_id(s->w);
+	s->added.hostname = s->in->hostname;
+	s->added.from = NULL;
+	msgfix_scan_init(&s->scan, &s->added);
 	rc = spool_writer_write(s->w, rcvd, strlen(rcvd), &err);
 	free(rcvd);
 	if (rc != 0) {
@@ -295,12 +299,46 @@ intake_session_data(struct intake_session *s)
 	intake_proto_data_start(s->proto, 1);
 }
 
+/*
+ * The end of the data: the wire rules (msgfix.h).  Returns 0 when the
+ * message may be committed (rewritten if it had to be), else answers
+ * the client (554 5.6.0 for content that cannot be relayed, 451/452 when
+ * the rewrite failed for a local reason) and returns -1.
+ */
+static int
+intake_session_fix(struct intake_session *s)
+{
+	struct sq_err err = { 0 };
+	int rc;
+
+	s->fix.len = 0;
+	rc = msgfix_scan_end(&s->scan, &s->fix);
+	if (rc == 0)
+		rc = spool_writer_write(s->w, s->fix.data, s->fix.len, &err);
+	if (rc == 0)
+		rc = spool_writer_fix(s->w, &s->scan, &err);
+	if (rc == 0)
+		return 0;
+	if (rc != SQ_EPARSE) {
+		intake_session_spool_failed(s, rc, &err);
+		return 0;	/* answered as a spool failure */
+	}
+	log_warn("intake result=rejected client=%s uid=%ld reason=\"%s\"",
+	    s->client, s->uid, err.msg);
+	spool_writer_abort(s->w);
+	s->w = NULL;
+	intake_proto_data_done(s->proto, INTAKE_PROTO_REJECTED, err.msg);
+	return -1;
+}
+
 /* EV_END: queue for the group commit, or answer the failure now. */
 static void
 intake_session_end(struct intake_session *s)
 {
 	struct intake *in = s->in;
 
+	if (s->w != NULL && intake_session_fix(s) != 0)
+		return;
 	if (s->w == NULL) {
 		intake_session_fail_log(s, s->write_rc, s->write_err);
 		intake_proto_data_done(s->proto, intake_nospace(s->write_rc) ?
@@ -340,7 +378,12 @@ intake_session_events(struct intake_session *s)
 		case INTAKE_PROTO_EV_BODY:
 			if (s->w == NULL)
 				break;
-			rc = spool_writer_write(s->w, ev.data, ev.len, &err);
+			s->fix.len = 0;
+			if (msgfix_scan_feed(&s->scan, ev.data, ev.len,
+			    &s->fix) != 0)
+				log_fatalx("intake: msgfix output overflow");
+			rc = spool_writer_write(s->w, s->fix.data, s->fix.len,
+			    &err);
 			if (rc != 0)
 				intake_session_spool_failed(s, rc, &err);
 			break;
@@ -756,6 +799,8 @@ intake_on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	}
 	s = xcalloc(1, sizeof(*s));
 	s->in = in;
+	/* A body chunk plus what msgfix may insert (msgfix.h). */
+	buf_init(&s->fix, INTAKE_PROTO_BODY_CHUNK + MSGFIX_HOLD_MAX + 4096);
 	intake_identify(s, fd, sa);
 	memset(&params, 0, sizeof(params));
 	params.hostname = in->hostname;

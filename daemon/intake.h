@@ -29,7 +29,12 @@
  * Messages: at DATA a spool writer is opened (spool_writer_begin; if that
  * fails, DATA is answered 452 4.3.1), a Received: field is written, then
  * the body as intake_proto hands it over (LF line endings, see
- * intake_proto.h).  At the final dot the session waits (reading nothing
+ * intake_proto.h) through msgfix (msgfix.h), which adds Date and
+ * Message-ID at the end of the header when missing.  At the final dot
+ * msgfix's verdict is applied: content the wire cannot carry is answered
+ * 554 5.6.0 with the reason (nothing queued), a message that must be
+ * re-encoded is rewritten in its spool writer first (blocking, once per
+ * such message).  At the final dot the session waits (reading nothing
  * more) while every message completed in the same turn of the event loop
  * is made durable by one spool_commit_group() (shared syncs), then each
  * gets 250 2.0.0 "Ok: queued as ID", or 452 4.3.1 when the spool cannot
@@ -49,7 +54,8 @@
  *
  * Owns: the listening sockets (and the unix socket files it created,
  * removed at free), the sessions, their spool writers until commit.
- * May call: intake_proto, spool, envelope, config, util, log, libevent.
+ * May call: intake_proto, msgfix, mailmsg, spool, envelope, config, util,
+ * log, libevent.
  *
  * DIAGNOSTICS: intake_new() fails with -errno and err naming the
  * address for a socket that cannot be made (address in use, no such

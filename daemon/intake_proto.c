@@ -1022,6 +1022,14 @@ intake_proto_data_done(struct intake_proto *p,
 		intake_proto_reply(p, "451 4.3.0 Error: local error in "
 		    "processing, try again later");
 		break;
+	case INTAKE_PROTO_REJECTED: {
+		char why[300];
+
+		sq_printable(why, sizeof(why), id != NULL ? id : "",
+		    id != NULL ? strlen(id) : 0);
+		intake_proto_reply(p, "554 5.6.0 Message refused: %s", why);
+		break;
+	}
 	}
 	intake_proto_txn_reset(p);
 	p->state = INTAKE_PROTO_S_CMD;

@@ -178,6 +178,10 @@ enum intake_proto_result {
 	INTAKE_PROTO_QUEUED,	/* 250 2.0.0 Ok: queued as ID */
 	INTAKE_PROTO_NOSPACE,	/* 452 4.3.1 Insufficient system storage */
 	INTAKE_PROTO_TEMPFAIL,	/* 451 4.3.0 Local error in processing */
+	INTAKE_PROTO_REJECTED,	/* 554 5.6.0 Message refused: REASON (the
+				 * content cannot be relayed as it is and
+				 * cannot be re-encoded: msgfix.h; X.6.0 is
+				 * RFC 3463's "other media error") */
 };
 
 struct intake_proto;
@@ -209,7 +213,8 @@ int	intake_proto_next_event(struct intake_proto *p,
 void	intake_proto_data_start(struct intake_proto *p, int ok);
 
 /* After EV_END: the reply to the final dot.  id (the queue id) is needed
- * with INTAKE_PROTO_QUEUED, ignored otherwise.  Either way the
+ * with INTAKE_PROTO_QUEUED; with INTAKE_PROTO_REJECTED it is the reason
+ * (one line, made printable); ignored otherwise.  Either way the
  * transaction ends. */
 void	intake_proto_data_done(struct intake_proto *p,
 	    enum intake_proto_result result, const char *id);

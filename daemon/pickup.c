@@ -39,6 +39,8 @@
 #include "dropfile.h"
 #include "envelope.h"
 #include "log.h"
+#include "mailmsg.h"
+#include "msgfix.h"
 #include "pickup.h"
 #include "quota.h"
 #include "rewrite.h"
@@ -343,16 +345,6 @@ pickup_read(int fd, char *buf, size_t max)
 	return (ssize_t)got;
 }
 
-static void
-pickup_date(char *buf, size_t size)
-{
-	time_t now = time(NULL);
-	struct tm tm;
-
-	localtime_r(&now, &tm);
-	strftime(buf, size, "%a, %d %b %Y %H:%M:%S %z", &tm);
-}
-
 /* The per-uid limits for a file of uid, counting the files of the same
  * uid already taken in this batch.  0 or -EDQUOT with err. */
 static int
@@ -384,6 +376,7 @@ pickup_take(struct pickup *p, const char *name,
 	struct sq_err err = { 0 };
 	struct stat st, fst;
 	struct spool_writer *w = NULL;
+	struct msgfix_scan scan;
 	char reason[600], date[64], pname[128], *added = NULL;
 	enum pickup_take ret = PICKUP_DONE;
 	size_t i, total;
@@ -483,10 +476,16 @@ pickup_take(struct pickup *p, const char *name,
 		ret = PICKUP_STALL;
 		goto out;
 	}
-	pickup_date(date, sizeof(date));
+	mailmsg_date((int64_t)time(NULL), 1, date, sizeof(date));
 	added = dropfile_added_fields(&df, date, spool_writer_id(w),
 	    p->hostname);
 	total = (size_t)got;
+	/* The message (not the fields added here) is scanned for what the
+	 * wire cannot carry: line numbers are the message's. */
+	msgfix_scan_init(&scan, NULL);
+	msgfix_scan_feed(&scan, df.header, df.header_len, NULL);
+	msgfix_scan_feed(&scan, p->head + df.rest_off, (size_t)got -
+	    df.rest_off, NULL);
 	rc = spool_writer_write(w, added, strlen(added), &err);
 	if (rc == 0)
 		rc = spool_writer_write(w, df.header, df.header_len, &err);
@@ -509,8 +508,17 @@ pickup_take(struct pickup *p, const char *name,
 			goto reject;
 		}
 		more = (size_t)got == PICKUP_CHUNK;
+		msgfix_scan_feed(&scan, p->head, (size_t)got, NULL);
 		if (got > 0)
 			rc = spool_writer_write(w, p->head, (size_t)got, &err);
+	}
+	if (rc == 0) {
+		msgfix_scan_end(&scan, NULL);
+		rc = spool_writer_fix(w, &scan, &err);
+		if (rc == SQ_EPARSE) {
+			snprintf(reason, sizeof(reason), "%s", err.msg);
+			goto reject;
+		}
 	}
 	if (rc != 0) {
 		log_warn("pickup file=%s uid=%ld result=deferred error=\"%s\"",

@@ -57,8 +57,8 @@
  * is gone: a rename over a file not yet picked up replaces it.
  *
  * Owns: the maildrop/ directories, the inotify watch on maildrop/.
- * May call: dropfile, spool (writer, group commit), envelope, config,
- * util, log, libevent.  Blocks for the file copies and one spool sync
+ * May call: dropfile, msgfix, mailmsg, spool (writer, group commit),
+ * envelope, config, util, log, libevent.  Blocks for the file copies and one spool sync
  * per batch.
  *
  * DIAGNOSTICS: one info line per file picked up,

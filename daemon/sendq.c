@@ -89,6 +89,7 @@
 #include "intake_proto.h"
 #include "log.h"
 #include "mailmsg.h"
+#include "msgfix.h"
 #include "queue_view.h"
 #include "rewrite.h"
 #include "spool.h"
@@ -600,6 +601,9 @@ struct sendq_ctx {
 	const char		*spool_dir;
 	const char		*control_path;
 	const char		*route;		/* for -v: how it went */
+	char			 refused[sizeof(((struct sq_err *)0)->msg)];
+						/* why msgfix refused the
+						 * message (-bs: 554 5.6.0) */
 };
 
 /*
@@ -613,6 +617,7 @@ struct sendq_sink {
 	uint64_t	 size;
 	uint64_t	 limit;		/* [intake] max_message_size */
 	int		 eightbit;	/* a byte >= 0x80 was seen */
+	struct msgfix_scan *scan;	/* body bytes are scanned */
 };
 
 static ssize_t
@@ -748,6 +753,8 @@ sendq_write(struct sendq_sink *s, const void *data, size_t len)
 	for (i = 0; !s->eightbit && i < len; i++)
 		if (p[i] >= 0x80)
 			s->eightbit = 1;
+	if (s->scan != NULL)
+		msgfix_scan_feed(s->scan, data, len, NULL);
 	s->size += len;
 	if (s->size > s->limit) {
 		fprintf(stderr, "sendq: message too large (more than %llu "
@@ -1095,47 +1102,29 @@ sendq_default_sender(const struct sendq_ctx *c)
 	return addr;
 }
 
-/* The missing Date, From and Message-ID fields. */
+/* The missing Date, From and Message-ID fields (mailmsg.h's helper; the
+ * From here carries -F's full name). */
 static char *
 sendq_added_fields(const struct mailmsg_header *h, const char *hdr,
     const struct envelope *env, const struct sendq_opts *o,
     const char *id, const char *hostname, const char *eol)
 {
-	struct buf b;
-	char datebuf[64], *from = NULL, *name, *field;
-	time_t now;
-	struct tm tm;
+	char date[64], *from, *addr, *name, *fields;
 
-	buf_init(&b, 64 * 1024);
-	if (mailmsg_find(h, hdr, "date", 0) < 0) {
-		now = time(NULL);
-		localtime_r(&now, &tm);
-		strftime(datebuf, sizeof(datebuf), "%a, %d %b %Y %H:%M:%S %z",
-		    &tm);
-		field = xasprintf("Date: %s%s", datebuf, eol);
-		buf_append_str(&b, field);
-		free(field);
-	}
-	if (mailmsg_find(h, hdr, "from", 0) < 0) {
-		from = env->sender[0] != '\0' ? xstrdup(env->sender) :
-		    xasprintf("MAILER-DAEMON@%s", hostname);
-		if (o->fullname != NULL) {
-			name = sendq_display_name(o->fullname);
-			field = xasprintf("From: %s <%s>%s", name, from, eol);
-			free(name);
-		} else
-			field = xasprintf("From: %s%s", from, eol);
-		buf_append_str(&b, field);
-		free(field);
-		free(from);
-	}
-	if (mailmsg_find(h, hdr, "message-id", 0) < 0) {
-		field = xasprintf("Message-ID: <%s@%s>%s", id, hostname, eol);
-		buf_append_str(&b, field);
-		free(field);
-	}
-	buf_append(&b, "", 1);
-	return b.data;
+	mailmsg_date((int64_t)time(NULL), 1, date, sizeof(date));
+	addr = env->sender[0] != '\0' ? xstrdup(env->sender) :
+	    xasprintf("MAILER-DAEMON@%s", hostname);
+	if (o->fullname != NULL) {
+		name = sendq_display_name(o->fullname);
+		from = xasprintf("%s <%s>", name, addr);
+		free(name);
+	} else
+		from = xstrdup(addr);
+	fields = mailmsg_added_fields(mailmsg_present(h, hdr), date, from,
+	    id, hostname, eol);
+	free(from);
+	free(addr);
+	return fields;
 }
 
 /*
@@ -1262,7 +1251,7 @@ sendq_answer_exit(const char *answer)
 
 	if (strncmp(answer, "error: ", 7) != 0)
 		return EX_TEMPFAIL;
-	if (strncmp(code, "5.3.4 ", 6) == 0)
+	if (strncmp(code, "5.3.4 ", 6) == 0 || strncmp(code, "5.6.0 ", 6) == 0)
 		return EX_DATAERR;
 	if (strncmp(code, "5.7.1 ", 6) == 0)
 		return EX_NOPERM;
@@ -1485,6 +1474,38 @@ sendq_to_helper(struct sendq_ctx *c, struct sendq_sink *s,
 }
 
 /*
+ * The wire rules (msgfix.h) once the whole message was read: a message
+ * the wire cannot carry is refused (exit 65, the reason in c->refused);
+ * one that must be re-encoded is rewritten in the spool writer before
+ * it is committed, while a drop file is left for the pick-up to
+ * rewrite (it applies the same rules).  Returns 0 or an exit code after
+ * printing.
+ */
+static int
+sendq_fix(struct sendq_ctx *c, struct sendq_sink *s,
+    struct msgfix_scan *scan)
+{
+	struct sq_err err = { 0 };
+	int rc;
+
+	(void)s;
+	/* Refuse here what no path can carry; what can be re-encoded is
+	 * re-encoded where it is written to the spool (sendqd's submit,
+	 * or the pick-up of a drop file). */
+	msgfix_scan_end(scan, NULL);
+	rc = msgfix_verdict(scan, &err) == MSGFIX_REFUSE ? SQ_EPARSE : 0;
+	if (rc == 0)
+		return 0;
+	if (rc != SQ_EPARSE) {
+		fprintf(stderr, "sendq: %s (message not queued)\n", err.msg);
+		return EX_TEMPFAIL;
+	}
+	snprintf(c->refused, sizeof(c->refused), "%s", err.msg);
+	fprintf(stderr, "sendq: %s (message not queued)\n", err.msg);
+	return EX_DATAERR;
+}
+
+/*
  * Read, check and queue one message from in.  The envelope comes from the
  * options, or, for -bs, from smtp_sender/smtp_rcpts (then nothing is
  * read from the options but -F).  idbuf (ENVELOPE_ID_MAX bytes, may be
@@ -1499,6 +1520,7 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 	struct sendq_sink sink;
 	struct buf hdr, line;
 	struct mailmsg_header h;
+	struct msgfix_scan scan;
 	struct envelope *env;
 	enum sendq_dot state = SENDQ_DOT_BOL;
 	static const char *const rcpt_fields[] = { "to", "cc", "bcc" };
@@ -1515,6 +1537,11 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 	buf_init(&hdr, MAILMSG_HEADER_MAX);
 	buf_init(&line, MAILMSG_HEADER_MAX);
 	memset(&h, 0, sizeof(h));
+	/* The message as read (before Bcc removal and the added fields) is
+	 * scanned for what the wire cannot carry (msgfix.h), so that line
+	 * numbers in a refusal are the submitter's. */
+	msgfix_scan_init(&scan, NULL);
+	c->refused[0] = '\0';
 
 	/* The envelope, from the command line (or the SMTP dialogue). */
 	env = envelope_new();
@@ -1558,6 +1585,7 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 			ended = 1;
 			break;
 		}
+		msgfix_scan_feed(&scan, line.data, line.len, NULL);
 		switch (mailmsg_line_kind(line.data, line.len)) {
 		case MAILMSG_LINE_CONT:
 			if (hdr.len == 0) {
@@ -1643,8 +1671,11 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 		rc = sendq_write(&sink, eol, strlen(eol));
 	if (rc == 0)
 		rc = sendq_write(&sink, line.data, line.len);
+	sink.scan = &scan;
 	if (rc == 0 && !ended)
 		rc = sendq_stream_body(in, &sink, ignore_dots, state);
+	if (rc == 0)
+		rc = sendq_fix(c, &sink, &scan);
 	if (rc != 0)
 		goto out;
 	env->body_8bit = sink.eightbit;
@@ -1751,7 +1782,7 @@ sendq_smtp(struct sendq_ctx *c)
 	size_t off = 0, len = 0, i;
 	ssize_t n;
 	uint64_t max;
-	int rc = EX_OK, eof = 0, in_data = 0, qrc;
+	int rc = EX_OK, eof = 0, in_data = 0, qrc, refused = 0;
 
 	max = c->cfg->intake.max_message_size;
 	memset(&params, 0, sizeof(params));
@@ -1796,9 +1827,16 @@ sendq_smtp(struct sendq_ctx *c)
 				    EX_TEMPFAIL;
 				free(rcpts);
 				free(in);
-				intake_proto_data_done(p, qrc == EX_OK ?
-				    INTAKE_PROTO_QUEUED :
-				    INTAKE_PROTO_TEMPFAIL, id);
+				if (qrc == EX_DATAERR && c->refused[0] != '\0') {
+					/* Content the wire cannot carry: 554
+					 * 5.6.0, and exit 65 at the end. */
+					intake_proto_data_done(p,
+					    INTAKE_PROTO_REJECTED, c->refused);
+					refused = 1;
+				} else
+					intake_proto_data_done(p, qrc == EX_OK ?
+					    INTAKE_PROTO_QUEUED :
+					    INTAKE_PROTO_TEMPFAIL, id);
 				in_data = 0;
 				break;
 			case INTAKE_PROTO_EV_CLOSE:
@@ -1835,7 +1873,7 @@ sendq_smtp(struct sendq_ctx *c)
 	}
 	buf_fini(&msg);
 	intake_proto_free(p);
-	return rc;
+	return rc == EX_OK && refused ? EX_DATAERR : rc;
 }
 
 int

@@ -47,6 +47,7 @@
 
 #include "envelope.h"
 #include "log.h"
+#include "msgfix.h"
 #include "spool.h"
 #include "util.h"
 
@@ -444,6 +445,95 @@ spool_writer_free(struct spool_writer *w)
 		close(w->msg_fd);
 	free(w->buf);
 	free(w);
+}
+
+#define SPOOL_TRANSFORM_CHUNK	(64 * 1024)
+
+/*
+ * The old content is read through a read-only descriptor opened before
+ * its name is removed; the new tmp/ID.msg is created (locked) under the
+ * same name.  A crash in between leaves at most an unlocked tmp/ file,
+ * which recovery removes, as for any writer that died.
+ */
+int
+spool_writer_transform(struct spool_writer *w, spool_transform_fn fn,
+    void *arg, struct sq_err *err)
+{
+	struct spool *sp = w->sp;
+	struct buf out;
+	char *chunk = NULL;
+	off_t off = 0;
+	ssize_t n;
+	int old, fd, rc;
+
+	if ((rc = spool_writer_flush(w, err)) != 0)
+		return rc;
+	old = openat(sp->tmp_fd, w->msg_name, O_RDONLY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (old < 0)
+		return spool_fail(err, -errno, "open", sp->tmp_dir,
+		    w->msg_name);
+	if (unlinkat(sp->tmp_fd, w->msg_name, 0) != 0) {
+		rc = spool_fail(err, -errno, "unlink", sp->tmp_dir,
+		    w->msg_name);
+		close(old);
+		return rc;
+	}
+	fd = spool_create_locked(sp->tmp_fd, sp->tmp_dir, w->msg_name, err);
+	if (fd < 0) {
+		close(old);
+		return fd == -EEXIST ? spool_fail(err, fd, "create",
+		    sp->tmp_dir, w->msg_name) : fd;
+	}
+	close(w->msg_fd);
+	w->msg_fd = fd;
+	w->body_8bit = 0;
+	chunk = xmalloc(SPOOL_TRANSFORM_CHUNK);
+	buf_init(&out, 4 * SPOOL_TRANSFORM_CHUNK + 2 * 1024 * 1024 + 4096);
+	do {
+		do
+			n = pread(old, chunk, SPOOL_TRANSFORM_CHUNK, off);
+		while (n < 0 && errno == EINTR);
+		if (n < 0) {
+			rc = spool_fail(err, -errno, "read", sp->tmp_dir,
+			    w->msg_name);
+			break;
+		}
+		off += n;
+		out.len = 0;
+		rc = fn(arg, chunk, (size_t)n, n == 0, &out, err);
+		if (rc == 0 && out.len > 0)
+			rc = spool_writer_write(w, out.data, out.len, err);
+	} while (rc == 0 && n > 0);
+	buf_fini(&out);
+	free(chunk);
+	close(old);
+	return rc;
+}
+
+int
+spool_writer_fix(struct spool_writer *w, struct msgfix_scan *scan,
+    struct sq_err *err)
+{
+	struct msgfix_rw rw;
+	int rc;
+
+	switch (msgfix_verdict(scan, err)) {
+	case MSGFIX_KEEP:
+		return 0;
+	case MSGFIX_REFUSE:
+		return SQ_EPARSE;
+	case MSGFIX_REWRITE:
+		break;
+	}
+	msgfix_rw_init(&rw, scan);
+	rc = spool_writer_transform(w, msgfix_rw_step, &rw, err);
+	msgfix_rw_fini(&rw);
+	if (rc == 0)
+		log_info("msgid=%s rewritten: %s", w->id, rw.qp ? "body "
+		    "re-encoded as quoted-printable (a line was longer than "
+		    "998 octets)" : "header lines folded");
+	return rc == SQ_ELIMIT ? SQ_EPARSE : rc;
 }
 
 void

@@ -40,6 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "envelope.h"
 #include "util.h"
 
@@ -102,6 +103,31 @@ int	spool_writer_write(struct spool_writer *w, const void *data,
  * -errno with err, removes the temporary files and frees the writer.
  */
 int	spool_writer_commit(struct spool_writer *w, struct envelope *env,
+	    struct sq_err *err);
+/*
+ * Rewrite what was written so far, in place of itself, keeping the
+ * writer's id: the bytes written are read back in chunks and passed to
+ * fn (last set on a final call with len 0), whose output (appended to
+ * out; fn may append up to 4 * len + 2 MiB per call) becomes the new
+ * content of tmp/ID.msg.  For the rare message that must be changed
+ * after it was read (msgfix.h); blocks for the copy.  Returns 0, fn's
+ * error, or -errno with err; on failure the caller aborts the writer.
+ */
+typedef int	(*spool_transform_fn)(void *arg, const void *data, size_t len,
+		    int last, struct buf *out, struct sq_err *err);
+int	spool_writer_transform(struct spool_writer *w, spool_transform_fn fn,
+	    void *arg, struct sq_err *err);
+/*
+ * The wire rules (msgfix.h) for the message in w, once scan (fed every
+ * byte of it, msgfix_scan_end called) has seen all of it: KEEP does
+ * nothing, REWRITE rewrites w through msgfix_rw_step.  Returns 0 (commit
+ * it), SQ_EPARSE when the message must be refused (err: the reason, for
+ * 554 5.6.0 / exit 65 / rejected/), or -errno with err (the spool
+ * failed: a temporary failure).  Every intake path calls this before
+ * its commit.
+ */
+struct msgfix_scan;
+int	spool_writer_fix(struct spool_writer *w, struct msgfix_scan *scan,
 	    struct sq_err *err);
 /* Abandon a message: remove its temporary files, free the writer. */
 void	spool_writer_abort(struct spool_writer *w);

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "msgfix.h"
 #include "spool.h"
 
 static char	 test_root[64];
