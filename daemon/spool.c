@@ -31,6 +31,7 @@
  * queue/ID.env, so a reader sees the old or the new envelope, never half.
  */
 #include <sys/file.h>
+#include <pthread.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -56,6 +57,7 @@
 #define SPOOL_WRITE_BUF		(64 * 1024)
 #define SPOOL_ENV_MAX		(16 * 1024 * 1024)
 #define SPOOL_CREATE_TRIES	100
+#define SPOOL_SYNC_THREADS	8	/* fdatasyncs issued at once */
 
 _Static_assert(SPOOL_ID_LEN < ENVELOPE_ID_MAX, "queue id size");
 
@@ -725,15 +727,50 @@ spool_gc_undo(struct spool *sp, struct spool_gc_item *it)
  * their size and blocks, is included; their names are the directory's
  * business).  rcs[i] is 0 or -errno for fds[i].
  */
+struct spool_sync_part {
+	const int	*fds;
+	int		*rcs;
+	size_t		 first, n, step;
+};
+
+static void *
+spool_sync_part(void *arg)
+{
+	struct spool_sync_part *p = arg;
+	size_t i;
+
+	for (i = p->first; i < p->n; i += p->step)
+		p->rcs[i] = fdatasync(p->fds[i]) == 0 ? 0 : -errno;
+	return NULL;
+}
+
+/* The fdatasyncs run from up to SPOOL_SYNC_THREADS threads at once: each
+ * ends in a disk cache flush, and flushes issued together are merged by
+ * the block layer, where one after the other they would add up. */
 static void
 spool_sync_batch(const int *fds, int *rcs, size_t n)
 {
-	size_t i;
+	struct spool_sync_part parts[SPOOL_SYNC_THREADS];
+	pthread_t tids[SPOOL_SYNC_THREADS];
+	int started[SPOOL_SYNC_THREADS];
+	size_t i, k;
 
 	for (i = 0; i < n; i++)
 		(void)sync_file_range(fds[i], 0, 0, SYNC_FILE_RANGE_WRITE);
-	for (i = 0; i < n; i++)
-		rcs[i] = fdatasync(fds[i]) == 0 ? 0 : -errno;
+	k = n < SPOOL_SYNC_THREADS ? n : SPOOL_SYNC_THREADS;
+	for (i = 0; i < k; i++) {
+		parts[i] = (struct spool_sync_part){ fds, rcs, i, n, k };
+		started[i] = i > 0 && pthread_create(&tids[i], NULL,
+		    spool_sync_part, &parts[i]) == 0;
+	}
+	if (k > 0)
+		spool_sync_part(&parts[0]);
+	for (i = 1; i < k; i++) {
+		if (started[i])
+			pthread_join(tids[i], NULL);
+		else
+			spool_sync_part(&parts[i]);
+	}
 }
 
 /* Sync the data of every live member's .msg and .env as one batch; a
