@@ -397,6 +397,34 @@ class Submit(harness.IntegrationTest):
         self.assertEqual(p.returncode, 75, p.stderr)
         self.assertEqual(os.listdir(elsewhere), [])
 
+    def test_helper_syncs_its_file_twice_never_the_filesystem(self):
+        """The rename is made durable by an fsync of the renamed file
+        (sendq_drop.c), not by syncfs(), which flushes the whole
+        filesystem: fsync, rename, fsync, and no syncfs or sync."""
+        strace = shutil.which("strace")
+        if strace is None:
+            self.skipTest("strace not installed")
+        sq = self.daemon()
+        sq.sendq_env()
+        trace = os.path.join(sq.dir, "drop.strace")
+        p = harness.run([strace, "-f", "-qq", "-o", trace, "-e",
+                         "trace=fsync,fdatasync,syncfs,sync,rename,"
+                         "renameat,renameat2",
+                         harness.sendq_binary("sendq-drop-testing")],
+                        input=b"X-Sendq-Recipient: <bob@example.net>\n"
+                        b"Subject: durable\n\nbody\n",
+                        env={"SENDQ_DROP_TEST_CONFIG": sq.config})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(trace) as f:
+            calls = [re.sub(r"^\d+\s+", "", ln).split("(")[0]
+                     for ln in f if "(" in ln]
+        self.assertNotIn("syncfs", calls)
+        self.assertNotIn("sync", calls)
+        calls = ["rename" if c.startswith("rename") else c
+                 for c in calls]
+        self.assertEqual(calls, ["fsync", "rename", "fsync"])
+        self.assertEqual(len(sq.maildrop_files()), 1)
+
 
 if __name__ == "__main__":
     harness.main()
