@@ -97,9 +97,12 @@ class Showq(harness.IntegrationTest):
 
     def test_missing_spool_is_an_empty_queue_unreadable_queue_is_75(self):
         empty = os.path.join(self.sq.dir, "empty.ini")
+        with open(self.sq.config) as f:
+            text = f.read().replace(
+                "spool_dir = %s\n" % self.sq.spool, "spool_dir = %s\n" %
+                os.path.join(self.sq.dir, "no-spool"))
         with open(empty, "w") as f:
-            f.write("[sendq]\nspool_dir = %s\n" % os.path.join(
-                self.sq.dir, "no-spool"))
+            f.write(text)
         p = self.showq(config=empty)
         self.assertEqual((p.returncode, p.stdout),
                          (0, b"Mail queue is empty\n"), p.stderr)
