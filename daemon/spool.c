@@ -71,9 +71,9 @@ struct spool {
 	int		 queue_fd;
 	int		 failed_fd;
 	int		 corrupt_fd;	/* -1 until corrupt/ is needed */
-	mode_t		 env_mode;	/* of .env files: 0600, or 0640 when
-					 * tmp/ is setgid to the readers'
-					 * group (spool_set_queue_group) */
+	/* Mode of .env files: 0600, or 0640 when tmp/ is setgid to the
+	 * readers' group (spool_set_queue_group). */
+	mode_t		 env_mode;
 	uint64_t	 min_free;	/* spool_space_ok's reserve, 0 = off */
 };
 
@@ -1409,9 +1409,9 @@ spool_fix_dir(int fd, const char *path, const char *group, gid_t gid,
 		/* A non-member's chmod drops the setgid bit silently. */
 		if ((mode & S_ISGID) && (fstat(fd, &st) != 0 ||
 		    !(st.st_mode & S_ISGID)))
-			log_warn("spool: %s: the setgid bit did not stay (sendqd's "
-			    "user is not in group %s): new envelopes stay 0600",
-			    path, group);
+			log_warn("spool: %s: the setgid bit did not stay "
+			    "(sendqd's user is not in group %s): new "
+			    "envelopes stay 0600", path, group);
 	}
 	return 0;
 }
