@@ -843,7 +843,8 @@ control_submit_line(struct control_client *cl, const char *line)
 		control_submit_fail(cl, "5.7.1", "%s", err.msg);
 		return;
 	}
-	memcpy(frame, line, n);
+	/* The line again with its LF, as the framing parser reads it. */
+	memcpy(frame, line, n + 1);
 	frame[n] = '\n';
 	rc = submit_proto_parse(frame, n + 1, &h, &err);
 	if (rc <= 0 || h.type != SUBMIT_PROTO_SUBMIT) {
