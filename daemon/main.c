@@ -5,6 +5,10 @@
  * sendqd runs in the foreground and logs to stderr (systemd puts that in
  * the journal).  SIGTERM and SIGINT stop it cleanly: connections are
  * closed, a message in flight stays queued (delivery is at least once).
+ * SIGHUP reloads the configuration (main_reload).  Under systemd
+ * (Type=notify) service.c tells the manager READY=1 once the spool is
+ * recovered and every listener is up, STOPPING=1 on SIGTERM, RELOADING=1
+ * around a reload, and keeps the watchdog fed.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -24,6 +28,7 @@
 #include "pickup.h"
 #include "scheduler.h"
 #include "secret.h"
+#include "service.h"
 #include "spool.h"
 #include "tls.h"
 
@@ -44,7 +49,8 @@ main_usage(FILE *f)
 	    "  -h, --help         show this help and exit\n"
 	    "  -V, --version      show the version and exit\n"
 	    "\n"
-	    "Signals: SIGTERM or SIGINT stop the daemon; messages stay queued.\n"
+	    "Signals: SIGTERM or SIGINT stop the daemon; messages stay queued;\n"
+	    "SIGHUP reloads the configuration.\n"
 	    "Exit status: 0 after a clean stop, 64 usage, 71 start-up failure,\n"
 	    "78 configuration error.\n", CONFIG_DEFAULT_PATH);
 }
@@ -85,8 +91,51 @@ struct main_state {
 	struct event_base	*base;
 	struct scheduler	*sched;
 	struct intake		*intake;
+	struct service		*service;
+	const char		*config_path;
 	int			 stopping;
 };
+
+static void
+main_status(void *arg, char *buf, size_t len)
+{
+	struct main_state *st = arg;
+
+	scheduler_summary(st->sched, buf, len);
+}
+
+/*
+ * SIGHUP: re-read the configuration.  An invalid one is refused with its
+ * FILE:LINE message and the running one stays.
+ */
+static void
+main_reload(struct main_state *st)
+{
+	struct config *cfg = NULL;
+	struct sq_err err = { 0 };
+
+	service_reloading(st->service);
+	log_info("reload: reading %s", st->config_path);
+	if (config_load_file(st->config_path, &cfg, &err) != 0 ||
+	    main_check_tls(cfg, 1, &err) != 0) {
+		log_err("reload refused, the running configuration stays: %s",
+		    err.msg);
+	} else
+		log_info("reload: %s is valid", st->config_path);
+	config_free(cfg);
+	service_ready(st->service);
+}
+
+static void
+main_on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct main_state *st = arg;
+
+	(void)sig;
+	(void)what;
+	if (!st->stopping)
+		main_reload(st);
+}
 
 static void
 main_on_stopped(void *arg)
@@ -105,6 +154,7 @@ main_on_signal(evutil_socket_t sig, short what, void *arg)
 	if (st->stopping)
 		return;
 	st->stopping = 1;
+	service_stopping(st->service, "stopping: closing connections");
 	intake_close_listeners(st->intake);
 	log_info("received %s: stopping", strsignal((int)sig));
 	scheduler_shutdown(st->sched, main_on_stopped, st);
@@ -130,7 +180,7 @@ main(int argc, char **argv)
 	struct pickup *pickup = NULL;
 	struct control_ops ops;
 	const char *ctl_path;
-	struct event *sigterm = NULL, *sigint = NULL;
+	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
 	struct sq_err err = { 0 };
 	char hostname[256];
 	const char *ehlo_name;
@@ -214,10 +264,14 @@ main(int argc, char **argv)
 		status = EX_CONFIG;
 		goto out;
 	}
+	st.config_path = config_path;
+	st.service = service_new(st.base, main_status, &st);
 	sigterm = evsignal_new(st.base, SIGTERM, main_on_signal, &st);
 	sigint = evsignal_new(st.base, SIGINT, main_on_signal, &st);
+	sighup = evsignal_new(st.base, SIGHUP, main_on_hup, &st);
 	evsignal_add(sigterm, NULL);
 	evsignal_add(sigint, NULL);
+	evsignal_add(sighup, NULL);
 	if (scheduler_start(st.sched, &err) != 0) {
 		log_err("cannot start: %s", err.msg);
 		goto out;
@@ -243,6 +297,7 @@ main(int argc, char **argv)
 		    "... will not work)", err.msg);
 	log_info("started: config=%s spool=%s smarthosts=%zu", config_path,
 	    cfg->spool_dir, cfg->n_smarthosts);
+	service_ready(st.service);
 	if (event_base_dispatch(st.base) < 0) {
 		log_err("event loop failed");
 		goto out;
@@ -257,6 +312,9 @@ out:
 		event_free(sigterm);
 	if (sigint != NULL)
 		event_free(sigint);
+	if (sighup != NULL)
+		event_free(sighup);
+	service_free(st.service);
 	scheduler_free(st.sched);
 	if (dns != NULL)
 		evdns_base_free(dns, 0);

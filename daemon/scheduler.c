@@ -1890,3 +1890,20 @@ scheduler_free(struct scheduler *s)
 	free(s->ehlo_name);
 	free(s);
 }
+
+void
+scheduler_summary(const struct scheduler *s, char *buf, size_t len)
+{
+	size_t i, n;
+	int w;
+
+	w = snprintf(buf, len, "queued %zu", s->n_msgs);
+	for (i = 0; i < s->n_relays && w >= 0 && (size_t)w < len; i++) {
+		n = (size_t)w;
+		w = snprintf(buf + n, len - n, "%s%s %s", i == 0 ?
+		    "; relays: " : ", ", s->relays[i].sh->name,
+		    s->relays[i].down ? "DOWN" : "up");
+		if (w >= 0)
+			w += (int)n;
+	}
+}

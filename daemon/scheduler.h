@@ -55,6 +55,10 @@ void	scheduler_shutdown(struct scheduler *s, void (*done)(void *),
 struct control_ops;
 void	scheduler_control_ops(struct scheduler *s, struct control_ops *ops);
 
+/* A one-line summary for systemd's STATUS=: "queued N; relays: NAME up,
+ * NAME DOWN" (truncated to fit buf, size len > 0, NUL-terminated). */
+void	scheduler_summary(const struct scheduler *s, char *buf, size_t len);
+
 /* Free everything; only after shutdown's done callback. NULL accepted. */
 void	scheduler_free(struct scheduler *s);
 
