@@ -25,6 +25,13 @@ file(MAKE_DIRECTORY "${man}/man8")
 file(CREATE_LINK sendq.1.gz "${man}/man1/mailq.1.gz" SYMBOLIC)
 file(CREATE_LINK sendq.1.gz "${man}/man1/newaliases.1.gz" SYMBOLIC)
 file(CREATE_LINK ../man1/sendq.1.gz "${man}/man8/sendmail.8.gz" SYMBOLIC)
+# The drop helper is documented in sendq-maildrop(5) until it has a page
+# of its own.
+if(EXISTS "${root}/usr/sbin/sendq-drop" AND
+    NOT EXISTS "${man}/man8/sendq-drop.8.gz")
+  file(CREATE_LINK ../man5/sendq-maildrop.5.gz "${man}/man8/sendq-drop.8.gz"
+    SYMBOLIC)
+endif()
 # lintian overrides, each with its reason (in the file).
 file(MAKE_DIRECTORY "${root}/usr/share/lintian/overrides")
 file(COPY "${CPACK_SENDQ_DEB_DIR}/lintian-overrides" DESTINATION
