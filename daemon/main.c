@@ -93,6 +93,7 @@ struct main_state {
 	struct intake		*intake;
 	struct service		*service;
 	const char		*config_path;
+	int			 debug;		/* -d: log_level stays debug */
 	int			 stopping;
 };
 
@@ -106,7 +107,10 @@ main_status(void *arg, char *buf, size_t len)
 
 /*
  * SIGHUP: re-read the configuration.  An invalid one is refused with its
- * FILE:LINE message and the running one stays.
+ * FILE:LINE message and the running one stays.  Of a valid one, only
+ * log_level is applied for now; the modules keep the configuration they
+ * started with (smarthosts, routing, listeners: a restart applies them,
+ * and the log line says so).
  */
 static void
 main_reload(struct main_state *st)
@@ -120,8 +124,13 @@ main_reload(struct main_state *st)
 	    main_check_tls(cfg, 1, &err) != 0) {
 		log_err("reload refused, the running configuration stays: %s",
 		    err.msg);
-	} else
-		log_info("reload: %s is valid", st->config_path);
+	} else {
+		if (!st->debug)
+			log_init("sendqd", (enum log_level)cfg->log_level);
+		log_info("reload: %s is valid; log_level applied, other "
+		    "changes take effect at the next restart",
+		    st->config_path);
+	}
 	config_free(cfg);
 	service_ready(st->service);
 }
@@ -265,6 +274,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	st.config_path = config_path;
+	st.debug = debug;
 	st.service = service_new(st.base, main_status, &st);
 	sigterm = evsignal_new(st.base, SIGTERM, main_on_signal, &st);
 	sigint = evsignal_new(st.base, SIGINT, main_on_signal, &st);

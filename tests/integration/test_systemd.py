@@ -214,6 +214,20 @@ class SystemdNotifyTest(IntegrationTest):
         self.assertTrue(sq.running())
         self.assertStoppedCleanly(sq)
 
+    def test_reload_applies_log_level(self):
+        sq = self.new_sq(self.down_smarthost(), log_level="info")
+        start_sendqd(sq, {})
+        sq.wait_log(r" started: ")
+        sq.log_level = "debug"
+        sq.write_config()
+        os.kill(sq.pid(), signal.SIGHUP)
+        sq.wait_log(r"reload: .* is valid; log_level applied")
+        self.assertNotIn(": debug: ", sq.log_text())
+        # A message whose delivery fails: now its debug lines show.
+        sq.submit(make_message("verbose", "body\n"), ["bob@example.org"])
+        sq.wait_log(r": debug: ")
+        self.assertStoppedCleanly(sq)
+
     def test_without_notify_socket_nothing_changes(self):
         sq = self.new_sq(self.down_smarthost())
         start_sendqd(sq, {})
