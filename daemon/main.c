@@ -93,6 +93,10 @@ struct main_state {
 	struct intake		*intake;
 	struct service		*service;
 	const char		*config_path;
+	const struct config	*cfg;		/* the one in force */
+	struct config		**reloaded;	/* every reloaded one: kept
+						 * until exit (see main_reload) */
+	size_t			 n_reloaded;
 	int			 debug;		/* -d: log_level stays debug */
 	int			 stopping;
 };
@@ -107,10 +111,13 @@ main_status(void *arg, char *buf, size_t len)
 
 /*
  * SIGHUP: re-read the configuration.  An invalid one is refused with its
- * FILE:LINE message and the running one stays.  Of a valid one, only
- * log_level is applied for now; the modules keep the configuration they
- * started with (smarthosts, routing, listeners: a restart applies them,
- * and the log line says so).
+ * FILE:LINE message and the running one stays.  A valid one goes to the
+ * scheduler (scheduler_reconfigure: smarthosts' settings, routing, queue
+ * settings; it refuses a changed smarthost list) and log_level applies;
+ * the listener, the maildrop pick-up and the control socket keep the
+ * configuration they started with until a restart.  Every configuration
+ * stays allocated until exit, since a connection in flight may still use
+ * the one it was opened with (a few KiB per reload).
  */
 static void
 main_reload(struct main_state *st)
@@ -121,16 +128,29 @@ main_reload(struct main_state *st)
 	service_reloading(st->service);
 	log_info("reload: reading %s", st->config_path);
 	if (config_load_file(st->config_path, &cfg, &err) != 0 ||
-	    main_check_tls(cfg, 1, &err) != 0) {
-		log_err("reload refused, the running configuration stays: %s",
-		    err.msg);
-	} else {
-		if (!st->debug)
-			log_init("sendqd", (enum log_level)cfg->log_level);
-		log_info("reload: %s is valid; log_level applied, other "
-		    "changes take effect at the next restart",
-		    st->config_path);
+	    main_check_tls(cfg, 1, &err) != 0)
+		goto refused;
+	if (strcmp(cfg->spool_dir, st->cfg->spool_dir) != 0) {
+		sq_err_set(&err, SQ_ECONFIG, "%s: spool_dir changed: restart "
+		    "sendqd to apply it", cfg->path);
+		goto refused;
 	}
+	if (scheduler_reconfigure(st->sched, cfg, &err) != 0)
+		goto refused;
+	st->reloaded = xreallocarray(st->reloaded, st->n_reloaded + 1,
+	    sizeof(*st->reloaded));
+	st->reloaded[st->n_reloaded++] = cfg;
+	st->cfg = cfg;
+	if (!st->debug)
+		log_init("sendqd", (enum log_level)cfg->log_level);
+	log_info("reload: %s applied (smarthosts, routing, queue, log_level; "
+	    "[intake], maildrop and control socket settings at the next "
+	    "restart)", st->config_path);
+	service_ready(st->service);
+	return;
+refused:
+	log_err("reload refused, the running configuration stays: %s",
+	    err.msg);
 	config_free(cfg);
 	service_ready(st->service);
 }
@@ -274,6 +294,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	st.config_path = config_path;
+	st.cfg = cfg;
 	st.debug = debug;
 	st.service = service_new(st.base, main_status, &st);
 	sigterm = evsignal_new(st.base, SIGTERM, main_on_signal, &st);
@@ -332,5 +353,8 @@ out:
 		event_base_free(st.base);
 	spool_close(sp);
 	config_free(cfg);
+	while (st.n_reloaded > 0)
+		config_free(st.reloaded[--st.n_reloaded]);
+	free(st.reloaded);
 	return status;
 }

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""test_reload.py - SIGHUP reloads the configuration of a running sendqd.
+
+  - 500 messages queued for a smarthost that is down; a reload whose
+    routing sends them to another smarthost (a real Exim): each arrives
+    exactly once, nothing stays queued (routing changed where the config
+    changed it, nothing lost or duplicated);
+  - a reload that changes a smarthost's address takes effect for new
+    connections;
+  - an invalid file (FILE:LINE) and a changed smarthost list are refused,
+    and the running configuration keeps working.
+"""
+
+import os
+import signal
+import smtplib
+
+import harness
+from harness import DEFAULT_TIMEOUT, IntegrationTest, free_port, make_message
+
+N = 500
+
+
+class ReloadTest(IntegrationTest):
+
+    def new_sq(self, smarthost, more=(), listen_port=None):
+        extra = {"control_socket": os.path.join(self.dir, "control.sock")}
+        sq = self.new_sendq(smarthost, name="first", extra_sendq=extra,
+                            more_smarthosts=more)
+        if listen_port is not None:
+            with open(sq.config, "a") as f:
+                f.write("\n[intake]\nlisten = 127.0.0.1:%d\n" % listen_port)
+        return sq
+
+    def reload(self, sq):
+        """SIGHUP; returns the log line that says how it ended."""
+        before = len(sq.log_text())
+        os.kill(sq.pid(), signal.SIGHUP)
+
+        def done():
+            tail = sq.log_text()[before:]
+            for ln in tail.splitlines():
+                if "reload: " in ln and "applied" in ln or \
+                        "reload refused" in ln:
+                    return ln
+            return None
+        return harness.wait_for(done, what="the end of the reload")
+
+    def queue_over_smtp(self, port, n):
+        s = smtplib.SMTP("127.0.0.1", port, timeout=DEFAULT_TIMEOUT)
+        try:
+            for i in range(n):
+                s.sendmail("alice@example.org", ["bob@example.org"],
+                           make_message("reload %03d" % i, "n=%d\n" % i))
+        finally:
+            s.quit()
+
+    def test_500_queued_rerouted_by_reload_exactly_once(self):
+        exim = self.start_exim()
+        down = {"host": "127.0.0.1", "port": free_port(), "tls": "none",
+                "match_recipient": "*@example.org"}
+        second = self.smarthost_for(exim)
+        port = free_port()
+        sq = self.new_sq(down, more=[("second", second)], listen_port=port)
+        sq.start()
+        sq.wait_log(r" started: ")
+        self.queue_over_smtp(port, N)
+        harness.wait_for(lambda: len(sq.queued()) == N,
+                         what=lambda: "%d queued (have %d)" %
+                         (N, len(sq.queued())))
+        self.assertEqual(exim.message_ids(), [])
+        # The new routing: "first" takes nothing of example.org any more.
+        sq.smarthost["match_recipient"] = "*@nowhere.invalid"
+        sq.write_config()
+        with open(sq.config, "a") as f:
+            f.write("\n[intake]\nlisten = 127.0.0.1:%d\n" % port)
+        ln = self.reload(sq)
+        self.assertIn("applied", ln)
+        exim.wait_messages(N, timeout=180)
+        sq.wait_queue_empty(timeout=180)
+        subjects = sorted(m.header("Subject").strip()
+                          for m in exim.messages())
+        self.assertEqual(subjects, ["reload %03d" % i for i in range(N)])
+        self.assertStoppedCleanly(sq)
+
+    def test_new_address_for_new_connections(self):
+        exim = self.start_exim()
+        sh = {"host": "127.0.0.1", "port": free_port(), "tls": "none"}
+        sq = self.new_sq(sh)
+        sq.start()
+        sq.wait_log(r" started: ")
+        sq.submit(make_message("moved", "body\n"), ["bob@example.org"])
+        sq.wait_log(r"result=deferred")
+        sq.write_config(self.smarthost_for(exim))
+        self.assertIn("applied", self.reload(sq))
+        exim.wait_messages(1)
+        sq.wait_queue_empty()
+        self.assertStoppedCleanly(sq)
+
+    def test_refused_reloads_keep_the_running_configuration(self):
+        exim = self.start_exim()
+        sq = self.new_sq(self.smarthost_for(exim))
+        sq.start()
+        sq.wait_log(r" started: ")
+        good = sq.config_text()
+        # A syntax error: FILE:LINE.
+        with open(sq.config, "a") as f:
+            f.write("no_such_key = 1\n")
+        ln = self.reload(sq)
+        self.assertRegex(ln, r"error: reload refused.*%s:\d+" % sq.config)
+        # Another smarthost: needs a restart.
+        with open(sq.config, "w") as f:
+            f.write(good + "\n[smarthost extra]\nhost = 127.0.0.1\n"
+                    "port = %d\ntls = none\n" % free_port())
+        ln = self.reload(sq)
+        self.assertRegex(ln, r"reload refused.*number of smarthosts "
+                         r"changed.*restart")
+        # The running configuration still delivers.
+        sq.submit(make_message("still works", "body\n"), ["bob@example.org"])
+        exim.wait_messages(1)
+        self.assertTrue(sq.running())
+        self.assertStoppedCleanly(sq)
+
+
+if __name__ == "__main__":
+    harness.main()
