@@ -122,7 +122,7 @@ main_status(void *arg, char *buf, size_t len)
 static void
 main_reload(struct main_state *st)
 {
-	struct config *cfg = NULL;
+	struct config *cfg = NULL, **all;
 	struct sq_err err = { 0 };
 
 	service_reloading(st->service);
@@ -137,8 +137,9 @@ main_reload(struct main_state *st)
 	}
 	if (scheduler_reconfigure(st->sched, cfg, &err) != 0)
 		goto refused;
-	st->reloaded = xreallocarray(st->reloaded, st->n_reloaded + 1,
-	    sizeof(*st->reloaded));
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): ptr array */
+	all = xreallocarray(st->reloaded, st->n_reloaded + 1, sizeof(*all));
+	st->reloaded = all;
 	st->reloaded[st->n_reloaded++] = cfg;
 	st->cfg = cfg;
 	if (!st->debug)

@@ -1979,6 +1979,7 @@ scheduler_reconfigure(struct scheduler *s, const struct config *cfg,
 
 	if ((rc = scheduler_reconfigure_check(s, cfg, err)) != 0)
 		return rc;
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): ptr array */
 	tls = xcalloc(s->n_relays, sizeof(*tls));
 	for (i = 0; i < s->n_relays; i++) {
 		if (cfg->smarthosts[i].tls == CONFIG_TLS_NONE)
@@ -2002,8 +2003,10 @@ scheduler_reconfigure(struct scheduler *s, const struct config *cfg,
 
 		/* A connection in flight still uses the old context. */
 		if (r->tls != NULL) {
+			/* NOLINTBEGIN(bugprone-sizeof-expression): ptrs */
 			s->old_tls = xreallocarray(s->old_tls,
 			    s->n_old_tls + 1, sizeof(*s->old_tls));
+			/* NOLINTEND(bugprone-sizeof-expression) */
 			s->old_tls[s->n_old_tls++] = r->tls;
 		}
 		r->tls = tls[i];
