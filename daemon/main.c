@@ -119,23 +119,22 @@ main_status(void *arg, char *buf, size_t len)
  * stays allocated until exit, since a connection in flight may still use
  * the one it was opened with (a few KiB per reload).
  */
-static void
-main_reload(struct main_state *st)
+static int
+main_reload(struct main_state *st, struct sq_err *err)
 {
 	struct config *cfg = NULL, **all;
-	struct sq_err err = { 0 };
 
 	service_reloading(st->service);
 	log_info("reload: reading %s", st->config_path);
-	if (config_load_file(st->config_path, &cfg, &err) != 0 ||
-	    main_check_tls(cfg, 1, &err) != 0)
+	if (config_load_file(st->config_path, &cfg, err) != 0 ||
+	    main_check_tls(cfg, 1, err) != 0)
 		goto refused;
 	if (strcmp(cfg->spool_dir, st->cfg->spool_dir) != 0) {
-		sq_err_set(&err, SQ_ECONFIG, "%s: spool_dir changed: restart "
+		sq_err_set(err, SQ_ECONFIG, "%s: spool_dir changed: restart "
 		    "sendqd to apply it", cfg->path);
 		goto refused;
 	}
-	if (scheduler_reconfigure(st->sched, cfg, &err) != 0)
+	if (scheduler_reconfigure(st->sched, cfg, err) != 0)
 		goto refused;
 	/* NOLINTNEXTLINE(bugprone-sizeof-expression): ptr array */
 	all = xreallocarray(st->reloaded, st->n_reloaded + 1, sizeof(*all));
@@ -148,23 +147,36 @@ main_reload(struct main_state *st)
 	    "[intake], maildrop and control socket settings at the next "
 	    "restart)", st->config_path);
 	service_ready(st->service);
-	return;
+	return 0;
 refused:
 	log_err("reload refused, the running configuration stays: %s",
-	    err.msg);
+	    err->msg);
 	config_free(cfg);
 	service_ready(st->service);
+	return err->code != 0 ? err->code : SQ_ECONFIG;
+}
+
+/* sendqctl reload (control_ops.reload). */
+static int
+main_op_reload(void *arg, struct sq_err *err)
+{
+	struct main_state *st = arg;
+
+	if (st->stopping)
+		return sq_err_set(err, -ESHUTDOWN, "sendqd is stopping");
+	return main_reload(st, err);
 }
 
 static void
 main_on_hup(evutil_socket_t sig, short what, void *arg)
 {
 	struct main_state *st = arg;
+	struct sq_err err = { 0 };
 
 	(void)sig;
 	(void)what;
 	if (!st->stopping)
-		main_reload(st);
+		(void)main_reload(st, &err);
 }
 
 static void
@@ -323,6 +335,8 @@ main(int argc, char **argv)
 	ctl_path = cfg->control_socket != NULL ? cfg->control_socket :
 	    CONFIG_DEFAULT_SOCKET;
 	scheduler_control_ops(st.sched, &ops);
+	ops.reload = main_op_reload;
+	ops.reload_arg = &st;
 	if (control_new(st.base, ctl_path, cfg->spool_dir, &ops, &ctl,
 	    &err) != 0)
 		log_warn("no control socket: %s (sendqctl status, flush, hold "

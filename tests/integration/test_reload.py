@@ -8,7 +8,9 @@
   - a reload that changes a smarthost's address takes effect for new
     connections;
   - an invalid file (FILE:LINE) and a changed smarthost list are refused,
-    and the running configuration keeps working.
+    and the running configuration keeps working;
+  - `sendqctl reload` does the same and reports the outcome (exit 0 and
+    "configuration reloaded", or exit 1 and the reason).
 """
 
 import os
@@ -16,7 +18,8 @@ import signal
 import smtplib
 
 import harness
-from harness import DEFAULT_TIMEOUT, IntegrationTest, free_port, make_message
+from harness import (DEFAULT_TIMEOUT, IntegrationTest, free_port,
+                     make_message, run, sendq_binary)
 
 N = 500
 
@@ -119,6 +122,43 @@ class ReloadTest(IntegrationTest):
         sq.submit(make_message("still works", "body\n"), ["bob@example.org"])
         exim.wait_messages(1)
         self.assertTrue(sq.running())
+        self.assertStoppedCleanly(sq)
+
+    def sendqctl(self, sq, *args):
+        return run([sendq_binary("sendqctl"), "-C", sq.config] + list(args))
+
+    def test_sendqctl_reload_reports_the_outcome(self):
+        exim = self.start_exim()
+        sh = {"host": "127.0.0.1", "port": free_port(), "tls": "none"}
+        sq = self.new_sq(sh)
+        sq.start()
+        sq.wait_log(r" started: ")
+        sq.submit(make_message("via sendqctl", "body\n"), ["bob@example.org"])
+        sq.wait_log(r"result=deferred")
+        # An invalid file: sendqctl reads it first and says FILE:LINE
+        # (exit 78, as every sendq tool for a bad configuration).
+        good = sq.config_text()
+        with open(sq.config, "a") as f:
+            f.write("no_such_key = 1\n")
+        p = self.sendqctl(sq, "reload")
+        self.assertEqual(p.returncode, 78, p)
+        self.assertRegex(p.stderr.decode(), r"%s:\d+" % sq.config)
+        # A valid file sendqd refuses: its reason, exit 1.
+        with open(sq.config, "w") as f:
+            f.write(good + "\n[smarthost extra]\nhost = 127.0.0.1\n"
+                    "port = %d\ntls = none\n" % free_port())
+        p = self.sendqctl(sq, "reload")
+        self.assertEqual(p.returncode, 1, p)
+        self.assertRegex(p.stderr.decode(), r"number of smarthosts changed")
+        self.assertTrue(sq.running())
+        # Applied: the queued message goes to the new address.
+        sq.write_config(self.smarthost_for(exim))
+        p = self.sendqctl(sq, "reload")
+        self.assertEqual(p.returncode, 0, p)
+        self.assertIn(b"configuration reloaded", p.stdout)
+        exim.wait_messages(1)
+        sq.wait_queue_empty()
+        self.assertNotEqual(good, sq.config_text())
         self.assertStoppedCleanly(sq)
 
 
