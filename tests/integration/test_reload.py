@@ -16,12 +16,84 @@
 import os
 import signal
 import smtplib
+import socket
+import threading
 
 import harness
 from harness import (DEFAULT_TIMEOUT, IntegrationTest, free_port,
                      make_message, run, sendq_binary)
 
 N = 500
+
+
+class StallingServer:
+    """A minimal plain SMTP server on loopback that holds its answer to
+    the end of DATA until release() (a delivery stays in flight), then
+    answers 250.  Keeps the Subject of every message it accepted."""
+
+    def __init__(self):
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(8)
+        self.port = self.lsock.getsockname()[1]
+        self.released = threading.Event()
+        self.lock = threading.Lock()
+        self.stalled = 0
+        self.subjects = []
+        self.threads = []
+        t = threading.Thread(target=self._accept, daemon=True)
+        t.start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            t = threading.Thread(target=self._session, args=(c,),
+                                 daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _session(self, c):
+        f = c.makefile("rb")
+        try:
+            c.sendall(b"220 stall.example ESMTP\r\n")
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                cmd = line[:4].upper()
+                if cmd == b"DATA":
+                    c.sendall(b"354 go on\r\n")
+                    subject = None
+                    while True:
+                        ln = f.readline()
+                        if not ln or ln == b".\r\n":
+                            break
+                        if subject is None and \
+                                ln.lower().startswith(b"subject:"):
+                            subject = ln[8:].strip().decode()
+                    with self.lock:
+                        self.stalled += 1
+                    self.released.wait(DEFAULT_TIMEOUT * 4)
+                    with self.lock:
+                        self.subjects.append(subject)
+                    c.sendall(b"250 2.0.0 accepted\r\n")
+                elif cmd == b"QUIT":
+                    c.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    c.sendall(b"250 ok\r\n")
+        except OSError:
+            return
+        finally:
+            f.close()
+            c.close()
+
+    def stop(self):
+        self.released.set()
+        self.lsock.close()
 
 
 class ReloadTest(IntegrationTest):
@@ -84,6 +156,40 @@ class ReloadTest(IntegrationTest):
         subjects = sorted(m.header("Subject").strip()
                           for m in exim.messages())
         self.assertEqual(subjects, ["reload %03d" % i for i in range(N)])
+        self.assertStoppedCleanly(sq)
+
+    def test_reload_with_a_delivery_in_flight(self):
+        """500 queued, one delivery in flight (the smarthost holds its
+        answer): the reload reroutes the queue to Exim, the message in
+        flight finishes on its old connection; every message arrives
+        exactly once, at one of the two."""
+        exim = self.start_exim()
+        stall = StallingServer()
+        self.addCleanup(stall.stop)
+        first = {"host": "127.0.0.1", "port": stall.port, "tls": "none",
+                 "max_connections": 1, "match_recipient": "*@example.org"}
+        second = self.smarthost_for(exim)
+        port = free_port()
+        sq = self.new_sq(first, more=[("second", second)], listen_port=port)
+        sq.start()
+        sq.wait_log(r" started: ")
+        self.queue_over_smtp(port, N)
+        harness.wait_for(lambda: stall.stalled >= 1,
+                         what="a delivery in flight")
+        self.assertEqual(len(sq.queued()), N)
+        sq.smarthost["match_recipient"] = "*@nowhere.invalid"
+        sq.write_config()
+        with open(sq.config, "a") as f:
+            f.write("\n[intake]\nlisten = 127.0.0.1:%d\n" % port)
+        self.assertIn("applied", self.reload(sq))
+        stall.released.set()
+        sq.wait_queue_empty(timeout=180)
+        at_exim = [m.header("Subject").strip() for m in exim.messages()]
+        with stall.lock:
+            at_stall = list(stall.subjects)
+        self.assertGreaterEqual(len(at_stall), 1)
+        self.assertEqual(sorted(at_exim + at_stall),
+                         ["reload %03d" % i for i in range(N)])
         self.assertStoppedCleanly(sq)
 
     def test_new_address_for_new_connections(self):
