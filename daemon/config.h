@@ -166,6 +166,11 @@ struct config_intake {
 	unsigned	 max_clients;		/* 100 connections at once */
 	unsigned	 timeout;		/* 5m, waiting for a command
 						 * or for message data */
+	unsigned	 max_clients_per_peer;	/* 10 at once per uid (unix
+						 * socket) or address (TCP);
+						 * 0 = no limit */
+	unsigned	 max_junk_commands;	/* 100 non-mail commands per
+						 * session; 0 = no limit */
 	struct config_network *allow_networks;	/* besides loopback and
 						 * unix sockets, which are
 						 * always allowed */
@@ -186,6 +191,19 @@ struct config_alias {
 	int		 line;
 };
 
+/* [sendq] admin_group, submit_users, submit_groups: user or group names
+ * as written.  config.c only checks their syntax; sendqd resolves them
+ * at start (control_rights_new in control.h) and reports an unknown name
+ * at line. */
+#define CONFIG_ACCOUNTS_MAX	256	/* names in one list */
+#define CONFIG_ACCOUNT_NAME_MAX	32	/* characters of one name */
+
+struct config_accounts {
+	char		**names;	/* NULL-ended; NULL when not set */
+	size_t		 n;
+	int		 line;		/* where it was set; 0 = not set */
+};
+
 struct config {
 	char		*path;		/* the file this came from */
 	char		*spool_dir;	/* [sendq] spool_dir */
@@ -203,6 +221,13 @@ struct config {
 	unsigned	 delay_warning;	/* [queue] delay_warning: 0 = off
 					 * (default); else send one
 					 * "delayed" DSN after this long */
+	uint64_t	 min_free_space; /* [queue] min_free_space (100M):
+					 * new mail is refused below it;
+					 * 0 = off */
+	unsigned	 max_messages_per_user; /* [queue] (10000): queued
+					 * messages per uid; 0 = no limit */
+	uint64_t	 max_bytes_per_user; /* [queue] (1G): queued bytes per
+					 * uid; 0 = no limit */
 	char		*control_socket; /* [sendq] control_socket
 					 * (/run/sendq/control.sock) */
 	struct config_smarthost *smarthosts;	/* in file order */
@@ -217,6 +242,11 @@ struct config {
 					 * or a domain; NULL = off */
 	struct config_alias *aliases;	/* [aliases], in file order */
 	size_t		 n_aliases;
+	/* Local rights (control.h): empty = only root and the daemon's user
+	 * administer; everyone may submit. */
+	struct config_accounts admin_group;	/* [sendq] admin_group (one) */
+	struct config_accounts submit_users;	/* [sendq] submit_users */
+	struct config_accounts submit_groups;	/* [sendq] submit_groups */
 };
 
 /* The longest line accepted in the file, in characters without the line

@@ -77,6 +77,12 @@ int	scheduler_reconfigure(struct scheduler *s, const struct config *cfg,
  * NAME DOWN" (truncated to fit buf, size len > 0, NUL-terminated). */
 void	scheduler_summary(const struct scheduler *s, char *buf, size_t len);
 
+/* The per-uid counts of the queue index behind struct quota (quota.h):
+ * fills q->uid_usage, q->queued and q->arg, bound to s; the limits are
+ * the caller's to set. */
+struct quota;
+void	scheduler_quota_ops(struct scheduler *s, struct quota *q);
+
 /* Free everything; only after shutdown's done callback. NULL accepted. */
 void	scheduler_free(struct scheduler *s);
 
