@@ -1173,14 +1173,15 @@ class Sendq:
                 p.returncode, p.stderr.decode(errors="replace")))
         return p
 
-    def submit_many(self, items, threads=4):
+    def submit_many(self, items, threads=4, env=None):
         """Queue many messages fast: items are (message, recipients,
         sender) tuples, each run as one `sendq -f SENDER RCPT...` by a pool
-        of `threads` threads.  Every run must exit 0 (AssertionError naming
-        the failures otherwise).  Only failures go to the transcript."""
+        of `threads` threads, with env added to sendq's environment.  Every
+        run must exit 0 (AssertionError naming the failures otherwise).
+        Only failures go to the transcript."""
         import concurrent.futures
         argv0 = [sendq_binary("sendq"), "-C", self.config]
-        env = self.sendq_env()
+        env = dict(self.sendq_env(), **(env or {}))
 
         def one(item):
             message, recipients, sender = item
@@ -1213,7 +1214,12 @@ class Sendq:
         return sorted(n[:-4] for n in names if n.endswith(".env"))
 
     def one_queued(self):
-        """The id of the only queued message (AssertionError otherwise)."""
+        """The id of the only queued message (AssertionError otherwise).
+        While sendqd runs and a dropped file waits in maildrop/ (sendq
+        submitted it while sendqd was down), wait for its pick-up."""
+        if self.running():
+            wait_for(lambda: self.queued() or not self.maildrop_files(),
+                     what="the maildrop picked up")
         ids = self.queued()
         if len(ids) != 1:
             raise AssertionError("expected 1 queued message, found %d "
