@@ -247,15 +247,23 @@ class SafetyNet(harness.IntegrationTest):
     reason and its sender gets a bounce; Exim never gets the message."""
 
     def test_old_spool_file_with_long_line_bounces_and_is_not_sent(self):
-        exim = self.start_exim()
+        exim = self.new_exim()          # ports chosen, not started
         sq = self.new_sendq(self.smarthost_for(exim, tls="implicit"))
-        # sendqd never ran: sendq commits into the spool itself.
+        # Queued by sendqd (only sendqd writes queue/) while its
+        # smarthost is not up, so it stays queued; sendqd is then
+        # stopped and the spool file damaged behind its back.
+        sq.start()
+        harness.wait_for(lambda: os.path.exists(sq.control_socket),
+                         what="the control socket")
         sq.submit(plain_message("old", b"fine\n"), ["bob@example.net"],
                   sender="alice@example.org")
-        (qid,) = sq.queued()
+        qid = sq.one_queued()
+        self.assertEqual(sq.stop(), 0)
+        self.assertEqual(sq.queued(), [qid])
         with open(os.path.join(sq.queue_dir(), qid + ".msg"), "wb") as f:
             f.write(b"Subject: old spool\n\nshort\n" + b"x" * 1500 +
                     b"\nend\n")
+        exim.start()
         sq.start()
         (m,) = exim.wait_messages(1)
         sq.wait_queue_empty()
