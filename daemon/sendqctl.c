@@ -51,6 +51,8 @@ static const struct sendqctl_cmd sendqctl_cmds[] = {
 	{ "release", 1, 0, "undo hold" },
 	{ "delete", 1, 0, "remove a message from the queue (no bounce)" },
 	{ "bounce", 1, 0, "fail a message now: bounce it to its sender" },
+	{ "reload", 0, 0, "read the configuration again (as SIGHUP); says "
+	    "why when it is refused" },
 };
 
 #define SENDQCTL_N_CMDS	(sizeof(sendqctl_cmds) / sizeof(sendqctl_cmds[0]))
