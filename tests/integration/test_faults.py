@@ -169,9 +169,16 @@ class FakeServer:
             return []
 
     def connections(self):
-        """{n: "fault" | "normal"} of the accepted connections."""
-        return {int(e[0]): e[1] for e in self.events()
-                if e[1] in ("fault", "normal")}
+        """{n: "fault" | "normal"} of the accepted connections.  A
+        session accepted faulty that healed at a later command (the heal
+        came while sendqd was connecting) never met its fault: normal."""
+        out = {}
+        for e in self.events():
+            if e[1] in ("fault", "normal"):
+                out[int(e[0])] = e[1]
+            elif e[1] == "healed":
+                out[int(e[0])] = "normal"
+        return out
 
     def mail_replies(self):
         """Codes of the replies to MAIL, in order."""
