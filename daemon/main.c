@@ -33,6 +33,10 @@
 #include "spool.h"
 #include "tls.h"
 
+#ifndef SENDQ_QUEUE_GROUP	/* CMake: the group of sendq-showq */
+#define SENDQ_QUEUE_GROUP	"sendq-queue"
+#endif
+
 static void
 main_usage(FILE *f)
 {
@@ -294,6 +298,10 @@ main(int argc, char **argv)
 		status = EX_CANTCREAT;
 		goto out;
 	}
+	/* queue/ readable by the group of sendq-showq (spool.h); before
+	 * anything writes an envelope. */
+	if (spool_set_queue_group(sp, SENDQ_QUEUE_GROUP, &err) != 0)
+		log_warn("spool: %s", err.msg);
 	if ((st.base = event_base_new()) == NULL) {
 		log_err("cannot create the event loop");
 		goto out;
