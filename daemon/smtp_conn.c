@@ -60,6 +60,7 @@
 
 #include <gnutls/crypto.h>
 
+#include "authsrc.h"
 #include "log.h"
 #include "secret.h"
 #include "smtp_conn.h"
@@ -155,6 +156,12 @@ struct smtp_conn {
 	char			*auth_user;
 	struct secret		*secret;	/* until smtp_proto_new */
 	int			 secret_failed;	/* see last_err */
+	struct authsrc		*authsrc;	/* NULL: secret_load() */
+	const struct config_smarthost *sh;	/* for authsrc_get() */
+	struct authsrc_req	*auth_req;	/* waiting for the secret */
+	int			 auth_refreshable; /* OAuth: may force */
+	int			 auth_forced;	/* the one forced refresh
+						 * was done */
 
 	unsigned		 secs[SMTP_CONN_PH_COUNT]; /* 0: none */
 	unsigned		 session_max;
@@ -207,6 +214,10 @@ static void	smtp_conn_fail(struct smtp_conn *, int, const char *, ...)
 		    SQ_PRINTF(3, 4);
 static void	smtp_conn_fail_auth(struct smtp_conn *, int, const char *,
 		    ...) SQ_PRINTF(3, 4);
+static void	smtp_conn_fail_held(struct smtp_conn *, const char *, ...)
+		    SQ_PRINTF(2, 3);
+static int	smtp_conn_auth_retry(struct smtp_conn *, const char *);
+static void	smtp_conn_resolve(struct smtp_conn *);
 
 static int
 smtp_conn_alive(const struct smtp_conn *c)
@@ -293,6 +304,8 @@ smtp_conn_kill(struct smtp_conn *c)
 	c->state = SMTP_CONN_S_DEAD;
 	c->phase = SMTP_CONN_PH_NONE;
 	smtp_conn_dns_cancel(c);
+	authsrc_cancel(c->auth_req);
+	c->auth_req = NULL;
 	smtp_conn_want(c, 0, 0);
 	evtimer_del(c->ev_timer);
 	evtimer_del(c->ev_deadline);
@@ -319,6 +332,7 @@ static void SQ_PRINTF(4, 0)
 smtp_conn_fail_v(struct smtp_conn *c, int code, int auth, const char *fmt,
     va_list ap)
 {
+	/* auth: 1 refused credentials, 2 OAuth grant held (auth_held). */
 	struct smtp_conn_result r;
 	char text[512];
 
@@ -326,7 +340,8 @@ smtp_conn_fail_v(struct smtp_conn *c, int code, int auth, const char *fmt,
 		return;
 	vsnprintf(text, sizeof(text), fmt, ap);
 	smtp_conn_result_init(c, &r, SMTP_CONN_DEFERRED, code, text);
-	r.auth_failed = auth;
+	r.auth_failed = auth == 1;
+	r.auth_held = auth == 2;
 	if (c->state == SMTP_CONN_S_QUIT || c->user_closed) {
 		log_debug("relay=%s closed after QUIT: %s", c->name, r.reply);
 		smtp_conn_kill(c);
@@ -361,6 +376,16 @@ smtp_conn_fail_auth(struct smtp_conn *c, int code, const char *fmt, ...)
 }
 
 static void
+smtp_conn_fail_held(struct smtp_conn *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	smtp_conn_fail_v(c, 0, 2, fmt, ap);
+	va_end(ap);
+}
+
+static void
 smtp_conn_free_rcpt_replies(struct smtp_conn *c)
 {
 	size_t i;
@@ -377,6 +402,7 @@ static void
 smtp_conn_destroy(struct smtp_conn *c)
 {
 	smtp_conn_dns_cancel(c);
+	authsrc_cancel(c->auth_req);
 	if (c->ev_read != NULL)
 		event_free(c->ev_read);
 	if (c->ev_write != NULL)
@@ -1136,6 +1162,9 @@ smtp_conn_events(struct smtp_conn *c)
 			    ev.fail == SMTP_PROTO_FAIL_TLS ||
 			    ev.fail == SMTP_PROTO_FAIL_AUTH)
 				(void)smtp_conn_write(c);
+			if (ev.fail == SMTP_PROTO_FAIL_AUTH &&
+			    smtp_conn_auth_retry(c, text))
+				return 0;
 			if (ev.fail == SMTP_PROTO_FAIL_AUTH)
 				smtp_conn_fail_auth(c, ev.reply.code, "%s",
 				    text);
@@ -1367,6 +1396,70 @@ smtp_conn_on_deadline(evutil_socket_t fd, short what, void *arg)
 	    "before the session was ready", doing);
 }
 
+/* The secret arrived from authsrc (START): connect, or fail as it says. */
+static void
+smtp_conn_on_secret(struct authsrc_result *r, void *arg)
+{
+	struct smtp_conn *c = arg;
+
+	c->auth_req = NULL;
+	if (c->state != SMTP_CONN_S_START)
+		return;
+	switch (r->kind) {
+	case AUTHSRC_OK:
+		c->secret = r->secret;
+		r->secret = NULL;
+		c->auth_refreshable = r->refreshable;
+		smtp_conn_resolve(c);
+		break;
+	case AUTHSRC_TEMP:
+		smtp_conn_fail(c, 0, "%s", r->msg);
+		break;
+	case AUTHSRC_HELD:
+		smtp_conn_fail_held(c, "%s", r->msg);
+		break;
+	case AUTHSRC_FAILED:
+	default:
+		smtp_conn_fail_auth(c, 0, "%s", r->msg);
+		break;
+	}
+}
+
+/*
+ * The server refused an OAuth token (334 error challenge, then 535): once
+ * per connection, start over with a forced refresh.  Nothing of a message
+ * is lost: AUTH comes before the first message.  Returns 1 when the
+ * connection restarts.
+ */
+static int
+smtp_conn_auth_retry(struct smtp_conn *c, const char *why)
+{
+	if (!c->auth_refreshable || c->auth_forced || c->msg_active ||
+	    c->user_closed || c->authsrc == NULL)
+		return 0;
+	log_info("relay=%s OAuth token refused (%s): refreshing it once",
+	    c->name, why);
+	(void)smtp_conn_write(c);	/* the QUIT the proto queued */
+	smtp_conn_close_fd(c);
+	tls_session_free(c->tls);
+	c->tls = NULL;
+	c->tls_on = 0;
+	c->read_wants_write = c->write_wants_read = 0;
+	smtp_proto_free(c->proto);
+	c->proto = NULL;
+	if (c->ai != NULL)
+		evutil_freeaddrinfo(c->ai);
+	c->ai = c->ai_cur = NULL;
+	c->ready = 0;
+	c->verb[0] = '\0';
+	c->addr[0] = '\0';
+	c->auth_forced = 1;
+	c->state = SMTP_CONN_S_START;
+	smtp_conn_set_phase(c, SMTP_CONN_PH_NONE);
+	event_active(c->ev_pump, EV_TIMEOUT, 1);
+	return 1;
+}
+
 /* Deferred work: the start, and anything requested from outside our own
  * callbacks (send, close). */
 static void
@@ -1379,6 +1472,12 @@ smtp_conn_on_pump(evutil_socket_t fd, short what, void *arg)
 	switch (c->state) {
 	case SMTP_CONN_S_START:
 		smtp_conn_deadline_start(c, 0);
+		if (c->authsrc != NULL && c->auth != CONFIG_AUTH_NONE) {
+			/* Asynchronous: the loop keeps running. */
+			c->auth_req = authsrc_get(c->authsrc, c->sh,
+			    c->auth_forced, smtp_conn_on_secret, c);
+			break;
+		}
 		if (c->secret_failed) {
 			/* Never connect without the credentials. */
 			smtp_conn_fail_auth(c, 0, "%s", c->last_err);
@@ -1461,9 +1560,11 @@ smtp_conn_open(const struct smtp_conn_params *params,
 	c->state = SMTP_CONN_S_START;
 	smtp_conn_timeouts(c, sh);
 	c->auth = sh->auth;
+	c->sh = sh;
+	c->authsrc = params->auth;
 	if (sh->user != NULL)
 		c->auth_user = xstrdup(sh->user);
-	if (c->auth != CONFIG_AUTH_NONE) {
+	if (c->auth != CONFIG_AUTH_NONE && c->authsrc == NULL) {
 		/* Fresh for every connection (token refreshers); a failure
 		 * is reported from the first pump, never from here. */
 		if (secret_load(sh, &c->secret, &err) < 0) {

@@ -55,6 +55,7 @@
 #include "smtp_proto.h"
 #include "tls.h"
 
+struct authsrc;
 struct event_base;
 struct evdns_base;
 struct smtp_conn;
@@ -66,6 +67,9 @@ struct smtp_conn_params {
 	const struct config_smarthost	*smarthost;
 	struct tls_ctx			*tls;	/* NULL when tls = none */
 	const char			*ehlo_name;
+	/* Where the AUTH secret comes from, asynchronously (authsrc.h);
+	 * NULL: secret_load() in smtp_conn_open() (tools, tests). */
+	struct authsrc			*auth;
 };
 
 /* One message to send.  All pointers must stay valid until
@@ -126,6 +130,11 @@ struct smtp_conn_result {
 	 * problem of the smarthost's settings, not of the message: report it
 	 * loudly and do not retry soon. */
 	int			 auth_failed;
+	/* Non-zero when the OAuth grant of the smarthost is refused
+	 * (authsrc HELD): the relay is held, the message was not tried.
+	 * A temporary failure to get the secret (endpoint down, helper
+	 * timeout) sets neither flag: an ordinary deferral. */
+	int			 auth_held;
 };
 
 struct smtp_conn_callbacks {
