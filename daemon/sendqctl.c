@@ -323,11 +323,6 @@ main(int argc, char **argv)
 	free(req);
 	if (rc == 0)
 		ex = sendqctl_answer(&out, json);
-	/* A held OAuth smarthost makes status fail (monitoring). */
-	if (rc == 0 && ex == 0 && strcmp(cmd->name, "status") == 0 &&
-	    (memmem(out.data, out.len, "\"state\":\"held\"", 14) != NULL ||
-	    memmem(out.data, out.len, "): HELD,", 8) != NULL))
-		ex = 2;
 	else if (rc == -ENOENT || rc == -ECONNREFUSED) {
 		if (cmd->offline) {
 			fprintf(stderr, "sendqctl: sendqd is not running: "
@@ -347,6 +342,11 @@ main(int argc, char **argv)
 		fprintf(stderr, "sendqctl: %s\n", err.msg);
 		ex = EX_UNAVAILABLE;
 	}
+	/* A held OAuth smarthost makes status fail (monitoring). */
+	if (rc == 0 && ex == 0 && strcmp(cmd->name, "status") == 0 &&
+	    (memmem(out.data, out.len, "\"state\":\"held\"", 14) != NULL ||
+	    memmem(out.data, out.len, "): HELD,", 8) != NULL))
+		ex = 2;
 	buf_fini(&out);
 	config_free(cfg);
 	return ex;

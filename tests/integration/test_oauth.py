@@ -115,8 +115,10 @@ class OAuthTest(harness.IntegrationTest):
               "oauth_token_endpoint": self.oauth.url + "/token",
               "oauth_device_endpoint": self.oauth.url + "/device",
               "oauth_client_id": "sendq-test",
-              "oauth_ca_file": self.certs.ca.cert}
-        extra = {"state_dir": self.state}
+              "oauth_ca_file": self.certs.ca.cert,
+              "idle_timeout": "1s"}
+        extra = {"state_dir": self.state,
+                 "control_socket": os.path.join(self.dir, "ctl.sock")}
         extra.update(extra_sendq or {})
         self.sq = harness.Sendq(self.dir, sh, name=name, extra_sendq=extra,
                                 more_smarthosts=more_smarthosts)
@@ -156,7 +158,7 @@ class OAuthTest(harness.IntegrationTest):
             self.send("expiry %d" % i)
             self.delivered(i + 1)
             # Pace by the clock: the next one needs a newer token.
-            t = time.monotonic() + 1.2
+            t = time.monotonic() + 1.5
             wait_for(lambda: time.monotonic() >= t, timeout=5)
         self.assertEqual(self.deferrals(), [])
         refreshes = [ln for ln in self.oauth.log() if ln == "refresh ok"]
@@ -179,6 +181,8 @@ class OAuthTest(harness.IntegrationTest):
         self.setup_relay(lifetime=60)
         self.send("first")
         self.delivered(1)
+        wait_for(lambda: any(e[1:] == ["end"] for e in self.fake.events()),
+                 timeout=WAIT, what="the idle connection to close")
         # The provider revokes the access token (not the grant).
         open(self.oauth.tokens, "w").close()
         self.send("second")
