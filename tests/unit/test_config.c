@@ -1738,9 +1738,14 @@ Test(config, shipped_example_documents_every_key_validly)
 	    "session_max", "control_socket", "retry_max", "max_age",
 	    "bounce", "admin_address", "delay_warning", "max_connections",
 	    "messages_per_connection", "idle_timeout", "match_sender",
-	    "match_recipient", "fallback", "rate" };
+	    "match_recipient", "fallback", "rate", "state_dir",
+	    "oauth_provider", "oauth_tenant", "oauth_token_endpoint",
+	    "oauth_device_endpoint", "oauth_client_id",
+	    "oauth_client_secret_file", "oauth_client_secret_credential",
+	    "oauth_scope", "oauth_ca_file" };
 	static const char *const files[][2] = {
 		{ "ca_file = ", TEST_CA },
+		{ "oauth_ca_file = ", TEST_CA },
 		{ "client_cert = ", TEST_CLIENT_CERT },
 		{ "client_key = ", TEST_CLIENT_KEY },
 	};
@@ -1776,7 +1781,7 @@ Test(config, shipped_example_documents_every_key_validly)
 	free(text);
 	test_load_ok(out);
 	free(out);
-	cr_assert_eq(test_cfg->n_smarthosts, 11);
+	cr_assert_eq(test_cfg->n_smarthosts, 13);
 	cr_assert_str_eq(test_cfg->control_socket, "/run/sendq/control.sock");
 	cr_assert_eq(test_cfg->retry_min, 60);
 	cr_assert_eq(test_cfg->retry_max, 3600);
