@@ -62,9 +62,9 @@ struct oauth_http_req	*oauth_http_post(struct oauth_http *h,
 void			 oauth_http_cancel(struct oauth_http_req *req);
 
 /*
- * The same, blocking (for sendqctl).  Returns 0 with *r filled (r->body
- * malloc'ed: free it with free()), or never fails otherwise: a transport
- * error is r->transport_ok = 0.
+ * The same, blocking (for sendqctl).  Always fills *r (r->body is
+ * malloc'ed: free it with free()); a transport error is
+ * r->transport_ok = 0 with r->error.
  */
 void	oauth_http_post_sync(const char *url, const char *const *form,
 	    const char *ca_file, unsigned timeout_s,
