@@ -227,11 +227,12 @@ authsrc_release(struct authsrc_sh *st)
 
 static void
 authsrc_answer_waiters(struct authsrc_sh *st, enum authsrc_kind kind,
-    const char *msg)
+    int timed_out, const char *msg)
 {
 	struct authsrc_req *q;
 
 	while ((q = st->waiters) != NULL) {
+		q->res.timed_out = timed_out;
 		if (kind == AUTHSRC_OK) {
 			q->res.refreshable = 1;
 			authsrc_answer(q, kind, authsrc_token(
@@ -303,20 +304,21 @@ authsrc_on_http(const struct oauth_http_result *h, void *arg)
 	switch (cls) {
 	case OAUTH_OK:
 		authsrc_refreshed(st, &r);
-		authsrc_answer_waiters(st, AUTHSRC_OK, NULL);
+		authsrc_answer_waiters(st, AUTHSRC_OK, 0, NULL);
 		break;
 	case OAUTH_HELD:
 		snprintf(st->last_result, sizeof(st->last_result), "refused: "
 		    "%s", detail);
 		authsrc_set_held(st, st->last_result);
-		authsrc_answer_waiters(st, AUTHSRC_HELD, st->why);
+		authsrc_answer_waiters(st, AUTHSRC_HELD, 0, st->why);
 		break;
 	default:
 		snprintf(st->last_result, sizeof(st->last_result), "temporary "
 		    "failure: %s", detail);
 		log_warn("relay %s: OAuth token refresh failed temporarily: "
 		    "%s", st->sh->name, detail);
-		authsrc_answer_waiters(st, AUTHSRC_TEMP, st->last_result);
+		authsrc_answer_waiters(st, AUTHSRC_TEMP,
+		    !h->transport_ok && h->timed_out, st->last_result);
 		break;
 	}
 	if (parsed)
@@ -338,7 +340,7 @@ authsrc_refresh(struct authsrc_sh *st)
 	if (secret_load_oauth_client(sh, &cs, &err) != 0) {
 		snprintf(st->last_result, sizeof(st->last_result), "%s",
 		    err.msg);
-		authsrc_answer_waiters(st, AUTHSRC_FAILED, err.msg);
+		authsrc_answer_waiters(st, AUTHSRC_FAILED, 0, err.msg);
 		return;
 	}
 	form[n++] = "grant_type";
@@ -395,6 +397,7 @@ authsrc_on_cmd(int rc, struct secret *s, const char *msg, void *arg)
 	struct authsrc_req *q = arg;
 
 	q->cmd = NULL;
+	q->res.timed_out = rc == -ETIMEDOUT;
 	if (rc == 0)
 		authsrc_answer(q, AUTHSRC_OK, s, "ok");
 	else

@@ -42,6 +42,8 @@ struct authsrc_result {
 	struct secret		*secret;	/* OK: the receiver owns it */
 	int			 refreshable;	/* OAuth: a refused token may
 						 * be refreshed (force) */
+	int			 timed_out;	/* TEMP: a helper or the token
+						 * endpoint ran out of time */
 	char			 msg[512];	/* not OK: why */
 };
 

@@ -41,6 +41,7 @@
 #include <time.h>
 
 #include "bounce.h"
+#include "mailmsg.h"
 #include "buf.h"
 #include "util.h"
 
@@ -244,30 +245,12 @@ bounce_fold(struct bounce_w *w, const char *prefix, const char *text,
 	bounce_puts(w, "\n");
 }
 
-/* RFC 5322 date in UTC for the given seconds since the epoch. */
+/* RFC 5322 date in UTC for the given seconds since the epoch (the one
+ * date helper, mailmsg.h). */
 static void
 bounce_date(int64_t t, char *out, size_t outsz)
 {
-	static const char *const days[] = {
-		"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"
-	};
-	static const char *const months[] = {
-		"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-		"Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
-	};
-	struct tm tm;
-	time_t tt = (time_t)t;
-
-	if ((int64_t)tt != t || gmtime_r(&tt, &tm) == NULL ||
-	    tm.tm_wday < 0 || tm.tm_wday > 6 || tm.tm_mon < 0 ||
-	    tm.tm_mon > 11 || tm.tm_year + 1900 < 1900 ||
-	    tm.tm_year + 1900 > 9999) {
-		tt = 0;
-		gmtime_r(&tt, &tm);
-	}
-	snprintf(out, outsz, "%s, %02d %s %04d %02d:%02d:%02d +0000",
-	    days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
-	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	mailmsg_date(t, 0, out, outsz);
 }
 
 /* Length of 1 to 3 digits at s, 0 if none. */
@@ -605,8 +588,9 @@ bounce_build(const struct bounce_params *p, struct buf *out)
 	    "Undelivered Mail Returned to Sender" :
 	    "Delayed Mail (still being retried)");
 	bounce_date(p->now, date, sizeof(date));
-	bounce_printf(&w, "Date: %s\n", date);
-	bounce_printf(&w, "Message-ID: <%s@%s>\n", nonce, host);
+	s = mailmsg_added_fields(0, date, NULL, nonce, host, "\n");
+	bounce_puts(&w, s);
+	free(s);
 	bounce_puts(&w, "Auto-Submitted: auto-replied\n");
 	bounce_puts(&w, "MIME-Version: 1.0\n");
 	bounce_puts(&w, "Content-Type: multipart/report;"

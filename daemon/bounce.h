@@ -24,7 +24,8 @@
  * line limits; the boundary is checked not to occur in the content.
  *
  * Owns: the DSN format.
- * May call: buf, util.  Pure: time and the boundary nonce are passed in.
+ * May call: mailmsg (the date and added-fields helpers), buf, util.  Pure:
+ * time and the boundary nonce are passed in.
  */
 #ifndef SENDQ_BOUNCE_H
 #define SENDQ_BOUNCE_H

@@ -115,6 +115,8 @@ enum config_type {
 	CONFIG_T_NETWORKS,	/* CIDR networks, appended to
 				 * cfg->intake.allow_networks */
 	CONFIG_T_SENDER_REWRITE, /* an address local@domain or a domain */
+	CONFIG_T_ACCOUNTS,	/* user or group names (at most max of
+				 * them) into a struct config_accounts */
 };
 
 #define CONFIG_F_REQUIRED	0x1
@@ -213,6 +215,8 @@ _Static_assert(sizeof(enum config_bounce) == sizeof(int), "enum size");
 #define CONFIG_NETWORKS_ALLOWED	"space-separated networks such as " \
 	"192.168.1.0/24, fd00::/8 or a single address"
 #define CONFIG_IN(field)	offsetof(struct config, intake.field)
+#define CONFIG_ACCOUNTS_ALLOWED	"names of letters, digits, '.', '_', '-' " \
+	"(not first) and a final '$', at most 32 characters each"
 
 #define CONFIG_SH(field)	offsetof(struct config_smarthost, field)
 #define CONFIG_TIMEOUT(key, def, field, doc)				\
@@ -248,9 +252,27 @@ static const struct config_key config_keys[] = {
 	    offsetof(struct config, log_level),
 	    "most verbose level logged" },
 	{ CONFIG_SECT_SENDQ, "control_socket", CONFIG_T_SOCKET, NULL, 0, 0,
-	    NULL, "/run/sendq/control.sock", 0,
+	    NULL, CONFIG_DEFAULT_SOCKET, 0,
 	    offsetof(struct config, control_socket),
 	    "unix socket sendqctl talks to" },
+	{ CONFIG_SECT_SENDQ, "admin_group", CONFIG_T_ACCOUNTS, NULL, 1, 1,
+	    "a group name; " CONFIG_ACCOUNTS_ALLOWED, NULL, 0,
+	    offsetof(struct config, admin_group),
+	    "members see every queued message and may hold, release, "
+	    "delete, bounce, retry and flush (besides root and sendqd's "
+	    "user); default: none" },
+	{ CONFIG_SECT_SENDQ, "submit_users", CONFIG_T_ACCOUNTS, NULL, 1,
+	    CONFIG_ACCOUNTS_MAX, "space-separated user names; "
+	    CONFIG_ACCOUNTS_ALLOWED, NULL, 0,
+	    offsetof(struct config, submit_users),
+	    "only these users (with submit_groups, root and sendqd's user) "
+	    "may submit through the control socket; default: everyone" },
+	{ CONFIG_SECT_SENDQ, "submit_groups", CONFIG_T_ACCOUNTS, NULL, 1,
+	    CONFIG_ACCOUNTS_MAX, "space-separated group names; "
+	    CONFIG_ACCOUNTS_ALLOWED, NULL, 0,
+	    offsetof(struct config, submit_groups),
+	    "members of these groups may submit too when submit_users or "
+	    "submit_groups is set; default: everyone may submit" },
 	{ CONFIG_SECT_QUEUE, "retry_min", CONFIG_T_DURATION, NULL, 1,
 	    CONFIG_DAY, NULL, "1m", 0, offsetof(struct config, retry_min),
 	    "delay before a deferred message is tried again" },
@@ -273,6 +295,23 @@ static const struct config_key config_keys[] = {
 	    offsetof(struct config, delay_warning),
 	    "after this long undelivered, the sender gets one \"delayed\" "
 	    "DSN; less than max_age" },
+	{ CONFIG_SECT_QUEUE, "min_free_space", CONFIG_T_SIZE, NULL, 0,
+	    1024u * 1024 * 1024, NULL, "100M", 0,
+	    offsetof(struct config, min_free_space),
+	    "free space kept on the spool's filesystem: below it new mail is "
+	    "refused (452 4.3.1, exit 75) while the queue drains and bounces "
+	    "are still written; 0 = off" },
+	{ CONFIG_SECT_QUEUE, "max_messages_per_user", CONFIG_T_UINT, NULL, 0,
+	    100000000, NULL, "10000", 0,
+	    offsetof(struct config, max_messages_per_user),
+	    "messages one uid may have queued (root and sendqd's user "
+	    "exempt); more are refused 452 4.3.1 / exit 75; 0 = no limit" },
+	{ CONFIG_SECT_QUEUE, "max_bytes_per_user", CONFIG_T_SIZE, NULL, 0,
+	    1024u * 1024 * 1024, NULL, "1G", 0,
+	    offsetof(struct config, max_bytes_per_user),
+	    "bytes of messages one uid may have queued (root and sendqd's "
+	    "user exempt); more are refused 452 4.3.1 / exit 75; 0 = no "
+	    "limit" },
 	{ CONFIG_SECT_SMARTHOST, "host", CONFIG_T_HOST, NULL, 0, 0,
 	    "a host name or an IP address", NULL, CONFIG_F_REQUIRED,
 	    offsetof(struct config_smarthost, host),
@@ -438,6 +477,15 @@ static const struct config_key config_keys[] = {
 	    CONFIG_HOUR, NULL, "5m", 0, CONFIG_IN(timeout),
 	    "how long a client may take to send a command or more message "
 	    "data; then 421 4.4.2" },
+	{ CONFIG_SECT_INTAKE, "max_clients_per_peer", CONFIG_T_UINT, NULL,
+	    0, 10000, NULL, "10", 0, CONFIG_IN(max_clients_per_peer),
+	    "connections served at once from one uid (unix socket) or one "
+	    "address (TCP); more get 421 4.7.0; 0 = no limit" },
+	{ CONFIG_SECT_INTAKE, "max_junk_commands", CONFIG_T_UINT, NULL, 0,
+	    100000, NULL, "100", 0, CONFIG_IN(max_junk_commands),
+	    "NOOP, RSET, VRFY, EXPN, HELP, repeated HELO/EHLO and unknown "
+	    "commands a session may send (counted afresh after each "
+	    "accepted message); one more gets 421 4.7.0; 0 = no limit" },
 	{ CONFIG_SECT_INTAKE, "allow_networks", CONFIG_T_NETWORKS, NULL, 0,
 	    0, CONFIG_NETWORKS_ALLOWED, NULL, CONFIG_F_REPEAT,
 	    CONFIG_IN(allow_networks),
@@ -794,6 +842,33 @@ config_valid_glob(const char *s, size_t len)
 	return ats <= 1;
 }
 
+/*
+ * A user or group name as useradd/groupadd accept it (and NAME_REGEX of
+ * Debian's adduser, relaxed): letters, digits, '.', '_', '-' (not
+ * first), an optional final '$' (machine accounts), 1 to
+ * CONFIG_ACCOUNT_NAME_MAX characters, not all digits (a number would
+ * read as an id).
+ */
+static int
+config_valid_account(const char *s, size_t len)
+{
+	size_t i;
+	int digits = 1;
+
+	if (len == 0 || len > CONFIG_ACCOUNT_NAME_MAX || s[0] == '-')
+		return 0;
+	for (i = 0; i < len; i++) {
+		if (s[i] == '$' && i == len - 1 && i > 0)
+			break;
+		if (!isalnum((unsigned char)s[i]) && strchr("._-", s[i]) ==
+		    NULL)
+			return 0;
+		if (!isdigit((unsigned char)s[i]))
+			digits = 0;
+	}
+	return !digits;
+}
+
 static void *
 config_field(struct config_parser *p, const struct config_key *k)
 {
@@ -917,6 +992,61 @@ config_set_globs(struct config_parser *p, const struct config_key *k,
 		(*field)[n++] = xstrndup(tok, len);
 		(*field)[n] = NULL;
 	}
+	return 0;
+}
+
+/*
+ * admin_group / submit_users / submit_groups = NAME [NAME ...]: at most
+ * k->max names into the key's struct config_accounts, with the line.
+ * Only the syntax is checked here (sendqd resolves the names at start).
+ * Returns 0, or -1 with the error recorded.
+ */
+static int
+config_set_accounts(struct config_parser *p, const struct config_key *k,
+    const char *value, int line, const char *ok)
+{
+	struct config_accounts *a = config_field(p, k);
+	char shown[CONFIG_LINE_MAX + 1];
+	const char *tok;
+	size_t len, i;
+
+	for (tok = value; *tok != '\0'; tok += len) {
+		while (*tok == ' ')
+			tok++;
+		len = strcspn(tok, " ");
+		if (len == 0)
+			break;
+		sq_printable(shown, sizeof(shown), tok, len);
+		if (!config_valid_account(tok, len)) {
+			config_fail(p, line, p->label, k->key,
+			    "\"%s\" is not a valid name (allowed: %s)", shown,
+			    ok);
+			return -1;
+		}
+		for (i = 0; i < a->n; i++) {
+			if (strlen(a->names[i]) == len &&
+			    memcmp(a->names[i], tok, len) == 0) {
+				config_fail(p, line, p->label, k->key,
+				    "\"%s\" is given twice", shown);
+				return -1;
+			}
+		}
+		if (a->n == k->max && k->max == 1) {
+			config_fail(p, line, p->label, k->key, "only one name "
+			    "may be given (allowed: %s)", ok);
+			return -1;
+		}
+		if (a->n == k->max) {
+			config_fail(p, line, p->label, k->key, "too many names "
+			    "(allowed: %s, at most %u)", ok, k->max);
+			return -1;
+		}
+		a->names = xreallocarray(a->names, a->n + 2,
+		    sizeof(*a->names));
+		a->names[a->n++] = xstrndup(tok, len);
+		a->names[a->n] = NULL;
+	}
+	a->line = line;
 	return 0;
 }
 
@@ -1347,6 +1477,8 @@ config_set(struct config_parser *p, const struct config_key *k,
 		return config_set_size(p, k, value, line, shown, ok);
 	case CONFIG_T_NETWORKS:
 		return config_set_networks(p, k, value, line, ok);
+	case CONFIG_T_ACCOUNTS:
+		return config_set_accounts(p, k, value, line, ok);
 	case CONFIG_T_SENDER_REWRITE:
 		if (strchr(value, '@') != NULL ? !config_valid_address(value) :
 		    !config_valid_hostname(value)) {
@@ -2355,5 +2487,8 @@ config_free(struct config *cfg)
 		free(cfg->aliases[i].name);
 	}
 	free(cfg->aliases);
+	config_free_globs(cfg->admin_group.names);
+	config_free_globs(cfg->submit_users.names);
+	config_free_globs(cfg->submit_groups.names);
 	free(cfg);
 }

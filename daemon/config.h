@@ -20,8 +20,19 @@
 
 #include "util.h"
 
+/* The compiled-in paths.  CMake passes them from the install directories
+ * (CMakeLists.txt: CMAKE_INSTALL_FULL_SYSCONFDIR, ..._LOCALSTATEDIR and
+ * SENDQ_RUNDIR), so an install into any prefix is self-consistent; these
+ * are the defaults of a build without them. */
+#ifndef CONFIG_DEFAULT_PATH
 #define CONFIG_DEFAULT_PATH	"/etc/sendq/sendq.ini"
+#endif
+#ifndef CONFIG_DEFAULT_SPOOL
 #define CONFIG_DEFAULT_SPOOL	"/var/spool/sendq"
+#endif
+#ifndef CONFIG_DEFAULT_SOCKET
+#define CONFIG_DEFAULT_SOCKET	"/run/sendq/control.sock"
+#endif
 
 enum config_tls {
 	CONFIG_TLS_IMPLICIT,	/* TLS handshake before the greeting (465) */
@@ -179,6 +190,11 @@ struct config_intake {
 	unsigned	 max_clients;		/* 100 connections at once */
 	unsigned	 timeout;		/* 5m, waiting for a command
 						 * or for message data */
+	unsigned	 max_clients_per_peer;	/* 10 at once per uid (unix
+						 * socket) or address (TCP);
+						 * 0 = no limit */
+	unsigned	 max_junk_commands;	/* 100 non-mail commands per
+						 * session; 0 = no limit */
 	struct config_network *allow_networks;	/* besides loopback and
 						 * unix sockets, which are
 						 * always allowed */
@@ -197,6 +213,19 @@ struct config_alias {
 					 * default_domain */
 	size_t		 n_targets;
 	int		 line;
+};
+
+/* [sendq] admin_group, submit_users, submit_groups: user or group names
+ * as written.  config.c only checks their syntax; sendqd resolves them
+ * at start (control_rights_new in control.h) and reports an unknown name
+ * at line. */
+#define CONFIG_ACCOUNTS_MAX	256	/* names in one list */
+#define CONFIG_ACCOUNT_NAME_MAX	32	/* characters of one name */
+
+struct config_accounts {
+	char		**names;	/* NULL-ended; NULL when not set */
+	size_t		 n;
+	int		 line;		/* where it was set; 0 = not set */
 };
 
 struct config {
@@ -218,6 +247,13 @@ struct config {
 					 * "delayed" DSN after this long */
 	char		*state_dir;	/* [sendq] state_dir (/var/lib/sendq):
 					 * oauth/NAME refresh tokens */
+	uint64_t	 min_free_space; /* [queue] min_free_space (100M):
+					 * new mail is refused below it;
+					 * 0 = off */
+	unsigned	 max_messages_per_user; /* [queue] (10000): queued
+					 * messages per uid; 0 = no limit */
+	uint64_t	 max_bytes_per_user; /* [queue] (1G): queued bytes per
+					 * uid; 0 = no limit */
 	char		*control_socket; /* [sendq] control_socket
 					 * (/run/sendq/control.sock) */
 	struct config_smarthost *smarthosts;	/* in file order */
@@ -232,6 +268,11 @@ struct config {
 					 * or a domain; NULL = off */
 	struct config_alias *aliases;	/* [aliases], in file order */
 	size_t		 n_aliases;
+	/* Local rights (control.h): empty = only root and the daemon's user
+	 * administer; everyone may submit. */
+	struct config_accounts admin_group;	/* [sendq] admin_group (one) */
+	struct config_accounts submit_users;	/* [sendq] submit_users */
+	struct config_accounts submit_groups;	/* [sendq] submit_groups */
 };
 
 /* The longest line accepted in the file, in characters without the line

@@ -3,10 +3,21 @@
  *
  * How it works: control_new() makes the unix socket itself (socket, a
  * stale socket file removed, bind under a umask that leaves it 0600,
- * chmod 0660, chown to root and the primary group of the spool
- * directory's owner, listen) and hands the listening fd to an
- * evconnlistener.  Each accepted connection gets a bufferevent with a
- * read timeout: the client must send one line of at most
+ * chmod 0666, listen) and hands the listening fd to an evconnlistener.
+ * Every local user may connect: what a caller may do is decided per
+ * request from its credentials, which are read once at accept
+ * (SO_PEERCRED: uid, gid, pid; SO_PEERGROUPS: the supplementary groups)
+ * and kept on the client.  Those are the kernel's record of the process
+ * that connected, so nothing the client sends can change them, and no
+ * NSS lookup happens per request: the names of admin_group,
+ * submit_users and submit_groups are resolved once, at start
+ * (control_rights_new), and a request only compares ids.  Group
+ * membership is therefore what the connecting process has (as for file
+ * permissions): a user added to admin_group needs a new login session.
+ * Each command row names the right it needs (control_right_allows); a
+ * refusal is answered "error: permission denied: ..." and logged with
+ * the uid, like every request.  Each accepted connection gets a
+ * bufferevent with a read timeout: the client must send one line of at most
  * QUEUE_VIEW_REQUEST_MAX bytes within CONTROL_READ_TIMEOUT seconds.  The
  * line is split into "COMMAND [ARG] [--json]", looked up in the command
  * table and run at once (list/show read the spool through queue_view;
@@ -16,15 +27,21 @@
  * callback once the answer has drained (or from the event callback on
  * error or timeout) - never from inside the read callback.
  *
- * submit is the one request with a body: after "submit ID LEN" the
- * client reads exactly LEN bytes of envelope (the read watermark is set
- * to LEN), parses it and parks the client (reading off) until the group
- * event runs: a zero timeout armed by the first parked client, so every
- * submit complete by the next turn of the loop joins one
- * spool_adopt_commit_group(); each parked client is then answered.
+ * submit is the one request that streams (control.h): after "submit
+ * ENVLEN" the read watermark is set to ENVLEN, the envelope is parsed
+ * and checked, the daemon's spool writer is started (it names the
+ * message), and then each "data LEN" frame is written to it as it
+ * arrives: the high read watermark is one header line plus one chunk, so
+ * no more than one frame is ever buffered and a fast client is held back
+ * by the socket.  At "end" the client is parked (reading off) until the
+ * group event runs: a zero timeout armed by the first parked client, so
+ * every submit complete by the next turn of the loop joins one
+ * spool_commit_group(); each parked client is then answered.  A client
+ * that closes (or times out) before "end" is freed with its writer
+ * aborted.
  *
  * Clients are counted; beyond CONTROL_CLIENTS_MAX a new connection is
- * closed at once (a sendq client then commits by itself).  control_free() frees every client and removes the
+ * closed at once (a sendq client then uses the maildrop).  control_free() frees every client and removes the
  * socket file if it is still the one this process bound.
  */
 #include <sys/socket.h>
@@ -33,11 +50,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -46,11 +65,15 @@
 #include <event2/listener.h>
 
 #include "buf.h"
+#include "config.h"
 #include "control.h"
 #include "envelope.h"
 #include "log.h"
+#include "msgfix.h"
+#include "quota.h"
 #include "queue_view.h"
 #include "spool.h"
+#include "submit_proto.h"
 #include "util.h"
 
 #define CONTROL_READ_TIMEOUT	5	/* seconds for the request line */
@@ -58,8 +81,21 @@
 #define CONTROL_CLIENTS_MAX	256	/* submitting sendq processes too */
 #define CONTROL_GROUP_MAX	CONTROL_CLIENTS_MAX
 #define CONTROL_STATUS_MAX	(16 * 1024 * 1024)
+#define CONTROL_SUBMIT_TIMEOUT	60	/* seconds between submit frames */
 
 struct control_client;
+
+static void	control_submit_data(struct control_client *);
+/* The configured rights, as ids (control_rights_new). */
+struct control_rights {
+	char		*admin_name;	/* admin_group; NULL = none */
+	gid_t		 admin_gid;
+	int		 restricted;	/* submit_users or submit_groups set */
+	uid_t		*users;		/* submit_users */
+	size_t		 n_users;
+	gid_t		*groups;	/* submit_groups */
+	size_t		 n_groups;
+};
 
 struct control {
 	struct event_base	*base;
@@ -74,11 +110,18 @@ struct control {
 	struct spool		*sp;	/* for submit; NULL: unavailable */
 	struct event		*group_ev;	/* commits pending submits */
 	size_t			 n_pending;
+	uint64_t		 max_size;	/* of a submitted message */
+	size_t			 max_rcpts;	/* 0: no limit */
+	struct control_rights	*rights;	/* NULL: none configured */
+	uid_t			 daemon_uid;	/* our effective uid */
+	int			 warned_groups;	/* SO_PEERGROUPS failed */
+	struct quota		 quota;		/* per-uid limits; zeroed: none */
 };
 
 enum control_state {
 	CONTROL_LINE,		/* reading the request line */
-	CONTROL_BODY,		/* submit: reading the envelope text */
+	CONTROL_ENV,		/* submit: reading the envelope text */
+	CONTROL_DATA,		/* submit: reading data frames */
 	CONTROL_PENDING,	/* submit: waiting for the group commit */
 	CONTROL_ANSWERED,	/* answer queued */
 };
@@ -89,10 +132,14 @@ struct control_client {
 	struct control_client	*prev;
 	struct control_client	*next;
 	enum control_state	 state;
-	char			 id[ENVELOPE_ID_MAX];
 	size_t			 body_len;	/* submit: envelope bytes */
 	struct envelope		*env;		/* submit: parsed */
-	long			 peer_uid;
+	struct spool_writer	*w;		/* submit: the message */
+	uint64_t		 size;		/* submit: bytes so far */
+	struct msgfix_scan	 scan;		/* submit: the wire rules */
+	long			 peer_uid;	/* = facts.uid */
+	long			 peer_pid;	/* -1 unknown */
+	struct control_facts	 facts;		/* from accept on */
 };
 
 /* One parsed request. */
@@ -100,14 +147,68 @@ struct control_req {
 	const char	*name;
 	const char	*id;	/* NULL when not given */
 	int		 json;
+	long		 uid_filter;	/* list/show: QUEUE_VIEW_ALL_UIDS or
+					 * the caller's uid */
 };
 
 struct control_cmd {
 	const char	*name;
 	int		 needs_id;
+	enum control_right right;
 	int		(*handler)(struct control *, const struct control_req *,
 			    struct buf *, struct sq_err *);
 };
+
+/*
+ * The rights table.  Privileged: root, sendqd's own user, admin_group.
+ * Submitting, when restricted, is for root, sendqd's user and the
+ * listed users and groups only (admin_group is about the queue, not
+ * about sending).  An unknown uid is allowed nothing.
+ */
+int
+control_right_allows(enum control_right right, const struct control_facts *f)
+{
+	int owner;
+
+	if (f->uid < 0)
+		return 0;
+	owner = f->uid == 0 || f->uid == f->daemon_uid;
+	switch (right) {
+	case CONTROL_RIGHT_READ:
+		return 1;
+	case CONTROL_RIGHT_READ_ALL:
+	case CONTROL_RIGHT_ADMIN:
+		return owner || f->admin_member;
+	case CONTROL_RIGHT_SUBMIT:
+		return owner || !f->submit_restricted || f->submit_listed;
+	}
+	return 0;
+}
+
+/* May this client submit?  ([sendq] submit_users / submit_groups.) */
+static int
+control_may_submit(struct control_client *cl)
+{
+	return control_right_allows(CONTROL_RIGHT_SUBMIT, &cl->facts);
+}
+
+/* The answer to a refused request, in err: who may, and who asked. */
+static int
+control_denied(const struct control *c, const struct control_client *cl,
+    const char *what, enum control_right right, struct sq_err *err)
+{
+	const char *admin = c->rights != NULL ? c->rights->admin_name : NULL;
+
+	if (right == CONTROL_RIGHT_SUBMIT)
+		return sq_err_set(err, -EPERM, "permission denied: %s is "
+		    "restricted to the users and groups of [sendq] "
+		    "submit_users and submit_groups (you are uid %ld)", what,
+		    cl->facts.uid);
+	return sq_err_set(err, -EPERM, "permission denied: %s is for root, "
+	    "the user sendqd runs as%s%s (you are uid %ld)", what,
+	    admin != NULL ? " and members of group " : "",
+	    admin != NULL ? admin : "", cl->facts.uid);
+}
 
 static int
 control_not_supported(const struct control_req *r, struct sq_err *err)
@@ -129,16 +230,16 @@ static int
 control_cmd_list(struct control *c, const struct control_req *r,
     struct buf *out, struct sq_err *err)
 {
-	return queue_view_list(c->spool_dir, r->json, c->ops.is_active,
-	    c->ops.arg, out, err);
+	return queue_view_list(c->spool_dir, r->uid_filter, r->json,
+	    c->ops.is_active, c->ops.arg, out, err);
 }
 
 static int
 control_cmd_show(struct control *c, const struct control_req *r,
     struct buf *out, struct sq_err *err)
 {
-	return queue_view_show(c->spool_dir, r->id, r->json, c->ops.is_active,
-	    c->ops.arg, out, err);
+	return queue_view_show(c->spool_dir, r->id, r->uid_filter, r->json,
+	    c->ops.is_active, c->ops.arg, out, err);
 }
 
 /* The confirmation of a command that changes something. */
@@ -210,15 +311,15 @@ control_cmd_id(struct control *c, const struct control_req *r,
 }
 
 static const struct control_cmd control_cmds[] = {
-	{ "status",	0,	control_cmd_status },
-	{ "list",	0,	control_cmd_list },
-	{ "show",	1,	control_cmd_show },
-	{ "flush",	0,	control_cmd_flush },
-	{ "retry",	1,	control_cmd_id },
-	{ "hold",	1,	control_cmd_id },
-	{ "release",	1,	control_cmd_id },
-	{ "delete",	1,	control_cmd_id },
-	{ "bounce",	1,	control_cmd_id },
+	{ "status",	0, CONTROL_RIGHT_READ_ALL,	control_cmd_status },
+	{ "list",	0, CONTROL_RIGHT_READ,		control_cmd_list },
+	{ "show",	1, CONTROL_RIGHT_READ,		control_cmd_show },
+	{ "flush",	0, CONTROL_RIGHT_ADMIN,		control_cmd_flush },
+	{ "retry",	1, CONTROL_RIGHT_ADMIN,		control_cmd_id },
+	{ "hold",	1, CONTROL_RIGHT_ADMIN,		control_cmd_id },
+	{ "release",	1, CONTROL_RIGHT_ADMIN,		control_cmd_id },
+	{ "delete",	1, CONTROL_RIGHT_ADMIN,		control_cmd_id },
+	{ "bounce",	1, CONTROL_RIGHT_ADMIN,		control_cmd_id },
 };
 
 #define CONTROL_N_CMDS	(sizeof(control_cmds) / sizeof(control_cmds[0]))
@@ -242,18 +343,45 @@ control_unknown(const char *name, struct sq_err *err)
 }
 
 /*
- * Run the request in line (NUL-terminated, LF removed) and put the whole
- * answer into out.  Returns the status for the log.
+ * One line per request, with the caller: "control command=hold
+ * msgid=ID uid=N pid=N result=ok", result=error or result=denied (a
+ * warning) with reason="...".  reason has no '"' (the caller saw to it).
+ */
+static void
+control_log(const struct control_client *cl, const char *name,
+    const char *id, int rc, int denied, const char *reason)
+{
+	const char *result = denied ? "denied" : rc == 0 ? "ok" : "error";
+
+	if (denied)
+		log_warn("control command=%s msgid=%s uid=%ld pid=%ld "
+		    "result=%s reason=\"%s\"", name, id != NULL ? id : "-",
+		    cl->facts.uid, cl->peer_pid, result, reason);
+	else
+		log_info("control command=%s msgid=%s uid=%ld pid=%ld "
+		    "result=%s%s%s%s", name, id != NULL ? id : "-",
+		    cl->facts.uid, cl->peer_pid, result,
+		    rc == 0 ? "" : " reason=\"", rc == 0 ? "" : reason,
+		    rc == 0 ? "" : "\"");
+}
+
+/*
+ * Run the request of cl in line (NUL-terminated, LF removed) and put the
+ * whole answer into out.  The right is checked after the request is
+ * understood (so a typo is still a usage error) and before anything is
+ * looked up (so a refusal says nothing about the message).  Returns the
+ * status for the log.
  */
 static int
-control_run(struct control *c, char *line, struct buf *out)
+control_run(struct control_client *cl, char *line, struct buf *out)
 {
+	struct control *c = cl->c;
 	struct sq_err err = { 0 };
 	struct control_req r = { 0 };
 	const struct control_cmd *cmd = NULL;
 	char *words[4], *p, *save = NULL, safe[64];
 	size_t n = 0, i;
-	int rc;
+	int rc, denied = 0;
 
 	if ((p = strchr(line, '\r')) != NULL && p[1] == '\0')
 		*p = '\0';
@@ -304,6 +432,13 @@ control_run(struct control *c, char *line, struct buf *out)
 		r.id = words[1];
 	}
 	r.name = cmd->name;
+	if (!control_right_allows(cmd->right, &cl->facts)) {
+		rc = control_denied(c, cl, cmd->name, cmd->right, &err);
+		denied = 1;
+		goto answer;
+	}
+	r.uid_filter = control_right_allows(CONTROL_RIGHT_READ_ALL,
+	    &cl->facts) ? QUEUE_VIEW_ALL_UIDS : cl->facts.uid;
 	buf_append_str(out, "ok\n");
 	rc = cmd->handler(c, &r, out, &err);
 answer:
@@ -323,11 +458,8 @@ answer:
 			if (*p == '"')
 				*p = '\'';	/* for reason="..." below */
 	}
-	log_info("control command=%s msgid=%s result=%s%s%s%s",
-	    cmd != NULL ? cmd->name : "?",
-	    r.id != NULL ? r.id : "-", rc == 0 ? "ok" : "error",
-	    rc == 0 ? "" : " reason=\"", rc == 0 ? "" : err.msg,
-	    rc == 0 ? "" : "\"");
+	control_log(cl, cmd != NULL ? cmd->name : "?", r.id, rc, denied,
+	    err.msg);
 	return rc;
 }
 
@@ -345,6 +477,13 @@ control_client_free(struct control_client *cl)
 	c->n_clients--;
 	if (cl->state == CONTROL_PENDING)
 		c->n_pending--;
+	if (cl->w != NULL) {
+		log_info("control command=submit msgid=%s uid=%ld "
+		    "result=aborted reason=\"the client went away before "
+		    "the end of the message\"", spool_writer_id(cl->w),
+		    cl->facts.uid);
+		spool_writer_abort(cl->w);
+	}
 	envelope_free(cl->env);
 	bufferevent_free(cl->bev);
 	free(cl);
@@ -388,25 +527,31 @@ control_answer(struct control_client *cl, struct buf *out)
 }
 
 /*
- * submit: "submit ID LEN" then LEN bytes of envelope text (envelope.h)
- * for the message the client wrote as tmp/ID.msg and still holds locked
- * (spool_writer_prepare).  Requests that arrive together are committed
- * together: the first one arms a zero-timeout event, so every request
- * that is complete by the next turn of the loop (those that came in while
- * the previous group was syncing included) joins the group.  Each client
- * is answered "ok ID" once its message is durable in queue/, or
- * "error: REASON"; the scheduler's watch on queue/ finds the message.
+ * submit (control.h): "submit ENVLEN", the envelope, "data LEN" frames,
+ * "end" (framing: submit_proto.h).  The daemon names the message
+ * (spool_writer_begin), writes each chunk as it arrives, takes uid and
+ * arrival time from the kernel and its clock, and parks the client at
+ * "end" until the group event runs: a zero timeout armed by the first
+ * parked client, so every submit complete by the next turn of the loop
+ * (those that came in while the previous group was syncing included)
+ * joins one spool_commit_group().  Each client is answered "ok ID" once
+ * its message is durable in queue/, or "error: CODE REASON"; the
+ * scheduler's watch on queue/ finds the message.  A client that goes
+ * away before "end" has its writer aborted: nothing is left in tmp/.
  */
-static void
-control_submit_fail(struct control_client *cl, const char *fmt, ...)
-    SQ_PRINTF(2, 3);
 
 static void
-control_submit_fail(struct control_client *cl, const char *fmt, ...)
+control_submit_fail(struct control_client *cl, const char *code,
+    const char *fmt, ...) SQ_PRINTF(3, 4);
+
+/* Answer "error: CODE REASON", abort the message, stop reading. */
+static void
+control_submit_fail(struct control_client *cl, const char *code,
+    const char *fmt, ...)
 {
 	struct buf out;
 	va_list ap;
-	char msg[512], *p;
+	char msg[512], *p, *reason;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -414,11 +559,18 @@ control_submit_fail(struct control_client *cl, const char *fmt, ...)
 	for (p = msg; *p != '\0'; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
-	log_info("control command=submit msgid=%s uid=%ld result=error "
-	    "reason=\"%s\"", cl->id[0] != '\0' ? cl->id : "-",
-	    cl->peer_uid, msg);
-	buf_init(&out, sizeof(msg) + 16);
+		else if (*p == '"')
+			*p = '\'';
+	reason = xasprintf("%s %s", code, msg);
+	control_log(cl, "submit", cl->w != NULL ? spool_writer_id(cl->w) :
+	    NULL, -1, strcmp(code, "5.7.1") == 0, reason);
+	free(reason);
+	spool_writer_abort(cl->w);
+	cl->w = NULL;
+	buf_init(&out, sizeof(msg) + 32);
 	buf_append_str(&out, "error: ");
+	buf_append_str(&out, code);
+	buf_append_str(&out, " ");
 	buf_append_str(&out, msg);
 	buf_append_str(&out, "\n");
 	control_answer(cl, &out);
@@ -430,9 +582,9 @@ control_on_group(evutil_socket_t fd, short what, void *arg)
 {
 	struct control *c = arg;
 	struct control_client *cl, **members;
+	struct spool_writer **ws;
 	struct envelope **envs;
 	struct sq_err *errs;
-	const char **ids;
 	struct buf out;
 	int *results;
 	size_t n = 0, i;
@@ -447,26 +599,31 @@ control_on_group(evutil_socket_t fd, short what, void *arg)
 	for (cl = c->clients; cl != NULL && n < c->n_pending; cl = cl->next)
 		if (cl->state == CONTROL_PENDING)
 			members[n++] = cl;
-	ids = xcalloc(n, sizeof(*ids));
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): array of pointers */
+	ws = xcalloc(n, sizeof(*ws));
 	/* NOLINTNEXTLINE(bugprone-sizeof-expression): array of pointers */
 	envs = xcalloc(n, sizeof(*envs));
 	errs = xcalloc(n, sizeof(*errs));
 	results = xcalloc(n, sizeof(*results));
 	for (i = 0; i < n; i++) {
-		ids[i] = members[i]->id;
+		ws[i] = members[i]->w;
+		members[i]->w = NULL;	/* the group commit frees it */
 		envs[i] = members[i]->env;
 	}
-	spool_adopt_commit_group(c->sp, ids, envs, n, results, errs);
+	spool_commit_group(ws, envs, n, results, errs);
 	for (i = 0; i < n; i++) {
 		cl = members[i];
 		if (results[i] != 0) {
-			control_submit_fail(cl, "%s (message not queued)",
-			    errs[i].msg);
+			control_submit_fail(cl, "4.3.0", "%s (message not "
+			    "queued)", errs[i].msg);
 			continue;
 		}
-		log_info("control command=submit msgid=%s uid=%ld "
-		    "result=ok", cl->id, cl->peer_uid);
-		line = xasprintf("ok %s\n", cl->id);
+		log_info("control command=submit msgid=%s uid=%ld from=<%s> "
+		    "nrcpt=%zu size=%llu result=ok", cl->env->id,
+		    cl->facts.uid, cl->env->sender, cl->env->n_rcpts,
+		    (unsigned long long)cl->size);
+		quota_queued(&c->quota, cl->env->id);
+		line = xasprintf("ok %s\n", cl->env->id);
 		buf_init(&out, strlen(line) + 1);
 		buf_append_str(&out, line);
 		control_answer(cl, &out);
@@ -474,20 +631,49 @@ control_on_group(evutil_socket_t fd, short what, void *arg)
 		free(line);
 	}
 	free(members);
-	free(ids);
+	free(ws);
 	free(envs);
 	free(errs);
 	free(results);
 }
 
-/* The envelope text is complete in the input: parse and queue it. */
+int
+control_admit(struct control *c, long uid, uint64_t incoming,
+    struct sq_err *err)
+{
+	struct control_client *cl;
+	uint64_t pending = 0;
+	int rc;
+
+	if (c->sp != NULL && (rc = spool_space_ok(c->sp, incoming, err)) != 0)
+		return rc;
+	for (cl = c->clients; cl != NULL; cl = cl->next)
+		if (cl->state == CONTROL_PENDING && cl->facts.uid == uid)
+			pending++;
+	return quota_admit(&c->quota, uid, pending, 0, incoming, err);
+}
+
+void
+control_set_guards(struct control *c, const struct quota *q,
+    uint64_t min_free_space)
+{
+	if (c == NULL)
+		return;
+	if (q != NULL)
+		c->quota = *q;
+	if (c->sp != NULL)
+		spool_set_min_free(c->sp, min_free_space);
+}
+
+/* The envelope text is complete in the input: parse, check, override
+ * what only the daemon knows, and start the message. */
 static void
-control_submit_body(struct control_client *cl)
+control_submit_env(struct control_client *cl)
 {
 	struct control *c = cl->c;
 	struct evbuffer *in = bufferevent_get_input(cl->bev);
 	struct sq_err err = { 0 };
-	struct timeval now = { 0, 0 };
+	struct timeval tv = { CONTROL_SUBMIT_TIMEOUT, 0 };
 	char *text;
 
 	if (evbuffer_get_length(in) < cl->body_len)
@@ -498,75 +684,183 @@ control_submit_body(struct control_client *cl)
 	if (envelope_parse(text, cl->body_len, &cl->env, &err) != 0) {
 		free(text);
 		cl->env = NULL;
-		control_submit_fail(cl, "bad envelope: %s", err.msg);
+		control_submit_fail(cl, "5.5.2", "bad envelope: %s", err.msg);
 		return;
 	}
 	free(text);
-	if (strcmp(cl->env->id, cl->id) != 0) {
-		control_submit_fail(cl, "the envelope is not for message %s",
-		    cl->id);
+	if (submit_proto_check_envelope(cl->env, c->max_rcpts, &err) != 0) {
+		control_submit_fail(cl, "5.5.2", "bad envelope: %s", err.msg);
 		return;
 	}
-	if (cl->env->n_rcpts == 0) {
-		control_submit_fail(cl, "the envelope has no recipient");
+	/* Provenance from the kernel and our clock, never the client. */
+	cl->env->uid = cl->facts.uid;
+	cl->env->created = (int64_t)time(NULL);
+	cl->env->id[0] = '\0';
+	/* The guards on new mail (free-space reserve, per-uid limits), for
+	 * the uid the kernel gave. */
+	if (control_admit(c, cl->facts.uid, 0, &err) != 0) {
+		control_submit_fail(cl, "4.3.1", "%s (message not queued)",
+		    err.msg);
 		return;
 	}
-	bufferevent_disable(cl->bev, EV_READ);
-	cl->state = CONTROL_PENDING;
-	c->n_pending++;
-	if (!event_pending(c->group_ev, EV_TIMEOUT, NULL))
-		event_add(c->group_ev, &now);
+	if (spool_writer_begin(c->sp, &cl->w, &err) != 0) {
+		cl->w = NULL;
+		control_submit_fail(cl, "4.3.0", "%s (message not queued)",
+		    err.msg);
+		return;
+	}
+	msgfix_scan_init(&cl->scan, NULL);
+	cl->state = CONTROL_DATA;
+	/* One frame at most is buffered: a header line and its chunk. */
+	bufferevent_setwatermark(cl->bev, EV_READ, 0,
+	    SUBMIT_PROTO_LINE_MAX + SUBMIT_PROTO_CHUNK_MAX);
+	bufferevent_set_timeouts(cl->bev, &tv, &tv);
+	control_submit_data(cl);
 }
 
-/* "submit ID LEN" (line NUL-terminated, LF removed). */
+/* One data frame whose payload is in the input: write it.  0, or -1
+ * after answering. */
+static int
+control_submit_chunk(struct control_client *cl,
+    const struct submit_proto_hdr *h)
+{
+	struct evbuffer *in = bufferevent_get_input(cl->bev);
+	struct sq_err err = { 0 };
+	unsigned char *p;
+
+	if (cl->size + h->len > cl->c->max_size) {
+		control_submit_fail(cl, "5.3.4", "message too large (more than "
+		    "%llu bytes: [intake] max_message_size; message not "
+		    "queued)", (unsigned long long)cl->c->max_size);
+		return -1;
+	}
+	p = evbuffer_pullup(in, (ssize_t)(h->hdr_len + h->len));
+	if (p == NULL)
+		log_fatalx("control: out of memory for a chunk");
+	msgfix_scan_feed(&cl->scan, p + h->hdr_len, h->len, NULL);
+	if (spool_writer_write(cl->w, p + h->hdr_len, h->len, &err) != 0) {
+		control_submit_fail(cl, "4.3.0", "%s (message not queued)",
+		    err.msg);
+		return -1;
+	}
+	cl->size += h->len;
+	evbuffer_drain(in, h->hdr_len + h->len);
+	return 0;
+}
+
+/* Frames after the envelope: write data, park at "end". */
+/*
+ * The end of the message: the wire rules (msgfix.h).  A NUL byte or a
+ * long line that cannot be re-encoded is refused ("5.6.0", sendq exits
+ * 65); a long line in a plain body is re-encoded in the spool file
+ * before the commit.  0, or -1 after answering.
+ */
+static int
+control_submit_fix(struct control_client *cl)
+{
+	struct sq_err err = { 0 };
+	int rc;
+
+	msgfix_scan_end(&cl->scan, NULL);
+	if ((rc = spool_writer_fix(cl->w, &cl->scan, &err)) == 0)
+		return 0;
+	if (rc == SQ_EPARSE)
+		control_submit_fail(cl, "5.6.0", "%s (message not queued)",
+		    err.msg);
+	else
+		control_submit_fail(cl, "4.3.0", "%s (message not queued)",
+		    err.msg);
+	return -1;
+}
+
 static void
-control_submit_line(struct control_client *cl, char *line)
+control_submit_data(struct control_client *cl)
 {
 	struct control *c = cl->c;
-	struct ucred cred;
-	socklen_t credlen = sizeof(cred);
-	char *words[4], *p, *save = NULL, *end, safe[64];
-	unsigned long long len;
-	size_t n = 0;
+	struct evbuffer *in = bufferevent_get_input(cl->bev);
+	struct submit_proto_hdr h;
+	struct sq_err err = { 0 };
+	struct timeval now = { 0, 0 };
+	unsigned char *p;
+	size_t have;
+	int rc;
 
-	if ((p = strchr(line, '\r')) != NULL && p[1] == '\0')
-		*p = '\0';
-	cl->peer_uid = -1;
-	if (getsockopt(bufferevent_getfd(cl->bev), SOL_SOCKET, SO_PEERCRED,
-	    &cred, &credlen) == 0)
-		cl->peer_uid = (long)cred.uid;
-	for (p = strtok_r(line, " \t", &save); p != NULL && n < 4;
-	    p = strtok_r(NULL, " \t", &save))
-		words[n++] = p;
-	if (n != 3) {
-		control_submit_fail(cl, "usage: submit ID LENGTH, then "
-		    "LENGTH bytes of envelope");
+	while (cl->state == CONTROL_DATA) {
+		have = evbuffer_get_length(in);
+		p = evbuffer_pullup(in, (ssize_t)(have < SUBMIT_PROTO_LINE_MAX ?
+		    have : SUBMIT_PROTO_LINE_MAX));
+		if (have == 0 || p == NULL)
+			return;
+		rc = submit_proto_parse((const char *)p, have <
+		    SUBMIT_PROTO_LINE_MAX ? have : SUBMIT_PROTO_LINE_MAX, &h,
+		    &err);
+		if (rc == 0)
+			return;		/* wait for the whole line */
+		if (rc < 0 || h.type == SUBMIT_PROTO_SUBMIT) {
+			control_submit_fail(cl, "5.5.2", "%s", rc < 0 ?
+			    err.msg : "\"submit\" twice");
+			return;
+		}
+		if (h.type == SUBMIT_PROTO_END) {
+			evbuffer_drain(in, h.hdr_len);
+			if (control_submit_fix(cl) != 0)
+				return;
+			bufferevent_disable(cl->bev, EV_READ);
+			cl->state = CONTROL_PENDING;
+			c->n_pending++;
+			if (!event_pending(c->group_ev, EV_TIMEOUT, NULL))
+				event_add(c->group_ev, &now);
+			return;
+		}
+		if (have < h.hdr_len + h.len)
+			return;		/* wait for the whole chunk */
+		if (control_submit_chunk(cl, &h) != 0)
+			return;
+	}
+}
+
+/* "submit ENVLEN" (line NUL-terminated, LF removed). */
+static void
+control_submit_line(struct control_client *cl, const char *line)
+{
+	struct control *c = cl->c;
+	struct submit_proto_hdr h;
+	struct sq_err err = { 0 };
+	char frame[QUEUE_VIEW_REQUEST_MAX + 2];
+	size_t n = strlen(line);
+	int rc;
+
+	cl->state = CONTROL_ENV;
+	/* Who may submit is decided before anything is read. */
+	if (cl->facts.uid < 0) {
+		control_submit_fail(cl, "4.7.0", "cannot tell who is "
+		    "connected (SO_PEERCRED failed)");
 		return;
 	}
-	if (!spool_id_valid(words[1])) {
-		sq_printable(safe, sizeof(safe), words[1], strlen(words[1]));
-		control_submit_fail(cl, "not a queue id: %s", safe);
+	if (!control_may_submit(cl)) {
+		control_denied(c, cl, "submitting mail", CONTROL_RIGHT_SUBMIT,
+		    &err);
+		control_submit_fail(cl, "5.7.1", "%s", err.msg);
 		return;
 	}
-	memcpy(cl->id, words[1], strlen(words[1]) + 1);
-	errno = 0;
-	len = strtoull(words[2], &end, 10);
-	if (errno != 0 || *end != '\0' || words[2][0] < '0' ||
-	    words[2][0] > '9' || len == 0 || len > CONTROL_SUBMIT_MAX) {
-		control_submit_fail(cl, "envelope length must be 1 to %u "
-		    "bytes", CONTROL_SUBMIT_MAX);
+	memcpy(frame, line, n);
+	frame[n] = '\n';
+	rc = submit_proto_parse(frame, n + 1, &h, &err);
+	if (rc <= 0 || h.type != SUBMIT_PROTO_SUBMIT) {
+		control_submit_fail(cl, "5.5.2", "%s", rc < 0 ? err.msg :
+		    "usage: submit ENVLEN, ENVLEN bytes of envelope, then "
+		    "\"data LEN\" frames and \"end\"");
 		return;
 	}
 	if (c->sp == NULL) {
-		control_submit_fail(cl, "sendqd cannot open its spool for "
-		    "submissions");
+		control_submit_fail(cl, "4.3.0", "sendqd cannot open its "
+		    "spool for submissions");
 		return;
 	}
-	cl->body_len = (size_t)len;
-	cl->state = CONTROL_BODY;
-	/* Room for exactly the envelope; nothing more is read. */
+	cl->body_len = h.len;
+	/* Room for exactly the envelope; nothing more is read yet. */
 	bufferevent_setwatermark(cl->bev, EV_READ, 0, cl->body_len);
-	control_submit_body(cl);
+	control_submit_env(cl);
 }
 
 static int
@@ -587,8 +881,12 @@ control_on_read(struct bufferevent *bev, void *arg)
 	char *line;
 	size_t len;
 
-	if (cl->state == CONTROL_BODY) {
-		control_submit_body(cl);
+	if (cl->state == CONTROL_ENV) {
+		control_submit_env(cl);
+		return;
+	}
+	if (cl->state == CONTROL_DATA) {
+		control_submit_data(cl);
 		return;
 	}
 	if (cl->state != CONTROL_LINE)
@@ -615,11 +913,94 @@ control_on_read(struct bufferevent *bev, void *arg)
 			buf_fini(&out);
 			return;
 		} else if (line != NULL)
-			control_run(cl->c, line, &out);
+			control_run(cl, line, &out);
 		free(line);
 	}
 	control_answer(cl, &out);
 	buf_fini(&out);
+}
+
+/* The supplementary groups of the peer (SO_PEERGROUPS, as they were at
+ * connect); NULL with *n = 0 when the kernel cannot say. */
+static gid_t *
+control_peer_groups(struct control *c, int fd, size_t *n)
+{
+	socklen_t len = 64 * sizeof(gid_t);
+	gid_t *groups = NULL;
+	int tries;
+
+	*n = 0;
+	for (tries = 0; tries < 3; tries++) {
+		groups = xreallocarray(groups, len / sizeof(gid_t) + 1,
+		    sizeof(gid_t));
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups,
+		    &len) == 0) {
+			*n = len / sizeof(gid_t);
+			return groups;
+		}
+		if (errno != ERANGE)
+			break;
+	}
+	if (!c->warned_groups) {
+		c->warned_groups = 1;
+		log_warn("control: SO_PEERGROUPS: %s (only the primary group "
+		    "of a client counts for admin_group and submit_groups)",
+		    strerror(errno));
+	}
+	free(groups);
+	return NULL;
+}
+
+/* Non-zero when gid is primary or among groups[0..n). */
+static int
+control_has_group(gid_t gid, gid_t primary, const gid_t *groups, size_t n)
+{
+	size_t i;
+
+	if (gid == primary)
+		return 1;
+	for (i = 0; i < n; i++)
+		if (groups[i] == gid)
+			return 1;
+	return 0;
+}
+
+/* The caller's credentials, once per connection, into cl->facts. */
+static void
+control_client_creds(struct control *c, struct control_client *cl, int fd)
+{
+	static const struct control_rights none;
+	const struct control_rights *r = c->rights != NULL ? c->rights :
+	    &none;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	gid_t *groups;
+	size_t n, i;
+
+	memset(&cl->facts, 0, sizeof(cl->facts));
+	cl->facts.uid = -1;
+	cl->facts.daemon_uid = (long)c->daemon_uid;
+	cl->peer_uid = -1;
+	cl->peer_pid = -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+		log_warn("control: SO_PEERCRED: %s (the client may do "
+		    "nothing)", strerror(errno));
+		return;
+	}
+	cl->facts.uid = cl->peer_uid = (long)cred.uid;
+	cl->peer_pid = (long)cred.pid;
+	cl->facts.submit_restricted = r->restricted;
+	if (r->admin_name == NULL && !r->restricted)
+		return;		/* nothing to compare groups with */
+	groups = control_peer_groups(c, fd, &n);
+	cl->facts.admin_member = r->admin_name != NULL &&
+	    control_has_group(r->admin_gid, cred.gid, groups, n);
+	for (i = 0; i < r->n_users && !cl->facts.submit_listed; i++)
+		cl->facts.submit_listed = r->users[i] == cred.uid;
+	for (i = 0; i < r->n_groups && !cl->facts.submit_listed; i++)
+		cl->facts.submit_listed = control_has_group(r->groups[i],
+		    cred.gid, groups, n);
+	free(groups);
 }
 
 static void
@@ -654,6 +1035,7 @@ control_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		c->clients->prev = cl;
 	c->clients = cl;
 	c->n_clients++;
+	control_client_creds(c, cl, fd);
 	bufferevent_setcb(cl->bev, control_on_read, NULL, control_on_event,
 	    cl);
 	/* Read at most a little more than one request line at a time. */
@@ -663,30 +1045,12 @@ control_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	bufferevent_enable(cl->bev, EV_READ);
 }
 
-/* The group the socket is given: the primary group of the spool
- * directory's owner (the daemon's user), else the directory's group. */
-static int
-control_group(const char *spool_dir, gid_t *gid, struct sq_err *err)
-{
-	struct stat st;
-	struct passwd *pw;
-
-	if (stat(spool_dir, &st) != 0)
-		return sq_err_set(err, -errno, "stat %s: %s", spool_dir,
-		    strerror(errno));
-	*gid = st.st_gid;
-	if ((pw = getpwuid(st.st_uid)) != NULL)
-		*gid = pw->pw_gid;
-	return 0;
-}
-
 /* Make, bind and listen on the socket.  Returns the fd or -errno. */
 static int
 control_bind(struct control *c, struct sq_err *err)
 {
 	struct sockaddr_un sun;
 	struct stat st;
-	gid_t gid = (gid_t)-1;
 	mode_t old;
 	int fd, rc;
 
@@ -697,8 +1061,6 @@ control_bind(struct control *c, struct sq_err *err)
 		    "too long (at most %zu bytes): %s",
 		    sizeof(sun.sun_path) - 1, c->path);
 	memcpy(sun.sun_path, c->path, strlen(c->path) + 1);
-	if ((rc = control_group(c->spool_dir, &gid, err)) != 0)
-		return rc;
 	if (lstat(c->path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
 			return sq_err_set(err, -EEXIST, "control socket %s: "
@@ -715,7 +1077,7 @@ control_bind(struct control *c, struct sq_err *err)
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	    0)) < 0)
 		return sq_err_set(err, -errno, "socket: %s", strerror(errno));
-	/* Born 0600, so nobody else can connect before chmod/chown. */
+	/* Born 0600, so nobody can connect before listen() is ready. */
 	old = umask(0177);
 	rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
 	umask(old);
@@ -725,11 +1087,8 @@ control_bind(struct control *c, struct sq_err *err)
 		close(fd);
 		return rc;
 	}
-	if (chown(c->path, geteuid() == 0 ? 0 : (uid_t)-1, gid) != 0)
-		log_warn("control: chown %s to group %lu: %s (the socket "
-		    "stays with group %lu)", c->path, (unsigned long)gid,
-		    strerror(errno), (unsigned long)getegid());
-	if (chmod(c->path, 0660) != 0 || lstat(c->path, &st) != 0 ||
+	/* Everyone may connect: each request is checked (control_run). */
+	if (chmod(c->path, 0666) != 0 || lstat(c->path, &st) != 0 ||
 	    listen(fd, 128) != 0) {
 		rc = sq_err_set(err, -errno, "control socket %s: %s",
 		    c->path, strerror(errno));
@@ -753,7 +1112,8 @@ control_new(struct event_base *base, const char *path,
 
 	c = xcalloc(1, sizeof(*c));
 	c->base = base;
-	c->path = xstrdup(path != NULL ? path : "/run/sendq/control.sock");
+	c->daemon_uid = geteuid();
+	c->path = xstrdup(path != NULL ? path : CONFIG_DEFAULT_SOCKET);
 	c->spool_dir = xstrdup(spool_dir);
 	if (ops != NULL)
 		c->ops = *ops;
@@ -774,6 +1134,7 @@ control_new(struct event_base *base, const char *path,
 		return sq_err_set(err, -ENOMEM, "control socket %s: cannot "
 		    "listen (libevent)", path);
 	}
+	c->max_size = CONTROL_SUBMIT_SIZE_DEFAULT;
 	c->group_ev = evtimer_new(base, control_on_group, c);
 	if (c->group_ev == NULL)
 		log_fatalx("control: out of memory for an event");
@@ -781,9 +1142,17 @@ control_new(struct event_base *base, const char *path,
 		c->sp = NULL;
 		log_warn("control: submit unavailable: %s", serr.msg);
 	}
-	log_info("control socket=%s mode=0660", c->path);
+	log_info("control socket=%s mode=0666", c->path);
 	*out = c;
 	return 0;
+}
+
+void
+control_set_submit_limits(struct control *c, uint64_t max_size,
+    unsigned max_rcpts)
+{
+	c->max_size = max_size != 0 ? max_size : CONTROL_SUBMIT_SIZE_DEFAULT;
+	c->max_rcpts = max_rcpts;
 }
 
 void
@@ -806,7 +1175,97 @@ control_free(struct control *c)
 	if (lstat(c->path, &st) == 0 && S_ISSOCK(st.st_mode) &&
 	    st.st_dev == c->dev && st.st_ino == c->ino)
 		unlink(c->path);
+	control_rights_free(c->rights);
 	free(c->path);
 	free(c->spool_dir);
 	free(c);
+}
+
+void
+control_set_rights(struct control *c, struct control_rights *rights)
+{
+	control_rights_free(c->rights);
+	c->rights = rights;
+}
+
+void
+control_rights_free(struct control_rights *r)
+{
+	if (r == NULL)
+		return;
+	free(r->admin_name);
+	free(r->users);
+	free(r->groups);
+	free(r);
+}
+
+/* "FILE:LINE: [sendq] KEY: no group named "NAME" ...", or the lookup's
+ * own failure. */
+static int
+control_rights_unknown(const struct config *cfg,
+    const struct config_accounts *a, const char *key, const char *name,
+    int group, struct sq_err *err)
+{
+	int e = errno;
+
+	/* getpwnam/getgrnam: NULL with errno 0, ENOENT, ESRCH, EBADF or
+	 * EPERM means "no such name" (getpwnam(3)). */
+	if (e != 0 && e != ENOENT && e != ESRCH && e != EBADF && e != EPERM)
+		return sq_err_set(err, -e, "%s:%d: [sendq] %s: cannot look "
+		    "up %s \"%s\": %s", cfg->path, a->line, key, group ?
+		    "group" : "user", name, strerror(e));
+	return sq_err_set(err, SQ_ECONFIG, "%s:%d: [sendq] %s: no %s named "
+	    "\"%s\" on this system (allowed: an existing %s name)",
+	    cfg->path, a->line, key, group ? "group" : "user", name,
+	    group ? "group" : "user");
+}
+
+int
+control_rights_new(const struct config *cfg, struct control_rights **out,
+    struct sq_err *err)
+{
+	struct control_rights *r;
+	struct passwd *pw;
+	struct group *gr;
+	size_t i;
+	int rc;
+
+	r = xcalloc(1, sizeof(*r));
+	if (cfg->admin_group.n == 1) {
+		errno = 0;
+		if ((gr = getgrnam(cfg->admin_group.names[0])) == NULL) {
+			rc = control_rights_unknown(cfg, &cfg->admin_group,
+			    "admin_group", cfg->admin_group.names[0], 1, err);
+			goto fail;
+		}
+		r->admin_gid = gr->gr_gid;
+		r->admin_name = xstrdup(cfg->admin_group.names[0]);
+	}
+	r->restricted = cfg->submit_users.n > 0 || cfg->submit_groups.n > 0;
+	r->users = xcalloc(cfg->submit_users.n + 1, sizeof(*r->users));
+	for (i = 0; i < cfg->submit_users.n; i++) {
+		errno = 0;
+		if ((pw = getpwnam(cfg->submit_users.names[i])) == NULL) {
+			rc = control_rights_unknown(cfg, &cfg->submit_users,
+			    "submit_users", cfg->submit_users.names[i], 0, err);
+			goto fail;
+		}
+		r->users[r->n_users++] = pw->pw_uid;
+	}
+	r->groups = xcalloc(cfg->submit_groups.n + 1, sizeof(*r->groups));
+	for (i = 0; i < cfg->submit_groups.n; i++) {
+		errno = 0;
+		if ((gr = getgrnam(cfg->submit_groups.names[i])) == NULL) {
+			rc = control_rights_unknown(cfg, &cfg->submit_groups,
+			    "submit_groups", cfg->submit_groups.names[i], 1,
+			    err);
+			goto fail;
+		}
+		r->groups[r->n_groups++] = gr->gr_gid;
+	}
+	*out = r;
+	return 0;
+fail:
+	control_rights_free(r);
+	return rc;
 }

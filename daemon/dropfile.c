@@ -435,32 +435,16 @@ char *
 dropfile_added_fields(const struct dropfile *df, const char *date,
     const char *id, const char *hostname)
 {
-	const char *eol = df->crlf ? "\r\n" : "\n";
-	struct buf b;
-	char *s;
+	char *from, *s;
 
 	if (hostname == NULL)
 		hostname = "localhost";
-	buf_init(&b, 4096 + MAILMSG_ADDR_MAX);
-	if (!df->has_date) {
-		s = xasprintf("Date: %s%s", date, eol);
-		(void)buf_append_str(&b, s);
-		free(s);
-	}
-	if (!df->has_from) {
-		if (df->env->sender[0] != '\0')
-			s = xasprintf("From: %s%s", df->env->sender, eol);
-		else
-			s = xasprintf("From: MAILER-DAEMON@%s%s", hostname,
-			    eol);
-		(void)buf_append_str(&b, s);
-		free(s);
-	}
-	if (!df->has_msgid) {
-		s = xasprintf("Message-ID: <%s@%s>%s", id, hostname, eol);
-		(void)buf_append_str(&b, s);
-		free(s);
-	}
-	(void)buf_append(&b, "", 1);
-	return b.data;
+	from = df->env->sender[0] != '\0' ? xstrdup(df->env->sender) :
+	    xasprintf("MAILER-DAEMON@%s", hostname);
+	s = mailmsg_added_fields((df->has_date ? MAILMSG_HAS_DATE : 0) |
+	    (df->has_from ? MAILMSG_HAS_FROM : 0) |
+	    (df->has_msgid ? MAILMSG_HAS_MSGID : 0), date, from, id, hostname,
+	    df->crlf ? "\r\n" : "\n");
+	free(from);
+	return s;
 }

@@ -96,7 +96,8 @@ void	dropfile_fini(struct dropfile *df);
  * The fields to put before df->header: "Date: DATE", "From: SENDER"
  * (MAILER-DAEMON@HOSTNAME for the null sender) and
  * "Message-ID: <ID@HOSTNAME>", each only when the header lacks it, with
- * the file's line ending.  date is an RFC 5322 date-time (the caller
+ * the file's line ending (mailmsg_added_fields() with the drop file's
+ * From).  date is an RFC 5322 date-time (mailmsg_date(); the caller
  * reads the clock), id the queue id.  Returns a heap string (maybe
  * empty) the caller frees.
  */

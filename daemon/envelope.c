@@ -6,7 +6,7 @@
  * line has the empty value):
  *
  *	sendq-envelope 1		first line: format and version
- *	id 018F2C3A4B0A1B2C3D4E		queue id (required, once)
+ *	id 0065A1B2C30A1B2F3C9D1E8B7A6C5D4	queue id (required, once)
  *	created 1700000000		unix time of acceptance (required, once)
  *	uid 1000			submitting uid, -1 unknown (once)
  *	sender alice@example.com	envelope sender; "sender" alone is the

@@ -49,6 +49,9 @@
 #include "rewrite.h"
 #include "intake_proto.h"
 #include "log.h"
+#include "quota.h"
+#include "mailmsg.h"
+#include "msgfix.h"
 #include "spool.h"
 #include "util.h"
 
@@ -80,7 +83,17 @@ struct intake_session {
 	char			 rcvd[INTAKE_CLIENT_MAX];    /* Received: */
 	long			 uid;
 	int			 counted;	/* towards max_clients */
+	/* The peer, for max_clients_per_peer: a uid (unix socket) or an
+	 * address (TCP, IPv4 as v4-mapped IPv6). */
+	int			 peer_is_uid;
+	unsigned char		 peer_addr[16];
+	uint64_t		 progress;	/* intake_proto_progress() when
+						 * the timer was last armed */
 	struct spool_writer	*w;
+	struct msgfix_scan	 scan;	/* the wire rules, msgfix.h */
+	struct msgfix_added	 added;	/* Date, Message-ID if missing */
+	char			 date[64];
+	struct buf		 fix;	/* msgfix's output, per chunk */
 	int			 write_rc;	/* first spool error */
 	char			 write_err[sizeof(((struct sq_err *)0)->msg)];
 	int			 committing;
@@ -105,6 +118,7 @@ struct intake {
 	struct intake_session	*reap_list;
 	struct event		*reap_ev;
 	struct event		*resume_ev;	/* listeners after EMFILE */
+	struct quota		 quota;		/* per-uid limits; zeroed: none */
 };
 
 static void	intake_session_run(struct intake_session *s);
@@ -148,6 +162,7 @@ intake_session_free(struct intake_session *s)
 	if (s->timer != NULL)
 		event_free(s->timer);
 	intake_proto_free(s->proto);
+	buf_fini(&s->fix);
 	free(s);
 }
 
@@ -206,16 +221,39 @@ intake_session_fail_log(struct intake_session *s, int rc, const char *why)
 	    why);
 }
 
-/* RFC 5322 date-time of now, local time. */
-static void
-intake_date(char *buf, size_t bufsz)
+/*
+ * May this session's message be queued now (free-space reserve, per-uid
+ * limits)?  size: the message's size, or what SIZE= said, or 0;
+ * written: it is already in the spool's tmp/ (so not counted again
+ * against the free space).  Counts the same uid's messages waiting for
+ * the group commit.  0, or the refusal answered (452 4.3.1 with the
+ * reason) and logged.
+ */
+static int
+intake_session_admit(struct intake_session *s, uint64_t size, int written)
 {
-	struct tm tm;
-	time_t now = time(NULL);
+	struct intake *in = s->in;
+	struct intake_session *o;
+	struct sq_err err = { 0 };
+	uint64_t msgs = 0, bytes = 0;
+	int rc;
 
-	if (localtime_r(&now, &tm) == NULL ||
-	    strftime(buf, bufsz, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
-		snprintf(buf, bufsz, "Thu, 01 Jan 1970 00:00:00 +0000");
+	if ((rc = spool_space_ok(in->sp, written ? 0 : size, &err)) == 0) {
+		for (o = in->commit_list; o != NULL; o = o->commit_next)
+			if (o != s && o->uid == s->uid) {
+				msgs++;
+				bytes += intake_proto_msg_size(o->proto);
+			}
+		rc = quota_admit(&in->quota, s->uid, msgs, bytes, size, &err);
+	}
+	if (rc == 0)
+		return 0;
+	log_warn("intake result=%s client=%s uid=%ld error=\"%s\"",
+	    rc == -EDQUOT ? "overquota" : intake_nospace(rc) ? "nospace" :
+	    "tempfail", s->client, s->uid, err.msg);
+	intake_proto_data_refuse(s->proto, rc == -EDQUOT ? err.msg :
+	    "Insufficient system storage, try again later");
+	return rc;
 }
 
 /* EV_DATA: open a writer and put the Received: field in front. */
@@ -228,15 +266,27 @@ intake_session_data(struct intake_session *s)
 
 	s->write_rc = 0;
 	s->write_err[0] = '\0';
+	if (intake_session_admit(s, intake_proto_txn(s->proto)->size,
+	    0) != 0)
+		return;
 	if ((rc = spool_writer_begin(s->in->sp, &s->w, &err)) != 0) {
 		s->w = NULL;
 		intake_session_fail_log(s, rc, err.msg);
 		intake_proto_data_start(s->proto, 0);
 		return;
 	}
-	intake_date(date, sizeof(date));
+	mailmsg_date((int64_t)time(NULL), 1, date, sizeof(date));
 	rcvd = intake_proto_received(s->proto, s->rcvd,
 	    spool_writer_id(s->w), date);
+	/* The client's bytes go through msgfix: Date and Message-ID are
+	 * added at the end of its header when missing (never From: that
+	 * is the client's to give). */
+	snprintf(s->date, sizeof(s->date), "%s", date);
+	s->added.date = s->date;
+	s->added.msgid_id = spool_writer_id(s->w);
+	s->added.hostname = s->in->hostname;
+	s->added.from = NULL;
+	msgfix_scan_init(&s->scan, &s->added);
 	rc = spool_writer_write(s->w, rcvd, strlen(rcvd), &err);
 	free(rcvd);
 	if (rc != 0) {
@@ -249,16 +299,58 @@ intake_session_data(struct intake_session *s)
 	intake_proto_data_start(s->proto, 1);
 }
 
+/*
+ * The end of the data: the wire rules (msgfix.h).  Returns 0 when the
+ * message may be committed (rewritten if it had to be), else answers
+ * the client (554 5.6.0 for content that cannot be relayed, 451/452 when
+ * the rewrite failed for a local reason) and returns -1.
+ */
+static int
+intake_session_fix(struct intake_session *s)
+{
+	struct sq_err err = { 0 };
+	int rc;
+
+	s->fix.len = 0;
+	rc = msgfix_scan_end(&s->scan, &s->fix);
+	if (rc == 0)
+		rc = spool_writer_write(s->w, s->fix.data, s->fix.len, &err);
+	if (rc == 0)
+		rc = spool_writer_fix(s->w, &s->scan, &err);
+	if (rc == 0)
+		return 0;
+	if (rc != SQ_EPARSE) {
+		intake_session_spool_failed(s, rc, &err);
+		return 0;	/* answered as a spool failure */
+	}
+	log_warn("intake result=rejected client=%s uid=%ld reason=\"%s\"",
+	    s->client, s->uid, err.msg);
+	spool_writer_abort(s->w);
+	s->w = NULL;
+	intake_proto_data_done(s->proto, INTAKE_PROTO_REJECTED, err.msg);
+	return -1;
+}
+
 /* EV_END: queue for the group commit, or answer the failure now. */
 static void
 intake_session_end(struct intake_session *s)
 {
 	struct intake *in = s->in;
 
+	if (s->w != NULL && intake_session_fix(s) != 0)
+		return;
 	if (s->w == NULL) {
 		intake_session_fail_log(s, s->write_rc, s->write_err);
 		intake_proto_data_done(s->proto, intake_nospace(s->write_rc) ?
 		    INTAKE_PROTO_NOSPACE : INTAKE_PROTO_TEMPFAIL, NULL);
+		return;
+	}
+	/* Again with the real size: what was written may have taken the
+	 * spool below its reserve, or the uid over its byte limit. */
+	if (intake_session_admit(s, intake_proto_msg_size(s->proto),
+	    1) != 0) {
+		spool_writer_abort(s->w);
+		s->w = NULL;
 		return;
 	}
 	s->committing = 1;
@@ -286,7 +378,12 @@ intake_session_events(struct intake_session *s)
 		case INTAKE_PROTO_EV_BODY:
 			if (s->w == NULL)
 				break;
-			rc = spool_writer_write(s->w, ev.data, ev.len, &err);
+			s->fix.len = 0;
+			if (msgfix_scan_feed(&s->scan, ev.data, ev.len,
+			    &s->fix) != 0)
+				log_fatalx("intake: msgfix output overflow");
+			rc = spool_writer_write(s->w, s->fix.data, s->fix.len,
+			    &err);
 			if (rc != 0)
 				intake_session_spool_failed(s, rc, &err);
 			break;
@@ -372,23 +469,33 @@ intake_session_run(struct intake_session *s)
 	}
 }
 
+/* Run the session; only progress restarts its timer: junk commands and
+ * a command trickling in byte by byte do not keep a session alive. */
+static void
+intake_session_run_timed(struct intake_session *s)
+{
+	uint64_t progress;
+
+	intake_session_run(s);
+	if (!s->dead && (progress = intake_proto_progress(s->proto)) !=
+	    s->progress) {
+		s->progress = progress;
+		intake_session_arm(s);
+	}
+}
+
 static void
 intake_on_read(struct bufferevent *bev, void *arg)
 {
-	struct intake_session *s = arg;
-
 	(void)bev;
-	intake_session_arm(s);
-	intake_session_run(s);
+	intake_session_run_timed(arg);
 }
 
 static void
 intake_on_write(struct bufferevent *bev, void *arg)
 {
-	struct intake_session *s = arg;
-
 	(void)bev;
-	intake_session_run(s);
+	intake_session_run_timed(arg);
 }
 
 static void
@@ -527,6 +634,7 @@ intake_on_commit(evutil_socket_t fd, short what, void *arg)
 			}
 			intake_proto_data_done(s->proto, INTAKE_PROTO_QUEUED,
 			    envs[i]->id);
+			quota_queued(&in->quota, envs[i]->id);
 		} else {
 			intake_session_fail_log(s, results[i], errs[i].msg);
 			intake_proto_data_done(s->proto,
@@ -617,9 +725,13 @@ intake_identify(struct intake_session *s, evutil_socket_t fd,
 	socklen_t len = sizeof(cred);
 
 	s->uid = -1;
+	s->peer_is_uid = 0;
+	memset(s->peer_addr, 0, sizeof(s->peer_addr));
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *sin = (const void *)sa;
 
+		s->peer_addr[10] = s->peer_addr[11] = 0xff;
+		memcpy(s->peer_addr + 12, &sin->sin_addr, 4);
 		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
 		snprintf(s->client, sizeof(s->client), "[%s]:%u", host,
 		    ntohs(sin->sin_port));
@@ -627,19 +739,42 @@ intake_identify(struct intake_session *s, evutil_socket_t fd,
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *sin6 = (const void *)sa;
 
+		memcpy(s->peer_addr, &sin6->sin6_addr, 16);
 		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
 		snprintf(s->client, sizeof(s->client), "[%s]:%u", host,
 		    ntohs(sin6->sin6_port));
 		snprintf(s->rcvd, sizeof(s->rcvd), "[IPv6:%s]", host);
 	} else if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+		s->peer_is_uid = 1;
 		s->uid = (long)cred.uid;
 		snprintf(s->client, sizeof(s->client), "unix:pid=%ld",
 		    (long)cred.pid);
 		snprintf(s->rcvd, sizeof(s->rcvd), "uid %ld", s->uid);
 	} else {
+		s->peer_is_uid = 1;	/* unknown uid -1: all share it */
 		snprintf(s->client, sizeof(s->client), "unix");
 		snprintf(s->rcvd, sizeof(s->rcvd), "local");
 	}
+}
+
+/* Sessions served now (counted) from the same peer as s: the same uid
+ * on a unix socket, the same address over TCP.  A scan: at most
+ * max_clients sessions, once per connection. */
+static unsigned
+intake_peer_sessions(const struct intake *in, const struct intake_session *s)
+{
+	const struct intake_session *o;
+	unsigned n = 0;
+
+	for (o = in->sessions; o != NULL; o = o->next) {
+		if (o == s || !o->counted || o->peer_is_uid != s->peer_is_uid)
+			continue;
+		if (s->peer_is_uid ? o->uid == s->uid :
+		    memcmp(o->peer_addr, s->peer_addr,
+		    sizeof(s->peer_addr)) == 0)
+			n++;
+	}
+	return n;
 }
 
 static void
@@ -664,11 +799,14 @@ intake_on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	}
 	s = xcalloc(1, sizeof(*s));
 	s->in = in;
+	/* A body chunk plus what msgfix may insert (msgfix.h). */
+	buf_init(&s->fix, INTAKE_PROTO_BODY_CHUNK + MSGFIX_HOLD_MAX + 4096);
 	intake_identify(s, fd, sa);
 	memset(&params, 0, sizeof(params));
 	params.hostname = in->hostname;
 	params.max_message_size = ci->max_message_size;
 	params.max_recipients = ci->max_recipients;
+	params.max_junk_commands = ci->max_junk_commands;
 	if (!intake_allowed(in, sa)) {
 		params.greeting = INTAKE_PROTO_DENY;
 		log_warn("intake: client=%s refused: not in allow_networks",
@@ -677,6 +815,13 @@ intake_on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 		params.greeting = INTAKE_PROTO_BUSY;
 		log_warn("intake: client=%s refused: max_clients (%u) "
 		    "reached", s->client, ci->max_clients);
+	} else if (ci->max_clients_per_peer > 0 &&
+	    intake_peer_sessions(in, s) >= ci->max_clients_per_peer) {
+		params.greeting = INTAKE_PROTO_PEER_BUSY;
+		log_warn("intake: client=%s uid=%ld refused: "
+		    "max_clients_per_peer (%u) reached for this %s",
+		    s->client, s->uid, ci->max_clients_per_peer,
+		    s->peer_is_uid ? "uid" : "address");
 	} else {
 		params.greeting = INTAKE_PROTO_GREET;
 		s->counted = 1;
@@ -970,6 +1115,13 @@ intake_close_listeners(struct intake *in)
 			l->unlink_path = NULL;
 		}
 	}
+}
+
+void
+intake_set_quota(struct intake *in, const struct quota *q)
+{
+	if (in != NULL && q != NULL)
+		in->quota = *q;
 }
 
 size_t

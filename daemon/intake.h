@@ -8,14 +8,33 @@
  * Sessions: a TCP client whose address is neither loopback nor in
  * allow_networks is greeted 554 5.7.1 (then only QUIT works); unix socket
  * clients are always served and identified by SO_PEERCRED.  Beyond
- * max_clients a new client gets 421 4.3.2 and is closed.  Each session
- * has one timer ([intake] timeout) that runs while it waits for client
- * bytes; when it fires the client gets 421 4.4.2 and is closed.
+ * max_clients a new client gets 421 4.3.2 and is closed; beyond
+ * max_clients_per_peer sessions of the same peer (one uid on a unix
+ * socket, one address over TCP; counted by a scan of the sessions at
+ * accept) it gets 421 4.7.0 and is closed.  Each session has one timer
+ * ([intake] timeout) that runs while it waits for client bytes, restarted
+ * only when the session makes progress (intake_proto_progress(): not by
+ * junk commands, not by a partial line); when it fires the client gets
+ * 421 4.4.2 and is closed.  The junk command limit (max_junk_commands)
+ * is intake_proto's.
+ *
+ * Guards on new mail, checked at DATA (with SIZE= when given) and again
+ * at the final dot (with the real size): the spool's free-space reserve
+ * (spool_space_ok) and the per-uid limits (quota_admit, counting the
+ * same uid's messages waiting for the group commit).  A refusal is 452
+ * 4.3.1 with the reason (a limit's text names the key), logged as
+ * "intake result=nospace|overquota".  After each commit the message is
+ * handed to the queue index (quota_queued) so the next check counts it.
  *
  * Messages: at DATA a spool writer is opened (spool_writer_begin; if that
  * fails, DATA is answered 452 4.3.1), a Received: field is written, then
  * the body as intake_proto hands it over (LF line endings, see
- * intake_proto.h).  At the final dot the session waits (reading nothing
+ * intake_proto.h) through msgfix (msgfix.h), which adds Date and
+ * Message-ID at the end of the header when missing.  At the final dot
+ * msgfix's verdict is applied: content the wire cannot carry is answered
+ * 554 5.6.0 with the reason (nothing queued), a message that must be
+ * re-encoded is rewritten in its spool writer first (blocking, once per
+ * such message).  At the final dot the session waits (reading nothing
  * more) while every message completed in the same turn of the event loop
  * is made durable by one spool_commit_group() (shared syncs), then each
  * gets 250 2.0.0 "Ok: queued as ID", or 452 4.3.1 when the spool cannot
@@ -35,7 +54,8 @@
  *
  * Owns: the listening sockets (and the unix socket files it created,
  * removed at free), the sessions, their spool writers until commit.
- * May call: intake_proto, spool, envelope, config, util, log, libevent.
+ * May call: intake_proto, msgfix, mailmsg, spool, envelope, config, util,
+ * log, libevent.
  *
  * DIAGNOSTICS: intake_new() fails with -errno and err naming the
  * address for a socket that cannot be made (address in use, no such
@@ -63,6 +83,12 @@ struct intake;
  */
 int	intake_new(struct event_base *base, const struct config *cfg,
 	    struct spool *sp, struct intake **out, struct sq_err *err);
+
+/* The per-uid limits and the way to the queue index's counts (copied);
+ * without it (or with a zeroed one) there is no per-uid limit.  NULL is
+ * accepted for in and q. */
+struct quota;
+void	intake_set_quota(struct intake *in, const struct quota *q);
 
 /* Stop accepting new clients (for a clean stop); sessions go on. */
 void	intake_close_listeners(struct intake *in);

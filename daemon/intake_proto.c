@@ -74,6 +74,9 @@ struct intake_proto {
 	size_t		 line_len;
 	int		 discarding;	/* line too long: skip to LF */
 	unsigned	 errors;
+	unsigned	 max_junk;	/* 0 = no limit */
+	unsigned	 junk;		/* since the last accepted message */
+	uint64_t	 progress;	/* see intake_proto_progress() */
 
 	int		 helo_kind;	/* 0 none, 1 HELO, 2 EHLO */
 	char		 helo[INTAKE_PROTO_HELO_MAX + 1];
@@ -170,6 +173,38 @@ intake_proto_error(struct intake_proto *p, const char *fmt, ...)
 	}
 }
 
+/*
+ * Count a junk command (see intake_proto.h).  Returns 1 when it was one
+ * too many: 421 was answered and the session is closing, so the caller
+ * answers nothing more; else 0.
+ */
+static int
+intake_proto_junk(struct intake_proto *p)
+{
+	if (p->max_junk == 0 || ++p->junk <= p->max_junk)
+		return 0;
+	intake_proto_reply(p, "421 4.7.0 %s Error: too many commands that "
+	    "carry no mail (at most %u), closing", p->hostname, p->max_junk);
+	intake_proto_close(p);
+	return 1;
+}
+
+static int	intake_proto_word(const char *s, const char *w);
+
+/* Is this command line junk: a command that carries no mail? */
+static int
+intake_proto_is_junk(const struct intake_proto *p, const char *line)
+{
+	if (intake_proto_word(line, "EHLO") || intake_proto_word(line, "HELO"))
+		return p->helo_kind != 0;
+	if (intake_proto_word(line, "MAIL") || intake_proto_word(line, "DATA"))
+		return 0;
+	if (intake_proto_word(line, "RCPT"))
+		return p->txn.sender != NULL && p->max_rcpts > 0 &&
+		    p->txn.n_rcpts >= p->max_rcpts;
+	return 1;	/* NOOP, RSET, VRFY, HELP, 502s, unknown, empty */
+}
+
 struct intake_proto *
 intake_proto_new(const struct intake_proto_params *params)
 {
@@ -180,6 +215,7 @@ intake_proto_new(const struct intake_proto_params *params)
 	    "localhost");
 	p->max_size = params->max_message_size;
 	p->max_rcpts = params->max_recipients;
+	p->max_junk = params->max_junk_commands;
 	buf_init(&p->out, INTAKE_PROTO_OUT_MAX);
 	p->state = INTAKE_PROTO_S_CMD;
 	switch (params->greeting) {
@@ -194,6 +230,11 @@ intake_proto_new(const struct intake_proto_params *params)
 	case INTAKE_PROTO_BUSY:
 		intake_proto_reply(p, "421 4.3.2 %s Service not available: "
 		    "too many connections, try again later", p->hostname);
+		intake_proto_close(p);
+		break;
+	case INTAKE_PROTO_PEER_BUSY:
+		intake_proto_reply(p, "421 4.7.0 %s Error: too many "
+		    "connections from you, try again later", p->hostname);
 		intake_proto_close(p);
 		break;
 	}
@@ -681,6 +722,10 @@ intake_proto_command(struct intake_proto *p, char *line, size_t len)
 		intake_proto_error(p, "503 5.7.1 Error: access denied");
 		return;
 	}
+	if (!intake_proto_is_junk(p, line))
+		p->progress++;
+	else if (intake_proto_junk(p))
+		return;
 	if (intake_proto_word(line, "EHLO"))
 		intake_proto_cmd_helo(p, arg, 1);
 	else if (intake_proto_word(line, "HELO"))
@@ -903,10 +948,15 @@ intake_proto_feed(struct intake_proto *p, const void *data, size_t len)
 				return used;
 			used += intake_proto_feed_cmd(p, s + used, len - used);
 			break;
-		case INTAKE_PROTO_S_DATA:
-			used += intake_proto_feed_data(p, s + used,
+		case INTAKE_PROTO_S_DATA: {
+			size_t n = intake_proto_feed_data(p, s + used,
 			    len - used);
+
+			used += n;
+			if (n > 0)
+				p->progress++;
 			break;
+		}
 		case INTAKE_PROTO_S_WAIT_DATA:
 		case INTAKE_PROTO_S_WAIT_END:
 		case INTAKE_PROTO_S_CLOSED:
@@ -937,6 +987,7 @@ intake_proto_data_start(struct intake_proto *p, int ok)
 		intake_proto_reply(p, "452 4.3.1 Insufficient system storage, "
 		    "try again later");
 		p->state = INTAKE_PROTO_S_CMD;
+		intake_proto_junk(p);
 		return;
 	}
 	intake_proto_reply(p, "354 End data with <CR><LF>.<CR><LF>");
@@ -961,6 +1012,7 @@ intake_proto_data_done(struct intake_proto *p,
 		sq_printable(shown, sizeof(shown), id != NULL ? id : "",
 		    id != NULL ? strlen(id) : 0);
 		intake_proto_reply(p, "250 2.0.0 Ok: queued as %s", shown);
+		p->junk = 0;
 		break;
 	case INTAKE_PROTO_NOSPACE:
 		intake_proto_reply(p, "452 4.3.1 Insufficient system storage, "
@@ -970,9 +1022,39 @@ intake_proto_data_done(struct intake_proto *p,
 		intake_proto_reply(p, "451 4.3.0 Error: local error in "
 		    "processing, try again later");
 		break;
+	case INTAKE_PROTO_REJECTED: {
+		char why[300];
+
+		sq_printable(why, sizeof(why), id != NULL ? id : "",
+		    id != NULL ? strlen(id) : 0);
+		intake_proto_reply(p, "554 5.6.0 Message refused: %s", why);
+		break;
+	}
 	}
 	intake_proto_txn_reset(p);
 	p->state = INTAKE_PROTO_S_CMD;
+}
+
+void
+intake_proto_data_refuse(struct intake_proto *p, const char *text)
+{
+	char shown[INTAKE_PROTO_LINE_MAX];
+
+	if (p->state != INTAKE_PROTO_S_WAIT_DATA &&
+	    p->state != INTAKE_PROTO_S_WAIT_END)
+		log_fatalx("intake_proto: data_refuse without DATA");
+	sq_printable(shown, sizeof(shown), text, strlen(text));
+	intake_proto_reply(p, "452 4.3.1 %s", shown);
+	if (p->state == INTAKE_PROTO_S_WAIT_END)
+		intake_proto_txn_reset(p);
+	p->state = INTAKE_PROTO_S_CMD;
+	intake_proto_junk(p);
+}
+
+uint64_t
+intake_proto_progress(const struct intake_proto *p)
+{
+	return p->progress;
 }
 
 void

@@ -46,6 +46,18 @@
  * 4.5.3.  After INTAKE_PROTO_ERRORS_MAX rejected commands the session is
  * ended with 421 4.7.0.
  *
+ * Junk commands (as Postfix's smtpd_junk_command_limit): NOOP, RSET,
+ * VRFY, EXPN, HELP, ETRN and the other commands answered 502, unknown
+ * commands, every HELO/EHLO after the first, RCPT beyond max_recipients
+ * and a DATA refused by the driver (data_start(0), data_refuse()).  They
+ * carry no mail: past max_junk_commands in a session the next one is
+ * answered 421 4.7.0 and the session ends.  The count starts again after
+ * each accepted message (250 to the final dot).  Every other command and
+ * every chunk of message data is progress (intake_proto_progress()), which
+ * is what the driver's inactivity timer should wait for: junk does not
+ * restart it, so neither NOOPs nor a line sent byte by byte keep a session
+ * alive beyond its timeout.
+ *
  * Owns: struct intake_proto, its transaction, its bounded output buffer
  * and body chunk buffer.
  * May call: mailmsg (address rules), buf, util.  Pure: no I/O, no clock,
@@ -86,6 +98,8 @@ enum intake_proto_greeting {
 				 * every command but QUIT then gets 503 */
 	INTAKE_PROTO_BUSY,	/* 421 4.3.2: too many clients; then
 				 * EV_CLOSE */
+	INTAKE_PROTO_PEER_BUSY,	/* 421 4.7.0: too many sessions of this
+				 * peer (uid or address); then EV_CLOSE */
 };
 
 struct intake_proto_params {
@@ -94,6 +108,8 @@ struct intake_proto_params {
 	uint64_t	 max_message_size; /* SIZE; 0 = no limit */
 	size_t		 max_recipients;   /* per message; 0 = no limit */
 	enum intake_proto_greeting greeting;
+	unsigned	 max_junk_commands; /* per session (see above); 0 = no
+					 * limit */
 };
 
 /* NOTIFY= of a recipient (RFC 3461); 0 = not given. */
@@ -162,6 +178,10 @@ enum intake_proto_result {
 	INTAKE_PROTO_QUEUED,	/* 250 2.0.0 Ok: queued as ID */
 	INTAKE_PROTO_NOSPACE,	/* 452 4.3.1 Insufficient system storage */
 	INTAKE_PROTO_TEMPFAIL,	/* 451 4.3.0 Local error in processing */
+	INTAKE_PROTO_REJECTED,	/* 554 5.6.0 Message refused: REASON (the
+				 * content cannot be relayed as it is and
+				 * cannot be re-encoded: msgfix.h; X.6.0 is
+				 * RFC 3463's "other media error") */
 };
 
 struct intake_proto;
@@ -193,10 +213,25 @@ int	intake_proto_next_event(struct intake_proto *p,
 void	intake_proto_data_start(struct intake_proto *p, int ok);
 
 /* After EV_END: the reply to the final dot.  id (the queue id) is needed
- * with INTAKE_PROTO_QUEUED, ignored otherwise.  Either way the
+ * with INTAKE_PROTO_QUEUED; with INTAKE_PROTO_REJECTED it is the reason
+ * (one line, made printable); ignored otherwise.  Either way the
  * transaction ends. */
 void	intake_proto_data_done(struct intake_proto *p,
 	    enum intake_proto_result result, const char *id);
+
+/*
+ * After EV_DATA or EV_END: refuse the message for a reason the driver
+ * found (free space below the reserve, a per-user limit): "452 4.3.1
+ * text" (text made printable; without a line break).  After EV_DATA the
+ * transaction is kept (as data_start(0)); after EV_END it ends.  Counts
+ * as a junk command, so a client cannot retry forever within a session.
+ */
+void	intake_proto_data_refuse(struct intake_proto *p, const char *text);
+
+/* A number that grows with every command that is not junk and every
+ * chunk of message data taken: the driver restarts its inactivity timer
+ * only when it changed. */
+uint64_t	intake_proto_progress(const struct intake_proto *p);
 
 /* The driver's command timer fired: 421 4.4.2, then EV_CLOSE. */
 void	intake_proto_timeout(struct intake_proto *p);

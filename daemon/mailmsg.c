@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "mailmsg.h"
 #include "util.h"
@@ -588,4 +589,74 @@ mailmsg_addr_valid(const char *addr, int flags, struct sq_err *err)
 	    len - local_len - 1))
 		return mailmsg_valid_fail(err, addr, "bad domain");
 	return 0;
+}
+
+void
+mailmsg_date(int64_t t, int local, char *out, size_t outsz)
+{
+	static const char days[7][4] = {
+		"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"
+	};
+	static const char months[12][4] = {
+		"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+		"Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
+	};
+	struct tm tm;
+	time_t tt = (time_t)t;
+	long off = 0;
+	int ok = (int64_t)tt == t;
+
+	if (ok && local && localtime_r(&tt, &tm) != NULL)
+		off = tm.tm_gmtoff;
+	else if (!ok || gmtime_r(&tt, &tm) == NULL)
+		ok = 0;
+	if (!ok || tm.tm_wday < 0 || tm.tm_wday > 6 || tm.tm_mon < 0 ||
+	    tm.tm_mon > 11 || tm.tm_year < 0 || tm.tm_year > 9999 - 1900 ||
+	    off <= -24 * 3600 || off >= 24 * 3600) {
+		tt = 0;
+		off = 0;
+		if (gmtime_r(&tt, &tm) == NULL)
+			memset(&tm, 0, sizeof(tm));
+	}
+	snprintf(out, outsz, "%s, %02d %s %04d %02d:%02d:%02d %c%02ld%02ld",
+	    days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
+	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	    off < 0 ? '-' : '+', (off < 0 ? -off : off) / 3600,
+	    (off < 0 ? -off : off) % 3600 / 60);
+}
+
+int
+mailmsg_present(const struct mailmsg_header *h, const char *msg)
+{
+	int present = 0;
+
+	if (mailmsg_find(h, msg, "date", 0) >= 0)
+		present |= MAILMSG_HAS_DATE;
+	if (mailmsg_find(h, msg, "from", 0) >= 0)
+		present |= MAILMSG_HAS_FROM;
+	if (mailmsg_find(h, msg, "message-id", 0) >= 0)
+		present |= MAILMSG_HAS_MSGID;
+	return present;
+}
+
+char *
+mailmsg_added_fields(int present, const char *date, const char *from,
+    const char *id, const char *hostname, const char *eol)
+{
+	char *dfield, *ffield, *mfield, *s;
+
+	if (hostname == NULL)
+		hostname = "localhost";
+	dfield = date != NULL && !(present & MAILMSG_HAS_DATE) ?
+	    xasprintf("Date: %s%s", date, eol) : xstrdup("");
+	ffield = from != NULL && !(present & MAILMSG_HAS_FROM) ?
+	    xasprintf("From: %s%s", from, eol) : xstrdup("");
+	mfield = id != NULL && !(present & MAILMSG_HAS_MSGID) ?
+	    xasprintf("Message-ID: <%s@%s>%s", id, hostname, eol) :
+	    xstrdup("");
+	s = xasprintf("%s%s%s", dfield, ffield, mfield);
+	free(dfield);
+	free(ffield);
+	free(mfield);
+	return s;
 }

@@ -19,6 +19,7 @@
 #define SENDQ_MAILMSG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "util.h"
 
@@ -125,5 +126,36 @@ void	mailmsg_addr_list_fini(struct mailmsg_addr_list *l);
  * accepted, for the caller to qualify.  Returns 0 or SQ_EPARSE with err.
  */
 int	mailmsg_addr_valid(const char *addr, int flags, struct sq_err *err);
+
+/*
+ * The RFC 5322 date-time (3.3) of t, seconds since the epoch: local time
+ * with its offset when local is set, else UTC ("+0000").  Day and month
+ * names are English whatever the locale.  When local time cannot be had
+ * (localtime_r fails) UTC is used; a t that cannot be shown (before 1900,
+ * after 9999) gives the epoch.  out gets at most 32 bytes with the NUL;
+ * a smaller out is truncated.  Never fails.
+ */
+void	mailmsg_date(int64_t t, int local, char *out, size_t outsz);
+
+/* What mailmsg_present() reports. */
+#define MAILMSG_HAS_DATE	0x01
+#define MAILMSG_HAS_FROM	0x02
+#define MAILMSG_HAS_MSGID	0x04
+
+/* Which of Date, From and Message-ID the scanned header h of msg has. */
+int	mailmsg_present(const struct mailmsg_header *h, const char *msg);
+
+/*
+ * The one "add the missing header fields" helper, for every intake path
+ * and for bounces: "Date: DATE" unless present has MAILMSG_HAS_DATE,
+ * "From: FROM" unless MAILMSG_HAS_FROM, "Message-ID: <ID@HOSTNAME>"
+ * unless MAILMSG_HAS_MSGID, in that order, each line ended with eol.  A
+ * NULL date, from or id means that field is never added (a path that
+ * adds no From passes NULL).  hostname NULL is "localhost".  Returns a
+ * heap string (maybe empty) the caller frees.
+ */
+char	*mailmsg_added_fields(int present, const char *date,
+	    const char *from, const char *id, const char *hostname,
+	    const char *eol);
 
 #endif

@@ -22,6 +22,7 @@
 #include "intake.h"
 #include "log.h"
 #include "pickup.h"
+#include "quota.h"
 #include "scheduler.h"
 #include "secret.h"
 #include "spool.h"
@@ -127,8 +128,10 @@ main(int argc, char **argv)
 	struct main_state st = { 0 };
 	struct evdns_base *dns = NULL;
 	struct control *ctl = NULL;
+	struct control_rights *rights = NULL;
 	struct pickup *pickup = NULL;
 	struct control_ops ops;
+	struct quota quota;
 	const char *ctl_path;
 	struct event *sigterm = NULL, *sigint = NULL;
 	struct sq_err err = { 0 };
@@ -174,10 +177,17 @@ main(int argc, char **argv)
 		config_free(cfg);
 		return EX_CONFIG;
 	}
+	/* admin_group, submit_users, submit_groups: names to ids, once. */
+	if (control_rights_new(cfg, &rights, &err) != 0) {
+		fprintf(stderr, "sendqd: %s\n", err.msg);
+		config_free(cfg);
+		return EX_CONFIG;
+	}
 	if (check_only) {
 		printf("sendqd: %s: configuration is valid (%zu smarthost%s)\n",
 		    config_path, cfg->n_smarthosts,
 		    cfg->n_smarthosts == 1 ? "" : "s");
+		control_rights_free(rights);
 		config_free(cfg);
 		return 0;
 	}
@@ -222,25 +232,42 @@ main(int argc, char **argv)
 		log_err("cannot start: %s", err.msg);
 		goto out;
 	}
+	/* The guards on new mail: the free-space reserve in the spool, the
+	 * per-uid limits counted by the scheduler's index. */
+	spool_set_min_free(sp, cfg->min_free_space);
+	memset(&quota, 0, sizeof(quota));
+	quota.max_msgs = cfg->max_messages_per_user;
+	quota.max_bytes = cfg->max_bytes_per_user;
+	quota.daemon_uid = (long)geteuid();
+	scheduler_quota_ops(st.sched, &quota);
 	/* The SMTP listener: nothing when [intake] listen is not set. */
 	if (intake_new(st.base, cfg, sp, &st.intake, &err) != 0) {
 		log_err("cannot start the SMTP listener: %s", err.msg);
 		status = EX_CONFIG;
 		goto out;
 	}
+	intake_set_quota(st.intake, &quota);
 	/* The drop directory (maildrop/): without it the queue is still
 	 * delivered. */
 	if (pickup_new(st.base, cfg, sp, &pickup, &err) != 0)
 		log_warn("no maildrop pick-up: %s", err.msg);
+	pickup_set_quota(pickup, &quota);
 	/* Without the control socket the daemon still delivers; sendqctl
 	 * then reads the spool directly (list, show). */
 	ctl_path = cfg->control_socket != NULL ? cfg->control_socket :
-	    "/run/sendq/control.sock";
+	    CONFIG_DEFAULT_SOCKET;
 	scheduler_control_ops(st.sched, &ops);
 	if (control_new(st.base, ctl_path, cfg->spool_dir, &ops, &ctl,
 	    &err) != 0)
 		log_warn("no control socket: %s (sendqctl status, flush, hold "
 		    "... will not work)", err.msg);
+	else {
+		control_set_submit_limits(ctl, cfg->intake.max_message_size,
+		    cfg->intake.max_recipients);
+		control_set_rights(ctl, rights);
+		rights = NULL;
+	}
+	control_set_guards(ctl, &quota, cfg->min_free_space);
 	log_info("started: config=%s spool=%s smarthosts=%zu", config_path,
 	    cfg->spool_dir, cfg->n_smarthosts);
 	if (event_base_dispatch(st.base) < 0) {
@@ -253,6 +280,7 @@ out:
 	intake_free(st.intake);
 	pickup_free(pickup);
 	control_free(ctl);
+	control_rights_free(rights);
 	if (sigterm != NULL)
 		event_free(sigterm);
 	if (sigint != NULL)

@@ -159,6 +159,7 @@ oauth_http_result(struct oauth_http_req *q, CURLcode rc,
 	r->body = q->body != NULL ? q->body : "";
 	r->len = q->len;
 	r->transport_ok = rc == CURLE_OK;
+	r->timed_out = rc == CURLE_OPERATION_TIMEDOUT;
 	if (q->too_big)
 		snprintf(r->error, sizeof(r->error), "token endpoint %s: "
 		    "answer larger than %d bytes", q->url, OAUTH_BODY_MAX);

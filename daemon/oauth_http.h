@@ -37,6 +37,7 @@ struct oauth_http_result {
 	const char	*body;		/* valid during the callback */
 	size_t		 len;
 	char		 error[384];	/* when !transport_ok */
+	int		 timed_out;	/* !transport_ok: the time limit */
 };
 
 typedef void	(*oauth_http_cb)(const struct oauth_http_result *r,

@@ -24,6 +24,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdint.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -38,7 +39,10 @@
 #include "dropfile.h"
 #include "envelope.h"
 #include "log.h"
+#include "mailmsg.h"
+#include "msgfix.h"
 #include "pickup.h"
+#include "quota.h"
 #include "rewrite.h"
 #include "spool.h"
 #include "util.h"
@@ -82,6 +86,7 @@ struct pickup {
 	time_t		 tmp_cleaned;
 	long		 pw_uid;	/* cache of the last owner's sender */
 	char		*pw_sender;
+	struct quota	 quota;		/* per-uid limits; zeroed: none */
 };
 
 enum pickup_take {
@@ -93,27 +98,20 @@ enum pickup_take {
 /* ------------------------------------------------------------------ */
 /* Directories. */
 
-/* Make dirfd/name with mode when missing; check it is a directory (not a
- * symlink) and return an O_DIRECTORY descriptor in *fd. */
+/*
+ * Make dirfd/name with mode when missing; check it is a directory (not a
+ * symlink) and return an O_DIRECTORY descriptor in *fd.  With gid not
+ * (gid_t)-1, a directory of ours is given mode and that group, when made
+ * or when found otherwise (an older install): what cannot be set is
+ * logged, and the daemon goes on.
+ */
 static int
 pickup_mkdir(int dirfd, const char *path, const char *name, mode_t mode,
-    int *fd, struct sq_err *err)
+    gid_t gid, int *fd, struct sq_err *err)
 {
 	struct stat st;
 
-	if (mkdirat(dirfd, name, 0700) == 0) {
-		if (fchmodat(dirfd, name, mode, 0) != 0) {
-			if (errno == EPERM && (mode & S_ISGID) &&
-			    fchmodat(dirfd, name, mode & ~S_ISGID, 0) == 0)
-				log_warn("pickup: cannot set the setgid bit on "
-				    "%s (mode %04o instead): dropped files get "
-				    "their writer's group", path,
-				    (unsigned)(mode & ~S_ISGID));
-			else
-				return sq_err_set(err, -errno, "chmod %s: %s",
-				    path, strerror(errno));
-		}
-	} else if (errno != EEXIST)
+	if (mkdirat(dirfd, name, 0700) != 0 && errno != EEXIST)
 		return sq_err_set(err, -errno, "mkdir %s: %s", path,
 		    strerror(errno));
 	*fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
@@ -122,11 +120,49 @@ pickup_mkdir(int dirfd, const char *path, const char *name, mode_t mode,
 		return sq_err_set(err, -errno, "open %s: %s%s", path,
 		    strerror(errno), errno == ELOOP || errno == ENOTDIR ?
 		    " (must be a directory, not a symlink)" : "");
+	if (fstat(*fd, &st) != 0)
+		return sq_err_set(err, -errno, "stat %s: %s", path,
+		    strerror(errno));
+	if (st.st_uid == geteuid() && gid != (gid_t)-1 && st.st_gid != gid) {
+		if (fchown(*fd, (uid_t)-1, gid) != 0)
+			log_warn("pickup: chgrp %s to %s: %s (the drop helper "
+			    "cannot write there)", path, PICKUP_DROP_GROUP,
+			    strerror(errno));
+		else
+			log_info("pickup: %s: group %s", path,
+			    PICKUP_DROP_GROUP);
+	}
+	/* chown may clear bits: the mode is set last. */
+	if (st.st_uid == geteuid() && (st.st_mode & 07777) != mode) {
+		if (fchmod(*fd, mode) != 0)
+			return sq_err_set(err, -errno, "chmod %s: %s", path,
+			    strerror(errno));
+		log_info("pickup: %s: mode %04o (was %04o)", path,
+		    (unsigned)mode, (unsigned)(st.st_mode & 07777));
+	}
 	if (fstat(*fd, &st) == 0 && (st.st_mode & S_IWOTH) &&
 	    !(st.st_mode & S_ISVTX))
 		log_warn("pickup: %s is world-writable without the sticky "
 		    "bit: anyone can remove others' files", path);
 	return 0;
+}
+
+/* The group of maildrop/: PICKUP_DROP_GROUP, or (gid_t)-1 (logged) when
+ * it does not exist. */
+static gid_t
+pickup_drop_gid(void)
+{
+	struct group gr, *res = NULL;
+	char buf[4096];
+
+	if (getgrnam_r(PICKUP_DROP_GROUP, &gr, buf, sizeof(buf), &res) == 0 &&
+	    res != NULL)
+		return gr.gr_gid;
+	log_info("pickup: no group %s: maildrop/ keeps the daemon's group, "
+	    "so only root and sendqd's user can drop mail while sendqd is "
+	    "down (create the group and install sendq-drop setgid to it)",
+	    PICKUP_DROP_GROUP);
+	return (gid_t)-1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -309,14 +345,21 @@ pickup_read(int fd, char *buf, size_t max)
 	return (ssize_t)got;
 }
 
-static void
-pickup_date(char *buf, size_t size)
+/* The per-uid limits for a file of uid, counting the files of the same
+ * uid already taken in this batch.  0 or -EDQUOT with err. */
+static int
+pickup_admit(struct pickup *p, long uid, const struct pickup_item *batch,
+    size_t n, uint64_t size, struct sq_err *err)
 {
-	time_t now = time(NULL);
-	struct tm tm;
+	uint64_t msgs = 0, bytes = 0;
+	size_t i;
 
-	localtime_r(&now, &tm);
-	strftime(buf, size, "%a, %d %b %Y %H:%M:%S %z", &tm);
+	for (i = 0; i < n; i++)
+		if (batch[i].uid == uid) {
+			msgs++;
+			bytes += batch[i].size;
+		}
+	return quota_admit(&p->quota, uid, msgs, bytes, size, err);
 }
 
 /*
@@ -333,6 +376,7 @@ pickup_take(struct pickup *p, const char *name,
 	struct sq_err err = { 0 };
 	struct stat st, fst;
 	struct spool_writer *w = NULL;
+	struct msgfix_scan scan;
 	char reason[600], date[64], pname[128], *added = NULL;
 	enum pickup_take ret = PICKUP_DONE;
 	size_t i, total;
@@ -412,16 +456,36 @@ pickup_take(struct pickup *p, const char *name,
 		goto reject;
 	}
 
+	/* Below the free-space reserve nothing is taken (the files wait);
+	 * a uid over its limit waits alone. */
+	if (spool_space_ok(p->spool, (uint64_t)fst.st_size, &err) != 0) {
+		log_warn("pickup file=%s uid=%ld result=deferred error=\"%s\" "
+		    "(left in maildrop/)", pname, it->uid, err.msg);
+		ret = PICKUP_STALL;
+		goto out;
+	}
+	if (pickup_admit(p, it->uid, batch, n, (uint64_t)fst.st_size,
+	    &err) != 0) {
+		log_warn("pickup file=%s uid=%ld result=deferred error=\"%s\" "
+		    "(left in maildrop/)", pname, it->uid, err.msg);
+		goto out;
+	}
 	if (spool_writer_begin(p->spool, &w, &err) != 0) {
 		log_warn("pickup file=%s uid=%ld result=deferred error=\"%s\"",
 		    pname, it->uid, err.msg);
 		ret = PICKUP_STALL;
 		goto out;
 	}
-	pickup_date(date, sizeof(date));
+	mailmsg_date((int64_t)time(NULL), 1, date, sizeof(date));
 	added = dropfile_added_fields(&df, date, spool_writer_id(w),
 	    p->hostname);
 	total = (size_t)got;
+	/* The message (not the fields added here) is scanned for what the
+	 * wire cannot carry: line numbers are the message's. */
+	msgfix_scan_init(&scan, NULL);
+	msgfix_scan_feed(&scan, df.header, df.header_len, NULL);
+	msgfix_scan_feed(&scan, p->head + df.rest_off, (size_t)got -
+	    df.rest_off, NULL);
 	rc = spool_writer_write(w, added, strlen(added), &err);
 	if (rc == 0)
 		rc = spool_writer_write(w, df.header, df.header_len, &err);
@@ -444,8 +508,17 @@ pickup_take(struct pickup *p, const char *name,
 			goto reject;
 		}
 		more = (size_t)got == PICKUP_CHUNK;
+		msgfix_scan_feed(&scan, p->head, (size_t)got, NULL);
 		if (got > 0)
 			rc = spool_writer_write(w, p->head, (size_t)got, &err);
+	}
+	if (rc == 0) {
+		msgfix_scan_end(&scan, NULL);
+		rc = spool_writer_fix(w, &scan, &err);
+		if (rc == SQ_EPARSE) {
+			snprintf(reason, sizeof(reason), "%s", err.msg);
+			goto reject;
+		}
 	}
 	if (rc != 0) {
 		log_warn("pickup file=%s uid=%ld result=deferred error=\"%s\"",
@@ -547,6 +620,7 @@ pickup_commit(struct pickup *p, struct pickup_item *items, size_t n)
 		log_info("pickup file=%s uid=%ld msgid=%s from=<%s> nrcpt=%zu "
 		    "size=%zu", pname, items[i].uid, envs[i]->id, psender,
 		    envs[i]->n_rcpts, items[i].size);
+		quota_queued(&p->quota, envs[i]->id);
 	}
 	for (i = 0; i < n; i++) {
 		envelope_free(items[i].env);
@@ -708,6 +782,7 @@ pickup_new(struct event_base *base, const struct config *cfg,
 	struct pickup *p;
 	struct stat st;
 	char host[256], *path;
+	gid_t gid;
 	int spool_fd = -1, rc;
 
 	p = xcalloc(1, sizeof(*p));
@@ -730,22 +805,24 @@ pickup_new(struct event_base *base, const struct config *cfg,
 		    strerror(errno));
 		goto fail;
 	}
-	if (fstat(spool_fd, &st) == 0 && !(st.st_mode & S_IXGRP))
-		log_info("pickup: %s is mode %04o: only its owner and root "
-		    "can reach %s/ (mode 0710 lets the group's members drop "
-		    "files)", cfg->spool_dir, (unsigned)(st.st_mode & 07777),
+	if (fstat(spool_fd, &st) == 0 && !(st.st_mode & S_IXOTH))
+		log_warn("pickup: %s is mode %04o: the drop helper cannot "
+		    "reach %s/ (mode 0711 lets it through; nothing becomes "
+		    "listable)", cfg->spool_dir, (unsigned)(st.st_mode & 07777),
 		    PICKUP_DIR);
-	if ((rc = pickup_mkdir(spool_fd, p->dir, PICKUP_DIR, 03730,
+	gid = pickup_drop_gid();
+	if ((rc = pickup_mkdir(spool_fd, p->dir, PICKUP_DIR, 01730, gid,
 	    &p->dir_fd, err)) != 0)
 		goto fail;
 	path = xasprintf("%s/tmp", p->dir);
-	rc = pickup_mkdir(p->dir_fd, path, "tmp", 03730, &p->tmp_fd, err);
+	rc = pickup_mkdir(p->dir_fd, path, "tmp", 01730, gid, &p->tmp_fd,
+	    err);
 	free(path);
 	if (rc != 0)
 		goto fail;
 	path = xasprintf("%s/rejected", p->dir);
-	rc = pickup_mkdir(p->dir_fd, path, "rejected", 0700, &p->rej_fd,
-	    err);
+	rc = pickup_mkdir(p->dir_fd, path, "rejected", 0700, (gid_t)-1,
+	    &p->rej_fd, err);
 	free(path);
 	if (rc != 0)
 		goto fail;
@@ -784,6 +861,13 @@ fail:
 		close(spool_fd);
 	pickup_free(p);
 	return rc;
+}
+
+void
+pickup_set_quota(struct pickup *p, const struct quota *q)
+{
+	if (p != NULL && q != NULL)
+		p->quota = *q;
 }
 
 void

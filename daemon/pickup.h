@@ -7,21 +7,21 @@
  *
  * Layout under spool_dir (made by the daemon when missing, and by
  * systemd/sendq.tmpfiles):
- *   maildrop/           3730 sendq:sendq  files are published here
- *   maildrop/tmp/       3730 sendq:sendq  writers create files here
- *   maildrop/rejected/  0700 sendq:sendq  refused files, NAME and
- *                                         NAME.reason (one line: why)
- * Who may write: the daemon's user, root, and the members of the
- * daemon's group (sendq): mode 3730 is setgid (files get group sendq),
- * sticky (a writer cannot rename or remove another user's file), and
- * group write+search without read (nobody can list what others dropped).
- * A dropped file must be readable by the daemon: group-readable (umask
- * 027 or 022) when the daemon is not its owner.  spool_dir itself must
- * let the group through (0710; the daemon logs a hint when it does not).
- * To let a container user drop mail: bind-mount maildrop/ and run the
- * container's user with the sendq group as a supplementary group.  When
- * the daemon cannot set the setgid bit (systemd's RestrictSUIDSGID=), it
- * uses 1730 and says so; tmpfiles.d sets 3730 before it starts.
+ *   maildrop/           1730 sendq:sendq-drop  files are published here
+ *   maildrop/tmp/       1730 sendq:sendq-drop  writers create files here
+ *   maildrop/rejected/  0700 sendq:sendq       refused files, NAME and
+ *                                              NAME.reason (one line: why)
+ * Who may write: the daemon's user, root, and the setgid helper
+ * sendq-drop (group PICKUP_DROP_GROUP, which no person is a member of;
+ * sendq runs it when sendqd is down).  Mode 1730: group write+search
+ * without read (nobody can list what others dropped), sticky (a writer
+ * cannot rename or remove another user's file).  spool_dir must be
+ * searchable by others (0711) for the helper to get there.  The daemon
+ * gives its own maildrop/ and tmp/ this mode and group when it finds them
+ * otherwise (logged); without the group it keeps its own and logs it.
+ * A dropped file must be readable by the daemon: the helper makes it
+ * 0644, owned by the caller, so the owner's uid is the kernel's word on
+ * who sent it.
  *
  * Protocol for a writer: create and write the file in maildrop/tmp/ under
  * a name unique to you (mktemp), close it, then rename it into maildrop/
@@ -44,7 +44,11 @@
  * pick-up.  A file that is malformed, too large or not allowed is moved
  * to rejected/ with its .reason: never deleted, never blocking the files
  * behind it.  A spool failure (disk full) leaves the files in place and
- * pick-up resumes at the next scan.
+ * pick-up resumes at the next scan; so does free space below [queue]
+ * min_free_space (spool_space_ok).  A file whose owner's uid is at its
+ * per-uid limit ([queue] max_messages_per_user, max_bytes_per_user;
+ * quota_admit) is left in place too, while the other files go on; it is
+ * tried again at the next scan.
  *
  * Crash safety: a crash before the commit leaves the file in maildrop/
  * (picked up again); a crash between the commit and the unlink leaves
@@ -53,8 +57,8 @@
  * is gone: a rename over a file not yet picked up replaces it.
  *
  * Owns: the maildrop/ directories, the inotify watch on maildrop/.
- * May call: dropfile, spool (writer, group commit), envelope, config,
- * util, log, libevent.  Blocks for the file copies and one spool sync
+ * May call: dropfile, msgfix, mailmsg, spool (writer, group commit),
+ * envelope, config, util, log, libevent.  Blocks for the file copies and one spool sync
  * per batch.
  *
  * DIAGNOSTICS: one info line per file picked up,
@@ -71,6 +75,9 @@
 #include "util.h"
 
 #define PICKUP_DIR		"maildrop"
+#ifndef PICKUP_DROP_GROUP	/* CMake: SENDQ_DROP_GROUP */
+#define PICKUP_DROP_GROUP	"sendq-drop"
+#endif
 #define PICKUP_SCAN_INTERVAL	60	/* seconds between safety scans */
 #define PICKUP_BATCH		64	/* files per group commit */
 #define PICKUP_TMP_MAX_AGE	(24 * 60 * 60)	/* tmp/ files older: removed */
@@ -88,6 +95,11 @@ struct pickup;
  */
 int	pickup_new(struct event_base *base, const struct config *cfg,
 	    struct spool *sp, struct pickup **out, struct sq_err *err);
+
+/* The per-uid limits and the way to the queue index's counts (copied);
+ * without it there is no per-uid limit.  NULL accepted for p and q. */
+struct quota;
+void	pickup_set_quota(struct pickup *p, const struct quota *q);
 
 /* Stop watching and free; files not yet picked up stay in maildrop/.
  * Not from inside the pickup's own callbacks.  NULL accepted. */

@@ -37,11 +37,12 @@
 #include "envelope.h"
 #include "log.h"
 #include "queue_view.h"
+#include "submit_proto.h"
 #include "spool.h"
 #include "util.h"
 
 /* Width of the columns before "Sender / Recipients" in the text list. */
-#define QUEUE_VIEW_INDENT	48
+#define QUEUE_VIEW_INDENT	60
 
 struct queue_view_out {
 	struct buf	*b;
@@ -283,7 +284,7 @@ queue_view_text_entry(struct queue_view_out *o, const struct envelope *env,
 
 	queue_view_age(age, sizeof(age), (long long)(info->now -
 	    env->created));
-	queue_view_printf(o, "%-19s %10lld %5s  %-8s  ", env->id, info->size,
+	queue_view_printf(o, "%-31s %10lld %5s  %-8s  ", env->id, info->size,
 	    age, info->state);
 	if (env->sender[0] == '\0')
 		queue_view_puts(o, "<>");
@@ -344,7 +345,7 @@ queue_view_collect(const char *id, void *arg)
 }
 
 int
-queue_view_list(const char *spool_dir, int json,
+queue_view_list(const char *spool_dir, long uid_filter, int json,
     int (*is_active)(void *, const char *), void *arg, struct buf *out,
     struct sq_err *err)
 {
@@ -371,6 +372,11 @@ queue_view_list(const char *spool_dir, int json,
 		if (o.rc != 0 || spool_load_envelope(sp, l.ids[i], &env,
 		    &lerr) != 0)
 			continue;	/* gone meanwhile, or unreadable */
+		if (uid_filter != QUEUE_VIEW_ALL_UIDS &&
+		    env->uid != uid_filter) {
+			envelope_free(env);
+			continue;	/* another user's */
+		}
 		info.size = queue_view_size(sp, env->id);
 		info.state = queue_view_state(env, is_active, arg);
 		if (json) {
@@ -379,7 +385,7 @@ queue_view_list(const char *spool_dir, int json,
 			queue_view_puts(&o, "}");
 		} else {
 			if (shown == 0)
-				queue_view_printf(&o, "%-19s %10s %5s  %-8s  "
+				queue_view_printf(&o, "%-31s %10s %5s  %-8s  "
 				    "%s\n", "Queue ID", "Size", "Age",
 				    "State", "Sender / Recipients");
 			queue_view_text_entry(&o, env, &info);
@@ -478,10 +484,18 @@ queue_view_put_header_text(struct queue_view_out *o, const struct buf *hdr)
 	free(s);
 }
 
+/* show's one answer for "not yours", "missing" and "unreadable" when
+ * a uid filter applies. */
+static int
+queue_view_not_found(const char *id, struct sq_err *err)
+{
+	return sq_err_set(err, SQ_ENOTFOUND, "no message %s", id);
+}
+
 int
-queue_view_show(const char *spool_dir, const char *id, int json,
-    int (*is_active)(void *, const char *), void *arg, struct buf *out,
-    struct sq_err *err)
+queue_view_show(const char *spool_dir, const char *id, long uid_filter,
+    int json, int (*is_active)(void *, const char *), void *arg,
+    struct buf *out, struct sq_err *err)
 {
 	struct queue_view_out o = { out, 0 };
 	struct queue_view_info info;
@@ -502,14 +516,22 @@ queue_view_show(const char *spool_dir, const char *id, int json,
 			    "(no spool at %s)", id, spool_dir);
 		return rc;
 	}
-	if ((rc = spool_load_envelope(sp, id, &env, err)) != 0)
+	rc = spool_load_envelope(sp, id, &env, err);
+	if (uid_filter != QUEUE_VIEW_ALL_UIDS && (rc != 0 ||
+	    env->uid != uid_filter)) {
+		rc = queue_view_not_found(id, err);
+		goto done;
+	}
+	if (rc != 0)
 		goto done;
 	info.now = (int64_t)time(NULL);
 	info.size = queue_view_size(sp, id);
 	info.state = queue_view_state(env, is_active, arg);
 	if ((rc = queue_view_read_header(sp, id, &hdr, &truncated,
 	    err)) != 0) {
-		if (rc == -ENOENT)
+		if (uid_filter != QUEUE_VIEW_ALL_UIDS)
+			rc = queue_view_not_found(id, err);
+		else if (rc == -ENOENT)
 			rc = sq_err_set(err, SQ_ENOTFOUND, "no message %s "
 			    "(delivered or removed meanwhile)", id);
 		goto done;
@@ -608,10 +630,10 @@ queue_view_connect(const char *path, unsigned timeout_sec,
 }
 
 /* Send all of data (never raising SIGPIPE).  0 or a negative code with
- * err; fd is closed on failure. */
+ * err; fd stays open. */
 static int
-queue_view_send_all(int fd, const char *data, size_t len, const char *path,
-    struct sq_err *err)
+queue_view_send_keep(int fd, const char *data, size_t len,
+    const char *path, struct sq_err *err)
 {
 	size_t off;
 	ssize_t r;
@@ -625,12 +647,23 @@ queue_view_send_all(int fd, const char *data, size_t len, const char *path,
 		}
 		if (r < 0) {
 			rc = errno == EAGAIN ? -ETIMEDOUT : -errno;
-			close(fd);
 			return sq_err_set(err, rc, "write to %s: %s", path,
 			    strerror(-rc));
 		}
 	}
 	return 0;
+}
+
+/* The same, and fd is closed on failure. */
+static int
+queue_view_send_all(int fd, const char *data, size_t len, const char *path,
+    struct sq_err *err)
+{
+	int rc;
+
+	if ((rc = queue_view_send_keep(fd, data, len, path, err)) != 0)
+		close(fd);
+	return rc;
 }
 
 /* Read up to len bytes: the count (0 at the end), or a negative code
@@ -652,6 +685,17 @@ queue_view_recv(int fd, char *buf, size_t len, const char *path,
 		return sq_err_set(err, rc, "no answer from sendqd on %s within "
 		    "%u s", path, timeout_sec);
 	return sq_err_set(err, rc, "read from %s: %s", path, strerror(-rc));
+}
+
+long
+queue_view_own_filter(const char *spool_dir)
+{
+	struct stat st;
+	uid_t uid = getuid();
+
+	if (uid == 0 || (stat(spool_dir, &st) == 0 && st.st_uid == uid))
+		return QUEUE_VIEW_ALL_UIDS;
+	return (long)uid;
 }
 
 int
@@ -701,30 +745,16 @@ queue_view_request(const char *path, const char *request,
 	return 0;
 }
 
-int
-queue_view_submit(const char *path, const char *id, const char *env_text,
-    size_t env_len, unsigned timeout_sec, char *answer, size_t answer_sz,
-    struct sq_err *err)
+/* Read the first answer line into answer (NUL-terminated, LF removed).
+ * 0, or a negative code with err; fd is closed in every case. */
+static int
+queue_view_answer(int fd, const char *path, unsigned timeout_sec,
+    char *answer, size_t answer_sz, struct sq_err *err)
 {
-	char *msg, *nl;
-	size_t len, got = 0;
+	size_t got = 0;
 	ssize_t r;
-	int fd, rc;
+	char *nl;
 
-	if (answer_sz < 2)
-		return sq_err_set(err, SQ_ELIMIT, "answer buffer too small");
-	if ((fd = queue_view_connect(path, timeout_sec, err)) < 0)
-		return fd;
-	msg = xasprintf("submit %s %zu\n", id, env_len);
-	len = strlen(msg);
-	msg = xreallocarray(msg, 1, len + env_len);
-	memcpy(msg + len, env_text, env_len);
-	len += env_len;
-	rc = queue_view_send_all(fd, msg, len, path, err);
-	free(msg);
-	if (rc != 0)
-		return rc;
-	/* The answer is one line; the daemon closes after it. */
 	while (got < answer_sz - 1) {
 		r = queue_view_recv(fd, answer + got, answer_sz - 1 - got,
 		    path, timeout_sec, err);
@@ -743,4 +773,72 @@ queue_view_submit(const char *path, const char *id, const char *env_text,
 		    "answer", path);
 	*nl = '\0';
 	return 0;
+}
+
+/* Send one frame: its header line and payload.  0 or a negative code
+ * with err; fd stays open. */
+static int
+queue_view_frame(int fd, enum submit_proto_frame type, const char *data,
+    size_t len, const char *path, struct sq_err *err)
+{
+	char hdr[SUBMIT_PROTO_LINE_MAX];
+	int n, rc;
+
+	if ((n = submit_proto_format(hdr, sizeof(hdr), type, len)) < 0)
+		return sq_err_set(err, n, "submit frame of %zu bytes out of "
+		    "range", len);
+	if ((rc = queue_view_send_keep(fd, hdr, (size_t)n, path, err)) != 0)
+		return rc;
+	if (len == 0)
+		return 0;
+	return queue_view_send_keep(fd, data, len, path, err);
+}
+
+int
+queue_view_submit(const char *path, const char *env_text, size_t env_len,
+    int msg_fd, unsigned timeout_sec, char *answer, size_t answer_sz,
+    int *sent_end, struct sq_err *err)
+{
+	char *chunk;
+	ssize_t r;
+	int fd, rc, arc;
+
+	*sent_end = 0;
+	if (answer_sz < 2)
+		return sq_err_set(err, SQ_ELIMIT, "answer buffer too small");
+	if ((fd = queue_view_connect(path, timeout_sec, err)) < 0)
+		return fd;
+	chunk = xmalloc(SUBMIT_PROTO_CHUNK_MAX);
+	rc = queue_view_frame(fd, SUBMIT_PROTO_SUBMIT, env_text, env_len,
+	    path, err);
+	while (rc == 0) {
+		do
+			r = read(msg_fd, chunk, SUBMIT_PROTO_CHUNK_MAX);
+		while (r < 0 && errno == EINTR);
+		if (r < 0) {
+			rc = sq_err_set(err, -errno, "read the message: %s",
+			    strerror(errno));
+			close(fd);
+			free(chunk);
+			return rc == -EPIPE ? -EIO : rc;
+		}
+		if (r == 0)
+			break;
+		rc = queue_view_frame(fd, SUBMIT_PROTO_DATA, chunk, (size_t)r,
+		    path, err);
+	}
+	free(chunk);
+	if (rc == 0 && (rc = queue_view_frame(fd, SUBMIT_PROTO_END, NULL, 0,
+	    path, err)) == 0)
+		*sent_end = 1;
+	if (rc != 0 && rc != -EPIPE && rc != -ECONNRESET) {
+		close(fd);
+		return rc;
+	}
+	/* After a failed write too: sendqd may have refused the message
+	 * and closed, and its answer says why. */
+	if ((arc = queue_view_answer(fd, path, timeout_sec, answer,
+	    answer_sz, err)) == 0)
+		return 0;
+	return rc != 0 ? rc : arc;
 }

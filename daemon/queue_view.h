@@ -40,9 +40,13 @@
 #define QUEUE_VIEW_HEADER_MAX	(64 * 1024)
 /* The longest control request line, without its LF. */
 #define QUEUE_VIEW_REQUEST_MAX	1024
+/* uid_filter of list/show: every message (root, sendqd's user,
+ * admin_group); any other value shows only that uid's messages. */
+#define QUEUE_VIEW_ALL_UIDS	(-1L)
 
 /*
- * Append the listing of every queued message under spool_dir to out
+ * Append the listing of every queued message under spool_dir whose
+ * envelope uid is uid_filter (every message: QUEUE_VIEW_ALL_UIDS) to out
  * (initialised by the caller; its max bounds the output).  json selects
  * the format.  is_active(arg, id), when not NULL, tells which messages
  * are being delivered right now.  Returns 0; -errno with err when the
@@ -50,7 +54,7 @@
  * when out is full (out then holds a truncated listing).  Blocks on file
  * I/O.
  */
-int	queue_view_list(const char *spool_dir, int json,
+int	queue_view_list(const char *spool_dir, long uid_filter, int json,
 	    int (*is_active)(void *, const char *), void *arg, struct buf *out,
 	    struct sq_err *err);
 
@@ -59,9 +63,14 @@ int	queue_view_list(const char *spool_dir, int json,
  * size, age and state) and the message's header block (at most
  * QUEUE_VIEW_HEADER_MAX bytes).  Returns 0, SQ_ENOTFOUND with err for an
  * id that is not queued (or not a queue id), -errno, SQ_EPARSE or
- * SQ_ELIMIT with err.  Blocks on file I/O.
+ * SQ_ELIMIT with err.  With a uid_filter other than QUEUE_VIEW_ALL_UIDS,
+ * a message of another uid, a missing one and one whose envelope cannot
+ * be read all give the same SQ_ENOTFOUND and the same text, "no message
+ * ID", so the answer tells nothing about other users' mail.  Blocks on
+ * file I/O.
  */
-int	queue_view_show(const char *spool_dir, const char *id, int json,
+int	queue_view_show(const char *spool_dir, const char *id,
+	    long uid_filter, int json,
 	    int (*is_active)(void *, const char *), void *arg, struct buf *out,
 	    struct sq_err *err);
 
@@ -83,20 +92,32 @@ int	queue_view_request(const char *path, const char *request,
 	    unsigned timeout_sec, struct buf *out, struct sq_err *err);
 
 /*
- * Client side of the control socket's submit (control.h): connect to
- * path, send "submit ID LEN\n" and the env_len bytes of env_text, and put
- * the first answer line (without LF, NUL-terminated, at most
- * answer_sz - 1 bytes) into answer: "ok ID" or "error: REASON".  Waits
- * at most timeout_sec seconds for each read or write; never raises
- * SIGPIPE.  Returns 0 with an answer; -ENOENT or -ECONNREFUSED when no
- * daemon listens, -EACCES/-EPERM when the caller may not connect
- * (nothing was sent in these cases); -EPIPE (closed without an answer),
- * -ETIMEDOUT or another -errno otherwise; err always says what happened.
- * Blocks.
+ * Client side of the control socket's streaming submit (control.h):
+ * connect to path, send "submit ENVLEN" and the env_len bytes of
+ * env_text, then everything read from msg_fd (from its current offset to
+ * its end) as "data" frames of at most 64 KiB, then "end", and put the
+ * first answer line (without LF, NUL-terminated, at most answer_sz - 1
+ * bytes) into answer: "ok ID" or "error: CODE REASON".  When a write
+ * fails because sendqd closed (it refused the message early), its answer
+ * is still read.  *sent_end tells whether "end" went out (when there is
+ * no answer: 0 means sendqd cannot have queued the message, 1 that it
+ * may have).  Waits at most timeout_sec seconds for each read or write;
+ * never raises SIGPIPE.  Returns 0 with an answer; -ENOENT or
+ * -ECONNREFUSED when no daemon listens, -EACCES/-EPERM when the caller
+ * may not connect (nothing was sent in these cases); -EPIPE (closed
+ * without an answer), -ETIMEDOUT, -EIO (msg_fd could not be read) or
+ * another -errno otherwise; err always says what happened.  Blocks.
  */
-int	queue_view_submit(const char *path, const char *id,
-	    const char *env_text, size_t env_len, unsigned timeout_sec,
-	    char *answer, size_t answer_sz, struct sq_err *err);
+int	queue_view_submit(const char *path, const char *env_text,
+	    size_t env_len, int msg_fd, unsigned timeout_sec, char *answer,
+	    size_t answer_sz, int *sent_end, struct sq_err *err);
+
+/*
+ * The uid_filter for a client that reads spool_dir directly (sendqd is
+ * down): QUEUE_VIEW_ALL_UIDS for root and the owner of spool_dir (the
+ * daemon's user), else the caller's real uid.  Does not block.
+ */
+long	queue_view_own_filter(const char *spool_dir);
 
 /* Non-zero when a daemon accepts connections on the control socket at
  * path (a quick probe, nothing is sent). */

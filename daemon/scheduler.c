@@ -25,15 +25,17 @@
  * Relays.  One per smarthost, with up to max_connections connections,
  * each carrying up to messages_per_connection messages (the proto sends
  * RSET between them when needed) and closed after idle_timeout.  A relay
- * whose connection fails before the session is ready (refused, TLS,
- * greeting or EHLO 4xx) is down: it is probed again by one connection
- * after a backoff, while its fallback (if any) takes its due messages.
- * A rate limit (rate = N/unit) is a token bucket per relay.
+ * that retry_attempt() says is down (its session could not be set up,
+ * 421, ...) or resting (authentication failed) gets no connection until
+ * retry_relay_next(), then one probe, while its fallback (if any) takes
+ * its due messages.  A rate limit (rate = N/unit) is a token bucket per
+ * relay.
  *
- * What happens to each recipient after an attempt is retry_classify()'s
- * decision: delivered recipients leave the envelope, deferred ones wait
- * for retry_next() (exponential backoff with jitter), failed ones (5xx,
- * or expiry after max_age) are bounced: an RFC 3464 DSN is durably queued
+ * What happens to each recipient after an attempt is retry_attempt()'s
+ * decision, on the facts smtp_conn reports: delivered recipients leave
+ * the envelope, deferred ones wait for retry_next() (exponential backoff
+ * with jitter), bounced ones (or expiry after max_age) are bounced: an
+ * RFC 3464 DSN is durably queued
  * to the sender (or admin_address) before they leave the envelope; with
  * bounce = none, or for a message from the null sender, they are kept in
  * failed/ instead.  A message leaves queue/ when no recipient is left.
@@ -62,6 +64,7 @@
 #include "buf.h"
 #include "control.h"
 #include "log.h"
+#include "quota.h"
 #include "retry.h"
 #include "route.h"
 #include "scheduler.h"
@@ -69,7 +72,6 @@
 #include "tls.h"
 
 #define SCHEDULER_RESCAN_SECONDS	300	/* safety-net queue scan */
-#define SCHEDULER_AUTH_FAIL_SECONDS	900	/* rest after refused AUTH */
 #define SCHEDULER_HEADERS_MAX		(64 * 1024) /* quoted in DSNs */
 #define SCHEDULER_DSN_MAX		(1024 * 1024)
 
@@ -90,6 +92,8 @@ struct sched_msg {
 	size_t			 heap_pos;	/* SIZE_MAX: not in heap */
 	int			 relay;		/* route: smarthost index */
 	enum sched_state	 state;
+	long			 uid;		/* submitter, for quotas */
+	uint64_t		 size;		/* body bytes, for quotas */
 };
 TAILQ_HEAD(sched_msg_list, sched_msg);
 
@@ -140,6 +144,8 @@ struct scheduler {
 	struct sched_msg	**buckets;	/* hash table by id */
 	size_t			 n_buckets;
 	size_t			 n_msgs;
+	struct quota_table	*usage;		/* per uid: queued msgs and
+						 * bytes (quota.h) */
 	struct sched_msg	**heap;		/* WAITING, by next_attempt */
 	size_t			 heap_len, heap_cap;
 
@@ -379,6 +385,7 @@ scheduler_drop(struct scheduler *s, struct sched_msg *m)
 {
 	scheduler_unlink(s, m);
 	scheduler_hash_remove(s, m);
+	quota_table_sub(s->usage, m->uid, m->size);
 	s->relays[m->relay].n_routed--;
 	free(m);
 }
@@ -626,7 +633,7 @@ scheduler_fail_rcpts(struct scheduler *s, const struct envelope *env,
 
 /*
  * Apply fates to the envelope of m: RETRY_DELIVERED recipients leave it,
- * RETRY_FAIL ones are bounced then leave it, RETRY_DEFER ones wait.  With
+ * RETRY_BOUNCE ones are bounced then leave it, RETRY_DEFER ones wait.  With
  * replies[i] the reason per recipient (NULL: reason).  Frees env.
  */
 static void
@@ -924,6 +931,10 @@ scheduler_on_idle_timeout(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+static void	scheduler_relay_fails(struct sched_relay *,
+		    const struct retry_verdict *,
+		    const struct smtp_conn_result *);
+
 static void
 scheduler_on_message_done(struct smtp_conn *c,
     const struct smtp_conn_result *res, void *arg)
@@ -933,6 +944,7 @@ scheduler_on_message_done(struct smtp_conn *c,
 	struct scheduler *s = r->sched;
 	struct sched_msg *m = cc->cur;
 	struct envelope *env = cc->cur_env;
+	struct retry_verdict v;
 	enum retry_fate *fate;
 	size_t i, n, delivered = 0, failed = 0;
 
@@ -942,12 +954,11 @@ scheduler_on_message_done(struct smtp_conn *c,
 		    r->sh->name);
 	n = env->n_rcpts;
 	fate = xcalloc(n, sizeof(*fate));
+	v = retry_attempt(&res->fact, res->n_rcpts == n ? res->rcpt : NULL, n,
+	    fate);
 	for (i = 0; i < n; i++) {
-		fate[i] = retry_classify((int)res->outcome,
-		    res->rcpt_class != NULL && res->n_rcpts == n ?
-		    res->rcpt_class[i] : 0);
 		delivered += fate[i] == RETRY_DELIVERED;
-		failed += fate[i] == RETRY_FAIL;
+		failed += fate[i] == RETRY_BOUNCE;
 	}
 	scheduler_log_attempt(cc, m->id, delivered == n ? "sent" :
 	    delivered > 0 ? "partial" : failed == n ? "failed" : "deferred",
@@ -967,31 +978,41 @@ scheduler_on_message_done(struct smtp_conn *c,
 	free(fate);
 	if (++cc->sent >= r->sh->messages_per_connection)
 		cc->retire = 1;
+	if (v.relay != RETRY_RELAY_OK) {
+		/* e.g. 530 to MAIL: no more on this connection either. */
+		scheduler_relay_fails(r, &v, res);
+		cc->retire = 1;
+	}
 	/* The connection reports on_ready next when it can carry more. */
 }
 
 /*
- * How long a relay rests after its connection failed before the session
- * was ready.  Refused credentials will not fix themselves: say so loudly
- * and wait much longer, so the provider does not lock the account.
+ * The relay failed with verdict v (down or resting): no connection until
+ * retry_relay_next().  Refused credentials will not fix themselves: say
+ * so loudly; the policy makes the rest long, so the provider does not
+ * lock the account.
  */
-static int64_t
-scheduler_relay_backoff(struct sched_relay *r,
+static void
+scheduler_relay_fails(struct sched_relay *r, const struct retry_verdict *v,
     const struct smtp_conn_result *res)
 {
 	struct scheduler *s = r->sched;
-	int64_t delay;
+	int64_t now = scheduler_now();
 
-	delay = retry_next(&s->policy, 0, r->down_count, scheduler_random(s));
-	if (!res->auth_failed)
-		return delay;
-	if (delay < SCHEDULER_AUTH_FAIL_SECONDS)
-		delay = SCHEDULER_AUTH_FAIL_SECONDS;
-	log_err("relay %s: AUTHENTICATION FAILED: %s -- fix the credential "
-	    "settings of [smarthost %s] (user, auth, password or token "
-	    "source); its mail stays queued, next try in %llds", r->sh->name,
-	    res->reply, r->sh->name, (long long)delay);
-	return delay;
+	r->down = 1;
+	r->down_count++;
+	r->down_until = retry_relay_next(&s->policy, v->relay, now,
+	    r->down_count, scheduler_random(s));
+	scheduler_relay_error(r, res->reply);
+	if (v->relay == RETRY_RELAY_REST)
+		log_err("relay %s: AUTHENTICATION FAILED: %s -- fix the "
+		    "credential settings of [smarthost %s] (user, auth, "
+		    "password or token source); its mail stays queued, next "
+		    "try in %llds", r->sh->name, res->reply, r->sh->name,
+		    (long long)(r->down_until - now));
+	log_warn("relay %s: %s (%s): %s (next probe in %llds)", r->sh->name,
+	    v->relay == RETRY_RELAY_REST ? "resting" : "down", v->rule,
+	    res->reply, (long long)(r->down_until - now));
 }
 
 /*
@@ -1031,7 +1052,7 @@ scheduler_on_closed(struct smtp_conn *c, const struct smtp_conn_result *res,
 	struct sched_msg *m = cc->cur;
 	const struct config_smarthost *fb;
 	struct sq_err err = { 0 };
-	int64_t delay;
+	struct retry_verdict v;
 
 	(void)c;
 	cc->conn = NULL;
@@ -1039,20 +1060,13 @@ scheduler_on_closed(struct smtp_conn *c, const struct smtp_conn_result *res,
 	evtimer_del(cc->idle_timer);
 	r->n_conns--;
 	if (res->auth_held) {
+		/* Not a verdict of retry.c: a relay state of its own. */
 		scheduler_on_held(cc, res);
 		return;
 	}
-	if (!cc->ready_once) {
-		/* Never got a session: the relay is down (refused, TLS,
-		 * greeting or EHLO refusal, credentials). */
-		r->down = 1;
-		r->down_count++;
-		delay = scheduler_relay_backoff(r, res);
-		r->down_until = scheduler_now() + delay;
-		scheduler_relay_error(r, res->reply);
-		log_warn("relay %s: down: %s (next probe in %llds)",
-		    r->sh->name, res->reply, (long long)delay);
-	}
+	v = retry_decide(&res->fact);
+	if (v.relay != RETRY_RELAY_OK)
+		scheduler_relay_fails(r, &v, res);
 	if (m != NULL) {
 		if (cc->cur_env == NULL)
 			spool_load_envelope(s->spool, m->id, &cc->cur_env,
@@ -1061,7 +1075,7 @@ scheduler_on_closed(struct smtp_conn *c, const struct smtp_conn_result *res,
 			cc->attempt = cc->cur_env->attempts + 1;
 		fb = r->sh->fallback_index >= 0 ?
 		    &s->cfg->smarthosts[r->sh->fallback_index] : NULL;
-		if (!cc->ready_once && fb != NULL &&
+		if (v.relay != RETRY_RELAY_OK && fb != NULL &&
 		    !s->relays[r->sh->fallback_index].down &&
 		    m->relay == r->index) {
 			/* The fallback takes it right away. */
@@ -1072,14 +1086,17 @@ scheduler_on_closed(struct smtp_conn *c, const struct smtp_conn_result *res,
 			scheduler_set_due(s, m, 1);
 		} else if (cc->cur_env != NULL) {
 			enum retry_fate *fate;
-			size_t i;
+			size_t n = cc->cur_env->n_rcpts;
 
 			scheduler_log_attempt(cc, m->id, "deferred", res);
 			r->n_deferred++;
-			fate = xcalloc(cc->cur_env->n_rcpts, sizeof(*fate));
-			for (i = 0; i < cc->cur_env->n_rcpts; i++)
-				fate[i] = RETRY_DEFER;
-			scheduler_settle(s, m, cc->cur_env, fate, NULL,
+			/* Recipients refused for good at RCPT before the
+			 * connection failed bounce; the others wait. */
+			fate = xcalloc(n, sizeof(*fate));
+			(void)retry_attempt(&res->fact, res->n_rcpts == n ?
+			    res->rcpt : NULL, n, fate);
+			scheduler_settle(s, m, cc->cur_env, fate,
+			    res->n_rcpts == n ? res->rcpt_reply : NULL,
 			    res->reply, r->sh->host);
 			free(fate);
 			cc->cur_env = NULL;
@@ -1437,7 +1454,11 @@ scheduler_add_id(const char *id, void *arg)
 	m->created = env->created;
 	m->heap_pos = SIZE_MAX;
 	m->state = SCHED_HELD;
+	m->uid = env->uid;
+	if (spool_message_size(s->spool, id, &m->size, &err) != 0)
+		m->size = 0;	/* gone meanwhile: found missing at delivery */
 	scheduler_hash_insert(s, m);
+	quota_table_add(s->usage, m->uid, m->size);
 	s->relays[first].n_routed++;
 	if (!env->held)
 		scheduler_set_waiting(s, m, env->next_attempt);
@@ -1733,7 +1754,7 @@ scheduler_op_bounce(void *arg, const char *id, struct sq_err *err)
 		return rc;
 	fate = xcalloc(env->n_rcpts, sizeof(*fate));
 	for (i = 0; i < env->n_rcpts; i++)
-		fate[i] = RETRY_FAIL;
+		fate[i] = RETRY_BOUNCE;
 	log_warn("msgid=%s bounced by the administrator", id);
 	scheduler_settle(s, m, env, fate, NULL,
 	    "554 5.0.0 returned to the sender by the mail administrator",
@@ -1764,6 +1785,35 @@ scheduler_control_ops(struct scheduler *s, struct control_ops *ops)
 	ops->bounce = scheduler_op_bounce;
 	ops->is_active = scheduler_op_is_active;
 	ops->arg = s;
+}
+
+/* quota.h: what uid has in the index now. */
+static int
+scheduler_op_uid_usage(void *arg, long uid, uint64_t *msgs, uint64_t *bytes)
+{
+	struct scheduler *s = arg;
+
+	quota_table_get(s->usage, uid, msgs, bytes);
+	return 0;
+}
+
+/* quota.h: a message was just committed; index it now rather than when
+ * the watch on queue/ reports it (known ids are skipped there). */
+static void
+scheduler_op_queued(void *arg, const char *id)
+{
+	struct scheduler *s = arg;
+
+	if (!s->shutting_down)
+		scheduler_add_id(id, s);
+}
+
+void
+scheduler_quota_ops(struct scheduler *s, struct quota *q)
+{
+	q->uid_usage = scheduler_op_uid_usage;
+	q->queued = scheduler_op_queued;
+	q->arg = s;
 }
 
 
@@ -1800,6 +1850,7 @@ scheduler_new(struct event_base *base, struct evdns_base *dns,
 	s->n_buckets = 1024;
 	/* NOLINTNEXTLINE(bugprone-sizeof-expression): ptr array */
 	s->buckets = xcalloc(s->n_buckets, sizeof(*s->buckets));
+	s->usage = quota_table_new();
 	s->n_relays = cfg->n_smarthosts;
 	s->relays = xcalloc(s->n_relays, sizeof(*s->relays));
 	for (i = 0; i < s->n_relays; i++) {
@@ -1947,6 +1998,7 @@ scheduler_free(struct scheduler *s)
 			free(m);
 		}
 	free(s->buckets);
+	quota_table_free(s->usage);
 	free(s->heap);
 	if (s->run_ev != NULL)
 		event_free(s->run_ev);

@@ -55,6 +55,12 @@ void	scheduler_shutdown(struct scheduler *s, void (*done)(void *),
 struct control_ops;
 void	scheduler_control_ops(struct scheduler *s, struct control_ops *ops);
 
+/* The per-uid counts of the queue index behind struct quota (quota.h):
+ * fills q->uid_usage, q->queued and q->arg, bound to s; the limits are
+ * the caller's to set. */
+struct quota;
+void	scheduler_quota_ops(struct scheduler *s, struct quota *q);
+
 /* Free everything; only after shutdown's done callback. NULL accepted. */
 void	scheduler_free(struct scheduler *s);
 

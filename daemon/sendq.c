@@ -24,26 +24,27 @@
  * them on the wire), 8-bit and UTF-8 header bytes too (as Postfix does;
  * the envelope is marked 8bit so the relay uses BODY=8BITMIME).
  *
- * Where the message goes (the sink):
- *  - sendqd answers on its control socket: the message is written into
- *    the spool's tmp/ through spool.h's writer and handed over ("submit
- *    ID LEN" plus the envelope, control.h); sendqd commits it together
- *    with whatever else arrived at the same time.  If sendqd goes away
- *    without an answer the message is committed here (tmp/, fsync,
- *    rename into queue/, fsync).  An error answer is printed, exit 75.
- *  - sendqd is not running (or its socket is not ours to use): the
- *    message becomes a drop file (dropfile.h format: X-Sendq-Sender and
- *    X-Sendq-Recipient lines, then the message) written into
- *    spool_dir/maildrop/tmp/, fsynced, renamed into maildrop/, and
- *    maildrop/ fsynced; sendqd picks it up when it starts (pickup.h).
- *    Silent unless -v.  When maildrop/ does not exist (a spool no sendqd
- *    has run on yet), cannot be written, or the message cannot be a drop
- *    file (an X-Sendq-* field of its own, a header or envelope too large
- *    for the pick-up), the spool is written directly as above.  A drop
- *    file larger than the pick-up's limit ([intake] max_message_size) is
- *    refused with exit 65 rather than left for the pick-up to reject.
- * Exit 0 means the message is on stable storage.  On any failure the
- * writer is aborted (the drop file removed), so nothing is left in tmp/.
+ * Where the message goes: the whole message (added fields, header,
+ * body) is first kept in an anonymous memory file (memfd; at most
+ * [intake] max_message_size, more is exit 65), so that sendq never waits
+ * on its own input while talking to sendqd, and can send it a second way.
+ *  - sendqd answers on its control socket: the envelope and the message
+ *    are streamed to it (control.h "submit"); sendqd names the message,
+ *    writes and commits it, and answers "ok ID" once it is durable.
+ *    sendq never opens, creates or names anything in the spool.  A
+ *    refusal is printed: exit 65 (too large), 77 (not allowed to
+ *    submit) or 75.
+ *  - sendqd is not running, or goes away before its answer: the message
+ *    becomes a drop file (dropfile.h format: X-Sendq-Sender and
+ *    X-Sendq-Recipient lines, then the message) piped to the setgid
+ *    helper sendq-drop (sendq_drop.c), run with no arguments and an
+ *    empty environment, which writes it into maildrop/; sendqd picks it
+ *    up when it starts (pickup.h).  If sendqd died after committing but
+ *    before answering, the message is then queued twice: a duplicate,
+ *    never a loss.  A message the maildrop cannot carry (DSN options, an
+ *    X-Sendq-* field of its own, more than SENDQ_DROP_RCPT_MAX
+ *    recipients) is refused with exit 75 while sendqd is down.
+ * Exit 0 means the message is on stable storage.
  * Exit codes are sysexits.h: 64 usage, 65 bad address or data, 67
  * unknown user, 74 input error, 75 cannot queue now, 78 configuration.
  *
@@ -54,12 +55,19 @@
  *
  * mailq / -bp print queue_view's listing: asked from sendqd over the
  * control socket when it runs (so messages being delivered show as
- * active), else read from the spool directly.  -q asks sendqd to flush
- * the queue (control "flush"); without a running daemon it exits 75.
+ * active; sendqd shows a user only their own messages, root, its own
+ * user and admin_group everything), else read from the spool directly,
+ * which only root and sendqd's user can (anyone else: exit 75 with one
+ * line saying so).  -q asks sendqd to flush the queue (control "flush",
+ * for root, sendqd's user and admin_group: exit 77 for others); without
+ * a running daemon it exits 75.
  */
+#include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -76,13 +84,12 @@
 
 #include "buf.h"
 #include "config.h"
-#include "control.h"
 #include "dropfile.h"
 #include "envelope.h"
 #include "intake_proto.h"
 #include "log.h"
 #include "mailmsg.h"
-#include "pickup.h"
+#include "msgfix.h"
 #include "queue_view.h"
 #include "rewrite.h"
 #include "spool.h"
@@ -90,6 +97,9 @@
 
 #define SENDQ_READ_CHUNK	(64 * 1024)
 #define SENDQ_SUBMIT_TIMEOUT	60	/* seconds for sendqd's answer */
+#ifndef SENDQ_DROP_HELPER	/* CMake: where sendq-drop is installed */
+#define SENDQ_DROP_HELPER	"/usr/sbin/sendq-drop"
+#endif
 #define SENDQ_ENVID_MAX		100	/* -V: RFC 3461 ENVID */
 #define SENDQ_DROP_RCPT_MAX	10000	/* more: not as a drop file */
 
@@ -591,21 +601,23 @@ struct sendq_ctx {
 	const char		*spool_dir;
 	const char		*control_path;
 	const char		*route;		/* for -v: how it went */
+	char			 refused[sizeof(((struct sq_err *)0)->msg)];
+						/* why msgfix refused the
+						 * message (-bs: 554 5.6.0) */
 };
 
 /*
- * Where the message bytes go: the spool writer (w), or a drop file in
- * maildrop/tmp/ (fd >= 0).
+ * The message as it is read: kept in an anonymous memory file (memfd),
+ * so that it can be sent to sendqd and, if sendqd goes away before its
+ * answer, to the drop helper instead.  sendq never writes into the
+ * spool itself.
  */
 struct sendq_sink {
-	struct spool		*sp;
-	struct spool_writer	*w;
-	int			 fd;
-	char			*drop_dir;	/* spool_dir/maildrop */
-	char			*drop_name;
-	uint64_t		 size;
-	uint64_t		 limit;		/* drop file: the pick-up's */
-	int			 eightbit;	/* a byte >= 0x80 was seen */
+	int		 fd;		/* the memfd, -1 before it is made */
+	uint64_t	 size;
+	uint64_t	 limit;		/* [intake] max_message_size */
+	int		 eightbit;	/* a byte >= 0x80 was seen */
+	struct msgfix_scan *scan;	/* body bytes are scanned */
 };
 
 static ssize_t
@@ -720,39 +732,18 @@ sendq_display_name(const char *name)
 }
 
 
-/* Remove a drop file not yet published.  NULL-safe. */
-static void
-sendq_sink_abort(struct sendq_sink *s)
-{
-	char *path;
-
-	spool_writer_abort(s->w);
-	s->w = NULL;
-	if (s->fd >= 0) {
-		close(s->fd);
-		s->fd = -1;
-		path = xasprintf("%s/tmp/%s", s->drop_dir, s->drop_name);
-		unlink(path);
-		free(path);
-	}
-}
-
 static void
 sendq_sink_fini(struct sendq_sink *s)
 {
-	sendq_sink_abort(s);
-	spool_close(s->sp);
-	s->sp = NULL;
-	free(s->drop_dir);
-	free(s->drop_name);
-	s->drop_dir = s->drop_name = NULL;
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
 }
 
 /* Write to the sink.  Returns 0, or an exit code after printing. */
 static int
 sendq_write(struct sendq_sink *s, const void *data, size_t len)
 {
-	struct sq_err err = { 0 };
 	const unsigned char *p = data;
 	size_t i, off;
 	ssize_t n;
@@ -762,15 +753,9 @@ sendq_write(struct sendq_sink *s, const void *data, size_t len)
 	for (i = 0; !s->eightbit && i < len; i++)
 		if (p[i] >= 0x80)
 			s->eightbit = 1;
+	if (s->scan != NULL)
+		msgfix_scan_feed(s->scan, data, len, NULL);
 	s->size += len;
-	if (s->w != NULL) {
-		if (spool_writer_write(s->w, data, len, &err) != 0) {
-			fprintf(stderr, "sendq: %s (message not queued)\n",
-			    err.msg);
-			return EX_TEMPFAIL;
-		}
-		return 0;
-	}
 	if (s->size > s->limit) {
 		fprintf(stderr, "sendq: message too large (more than %llu "
 		    "bytes, the limit of [intake] max_message_size; message "
@@ -784,9 +769,8 @@ sendq_write(struct sendq_sink *s, const void *data, size_t len)
 			continue;
 		}
 		if (n < 0) {
-			fprintf(stderr, "sendq: write %s/tmp/%s: %s (message "
-			    "not queued)\n", s->drop_dir, s->drop_name,
-			    strerror(errno));
+			fprintf(stderr, "sendq: keep the message in memory: %s "
+			    "(message not queued)\n", strerror(errno));
 			return EX_TEMPFAIL;
 		}
 	}
@@ -890,11 +874,26 @@ static const char *
 sendq_control_path(const struct config *cfg)
 {
 	return cfg->control_socket != NULL ? cfg->control_socket :
-	    "/run/sendq/control.sock";
+	    CONFIG_DEFAULT_SOCKET;
 }
 
-/* mailq: queue_view's listing, from sendqd if it runs, else from the
- * spool directly. */
+/* sendqd's answer other than "ok": its first line, printed; the exit
+ * code (77 for a refusal, else 75). */
+static int
+sendq_daemon_error(struct buf *out)
+{
+	char *nl;
+
+	buf_append(out, "", 1);
+	if ((nl = strchr(out->data, '\n')) != NULL)
+		*nl = '\0';
+	fprintf(stderr, "sendq: sendqd: %s\n", out->data);
+	return strncmp(out->data, "error: permission denied:", 25) == 0 ?
+	    EX_NOPERM : EX_TEMPFAIL;
+}
+
+/* mailq: queue_view's listing, from sendqd if it runs (it shows a user
+ * their own messages only), else from the spool directly. */
 static int
 sendq_list_queue(const struct config *cfg, const char *spool_dir)
 {
@@ -903,15 +902,29 @@ sendq_list_queue(const struct config *cfg, const char *spool_dir)
 	int rc, ex = EX_OK;
 
 	buf_init(&out, QUEUE_VIEW_OUT_MAX);
-	if (queue_view_request(sendq_control_path(cfg), "list", 60, &out,
-	    &err) == 0 && out.len >= 3 && memcmp(out.data, "ok\n", 3) == 0) {
+	rc = queue_view_request(sendq_control_path(cfg), "list", 60, &out,
+	    &err);
+	if (rc == 0 && out.len >= 3 && memcmp(out.data, "ok\n", 3) == 0) {
 		fwrite(out.data + 3, 1, out.len - 3, stdout);
 		goto done;
 	}
+	if (rc == 0) {
+		ex = sendq_daemon_error(&out);
+		goto done;
+	}
 	out.len = 0;
-	rc = queue_view_list(spool_dir, 0, NULL, NULL, &out, &err);
+	rc = queue_view_list(spool_dir, queue_view_own_filter(spool_dir), 0,
+	    NULL, NULL, &out, &err);
 	if (rc == -ENOENT) {
 		printf("Mail queue is empty\n");
+		goto done;
+	}
+	if (rc == -EACCES || rc == -EPERM) {
+		fprintf(stderr, "sendq: sendqd is not running, and only root "
+		    "and the user sendqd runs as may read the spool directly: "
+		    "mailq shows your mail while sendqd runs (systemctl start "
+		    "sendq)\n");
+		ex = EX_TEMPFAIL;
 		goto done;
 	}
 	fwrite(out.data, 1, out.len, stdout);
@@ -936,7 +949,6 @@ sendq_flush(const struct config *cfg, int verbose)
 	struct sq_err err = { 0 };
 	struct buf out;
 	const char *path = sendq_control_path(cfg);
-	char *nl;
 	int rc, ex = EX_OK;
 
 	buf_init(&out, 64 * 1024);
@@ -947,19 +959,15 @@ sendq_flush(const struct config *cfg, int verbose)
 		    "systemctl start sendq\n", path);
 		ex = EX_TEMPFAIL;
 	} else if (rc == -EACCES || rc == -EPERM) {
-		fprintf(stderr, "sendq: %s (-q needs root or the sendq "
-		    "group)\n", err.msg);
+		fprintf(stderr, "sendq: %s (the control socket must be open "
+		    "to every user)\n", err.msg);
 		ex = EX_NOPERM;
 	} else if (rc != 0) {
 		fprintf(stderr, "sendq: %s\n", err.msg);
 		ex = EX_TEMPFAIL;
-	} else if (out.len < 3 || memcmp(out.data, "ok\n", 3) != 0) {
-		buf_append(&out, "", 1);
-		if ((nl = strchr(out.data, '\n')) != NULL)
-			*nl = '\0';
-		fprintf(stderr, "sendq: sendqd: %s\n", out.data);
-		ex = EX_TEMPFAIL;
-	} else if (verbose)
+	} else if (out.len < 3 || memcmp(out.data, "ok\n", 3) != 0)
+		ex = sendq_daemon_error(&out);
+	else if (verbose)
 		fprintf(stderr, "sendq: sendqd will try every queued message "
 		    "now\n");
 	buf_fini(&out);
@@ -1094,225 +1102,29 @@ sendq_default_sender(const struct sendq_ctx *c)
 	return addr;
 }
 
-/*
- * Make the message in the spool writer durable.  With sendqd running,
- * hand it over (control submit) so that it shares the daemon's group
- * commit; when no answer comes (no daemon, no permission for its socket,
- * or it went away) commit it here with our own fsyncs.  s->w is consumed
- * on success; on failure the caller aborts what is left.  Returns 0 or
- * EX_TEMPFAIL after printing.
- */
-static int
-sendq_commit(struct sendq_ctx *c, struct sendq_sink *s,
-    struct envelope *env)
-{
-	struct sq_err err = { 0 };
-	char answer[512], safe[512], *text, *want;
-	size_t len;
-	int rc;
-
-	if (spool_writer_prepare(s->w, env, &err) != 0) {
-		fprintf(stderr, "sendq: %s (message not queued)\n", err.msg);
-		return EX_TEMPFAIL;
-	}
-	text = envelope_format(env, &len);
-	if (len <= CONTROL_SUBMIT_MAX) {
-		rc = queue_view_submit(c->control_path, env->id, text, len,
-		    SENDQ_SUBMIT_TIMEOUT, answer, sizeof(answer), &err);
-	} else
-		rc = sq_err_set(&err, SQ_ELIMIT, "envelope too large to hand "
-		    "over");
-	free(text);
-	if (rc == 0) {
-		want = xasprintf("ok %s", env->id);
-		rc = strcmp(answer, want);
-		free(want);
-		if (rc == 0) {
-			spool_writer_release(s->w);
-			s->w = NULL;
-			c->route = "via sendqd";
-			return 0;
-		}
-		sq_printable(safe, sizeof(safe), answer, strlen(answer));
-		fprintf(stderr, "sendq: sendqd: %s%s\n", safe,
-		    strstr(safe, "not queued") != NULL ? "" :
-		    " (message not queued)");
-		return EX_TEMPFAIL;
-	}
-	/* Connected but no answer: the daemon may have committed it just
-	 * before it went away.  Then it is queued: say so, do not queue a
-	 * second copy or report a failure for a message that will go out. */
-	if (rc != -ENOENT && rc != -ECONNREFUSED &&
-	    spool_writer_adopted(s->w, &err) == 1) {
-		spool_writer_release(s->w);
-		s->w = NULL;
-		c->route = "via sendqd (its answer was lost)";
-		return 0;
-	}
-	if (c->o->verbose && rc != -ENOENT && rc != -ECONNREFUSED)
-		fprintf(stderr, "sendq: %s; queueing the message directly\n",
-		    err.msg);
-	rc = spool_writer_commit(s->w, env, &err);
-	s->w = NULL;
-	if (rc != 0) {
-		fprintf(stderr, "sendq: %s (message not queued)\n", err.msg);
-		return EX_TEMPFAIL;
-	}
-	c->route = "into the spool directly, sendqd is not running";
-	return 0;
-}
-
-/*
- * Publish the drop file: fsync, rename tmp/NAME into maildrop/, fsync
- * maildrop/.  Returns 0 or EX_TEMPFAIL after printing (the file is then
- * removed by the caller's abort).
- */
-static int
-sendq_drop_publish(struct sendq_ctx *c, struct sendq_sink *s)
-{
-	char *from, *to;
-	int dfd, rc = EX_TEMPFAIL;
-
-	from = xasprintf("%s/tmp/%s", s->drop_dir, s->drop_name);
-	to = xasprintf("%s/%s", s->drop_dir, s->drop_name);
-	if (fsync(s->fd) != 0 || close(s->fd) != 0) {
-		fprintf(stderr, "sendq: %s: %s (message not queued)\n", from,
-		    strerror(errno));
-		goto out;
-	}
-	s->fd = -1;
-	if (rename(from, to) != 0) {
-		fprintf(stderr, "sendq: rename %s into %s: %s (message not "
-		    "queued)\n", from, s->drop_dir, strerror(errno));
-		unlink(from);
-		goto out;
-	}
-	if ((dfd = open(s->drop_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) <
-	    0 || fsync(dfd) != 0) {
-		/* Published but maybe not durable: say so, exit 75 would make
-		 * the caller send it twice. */
-		fprintf(stderr, "sendq: fsync %s: %s (the message was left "
-		    "in the maildrop; it may be lost if the system crashes "
-		    "now)\n", s->drop_dir, strerror(errno));
-	}
-	if (dfd >= 0)
-		close(dfd);
-	c->route = "into the maildrop, sendqd is not running: it will be "
-	    "queued when sendqd starts";
-	rc = 0;
-out:
-	free(from);
-	free(to);
-	return rc;
-}
-
-/*
- * Open a drop file in spool_dir/maildrop/tmp/.  Returns 0, or -1 when
- * the maildrop cannot be used (missing, not writable): the caller uses
- * the spool instead.
- */
-static int
-sendq_drop_open(struct sendq_ctx *c, struct sendq_sink *s)
-{
-	struct timespec ts;
-	struct stat st;
-	char *tmpdir, *path = NULL;
-	int tries;
-
-	s->drop_dir = xasprintf("%s/%s", c->spool_dir, PICKUP_DIR);
-	tmpdir = xasprintf("%s/tmp", s->drop_dir);
-	if (stat(tmpdir, &st) != 0 || !S_ISDIR(st.st_mode))
-		goto fail;
-	for (tries = 0; tries < 100; tries++) {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		free(s->drop_name);
-		s->drop_name = xasprintf("sendq.%llx%08lx.%lx.%x",
-		    (unsigned long long)ts.tv_sec, (unsigned long)ts.tv_nsec,
-		    (unsigned long)getpid(), (unsigned)tries);
-		free(path);
-		path = xasprintf("%s/%s", tmpdir, s->drop_name);
-		s->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-		    O_CLOEXEC, 0640);
-		if (s->fd >= 0 || errno != EEXIST)
-			break;
-	}
-	if (s->fd < 0) {
-		if (c->o->verbose)
-			fprintf(stderr, "sendq: cannot use the maildrop: %s: "
-			    "%s\n", path, strerror(errno));
-		goto fail;
-	}
-	(void)fchmod(s->fd, 0640);	/* sendqd reads it through the group */
-	s->limit = c->cfg->intake.max_message_size != 0 ?
-	    c->cfg->intake.max_message_size : DROPFILE_SIZE_DEFAULT;
-	free(tmpdir);
-	free(path);
-	return 0;
-fail:
-	free(tmpdir);
-	free(path);
-	free(s->drop_dir);
-	free(s->drop_name);
-	s->drop_dir = s->drop_name = NULL;
-	s->fd = -1;
-	return -1;
-}
-
-/* The spool writer.  Returns 0 or EX_TEMPFAIL after printing. */
-static int
-sendq_spool_open(struct sendq_ctx *c, struct sendq_sink *s)
-{
-	struct sq_err err = { 0 };
-
-	if (spool_open(c->spool_dir, 1, &s->sp, &err) != 0 ||
-	    spool_writer_begin(s->sp, &s->w, &err) != 0) {
-		fprintf(stderr, "sendq: %s (message not queued)\n", err.msg);
-		return EX_TEMPFAIL;
-	}
-	return 0;
-}
-
-/* The missing Date, From and Message-ID fields. */
+/* The missing Date, From and Message-ID fields (mailmsg.h's helper; the
+ * From here carries -F's full name). */
 static char *
 sendq_added_fields(const struct mailmsg_header *h, const char *hdr,
     const struct envelope *env, const struct sendq_opts *o,
     const char *id, const char *hostname, const char *eol)
 {
-	struct buf b;
-	char datebuf[64], *from = NULL, *name, *field;
-	time_t now;
-	struct tm tm;
+	char date[64], *from, *addr, *name, *fields;
 
-	buf_init(&b, 64 * 1024);
-	if (mailmsg_find(h, hdr, "date", 0) < 0) {
-		now = time(NULL);
-		localtime_r(&now, &tm);
-		strftime(datebuf, sizeof(datebuf), "%a, %d %b %Y %H:%M:%S %z",
-		    &tm);
-		field = xasprintf("Date: %s%s", datebuf, eol);
-		buf_append_str(&b, field);
-		free(field);
-	}
-	if (mailmsg_find(h, hdr, "from", 0) < 0) {
-		from = env->sender[0] != '\0' ? xstrdup(env->sender) :
-		    xasprintf("MAILER-DAEMON@%s", hostname);
-		if (o->fullname != NULL) {
-			name = sendq_display_name(o->fullname);
-			field = xasprintf("From: %s <%s>%s", name, from, eol);
-			free(name);
-		} else
-			field = xasprintf("From: %s%s", from, eol);
-		buf_append_str(&b, field);
-		free(field);
-		free(from);
-	}
-	if (mailmsg_find(h, hdr, "message-id", 0) < 0) {
-		field = xasprintf("Message-ID: <%s@%s>%s", id, hostname, eol);
-		buf_append_str(&b, field);
-		free(field);
-	}
-	buf_append(&b, "", 1);
-	return b.data;
+	mailmsg_date((int64_t)time(NULL), 1, date, sizeof(date));
+	addr = env->sender[0] != '\0' ? xstrdup(env->sender) :
+	    xasprintf("MAILER-DAEMON@%s", hostname);
+	if (o->fullname != NULL) {
+		name = sendq_display_name(o->fullname);
+		from = xasprintf("%s <%s>", name, addr);
+		free(name);
+	} else
+		from = xstrdup(addr);
+	fields = mailmsg_added_fields(mailmsg_present(h, hdr), date, from,
+	    id, hostname, eol);
+	free(from);
+	free(addr);
+	return fields;
 }
 
 /*
@@ -1393,6 +1205,306 @@ sendq_envlines(const struct envelope *env, const char *eol)
 	return b.data;
 }
 
+/* The memfd that keeps the message.  Returns 0 or EX_TEMPFAIL after
+ * printing. */
+static int
+sendq_sink_open(const struct sendq_ctx *c, struct sendq_sink *s)
+{
+	s->fd = memfd_create("sendq-message", MFD_CLOEXEC);
+	if (s->fd < 0) {
+		fprintf(stderr, "sendq: memfd_create: %s (message not "
+		    "queued)\n", strerror(errno));
+		return EX_TEMPFAIL;
+	}
+	s->limit = c->cfg->intake.max_message_size != 0 ?
+	    c->cfg->intake.max_message_size : DROPFILE_SIZE_DEFAULT;
+	return 0;
+}
+
+/* A random token (128 bits, hex) for the Message-ID and, for a message
+ * left in the maildrop, for what -v and -bs report.  tok has at least
+ * ENVELOPE_ID_MAX bytes. */
+static void
+sendq_token(char *tok)
+{
+	unsigned char r[15];
+	size_t i, got = 0;
+	ssize_t n;
+
+	while (got < sizeof(r)) {
+		n = getrandom(r + got, sizeof(r) - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			log_fatalx("sendq: getrandom failed");
+		got += (size_t)n;
+	}
+	for (i = 0; i < sizeof(r); i++)
+		snprintf(tok + 2 * i, 3, "%02X", r[i]);
+}
+
+/* The exit code for sendqd's "error: CODE REASON" (control.h). */
+static int
+sendq_answer_exit(const char *answer)
+{
+	const char *code = answer + strlen("error: ");
+
+	if (strncmp(answer, "error: ", 7) != 0)
+		return EX_TEMPFAIL;
+	if (strncmp(code, "5.3.4 ", 6) == 0 || strncmp(code, "5.6.0 ", 6) == 0)
+		return EX_DATAERR;
+	if (strncmp(code, "5.7.1 ", 6) == 0)
+		return EX_NOPERM;
+	return EX_TEMPFAIL;
+}
+
+/*
+ * Stream the message in s (with env) to sendqd over the control socket.
+ * Returns 0 with the queue id in id, an exit code after printing sendqd's
+ * refusal, or -1 when sendqd did not answer (not running, or gone before
+ * its answer): the caller then uses the drop helper.
+ */
+static int
+sendq_to_daemon(struct sendq_ctx *c, struct sendq_sink *s,
+    const struct envelope *env, char *id)
+{
+	struct sq_err err = { 0 };
+	char answer[512], safe[512], *text;
+	size_t len;
+	int rc, sent_end = 0;
+
+	text = envelope_format(env, &len);
+	if (lseek(s->fd, 0, SEEK_SET) != 0)
+		log_fatalx("sendq: lseek on the memfd failed");
+	rc = queue_view_submit(c->control_path, text, len, s->fd,
+	    SENDQ_SUBMIT_TIMEOUT, answer, sizeof(answer), &sent_end, &err);
+	free(text);
+	if (rc == 0 && strncmp(answer, "ok ", 3) == 0 &&
+	    spool_id_valid(answer + 3)) {
+		memcpy(id, answer + 3, strlen(answer + 3) + 1);	/* valid */
+		c->route = "via sendqd";
+		return 0;
+	}
+	if (rc == 0) {
+		sq_printable(safe, sizeof(safe), answer, strlen(answer));
+		fprintf(stderr, "sendq: sendqd: %s%s\n", safe,
+		    strstr(safe, "not queued") != NULL ? "" :
+		    " (message not queued)");
+		return sendq_answer_exit(answer);
+	}
+	if (rc == -EIO) {
+		fprintf(stderr, "sendq: %s (message not queued)\n", err.msg);
+		return EX_TEMPFAIL;
+	}
+	/*
+	 * No answer.  Not running (ENOENT, ECONNREFUSED, or a socket we may
+	 * not use): the maildrop is the way.  Gone before its answer: if
+	 * "end" went out, sendqd may have committed the message just
+	 * before it died; sending it again through the maildrop then makes
+	 * a duplicate, which is better than a loss (sendq(1), DIAGNOSTICS).
+	 */
+	if (c->o->verbose && rc != -ENOENT && rc != -ECONNREFUSED)
+		fprintf(stderr, "sendq: %s%s; using the maildrop\n", err.msg,
+		    sent_end ? " (sendqd may have queued it already: a "
+		    "duplicate is possible)" : "");
+	return -1;
+}
+
+/*
+ * Can the message go through the maildrop (dropfile.h)?  DSN options,
+ * an X-Sendq-* field of the message's own and too many recipients
+ * cannot.  Returns 0, or EX_TEMPFAIL after printing why.
+ */
+static int
+sendq_droppable(const struct sendq_opts *o, const struct envelope *env,
+    const struct mailmsg_header *h, const char *hdr, size_t envlines_len,
+    size_t head_len)
+{
+	const char *why = NULL;
+
+	if (o->notify != 0 || o->ret != ENVELOPE_RET_NONE ||
+	    o->envid[0] != '\0')
+		why = "DSN options (-N, -R, -V) cannot go through the "
+		    "maildrop";
+	else if (sendq_has_xsendq(h, hdr))
+		why = "a message with an X-Sendq-* header field cannot go "
+		    "through the maildrop";
+	else if (env->n_rcpts > SENDQ_DROP_RCPT_MAX ||
+	    envlines_len > DROPFILE_ENVLINES_MAX)
+		why = "too many recipients for the maildrop";
+	else if (head_len > MAILMSG_HEADER_MAX)
+		why = "header too large for the maildrop";
+	if (why == NULL)
+		return 0;
+	fprintf(stderr, "sendq: sendqd is not running and %s (message not "
+	    "queued; try again when sendqd runs)\n", why);
+	return EX_TEMPFAIL;
+}
+
+/* The drop helper: compiled in; SENDQ_DROP_HELPER in the environment
+ * overrides it (for tests: sendq is not privileged, and whatever it runs
+ * runs with the caller's rights). */
+static const char *
+sendq_helper_path(void)
+{
+	const char *p = getenv("SENDQ_DROP_HELPER");
+
+	return p != NULL && p[0] == '/' ? p : SENDQ_DROP_HELPER;
+}
+
+/* Write all of data to fd.  0 or -errno. */
+static int
+sendq_write_fd(int fd, const char *data, size_t len)
+{
+	size_t off;
+	ssize_t n;
+
+	for (off = 0; off < len; off += (size_t)n) {
+		n = write(fd, data + off, len - off);
+		if (n < 0 && errno == EINTR) {
+			n = 0;
+			continue;
+		}
+		if (n < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+/* Feed envlines and the message to the helper's stdin.  0 or -errno. */
+static int
+sendq_feed_helper(int fd, const char *envlines, int msg_fd)
+{
+	char buf[SENDQ_READ_CHUNK];
+	ssize_t n;
+	int rc;
+
+	if ((rc = sendq_write_fd(fd, envlines, strlen(envlines))) != 0)
+		return rc;
+	if (lseek(msg_fd, 0, SEEK_SET) != 0)
+		return -errno;
+	for (;;) {
+		n = read(msg_fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 0;
+		if ((rc = sendq_write_fd(fd, buf, (size_t)n)) != 0)
+			return rc;
+	}
+}
+
+/*
+ * sendqd is not running: hand the message, as a drop file (envelope
+ * lines, then the message), to the setgid helper sendq-drop on a pipe.
+ * It gets no arguments and an empty environment.  Returns 0 or an exit
+ * code after printing (the helper prints its own reasons).
+ */
+static int
+sendq_to_helper(struct sendq_ctx *c, struct sendq_sink *s,
+    const char *envlines)
+{
+	const char *path = sendq_helper_path();
+	char *const argv[] = { (char *)"sendq-drop", NULL };
+	char *const envp[] = { NULL };
+	void (*old)(int);
+	int pfd[2], status, rc;
+	pid_t pid;
+
+	if (pipe2(pfd, O_CLOEXEC) != 0) {
+		fprintf(stderr, "sendq: pipe: %s (message not queued)\n",
+		    strerror(errno));
+		return EX_TEMPFAIL;
+	}
+	fflush(stdout);
+	fflush(stderr);
+	if ((pid = fork()) < 0) {
+		fprintf(stderr, "sendq: fork: %s (message not queued)\n",
+		    strerror(errno));
+		close(pfd[0]);
+		close(pfd[1]);
+		return EX_TEMPFAIL;
+	}
+	if (pid == 0) {
+		if (dup2(pfd[0], STDIN_FILENO) < 0)
+			_exit(EX_OSERR);
+		execve(path, argv, envp);
+		fprintf(stderr, "sendq: cannot run the drop helper %s: %s "
+		    "(message not queued)\n", path, strerror(errno));
+		_exit(127);
+	}
+	close(pfd[0]);
+	old = signal(SIGPIPE, SIG_IGN);
+	rc = sendq_feed_helper(pfd[1], envlines, s->fd);
+	close(pfd[1]);
+	signal(SIGPIPE, old);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR) {
+			fprintf(stderr, "sendq: waitpid: %s\n",
+			    strerror(errno));
+			return EX_TEMPFAIL;
+		}
+	if (!WIFEXITED(status)) {
+		fprintf(stderr, "sendq: the drop helper %s was killed by "
+		    "signal %d (message not queued)\n", path,
+		    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+		return EX_TEMPFAIL;
+	}
+	switch (WEXITSTATUS(status)) {
+	case 0:
+		if (rc != 0)	/* it exited 0 without reading all: a bug */
+			break;
+		c->route = "into the maildrop, sendqd is not running: it will "
+		    "be queued when sendqd starts";
+		return 0;
+	case EX_DATAERR:
+	case EX_CONFIG:
+		return WEXITSTATUS(status);
+	case 127:
+		return EX_TEMPFAIL;
+	default:
+		break;
+	}
+	fprintf(stderr, "sendq: the drop helper %s failed (exit %d%s%s; "
+	    "message not queued)\n", path, WEXITSTATUS(status),
+	    rc != 0 ? ", write: " : "", rc != 0 ? strerror(-rc) : "");
+	return EX_TEMPFAIL;
+}
+
+/*
+ * The wire rules (msgfix.h) once the whole message was read: a message
+ * the wire cannot carry is refused (exit 65, the reason in c->refused);
+ * one that must be re-encoded is rewritten in the spool writer before
+ * it is committed, while a drop file is left for the pick-up to
+ * rewrite (it applies the same rules).  Returns 0 or an exit code after
+ * printing.
+ */
+static int
+sendq_fix(struct sendq_ctx *c, struct sendq_sink *s,
+    struct msgfix_scan *scan)
+{
+	struct sq_err err = { 0 };
+	int rc;
+
+	(void)s;
+	/* Refuse here what no path can carry; what can be re-encoded is
+	 * re-encoded where it is written to the spool (sendqd's submit,
+	 * or the pick-up of a drop file). */
+	msgfix_scan_end(scan, NULL);
+	rc = msgfix_verdict(scan, &err) == MSGFIX_REFUSE ? SQ_EPARSE : 0;
+	if (rc == 0)
+		return 0;
+	if (rc != SQ_EPARSE) {
+		fprintf(stderr, "sendq: %s (message not queued)\n", err.msg);
+		return EX_TEMPFAIL;
+	}
+	snprintf(c->refused, sizeof(c->refused), "%s", err.msg);
+	fprintf(stderr, "sendq: %s (message not queued)\n", err.msg);
+	return EX_DATAERR;
+}
+
 /*
  * Read, check and queue one message from in.  The envelope comes from the
  * options, or, for -bs, from smtp_sender/smtp_rcpts (then nothing is
@@ -1408,12 +1520,13 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 	struct sendq_sink sink;
 	struct buf hdr, line;
 	struct mailmsg_header h;
+	struct msgfix_scan scan;
 	struct envelope *env;
 	enum sendq_dot state = SENDQ_DOT_BOL;
 	static const char *const rcpt_fields[] = { "to", "cc", "bcc" };
 	char *prefix = NULL, *envlines = NULL, *what, *orig = NULL;
-	char dropid[ENVELOPE_ID_MAX] = "";
-	const char *eol, *id;
+	char token[ENVELOPE_ID_MAX], qid[ENVELOPE_ID_MAX] = "";
+	const char *eol;
 	size_t i;
 	int rc, lrc, ended = 0, body_line = 0, ignore_dots;
 	long fi;
@@ -1424,6 +1537,11 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 	buf_init(&hdr, MAILMSG_HEADER_MAX);
 	buf_init(&line, MAILMSG_HEADER_MAX);
 	memset(&h, 0, sizeof(h));
+	/* The message as read (before Bcc removal and the added fields) is
+	 * scanned for what the wire cannot carry (msgfix.h), so that line
+	 * numbers in a refusal are the submitter's. */
+	msgfix_scan_init(&scan, NULL);
+	c->refused[0] = '\0';
 
 	/* The envelope, from the command line (or the SMTP dialogue). */
 	env = envelope_new();
@@ -1467,6 +1585,7 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 			ended = 1;
 			break;
 		}
+		msgfix_scan_feed(&scan, line.data, line.len, NULL);
 		switch (mailmsg_line_kind(line.data, line.len)) {
 		case MAILMSG_LINE_CONT:
 			if (hdr.len == 0) {
@@ -1530,8 +1649,7 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 		eol = line.len >= 2 && line.data[line.len - 2] == '\r' &&
 		    line.data[line.len - 1] == '\n' ? "\r\n" : "\n";
 
-	/* DSN requests (-N, -R, -V): drop files cannot carry them, so
-	 * with any of them the message goes to sendqd or the spool. */
+	/* DSN requests (-N, -R, -V), kept in the envelope for sendqd. */
 	env->ret = o->ret;
 	if (o->envid[0] != '\0' && envelope_set_envid(env, o->envid) != 0)
 		log_fatalx("sendq: checked ENVID refused");
@@ -1539,38 +1657,13 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 		if (envelope_set_rcpt_dsn(env, i, o->notify, NULL) != 0)
 			log_fatalx("sendq: checked NOTIFY refused");
 
-	/* Where it goes: sendqd, else the maildrop, else the spool. */
-	if (o->notify == 0 && o->ret == ENVELOPE_RET_NONE &&
-	    o->envid[0] == '\0' && !queue_view_daemon_up(c->control_path) &&
-	    !sendq_has_xsendq(&h, hdr.data) &&
-	    env->n_rcpts <= SENDQ_DROP_RCPT_MAX &&
-	    sendq_drop_open(c, &sink) == 0) {
-		snprintf(dropid, sizeof(dropid), "%s", sink.drop_name + 6);
-		envlines = sendq_envlines(env, eol);
-		prefix = sendq_added_fields(&h, hdr.data, env, o, dropid,
-		    c->hostname, eol);
-		if (strlen(envlines) > DROPFILE_ENVLINES_MAX ||
-		    strlen(prefix) + hdr.len > MAILMSG_HEADER_MAX) {
-			sendq_sink_fini(&sink);
-			sink.fd = -1;
-			free(prefix);
-			prefix = NULL;
-		}
-	}
-	if (sink.fd < 0) {
-		if ((rc = sendq_spool_open(c, &sink)) != 0)
-			goto out;
-		prefix = sendq_added_fields(&h, hdr.data, env, o,
-		    spool_writer_id(sink.w), c->hostname, eol);
-	}
-	rc = 0;
-	if (sink.fd >= 0 && envlines != NULL) {	/* a drop file */
-		rc = sendq_write(&sink, envlines, strlen(envlines));
-		sink.size = 0;	/* the limit is on the message */
-		sink.eightbit = 0;
-	}
-	if (rc == 0)
-		rc = sendq_write(&sink, prefix, strlen(prefix));
+	/* The whole message into the memfd: added fields, header, body. */
+	sendq_token(token);
+	prefix = sendq_added_fields(&h, hdr.data, env, o, token, c->hostname,
+	    eol);
+	if ((rc = sendq_sink_open(c, &sink)) != 0)
+		goto out;
+	rc = sendq_write(&sink, prefix, strlen(prefix));
 	if (rc == 0)
 		rc = sendq_write(&sink, hdr.data, hdr.len);
 	/* A body that starts without a blank line gets one. */
@@ -1578,27 +1671,33 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 		rc = sendq_write(&sink, eol, strlen(eol));
 	if (rc == 0)
 		rc = sendq_write(&sink, line.data, line.len);
+	sink.scan = &scan;
 	if (rc == 0 && !ended)
 		rc = sendq_stream_body(in, &sink, ignore_dots, state);
+	if (rc == 0)
+		rc = sendq_fix(c, &sink, &scan);
 	if (rc != 0)
 		goto out;
 	env->body_8bit = sink.eightbit;
-	if (sink.fd >= 0) {
-		if ((rc = sendq_drop_publish(c, &sink)) != 0)
+
+	/* sendqd names, writes and commits it; else the maildrop. */
+	snprintf(env->id, sizeof(env->id), "new");	/* sendqd's to set */
+	if ((rc = sendq_to_daemon(c, &sink, env, qid)) > 0)
+		goto out;
+	if (rc < 0) {
+		envlines = sendq_envlines(env, eol);
+		if ((rc = sendq_droppable(o, env, &h, hdr.data,
+		    strlen(envlines), strlen(prefix) + hdr.len)) != 0 ||
+		    (rc = sendq_to_helper(c, &sink, envlines)) != 0)
 			goto out;
-		id = sink.drop_name;
-	} else {
-		if ((rc = sendq_commit(c, &sink, env)) != 0)
-			goto out;
-		id = env->id;
+		snprintf(qid, sizeof(qid), "%s", token);
 	}
 	if (o->verbose)
 		fprintf(stderr, "sendq: queued as %s, %s (from <%s>, %zu "
-		    "recipient%s)\n", id, c->route, env->sender, env->n_rcpts,
+		    "recipient%s)\n", qid, c->route, env->sender, env->n_rcpts,
 		    env->n_rcpts == 1 ? "" : "s");
 	if (idbuf != NULL)
-		snprintf(idbuf, ENVELOPE_ID_MAX, "%s", env->id[0] != '\0' ?
-		    env->id : dropid);
+		snprintf(idbuf, ENVELOPE_ID_MAX, "%s", qid);
 	rc = EX_OK;
 out:
 	sendq_sink_fini(&sink);
@@ -1683,7 +1782,7 @@ sendq_smtp(struct sendq_ctx *c)
 	size_t off = 0, len = 0, i;
 	ssize_t n;
 	uint64_t max;
-	int rc = EX_OK, eof = 0, in_data = 0, qrc;
+	int rc = EX_OK, eof = 0, in_data = 0, qrc, refused = 0;
 
 	max = c->cfg->intake.max_message_size;
 	memset(&params, 0, sizeof(params));
@@ -1728,9 +1827,16 @@ sendq_smtp(struct sendq_ctx *c)
 				    EX_TEMPFAIL;
 				free(rcpts);
 				free(in);
-				intake_proto_data_done(p, qrc == EX_OK ?
-				    INTAKE_PROTO_QUEUED :
-				    INTAKE_PROTO_TEMPFAIL, id);
+				if (qrc == EX_DATAERR && c->refused[0] != '\0') {
+					/* Content the wire cannot carry: 554
+					 * 5.6.0, and exit 65 at the end. */
+					intake_proto_data_done(p,
+					    INTAKE_PROTO_REJECTED, c->refused);
+					refused = 1;
+				} else
+					intake_proto_data_done(p, qrc == EX_OK ?
+					    INTAKE_PROTO_QUEUED :
+					    INTAKE_PROTO_TEMPFAIL, id);
 				in_data = 0;
 				break;
 			case INTAKE_PROTO_EV_CLOSE:
@@ -1767,7 +1873,7 @@ sendq_smtp(struct sendq_ctx *c)
 	}
 	buf_fini(&msg);
 	intake_proto_free(p);
-	return rc;
+	return rc == EX_OK && refused ? EX_DATAERR : rc;
 }
 
 int

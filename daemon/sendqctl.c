@@ -6,10 +6,14 @@
  * given and well-formed where one is needed), then the configuration is
  * read for spool_dir and control_socket.  The request line goes to the
  * socket through queue_view_request(); the first line of the answer is
- * "ok" (the rest is printed as it is) or "error: REASON".  When no daemon
- * listens (the socket file is missing or refuses connections), `list` and
- * `show` read the spool directly through queue_view, with a note on
- * standard error, and every other command exits 69.  Exit codes: see
+ * "ok" (the rest is printed as it is) or "error: REASON"; "error:
+ * permission denied: ..." (the daemon checks every request against the
+ * caller's uid and groups, control.h) exits 77.  When no daemon listens
+ * (the socket file is missing or refuses connections), `list` and `show`
+ * read the spool directly through queue_view, with a note on standard
+ * error: root and the spool's owner see every message, anyone else only
+ * their own (and normally cannot read the spool at all: exit 69, as for
+ * every other command without the daemon).  Exit codes: see
  * sendqctl_usage().
  */
 #include <errno.h>
@@ -26,7 +30,6 @@
 #include "spool.h"
 #include "util.h"
 
-#define SENDQCTL_DEFAULT_SOCKET	"/run/sendq/control.sock"
 #define SENDQCTL_TIMEOUT	120	/* seconds for each read or write */
 #define SENDQCTL_EXIT_FAILED	1
 
@@ -80,9 +83,12 @@ sendqctl_usage(FILE *fp)
 "  -V, --version print the version\n"
 "\n"
 "The commands talk to sendqd over its control socket ([sendq]\n"
-"control_socket, default " SENDQCTL_DEFAULT_SOCKET "; root and the sendq\n"
-"group only).  When sendqd is not running, list and show read the spool\n"
-"directly; the other commands need the daemon.\n"
+"control_socket, default " CONFIG_DEFAULT_SOCKET ").  Everyone may\n"
+"list and show their own messages; status, every message and the commands\n"
+"that change the queue are for root, the user sendqd runs as and members\n"
+"of [sendq] admin_group.  When sendqd is not running, list and show read\n"
+"the spool directly (root and sendqd's user); the other commands need\n"
+"the daemon.\n"
 "\n"
 "Exit status:\n"
 "  0   done\n"
@@ -90,7 +96,7 @@ sendqctl_usage(FILE *fp)
 "  2   status: an OAuth smarthost is held (run sendqctl oauth init NAME)\n"
 "  64  usage error (unknown command, missing or malformed ID)\n"
 "  69  sendqd is not running (start it with systemctl start sendq)\n"
-"  77  permission denied (run as root or as a member of the sendq group)\n"
+"  77  permission denied (root, sendqd's user or admin_group only)\n"
 "  78  configuration error\n");
 }
 
@@ -144,26 +150,38 @@ sendqctl_offline(const struct sendqctl_cmd *cmd, const char *id, int json,
 {
 	struct sq_err err = { 0 };
 	struct buf out;
+	long filter;
 	int rc, ex;
 
+	filter = queue_view_own_filter(spool_dir);
 	buf_init(&out, QUEUE_VIEW_OUT_MAX);
 	if (strcmp(cmd->name, "list") == 0)
-		rc = queue_view_list(spool_dir, json, NULL, NULL, &out, &err);
+		rc = queue_view_list(spool_dir, filter, json, NULL, NULL,
+		    &out, &err);
 	else
-		rc = queue_view_show(spool_dir, id, json, NULL, NULL, &out,
-		    &err);
+		rc = queue_view_show(spool_dir, id, filter, json, NULL, NULL,
+		    &out, &err);
 	if (rc == -ENOENT && strcmp(cmd->name, "list") == 0) {
 		/* No spool yet: nothing was ever queued. */
 		out.len = 0;
 		buf_append_str(&out, json ? "[]\n" : "Mail queue is empty\n");
 		rc = 0;
 	}
-	if (rc != 0) {
+	if (rc == -EACCES || rc == -EPERM) {
+		/* The spool is sendqd's own (0700): only the daemon can
+		 * show a user their messages. */
+		sendqctl_print_error("sendqd is not running, and only root "
+		    "and the user sendqd runs as may read the spool directly "
+		    "(start it with systemctl start sendq)", json);
+		ex = EX_UNAVAILABLE;
+	} else if (rc != 0) {
 		sendqctl_print_error(err.msg, json);
-		ex = rc == -EACCES || rc == -EPERM ? EX_NOPERM :
-		    SENDQCTL_EXIT_FAILED;
-	} else
+		ex = SENDQCTL_EXIT_FAILED;
+	} else {
+		fprintf(stderr, "sendqctl: sendqd is not running: reading the "
+		    "spool directly\n");
 		ex = sendqctl_print(out.data, out.len);
+	}
 	buf_fini(&out);
 	return ex;
 }
@@ -184,6 +202,9 @@ sendqctl_answer(struct buf *out, int json)
 		msg = xstrndup(out->data + 7, first - 7);
 		sendqctl_print_error(msg, json);
 		free(msg);
+		if (first >= 7 + 18 && memcmp(out->data + 7,
+		    "permission denied:", 18) == 0)
+			return EX_NOPERM;
 		return SENDQCTL_EXIT_FAILED;
 	}
 	sendqctl_print_error("unexpected answer from sendqd", json);
@@ -302,7 +323,7 @@ main(int argc, char **argv)
 	}
 	if (id != NULL && !spool_id_valid(id)) {
 		sq_printable(safe, sizeof(safe), id, strlen(id));
-		fprintf(stderr, "sendqctl: not a queue id: %s (19 characters "
+		fprintf(stderr, "sendqctl: not a queue id: %s (31 characters "
 		    "0-9 A-F, as sendqctl list shows)\n", safe);
 		return EX_USAGE;
 	}
@@ -314,7 +335,7 @@ main(int argc, char **argv)
 	spool_dir = cfg->spool_dir != NULL ? cfg->spool_dir :
 	    CONFIG_DEFAULT_SPOOL;
 	path = cfg->control_socket != NULL ? cfg->control_socket :
-	    SENDQCTL_DEFAULT_SOCKET;
+	    CONFIG_DEFAULT_SOCKET;
 
 	req = xasprintf("%s%s%s%s", cmd->name, id != NULL ? " " : "",
 	    id != NULL ? id : "", json ? " --json" : "");
@@ -325,8 +346,6 @@ main(int argc, char **argv)
 		ex = sendqctl_answer(&out, json);
 	else if (rc == -ENOENT || rc == -ECONNREFUSED) {
 		if (cmd->offline) {
-			fprintf(stderr, "sendqctl: sendqd is not running: "
-			    "reading the spool directly\n");
 			ex = sendqctl_offline(cmd, id, json, spool_dir);
 		} else {
 			fprintf(stderr, "sendqctl: sendqd is not running "
@@ -335,8 +354,9 @@ main(int argc, char **argv)
 			ex = EX_UNAVAILABLE;
 		}
 	} else if (rc == -EACCES || rc == -EPERM) {
-		fprintf(stderr, "sendqctl: %s (sendqctl must run as root or "
-		    "as a member of the sendq group)\n", err.msg);
+		fprintf(stderr, "sendqctl: %s (the control socket and its "
+		    "directory must be open to every user: mode 0666 and "
+		    "0755)\n", err.msg);
 		ex = EX_NOPERM;
 	} else {
 		fprintf(stderr, "sendqctl: %s\n", err.msg);

@@ -28,8 +28,9 @@
  * EAGAIN loop without one).  On top, ev_deadline enforces session_max:
  * from the start until READY, and again for each message from
  * smtp_conn_send() until its TXN_DONE.  Every failure (resolve, connect,
- * TLS, timeout, a FAILED event, EOF) ends in smtp_conn_fail(): outcome
- * DEFERRED, on_closed once, then the free is deferred to ev_free, so
+ * TLS, timeout, a FAILED event, EOF) ends in smtp_conn_fail() with the
+ * fact (smtp_conn_where() says in which phase): on_closed once, then the
+ * free is deferred to ev_free, so
  * nothing is freed under a running callback.  smtp_conn_close() never
  * calls back: when idle it sends QUIT and waits briefly for the answer
  * (state QUIT), otherwise it drops the connection; freeing is deferred
@@ -198,22 +199,22 @@ struct smtp_conn {
 
 	int			 msg_active;
 	struct smtp_conn_message msg;
-	int			*rcpt_class;
+	struct retry_fact	*rcpt_fact;	/* per recipient */
 	char			**rcpt_reply;	/* per recipient, or NULL */
 	off_t			 body_off;
-	int			 body_started;
 	int			 body_done;
-	int			 rcpt_replies;	/* RCPT_STATUS seen */
 	char			*body_buf;
 
 	char			 rbuf[SMTP_CONN_READ_SIZE];
 };
 
 static void	smtp_conn_run(struct smtp_conn *);
-static void	smtp_conn_fail(struct smtp_conn *, int, const char *, ...)
+static void	smtp_conn_fail(struct smtp_conn *, enum retry_event,
+		    const char *, ...) SQ_PRINTF(3, 4);
+static void	smtp_conn_fail_fact(struct smtp_conn *,
+		    const struct retry_fact *, const char *, ...)
 		    SQ_PRINTF(3, 4);
-static void	smtp_conn_fail_auth(struct smtp_conn *, int, const char *,
-		    ...) SQ_PRINTF(3, 4);
+static enum retry_phase	smtp_conn_where(const struct smtp_conn *);
 static void	smtp_conn_fail_held(struct smtp_conn *, const char *, ...)
 		    SQ_PRINTF(2, 3);
 static int	smtp_conn_auth_retry(struct smtp_conn *, const char *);
@@ -315,33 +316,36 @@ smtp_conn_kill(struct smtp_conn *c)
 
 static void
 smtp_conn_result_init(struct smtp_conn *c, struct smtp_conn_result *r,
-    enum smtp_conn_outcome outcome, int code, const char *text)
+    const struct retry_fact *fact, const char *text)
 {
 	memset(r, 0, sizeof(*r));
-	r->outcome = outcome;
-	r->code = code;
+	r->fact = *fact;
 	sq_printable(r->reply, sizeof(r->reply), text, strlen(text));
 	snprintf(r->tls, sizeof(r->tls), "%s", tls_describe(c->tls));
 	snprintf(r->verify, sizeof(r->verify), "%s",
 	    tls_verify_result(c->tls));
 }
 
-/* The connection failed: on_closed(DEFERRED) once, then free.  auth marks
- * an authentication failure (see smtp_conn_result.auth_failed). */
+/* The connection failed with fact f: on_closed once, then free.  A
+ * message in flight reports its recipients' RCPT facts too.  held: the
+ * OAuth grant is refused (auth_held; f is then only for logs). */
 static void SQ_PRINTF(4, 0)
-smtp_conn_fail_v(struct smtp_conn *c, int code, int auth, const char *fmt,
-    va_list ap)
+smtp_conn_fail_v(struct smtp_conn *c, const struct retry_fact *f, int held,
+    const char *fmt, va_list ap)
 {
-	/* auth: 1 refused credentials, 2 OAuth grant held (auth_held). */
 	struct smtp_conn_result r;
 	char text[512];
 
 	if (c->state == SMTP_CONN_S_DEAD)
 		return;
 	vsnprintf(text, sizeof(text), fmt, ap);
-	smtp_conn_result_init(c, &r, SMTP_CONN_DEFERRED, code, text);
-	r.auth_failed = auth == 1;
-	r.auth_held = auth == 2;
+	smtp_conn_result_init(c, &r, f, text);
+	r.auth_held = held;
+	if (c->msg_active && c->rcpt_fact != NULL) {
+		r.rcpt = c->rcpt_fact;
+		r.rcpt_reply = (const char *const *)c->rcpt_reply;
+		r.n_rcpts = c->msg.n_rcpts;
+	}
 	if (c->state == SMTP_CONN_S_QUIT || c->user_closed) {
 		log_debug("relay=%s closed after QUIT: %s", c->name, r.reply);
 		smtp_conn_kill(c);
@@ -355,33 +359,46 @@ smtp_conn_fail_v(struct smtp_conn *c, int code, int auth, const char *fmt,
 		c->cb.on_closed(c, &r, c->arg);
 }
 
+/* A failure without a server reply: event ev where the connection is. */
 static void
-smtp_conn_fail(struct smtp_conn *c, int code, const char *fmt, ...)
+smtp_conn_fail(struct smtp_conn *c, enum retry_event ev, const char *fmt,
+    ...)
 {
+	struct retry_fact f;
 	va_list ap;
 
+	memset(&f, 0, sizeof(f));
+	f.phase = smtp_conn_where(c);
+	f.event = ev;
 	va_start(ap, fmt);
-	smtp_conn_fail_v(c, code, 0, fmt, ap);
+	smtp_conn_fail_v(c, &f, 0, fmt, ap);
 	va_end(ap);
 }
 
 static void
-smtp_conn_fail_auth(struct smtp_conn *c, int code, const char *fmt, ...)
+smtp_conn_fail_fact(struct smtp_conn *c, const struct retry_fact *f,
+    const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	smtp_conn_fail_v(c, code, 1, fmt, ap);
+	smtp_conn_fail_v(c, f, 0, fmt, ap);
 	va_end(ap);
 }
 
+/* The OAuth grant of the smarthost is refused (authsrc HELD): not a fact
+ * for retry.c but a state of the relay (auth_held). */
 static void
 smtp_conn_fail_held(struct smtp_conn *c, const char *fmt, ...)
 {
+	struct retry_fact f;
 	va_list ap;
 
+	memset(&f, 0, sizeof(f));
+	f.phase = RETRY_PHASE_AUTH;
+	f.event = RETRY_EVENT_CREDENTIALS;
 	va_start(ap, fmt);
-	smtp_conn_fail_v(c, 0, 2, fmt, ap);
+	smtp_conn_fail_v(c, &f, 1, fmt, ap);
 	va_end(ap);
 }
 
@@ -419,7 +436,7 @@ smtp_conn_destroy(struct smtp_conn *c)
 		evutil_freeaddrinfo(c->ai);
 	if (c->msg_active && c->msg.body_fd != -1)
 		close(c->msg.body_fd);
-	free(c->rcpt_class);
+	free(c->rcpt_fact);
 	smtp_conn_free_rcpt_replies(c);
 	free(c->body_buf);
 	free(c->name);
@@ -484,12 +501,12 @@ smtp_conn_tls_start(struct smtp_conn *c)
 	struct sq_err err = { 0, "" };
 
 	if (c->tls_ctx == NULL) {
-		smtp_conn_fail(c, 0, "no TLS context for relay %s (bug)",
-		    c->name);
+		smtp_conn_fail(c, RETRY_EVENT_LOCAL, "no TLS context for "
+		    "relay %s (bug)", c->name);
 		return;
 	}
 	if (tls_session_new(c->tls_ctx, c->fd, &c->tls, &err) < 0) {
-		smtp_conn_fail(c, 0, "%s", err.msg);
+		smtp_conn_fail(c, RETRY_EVENT_TLS, "%s", err.msg);
 		return;
 	}
 	c->state = SMTP_CONN_S_TLS;
@@ -516,8 +533,8 @@ smtp_conn_tls_step(struct smtp_conn *c)
 	default:
 		if (c->tls_mode == CONFIG_TLS_STARTTLS)
 			smtp_proto_tls_done(c->proto, 0);
-		smtp_conn_fail(c, 0, "%s", err.msg[0] != '\0' ? err.msg :
-		    "TLS handshake failed");
+		smtp_conn_fail(c, RETRY_EVENT_TLS, "%s", err.msg[0] != '\0' ?
+		    err.msg : "TLS handshake failed");
 		return;
 	}
 	c->tls_on = 1;
@@ -564,8 +581,9 @@ smtp_conn_connected(struct smtp_conn *c)
 
 	loopback = smtp_conn_addr_is_loopback(c->ai_cur->ai_addr);
 	if (c->tls_mode == CONFIG_TLS_NONE && !loopback) {
-		smtp_conn_fail(c, 0, "refusing cleartext SMTP to %s: tls = "
-		    "none is only allowed to a loopback address", c->addr);
+		smtp_conn_fail(c, RETRY_EVENT_TLS, "refusing cleartext SMTP "
+		    "to %s: tls = none is only allowed to a loopback address",
+		    c->addr);
 		return;
 	}
 	log_debug("relay=%s connected to %s", c->name, c->addr);
@@ -675,8 +693,8 @@ smtp_conn_connect_next(struct smtp_conn *c)
 		smtp_conn_want(c, 0, 1);
 		return;
 	}
-	smtp_conn_fail(c, 0, "%s", c->last_err[0] != '\0' ? c->last_err :
-	    "no usable address");
+	smtp_conn_fail(c, RETRY_EVENT_NETWORK, "%s", c->last_err[0] != '\0' ?
+	    c->last_err : "no usable address");
 }
 
 static void
@@ -720,8 +738,9 @@ smtp_conn_on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 	if (result != 0 || res == NULL) {
 		if (res != NULL)
 			evutil_freeaddrinfo(res);
-		smtp_conn_fail(c, 0, "cannot resolve %s: %s", c->host,
-		    result != 0 ? evutil_gai_strerror(result) : "no address");
+		smtp_conn_fail(c, RETRY_EVENT_NETWORK, "cannot resolve %s: "
+		    "%s", c->host, result != 0 ? evutil_gai_strerror(result) :
+		    "no address");
 		return;
 	}
 	c->ai = c->ai_cur = res;
@@ -822,8 +841,8 @@ smtp_conn_write(struct smtp_conn *c)
 		case TLS_EOF:
 		case TLS_ERROR:
 		default:
-			smtp_conn_fail(c, 0, "write to %s: %s", c->addr,
-			    err.msg);
+			smtp_conn_fail(c, RETRY_EVENT_NETWORK, "write to %s: "
+			    "%s", c->addr, err.msg);
 			return -1;
 		}
 	} else {
@@ -832,8 +851,8 @@ smtp_conn_write(struct smtp_conn *c)
 			if (errno == EAGAIN || errno == EWOULDBLOCK ||
 			    errno == EINTR)
 				return 0;
-			smtp_conn_fail(c, 0, "write to %s: %s", c->addr,
-			    strerror(errno));
+			smtp_conn_fail(c, RETRY_EVENT_NETWORK, "write to %s: "
+			    "%s", c->addr, strerror(errno));
 			return -1;
 		}
 		n = (size_t)ret;
@@ -875,8 +894,8 @@ smtp_conn_read(struct smtp_conn *c)
 			goto eof;
 		case TLS_ERROR:
 		default:
-			smtp_conn_fail(c, 0, "read from %s: %s", c->addr,
-			    err.msg);
+			smtp_conn_fail(c, RETRY_EVENT_NETWORK, "read from %s: "
+			    "%s", c->addr, err.msg);
 			return -1;
 		}
 	} else {
@@ -885,8 +904,8 @@ smtp_conn_read(struct smtp_conn *c)
 			if (errno == EAGAIN || errno == EWOULDBLOCK ||
 			    errno == EINTR)
 				return 0;
-			smtp_conn_fail(c, 0, "read from %s: %s", c->addr,
-			    strerror(errno));
+			smtp_conn_fail(c, RETRY_EVENT_NETWORK, "read from %s: "
+			    "%s", c->addr, strerror(errno));
 			return -1;
 		}
 		if (ret == 0)
@@ -978,53 +997,92 @@ smtp_conn_failed_text(struct smtp_conn *c, const struct smtp_proto_event *ev,
 	}
 }
 
-/* A reply that says the smarthost wants (other) authentication: 530
- * anywhere, or 5.7.x to MAIL (no RCPT answered yet).  A settings problem,
- * not the message's: never a permanent failure. */
-static int
-smtp_conn_auth_required(const struct smtp_conn *c,
-    const struct smtp_proto_reply *r)
+/* The retry_phase of each proto step (a translation, not a decision). */
+static const enum retry_phase smtp_conn_step_phase[] = {
+	[SMTP_PROTO_STEP_GREETING] = RETRY_PHASE_GREETING,
+	[SMTP_PROTO_STEP_EHLO] = RETRY_PHASE_EHLO,
+	[SMTP_PROTO_STEP_STARTTLS] = RETRY_PHASE_STARTTLS,
+	[SMTP_PROTO_STEP_TLS] = RETRY_PHASE_TLS,
+	[SMTP_PROTO_STEP_AUTH] = RETRY_PHASE_AUTH,
+	[SMTP_PROTO_STEP_MAIL] = RETRY_PHASE_MAIL,
+	[SMTP_PROTO_STEP_RCPT] = RETRY_PHASE_RCPT,
+	[SMTP_PROTO_STEP_DATA] = RETRY_PHASE_DATA,
+	[SMTP_PROTO_STEP_BODY] = RETRY_PHASE_BODY,
+	[SMTP_PROTO_STEP_END] = RETRY_PHASE_END,
+	[SMTP_PROTO_STEP_IDLE] = RETRY_PHASE_IDLE,
+};
+
+static enum retry_phase
+smtp_conn_step(enum smtp_proto_step st)
 {
-	if (r->code == 530)
-		return 1;
-	return r->code / 100 == 5 && !c->body_started &&
-	    c->rcpt_replies == 0 && strncmp(r->enhanced, "5.7.", 4) == 0;
+	if ((size_t)st >= sizeof(smtp_conn_step_phase) /
+	    sizeof(smtp_conn_step_phase[0]))
+		return RETRY_PHASE_IDLE;
+	return smtp_conn_step_phase[st];
 }
 
-/* TXN_DONE: outcome of the message from the final reply, whether the
- * body went through (2xx without DATA is never "delivered") and the
- * recipients' classes: a 5xx is permanent unless a recipient was refused
- * only temporarily. */
-static enum smtp_conn_outcome
-smtp_conn_txn_outcome(const struct smtp_conn *c,
-    const struct smtp_proto_reply *reply)
+/* Where the connection is, for a failure without a reply. */
+static enum retry_phase
+smtp_conn_where(const struct smtp_conn *c)
 {
-	size_t i;
-	int any4 = 0, all5 = 1, code = reply->code;
-
-	if (code / 100 != 2 && code / 100 != 5)
-		return SMTP_CONN_DEFERRED;	/* 4xx, or no valid code */
-	if (smtp_conn_auth_required(c, reply))
-		return SMTP_CONN_DEFERRED;
-	if (c->body_done) {
-		if (code / 100 == 2)
-			return SMTP_CONN_DELIVERED;
-		if (code / 100 == 5)
-			return SMTP_CONN_FAILED;
-		return SMTP_CONN_DEFERRED;
+	switch (c->phase) {
+	case SMTP_CONN_PH_NONE:
+	case SMTP_CONN_PH_RESOLVE:
+	case SMTP_CONN_PH_CONNECT:
+		return RETRY_PHASE_CONNECT;
+	case SMTP_CONN_PH_TLS:
+		return RETRY_PHASE_TLS;
+	case SMTP_CONN_PH_GREETING:
+		return RETRY_PHASE_GREETING;
+	case SMTP_CONN_PH_BODY:
+		return RETRY_PHASE_BODY;
+	case SMTP_CONN_PH_DATA_END:
+		return RETRY_PHASE_END;
+	case SMTP_CONN_PH_REPLY:
+	case SMTP_CONN_PH_IDLE:
+	case SMTP_CONN_PH_QUIT:
+	case SMTP_CONN_PH_COUNT:
+	default:
+		return c->proto != NULL ?
+		    smtp_conn_step(smtp_proto_step(c->proto)) :
+		    RETRY_PHASE_CONNECT;
 	}
-	for (i = 0; i < c->msg.n_rcpts; i++) {
-		if (c->rcpt_class[i] == 4)
-			any4 = 1;
-		if (c->rcpt_class[i] != 5)
-			all5 = 0;
-	}
-	/* MAIL or DATA refused permanently, or every RCPT. */
-	if ((code / 100 == 5 && !any4) || all5)
-		return SMTP_CONN_FAILED;
-	return SMTP_CONN_DEFERRED;
 }
 
+/* A proto event's reply as a fact of kind ev. */
+static void
+smtp_conn_fact(struct retry_fact *f, const struct smtp_proto_event *pe,
+    enum retry_event ev)
+{
+	memset(f, 0, sizeof(*f));
+	f->phase = smtp_conn_step(pe->step);
+	f->event = ev;
+	f->code = pe->reply.code;
+	snprintf(f->enhanced, sizeof(f->enhanced), "%s", pe->reply.enhanced);
+}
+
+/* What kind of fact a FAILED event is: the server's reply, or the
+ * proto's own finding. */
+static enum retry_event
+smtp_conn_fail_event(const struct smtp_proto_event *pe)
+{
+	switch (pe->fail) {
+	case SMTP_PROTO_FAIL_CONN:
+		return RETRY_EVENT_NETWORK;
+	case SMTP_PROTO_FAIL_PROTO:
+		return RETRY_EVENT_PROTO;
+	case SMTP_PROTO_FAIL_TLS:
+		return RETRY_EVENT_TLS;
+	case SMTP_PROTO_FAIL_AUTH:
+		return pe->reply.local || pe->reply.code == 0 ?
+		    RETRY_EVENT_CREDENTIALS : RETRY_EVENT_REPLY;
+	case SMTP_PROTO_FAIL_RESP:
+	case SMTP_PROTO_FAIL_NONE:
+	default:
+		return pe->reply.code != 0 ? RETRY_EVENT_REPLY :
+		    RETRY_EVENT_PROTO;
+	}
+}
 
 static void
 smtp_conn_msg_end(struct smtp_conn *c)
@@ -1033,8 +1091,8 @@ smtp_conn_msg_end(struct smtp_conn *c)
 		close(c->msg.body_fd);
 	c->msg.body_fd = -1;
 	c->msg_active = 0;
-	free(c->rcpt_class);
-	c->rcpt_class = NULL;
+	free(c->rcpt_fact);
+	c->rcpt_fact = NULL;
 	smtp_conn_free_rcpt_replies(c);
 }
 
@@ -1042,22 +1100,24 @@ static void
 smtp_conn_on_txn_done(struct smtp_conn *c, const struct smtp_proto_event *ev)
 {
 	struct smtp_conn_result r;
+	struct retry_fact f;
 	char text[sizeof(ev->reply.text) + 8];
 
 	if (!c->msg_active) {
-		smtp_conn_fail(c, 0, "transaction end without a message "
-		    "(bug)");
+		smtp_conn_fail(c, RETRY_EVENT_LOCAL, "transaction end "
+		    "without a message (bug)");
 		return;
 	}
 	smtp_conn_reply_text(&ev->reply, text, sizeof(text));
 	smtp_conn_deadline_stop(c);
-	smtp_conn_result_init(c, &r, smtp_conn_txn_outcome(c, &ev->reply),
-	    ev->reply.code, text);
-	r.rcpt_class = c->rcpt_class;
+	smtp_conn_fact(&f, ev, ev->reply.local ? RETRY_EVENT_VERDICT :
+	    RETRY_EVENT_REPLY);
+	smtp_conn_result_init(c, &r, &f, text);
+	r.rcpt = c->rcpt_fact;
 	r.rcpt_reply = (const char *const *)c->rcpt_reply;
 	r.n_rcpts = c->msg.n_rcpts;
 	log_debug("relay=%s msgid=%s <<< %s", c->name, c->msg.id, r.reply);
-	/* The fd is closed now; rcpt_class lives through the callback. */
+	/* The fd is closed now; rcpt_fact lives through the callback. */
 	if (c->msg.body_fd != -1)
 		close(c->msg.body_fd);
 	c->msg.body_fd = -1;
@@ -1068,11 +1128,49 @@ smtp_conn_on_txn_done(struct smtp_conn *c, const struct smtp_proto_event *ev)
 	smtp_conn_msg_end(c);
 }
 
+/*
+ * The message holds what must never reach a server (a NUL, a line over
+ * 998 octets: a spool file from before intake checked, or damaged).  It
+ * fails permanently (its sender gets a bounce saying why) and the
+ * connection is dropped without the final dot, so the server discards
+ * the partial message; on_closed follows with no message active.
+ */
+static void
+smtp_conn_body_refused(struct smtp_conn *c, const struct smtp_proto_event *ev)
+{
+	struct smtp_conn_result r;
+	struct retry_fact f;
+
+	smtp_conn_deadline_stop(c);
+	memset(&f, 0, sizeof(f));
+	f.phase = RETRY_PHASE_BODY;
+	f.event = RETRY_EVENT_VERDICT;
+	f.code = 554;
+	snprintf(f.enhanced, sizeof(f.enhanced), "5.6.0");
+	smtp_conn_result_init(c, &r, &f, ev->reply.text);
+	r.rcpt = c->rcpt_fact;
+	r.rcpt_reply = (const char *const *)c->rcpt_reply;
+	r.n_rcpts = c->msg.n_rcpts;
+	log_warn("relay=%s msgid=%s result=failed: %s (connection dropped "
+	    "so the server discards the partial message)", c->name,
+	    c->msg.id, r.reply);
+	if (c->msg.body_fd != -1)
+		close(c->msg.body_fd);
+	c->msg.body_fd = -1;
+	c->msg_active = 0;
+	if (!c->user_closed && c->cb.on_message_done != NULL)
+		c->cb.on_message_done(c, &r, c->arg);
+	smtp_conn_msg_end(c);
+	smtp_conn_fail(c, RETRY_EVENT_LOCAL, "connection dropped to abort "
+	    "a message that cannot be sent");
+}
+
 static void
 smtp_conn_on_need_tls(struct smtp_conn *c)
 {
 	if (c->tls_mode != CONFIG_TLS_STARTTLS || c->tls_on) {
-		smtp_conn_fail(c, 0, "unexpected STARTTLS step (bug)");
+		smtp_conn_fail(c, RETRY_EVENT_LOCAL, "unexpected STARTTLS "
+		    "step (bug)");
 		return;
 	}
 	/* Nothing should be pending; flush what is, never read. */
@@ -1082,7 +1180,8 @@ smtp_conn_on_need_tls(struct smtp_conn *c)
 	if (c->state != SMTP_CONN_S_SESSION)
 		return;
 	if (smtp_proto_output_pending(c->proto) > 0) {
-		smtp_conn_fail(c, 0, "cannot flush output before STARTTLS");
+		smtp_conn_fail(c, RETRY_EVENT_LOCAL, "cannot flush output "
+		    "before STARTTLS");
 		return;
 	}
 	smtp_conn_tls_start(c);
@@ -1094,8 +1193,8 @@ static int
 smtp_conn_events(struct smtp_conn *c)
 {
 	struct smtp_proto_event ev;
+	struct retry_fact f;
 	char text[512];
-	int cls;
 
 	while (smtp_conn_alive(c) && smtp_proto_next_event(c->proto, &ev)) {
 		switch (ev.type) {
@@ -1121,15 +1220,10 @@ smtp_conn_events(struct smtp_conn *c)
 			    ev.rcpt_index, ev.reply.code);
 			if (!c->msg_active || ev.rcpt_index >= c->msg.n_rcpts)
 				break;
-			c->rcpt_replies++;
 			smtp_conn_arm(c);	/* a reply: restart */
-			cls = ev.reply.code / 100;
-			/* 530: the smarthost wants authentication, not the
-			 * recipient's fault; no valid code: temporary. */
-			if (ev.reply.code == 530 || (cls != 2 && cls != 5))
-				cls = 4;
-			c->rcpt_class[ev.rcpt_index] = cls;
-			if (cls != 2) {
+			smtp_conn_fact(&c->rcpt_fact[ev.rcpt_index], &ev,
+			    RETRY_EVENT_REPLY);
+			if (ev.reply.code / 100 != 2) {
 				char rtext[sizeof(ev.reply.text) + 8];
 
 				smtp_conn_reply_text(&ev.reply, rtext,
@@ -1140,11 +1234,10 @@ smtp_conn_events(struct smtp_conn *c)
 			break;
 		case SMTP_PROTO_EV_NEED_BODY:
 			if (!c->msg_active) {
-				smtp_conn_fail(c, 0, "DATA without a message "
-				    "(bug)");
+				smtp_conn_fail(c, RETRY_EVENT_LOCAL, "DATA "
+				    "without a message (bug)");
 				return 0;
 			}
-			c->body_started = 1;
 			smtp_conn_set_phase(c, SMTP_CONN_PH_BODY);
 			break;
 		case SMTP_PROTO_EV_TXN_DONE:
@@ -1155,6 +1248,11 @@ smtp_conn_events(struct smtp_conn *c)
 				smtp_conn_kill(c);
 				return 0;
 			}
+			if (ev.fail == SMTP_PROTO_FAIL_BODY &&
+			    c->msg_active) {
+				smtp_conn_body_refused(c, &ev);
+				return 0;
+			}
 			smtp_conn_failed_text(c, &ev, text, sizeof(text));
 			/* Where it is still safe (a refusal, not garbage)
 			 * the proto may have queued QUIT: one try. */
@@ -1162,14 +1260,12 @@ smtp_conn_events(struct smtp_conn *c)
 			    ev.fail == SMTP_PROTO_FAIL_TLS ||
 			    ev.fail == SMTP_PROTO_FAIL_AUTH)
 				(void)smtp_conn_write(c);
+			/* A refused OAuth token: one forced refresh first. */
 			if (ev.fail == SMTP_PROTO_FAIL_AUTH &&
 			    smtp_conn_auth_retry(c, text))
 				return 0;
-			if (ev.fail == SMTP_PROTO_FAIL_AUTH)
-				smtp_conn_fail_auth(c, ev.reply.code, "%s",
-				    text);
-			else
-				smtp_conn_fail(c, ev.reply.code, "%s", text);
+			smtp_conn_fact(&f, &ev, smtp_conn_fail_event(&ev));
+			smtp_conn_fail_fact(c, &f, "%s", text);
 			return 0;
 		case SMTP_PROTO_EV_CLOSED:
 			if (c->state == SMTP_CONN_S_QUIT) {
@@ -1179,8 +1275,9 @@ smtp_conn_events(struct smtp_conn *c)
 				return 0;
 			}
 			smtp_conn_reply_text(&ev.reply, text, sizeof(text));
-			smtp_conn_fail(c, ev.reply.code, "connection closed by "
-			    "%s: %s", c->addr, text[0] != '\0' ? text :
+			smtp_conn_fact(&f, &ev, RETRY_EVENT_NETWORK);
+			smtp_conn_fail_fact(c, &f, "connection closed by %s: "
+			    "%s", c->addr, text[0] != '\0' ? text :
 			    "end of session");
 			return 0;
 		}
@@ -1208,8 +1305,8 @@ smtp_conn_fill_body(struct smtp_conn *c)
 		if (n == -1) {
 			/* Drop the connection before the final dot: the
 			 * server discards the partial message. */
-			smtp_conn_fail(c, 0, "cannot read message %s: %s",
-			    c->msg.id, strerror(errno));
+			smtp_conn_fail(c, RETRY_EVENT_LOCAL, "cannot read "
+			    "message %s: %s", c->msg.id, strerror(errno));
 			return -1;
 		}
 		if (n == 0) {
@@ -1252,9 +1349,9 @@ smtp_conn_run(struct smtp_conn *c)
 			if (c->state == SMTP_CONN_S_QUIT)
 				smtp_conn_kill(c);
 			else
-				smtp_conn_fail(c, 0, "connection closed by %s "
-				    "(state %s)", c->addr,
-				    smtp_proto_state_name(c->proto));
+				smtp_conn_fail(c, RETRY_EVENT_NETWORK,
+				    "connection closed by %s (state %s)",
+				    c->addr, smtp_proto_state_name(c->proto));
 			return;
 		}
 		progress |= r;
@@ -1367,10 +1464,12 @@ smtp_conn_on_timer(evutil_socket_t fd, short what, void *arg)
 	case SMTP_CONN_PH_TLS:
 		if (c->tls_mode == CONFIG_TLS_STARTTLS && c->proto != NULL)
 			smtp_proto_tls_done(c->proto, 0);
-		smtp_conn_fail(c, 0, "timeout after %us %s", secs, doing);
+		smtp_conn_fail(c, RETRY_EVENT_TIMEOUT, "timeout after %us %s",
+		    secs, doing);
 		break;
 	default:
-		smtp_conn_fail(c, 0, "timeout after %us %s", secs, doing);
+		smtp_conn_fail(c, RETRY_EVENT_TIMEOUT, "timeout after %us %s",
+		    secs, doing);
 		break;
 	}
 }
@@ -1391,9 +1490,23 @@ smtp_conn_on_deadline(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	smtp_conn_doing(c, doing, sizeof(doing));
-	smtp_conn_fail(c, 0, "session_max of %us exceeded %s (still %s)",
-	    c->session_max, c->deadline_msg ? "sending the message" :
-	    "before the session was ready", doing);
+	smtp_conn_fail(c, RETRY_EVENT_TIMEOUT, "session_max of %us exceeded "
+	    "%s (still %s)", c->session_max, c->deadline_msg ?
+	    "sending the message" : "before the session was ready", doing);
+}
+
+/* Getting the AUTH secret failed with event ev (phase AUTH: it is for
+ * AUTH, even though nothing was sent yet). */
+static void
+smtp_conn_fail_secret(struct smtp_conn *c, enum retry_event ev,
+    const char *msg)
+{
+	struct retry_fact f;
+
+	memset(&f, 0, sizeof(f));
+	f.phase = RETRY_PHASE_AUTH;
+	f.event = ev;
+	smtp_conn_fail_fact(c, &f, "%s", msg);
 }
 
 /* The secret arrived from authsrc (START): connect, or fail as it says. */
@@ -1413,14 +1526,17 @@ smtp_conn_on_secret(struct authsrc_result *r, void *arg)
 		smtp_conn_resolve(c);
 		break;
 	case AUTHSRC_TEMP:
-		smtp_conn_fail(c, 0, "%s", r->msg);
+		/* A helper's timeout, the token endpoint down or slow: the
+		 * relay's path, never refused credentials (no auth rest). */
+		smtp_conn_fail_secret(c, r->timed_out ? RETRY_EVENT_TIMEOUT :
+		    RETRY_EVENT_NETWORK, r->msg);
 		break;
 	case AUTHSRC_HELD:
 		smtp_conn_fail_held(c, "%s", r->msg);
 		break;
 	case AUTHSRC_FAILED:
 	default:
-		smtp_conn_fail_auth(c, 0, "%s", r->msg);
+		smtp_conn_fail_secret(c, RETRY_EVENT_CREDENTIALS, r->msg);
 		break;
 	}
 }
@@ -1480,7 +1596,8 @@ smtp_conn_on_pump(evutil_socket_t fd, short what, void *arg)
 		}
 		if (c->secret_failed) {
 			/* Never connect without the credentials. */
-			smtp_conn_fail_auth(c, 0, "%s", c->last_err);
+			smtp_conn_fail(c, RETRY_EVENT_CREDENTIALS, "%s",
+			    c->last_err);
 			break;
 		}
 		smtp_conn_resolve(c);
@@ -1619,11 +1736,10 @@ smtp_conn_send(struct smtp_conn *c, const struct smtp_conn_message *msg)
 	if (c->msg.id == NULL)
 		c->msg.id = "-";
 	c->msg_active = 1;
-	c->rcpt_class = xcalloc(msg->n_rcpts, sizeof(int));
+	c->rcpt_fact = xcalloc(msg->n_rcpts, sizeof(*c->rcpt_fact));
 	c->rcpt_reply = xcalloc(msg->n_rcpts, sizeof(char *));
 	c->body_off = 0;
-	c->body_started = c->body_done = 0;
-	c->rcpt_replies = 0;
+	c->body_done = 0;
 	c->verb[0] = '\0';
 	smtp_conn_deadline_start(c, 1);
 	log_debug("relay=%s msgid=%s rcpts=%zu sending", c->name, c->msg.id,

@@ -14,8 +14,10 @@
  * smtp_conn_close() sends QUIT when possible, frees everything
  * asynchronously and never calls back.
  *
- * Owns: the socket and TLS session of one connection, per-phase timers.
- * May call: smtp_proto, tls, config (types), util, log, libevent.
+ * Owns: the socket and TLS session of one connection, per-phase timers,
+ * the facts of each result.
+ * May call: smtp_proto, tls, secret, authsrc, retry (types only), config
+ * (types), util, log, libevent.
  *
  * Timeouts come from the smarthost's timeout_* keys (0 = the RFC 5321
  * 4.5.3.2 default): connect, TLS handshake (the whole handshake), greeting
@@ -25,20 +27,19 @@
  * message from smtp_conn_send() to its result, so a server that drips
  * bytes cannot hold a connection forever.  Every wait has a timer.
  *
- * AUTH: when the smarthost's auth is not none, the secret is read with
- * secret_load() for every connection (so refreshed tokens are used) and
- * wiped as soon as smtp_proto has its copy.
+ * AUTH: when the smarthost's auth is not none, the secret is fetched for
+ * every connection (so refreshed tokens are used) and wiped as soon as
+ * smtp_proto has its copy: from authsrc, asynchronously, when
+ * params->auth is set (sendqd); else with secret_load().  A server that
+ * refuses an OAuth token (334 error challenge, 535) makes the connection
+ * start over once with a forced refresh before that is reported.
  *
- * Outcomes: anything that goes wrong with the connection (resolve,
- * connect, TLS, certificate, STARTTLS missing or refused, timeouts, 421,
- * malformed or oversized replies, EOF or reset, even right after the
- * final dot) is DEFERRED, never FAILED: an attacker in the path must not
- * be able to make mail bounce.  A message is FAILED only by a 5xx reply
- * from the server to the message (or by smtp_proto's own 5xx verdicts:
- * larger than the server's SIZE, SMTPUTF8 needed but not offered).  A
- * 530 reply, or a 5.7.x reply to MAIL, means the smarthost wants
- * (other) authentication: DEFERRED, as it is a settings problem and not
- * the message's.
+ * Results are facts, not decisions: where it happened (a retry_phase),
+ * what happened (a reply with its code and enhanced status, a timeout, a
+ * lost connection, a TLS failure, ...), per recipient the RCPT reply.
+ * What they mean (delivered, deferred, bounced; the relay fine, down or
+ * resting) is decided by retry_attempt() / retry_decide() in retry.c,
+ * and only there.
  *
  * DIAGNOSTICS: results carry the server reply or a description of the
  * local failure ("connect to 127.0.0.1:465: Connection refused",
@@ -52,6 +53,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "retry.h"
 #include "smtp_proto.h"
 #include "tls.h"
 
@@ -102,38 +104,32 @@ struct smtp_conn_message {
 						 * NULL entries, or NULL */
 };
 
-enum smtp_conn_outcome {
-	SMTP_CONN_DELIVERED,	/* 250 after DATA: the server has it */
-	SMTP_CONN_DEFERRED,	/* temporary: try again later */
-	SMTP_CONN_FAILED,	/* permanent (5xx) */
-};
-
 struct smtp_conn_result {
-	enum smtp_conn_outcome	 outcome;
-	int			 code;		/* server reply code or 0 */
+	/* What ended the message (the transaction's last reply: to MAIL,
+	 * DATA or the final dot; the last refused RCPT's when none was
+	 * accepted; our own 5xx verdict) or the connection (its failure). */
+	struct retry_fact	 fact;
 	char			 reply[512];	/* reply or local error,
 						 * printable */
-	/* Per recipient (message results only, n_rcpts entries, owned by
-	 * the connection, valid during the callback): 2 accepted, 4
-	 * temporary, 5 permanent, 0 not tried. */
-	const int		*rcpt_class;
+	/* Per recipient, while a message was in flight (n_rcpts entries,
+	 * else NULL and 0; owned by the connection, valid during the
+	 * callback): its RCPT reply as a fact, code 0 when not answered. */
+	const struct retry_fact	*rcpt;
 	/* The server's reply to each refused recipient's RCPT (NULL for an
-	 * accepted or untried one); same lifetime as rcpt_class. */
+	 * accepted or untried one); same lifetime as rcpt. */
 	const char *const	*rcpt_reply;
 	size_t			 n_rcpts;
 	char			 tls[128];	/* "TLS1.3 AES-256-GCM..." or
 						 * "none" */
 	char			 verify[128];	/* "ok", "insecure", reason */
-	/* Non-zero when authentication failed or was impossible (535 bad
-	 * credentials, no common mechanism, AUTH would need TLS) or the
-	 * secret could not be read (on_closed only, outcome DEFERRED).  A
-	 * problem of the smarthost's settings, not of the message: report it
-	 * loudly and do not retry soon. */
-	int			 auth_failed;
 	/* Non-zero when the OAuth grant of the smarthost is refused
-	 * (authsrc HELD): the relay is held, the message was not tried.
-	 * A temporary failure to get the secret (endpoint down, helper
-	 * timeout) sets neither flag: an ordinary deferral. */
+	 * (authsrc HELD; on_closed only): the relay is held, the message
+	 * was not tried.  Not a fact for retry.c (fact says only where):
+	 * the mail is neither deferred nor bounced, and the relay is
+	 * neither down nor resting.  Failing to get the secret otherwise
+	 * is a fact in phase AUTH: TIMEOUT (a helper's time limit) or
+	 * NETWORK (the token endpoint down or failing), an ordinary
+	 * deferral; CREDENTIALS (unreadable, the helper failed). */
 	int			 auth_held;
 };
 

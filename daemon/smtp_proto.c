@@ -105,6 +105,29 @@ static const char *const smtp_proto_state_names[] = {
 	[SMTP_PROTO_S_FAILED] = "failed",
 };
 
+/* The step each state is at (what a reply in it answers). */
+static const enum smtp_proto_step smtp_proto_steps[] = {
+	[SMTP_PROTO_S_GREETING] = SMTP_PROTO_STEP_GREETING,
+	[SMTP_PROTO_S_EHLO] = SMTP_PROTO_STEP_EHLO,
+	[SMTP_PROTO_S_HELO] = SMTP_PROTO_STEP_EHLO,
+	[SMTP_PROTO_S_STARTTLS] = SMTP_PROTO_STEP_STARTTLS,
+	[SMTP_PROTO_S_TLS] = SMTP_PROTO_STEP_TLS,
+	[SMTP_PROTO_S_AUTH] = SMTP_PROTO_STEP_AUTH,
+	[SMTP_PROTO_S_AUTH_CANCEL] = SMTP_PROTO_STEP_AUTH,
+	[SMTP_PROTO_S_READY] = SMTP_PROTO_STEP_IDLE,
+	[SMTP_PROTO_S_MAIL] = SMTP_PROTO_STEP_MAIL,
+	[SMTP_PROTO_S_RCPT] = SMTP_PROTO_STEP_RCPT,
+	[SMTP_PROTO_S_DATA] = SMTP_PROTO_STEP_DATA,
+	[SMTP_PROTO_S_BODY] = SMTP_PROTO_STEP_BODY,
+	[SMTP_PROTO_S_EOM] = SMTP_PROTO_STEP_END,
+	[SMTP_PROTO_S_DRAIN] = SMTP_PROTO_STEP_MAIL,
+	[SMTP_PROTO_S_DATA_EMPTY] = SMTP_PROTO_STEP_RCPT,
+	[SMTP_PROTO_S_RSET] = SMTP_PROTO_STEP_IDLE,
+	[SMTP_PROTO_S_QUIT] = SMTP_PROTO_STEP_IDLE,
+	[SMTP_PROTO_S_CLOSED] = SMTP_PROTO_STEP_IDLE,
+	[SMTP_PROTO_S_FAILED] = SMTP_PROTO_STEP_IDLE,	/* see fail_step */
+};
+
 /* Longest address accepted in MAIL FROM / RCPT TO. */
 #define SMTP_PROTO_ADDR_MAX	900
 /* Body bytes encoded per step (stack buffer of the encoded size). */
@@ -178,6 +201,7 @@ struct smtp_proto {
 	enum smtp_proto_fail	 fail;
 	struct smtp_proto_reply	 fail_reply;
 	int			 fail_quit;
+	enum smtp_proto_step	 fail_step;	/* where it failed */
 
 	struct smtp_proto_event	 ev[SMTP_PROTO_EVENTS_MAX];
 	size_t			 ev_head;
@@ -219,7 +243,8 @@ smtp_proto_reply_note(struct smtp_proto_reply *dst, const char *text)
 	sq_printable(dst->text, sizeof(dst->text), text, strlen(text));
 }
 
-static void
+/* Queue an event; returns it (NULL when the queue overflowed). */
+static struct smtp_proto_event *
 smtp_proto_push(struct smtp_proto *p, enum smtp_proto_event_type type,
     size_t rcpt_index, const struct smtp_proto_reply *reply)
 {
@@ -234,18 +259,22 @@ smtp_proto_push(struct smtp_proto *p, enum smtp_proto_event_type type,
 		ev->type = SMTP_PROTO_EV_FAILED;
 		ev->fail = SMTP_PROTO_FAIL_PROTO;
 		smtp_proto_reply_note(&ev->reply, "event queue overflow");
+		ev->step = smtp_proto_step(p);
+		p->fail_step = ev->step;
 		p->state = SMTP_PROTO_S_FAILED;
-		return;
+		return NULL;
 	}
 	ev = &p->ev[(p->ev_head + p->ev_count) % SMTP_PROTO_EVENTS_MAX];
 	p->ev_count++;
 	memset(ev, 0, sizeof(*ev));
 	ev->type = type;
 	ev->rcpt_index = rcpt_index;
+	ev->step = smtp_proto_step(p);
 	if (type == SMTP_PROTO_EV_FAILED)
 		ev->fail = p->fail;
 	if (reply != NULL)
 		ev->reply = *reply;
+	return ev;
 }
 
 static void
@@ -360,6 +389,7 @@ smtp_proto_fail(struct smtp_proto *p, enum smtp_proto_fail fail,
 	p->fail = fail;
 	p->fail_reply = *reply;
 	p->fail_quit = quit;
+	p->fail_step = smtp_proto_step(p);
 	smtp_proto_enter(p, SMTP_PROTO_S_FAILED);
 }
 
@@ -552,12 +582,20 @@ smtp_proto_enter(struct smtp_proto *p, enum smtp_proto_state s)
 	}
 }
 
-/* The transaction ended with reply r; RSET (or go READY) follows. */
+/* The transaction ended with reply r; RSET (or go READY) follows.  The
+ * step is the state's, but RCPT when r is the last refused recipient's
+ * reply and MAIL for a verdict of ours made while READY. */
 static void
 smtp_proto_txn_done(struct smtp_proto *p, const struct smtp_proto_reply *r,
     enum smtp_proto_state next)
 {
-	smtp_proto_push(p, SMTP_PROTO_EV_TXN_DONE, 0, r);
+	struct smtp_proto_event *ev;
+
+	ev = smtp_proto_push(p, SMTP_PROTO_EV_TXN_DONE, 0, r);
+	if (ev != NULL && r == &p->rcpt_fail)
+		ev->step = SMTP_PROTO_STEP_RCPT;
+	else if (ev != NULL && p->state == SMTP_PROTO_S_READY)
+		ev->step = SMTP_PROTO_STEP_MAIL;
 	smtp_proto_enter(p, next);
 }
 
@@ -1222,6 +1260,19 @@ smtp_proto_body(struct smtp_proto *p, const void *chunk, size_t len,
 		    SMTP_PROTO_ENC_STEP;
 		n = smtp_wire_enc(&p->enc, c + off, step,
 		    last && off + step == len, tmp);
+		if (p->enc.bad != 0) {
+			/* Never the final dot: the server must discard
+			 * what it got (RFC 5322 2.1.1 safety net). */
+			char why[160];
+
+			snprintf(why, sizeof(why), "message not sent: line "
+			    "%llu %s (RFC 5322 2.1.1)", p->enc.bad_line,
+			    p->enc.bad == SMTP_WIRE_ENC_NUL ?
+			    "contains a NUL byte" :
+			    "is longer than 998 octets");
+			smtp_proto_fail_note(p, SMTP_PROTO_FAIL_BODY, why, 0);
+			return;
+		}
 		smtp_proto_append(p, tmp, n);
 		off += step;
 	} while (off < len);
@@ -1280,6 +1331,14 @@ smtp_proto_next_event(struct smtp_proto *p, struct smtp_proto_event *ev)
 	p->ev_head = (p->ev_head + 1) % SMTP_PROTO_EVENTS_MAX;
 	p->ev_count--;
 	return 1;
+}
+
+enum smtp_proto_step
+smtp_proto_step(const struct smtp_proto *p)
+{
+	if (p->state == SMTP_PROTO_S_FAILED)
+		return p->fail_step;
+	return smtp_proto_steps[p->state];
 }
 
 const char *

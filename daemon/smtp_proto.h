@@ -137,9 +137,31 @@ enum smtp_proto_fail {
 				 * MAIL): see reply */
 	SMTP_PROTO_FAIL_AUTH,	/* authentication impossible or refused
 				 * (535: bad credentials; no common
-				 * mechanism; AUTH would need TLS): a
-				 * problem of the smarthost's settings,
-				 * reported loudly, not retried soon */
+				 * mechanism; AUTH would need TLS); what
+				 * it means is retry.c's decision */
+	SMTP_PROTO_FAIL_BODY,	/* the message holds a NUL or a line over
+				 * 998 octets (smtp_wire.h): the final dot
+				 * is never sent, the rest of the output
+				 * must be dropped and the connection
+				 * closed so the server discards the
+				 * partial message; the message's fault,
+				 * permanent (reply.text says why) */
+};
+
+/* What a reply answered, or where the session was when an event without
+ * one happened (smtp_conn turns it into a retry_phase fact). */
+enum smtp_proto_step {
+	SMTP_PROTO_STEP_GREETING,
+	SMTP_PROTO_STEP_EHLO,		/* EHLO, or HELO after it */
+	SMTP_PROTO_STEP_STARTTLS,
+	SMTP_PROTO_STEP_TLS,		/* the handshake after STARTTLS */
+	SMTP_PROTO_STEP_AUTH,
+	SMTP_PROTO_STEP_MAIL,
+	SMTP_PROTO_STEP_RCPT,
+	SMTP_PROTO_STEP_DATA,
+	SMTP_PROTO_STEP_BODY,		/* taking the message text */
+	SMTP_PROTO_STEP_END,		/* the reply to the final dot */
+	SMTP_PROTO_STEP_IDLE,		/* READY, RSET, QUIT, closed */
 };
 
 struct smtp_proto_reply {
@@ -157,6 +179,11 @@ struct smtp_proto_reply {
 struct smtp_proto_event {
 	enum smtp_proto_event_type type;
 	enum smtp_proto_fail	 fail;		/* FAILED only */
+	enum smtp_proto_step	 step;		/* what reply answered (a
+						 * TXN_DONE after every RCPT
+						 * was refused: RCPT, with
+						 * the last refusal); for
+						 * FAILED where it failed */
 	size_t			 rcpt_index;	/* RCPT_STATUS only */
 	struct smtp_proto_reply	 reply;		/* the server reply that
 						 * caused the event, if
@@ -218,7 +245,10 @@ int	smtp_proto_send_mail(struct smtp_proto *p,
 /* Message bytes after NEED_BODY, in any chunking; last marks the end (a
  * missing final line break is added).  Line endings are normalised to
  * CRLF and lines starting with "." are dot-stuffed.  Callers should feed
- * more only while smtp_proto_output_pending() is small. */
+ * more only while smtp_proto_output_pending() is small.  A NUL byte or a
+ * line over 998 octets (a spool file that escaped intake's checks: old
+ * or damaged) ends the session with FAILED, SMTP_PROTO_FAIL_BODY, and
+ * the message is never terminated. */
 void	smtp_proto_body(struct smtp_proto *p, const void *chunk, size_t len,
 	    int last);
 /* End the session politely (QUIT).  When READY, QUIT is sent now; while
@@ -239,6 +269,9 @@ size_t	smtp_proto_output_pending(const struct smtp_proto *p);
 /* Pop the next event into *ev.  Returns 1, or 0 when there is none. */
 int	smtp_proto_next_event(struct smtp_proto *p,
 	    struct smtp_proto_event *ev);
+
+/* The step the session is at (after FAILED: the step it failed in). */
+enum smtp_proto_step	smtp_proto_step(const struct smtp_proto *p);
 
 /* Name of the current state, for logs. */
 const char	*smtp_proto_state_name(const struct smtp_proto *p);

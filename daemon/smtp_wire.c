@@ -324,8 +324,9 @@ smtp_wire_caps_parse(struct smtp_wire_caps *caps, const char *text,
 void
 smtp_wire_enc_init(struct smtp_wire_enc *enc)
 {
+	memset(enc, 0, sizeof(*enc));
 	enc->bol = 1;
-	enc->skip_lf = 0;
+	enc->line = 1;
 }
 
 size_t
@@ -348,8 +349,17 @@ smtp_wire_enc(struct smtp_wire_enc *enc, const void *in, size_t len,
 			out[o++] = '\n';
 			enc->bol = 1;
 			enc->skip_lf = c == '\r';
+			enc->col = 0;
+			enc->line++;
 			continue;
 		}
+		if (enc->bad == 0 && (c == '\0' ||
+		    enc->col + 1 > SMTP_WIRE_TEXT_MAX)) {
+			enc->bad = c == '\0' ? SMTP_WIRE_ENC_NUL :
+			    SMTP_WIRE_ENC_LONG;
+			enc->bad_line = enc->line;
+		}
+		enc->col++;
 		if (enc->bol && c == '.')
 			out[o++] = '.';
 		out[o++] = (char)c;
@@ -363,7 +373,10 @@ smtp_wire_enc(struct smtp_wire_enc *enc, const void *in, size_t len,
 		out[o++] = '.';
 		out[o++] = '\r';
 		out[o++] = '\n';
-		smtp_wire_enc_init(enc);
+		enc->bol = 1;
+		enc->skip_lf = 0;
+		enc->col = 0;
+		enc->line = 1;
 	}
 	return o;
 }

@@ -121,10 +121,23 @@ void	smtp_wire_caps_parse(struct smtp_wire_caps *caps, const char *text,
  * an LF starting the next are one CRLF), a line starting with '.' gets
  * another '.', and with last set a missing final line break is added and
  * ".\r\n" is appended; the encoder is then ready for the next message.
+ * It also watches for what must never reach a server (RFC 5322 2.1.1):
+ * a NUL byte or a line longer than SMTP_WIRE_TEXT_MAX octets (line break
+ * and the stuffed dot not counted, RFC 5321 4.5.3.1.6) sets bad (the
+ * first one found, with its line number) and keeps it until
+ * smtp_wire_enc_init(); the caller must then not end the message.
  */
+#define SMTP_WIRE_TEXT_MAX	998
+#define SMTP_WIRE_ENC_NUL	1
+#define SMTP_WIRE_ENC_LONG	2
+
 struct smtp_wire_enc {
 	int	 bol;		/* at the beginning of a line */
 	int	 skip_lf;	/* a CR was just turned into CRLF */
+	size_t	 col;		/* octets in the current line */
+	unsigned long long line;	/* current line, 1-based */
+	int	 bad;		/* SMTP_WIRE_ENC_NUL/LONG, or 0 */
+	unsigned long long bad_line;	/* where bad was found */
 };
 
 /* Worst-case output size for n input bytes (n <= SIZE_MAX / 4). */

@@ -1,11 +1,16 @@
 /*
  * spool.c - the durable message store (layout and commit order: spool.h).
  *
- * Queue ids are 19 upper-case hex digits: 10 of the seconds, 5 of the
- * microseconds and 4 of a per-process counter started at a random value,
- * so ids sort by arrival time.  An id is taken by creating tmp/ID.msg with
- * O_EXCL and checking that queue/ holds neither ID.msg nor ID.env; on any
- * collision the next id is tried.
+ * Queue ids are 31 upper-case hex digits: 10 of the seconds, 5 of the
+ * microseconds, then 16 (64 bits) from getrandom(), so ids sort by
+ * arrival time (to the microsecond; ids of the same microsecond in
+ * random order) and nobody can guess the name of a file being written.
+ * Without randomness no id is made: the writer fails (never a predictable
+ * fallback).  Ids of 19 digits (10 + 5 + a 4-digit counter) were made by
+ * earlier versions: spool_id_valid() still accepts them so that a queue
+ * written before an upgrade is delivered, but none is made any more.  An
+ * id is taken by creating tmp/ID.msg with O_EXCL and checking that queue/
+ * holds neither ID.msg nor ID.env; on any collision a new id is drawn.
  *
  * Locks: every file a writer creates (tmp/ID.msg, tmp/ID.env, tmp/ID.upd)
  * is flock()ed by its creator right after creation and stays locked until
@@ -28,6 +33,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -41,13 +47,17 @@
 
 #include "envelope.h"
 #include "log.h"
+#include "msgfix.h"
 #include "spool.h"
 #include "util.h"
 
-#define SPOOL_ID_LEN		19
+#define SPOOL_ID_LEN		31	/* 10 + 5 + 16 hex digits */
+#define SPOOL_ID_LEN_OLD	19	/* before 64 random bits */
 #define SPOOL_WRITE_BUF		(64 * 1024)
 #define SPOOL_ENV_MAX		(16 * 1024 * 1024)
 #define SPOOL_CREATE_TRIES	100
+
+_Static_assert(SPOOL_ID_LEN < ENVELOPE_ID_MAX, "queue id size");
 
 struct spool {
 	char		*dir;
@@ -60,7 +70,7 @@ struct spool {
 	int		 queue_fd;
 	int		 failed_fd;
 	int		 corrupt_fd;	/* -1 until corrupt/ is needed */
-	unsigned	 counter;	/* low part of the next queue id */
+	uint64_t	 min_free;	/* spool_space_ok's reserve, 0 = off */
 };
 
 struct spool_writer {
@@ -86,7 +96,7 @@ spool_fail(struct sq_err *err, int code, const char *op, const char *dir,
 }
 
 static int
-spool_mkdir(const char *path, int create, struct sq_err *err)
+spool_mkdir(const char *path, mode_t mode, int create, struct sq_err *err)
 {
 	struct stat st;
 
@@ -97,10 +107,10 @@ spool_mkdir(const char *path, int create, struct sq_err *err)
 	}
 	if (errno != ENOENT || !create)
 		return spool_fail(err, -errno, "open", path, NULL);
-	if (mkdir(path, 0700) != 0 && errno != EEXIST)
+	if (mkdir(path, mode) != 0 && errno != EEXIST)
 		return spool_fail(err, -errno, "mkdir", path, NULL);
 	/* The umask may have taken bits away: set the mode exactly. */
-	if (chmod(path, 0700) != 0)
+	if (chmod(path, mode) != 0)
 		return spool_fail(err, -errno, "chmod", path, NULL);
 	return 0;
 }
@@ -118,7 +128,6 @@ spool_open(const char *dir, int create, struct spool **out,
     struct sq_err *err)
 {
 	struct spool *sp;
-	unsigned seed;
 	int rc;
 
 	sp = xcalloc(1, sizeof(*sp));
@@ -129,10 +138,12 @@ spool_open(const char *dir, int create, struct spool **out,
 	sp->tmp_dir = xasprintf("%s/tmp", dir);
 	sp->queue_dir = xasprintf("%s/queue", dir);
 	sp->failed_dir = xasprintf("%s/failed", dir);
-	if ((rc = spool_mkdir(sp->dir, create, err)) != 0 ||
-	    (rc = spool_mkdir(sp->tmp_dir, create, err)) != 0 ||
-	    (rc = spool_mkdir(sp->queue_dir, create, err)) != 0 ||
-	    (rc = spool_mkdir(sp->failed_dir, create, err)) != 0 ||
+	/* spool_dir 0711: the drop helper must pass through to maildrop/;
+	 * nothing in it can be listed. */
+	if ((rc = spool_mkdir(sp->dir, 0711, create, err)) != 0 ||
+	    (rc = spool_mkdir(sp->tmp_dir, 0700, create, err)) != 0 ||
+	    (rc = spool_mkdir(sp->queue_dir, 0700, create, err)) != 0 ||
+	    (rc = spool_mkdir(sp->failed_dir, 0700, create, err)) != 0 ||
 	    (rc = spool_open_dir(sp->dir, &sp->dir_fd, err)) != 0 ||
 	    (rc = spool_open_dir(sp->tmp_dir, &sp->tmp_fd, err)) != 0 ||
 	    (rc = spool_open_dir(sp->queue_dir, &sp->queue_fd, err)) != 0 ||
@@ -140,10 +151,6 @@ spool_open(const char *dir, int create, struct spool **out,
 		spool_close(sp);
 		return rc;
 	}
-	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) !=
-	    (ssize_t)sizeof(seed))
-		seed = (unsigned)getpid() * 2654435761u;
-	sp->counter = seed;
 	*out = sp;
 	return 0;
 }
@@ -177,6 +184,35 @@ spool_queue_dir(const struct spool *sp)
 	return sp->queue_dir;
 }
 
+void
+spool_set_min_free(struct spool *sp, uint64_t bytes)
+{
+	sp->min_free = bytes;
+}
+
+int
+spool_space_ok(struct spool *sp, uint64_t incoming, struct sq_err *err)
+{
+	struct statvfs vfs;
+	uint64_t avail;
+
+	if (sp->min_free == 0)
+		return 0;
+	if (fstatvfs(sp->dir_fd, &vfs) != 0)
+		return spool_fail(err, -errno, "statvfs", sp->dir, NULL);
+	/* What an unprivileged user may still use (f_bavail), which is
+	 * what the daemon's user has. */
+	avail = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+	if (avail >= sp->min_free && avail - sp->min_free >= incoming)
+		return 0;
+	return sq_err_set(err, -ENOSPC, "%s: %llu bytes free, %s the "
+	    "reserve (min_free_space = %llu bytes): no new mail until the "
+	    "queue drains or space is freed", sp->dir,
+	    (unsigned long long)avail, incoming > 0 ? "a message of this "
+	    "size would go below" : "below",
+	    (unsigned long long)sp->min_free);
+}
+
 int
 spool_id_valid(const char *s)
 {
@@ -185,20 +221,34 @@ spool_id_valid(const char *s)
 	for (i = 0; i < SPOOL_ID_LEN; i++)
 		if (!((s[i] >= '0' && s[i] <= '9') ||
 		    (s[i] >= 'A' && s[i] <= 'F')))
-			return 0;
-	return s[SPOOL_ID_LEN] == '\0';
+			break;
+	return s[i] == '\0' && (i == SPOOL_ID_LEN || i == SPOOL_ID_LEN_OLD);
 }
 
-static void
-spool_make_id(struct spool *sp, char *id, size_t idsz)
+/* A new queue id into id (idsz >= ENVELOPE_ID_MAX).  0, or -errno with
+ * err when getrandom() fails: no id is ever made without it. */
+static int
+spool_make_id(char *id, size_t idsz, struct sq_err *err)
 {
 	struct timespec ts;
+	uint64_t rnd;
+	ssize_t n;
 
+	do
+		n = getrandom(&rnd, sizeof(rnd), 0);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(rnd)) {
+		int e = n < 0 ? errno : EIO;
+
+		return sq_err_set(err, -e, "getrandom: %s (no queue id is "
+		    "made without randomness)", strerror(e));
+	}
 	clock_gettime(CLOCK_REALTIME, &ts);
-	snprintf(id, idsz, "%010llX%05lX%04X",
+	snprintf(id, idsz, "%010llX%05lX%016llX",
 	    (unsigned long long)ts.tv_sec & 0xFFFFFFFFFFULL,
 	    (unsigned long)(ts.tv_nsec / 1000) & 0xFFFFF,
-	    sp->counter++ & 0xFFFF);
+	    (unsigned long long)rnd);
+	return 0;
 }
 
 /*
@@ -296,7 +346,10 @@ spool_writer_begin(struct spool *sp, struct spool_writer **out,
 	w->sp = sp;
 	w->msg_fd = -1;
 	for (tries = 0; tries < SPOOL_CREATE_TRIES; tries++) {
-		spool_make_id(sp, w->id, sizeof(w->id));
+		if ((fd = spool_make_id(w->id, sizeof(w->id), err)) != 0) {
+			free(w);
+			return fd;
+		}
 		snprintf(w->msg_name, sizeof(w->msg_name), "%s.msg", w->id);
 		snprintf(w->env_name, sizeof(w->env_name), "%s.env", w->id);
 		fd = spool_create_locked(sp->tmp_fd, sp->tmp_dir, w->msg_name,
@@ -390,6 +443,95 @@ spool_writer_free(struct spool_writer *w)
 		close(w->msg_fd);
 	free(w->buf);
 	free(w);
+}
+
+#define SPOOL_TRANSFORM_CHUNK	(64 * 1024)
+
+/*
+ * The old content is read through a read-only descriptor opened before
+ * its name is removed; the new tmp/ID.msg is created (locked) under the
+ * same name.  A crash in between leaves at most an unlocked tmp/ file,
+ * which recovery removes, as for any writer that died.
+ */
+int
+spool_writer_transform(struct spool_writer *w, spool_transform_fn fn,
+    void *arg, struct sq_err *err)
+{
+	struct spool *sp = w->sp;
+	struct buf out;
+	char *chunk = NULL;
+	off_t off = 0;
+	ssize_t n;
+	int old, fd, rc;
+
+	if ((rc = spool_writer_flush(w, err)) != 0)
+		return rc;
+	old = openat(sp->tmp_fd, w->msg_name, O_RDONLY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (old < 0)
+		return spool_fail(err, -errno, "open", sp->tmp_dir,
+		    w->msg_name);
+	if (unlinkat(sp->tmp_fd, w->msg_name, 0) != 0) {
+		rc = spool_fail(err, -errno, "unlink", sp->tmp_dir,
+		    w->msg_name);
+		close(old);
+		return rc;
+	}
+	fd = spool_create_locked(sp->tmp_fd, sp->tmp_dir, w->msg_name, err);
+	if (fd < 0) {
+		close(old);
+		return fd == -EEXIST ? spool_fail(err, fd, "create",
+		    sp->tmp_dir, w->msg_name) : fd;
+	}
+	close(w->msg_fd);
+	w->msg_fd = fd;
+	w->body_8bit = 0;
+	chunk = xmalloc(SPOOL_TRANSFORM_CHUNK);
+	buf_init(&out, 4 * SPOOL_TRANSFORM_CHUNK + 2 * 1024 * 1024 + 4096);
+	do {
+		do
+			n = pread(old, chunk, SPOOL_TRANSFORM_CHUNK, off);
+		while (n < 0 && errno == EINTR);
+		if (n < 0) {
+			rc = spool_fail(err, -errno, "read", sp->tmp_dir,
+			    w->msg_name);
+			break;
+		}
+		off += n;
+		out.len = 0;
+		rc = fn(arg, chunk, (size_t)n, n == 0, &out, err);
+		if (rc == 0 && out.len > 0)
+			rc = spool_writer_write(w, out.data, out.len, err);
+	} while (rc == 0 && n > 0);
+	buf_fini(&out);
+	free(chunk);
+	close(old);
+	return rc;
+}
+
+int
+spool_writer_fix(struct spool_writer *w, struct msgfix_scan *scan,
+    struct sq_err *err)
+{
+	struct msgfix_rw rw;
+	int rc;
+
+	switch (msgfix_verdict(scan, err)) {
+	case MSGFIX_KEEP:
+		return 0;
+	case MSGFIX_REFUSE:
+		return SQ_EPARSE;
+	case MSGFIX_REWRITE:
+		break;
+	}
+	msgfix_rw_init(&rw, scan);
+	rc = spool_writer_transform(w, msgfix_rw_step, &rw, err);
+	msgfix_rw_fini(&rw);
+	if (rc == 0)
+		log_info("msgid=%s rewritten: %s", w->id, rw.qp ? "body "
+		    "re-encoded as quoted-printable (a line was longer than "
+		    "998 octets)" : "header lines folded");
+	return rc == SQ_ELIMIT ? SQ_EPARSE : rc;
 }
 
 void
@@ -511,8 +653,7 @@ fail:
 
 /*
  * Group commit.  Each member is an item: its tmp/ID.msg already written
- * (by an in-process writer, or by another process for adopted members),
- * its envelope text to write as tmp/ID.env.  spool_group_run() writes
+ * (by its writer), its envelope text to write as tmp/ID.env.  spool_group_run() writes
  * every envelope without a sync, makes all data stable with ONE
  * syncfs() of the spool's filesystem, renames every member into queue/
  * (.msg first, then .env, as a single commit does), and makes the names
@@ -695,127 +836,6 @@ spool_commit_group(struct spool_writer **w, struct envelope **envs,
 	free(items);
 }
 
-int
-spool_writer_prepare(struct spool_writer *w, struct envelope *env,
-    struct sq_err *err)
-{
-	int rc;
-
-	if ((rc = spool_writer_flush(w, err)) != 0)
-		return rc;
-	memcpy(env->id, w->id, sizeof(env->id));
-	env->body_8bit = w->body_8bit;
-	return 0;
-}
-
-int
-spool_writer_adopted(struct spool_writer *w, struct sq_err *err)
-{
-	struct spool *sp = w->sp;
-
-	if (!spool_exists(sp->queue_fd, w->env_name))
-		return 0;
-	/* The daemon renamed it into queue/; make sure the name is stable
-	 * even if the daemon died before its own directory sync. */
-	if (fsync(sp->queue_fd) != 0)
-		return spool_fail(err, -errno, "fsync", sp->queue_dir, NULL);
-	return 1;
-}
-
-void
-spool_writer_release(struct spool_writer *w)
-{
-	if (w != NULL)
-		spool_writer_free(w);
-}
-
-/*
- * Check that tmp/ID.msg is a foreign writer's live, finished file: a
- * regular file with one name, owned like tmp/, whose lock another open
- * file holds; and that the id is not taken in queue/.
- */
-static int
-spool_adopt_check(struct spool *sp, struct spool_gc_item *it)
-{
-	struct stat st, dst;
-	int fd, rc = 0;
-
-	if ((fd = openat(sp->tmp_fd, it->msg_name, O_RDONLY | O_CLOEXEC |
-	    O_NOFOLLOW | O_NONBLOCK)) < 0)
-		return spool_fail(it->err, -errno, "open", sp->tmp_dir,
-		    it->msg_name);
-	if (fstat(fd, &st) != 0 || fstat(sp->tmp_fd, &dst) != 0) {
-		rc = spool_fail(it->err, -errno, "stat", sp->tmp_dir,
-		    it->msg_name);
-		goto done;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_nlink != 1 ||
-	    st.st_uid != dst.st_uid) {
-		rc = sq_err_set(it->err, -EPERM, "%s/%s: not a message "
-		    "file of the spool's owner", sp->tmp_dir, it->msg_name);
-		goto done;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-		rc = sq_err_set(it->err, -ESTALE, "%s/%s: no live writer "
-		    "holds it", sp->tmp_dir, it->msg_name);
-		goto done;
-	}
-	if (errno != EWOULDBLOCK) {
-		rc = spool_fail(it->err, -errno, "lock", sp->tmp_dir,
-		    it->msg_name);
-		goto done;
-	}
-	if (spool_exists(sp->queue_fd, it->msg_name) ||
-	    spool_exists(sp->queue_fd, it->env_name))
-		rc = sq_err_set(it->err, -EEXIST, "message %s is already "
-		    "in %s", it->id, sp->queue_dir);
-done:
-	close(fd);
-	return rc;
-}
-
-void
-spool_adopt_commit_group(struct spool *sp, const char *const *ids,
-    struct envelope **envs, size_t n, int *results, struct sq_err *errs)
-{
-	struct spool_gc_item *items;
-	size_t i, j;
-
-	if (n == 0)
-		return;
-	items = xcalloc(n, sizeof(*items));
-	for (i = 0; i < n; i++) {
-		struct spool_gc_item *it = &items[i];
-
-		memset(&errs[i], 0, sizeof(errs[i]));
-		if (!spool_id_valid(ids[i])) {
-			spool_gc_item_init(it, "", &errs[i]);
-			it->foreign = 1;
-			it->rc = sq_err_set(it->err, SQ_EPARSE, "not a queue "
-			    "id: %.*s", 40, ids[i]);
-			continue;
-		}
-		spool_gc_item_init(it, ids[i], &errs[i]);
-		it->foreign = 1;
-		for (j = 0; j < i; j++)
-			if (strcmp(items[j].id, it->id) == 0)
-				break;
-		if (j < i) {
-			it->rc = sq_err_set(it->err, -EEXIST, "message %s "
-			    "submitted twice", it->id);
-			continue;
-		}
-		if ((it->rc = spool_adopt_check(sp, it)) != 0)
-			continue;
-		memcpy(envs[i]->id, it->id, sizeof(envs[i]->id));
-		it->text = envelope_format(envs[i], &it->len);
-	}
-	spool_group_run(sp, items, n);
-	for (i = 0; i < n; i++)
-		results[i] = items[i].rc;
-	free(items);
-}
-
 /*
  * Remove dir/name if its creator is gone: with the lock held, the name
  * must still be the inode we locked and, when must_lack is given, that
@@ -921,13 +941,13 @@ spool_cmp_names(const void *a, const void *b)
 static int
 spool_split_name(const char *name, const char *ext, char *id)
 {
-	size_t len = strlen(name);
+	size_t len = strlen(name), elen = strlen(ext);
 
-	if (len != SPOOL_ID_LEN + strlen(ext) ||
-	    strcmp(name + SPOOL_ID_LEN, ext) != 0)
+	if (len <= elen || len - elen >= ENVELOPE_ID_MAX ||
+	    strcmp(name + len - elen, ext) != 0)
 		return 0;
-	memcpy(id, name, SPOOL_ID_LEN);
-	id[SPOOL_ID_LEN] = '\0';
+	memcpy(id, name, len - elen);
+	id[len - elen] = '\0';
 	return spool_id_valid(id);
 }
 
@@ -1180,6 +1200,23 @@ spool_open_message(struct spool *sp, const char *id, struct sq_err *err)
 	    O_NOFOLLOW)) < 0)
 		return spool_fail(err, -errno, "open", sp->queue_dir, name);
 	return fd;
+}
+
+int
+spool_message_size(struct spool *sp, const char *id, uint64_t *size,
+    struct sq_err *err)
+{
+	char name[ENVELOPE_ID_MAX + 8];
+	struct stat st;
+
+	if (!spool_id_valid(id))
+		return sq_err_set(err, SQ_ENOTFOUND, "no message %.*s "
+		    "(not a queue id)", 40, id);
+	snprintf(name, sizeof(name), "%s.msg", id);
+	if (fstatat(sp->queue_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return spool_fail(err, -errno, "stat", sp->queue_dir, name);
+	*size = (uint64_t)st.st_size;
+	return 0;
 }
 
 int

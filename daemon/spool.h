@@ -2,9 +2,9 @@
  * spool.h - the durable message store.  An accepted message is on stable
  * storage before anyone is told it was accepted.
  *
- * Layout under spool_dir (all directories 0700, all files 0600, owned by
- * the owner of spool_dir, the daemon's user; files that root submits are
- * given to that owner):
+ * Layout under spool_dir (spool_dir 0711, so that the drop helper can
+ * reach maildrop/ (pickup.h); the other directories 0700, all files
+ * 0600, owned by the owner of spool_dir, the daemon's user):
  *   tmp/          messages being written (ID.msg, ID.env)
  *   failed/       messages (or some of their recipients) that failed
  *                 permanently: ID.N.env lists the failed recipients and
@@ -20,7 +20,7 @@
  *                 saying why; kept for the operator, never delivered
  * Commit: write tmp/ID.msg, fsync; write tmp/ID.env, fsync; rename .msg
  * into queue/, rename .env into queue/, fsync(queue/).  A group commit
- * (spool_commit_group, spool_adopt_commit_group) writes every member's
+ * (spool_commit_group) writes every member's
  * files, makes them all stable with one syncfs(), renames each member as
  * above, then does one fsync(queue/).  Removal unlinks
  * the .env first, then the .msg.  A writer holds an flock on its files
@@ -37,7 +37,9 @@
 #define SENDQ_SPOOL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
+#include "buf.h"
 #include "envelope.h"
 #include "util.h"
 
@@ -45,8 +47,8 @@ struct spool;
 struct spool_writer;
 
 /*
- * Open the spool at dir.  With create set, make dir and its
- * subdirectories when missing (mode 0700).  Returns 0 and *out (free with
+ * Open the spool at dir.  With create set, make dir (mode 0711) and its
+ * subdirectories (0700) when missing.  Returns 0 and *out (free with
  * spool_close), or -errno with err filled.
  */
 int	spool_open(const char *dir, int create, struct spool **out,
@@ -57,8 +59,34 @@ void	spool_close(struct spool *sp);
 const char	*spool_queue_dir(const struct spool *sp);
 
 /*
+ * The free-space reserve ([queue] min_free_space): bytes of the spool's
+ * filesystem that new mail may not use; 0 (the default after spool_open)
+ * turns it off.  Only spool_space_ok() looks at it: the writers do not,
+ * so what sendqd writes itself (bounces, split copies, envelope updates)
+ * may still use the reserve.
+ */
+void	spool_set_min_free(struct spool *sp, uint64_t bytes);
+
+/*
+ * May new mail of about incoming bytes (0 when not known yet) be taken
+ * now?  Every path that accepts mail from a user (the listener, maildrop
+ * pick-up, the control socket's submit) asks before it queues.  Returns
+ * 0 when the reserve is off or the space available to unprivileged users
+ * (fstatvfs f_bavail) minus incoming stays at or above it; -ENOSPC with
+ * err saying how much is free and what the reserve is, which callers
+ * answer as "cannot queue now" (452 4.3.1, exit 75, file left in
+ * maildrop/); or -errno with err when fstatvfs fails.  Never blocks
+ * beyond the system call.
+ */
+int	spool_space_ok(struct spool *sp, uint64_t incoming,
+	    struct sq_err *err);
+
+/*
  * Start a new message: creates tmp/ID.msg (O_EXCL, 0600) with a fresh
- * unique queue id.  Returns 0 and *out, or -errno with err.
+ * unique queue id: 31 upper-case hex digits, the time of arrival (10 of
+ * seconds, 5 of microseconds) then 64 bits from getrandom(), so ids sort
+ * by arrival and cannot be guessed.  Returns 0 and *out, or -errno with
+ * err (also when getrandom() fails: there is no predictable fallback).
  */
 int	spool_writer_begin(struct spool *sp, struct spool_writer **out,
 	    struct sq_err *err);
@@ -74,6 +102,31 @@ int	spool_writer_write(struct spool_writer *w, const void *data,
  * -errno with err, removes the temporary files and frees the writer.
  */
 int	spool_writer_commit(struct spool_writer *w, struct envelope *env,
+	    struct sq_err *err);
+/*
+ * Rewrite what was written so far, in place of itself, keeping the
+ * writer's id: the bytes written are read back in chunks and passed to
+ * fn (last set on a final call with len 0), whose output (appended to
+ * out; fn may append up to 4 * len + 2 MiB per call) becomes the new
+ * content of tmp/ID.msg.  For the rare message that must be changed
+ * after it was read (msgfix.h); blocks for the copy.  Returns 0, fn's
+ * error, or -errno with err; on failure the caller aborts the writer.
+ */
+typedef int	(*spool_transform_fn)(void *arg, const void *data, size_t len,
+		    int last, struct buf *out, struct sq_err *err);
+int	spool_writer_transform(struct spool_writer *w, spool_transform_fn fn,
+	    void *arg, struct sq_err *err);
+/*
+ * The wire rules (msgfix.h) for the message in w, once scan (fed every
+ * byte of it, msgfix_scan_end called) has seen all of it: KEEP does
+ * nothing, REWRITE rewrites w through msgfix_rw_step.  Returns 0 (commit
+ * it), SQ_EPARSE when the message must be refused (err: the reason, for
+ * 554 5.6.0 / exit 65 / rejected/), or -errno with err (the spool
+ * failed: a temporary failure).  Every intake path calls this before
+ * its commit.
+ */
+struct msgfix_scan;
+int	spool_writer_fix(struct spool_writer *w, struct msgfix_scan *scan,
 	    struct sq_err *err);
 /* Abandon a message: remove its temporary files, free the writer. */
 void	spool_writer_abort(struct spool_writer *w);
@@ -91,43 +144,6 @@ void	spool_writer_abort(struct spool_writer *w);
  */
 void	spool_commit_group(struct spool_writer **w, struct envelope **envs,
 	    size_t n, int *results, struct sq_err *errs);
-
-/*
- * Hand a message to another process for commit (the sendq CLI giving it
- * to sendqd, which calls spool_adopt_commit_group): write every buffered
- * byte to tmp/ID.msg without any sync, set env->id and env->body_8bit.
- * The writer keeps tmp/ID.msg open and locked, which tells the adopter
- * (and recovery) that its writer is alive.  Afterwards either
- * spool_writer_release (the adopter said it committed), or
- * spool_writer_abort (it refused), or spool_writer_commit (no adopter).
- * 0 or -errno with err.
- */
-int	spool_writer_prepare(struct spool_writer *w, struct envelope *env,
-	    struct sq_err *err);
-/* Free a writer whose message another process committed: closes the file
- * (dropping the lock) without removing anything. NULL accepted. */
-/* After a hand-over whose answer was lost (the daemon died): 1 when the
- * message is in queue/ (its .env exists) and queue/ has been fsynced, so
- * it is durable; 0 when it is not there; -errno with err. */
-int	spool_writer_adopted(struct spool_writer *w, struct sq_err *err);
-void	spool_writer_release(struct spool_writer *w);
-
-/*
- * Group commit of messages other processes wrote and handed over with
- * spool_writer_prepare, found by their ids: tmp/ID.msg must be a regular
- * file of the spool's owner with one link, locked by its live writer (its
- * lock cannot be taken), and the id free in queue/.  Writes each
- * tmp/ID.env from envs[i] (envs[i]->id set to ids[i]), then one syncfs,
- * the renames and one fsync(queue/), as spool_commit_group.  results[i]
- * is 0 once message i is durable in queue/, else -errno / SQ_EPARSE with
- * errs[i]; a failed member leaves nothing in queue/ and its tmp/ID.msg
- * to its writer, and does not hold up the others.  The writers' files
- * keep their owner and mode (the spool owner's, 0600).  Logs one debug
- * line "group commit: N messages, M syncs".  Blocks for the syncs.
- */
-void	spool_adopt_commit_group(struct spool *sp, const char *const *ids,
-	    struct envelope **envs, size_t n, int *results,
-	    struct sq_err *errs);
 
 /*
  * Recovery at daemon start: remove tmp/ files and queue/ .msg files
@@ -164,6 +180,11 @@ int	spool_load_envelope(struct spool *sp, const char *id,
 int	spool_open_message(struct spool *sp, const char *id,
 	    struct sq_err *err);
 
+/* Size in bytes of the body of id (queue/ID.msg): 0 and *size, or
+ * -errno with err. */
+int	spool_message_size(struct spool *sp, const char *id, uint64_t *size,
+	    struct sq_err *err);
+
 /* Atomically replace the envelope of env->id (write, fsync, rename,
  * fsync dir).  0 or -errno with err. */
 int	spool_update_envelope(struct spool *sp, const struct envelope *env,
@@ -183,7 +204,9 @@ int	spool_remove(struct spool *sp, const char *id, struct sq_err *err);
 int	spool_hold_failed(struct spool *sp, const struct envelope *env,
 	    unsigned attempt, struct sq_err *err);
 
-/* True when s has the form of a queue id (for names found in queue/). */
+/* True when s has the form of a queue id (for names found in queue/):
+ * 31 upper-case hex digits, or the 19 of ids made by versions before
+ * random ids (so that a queue written before an upgrade is delivered). */
 int	spool_id_valid(const char *s);
 
 #endif

@@ -4,8 +4,10 @@
  * varied too.
  *
  * Input: byte 0 = mode (bits 0-1: greeting GREET / DENY / BUSY / GREET;
- * bits 2-5: chunk size seed; bit 6: the spool refuses DATA; bit 7: the
- * commit fails), then the client's bytes.  Limits are small (SIZE 4096,
+ * bits 2-4: chunk size seed; bit 5: the guards: a junk command limit of
+ * 8, and refusals through data_refuse() (reserve, per-user limit)
+ * instead of data_start(0) / a failed commit; bit 6: the spool refuses
+ * DATA; bit 7: the commit fails), then the client's bytes.  Limits are small (SIZE 4096,
  * 3 recipients) so the fuzzer reaches them.
  *
  * Checked: events come only in a legal order (BODY only inside DATA,
@@ -30,6 +32,7 @@ struct fuzz_intake {
 	int			 closed;
 	int			 refuse_data;
 	int			 fail_commit;
+	int			 guards;
 	uint64_t		 stored;
 };
 
@@ -48,7 +51,10 @@ fuzz_intake_events(struct fuzz_intake *f)
 			if (f->in_data)
 				abort();
 			f->stored = 0;
-			if (f->refuse_data)
+			if (f->refuse_data && f->guards)
+				intake_proto_data_refuse(f->p, "uid 1 has 2 "
+				    "messages queued\r\n");
+			else if (f->refuse_data)
 				intake_proto_data_start(f->p, 0);
 			else {
 				intake_proto_data_start(f->p, 1);
@@ -74,8 +80,12 @@ fuzz_intake_events(struct fuzz_intake *f)
 			if (!f->in_data)
 				abort();
 			f->in_data = 0;
-			intake_proto_data_done(f->p, f->fail_commit ?
-			    INTAKE_PROTO_NOSPACE : INTAKE_PROTO_QUEUED, "Q1");
+			if (f->fail_commit && f->guards)
+				intake_proto_data_refuse(f->p, "over the limit");
+			else
+				intake_proto_data_done(f->p, f->fail_commit ?
+				    INTAKE_PROTO_NOSPACE : INTAKE_PROTO_QUEUED,
+				    "Q1");
 			break;
 		case INTAKE_PROTO_EV_CLOSE:
 			f->closed = 1;
@@ -120,6 +130,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&f, 0, sizeof(f));
 	f.refuse_data = (mode & 0x40) != 0;
 	f.fail_commit = (mode & 0x80) != 0;
+	f.guards = (mode & 0x20) != 0;
+	params.max_junk_commands = f.guards ? 8 : 0;
 	chunk = chunks[(mode >> 2) & 7];
 	f.p = intake_proto_new(&params);
 	fuzz_intake_events(&f);

@@ -19,6 +19,7 @@ Command line (also used by scripts/demo):
   python3 tests/integration/harness.py selftest   Exim + swaks check
 """
 
+import atexit
 import errno
 import fcntl
 import os
@@ -1080,7 +1081,52 @@ class Sendq:
         self._log_file = None
         self.exit_codes = []
         self.transcript = []            # sendq runs, for diagnostics
+        # A control socket of its own (never the system's
+        # /run/sendq/control.sock), on a path short enough for sun_path.
+        if "control_socket" not in self.extra_sendq:
+            sock = os.path.join(workdir, "control.sock")
+            if len(sock) > 100:
+                d = tempfile.mkdtemp(prefix="sq-ctl-")
+                atexit.register(shutil.rmtree, d, ignore_errors=True)
+                sock = os.path.join(d, "control.sock")
+            self.extra_sendq["control_socket"] = sock
+        self.control_socket = self.extra_sendq["control_socket"]
         self.write_config()
+        self.drop_helper = self.write_drop_helper()
+
+    def write_drop_helper(self, config=None):
+        """A script that runs the build tree's sendq-drop-testing with
+        this installation's config (sendq runs the helper with an empty
+        environment, so the path is written into the script).  Its path
+        goes to sendq as SENDQ_DROP_HELPER."""
+        path = os.path.join(self.dir, "sendq-drop-helper")
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\nSENDQ_DROP_TEST_CONFIG='%s' exec '%s' "
+                    "\"$@\"\n" % (config or self.config,
+                                   sendq_binary("sendq-drop-testing")))
+        os.chmod(path, 0o755)
+        return path
+
+    def sendq_env(self):
+        """The environment sendq runs with: the drop helper of the build
+        tree.  Before sendqd has ever run, the spool and its maildrop are
+        made as systemd/sendq.tmpfiles makes them on an install (sendq
+        and its helper never create them)."""
+        if not os.path.exists(self.spool):
+            os.makedirs(os.path.join(self.spool, "maildrop", "tmp"))
+            os.chmod(self.spool, 0o711)
+            os.chmod(os.path.join(self.spool, "maildrop"), 0o1730)
+            os.chmod(os.path.join(self.spool, "maildrop", "tmp"), 0o1730)
+        return dict(os.environ, SENDQ_DROP_HELPER=self.drop_helper)
+
+    def maildrop_files(self):
+        """Published files in maildrop/ (not tmp/, rejected/)."""
+        d = os.path.join(self.spool, "maildrop")
+        try:
+            return sorted(n for n in os.listdir(d)
+                          if os.path.isfile(os.path.join(d, n)))
+        except FileNotFoundError:
+            return []
 
     def config_text(self):
         lines = ["[sendq]",
@@ -1107,7 +1153,8 @@ class Sendq:
     def sendq(self, args, message=b"", config=None, timeout=60):
         """Run `sendq -C CONFIG ARGS < message`; CompletedProcess."""
         argv = [sendq_binary("sendq"), "-C", config or self.config]
-        p = run(argv + list(args), input=message, timeout=timeout)
+        p = run(argv + list(args), input=message, timeout=timeout,
+                env=self.sendq_env())
         self.transcript.append("$ %s  (%d bytes in) -> exit %d%s" % (
             " ".join(argv[1:]), len(message), p.returncode,
             ("\n  " + p.stderr.decode(errors="replace").strip())
@@ -1133,11 +1180,12 @@ class Sendq:
         the failures otherwise).  Only failures go to the transcript."""
         import concurrent.futures
         argv0 = [sendq_binary("sendq"), "-C", self.config]
+        env = self.sendq_env()
 
         def one(item):
             message, recipients, sender = item
             argv = argv0 + ["-f", sender] + list(recipients)
-            return argv, run(argv, input=message)
+            return argv, run(argv, input=message, env=env)
         failures = []
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
             for argv, p in pool.map(one, items):

@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
-"""Outcomes of one outbound connection (smtp_conn), seen through
-tests/tools/conn_probe against tests/tools/fake_smtp_server.py: per
-recipient classes (2/4/5) and the message outcome they lead to, 530 and
-5.7.x handled as a smarthost problem (deferred, never failed), final-dot
-replies, a secret that cannot be read (deferred, auth_failed, no
-connection made, the secret never printed), AUTH wired from the secret
-module to the server (PLAIN and LOGIN; a 535 is deferred with
-auth_failed; the secret never appears, even in debug logs; sendqd reads
-the secret again for every connection), and SIZE and SMTPUTF8 refusals
-made locally by smtp_proto (failed, nothing sent).
+"""Outcomes of one outbound connection: the facts smtp_conn reports and
+the policy's verdict on them (retry.c), seen through tests/tools/conn_probe
+against tests/tools/fake_smtp_server.py: per recipient fates (2/4/5) and
+the message outcome they lead to, 530 and the authentication codes handled
+as a smarthost problem (deferred, the relay rests), 550 5.7.1 to MAIL
+bounced, a 554 greeting deferred with the relay down, final-dot replies, a
+secret that cannot be read (deferred, the relay rests, no connection
+made, the secret never printed), AUTH wired from the secret module to the
+server (PLAIN and LOGIN; a 535 is deferred and the relay rests; the
+secret never appears, even in debug logs; sendqd reads the secret again
+for every connection), and SIZE and SMTPUTF8 refusals made locally by
+smtp_proto (failed, nothing sent).
 
 conn_probe prints one line per result:
-  message outcome=delivered code=250 reply="..." ... rcpt=2,4,5
-  closed outcome=deferred ... auth_failed=1
+  message outcome=delivered code=250 phase=end event=reply relay=ok
+      rule=delivered reply="..." ... rcpt=2,4,5
+  closed outcome=deferred ... relay=rest rule=auth-refused ...
 """
 
 import os
@@ -113,13 +116,55 @@ class ConnOutcomes(harness.IntegrationTest):
         r = self.message_result(results)
         self.assertEqual(r["outcome"], "deferred", r["line"])
         self.assertEqual(r["rcpt"], "4", r["line"])
+        self.assertEqual(r["relay"], "rest", r["line"])
+        self.assertEqual(r["phase"], "rcpt", r["line"])
 
-    def test_5_7_x_to_mail_defers(self):
-        results, _, _ = self.probe(
+    def test_5_7_1_to_mail_bounces(self):
+        # A policy refusal of the sender: the message's fault, not the
+        # relay's; bounced at once, never resent (it was deferred once).
+        results, fake, _ = self.probe(
             ["--mail-reply", "550 5.7.1 Not allowed to send"])
         r = self.message_result(results)
-        self.assertEqual(r["outcome"], "deferred", r["line"])
+        self.assertEqual(r["outcome"], "failed", r["line"])
         self.assertEqual(r["code"], "550")
+        self.assertEqual(r["phase"], "mail", r["line"])
+        self.assertEqual(r["relay"], "ok", r["line"])
+        self.assertEqual(r["rule"], "refused", r["line"])
+        self.assertEqual(fake.mail_replies(), ["550"])
+
+    def test_5_7_1_to_rcpt_bounces(self):
+        results, _, _ = self.probe(
+            ["--rcpt-reply", "554 5.7.1 Relay access denied"])
+        r = self.message_result(results)
+        self.assertEqual(r["outcome"], "failed", r["line"])
+        self.assertEqual(r["rcpt"], "5", r["line"])
+        self.assertEqual(r["relay"], "ok", r["line"])
+
+    def test_530_to_mail_defers_and_the_relay_rests(self):
+        results, _, _ = self.probe(
+            ["--mail-reply", "530 5.7.0 Authentication required"])
+        r = self.message_result(results)
+        self.assertEqual(r["outcome"], "deferred", r["line"])
+        self.assertEqual(r["relay"], "rest", r["line"])
+        self.assertEqual(r["rule"], "auth-required", r["line"])
+
+    def test_554_greeting_defers_and_the_relay_is_down(self):
+        results, fake, _ = self.probe(
+            ["--greeting", "554 5.7.1 No SMTP service here"])
+        (r,) = [x for x in results if x["what"] == "closed"]
+        self.assertEqual(r["outcome"], "deferred", r["line"])
+        self.assertEqual(r["phase"], "greeting", r["line"])
+        self.assertEqual(r["relay"], "down", r["line"])
+        self.assertEqual(r["rule"], "no-service", r["line"])
+        self.assertEqual(fake.mail_replies(), [])
+
+    def test_421_to_rcpt_defers_and_the_relay_is_down(self):
+        results, _, _ = self.probe(
+            ["--rcpt-reply", "421 4.3.2 Shutting down"])
+        (r,) = [x for x in results if x["what"] == "closed"]
+        self.assertEqual(r["outcome"], "deferred", r["line"])
+        self.assertEqual(r["phase"], "rcpt", r["line"])
+        self.assertEqual(r["relay"], "down", r["line"])
 
     def test_5xx_to_mail_without_5_7_fails(self):
         results, _, _ = self.probe(
@@ -156,7 +201,8 @@ class ConnOutcomes(harness.IntegrationTest):
             fake.stop()
         (r,) = [x for x in results if x["what"] == "closed"]
         self.assertEqual(r["outcome"], "deferred", r["line"])
-        self.assertEqual(r.get("auth_failed"), "1", r["line"])
+        self.assertEqual(r["relay"], "rest", r["line"])
+        self.assertEqual(r["rule"], "auth-impossible", r["line"])
         self.assertRegex(r["reply"], r"(?i)(password_file|readable|"
                          r"permission|mode)")
         self.assertNotIn("hunter2", self.last_output)
@@ -236,7 +282,8 @@ class ConnOutcomes(harness.IntegrationTest):
                                             "Wr0ng-s3cret")
         (r,) = [x for x in results if x["what"] == "closed"]
         self.assertEqual(r["outcome"], "deferred", r["line"])
-        self.assertEqual(r.get("auth_failed"), "1", r["line"])
+        self.assertEqual(r["relay"], "rest", r["line"])
+        self.assertEqual(r["phase"], "auth", r["line"])
         self.assertEqual(r["code"], "535", r["line"])
         self.assertEqual(fake.mail_replies(), [])
         self.assertNotIn("Wr0ng-s3cret", self.last_output)

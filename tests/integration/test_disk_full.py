@@ -37,7 +37,10 @@ class DiskFull(harness.IntegrationTest):
                        "tls": "none"},
             {"listen": "127.0.0.1:%d" % self.port},
             extra_sendq={"control_socket":
-                         os.path.join(self.dir, "control.sock")})
+                         os.path.join(self.dir, "control.sock")},
+            # The full disk itself is under test here, not the reserve
+            # (test_guards.py): a 2 MiB filesystem is all below it.
+            extra_queue={"min_free_space": "0"})
         self.sq.spool = os.path.join(self.mnt, "spool")
         self.sq.write_config()
         self._started.append(self.sq)

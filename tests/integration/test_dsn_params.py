@@ -210,22 +210,17 @@ class DsnParams(harness.IntegrationTest):
 
     def test_sendq_N_R_V_kept_in_envelope_and_honoured(self):
         exim = self.start_dsn_exim()
-        sq = self.start_sendq(exim, start=False)
-        p = sq.sendq(["-N", "never", "-R", "hdrs", "-V", "id+1=2", "-f",
-                      SENDER, BAD],
+        sq = self.start_sendq(exim)
+        p = sq.sendq(["-v", "-N", "never", "-R", "hdrs", "-V", "id+1=2",
+                      "-f", SENDER, BAD],
                      make_message("cli", "Via sendq.\r\n", to=(BAD,)))
         self.assertEqual(p.returncode, 0, p.stderr)
-        # Not a drop file: it is in the queue with its DSN requests.
-        self.assertEqual(sq.spool_subdir_files("maildrop"), [])
-        qid = sq.one_queued()
-        with open(os.path.join(sq.queue_dir(), qid + ".env")) as f:
-            env = f.read().splitlines()
-        self.assertIn("rcpt %s" % BAD, env)
-        self.assertEqual(env[env.index("rcpt %s" % BAD) + 1],
-                         "rcpt_params 0 NOTIFY=NEVER")
-        self.assertIn("ret HDRS", env)
-        self.assertIn("envid id+2B1+3D2", env)
-        sq.start()
+        # Streamed to sendqd with its DSN requests (a drop file could not
+        # carry them).
+        self.assertEqual(sq.spool_subdir_files("maildrop"), ["rejected",
+                                                             "tmp"])
+        qid = re.search(r"queued as (\w+), via sendqd",
+                        p.stderr.decode()).group(1)
         sq.wait_log(r"failed msgid=%s rcpt=%s dsn=none \(NOTIFY=NEVER\)" %
                     (qid, re.escape(BAD)))
         sq.wait_queue_empty()

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Group commit: with sendqd running, `sendq` hands its message to the
-daemon over the control socket ("submit"), and submissions that arrive
-together share one syncfs and one fsync of queue/.  Without sendqd,
-`sendq` commits by itself as before."""
+"""Group commit: with sendqd running, `sendq` streams its message to the
+daemon over the control socket ("submit", control.h), and submissions
+that end together share one syncfs and one fsync of queue/.  Without
+sendqd, `sendq` hands the message to the drop helper (maildrop/), and
+sendqd queues it when it starts."""
 
 import os
 import re
@@ -69,18 +70,24 @@ class GroupCommitTest(harness.IntegrationTest):
         self.assertEqual(sq.spool_subdir_files("tmp"), [])
         self.assertStoppedCleanly(sq)
 
-    def test_without_sendqd_sendq_commits_by_itself(self):
+    def test_without_sendqd_the_helper_drops_it_and_sendqd_queues_it(self):
         exim = self.start_exim()
         sq, sock = self.new_daemon_sendq(exim)
         sent = make_message("fallback", "No daemon running.\r\n")
         sq.submit(sent, ["bob@example.net"], sender=SENDER)
-        self.assertEqual(len(sq.queued()), 1)
+        # sendq wrote nothing into the spool; the helper's file waits in
+        # maildrop/, published (nothing left in maildrop/tmp/).
+        self.assertEqual(sq.queued(), [])
         self.assertEqual(sq.spool_subdir_files("tmp"), [])
+        self.assertEqual(len(sq.maildrop_files()), 1)
+        self.assertEqual(sq.spool_subdir_files("maildrop/tmp"), [])
         sq.start()
         (m,) = exim.wait_messages(1)
         sq.wait_queue_empty()
         self.assertArrivedIntact(m, sent)
         self.assertNotIn("command=submit", sq.log_text())
+        self.assertIn("pickup file=", sq.log_text())
+        self.assertEqual(sq.maildrop_files(), [])
         self.assertStoppedCleanly(sq)
 
     def submit_raw(self, sock, data):
@@ -103,18 +110,24 @@ class GroupCommitTest(harness.IntegrationTest):
         sq.start()
         harness.wait_for(lambda: os.path.exists(sock),
                          what="the control socket")
-        qid = "0065A1B2C3000010000"
-        env = ("sendq-envelope 1\nid %s\ncreated 1\nsender a@b\n"
-               "rcpt c@d\nend\n" % qid).encode()
+        env = (b"sendq-envelope 1\nid new\ncreated 1\nuid 0\n"
+               b"sender a@b.example\nrcpt c@d.example\nend\n")
+        state = env.replace(b"end\n", b"attempts 3\nend\n")
         cases = [
-            (b"submit\n", "usage: submit"),
-            (b"submit ../etc 5\nhello", "not a queue id"),
-            (("submit %s 0\n" % qid).encode(), "length"),
-            (("submit %s 99999999\n" % qid).encode(), "length"),
-            (("submit %s 5\nhello" % qid).encode(), "bad envelope"),
-            # A well-formed envelope for a message nobody wrote.
-            (("submit %s %d\n" % (qid, len(env))).encode() + env,
-             "not queued"),
+            (b"submit\n", "bad submit frame"),
+            (b"submit 0001 5\nhello", "bad submit frame"),
+            (b"submit 0\n", "length"),
+            (b"submit 99999999\n", "length"),
+            (b"submit 5\nhello", "bad envelope"),
+            # Delivery state is not the client's to give.
+            (b"submit %d\n" % len(state) + state, "delivery state"),
+            # No address checks on the client's word: refused.
+            (b"submit %d\n" % len(env.replace(b"c@d.example", b"c> X")) +
+             env.replace(b"c@d.example", b"c> X"), "recipient"),
+            # A frame that is not one, after a good envelope.
+            (b"submit %d\n" % len(env) + env + b"quit\n", "bad submit"),
+            (b"submit %d\n" % len(env) + env + b"data 70000\n",
+             "length"),
         ]
         for data, why in cases:
             answer = self.submit_raw(sock, data)

@@ -90,13 +90,20 @@ class IntakeBase(harness.IntegrationTest):
         (m,) = self.exim.wait_messages(1)
         return m
 
-    def assertSendqReceived(self, received, sent, proto="ESMTP"):
+    def assertSendqReceived(self, received, sent, proto="ESMTP",
+                            added=()):
         """received = sendq's Received: field + the bytes the client sent
-        (LF line ends); the Received: names sendq and proto."""
+        (LF line ends) + the fields named in added, which sendq adds at
+        the end of the header when the client gave none (Date,
+        Message-ID); the Received: names sendq and proto."""
         headers = received.original_headers()
         first = headers[0].decode(errors="replace")
         self.assertRegex(first, r"^Received: from \S+ \(")
         self.assertIn("by localhost (sendq) with %s id " % proto, first)
+        for name in reversed(added):
+            self.assertTrue(headers[-1].lower().startswith(
+                name.lower().encode() + b":"), headers[-1])
+            headers = headers[:-1]
         rest = b"".join(headers[1:]) + b"\n" + received.body
         self.assertEqual(rest, harness.crlf_to_lf(sent))
 
@@ -223,7 +230,8 @@ class Clients(IntakeBase):
         s.quit()
         m = self.only_message()
         self.assertEqual(m.recipients, [rcpt])
-        self.assertSendqReceived(m, sent, proto="UTF8SMTP")
+        self.assertSendqReceived(m, sent, proto="UTF8SMTP",
+                                 added=("Date", "Message-ID"))
 
     def test_address_errors_and_limits_get_rfc_replies(self):
         s = self.smtp()

@@ -148,7 +148,7 @@ class Pickup(harness.IntegrationTest):
         self.assertEqual(sorted(kv["file"] for kv in lines), ["one", "two"])
         for kv in lines:
             self.assertEqual(kv["uid"], str(os.getuid()))
-            self.assertRegex(kv["msgid"], r"^[0-9A-F]{19}$")
+            self.assertRegex(kv["msgid"], r"^[0-9A-F]{31}$")
         self.assertEqual(self.maildrop_files(sq), [])
         self.assertStoppedCleanly(sq)
 
@@ -231,6 +231,9 @@ class Pickup(harness.IntegrationTest):
         os.rename(big, os.path.join(md, "oversized"))
         os.symlink("/etc/passwd", os.path.join(md, "symlink"))
         os.mkfifo(os.path.join(md, "fifo"))
+        # A device (root only): /dev/null's numbers, never opened.
+        os.mknod(os.path.join(md, "device"), stat.S_IFCHR | 0o644,
+                 os.makedev(1, 3))
         os.mkdir(os.path.join(md, "directory"))
         with open(os.path.join(md, "tmp", "linked"), "wb") as f:
             f.write(good % b"hard link")
@@ -241,7 +244,7 @@ class Pickup(harness.IntegrationTest):
         reasons = dict((k, v[1]) for k, v in bad.items())
         reasons.update({"oversized": "too large", "symlink":
                         "symbolic link", "fifo": "FIFO",
-                        "directory": "a directory",
+                        "device": "a device", "directory": "a directory",
                         "hardlink": "hard links"})
         rej = self.maildrop(sq, "rejected")
 
@@ -263,6 +266,8 @@ class Pickup(harness.IntegrationTest):
         self.assertTrue(os.path.islink(os.path.join(rej, "symlink")))
         self.assertTrue(stat.S_ISFIFO(os.lstat(os.path.join(
             rej, "fifo")).st_mode))
+        self.assertTrue(stat.S_ISCHR(os.lstat(os.path.join(
+            rej, "device")).st_mode))
         (m,) = exim.wait_messages(1)
         self.assertEqual(m.header("Subject"), "after the bad ones")
         self.assertEqual(self.maildrop_files(sq), [])

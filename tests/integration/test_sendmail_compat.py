@@ -327,13 +327,27 @@ class SendmailCompat(harness.IntegrationTest):
         self.assertNotIn("x-sendq-sender", got["dropped"].header_names())
         sq.wait_queue_empty()
 
-    def test_without_maildrop_the_spool_is_written_directly(self):
+    def test_without_sendqd_or_maildrop_nothing_is_written(self):
+        # sendq never writes the spool itself: with neither sendqd nor a
+        # maildrop (a spool no sendqd or tmpfiles has made), exit 75.
         sq = self.setup_sendq(start=False)
+        sq.sendq_env()
+        shutil.rmtree(os.path.join(sq.spool, "maildrop"))
         p = self.run_sendq(["-v", "bob@example.net"],
-                           make_message("direct", "x\r\n"))
-        self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertIn("into the spool directly", p.stderr.decode())
-        self.assertEqual(len(sq.queued()), 1)
+                           make_message("nowhere", "x\r\n"))
+        self.assertEqual(p.returncode, 75, p.stderr)
+        self.assertIn("maildrop", p.stderr.decode())
+        self.assertEqual(sq.spool_files(), [])
+        self.assertEqual(os.listdir(sq.spool), [])
+
+    def test_dsn_options_need_sendqd(self):
+        # A drop file cannot carry DSN requests: refused, not degraded.
+        sq = self.setup_sendq(start=False)
+        p = self.run_sendq(["-N", "never", "bob@example.net"],
+                           make_message("dsn", "x\r\n"))
+        self.assertEqual(p.returncode, 75, p.stderr)
+        self.assertIn("DSN options", p.stderr.decode())
+        self.assertEqual(sq.maildrop_files(), [])
 
     # -- real clients
     def test_bsd_mailx_through_the_sendmail_link(self):

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""What `sendq` puts into the spool: the message bytes as given (when
-Date, Message-ID and From are present), those three headers added only
-when missing, one queue entry (ID.msg + ID.env in queue/, nothing left in
-tmp/) per accepted message.  No server needed."""
+"""What `sendq` has queued: the message bytes as given (when Date,
+Message-ID and From are present), those three headers added only when
+missing, one queue entry (ID.msg + ID.env in queue/, nothing left in
+tmp/) per accepted message, written by sendqd from sendq's stream; with
+sendqd down, one drop file in maildrop/ holding the envelope lines and
+the same bytes.  No server needed (the smarthost never answers)."""
 
 import os
 import re
@@ -31,11 +33,19 @@ class SendqCli(harness.IntegrationTest):
         super().setUp()
         self.sq = self.new_sendq({"host": "127.0.0.1", "port": 1,
                                   "tls": "implicit", "trust": "system"})
+        if self._testMethodName != "test_without_sendqd_a_drop_file":
+            self.sq.start()
+            harness.wait_for(lambda: os.path.exists(self.sq.control_socket),
+                             what="the control socket")
 
     def queue_one(self, message, rcpts=("bob@example.net",), args=()):
-        self.sq.submit(message, list(rcpts), sender="alice@example.org",
-                       args=args)
-        qid = self.sq.one_queued()
+        before = set(self.sq.queued())
+        p = self.sq.submit(message, list(rcpts), sender="alice@example.org",
+                           args=list(args) + ["-v"])
+        qid = re.search(rb"queued as (\w+), via sendqd", p.stderr)
+        self.assertTrue(qid, p.stderr)
+        qid = qid.group(1).decode()
+        self.assertEqual(set(self.sq.queued()) - before, {qid})
         files = self.sq.spool_files()
         self.assertIn("queue/%s.msg" % qid, files)
         self.assertIn("queue/%s.env" % qid, files)
@@ -49,8 +59,6 @@ class SendqCli(harness.IntegrationTest):
                     "\r\n", eol.decode()), eol=eol)
                 qid, stored = self.queue_one(sent)
                 self.assertEqual(stored, sent)
-                os.unlink(os.path.join(self.sq.queue_dir(), qid + ".env"))
-                os.unlink(os.path.join(self.sq.queue_dir(), qid + ".msg"))
 
     def test_missing_headers_are_added_once(self):
         sent = b"To: bob@example.net\nSubject: bare\n\nbody\n"
@@ -84,6 +92,16 @@ class SendqCli(harness.IntegrationTest):
             self.sq.submit(make_message("n%d" % i, "x\r\n"),
                            ["bob@example.net"], sender="alice@example.org")
         self.assertEqual(len(set(self.sq.queued())), 3)
+
+    def test_without_sendqd_a_drop_file(self):
+        sent = make_message("dropped", "x\r\n")
+        self.sq.submit(sent, ["bob@example.net"], sender="alice@example.org")
+        self.assertEqual(self.sq.queued(), [])
+        (name,) = self.sq.maildrop_files()
+        with open(os.path.join(self.sq.spool, "maildrop", name), "rb") as f:
+            dropped = f.read()
+        self.assertEqual(dropped, b"X-Sendq-Sender: <alice@example.org>\r\n"
+                         b"X-Sendq-Recipient: <bob@example.net>\r\n" + sent)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,14 @@
  *
  * Builds a config_smarthost by hand, an event base with an evdns base
  * (/etc/hosts first), a tls_ctx, opens one connection, sends the message
- * on the first on_ready and closes on the next.  Prints one line
- *   outcome=delivered code=250 reply="..." tls="..." verify="..."
- *   rcpt=2,5
+ * on the first on_ready and closes on the next.  Prints one line per
+ * result, with the policy's verdict on smtp_conn's facts (retry.h), as
+ * the scheduler would decide:
+ *   message outcome=delivered code=250 phase=end event=reply relay=ok
+ *   rule=delivered reply="..." tls="..." verify="..." rcpt=2,4,5
+ * outcome: delivered (some recipient delivered), failed (every recipient
+ * bounces) or deferred; relay: ok, down or rest; rcpt: per recipient 2
+ * delivered, 4 deferred, 5 bounced, 0 never answered.
  * and exits 0 when delivered, 1 otherwise, 2 on usage or set-up errors.
  * Environment: CONN_PROBE_QUIET (no debug logs on stderr),
  * CONN_PROBE_EHLO (EHLO name), CONN_PROBE_COUNT=N (send the message N
@@ -23,7 +28,7 @@
  * needs_smtputf8), CONN_PROBE_AUTH=none|auto|plain|login|scram-sha-256|
  * xoauth2|oauthbearer with CONN_PROBE_USER and CONN_PROBE_PASSWORD_FILE
  * or CONN_PROBE_TOKEN_FILE.  Results that failed authentication print
- * auth_failed=1.
+ * relay=rest.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -36,6 +41,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "retry.h"
 #include "smtp_conn.h"
 #include "tls.h"
 #include "util.h"
@@ -53,37 +59,44 @@ struct conn_probe {
 	int				 exit_code;
 };
 
-static const char *
-conn_probe_outcome_name(enum smtp_conn_outcome o)
-{
-	switch (o) {
-	case SMTP_CONN_DELIVERED:
-		return "delivered";
-	case SMTP_CONN_DEFERRED:
-		return "deferred";
-	case SMTP_CONN_FAILED:
-		return "failed";
-	}
-	return "?";
-}
-
-static void
+/* Print r with the policy's verdict; returns non-zero when some
+ * recipient was delivered. */
+static int
 conn_probe_print(const char *what, const struct smtp_conn_result *r)
 {
-	size_t i;
+	enum retry_fate *fate = NULL;
+	struct retry_verdict v;
+	size_t i, delivered = 0, bounced = 0;
+	const char *outcome;
 
-	printf("%s outcome=%s code=%d reply=\"%s\" tls=\"%s\" verify=\"%s\"",
-	    what, conn_probe_outcome_name(r->outcome), r->code, r->reply,
-	    r->tls, r->verify);
-	if (r->auth_failed)
-		printf(" auth_failed=1");
+	if (r->n_rcpts > 0)
+		fate = xcalloc(r->n_rcpts, sizeof(*fate));
+	v = retry_attempt(&r->fact, r->rcpt, r->n_rcpts, fate);
+	for (i = 0; i < r->n_rcpts; i++) {
+		delivered += fate[i] == RETRY_DELIVERED;
+		bounced += fate[i] == RETRY_BOUNCE;
+	}
+	if (r->n_rcpts == 0)
+		outcome = v.fate == RETRY_BOUNCE ? "failed" : "deferred";
+	else
+		outcome = delivered > 0 ? "delivered" :
+		    bounced == r->n_rcpts ? "failed" : "deferred";
+	printf("%s outcome=%s code=%d phase=%s event=%s relay=%s rule=%s "
+	    "reply=\"%s\" tls=\"%s\" verify=\"%s\"", what, outcome,
+	    r->fact.code, retry_phase_name(r->fact.phase),
+	    retry_event_name(r->fact.event), retry_relay_name(v.relay),
+	    v.rule, r->reply, r->tls, r->verify);
 	if (r->n_rcpts > 0) {
 		printf(" rcpt=");
 		for (i = 0; i < r->n_rcpts; i++)
-			printf("%s%d", i > 0 ? "," : "", r->rcpt_class[i]);
+			printf("%s%d", i > 0 ? "," : "", r->rcpt[i].code == 0 ?
+			    0 : fate[i] == RETRY_DELIVERED ? 2 :
+			    fate[i] == RETRY_BOUNCE ? 5 : 4);
 	}
 	printf("\n");
 	fflush(stdout);
+	free(fate);
+	return delivered > 0;
 }
 
 static void
@@ -132,8 +145,7 @@ conn_probe_on_message_done(struct smtp_conn *c,
 	struct conn_probe *p = arg;
 
 	(void)c;
-	conn_probe_print("message", r);
-	if (r->outcome == SMTP_CONN_DELIVERED && ++p->delivered == p->count)
+	if (conn_probe_print("message", r) && ++p->delivered == p->count)
 		p->exit_code = 0;
 }
 
@@ -162,7 +174,7 @@ conn_probe_on_closed(struct smtp_conn *c, const struct smtp_conn_result *r,
 	struct conn_probe *p = arg;
 
 	(void)c;
-	conn_probe_print("closed", r);
+	(void)conn_probe_print("closed", r);
 	conn_probe_finish(p);
 }
 

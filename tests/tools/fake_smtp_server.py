@@ -17,6 +17,9 @@ script, chosen by options:
   --ehlo-reply TEXT              replace the EHLO answer (e.g. "550 no")
   --mail-reply / --data-reply / --end-reply TEXT
   --rcpt-reply T1,T2,...         per recipient in order (last one repeats)
+  --mail-reply-sender ADDR       give --mail-reply only to MAIL FROM:<ADDR>
+                                 (other senders, the null sender of a
+                                 bounce included, get 250)
   --stall PHASE                  never answer at PHASE: tls (the
                                  handshake), greeting, ehlo, starttls,
                                  mail, rcpt, data, end, quit
@@ -55,8 +58,8 @@ script, chosen by options:
                                  a running session heals at its next
                                  command once PATH exists
   --conn-log FILE                append "N fault|normal" when connection
-                                 N is accepted, "N mail CODE" for each
-                                 reply to MAIL, "N auth ok|bad MECH"
+                                 N is accepted, "N mail CODE <SENDER>"
+                                 for each reply to MAIL, "N auth ok|bad MECH"
                                  for each AUTH and "N end" when it ends
   --save DIR                     store each message's DATA wire bytes
                                  (dot-stuffed, up to the final ".") in
@@ -348,9 +351,14 @@ class Session:
                 self.rcpt_ok = 0
                 if self.fault("mail"):
                     return
-                conn_log(self.args, "%d mail %s" % (self.n,
-                                                    self.args.mail_reply[:3]))
-                self.reply(self.args.mail_reply)
+                reply = self.args.mail_reply
+                sender = mail_sender(line)
+                if self.args.mail_reply_sender is not None and \
+                        sender != self.args.mail_reply_sender:
+                    reply = "250 2.1.0 Ok"
+                conn_log(self.args, "%d mail %s <%s>" % (self.n, reply[:3],
+                                                         sender))
+                self.reply(reply)
             elif verb == b"RCPT":
                 if self.fault("rcpt"):
                     return
@@ -407,6 +415,16 @@ class Session:
                 self.reply("502 5.5.2 Command not recognized")
 
 
+def mail_sender(line):
+    """The address of MAIL FROM:<ADDR> PARAMS ("" for <>)."""
+    text = line.decode(errors="replace")
+    start = text.find("<")
+    end = text.find(">", start + 1)
+    if start < 0 or end < 0:
+        return ""
+    return text[start + 1:end]
+
+
 def conn_log(args, text):
     if args.conn_log:
         with counter_lock:
@@ -450,6 +468,7 @@ def main():
     ap.add_argument("--ehlo-reply")
     ap.add_argument("--mail-reply", default="250 2.1.0 Ok")
     ap.add_argument("--rcpt-reply", default="250 2.1.5 Ok")
+    ap.add_argument("--mail-reply-sender")
     ap.add_argument("--data-reply", default="354 End data with <CR><LF>.<CR><LF>")
     ap.add_argument("--end-reply", default="250 2.0.0 Ok: queued as FAKE1")
     ap.add_argument("--stall")

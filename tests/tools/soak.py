@@ -123,7 +123,8 @@ class Soak:
             max_connections="4", timeout_command="3s",
             timeout_data_end="3s"), self.listen_port,
             extra_sendq={"control_socket": os.path.join(sqdir, "ctl.sock")},
-            extra_queue={"retry_max": "2s"}, log_level="info")
+            extra_queue={"retry_max": "2s", "min_free_space": "0"},
+            log_level="info")
         self.sq.spool = os.path.join(self.mount, "spool")
         self.sq.write_config()
         self.sq.start()

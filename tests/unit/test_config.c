@@ -61,7 +61,7 @@ Test(config, minimal_file_gets_every_default)
 
 	test_load_ok("[smarthost primary]\nhost = smtp.example.com\n");
 	cr_assert_str_eq(test_cfg->path, "sendq.ini");
-	cr_assert_str_eq(test_cfg->spool_dir, "/var/spool/sendq");
+	cr_assert_str_eq(test_cfg->spool_dir, CONFIG_DEFAULT_SPOOL);
 	cr_assert_null(test_cfg->hostname);
 	cr_assert_eq(test_cfg->log_level, LOG_LEVEL_INFO);
 	cr_assert_eq(test_cfg->retry_min, 60);
@@ -70,7 +70,7 @@ Test(config, minimal_file_gets_every_default)
 	cr_assert_eq(test_cfg->bounce, CONFIG_BOUNCE_SENDER);
 	cr_assert_null(test_cfg->admin_address);
 	cr_assert_eq(test_cfg->delay_warning, 0);
-	cr_assert_str_eq(test_cfg->control_socket, "/run/sendq/control.sock");
+	cr_assert_str_eq(test_cfg->control_socket, CONFIG_DEFAULT_SOCKET);
 	cr_assert_eq(test_cfg->n_smarthosts, 1);
 	sh = &test_cfg->smarthosts[0];
 	cr_assert_str_eq(sh->name, "primary");
@@ -498,11 +498,36 @@ ParameterizedTestParameters(config, bad_input_names_file_line_and_reason)
 		{ "[sendq]\nspooldir = /x\n",
 		  "sendq.ini:2: [sendq] spooldir: unknown key "
 		  "(allowed: spool_dir, state_dir, hostname, default_domain, "
-		  "rewrite_sender, log_level, control_socket)" },
+		  "rewrite_sender, log_level, control_socket, admin_group, "
+		  "submit_users, submit_groups)" },
+		/* rights: names are checked here, resolved by sendqd */
+		{ "[sendq]\nadmin_group = adm wheel\n",
+		  "sendq.ini:2: [sendq] admin_group: only one name may be "
+		  "given (allowed: a group name; names of letters, digits, "
+		  "'.', '_', '-' (not first) and a final '$', at most 32 "
+		  "characters each)" },
+		{ "[sendq]\nsubmit_users = alice -bob\n",
+		  "sendq.ini:2: [sendq] submit_users: \"-bob\" is not a valid "
+		  "name (allowed: space-separated user names; names of "
+		  "letters, digits, '.', '_', '-' (not first) and a final "
+		  "'$', at most 32 characters each)" },
+		{ "[sendq]\nsubmit_groups = mail 1000\n",
+		  "sendq.ini:2: [sendq] submit_groups: \"1000\" is not a valid "
+		  "name (allowed: space-separated group names; names of "
+		  "letters, digits, '.', '_', '-' (not first) and a final "
+		  "'$', at most 32 characters each)" },
+		{ "[sendq]\nsubmit_users = a b a\n",
+		  "sendq.ini:2: [sendq] submit_users: \"a\" is given twice" },
+		{ "[sendq]\nsubmit_users = a$b\n",
+		  "sendq.ini:2: [sendq] submit_users: \"a$b\" is not a valid "
+		  "name (allowed: space-separated user names; names of "
+		  "letters, digits, '.', '_', '-' (not first) and a final "
+		  "'$', at most 32 characters each)" },
 		{ "[queue]\nretry_maximum = 1h\n",
 		  "sendq.ini:2: [queue] retry_maximum: unknown key "
 		  "(allowed: retry_min, retry_max, max_age, bounce, "
-		  "admin_address, delay_warning)" },
+		  "admin_address, delay_warning, min_free_space, "
+		  "max_messages_per_user, max_bytes_per_user)" },
 		{ "[smarthost primary]\nhost = smtp.example.com\n; c\n\n"
 		  "\n\ntls = startls\n",
 		  "sendq.ini:7: [smarthost primary] tls: \"startls\" is not "
@@ -1738,7 +1763,8 @@ Test(config, shipped_example_documents_every_key_validly)
 	    "session_max", "control_socket", "retry_max", "max_age",
 	    "bounce", "admin_address", "delay_warning", "max_connections",
 	    "messages_per_connection", "idle_timeout", "match_sender",
-	    "match_recipient", "fallback", "rate", "state_dir",
+	    "match_recipient", "fallback", "rate", "admin_group",
+	    "submit_users", "submit_groups", "state_dir",
 	    "oauth_provider", "oauth_tenant", "oauth_token_endpoint",
 	    "oauth_device_endpoint", "oauth_client_id",
 	    "oauth_client_secret_file", "oauth_client_secret_credential",
@@ -2028,4 +2054,38 @@ Test(config, oauth_errors)
 		cr_assert(strstr(test_err.msg, bad[i][1]) != NULL, "%s: %s",
 		    bad[i][1], test_err.msg);
 	}
+}
+
+/* --- local rights (issue 10) ------------------------------------------ */
+
+Test(config, rights_keys_default_to_unset)
+{
+	test_load_ok("[smarthost s]\nhost = s.example\n");
+	cr_assert_null(test_cfg->admin_group.names);
+	cr_assert_eq(test_cfg->admin_group.n, 0);
+	cr_assert_eq(test_cfg->admin_group.line, 0);
+	cr_assert_null(test_cfg->submit_users.names);
+	cr_assert_null(test_cfg->submit_groups.names);
+}
+
+Test(config, rights_keys_keep_names_and_lines)
+{
+	test_load_ok("[sendq]\nadmin_group = mailadm\n"
+	    "submit_users = alice  bob.smith www-data host$\n"
+	    "submit_groups = staff\n"
+	    "[smarthost s]\nhost = s.example\n");
+	cr_assert_eq(test_cfg->admin_group.n, 1);
+	cr_assert_str_eq(test_cfg->admin_group.names[0], "mailadm");
+	cr_assert_null(test_cfg->admin_group.names[1]);
+	cr_assert_eq(test_cfg->admin_group.line, 2);
+	cr_assert_eq(test_cfg->submit_users.n, 4);
+	cr_assert_str_eq(test_cfg->submit_users.names[0], "alice");
+	cr_assert_str_eq(test_cfg->submit_users.names[1], "bob.smith");
+	cr_assert_str_eq(test_cfg->submit_users.names[2], "www-data");
+	cr_assert_str_eq(test_cfg->submit_users.names[3], "host$");
+	cr_assert_null(test_cfg->submit_users.names[4]);
+	cr_assert_eq(test_cfg->submit_users.line, 3);
+	cr_assert_eq(test_cfg->submit_groups.n, 1);
+	cr_assert_str_eq(test_cfg->submit_groups.names[0], "staff");
+	cr_assert_eq(test_cfg->submit_groups.line, 4);
 }

@@ -24,26 +24,36 @@ struct drv {
 	char				 body[262144];
 	size_t				 body_len;
 	int				 data_ok;
+	const char			*refuse_data;	/* data_refuse() */
+	const char			*refuse_end;	/* at DATA / END */
 	enum intake_proto_result	 result;
 	int				 n_data, n_end, n_abort, closed;
 	size_t				 taken;	/* bytes the core took */
 };
 
 static void
-drv_init(struct drv *d, uint64_t max_size, size_t max_rcpts,
-    enum intake_proto_greeting greeting)
+drv_init_junk(struct drv *d, uint64_t max_size, size_t max_rcpts,
+    enum intake_proto_greeting greeting, unsigned max_junk)
 {
 	struct intake_proto_params params = {
 		.hostname = "mx.test",
 		.max_message_size = max_size,
 		.max_recipients = max_rcpts,
 		.greeting = greeting,
+		.max_junk_commands = max_junk,
 	};
 
 	memset(d, 0, sizeof(*d));
 	d->data_ok = 1;
 	d->result = INTAKE_PROTO_QUEUED;
 	d->p = intake_proto_new(&params);
+}
+
+static void
+drv_init(struct drv *d, uint64_t max_size, size_t max_rcpts,
+    enum intake_proto_greeting greeting)
+{
+	drv_init_junk(d, max_size, max_rcpts, greeting, 0);
 }
 
 static void
@@ -75,7 +85,10 @@ drv_events(struct drv *d)
 		case INTAKE_PROTO_EV_DATA:
 			d->n_data++;
 			d->body_len = 0;
-			intake_proto_data_start(d->p, d->data_ok);
+			if (d->refuse_data != NULL)
+				intake_proto_data_refuse(d->p, d->refuse_data);
+			else
+				intake_proto_data_start(d->p, d->data_ok);
 			break;
 		case INTAKE_PROTO_EV_BODY:
 			cr_assert(ev.len > 0);
@@ -89,7 +102,10 @@ drv_events(struct drv *d)
 			break;
 		case INTAKE_PROTO_EV_END:
 			d->n_end++;
-			intake_proto_data_done(d->p, d->result, "ID1");
+			if (d->refuse_end != NULL)
+				intake_proto_data_refuse(d->p, d->refuse_end);
+			else
+				intake_proto_data_done(d->p, d->result, "ID1");
 			break;
 		case INTAKE_PROTO_EV_CLOSE:
 			d->closed = 1;
@@ -832,6 +848,212 @@ Test(intake_proto, flood_of_pipelined_commands_keeps_output_bounded)
 	intake_proto_free(p);
 }
 
+/* ------------------------------------------------------------ junk limit */
+
+Test(intake_proto, junk_beyond_the_limit_is_421_4_7_0_and_close)
+{
+	struct drv d;
+
+	drv_init_junk(&d, 0, 0, INTAKE_PROTO_GREET, 4);
+	drv_feed(&d, "HELO c\r\nNOOP\r\nRSET\r\nVRFY root\r\nHELP\r\n"
+	    "NOOP\r\nNOOP\r\n");
+	cr_assert_str_eq(drv_replies(&d), "250 mx.test|250 2.0.0 Ok|"
+	    "250 2.0.0 Ok|252 2.0.0 Cannot VRFY user, but will accept "
+	    "message and attempt delivery|214 2.0.0 Commands: EHLO HELO "
+	    "MAIL RCPT DATA RSET NOOP VRFY HELP QUIT|421 4.7.0 mx.test "
+	    "Error: too many commands that carry no mail (at most 4), "
+	    "closing|");
+	cr_assert(d.closed);
+	/* Nothing after the fifth junk command was read. */
+	cr_assert_eq(d.taken, strlen("HELO c\r\nNOOP\r\nRSET\r\nVRFY "
+	    "root\r\nHELP\r\nNOOP\r\n"));
+	drv_fini(&d);
+}
+
+struct junk_case {
+	char	cmd[32];
+};
+
+static struct junk_case junk_cases[] = {
+	{ "NOOP" }, { "RSET" }, { "VRFY root" }, { "EXPN list" },
+	{ "HELP" }, { "ETRN example.org" }, { "STARTTLS" }, { "BDAT 1" },
+	{ "BOGUS" }, { "" }, { "EHLO again" }, { "HELO again" },
+};
+
+ParameterizedTestParameters(intake_proto, every_kind_of_junk_counts)
+{
+	return cr_make_param_array(struct junk_case, junk_cases,
+	    sizeof(junk_cases) / sizeof(junk_cases[0]));
+}
+
+ParameterizedTest(struct junk_case *c, intake_proto, every_kind_of_junk_counts)
+{
+	struct drv d;
+	char line[64];
+	int i;
+
+	drv_init_junk(&d, 0, 0, INTAKE_PROTO_GREET, 3);
+	drv_feed(&d, "EHLO c\r\n");
+	snprintf(line, sizeof(line), "%s\r\n", c->cmd);
+	for (i = 0; i < 3; i++)
+		drv_feed(&d, line);
+	cr_assert_not(d.closed, "%s: %s", c->cmd, drv_replies(&d));
+	cr_assert_null(strstr(d.out, "421"), "%s", c->cmd);
+	drv_feed(&d, line);
+	cr_assert(d.closed, "%s: %s", c->cmd, drv_replies(&d));
+	cr_assert_not_null(strstr(d.out, "421 4.7.0 mx.test Error: too many "
+	    "commands that carry no mail"), "%s: %s", c->cmd, d.out);
+	drv_fini(&d);
+}
+
+Test(intake_proto, mail_commands_are_not_junk)
+{
+	struct drv d;
+	int i;
+
+	drv_init_junk(&d, 0, 0, INTAKE_PROTO_GREET, 1);
+	drv_feed(&d, "EHLO c\r\n");
+	for (i = 0; i < 5; i++)
+		drv_feed(&d, "MAIL FROM:<a@example.org>\r\n"
+		    "RCPT TO:<b@example.org>\r\nRCPT TO:<c@example.org>\r\n"
+		    "DATA\r\nx\r\n.\r\n");
+	cr_assert_not(d.closed, "%s", drv_replies(&d));
+	cr_assert_eq(d.n_end, 5);
+	drv_fini(&d);
+}
+
+Test(intake_proto, junk_count_starts_again_after_an_accepted_message)
+{
+	struct drv d;
+
+	drv_init_junk(&d, 0, 0, INTAKE_PROTO_GREET, 2);
+	drv_feed(&d, "EHLO c\r\nNOOP\r\nNOOP\r\n"
+	    "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n"
+	    "DATA\r\nx\r\n.\r\nNOOP\r\nRSET\r\n");
+	cr_assert_not(d.closed, "%s", drv_replies(&d));
+	cr_assert_eq(d.n_end, 1);
+	drv_feed(&d, "NOOP\r\n");
+	cr_assert(d.closed, "%s", drv_replies(&d));
+	drv_fini(&d);
+}
+
+Test(intake_proto, recipients_beyond_the_limit_are_junk)
+{
+	struct drv d;
+	int i;
+
+	drv_init_junk(&d, 0, 1, INTAKE_PROTO_GREET, 3);
+	drv_feed(&d, "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
+	    "RCPT TO:<b@example.org>\r\n");
+	for (i = 0; i < 3; i++)
+		drv_feed(&d, "RCPT TO:<c@example.org>\r\n");
+	cr_assert_not(d.closed);
+	drv_feed(&d, "RCPT TO:<c@example.org>\r\n");
+	cr_assert(d.closed, "%s", drv_replies(&d));
+	drv_fini(&d);
+}
+
+Test(intake_proto, junk_and_partial_lines_are_no_progress)
+{
+	struct drv d;
+	uint64_t before;
+
+	drv_init_junk(&d, 0, 0, INTAKE_PROTO_GREET, 0);
+	before = intake_proto_progress(d.p);
+	drv_feed(&d, "NOOP\r\nRSET\r\nVRFY x\r\nHELP\r\nBOGUS\r\n");
+	cr_assert_eq(intake_proto_progress(d.p), before);
+	drv_feed(&d, "EHLO c\r\n");
+	cr_assert_gt(intake_proto_progress(d.p), before);
+	before = intake_proto_progress(d.p);
+	/* A command sent a byte at a time is no progress until its end. */
+	drv_feed(&d, "M");
+	drv_feed(&d, "AIL FROM:<a@exa");
+	cr_assert_eq(intake_proto_progress(d.p), before);
+	drv_feed(&d, "mple.org>\r\n");
+	cr_assert_gt(intake_proto_progress(d.p), before);
+	drv_feed(&d, "RCPT TO:<b@example.org>\r\nDATA\r\n");
+	before = intake_proto_progress(d.p);
+	/* Message data is. */
+	drv_feed(&d, "Subject: x\r\n");
+	cr_assert_gt(intake_proto_progress(d.p), before);
+	before = intake_proto_progress(d.p);
+	drv_feed(&d, "\r\nbody\r\n.\r\nNOOP\r\n");
+	cr_assert_gt(intake_proto_progress(d.p), before);
+	before = intake_proto_progress(d.p);
+	drv_feed(&d, "NOOP\r\n");
+	cr_assert_eq(intake_proto_progress(d.p), before);
+	drv_fini(&d);
+}
+
+Test(intake_proto, refused_at_data_is_452_4_3_1_with_the_text_and_keeps_txn)
+{
+	struct drv d;
+
+	drv_init_junk(&d, 0, 0, INTAKE_PROTO_GREET, 0);
+	d.refuse_data = "uid 1000 has 2 messages queued: the limit is "
+	    "max_messages_per_user = 2";
+	drv_feed(&d, "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
+	    "RCPT TO:<b@example.org>\r\nDATA\r\n");
+	cr_assert_not_null(strstr(drv_replies(&d), "250 2.1.5 Ok|452 4.3.1 "
+	    "uid 1000 has 2 messages queued: the limit is "
+	    "max_messages_per_user = 2|"), "%s", drv_replies(&d));
+	/* The transaction stays: DATA may be tried again. */
+	d.refuse_data = NULL;
+	drv_feed(&d, "DATA\r\nx\r\n.\r\n");
+	cr_assert_not_null(strstr(drv_replies(&d), "|354 End data with "
+	    "<CR><LF>.<CR><LF>|250 2.0.0 Ok: queued as ID1|"), "%s",
+	    drv_replies(&d));
+	drv_fini(&d);
+}
+
+Test(intake_proto, refused_at_end_is_452_4_3_1_and_ends_the_transaction)
+{
+	struct drv d;
+
+	drv_init_junk(&d, 0, 0, INTAKE_PROTO_GREET, 0);
+	d.refuse_end = "Insufficient system storage\r\n, try again later";
+	drv_feed(&d, "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
+	    "RCPT TO:<b@example.org>\r\nDATA\r\nx\r\n.\r\nDATA\r\n");
+	cr_assert_not_null(strstr(drv_replies(&d), "|354 End data with "
+	    "<CR><LF>.<CR><LF>|452 4.3.1 Insufficient system storage??, "
+	    "try again later|503 5.5.1 Error: need MAIL command|"), "%s",
+	    drv_replies(&d));
+	drv_fini(&d);
+}
+
+Test(intake_proto, refused_data_counts_as_junk)
+{
+	struct drv d;
+	int i;
+
+	drv_init_junk(&d, 0, 0, INTAKE_PROTO_GREET, 3);
+	d.refuse_data = "full";
+	drv_feed(&d, "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
+	    "RCPT TO:<b@example.org>\r\n");
+	for (i = 0; i < 3; i++)
+		drv_feed(&d, "DATA\r\n");
+	cr_assert_not(d.closed);
+	drv_feed(&d, "DATA\r\n");
+	cr_assert(d.closed, "%s", drv_replies(&d));
+	cr_assert_not_null(strstr(drv_replies(&d), "452 4.3.1 full|421 4.7.0 "
+	    "mx.test Error: too many commands that carry no mail"), "%s",
+	    drv_replies(&d));
+	drv_fini(&d);
+}
+
+Test(intake_proto, peer_busy_is_421_4_7_0_and_close)
+{
+	struct drv d;
+
+	drv_init(&d, 0, 0, INTAKE_PROTO_PEER_BUSY);
+	drv_feed(&d, "EHLO c\r\n");
+	cr_assert(d.closed);
+	cr_assert_str_eq(d.out, "421 4.7.0 mx.test Error: too many "
+	    "connections from you, try again later\r\n");
+	cr_assert_eq(d.taken, 0);
+	drv_fini(&d);
+}
+
 /* ---------------------------------------------------------------- config */
 
 #define CFG_BASE	"[smarthost a]\nhost = 127.0.0.1\ntls = none\n"
@@ -857,7 +1079,43 @@ Test(intake_config, defaults_have_no_listener)
 	cr_assert_eq(cfg->intake.max_clients, 100);
 	cr_assert_eq(cfg->intake.timeout, 300);
 	cr_assert_eq(cfg->intake.n_allow_networks, 0);
+	cr_assert_eq(cfg->intake.max_clients_per_peer, 10);
+	cr_assert_eq(cfg->intake.max_junk_commands, 100);
+	cr_assert_eq(cfg->min_free_space, 100ULL * 1024 * 1024);
+	cr_assert_eq(cfg->max_messages_per_user, 10000);
+	cr_assert_eq(cfg->max_bytes_per_user, 1024ULL * 1024 * 1024);
 	config_free(cfg);
+}
+
+Test(intake_config, guards_take_values_and_0_turns_them_off)
+{
+	struct config *cfg;
+	struct sq_err err = { 0 };
+
+	cr_assert_eq(cfg_load("[queue]\nmin_free_space = 0\n"
+	    "max_messages_per_user = 0\nmax_bytes_per_user = 0\n"
+	    "[intake]\nmax_clients_per_peer = 0\nmax_junk_commands = 0\n",
+	    &cfg, &err), 0, "%s", err.msg);
+	cr_assert_eq(cfg->min_free_space, 0);
+	cr_assert_eq(cfg->max_messages_per_user, 0);
+	cr_assert_eq(cfg->max_bytes_per_user, 0);
+	cr_assert_eq(cfg->intake.max_clients_per_peer, 0);
+	cr_assert_eq(cfg->intake.max_junk_commands, 0);
+	config_free(cfg);
+	cr_assert_eq(cfg_load("[queue]\nmin_free_space = 2G\n"
+	    "max_messages_per_user = 2\nmax_bytes_per_user = 64K\n"
+	    "[intake]\nmax_clients_per_peer = 3\nmax_junk_commands = 7\n",
+	    &cfg, &err), 0, "%s", err.msg);
+	cr_assert_eq(cfg->min_free_space, 2ULL << 30);
+	cr_assert_eq(cfg->max_messages_per_user, 2);
+	cr_assert_eq(cfg->max_bytes_per_user, 64 * 1024);
+	cr_assert_eq(cfg->intake.max_clients_per_peer, 3);
+	cr_assert_eq(cfg->intake.max_junk_commands, 7);
+	config_free(cfg);
+	cr_assert_neq(cfg_load("[queue]\nmin_free_space = 2T\n", &cfg,
+	    &err), 0);
+	cr_assert_not_null(strstr(err.msg, "[queue] min_free_space"), "%s",
+	    err.msg);
 }
 
 Test(intake_config, listen_list_and_limits_are_parsed)
@@ -954,7 +1212,7 @@ ParameterizedTestParameters(intake_config, bad_values_name_file_line_key)
 		{ "[intake]\nfoo = 1\n",
 		    "sendq.ini:5: [intake] foo: unknown key (allowed: listen, "
 		    "max_message_size, max_recipients, max_clients, timeout, "
-		    "allow_networks)" },
+		    "max_clients_per_peer, max_junk_commands, allow_networks)" },
 		{ "[intake]\n[intake]\n",
 		    "sendq.ini:5: [intake]: duplicate section (first at "
 		    "line 4)" },

@@ -109,8 +109,8 @@ test_list(int json)
 {
 	struct sq_err err = { 0 };
 
-	cr_assert_eq(queue_view_list(test_dir, json, NULL, NULL, &test_out,
-	    &err), 0, "%s", err.msg);
+	cr_assert_eq(queue_view_list(test_dir, QUEUE_VIEW_ALL_UIDS, json,
+	    NULL, NULL, &test_out, &err), 0, "%s", err.msg);
 }
 
 static const char test_msg[] =
@@ -199,8 +199,8 @@ Test(queue_view, message_the_daemon_delivers_now_is_active)
 	test_queue("alice@example.org", "x@example.net", test_msg, a);
 	test_queue("alice@example.org", "y@example.net", test_msg, b);
 	test_update(b, 0, 1, NULL);	/* active wins over held */
-	cr_assert_eq(queue_view_list(test_dir, 1, test_is_active, b,
-	    &test_out, &err), 0, "%s", err.msg);
+	cr_assert_eq(queue_view_list(test_dir, QUEUE_VIEW_ALL_UIDS, 1,
+	    test_is_active, b, &test_out, &err), 0, "%s", err.msg);
 	cr_expect_not_null(strstr(test_text(), "\"state\":\"queued\""));
 	cr_expect_not_null(strstr(test_text(), "\"state\":\"active\""));
 	cr_expect_lt(strstr(test_text(), "\"state\":\"queued\""),
@@ -318,8 +318,8 @@ Test(queue_view, list_of_a_missing_spool_is_enoent)
 	struct sq_err err = { 0 };
 	char *dir = xasprintf("%s/nonexistent", test_root);
 
-	cr_expect_eq(queue_view_list(dir, 0, NULL, NULL, &test_out, &err),
-	    -ENOENT);
+	cr_expect_eq(queue_view_list(dir, QUEUE_VIEW_ALL_UIDS, 0, NULL, NULL,
+	    &test_out, &err), -ENOENT);
 	cr_expect_neq(err.msg[0], '\0');
 	free(dir);
 }
@@ -332,8 +332,8 @@ Test(queue_view, output_beyond_the_buffer_maximum_is_elimit)
 	test_queue("alice@example.org", "bob@example.net", test_msg, id);
 	buf_fini(&test_out);
 	buf_init(&test_out, 40);
-	cr_expect_eq(queue_view_list(test_dir, 0, NULL, NULL, &test_out,
-	    &err), SQ_ELIMIT);
+	cr_expect_eq(queue_view_list(test_dir, QUEUE_VIEW_ALL_UIDS, 0, NULL,
+	    NULL, &test_out, &err), SQ_ELIMIT);
 	cr_expect_leq(test_out.len, 40);
 }
 
@@ -344,8 +344,8 @@ Test(queue_view, show_text_has_envelope_and_header_but_not_body)
 
 	test_queue("alice@example.org", "bob@example.net", test_msg, id);
 	test_update(id, 4, 0, "421 closing");
-	cr_assert_eq(queue_view_show(test_dir, id, 0, NULL, NULL, &test_out,
-	    &err), 0, "%s", err.msg);
+	cr_assert_eq(queue_view_show(test_dir, id, QUEUE_VIEW_ALL_UIDS, 0,
+	    NULL, NULL, &test_out, &err), 0, "%s", err.msg);
 	cr_expect_not_null(strstr(test_text(), id));
 	cr_expect_not_null(strstr(test_text(), "state:        deferred\n"));
 	cr_expect_not_null(strstr(test_text(),
@@ -365,8 +365,8 @@ Test(queue_view, show_json_has_headers_and_flags)
 
 	test_queue("alice@example.org", "bob@example.net", test_msg, id);
 	test_update(id, 1, 1, NULL);
-	cr_assert_eq(queue_view_show(test_dir, id, 1, NULL, NULL, &test_out,
-	    &err), 0, "%s", err.msg);
+	cr_assert_eq(queue_view_show(test_dir, id, QUEUE_VIEW_ALL_UIDS, 1,
+	    NULL, NULL, &test_out, &err), 0, "%s", err.msg);
 	cr_expect_eq(test_text()[0], '{');
 	cr_expect_not_null(strstr(test_text(), "\"held\":true"));
 	cr_expect_not_null(strstr(test_text(), "\"state\":\"held\""));
@@ -388,8 +388,8 @@ Test(queue_view, show_of_a_long_header_is_truncated)
 	msg[n] = '\0';
 	test_queue("alice@example.org", "bob@example.net", msg, id);
 	free(msg);
-	cr_assert_eq(queue_view_show(test_dir, id, 1, NULL, NULL, &test_out,
-	    &err), 0, "%s", err.msg);
+	cr_assert_eq(queue_view_show(test_dir, id, QUEUE_VIEW_ALL_UIDS, 1,
+	    NULL, NULL, &test_out, &err), 0, "%s", err.msg);
 	cr_expect_not_null(strstr(test_text(), "\"headers_truncated\":true"));
 }
 
@@ -397,11 +397,13 @@ Test(queue_view, show_of_an_unknown_id_is_enotfound)
 {
 	struct sq_err err = { 0 };
 
-	cr_expect_eq(queue_view_show(test_dir, "0123456789ABCDEF012", 0, NULL,
-	    NULL, &test_out, &err), SQ_ENOTFOUND);
+	cr_expect_eq(queue_view_show(test_dir, "0123456789ABCDEF012",
+	    QUEUE_VIEW_ALL_UIDS, 0, NULL, NULL, &test_out, &err),
+	    SQ_ENOTFOUND);
 	cr_expect_not_null(strstr(err.msg, "0123456789ABCDEF012"));
-	cr_expect_eq(queue_view_show(test_dir, "../../etc/passwd", 0, NULL,
-	    NULL, &test_out, &err), SQ_ENOTFOUND);
+	cr_expect_eq(queue_view_show(test_dir, "../../etc/passwd",
+	    QUEUE_VIEW_ALL_UIDS, 0, NULL, NULL, &test_out, &err),
+	    SQ_ENOTFOUND);
 	cr_expect_eq(test_out.len, 0);
 }
 
@@ -414,4 +416,108 @@ Test(queue_view, request_to_a_missing_socket_is_enoent)
 	    -ENOENT);
 	cr_expect_not_null(strstr(err.msg, path));
 	free(path);
+}
+
+/* --- filtered by uid (issue 10) ---------------------------------------- */
+
+/* Queue a message owned by uid. */
+static void
+test_queue_uid(long uid, const char *sender, const char *subject, char *id)
+{
+	struct spool_writer *w;
+	struct envelope *env;
+	struct sq_err err = { 0 };
+	char text[256];
+
+	snprintf(text, sizeof(text), "Subject: %s\r\n\r\nbody\r\n", subject);
+	cr_assert_eq(spool_writer_begin(test_sp, &w, &err), 0, "%s", err.msg);
+	cr_assert_eq(spool_writer_write(w, text, strlen(text), &err), 0);
+	env = envelope_new();
+	envelope_set_sender(env, sender);
+	envelope_add_rcpt(env, "rcpt@example.net");
+	env->uid = uid;
+	env->created = (int64_t)time(NULL) - 60;
+	cr_assert_eq(spool_writer_commit(w, env, &err), 0, "%s", err.msg);
+	strcpy(id, env->id);
+	envelope_free(env);
+}
+
+Test(queue_view, list_filtered_shows_only_that_uids_messages)
+{
+	char a[ENVELOPE_ID_MAX], b[ENVELOPE_ID_MAX], c[ENVELOPE_ID_MAX];
+	struct sq_err err = { 0 };
+	const char *out;
+
+	test_queue_uid(1001, "alice@example.org", "one", a);
+	test_queue_uid(1002, "bob@example.org", "two", b);
+	test_queue_uid(1001, "alice@example.org", "three", c);
+	cr_assert_eq(queue_view_list(test_dir, 1001, 0, NULL, NULL,
+	    &test_out, &err), 0, "%s", err.msg);
+	out = test_text();
+	cr_expect_not_null(strstr(out, a));
+	cr_expect_not_null(strstr(out, c));
+	cr_expect_null(strstr(out, b));
+	cr_expect_null(strstr(out, "bob@example.org"));
+	cr_expect_not_null(strstr(out, "in 2 messages."), "%s", out);
+
+	test_out.len = 0;
+	cr_assert_eq(queue_view_list(test_dir, 1002, 1, NULL, NULL,
+	    &test_out, &err), 0, "%s", err.msg);
+	out = test_text();
+	cr_expect_not_null(strstr(out, b));
+	cr_expect_null(strstr(out, a));
+	cr_expect_null(strstr(out, c));
+
+	test_out.len = 0;
+	cr_assert_eq(queue_view_list(test_dir, 4242, 0, NULL, NULL,
+	    &test_out, &err), 0, "%s", err.msg);
+	cr_expect_str_eq(test_text(), "Mail queue is empty\n");
+
+	test_out.len = 0;
+	cr_assert_eq(queue_view_list(test_dir, QUEUE_VIEW_ALL_UIDS, 0, NULL,
+	    NULL, &test_out, &err), 0, "%s", err.msg);
+	out = test_text();
+	cr_expect_not_null(strstr(out, a));
+	cr_expect_not_null(strstr(out, b));
+	cr_expect_not_null(strstr(out, c));
+}
+
+Test(queue_view, show_of_another_uids_message_reads_like_a_missing_one)
+{
+	char mine[ENVELOPE_ID_MAX], theirs[ENVELOPE_ID_MAX];
+	char missing[ENVELOPE_ID_MAX], want[128];
+	struct sq_err err = { 0 }, err2 = { 0 };
+	int json;
+
+	test_queue_uid(1001, "alice@example.org", "mine", mine);
+	test_queue_uid(1002, "bob@example.org", "theirs", theirs);
+	/* An id of the same shape that is not queued. */
+	strcpy(missing, theirs);
+	missing[strlen(missing) - 1] = missing[strlen(missing) - 1] == '0' ?
+	    '1' : '0';
+	for (json = 0; json <= 1; json++) {
+		test_out.len = 0;
+		cr_assert_eq(queue_view_show(test_dir, mine, 1001, json, NULL,
+		    NULL, &test_out, &err), 0, "%s", err.msg);
+		cr_expect_not_null(strstr(test_text(), "Subject: mine"));
+
+		test_out.len = 0;
+		memset(&err, 0, sizeof(err));
+		cr_expect_eq(queue_view_show(test_dir, theirs, 1001, json,
+		    NULL, NULL, &test_out, &err), SQ_ENOTFOUND);
+		snprintf(want, sizeof(want), "no message %s", theirs);
+		cr_expect_str_eq(err.msg, want);
+		cr_expect_eq(test_out.len, 0);
+
+		memset(&err2, 0, sizeof(err2));
+		cr_expect_eq(queue_view_show(test_dir, missing, 1001, json,
+		    NULL, NULL, &test_out, &err2), SQ_ENOTFOUND);
+		snprintf(want, sizeof(want), "no message %s", missing);
+		cr_expect_str_eq(err2.msg, want);
+	}
+	/* Unfiltered, the other's message is there. */
+	test_out.len = 0;
+	cr_assert_eq(queue_view_show(test_dir, theirs, QUEUE_VIEW_ALL_UIDS, 0,
+	    NULL, NULL, &test_out, &err), 0, "%s", err.msg);
+	cr_expect_not_null(strstr(test_text(), "Subject: theirs"));
 }

@@ -58,7 +58,7 @@ static void
 test_proto_event_str(const struct smtp_proto_event *ev, char *s, size_t n)
 {
 	static const char *const fails[] = {
-		"NONE", "CONN", "PROTO", "TLS", "RESP", "AUTH"
+		"NONE", "CONN", "PROTO", "TLS", "RESP", "AUTH", "BODY"
 	};
 
 	switch (ev->type) {
@@ -1895,5 +1895,194 @@ Test(smtp_proto, longest_address_with_full_dsn_parameters_fits_a_command)
 	    0);
 	smtp_proto_consumed(p, len);
 	cr_assert_not(smtp_proto_next_event(p, &ev));
+	smtp_proto_free(p);
+}
+
+/* The safety net (RFC 5322 2.1.1): a body with a NUL or a line over 998
+ * octets (an old or damaged spool file) fails the session with
+ * FAIL_BODY, and the final dot is never produced, so the server
+ * discards the partial message. */
+static void
+test_body_refused(const char *body, size_t len, const char *why)
+{
+	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto_event ev;
+	const void *data;
+	size_t olen;
+
+	TEST_RUN(p, TEST_HELLO, "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
+	    "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
+	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n",
+	    "E:NEED_BODY");
+	smtp_proto_body(p, body, len, 1);
+	cr_assert_eq(smtp_proto_next_event(p, &ev), 1);
+	cr_assert_eq(ev.type, SMTP_PROTO_EV_FAILED);
+	cr_assert_eq(ev.fail, SMTP_PROTO_FAIL_BODY);
+	cr_assert_not_null(strstr(ev.reply.text, why), "%s", ev.reply.text);
+	smtp_proto_output(p, &data, &olen);
+	cr_assert(olen < 3 || memmem(data, olen, "\r\n.\r\n", 5) == NULL,
+	    "the final dot was produced");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, body_with_nul_fails_without_final_dot)
+{
+	static const char body[] = "Subject: x\n\nab\0c\n";
+
+	test_body_refused(body, sizeof(body) - 1,
+	    "line 3 contains a NUL byte");
+}
+
+Test(smtp_proto, body_line_over_998_octets_fails_without_final_dot)
+{
+	static char body[1200];
+
+	memcpy(body, "Subject: x\r\n\r\n", 14);
+	memset(body + 14, 'x', 999);
+	memcpy(body + 14 + 999, "\r\n", 2);
+	test_body_refused(body, 14 + 999 + 2,
+	    "line 3 is longer than 998 octets");
+}
+
+Test(smtp_proto, body_line_of_998_octets_and_dots_are_sent)
+{
+	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	static char body[1100];
+	const void *data;
+	size_t len;
+
+	body[0] = '.';	/* the stuffed dot is not counted */
+	memset(body + 1, 'y', 997);
+	memcpy(body + 998, "\n", 1);
+	TEST_RUN(p, TEST_HELLO, "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
+	    "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
+	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n",
+	    "E:NEED_BODY");
+	smtp_proto_body(p, body, 999, 1);
+	smtp_proto_output(p, &data, &len);
+	cr_assert_eq(len, 999 + 1 + 1 + 3);
+	smtp_proto_consumed(p, len);
+	TEST_RUN(p, "S:250 Ok\r\n", "E:TXN_DONE 250", "E:READY");
+	smtp_proto_free(p);
+}
+
+/* Steps: what each event's reply answered (smtp_conn's phase facts). */
+
+Test(smtp_proto, events_name_the_step_their_reply_answered)
+{
+	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+
+	cr_assert_eq(smtp_proto_step(p), SMTP_PROTO_STEP_GREETING);
+	TEST_PART(p, TEST_HELLO, "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
+	    "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
+	    "E:RCPT_STATUS 0 250");
+	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_RCPT);
+	TEST_PART(p, "C:DATA\r\n", "S:354 go\r\n", "E:NEED_BODY",
+	    "!last:x", "C:x\r\n.\r\n");
+	cr_assert_eq(smtp_proto_step(p), SMTP_PROTO_STEP_END);
+	TEST_PART(p, "S:250 2.0.0 Ok\r\n", "E:TXN_DONE 250");
+	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_END);
+	TEST_RUN(p, "E:READY");
+	cr_assert_eq(smtp_proto_step(p), SMTP_PROTO_STEP_IDLE);
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, a_refused_mail_or_data_names_its_step)
+{
+	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+
+	TEST_PART(p, TEST_HELLO, "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:550 5.7.1 not you\r\n", "E:TXN_DONE 550");
+	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_MAIL);
+	TEST_PART(p, "C:RSET\r\n", "S:250 Ok\r\n", "E:READY", "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
+	    "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
+	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:554 5.7.1 no\r\n",
+	    "E:TXN_DONE 554");
+	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_DATA);
+	TEST_RUN(p, "C:RSET\r\n", "S:250 Ok\r\n", "E:READY");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, every_rcpt_refused_names_rcpt_as_the_step)
+{
+	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+
+	test_txn = &test_txn2;
+	TEST_PART(p, TEST_HELLO, "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
+	    "C:RCPT TO:<nobody@example.net>\r\n", "S:550 5.7.1 no\r\n",
+	    "E:RCPT_STATUS 0 550",
+	    "C:RCPT TO:<bob@example.net>\r\n", "S:550 5.7.1 no\r\n",
+	    "E:RCPT_STATUS 1 550", "E:TXN_DONE 550");
+	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_RCPT);
+	TEST_RUN(p, "C:RSET\r\n", "S:250 Ok\r\n", "E:READY");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, a_failure_names_the_step_it_happened_in)
+{
+	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto_params params = {
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_PLAIN) };
+
+	TEST_RUN(p, "S:554 5.7.1 no SMTP service here\r\n",
+	    "E:FAILED RESP 554", "C:QUIT\r\n");
+	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_GREETING);
+	cr_assert_eq(smtp_proto_step(p), SMTP_PROTO_STEP_GREETING);
+	smtp_proto_free(p);
+
+	p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	TEST_RUN(p, TEST_HELLO, "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
+	    "C:RCPT TO:<bob@example.net>\r\n",
+	    "S:421 4.4.2 closing\r\n", "E:FAILED RESP 421");
+	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_RCPT);
+	smtp_proto_free(p);
+
+	p = test_proto_new(SMTP_PROTO_TLS_STARTTLS);
+	TEST_RUN(p, "S:220 mx.example.net ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx.example.net\r\n250 STARTTLS\r\n",
+	    "C:STARTTLS\r\n", "S:220 go ahead\r\n", "E:NEED_TLS",
+	    "!tls_fail", "E:FAILED TLS 0");
+	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_TLS);
+	smtp_proto_free(p);
+
+	p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	TEST_RUN(p, TEST_HELLO, "!eof", "E:FAILED CONN 0");
+	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_IDLE);
+	smtp_proto_free(p);
+
+	p = test_proto_new_params(&params);
+	TEST_RUN(p, "S:220 mx.example.net ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx.example.net\r\n250 AUTH PLAIN LOGIN\r\n",
+	    "C:AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n",
+	    "S:535 5.7.8 Authentication credentials invalid\r\n",
+	    "E:FAILED AUTH 535", "C:QUIT\r\n");
+	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_AUTH);
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, a_local_verdict_names_mail_as_the_step)
+{
+	static const struct smtp_proto_txn big = {
+		.sender = "alice@example.org", .rcpts = test_rcpts1,
+		.n_rcpts = 1, .size = 5000 };
+	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+
+	test_txn = &big;
+	TEST_PART(p, "S:220 mx.example.net ESMTP\r\n",
+	    "C:EHLO client.example\r\n",
+	    "S:250-mx.example.net\r\n250 SIZE 1000\r\n", "E:READY",
+	    "!mail", "E:TXN_DONE 552");
+	cr_assert(test_last_ev.reply.local);
+	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_MAIL);
+	TEST_RUN(p, "E:READY");
 	smtp_proto_free(p);
 }

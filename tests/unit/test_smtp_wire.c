@@ -657,3 +657,27 @@ Test(smtp_wire, encoder_output_never_has_a_bare_cr_or_lf)
 		cr_assert(n == 3 || memcmp(out + n - 5, "\r\n", 2) == 0);
 	}
 }
+
+/* RFC 5322 2.1.1: the encoder flags a NUL or a line over 998 octets (the
+ * stuffed dot and the line break not counted), with its line. */
+Test(smtp_wire, encoder_flags_nul_and_lines_over_998_octets)
+{
+	static char in[1100], out[SMTP_WIRE_ENC_BOUND(1100)];
+	struct smtp_wire_enc enc;
+
+	smtp_wire_enc_init(&enc);
+	in[0] = '.';
+	memset(in + 1, 'a', 997);
+	in[998] = '\n';
+	smtp_wire_enc(&enc, in, 999, 0, out);
+	cr_assert_eq(enc.bad, 0);
+	memset(in, 'b', 999);
+	smtp_wire_enc(&enc, in, 500, 0, out);
+	smtp_wire_enc(&enc, in + 500, 499, 0, out);
+	cr_assert_eq(enc.bad, SMTP_WIRE_ENC_LONG);
+	cr_assert_eq(enc.bad_line, 2);
+	smtp_wire_enc_init(&enc);
+	smtp_wire_enc(&enc, "a\r\nb\rc\0\n", 8, 1, out);
+	cr_assert_eq(enc.bad, SMTP_WIRE_ENC_NUL);
+	cr_assert_eq(enc.bad_line, 3);
+}

@@ -7,6 +7,7 @@
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 
 #include <dirent.h>
@@ -14,11 +15,14 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "msgfix.h"
 #include "spool.h"
 
 static char	 test_root[64];
@@ -228,7 +232,7 @@ Test(spool, small_writes_are_kept_in_order)
 	spool_close(sp);
 }
 
-Test(spool, directories_are_0700_and_files_0600_whatever_the_umask)
+Test(spool, directories_are_0700_spool_dir_0711_files_0600_whatever_the_umask)
 {
 	struct spool *sp;
 	const char *id;
@@ -237,7 +241,8 @@ Test(spool, directories_are_0700_and_files_0600_whatever_the_umask)
 	sp = test_open();
 	id = test_accept(sp, "hi\n", 3);
 	umask(022);
-	cr_assert_eq(test_mode(NULL, NULL), 0700);
+	/* Searchable, not listable: the drop helper passes through. */
+	cr_assert_eq(test_mode(NULL, NULL), 0711);
 	cr_assert_eq(test_mode("/tmp", NULL), 0700);
 	cr_assert_eq(test_mode("/queue", NULL), 0700);
 	{
@@ -583,6 +588,145 @@ Test(spool, ids_are_unique_and_list_returns_them_in_order)
 	spool_close(sp);
 }
 
+static int
+test_hexval(char c)
+{
+	return c >= 'A' ? c - 'A' + 10 : c - '0';
+}
+
+/* The 16 random hex digits of an id as a number. */
+static unsigned long long
+test_id_random(const char *id)
+{
+	unsigned long long v = 0;
+	int i;
+
+	for (i = 15; i < 31; i++)
+		v = v << 4 | (unsigned long long)test_hexval(id[i]);
+	return v;
+}
+
+Test(spool, new_ids_are_time_then_64_random_bits)
+{
+	struct spool *sp = test_open();
+	struct spool_writer *w;
+	struct sq_err err = { 0 };
+	char (*ids)[ENVELOPE_ID_MAX];
+	unsigned long long any = 0, all = ~0ULL, r;
+	long long secs;
+	time_t before = time(NULL), after;
+	int i, j, n = 1000;
+
+	ids = calloc((size_t)n, sizeof(*ids));
+	for (i = 0; i < n; i++) {
+		cr_assert_eq(spool_writer_begin(sp, &w, &err), 0, "%s",
+		    err.msg);
+		strcpy(ids[i], spool_writer_id(w));
+		spool_writer_abort(w);
+	}
+	after = time(NULL);
+	for (i = 0; i < n; i++) {
+		cr_assert_eq(strlen(ids[i]), 31, "%s", ids[i]);
+		cr_assert_eq(strspn(ids[i], "0123456789ABCDEF"), 31, "%s",
+		    ids[i]);
+		cr_assert(spool_id_valid(ids[i]), "%s", ids[i]);
+		/* The first 10 digits are the seconds of arrival. */
+		for (secs = 0, j = 0; j < 10; j++)
+			secs = secs * 16 + test_hexval(ids[i][j]);
+		cr_assert_geq(secs, (long long)before);
+		cr_assert_leq(secs, (long long)after);
+		r = test_id_random(ids[i]);
+		any |= r;
+		all &= r;
+		/* Arrival order: a later time prefix sorts later. */
+		if (i > 0 && strncmp(ids[i - 1], ids[i], 15) != 0)
+			cr_assert_lt(strcmp(ids[i - 1], ids[i]), 0, "%s %s",
+			    ids[i - 1], ids[i]);
+	}
+	/* Every one of the 64 bits varies: each is set in some id and
+	 * clear in another (a counter or a 32-bit value would fail). */
+	cr_assert_eq(any, ~0ULL, "%llx", any);
+	cr_assert_eq(all, 0ULL, "%llx", all);
+	for (i = 0; i < n; i++)
+		for (j = i + 1; j < n; j++)
+			cr_assert_neq(test_id_random(ids[i]),
+			    test_id_random(ids[j]));
+	free(ids);
+	spool_close(sp);
+}
+
+Test(spool, space_ok_refuses_new_mail_below_the_reserve)
+{
+	struct spool *sp = test_open();
+	struct sq_err err = { 0 };
+	struct statvfs vfs;
+	uint64_t avail;
+
+	cr_assert_eq(statvfs(test_dir, &vfs), 0);
+	avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	cr_assert_gt(avail, 1024 * 1024, "the test filesystem is full");
+	/* Off (the default), whatever comes. */
+	cr_assert_eq(spool_space_ok(sp, UINT64_MAX, &err), 0);
+	/* A reserve the filesystem has. */
+	spool_set_min_free(sp, 4096);
+	cr_assert_eq(spool_space_ok(sp, 0, &err), 0, "%s", err.msg);
+	cr_assert_eq(spool_space_ok(sp, 4096, &err), 0, "%s", err.msg);
+	/* A message that would take it below. */
+	cr_assert_eq(spool_space_ok(sp, avail, &err), -ENOSPC);
+	cr_assert_not_null(strstr(err.msg, "a message of this size would go "
+	    "below the reserve (min_free_space = 4096 bytes)"), "%s",
+	    err.msg);
+	cr_assert_not_null(strstr(err.msg, test_dir), "%s", err.msg);
+	/* Already below: even a message of unknown size. */
+	spool_set_min_free(sp, UINT64_MAX / 2);
+	memset(&err, 0, sizeof(err));
+	cr_assert_eq(spool_space_ok(sp, 0, &err), -ENOSPC);
+	cr_assert_eq(err.code, -ENOSPC);
+	cr_assert_not_null(strstr(err.msg, "bytes free, below the reserve"),
+	    "%s", err.msg);
+	/* The writers do not look at it: bounces still go in. */
+	test_accept(sp, "x\n", 2);
+	cr_assert_eq(test_count("queue"), 2);
+	spool_set_min_free(sp, 0);
+	cr_assert_eq(spool_space_ok(sp, 0, &err), 0);
+	spool_close(sp);
+}
+
+Test(spool, message_size_is_the_body_file_size)
+{
+	struct spool *sp = test_open();
+	struct sq_err err = { 0 };
+	uint64_t size = 0;
+	const char *id;
+
+	id = test_accept(sp, "Subject: x\n\nbody\n", 17);
+	cr_assert_eq(spool_message_size(sp, id, &size, &err), 0, "%s",
+	    err.msg);
+	cr_assert_eq(size, 17);
+	cr_assert_eq(spool_message_size(sp, "0065A1B2C3000014242", &size,
+	    &err), -ENOENT);
+	spool_close(sp);
+}
+
+Test(spool, files_of_ids_made_by_earlier_versions_are_still_found)
+{
+	struct spool *sp = test_open();
+	struct sq_err err = { 0 };
+	struct test_found f;
+	const char *id;
+
+	test_put("queue", "0065A1B2C3000040000.env", "sendq-envelope 1\n"
+	    "id 0065A1B2C3000040000\ncreated 1\nsender\nrcpt a@b\nend\n");
+	test_put("queue", "0065A1B2C3000040000.msg", "old\n");
+	id = test_accept(sp, "new\n", 4);
+	memset(&f, 0, sizeof(f));
+	cr_assert_eq(spool_recover(sp, test_collect, &f, &err), 2, "%s",
+	    err.msg);
+	cr_assert_str_eq(f.ids[0], "0065A1B2C3000040000");
+	cr_assert_str_eq(f.ids[1], id);
+	spool_close(sp);
+}
+
 Test(spool, write_failure_names_the_path_and_leaves_nothing_behind)
 {
 	struct spool *sp = test_open();
@@ -616,13 +760,21 @@ Test(spool, write_failure_names_the_path_and_leaves_nothing_behind)
 }
 
 struct id_case {
-	char	s[32];
+	char	s[40];
 	int	valid;
 };
 
 static struct id_case id_cases[] = {
-	{ "0065A1B2C3000014242", 1 },
+	{ "0065A1B2C30000100A1B2C3D4E5F60718", 0 },	/* 33 */
+	{ "0065A1B2C30000100A1B2C3D4E5F6071", 0 },	/* 32 */
+	{ "0065A1B2C30000100A1B2C3D4E5F607", 1 },	/* 31: current */
+	{ "0065A1B2C30000100A1B2C3D4E5F60", 0 },	/* 30 */
+	{ "0065A1B2C30000100a1b2c3d4e5f607", 0 },	/* lower case */
+	{ "0065A1B2C30000100A1B2C3D4E5F60G", 0 },
+	{ "0065A1B2C30000100A1B2C3D4E5F60/", 0 },
+	{ "0065A1B2C3000014242", 1 },	/* 19: earlier versions */
 	{ "FFFFFFFFFFFFFFFFFFF", 1 },
+	{ "0065A1B2C3000014242000", 0 },	/* 22 */
 	{ "0065a1b2c3000014242", 0 },
 	{ "0065A1B2C300001424", 0 },
 	{ "0065A1B2C30000142420", 0 },
@@ -829,135 +981,4 @@ Test(spool, group_commit_member_with_write_error_fails_alone)
 	for (i = 0; i < 3; i++)
 		envelope_free(envs[i]);
 	spool_close(sp);
-}
-
-Test(spool, adopt_commits_messages_their_live_writers_handed_over)
-{
-	struct spool *cli = test_open(), *daemon = test_open();
-	struct spool_writer *w[3];
-	struct envelope *cenv[3], *denv[3];
-	struct sq_err err = { 0 }, errs[3];
-	char ids[3][ENVELOPE_ID_MAX], body[32];
-	const char *idp[3];
-	int results[3];
-	struct test_found f;
-	size_t i;
-
-	for (i = 0; i < 3; i++) {
-		snprintf(body, sizeof(body), "adopted %zu\n", i);
-		w[i] = test_writer(cli, body);
-		cenv[i] = test_envelope("x@y");
-		cr_assert_eq(spool_writer_prepare(w[i], cenv[i], &err), 0,
-		    "%s", err.msg);
-		strcpy(ids[i], spool_writer_id(w[i]));
-		cr_assert_str_eq(cenv[i]->id, ids[i]);
-		idp[i] = ids[i];
-		denv[i] = test_envelope("x@y");
-	}
-	/* Recovery leaves a handed-over message alone: its writer lives. */
-	cr_assert_eq(test_recover(daemon, &f), 0);
-	cr_assert_eq(test_count("tmp"), 3);
-	spool_adopt_commit_group(daemon, idp, denv, 3, results, errs);
-	for (i = 0; i < 3; i++) {
-		cr_assert_eq(results[i], 0, "%zu: %s", i, errs[i].msg);
-		cr_assert_str_eq(denv[i]->id, ids[i]);
-		spool_writer_release(w[i]);
-		snprintf(body, sizeof(body), "adopted %zu\n", i);
-		test_check_message(daemon, ids[i], body, "x@y");
-		envelope_free(cenv[i]);
-		envelope_free(denv[i]);
-	}
-	cr_assert_eq(test_count("tmp"), 0);
-	cr_assert_eq(test_recover(daemon, &f), 3);
-	spool_close(cli);
-	spool_close(daemon);
-}
-
-Test(spool, adopt_refuses_bad_members_and_commits_the_others)
-{
-	struct spool *sp = test_open();
-	struct spool_writer *w;
-	struct envelope *envs[5];
-	struct sq_err err = { 0 }, errs[5];
-	char good[ENVELOPE_ID_MAX];
-	const char *ids[5];
-	int results[5];
-	struct test_found f;
-	size_t i;
-
-	w = test_writer(sp, "good\n");
-	envs[0] = test_envelope("x@y");
-	cr_assert_eq(spool_writer_prepare(w, envs[0], &err), 0);
-	strcpy(good, spool_writer_id(w));
-	/* No writer holds this one (a dead writer's debris). */
-	test_put("tmp", "0065A1B2C3000010000.msg", "orphan\n");
-	ids[0] = good;
-	ids[1] = "0065A1B2C3000010000";
-	ids[2] = "0065A1B2C3000020000";	/* no such file */
-	ids[3] = "../queue/x";
-	ids[4] = good;			/* the same message twice */
-	for (i = 1; i < 5; i++)
-		envs[i] = test_envelope("x@y");
-	spool_adopt_commit_group(sp, ids, envs, 5, results, errs);
-	cr_assert_eq(results[0], 0, "%s", errs[0].msg);
-	cr_assert_eq(results[1], -ESTALE, "%s", errs[1].msg);
-	cr_assert_eq(results[2], -ENOENT, "%s", errs[2].msg);
-	cr_assert_eq(results[3], SQ_EPARSE, "%s", errs[3].msg);
-	cr_assert_eq(results[4], -EEXIST, "%s", errs[4].msg);
-	spool_writer_release(w);
-	test_check_message(sp, good, "good\n", "x@y");
-	/* The refused file is left to its writer (or to recovery). */
-	cr_assert(test_exists("tmp", "0065A1B2C3000010000", ".msg"));
-	cr_assert_eq(test_count("tmp"), 1);
-	cr_assert_eq(test_recover(sp, &f), 1);
-	cr_assert_eq(test_count("tmp"), 0);
-	for (i = 0; i < 5; i++)
-		envelope_free(envs[i]);
-	spool_close(sp);
-}
-
-Test(spool, writer_refused_by_the_adopter_can_still_commit_itself)
-{
-	struct spool *sp = test_open();
-	struct spool_writer *w = test_writer(sp, "fallback\n");
-	struct envelope *env = test_envelope("x@y");
-	struct sq_err err = { 0 };
-	char id[ENVELOPE_ID_MAX];
-
-	cr_assert_eq(spool_writer_prepare(w, env, &err), 0);
-	strcpy(id, spool_writer_id(w));
-	cr_assert_eq(spool_writer_commit(w, env, &err), 0, "%s", err.msg);
-	test_check_message(sp, id, "fallback\n", "x@y");
-	envelope_free(env);
-	spool_close(sp);
-}
-
-Test(spool, writer_learns_its_message_was_adopted_when_the_answer_is_lost)
-{
-	struct spool *cli = test_open(), *daemon = test_open();
-	struct spool_writer *w;
-	struct envelope *cenv, *denv;
-	struct sq_err err = { 0 }, errs[1];
-	char id[ENVELOPE_ID_MAX];
-	const char *idp[1];
-	int results[1];
-
-	w = test_writer(cli, "handed over\n");
-	cenv = test_envelope("x@y");
-	cr_assert_eq(spool_writer_prepare(w, cenv, &err), 0, "%s", err.msg);
-	/* Not in queue/ yet: the CLI must commit it itself. */
-	cr_assert_eq(spool_writer_adopted(w, &err), 0);
-	strcpy(id, spool_writer_id(w));
-	idp[0] = id;
-	denv = test_envelope("x@y");
-	/* The daemon commits it and dies before answering. */
-	spool_adopt_commit_group(daemon, idp, &denv, 1, results, errs);
-	cr_assert_eq(results[0], 0, "%s", errs[0].msg);
-	cr_assert_eq(spool_writer_adopted(w, &err), 1);
-	spool_writer_release(w);
-	test_check_message(daemon, id, "handed over\n", "x@y");
-	envelope_free(cenv);
-	envelope_free(denv);
-	spool_close(cli);
-	spool_close(daemon);
 }

@@ -1,0 +1,299 @@
+/*
+ * sendq_drop.c - sendq-drop, the setgid helper that puts one drop file
+ * into the maildrop when sendqd is not running (the Postfix postdrop
+ * model).
+ *
+ * Installed root:sendq-drop mode 2755; maildrop/ and maildrop/tmp/ are
+ * 1730 sendq:sendq-drop, so the group sendq-drop (which no person is a
+ * member of) may create and rename files there but not list them, and
+ * only this program gets that group.  sendq runs it when the control
+ * socket does not answer, with an empty environment and the drop file
+ * (dropfile.h format) on standard input.
+ *
+ * What it does, and nothing else:
+ *   - clears its environment; takes no options but --help and --version
+ *     (anything else: exit 64); never reads a path from its caller;
+ *   - reads the compiled-in configuration CONFIG_DEFAULT_PATH for
+ *     spool_dir and [intake] max_message_size only (unreadable or
+ *     invalid: exit 78 with the reason);
+ *   - reads standard input, at most max_message_size bytes (the limit
+ *     of the pick-up, which counts the whole file; more: exit 65);
+ *   - writes it to SPOOL/maildrop/tmp/RANDOM (getrandom, 128 bits; O_EXCL,
+ *     O_NOFOLLOW, mode 0644: the daemon's user reads it as "other" while
+ *     the directory keeps everybody else out), fsyncs it, renames it into
+ *     SPOOL/maildrop/ and makes the rename durable with syncfs() through
+ *     the file (the group cannot open maildrop/ for an fsync); exit 0.
+ * Any other failure removes its tmp/ file and exits 75.  maildrop/ and
+ * tmp/ are opened with O_PATH|O_NOFOLLOW|O_DIRECTORY relative to
+ * spool_dir (root's configuration, taken as written) and the file
+ * relative to them, so no symlink inside the spool is followed.  The file is owned by the caller's uid,
+ * which is how the pick-up learns who sent it (pickup.h).
+ *
+ * The caller can signal it (same real uid): a kill between create and
+ * rename leaves a tmp/ file that the pick-up removes after a day; a kill
+ * after the rename leaves a complete message.  The caller cannot reach
+ * the file through the directory (no search right on maildrop/).
+ *
+ * Built with SENDQ_DROP_TESTING (the sendq-drop-testing binary of the
+ * test suite, never installed) the configuration path may come from
+ * SENDQ_DROP_TEST_CONFIG instead, read before the environment is cleared.
+ */
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "dropfile.h"
+#include "util.h"
+
+#define DROP_MAILDROP	"maildrop"
+#define DROP_CHUNK	(64 * 1024)
+
+static void
+drop_usage(FILE *fp)
+{
+	fprintf(fp,
+"usage: sendq-drop < DROPFILE\n"
+"       sendq-drop --help | --version\n"
+"\n"
+"Puts one drop file (sendq-maildrop(5)) read from standard input into the\n"
+"maildrop of " CONFIG_DEFAULT_PATH "'s spool_dir, for sendqd to\n"
+"pick up.  Run by sendq(1) when sendqd is not running; not meant to be\n"
+"run by hand.  Takes no other options.\n"
+"Exit status: 0 dropped, 64 usage, 65 too large, 75 cannot drop now,\n"
+"78 configuration unreadable.\n");
+}
+
+/* Open dir under at as a directory to work in (O_PATH: the search
+ * right is all that 1730 gives the group), never through a symlink.
+ * The fd or -1. */
+static int
+drop_opendir(int at, const char *dir)
+{
+	return openat(at, dir, O_PATH | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+}
+
+static int
+drop_write_all(int fd, const char *p, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Copy standard input to fd, at most max bytes.  0, EX_DATAERR (too
+ * large) or EX_TEMPFAIL, after printing. */
+static int
+drop_copy(int fd, uint64_t max)
+{
+	static char buf[DROP_CHUNK];
+	uint64_t total = 0;
+	ssize_t n;
+
+	for (;;) {
+		n = read(STDIN_FILENO, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fprintf(stderr, "sendq-drop: read standard input: %s\n",
+			    strerror(errno));
+			return EX_TEMPFAIL;
+		}
+		if (n == 0)
+			return 0;
+		total += (uint64_t)n;
+		if (total > max) {
+			fprintf(stderr, "sendq-drop: message too large (more "
+			    "than %llu bytes, the limit of [intake] "
+			    "max_message_size; message not queued)\n",
+			    (unsigned long long)max);
+			return EX_DATAERR;
+		}
+		if (drop_write_all(fd, buf, (size_t)n) != 0) {
+			fprintf(stderr, "sendq-drop: write: %s\n",
+			    strerror(errno));
+			return EX_TEMPFAIL;
+		}
+	}
+}
+
+/* A fresh random name.  0 or -1. */
+static int
+drop_name(char *name, size_t sz)
+{
+	unsigned char r[16];
+	size_t i, got = 0;
+	ssize_t n;
+
+	while (got < sizeof(r)) {
+		n = getrandom(r + got, sizeof(r) - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+	}
+	snprintf(name, sz, "drop.");
+	for (i = 0; i < sizeof(r); i++)
+		snprintf(name + 5 + 2 * i, sz - 5 - 2 * i, "%02x", r[i]);
+	return 0;
+}
+
+/* Write, sync and publish.  Returns the exit code. */
+static int
+drop_put(const char *spool_dir, uint64_t max)
+{
+	char name[64], shown[64 + 32];
+	int dfd = -1, tfd = -1, fd = -1, rc = EX_TEMPFAIL, tries;
+
+	/* spool_dir is root's configuration: taken as it is written. */
+	if ((dfd = open(spool_dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		fprintf(stderr, "sendq-drop: %s: %s\n", spool_dir,
+		    strerror(errno));
+		return EX_TEMPFAIL;
+	}
+	if ((tfd = drop_opendir(dfd, DROP_MAILDROP)) < 0) {
+		fprintf(stderr, "sendq-drop: %s/%s: %s\n", spool_dir,
+		    DROP_MAILDROP, strerror(errno));
+		goto out;
+	}
+	close(dfd);
+	dfd = tfd;	/* maildrop/ */
+	if ((tfd = drop_opendir(dfd, "tmp")) < 0) {
+		fprintf(stderr, "sendq-drop: %s/%s/tmp: %s\n", spool_dir,
+		    DROP_MAILDROP, strerror(errno));
+		goto out;
+	}
+	for (tries = 0; tries < 10; tries++) {
+		if (drop_name(name, sizeof(name)) != 0) {
+			fprintf(stderr, "sendq-drop: getrandom: %s\n",
+			    strerror(errno));
+			goto out;
+		}
+		fd = openat(tfd, name, O_WRONLY | O_CREAT | O_EXCL |
+		    O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0644);
+		if (fd >= 0 || errno != EEXIST)
+			break;
+	}
+	snprintf(shown, sizeof(shown), "%s/tmp/%s", DROP_MAILDROP, name);
+	if (fd < 0) {
+		fprintf(stderr, "sendq-drop: create %s/%s: %s\n", spool_dir,
+		    shown, strerror(errno));
+		goto out;
+	}
+	if (fchmod(fd, 0644) != 0) {
+		fprintf(stderr, "sendq-drop: chmod %s: %s\n", shown,
+		    strerror(errno));
+		goto fail;
+	}
+	if ((rc = drop_copy(fd, max)) != 0)
+		goto fail;
+	rc = EX_TEMPFAIL;
+	if (fsync(fd) != 0) {
+		fprintf(stderr, "sendq-drop: fsync %s: %s\n", shown,
+		    strerror(errno));
+		goto fail;
+	}
+	if (renameat(tfd, name, dfd, name) != 0) {
+		fprintf(stderr, "sendq-drop: rename %s into %s/: %s\n", shown,
+		    DROP_MAILDROP, strerror(errno));
+		goto fail;
+	}
+	/*
+	 * The new name must be durable too.  maildrop/ cannot be opened for
+	 * fsync (the group may search it, not read it), so the filesystem
+	 * is synced through the file, which is on it.
+	 */
+	if (syncfs(fd) != 0) {
+		/* Published but maybe not durable: exit 75 would have the
+		 * caller send it twice. */
+		fprintf(stderr, "sendq-drop: syncfs: %s (the message was "
+		    "left in the maildrop; it may be lost if the system "
+		    "crashes now)\n", strerror(errno));
+	}
+	rc = 0;
+	goto out;
+fail:
+	if (fd >= 0)
+		close(fd);
+	fd = -1;
+	unlinkat(tfd, name, 0);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (tfd >= 0)
+		close(tfd);
+	if (dfd >= 0)
+		close(dfd);
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct config *cfg = NULL;
+	struct sq_err err = { 0 };
+	const char *path = CONFIG_DEFAULT_PATH;
+	uint64_t max;
+	int fd, rc;
+
+	/* Standard descriptors must be open, or a file opened later could
+	 * take their number (and stderr text go into a message). */
+	for (fd = 0; fd <= 2; fd++)
+		if (fcntl(fd, F_GETFD) < 0)
+			_exit(EX_TEMPFAIL);
+#ifdef SENDQ_DROP_TESTING
+	static char test_path[4096];
+
+	if (getenv("SENDQ_DROP_TEST_CONFIG") != NULL) {
+		snprintf(test_path, sizeof(test_path), "%s",
+		    getenv("SENDQ_DROP_TEST_CONFIG"));
+		path = test_path;
+	}
+#endif
+	if (clearenv() != 0)
+		_exit(EX_TEMPFAIL);
+	umask(022);
+	if (argc > 2 || (argc == 2 && strcmp(argv[1], "--help") != 0 &&
+	    strcmp(argv[1], "--version") != 0)) {
+		fprintf(stderr, "sendq-drop: takes no options or arguments "
+		    "(it reads a drop file on standard input; see "
+		    "sendq-drop --help)\n");
+		return EX_USAGE;
+	}
+	if (argc == 2 && strcmp(argv[1], "--help") == 0) {
+		drop_usage(stdout);
+		return fflush(stdout) == 0 ? 0 : EX_IOERR;
+	}
+	if (argc == 2) {
+		printf("sendq-drop %s\n", SENDQ_VERSION);
+		return fflush(stdout) == 0 ? 0 : EX_IOERR;
+	}
+	if (config_load_file(path, &cfg, &err) != 0) {
+		fprintf(stderr, "sendq-drop: %s\n", err.msg);
+		return EX_CONFIG;
+	}
+	max = cfg->intake.max_message_size != 0 ?
+	    cfg->intake.max_message_size : DROPFILE_SIZE_DEFAULT;
+	rc = drop_put(cfg->spool_dir != NULL ? cfg->spool_dir :
+	    CONFIG_DEFAULT_SPOOL, max);
+	config_free(cfg);
+	return rc;
+}
