@@ -1213,7 +1213,12 @@ class Sendq:
         return sorted(n[:-4] for n in names if n.endswith(".env"))
 
     def one_queued(self):
-        """The id of the only queued message (AssertionError otherwise)."""
+        """The id of the only queued message (AssertionError otherwise).
+        While sendqd runs and a dropped file waits in maildrop/ (sendq
+        submitted it while sendqd was down), wait for its pick-up."""
+        if self.running():
+            wait_for(lambda: self.queued() or not self.maildrop_files(),
+                     what="the maildrop picked up")
         ids = self.queued()
         if len(ids) != 1:
             raise AssertionError("expected 1 queued message, found %d "

@@ -26,8 +26,8 @@ class CertRefused(harness.IntegrationTest):
         sent = make_message("refused", "Must not reach an unverified "
                             "server.\r\n")
         sq.submit(sent, ["bob@example.net"], sender=SENDER)
+        sq.start()      # sendq dropped it: sendqd queues it at start
         qid = sq.one_queued()
-        sq.start()
         deferred = harness.wait_for(
             lambda: len(sq.delivery_lines("deferred")) >= 2 and
             sq.delivery_lines("deferred"),

@@ -150,10 +150,25 @@ tls = none
             if os.path.isdir(q) else []
 
     def test_sendq_queues_and_exits_0(self):
-        p = self.sendq(["-f", "alice@example.org", "bob@example.net"],
-                       make_message("ok", "fine\r\n"))
+        # sendqd is not running: the message goes through the build
+        # tree's drop helper into maildrop/ (made as tmpfiles would).
+        config = self.write(GOOD)
+        drop = os.path.join(self.dir, "spool", "maildrop")
+        os.makedirs(os.path.join(drop, "tmp"))
+        os.chmod(drop, 0o1730)
+        helper = os.path.join(self.dir, "drop-helper")
+        with open(helper, "w") as f:
+            f.write("#!/bin/sh\nSENDQ_DROP_TEST_CONFIG='%s' exec '%s'\n"
+                    % (config, sendq_binary("sendq-drop-testing")))
+        os.chmod(helper, 0o755)
+        p = run([sendq_binary("sendq"), "-C", config, "-f",
+                 "alice@example.org", "bob@example.net"],
+                input=make_message("ok", "fine\r\n"), timeout=30,
+                env=dict(os.environ, SENDQ_DROP_HELPER=helper))
         self.assertEqual(p.returncode, EX_OK, p.stderr)
-        self.assertEqual(len(self.queued()), 1)
+        dropped = [n for n in os.listdir(drop)
+                   if os.path.isfile(os.path.join(drop, n))]
+        self.assertEqual(len(dropped), 1, dropped)
 
     def test_sendq_unknown_option_is_usage_error(self):
         p = self.sendq(["--no-such-option", "bob@example.net"],

@@ -21,6 +21,9 @@ NO_BODY = "0065A1B2C3000030000"
 class CorruptSpoolTest(harness.IntegrationTest):
 
     def plant(self, sq, name, data):
+        # What an earlier sendqd left in queue/ (sendq itself only ever
+        # reaches the maildrop while sendqd is down).
+        os.makedirs(sq.queue_dir(), mode=0o700, exist_ok=True)
         with open(os.path.join(sq.queue_dir(), name), "wb") as f:
             f.write(data)
 

@@ -19,8 +19,8 @@ class StartTLSRequired(harness.IntegrationTest):
         sq = self.new_sendq(self.smarthost_for(exim, tls="starttls"))
         sent = make_message("secret", "Never in cleartext.\r\n")
         sq.submit(sent, ["bob@example.net"], sender="alice@example.org")
+        sq.start()      # sendq dropped it: sendqd queues it at start
         qid = sq.one_queued()
-        sq.start()
         deferred = harness.wait_for(
             lambda: len(sq.delivery_lines("deferred")) >= 2 and
             sq.delivery_lines("deferred"),

@@ -17,6 +17,7 @@ intake path, against the harness's real Exim: the sendq command, sendq
 import email
 import email.policy
 import os
+import time
 import re
 import smtplib
 import subprocess
@@ -249,13 +250,16 @@ class SafetyNet(harness.IntegrationTest):
     def test_old_spool_file_with_long_line_bounces_and_is_not_sent(self):
         exim = self.start_exim()
         sq = self.new_sendq(self.smarthost_for(exim, tls="implicit"))
-        # sendqd never ran: sendq commits into the spool itself.
-        sq.submit(plain_message("old", b"fine\n"), ["bob@example.net"],
-                  sender="alice@example.org")
-        (qid,) = sq.queued()
+        # What an older sendqd left in queue/ (an id of the old form).
+        qid = "0065A1B2C3000030000"
+        os.makedirs(sq.queue_dir(), mode=0o700, exist_ok=True)
         with open(os.path.join(sq.queue_dir(), qid + ".msg"), "wb") as f:
             f.write(b"Subject: old spool\n\nshort\n" + b"x" * 1500 +
                     b"\nend\n")
+        with open(os.path.join(sq.queue_dir(), qid + ".env"), "w") as f:
+            f.write("sendq-envelope 1\nid %s\ncreated %d\nsender "
+                    "alice@example.org\nrcpt bob@example.net\nend\n"
+                    % (qid, int(time.time())))
         sq.start()
         (m,) = exim.wait_messages(1)
         sq.wait_queue_empty()
