@@ -239,8 +239,8 @@ def run_case(case, basedir, certs):
             body += ("x" * 998 + "\r\n") * 8000
         obs.message = make_message("fault %s" % case.name, body)
         sq.submit(obs.message, [RCPT], sender=SENDER)
+        sq.start()      # sendq dropped it: sendqd queues it at start
         obs.qid = sq.one_queued()
-        sq.start()
         obs.first_deferred = harness.wait_for(
             lambda: sq.delivery_lines("deferred"), timeout=WAIT,
             what="a deferred delivery line")[0]

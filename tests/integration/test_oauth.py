@@ -200,6 +200,7 @@ class OAuthTest(harness.IntegrationTest):
                  what="a deferral while the endpoint fails")
         self.assertIn("HTTP 503", self.deferrals()[0])
         self.assertNotIn("AUTHENTICATION FAILED", self.sq.log_text())
+        self.assertNotIn("resting", self.sq.log_text())
         self.assertEqual(len(self.fake.saved()), 0)
         self.oauth.mode("ok")
         self.delivered(1)
@@ -279,10 +280,16 @@ class OAuthTest(harness.IntegrationTest):
                  what="delivery by the other relay while the helper hangs")
         wait_for(lambda: "timed out" in self.sq.log_text(), timeout=WAIT,
                  what="the timeout in the log")
+        # The policy (retry.c) sees a timeout in phase AUTH: the relay is
+        # down like one that does not answer, not resting.
+        wait_for(lambda: "relay slow: down (setup-failed): token_command "
+                 "timed out" in self.sq.log_text(), timeout=WAIT,
+                 what="the relay verdict for the timeout")
         log = self.sq.log_text()
         self.assertIn("token_command timed out after 10 s", log)
         self.assertIn("token_command stderr: starting", log)
         self.assertNotIn("AUTHENTICATION FAILED", log)
+        self.assertNotIn("resting", log)
         self.assertEqual(len(self.sq.queued()), 1)
 
 

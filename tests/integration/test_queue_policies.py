@@ -280,11 +280,14 @@ class QueuePoliciesTest(harness.IntegrationTest):
                             name="downhost",
                             extra_sendq={"control_socket": sock},
                             extra_queue={"retry_max": "2s"})
-        # All 20 queued before sendqd starts: all due at once.
+        # All 20 dropped before sendqd starts: queued at its start, all
+        # due at once.
         sq.submit_many([(numbered("probe", i), ["bob@example.net"],
                          SENDER) for i in range(n)])
-        self.assertEqual(len(sq.queued()), n)
+        self.assertEqual(len(sq.maildrop_files()), n)
         sq.start()
+        wait_for(lambda: len(sq.queued()) == n and not sq.maildrop_files(),
+                 what="the %d dropped messages queued" % n)
         want = 6
 
         def seen():
@@ -467,8 +470,8 @@ class QueuePoliciesTest(harness.IntegrationTest):
         sent = make_message("slow one", "One of us is busy.\r\n",
                             to=(GOOD, SLOW))
         sq.submit(sent, [GOOD, SLOW], sender=SENDER)
+        sq.start()      # sendq dropped it: sendqd queues it at start
         qid = sq.one_queued()
-        sq.start()
         # GOOD gets the message at once; after 2 s of 451s for SLOW the
         # sender gets one "delayed" DSN.
         wait_for(lambda: self.dsns(exim), timeout=40,
@@ -529,6 +532,13 @@ class QueuePoliciesTest(harness.IntegrationTest):
                                 exim, tls="implicit"))])
         sq.submit_many([(numbered("old", i), ["bob@example.net"], SENDER)
                         for i in range(n)], threads=1)
+        # sendq dropped them (sendqd is down): a first run of sendqd
+        # queues them (and tries the closed port once), then they are
+        # backdated while it is stopped.
+        sq.start()
+        wait_for(lambda: len(sq.queued()) == n and not sq.maildrop_files(),
+                 what="the %d dropped messages queued" % n)
+        sq.stop()
         qids = sq.queued()
         self.assertEqual(len(qids), n)
         for q in qids:
