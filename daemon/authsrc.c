@@ -27,10 +27,12 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 
 #include <event2/event.h>
 
 #include "authsrc.h"
+#include "buf.h"
 #include "log.h"
 #include "oauth.h"
 #include "oauth_http.h"
@@ -173,17 +175,29 @@ authsrc_token(const char *t)
 
 /* --- held state and status ------------------------------------------ */
 
+/* The status of st as key=value lines (no secret; one line each). */
+static char *
+authsrc_status_text(const struct authsrc_sh *st)
+{
+	char result[sizeof(st->last_result)], why[sizeof(st->why)];
+
+	sq_printable(result, sizeof(result), st->last_result,
+	    strlen(st->last_result));
+	sq_printable(why, sizeof(why), st->why, strlen(st->why));
+	return xasprintf("last_refresh=%lld\nlast_result=%s\n"
+	    "access_token_obtained=%lld\naccess_token_expires=%lld\n"
+	    "held=%d\nheld_reason=%s", (long long)st->last_refresh,
+	    result, (long long)st->obtained, (long long)st->expires,
+	    st->held, st->held ? why : "");
+}
+
 static void
 authsrc_write_status(struct authsrc_sh *st)
 {
 	struct sq_err err = { 0, "" };
 	char *text, *file;
 
-	text = xasprintf("last_refresh=%lld\nlast_result=%s\n"
-	    "access_token_obtained=%lld\naccess_token_expires=%lld\n"
-	    "held=%d\nheld_reason=%s", (long long)st->last_refresh,
-	    st->last_result, (long long)st->obtained, (long long)st->expires,
-	    st->held, st->held ? st->why : "");
+	text = authsrc_status_text(st);
 	file = xasprintf("%s.status", st->sh->name);
 	if (oauth_store_write(st->a->state_dir, file, text, &err) != 0)
 		log_warn("relay %s: %s", st->sh->name, err.msg);
@@ -453,6 +467,36 @@ authsrc_held(const struct authsrc *a, size_t i, const char **why)
 	if (why != NULL)
 		*why = a->shs[i].why;
 	return 1;
+}
+
+int
+authsrc_status(const struct authsrc *a, const char *name, struct buf *out,
+    struct sq_err *err)
+{
+	struct stat sb;
+	char *path, *text;
+	long long stored = 0;
+	size_t i;
+	int rc;
+
+	for (i = 0; a != NULL && i < a->n; i++)
+		if (a->cfg->smarthosts[i].oauth &&
+		    strcmp(a->cfg->smarthosts[i].name, name) == 0)
+			break;
+	if (a == NULL || i == a->n)
+		return sq_err_set(err, SQ_ENOTFOUND, "no OAuth smarthost %s",
+		    name);
+	path = xasprintf("%s/oauth/%s", a->state_dir, name);
+	if (stat(path, &sb) == 0)
+		stored = (long long)sb.st_mtime;
+	free(path);
+	text = authsrc_status_text(&a->shs[i]);
+	path = xasprintf("refresh_token_stored=%lld\n%s\n", stored, text);
+	if ((rc = buf_append_str(out, path)) != 0)
+		sq_err_set(err, rc, "status of %s: too large", name);
+	free(path);
+	free(text);
+	return rc;
 }
 
 /* --- the token files ---------------------------------------------------- */

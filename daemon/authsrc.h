@@ -70,6 +70,16 @@ void			 authsrc_cancel(struct authsrc_req *req);
 /* Non-zero when smarthost index i is held; *why then says why. */
 int	authsrc_held(const struct authsrc *a, size_t i, const char **why);
 
+/*
+ * The state of OAuth smarthost name for `sendqctl oauth status` through
+ * the control socket (admin_group members cannot read STATE_DIR/oauth):
+ * appended to out as key=value lines, the keys of NAME.status plus
+ * refresh_token_stored (mtime of the token file, 0 none); no secret.
+ * Returns 0, SQ_ENOTFOUND (no such OAuth smarthost) or buf's error.
+ */
+int	authsrc_status(const struct authsrc *a, const char *name,
+	    struct buf *out, struct sq_err *err);
+
 /* Re-read STATE_DIR/oauth/NAME (also done on inotify). */
 void	authsrc_reload(struct authsrc *a, const char *name);
 

@@ -1772,6 +1772,15 @@ scheduler_op_is_active(void *arg, const char *id)
 	return m != NULL && m->state == SCHED_ACTIVE;
 }
 
+static int
+scheduler_op_oauth_status(void *arg, const char *name, struct buf *out,
+    struct sq_err *err)
+{
+	struct scheduler *s = arg;
+
+	return authsrc_status(s->auth, name, out, err);
+}
+
 void
 scheduler_control_ops(struct scheduler *s, struct control_ops *ops)
 {
@@ -1784,6 +1793,7 @@ scheduler_control_ops(struct scheduler *s, struct control_ops *ops)
 	ops->remove = scheduler_op_remove;
 	ops->bounce = scheduler_op_bounce;
 	ops->is_active = scheduler_op_is_active;
+	ops->oauth_status = scheduler_op_oauth_status;
 	ops->arg = s;
 }
 

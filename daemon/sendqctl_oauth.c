@@ -16,6 +16,9 @@
  *
  * Both are for the administrator: the oauth/ directory is mode 0700,
  * owned by the daemon's user, so only root and that user get past it.
+ * status for anyone else (a member of [sendq] admin_group) asks sendqd
+ * over the control socket (oauth-status NAME, an administrative request:
+ * control.h), which answers the same lines from memory.
  * Blocking is fine here (a command-line tool): HTTP goes through
  * oauth_http_post_sync().
  */
@@ -28,13 +31,18 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "buf.h"
 #include "config.h"
 #include "oauth.h"
 #include "oauth_http.h"
 #include "oauth_store.h"
+#include "queue_view.h"
 #include "secret.h"
 #include "sendqctl_oauth.h"
 #include "util.h"
+
+/* Seconds to wait for sendqd's answer to oauth-status. */
+#define SENDQCTL_OAUTH_TIMEOUT	10
 
 static int64_t
 sendqctl_oauth_now_ms(void)
@@ -233,40 +241,27 @@ sendqctl_oauth_time(const char *label, long long t)
 	    (long long)time(NULL) - t);
 }
 
+/* Print the key=value status lines of f (NAME.status, or sendqd's answer
+ * to oauth-status).  Returns 2 when they say held, else 0. */
 static int
-sendqctl_oauth_status(const struct config *cfg,
-    const struct config_smarthost *sh)
+sendqctl_oauth_print(FILE *f, const struct config_smarthost *sh)
 {
-	const char *state = cfg->state_dir != NULL ? cfg->state_dir :
-	    CONFIG_DEFAULT_STATE_DIR;
-	char *path, line[700], *eq;
-	struct stat st;
-	FILE *f;
+	char line[700], *eq;
 	int ex = 0;
 
-	path = xasprintf("%s/oauth/%s", state, sh->name);
-	printf("smarthost %s: token endpoint %s\n", sh->name,
-	    sh->oauth_token_endpoint);
-	if (stat(path, &st) == -1) {
-		printf("refresh token: none (%s; run sendqctl oauth init "
-		    "%s)\n", strerror(errno), sh->name);
-		ex = errno == EACCES ? EX_NOPERM : 1;
-	} else
-		sendqctl_oauth_time("refresh token stored",
-		    (long long)st.st_mtime);
-	free(path);
-	path = xasprintf("%s/oauth/%s.status", state, sh->name);
-	if ((f = fopen(path, "r")) == NULL) {
-		printf("sendqd has not refreshed a token yet\n");
-		free(path);
-		return ex;
-	}
 	while (fgets(line, sizeof(line), f) != NULL) {
 		line[strcspn(line, "\n")] = '\0';
 		if ((eq = strchr(line, '=')) == NULL)
 			continue;
 		*eq++ = '\0';
-		if (strcmp(line, "last_refresh") == 0)
+		if (strcmp(line, "refresh_token_stored") == 0) {
+			if (atoll(eq) > 0)
+				sendqctl_oauth_time("refresh token stored",
+				    atoll(eq));
+			else
+				printf("refresh token: none (run sendqctl "
+				    "oauth init %s)\n", sh->name);
+		} else if (strcmp(line, "last_refresh") == 0)
 			sendqctl_oauth_time("last refresh", atoll(eq));
 		else if (strcmp(line, "last_result") == 0)
 			printf("last result: %s\n", eq);
@@ -284,6 +279,92 @@ sendqctl_oauth_status(const struct config *cfg,
 		} else if (strcmp(line, "held_reason") == 0 && eq[0] != '\0')
 			printf("held because: %s\n", eq);
 	}
+	return ex;
+}
+
+/*
+ * The caller cannot read STATE_DIR/oauth (not root, not sendqd's user):
+ * ask sendqd, which answers members of admin_group (oauth-status, an
+ * administrative request).  Returns the exit code.
+ */
+static int
+sendqctl_oauth_ask(const struct config *cfg,
+    const struct config_smarthost *sh)
+{
+	const char *path = cfg->control_socket != NULL ?
+	    cfg->control_socket : CONFIG_DEFAULT_SOCKET;
+	struct sq_err err = { 0, "" };
+	struct buf out;
+	char *req;
+	FILE *f;
+	int rc, ex;
+
+	req = xasprintf("oauth-status %s", sh->name);
+	buf_init(&out, QUEUE_VIEW_OUT_MAX);
+	rc = queue_view_request(path, req, SENDQCTL_OAUTH_TIMEOUT, &out, &err);
+	free(req);
+	if (rc != 0) {
+		fprintf(stderr, "sendqctl: cannot read %s/oauth (root or "
+		    "sendqd's user only) and cannot ask sendqd: %s\n",
+		    cfg->state_dir != NULL ? cfg->state_dir :
+		    CONFIG_DEFAULT_STATE_DIR, err.msg);
+		buf_fini(&out);
+		return EX_NOPERM;
+	}
+	if (out.len < 3 || memcmp(out.data, "ok\n", 3) != 0) {
+		fprintf(stderr, "sendqctl: %.*s", (int)out.len,
+		    (const char *)out.data);
+		ex = memmem(out.data, out.len, "permission denied", 17) !=
+		    NULL ? EX_NOPERM : 1;
+		buf_fini(&out);
+		return ex;
+	}
+	if ((f = fmemopen(out.data + 3, out.len - 3, "r")) == NULL) {
+		buf_fini(&out);
+		return 1;
+	}
+	ex = sendqctl_oauth_print(f, sh);
+	fclose(f);
+	buf_fini(&out);
+	return ex;
+}
+
+static int
+sendqctl_oauth_status(const struct config *cfg,
+    const struct config_smarthost *sh)
+{
+	const char *state = cfg->state_dir != NULL ? cfg->state_dir :
+	    CONFIG_DEFAULT_STATE_DIR;
+	char *path;
+	struct stat st;
+	FILE *f;
+	int ex = 0;
+
+	path = xasprintf("%s/oauth/%s", state, sh->name);
+	if (stat(path, &st) == -1 && errno == EACCES) {
+		free(path);
+		printf("smarthost %s: token endpoint %s (as sendqd says)\n",
+		    sh->name, sh->oauth_token_endpoint);
+		return sendqctl_oauth_ask(cfg, sh);
+	}
+	printf("smarthost %s: token endpoint %s\n", sh->name,
+	    sh->oauth_token_endpoint);
+	if (stat(path, &st) == -1) {
+		printf("refresh token: none (%s; run sendqctl oauth init "
+		    "%s)\n", strerror(errno), sh->name);
+		ex = 1;
+	} else
+		sendqctl_oauth_time("refresh token stored",
+		    (long long)st.st_mtime);
+	free(path);
+	path = xasprintf("%s/oauth/%s.status", state, sh->name);
+	if ((f = fopen(path, "r")) == NULL) {
+		printf("sendqd has not refreshed a token yet\n");
+		free(path);
+		return ex;
+	}
+	if (sendqctl_oauth_print(f, sh) == 2)
+		ex = 2;
 	fclose(f);
 	free(path);
 	return ex;

@@ -1,6 +1,7 @@
 /*
  * sendqctl_oauth.h - `sendqctl oauth init|status NAME` (sendqctl_oauth.c).
- * May call: config, oauth, oauth_http (blocking), oauth_store, secret.
+ * May call: config, oauth, oauth_http (blocking), oauth_store, secret,
+ * queue_view (oauth-status through the control socket).
  */
 #ifndef SENDQ_SENDQCTL_OAUTH_H
 #define SENDQ_SENDQCTL_OAUTH_H

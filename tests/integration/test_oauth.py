@@ -18,12 +18,15 @@ checks the XOAUTH2 token it receives (fake_smtp_server.py --oauth-tokens).
   held mail goes out by itself; `sendqctl oauth status` reports it;
 - a hanging token_command: the SMTP listener still greets within 100 ms,
   another relay keeps delivering, and the time limit is logged as a
-  timeout (no AUTHENTICATION FAILED, no 900 s rest).
+  timeout (no AUTHENTICATION FAILED, no 900 s rest);
+- `sendqctl oauth status` by a member of [sendq] admin_group (who cannot
+  read state_dir/oauth) is answered by sendqd; a plain user gets 77.
 Nothing waits a fixed time for a result: every wait polls a condition
 with a deadline (the expiries are paced by the clock on purpose).
 """
 
 import os
+import pwd
 import re
 import socket
 import subprocess
@@ -242,6 +245,60 @@ class OAuthTest(harness.IntegrationTest):
         p = self.sendqctl("status")
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertIn("released", self.sq.log_text())
+
+    def test_admin_group_member_reads_oauth_status_through_sendqd(self):
+        """STATE_DIR/oauth is root's (sendqd's user's) alone: a member of
+        [sendq] admin_group gets `sendqctl oauth status` from sendqd
+        (oauth-status, an administrative request); another user gets 77.
+        Users and group made for the test, removed even on failure."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root to create users")
+        tag = "sqo%d" % (os.getpid() % 1000000)
+        group, member, plain = tag + "adm", tag + "m", tag + "u"
+
+        def run(argv):
+            return subprocess.run(argv, capture_output=True, text=True,
+                                  timeout=60)
+
+        def remove():
+            for user in (member, plain):
+                run(["userdel", user])
+            run(["groupdel", group])
+        self.addCleanup(remove)
+        for argv in (["groupadd", group],
+                     ["useradd", "--no-create-home", "--shell",
+                      "/usr/sbin/nologin", "-G", group, member],
+                     ["useradd", "--no-create-home", "--shell",
+                      "/usr/sbin/nologin", plain]):
+            p = run(argv)
+            self.assertEqual(p.returncode, 0, "%s: %s" % (argv, p.stderr))
+        self.setup_relay(lifetime=60, extra_sendq={"admin_group": group})
+        self.send("one")
+        self.delivered(1)
+        for d in (self.class_dir, self.dir, self.state):
+            os.chmod(d, 0o755)
+        os.chmod(self.sq.config, 0o644)
+        os.chmod(os.path.join(self.state, "oauth"), 0o700)
+
+        def as_user(user):
+            return run(["setpriv", "--reuid", user, "--regid",
+                        str(pwd.getpwnam(user).pw_gid), "--init-groups",
+                        "--", harness.sendq_binary("sendqctl"), "-C",
+                        self.sq.config, "oauth", "status", self.name])
+        p = as_user(member)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("(as sendqd says)", p.stdout)
+        self.assertIn("refresh token stored:", p.stdout)
+        self.assertIn("last result: ok", p.stdout)
+        self.assertIn("access token expires in:", p.stdout)
+        self.assertNotIn("rt-", p.stdout)      # no secret in it
+        uid = pwd.getpwnam(member).pw_uid
+        self.assertRegex(self.sq.log_text(), r"control command=oauth-status"
+                         r" msgid=%s uid=%d .*result=ok" % (self.name, uid))
+        p = as_user(plain)
+        self.assertEqual(p.returncode, 77, p.stdout + p.stderr)
+        self.assertIn("permission denied", p.stderr)
+        self.assertNotIn("last result", p.stdout)
 
     def test_hanging_token_command_does_not_stall_the_daemon(self):
         fast = FakeServer(os.path.join(self.dir, "fast"), [], "none", None)
