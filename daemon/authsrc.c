@@ -292,7 +292,7 @@ static void
 authsrc_on_http(const struct oauth_http_result *h, void *arg)
 {
 	struct authsrc_sh *st = arg;
-	struct oauth_resp r;
+	struct oauth_resp r = { 0 };
 	struct sq_err err = { 0, "" };
 	enum oauth_class cls;
 	int parsed = 0;
@@ -613,7 +613,10 @@ authsrc_free(struct authsrc *a)
 
 	if (a == NULL)
 		return;
+	/* authsrc_req_free() unlinks the head, so this ends; the analyzer
+	 * does not follow the list update. */
 	while (a->reqs != NULL)
+		/* NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
 		authsrc_req_free(a->reqs);
 	for (i = 0; i < a->n; i++) {
 		if (a->shs[i].http != NULL)

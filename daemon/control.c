@@ -881,6 +881,8 @@ control_submit_line(struct control_client *cl, const char *line)
 		control_submit_fail(cl, "5.7.1", "%s", err.msg);
 		return;
 	}
+	/* A frame ends in LF, not NUL: submit_proto_parse takes a length. */
+	/* NOLINTNEXTLINE(bugprone-not-null-terminated-result) */
 	memcpy(frame, line, n);
 	frame[n] = '\n';
 	rc = submit_proto_parse(frame, n + 1, &h, &err);

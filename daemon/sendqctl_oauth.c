@@ -78,7 +78,7 @@ sendqctl_oauth_post(const struct config_smarthost *sh, const char *url,
 		snprintf(why, whysz, "HTTP %ld: %s", h.status, err.msg);
 	else
 		snprintf(why, whysz, "HTTP %ld", h.status);
-	free((char *)(uintptr_t)h.body);
+	free((void *)h.body);	/* malloc'ed: oauth_http.h */
 	return cls;
 }
 
