@@ -426,8 +426,13 @@ authsrc_get(struct authsrc *a, const struct config_smarthost *sh, int force,
 	struct authsrc_req *q;
 	struct secret *s = NULL;
 	struct sq_err err = { 0, "" };
-	size_t i = (size_t)(sh - a->cfg->smarthosts);
+	size_t i;
 
+	/* sh may be of a configuration reloaded since: by name then. */
+	for (i = 0; i < a->n; i++)
+		if (a->shs[i].sh == sh || strcmp(a->shs[i].sh->name,
+		    sh->name) == 0)
+			break;
 	q = xcalloc(1, sizeof(*q));
 	q->a = a;
 	q->cb = cb;
@@ -534,6 +539,37 @@ authsrc_reload(struct authsrc *a, const char *name)
 			authsrc_load(&a->shs[i], 0);
 }
 
+static void	authsrc_on_inotify(evutil_socket_t, short, void *);
+
+/* The HTTP client and the watch on STATE_DIR/oauth/ (once). */
+static int
+authsrc_oauth_setup(struct authsrc *a, struct sq_err *err)
+{
+	char *dir;
+	int rc;
+
+	if (a->http != NULL)
+		return 0;
+	a->http = oauth_http_new(a->base);
+	if ((rc = oauth_store_mkdir(a->state_dir, (uid_t)-1, (gid_t)-1,
+	    err)) != 0)
+		return rc;
+	dir = oauth_store_dir(a->state_dir);
+	a->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (a->ino_fd == -1 || inotify_add_watch(a->ino_fd, dir,
+	    IN_MOVED_TO | IN_CLOSE_WRITE) == -1) {
+		rc = -errno;
+		sq_err_set(err, rc, "watch %s: %s", dir, strerror(errno));
+		free(dir);
+		return rc;
+	}
+	free(dir);
+	a->ev_ino = event_new(a->base, a->ino_fd, EV_READ | EV_PERSIST,
+	    authsrc_on_inotify, a);
+	event_add(a->ev_ino, NULL);
+	return 0;
+}
+
 static void
 authsrc_on_inotify(evutil_socket_t fd, short what, void *arg)
 {
@@ -561,7 +597,6 @@ authsrc_new(struct event_base *base, const struct config *cfg,
     struct sq_err *err)
 {
 	struct authsrc *a;
-	char *dir;
 	size_t i;
 	int any = 0, rc;
 
@@ -583,27 +618,71 @@ authsrc_new(struct event_base *base, const struct config *cfg,
 	*out = a;
 	if (!any)
 		return 0;
-	a->http = oauth_http_new(base);
-	if ((rc = oauth_store_mkdir(a->state_dir, (uid_t)-1, (gid_t)-1,
-	    err)) != 0)
+	if ((rc = authsrc_oauth_setup(a, err)) != 0)
 		return rc;
-	dir = oauth_store_dir(a->state_dir);
-	a->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (a->ino_fd == -1 || inotify_add_watch(a->ino_fd, dir,
-	    IN_MOVED_TO | IN_CLOSE_WRITE) == -1) {
-		rc = -errno;
-		sq_err_set(err, rc, "watch %s: %s", dir, strerror(errno));
-		free(dir);
-		return rc;
-	}
-	free(dir);
-	a->ev_ino = event_new(base, a->ino_fd, EV_READ | EV_PERSIST,
-	    authsrc_on_inotify, a);
-	event_add(a->ev_ino, NULL);
 	for (i = 0; i < a->n; i++)
 		if (a->shs[i].sh->oauth)
 			authsrc_load(&a->shs[i], 1);
 	return 0;
+}
+
+/* Non-zero when the OAuth settings of o and n differ (a token of one is
+ * no token of the other). */
+static int
+authsrc_oauth_changed(const struct config_smarthost *o,
+    const struct config_smarthost *n)
+{
+	const char *const ov[] = { o->oauth_token_endpoint,
+	    o->oauth_client_id, o->oauth_scope, o->oauth_ca_file,
+	    o->oauth_client_secret_file, o->oauth_client_secret_credential };
+	const char *const nv[] = { n->oauth_token_endpoint,
+	    n->oauth_client_id, n->oauth_scope, n->oauth_ca_file,
+	    n->oauth_client_secret_file, n->oauth_client_secret_credential };
+	size_t i;
+
+	if (o->oauth != n->oauth)
+		return 1;
+	for (i = 0; i < sizeof(ov) / sizeof(ov[0]); i++)
+		if ((ov[i] == NULL) != (nv[i] == NULL) ||
+		    (ov[i] != NULL && strcmp(ov[i], nv[i]) != 0))
+			return 1;
+	return 0;
+}
+
+void
+authsrc_reconfigure(struct authsrc *a, const struct config *cfg)
+{
+	struct sq_err err = { 0, "" };
+	struct authsrc_sh *st;
+	size_t i;
+
+	if (a == NULL || cfg->n_smarthosts != a->n)
+		return;		/* the scheduler refuses that reload */
+	for (i = 0; i < a->n; i++) {
+		st = &a->shs[i];
+		if (cfg->smarthosts[i].oauth && a->http == NULL &&
+		    authsrc_oauth_setup(a, &err) != 0)
+			log_err("reload: OAuth for [smarthost %s]: %s",
+			    cfg->smarthosts[i].name, err.msg);
+		if (!authsrc_oauth_changed(st->sh, &cfg->smarthosts[i])) {
+			st->sh = &cfg->smarthosts[i];
+			continue;
+		}
+		/* Other endpoint or client: forget the access token, read
+		 * the refresh token again, try again if held. */
+		st->sh = &cfg->smarthosts[i];
+		st->cache.valid = 0;
+		authsrc_wipe_free(st->access_token);
+		st->access_token = NULL;
+		if (!st->sh->oauth)
+			continue;
+		authsrc_wipe_free(st->refresh_token);
+		st->refresh_token = NULL;
+		authsrc_load(st, 1);
+		if (st->refresh_token != NULL)
+			authsrc_release(st);
+	}
+	a->cfg = cfg;
 }
 
 void

@@ -80,6 +80,15 @@ int	authsrc_held(const struct authsrc *a, size_t i, const char **why);
 int	authsrc_status(const struct authsrc *a, const char *name,
 	    struct buf *out, struct sq_err *err);
 
+/*
+ * Reload (scheduler_reconfigure): use cfg from now on (the same list of
+ * smarthosts; the old cfg must outlive a, as requests in flight use it).
+ * A smarthost whose OAuth settings changed forgets its access token,
+ * reads its refresh token again and, if it has one, is no longer held.
+ * state_dir changes at the next restart.
+ */
+void	authsrc_reconfigure(struct authsrc *a, const struct config *cfg);
+
 /* Re-read STATE_DIR/oauth/NAME (also done on inotify). */
 void	authsrc_reload(struct authsrc *a, const char *name);
 

@@ -334,6 +334,19 @@ control_name_valid(const char *s)
 	return n > 0 && n <= 64 && s[n] == '\0';
 }
 
+static int
+control_cmd_reload(struct control *c, const struct control_req *r,
+    struct buf *out, struct sq_err *err)
+{
+	int rc;
+
+	if (c->ops.reload == NULL)
+		return control_not_supported(r, err);
+	if ((rc = c->ops.reload(c->ops.reload_arg, err)) != 0)
+		return rc;
+	return control_done(out, r, "configuration reloaded");
+}
+
 static const struct control_cmd control_cmds[] = {
 	{ "status",	0, CONTROL_RIGHT_READ_ALL,	control_cmd_status },
 	{ "list",	0, CONTROL_RIGHT_READ,		control_cmd_list },
@@ -344,6 +357,7 @@ static const struct control_cmd control_cmds[] = {
 	{ "release",	1, CONTROL_RIGHT_ADMIN,		control_cmd_id },
 	{ "delete",	1, CONTROL_RIGHT_ADMIN,		control_cmd_id },
 	{ "bounce",	1, CONTROL_RIGHT_ADMIN,		control_cmd_id },
+	{ "reload",	0, CONTROL_RIGHT_ADMIN,		control_cmd_reload },
 	{ "oauth-status", CONTROL_ARG_NAME, CONTROL_RIGHT_ADMIN,
 	    control_cmd_oauth_status },
 };
@@ -881,9 +895,8 @@ control_submit_line(struct control_client *cl, const char *line)
 		control_submit_fail(cl, "5.7.1", "%s", err.msg);
 		return;
 	}
-	/* A frame ends in LF, not NUL: submit_proto_parse takes a length. */
-	/* NOLINTNEXTLINE(bugprone-not-null-terminated-result) */
-	memcpy(frame, line, n);
+	/* The line again with its LF, as the framing parser reads it. */
+	memcpy(frame, line, n + 1);
 	frame[n] = '\n';
 	rc = submit_proto_parse(frame, n + 1, &h, &err);
 	if (rc <= 0 || h.type != SUBMIT_PROTO_SUBMIT) {

@@ -110,6 +110,11 @@ struct control_ops {
 	 * is being delivered right now (state "active"). */
 	int	(*is_active)(void *arg, const char *id);
 	void	*arg;
+	/* reload (main's, not the scheduler's): read the configuration
+	 * again as SIGHUP does; 0, or a negative code with err saying why
+	 * it was refused (FILE:LINE for a bad file).  NULL: not offered. */
+	int	(*reload)(void *reload_arg, struct sq_err *err);
+	void	*reload_arg;
 };
 
 /* The right a control command needs. */

@@ -52,6 +52,7 @@
 #include "quota.h"
 #include "mailmsg.h"
 #include "msgfix.h"
+#include "service.h"
 #include "spool.h"
 #include "util.h"
 
@@ -60,7 +61,7 @@
 						 * reading commands */
 #define INTAKE_BACKLOG		128
 #define INTAKE_CLIENT_MAX	96
-#define INTAKE_SD_FDS_START	3
+#define INTAKE_SD_FDS_START	SERVICE_LISTEN_FDS_START
 #define INTAKE_SD_FDS_MAX	64
 
 struct intake_listener {
@@ -1003,30 +1004,14 @@ intake_add_listener(struct intake *in, int fd, const char *name,
 }
 
 /*
- * Sockets from systemd (sd_listen_fds(3) without libsystemd): when
- * LISTEN_PID is our pid, fds 3 .. 3+LISTEN_FDS-1 are ours.  Returns the
- * count (0 when not socket-activated); the variables are removed so that
- * nothing we start inherits them.
+ * Sockets from systemd: sd_listen_fds(3) through service.h (the variables
+ * are removed so that nothing we start inherits them).  Returns the count,
+ * 0 when not socket-activated.
  */
 static int
 intake_sd_fds(void)
 {
-	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
-	char *end;
-	long p, n;
-
-	if (pid == NULL || fds == NULL)
-		return 0;
-	p = strtol(pid, &end, 10);
-	if (*end != '\0' || p != (long)getpid())
-		return 0;
-	n = strtol(fds, &end, 10);
-	unsetenv("LISTEN_PID");
-	unsetenv("LISTEN_FDS");
-	unsetenv("LISTEN_FDNAMES");
-	if (*end != '\0' || n <= 0)
-		return 0;
-	return n > INTAKE_SD_FDS_MAX ? INTAKE_SD_FDS_MAX : (int)n;
+	return service_listen_fds(INTAKE_SD_FDS_MAX);
 }
 
 int

@@ -1,8 +1,8 @@
 /*
  * intake.h - the SMTP listener for local programs: [intake] listen =
  * 127.0.0.1:PORT, [::1]:PORT, unix:PATH, or the sockets systemd hands
- * over (socket activation, LISTEN_PID/LISTEN_FDS, read without
- * libsystemd).  One session per connection drives intake_proto; a
+ * over (socket activation, LISTEN_PID/LISTEN_FDS, read by sd_listen_fds(3)
+ * in service.h).  One session per connection drives intake_proto; a
  * message is answered 250 only once it is durable in the spool.
  *
  * Sessions: a TCP client whose address is neither loopback nor in

@@ -1,19 +1,29 @@
 /*
  * log.c - single-line log records to stderr.
  *
- * Each line is "IDENT[PID]: LEVEL: text".  Under systemd stderr goes to the
- * journal, which adds its own time stamp; run by hand, the same lines are
- * readable as they are.
+ * Each line is "IDENT[PID]: LEVEL: text".  Under systemd stderr is a
+ * stream to the journal, which adds its own time stamp, identifier and
+ * PID but reads the priority only from a "<N>" prefix (sd-daemon(3)):
+ * there each line is "<N>LEVEL: text".  Whether stderr is the journal is
+ * decided as systemd.exec(5) says: JOURNAL_STREAM holds the device and
+ * inode of the stream systemd connected, and they must be stderr's (a
+ * child whose stderr was redirected inherits the variable, not the
+ * stream).
  */
+#include <sys/stat.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "log.h"
 
 static const char	*log_ident = "sendq";
 static enum log_level	 log_max_level = LOG_LEVEL_INFO;
+static int		 log_journal;
 
 static const char *const log_level_names[] = {
 	[LOG_LEVEL_ERR] = "error",
@@ -22,11 +32,48 @@ static const char *const log_level_names[] = {
 	[LOG_LEVEL_DEBUG] = "debug",
 };
 
+static const char *const log_level_prefixes[] = {
+	[LOG_LEVEL_ERR] = SD_ERR,
+	[LOG_LEVEL_WARN] = SD_WARNING,
+	[LOG_LEVEL_INFO] = SD_INFO,
+	[LOG_LEVEL_DEBUG] = SD_DEBUG,
+};
+
+const char *
+log_priority_prefix(enum log_level level)
+{
+	return log_level_prefixes[level];
+}
+
+int
+log_is_journal(const char *journal_stream, unsigned long long dev,
+    unsigned long long ino)
+{
+	unsigned long long d, i;
+	char *end;
+
+	if (journal_stream == NULL || *journal_stream < '0' ||
+	    *journal_stream > '9')
+		return 0;
+	d = strtoull(journal_stream, &end, 10);
+	if (*end != ':' || end[1] < '0' || end[1] > '9')
+		return 0;
+	i = strtoull(end + 1, &end, 10);
+	if (*end != '\0')
+		return 0;
+	return d == dev && i == ino;
+}
+
 void
 log_init(const char *ident, enum log_level level)
 {
+	struct stat st;
+
 	log_ident = ident;
 	log_max_level = level;
+	log_journal = fstat(STDERR_FILENO, &st) == 0 &&
+	    log_is_journal(getenv("JOURNAL_STREAM"),
+	    (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
 }
 
 static void	log_vwrite(enum log_level, const char *, va_list)
@@ -41,8 +88,12 @@ log_vwrite(enum log_level level, const char *fmt, va_list ap)
 
 	if (level > log_max_level)
 		return;
-	n = snprintf(line, sizeof(line), "%s[%ld]: %s: ", log_ident,
-	    (long)getpid(), log_level_names[level]);
+	if (log_journal)
+		n = snprintf(line, sizeof(line), "%s%s: ",
+		    log_level_prefixes[level], log_level_names[level]);
+	else
+		n = snprintf(line, sizeof(line), "%s[%ld]: %s: ", log_ident,
+		    (long)getpid(), log_level_names[level]);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		return;
 	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);

@@ -4,7 +4,12 @@
  * Owns: the log sink and level.  Messages are single lines: callers pass
  * text that came from outside through sq_printable() first, and secrets
  * never reach these functions.
- * May call: libc.
+ * Under systemd (stderr is the journal stream that JOURNAL_STREAM names,
+ * see systemd.exec(5)) each line is "<N>LEVEL: text", N the syslog
+ * priority (sd-daemon(3): err 3, warning 4, info 6, debug 7) so that
+ * `journalctl -p err` shows exactly the errors; the journal adds the
+ * time, the identifier and the PID.  Elsewhere "IDENT[PID]: LEVEL: text".
+ * May call: libc (the sd-daemon.h prefixes are macros: no libsystemd).
  *
  * DIAGNOSTICS: none; a failed write to stderr is ignored.
  */
@@ -21,8 +26,19 @@ enum log_level {
 };
 
 /* ident prefixes every line ("sendqd"); level is the most verbose level
- * written.  Safe to call again to change either. */
+ * written.  Also decides the format: journal when log_is_journal() holds
+ * for getenv("JOURNAL_STREAM") and stderr.  Safe to call again. */
 void	log_init(const char *ident, enum log_level level);
+
+/* 1 when journal_stream (the value of JOURNAL_STREAM, "DEV:INO" in
+ * decimal; NULL when unset) names the file whose st_dev and st_ino are
+ * dev and ino, i.e. stderr is connected to the journal; 0 otherwise
+ * (unset, malformed, or stderr redirected elsewhere).  Pure. */
+int	log_is_journal(const char *journal_stream, unsigned long long dev,
+	    unsigned long long ino);
+
+/* The journal's priority prefix for level ("<3>" for LOG_LEVEL_ERR ...). */
+const char	*log_priority_prefix(enum log_level level);
 
 void	log_err(const char *fmt, ...) SQ_PRINTF(1, 2);
 void	log_warn(const char *fmt, ...) SQ_PRINTF(1, 2);

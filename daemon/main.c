@@ -5,6 +5,10 @@
  * sendqd runs in the foreground and logs to stderr (systemd puts that in
  * the journal).  SIGTERM and SIGINT stop it cleanly: connections are
  * closed, a message in flight stays queued (delivery is at least once).
+ * SIGHUP reloads the configuration (main_reload).  Under systemd
+ * (Type=notify) service.c tells the manager READY=1 once the spool is
+ * recovered and every listener is up, STOPPING=1 on SIGTERM, RELOADING=1
+ * around a reload, and keeps the watchdog fed.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -25,8 +29,13 @@
 #include "quota.h"
 #include "scheduler.h"
 #include "secret.h"
+#include "service.h"
 #include "spool.h"
 #include "tls.h"
+
+#ifndef SENDQ_QUEUE_GROUP	/* CMake: the group of sendq-showq */
+#define SENDQ_QUEUE_GROUP	"sendq-queue"
+#endif
 
 static void
 main_usage(FILE *f)
@@ -45,7 +54,8 @@ main_usage(FILE *f)
 	    "  -h, --help         show this help and exit\n"
 	    "  -V, --version      show the version and exit\n"
 	    "\n"
-	    "Signals: SIGTERM or SIGINT stop the daemon; messages stay queued.\n"
+	    "Signals: SIGTERM or SIGINT stop the daemon; messages stay queued;\n"
+	    "SIGHUP reloads the configuration.\n"
 	    "Exit status: 0 after a clean stop, 64 usage, 71 start-up failure,\n"
 	    "78 configuration error.\n", CONFIG_DEFAULT_PATH);
 }
@@ -86,8 +96,93 @@ struct main_state {
 	struct event_base	*base;
 	struct scheduler	*sched;
 	struct intake		*intake;
+	struct service		*service;
+	const char		*config_path;
+	const struct config	*cfg;		/* the one in force */
+	struct config		**reloaded;	/* every reloaded one: kept
+						 * until exit (see main_reload) */
+	size_t			 n_reloaded;
+	int			 debug;		/* -d: log_level stays debug */
 	int			 stopping;
 };
+
+static void
+main_status(void *arg, char *buf, size_t len)
+{
+	struct main_state *st = arg;
+
+	scheduler_summary(st->sched, buf, len);
+}
+
+/*
+ * SIGHUP: re-read the configuration.  An invalid one is refused with its
+ * FILE:LINE message and the running one stays.  A valid one goes to the
+ * scheduler (scheduler_reconfigure: smarthosts' settings, routing, queue
+ * settings; it refuses a changed smarthost list) and log_level applies;
+ * the listener, the maildrop pick-up and the control socket keep the
+ * configuration they started with until a restart.  Every configuration
+ * stays allocated until exit, since a connection in flight may still use
+ * the one it was opened with (a few KiB per reload).
+ */
+static int
+main_reload(struct main_state *st, struct sq_err *err)
+{
+	struct config *cfg = NULL, **all;
+
+	service_reloading(st->service);
+	log_info("reload: reading %s", st->config_path);
+	if (config_load_file(st->config_path, &cfg, err) != 0 ||
+	    main_check_tls(cfg, 1, err) != 0)
+		goto refused;
+	if (strcmp(cfg->spool_dir, st->cfg->spool_dir) != 0) {
+		sq_err_set(err, SQ_ECONFIG, "%s: spool_dir changed: restart "
+		    "sendqd to apply it", cfg->path);
+		goto refused;
+	}
+	if (scheduler_reconfigure(st->sched, cfg, err) != 0)
+		goto refused;
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): ptr array */
+	all = xreallocarray(st->reloaded, st->n_reloaded + 1, sizeof(*all));
+	st->reloaded = all;
+	st->reloaded[st->n_reloaded++] = cfg;
+	st->cfg = cfg;
+	if (!st->debug)
+		log_init("sendqd", (enum log_level)cfg->log_level);
+	log_info("reload: %s applied (smarthosts, routing, queue, log_level; "
+	    "[intake], maildrop and control socket settings at the next "
+	    "restart)", st->config_path);
+	service_ready(st->service);
+	return 0;
+refused:
+	log_err("reload refused, the running configuration stays: %s",
+	    err->msg);
+	config_free(cfg);
+	service_ready(st->service);
+	return err->code != 0 ? err->code : SQ_ECONFIG;
+}
+
+/* sendqctl reload (control_ops.reload). */
+static int
+main_op_reload(void *arg, struct sq_err *err)
+{
+	struct main_state *st = arg;
+
+	if (st->stopping)
+		return sq_err_set(err, -ESHUTDOWN, "sendqd is stopping");
+	return main_reload(st, err);
+}
+
+static void
+main_on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct main_state *st = arg;
+	struct sq_err err = { 0 };
+
+	(void)sig;
+	(void)what;
+	if (!st->stopping)
+		(void)main_reload(st, &err);
+}
 
 static void
 main_on_stopped(void *arg)
@@ -106,6 +201,7 @@ main_on_signal(evutil_socket_t sig, short what, void *arg)
 	if (st->stopping)
 		return;
 	st->stopping = 1;
+	service_stopping(st->service, "stopping: closing connections");
 	intake_close_listeners(st->intake);
 	log_info("received %s: stopping", strsignal((int)sig));
 	scheduler_shutdown(st->sched, main_on_stopped, st);
@@ -133,7 +229,7 @@ main(int argc, char **argv)
 	struct control_ops ops;
 	struct quota quota;
 	const char *ctl_path;
-	struct event *sigterm = NULL, *sigint = NULL;
+	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
 	struct sq_err err = { 0 };
 	char hostname[256];
 	const char *ehlo_name;
@@ -202,6 +298,10 @@ main(int argc, char **argv)
 		status = EX_CANTCREAT;
 		goto out;
 	}
+	/* queue/ readable by the group of sendq-showq (spool.h); before
+	 * anything writes an envelope. */
+	if (spool_set_queue_group(sp, SENDQ_QUEUE_GROUP, &err) != 0)
+		log_warn("spool: %s", err.msg);
 	if ((st.base = event_base_new()) == NULL) {
 		log_err("cannot create the event loop");
 		goto out;
@@ -224,10 +324,16 @@ main(int argc, char **argv)
 		status = EX_CONFIG;
 		goto out;
 	}
+	st.config_path = config_path;
+	st.cfg = cfg;
+	st.debug = debug;
+	st.service = service_new(st.base, main_status, &st);
 	sigterm = evsignal_new(st.base, SIGTERM, main_on_signal, &st);
 	sigint = evsignal_new(st.base, SIGINT, main_on_signal, &st);
+	sighup = evsignal_new(st.base, SIGHUP, main_on_hup, &st);
 	evsignal_add(sigterm, NULL);
 	evsignal_add(sigint, NULL);
+	evsignal_add(sighup, NULL);
 	if (scheduler_start(st.sched, &err) != 0) {
 		log_err("cannot start: %s", err.msg);
 		goto out;
@@ -257,6 +363,8 @@ main(int argc, char **argv)
 	ctl_path = cfg->control_socket != NULL ? cfg->control_socket :
 	    CONFIG_DEFAULT_SOCKET;
 	scheduler_control_ops(st.sched, &ops);
+	ops.reload = main_op_reload;
+	ops.reload_arg = &st;
 	if (control_new(st.base, ctl_path, cfg->spool_dir, &ops, &ctl,
 	    &err) != 0)
 		log_warn("no control socket: %s (sendqctl status, flush, hold "
@@ -270,6 +378,7 @@ main(int argc, char **argv)
 	control_set_guards(ctl, &quota, cfg->min_free_space);
 	log_info("started: config=%s spool=%s smarthosts=%zu", config_path,
 	    cfg->spool_dir, cfg->n_smarthosts);
+	service_ready(st.service);
 	if (event_base_dispatch(st.base) < 0) {
 		log_err("event loop failed");
 		goto out;
@@ -285,6 +394,9 @@ out:
 		event_free(sigterm);
 	if (sigint != NULL)
 		event_free(sigint);
+	if (sighup != NULL)
+		event_free(sighup);
+	service_free(st.service);
 	scheduler_free(st.sched);
 	if (dns != NULL)
 		evdns_base_free(dns, 0);
@@ -292,5 +404,8 @@ out:
 		event_base_free(st.base);
 	spool_close(sp);
 	config_free(cfg);
+	while (st.n_reloaded > 0)
+		config_free(st.reloaded[--st.n_reloaded]);
+	free(st.reloaded);
 	return status;
 }

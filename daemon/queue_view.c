@@ -3,7 +3,9 @@
  *
  * How it works: spool_list() gives the ids of queue/ in id order, which is
  * arrival order; each envelope is then read with spool_load_envelope()
- * and the body's size taken with fstat() on spool_open_message().  The
+ * and the body's size taken with spool_message_size() (fstatat: the
+ * listing never opens a body, so the readers' group of queue/, which
+ * may read envelopes only, can list it: sendq-showq, spool.h).  The
  * daemon may deliver (remove) a message between the listing and the read:
  * such a message is skipped, since it is no longer queued.  Envelopes are
  * replaced by rename, so a reader sees the old or the new one, never half.
@@ -22,8 +24,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -40,6 +44,10 @@
 #include "submit_proto.h"
 #include "spool.h"
 #include "util.h"
+
+#ifndef SENDQ_SHOWQ_HELPER	/* CMake: where sendq-showq is installed */
+#define SENDQ_SHOWQ_HELPER	"/usr/sbin/sendq-showq"
+#endif
 
 /* Width of the columns before "Sender / Recipients" in the text list. */
 #define QUEUE_VIEW_INDENT	60
@@ -239,20 +247,17 @@ queue_view_state(const struct envelope *env,
 	return "queued";
 }
 
+/* The body's size by fstatat (the search right on queue/ is enough: a
+ * reader of the listing never opens a body, which stays 0600). */
 static long long
 queue_view_size(struct spool *sp, const char *id)
 {
 	struct sq_err err = { 0 };
-	struct stat st;
-	long long size = -1;
-	int fd;
+	uint64_t size;
 
-	if ((fd = spool_open_message(sp, id, &err)) < 0)
+	if (spool_message_size(sp, id, &size, &err) != 0)
 		return -1;
-	if (fstat(fd, &st) == 0)
-		size = (long long)st.st_size;
-	close(fd);
-	return size;
+	return (long long)size;
 }
 
 /* "now", "in 5m", "on hold", "-" (being delivered). */
@@ -359,7 +364,7 @@ queue_view_list(const char *spool_dir, long uid_filter, int json,
 	size_t i, shown = 0;
 	int rc;
 
-	if ((rc = spool_open(spool_dir, 0, &sp, err)) != 0)
+	if ((rc = spool_open_queue(spool_dir, &sp, err)) != 0)
 		return rc;
 	if ((rc = spool_list(sp, queue_view_collect, &l, err)) < 0) {
 		spool_close(sp);
@@ -510,7 +515,7 @@ queue_view_show(const char *spool_dir, const char *id, long uid_filter,
 	if (!spool_id_valid(id))
 		return sq_err_set(err, SQ_ENOTFOUND, "no message %.*s (not a "
 		    "queue id)", 40, id);
-	if ((rc = spool_open(spool_dir, 0, &sp, err)) != 0) {
+	if ((rc = spool_open_queue(spool_dir, &sp, err)) != 0) {
 		if (rc == -ENOENT)
 			rc = sq_err_set(err, SQ_ENOTFOUND, "no message %s "
 			    "(no spool at %s)", id, spool_dir);
@@ -841,4 +846,87 @@ queue_view_submit(const char *path, const char *env_text, size_t env_len,
 	    answer_sz, err)) == 0)
 		return 0;
 	return rc != 0 ? rc : arc;
+}
+
+const char *
+queue_view_showq_path(void)
+{
+	const char *p = getenv("SENDQ_SHOWQ_HELPER");
+
+	return p != NULL && p[0] == '/' ? p : SENDQ_SHOWQ_HELPER;
+}
+
+/* Read fd to its end into out; past out's max the rest is read and
+ * dropped (*full set), so that the writer never blocks.  0 or -errno. */
+static int
+queue_view_drain(int fd, struct buf *out, int *full)
+{
+	char chunk[16384];
+	ssize_t n;
+
+	for (;;) {
+		n = read(fd, chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 0;
+		if (!*full && buf_append(out, chunk, (size_t)n) != 0)
+			*full = 1;
+	}
+}
+
+int
+queue_view_showq(int json, struct buf *out, int *exit_code,
+    struct sq_err *err)
+{
+	const char *path = queue_view_showq_path();
+	char *argv[] = { (char *)"sendq-showq", (char *)"--json", NULL };
+	char *const envp[] = { NULL };
+	int pfd[2], status, rc, full = 0;
+	pid_t pid;
+
+	if (!json)
+		argv[1] = NULL;
+	if (pipe2(pfd, O_CLOEXEC) != 0)
+		return sq_err_set(err, -errno, "pipe: %s", strerror(errno));
+	fflush(stdout);
+	fflush(stderr);
+	if ((pid = fork()) < 0) {
+		rc = -errno;
+		close(pfd[0]);
+		close(pfd[1]);
+		return sq_err_set(err, rc, "fork: %s", strerror(-rc));
+	}
+	if (pid == 0) {
+		if (dup2(pfd[1], STDOUT_FILENO) < 0)
+			_exit(127);
+		execve(path, argv, envp);
+		fprintf(stderr, "cannot run the queue lister %s: %s\n", path,
+		    strerror(errno));
+		_exit(127);
+	}
+	close(pfd[1]);
+	rc = queue_view_drain(pfd[0], out, &full);
+	close(pfd[0]);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return sq_err_set(err, -errno, "waitpid: %s",
+			    strerror(errno));
+	if (!WIFEXITED(status))
+		return sq_err_set(err, -EIO, "the queue lister %s was killed "
+		    "by signal %d", path, WIFSIGNALED(status) ?
+		    WTERMSIG(status) : 0);
+	if (rc != 0)
+		return sq_err_set(err, rc, "read from the queue lister %s: %s",
+		    path, strerror(-rc));
+	if (full)
+		return sq_err_set(err, SQ_ELIMIT, "queue listing larger than "
+		    "%zu bytes", out->max);
+	*exit_code = WEXITSTATUS(status);
+	if (*exit_code == 127)
+		return sq_err_set(err, -ENOENT, "cannot run the queue lister "
+		    "%s", path);
+	return 0;
 }

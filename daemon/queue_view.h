@@ -17,9 +17,10 @@
  *
  * Owns: the output formats, the control request/answer exchange of the
  * clients.
- * May call: spool (read-only: spool_list, spool_load_envelope,
- * spool_open_message), envelope, buf, util, libc sockets.  Blocking I/O
- * only; nothing is changed on disk.
+ * May call: spool (read-only: spool_open_queue, spool_list,
+ * spool_load_envelope, spool_message_size, spool_open_message),
+ * envelope, buf, util, libc sockets, fork/exec of sendq-showq.  Blocking
+ * I/O only; nothing is changed on disk.
  *
  * DIAGNOSTICS: -errno / SQ_ENOTFOUND / SQ_ELIMIT with err naming the
  * spool path, the message or the socket.  A message that disappears
@@ -118,6 +119,29 @@ int	queue_view_submit(const char *path, const char *env_text,
  * daemon's user), else the caller's real uid.  Does not block.
  */
 long	queue_view_own_filter(const char *spool_dir);
+
+/*
+ * The path of the setgid queue lister sendq-showq (sendq_showq.c): the
+ * compiled-in SENDQ_SHOWQ_HELPER, or SENDQ_SHOWQ_HELPER from the
+ * environment when it is an absolute path (for tests: the caller runs
+ * whatever it names with its own rights anyway).  Does not block.
+ */
+const char	*queue_view_showq_path(void);
+
+/*
+ * For a client that cannot read the spool while sendqd is down: run
+ * sendq-showq (with --json when json is set) with no other argument and
+ * an empty environment, its standard error the caller's, and append what
+ * it prints on standard output to out.  Returns 0 with its exit status in
+ * *exit_code (0: out holds the caller's own messages, the same listing
+ * as queue_view_list with uid_filter = the real uid; else it printed why
+ * on standard error); -ENOENT when it cannot be run (not installed);
+ * SQ_ELIMIT when its output is larger than out's max; another -errno
+ * (-EIO: killed by a signal).  err always says what happened.  Blocks
+ * until the helper exits.
+ */
+int	queue_view_showq(int json, struct buf *out, int *exit_code,
+	    struct sq_err *err);
 
 /* Non-zero when a daemon accepts connections on the control socket at
  * path (a quick probe, nothing is sent). */

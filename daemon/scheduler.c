@@ -159,6 +159,10 @@ struct scheduler {
 	int			 watch_fd;
 	int			 shutting_down;
 	struct authsrc		*auth;		/* AUTH secrets, OAuth */
+	/* TLS contexts replaced by a reload (connections in flight may
+	 * still use them): freed with the scheduler. */
+	struct tls_ctx		**old_tls;
+	size_t			 n_old_tls;
 };
 
 static void	scheduler_run(struct scheduler *s);
@@ -2002,6 +2006,9 @@ scheduler_free(struct scheduler *s)
 		tls_ctx_free(r->tls);
 	}
 	free(s->relays);
+	for (i = 0; i < s->n_old_tls; i++)
+		tls_ctx_free(s->old_tls[i]);
+	free(s->old_tls);
 	for (i = 0; i < s->n_buckets; i++)
 		for (m = s->buckets[i]; m != NULL; m = next) {
 			next = m->hash_next;
@@ -2023,4 +2030,147 @@ scheduler_free(struct scheduler *s)
 	authsrc_free(s->auth);
 	free(s->ehlo_name);
 	free(s);
+}
+
+void
+scheduler_summary(const struct scheduler *s, char *buf, size_t len)
+{
+	size_t i, n;
+	int w;
+
+	w = snprintf(buf, len, "queued %zu", s->n_msgs);
+	for (i = 0; i < s->n_relays && w >= 0 && (size_t)w < len; i++) {
+		n = (size_t)w;
+		w = snprintf(buf + n, len - n, "%s%s %s", i == 0 ?
+		    "; relays: " : ", ", s->relays[i].sh->name,
+		    s->relays[i].down ? "DOWN" : "up");
+		if (w >= 0)
+			w += (int)n;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Reload. */
+
+static int
+scheduler_reconfigure_check(const struct scheduler *s,
+    const struct config *cfg, struct sq_err *err)
+{
+	size_t i;
+
+	if (cfg->n_smarthosts != s->n_relays)
+		return sq_err_set(err, SQ_ECONFIG, "%s: the number of "
+		    "smarthosts changed (%zu, was %zu): restart sendqd to "
+		    "apply it", cfg->path, cfg->n_smarthosts, s->n_relays);
+	for (i = 0; i < s->n_relays; i++) {
+		const struct config_smarthost *o = s->relays[i].sh;
+		const struct config_smarthost *n = &cfg->smarthosts[i];
+
+		if (strcmp(o->name, n->name) != 0)
+			return sq_err_set(err, SQ_ECONFIG, "%s: smarthost %zu "
+			    "is [smarthost %s], was [smarthost %s]: restart "
+			    "sendqd to apply it", cfg->path, i + 1, n->name,
+			    o->name);
+		if (o->max_connections != n->max_connections)
+			return sq_err_set(err, SQ_ECONFIG, "%s: [smarthost "
+			    "%s] max_connections changed: restart sendqd to "
+			    "apply it", cfg->path, n->name);
+	}
+	return 0;
+}
+
+/* Index every queued message that is not on a connection again, under
+ * the current s->cfg (route, split, bounce what has no route). */
+static void
+scheduler_reroute(struct scheduler *s)
+{
+	struct sched_msg *m, *next;
+	char (*ids)[ENVELOPE_ID_MAX];
+	size_t i, n = 0;
+
+	ids = xreallocarray(NULL, s->n_msgs + 1, sizeof(*ids));
+	for (i = 0; i < s->n_buckets; i++)
+		for (m = s->buckets[i]; m != NULL; m = next) {
+			next = m->hash_next;
+			if (m->state == SCHED_ACTIVE)
+				continue;
+			snprintf(ids[n++], sizeof(ids[0]), "%s", m->id);
+			scheduler_drop(s, m);
+		}
+	for (i = 0; i < n; i++)
+		scheduler_add_id(ids[i], s);
+	free(ids);
+}
+
+int
+scheduler_reconfigure(struct scheduler *s, const struct config *cfg,
+    struct sq_err *err)
+{
+	struct tls_ctx **tls;
+	size_t i;
+	unsigned j;
+	int rc;
+
+	if ((rc = scheduler_reconfigure_check(s, cfg, err)) != 0)
+		return rc;
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): ptr array */
+	tls = xcalloc(s->n_relays, sizeof(*tls));
+	for (i = 0; i < s->n_relays; i++) {
+		if (cfg->smarthosts[i].tls == CONFIG_TLS_NONE)
+			continue;
+		if ((rc = tls_ctx_new(&cfg->smarthosts[i], &tls[i],
+		    err)) != 0) {
+			while (i-- > 0)
+				tls_ctx_free(tls[i]);
+			free(tls);
+			return rc;
+		}
+	}
+	/* Committed from here on: nothing below fails. */
+	s->cfg = cfg;
+	authsrc_reconfigure(s->auth, cfg);
+	s->policy.min = cfg->retry_min;
+	s->policy.max = cfg->retry_max > cfg->retry_min ? cfg->retry_max :
+	    cfg->retry_min;
+	s->policy.max_age = cfg->max_age;
+	for (i = 0; i < s->n_relays; i++) {
+		struct sched_relay *r = &s->relays[i];
+
+		/* A connection in flight still uses the old context. */
+		if (r->tls != NULL) {
+			/* NOLINTBEGIN(bugprone-sizeof-expression): ptrs */
+			s->old_tls = xreallocarray(s->old_tls,
+			    s->n_old_tls + 1, sizeof(*s->old_tls));
+			/* NOLINTEND(bugprone-sizeof-expression) */
+			s->old_tls[s->n_old_tls++] = r->tls;
+		}
+		r->tls = tls[i];
+		r->sh = &cfg->smarthosts[i];
+		r->down = 0;
+		r->down_until = 0;
+		r->down_count = 0;
+		r->tokens = r->sh->rate_count;
+		r->tokens_at = scheduler_now_ms();
+		for (j = 0; j < r->sh->max_connections; j++) {
+			struct sched_conn *cc = &r->conns[j];
+
+			if (cc->conn == NULL)
+				continue;
+			if (!cc->ready_once) {
+				/* Still opening for its message (retire now
+				 * would drop it): retire after that one. */
+				cc->sent = r->sh->messages_per_connection;
+				continue;
+			}
+			cc->retire = 1;
+			if (cc->idle && cc->cur == NULL)
+				scheduler_conn_close(cc);
+		}
+	}
+	free(tls);
+	scheduler_reroute(s);
+	log_info("reconfigured: %zu message(s) queued, routed again",
+	    s->n_msgs);
+	scheduler_request_run(s);
+	return 0;
 }

@@ -55,6 +55,28 @@ void	scheduler_shutdown(struct scheduler *s, void (*done)(void *),
 struct control_ops;
 void	scheduler_control_ops(struct scheduler *s, struct control_ops *ops);
 
+/*
+ * Reload: deliver with cfg (which must outlive s, as must the one it
+ * replaces: connections in flight keep using the old one until they
+ * close).  The smarthosts must be the same list (names, order,
+ * max_connections); their other settings (host, port, TLS, trust, auth,
+ * routing rules, rate) and the queue settings may change.  New TLS
+ * contexts are built first: on any failure nothing changes and a negative
+ * code is returned with err.  On success open connections are retired
+ * (closed once their current message is done), every relay gets a fresh
+ * start (no longer down), and each queued message that is not being
+ * delivered right now is routed again (split, or bounced when no
+ * smarthost takes a recipient any more, as on a start); a message in
+ * flight keeps its route.  Nothing queued is lost or duplicated.  Blocks
+ * while it reads the envelopes of the queue.
+ */
+int	scheduler_reconfigure(struct scheduler *s, const struct config *cfg,
+	    struct sq_err *err);
+
+/* A one-line summary for systemd's STATUS=: "queued N; relays: NAME up,
+ * NAME DOWN" (truncated to fit buf, size len > 0, NUL-terminated). */
+void	scheduler_summary(const struct scheduler *s, char *buf, size_t len);
+
 /* The per-uid counts of the queue index behind struct quota (quota.h):
  * fills q->uid_usage, q->queued and q->arg, bound to s; the limits are
  * the caller's to set. */

@@ -57,8 +57,11 @@
  * control socket when it runs (so messages being delivered show as
  * active; sendqd shows a user only their own messages, root, its own
  * user and admin_group everything), else read from the spool directly,
- * which only root and sendqd's user can (anyone else: exit 75 with one
- * line saying so).  -q asks sendqd to flush the queue (control "flush",
+ * which only root and sendqd's user can; anyone else gets their own
+ * messages through the setgid lister sendq-showq (sendq_showq.c, run
+ * with no argument and an empty environment; its exit code is
+ * passed on; when it is not installed: exit 75 with one line saying
+ * so).  -q asks sendqd to flush the queue (control "flush",
  * for root, sendqd's user and admin_group: exit 77 for others); without
  * a running daemon it exits 75.
  */
@@ -892,6 +895,36 @@ sendq_daemon_error(struct buf *out)
 	    EX_NOPERM : EX_TEMPFAIL;
 }
 
+/* sendqd is down and the spool is not ours to read: the setgid lister
+ * sendq-showq prints the caller's own messages.  The exit code. */
+static int
+sendq_list_showq(struct buf *out)
+{
+	struct sq_err err = { 0 };
+	int rc, status = 0;
+
+	out->len = 0;
+	rc = queue_view_showq(0, out, &status, &err);
+	if (rc == -ENOENT) {
+		fprintf(stderr, "sendq: sendqd is not running, and only root "
+		    "and the user sendqd runs as may read the spool directly "
+		    "(%s): mailq shows your mail while sendqd runs (systemctl "
+		    "start sendq)\n", err.msg);
+		return EX_TEMPFAIL;
+	}
+	if (rc != 0 && rc != SQ_ELIMIT) {
+		fprintf(stderr, "sendq: %s\n", err.msg);
+		return EX_TEMPFAIL;
+	}
+	fwrite(out->data, 1, out->len, stdout);
+	if (rc != 0) {
+		fprintf(stderr, "sendq: %s\n", err.msg);
+		return EX_TEMPFAIL;
+	}
+	/* It printed its reason; its codes are sysexits too. */
+	return status;
+}
+
 /* mailq: queue_view's listing, from sendqd if it runs (it shows a user
  * their own messages only), else from the spool directly. */
 static int
@@ -920,11 +953,7 @@ sendq_list_queue(const struct config *cfg, const char *spool_dir)
 		goto done;
 	}
 	if (rc == -EACCES || rc == -EPERM) {
-		fprintf(stderr, "sendq: sendqd is not running, and only root "
-		    "and the user sendqd runs as may read the spool directly: "
-		    "mailq shows your mail while sendqd runs (systemctl start "
-		    "sendq)\n");
-		ex = EX_TEMPFAIL;
+		ex = sendq_list_showq(&out);
 		goto done;
 	}
 	fwrite(out.data, 1, out.len, stdout);

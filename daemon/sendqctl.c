@@ -11,9 +11,10 @@
  * caller's uid and groups, control.h) exits 77.  When no daemon listens
  * (the socket file is missing or refuses connections), `list` and `show`
  * read the spool directly through queue_view, with a note on standard
- * error: root and the spool's owner see every message, anyone else only
- * their own (and normally cannot read the spool at all: exit 69, as for
- * every other command without the daemon).  Exit codes: see
+ * error: root and the spool's owner see every message.  Anyone else
+ * cannot read the spool: `list` then runs the setgid lister sendq-showq
+ * (sendq_showq.c), which prints the caller's own messages; `show` exits
+ * 69, as every other command without the daemon.  Exit codes: see
  * sendqctl_usage().
  */
 #include <errno.h>
@@ -52,6 +53,8 @@ static const struct sendqctl_cmd sendqctl_cmds[] = {
 	{ "release", 1, 0, "undo hold" },
 	{ "delete", 1, 0, "remove a message from the queue (no bounce)" },
 	{ "bounce", 1, 0, "fail a message now: bounce it to its sender" },
+	{ "reload", 0, 0, "read the configuration again (as SIGHUP); says "
+	    "why when it is refused" },
 };
 
 #define SENDQCTL_N_CMDS	(sizeof(sendqctl_cmds) / sizeof(sendqctl_cmds[0]))
@@ -87,8 +90,9 @@ sendqctl_usage(FILE *fp)
 "list and show their own messages; status, every message and the commands\n"
 "that change the queue are for root, the user sendqd runs as and members\n"
 "of [sendq] admin_group.  When sendqd is not running, list and show read\n"
-"the spool directly (root and sendqd's user); the other commands need\n"
-"the daemon.\n"
+"the spool directly (root and sendqd's user), and for anyone else list\n"
+"shows their own messages through the setgid helper sendq-showq; the\n"
+"other commands need the daemon.\n"
 "\n"
 "Exit status:\n"
 "  0   done\n"
@@ -143,6 +147,37 @@ sendqctl_print(const char *data, size_t len)
 	return EX_OK;
 }
 
+/* list through sendq-showq (sendqd is not running, the spool is not
+ * the caller's to read).  The exit code. */
+static int
+sendqctl_showq(struct buf *out, int json)
+{
+	struct sq_err err = { 0 };
+	int rc, status = 0;
+
+	out->len = 0;
+	rc = queue_view_showq(json, out, &status, &err);
+	if (rc == -ENOENT) {
+		sendqctl_print_error("sendqd is not running, and only root "
+		    "and the user sendqd runs as may read the spool directly "
+		    "(start it with systemctl start sendq)", json);
+		return EX_UNAVAILABLE;
+	}
+	if (rc != 0) {
+		sendqctl_print_error(err.msg, json);
+		return SENDQCTL_EXIT_FAILED;
+	}
+	if (status != 0) {	/* it printed why on standard error */
+		if (json)
+			sendqctl_print_error("sendqd is not running, and "
+			    "sendq-showq could not list the queue", json);
+		return SENDQCTL_EXIT_FAILED;
+	}
+	fprintf(stderr, "sendqctl: sendqd is not running: your messages, "
+	    "as sendq-showq lists them\n");
+	return sendqctl_print(out->data, out->len);
+}
+
 /* list/show straight from the spool (sendqd is not running). */
 static int
 sendqctl_offline(const struct sendqctl_cmd *cmd, const char *id, int json,
@@ -167,9 +202,14 @@ sendqctl_offline(const struct sendqctl_cmd *cmd, const char *id, int json,
 		buf_append_str(&out, json ? "[]\n" : "Mail queue is empty\n");
 		rc = 0;
 	}
-	if (rc == -EACCES || rc == -EPERM) {
-		/* The spool is sendqd's own (0700): only the daemon can
-		 * show a user their messages. */
+	if ((rc == -EACCES || rc == -EPERM) &&
+	    strcmp(cmd->name, "list") == 0) {
+		/* queue/ is for sendqd and the lister's group: the setgid
+		 * sendq-showq lists the caller's own messages. */
+		ex = sendqctl_showq(&out, json);
+	} else if (rc == -EACCES || rc == -EPERM) {
+		/* Bodies are sendqd's own (0600): only the daemon can
+		 * show a user their message. */
 		sendqctl_print_error("sendqd is not running, and only root "
 		    "and the user sendqd runs as may read the spool directly "
 		    "(start it with systemctl start sendq)", json);

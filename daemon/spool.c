@@ -38,6 +38,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,9 @@ struct spool {
 	int		 queue_fd;
 	int		 failed_fd;
 	int		 corrupt_fd;	/* -1 until corrupt/ is needed */
+	/* Mode of .env files: 0600, or 0640 when tmp/ is setgid to the
+	 * readers' group (spool_set_queue_group). */
+	mode_t		 env_mode;
 	uint64_t	 min_free;	/* spool_space_ok's reserve, 0 = off */
 };
 
@@ -123,6 +127,19 @@ spool_open_dir(const char *path, int *fd, struct sq_err *err)
 	return 0;
 }
 
+/* The mode of new envelopes: 0640 when tmp/ is setgid (to gid, unless
+ * gid is (gid_t)-1: to any group), so that they are born with the
+ * readers' group; else 0600. */
+static mode_t
+spool_env_mode(const struct spool *sp, gid_t gid)
+{
+	struct stat st;
+
+	if (fstat(sp->tmp_fd, &st) != 0 || !(st.st_mode & S_ISGID))
+		return 0600;
+	return gid == (gid_t)-1 || st.st_gid == gid ? 0640 : 0600;
+}
+
 int
 spool_open(const char *dir, int create, struct spool **out,
     struct sq_err *err)
@@ -151,9 +168,11 @@ spool_open(const char *dir, int create, struct spool **out,
 		spool_close(sp);
 		return rc;
 	}
+	sp->env_mode = spool_env_mode(sp, (gid_t)-1);
 	*out = sp;
 	return 0;
 }
+
 
 void
 spool_close(struct spool *sp)
@@ -252,27 +271,27 @@ spool_make_id(char *id, size_t idsz, struct sq_err *err)
 }
 
 /*
- * Create dir/name exclusively (0600 whatever the umask), lock it and make
+ * Create dir/name exclusively (mode whatever the umask), lock it and make
  * sure recovery did not unlink it before the lock was ours.  Returns the
  * fd, -EEXIST when the name is taken, or another -errno with err.
  */
 static int
 spool_create_locked(int dirfd, const char *dirpath, const char *name,
-    struct sq_err *err)
+    mode_t mode, struct sq_err *err)
 {
 	struct stat st;
 	int fd, tries, e;
 
 	for (tries = 0; tries < SPOOL_CREATE_TRIES; tries++) {
 		fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL |
-		    O_CLOEXEC | O_NOFOLLOW, 0600);
+		    O_CLOEXEC | O_NOFOLLOW, mode);
 		if (fd < 0) {
 			if (errno == EEXIST)
 				return -EEXIST;
 			return spool_fail(err, -errno, "create", dirpath,
 			    name);
 		}
-		if (fchmod(fd, 0600) != 0) {
+		if (fchmod(fd, mode) != 0) {
 			e = -errno;
 			spool_fail(err, e, "chmod", dirpath, name);
 			goto fail;
@@ -353,7 +372,7 @@ spool_writer_begin(struct spool *sp, struct spool_writer **out,
 		snprintf(w->msg_name, sizeof(w->msg_name), "%s.msg", w->id);
 		snprintf(w->env_name, sizeof(w->env_name), "%s.env", w->id);
 		fd = spool_create_locked(sp->tmp_fd, sp->tmp_dir, w->msg_name,
-		    err);
+		    0600, err);
 		if (fd == -EEXIST)
 			continue;
 		if (fd < 0) {
@@ -477,7 +496,8 @@ spool_writer_transform(struct spool_writer *w, spool_transform_fn fn,
 		close(old);
 		return rc;
 	}
-	fd = spool_create_locked(sp->tmp_fd, sp->tmp_dir, w->msg_name, err);
+	fd = spool_create_locked(sp->tmp_fd, sp->tmp_dir, w->msg_name, 0600,
+	    err);
 	if (fd < 0) {
 		close(old);
 		return fd == -EEXIST ? spool_fail(err, fd, "create",
@@ -543,21 +563,21 @@ spool_writer_abort(struct spool_writer *w)
 	spool_writer_free(w);
 }
 
-/* Write text to a new locked file dir/name and, with sync set, fsync it.
- * Returns the still locked fd or -errno with err; on failure nothing is
- * left. */
+/* Write text to a new locked file dir/name (mode) and, with sync set,
+ * fsync it.  Returns the still locked fd or -errno with err; on failure
+ * nothing is left. */
 static int
 spool_write_file_sync(int dirfd, const char *dirpath, const char *name,
-    const char *text, size_t len, int sync, struct sq_err *err)
+    mode_t mode, const char *text, size_t len, int sync, struct sq_err *err)
 {
 	int fd, rc;
 
-	fd = spool_create_locked(dirfd, dirpath, name, err);
+	fd = spool_create_locked(dirfd, dirpath, name, mode, err);
 	if (fd == -EEXIST) {
 		/* Only a dead writer's or updater's debris can hold this
 		 * name (see the top of this file). */
 		unlinkat(dirfd, name, 0);
-		fd = spool_create_locked(dirfd, dirpath, name, err);
+		fd = spool_create_locked(dirfd, dirpath, name, mode, err);
 		if (fd == -EEXIST)
 			return spool_fail(err, fd, "create", dirpath, name);
 	}
@@ -581,9 +601,10 @@ fail:
 
 static int
 spool_write_file(int dirfd, const char *dirpath, const char *name,
-    const char *text, size_t len, struct sq_err *err)
+    mode_t mode, const char *text, size_t len, struct sq_err *err)
 {
-	return spool_write_file_sync(dirfd, dirpath, name, text, len, 1, err);
+	return spool_write_file_sync(dirfd, dirpath, name, mode, text, len, 1,
+	    err);
 }
 
 int
@@ -605,8 +626,8 @@ spool_writer_commit(struct spool_writer *w, struct envelope *env,
 	memcpy(env->id, w->id, sizeof(env->id));
 	env->body_8bit = w->body_8bit;
 	text = envelope_format(env, &len);
-	env_fd = spool_write_file(sp->tmp_fd, sp->tmp_dir, w->env_name, text,
-	    len, err);
+	env_fd = spool_write_file(sp->tmp_fd, sp->tmp_dir, w->env_name,
+	    sp->env_mode, text, len, err);
 	if (env_fd < 0) {
 		rc = env_fd;
 		goto fail;
@@ -729,7 +750,8 @@ spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n)
 		if (it->rc != 0)
 			continue;
 		it->env_fd = spool_write_file_sync(sp->tmp_fd, sp->tmp_dir,
-		    it->env_name, it->text, it->len, 0, it->err);
+		    it->env_name, sp->env_mode, it->text, it->len, 0,
+		    it->err);
 		if (it->env_fd < 0)
 			it->rc = it->env_fd;
 		else
@@ -1236,7 +1258,8 @@ spool_update_envelope(struct spool *sp, const struct envelope *env,
 		return sq_err_set(err, SQ_ENOTFOUND, "no message %s in %s",
 		    env->id, sp->queue_dir);
 	text = envelope_format(env, &len);
-	fd = spool_write_file(sp->tmp_fd, sp->tmp_dir, upd, text, len, err);
+	fd = spool_write_file(sp->tmp_fd, sp->tmp_dir, upd, sp->env_mode, text,
+	    len, err);
 	free(text);
 	if (fd < 0)
 		return fd;
@@ -1294,8 +1317,8 @@ spool_hold_failed(struct spool *sp, const struct envelope *env,
 	snprintf(msg, sizeof(msg), "%s.msg", env->id);
 	snprintf(tmpname, sizeof(tmpname), "%s.failed", env->id);
 	text = envelope_format(env, &len);
-	fd = spool_write_file(sp->tmp_fd, sp->tmp_dir, tmpname, text, len,
-	    err);
+	fd = spool_write_file(sp->tmp_fd, sp->tmp_dir, tmpname, 0600, text,
+	    len, err);
 	free(text);
 	if (fd < 0)
 		return fd;
@@ -1322,4 +1345,145 @@ out:
 		unlinkat(sp->tmp_fd, tmpname, 0);
 	close(fd);
 	return rc;
+}
+
+int
+spool_open_queue(const char *dir, struct spool **out, struct sq_err *err)
+{
+	struct spool *sp;
+
+	sp = xcalloc(1, sizeof(*sp));
+	sp->tmp_fd = sp->queue_fd = sp->failed_fd = -1;
+	sp->dir_fd = sp->corrupt_fd = -1;
+	sp->dir = xstrdup(dir);
+	sp->corrupt_dir = xasprintf("%s/corrupt", dir);
+	sp->tmp_dir = xasprintf("%s/tmp", dir);
+	sp->queue_dir = xasprintf("%s/queue", dir);
+	sp->failed_dir = xasprintf("%s/failed", dir);
+	sp->env_mode = 0600;
+	/* Only queue/: the readers' group may read it, nothing else. */
+	sp->queue_fd = open(sp->queue_dir, O_RDONLY | O_DIRECTORY |
+	    O_NOFOLLOW | O_CLOEXEC);
+	if (sp->queue_fd < 0) {
+		int rc = spool_fail(err, -errno, "open", sp->queue_dir, NULL);
+
+		spool_close(sp);
+		return rc;
+	}
+	*out = sp;
+	return 0;
+}
+
+/* Give directory fd (path) group gid (unless (gid_t)-1) and then mode,
+ * when it is ours and differs.  0, or -errno with err when stat or chmod
+ * fails; a chgrp that fails is logged and *gid_ok cleared, and the mode
+ * is then nomode (that of a spool without readers' group). */
+static int
+spool_fix_dir(int fd, const char *path, const char *group, gid_t gid,
+    mode_t mode, mode_t nomode, int *gid_ok, struct sq_err *err)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) != 0)
+		return spool_fail(err, -errno, "stat", path, NULL);
+	if (st.st_uid != geteuid() && geteuid() != 0)
+		return 0;	/* not ours: taken as it is */
+	if (gid != (gid_t)-1 && st.st_gid != gid) {
+		if (fchown(fd, (uid_t)-1, gid) != 0) {
+			log_warn("spool: chgrp %s to %s: %s (only root and "
+			    "sendqd's user can list the queue while sendqd "
+			    "is down; see sendq.tmpfiles)", path, group,
+			    strerror(errno));
+			*gid_ok = 0;
+		} else
+			log_info("spool: %s: group %s", path, group);
+	}
+	if (!*gid_ok)
+		mode = nomode;
+	/* chown may clear the setgid bit: the mode is set last. */
+	if ((st.st_mode & 07777) != mode) {
+		if (fchmod(fd, mode) != 0)
+			return spool_fail(err, -errno, "chmod", path, NULL);
+		log_info("spool: %s: mode %04o (was %04o)", path,
+		    (unsigned)mode, (unsigned)(st.st_mode & 07777));
+		/* A non-member's chmod drops the setgid bit silently. */
+		if ((mode & S_ISGID) && (fstat(fd, &st) != 0 ||
+		    !(st.st_mode & S_ISGID)))
+			log_warn("spool: %s: the setgid bit did not stay "
+			    "(sendqd's user is not in group %s): new "
+			    "envelopes stay 0600", path, group);
+	}
+	return 0;
+}
+
+/* Give every queue/ID.env group gid and mode 0640.  Failures are
+ * counted and logged once. */
+static void
+spool_fix_envelopes(struct spool *sp, const char *group, gid_t gid)
+{
+	struct sq_err err = { 0 };
+	char **names, id[ENVELOPE_ID_MAX];
+	struct stat st;
+	size_t n, i, fixed = 0, failed = 0;
+	int e = 0;
+
+	if (spool_read_dir(sp->queue_fd, sp->queue_dir, &names, &n,
+	    &err) != 0) {
+		log_warn("spool: %s", err.msg);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		if (!spool_split_name(names[i], ".env", id) ||
+		    fstatat(sp->queue_fd, names[i], &st,
+		    AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+		    (st.st_gid == gid && (st.st_mode & 07777) == 0640))
+			continue;
+		if ((st.st_gid != gid && fchownat(sp->queue_fd, names[i],
+		    (uid_t)-1, gid, AT_SYMLINK_NOFOLLOW) != 0) ||
+		    fchmodat(sp->queue_fd, names[i], 0640, 0) != 0) {
+			e = errno;
+			failed++;
+		} else
+			fixed++;
+	}
+	spool_free_names(names, n);
+	if (fixed > 0)
+		log_info("spool: %zu envelope(s) in %s: group %s, mode 0640",
+		    fixed, sp->queue_dir, group);
+	if (failed > 0)
+		log_warn("spool: %zu envelope(s) in %s keep their group: %s "
+		    "(their owners do not see them with mailq while sendqd "
+		    "is down)", failed, sp->queue_dir, strerror(e));
+}
+
+int
+spool_set_queue_group(struct spool *sp, const char *group,
+    struct sq_err *err)
+{
+	struct group gr, *res = NULL;
+	char buf[4096];
+	gid_t gid = (gid_t)-1;
+	int ok, rc;
+
+	if (group != NULL && group[0] != '\0' &&
+	    getgrnam_r(group, &gr, buf, sizeof(buf), &res) == 0 &&
+	    res != NULL)
+		gid = gr.gr_gid;
+	else
+		log_info("spool: no group %s: queue/ stays 0700 and envelopes "
+		    "0600, so only root and sendqd's user can list the queue "
+		    "while sendqd is down (create the group and install "
+		    "sendq-showq setgid to it)", group != NULL ? group : "");
+	ok = gid != (gid_t)-1;
+	if ((rc = spool_fix_dir(sp->tmp_fd, sp->tmp_dir, group, gid, 02700,
+	    0700, &ok, err)) != 0 ||
+	    (rc = spool_fix_dir(sp->queue_fd, sp->queue_dir, group, gid,
+	    0750, 0700, &ok, err)) != 0)
+		return rc;
+	/* tmp/ may have taken the group while queue/ did not: new
+	 * envelopes are only shared when both did. */
+	sp->env_mode = ok ? spool_env_mode(sp, gid) : 0600;
+	if (sp->env_mode == 0640)
+		spool_fix_envelopes(sp, group, gid);
+	return 0;
 }

@@ -4,7 +4,9 @@
  *
  * Layout under spool_dir (spool_dir 0711, so that the drop helper can
  * reach maildrop/ (pickup.h); the other directories 0700, all files
- * 0600, owned by the owner of spool_dir, the daemon's user):
+ * 0600, owned by the owner of spool_dir, the daemon's user; except, with
+ * a readers' group (spool_set_queue_group, below): tmp/ 2700, queue/
+ * 0750 and every ID.env 0640, all of that group):
  *   tmp/          messages being written (ID.msg, ID.env)
  *   failed/       messages (or some of their recipients) that failed
  *                 permanently: ID.N.env lists the failed recipients and
@@ -26,6 +28,24 @@
  * the .env first, then the .msg.  A writer holds an flock on its files
  * until it is done, which is how recovery tells a live writer from a dead
  * one.
+ *
+ * The readers' group (sendq-queue) is how the setgid helper sendq-showq
+ * lists a user's own messages while sendqd is down: it may search and
+ * list queue/ and read the envelopes, never a body (ID.msg stays 0600;
+ * a body's size comes from fstatat(), which needs only the search
+ * right).  How the envelopes get the group: tmp/ is setgid, so every
+ * file created there is born with the directory's group, and keeps it
+ * across the rename into queue/.  The other way, fchown() of each new
+ * envelope to the group, needs the daemon's user to be a member of it
+ * (chown(2): the owner may only give a file a group it belongs to),
+ * which would make sendqd itself a reader through that group and every
+ * file of the daemon's a candidate for it; the setgid directory needs no
+ * membership and no extra system call per message, and is stated once
+ * in sendq.tmpfiles.  The mode decides who reads: bodies (.msg) and the
+ * files of failed/ stay 0600 whatever their group; an envelope (and the
+ * ID.upd that replaces one) is 0640 only when tmp/ is setgid to the
+ * readers' group.  Recovery and corrupt/ only rename and unlink, which
+ * the owner does whatever the file's mode and group.
  *
  * Owns: every path under spool_dir, queue ids.
  * May call: envelope, util, log.  Blocking file I/O only.
@@ -54,6 +74,33 @@ struct spool_writer;
 int	spool_open(const char *dir, int create, struct spool **out,
 	    struct sq_err *err);
 void	spool_close(struct spool *sp);
+
+/*
+ * Open only queue/ of the spool at dir, for reading (spool_list,
+ * spool_load_envelope, spool_message_size, spool_open_message): what
+ * the listing needs, and all the readers' group may open.  queue/ is
+ * opened with O_NOFOLLOW.  Nothing else may be called on it.  Returns 0
+ * and *out (free with spool_close), or -errno with err (-EACCES: the
+ * caller may not read queue/).
+ */
+int	spool_open_queue(const char *dir, struct spool **out,
+	    struct sq_err *err);
+
+/*
+ * Share queue/ with the readers' group named group (sendqd at start):
+ * look it up, give tmp/ mode 2700 and queue/ 0750 with that group,
+ * every existing queue/ID.env mode 0640 with that group, and make new
+ * envelopes 0640 (born with the group of the setgid tmp/).  Without
+ * such a group (group NULL or unknown: logged), or when the chgrp is
+ * not allowed (sendqd's user is neither root nor a member: logged; an
+ * install made with sendq.tmpfiles has the right group already), tmp/
+ * and queue/ are set to 0700 and envelopes stay 0600.  Only
+ * directories owned by the caller (or by anyone, as root) are changed.
+ * Returns 0, or -errno with err when a directory cannot be stat'ed or
+ * chmod'ed.  Blocks on one pass over queue/.
+ */
+int	spool_set_queue_group(struct spool *sp, const char *group,
+	    struct sq_err *err);
 
 /* Absolute path of queue/ (for the daemon's directory watch). */
 const char	*spool_queue_dir(const struct spool *sp);

@@ -1173,14 +1173,15 @@ class Sendq:
                 p.returncode, p.stderr.decode(errors="replace")))
         return p
 
-    def submit_many(self, items, threads=4):
+    def submit_many(self, items, threads=4, env=None):
         """Queue many messages fast: items are (message, recipients,
         sender) tuples, each run as one `sendq -f SENDER RCPT...` by a pool
-        of `threads` threads.  Every run must exit 0 (AssertionError naming
-        the failures otherwise).  Only failures go to the transcript."""
+        of `threads` threads, with env added to sendq's environment.  Every
+        run must exit 0 (AssertionError naming the failures otherwise).
+        Only failures go to the transcript."""
         import concurrent.futures
         argv0 = [sendq_binary("sendq"), "-C", self.config]
-        env = self.sendq_env()
+        env = dict(self.sendq_env(), **(env or {}))
 
         def one(item):
             message, recipients, sender = item

@@ -328,11 +328,12 @@ class LocalUsers(harness.IntegrationTest):
             users = installed.parse_sysusers(f.read())
         self.assertIn(("g", "sendq"), users)
         self.assertIn(("g", "sendq-drop"), users)
+        self.assertIn(("g", "sendq-queue"), users)
         self.assertIn("sendq", [u[1] for u in users if u[0] == "u"])
         want = {
             "/var/spool/sendq": (0o711, "sendq", "sendq"),
-            "/var/spool/sendq/tmp": (0o700, "sendq", "sendq"),
-            "/var/spool/sendq/queue": (0o700, "sendq", "sendq"),
+            "/var/spool/sendq/tmp": (0o2700, "sendq", "sendq-queue"),
+            "/var/spool/sendq/queue": (0o750, "sendq", "sendq-queue"),
             "/var/spool/sendq/maildrop": (0o1730, "sendq", "sendq-drop"),
             "/var/spool/sendq/maildrop/tmp": (0o1730, "sendq",
                                               "sendq-drop"),
@@ -368,6 +369,13 @@ class LocalUsers(harness.IntegrationTest):
         st = os.stat(path)
         self.assertEqual(st.st_uid, 0)
         self.assertEqual(st.st_gid, grp_gid("sendq-drop"))
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o2755)
+
+    def test_setgid_showq_helper_installed(self):
+        path = self.inst.bin("sendq-showq")
+        st = os.stat(path)
+        self.assertEqual(st.st_uid, 0)
+        self.assertEqual(st.st_gid, grp_gid("sendq-queue"))
         self.assertEqual(stat.S_IMODE(st.st_mode), 0o2755)
 
     def test_drop_helper_takes_no_options(self):
@@ -470,6 +478,101 @@ class LocalUsers(harness.IntegrationTest):
         out = self.root_sendqctl("list").stdout.decode()
         self.assertIn(a, out)
         self.assertIn(b, out)
+
+    def test_mailq_with_sendqd_down_lists_only_own_mail(self):
+        """sendqd stopped: mailq, sendq -bp and sendqctl list run the
+        setgid sendq-showq, which lists the caller's messages only; the
+        queue's modes let its group read envelopes, never bodies."""
+        self.start_daemon()
+        a = self.queue_one_stuck(ALICE, "down mailq alice")
+        b = self.queue_one_stuck(BOB, "down mailq bob")
+        r = self.queue_one_stuck_as_root("down mailq root")
+        self.assertEqual(self.inst.stop(), 0)
+        self.assertFalse(self.inst.running())
+        queue_gid = grp_gid("sendq-queue")
+        q = os.path.join(self.inst.spool, "queue")
+        st = os.stat(q)
+        self.assertEqual((stat.S_IMODE(st.st_mode), st.st_gid),
+                         (0o750, queue_gid))
+        for msgid in (a, b, r):
+            st = os.stat(os.path.join(q, msgid + ".env"))
+            self.assertEqual((stat.S_IMODE(st.st_mode), st.st_gid),
+                             (0o640, queue_gid), msgid)
+            st = os.stat(os.path.join(q, msgid + ".msg"))
+            self.assertEqual(stat.S_IMODE(st.st_mode), 0o600, msgid)
+        for user, mine, theirs in ((ALICE, a, b), (BOB, b, a)):
+            for argv in ([self.inst.bin("mailq")],
+                         [self.inst.bin("sendq"), "-bp"],
+                         [self.inst.bin("sendqctl"), "list"],
+                         [self.inst.bin("sendqctl"), "list", "--json"]):
+                p = self.inst.run_as(user, argv)
+                out = p.stdout.decode()
+                self.assertEqual(p.returncode, 0, "%s as %s: %s" % (
+                    argv, user, p.stderr.decode(errors="replace")))
+                self.assertIn(mine, out, argv)
+                self.assertNotIn(theirs, out, argv)
+                self.assertNotIn(r, out, argv)
+                self.assertNotIn("root@localhost", out, argv)
+                if "--json" in argv:
+                    got = json.loads(out)
+                    self.assertEqual([m["id"] for m in got], [mine])
+        # Show needs a body: not without sendqd.
+        p = self.inst.run_as(ALICE, [self.inst.bin("sendqctl"), "show", a])
+        self.assertEqual(p.returncode, 69, p.stderr)
+        # root reads the spool itself and sees everything.
+        out = self.root_sendqctl("list").stdout.decode()
+        for msgid in (a, b, r):
+            self.assertIn(msgid, out)
+        # Nothing changed in the queue.
+        self.assertEqual(self.inst.queued_uids(), {
+            a: self.uid(ALICE), b: self.uid(BOB), r: 0})
+
+    def test_showq_helper_takes_no_options_and_ignores_the_environment(self):
+        """The setgid lister reads only its compiled-in configuration:
+        options are refused, and a configuration or spool named in the
+        environment is not looked at."""
+        self.start_daemon()
+        a = self.queue_one_stuck(ALICE, "showq alice")
+        self.assertEqual(self.inst.stop(), 0)
+        helper = self.inst.bin("sendq-showq")
+        home = self.inst.users[ALICE].pw_dir
+        # A spool of alice's own, holding a forged envelope of hers.
+        fake = os.path.join(home, "fake-spool")
+        forged = "F" * 31
+        os.makedirs(os.path.join(fake, "queue"))
+        with open(os.path.join(fake, "queue", forged + ".env"), "w") as f:
+            f.write(forged_envelope(self.uid(ALICE), forged))
+        with open(os.path.join(fake, "queue", forged + ".msg"), "w") as f:
+            f.write("Subject: forged\n\nx\n")
+        evil = os.path.join(home, "evil.ini")
+        with open(evil, "w") as f:
+            f.write("[sendq]\nspool_dir = %s\n" % fake)
+        pw = self.inst.users[ALICE]
+        for path in (fake, os.path.join(fake, "queue"), evil):
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+        for argv in (["-C", evil], ["--config=" + evil], ["-t"], [a],
+                     ["--json", "--json"], ["--json", a], ["-bp"]):
+            p = self.inst.run_as(ALICE, [helper] + argv)
+            self.assertEqual(p.returncode, 64, "%s: %s" % (argv, p.stderr))
+            self.assertEqual(p.stdout, b"", argv)
+        for argv in (["--help"], ["--version"]):
+            p = self.inst.run_as(ALICE, [helper] + argv)
+            self.assertEqual(p.returncode, 0, argv)
+        hostile = {"SENDQ_SHOWQ_TEST_CONFIG": evil,
+                   "SENDQ_DROP_TEST_CONFIG": evil, "SENDQ_CONFIG": evil,
+                   "SENDQ_SPOOL": fake, "TZ": "../../../../" + evil,
+                   "MALLOC_CHECK_": "3", "LD_PRELOAD": evil}
+        for argv in ([], ["--json"]):
+            p = self.inst.run_as(ALICE, [helper] + argv, env=hostile)
+            out = p.stdout.decode()
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn(a, out)
+            self.assertNotIn(forged, out)
+        # The client runs it with an empty environment too.
+        p = self.inst.run_as(ALICE, [self.inst.bin("mailq")], env=hostile)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(a, p.stdout.decode())
+        self.assertNotIn(forged, p.stdout.decode())
 
     def test_cannot_read_anothers_message(self):
         self.start_daemon()

@@ -246,6 +246,24 @@ class OAuthTest(harness.IntegrationTest):
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertIn("released", self.sq.log_text())
 
+    def test_mail_flows_after_a_reload(self):
+        """sendqctl reload gives the scheduler a new configuration: the
+        OAuth smarthost keeps its tokens (no AUTH failure, no deferral)."""
+        self.setup_relay(lifetime=60)
+        self.send("before")
+        self.delivered(1)
+        p = self.sendqctl("reload")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        wait_for(lambda: "reload: " in self.sq.log_text() and
+                 "applied" in self.sq.log_text(), timeout=WAIT,
+                 what="the reload applied")
+        self.send("after")
+        self.delivered(2)
+        log = self.sq.log_text()
+        self.assertEqual(self.deferrals(), [])
+        self.assertNotIn("AUTHENTICATION FAILED", log)
+        self.assertNotIn("OAUTH HELD", log)
+
     def test_admin_group_member_reads_oauth_status_through_sendqd(self):
         """STATE_DIR/oauth is root's (sendqd's user's) alone: a member of
         [sendq] admin_group gets `sendqctl oauth status` from sendqd

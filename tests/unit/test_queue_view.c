@@ -6,9 +6,11 @@
 #include <criterion/parameterized.h>
 
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <errno.h>
 #include <ftw.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -520,4 +522,68 @@ Test(queue_view, show_of_another_uids_message_reads_like_a_missing_one)
 	cr_assert_eq(queue_view_show(test_dir, theirs, QUEUE_VIEW_ALL_UIDS, 0,
 	    NULL, NULL, &test_out, &err), 0, "%s", err.msg);
 	cr_expect_not_null(strstr(test_text(), "Subject: theirs"));
+}
+
+/* In a child that has dropped to uid and gid 65534 (no other group):
+ * list uid 1001's messages.  Exit 0 when the listing has want (and its
+ * size, 22 bytes) and not other, and the body of want cannot be opened;
+ * else a code saying what failed. */
+static int
+test_list_as_group_member(const char *want, const char *other)
+{
+	struct sq_err err = { 0 };
+	struct spool *rq = NULL;
+	const char *out;
+	pid_t pid;
+	int status;
+
+	fflush(NULL);
+	if ((pid = fork()) == 0) {
+		if (setgroups(0, NULL) != 0 || setgid(65534) != 0 ||
+		    setuid(65534) != 0)
+			_exit(10);
+		test_out.len = 0;
+		if (queue_view_list(test_dir, 1001, 0, NULL, NULL, &test_out,
+		    &err) != 0) {
+			fprintf(stderr, "list: %s\n", err.msg);
+			_exit(11);
+		}
+		out = test_text();
+		if (strstr(out, want) == NULL || strstr(out, other) != NULL)
+			_exit(12);
+		if (strstr(out, "        22 ") == NULL)	/* the size column */
+			_exit(13);
+		if (spool_open_queue(test_dir, &rq, &err) != 0)
+			_exit(14);
+		if (spool_open_message(rq, want, &err) != -EACCES)
+			_exit(15);	/* a body must stay unreadable */
+		spool_close(rq);
+		_exit(0);
+	}
+	cr_assert_gt(pid, 0);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+Test(queue_view, readers_group_lists_envelopes_sizes_without_reading_bodies)
+{
+	char a[ENVELOPE_ID_MAX], b[ENVELOPE_ID_MAX], group[64];
+	struct sq_err err = { 0 };
+	struct group *gr;
+
+	if (geteuid() != 0 || (gr = getgrgid(65534)) == NULL)
+		cr_skip_test("needs root and group 65534");
+	snprintf(group, sizeof(group), "%s", gr->gr_name);
+	cr_assert_eq(chmod(test_root, 0711), 0);
+	/* Without the readers' group: queue/ is 0700, nothing listed. */
+	test_queue_uid(1001, "alice@example.org", "one", a);
+	cr_assert_eq(test_list_as_group_member(a, "-"), 11);
+	/* With it (as sendqd does at start): queue/ 0750, envelopes 0640,
+	 * bodies 0600, so sendq-showq's group lists envelopes and sizes
+	 * (fstatat) and cannot open a body. */
+	cr_assert_eq(spool_set_queue_group(test_sp, group, &err), 0, "%s",
+	    err.msg);
+	test_queue_uid(1002, "bob@example.org", "two", b);
+	cr_assert_eq(test_list_as_group_member(a, b), 0);
 }

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -981,4 +982,161 @@ Test(spool, group_commit_member_with_write_error_fails_alone)
 	for (i = 0; i < 3; i++)
 		envelope_free(envs[i]);
 	spool_close(sp);
+}
+
+/* Mode and group of test_dir/sub/name (name may be NULL). */
+static mode_t
+test_mode_gid(const char *sub, const char *name, gid_t *gid)
+{
+	char path[256];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s%s%s", test_dir, sub,
+	    name != NULL ? "/" : "", name != NULL ? name : "");
+	cr_assert_eq(lstat(path, &st), 0, "%s", path);
+	*gid = st.st_gid;
+	return st.st_mode & 07777;
+}
+
+/* A group that is not the test's own, for the readers' group: the name
+ * into name, its gid. */
+static gid_t
+test_other_group(char *name, size_t sz)
+{
+	struct group *gr;
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root to give the spool another group");
+	if ((gr = getgrgid(65534)) == NULL)
+		cr_skip_test("no group 65534");
+	snprintf(name, sz, "%s", gr->gr_name);
+	return gr->gr_gid;
+}
+
+Test(spool, queue_group_shares_envelopes_never_bodies)
+{
+	struct spool *sp = test_open();
+	struct envelope *env = NULL;
+	struct sq_err err = { 0 };
+	char group[64], name[64], old[ENVELOPE_ID_MAX], id[ENVELOPE_ID_MAX];
+	gid_t gid, g;
+
+	gid = test_other_group(group, sizeof(group));
+	/* A message of before: 0600 with the daemon's group. */
+	strcpy(old, test_accept(sp, "hi\n", 3));
+	cr_assert_eq(spool_set_queue_group(sp, group, &err), 0, "%s",
+	    err.msg);
+	cr_assert_eq(test_mode_gid("tmp", NULL, &g), 02700);
+	cr_assert_eq(g, gid);
+	cr_assert_eq(test_mode_gid("queue", NULL, &g), 0750);
+	cr_assert_eq(g, gid);
+	/* The old envelope is given to the group; its body is not. */
+	snprintf(name, sizeof(name), "%s.env", old);
+	cr_assert_eq(test_mode_gid("queue", name, &g), 0640);
+	cr_assert_eq(g, gid);
+	snprintf(name, sizeof(name), "%s.msg", old);
+	cr_assert_eq(test_mode_gid("queue", name, &g), 0600);
+	/* A new message: born with the group of tmp/, envelope 0640,
+	 * body 0600. */
+	strcpy(id, test_accept(sp, "hello\n", 6));
+	snprintf(name, sizeof(name), "%s.env", id);
+	cr_assert_eq(test_mode_gid("queue", name, &g), 0640);
+	cr_assert_eq(g, gid);
+	snprintf(name, sizeof(name), "%s.msg", id);
+	cr_assert_eq(test_mode_gid("queue", name, &g), 0600);
+	cr_assert_eq(g, gid);
+	/* A replaced envelope keeps the mode; a failure record is 0600. */
+	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), 0, "%s",
+	    err.msg);
+	env->attempts = 2;
+	cr_assert_eq(spool_update_envelope(sp, env, &err), 0, "%s", err.msg);
+	snprintf(name, sizeof(name), "%s.env", id);
+	cr_assert_eq(test_mode_gid("queue", name, &g), 0640);
+	cr_assert_eq(spool_hold_failed(sp, env, 2, &err), 0, "%s", err.msg);
+	envelope_free(env);
+	snprintf(name, sizeof(name), "%s.2.env", id);
+	cr_assert_eq(test_mode_gid("failed", name, &g), 0600);
+	/* A second spool on the same directories (the control socket's)
+	 * makes envelopes the same way. */
+	spool_close(sp);
+	sp = test_open();
+	strcpy(id, test_accept(sp, "again\n", 6));
+	snprintf(name, sizeof(name), "%s.env", id);
+	cr_assert_eq(test_mode_gid("queue", name, &g), 0640);
+	cr_assert_eq(g, gid);
+	spool_close(sp);
+}
+
+Test(spool, without_queue_group_queue_and_envelopes_stay_private)
+{
+	struct spool *sp = test_open();
+	struct sq_err err = { 0 };
+	char path[256], name[64];
+	const char *id;
+	gid_t g;
+
+	/* Left over from an install that had the group. */
+	snprintf(path, sizeof(path), "%s/tmp", test_dir);
+	cr_assert_eq(chmod(path, 02700), 0);
+	snprintf(path, sizeof(path), "%s/queue", test_dir);
+	cr_assert_eq(chmod(path, 0750), 0);
+	cr_assert_eq(spool_set_queue_group(sp, "sendq-no-such-group-x",
+	    &err), 0, "%s", err.msg);
+	cr_assert_eq(test_mode_gid("tmp", NULL, &g), 0700);
+	cr_assert_eq(test_mode_gid("queue", NULL, &g), 0700);
+	id = test_accept(sp, "hi\n", 3);
+	snprintf(name, sizeof(name), "%s.env", id);
+	cr_assert_eq(test_mode_gid("queue", name, &g), 0600);
+	spool_close(sp);
+}
+
+Test(spool, open_queue_reads_queue_only)
+{
+	struct spool *sp = test_open(), *rq = NULL;
+	struct envelope *env = NULL;
+	struct sq_err err = { 0 };
+	struct test_found f = { 0 };
+	char path[256], id[ENVELOPE_ID_MAX];
+	uint64_t size = 0;
+
+	strcpy(id, test_accept(sp, "hello\n", 6));
+	spool_close(sp);
+	/* Nothing but queue/ is needed (the lister's group reaches
+	 * nothing else). */
+	snprintf(path, sizeof(path), "%s/tmp", test_dir);
+	cr_assert_eq(rmdir(path), 0);
+	snprintf(path, sizeof(path), "%s/failed", test_dir);
+	cr_assert_eq(rmdir(path), 0);
+	cr_assert_eq(spool_open_queue(test_dir, &rq, &err), 0, "%s",
+	    err.msg);
+	cr_assert_eq(spool_list(rq, test_collect, &f, &err), 1, "%s",
+	    err.msg);
+	cr_assert_str_eq(f.ids[0], id);
+	cr_assert_eq(spool_load_envelope(rq, id, &env, &err), 0, "%s",
+	    err.msg);
+	envelope_free(env);
+	cr_assert_eq(spool_message_size(rq, id, &size, &err), 0, "%s",
+	    err.msg);
+	cr_assert_eq(size, 6);
+	spool_close(rq);
+}
+
+Test(spool, open_queue_does_not_follow_a_symlinked_queue)
+{
+	struct spool *sp = test_open(), *rq = NULL;
+	struct sq_err err = { 0 };
+	char path[256], target[256];
+	int rc;
+
+	spool_close(sp);
+	snprintf(path, sizeof(path), "%s/queue", test_dir);
+	snprintf(target, sizeof(target), "%s/elsewhere", test_root);
+	cr_assert_eq(rename(path, target), 0);
+	cr_assert_eq(symlink(target, path), 0);
+	rc = spool_open_queue(test_dir, &rq, &err);
+	/* O_DIRECTORY|O_NOFOLLOW on a symlink: ENOTDIR (or ELOOP). */
+	cr_assert(rc == -ENOTDIR || rc == -ELOOP, "%d %s", rc, err.msg);
+	cr_assert_null(rq);
+	snprintf(path, sizeof(path), "%s/nothing", test_root);
+	cr_assert_eq(spool_open_queue(path, &rq, &err), -ENOENT);
 }

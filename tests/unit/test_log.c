@@ -1,0 +1,121 @@
+/*
+ * test_log.c - the log line format: journal priority prefixes only when
+ * stderr is the stream JOURNAL_STREAM names, plain lines otherwise.
+ */
+#include <sys/stat.h>
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+Test(log, journal_stream_matching_dev_and_ino)
+{
+	cr_assert_eq(log_is_journal("2049:123456", 2049, 123456), 1);
+	cr_assert_eq(log_is_journal("0:1", 0, 1), 1);
+	cr_assert_eq(log_is_journal("18446744073709551615:7",
+	    18446744073709551615ULL, 7), 1);
+}
+
+Test(log, journal_stream_of_another_file_is_not_ours)
+{
+	/* A child whose stderr was redirected inherits the variable. */
+	cr_assert_eq(log_is_journal("2049:123456", 2049, 123457), 0);
+	cr_assert_eq(log_is_journal("2049:123456", 2050, 123456), 0);
+}
+
+Test(log, journal_stream_unset_or_malformed)
+{
+	static const char *const bad[] = {
+		"", ":", "2049", "2049:", ":123456", "2049:123456x",
+		"2049:123456:1", " 2049:123456", "2049: 123456", "-1:5",
+		"2049;123456", "x:y",
+	};
+	size_t i;
+
+	cr_assert_eq(log_is_journal(NULL, 2049, 123456), 0);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_eq(log_is_journal(bad[i], 2049, 123456), 0,
+		    "\"%s\" accepted", bad[i]);
+}
+
+Test(log, priority_prefixes_are_syslog_levels)
+{
+	cr_assert_str_eq(log_priority_prefix(LOG_LEVEL_ERR), "<3>");
+	cr_assert_str_eq(log_priority_prefix(LOG_LEVEL_WARN), "<4>");
+	cr_assert_str_eq(log_priority_prefix(LOG_LEVEL_INFO), "<6>");
+	cr_assert_str_eq(log_priority_prefix(LOG_LEVEL_DEBUG), "<7>");
+}
+
+enum test_js { TEST_JS_UNSET, TEST_JS_STDERR, TEST_JS_OTHER };
+
+/* Log one line per level with stderr on a temporary file, JOURNAL_STREAM
+ * unset, naming that file, or naming another inode; returns what was
+ * written (static buffer). */
+static const char *
+test_log_capture(enum test_js js)
+{
+	static char out[4096];
+	char env[128];
+	struct stat st;
+	FILE *f;
+	int saved;
+	size_t n;
+
+	f = tmpfile();
+	cr_assert_not_null(f);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	cr_assert(saved >= 0);
+	cr_assert_eq(dup2(fileno(f), STDERR_FILENO), STDERR_FILENO);
+	cr_assert_eq(fstat(STDERR_FILENO, &st), 0);
+	if (js != TEST_JS_UNSET) {
+		snprintf(env, sizeof(env), "%llu:%llu",
+		    (unsigned long long)st.st_dev,
+		    (unsigned long long)st.st_ino + (js == TEST_JS_OTHER));
+		setenv("JOURNAL_STREAM", env, 1);
+	} else
+		unsetenv("JOURNAL_STREAM");
+	log_init("sendqd", LOG_LEVEL_DEBUG);
+	log_err("AUTHENTICATION FAILED: x");
+	log_warn("w");
+	log_info("i");
+	log_debug("d");
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	unsetenv("JOURNAL_STREAM");
+	log_init("sendqd", LOG_LEVEL_INFO);
+	rewind(f);
+	n = fread(out, 1, sizeof(out) - 1, f);
+	out[n] = '\0';
+	fclose(f);
+	return out;
+}
+
+Test(log, under_the_journal_each_line_has_its_priority)
+{
+	cr_assert_str_eq(test_log_capture(TEST_JS_STDERR),
+	    "<3>error: AUTHENTICATION FAILED: x\n"
+	    "<4>warning: w\n"
+	    "<6>info: i\n"
+	    "<7>debug: d\n");
+}
+
+Test(log, outside_the_journal_lines_are_plain)
+{
+	char expect[512];
+	long pid = (long)getpid();
+
+	snprintf(expect, sizeof(expect),
+	    "sendqd[%ld]: error: AUTHENTICATION FAILED: x\n"
+	    "sendqd[%ld]: warning: w\n"
+	    "sendqd[%ld]: info: i\n"
+	    "sendqd[%ld]: debug: d\n", pid, pid, pid, pid);
+	cr_assert_str_eq(test_log_capture(TEST_JS_UNSET), expect);
+	/* JOURNAL_STREAM of some other stream (our stderr was redirected). */
+	cr_assert_str_eq(test_log_capture(TEST_JS_OTHER), expect);
+}
