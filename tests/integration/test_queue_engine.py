@@ -187,7 +187,11 @@ class QueueEngineTest(harness.IntegrationTest):
         qid = sq.wait_log(r"pickup file=\S+ uid=\d+ msgid=(\S+)").group(1)
         (d,) = wait_for(lambda: sq.delivery_lines("sent"),
                         what="a result=sent log line")
+        qid = re.search(r"pickup file=\S+ uid=\d+ msgid=(\S+)",
+                        sq.log_text()).group(1)
         self.assertEqual(d.get("msgid"), qid, d["line"])
+        self.assertIn("msgid=%s: relay primary unreachable, handing it to "
+                      "fallback backup" % qid, sq.log_text())
         self.assertEqual(d.get("relay"), "backup", d["line"])
         self.assertTrue(d.get("host", "").endswith(
             ":%d" % backup_exim.implicit_port), d["line"])
