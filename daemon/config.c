@@ -182,6 +182,13 @@ static const char *const config_auth_names[] = {
 	NULL
 };
 
+static const char *const config_oauth_provider_names[] = {
+	[CONFIG_OAUTH_NONE] = "none",
+	[CONFIG_OAUTH_GOOGLE] = "google",
+	[CONFIG_OAUTH_MICROSOFT] = "microsoft",
+	NULL
+};
+
 /* Enum values are stored through an int. */
 _Static_assert(sizeof(enum config_tls) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_trust) == sizeof(int), "enum size");
@@ -221,6 +228,11 @@ static const struct config_key config_keys[] = {
 	    "an absolute path", CONFIG_DEFAULT_SPOOL, 0,
 	    offsetof(struct config, spool_dir),
 	    "directory holding the queue" },
+	{ CONFIG_SECT_SENDQ, "state_dir", CONFIG_T_PATH, NULL, 0, 0,
+	    "an absolute path", CONFIG_DEFAULT_STATE_DIR, 0,
+	    offsetof(struct config, state_dir),
+	    "directory of sendqd's own state: oauth/NAME holds the OAuth "
+	    "refresh token of smarthost NAME" },
 	{ CONFIG_SECT_SENDQ, "hostname", CONFIG_T_HOSTNAME, NULL, 0, 0,
 	    "a host name such as mail.example.com", NULL, 0,
 	    offsetof(struct config, hostname),
@@ -366,6 +378,46 @@ static const struct config_key config_keys[] = {
 	    0, "a shell command", NULL, 0, CONFIG_SH(token_command),
 	    "command (/bin/sh -c) printing an OAuth bearer token, run for "
 	    "every connection" },
+	{ CONFIG_SECT_SMARTHOST, "oauth_provider", CONFIG_T_ENUM,
+	    config_oauth_provider_names, 0, 0, NULL, "none", 0,
+	    CONFIG_SH(oauth_provider),
+	    "OAuth 2.0 preset filling oauth_token_endpoint, "
+	    "oauth_device_endpoint and oauth_scope: google or microsoft" },
+	{ CONFIG_SECT_SMARTHOST, "oauth_tenant", CONFIG_T_STRING, NULL, 0,
+	    0, "a Microsoft Entra tenant id or domain", "common", 0,
+	    CONFIG_SH(oauth_tenant),
+	    "tenant in the Microsoft endpoints (oauth_provider = microsoft)" },
+	{ CONFIG_SECT_SMARTHOST, "oauth_token_endpoint", CONFIG_T_STRING,
+	    NULL, 0, 0, "an https:// URL", NULL, 0,
+	    CONFIG_SH(oauth_token_endpoint),
+	    "OAuth 2.0 token endpoint; sendqd refreshes the access token "
+	    "there; default: the preset's" },
+	{ CONFIG_SECT_SMARTHOST, "oauth_device_endpoint", CONFIG_T_STRING,
+	    NULL, 0, 0, "an https:// URL", NULL, 0,
+	    CONFIG_SH(oauth_device_endpoint),
+	    "device authorization endpoint (RFC 8628) used by sendqctl oauth "
+	    "init; default: the preset's" },
+	{ CONFIG_SECT_SMARTHOST, "oauth_client_id", CONFIG_T_STRING, NULL, 0,
+	    0, "the client id registered with the provider", NULL, 0,
+	    CONFIG_SH(oauth_client_id),
+	    "OAuth 2.0 client id (required with OAuth)" },
+	{ CONFIG_SECT_SMARTHOST, "oauth_client_secret_file", CONFIG_T_PATH,
+	    NULL, 0, 0, "an absolute path", NULL, 0,
+	    CONFIG_SH(oauth_client_secret_file),
+	    "file whose first line is the client secret (mode 0600 or "
+	    "0640); default: none (a public client)" },
+	{ CONFIG_SECT_SMARTHOST, "oauth_client_secret_credential",
+	    CONFIG_T_CREDNAME, NULL, 0, 0, "a systemd credential name: "
+	    "letters, digits, '_', '.', '-'", NULL, 0,
+	    CONFIG_SH(oauth_client_secret_credential),
+	    "systemd credential holding the client secret" },
+	{ CONFIG_SECT_SMARTHOST, "oauth_scope", CONFIG_T_STRING, NULL, 0, 0,
+	    "space-separated scopes", NULL, 0, CONFIG_SH(oauth_scope),
+	    "scope asked for; default: the preset's" },
+	{ CONFIG_SECT_SMARTHOST, "oauth_ca_file", CONFIG_T_FILE, NULL, 0, 0,
+	    "an absolute path of a readable PEM file", NULL, 0,
+	    CONFIG_SH(oauth_ca_file),
+	    "CAs trusted for the OAuth endpoints; default: the system store" },
 	CONFIG_TIMEOUT("timeout_connect", "30s", timeout_connect,
 	    "TCP connection set-up"),
 	CONFIG_TIMEOUT("timeout_tls", "1m", timeout_tls,
@@ -523,6 +575,14 @@ config_trust_name(enum config_trust trust)
 	return config_name_of(config_trust_names,
 	    sizeof(config_trust_names) / sizeof(config_trust_names[0]),
 	    (int)trust);
+}
+
+const char *
+config_oauth_provider_name(int provider)
+{
+	return config_name_of(config_oauth_provider_names,
+	    sizeof(config_oauth_provider_names) /
+	    sizeof(config_oauth_provider_names[0]), provider);
 }
 
 const char *
@@ -1460,7 +1520,7 @@ config_key_index(const char *key)
 }
 
 #define CONFIG_PASSWORD_SOURCES	"password_file, password_command or credential"
-#define CONFIG_TOKEN_SOURCES	"token_file or token_command"
+#define CONFIG_TOKEN_SOURCES	"token_file, token_command or oauth_provider"
 
 /*
  * The AUTH rules of a smarthost: at most one secret source; a secret needs
@@ -1477,6 +1537,13 @@ config_smarthost_auth(struct config_parser *p, struct config_smarthost *sh)
 	int token_mech;
 	size_t i;
 
+	if (sh->oauth) {
+		/* OAuth built in is a token source of its own. */
+		src = p->seen[config_key_index("oauth_provider")] != 0 ?
+		    "oauth_provider" : "oauth_token_endpoint";
+		src_line = p->seen[config_key_index(src)];
+		token_src = 1;
+	}
 	for (i = 0; i < sizeof(sources) / sizeof(sources[0]); i++) {
 		line = p->seen[config_key_index(sources[i])];
 		if (line == 0)
@@ -1505,8 +1572,8 @@ config_smarthost_auth(struct config_parser *p, struct config_smarthost *sh)
 		return;
 	}
 	if (auth_line == 0)
-		sh->auth = sh->user != NULL ? CONFIG_AUTH_AUTO :
-		    CONFIG_AUTH_NONE;
+		sh->auth = sh->user == NULL ? CONFIG_AUTH_NONE : sh->oauth ?
+		    CONFIG_AUTH_XOAUTH2 : CONFIG_AUTH_AUTO;
 	if (sh->auth == CONFIG_AUTH_NONE) {
 		if (sh->user != NULL)
 			config_fail(p, auth_line, p->label, "auth",
@@ -1545,6 +1612,98 @@ config_smarthost_auth(struct config_parser *p, struct config_smarthost *sh)
 		    "password source (" CONFIG_PASSWORD_SOURCES "), not a "
 		    "token; a token needs auth = xoauth2 or oauthbearer",
 		    mech, auth_line == 0 ? " (the default with user)" : "");
+}
+
+/* An https:// URL without white space or control characters. */
+static int
+config_https_url(const char *s)
+{
+	if (strncmp(s, "https://", 8) != 0 || s[8] == '\0')
+		return 0;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+			return 0;
+	return 1;
+}
+
+/*
+ * OAuth built in: oauth_provider presets (endpoints and scope, unless
+ * given), then the keys it needs.  Sets sh->oauth.
+ */
+static void
+config_smarthost_oauth(struct config_parser *p, struct config_smarthost *sh)
+{
+	static const char *const keys[] = { "oauth_device_endpoint",
+	    "oauth_client_id", "oauth_client_secret_file",
+	    "oauth_client_secret_credential", "oauth_scope", "oauth_ca_file",
+	    "oauth_tenant" };
+	const char *t = sh->oauth_tenant != NULL ? sh->oauth_tenant : "common";
+	size_t i;
+	int line;
+
+	sh->oauth = sh->oauth_provider != CONFIG_OAUTH_NONE ||
+	    sh->oauth_token_endpoint != NULL;
+	if (!sh->oauth) {
+		for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+			if ((line = p->seen[config_key_index(keys[i])]) != 0) {
+				config_fail(p, line, p->label, keys[i], "set "
+				    "without oauth_provider or "
+				    "oauth_token_endpoint");
+				return;
+			}
+		return;
+	}
+	if (sh->oauth_provider == CONFIG_OAUTH_GOOGLE) {
+		if (sh->oauth_token_endpoint == NULL)
+			sh->oauth_token_endpoint = xstrdup(
+			    "https://oauth2.googleapis.com/token");
+		if (sh->oauth_device_endpoint == NULL)
+			sh->oauth_device_endpoint = xstrdup(
+			    "https://oauth2.googleapis.com/device/code");
+		if (sh->oauth_scope == NULL)
+			sh->oauth_scope = xstrdup("https://mail.google.com/");
+	} else if (sh->oauth_provider == CONFIG_OAUTH_MICROSOFT) {
+		if (sh->oauth_token_endpoint == NULL)
+			sh->oauth_token_endpoint = xasprintf("https://login."
+			    "microsoftonline.com/%s/oauth2/v2.0/token", t);
+		if (sh->oauth_device_endpoint == NULL)
+			sh->oauth_device_endpoint = xasprintf("https://login."
+			    "microsoftonline.com/%s/oauth2/v2.0/devicecode", t);
+		if (sh->oauth_scope == NULL)
+			sh->oauth_scope = xstrdup("https://outlook.office.com/"
+			    "SMTP.Send offline_access");
+	}
+	if (sh->oauth_provider != CONFIG_OAUTH_MICROSOFT &&
+	    (line = p->seen[config_key_index("oauth_tenant")]) != 0) {
+		config_fail(p, line, p->label, "oauth_tenant", "only used with "
+		    "oauth_provider = microsoft");
+		return;
+	}
+	if (!config_https_url(sh->oauth_token_endpoint)) {
+		config_fail(p, p->seen[config_key_index("oauth_token_endpoint")],
+		    p->label, "oauth_token_endpoint", "not an https:// URL");
+		return;
+	}
+	if (sh->oauth_device_endpoint != NULL &&
+	    !config_https_url(sh->oauth_device_endpoint)) {
+		config_fail(p, p->seen[config_key_index(
+		    "oauth_device_endpoint")], p->label,
+		    "oauth_device_endpoint", "not an https:// URL");
+		return;
+	}
+	if (sh->oauth_client_id == NULL) {
+		config_fail(p, p->sect_line, p->label, "oauth_client_id",
+		    "missing (required with OAuth: the client id registered "
+		    "with the provider)");
+		return;
+	}
+	if (sh->oauth_client_secret_file != NULL &&
+	    sh->oauth_client_secret_credential != NULL)
+		config_fail(p, p->seen[config_key_index(
+		    "oauth_client_secret_credential")], p->label,
+		    "oauth_client_secret_credential", "only one of "
+		    "oauth_client_secret_file and oauth_client_secret_credential "
+		    "may be set");
 }
 
 /* Checks that need the whole [smarthost NAME] section. */
@@ -1603,6 +1762,9 @@ config_smarthost_end(struct config_parser *p)
 		    cert ? "client_key" : "client_cert");
 		return;
 	}
+	config_smarthost_oauth(p, sh);
+	if (p->failed)
+		return;
 	config_smarthost_auth(p, sh);
 	if (p->failed)
 		return;
@@ -2293,6 +2455,14 @@ config_free(struct config *cfg)
 		free(cfg->smarthosts[i].credential);
 		free(cfg->smarthosts[i].token_file);
 		free(cfg->smarthosts[i].token_command);
+		free(cfg->smarthosts[i].oauth_tenant);
+		free(cfg->smarthosts[i].oauth_token_endpoint);
+		free(cfg->smarthosts[i].oauth_device_endpoint);
+		free(cfg->smarthosts[i].oauth_client_id);
+		free(cfg->smarthosts[i].oauth_client_secret_file);
+		free(cfg->smarthosts[i].oauth_client_secret_credential);
+		free(cfg->smarthosts[i].oauth_scope);
+		free(cfg->smarthosts[i].oauth_ca_file);
 		config_free_globs(cfg->smarthosts[i].match_sender);
 		config_free_globs(cfg->smarthosts[i].match_recipient);
 		free(cfg->smarthosts[i].fallback);
@@ -2304,6 +2474,7 @@ config_free(struct config *cfg)
 	free(cfg->intake.allow_networks);
 	free(cfg->path);
 	free(cfg->spool_dir);
+	free(cfg->state_dir);
 	free(cfg->hostname);
 	free(cfg->admin_address);
 	free(cfg->control_socket);

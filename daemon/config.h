@@ -65,6 +65,15 @@ enum config_auth {
 	CONFIG_AUTH_OAUTHBEARER,
 };
 
+/* OAuth 2.0 presets (issue 13): endpoints and scope filled in. */
+enum config_oauth_provider {
+	CONFIG_OAUTH_NONE,	/* endpoints given as keys */
+	CONFIG_OAUTH_GOOGLE,
+	CONFIG_OAUTH_MICROSOFT,	/* with oauth_tenant */
+};
+
+#define CONFIG_DEFAULT_STATE_DIR	"/var/lib/sendq"
+
 #define CONFIG_PIN_LEN		32	/* SHA-256 of the SubjectPublicKeyInfo */
 #define CONFIG_PINS_MAX		8
 
@@ -103,6 +112,21 @@ struct config_smarthost {
 	char		*token_file;	/* OAuth bearer token, read fresh for
 					 * every connection */
 	char		*token_command;
+
+	/* OAuth 2.0 built in (issue 13): sendqd refreshes the access token
+	 * with the refresh token in state_dir/oauth/NAME.  oauth is set when
+	 * oauth_provider or oauth_token_endpoint is; the endpoints and scope
+	 * are then filled (presets, unless given). */
+	int		 oauth;
+	int		 oauth_provider;	/* CONFIG_OAUTH_* */
+	char		*oauth_tenant;		/* microsoft: "common" */
+	char		*oauth_token_endpoint;	/* https:// URL */
+	char		*oauth_device_endpoint;	/* RFC 8628, for init */
+	char		*oauth_client_id;
+	char		*oauth_client_secret_file;
+	char		*oauth_client_secret_credential;
+	char		*oauth_scope;
+	char		*oauth_ca_file;		/* NULL: system store */
 
 	/* Timeouts in seconds (RFC 5321 4.5.3.2 defaults). */
 	unsigned	 timeout_connect;	/* 30s */
@@ -221,6 +245,8 @@ struct config {
 	unsigned	 delay_warning;	/* [queue] delay_warning: 0 = off
 					 * (default); else send one
 					 * "delayed" DSN after this long */
+	char		*state_dir;	/* [sendq] state_dir (/var/lib/sendq):
+					 * oauth/NAME refresh tokens */
 	uint64_t	 min_free_space; /* [queue] min_free_space (100M):
 					 * new mail is refused below it;
 					 * 0 = off */
@@ -277,5 +303,7 @@ const char	*config_trust_name(enum config_trust trust);
 /* "none", "auto", "plain", "login", "scram-sha-256", "xoauth2",
  * "oauthbearer"; "unknown" for any other value. */
 const char	*config_auth_name(enum config_auth auth);
+/* "none", "google", "microsoft". */
+const char	*config_oauth_provider_name(int provider);
 
 #endif

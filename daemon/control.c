@@ -153,11 +153,16 @@ struct control_req {
 
 struct control_cmd {
 	const char	*name;
-	int		 needs_id;
+	int		 needs_id;	/* CONTROL_ARG_* */
 	enum control_right right;
 	int		(*handler)(struct control *, const struct control_req *,
 			    struct buf *, struct sq_err *);
 };
+
+/* The argument a command takes. */
+#define CONTROL_ARG_NONE	0
+#define CONTROL_ARG_ID		1	/* a queue id (spool_id_valid) */
+#define CONTROL_ARG_NAME	2	/* a smarthost name */
 
 /*
  * The rights table.  Privileged: root, sendqd's own user, admin_group.
@@ -311,6 +316,25 @@ control_cmd_id(struct control *c, const struct control_req *r,
 }
 
 static int
+control_cmd_oauth_status(struct control *c, const struct control_req *r,
+    struct buf *out, struct sq_err *err)
+{
+	if (c->ops.oauth_status == NULL)
+		return control_not_supported(r, err);
+	return c->ops.oauth_status(c->ops.arg, r->id, out, err);
+}
+
+/* A smarthost name as config.c allows it: 1 to 64 of [A-Za-z0-9._-]. */
+static int
+control_name_valid(const char *s)
+{
+	size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789._-");
+
+	return n > 0 && n <= 64 && s[n] == '\0';
+}
+
+static int
 control_cmd_reload(struct control *c, const struct control_req *r,
     struct buf *out, struct sq_err *err)
 {
@@ -334,6 +358,8 @@ static const struct control_cmd control_cmds[] = {
 	{ "delete",	1, CONTROL_RIGHT_ADMIN,		control_cmd_id },
 	{ "bounce",	1, CONTROL_RIGHT_ADMIN,		control_cmd_id },
 	{ "reload",	0, CONTROL_RIGHT_ADMIN,		control_cmd_reload },
+	{ "oauth-status", CONTROL_ARG_NAME, CONTROL_RIGHT_ADMIN,
+	    control_cmd_oauth_status },
 };
 
 #define CONTROL_N_CMDS	(sizeof(control_cmds) / sizeof(control_cmds[0]))
@@ -426,16 +452,28 @@ control_run(struct control_client *cl, char *line, struct buf *out)
 		goto answer;
 	}
 	if (cmd->needs_id && n == 1) {
-		rc = sq_err_set(&err, SQ_EPARSE, "%s needs a queue id",
-		    cmd->name);
+		rc = sq_err_set(&err, SQ_EPARSE, "%s needs a %s",
+		    cmd->name, cmd->needs_id == CONTROL_ARG_NAME ?
+		    "smarthost name" : "queue id");
 		goto answer;
 	}
 	if (n > (cmd->needs_id ? 2u : 1u)) {
 		rc = sq_err_set(&err, SQ_EPARSE, "too many arguments (usage: "
-		    "%s%s [--json])", cmd->name, cmd->needs_id ? " ID" : "");
+		    "%s%s [--json])", cmd->name,
+		    cmd->needs_id == CONTROL_ARG_NAME ? " NAME" :
+		    cmd->needs_id ? " ID" : "");
 		goto answer;
 	}
-	if (cmd->needs_id) {
+	if (cmd->needs_id == CONTROL_ARG_NAME) {
+		if (!control_name_valid(words[1])) {
+			sq_printable(safe, sizeof(safe), words[1],
+			    strlen(words[1]));
+			rc = sq_err_set(&err, SQ_EPARSE, "not a smarthost "
+			    "name: %s", safe);
+			goto answer;
+		}
+		r.id = words[1];
+	} else if (cmd->needs_id) {
 		if (!spool_id_valid(words[1])) {
 			sq_printable(safe, sizeof(safe), words[1],
 			    strlen(words[1]));

@@ -12,7 +12,8 @@
  * "error: permission denied: WHY" (clients exit 77, EX_NOPERM).
  *
  * Commands: status, list, show ID, flush, retry ID, hold ID, release ID,
- * delete ID, bounce ID, submit ENVLEN (streaming, below).
+ * delete ID, bounce ID, oauth-status NAME, submit ENVLEN (streaming,
+ * below).
  *
  * Rights (control_right_allows): "privileged" is root, sendqd's own
  * effective uid, or a caller whose primary or supplementary groups (as
@@ -22,6 +23,8 @@
  *    is answered exactly like a missing one (no existence oracle).
  *  - status: privileged only (its smarthost errors quote server replies,
  *    which can name other users' recipients).
+ *  - oauth-status NAME (sendqctl oauth status for admin_group members,
+ *    who cannot read STATE_DIR/oauth): privileged only.
  *  - flush, retry, hold, release, delete, bounce: privileged only; each
  *    is logged with the acting uid (every request is: "control
  *    command=NAME msgid=ID uid=N pid=N result=ok|error|denied").
@@ -99,6 +102,10 @@ struct control_ops {
 	int	(*release)(void *arg, const char *id, struct sq_err *err);
 	int	(*remove)(void *arg, const char *id, struct sq_err *err);
 	int	(*bounce)(void *arg, const char *id, struct sq_err *err);
+	/* oauth-status NAME: the OAuth state of smarthost name as key=value
+	 * lines (authsrc_status). */
+	int	(*oauth_status)(void *arg, const char *name, struct buf *out,
+		    struct sq_err *err);
 	/* list/show read the spool: the scheduler only says which message
 	 * is being delivered right now (state "active"). */
 	int	(*is_active)(void *arg, const char *id);
@@ -115,7 +122,8 @@ enum control_right {
 	CONTROL_RIGHT_READ,	/* list, show: own messages (all when
 				 * privileged) */
 	CONTROL_RIGHT_READ_ALL,	/* status, and list/show of every message */
-	CONTROL_RIGHT_ADMIN,	/* flush retry hold release delete bounce */
+	CONTROL_RIGHT_ADMIN,	/* flush retry hold release delete bounce
+				 * oauth-status */
 	CONTROL_RIGHT_SUBMIT,	/* submit */
 };
 

@@ -26,6 +26,12 @@
  *     (RFC 4954 section 6), no common mechanism, a secret that cannot be
  *     read: the mail is kept and the relay RESTS for at least
  *     RETRY_AUTH_REST seconds (the scheduler logs AUTHENTICATION FAILED).
+ *   - Getting the secret for AUTH: a password_command/token_command
+ *     that runs out of time, an OAuth token endpoint that is down, slow
+ *     or answers 5xx (TIMEOUT or NETWORK in phase AUTH, smtp_conn.h):
+ *     the relay is DOWN, as for a server that does not answer; never
+ *     the authentication rest.  (A refused OAuth grant is no fact here:
+ *     the scheduler holds that relay, authsrc.h.)
  *   - 421 anywhere, 4xx or 5xx to the greeting (a 554 "no SMTP service
  *     here" included), EHLO/HELO or STARTTLS, TLS failures, and any
  *     timeout, lost connection or garbage before the session is ready:

@@ -59,6 +59,7 @@
 
 #include <event2/event.h>
 
+#include "authsrc.h"
 #include "bounce.h"
 #include "buf.h"
 #include "control.h"
@@ -167,6 +168,7 @@ struct scheduler {
 	struct event		*watch_ev;
 	int			 watch_fd;
 	int			 shutting_down;
+	struct authsrc		*auth;		/* AUTH secrets, OAuth */
 	/* TLS contexts replaced by a reload (connections in flight may
 	 * still use them): freed with the scheduler. */
 	struct tls_ctx		**old_tls;
@@ -1031,6 +1033,33 @@ scheduler_relay_fails(struct sched_relay *r, const struct retry_verdict *v,
 	    res->reply, (long long)(r->down_until - now));
 }
 
+/*
+ * The OAuth grant of the relay is refused (authsrc held it): the message
+ * was not tried; it goes back to the head of the relay's due queue, where
+ * scheduler_run() leaves held relays alone until authsrc says otherwise.
+ * No attempt is counted, nothing expires or bounces meanwhile.
+ */
+static void
+scheduler_on_held(struct sched_conn *cc, const struct smtp_conn_result *res)
+{
+	struct sched_relay *r = cc->relay;
+	struct sched_msg *m = cc->cur;
+
+	scheduler_relay_error(r, res->reply);
+	scheduler_conn_release(cc);
+	if (m != NULL)
+		scheduler_set_due(r->sched, m, 1);
+	cc->ready_once = 0;
+	scheduler_request_run(r->sched);
+}
+
+/* authsrc: a relay was held or released. */
+static void
+scheduler_on_auth_change(void *arg)
+{
+	scheduler_request_run(arg);
+}
+
 static void
 scheduler_on_closed(struct smtp_conn *c, const struct smtp_conn_result *res,
     void *arg)
@@ -1048,6 +1077,11 @@ scheduler_on_closed(struct smtp_conn *c, const struct smtp_conn_result *res,
 	cc->idle = 0;
 	evtimer_del(cc->idle_timer);
 	r->n_conns--;
+	if (res->auth_held) {
+		/* Not a verdict of retry.c: a relay state of its own. */
+		scheduler_on_held(cc, res);
+		return;
+	}
 	v = retry_decide(&res->fact);
 	if (v.relay != RETRY_RELAY_OK)
 		scheduler_relay_fails(r, &v, res);
@@ -1124,6 +1158,7 @@ scheduler_open(struct sched_relay *r, struct sched_msg *m)
 	params.smarthost = r->sh;
 	params.tls = r->tls;
 	params.ehlo_name = s->ehlo_name;
+	params.auth = s->auth;
 	cc->idle = 0;
 	cc->ready_once = 0;
 	cc->retire = 0;
@@ -1256,6 +1291,9 @@ scheduler_run(struct scheduler *s)
 	for (i = 0; i < s->n_relays; i++) {
 		struct sched_relay *r = &s->relays[i];
 
+		/* OAuth grant refused: its mail waits, untouched. */
+		if (authsrc_held(s->auth, i, NULL))
+			continue;
 		if (r->down) {
 			if (r->n_conns > 0 || now < r->down_until)
 				continue;
@@ -1601,6 +1639,33 @@ scheduler_lookup_idle(struct scheduler *s, const char *id,
 	return m;
 }
 
+/* A held relay: why, and the fix (text); "held_reason" (JSON). */
+static void
+scheduler_status_held(struct scheduler *s, size_t i, int json,
+    struct buf *out)
+{
+	char line[1024], why[600], *p;
+	const char *reason;
+
+	if (!authsrc_held(s->auth, i, &reason))
+		return;
+	scheduler_quote(why, sizeof(why), reason);
+	for (p = why; *p != '\0'; p++)
+		if (*p == '\\')
+			*p = '/';
+	if (json) {
+		/* Inside the relay's object: reopen it. */
+		if (out->len > 0 && out->data[out->len - 1] == '}')
+			out->len--;
+		snprintf(line, sizeof(line), ",\"held_reason\":\"%s\","
+		    "\"fix\":\"sendqctl oauth init %s\"}", why,
+		    s->relays[i].sh->name);
+	} else
+		snprintf(line, sizeof(line), "  HELD (OAuth): %s\n  fix: "
+		    "sendqctl oauth init %s\n", why, s->relays[i].sh->name);
+	buf_append_str(out, line);
+}
+
 static int
 scheduler_op_status(void *arg, int json, struct buf *out,
     struct sq_err *err)
@@ -1641,7 +1706,8 @@ scheduler_op_status(void *arg, int json, struct buf *out,
 			    "\"deferred\":%lu,\"failed\":%lu,"
 			    "\"last_error\":\"%s\",\"last_error_at\":\"%s\"}",
 			    i > 0 ? "," : "", r->sh->name, r->sh->host,
-			    r->sh->port, r->down ? "down" : "up", r->n_conns,
+			    r->sh->port, authsrc_held(s->auth, i, NULL) ? "held" :
+			    r->down ? "down" : "up", r->n_conns,
 			    r->sh->max_connections, r->n_routed, r->n_due,
 			    r->n_sent, r->n_deferred, r->n_failed, err_text,
 			    when);
@@ -1650,12 +1716,14 @@ scheduler_op_status(void *arg, int json, struct buf *out,
 			    "%s, connections %u/%u, queued %zu (due %zu), "
 			    "sent %lu, deferred %lu, failed %lu%s%s%s%s\n",
 			    r->sh->name, r->sh->host, r->sh->port,
+			    authsrc_held(s->auth, i, NULL) ? "HELD" :
 			    r->down ? "DOWN" : "up", r->n_conns,
 			    r->sh->max_connections, r->n_routed, r->n_due,
 			    r->n_sent, r->n_deferred, r->n_failed,
 			    r->last_error[0] ? "\n  last error: " : "",
 			    r->last_error, when[0] ? " at " : "", when);
 		buf_append_str(out, line);
+		scheduler_status_held(s, i, json, out);
 	}
 	if (json)
 		buf_append_str(out, "]}\n");
@@ -1785,6 +1853,15 @@ scheduler_op_is_active(void *arg, const char *id)
 	return m != NULL && m->state == SCHED_ACTIVE;
 }
 
+static int
+scheduler_op_oauth_status(void *arg, const char *name, struct buf *out,
+    struct sq_err *err)
+{
+	struct scheduler *s = arg;
+
+	return authsrc_status(s->auth, name, out, err);
+}
+
 void
 scheduler_control_ops(struct scheduler *s, struct control_ops *ops)
 {
@@ -1797,6 +1874,7 @@ scheduler_control_ops(struct scheduler *s, struct control_ops *ops)
 	ops->remove = scheduler_op_remove;
 	ops->bounce = scheduler_op_bounce;
 	ops->is_active = scheduler_op_is_active;
+	ops->oauth_status = scheduler_op_oauth_status;
 	ops->arg = s;
 }
 
@@ -1905,6 +1983,10 @@ scheduler_start(struct scheduler *s, struct sq_err *err)
 	struct timeval rescan = { SCHEDULER_RESCAN_SECONDS, 0 };
 	int n;
 
+	/* AUTH secrets and OAuth state (STATE_DIR/oauth/) first. */
+	if ((n = authsrc_new(s->base, s->cfg, scheduler_on_auth_change, s,
+	    &s->auth, err)) != 0)
+		return n;
 	/* Watch first, then scan: a message committed in between is seen
 	 * twice at most, never missed. */
 	s->watch_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -2032,6 +2114,7 @@ scheduler_free(struct scheduler *s)
 		event_free(s->watch_ev);
 	if (s->watch_fd >= 0)
 		close(s->watch_fd);
+	authsrc_free(s->auth);
 	free(s->ehlo_name);
 	free(s);
 }
@@ -2132,6 +2215,7 @@ scheduler_reconfigure(struct scheduler *s, const struct config *cfg,
 	}
 	/* Committed from here on: nothing below fails. */
 	s->cfg = cfg;
+	authsrc_reconfigure(s->auth, cfg);
 	s->policy.min = cfg->retry_min;
 	s->policy.max = cfg->retry_max > cfg->retry_min ? cfg->retry_max :
 	    cfg->retry_min;

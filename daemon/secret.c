@@ -468,6 +468,46 @@ secret_load(const struct config_smarthost *sh, struct secret **out,
 	    "configured", shown);
 }
 
+int
+secret_from_output(const char *data, size_t len, enum secret_kind kind,
+    const char *key, struct secret **out, struct sq_err *err)
+{
+	struct secret_reader r;
+	int rc;
+
+	secret_reader_init(&r);
+	secret_reader_add(&r, data, len);
+	rc = secret_reader_result(&r, kind, key, out, err);
+	secret_reader_fini(&r);
+	return rc;
+}
+
+int
+secret_read_path(const char *path, const char *what, struct secret **out,
+    struct sq_err *err)
+{
+	char label[320], shown[256];
+
+	sq_printable(shown, sizeof(shown), path, strlen(path));
+	snprintf(label, sizeof(label), "%s %s", what, shown);
+	return secret_read_file(path, label, SECRET_TOKEN, S_IRWXO, 1, out,
+	    err);
+}
+
+int
+secret_load_oauth_client(const struct config_smarthost *sh,
+    struct secret **out, struct sq_err *err)
+{
+	*out = NULL;
+	if (sh->oauth_client_secret_file != NULL)
+		return secret_read_path(sh->oauth_client_secret_file,
+		    "oauth_client_secret_file", out, err);
+	if (sh->oauth_client_secret_credential != NULL)
+		return secret_read_credential(
+		    sh->oauth_client_secret_credential, out, err);
+	return 0;
+}
+
 void
 secret_free(struct secret *s)
 {

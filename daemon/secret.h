@@ -53,6 +53,24 @@ int	secret_configured(const struct config_smarthost *sh);
 int	secret_load(const struct config_smarthost *sh, struct secret **out,
 	    struct sq_err *err);
 
+/*
+ * The first line of the file at path under the password_file permission
+ * rule (what names it in messages: "oauth token file").  Returns 0 and
+ * *out, -ENOENT when it does not exist, or another code with err.
+ */
+int	secret_read_path(const char *path, const char *what,
+	    struct secret **out, struct sq_err *err);
+
+/* The OAuth client secret of sh (oauth_client_secret_file or _credential):
+ * 0 and *out, 0 and *out = NULL when none is configured, or an error. */
+int	secret_load_oauth_client(const struct config_smarthost *sh,
+	    struct secret **out, struct sq_err *err);
+
+/* The first line of a command's output (len bytes) as a secret, under
+ * the same rules as secret_load() (key names the source). */
+int	secret_from_output(const char *data, size_t len, enum secret_kind kind,
+	    const char *key, struct secret **out, struct sq_err *err);
+
 /* Wipe and free; NULL accepted. */
 void	secret_free(struct secret *s);
 

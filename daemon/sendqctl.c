@@ -27,6 +27,7 @@
 #include "config.h"
 #include "log.h"
 #include "queue_view.h"
+#include "sendqctl_oauth.h"
 #include "spool.h"
 #include "util.h"
 
@@ -75,6 +76,8 @@ sendqctl_usage(FILE *fp)
 		fprintf(fp, "  %-12s %s\n", synopsis, sendqctl_cmds[i].help);
 	}
 	fprintf(fp,
+"  oauth init NAME    authorise OAuth smarthost NAME (device flow)\n"
+"  oauth status NAME  its refresh token and sendqd's last refresh\n"
 "\n"
 "Options:\n"
 "  -C FILE       configuration file (default " CONFIG_DEFAULT_PATH ")\n"
@@ -94,6 +97,7 @@ sendqctl_usage(FILE *fp)
 "Exit status:\n"
 "  0   done\n"
 "  1   the command failed (for example: no such message)\n"
+"  2   status: an OAuth smarthost is held (run sendqctl oauth init NAME)\n"
 "  64  usage error (unknown command, missing or malformed ID)\n"
 "  69  sendqd is not running (start it with systemctl start sendq)\n"
 "  77  permission denied (root, sendqd's user or admin_group only)\n"
@@ -247,6 +251,29 @@ sendqctl_answer(struct buf *out, int json)
 	return SENDQCTL_EXIT_FAILED;
 }
 
+/* sendqctl oauth init|status NAME */
+static int
+sendqctl_oauth(const char *config_path, const char *const *args, int n)
+{
+	struct config *cfg = NULL;
+	struct sq_err err = { 0 };
+	int ex;
+
+	if (n != 2 || (strcmp(args[0], "init") != 0 &&
+	    strcmp(args[0], "status") != 0)) {
+		fprintf(stderr, "sendqctl: usage: sendqctl oauth init|status "
+		    "NAME (see sendqctl --help)\n");
+		return EX_USAGE;
+	}
+	if (config_load_file(config_path, &cfg, &err) != 0) {
+		fprintf(stderr, "sendqctl: %s\n", err.msg);
+		return EX_CONFIG;
+	}
+	ex = sendqctl_oauth_main(cfg, args[0], args[1]);
+	config_free(cfg);
+	return ex;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -255,9 +282,9 @@ main(int argc, char **argv)
 	struct sq_err err = { 0 };
 	struct buf out;
 	const char *config_path = CONFIG_DEFAULT_PATH, *id = NULL, *path;
-	const char *spool_dir;
+	const char *spool_dir, *oauth_args[2] = { NULL, NULL };
 	char *req, safe[64];
-	int i, json = 0, rc, ex;
+	int i, json = 0, rc, ex, oauth = 0, n_oauth = 0;
 
 	log_init("sendqctl", LOG_LEVEL_WARN);
 	for (i = 1; i < argc; i++) {
@@ -294,6 +321,19 @@ main(int argc, char **argv)
 			    "sendqctl --help)\n", safe);
 			return EX_USAGE;
 		}
+		if (oauth) {
+			if (n_oauth == 2) {
+				fprintf(stderr, "sendqctl: too many arguments "
+				    "for oauth (see sendqctl --help)\n");
+				return EX_USAGE;
+			}
+			oauth_args[n_oauth++] = argv[i];
+			continue;
+		}
+		if (cmd == NULL && strcmp(argv[i], "oauth") == 0) {
+			oauth = 1;
+			continue;
+		}
 		if (cmd == NULL) {
 			if ((cmd = sendqctl_find(argv[i])) == NULL) {
 				sq_printable(safe, sizeof(safe), argv[i],
@@ -310,6 +350,8 @@ main(int argc, char **argv)
 			return EX_USAGE;
 		}
 	}
+	if (oauth)
+		return sendqctl_oauth(config_path, oauth_args, n_oauth);
 	if (cmd == NULL) {
 		sendqctl_usage(stderr);
 		return EX_USAGE;
@@ -360,6 +402,11 @@ main(int argc, char **argv)
 		fprintf(stderr, "sendqctl: %s\n", err.msg);
 		ex = EX_UNAVAILABLE;
 	}
+	/* A held OAuth smarthost makes status fail (monitoring). */
+	if (rc == 0 && ex == 0 && strcmp(cmd->name, "status") == 0 &&
+	    (memmem(out.data, out.len, "\"state\":\"held\"", 14) != NULL ||
+	    memmem(out.data, out.len, "): HELD,", 8) != NULL))
+		ex = 2;
 	buf_fini(&out);
 	config_free(cfg);
 	return ex;

@@ -61,6 +61,7 @@
 
 #include <gnutls/crypto.h>
 
+#include "authsrc.h"
 #include "log.h"
 #include "secret.h"
 #include "smtp_conn.h"
@@ -156,6 +157,12 @@ struct smtp_conn {
 	char			*auth_user;
 	struct secret		*secret;	/* until smtp_proto_new */
 	int			 secret_failed;	/* see last_err */
+	struct authsrc		*authsrc;	/* NULL: secret_load() */
+	const struct config_smarthost *sh;	/* for authsrc_get() */
+	struct authsrc_req	*auth_req;	/* waiting for the secret */
+	int			 auth_refreshable; /* OAuth: may force */
+	int			 auth_forced;	/* the one forced refresh
+						 * was done */
 
 	unsigned		 secs[SMTP_CONN_PH_COUNT]; /* 0: none */
 	unsigned		 session_max;
@@ -208,6 +215,10 @@ static void	smtp_conn_fail_fact(struct smtp_conn *,
 		    const struct retry_fact *, const char *, ...)
 		    SQ_PRINTF(3, 4);
 static enum retry_phase	smtp_conn_where(const struct smtp_conn *);
+static void	smtp_conn_fail_held(struct smtp_conn *, const char *, ...)
+		    SQ_PRINTF(2, 3);
+static int	smtp_conn_auth_retry(struct smtp_conn *, const char *);
+static void	smtp_conn_resolve(struct smtp_conn *);
 
 static int
 smtp_conn_alive(const struct smtp_conn *c)
@@ -294,6 +305,8 @@ smtp_conn_kill(struct smtp_conn *c)
 	c->state = SMTP_CONN_S_DEAD;
 	c->phase = SMTP_CONN_PH_NONE;
 	smtp_conn_dns_cancel(c);
+	authsrc_cancel(c->auth_req);
+	c->auth_req = NULL;
 	smtp_conn_want(c, 0, 0);
 	evtimer_del(c->ev_timer);
 	evtimer_del(c->ev_deadline);
@@ -314,9 +327,10 @@ smtp_conn_result_init(struct smtp_conn *c, struct smtp_conn_result *r,
 }
 
 /* The connection failed with fact f: on_closed once, then free.  A
- * message in flight reports its recipients' RCPT facts too. */
-static void SQ_PRINTF(3, 0)
-smtp_conn_fail_v(struct smtp_conn *c, const struct retry_fact *f,
+ * message in flight reports its recipients' RCPT facts too.  held: the
+ * OAuth grant is refused (auth_held; f is then only for logs). */
+static void SQ_PRINTF(4, 0)
+smtp_conn_fail_v(struct smtp_conn *c, const struct retry_fact *f, int held,
     const char *fmt, va_list ap)
 {
 	struct smtp_conn_result r;
@@ -326,6 +340,7 @@ smtp_conn_fail_v(struct smtp_conn *c, const struct retry_fact *f,
 		return;
 	vsnprintf(text, sizeof(text), fmt, ap);
 	smtp_conn_result_init(c, &r, f, text);
+	r.auth_held = held;
 	if (c->msg_active && c->rcpt_fact != NULL) {
 		r.rcpt = c->rcpt_fact;
 		r.rcpt_reply = (const char *const *)c->rcpt_reply;
@@ -356,7 +371,7 @@ smtp_conn_fail(struct smtp_conn *c, enum retry_event ev, const char *fmt,
 	f.phase = smtp_conn_where(c);
 	f.event = ev;
 	va_start(ap, fmt);
-	smtp_conn_fail_v(c, &f, fmt, ap);
+	smtp_conn_fail_v(c, &f, 0, fmt, ap);
 	va_end(ap);
 }
 
@@ -367,7 +382,23 @@ smtp_conn_fail_fact(struct smtp_conn *c, const struct retry_fact *f,
 	va_list ap;
 
 	va_start(ap, fmt);
-	smtp_conn_fail_v(c, f, fmt, ap);
+	smtp_conn_fail_v(c, f, 0, fmt, ap);
+	va_end(ap);
+}
+
+/* The OAuth grant of the smarthost is refused (authsrc HELD): not a fact
+ * for retry.c but a state of the relay (auth_held). */
+static void
+smtp_conn_fail_held(struct smtp_conn *c, const char *fmt, ...)
+{
+	struct retry_fact f;
+	va_list ap;
+
+	memset(&f, 0, sizeof(f));
+	f.phase = RETRY_PHASE_AUTH;
+	f.event = RETRY_EVENT_CREDENTIALS;
+	va_start(ap, fmt);
+	smtp_conn_fail_v(c, &f, 1, fmt, ap);
 	va_end(ap);
 }
 
@@ -388,6 +419,7 @@ static void
 smtp_conn_destroy(struct smtp_conn *c)
 {
 	smtp_conn_dns_cancel(c);
+	authsrc_cancel(c->auth_req);
 	if (c->ev_read != NULL)
 		event_free(c->ev_read);
 	if (c->ev_write != NULL)
@@ -1228,6 +1260,10 @@ smtp_conn_events(struct smtp_conn *c)
 			    ev.fail == SMTP_PROTO_FAIL_TLS ||
 			    ev.fail == SMTP_PROTO_FAIL_AUTH)
 				(void)smtp_conn_write(c);
+			/* A refused OAuth token: one forced refresh first. */
+			if (ev.fail == SMTP_PROTO_FAIL_AUTH &&
+			    smtp_conn_auth_retry(c, text))
+				return 0;
 			smtp_conn_fact(&f, &ev, smtp_conn_fail_event(&ev));
 			smtp_conn_fail_fact(c, &f, "%s", text);
 			return 0;
@@ -1459,6 +1495,87 @@ smtp_conn_on_deadline(evutil_socket_t fd, short what, void *arg)
 	    "sending the message" : "before the session was ready", doing);
 }
 
+/* Getting the AUTH secret failed with event ev (phase AUTH: it is for
+ * AUTH, even though nothing was sent yet). */
+static void
+smtp_conn_fail_secret(struct smtp_conn *c, enum retry_event ev,
+    const char *msg)
+{
+	struct retry_fact f;
+
+	memset(&f, 0, sizeof(f));
+	f.phase = RETRY_PHASE_AUTH;
+	f.event = ev;
+	smtp_conn_fail_fact(c, &f, "%s", msg);
+}
+
+/* The secret arrived from authsrc (START): connect, or fail as it says. */
+static void
+smtp_conn_on_secret(struct authsrc_result *r, void *arg)
+{
+	struct smtp_conn *c = arg;
+
+	c->auth_req = NULL;
+	if (c->state != SMTP_CONN_S_START)
+		return;
+	switch (r->kind) {
+	case AUTHSRC_OK:
+		c->secret = r->secret;
+		r->secret = NULL;
+		c->auth_refreshable = r->refreshable;
+		smtp_conn_resolve(c);
+		break;
+	case AUTHSRC_TEMP:
+		/* A helper's timeout, the token endpoint down or slow: the
+		 * relay's path, never refused credentials (no auth rest). */
+		smtp_conn_fail_secret(c, r->timed_out ? RETRY_EVENT_TIMEOUT :
+		    RETRY_EVENT_NETWORK, r->msg);
+		break;
+	case AUTHSRC_HELD:
+		smtp_conn_fail_held(c, "%s", r->msg);
+		break;
+	case AUTHSRC_FAILED:
+	default:
+		smtp_conn_fail_secret(c, RETRY_EVENT_CREDENTIALS, r->msg);
+		break;
+	}
+}
+
+/*
+ * The server refused an OAuth token (334 error challenge, then 535): once
+ * per connection, start over with a forced refresh.  Nothing of a message
+ * is lost: AUTH comes before the first message.  Returns 1 when the
+ * connection restarts.
+ */
+static int
+smtp_conn_auth_retry(struct smtp_conn *c, const char *why)
+{
+	if (!c->auth_refreshable || c->auth_forced || c->msg_active ||
+	    c->user_closed || c->authsrc == NULL)
+		return 0;
+	log_info("relay=%s OAuth token refused (%s): refreshing it once",
+	    c->name, why);
+	(void)smtp_conn_write(c);	/* the QUIT the proto queued */
+	smtp_conn_close_fd(c);
+	tls_session_free(c->tls);
+	c->tls = NULL;
+	c->tls_on = 0;
+	c->read_wants_write = c->write_wants_read = 0;
+	smtp_proto_free(c->proto);
+	c->proto = NULL;
+	if (c->ai != NULL)
+		evutil_freeaddrinfo(c->ai);
+	c->ai = c->ai_cur = NULL;
+	c->ready = 0;
+	c->verb[0] = '\0';
+	c->addr[0] = '\0';
+	c->auth_forced = 1;
+	c->state = SMTP_CONN_S_START;
+	smtp_conn_set_phase(c, SMTP_CONN_PH_NONE);
+	event_active(c->ev_pump, EV_TIMEOUT, 1);
+	return 1;
+}
+
 /* Deferred work: the start, and anything requested from outside our own
  * callbacks (send, close). */
 static void
@@ -1471,6 +1588,12 @@ smtp_conn_on_pump(evutil_socket_t fd, short what, void *arg)
 	switch (c->state) {
 	case SMTP_CONN_S_START:
 		smtp_conn_deadline_start(c, 0);
+		if (c->authsrc != NULL && c->auth != CONFIG_AUTH_NONE) {
+			/* Asynchronous: the loop keeps running. */
+			c->auth_req = authsrc_get(c->authsrc, c->sh,
+			    c->auth_forced, smtp_conn_on_secret, c);
+			break;
+		}
 		if (c->secret_failed) {
 			/* Never connect without the credentials. */
 			smtp_conn_fail(c, RETRY_EVENT_CREDENTIALS, "%s",
@@ -1554,9 +1677,11 @@ smtp_conn_open(const struct smtp_conn_params *params,
 	c->state = SMTP_CONN_S_START;
 	smtp_conn_timeouts(c, sh);
 	c->auth = sh->auth;
+	c->sh = sh;
+	c->authsrc = params->auth;
 	if (sh->user != NULL)
 		c->auth_user = xstrdup(sh->user);
-	if (c->auth != CONFIG_AUTH_NONE) {
+	if (c->auth != CONFIG_AUTH_NONE && c->authsrc == NULL) {
 		/* Fresh for every connection (token refreshers); a failure
 		 * is reported from the first pump, never from here. */
 		if (secret_load(sh, &c->secret, &err) < 0) {

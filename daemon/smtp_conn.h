@@ -16,8 +16,8 @@
  *
  * Owns: the socket and TLS session of one connection, per-phase timers,
  * the facts of each result.
- * May call: smtp_proto, tls, secret, retry (types only), config (types),
- * util, log, libevent.
+ * May call: smtp_proto, tls, secret, authsrc, retry (types only), config
+ * (types), util, log, libevent.
  *
  * Timeouts come from the smarthost's timeout_* keys (0 = the RFC 5321
  * 4.5.3.2 default): connect, TLS handshake (the whole handshake), greeting
@@ -27,9 +27,12 @@
  * message from smtp_conn_send() to its result, so a server that drips
  * bytes cannot hold a connection forever.  Every wait has a timer.
  *
- * AUTH: when the smarthost's auth is not none, the secret is read with
- * secret_load() for every connection (so refreshed tokens are used) and
- * wiped as soon as smtp_proto has its copy.
+ * AUTH: when the smarthost's auth is not none, the secret is fetched for
+ * every connection (so refreshed tokens are used) and wiped as soon as
+ * smtp_proto has its copy: from authsrc, asynchronously, when
+ * params->auth is set (sendqd); else with secret_load().  A server that
+ * refuses an OAuth token (334 error challenge, 535) makes the connection
+ * start over once with a forced refresh before that is reported.
  *
  * Results are facts, not decisions: where it happened (a retry_phase),
  * what happened (a reply with its code and enhanced status, a timeout, a
@@ -54,6 +57,7 @@
 #include "smtp_proto.h"
 #include "tls.h"
 
+struct authsrc;
 struct event_base;
 struct evdns_base;
 struct smtp_conn;
@@ -65,6 +69,9 @@ struct smtp_conn_params {
 	const struct config_smarthost	*smarthost;
 	struct tls_ctx			*tls;	/* NULL when tls = none */
 	const char			*ehlo_name;
+	/* Where the AUTH secret comes from, asynchronously (authsrc.h);
+	 * NULL: secret_load() in smtp_conn_open() (tools, tests). */
+	struct authsrc			*auth;
 };
 
 /* One message to send.  All pointers must stay valid until
@@ -115,6 +122,15 @@ struct smtp_conn_result {
 	char			 tls[128];	/* "TLS1.3 AES-256-GCM..." or
 						 * "none" */
 	char			 verify[128];	/* "ok", "insecure", reason */
+	/* Non-zero when the OAuth grant of the smarthost is refused
+	 * (authsrc HELD; on_closed only): the relay is held, the message
+	 * was not tried.  Not a fact for retry.c (fact says only where):
+	 * the mail is neither deferred nor bounced, and the relay is
+	 * neither down nor resting.  Failing to get the secret otherwise
+	 * is a fact in phase AUTH: TIMEOUT (a helper's time limit) or
+	 * NETWORK (the token endpoint down or failing), an ordinary
+	 * deferral; CREDENTIALS (unreadable, the helper failed). */
+	int			 auth_held;
 };
 
 struct smtp_conn_callbacks {

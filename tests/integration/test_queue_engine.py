@@ -175,16 +175,23 @@ class QueueEngineTest(harness.IntegrationTest):
         sq = self.new_sendq(primary, name="primary", more_smarthosts=[
             ("backup", self.smarthost_for(backup_exim, tls="implicit"))])
         sent = numbered("failover", 0)
-        # Queued before sendqd starts, so that its id can be read first.
+        # Dropped while sendqd is down; sendqd picks it up (and names it)
+        # at start, then relays it at once, so its id is read from the
+        # pickup line, not from a queue/ that may already be empty.
         sq.submit(sent, ["bob@example.net"], sender=SENDER)
-        qid = sq.one_queued()
+        self.assertEqual(len(sq.maildrop_files()), 1)
         sq.start()
         (m,) = backup_exim.wait_messages(1)
         self.assertArrivedIntact(m, sent)
         self.assertNothingLeft(sq)
+        qid = sq.wait_log(r"pickup file=\S+ uid=\d+ msgid=(\S+)").group(1)
         (d,) = wait_for(lambda: sq.delivery_lines("sent"),
                         what="a result=sent log line")
+        qid = re.search(r"pickup file=\S+ uid=\d+ msgid=(\S+)",
+                        sq.log_text()).group(1)
         self.assertEqual(d.get("msgid"), qid, d["line"])
+        self.assertIn("msgid=%s: relay primary unreachable, handing it to "
+                      "fallback backup" % qid, sq.log_text())
         self.assertEqual(d.get("relay"), "backup", d["line"])
         self.assertTrue(d.get("host", "").endswith(
             ":%d" % backup_exim.implicit_port), d["line"])

@@ -46,13 +46,20 @@ script, chosen by options:
                                  by --auth-file instead when given
   --auth-file FILE               the accepted password: first line of
                                  FILE, read at every AUTH
+  --oauth-tokens FILE            offer AUTH XOAUTH2 OAUTHBEARER and
+                                 accept a bearer token only while FILE
+                                 (written by oauth_server.py) lists it
+                                 unexpired ("TOKEN EXPIRY" lines); a bad
+                                 one gets the 334 error challenge, then
+                                 535 (RFC 7628)
   --rcvbuf N                     SO_RCVBUF of the listening socket
   --heal-file PATH               connections accepted while PATH exists
                                  run without any fault (a healed server);
                                  a running session heals at its next
-                                 command once PATH exists
+                                 command but QUIT once PATH exists
   --conn-log FILE                append "N fault|normal" when connection
-                                 N is accepted, "N mail CODE <SENDER>"
+                                 N is accepted, "N healed" when its
+                                 session heals, "N mail CODE <SENDER>"
                                  for each reply to MAIL, "N auth ok|bad MECH"
                                  for each AUTH and "N end" when it ends
   --save DIR                     store each message's DATA wire bytes
@@ -198,6 +205,51 @@ class Session:
         else:
             self.reply("535 5.7.8 Authentication credentials invalid")
 
+    def token_valid(self, token):
+        try:
+            with open(self.args.oauth_tokens) as f:
+                for ln in f:
+                    words = ln.split()
+                    if len(words) == 2 and words[0] == token and \
+                            float(words[1]) > time.time():
+                        return True
+        except FileNotFoundError:
+            pass
+        return False
+
+    def auth_oauth(self, line):
+        """XOAUTH2 or OAUTHBEARER: check the bearer token."""
+        words = line.split()
+        mech = words[1].upper().decode(errors="replace") \
+            if len(words) > 1 else ""
+        if mech not in ("XOAUTH2", "OAUTHBEARER"):
+            self.reply("504 5.5.4 Unrecognized authentication type")
+            return
+        if len(words) > 2:
+            try:
+                data = base64.b64decode(words[2], validate=True)
+            except ValueError:
+                data = b""
+        else:
+            data = self.auth_answer(b"") or b""
+        token = ""
+        for field in data.split(b"\x01"):
+            if field.startswith(b"auth=Bearer "):
+                token = field[len(b"auth=Bearer "):].decode(
+                    errors="replace")
+        ok = self.token_valid(token)
+        conn_log(self.args, "%d auth %s %s %s" % (
+            self.n, "ok" if ok else "bad", mech, token))
+        if ok:
+            self.reply("235 2.7.0 Accepted")
+            return
+        # RFC 7628 3.2.2: an error challenge, the client answers ^A.
+        err = b'{"status":"401","schemes":"bearer","scope":"mail"}'
+        self.reply("334 " + base64.b64encode(err).decode())
+        if self.readline() is None:
+            raise Dropped("EOF in AUTH")
+        self.reply("535 5.7.8 Username and Password not accepted")
+
     def tls_alert(self):
         """Answer the ClientHello with a fatal alert; the session ends."""
         self.sock.recv(65536)
@@ -241,6 +293,8 @@ class Session:
             caps.append("STARTTLS")
         if self.args.auth:
             caps.append("AUTH PLAIN LOGIN")
+        elif self.args.oauth_tokens:
+            caps.append("AUTH XOAUTH2 OAUTHBEARER")
         return "\r\n".join("250-" + c for c in caps[:-1]) + \
             "\r\n250 " + caps[-1]
 
@@ -260,8 +314,10 @@ class Session:
             if line is None:
                 return
             verb = line.split(b" ", 1)[0].split(b":", 1)[0].upper()
-            if self.args.heal_file and os.path.exists(self.args.heal_file):
+            if verb != b"QUIT" and self.args.heal_file and \
+                    os.path.exists(self.args.heal_file):
                 self.args = healed(self.args)
+                conn_log(self.args, "%d healed" % self.n)
             self.phase = verb.decode(errors="replace").lower()
             if verb in (b"EHLO", b"HELO"):
                 if self.fault("ehlo"):
@@ -349,6 +405,8 @@ class Session:
                 self.reply(self.args.end_reply)
             elif verb == b"AUTH" and self.args.auth:
                 self.auth(line)
+            elif verb == b"AUTH" and self.args.oauth_tokens:
+                self.auth_oauth(line)
             elif verb == b"RSET" or verb == b"NOOP":
                 self.reply("250 2.0.0 Ok")
             elif verb == b"QUIT":
@@ -428,6 +486,7 @@ def main():
     ap.add_argument("--size", type=int, default=10240000)
     ap.add_argument("--auth")
     ap.add_argument("--auth-file")
+    ap.add_argument("--oauth-tokens")
     ap.add_argument("--rcvbuf", type=int, default=0)
     ap.add_argument("--heal-file")
     ap.add_argument("--conn-log")

