@@ -889,6 +889,10 @@ queue_view_showq(int json, struct buf *out, int *exit_code,
 
 	if (!json)
 		argv[1] = NULL;
+	/* Said once, by the caller, in its own one-line message. */
+	if (access(path, X_OK) != 0)
+		return sq_err_set(err, -ENOENT, "cannot run the queue lister "
+		    "%s", path);
 	if (pipe2(pfd, O_CLOEXEC) != 0)
 		return sq_err_set(err, -errno, "pipe: %s", strerror(errno));
 	fflush(stdout);
@@ -903,9 +907,7 @@ queue_view_showq(int json, struct buf *out, int *exit_code,
 		if (dup2(pfd[1], STDOUT_FILENO) < 0)
 			_exit(127);
 		execve(path, argv, envp);
-		fprintf(stderr, "cannot run the queue lister %s: %s\n", path,
-		    strerror(errno));
-		_exit(127);
+		_exit(127);	/* reported by the parent (exit 127) */
 	}
 	close(pfd[1]);
 	rc = queue_view_drain(pfd[0], out, &full);

@@ -174,7 +174,12 @@ class DebTest(IntegrationTest):
         self.assertTrue(group_exists("sendq-drop"))
         self.assertEqual(pwd.getpwnam("sendq").pw_shell, "/usr/sbin/nologin")
         self.assertMode("/var/spool/sendq", 0o711, "sendq", "sendq")
-        self.assertMode("/var/spool/sendq/queue", 0o700, "sendq", "sendq")
+        # queue/ is searchable by the queue lister's group (envelopes
+        # 0640, bodies 0600); tmp/ gives new files that group.
+        self.assertMode("/var/spool/sendq/queue", 0o750, "sendq",
+                        "sendq-queue")
+        self.assertMode("/var/spool/sendq/tmp", 0o2700, "sendq",
+                        "sendq-queue")
         self.assertMode("/var/spool/sendq/maildrop", 0o1730, "sendq",
                         "sendq-drop")
         self.assertMode("/run/sendq", 0o755, "sendq", "sendq")
