@@ -17,7 +17,7 @@
  * Commit: a session whose message is complete goes on in->commit_list and
  * in->commit_ev is made active; its callback runs after the current turn
  * of the loop, so every message that completed in the same turn shares
- * one spool_commit_group() (one syncfs, one fsync of queue/).  Only then
+ * one spool_commit_group() (one batch of fdatasyncs, one fsync of queue/).  Only then
  * is the 250 written.  A client that disconnects while its message waits
  * for commit is closed after the commit (the message is queued: delivery
  * is at least once).

@@ -72,6 +72,8 @@
 #include "tls.h"
 
 #define SCHEDULER_RESCAN_SECONDS	300	/* safety-net queue scan */
+#define SCHEDULER_INDEX_CHUNK		128	/* envelopes read per turn
+						 * at start-up */
 #define SCHEDULER_HEADERS_MAX		(64 * 1024) /* quoted in DSNs */
 #define SCHEDULER_DSN_MAX		(1024 * 1024)
 
@@ -153,6 +155,14 @@ struct scheduler {
 	size_t			 n_relays;
 
 	struct event		*run_ev;
+	struct event		*rm_sync_ev;	/* one fsync(queue/) for the
+						 * removals of a loop turn */
+	/* Start-up: ids found by spool_recover_lazy, indexed (envelope
+	 * read) a chunk per loop turn, oldest first, so that the first
+	 * delivery does not wait for the whole queue to be read. */
+	char			(*rec_ids)[ENVELOPE_ID_MAX];
+	size_t			 rec_n, rec_cap, rec_pos;
+	struct event		*index_ev;
 	struct event		*timer;
 	struct event		*rescan_timer;
 	struct event		*watch_ev;
@@ -167,6 +177,8 @@ struct scheduler {
 
 static void	scheduler_run(struct scheduler *s);
 static void	scheduler_add_id(const char *id, void *arg);
+static void	scheduler_collect_id(const char *id, void *arg);
+static void	scheduler_index_chunk(struct scheduler *s);
 
 /* ------------------------------------------------------------------ */
 /* Time and randomness (the only places that read them). */
@@ -684,7 +696,9 @@ scheduler_settle(struct scheduler *s, struct sched_msg *m,
 	envelope_keep_rcpts(env, final);
 	free(final);
 	if (kept == 0) {
-		if (spool_remove(s->spool, env->id, &err) != 0)
+		if (spool_remove_unsynced(s->spool, env->id, &err) == 0)
+			event_active(s->rm_sync_ev, 0, 0);
+		else
 			log_err("msgid=%s: done but cannot remove it from the "
 			    "spool: %s (it may be sent again)", env->id,
 			    err.msg);
@@ -1304,6 +1318,67 @@ scheduler_run(struct scheduler *s)
 	scheduler_arm_timer(s, now);
 }
 
+/* After a loop turn that removed delivered messages: one directory sync
+ * for all of them (a power cut before it delivers them again, at most). */
+static void
+scheduler_on_rm_sync(evutil_socket_t fd, short what, void *arg)
+{
+	struct scheduler *s = arg;
+	struct sq_err err;
+
+	(void)fd;
+	(void)what;
+	if (spool_sync_removals(s->spool, &err) < 0)
+		log_err("%s (delivered messages may be sent again after a "
+		    "crash)", err.msg);
+}
+
+/* spool_recover_lazy's callback: remember the id for indexing. */
+static void
+scheduler_collect_id(const char *id, void *arg)
+{
+	struct scheduler *s = arg;
+
+	if (s->rec_n == s->rec_cap) {
+		s->rec_cap = s->rec_cap ? 2 * s->rec_cap : 1024;
+		s->rec_ids = xreallocarray(s->rec_ids, s->rec_cap,
+		    sizeof(*s->rec_ids));
+	}
+	snprintf(s->rec_ids[s->rec_n++], ENVELOPE_ID_MAX, "%s", id);
+}
+
+/* Index the next SCHEDULER_INDEX_CHUNK recovered ids, let the queue run
+ * on what is known, and come back on the next loop turn for the rest. */
+static void
+scheduler_index_chunk(struct scheduler *s)
+{
+	struct timeval now = { 0, 0 };
+	size_t end = s->rec_pos + SCHEDULER_INDEX_CHUNK;
+
+	if (end > s->rec_n)
+		end = s->rec_n;
+	while (s->rec_pos < end)
+		scheduler_add_id(s->rec_ids[s->rec_pos++], s);
+	scheduler_request_run(s);
+	if (s->rec_pos < s->rec_n) {
+		evtimer_add(s->index_ev, &now);
+		return;
+	}
+	if (s->rec_ids != NULL)
+		log_info("queue indexed: %zu message(s) queued", s->n_msgs);
+	free(s->rec_ids);
+	s->rec_ids = NULL;
+	s->rec_n = s->rec_cap = s->rec_pos = 0;
+}
+
+static void
+scheduler_on_index(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	scheduler_index_chunk(arg);
+}
+
 static void
 scheduler_on_run(evutil_socket_t fd, short what, void *arg)
 {
@@ -1361,7 +1436,9 @@ scheduler_add_id(const char *id, void *arg)
 	if (scheduler_find(s, id) != NULL)
 		return;
 	if (spool_load_envelope(s->spool, id, &env, &err) != 0) {
-		if (err.code != -ENOENT && err.code != SQ_ENOTFOUND)
+		if (err.code == SQ_EPARSE || err.code == SQ_ELIMIT)
+			spool_quarantine_id(s->spool, id, err.msg);
+		else if (err.code != -ENOENT && err.code != SQ_ENOTFOUND)
 			log_err("msgid=%s: cannot read its envelope: %s (left "
 			    "in the spool)", id, err.msg);
 		return;
@@ -1891,6 +1968,8 @@ scheduler_new(struct event_base *base, struct evdns_base *dns,
 		}
 	}
 	s->run_ev = event_new(base, -1, 0, scheduler_on_run, s);
+	s->rm_sync_ev = event_new(base, -1, 0, scheduler_on_rm_sync, s);
+	s->index_ev = evtimer_new(base, scheduler_on_index, s);
 	s->timer = evtimer_new(base, scheduler_on_run, s);
 	s->rescan_timer = event_new(base, -1, EV_PERSIST, scheduler_on_rescan,
 	    s);
@@ -1921,11 +2000,12 @@ scheduler_start(struct scheduler *s, struct sq_err *err)
 	s->watch_ev = event_new(s->base, s->watch_fd, EV_READ | EV_PERSIST,
 	    scheduler_on_watch, s);
 	event_add(s->watch_ev, NULL);
-	if ((n = spool_recover(s->spool, scheduler_add_id, s, err)) < 0)
+	if ((n = spool_recover_lazy(s->spool, scheduler_collect_id, s,
+	    err)) < 0)
 		return n;
-	log_info("queue recovered: %zu message(s) queued", s->n_msgs);
+	log_info("queue recovered: %d message(s) found", n);
 	event_add(s->rescan_timer, &rescan);
-	scheduler_request_run(s);
+	scheduler_index_chunk(s);
 	return 0;
 }
 
@@ -2019,6 +2099,13 @@ scheduler_free(struct scheduler *s)
 	free(s->heap);
 	if (s->run_ev != NULL)
 		event_free(s->run_ev);
+	if (s->index_ev != NULL)
+		event_free(s->index_ev);
+	free(s->rec_ids);
+	if (s->rm_sync_ev != NULL) {
+		scheduler_on_rm_sync(-1, 0, s);
+		event_free(s->rm_sync_ev);
+	}
 	if (s->timer != NULL)
 		event_free(s->timer);
 	if (s->rescan_timer != NULL)

@@ -333,16 +333,18 @@ size_t
 smtp_wire_enc(struct smtp_wire_enc *enc, const void *in, size_t len,
     int last, char *out)
 {
-	const unsigned char *s = in;
-	size_t i, o = 0;
+	const unsigned char *s = in, *lf, *cr, *nul;
+	size_t i = 0, o = 0, end, n, first, at_long;
 
-	for (i = 0; i < len; i++) {
+	while (i < len) {
 		unsigned char c = s[i];
 
 		if (enc->skip_lf) {
 			enc->skip_lf = 0;
-			if (c == '\n')
+			if (c == '\n') {
+				i++;
 				continue;
+			}
 		}
 		if (c == '\r' || c == '\n') {
 			out[o++] = '\r';
@@ -351,19 +353,36 @@ smtp_wire_enc(struct smtp_wire_enc *enc, const void *in, size_t len,
 			enc->skip_lf = c == '\r';
 			enc->col = 0;
 			enc->line++;
+			i++;
 			continue;
 		}
-		if (enc->bad == 0 && (c == '\0' ||
-		    enc->col + 1 > SMTP_WIRE_TEXT_MAX)) {
-			enc->bad = c == '\0' ? SMTP_WIRE_ENC_NUL :
-			    SMTP_WIRE_ENC_LONG;
-			enc->bad_line = enc->line;
+		/* A run of text up to the next CR or LF, copied at once (a
+		 * byte at a time cost more than the TLS record layer). */
+		lf = memchr(s + i, '\n', len - i);
+		end = lf != NULL ? (size_t)(lf - s) : len;
+		if ((cr = memchr(s + i, '\r', end - i)) != NULL)
+			end = (size_t)(cr - s);
+		n = end - i;
+		if (enc->bad == 0) {
+			nul = memchr(s + i, '\0', n);
+			first = nul != NULL ? (size_t)(nul - (s + i)) : n;
+			at_long = enc->col >= SMTP_WIRE_TEXT_MAX ? 0 :
+			    SMTP_WIRE_TEXT_MAX - enc->col;
+			if (at_long < first) {
+				enc->bad = SMTP_WIRE_ENC_LONG;
+				enc->bad_line = enc->line;
+			} else if (first < n) {
+				enc->bad = SMTP_WIRE_ENC_NUL;
+				enc->bad_line = enc->line;
+			}
 		}
-		enc->col++;
 		if (enc->bol && c == '.')
 			out[o++] = '.';
-		out[o++] = (char)c;
+		memcpy(out + o, s + i, n);
+		o += n;
+		enc->col += n;
 		enc->bol = 0;
+		i = end;
 	}
 	if (last) {
 		if (!enc->bol) {

@@ -23,7 +23,8 @@
  * Commit: write tmp/ID.msg, fsync; write tmp/ID.env, fsync; rename .msg
  * into queue/, rename .env into queue/, fsync(queue/).  A group commit
  * (spool_commit_group) writes every member's
- * files, makes them all stable with one syncfs(), renames each member as
+ * files, makes their data stable with one batch of per-file fdatasyncs
+ * (issued together: one journal commit on ext4), renames each member as
  * above, then does one fsync(queue/).  Removal unlinks
  * the .env first, then the .msg.  A writer holds an flock on its files
  * until it is done, which is how recovery tells a live writer from a dead
@@ -181,7 +182,8 @@ void	spool_writer_abort(struct spool_writer *w);
 /*
  * Group commit: make n messages durable with shared syncs instead of
  * three fsyncs each.  Every writer's data and envelope are written, then
- * ONE sync makes all of them stable, then every message is renamed into
+ * one batch of fdatasyncs (writeback of all started first) makes all of
+ * them stable, then every message is renamed into
  * queue/, then ONE fsync(queue/) makes the names stable.  results[i] is 0
  * for a committed message (envs[i]->id set) or -errno with errs[i]
  * filled; the writers are freed in every case.  No message is reported
@@ -206,6 +208,23 @@ void	spool_commit_group(struct spool_writer **w, struct envelope **envs,
 int	spool_recover(struct spool *sp,
 	    void (*cb)(const char *id, void *arg), void *arg,
 	    struct sq_err *err);
+
+/*
+ * Recovery without reading any envelope, for a fast start on a deep
+ * queue: the tmp/ and queue/ debris is removed as by spool_recover, an
+ * .env without .msg is quarantined, and cb(id, arg) is called for every
+ * other queue/ID.env, in id order (arrival), found from the directory
+ * listing alone.  The caller parses each envelope when it gets to it and
+ * hands one that does not parse to spool_quarantine_id().  Returns the
+ * number of ids given to cb, or -errno with err.
+ */
+int	spool_recover_lazy(struct spool *sp,
+	    void (*cb)(const char *id, void *arg), void *arg,
+	    struct sq_err *err);
+/* Move message id to corrupt/ with reason, as recovery does with an
+ * envelope that does not parse (logged; failures logged and left). */
+void	spool_quarantine_id(struct spool *sp, const char *id,
+	    const char *reason);
 
 /*
  * List committed messages (every queue/ID.env) in id order, that is in
@@ -240,6 +259,19 @@ int	spool_update_envelope(struct spool *sp, const struct envelope *env,
 /* Remove message id (envelope first, then body) and fsync queue/.
  * 0 or -errno with err. */
 int	spool_remove(struct spool *sp, const char *id, struct sq_err *err);
+
+/*
+ * Removal after delivery, batched: unlink as spool_remove does but leave
+ * the fsync of queue/ to the next spool_sync_removals() (which the
+ * caller runs once for every removal of an event-loop turn), so that one
+ * directory sync covers a batch.  Until then a power cut may bring the
+ * message back: delivered twice, never lost.  0 or -errno with err.
+ */
+int	spool_remove_unsynced(struct spool *sp, const char *id,
+	    struct sq_err *err);
+/* fsync queue/ when a removal since the last one left it unsynced:
+ * 1 synced, 0 nothing to do, -errno with err. */
+int	spool_sync_removals(struct spool *sp, struct sq_err *err);
 
 /*
  * Keep a permanent failure: write env (its recipients are the failed

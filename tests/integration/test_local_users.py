@@ -401,10 +401,17 @@ class LocalUsers(harness.IntegrationTest):
         self.start_daemon()
         st = os.stat(self.inst.socket)
         self.assertEqual(stat.S_IMODE(st.st_mode), 0o666)
+        # Every user connects and is answered: list (their own mail) is
+        # open to all; status is an administrator's (root, sendqd's user,
+        # admin_group), so a plain user is refused by the daemon, not by
+        # the socket's mode.
         for user in (ALICE, BOB):
+            p = self.inst.run_as(user, [self.inst.bin("sendqctl"), "list"])
+            self.assertEqual(p.returncode, 0, p.stderr)
             p = self.inst.run_as(user, [self.inst.bin("sendqctl"),
                                         "status"])
-            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(p.returncode, 77, p.stderr)
+            self.assertIn(b"permission denied", p.stderr)
 
     # -- sending
     def test_send_with_sendqd_up(self):

@@ -175,12 +175,16 @@ class QueueEngineTest(harness.IntegrationTest):
         sq = self.new_sendq(primary, name="primary", more_smarthosts=[
             ("backup", self.smarthost_for(backup_exim, tls="implicit"))])
         sent = numbered("failover", 0)
-        # Dropped while sendqd is down: its pick-up names the queue id.
+        # Dropped while sendqd is down; sendqd picks it up (and names it)
+        # at start, then relays it at once, so its id is read from the
+        # pickup line, not from a queue/ that may already be empty.
         sq.submit(sent, ["bob@example.net"], sender=SENDER)
+        self.assertEqual(len(sq.maildrop_files()), 1)
         sq.start()
         (m,) = backup_exim.wait_messages(1)
         self.assertArrivedIntact(m, sent)
         self.assertNothingLeft(sq)
+        qid = sq.wait_log(r"pickup file=\S+ uid=\d+ msgid=(\S+)").group(1)
         (d,) = wait_for(lambda: sq.delivery_lines("sent"),
                         what="a result=sent log line")
         qid = re.search(r"pickup file=\S+ uid=\d+ msgid=(\S+)",

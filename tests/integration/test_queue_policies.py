@@ -280,14 +280,15 @@ class QueuePoliciesTest(harness.IntegrationTest):
                             name="downhost",
                             extra_sendq={"control_socket": sock},
                             extra_queue={"retry_max": "2s"})
-        # All 20 dropped before sendqd starts: queued at its start, all
-        # due at once.
+        # All 20 dropped before sendqd starts: its first pickup queues
+        # them all, all due at once.
         sq.submit_many([(numbered("probe", i), ["bob@example.net"],
                          SENDER) for i in range(n)])
         self.assertEqual(len(sq.maildrop_files()), n)
         sq.start()
         wait_for(lambda: len(sq.queued()) == n and not sq.maildrop_files(),
-                 what="the %d dropped messages queued" % n)
+                 what=lambda: "%d messages picked up (queued %d)" % (
+                     n, len(sq.queued())))
         want = 6
 
         def seen():
@@ -519,8 +520,10 @@ class QueuePoliciesTest(harness.IntegrationTest):
         """n messages to bob@example.net, each older than max_age = 1m
         (backdated in the spool), routed by match_recipient to a
         smarthost whose port is closed; everything else (the DSNs to the
-        sender at example.org) goes to a healthy Exim.  Returns (sq, exim,
-        qids)."""
+        sender at example.org) goes to a healthy Exim.  They are queued
+        through sendqd (only sendqd writes queue/), which is stopped
+        before they are backdated; the caller starts it again.  Returns
+        (sq, exim, qids)."""
         exim = self.start_exim()
         down = {"host": "127.0.0.1", "port": self.closed_port(),
                 "tls": "none", "max_connections": max_connections,
@@ -530,6 +533,9 @@ class QueuePoliciesTest(harness.IntegrationTest):
                                          "retry_max": "2s"},
                             more_smarthosts=[("healthy", self.smarthost_for(
                                 exim, tls="implicit"))])
+        sq.start()
+        wait_for(lambda: os.path.exists(sq.control_socket),
+                 what="the control socket")
         sq.submit_many([(numbered("old", i), ["bob@example.net"], SENDER)
                         for i in range(n)], threads=1)
         # sendq dropped them (sendqd is down): a first run of sendqd
@@ -541,6 +547,9 @@ class QueuePoliciesTest(harness.IntegrationTest):
         sq.stop()
         qids = sq.queued()
         self.assertEqual(len(qids), n)
+        self.assertEqual(sq.stop(), 0)
+        self.assertEqual(sq.queued(), qids)
+        self.assertEqual(exim.messages(), [])
         for q in qids:
             backdate(sq, q, 120)
         return sq, exim, qids

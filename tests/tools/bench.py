@@ -1,117 +1,483 @@
-"""bench.py - measure sendq against a private Exim (run by scripts/bench).
+"""bench.py - sendq measured beside its baselines (run by scripts/bench).
 
-Phase 1: N messages through `sendq` with sendqd stopped (each accept is
-durable: data and directory fsynced before exit 0).
-Phase 2: start sendqd and time until Exim holds all N and the queue is
-empty; count the SMTP connections Exim saw; read sendqd's peak RSS.
-Phase 3: parallel injection, 8 injectors and 400 messages, once with
-sendqd stopped (each sendq fsyncs its own message: 3 syncs each) and once
-with sendqd running (sendq hands the message over, sendqd group-commits
-what arrives together: 2 syncs per group); messages/s for both, and the
-syncs per message taken from sendqd's "group commit" debug lines.
+Everything relays ~2.2 KiB messages over verified STARTTLS to tls_sink
+(tests/tools/tls_sink.c), a sink of the project's own that counts
+messages and connections and records the time of its last acceptance.
+Rows (each a separate phase, one run):
+
+  inject-1 / inject-8   the `sendq` (sendmail) command from 1 and from 8
+                        parallel injectors, sendqd running and relaying;
+                        beside the two baselines run the same way: a
+                        do-nothing command (bench_tool none) and one that
+                        writes + fsyncs + renames + fsyncs the directory
+                        (bench_tool fsync)
+  smtp-close / smtp-reuse
+                        the SMTP listener, 8 sessions, a connection per
+                        message / connections kept and MAIL, RCPT, DATA
+                        pipelined; end to end (until the sink has them);
+                        beside the same load sent straight to the sink
+  drain                 sendqd started on a full queue (bench_tool fill),
+                        until the sink has every message; connections
+  latency-smtp / latency-sendq
+                        one message at a time on an idle sendqd, from the
+                        start of the submission to the sink's acceptance:
+                        median and p99
+  backlog               sendqd started on BACKLOG queued messages after
+                        dropping the page cache (when allowed): time until
+                        the first delivery attempt (the sink's first
+                        connection) and the first delivery; RSS per
+                        queued message
+
+CPU per message: sendqd's from /proc/PID/stat (utime+stime), the
+injectors' from getrusage(RUSAGE_CHILDREN).  Peak RSS: sendqd's VmHWM.
+Prints one table and writes JSON (OUT, with the commit measured).
+Nothing here asserts a timing.
+
+Usage: bench.py [--quick] [--out FILE] [--messages N] [--backlog N]
 """
-import re
+import argparse
+import json
 import os
+import resource
 import shutil
+import smtplib
+import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+import concurrent.futures
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..",
                                 "integration"))
 import harness  # noqa: E402
 
+TICK = os.sysconf("SC_CLK_TCK")
+BODY = ("From: bench@example.org\nTo: sink@example.net\nSubject: bench\n"
+        "Message-ID: <bench@example.org>\nDate: Mon, 7 Dec 2026 00:00:00 "
+        "+0000\n\n" + ("0123456789abcdef" * 4 + "\n") * 32).encode()
 
-def parallel_phase(tmp, exim, certs, already):
-    """Phase 3; already: messages Exim holds before it."""
-    n, injectors = 400, 8
-    d = os.path.join(tmp, "sq-par")
-    os.makedirs(d)
-    sockdir = tempfile.mkdtemp(prefix="sq-bench-")
-    sq = harness.Sendq(d, dict(
-        host="127.0.0.1", port=exim.implicit_port, tls="implicit",
-        trust="ca_file", ca_file=certs.ca.cert), log_level="debug",
-        extra_sendq={"control_socket": os.path.join(sockdir, "c.sock")})
-    body = ("Subject: bench\nFrom: a@example.org\nTo: b@example.net\n"
-            "\n" + "0123456789abcdef" * 60 + "\n").encode()
-    items = [(body, ["b@example.net"], "a@example.org")] * n
 
-    def timed():
+def tool(name):
+    return os.path.join(os.environ["SENDQ_BUILD_DIR"], name)
+
+
+class Sink:
+    """tls_sink on two ephemeral loopback ports."""
+
+    def __init__(self, cert, key):
+        self.proc = subprocess.Popen([tool("tls_sink"), cert, key],
+                                     stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        ready = self.proc.stdout.readline().split()
+        if not ready or ready[0] != "ready":
+            raise harness.HarnessError("tls_sink did not start")
+        kv = dict(x.split("=") for x in ready[1:])
+        self.starttls_port = int(kv["starttls"])
+        self.implicit_port = int(kv["implicit"])
+        self.lock = threading.Lock()
+
+    def stats(self):
+        with self.lock:
+            self.proc.stdin.write("s\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        kv = dict(x.split("=") for x in line.split())
+        return dict(msgs=int(kv["msgs"]), conns=int(kv["conns"]),
+                    bytes=int(kv["bytes"]), last=float(kv["last"]))
+
+    def wait_msgs(self, n, timeout=600):
+        return harness.wait_for(
+            lambda: (lambda s: s if s["msgs"] >= n else None)(self.stats()),
+            timeout=timeout, interval=0.005,
+            what="the sink to hold %d messages" % n)
+
+    def stop(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+class BenchSendq(harness.Sendq):
+    def __init__(self, workdir, smarthost, listen_port, sockdir):
+        self.listen_port = listen_port
+        super().__init__(workdir, smarthost, log_level="info",
+                         extra_sendq={"control_socket":
+                                      os.path.join(sockdir, "c.sock")})
+
+    def config_text(self):
+        return super().config_text() + (
+            "\n[intake]\nlisten = 127.0.0.1:%d\nmax_clients = 64\n" %
+            self.listen_port)
+
+    def start_ready(self):
+        self.start()
+        sock = self.extra_sendq["control_socket"]
+        harness.wait_for(lambda: os.path.exists(sock) and
+                         harness.port_accepts(self.listen_port),
+                         what="sendqd's sockets")
+        return self
+
+
+def proc_cpu(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def proc_mem(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def inject(argv, n, threads, msg=BODY):
+    """Run argv n times (stdin: msg) from threads threads; seconds and
+    the injectors' CPU seconds.  Every run must exit 0."""
+    def one(_):
+        return subprocess.run(argv, input=msg, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    c0 = children_cpu()
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(one, range(n)))
+    dt = time.monotonic() - t0
+    bad = [r for r in results if r.returncode != 0]
+    if bad:
+        raise AssertionError("%d of %d runs of %s failed, first: %s" % (
+            len(bad), n, argv[0], bad[0].stderr.decode(errors="replace")))
+    return dt, children_cpu() - c0
+
+
+def smtp_load(port, sessions, n, mode, msgfile):
+    p = subprocess.run([tool("bench_tool"), "smtp", "127.0.0.1", str(port),
+                        str(sessions), str(n), mode, msgfile],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=900)
+    if p.returncode != 0:
+        raise AssertionError("bench_tool smtp: %s %s" % (p.stdout, p.stderr))
+    kv = dict(x.split("=") for x in p.stdout.split())
+    return float(kv["seconds"])
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = tempfile.mkdtemp(prefix="sendq-bench-")
+        self.rows = []
+        self.sink = self.sq = None
+
+    def row(self, name, **kw):
+        kw["path"] = name
+        self.rows.append(kw)
+        print("  %-14s %s" % (name, " ".join(
+            "%s=%s" % (k, ("%.4g" % v) if isinstance(v, float) else v)
+            for k, v in kw.items() if k != "path")), flush=True)
+
+    def new_sendq(self, name):
+        d = os.path.join(self.tmp, name)
+        os.makedirs(d)
+        return BenchSendq(d, dict(
+            host="127.0.0.1", port=self.sink.starttls_port, tls="starttls",
+            trust="ca_file", ca_file=self.certs.ca.cert,
+            max_connections=4), harness.free_port(), self.tmp)
+
+    def settle(self, sq, expect):
+        self.sink.wait_msgs(expect)
+        sq.wait_queue_empty(timeout=600)
+
+    # -- the sendq command, with both baselines
+    def phase_inject(self, sq, threads, n):
+        d = os.path.join(self.tmp, "fsync-%d" % threads)
+        os.makedirs(os.path.join(d, "tmp"))
+        os.makedirs(os.path.join(d, "new"))
+        t_none, c_none = inject([tool("bench_tool"), "none"], n, threads)
+        t_fs, c_fs = inject([tool("bench_tool"), "fsync", d], n, threads)
+        shutil.rmtree(d)
+        before = self.sink.stats()["msgs"]
+        cpu0 = proc_cpu(sq.pid())
+        argv = [harness.sendq_binary("sendq"), "-C", sq.config,
+                "-f", "bench@example.org", "sink@example.net"]
+        t_sq, c_sq = inject(argv, n, threads)
+        self.settle(sq, before + n)
+        d_cpu = proc_cpu(sq.pid()) - cpu0
+        self.row("inject-%d" % threads, messages=n,
+                 none_per_s=n / t_none, fsync_per_s=n / t_fs,
+                 sendq_per_s=n / t_sq, vs_fsync=t_fs / t_sq,
+                 vs_none=t_none / t_sq,
+                 injector_ms_per_msg=1000 * c_sq / n,
+                 fsync_injector_ms_per_msg=1000 * c_fs / n,
+                 sendqd_ms_per_msg=1000 * d_cpu / n)
+
+    # -- the SMTP listener, beside the sink alone
+    def phase_smtp(self, sq, mode, n, sessions=8):
+        msgfile = os.path.join(self.tmp, "msg.eml")
+        t_sink = smtp_load(self.sink.starttls_port, sessions, n, mode,
+                           msgfile)
+        s0 = self.sink.stats()
+        before = s0["msgs"]
+        cpu0 = proc_cpu(sq.pid())
         t0 = time.monotonic()
-        sq.submit_many(items, threads=injectors)
-        return time.monotonic() - t0
-    try:
-        t_alone = timed()
-        sq.start()
-        exim.wait_messages(already + n, timeout=600)
+        t_acc = smtp_load(sq.listen_port, sessions, n, mode, msgfile)
+        s = self.sink.wait_msgs(before + n)
+        t_e2e = s["last"] - t0
         sq.wait_queue_empty(timeout=600)
-        harness.wait_for(lambda: os.path.exists(
-            os.path.join(sockdir, "c.sock")), what="control socket")
-        t_group = timed()
-        exim.wait_messages(already + 2 * n, timeout=600)
+        d_cpu = proc_cpu(sq.pid()) - cpu0
+        self.row("smtp-" + mode, messages=n, sessions=sessions,
+                 sink_alone_per_s=n / t_sink, accept_per_s=n / t_acc,
+                 e2e_per_s=n / t_e2e, sendqd_ms_per_msg=1000 * d_cpu / n,
+                 relay_conns=s["conns"] - s0["conns"])
+
+    # -- idle latency
+    def phase_latency(self, sq, samples):
+        out = {}
+        for path in ("smtp", "sendq"):
+            lat = []
+            client = None
+            if path == "smtp":
+                client = smtplib.SMTP("127.0.0.1", sq.listen_port)
+                client.ehlo("bench.example")
+            for _ in range(samples):
+                before = self.sink.stats()["msgs"]
+                time.sleep(0.05)        # idle: nothing in flight
+                t0 = time.monotonic()
+                if client is not None:
+                    client.sendmail("bench@example.org",
+                                    ["sink@example.net"], BODY)
+                else:
+                    sq.submit(BODY, ["sink@example.net"],
+                              sender="bench@example.org")
+                s = self.sink.wait_msgs(before + 1, timeout=60)
+                lat.append(1000 * (s["last"] - t0))
+            if client is not None:
+                client.quit()
+            lat.sort()
+            out[path] = lat
+            self.row("latency-" + path, samples=samples,
+                     median_ms=statistics.median(lat),
+                     p99_ms=lat[min(len(lat) - 1,
+                                    int(round(0.99 * (len(lat) - 1))))])
+        return out
+
+    # -- the drain from a full queue
+    def phase_drain(self, n):
+        sq = self.new_sendq("drain")
+        fill(sq.spool, n)
+        s0 = self.sink.stats()
+        t0 = time.monotonic()
+        sq.start_ready()
+        s = self.sink.wait_msgs(s0["msgs"] + n)
         sq.wait_queue_empty(timeout=600)
-        groups = [(int(m.group(1)), int(m.group(2))) for m in re.finditer(
-            r"group commit: (\d+) messages, (\d+) syncs", sq.log_text())]
-        msgs = sum(g[0] for g in groups)
-        syncs = sum(g[1] for g in groups)
-        print("parallel: %d injectors, %d messages: sendqd stopped %.0f "
-              "msg/s (3 syncs/msg); sendqd running (group commit) %.0f "
-              "msg/s (%d groups, %.2f syncs/msg, largest group %d)" % (
-                  injectors, n, n / t_alone, n / t_group, len(groups),
-                  syncs / msgs if msgs else float("nan"),
-                  max([g[0] for g in groups] or [0])))
+        cpu = proc_cpu(sq.pid())
+        hwm = proc_mem(sq.pid(), "VmHWM")
         sq.stop()
-    finally:
-        if sq.running():
+        self.row("drain", messages=n, per_s=n / (s["last"] - t0),
+                 relay_conns=s["conns"] - s0["conns"],
+                 sendqd_ms_per_msg=1000 * cpu / n, peak_rss_mib=hwm / 2**20)
+
+    # -- recovery with a deep backlog
+    def phase_backlog(self, n):
+        empty = self.new_sendq("empty")
+        empty.start_ready()
+        base_rss = proc_mem(empty.pid(), "VmRSS")
+        empty.stop()
+        sq = self.new_sendq("backlog")
+        t = time.monotonic()
+        fill(sq.spool, n)
+        fill_s = time.monotonic() - t
+        cold = drop_caches()
+        s0 = self.sink.stats()
+        t0 = time.monotonic()
+        sq.start()
+        first_conn = harness.wait_for(
+            lambda: (lambda s: time.monotonic()
+                     if s["conns"] > s0["conns"] else None)(
+                         self.sink.stats()),
+            timeout=600, interval=0.002, what="a first relay connection")
+        s = self.sink.wait_msgs(s0["msgs"] + 1)
+        rss = proc_mem(sq.pid(), "VmRSS")
+        hwm = proc_mem(sq.pid(), "VmHWM")
+        sq.kill()
+        shutil.rmtree(sq.spool, ignore_errors=True)
+        self.row("backlog", queued=n, cold_cache=cold,
+                 first_attempt_s=first_conn - t0,
+                 first_delivery_s=s["last"] - t0,
+                 rss_mib=rss / 2**20, peak_rss_mib=hwm / 2**20,
+                 bytes_per_msg=(hwm - base_rss) / n,
+                 empty_rss_mib=base_rss / 2**20, fill_s=fill_s)
+
+    def run(self):
+        a = self.args
+        self.certs = harness.Certs(os.path.join(self.tmp, "certs"))
+        with open(os.path.join(self.tmp, "msg.eml"), "wb") as f:
+            f.write(BODY)
+        self.sink = Sink(*self.certs.good)
+        sq = self.new_sendq("main")
+        sq.start_ready()
+        try:
+            print("bench: %d messages per phase, backlog %d, commit %s" % (
+                a.messages, a.backlog, commit()), flush=True)
+            self.phase_inject(sq, 1, a.messages)
+            self.phase_inject(sq, 8, a.messages)
+            self.phase_smtp(sq, "close", a.messages * 2)
+            self.phase_smtp(sq, "reuse", a.messages * 4)
+            self.phase_latency(sq, a.samples)
+            hwm = proc_mem(sq.pid(), "VmHWM")
+            self.row("peak-rss", sendqd_mib=hwm / 2**20)
             sq.stop()
-        shutil.rmtree(sockdir, ignore_errors=True)
-    return already + 2 * n
+            self.phase_drain(a.messages * 4)
+            self.phase_backlog(a.backlog)
+        finally:
+            if sq.running():
+                sq.stop()
+            self.sink.stop()
+        return self.rows
+
+    def cleanup(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def fill(spool, n):
+    msg = os.path.join(os.path.dirname(spool), "fill.eml")
+    with open(msg, "wb") as f:
+        f.write(b"Received: from bench\n" + BODY)
+    p = subprocess.run([tool("bench_tool"), "fill", spool, str(n), msg],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True)
+    if p.returncode != 0:
+        raise AssertionError("bench_tool fill: " + p.stderr)
+
+
+def drop_caches():
+    """Write back and drop the page cache; False when not allowed."""
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def commit():
+    src = os.environ.get("SENDQ_SOURCE_DIR", ".")
+    try:
+        rev = subprocess.run(["git", "-C", src, "rev-parse", "--short=12",
+                              "HEAD"], stdout=subprocess.PIPE, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", src, "status", "--porcelain",
+                                "--untracked-files=no"],
+                               stdout=subprocess.PIPE, text=True).stdout
+        return rev + ("-dirty" if dirty.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return ("%.0f" % v if abs(v) >= 100 else "%.2f" % v) + unit
+    return "%s%s" % (v, unit)
+
+
+def table(rows):
+    """The one table: path | baseline | sendq | cpu/msg | notes."""
+    r = {x["path"]: x for x in rows}
+    lines = ["| path | baseline | sendq | sendqd CPU/msg | notes |",
+             "|---|---|---|---|---|"]
+    for k in ("inject-1", "inject-8"):
+        if k in r:
+            x = r[k]
+            lines.append(
+                "| `sendq` command, %s injector%s | do-nothing %s/s; "
+                "write+fsync %s/s | %s/s (%s× write+fsync, %s× "
+                "do-nothing) | %s ms | injector CPU %s ms/msg (write+fsync"
+                " %s) |" % (k[7:], "" if k == "inject-1" else "s",
+                            fmt(x["none_per_s"]), fmt(x["fsync_per_s"]),
+                            fmt(x["sendq_per_s"]), fmt(x["vs_fsync"]),
+                            fmt(x["vs_none"]), fmt(x["sendqd_ms_per_msg"]),
+                            fmt(x["injector_ms_per_msg"]),
+                            fmt(x["fsync_injector_ms_per_msg"])))
+    for k, what in (("smtp-close", "a connection per message"),
+                    ("smtp-reuse", "reusing connections, pipelined")):
+        if k in r:
+            x = r[k]
+            lines.append(
+                "| SMTP listener, %d sessions, %s | sink alone %s/s | "
+                "%s/s end to end (accepted %s/s) | %s ms | %d relay "
+                "connections |" % (x["sessions"], what,
+                                   fmt(x["sink_alone_per_s"]),
+                                   fmt(x["e2e_per_s"]),
+                                   fmt(x["accept_per_s"]),
+                                   fmt(x["sendqd_ms_per_msg"]),
+                                   x["relay_conns"]))
+    if "drain" in r:
+        x = r["drain"]
+        lines.append("| drain of %d queued (started on a full queue) | – |"
+                     " %s/s over %d connections | %s ms | peak RSS %s MiB "
+                     "|" % (x["messages"], fmt(x["per_s"]),
+                            x["relay_conns"], fmt(x["sendqd_ms_per_msg"]),
+                            fmt(x["peak_rss_mib"])))
+    lat = [r.get("latency-smtp"), r.get("latency-sendq")]
+    if all(lat):
+        lines.append("| idle latency to the sink, median / p99 | – | SMTP "
+                     "%s / %s ms; `sendq` %s / %s ms | – | %d samples |" % (
+                         fmt(lat[0]["median_ms"]), fmt(lat[0]["p99_ms"]),
+                         fmt(lat[1]["median_ms"]), fmt(lat[1]["p99_ms"]),
+                         lat[0]["samples"]))
+    if "peak-rss" in r:
+        lines.append("| peak memory (phases above) | – | %s MiB | – | "
+                     "VmHWM of sendqd |" % fmt(r["peak-rss"]["sendqd_mib"]))
+    if "backlog" in r:
+        x = r["backlog"]
+        lines.append(
+            "| start-up with %d queued (%s page cache) | – | first attempt"
+            " %s s, first delivery %s s | – | RSS %s MiB, %s B per queued "
+            "message |" % (x["queued"], "cold" if x["cold_cache"] else
+                           "warm", fmt(x["first_attempt_s"]),
+                           fmt(x["first_delivery_s"]), fmt(x["rss_mib"]),
+                           fmt(x["bytes_per_msg"])))
+    return "\n".join(lines)
 
 
 def main():
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    tmp = tempfile.mkdtemp(prefix="sendq-bench-")
-    exim = sq = None
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true",
+                    help="a few hundred messages (scripts/test)")
+    ap.add_argument("--messages", type=int, default=None)
+    ap.add_argument("--backlog", type=int, default=None)
+    ap.add_argument("--samples", type=int, default=None)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    if a.messages is None:
+        a.messages = 50 if a.quick else 2000
+    if a.backlog is None:
+        a.backlog = 300 if a.quick else 100000
+    if a.samples is None:
+        a.samples = 5 if a.quick else 100
+    b = Bench(a)
     try:
-        certs = harness.Certs(os.path.join(tmp, "certs"))
-        exim = harness.Exim(os.path.join(tmp, "exim"), *certs.good)
-        os.makedirs(exim.dir)
-        exim.start()
-        os.makedirs(os.path.join(tmp, "sq"))
-        sq = harness.Sendq(os.path.join(tmp, "sq"), dict(
-            host="127.0.0.1", port=exim.implicit_port, tls="implicit",
-            trust="ca_file", ca_file=certs.ca.cert), log_level="info")
-        body = ("Subject: bench\nFrom: a@example.org\nTo: b@example.net\n"
-                "\n" + "0123456789abcdef" * 60 + "\n").encode()
-        t0 = time.monotonic()
-        for i in range(n):
-            sq.submit(body, ["b@example.net"], sender="a@example.org")
-        t_accept = time.monotonic() - t0
-        print("accept:  %d messages via sendq in %.2fs = %.0f msg/s "
-              "(%.2f ms each, process start + fsync)" % (
-                  n, t_accept, n / t_accept, 1000 * t_accept / n))
-        t0 = time.monotonic()
-        sq.start()
-        exim.wait_messages(n, timeout=600)
-        sq.wait_queue_empty(timeout=600)
-        t_relay = time.monotonic() - t0
-        rss = "?"
-        with open("/proc/%d/status" % sq.proc.pid) as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    rss = line.split(None, 1)[1].strip()
-        conns = exim.log_text().count("SMTP connection from")
-        print("relay:   %d messages to Exim over implicit TLS in %.2fs = "
-              "%.0f msg/s, %d connection(s), sendqd peak RSS %s" % (
-                  n, t_relay, n / t_relay, conns, rss))
-        sq.stop()
-        parallel_phase(tmp, exim, certs, n)
+        rows = b.run()
     finally:
-        if sq is not None and sq.running():
-            sq.stop()
-        if exim is not None:
-            exim.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        b.cleanup()
+    text = table(rows)
+    print("\n" + text)
+    out = a.out or os.path.join(os.environ["SENDQ_BUILD_DIR"], "bench.json")
+    with open(out, "w") as f:
+        json.dump({"commit": commit(), "time": int(time.time()),
+                   "quick": a.quick, "rows": rows, "table": text}, f,
+                  indent=1)
+    print("bench: wrote %s" % out)
 
 
 if __name__ == "__main__":

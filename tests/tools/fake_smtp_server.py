@@ -56,9 +56,10 @@ script, chosen by options:
   --heal-file PATH               connections accepted while PATH exists
                                  run without any fault (a healed server);
                                  a running session heals at its next
-                                 command once PATH exists
+                                 command but QUIT once PATH exists
   --conn-log FILE                append "N fault|normal" when connection
-                                 N is accepted, "N mail CODE <SENDER>"
+                                 N is accepted, "N healed" when its
+                                 session heals, "N mail CODE <SENDER>"
                                  for each reply to MAIL, "N auth ok|bad MECH"
                                  for each AUTH and "N end" when it ends
   --save DIR                     store each message's DATA wire bytes
@@ -313,8 +314,10 @@ class Session:
             if line is None:
                 return
             verb = line.split(b" ", 1)[0].split(b":", 1)[0].upper()
-            if self.args.heal_file and os.path.exists(self.args.heal_file):
+            if verb != b"QUIT" and self.args.heal_file and \
+                    os.path.exists(self.args.heal_file):
                 self.args = healed(self.args)
+                conn_log(self.args, "%d healed" % self.n)
             self.phase = verb.decode(errors="replace").lower()
             if verb in (b"EHLO", b"HELO"):
                 if self.fault("ehlo"):
