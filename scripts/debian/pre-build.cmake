@@ -32,6 +32,12 @@ if(EXISTS "${root}/usr/sbin/sendq-drop" AND
   file(CREATE_LINK ../man5/sendq-maildrop.5.gz "${man}/man8/sendq-drop.8.gz"
     SYMBOLIC)
 endif()
+# The queue lister is documented in sendq(1) (mailq while sendqd is down).
+if(EXISTS "${root}/usr/sbin/sendq-showq" AND
+    NOT EXISTS "${man}/man8/sendq-showq.8.gz")
+  file(CREATE_LINK ../man1/sendq.1.gz "${man}/man8/sendq-showq.8.gz"
+    SYMBOLIC)
+endif()
 # lintian overrides, each with its reason (in the file).
 file(MAKE_DIRECTORY "${root}/usr/share/lintian/overrides")
 file(COPY "${CPACK_SENDQ_DEB_DIR}/lintian-overrides" DESTINATION
@@ -58,11 +64,14 @@ endif()
 # The drop helper (when the tree has one) is packed 0755 root:root; the
 # postinst gives it its group and the setgid bit through dpkg-statoverride
 # (the group sendq-drop only exists once systemd-sysusers has run).
-if(EXISTS "${root}/usr/sbin/sendq-drop")
-  file(CHMOD "${root}/usr/sbin/sendq-drop" PERMISSIONS OWNER_READ
-    OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE WORLD_READ
-    WORLD_EXECUTE)
-endif()
+# The queue lister sendq-showq likewise (root:sendq-queue 2755).
+foreach(helper sendq-drop sendq-showq)
+  if(EXISTS "${root}/usr/sbin/${helper}")
+    file(CHMOD "${root}/usr/sbin/${helper}" PERMISSIONS OWNER_READ
+      OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE WORLD_READ
+      WORLD_EXECUTE)
+  endif()
+endforeach()
 # Directories 0755, files 0644 or 0755 whatever the builder's umask.
 execute_process(COMMAND find "${root}" -type d -exec chmod 0755 {} +)
 execute_process(COMMAND find "${root}" -type f ! -perm /111

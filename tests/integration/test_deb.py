@@ -104,7 +104,8 @@ class DebTest(IntegrationTest):
         fcntl.flock(self._lock, fcntl.LOCK_EX)
         self.had = {"user sendq": user_exists("sendq"),
                     "group sendq": group_exists("sendq"),
-                    "group sendq-drop": group_exists("sendq-drop")}
+                    "group sendq-drop": group_exists("sendq-drop"),
+                    "group sendq-queue": group_exists("sendq-queue")}
         self.daemon = None
         self.user = None
         # Cleanups run last-added first: the package and the users go
@@ -129,7 +130,7 @@ class DebTest(IntegrationTest):
     def _remove_system_users(self):
         if not self.had["user sendq"] and user_exists("sendq"):
             sh(["userdel", "sendq"], check=False)
-        for g in ("sendq", "sendq-drop"):
+        for g in ("sendq", "sendq-drop", "sendq-queue"):
             if not self.had["group " + g] and group_exists(g):
                 sh(["groupdel", g], check=False)
 
@@ -186,6 +187,9 @@ class DebTest(IntegrationTest):
         if os.path.exists("/usr/sbin/sendq-drop"):
             self.assertMode("/usr/sbin/sendq-drop", 0o2755, "root",
                             "sendq-drop")
+        if os.path.exists("/usr/sbin/sendq-showq"):
+            self.assertMode("/usr/sbin/sendq-showq", 0o2755, "root",
+                            "sendq-queue")
         self.assertTrue(os.path.islink("/usr/sbin/sendmail"))
         self.assertEqual(sh(["dpkg-query", "-S", "/usr/sbin/sendmail"])
                          .stdout.decode().split(":")[0], "sendq")
