@@ -2130,6 +2130,7 @@ scheduler_summary(const struct scheduler *s, char *buf, size_t len)
 		n = (size_t)w;
 		w = snprintf(buf + n, len - n, "%s%s %s", i == 0 ?
 		    "; relays: " : ", ", s->relays[i].sh->name,
+		    authsrc_held(s->auth, i, NULL) ? "HELD" :
 		    s->relays[i].down ? "DOWN" : "up");
 		if (w >= 0)
 			w += (int)n;

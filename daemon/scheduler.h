@@ -74,7 +74,8 @@ int	scheduler_reconfigure(struct scheduler *s, const struct config *cfg,
 	    struct sq_err *err);
 
 /* A one-line summary for systemd's STATUS=: "queued N; relays: NAME up,
- * NAME DOWN" (truncated to fit buf, size len > 0, NUL-terminated). */
+ * NAME DOWN, NAME HELD" (HELD: OAuth grant refused, authsrc.h; truncated
+ * to fit buf, size len > 0, NUL-terminated). */
 void	scheduler_summary(const struct scheduler *s, char *buf, size_t len);
 
 /* The per-uid counts of the queue index behind struct quota (quota.h):
