@@ -195,7 +195,7 @@ class Round:
                     c.sendmail(SENDER, [RCPT], msg)
                     self.ack(pid, msg)
             except (OSError, smtplib.SMTPException):
-                time.sleep(0.01)        # the daemon is gone: stop soon
+                self.stop.wait(0.01)    # the daemon is gone: until stop
 
     def by_drop(self):
         drop = os.path.join(self.sq.spool, "maildrop")
@@ -204,7 +204,7 @@ class Round:
             if drop_file(drop, pid, msg):
                 self.ack(pid, msg)
             else:
-                time.sleep(0.01)
+                self.stop.wait(0.01)
 
     def run(self, delay):
         threads = [threading.Thread(target=f) for f in
@@ -212,7 +212,8 @@ class Round:
                     self.by_smtp, self.by_drop)]
         for th in threads:
             th.start()
-        time.sleep(delay)               # the random instant of the cut
+        # The cut comes at a random instant: nothing sets stop before it.
+        self.stop.wait(delay)
         return threads
 
     def finish(self, threads):
