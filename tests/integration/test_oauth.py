@@ -9,6 +9,8 @@ checks the XOAUTH2 token it receives (fake_smtp_server.py --oauth-tokens).
   stored in state_dir/oauth/NAME (mode 0600);
 - a token the SMTP server refuses (334 error challenge, 535): one forced
   refresh, then delivered, no deferral;
+- the endpoint is slow (3 s): the listener and the control socket answer
+  at once meanwhile, and the message goes out with the token, no deferral;
 - the endpoint answers 503: the message is deferred with the reason, and
   delivered once the endpoint recovers;
 - the grant is revoked (invalid_grant): the mail is HELD (not tried, not
@@ -100,7 +102,7 @@ class OAuthServer:
 class OAuthTest(harness.IntegrationTest):
 
     def setup_relay(self, lifetime=2, more_smarthosts=(), extra_sendq=None,
-                    name="mail"):
+                    name="mail", listen_port=None):
         self.oauth = OAuthServer(self.dir, self.certs, lifetime)
         self._started.append(self.oauth)
         self.fake = FakeServer(os.path.join(self.dir, "fake"),
@@ -125,6 +127,9 @@ class OAuthTest(harness.IntegrationTest):
         extra.update(extra_sendq or {})
         self.sq = harness.Sendq(self.dir, sh, name=name, extra_sendq=extra,
                                 more_smarthosts=more_smarthosts)
+        if listen_port is not None:
+            with open(self.sq.config, "a") as f:
+                f.write("\n[intake]\nlisten = 127.0.0.1:%d\n" % listen_port)
         self._started.append(self.sq)
         self.name = name
         return self.sq.start()
@@ -208,6 +213,38 @@ class OAuthTest(harness.IntegrationTest):
         self.oauth.mode("ok")
         self.delivered(1)
         self.assertEqual(self.sq.queued(), [])
+
+    def test_slow_endpoint_does_not_stall_the_daemon(self):
+        """The token endpoint takes 3 s to answer: the refresh runs on
+        the event loop through curl multi, so while it waits the listener
+        greets at once and the control socket answers; then the message
+        goes out with the token, no deferral, no AUTHENTICATION FAILED."""
+        port = harness.free_port()
+        self.setup_relay(lifetime=60, listen_port=port)
+        wait_for(lambda: harness.port_accepts(port), timeout=WAIT,
+                 what="the listener")
+        self.oauth.mode("slow")
+        self.send("while the endpoint is slow")
+        wait_for(lambda: "slow /token" in self.oauth.log(), timeout=WAIT,
+                 what="the refresh to reach the slow endpoint")
+        t0 = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            greeting = s.recv(512)
+        elapsed = time.monotonic() - t0
+        self.assertTrue(greeting.startswith(b"220"), greeting)
+        self.assertLess(elapsed, 0.1, "greeting took %.3fs" % elapsed)
+        t0 = time.monotonic()
+        p = self.sendqctl("status")
+        elapsed = time.monotonic() - t0
+        self.assertIn("mail", p.stdout)
+        self.assertLess(elapsed, 2.0, "status took %.3fs" % elapsed)
+        # The refresh is still in flight (3 s): nothing delivered yet.
+        self.assertNotIn("refresh ok", self.oauth.log())
+        self.assertEqual(len(self.fake.saved()), 0)
+        self.delivered(1)
+        self.assertIn("refresh ok", self.oauth.log())
+        self.assertEqual(self.deferrals(), [])
+        self.assertNotIn("AUTHENTICATION FAILED", self.sq.log_text())
 
     def test_revoked_grant_holds_and_oauth_init_releases(self):
         self.setup_relay(lifetime=60)

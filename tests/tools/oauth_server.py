@@ -16,7 +16,7 @@ certificate, see harness.Certs) and prints "PORT <n>" once listening.
 Behaviour is switched by the file --state-dir/mode, read at every request:
   ok       (or no file) as above
   fail     503 with {"error":"temporarily_unavailable"}
-  slow     wait --slow seconds, then as ok
+  slow     log "slow PATH", wait --slow seconds, then as ok
   revoke   400 {"error":"invalid_grant"} for every refresh token (and the
            current one is forgotten; a device flow sets a new one)
 
@@ -100,6 +100,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         f = {k: v[0] for k, v in form.items()}
         mode = st.read("mode", "ok")
         if mode == "slow":
+            with LOCK:
+                st.log("slow %s" % self.path)
             time.sleep(st.args.slow)
         with LOCK:
             if self.path == "/device":
