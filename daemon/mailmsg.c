@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <arpa/inet.h>
 
 #include "mailmsg.h"
 #include "util.h"
@@ -490,39 +491,78 @@ mailmsg_valid_fail(struct sq_err *err, const char *addr, const char *why)
 	    len >= sizeof(safe) ? "..." : "", why);
 }
 
+/* ASCII letter or digit (not isalnum(): no locale). */
 static int
-mailmsg_domain_valid(const char *d, size_t len)
+mailmsg_is_letdig(unsigned char c)
 {
-	size_t i, label = 0;
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9');
+}
+
+/*
+ * The inside of an address literal (RFC 5321 4.1.3): an IPv4 address,
+ * "IPv6:" and an IPv6 address, or a standardized tag, ':' and dcontent.
+ */
+static int
+mailmsg_literal_valid(const char *s, size_t len)
+{
+	unsigned char addr[16];
+	char buf[MAILMSG_HOST_MAX + 1];
+	size_t i, tag;
 	unsigned char c;
 
-	if (len >= 2 && d[0] == '[' && d[len - 1] == ']') {
-		if (len == 2)
-			return 0;
-		for (i = 1; i < len - 1; i++) {
-			c = (unsigned char)d[i];
-			if (c <= ' ' || c >= 0x7f || c == '[' || c == ']' ||
-			    c == '\\')
-				return 0;
-		}
+	if (len == 0 || len > MAILMSG_HOST_MAX)
+		return 0;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	if (inet_pton(AF_INET, buf, addr) == 1)
 		return 1;
+	if (strncasecmp(buf, "IPv6:", 5) == 0)
+		return inet_pton(AF_INET6, buf + 5, addr) == 1;
+	for (tag = 0; tag < len && (mailmsg_is_letdig((unsigned char)buf[tag])
+	    || buf[tag] == '-'); tag++)
+		;
+	if (tag == 0 || buf[0] == '-' || buf[tag - 1] == '-' ||
+	    tag + 1 >= len || buf[tag] != ':')
+		return 0;
+	for (i = tag + 1; i < len; i++) {
+		c = (unsigned char)buf[i];
+		if (c < 33 || c > 126 || c == '[' || c == '\\' || c == ']')
+			return 0;
 	}
+	return 1;
+}
+
+int
+mailmsg_host_valid(const char *s, size_t len, int flags)
+{
+	size_t i, label = 0;
+	int digits = 1;
+	unsigned char c;
+
+	if (len >= 2 && s[0] == '[' && s[len - 1] == ']')
+		return (flags & MAILMSG_HOST_LITERAL) != 0 &&
+		    mailmsg_literal_valid(s + 1, len - 2);
+	if (len == 0 || len > MAILMSG_HOST_MAX)
+		return 0;
 	for (i = 0; i < len; i++) {
-		c = (unsigned char)d[i];
+		c = (unsigned char)s[i];
 		if (c == '.') {
-			if (label == 0)
+			if (label == 0 || s[i - 1] == '-')
 				return 0;
 			label = 0;
+			digits = 1;
 			continue;
 		}
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-		    c >= 0x80))
+		if (c == '-' ? label == 0 : !(mailmsg_is_letdig(c) ||
+		    (c >= 0x80 && (flags & MAILMSG_HOST_UTF8))))
 			return 0;
+		if (c < '0' || c > '9')
+			digits = 0;
 		if (++label > 63)
 			return 0;
 	}
-	return label > 0;
+	return label != 0 && s[len - 1] != '-' && !digits;
 }
 
 int
@@ -585,8 +625,8 @@ mailmsg_addr_valid(const char *addr, int flags, struct sq_err *err)
 			return 0;
 		return mailmsg_valid_fail(err, addr, "no domain");
 	}
-	if (!mailmsg_domain_valid(addr + local_len + 1,
-	    len - local_len - 1))
+	if (!mailmsg_host_valid(addr + local_len + 1, len - local_len - 1,
+	    MAILMSG_HOST_UTF8 | MAILMSG_HOST_LITERAL))
 		return mailmsg_valid_fail(err, addr, "bad domain");
 	return 0;
 }
