@@ -424,7 +424,7 @@ config_name_of(const char *const *names, size_t n, int v)
 }
 
 #define CONFIG_NAME_OF(names, v)	\
-	config_name_of(names, sizeof(names) / sizeof(names[0]), (int)(v))
+	config_name_of(names, sizeof(names) / sizeof((names)[0]), (int)(v))
 
 const char *
 config_tls_name(enum config_tls tls)

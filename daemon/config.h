@@ -2,10 +2,13 @@
  * config.h - the sendq.ini file, parsed and validated into an immutable
  * struct config.
  *
- * Owns: the table of every section and key (type, allowed values, default,
- * documentation) and the rules that relate keys to each other.
- * May call: util, log (never: sockets, clock).  Uses inih with a line
- * counting reader so every error names file:line.
+ * Owns: the table of every section and key (config.c, config_keys.h:
+ * type, allowed values, default, documentation), the typed value parsers
+ * (config_value.c) and the reader with the rules that relate keys to each
+ * other (config_read.c).
+ * May call: util, log, mailmsg (the address and host-name rule); never
+ * sockets or the clock.  Uses inih with a line counting reader so every
+ * error names file:line.
  *
  * DIAGNOSTICS: every error is one line in err->msg of the form
  *   "FILE:LINE: [SECTION] KEY: what is wrong (allowed: ...)"

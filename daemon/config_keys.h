@@ -48,13 +48,21 @@ struct config_val {
 };
 
 struct config_type {
-	int		(*set)(struct config_val *v);
+	int		(*set)(struct config_val *v);	/* NULL: a list */
 	/* What may be written, into buf; NULL: the row's allowed text. */
 	const char	*(*allowed)(const struct config_key *k, char *buf,
 			    size_t bufsz);
 	/* Free what set() stored at field (base as for set); NULL: none. */
 	void		(*fini)(void *base, void *field);
+	/* A list type: one space-separated token of the value (len bytes
+	 * at tok, NUL-terminated; shown printable) checked and appended. */
+	int		(*one)(struct config_val *v, const char *tok,
+			    size_t len, const char *shown);
 };
+
+/* Check and store v->value with its row's type (set or, for a list type,
+ * one for each token).  Returns 0, or -1 with v->why. */
+int		 config_type_set(struct config_val *v);
 
 /* The types (config_value.c), each a parser of its own. */
 extern const struct config_type config_t_path, config_t_file,

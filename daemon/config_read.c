@@ -149,7 +149,7 @@ config_set(struct config_parser *p, const struct config_key *k,
 	else if (i < v.len)
 		config_fail(p, line, p->label, k->key, "\"%s\" contains a "
 		    "control character (allowed: %s)", v.shown, v.ok);
-	else if (k->type->set(&v) != 0)
+	else if (config_type_set(&v) != 0)
 		config_fail(p, line, p->label, k->key, "%s", v.why);
 	else
 		return 0;

@@ -555,22 +555,23 @@ config_set_rate(struct config_val *v)
 }
 
 /*
- * A list type's set(): one() for each space-separated token of the value,
- * given NUL-terminated (tok) and printable (shown); the first failure
- * ends it.
+ * Check and store v with its row's type: set(), or for a list type one()
+ * for each space-separated token of the value, given NUL-terminated (tok)
+ * and printable (shown); the first failure ends it.
  */
-static int
-config_each(struct config_val *v, int (*one)(struct config_val *v,
-    const char *tok, size_t len, const char *shown))
+int
+config_type_set(struct config_val *v)
 {
 	char tok[CONFIG_LINE_MAX + 1], shown[CONFIG_LINE_MAX + 1];
 	const char *s = v->value, *t;
 	size_t len;
 
+	if (v->k->type->set != NULL)
+		return v->k->type->set(v);
 	while ((t = config_value_token(&s, &len)) != NULL) {
 		snprintf(tok, sizeof(tok), "%.*s", (int)len, t);
 		sq_printable(shown, sizeof(shown), tok, len);
-		if (one(v, tok, len, shown) != 0)
+		if (v->k->type->one(v, tok, len, shown) != 0)
 			return -1;
 	}
 	return 0;
@@ -606,12 +607,6 @@ config_pin_one(struct config_val *v, const char *tok, size_t len,
 	return 0;
 }
 
-static int
-config_set_pins(struct config_val *v)
-{
-	return config_each(v, config_pin_one);
-}
-
 /* Append tok to the NULL-ended list *list of *n names. */
 static void
 config_list_add(char ***list, size_t *n, const char *tok, size_t len)
@@ -641,12 +636,6 @@ config_glob_one(struct config_val *v, const char *tok, size_t len,
 	return 0;
 }
 
-static int
-config_set_globs(struct config_val *v)
-{
-	return config_each(v, config_glob_one);
-}
-
 /* admin_group, submit_*: one user or group name, at most k->max.  Only
  * the syntax: sendqd resolves the names at start (control.h). */
 static int
@@ -656,6 +645,7 @@ config_account_one(struct config_val *v, const char *tok, size_t len,
 	struct config_accounts *a = v->field;
 	size_t i;
 
+	a->line = v->line;
 	if (!config_value_account(tok, len))
 		return config_why(v, "\"%s\" is not a valid name (allowed: "
 		    "%s)", shown, v->ok);
@@ -670,15 +660,6 @@ config_account_one(struct config_val *v, const char *tok, size_t len,
 		    "%u)", v->ok, v->k->max);
 	config_list_add(&a->names, &a->n, tok, len);
 	return 0;
-}
-
-static int
-config_set_accounts(struct config_val *v)
-{
-	struct config_accounts *a = v->field;
-
-	a->line = v->line;
-	return config_each(v, config_account_one);
 }
 
 /* listen: one address appended to cfg->intake.listen. */
@@ -724,12 +705,6 @@ config_listen_one(struct config_val *v, const char *tok, size_t len,
 	return 0;
 }
 
-static int
-config_set_listen(struct config_val *v)
-{
-	return config_each(v, config_listen_one);
-}
-
 /* allow_networks: one network appended to cfg->intake.allow_networks. */
 static int
 config_network_one(struct config_val *v, const char *tok, size_t len,
@@ -759,12 +734,6 @@ config_network_one(struct config_val *v, const char *tok, size_t len,
 	    in->n_allow_networks + 1, sizeof(*in->allow_networks));
 	in->allow_networks[in->n_allow_networks++] = n;
 	return 0;
-}
-
-static int
-config_set_networks(struct config_val *v)
-{
-	return config_each(v, config_network_one);
 }
 
 /* ------------------------------------------------------ allowed texts */
@@ -863,42 +832,46 @@ config_fini_networks(void *base, void *field)
 	free(*(struct config_network **)field);
 }
 
-#define CONFIG_STR	config_fini_string
+/* ------------------------------------------------- the type table */
 
-const struct config_type config_t_path = { config_set_path, NULL, CONFIG_STR };
-const struct config_type config_t_file = { config_set_file, NULL, CONFIG_STR };
-const struct config_type config_t_hostname = { config_set_hostname, NULL,
-    CONFIG_STR };
-const struct config_type config_t_host = { config_set_host, NULL, CONFIG_STR };
-const struct config_type config_t_enum = { config_set_enum,
-    config_allowed_enum, NULL };
-const struct config_type config_t_duration = { config_set_duration,
-    config_allowed_duration, NULL };
-const struct config_type config_t_duration_off = { config_set_duration_off,
-    config_allowed_duration, NULL };
-const struct config_type config_t_uint = { config_set_uint,
-    config_allowed_uint, NULL };
-const struct config_type config_t_string = { config_set_string, NULL,
-    CONFIG_STR };
-const struct config_type config_t_pin = { config_set_pins, NULL, NULL };
-const struct config_type config_t_credname = { config_set_credname, NULL,
-    CONFIG_STR };
-const struct config_type config_t_socket = { config_set_socket,
-    config_allowed_socket, CONFIG_STR };
-const struct config_type config_t_address = { config_set_address, NULL,
-    CONFIG_STR };
-const struct config_type config_t_globs = { config_set_globs, NULL,
-    config_fini_globs };
-const struct config_type config_t_name = { config_set_name, NULL,
-    CONFIG_STR };
-const struct config_type config_t_rate = { config_set_rate, NULL, NULL };
-const struct config_type config_t_listen = { config_set_listen, NULL,
-    config_fini_listen };
-const struct config_type config_t_size = { config_set_size,
-    config_allowed_size, NULL };
-const struct config_type config_t_networks = { config_set_networks, NULL,
-    config_fini_networks };
+const struct config_type config_t_path = {
+    .set = config_set_path, .fini = config_fini_string };
+const struct config_type config_t_file = {
+    .set = config_set_file, .fini = config_fini_string };
+const struct config_type config_t_hostname = {
+    .set = config_set_hostname, .fini = config_fini_string };
+const struct config_type config_t_host = {
+    .set = config_set_host, .fini = config_fini_string };
+const struct config_type config_t_enum = {
+    .set = config_set_enum, .allowed = config_allowed_enum };
+const struct config_type config_t_duration = {
+    .set = config_set_duration, .allowed = config_allowed_duration };
+const struct config_type config_t_duration_off = {
+    .set = config_set_duration_off, .allowed = config_allowed_duration };
+const struct config_type config_t_uint = {
+    .set = config_set_uint, .allowed = config_allowed_uint };
+const struct config_type config_t_string = {
+    .set = config_set_string, .fini = config_fini_string };
+const struct config_type config_t_pin = { .one = config_pin_one };
+const struct config_type config_t_credname = {
+    .set = config_set_credname, .fini = config_fini_string };
+const struct config_type config_t_socket = {
+    .set = config_set_socket, .allowed = config_allowed_socket,
+    .fini = config_fini_string };
+const struct config_type config_t_address = {
+    .set = config_set_address, .fini = config_fini_string };
+const struct config_type config_t_globs = {
+    .one = config_glob_one, .fini = config_fini_globs };
+const struct config_type config_t_name = {
+    .set = config_set_name, .fini = config_fini_string };
+const struct config_type config_t_rate = { .set = config_set_rate };
+const struct config_type config_t_listen = {
+    .one = config_listen_one, .fini = config_fini_listen };
+const struct config_type config_t_size = {
+    .set = config_set_size, .allowed = config_allowed_size };
+const struct config_type config_t_networks = {
+    .one = config_network_one, .fini = config_fini_networks };
 const struct config_type config_t_sender_rewrite = {
-    config_set_sender_rewrite, NULL, CONFIG_STR };
-const struct config_type config_t_accounts = { config_set_accounts, NULL,
-    config_fini_accounts };
+    .set = config_set_sender_rewrite, .fini = config_fini_string };
+const struct config_type config_t_accounts = {
+    .one = config_account_one, .fini = config_fini_accounts };

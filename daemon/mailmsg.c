@@ -500,37 +500,23 @@ mailmsg_is_letdig(unsigned char c)
 }
 
 /*
- * The inside of an address literal (RFC 5321 4.1.3): an IPv4 address,
- * "IPv6:" and an IPv6 address, or a standardized tag, ':' and dcontent.
+ * The inside of an address literal (RFC 5321 4.1.3): an IPv4 address, or
+ * "IPv6:" and an IPv6 address.  A General-address-literal needs a tag
+ * registered with IANA, and IPv6 is the only one: no other is accepted.
  */
 static int
 mailmsg_literal_valid(const char *s, size_t len)
 {
 	unsigned char addr[16];
-	char buf[MAILMSG_HOST_MAX + 1];
-	size_t i, tag;
-	unsigned char c;
+	char buf[64];
 
-	if (len == 0 || len > MAILMSG_HOST_MAX)
+	if (len == 0 || len >= sizeof(buf))
 		return 0;
 	memcpy(buf, s, len);
 	buf[len] = '\0';
-	if (inet_pton(AF_INET, buf, addr) == 1)
-		return 1;
 	if (strncasecmp(buf, "IPv6:", 5) == 0)
 		return inet_pton(AF_INET6, buf + 5, addr) == 1;
-	for (tag = 0; tag < len && (mailmsg_is_letdig((unsigned char)buf[tag])
-	    || buf[tag] == '-'); tag++)
-		;
-	if (tag == 0 || buf[0] == '-' || buf[tag - 1] == '-' ||
-	    tag + 1 >= len || buf[tag] != ':')
-		return 0;
-	for (i = tag + 1; i < len; i++) {
-		c = (unsigned char)buf[i];
-		if (c < 33 || c > 126 || c == '[' || c == '\\' || c == ']')
-			return 0;
-	}
-	return 1;
+	return inet_pton(AF_INET, buf, addr) == 1;
 }
 
 int

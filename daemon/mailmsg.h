@@ -127,7 +127,7 @@ void	mailmsg_addr_list_fini(struct mailmsg_addr_list *l);
  * no trailing dot), the last label not all digits (that is an address,
  * RFC 3696 2).  With MAILMSG_HOST_UTF8 8-bit bytes count as letters; with
  * MAILMSG_HOST_LITERAL an address literal (RFC 5321 4.1.3) is accepted
- * too: [IPv4], [IPv6:IPv6] or [tag:dcontent].  Returns 1 or 0.
+ * too: [IPv4] or [IPv6:IPv6] (no other tag is registered).  Returns 1 or 0.
  */
 int	mailmsg_host_valid(const char *s, size_t len, int flags);
 

@@ -1855,9 +1855,14 @@ Test(smtp_proto, invalid_dsn_values_are_left_out_not_sent)
 	smtp_proto_free(p);
 }
 
+/* The longest address the envelope rule lets through is 254 bytes (RFC
+ * 5321 4.5.3.1: a 64-byte local part, a 256-byte path with its <>);
+ * with the longest ORCPT it still fits one command, and a longer one is
+ * refused before anything is sent. */
 Test(smtp_proto, longest_address_with_full_dsn_parameters_fits_a_command)
 {
-	static char addr[901], orcpt[501];
+	static char addr[255], orcpt[501], huge[901];
+	static const char *big[1];
 	static const char *rcpts[1];
 	static const unsigned notify[] = {
 		SMTP_PROTO_NOTIFY_SUCCESS | SMTP_PROTO_NOTIFY_FAILURE |
@@ -1870,8 +1875,13 @@ Test(smtp_proto, longest_address_with_full_dsn_parameters_fits_a_command)
 	const void *data;
 	size_t len;
 
-	memset(addr, 'a', 890);
-	memcpy(addr + 890, "@x.example", 10);
+	memset(addr, 'a', 254);
+	addr[64] = '@';
+	addr[65 + 63] = '.';
+	addr[65 + 63 + 1 + 63] = '.';
+	memset(huge, 'a', 890);
+	memcpy(huge + 890, "@x.example", 10);
+	big[0] = huge;
 	memcpy(orcpt, "rfc822;", 7);
 	memset(orcpt + 7, 'o', 493);
 	rcpts[0] = addr;
@@ -1885,12 +1895,17 @@ Test(smtp_proto, longest_address_with_full_dsn_parameters_fits_a_command)
 	    "C:EHLO client.example\r\n",
 	    "S:250-mx\r\n250 DSN\r\n",
 	    "E:READY",
+	    "E:READY");
+	txn.rcpts = big;
+	cr_assert_eq(smtp_proto_send_mail(p, &txn), -1);
+	txn.rcpts = rcpts;
+	TEST_PART(p,
 	    "!mail",
 	    "C:MAIL FROM:<alice@example.org>\r\n",
 	    "S:250 Ok\r\n");
 	smtp_proto_output(p, &data, &len);
 	cr_assert_eq(len, strlen("RCPT TO:<> NOTIFY=SUCCESS,FAILURE,DELAY"
-	    " ORCPT=\r\n") + 900 + 500);
+	    " ORCPT=\r\n") + 254 + 500);
 	cr_assert_eq(memcmp((const char *)data + len - 8, "oooooo\r\n", 8),
 	    0);
 	smtp_proto_consumed(p, len);
