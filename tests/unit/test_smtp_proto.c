@@ -1894,7 +1894,6 @@ Test(smtp_proto, longest_address_with_full_dsn_parameters_fits_a_command)
 	    "S:220 mx ESMTP\r\n",
 	    "C:EHLO client.example\r\n",
 	    "S:250-mx\r\n250 DSN\r\n",
-	    "E:READY",
 	    "E:READY");
 	txn.rcpts = big;
 	cr_assert_eq(smtp_proto_send_mail(p, &txn), -1);
