@@ -2,10 +2,13 @@
  * config.h - the sendq.ini file, parsed and validated into an immutable
  * struct config.
  *
- * Owns: the table of every section and key (type, allowed values, default,
- * documentation) and the rules that relate keys to each other.
- * May call: util, log (never: sockets, clock).  Uses inih with a line
- * counting reader so every error names file:line.
+ * Owns: the table of every section and key (config.c, config_keys.h:
+ * type, allowed values, default, documentation), the typed value parsers
+ * (config_value.c) and the reader with the rules that relate keys to each
+ * other (config_read.c).
+ * May call: util, log, mailmsg (the address and host-name rule); never
+ * sockets or the clock.  Uses inih with a line counting reader so every
+ * error names file:line.
  *
  * DIAGNOSTICS: every error is one line in err->msg of the form
  *   "FILE:LINE: [SECTION] KEY: what is wrong (allowed: ...)"
@@ -18,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sasl.h"	/* enum sasl_mech */
 #include "util.h"
 
 /* The compiled-in paths.  CMake passes them from the install directories
@@ -52,17 +56,6 @@ enum config_bounce {
 	CONFIG_BOUNCE_SENDER,	/* an RFC 3464 DSN to the envelope sender */
 	CONFIG_BOUNCE_ADMIN,	/* the DSN to admin_address instead */
 	CONFIG_BOUNCE_NONE,	/* no DSN: the message is kept in failed/ */
-};
-
-/* SMTP AUTH mechanism; AUTO picks the strongest both sides have. */
-enum config_auth {
-	CONFIG_AUTH_NONE,
-	CONFIG_AUTH_AUTO,
-	CONFIG_AUTH_PLAIN,
-	CONFIG_AUTH_LOGIN,
-	CONFIG_AUTH_SCRAM_SHA_256,
-	CONFIG_AUTH_XOAUTH2,
-	CONFIG_AUTH_OAUTHBEARER,
 };
 
 /* OAuth 2.0 presets (issue 13): endpoints and scope filled in. */
@@ -101,7 +94,7 @@ struct config_smarthost {
 	char		*client_key;
 
 	/* AUTH (issue 3).  At most one secret source may be set. */
-	enum config_auth auth;		/* default: auto when user is set,
+	enum sasl_mech auth;		/* default: auto when user is set,
 					 * none otherwise */
 	char		*user;
 	char		*password_file;	/* first line is the password */
@@ -302,7 +295,7 @@ const char	*config_tls_name(enum config_tls tls);
 const char	*config_trust_name(enum config_trust trust);
 /* "none", "auto", "plain", "login", "scram-sha-256", "xoauth2",
  * "oauthbearer"; "unknown" for any other value. */
-const char	*config_auth_name(enum config_auth auth);
+const char	*config_auth_name(enum sasl_mech auth);
 /* "none", "google", "microsoft". */
 const char	*config_oauth_provider_name(int provider);
 

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <arpa/inet.h>
 
 #include "mailmsg.h"
 #include "util.h"
@@ -490,39 +491,64 @@ mailmsg_valid_fail(struct sq_err *err, const char *addr, const char *why)
 	    len >= sizeof(safe) ? "..." : "", why);
 }
 
+/* ASCII letter or digit (not isalnum(): no locale). */
 static int
-mailmsg_domain_valid(const char *d, size_t len)
+mailmsg_is_letdig(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9');
+}
+
+/*
+ * The inside of an address literal (RFC 5321 4.1.3): an IPv4 address, or
+ * "IPv6:" and an IPv6 address.  A General-address-literal needs a tag
+ * registered with IANA, and IPv6 is the only one: no other is accepted.
+ */
+static int
+mailmsg_literal_valid(const char *s, size_t len)
+{
+	unsigned char addr[16];
+	char buf[64];
+
+	if (len == 0 || len >= sizeof(buf))
+		return 0;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	if (strncasecmp(buf, "IPv6:", 5) == 0)
+		return inet_pton(AF_INET6, buf + 5, addr) == 1;
+	return inet_pton(AF_INET, buf, addr) == 1;
+}
+
+int
+mailmsg_host_valid(const char *s, size_t len, int flags)
 {
 	size_t i, label = 0;
+	int digits = 1;
 	unsigned char c;
 
-	if (len >= 2 && d[0] == '[' && d[len - 1] == ']') {
-		if (len == 2)
-			return 0;
-		for (i = 1; i < len - 1; i++) {
-			c = (unsigned char)d[i];
-			if (c <= ' ' || c >= 0x7f || c == '[' || c == ']' ||
-			    c == '\\')
-				return 0;
-		}
-		return 1;
-	}
+	if (len >= 2 && s[0] == '[' && s[len - 1] == ']')
+		return (flags & MAILMSG_HOST_LITERAL) != 0 &&
+		    mailmsg_literal_valid(s + 1, len - 2);
+	if (len == 0 || len > MAILMSG_HOST_MAX)
+		return 0;
 	for (i = 0; i < len; i++) {
-		c = (unsigned char)d[i];
+		c = (unsigned char)s[i];
 		if (c == '.') {
-			if (label == 0)
+			if (label == 0 || s[i - 1] == '-')
 				return 0;
 			label = 0;
+			digits = 1;
 			continue;
 		}
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-		    c >= 0x80))
+		if (c == '-' ? label == 0 : !(mailmsg_is_letdig(c) ||
+		    (c >= 0x80 && (flags & MAILMSG_HOST_UTF8))))
 			return 0;
+		if (c < '0' || c > '9')
+			digits = 0;
 		if (++label > 63)
 			return 0;
 	}
-	return label > 0;
+	return label != 0 && s[len - 1] != '-' && !digits;
 }
 
 int
@@ -585,8 +611,8 @@ mailmsg_addr_valid(const char *addr, int flags, struct sq_err *err)
 			return 0;
 		return mailmsg_valid_fail(err, addr, "no domain");
 	}
-	if (!mailmsg_domain_valid(addr + local_len + 1,
-	    len - local_len - 1))
+	if (!mailmsg_host_valid(addr + local_len + 1, len - local_len - 1,
+	    MAILMSG_HOST_UTF8 | MAILMSG_HOST_LITERAL))
 		return mailmsg_valid_fail(err, addr, "bad domain");
 	return 0;
 }

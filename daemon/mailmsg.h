@@ -114,14 +114,31 @@ void	mailmsg_addr_list_fini(struct mailmsg_addr_list *l);
 
 #define MAILMSG_ADDR_UNQUALIFIED	0x01	/* a bare local part is OK */
 
+#define MAILMSG_HOST_MAX	253	/* a host name, in characters */
+#define MAILMSG_HOST_UTF8	0x01	/* 8-bit bytes in labels (U-labels,
+					 * RFC 6531) */
+#define MAILMSG_HOST_LITERAL	0x02	/* or an address literal */
+
 /*
- * Check that addr can be used as an SMTP envelope address: local@domain
+ * The one host-name rule (config, intake, smtp_proto all use it): is
+ * s[0..len) a host name (RFC 5321 Domain, RFC 1123 2.1): dot-separated
+ * labels of 1 to 63 ASCII letters, digits and '-' (not first or last in a
+ * label; no '_'), at most MAILMSG_HOST_MAX characters, no empty label (so
+ * no trailing dot), the last label not all digits (that is an address,
+ * RFC 3696 2).  With MAILMSG_HOST_UTF8 8-bit bytes count as letters; with
+ * MAILMSG_HOST_LITERAL an address literal (RFC 5321 4.1.3) is accepted
+ * too: [IPv4] or [IPv6:IPv6] (no other tag is registered).  Returns 1 or 0.
+ */
+int	mailmsg_host_valid(const char *s, size_t len, int flags);
+
+/*
+ * The one envelope address rule (config, intake, smtp_proto all use it):
+ * can addr be used as an SMTP envelope address: local@domain
  * where local is a dot-atom or a quoted string (inside quotes anything
  * printable but '<' and '>'; outside, atext, dots between atoms, and 8-bit
- * bytes for UTF-8) of at most MAILMSG_LOCAL_MAX bytes, and domain is a
- * dot-separated list of labels of letters, digits, '-', '_' and 8-bit
- * bytes, or an address literal in brackets; at most MAILMSG_ADDR_MAX bytes
- * in all.  No spaces, controls or angle brackets.  With
+ * bytes for UTF-8) of at most MAILMSG_LOCAL_MAX bytes, and domain passes
+ * mailmsg_host_valid() with MAILMSG_HOST_UTF8 | MAILMSG_HOST_LITERAL;
+ * at most MAILMSG_ADDR_MAX bytes in all.  No spaces, controls or angle brackets.  With
  * MAILMSG_ADDR_UNQUALIFIED in flags a local part alone ("root") is also
  * accepted, for the caller to qualify.  Returns 0 or SQ_EPARSE with err.
  */

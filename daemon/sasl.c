@@ -48,7 +48,7 @@ enum sasl_state {
 };
 
 struct sasl {
-	enum config_auth	 mech;
+	enum sasl_mech	 mech;
 	enum sasl_state		 st;
 	char			*user;
 	size_t			 user_len;
@@ -144,61 +144,61 @@ sasl_b64_encode(const void *in, size_t len, struct buf *out)
 /* Names and bits. */
 
 const char *
-sasl_mech_name(enum config_auth mech)
+sasl_mech_name(enum sasl_mech mech)
 {
 	switch (mech) {
-	case CONFIG_AUTH_PLAIN:
+	case SASL_MECH_PLAIN:
 		return "PLAIN";
-	case CONFIG_AUTH_LOGIN:
+	case SASL_MECH_LOGIN:
 		return "LOGIN";
-	case CONFIG_AUTH_SCRAM_SHA_256:
+	case SASL_MECH_SCRAM_SHA_256:
 		return "SCRAM-SHA-256";
-	case CONFIG_AUTH_XOAUTH2:
+	case SASL_MECH_XOAUTH2:
 		return "XOAUTH2";
-	case CONFIG_AUTH_OAUTHBEARER:
+	case SASL_MECH_OAUTHBEARER:
 		return "OAUTHBEARER";
-	case CONFIG_AUTH_NONE:
-	case CONFIG_AUTH_AUTO:
+	case SASL_MECH_NONE:
+	case SASL_MECH_AUTO:
 		break;
 	}
 	return "";
 }
 
 unsigned
-sasl_mech_bit(enum config_auth mech)
+sasl_mech_bit(enum sasl_mech mech)
 {
 	switch (mech) {
-	case CONFIG_AUTH_PLAIN:
+	case SASL_MECH_PLAIN:
 		return SMTP_WIRE_AUTH_PLAIN;
-	case CONFIG_AUTH_LOGIN:
+	case SASL_MECH_LOGIN:
 		return SMTP_WIRE_AUTH_LOGIN;
-	case CONFIG_AUTH_SCRAM_SHA_256:
+	case SASL_MECH_SCRAM_SHA_256:
 		return SMTP_WIRE_AUTH_SCRAM_SHA_256;
-	case CONFIG_AUTH_XOAUTH2:
+	case SASL_MECH_XOAUTH2:
 		return SMTP_WIRE_AUTH_XOAUTH2;
-	case CONFIG_AUTH_OAUTHBEARER:
+	case SASL_MECH_OAUTHBEARER:
 		return SMTP_WIRE_AUTH_OAUTHBEARER;
-	case CONFIG_AUTH_NONE:
-	case CONFIG_AUTH_AUTO:
+	case SASL_MECH_NONE:
+	case SASL_MECH_AUTO:
 		break;
 	}
 	return 0;
 }
 
-enum config_auth
+enum sasl_mech
 sasl_pick(unsigned server_mechs_mask, int tls_active_or_loopback)
 {
-	static const enum config_auth order[] = {
-		CONFIG_AUTH_SCRAM_SHA_256, CONFIG_AUTH_PLAIN, CONFIG_AUTH_LOGIN
+	static const enum sasl_mech order[] = {
+		SASL_MECH_SCRAM_SHA_256, SASL_MECH_PLAIN, SASL_MECH_LOGIN
 	};
 	size_t i;
 
 	if (!tls_active_or_loopback)
-		return CONFIG_AUTH_NONE;
+		return SASL_MECH_NONE;
 	for (i = 0; i < sizeof(order) / sizeof(order[0]); i++)
 		if (server_mechs_mask & sasl_mech_bit(order[i]))
 			return order[i];
-	return CONFIG_AUTH_NONE;
+	return SASL_MECH_NONE;
 }
 
 /* Life cycle. */
@@ -226,12 +226,12 @@ sasl_nonce_ok(const char *n)
 }
 
 struct sasl *
-sasl_new(enum config_auth mech, const char *user, const char *secret,
+sasl_new(enum sasl_mech mech, const char *user, const char *secret,
     const char *nonce, struct sq_err *err)
 {
 	struct sasl *s;
-	int oauth = mech == CONFIG_AUTH_XOAUTH2 ||
-	    mech == CONFIG_AUTH_OAUTHBEARER;
+	int oauth = mech == SASL_MECH_XOAUTH2 ||
+	    mech == SASL_MECH_OAUTHBEARER;
 
 	if (sasl_mech_bit(mech) == 0) {
 		sq_err_set(err, SQ_ECONFIG, "no SASL mechanism chosen");
@@ -261,7 +261,7 @@ sasl_new(enum config_auth mech, const char *user, const char *secret,
 		    oauth ? ", empty, or not printable ASCII" : "");
 		return NULL;
 	}
-	if (mech == CONFIG_AUTH_SCRAM_SHA_256 &&
+	if (mech == SASL_MECH_SCRAM_SHA_256 &&
 	    (nonce == NULL || !sasl_nonce_ok(nonce))) {
 		sq_err_set(err, SQ_ECONFIG, "AUTH SCRAM-SHA-256 needs a client"
 		    " nonce of 1 to %d printable characters without ','",
@@ -275,7 +275,7 @@ sasl_new(enum config_auth mech, const char *user, const char *secret,
 	s->user_len = strlen(user);
 	s->secret = xstrdup(secret);
 	s->secret_len = strlen(secret);
-	if (mech == CONFIG_AUTH_SCRAM_SHA_256)
+	if (mech == SASL_MECH_SCRAM_SHA_256)
 		memcpy(s->nonce, nonce, strlen(nonce) + 1);
 	s->scratch = xcalloc(1, SASL_MSG_MAX);
 	return s;
@@ -299,7 +299,7 @@ sasl_free(struct sasl *s)
 	free(s);
 }
 
-enum config_auth
+enum sasl_mech
 sasl_mech(const struct sasl *s)
 {
 	return s->mech;
@@ -373,16 +373,16 @@ sasl_initial(struct sasl *s, struct buf *out)
 		    " twice", sasl_mech_name(s->mech));
 	s->st = SASL_ST_SENT;
 	switch (s->mech) {
-	case CONFIG_AUTH_PLAIN:
+	case SASL_MECH_PLAIN:
 		/* authzid (empty) NUL authcid NUL passwd */
 		sasl_msg_add(&m, "", 1);
 		sasl_msg_add(&m, s->user, s->user_len);
 		sasl_msg_add(&m, "", 1);
 		sasl_msg_add(&m, s->secret, s->secret_len);
 		break;
-	case CONFIG_AUTH_LOGIN:
+	case SASL_MECH_LOGIN:
 		return 0;
-	case CONFIG_AUTH_SCRAM_SHA_256:
+	case SASL_MECH_SCRAM_SHA_256:
 		sasl_msg_str(&m, "n=");
 		sasl_msg_saslname(&m, s->user);
 		sasl_msg_str(&m, ",r=");
@@ -395,22 +395,22 @@ sasl_initial(struct sasl *s, struct buf *out)
 		sasl_msg_str(&m, "n,,");
 		sasl_msg_str(&m, s->scram_first_bare);
 		break;
-	case CONFIG_AUTH_XOAUTH2:
+	case SASL_MECH_XOAUTH2:
 		sasl_msg_str(&m, "user=");
 		sasl_msg_add(&m, s->user, s->user_len);
 		sasl_msg_str(&m, "\001auth=Bearer ");
 		sasl_msg_add(&m, s->secret, s->secret_len);
 		sasl_msg_str(&m, "\001\001");
 		break;
-	case CONFIG_AUTH_OAUTHBEARER:
+	case SASL_MECH_OAUTHBEARER:
 		sasl_msg_str(&m, "n,a=");
 		sasl_msg_saslname(&m, s->user);
 		sasl_msg_str(&m, ",\001auth=Bearer ");
 		sasl_msg_add(&m, s->secret, s->secret_len);
 		sasl_msg_str(&m, "\001\001");
 		break;
-	case CONFIG_AUTH_NONE:
-	case CONFIG_AUTH_AUTO:
+	case SASL_MECH_NONE:
+	case SASL_MECH_AUTO:
 		return sasl_fail(s, "no SASL mechanism");
 	}
 	return sasl_msg_emit(s, &m, out, 1);
@@ -661,9 +661,9 @@ sasl_step(struct sasl *s, const char *challenge_b64, size_t len,
 		    " last step", sasl_mech_name(s->mech));
 	}
 	switch (s->mech) {
-	case CONFIG_AUTH_LOGIN:
+	case SASL_MECH_LOGIN:
 		return sasl_login_step(s, challenge_b64, len, out);
-	case CONFIG_AUTH_SCRAM_SHA_256:
+	case SASL_MECH_SCRAM_SHA_256:
 		if (sasl_challenge(s, challenge_b64, len, &n) != 0)
 			return SASL_ERROR;
 		if (s->st == SASL_ST_SENT)
@@ -671,19 +671,19 @@ sasl_step(struct sasl *s, const char *challenge_b64, size_t len,
 		rc = sasl_scram_final(s, n);
 		sasl_wipe(s->scratch, SASL_MSG_MAX);
 		return rc;
-	case CONFIG_AUTH_XOAUTH2:
-	case CONFIG_AUTH_OAUTHBEARER:
+	case SASL_MECH_XOAUTH2:
+	case SASL_MECH_OAUTHBEARER:
 		/* An error challenge (JSON status): acknowledge it with an
 		 * empty response; the server then sends its final 5xx. */
 		if (sasl_challenge(s, challenge_b64, len, &n) != 0)
 			return SASL_ERROR;
 		s->st = SASL_ST_OAUTH_ERROR;
 		return SASL_DONE;
-	case CONFIG_AUTH_PLAIN:
+	case SASL_MECH_PLAIN:
 		return sasl_fail(s, "AUTH PLAIN: unexpected challenge after"
 		    " the credentials");
-	case CONFIG_AUTH_NONE:
-	case CONFIG_AUTH_AUTO:
+	case SASL_MECH_NONE:
+	case SASL_MECH_AUTO:
 		break;
 	}
 	return sasl_fail(s, "no SASL mechanism");
@@ -693,17 +693,17 @@ int
 sasl_success(struct sasl *s)
 {
 	switch (s->mech) {
-	case CONFIG_AUTH_PLAIN:
-	case CONFIG_AUTH_XOAUTH2:
-	case CONFIG_AUTH_OAUTHBEARER:
+	case SASL_MECH_PLAIN:
+	case SASL_MECH_XOAUTH2:
+	case SASL_MECH_OAUTHBEARER:
 		if (s->st == SASL_ST_SENT || s->st == SASL_ST_OAUTH_ERROR)
 			return SASL_DONE;
 		break;
-	case CONFIG_AUTH_LOGIN:
+	case SASL_MECH_LOGIN:
 		if (s->st == SASL_ST_SENT && s->login_pass_sent)
 			return SASL_DONE;
 		break;
-	case CONFIG_AUTH_SCRAM_SHA_256:
+	case SASL_MECH_SCRAM_SHA_256:
 		if (s->st == SASL_ST_VERIFIED)
 			return SASL_DONE;
 		if (s->st == SASL_ST_FINAL)
@@ -711,8 +711,8 @@ sasl_success(struct sasl *s)
 			    " authentication without proving it knows the"
 			    " password (no server signature)");
 		break;
-	case CONFIG_AUTH_NONE:
-	case CONFIG_AUTH_AUTO:
+	case SASL_MECH_NONE:
+	case SASL_MECH_AUTO:
 		break;
 	}
 	if (s->st == SASL_ST_FAILED)

@@ -29,8 +29,18 @@
 #include <stddef.h>
 
 #include "buf.h"
-#include "config.h"
 #include "util.h"
+
+/* SMTP AUTH mechanism; AUTO picks the strongest both sides have. */
+enum sasl_mech {
+	SASL_MECH_NONE,
+	SASL_MECH_AUTO,
+	SASL_MECH_PLAIN,
+	SASL_MECH_LOGIN,
+	SASL_MECH_SCRAM_SHA_256,
+	SASL_MECH_XOAUTH2,
+	SASL_MECH_OAUTHBEARER,
+};
 
 /* Bytes of: the user name, a password or token, the SCRAM client nonce,
  * one base64 challenge. */
@@ -67,12 +77,12 @@ struct sasl;
  * used as given (no SASLprep: ASCII passwords are unaffected).
  * Returns the exchange (free with sasl_free), or NULL with err filled.
  */
-struct sasl	*sasl_new(enum config_auth mech, const char *user,
+struct sasl	*sasl_new(enum sasl_mech mech, const char *user,
 	    const char *secret, const char *nonce, struct sq_err *err);
 /* Wipe every secret and free s (NULL accepted). */
 void	sasl_free(struct sasl *s);
 
-enum config_auth	sasl_mech(const struct sasl *s);
+enum sasl_mech	sasl_mech(const struct sasl *s);
 
 /*
  * The initial response, base64 encoded into out (appended), for
@@ -124,19 +134,19 @@ void	sasl_redact(const struct sasl *s, char *text);
 void	sasl_mask(char *text, const char *secret);
 
 /* Mechanism name on the wire ("SCRAM-SHA-256"), "" for NONE/AUTO. */
-const char	*sasl_mech_name(enum config_auth mech);
+const char	*sasl_mech_name(enum sasl_mech mech);
 /* The SMTP_WIRE_AUTH_* bit of mech, 0 for NONE/AUTO. */
-unsigned	 sasl_mech_bit(enum config_auth mech);
+unsigned	 sasl_mech_bit(enum sasl_mech mech);
 
 /*
  * auth = auto: the strongest password mechanism among the server's
  * SMTP_WIRE_AUTH_* bits: SCRAM-SHA-256, then PLAIN, then LOGIN (XOAUTH2
  * and OAUTHBEARER carry a token, not a password, so they are used only
- * when configured by name).  Returns CONFIG_AUTH_NONE when there is none
+ * when configured by name).  Returns SASL_MECH_NONE when there is none
  * or when tls_active_or_loopback is 0: credentials never travel in
  * cleartext to a host that is not on loopback.
  */
-enum config_auth	sasl_pick(unsigned server_mechs_mask,
+enum sasl_mech	sasl_pick(unsigned server_mechs_mask,
 	    int tls_active_or_loopback);
 
 /*

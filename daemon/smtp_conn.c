@@ -153,7 +153,7 @@ struct smtp_conn {
 	enum config_tls		 tls_mode;
 	struct tls_ctx		*tls_ctx;
 	char			*ehlo_name;
-	enum config_auth	 auth;
+	enum sasl_mech	 auth;
 	char			*auth_user;
 	struct secret		*secret;	/* until smtp_proto_new */
 	int			 secret_failed;	/* see last_err */
@@ -603,8 +603,8 @@ smtp_conn_connected(struct smtp_conn *c)
 		break;
 	}
 	pp.pipelining = 1;
-	pp.auth = CONFIG_AUTH_NONE;
-	if (c->auth != CONFIG_AUTH_NONE && c->secret != NULL) {
+	pp.auth = SASL_MECH_NONE;
+	if (c->auth != SASL_MECH_NONE && c->secret != NULL) {
 		smtp_conn_nonce(nonce);
 		pp.auth = c->auth;
 		pp.auth_user = c->auth_user != NULL ? c->auth_user : "";
@@ -1588,7 +1588,7 @@ smtp_conn_on_pump(evutil_socket_t fd, short what, void *arg)
 	switch (c->state) {
 	case SMTP_CONN_S_START:
 		smtp_conn_deadline_start(c, 0);
-		if (c->authsrc != NULL && c->auth != CONFIG_AUTH_NONE) {
+		if (c->authsrc != NULL && c->auth != SASL_MECH_NONE) {
 			/* Asynchronous: the loop keeps running. */
 			c->auth_req = authsrc_get(c->authsrc, c->sh,
 			    c->auth_forced, smtp_conn_on_secret, c);
@@ -1681,7 +1681,7 @@ smtp_conn_open(const struct smtp_conn_params *params,
 	c->authsrc = params->auth;
 	if (sh->user != NULL)
 		c->auth_user = xstrdup(sh->user);
-	if (c->auth != CONFIG_AUTH_NONE && c->authsrc == NULL) {
+	if (c->auth != SASL_MECH_NONE && c->authsrc == NULL) {
 		/* Fresh for every connection (token refreshers); a failure
 		 * is reported from the first pump, never from here. */
 		if (secret_load(sh, &c->secret, &err) < 0) {

@@ -53,6 +53,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "mailmsg.h"
 #include "sasl.h"
 #include "smtp_proto.h"
 #include "smtp_wire.h"
@@ -128,8 +129,6 @@ static const enum smtp_proto_step smtp_proto_steps[] = {
 	[SMTP_PROTO_S_FAILED] = SMTP_PROTO_STEP_IDLE,	/* see fail_step */
 };
 
-/* Longest address accepted in MAIL FROM / RCPT TO. */
-#define SMTP_PROTO_ADDR_MAX	900
 /* Body bytes encoded per step (stack buffer of the encoded size). */
 #define SMTP_PROTO_ENC_STEP	4096
 /* Longest AUTH command line with its initial response (SMTP's command
@@ -162,7 +161,7 @@ struct smtp_proto {
 	/* AUTH.  auth_secret is wiped once handed to sasl; auth_ir is an
 	 * initial response sent after the empty 334; auth_why says why
 	 * the exchange was cancelled. */
-	enum config_auth	 auth;
+	enum sasl_mech	 auth;
 	char			*auth_user;
 	char			*auth_secret;
 	char			*auth_nonce;
@@ -629,7 +628,7 @@ smtp_proto_txn_next(struct smtp_proto *p)
 static void
 smtp_proto_hello_done(struct smtp_proto *p)
 {
-	if (p->auth != CONFIG_AUTH_NONE)
+	if (p->auth != SASL_MECH_NONE)
 		smtp_proto_enter(p, SMTP_PROTO_S_AUTH);
 	else
 		smtp_proto_enter(p, SMTP_PROTO_S_READY);
@@ -686,7 +685,7 @@ static void
 smtp_proto_auth_start(struct smtp_proto *p)
 {
 	struct sq_err err;
-	enum config_auth mech = p->auth;
+	enum sasl_mech mech = p->auth;
 	unsigned mask = p->caps.auth_mechs;
 	const char *name, *offer;
 	char line[64];
@@ -704,11 +703,11 @@ smtp_proto_auth_start(struct smtp_proto *p)
 		    " unauthenticated");
 		return;
 	}
-	if (mech == CONFIG_AUTH_AUTO) {
+	if (mech == SASL_MECH_AUTO) {
 		if (p->auth_nonce == NULL)
-			mask &= ~sasl_mech_bit(CONFIG_AUTH_SCRAM_SHA_256);
+			mask &= ~sasl_mech_bit(SASL_MECH_SCRAM_SHA_256);
 		mech = sasl_pick(mask, 1);
-		if (mech == CONFIG_AUTH_NONE) {
+		if (mech == SASL_MECH_NONE) {
 			smtp_proto_auth_fail(p, "no AUTH mechanism in common"
 			    " (server offers: %s; auth = auto uses"
 			    " SCRAM-SHA-256, PLAIN or LOGIN)", offer);
@@ -993,7 +992,7 @@ smtp_proto_new(const struct smtp_proto_params *params)
 	p->tls = params->tls;
 	p->peer_is_loopback = params->peer_is_loopback;
 	p->auth = params->auth;
-	if (p->auth != CONFIG_AUTH_NONE) {
+	if (p->auth != SASL_MECH_NONE) {
 		p->auth_user = params->auth_user != NULL ?
 		    xstrdup(params->auth_user) : NULL;
 		p->auth_secret = params->auth_secret != NULL ?
@@ -1099,20 +1098,17 @@ smtp_proto_tls_done(struct smtp_proto *p, int ok)
 	smtp_proto_enter(p, SMTP_PROTO_S_EHLO);
 }
 
-/* An address we can put between <> on a command line. */
+/*
+ * An address we may put between <> on a command line: mailmsg's one
+ * envelope address rule; the sender may be empty (the null reverse-path
+ * of a DSN), a recipient may not.
+ */
 static int
-smtp_proto_addr_ok(const char *a)
+smtp_proto_addr_ok(const char *a, int null_ok)
 {
-	const unsigned char *s = (const unsigned char *)a;
-	size_t i;
-
-	for (i = 0; s[i] != '\0'; i++) {
-		if (i >= SMTP_PROTO_ADDR_MAX)
-			return 0;
-		if (s[i] <= ' ' || s[i] == 0x7f || s[i] == '<' || s[i] == '>')
-			return 0;
-	}
-	return 1;
+	if (a[0] == '\0')
+		return null_ok;
+	return mailmsg_addr_valid(a, 0, NULL) == 0;
 }
 
 /* A transaction refused before MAIL: TXN_DONE with a reply of our own
@@ -1205,11 +1201,11 @@ smtp_proto_send_mail(struct smtp_proto *p, const struct smtp_proto_txn *txn)
 
 	if (p->state != SMTP_PROTO_S_READY || p->quit_wanted ||
 	    txn->sender == NULL || txn->n_rcpts == 0 ||
-	    !smtp_proto_addr_ok(txn->sender))
+	    !smtp_proto_addr_ok(txn->sender, 1))
 		return -1;
 	for (i = 0; i < txn->n_rcpts; i++)
-		if (txn->rcpts[i] == NULL || txn->rcpts[i][0] == '\0' ||
-		    !smtp_proto_addr_ok(txn->rcpts[i]))
+		if (txn->rcpts[i] == NULL ||
+		    !smtp_proto_addr_ok(txn->rcpts[i], 0))
 			return -1;
 	smtp_proto_txn_clear(p);
 	if (txn->needs_smtputf8 && !p->caps.smtputf8) {

@@ -23,7 +23,7 @@
  *
  * Owns: protocol state, reply parsing (through smtp_wire), body encoding
  * (CRLF normalisation and dot-stuffing), bounded input/output buffers.
- * May call: smtp_wire, sasl, buf, util.
+ * May call: smtp_wire, sasl, mailmsg (the envelope address rule), buf, util.
  *
  * Limits: the output buffer holds at most SMTP_PROTO_OUT_MAX bytes.
  * Commands are small; the body is what fills it, so the driver feeds
@@ -76,7 +76,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "sasl.h"
 
 #define SMTP_PROTO_OUT_WATERMARK	(64 * 1024)
 #define SMTP_PROTO_BODY_CHUNK_MAX	(4 * 1024 * 1024)
@@ -101,7 +101,7 @@ struct smtp_proto_params {
 
 	/* AUTH (issue 3): after the (post-TLS) EHLO, before READY.  AUTH is
 	 * never sent without TLS unless peer_is_loopback. */
-	enum config_auth	 auth;		/* NONE: never authenticate */
+	enum sasl_mech	 auth;		/* NONE: never authenticate */
 	const char		*auth_user;
 	const char		*auth_secret;	/* password or bearer token;
 						 * copied, wiped on free */
@@ -239,7 +239,9 @@ void	smtp_proto_eof(struct smtp_proto *p);
 void	smtp_proto_tls_done(struct smtp_proto *p, int ok);
 
 /* Start a transaction; only after READY.  The txn strings are copied.
- * Returns 0, or -1 when the session is not READY (misuse). */
+ * Returns 0, or -1 when the session is not READY, there is no recipient
+ * or an address fails mailmsg_addr_valid() (the sender may be "") --
+ * misuse: the queue holds only addresses that passed it. */
 int	smtp_proto_send_mail(struct smtp_proto *p,
 	    const struct smtp_proto_txn *txn);
 /* Message bytes after NEED_BODY, in any chunking; last marks the end (a

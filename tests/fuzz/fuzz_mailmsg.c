@@ -75,6 +75,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(str, data, size);
 	str[size] = '\0';
 	(void)mailmsg_addr_valid(str, 0, &err);
+	/* The host rule on the raw bytes (it must read only size of them)
+	 * and on the string, with each flag. */
+	(void)mailmsg_host_valid((const char *)data, size, 0);
+	(void)mailmsg_host_valid(str, strlen(str),
+	    MAILMSG_HOST_UTF8 | MAILMSG_HOST_LITERAL);
 	free(str);
 	return 0;
 }

@@ -17,9 +17,9 @@
 
 int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const enum config_auth fuzz_sasl_mechs[] = {
-	CONFIG_AUTH_PLAIN, CONFIG_AUTH_LOGIN, CONFIG_AUTH_SCRAM_SHA_256,
-	CONFIG_AUTH_XOAUTH2, CONFIG_AUTH_OAUTHBEARER,
+static const enum sasl_mech fuzz_sasl_mechs[] = {
+	SASL_MECH_PLAIN, SASL_MECH_LOGIN, SASL_MECH_SCRAM_SHA_256,
+	SASL_MECH_XOAUTH2, SASL_MECH_OAUTHBEARER,
 };
 
 static void

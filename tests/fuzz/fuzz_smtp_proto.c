@@ -24,8 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-
 #include "smtp_proto.h"
 #include "smtp_wire.h"
 
@@ -125,10 +123,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct smtp_proto_params params = {
 		.ehlo_name = "client.example", .tls = SMTP_PROTO_TLS_NONE };
-	static const enum config_auth auths[] = {
-		CONFIG_AUTH_NONE, CONFIG_AUTH_AUTO, CONFIG_AUTH_PLAIN,
-		CONFIG_AUTH_LOGIN, CONFIG_AUTH_SCRAM_SHA_256,
-		CONFIG_AUTH_XOAUTH2, CONFIG_AUTH_OAUTHBEARER, CONFIG_AUTH_AUTO,
+	static const enum sasl_mech auths[] = {
+		SASL_MECH_NONE, SASL_MECH_AUTO, SASL_MECH_PLAIN,
+		SASL_MECH_LOGIN, SASL_MECH_SCRAM_SHA_256,
+		SASL_MECH_XOAUTH2, SASL_MECH_OAUTHBEARER, SASL_MECH_AUTO,
 	};
 	struct fuzz_proto_state st = { 0, 0, 0, 0, 2 };
 	struct smtp_proto *p;

@@ -192,15 +192,15 @@ conn_probe_auth(struct config_smarthost *sh)
 {
 	static const struct {
 		const char		*name;
-		enum config_auth	 auth;
+		enum sasl_mech	 auth;
 	} names[] = {
-		{ "none", CONFIG_AUTH_NONE },
-		{ "auto", CONFIG_AUTH_AUTO },
-		{ "plain", CONFIG_AUTH_PLAIN },
-		{ "login", CONFIG_AUTH_LOGIN },
-		{ "scram-sha-256", CONFIG_AUTH_SCRAM_SHA_256 },
-		{ "xoauth2", CONFIG_AUTH_XOAUTH2 },
-		{ "oauthbearer", CONFIG_AUTH_OAUTHBEARER },
+		{ "none", SASL_MECH_NONE },
+		{ "auto", SASL_MECH_AUTO },
+		{ "plain", SASL_MECH_PLAIN },
+		{ "login", SASL_MECH_LOGIN },
+		{ "scram-sha-256", SASL_MECH_SCRAM_SHA_256 },
+		{ "xoauth2", SASL_MECH_XOAUTH2 },
+		{ "oauthbearer", SASL_MECH_OAUTHBEARER },
 	};
 	const char *v = getenv("CONN_PROBE_AUTH");
 	size_t i;

@@ -341,6 +341,14 @@ static struct valid_case valid_cases[] = {
 	{ "\"q\"x@example.com", 0, 0 },
 	{ "x@[]", 0, 0 },
 	{ "x@[1.2 .3.4]", 0, 0 },
+	/* The one rule (RFC 5321 Domain): no '_', no '-' at a label's end,
+	 * no all-digit last label, literals that are addresses. */
+	{ "bob@exa_mple.com", 0, 0 },
+	{ "bob@-example.com", 0, 0 },
+	{ "bob@example-.com", 0, 0 },
+	{ "bob@192.0.2.1", 0, 0 },
+	{ "bob@[192.0.2.300]", 0, 0 },
+	{ "bob@localhost", 0, 1 },
 	{ LONG63 "a@example.com", 0, 1 },		/* 64: ok */
 	{ LONG63 "aa@example.com", 0, 0 },		/* 65 */
 	{ "x@" LONG63 ".com", 0, 1 },
@@ -368,6 +376,71 @@ ParameterizedTest(struct valid_case *c, mailmsg, envelope_address_validation)
 		cr_assert_eq(rc, SQ_EPARSE, "accepted: %s", c->addr);
 		cr_assert_not_null(strstr(err.msg, "bad address \""));
 	}
+}
+
+/*
+ * The one host-name and address rule (config, intake and smtp_proto use
+ * it), decided by RFC 5321 4.1.2/4.1.3 and RFC 1123 2.1: letters, digits
+ * and '-' not at either end of a label; no '_' (RFC 5322 dot-atom allows
+ * it in headers, RFC 5321 Domain does not); no empty label; the last
+ * label not all digits (an IP address goes in brackets); U-labels only
+ * inside an address (RFC 6531); address literals checked as addresses.
+ */
+struct host_case {
+	char	host[300];
+	int	flags;
+	int	ok;
+};
+
+#define HF_ADDR	(MAILMSG_HOST_UTF8 | MAILMSG_HOST_LITERAL)
+
+static struct host_case host_cases[] = {
+	{ "example.com", 0, 1 },
+	{ "localhost", 0, 1 },
+	{ "a-b.c0.example", 0, 1 },
+	{ "3com.example", 0, 1 },
+	{ "x.y1", 0, 1 },
+	{ "", 0, 0 },
+	{ "-a.example", 0, 0 },
+	{ "a-.example", 0, 0 },
+	{ "a..example", 0, 0 },
+	{ ".example", 0, 0 },
+	{ "example.com.", 0, 0 },
+	{ "exa_mple.com", 0, 0 },
+	{ "exa mple.com", 0, 0 },
+	{ "192.0.2.1", 0, 0 },
+	{ "example.123", 0, 0 },
+	{ "b\xc3\xbc" "cher.de", 0, 0 },
+	{ "b\xc3\xbc" "cher.de", HF_ADDR, 1 },
+	{ "[192.0.2.1]", 0, 0 },
+	{ "[192.0.2.1]", HF_ADDR, 1 },
+	{ "[IPv6:2001:db8::1]", HF_ADDR, 1 },
+	{ "[ipv6:::1]", HF_ADDR, 1 },
+	{ "[IPv6:192.0.2.1]", HF_ADDR, 0 },
+	{ "[192.0.2.256]", HF_ADDR, 0 },
+	/* A general literal needs a tag registered with IANA; IPv6 is
+	 * the only one, so no other is accepted. */
+	{ "[x-tag:anything]", HF_ADDR, 0 },
+	{ "[2001:db8::1]", HF_ADDR, 0 },
+	{ "[]", HF_ADDR, 0 },
+	{ LONG63 ".com", 0, 1 },
+	{ LONG63 "a.com", 0, 0 },
+	/* 253 characters: ok; 254: too long. */
+	{ LONG63 "." LONG63 "." LONG63 "." LONG63 "a", 0, 0 },
+	{ LONG63 "." LONG63 "." LONG63 "." "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0, 1 },
+	{ LONG63 "." LONG63 "." LONG63 "." "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0, 0 },
+};
+
+ParameterizedTestParameters(mailmsg, host_validation)
+{
+	return cr_make_param_array(struct host_case, host_cases,
+	    sizeof(host_cases) / sizeof(host_cases[0]));
+}
+
+ParameterizedTest(struct host_case *c, mailmsg, host_validation)
+{
+	cr_assert_eq(mailmsg_host_valid(c->host, strlen(c->host), c->flags),
+	    c->ok, "%s (flags %d)", c->host, c->flags);
 }
 
 Test(mailmsg, validation_error_names_the_address_printably)

@@ -76,7 +76,7 @@ test_sasl_step_str(struct sasl *s, const char *raw)
 }
 
 static struct sasl *
-test_sasl_new(enum config_auth mech, const char *user, const char *secret,
+test_sasl_new(enum sasl_mech mech, const char *user, const char *secret,
     const char *nonce)
 {
 	struct sq_err err;
@@ -161,7 +161,7 @@ Test(sasl, base64_encode_respects_the_buffer_limit)
 
 Test(sasl, plain_initial_response_is_rfc4616_with_empty_authzid)
 {
-	struct sasl *s = test_sasl_new(CONFIG_AUTH_PLAIN, "tim",
+	struct sasl *s = test_sasl_new(SASL_MECH_PLAIN, "tim",
 	    "tanstaaftanstaaf", NULL);
 	size_t len;
 	const char *raw;
@@ -179,7 +179,7 @@ Test(sasl, plain_initial_response_is_rfc4616_with_empty_authzid)
 
 Test(sasl, plain_refuses_a_challenge_after_the_credentials)
 {
-	struct sasl *s = test_sasl_new(CONFIG_AUTH_PLAIN, "tim", "pw", NULL);
+	struct sasl *s = test_sasl_new(SASL_MECH_PLAIN, "tim", "pw", NULL);
 
 	cr_assert_eq(sasl_initial(s, &test_out), 1);
 	test_out.len = 0;
@@ -192,11 +192,11 @@ Test(sasl, plain_refuses_a_challenge_after_the_credentials)
 
 Test(sasl, initial_response_twice_or_challenge_first_is_an_error)
 {
-	struct sasl *s = test_sasl_new(CONFIG_AUTH_PLAIN, "tim", "pw", NULL);
+	struct sasl *s = test_sasl_new(SASL_MECH_PLAIN, "tim", "pw", NULL);
 
 	cr_assert_eq(sasl_step(s, "", 0, &test_out), SASL_ERROR);
 	sasl_free(s);
-	s = test_sasl_new(CONFIG_AUTH_PLAIN, "tim", "pw", NULL);
+	s = test_sasl_new(SASL_MECH_PLAIN, "tim", "pw", NULL);
 	cr_assert_eq(sasl_initial(s, &test_out), 1);
 	cr_assert_eq(sasl_initial(s, &test_out), SASL_ERROR);
 	sasl_free(s);
@@ -204,7 +204,7 @@ Test(sasl, initial_response_twice_or_challenge_first_is_an_error)
 
 Test(sasl, success_before_the_credentials_is_an_error)
 {
-	struct sasl *s = test_sasl_new(CONFIG_AUTH_PLAIN, "tim", "pw", NULL);
+	struct sasl *s = test_sasl_new(SASL_MECH_PLAIN, "tim", "pw", NULL);
 
 	cr_assert_eq(sasl_success(s), SASL_ERROR);
 	sasl_free(s);
@@ -214,7 +214,7 @@ Test(sasl, success_before_the_credentials_is_an_error)
 
 Test(sasl, login_answers_username_then_password_prompts)
 {
-	struct sasl *s = test_sasl_new(CONFIG_AUTH_LOGIN, "alice",
+	struct sasl *s = test_sasl_new(SASL_MECH_LOGIN, "alice",
 	    "s3cret", NULL);
 
 	cr_assert_eq(sasl_initial(s, &test_out), 0);
@@ -226,7 +226,7 @@ Test(sasl, login_answers_username_then_password_prompts)
 	cr_assert_eq(sasl_success(s), SASL_ERROR);
 	sasl_free(s);
 
-	s = test_sasl_new(CONFIG_AUTH_LOGIN, "alice", "s3cret", NULL);
+	s = test_sasl_new(SASL_MECH_LOGIN, "alice", "s3cret", NULL);
 	cr_assert_eq(sasl_initial(s, &test_out), 0);
 	cr_assert_eq(sasl_step(s, "VXNlcm5hbWU6", 12, &test_out),
 	    SASL_CONTINUE);
@@ -239,7 +239,7 @@ Test(sasl, login_answers_username_then_password_prompts)
 
 Test(sasl, login_follows_the_prompt_text_and_else_the_position)
 {
-	struct sasl *s = test_sasl_new(CONFIG_AUTH_LOGIN, "alice",
+	struct sasl *s = test_sasl_new(SASL_MECH_LOGIN, "alice",
 	    "s3cret", NULL);
 
 	cr_assert_eq(sasl_initial(s, &test_out), 0);
@@ -251,7 +251,7 @@ Test(sasl, login_follows_the_prompt_text_and_else_the_position)
 	sasl_free(s);
 
 	/* Password asked first: still the right answer to each. */
-	s = test_sasl_new(CONFIG_AUTH_LOGIN, "alice", "s3cret", NULL);
+	s = test_sasl_new(SASL_MECH_LOGIN, "alice", "s3cret", NULL);
 	cr_assert_eq(sasl_initial(s, &test_out), 0);
 	cr_assert_eq(test_sasl_step_str(s, "password:"), SASL_CONTINUE);
 	cr_assert_str_eq(test_sasl_decoded(NULL), "s3cret");
@@ -262,7 +262,7 @@ Test(sasl, login_follows_the_prompt_text_and_else_the_position)
 
 Test(sasl, login_refuses_a_repeated_or_third_prompt_and_bad_base64)
 {
-	struct sasl *s = test_sasl_new(CONFIG_AUTH_LOGIN, "alice",
+	struct sasl *s = test_sasl_new(SASL_MECH_LOGIN, "alice",
 	    "s3cret", NULL);
 
 	cr_assert_eq(sasl_initial(s, &test_out), 0);
@@ -272,7 +272,7 @@ Test(sasl, login_refuses_a_repeated_or_third_prompt_and_bad_base64)
 	cr_assert_eq(test_out.len, 0);
 	sasl_free(s);
 
-	s = test_sasl_new(CONFIG_AUTH_LOGIN, "alice", "s3cret", NULL);
+	s = test_sasl_new(SASL_MECH_LOGIN, "alice", "s3cret", NULL);
 	cr_assert_eq(sasl_initial(s, &test_out), 0);
 	cr_assert_eq(test_sasl_step_str(s, "Username:"), SASL_CONTINUE);
 	cr_assert_eq(test_sasl_step_str(s, "Password:"), SASL_DONE);
@@ -280,7 +280,7 @@ Test(sasl, login_refuses_a_repeated_or_third_prompt_and_bad_base64)
 	cr_assert_eq(test_sasl_step_str(s, "Password:"), SASL_ERROR);
 	sasl_free(s);
 
-	s = test_sasl_new(CONFIG_AUTH_LOGIN, "alice", "s3cret", NULL);
+	s = test_sasl_new(SASL_MECH_LOGIN, "alice", "s3cret", NULL);
 	cr_assert_eq(sasl_initial(s, &test_out), 0);
 	cr_assert_eq(sasl_step(s, "VXNlcm5hbWU6!", 13, &test_out),
 	    SASL_ERROR);
@@ -293,7 +293,7 @@ Test(sasl, login_refuses_a_repeated_or_third_prompt_and_bad_base64)
 static struct sasl *
 test_sasl_scram_first(void)
 {
-	struct sasl *s = test_sasl_new(CONFIG_AUTH_SCRAM_SHA_256, "user",
+	struct sasl *s = test_sasl_new(SASL_MECH_SCRAM_SHA_256, "user",
 	    "pencil", TEST_SCRAM_NONCE);
 
 	cr_assert_eq(sasl_initial(s, &test_out), 1);
@@ -304,7 +304,7 @@ test_sasl_scram_first(void)
 
 Test(sasl, scram_sha256_rfc7677_exchange)
 {
-	struct sasl *s = test_sasl_new(CONFIG_AUTH_SCRAM_SHA_256, "user",
+	struct sasl *s = test_sasl_new(SASL_MECH_SCRAM_SHA_256, "user",
 	    "pencil", TEST_SCRAM_NONCE);
 	static const char want_first[] =
 	    "biwsbj11c2VyLHI9ck9wck5HZndFYmVSV2diTkVrcU8=";
@@ -461,7 +461,7 @@ Test(sasl, scram_ignores_extensions_after_the_iteration_count)
 
 Test(sasl, scram_escapes_comma_and_equals_in_the_user_name)
 {
-	struct sasl *s = test_sasl_new(CONFIG_AUTH_SCRAM_SHA_256, "a,b=c",
+	struct sasl *s = test_sasl_new(SASL_MECH_SCRAM_SHA_256, "a,b=c",
 	    "pw", "abc");
 
 	cr_assert_eq(sasl_initial(s, &test_out), 1);
@@ -473,7 +473,7 @@ Test(sasl, scram_escapes_comma_and_equals_in_the_user_name)
 
 Test(sasl, xoauth2_sends_the_documented_bytes)
 {
-	struct sasl *s = test_sasl_new(CONFIG_AUTH_XOAUTH2,
+	struct sasl *s = test_sasl_new(SASL_MECH_XOAUTH2,
 	    "someuser@example.com",
 	    "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg", NULL);
 	static const char want[] =
@@ -489,7 +489,7 @@ Test(sasl, xoauth2_sends_the_documented_bytes)
 
 Test(sasl, oauthbearer_sends_the_rfc7628_bytes)
 {
-	struct sasl *s = test_sasl_new(CONFIG_AUTH_OAUTHBEARER,
+	struct sasl *s = test_sasl_new(SASL_MECH_OAUTHBEARER,
 	    "user@example.com", "vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg==",
 	    NULL);
 	static const char want[] =
@@ -504,7 +504,7 @@ Test(sasl, oauthbearer_sends_the_rfc7628_bytes)
 	cr_assert_eq(memcmp(raw, want, len), 0);
 	sasl_free(s);
 
-	s = test_sasl_new(CONFIG_AUTH_OAUTHBEARER, "a,b=c", "tok", NULL);
+	s = test_sasl_new(SASL_MECH_OAUTHBEARER, "a,b=c", "tok", NULL);
 	cr_assert_eq(sasl_initial(s, &test_out), 1);
 	cr_assert_str_eq(test_sasl_decoded(NULL),
 	    "n,a=a=2Cb=3Dc,\001auth=Bearer tok\001\001");
@@ -513,8 +513,8 @@ Test(sasl, oauthbearer_sends_the_rfc7628_bytes)
 
 Test(sasl, oauth_error_challenge_gets_an_empty_answer_then_nothing)
 {
-	static const enum config_auth mechs[] = {
-		CONFIG_AUTH_XOAUTH2, CONFIG_AUTH_OAUTHBEARER
+	static const enum sasl_mech mechs[] = {
+		SASL_MECH_XOAUTH2, SASL_MECH_OAUTHBEARER
 	};
 	struct sasl *s;
 	size_t i;
@@ -541,23 +541,23 @@ Test(sasl, new_refuses_what_a_mechanism_cannot_carry)
 
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
-	cr_assert_null(sasl_new(CONFIG_AUTH_NONE, "u", "p", NULL, &err));
-	cr_assert_null(sasl_new(CONFIG_AUTH_AUTO, "u", "p", NULL, &err));
-	cr_assert_null(sasl_new(CONFIG_AUTH_PLAIN, NULL, "p", NULL, &err));
-	cr_assert_null(sasl_new(CONFIG_AUTH_PLAIN, "", "p", NULL, &err));
-	cr_assert_null(sasl_new(CONFIG_AUTH_PLAIN, "u", NULL, NULL, &err));
-	cr_assert_null(sasl_new(CONFIG_AUTH_PLAIN, "u\r\n", "p", NULL,
+	cr_assert_null(sasl_new(SASL_MECH_NONE, "u", "p", NULL, &err));
+	cr_assert_null(sasl_new(SASL_MECH_AUTO, "u", "p", NULL, &err));
+	cr_assert_null(sasl_new(SASL_MECH_PLAIN, NULL, "p", NULL, &err));
+	cr_assert_null(sasl_new(SASL_MECH_PLAIN, "", "p", NULL, &err));
+	cr_assert_null(sasl_new(SASL_MECH_PLAIN, "u", NULL, NULL, &err));
+	cr_assert_null(sasl_new(SASL_MECH_PLAIN, "u\r\n", "p", NULL,
 	    &err));
-	cr_assert_null(sasl_new(CONFIG_AUTH_PLAIN, "u", big, NULL, &err));
-	cr_assert_null(sasl_new(CONFIG_AUTH_XOAUTH2, "u", "t\001k", NULL,
+	cr_assert_null(sasl_new(SASL_MECH_PLAIN, "u", big, NULL, &err));
+	cr_assert_null(sasl_new(SASL_MECH_XOAUTH2, "u", "t\001k", NULL,
 	    &err));
-	cr_assert_null(sasl_new(CONFIG_AUTH_OAUTHBEARER, "u", "", NULL,
+	cr_assert_null(sasl_new(SASL_MECH_OAUTHBEARER, "u", "", NULL,
 	    &err));
-	cr_assert_null(sasl_new(CONFIG_AUTH_SCRAM_SHA_256, "u", "p", NULL,
+	cr_assert_null(sasl_new(SASL_MECH_SCRAM_SHA_256, "u", "p", NULL,
 	    &err));
-	cr_assert_null(sasl_new(CONFIG_AUTH_SCRAM_SHA_256, "u", "p", "a,b",
+	cr_assert_null(sasl_new(SASL_MECH_SCRAM_SHA_256, "u", "p", "a,b",
 	    &err));
-	cr_assert_null(sasl_new(CONFIG_AUTH_SCRAM_SHA_256, "u", "p", "",
+	cr_assert_null(sasl_new(SASL_MECH_SCRAM_SHA_256, "u", "p", "",
 	    &err));
 	cr_assert(strstr(err.msg, "nonce") != NULL);
 }
@@ -568,10 +568,10 @@ Test(sasl, error_texts_never_contain_the_secret)
 	struct sasl *s;
 
 	memset(&err, 0, sizeof(err));
-	cr_assert_null(sasl_new(CONFIG_AUTH_XOAUTH2, "u",
+	cr_assert_null(sasl_new(SASL_MECH_XOAUTH2, "u",
 	    "SECRETTOKEN\001", NULL, &err));
 	cr_assert_null(strstr(err.msg, "SECRETTOKEN"));
-	s = test_sasl_new(CONFIG_AUTH_SCRAM_SHA_256, "u", "SECRETPW", "n");
+	s = test_sasl_new(SASL_MECH_SCRAM_SHA_256, "u", "SECRETPW", "n");
 	cr_assert_eq(sasl_initial(s, &test_out), 1);
 	cr_assert_eq(test_sasl_step_str(s, "r=nX,s=c2FsdA==,i=1"),
 	    SASL_ERROR);
@@ -584,31 +584,31 @@ Test(sasl, error_texts_never_contain_the_secret)
 struct test_sasl_pick {
 	unsigned		 mask;
 	int			 tls;
-	enum config_auth	 want;
+	enum sasl_mech	 want;
 };
 
 ParameterizedTestParameters(sasl, pick_chooses_the_strongest_password_mech)
 {
 	static struct test_sasl_pick cases[] = {
-		{ 0, 1, CONFIG_AUTH_NONE },
-		{ SMTP_WIRE_AUTH_LOGIN, 1, CONFIG_AUTH_LOGIN },
+		{ 0, 1, SASL_MECH_NONE },
+		{ SMTP_WIRE_AUTH_LOGIN, 1, SASL_MECH_LOGIN },
 		{ SMTP_WIRE_AUTH_PLAIN | SMTP_WIRE_AUTH_LOGIN, 1,
-		    CONFIG_AUTH_PLAIN },
+		    SASL_MECH_PLAIN },
 		{ SMTP_WIRE_AUTH_PLAIN | SMTP_WIRE_AUTH_LOGIN |
 		    SMTP_WIRE_AUTH_SCRAM_SHA_256, 1,
-		    CONFIG_AUTH_SCRAM_SHA_256 },
-		{ SMTP_WIRE_AUTH_SCRAM_SHA_256, 1, CONFIG_AUTH_SCRAM_SHA_256 },
-		{ SMTP_WIRE_AUTH_CRAM_MD5, 1, CONFIG_AUTH_NONE },
+		    SASL_MECH_SCRAM_SHA_256 },
+		{ SMTP_WIRE_AUTH_SCRAM_SHA_256, 1, SASL_MECH_SCRAM_SHA_256 },
+		{ SMTP_WIRE_AUTH_CRAM_MD5, 1, SASL_MECH_NONE },
 		{ SMTP_WIRE_AUTH_XOAUTH2 | SMTP_WIRE_AUTH_OAUTHBEARER, 1,
-		    CONFIG_AUTH_NONE },
+		    SASL_MECH_NONE },
 		{ SMTP_WIRE_AUTH_XOAUTH2 | SMTP_WIRE_AUTH_LOGIN, 1,
-		    CONFIG_AUTH_LOGIN },
+		    SASL_MECH_LOGIN },
 		{ SMTP_WIRE_AUTH_CRAM_MD5 | SMTP_WIRE_AUTH_PLAIN, 1,
-		    CONFIG_AUTH_PLAIN },
+		    SASL_MECH_PLAIN },
 		/* Never without TLS (or loopback). */
 		{ SMTP_WIRE_AUTH_PLAIN | SMTP_WIRE_AUTH_SCRAM_SHA_256, 0,
-		    CONFIG_AUTH_NONE },
-		{ SMTP_WIRE_AUTH_LOGIN, 0, CONFIG_AUTH_NONE },
+		    SASL_MECH_NONE },
+		{ SMTP_WIRE_AUTH_LOGIN, 0, SASL_MECH_NONE },
 	};
 
 	return cr_make_param_array(struct test_sasl_pick, cases,
@@ -624,22 +624,22 @@ ParameterizedTest(struct test_sasl_pick *c, sasl,
 
 Test(sasl, mech_names_and_bits_match_the_wire)
 {
-	cr_assert_str_eq(sasl_mech_name(CONFIG_AUTH_SCRAM_SHA_256),
+	cr_assert_str_eq(sasl_mech_name(SASL_MECH_SCRAM_SHA_256),
 	    "SCRAM-SHA-256");
-	cr_assert_str_eq(sasl_mech_name(CONFIG_AUTH_OAUTHBEARER),
+	cr_assert_str_eq(sasl_mech_name(SASL_MECH_OAUTHBEARER),
 	    "OAUTHBEARER");
-	cr_assert_str_eq(sasl_mech_name(CONFIG_AUTH_AUTO), "");
-	cr_assert_eq(sasl_mech_bit(CONFIG_AUTH_PLAIN), SMTP_WIRE_AUTH_PLAIN);
-	cr_assert_eq(sasl_mech_bit(CONFIG_AUTH_OAUTHBEARER),
+	cr_assert_str_eq(sasl_mech_name(SASL_MECH_AUTO), "");
+	cr_assert_eq(sasl_mech_bit(SASL_MECH_PLAIN), SMTP_WIRE_AUTH_PLAIN);
+	cr_assert_eq(sasl_mech_bit(SASL_MECH_OAUTHBEARER),
 	    SMTP_WIRE_AUTH_OAUTHBEARER);
-	cr_assert_eq(sasl_mech_bit(CONFIG_AUTH_NONE), 0);
+	cr_assert_eq(sasl_mech_bit(SASL_MECH_NONE), 0);
 }
 
 /* Redaction */
 
 Test(sasl, redact_hides_the_secret_and_base64_words)
 {
-	struct sasl *s = test_sasl_new(CONFIG_AUTH_PLAIN, "tim", "hunter22",
+	struct sasl *s = test_sasl_new(SASL_MECH_PLAIN, "tim", "hunter22",
 	    NULL);
 	char t1[] = "5.7.8 bad password hunter22 for tim";
 	char t2[] = "5.5.2 Invalid data AHRpbQB0YW5zdGFhZnRhbnN0YWFm here";

@@ -918,7 +918,7 @@ Test(smtp_proto, rcpt_reply_outside_2xx_4xx_5xx_fails_proto)
 Test(smtp_proto, auth_plain_over_implicit_tls)
 {
 	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_PLAIN) };
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
 	struct smtp_proto *p = test_proto_new_params(&params);
 
 	TEST_PART(p,
@@ -938,7 +938,7 @@ Test(smtp_proto, auth_plain_over_implicit_tls)
 Test(smtp_proto, auth_after_starttls_uses_only_second_ehlo_mechanisms)
 {
 	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_STARTTLS, CONFIG_AUTH_AUTO),
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_STARTTLS, SASL_MECH_AUTO),
 	    .auth_nonce = "rOprNGfwEbeRWgbNEkqO" };
 	struct smtp_proto *p = test_proto_new_params(&params);
 
@@ -967,12 +967,12 @@ Test(smtp_proto, auth_after_starttls_uses_only_second_ehlo_mechanisms)
 
 Test(smtp_proto, auth_is_refused_without_tls_to_a_remote_server)
 {
-	static const enum config_auth mechs[] = {
-		CONFIG_AUTH_AUTO, CONFIG_AUTH_PLAIN, CONFIG_AUTH_LOGIN,
-		CONFIG_AUTH_XOAUTH2,
+	static const enum sasl_mech mechs[] = {
+		SASL_MECH_AUTO, SASL_MECH_PLAIN, SASL_MECH_LOGIN,
+		SASL_MECH_XOAUTH2,
 	};
 	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_NONE, CONFIG_AUTH_PLAIN) };
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_NONE, SASL_MECH_PLAIN) };
 	struct smtp_proto *p;
 	size_t i;
 
@@ -995,7 +995,7 @@ Test(smtp_proto, auth_is_refused_without_tls_to_a_remote_server)
 Test(smtp_proto, auth_is_allowed_without_tls_to_loopback)
 {
 	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_NONE, CONFIG_AUTH_PLAIN),
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_NONE, SASL_MECH_PLAIN),
 	    .peer_is_loopback = 1 };
 	struct smtp_proto *p = test_proto_new_params(&params);
 
@@ -1012,7 +1012,7 @@ Test(smtp_proto, auth_is_allowed_without_tls_to_loopback)
 Test(smtp_proto, auth_none_never_authenticates)
 {
 	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_NONE) };
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_NONE) };
 	struct smtp_proto *p = test_proto_new_params(&params);
 
 	TEST_RUN(p,
@@ -1027,7 +1027,7 @@ Test(smtp_proto, auth_auto_runs_scram_with_the_rfc7677_vector)
 {
 	struct smtp_proto_params params = {
 	    .ehlo_name = "client.example", .tls = SMTP_PROTO_TLS_IMPLICIT,
-	    .auth = CONFIG_AUTH_AUTO, .auth_user = "user",
+	    .auth = SASL_MECH_AUTO, .auth_user = "user",
 	    .auth_secret = "pencil", .auth_nonce = "rOprNGfwEbeRWgbNEkqO" };
 	struct smtp_proto *p = test_proto_new_params(&params);
 
@@ -1054,7 +1054,7 @@ Test(smtp_proto, auth_scram_server_signature_mismatch_fails_auth)
 {
 	struct smtp_proto_params params = {
 	    .ehlo_name = "client.example", .tls = SMTP_PROTO_TLS_IMPLICIT,
-	    .auth = CONFIG_AUTH_SCRAM_SHA_256, .auth_user = "user",
+	    .auth = SASL_MECH_SCRAM_SHA_256, .auth_user = "user",
 	    .auth_secret = "pencil", .auth_nonce = "rOprNGfwEbeRWgbNEkqO" };
 	struct smtp_proto *p = test_proto_new_params(&params);
 
@@ -1087,7 +1087,7 @@ Test(smtp_proto, auth_scram_235_without_server_signature_fails_auth)
 {
 	struct smtp_proto_params params = {
 	    .ehlo_name = "client.example", .tls = SMTP_PROTO_TLS_IMPLICIT,
-	    .auth = CONFIG_AUTH_SCRAM_SHA_256, .auth_user = "user",
+	    .auth = SASL_MECH_SCRAM_SHA_256, .auth_user = "user",
 	    .auth_secret = "pencil", .auth_nonce = "rOprNGfwEbeRWgbNEkqO" };
 	struct smtp_proto *p = test_proto_new_params(&params);
 
@@ -1113,7 +1113,7 @@ Test(smtp_proto, auth_scram_235_without_server_signature_fails_auth)
 Test(smtp_proto, auth_auto_without_nonce_does_not_pick_scram)
 {
 	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_AUTO) };
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_AUTO) };
 	struct smtp_proto *p = test_proto_new_params(&params);
 
 	TEST_RUN(p,
@@ -1129,7 +1129,7 @@ Test(smtp_proto, auth_auto_without_nonce_does_not_pick_scram)
 Test(smtp_proto, auth_535_fails_auth_with_the_server_reply)
 {
 	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_PLAIN) };
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
 	struct smtp_proto *p = test_proto_new_params(&params);
 
 	TEST_RUN(p,
@@ -1151,7 +1151,7 @@ Test(smtp_proto, auth_535_fails_auth_with_the_server_reply)
 Test(smtp_proto, auth_454_is_a_temporary_failure)
 {
 	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_LOGIN) };
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_LOGIN) };
 	struct smtp_proto *p = test_proto_new_params(&params);
 
 	TEST_RUN(p,
@@ -1172,7 +1172,7 @@ Test(smtp_proto, auth_454_is_a_temporary_failure)
 Test(smtp_proto, auth_configured_mechanism_not_offered_fails_auth)
 {
 	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_PLAIN) };
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
 	struct smtp_proto *p = test_proto_new_params(&params);
 
 	TEST_RUN(p,
@@ -1189,7 +1189,7 @@ Test(smtp_proto, auth_configured_mechanism_not_offered_fails_auth)
 Test(smtp_proto, auth_auto_without_a_common_mechanism_fails_auth)
 {
 	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_AUTO) };
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_AUTO) };
 	struct smtp_proto *p = test_proto_new_params(&params);
 
 	TEST_RUN(p,
@@ -1207,7 +1207,7 @@ Test(smtp_proto, auth_auto_without_a_common_mechanism_fails_auth)
 Test(smtp_proto, auth_configured_but_no_auth_offered_fails_auth)
 {
 	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_AUTO) };
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_AUTO) };
 	struct smtp_proto *p = test_proto_new_params(&params);
 
 	TEST_RUN(p,
@@ -1236,7 +1236,7 @@ Test(smtp_proto, auth_configured_but_no_auth_offered_fails_auth)
 Test(smtp_proto, auth_reply_echoing_a_credential_is_masked)
 {
 	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_PLAIN) };
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
 	struct smtp_proto *p = test_proto_new_params(&params);
 
 	TEST_RUN(p,
@@ -1258,7 +1258,7 @@ Test(smtp_proto, auth_reply_echoing_a_credential_is_masked)
 Test(smtp_proto, auth_credentials_are_wiped_from_the_output_buffer)
 {
 	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_PLAIN) };
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
 	struct smtp_proto *p = test_proto_new_params(&params);
 	const void *data;
 	const unsigned char *d;
@@ -1284,7 +1284,7 @@ Test(smtp_proto, auth_xoauth2_error_challenge_gets_empty_line_then_fails)
 {
 	struct smtp_proto_params params = {
 	    .ehlo_name = "client.example", .tls = SMTP_PROTO_TLS_IMPLICIT,
-	    .auth = CONFIG_AUTH_XOAUTH2, .auth_user = "u@example.com",
+	    .auth = SASL_MECH_XOAUTH2, .auth_user = "u@example.com",
 	    .auth_secret = "ya29.token" };
 	struct smtp_proto *p = test_proto_new_params(&params);
 
@@ -1307,7 +1307,7 @@ Test(smtp_proto, auth_long_initial_response_waits_for_the_empty_challenge)
 	static char token[700];
 	struct smtp_proto_params params = {
 	    .ehlo_name = "client.example", .tls = SMTP_PROTO_TLS_IMPLICIT,
-	    .auth = CONFIG_AUTH_OAUTHBEARER, .auth_user = "u@example.com",
+	    .auth = SASL_MECH_OAUTHBEARER, .auth_user = "u@example.com",
 	    .auth_secret = token };
 	struct smtp_proto *p;
 	char raw[800], want[1200];
@@ -1350,7 +1350,7 @@ Test(smtp_proto, auth_long_initial_response_waits_for_the_empty_challenge)
 Test(smtp_proto, auth_bad_challenge_is_cancelled_with_a_star)
 {
 	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_LOGIN) };
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_LOGIN) };
 	struct smtp_proto *p = test_proto_new_params(&params);
 
 	TEST_RUN(p,
@@ -1371,7 +1371,7 @@ Test(smtp_proto, auth_bad_challenge_is_cancelled_with_a_star)
 Test(smtp_proto, quit_before_auth_sends_quit_instead)
 {
 	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_PLAIN) };
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
 	struct smtp_proto *p = test_proto_new_params(&params);
 
 	TEST_RUN(p,
@@ -1715,7 +1715,7 @@ Test(smtp_proto, server_replies_are_not_marked_local)
 Test(smtp_proto, auth_failure_text_never_quotes_the_secret)
 {
 	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_PLAIN) };
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
 	struct smtp_proto *p = test_proto_new_params(&params);
 
 	/* A server that knows the password and lists it as a mechanism. */
@@ -1855,9 +1855,14 @@ Test(smtp_proto, invalid_dsn_values_are_left_out_not_sent)
 	smtp_proto_free(p);
 }
 
+/* The longest address the envelope rule lets through is 254 bytes (RFC
+ * 5321 4.5.3.1: a 64-byte local part, a 256-byte path with its <>);
+ * with the longest ORCPT it still fits one command, and a longer one is
+ * refused before anything is sent. */
 Test(smtp_proto, longest_address_with_full_dsn_parameters_fits_a_command)
 {
-	static char addr[901], orcpt[501];
+	static char addr[255], orcpt[501], huge[901];
+	static const char *big[1];
 	static const char *rcpts[1];
 	static const unsigned notify[] = {
 		SMTP_PROTO_NOTIFY_SUCCESS | SMTP_PROTO_NOTIFY_FAILURE |
@@ -1870,8 +1875,13 @@ Test(smtp_proto, longest_address_with_full_dsn_parameters_fits_a_command)
 	const void *data;
 	size_t len;
 
-	memset(addr, 'a', 890);
-	memcpy(addr + 890, "@x.example", 10);
+	memset(addr, 'a', 254);
+	addr[64] = '@';
+	addr[65 + 63] = '.';
+	addr[65 + 63 + 1 + 63] = '.';
+	memset(huge, 'a', 890);
+	memcpy(huge + 890, "@x.example", 10);
+	big[0] = huge;
 	memcpy(orcpt, "rfc822;", 7);
 	memset(orcpt + 7, 'o', 493);
 	rcpts[0] = addr;
@@ -1884,13 +1894,17 @@ Test(smtp_proto, longest_address_with_full_dsn_parameters_fits_a_command)
 	    "S:220 mx ESMTP\r\n",
 	    "C:EHLO client.example\r\n",
 	    "S:250-mx\r\n250 DSN\r\n",
-	    "E:READY",
+	    "E:READY");
+	txn.rcpts = big;
+	cr_assert_eq(smtp_proto_send_mail(p, &txn), -1);
+	txn.rcpts = rcpts;
+	TEST_PART(p,
 	    "!mail",
 	    "C:MAIL FROM:<alice@example.org>\r\n",
 	    "S:250 Ok\r\n");
 	smtp_proto_output(p, &data, &len);
 	cr_assert_eq(len, strlen("RCPT TO:<> NOTIFY=SUCCESS,FAILURE,DELAY"
-	    " ORCPT=\r\n") + 900 + 500);
+	    " ORCPT=\r\n") + 254 + 500);
 	cr_assert_eq(memcmp((const char *)data + len - 8, "oooooo\r\n", 8),
 	    0);
 	smtp_proto_consumed(p, len);
@@ -2028,7 +2042,7 @@ Test(smtp_proto, a_failure_names_the_step_it_happened_in)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, CONFIG_AUTH_PLAIN) };
+	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
 
 	TEST_RUN(p, "S:554 5.7.1 no SMTP service here\r\n",
 	    "E:FAILED RESP 554", "C:QUIT\r\n");
