@@ -114,7 +114,7 @@ def parse_sysusers(text):
     return out
 
 
-class Installed:
+class Installed(harness.Daemon):
     """One installation under self.root (see the module text)."""
 
     def __init__(self):
@@ -132,13 +132,10 @@ class Installed:
         self.rundir = self.root + "/run/sendq"
         self.socket = self.rundir + "/control.sock"
         self.home = self.root + "/home"
-        self.daemon_log = self.root + "/sendqd.log"
-        self.proc = None
-        self._log_file = None
+        self._init_daemon(self.root + "/sendqd.log")
         self._lock = None
         self._created = []          # [("u"|"g", name)] made by us
         self.users = {}             # name -> pwd entry of test users
-        self.exit_codes = []
 
     # -- paths
     def bin(self, name):
@@ -374,74 +371,16 @@ class Installed:
         os.chmod(dest, 0o644)
         return dest
 
-    # -- the daemon
+    # -- the daemon (stop, kill, logs: harness.Daemon)
     def start(self):
         """Start the installed sendqd as user sendq (no -C)."""
-        if self.proc is not None:
-            raise harness.HarnessError("sendqd already running")
-        self._log_file = open(self.daemon_log, "ab")
-        self.proc = subprocess.Popen(
+        proc = self._spawn(
             ["setpriv", "--reuid=sendq", "--regid=sendq", "--init-groups",
              "--", self.bin("sendqd")],
-            stdin=subprocess.DEVNULL, stdout=self._log_file,
-            stderr=self._log_file, start_new_session=True, cwd="/",
-            env={"PATH": PATH, "LANG": "C"})
+            cwd="/", env={"PATH": PATH, "LANG": "C"})
         with open(STATE, "a") as f:
-            f.write("p %d\n" % self.proc.pid)
+            f.write("p %d\n" % proc.pid)
         return self
-
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout=harness.DEFAULT_TIMEOUT):
-        """SIGTERM sendqd (by its PID) and wait; its exit code."""
-        if self.proc is None:
-            return None
-        proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._log_file.close()
-        self._log_file = None
-        self.exit_codes.append(proc.returncode)
-        return proc.returncode
-
-    def log_text(self):
-        try:
-            with open(self.daemon_log, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def log_size(self):
-        try:
-            return os.path.getsize(self.daemon_log)
-        except FileNotFoundError:
-            return 0
-
-    def log_since(self, offset):
-        with open(self.daemon_log, "rb") as f:
-            f.seek(offset)
-            return f.read().decode(errors="replace")
-
-    def wait_log(self, pattern, since=0, timeout=harness.DEFAULT_TIMEOUT):
-        """Wait for a log line (after byte offset since) matching regex
-        pattern; the match object."""
-        import re
-        rx = re.compile(pattern)
-
-        def found():
-            for ln in self.log_since(since).splitlines():
-                m = rx.search(ln)
-                if m:
-                    return m
-            return None
-        return harness.wait_for(found, timeout=timeout,
-                                what="sendqd log line /%s/" % pattern)
 
     def wait_ready(self, since=0):
         """Wait until sendqd has started and its control socket exists."""
