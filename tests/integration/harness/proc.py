@@ -3,6 +3,7 @@
 import errno
 import fcntl
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -178,3 +179,31 @@ def fetch_servers(marker):
             if p.returncode != 0:
                 raise HarnessError("tests/tools/get-servers failed:\n" +
                                    p.stderr.decode(errors="replace"))
+
+
+def require_tool(name, package):
+    """Path of the program name (a name on PATH or an absolute path).  A
+    missing tool is a broken test machine, never a reason to skip:
+    HarnessError (the test errs) naming the package scripts/setup
+    installs."""
+    path = shutil.which(name)
+    if path is None:
+        raise HarnessError("%s not found: scripts/setup installs %s"
+                           % (name, package))
+    return path
+
+
+def hiding_path(path):
+    """An argv prefix that runs a command with path invisible: nothing
+    when it does not exist, else a private mount namespace with an empty
+    tmpfs over its folder (root only).  For tests of a compiled-in
+    default path on a machine where sendq is installed (test_deb.py may
+    run alongside): the check still runs instead of being skipped."""
+    if not os.path.lexists(path):
+        return []
+    if os.geteuid() != 0:
+        raise HarnessError("%s exists and only root can hide it from the "
+                           "test (unshare --mount)" % path)
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'mount -t tmpfs -o mode=0755 sendq-test "$0" && exec "$@"',
+            os.path.dirname(path)]
