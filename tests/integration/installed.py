@@ -56,6 +56,10 @@ BUILD_INPUTS = ("CMakeLists.txt", "daemon", "conf", "systemd")
 
 PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
+# A tree already built with path_flags() (scripts/test's optimised build):
+# installed from instead of building one more.
+SHARED_BUILD_ENV = "SENDQ_INSTALLED_BUILD_DIR"
+
 
 def _tree_key(extra):
     """A hash of every build input and of extra (the configure flags)."""
@@ -121,6 +125,14 @@ class Installed(harness.Daemon):
         if os.geteuid() != 0:
             raise harness.HarnessError("the installed-layout tests run as "
                                        "root (useradd, setgid install)")
+        self._paths()
+        self._init_daemon(self.root + "/sendqd.log")
+        self._lock = None
+        self._created = []          # [("u"|"g", name)] made by us
+        self.users = {}             # name -> pwd entry of test users
+
+    def _paths(self):
+        """T and the paths under it (from SENDQ_BUILD_DIR)."""
         build = os.path.realpath(harness.BUILD_DIR)
         tag = hashlib.sha256(build.encode()).hexdigest()[:8]
         self.root = "/tmp/sendq-inst-" + tag
@@ -132,10 +144,7 @@ class Installed(harness.Daemon):
         self.rundir = self.root + "/run/sendq"
         self.socket = self.rundir + "/control.sock"
         self.home = self.root + "/home"
-        self._init_daemon(self.root + "/sendqd.log")
-        self._lock = None
-        self._created = []          # [("u"|"g", name)] made by us
-        self.users = {}             # name -> pwd entry of test users
+        return self
 
     # -- paths
     def bin(self, name):
@@ -188,13 +197,21 @@ class Installed(harness.Daemon):
             self._lock.close()
             self._lock = None
 
+    def path_flags(self):
+        """The configure flags that put every compiled-in path under T."""
+        return ["-DCMAKE_INSTALL_PREFIX=" + self.prefix,
+                "-DCMAKE_INSTALL_SYSCONFDIR=" + self.etc,
+                "-DCMAKE_INSTALL_LOCALSTATEDIR=" + self.root + "/var",
+                "-DSENDQ_RUNDIR=" + self.rundir]
+
     def _build(self):
+        shared = os.environ.get(SHARED_BUILD_ENV)
+        if shared:
+            self._use_shared_build(shared)
+            return
         flags = ["-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DSENDQ_TESTS=OFF",
-                 "-DSENDQ_SANITIZE=OFF", "-DSENDQ_WERROR=OFF",
-                 "-DCMAKE_INSTALL_PREFIX=" + self.prefix,
-                 "-DCMAKE_INSTALL_SYSCONFDIR=" + self.etc,
-                 "-DCMAKE_INSTALL_LOCALSTATEDIR=" + self.root + "/var",
-                 "-DSENDQ_RUNDIR=" + self.rundir]
+                 "-DSENDQ_SANITIZE=OFF", "-DSENDQ_WERROR=OFF"] + \
+            self.path_flags()
         key = _tree_key(flags)
         stamp = os.path.join(self.build_dir, "sendq-installed.key")
         try:
@@ -210,6 +227,33 @@ class Installed(harness.Daemon):
              "cmake --build (installed build)", timeout=1200)
         with open(stamp, "w") as f:
             f.write(key)
+
+    def _use_shared_build(self, tree):
+        """Install from tree (scripts/test's optimised build, configured
+        with path_flags(): `installed.py --cmake-flags`) instead of
+        building a tree of our own."""
+        cache = {}
+        try:
+            with open(os.path.join(tree, "CMakeCache.txt")) as f:
+                for ln in f:
+                    name, eq, value = ln.rstrip("\n").partition("=")
+                    if eq and not ln.startswith(("#", "//")):
+                        cache[name.split(":", 1)[0]] = value
+        except OSError as e:
+            raise harness.HarnessError("%s=%s: %s" % (SHARED_BUILD_ENV,
+                                                      tree, e))
+        want = dict(f[2:].split("=", 1) for f in self.path_flags())
+        want["SENDQ_SANITIZE"] = "OFF"
+        wrong = {k: cache.get(k) for k, v in want.items()
+                 if cache.get(k) != v}
+        if wrong:
+            raise harness.HarnessError(
+                "%s=%s was not configured for this fixture (%s differ; "
+                "configure it with `installed.py --cmake-flags`)"
+                % (SHARED_BUILD_ENV, tree, wrong))
+        _run(["cmake", "--build", tree, "-j2"],
+             "cmake --build (%s)" % tree, timeout=1200)
+        self.build_dir = tree
 
     # -- users and groups
     def _record(self, kind, name):
@@ -468,3 +512,11 @@ class Installed(harness.Daemon):
         except OSError:
             pass
         return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    # scripts/test: the configure flags of a tree this fixture can install
+    # from (SENDQ_BUILD_DIR names the test build it belongs to).
+    if sys.argv[1:] != ["--cmake-flags"]:
+        sys.exit("usage: installed.py --cmake-flags")
+    print(" ".join(Installed.__new__(Installed)._paths().path_flags()))
