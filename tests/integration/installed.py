@@ -56,6 +56,10 @@ BUILD_INPUTS = ("CMakeLists.txt", "daemon", "conf", "systemd")
 
 PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
+# A tree already built with path_flags() (scripts/test's optimised build):
+# installed from instead of building one more.
+SHARED_BUILD_ENV = "SENDQ_INSTALLED_BUILD_DIR"
+
 
 def _tree_key(extra):
     """A hash of every build input and of extra (the configure flags)."""
@@ -114,13 +118,21 @@ def parse_sysusers(text):
     return out
 
 
-class Installed:
+class Installed(harness.Daemon):
     """One installation under self.root (see the module text)."""
 
     def __init__(self):
         if os.geteuid() != 0:
             raise harness.HarnessError("the installed-layout tests run as "
                                        "root (useradd, setgid install)")
+        self._paths()
+        self._init_daemon(self.root + "/sendqd.log")
+        self._lock = None
+        self._created = []          # [("u"|"g", name)] made by us
+        self.users = {}             # name -> pwd entry of test users
+
+    def _paths(self):
+        """T and the paths under it (from SENDQ_BUILD_DIR)."""
         build = os.path.realpath(harness.BUILD_DIR)
         tag = hashlib.sha256(build.encode()).hexdigest()[:8]
         self.root = "/tmp/sendq-inst-" + tag
@@ -132,13 +144,7 @@ class Installed:
         self.rundir = self.root + "/run/sendq"
         self.socket = self.rundir + "/control.sock"
         self.home = self.root + "/home"
-        self.daemon_log = self.root + "/sendqd.log"
-        self.proc = None
-        self._log_file = None
-        self._lock = None
-        self._created = []          # [("u"|"g", name)] made by us
-        self.users = {}             # name -> pwd entry of test users
-        self.exit_codes = []
+        return self
 
     # -- paths
     def bin(self, name):
@@ -191,13 +197,21 @@ class Installed:
             self._lock.close()
             self._lock = None
 
+    def path_flags(self):
+        """The configure flags that put every compiled-in path under T."""
+        return ["-DCMAKE_INSTALL_PREFIX=" + self.prefix,
+                "-DCMAKE_INSTALL_SYSCONFDIR=" + self.etc,
+                "-DCMAKE_INSTALL_LOCALSTATEDIR=" + self.root + "/var",
+                "-DSENDQ_RUNDIR=" + self.rundir]
+
     def _build(self):
+        shared = os.environ.get(SHARED_BUILD_ENV)
+        if shared:
+            self._use_shared_build(shared)
+            return
         flags = ["-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DSENDQ_TESTS=OFF",
-                 "-DSENDQ_SANITIZE=OFF", "-DSENDQ_WERROR=OFF",
-                 "-DCMAKE_INSTALL_PREFIX=" + self.prefix,
-                 "-DCMAKE_INSTALL_SYSCONFDIR=" + self.etc,
-                 "-DCMAKE_INSTALL_LOCALSTATEDIR=" + self.root + "/var",
-                 "-DSENDQ_RUNDIR=" + self.rundir]
+                 "-DSENDQ_SANITIZE=OFF", "-DSENDQ_WERROR=OFF"] + \
+            self.path_flags()
         key = _tree_key(flags)
         stamp = os.path.join(self.build_dir, "sendq-installed.key")
         try:
@@ -213,6 +227,33 @@ class Installed:
              "cmake --build (installed build)", timeout=1200)
         with open(stamp, "w") as f:
             f.write(key)
+
+    def _use_shared_build(self, tree):
+        """Install from tree (scripts/test's optimised build, configured
+        with path_flags(): `installed.py --cmake-flags`) instead of
+        building a tree of our own."""
+        cache = {}
+        try:
+            with open(os.path.join(tree, "CMakeCache.txt")) as f:
+                for ln in f:
+                    name, eq, value = ln.rstrip("\n").partition("=")
+                    if eq and not ln.startswith(("#", "//")):
+                        cache[name.split(":", 1)[0]] = value
+        except OSError as e:
+            raise harness.HarnessError("%s=%s: %s" % (SHARED_BUILD_ENV,
+                                                      tree, e))
+        want = dict(f[2:].split("=", 1) for f in self.path_flags())
+        want["SENDQ_SANITIZE"] = "OFF"
+        wrong = {k: cache.get(k) for k, v in want.items()
+                 if cache.get(k) != v}
+        if wrong:
+            raise harness.HarnessError(
+                "%s=%s was not configured for this fixture (%s differ; "
+                "configure it with `installed.py --cmake-flags`)"
+                % (SHARED_BUILD_ENV, tree, wrong))
+        _run(["cmake", "--build", tree, "-j2"],
+             "cmake --build (%s)" % tree, timeout=1200)
+        self.build_dir = tree
 
     # -- users and groups
     def _record(self, kind, name):
@@ -374,74 +415,16 @@ class Installed:
         os.chmod(dest, 0o644)
         return dest
 
-    # -- the daemon
+    # -- the daemon (stop, kill, logs: harness.Daemon)
     def start(self):
         """Start the installed sendqd as user sendq (no -C)."""
-        if self.proc is not None:
-            raise harness.HarnessError("sendqd already running")
-        self._log_file = open(self.daemon_log, "ab")
-        self.proc = subprocess.Popen(
+        proc = self._spawn(
             ["setpriv", "--reuid=sendq", "--regid=sendq", "--init-groups",
              "--", self.bin("sendqd")],
-            stdin=subprocess.DEVNULL, stdout=self._log_file,
-            stderr=self._log_file, start_new_session=True, cwd="/",
-            env={"PATH": PATH, "LANG": "C"})
+            cwd="/", env={"PATH": PATH, "LANG": "C"})
         with open(STATE, "a") as f:
-            f.write("p %d\n" % self.proc.pid)
+            f.write("p %d\n" % proc.pid)
         return self
-
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout=harness.DEFAULT_TIMEOUT):
-        """SIGTERM sendqd (by its PID) and wait; its exit code."""
-        if self.proc is None:
-            return None
-        proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._log_file.close()
-        self._log_file = None
-        self.exit_codes.append(proc.returncode)
-        return proc.returncode
-
-    def log_text(self):
-        try:
-            with open(self.daemon_log, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def log_size(self):
-        try:
-            return os.path.getsize(self.daemon_log)
-        except FileNotFoundError:
-            return 0
-
-    def log_since(self, offset):
-        with open(self.daemon_log, "rb") as f:
-            f.seek(offset)
-            return f.read().decode(errors="replace")
-
-    def wait_log(self, pattern, since=0, timeout=harness.DEFAULT_TIMEOUT):
-        """Wait for a log line (after byte offset since) matching regex
-        pattern; the match object."""
-        import re
-        rx = re.compile(pattern)
-
-        def found():
-            for ln in self.log_since(since).splitlines():
-                m = rx.search(ln)
-                if m:
-                    return m
-            return None
-        return harness.wait_for(found, timeout=timeout,
-                                what="sendqd log line /%s/" % pattern)
 
     def wait_ready(self, since=0):
         """Wait until sendqd has started and its control socket exists."""
@@ -529,3 +512,11 @@ class Installed:
         except OSError:
             pass
         return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    # scripts/test: the configure flags of a tree this fixture can install
+    # from (SENDQ_BUILD_DIR names the test build it belongs to).
+    if sys.argv[1:] != ["--cmake-flags"]:
+        sys.exit("usage: installed.py --cmake-flags")
+    print(" ".join(Installed.__new__(Installed)._paths().path_flags()))

@@ -5,12 +5,10 @@ parser gives back exactly what was sent.  Needs no sendq binary, so a
 failure here means the test environment is broken, not sendq."""
 
 import os
-import shutil
 import smtplib
 import socket
 import ssl
 import sys
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -29,8 +27,8 @@ class EximHarness(harness.IntegrationTest):
         self.assertEqual(p.returncode, 0, p.stdout.decode(errors="replace"))
         return p.stdout.decode(errors="replace")
 
-    @unittest.skipUnless(shutil.which("swaks"), "swaks not installed")
     def test_exim_accepts_swaks_over_starttls_and_implicit_tls(self):
+        harness.require_tool("swaks", "swaks")
         exim = self.start_exim()
         out = self.swaks(exim.starttls_port, "--tls",
                          b"Subject: one\n\n.dot line\nend\n")

@@ -227,7 +227,7 @@ class QueueEngineTest(harness.IntegrationTest):
 
     def dsn_check(self, dsn_bytes, final_recipient, status, action):
         """Parse a DSN with the email package and check it; also run
-        tests/tools/check_dsn.py on it when that tool exists."""
+        tests/tools/check_dsn.py on it."""
         msg = email.message_from_bytes(dsn_bytes)
         self.assertEqual(msg.get_content_type(), "multipart/report")
         self.assertEqual(msg.get_param("report-type"), "delivery-status")
@@ -250,17 +250,16 @@ class QueueEngineTest(harness.IntegrationTest):
         self.assertEqual(addr.strip().lower(), final_recipient.lower())
         self.assertEqual((r.get("Action") or "").strip().lower(), action)
         self.assertEqual((r.get("Status") or "").strip(), status)
-        if os.path.exists(CHECK_DSN):
-            path = os.path.join(self.dir, "dsn.eml")
-            with open(path, "wb") as f:
-                f.write(dsn_bytes)
-            p = subprocess.run([sys.executable, CHECK_DSN, path,
-                                "--final-recipient", final_recipient,
-                                "--status", status, "--action", action],
-                               stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
-            self.assertEqual(p.returncode, 0, "check_dsn.py: %s" %
-                             p.stdout.decode(errors="replace"))
+        path = os.path.join(self.dir, "dsn.eml")
+        with open(path, "wb") as f:
+            f.write(dsn_bytes)
+        p = subprocess.run([sys.executable, CHECK_DSN, path,
+                            "--final-recipient", final_recipient,
+                            "--status", status, "--action", action],
+                           stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
+        self.assertEqual(p.returncode, 0, "check_dsn.py: %s" %
+                         p.stdout.decode(errors="replace"))
         return msg, parts
 
     def test_550_recipient_gets_a_dsn_and_the_other_gets_the_message(self):

@@ -354,8 +354,9 @@ class SendmailCompat(harness.IntegrationTest):
         mailx = shutil.which("bsd-mailx") or os.path.join(
             harness.SERVERS_DIR, "mailx", "usr", "bin", "bsd-mailx")
         if not os.access(mailx, os.X_OK):
-            self.skipTest("bsd-mailx not available (tests/tools/"
-                          "get-servers fetches it)")
+            raise harness.HarnessError("bsd-mailx not available at %s "
+                                       "(tests/tools/get-servers fetches "
+                                       "it)" % mailx)
         self.setup_sendq()
         d = self.sendmail_dir()
         rc = os.path.join(d, "mailrc")
@@ -378,7 +379,8 @@ class SendmailCompat(harness.IntegrationTest):
                                stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
         if b"send-email" not in probe.stdout + probe.stderr:
-            self.skipTest("git send-email not installed (git-email)")
+            raise harness.HarnessError("git send-email not found: "
+                                       "scripts/setup installs git-email")
         self.setup_sendq()
         d = self.sendmail_dir()
         repo = os.path.join(self.dir, "repo")
