@@ -220,38 +220,42 @@ json_write_str(struct json_write *w, const char *s)
 		json_write_strn(w, s, strlen(s));
 }
 
+/* A number or literal: its separator, then its text. */
+static void
+json_write_scalar(struct json_write *w, const char *text)
+{
+	json_write_sep(w);
+	json_write_raw(w, text, strlen(text));
+}
+
 void
 json_write_uint(struct json_write *w, uint64_t v)
 {
 	char num[24];
-	int n = snprintf(num, sizeof(num), "%" PRIu64, v);
 
-	json_write_sep(w);
-	json_write_raw(w, num, (size_t)n);
+	snprintf(num, sizeof(num), "%" PRIu64, v);
+	json_write_scalar(w, num);
 }
 
 void
 json_write_int(struct json_write *w, int64_t v)
 {
 	char num[24];
-	int n = snprintf(num, sizeof(num), "%" PRId64, v);
 
-	json_write_sep(w);
-	json_write_raw(w, num, (size_t)n);
+	snprintf(num, sizeof(num), "%" PRId64, v);
+	json_write_scalar(w, num);
 }
 
 void
 json_write_bool(struct json_write *w, int v)
 {
-	json_write_sep(w);
-	json_write_raw(w, v ? "true" : "false", v ? 4 : 5);
+	json_write_scalar(w, v ? "true" : "false");
 }
 
 void
 json_write_null(struct json_write *w)
 {
-	json_write_sep(w);
-	json_write_raw(w, "null", 4);
+	json_write_scalar(w, "null");
 }
 
 int

@@ -381,7 +381,6 @@ size_t
 queue_index_memory(const struct queue_index *qi)
 {
 	return sizeof(*qi) + qi->n * sizeof(struct queue_entry) +
-	    qi->n_buckets * sizeof(*qi->buckets) +
-	    qi->heap_cap * sizeof(*qi->heap) +
+	    (qi->n_buckets + qi->heap_cap) * sizeof(struct queue_entry *) +
 	    qi->n_lanes * sizeof(*qi->lanes);
 }
