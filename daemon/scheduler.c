@@ -1467,6 +1467,18 @@ scheduler_lookup_idle(struct scheduler *s, const char *id,
 	return m;
 }
 
+/* The idle message id and its envelope (the caller frees it).  Returns
+ * 0, or a negative code with err. */
+static int
+scheduler_load_idle(struct scheduler *s, const char *id,
+    struct queue_entry **m, struct envelope **env, struct sq_err *err)
+{
+	*env = NULL;
+	if ((*m = scheduler_lookup_idle(s, id, err)) == NULL)
+		return err->code < 0 ? err->code : SQ_ENOTFOUND;
+	return spool_load_envelope(s->spool, id, env, err);
+}
+
 /* Relay i's state for the status (JSON's words or text's) and, when it
  * is held, why into *held. */
 static const char *
@@ -1572,12 +1584,10 @@ scheduler_set_held(struct scheduler *s, const char *id, int held,
     struct sq_err *err)
 {
 	struct queue_entry *m;
-	struct envelope *env = NULL;
+	struct envelope *env;
 	int rc;
 
-	if ((m = scheduler_lookup_idle(s, id, err)) == NULL)
-		return err->code;
-	if ((rc = spool_load_envelope(s->spool, id, &env, err)) != 0)
+	if ((rc = scheduler_load_idle(s, id, &m, &env, err)) != 0)
 		return rc;
 	env->held = held;
 	rc = spool_update_envelope(s->spool, env, err);
@@ -1627,12 +1637,10 @@ scheduler_op_bounce(void *arg, const char *id, struct sq_err *err)
 {
 	struct scheduler *s = arg;
 	struct queue_entry *m;
-	struct envelope *env = NULL;
+	struct envelope *env;
 	int rc;
 
-	if ((m = scheduler_lookup_idle(s, id, err)) == NULL)
-		return err->code;
-	if ((rc = spool_load_envelope(s->spool, id, &env, err)) != 0)
+	if ((rc = scheduler_load_idle(s, id, &m, &env, err)) != 0)
 		return rc;
 	log_warn("msgid=%s bounced by the administrator", id);
 	scheduler_settle_all(s, m, env, RETRY_BOUNCE,
