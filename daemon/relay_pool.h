@@ -8,8 +8,8 @@
  * smtp_conn's callbacks), each relay's TLS context (and the contexts a
  * reload replaced, until the pool is freed), the idle timers.
  * May call: smtp_conn (close, abort), tls, retry (relay_next), json_write,
- * config, log, util, libevent timers.  No clock: times are passed in
- * (seconds, or milliseconds where named _ms).
+ * envelope (free), config, log, util, libevent timers.  No clock: times
+ * are passed in (seconds, or milliseconds where named _ms).
  *
  * The scheduler decides what a relay does; the pool keeps the books:
  *   rate     a token bucket per relay (rate = N/unit), relay_rate_take()
