@@ -39,6 +39,7 @@
 
 #include "buf.h"
 #include "envelope.h"
+#include "json_write.h"
 #include "log.h"
 #include "queue_view.h"
 #include "submit_proto.h"
@@ -111,90 +112,11 @@ queue_view_put_safe(struct queue_view_out *o, const char *s)
 	free(safe);
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), 0 if it is not one. */
-static size_t
-queue_view_utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-	size_t len, i;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2;
-	else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		if (c == 0xe0)
-			lo = 0xa0;
-		else if (c == 0xed)
-			hi = 0x9f;	/* no surrogates */
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		if (c == 0xf0)
-			lo = 0x90;
-		else if (c == 0xf4)
-			hi = 0x8f;	/* at most U+10FFFF */
-	} else
-		return 0;
-	if (n < len || s[1] < lo || s[1] > hi)
-		return 0;
-	for (i = 2; i < len; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return len;
-}
-
+/* The one JSON string escape (json_write.h). */
 int
 queue_view_json_string(struct buf *out, const char *s, size_t len)
 {
-	struct queue_view_out o = { out, 0 };
-	const unsigned char *p = (const unsigned char *)s;
-	char esc[8];
-	size_t i, run, n;
-
-	queue_view_put(&o, "\"", 1);
-	for (i = 0; i < len; i += n) {
-		/* Copy the longest run that needs no escaping at once. */
-		for (run = i; run < len && p[run] >= 0x20 && p[run] < 0x7f &&
-		    p[run] != '"' && p[run] != '\\'; run++)
-			;
-		if (run > i) {
-			queue_view_put(&o, s + i, run - i);
-			n = run - i;
-			continue;
-		}
-		n = 1;
-		switch (p[i]) {
-		case '"':
-			queue_view_put(&o, "\\\"", 2);
-			continue;
-		case '\\':
-			queue_view_put(&o, "\\\\", 2);
-			continue;
-		case '\n':
-			queue_view_put(&o, "\\n", 2);
-			continue;
-		case '\r':
-			queue_view_put(&o, "\\r", 2);
-			continue;
-		case '\t':
-			queue_view_put(&o, "\\t", 2);
-			continue;
-		default:
-			break;
-		}
-		if (p[i] < 0x20 || p[i] == 0x7f) {
-			snprintf(esc, sizeof(esc), "\\u%04x", p[i]);
-			queue_view_put(&o, esc, 6);
-		} else if ((n = queue_view_utf8_len(p + i, len - i)) > 0)
-			queue_view_put(&o, s + i, n);
-		else {
-			queue_view_put(&o, "\\ufffd", 6);
-			n = 1;
-		}
-	}
-	queue_view_put(&o, "\"", 1);
-	return o.rc;
+	return json_write_string(out, s, len);
 }
 
 static void

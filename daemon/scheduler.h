@@ -2,12 +2,14 @@
  * scheduler.h - decides which queued message goes out when, over which
  * connection, and what happens to it afterwards.
  *
- * Owns: the in-memory queue index (queue id, next attempt time: a few
- * dozen bytes per message, bodies stay on disk), one relay per smarthost
- * with its TLS context and connection, the retry timer, the watch on
- * spool queue/ that picks up newly committed messages.
- * May call: smtp_conn, tls, spool, envelope, retry, route, bounce,
- * config, util, log, libevent.
+ * Owns: the wiring of the queue engine: a queue_index (queue_index.h:
+ * one ~120-byte record per queued message, bodies stay on disk), a
+ * relay_pool (relay_pool.h: one relay per smarthost with its TLS context,
+ * connection slots, rate and backoff books), the retry timer, the watch
+ * on spool queue/ that picks up newly committed messages, settlement
+ * (DSN, failed/) and the control operations.
+ * May call: queue_index, relay_pool, smtp_conn, spool, envelope, retry,
+ * route, bounce, authsrc, json_write, quota, config, util, log, libevent.
  *
  * Policy: route per recipient (route.h), up to max_connections pooled
  * connections per smarthost carrying many messages each, fallback for a

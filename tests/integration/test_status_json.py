@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""`sendqctl --json status` goes through sendqd's one JSON writer
+(daemon/json_write.c): a relay's last error that holds a backslash and
+double quotes comes back from json.loads exactly as the server said it
+(the status used to turn '\\' into '/' and '"' into "'").  The text
+status keeps its key="value"-safe form ('"' shown as "'").  The server
+is a thread on loopback answering 421 at the greeting; every wait polls
+a condition with a deadline."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import make_message, wait_for  # noqa: E402
+
+SENDER = "alice@example.org"
+# What the relay says; smtp_conn keeps printable ASCII as it is.
+REPLY = '421 4.3.2 C:\\queue\\spool is "full", try later'
+
+
+class GreetingServer:
+    """Answers every connection with REPLY, then waits for the client to
+    close; a thread, stopped by the test."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = False
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                conn.settimeout(5)
+                conn.sendall((REPLY + "\r\n").encode())
+                while conn.recv(4096):
+                    pass
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join()
+        self.sock.close()
+
+
+class StatusJsonTest(harness.IntegrationTest):
+
+    def ctl(self, sq, *args):
+        p = subprocess.run([harness.sendq_binary("sendqctl"), "-C",
+                            sq.config] + list(args),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return p.stdout.decode()
+
+    def test_last_error_with_backslash_and_quotes_round_trips(self):
+        srv = GreetingServer()
+        self.addCleanup(srv.stop)
+        d = tempfile.mkdtemp(prefix="sq-st-")
+        self.addCleanup(shutil.rmtree, d, ignore_errors=True)
+        sock = os.path.join(d, "control.sock")
+        sq = self.new_sendq({"host": "127.0.0.1", "port": srv.port,
+                             "tls": "none", "max_connections": 1},
+                            name="odd", extra_sendq={"control_socket": sock},
+                            extra_queue={"retry_max": "2s"})
+        sq.submit_many([(make_message("status json", "Body.\r\n",
+                                      sender=SENDER, to=["bob@example.net"]),
+                         ["bob@example.net"], SENDER)])
+        sq.start()
+        wait_for(lambda: os.path.exists(sock), what="the control socket")
+
+        def errored():
+            st = json.loads(self.ctl(sq, "--json", "status"))
+            return st["smarthosts"][0]["last_error"] and st
+        st = wait_for(errored, what="a last error in status --json")
+        relay = st["smarthosts"][0]
+        self.assertEqual(relay["name"], "odd")
+        self.assertEqual(relay["last_error"], REPLY)
+        self.assertEqual(relay["queued"], 1)
+        text = self.ctl(sq, "status")
+        self.assertIn("last error: " + REPLY.replace('"', "'"), text)
+        self.assertStoppedCleanly(sq)
+
+
+if __name__ == "__main__":
+    harness.main()
