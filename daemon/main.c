@@ -228,7 +228,6 @@ main(int argc, char **argv)
 	struct pickup *pickup = NULL;
 	struct control_ops ops;
 	struct quota quota;
-	const char *ctl_path;
 	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
 	struct sq_err err = { 0 };
 	char hostname[256];
@@ -360,13 +359,11 @@ main(int argc, char **argv)
 	pickup_set_quota(pickup, &quota);
 	/* Without the control socket the daemon still delivers; sendqctl
 	 * then reads the spool directly (list, show). */
-	ctl_path = cfg->control_socket != NULL ? cfg->control_socket :
-	    CONFIG_DEFAULT_SOCKET;
 	scheduler_control_ops(st.sched, &ops);
 	ops.reload = main_op_reload;
 	ops.reload_arg = &st;
-	if (control_new(st.base, ctl_path, cfg->spool_dir, &ops, &ctl,
-	    &err) != 0)
+	if (control_new(st.base, cfg->control_socket, cfg->spool_dir, &ops,
+	    &ctl, &err) != 0)
 		log_warn("no control socket: %s (sendqctl status, flush, hold "
 		    "... will not work)", err.msg);
 	else {

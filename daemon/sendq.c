@@ -872,14 +872,6 @@ sendq_stream_body(struct sendq_in *in, struct sendq_sink *s,
 	return 0;
 }
 
-/* The control socket of cfg. */
-static const char *
-sendq_control_path(const struct config *cfg)
-{
-	return cfg->control_socket != NULL ? cfg->control_socket :
-	    CONFIG_DEFAULT_SOCKET;
-}
-
 /* sendqd's answer other than "ok": its first line, printed; the exit
  * code (77 for a refusal, else 75). */
 static int
@@ -935,7 +927,7 @@ sendq_list_queue(const struct config *cfg, const char *spool_dir)
 	int rc, ex = EX_OK;
 
 	buf_init(&out, QUEUE_VIEW_OUT_MAX);
-	rc = queue_view_request(sendq_control_path(cfg), "list", 60, &out,
+	rc = queue_view_request(cfg->control_socket, "list", 60, &out,
 	    &err);
 	if (rc == 0 && out.len >= 3 && memcmp(out.data, "ok\n", 3) == 0) {
 		fwrite(out.data + 3, 1, out.len - 3, stdout);
@@ -977,7 +969,7 @@ sendq_flush(const struct config *cfg, int verbose)
 {
 	struct sq_err err = { 0 };
 	struct buf out;
-	const char *path = sendq_control_path(cfg);
+	const char *path = cfg->control_socket;
 	int rc, ex = EX_OK;
 
 	buf_init(&out, 64 * 1024);
@@ -1943,9 +1935,8 @@ main(int argc, char **argv)
 	memset(&c, 0, sizeof(c));
 	c.o = &o;
 	c.cfg = cfg;
-	c.spool_dir = cfg->spool_dir != NULL ? cfg->spool_dir :
-	    CONFIG_DEFAULT_SPOOL;
-	c.control_path = sendq_control_path(cfg);
+	c.spool_dir = cfg->spool_dir;
+	c.control_path = cfg->control_socket;
 	if (cfg->hostname != NULL)
 		hostname = cfg->hostname;
 	else if (gethostname(hostbuf, sizeof(hostbuf)) == 0) {

@@ -319,8 +319,7 @@ main(int argc, char **argv)
 	}
 	max = cfg->intake.max_message_size != 0 ?
 	    cfg->intake.max_message_size : DROPFILE_SIZE_DEFAULT;
-	rc = drop_put(cfg->spool_dir != NULL ? cfg->spool_dir :
-	    CONFIG_DEFAULT_SPOOL, max);
+	rc = drop_put(cfg->spool_dir, max);
 	config_free(cfg);
 	return rc;
 }

@@ -158,8 +158,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "sendq-showq: %s\n", err.msg);
 		return EX_CONFIG;
 	}
-	rc = showq_list(cfg->spool_dir != NULL ? cfg->spool_dir :
-	    CONFIG_DEFAULT_SPOOL, json);
+	rc = showq_list(cfg->spool_dir, json);
 	config_free(cfg);
 	return rc;
 }

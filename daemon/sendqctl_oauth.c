@@ -291,8 +291,7 @@ static int
 sendqctl_oauth_ask(const struct config *cfg,
     const struct config_smarthost *sh)
 {
-	const char *path = cfg->control_socket != NULL ?
-	    cfg->control_socket : CONFIG_DEFAULT_SOCKET;
+	const char *path = cfg->control_socket;
 	struct sq_err err = { 0, "" };
 	struct buf out;
 	char *req;
