@@ -4,11 +4,12 @@
  *
  * Owns: xmalloc family (fatal on out-of-memory, so call sites carry no NULL
  * checks), struct sq_err (a human-readable reason handed back to the
- * caller, tmux's "cause" without the heap), small string helpers.
+ * caller, tmux's "cause" without the heap), small string helpers, the
+ * one base64 decoder, EINTR-safe read/write/getrandom.
  * May call: libc, log.
  *
  * DIAGNOSTICS: allocation failure and size overflow end the process through
- * log_fatalx(); nothing else here fails.
+ * log_fatalx(); the base64 decoder and the I/O helpers return errors.
  */
 #ifndef SENDQ_UTIL_H
 #define SENDQ_UTIL_H
@@ -55,13 +56,17 @@ char	*xasprintf(const char *fmt, ...) SQ_PRINTF(1, 2);
  * from the network or a file can be logged safely.  Returns dst. */
 char	*sq_printable(char *dst, size_t dstsz, const char *src, size_t len);
 
+/* The value of a hex digit (either case), -1 for others. */
+int	sq_hex_value(char c);
 /* The value of a base64 (RFC 4648) alphabet character, -1 for others. */
 int	sq_base64_value(char c);
 /*
  * Strict base64 (padding required, no blanks, unused bits zero: one
  * encoding per value) of in[0..len) into out (outmax bytes).  Returns 0
  * and *outlen, SQ_EPARSE for anything not canonical, SQ_ELIMIT when out
- * is too small.
+ * is too small.  The tree's one base64 decoder: GnuTLS's
+ * gnutls_base64_decode2() skips blanks and allocates, and out may be a
+ * caller's wiped buffer (SASL).
  */
 int	sq_base64_decode(const char *in, size_t len, unsigned char *out,
 	    size_t outmax, size_t *outlen);
