@@ -124,18 +124,6 @@ bounce_clean(const char *s)
 	return out;
 }
 
-static int
-bounce_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* xtext (RFC 3461 4) decoded; "+XX" that is not a hex pair is kept as
  * it is.  Returns an allocated string (NUL bytes from "+00" become '?'). */
 static char *
@@ -147,8 +135,8 @@ bounce_xtext_decode(const char *s)
 	out = o = xmalloc(strlen(s) + 1);
 	for (; *s != '\0'; s++) {
 		if (*s == '+' && s[1] != '\0' && s[2] != '\0') {
-			hi = bounce_hexval(s[1]);
-			lo = bounce_hexval(s[2]);
+			hi = sq_hex_value(s[1]);
+			lo = sq_hex_value(s[2]);
 			if (hi >= 0 && lo >= 0) {
 				*o++ = hi == 0 && lo == 0 ? '?' :
 				    (char)(hi * 16 + lo);

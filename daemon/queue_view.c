@@ -432,9 +432,7 @@ queue_view_read_header(struct spool *sp, const char *id, struct buf *hdr,
 	if ((fd = spool_open_message(sp, id, err)) < 0)
 		return fd;
 	for (;;) {
-		r = read(fd, chunk, sizeof(chunk));
-		if (r < 0 && errno == EINTR)
-			continue;
+		r = sq_read(fd, chunk, sizeof(chunk));
 		if (r < 0) {
 			r = -errno;
 			close(fd);
@@ -680,9 +678,7 @@ queue_view_recv(int fd, char *buf, size_t len, const char *path,
 	ssize_t r;
 	int rc;
 
-	while ((r = read(fd, buf, len)) < 0 && errno == EINTR)
-		;
-	if (r >= 0)
+	if ((r = sq_read(fd, buf, len)) >= 0)
 		return r;
 	rc = errno == EAGAIN ? -ETIMEDOUT : -errno;
 	close(fd);
@@ -817,9 +813,7 @@ queue_view_submit(const char *path, const char *env_text, size_t env_len,
 	rc = queue_view_frame(fd, SUBMIT_PROTO_SUBMIT, env_text, env_len,
 	    path, err);
 	while (rc == 0) {
-		do
-			r = read(msg_fd, chunk, SUBMIT_PROTO_CHUNK_MAX);
-		while (r < 0 && errno == EINTR);
+		r = sq_read(msg_fd, chunk, SUBMIT_PROTO_CHUNK_MAX);
 		if (r < 0) {
 			rc = sq_err_set(err, -errno, "read the message: %s",
 			    strerror(errno));
@@ -864,17 +858,10 @@ queue_view_drain(int fd, struct buf *out, int *full)
 	char chunk[16384];
 	ssize_t n;
 
-	for (;;) {
-		n = read(fd, chunk, sizeof(chunk));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return 0;
+	while ((n = sq_read(fd, chunk, sizeof(chunk))) > 0)
 		if (!*full && buf_append(out, chunk, (size_t)n) != 0)
 			*full = 1;
-	}
+	return n < 0 ? -errno : 0;
 }
 
 int

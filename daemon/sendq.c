@@ -66,7 +66,6 @@
  * a running daemon it exits 75.
  */
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -642,9 +641,7 @@ sendq_in_fill(struct sendq_in *in)
 		in->len = (size_t)n;
 		return n;
 	}
-	do
-		n = read(in->fd, in->buf, sizeof(in->buf));
-	while (n < 0 && errno == EINTR);
+	n = sq_read(in->fd, in->buf, sizeof(in->buf));
 	if (n < 0)
 		return -1;
 	if (n == 0)
@@ -748,8 +745,8 @@ static int
 sendq_write(struct sendq_sink *s, const void *data, size_t len)
 {
 	const unsigned char *p = data;
-	size_t i, off;
-	ssize_t n;
+	size_t i;
+	int rc;
 
 	if (len == 0)
 		return 0;
@@ -765,17 +762,10 @@ sendq_write(struct sendq_sink *s, const void *data, size_t len)
 		    "not queued)\n", (unsigned long long)s->limit);
 		return EX_DATAERR;
 	}
-	for (off = 0; off < len; off += (size_t)n) {
-		n = write(s->fd, p + off, len - off);
-		if (n < 0 && errno == EINTR) {
-			n = 0;
-			continue;
-		}
-		if (n < 0) {
-			fprintf(stderr, "sendq: keep the message in memory: %s "
-			    "(message not queued)\n", strerror(errno));
-			return EX_TEMPFAIL;
-		}
+	if ((rc = sq_write_all(s->fd, p, len)) != 0) {
+		fprintf(stderr, "sendq: keep the message in memory: %s "
+		    "(message not queued)\n", strerror(-rc));
+		return EX_TEMPFAIL;
 	}
 	return 0;
 }
@@ -1249,17 +1239,10 @@ static void
 sendq_token(char *tok)
 {
 	unsigned char r[15];
-	size_t i, got = 0;
-	ssize_t n;
+	size_t i;
 
-	while (got < sizeof(r)) {
-		n = getrandom(r + got, sizeof(r) - got, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			log_fatalx("sendq: getrandom failed");
-		got += (size_t)n;
-	}
+	if (sq_random(r, sizeof(r)) != 0)
+		log_fatalx("sendq: getrandom failed");
 	for (i = 0; i < sizeof(r); i++)
 		snprintf(tok + 2 * i, 3, "%02X", r[i]);
 }
@@ -1373,25 +1356,6 @@ sendq_helper_path(void)
 	return p != NULL && p[0] == '/' ? p : SENDQ_DROP_HELPER;
 }
 
-/* Write all of data to fd.  0 or -errno. */
-static int
-sendq_write_fd(int fd, const char *data, size_t len)
-{
-	size_t off;
-	ssize_t n;
-
-	for (off = 0; off < len; off += (size_t)n) {
-		n = write(fd, data + off, len - off);
-		if (n < 0 && errno == EINTR) {
-			n = 0;
-			continue;
-		}
-		if (n < 0)
-			return -errno;
-	}
-	return 0;
-}
-
 /* Feed envlines and the message to the helper's stdin.  0 or -errno. */
 static int
 sendq_feed_helper(int fd, const char *envlines, int msg_fd)
@@ -1400,21 +1364,14 @@ sendq_feed_helper(int fd, const char *envlines, int msg_fd)
 	ssize_t n;
 	int rc;
 
-	if ((rc = sendq_write_fd(fd, envlines, strlen(envlines))) != 0)
+	if ((rc = sq_write_all(fd, envlines, strlen(envlines))) != 0)
 		return rc;
 	if (lseek(msg_fd, 0, SEEK_SET) != 0)
 		return -errno;
-	for (;;) {
-		n = read(msg_fd, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return 0;
-		if ((rc = sendq_write_fd(fd, buf, (size_t)n)) != 0)
+	while ((n = sq_read(msg_fd, buf, sizeof(buf))) > 0)
+		if ((rc = sq_write_all(fd, buf, (size_t)n)) != 0)
 			return rc;
-	}
+	return n < 0 ? -errno : 0;
 }
 
 /*
@@ -1878,9 +1835,7 @@ sendq_smtp(struct sendq_ctx *c)
 			/* The client went away without QUIT. */
 			break;
 		}
-		do
-			n = read(STDIN_FILENO, rbuf, sizeof(rbuf));
-		while (n < 0 && errno == EINTR);
+		n = sq_read(STDIN_FILENO, rbuf, sizeof(rbuf));
 		if (n < 0) {
 			rc = EX_IOERR;
 			break;

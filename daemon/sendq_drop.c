@@ -64,7 +64,6 @@
  * test suite, never installed) the configuration path may come from
  * SENDQ_DROP_TEST_CONFIG instead, read before the environment is cleared.
  */
-#include <sys/random.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -81,6 +80,11 @@
 
 #define DROP_MAILDROP	"maildrop"
 #define DROP_CHUNK	(64 * 1024)
+#ifdef SENDQ_DROP_TESTING
+#define DROP_TEST_ENV	"SENDQ_DROP_TEST_CONFIG"
+#else
+#define DROP_TEST_ENV	NULL	/* installed: never from the environment */
+#endif
 
 static void
 drop_usage(FILE *fp)
@@ -107,23 +111,6 @@ drop_opendir(int at, const char *dir)
 	    O_CLOEXEC);
 }
 
-static int
-drop_write_all(int fd, const char *p, size_t len)
-{
-	ssize_t n;
-
-	while (len > 0) {
-		n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Copy standard input to fd, at most max bytes.  0, EX_DATAERR (too
  * large) or EX_TEMPFAIL, after printing. */
 static int
@@ -132,11 +119,10 @@ drop_copy(int fd, uint64_t max)
 	static char buf[DROP_CHUNK];
 	uint64_t total = 0;
 	ssize_t n;
+	int rc;
 
 	for (;;) {
-		n = read(STDIN_FILENO, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
+		n = sq_read(STDIN_FILENO, buf, sizeof(buf));
 		if (n < 0) {
 			fprintf(stderr, "sendq-drop: read standard input: %s\n",
 			    strerror(errno));
@@ -152,9 +138,9 @@ drop_copy(int fd, uint64_t max)
 			    (unsigned long long)max);
 			return EX_DATAERR;
 		}
-		if (drop_write_all(fd, buf, (size_t)n) != 0) {
+		if ((rc = sq_write_all(fd, buf, (size_t)n)) != 0) {
 			fprintf(stderr, "sendq-drop: write: %s\n",
-			    strerror(errno));
+			    strerror(-rc));
 			return EX_TEMPFAIL;
 		}
 	}
@@ -165,16 +151,12 @@ static int
 drop_name(char *name, size_t sz)
 {
 	unsigned char r[16];
-	size_t i, got = 0;
-	ssize_t n;
+	size_t i;
+	int rc;
 
-	while (got < sizeof(r)) {
-		n = getrandom(r + got, sizeof(r) - got, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		got += (size_t)n;
+	if ((rc = sq_random(r, sizeof(r))) != 0) {
+		errno = -rc;
+		return -1;
 	}
 	snprintf(name, sz, "drop.");
 	for (i = 0; i < sizeof(r); i++)
@@ -277,27 +259,13 @@ main(int argc, char **argv)
 {
 	struct config *cfg = NULL;
 	struct sq_err err = { 0 };
-	const char *path = CONFIG_DEFAULT_PATH;
+	static char path[4096] = CONFIG_DEFAULT_PATH;
 	uint64_t max;
-	int fd, rc;
+	int rc;
 
-	/* Standard descriptors must be open, or a file opened later could
-	 * take their number (and stderr text go into a message). */
-	for (fd = 0; fd <= 2; fd++)
-		if (fcntl(fd, F_GETFD) < 0)
-			_exit(EX_TEMPFAIL);
-#ifdef SENDQ_DROP_TESTING
-	static char test_path[4096];
-
-	if (getenv("SENDQ_DROP_TEST_CONFIG") != NULL) {
-		snprintf(test_path, sizeof(test_path), "%s",
-		    getenv("SENDQ_DROP_TEST_CONFIG"));
-		path = test_path;
-	}
-#endif
-	if (clearenv() != 0)
-		_exit(EX_TEMPFAIL);
-	umask(022);
+	/* Standard descriptors open (else stderr text could go into a
+	 * message), no environment. */
+	sq_setgid_start(path, sizeof(path), DROP_TEST_ENV, 022);
 	if (argc > 2 || (argc == 2 && strcmp(argv[1], "--help") != 0 &&
 	    strcmp(argv[1], "--version") != 0)) {
 		fprintf(stderr, "sendq-drop: takes no options or arguments "

@@ -16,6 +16,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <sysexits.h>
 
 #define SQ_PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -77,5 +78,24 @@ const char	*sq_hostname(const char *configured, char *buf, size_t bufsz);
 
 /* True when host is a loopback literal (127.0.0.0/8, ::1) or "localhost". */
 int	sq_host_is_loopback(const char *host);
+
+/*
+ * The start of a setgid helper (sendq-drop, sendq-showq): descriptors 0-2
+ * must be open (else _exit(EX_TEMPFAIL): a file opened later would take
+ * their number); when test_env is not NULL and set, its value is copied
+ * into path (pathsz bytes; only the test builds pass one); then the
+ * environment is cleared (else _exit(EX_TEMPFAIL)) and the umask set.
+ */
+void	sq_setgid_start(char *path, size_t pathsz, const char *test_env,
+	    mode_t mask);
+
+/* read(2) with EINTR retried: the bytes read, 0 at the end, -1 and errno. */
+ssize_t	sq_read(int fd, void *buf, size_t len);
+/* All len bytes of p to fd (EINTR retried, short writes continued).
+ * Returns 0 or -errno. */
+int	sq_write_all(int fd, const void *p, size_t len);
+/* len random bytes from getrandom(2) into buf (EINTR retried).  Returns 0
+ * or -errno; buf's content is then undefined. */
+int	sq_random(void *buf, size_t len);
 
 #endif
