@@ -30,8 +30,8 @@
  * 2.3.1 report the original envelope id and recipient address
  * themselves, not their SMTP encoding.
  *
- * Dates are RFC 5322 in UTC ("Tue, 14 Nov 2023 22:13:20 +0000"), computed
- * from the seconds passed in with gmtime_r() and fixed English names.
+ * Dates are RFC 5322 in UTC ("Tue, 14 Nov 2023 22:13:20 +0000"), from the
+ * seconds passed in, by mailmsg_date().
  */
 #include <stdarg.h>
 #include <stdint.h>
@@ -233,14 +233,6 @@ bounce_fold(struct bounce_w *w, const char *prefix, const char *text,
 	bounce_puts(w, "\n");
 }
 
-/* RFC 5322 date in UTC for the given seconds since the epoch (the one
- * date helper, mailmsg.h). */
-static void
-bounce_date(int64_t t, char *out, size_t outsz)
-{
-	mailmsg_date(t, 0, out, outsz);
-}
-
 /* Length of 1 to 3 digits at s, 0 if none. */
 static size_t
 bounce_digits(const char *s)
@@ -337,7 +329,7 @@ bounce_part_text(struct bounce_w *w, const struct bounce_params *p,
 		    " or more recipients.\nThis is only a warning: you do"
 		    " not need to send the message again.\n");
 		if (p->retry_until > 0) {
-			bounce_date(p->retry_until, date, sizeof(date));
+			mailmsg_date(p->retry_until, 0, date, sizeof(date));
 			bounce_printf(w, "The mail system will keep trying"
 			    " until %s.\n", date);
 		} else
@@ -360,7 +352,7 @@ bounce_part_text(struct bounce_w *w, const struct bounce_params *p,
 	bounce_fold(w, "Sender: ", line, "    ");
 	free(line);
 	free(s);
-	bounce_date(p->arrival, date, sizeof(date));
+	mailmsg_date(p->arrival, 0, date, sizeof(date));
 	bounce_printf(w, "Arrival date: %s\n", date);
 
 	for (i = 0; i < p->n_rcpts; i++) {
@@ -421,7 +413,7 @@ bounce_part_status(struct bounce_w *w, const struct bounce_params *p,
 	const struct bounce_rcpt *r;
 	size_t i;
 
-	bounce_date(p->now, now, sizeof(now));
+	mailmsg_date(p->now, 0, now, sizeof(now));
 	if (p->envid != NULL) {
 		v = bounce_xtext_decode(p->envid);
 		s = bounce_clean(v);
@@ -435,7 +427,7 @@ bounce_part_status(struct bounce_w *w, const struct bounce_params *p,
 	if (*s != '\0')
 		bounce_fold(w, "X-Sendq-Queue-ID: ", s, " ");
 	free(s);
-	bounce_date(p->arrival, date, sizeof(date));
+	mailmsg_date(p->arrival, 0, date, sizeof(date));
 	bounce_printf(w, "Arrival-Date: %s\n", date);
 
 	for (i = 0; i < p->n_rcpts; i++) {
@@ -462,7 +454,7 @@ bounce_part_status(struct bounce_w *w, const struct bounce_params *p,
 		free(reply);
 		bounce_printf(w, "Last-Attempt-Date: %s\n", now);
 		if (p->action == BOUNCE_DELAYED && p->retry_until > 0) {
-			bounce_date(p->retry_until, date, sizeof(date));
+			mailmsg_date(p->retry_until, 0, date, sizeof(date));
 			bounce_printf(w, "Will-Retry-Until: %s\n", date);
 		}
 	}
@@ -575,7 +567,7 @@ bounce_build(const struct bounce_params *p, struct buf *out)
 	bounce_printf(&w, "Subject: %s\n", p->action == BOUNCE_FAILED ?
 	    "Undelivered Mail Returned to Sender" :
 	    "Delayed Mail (still being retried)");
-	bounce_date(p->now, date, sizeof(date));
+	mailmsg_date(p->now, 0, date, sizeof(date));
 	s = mailmsg_added_fields(0, date, NULL, nonce, host, "\n");
 	bounce_puts(&w, s);
 	free(s);

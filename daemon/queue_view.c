@@ -222,8 +222,7 @@ queue_view_age(char *dst, size_t dstsz, long long secs)
 		snprintf(dst, dstsz, "%lldd", secs / 86400);
 }
 
-/* "2026-01-01T12:00:00Z". */
-static void
+void
 queue_view_time(char *dst, size_t dstsz, int64_t t)
 {
 	struct tm tm;

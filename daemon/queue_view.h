@@ -147,4 +147,8 @@ int	queue_view_showq(int json, struct buf *out, int *exit_code,
  * path (a quick probe, nothing is sent). */
 int	queue_view_daemon_up(const char *path);
 
+/* t (seconds since the epoch) as "2026-01-01T12:00:00Z" into dst, or as
+ * the plain number when it has no such date. */
+void	queue_view_time(char *dst, size_t dstsz, int64_t t);
+
 #endif

@@ -228,15 +228,12 @@ static void
 sendqctl_oauth_time(const char *label, long long t)
 {
 	char when[64];
-	struct tm tm;
-	time_t tt = (time_t)t;
 
 	if (t <= 0) {
 		printf("%s: never\n", label);
 		return;
 	}
-	gmtime_r(&tt, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	queue_view_time(when, sizeof(when), t);
 	printf("%s: %s (%llds ago)\n", label, when,
 	    (long long)time(NULL) - t);
 }
