@@ -1483,6 +1483,204 @@ sendq_fix(struct sendq_ctx *c, struct sendq_sink *s,
 	return EX_DATAERR;
 }
 
+/* The header block as read by sendq_submit_header(). */
+struct sendq_head {
+	struct buf	 hdr;		/* the header fields */
+	struct buf	 line;		/* the first line after them, if any */
+	enum sendq_dot	 state;		/* the body's dot state after line */
+	int		 ended;		/* the message ended in the header */
+	int		 body_line;	/* line is body, not a blank line */
+};
+
+static void
+sendq_head_init(struct sendq_head *hd)
+{
+	memset(hd, 0, sizeof(*hd));
+	hd->state = SENDQ_DOT_BOL;
+	buf_init(&hd->hdr, MAILMSG_HEADER_MAX);
+	buf_init(&hd->line, MAILMSG_HEADER_MAX);
+}
+
+/*
+ * The envelope from the command line, or for -bs from smtp_sender and
+ * smtp_rcpts (created now, by the real uid): *orig gets the sender as given (qualified), env the
+ * rewritten sender and every recipient.  Returns 0 or the exit code
+ * after printing.
+ */
+static int
+sendq_submit_envelope(struct sendq_ctx *c, struct envelope *env,
+    const char *smtp_sender, char *const *smtp_rcpts, size_t n_smtp,
+    char **orig)
+{
+	const struct sendq_opts *o = c->o;
+	size_t i;
+	int rc;
+
+	env->created = (int64_t)time(NULL);
+	env->uid = (long)getuid();
+	if (smtp_sender != NULL)
+		*orig = rewrite_qualify(smtp_sender, c->rw.default_domain);
+	else
+		*orig = o->sender != NULL ? sendq_sender_arg(c, o->sender) :
+		    sendq_default_sender(c);
+	if (*orig == NULL)
+		return o->sender != NULL ? EX_DATAERR : EX_NOUSER;
+	free(env->sender);
+	env->sender = rewrite_sender(&c->rw, *orig);
+	if (env->sender[0] != '\0' &&
+	    (rc = sendq_check(env->sender, "sender (rewrite_sender)")) != 0)
+		return rc;
+	for (i = 0; smtp_sender != NULL && i < n_smtp; i++)
+		if ((rc = sendq_add_one(c, env, smtp_rcpts[i],
+		    "recipient")) != 0)
+			return rc;
+	for (i = 0; smtp_sender == NULL && i < (size_t)o->n_rcpts; i++) {
+		if ((rc = sendq_add_list(c, env, o->rcpts[i],
+		    strlen(o->rcpts[i]), "recipient")) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/*
+ * The header block from in, line by line, into hd (its buffers
+ * initialised by the caller); every line read is fed to scan.  Returns 0
+ * or the exit code after printing.
+ */
+static int
+sendq_submit_header(struct sendq_in *in, int ignore_dots,
+    struct msgfix_scan *scan, struct sendq_head *hd)
+{
+	struct buf *line = &hd->line;
+	int lrc;
+
+	for (;;) {
+		line->len = 0;
+		lrc = sendq_in_line(in, line, MAILMSG_HEADER_MAX);
+		if (lrc < 0)
+			return sendq_read_failed();
+		if (lrc == 0 || (lrc == 1 && !ignore_dots &&
+		    sendq_lone_dot(line->data, line->len))) {
+			line->len = 0;
+			hd->ended = 1;
+			return 0;
+		}
+		msgfix_scan_feed(scan, line->data, line->len, NULL);
+		switch (mailmsg_line_kind(line->data, line->len)) {
+		case MAILMSG_LINE_CONT:
+			if (hd->hdr.len == 0) {
+				hd->body_line = 1;
+				break;
+			}
+			/* FALLTHROUGH */
+		case MAILMSG_LINE_FIELD:
+			if (lrc == 2 || buf_append(&hd->hdr, line->data,
+			    line->len) != 0) {
+				fprintf(stderr, "sendq: header section too "
+				    "large (more than %d bytes)\n",
+				    MAILMSG_HEADER_MAX);
+				return EX_DATAERR;
+			}
+			continue;
+		case MAILMSG_LINE_BLANK:
+			break;
+		case MAILMSG_LINE_OTHER:
+			hd->body_line = 1;
+			break;
+		}
+		if (lrc == 2 || line->data[line->len - 1] != '\n')
+			hd->state = SENDQ_DOT_MID;
+		return 0;
+	}
+}
+
+/* With extract (-t, not for -bs): the recipients of the To, Cc and Bcc
+ * fields of hdr into env.  Then env must have a recipient.  Returns 0
+ * or the exit code after printing. */
+static int
+sendq_submit_extract(struct sendq_ctx *c, struct envelope *env,
+    const struct buf *hdr, int extract)
+{
+	static const char *const rcpt_fields[] = { "to", "cc", "bcc" };
+	struct mailmsg_header h;
+	char *what;
+	size_t i;
+	long fi;
+	int rc = 0;
+
+	memset(&h, 0, sizeof(h));
+	mailmsg_scan(hdr->data, hdr->len, &h);
+	for (i = 0; extract && rc == 0 && i < 3; i++) {
+		for (fi = mailmsg_find(&h, hdr->data, rcpt_fields[i], 0);
+		    rc == 0 && fi >= 0; fi = mailmsg_find(&h, hdr->data,
+		    rcpt_fields[i], (size_t)fi + 1)) {
+			what = xasprintf("%.*s field",
+			    (int)h.fields[fi].name_len,
+			    hdr->data + h.fields[fi].off);
+			rc = sendq_add_list(c, env, hdr->data +
+			    h.fields[fi].value_off, h.fields[fi].value_len,
+			    what);
+			free(what);
+		}
+	}
+	mailmsg_header_fini(&h);
+	if (rc == 0 && env->n_rcpts == 0) {
+		fprintf(stderr, "sendq: no recipients (give them as "
+		    "arguments, or use -t)\n");
+		rc = EX_DATAERR;
+	}
+	return rc;
+}
+
+/* 1 when line ends in CR LF. */
+static int
+sendq_line_crlf(const struct buf *line)
+{
+	return line->len >= 2 && line->data[line->len - 2] == '\r' &&
+	    line->data[line->len - 1] == '\n';
+}
+
+/* DSN requests (-N, -R, -V), kept in the envelope for sendqd. */
+static void
+sendq_submit_dsn(const struct sendq_opts *o, struct envelope *env)
+{
+	size_t i;
+
+	env->ret = o->ret;
+	if (o->envid[0] != '\0' && envelope_set_envid(env, o->envid) != 0)
+		log_fatalx("sendq: checked ENVID refused");
+	for (i = 0; o->notify != 0 && i < env->n_rcpts; i++)
+		if (envelope_set_rcpt_dsn(env, i, o->notify, NULL) != 0)
+			log_fatalx("sendq: checked NOTIFY refused");
+}
+
+/* The whole message into the sink: the added fields (prefix), the
+ * header, the first line after it, the rest of in, then msgfix's
+ * verdict applied.  Returns 0 or the exit code after printing. */
+static int
+sendq_submit_write(struct sendq_ctx *c, struct sendq_in *in,
+    struct sendq_sink *sink, struct msgfix_scan *scan,
+    const struct sendq_head *hd, const char *prefix, const char *eol,
+    int ignore_dots)
+{
+	int rc;
+
+	rc = sendq_write(sink, prefix, strlen(prefix));
+	if (rc == 0)
+		rc = sendq_write(sink, hd->hdr.data, hd->hdr.len);
+	/* A body that starts without a blank line gets one. */
+	if (rc == 0 && hd->body_line)
+		rc = sendq_write(sink, eol, strlen(eol));
+	if (rc == 0)
+		rc = sendq_write(sink, hd->line.data, hd->line.len);
+	sink->scan = scan;
+	if (rc == 0 && !hd->ended)
+		rc = sendq_stream_body(in, sink, ignore_dots, hd->state);
+	if (rc == 0)
+		rc = sendq_fix(c, sink, scan);
+	return rc;
+}
+
 /*
  * Read, check and queue one message from in.  The envelope comes from the
  * options, or, for -bs, from smtp_sender/smtp_rcpts (then nothing is
@@ -1496,24 +1694,19 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 {
 	const struct sendq_opts *o = c->o;
 	struct sendq_sink sink;
-	struct buf hdr, line;
+	struct sendq_head hd;
 	struct mailmsg_header h;
 	struct msgfix_scan scan;
 	struct envelope *env;
-	enum sendq_dot state = SENDQ_DOT_BOL;
-	static const char *const rcpt_fields[] = { "to", "cc", "bcc" };
-	char *prefix = NULL, *envlines = NULL, *what, *orig = NULL;
+	char *prefix = NULL, *envlines = NULL, *orig = NULL;
 	char token[ENVELOPE_ID_MAX], qid[ENVELOPE_ID_MAX] = "";
 	const char *eol;
-	size_t i;
-	int rc, lrc, ended = 0, body_line = 0, ignore_dots;
-	long fi;
+	int rc, ignore_dots;
 
 	memset(&sink, 0, sizeof(sink));
 	sink.fd = -1;
 	ignore_dots = o->ignore_dots || smtp_sender != NULL;
-	buf_init(&hdr, MAILMSG_HEADER_MAX);
-	buf_init(&line, MAILMSG_HEADER_MAX);
+	sendq_head_init(&hd);
 	memset(&h, 0, sizeof(h));
 	/* The message as read (before Bcc removal and the added fields) is
 	 * scanned for what the wire cannot carry (msgfix.h), so that line
@@ -1521,140 +1714,32 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 	msgfix_scan_init(&scan, NULL);
 	c->refused[0] = '\0';
 
-	/* The envelope, from the command line (or the SMTP dialogue). */
 	env = envelope_new();
-	env->created = (int64_t)time(NULL);
-	env->uid = (long)getuid();
-	if (smtp_sender != NULL)
-		orig = rewrite_qualify(smtp_sender, c->rw.default_domain);
-	else
-		orig = o->sender != NULL ? sendq_sender_arg(c, o->sender) :
-		    sendq_default_sender(c);
-	if (orig == NULL) {
-		rc = o->sender != NULL ? EX_DATAERR : EX_NOUSER;
+	if ((rc = sendq_submit_envelope(c, env, smtp_sender, smtp_rcpts,
+	    n_smtp, &orig)) != 0 ||
+	    (rc = sendq_submit_header(in, ignore_dots, &scan, &hd)) != 0 ||
+	    (rc = sendq_submit_extract(c, env, &hd.hdr,
+	    o->extract && smtp_sender == NULL)) != 0)
 		goto out;
-	}
-	free(env->sender);
-	env->sender = rewrite_sender(&c->rw, orig);
-	if (env->sender[0] != '\0' &&
-	    (rc = sendq_check(env->sender, "sender (rewrite_sender)")) != 0)
-		goto out;
-	for (i = 0; smtp_sender != NULL && i < n_smtp; i++)
-		if ((rc = sendq_add_one(c, env, smtp_rcpts[i],
-		    "recipient")) != 0)
-			goto out;
-	for (i = 0; smtp_sender == NULL && i < (size_t)o->n_rcpts; i++) {
-		if ((rc = sendq_add_list(c, env, o->rcpts[i],
-		    strlen(o->rcpts[i]), "recipient")) != 0)
-			goto out;
-	}
-
-	/* The header block, line by line. */
-	for (;;) {
-		line.len = 0;
-		lrc = sendq_in_line(in, &line, MAILMSG_HEADER_MAX);
-		if (lrc < 0) {
-			rc = sendq_read_failed();
-			goto out;
-		}
-		if (lrc == 0 || (lrc == 1 && !ignore_dots &&
-		    sendq_lone_dot(line.data, line.len))) {
-			line.len = 0;
-			ended = 1;
-			break;
-		}
-		msgfix_scan_feed(&scan, line.data, line.len, NULL);
-		switch (mailmsg_line_kind(line.data, line.len)) {
-		case MAILMSG_LINE_CONT:
-			if (hdr.len == 0) {
-				body_line = 1;
-				break;
-			}
-			/* FALLTHROUGH */
-		case MAILMSG_LINE_FIELD:
-			if (lrc == 2 || buf_append(&hdr, line.data,
-			    line.len) != 0) {
-				fprintf(stderr, "sendq: header section too "
-				    "large (more than %d bytes)\n",
-				    MAILMSG_HEADER_MAX);
-				rc = EX_DATAERR;
-				goto out;
-			}
-			continue;
-		case MAILMSG_LINE_BLANK:
-			break;
-		case MAILMSG_LINE_OTHER:
-			body_line = 1;
-			break;
-		}
-		if (lrc == 2 || line.data[line.len - 1] != '\n')
-			state = SENDQ_DOT_MID;
-		break;
-	}
-
-	/* Recipients from the header (-t). */
-	mailmsg_scan(hdr.data, hdr.len, &h);
-	for (i = 0; o->extract && smtp_sender == NULL && i < 3; i++) {
-		for (fi = mailmsg_find(&h, hdr.data, rcpt_fields[i], 0);
-		    fi >= 0; fi = mailmsg_find(&h, hdr.data, rcpt_fields[i],
-		    (size_t)fi + 1)) {
-			what = xasprintf("%.*s field",
-			    (int)h.fields[fi].name_len,
-			    hdr.data + h.fields[fi].off);
-			rc = sendq_add_list(c, env, hdr.data +
-			    h.fields[fi].value_off, h.fields[fi].value_len,
-			    what);
-			free(what);
-			if (rc != 0)
-				goto out;
-		}
-	}
-	mailmsg_header_fini(&h);
-	if (env->n_rcpts == 0) {
-		fprintf(stderr, "sendq: no recipients (give them as "
-		    "arguments, or use -t)\n");
-		rc = EX_DATAERR;
-		goto out;
-	}
 	/* Bcc is for the envelope only, with or without -t. */
-	hdr.len = mailmsg_remove_fields(hdr.data, hdr.len, "bcc");
-	sendq_rewrite_from(c, &hdr, orig, env->sender);
+	hd.hdr.len = mailmsg_remove_fields(hd.hdr.data, hd.hdr.len, "bcc");
+	sendq_rewrite_from(c, &hd.hdr, orig, env->sender);
 
-	mailmsg_scan(hdr.data, hdr.len, &h);
-	if (hdr.len > 0)
+	mailmsg_scan(hd.hdr.data, hd.hdr.len, &h);
+	/* The message's line ending: its header's, else its first line's. */
+	if (hd.hdr.len > 0)
 		eol = h.crlf ? "\r\n" : "\n";
 	else
-		eol = line.len >= 2 && line.data[line.len - 2] == '\r' &&
-		    line.data[line.len - 1] == '\n' ? "\r\n" : "\n";
-
-	/* DSN requests (-N, -R, -V), kept in the envelope for sendqd. */
-	env->ret = o->ret;
-	if (o->envid[0] != '\0' && envelope_set_envid(env, o->envid) != 0)
-		log_fatalx("sendq: checked ENVID refused");
-	for (i = 0; o->notify != 0 && i < env->n_rcpts; i++)
-		if (envelope_set_rcpt_dsn(env, i, o->notify, NULL) != 0)
-			log_fatalx("sendq: checked NOTIFY refused");
+		eol = sendq_line_crlf(&hd.line) ? "\r\n" : "\n";
+	sendq_submit_dsn(o, env);
 
 	/* The whole message into the memfd: added fields, header, body. */
 	sendq_token(token);
-	prefix = sendq_added_fields(&h, hdr.data, env, o, token, c->hostname,
-	    eol);
-	if ((rc = sendq_sink_open(c, &sink)) != 0)
-		goto out;
-	rc = sendq_write(&sink, prefix, strlen(prefix));
-	if (rc == 0)
-		rc = sendq_write(&sink, hdr.data, hdr.len);
-	/* A body that starts without a blank line gets one. */
-	if (rc == 0 && body_line)
-		rc = sendq_write(&sink, eol, strlen(eol));
-	if (rc == 0)
-		rc = sendq_write(&sink, line.data, line.len);
-	sink.scan = &scan;
-	if (rc == 0 && !ended)
-		rc = sendq_stream_body(in, &sink, ignore_dots, state);
-	if (rc == 0)
-		rc = sendq_fix(c, &sink, &scan);
-	if (rc != 0)
+	prefix = sendq_added_fields(&h, hd.hdr.data, env, o, token,
+	    c->hostname, eol);
+	if ((rc = sendq_sink_open(c, &sink)) != 0 ||
+	    (rc = sendq_submit_write(c, in, &sink, &scan, &hd, prefix, eol,
+	    ignore_dots)) != 0)
 		goto out;
 	env->body_8bit = sink.eightbit;
 
@@ -1664,8 +1749,8 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 		goto out;
 	if (rc < 0) {
 		envlines = sendq_envlines(env, eol);
-		if ((rc = sendq_droppable(o, env, &h, hdr.data,
-		    strlen(envlines), strlen(prefix) + hdr.len)) != 0 ||
+		if ((rc = sendq_droppable(o, env, &h, hd.hdr.data,
+		    strlen(envlines), strlen(prefix) + hd.hdr.len)) != 0 ||
 		    (rc = sendq_to_helper(c, &sink, envlines)) != 0)
 			goto out;
 		snprintf(qid, sizeof(qid), "%s", token);
@@ -1681,8 +1766,8 @@ out:
 	sendq_sink_fini(&sink);
 	mailmsg_header_fini(&h);
 	envelope_free(env);
-	buf_fini(&hdr);
-	buf_fini(&line);
+	buf_fini(&hd.hdr);
+	buf_fini(&hd.line);
 	free(prefix);
 	free(envlines);
 	free(orig);
