@@ -566,6 +566,35 @@ envelope_parse_fail(struct sq_err *err, size_t lineno, const char *why,
 	    lineno, why, safe);
 }
 
+/* The NOTIFY bits of the list [w, end) ("SUCCESS,DELAY"); 0 for an
+ * unknown or repeated word. */
+static unsigned
+envelope_parse_notify(const char *w, const char *end)
+{
+	const char *c;
+	unsigned notify = 0, bit;
+	size_t n;
+
+	for (; w < end; w = c + 1) {
+		c = memchr(w, ',', (size_t)(end - w));
+		if (c == NULL)
+			c = end;
+		n = (size_t)(c - w);
+		bit = n == 5 && memcmp(w, "NEVER", 5) == 0 ?
+		    ENVELOPE_NOTIFY_NEVER :
+		    n == 7 && memcmp(w, "SUCCESS", 7) == 0 ?
+		    ENVELOPE_NOTIFY_SUCCESS :
+		    n == 7 && memcmp(w, "FAILURE", 7) == 0 ?
+		    ENVELOPE_NOTIFY_FAILURE :
+		    n == 5 && memcmp(w, "DELAY", 5) == 0 ?
+		    ENVELOPE_NOTIFY_DELAY : 0;
+		if (bit == 0 || (notify & bit))
+			return 0;
+		notify |= bit;
+	}
+	return notify;
+}
+
 /*
  * "INDEX NOTIFY=... ORCPT=..." of a rcpt_params line into env.  Returns
  * 0 or SQ_EPARSE with err filled.
@@ -575,7 +604,7 @@ envelope_parse_params(struct envelope *env, const char *val, size_t vallen,
     size_t lineno, struct sq_err *err)
 {
 	const char *p = val, *end = val + vallen, *w, *we, *eq;
-	unsigned notify = 0, bit;
+	unsigned notify = 0;
 	char *orcpt = NULL;
 	uint64_t idx;
 	size_t n;
@@ -605,25 +634,7 @@ envelope_parse_params(struct envelope *env, const char *val, size_t vallen,
 				    "rcpt_params: repeated parameter", p, n);
 				goto fail;
 			}
-			for (w = eq + 1; w < we; w = eq + 1) {
-				eq = memchr(w, ',', (size_t)(we - w));
-				if (eq == NULL)
-					eq = we;
-				n = (size_t)(eq - w);
-				bit = n == 5 && memcmp(w, "NEVER", 5) == 0 ?
-				    ENVELOPE_NOTIFY_NEVER :
-				    n == 7 && memcmp(w, "SUCCESS", 7) == 0 ?
-				    ENVELOPE_NOTIFY_SUCCESS :
-				    n == 7 && memcmp(w, "FAILURE", 7) == 0 ?
-				    ENVELOPE_NOTIFY_FAILURE :
-				    n == 5 && memcmp(w, "DELAY", 5) == 0 ?
-				    ENVELOPE_NOTIFY_DELAY : 0;
-				if (bit == 0 || (notify & bit)) {
-					notify = 0;
-					break;
-				}
-				notify |= bit;
-			}
+			notify = envelope_parse_notify(eq + 1, we);
 			if (!envelope_notify_ok(notify)) {
 				rc = envelope_parse_fail(err, lineno,
 				    "rcpt_params: bad NOTIFY", p,

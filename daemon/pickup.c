@@ -852,16 +852,53 @@ pickup_on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ------------------------------------------------------------------ */
 
+/* maildrop/, maildrop/tmp/ (1730, the drop group) and maildrop/rejected/
+ * (0700) under spool_dir, made or fixed, open in p.  0 or -errno with
+ * err. */
+static int
+pickup_dirs(struct pickup *p, const char *spool_dir, struct sq_err *err)
+{
+	struct stat st;
+	char *path;
+	gid_t gid;
+	int spool_fd, rc;
+
+	spool_fd = open(spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (spool_fd < 0)
+		return sq_err_set(err, -errno, "open %s: %s", spool_dir,
+		    strerror(errno));
+	if (fstat(spool_fd, &st) == 0 && !(st.st_mode & S_IXOTH))
+		log_warn("pickup: %s is mode %04o: the drop helper cannot "
+		    "reach %s/ (mode 0711 lets it through; nothing becomes "
+		    "listable)", spool_dir, (unsigned)(st.st_mode & 07777),
+		    PICKUP_DIR);
+	gid = pickup_drop_gid();
+	rc = pickup_mkdir(spool_fd, p->dir, PICKUP_DIR, 01730, gid,
+	    &p->dir_fd, err);
+	close(spool_fd);
+	if (rc != 0)
+		return rc;
+	path = xasprintf("%s/tmp", p->dir);
+	rc = pickup_mkdir(p->dir_fd, path, "tmp", 01730, gid, &p->tmp_fd,
+	    err);
+	free(path);
+	if (rc != 0)
+		return rc;
+	path = xasprintf("%s/rejected", p->dir);
+	rc = pickup_mkdir(p->dir_fd, path, "rejected", 0700, (gid_t)-1,
+	    &p->rej_fd, err);
+	free(path);
+	return rc;
+}
+
 int
 pickup_new(struct event_base *base, const struct config *cfg,
     struct spool *sp, struct pickup **out, struct sq_err *err)
 {
 	struct timeval tv = { PICKUP_SCAN_INTERVAL, 0 };
 	struct pickup *p;
-	struct stat st;
-	char host[256], *path;
-	gid_t gid;
-	int spool_fd = -1, rc;
+	char host[256];
+	int rc;
 
 	p = xcalloc(1, sizeof(*p));
 	p->base = base;
@@ -877,36 +914,8 @@ pickup_new(struct event_base *base, const struct config *cfg,
 	rewrite_init(&p->rw, cfg, p->hostname);
 	p->head = xmalloc(DROPFILE_HEAD_MAX);
 
-	spool_fd = open(cfg->spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (spool_fd < 0) {
-		rc = sq_err_set(err, -errno, "open %s: %s", cfg->spool_dir,
-		    strerror(errno));
+	if ((rc = pickup_dirs(p, cfg->spool_dir, err)) != 0)
 		goto fail;
-	}
-	if (fstat(spool_fd, &st) == 0 && !(st.st_mode & S_IXOTH))
-		log_warn("pickup: %s is mode %04o: the drop helper cannot "
-		    "reach %s/ (mode 0711 lets it through; nothing becomes "
-		    "listable)", cfg->spool_dir, (unsigned)(st.st_mode & 07777),
-		    PICKUP_DIR);
-	gid = pickup_drop_gid();
-	if ((rc = pickup_mkdir(spool_fd, p->dir, PICKUP_DIR, 01730, gid,
-	    &p->dir_fd, err)) != 0)
-		goto fail;
-	path = xasprintf("%s/tmp", p->dir);
-	rc = pickup_mkdir(p->dir_fd, path, "tmp", 01730, gid, &p->tmp_fd,
-	    err);
-	free(path);
-	if (rc != 0)
-		goto fail;
-	path = xasprintf("%s/rejected", p->dir);
-	rc = pickup_mkdir(p->dir_fd, path, "rejected", 0700, (gid_t)-1,
-	    &p->rej_fd, err);
-	free(path);
-	if (rc != 0)
-		goto fail;
-	close(spool_fd);
-	spool_fd = -1;
-
 	if ((p->watch_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0) {
 		rc = sq_err_set(err, -errno, "inotify_init1: %s",
 		    strerror(errno));
@@ -935,8 +944,6 @@ pickup_new(struct event_base *base, const struct config *cfg,
 	*out = p;
 	return 0;
 fail:
-	if (spool_fd >= 0)
-		close(spool_fd);
 	pickup_free(p);
 	return rc;
 }

@@ -1827,6 +1827,41 @@ sendq_smtp_flush(struct intake_proto *p)
 	}
 }
 
+/* -bs, the final dot: the message in msg queued (when the whole of it
+ * was kept: in_data) and answered.  Returns 1 when it was refused for
+ * its content (554 5.6.0), else 0. */
+static int
+sendq_smtp_end(struct sendq_ctx *c, struct intake_proto *p,
+    const struct buf *msg, int in_data)
+{
+	const struct intake_proto_txn *txn = intake_proto_txn(p);
+	struct sendq_in *in;
+	char id[ENVELOPE_ID_MAX], **rcpts;
+	size_t i;
+	int qrc;
+
+	in = xcalloc(1, sizeof(*in));
+	in->fd = -1;
+	in->mem = msg->data != NULL ? msg->data : "";
+	in->mem_len = msg->len;
+	rcpts = xcalloc(txn->n_rcpts + 1, sizeof(*rcpts));
+	for (i = 0; i < txn->n_rcpts; i++)
+		rcpts[i] = txn->rcpts[i].addr;
+	qrc = in_data ? sendq_submit(c, in, txn->sender, rcpts,
+	    txn->n_rcpts, id) : EX_TEMPFAIL;
+	free(rcpts);
+	free(in);
+	if (qrc == EX_DATAERR && c->refused[0] != '\0') {
+		/* Content the wire cannot carry: 554 5.6.0, and exit 65 at
+		 * the end. */
+		intake_proto_data_done(p, INTAKE_PROTO_REJECTED, c->refused);
+		return 1;
+	}
+	intake_proto_data_done(p, qrc == EX_OK ? INTAKE_PROTO_QUEUED :
+	    INTAKE_PROTO_TEMPFAIL, id);
+	return 0;
+}
+
 /*
  * -bs: SMTP on standard input and output, each message queued as sendq
  * queues one from standard input.  Returns the exit code: 0 unless
@@ -1838,14 +1873,12 @@ sendq_smtp(struct sendq_ctx *c)
 	struct intake_proto_params params;
 	struct intake_proto *p;
 	struct intake_proto_event ev;
-	const struct intake_proto_txn *txn;
-	struct sendq_in *in;
 	struct buf msg;
-	char rbuf[SENDQ_READ_CHUNK], id[ENVELOPE_ID_MAX], **rcpts;
-	size_t off = 0, len = 0, i;
+	char rbuf[SENDQ_READ_CHUNK];
+	size_t off = 0, len = 0;
 	ssize_t n;
 	uint64_t max;
-	int rc = EX_OK, eof = 0, in_data = 0, qrc, refused = 0;
+	int rc = EX_OK, eof = 0, in_data = 0, refused = 0;
 
 	max = c->cfg->intake.max_message_size;
 	memset(&params, 0, sizeof(params));
@@ -1876,30 +1909,7 @@ sendq_smtp(struct sendq_ctx *c)
 				in_data = 0;
 				break;
 			case INTAKE_PROTO_EV_END:
-				txn = intake_proto_txn(p);
-				in = xcalloc(1, sizeof(*in));
-				in->fd = -1;
-				in->mem = msg.data != NULL ? msg.data : "";
-				in->mem_len = msg.len;
-				rcpts = xcalloc(txn->n_rcpts + 1,
-				    sizeof(*rcpts));
-				for (i = 0; i < txn->n_rcpts; i++)
-					rcpts[i] = txn->rcpts[i].addr;
-				qrc = in_data ? sendq_submit(c, in,
-				    txn->sender, rcpts, txn->n_rcpts, id) :
-				    EX_TEMPFAIL;
-				free(rcpts);
-				free(in);
-				if (qrc == EX_DATAERR && c->refused[0] != '\0') {
-					/* Content the wire cannot carry: 554
-					 * 5.6.0, and exit 65 at the end. */
-					intake_proto_data_done(p,
-					    INTAKE_PROTO_REJECTED, c->refused);
-					refused = 1;
-				} else
-					intake_proto_data_done(p, qrc == EX_OK ?
-					    INTAKE_PROTO_QUEUED :
-					    INTAKE_PROTO_TEMPFAIL, id);
+				refused |= sendq_smtp_end(c, p, &msg, in_data);
 				in_data = 0;
 				break;
 			case INTAKE_PROTO_EV_CLOSE:

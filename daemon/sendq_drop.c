@@ -164,42 +164,67 @@ drop_name(char *name, size_t sz)
 	return 0;
 }
 
-/* Write, sync and publish.  Returns the exit code. */
+/* maildrop/ into *dfd and maildrop/tmp/ into *tfd (O_PATH).  0, or -1
+ * after printing (what was opened is in *dfd, *tfd). */
 static int
-drop_put(const char *spool_dir, uint64_t max)
+drop_dirs(const char *spool_dir, int *dfd, int *tfd)
 {
-	char name[64], shown[64 + 32];
-	int dfd = -1, tfd = -1, fd = -1, rc = EX_TEMPFAIL, tries;
+	int sfd, e;
 
 	/* spool_dir is root's configuration: taken as it is written. */
-	if ((dfd = open(spool_dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
+	if ((sfd = open(spool_dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
 		fprintf(stderr, "sendq-drop: %s: %s\n", spool_dir,
 		    strerror(errno));
-		return EX_TEMPFAIL;
+		return -1;
 	}
-	if ((tfd = drop_opendir(dfd, DROP_MAILDROP)) < 0) {
+	*dfd = drop_opendir(sfd, DROP_MAILDROP);
+	e = errno;
+	close(sfd);
+	if (*dfd < 0) {
 		fprintf(stderr, "sendq-drop: %s/%s: %s\n", spool_dir,
-		    DROP_MAILDROP, strerror(errno));
-		goto out;
+		    DROP_MAILDROP, strerror(e));
+		return -1;
 	}
-	close(dfd);
-	dfd = tfd;	/* maildrop/ */
-	if ((tfd = drop_opendir(dfd, "tmp")) < 0) {
+	if ((*tfd = drop_opendir(*dfd, "tmp")) < 0) {
 		fprintf(stderr, "sendq-drop: %s/%s/tmp: %s\n", spool_dir,
 		    DROP_MAILDROP, strerror(errno));
-		goto out;
+		return -1;
 	}
+	return 0;
+}
+
+/* A new file under a fresh random name (into name) in tfd: its fd, -1
+ * with errno when it cannot be created, -2 after printing when there is
+ * no randomness. */
+static int
+drop_create(int tfd, char *name, size_t namesz)
+{
+	int fd = -1, tries;
+
 	for (tries = 0; tries < 10; tries++) {
-		if (drop_name(name, sizeof(name)) != 0) {
+		if (drop_name(name, namesz) != 0) {
 			fprintf(stderr, "sendq-drop: getrandom: %s\n",
 			    strerror(errno));
-			goto out;
+			return -2;
 		}
 		fd = openat(tfd, name, O_WRONLY | O_CREAT | O_EXCL |
 		    O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0644);
 		if (fd >= 0 || errno != EEXIST)
 			break;
 	}
+	return fd;
+}
+
+/* Write, sync and publish.  Returns the exit code. */
+static int
+drop_put(const char *spool_dir, uint64_t max)
+{
+	char name[64], shown[64 + 32];
+	int dfd = -1, tfd = -1, fd = -1, rc = EX_TEMPFAIL;
+
+	if (drop_dirs(spool_dir, &dfd, &tfd) != 0 ||
+	    (fd = drop_create(tfd, name, sizeof(name))) == -2)
+		goto out;
 	snprintf(shown, sizeof(shown), "%s/tmp/%s", DROP_MAILDROP, name);
 	if (fd < 0) {
 		fprintf(stderr, "sendq-drop: create %s/%s: %s\n", spool_dir,
