@@ -1142,8 +1142,24 @@ spool_quarantine_id(struct spool *sp, const char *id, const char *reason)
 		spool_quarantine(sp, id, reason);
 }
 
+/* queue/'s names, sorted, into *names (spool_free_names).  0 or
+ * -errno with err. */
+static int
+spool_queue_names(struct spool *sp, char ***names, size_t *n,
+    struct sq_err *err)
+{
+	int rc;
+
+	if ((rc = spool_read_dir(sp->queue_fd, sp->queue_dir, names, n,
+	    err)) != 0)
+		return rc;
+	if (*n > 1)
+		qsort(*names, *n, sizeof(**names), spool_cmp_names);
+	return 0;
+}
+
 /* Recovery's first steps: tmp/ debris whose creator is gone removed,
- * then queue/'s names read and sorted into *names (spool_free_names). */
+ * then queue/'s names (spool_queue_names). */
 static int
 spool_recover_names(struct spool *sp, char ***names, size_t *n,
     struct sq_err *err)
@@ -1158,12 +1174,7 @@ spool_recover_names(struct spool *sp, char ***names, size_t *n,
 		spool_remove_if_dead(sp->tmp_fd, sp->tmp_dir, (*names)[i],
 		    NULL);
 	spool_free_names(*names, *n);
-	if ((rc = spool_read_dir(sp->queue_fd, sp->queue_dir, names, n,
-	    err)) != 0)
-		return rc;
-	if (*n > 1)
-		qsort(*names, *n, sizeof(**names), spool_cmp_names);
-	return 0;
+	return spool_queue_names(sp, names, n, err);
 }
 
 /* A file in queue/ that is neither ID.msg nor ID.env: logged, left. */
@@ -1281,11 +1292,8 @@ spool_list(struct spool *sp, void (*cb)(const char *id, void *arg),
 	size_t n, i, found = 0;
 	int rc;
 
-	if ((rc = spool_read_dir(sp->queue_fd, sp->queue_dir, &names, &n,
-	    err)) != 0)
+	if ((rc = spool_queue_names(sp, &names, &n, err)) != 0)
 		return rc;
-	if (n > 1)
-		qsort(names, n, sizeof(*names), spool_cmp_names);
 	for (i = 0; i < n; i++) {
 		if (!spool_split_name(names[i], ".env", id))
 			continue;
