@@ -505,6 +505,55 @@ bounce_contains(const struct buf *b, const char *needle)
 	return b->len >= n && memmem(b->data, b->len, needle, n) != NULL;
 }
 
+/* The MIME boundary: "sendq.NONCE", with "_K" added until it occurs in
+ * none of the three parts.  Allocated. */
+static char *
+bounce_boundary(const struct buf part[3], const char *nonce)
+{
+	char *boundary = xasprintf("sendq.%s", nonce);
+	size_t i, k;
+	int collide;
+
+	for (k = 1;; k++) {
+		collide = 0;
+		for (i = 0; i < 3; i++)
+			collide |= bounce_contains(&part[i], boundary);
+		if (!collide)
+			return boundary;
+		free(boundary);
+		boundary = xasprintf("sendq.%s_%zu", nonce, k);
+	}
+}
+
+/* From, To, Subject, Date and Message-ID of the report. */
+static void
+bounce_top_fields(struct bounce_w *w, const struct bounce_params *p,
+    const char *host, const char *nonce)
+{
+	char date[64], *s;
+
+	bounce_puts(w, "From: \"Mail Delivery System\" <MAILER-DAEMON@");
+	bounce_puts(w, host);
+	bounce_puts(w, ">\n");
+	s = bounce_clean(p->to);
+	if (*s == '\0')
+		bounce_puts(w, "To: undisclosed-recipients:;\n");
+	else {
+		char *addr = xasprintf("<%s>", s);
+
+		bounce_fold(w, "To: ", addr, " ");
+		free(addr);
+	}
+	free(s);
+	bounce_printf(w, "Subject: %s\n", p->action == BOUNCE_FAILED ?
+	    "Undelivered Mail Returned to Sender" :
+	    "Delayed Mail (still being retried)");
+	mailmsg_date(p->now, 0, date, sizeof(date));
+	s = mailmsg_added_fields(0, date, NULL, nonce, host, "\n");
+	bounce_puts(w, s);
+	free(s);
+}
+
 int
 bounce_build(const struct bounce_params *p, struct buf *out)
 {
@@ -520,9 +569,8 @@ bounce_build(const struct bounce_params *p, struct buf *out)
 		"Delivery report",
 		"Undelivered Message Headers",
 	};
-	char date[64], *host, *nonce, *boundary, *s;
-	size_t start = out->len, i, k;
-	int collide;
+	char *host, *nonce, *boundary;
+	size_t start = out->len, i;
 
 	host = bounce_token(p->reporting_host, ".", '-', BOUNCE_HOST_MAX,
 	    "localhost");
@@ -538,39 +586,10 @@ bounce_build(const struct bounce_params *p, struct buf *out)
 	pw.b = &part[2];
 	bounce_part_headers(&pw, p);
 
-	boundary = xasprintf("sendq.%s", nonce);
-	for (k = 1;; k++) {
-		collide = 0;
-		for (i = 0; i < 3; i++)
-			collide |= bounce_contains(&part[i], boundary);
-		if (!collide)
-			break;
-		free(boundary);
-		boundary = xasprintf("sendq.%s_%zu", nonce, k);
-	}
-
+	boundary = bounce_boundary(part, nonce);
 	w.b = out;
 	w.err = pw.err;
-	bounce_puts(&w, "From: \"Mail Delivery System\" <MAILER-DAEMON@");
-	bounce_puts(&w, host);
-	bounce_puts(&w, ">\n");
-	s = bounce_clean(p->to);
-	if (*s == '\0')
-		bounce_puts(&w, "To: undisclosed-recipients:;\n");
-	else {
-		char *addr = xasprintf("<%s>", s);
-
-		bounce_fold(&w, "To: ", addr, " ");
-		free(addr);
-	}
-	free(s);
-	bounce_printf(&w, "Subject: %s\n", p->action == BOUNCE_FAILED ?
-	    "Undelivered Mail Returned to Sender" :
-	    "Delayed Mail (still being retried)");
-	mailmsg_date(p->now, 0, date, sizeof(date));
-	s = mailmsg_added_fields(0, date, NULL, nonce, host, "\n");
-	bounce_puts(&w, s);
-	free(s);
+	bounce_top_fields(&w, p, host, nonce);
 	bounce_puts(&w, "Auto-Submitted: auto-replied\n");
 	bounce_puts(&w, "MIME-Version: 1.0\n");
 	bounce_puts(&w, "Content-Type: multipart/report;"
