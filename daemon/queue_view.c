@@ -494,6 +494,71 @@ queue_view_not_found(const char *id, struct sq_err *err)
 	return sq_err_set(err, SQ_ENOTFOUND, "no message %s", id);
 }
 
+/* show's JSON object. */
+static void
+queue_view_show_json(struct queue_view_out *o, const struct envelope *env,
+    const struct queue_view_info *info, const struct buf *hdr,
+    int truncated)
+{
+	queue_view_puts(o, "{");
+	queue_view_json_fields(o, env, info);
+	queue_view_printf(o, ",\"uid\":%ld,\"body_8bit\":%s,"
+	    "\"held\":%s,\"warned\":%s,\"headers_truncated\":%s,"
+	    "\"headers\":", env->uid, env->body_8bit ? "true" :
+	    "false", env->held ? "true" : "false", env->warned ?
+	    "true" : "false", truncated ? "true" : "false");
+	if (o->rc == 0)
+		o->rc = queue_view_json_string(o->b, hdr->data, hdr->len);
+	queue_view_puts(o, "}\n");
+}
+
+/* show's text: one "key: value" line per envelope item, then the
+ * header block. */
+static void
+queue_view_show_text(struct queue_view_out *o, const struct envelope *env,
+    const struct queue_view_info *info, const struct buf *hdr,
+    int truncated)
+{
+	char created[64], next[64], nextat[64], age[32];
+	size_t i;
+
+	queue_view_time(created, sizeof(created), env->created);
+	queue_view_age(age, sizeof(age), (long long)(info->now - env->created));
+	queue_view_next(next, sizeof(next), env, info);
+	queue_view_printf(o, "id:           %s\nstate:        %s\n"
+	    "size:         %lld\ncreated:      %s (%s ago)\nsender:       ",
+	    env->id, info->state, info->size, created, age);
+	if (env->sender[0] == '\0')
+		queue_view_puts(o, "<>");
+	else
+		queue_view_put_safe(o, env->sender);
+	queue_view_puts(o, "\n");
+	for (i = 0; i < env->n_rcpts; i++) {
+		queue_view_puts(o, "recipient:    ");
+		queue_view_put_safe(o, env->rcpts[i]);
+		queue_view_puts(o, "\n");
+	}
+	queue_view_printf(o, "uid:          %ld\nattempts:     %u\n",
+	    env->uid, env->attempts);
+	if (env->next_attempt > 0) {
+		queue_view_time(nextat, sizeof(nextat), env->next_attempt);
+		queue_view_printf(o, "next attempt: %s (%s)\n", nextat, next);
+	} else
+		queue_view_printf(o, "next attempt: %s\n", next);
+	if (env->last_error != NULL) {
+		queue_view_puts(o, "last error:   ");
+		queue_view_put_safe(o, env->last_error);
+		queue_view_puts(o, "\n");
+	}
+	queue_view_printf(o, "body:         %s\nheld:         %s\n"
+	    "warned:       %s\n\n", env->body_8bit ? "8bit" : "7bit",
+	    env->held ? "yes" : "no", env->warned ? "yes" : "no");
+	queue_view_put_header_text(o, hdr);
+	if (truncated)
+		queue_view_printf(o, "[header longer than %d bytes: "
+		    "truncated]\n", QUEUE_VIEW_HEADER_MAX);
+}
+
 int
 queue_view_show(const char *spool_dir, const char *id, long uid_filter,
     int json, int (*is_active)(void *, const char *), void *arg,
@@ -504,8 +569,6 @@ queue_view_show(const char *spool_dir, const char *id, long uid_filter,
 	struct envelope *env = NULL;
 	struct spool *sp;
 	struct buf hdr;
-	char created[64], next[64], nextat[64], age[32];
-	size_t i;
 	int rc, truncated = 0;
 
 	buf_init(&hdr, QUEUE_VIEW_HEADER_MAX);
@@ -538,55 +601,10 @@ queue_view_show(const char *spool_dir, const char *id, long uid_filter,
 			    "(delivered or removed meanwhile)", id);
 		goto done;
 	}
-	if (json) {
-		queue_view_puts(&o, "{");
-		queue_view_json_fields(&o, env, &info);
-		queue_view_printf(&o, ",\"uid\":%ld,\"body_8bit\":%s,"
-		    "\"held\":%s,\"warned\":%s,\"headers_truncated\":%s,"
-		    "\"headers\":", env->uid, env->body_8bit ? "true" :
-		    "false", env->held ? "true" : "false", env->warned ?
-		    "true" : "false", truncated ? "true" : "false");
-		if (o.rc == 0)
-			o.rc = queue_view_json_string(o.b, hdr.data, hdr.len);
-		queue_view_puts(&o, "}\n");
-		goto done;
-	}
-	queue_view_time(created, sizeof(created), env->created);
-	queue_view_age(age, sizeof(age), (long long)(info.now - env->created));
-	queue_view_next(next, sizeof(next), env, &info);
-	queue_view_printf(&o, "id:           %s\nstate:        %s\n"
-	    "size:         %lld\ncreated:      %s (%s ago)\nsender:       ",
-	    env->id, info.state, info.size, created, age);
-	if (env->sender[0] == '\0')
-		queue_view_puts(&o, "<>");
+	if (json)
+		queue_view_show_json(&o, env, &info, &hdr, truncated);
 	else
-		queue_view_put_safe(&o, env->sender);
-	queue_view_puts(&o, "\n");
-	for (i = 0; i < env->n_rcpts; i++) {
-		queue_view_puts(&o, "recipient:    ");
-		queue_view_put_safe(&o, env->rcpts[i]);
-		queue_view_puts(&o, "\n");
-	}
-	queue_view_printf(&o, "uid:          %ld\nattempts:     %u\n",
-	    env->uid, env->attempts);
-	if (env->next_attempt > 0) {
-		queue_view_time(nextat, sizeof(nextat), env->next_attempt);
-		queue_view_printf(&o, "next attempt: %s (%s)\n", nextat,
-		    next);
-	} else
-		queue_view_printf(&o, "next attempt: %s\n", next);
-	if (env->last_error != NULL) {
-		queue_view_puts(&o, "last error:   ");
-		queue_view_put_safe(&o, env->last_error);
-		queue_view_puts(&o, "\n");
-	}
-	queue_view_printf(&o, "body:         %s\nheld:         %s\n"
-	    "warned:       %s\n\n", env->body_8bit ? "8bit" : "7bit",
-	    env->held ? "yes" : "no", env->warned ? "yes" : "no");
-	queue_view_put_header_text(&o, &hdr);
-	if (truncated)
-		queue_view_printf(&o, "[header longer than %d bytes: "
-		    "truncated]\n", QUEUE_VIEW_HEADER_MAX);
+		queue_view_show_text(&o, env, &info, &hdr, truncated);
 done:
 	if (rc == 0 && o.rc != 0)
 		rc = sq_err_set(err, o.rc, "output larger than %zu bytes",

@@ -1503,9 +1503,9 @@ sendq_head_init(struct sendq_head *hd)
 
 /*
  * The envelope from the command line, or for -bs from smtp_sender and
- * smtp_rcpts (created now, by the real uid): *orig gets the sender as given (qualified), env the
- * rewritten sender and every recipient.  Returns 0 or the exit code
- * after printing.
+ * smtp_rcpts (created now, by the real uid): *orig gets the sender as
+ * given (qualified), env the rewritten sender and every recipient.
+ * Returns 0 or the exit code after printing.
  */
 static int
 sendq_submit_envelope(struct sendq_ctx *c, struct envelope *env,
