@@ -550,7 +550,7 @@ sasl_scram_first(struct sasl *s, size_t n, struct buf *out)
 	char *server_first = NULL, *nonce = NULL;
 	struct buf fin, am;
 	gnutls_datum_t key, sd;
-	size_t saltlen, i;
+	size_t saltlen = 0, i;
 	unsigned long iter = 0;
 	int rc = SASL_ERROR;
 
