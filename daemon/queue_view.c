@@ -279,6 +279,17 @@ queue_view_next(char *dst, size_t dstsz, const struct envelope *env,
 	}
 }
 
+/* The sender ("<>" when null) and a line end. */
+static void
+queue_view_put_sender(struct queue_view_out *o, const struct envelope *env)
+{
+	if (env->sender[0] == '\0')
+		queue_view_puts(o, "<>");
+	else
+		queue_view_put_safe(o, env->sender);
+	queue_view_puts(o, "\n");
+}
+
 static void
 queue_view_text_entry(struct queue_view_out *o, const struct envelope *env,
     const struct queue_view_info *info)
@@ -290,11 +301,7 @@ queue_view_text_entry(struct queue_view_out *o, const struct envelope *env,
 	    env->created));
 	queue_view_printf(o, "%-31s %10lld %5s  %-8s  ", env->id, info->size,
 	    age, info->state);
-	if (env->sender[0] == '\0')
-		queue_view_puts(o, "<>");
-	else
-		queue_view_put_safe(o, env->sender);
-	queue_view_puts(o, "\n");
+	queue_view_put_sender(o, env);
 	for (i = 0; i < env->n_rcpts; i++) {
 		queue_view_printf(o, "%*s", QUEUE_VIEW_INDENT, "");
 		queue_view_put_safe(o, env->rcpts[i]);
@@ -528,11 +535,7 @@ queue_view_show_text(struct queue_view_out *o, const struct envelope *env,
 	queue_view_printf(o, "id:           %s\nstate:        %s\n"
 	    "size:         %lld\ncreated:      %s (%s ago)\nsender:       ",
 	    env->id, info->state, info->size, created, age);
-	if (env->sender[0] == '\0')
-		queue_view_puts(o, "<>");
-	else
-		queue_view_put_safe(o, env->sender);
-	queue_view_puts(o, "\n");
+	queue_view_put_sender(o, env);
 	for (i = 0; i < env->n_rcpts; i++) {
 		queue_view_puts(o, "recipient:    ");
 		queue_view_put_safe(o, env->rcpts[i]);

@@ -275,6 +275,17 @@ secret_fmt_limit(char *buf, size_t bufsz, unsigned ms)
 	return buf;
 }
 
+/* The command ran past its time limit (it is then killed). */
+static int
+secret_command_late(const char *key, struct sq_err *err)
+{
+	char limit[32];
+
+	return sq_err_set(err, -ETIMEDOUT, "%s did not finish within %s: "
+	    "killed", key, secret_fmt_limit(limit, sizeof(limit),
+	    secret_command_timeout_ms));
+}
+
 /*
  * After the end of its output (rc 0) the child is normally about to
  * exit: wait for it until deadline into *status; killed when it has not
@@ -285,7 +296,6 @@ static int
 secret_command_reap(pid_t pid, const char *key, long long deadline, int rc,
     int *status, struct sq_err *err)
 {
-	char limit[32];
 	long long left;
 	pid_t n;
 	int exited = 0, saved;
@@ -305,9 +315,7 @@ secret_command_reap(pid_t pid, const char *key, long long deadline, int rc,
 		}
 		left = deadline - secret_now_ms();
 		if (left <= 0) {
-			rc = sq_err_set(err, -ETIMEDOUT, "%s did not finish "
-			    "within %s: killed", key, secret_fmt_limit(limit,
-			    sizeof(limit), secret_command_timeout_ms));
+			rc = secret_command_late(key, err);
 			break;
 		}
 		(void)poll(NULL, 0, left < SECRET_CHILD_POLL_MS ? (int)left :
@@ -328,7 +336,7 @@ secret_run_command(const char *cmd, const char *key, enum secret_kind kind,
 {
 	struct secret_reader r;
 	struct pollfd pfd;
-	char chunk[4096], limit[32];
+	char chunk[4096];
 	long long deadline, left;
 	ssize_t n;
 	pid_t pid;
@@ -360,9 +368,7 @@ secret_run_command(const char *cmd, const char *key, enum secret_kind kind,
 			break;
 		left = deadline - secret_now_ms();
 		if (left <= 0) {
-			rc = sq_err_set(err, -ETIMEDOUT, "%s did not finish "
-			    "within %s: killed", key, secret_fmt_limit(limit,
-			    sizeof(limit), secret_command_timeout_ms));
+			rc = secret_command_late(key, err);
 			break;
 		}
 		timeout = (int)left;
