@@ -30,8 +30,8 @@
  * 2.3.1 report the original envelope id and recipient address
  * themselves, not their SMTP encoding.
  *
- * Dates are RFC 5322 in UTC ("Tue, 14 Nov 2023 22:13:20 +0000"), computed
- * from the seconds passed in with gmtime_r() and fixed English names.
+ * Dates are RFC 5322 in UTC ("Tue, 14 Nov 2023 22:13:20 +0000"), from the
+ * seconds passed in, by mailmsg_date().
  */
 #include <stdarg.h>
 #include <stdint.h>
@@ -124,18 +124,6 @@ bounce_clean(const char *s)
 	return out;
 }
 
-static int
-bounce_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* xtext (RFC 3461 4) decoded; "+XX" that is not a hex pair is kept as
  * it is.  Returns an allocated string (NUL bytes from "+00" become '?'). */
 static char *
@@ -147,8 +135,8 @@ bounce_xtext_decode(const char *s)
 	out = o = xmalloc(strlen(s) + 1);
 	for (; *s != '\0'; s++) {
 		if (*s == '+' && s[1] != '\0' && s[2] != '\0') {
-			hi = bounce_hexval(s[1]);
-			lo = bounce_hexval(s[2]);
+			hi = sq_hex_value(s[1]);
+			lo = sq_hex_value(s[2]);
 			if (hi >= 0 && lo >= 0) {
 				*o++ = hi == 0 && lo == 0 ? '?' :
 				    (char)(hi * 16 + lo);
@@ -243,14 +231,6 @@ bounce_fold(struct bounce_w *w, const char *prefix, const char *text,
 		first = 0;
 	}
 	bounce_puts(w, "\n");
-}
-
-/* RFC 5322 date in UTC for the given seconds since the epoch (the one
- * date helper, mailmsg.h). */
-static void
-bounce_date(int64_t t, char *out, size_t outsz)
-{
-	mailmsg_date(t, 0, out, outsz);
 }
 
 /* Length of 1 to 3 digits at s, 0 if none. */
@@ -349,7 +329,7 @@ bounce_part_text(struct bounce_w *w, const struct bounce_params *p,
 		    " or more recipients.\nThis is only a warning: you do"
 		    " not need to send the message again.\n");
 		if (p->retry_until > 0) {
-			bounce_date(p->retry_until, date, sizeof(date));
+			mailmsg_date(p->retry_until, 0, date, sizeof(date));
 			bounce_printf(w, "The mail system will keep trying"
 			    " until %s.\n", date);
 		} else
@@ -372,7 +352,7 @@ bounce_part_text(struct bounce_w *w, const struct bounce_params *p,
 	bounce_fold(w, "Sender: ", line, "    ");
 	free(line);
 	free(s);
-	bounce_date(p->arrival, date, sizeof(date));
+	mailmsg_date(p->arrival, 0, date, sizeof(date));
 	bounce_printf(w, "Arrival date: %s\n", date);
 
 	for (i = 0; i < p->n_rcpts; i++) {
@@ -433,7 +413,7 @@ bounce_part_status(struct bounce_w *w, const struct bounce_params *p,
 	const struct bounce_rcpt *r;
 	size_t i;
 
-	bounce_date(p->now, now, sizeof(now));
+	mailmsg_date(p->now, 0, now, sizeof(now));
 	if (p->envid != NULL) {
 		v = bounce_xtext_decode(p->envid);
 		s = bounce_clean(v);
@@ -447,7 +427,7 @@ bounce_part_status(struct bounce_w *w, const struct bounce_params *p,
 	if (*s != '\0')
 		bounce_fold(w, "X-Sendq-Queue-ID: ", s, " ");
 	free(s);
-	bounce_date(p->arrival, date, sizeof(date));
+	mailmsg_date(p->arrival, 0, date, sizeof(date));
 	bounce_printf(w, "Arrival-Date: %s\n", date);
 
 	for (i = 0; i < p->n_rcpts; i++) {
@@ -474,7 +454,7 @@ bounce_part_status(struct bounce_w *w, const struct bounce_params *p,
 		free(reply);
 		bounce_printf(w, "Last-Attempt-Date: %s\n", now);
 		if (p->action == BOUNCE_DELAYED && p->retry_until > 0) {
-			bounce_date(p->retry_until, date, sizeof(date));
+			mailmsg_date(p->retry_until, 0, date, sizeof(date));
 			bounce_printf(w, "Will-Retry-Until: %s\n", date);
 		}
 	}
@@ -525,6 +505,55 @@ bounce_contains(const struct buf *b, const char *needle)
 	return b->len >= n && memmem(b->data, b->len, needle, n) != NULL;
 }
 
+/* The MIME boundary: "sendq.NONCE", with "_K" added until it occurs in
+ * none of the three parts.  Allocated. */
+static char *
+bounce_boundary(const struct buf part[3], const char *nonce)
+{
+	char *boundary = xasprintf("sendq.%s", nonce);
+	size_t i, k;
+	int collide;
+
+	for (k = 1;; k++) {
+		collide = 0;
+		for (i = 0; i < 3; i++)
+			collide |= bounce_contains(&part[i], boundary);
+		if (!collide)
+			return boundary;
+		free(boundary);
+		boundary = xasprintf("sendq.%s_%zu", nonce, k);
+	}
+}
+
+/* From, To, Subject, Date and Message-ID of the report. */
+static void
+bounce_top_fields(struct bounce_w *w, const struct bounce_params *p,
+    const char *host, const char *nonce)
+{
+	char date[64], *s;
+
+	bounce_puts(w, "From: \"Mail Delivery System\" <MAILER-DAEMON@");
+	bounce_puts(w, host);
+	bounce_puts(w, ">\n");
+	s = bounce_clean(p->to);
+	if (*s == '\0')
+		bounce_puts(w, "To: undisclosed-recipients:;\n");
+	else {
+		char *addr = xasprintf("<%s>", s);
+
+		bounce_fold(w, "To: ", addr, " ");
+		free(addr);
+	}
+	free(s);
+	bounce_printf(w, "Subject: %s\n", p->action == BOUNCE_FAILED ?
+	    "Undelivered Mail Returned to Sender" :
+	    "Delayed Mail (still being retried)");
+	mailmsg_date(p->now, 0, date, sizeof(date));
+	s = mailmsg_added_fields(0, date, NULL, nonce, host, "\n");
+	bounce_puts(w, s);
+	free(s);
+}
+
 int
 bounce_build(const struct bounce_params *p, struct buf *out)
 {
@@ -540,9 +569,8 @@ bounce_build(const struct bounce_params *p, struct buf *out)
 		"Delivery report",
 		"Undelivered Message Headers",
 	};
-	char date[64], *host, *nonce, *boundary, *s;
-	size_t start = out->len, i, k;
-	int collide;
+	char *host, *nonce, *boundary;
+	size_t start = out->len, i;
 
 	host = bounce_token(p->reporting_host, ".", '-', BOUNCE_HOST_MAX,
 	    "localhost");
@@ -558,39 +586,10 @@ bounce_build(const struct bounce_params *p, struct buf *out)
 	pw.b = &part[2];
 	bounce_part_headers(&pw, p);
 
-	boundary = xasprintf("sendq.%s", nonce);
-	for (k = 1;; k++) {
-		collide = 0;
-		for (i = 0; i < 3; i++)
-			collide |= bounce_contains(&part[i], boundary);
-		if (!collide)
-			break;
-		free(boundary);
-		boundary = xasprintf("sendq.%s_%zu", nonce, k);
-	}
-
+	boundary = bounce_boundary(part, nonce);
 	w.b = out;
 	w.err = pw.err;
-	bounce_puts(&w, "From: \"Mail Delivery System\" <MAILER-DAEMON@");
-	bounce_puts(&w, host);
-	bounce_puts(&w, ">\n");
-	s = bounce_clean(p->to);
-	if (*s == '\0')
-		bounce_puts(&w, "To: undisclosed-recipients:;\n");
-	else {
-		char *addr = xasprintf("<%s>", s);
-
-		bounce_fold(&w, "To: ", addr, " ");
-		free(addr);
-	}
-	free(s);
-	bounce_printf(&w, "Subject: %s\n", p->action == BOUNCE_FAILED ?
-	    "Undelivered Mail Returned to Sender" :
-	    "Delayed Mail (still being retried)");
-	bounce_date(p->now, date, sizeof(date));
-	s = mailmsg_added_fields(0, date, NULL, nonce, host, "\n");
-	bounce_puts(&w, s);
-	free(s);
+	bounce_top_fields(&w, p, host, nonce);
 	bounce_puts(&w, "Auto-Submitted: auto-replied\n");
 	bounce_puts(&w, "MIME-Version: 1.0\n");
 	bounce_puts(&w, "Content-Type: multipart/report;"

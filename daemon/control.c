@@ -1166,7 +1166,7 @@ control_new(struct event_base *base, const char *path,
 	c = xcalloc(1, sizeof(*c));
 	c->base = base;
 	c->daemon_uid = geteuid();
-	c->path = xstrdup(path != NULL ? path : CONFIG_DEFAULT_SOCKET);
+	c->path = xstrdup(path);
 	c->spool_dir = xstrdup(spool_dir);
 	if (ops != NULL)
 		c->ops = *ops;

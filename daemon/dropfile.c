@@ -337,6 +337,37 @@ dropfile_fini(struct dropfile *df)
 	memset(df, 0, sizeof(*df));
 }
 
+/*
+ * The header h of msg (mlen bytes read; more follow when truncated): it
+ * fits MAILMSG_HEADER_MAX, holds no NUL (SMTP cannot carry it; the
+ * body's bytes are the sender's business and are relayed as they are)
+ * and no envelope line.  0, or SQ_ELIMIT / SQ_EPARSE with err.
+ */
+static int
+dropfile_header_check(const struct mailmsg_header *h, const char *msg,
+    size_t mlen, int truncated, struct sq_err *err)
+{
+	char name[64];
+	size_t i;
+
+	if (h->header_len > MAILMSG_HEADER_MAX ||
+	    (truncated && !h->has_blank && h->header_len >= mlen))
+		return sq_err_set(err, SQ_ELIMIT, "header larger than %d "
+		    "bytes", MAILMSG_HEADER_MAX);
+	if (memchr(msg, '\0', h->header_len) != NULL)
+		return sq_err_set(err, SQ_EPARSE, "NUL byte in the header "
+		    "section");
+	for (i = 0; i < h->n_fields; i++)
+		if (dropfile_envname(msg + h->fields[i].off,
+		    h->fields[i].name_len) != DROPFILE_ENV_NONE)
+			return sq_err_set(err, SQ_EPARSE, "%s field inside "
+			    "the header: envelope lines must be the first "
+			    "lines of the file", sq_printable(name,
+			    sizeof(name), msg + h->fields[i].off,
+			    h->fields[i].name_len));
+	return 0;
+}
+
 int
 dropfile_parse(const char *head, size_t len, size_t total,
     const struct dropfile_opts *opts, struct dropfile *df,
@@ -345,8 +376,7 @@ dropfile_parse(const char *head, size_t len, size_t total,
 	struct dropfile_opts o = *opts;
 	struct mailmsg_header h;
 	const char *msg, *nl;
-	size_t off = 0, mlen, i, hlen;
-	char name[64];
+	size_t off = 0, mlen, hlen;
 	int rc, have_sender = 0;
 
 	memset(df, 0, sizeof(*df));
@@ -370,29 +400,9 @@ dropfile_parse(const char *head, size_t len, size_t total,
 	msg = head + off;
 	mlen = len - off;
 	mailmsg_scan(msg, mlen, &h);
-	if (h.header_len > MAILMSG_HEADER_MAX ||
-	    (len < total && !h.has_blank && h.header_len >= mlen)) {
-		rc = sq_err_set(err, SQ_ELIMIT, "header larger than %d bytes",
-		    MAILMSG_HEADER_MAX);
+	if ((rc = dropfile_header_check(&h, msg, mlen, len < total,
+	    err)) != 0)
 		goto fail;
-	}
-	/* SMTP cannot carry NUL: refuse it in the header (the body's bytes
-	 * are the sender's business and are relayed as they are). */
-	if (memchr(msg, '\0', h.header_len) != NULL) {
-		rc = sq_err_set(err, SQ_EPARSE, "NUL byte in the header "
-		    "section");
-		goto fail;
-	}
-	for (i = 0; i < h.n_fields; i++)
-		if (dropfile_envname(msg + h.fields[i].off,
-		    h.fields[i].name_len) != DROPFILE_ENV_NONE) {
-			rc = sq_err_set(err, SQ_EPARSE, "%s field inside the "
-			    "header: envelope lines must be the first lines "
-			    "of the file", sq_printable(name, sizeof(name),
-			    msg + h.fields[i].off, h.fields[i].name_len));
-			goto fail;
-		}
-
 	if (df->env->n_rcpts == 0 &&
 	    (rc = dropfile_header_rcpts(&h, msg, &o, df->env, err)) != 0)
 		goto fail;

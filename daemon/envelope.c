@@ -566,6 +566,35 @@ envelope_parse_fail(struct sq_err *err, size_t lineno, const char *why,
 	    lineno, why, safe);
 }
 
+/* The NOTIFY bits of the list [w, end) ("SUCCESS,DELAY"); 0 for an
+ * unknown or repeated word. */
+static unsigned
+envelope_parse_notify(const char *w, const char *end)
+{
+	const char *c;
+	unsigned notify = 0, bit;
+	size_t n;
+
+	for (; w < end; w = c + 1) {
+		c = memchr(w, ',', (size_t)(end - w));
+		if (c == NULL)
+			c = end;
+		n = (size_t)(c - w);
+		bit = n == 5 && memcmp(w, "NEVER", 5) == 0 ?
+		    ENVELOPE_NOTIFY_NEVER :
+		    n == 7 && memcmp(w, "SUCCESS", 7) == 0 ?
+		    ENVELOPE_NOTIFY_SUCCESS :
+		    n == 7 && memcmp(w, "FAILURE", 7) == 0 ?
+		    ENVELOPE_NOTIFY_FAILURE :
+		    n == 5 && memcmp(w, "DELAY", 5) == 0 ?
+		    ENVELOPE_NOTIFY_DELAY : 0;
+		if (bit == 0 || (notify & bit))
+			return 0;
+		notify |= bit;
+	}
+	return notify;
+}
+
 /*
  * "INDEX NOTIFY=... ORCPT=..." of a rcpt_params line into env.  Returns
  * 0 or SQ_EPARSE with err filled.
@@ -575,7 +604,7 @@ envelope_parse_params(struct envelope *env, const char *val, size_t vallen,
     size_t lineno, struct sq_err *err)
 {
 	const char *p = val, *end = val + vallen, *w, *we, *eq;
-	unsigned notify = 0, bit;
+	unsigned notify = 0;
 	char *orcpt = NULL;
 	uint64_t idx;
 	size_t n;
@@ -605,25 +634,7 @@ envelope_parse_params(struct envelope *env, const char *val, size_t vallen,
 				    "rcpt_params: repeated parameter", p, n);
 				goto fail;
 			}
-			for (w = eq + 1; w < we; w = eq + 1) {
-				eq = memchr(w, ',', (size_t)(we - w));
-				if (eq == NULL)
-					eq = we;
-				n = (size_t)(eq - w);
-				bit = n == 5 && memcmp(w, "NEVER", 5) == 0 ?
-				    ENVELOPE_NOTIFY_NEVER :
-				    n == 7 && memcmp(w, "SUCCESS", 7) == 0 ?
-				    ENVELOPE_NOTIFY_SUCCESS :
-				    n == 7 && memcmp(w, "FAILURE", 7) == 0 ?
-				    ENVELOPE_NOTIFY_FAILURE :
-				    n == 5 && memcmp(w, "DELAY", 5) == 0 ?
-				    ENVELOPE_NOTIFY_DELAY : 0;
-				if (bit == 0 || (notify & bit)) {
-					notify = 0;
-					break;
-				}
-				notify |= bit;
-			}
+			notify = envelope_parse_notify(eq + 1, we);
 			if (!envelope_notify_ok(notify)) {
 				rc = envelope_parse_fail(err, lineno,
 				    "rcpt_params: bad NOTIFY", p,
@@ -663,16 +674,227 @@ fail:
 	return rc;
 }
 
+/* A line holds no control character (CR included).  0 or SQ_EPARSE. */
+static int
+envelope_parse_chars(const char *line, size_t linelen, size_t lineno,
+    struct sq_err *err)
+{
+	size_t i;
+
+	for (i = 0; i < linelen; i++) {
+		unsigned char c = (unsigned char)line[i];
+
+		if (c < 0x20 || c == 0x7f)
+			return envelope_parse_fail(err, lineno,
+			    c == '\r' ? "carriage return in line" :
+			    "control character in line", NULL, 0);
+	}
+	return 0;
+}
+
+/* "KEY VALUE" or "KEY": the key into *k (counted in seen[], only rcpt
+ * and rcpt_params may repeat), the value into *val, *vallen.  0 or
+ * SQ_EPARSE. */
+static int
+envelope_parse_key(const char *line, size_t linelen, size_t lineno,
+    unsigned seen[ENVELOPE_KEY_COUNT], enum envelope_key *k,
+    const char **val, size_t *vallen, struct sq_err *err)
+{
+	size_t keylen;
+
+	*val = memchr(line, ' ', linelen);
+	if (*val != NULL) {
+		keylen = (size_t)(*val - line);
+		(*val)++;
+		*vallen = linelen - keylen - 1;
+	} else {
+		keylen = linelen;
+		*val = line + linelen;
+		*vallen = 0;
+	}
+	for (*k = 0; *k < ENVELOPE_KEY_COUNT; (*k)++)
+		if (strlen(envelope_key_names[*k]) == keylen &&
+		    memcmp(envelope_key_names[*k], line, keylen) == 0)
+			break;
+	if (*k == ENVELOPE_KEY_COUNT)
+		return envelope_parse_fail(err, lineno, "unknown key", line,
+		    keylen);
+	if (*k != ENVELOPE_KEY_RCPT && *k != ENVELOPE_KEY_RCPT_PARAMS &&
+	    seen[*k] > 0)
+		return envelope_parse_fail(err, lineno, "repeated key", line,
+		    keylen);
+	seen[*k]++;
+	return 0;
+}
+
+/* The value of created, next_attempt, uid or attempts.  0 or
+ * SQ_EPARSE. */
+static int
+envelope_parse_number(struct envelope *env, enum envelope_key k,
+    const char *val, size_t vallen, size_t lineno, struct sq_err *err)
+{
+	uint64_t num;
+
+	switch (k) {
+	case ENVELOPE_KEY_UID:
+		if (vallen == 2 && memcmp(val, "-1", 2) == 0) {
+			env->uid = -1;
+			return 0;
+		}
+		if (envelope_parse_uint(val, vallen, LONG_MAX, &num) != 0)
+			return envelope_parse_fail(err, lineno, "bad uid", val,
+			    vallen);
+		env->uid = (long)num;
+		return 0;
+	case ENVELOPE_KEY_ATTEMPTS:
+		if (envelope_parse_uint(val, vallen, UINT_MAX, &num) != 0)
+			return envelope_parse_fail(err, lineno,
+			    "bad attempt count", val, vallen);
+		env->attempts = (unsigned)num;
+		return 0;
+	default:	/* created, next_attempt */
+		if (envelope_parse_uint(val, vallen, INT64_MAX, &num) != 0)
+			return envelope_parse_fail(err, lineno, "bad time",
+			    val, vallen);
+		if (k == ENVELOPE_KEY_CREATED)
+			env->created = (int64_t)num;
+		else
+			env->next_attempt = (int64_t)num;
+		return 0;
+	}
+}
+
+/* The value of ret, held, warned or body (one word of a fixed set).  0
+ * or SQ_EPARSE. */
+static int
+envelope_parse_word(struct envelope *env, enum envelope_key k,
+    const char *val, size_t vallen, size_t lineno, struct sq_err *err)
+{
+	switch (k) {
+	case ENVELOPE_KEY_RET:
+		if (vallen == 4 && memcmp(val, "FULL", 4) == 0)
+			env->ret = ENVELOPE_RET_FULL;
+		else if (vallen == 4 && memcmp(val, "HDRS", 4) == 0)
+			env->ret = ENVELOPE_RET_HDRS;
+		else
+			return envelope_parse_fail(err, lineno,
+			    "bad ret (FULL or HDRS)", val, vallen);
+		return 0;
+	case ENVELOPE_KEY_BODY:
+		if (vallen == 4 && memcmp(val, "8bit", 4) == 0)
+			env->body_8bit = 1;
+		else if (!(vallen == 4 && memcmp(val, "7bit", 4) == 0))
+			return envelope_parse_fail(err, lineno,
+			    "bad body type (7bit or 8bit)", val, vallen);
+		return 0;
+	default:	/* held, warned */
+		if (vallen != 1 || (val[0] != '0' && val[0] != '1'))
+			return envelope_parse_fail(err, lineno,
+			    "bad flag (0 or 1)", val, vallen);
+		if (k == ENVELOPE_KEY_HELD)
+			env->held = val[0] == '1';
+		else
+			env->warned = val[0] == '1';
+		return 0;
+	}
+}
+
+/* The value of key k into env (*ended set by the end line).  0 or
+ * SQ_EPARSE. */
+static int
+envelope_parse_value(struct envelope *env, enum envelope_key k,
+    const char *val, size_t vallen, size_t lineno, int *ended,
+    struct sq_err *err)
+{
+	char *v;
+	int rc;
+
+	switch (k) {
+	case ENVELOPE_KEY_ID:
+		if (!envelope_id_ok(val, vallen))
+			return envelope_parse_fail(err, lineno,
+			    "bad queue id", val, vallen);
+		memcpy(env->id, val, vallen);
+		env->id[vallen] = '\0';
+		return 0;
+	case ENVELOPE_KEY_CREATED:
+	case ENVELOPE_KEY_NEXT_ATTEMPT:
+	case ENVELOPE_KEY_UID:
+	case ENVELOPE_KEY_ATTEMPTS:
+		return envelope_parse_number(env, k, val, vallen, lineno,
+		    err);
+	case ENVELOPE_KEY_SENDER:
+		free(env->sender);
+		env->sender = xstrndup(val, vallen);
+		return 0;
+	case ENVELOPE_KEY_RCPT:
+		if (vallen == 0)
+			return envelope_parse_fail(err, lineno,
+			    "empty recipient", NULL, 0);
+		envelope_add_rcpt_n(env, val, vallen);
+		return 0;
+	case ENVELOPE_KEY_RET:
+	case ENVELOPE_KEY_HELD:
+	case ENVELOPE_KEY_WARNED:
+	case ENVELOPE_KEY_BODY:
+		return envelope_parse_word(env, k, val, vallen, lineno, err);
+	case ENVELOPE_KEY_ENVID:
+		v = xstrndup(val, vallen);
+		rc = vallen > ENVELOPE_ENVID_MAX ? -EINVAL :
+		    envelope_set_envid(env, v);
+		free(v);
+		if (rc != 0)
+			return envelope_parse_fail(err, lineno,
+			    "bad envid (1 to 100 characters of xtext)", val,
+			    vallen);
+		return 0;
+	case ENVELOPE_KEY_RCPT_PARAMS:
+		return envelope_parse_params(env, val, vallen, lineno, err);
+	case ENVELOPE_KEY_LAST_ERROR:
+		env->last_error = xstrndup(val, vallen);
+		return 0;
+	case ENVELOPE_KEY_END:
+		if (vallen != 0)
+			return envelope_parse_fail(err, lineno,
+			    "value after end", NULL, 0);
+		*ended = 1;
+		return 0;
+	case ENVELOPE_KEY_COUNT:
+		break;
+	}
+	return 0;
+}
+
+/* After the last line: not empty, ended, and every required key seen.
+ * 0 or SQ_EPARSE. */
+static int
+envelope_parse_complete(const unsigned seen[ENVELOPE_KEY_COUNT],
+    int ended, size_t lineno, struct sq_err *err)
+{
+	if (lineno == 0)
+		return sq_err_set(err, SQ_EPARSE, "envelope is empty");
+	if (!ended)
+		return envelope_parse_fail(err, lineno,
+		    "truncated (no end line)", NULL, 0);
+	if (!seen[ENVELOPE_KEY_ID] || !seen[ENVELOPE_KEY_CREATED] ||
+	    !seen[ENVELOPE_KEY_SENDER] || !seen[ENVELOPE_KEY_RCPT])
+		return envelope_parse_fail(err, lineno,
+		    !seen[ENVELOPE_KEY_ID] ? "missing key id" :
+		    !seen[ENVELOPE_KEY_CREATED] ? "missing key created" :
+		    !seen[ENVELOPE_KEY_SENDER] ? "missing key sender" :
+		    "missing key rcpt (no recipients)", NULL, 0);
+	return 0;
+}
+
 int
 envelope_parse(const char *text, size_t len, struct envelope **out,
     struct sq_err *err)
 {
 	struct envelope *env;
 	unsigned seen[ENVELOPE_KEY_COUNT] = { 0 };
-	const char *line, *nl, *key, *val;
-	size_t pos = 0, lineno = 0, linelen, keylen, vallen, i;
+	const char *line, *nl, *val;
+	size_t pos = 0, lineno = 0, linelen, vallen;
 	enum envelope_key k;
-	uint64_t num;
 	int rc, ended = 0;
 
 	env = envelope_new();
@@ -692,16 +914,9 @@ envelope_parse(const char *text, size_t len, struct envelope **out,
 			    "data after the end line", NULL, 0);
 			goto fail;
 		}
-		for (i = 0; i < linelen; i++) {
-			unsigned char c = (unsigned char)line[i];
-
-			if (c < 0x20 || c == 0x7f) {
-				rc = envelope_parse_fail(err, lineno,
-				    c == '\r' ? "carriage return in line" :
-				    "control character in line", NULL, 0);
-				goto fail;
-			}
-		}
+		if ((rc = envelope_parse_chars(line, linelen, lineno,
+		    err)) != 0)
+			goto fail;
 		if (lineno == 1) {
 			if (linelen != strlen(ENVELOPE_MAGIC) ||
 			    memcmp(line, ENVELOPE_MAGIC, linelen) != 0) {
@@ -712,174 +927,14 @@ envelope_parse(const char *text, size_t len, struct envelope **out,
 			}
 			continue;
 		}
-		key = line;
-		val = memchr(line, ' ', linelen);
-		if (val != NULL) {
-			keylen = (size_t)(val - line);
-			val++;
-			vallen = linelen - keylen - 1;
-		} else {
-			keylen = linelen;
-			val = line + linelen;
-			vallen = 0;
-		}
-		for (k = 0; k < ENVELOPE_KEY_COUNT; k++)
-			if (strlen(envelope_key_names[k]) == keylen &&
-			    memcmp(envelope_key_names[k], key, keylen) == 0)
-				break;
-		if (k == ENVELOPE_KEY_COUNT) {
-			rc = envelope_parse_fail(err, lineno, "unknown key",
-			    key, keylen);
+		if ((rc = envelope_parse_key(line, linelen, lineno, seen, &k,
+		    &val, &vallen, err)) != 0 ||
+		    (rc = envelope_parse_value(env, k, val, vallen, lineno,
+		    &ended, err)) != 0)
 			goto fail;
-		}
-		if (k != ENVELOPE_KEY_RCPT && k != ENVELOPE_KEY_RCPT_PARAMS &&
-		    seen[k] > 0) {
-			rc = envelope_parse_fail(err, lineno, "repeated key",
-			    key, keylen);
-			goto fail;
-		}
-		seen[k]++;
-		switch (k) {
-		case ENVELOPE_KEY_ID:
-			if (!envelope_id_ok(val, vallen)) {
-				rc = envelope_parse_fail(err, lineno,
-				    "bad queue id", val, vallen);
-				goto fail;
-			}
-			memcpy(env->id, val, vallen);
-			env->id[vallen] = '\0';
-			break;
-		case ENVELOPE_KEY_CREATED:
-		case ENVELOPE_KEY_NEXT_ATTEMPT:
-			if (envelope_parse_uint(val, vallen, INT64_MAX,
-			    &num) != 0) {
-				rc = envelope_parse_fail(err, lineno,
-				    "bad time", val, vallen);
-				goto fail;
-			}
-			if (k == ENVELOPE_KEY_CREATED)
-				env->created = (int64_t)num;
-			else
-				env->next_attempt = (int64_t)num;
-			break;
-		case ENVELOPE_KEY_UID:
-			if (vallen == 2 && memcmp(val, "-1", 2) == 0)
-				env->uid = -1;
-			else if (envelope_parse_uint(val, vallen, LONG_MAX,
-			    &num) == 0)
-				env->uid = (long)num;
-			else {
-				rc = envelope_parse_fail(err, lineno,
-				    "bad uid", val, vallen);
-				goto fail;
-			}
-			break;
-		case ENVELOPE_KEY_ATTEMPTS:
-			if (envelope_parse_uint(val, vallen, UINT_MAX,
-			    &num) != 0) {
-				rc = envelope_parse_fail(err, lineno,
-				    "bad attempt count", val, vallen);
-				goto fail;
-			}
-			env->attempts = (unsigned)num;
-			break;
-		case ENVELOPE_KEY_SENDER:
-			free(env->sender);
-			env->sender = xstrndup(val, vallen);
-			break;
-		case ENVELOPE_KEY_RCPT:
-			if (vallen == 0) {
-				rc = envelope_parse_fail(err, lineno,
-				    "empty recipient", NULL, 0);
-				goto fail;
-			}
-			envelope_add_rcpt_n(env, val, vallen);
-			break;
-		case ENVELOPE_KEY_RET:
-			if (vallen == 4 && memcmp(val, "FULL", 4) == 0)
-				env->ret = ENVELOPE_RET_FULL;
-			else if (vallen == 4 && memcmp(val, "HDRS", 4) == 0)
-				env->ret = ENVELOPE_RET_HDRS;
-			else {
-				rc = envelope_parse_fail(err, lineno,
-				    "bad ret (FULL or HDRS)", val, vallen);
-				goto fail;
-			}
-			break;
-		case ENVELOPE_KEY_ENVID: {
-			char *v = xstrndup(val, vallen);
-
-			rc = vallen > ENVELOPE_ENVID_MAX ? -EINVAL :
-			    envelope_set_envid(env, v);
-			free(v);
-			if (rc != 0) {
-				rc = envelope_parse_fail(err, lineno,
-				    "bad envid (1 to 100 characters of "
-				    "xtext)", val, vallen);
-				goto fail;
-			}
-			break;
-		}
-		case ENVELOPE_KEY_RCPT_PARAMS:
-			if ((rc = envelope_parse_params(env, val, vallen,
-			    lineno, err)) != 0)
-				goto fail;
-			break;
-		case ENVELOPE_KEY_LAST_ERROR:
-			env->last_error = xstrndup(val, vallen);
-			break;
-		case ENVELOPE_KEY_HELD:
-		case ENVELOPE_KEY_WARNED:
-			if (vallen != 1 || (val[0] != '0' && val[0] != '1')) {
-				rc = envelope_parse_fail(err, lineno,
-				    "bad flag (0 or 1)", val, vallen);
-				goto fail;
-			}
-			if (k == ENVELOPE_KEY_HELD)
-				env->held = val[0] == '1';
-			else
-				env->warned = val[0] == '1';
-			break;
-		case ENVELOPE_KEY_BODY:
-			if (vallen == 4 && memcmp(val, "8bit", 4) == 0)
-				env->body_8bit = 1;
-			else if (!(vallen == 4 && memcmp(val, "7bit", 4) == 0)) {
-				rc = envelope_parse_fail(err, lineno,
-				    "bad body type (7bit or 8bit)", val,
-				    vallen);
-				goto fail;
-			}
-			break;
-		case ENVELOPE_KEY_END:
-			if (vallen != 0) {
-				rc = envelope_parse_fail(err, lineno,
-				    "value after end", NULL, 0);
-				goto fail;
-			}
-			ended = 1;
-			break;
-		case ENVELOPE_KEY_COUNT:
-			break;
-		}
 	}
-	if (lineno == 0) {
-		rc = sq_err_set(err, SQ_EPARSE, "envelope is empty");
+	if ((rc = envelope_parse_complete(seen, ended, lineno, err)) != 0)
 		goto fail;
-	}
-	if (!ended) {
-		rc = envelope_parse_fail(err, lineno,
-		    "truncated (no end line)", NULL, 0);
-		goto fail;
-	}
-	if (!seen[ENVELOPE_KEY_ID] || !seen[ENVELOPE_KEY_CREATED] ||
-	    !seen[ENVELOPE_KEY_SENDER] || !seen[ENVELOPE_KEY_RCPT]) {
-		rc = envelope_parse_fail(err, lineno,
-		    !seen[ENVELOPE_KEY_ID] ? "missing key id" :
-		    !seen[ENVELOPE_KEY_CREATED] ? "missing key created" :
-		    !seen[ENVELOPE_KEY_SENDER] ? "missing key sender" :
-		    "missing key rcpt (no recipients)", NULL, 0);
-		goto fail;
-	}
 	*out = env;
 	return 0;
 fail:

@@ -207,8 +207,11 @@ main_on_signal(evutil_socket_t sig, short what, void *arg)
 	scheduler_shutdown(st->sched, main_on_stopped, st);
 }
 
-int
-main(int argc, char **argv)
+/* The command line.  Returns -1 to go on, else the exit code (--help,
+ * --version, a usage error). */
+static int
+main_options(int argc, char **argv, const char **config_path,
+    int *check_only, int *debug)
 {
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'C' },
@@ -218,34 +221,18 @@ main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *config_path = CONFIG_DEFAULT_PATH;
-	struct config *cfg = NULL;
-	struct spool *sp = NULL;
-	struct main_state st = { 0 };
-	struct evdns_base *dns = NULL;
-	struct control *ctl = NULL;
-	struct control_rights *rights = NULL;
-	struct pickup *pickup = NULL;
-	struct control_ops ops;
-	struct quota quota;
-	const char *ctl_path;
-	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
-	struct sq_err err = { 0 };
-	char hostname[256];
-	const char *ehlo_name;
-	int ch, check_only = 0, debug = 0, status = EX_OSERR;
+	int ch;
 
-	log_init("sendqd", LOG_LEVEL_INFO);
 	while ((ch = getopt_long(argc, argv, "C:dhV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'C':
-			config_path = optarg;
+			*config_path = optarg;
 			break;
 		case 'c':
-			check_only = 1;
+			*check_only = 1;
 			break;
 		case 'd':
-			debug = 1;
+			*debug = 1;
 			break;
 		case 'h':
 			main_usage(stdout);
@@ -263,18 +250,25 @@ main(int argc, char **argv)
 		    "(see sendqd --help)\n", argv[optind]);
 		return EX_USAGE;
 	}
+	return -1;
+}
+
+/* The configuration, its TLS files and the control rights (names to
+ * ids, once).  Returns -1 to go on with *cfgp and *rights, else the exit
+ * code (an error, or --check-config done). */
+static int
+main_configure(const char *config_path, int check_only,
+    struct config **cfgp, struct control_rights **rights)
+{
+	struct config *cfg = NULL;
+	struct sq_err err = { 0 };
 
 	if (config_load_file(config_path, &cfg, &err) != 0) {
 		fprintf(stderr, "sendqd: %s\n", err.msg);
 		return EX_CONFIG;
 	}
-	if (main_check_tls(cfg, check_only, &err) != 0) {
-		fprintf(stderr, "sendqd: %s\n", err.msg);
-		config_free(cfg);
-		return EX_CONFIG;
-	}
-	/* admin_group, submit_users, submit_groups: names to ids, once. */
-	if (control_rights_new(cfg, &rights, &err) != 0) {
+	if (main_check_tls(cfg, check_only, &err) != 0 ||
+	    control_rights_new(cfg, rights, &err) != 0) {
 		fprintf(stderr, "sendqd: %s\n", err.msg);
 		config_free(cfg);
 		return EX_CONFIG;
@@ -283,99 +277,179 @@ main(int argc, char **argv)
 		printf("sendqd: %s: configuration is valid (%zu smarthost%s)\n",
 		    config_path, cfg->n_smarthosts,
 		    cfg->n_smarthosts == 1 ? "" : "s");
-		control_rights_free(rights);
+		control_rights_free(*rights);
+		*rights = NULL;
 		config_free(cfg);
 		return 0;
 	}
+	*cfgp = cfg;
+	return -1;
+}
+
+/* The resolver: names asynchronously, /etc/hosts first, address
+ * literals never leave the machine.  NULL when it cannot be made. */
+static struct evdns_base *
+main_resolver(struct event_base *base)
+{
+	struct evdns_base *dns;
+
+	dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+	    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (dns != NULL)
+		return dns;
+	/* No usable resolv.conf: /etc/hosts and literals still work. */
+	dns = evdns_base_new(base, 0);
+	if (dns != NULL && evdns_base_load_hosts(dns, NULL) != 0) {
+		evdns_base_free(dns, 0);
+		dns = NULL;
+	}
+	return dns;
+}
+
+/* The spool (queue/ given sendq-showq's group before anything writes an
+ * envelope), the event loop, the resolver and the scheduler.  Returns 0,
+ * or the exit code after logging why. */
+static int
+main_start_core(struct main_state *st, const struct config *cfg,
+    const char *ehlo_name, struct spool **sp, struct evdns_base **dns)
+{
+	struct sq_err err = { 0 };
+
+	if (spool_open(cfg->spool_dir, 1, sp, &err) != 0) {
+		log_err("cannot open the spool: %s", err.msg);
+		return EX_CANTCREAT;
+	}
+	if (spool_set_queue_group(*sp, SENDQ_QUEUE_GROUP, &err) != 0)
+		log_warn("spool: %s", err.msg);
+	if ((st->base = event_base_new()) == NULL) {
+		log_err("cannot create the event loop");
+		return EX_OSERR;
+	}
+	if ((*dns = main_resolver(st->base)) == NULL) {
+		log_err("cannot initialise the resolver");
+		return EX_OSERR;
+	}
+	if (scheduler_new(st->base, *dns, cfg, ehlo_name, *sp, &st->sched,
+	    &err) != 0) {
+		log_err("%s", err.msg);
+		return EX_CONFIG;
+	}
+	return 0;
+}
+
+/* SIGTERM, SIGINT (stop) and SIGHUP (reload) on st->base into sigs. */
+static void
+main_signals(struct main_state *st, struct event *sigs[3])
+{
+	sigs[0] = evsignal_new(st->base, SIGTERM, main_on_signal, st);
+	sigs[1] = evsignal_new(st->base, SIGINT, main_on_signal, st);
+	sigs[2] = evsignal_new(st->base, SIGHUP, main_on_hup, st);
+	evsignal_add(sigs[0], NULL);
+	evsignal_add(sigs[1], NULL);
+	evsignal_add(sigs[2], NULL);
+}
+
+/*
+ * The ways in for new mail, after the scheduler has started: the guards
+ * (the spool's free-space reserve, the per-uid limits counted by the
+ * scheduler's index, into *quota), the SMTP listener, the maildrop
+ * pick-up and the control socket (which takes *rights).  Returns 0, or
+ * the exit code when the listener cannot start.
+ */
+static int
+main_start_inputs(struct main_state *st, struct spool *sp,
+    struct quota *quota, struct pickup **pickup, struct control **ctl,
+    struct control_rights **rights)
+{
+	const struct config *cfg = st->cfg;
+	struct control_ops ops;
+	struct sq_err err = { 0 };
+
+	spool_set_min_free(sp, cfg->min_free_space);
+	memset(quota, 0, sizeof(*quota));
+	quota->max_msgs = cfg->max_messages_per_user;
+	quota->max_bytes = cfg->max_bytes_per_user;
+	quota->daemon_uid = (long)geteuid();
+	scheduler_quota_ops(st->sched, quota);
+	/* The SMTP listener: nothing when [intake] listen is not set. */
+	if (intake_new(st->base, cfg, sp, &st->intake, &err) != 0) {
+		log_err("cannot start the SMTP listener: %s", err.msg);
+		return EX_CONFIG;
+	}
+	intake_set_quota(st->intake, quota);
+	/* The drop directory (maildrop/): without it the queue is still
+	 * delivered. */
+	if (pickup_new(st->base, cfg, sp, pickup, &err) != 0)
+		log_warn("no maildrop pick-up: %s", err.msg);
+	pickup_set_quota(*pickup, quota);
+	/* Without the control socket the daemon still delivers; sendqctl
+	 * then reads the spool directly (list, show). */
+	scheduler_control_ops(st->sched, &ops);
+	ops.reload = main_op_reload;
+	ops.reload_arg = st;
+	if (control_new(st->base, cfg->control_socket, cfg->spool_dir, &ops,
+	    ctl, &err) != 0)
+		log_warn("no control socket: %s (sendqctl status, flush, hold "
+		    "... will not work)", err.msg);
+	else {
+		control_set_submit_limits(*ctl, cfg->intake.max_message_size,
+		    cfg->intake.max_recipients);
+		control_set_rights(*ctl, *rights);
+		*rights = NULL;
+	}
+	control_set_guards(*ctl, quota, cfg->min_free_space);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *config_path = CONFIG_DEFAULT_PATH;
+	struct config *cfg = NULL;
+	struct spool *sp = NULL;
+	struct main_state st = { 0 };
+	struct evdns_base *dns = NULL;
+	struct control *ctl = NULL;
+	struct control_rights *rights = NULL;
+	struct pickup *pickup = NULL;
+	struct quota quota;
+	struct event *sigs[3] = { NULL, NULL, NULL };
+	struct sq_err err = { 0 };
+	char hostname[256];
+	const char *ehlo_name;
+	int check_only = 0, debug = 0, status = EX_OSERR, i;
+
+	log_init("sendqd", LOG_LEVEL_INFO);
+	if ((status = main_options(argc, argv, &config_path, &check_only,
+	    &debug)) >= 0 ||
+	    (status = main_configure(config_path, check_only, &cfg,
+	    &rights)) >= 0)
+		return status;
+	status = EX_OSERR;
 	log_init("sendqd", debug ? LOG_LEVEL_DEBUG :
 	    (enum log_level)cfg->log_level);
 
 	ehlo_name = sq_hostname(cfg->hostname, hostname, sizeof(hostname));
 
 	signal(SIGPIPE, SIG_IGN);
-	if (spool_open(cfg->spool_dir, 1, &sp, &err) != 0) {
-		log_err("cannot open the spool: %s", err.msg);
-		status = EX_CANTCREAT;
-		goto out;
-	}
-	/* queue/ readable by the group of sendq-showq (spool.h); before
-	 * anything writes an envelope. */
-	if (spool_set_queue_group(sp, SENDQ_QUEUE_GROUP, &err) != 0)
-		log_warn("spool: %s", err.msg);
-	if ((st.base = event_base_new()) == NULL) {
-		log_err("cannot create the event loop");
-		goto out;
-	}
-	/* Names are resolved asynchronously; /etc/hosts is consulted first
-	 * and address literals never leave the machine. */
-	dns = evdns_base_new(st.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-	    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-	if (dns == NULL) {
-		/* No usable resolv.conf: /etc/hosts and literals still work. */
-		dns = evdns_base_new(st.base, 0);
-		if (dns == NULL || evdns_base_load_hosts(dns, NULL) != 0) {
-			log_err("cannot initialise the resolver");
-			goto out;
-		}
-	}
-	if (scheduler_new(st.base, dns, cfg, ehlo_name, sp, &st.sched,
-	    &err) != 0) {
-		log_err("%s", err.msg);
-		status = EX_CONFIG;
+	if ((i = main_start_core(&st, cfg, ehlo_name, &sp, &dns)) != 0) {
+		status = i;
 		goto out;
 	}
 	st.config_path = config_path;
 	st.cfg = cfg;
 	st.debug = debug;
 	st.service = service_new(st.base, main_status, &st);
-	sigterm = evsignal_new(st.base, SIGTERM, main_on_signal, &st);
-	sigint = evsignal_new(st.base, SIGINT, main_on_signal, &st);
-	sighup = evsignal_new(st.base, SIGHUP, main_on_hup, &st);
-	evsignal_add(sigterm, NULL);
-	evsignal_add(sigint, NULL);
-	evsignal_add(sighup, NULL);
+	main_signals(&st, sigs);
 	if (scheduler_start(st.sched, &err) != 0) {
 		log_err("cannot start: %s", err.msg);
 		goto out;
 	}
-	/* The guards on new mail: the free-space reserve in the spool, the
-	 * per-uid limits counted by the scheduler's index. */
-	spool_set_min_free(sp, cfg->min_free_space);
-	memset(&quota, 0, sizeof(quota));
-	quota.max_msgs = cfg->max_messages_per_user;
-	quota.max_bytes = cfg->max_bytes_per_user;
-	quota.daemon_uid = (long)geteuid();
-	scheduler_quota_ops(st.sched, &quota);
-	/* The SMTP listener: nothing when [intake] listen is not set. */
-	if (intake_new(st.base, cfg, sp, &st.intake, &err) != 0) {
-		log_err("cannot start the SMTP listener: %s", err.msg);
-		status = EX_CONFIG;
+	if ((i = main_start_inputs(&st, sp, &quota, &pickup, &ctl,
+	    &rights)) != 0) {
+		status = i;
 		goto out;
 	}
-	intake_set_quota(st.intake, &quota);
-	/* The drop directory (maildrop/): without it the queue is still
-	 * delivered. */
-	if (pickup_new(st.base, cfg, sp, &pickup, &err) != 0)
-		log_warn("no maildrop pick-up: %s", err.msg);
-	pickup_set_quota(pickup, &quota);
-	/* Without the control socket the daemon still delivers; sendqctl
-	 * then reads the spool directly (list, show). */
-	ctl_path = cfg->control_socket != NULL ? cfg->control_socket :
-	    CONFIG_DEFAULT_SOCKET;
-	scheduler_control_ops(st.sched, &ops);
-	ops.reload = main_op_reload;
-	ops.reload_arg = &st;
-	if (control_new(st.base, ctl_path, cfg->spool_dir, &ops, &ctl,
-	    &err) != 0)
-		log_warn("no control socket: %s (sendqctl status, flush, hold "
-		    "... will not work)", err.msg);
-	else {
-		control_set_submit_limits(ctl, cfg->intake.max_message_size,
-		    cfg->intake.max_recipients);
-		control_set_rights(ctl, rights);
-		rights = NULL;
-	}
-	control_set_guards(ctl, &quota, cfg->min_free_space);
 	log_info("started: config=%s spool=%s smarthosts=%zu", config_path,
 	    cfg->spool_dir, cfg->n_smarthosts);
 	service_ready(st.service);
@@ -390,12 +464,9 @@ out:
 	pickup_free(pickup);
 	control_free(ctl);
 	control_rights_free(rights);
-	if (sigterm != NULL)
-		event_free(sigterm);
-	if (sigint != NULL)
-		event_free(sigint);
-	if (sighup != NULL)
-		event_free(sighup);
+	for (i = 0; i < 3; i++)
+		if (sigs[i] != NULL)
+			event_free(sigs[i]);
 	service_free(st.service);
 	scheduler_free(st.sched);
 	if (dns != NULL)

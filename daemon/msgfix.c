@@ -38,6 +38,7 @@
 
 #include "mailmsg.h"
 #include "msgfix.h"
+#include "util.h"
 
 enum msgfix_kind {
 	MSGFIX_K_START,		/* at the start of a header line */
@@ -636,18 +637,6 @@ msgfix_rw_step(void *rw, const void *data, size_t len, int last,
 
 /* ------------------------------------------------------------ decoder */
 
-static int
-msgfix_hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 int
 msgfix_qp_decode(const char *in, size_t len, struct buf *out)
 {
@@ -670,9 +659,9 @@ msgfix_qp_decode(const char *in, size_t len, struct buf *out)
 		for (i = pos; i < end; i++) {
 			c = in[i];
 			if (c == '=') {
-				if (i + 2 >= end || (hi = msgfix_hexval((unsigned char)
-				    in[i + 1])) < 0 || (lo = msgfix_hexval(
-				    (unsigned char)in[i + 2])) < 0)
+				if (i + 2 >= end ||
+				    (hi = sq_hex_value(in[i + 1])) < 0 ||
+				    (lo = sq_hex_value(in[i + 2])) < 0)
 					return -1;
 				c = (char)(hi << 4 | lo);
 				i += 2;

@@ -333,9 +333,7 @@ pickup_read(int fd, char *buf, size_t max)
 	ssize_t n;
 
 	while (got < max) {
-		n = read(fd, buf + got, max - got);
-		if (n < 0 && errno == EINTR)
-			continue;
+		n = sq_read(fd, buf + got, max - got);
 		if (n < 0)
 			return -errno;
 		if (n == 0)
@@ -362,6 +360,200 @@ pickup_admit(struct pickup *p, long uid, const struct pickup_item *batch,
 	return quota_admit(&p->quota, uid, msgs, bytes, size, err);
 }
 
+/* What a step of pickup_take() found. */
+enum pickup_step {
+	PICKUP_STEP_OK,		/* go on */
+	PICKUP_STEP_LATER,	/* leave the file for now (logged if needed) */
+	PICKUP_STEP_REJECT,	/* refuse the file: reason says why */
+	PICKUP_STEP_STALL,	/* the spool failed (logged): stop for now */
+};
+
+/* The file as stat'ed by name: a regular file with one link, within the
+ * size limit.  0, or -1 with reason. */
+static int
+pickup_check_stat(const struct pickup *p, const struct stat *st,
+    char *reason, size_t reasonsz)
+{
+	if (!S_ISREG(st->st_mode)) {
+		snprintf(reason, reasonsz, "not allowed: %s",
+		    pickup_kind(st->st_mode));
+		return -1;
+	}
+	if (st->st_nlink != 1) {
+		snprintf(reason, reasonsz, "not allowed: %lu hard links (a "
+		    "dropped file must have exactly one)",
+		    (unsigned long)st->st_nlink);
+		return -1;
+	}
+	if ((size_t)st->st_size > p->size_max) {
+		snprintf(reason, reasonsz, "too large: %lld bytes, the limit "
+		    "is %zu", (long long)st->st_size, p->size_max);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Open name (never through a symlink) into *fd and check that it is
+ * still the file st describes (*fst: what is open).  On LATER *fd is
+ * closed (-1); on REJECT it may be open (the caller closes it).
+ */
+static enum pickup_step
+pickup_open(struct pickup *p, const char *name, const char *pname,
+    const struct stat *st, struct stat *fst, int *fd, char *reason,
+    size_t reasonsz)
+{
+	*fd = openat(p->dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_NOCTTY | O_CLOEXEC);
+	if (*fd < 0) {
+		if (errno == ENOENT)
+			return PICKUP_STEP_LATER;
+		if (errno == EMFILE || errno == ENFILE || errno == ENOMEM ||
+		    errno == EINTR || errno == EAGAIN) {
+			log_warn("pickup file=%s: open: %s (tried again "
+			    "later)", pname, strerror(errno));
+			return PICKUP_STEP_LATER;
+		}
+		snprintf(reason, reasonsz, "cannot open: %s%s",
+		    strerror(errno), errno == EACCES ? " (the file must be "
+		    "readable by sendqd: make it group-readable)" : "");
+		return PICKUP_STEP_REJECT;
+	}
+	if (fstat(*fd, fst) != 0 || fst->st_dev != st->st_dev ||
+	    fst->st_ino != st->st_ino) {
+		close(*fd);	/* replaced meanwhile: look again later */
+		*fd = -1;
+		pickup_names_push(p, name);
+		return PICKUP_STEP_LATER;
+	}
+	if (!S_ISREG(fst->st_mode) || fst->st_nlink != 1) {
+		snprintf(reason, reasonsz, "not allowed: %s",
+		    !S_ISREG(fst->st_mode) ? pickup_kind(fst->st_mode) :
+		    "more than one hard link");
+		return PICKUP_STEP_REJECT;
+	}
+	return PICKUP_STEP_OK;
+}
+
+/* Below the free-space reserve nothing is taken (the files wait: STALL);
+ * a uid over its limit waits alone (LATER).  Then a spool writer into
+ * *w.  Every outcome but OK is logged. */
+static enum pickup_step
+pickup_guards(struct pickup *p, const char *pname, long uid,
+    const struct pickup_item *batch, size_t n, uint64_t size,
+    struct spool_writer **w)
+{
+	struct sq_err err = { 0 };
+
+	if (spool_space_ok(p->spool, size, &err) != 0) {
+		log_warn("pickup file=%s uid=%ld result=deferred error=\"%s\" "
+		    "(left in maildrop/)", pname, uid, err.msg);
+		return PICKUP_STEP_STALL;
+	}
+	if (pickup_admit(p, uid, batch, n, size, &err) != 0) {
+		log_warn("pickup file=%s uid=%ld result=deferred error=\"%s\" "
+		    "(left in maildrop/)", pname, uid, err.msg);
+		return PICKUP_STEP_LATER;
+	}
+	if (spool_writer_begin(p->spool, w, &err) != 0) {
+		log_warn("pickup file=%s uid=%ld result=deferred error=\"%s\"",
+		    pname, uid, err.msg);
+		return PICKUP_STEP_STALL;
+	}
+	return PICKUP_STEP_OK;
+}
+
+/*
+ * Into w: the added fields, the drop file's header and the rest of its
+ * first got bytes (in p->head), then what remains of fd, all scanned by
+ * msgfix and its verdict applied.  *total gets the message's size.
+ */
+static enum pickup_step
+pickup_copy(struct pickup *p, struct spool_writer *w, int fd,
+    const struct dropfile *df, size_t got, const char *pname, long uid,
+    size_t *total, char *reason, size_t reasonsz)
+{
+	struct msgfix_scan scan;
+	struct sq_err err = { 0 };
+	char date[64], *added;
+	ssize_t n;
+	int rc, more;
+
+	mailmsg_date((int64_t)time(NULL), 1, date, sizeof(date));
+	added = dropfile_added_fields(df, date, spool_writer_id(w),
+	    p->hostname);
+	*total = got;
+	/* The message (not the fields added here) is scanned for what the
+	 * wire cannot carry: line numbers are the message's. */
+	msgfix_scan_init(&scan, NULL);
+	msgfix_scan_feed(&scan, df->header, df->header_len, NULL);
+	msgfix_scan_feed(&scan, p->head + df->rest_off, got - df->rest_off,
+	    NULL);
+	rc = spool_writer_write(w, added, strlen(added), &err);
+	free(added);
+	if (rc == 0)
+		rc = spool_writer_write(w, df->header, df->header_len, &err);
+	if (rc == 0)
+		rc = spool_writer_write(w, p->head + df->rest_off,
+		    got - df->rest_off, &err);
+	more = got == DROPFILE_HEAD_MAX;
+	while (rc == 0 && more) {
+		n = pickup_read(fd, p->head, PICKUP_CHUNK);
+		if (n < 0) {
+			log_warn("pickup file=%s: read: %s (tried again "
+			    "later)", pname, strerror((int)-n));
+			return PICKUP_STEP_LATER;
+		}
+		*total += (size_t)n;
+		if (*total > p->size_max) {
+			snprintf(reason, reasonsz, "too large: more than %zu "
+			    "bytes (it grew while it was read)", p->size_max);
+			return PICKUP_STEP_REJECT;
+		}
+		more = (size_t)n == PICKUP_CHUNK;
+		msgfix_scan_feed(&scan, p->head, (size_t)n, NULL);
+		if (n > 0)
+			rc = spool_writer_write(w, p->head, (size_t)n, &err);
+	}
+	if (rc == 0) {
+		msgfix_scan_end(&scan, NULL);
+		rc = spool_writer_fix(w, &scan, &err);
+		if (rc == SQ_EPARSE) {
+			snprintf(reason, reasonsz, "%s", err.msg);
+			return PICKUP_STEP_REJECT;
+		}
+	}
+	if (rc != 0) {
+		log_warn("pickup file=%s uid=%ld result=deferred error=\"%s\"",
+		    pname, uid, err.msg);
+		return PICKUP_STEP_STALL;
+	}
+	return PICKUP_STEP_OK;
+}
+
+/* it takes name, the writer w and df's envelope (df->env becomes NULL),
+ * which gets the owner's uid and the time of pick-up. */
+static void
+pickup_item_fill(struct pickup *p, struct pickup_item *it, const char *name,
+    const struct stat *st, size_t total, struct spool_writer *w,
+    struct dropfile *df)
+{
+	it->name = xstrdup(name);
+	it->dev = st->st_dev;
+	it->ino = st->st_ino;
+	it->size = total;
+	it->w = w;
+	it->env = df->env;
+	/* Envelope lines are taken as given (sendq writes them already
+	 * rewritten); an envelope from the headers is rewritten as
+	 * `sendq -t` would. */
+	if (df->n_envlines == 0)
+		rewrite_envelope(&p->rw, it->env);
+	it->env->uid = it->uid;
+	it->env->created = (int64_t)time(NULL);
+	df->env = NULL;
+}
+
 /*
  * Check, parse and copy one dropped file into a new spool writer (it).
  * batch[0..n) are the files already taken in this batch (the same inode
@@ -376,12 +568,11 @@ pickup_take(struct pickup *p, const char *name,
 	struct sq_err err = { 0 };
 	struct stat st, fst;
 	struct spool_writer *w = NULL;
-	struct msgfix_scan scan;
-	char reason[600], date[64], pname[128], *added = NULL;
-	enum pickup_take ret = PICKUP_DONE;
+	char reason[600], pname[128];
+	enum pickup_step step;
 	size_t i, total;
 	ssize_t got;
-	int fd = -1, rc, more;
+	int fd = -1;
 
 	sq_printable(pname, sizeof(pname), name, strlen(name));
 	if (fstatat(p->dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
@@ -394,54 +585,19 @@ pickup_take(struct pickup *p, const char *name,
 		if (batch[i].dev == st.st_dev && batch[i].ino == st.st_ino)
 			return PICKUP_DONE;
 	it->uid = (long)st.st_uid;
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(reason, sizeof(reason), "not allowed: %s",
-		    pickup_kind(st.st_mode));
+	if (pickup_check_stat(p, &st, reason, sizeof(reason)) != 0)
 		goto reject;
-	}
-	if (st.st_nlink != 1) {
-		snprintf(reason, sizeof(reason), "not allowed: %lu hard "
-		    "links (a dropped file must have exactly one)",
-		    (unsigned long)st.st_nlink);
-		goto reject;
-	}
-	if ((size_t)st.st_size > p->size_max) {
-		snprintf(reason, sizeof(reason), "too large: %lld bytes, "
-		    "the limit is %zu", (long long)st.st_size, p->size_max);
-		goto reject;
-	}
-	fd = openat(p->dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
-	    O_NOCTTY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return PICKUP_DONE;
-		if (errno == EMFILE || errno == ENFILE || errno == ENOMEM ||
-		    errno == EINTR || errno == EAGAIN) {
-			log_warn("pickup file=%s: open: %s (tried again "
-			    "later)", pname, strerror(errno));
-			return PICKUP_DONE;
-		}
-		snprintf(reason, sizeof(reason), "cannot open: %s%s",
-		    strerror(errno), errno == EACCES ? " (the file must be "
-		    "readable by sendqd: make it group-readable)" : "");
-		goto reject;
-	}
-	if (fstat(fd, &fst) != 0 || fst.st_dev != st.st_dev ||
-	    fst.st_ino != st.st_ino) {
-		close(fd);	/* replaced meanwhile: look again later */
-		pickup_names_push(p, name);
+	step = pickup_open(p, name, pname, &st, &fst, &fd, reason,
+	    sizeof(reason));
+	if (step == PICKUP_STEP_LATER)
 		return PICKUP_DONE;
-	}
-	if (!S_ISREG(fst.st_mode) || fst.st_nlink != 1) {
-		snprintf(reason, sizeof(reason), "not allowed: %s",
-		    !S_ISREG(fst.st_mode) ? pickup_kind(fst.st_mode) :
-		    "more than one hard link");
+	if (step == PICKUP_STEP_REJECT)
 		goto reject;
-	}
 	got = pickup_read(fd, p->head, DROPFILE_HEAD_MAX);
 	if (got < 0) {
 		log_warn("pickup file=%s: read: %s (tried again later)", pname,
 		    strerror((int)-got));
+		step = PICKUP_STEP_LATER;
 		goto out;
 	}
 	total = (size_t)got < DROPFILE_HEAD_MAX ? (size_t)got :
@@ -455,112 +611,34 @@ pickup_take(struct pickup *p, const char *name,
 		snprintf(reason, sizeof(reason), "%s", err.msg);
 		goto reject;
 	}
-
-	/* Below the free-space reserve nothing is taken (the files wait);
-	 * a uid over its limit waits alone. */
-	if (spool_space_ok(p->spool, (uint64_t)fst.st_size, &err) != 0) {
-		log_warn("pickup file=%s uid=%ld result=deferred error=\"%s\" "
-		    "(left in maildrop/)", pname, it->uid, err.msg);
-		ret = PICKUP_STALL;
-		goto out;
-	}
-	if (pickup_admit(p, it->uid, batch, n, (uint64_t)fst.st_size,
-	    &err) != 0) {
-		log_warn("pickup file=%s uid=%ld result=deferred error=\"%s\" "
-		    "(left in maildrop/)", pname, it->uid, err.msg);
-		goto out;
-	}
-	if (spool_writer_begin(p->spool, &w, &err) != 0) {
-		log_warn("pickup file=%s uid=%ld result=deferred error=\"%s\"",
-		    pname, it->uid, err.msg);
-		ret = PICKUP_STALL;
-		goto out;
-	}
-	mailmsg_date((int64_t)time(NULL), 1, date, sizeof(date));
-	added = dropfile_added_fields(&df, date, spool_writer_id(w),
-	    p->hostname);
-	total = (size_t)got;
-	/* The message (not the fields added here) is scanned for what the
-	 * wire cannot carry: line numbers are the message's. */
-	msgfix_scan_init(&scan, NULL);
-	msgfix_scan_feed(&scan, df.header, df.header_len, NULL);
-	msgfix_scan_feed(&scan, p->head + df.rest_off, (size_t)got -
-	    df.rest_off, NULL);
-	rc = spool_writer_write(w, added, strlen(added), &err);
-	if (rc == 0)
-		rc = spool_writer_write(w, df.header, df.header_len, &err);
-	if (rc == 0)
-		rc = spool_writer_write(w, p->head + df.rest_off,
-		    (size_t)got - df.rest_off, &err);
-	more = (size_t)got == DROPFILE_HEAD_MAX;
-	while (rc == 0 && more) {
-		got = pickup_read(fd, p->head, PICKUP_CHUNK);
-		if (got < 0) {
-			log_warn("pickup file=%s: read: %s (tried again "
-			    "later)", pname, strerror((int)-got));
-			goto out;
-		}
-		total += (size_t)got;
-		if (total > p->size_max) {
-			snprintf(reason, sizeof(reason), "too large: more "
-			    "than %zu bytes (it grew while it was read)",
-			    p->size_max);
+	if ((step = pickup_guards(p, pname, it->uid, batch, n,
+	    (uint64_t)fst.st_size, &w)) != PICKUP_STEP_OK ||
+	    (step = pickup_copy(p, w, fd, &df, (size_t)got, pname, it->uid,
+	    &total, reason, sizeof(reason))) != PICKUP_STEP_OK) {
+		if (step == PICKUP_STEP_REJECT)
 			goto reject;
-		}
-		more = (size_t)got == PICKUP_CHUNK;
-		msgfix_scan_feed(&scan, p->head, (size_t)got, NULL);
-		if (got > 0)
-			rc = spool_writer_write(w, p->head, (size_t)got, &err);
-	}
-	if (rc == 0) {
-		msgfix_scan_end(&scan, NULL);
-		rc = spool_writer_fix(w, &scan, &err);
-		if (rc == SQ_EPARSE) {
-			snprintf(reason, sizeof(reason), "%s", err.msg);
-			goto reject;
-		}
-	}
-	if (rc != 0) {
-		log_warn("pickup file=%s uid=%ld result=deferred error=\"%s\"",
-		    pname, it->uid, err.msg);
-		ret = PICKUP_STALL;
 		goto out;
 	}
-	it->name = xstrdup(name);
-	it->dev = st.st_dev;
-	it->ino = st.st_ino;
-	it->size = total;
-	it->w = w;
-	it->env = df.env;
-	/* Envelope lines are taken as given (sendq writes them already
-	 * rewritten); an envelope from the headers is rewritten as
-	 * `sendq -t` would. */
-	if (df.n_envlines == 0)
-		rewrite_envelope(&p->rw, it->env);
-	it->env->uid = it->uid;
-	it->env->created = (int64_t)time(NULL);
-	df.env = NULL;
+	pickup_item_fill(p, it, name, &st, total, w, &df);
 	w = NULL;
-	ret = PICKUP_READY;
 	goto out;
 
 reject:
-	if (w != NULL) {
-		spool_writer_abort(w);
-		w = NULL;
-	}
+	spool_writer_abort(w);
+	w = NULL;
 	if (fd >= 0) {
 		close(fd);
 		fd = -1;
 	}
 	pickup_reject(p, name, it->uid, reason);
+	step = PICKUP_STEP_LATER;	/* done with this file */
 out:
 	spool_writer_abort(w);
-	free(added);
 	dropfile_fini(&df);
 	if (fd >= 0)
 		close(fd);
-	return ret;
+	return step == PICKUP_STEP_OK ? PICKUP_READY :
+	    step == PICKUP_STEP_STALL ? PICKUP_STALL : PICKUP_DONE;
 }
 
 /* ------------------------------------------------------------------ */
@@ -774,16 +852,53 @@ pickup_on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ------------------------------------------------------------------ */
 
+/* maildrop/, maildrop/tmp/ (1730, the drop group) and maildrop/rejected/
+ * (0700) under spool_dir, made or fixed, open in p.  0 or -errno with
+ * err. */
+static int
+pickup_dirs(struct pickup *p, const char *spool_dir, struct sq_err *err)
+{
+	struct stat st;
+	char *path;
+	gid_t gid;
+	int spool_fd, rc;
+
+	spool_fd = open(spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (spool_fd < 0)
+		return sq_err_set(err, -errno, "open %s: %s", spool_dir,
+		    strerror(errno));
+	if (fstat(spool_fd, &st) == 0 && !(st.st_mode & S_IXOTH))
+		log_warn("pickup: %s is mode %04o: the drop helper cannot "
+		    "reach %s/ (mode 0711 lets it through; nothing becomes "
+		    "listable)", spool_dir, (unsigned)(st.st_mode & 07777),
+		    PICKUP_DIR);
+	gid = pickup_drop_gid();
+	rc = pickup_mkdir(spool_fd, p->dir, PICKUP_DIR, 01730, gid,
+	    &p->dir_fd, err);
+	close(spool_fd);
+	if (rc != 0)
+		return rc;
+	path = xasprintf("%s/tmp", p->dir);
+	rc = pickup_mkdir(p->dir_fd, path, "tmp", 01730, gid, &p->tmp_fd,
+	    err);
+	free(path);
+	if (rc != 0)
+		return rc;
+	path = xasprintf("%s/rejected", p->dir);
+	rc = pickup_mkdir(p->dir_fd, path, "rejected", 0700, (gid_t)-1,
+	    &p->rej_fd, err);
+	free(path);
+	return rc;
+}
+
 int
 pickup_new(struct event_base *base, const struct config *cfg,
     struct spool *sp, struct pickup **out, struct sq_err *err)
 {
 	struct timeval tv = { PICKUP_SCAN_INTERVAL, 0 };
 	struct pickup *p;
-	struct stat st;
-	char host[256], *path;
-	gid_t gid;
-	int spool_fd = -1, rc;
+	char host[256];
+	int rc;
 
 	p = xcalloc(1, sizeof(*p));
 	p->base = base;
@@ -799,36 +914,8 @@ pickup_new(struct event_base *base, const struct config *cfg,
 	rewrite_init(&p->rw, cfg, p->hostname);
 	p->head = xmalloc(DROPFILE_HEAD_MAX);
 
-	spool_fd = open(cfg->spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (spool_fd < 0) {
-		rc = sq_err_set(err, -errno, "open %s: %s", cfg->spool_dir,
-		    strerror(errno));
+	if ((rc = pickup_dirs(p, cfg->spool_dir, err)) != 0)
 		goto fail;
-	}
-	if (fstat(spool_fd, &st) == 0 && !(st.st_mode & S_IXOTH))
-		log_warn("pickup: %s is mode %04o: the drop helper cannot "
-		    "reach %s/ (mode 0711 lets it through; nothing becomes "
-		    "listable)", cfg->spool_dir, (unsigned)(st.st_mode & 07777),
-		    PICKUP_DIR);
-	gid = pickup_drop_gid();
-	if ((rc = pickup_mkdir(spool_fd, p->dir, PICKUP_DIR, 01730, gid,
-	    &p->dir_fd, err)) != 0)
-		goto fail;
-	path = xasprintf("%s/tmp", p->dir);
-	rc = pickup_mkdir(p->dir_fd, path, "tmp", 01730, gid, &p->tmp_fd,
-	    err);
-	free(path);
-	if (rc != 0)
-		goto fail;
-	path = xasprintf("%s/rejected", p->dir);
-	rc = pickup_mkdir(p->dir_fd, path, "rejected", 0700, (gid_t)-1,
-	    &p->rej_fd, err);
-	free(path);
-	if (rc != 0)
-		goto fail;
-	close(spool_fd);
-	spool_fd = -1;
-
 	if ((p->watch_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0) {
 		rc = sq_err_set(err, -errno, "inotify_init1: %s",
 		    strerror(errno));
@@ -857,8 +944,6 @@ pickup_new(struct event_base *base, const struct config *cfg,
 	*out = p;
 	return 0;
 fail:
-	if (spool_fd >= 0)
-		close(spool_fd);
 	pickup_free(p);
 	return rc;
 }

@@ -144,8 +144,7 @@ queue_view_age(char *dst, size_t dstsz, long long secs)
 		snprintf(dst, dstsz, "%lldd", secs / 86400);
 }
 
-/* "2026-01-01T12:00:00Z". */
-static void
+void
 queue_view_time(char *dst, size_t dstsz, int64_t t)
 {
 	struct tm tm;
@@ -202,6 +201,17 @@ queue_view_next(char *dst, size_t dstsz, const struct envelope *env,
 	}
 }
 
+/* The sender ("<>" when null) and a line end. */
+static void
+queue_view_put_sender(struct queue_view_out *o, const struct envelope *env)
+{
+	if (env->sender[0] == '\0')
+		queue_view_puts(o, "<>");
+	else
+		queue_view_put_safe(o, env->sender);
+	queue_view_puts(o, "\n");
+}
+
 static void
 queue_view_text_entry(struct queue_view_out *o, const struct envelope *env,
     const struct queue_view_info *info)
@@ -213,11 +223,7 @@ queue_view_text_entry(struct queue_view_out *o, const struct envelope *env,
 	    env->created));
 	queue_view_printf(o, "%-31s %10lld %5s  %-8s  ", env->id, info->size,
 	    age, info->state);
-	if (env->sender[0] == '\0')
-		queue_view_puts(o, "<>");
-	else
-		queue_view_put_safe(o, env->sender);
-	queue_view_puts(o, "\n");
+	queue_view_put_sender(o, env);
 	for (i = 0; i < env->n_rcpts; i++) {
 		queue_view_printf(o, "%*s", QUEUE_VIEW_INDENT, "");
 		queue_view_put_safe(o, env->rcpts[i]);
@@ -354,9 +360,7 @@ queue_view_read_header(struct spool *sp, const char *id, struct buf *hdr,
 	if ((fd = spool_open_message(sp, id, err)) < 0)
 		return fd;
 	for (;;) {
-		r = read(fd, chunk, sizeof(chunk));
-		if (r < 0 && errno == EINTR)
-			continue;
+		r = sq_read(fd, chunk, sizeof(chunk));
 		if (r < 0) {
 			r = -errno;
 			close(fd);
@@ -419,6 +423,67 @@ queue_view_not_found(const char *id, struct sq_err *err)
 	return sq_err_set(err, SQ_ENOTFOUND, "no message %s", id);
 }
 
+/* show's JSON object. */
+static void
+queue_view_show_json(struct queue_view_out *o, const struct envelope *env,
+    const struct queue_view_info *info, const struct buf *hdr,
+    int truncated)
+{
+	queue_view_puts(o, "{");
+	queue_view_json_fields(o, env, info);
+	queue_view_printf(o, ",\"uid\":%ld,\"body_8bit\":%s,"
+	    "\"held\":%s,\"warned\":%s,\"headers_truncated\":%s,"
+	    "\"headers\":", env->uid, env->body_8bit ? "true" :
+	    "false", env->held ? "true" : "false", env->warned ?
+	    "true" : "false", truncated ? "true" : "false");
+	if (o->rc == 0)
+		o->rc = queue_view_json_string(o->b, hdr->data, hdr->len);
+	queue_view_puts(o, "}\n");
+}
+
+/* show's text: one "key: value" line per envelope item, then the
+ * header block. */
+static void
+queue_view_show_text(struct queue_view_out *o, const struct envelope *env,
+    const struct queue_view_info *info, const struct buf *hdr,
+    int truncated)
+{
+	char created[64], next[64], nextat[64], age[32];
+	size_t i;
+
+	queue_view_time(created, sizeof(created), env->created);
+	queue_view_age(age, sizeof(age), (long long)(info->now - env->created));
+	queue_view_next(next, sizeof(next), env, info);
+	queue_view_printf(o, "id:           %s\nstate:        %s\n"
+	    "size:         %lld\ncreated:      %s (%s ago)\nsender:       ",
+	    env->id, info->state, info->size, created, age);
+	queue_view_put_sender(o, env);
+	for (i = 0; i < env->n_rcpts; i++) {
+		queue_view_puts(o, "recipient:    ");
+		queue_view_put_safe(o, env->rcpts[i]);
+		queue_view_puts(o, "\n");
+	}
+	queue_view_printf(o, "uid:          %ld\nattempts:     %u\n",
+	    env->uid, env->attempts);
+	if (env->next_attempt > 0) {
+		queue_view_time(nextat, sizeof(nextat), env->next_attempt);
+		queue_view_printf(o, "next attempt: %s (%s)\n", nextat, next);
+	} else
+		queue_view_printf(o, "next attempt: %s\n", next);
+	if (env->last_error != NULL) {
+		queue_view_puts(o, "last error:   ");
+		queue_view_put_safe(o, env->last_error);
+		queue_view_puts(o, "\n");
+	}
+	queue_view_printf(o, "body:         %s\nheld:         %s\n"
+	    "warned:       %s\n\n", env->body_8bit ? "8bit" : "7bit",
+	    env->held ? "yes" : "no", env->warned ? "yes" : "no");
+	queue_view_put_header_text(o, hdr);
+	if (truncated)
+		queue_view_printf(o, "[header longer than %d bytes: "
+		    "truncated]\n", QUEUE_VIEW_HEADER_MAX);
+}
+
 int
 queue_view_show(const char *spool_dir, const char *id, long uid_filter,
     int json, int (*is_active)(void *, const char *), void *arg,
@@ -429,8 +494,6 @@ queue_view_show(const char *spool_dir, const char *id, long uid_filter,
 	struct envelope *env = NULL;
 	struct spool *sp;
 	struct buf hdr;
-	char created[64], next[64], nextat[64], age[32];
-	size_t i;
 	int rc, truncated = 0;
 
 	buf_init(&hdr, QUEUE_VIEW_HEADER_MAX);
@@ -463,55 +526,10 @@ queue_view_show(const char *spool_dir, const char *id, long uid_filter,
 			    "(delivered or removed meanwhile)", id);
 		goto done;
 	}
-	if (json) {
-		queue_view_puts(&o, "{");
-		queue_view_json_fields(&o, env, &info);
-		queue_view_printf(&o, ",\"uid\":%ld,\"body_8bit\":%s,"
-		    "\"held\":%s,\"warned\":%s,\"headers_truncated\":%s,"
-		    "\"headers\":", env->uid, env->body_8bit ? "true" :
-		    "false", env->held ? "true" : "false", env->warned ?
-		    "true" : "false", truncated ? "true" : "false");
-		if (o.rc == 0)
-			o.rc = queue_view_json_string(o.b, hdr.data, hdr.len);
-		queue_view_puts(&o, "}\n");
-		goto done;
-	}
-	queue_view_time(created, sizeof(created), env->created);
-	queue_view_age(age, sizeof(age), (long long)(info.now - env->created));
-	queue_view_next(next, sizeof(next), env, &info);
-	queue_view_printf(&o, "id:           %s\nstate:        %s\n"
-	    "size:         %lld\ncreated:      %s (%s ago)\nsender:       ",
-	    env->id, info.state, info.size, created, age);
-	if (env->sender[0] == '\0')
-		queue_view_puts(&o, "<>");
+	if (json)
+		queue_view_show_json(&o, env, &info, &hdr, truncated);
 	else
-		queue_view_put_safe(&o, env->sender);
-	queue_view_puts(&o, "\n");
-	for (i = 0; i < env->n_rcpts; i++) {
-		queue_view_puts(&o, "recipient:    ");
-		queue_view_put_safe(&o, env->rcpts[i]);
-		queue_view_puts(&o, "\n");
-	}
-	queue_view_printf(&o, "uid:          %ld\nattempts:     %u\n",
-	    env->uid, env->attempts);
-	if (env->next_attempt > 0) {
-		queue_view_time(nextat, sizeof(nextat), env->next_attempt);
-		queue_view_printf(&o, "next attempt: %s (%s)\n", nextat,
-		    next);
-	} else
-		queue_view_printf(&o, "next attempt: %s\n", next);
-	if (env->last_error != NULL) {
-		queue_view_puts(&o, "last error:   ");
-		queue_view_put_safe(&o, env->last_error);
-		queue_view_puts(&o, "\n");
-	}
-	queue_view_printf(&o, "body:         %s\nheld:         %s\n"
-	    "warned:       %s\n\n", env->body_8bit ? "8bit" : "7bit",
-	    env->held ? "yes" : "no", env->warned ? "yes" : "no");
-	queue_view_put_header_text(&o, &hdr);
-	if (truncated)
-		queue_view_printf(&o, "[header longer than %d bytes: "
-		    "truncated]\n", QUEUE_VIEW_HEADER_MAX);
+		queue_view_show_text(&o, env, &info, &hdr, truncated);
 done:
 	if (rc == 0 && o.rc != 0)
 		rc = sq_err_set(err, o.rc, "output larger than %zu bytes",
@@ -602,9 +620,7 @@ queue_view_recv(int fd, char *buf, size_t len, const char *path,
 	ssize_t r;
 	int rc;
 
-	while ((r = read(fd, buf, len)) < 0 && errno == EINTR)
-		;
-	if (r >= 0)
+	if ((r = sq_read(fd, buf, len)) >= 0)
 		return r;
 	rc = errno == EAGAIN ? -ETIMEDOUT : -errno;
 	close(fd);
@@ -739,9 +755,7 @@ queue_view_submit(const char *path, const char *env_text, size_t env_len,
 	rc = queue_view_frame(fd, SUBMIT_PROTO_SUBMIT, env_text, env_len,
 	    path, err);
 	while (rc == 0) {
-		do
-			r = read(msg_fd, chunk, SUBMIT_PROTO_CHUNK_MAX);
-		while (r < 0 && errno == EINTR);
+		r = sq_read(msg_fd, chunk, SUBMIT_PROTO_CHUNK_MAX);
 		if (r < 0) {
 			rc = sq_err_set(err, -errno, "read the message: %s",
 			    strerror(errno));
@@ -786,17 +800,10 @@ queue_view_drain(int fd, struct buf *out, int *full)
 	char chunk[16384];
 	ssize_t n;
 
-	for (;;) {
-		n = read(fd, chunk, sizeof(chunk));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return 0;
+	while ((n = sq_read(fd, chunk, sizeof(chunk))) > 0)
 		if (!*full && buf_append(out, chunk, (size_t)n) != 0)
 			*full = 1;
-	}
+	return n < 0 ? -errno : 0;
 }
 
 int

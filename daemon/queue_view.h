@@ -4,19 +4,10 @@
  * daemon's control socket), as text or JSON.  Also the client side of the
  * control socket, shared by the two command-line tools.
  *
- * Per message: queue id, size, age, sender, recipients, state, attempts,
- * next attempt, last error.  State is "active" (the daemon says it is
- * being delivered now), "held" (sendqctl hold), "deferred" (tried before
- * and failed for now) or "queued" (not tried yet).
- *
- * Text: one block per message, oldest first, then a total line ("Mail
- * queue is empty" when there is nothing).  Every byte that came from
- * outside is made printable (sq_printable) first.  JSON: an array of
- * objects (list) or one object (show); strings are escaped as RFC 8259
- * requires, bytes that are not valid UTF-8 become U+FFFD.
- *
- * Owns: the output formats, the control request/answer exchange of the
- * clients.
+ * Owns: the listing formats (text and JSON; fields and states as
+ * sendqctl(8) documents them; outside bytes made printable, JSON strings
+ * RFC 8259 with invalid UTF-8 as U+FFFD), the control request/answer
+ * exchange of the clients.
  * May call: spool (read-only: spool_open_queue, spool_list,
  * spool_load_envelope, spool_message_size, spool_open_message),
  * envelope, buf, util, libc sockets, fork/exec of sendq-showq.  Blocking
@@ -30,6 +21,7 @@
 #define SENDQ_QUEUE_VIEW_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 #include "util.h"
@@ -146,5 +138,9 @@ int	queue_view_showq(int json, struct buf *out, int *exit_code,
 /* Non-zero when a daemon accepts connections on the control socket at
  * path (a quick probe, nothing is sent). */
 int	queue_view_daemon_up(const char *path);
+
+/* t (seconds since the epoch) as "2026-01-01T12:00:00Z" into dst, or as
+ * the plain number when it has no such date. */
+void	queue_view_time(char *dst, size_t dstsz, int64_t t);
 
 #endif

@@ -474,6 +474,70 @@ sasl_scram_attr(const char *v, const char *end)
 	return c != NULL ? (size_t)(c - v) : (size_t)(end - v);
 }
 
+/*
+ * server-first (sf, n bytes): "r=NONCE,s=SALT,i=ITER[,ext]".  The nonce
+ * must extend ours: *nonce (allocated), the salt decoded into salt
+ * (*saltlen bytes), *iter within the limits.  0, or SASL_ERROR from
+ * sasl_fail().
+ */
+static int
+sasl_scram_parse(struct sasl *s, const char *sf, size_t n, char **nonce,
+    unsigned char salt[SASL_SALT_MAX], size_t *saltlen, unsigned long *iter)
+{
+	const char *end = sf + n, *v;
+	size_t nlen, slen, vlen, i;
+
+	if (memchr(sf, '\0', n) != NULL)
+		return sasl_fail(s, "SCRAM server-first-message contains a "
+		    "NUL");
+	if (n >= 2 && memcmp(sf, "m=", 2) == 0)
+		return sasl_fail(s, "SCRAM server requires an unsupported "
+		    "extension");
+	if (n < 2 || memcmp(sf, "r=", 2) != 0)
+		return sasl_fail(s, "SCRAM server-first-message has no nonce "
+		    "(r=)");
+	v = sf + 2;
+	nlen = sasl_scram_attr(v, end);
+	for (i = 0; i < nlen; i++)
+		if (v[i] < 0x21 || v[i] > 0x7e)
+			break;
+	if (i < nlen || nlen <= strlen(s->nonce) ||
+	    memcmp(v, s->nonce, strlen(s->nonce)) != 0)
+		return sasl_fail(s, "SCRAM server nonce does not extend ours");
+	*nonce = xstrndup(v, nlen);
+	v += nlen;
+	if (end - v < 3 || memcmp(v, ",s=", 3) != 0)
+		return sasl_fail(s, "SCRAM server-first-message has no salt "
+		    "(s=)");
+	v += 3;
+	slen = sasl_scram_attr(v, end);
+	if (sq_base64_decode(v, slen, salt, SASL_SALT_MAX, saltlen) != 0 ||
+	    *saltlen == 0)
+		return sasl_fail(s, "SCRAM salt (s=) is empty, too long or not"
+		    " base64");
+	v += slen;
+	if (end - v < 3 || memcmp(v, ",i=", 3) != 0)
+		return sasl_fail(s, "SCRAM server-first-message has no "
+		    "iteration count (i=)");
+	v += 3;
+	vlen = sasl_scram_attr(v, end);
+	*iter = 0;
+	for (i = 0; i < vlen; i++) {
+		if (v[i] < '0' || v[i] > '9' || *iter > SASL_SCRAM_ITER_MAX) {
+			*iter = 0;
+			break;
+		}
+		*iter = *iter * 10 + (unsigned long)(v[i] - '0');
+	}
+	if (vlen == 0 || *iter < SASL_SCRAM_ITER_MIN ||
+	    *iter > SASL_SCRAM_ITER_MAX)
+		return sasl_fail(s, "SCRAM iteration count (i=) is not a number"
+		    " from %d to %d", SASL_SCRAM_ITER_MIN,
+		    SASL_SCRAM_ITER_MAX);
+	/* Anything after it is an optional extension: ignored. */
+	return 0;
+}
+
 /* server-first in scratch (n bytes): answer with client-final. */
 static int
 sasl_scram_first(struct sasl *s, size_t n, struct buf *out)
@@ -482,74 +546,18 @@ sasl_scram_first(struct sasl *s, size_t n, struct buf *out)
 	unsigned char ckey[SASL_SHA256_LEN], skey[SASL_SHA256_LEN];
 	unsigned char stored[SASL_SHA256_LEN], csig[SASL_SHA256_LEN];
 	unsigned char proof[SASL_SHA256_LEN];
-	const char *sf = (const char *)s->scratch, *end = sf + n, *v;
+	const char *sf = (const char *)s->scratch;
 	char *server_first = NULL, *nonce = NULL;
 	struct buf fin, am;
 	gnutls_datum_t key, sd;
-	size_t nlen, slen, vlen, saltlen, i;
+	size_t saltlen = 0, i;
 	unsigned long iter = 0;
 	int rc = SASL_ERROR;
 
 	buf_init(&fin, SASL_MSG_MAX);
 	buf_init(&am, 3 * SASL_MSG_MAX);
-	if (memchr(sf, '\0', n) != NULL) {
-		sasl_fail(s, "SCRAM server-first-message contains a NUL");
+	if (sasl_scram_parse(s, sf, n, &nonce, salt, &saltlen, &iter) != 0)
 		goto out;
-	}
-	if (n >= 2 && memcmp(sf, "m=", 2) == 0) {
-		sasl_fail(s, "SCRAM server requires an unsupported extension");
-		goto out;
-	}
-	if (n < 2 || memcmp(sf, "r=", 2) != 0) {
-		sasl_fail(s, "SCRAM server-first-message has no nonce (r=)");
-		goto out;
-	}
-	v = sf + 2;
-	nlen = sasl_scram_attr(v, end);
-	for (i = 0; i < nlen; i++)
-		if (v[i] < 0x21 || v[i] > 0x7e)
-			break;
-	if (i < nlen || nlen <= strlen(s->nonce) ||
-	    memcmp(v, s->nonce, strlen(s->nonce)) != 0) {
-		sasl_fail(s, "SCRAM server nonce does not extend ours");
-		goto out;
-	}
-	nonce = xstrndup(v, nlen);
-	v += nlen;
-	if (end - v < 3 || memcmp(v, ",s=", 3) != 0) {
-		sasl_fail(s, "SCRAM server-first-message has no salt (s=)");
-		goto out;
-	}
-	v += 3;
-	slen = sasl_scram_attr(v, end);
-	if (sq_base64_decode(v, slen, salt, sizeof(salt), &saltlen) != 0 ||
-	    saltlen == 0) {
-		sasl_fail(s, "SCRAM salt (s=) is empty, too long or not"
-		    " base64");
-		goto out;
-	}
-	v += slen;
-	if (end - v < 3 || memcmp(v, ",i=", 3) != 0) {
-		sasl_fail(s, "SCRAM server-first-message has no iteration"
-		    " count (i=)");
-		goto out;
-	}
-	v += 3;
-	vlen = sasl_scram_attr(v, end);
-	for (i = 0; i < vlen; i++) {
-		if (v[i] < '0' || v[i] > '9' || iter > SASL_SCRAM_ITER_MAX) {
-			iter = 0;
-			break;
-		}
-		iter = iter * 10 + (unsigned long)(v[i] - '0');
-	}
-	if (vlen == 0 || iter < SASL_SCRAM_ITER_MIN ||
-	    iter > SASL_SCRAM_ITER_MAX) {
-		sasl_fail(s, "SCRAM iteration count (i=) is not a number from"
-		    " %d to %d", SASL_SCRAM_ITER_MIN, SASL_SCRAM_ITER_MAX);
-		goto out;
-	}
-	/* Anything after it is an optional extension: ignored. */
 	server_first = xstrndup(sf, n);
 
 	/* client-final-message-without-proof, and AuthMessage. */

@@ -150,11 +150,11 @@ enum sasl_mech	sasl_pick(unsigned server_mechs_mask,
 	    int tls_active_or_loopback);
 
 /*
- * Base64 (RFC 4648, with padding, no line breaks).  encode appends to out
- * (0, or SQ_ELIMIT with out unchanged).  decode writes at most outmax
- * bytes to out and sets *outlen; returns 0, SQ_EPARSE (a character
- * outside the alphabet, bad padding, a length not a multiple of 4) or
- * SQ_ELIMIT (does not fit).
+ * Base64 (RFC 4648, with padding, no line breaks) of a secret: appends
+ * to out (0, or SQ_ELIMIT with out unchanged) and leaves no copy on the
+ * stack.  The tree's one base64 encoder of credentials; what is not
+ * secret uses GnuTLS's gnutls_base64_encode2(), decoding is
+ * sq_base64_decode() (util.h).
  */
 int	sasl_b64_encode(const void *in, size_t len, struct buf *out);
 

@@ -275,6 +275,57 @@ secret_fmt_limit(char *buf, size_t bufsz, unsigned ms)
 	return buf;
 }
 
+/* The command ran past its time limit (it is then killed). */
+static int
+secret_command_late(const char *key, struct sq_err *err)
+{
+	char limit[32];
+
+	return sq_err_set(err, -ETIMEDOUT, "%s did not finish within %s: "
+	    "killed", key, secret_fmt_limit(limit, sizeof(limit),
+	    secret_command_timeout_ms));
+}
+
+/*
+ * After the end of its output (rc 0) the child is normally about to
+ * exit: wait for it until deadline into *status; killed when it has not
+ * exited (or rc is already an error).  Returns rc, or the error of the
+ * wait (with err).
+ */
+static int
+secret_command_reap(pid_t pid, const char *key, long long deadline, int rc,
+    int *status, struct sq_err *err)
+{
+	long long left;
+	pid_t n;
+	int exited = 0, saved;
+
+	while (rc == 0 && !exited) {
+		n = waitpid(pid, status, WNOHANG);
+		if (n == pid) {
+			exited = 1;
+			break;
+		}
+		if (n == -1 && errno != EINTR) {
+			saved = errno;
+			rc = sq_err_set(err, -saved, "%s: cannot wait for it: "
+			    "%s", key, strerror(saved));
+			exited = 1;
+			break;
+		}
+		left = deadline - secret_now_ms();
+		if (left <= 0) {
+			rc = secret_command_late(key, err);
+			break;
+		}
+		(void)poll(NULL, 0, left < SECRET_CHILD_POLL_MS ? (int)left :
+		    SECRET_CHILD_POLL_MS);
+	}
+	if (!exited)
+		secret_command_kill(pid);
+	return rc;
+}
+
 /*
  * Run cmd and read the first line of its output.  key names the source in
  * messages ("password_command").
@@ -285,7 +336,7 @@ secret_run_command(const char *cmd, const char *key, enum secret_kind kind,
 {
 	struct secret_reader r;
 	struct pollfd pfd;
-	char chunk[4096], limit[32];
+	char chunk[4096];
 	long long deadline, left;
 	ssize_t n;
 	pid_t pid;
@@ -317,9 +368,7 @@ secret_run_command(const char *cmd, const char *key, enum secret_kind kind,
 			break;
 		left = deadline - secret_now_ms();
 		if (left <= 0) {
-			rc = sq_err_set(err, -ETIMEDOUT, "%s did not finish "
-			    "within %s: killed", key, secret_fmt_limit(limit,
-			    sizeof(limit), secret_command_timeout_ms));
+			rc = secret_command_late(key, err);
 			break;
 		}
 		timeout = (int)left;
@@ -355,36 +404,8 @@ secret_run_command(const char *cmd, const char *key, enum secret_kind kind,
 	explicit_bzero(chunk, sizeof(chunk));
 	close(fd);
 
-	if (!exited) {
-		/* At end of output the child is normally about to exit. */
-		while (rc == 0 && !exited) {
-			n = waitpid(pid, &status, WNOHANG);
-			if (n == pid) {
-				exited = 1;
-				break;
-			}
-			if (n == -1 && errno != EINTR) {
-				saved = errno;
-				rc = sq_err_set(err, -saved, "%s: cannot wait "
-				    "for it: %s", key, strerror(saved));
-				exited = 1;
-				break;
-			}
-			left = deadline - secret_now_ms();
-			if (left <= 0) {
-				rc = sq_err_set(err, -ETIMEDOUT, "%s did not "
-				    "finish within %s: killed", key,
-				    secret_fmt_limit(limit, sizeof(limit),
-				    secret_command_timeout_ms));
-				break;
-			}
-			(void)poll(NULL, 0, left < SECRET_CHILD_POLL_MS ?
-			    (int)left : SECRET_CHILD_POLL_MS);
-		}
-		if (!exited)
-			secret_command_kill(pid);
-	}
-
+	if (!exited)
+		rc = secret_command_reap(pid, key, deadline, rc, &status, err);
 	if (rc == 0 && WIFSIGNALED(status))
 		rc = sq_err_set(err, SQ_EPROTO, "%s was killed by signal %d",
 		    key, WTERMSIG(status));

@@ -66,7 +66,6 @@
  * a running daemon it exits 75.
  */
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -642,9 +641,7 @@ sendq_in_fill(struct sendq_in *in)
 		in->len = (size_t)n;
 		return n;
 	}
-	do
-		n = read(in->fd, in->buf, sizeof(in->buf));
-	while (n < 0 && errno == EINTR);
+	n = sq_read(in->fd, in->buf, sizeof(in->buf));
 	if (n < 0)
 		return -1;
 	if (n == 0)
@@ -748,8 +745,8 @@ static int
 sendq_write(struct sendq_sink *s, const void *data, size_t len)
 {
 	const unsigned char *p = data;
-	size_t i, off;
-	ssize_t n;
+	size_t i;
+	int rc;
 
 	if (len == 0)
 		return 0;
@@ -765,17 +762,10 @@ sendq_write(struct sendq_sink *s, const void *data, size_t len)
 		    "not queued)\n", (unsigned long long)s->limit);
 		return EX_DATAERR;
 	}
-	for (off = 0; off < len; off += (size_t)n) {
-		n = write(s->fd, p + off, len - off);
-		if (n < 0 && errno == EINTR) {
-			n = 0;
-			continue;
-		}
-		if (n < 0) {
-			fprintf(stderr, "sendq: keep the message in memory: %s "
-			    "(message not queued)\n", strerror(errno));
-			return EX_TEMPFAIL;
-		}
+	if ((rc = sq_write_all(s->fd, p, len)) != 0) {
+		fprintf(stderr, "sendq: keep the message in memory: %s "
+		    "(message not queued)\n", strerror(-rc));
+		return EX_TEMPFAIL;
 	}
 	return 0;
 }
@@ -872,14 +862,6 @@ sendq_stream_body(struct sendq_in *in, struct sendq_sink *s,
 	return 0;
 }
 
-/* The control socket of cfg. */
-static const char *
-sendq_control_path(const struct config *cfg)
-{
-	return cfg->control_socket != NULL ? cfg->control_socket :
-	    CONFIG_DEFAULT_SOCKET;
-}
-
 /* sendqd's answer other than "ok": its first line, printed; the exit
  * code (77 for a refusal, else 75). */
 static int
@@ -935,7 +917,7 @@ sendq_list_queue(const struct config *cfg, const char *spool_dir)
 	int rc, ex = EX_OK;
 
 	buf_init(&out, QUEUE_VIEW_OUT_MAX);
-	rc = queue_view_request(sendq_control_path(cfg), "list", 60, &out,
+	rc = queue_view_request(cfg->control_socket, "list", 60, &out,
 	    &err);
 	if (rc == 0 && out.len >= 3 && memcmp(out.data, "ok\n", 3) == 0) {
 		fwrite(out.data + 3, 1, out.len - 3, stdout);
@@ -977,7 +959,7 @@ sendq_flush(const struct config *cfg, int verbose)
 {
 	struct sq_err err = { 0 };
 	struct buf out;
-	const char *path = sendq_control_path(cfg);
+	const char *path = cfg->control_socket;
 	int rc, ex = EX_OK;
 
 	buf_init(&out, 64 * 1024);
@@ -1257,17 +1239,10 @@ static void
 sendq_token(char *tok)
 {
 	unsigned char r[15];
-	size_t i, got = 0;
-	ssize_t n;
+	size_t i;
 
-	while (got < sizeof(r)) {
-		n = getrandom(r + got, sizeof(r) - got, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			log_fatalx("sendq: getrandom failed");
-		got += (size_t)n;
-	}
+	if (sq_random(r, sizeof(r)) != 0)
+		log_fatalx("sendq: getrandom failed");
 	for (i = 0; i < sizeof(r); i++)
 		snprintf(tok + 2 * i, 3, "%02X", r[i]);
 }
@@ -1381,25 +1356,6 @@ sendq_helper_path(void)
 	return p != NULL && p[0] == '/' ? p : SENDQ_DROP_HELPER;
 }
 
-/* Write all of data to fd.  0 or -errno. */
-static int
-sendq_write_fd(int fd, const char *data, size_t len)
-{
-	size_t off;
-	ssize_t n;
-
-	for (off = 0; off < len; off += (size_t)n) {
-		n = write(fd, data + off, len - off);
-		if (n < 0 && errno == EINTR) {
-			n = 0;
-			continue;
-		}
-		if (n < 0)
-			return -errno;
-	}
-	return 0;
-}
-
 /* Feed envlines and the message to the helper's stdin.  0 or -errno. */
 static int
 sendq_feed_helper(int fd, const char *envlines, int msg_fd)
@@ -1408,21 +1364,14 @@ sendq_feed_helper(int fd, const char *envlines, int msg_fd)
 	ssize_t n;
 	int rc;
 
-	if ((rc = sendq_write_fd(fd, envlines, strlen(envlines))) != 0)
+	if ((rc = sq_write_all(fd, envlines, strlen(envlines))) != 0)
 		return rc;
 	if (lseek(msg_fd, 0, SEEK_SET) != 0)
 		return -errno;
-	for (;;) {
-		n = read(msg_fd, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return 0;
-		if ((rc = sendq_write_fd(fd, buf, (size_t)n)) != 0)
+	while ((n = sq_read(msg_fd, buf, sizeof(buf))) > 0)
+		if ((rc = sq_write_all(fd, buf, (size_t)n)) != 0)
 			return rc;
-	}
+	return n < 0 ? -errno : 0;
 }
 
 /*
@@ -1534,6 +1483,204 @@ sendq_fix(struct sendq_ctx *c, struct sendq_sink *s,
 	return EX_DATAERR;
 }
 
+/* The header block as read by sendq_submit_header(). */
+struct sendq_head {
+	struct buf	 hdr;		/* the header fields */
+	struct buf	 line;		/* the first line after them, if any */
+	enum sendq_dot	 state;		/* the body's dot state after line */
+	int		 ended;		/* the message ended in the header */
+	int		 body_line;	/* line is body, not a blank line */
+};
+
+static void
+sendq_head_init(struct sendq_head *hd)
+{
+	memset(hd, 0, sizeof(*hd));
+	hd->state = SENDQ_DOT_BOL;
+	buf_init(&hd->hdr, MAILMSG_HEADER_MAX);
+	buf_init(&hd->line, MAILMSG_HEADER_MAX);
+}
+
+/*
+ * The envelope from the command line, or for -bs from smtp_sender and
+ * smtp_rcpts (created now, by the real uid): *orig gets the sender as
+ * given (qualified), env the rewritten sender and every recipient.
+ * Returns 0 or the exit code after printing.
+ */
+static int
+sendq_submit_envelope(struct sendq_ctx *c, struct envelope *env,
+    const char *smtp_sender, char *const *smtp_rcpts, size_t n_smtp,
+    char **orig)
+{
+	const struct sendq_opts *o = c->o;
+	size_t i;
+	int rc;
+
+	env->created = (int64_t)time(NULL);
+	env->uid = (long)getuid();
+	if (smtp_sender != NULL)
+		*orig = rewrite_qualify(smtp_sender, c->rw.default_domain);
+	else
+		*orig = o->sender != NULL ? sendq_sender_arg(c, o->sender) :
+		    sendq_default_sender(c);
+	if (*orig == NULL)
+		return o->sender != NULL ? EX_DATAERR : EX_NOUSER;
+	free(env->sender);
+	env->sender = rewrite_sender(&c->rw, *orig);
+	if (env->sender[0] != '\0' &&
+	    (rc = sendq_check(env->sender, "sender (rewrite_sender)")) != 0)
+		return rc;
+	for (i = 0; smtp_sender != NULL && i < n_smtp; i++)
+		if ((rc = sendq_add_one(c, env, smtp_rcpts[i],
+		    "recipient")) != 0)
+			return rc;
+	for (i = 0; smtp_sender == NULL && i < (size_t)o->n_rcpts; i++) {
+		if ((rc = sendq_add_list(c, env, o->rcpts[i],
+		    strlen(o->rcpts[i]), "recipient")) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/*
+ * The header block from in, line by line, into hd (its buffers
+ * initialised by the caller); every line read is fed to scan.  Returns 0
+ * or the exit code after printing.
+ */
+static int
+sendq_submit_header(struct sendq_in *in, int ignore_dots,
+    struct msgfix_scan *scan, struct sendq_head *hd)
+{
+	struct buf *line = &hd->line;
+	int lrc;
+
+	for (;;) {
+		line->len = 0;
+		lrc = sendq_in_line(in, line, MAILMSG_HEADER_MAX);
+		if (lrc < 0)
+			return sendq_read_failed();
+		if (lrc == 0 || (lrc == 1 && !ignore_dots &&
+		    sendq_lone_dot(line->data, line->len))) {
+			line->len = 0;
+			hd->ended = 1;
+			return 0;
+		}
+		msgfix_scan_feed(scan, line->data, line->len, NULL);
+		switch (mailmsg_line_kind(line->data, line->len)) {
+		case MAILMSG_LINE_CONT:
+			if (hd->hdr.len == 0) {
+				hd->body_line = 1;
+				break;
+			}
+			/* FALLTHROUGH */
+		case MAILMSG_LINE_FIELD:
+			if (lrc == 2 || buf_append(&hd->hdr, line->data,
+			    line->len) != 0) {
+				fprintf(stderr, "sendq: header section too "
+				    "large (more than %d bytes)\n",
+				    MAILMSG_HEADER_MAX);
+				return EX_DATAERR;
+			}
+			continue;
+		case MAILMSG_LINE_BLANK:
+			break;
+		case MAILMSG_LINE_OTHER:
+			hd->body_line = 1;
+			break;
+		}
+		if (lrc == 2 || line->data[line->len - 1] != '\n')
+			hd->state = SENDQ_DOT_MID;
+		return 0;
+	}
+}
+
+/* With extract (-t, not for -bs): the recipients of the To, Cc and Bcc
+ * fields of hdr into env.  Then env must have a recipient.  Returns 0
+ * or the exit code after printing. */
+static int
+sendq_submit_extract(struct sendq_ctx *c, struct envelope *env,
+    const struct buf *hdr, int extract)
+{
+	static const char *const rcpt_fields[] = { "to", "cc", "bcc" };
+	struct mailmsg_header h;
+	char *what;
+	size_t i;
+	long fi;
+	int rc = 0;
+
+	memset(&h, 0, sizeof(h));
+	mailmsg_scan(hdr->data, hdr->len, &h);
+	for (i = 0; extract && rc == 0 && i < 3; i++) {
+		for (fi = mailmsg_find(&h, hdr->data, rcpt_fields[i], 0);
+		    rc == 0 && fi >= 0; fi = mailmsg_find(&h, hdr->data,
+		    rcpt_fields[i], (size_t)fi + 1)) {
+			what = xasprintf("%.*s field",
+			    (int)h.fields[fi].name_len,
+			    hdr->data + h.fields[fi].off);
+			rc = sendq_add_list(c, env, hdr->data +
+			    h.fields[fi].value_off, h.fields[fi].value_len,
+			    what);
+			free(what);
+		}
+	}
+	mailmsg_header_fini(&h);
+	if (rc == 0 && env->n_rcpts == 0) {
+		fprintf(stderr, "sendq: no recipients (give them as "
+		    "arguments, or use -t)\n");
+		rc = EX_DATAERR;
+	}
+	return rc;
+}
+
+/* 1 when line ends in CR LF. */
+static int
+sendq_line_crlf(const struct buf *line)
+{
+	return line->len >= 2 && line->data[line->len - 2] == '\r' &&
+	    line->data[line->len - 1] == '\n';
+}
+
+/* DSN requests (-N, -R, -V), kept in the envelope for sendqd. */
+static void
+sendq_submit_dsn(const struct sendq_opts *o, struct envelope *env)
+{
+	size_t i;
+
+	env->ret = o->ret;
+	if (o->envid[0] != '\0' && envelope_set_envid(env, o->envid) != 0)
+		log_fatalx("sendq: checked ENVID refused");
+	for (i = 0; o->notify != 0 && i < env->n_rcpts; i++)
+		if (envelope_set_rcpt_dsn(env, i, o->notify, NULL) != 0)
+			log_fatalx("sendq: checked NOTIFY refused");
+}
+
+/* The whole message into the sink: the added fields (prefix), the
+ * header, the first line after it, the rest of in, then msgfix's
+ * verdict applied.  Returns 0 or the exit code after printing. */
+static int
+sendq_submit_write(struct sendq_ctx *c, struct sendq_in *in,
+    struct sendq_sink *sink, struct msgfix_scan *scan,
+    const struct sendq_head *hd, const char *prefix, const char *eol,
+    int ignore_dots)
+{
+	int rc;
+
+	rc = sendq_write(sink, prefix, strlen(prefix));
+	if (rc == 0)
+		rc = sendq_write(sink, hd->hdr.data, hd->hdr.len);
+	/* A body that starts without a blank line gets one. */
+	if (rc == 0 && hd->body_line)
+		rc = sendq_write(sink, eol, strlen(eol));
+	if (rc == 0)
+		rc = sendq_write(sink, hd->line.data, hd->line.len);
+	sink->scan = scan;
+	if (rc == 0 && !hd->ended)
+		rc = sendq_stream_body(in, sink, ignore_dots, hd->state);
+	if (rc == 0)
+		rc = sendq_fix(c, sink, scan);
+	return rc;
+}
+
 /*
  * Read, check and queue one message from in.  The envelope comes from the
  * options, or, for -bs, from smtp_sender/smtp_rcpts (then nothing is
@@ -1547,24 +1694,19 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 {
 	const struct sendq_opts *o = c->o;
 	struct sendq_sink sink;
-	struct buf hdr, line;
+	struct sendq_head hd;
 	struct mailmsg_header h;
 	struct msgfix_scan scan;
 	struct envelope *env;
-	enum sendq_dot state = SENDQ_DOT_BOL;
-	static const char *const rcpt_fields[] = { "to", "cc", "bcc" };
-	char *prefix = NULL, *envlines = NULL, *what, *orig = NULL;
+	char *prefix = NULL, *envlines = NULL, *orig = NULL;
 	char token[ENVELOPE_ID_MAX], qid[ENVELOPE_ID_MAX] = "";
 	const char *eol;
-	size_t i;
-	int rc, lrc, ended = 0, body_line = 0, ignore_dots;
-	long fi;
+	int rc, ignore_dots;
 
 	memset(&sink, 0, sizeof(sink));
 	sink.fd = -1;
 	ignore_dots = o->ignore_dots || smtp_sender != NULL;
-	buf_init(&hdr, MAILMSG_HEADER_MAX);
-	buf_init(&line, MAILMSG_HEADER_MAX);
+	sendq_head_init(&hd);
 	memset(&h, 0, sizeof(h));
 	/* The message as read (before Bcc removal and the added fields) is
 	 * scanned for what the wire cannot carry (msgfix.h), so that line
@@ -1572,140 +1714,32 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 	msgfix_scan_init(&scan, NULL);
 	c->refused[0] = '\0';
 
-	/* The envelope, from the command line (or the SMTP dialogue). */
 	env = envelope_new();
-	env->created = (int64_t)time(NULL);
-	env->uid = (long)getuid();
-	if (smtp_sender != NULL)
-		orig = rewrite_qualify(smtp_sender, c->rw.default_domain);
-	else
-		orig = o->sender != NULL ? sendq_sender_arg(c, o->sender) :
-		    sendq_default_sender(c);
-	if (orig == NULL) {
-		rc = o->sender != NULL ? EX_DATAERR : EX_NOUSER;
+	if ((rc = sendq_submit_envelope(c, env, smtp_sender, smtp_rcpts,
+	    n_smtp, &orig)) != 0 ||
+	    (rc = sendq_submit_header(in, ignore_dots, &scan, &hd)) != 0 ||
+	    (rc = sendq_submit_extract(c, env, &hd.hdr,
+	    o->extract && smtp_sender == NULL)) != 0)
 		goto out;
-	}
-	free(env->sender);
-	env->sender = rewrite_sender(&c->rw, orig);
-	if (env->sender[0] != '\0' &&
-	    (rc = sendq_check(env->sender, "sender (rewrite_sender)")) != 0)
-		goto out;
-	for (i = 0; smtp_sender != NULL && i < n_smtp; i++)
-		if ((rc = sendq_add_one(c, env, smtp_rcpts[i],
-		    "recipient")) != 0)
-			goto out;
-	for (i = 0; smtp_sender == NULL && i < (size_t)o->n_rcpts; i++) {
-		if ((rc = sendq_add_list(c, env, o->rcpts[i],
-		    strlen(o->rcpts[i]), "recipient")) != 0)
-			goto out;
-	}
-
-	/* The header block, line by line. */
-	for (;;) {
-		line.len = 0;
-		lrc = sendq_in_line(in, &line, MAILMSG_HEADER_MAX);
-		if (lrc < 0) {
-			rc = sendq_read_failed();
-			goto out;
-		}
-		if (lrc == 0 || (lrc == 1 && !ignore_dots &&
-		    sendq_lone_dot(line.data, line.len))) {
-			line.len = 0;
-			ended = 1;
-			break;
-		}
-		msgfix_scan_feed(&scan, line.data, line.len, NULL);
-		switch (mailmsg_line_kind(line.data, line.len)) {
-		case MAILMSG_LINE_CONT:
-			if (hdr.len == 0) {
-				body_line = 1;
-				break;
-			}
-			/* FALLTHROUGH */
-		case MAILMSG_LINE_FIELD:
-			if (lrc == 2 || buf_append(&hdr, line.data,
-			    line.len) != 0) {
-				fprintf(stderr, "sendq: header section too "
-				    "large (more than %d bytes)\n",
-				    MAILMSG_HEADER_MAX);
-				rc = EX_DATAERR;
-				goto out;
-			}
-			continue;
-		case MAILMSG_LINE_BLANK:
-			break;
-		case MAILMSG_LINE_OTHER:
-			body_line = 1;
-			break;
-		}
-		if (lrc == 2 || line.data[line.len - 1] != '\n')
-			state = SENDQ_DOT_MID;
-		break;
-	}
-
-	/* Recipients from the header (-t). */
-	mailmsg_scan(hdr.data, hdr.len, &h);
-	for (i = 0; o->extract && smtp_sender == NULL && i < 3; i++) {
-		for (fi = mailmsg_find(&h, hdr.data, rcpt_fields[i], 0);
-		    fi >= 0; fi = mailmsg_find(&h, hdr.data, rcpt_fields[i],
-		    (size_t)fi + 1)) {
-			what = xasprintf("%.*s field",
-			    (int)h.fields[fi].name_len,
-			    hdr.data + h.fields[fi].off);
-			rc = sendq_add_list(c, env, hdr.data +
-			    h.fields[fi].value_off, h.fields[fi].value_len,
-			    what);
-			free(what);
-			if (rc != 0)
-				goto out;
-		}
-	}
-	mailmsg_header_fini(&h);
-	if (env->n_rcpts == 0) {
-		fprintf(stderr, "sendq: no recipients (give them as "
-		    "arguments, or use -t)\n");
-		rc = EX_DATAERR;
-		goto out;
-	}
 	/* Bcc is for the envelope only, with or without -t. */
-	hdr.len = mailmsg_remove_fields(hdr.data, hdr.len, "bcc");
-	sendq_rewrite_from(c, &hdr, orig, env->sender);
+	hd.hdr.len = mailmsg_remove_fields(hd.hdr.data, hd.hdr.len, "bcc");
+	sendq_rewrite_from(c, &hd.hdr, orig, env->sender);
 
-	mailmsg_scan(hdr.data, hdr.len, &h);
-	if (hdr.len > 0)
+	mailmsg_scan(hd.hdr.data, hd.hdr.len, &h);
+	/* The message's line ending: its header's, else its first line's. */
+	if (hd.hdr.len > 0)
 		eol = h.crlf ? "\r\n" : "\n";
 	else
-		eol = line.len >= 2 && line.data[line.len - 2] == '\r' &&
-		    line.data[line.len - 1] == '\n' ? "\r\n" : "\n";
-
-	/* DSN requests (-N, -R, -V), kept in the envelope for sendqd. */
-	env->ret = o->ret;
-	if (o->envid[0] != '\0' && envelope_set_envid(env, o->envid) != 0)
-		log_fatalx("sendq: checked ENVID refused");
-	for (i = 0; o->notify != 0 && i < env->n_rcpts; i++)
-		if (envelope_set_rcpt_dsn(env, i, o->notify, NULL) != 0)
-			log_fatalx("sendq: checked NOTIFY refused");
+		eol = sendq_line_crlf(&hd.line) ? "\r\n" : "\n";
+	sendq_submit_dsn(o, env);
 
 	/* The whole message into the memfd: added fields, header, body. */
 	sendq_token(token);
-	prefix = sendq_added_fields(&h, hdr.data, env, o, token, c->hostname,
-	    eol);
-	if ((rc = sendq_sink_open(c, &sink)) != 0)
-		goto out;
-	rc = sendq_write(&sink, prefix, strlen(prefix));
-	if (rc == 0)
-		rc = sendq_write(&sink, hdr.data, hdr.len);
-	/* A body that starts without a blank line gets one. */
-	if (rc == 0 && body_line)
-		rc = sendq_write(&sink, eol, strlen(eol));
-	if (rc == 0)
-		rc = sendq_write(&sink, line.data, line.len);
-	sink.scan = &scan;
-	if (rc == 0 && !ended)
-		rc = sendq_stream_body(in, &sink, ignore_dots, state);
-	if (rc == 0)
-		rc = sendq_fix(c, &sink, &scan);
-	if (rc != 0)
+	prefix = sendq_added_fields(&h, hd.hdr.data, env, o, token,
+	    c->hostname, eol);
+	if ((rc = sendq_sink_open(c, &sink)) != 0 ||
+	    (rc = sendq_submit_write(c, in, &sink, &scan, &hd, prefix, eol,
+	    ignore_dots)) != 0)
 		goto out;
 	env->body_8bit = sink.eightbit;
 
@@ -1715,8 +1749,8 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 		goto out;
 	if (rc < 0) {
 		envlines = sendq_envlines(env, eol);
-		if ((rc = sendq_droppable(o, env, &h, hdr.data,
-		    strlen(envlines), strlen(prefix) + hdr.len)) != 0 ||
+		if ((rc = sendq_droppable(o, env, &h, hd.hdr.data,
+		    strlen(envlines), strlen(prefix) + hd.hdr.len)) != 0 ||
 		    (rc = sendq_to_helper(c, &sink, envlines)) != 0)
 			goto out;
 		snprintf(qid, sizeof(qid), "%s", token);
@@ -1732,8 +1766,8 @@ out:
 	sendq_sink_fini(&sink);
 	mailmsg_header_fini(&h);
 	envelope_free(env);
-	buf_fini(&hdr);
-	buf_fini(&line);
+	buf_fini(&hd.hdr);
+	buf_fini(&hd.line);
 	free(prefix);
 	free(envlines);
 	free(orig);
@@ -1793,6 +1827,41 @@ sendq_smtp_flush(struct intake_proto *p)
 	}
 }
 
+/* -bs, the final dot: the message in msg queued (when the whole of it
+ * was kept: in_data) and answered.  Returns 1 when it was refused for
+ * its content (554 5.6.0), else 0. */
+static int
+sendq_smtp_end(struct sendq_ctx *c, struct intake_proto *p,
+    const struct buf *msg, int in_data)
+{
+	const struct intake_proto_txn *txn = intake_proto_txn(p);
+	struct sendq_in *in;
+	char id[ENVELOPE_ID_MAX], **rcpts;
+	size_t i;
+	int qrc;
+
+	in = xcalloc(1, sizeof(*in));
+	in->fd = -1;
+	in->mem = msg->data != NULL ? msg->data : "";
+	in->mem_len = msg->len;
+	rcpts = xcalloc(txn->n_rcpts + 1, sizeof(*rcpts));
+	for (i = 0; i < txn->n_rcpts; i++)
+		rcpts[i] = txn->rcpts[i].addr;
+	qrc = in_data ? sendq_submit(c, in, txn->sender, rcpts,
+	    txn->n_rcpts, id) : EX_TEMPFAIL;
+	free(rcpts);
+	free(in);
+	if (qrc == EX_DATAERR && c->refused[0] != '\0') {
+		/* Content the wire cannot carry: 554 5.6.0, and exit 65 at
+		 * the end. */
+		intake_proto_data_done(p, INTAKE_PROTO_REJECTED, c->refused);
+		return 1;
+	}
+	intake_proto_data_done(p, qrc == EX_OK ? INTAKE_PROTO_QUEUED :
+	    INTAKE_PROTO_TEMPFAIL, id);
+	return 0;
+}
+
 /*
  * -bs: SMTP on standard input and output, each message queued as sendq
  * queues one from standard input.  Returns the exit code: 0 unless
@@ -1804,14 +1873,12 @@ sendq_smtp(struct sendq_ctx *c)
 	struct intake_proto_params params;
 	struct intake_proto *p;
 	struct intake_proto_event ev;
-	const struct intake_proto_txn *txn;
-	struct sendq_in *in;
 	struct buf msg;
-	char rbuf[SENDQ_READ_CHUNK], id[ENVELOPE_ID_MAX], **rcpts;
-	size_t off = 0, len = 0, i;
+	char rbuf[SENDQ_READ_CHUNK];
+	size_t off = 0, len = 0;
 	ssize_t n;
 	uint64_t max;
-	int rc = EX_OK, eof = 0, in_data = 0, qrc, refused = 0;
+	int rc = EX_OK, eof = 0, in_data = 0, refused = 0;
 
 	max = c->cfg->intake.max_message_size;
 	memset(&params, 0, sizeof(params));
@@ -1842,30 +1909,7 @@ sendq_smtp(struct sendq_ctx *c)
 				in_data = 0;
 				break;
 			case INTAKE_PROTO_EV_END:
-				txn = intake_proto_txn(p);
-				in = xcalloc(1, sizeof(*in));
-				in->fd = -1;
-				in->mem = msg.data != NULL ? msg.data : "";
-				in->mem_len = msg.len;
-				rcpts = xcalloc(txn->n_rcpts + 1,
-				    sizeof(*rcpts));
-				for (i = 0; i < txn->n_rcpts; i++)
-					rcpts[i] = txn->rcpts[i].addr;
-				qrc = in_data ? sendq_submit(c, in,
-				    txn->sender, rcpts, txn->n_rcpts, id) :
-				    EX_TEMPFAIL;
-				free(rcpts);
-				free(in);
-				if (qrc == EX_DATAERR && c->refused[0] != '\0') {
-					/* Content the wire cannot carry: 554
-					 * 5.6.0, and exit 65 at the end. */
-					intake_proto_data_done(p,
-					    INTAKE_PROTO_REJECTED, c->refused);
-					refused = 1;
-				} else
-					intake_proto_data_done(p, qrc == EX_OK ?
-					    INTAKE_PROTO_QUEUED :
-					    INTAKE_PROTO_TEMPFAIL, id);
+				refused |= sendq_smtp_end(c, p, &msg, in_data);
 				in_data = 0;
 				break;
 			case INTAKE_PROTO_EV_CLOSE:
@@ -1886,9 +1930,7 @@ sendq_smtp(struct sendq_ctx *c)
 			/* The client went away without QUIT. */
 			break;
 		}
-		do
-			n = read(STDIN_FILENO, rbuf, sizeof(rbuf));
-		while (n < 0 && errno == EINTR);
+		n = sq_read(STDIN_FILENO, rbuf, sizeof(rbuf));
 		if (n < 0) {
 			rc = EX_IOERR;
 			break;
@@ -1943,9 +1985,8 @@ main(int argc, char **argv)
 	memset(&c, 0, sizeof(c));
 	c.o = &o;
 	c.cfg = cfg;
-	c.spool_dir = cfg->spool_dir != NULL ? cfg->spool_dir :
-	    CONFIG_DEFAULT_SPOOL;
-	c.control_path = sendq_control_path(cfg);
+	c.spool_dir = cfg->spool_dir;
+	c.control_path = cfg->control_socket;
 	if (cfg->hostname != NULL)
 		hostname = cfg->hostname;
 	else if (gethostname(hostbuf, sizeof(hostbuf)) == 0) {

@@ -64,7 +64,6 @@
  * test suite, never installed) the configuration path may come from
  * SENDQ_DROP_TEST_CONFIG instead, read before the environment is cleared.
  */
-#include <sys/random.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -81,6 +80,11 @@
 
 #define DROP_MAILDROP	"maildrop"
 #define DROP_CHUNK	(64 * 1024)
+#ifdef SENDQ_DROP_TESTING
+#define DROP_TEST_ENV	"SENDQ_DROP_TEST_CONFIG"
+#else
+#define DROP_TEST_ENV	NULL	/* installed: never from the environment */
+#endif
 
 static void
 drop_usage(FILE *fp)
@@ -107,23 +111,6 @@ drop_opendir(int at, const char *dir)
 	    O_CLOEXEC);
 }
 
-static int
-drop_write_all(int fd, const char *p, size_t len)
-{
-	ssize_t n;
-
-	while (len > 0) {
-		n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Copy standard input to fd, at most max bytes.  0, EX_DATAERR (too
  * large) or EX_TEMPFAIL, after printing. */
 static int
@@ -132,11 +119,10 @@ drop_copy(int fd, uint64_t max)
 	static char buf[DROP_CHUNK];
 	uint64_t total = 0;
 	ssize_t n;
+	int rc;
 
 	for (;;) {
-		n = read(STDIN_FILENO, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
+		n = sq_read(STDIN_FILENO, buf, sizeof(buf));
 		if (n < 0) {
 			fprintf(stderr, "sendq-drop: read standard input: %s\n",
 			    strerror(errno));
@@ -152,9 +138,9 @@ drop_copy(int fd, uint64_t max)
 			    (unsigned long long)max);
 			return EX_DATAERR;
 		}
-		if (drop_write_all(fd, buf, (size_t)n) != 0) {
+		if ((rc = sq_write_all(fd, buf, (size_t)n)) != 0) {
 			fprintf(stderr, "sendq-drop: write: %s\n",
-			    strerror(errno));
+			    strerror(-rc));
 			return EX_TEMPFAIL;
 		}
 	}
@@ -165,16 +151,12 @@ static int
 drop_name(char *name, size_t sz)
 {
 	unsigned char r[16];
-	size_t i, got = 0;
-	ssize_t n;
+	size_t i;
+	int rc;
 
-	while (got < sizeof(r)) {
-		n = getrandom(r + got, sizeof(r) - got, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		got += (size_t)n;
+	if ((rc = sq_random(r, sizeof(r))) != 0) {
+		errno = -rc;
+		return -1;
 	}
 	snprintf(name, sz, "drop.");
 	for (i = 0; i < sizeof(r); i++)
@@ -182,42 +164,67 @@ drop_name(char *name, size_t sz)
 	return 0;
 }
 
-/* Write, sync and publish.  Returns the exit code. */
+/* maildrop/ into *dfd and maildrop/tmp/ into *tfd (O_PATH).  0, or -1
+ * after printing (what was opened is in *dfd, *tfd). */
 static int
-drop_put(const char *spool_dir, uint64_t max)
+drop_dirs(const char *spool_dir, int *dfd, int *tfd)
 {
-	char name[64], shown[64 + 32];
-	int dfd = -1, tfd = -1, fd = -1, rc = EX_TEMPFAIL, tries;
+	int sfd, e;
 
 	/* spool_dir is root's configuration: taken as it is written. */
-	if ((dfd = open(spool_dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
+	if ((sfd = open(spool_dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
 		fprintf(stderr, "sendq-drop: %s: %s\n", spool_dir,
 		    strerror(errno));
-		return EX_TEMPFAIL;
+		return -1;
 	}
-	if ((tfd = drop_opendir(dfd, DROP_MAILDROP)) < 0) {
+	*dfd = drop_opendir(sfd, DROP_MAILDROP);
+	e = errno;
+	close(sfd);
+	if (*dfd < 0) {
 		fprintf(stderr, "sendq-drop: %s/%s: %s\n", spool_dir,
-		    DROP_MAILDROP, strerror(errno));
-		goto out;
+		    DROP_MAILDROP, strerror(e));
+		return -1;
 	}
-	close(dfd);
-	dfd = tfd;	/* maildrop/ */
-	if ((tfd = drop_opendir(dfd, "tmp")) < 0) {
+	if ((*tfd = drop_opendir(*dfd, "tmp")) < 0) {
 		fprintf(stderr, "sendq-drop: %s/%s/tmp: %s\n", spool_dir,
 		    DROP_MAILDROP, strerror(errno));
-		goto out;
+		return -1;
 	}
+	return 0;
+}
+
+/* A new file under a fresh random name (into name) in tfd: its fd, -1
+ * with errno when it cannot be created, -2 after printing when there is
+ * no randomness. */
+static int
+drop_create(int tfd, char *name, size_t namesz)
+{
+	int fd = -1, tries;
+
 	for (tries = 0; tries < 10; tries++) {
-		if (drop_name(name, sizeof(name)) != 0) {
+		if (drop_name(name, namesz) != 0) {
 			fprintf(stderr, "sendq-drop: getrandom: %s\n",
 			    strerror(errno));
-			goto out;
+			return -2;
 		}
 		fd = openat(tfd, name, O_WRONLY | O_CREAT | O_EXCL |
 		    O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0644);
 		if (fd >= 0 || errno != EEXIST)
 			break;
 	}
+	return fd;
+}
+
+/* Write, sync and publish.  Returns the exit code. */
+static int
+drop_put(const char *spool_dir, uint64_t max)
+{
+	char name[64], shown[64 + 32];
+	int dfd = -1, tfd = -1, fd = -1, rc = EX_TEMPFAIL;
+
+	if (drop_dirs(spool_dir, &dfd, &tfd) != 0 ||
+	    (fd = drop_create(tfd, name, sizeof(name))) == -2)
+		goto out;
 	snprintf(shown, sizeof(shown), "%s/tmp/%s", DROP_MAILDROP, name);
 	if (fd < 0) {
 		fprintf(stderr, "sendq-drop: create %s/%s: %s\n", spool_dir,
@@ -277,27 +284,13 @@ main(int argc, char **argv)
 {
 	struct config *cfg = NULL;
 	struct sq_err err = { 0 };
-	const char *path = CONFIG_DEFAULT_PATH;
+	static char path[4096] = CONFIG_DEFAULT_PATH;
 	uint64_t max;
-	int fd, rc;
+	int rc;
 
-	/* Standard descriptors must be open, or a file opened later could
-	 * take their number (and stderr text go into a message). */
-	for (fd = 0; fd <= 2; fd++)
-		if (fcntl(fd, F_GETFD) < 0)
-			_exit(EX_TEMPFAIL);
-#ifdef SENDQ_DROP_TESTING
-	static char test_path[4096];
-
-	if (getenv("SENDQ_DROP_TEST_CONFIG") != NULL) {
-		snprintf(test_path, sizeof(test_path), "%s",
-		    getenv("SENDQ_DROP_TEST_CONFIG"));
-		path = test_path;
-	}
-#endif
-	if (clearenv() != 0)
-		_exit(EX_TEMPFAIL);
-	umask(022);
+	/* Standard descriptors open (else stderr text could go into a
+	 * message), no environment. */
+	sq_setgid_start(path, sizeof(path), DROP_TEST_ENV, 022);
 	if (argc > 2 || (argc == 2 && strcmp(argv[1], "--help") != 0 &&
 	    strcmp(argv[1], "--version") != 0)) {
 		fprintf(stderr, "sendq-drop: takes no options or arguments "
@@ -319,8 +312,7 @@ main(int argc, char **argv)
 	}
 	max = cfg->intake.max_message_size != 0 ?
 	    cfg->intake.max_message_size : DROPFILE_SIZE_DEFAULT;
-	rc = drop_put(cfg->spool_dir != NULL ? cfg->spool_dir :
-	    CONFIG_DEFAULT_SPOOL, max);
+	rc = drop_put(cfg->spool_dir, max);
 	config_free(cfg);
 	return rc;
 }

@@ -59,6 +59,11 @@
 #ifndef SENDQ_SHOWQ_GROUP	/* CMake: the readers' group of queue/ */
 #define SENDQ_SHOWQ_GROUP	"sendq-queue"
 #endif
+#ifdef SENDQ_SHOWQ_TESTING
+#define SHOWQ_TEST_ENV	"SENDQ_SHOWQ_TEST_CONFIG"
+#else
+#define SHOWQ_TEST_ENV	NULL	/* installed: never from the environment */
+#endif
 
 static void
 showq_usage(FILE *fp)
@@ -117,26 +122,10 @@ main(int argc, char **argv)
 {
 	struct config *cfg = NULL;
 	struct sq_err err = { 0 };
-	const char *path = CONFIG_DEFAULT_PATH;
-	int fd, rc, json = 0;
+	static char path[4096] = CONFIG_DEFAULT_PATH;
+	int rc, json = 0;
 
-	/* Standard descriptors must be open, or a file opened later could
-	 * take their number. */
-	for (fd = 0; fd <= 2; fd++)
-		if (fcntl(fd, F_GETFD) < 0)
-			_exit(EX_TEMPFAIL);
-#ifdef SENDQ_SHOWQ_TESTING
-	static char test_path[4096];
-
-	if (getenv("SENDQ_SHOWQ_TEST_CONFIG") != NULL) {
-		snprintf(test_path, sizeof(test_path), "%s",
-		    getenv("SENDQ_SHOWQ_TEST_CONFIG"));
-		path = test_path;
-	}
-#endif
-	if (clearenv() != 0)
-		_exit(EX_TEMPFAIL);
-	umask(077);
+	sq_setgid_start(path, sizeof(path), SHOWQ_TEST_ENV, 077);
 	log_init("sendq-showq", LOG_LEVEL_WARN);
 	if (argc > 2 || (argc == 2 && strcmp(argv[1], "--help") != 0 &&
 	    strcmp(argv[1], "--version") != 0 &&
@@ -158,8 +147,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "sendq-showq: %s\n", err.msg);
 		return EX_CONFIG;
 	}
-	rc = showq_list(cfg->spool_dir != NULL ? cfg->spool_dir :
-	    CONFIG_DEFAULT_SPOOL, json);
+	rc = showq_list(cfg->spool_dir, json);
 	config_free(cfg);
 	return rc;
 }

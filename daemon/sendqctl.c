@@ -372,10 +372,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "sendqctl: %s\n", err.msg);
 		return EX_CONFIG;
 	}
-	spool_dir = cfg->spool_dir != NULL ? cfg->spool_dir :
-	    CONFIG_DEFAULT_SPOOL;
-	path = cfg->control_socket != NULL ? cfg->control_socket :
-	    CONFIG_DEFAULT_SOCKET;
+	spool_dir = cfg->spool_dir;
+	path = cfg->control_socket;
 
 	req = xasprintf("%s%s%s%s", cmd->name, id != NULL ? " " : "",
 	    id != NULL ? id : "", json ? " --json" : "");

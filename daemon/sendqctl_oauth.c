@@ -228,15 +228,12 @@ static void
 sendqctl_oauth_time(const char *label, long long t)
 {
 	char when[64];
-	struct tm tm;
-	time_t tt = (time_t)t;
 
 	if (t <= 0) {
 		printf("%s: never\n", label);
 		return;
 	}
-	gmtime_r(&tt, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	queue_view_time(when, sizeof(when), t);
 	printf("%s: %s (%llds ago)\n", label, when,
 	    (long long)time(NULL) - t);
 }
@@ -291,8 +288,7 @@ static int
 sendqctl_oauth_ask(const struct config *cfg,
     const struct config_smarthost *sh)
 {
-	const char *path = cfg->control_socket != NULL ?
-	    cfg->control_socket : CONFIG_DEFAULT_SOCKET;
+	const char *path = cfg->control_socket;
 	struct sq_err err = { 0, "" };
 	struct buf out;
 	char *req;

@@ -59,6 +59,7 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
+#include <gnutls/gnutls.h>
 #include <gnutls/crypto.h>
 
 #include "authsrc.h"
@@ -549,27 +550,22 @@ smtp_conn_tls_step(struct smtp_conn *c)
 	smtp_conn_run(c);
 }
 
-/* A SCRAM client nonce: random, printable, without ','. */
+/* A SCRAM client nonce: random, printable, without ','.  Not a secret,
+ * so GnuTLS's base64 encoder (18 bytes: 24 characters, no padding). */
 static void
 smtp_conn_nonce(char out[SMTP_CONN_NONCE_LEN + 1])
 {
-	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	    "abcdefghijklmnopqrstuvwxyz0123456789+/";
 	unsigned char raw[SMTP_CONN_NONCE_RAW];
-	size_t i, o = 0;
-	unsigned v;
+	gnutls_datum_t in = { raw, sizeof(raw) }, b64 = { NULL, 0 };
 
 	if (gnutls_rnd(GNUTLS_RND_NONCE, raw, sizeof(raw)) != 0)
 		log_fatalx("smtp_conn: gnutls_rnd failed");
-	for (i = 0; i + 2 < sizeof(raw); i += 3) {
-		v = (unsigned)raw[i] << 16 | (unsigned)raw[i + 1] << 8 |
-		    raw[i + 2];
-		out[o++] = b64[(v >> 18) & 63];
-		out[o++] = b64[(v >> 12) & 63];
-		out[o++] = b64[(v >> 6) & 63];
-		out[o++] = b64[v & 63];
-	}
-	out[o] = '\0';
+	if (gnutls_base64_encode2(&in, &b64) < 0 ||
+	    b64.size < SMTP_CONN_NONCE_LEN)
+		log_fatalx("smtp_conn: gnutls_base64_encode2 failed");
+	memcpy(out, b64.data, SMTP_CONN_NONCE_LEN);
+	out[SMTP_CONN_NONCE_LEN] = '\0';
+	gnutls_free(b64.data);
 }
 
 static void

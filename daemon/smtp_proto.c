@@ -834,6 +834,8 @@ smtp_proto_awaits_reply(enum smtp_proto_state s)
 	}
 }
 
+/* Over 80 lines on purpose: the one on_reply switch, every state's
+ * reaction to a reply side by side (a split would scatter them). */
 static void
 smtp_proto_on_reply(struct smtp_proto *p, const struct smtp_wire_reply *wr)
 {

@@ -99,7 +99,7 @@ struct smtp_proto_params {
 	enum smtp_proto_tls	 tls;
 	int			 peer_is_loopback;
 
-	/* AUTH (issue 3): after the (post-TLS) EHLO, before READY.  AUTH is
+	/* AUTH: after the (post-TLS) EHLO, before READY.  AUTH is
 	 * never sent without TLS unless peer_is_loopback. */
 	enum sasl_mech	 auth;		/* NONE: never authenticate */
 	const char		*auth_user;

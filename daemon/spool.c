@@ -1142,26 +1142,61 @@ spool_quarantine_id(struct spool *sp, const char *id, const char *reason)
 		spool_quarantine(sp, id, reason);
 }
 
+/* queue/'s names, sorted, into *names (spool_free_names).  0 or
+ * -errno with err. */
+static int
+spool_queue_names(struct spool *sp, char ***names, size_t *n,
+    struct sq_err *err)
+{
+	int rc;
+
+	if ((rc = spool_read_dir(sp->queue_fd, sp->queue_dir, names, n,
+	    err)) != 0)
+		return rc;
+	if (*n > 1)
+		qsort(*names, *n, sizeof(**names), spool_cmp_names);
+	return 0;
+}
+
+/* Recovery's first steps: tmp/ debris whose creator is gone removed,
+ * then queue/'s names (spool_queue_names). */
+static int
+spool_recover_names(struct spool *sp, char ***names, size_t *n,
+    struct sq_err *err)
+{
+	size_t i;
+	int rc;
+
+	if ((rc = spool_read_dir(sp->tmp_fd, sp->tmp_dir, names, n,
+	    err)) != 0)
+		return rc;
+	for (i = 0; i < *n; i++)
+		spool_remove_if_dead(sp->tmp_fd, sp->tmp_dir, (*names)[i],
+		    NULL);
+	spool_free_names(*names, *n);
+	return spool_queue_names(sp, names, n, err);
+}
+
+/* A file in queue/ that is neither ID.msg nor ID.env: logged, left. */
+static void
+spool_warn_unexpected(const struct spool *sp, const char *name)
+{
+	char safe[128];
+
+	log_warn("spool: ignoring unexpected file %s/%s", sp->queue_dir,
+	    sq_printable(safe, sizeof(safe), name, strlen(name)));
+}
+
 int
 spool_recover_lazy(struct spool *sp, void (*cb)(const char *id, void *arg),
     void *arg, struct sq_err *err)
 {
 	char **names, id[ENVELOPE_ID_MAX], other[ENVELOPE_ID_MAX + 8];
-	char safe[128];
 	size_t n, i, found = 0;
 	int rc;
 
-	if ((rc = spool_read_dir(sp->tmp_fd, sp->tmp_dir, &names, &n,
-	    err)) != 0)
+	if ((rc = spool_recover_names(sp, &names, &n, err)) != 0)
 		return rc;
-	for (i = 0; i < n; i++)
-		spool_remove_if_dead(sp->tmp_fd, sp->tmp_dir, names[i], NULL);
-	spool_free_names(names, n);
-	if ((rc = spool_read_dir(sp->queue_fd, sp->queue_dir, &names, &n,
-	    err)) != 0)
-		return rc;
-	if (n > 1)
-		qsort(names, n, sizeof(*names), spool_cmp_names);
 	for (i = 0; i < n; i++) {
 		if (spool_split_name(names[i], ".msg", id)) {
 			snprintf(other, sizeof(other), "%s.env", id);
@@ -1171,9 +1206,7 @@ spool_recover_lazy(struct spool *sp, void (*cb)(const char *id, void *arg),
 			continue;
 		}
 		if (!spool_split_name(names[i], ".env", id)) {
-			log_warn("spool: ignoring unexpected file %s/%s",
-			    sp->queue_dir, sq_printable(safe, sizeof(safe),
-			    names[i], strlen(names[i])));
+			spool_warn_unexpected(sp, names[i]);
 			continue;
 		}
 		snprintf(other, sizeof(other), "%s.msg", id);
@@ -1198,24 +1231,13 @@ spool_recover(struct spool *sp, void (*cb)(const char *id, void *arg),
 	struct envelope *env;
 	struct sq_err lerr;
 	char **names, id[ENVELOPE_ID_MAX], other[ENVELOPE_ID_MAX + 8];
-	char safe[128];
 	size_t n, i, found = 0;
 	int rc;
 
 	/* 1. tmp/: everything whose creator is gone is debris. */
-	if ((rc = spool_read_dir(sp->tmp_fd, sp->tmp_dir, &names, &n,
-	    err)) != 0)
+	if ((rc = spool_recover_names(sp, &names, &n, err)) != 0)
 		return rc;
-	for (i = 0; i < n; i++)
-		spool_remove_if_dead(sp->tmp_fd, sp->tmp_dir, names[i], NULL);
-	spool_free_names(names, n);
-
 	/* 2. queue/: .msg without .env is an interrupted commit. */
-	if ((rc = spool_read_dir(sp->queue_fd, sp->queue_dir, &names, &n,
-	    err)) != 0)
-		return rc;
-	if (n > 1)
-		qsort(names, n, sizeof(*names), spool_cmp_names);
 	for (i = 0; i < n; i++) {
 		if (spool_split_name(names[i], ".msg", id)) {
 			snprintf(other, sizeof(other), "%s.env", id);
@@ -1223,9 +1245,7 @@ spool_recover(struct spool *sp, void (*cb)(const char *id, void *arg),
 				spool_remove_if_dead(sp->queue_fd,
 				    sp->queue_dir, names[i], other);
 		} else if (!spool_split_name(names[i], ".env", id))
-			log_warn("spool: ignoring unexpected file %s/%s",
-			    sp->queue_dir, sq_printable(safe, sizeof(safe),
-			    names[i], strlen(names[i])));
+			spool_warn_unexpected(sp, names[i]);
 	}
 
 	/* 3. Every .env that parses and has its body is a message; the
@@ -1272,11 +1292,8 @@ spool_list(struct spool *sp, void (*cb)(const char *id, void *arg),
 	size_t n, i, found = 0;
 	int rc;
 
-	if ((rc = spool_read_dir(sp->queue_fd, sp->queue_dir, &names, &n,
-	    err)) != 0)
+	if ((rc = spool_queue_names(sp, &names, &n, err)) != 0)
 		return rc;
-	if (n > 1)
-		qsort(names, n, sizeof(*names), spool_cmp_names);
 	for (i = 0; i < n; i++) {
 		if (!spool_split_name(names[i], ".env", id))
 			continue;

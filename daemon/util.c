@@ -1,8 +1,12 @@
 /*
  * util.c - allocation wrappers, the error carrier and small helpers.
  */
+#include <sys/random.h>
+#include <sys/stat.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,6 +150,18 @@ sq_host_is_loopback(const char *host)
 }
 
 int
+sq_hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+int
 sq_base64_value(char c)
 {
 	if (c >= 'A' && c <= 'Z')
@@ -201,5 +217,71 @@ sq_base64_decode(const char *in, size_t len, unsigned char *out,
 			out[o++] = (unsigned char)v;
 	}
 	*outlen = o;
+	return 0;
+}
+
+void
+sq_setgid_start(char *path, size_t pathsz, const char *test_env,
+    mode_t mask)
+{
+	const char *v;
+	int fd;
+
+	for (fd = 0; fd <= 2; fd++)
+		if (fcntl(fd, F_GETFD) < 0)
+			_exit(EX_TEMPFAIL);
+	if (test_env != NULL && (v = getenv(test_env)) != NULL)
+		snprintf(path, pathsz, "%s", v);
+	if (clearenv() != 0)
+		_exit(EX_TEMPFAIL);
+	umask(mask);
+}
+
+ssize_t
+sq_read(int fd, void *buf, size_t len)
+{
+	ssize_t n;
+
+	do
+		n = read(fd, buf, len);
+	while (n < 0 && errno == EINTR);
+	return n;
+}
+
+int
+sq_write_all(int fd, const void *p, size_t len)
+{
+	const char *s = p;
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, s, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		s += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
+sq_random(void *buf, size_t len)
+{
+	unsigned char *p = buf;
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < len) {
+		n = getrandom(p + got, len - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		got += (size_t)n;
+	}
 	return 0;
 }

@@ -4,17 +4,19 @@
  *
  * Owns: xmalloc family (fatal on out-of-memory, so call sites carry no NULL
  * checks), struct sq_err (a human-readable reason handed back to the
- * caller, tmux's "cause" without the heap), small string helpers.
+ * caller, tmux's "cause" without the heap), small string helpers, the
+ * one base64 decoder, EINTR-safe read/write/getrandom.
  * May call: libc, log.
  *
  * DIAGNOSTICS: allocation failure and size overflow end the process through
- * log_fatalx(); nothing else here fails.
+ * log_fatalx(); the base64 decoder and the I/O helpers return errors.
  */
 #ifndef SENDQ_UTIL_H
 #define SENDQ_UTIL_H
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <sysexits.h>
 
 #define SQ_PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -55,13 +57,17 @@ char	*xasprintf(const char *fmt, ...) SQ_PRINTF(1, 2);
  * from the network or a file can be logged safely.  Returns dst. */
 char	*sq_printable(char *dst, size_t dstsz, const char *src, size_t len);
 
+/* The value of a hex digit (either case), -1 for others. */
+int	sq_hex_value(char c);
 /* The value of a base64 (RFC 4648) alphabet character, -1 for others. */
 int	sq_base64_value(char c);
 /*
  * Strict base64 (padding required, no blanks, unused bits zero: one
  * encoding per value) of in[0..len) into out (outmax bytes).  Returns 0
  * and *outlen, SQ_EPARSE for anything not canonical, SQ_ELIMIT when out
- * is too small.
+ * is too small.  The tree's one base64 decoder: GnuTLS's
+ * gnutls_base64_decode2() skips blanks and allocates, and out may be a
+ * caller's wiped buffer (SASL).
  */
 int	sq_base64_decode(const char *in, size_t len, unsigned char *out,
 	    size_t outmax, size_t *outlen);
@@ -72,5 +78,24 @@ const char	*sq_hostname(const char *configured, char *buf, size_t bufsz);
 
 /* True when host is a loopback literal (127.0.0.0/8, ::1) or "localhost". */
 int	sq_host_is_loopback(const char *host);
+
+/*
+ * The start of a setgid helper (sendq-drop, sendq-showq): descriptors 0-2
+ * must be open (else _exit(EX_TEMPFAIL): a file opened later would take
+ * their number); when test_env is not NULL and set, its value is copied
+ * into path (pathsz bytes; only the test builds pass one); then the
+ * environment is cleared (else _exit(EX_TEMPFAIL)) and the umask set.
+ */
+void	sq_setgid_start(char *path, size_t pathsz, const char *test_env,
+	    mode_t mask);
+
+/* read(2) with EINTR retried: the bytes read, 0 at the end, -1 and errno. */
+ssize_t	sq_read(int fd, void *buf, size_t len);
+/* All len bytes of p to fd (EINTR retried, short writes continued).
+ * Returns 0 or -errno. */
+int	sq_write_all(int fd, const void *p, size_t len);
+/* len random bytes from getrandom(2) into buf (EINTR retried).  Returns 0
+ * or -errno; buf's content is then undefined. */
+int	sq_random(void *buf, size_t len);
 
 #endif

@@ -1,9 +1,14 @@
 /*
  * test_util.c - base utilities: bounded buffers, printable copies,
- * loopback detection, the error carrier.
+ * loopback detection, the error carrier, hex digits, the EINTR-safe
+ * read/write/getrandom helpers.
  */
+#include <sys/wait.h>
+
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "util.h"
@@ -80,4 +85,57 @@ Test(util, err_set_returns_code_and_formats)
 	cr_assert_eq(err.code, SQ_EPARSE);
 	cr_assert_str_eq(err.msg, "line 3: bad");
 	cr_assert_eq(sq_err_set(NULL, -5, "ignored"), -5);
+}
+
+Test(util, hex_value_of_both_cases_and_others)
+{
+	cr_assert_eq(sq_hex_value('0'), 0);
+	cr_assert_eq(sq_hex_value('9'), 9);
+	cr_assert_eq(sq_hex_value('a'), 10);
+	cr_assert_eq(sq_hex_value('F'), 15);
+	cr_assert_eq(sq_hex_value('g'), -1);
+	cr_assert_eq(sq_hex_value('G'), -1);
+	cr_assert_eq(sq_hex_value(' '), -1);
+}
+
+Test(util, write_all_then_read_through_a_pipe)
+{
+	char big[100000], back[100000];
+	size_t got = 0;
+	ssize_t n;
+	pid_t pid;
+	int fds[2], status;
+
+	memset(big, 'q', sizeof(big));
+	big[sizeof(big) - 1] = 'z';
+	cr_assert_eq(pipe(fds), 0);
+	if ((pid = fork()) == 0) {
+		close(fds[0]);
+		_exit(sq_write_all(fds[1], big, sizeof(big)) == 0 ? 0 : 1);
+	}
+	close(fds[1]);
+	while ((n = sq_read(fds[0], back + got, sizeof(back) - got)) > 0)
+		got += (size_t)n;
+	cr_assert_eq(n, 0);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	cr_assert_eq(got, sizeof(big));
+	cr_assert_eq(memcmp(big, back, sizeof(big)), 0);
+	close(fds[0]);
+	cr_assert_eq(sq_write_all(fds[0], "x", 1), -EBADF);
+	cr_assert_eq(sq_read(fds[0], back, 1), -1);
+	cr_assert_eq(errno, EBADF);
+}
+
+Test(util, random_fills_and_differs)
+{
+	unsigned char a[32], b[32], zero[32] = { 0 };
+
+	memset(a, 0, sizeof(a));
+	memset(b, 0, sizeof(b));
+	cr_assert_eq(sq_random(a, sizeof(a)), 0);
+	cr_assert_eq(sq_random(b, sizeof(b)), 0);
+	cr_assert_neq(memcmp(a, zero, sizeof(a)), 0);
+	cr_assert_neq(memcmp(a, b, sizeof(a)), 0);
+	cr_assert_eq(sq_random(a, 0), 0);
 }
