@@ -1666,6 +1666,24 @@ scheduler_status_held(struct scheduler *s, size_t i, int json,
 	buf_append_str(out, line);
 }
 
+/* The arrival of the oldest message not held: "oldest":EPOCH (0: none),
+ * first in the JSON object; nothing in the text. */
+static void
+scheduler_status_oldest(const struct scheduler *s, int json, struct buf *out)
+{
+	char line[64];
+	size_t depth;
+	int64_t oldest;
+
+	if (!json)
+		return;
+	scheduler_queue_stats(s, &depth, &oldest);
+	out->len -= strlen("\"smarthosts\":[");
+	snprintf(line, sizeof(line), "\"oldest\":%lld,\"smarthosts\":[",
+	    (long long)oldest);
+	buf_append_str(out, line);
+}
+
 static int
 scheduler_op_status(void *arg, int json, struct buf *out,
     struct sq_err *err)
@@ -1680,6 +1698,7 @@ scheduler_op_status(void *arg, int json, struct buf *out,
 	snprintf(line, sizeof(line), json ? "%zu,\"smarthosts\":[" :
 	    "queue: %zu message(s)\n", s->n_msgs);
 	buf_append_str(out, line);
+	scheduler_status_oldest(s, json, out);
 	for (i = 0; i < s->n_relays; i++) {
 		struct sched_relay *r = &s->relays[i];
 		char err_text[sizeof(r->last_error)], *p;
@@ -1853,6 +1872,15 @@ scheduler_op_is_active(void *arg, const char *id)
 	return m != NULL && m->state == SCHED_ACTIVE;
 }
 
+static const char *
+scheduler_op_relay_of(void *arg, const char *id)
+{
+	struct scheduler *s = arg;
+	struct sched_msg *m = scheduler_find(s, id);
+
+	return m != NULL ? s->relays[m->relay].sh->name : NULL;
+}
+
 static int
 scheduler_op_oauth_status(void *arg, const char *name, struct buf *out,
     struct sq_err *err)
@@ -1875,6 +1903,7 @@ scheduler_control_ops(struct scheduler *s, struct control_ops *ops)
 	ops->bounce = scheduler_op_bounce;
 	ops->is_active = scheduler_op_is_active;
 	ops->oauth_status = scheduler_op_oauth_status;
+	ops->relay_of = scheduler_op_relay_of;
 	ops->arg = s;
 }
 
@@ -2135,6 +2164,22 @@ scheduler_summary(const struct scheduler *s, char *buf, size_t len)
 		if (w >= 0)
 			w += (int)n;
 	}
+}
+
+void
+scheduler_queue_stats(const struct scheduler *s, size_t *depth,
+    int64_t *oldest)
+{
+	const struct sched_msg *m;
+	size_t i;
+
+	*depth = s->n_msgs;
+	*oldest = 0;
+	for (i = 0; i < s->n_buckets; i++)
+		for (m = s->buckets[i]; m != NULL; m = m->hash_next)
+			if (m->state != SCHED_HELD && m->created > 0 &&
+			    (*oldest == 0 || m->created < *oldest))
+				*oldest = m->created;
 }
 
 /* ------------------------------------------------------------------ */
