@@ -255,6 +255,11 @@ static const struct config_key config_keys[] = {
 	    NULL, CONFIG_DEFAULT_SOCKET, 0,
 	    offsetof(struct config, control_socket),
 	    "unix socket sendqctl talks to" },
+	{ CONFIG_SECT_SENDQ, "metrics_listen", CONFIG_T_STRING, NULL, 0, 0,
+	    "127.0.0.1:PORT, [::1]:PORT or unix:/PATH", NULL, 0,
+	    offsetof(struct config, metrics_listen),
+	    "where sendqd serves Prometheus metrics (GET /metrics); "
+	    "default: off" },
 	{ CONFIG_SECT_SENDQ, "admin_group", CONFIG_T_ACCOUNTS, NULL, 1, 1,
 	    "a group name; " CONFIG_ACCOUNTS_ALLOWED, NULL, 0,
 	    offsetof(struct config, admin_group),
@@ -2478,6 +2483,7 @@ config_free(struct config *cfg)
 	free(cfg->hostname);
 	free(cfg->admin_address);
 	free(cfg->control_socket);
+	free(cfg->metrics_listen);
 	free(cfg->default_domain);
 	free(cfg->rewrite_sender);
 	for (i = 0; i < cfg->n_aliases; i++) {

@@ -70,6 +70,7 @@
 #include "control.h"
 #include "envelope.h"
 #include "log.h"
+#include "metrics.h"
 #include "msgfix.h"
 #include "quota.h"
 #include "queue_view.h"
@@ -930,6 +931,7 @@ control_on_group(evutil_socket_t fd, short what, void *arg)
 		    cl->facts.uid, cl->env->sender, cl->env->n_rcpts,
 		    (unsigned long long)cl->size);
 		quota_queued(&c->quota, cl->env->id);
+		metrics_count_accepted(METRICS_PATH_SUBMIT);
 		line = xasprintf("ok %s\n", cl->env->id);
 		buf_init(&out, strlen(line) + 1);
 		buf_append_str(&out, line);

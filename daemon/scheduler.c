@@ -64,6 +64,7 @@
 #include "buf.h"
 #include "control.h"
 #include "log.h"
+#include "metrics.h"
 #include "quota.h"
 #include "retry.h"
 #include "route.h"
@@ -660,7 +661,7 @@ scheduler_settle(struct scheduler *s, struct sched_msg *m,
 	struct bounce_rcpt *rc;
 	struct sq_err err = { 0 };
 	int64_t now = scheduler_now();
-	size_t i, n_fail = 0, kept = 0;
+	size_t i, n_fail = 0, kept = 0, n_done = 0;
 	int expired, *final;
 
 	/* A recipient ends here when it failed for good, or when it would
@@ -692,7 +693,10 @@ scheduler_settle(struct scheduler *s, struct sched_msg *m,
 	for (i = 0; i < env->n_rcpts; i++) {
 		final[i] = fate[i] != RETRY_DELIVERED && !final[i];
 		kept += final[i] != 0;
+		n_done += fate[i] == RETRY_DELIVERED;
 	}
+	metrics_count_settled(s->relays[m->relay].sh->name, n_done, kept,
+	    env->n_rcpts - kept - n_done, now - env->created);
 	envelope_keep_rcpts(env, final);
 	free(final);
 	if (kept == 0) {
@@ -871,6 +875,8 @@ scheduler_send(struct sched_conn *cc, struct sched_msg *m)
 	}
 	cc->idle = 0;
 	evtimer_del(cc->idle_timer);
+	if (cc->sent > 0)
+		metrics_count_conn_reused(cc->relay->sh->name);
 	rc = smtp_conn_send(cc->conn, &msg);
 	free(notify);
 	free(orcpts);
@@ -1083,6 +1089,8 @@ scheduler_on_closed(struct smtp_conn *c, const struct smtp_conn_result *res,
 		return;
 	}
 	v = retry_decide(&res->fact);
+	if (res->fact.event == RETRY_EVENT_TLS)
+		metrics_count_tls_failure(r->sh->name, res->verify, res->reply);
 	if (v.relay != RETRY_RELAY_OK)
 		scheduler_relay_fails(r, &v, res);
 	if (m != NULL) {
@@ -1169,6 +1177,7 @@ scheduler_open(struct sched_relay *r, struct sched_msg *m)
 	m->state = SCHED_ACTIVE;
 	cc->cur = m;
 	r->n_conns++;
+	metrics_count_conn_opened(r->sh->name);
 	cc->conn = smtp_conn_open(&params, &cb, cc);
 }
 
@@ -2180,6 +2189,24 @@ scheduler_queue_stats(const struct scheduler *s, size_t *depth,
 			if (m->state != SCHED_HELD && m->created > 0 &&
 			    (*oldest == 0 || m->created < *oldest))
 				*oldest = m->created;
+}
+
+void
+scheduler_metrics_gauges(void *arg, struct metrics_gauges *g)
+{
+	const struct scheduler *s = arg;
+	size_t i, depth;
+
+	scheduler_queue_stats(s, &depth, &g->oldest);
+	g->queue_messages = depth;
+	for (i = 0; i < s->n_relays && i < g->max_relays; i++) {
+		g->relays[i].name = s->relays[i].sh->name;
+		g->relays[i].up = !s->relays[i].down &&
+		    !authsrc_held(s->auth, i, NULL);
+		g->relays[i].oauth = (enum metrics_oauth)authsrc_oauth_state(
+		    s->auth, i, &g->relays[i].oauth_expires);
+	}
+	g->n_relays = i;
 }
 
 /* ------------------------------------------------------------------ */
