@@ -192,7 +192,8 @@ sendqctl_check_relays(json_object *hosts, char *probs, size_t sz,
 	int st = SENDQCTL_CHECK_OK;
 
 	*up = *total = 0;
-	n = hosts != NULL ? json_object_array_length(hosts) : 0;
+	n = json_object_is_type(hosts, json_type_array) ?
+	    json_object_array_length(hosts) : 0;
 	for (i = 0; i < n; i++) {
 		h = json_object_array_get_idx(hosts, i);
 		name = json_object_object_get_ex(h, "name", &v) ?
