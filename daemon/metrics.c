@@ -85,8 +85,9 @@ metrics_series(struct metrics_family *f, const char *a, const char *b)
 	size_t i, j;
 
 	for (i = 0; i < f->n; i++) {
-		for (j = 0; j < f->n_labels; j++)
-			if (strcmp(f->s[i].value[j], val[j]) != 0)
+		for (j = 0; j < f->n_labels && j < METRICS_LABELS_MAX; j++)
+			if (val[j] == NULL ||
+			    strcmp(f->s[i].value[j], val[j]) != 0)
 				break;
 		if (j == f->n_labels)
 			return &f->s[i];
@@ -97,7 +98,7 @@ metrics_series(struct metrics_family *f, const char *a, const char *b)
 	}
 	s = &f->s[f->n++];
 	memset(s, 0, sizeof(*s));
-	for (j = 0; j < f->n_labels; j++)
+	for (j = 0; j < f->n_labels && j < METRICS_LABELS_MAX; j++)
 		s->value[j] = xstrdup(val[j] != NULL ? val[j] : "");
 	return s;
 }
