@@ -294,6 +294,8 @@ main(int argc, char **argv)
 	int ch, check_only = 0, debug = 0, status = EX_OSERR;
 
 	log_init("sendqd", LOG_LEVEL_INFO);
+	/* Delivery lines carry QUEUE_ID, RELAY, RESULT in the journal. */
+	log_set_structured(service_journal_send);
 	while ((ch = getopt_long(argc, argv, "C:dhV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'C':

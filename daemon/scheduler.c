@@ -431,7 +431,8 @@ scheduler_log_attempt(struct sched_conn *cc, const char *id,
 	if (m != NULL && m->relay != r->index)
 		snprintf(via, sizeof(via), " fallback_for=%s",
 		    r->sched->relays[m->relay].sh->name);
-	(strcmp(result, "sent") == 0 ? log_info : log_warn)("delivery "
+	log_event(strcmp(result, "sent") == 0 ? LOG_LEVEL_INFO :
+	    LOG_LEVEL_WARN, id, r->sh->name, result, "delivery "
 	    "msgid=%s relay=%s%s host=%s:%u tls=\"%s\" verify=\"%s\" "
 	    "result=%s attempt=%u reply=\"%s\"", id, r->sh->name, via,
 	    r->sh->host, r->sh->port, res->tls, res->verify, result,
