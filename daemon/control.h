@@ -4,7 +4,9 @@
  * talk to.  Every request is checked against the caller's credentials
  * as the kernel gave them at connect time (SO_PEERCRED, SO_PEERGROUPS).
  *
- * Protocol: the client sends one request line "COMMAND [ARG] [--json]\n";
+ * Protocol: the client sends one request line "COMMAND [ARG] [--json]\n"
+ * ("list --postfix": the listing in Postfix's mailq format, for mailq;
+ * queue_view.h QUEUE_VIEW_POSTFIX);
  * the server answers with the output text and closes the connection.  The
  * first line of the answer is "ok" or "error: REASON"; the rest is the
  * output, already formatted (text or JSON) for the client to print.  A
