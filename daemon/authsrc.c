@@ -475,6 +475,26 @@ authsrc_held(const struct authsrc *a, size_t i, const char **why)
 }
 
 int
+authsrc_oauth_state(const struct authsrc *a, size_t i, int64_t *expires)
+{
+	const struct authsrc_sh *st;
+
+	*expires = 0;
+	if (a == NULL || i >= a->n || a->shs[i].sh == NULL ||
+	    !a->shs[i].sh->oauth)
+		return AUTHSRC_OAUTH_NONE;
+	st = &a->shs[i];
+	*expires = (int64_t)st->expires;
+	if (st->held)
+		return AUTHSRC_OAUTH_HELD;
+	if (st->refresh_token == NULL)
+		return AUTHSRC_OAUTH_NO_TOKEN;
+	if (st->access_token != NULL && st->expires > time(NULL))
+		return AUTHSRC_OAUTH_VALID;
+	return AUTHSRC_OAUTH_EXPIRED;
+}
+
+int
 authsrc_status(const struct authsrc *a, const char *name, struct buf *out,
     struct sq_err *err)
 {

@@ -70,6 +70,17 @@ void			 authsrc_cancel(struct authsrc_req *req);
 /* Non-zero when smarthost index i is held; *why then says why. */
 int	authsrc_held(const struct authsrc *a, size_t i, const char **why);
 
+/* The token state of smarthost index i (metrics): AUTHSRC_OAUTH_NONE
+ * when it is not an OAuth smarthost; *expires: the access token's expiry
+ * (epoch seconds, 0 none). */
+#define AUTHSRC_OAUTH_NONE	0
+#define AUTHSRC_OAUTH_VALID	1	/* an unexpired access token */
+#define AUTHSRC_OAUTH_EXPIRED	2	/* none valid: refreshed when needed */
+#define AUTHSRC_OAUTH_NO_TOKEN	3	/* no refresh token stored */
+#define AUTHSRC_OAUTH_HELD	4	/* the grant was refused */
+int	authsrc_oauth_state(const struct authsrc *a, size_t i,
+	    int64_t *expires);
+
 /*
  * The state of OAuth smarthost name for `sendqctl oauth status` through
  * the control socket (admin_group members cannot read STATE_DIR/oauth):

@@ -110,6 +110,11 @@ const struct config_key config_keys[] = {
 	    NULL, CONFIG_DEFAULT_SOCKET, 0,
 	    offsetof(struct config, control_socket),
 	    "unix socket sendqctl talks to" },
+	{ CONFIG_SECT_SENDQ, "metrics_listen", CONFIG_T_STRING, NULL, 0, 0,
+	    "127.0.0.1:PORT, [::1]:PORT or unix:/PATH", NULL, 0,
+	    offsetof(struct config, metrics_listen),
+	    "where sendqd serves Prometheus metrics (GET /metrics); "
+	    "default: off" },
 	{ CONFIG_SECT_SENDQ, "admin_group", CONFIG_T_ACCOUNTS, NULL, 1, 1,
 	    "a group name; " CONFIG_ACCOUNTS_ALLOWED, NULL, 0,
 	    offsetof(struct config, admin_group),

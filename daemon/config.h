@@ -249,6 +249,8 @@ struct config {
 					 * uid; 0 = no limit */
 	char		*control_socket; /* [sendq] control_socket
 					 * (/run/sendq/control.sock) */
+	char		*metrics_listen; /* [sendq] metrics_listen; NULL:
+					 * no metrics endpoint */
 	struct config_smarthost *smarthosts;	/* in file order */
 	size_t		 n_smarthosts;
 	int		 log_level;	/* [sendq] log_level: an enum

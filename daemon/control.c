@@ -56,6 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,6 +70,7 @@
 #include "control.h"
 #include "envelope.h"
 #include "log.h"
+#include "metrics.h"
 #include "msgfix.h"
 #include "quota.h"
 #include "queue_view.h"
@@ -86,6 +88,8 @@
 struct control_client;
 
 static void	control_submit_data(struct control_client *);
+static void	control_log(const struct control_client *, const char *,
+		    const char *, int, int, const char *);
 /* The configured rights, as ids (control_rights_new). */
 struct control_rights {
 	char		*admin_name;	/* admin_group; NULL = none */
@@ -149,6 +153,9 @@ struct control_req {
 	int		 json;
 	long		 uid_filter;	/* list/show: QUEUE_VIEW_ALL_UIDS or
 					 * the caller's uid */
+	char		**args;	/* select: the words after the command */
+	size_t		 n_args;
+	const struct control_client *cl;	/* who asked */
 };
 
 struct control_cmd {
@@ -163,6 +170,8 @@ struct control_cmd {
 #define CONTROL_ARG_NONE	0
 #define CONTROL_ARG_ID		1	/* a queue id (spool_id_valid) */
 #define CONTROL_ARG_NAME	2	/* a smarthost name */
+#define CONTROL_ARG_SELECT	3	/* select: an action and a selection */
+#define CONTROL_WORDS_MAX	10	/* words in a request line */
 
 /*
  * The rights table.  Privileged: root, sendqd's own user, admin_group.
@@ -347,6 +356,242 @@ control_cmd_reload(struct control *c, const struct control_req *r,
 	return control_done(out, r, "configuration reloaded");
 }
 
+/*
+ * select ACTION [all] [from=ADDR] [to=ADDR] [relay=NAME] [older=SECONDS]
+ * [dry-run] (sendqctl delete|hold|release|bounce ALL or a selection):
+ * the selection parsed into sel.  0, or SQ_EPARSE with err.
+ */
+struct control_sel {
+	const char	*action;	/* delete hold release bounce */
+	int		 all;
+	const char	*from, *to, *relay;
+	long long	 older;		/* seconds; -1: any age */
+	int		 dry_run;
+	int		(*op)(void *, const char *, struct sq_err *);
+	const char	*done;		/* "deleted" ... */
+};
+
+static int
+control_sel_parse(const struct control *c, const struct control_req *r,
+    struct control_sel *sel, struct sq_err *err)
+{
+	static const char *const actions[] = { "delete", "hold", "release",
+	    "bounce" };
+	static const char *const done[] = { "deleted", "held", "released",
+	    "bounced" };
+	char *end, safe[64];
+	size_t i;
+	int n = 0;
+
+	memset(sel, 0, sizeof(*sel));
+	sel->older = -1;
+	for (i = 0; i < 4; i++)
+		if (strcmp(r->args[0], actions[i]) == 0) {
+			sel->action = actions[i];
+			sel->done = done[i];
+		}
+	if (sel->action == NULL)
+		return sq_err_set(err, SQ_EPARSE, "select: the action is "
+		    "delete, hold, release or bounce");
+	sel->op = sel->action[0] == 'd' ? c->ops.remove :
+	    sel->action[0] == 'h' ? c->ops.hold :
+	    sel->action[0] == 'r' ? c->ops.release : c->ops.bounce;
+	for (i = 1; i < r->n_args; i++) {
+		const char *w = r->args[i];
+
+		if (strcmp(w, "all") == 0)
+			sel->all = 1;
+		else if (strcmp(w, "dry-run") == 0)
+			sel->dry_run = 1;
+		else if (strncmp(w, "from=", 5) == 0 && w[5] != '\0')
+			sel->from = w + 5, n++;
+		else if (strncmp(w, "to=", 3) == 0 && w[3] != '\0')
+			sel->to = w + 3, n++;
+		else if (strncmp(w, "relay=", 6) == 0 && w[6] != '\0')
+			sel->relay = w + 6, n++;
+		else if (strncmp(w, "older=", 6) == 0 && w[6] >= '0' &&
+		    w[6] <= '9') {
+			errno = 0;
+			sel->older = strtoll(w + 6, &end, 10);
+			if (*end != '\0' || errno != 0)
+				return sq_err_set(err, SQ_EPARSE, "select: "
+				    "older= takes seconds");
+			n++;
+		} else {
+			sq_printable(safe, sizeof(safe), w, strlen(w));
+			return sq_err_set(err, SQ_EPARSE, "select: unknown "
+			    "word %s (all, from=, to=, relay=, older=, "
+			    "dry-run)", safe);
+		}
+	}
+	if (!sel->all && n == 0)
+		return sq_err_set(err, SQ_EPARSE, "select: an empty selection "
+		    "(say all to mean every message)");
+	if (sel->op == NULL)
+		return control_not_supported(r, err);
+	return 0;
+}
+
+/* addr matches pat: the same address (case aside), "@DOMAIN" any
+ * address at DOMAIN, "<>" the null sender. */
+static int
+control_sel_addr(const char *pat, const char *addr)
+{
+	const char *at;
+
+	if (strcmp(pat, "<>") == 0)
+		return addr[0] == '\0';
+	if (pat[0] == '@')
+		return (at = strrchr(addr, '@')) != NULL &&
+		    strcasecmp(at + 1, pat + 1) == 0;
+	return strcasecmp(pat, addr) == 0;
+}
+
+static int
+control_sel_match(const struct control *c, const struct control_sel *sel,
+    const struct envelope *env, long long now)
+{
+	const char *relay;
+	size_t i;
+	int hit = 0;
+
+	if (sel->from != NULL && !control_sel_addr(sel->from, env->sender))
+		return 0;
+	for (i = 0; sel->to != NULL && i < env->n_rcpts && !hit; i++)
+		hit = control_sel_addr(sel->to, env->rcpts[i]);
+	if (sel->to != NULL && !hit)
+		return 0;
+	if (sel->older >= 0 && now - env->created <= sel->older)
+		return 0;
+	if (sel->relay != NULL) {
+		relay = c->ops.relay_of != NULL ?
+		    c->ops.relay_of(c->ops.arg, env->id) : NULL;
+		if (relay == NULL || strcmp(relay, sel->relay) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+static void
+control_sel_ids(const char *id, void *arg)
+{
+	struct buf *ids = arg;
+
+	buf_append(ids, id, strlen(id) + 1);
+}
+
+/* The ids (NUL-separated in ids) of the queued messages sel takes. */
+static int
+control_sel_collect(struct control *c, const struct control_sel *sel,
+    struct buf *ids, struct sq_err *err)
+{
+	struct buf all;
+	struct spool *sp;
+	struct envelope *env;
+	struct sq_err lerr = { 0 };
+	long long now = (long long)time(NULL);
+	size_t off;
+	int rc;
+
+	if ((rc = spool_open_queue(c->spool_dir, &sp, err)) != 0)
+		return rc;
+	buf_init(&all, QUEUE_VIEW_OUT_MAX);
+	if ((rc = spool_list(sp, control_sel_ids, &all, err)) >= 0)
+		rc = 0;
+	for (off = 0; rc == 0 && off < all.len;
+	    off += strlen(all.data + off) + 1) {
+		if (spool_load_envelope(sp, all.data + off, &env, &lerr) != 0)
+			continue;	/* gone meanwhile */
+		if (control_sel_match(c, sel, env, now))
+			buf_append(ids, env->id, strlen(env->id) + 1);
+		envelope_free(env);
+	}
+	buf_fini(&all);
+	spool_close(sp);
+	return rc;
+}
+
+/* One message's line of the answer. */
+static void
+control_sel_line(struct buf *out, int json, int first, const char *id,
+    const char *result, const char *why)
+{
+	char *s;
+
+	if (json) {
+		s = xasprintf("%s{\"id\":\"%s\",\"result\":\"%s\"", first ?
+		    "" : ",", id, result);
+		buf_append_str(out, s);
+		free(s);
+		if (why != NULL) {
+			buf_append_str(out, ",\"error\":");
+			queue_view_json_string(out, why, strlen(why));
+		}
+		buf_append_str(out, "}");
+		return;
+	}
+	s = xasprintf("%s: %s%s%s\n", id, result, why != NULL ? ": " : "",
+	    why != NULL ? why : "");
+	buf_append_str(out, s);
+	free(s);
+}
+
+/*
+ * select: the selection is made from the spool (every queued envelope
+ * read once: blocks like list), then the action runs per message through
+ * the same scheduler op as "delete ID" etc., each logged with the acting
+ * uid; a message being delivered right now is skipped (the op says
+ * busy).  dry-run lists what would be affected.
+ */
+static int
+control_cmd_select(struct control *c, const struct control_req *r,
+    struct buf *out, struct sq_err *err)
+{
+	struct control_sel sel;
+	struct sq_err oerr;
+	struct buf ids;
+	size_t off, n = 0, n_ok = 0;
+	const char *id, *result;
+	char *s;
+	int rc;
+
+	if ((rc = control_sel_parse(c, r, &sel, err)) != 0)
+		return rc;
+	buf_init(&ids, QUEUE_VIEW_OUT_MAX);
+	if ((rc = control_sel_collect(c, &sel, &ids, err)) != 0) {
+		buf_fini(&ids);
+		return rc;
+	}
+	if (r->json)
+		buf_append_str(out, "{\"messages\":[");
+	for (off = 0; off < ids.len; off += strlen(id) + 1, n++) {
+		id = ids.data + off;
+		memset(&oerr, 0, sizeof(oerr));
+		rc = sel.dry_run ? 0 : sel.op(c->ops.arg, id, &oerr);
+		if (!sel.dry_run)
+			control_log(r->cl, sel.action, id, rc, 0, oerr.msg);
+		result = sel.dry_run ? "selected" : rc == 0 ? sel.done :
+		    rc == -EBUSY ? "busy" : "error";
+		n_ok += rc == 0;
+		control_sel_line(out, r->json, n == 0, id, result,
+		    rc != 0 ? oerr.msg : NULL);
+	}
+	buf_fini(&ids);
+	if (r->json)
+		s = xasprintf("],\"action\":\"%s\",\"dry_run\":%s,"
+		    "\"selected\":%zu,\"done\":%zu}\n", sel.action,
+		    sel.dry_run ? "true" : "false", n, sel.dry_run ? 0 : n_ok);
+	else if (sel.dry_run)
+		s = xasprintf("%zu message%s would be %s (dry run: nothing "
+		    "changed)\n", n, n == 1 ? "" : "s", sel.done);
+	else
+		s = xasprintf("%zu of %zu selected message%s %s\n", n_ok, n,
+		    n == 1 ? "" : "s", sel.done);
+	buf_append_str(out, s);
+	free(s);
+	return 0;
+}
+
 static const struct control_cmd control_cmds[] = {
 	{ "status",	0, CONTROL_RIGHT_READ_ALL,	control_cmd_status },
 	{ "list",	0, CONTROL_RIGHT_READ,		control_cmd_list },
@@ -360,6 +605,8 @@ static const struct control_cmd control_cmds[] = {
 	{ "reload",	0, CONTROL_RIGHT_ADMIN,		control_cmd_reload },
 	{ "oauth-status", CONTROL_ARG_NAME, CONTROL_RIGHT_ADMIN,
 	    control_cmd_oauth_status },
+	{ "select", CONTROL_ARG_SELECT, CONTROL_RIGHT_ADMIN,
+	    control_cmd_select },
 };
 
 #define CONTROL_N_CMDS	(sizeof(control_cmds) / sizeof(control_cmds[0]))
@@ -419,7 +666,7 @@ control_run(struct control_client *cl, char *line, struct buf *out)
 	struct sq_err err = { 0 };
 	struct control_req r = { 0 };
 	const struct control_cmd *cmd = NULL;
-	char *words[4], *p, *save = NULL, safe[64];
+	char *words[CONTROL_WORDS_MAX], *p, *save = NULL, safe[64];
 	size_t n = 0, i;
 	int rc, denied = 0;
 
@@ -428,10 +675,14 @@ control_run(struct control_client *cl, char *line, struct buf *out)
 	for (p = strtok_r(line, " \t", &save); p != NULL;
 	    p = strtok_r(NULL, " \t", &save)) {
 		if (strcmp(p, "--json") == 0) {
-			r.json = 1;
+			r.json = QUEUE_VIEW_JSON;
 			continue;
 		}
-		if (n == 3) {
+		if (strcmp(p, "--postfix") == 0) {	/* list, as mailq */
+			r.json = QUEUE_VIEW_POSTFIX;
+			continue;
+		}
+		if (n == CONTROL_WORDS_MAX) {
 			rc = sq_err_set(&err, SQ_EPARSE, "too many arguments "
 			    "(usage: COMMAND [ID] [--json])");
 			goto answer;
@@ -454,10 +705,14 @@ control_run(struct control_client *cl, char *line, struct buf *out)
 	if (cmd->needs_id && n == 1) {
 		rc = sq_err_set(&err, SQ_EPARSE, "%s needs a %s",
 		    cmd->name, cmd->needs_id == CONTROL_ARG_NAME ?
-		    "smarthost name" : "queue id");
+		    "smarthost name" : cmd->needs_id == CONTROL_ARG_SELECT ?
+		    "selection" : "queue id");
 		goto answer;
 	}
-	if (n > (cmd->needs_id ? 2u : 1u)) {
+	if (cmd->needs_id == CONTROL_ARG_SELECT) {
+		r.args = words + 1;
+		r.n_args = n - 1;
+	} else if (n > (cmd->needs_id ? 2u : 1u)) {
 		rc = sq_err_set(&err, SQ_EPARSE, "too many arguments (usage: "
 		    "%s%s [--json])", cmd->name,
 		    cmd->needs_id == CONTROL_ARG_NAME ? " NAME" :
@@ -473,7 +728,7 @@ control_run(struct control_client *cl, char *line, struct buf *out)
 			goto answer;
 		}
 		r.id = words[1];
-	} else if (cmd->needs_id) {
+	} else if (cmd->needs_id == CONTROL_ARG_ID) {
 		if (!spool_id_valid(words[1])) {
 			sq_printable(safe, sizeof(safe), words[1],
 			    strlen(words[1]));
@@ -484,6 +739,7 @@ control_run(struct control_client *cl, char *line, struct buf *out)
 		r.id = words[1];
 	}
 	r.name = cmd->name;
+	r.cl = cl;
 	if (!control_right_allows(cmd->right, &cl->facts)) {
 		rc = control_denied(c, cl, cmd->name, cmd->right, &err);
 		denied = 1;
@@ -675,6 +931,7 @@ control_on_group(evutil_socket_t fd, short what, void *arg)
 		    cl->facts.uid, cl->env->sender, cl->env->n_rcpts,
 		    (unsigned long long)cl->size);
 		quota_queued(&c->quota, cl->env->id);
+		metrics_count_accepted(METRICS_PATH_SUBMIT);
 		line = xasprintf("ok %s\n", cl->env->id);
 		buf_init(&out, strlen(line) + 1);
 		buf_append_str(&out, line);

@@ -4,7 +4,9 @@
  * talk to.  Every request is checked against the caller's credentials
  * as the kernel gave them at connect time (SO_PEERCRED, SO_PEERGROUPS).
  *
- * Protocol: the client sends one request line "COMMAND [ARG] [--json]\n";
+ * Protocol: the client sends one request line "COMMAND [ARG] [--json]\n"
+ * ("list --postfix": the listing in Postfix's mailq format, for mailq;
+ * queue_view.h QUEUE_VIEW_POSTFIX);
  * the server answers with the output text and closes the connection.  The
  * first line of the answer is "ok" or "error: REASON"; the rest is the
  * output, already formatted (text or JSON) for the client to print.  A
@@ -12,8 +14,20 @@
  * "error: permission denied: WHY" (clients exit 77, EX_NOPERM).
  *
  * Commands: status, list, show ID, flush, retry ID, hold ID, release ID,
- * delete ID, bounce ID, oauth-status NAME, submit ENVLEN (streaming,
- * below).
+ * delete ID, bounce ID, oauth-status NAME, reload, select ACTION WORDS,
+ * submit ENVLEN (streaming, below).
+ *
+ * select ACTION [all] [from=ADDR] [to=ADDR] [relay=NAME] [older=SECONDS]
+ * [dry-run]: ACTION (delete, hold, release, bounce) on every queued
+ * message the selection takes (the words combine with AND; all alone:
+ * every message; ADDR "@DOMAIN" takes any address at DOMAIN, "<>" the
+ * null sender; relay: the smarthost the scheduler routed it to; older:
+ * queued longer than SECONDS).  The answer is one line per message, "ID:
+ * deleted" (or held, released, bounced; "selected" with dry-run; "busy:
+ * WHY" when it is being delivered right now; "error: WHY"), then "N of M
+ * selected messages deleted" (JSON: {"messages":[{"id","result",
+ * "error"}],"action","dry_run","selected","done"}).  Each message acted
+ * on is logged as "control command=ACTION msgid=ID uid=N ...".
  *
  * Rights (control_right_allows): "privileged" is root, sendqd's own
  * effective uid, or a caller whose primary or supplementary groups (as
@@ -25,7 +39,8 @@
  *    which can name other users' recipients).
  *  - oauth-status NAME (sendqctl oauth status for admin_group members,
  *    who cannot read STATE_DIR/oauth): privileged only.
- *  - flush, retry, hold, release, delete, bounce: privileged only; each
+ *  - flush, retry, hold, release, delete, bounce, select: privileged
+ *    only; each
  *    is logged with the acting uid (every request is: "control
  *    command=NAME msgid=ID uid=N pid=N result=ok|error|denied").
  *  - submit: everyone, unless [sendq] submit_users or submit_groups is
@@ -109,6 +124,9 @@ struct control_ops {
 	/* list/show read the spool: the scheduler only says which message
 	 * is being delivered right now (state "active"). */
 	int	(*is_active)(void *arg, const char *id);
+	/* select relay=NAME: the smarthost message id is routed to (NULL:
+	 * not queued). */
+	const char *(*relay_of)(void *arg, const char *id);
 	void	*arg;
 	/* reload (main's, not the scheduler's): read the configuration
 	 * again as SIGHUP does; 0, or a negative code with err saying why

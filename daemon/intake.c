@@ -49,6 +49,7 @@
 #include "rewrite.h"
 #include "intake_proto.h"
 #include "log.h"
+#include "metrics.h"
 #include "quota.h"
 #include "mailmsg.h"
 #include "msgfix.h"
@@ -619,6 +620,7 @@ intake_on_commit(evutil_socket_t fd, short what, void *arg)
 			    "nrcpt=%zu size=%llu", envs[i]->id, s->client,
 			    s->uid, from, t->n_rcpts, (unsigned long long)
 			    intake_proto_msg_size(s->proto));
+			metrics_count_accepted(METRICS_PATH_SMTP);
 			if (envs[i]->ret != ENVELOPE_RET_NONE ||
 			    envs[i]->envid != NULL ||
 			    envs[i]->n_rcpt_dsn > 0) {

@@ -105,6 +105,47 @@ log_vwrite(enum log_level level, const char *fmt, va_list ap)
 	fflush(stderr);
 }
 
+static log_structured_fn log_sink;
+
+void
+log_set_structured(log_structured_fn sink)
+{
+	log_sink = sink;
+}
+
+int
+log_to_journal(void)
+{
+	return log_journal;
+}
+
+void
+log_event(enum log_level level, const char *queue_id, const char *relay,
+    const char *result, const char *fmt, ...)
+{
+	static const int prio[] = { 3, 4, 6, 7 };
+	char msg[2048], *p;
+	va_list ap;
+
+	if (level > log_max_level)
+		return;
+	va_start(ap, fmt);
+	if (log_journal && log_sink != NULL) {
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		for (p = msg; *p != '\0'; p++)
+			if (*p == '\n' || *p == '\r')
+				*p = ' ';
+		if (log_sink(prio[level], msg, queue_id, relay, result) == 0) {
+			va_end(ap);
+			return;
+		}
+		va_end(ap);
+		va_start(ap, fmt);
+	}
+	log_vwrite(level, fmt, ap);
+	va_end(ap);
+}
+
 #define LOG_DEFINE(name, level)				\
 void								\
 name(const char *fmt, ...)					\

@@ -37,6 +37,27 @@ void	log_init(const char *ident, enum log_level level);
 int	log_is_journal(const char *journal_stream, unsigned long long dev,
 	    unsigned long long ino);
 
+/*
+ * One event with the journal fields QUEUE_ID, RELAY and RESULT (NULL: the
+ * field is left out).  Under the journal with a structured sink set
+ * (log_set_structured), the line goes there with the fields; if there is
+ * none, or it fails, it is written as log_info() etc. would: the text is
+ * the same either way (the fields are also in it as key=value).
+ */
+void	log_event(enum log_level level, const char *queue_id,
+	    const char *relay, const char *result, const char *fmt, ...)
+	    SQ_PRINTF(5, 6);
+
+/* The structured sink: sink(priority, message, queue_id, relay, result)
+ * returns 0 when the journal took the event (service.c:
+ * sd_journal_send); NULL: none. */
+typedef int	(*log_structured_fn)(int priority, const char *message,
+		    const char *queue_id, const char *relay,
+		    const char *result);
+void	log_set_structured(log_structured_fn sink);
+/* Non-zero when lines go to the journal (JOURNAL_STREAM is stderr). */
+int	log_to_journal(void);
+
 /* The journal's priority prefix for level ("<3>" for LOG_LEVEL_ERR ...). */
 const char	*log_priority_prefix(enum log_level level);
 

@@ -10,6 +10,8 @@
  * recovered and every listener is up, STOPPING=1 on SIGTERM, RELOADING=1
  * around a reload, and keeps the watchdog fed.
  */
+#include <sys/statvfs.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -25,6 +27,8 @@
 #include "control.h"
 #include "intake.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "pickup.h"
 #include "quota.h"
 #include "scheduler.h"
@@ -114,6 +118,62 @@ main_status(void *arg, char *buf, size_t len)
 	scheduler_summary(st->sched, buf, len);
 }
 
+/* metrics_set_gauges(): the scheduler's, and the spool's free space. */
+static void
+main_metrics_gauges(void *arg, struct metrics_gauges *g)
+{
+	struct main_state *st = arg;
+	struct statvfs sv;
+
+	scheduler_metrics_gauges(st->sched, g);
+	if (statvfs(st->cfg->spool_dir, &sv) == 0) {
+		g->spool_free_known = 1;
+		g->spool_free = (uint64_t)sv.f_bavail * sv.f_frsize;
+	}
+}
+
+static int
+main_same_str(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) ||
+	    (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/*
+ * What a reload cannot apply: the sockets sendqd listens on ([intake]
+ * listen, control_socket, metrics_listen) and spool_dir.  0, or
+ * SQ_ECONFIG with err naming the first change (the reload is refused:
+ * restart to apply it).
+ */
+static int
+main_reload_check(const struct config *old, const struct config *cfg,
+    struct sq_err *err)
+{
+	const char *what = NULL;
+	size_t i;
+
+	if (strcmp(cfg->spool_dir, old->spool_dir) != 0)
+		what = "spool_dir";
+	else if (!main_same_str(cfg->control_socket, old->control_socket))
+		what = "[sendq] control_socket";
+	else if (!main_same_str(cfg->metrics_listen, old->metrics_listen))
+		what = "[sendq] metrics_listen";
+	else if (cfg->intake.n_listen != old->intake.n_listen)
+		what = "[intake] listen";
+	for (i = 0; what == NULL && i < cfg->intake.n_listen; i++)
+		if (cfg->intake.listen[i].kind != old->intake.listen[i].kind ||
+		    cfg->intake.listen[i].port != old->intake.listen[i].port ||
+		    strcmp(cfg->intake.listen[i].addr,
+		    old->intake.listen[i].addr) != 0)
+			what = "[intake] listen";
+	if (what == NULL)
+		return 0;
+	return sq_err_set(err, SQ_ECONFIG, "%s: %s changed: a reload cannot "
+	    "apply it (sendqd keeps listening where it does): restart sendqd "
+	    "(systemctl restart sendq), or put the old value back",
+	    cfg->path, what);
+}
+
 /*
  * SIGHUP: re-read the configuration.  An invalid one is refused with its
  * FILE:LINE message and the running one stays.  A valid one goes to the
@@ -134,11 +194,8 @@ main_reload(struct main_state *st, struct sq_err *err)
 	if (config_load_file(st->config_path, &cfg, err) != 0 ||
 	    main_check_tls(cfg, 1, err) != 0)
 		goto refused;
-	if (strcmp(cfg->spool_dir, st->cfg->spool_dir) != 0) {
-		sq_err_set(err, SQ_ECONFIG, "%s: spool_dir changed: restart "
-		    "sendqd to apply it", cfg->path);
+	if (main_reload_check(st->cfg, cfg, err) != 0)
 		goto refused;
-	}
 	if (scheduler_reconfigure(st->sched, cfg, err) != 0)
 		goto refused;
 	/* NOLINTNEXTLINE(bugprone-sizeof-expression): ptr array */
@@ -412,6 +469,7 @@ main(int argc, char **argv)
 	struct control *ctl = NULL;
 	struct control_rights *rights = NULL;
 	struct pickup *pickup = NULL;
+	struct metrics_http *metrics = NULL;
 	struct quota quota;
 	struct event *sigs[3] = { NULL, NULL, NULL };
 	struct sq_err err = { 0 };
@@ -420,6 +478,8 @@ main(int argc, char **argv)
 	int check_only = 0, debug = 0, status = EX_OSERR, i;
 
 	log_init("sendqd", LOG_LEVEL_INFO);
+	/* Delivery lines carry QUEUE_ID, RELAY, RESULT in the journal. */
+	log_set_structured(service_journal_send);
 	if ((status = main_options(argc, argv, &config_path, &check_only,
 	    &debug)) >= 0 ||
 	    (status = main_configure(config_path, check_only, &cfg,
@@ -450,6 +510,14 @@ main(int argc, char **argv)
 		status = i;
 		goto out;
 	}
+	/* Prometheus metrics: a bad address is a configuration error. */
+	metrics_set_gauges(main_metrics_gauges, &st, cfg->n_smarthosts);
+	if (cfg->metrics_listen != NULL && metrics_http_new(st.base,
+	    cfg->metrics_listen, &metrics, &err) != 0) {
+		log_err("%s", err.msg);
+		status = EX_CONFIG;
+		goto out;
+	}
 	log_info("started: config=%s spool=%s smarthosts=%zu", config_path,
 	    cfg->spool_dir, cfg->n_smarthosts);
 	service_ready(st.service);
@@ -460,6 +528,8 @@ main(int argc, char **argv)
 	log_info("stopped");
 	status = 0;
 out:
+	metrics_http_free(metrics);
+	metrics_reset();
 	intake_free(st.intake);
 	pickup_free(pickup);
 	control_free(ctl);

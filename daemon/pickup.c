@@ -39,6 +39,7 @@
 #include "dropfile.h"
 #include "envelope.h"
 #include "log.h"
+#include "metrics.h"
 #include "mailmsg.h"
 #include "msgfix.h"
 #include "pickup.h"
@@ -698,6 +699,7 @@ pickup_commit(struct pickup *p, struct pickup_item *items, size_t n)
 		log_info("pickup file=%s uid=%ld msgid=%s from=<%s> nrcpt=%zu "
 		    "size=%zu", pname, items[i].uid, envs[i]->id, psender,
 		    envs[i]->n_rcpts, items[i].size);
+		metrics_count_accepted(METRICS_PATH_MAILDROP);
 		quota_queued(&p->quota, envs[i]->id);
 	}
 	for (i = 0; i < n; i++) {

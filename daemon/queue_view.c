@@ -52,6 +52,7 @@
 
 /* Width of the columns before "Sender / Recipients" in the text list. */
 #define QUEUE_VIEW_INDENT	60
+#define QUEUE_VIEW_POSTFIX_INDENT 41	/* Postfix's recipient column */
 
 struct queue_view_out {
 	struct buf	*b;
@@ -128,8 +129,7 @@ queue_view_json_str(struct queue_view_out *o, const char *s)
 		o->rc = queue_view_json_string(o->b, s, strlen(s));
 }
 
-/* "42s", "5m", "3h", "2d". */
-static void
+void
 queue_view_age(char *dst, size_t dstsz, long long secs)
 {
 	if (secs < 0)
@@ -243,6 +243,46 @@ queue_view_text_entry(struct queue_view_out *o, const struct envelope *env,
 	queue_view_puts(o, "\n");
 }
 
+/*
+ * One message as Postfix's mailq shows it: "ID* SIZE ARRIVAL SENDER"
+ * ('*' active, '!' held), the last reason "(...)", then each recipient
+ * on its own line, indented; a blank line after.  The null sender is
+ * MAILER-DAEMON, the arrival time local, as Postfix prints them.
+ */
+static void
+queue_view_postfix_entry(struct queue_view_out *o,
+    const struct envelope *env, const struct queue_view_info *info)
+{
+	char when[32];
+	struct tm tm;
+	time_t t = (time_t)env->created;
+	size_t i;
+
+	if (localtime_r(&t, &tm) == NULL ||
+	    strftime(when, sizeof(when), "%a %b %e %H:%M:%S", &tm) == 0)
+		snprintf(when, sizeof(when), "%" PRId64, env->created);
+	queue_view_printf(o, "%s%c %8lld %s  ", env->id,
+	    strcmp(info->state, "active") == 0 ? '*' :
+	    strcmp(info->state, "held") == 0 ? '!' : ' ',
+	    info->size > 0 ? info->size : 0, when);
+	if (env->sender[0] == '\0')
+		queue_view_puts(o, "MAILER-DAEMON");
+	else
+		queue_view_put_safe(o, env->sender);
+	queue_view_puts(o, "\n");
+	if (env->last_error != NULL) {
+		queue_view_printf(o, "%*s(", QUEUE_VIEW_POSTFIX_INDENT, "");
+		queue_view_put_safe(o, env->last_error);
+		queue_view_puts(o, ")\n");
+	}
+	for (i = 0; i < env->n_rcpts; i++) {
+		queue_view_printf(o, "%*s", QUEUE_VIEW_POSTFIX_INDENT, "");
+		queue_view_put_safe(o, env->rcpts[i]);
+		queue_view_puts(o, "\n");
+	}
+	queue_view_puts(o, "\n");
+}
+
 /* The fields list and show share, as JSON members (no braces). */
 static void
 queue_view_json_fields(struct queue_view_out *o, const struct envelope *env,
@@ -299,7 +339,7 @@ queue_view_list(const char *spool_dir, long uid_filter, int json,
 		return rc;
 	}
 	info.now = (int64_t)time(NULL);
-	if (json)
+	if (json == QUEUE_VIEW_JSON)
 		queue_view_puts(&o, "[");
 	for (i = 0; i < l.n; i++) {
 		if (o.rc != 0 || spool_load_envelope(sp, l.ids[i], &env,
@@ -312,7 +352,13 @@ queue_view_list(const char *spool_dir, long uid_filter, int json,
 		}
 		info.size = queue_view_size(sp, env->id);
 		info.state = queue_view_state(env, is_active, arg);
-		if (json) {
+		if (json == QUEUE_VIEW_POSTFIX) {
+			if (shown == 0)
+				queue_view_puts(&o, "-Queue ID-  --Size-- "
+				    "----Arrival Time---- "
+				    "-Sender/Recipient-------\n");
+			queue_view_postfix_entry(&o, env, &info);
+		} else if (json) {
 			queue_view_puts(&o, shown > 0 ? ",\n{" : "\n{");
 			queue_view_json_fields(&o, env, &info);
 			queue_view_puts(&o, "}");
@@ -328,7 +374,10 @@ queue_view_list(const char *spool_dir, long uid_filter, int json,
 		shown++;
 		envelope_free(env);
 	}
-	if (json)
+	if (json == QUEUE_VIEW_POSTFIX && shown > 0)
+		queue_view_printf(&o, "-- %lld Kbytes in %zu Request%s.\n",
+		    (total + 1023) / 1024, shown, shown == 1 ? "" : "s");
+	else if (json == QUEUE_VIEW_JSON)
 		queue_view_puts(&o, shown > 0 ? "\n]\n" : "]\n");
 	else if (shown == 0)
 		queue_view_puts(&o, "Mail queue is empty\n");
@@ -816,7 +865,9 @@ queue_view_showq(int json, struct buf *out, int *exit_code,
 	int pfd[2], status, rc, full = 0;
 	pid_t pid;
 
-	if (!json)
+	if (json == QUEUE_VIEW_POSTFIX)
+		argv[1] = (char *)"--postfix";
+	else if (!json)
 		argv[1] = NULL;
 	/* Said once, by the caller, in its own one-line message. */
 	if (access(path, X_OK) != 0)

@@ -26,6 +26,20 @@
 #include "buf.h"
 #include "util.h"
 
+/* The json argument of list and sendq-showq: the output format.
+ * QUEUE_VIEW_POSTFIX is the listing of Postfix's mailq (so parsers of it,
+ * such as monitoring-plugins' check_mailq -M postfix, read sendq's):
+ *   -Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------
+ *   ID[*!] SIZE Www Mmm dd hh:mm:ss  SENDER      (* active, ! held;
+ *                                                 MAILER-DAEMON for <>)
+ *   <41 spaces>(LAST REASON)
+ *   <41 spaces>RECIPIENT ...
+ *   (blank line)
+ *   -- K Kbytes in N Requests.     or "Mail queue is empty" */
+#define QUEUE_VIEW_TEXT		0
+#define QUEUE_VIEW_JSON		1
+#define QUEUE_VIEW_POSTFIX	2
+
 /* A sensible maximum for the out buffer of list/show (and of a control
  * answer): large enough for a queue of several 100,000 messages. */
 #define QUEUE_VIEW_OUT_MAX	(256u * 1024 * 1024)
@@ -66,6 +80,9 @@ int	queue_view_show(const char *spool_dir, const char *id,
 	    long uid_filter, int json,
 	    int (*is_active)(void *, const char *), void *arg, struct buf *out,
 	    struct sq_err *err);
+
+/* An age as list shows it: "42s", "5m", "3h", "2d" (negative: "0s"). */
+void	queue_view_age(char *dst, size_t dstsz, long long secs);
 
 /* Append s[0..len) to out as a JSON string, quotes included.  Returns 0
  * or SQ_ELIMIT. */

@@ -64,6 +64,7 @@
 #include "control.h"
 #include "json_write.h"
 #include "log.h"
+#include "metrics.h"
 #include "queue_index.h"
 #include "quota.h"
 #include "relay_pool.h"
@@ -188,7 +189,8 @@ scheduler_log_attempt(struct relay_conn *cc, const char *id,
 	if (m != NULL && m->lane != r->index)
 		snprintf(via, sizeof(via), " fallback_for=%s",
 		    scheduler_relay(scheduler_of(cc), m->lane)->sh->name);
-	(strcmp(result, "sent") == 0 ? log_info : log_warn)("delivery "
+	log_event(strcmp(result, "sent") == 0 ? LOG_LEVEL_INFO :
+	    LOG_LEVEL_WARN, id, r->sh->name, result, "delivery "
 	    "msgid=%s relay=%s%s host=%s:%u tls=\"%s\" verify=\"%s\" "
 	    "result=%s attempt=%u reply=\"%s\"", id, r->sh->name, via,
 	    r->sh->host, r->sh->port, res->tls, res->verify, result,
@@ -527,7 +529,7 @@ scheduler_settle(struct scheduler *s, struct queue_entry *m,
 {
 	struct sq_err err = { 0 };
 	int64_t now = scheduler_now();
-	size_t i, kept = 0;
+	size_t i, kept = 0, n_done = 0;
 	int *final;
 
 	final = xcalloc(env->n_rcpts, sizeof(*final));
@@ -538,7 +540,11 @@ scheduler_settle(struct scheduler *s, struct queue_entry *m,
 	for (i = 0; i < env->n_rcpts; i++) {
 		final[i] = o->fate[i] != RETRY_DELIVERED && !final[i];
 		kept += final[i] != 0;
+		n_done += o->fate[i] == RETRY_DELIVERED;
 	}
+	metrics_count_settled(scheduler_relay(s, m->lane)->sh->name, n_done,
+	    kept,
+	    env->n_rcpts - kept - n_done, now - env->created);
 	envelope_keep_rcpts(env, final);
 	free(final);
 	if (kept == 0) {
@@ -684,6 +690,8 @@ scheduler_send(struct relay_conn *cc, struct queue_entry *m)
 	cc->attempt = env->attempts + 1;
 	scheduler_message(env, m->id, fd, &msg, &notify, &orcpts);
 	relay_conn_set_busy(cc);
+	if (cc->sent > 0)
+		metrics_count_conn_reused(cc->relay->sh->name);
 	rc = smtp_conn_send(cc->conn, &msg);
 	free(notify);
 	free(orcpts);
@@ -900,6 +908,8 @@ scheduler_on_closed(struct smtp_conn *c, const struct smtp_conn_result *res,
 		return;
 	}
 	v = retry_decide(&res->fact);
+	if (res->fact.event == RETRY_EVENT_TLS)
+		metrics_count_tls_failure(r->sh->name, res->verify, res->reply);
 	if (v.relay != RETRY_RELAY_OK)
 		scheduler_relay_fails(r, &v, res);
 	if (cc->cur != NULL)
@@ -938,6 +948,7 @@ scheduler_open(struct relay *r, struct queue_entry *m)
 	/* Opened for m: if it cannot be made, that is m's attempt. */
 	queue_index_activate(s->qi, m);
 	cc->cur = m;
+	metrics_count_conn_opened(r->sh->name);
 	cc->conn = smtp_conn_open(&params, &cb, cc);
 }
 
@@ -1500,13 +1511,18 @@ scheduler_status_json(struct scheduler *s, struct buf *out,
 {
 	struct json_write w;
 	const char *state, *held;
-	size_t i;
+	size_t i, depth;
+	int64_t oldest;
 	int rc;
 
 	json_write_init(&w, out);
 	json_write_object_begin(&w);
 	json_write_key(&w, "queued");
 	json_write_uint(&w, queue_index_count(s->qi));
+	/* The arrival of the oldest message not held (0: none). */
+	scheduler_queue_stats(s, &depth, &oldest);
+	json_write_key(&w, "oldest");
+	json_write_int(&w, oldest);
 	json_write_key(&w, "smarthosts");
 	json_write_array_begin(&w);
 	for (i = 0; i < s->pool->n; i++) {
@@ -1659,6 +1675,15 @@ scheduler_op_is_active(void *arg, const char *id)
 	return m != NULL && m->state == QUEUE_ACTIVE;
 }
 
+static const char *
+scheduler_op_relay_of(void *arg, const char *id)
+{
+	struct scheduler *s = arg;
+	struct queue_entry *m = queue_index_find(s->qi, id);
+
+	return m != NULL ? scheduler_relay(s, m->lane)->sh->name : NULL;
+}
+
 static int
 scheduler_op_oauth_status(void *arg, const char *name, struct buf *out,
     struct sq_err *err)
@@ -1681,6 +1706,7 @@ scheduler_control_ops(struct scheduler *s, struct control_ops *ops)
 	ops->bounce = scheduler_op_bounce;
 	ops->is_active = scheduler_op_is_active;
 	ops->oauth_status = scheduler_op_oauth_status;
+	ops->relay_of = scheduler_op_relay_of;
 	ops->arg = s;
 }
 
@@ -1890,6 +1916,45 @@ scheduler_summary(const struct scheduler *s, char *buf, size_t len)
 		if (w >= 0)
 			w += (int)n;
 	}
+}
+
+/* queue_index_foreach() callback of scheduler_queue_stats(). */
+static void
+scheduler_oldest_of(struct queue_entry *m, void *arg)
+{
+	int64_t *oldest = arg;
+
+	if (m->state != QUEUE_HELD && m->created > 0 &&
+	    (*oldest == 0 || m->created < *oldest))
+		*oldest = m->created;
+}
+
+void
+scheduler_queue_stats(const struct scheduler *s, size_t *depth,
+    int64_t *oldest)
+{
+	*depth = queue_index_count(s->qi);
+	*oldest = 0;
+	queue_index_foreach(s->qi, scheduler_oldest_of, oldest);
+}
+
+void
+scheduler_metrics_gauges(void *arg, struct metrics_gauges *g)
+{
+	const struct scheduler *s = arg;
+	const struct relay *r;
+	size_t i, depth;
+
+	scheduler_queue_stats(s, &depth, &g->oldest);
+	g->queue_messages = depth;
+	for (i = 0; i < s->pool->n && i < g->max_relays; i++) {
+		r = scheduler_relay(s, (int)i);
+		g->relays[i].name = r->sh->name;
+		g->relays[i].up = !r->down && !authsrc_held(s->auth, i, NULL);
+		g->relays[i].oauth = (enum metrics_oauth)authsrc_oauth_state(
+		    s->auth, i, &g->relays[i].oauth_expires);
+	}
+	g->n_relays = i;
 }
 
 /* ------------------------------------------------------------------ */

@@ -80,6 +80,17 @@ int	scheduler_reconfigure(struct scheduler *s, const struct config *cfg,
  * to fit buf, size len > 0, NUL-terminated). */
 void	scheduler_summary(const struct scheduler *s, char *buf, size_t len);
 
+/* The number of queued messages (*depth) and the arrival time (epoch
+ * seconds) of the oldest one that is not held (*oldest; 0: none).  Walks
+ * the index: O(queued). */
+void	scheduler_queue_stats(const struct scheduler *s, size_t *depth,
+	    int64_t *oldest);
+
+/* metrics_set_gauges()'s callback (metrics.h), arg the scheduler: queue
+ * depth, oldest message, each relay's state and OAuth token state. */
+struct metrics_gauges;
+void	scheduler_metrics_gauges(void *arg, struct metrics_gauges *g);
+
 /* The per-uid counts of the queue index behind struct quota (quota.h):
  * fills q->uid_usage, q->queued and q->arg, bound to s; the limits are
  * the caller's to set. */

@@ -53,7 +53,10 @@
  * max_message_size) and then queued exactly as above, with the envelope
  * of MAIL/RCPT and -i semantics.
  *
- * mailq / -bp print queue_view's listing: asked from sendqd over the
+ * mailq / -bp print queue_view's listing in Postfix's format
+ * (QUEUE_VIEW_POSTFIX, so check_mailq -M postfix and other parsers of
+ * Postfix's mailq read it; sendqctl list --json is the format for new
+ * tools): asked from sendqd over the
  * control socket when it runs (so messages being delivered show as
  * active; sendqd shows a user only their own messages, root, its own
  * user and admin_group everything), else read from the spool directly,
@@ -886,7 +889,7 @@ sendq_list_showq(struct buf *out)
 	int rc, status = 0;
 
 	out->len = 0;
-	rc = queue_view_showq(0, out, &status, &err);
+	rc = queue_view_showq(QUEUE_VIEW_POSTFIX, out, &status, &err);
 	if (rc == -ENOENT) {
 		fprintf(stderr, "sendq: sendqd is not running, and only root "
 		    "and the user sendqd runs as may read the spool directly "
@@ -917,7 +920,8 @@ sendq_list_queue(const struct config *cfg, const char *spool_dir)
 	int rc, ex = EX_OK;
 
 	buf_init(&out, QUEUE_VIEW_OUT_MAX);
-	rc = queue_view_request(cfg->control_socket, "list", 60, &out,
+	rc = queue_view_request(cfg->control_socket, "list --postfix", 60,
+	    &out,
 	    &err);
 	if (rc == 0 && out.len >= 3 && memcmp(out.data, "ok\n", 3) == 0) {
 		fwrite(out.data + 3, 1, out.len - 3, stdout);
@@ -928,8 +932,8 @@ sendq_list_queue(const struct config *cfg, const char *spool_dir)
 		goto done;
 	}
 	out.len = 0;
-	rc = queue_view_list(spool_dir, queue_view_own_filter(spool_dir), 0,
-	    NULL, NULL, &out, &err);
+	rc = queue_view_list(spool_dir, queue_view_own_filter(spool_dir),
+	    QUEUE_VIEW_POSTFIX, NULL, NULL, &out, &err);
 	if (rc == -ENOENT) {
 		printf("Mail queue is empty\n");
 		goto done;

@@ -14,7 +14,8 @@
  *
  * What it does, and nothing else:
  *   - clears its environment; takes no options but --help, --version
- *     and --json (the output format: JSON instead of text; it widens
+ *     and --json or --postfix (the output format: JSON, or Postfix's
+ *     mailq listing, instead of text; it widens
  *     nothing that is read); anything else: exit 64; never reads a path
  *     or a queue id from its caller;
  *   - reads the compiled-in configuration CONFIG_DEFAULT_PATH for
@@ -69,7 +70,7 @@ static void
 showq_usage(FILE *fp)
 {
 	fprintf(fp,
-"usage: sendq-showq [--json]\n"
+"usage: sendq-showq [--json | --postfix]\n"
 "       sendq-showq --help | --version\n"
 "\n"
 "Lists the messages of the caller (envelope uid = real uid) queued in\n"
@@ -94,7 +95,8 @@ showq_list(const char *spool_dir, int json)
 	if (rc == -ENOENT) {
 		/* No spool yet: nothing was ever queued. */
 		out.len = 0;
-		buf_append_str(&out, json ? "[]\n" : "Mail queue is empty\n");
+		buf_append_str(&out, json == QUEUE_VIEW_JSON ? "[]\n" :
+		    "Mail queue is empty\n");
 		rc = 0;
 	}
 	if (rc != 0 && rc != SQ_ELIMIT)
@@ -129,9 +131,10 @@ main(int argc, char **argv)
 	log_init("sendq-showq", LOG_LEVEL_WARN);
 	if (argc > 2 || (argc == 2 && strcmp(argv[1], "--help") != 0 &&
 	    strcmp(argv[1], "--version") != 0 &&
-	    strcmp(argv[1], "--json") != 0)) {
+	    strcmp(argv[1], "--json") != 0 &&
+	    strcmp(argv[1], "--postfix") != 0)) {
 		fprintf(stderr, "sendq-showq: takes no options or arguments "
-		    "but --json (see sendq-showq --help)\n");
+		    "but --json or --postfix (see sendq-showq --help)\n");
 		return EX_USAGE;
 	}
 	if (argc == 2 && strcmp(argv[1], "--help") == 0) {
@@ -142,7 +145,9 @@ main(int argc, char **argv)
 		printf("sendq-showq %s\n", SENDQ_VERSION);
 		return fflush(stdout) == 0 ? 0 : EX_IOERR;
 	}
-	json = argc == 2;
+	if (argc == 2)
+		json = strcmp(argv[1], "--json") == 0 ? QUEUE_VIEW_JSON :
+		    QUEUE_VIEW_POSTFIX;
 	if (config_load_file(path, &cfg, &err) != 0) {
 		fprintf(stderr, "sendq-showq: %s\n", err.msg);
 		return EX_CONFIG;

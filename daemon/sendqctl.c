@@ -27,6 +27,7 @@
 #include "config.h"
 #include "log.h"
 #include "queue_view.h"
+#include "sendqctl_check.h"
 #include "sendqctl_oauth.h"
 #include "spool.h"
 #include "util.h"
@@ -42,8 +43,8 @@ struct sendqctl_cmd {
 };
 
 static const struct sendqctl_cmd sendqctl_cmds[] = {
-	{ "status", 0, 0, "per smarthost: connections, queued, deferred, "
-	    "last error" },
+	{ "status", 0, 0, "a check's verdict line, then per smarthost: "
+	    "connections, queued, deferred, last error" },
 	{ "list", 0, 1, "every queued message: id, size, age, sender, "
 	    "recipients, state, error" },
 	{ "show", 1, 1, "one message: its whole envelope and its header" },
@@ -53,6 +54,8 @@ static const struct sendqctl_cmd sendqctl_cmds[] = {
 	{ "release", 1, 0, "undo hold" },
 	{ "delete", 1, 0, "remove a message from the queue (no bounce)" },
 	{ "bounce", 1, 0, "fail a message now: bounce it to its sender" },
+	/* hold, release, delete and bounce also take ALL or a selection
+	 * instead of ID (sendqctl_check.h). */
 	{ "reload", 0, 0, "read the configuration again (as SIGHUP); says "
 	    "why when it is refused" },
 };
@@ -67,6 +70,9 @@ sendqctl_usage(FILE *fp)
 
 	fprintf(fp,
 "usage: sendqctl [-C FILE] [--json] COMMAND [ID]\n"
+"       sendqctl [--json] status [--warn-age DURATION] [--max-age DURATION]\n"
+"       sendqctl [--json] delete|hold|release|bounce ID | ALL | SELECTION\n"
+"                [--dry-run]\n"
 "\n"
 "Commands:\n");
 	for (i = 0; i < SENDQCTL_N_CMDS; i++) {
@@ -85,6 +91,20 @@ sendqctl_usage(FILE *fp)
 "  -h, --help    this text\n"
 "  -V, --version print the version\n"
 "\n"
+"status (a monitoring check: the first line is \"OK|WARNING|CRITICAL|UNKNOWN:\n"
+"SUMMARY | PERFDATA\", the exit status that of monitoring-plugins):\n"
+"  --warn-age DURATION  WARNING when the oldest message (not held) is older\n"
+"  --max-age DURATION   CRITICAL when it is older (DURATION: 90s, 15m, 2h, 1d)\n"
+"\n"
+"Selection of delete, hold, release and bounce (instead of one ID; ALL\n"
+"takes every queued message, the options narrow it and combine with AND):\n"
+"  --from ADDR          sender is ADDR (@DOMAIN: any sender at DOMAIN)\n"
+"  --to ADDR            a recipient is ADDR (@DOMAIN: any at DOMAIN)\n"
+"  --relay NAME         routed to smarthost NAME\n"
+"  --older-than DURATION  queued longer than DURATION\n"
+"  --dry-run, -n        list what would be affected, change nothing\n"
+"A message being delivered at that moment is skipped and listed as busy.\n"
+"\n"
 "The commands talk to sendqd over its control socket ([sendq]\n"
 "control_socket, default " CONFIG_DEFAULT_SOCKET ").  Everyone may\n"
 "list and show their own messages; status, every message and the commands\n"
@@ -95,9 +115,11 @@ sendqctl_usage(FILE *fp)
 "other commands need the daemon.\n"
 "\n"
 "Exit status:\n"
-"  0   done\n"
-"  1   the command failed (for example: no such message)\n"
-"  2   status: an OAuth smarthost is held (run sendqctl oauth init NAME)\n"
+"  0   done (status: OK)\n"
+"  1   the command failed (for example: no such message); status: WARNING\n"
+"  2   status: CRITICAL (a smarthost DOWN or HELD, --max-age exceeded,\n"
+"      sendqd not running)\n"
+"  3   status: UNKNOWN (sendqd's answer could not be read)\n"
 "  64  usage error (unknown command, missing or malformed ID)\n"
 "  69  sendqd is not running (start it with systemctl start sendq)\n"
 "  77  permission denied (root, sendqd's user or admin_group only)\n"
@@ -251,6 +273,48 @@ sendqctl_answer(struct buf *out, int json)
 	return SENDQCTL_EXIT_FAILED;
 }
 
+/*
+ * The options of status and of the bulk commands against the command:
+ * a bulk command (ALL or a selection instead of an ID) sets *bulk, and
+ * *id to NULL unless it was ALL (then non-NULL).  0, or EX_USAGE after
+ * a message.
+ */
+static int
+sendqctl_main_opts(const struct sendqctl_cmd *cmd,
+    const struct sendqctl_opts *o, const char **id, int *bulk)
+{
+	int may_bulk = strcmp(cmd->name, "delete") == 0 ||
+	    strcmp(cmd->name, "hold") == 0 ||
+	    strcmp(cmd->name, "release") == 0 ||
+	    strcmp(cmd->name, "bounce") == 0;
+
+	if ((o->max_age >= 0 || o->warn_age >= 0) &&
+	    strcmp(cmd->name, "status") != 0) {
+		fprintf(stderr, "sendqctl: --max-age and --warn-age are "
+		    "options of status\n");
+		return EX_USAGE;
+	}
+	if ((o->n_select > 0 || o->dry_run) && !may_bulk) {
+		fprintf(stderr, "sendqctl: a selection (--from, --to, "
+		    "--relay, --older-than, --dry-run) is for delete, hold, "
+		    "release and bounce\n");
+		return EX_USAGE;
+	}
+	if (!may_bulk)
+		return 0;
+	if (*id != NULL && strcmp(*id, "ALL") == 0) {
+		*bulk = 1;
+		return 0;
+	}
+	if (*id != NULL && (o->n_select > 0 || o->dry_run)) {
+		fprintf(stderr, "sendqctl: %s takes an ID or a selection, not "
+		    "both\n", cmd->name);
+		return EX_USAGE;
+	}
+	*bulk = *id == NULL && (o->n_select > 0 || o->dry_run);
+	return 0;
+}
+
 /* sendqctl oauth init|status NAME */
 static int
 sendqctl_oauth(const char *config_path, const char *const *args, int n)
@@ -283,10 +347,12 @@ main(int argc, char **argv)
 	struct buf out;
 	const char *config_path = CONFIG_DEFAULT_PATH, *id = NULL, *path;
 	const char *spool_dir, *oauth_args[2] = { NULL, NULL };
+	struct sendqctl_opts opts;
 	char *req, safe[64];
-	int i, json = 0, rc, ex, oauth = 0, n_oauth = 0;
+	int i, json = 0, rc, ex, oauth = 0, n_oauth = 0, bulk = 0;
 
 	log_init("sendqctl", LOG_LEVEL_WARN);
+	sendqctl_opts_init(&opts);
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-h") == 0 ||
 		    strcmp(argv[i], "--help") == 0) {
@@ -312,6 +378,11 @@ main(int argc, char **argv)
 				    "name (see sendqctl --help)\n");
 				return EX_USAGE;
 			}
+			continue;
+		}
+		if ((rc = sendqctl_opts_take(&opts, argc, argv, &i)) != 0) {
+			if (rc < 0)
+				return EX_USAGE;
 			continue;
 		}
 		if (argv[i][0] == '-') {
@@ -356,12 +427,14 @@ main(int argc, char **argv)
 		sendqctl_usage(stderr);
 		return EX_USAGE;
 	}
-	if (cmd->needs_id && id == NULL) {
+	if ((ex = sendqctl_main_opts(cmd, &opts, &id, &bulk)) != 0)
+		return ex;
+	if (cmd->needs_id && id == NULL && !bulk) {
 		fprintf(stderr, "sendqctl: %s needs a queue id (see sendqctl "
 		    "list)\n", cmd->name);
 		return EX_USAGE;
 	}
-	if (id != NULL && !spool_id_valid(id)) {
+	if (id != NULL && !bulk && !spool_id_valid(id)) {
 		sq_printable(safe, sizeof(safe), id, strlen(id));
 		fprintf(stderr, "sendqctl: not a queue id: %s (31 characters "
 		    "0-9 A-F, as sendqctl list shows)\n", safe);
@@ -375,8 +448,20 @@ main(int argc, char **argv)
 	spool_dir = cfg->spool_dir;
 	path = cfg->control_socket;
 
-	req = xasprintf("%s%s%s%s", cmd->name, id != NULL ? " " : "",
-	    id != NULL ? id : "", json ? " --json" : "");
+	if (strcmp(cmd->name, "status") == 0) {
+		ex = sendqctl_check_status(path, json, &opts);
+		config_free(cfg);
+		return ex;
+	}
+	if (bulk)
+		req = sendqctl_bulk_request(cmd->name, id != NULL, &opts, json);
+	else
+		req = xasprintf("%s%s%s%s", cmd->name, id != NULL ? " " : "",
+		    id != NULL ? id : "", json ? " --json" : "");
+	if (req == NULL) {
+		config_free(cfg);
+		return EX_USAGE;
+	}
 	buf_init(&out, QUEUE_VIEW_OUT_MAX);
 	rc = queue_view_request(path, req, SENDQCTL_TIMEOUT, &out, &err);
 	free(req);
@@ -400,11 +485,6 @@ main(int argc, char **argv)
 		fprintf(stderr, "sendqctl: %s\n", err.msg);
 		ex = EX_UNAVAILABLE;
 	}
-	/* A held OAuth smarthost makes status fail (monitoring). */
-	if (rc == 0 && ex == 0 && strcmp(cmd->name, "status") == 0 &&
-	    (memmem(out.data, out.len, "\"state\":\"held\"", 14) != NULL ||
-	    memmem(out.data, out.len, "): HELD,", 8) != NULL))
-		ex = 2;
 	buf_fini(&out);
 	config_free(cfg);
 	return ex;

@@ -9,17 +9,26 @@
  * one-line summary and sends it only when the text changed, so a busy
  * queue costs at most one datagram a second and an idle one none.
  */
+#include <sys/uio.h>
+
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
+
 #include <systemd/sd-daemon.h>
+#include <systemd/sd-journal.h>
 
 #include "log.h"
 #include "service.h"
 #include "util.h"
+
+/* journald's native socket (systemd-journald.socket). */
+#define SERVICE_JOURNAL_SOCKET	"/run/systemd/journal/socket"
 
 #define SERVICE_STATUS_MAX	512
 
@@ -187,4 +196,36 @@ service_free(struct service *sv)
 	if (sv->status_ev != NULL)
 		event_free(sv->status_ev);
 	free(sv);
+}
+
+int
+service_journal_send(int priority, const char *message, const char *queue_id,
+    const char *relay, const char *result)
+{
+	struct iovec iov[6];
+	char *f[6];
+	size_t n = 0, i;
+	int rc;
+
+	/* sd_journal_sendv() succeeds silently without a journald: then
+	 * the line goes to stderr (the journal stream or a file). */
+	if (access(SERVICE_JOURNAL_SOCKET, W_OK) != 0)
+		return -errno;
+	f[n++] = xasprintf("MESSAGE=%s", message);
+	f[n++] = xasprintf("PRIORITY=%d", priority);
+	f[n++] = xasprintf("SYSLOG_IDENTIFIER=sendqd");
+	if (queue_id != NULL)
+		f[n++] = xasprintf("QUEUE_ID=%s", queue_id);
+	if (relay != NULL)
+		f[n++] = xasprintf("RELAY=%s", relay);
+	if (result != NULL)
+		f[n++] = xasprintf("RESULT=%s", result);
+	for (i = 0; i < n; i++) {
+		iov[i].iov_base = f[i];
+		iov[i].iov_len = strlen(f[i]);
+	}
+	rc = sd_journal_sendv(iov, (int)n);
+	for (i = 0; i < n; i++)
+		free(f[i]);
+	return rc < 0 ? rc : 0;
 }

@@ -63,4 +63,14 @@ void	service_stopping(struct service *sv, const char *text);
 /* Stop the timers and free; NULL accepted. */
 void	service_free(struct service *sv);
 
+/*
+ * log.h's structured sink (log_set_structured): the event to the journal
+ * through sd_journal_sendv with MESSAGE, PRIORITY, SYSLOG_IDENTIFIER and
+ * QUEUE_ID, RELAY, RESULT where given.  0, or -errno (no journal socket:
+ * log_event then writes the line to stderr as usual).  Does not block
+ * for long (a datagram to journald).
+ */
+int	service_journal_send(int priority, const char *message,
+	    const char *queue_id, const char *relay, const char *result);
+
 #endif

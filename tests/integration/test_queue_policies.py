@@ -242,9 +242,13 @@ class QueuePoliciesTest(harness.IntegrationTest):
         return p
 
     def status_json(self, sq):
+        """status --json; exit 0 (OK) or 2 (CRITICAL: a relay down)."""
         p = self.ctl(sq, "--json", "status")
-        self.assertEqual(p.returncode, 0, p.err)
-        return json.loads(p.out)
+        st = json.loads(p.out)
+        self.assertEqual(p.returncode, st["check"]["exit"], p.err)
+        self.assertEqual(p.returncode, 2 if any(
+            h["state"] != "up" for h in st["smarthosts"]) else 0, p.out)
+        return st
 
     def wait_control(self, sq, sock):
         wait_for(lambda: os.path.exists(sock), what="the control socket")
@@ -328,7 +332,8 @@ class QueuePoliciesTest(harness.IntegrationTest):
         # sendqctl status names the smarthost DOWN with the 421.
         self.wait_control(sq, sock)
         p = self.ctl(sq, "status")
-        self.assertEqual(p.returncode, 0, p.err)
+        self.assertEqual(p.returncode, 2, p.err)       # CRITICAL
+        self.assertRegex(p.out, r"^CRITICAL: relay downhost DOWN \(421 ")
         self.assertRegex(p.out, r"smarthost downhost \(127\.0\.0\.1:%d\): "
                          r"DOWN" % srv.port)
         self.assertRegex(p.out, r"last error: [^\n]*421")

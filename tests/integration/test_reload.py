@@ -158,6 +158,30 @@ class ReloadTest(IntegrationTest):
         self.assertEqual(subjects, ["reload %03d" % i for i in range(N)])
         self.assertStoppedCleanly(sq)
 
+    def test_changed_listener_is_refused_and_the_old_one_kept(self):
+        """A reload cannot move a listening socket: a changed [intake]
+        listen is refused with a message that names it, and the listener
+        keeps accepting where it was."""
+        port, other = free_port(), free_port()
+        sq = self.new_sq({"host": "127.0.0.1", "port": free_port(),
+                          "tls": "none"}, listen_port=port)
+        sq.start()
+        sq.wait_log(r" started: ")
+        sq.write_config()
+        with open(sq.config, "a") as f:
+            f.write("\n[intake]\nlisten = 127.0.0.1:%d\n" % other)
+        ln = self.reload(sq)
+        self.assertIn("reload refused", ln)
+        self.assertIn("[intake] listen changed: a reload cannot apply it",
+                      ln)
+        self.assertIn("restart sendqd", ln)
+        self.assertTrue(harness.port_accepts(port))
+        self.assertFalse(harness.port_accepts(other))
+        self.queue_over_smtp(port, 1)
+        harness.wait_for(lambda: len(sq.queued()) == 1,
+                         what="the message through the old listener")
+        self.assertStoppedCleanly(sq)
+
     def test_reload_with_a_delivery_in_flight(self):
         """500 queued, one delivery in flight (the smarthost holds its
         answer): the reload reroutes the queue to Exim, the message in

@@ -309,7 +309,8 @@ class RightsTest(harness.IntegrationTest):
         p = self.ctl(sq, USER_M, "show", qb)
         self.assertEqual(p.returncode, 0, p.err)
         self.assertIn("Subject: from-b", p.out)
-        self.assertEqual(self.ctl(sq, USER_M, "status").returncode, 0)
+        # 0 OK, or 2 CRITICAL once the stuck messages' smarthost is down.
+        self.assertIn(self.ctl(sq, USER_M, "status").returncode, (0, 2))
 
         p = self.ctl(sq, USER_M, "hold", qb)
         self.assertEqual(p.returncode, 0, p.err)

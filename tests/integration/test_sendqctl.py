@@ -161,12 +161,19 @@ class SendqctlTest(harness.IntegrationTest):
     def test_commands_that_need_sendqd_exit_69_while_it_is_down(self):
         sq = self.new_sendq_ctl()
         qid = self.queue_one(sq)
-        for args in (["status"], ["flush"], ["retry", qid], ["hold", qid],
-                     ["release", qid], ["delete", qid], ["bounce", qid]):
+        for args in (["flush"], ["retry", qid], ["hold", qid],
+                     ["release", qid], ["delete", qid], ["bounce", qid],
+                     ["delete", "ALL"]):
             p = self.ctl(sq, *args)
             self.assertEqual(p.returncode, EX_UNAVAILABLE, args)
             self.assertIn("sendqd is not running", p.err)
             self.assertIn("systemctl start sendq", p.err)
+        # status is a monitoring check: sendqd down is CRITICAL (2).
+        p = self.ctl(sq, "status")
+        self.assertEqual(p.returncode, 2, p.out)
+        self.assertTrue(p.out.startswith("CRITICAL: sendqd is not "
+                                         "running"), p.out)
+        self.assertIn("systemctl start sendq", p.err)
         self.assertEqual(sq.queued(), [qid])
 
     def test_sendq_q_exits_75_while_sendqd_is_down(self):
@@ -245,10 +252,12 @@ class SendqctlTest(harness.IntegrationTest):
     def test_status_and_list_with_sendqd_up(self):
         sq = self.start_daemon(self.new_sendq_ctl())
         qid = self.queue_one(sq, "up")
+        # 0 (OK) until the closed port makes the smarthost DOWN, then 2
+        # (CRITICAL): status is a monitoring check (test_monitoring.py).
         p = self.ctl(sq, "status")
-        self.assertEqual(p.returncode, 0, p.err)
+        self.assertIn(p.returncode, (0, 2), p.err)
         p = self.ctl(sq, "--json", "status")
-        self.assertEqual(p.returncode, 0, p.err)
+        self.assertIn(p.returncode, (0, 2), p.err)
         json.loads(p.out)
         # The smarthost is unreachable: the message stays queued.
         p = self.ctl(sq, "list")

@@ -498,8 +498,8 @@ ParameterizedTestParameters(config, bad_input_names_file_line_and_reason)
 		{ "[sendq]\nspooldir = /x\n",
 		  "sendq.ini:2: [sendq] spooldir: unknown key "
 		  "(allowed: spool_dir, state_dir, hostname, default_domain, "
-		  "rewrite_sender, log_level, control_socket, admin_group, "
-		  "submit_users, submit_groups)" },
+		  "rewrite_sender, log_level, control_socket, "
+		  "metrics_listen, admin_group, submit_users, submit_groups)" },
 		/* rights: names are checked here, resolved by sendqd */
 		{ "[sendq]\nadmin_group = adm wheel\n",
 		  "sendq.ini:2: [sendq] admin_group: only one name may be "

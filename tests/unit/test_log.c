@@ -119,3 +119,84 @@ Test(log, outside_the_journal_lines_are_plain)
 	/* JOURNAL_STREAM of some other stream (our stderr was redirected). */
 	cr_assert_str_eq(test_log_capture(TEST_JS_OTHER), expect);
 }
+
+/* log_event: the structured sink gets the fields under the journal; a
+ * sink that fails, or no journal, gives the ordinary line. */
+static int	sink_calls, sink_rc, sink_prio;
+static char	sink_msg[256], sink_fields[256];
+
+static int
+test_sink(int priority, const char *message, const char *queue_id,
+    const char *relay, const char *result)
+{
+	sink_calls++;
+	sink_prio = priority;
+	snprintf(sink_msg, sizeof(sink_msg), "%s", message);
+	snprintf(sink_fields, sizeof(sink_fields), "%s|%s|%s",
+	    queue_id != NULL ? queue_id : "-", relay != NULL ? relay : "-",
+	    result != NULL ? result : "-");
+	return sink_rc;
+}
+
+/* One log_event with stderr on a temporary file (JOURNAL_STREAM naming
+ * it when journal); what reached stderr. */
+static const char *
+test_log_event(int journal, int rc)
+{
+	static char out[1024];
+	char env[128];
+	struct stat st;
+	FILE *f = tmpfile();
+	int saved;
+	size_t n;
+
+	cr_assert_not_null(f);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	cr_assert_eq(dup2(fileno(f), STDERR_FILENO), STDERR_FILENO);
+	cr_assert_eq(fstat(STDERR_FILENO, &st), 0);
+	snprintf(env, sizeof(env), "%llu:%llu", (unsigned long long)st.st_dev,
+	    (unsigned long long)st.st_ino);
+	if (journal)
+		setenv("JOURNAL_STREAM", env, 1);
+	log_init("sendqd", LOG_LEVEL_INFO);
+	log_set_structured(test_sink);
+	sink_calls = 0;
+	sink_rc = rc;
+	log_event(LOG_LEVEL_WARN, "ID1", "gmail", "deferred",
+	    "delivery msgid=%s result=%s", "ID1", "deferred");
+	log_event(LOG_LEVEL_DEBUG, "ID2", NULL, NULL, "not logged");
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	unsetenv("JOURNAL_STREAM");
+	log_set_structured(NULL);
+	log_init("sendqd", LOG_LEVEL_INFO);
+	rewind(f);
+	n = fread(out, 1, sizeof(out) - 1, f);
+	out[n] = '\0';
+	fclose(f);
+	return out;
+}
+
+Test(log, event_fields_go_to_the_journal_sink)
+{
+	cr_assert_str_eq(test_log_event(1, 0), "");
+	cr_assert_eq(sink_calls, 1);
+	cr_assert_eq(sink_prio, 4);
+	cr_assert_str_eq(sink_msg, "delivery msgid=ID1 result=deferred");
+	cr_assert_str_eq(sink_fields, "ID1|gmail|deferred");
+}
+
+Test(log, event_falls_back_to_the_line)
+{
+	char expect[128];
+
+	cr_assert_str_eq(test_log_event(1, -2),
+	    "<4>warning: delivery msgid=ID1 result=deferred\n");
+	cr_assert_eq(sink_calls, 1);
+	snprintf(expect, sizeof(expect), "sendqd[%ld]: warning: delivery "
+	    "msgid=ID1 result=deferred\n", (long)getpid());
+	cr_assert_str_eq(test_log_event(0, 0), expect);
+	cr_assert_eq(sink_calls, 0);
+}
