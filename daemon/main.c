@@ -106,6 +106,15 @@ struct main_state {
 	int			 stopping;
 };
 
+/* The spool's commit thread finished a group: answer its members. */
+static void
+main_on_spool(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	spool_async_dispatch(arg);
+}
+
 static void
 main_status(void *arg, char *buf, size_t len)
 {
@@ -230,6 +239,7 @@ main(int argc, char **argv)
 	struct quota quota;
 	const char *ctl_path;
 	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
+	struct event *spool_ev = NULL;
 	struct sq_err err = { 0 };
 	char hostname[256];
 	const char *ehlo_name;
@@ -304,6 +314,14 @@ main(int argc, char **argv)
 		log_warn("spool: %s", err.msg);
 	if ((st.base = event_base_new()) == NULL) {
 		log_err("cannot create the event loop");
+		goto out;
+	}
+	/* Group commits on the spool's commit thread, answered here. */
+	if ((ch = spool_async_start(sp, &err)) < 0 ||
+	    (spool_ev = event_new(st.base, ch, EV_READ | EV_PERSIST,
+	    main_on_spool, sp)) == NULL || event_add(spool_ev, NULL) != 0) {
+		log_err("cannot start the spool's commit thread: %s",
+		    ch < 0 ? err.msg : "event");
 		goto out;
 	}
 	/* Names are resolved asynchronously; /etc/hosts is consulted first
@@ -386,6 +404,12 @@ main(int argc, char **argv)
 	log_info("stopped");
 	status = 0;
 out:
+	/* Commits in flight are finished and answered before their
+	 * submitters go away. */
+	if (sp != NULL)
+		spool_async_stop(sp);
+	if (spool_ev != NULL)
+		event_free(spool_ev);
 	intake_free(st.intake);
 	pickup_free(pickup);
 	control_free(ctl);

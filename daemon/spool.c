@@ -30,6 +30,7 @@
  * envelope is replaced by writing tmp/ID.upd and renaming it over
  * queue/ID.env, so a reader sees the old or the new envelope, never half.
  */
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <pthread.h>
 #include <sys/random.h>
@@ -79,7 +80,13 @@ struct spool {
 	uint64_t	 min_free;	/* spool_space_ok's reserve, 0 = off */
 	int		 removed;	/* queue/ names unlinked since its
 					 * last fsync (spool_sync_removals) */
+	struct spool_async *as;		/* commit thread, or NULL */
 };
+
+struct spool_async;
+static void	spool_async_kick(struct spool_async *, int);
+static int	spool_unlink_message(struct spool *, const char *,
+		    struct sq_err *);
 
 struct spool_writer {
 	struct spool	*sp;
@@ -183,6 +190,7 @@ spool_close(struct spool *sp)
 {
 	if (sp == NULL)
 		return;
+	spool_async_stop(sp);
 	if (sp->tmp_fd >= 0)
 		close(sp->tmp_fd);
 	if (sp->queue_fd >= 0)
@@ -907,6 +915,30 @@ out:
 	return syncs;
 }
 
+/* Prepare member it of a group (main thread): flush w, set env's id and
+ * format the envelope.  A failure is kept in it->rc. */
+static void
+spool_gc_prepare(struct spool *sp, struct spool_writer *w,
+    struct envelope *env, struct spool_gc_item *it, struct sq_err *err)
+{
+	spool_gc_item_init(it, w->id, err);
+	memset(err, 0, sizeof(*err));
+	if (w->sp != sp) {
+		it->rc = sq_err_set(it->err, -EINVAL, "group commit "
+		    "of %s: writer of another spool", w->id);
+		/* Its own spool's tmp/ file goes with the writer. */
+		unlinkat(w->sp->tmp_fd, w->msg_name, 0);
+		it->foreign = 1;
+		return;
+	}
+	if ((it->rc = spool_writer_flush(w, it->err)) != 0)
+		return;
+	memcpy(env->id, w->id, sizeof(env->id));
+	env->body_8bit = w->body_8bit;
+	it->text = envelope_format(env, &it->len);
+	it->msg_fd = w->msg_fd;
+}
+
 void
 spool_commit_group(struct spool_writer **w, struct envelope **envs,
     size_t n, int *results, struct sq_err *errs)
@@ -919,26 +951,8 @@ spool_commit_group(struct spool_writer **w, struct envelope **envs,
 		return;
 	sp = w[0]->sp;
 	items = xcalloc(n, sizeof(*items));
-	for (i = 0; i < n; i++) {
-		struct spool_gc_item *it = &items[i];
-
-		spool_gc_item_init(it, w[i]->id, &errs[i]);
-		memset(&errs[i], 0, sizeof(errs[i]));
-		if (w[i]->sp != sp) {
-			it->rc = sq_err_set(it->err, -EINVAL, "group commit "
-			    "of %s: writer of another spool", w[i]->id);
-			/* Its own spool's tmp/ file goes with the writer. */
-			unlinkat(w[i]->sp->tmp_fd, w[i]->msg_name, 0);
-			it->foreign = 1;
-			continue;
-		}
-		if ((it->rc = spool_writer_flush(w[i], it->err)) != 0)
-			continue;
-		memcpy(envs[i]->id, w[i]->id, sizeof(envs[i]->id));
-		envs[i]->body_8bit = w[i]->body_8bit;
-		it->text = envelope_format(envs[i], &it->len);
-		it->msg_fd = w[i]->msg_fd;
-	}
+	for (i = 0; i < n; i++)
+		spool_gc_prepare(sp, w[i], envs[i], &items[i], &errs[i]);
 	spool_group_run(sp, items, n);
 	for (i = 0; i < n; i++) {
 		results[i] = items[i].rc;
@@ -946,6 +960,239 @@ spool_commit_group(struct spool_writer **w, struct envelope **envs,
 		spool_writer_free(w[i]);
 	}
 	free(items);
+}
+
+/*
+ * The commit thread (spool_async_start).  The event loop prepares each
+ * member (spool_gc_prepare: the envelope text) and queues it; the thread
+ * takes everything queued since its last round as one group
+ * (spool_group_run: one batch of fdatasyncs, renames, one fsync of
+ * queue/), moves the members to the done list and wakes the loop through
+ * an eventfd; spool_async_dispatch() runs their callbacks there.  While
+ * one group syncs the next one gathers, so a group is as large as the
+ * load makes it, without a timer.  A removal sync asked for meanwhile
+ * (spool_sync_removals) is covered by the group's fsync of queue/, or
+ * made alone.
+ */
+struct spool_pending {
+	struct spool_pending	*next;
+	struct spool_writer	*w;
+	struct spool_gc_item	 it;
+	struct sq_err		 err;
+	spool_commit_fn		 fn;
+	void			*arg;
+};
+
+struct spool_rm {
+	struct spool_rm		*next;
+	char			 id[ENVELOPE_ID_MAX];
+};
+
+struct spool_async {
+	struct spool		*sp;
+	struct spool_rm		*rms;	/* removals to make */
+	pthread_t		 tid;
+	pthread_mutex_t		 mu;
+	pthread_cond_t		 cv;
+	struct spool_pending	*todo, **todo_tail;
+	struct spool_pending	*done, **done_tail;
+	size_t			 n_todo;
+	int			 rm;	/* a removal sync is asked for */
+	int			 stop;
+	int			 efd;	/* eventfd: done is not empty */
+};
+
+static void
+spool_async_kick(struct spool_async *as, int rm)
+{
+	pthread_mutex_lock(&as->mu);
+	if (rm)
+		as->rm = 1;
+	pthread_cond_signal(&as->cv);
+	pthread_mutex_unlock(&as->mu);
+}
+
+/* One round of the thread: the removals, then the group (whose fsync of
+ * queue/ covers them), or the removals' own sync. */
+static void
+spool_async_round(struct spool_async *as, struct spool_pending *list,
+    size_t n, struct spool_rm *rms, int rm)
+{
+	struct spool *sp = as->sp;
+	struct spool_gc_item *items;
+	struct spool_pending *p;
+	struct spool_rm *r;
+	struct sq_err err;
+	unsigned syncs = 0;
+	size_t i;
+
+	while ((r = rms) != NULL) {
+		rms = r->next;
+		if (spool_unlink_message(sp, r->id, &err) != 0)
+			log_err("msgid=%s: done but cannot remove it from the "
+			    "spool: %s (it may be sent again)", r->id,
+			    err.msg);
+		free(r);
+	}
+	if (n > 0) {
+		items = xcalloc(n, sizeof(*items));
+		for (i = 0, p = list; p != NULL; p = p->next, i++)
+			items[i] = p->it;
+		syncs = spool_group_run(sp, items, n);
+		for (i = 0, p = list; p != NULL; p = p->next, i++) {
+			p->it.rc = items[i].rc;
+			/* The lock goes with the fd, after the renames. */
+			spool_writer_free(p->w);
+			p->w = NULL;
+		}
+		free(items);
+	}
+	/* Two syncs: the group's fsync(queue/) was made, after every
+	 * removal asked for before this round. */
+	if (rm && syncs < 2 && fsync(sp->queue_fd) != 0)
+		log_err("fsync %s: %s (delivered messages may be sent again "
+		    "after a crash)", sp->queue_dir, strerror(errno));
+}
+
+static void *
+spool_async_main(void *arg)
+{
+	struct spool_async *as = arg;
+	struct spool_pending *list, *last;
+	struct spool_rm *rms;
+	uint64_t one = 1;
+	size_t n;
+	int rm;
+
+	pthread_mutex_lock(&as->mu);
+	for (;;) {
+		while (as->todo == NULL && !as->rm && !as->stop)
+			pthread_cond_wait(&as->cv, &as->mu);
+		if (as->todo == NULL && !as->rm)
+			break;	/* stopping, nothing left */
+		list = as->todo;
+		n = as->n_todo;
+		as->todo = NULL;
+		as->todo_tail = &as->todo;
+		as->n_todo = 0;
+		rm = as->rm;
+		as->rm = 0;
+		rms = as->rms;
+		as->rms = NULL;
+		pthread_mutex_unlock(&as->mu);
+		spool_async_round(as, list, n, rms, rm);
+		pthread_mutex_lock(&as->mu);
+		if (list != NULL) {
+			for (last = list; last->next != NULL;
+			    last = last->next)
+				;
+			*as->done_tail = list;
+			as->done_tail = &last->next;
+			if (write(as->efd, &one, sizeof(one)) < 0)
+				log_err("spool: eventfd: %s", strerror(errno));
+		}
+	}
+	pthread_mutex_unlock(&as->mu);
+	return NULL;
+}
+
+int
+spool_async_start(struct spool *sp, struct sq_err *err)
+{
+	struct spool_async *as;
+	int rc;
+
+	if (sp->as != NULL)
+		return sp->as->efd;
+	as = xcalloc(1, sizeof(*as));
+	as->sp = sp;
+	as->todo_tail = &as->todo;
+	as->done_tail = &as->done;
+	if ((as->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+		rc = -errno;
+		free(as);
+		return sq_err_set(err, rc, "eventfd: %s", strerror(-rc));
+	}
+	pthread_mutex_init(&as->mu, NULL);
+	pthread_cond_init(&as->cv, NULL);
+	if ((rc = pthread_create(&as->tid, NULL, spool_async_main, as)) !=
+	    0) {
+		close(as->efd);
+		pthread_mutex_destroy(&as->mu);
+		pthread_cond_destroy(&as->cv);
+		free(as);
+		return sq_err_set(err, -rc, "commit thread: %s",
+		    strerror(rc));
+	}
+	sp->as = as;
+	return as->efd;
+}
+
+void
+spool_commit_async(struct spool_writer *w, struct envelope *env,
+    spool_commit_fn fn, void *arg)
+{
+	struct spool *sp = w->sp;
+	struct spool_async *as = sp->as;
+	struct spool_pending *p;
+
+	if (as == NULL)
+		log_fatalx("spool_commit_async without spool_async_start");
+	p = xcalloc(1, sizeof(*p));
+	p->w = w;
+	p->fn = fn;
+	p->arg = arg;
+	spool_gc_prepare(sp, w, env, &p->it, &p->err);
+	p->it.err = &p->err;
+	pthread_mutex_lock(&as->mu);
+	*as->todo_tail = p;
+	as->todo_tail = &p->next;
+	as->n_todo++;
+	pthread_cond_signal(&as->cv);
+	pthread_mutex_unlock(&as->mu);
+}
+
+void
+spool_async_dispatch(struct spool *sp)
+{
+	struct spool_async *as = sp->as;
+	struct spool_pending *list, *p;
+	uint64_t v;
+
+	if (as == NULL)
+		return;
+	if (read(as->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_err("spool: eventfd: %s", strerror(errno));
+	pthread_mutex_lock(&as->mu);
+	list = as->done;
+	as->done = NULL;
+	as->done_tail = &as->done;
+	pthread_mutex_unlock(&as->mu);
+	while ((p = list) != NULL) {
+		list = p->next;
+		p->fn(p->arg, p->it.rc, &p->err);
+		free(p);
+	}
+}
+
+void
+spool_async_stop(struct spool *sp)
+{
+	struct spool_async *as = sp->as;
+
+	if (as == NULL)
+		return;
+	pthread_mutex_lock(&as->mu);
+	as->stop = 1;
+	pthread_cond_signal(&as->cv);
+	pthread_mutex_unlock(&as->mu);
+	pthread_join(as->tid, NULL);
+	spool_async_dispatch(sp);
+	sp->as = NULL;
+	close(as->efd);
+	pthread_mutex_destroy(&as->mu);
+	pthread_cond_destroy(&as->cv);
+	free(as);
 }
 
 /*
@@ -1469,8 +1716,21 @@ spool_remove(struct spool *sp, const char *id, struct sq_err *err)
 int
 spool_remove_unsynced(struct spool *sp, const char *id, struct sq_err *err)
 {
+	struct spool_rm *r;
 	int rc;
 
+	if (sp->as != NULL && spool_id_valid(id)) {
+		/* The commit thread unlinks it and syncs queue/ (each
+		 * unlink waits on the journal while a group syncs). */
+		r = xcalloc(1, sizeof(*r));
+		snprintf(r->id, sizeof(r->id), "%s", id);
+		pthread_mutex_lock(&sp->as->mu);
+		r->next = sp->as->rms;
+		sp->as->rms = r;
+		pthread_mutex_unlock(&sp->as->mu);
+		sp->removed = 1;
+		return 0;
+	}
 	if ((rc = spool_unlink_message(sp, id, err)) == 0)
 		sp->removed = 1;
 	return rc;
@@ -1482,6 +1742,10 @@ spool_sync_removals(struct spool *sp, struct sq_err *err)
 	if (!sp->removed)
 		return 0;
 	sp->removed = 0;
+	if (sp->as != NULL) {
+		spool_async_kick(sp->as, 1);
+		return 1;
+	}
 	if (fsync(sp->queue_fd) != 0)
 		return spool_fail(err, -errno, "fsync", sp->queue_dir, NULL);
 	return 1;
