@@ -84,7 +84,7 @@ struct spool {
 };
 
 struct spool_async;
-static void	spool_async_kick(struct spool_async *, int);
+static void	spool_async_remove(struct spool_async *, const char *);
 static int	spool_unlink_message(struct spool *, const char *,
 		    struct sq_err *);
 
@@ -773,11 +773,113 @@ spool_sync_part(void *arg)
 	return NULL;
 }
 
+/*
+ * The commit thread's helpers, started once (spool_async_start) rather
+ * than a thread per batch: the caller and every helper take the next
+ * fd of the batch until none is left.
+ */
+struct spool_pool {
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 go, idle;
+	const int	*fds;		/* the batch, NULL between batches */
+	int		*rcs;
+	size_t		 n, next, busy;
+	int		 stop;
+	pthread_t	 tids[SPOOL_SYNC_THREADS - 1];
+	size_t		 n_tids;
+};
+
+/* Take and sync fds of the batch until none is left; with mu held. */
+static void
+spool_pool_take(struct spool_pool *pl)
+{
+	size_t i;
+	int rc;
+
+	while (pl->fds != NULL && pl->next < pl->n) {
+		i = pl->next++;
+		pl->busy++;
+		pthread_mutex_unlock(&pl->mu);
+		rc = fdatasync(pl->fds[i]) == 0 ? 0 : -errno;
+		pthread_mutex_lock(&pl->mu);
+		pl->rcs[i] = rc;
+		if (--pl->busy == 0 && pl->next >= pl->n)
+			pthread_cond_broadcast(&pl->idle);
+	}
+}
+
+static void *
+spool_pool_main(void *arg)
+{
+	struct spool_pool *pl = arg;
+
+	pthread_mutex_lock(&pl->mu);
+	while (!pl->stop) {
+		if (pl->fds == NULL || pl->next >= pl->n) {
+			pthread_cond_wait(&pl->go, &pl->mu);
+			continue;
+		}
+		spool_pool_take(pl);
+	}
+	pthread_mutex_unlock(&pl->mu);
+	return NULL;
+}
+
+static void
+spool_pool_run(struct spool_pool *pl, const int *fds, int *rcs, size_t n)
+{
+	pthread_mutex_lock(&pl->mu);
+	pl->fds = fds;
+	pl->rcs = rcs;
+	pl->n = n;
+	pl->next = 0;
+	if (n > 1)
+		pthread_cond_broadcast(&pl->go);
+	spool_pool_take(pl);
+	while (pl->busy > 0)
+		pthread_cond_wait(&pl->idle, &pl->mu);
+	pl->fds = NULL;
+	pthread_mutex_unlock(&pl->mu);
+}
+
+static void
+spool_pool_init(struct spool_pool *pl)
+{
+	memset(pl, 0, sizeof(*pl));
+	pthread_mutex_init(&pl->mu, NULL);
+	pthread_cond_init(&pl->go, NULL);
+	pthread_cond_init(&pl->idle, NULL);
+	for (pl->n_tids = 0; pl->n_tids < SPOOL_SYNC_THREADS - 1;
+	    pl->n_tids++)
+		if (pthread_create(&pl->tids[pl->n_tids], NULL,
+		    spool_pool_main, pl) != 0)
+			break;	/* fewer helpers: the caller does the rest */
+}
+
+static void
+spool_pool_fini(struct spool_pool *pl)
+{
+	size_t i;
+
+	pthread_mutex_lock(&pl->mu);
+	pl->stop = 1;
+	pthread_cond_broadcast(&pl->go);
+	pthread_mutex_unlock(&pl->mu);
+	for (i = 0; i < pl->n_tids; i++)
+		pthread_join(pl->tids[i], NULL);
+	pthread_mutex_destroy(&pl->mu);
+	pthread_cond_destroy(&pl->go);
+	pthread_cond_destroy(&pl->idle);
+}
+
 /* The fdatasyncs run from up to SPOOL_SYNC_THREADS threads at once: each
  * ends in a disk cache flush, and flushes issued together are merged by
- * the block layer, where one after the other they would add up. */
+ * the block layer, where one after the other they would add up.  With a
+ * pool (the commit thread's) its threads do it; else threads are
+ * started for the batch. */
 static void
-spool_sync_batch(const int *fds, int *rcs, size_t n)
+spool_sync_batch(struct spool_pool *pool, const int *fds, int *rcs,
+    size_t n)
 {
 	struct spool_sync_part parts[SPOOL_SYNC_THREADS];
 	pthread_t tids[SPOOL_SYNC_THREADS];
@@ -786,6 +888,10 @@ spool_sync_batch(const int *fds, int *rcs, size_t n)
 
 	for (i = 0; i < n; i++)
 		(void)sync_file_range(fds[i], 0, 0, SYNC_FILE_RANGE_WRITE);
+	if (pool != NULL) {
+		spool_pool_run(pool, fds, rcs, n);
+		return;
+	}
 	k = n < SPOOL_SYNC_THREADS ? n : SPOOL_SYNC_THREADS;
 	for (i = 0; i < k; i++) {
 		parts[i] = (struct spool_sync_part){ fds, rcs, i, n, k };
@@ -805,7 +911,8 @@ spool_sync_batch(const int *fds, int *rcs, size_t n)
 /* Sync the data of every live member's .msg and .env as one batch; a
  * member whose sync fails fails alone.  Returns the members still live. */
 static size_t
-spool_group_sync(struct spool *sp, struct spool_gc_item *items, size_t n)
+spool_group_sync(struct spool *sp, struct spool_gc_item *items, size_t n,
+    struct spool_pool *pool)
 {
 	int *fds = xcalloc(2 * n, sizeof(*fds));
 	int *rcs = xcalloc(2 * n, sizeof(*rcs));
@@ -817,7 +924,7 @@ spool_group_sync(struct spool *sp, struct spool_gc_item *items, size_t n)
 		fds[k++] = items[i].msg_fd;
 		fds[k++] = items[i].env_fd;
 	}
-	spool_sync_batch(fds, rcs, k);
+	spool_sync_batch(pool, fds, rcs, k);
 	for (i = 0, k = 0; i < n; i++) {
 		struct spool_gc_item *it = &items[i];
 
@@ -841,7 +948,8 @@ spool_group_sync(struct spool *sp, struct spool_gc_item *items, size_t n)
 /* Run the group; items with rc != 0 on entry have already failed.
  * Returns the number of sync batches made. */
 static unsigned
-spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n)
+spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n,
+    struct spool_pool *pool)
 {
 	size_t i, live = 0, done = 0;
 	unsigned syncs = 0;
@@ -863,7 +971,7 @@ spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n)
 	if (live == 0)
 		goto out;
 	syncs++;
-	if (spool_group_sync(sp, items, n) == 0)
+	if (spool_group_sync(sp, items, n, pool) == 0)
 		goto out;
 	for (i = 0; i < n; i++) {
 		struct spool_gc_item *it = &items[i];
@@ -953,7 +1061,7 @@ spool_commit_group(struct spool_writer **w, struct envelope **envs,
 	items = xcalloc(n, sizeof(*items));
 	for (i = 0; i < n; i++)
 		spool_gc_prepare(sp, w[i], envs[i], &items[i], &errs[i]);
-	spool_group_run(sp, items, n);
+	spool_group_run(sp, items, n, NULL);
 	for (i = 0; i < n; i++) {
 		results[i] = items[i].rc;
 		/* The lock goes with the fd, after the renames. */
@@ -990,68 +1098,41 @@ struct spool_rm {
 
 struct spool_async {
 	struct spool		*sp;
-	struct spool_rm		*rms;	/* removals to make */
-	pthread_t		 tid;
+	pthread_t		 tid;		/* the commit thread */
+	pthread_t		 rm_tid;	/* the removal thread */
+	int			 rm_started;
 	pthread_mutex_t		 mu;
-	pthread_cond_t		 cv;
+	pthread_cond_t		 cv;		/* todo or stop */
+	pthread_cond_t		 rm_cv;		/* rms or stop */
 	struct spool_pending	*todo, **todo_tail;
 	struct spool_pending	*done, **done_tail;
 	size_t			 n_todo;
-	int			 rm;	/* a removal sync is asked for */
+	struct spool_rm		*rms;		/* removals to make */
 	int			 stop;
 	int			 efd;	/* eventfd: done is not empty */
+	struct spool_pool	 pool;	/* the commit thread's fdatasyncs */
 };
 
-static void
-spool_async_kick(struct spool_async *as, int rm)
-{
-	pthread_mutex_lock(&as->mu);
-	if (rm)
-		as->rm = 1;
-	pthread_cond_signal(&as->cv);
-	pthread_mutex_unlock(&as->mu);
-}
-
-/* One round of the thread: the removals, then the group (whose fsync of
- * queue/ covers them), or the removals' own sync. */
+/* One round of the commit thread: the group. */
 static void
 spool_async_round(struct spool_async *as, struct spool_pending *list,
-    size_t n, struct spool_rm *rms, int rm)
+    size_t n)
 {
-	struct spool *sp = as->sp;
 	struct spool_gc_item *items;
 	struct spool_pending *p;
-	struct spool_rm *r;
-	struct sq_err err;
-	unsigned syncs = 0;
 	size_t i;
 
-	while ((r = rms) != NULL) {
-		rms = r->next;
-		if (spool_unlink_message(sp, r->id, &err) != 0)
-			log_err("msgid=%s: done but cannot remove it from the "
-			    "spool: %s (it may be sent again)", r->id,
-			    err.msg);
-		free(r);
+	items = xcalloc(n, sizeof(*items));
+	for (i = 0, p = list; p != NULL; p = p->next, i++)
+		items[i] = p->it;
+	spool_group_run(as->sp, items, n, &as->pool);
+	for (i = 0, p = list; p != NULL; p = p->next, i++) {
+		p->it.rc = items[i].rc;
+		/* The lock goes with the fd, after the renames. */
+		spool_writer_free(p->w);
+		p->w = NULL;
 	}
-	if (n > 0) {
-		items = xcalloc(n, sizeof(*items));
-		for (i = 0, p = list; p != NULL; p = p->next, i++)
-			items[i] = p->it;
-		syncs = spool_group_run(sp, items, n);
-		for (i = 0, p = list; p != NULL; p = p->next, i++) {
-			p->it.rc = items[i].rc;
-			/* The lock goes with the fd, after the renames. */
-			spool_writer_free(p->w);
-			p->w = NULL;
-		}
-		free(items);
-	}
-	/* Two syncs: the group's fsync(queue/) was made, after every
-	 * removal asked for before this round. */
-	if (rm && syncs < 2 && fsync(sp->queue_fd) != 0)
-		log_err("fsync %s: %s (delivered messages may be sent again "
-		    "after a crash)", sp->queue_dir, strerror(errno));
+	free(items);
 }
 
 static void *
@@ -1059,41 +1140,88 @@ spool_async_main(void *arg)
 {
 	struct spool_async *as = arg;
 	struct spool_pending *list, *last;
-	struct spool_rm *rms;
 	uint64_t one = 1;
 	size_t n;
-	int rm;
 
 	pthread_mutex_lock(&as->mu);
 	for (;;) {
-		while (as->todo == NULL && !as->rm && !as->stop)
+		while (as->todo == NULL && !as->stop)
 			pthread_cond_wait(&as->cv, &as->mu);
-		if (as->todo == NULL && !as->rm)
+		if (as->todo == NULL)
 			break;	/* stopping, nothing left */
 		list = as->todo;
 		n = as->n_todo;
 		as->todo = NULL;
 		as->todo_tail = &as->todo;
 		as->n_todo = 0;
-		rm = as->rm;
-		as->rm = 0;
-		rms = as->rms;
-		as->rms = NULL;
 		pthread_mutex_unlock(&as->mu);
-		spool_async_round(as, list, n, rms, rm);
+		spool_async_round(as, list, n);
 		pthread_mutex_lock(&as->mu);
-		if (list != NULL) {
-			for (last = list; last->next != NULL;
-			    last = last->next)
-				;
-			*as->done_tail = list;
-			as->done_tail = &last->next;
-			if (write(as->efd, &one, sizeof(one)) < 0)
-				log_err("spool: eventfd: %s", strerror(errno));
-		}
+		for (last = list; last->next != NULL; last = last->next)
+			;
+		*as->done_tail = list;
+		as->done_tail = &last->next;
+		if (write(as->efd, &one, sizeof(one)) < 0)
+			log_err("spool: eventfd: %s", strerror(errno));
 	}
 	pthread_mutex_unlock(&as->mu);
 	return NULL;
+}
+
+/*
+ * The removal thread: unlinks delivered messages (an unlink frees blocks,
+ * which may wait on the device: never on the loop, never in the way of a
+ * commit) and makes each batch of removals stable with one fsync of
+ * queue/.  Until then a power cut may bring a message back (delivered
+ * twice, never lost), as spool_remove_unsynced says.
+ */
+static void *
+spool_rm_main(void *arg)
+{
+	struct spool_async *as = arg;
+	struct spool *sp = as->sp;
+	struct spool_rm *list, *r;
+	struct sq_err err;
+
+	pthread_mutex_lock(&as->mu);
+	for (;;) {
+		while (as->rms == NULL && !as->stop)
+			pthread_cond_wait(&as->rm_cv, &as->mu);
+		if (as->rms == NULL)
+			break;
+		list = as->rms;
+		as->rms = NULL;
+		pthread_mutex_unlock(&as->mu);
+		while ((r = list) != NULL) {
+			list = r->next;
+			if (spool_unlink_message(sp, r->id, &err) != 0)
+				log_err("msgid=%s: done but cannot remove it "
+				    "from the spool: %s (it may be sent "
+				    "again)", r->id, err.msg);
+			free(r);
+		}
+		if (fsync(sp->queue_fd) != 0)
+			log_err("fsync %s: %s (delivered messages may be sent "
+			    "again after a crash)", sp->queue_dir,
+			    strerror(errno));
+		pthread_mutex_lock(&as->mu);
+	}
+	pthread_mutex_unlock(&as->mu);
+	return NULL;
+}
+
+/* Queue the removal of id for the removal thread. */
+static void
+spool_async_remove(struct spool_async *as, const char *id)
+{
+	struct spool_rm *r = xcalloc(1, sizeof(*r));
+
+	snprintf(r->id, sizeof(r->id), "%s", id);
+	pthread_mutex_lock(&as->mu);
+	r->next = as->rms;
+	as->rms = r;
+	pthread_cond_signal(&as->rm_cv);
+	pthread_mutex_unlock(&as->mu);
 }
 
 int
@@ -1115,15 +1243,22 @@ spool_async_start(struct spool *sp, struct sq_err *err)
 	}
 	pthread_mutex_init(&as->mu, NULL);
 	pthread_cond_init(&as->cv, NULL);
+	pthread_cond_init(&as->rm_cv, NULL);
 	if ((rc = pthread_create(&as->tid, NULL, spool_async_main, as)) !=
 	    0) {
 		close(as->efd);
 		pthread_mutex_destroy(&as->mu);
 		pthread_cond_destroy(&as->cv);
+		pthread_cond_destroy(&as->rm_cv);
 		free(as);
 		return sq_err_set(err, -rc, "commit thread: %s",
 		    strerror(rc));
 	}
+	/* Without it, removals stay on the caller (spool_remove_unsynced
+	 * looks at rm_started). */
+	as->rm_started = pthread_create(&as->rm_tid, NULL, spool_rm_main,
+	    as) == 0;
+	spool_pool_init(&as->pool);
 	sp->as = as;
 	return as->efd;
 }
@@ -1185,13 +1320,18 @@ spool_async_stop(struct spool *sp)
 	pthread_mutex_lock(&as->mu);
 	as->stop = 1;
 	pthread_cond_signal(&as->cv);
+	pthread_cond_signal(&as->rm_cv);
 	pthread_mutex_unlock(&as->mu);
 	pthread_join(as->tid, NULL);
+	if (as->rm_started)
+		pthread_join(as->rm_tid, NULL);
+	spool_pool_fini(&as->pool);
 	spool_async_dispatch(sp);
 	sp->as = NULL;
 	close(as->efd);
 	pthread_mutex_destroy(&as->mu);
 	pthread_cond_destroy(&as->cv);
+	pthread_cond_destroy(&as->rm_cv);
 	free(as);
 }
 
@@ -1716,18 +1856,10 @@ spool_remove(struct spool *sp, const char *id, struct sq_err *err)
 int
 spool_remove_unsynced(struct spool *sp, const char *id, struct sq_err *err)
 {
-	struct spool_rm *r;
 	int rc;
 
-	if (sp->as != NULL && spool_id_valid(id)) {
-		/* The commit thread unlinks it and syncs queue/ (each
-		 * unlink waits on the journal while a group syncs). */
-		r = xcalloc(1, sizeof(*r));
-		snprintf(r->id, sizeof(r->id), "%s", id);
-		pthread_mutex_lock(&sp->as->mu);
-		r->next = sp->as->rms;
-		sp->as->rms = r;
-		pthread_mutex_unlock(&sp->as->mu);
+	if (sp->as != NULL && sp->as->rm_started && spool_id_valid(id)) {
+		spool_async_remove(sp->as, id);
 		sp->removed = 1;
 		return 0;
 	}
@@ -1742,10 +1874,8 @@ spool_sync_removals(struct spool *sp, struct sq_err *err)
 	if (!sp->removed)
 		return 0;
 	sp->removed = 0;
-	if (sp->as != NULL) {
-		spool_async_kick(sp->as, 1);
-		return 1;
-	}
+	if (sp->as != NULL && sp->as->rm_started)
+		return 1;	/* the removal thread syncs (spool_rm_main) */
 	if (fsync(sp->queue_fd) != 0)
 		return spool_fail(err, -errno, "fsync", sp->queue_dir, NULL);
 	return 1;
