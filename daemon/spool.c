@@ -445,8 +445,13 @@ spool_writer_write(struct spool_writer *w, const void *data, size_t len,
 	if (w->error != 0)
 		return spool_fail(err, w->error, "write", w->sp->tmp_dir,
 		    w->msg_name);
-	for (i = 0; i < len && !w->body_8bit; i++)
-		w->body_8bit = p[i] >= 0x80;
+	if (!w->body_8bit) {
+		unsigned char any8 = 0;
+
+		for (i = 0; i < len; i++)
+			any8 |= p[i];
+		w->body_8bit = (any8 & 0x80) != 0;
+	}
 	if (len <= SPOOL_WRITE_BUF - w->buf_len) {
 		memcpy(w->buf + w->buf_len, data, len);
 		w->buf_len += len;
