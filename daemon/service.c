@@ -1,21 +1,30 @@
 /*
  * service.c - sd_notify(3) and friends for sendqd.
  *
- * How it works: libsystemd does the protocol (the datagram to
- * NOTIFY_SOCKET, the LISTEN_PID/LISTEN_FDS and WATCHDOG_USEC/WATCHDOG_PID
- * checks).  This file decides when to say what.  Two libevent timers:
+ * How it works: the protocol is small and done here, as sd-daemon(3)
+ * documents it (the datagram to NOTIFY_SOCKET, a path or an abstract
+ * name; the LISTEN_PID/LISTEN_FDS and WATCHDOG_USEC/WATCHDOG_PID checks),
+ * rather than by linking libsystemd, whose dependencies (libgcrypt, the
+ * compressors) cost every sendqd about 1 MiB of memory.  This file also
+ * decides when to say what.  Two libevent timers:
  * the watchdog at half of WATCHDOG_USEC (the margin sd_watchdog_enabled(3)
  * recommends), and a one-second STATUS= poll that asks the daemon for its
  * one-line summary and sends it only when the text changed, so a busy
  * queue costs at most one datagram a second and an idle one none.
  */
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
-#include <systemd/sd-daemon.h>
 
 #include "log.h"
 #include "service.h"
@@ -35,12 +44,104 @@ struct service {
 	char			 last_status[SERVICE_STATUS_MAX];
 };
 
+/* A decimal environment value; 0 and *out, or -1 (unset or not a number). */
+static int
+service_env_ull(const char *name, unsigned long long *out)
+{
+	const char *v = getenv(name);
+	char *end;
+
+	if (v == NULL || *v < '0' || *v > '9')
+		return -1;
+	errno = 0;
+	*out = strtoull(v, &end, 10);
+	return errno != 0 || *end != '\0' ? -1 : 0;
+}
+
+/* Is the variable pid_name unset or our pid (LISTEN_PID, WATCHDOG_PID)? */
+static int
+service_env_for_us(const char *pid_name, int must_be_set)
+{
+	unsigned long long pid;
+
+	if (getenv(pid_name) == NULL)
+		return !must_be_set;
+	return service_env_ull(pid_name, &pid) == 0 &&
+	    pid == (unsigned long long)getpid();
+}
+
+/* sd_listen_fds(1): the sockets passed from fd 3 on, made close-on-exec;
+ * the variables are removed. */
+static int
+service_sd_listen_fds(void)
+{
+	unsigned long long n = 0;
+	int fd, ok;
+
+	ok = service_env_for_us("LISTEN_PID", 1) &&
+	    service_env_ull("LISTEN_FDS", &n) == 0 && n <= 1024;
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	if (!ok)
+		return 0;
+	for (fd = SERVICE_LISTEN_FDS_START; fd < SERVICE_LISTEN_FDS_START +
+	    (int)n; fd++)
+		(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+	return (int)n;
+}
+
+/* sd_notify(0, text): one datagram to NOTIFY_SOCKET (a path, or an
+ * abstract name after '@').  1 sent, 0 no socket, -errno. */
+static int
+service_sd_notify(const char *text)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sun;
+	socklen_t len;
+	size_t n;
+	int fd, rc = 1;
+
+	if (path == NULL || (path[0] != '/' && path[0] != '@'))
+		return path == NULL ? 0 : -EAFNOSUPPORT;
+	if ((n = strlen(path)) >= sizeof(sun.sun_path))
+		return -EINVAL;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, n);
+	if (path[0] == '@')
+		sun.sun_path[0] = '\0';
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n +
+	    (path[0] == '/'));
+	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+		return -errno;
+	if (sendto(fd, text, strlen(text), MSG_NOSIGNAL,
+	    (struct sockaddr *)&sun, len) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+/* sd_watchdog_enabled(0, &usec): 1 with *usec when WATCHDOG_USEC is set
+ * (and WATCHDOG_PID, if set, is ours), else 0. */
+static int
+service_sd_watchdog_enabled(uint64_t *usec)
+{
+	unsigned long long v;
+
+	if (service_env_ull("WATCHDOG_USEC", &v) != 0 || v == 0 ||
+	    !service_env_for_us("WATCHDOG_PID", 0))
+		return 0;
+	*usec = v;
+	return 1;
+}
+
 int
 service_listen_fds(int max)
 {
 	int n;
 
-	n = sd_listen_fds(1);
+	n = service_sd_listen_fds();
 	if (n <= 0)
 		return 0;
 	return n > max ? max : n;
@@ -53,7 +154,7 @@ service_send(struct service *sv, const char *text)
 
 	if (!sv->active)
 		return;
-	rc = sd_notify(0, text);
+	rc = service_sd_notify(text);
 	if (rc < 0 && !sv->warned) {
 		sv->warned = 1;
 		log_debug("service: sd_notify failed: %s", strerror(-rc));
@@ -137,7 +238,7 @@ service_new(struct event_base *base, service_status_fn status, void *arg)
 	sv->active = getenv("NOTIFY_SOCKET") != NULL;
 	if (!sv->active)
 		return sv;
-	if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+	if (service_sd_watchdog_enabled(&usec) > 0 && usec > 0) {
 		sv->watchdog_ev = service_timer(sv, usec / 2,
 		    service_on_watchdog);
 		log_info("service: watchdog every %llums",
