@@ -833,13 +833,17 @@ spool_pool_main(void *arg)
 static void
 spool_pool_run(struct spool_pool *pl, const int *fds, int *rcs, size_t n)
 {
+	size_t i;
+
 	pthread_mutex_lock(&pl->mu);
 	pl->fds = fds;
 	pl->rcs = rcs;
 	pl->n = n;
 	pl->next = 0;
-	if (n > 1)
-		pthread_cond_broadcast(&pl->go);
+	/* Wake only the helpers the batch can use: each wake-up is a
+	 * context switch. */
+	for (i = 1; i < n && i <= pl->n_tids; i++)
+		pthread_cond_signal(&pl->go);
 	spool_pool_take(pl);
 	while (pl->busy > 0)
 		pthread_cond_wait(&pl->idle, &pl->mu);
