@@ -108,6 +108,7 @@ struct control {
 	struct control_client	*clients;	/* doubly linked */
 	size_t			 n_clients;
 	struct spool		*sp;	/* for submit; NULL: unavailable */
+	int			 sp_shared;	/* sp is the daemon's */
 	struct event		*group_ev;	/* commits pending submits */
 	struct event		*spool_ev;	/* sp's commits are done */
 	size_t			 n_pending;
@@ -717,6 +718,21 @@ control_admit(struct control *c, long uid, uint64_t incoming,
 }
 
 void
+control_share_spool(struct control *c, struct spool *sp)
+{
+	if (c == NULL || sp == NULL)
+		return;
+	if (c->spool_ev != NULL) {
+		event_free(c->spool_ev);
+		c->spool_ev = NULL;
+	}
+	if (!c->sp_shared)
+		spool_close(c->sp);	/* nothing is in flight yet */
+	c->sp = sp;
+	c->sp_shared = 1;
+}
+
+void
 control_set_guards(struct control *c, const struct quota *q,
     uint64_t min_free_space)
 {
@@ -1234,8 +1250,9 @@ control_free(struct control *c)
 
 	if (c == NULL)
 		return;
-	/* Commits in flight are finished and answered first. */
-	if (c->sp != NULL)
+	/* Commits in flight are finished and answered first (a shared
+	 * spool's owner has done it already). */
+	if (c->sp != NULL && !c->sp_shared)
 		spool_async_stop(c->sp);
 	/* control_client_free() unlinks the head, so this ends; the
 	 * analyzer does not follow the list update. */
@@ -1246,7 +1263,8 @@ control_free(struct control *c)
 		event_free(c->group_ev);
 	if (c->spool_ev != NULL)
 		event_free(c->spool_ev);
-	spool_close(c->sp);
+	if (!c->sp_shared)
+		spool_close(c->sp);
 	evconnlistener_free(c->listener);
 	/* Remove the file only if it is still ours (not a successor's). */
 	if (lstat(c->path, &st) == 0 && S_ISSOCK(st.st_mode) &&

@@ -393,6 +393,7 @@ main(int argc, char **argv)
 		control_set_rights(ctl, rights);
 		rights = NULL;
 	}
+	control_share_spool(ctl, sp);
 	control_set_guards(ctl, &quota, cfg->min_free_space);
 	log_info("started: config=%s spool=%s smarthosts=%zu", config_path,
 	    cfg->spool_dir, cfg->n_smarthosts);
