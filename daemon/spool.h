@@ -294,7 +294,10 @@ int	spool_remove(struct spool *sp, const char *id, struct sq_err *err);
 int	spool_remove_unsynced(struct spool *sp, const char *id,
 	    struct sq_err *err);
 /* fsync queue/ when a removal since the last one left it unsynced:
- * 1 synced, 0 nothing to do, -errno with err. */
+ * 1 synced, 0 nothing to do, -errno with err.  Once spool_async_start()
+ * ran, spool_remove_unsynced() hands the unlinks to a removal thread,
+ * which fsyncs queue/ once per batch itself (failures logged there), and
+ * this returns 1 at once. */
 int	spool_sync_removals(struct spool *sp, struct sq_err *err);
 
 /*
