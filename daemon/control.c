@@ -112,7 +112,9 @@ struct control {
 	struct control_client	*clients;	/* doubly linked */
 	size_t			 n_clients;
 	struct spool		*sp;	/* for submit; NULL: unavailable */
+	int			 sp_shared;	/* sp is the daemon's */
 	struct event		*group_ev;	/* commits pending submits */
+	struct event		*spool_ev;	/* sp's commits are done */
 	size_t			 n_pending;
 	uint64_t		 max_size;	/* of a submitted message */
 	size_t			 max_rcpts;	/* 0: no limit */
@@ -144,6 +146,8 @@ struct control_client {
 	long			 peer_uid;	/* = facts.uid */
 	long			 peer_pid;	/* -1 unknown */
 	struct control_facts	 facts;		/* from accept on */
+	int			 committing;	/* on sp's commit thread */
+	int			 gone;		/* freed once committed */
 };
 
 /* One parsed request. */
@@ -776,6 +780,12 @@ control_client_free(struct control_client *cl)
 {
 	struct control *c = cl->c;
 
+	if (cl->committing) {
+		/* The commit thread holds its message: freed when done. */
+		cl->gone = 1;
+		bufferevent_disable(cl->bev, EV_READ | EV_WRITE);
+		return;
+	}
 	if (cl->prev != NULL)
 		cl->prev->next = cl->next;
 	else
@@ -841,9 +851,10 @@ control_answer(struct control_client *cl, struct buf *out)
  * arrival time from the kernel and its clock, and parks the client at
  * "end" until the group event runs: a zero timeout armed by the first
  * parked client, so every submit complete by the next turn of the loop
- * (those that came in while the previous group was syncing included)
- * joins one spool_commit_group().  Each client is answered "ok ID" once
- * its message is durable in queue/, or "error: CODE REASON"; the
+ * goes to the spool's commit thread together (spool_commit_async), which
+ * groups it with every other submit waiting.  Each client is answered
+ * "ok ID" once its message is durable in queue/, or "error: CODE
+ * REASON"; the
  * scheduler's watch on queue/ finds the message.  A client that goes
  * away before "end" has its writer aborted: nothing is left in tmp/.
  */
@@ -885,47 +896,20 @@ control_submit_fail(struct control_client *cl, const char *code,
 	buf_fini(&out);
 }
 
+/* sp's commit thread is done with cl's message: answer. */
 static void
-control_on_group(evutil_socket_t fd, short what, void *arg)
+control_on_committed(void *arg, int rc, const struct sq_err *err)
 {
-	struct control *c = arg;
-	struct control_client *cl, **members;
-	struct spool_writer **ws;
-	struct envelope **envs;
-	struct sq_err *errs;
+	struct control_client *cl = arg;
+	struct control *c = cl->c;
 	struct buf out;
-	int *results;
-	size_t n = 0, i;
 	char *line;
 
-	(void)fd;
-	(void)what;
-	if (c->n_pending == 0)
-		return;
-	/* NOLINTNEXTLINE(bugprone-sizeof-expression): array of pointers */
-	members = xcalloc(c->n_pending, sizeof(*members));
-	for (cl = c->clients; cl != NULL && n < c->n_pending; cl = cl->next)
-		if (cl->state == CONTROL_PENDING)
-			members[n++] = cl;
-	/* NOLINTNEXTLINE(bugprone-sizeof-expression): array of pointers */
-	ws = xcalloc(n, sizeof(*ws));
-	/* NOLINTNEXTLINE(bugprone-sizeof-expression): array of pointers */
-	envs = xcalloc(n, sizeof(*envs));
-	errs = xcalloc(n, sizeof(*errs));
-	results = xcalloc(n, sizeof(*results));
-	for (i = 0; i < n; i++) {
-		ws[i] = members[i]->w;
-		members[i]->w = NULL;	/* the group commit frees it */
-		envs[i] = members[i]->env;
-	}
-	spool_commit_group(ws, envs, n, results, errs);
-	for (i = 0; i < n; i++) {
-		cl = members[i];
-		if (results[i] != 0) {
-			control_submit_fail(cl, "4.3.0", "%s (message not "
-			    "queued)", errs[i].msg);
-			continue;
-		}
+	cl->committing = 0;
+	if (rc != 0) {
+		control_submit_fail(cl, "4.3.0", "%s (message not queued)",
+		    err->msg);
+	} else {
 		log_info("control command=submit msgid=%s uid=%ld from=<%s> "
 		    "nrcpt=%zu size=%llu result=ok", cl->env->id,
 		    cl->facts.uid, cl->env->sender, cl->env->n_rcpts,
@@ -939,11 +923,39 @@ control_on_group(evutil_socket_t fd, short what, void *arg)
 		buf_fini(&out);
 		free(line);
 	}
-	free(members);
-	free(ws);
-	free(envs);
-	free(errs);
-	free(results);
+	if (cl->gone)
+		control_client_free(cl);
+}
+
+/* Every submit complete by this turn of the loop goes to sp's commit
+ * thread, which groups it with whatever else is waiting. */
+static void
+control_on_group(evutil_socket_t fd, short what, void *arg)
+{
+	struct control *c = arg;
+	struct control_client *cl;
+	struct spool_writer *w;
+
+	(void)fd;
+	(void)what;
+	for (cl = c->clients; cl != NULL; cl = cl->next) {
+		if (cl->state != CONTROL_PENDING || cl->committing)
+			continue;
+		w = cl->w;
+		cl->w = NULL;	/* the commit frees it */
+		cl->committing = 1;
+		spool_commit_async(w, cl->env, control_on_committed, cl);
+	}
+}
+
+static void
+control_on_spool(evutil_socket_t fd, short what, void *arg)
+{
+	struct control *c = arg;
+
+	(void)fd;
+	(void)what;
+	spool_async_dispatch(c->sp);
 }
 
 int
@@ -960,6 +972,21 @@ control_admit(struct control *c, long uid, uint64_t incoming,
 		if (cl->state == CONTROL_PENDING && cl->facts.uid == uid)
 			pending++;
 	return quota_admit(&c->quota, uid, pending, 0, incoming, err);
+}
+
+void
+control_share_spool(struct control *c, struct spool *sp)
+{
+	if (c == NULL || sp == NULL)
+		return;
+	if (c->spool_ev != NULL) {
+		event_free(c->spool_ev);
+		c->spool_ev = NULL;
+	}
+	if (!c->sp_shared)
+		spool_close(c->sp);	/* nothing is in flight yet */
+	c->sp = sp;
+	c->sp_shared = 1;
 }
 
 void
@@ -1451,6 +1478,14 @@ control_new(struct event_base *base, const char *path,
 	if (spool_open(spool_dir, 0, &c->sp, &serr) != 0) {
 		c->sp = NULL;
 		log_warn("control: submit unavailable: %s", serr.msg);
+	} else if ((fd = spool_async_start(c->sp, &serr)) < 0 ||
+	    (c->spool_ev = event_new(base, fd, EV_READ | EV_PERSIST,
+	    control_on_spool, c)) == NULL || event_add(c->spool_ev, NULL) !=
+	    0) {
+		log_warn("control: submit unavailable: %s", fd < 0 ?
+		    serr.msg : "no event for the commit thread");
+		spool_close(c->sp);
+		c->sp = NULL;
 	}
 	log_info("control socket=%s mode=0666", c->path);
 	*out = c;
@@ -1472,6 +1507,10 @@ control_free(struct control *c)
 
 	if (c == NULL)
 		return;
+	/* Commits in flight are finished and answered first (a shared
+	 * spool's owner has done it already). */
+	if (c->sp != NULL && !c->sp_shared)
+		spool_async_stop(c->sp);
 	/* control_client_free() unlinks the head, so this ends; the
 	 * analyzer does not follow the list update. */
 	while (c->clients != NULL)
@@ -1479,7 +1518,10 @@ control_free(struct control *c)
 		control_client_free(c->clients);
 	if (c->group_ev != NULL)
 		event_free(c->group_ev);
-	spool_close(c->sp);
+	if (c->spool_ev != NULL)
+		event_free(c->spool_ev);
+	if (!c->sp_shared)
+		spool_close(c->sp);
 	evconnlistener_free(c->listener);
 	/* Remove the file only if it is still ours (not a successor's). */
 	if (lstat(c->path, &st) == 0 && S_ISSOCK(st.st_mode) &&

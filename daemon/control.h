@@ -205,6 +205,15 @@ void	control_set_rights(struct control *c, struct control_rights *rights);
 int	control_admit(struct control *c, long uid, uint64_t incoming,
 	    struct sq_err *err);
 
+/* Submit into sp, the daemon's own spool (its commit thread started with
+ * spool_async_start() and dispatched by its owner), instead of a spool of
+ * the control socket's own: sendq's messages join the listener's commit
+ * groups, and one commit thread serves both.  The owner stops sp's
+ * commits (spool_async_stop) before control_free() and closes sp after.
+ * Call before the loop runs. */
+struct spool;
+void	control_share_spool(struct control *c, struct spool *sp);
+
 /* The guards control_admit() applies: the per-uid limits and the way to
  * the queue index's counts (q, copied; after each committed submit
  * quota_queued() tells the index) and the free-space reserve of the

@@ -15,12 +15,14 @@
  * a session that waits (commit, full output) simply stops reading.
  *
  * Commit: a session whose message is complete goes on in->commit_list and
- * in->commit_ev is made active; its callback runs after the current turn
- * of the loop, so every message that completed in the same turn shares
- * one spool_commit_group() (one batch of fdatasyncs, one fsync of queue/).  Only then
- * is the 250 written.  A client that disconnects while its message waits
- * for commit is closed after the commit (the message is queued: delivery
- * is at least once).
+ * in->commit_ev is made active; its callback hands every message that
+ * completed in the same turn to the spool's commit thread
+ * (spool_commit_async), which groups it with all others waiting (one
+ * batch of fdatasyncs, one fsync of queue/) off the loop.  Only when the
+ * thread reports the message durable is the 250 written; meanwhile the
+ * loop serves the other sessions.  A client that disconnects while its
+ * message waits for commit is closed after the commit (the message is
+ * queued: delivery is at least once).
  *
  * Nothing is freed inside its own callback: a finished session is put on
  * in->reap_list and freed by in->reap_ev's callback.
@@ -92,6 +94,7 @@ struct intake_session {
 	uint64_t		 progress;	/* intake_proto_progress() when
 						 * the timer was last armed */
 	struct spool_writer	*w;
+	struct envelope		*env;	/* being committed */
 	struct msgfix_scan	 scan;	/* the wire rules, msgfix.h */
 	struct msgfix_added	 added;	/* Date, Message-ID if missing */
 	char			 date[64];
@@ -241,8 +244,8 @@ intake_session_admit(struct intake_session *s, uint64_t size, int written)
 	int rc;
 
 	if ((rc = spool_space_ok(in->sp, written ? 0 : size, &err)) == 0) {
-		for (o = in->commit_list; o != NULL; o = o->commit_next)
-			if (o != s && o->uid == s->uid) {
+		for (o = in->sessions; o != NULL; o = o->next)
+			if (o != s && o->committing && o->uid == s->uid) {
 				msgs++;
 				bytes += intake_proto_msg_size(o->proto);
 			}
@@ -561,107 +564,101 @@ intake_dsn_params(struct envelope *env, const struct intake_proto_txn *t)
 	}
 }
 
+/* The envelope of s's message, from its transaction. */
+static struct envelope *
+intake_session_envelope(struct intake_session *s)
+{
+	const struct intake_proto_txn *t = intake_proto_txn(s->proto);
+	struct envelope *env = envelope_new();
+	size_t j;
+
+	envelope_set_sender(env, t->sender);
+	for (j = 0; j < t->n_rcpts; j++)
+		envelope_add_rcpt(env, t->rcpts[j].addr);
+	intake_dsn_params(env, t);
+	/* Aliases and sender masquerading, as for sendq (DSN parameters
+	 * stay with their recipient's address). */
+	rewrite_envelope(&s->in->rw, env);
+	env->created = (int64_t)time(NULL);
+	env->uid = s->uid;
+	return env;
+}
+
+static void
+intake_log_queued(struct intake_session *s, const struct envelope *env)
+{
+	const struct intake_proto_txn *t = intake_proto_txn(s->proto);
+	char from[600];
+
+	sq_printable(from, sizeof(from), t->sender, strlen(t->sender));
+	log_info("intake msgid=%s client=%s uid=%ld from=<%s> nrcpt=%zu "
+	    "size=%llu", env->id, s->client, s->uid, from, t->n_rcpts,
+	    (unsigned long long)intake_proto_msg_size(s->proto));
+	if (env->ret != ENVELOPE_RET_NONE || env->envid != NULL ||
+	    env->n_rcpt_dsn > 0) {
+		char envid[INTAKE_PROTO_ENVID_MAX + 1];
+
+		sq_printable(envid, sizeof(envid), t->envid ? t->envid : "",
+		    t->envid ? strlen(t->envid) : 0);
+		log_debug("intake dsn msgid=%s ret=%s envid=%s", env->id,
+		    env->ret == ENVELOPE_RET_FULL ? "FULL" :
+		    env->ret == ENVELOPE_RET_HDRS ? "HDRS" : "-", envid);
+	}
+}
+
+/* The spool's commit thread is done with s's message (spool.h): only
+ * now, its data and name durable, is the client answered. */
+static void
+intake_on_committed(void *arg, int rc, const struct sq_err *err)
+{
+	struct intake_session *s = arg;
+	struct intake *in = s->in;
+	struct envelope *env = s->env;
+
+	s->env = NULL;
+	if (rc == 0) {
+		intake_log_queued(s, env);
+		metrics_count_accepted(METRICS_PATH_SMTP);
+		intake_proto_data_done(s->proto, INTAKE_PROTO_QUEUED,
+		    env->id);
+		quota_queued(&in->quota, env->id);
+	} else {
+		intake_session_fail_log(s, rc, err->msg);
+		intake_proto_data_done(s->proto, intake_nospace(rc) ?
+		    INTAKE_PROTO_NOSPACE : INTAKE_PROTO_TEMPFAIL, NULL);
+	}
+	envelope_free(env);
+	s->committing = 0;
+	if (s->gone)
+		intake_session_kill(s);
+	else {
+		intake_session_arm(s);
+		intake_session_run(s);
+	}
+}
+
+/* Every message completed in this loop turn goes to the spool's commit
+ * thread, which groups it with whatever else is waiting. */
 static void
 intake_on_commit(evutil_socket_t fd, short what, void *arg)
 {
 	struct intake *in = arg;
-	struct intake_session *s, *list, **batch;
-	struct spool_writer **ws;
-	struct envelope **envs;
-	struct sq_err *errs;
-	const struct intake_proto_txn *t;
-	int *results;
-	size_t n = 0, i, j;
+	struct intake_session *s, *list;
+	struct spool_writer *w;
 
 	(void)fd;
 	(void)what;
 	list = in->commit_list;
 	in->commit_list = NULL;
 	in->commit_tail = &in->commit_list;
-	for (s = list; s != NULL; s = s->commit_next)
-		n++;
-	if (n == 0)
-		return;
-	/* Arrays of pointers (sizeof a pointer is meant). */
-	/* NOLINTNEXTLINE(bugprone-sizeof-expression) */
-	batch = xcalloc(n, sizeof(*batch));
-	/* NOLINTNEXTLINE(bugprone-sizeof-expression) */
-	ws = xcalloc(n, sizeof(*ws));
-	/* NOLINTNEXTLINE(bugprone-sizeof-expression) */
-	envs = xcalloc(n, sizeof(*envs));
-	errs = xcalloc(n, sizeof(*errs));
-	results = xcalloc(n, sizeof(*results));
-	for (i = 0, s = list; s != NULL; s = s->commit_next, i++) {
-		batch[i] = s;
-		ws[i] = s->w;
+	while ((s = list) != NULL) {
+		list = s->commit_next;
+		s->commit_next = NULL;
+		w = s->w;
 		s->w = NULL;
-		t = intake_proto_txn(s->proto);
-		envs[i] = envelope_new();
-		envelope_set_sender(envs[i], t->sender);
-		for (j = 0; j < t->n_rcpts; j++)
-			envelope_add_rcpt(envs[i], t->rcpts[j].addr);
-		intake_dsn_params(envs[i], t);
-		/* Aliases and sender masquerading, as for sendq (DSN
-		 * parameters stay with their recipient's address). */
-		rewrite_envelope(&in->rw, envs[i]);
-		envs[i]->created = (int64_t)time(NULL);
-		envs[i]->uid = s->uid;
+		s->env = intake_session_envelope(s);
+		spool_commit_async(w, s->env, intake_on_committed, s);
 	}
-	spool_commit_group(ws, envs, n, results, errs);
-	for (i = 0; i < n; i++) {
-		s = batch[i];
-		t = intake_proto_txn(s->proto);
-		if (results[i] == 0) {
-			char from[600];
-
-			sq_printable(from, sizeof(from), t->sender,
-			    strlen(t->sender));
-			log_info("intake msgid=%s client=%s uid=%ld from=<%s> "
-			    "nrcpt=%zu size=%llu", envs[i]->id, s->client,
-			    s->uid, from, t->n_rcpts, (unsigned long long)
-			    intake_proto_msg_size(s->proto));
-			metrics_count_accepted(METRICS_PATH_SMTP);
-			if (envs[i]->ret != ENVELOPE_RET_NONE ||
-			    envs[i]->envid != NULL ||
-			    envs[i]->n_rcpt_dsn > 0) {
-				char envid[INTAKE_PROTO_ENVID_MAX + 1];
-
-				sq_printable(envid, sizeof(envid),
-				    t->envid ? t->envid : "",
-				    t->envid ? strlen(t->envid) : 0);
-				log_debug("intake dsn msgid=%s ret=%s "
-				    "envid=%s", envs[i]->id, envs[i]->ret ==
-				    ENVELOPE_RET_FULL ? "FULL" :
-				    envs[i]->ret == ENVELOPE_RET_HDRS ?
-				    "HDRS" : "-", envid);
-			}
-			intake_proto_data_done(s->proto, INTAKE_PROTO_QUEUED,
-			    envs[i]->id);
-			quota_queued(&in->quota, envs[i]->id);
-		} else {
-			intake_session_fail_log(s, results[i], errs[i].msg);
-			intake_proto_data_done(s->proto,
-			    intake_nospace(results[i]) ?
-			    INTAKE_PROTO_NOSPACE : INTAKE_PROTO_TEMPFAIL,
-			    NULL);
-		}
-		envelope_free(envs[i]);
-		s->committing = 0;
-	}
-	for (i = 0; i < n; i++) {
-		s = batch[i];
-		if (s->gone)
-			intake_session_kill(s);
-		else {
-			intake_session_arm(s);
-			intake_session_run(s);
-		}
-	}
-	free(batch);
-	free(ws);
-	free(envs);
-	free(errs);
-	free(results);
 }
 
 /* ---------------------------------------------------------------- accept */

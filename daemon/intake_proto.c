@@ -844,6 +844,17 @@ intake_proto_data_end(struct intake_proto *p)
 	intake_proto_push(p, INTAKE_PROTO_EV_END, NULL, 0);
 }
 
+/* How many of the n octets at s come before a CR or LF. */
+static size_t
+intake_proto_line_run(const char *s, size_t n)
+{
+	const char *lf = memchr(s, '\n', n);
+	const char *cr = memchr(s, '\r', lf != NULL ? (size_t)(lf - s) : n);
+
+	return cr != NULL ? (size_t)(cr - s) : lf != NULL ?
+	    (size_t)(lf - s) : n;
+}
+
 /* Message bytes; returns how many were taken.  Stops when the chunk
  * buffer is full or an event was queued. */
 static size_t
@@ -915,9 +926,8 @@ intake_proto_feed_data(struct intake_proto *p, const char *s, size_t len)
 				i++;
 				continue;
 			}
-			for (run = 0; i + run < len && run < room; run++)
-				if (s[i + run] == '\r' || s[i + run] == '\n')
-					break;
+			run = intake_proto_line_run(s + i, len - i < room ?
+			    len - i : room);
 			intake_proto_put(p, s + i, run, run);
 			i += run;
 			continue;

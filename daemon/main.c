@@ -108,7 +108,18 @@ struct main_state {
 	size_t			 n_reloaded;
 	int			 debug;		/* -d: log_level stays debug */
 	int			 stopping;
+	struct event		*spool_ev;	/* the commit thread's
+						 * eventfd */
 };
+
+/* The spool's commit thread finished a group: answer its members. */
+static void
+main_on_spool(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	spool_async_dispatch(arg);
+}
 
 static void
 main_status(void *arg, char *buf, size_t len)
@@ -371,6 +382,7 @@ main_start_core(struct main_state *st, const struct config *cfg,
     const char *ehlo_name, struct spool **sp, struct evdns_base **dns)
 {
 	struct sq_err err = { 0 };
+	int fd;
 
 	if (spool_open(cfg->spool_dir, 1, sp, &err) != 0) {
 		log_err("cannot open the spool: %s", err.msg);
@@ -380,6 +392,15 @@ main_start_core(struct main_state *st, const struct config *cfg,
 		log_warn("spool: %s", err.msg);
 	if ((st->base = event_base_new()) == NULL) {
 		log_err("cannot create the event loop");
+		return EX_OSERR;
+	}
+	/* Group commits on the spool's commit thread, answered here. */
+	if ((fd = spool_async_start(*sp, &err)) < 0 ||
+	    (st->spool_ev = event_new(st->base, fd, EV_READ | EV_PERSIST,
+	    main_on_spool, *sp)) == NULL ||
+	    event_add(st->spool_ev, NULL) != 0) {
+		log_err("cannot start the spool's commit thread: %s",
+		    fd < 0 ? err.msg : "event");
 		return EX_OSERR;
 	}
 	if ((*dns = main_resolver(st->base)) == NULL) {
@@ -454,6 +475,7 @@ main_start_inputs(struct main_state *st, struct spool *sp,
 		control_set_rights(*ctl, *rights);
 		*rights = NULL;
 	}
+	control_share_spool(*ctl, sp);
 	control_set_guards(*ctl, quota, cfg->min_free_space);
 	return 0;
 }
@@ -528,6 +550,12 @@ main(int argc, char **argv)
 	log_info("stopped");
 	status = 0;
 out:
+	/* Commits in flight are finished and answered before their
+	 * submitters go away. */
+	if (sp != NULL)
+		spool_async_stop(sp);
+	if (st.spool_ev != NULL)
+		event_free(st.spool_ev);
 	metrics_http_free(metrics);
 	metrics_reset();
 	intake_free(st.intake);

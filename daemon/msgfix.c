@@ -292,6 +292,42 @@ msgfix_header_byte(struct msgfix_scan *s, unsigned char c, struct buf *out)
 	}
 }
 
+/*
+ * Body octets: what msgfix_count() does octet by octet, a line at a time.
+ * The first octet of a run of line octets goes through msgfix_count()
+ * (the CR/LF pairing, the first line break); the rest of the run only
+ * adds to the column, and may hold a NUL (looked for only when the chunk
+ * has one) or an 8-bit octet (or-ed together).
+ */
+static void
+msgfix_body_run(struct msgfix_scan *s, const unsigned char *p, size_t len)
+{
+	const unsigned char *end = p + len, *q, *cr, *lf;
+	int nul = memchr(p, '\0', len) != NULL;
+	unsigned char any8 = 0;
+
+	while (p < end) {
+		if (*p == '\r' || *p == '\n') {
+			msgfix_count(s, *p++);
+			continue;
+		}
+		lf = memchr(p, '\n', (size_t)(end - p));
+		cr = memchr(p, '\r', (size_t)((lf != NULL ? lf : end) - p));
+		q = cr != NULL ? cr : lf != NULL ? lf : end;
+		msgfix_count(s, *p);
+		s->col += (size_t)(q - p) - 1;
+		if (nul && s->nul_line == 0 && memchr(p, '\0',
+		    (size_t)(q - p)) != NULL)
+			s->nul_line = s->line;
+		if (s->col > MSGFIX_LINE_MAX && s->body_long_line == 0)
+			s->body_long_line = s->line;
+		for (; p < q; p++)
+			any8 |= *p;
+	}
+	if (any8 & 0x80)
+		s->body_8bit = 1;
+}
+
 int
 msgfix_scan_feed(struct msgfix_scan *s, const void *data, size_t len,
     struct buf *out)
@@ -305,15 +341,7 @@ msgfix_scan_feed(struct msgfix_scan *s, const void *data, size_t len,
 			return rc;
 	}
 	start = i;
-	for (; i < len; i++) {
-		unsigned char c = p[i];
-
-		if (c >= 0x80)
-			s->body_8bit = 1;
-		if (msgfix_count(s, c) == 0 && s->col > MSGFIX_LINE_MAX &&
-		    s->body_long_line == 0)
-			s->body_long_line = s->line;
-	}
+	msgfix_body_run(s, p + start, len - start);
 	return msgfix_put(out, p + start, len - start);
 }
 

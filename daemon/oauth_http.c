@@ -12,6 +12,7 @@
  * request).  The easy handle is set up once, in oauth_http_easy(), for
  * both the asynchronous and the blocking path.
  */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,82 @@
 #include "oauth.h"
 #include "oauth_http.h"
 #include "util.h"
+
+/*
+ * libcurl is loaded when the first OAuth client is made (dlopen), not
+ * linked: its dependencies (OpenSSL's libcrypto, Kerberos, LDAP, SSH,
+ * ...) cost every sendqd about 3 MiB of memory and its start-up time, and
+ * most installations have no OAuth relay.
+ */
+#define OAUTH_HTTP_CURL_SONAME	"libcurl-gnutls.so.4"	/* Debian's */
+#define OAUTH_HTTP_CURL_SONAME2	"libcurl.so.4"
+
+static struct {
+	char		*(*easy_escape)(CURL *, const char *, int);
+	void		 (*free)(void *);
+	CURLcode	 (*easy_setopt)(CURL *, CURLoption, ...);
+	CURL		*(*easy_init)(void);
+	void		 (*easy_cleanup)(CURL *);
+	CURLcode	 (*easy_getinfo)(CURL *, CURLINFO, ...);
+	const char	*(*easy_strerror)(CURLcode);
+	CURLcode	 (*easy_perform)(CURL *);
+	CURLcode	 (*global_init)(long);
+	CURLMsg		*(*multi_info_read)(CURLM *, int *);
+	CURLMcode	 (*multi_remove_handle)(CURLM *, CURL *);
+	CURLMcode	 (*multi_add_handle)(CURLM *, CURL *);
+	CURLMcode	 (*multi_socket_action)(CURLM *, curl_socket_t, int,
+			    int *);
+	CURLMcode	 (*multi_assign)(CURLM *, curl_socket_t, void *);
+	CURLM		*(*multi_init)(void);
+	CURLMcode	 (*multi_setopt)(CURLM *, CURLMoption, ...);
+	CURLMcode	 (*multi_cleanup)(CURLM *);
+} oc;
+
+#define OAUTH_HTTP_SYM(name)	{ "curl_" #name, (void **)&oc.name }
+
+/* Load libcurl and its functions; fatal when missing (a relay needs
+ * it, and a half-loaded library must not be called). */
+static void
+oauth_http_load(void)
+{
+	static const struct {
+		const char	*name;
+		void		**fn;
+	} syms[] = {
+		OAUTH_HTTP_SYM(easy_escape),
+		OAUTH_HTTP_SYM(free),
+		OAUTH_HTTP_SYM(easy_setopt),
+		OAUTH_HTTP_SYM(easy_init),
+		OAUTH_HTTP_SYM(easy_cleanup),
+		OAUTH_HTTP_SYM(easy_getinfo),
+		OAUTH_HTTP_SYM(easy_strerror),
+		OAUTH_HTTP_SYM(easy_perform),
+		OAUTH_HTTP_SYM(global_init),
+		OAUTH_HTTP_SYM(multi_info_read),
+		OAUTH_HTTP_SYM(multi_remove_handle),
+		OAUTH_HTTP_SYM(multi_add_handle),
+		OAUTH_HTTP_SYM(multi_socket_action),
+		OAUTH_HTTP_SYM(multi_assign),
+		OAUTH_HTTP_SYM(multi_init),
+		OAUTH_HTTP_SYM(multi_setopt),
+		OAUTH_HTTP_SYM(multi_cleanup),
+	};
+	void *lib;
+	size_t i;
+
+	if ((lib = dlopen(OAUTH_HTTP_CURL_SONAME, RTLD_NOW | RTLD_LOCAL)) ==
+	    NULL && (lib = dlopen(OAUTH_HTTP_CURL_SONAME2, RTLD_NOW |
+	    RTLD_LOCAL)) == NULL)
+		log_fatalx("oauth_http: cannot load %s (needed for OAuth "
+		    "relays): %s", OAUTH_HTTP_CURL_SONAME, dlerror());
+	for (i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
+		/* POSIX: a function pointer through void * (dlsym). */
+		*syms[i].fn = dlsym(lib, syms[i].name);
+		if (*syms[i].fn == NULL)
+			log_fatalx("oauth_http: %s: no %s",
+			    OAUTH_HTTP_CURL_SONAME, syms[i].name);
+	}
+}
 
 struct oauth_http {
 	struct event_base	*base;
@@ -79,8 +156,8 @@ oauth_http_form(CURL *easy, const char *const *form)
 
 	for (i = 0; form != NULL && form[i] != NULL && form[i + 1] != NULL;
 	    i += 2) {
-		k = curl_easy_escape(easy, form[i], 0);
-		v = curl_easy_escape(easy, form[i + 1], 0);
+		k = oc.easy_escape(easy, form[i], 0);
+		v = oc.easy_escape(easy, form[i + 1], 0);
 		if (k == NULL || v == NULL)
 			log_fatalx("oauth_http: curl_easy_escape failed");
 		n = xasprintf("%s%s%s=%s", out, out[0] != '\0' ? "&" : "", k,
@@ -88,8 +165,8 @@ oauth_http_form(CURL *easy, const char *const *form)
 		explicit_bzero(out, strlen(out));
 		free(out);
 		explicit_bzero(v, strlen(v));
-		curl_free(k);
-		curl_free(v);
+		oc.free(k);
+		oc.free(v);
 		out = n;
 	}
 	return out;
@@ -101,21 +178,21 @@ oauth_http_easy(struct oauth_http_req *q, const char *ca_file)
 {
 	CURL *e = q->easy;
 
-	curl_easy_setopt(e, CURLOPT_URL, q->url);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	oc.easy_setopt(e, CURLOPT_URL, q->url);
+	oc.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
+	oc.easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	oc.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	oc.easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+	oc.easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
 	if (ca_file != NULL)
-		curl_easy_setopt(e, CURLOPT_CAINFO, ca_file);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT, (long)q->timeout_s);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "sendq/" SENDQ_VERSION);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, q->fields);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, oauth_http_on_data);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, q);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, q->errbuf);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, q);
+		oc.easy_setopt(e, CURLOPT_CAINFO, ca_file);
+	oc.easy_setopt(e, CURLOPT_TIMEOUT, (long)q->timeout_s);
+	oc.easy_setopt(e, CURLOPT_USERAGENT, "sendq/" SENDQ_VERSION);
+	oc.easy_setopt(e, CURLOPT_POSTFIELDS, q->fields);
+	oc.easy_setopt(e, CURLOPT_WRITEFUNCTION, oauth_http_on_data);
+	oc.easy_setopt(e, CURLOPT_WRITEDATA, q);
+	oc.easy_setopt(e, CURLOPT_ERRORBUFFER, q->errbuf);
+	oc.easy_setopt(e, CURLOPT_PRIVATE, q);
 }
 
 static struct oauth_http_req *
@@ -125,7 +202,7 @@ oauth_http_req_new(const char *url, const char *const *form,
 	struct oauth_http_req *q;
 
 	q = xcalloc(1, sizeof(*q));
-	if ((q->easy = curl_easy_init()) == NULL)
+	if ((q->easy = oc.easy_init()) == NULL)
 		log_fatalx("oauth_http: curl_easy_init failed");
 	q->url = xstrdup(url);
 	q->fields = oauth_http_form(q->easy, form);
@@ -136,7 +213,7 @@ oauth_http_req_new(const char *url, const char *const *form,
 static void
 oauth_http_req_free(struct oauth_http_req *q)
 {
-	curl_easy_cleanup(q->easy);
+	oc.easy_cleanup(q->easy);
 	free(q->url);
 	if (q->fields != NULL) {
 		explicit_bzero(q->fields, strlen(q->fields));
@@ -155,7 +232,7 @@ oauth_http_result(struct oauth_http_req *q, CURLcode rc,
     struct oauth_http_result *r)
 {
 	memset(r, 0, sizeof(*r));
-	curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &r->status);
+	oc.easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &r->status);
 	r->body = q->body != NULL ? q->body : "";
 	r->len = q->len;
 	r->transport_ok = rc == CURLE_OK;
@@ -169,7 +246,7 @@ oauth_http_result(struct oauth_http_req *q, CURLcode rc,
 	else if (rc != CURLE_OK)
 		snprintf(r->error, sizeof(r->error), "token endpoint %s: %s",
 		    q->url, q->errbuf[0] != '\0' ? q->errbuf :
-		    curl_easy_strerror(rc));
+		    oc.easy_strerror(rc));
 }
 
 static void
@@ -193,14 +270,14 @@ oauth_http_check_done(struct oauth_http *h)
 	int left;
 	char *priv;
 
-	while ((msg = curl_multi_info_read(h->multi, &left)) != NULL) {
+	while ((msg = oc.multi_info_read(h->multi, &left)) != NULL) {
 		if (msg->msg != CURLMSG_DONE)
 			continue;
 		priv = NULL;
-		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+		oc.easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
 		q = (struct oauth_http_req *)(void *)priv;
 		oauth_http_result(q, msg->data.result, &r);
-		curl_multi_remove_handle(h->multi, q->easy);
+		oc.multi_remove_handle(h->multi, q->easy);
 		oauth_http_unlink(q);
 		q->cb(&r, q->arg);
 		oauth_http_req_free(q);
@@ -218,7 +295,7 @@ oauth_http_on_sock(evutil_socket_t fd, short what, void *arg)
 		flags |= CURL_CSELECT_IN;
 	if (what & EV_WRITE)
 		flags |= CURL_CSELECT_OUT;
-	curl_multi_socket_action(h->multi, fd, flags, &running);
+	oc.multi_socket_action(h->multi, fd, flags, &running);
 	oauth_http_check_done(h);
 }
 
@@ -230,7 +307,7 @@ oauth_http_on_timer(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	oc.multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	oauth_http_check_done(h);
 }
 
@@ -247,7 +324,7 @@ oauth_http_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
 		if (s != NULL) {
 			event_del(&s->ev);
 			free(s);
-			curl_multi_assign(h->multi, fd, NULL);
+			oc.multi_assign(h->multi, fd, NULL);
 		}
 		return 0;
 	}
@@ -255,7 +332,7 @@ oauth_http_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
 		s = xcalloc(1, sizeof(*s));
 		s->h = h;
 		s->fd = fd;
-		curl_multi_assign(h->multi, fd, s);
+		oc.multi_assign(h->multi, fd, s);
 	} else
 		event_del(&s->ev);
 	kind = EV_PERSIST;
@@ -292,7 +369,8 @@ oauth_http_global_init(void)
 
 	if (done)
 		return;
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+	oauth_http_load();
+	if (oc.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		log_fatalx("oauth_http: curl_global_init failed");
 	done = 1;
 }
@@ -305,15 +383,15 @@ oauth_http_new(struct event_base *base)
 	oauth_http_global_init();
 	h = xcalloc(1, sizeof(*h));
 	h->base = base;
-	if ((h->multi = curl_multi_init()) == NULL)
+	if ((h->multi = oc.multi_init()) == NULL)
 		log_fatalx("oauth_http: curl_multi_init failed");
 	evtimer_assign(&h->timer, base, oauth_http_on_timer, h);
-	curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION,
+	oc.multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION,
 	    oauth_http_socket_cb);
-	curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
-	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION,
+	oc.multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+	oc.multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION,
 	    oauth_http_timer_cb);
-	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+	oc.multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
 	return h;
 }
 
@@ -322,7 +400,7 @@ oauth_http_cancel(struct oauth_http_req *q)
 {
 	if (q == NULL)
 		return;
-	curl_multi_remove_handle(q->h->multi, q->easy);
+	oc.multi_remove_handle(q->h->multi, q->easy);
 	oauth_http_unlink(q);
 	oauth_http_req_free(q);
 }
@@ -337,7 +415,7 @@ oauth_http_free(struct oauth_http *h)
 	while (h->reqs != NULL)
 		/* NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
 		oauth_http_cancel(h->reqs);
-	curl_multi_cleanup(h->multi);
+	oc.multi_cleanup(h->multi);
 	evtimer_del(&h->timer);
 	free(h);
 }
@@ -357,7 +435,7 @@ oauth_http_post(struct oauth_http *h, const char *url,
 	q->next = h->reqs;
 	h->reqs = q;
 	/* libcurl arms the timer; the transfer starts from the loop. */
-	if (curl_multi_add_handle(h->multi, q->easy) != CURLM_OK)
+	if (oc.multi_add_handle(h->multi, q->easy) != CURLM_OK)
 		log_fatalx("oauth_http: curl_multi_add_handle failed");
 	return q;
 }
@@ -372,7 +450,7 @@ oauth_http_post_sync(const char *url, const char *const *form,
 	oauth_http_global_init();
 	q = oauth_http_req_new(url, form, timeout_s);
 	oauth_http_easy(q, ca_file);
-	rc = curl_easy_perform(q->easy);
+	rc = oc.easy_perform(q->easy);
 	oauth_http_result(q, rc, r);
 	r->body = q->body != NULL ? q->body : xstrdup("");
 	q->body = NULL;

@@ -30,6 +30,7 @@
  * envelope is replaced by writing tmp/ID.upd and renaming it over
  * queue/ID.env, so a reader sees the old or the new envelope, never half.
  */
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <pthread.h>
 #include <sys/random.h>
@@ -79,7 +80,13 @@ struct spool {
 	uint64_t	 min_free;	/* spool_space_ok's reserve, 0 = off */
 	int		 removed;	/* queue/ names unlinked since its
 					 * last fsync (spool_sync_removals) */
+	struct spool_async *as;		/* commit thread, or NULL */
 };
+
+struct spool_async;
+static void	spool_async_remove(struct spool_async *, const char *);
+static int	spool_unlink_message(struct spool *, const char *,
+		    struct sq_err *);
 
 struct spool_writer {
 	struct spool	*sp;
@@ -183,6 +190,7 @@ spool_close(struct spool *sp)
 {
 	if (sp == NULL)
 		return;
+	spool_async_stop(sp);
 	if (sp->tmp_fd >= 0)
 		close(sp->tmp_fd);
 	if (sp->queue_fd >= 0)
@@ -437,8 +445,13 @@ spool_writer_write(struct spool_writer *w, const void *data, size_t len,
 	if (w->error != 0)
 		return spool_fail(err, w->error, "write", w->sp->tmp_dir,
 		    w->msg_name);
-	for (i = 0; i < len && !w->body_8bit; i++)
-		w->body_8bit = p[i] >= 0x80;
+	if (!w->body_8bit) {
+		unsigned char any8 = 0;
+
+		for (i = 0; i < len; i++)
+			any8 |= p[i];
+		w->body_8bit = (any8 & 0x80) != 0;
+	}
 	if (len <= SPOOL_WRITE_BUF - w->buf_len) {
 		memcpy(w->buf + w->buf_len, data, len);
 		w->buf_len += len;
@@ -765,11 +778,117 @@ spool_sync_part(void *arg)
 	return NULL;
 }
 
+/*
+ * The commit thread's helpers, started once (spool_async_start) rather
+ * than a thread per batch: the caller and every helper take the next
+ * fd of the batch until none is left.
+ */
+struct spool_pool {
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 go, idle;
+	const int	*fds;		/* the batch, NULL between batches */
+	int		*rcs;
+	size_t		 n, next, busy;
+	int		 stop;
+	pthread_t	 tids[SPOOL_SYNC_THREADS - 1];
+	size_t		 n_tids;
+};
+
+/* Take and sync fds of the batch until none is left; with mu held. */
+static void
+spool_pool_take(struct spool_pool *pl)
+{
+	size_t i;
+	int rc;
+
+	while (pl->fds != NULL && pl->next < pl->n) {
+		i = pl->next++;
+		pl->busy++;
+		pthread_mutex_unlock(&pl->mu);
+		rc = fdatasync(pl->fds[i]) == 0 ? 0 : -errno;
+		pthread_mutex_lock(&pl->mu);
+		pl->rcs[i] = rc;
+		if (--pl->busy == 0 && pl->next >= pl->n)
+			pthread_cond_broadcast(&pl->idle);
+	}
+}
+
+static void *
+spool_pool_main(void *arg)
+{
+	struct spool_pool *pl = arg;
+
+	pthread_mutex_lock(&pl->mu);
+	while (!pl->stop) {
+		if (pl->fds == NULL || pl->next >= pl->n) {
+			pthread_cond_wait(&pl->go, &pl->mu);
+			continue;
+		}
+		spool_pool_take(pl);
+	}
+	pthread_mutex_unlock(&pl->mu);
+	return NULL;
+}
+
+static void
+spool_pool_run(struct spool_pool *pl, const int *fds, int *rcs, size_t n)
+{
+	size_t i;
+
+	pthread_mutex_lock(&pl->mu);
+	pl->fds = fds;
+	pl->rcs = rcs;
+	pl->n = n;
+	pl->next = 0;
+	/* Wake only the helpers the batch can use: each wake-up is a
+	 * context switch. */
+	for (i = 1; i < n && i <= pl->n_tids; i++)
+		pthread_cond_signal(&pl->go);
+	spool_pool_take(pl);
+	while (pl->busy > 0)
+		pthread_cond_wait(&pl->idle, &pl->mu);
+	pl->fds = NULL;
+	pthread_mutex_unlock(&pl->mu);
+}
+
+static void
+spool_pool_init(struct spool_pool *pl)
+{
+	memset(pl, 0, sizeof(*pl));
+	pthread_mutex_init(&pl->mu, NULL);
+	pthread_cond_init(&pl->go, NULL);
+	pthread_cond_init(&pl->idle, NULL);
+	for (pl->n_tids = 0; pl->n_tids < SPOOL_SYNC_THREADS - 1;
+	    pl->n_tids++)
+		if (pthread_create(&pl->tids[pl->n_tids], NULL,
+		    spool_pool_main, pl) != 0)
+			break;	/* fewer helpers: the caller does the rest */
+}
+
+static void
+spool_pool_fini(struct spool_pool *pl)
+{
+	size_t i;
+
+	pthread_mutex_lock(&pl->mu);
+	pl->stop = 1;
+	pthread_cond_broadcast(&pl->go);
+	pthread_mutex_unlock(&pl->mu);
+	for (i = 0; i < pl->n_tids; i++)
+		pthread_join(pl->tids[i], NULL);
+	pthread_mutex_destroy(&pl->mu);
+	pthread_cond_destroy(&pl->go);
+	pthread_cond_destroy(&pl->idle);
+}
+
 /* The fdatasyncs run from up to SPOOL_SYNC_THREADS threads at once: each
  * ends in a disk cache flush, and flushes issued together are merged by
- * the block layer, where one after the other they would add up. */
+ * the block layer, where one after the other they would add up.  With a
+ * pool (the commit thread's) its threads do it; else threads are
+ * started for the batch. */
 static void
-spool_sync_batch(const int *fds, int *rcs, size_t n)
+spool_sync_batch(struct spool_pool *pool, const int *fds, int *rcs,
+    size_t n)
 {
 	struct spool_sync_part parts[SPOOL_SYNC_THREADS];
 	pthread_t tids[SPOOL_SYNC_THREADS];
@@ -778,6 +897,10 @@ spool_sync_batch(const int *fds, int *rcs, size_t n)
 
 	for (i = 0; i < n; i++)
 		(void)sync_file_range(fds[i], 0, 0, SYNC_FILE_RANGE_WRITE);
+	if (pool != NULL) {
+		spool_pool_run(pool, fds, rcs, n);
+		return;
+	}
 	k = n < SPOOL_SYNC_THREADS ? n : SPOOL_SYNC_THREADS;
 	for (i = 0; i < k; i++) {
 		parts[i] = (struct spool_sync_part){ fds, rcs, i, n, k };
@@ -797,7 +920,8 @@ spool_sync_batch(const int *fds, int *rcs, size_t n)
 /* Sync the data of every live member's .msg and .env as one batch; a
  * member whose sync fails fails alone.  Returns the members still live. */
 static size_t
-spool_group_sync(struct spool *sp, struct spool_gc_item *items, size_t n)
+spool_group_sync(struct spool *sp, struct spool_gc_item *items, size_t n,
+    struct spool_pool *pool)
 {
 	int *fds = xcalloc(2 * n, sizeof(*fds));
 	int *rcs = xcalloc(2 * n, sizeof(*rcs));
@@ -809,7 +933,7 @@ spool_group_sync(struct spool *sp, struct spool_gc_item *items, size_t n)
 		fds[k++] = items[i].msg_fd;
 		fds[k++] = items[i].env_fd;
 	}
-	spool_sync_batch(fds, rcs, k);
+	spool_sync_batch(pool, fds, rcs, k);
 	for (i = 0, k = 0; i < n; i++) {
 		struct spool_gc_item *it = &items[i];
 
@@ -833,7 +957,8 @@ spool_group_sync(struct spool *sp, struct spool_gc_item *items, size_t n)
 /* Run the group; items with rc != 0 on entry have already failed.
  * Returns the number of sync batches made. */
 static unsigned
-spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n)
+spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n,
+    struct spool_pool *pool)
 {
 	size_t i, live = 0, done = 0;
 	unsigned syncs = 0;
@@ -855,7 +980,7 @@ spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n)
 	if (live == 0)
 		goto out;
 	syncs++;
-	if (spool_group_sync(sp, items, n) == 0)
+	if (spool_group_sync(sp, items, n, pool) == 0)
 		goto out;
 	for (i = 0; i < n; i++) {
 		struct spool_gc_item *it = &items[i];
@@ -907,6 +1032,30 @@ out:
 	return syncs;
 }
 
+/* Prepare member it of a group (main thread): flush w, set env's id and
+ * format the envelope.  A failure is kept in it->rc. */
+static void
+spool_gc_prepare(struct spool *sp, struct spool_writer *w,
+    struct envelope *env, struct spool_gc_item *it, struct sq_err *err)
+{
+	spool_gc_item_init(it, w->id, err);
+	memset(err, 0, sizeof(*err));
+	if (w->sp != sp) {
+		it->rc = sq_err_set(it->err, -EINVAL, "group commit "
+		    "of %s: writer of another spool", w->id);
+		/* Its own spool's tmp/ file goes with the writer. */
+		unlinkat(w->sp->tmp_fd, w->msg_name, 0);
+		it->foreign = 1;
+		return;
+	}
+	if ((it->rc = spool_writer_flush(w, it->err)) != 0)
+		return;
+	memcpy(env->id, w->id, sizeof(env->id));
+	env->body_8bit = w->body_8bit;
+	it->text = envelope_format(env, &it->len);
+	it->msg_fd = w->msg_fd;
+}
+
 void
 spool_commit_group(struct spool_writer **w, struct envelope **envs,
     size_t n, int *results, struct sq_err *errs)
@@ -919,33 +1068,280 @@ spool_commit_group(struct spool_writer **w, struct envelope **envs,
 		return;
 	sp = w[0]->sp;
 	items = xcalloc(n, sizeof(*items));
-	for (i = 0; i < n; i++) {
-		struct spool_gc_item *it = &items[i];
-
-		spool_gc_item_init(it, w[i]->id, &errs[i]);
-		memset(&errs[i], 0, sizeof(errs[i]));
-		if (w[i]->sp != sp) {
-			it->rc = sq_err_set(it->err, -EINVAL, "group commit "
-			    "of %s: writer of another spool", w[i]->id);
-			/* Its own spool's tmp/ file goes with the writer. */
-			unlinkat(w[i]->sp->tmp_fd, w[i]->msg_name, 0);
-			it->foreign = 1;
-			continue;
-		}
-		if ((it->rc = spool_writer_flush(w[i], it->err)) != 0)
-			continue;
-		memcpy(envs[i]->id, w[i]->id, sizeof(envs[i]->id));
-		envs[i]->body_8bit = w[i]->body_8bit;
-		it->text = envelope_format(envs[i], &it->len);
-		it->msg_fd = w[i]->msg_fd;
-	}
-	spool_group_run(sp, items, n);
+	for (i = 0; i < n; i++)
+		spool_gc_prepare(sp, w[i], envs[i], &items[i], &errs[i]);
+	spool_group_run(sp, items, n, NULL);
 	for (i = 0; i < n; i++) {
 		results[i] = items[i].rc;
 		/* The lock goes with the fd, after the renames. */
 		spool_writer_free(w[i]);
 	}
 	free(items);
+}
+
+/*
+ * The commit thread (spool_async_start).  The event loop prepares each
+ * member (spool_gc_prepare: the envelope text) and queues it; the thread
+ * takes everything queued since its last round as one group
+ * (spool_group_run: one batch of fdatasyncs, renames, one fsync of
+ * queue/), moves the members to the done list and wakes the loop through
+ * an eventfd; spool_async_dispatch() runs their callbacks there.  While
+ * one group syncs the next one gathers, so a group is as large as the
+ * load makes it, without a timer.  A removal sync asked for meanwhile
+ * (spool_sync_removals) is covered by the group's fsync of queue/, or
+ * made alone.
+ */
+struct spool_pending {
+	struct spool_pending	*next;
+	struct spool_writer	*w;
+	struct spool_gc_item	 it;
+	struct sq_err		 err;
+	spool_commit_fn		 fn;
+	void			*arg;
+};
+
+struct spool_rm {
+	struct spool_rm		*next;
+	char			 id[ENVELOPE_ID_MAX];
+};
+
+struct spool_async {
+	struct spool		*sp;
+	pthread_t		 tid;		/* the commit thread */
+	pthread_t		 rm_tid;	/* the removal thread */
+	int			 rm_started;
+	pthread_mutex_t		 mu;
+	pthread_cond_t		 cv;		/* todo or stop */
+	pthread_cond_t		 rm_cv;		/* rms or stop */
+	struct spool_pending	*todo, **todo_tail;
+	struct spool_pending	*done, **done_tail;
+	size_t			 n_todo;
+	struct spool_rm		*rms;		/* removals to make */
+	int			 stop;
+	int			 efd;	/* eventfd: done is not empty */
+	struct spool_pool	 pool;	/* the commit thread's fdatasyncs */
+};
+
+/* One round of the commit thread: the group. */
+static void
+spool_async_round(struct spool_async *as, struct spool_pending *list,
+    size_t n)
+{
+	struct spool_gc_item *items;
+	struct spool_pending *p;
+	size_t i;
+
+	items = xcalloc(n, sizeof(*items));
+	for (i = 0, p = list; p != NULL; p = p->next, i++)
+		items[i] = p->it;
+	spool_group_run(as->sp, items, n, &as->pool);
+	for (i = 0, p = list; p != NULL; p = p->next, i++) {
+		p->it.rc = items[i].rc;
+		/* The lock goes with the fd, after the renames. */
+		spool_writer_free(p->w);
+		p->w = NULL;
+	}
+	free(items);
+}
+
+static void *
+spool_async_main(void *arg)
+{
+	struct spool_async *as = arg;
+	struct spool_pending *list, *last;
+	uint64_t one = 1;
+	size_t n;
+
+	pthread_mutex_lock(&as->mu);
+	for (;;) {
+		while (as->todo == NULL && !as->stop)
+			pthread_cond_wait(&as->cv, &as->mu);
+		if (as->todo == NULL)
+			break;	/* stopping, nothing left */
+		list = as->todo;
+		n = as->n_todo;
+		as->todo = NULL;
+		as->todo_tail = &as->todo;
+		as->n_todo = 0;
+		pthread_mutex_unlock(&as->mu);
+		spool_async_round(as, list, n);
+		pthread_mutex_lock(&as->mu);
+		for (last = list; last->next != NULL; last = last->next)
+			;
+		*as->done_tail = list;
+		as->done_tail = &last->next;
+		if (write(as->efd, &one, sizeof(one)) < 0)
+			log_err("spool: eventfd: %s", strerror(errno));
+	}
+	pthread_mutex_unlock(&as->mu);
+	return NULL;
+}
+
+/*
+ * The removal thread: unlinks delivered messages (an unlink frees blocks,
+ * which may wait on the device: never on the loop, never in the way of a
+ * commit) and makes each batch of removals stable with one fsync of
+ * queue/.  Until then a power cut may bring a message back (delivered
+ * twice, never lost), as spool_remove_unsynced says.
+ */
+static void *
+spool_rm_main(void *arg)
+{
+	struct spool_async *as = arg;
+	struct spool *sp = as->sp;
+	struct spool_rm *list, *r;
+	struct sq_err err;
+
+	pthread_mutex_lock(&as->mu);
+	for (;;) {
+		while (as->rms == NULL && !as->stop)
+			pthread_cond_wait(&as->rm_cv, &as->mu);
+		if (as->rms == NULL)
+			break;
+		list = as->rms;
+		as->rms = NULL;
+		pthread_mutex_unlock(&as->mu);
+		while ((r = list) != NULL) {
+			list = r->next;
+			if (spool_unlink_message(sp, r->id, &err) != 0)
+				log_err("msgid=%s: done but cannot remove it "
+				    "from the spool: %s (it may be sent "
+				    "again)", r->id, err.msg);
+			free(r);
+		}
+		if (fsync(sp->queue_fd) != 0)
+			log_err("fsync %s: %s (delivered messages may be sent "
+			    "again after a crash)", sp->queue_dir,
+			    strerror(errno));
+		pthread_mutex_lock(&as->mu);
+	}
+	pthread_mutex_unlock(&as->mu);
+	return NULL;
+}
+
+/* Queue the removal of id for the removal thread. */
+static void
+spool_async_remove(struct spool_async *as, const char *id)
+{
+	struct spool_rm *r = xcalloc(1, sizeof(*r));
+
+	snprintf(r->id, sizeof(r->id), "%s", id);
+	pthread_mutex_lock(&as->mu);
+	r->next = as->rms;
+	as->rms = r;
+	pthread_cond_signal(&as->rm_cv);
+	pthread_mutex_unlock(&as->mu);
+}
+
+int
+spool_async_start(struct spool *sp, struct sq_err *err)
+{
+	struct spool_async *as;
+	int rc;
+
+	if (sp->as != NULL)
+		return sp->as->efd;
+	as = xcalloc(1, sizeof(*as));
+	as->sp = sp;
+	as->todo_tail = &as->todo;
+	as->done_tail = &as->done;
+	if ((as->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+		rc = -errno;
+		free(as);
+		return sq_err_set(err, rc, "eventfd: %s", strerror(-rc));
+	}
+	pthread_mutex_init(&as->mu, NULL);
+	pthread_cond_init(&as->cv, NULL);
+	pthread_cond_init(&as->rm_cv, NULL);
+	if ((rc = pthread_create(&as->tid, NULL, spool_async_main, as)) !=
+	    0) {
+		close(as->efd);
+		pthread_mutex_destroy(&as->mu);
+		pthread_cond_destroy(&as->cv);
+		pthread_cond_destroy(&as->rm_cv);
+		free(as);
+		return sq_err_set(err, -rc, "commit thread: %s",
+		    strerror(rc));
+	}
+	/* Without it, removals stay on the caller (spool_remove_unsynced
+	 * looks at rm_started). */
+	as->rm_started = pthread_create(&as->rm_tid, NULL, spool_rm_main,
+	    as) == 0;
+	spool_pool_init(&as->pool);
+	sp->as = as;
+	return as->efd;
+}
+
+void
+spool_commit_async(struct spool_writer *w, struct envelope *env,
+    spool_commit_fn fn, void *arg)
+{
+	struct spool *sp = w->sp;
+	struct spool_async *as = sp->as;
+	struct spool_pending *p;
+
+	if (as == NULL)
+		log_fatalx("spool_commit_async without spool_async_start");
+	p = xcalloc(1, sizeof(*p));
+	p->w = w;
+	p->fn = fn;
+	p->arg = arg;
+	spool_gc_prepare(sp, w, env, &p->it, &p->err);
+	p->it.err = &p->err;
+	pthread_mutex_lock(&as->mu);
+	*as->todo_tail = p;
+	as->todo_tail = &p->next;
+	as->n_todo++;
+	pthread_cond_signal(&as->cv);
+	pthread_mutex_unlock(&as->mu);
+}
+
+void
+spool_async_dispatch(struct spool *sp)
+{
+	struct spool_async *as = sp->as;
+	struct spool_pending *list, *p;
+	uint64_t v;
+
+	if (as == NULL)
+		return;
+	if (read(as->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_err("spool: eventfd: %s", strerror(errno));
+	pthread_mutex_lock(&as->mu);
+	list = as->done;
+	as->done = NULL;
+	as->done_tail = &as->done;
+	pthread_mutex_unlock(&as->mu);
+	while ((p = list) != NULL) {
+		list = p->next;
+		p->fn(p->arg, p->it.rc, &p->err);
+		free(p);
+	}
+}
+
+void
+spool_async_stop(struct spool *sp)
+{
+	struct spool_async *as = sp->as;
+
+	if (as == NULL)
+		return;
+	pthread_mutex_lock(&as->mu);
+	as->stop = 1;
+	pthread_cond_signal(&as->cv);
+	pthread_cond_signal(&as->rm_cv);
+	pthread_mutex_unlock(&as->mu);
+	pthread_join(as->tid, NULL);
+	if (as->rm_started)
+		pthread_join(as->rm_tid, NULL);
+	spool_pool_fini(&as->pool);
+	spool_async_dispatch(sp);
+	sp->as = NULL;
+	close(as->efd);
+	pthread_mutex_destroy(&as->mu);
+	pthread_cond_destroy(&as->cv);
+	pthread_cond_destroy(&as->rm_cv);
+	free(as);
 }
 
 /*
@@ -1488,6 +1884,11 @@ spool_remove_unsynced(struct spool *sp, const char *id, struct sq_err *err)
 {
 	int rc;
 
+	if (sp->as != NULL && sp->as->rm_started && spool_id_valid(id)) {
+		spool_async_remove(sp->as, id);
+		sp->removed = 1;
+		return 0;
+	}
 	if ((rc = spool_unlink_message(sp, id, err)) == 0)
 		sp->removed = 1;
 	return rc;
@@ -1499,6 +1900,8 @@ spool_sync_removals(struct spool *sp, struct sq_err *err)
 	if (!sp->removed)
 		return 0;
 	sp->removed = 0;
+	if (sp->as != NULL && sp->as->rm_started)
+		return 1;	/* the removal thread syncs (spool_rm_main) */
 	if (fsync(sp->queue_fd) != 0)
 		return spool_fail(err, -errno, "fsync", sp->queue_dir, NULL);
 	return 1;

@@ -195,6 +195,30 @@ void	spool_commit_group(struct spool_writer **w, struct envelope **envs,
 	    size_t n, int *results, struct sq_err *errs);
 
 /*
+ * Asynchronous group commit, for callers in an event loop: the syncs run
+ * on a commit thread of the spool's own, never on the loop.
+ * spool_async_start() starts it (once; again returns the same fd) and
+ * returns an fd (eventfd) the loop watches for reading, calling
+ * spool_async_dispatch() when it is readable; -errno with err.
+ * spool_commit_async() queues w's message with env (as for
+ * spool_commit_group: env->id is set, w is consumed; env must live until
+ * fn runs) and returns at once; every message queued while the thread
+ * syncs the previous group joins the next one.  fn(arg, rc, err) runs
+ * from spool_async_dispatch(), on the loop, once the message is durable
+ * (rc 0) or has failed (-errno, err).  spool_async_stop() (also run by
+ * spool_close) waits for everything queued, runs the callbacks and stops
+ * the thread.  Once started, spool_sync_removals() hands its fsync of
+ * queue/ to the thread too (shared with a group's; a failure is logged).
+ */
+typedef void	(*spool_commit_fn)(void *arg, int rc,
+		    const struct sq_err *err);
+int	spool_async_start(struct spool *sp, struct sq_err *err);
+void	spool_commit_async(struct spool_writer *w, struct envelope *env,
+	    spool_commit_fn fn, void *arg);
+void	spool_async_dispatch(struct spool *sp);
+void	spool_async_stop(struct spool *sp);
+
+/*
  * Recovery at daemon start: remove tmp/ files and queue/ .msg files
  * without .env whose writer is gone (their flock can be taken), then call
  * cb(id, arg) for every committed message in queue/.  Returns the number
@@ -270,7 +294,10 @@ int	spool_remove(struct spool *sp, const char *id, struct sq_err *err);
 int	spool_remove_unsynced(struct spool *sp, const char *id,
 	    struct sq_err *err);
 /* fsync queue/ when a removal since the last one left it unsynced:
- * 1 synced, 0 nothing to do, -errno with err. */
+ * 1 synced, 0 nothing to do, -errno with err.  Once spool_async_start()
+ * ran, spool_remove_unsynced() hands the unlinks to a removal thread,
+ * which fsyncs queue/ once per batch itself (failures logged there), and
+ * this returns 1 at once. */
 int	spool_sync_removals(struct spool *sp, struct sq_err *err);
 
 /*

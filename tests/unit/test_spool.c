@@ -5,6 +5,7 @@
 #include <criterion/parameterized.h>
 
 #include <sys/file.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -1139,4 +1140,125 @@ Test(spool, open_queue_does_not_follow_a_symlinked_queue)
 	cr_assert_null(rq);
 	snprintf(path, sizeof(path), "%s/nothing", test_root);
 	cr_assert_eq(spool_open_queue(path, &rq, &err), -ENOENT);
+}
+
+/* Asynchronous commit (spool_async_start): callbacks from dispatch. */
+struct test_async {
+	int	calls;
+	int	rc[TEST_GROUP_N];
+	size_t	order[TEST_GROUP_N];
+};
+
+struct test_async_arg {
+	struct test_async	*t;
+	size_t			 i;
+};
+
+static void
+test_async_done(void *arg, int rc, const struct sq_err *err)
+{
+	struct test_async_arg *a = arg;
+
+	(void)err;
+	a->t->rc[a->i] = rc;
+	a->t->order[a->t->calls++] = a->i;
+}
+
+/* Wait on the eventfd and dispatch until want callbacks have run. */
+static void
+test_async_wait(struct spool *sp, int efd, struct test_async *t, int want)
+{
+	struct pollfd pfd = { .fd = efd, .events = POLLIN };
+	int rounds = 0;
+
+	while (t->calls < want) {
+		cr_assert(rounds++ < 1000, "commit thread did not answer");
+		if (poll(&pfd, 1, 100) > 0)
+			spool_async_dispatch(sp);
+	}
+}
+
+Test(spool, async_commit_answers_from_dispatch_once_durable)
+{
+	struct spool *sp = test_open();
+	struct spool_writer *w;
+	struct envelope *envs[TEST_GROUP_N];
+	struct test_async_arg args[TEST_GROUP_N];
+	struct test_async t = { 0 };
+	char body[64], rcpt[64];
+	struct sq_err err;
+	struct test_found f;
+	size_t i;
+	int efd;
+
+	efd = spool_async_start(sp, &err);
+	cr_assert_geq(efd, 0, "%s", err.msg);
+	cr_assert_eq(spool_async_start(sp, &err), efd);
+	for (i = 0; i < TEST_GROUP_N; i++) {
+		snprintf(body, sizeof(body), "message %zu\n", i);
+		snprintf(rcpt, sizeof(rcpt), "r%zu@example.net", i);
+		w = test_writer(sp, body);
+		envs[i] = test_envelope(rcpt);
+		args[i] = (struct test_async_arg){ &t, i };
+		spool_commit_async(w, envs[i], test_async_done, &args[i]);
+	}
+	/* No callback runs outside dispatch. */
+	cr_assert_eq(t.calls, 0);
+	test_async_wait(sp, efd, &t, TEST_GROUP_N);
+	for (i = 0; i < TEST_GROUP_N; i++) {
+		cr_assert_eq(t.rc[i], 0);
+		cr_assert_eq(t.order[i], i, "callbacks in submission order");
+		snprintf(body, sizeof(body), "message %zu\n", i);
+		snprintf(rcpt, sizeof(rcpt), "r%zu@example.net", i);
+		test_check_message(sp, envs[i]->id, body, rcpt);
+	}
+	cr_assert_eq(test_count("tmp"), 0);
+	cr_assert_eq(test_recover(sp, &f), TEST_GROUP_N);
+	/* Removals go to the removal thread; stop waits for them. */
+	for (i = 0; i < TEST_GROUP_N; i++) {
+		cr_assert_eq(spool_remove_unsynced(sp, envs[i]->id, &err), 0);
+		envelope_free(envs[i]);
+	}
+	cr_assert_eq(spool_sync_removals(sp, &err), 1);
+	spool_async_stop(sp);
+	cr_assert_eq(test_count("queue"), 0);
+	spool_close(sp);
+}
+
+Test(spool, async_commit_failure_is_reported_and_leaves_nothing)
+{
+	struct spool *sp = test_open();
+	struct spool_writer *w[2];
+	struct envelope *envs[2];
+	struct test_async_arg args[2];
+	struct test_async t = { 0 };
+	struct rlimit rl = { 4096, 4096 };
+	struct sq_err err = { 0 };
+	char *big;
+	int efd;
+
+	efd = spool_async_start(sp, &err);
+	cr_assert_geq(efd, 0, "%s", err.msg);
+	signal(SIGXFSZ, SIG_IGN);
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	w[0] = test_writer(sp, "");
+	big = calloc(1, 300000);
+	(void)spool_writer_write(w[0], big, 300000, &err);
+	free(big);
+	w[1] = test_writer(sp, "fine\n");
+	envs[0] = test_envelope("b@c");
+	envs[1] = test_envelope("b@c");
+	args[0] = (struct test_async_arg){ &t, 0 };
+	args[1] = (struct test_async_arg){ &t, 1 };
+	spool_commit_async(w[0], envs[0], test_async_done, &args[0]);
+	spool_commit_async(w[1], envs[1], test_async_done, &args[1]);
+	/* spool_close stops the thread and runs what is left. */
+	spool_close(sp);
+	cr_assert_eq(t.calls, 2);
+	cr_assert_eq(t.rc[0], -EFBIG);
+	cr_assert_eq(t.rc[1], 0);
+	cr_assert_eq(test_count("tmp"), 0);
+	cr_assert_eq(test_count("queue"), 2);
+	envelope_free(envs[0]);
+	envelope_free(envs[1]);
 }
