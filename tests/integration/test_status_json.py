@@ -70,7 +70,11 @@ class StatusJsonTest(harness.IntegrationTest):
                             sq.config] + list(args),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            timeout=60)
-        self.assertEqual(p.returncode, 0, p.stderr)
+        # status exits 1 (WARNING) or 2 (CRITICAL: a relay is down, as
+        # this one is once it answered 421) with its report all the same
+        # (test_monitoring.py checks those codes).
+        ok = (0, 1, 2) if "status" in args else (0,)
+        self.assertIn(p.returncode, ok, p.stderr)
         return p.stdout.decode()
 
     def test_last_error_with_backslash_and_quotes_round_trips(self):
