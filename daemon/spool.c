@@ -1267,6 +1267,11 @@ spool_async_start(struct spool *sp, struct sq_err *err)
 	 * looks at rm_started). */
 	as->rm_started = pthread_create(&as->rm_tid, NULL, spool_rm_main,
 	    as) == 0;
+	/* Named for ps -L / top -H, and for test_group_commit.py, which
+	 * holds the commit thread to make submissions overlap. */
+	(void)pthread_setname_np(as->tid, "sq-commit");
+	if (as->rm_started)
+		(void)pthread_setname_np(as->rm_tid, "sq-remove");
 	spool_pool_init(&as->pool);
 	sp->as = as;
 	return as->efd;
@@ -1279,6 +1284,7 @@ spool_commit_async(struct spool_writer *w, struct envelope *env,
 	struct spool *sp = w->sp;
 	struct spool_async *as = sp->as;
 	struct spool_pending *p;
+	size_t n;
 
 	if (as == NULL)
 		log_fatalx("spool_commit_async without spool_async_start");
@@ -1291,9 +1297,12 @@ spool_commit_async(struct spool_writer *w, struct envelope *env,
 	pthread_mutex_lock(&as->mu);
 	*as->todo_tail = p;
 	as->todo_tail = &p->next;
-	as->n_todo++;
+	n = ++as->n_todo;
 	pthread_cond_signal(&as->cv);
 	pthread_mutex_unlock(&as->mu);
+	/* tests/integration/test_group_commit.py waits for this line. */
+	log_debug("spool: msgid=%s waits for the commit thread (%zu "
+	    "waiting)", p->it.id, n);
 }
 
 void

@@ -142,16 +142,16 @@ class MonitoringTest(harness.IntegrationTest):
         p = self.ctl(sq, "status", "--max-age", "1h", "--warn-age", "30m")
         self.assertEqual(p.returncode, 0, p.out)
         self.assertRegex(p.out.splitlines()[0],
-                         r"^OK: 1 queued, oldest \d+s, relays 2/2 up \|")
+                         r"^OK: 1 queued, oldest \d+[smhd], relays 2/2 up \|")
         # The oldest message ages past the thresholds.
         p = wait_for(lambda: (lambda p: p.returncode == 1 and p)(
             self.ctl(sq, "status", "--warn-age", "1s")),
             what="status WARNING")
         self.assertRegex(p.out.splitlines()[0], r"^WARNING: oldest message "
-                         r"\d+s old \(--warn-age 1s\); 1 queued")
+                         r"\d+[smhd] old \(--warn-age 1s\); 1 queued")
         p = self.ctl(sq, "status", "--warn-age", "1s", "--max-age=1s")
         self.assertEqual(p.returncode, 2, p.out)
-        self.assertRegex(p.out, r"^CRITICAL: oldest message \d+s old "
+        self.assertRegex(p.out, r"^CRITICAL: oldest message \d+[smhd] old "
                          r"\(--max-age 1s\)")
         # A held message is the administrator's: not counted.
         wait_for(lambda: self.ctl(sq, "hold", qid).returncode == 0,
@@ -169,7 +169,7 @@ class MonitoringTest(harness.IntegrationTest):
         p = wait_for(critical, what="status CRITICAL")
         self.assertRegex(p.out.splitlines()[0],
                          r"^CRITICAL: relay gone DOWN \([^)]+\); 2 queued, "
-                         r"oldest \d+s, relays 1/2 up \| queued=2 ")
+                         r"oldest \d+[smhd], relays 1/2 up \| queued=2 ")
         p = self.ctl(sq, "--json", "status")
         self.assertEqual(p.returncode, 2, p.out)
         st = json.loads(p.out)
