@@ -768,7 +768,9 @@ control_run(struct control_client *cl, char *line, struct buf *out)
 	char *words[CONTROL_WORDS_MAX];
 	int rc, denied = 0;
 
-	if ((rc = control_parse(line, words, &r, &cmd, &err)) != 0)
+	/* cmd is set whenever rc is 0 (the test is for the analyser). */
+	if ((rc = control_parse(line, words, &r, &cmd, &err)) != 0 ||
+	    cmd == NULL)
 		goto answer;
 	r.name = cmd->name;
 	r.cl = cl;

@@ -949,7 +949,7 @@ intake_bind(const struct config_listen *cl, char *name, size_t namesz,
     struct sq_err *err)
 {
 	struct sockaddr_storage ss;
-	socklen_t sslen;
+	socklen_t sslen = 0;
 	int fd = -1, on = 1, e;
 
 	if ((e = intake_listen_addr(cl, &ss, &sslen, name, namesz, err)) != 0)
