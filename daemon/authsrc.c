@@ -84,15 +84,6 @@ struct authsrc {
 	void			*arg;
 };
 
-static int64_t
-authsrc_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void
 authsrc_wipe_free(char *s)
 {
@@ -279,7 +270,7 @@ authsrc_refreshed(struct authsrc_sh *st, struct oauth_resp *r)
 	authsrc_wipe_free(st->access_token);
 	st->access_token = r->access_token;
 	r->access_token = NULL;
-	oauth_cache_set(&st->cache, authsrc_now_ms(), r->expires_in);
+	oauth_cache_set(&st->cache, sq_now_ms(), r->expires_in);
 	st->obtained = time(NULL);
 	st->expires = st->obtained + (st->cache.expires - st->cache.obtained) /
 	    1000;
@@ -388,7 +379,7 @@ authsrc_get_oauth(struct authsrc_sh *st, struct authsrc_req *q, int force)
 		authsrc_answer(q, AUTHSRC_HELD, NULL, "%s", st->why);
 		return;
 	}
-	need = oauth_need(&st->cache, authsrc_now_ms(), force);
+	need = oauth_need(&st->cache, sq_now_ms(), force);
 	if (need != OAUTH_NEED_NOW) {
 		q->res.refreshable = 1;
 		authsrc_answer(q, AUTHSRC_OK, authsrc_token(st->access_token),

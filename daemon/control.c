@@ -656,6 +656,101 @@ control_log(const struct control_client *cl, const char *name,
 		    rc == 0 ? "" : "\"");
 }
 
+/* Split line into words and check them against the command table:
+ * *cmdp gets the command (when known) and r its name, id, arguments and
+ * --json/--postfix.  words (CONTROL_WORDS_MAX) keeps what r->args points
+ * to.  Returns 0 or SQ_EPARSE with err. */
+static int
+control_parse(char *line, char **words, struct control_req *r,
+    const struct control_cmd **cmdp, struct sq_err *err)
+{
+	const struct control_cmd *cmd = NULL;
+	char *p, *save = NULL, safe[64];
+	size_t n = 0, i;
+
+	if ((p = strchr(line, '\r')) != NULL && p[1] == '\0')
+		*p = '\0';
+	for (p = strtok_r(line, " \t", &save); p != NULL;
+	    p = strtok_r(NULL, " \t", &save)) {
+		if (strcmp(p, "--json") == 0) {
+			r->json = QUEUE_VIEW_JSON;
+			continue;
+		}
+		if (strcmp(p, "--postfix") == 0) {	/* list, as mailq */
+			r->json = QUEUE_VIEW_POSTFIX;
+			continue;
+		}
+		if (n == CONTROL_WORDS_MAX)
+			return sq_err_set(err, SQ_EPARSE, "too many arguments "
+			    "(usage: COMMAND [ID] [--json])");
+		words[n++] = p;
+	}
+	if (n == 0)
+		return sq_err_set(err, SQ_EPARSE, "empty request (usage: "
+		    "COMMAND [ID] [--json])");
+	r->name = words[0];
+	for (i = 0; i < CONTROL_N_CMDS; i++)
+		if (strcmp(control_cmds[i].name, r->name) == 0)
+			cmd = &control_cmds[i];
+	if (cmd == NULL)
+		return control_unknown(r->name, err);
+	*cmdp = cmd;
+	if (cmd->needs_id && n == 1)
+		return sq_err_set(err, SQ_EPARSE, "%s needs a %s",
+		    cmd->name, cmd->needs_id == CONTROL_ARG_NAME ?
+		    "smarthost name" : cmd->needs_id == CONTROL_ARG_SELECT ?
+		    "selection" : "queue id");
+	if (cmd->needs_id == CONTROL_ARG_SELECT) {
+		r->args = words + 1;
+		r->n_args = n - 1;
+	} else if (n > (cmd->needs_id ? 2u : 1u))
+		return sq_err_set(err, SQ_EPARSE, "too many arguments (usage: "
+		    "%s%s [--json])", cmd->name,
+		    cmd->needs_id == CONTROL_ARG_NAME ? " NAME" :
+		    cmd->needs_id ? " ID" : "");
+	if (cmd->needs_id == CONTROL_ARG_NAME) {
+		if (!control_name_valid(words[1])) {
+			sq_printable(safe, sizeof(safe), words[1],
+			    strlen(words[1]));
+			return sq_err_set(err, SQ_EPARSE, "not a smarthost "
+			    "name: %s", safe);
+		}
+		r->id = words[1];
+	} else if (cmd->needs_id == CONTROL_ARG_ID) {
+		if (!spool_id_valid(words[1])) {
+			sq_printable(safe, sizeof(safe), words[1],
+			    strlen(words[1]));
+			return sq_err_set(err, SQ_EPARSE, "not a queue id: %s",
+			    safe);
+		}
+		r->id = words[1];
+	}
+	return 0;
+}
+
+/* Turn out into the error answer for rc and err (made one line, and
+ * quotes made safe for the log's reason="..."). */
+static void
+control_answer_error(struct buf *out, int rc, struct sq_err *err)
+{
+	char *p;
+
+	out->len = 0;
+	if (err->msg[0] == '\0')
+		snprintf(err->msg, sizeof(err->msg), "%s",
+		    rc == SQ_ELIMIT ? "output too large" :
+		    "command failed");
+	for (p = err->msg; *p != '\0'; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	buf_append_str(out, "error: ");
+	buf_append_str(out, err->msg);
+	buf_append_str(out, "\n");
+	for (p = err->msg; *p != '\0'; p++)
+		if (*p == '"')
+			*p = '\'';	/* for reason="..." below */
+}
+
 /*
  * Run the request of cl in line (NUL-terminated, LF removed) and put the
  * whole answer into out.  The right is checked after the request is
@@ -670,78 +765,13 @@ control_run(struct control_client *cl, char *line, struct buf *out)
 	struct sq_err err = { 0 };
 	struct control_req r = { 0 };
 	const struct control_cmd *cmd = NULL;
-	char *words[CONTROL_WORDS_MAX], *p, *save = NULL, safe[64];
-	size_t n = 0, i;
+	char *words[CONTROL_WORDS_MAX];
 	int rc, denied = 0;
 
-	if ((p = strchr(line, '\r')) != NULL && p[1] == '\0')
-		*p = '\0';
-	for (p = strtok_r(line, " \t", &save); p != NULL;
-	    p = strtok_r(NULL, " \t", &save)) {
-		if (strcmp(p, "--json") == 0) {
-			r.json = QUEUE_VIEW_JSON;
-			continue;
-		}
-		if (strcmp(p, "--postfix") == 0) {	/* list, as mailq */
-			r.json = QUEUE_VIEW_POSTFIX;
-			continue;
-		}
-		if (n == CONTROL_WORDS_MAX) {
-			rc = sq_err_set(&err, SQ_EPARSE, "too many arguments "
-			    "(usage: COMMAND [ID] [--json])");
-			goto answer;
-		}
-		words[n++] = p;
-	}
-	if (n == 0) {
-		rc = sq_err_set(&err, SQ_EPARSE, "empty request (usage: "
-		    "COMMAND [ID] [--json])");
+	/* cmd is set whenever rc is 0 (the test is for the analyser). */
+	if ((rc = control_parse(line, words, &r, &cmd, &err)) != 0 ||
+	    cmd == NULL)
 		goto answer;
-	}
-	r.name = words[0];
-	for (i = 0; i < CONTROL_N_CMDS; i++)
-		if (strcmp(control_cmds[i].name, r.name) == 0)
-			cmd = &control_cmds[i];
-	if (cmd == NULL) {
-		rc = control_unknown(r.name, &err);
-		goto answer;
-	}
-	if (cmd->needs_id && n == 1) {
-		rc = sq_err_set(&err, SQ_EPARSE, "%s needs a %s",
-		    cmd->name, cmd->needs_id == CONTROL_ARG_NAME ?
-		    "smarthost name" : cmd->needs_id == CONTROL_ARG_SELECT ?
-		    "selection" : "queue id");
-		goto answer;
-	}
-	if (cmd->needs_id == CONTROL_ARG_SELECT) {
-		r.args = words + 1;
-		r.n_args = n - 1;
-	} else if (n > (cmd->needs_id ? 2u : 1u)) {
-		rc = sq_err_set(&err, SQ_EPARSE, "too many arguments (usage: "
-		    "%s%s [--json])", cmd->name,
-		    cmd->needs_id == CONTROL_ARG_NAME ? " NAME" :
-		    cmd->needs_id ? " ID" : "");
-		goto answer;
-	}
-	if (cmd->needs_id == CONTROL_ARG_NAME) {
-		if (!control_name_valid(words[1])) {
-			sq_printable(safe, sizeof(safe), words[1],
-			    strlen(words[1]));
-			rc = sq_err_set(&err, SQ_EPARSE, "not a smarthost "
-			    "name: %s", safe);
-			goto answer;
-		}
-		r.id = words[1];
-	} else if (cmd->needs_id == CONTROL_ARG_ID) {
-		if (!spool_id_valid(words[1])) {
-			sq_printable(safe, sizeof(safe), words[1],
-			    strlen(words[1]));
-			rc = sq_err_set(&err, SQ_EPARSE, "not a queue id: %s",
-			    safe);
-			goto answer;
-		}
-		r.id = words[1];
-	}
 	r.name = cmd->name;
 	r.cl = cl;
 	if (!control_right_allows(cmd->right, &cl->facts)) {
@@ -754,22 +784,8 @@ control_run(struct control_client *cl, char *line, struct buf *out)
 	buf_append_str(out, "ok\n");
 	rc = cmd->handler(c, &r, out, &err);
 answer:
-	if (rc != 0) {
-		out->len = 0;
-		if (err.msg[0] == '\0')
-			snprintf(err.msg, sizeof(err.msg), "%s",
-			    rc == SQ_ELIMIT ? "output too large" :
-			    "command failed");
-		for (p = err.msg; *p != '\0'; p++)
-			if (*p == '\n' || *p == '\r')
-				*p = ' ';
-		buf_append_str(out, "error: ");
-		buf_append_str(out, err.msg);
-		buf_append_str(out, "\n");
-		for (p = err.msg; *p != '\0'; p++)
-			if (*p == '"')
-				*p = '\'';	/* for reason="..." below */
-	}
+	if (rc != 0)
+		control_answer_error(out, rc, &err);
 	control_log(cl, cmd != NULL ? cmd->name : "?", r.id, rc, denied,
 	    err.msg);
 	return rc;

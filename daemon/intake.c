@@ -879,20 +879,21 @@ intake_on_accept_error(struct evconnlistener *lev, void *arg)
 
 /* ---------------------------------------------------------------- listen */
 
-/* A listening socket for l.  Returns the fd, or -errno with err. */
+/* The socket address of cl into ss and *sslen, its name for messages
+ * into name (namesz bytes); a stale Unix socket of an earlier run is
+ * removed.  Returns 0, or -errno with err. */
 static int
-intake_bind(const struct config_listen *cl, char *name, size_t namesz,
-    struct sq_err *err)
+intake_listen_addr(const struct config_listen *cl,
+    struct sockaddr_storage *ss, socklen_t *sslen, char *name,
+    size_t namesz, struct sq_err *err)
 {
-	struct sockaddr_storage ss;
-	socklen_t sslen;
 	struct stat st;
-	int fd = -1, on = 1, e;
+	int e;
 
-	memset(&ss, 0, sizeof(ss));
+	memset(ss, 0, sizeof(*ss));
 	switch (cl->kind) {
 	case CONFIG_LISTEN_INET: {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
 
 		snprintf(name, namesz, "%s:%u", cl->addr, cl->port);
 		sin->sin_family = AF_INET;
@@ -900,11 +901,11 @@ intake_bind(const struct config_listen *cl, char *name, size_t namesz,
 		if (inet_pton(AF_INET, cl->addr, &sin->sin_addr) != 1)
 			return sq_err_set(err, -EINVAL, "listen %s: bad "
 			    "address", name);
-		sslen = sizeof(*sin);
+		*sslen = sizeof(*sin);
 		break;
 	}
 	case CONFIG_LISTEN_INET6: {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
 
 		snprintf(name, namesz, "[%s]:%u", cl->addr, cl->port);
 		sin6->sin6_family = AF_INET6;
@@ -912,11 +913,11 @@ intake_bind(const struct config_listen *cl, char *name, size_t namesz,
 		if (inet_pton(AF_INET6, cl->addr, &sin6->sin6_addr) != 1)
 			return sq_err_set(err, -EINVAL, "listen %s: bad "
 			    "address", name);
-		sslen = sizeof(*sin6);
+		*sslen = sizeof(*sin6);
 		break;
 	}
 	default: {
-		struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
+		struct sockaddr_un *sun = (struct sockaddr_un *)ss;
 
 		snprintf(name, namesz, "unix:%s", cl->addr);
 		sun->sun_family = AF_UNIX;
@@ -924,7 +925,7 @@ intake_bind(const struct config_listen *cl, char *name, size_t namesz,
 			return sq_err_set(err, -ENAMETOOLONG, "listen %s: "
 			    "path too long", name);
 		memcpy(sun->sun_path, cl->addr, strlen(cl->addr) + 1);
-		sslen = sizeof(*sun);
+		*sslen = sizeof(*sun);
 		/* A stale socket of an earlier run goes; nothing else. */
 		if (lstat(cl->addr, &st) == 0) {
 			if (!S_ISSOCK(st.st_mode))
@@ -939,6 +940,20 @@ intake_bind(const struct config_listen *cl, char *name, size_t namesz,
 		break;
 	}
 	}
+	return 0;
+}
+
+/* A listening socket for l.  Returns the fd, or -errno with err. */
+static int
+intake_bind(const struct config_listen *cl, char *name, size_t namesz,
+    struct sq_err *err)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen = 0;
+	int fd = -1, on = 1, e;
+
+	if ((e = intake_listen_addr(cl, &ss, &sslen, name, namesz, err)) != 0)
+		return e;
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	    0);
 	if (fd < 0) {

@@ -431,37 +431,61 @@ intake_proto_cmd_helo(struct intake_proto *p, const char *arg, int ehlo)
 	intake_proto_reply(p, "250 SMTPUTF8");
 }
 
-static void
-intake_proto_cmd_mail(struct intake_proto *p, char *arg)
+/* The value of MAIL FROM's parameter key (SIZE, BODY, RET or ENVID)
+ * into p->txn.  Returns 0, 1 when the value is bad, or -1 after an error
+ * reply. */
+static int
+intake_proto_mail_value(struct intake_proto *p, const char *key,
+    const char *value)
 {
 	struct intake_proto_txn *t = &p->txn;
-	char addr[MAILMSG_ADDR_MAX + 2], shown[MAILMSG_ADDR_MAX + 2];
-	char *rest, *key, *value;
-	const char *crest;
-	struct sq_err err = { 0 };
-	int seen_size = 0, seen_body = 0, seen_utf8 = 0, seen_ret = 0;
-	int seen_envid = 0, rc;
 	uint64_t size = 0;
 
-	if (p->helo_kind == 0) {
-		intake_proto_error(p, "503 5.5.1 Error: send HELO/EHLO first");
-		return;
+	if (strcasecmp(key, "SIZE") == 0) {
+		if (intake_proto_number(value, &size) != 0)
+			return 1;
+		if (p->max_size > 0 && size > p->max_size) {
+			intake_proto_error(p, "552 5.3.4 Message size "
+			    "exceeds fixed limit of %llu bytes",
+			    (unsigned long long)p->max_size);
+			return -1;
+		}
+		t->size = size;
+	} else if (strcasecmp(key, "BODY") == 0) {
+		if (strcasecmp(value, "7BIT") == 0)
+			t->body = INTAKE_PROTO_BODY_7BIT;
+		else if (strcasecmp(value, "8BITMIME") == 0)
+			t->body = INTAKE_PROTO_BODY_8BITMIME;
+		else
+			return 1;
+	} else if (strcasecmp(key, "RET") == 0) {
+		if (strcasecmp(value, "FULL") == 0)
+			t->ret = INTAKE_PROTO_RET_FULL;
+		else if (strcasecmp(value, "HDRS") == 0)
+			t->ret = INTAKE_PROTO_RET_HDRS;
+		else
+			return 1;
+	} else {	/* ENVID */
+		if (*value == '\0' ||
+		    strlen(value) > INTAKE_PROTO_ENVID_MAX ||
+		    !intake_proto_xtext_valid(value))
+			return 1;
+		t->envid = xstrdup(value);
 	}
-	if (t->sender != NULL) {
-		intake_proto_error(p, "503 5.5.1 Error: nested MAIL command");
-		return;
-	}
-	rc = intake_proto_path(arg, "FROM:", addr, sizeof(addr), &crest);
-	if (rc == -2) {
-		intake_proto_error(p, "553 5.1.3 Sender address rejected: "
-		    "address too long (at most %d bytes)", MAILMSG_ADDR_MAX);
-		return;
-	}
-	if (rc != 0) {
-		intake_proto_error(p, "501 5.5.4 Syntax: MAIL FROM:<address>");
-		return;
-	}
-	rest = arg + (crest - arg);
+	return 0;
+}
+
+/* MAIL FROM's parameters (SIZE, BODY, SMTPUTF8, RET, ENVID) from rest
+ * into p->txn.  Returns 0, or -1 after the error reply. */
+static int
+intake_proto_mail_params(struct intake_proto *p, char *rest)
+{
+	struct intake_proto_txn *t = &p->txn;
+	char shown[MAILMSG_ADDR_MAX + 2];
+	char *key, *value;
+	int seen_size = 0, seen_body = 0, seen_utf8 = 0, seen_ret = 0;
+	int seen_envid = 0, rc;
+
 	t->body = INTAKE_PROTO_BODY_NONE;
 	t->ret = INTAKE_PROTO_RET_NONE;
 	while (intake_proto_param(&rest, &key, &value)) {
@@ -481,13 +505,13 @@ intake_proto_cmd_mail(struct intake_proto *p, char *arg)
 			sq_printable(shown, sizeof(shown), key, strlen(key));
 			intake_proto_error(p, "555 5.5.4 Unsupported option: "
 			    "%s", shown);
-			goto fail;
+			return -1;
 		}
 		if (*seen) {
 			sq_printable(shown, sizeof(shown), key, strlen(key));
 			intake_proto_error(p, "501 5.5.4 Duplicate option: %s",
 			    shown);
-			goto fail;
+			return -1;
 		}
 		*seen = 1;
 		if (seen == &seen_utf8) {
@@ -498,38 +522,48 @@ intake_proto_cmd_mail(struct intake_proto *p, char *arg)
 		}
 		if (value == NULL)
 			goto bad_value;
-		if (seen == &seen_size) {
-			if (intake_proto_number(value, &size) != 0)
-				goto bad_value;
-			if (p->max_size > 0 && size > p->max_size) {
-				intake_proto_error(p, "552 5.3.4 Message size "
-				    "exceeds fixed limit of %llu bytes",
-				    (unsigned long long)p->max_size);
-				goto fail;
-			}
-			t->size = size;
-		} else if (seen == &seen_body) {
-			if (strcasecmp(value, "7BIT") == 0)
-				t->body = INTAKE_PROTO_BODY_7BIT;
-			else if (strcasecmp(value, "8BITMIME") == 0)
-				t->body = INTAKE_PROTO_BODY_8BITMIME;
-			else
-				goto bad_value;
-		} else if (seen == &seen_ret) {
-			if (strcasecmp(value, "FULL") == 0)
-				t->ret = INTAKE_PROTO_RET_FULL;
-			else if (strcasecmp(value, "HDRS") == 0)
-				t->ret = INTAKE_PROTO_RET_HDRS;
-			else
-				goto bad_value;
-		} else {	/* ENVID */
-			if (*value == '\0' ||
-			    strlen(value) > INTAKE_PROTO_ENVID_MAX ||
-			    !intake_proto_xtext_valid(value))
-				goto bad_value;
-			t->envid = xstrdup(value);
-		}
+		if ((rc = intake_proto_mail_value(p, key, value)) < 0)
+			return -1;
+		if (rc > 0)
+			goto bad_value;
 	}
+	return 0;
+
+bad_value:
+	sq_printable(shown, sizeof(shown), key, strlen(key));
+	intake_proto_error(p, "501 5.5.4 Bad value for option %s", shown);
+	return -1;
+}
+
+static void
+intake_proto_cmd_mail(struct intake_proto *p, char *arg)
+{
+	struct intake_proto_txn *t = &p->txn;
+	char addr[MAILMSG_ADDR_MAX + 2], shown[MAILMSG_ADDR_MAX + 2];
+	const char *crest;
+	struct sq_err err = { 0 };
+	int rc;
+
+	if (p->helo_kind == 0) {
+		intake_proto_error(p, "503 5.5.1 Error: send HELO/EHLO first");
+		return;
+	}
+	if (t->sender != NULL) {
+		intake_proto_error(p, "503 5.5.1 Error: nested MAIL command");
+		return;
+	}
+	rc = intake_proto_path(arg, "FROM:", addr, sizeof(addr), &crest);
+	if (rc == -2) {
+		intake_proto_error(p, "553 5.1.3 Sender address rejected: "
+		    "address too long (at most %d bytes)", MAILMSG_ADDR_MAX);
+		return;
+	}
+	if (rc != 0) {
+		intake_proto_error(p, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		return;
+	}
+	if (intake_proto_mail_params(p, arg + (crest - arg)) != 0)
+		goto fail;
 	sq_printable(shown, sizeof(shown), addr, strlen(addr));
 	if (addr[0] != '\0' && intake_proto_has_8bit(addr) && !t->smtputf8) {
 		intake_proto_error(p, "553 5.6.7 Sender address rejected: "
@@ -545,9 +579,6 @@ intake_proto_cmd_mail(struct intake_proto *p, char *arg)
 	intake_proto_reply(p, "250 2.1.0 Ok");
 	return;
 
-bad_value:
-	sq_printable(shown, sizeof(shown), key, strlen(key));
-	intake_proto_error(p, "501 5.5.4 Bad value for option %s", shown);
 fail:
 	intake_proto_txn_reset(p);
 }
@@ -856,7 +887,8 @@ intake_proto_line_run(const char *s, size_t n)
 }
 
 /* Message bytes; returns how many were taken.  Stops when the chunk
- * buffer is full or an event was queued. */
+ * buffer is full or an event was queued.  Over 80 lines on purpose: the
+ * dot-stuffing state machine, every state's step side by side. */
 static size_t
 intake_proto_feed_data(struct intake_proto *p, const char *s, size_t len)
 {

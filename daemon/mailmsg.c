@@ -356,6 +356,60 @@ mailmsg_addr_list_add(struct mailmsg_addr_list *l, char *addr)
 	l->addrs[l->n++] = addr;
 }
 
+/* The end of the list element starting at token i of t[0..n): the
+ * first ',' (or ';' in a group) outside <>, or n. */
+static size_t
+mailmsg_elem_end(const char *s, const struct mailmsg_tok *t, size_t i,
+    size_t n)
+{
+	size_t j;
+	int in_angle = 0;
+
+	for (j = i; j < n; j++) {
+		if (mailmsg_tok_is(&t[j], s, '<'))
+			in_angle = 1;
+		else if (mailmsg_tok_is(&t[j], s, '>'))
+			in_angle = 0;
+		else if (!in_angle && (mailmsg_tok_is(&t[j], s, ',') ||
+		    mailmsg_tok_is(&t[j], s, ';')))
+			break;
+	}
+	return j;
+}
+
+/*
+ * The angle part of a name-addr, tokens t[k..j) of s with t[k] the '<':
+ * "<" [route ":"] addr-spec ">" and nothing after (an obsolete source
+ * route is dropped).  Returns 0 with *addr (NULL when what is inside is
+ * not an addr-spec), or SQ_EPARSE with err naming the element
+ * estart/elen.
+ */
+static int
+mailmsg_name_addr(const char *s, const struct mailmsg_tok *t, size_t k,
+    size_t j, const char *estart, size_t elen, char **addr,
+    struct sq_err *err)
+{
+	size_t m;
+
+	for (m = k + 1; m < j; m++)
+		if (mailmsg_tok_is(&t[m], s, '>'))
+			break;
+	if (m == j)
+		return mailmsg_addr_fail(err, estart, elen, "missing '>'");
+	if (m + 1 != j)
+		return mailmsg_addr_fail(err, estart, elen, "text after '>'");
+	k++;
+	if (k < m && mailmsg_tok_is(&t[k], s, '@')) {
+		while (k < m && !mailmsg_tok_is(&t[k], s, ':'))
+			k++;
+		k++;
+	}
+	if (k >= m)
+		return mailmsg_addr_fail(err, estart, elen, "empty address");
+	*addr = mailmsg_addr_spec(s, t, k, m);
+	return 0;
+}
+
 int
 mailmsg_addr_list_parse(struct mailmsg_addr_list *l, const char *s,
     size_t len, struct sq_err *err)
@@ -363,8 +417,8 @@ mailmsg_addr_list_parse(struct mailmsg_addr_list *l, const char *s,
 	struct mailmsg_tok *t;
 	size_t n, i = 0, j, k, m, first = l->n, elen;
 	const char *estart;
-	int in_group = 0, in_angle, rc;
-	char *addr;
+	int in_group = 0, rc;
+	char *addr = NULL;
 
 	if ((rc = mailmsg_lex(s, len, &t, &n, err)) != 0)
 		return rc;
@@ -380,16 +434,7 @@ mailmsg_addr_list_parse(struct mailmsg_addr_list *l, const char *s,
 			i++;
 			continue;
 		}
-		/* The element: up to ',' (or ';' in a group) outside <>. */
-		for (j = i, in_angle = 0; j < n; j++) {
-			if (mailmsg_tok_is(&t[j], s, '<'))
-				in_angle = 1;
-			else if (mailmsg_tok_is(&t[j], s, '>'))
-				in_angle = 0;
-			else if (!in_angle && (mailmsg_tok_is(&t[j], s, ',') ||
-			    mailmsg_tok_is(&t[j], s, ';')))
-				break;
-		}
+		j = mailmsg_elem_end(s, t, i, n);
 		estart = s + t[i].off;
 		elen = t[j - 1].off + t[j - 1].len - t[i].off;
 		for (k = i; k < j; k++)
@@ -415,33 +460,9 @@ mailmsg_addr_list_parse(struct mailmsg_addr_list *l, const char *s,
 			continue;
 		}
 		if (k < j) {
-			/* name-addr: [phrase] "<" [route ":"] addr-spec ">" */
-			for (m = k + 1; m < j; m++)
-				if (mailmsg_tok_is(&t[m], s, '>'))
-					break;
-			if (m == j) {
-				rc = mailmsg_addr_fail(err, estart, elen,
-				    "missing '>'");
+			if ((rc = mailmsg_name_addr(s, t, k, j, estart, elen,
+			    &addr, err)) != 0)
 				goto fail;
-			}
-			if (m + 1 != j) {
-				rc = mailmsg_addr_fail(err, estart, elen,
-				    "text after '>'");
-				goto fail;
-			}
-			k++;
-			if (k < m && mailmsg_tok_is(&t[k], s, '@')) {
-				/* Obsolete source route: drop it. */
-				while (k < m && !mailmsg_tok_is(&t[k], s, ':'))
-					k++;
-				k++;
-			}
-			if (k >= m) {
-				rc = mailmsg_addr_fail(err, estart, elen,
-				    "empty address");
-				goto fail;
-			}
-			addr = mailmsg_addr_spec(s, t, k, m);
 		} else
 			addr = mailmsg_addr_spec(s, t, i, j);
 		if (addr == NULL) {

@@ -480,20 +480,58 @@ main_start_inputs(struct main_state *st, struct spool *sp,
 	return 0;
 }
 
+/* What main() starts besides st, stopped by main_stop(). */
+struct main_parts {
+	struct spool		*sp;
+	struct evdns_base	*dns;
+	struct control		*ctl;
+	struct control_rights	*rights;
+	struct pickup		*pickup;
+	struct metrics_http	*metrics;
+	struct event		*sigs[3];
+};
+
+/* Stop and free what st and mp hold (any of it may be missing), in the
+ * reverse order of starting; the configurations of reloads too.  Commits
+ * in flight are finished and answered before their submitters go away. */
+static void
+main_stop(struct main_state *st, struct main_parts *mp)
+{
+	int i;
+
+	if (mp->sp != NULL)
+		spool_async_stop(mp->sp);
+	if (st->spool_ev != NULL)
+		event_free(st->spool_ev);
+	metrics_http_free(mp->metrics);
+	metrics_reset();
+	intake_free(st->intake);
+	pickup_free(mp->pickup);
+	control_free(mp->ctl);
+	control_rights_free(mp->rights);
+	for (i = 0; i < 3; i++)
+		if (mp->sigs[i] != NULL)
+			event_free(mp->sigs[i]);
+	service_free(st->service);
+	scheduler_free(st->sched);
+	if (mp->dns != NULL)
+		evdns_base_free(mp->dns, 0);
+	if (st->base != NULL)
+		event_base_free(st->base);
+	spool_close(mp->sp);
+	while (st->n_reloaded > 0)
+		config_free(st->reloaded[--st->n_reloaded]);
+	free(st->reloaded);
+}
+
 int
 main(int argc, char **argv)
 {
 	const char *config_path = CONFIG_DEFAULT_PATH;
 	struct config *cfg = NULL;
-	struct spool *sp = NULL;
 	struct main_state st = { 0 };
-	struct evdns_base *dns = NULL;
-	struct control *ctl = NULL;
-	struct control_rights *rights = NULL;
-	struct pickup *pickup = NULL;
-	struct metrics_http *metrics = NULL;
+	struct main_parts mp = { 0 };
 	struct quota quota;
-	struct event *sigs[3] = { NULL, NULL, NULL };
 	struct sq_err err = { 0 };
 	char hostname[256];
 	const char *ehlo_name;
@@ -505,7 +543,7 @@ main(int argc, char **argv)
 	if ((status = main_options(argc, argv, &config_path, &check_only,
 	    &debug)) >= 0 ||
 	    (status = main_configure(config_path, check_only, &cfg,
-	    &rights)) >= 0)
+	    &mp.rights)) >= 0)
 		return status;
 	status = EX_OSERR;
 	log_init("sendqd", debug ? LOG_LEVEL_DEBUG :
@@ -514,7 +552,8 @@ main(int argc, char **argv)
 	ehlo_name = sq_hostname(cfg->hostname, hostname, sizeof(hostname));
 
 	signal(SIGPIPE, SIG_IGN);
-	if ((i = main_start_core(&st, cfg, ehlo_name, &sp, &dns)) != 0) {
+	if ((i = main_start_core(&st, cfg, ehlo_name, &mp.sp,
+	    &mp.dns)) != 0) {
 		status = i;
 		goto out;
 	}
@@ -522,20 +561,20 @@ main(int argc, char **argv)
 	st.cfg = cfg;
 	st.debug = debug;
 	st.service = service_new(st.base, main_status, &st);
-	main_signals(&st, sigs);
+	main_signals(&st, mp.sigs);
 	if (scheduler_start(st.sched, &err) != 0) {
 		log_err("cannot start: %s", err.msg);
 		goto out;
 	}
-	if ((i = main_start_inputs(&st, sp, &quota, &pickup, &ctl,
-	    &rights)) != 0) {
+	if ((i = main_start_inputs(&st, mp.sp, &quota, &mp.pickup, &mp.ctl,
+	    &mp.rights)) != 0) {
 		status = i;
 		goto out;
 	}
 	/* Prometheus metrics: a bad address is a configuration error. */
 	metrics_set_gauges(main_metrics_gauges, &st, cfg->n_smarthosts);
 	if (cfg->metrics_listen != NULL && metrics_http_new(st.base,
-	    cfg->metrics_listen, &metrics, &err) != 0) {
+	    cfg->metrics_listen, &mp.metrics, &err) != 0) {
 		log_err("%s", err.msg);
 		status = EX_CONFIG;
 		goto out;
@@ -550,31 +589,7 @@ main(int argc, char **argv)
 	log_info("stopped");
 	status = 0;
 out:
-	/* Commits in flight are finished and answered before their
-	 * submitters go away. */
-	if (sp != NULL)
-		spool_async_stop(sp);
-	if (st.spool_ev != NULL)
-		event_free(st.spool_ev);
-	metrics_http_free(metrics);
-	metrics_reset();
-	intake_free(st.intake);
-	pickup_free(pickup);
-	control_free(ctl);
-	control_rights_free(rights);
-	for (i = 0; i < 3; i++)
-		if (sigs[i] != NULL)
-			event_free(sigs[i]);
-	service_free(st.service);
-	scheduler_free(st.sched);
-	if (dns != NULL)
-		evdns_base_free(dns, 0);
-	if (st.base != NULL)
-		event_base_free(st.base);
-	spool_close(sp);
+	main_stop(&st, &mp);
 	config_free(cfg);
-	while (st.n_reloaded > 0)
-		config_free(st.reloaded[--st.n_reloaded]);
-	free(st.reloaded);
 	return status;
 }

@@ -7,7 +7,9 @@
  * entry is freed when its message count reaches zero, so the table only
  * holds uids that have mail queued.  quota_admit() reads the counts
  * through q->uid_usage and compares count + pending + this one with the
- * limits; the first limit reached is the one named.
+ * limits; the first limit reached is the one named.  The table is its
+ * own, not queue_index's: keyed by uid, not queue id, and without a heap
+ * (a shared generic hash would cost both a void * indirection).
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -127,15 +127,6 @@ scheduler_now(void)
 	return (int64_t)time(NULL);
 }
 
-static int64_t
-scheduler_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static uint32_t
 scheduler_random(struct scheduler *s)
 {
@@ -964,7 +955,7 @@ scheduler_serve(struct scheduler *s, struct relay *r, int q)
 		cc = relay_conn_idle(r);
 		if (cc == NULL && r->n_conns >= r->sh->max_connections)
 			return;
-		if (!relay_rate_take(r, scheduler_now_ms()))
+		if (!relay_rate_take(r, sq_now_ms()))
 			return;
 		/* A message send() drops has left the lane, so the next
 		 * first is another one. */
@@ -1046,7 +1037,7 @@ scheduler_probe(struct scheduler *s, struct relay *r, int64_t now)
 		return;
 	scheduler_expire_due(s, r, now);
 	if ((m = queue_index_lane_first(s->qi, r->index)) != NULL &&
-	    relay_rate_take(r, scheduler_now_ms()))
+	    relay_rate_take(r, sq_now_ms()))
 		scheduler_open(r, m);
 }
 
@@ -1775,7 +1766,7 @@ scheduler_new(struct event_base *base, struct evdns_base *dns,
 		s->rng = (uint64_t)time(NULL) * 2654435761u + 1;
 	s->qi = queue_index_new(cfg->n_smarthosts);
 	s->usage = quota_table_new();
-	if ((rc = relay_pool_new(base, cfg, s, scheduler_now_ms(), &s->pool,
+	if ((rc = relay_pool_new(base, cfg, s, sq_now_ms(), &s->pool,
 	    err)) != 0) {
 		scheduler_free(s);
 		return rc;
@@ -2003,7 +1994,7 @@ scheduler_reconfigure(struct scheduler *s, const struct config *cfg,
 	int rc;
 
 	/* Checks and new TLS contexts first: on failure nothing changed. */
-	if ((rc = relay_pool_reconfigure(s->pool, cfg, scheduler_now_ms(),
+	if ((rc = relay_pool_reconfigure(s->pool, cfg, sq_now_ms(),
 	    err)) != 0)
 		return rc;
 	s->cfg = cfg;

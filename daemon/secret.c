@@ -202,15 +202,6 @@ secret_read_file(const char *path, const char *what, enum secret_kind kind,
 	return rc;
 }
 
-static long long
-secret_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Kill the command's process group (and the child itself) and reap it. */
 static void
 secret_command_kill(pid_t pid)
@@ -313,7 +304,7 @@ secret_command_reap(pid_t pid, const char *key, long long deadline, int rc,
 			exited = 1;
 			break;
 		}
-		left = deadline - secret_now_ms();
+		left = deadline - sq_now_ms();
 		if (left <= 0) {
 			rc = secret_command_late(key, err);
 			break;
@@ -326,6 +317,41 @@ secret_command_reap(pid_t pid, const char *key, long long deadline, int rc,
 	return rc;
 }
 
+/* Wait up to timeout ms for the command's output on fd and add what
+ * comes to r.  Returns 1 at its end, 0 to go on, or -errno with err. */
+static int
+secret_command_read(int fd, int timeout, struct secret_reader *r,
+    const char *key, struct sq_err *err)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	char chunk[4096];
+	ssize_t n;
+	int saved;
+
+	if (poll(&pfd, 1, timeout) == -1) {
+		if (errno == EINTR)
+			return 0;
+		saved = errno;
+		return sq_err_set(err, -saved, "%s: poll: %s", key,
+		    strerror(saved));
+	}
+	if (pfd.revents == 0)
+		return 0;
+	n = read(fd, chunk, sizeof(chunk));
+	if (n == -1 && (errno == EINTR || errno == EAGAIN))
+		return 0;
+	if (n == -1) {
+		saved = errno;
+		return sq_err_set(err, -saved, "%s: cannot read its "
+		    "output: %s", key, strerror(saved));
+	}
+	if (n == 0)
+		return 1;
+	secret_reader_add(r, chunk, (size_t)n);
+	explicit_bzero(chunk, sizeof(chunk));
+	return 0;
+}
+
 /*
  * Run cmd and read the first line of its output.  key names the source in
  * messages ("password_command").
@@ -335,16 +361,15 @@ secret_run_command(const char *cmd, const char *key, enum secret_kind kind,
     struct secret **out, struct sq_err *err)
 {
 	struct secret_reader r;
-	struct pollfd pfd;
-	char chunk[4096];
 	long long deadline, left;
 	ssize_t n;
 	pid_t pid;
 	int fd = -1, rc, status = 0, exited = 0, eof = 0, timeout, saved;
+	int got;
 
 	if ((rc = secret_command_spawn(cmd, key, &pid, &fd, err)) != 0)
 		return rc;
-	deadline = secret_now_ms() + secret_command_timeout_ms;
+	deadline = sq_now_ms() + secret_command_timeout_ms;
 	secret_reader_init(&r);
 	rc = 0;
 	for (;;) {
@@ -366,7 +391,7 @@ secret_run_command(const char *cmd, const char *key, enum secret_kind kind,
 		if (exited && (!WIFEXITED(status) ||
 		    WEXITSTATUS(status) != 0 || !secret_reader_wants_more(&r)))
 			break;
-		left = deadline - secret_now_ms();
+		left = deadline - sq_now_ms();
 		if (left <= 0) {
 			rc = secret_command_late(key, err);
 			break;
@@ -374,34 +399,13 @@ secret_run_command(const char *cmd, const char *key, enum secret_kind kind,
 		timeout = (int)left;
 		if (!exited && timeout > SECRET_CHILD_POLL_MS)
 			timeout = SECRET_CHILD_POLL_MS;
-		pfd.fd = fd;
-		pfd.events = POLLIN;
-		pfd.revents = 0;
-		if (poll(&pfd, 1, timeout) == -1) {
-			if (errno == EINTR)
-				continue;
-			saved = errno;
-			rc = sq_err_set(err, -saved, "%s: poll: %s", key,
-			    strerror(saved));
+		if ((got = secret_command_read(fd, timeout, &r, key,
+		    err)) < 0) {
+			rc = got;
 			break;
 		}
-		if (pfd.revents == 0)
-			continue;
-		n = read(fd, chunk, sizeof(chunk));
-		if (n == -1 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n == -1) {
-			saved = errno;
-			rc = sq_err_set(err, -saved, "%s: cannot read its "
-			    "output: %s", key, strerror(saved));
-			break;
-		}
-		if (n == 0)
-			eof = 1;
-		else
-			secret_reader_add(&r, chunk, (size_t)n);
+		eof = got;
 	}
-	explicit_bzero(chunk, sizeof(chunk));
 	close(fd);
 
 	if (!exited)

@@ -1686,6 +1686,42 @@ sendq_submit_write(struct sendq_ctx *c, struct sendq_in *in,
 }
 
 /*
+ * Queue the message in sink: sendqd names, writes and commits it, else
+ * the maildrop helper takes it under token.  h and hdr are its header,
+ * prefix_len the length of the added fields before it.  qid
+ * (ENVELOPE_ID_MAX bytes) gets the queue id.  Returns EX_OK or the exit
+ * code.
+ */
+static int
+sendq_submit_queue(struct sendq_ctx *c, struct sendq_sink *sink,
+    struct envelope *env, const struct mailmsg_header *h,
+    const struct buf *hdr, size_t prefix_len, const char *token,
+    const char *eol, char *qid)
+{
+	char *envlines;
+	int rc;
+
+	snprintf(env->id, sizeof(env->id), "new");	/* sendqd's to set */
+	if ((rc = sendq_to_daemon(c, sink, env, qid)) > 0)
+		return rc;
+	if (rc < 0) {
+		envlines = sendq_envlines(env, eol);
+		if ((rc = sendq_droppable(c->o, env, h, hdr->data,
+		    strlen(envlines), prefix_len + hdr->len)) == 0)
+			rc = sendq_to_helper(c, sink, envlines);
+		free(envlines);
+		if (rc != 0)
+			return rc;
+		snprintf(qid, ENVELOPE_ID_MAX, "%s", token);
+	}
+	if (c->o->verbose)
+		fprintf(stderr, "sendq: queued as %s, %s (from <%s>, %zu "
+		    "recipient%s)\n", qid, c->route, env->sender, env->n_rcpts,
+		    env->n_rcpts == 1 ? "" : "s");
+	return EX_OK;
+}
+
+/*
  * Read, check and queue one message from in.  The envelope comes from the
  * options, or, for -bs, from smtp_sender/smtp_rcpts (then nothing is
  * read from the options but -F).  idbuf (ENVELOPE_ID_MAX bytes, may be
@@ -1702,7 +1738,7 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 	struct mailmsg_header h;
 	struct msgfix_scan scan;
 	struct envelope *env;
-	char *prefix = NULL, *envlines = NULL, *orig = NULL;
+	char *prefix = NULL, *orig = NULL;
 	char token[ENVELOPE_ID_MAX], qid[ENVELOPE_ID_MAX] = "";
 	const char *eol;
 	int rc, ignore_dots;
@@ -1747,25 +1783,11 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 		goto out;
 	env->body_8bit = sink.eightbit;
 
-	/* sendqd names, writes and commits it; else the maildrop. */
-	snprintf(env->id, sizeof(env->id), "new");	/* sendqd's to set */
-	if ((rc = sendq_to_daemon(c, &sink, env, qid)) > 0)
+	if ((rc = sendq_submit_queue(c, &sink, env, &h, &hd.hdr,
+	    strlen(prefix), token, eol, qid)) != EX_OK)
 		goto out;
-	if (rc < 0) {
-		envlines = sendq_envlines(env, eol);
-		if ((rc = sendq_droppable(o, env, &h, hd.hdr.data,
-		    strlen(envlines), strlen(prefix) + hd.hdr.len)) != 0 ||
-		    (rc = sendq_to_helper(c, &sink, envlines)) != 0)
-			goto out;
-		snprintf(qid, sizeof(qid), "%s", token);
-	}
-	if (o->verbose)
-		fprintf(stderr, "sendq: queued as %s, %s (from <%s>, %zu "
-		    "recipient%s)\n", qid, c->route, env->sender, env->n_rcpts,
-		    env->n_rcpts == 1 ? "" : "s");
 	if (idbuf != NULL)
 		snprintf(idbuf, ENVELOPE_ID_MAX, "%s", qid);
-	rc = EX_OK;
 out:
 	sendq_sink_fini(&sink);
 	mailmsg_header_fini(&h);
@@ -1773,7 +1795,6 @@ out:
 	buf_fini(&hd.hdr);
 	buf_fini(&hd.line);
 	free(prefix);
-	free(envlines);
 	free(orig);
 	return rc;
 }
@@ -1951,6 +1972,44 @@ sendq_smtp(struct sendq_ctx *c)
 	return rc == EX_OK && refused ? EX_DATAERR : rc;
 }
 
+/* Do what c->o->mode asks (submitting the message on standard input
+ * by default).  Returns the exit code. */
+static int
+sendq_run(struct sendq_ctx *c)
+{
+	int rc;
+
+	switch (c->o->mode) {
+	case SENDQ_MODE_FLUSH:
+		rc = sendq_flush(c->cfg, c->o->verbose);
+		break;
+	case SENDQ_MODE_LIST:
+		rc = sendq_list_queue(c->cfg, c->spool_dir);
+		break;
+	case SENDQ_MODE_VERIFY:
+		rc = sendq_verify(c);
+		break;
+	case SENDQ_MODE_NEWALIASES:
+		fprintf(stderr, "sendq: nothing to do: sendq has no alias "
+		    "database, [aliases] in %s is read as it is\n",
+		    c->cfg->path);
+		rc = EX_OK;
+		break;
+	case SENDQ_MODE_SMTP:
+		rc = sendq_smtp(c);
+		break;
+	default: {
+		struct sendq_in *in = xcalloc(1, sizeof(*in));
+
+		in->fd = STDIN_FILENO;
+		rc = sendq_submit(c, in, NULL, NULL, 0, NULL);
+		free(in);
+		break;
+	}
+	}
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -2004,34 +2063,7 @@ main(int argc, char **argv)
 	c.hostname = hostname;
 	rewrite_init(&c.rw, cfg, hostname);
 
-	switch (o.mode) {
-	case SENDQ_MODE_FLUSH:
-		rc = sendq_flush(cfg, o.verbose);
-		break;
-	case SENDQ_MODE_LIST:
-		rc = sendq_list_queue(cfg, c.spool_dir);
-		break;
-	case SENDQ_MODE_VERIFY:
-		rc = sendq_verify(&c);
-		break;
-	case SENDQ_MODE_NEWALIASES:
-		fprintf(stderr, "sendq: nothing to do: sendq has no alias "
-		    "database, [aliases] in %s is read as it is\n",
-		    cfg->path);
-		rc = EX_OK;
-		break;
-	case SENDQ_MODE_SMTP:
-		rc = sendq_smtp(&c);
-		break;
-	default: {
-		struct sendq_in *in = xcalloc(1, sizeof(*in));
-
-		in->fd = STDIN_FILENO;
-		rc = sendq_submit(&c, in, NULL, NULL, 0, NULL);
-		free(in);
-		break;
-	}
-	}
+	rc = sendq_run(&c);
 	config_free(cfg);
 	return rc;
 }

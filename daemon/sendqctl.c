@@ -338,21 +338,60 @@ sendqctl_oauth(const char *config_path, const char *const *args, int n)
 	return ex;
 }
 
-int
-main(int argc, char **argv)
-{
-	const struct sendqctl_cmd *cmd = NULL;
-	struct config *cfg = NULL;
-	struct sq_err err = { 0 };
-	struct buf out;
-	const char *config_path = CONFIG_DEFAULT_PATH, *id = NULL, *path;
-	const char *spool_dir, *oauth_args[2] = { NULL, NULL };
-	struct sendqctl_opts opts;
-	char *req, safe[64];
-	int i, json = 0, rc, ex, oauth = 0, n_oauth = 0, bulk = 0;
+/* What the command line asked for, besides the sendqctl_opts. */
+struct sendqctl_args {
+	const struct sendqctl_cmd *cmd;
+	const char *config_path, *id, *oauth_args[2];
+	int json, oauth, n_oauth;
+};
 
-	log_init("sendqctl", LOG_LEVEL_WARN);
-	sendqctl_opts_init(&opts);
+/* One word that is neither an option nor taken by sendqctl_opts: the
+ * command, its queue id or an oauth argument.  Returns -1 to go on, or
+ * the exit code. */
+static int
+sendqctl_args_word(struct sendqctl_args *a, const char *w)
+{
+	char safe[64];
+
+	if (a->oauth) {
+		if (a->n_oauth == 2) {
+			fprintf(stderr, "sendqctl: too many arguments "
+			    "for oauth (see sendqctl --help)\n");
+			return EX_USAGE;
+		}
+		a->oauth_args[a->n_oauth++] = w;
+		return -1;
+	}
+	if (a->cmd == NULL && strcmp(w, "oauth") == 0) {
+		a->oauth = 1;
+		return -1;
+	}
+	if (a->cmd == NULL) {
+		if ((a->cmd = sendqctl_find(w)) == NULL) {
+			sq_printable(safe, sizeof(safe), w, strlen(w));
+			fprintf(stderr, "sendqctl: unknown command %s "
+			    "(see sendqctl --help)\n", safe);
+			return EX_USAGE;
+		}
+	} else if (a->cmd->needs_id && a->id == NULL)
+		a->id = w;
+	else {
+		fprintf(stderr, "sendqctl: too many arguments for "
+		    "%s (see sendqctl --help)\n", a->cmd->name);
+		return EX_USAGE;
+	}
+	return -1;
+}
+
+/* Read argv into a and opts.  Returns -1 to go on, or the exit code
+ * (EX_OK after --help or --version). */
+static int
+sendqctl_args_parse(struct sendqctl_args *a, struct sendqctl_opts *opts,
+    int argc, char **argv)
+{
+	char safe[64];
+	int i, rc;
+
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-h") == 0 ||
 		    strcmp(argv[i], "--help") == 0) {
@@ -365,14 +404,14 @@ main(int argc, char **argv)
 			return EX_OK;
 		}
 		if (strcmp(argv[i], "--json") == 0) {
-			json = 1;
+			a->json = 1;
 			continue;
 		}
 		if (strncmp(argv[i], "-C", 2) == 0) {
 			if (argv[i][2] != '\0')
-				config_path = argv[i] + 2;
+				a->config_path = argv[i] + 2;
 			else if (i + 1 < argc)
-				config_path = argv[++i];
+				a->config_path = argv[++i];
 			else {
 				fprintf(stderr, "sendqctl: -C needs a file "
 				    "name (see sendqctl --help)\n");
@@ -380,7 +419,7 @@ main(int argc, char **argv)
 			}
 			continue;
 		}
-		if ((rc = sendqctl_opts_take(&opts, argc, argv, &i)) != 0) {
+		if ((rc = sendqctl_opts_take(opts, argc, argv, &i)) != 0) {
 			if (rc < 0)
 				return EX_USAGE;
 			continue;
@@ -392,76 +431,32 @@ main(int argc, char **argv)
 			    "sendqctl --help)\n", safe);
 			return EX_USAGE;
 		}
-		if (oauth) {
-			if (n_oauth == 2) {
-				fprintf(stderr, "sendqctl: too many arguments "
-				    "for oauth (see sendqctl --help)\n");
-				return EX_USAGE;
-			}
-			oauth_args[n_oauth++] = argv[i];
-			continue;
-		}
-		if (cmd == NULL && strcmp(argv[i], "oauth") == 0) {
-			oauth = 1;
-			continue;
-		}
-		if (cmd == NULL) {
-			if ((cmd = sendqctl_find(argv[i])) == NULL) {
-				sq_printable(safe, sizeof(safe), argv[i],
-				    strlen(argv[i]));
-				fprintf(stderr, "sendqctl: unknown command %s "
-				    "(see sendqctl --help)\n", safe);
-				return EX_USAGE;
-			}
-		} else if (cmd->needs_id && id == NULL)
-			id = argv[i];
-		else {
-			fprintf(stderr, "sendqctl: too many arguments for "
-			    "%s (see sendqctl --help)\n", cmd->name);
-			return EX_USAGE;
-		}
+		if ((rc = sendqctl_args_word(a, argv[i])) >= 0)
+			return rc;
 	}
-	if (oauth)
-		return sendqctl_oauth(config_path, oauth_args, n_oauth);
-	if (cmd == NULL) {
-		sendqctl_usage(stderr);
-		return EX_USAGE;
-	}
-	if ((ex = sendqctl_main_opts(cmd, &opts, &id, &bulk)) != 0)
-		return ex;
-	if (cmd->needs_id && id == NULL && !bulk) {
-		fprintf(stderr, "sendqctl: %s needs a queue id (see sendqctl "
-		    "list)\n", cmd->name);
-		return EX_USAGE;
-	}
-	if (id != NULL && !bulk && !spool_id_valid(id)) {
-		sq_printable(safe, sizeof(safe), id, strlen(id));
-		fprintf(stderr, "sendqctl: not a queue id: %s (31 characters "
-		    "0-9 A-F, as sendqctl list shows)\n", safe);
-		return EX_USAGE;
-	}
+	return -1;
+}
 
-	if (config_load_file(config_path, &cfg, &err) != 0) {
-		fprintf(stderr, "sendqctl: %s\n", err.msg);
-		return EX_CONFIG;
-	}
-	spool_dir = cfg->spool_dir;
-	path = cfg->control_socket;
+/* Send a's request to the daemon at cfg's control socket (or answer
+ * offline when it is not running).  Returns the exit code. */
+static int
+sendqctl_send(const struct sendqctl_args *a, struct sendqctl_opts *opts,
+    int bulk, const struct config *cfg)
+{
+	const struct sendqctl_cmd *cmd = a->cmd;
+	const char *path = cfg->control_socket, *id = a->id;
+	struct sq_err err = { 0 };
+	struct buf out;
+	char *req;
+	int rc, ex, json = a->json;
 
-	if (strcmp(cmd->name, "status") == 0) {
-		ex = sendqctl_check_status(path, json, &opts);
-		config_free(cfg);
-		return ex;
-	}
 	if (bulk)
-		req = sendqctl_bulk_request(cmd->name, id != NULL, &opts, json);
+		req = sendqctl_bulk_request(cmd->name, id != NULL, opts, json);
 	else
 		req = xasprintf("%s%s%s%s", cmd->name, id != NULL ? " " : "",
 		    id != NULL ? id : "", json ? " --json" : "");
-	if (req == NULL) {
-		config_free(cfg);
+	if (req == NULL)
 		return EX_USAGE;
-	}
 	buf_init(&out, QUEUE_VIEW_OUT_MAX);
 	rc = queue_view_request(path, req, SENDQCTL_TIMEOUT, &out, &err);
 	free(req);
@@ -469,7 +464,7 @@ main(int argc, char **argv)
 		ex = sendqctl_answer(&out, json);
 	else if (rc == -ENOENT || rc == -ECONNREFUSED) {
 		if (cmd->offline) {
-			ex = sendqctl_offline(cmd, id, json, spool_dir);
+			ex = sendqctl_offline(cmd, id, json, cfg->spool_dir);
 		} else {
 			fprintf(stderr, "sendqctl: sendqd is not running "
 			    "(start it with systemctl start sendq); no "
@@ -486,6 +481,51 @@ main(int argc, char **argv)
 		ex = EX_UNAVAILABLE;
 	}
 	buf_fini(&out);
+	return ex;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct sendqctl_args a = { .config_path = CONFIG_DEFAULT_PATH };
+	struct config *cfg = NULL;
+	struct sq_err err = { 0 };
+	struct sendqctl_opts opts;
+	char safe[64];
+	int ex, bulk = 0;
+
+	log_init("sendqctl", LOG_LEVEL_WARN);
+	sendqctl_opts_init(&opts);
+	if ((ex = sendqctl_args_parse(&a, &opts, argc, argv)) >= 0)
+		return ex;
+	if (a.oauth)
+		return sendqctl_oauth(a.config_path, a.oauth_args, a.n_oauth);
+	if (a.cmd == NULL) {
+		sendqctl_usage(stderr);
+		return EX_USAGE;
+	}
+	if ((ex = sendqctl_main_opts(a.cmd, &opts, &a.id, &bulk)) != 0)
+		return ex;
+	if (a.cmd->needs_id && a.id == NULL && !bulk) {
+		fprintf(stderr, "sendqctl: %s needs a queue id (see sendqctl "
+		    "list)\n", a.cmd->name);
+		return EX_USAGE;
+	}
+	if (a.id != NULL && !bulk && !spool_id_valid(a.id)) {
+		sq_printable(safe, sizeof(safe), a.id, strlen(a.id));
+		fprintf(stderr, "sendqctl: not a queue id: %s (31 characters "
+		    "0-9 A-F, as sendqctl list shows)\n", safe);
+		return EX_USAGE;
+	}
+
+	if (config_load_file(a.config_path, &cfg, &err) != 0) {
+		fprintf(stderr, "sendqctl: %s\n", err.msg);
+		return EX_CONFIG;
+	}
+	if (strcmp(a.cmd->name, "status") == 0)
+		ex = sendqctl_check_status(cfg->control_socket, a.json, &opts);
+	else
+		ex = sendqctl_send(&a, &opts, bulk, cfg);
 	config_free(cfg);
 	return ex;
 }

@@ -23,6 +23,7 @@
 #include <json-c/json.h>
 
 #include "buf.h"
+#include "config_value.h"
 #include "queue_view.h"
 #include "sendqctl_check.h"
 #include "util.h"
@@ -41,36 +42,22 @@ sendqctl_opts_init(struct sendqctl_opts *o)
 long long
 sendqctl_parse_duration(const char *s)
 {
-	long long v = 0;
-	const char *c = s;
+	char digits[16];
+	size_t n = strlen(s), nd = strspn(s, "0123456789");
+	long long v;
 
-	if (*c < '0' || *c > '9')
+	/* config_value_duration's syntax, and weeks.  Ten digits or more
+	 * (31 years and more in seconds) are out of any range. */
+	if (nd > 9)
 		return -1;
-	for (; *c >= '0' && *c <= '9'; c++) {
-		if (v > 1000LL * 1000 * 1000)
-			return -1;
-		v = v * 10 + (*c - '0');
-	}
-	switch (*c) {
-	case '\0':
-	case 's':
-		break;
-	case 'm':
-		v *= 60;
-		break;
-	case 'h':
-		v *= 3600;
-		break;
-	case 'd':
-		v *= 86400;
-		break;
-	case 'w':
-		v *= 7 * 86400;
-		break;
-	default:
+	if (n < 2 || s[n - 1] != 'w')
+		return config_value_duration(s);
+	if (nd != n - 1)
 		return -1;
-	}
-	return *c == '\0' || c[1] == '\0' ? v : -1;
+	memcpy(digits, s, nd);
+	digits[nd] = '\0';
+	v = config_value_uint(digits);
+	return v < 0 ? -1 : v * 7 * 86400;
 }
 
 /* The value of option name at argv[*i]: "--name=V" or "--name V". */

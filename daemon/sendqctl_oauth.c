@@ -44,15 +44,6 @@
 /* Seconds to wait for sendqd's answer to oauth-status. */
 #define SENDQCTL_OAUTH_TIMEOUT	10
 
-static int64_t
-sendqctl_oauth_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* POST form to url, parse, classify.  *r is filled when it parsed. */
 static enum oauth_class
 sendqctl_oauth_post(const struct config_smarthost *sh, const char *url,
@@ -88,7 +79,7 @@ sendqctl_oauth_sleep_until(int64_t when_ms)
 	int64_t left;
 	struct timespec ts;
 
-	while ((left = when_ms - sendqctl_oauth_now_ms()) > 0) {
+	while ((left = when_ms - sq_now_ms()) > 0) {
 		ts.tv_sec = (time_t)(left / 1000);
 		ts.tv_nsec = (long)(left % 1000) * 1000000;
 		(void)nanosleep(&ts, NULL);
@@ -117,12 +108,12 @@ sendqctl_oauth_poll(const struct config_smarthost *sh, const char *code,
 		form[n++] = secret;
 	}
 	form[n] = NULL;
-	oauth_device_start(&d, a, sendqctl_oauth_now_ms());
+	oauth_device_start(&d, a, sq_now_ms());
 	for (;;) {
 		sendqctl_oauth_sleep_until(d.next_ms);
 		cls = sendqctl_oauth_post(sh, sh->oauth_token_endpoint, form,
 		    tok, why, sizeof(why));
-		switch (oauth_device_step(&d, cls, sendqctl_oauth_now_ms())) {
+		switch (oauth_device_step(&d, cls, sq_now_ms())) {
 		case OAUTH_DEVICE_DONE:
 			if (tok->refresh_token == NULL) {
 				fprintf(stderr, "sendqctl: the token endpoint "

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -147,6 +148,15 @@ sq_host_is_loopback(const char *host)
 	if (inet_pton(AF_INET6, host, &a6) == 1)
 		return IN6_IS_ADDR_LOOPBACK(&a6);
 	return 0;
+}
+
+int64_t
+sq_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 int

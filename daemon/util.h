@@ -16,6 +16,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <sysexits.h>
 
@@ -56,6 +57,10 @@ char	*xasprintf(const char *fmt, ...) SQ_PRINTF(1, 2);
  * replacing every byte that is not printable ASCII by '?', so that text
  * from the network or a file can be logged safely.  Returns dst. */
 char	*sq_printable(char *dst, size_t dstsz, const char *src, size_t len);
+
+/* Milliseconds on CLOCK_MONOTONIC: for deadlines and intervals, never
+ * for dates. */
+int64_t	sq_now_ms(void);
 
 /* The value of a hex digit (either case), -1 for others. */
 int	sq_hex_value(char c);
