@@ -55,7 +55,8 @@ class E2ECases:
         harness.wait_for(lambda: not leftover(),
                          what=lambda: "an empty spool (left: %s)" %
                          leftover())
-        self.assertEqual(self.sq.queued(), [])
+        harness.wait_for(lambda: self.sq.queued() == [],
+                          what="the spool to empty")
 
     def assertSentLogged(self, count=1):
         lines = harness.wait_for(

@@ -170,7 +170,8 @@ class GroupCommitTest(harness.IntegrationTest):
         sq.submit(sent, ["bob@example.net"], sender=SENDER)
         # sendq wrote nothing into the spool; the helper's file waits in
         # maildrop/, published (nothing left in maildrop/tmp/).
-        self.assertEqual(sq.queued(), [])
+        harness.wait_for(lambda: sq.queued() == [],
+                          what="the spool to empty")
         self.assertEqual(sq.spool_subdir_files("tmp"), [])
         self.assertEqual(len(sq.maildrop_files()), 1)
         self.assertEqual(sq.spool_subdir_files("maildrop/tmp"), [])
@@ -226,7 +227,8 @@ class GroupCommitTest(harness.IntegrationTest):
             answer = self.submit_raw(sock, data)
             self.assertTrue(answer.startswith("error: "), answer)
             self.assertIn(why, answer)
-        self.assertEqual(sq.queued(), [])
+        harness.wait_for(lambda: sq.queued() == [],
+                          what="the spool to empty")
         self.assertTrue(sq.running())
         # And a real submission still works.
         sent = make_message("after errors", "Still working.\r\n")

@@ -212,7 +212,8 @@ class OAuthTest(harness.IntegrationTest):
         self.assertEqual(len(self.fake.saved()), 0)
         self.oauth.mode("ok")
         self.delivered(1)
-        self.assertEqual(self.sq.queued(), [])
+        wait_for(lambda: self.sq.queued() == [],
+                 what="the spool to empty")
 
     def test_slow_endpoint_does_not_stall_the_daemon(self):
         """The token endpoint takes 3 s to answer: the refresh runs on

@@ -24,7 +24,8 @@ class QueuedWhileDown(harness.IntegrationTest):
                 for i in range(3)]
         for msg in sent:
             sq.submit(msg, ["bob@example.net"], sender=SENDER)
-        self.assertEqual(sq.queued(), [])
+        harness.wait_for(lambda: sq.queued() == [],
+                          what="the spool to empty")
         self.assertEqual(len(sq.maildrop_files()), 3)
         self.assertEqual(exim.message_ids(), [])
         sq.start()

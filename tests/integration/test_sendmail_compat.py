@@ -19,7 +19,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import make_message  # noqa: E402
+from harness import make_message, wait_for  # noqa: E402
 
 ALIASES = "\n[aliases]\nroot = ops@example.com\n" \
     "team = a@example.org, b@example.org\n"
@@ -153,7 +153,8 @@ class SendmailCompat(harness.IntegrationTest):
                 err = p.stderr.decode()
                 self.assertIn(text, err)
                 self.assertEqual(err.count("\n"), 1, err)
-        self.assertEqual(self.sq.queued(), [])
+        wait_for(lambda: self.sq.queued() == [],
+                 what="the spool to empty")
 
     def test_malformed_addresses_exit_65_naming_them(self):
         self.setup_sendq(start=False)
@@ -170,7 +171,8 @@ class SendmailCompat(harness.IntegrationTest):
                 p = self.run_sendq(args, msg)
                 self.assertEqual(p.returncode, 65, p.stderr)
                 self.assertIn(name, p.stderr.decode())
-        self.assertEqual(self.sq.queued(), [])
+        wait_for(lambda: self.sq.queued() == [],
+                 what="the spool to empty")
 
     # -- modes
     def test_bp_q_bv_bi(self):
@@ -315,7 +317,8 @@ class SendmailCompat(harness.IntegrationTest):
                        if os.path.isfile(os.path.join(drop, n)))
         self.assertEqual(len(files), 2)
         self.assertEqual(os.listdir(os.path.join(drop, "tmp")), [])
-        self.assertEqual(sq.queued(), [])
+        wait_for(lambda: sq.queued() == [],
+                 what="the spool to empty")
         with open(os.path.join(drop, files[0]), "rb") as f:
             head = f.read(200)
         self.assertRegex(head, rb"^X-Sendq-Sender: <[^>]+>\r?\n"

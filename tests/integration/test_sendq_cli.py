@@ -96,7 +96,8 @@ class SendqCli(harness.IntegrationTest):
     def test_without_sendqd_a_drop_file(self):
         sent = make_message("dropped", "x\r\n")
         self.sq.submit(sent, ["bob@example.net"], sender="alice@example.org")
-        self.assertEqual(self.sq.queued(), [])
+        harness.wait_for(lambda: self.sq.queued() == [],
+                          what="the spool to empty")
         (name,) = self.sq.maildrop_files()
         with open(os.path.join(self.sq.spool, "maildrop", name), "rb") as f:
             dropped = f.read()

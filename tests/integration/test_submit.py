@@ -205,7 +205,8 @@ class Submit(harness.IntegrationTest):
                            input=part, timeout=30)
         self.assertEqual(p.returncode, -signal.SIGKILL)
         sq.wait_log(r"command=submit msgid=\w+ uid=\d+ result=aborted")
-        self.assertEqual(sq.queued(), [])
+        wait_for(lambda: sq.queued() == [],
+                 what="the spool to empty")
         self.assertEqual(sq.spool_subdir_files("tmp"), [])
         self.assertTrue(sq.running())
         self.assertStoppedCleanly(sq)
@@ -228,7 +229,8 @@ class Submit(harness.IntegrationTest):
         # The same through sendq's own config: refused before sending.
         p = sq.sendq(["-f", SENDER, "bob@example.net"], msg)
         self.assertEqual(p.returncode, 65, p.stderr)
-        self.assertEqual(sq.queued(), [])
+        wait_for(lambda: sq.queued() == [],
+                 what="the spool to empty")
         self.assertEqual(sq.spool_subdir_files("tmp"), [])
         self.assertEqual(sq.maildrop_files(), [])
         # A raw client too: an error answer, then the daemon closes.

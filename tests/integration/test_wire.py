@@ -81,7 +81,8 @@ class WireChecks:
         self.assertLessEqual(max(len(x) for x in m.body.split(b"\n")), 76)
 
     def assertNothingQueued(self, sq):
-        self.assertEqual(sq.queued(), [])
+        harness.wait_for(lambda: sq.queued() == [],
+                          what="the spool to empty")
 
 
 class Listener(test_intake.IntakeBase, WireChecks):
