@@ -44,44 +44,44 @@
 struct authsrc_sh;
 
 struct authsrc_req {
-	struct authsrc		*a;
-	struct authsrc_req	*next;		/* a->reqs */
-	struct authsrc_req	*wnext;		/* st->waiters */
-	struct authsrc_sh	*waiting_on;
-	authsrc_cb		 cb;
-	void			*arg;
-	struct event		*ev;
-	struct secret_cmd	*cmd;
-	struct authsrc_result	 res;
+	struct authsrc       *a;
+	struct authsrc_req   *next;  /* a->reqs */
+	struct authsrc_req   *wnext; /* st->waiters */
+	struct authsrc_sh    *waiting_on;
+	authsrc_cb            cb;
+	void                 *arg;
+	struct event         *ev;
+	struct secret_cmd    *cmd;
+	struct authsrc_result res;
 };
 
 struct authsrc_sh {
-	struct authsrc			*a;
-	const struct config_smarthost	*sh;
-	char				*refresh_token;
-	char				*access_token;
-	struct oauth_cache		 cache;
-	int				 held;
-	char				 why[512];
-	struct oauth_http_req		*http;
-	struct authsrc_req		*waiters;
-	time_t				 last_refresh;
-	char				 last_result[512];
-	time_t				 obtained, expires;	/* wall */
+	struct authsrc                *a;
+	const struct config_smarthost *sh;
+	char                          *refresh_token;
+	char                          *access_token;
+	struct oauth_cache             cache;
+	int                            held;
+	char                           why[512];
+	struct oauth_http_req         *http;
+	struct authsrc_req            *waiters;
+	time_t                         last_refresh;
+	char                           last_result[512];
+	time_t                         obtained, expires; /* wall */
 };
 
 struct authsrc {
-	struct event_base	*base;
-	const struct config	*cfg;
-	const char		*state_dir;
-	struct oauth_http	*http;
-	struct authsrc_sh	*shs;	/* per smarthost (oauth ones used) */
-	size_t			 n;
-	struct authsrc_req	*reqs;
-	int			 ino_fd;
-	struct event		*ev_ino;
-	void			(*on_change)(void *);
-	void			*arg;
+	struct event_base   *base;
+	const struct config *cfg;
+	const char          *state_dir;
+	struct oauth_http   *http;
+	struct authsrc_sh   *shs; /* per smarthost (oauth ones used) */
+	size_t               n;
+	struct authsrc_req  *reqs;
+	int                  ino_fd;
+	struct event        *ev_ino;
+	void (*on_change)(void *);
+	void *arg;
 };
 
 static void
@@ -105,7 +105,7 @@ authsrc_unlink(struct authsrc_req *q)
 		}
 	if (q->waiting_on != NULL) {
 		for (pp = &q->waiting_on->waiters; *pp != NULL;
-		    pp = &(*pp)->wnext)
+		     pp = &(*pp)->wnext)
 			if (*pp == q) {
 				*pp = q->wnext;
 				break;
@@ -133,14 +133,13 @@ authsrc_on_deliver(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	authsrc_unlink(q);
 	q->cb(&q->res, q->arg);
-	q->res.secret = NULL;	/* the receiver's now */
+	q->res.secret = NULL; /* the receiver's now */
 	authsrc_req_free(q);
 }
 
 /* Answer q from the loop. */
-static void SQ_PRINTF(4, 5)
-authsrc_answer(struct authsrc_req *q, enum authsrc_kind kind,
-    struct secret *s, const char *fmt, ...)
+static void SQ_PRINTF(4, 5) authsrc_answer(struct authsrc_req *q,
+    enum authsrc_kind kind, struct secret *s, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -175,18 +174,19 @@ authsrc_status_text(const struct authsrc_sh *st)
 	sq_printable(result, sizeof(result), st->last_result,
 	    strlen(st->last_result));
 	sq_printable(why, sizeof(why), st->why, strlen(st->why));
-	return xasprintf("last_refresh=%lld\nlast_result=%s\n"
+	return xasprintf(
+	    "last_refresh=%lld\nlast_result=%s\n"
 	    "access_token_obtained=%lld\naccess_token_expires=%lld\n"
-	    "held=%d\nheld_reason=%s", (long long)st->last_refresh,
-	    result, (long long)st->obtained, (long long)st->expires,
-	    st->held, st->held ? why : "");
+	    "held=%d\nheld_reason=%s",
+	    (long long)st->last_refresh, result, (long long)st->obtained,
+	    (long long)st->expires, st->held, st->held ? why : "");
 }
 
 static void
 authsrc_write_status(struct authsrc_sh *st)
 {
 	struct sq_err err = { 0, "" };
-	char *text, *file;
+	char         *text, *file;
 
 	text = authsrc_status_text(st);
 	file = xasprintf("%s.status", st->sh->name);
@@ -209,8 +209,9 @@ authsrc_set_held(struct authsrc_sh *st, const char *why)
 	if (!changed)
 		return;
 	log_err("relay %s: OAUTH HELD: %s -- the mail for this smarthost is "
-	    "kept (not bounced, not expired) until you run: sendqctl oauth "
-	    "init %s", st->sh->name, why, st->sh->name);
+		"kept (not bounced, not expired) until you run: sendqctl oauth "
+		"init %s",
+	    st->sh->name, why, st->sh->name);
 	if (st->a->on_change != NULL)
 		st->a->on_change(st->a->arg);
 }
@@ -223,7 +224,8 @@ authsrc_release(struct authsrc_sh *st)
 	st->held = 0;
 	st->why[0] = '\0';
 	log_info("relay %s: OAuth refresh token stored: the held mail is "
-	    "released", st->sh->name);
+		 "released",
+	    st->sh->name);
 	if (st->a->on_change != NULL)
 		st->a->on_change(st->a->arg);
 }
@@ -240,8 +242,8 @@ authsrc_answer_waiters(struct authsrc_sh *st, enum authsrc_kind kind,
 		q->res.timed_out = timed_out;
 		if (kind == AUTHSRC_OK) {
 			q->res.refreshable = 1;
-			authsrc_answer(q, kind, authsrc_token(
-			    st->access_token), "ok");
+			authsrc_answer(q, kind, authsrc_token(st->access_token),
+			    "ok");
 		} else
 			authsrc_answer(q, kind, NULL, "%s", msg);
 	}
@@ -255,11 +257,12 @@ authsrc_refreshed(struct authsrc_sh *st, struct oauth_resp *r)
 
 	if (r->refresh_token != NULL &&
 	    (st->refresh_token == NULL ||
-	    strcmp(r->refresh_token, st->refresh_token) != 0)) {
+		strcmp(r->refresh_token, st->refresh_token) != 0)) {
 		/* Durable first: the old one may already be invalid. */
 		if (oauth_store_write(st->a->state_dir, st->sh->name,
-		    r->refresh_token, &err) != 0)
-			log_err("relay %s: cannot store the rotated OAuth "
+			r->refresh_token, &err) != 0)
+			log_err(
+			    "relay %s: cannot store the rotated OAuth "
 			    "refresh token: %s (kept in memory only; after a "
 			    "restart run sendqctl oauth init %s)",
 			    st->sh->name, err.msg, st->sh->name);
@@ -272,8 +275,8 @@ authsrc_refreshed(struct authsrc_sh *st, struct oauth_resp *r)
 	r->access_token = NULL;
 	oauth_cache_set(&st->cache, sq_now_ms(), r->expires_in);
 	st->obtained = time(NULL);
-	st->expires = st->obtained + (st->cache.expires - st->cache.obtained) /
-	    1000;
+	st->expires = st->obtained +
+	    (st->cache.expires - st->cache.obtained) / 1000;
 	snprintf(st->last_result, sizeof(st->last_result), "ok");
 	log_info("relay=%s oauth refresh ok expires_in=%llds", st->sh->name,
 	    (long long)(st->expires - st->obtained));
@@ -283,11 +286,11 @@ static void
 authsrc_on_http(const struct oauth_http_result *h, void *arg)
 {
 	struct authsrc_sh *st = arg;
-	struct oauth_resp r = { 0 };
-	struct sq_err err = { 0, "" };
-	enum oauth_class cls;
-	int parsed = 0;
-	char detail[400];
+	struct oauth_resp  r = { 0 };
+	struct sq_err      err = { 0, "" };
+	enum oauth_class   cls;
+	int                parsed = 0;
+	char               detail[400];
 
 	st->http = NULL;
 	st->last_refresh = time(NULL);
@@ -304,24 +307,31 @@ authsrc_on_http(const struct oauth_http_result *h, void *arg)
 		snprintf(detail, sizeof(detail), "HTTP %ld: %s", h->status,
 		    err.msg);
 	else
-		snprintf(detail, sizeof(detail), "HTTP %ld without an "
-		    "access_token", h->status);
+		snprintf(detail, sizeof(detail),
+		    "HTTP %ld without an "
+		    "access_token",
+		    h->status);
 	switch (cls) {
 	case OAUTH_OK:
 		authsrc_refreshed(st, &r);
 		authsrc_answer_waiters(st, AUTHSRC_OK, 0, NULL);
 		break;
 	case OAUTH_HELD:
-		snprintf(st->last_result, sizeof(st->last_result), "refused: "
-		    "%s", detail);
+		snprintf(st->last_result, sizeof(st->last_result),
+		    "refused: "
+		    "%s",
+		    detail);
 		authsrc_set_held(st, st->last_result);
 		authsrc_answer_waiters(st, AUTHSRC_HELD, 0, st->why);
 		break;
 	default:
-		snprintf(st->last_result, sizeof(st->last_result), "temporary "
-		    "failure: %s", detail);
+		snprintf(st->last_result, sizeof(st->last_result),
+		    "temporary "
+		    "failure: %s",
+		    detail);
 		log_warn("relay %s: OAuth token refresh failed temporarily: "
-		    "%s", st->sh->name, detail);
+			 "%s",
+		    st->sh->name, detail);
 		authsrc_answer_waiters(st, AUTHSRC_TEMP,
 		    !h->transport_ok && h->timed_out, st->last_result);
 		break;
@@ -335,10 +345,10 @@ static void
 authsrc_refresh(struct authsrc_sh *st)
 {
 	const struct config_smarthost *sh = st->sh;
-	struct secret *cs = NULL;
-	struct sq_err err = { 0, "" };
-	const char *form[12];
-	size_t n = 0;
+	struct secret                 *cs = NULL;
+	struct sq_err                  err = { 0, "" };
+	const char                    *form[12];
+	size_t                         n = 0;
 
 	if (st->http != NULL)
 		return;
@@ -365,8 +375,8 @@ authsrc_refresh(struct authsrc_sh *st)
 	form[n] = NULL;
 	log_debug("relay=%s oauth refresh at %s", sh->name,
 	    sh->oauth_token_endpoint);
-	st->http = oauth_http_post(st->a->http, sh->oauth_token_endpoint,
-	    form, sh->oauth_ca_file, 0, authsrc_on_http, st);
+	st->http = oauth_http_post(st->a->http, sh->oauth_token_endpoint, form,
+	    sh->oauth_ca_file, 0, authsrc_on_http, st);
 	secret_free(cs);
 }
 
@@ -406,8 +416,9 @@ authsrc_on_cmd(int rc, struct secret *s, const char *msg, void *arg)
 	if (rc == 0)
 		authsrc_answer(q, AUTHSRC_OK, s, "ok");
 	else
-		authsrc_answer(q, rc == -ETIMEDOUT ? AUTHSRC_TEMP :
-		    AUTHSRC_FAILED, NULL, "%s", msg);
+		authsrc_answer(q,
+		    rc == -ETIMEDOUT ? AUTHSRC_TEMP : AUTHSRC_FAILED, NULL,
+		    "%s", msg);
 }
 
 struct authsrc_req *
@@ -415,14 +426,14 @@ authsrc_get(struct authsrc *a, const struct config_smarthost *sh, int force,
     authsrc_cb cb, void *arg)
 {
 	struct authsrc_req *q;
-	struct secret *s = NULL;
-	struct sq_err err = { 0, "" };
-	size_t i;
+	struct secret      *s = NULL;
+	struct sq_err       err = { 0, "" };
+	size_t              i;
 
 	/* sh may be of a configuration reloaded since: by name then. */
 	for (i = 0; i < a->n; i++)
-		if (a->shs[i].sh == sh || strcmp(a->shs[i].sh->name,
-		    sh->name) == 0)
+		if (a->shs[i].sh == sh ||
+		    strcmp(a->shs[i].sh->name, sh->name) == 0)
 			break;
 	q = xcalloc(1, sizeof(*q));
 	q->a = a;
@@ -436,11 +447,15 @@ authsrc_get(struct authsrc *a, const struct config_smarthost *sh, int force,
 	if (sh->oauth && i < a->n)
 		authsrc_get_oauth(&a->shs[i], q, force);
 	else if (sh->password_command != NULL || sh->token_command != NULL)
-		q->cmd = secret_cmd_run(a->base, sh->password_command != NULL ?
-		    sh->password_command : sh->token_command,
+		q->cmd = secret_cmd_run(a->base,
+		    sh->password_command != NULL ? sh->password_command :
+						   sh->token_command,
 		    sh->password_command != NULL ? "password_command" :
-		    "token_command", sh->name, sh->password_command != NULL ?
-		    SECRET_PASSWORD : SECRET_TOKEN, 0, authsrc_on_cmd, q);
+						   "token_command",
+		    sh->name,
+		    sh->password_command != NULL ? SECRET_PASSWORD :
+						   SECRET_TOKEN,
+		    0, authsrc_on_cmd, q);
 	else if (secret_load(sh, &s, &err) == 0)
 		authsrc_answer(q, AUTHSRC_OK, s, "ok");
 	else
@@ -490,10 +505,10 @@ authsrc_status(const struct authsrc *a, const char *name, struct buf *out,
     struct sq_err *err)
 {
 	struct stat sb;
-	char *path, *text;
-	long long stored = 0;
-	size_t i;
-	int rc;
+	char       *path, *text;
+	long long   stored = 0;
+	size_t      i;
+	int         rc;
 
 	for (i = 0; a != NULL && i < a->n; i++)
 		if (a->cfg->smarthosts[i].oauth &&
@@ -521,7 +536,7 @@ static void
 authsrc_load(struct authsrc_sh *st, int at_start)
 {
 	struct sq_err err = { 0, "" };
-	char *t = NULL;
+	char         *t = NULL;
 
 	if (oauth_store_read(st->a->state_dir, st->sh->name, &t, &err) != 0) {
 		if (at_start)
@@ -529,7 +544,7 @@ authsrc_load(struct authsrc_sh *st, int at_start)
 		return;
 	}
 	if (st->refresh_token != NULL && strcmp(t, st->refresh_token) == 0) {
-		authsrc_wipe_free(t);	/* our own write */
+		authsrc_wipe_free(t); /* our own write */
 		return;
 	}
 	authsrc_wipe_free(st->refresh_token);
@@ -550,25 +565,26 @@ authsrc_reload(struct authsrc *a, const char *name)
 			authsrc_load(&a->shs[i], 0);
 }
 
-static void	authsrc_on_inotify(evutil_socket_t, short, void *);
+static void authsrc_on_inotify(evutil_socket_t, short, void *);
 
 /* The HTTP client and the watch on STATE_DIR/oauth/ (once). */
 static int
 authsrc_oauth_setup(struct authsrc *a, struct sq_err *err)
 {
 	char *dir;
-	int rc;
+	int   rc;
 
 	if (a->http != NULL)
 		return 0;
 	a->http = oauth_http_new(a->base);
-	if ((rc = oauth_store_mkdir(a->state_dir, (uid_t)-1, (gid_t)-1,
-	    err)) != 0)
+	if ((rc = oauth_store_mkdir(a->state_dir, (uid_t)-1, (gid_t)-1, err)) !=
+	    0)
 		return rc;
 	dir = oauth_store_dir(a->state_dir);
 	a->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (a->ino_fd == -1 || inotify_add_watch(a->ino_fd, dir,
-	    IN_MOVED_TO | IN_CLOSE_WRITE) == -1) {
+	if (a->ino_fd == -1 ||
+	    inotify_add_watch(a->ino_fd, dir, IN_MOVED_TO | IN_CLOSE_WRITE) ==
+		-1) {
 		rc = -errno;
 		sq_err_set(err, rc, "watch %s: %s", dir, strerror(errno));
 		free(dir);
@@ -585,16 +601,16 @@ static void
 authsrc_on_inotify(evutil_socket_t fd, short what, void *arg)
 {
 	struct authsrc *a = arg;
-	char buf[4096] __attribute__((aligned(__alignof__(struct
-	    inotify_event))));
+	char            buf[4096]
+	    __attribute__((aligned(__alignof__(struct inotify_event))));
 	const struct inotify_event *ev;
-	ssize_t n;
-	size_t off;
+	ssize_t                     n;
+	size_t                      off;
 
 	(void)what;
 	while ((n = read(fd, buf, sizeof(buf))) > 0) {
 		for (off = 0; off + sizeof(*ev) <= (size_t)n;
-		    off += sizeof(*ev) + ev->len) {
+		     off += sizeof(*ev) + ev->len) {
 			ev = (const struct inotify_event *)(void *)(buf + off);
 			if (ev->len > 0 && ev->name[0] != '.')
 				authsrc_reload(a, ev->name);
@@ -608,14 +624,14 @@ authsrc_new(struct event_base *base, const struct config *cfg,
     struct sq_err *err)
 {
 	struct authsrc *a;
-	size_t i;
-	int any = 0, rc;
+	size_t          i;
+	int             any = 0, rc;
 
 	a = xcalloc(1, sizeof(*a));
 	a->base = base;
 	a->cfg = cfg;
 	a->state_dir = cfg->state_dir != NULL ? cfg->state_dir :
-	    CONFIG_DEFAULT_STATE_DIR;
+						CONFIG_DEFAULT_STATE_DIR;
 	a->on_change = on_change;
 	a->arg = arg;
 	a->ino_fd = -1;
@@ -641,15 +657,15 @@ authsrc_new(struct event_base *base, const struct config *cfg,
  * no token of the other). */
 static int
 authsrc_oauth_changed(const struct config_smarthost *o,
-    const struct config_smarthost *n)
+    const struct config_smarthost                   *n)
 {
-	const char *const ov[] = { o->oauth_token_endpoint,
-	    o->oauth_client_id, o->oauth_scope, o->oauth_ca_file,
-	    o->oauth_client_secret_file, o->oauth_client_secret_credential };
-	const char *const nv[] = { n->oauth_token_endpoint,
-	    n->oauth_client_id, n->oauth_scope, n->oauth_ca_file,
-	    n->oauth_client_secret_file, n->oauth_client_secret_credential };
-	size_t i;
+	const char *const ov[] = { o->oauth_token_endpoint, o->oauth_client_id,
+		o->oauth_scope, o->oauth_ca_file, o->oauth_client_secret_file,
+		o->oauth_client_secret_credential };
+	const char *const nv[] = { n->oauth_token_endpoint, n->oauth_client_id,
+		n->oauth_scope, n->oauth_ca_file, n->oauth_client_secret_file,
+		n->oauth_client_secret_credential };
+	size_t            i;
 
 	if (o->oauth != n->oauth)
 		return 1;
@@ -663,12 +679,12 @@ authsrc_oauth_changed(const struct config_smarthost *o,
 void
 authsrc_reconfigure(struct authsrc *a, const struct config *cfg)
 {
-	struct sq_err err = { 0, "" };
+	struct sq_err      err = { 0, "" };
 	struct authsrc_sh *st;
-	size_t i;
+	size_t             i;
 
 	if (a == NULL || cfg->n_smarthosts != a->n)
-		return;		/* the scheduler refuses that reload */
+		return; /* the scheduler refuses that reload */
 	for (i = 0; i < a->n; i++) {
 		st = &a->shs[i];
 		if (cfg->smarthosts[i].oauth && a->http == NULL &&

@@ -31,55 +31,53 @@ struct buf;
 
 enum authsrc_kind {
 	AUTHSRC_OK,
-	AUTHSRC_TEMP,		/* timeout, endpoint down: defer, backoff */
-	AUTHSRC_HELD,		/* OAuth grant refused: hold the relay */
-	AUTHSRC_FAILED,		/* unreadable secret, helper failed:
+	AUTHSRC_TEMP,   /* timeout, endpoint down: defer, backoff */
+	AUTHSRC_HELD,   /* OAuth grant refused: hold the relay */
+	AUTHSRC_FAILED, /* unreadable secret, helper failed:
 				 * the settings are wrong */
 };
 
 struct authsrc_result {
-	enum authsrc_kind	 kind;
-	struct secret		*secret;	/* OK: the receiver owns it */
-	int			 refreshable;	/* OAuth: a refused token may
+	enum authsrc_kind kind;
+	struct secret    *secret;      /* OK: the receiver owns it */
+	int               refreshable; /* OAuth: a refused token may
 						 * be refreshed (force) */
-	int			 timed_out;	/* TEMP: a helper or the token
+	int               timed_out;   /* TEMP: a helper or the token
 						 * endpoint ran out of time */
-	char			 msg[512];	/* not OK: why */
+	char              msg[512];    /* not OK: why */
 };
 
-typedef void	(*authsrc_cb)(struct authsrc_result *r, void *arg);
+typedef void (*authsrc_cb)(struct authsrc_result *r, void *arg);
 
 /* Set up for cfg (creating STATE_DIR/oauth when there is an OAuth
  * smarthost); on_change(arg) is called when a smarthost's held state
  * changes.  Returns 0 or a negative code with err. */
-int	authsrc_new(struct event_base *base, const struct config *cfg,
-	    void (*on_change)(void *), void *arg, struct authsrc **out,
-	    struct sq_err *err);
-void	authsrc_free(struct authsrc *a);
+int  authsrc_new(struct event_base *base, const struct config *cfg,
+     void (*on_change)(void *), void *arg, struct authsrc **out,
+     struct sq_err *err);
+void authsrc_free(struct authsrc *a);
 
 /*
  * The secret of smarthost sh (of cfg): cb is called once, later, from the
  * loop, unless authsrc_cancel() comes first.  force: the server refused
  * the last OAuth token; refresh it even if it has not expired.
  */
-struct authsrc_req	*authsrc_get(struct authsrc *a,
-			    const struct config_smarthost *sh, int force,
-			    authsrc_cb cb, void *arg);
-void			 authsrc_cancel(struct authsrc_req *req);
+struct authsrc_req *authsrc_get(struct authsrc *a,
+    const struct config_smarthost *sh, int force, authsrc_cb cb, void *arg);
+void                authsrc_cancel(struct authsrc_req *req);
 
 /* Non-zero when smarthost index i is held; *why then says why. */
-int	authsrc_held(const struct authsrc *a, size_t i, const char **why);
+int authsrc_held(const struct authsrc *a, size_t i, const char **why);
 
 /* The token state of smarthost index i (metrics): AUTHSRC_OAUTH_NONE
  * when it is not an OAuth smarthost; *expires: the access token's expiry
  * (epoch seconds, 0 none). */
-#define AUTHSRC_OAUTH_NONE	0
-#define AUTHSRC_OAUTH_VALID	1	/* an unexpired access token */
-#define AUTHSRC_OAUTH_EXPIRED	2	/* none valid: refreshed when needed */
-#define AUTHSRC_OAUTH_NO_TOKEN	3	/* no refresh token stored */
-#define AUTHSRC_OAUTH_HELD	4	/* the grant was refused */
-int	authsrc_oauth_state(const struct authsrc *a, size_t i,
-	    int64_t *expires);
+#define AUTHSRC_OAUTH_NONE     0
+#define AUTHSRC_OAUTH_VALID    1 /* an unexpired access token */
+#define AUTHSRC_OAUTH_EXPIRED  2 /* none valid: refreshed when needed */
+#define AUTHSRC_OAUTH_NO_TOKEN 3 /* no refresh token stored */
+#define AUTHSRC_OAUTH_HELD     4 /* the grant was refused */
+int authsrc_oauth_state(const struct authsrc *a, size_t i, int64_t *expires);
 
 /*
  * The state of OAuth smarthost name for `sendqctl oauth status` through
@@ -88,8 +86,8 @@ int	authsrc_oauth_state(const struct authsrc *a, size_t i,
  * refresh_token_stored (mtime of the token file, 0 none); no secret.
  * Returns 0, SQ_ENOTFOUND (no such OAuth smarthost) or buf's error.
  */
-int	authsrc_status(const struct authsrc *a, const char *name,
-	    struct buf *out, struct sq_err *err);
+int authsrc_status(const struct authsrc *a, const char *name, struct buf *out,
+    struct sq_err *err);
 
 /*
  * Reload (scheduler_reconfigure): use cfg from now on (the same list of
@@ -98,9 +96,9 @@ int	authsrc_status(const struct authsrc *a, const char *name,
  * reads its refresh token again and, if it has one, is no longer held.
  * state_dir changes at the next restart.
  */
-void	authsrc_reconfigure(struct authsrc *a, const struct config *cfg);
+void authsrc_reconfigure(struct authsrc *a, const struct config *cfg);
 
 /* Re-read STATE_DIR/oauth/NAME (also done on inotify). */
-void	authsrc_reload(struct authsrc *a, const char *name);
+void authsrc_reload(struct authsrc *a, const char *name);
 
 #endif

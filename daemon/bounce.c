@@ -45,17 +45,17 @@
 #include "buf.h"
 #include "util.h"
 
-#define BOUNCE_FOLD		78	/* preferred line length */
-#define BOUNCE_LINE_MAX		998	/* RFC 5322 2.1.1 hard limit */
-#define BOUNCE_NONCE_MAX	40	/* boundary stays under 70 chars */
-#define BOUNCE_HOST_MAX		253
-#define BOUNCE_STATUS_MAX	16
+#define BOUNCE_FOLD       78  /* preferred line length */
+#define BOUNCE_LINE_MAX   998 /* RFC 5322 2.1.1 hard limit */
+#define BOUNCE_NONCE_MAX  40  /* boundary stays under 70 chars */
+#define BOUNCE_HOST_MAX   253
+#define BOUNCE_STATUS_MAX 16
 
 /* An output buffer with a sticky error: callers append freely and look
  * at err once at the end. */
 struct bounce_w {
-	struct buf	*b;
-	int		 err;
+	struct buf *b;
+	int         err;
 };
 
 static void
@@ -71,12 +71,12 @@ bounce_puts(struct bounce_w *w, const char *s)
 	bounce_put(w, s, strlen(s));
 }
 
-static void SQ_PRINTF(2, 3)
-bounce_printf(struct bounce_w *w, const char *fmt, ...)
+static void
+    SQ_PRINTF(2, 3) bounce_printf(struct bounce_w *w, const char *fmt, ...)
 {
 	va_list ap;
-	char *s;
-	int n;
+	char   *s;
+	int     n;
 
 	va_start(ap, fmt);
 	n = vsnprintf(NULL, 0, fmt, ap);
@@ -103,7 +103,7 @@ static char *
 bounce_clean(const char *s)
 {
 	char *out, *o;
-	int space = 0;
+	int   space = 0;
 
 	if (s == NULL)
 		return xstrdup("");
@@ -130,7 +130,7 @@ static char *
 bounce_xtext_decode(const char *s)
 {
 	char *out, *o;
-	int hi, lo;
+	int   hi, lo;
 
 	out = o = xmalloc(strlen(s) + 1);
 	for (; *s != '\0'; s++) {
@@ -138,7 +138,8 @@ bounce_xtext_decode(const char *s)
 			hi = sq_hex_value(s[1]);
 			lo = sq_hex_value(s[2]);
 			if (hi >= 0 && lo >= 0) {
-				*o++ = hi == 0 && lo == 0 ? '?' :
+				*o++ = hi == 0 && lo == 0 ?
+				    '?' :
 				    (char)(hi * 16 + lo);
 				s += 2;
 				continue;
@@ -159,7 +160,7 @@ static char *
 bounce_token(const char *s, const char *extra, char repl, size_t max,
     const char *dflt)
 {
-	char *out;
+	char  *out;
 	size_t i, n;
 
 	if (s == NULL || *s == '\0')
@@ -193,8 +194,8 @@ bounce_fold(struct bounce_w *w, const char *prefix, const char *text,
     const char *indent)
 {
 	const char *p = text, *e;
-	size_t col, ind = strlen(indent), wl, n;
-	int first = 1;
+	size_t      col, ind = strlen(indent), wl, n;
+	int         first = 1;
 
 	bounce_puts(w, prefix);
 	col = strlen(prefix);
@@ -269,9 +270,8 @@ bounce_status_len(const char *s)
 static int
 bounce_is_smtp_reply(const char *reply)
 {
-	return reply[0] >= '2' && reply[0] <= '5' &&
-	    reply[1] >= '0' && reply[1] <= '9' &&
-	    reply[2] >= '0' && reply[2] <= '9' &&
+	return reply[0] >= '2' && reply[0] <= '5' && reply[1] >= '0' &&
+	    reply[1] <= '9' && reply[2] >= '0' && reply[2] <= '9' &&
 	    (reply[3] == '\0' || reply[3] == ' ' || reply[3] == '-');
 }
 
@@ -307,8 +307,7 @@ bounce_status(const struct bounce_rcpt *r, const char *reply,
 		snprintf(out, outsz, "%c.0.0", reply[0]);
 		return;
 	}
-	snprintf(out, outsz, "%s",
-	    action == BOUNCE_FAILED ? "5.0.0" : "4.0.0");
+	snprintf(out, outsz, "%s", action == BOUNCE_FAILED ? "5.0.0" : "4.0.0");
 }
 
 /* Part 1: the explanation for a person. */
@@ -316,28 +315,34 @@ static void
 bounce_part_text(struct bounce_w *w, const struct bounce_params *p,
     const char *host)
 {
-	char date[64], *s, *addr, *reply, *mta, *line;
+	char   date[64], *s, *addr, *reply, *mta, *line;
 	size_t i;
 
 	bounce_printf(w, "This is the mail system at host %s.\n\n", host);
 	if (p->action == BOUNCE_FAILED) {
-		bounce_puts(w, "Your message could not be delivered to one or"
+		bounce_puts(w,
+		    "Your message could not be delivered to one or"
 		    " more recipients.\nThe recipients and the reasons are"
 		    " listed below.\n");
 	} else {
-		bounce_puts(w, "Your message has not yet been delivered to one"
+		bounce_puts(w,
+		    "Your message has not yet been delivered to one"
 		    " or more recipients.\nThis is only a warning: you do"
 		    " not need to send the message again.\n");
 		if (p->retry_until > 0) {
 			mailmsg_date(p->retry_until, 0, date, sizeof(date));
-			bounce_printf(w, "The mail system will keep trying"
-			    " until %s.\n", date);
+			bounce_printf(w,
+			    "The mail system will keep trying"
+			    " until %s.\n",
+			    date);
 		} else
-			bounce_puts(w, "The mail system will keep trying"
+			bounce_puts(w,
+			    "The mail system will keep trying"
 			    " until the message expires.\n");
 	}
 	if (p->orig_headers == NULL || p->orig_headers_len == 0)
-		bounce_puts(w, "The headers of your message are not"
+		bounce_puts(w,
+		    "The headers of your message are not"
 		    " available.\n");
 	else
 		bounce_puts(w, "The headers of your message are attached.\n");
@@ -360,8 +365,9 @@ bounce_part_text(struct bounce_w *w, const struct bounce_params *p,
 		reply = bounce_clean(p->rcpts[i].reply);
 		mta = bounce_clean(p->rcpts[i].remote_mta);
 		if (*reply == '\0')
-			line = xasprintf("%s", p->action == BOUNCE_FAILED ?
-			    "delivery failed" : "delivery delayed");
+			line = xasprintf("%s",
+			    p->action == BOUNCE_FAILED ? "delivery failed" :
+							 "delivery delayed");
 		else if (*mta != '\0')
 			line = xasprintf("host %s said: %s", mta, reply);
 		else
@@ -383,7 +389,7 @@ static void
 bounce_orcpt(struct bounce_w *w, const char *orcpt)
 {
 	const char *semi;
-	char *type, *raw, *addr, *line;
+	char       *type, *raw, *addr, *line;
 
 	if (orcpt == NULL || (semi = strchr(orcpt, ';')) == NULL ||
 	    semi == orcpt)
@@ -408,10 +414,10 @@ static void
 bounce_part_status(struct bounce_w *w, const struct bounce_params *p,
     const char *host)
 {
-	char date[64], now[64], status[BOUNCE_STATUS_MAX];
-	char *s, *reply, *v;
+	char                      date[64], now[64], status[BOUNCE_STATUS_MAX];
+	char                     *s, *reply, *v;
 	const struct bounce_rcpt *r;
-	size_t i;
+	size_t                    i;
 
 	mailmsg_date(p->now, 0, now, sizeof(now));
 	if (p->envid != NULL) {
@@ -466,8 +472,8 @@ static void
 bounce_part_headers(struct bounce_w *w, const struct bounce_params *p)
 {
 	const char *h = p->orig_headers;
-	size_t len = p->orig_headers_len, i, col = 0;
-	char c;
+	size_t      len = p->orig_headers_len, i, col = 0;
+	char        c;
 
 	if (h == NULL)
 		return;
@@ -486,8 +492,8 @@ bounce_part_headers(struct bounce_w *w, const struct bounce_params *p)
 			bounce_puts(w, "\n ");
 			col = 1;
 		}
-		if (c != '\t' && ((unsigned char)c < 0x20 ||
-		    (unsigned char)c >= 0x7f))
+		if (c != '\t' &&
+		    ((unsigned char)c < 0x20 || (unsigned char)c >= 0x7f))
 			c = '?';
 		bounce_put(w, &c, 1);
 		col++;
@@ -510,9 +516,9 @@ bounce_contains(const struct buf *b, const char *needle)
 static char *
 bounce_boundary(const struct buf part[3], const char *nonce)
 {
-	char *boundary = xasprintf("sendq.%s", nonce);
+	char  *boundary = xasprintf("sendq.%s", nonce);
 	size_t i, k;
-	int collide;
+	int    collide;
 
 	for (k = 1;; k++) {
 		collide = 0;
@@ -545,9 +551,9 @@ bounce_top_fields(struct bounce_w *w, const struct bounce_params *p,
 		free(addr);
 	}
 	free(s);
-	bounce_printf(w, "Subject: %s\n", p->action == BOUNCE_FAILED ?
-	    "Undelivered Mail Returned to Sender" :
-	    "Delayed Mail (still being retried)");
+	bounce_printf(w, "Subject: %s\n",
+	    p->action == BOUNCE_FAILED ? "Undelivered Mail Returned to Sender" :
+					 "Delayed Mail (still being retried)");
 	mailmsg_date(p->now, 0, date, sizeof(date));
 	s = mailmsg_added_fields(0, date, NULL, nonce, host, "\n");
 	bounce_puts(w, s);
@@ -557,8 +563,8 @@ bounce_top_fields(struct bounce_w *w, const struct bounce_params *p,
 int
 bounce_build(const struct bounce_params *p, struct buf *out)
 {
-	struct buf part[3];
-	struct bounce_w w, pw;
+	struct buf               part[3];
+	struct bounce_w          w, pw;
 	static const char *const ctype[3] = {
 		"text/plain; charset=us-ascii",
 		"message/delivery-status",
@@ -569,7 +575,7 @@ bounce_build(const struct bounce_params *p, struct buf *out)
 		"Delivery report",
 		"Undelivered Message Headers",
 	};
-	char *host, *nonce, *boundary;
+	char  *host, *nonce, *boundary;
 	size_t start = out->len, i;
 
 	host = bounce_token(p->reporting_host, ".", '-', BOUNCE_HOST_MAX,
@@ -592,7 +598,8 @@ bounce_build(const struct bounce_params *p, struct buf *out)
 	bounce_top_fields(&w, p, host, nonce);
 	bounce_puts(&w, "Auto-Submitted: auto-replied\n");
 	bounce_puts(&w, "MIME-Version: 1.0\n");
-	bounce_puts(&w, "Content-Type: multipart/report;"
+	bounce_puts(&w,
+	    "Content-Type: multipart/report;"
 	    " report-type=delivery-status;\n");
 	bounce_printf(&w, " boundary=\"%s\"\n", boundary);
 	bounce_puts(&w, "\nThis is a MIME-encapsulated message.\n");

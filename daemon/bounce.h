@@ -41,42 +41,42 @@ enum bounce_action {
 };
 
 struct bounce_rcpt {
-	const char	*addr;
-	const char	*status;	/* "5.1.1"; NULL: derived from reply
+	const char *addr;
+	const char *status;     /* "5.1.1"; NULL: derived from reply
 					 * (its enhanced code, else 5.0.0 /
 					 * 4.0.0 from the reply code) */
-	const char	*reply;		/* the server's reply or a local
+	const char *reply;      /* the server's reply or a local
 					 * reason ("message expired after
 					 * 5 days"), may be NULL */
-	const char	*remote_mta;	/* smarthost host name, may be NULL */
-	const char	*orcpt;		/* ORCPT= as received, "type;xtext"
+	const char *remote_mta; /* smarthost host name, may be NULL */
+	const char *orcpt;      /* ORCPT= as received, "type;xtext"
 					 * (RFC 3461), or NULL: reported
 					 * xtext-decoded as Original-
 					 * Recipient: type; address */
 };
 
 struct bounce_params {
-	const char		*reporting_host; /* our host name */
-	const char		*to;		/* who gets the DSN */
-	const char		*queue_id;	/* of the original message */
-	const char		*orig_sender;	/* original envelope sender */
-	int64_t			 arrival;	/* original acceptance time */
-	int64_t			 now;		/* time of this report */
-	int64_t			 retry_until;	/* BOUNCE_DELAYED: when the
+	const char               *reporting_host; /* our host name */
+	const char               *to;             /* who gets the DSN */
+	const char               *queue_id;       /* of the original message */
+	const char               *orig_sender;    /* original envelope sender */
+	int64_t                   arrival;        /* original acceptance time */
+	int64_t                   now;            /* time of this report */
+	int64_t                   retry_until;    /* BOUNCE_DELAYED: when the
 						 * attempts end (arrival +
 						 * max_age), for the text and
 						 * Will-Retry-Until; 0:
 						 * unknown, not shown */
-	enum bounce_action	 action;
+	enum bounce_action        action;
 	const struct bounce_rcpt *rcpts;
-	size_t			 n_rcpts;
-	const char		*orig_headers;	/* the original header section
+	size_t                    n_rcpts;
+	const char               *orig_headers; /* the original header section
 						 * (bytes before the blank
 						 * line), may be NULL */
-	size_t			 orig_headers_len;
-	const char		*nonce;		/* unique text for boundary
+	size_t                    orig_headers_len;
+	const char               *nonce; /* unique text for boundary
 						 * and Message-ID */
-	const char		*envid;		/* ENVID= as received (xtext,
+	const char               *envid; /* ENVID= as received (xtext,
 						 * RFC 3461), or NULL: reported
 						 * decoded as Original-
 						 * Envelope-Id */
@@ -84,6 +84,6 @@ struct bounce_params {
 
 /* Append the DSN message to out.  Returns 0, or SQ_ELIMIT when out's
  * maximum is too small (nothing useful was written then). */
-int	bounce_build(const struct bounce_params *p, struct buf *out);
+int bounce_build(const struct bounce_params *p, struct buf *out);
 
 #endif

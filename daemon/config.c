@@ -33,56 +33,76 @@
 #include "util.h"
 
 /* Enum names, indexed by value; stored through an int. */
-static const char *const config_log_level_names[] = { [LOG_LEVEL_ERR] =
-    "error", [LOG_LEVEL_WARN] = "warning", [LOG_LEVEL_INFO] = "info",
-    [LOG_LEVEL_DEBUG] = "debug", NULL };
+static const char *const config_log_level_names[] = { [LOG_LEVEL_ERR] = "error",
+	[LOG_LEVEL_WARN] = "warning",
+	[LOG_LEVEL_INFO] = "info",
+	[LOG_LEVEL_DEBUG] = "debug",
+	NULL };
 static const char *const config_tls_names[] = { [CONFIG_TLS_IMPLICIT] =
-    "implicit", [CONFIG_TLS_STARTTLS] = "starttls", [CONFIG_TLS_NONE] =
-    "none", NULL };
+						    "implicit",
+	[CONFIG_TLS_STARTTLS] = "starttls",
+	[CONFIG_TLS_NONE] = "none",
+	NULL };
 static const char *const config_trust_names[] = { [CONFIG_TRUST_SYSTEM] =
-    "system", [CONFIG_TRUST_CA_FILE] = "ca_file", [CONFIG_TRUST_INSECURE] =
-    "insecure", [CONFIG_TRUST_PIN] = "pin", NULL };
+						      "system",
+	[CONFIG_TRUST_CA_FILE] = "ca_file",
+	[CONFIG_TRUST_INSECURE] = "insecure",
+	[CONFIG_TRUST_PIN] = "pin",
+	NULL };
 static const char *const config_bounce_names[] = { [CONFIG_BOUNCE_SENDER] =
-    "sender", [CONFIG_BOUNCE_ADMIN] = "admin", [CONFIG_BOUNCE_NONE] =
-    "none", NULL };
-static const char *const config_auth_names[] = { [SASL_MECH_NONE] =
-    "none", [SASL_MECH_AUTO] = "auto", [SASL_MECH_PLAIN] = "plain",
-    [SASL_MECH_LOGIN] = "login", [SASL_MECH_SCRAM_SHA_256] =
-    "scram-sha-256", [SASL_MECH_XOAUTH2] = "xoauth2",
-    [SASL_MECH_OAUTHBEARER] = "oauthbearer", NULL };
-static const char *const config_oauth_provider_names[] = {
-    [CONFIG_OAUTH_NONE] = "none", [CONFIG_OAUTH_GOOGLE] = "google",
-    [CONFIG_OAUTH_MICROSOFT] = "microsoft", NULL };
+						       "sender",
+	[CONFIG_BOUNCE_ADMIN] = "admin",
+	[CONFIG_BOUNCE_NONE] = "none",
+	NULL };
+static const char *const config_auth_names[] = { [SASL_MECH_NONE] = "none",
+	[SASL_MECH_AUTO] = "auto",
+	[SASL_MECH_PLAIN] = "plain",
+	[SASL_MECH_LOGIN] = "login",
+	[SASL_MECH_SCRAM_SHA_256] = "scram-sha-256",
+	[SASL_MECH_XOAUTH2] = "xoauth2",
+	[SASL_MECH_OAUTHBEARER] = "oauthbearer",
+	NULL };
+static const char *const config_oauth_provider_names[] = { [CONFIG_OAUTH_NONE] =
+							       "none",
+	[CONFIG_OAUTH_GOOGLE] = "google",
+	[CONFIG_OAUTH_MICROSOFT] = "microsoft",
+	NULL };
 
 _Static_assert(sizeof(enum config_tls) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_trust) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum sasl_mech) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_bounce) == sizeof(int), "enum size");
 
-#define CONFIG_GLOB_ALLOWED	"space-separated globs of letters, digits, " \
+#define CONFIG_GLOB_ALLOWED \
+	"space-separated globs of letters, digits, " \
 	"'*', '?', at most one '@' and . ! # $ % & ' + - / = ^ _ ` { | } ~, " \
 	"such as *@example.com or *.example.org"
-#define CONFIG_RATE_ALLOWED	"N/s, N/m or N/h with N from 1 to 1000000, " \
+#define CONFIG_RATE_ALLOWED \
+	"N/s, N/m or N/h with N from 1 to 1000000, " \
 	"such as 100/h"
 
-#define CONFIG_LISTEN_ALLOWED	"space-separated 127.0.0.1:PORT (any " \
+#define CONFIG_LISTEN_ALLOWED \
+	"space-separated 127.0.0.1:PORT (any " \
 	"IPv4 literal), [::1]:PORT (any IPv6 literal) or unix:/PATH"
-#define CONFIG_NETWORKS_ALLOWED	"space-separated networks such as " \
+#define CONFIG_NETWORKS_ALLOWED \
+	"space-separated networks such as " \
 	"192.168.1.0/24, fd00::/8 or a single address"
-#define CONFIG_IN(field)	offsetof(struct config, intake.field)
-#define CONFIG_ACCOUNTS_ALLOWED	"names of letters, digits, '.', '_', '-' " \
+#define CONFIG_IN(field) offsetof(struct config, intake.field)
+#define CONFIG_ACCOUNTS_ALLOWED \
+	"names of letters, digits, '.', '_', '-' " \
 	"(not first) and a final '$', at most 32 characters each"
 
-#define CONFIG_SH(field)	offsetof(struct config_smarthost, field)
-#define CONFIG_TIMEOUT(key, def, field, doc)				\
-	{ CONFIG_SECT_SMARTHOST, key, CONFIG_T_DURATION, NULL, 1,	\
-	    CONFIG_HOUR, NULL, def, 0, CONFIG_SH(field), doc }
+#define CONFIG_SH(field) offsetof(struct config_smarthost, field)
+#define CONFIG_TIMEOUT(key, def, field, doc) \
+	{ \
+		CONFIG_SECT_SMARTHOST, key, CONFIG_T_DURATION, NULL, 1, \
+		    CONFIG_HOUR, NULL, def, 0, CONFIG_SH(field), doc \
+	}
 
 const struct config_key config_keys[] = {
 	{ CONFIG_SECT_SENDQ, "spool_dir", CONFIG_T_PATH, NULL, 0, 0,
 	    "an absolute path", CONFIG_DEFAULT_SPOOL, 0,
-	    offsetof(struct config, spool_dir),
-	    "directory holding the queue" },
+	    offsetof(struct config, spool_dir), "directory holding the queue" },
 	{ CONFIG_SECT_SENDQ, "state_dir", CONFIG_T_PATH, NULL, 0, 0,
 	    "an absolute path", CONFIG_DEFAULT_STATE_DIR, 0,
 	    offsetof(struct config, state_dir),
@@ -97,14 +117,15 @@ const struct config_key config_keys[] = {
 	    offsetof(struct config, default_domain),
 	    "domain for addresses without one (root, www-data); default: "
 	    "hostname" },
-	{ CONFIG_SECT_SENDQ, "rewrite_sender", CONFIG_T_SENDER_REWRITE, NULL,
-	    0, 0, "an address such as alerts@example.com or a domain such as "
-	    "example.com", NULL, 0, offsetof(struct config, rewrite_sender),
+	{ CONFIG_SECT_SENDQ, "rewrite_sender", CONFIG_T_SENDER_REWRITE, NULL, 0,
+	    0,
+	    "an address such as alerts@example.com or a domain such as "
+	    "example.com",
+	    NULL, 0, offsetof(struct config, rewrite_sender),
 	    "masquerading: every envelope sender becomes this address (or "
 	    "LOCAL@this domain); default: off" },
-	{ CONFIG_SECT_SENDQ, "log_level", CONFIG_T_ENUM,
-	    config_log_level_names, 0, 0, NULL, "info", 0,
-	    offsetof(struct config, log_level),
+	{ CONFIG_SECT_SENDQ, "log_level", CONFIG_T_ENUM, config_log_level_names,
+	    0, 0, NULL, "info", 0, offsetof(struct config, log_level),
 	    "most verbose level logged" },
 	{ CONFIG_SECT_SENDQ, "control_socket", CONFIG_T_SOCKET, NULL, 0, 0,
 	    NULL, CONFIG_DEFAULT_SOCKET, 0,
@@ -122,14 +143,14 @@ const struct config_key config_keys[] = {
 	    "delete, bounce, retry and flush (besides root and sendqd's "
 	    "user); default: none" },
 	{ CONFIG_SECT_SENDQ, "submit_users", CONFIG_T_ACCOUNTS, NULL, 1,
-	    CONFIG_ACCOUNTS_MAX, "space-separated user names; "
-	    CONFIG_ACCOUNTS_ALLOWED, NULL, 0,
+	    CONFIG_ACCOUNTS_MAX,
+	    "space-separated user names; " CONFIG_ACCOUNTS_ALLOWED, NULL, 0,
 	    offsetof(struct config, submit_users),
 	    "only these users (with submit_groups, root and sendqd's user) "
 	    "may submit through the control socket; default: everyone" },
 	{ CONFIG_SECT_SENDQ, "submit_groups", CONFIG_T_ACCOUNTS, NULL, 1,
-	    CONFIG_ACCOUNTS_MAX, "space-separated group names; "
-	    CONFIG_ACCOUNTS_ALLOWED, NULL, 0,
+	    CONFIG_ACCOUNTS_MAX,
+	    "space-separated group names; " CONFIG_ACCOUNTS_ALLOWED, NULL, 0,
 	    offsetof(struct config, submit_groups),
 	    "members of these groups may submit too when submit_users or "
 	    "submit_groups is set; default: everyone may submit" },
@@ -143,8 +164,8 @@ const struct config_key config_keys[] = {
 	{ CONFIG_SECT_QUEUE, "max_age", CONFIG_T_DURATION, NULL, 60,
 	    365 * CONFIG_DAY, NULL, "5d", 0, offsetof(struct config, max_age),
 	    "how long a message is tried before it fails" },
-	{ CONFIG_SECT_QUEUE, "bounce", CONFIG_T_ENUM, config_bounce_names, 0,
-	    0, NULL, "sender", 0, offsetof(struct config, bounce),
+	{ CONFIG_SECT_QUEUE, "bounce", CONFIG_T_ENUM, config_bounce_names, 0, 0,
+	    NULL, "sender", 0, offsetof(struct config, bounce),
 	    "who gets the delivery status notification of a failed message" },
 	{ CONFIG_SECT_QUEUE, "admin_address", CONFIG_T_ADDRESS, NULL, 0, 0,
 	    "an email address such as postmaster@example.com", NULL, 0,
@@ -176,14 +197,14 @@ const struct config_key config_keys[] = {
 	    "a host name or an IP address", NULL, CONFIG_F_REQUIRED,
 	    offsetof(struct config_smarthost, host),
 	    "the smarthost to relay to" },
-	{ CONFIG_SECT_SMARTHOST, "port", CONFIG_T_UINT, NULL, 1, 65535,
-	    NULL, NULL, 0, offsetof(struct config_smarthost, port),
+	{ CONFIG_SECT_SMARTHOST, "port", CONFIG_T_UINT, NULL, 1, 65535, NULL,
+	    NULL, 0, offsetof(struct config_smarthost, port),
 	    "default: 465 for tls = implicit, 587 starttls, 25 none" },
-	{ CONFIG_SECT_SMARTHOST, "tls", CONFIG_T_ENUM, config_tls_names, 0,
-	    0, NULL, "starttls", 0, offsetof(struct config_smarthost, tls),
+	{ CONFIG_SECT_SMARTHOST, "tls", CONFIG_T_ENUM, config_tls_names, 0, 0,
+	    NULL, "starttls", 0, offsetof(struct config_smarthost, tls),
 	    "implicit TLS, STARTTLS, or cleartext to loopback only" },
-	{ CONFIG_SECT_SMARTHOST, "trust", CONFIG_T_ENUM, config_trust_names,
-	    0, 0, NULL, "system", 0, offsetof(struct config_smarthost, trust),
+	{ CONFIG_SECT_SMARTHOST, "trust", CONFIG_T_ENUM, config_trust_names, 0,
+	    0, NULL, "system", 0, offsetof(struct config_smarthost, trust),
 	    "how the server certificate is verified" },
 	{ CONFIG_SECT_SMARTHOST, "ca_file", CONFIG_T_FILE, NULL, 0, 0,
 	    "an absolute path of a readable PEM file", NULL, 0,
@@ -191,17 +212,17 @@ const struct config_key config_keys[] = {
 	    "the CAs trusted with trust = ca_file" },
 	{ CONFIG_SECT_SMARTHOST, "pin", CONFIG_T_PIN, NULL, 0, 0,
 	    "sha256:BASE64, the base64 of the SHA-256 of the server's "
-	    "SubjectPublicKeyInfo (44 characters)", NULL, CONFIG_F_REPEAT,
-	    CONFIG_SH(pins),
+	    "SubjectPublicKeyInfo (44 characters)",
+	    NULL, CONFIG_F_REPEAT, CONFIG_SH(pins),
 	    "server public key pins; the only check with trust = pin, "
 	    "checked in addition to the chain with system or ca_file" },
-	{ CONFIG_SECT_SMARTHOST, "server_name", CONFIG_T_HOSTNAME, NULL, 0,
-	    0, "a host name such as smtp.example.com", NULL, 0,
+	{ CONFIG_SECT_SMARTHOST, "server_name", CONFIG_T_HOSTNAME, NULL, 0, 0,
+	    "a host name such as smtp.example.com", NULL, 0,
 	    CONFIG_SH(server_name),
 	    "name verified in the certificate and sent as SNI; "
 	    "default: host" },
-	{ CONFIG_SECT_SMARTHOST, "tls_priority", CONFIG_T_STRING, NULL, 0,
-	    0, "a GnuTLS priority string", NULL, 0, CONFIG_SH(tls_priority),
+	{ CONFIG_SECT_SMARTHOST, "tls_priority", CONFIG_T_STRING, NULL, 0, 0,
+	    "a GnuTLS priority string", NULL, 0, CONFIG_SH(tls_priority),
 	    "GnuTLS priority string; default: TLS 1.2 or later with AEAD "
 	    "ciphers (checked by sendqd at start)" },
 	{ CONFIG_SECT_SMARTHOST, "client_cert", CONFIG_T_FILE, NULL, 0, 0,
@@ -210,10 +231,9 @@ const struct config_key config_keys[] = {
 	    "client certificate for mutual TLS (with client_key)" },
 	{ CONFIG_SECT_SMARTHOST, "client_key", CONFIG_T_FILE, NULL, 0, 0,
 	    "an absolute path of a readable PEM file", NULL, 0,
-	    CONFIG_SH(client_key),
-	    "private key of client_cert" },
-	{ CONFIG_SECT_SMARTHOST, "auth", CONFIG_T_ENUM, config_auth_names,
-	    0, 0, NULL, NULL, 0, CONFIG_SH(auth),
+	    CONFIG_SH(client_key), "private key of client_cert" },
+	{ CONFIG_SECT_SMARTHOST, "auth", CONFIG_T_ENUM, config_auth_names, 0, 0,
+	    NULL, NULL, 0, CONFIG_SH(auth),
 	    "SMTP AUTH mechanism; default: auto when user is set, none "
 	    "otherwise" },
 	{ CONFIG_SECT_SMARTHOST, "user", CONFIG_T_STRING, NULL, 0, 0,
@@ -222,20 +242,20 @@ const struct config_key config_keys[] = {
 	{ CONFIG_SECT_SMARTHOST, "password_file", CONFIG_T_PATH, NULL, 0, 0,
 	    "an absolute path", NULL, 0, CONFIG_SH(password_file),
 	    "file whose first line is the password (mode 0600 or 0640)" },
-	{ CONFIG_SECT_SMARTHOST, "password_command", CONFIG_T_STRING, NULL,
-	    0, 0, "a shell command", NULL, 0, CONFIG_SH(password_command),
+	{ CONFIG_SECT_SMARTHOST, "password_command", CONFIG_T_STRING, NULL, 0,
+	    0, "a shell command", NULL, 0, CONFIG_SH(password_command),
 	    "command (/bin/sh -c) whose first output line is the password" },
-	{ CONFIG_SECT_SMARTHOST, "credential", CONFIG_T_CREDNAME, NULL, 0,
-	    0, "a systemd credential name: letters, digits, '_', '.', '-'",
-	    NULL, 0, CONFIG_SH(credential),
+	{ CONFIG_SECT_SMARTHOST, "credential", CONFIG_T_CREDNAME, NULL, 0, 0,
+	    "a systemd credential name: letters, digits, '_', '.', '-'", NULL,
+	    0, CONFIG_SH(credential),
 	    "systemd credential holding the password "
 	    "($CREDENTIALS_DIRECTORY/NAME, see LoadCredential=)" },
 	{ CONFIG_SECT_SMARTHOST, "token_file", CONFIG_T_PATH, NULL, 0, 0,
 	    "an absolute path", NULL, 0, CONFIG_SH(token_file),
 	    "file whose first line is an OAuth bearer token, read for every "
 	    "connection" },
-	{ CONFIG_SECT_SMARTHOST, "token_command", CONFIG_T_STRING, NULL, 0,
-	    0, "a shell command", NULL, 0, CONFIG_SH(token_command),
+	{ CONFIG_SECT_SMARTHOST, "token_command", CONFIG_T_STRING, NULL, 0, 0,
+	    "a shell command", NULL, 0, CONFIG_SH(token_command),
 	    "command (/bin/sh -c) printing an OAuth bearer token, run for "
 	    "every connection" },
 	{ CONFIG_SECT_SMARTHOST, "oauth_provider", CONFIG_T_ENUM,
@@ -243,22 +263,20 @@ const struct config_key config_keys[] = {
 	    CONFIG_SH(oauth_provider),
 	    "OAuth 2.0 preset filling oauth_token_endpoint, "
 	    "oauth_device_endpoint and oauth_scope: google or microsoft" },
-	{ CONFIG_SECT_SMARTHOST, "oauth_tenant", CONFIG_T_STRING, NULL, 0,
-	    0, "a Microsoft Entra tenant id or domain", "common", 0,
+	{ CONFIG_SECT_SMARTHOST, "oauth_tenant", CONFIG_T_STRING, NULL, 0, 0,
+	    "a Microsoft Entra tenant id or domain", "common", 0,
 	    CONFIG_SH(oauth_tenant),
 	    "tenant in the Microsoft endpoints (oauth_provider = microsoft)" },
-	{ CONFIG_SECT_SMARTHOST, "oauth_token_endpoint", CONFIG_T_STRING,
-	    NULL, 0, 0, "an https:// URL", NULL, 0,
-	    CONFIG_SH(oauth_token_endpoint),
+	{ CONFIG_SECT_SMARTHOST, "oauth_token_endpoint", CONFIG_T_STRING, NULL,
+	    0, 0, "an https:// URL", NULL, 0, CONFIG_SH(oauth_token_endpoint),
 	    "OAuth 2.0 token endpoint; sendqd refreshes the access token "
 	    "there; default: the preset's" },
-	{ CONFIG_SECT_SMARTHOST, "oauth_device_endpoint", CONFIG_T_STRING,
-	    NULL, 0, 0, "an https:// URL", NULL, 0,
-	    CONFIG_SH(oauth_device_endpoint),
+	{ CONFIG_SECT_SMARTHOST, "oauth_device_endpoint", CONFIG_T_STRING, NULL,
+	    0, 0, "an https:// URL", NULL, 0, CONFIG_SH(oauth_device_endpoint),
 	    "device authorization endpoint (RFC 8628) used by sendqctl oauth "
 	    "init; default: the preset's" },
-	{ CONFIG_SECT_SMARTHOST, "oauth_client_id", CONFIG_T_STRING, NULL, 0,
-	    0, "the client id registered with the provider", NULL, 0,
+	{ CONFIG_SECT_SMARTHOST, "oauth_client_id", CONFIG_T_STRING, NULL, 0, 0,
+	    "the client id registered with the provider", NULL, 0,
 	    CONFIG_SH(oauth_client_id),
 	    "OAuth 2.0 client id (required with OAuth)" },
 	{ CONFIG_SECT_SMARTHOST, "oauth_client_secret_file", CONFIG_T_PATH,
@@ -267,9 +285,10 @@ const struct config_key config_keys[] = {
 	    "file whose first line is the client secret (mode 0600 or "
 	    "0640); default: none (a public client)" },
 	{ CONFIG_SECT_SMARTHOST, "oauth_client_secret_credential",
-	    CONFIG_T_CREDNAME, NULL, 0, 0, "a systemd credential name: "
-	    "letters, digits, '_', '.', '-'", NULL, 0,
-	    CONFIG_SH(oauth_client_secret_credential),
+	    CONFIG_T_CREDNAME, NULL, 0, 0,
+	    "a systemd credential name: "
+	    "letters, digits, '_', '.', '-'",
+	    NULL, 0, CONFIG_SH(oauth_client_secret_credential),
 	    "systemd credential holding the client secret" },
 	{ CONFIG_SECT_SMARTHOST, "oauth_scope", CONFIG_T_STRING, NULL, 0, 0,
 	    "space-separated scopes", NULL, 0, CONFIG_SH(oauth_scope),
@@ -280,8 +299,7 @@ const struct config_key config_keys[] = {
 	    "CAs trusted for the OAuth endpoints; default: the system store" },
 	CONFIG_TIMEOUT("timeout_connect", "30s", timeout_connect,
 	    "TCP connection set-up"),
-	CONFIG_TIMEOUT("timeout_tls", "1m", timeout_tls,
-	    "TLS handshake"),
+	CONFIG_TIMEOUT("timeout_tls", "1m", timeout_tls, "TLS handshake"),
 	CONFIG_TIMEOUT("timeout_greeting", "5m", timeout_greeting,
 	    "the server's 220 greeting"),
 	CONFIG_TIMEOUT("timeout_command", "5m", timeout_command,
@@ -294,12 +312,11 @@ const struct config_key config_keys[] = {
 	    CONFIG_DAY, NULL, "30m", 0, CONFIG_SH(session_max),
 	    "longest a connection may take to get ready or to carry one "
 	    "message" },
-	{ CONFIG_SECT_SMARTHOST, "max_connections", CONFIG_T_UINT, NULL, 1,
-	    100, NULL, "2", 0, CONFIG_SH(max_connections),
+	{ CONFIG_SECT_SMARTHOST, "max_connections", CONFIG_T_UINT, NULL, 1, 100,
+	    NULL, "2", 0, CONFIG_SH(max_connections),
 	    "connections open at the same time" },
-	{ CONFIG_SECT_SMARTHOST, "messages_per_connection", CONFIG_T_UINT,
-	    NULL, 1, 100000, NULL, "100", 0,
-	    CONFIG_SH(messages_per_connection),
+	{ CONFIG_SECT_SMARTHOST, "messages_per_connection", CONFIG_T_UINT, NULL,
+	    1, 100000, NULL, "100", 0, CONFIG_SH(messages_per_connection),
 	    "messages sent over one connection before it is closed" },
 	{ CONFIG_SECT_SMARTHOST, "idle_timeout", CONFIG_T_DURATION, NULL, 1,
 	    CONFIG_HOUR, NULL, "5s", 0, CONFIG_SH(idle_timeout),
@@ -307,8 +324,8 @@ const struct config_key config_keys[] = {
 	{ CONFIG_SECT_SMARTHOST, "match_sender", CONFIG_T_GLOBS, NULL, 0, 0,
 	    CONFIG_GLOB_ALLOWED, NULL, CONFIG_F_REPEAT, CONFIG_SH(match_sender),
 	    "route here mail whose envelope sender matches one of the globs" },
-	{ CONFIG_SECT_SMARTHOST, "match_recipient", CONFIG_T_GLOBS, NULL, 0,
-	    0, CONFIG_GLOB_ALLOWED, NULL, CONFIG_F_REPEAT,
+	{ CONFIG_SECT_SMARTHOST, "match_recipient", CONFIG_T_GLOBS, NULL, 0, 0,
+	    CONFIG_GLOB_ALLOWED, NULL, CONFIG_F_REPEAT,
 	    CONFIG_SH(match_recipient),
 	    "route here recipients that match one of the globs" },
 	{ CONFIG_SECT_SMARTHOST, "fallback", CONFIG_T_NAME, NULL, 0, 0,
@@ -327,8 +344,8 @@ const struct config_key config_keys[] = {
 	{ CONFIG_SECT_INTAKE, "max_message_size", CONFIG_T_SIZE, NULL, 1,
 	    4u * 1024 * 1024, NULL, "25M", 0, CONFIG_IN(max_message_size),
 	    "largest message accepted (advertised as SIZE)" },
-	{ CONFIG_SECT_INTAKE, "max_recipients", CONFIG_T_UINT, NULL, 1,
-	    100000, NULL, "1000", 0, CONFIG_IN(max_recipients),
+	{ CONFIG_SECT_INTAKE, "max_recipients", CONFIG_T_UINT, NULL, 1, 100000,
+	    NULL, "1000", 0, CONFIG_IN(max_recipients),
 	    "recipients per message; more get 452 4.5.3" },
 	{ CONFIG_SECT_INTAKE, "max_clients", CONFIG_T_UINT, NULL, 1, 10000,
 	    NULL, "100", 0, CONFIG_IN(max_clients),
@@ -337,8 +354,8 @@ const struct config_key config_keys[] = {
 	    CONFIG_HOUR, NULL, "5m", 0, CONFIG_IN(timeout),
 	    "how long a client may take to send a command or more message "
 	    "data; then 421 4.4.2" },
-	{ CONFIG_SECT_INTAKE, "max_clients_per_peer", CONFIG_T_UINT, NULL,
-	    0, 10000, NULL, "10", 0, CONFIG_IN(max_clients_per_peer),
+	{ CONFIG_SECT_INTAKE, "max_clients_per_peer", CONFIG_T_UINT, NULL, 0,
+	    10000, NULL, "10", 0, CONFIG_IN(max_clients_per_peer),
 	    "connections served at once from one uid (unix socket) or one "
 	    "address (TCP); more get 421 4.7.0; 0 = no limit" },
 	{ CONFIG_SECT_INTAKE, "max_junk_commands", CONFIG_T_UINT, NULL, 0,
@@ -346,8 +363,8 @@ const struct config_key config_keys[] = {
 	    "NOOP, RSET, VRFY, EXPN, HELP, repeated HELO/EHLO and unknown "
 	    "commands a session may send (counted afresh after each "
 	    "accepted message); one more gets 421 4.7.0; 0 = no limit" },
-	{ CONFIG_SECT_INTAKE, "allow_networks", CONFIG_T_NETWORKS, NULL, 0,
-	    0, CONFIG_NETWORKS_ALLOWED, NULL, CONFIG_F_REPEAT,
+	{ CONFIG_SECT_INTAKE, "allow_networks", CONFIG_T_NETWORKS, NULL, 0, 0,
+	    CONFIG_NETWORKS_ALLOWED, NULL, CONFIG_F_REPEAT,
 	    CONFIG_IN(allow_networks),
 	    "TCP clients served besides loopback ones (others get 554); "
 	    "required for a listen address that is not loopback" },
@@ -386,7 +403,7 @@ const char *
 config_join(char *buf, size_t bufsz, const char *const *names)
 {
 	size_t i, len = 0;
-	int n;
+	int    n;
 
 	buf[0] = '\0';
 	for (i = 0; names[i] != NULL; i++) {
@@ -403,7 +420,7 @@ const char *
 config_section_keys(enum config_sect sect, char *buf, size_t bufsz)
 {
 	const char *names[sizeof(config_keys) / sizeof(config_keys[0]) + 1];
-	size_t i, n = 0;
+	size_t      i, n = 0;
 
 	for (i = 0; i < config_nkeys; i++)
 		if (config_keys[i].sect == sect)
@@ -428,7 +445,7 @@ config_name_of(const char *const *names, size_t n, int v)
 	return names[v];
 }
 
-#define CONFIG_NAME_OF(names, v)	\
+#define CONFIG_NAME_OF(names, v) \
 	config_name_of(names, sizeof(names) / sizeof((names)[0]), (int)(v))
 
 const char *

@@ -65,41 +65,40 @@
 #include "util.h"
 
 struct config_parser {
-	struct config	*cfg;
-	char		 file[256];	/* printable FILE for messages */
+	struct config *cfg;
+	char           file[256]; /* printable FILE for messages */
 
 	/* Input: a FILE or a NUL-terminated string. */
-	FILE		*fp;
-	const char	*text;
-	int		 read_errno;
+	FILE       *fp;
+	const char *text;
+	int         read_errno;
 
-	int		 line;		/* the last line read */
-	int		 pending;	/* key line not seen by handler */
+	int line;    /* the last line read */
+	int pending; /* key line not seen by handler */
 
 	/* The current section. */
 	enum config_sect sect;
-	char		 label[96];	/* "sendq", "smarthost NAME" */
-	int		 sect_line;
-	int		*seen;		/* line of each key of the table */
-	int		 first_line[CONFIG_SECT_ALIASES + 1];	/* header
+	char             label[96]; /* "sendq", "smarthost NAME" */
+	int              sect_line;
+	int             *seen; /* line of each key of the table */
+	int              first_line[CONFIG_SECT_ALIASES + 1]; /* header
 					 * of each plain section, 0 = none */
-	int		*fallback_lines;	/* per smarthost, 0 = none */
+	int             *fallback_lines; /* per smarthost, 0 = none */
 
-	int		 failed;
-	int		 code;
-	struct sq_err	*err;
+	int            failed;
+	int            code;
+	struct sq_err *err;
 };
 
 /*
  * Record the first error: "FILE:LINE: [LABEL] KEY: what".  label and key
  * may be NULL; later errors are ignored.
  */
-static void SQ_PRINTF(5, 6)
-config_fail(struct config_parser *p, int line, const char *label,
-    const char *key, const char *fmt, ...)
+static void SQ_PRINTF(5, 6) config_fail(struct config_parser *p, int line,
+    const char *label, const char *key, const char *fmt, ...)
 {
 	va_list ap;
-	char what[512], where[160];
+	char    what[512], where[160];
 
 	if (p->failed)
 		return;
@@ -111,8 +110,7 @@ config_fail(struct config_parser *p, int line, const char *label,
 	snprintf(where, sizeof(where), "%s%s%s%s%s%s", label ? "[" : "",
 	    label ? label : "", label ? "]" : "", label && key ? " " : "",
 	    key ? key : "", label || key ? ": " : "");
-	sq_err_set(p->err, p->code, "%s:%d: %s%s", p->file, line, where,
-	    what);
+	sq_err_set(p->err, p->code, "%s:%d: %s%s", p->file, line, where, what);
 }
 
 /*
@@ -125,8 +123,8 @@ config_set(struct config_parser *p, const struct config_key *k,
     const char *value, int line)
 {
 	struct config_val v;
-	char shown[CONFIG_LINE_MAX + 1], allowed[128];
-	size_t i;
+	char              shown[CONFIG_LINE_MAX + 1], allowed[128];
+	size_t            i;
 
 	memset(&v, 0, sizeof(v));
 	v.k = k;
@@ -144,11 +142,15 @@ config_set(struct config_parser *p, const struct config_key *k,
 		    (unsigned char)value[i] == 0x7f)
 			break;
 	if (v.len == 0)
-		config_fail(p, line, p->label, k->key, "empty value "
-		    "(allowed: %s)", v.ok);
+		config_fail(p, line, p->label, k->key,
+		    "empty value "
+		    "(allowed: %s)",
+		    v.ok);
 	else if (i < v.len)
-		config_fail(p, line, p->label, k->key, "\"%s\" contains a "
-		    "control character (allowed: %s)", v.shown, v.ok);
+		config_fail(p, line, p->label, k->key,
+		    "\"%s\" contains a "
+		    "control character (allowed: %s)",
+		    v.shown, v.ok);
 	else if (config_type_set(&v) != 0)
 		config_fail(p, line, p->label, k->key, "%s", v.why);
 	else
@@ -178,15 +180,14 @@ config_defaults(struct config_parser *p, enum config_sect sect)
 	}
 }
 
-
-#define CONFIG_PASSWORD_SOURCES	"password_file, password_command or credential"
-#define CONFIG_TOKEN_SOURCES	"token_file, token_command or oauth_provider"
+#define CONFIG_PASSWORD_SOURCES "password_file, password_command or credential"
+#define CONFIG_TOKEN_SOURCES    "token_file, token_command or oauth_provider"
 
 /* The one secret source of a smarthost, if any. */
 struct config_secret {
-	const char	*src;		/* its key, NULL = none */
-	int		 line;
-	int		 token;		/* a token source, not a password */
+	const char *src; /* its key, NULL = none */
+	int         line;
+	int         token; /* a token source, not a password */
 };
 
 /*
@@ -198,15 +199,17 @@ config_smarthost_secret(struct config_parser *p,
     const struct config_smarthost *sh, struct config_secret *s)
 {
 	static const char *const sources[] = { "password_file",
-	    "password_command", "credential", "token_file", "token_command" };
-	size_t i;
-	int line;
+		"password_command", "credential", "token_file",
+		"token_command" };
+	size_t                   i;
+	int                      line;
 
 	memset(s, 0, sizeof(*s));
 	if (sh->oauth) {
 		/* OAuth built in is a token source of its own. */
 		s->src = config_seen(p, "oauth_provider") != 0 ?
-		    "oauth_provider" : "oauth_token_endpoint";
+		    "oauth_provider" :
+		    "oauth_token_endpoint";
 		s->line = config_seen(p, s->src);
 		s->token = 1;
 	}
@@ -218,7 +221,8 @@ config_smarthost_secret(struct config_parser *p,
 			config_fail(p, line > s->line ? line : s->line,
 			    p->label, line > s->line ? sources[i] : s->src,
 			    "only one secret source may be set, and %s is set "
-			    "at line %d", line > s->line ? s->src : sources[i],
+			    "at line %d",
+			    line > s->line ? s->src : sources[i],
 			    line > s->line ? s->line : line);
 			return -1;
 		}
@@ -238,48 +242,56 @@ static void
 config_smarthost_auth(struct config_parser *p, struct config_smarthost *sh)
 {
 	struct config_secret s;
-	const char *mech, *needs;
-	int auth_line, user_line, token_mech;
+	const char          *mech, *needs;
+	int                  auth_line, user_line, token_mech;
 
 	if (config_smarthost_secret(p, sh, &s) != 0)
 		return;
 	auth_line = config_seen(p, "auth");
 	user_line = config_seen(p, "user");
 	if (s.src != NULL && sh->user == NULL) {
-		config_fail(p, s.line, p->label, s.src, "set without user "
+		config_fail(p, s.line, p->label, s.src,
+		    "set without user "
 		    "(add user = the login name for SMTP AUTH)");
 		return;
 	}
 	if (auth_line == 0)
-		sh->auth = sh->user == NULL ? SASL_MECH_NONE : sh->oauth ?
-		    SASL_MECH_XOAUTH2 : SASL_MECH_AUTO;
+		sh->auth = sh->user == NULL ? SASL_MECH_NONE :
+		    sh->oauth               ? SASL_MECH_XOAUTH2 :
+					      SASL_MECH_AUTO;
 	if (sh->auth == SASL_MECH_NONE) {
 		if (sh->user != NULL)
 			config_fail(p, auth_line, p->label, "auth",
 			    "\"none\" but user is set at line %d (remove "
-			    "user, or choose a mechanism)", user_line);
+			    "user, or choose a mechanism)",
+			    user_line);
 		return;
 	}
 	mech = config_auth_name(sh->auth);
 	token_mech = sh->auth == SASL_MECH_XOAUTH2 ||
 	    sh->auth == SASL_MECH_OAUTHBEARER;
 	needs = token_mech ? "a token source: " CONFIG_TOKEN_SOURCES :
-	    "a password source: " CONFIG_PASSWORD_SOURCES;
+			     "a password source: " CONFIG_PASSWORD_SOURCES;
 	if (sh->user == NULL)
-		config_fail(p, auth_line, p->label, "auth", "\"%s\" needs "
-		    "user and %s", mech, needs);
+		config_fail(p, auth_line, p->label, "auth",
+		    "\"%s\" needs "
+		    "user and %s",
+		    mech, needs);
 	else if (s.src == NULL && auth_line == 0)
-		config_fail(p, user_line, p->label, "user", "set without a "
+		config_fail(p, user_line, p->label, "user",
+		    "set without a "
 		    "secret source (add " CONFIG_PASSWORD_SOURCES ")");
 	else if (s.src == NULL)
 		config_fail(p, auth_line, p->label, "auth", "\"%s\" needs %s",
 		    mech, needs);
 	else if (token_mech && !s.token)
-		config_fail(p, s.line, p->label, s.src, "auth = %s needs a "
+		config_fail(p, s.line, p->label, s.src,
+		    "auth = %s needs a "
 		    "token source (" CONFIG_TOKEN_SOURCES "), not a password",
 		    mech);
 	else if (!token_mech && s.token)
-		config_fail(p, s.line, p->label, s.src, "auth = %s%s needs a "
+		config_fail(p, s.line, p->label, s.src,
+		    "auth = %s%s needs a "
 		    "password source (" CONFIG_PASSWORD_SOURCES "), not a "
 		    "token; a token needs auth = xoauth2 or oauthbearer",
 		    mech, auth_line == 0 ? " (the default with user)" : "");
@@ -309,12 +321,18 @@ config_oauth_presets(struct config_smarthost *sh)
 		config_preset(&sh->oauth_scope,
 		    xstrdup("https://mail.google.com/"));
 	} else if (sh->oauth_provider == CONFIG_OAUTH_MICROSOFT) {
-		config_preset(&sh->oauth_token_endpoint, xasprintf("https://"
-		    "login.microsoftonline.com/%s/oauth2/v2.0/token", t));
-		config_preset(&sh->oauth_device_endpoint, xasprintf("https://"
-		    "login.microsoftonline.com/%s/oauth2/v2.0/devicecode", t));
-		config_preset(&sh->oauth_scope, xstrdup("https://outlook."
-		    "office.com/SMTP.Send offline_access"));
+		config_preset(&sh->oauth_token_endpoint,
+		    xasprintf("https://"
+			      "login.microsoftonline.com/%s/oauth2/v2.0/token",
+			t));
+		config_preset(&sh->oauth_device_endpoint,
+		    xasprintf(
+			"https://"
+			"login.microsoftonline.com/%s/oauth2/v2.0/devicecode",
+			t));
+		config_preset(&sh->oauth_scope,
+		    xstrdup("https://outlook."
+			    "office.com/SMTP.Send offline_access"));
 	}
 }
 
@@ -326,19 +344,20 @@ static void
 config_smarthost_oauth(struct config_parser *p, struct config_smarthost *sh)
 {
 	static const char *const keys[] = { "oauth_device_endpoint",
-	    "oauth_client_id", "oauth_client_secret_file",
-	    "oauth_client_secret_credential", "oauth_scope", "oauth_ca_file",
-	    "oauth_tenant" };
-	const char *bad = NULL;
-	size_t i;
-	int line;
+		"oauth_client_id", "oauth_client_secret_file",
+		"oauth_client_secret_credential", "oauth_scope",
+		"oauth_ca_file", "oauth_tenant" };
+	const char              *bad = NULL;
+	size_t                   i;
+	int                      line;
 
 	sh->oauth = sh->oauth_provider != CONFIG_OAUTH_NONE ||
 	    sh->oauth_token_endpoint != NULL;
 	if (!sh->oauth) {
 		for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 			if ((line = config_seen(p, keys[i])) != 0) {
-				config_fail(p, line, p->label, keys[i], "set "
+				config_fail(p, line, p->label, keys[i],
+				    "set "
 				    "without oauth_provider or "
 				    "oauth_token_endpoint");
 				return;
@@ -348,7 +367,8 @@ config_smarthost_oauth(struct config_parser *p, struct config_smarthost *sh)
 	config_oauth_presets(sh);
 	if (sh->oauth_provider != CONFIG_OAUTH_MICROSOFT &&
 	    (line = config_seen(p, "oauth_tenant")) != 0)
-		config_fail(p, line, p->label, "oauth_tenant", "only used with "
+		config_fail(p, line, p->label, "oauth_tenant",
+		    "only used with "
 		    "oauth_provider = microsoft");
 	else if (!config_value_https_url(sh->oauth_token_endpoint))
 		bad = "oauth_token_endpoint";
@@ -361,9 +381,9 @@ config_smarthost_oauth(struct config_parser *p, struct config_smarthost *sh)
 		    "with the provider)");
 	else if (sh->oauth_client_secret_file != NULL &&
 	    sh->oauth_client_secret_credential != NULL)
-		config_fail(p, config_seen(p,
-		    "oauth_client_secret_credential"), p->label,
-		    "oauth_client_secret_credential", "only one of "
+		config_fail(p, config_seen(p, "oauth_client_secret_credential"),
+		    p->label, "oauth_client_secret_credential",
+		    "only one of "
 		    "oauth_client_secret_file and oauth_client_secret_credential "
 		    "may be set");
 	if (bad != NULL)
@@ -374,11 +394,10 @@ config_smarthost_oauth(struct config_parser *p, struct config_smarthost *sh)
 /* The TLS rules of a smarthost: required keys, trust against ca_file and
  * pins, client_cert with client_key. */
 static void
-config_smarthost_tls(struct config_parser *p,
-    const struct config_smarthost *sh)
+config_smarthost_tls(struct config_parser *p, const struct config_smarthost *sh)
 {
 	size_t i;
-	int cert = sh->client_cert != NULL;
+	int    cert = sh->client_cert != NULL;
 
 	for (i = 0; i < config_nkeys; i++) {
 		if (config_keys[i].sect == CONFIG_SECT_SMARTHOST &&
@@ -408,9 +427,10 @@ config_smarthost_tls(struct config_parser *p,
 		    "never checked with trust = insecure (remove pin, or set "
 		    "trust = pin to trust only the pinned keys)");
 	else if ((sh->client_cert == NULL) != (sh->client_key == NULL))
-		config_fail(p, config_seen(p, cert ? "client_cert" :
-		    "client_key"), p->label, cert ? "client_cert" :
-		    "client_key", "set without %s (mutual TLS needs both)",
+		config_fail(p,
+		    config_seen(p, cert ? "client_cert" : "client_key"),
+		    p->label, cert ? "client_cert" : "client_key",
+		    "set without %s (mutual TLS needs both)",
 		    cert ? "client_key" : "client_cert");
 }
 
@@ -419,7 +439,7 @@ static void
 config_smarthost_end(struct config_parser *p)
 {
 	struct config_smarthost *sh;
-	char shown[CONFIG_LINE_MAX + 1];
+	char                     shown[CONFIG_LINE_MAX + 1];
 
 	sh = &p->cfg->smarthosts[p->cfg->n_smarthosts - 1];
 	config_smarthost_tls(p, sh);
@@ -435,18 +455,21 @@ config_smarthost_end(struct config_parser *p)
 		    "\"none\" is refused for host \"%s\": cleartext would leak "
 		    "mail and credentials to the network; only a loopback "
 		    "host (127.0.0.1, ::1, localhost) may use it "
-		    "(allowed: implicit, starttls)", shown);
+		    "(allowed: implicit, starttls)",
+		    shown);
 		return;
 	}
 	if (sh->port == 0)
 		sh->port = sh->tls == CONFIG_TLS_IMPLICIT ? 465 :
-		    sh->tls == CONFIG_TLS_STARTTLS ? 587 : 25;
-	p->fallback_lines[p->cfg->n_smarthosts - 1] =
-	    config_seen(p, "fallback");
+		    sh->tls == CONFIG_TLS_STARTTLS        ? 587 :
+							    25;
+	p->fallback_lines[p->cfg->n_smarthosts - 1] = config_seen(p,
+	    "fallback");
 	if (sh->fallback != NULL && strcmp(sh->fallback, sh->name) == 0)
-		config_fail(p, config_seen(p, "fallback"), p->label,
-		    "fallback", "\"%s\" is this smarthost itself (allowed: "
-		    "the NAME of another [smarthost NAME])", sh->fallback);
+		config_fail(p, config_seen(p, "fallback"), p->label, "fallback",
+		    "\"%s\" is this smarthost itself (allowed: "
+		    "the NAME of another [smarthost NAME])",
+		    sh->fallback);
 }
 
 /*
@@ -459,7 +482,7 @@ config_queue_order(struct config_parser *p, const char *lo_key, unsigned lo,
     const char *hi_key, unsigned hi, int strict)
 {
 	char lo_text[16], hi_text[16], where[32];
-	int lo_line, hi_line, later;
+	int  lo_line, hi_line, later;
 
 	if (strict ? lo < hi : lo <= hi)
 		return;
@@ -467,7 +490,7 @@ config_queue_order(struct config_parser *p, const char *lo_key, unsigned lo,
 	hi_line = config_seen(p, hi_key);
 	config_value_fmt_duration(lo_text, sizeof(lo_text), lo);
 	config_value_fmt_duration(hi_text, sizeof(hi_text), hi);
-	later = hi_line > lo_line;	/* report at the later line */
+	later = hi_line > lo_line; /* report at the later line */
 	if ((later ? lo_line : hi_line) != 0)
 		snprintf(where, sizeof(where), "line %d",
 		    later ? lo_line : hi_line);
@@ -475,8 +498,9 @@ config_queue_order(struct config_parser *p, const char *lo_key, unsigned lo,
 		snprintf(where, sizeof(where), "the default");
 	config_fail(p, later ? hi_line : lo_line, p->label,
 	    later ? hi_key : lo_key, "%s is %s %s = %s (%s)",
-	    later ? hi_text : lo_text, later ? (strict ? "not more than" :
-	    "less than") : (strict ? "not less than" : "more than"),
+	    later ? hi_text : lo_text,
+	    later ? (strict ? "not more than" : "less than") :
+		    (strict ? "not less than" : "more than"),
 	    later ? lo_key : hi_key, later ? lo_text : hi_text, where);
 }
 
@@ -492,8 +516,8 @@ config_queue_end(struct config_parser *p)
 		config_queue_order(p, "delay_warning", cfg->delay_warning,
 		    "max_age", cfg->max_age, 1);
 	if (cfg->bounce == CONFIG_BOUNCE_ADMIN && cfg->admin_address == NULL)
-		config_fail(p, config_seen(p, "bounce"), p->label,
-		    "bounce", "\"admin\" needs admin_address (add "
+		config_fail(p, config_seen(p, "bounce"), p->label, "bounce",
+		    "\"admin\" needs admin_address (add "
 		    "admin_address = an email address such as "
 		    "postmaster@example.com)");
 }
@@ -512,8 +536,8 @@ config_intake_end(struct config_parser *p)
 {
 	const struct config_intake *in = &p->cfg->intake;
 	const struct config_listen *l;
-	char shown[CONFIG_LINE_MAX + 1];
-	size_t i;
+	char                        shown[CONFIG_LINE_MAX + 1];
+	size_t                      i;
 
 	if (in->n_allow_networks > 0)
 		return;
@@ -522,11 +546,13 @@ config_intake_end(struct config_parser *p)
 		if (config_listen_is_local(l))
 			continue;
 		sq_printable(shown, sizeof(shown), l->addr, strlen(l->addr));
-		config_fail(p, l->line, p->label, "listen", "\"%s\" is not a "
+		config_fail(p, l->line, p->label, "listen",
+		    "\"%s\" is not a "
 		    "loopback address: sendq relays mail for every client it "
 		    "serves, so a listener others can reach needs "
 		    "allow_networks = the networks to serve (allowed without "
-		    "it: 127.0.0.1, ::1, unix:PATH)", shown);
+		    "it: 127.0.0.1, ::1, unix:PATH)",
+		    shown);
 		return;
 	}
 }
@@ -557,11 +583,11 @@ config_smarthost_index(const struct config *cfg, const char *name)
 static void
 config_fallback_unknown(struct config_parser *p, size_t i)
 {
-	const struct config *cfg = p->cfg;
+	const struct config           *cfg = p->cfg;
 	const struct config_smarthost *sh = &cfg->smarthosts[i];
-	char label[96], shown[CONFIG_LINE_MAX + 1], list[400];
+	char   label[96], shown[CONFIG_LINE_MAX + 1], list[400];
 	size_t n, len = 0;
-	int w;
+	int    w;
 
 	snprintf(label, sizeof(label), "smarthost %s", sh->name);
 	sq_printable(shown, sizeof(shown), sh->fallback, strlen(sh->fallback));
@@ -575,8 +601,10 @@ config_fallback_unknown(struct config_parser *p, size_t i)
 		}
 		len += (size_t)w;
 	}
-	config_fail(p, p->fallback_lines[i], label, "fallback", "\"%s\" is not "
-	    "a smarthost of this file (defined: %s)", shown, list);
+	config_fail(p, p->fallback_lines[i], label, "fallback",
+	    "\"%s\" is not "
+	    "a smarthost of this file (defined: %s)",
+	    shown, list);
 }
 
 /* Smarthost i is on a fallback cycle: the error, the loop spelled out
@@ -585,14 +613,14 @@ static void
 config_fallback_cycle(struct config_parser *p, size_t i)
 {
 	const struct config *cfg = p->cfg;
-	char label[96], list[400];
-	size_t n, len;
-	int j;
+	char                 label[96], list[400];
+	size_t               n, len;
+	int                  j;
 
 	len = (size_t)snprintf(list, sizeof(list), "%s",
 	    cfg->smarthosts[i].name);
 	for (j = cfg->smarthosts[i].fallback_index;;
-	    j = cfg->smarthosts[j].fallback_index) {
+	     j = cfg->smarthosts[j].fallback_index) {
 		n = (size_t)snprintf(list + len, sizeof(list) - len, " -> %s",
 		    cfg->smarthosts[j].name);
 		if (n >= sizeof(list) - len) {
@@ -604,9 +632,11 @@ config_fallback_cycle(struct config_parser *p, size_t i)
 			break;
 	}
 	snprintf(label, sizeof(label), "smarthost %s", cfg->smarthosts[i].name);
-	config_fail(p, p->fallback_lines[i], label, "fallback", "fallback cycle "
+	config_fail(p, p->fallback_lines[i], label, "fallback",
+	    "fallback cycle "
 	    "%s (a chain of fallbacks must end at a smarthost without "
-	    "fallback)", list);
+	    "fallback)",
+	    list);
 }
 
 /*
@@ -618,10 +648,10 @@ config_fallback_cycle(struct config_parser *p, size_t i)
 static void
 config_resolve_fallbacks(struct config_parser *p)
 {
-	struct config *cfg = p->cfg;
+	struct config           *cfg = p->cfg;
 	struct config_smarthost *sh;
-	size_t i, steps;
-	int j;
+	size_t                   i, steps;
+	int                      j;
 
 	for (i = 0; i < cfg->n_smarthosts; i++) {
 		sh = &cfg->smarthosts[i];
@@ -636,8 +666,9 @@ config_resolve_fallbacks(struct config_parser *p)
 	}
 	for (i = 0; i < cfg->n_smarthosts; i++) {
 		j = cfg->smarthosts[i].fallback_index;
-		for (steps = 0; j >= 0 && (size_t)j != i &&
-		    steps < cfg->n_smarthosts; steps++)
+		for (steps = 0;
+		     j >= 0 && (size_t)j != i && steps < cfg->n_smarthosts;
+		     steps++)
 			j = cfg->smarthosts[j].fallback_index;
 		if (j >= 0 && (size_t)j == i) {
 			config_fallback_cycle(p, i);
@@ -653,11 +684,12 @@ config_open_plain(struct config_parser *p, const char *raw, const char *word,
     const char *name)
 {
 	static const struct {
-		const char	*word;
+		const char      *word;
 		enum config_sect sect;
-	} plain[] = { { "sendq", CONFIG_SECT_SENDQ }, { "queue",
-	    CONFIG_SECT_QUEUE }, { "intake", CONFIG_SECT_INTAKE },
-	    { "aliases", CONFIG_SECT_ALIASES } };
+	} plain[] = { { "sendq", CONFIG_SECT_SENDQ },
+		{ "queue", CONFIG_SECT_QUEUE },
+		{ "intake", CONFIG_SECT_INTAKE },
+		{ "aliases", CONFIG_SECT_ALIASES } };
 	size_t i;
 
 	for (i = 0; strcmp(plain[i].word, word) != 0; i++)
@@ -667,8 +699,10 @@ config_open_plain(struct config_parser *p, const char *raw, const char *word,
 		return;
 	}
 	if (p->first_line[plain[i].sect] != 0) {
-		config_fail(p, p->line, raw, NULL, "duplicate section (first "
-		    "at line %d)", p->first_line[plain[i].sect]);
+		config_fail(p, p->line, raw, NULL,
+		    "duplicate section (first "
+		    "at line %d)",
+		    p->first_line[plain[i].sect]);
 		return;
 	}
 	p->first_line[plain[i].sect] = p->line;
@@ -681,26 +715,32 @@ static void
 config_open_smarthost(struct config_parser *p, const char *raw,
     const char *name)
 {
-	struct config *cfg = p->cfg;
+	struct config           *cfg = p->cfg;
 	struct config_smarthost *sh;
-	size_t i;
+	size_t                   i;
 
 	if (*name == '\0' || !config_value_name(name)) {
-		config_fail(p, p->line, raw, NULL, *name == '\0' ? "a smarthost "
-		    "needs a name, as in [smarthost primary]" : "invalid "
-		    "smarthost name (allowed: 1 to %d letters, digits, '.', "
-		    "'_', '-')", CONFIG_NAME_MAX);
+		config_fail(p, p->line, raw, NULL,
+		    *name == '\0' ?
+			"a smarthost "
+			"needs a name, as in [smarthost primary]" :
+			"invalid "
+			"smarthost name (allowed: 1 to %d letters, digits, '.', "
+			"'_', '-')",
+		    CONFIG_NAME_MAX);
 		return;
 	}
 	for (i = 0; i < cfg->n_smarthosts; i++) {
 		if (strcmp(cfg->smarthosts[i].name, name) == 0) {
-			config_fail(p, p->line, raw, NULL, "duplicate smarthost "
-			    "name (first at line %d)", cfg->smarthosts[i].line);
+			config_fail(p, p->line, raw, NULL,
+			    "duplicate smarthost "
+			    "name (first at line %d)",
+			    cfg->smarthosts[i].line);
 			return;
 		}
 	}
-	cfg->smarthosts = xreallocarray(cfg->smarthosts,
-	    cfg->n_smarthosts + 1, sizeof(*cfg->smarthosts));
+	cfg->smarthosts = xreallocarray(cfg->smarthosts, cfg->n_smarthosts + 1,
+	    sizeof(*cfg->smarthosts));
 	p->fallback_lines = xreallocarray(p->fallback_lines,
 	    cfg->n_smarthosts + 1, sizeof(*p->fallback_lines));
 	p->fallback_lines[cfg->n_smarthosts] = 0;
@@ -723,9 +763,9 @@ static int
 config_header(struct config_parser *p, char *s, char **word, char **name,
     char *raw, size_t rawsz)
 {
-	char *end;
+	char  *end;
 	size_t i;
-	int was_space = 0;
+	int    was_space = 0;
 
 	/* Like inih: the header ends at ']', and " ;" starts a comment. */
 	for (i = 1; s[i] != '\0' && s[i] != ']'; i++) {
@@ -751,14 +791,14 @@ config_header(struct config_parser *p, char *s, char **word, char **name,
 	for (*word = s + 1; isspace((unsigned char)**word); (*word)++)
 		;
 	for (*name = *word; **name != '\0' && !isspace((unsigned char)**name);
-	    (*name)++)
+	     (*name)++)
 		;
 	if (**name != '\0')
 		*(*name)++ = '\0';
 	while (isspace((unsigned char)**name))
 		(*name)++;
 	for (i = strlen(*name); i > 0 && isspace((unsigned char)(*name)[i - 1]);
-	    i--)
+	     i--)
 		(*name)[i - 1] = '\0';
 	return 0;
 }
@@ -785,7 +825,8 @@ config_section(struct config_parser *p, char *s)
 	else if (strcmp(word, "smarthost") == 0)
 		config_open_smarthost(p, raw, name);
 	else
-		config_fail(p, p->line, raw, NULL, "unknown section "
+		config_fail(p, p->line, raw, NULL,
+		    "unknown section "
 		    "(allowed: [sendq], [queue], [smarthost NAME])");
 }
 
@@ -814,12 +855,13 @@ static char *
 config_reader(char *str, int num, void *stream)
 {
 	struct config_parser *p = stream;
-	char line[CONFIG_LINE_MAX + 3] = "", *s;
-	size_t len = 0, max;
-	int c, got = 0;
+	char                  line[CONFIG_LINE_MAX + 3] = "", *s;
+	size_t                len = 0, max;
+	int                   c, got = 0;
 
 	if (p->pending != 0) {
-		config_fail(p, p->pending, NULL, NULL, "syntax error: expected "
+		config_fail(p, p->pending, NULL, NULL,
+		    "syntax error: expected "
 		    "\"key = value\", \"[section]\" or a comment");
 		p->pending = 0;
 	}
@@ -843,13 +885,15 @@ config_reader(char *str, int num, void *stream)
 		line[len++] = (char)c;
 	}
 	if (!got)
-		return NULL;	/* end of input (or a read error) */
+		return NULL; /* end of input (or a read error) */
 	p->line++;
 	if (len > 0 && len <= max + 1 && line[len - 1] == '\r')
 		len--;
 	if (len > max) {
-		config_fail(p, p->line, NULL, NULL, "line too long "
-		    "(allowed: at most %zu characters)", max);
+		config_fail(p, p->line, NULL, NULL,
+		    "line too long "
+		    "(allowed: at most %zu characters)",
+		    max);
 		return NULL;
 	}
 	line[len] = '\0';
@@ -875,7 +919,6 @@ config_reader(char *str, int num, void *stream)
 	return str;
 }
 
-
 /*
  * The addresses of alias a: local@domain or bare local parts (qualified
  * later, rewrite.h), separated by blanks or commas.  Returns 0, or -1
@@ -885,9 +928,9 @@ static int
 config_alias_targets(struct config_parser *p, struct config_alias *a,
     const char *value)
 {
-	char shown[CONFIG_LINE_MAX + 1], tok[CONFIG_LINE_MAX + 1];
+	char        shown[CONFIG_LINE_MAX + 1], tok[CONFIG_LINE_MAX + 1];
 	const char *t, *end;
-	size_t n;
+	size_t      n;
 
 	for (t = value; *t != '\0'; t = end) {
 		t += strspn(t, " \t,");
@@ -898,14 +941,16 @@ config_alias_targets(struct config_parser *p, struct config_alias *a,
 		tok[n] = '\0';
 		sq_printable(shown, sizeof(shown), tok, n);
 		if (!config_value_local_or_address(tok, 1)) {
-			config_fail(p, p->line, p->label, a->name, "\"%s\" is "
+			config_fail(p, p->line, p->label, a->name,
+			    "\"%s\" is "
 			    "not a valid address (allowed: local@domain or a "
 			    "local part, separated by blanks or commas)",
 			    shown);
 			return -1;
 		}
 		if (a->n_targets >= CONFIG_ALIAS_TARGETS_MAX) {
-			config_fail(p, p->line, p->label, a->name, "too many "
+			config_fail(p, p->line, p->label, a->name,
+			    "too many "
 			    "addresses (allowed: at most %d)",
 			    CONFIG_ALIAS_TARGETS_MAX);
 			return -1;
@@ -915,7 +960,8 @@ config_alias_targets(struct config_parser *p, struct config_alias *a,
 		a->targets[a->n_targets++] = xstrdup(tok);
 	}
 	if (a->n_targets == 0) {
-		config_fail(p, p->line, p->label, a->name, "no address "
+		config_fail(p, p->line, p->label, a->name,
+		    "no address "
 		    "(allowed: local@domain or a local part, separated by "
 		    "blanks or commas)");
 		return -1;
@@ -929,30 +975,34 @@ config_alias_targets(struct config_parser *p, struct config_alias *a,
  * recorded.
  */
 static int
-config_set_alias(struct config_parser *p, const char *name,
-    const char *value)
+config_set_alias(struct config_parser *p, const char *name, const char *value)
 {
-	struct config *cfg = p->cfg;
+	struct config       *cfg = p->cfg;
 	struct config_alias *a;
-	char shown[CONFIG_LINE_MAX + 1];
-	size_t i;
+	char                 shown[CONFIG_LINE_MAX + 1];
+	size_t               i;
 
 	sq_printable(shown, sizeof(shown), name, strlen(name));
 	if (!config_value_local_or_address(name, 1)) {
-		config_fail(p, p->line, p->label, shown, "not a valid alias "
+		config_fail(p, p->line, p->label, shown,
+		    "not a valid alias "
 		    "name (allowed: a local part such as root, or "
 		    "local@domain)");
 		return -1;
 	}
 	for (i = 0; i < cfg->n_aliases; i++)
 		if (strcasecmp(cfg->aliases[i].name, name) == 0) {
-			config_fail(p, p->line, p->label, shown, "duplicate "
-			    "alias (first at line %d)", cfg->aliases[i].line);
+			config_fail(p, p->line, p->label, shown,
+			    "duplicate "
+			    "alias (first at line %d)",
+			    cfg->aliases[i].line);
 			return -1;
 		}
 	if (cfg->n_aliases >= CONFIG_ALIASES_MAX) {
-		config_fail(p, p->line, p->label, shown, "too many aliases "
-		    "(allowed: at most %d)", CONFIG_ALIASES_MAX);
+		config_fail(p, p->line, p->label, shown,
+		    "too many aliases "
+		    "(allowed: at most %d)",
+		    CONFIG_ALIASES_MAX);
 		return -1;
 	}
 	cfg->aliases = xreallocarray(cfg->aliases, cfg->n_aliases + 1,
@@ -970,12 +1020,12 @@ static int
 config_handler(void *user, const char *section, const char *name,
     const char *value)
 {
-	struct config_parser *p = user;
+	struct config_parser    *p = user;
 	const struct config_key *k;
-	char shown[CONFIG_LINE_MAX + 1], keys[512];
-	size_t i;
+	char                     shown[CONFIG_LINE_MAX + 1], keys[512];
+	size_t                   i;
 
-	(void)section;	/* the reader tracks sections */
+	(void)section; /* the reader tracks sections */
 	p->pending = 0;
 	if (p->failed)
 		return 0;
@@ -986,7 +1036,8 @@ config_handler(void *user, const char *section, const char *name,
 		return 0;
 	}
 	if (p->sect == CONFIG_SECT_NONE) {
-		config_fail(p, p->line, NULL, shown, "key outside any section "
+		config_fail(p, p->line, NULL, shown,
+		    "key outside any section "
 		    "(allowed: after a [sendq], [queue] or [smarthost NAME] "
 		    "header)");
 		return 0;
@@ -1034,7 +1085,7 @@ config_parse(struct config_parser *p, const char *name, struct config **out,
 		sq_err_set(err, p->code, "%s: cannot read: %s", p->file,
 		    strerror(p->read_errno));
 	}
-	if (!p->failed && rc > 0)	/* not expected: the reader sees all */
+	if (!p->failed && rc > 0) /* not expected: the reader sees all */
 		config_fail(p, rc, NULL, NULL, "syntax error");
 	if (!p->failed && rc < 0) {
 		p->failed = 1;
@@ -1045,7 +1096,8 @@ config_parse(struct config_parser *p, const char *name, struct config **out,
 	if (!p->failed)
 		config_section_end(p);
 	if (!p->failed && p->cfg->n_smarthosts == 0)
-		config_fail(p, p->line, NULL, NULL, "no smarthost defined "
+		config_fail(p, p->line, NULL, NULL,
+		    "no smarthost defined "
 		    "(add a [smarthost NAME] section with at least host =)");
 	if (!p->failed)
 		config_resolve_fallbacks(p);
@@ -1065,8 +1117,8 @@ int
 config_load_file(const char *path, struct config **out, struct sq_err *err)
 {
 	struct config_parser p;
-	char shown[256];
-	int rc, saved;
+	char                 shown[256];
+	int                  rc, saved;
 
 	memset(&p, 0, sizeof(p));
 	if ((p.fp = fopen(path, "re")) == NULL) {
@@ -1090,4 +1142,3 @@ config_load_string(const char *name, const char *text, struct config **out,
 	p.text = text;
 	return config_parse(&p, name, out, err);
 }
-

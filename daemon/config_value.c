@@ -40,7 +40,7 @@ config_value_uint(const char *s)
 	for (; *s != '\0'; s++) {
 		if (!isdigit((unsigned char)*s))
 			return -1;
-		if (v < 1000LL * 1000 * 1000)	/* else out of range */
+		if (v < 1000LL * 1000 * 1000) /* else out of range */
 			v = v * 10 + (*s - '0');
 	}
 	return v;
@@ -49,12 +49,12 @@ config_value_uint(const char *s)
 long long
 config_value_duration(const char *s)
 {
-	static const char units[] = "smhd";
+	static const char      units[] = "smhd";
 	static const long long mult[] = { 1, 60, 3600, CONFIG_DAY };
-	char digits[16];
-	const char *u;
-	size_t n;
-	long long v;
+	char                   digits[16];
+	const char            *u;
+	size_t                 n;
+	long long              v;
 
 	n = strspn(s, "0123456789");
 	if (n == 0)
@@ -64,7 +64,7 @@ config_value_duration(const char *s)
 	if (s[n + 1] != '\0' || (u = strchr(units, s[n])) == NULL)
 		return -1;
 	if (n >= sizeof(digits))
-		n = sizeof(digits) - 1;		/* out of range anyway */
+		n = sizeof(digits) - 1; /* out of range anyway */
 	memcpy(digits, s, n);
 	digits[n] = '\0';
 	v = config_value_uint(digits);
@@ -88,11 +88,11 @@ config_value_fmt_duration(char *buf, size_t bufsz, unsigned secs)
 int
 config_value_size(const char *s, uint64_t *bytes)
 {
-	uint64_t v = 0, unit = 1;
+	uint64_t    v = 0, unit = 1;
 	const char *c = s;
 
 	for (; isdigit((unsigned char)*c); c++)
-		if (v < (1ULL << 40))	/* else out of range anyway */
+		if (v < (1ULL << 40)) /* else out of range anyway */
 			v = v * 10 + (uint64_t)(*c - '0');
 	if (c == s)
 		return -1;
@@ -120,17 +120,17 @@ config_value_size(const char *s, uint64_t *bytes)
 int
 config_value_rate(const char *s, unsigned *count, unsigned *seconds)
 {
-	char num[16];
+	char        num[16];
 	const char *slash = strchr(s, '/');
-	size_t n;
-	long long v;
+	size_t      n;
+	long long   v;
 
 	if (slash == NULL || slash[1] == '\0' || slash[2] != '\0' ||
 	    strchr("smh", slash[1]) == NULL)
 		return -1;
 	n = (size_t)(slash - s);
 	if (n >= sizeof(num))
-		n = sizeof(num) - 1;	/* digits or not, out of range */
+		n = sizeof(num) - 1; /* digits or not, out of range */
 	memcpy(num, s, n);
 	num[n] = '\0';
 	if (strspn(s, "0123456789") != (size_t)(slash - s) ||
@@ -160,7 +160,7 @@ config_value_ip(const char *s, int family)
 int
 config_value_host(const char *s, size_t *off, size_t *len)
 {
-	char inner[INET6_ADDRSTRLEN + 1];
+	char   inner[INET6_ADDRSTRLEN + 1];
 	size_t n = strlen(s);
 
 	*off = 0;
@@ -187,8 +187,8 @@ config_value_address(const char *s)
 int
 config_value_local_or_address(const char *s, int unqualified)
 {
-	return mailmsg_addr_valid(s, unqualified ? MAILMSG_ADDR_UNQUALIFIED :
-	    0, NULL) == 0;
+	return mailmsg_addr_valid(s, unqualified ? MAILMSG_ADDR_UNQUALIFIED : 0,
+		   NULL) == 0;
 }
 
 /* Every byte of s[0..len) a letter, a digit or one of extra. */
@@ -231,8 +231,7 @@ config_value_glob(const char *s, size_t len)
 		if (s[i] == '@')
 			ats++;
 	/* RFC 5322 atext (which holds '*' and '?'), '.' and '@'. */
-	return ats <= 1 && config_value_chars(s, len,
-	    "!#$%&'*+-/=?^_`{|}~.@");
+	return ats <= 1 && config_value_chars(s, len, "!#$%&'*+-/=?^_`{|}~.@");
 }
 
 int
@@ -243,7 +242,7 @@ config_value_account(const char *s, size_t len)
 	if (len == 0 || len > CONFIG_ACCOUNT_NAME_MAX || s[0] == '-')
 		return 0;
 	if (len > 1 && s[len - 1] == '$')
-		len--;			/* a machine account */
+		len--; /* a machine account */
 	for (i = 0; i < len && isdigit((unsigned char)s[i]); i++)
 		;
 	return i < len && config_value_chars(s, len, "._-");
@@ -269,8 +268,8 @@ config_value_pin(const char *s, size_t len, unsigned char pin[CONFIG_PIN_LEN],
 	*got = 0;
 	if (len < 7 || strncasecmp(s, "sha256:", 7) != 0)
 		return -1;
-	if (len == 7 || sq_base64_decode(s + 7, len - 7, raw, sizeof(raw),
-	    got) != 0)
+	if (len == 7 ||
+	    sq_base64_decode(s + 7, len - 7, raw, sizeof(raw), got) != 0)
 		return -2;
 	if (*got != CONFIG_PIN_LEN)
 		return -3;
@@ -281,10 +280,10 @@ config_value_pin(const char *s, size_t len, unsigned char pin[CONFIG_PIN_LEN],
 int
 config_value_listen(const char *tok, struct config_listen *l)
 {
-	char host[CONFIG_LINE_MAX + 1];
+	char        host[CONFIG_LINE_MAX + 1];
 	const char *colon, *close;
-	long long port;
-	size_t len = strlen(tok);
+	long long   port;
+	size_t      len = strlen(tok);
 
 	memset(l, 0, sizeof(*l));
 	if (strncmp(tok, "unix:", 5) == 0) {
@@ -305,8 +304,9 @@ config_value_listen(const char *tok, struct config_listen *l)
 			    (int)(close - tok - 1), tok + 1);
 	} else if ((colon = strrchr(tok, ':')) != NULL)
 		snprintf(host, sizeof(host), "%.*s", (int)(colon - tok), tok);
-	if (colon == NULL || !config_value_ip(host,
-	    l->kind == CONFIG_LISTEN_INET ? AF_INET : AF_INET6))
+	if (colon == NULL ||
+	    !config_value_ip(host,
+		l->kind == CONFIG_LISTEN_INET ? AF_INET : AF_INET6))
 		return -2;
 	port = config_value_uint(colon + 1);
 	if (port < 1 || port > 65535)
@@ -319,9 +319,9 @@ config_value_listen(const char *tok, struct config_listen *l)
 int
 config_value_network(const char *tok, struct config_network *n)
 {
-	char addr[CONFIG_LINE_MAX + 1], *slash;
+	char      addr[CONFIG_LINE_MAX + 1], *slash;
 	long long prefix;
-	unsigned i, max;
+	unsigned  i, max;
 
 	memset(n, 0, sizeof(*n));
 	snprintf(addr, sizeof(addr), "%s", tok);
@@ -360,8 +360,8 @@ config_value_token(const char **s, size_t *len)
 /* -------------------------------------------------------------- types */
 
 /* v->why = the message; returns -1. */
-static int SQ_PRINTF(2, 3)
-config_why(struct config_val *v, const char *fmt, ...)
+static int
+    SQ_PRINTF(2, 3) config_why(struct config_val *v, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -420,10 +420,11 @@ config_set_host(struct config_val *v)
 	size_t off, len;
 
 	if (!config_value_host(v->value, &off, &len))
-		return config_why(v, "\"%s\" is not a valid host name or IP "
-		    "address (allowed: %s; the port goes in port =)", v->shown,
-		    v->ok);
-	config_store(v, v->value + off, len);	/* IPv6 stored bare */
+		return config_why(v,
+		    "\"%s\" is not a valid host name or IP "
+		    "address (allowed: %s; the port goes in port =)",
+		    v->shown, v->ok);
+	config_store(v, v->value + off, len); /* IPv6 stored bare */
 	return 0;
 }
 
@@ -450,8 +451,9 @@ config_set_address(struct config_val *v)
 static int
 config_set_sender_rewrite(struct config_val *v)
 {
-	return config_store_if(v, strchr(v->value, '@') != NULL ?
-	    config_value_address(v->value) : config_value_hostname(v->value),
+	return config_store_if(v,
+	    strchr(v->value, '@') != NULL ? config_value_address(v->value) :
+					    config_value_hostname(v->value),
 	    "a valid address or domain");
 }
 
@@ -459,8 +461,10 @@ static int
 config_set_socket(struct config_val *v)
 {
 	if (v->value[0] == '/' && v->len > CONFIG_SOCKET_MAX)
-		return config_why(v, "\"%s\" is not short enough for a unix "
-		    "socket (allowed: %s)", v->shown, v->ok);
+		return config_why(v,
+		    "\"%s\" is not short enough for a unix "
+		    "socket (allowed: %s)",
+		    v->shown, v->ok);
 	return config_set_path(v);
 }
 
@@ -468,7 +472,8 @@ static int
 config_set_name(struct config_val *v)
 {
 	if (!config_value_name(v->value))
-		return config_why(v, "\"%s\" is not a valid smarthost name "
+		return config_why(v,
+		    "\"%s\" is not a valid smarthost name "
 		    "(allowed: %s: 1 to %d letters, digits, '.', '_', '-')",
 		    v->shown, v->ok, CONFIG_NAME_MAX);
 	config_store(v, v->value, v->len);
@@ -479,7 +484,7 @@ static int
 config_set_enum(struct config_val *v)
 {
 	const char *const *c = v->k->choices;
-	size_t i;
+	size_t             i;
 
 	for (i = 0; c[i] != NULL; i++) {
 		if (strcasecmp(c[i], v->value) == 0) {
@@ -545,7 +550,7 @@ static int
 config_set_rate(struct config_val *v)
 {
 	struct config_smarthost *sh = v->base;
-	int rc;
+	int                      rc;
 
 	rc = config_value_rate(v->value, &sh->rate_count, &sh->rate_seconds);
 	if (rc != 0)
@@ -562,9 +567,9 @@ config_set_rate(struct config_val *v)
 int
 config_type_set(struct config_val *v)
 {
-	char tok[CONFIG_LINE_MAX + 1], shown[CONFIG_LINE_MAX + 1];
+	char        tok[CONFIG_LINE_MAX + 1], shown[CONFIG_LINE_MAX + 1];
 	const char *s = v->value, *t;
-	size_t len;
+	size_t      len;
 
 	if (v->k->type->set != NULL)
 		return v->k->type->set(v);
@@ -583,26 +588,34 @@ config_pin_one(struct config_val *v, const char *tok, size_t len,
     const char *shown)
 {
 	struct config_smarthost *sh = v->base;
-	unsigned char pin[CONFIG_PIN_LEN];
-	size_t got, i;
-	int rc;
+	unsigned char            pin[CONFIG_PIN_LEN];
+	size_t                   got, i;
+	int                      rc;
 
 	rc = config_value_pin(tok, len, pin, &got);
 	if (rc == -1)
-		return config_why(v, "\"%s\" does not start with sha256: "
-		    "(allowed: %s)", shown, v->ok);
+		return config_why(v,
+		    "\"%s\" does not start with sha256: "
+		    "(allowed: %s)",
+		    shown, v->ok);
 	if (rc == -2)
-		return config_why(v, "\"%s\" is not valid base64 after "
-		    "sha256: (allowed: %s)", shown, v->ok);
+		return config_why(v,
+		    "\"%s\" is not valid base64 after "
+		    "sha256: (allowed: %s)",
+		    shown, v->ok);
 	if (rc == -3)
-		return config_why(v, "\"%s\" decodes to %zu bytes, a SHA-256 "
-		    "has %d (allowed: %s)", shown, got, CONFIG_PIN_LEN, v->ok);
+		return config_why(v,
+		    "\"%s\" decodes to %zu bytes, a SHA-256 "
+		    "has %d (allowed: %s)",
+		    shown, got, CONFIG_PIN_LEN, v->ok);
 	for (i = 0; i < sh->n_pins; i++)
 		if (memcmp(sh->pins[i], pin, CONFIG_PIN_LEN) == 0)
 			return config_why(v, "\"%s\" is given twice", shown);
 	if (sh->n_pins == CONFIG_PINS_MAX)
-		return config_why(v, "too many pins (allowed: at most %d per "
-		    "smarthost)", CONFIG_PINS_MAX);
+		return config_why(v,
+		    "too many pins (allowed: at most %d per "
+		    "smarthost)",
+		    CONFIG_PINS_MAX);
 	memcpy(sh->pins[sh->n_pins++], pin, CONFIG_PIN_LEN);
 	return 0;
 }
@@ -622,13 +635,15 @@ config_glob_one(struct config_val *v, const char *tok, size_t len,
     const char *shown)
 {
 	char ***field = v->field;
-	size_t n = 0;
+	size_t  n = 0;
 
 	while (*field != NULL && (*field)[n] != NULL)
 		n++;
 	if (!config_value_glob(tok, len))
-		return config_why(v, "\"%s\" is not a valid glob (allowed: "
-		    "%s)", shown, v->ok);
+		return config_why(v,
+		    "\"%s\" is not a valid glob (allowed: "
+		    "%s)",
+		    shown, v->ok);
 	if (n == CONFIG_GLOBS_MAX)
 		return config_why(v, "too many globs (allowed: at most %d)",
 		    CONFIG_GLOBS_MAX);
@@ -643,21 +658,27 @@ config_account_one(struct config_val *v, const char *tok, size_t len,
     const char *shown)
 {
 	struct config_accounts *a = v->field;
-	size_t i;
+	size_t                  i;
 
 	a->line = v->line;
 	if (!config_value_account(tok, len))
-		return config_why(v, "\"%s\" is not a valid name (allowed: "
-		    "%s)", shown, v->ok);
+		return config_why(v,
+		    "\"%s\" is not a valid name (allowed: "
+		    "%s)",
+		    shown, v->ok);
 	for (i = 0; i < a->n; i++)
 		if (strcmp(a->names[i], tok) == 0)
 			return config_why(v, "\"%s\" is given twice", shown);
 	if (a->n == v->k->max && v->k->max == 1)
-		return config_why(v, "only one name may be given (allowed: "
-		    "%s)", v->ok);
+		return config_why(v,
+		    "only one name may be given (allowed: "
+		    "%s)",
+		    v->ok);
 	if (a->n == v->k->max)
-		return config_why(v, "too many names (allowed: %s, at most "
-		    "%u)", v->ok, v->k->max);
+		return config_why(v,
+		    "too many names (allowed: %s, at most "
+		    "%u)",
+		    v->ok, v->k->max);
 	config_list_add(&a->names, &a->n, tok, len);
 	return 0;
 }
@@ -668,36 +689,45 @@ config_listen_one(struct config_val *v, const char *tok, size_t len,
     const char *shown)
 {
 	struct config_intake *in = &((struct config *)v->base)->intake;
-	struct config_listen l;
-	size_t i;
-	int rc;
+	struct config_listen  l;
+	size_t                i;
+	int                   rc;
 
 	(void)len;
 	rc = config_value_listen(tok, &l);
 	if (rc == -1)
-		return config_why(v, "\"%s\": the socket path must be absolute "
-		    "and at most %zu bytes (allowed: %s)", shown,
-		    CONFIG_SOCKET_MAX, v->ok);
+		return config_why(v,
+		    "\"%s\": the socket path must be absolute "
+		    "and at most %zu bytes (allowed: %s)",
+		    shown, CONFIG_SOCKET_MAX, v->ok);
 	if (rc == -2)
-		return config_why(v, "\"%s\" is not an address literal with a "
-		    "port (allowed: %s)", shown, v->ok);
+		return config_why(v,
+		    "\"%s\" is not an address literal with a "
+		    "port (allowed: %s)",
+		    shown, v->ok);
 	if (rc == -3)
-		return config_why(v, "\"%s\": the port must be 1 to 65535 "
-		    "(allowed: %s)", shown, v->ok);
+		return config_why(v,
+		    "\"%s\": the port must be 1 to 65535 "
+		    "(allowed: %s)",
+		    shown, v->ok);
 	l.line = v->line;
 	for (i = 0; i < in->n_listen; i++) {
 		if (in->listen[i].kind == l.kind &&
 		    in->listen[i].port == l.port &&
 		    strcmp(in->listen[i].addr, l.addr) == 0) {
 			free(l.addr);
-			return config_why(v, "\"%s\" is given twice (first at "
-			    "line %d)", shown, in->listen[i].line);
+			return config_why(v,
+			    "\"%s\" is given twice (first at "
+			    "line %d)",
+			    shown, in->listen[i].line);
 		}
 	}
 	if (in->n_listen == CONFIG_LISTEN_MAX) {
 		free(l.addr);
-		return config_why(v, "too many addresses (allowed: at most "
-		    "%d)", CONFIG_LISTEN_MAX);
+		return config_why(v,
+		    "too many addresses (allowed: at most "
+		    "%d)",
+		    CONFIG_LISTEN_MAX);
 	}
 	in->listen = xreallocarray(in->listen, in->n_listen + 1,
 	    sizeof(*in->listen));
@@ -712,19 +742,23 @@ config_network_one(struct config_val *v, const char *tok, size_t len,
 {
 	struct config_intake *in = &((struct config *)v->base)->intake;
 	struct config_network n;
-	int rc;
+	int                   rc;
 
 	(void)len;
 	rc = config_value_network(tok, &n);
 	if (rc == -1)
-		return config_why(v, "\"%s\" is not an IP network (allowed: "
-		    "%s)", shown, v->ok);
+		return config_why(v,
+		    "\"%s\" is not an IP network (allowed: "
+		    "%s)",
+		    shown, v->ok);
 	if (rc == -2)
-		return config_why(v, "\"%s\": the prefix length must be 0 to "
-		    "%u (allowed: %s)", shown, n.family == AF_INET ? 32 : 128,
-		    v->ok);
+		return config_why(v,
+		    "\"%s\": the prefix length must be 0 to "
+		    "%u (allowed: %s)",
+		    shown, n.family == AF_INET ? 32 : 128, v->ok);
 	if (rc == -3)
-		return config_why(v, "\"%s\" has bits set after the first %u "
+		return config_why(v,
+		    "\"%s\" has bits set after the first %u "
 		    "(allowed: a network address such as 192.168.1.0/24)",
 		    shown, n.prefix);
 	if (in->n_allow_networks == CONFIG_NETWORKS_MAX)
@@ -756,8 +790,10 @@ config_allowed_duration(const struct config_key *k, char *buf, size_t bufsz)
 {
 	char lo[16], hi[16];
 
-	snprintf(buf, bufsz, "%s%s to %s, a number with optional unit s, m, "
-	    "h or d", k->type == CONFIG_T_DURATION_OFF ? "off or 0, or " : "",
+	snprintf(buf, bufsz,
+	    "%s%s to %s, a number with optional unit s, m, "
+	    "h or d",
+	    k->type == CONFIG_T_DURATION_OFF ? "off or 0, or " : "",
 	    config_value_fmt_duration(lo, sizeof(lo), k->min),
 	    config_value_fmt_duration(hi, sizeof(hi), k->max));
 	return buf;
@@ -775,8 +811,10 @@ config_allowed_socket(const struct config_key *k, char *buf, size_t bufsz)
 static const char *
 config_allowed_size(const struct config_key *k, char *buf, size_t bufsz)
 {
-	snprintf(buf, bufsz, "%uK to %uG, a number of bytes with optional "
-	    "unit K, M or G", k->min, k->max / (1024 * 1024));
+	snprintf(buf, bufsz,
+	    "%uK to %uG, a number of bytes with optional "
+	    "unit K, M or G",
+	    k->min, k->max / (1024 * 1024));
 	return buf;
 }
 
@@ -817,7 +855,7 @@ static void
 config_fini_listen(void *base, void *field)
 {
 	struct config_intake *in = &((struct config *)base)->intake;
-	size_t i;
+	size_t                i;
 
 	(void)field;
 	for (i = 0; i < in->n_listen; i++)
@@ -834,44 +872,47 @@ config_fini_networks(void *base, void *field)
 
 /* ------------------------------------------------- the type table */
 
-const struct config_type config_t_path = {
-    .set = config_set_path, .fini = config_fini_string };
-const struct config_type config_t_file = {
-    .set = config_set_file, .fini = config_fini_string };
-const struct config_type config_t_hostname = {
-    .set = config_set_hostname, .fini = config_fini_string };
-const struct config_type config_t_host = {
-    .set = config_set_host, .fini = config_fini_string };
-const struct config_type config_t_enum = {
-    .set = config_set_enum, .allowed = config_allowed_enum };
-const struct config_type config_t_duration = {
-    .set = config_set_duration, .allowed = config_allowed_duration };
-const struct config_type config_t_duration_off = {
-    .set = config_set_duration_off, .allowed = config_allowed_duration };
-const struct config_type config_t_uint = {
-    .set = config_set_uint, .allowed = config_allowed_uint };
-const struct config_type config_t_string = {
-    .set = config_set_string, .fini = config_fini_string };
+const struct config_type config_t_path = { .set = config_set_path,
+	.fini = config_fini_string };
+const struct config_type config_t_file = { .set = config_set_file,
+	.fini = config_fini_string };
+const struct config_type config_t_hostname = { .set = config_set_hostname,
+	.fini = config_fini_string };
+const struct config_type config_t_host = { .set = config_set_host,
+	.fini = config_fini_string };
+const struct config_type config_t_enum = { .set = config_set_enum,
+	.allowed = config_allowed_enum };
+const struct config_type config_t_duration = { .set = config_set_duration,
+	.allowed = config_allowed_duration };
+const struct config_type config_t_duration_off = { .set =
+						       config_set_duration_off,
+	.allowed = config_allowed_duration };
+const struct config_type config_t_uint = { .set = config_set_uint,
+	.allowed = config_allowed_uint };
+const struct config_type config_t_string = { .set = config_set_string,
+	.fini = config_fini_string };
 const struct config_type config_t_pin = { .one = config_pin_one };
-const struct config_type config_t_credname = {
-    .set = config_set_credname, .fini = config_fini_string };
-const struct config_type config_t_socket = {
-    .set = config_set_socket, .allowed = config_allowed_socket,
-    .fini = config_fini_string };
-const struct config_type config_t_address = {
-    .set = config_set_address, .fini = config_fini_string };
-const struct config_type config_t_globs = {
-    .one = config_glob_one, .fini = config_fini_globs };
-const struct config_type config_t_name = {
-    .set = config_set_name, .fini = config_fini_string };
+const struct config_type config_t_credname = { .set = config_set_credname,
+	.fini = config_fini_string };
+const struct config_type config_t_socket = { .set = config_set_socket,
+	.allowed = config_allowed_socket,
+	.fini = config_fini_string };
+const struct config_type config_t_address = { .set = config_set_address,
+	.fini = config_fini_string };
+const struct config_type config_t_globs = { .one = config_glob_one,
+	.fini = config_fini_globs };
+const struct config_type config_t_name = { .set = config_set_name,
+	.fini = config_fini_string };
 const struct config_type config_t_rate = { .set = config_set_rate };
-const struct config_type config_t_listen = {
-    .one = config_listen_one, .fini = config_fini_listen };
-const struct config_type config_t_size = {
-    .set = config_set_size, .allowed = config_allowed_size };
-const struct config_type config_t_networks = {
-    .one = config_network_one, .fini = config_fini_networks };
+const struct config_type config_t_listen = { .one = config_listen_one,
+	.fini = config_fini_listen };
+const struct config_type config_t_size = { .set = config_set_size,
+	.allowed = config_allowed_size };
+const struct config_type config_t_networks = { .one = config_network_one,
+	.fini = config_fini_networks };
 const struct config_type config_t_sender_rewrite = {
-    .set = config_set_sender_rewrite, .fini = config_fini_string };
-const struct config_type config_t_accounts = {
-    .one = config_account_one, .fini = config_fini_accounts };
+	.set = config_set_sender_rewrite,
+	.fini = config_fini_string
+};
+const struct config_type config_t_accounts = { .one = config_account_one,
+	.fini = config_fini_accounts };

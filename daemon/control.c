@@ -78,104 +78,104 @@
 #include "submit_proto.h"
 #include "util.h"
 
-#define CONTROL_READ_TIMEOUT	5	/* seconds for the request line */
-#define CONTROL_WRITE_TIMEOUT	60	/* seconds for the answer to drain */
-#define CONTROL_CLIENTS_MAX	256	/* submitting sendq processes too */
-#define CONTROL_GROUP_MAX	CONTROL_CLIENTS_MAX
-#define CONTROL_STATUS_MAX	(16 * 1024 * 1024)
-#define CONTROL_SUBMIT_TIMEOUT	60	/* seconds between submit frames */
+#define CONTROL_READ_TIMEOUT   5   /* seconds for the request line */
+#define CONTROL_WRITE_TIMEOUT  60  /* seconds for the answer to drain */
+#define CONTROL_CLIENTS_MAX    256 /* submitting sendq processes too */
+#define CONTROL_GROUP_MAX      CONTROL_CLIENTS_MAX
+#define CONTROL_STATUS_MAX     (16 * 1024 * 1024)
+#define CONTROL_SUBMIT_TIMEOUT 60 /* seconds between submit frames */
 
 struct control_client;
 
-static void	control_submit_data(struct control_client *);
-static void	control_log(const struct control_client *, const char *,
-		    const char *, int, int, const char *);
+static void control_submit_data(struct control_client *);
+static void control_log(const struct control_client *, const char *,
+    const char *, int, int, const char *);
 /* The configured rights, as ids (control_rights_new). */
 struct control_rights {
-	char		*admin_name;	/* admin_group; NULL = none */
-	gid_t		 admin_gid;
-	int		 restricted;	/* submit_users or submit_groups set */
-	uid_t		*users;		/* submit_users */
-	size_t		 n_users;
-	gid_t		*groups;	/* submit_groups */
-	size_t		 n_groups;
+	char  *admin_name; /* admin_group; NULL = none */
+	gid_t  admin_gid;
+	int    restricted; /* submit_users or submit_groups set */
+	uid_t *users;      /* submit_users */
+	size_t n_users;
+	gid_t *groups; /* submit_groups */
+	size_t n_groups;
 };
 
 struct control {
-	struct event_base	*base;
-	struct evconnlistener	*listener;
-	char			*path;
-	char			*spool_dir;
-	struct control_ops	 ops;
-	dev_t			 dev;	/* the socket file we bound */
-	ino_t			 ino;
-	struct control_client	*clients;	/* doubly linked */
-	size_t			 n_clients;
-	struct spool		*sp;	/* for submit; NULL: unavailable */
-	int			 sp_shared;	/* sp is the daemon's */
-	struct event		*group_ev;	/* commits pending submits */
-	struct event		*spool_ev;	/* sp's commits are done */
-	size_t			 n_pending;
-	uint64_t		 max_size;	/* of a submitted message */
-	size_t			 max_rcpts;	/* 0: no limit */
-	struct control_rights	*rights;	/* NULL: none configured */
-	uid_t			 daemon_uid;	/* our effective uid */
-	int			 warned_groups;	/* SO_PEERGROUPS failed */
-	struct quota		 quota;		/* per-uid limits; zeroed: none */
+	struct event_base     *base;
+	struct evconnlistener *listener;
+	char                  *path;
+	char                  *spool_dir;
+	struct control_ops     ops;
+	dev_t                  dev; /* the socket file we bound */
+	ino_t                  ino;
+	struct control_client *clients; /* doubly linked */
+	size_t                 n_clients;
+	struct spool          *sp;        /* for submit; NULL: unavailable */
+	int                    sp_shared; /* sp is the daemon's */
+	struct event          *group_ev;  /* commits pending submits */
+	struct event          *spool_ev;  /* sp's commits are done */
+	size_t                 n_pending;
+	uint64_t               max_size;      /* of a submitted message */
+	size_t                 max_rcpts;     /* 0: no limit */
+	struct control_rights *rights;        /* NULL: none configured */
+	uid_t                  daemon_uid;    /* our effective uid */
+	int                    warned_groups; /* SO_PEERGROUPS failed */
+	struct quota           quota;         /* per-uid limits; zeroed: none */
 };
 
 enum control_state {
-	CONTROL_LINE,		/* reading the request line */
-	CONTROL_ENV,		/* submit: reading the envelope text */
-	CONTROL_DATA,		/* submit: reading data frames */
-	CONTROL_PENDING,	/* submit: waiting for the group commit */
-	CONTROL_ANSWERED,	/* answer queued */
+	CONTROL_LINE,     /* reading the request line */
+	CONTROL_ENV,      /* submit: reading the envelope text */
+	CONTROL_DATA,     /* submit: reading data frames */
+	CONTROL_PENDING,  /* submit: waiting for the group commit */
+	CONTROL_ANSWERED, /* answer queued */
 };
 
 struct control_client {
-	struct control		*c;
-	struct bufferevent	*bev;
-	struct control_client	*prev;
-	struct control_client	*next;
-	enum control_state	 state;
-	size_t			 body_len;	/* submit: envelope bytes */
-	struct envelope		*env;		/* submit: parsed */
-	struct spool_writer	*w;		/* submit: the message */
-	uint64_t		 size;		/* submit: bytes so far */
-	struct msgfix_scan	 scan;		/* submit: the wire rules */
-	long			 peer_uid;	/* = facts.uid */
-	long			 peer_pid;	/* -1 unknown */
-	struct control_facts	 facts;		/* from accept on */
-	int			 committing;	/* on sp's commit thread */
-	int			 gone;		/* freed once committed */
+	struct control        *c;
+	struct bufferevent    *bev;
+	struct control_client *prev;
+	struct control_client *next;
+	enum control_state     state;
+	size_t                 body_len;   /* submit: envelope bytes */
+	struct envelope       *env;        /* submit: parsed */
+	struct spool_writer   *w;          /* submit: the message */
+	uint64_t               size;       /* submit: bytes so far */
+	struct msgfix_scan     scan;       /* submit: the wire rules */
+	long                   peer_uid;   /* = facts.uid */
+	long                   peer_pid;   /* -1 unknown */
+	struct control_facts   facts;      /* from accept on */
+	int                    committing; /* on sp's commit thread */
+	int                    gone;       /* freed once committed */
 };
 
 /* One parsed request. */
 struct control_req {
-	const char	*name;
-	const char	*id;	/* NULL when not given */
-	int		 json;
-	long		 uid_filter;	/* list/show: QUEUE_VIEW_ALL_UIDS or
+	const char *name;
+	const char *id; /* NULL when not given */
+	int         json;
+	long        uid_filter; /* list/show: QUEUE_VIEW_ALL_UIDS or
 					 * the caller's uid */
-	char		**args;	/* select: the words after the command */
-	size_t		 n_args;
-	const struct control_client *cl;	/* who asked */
+	char      **args;       /* select: the words after the command */
+	size_t      n_args;
+	const struct control_client *cl; /* who asked */
 };
 
 struct control_cmd {
-	const char	*name;
-	int		 needs_id;	/* CONTROL_ARG_* */
+	const char        *name;
+	int                needs_id; /* CONTROL_ARG_* */
 	enum control_right right;
-	int		(*handler)(struct control *, const struct control_req *,
-			    struct buf *, struct sq_err *);
+	int (*handler)(struct control *, const struct control_req *,
+	    struct buf *, struct sq_err *);
 };
 
 /* The argument a command takes. */
-#define CONTROL_ARG_NONE	0
-#define CONTROL_ARG_ID		1	/* a queue id (spool_id_valid) */
-#define CONTROL_ARG_NAME	2	/* a smarthost name */
-#define CONTROL_ARG_SELECT	3	/* select: an action and a selection */
-#define CONTROL_WORDS_MAX	10	/* words in a request line */
+#define CONTROL_ARG_NONE   0
+#define CONTROL_ARG_ID     1  /* a queue id (spool_id_valid) */
+#define CONTROL_ARG_NAME   2  /* a smarthost name */
+#define CONTROL_ARG_SELECT 3  /* select: an action and a selection */
+#define CONTROL_WORDS_MAX  10 /* words in a request line */
 
 /*
  * The rights table.  Privileged: root, sendqd's own user, admin_group.
@@ -218,13 +218,15 @@ control_denied(const struct control *c, const struct control_client *cl,
 	const char *admin = c->rights != NULL ? c->rights->admin_name : NULL;
 
 	if (right == CONTROL_RIGHT_SUBMIT)
-		return sq_err_set(err, -EPERM, "permission denied: %s is "
+		return sq_err_set(err, -EPERM,
+		    "permission denied: %s is "
 		    "restricted to the users and groups of [sendq] "
-		    "submit_users and submit_groups (you are uid %ld)", what,
-		    cl->facts.uid);
-	return sq_err_set(err, -EPERM, "permission denied: %s is for root, "
-	    "the user sendqd runs as%s%s (you are uid %ld)", what,
-	    admin != NULL ? " and members of group " : "",
+		    "submit_users and submit_groups (you are uid %ld)",
+		    what, cl->facts.uid);
+	return sq_err_set(err, -EPERM,
+	    "permission denied: %s is for root, "
+	    "the user sendqd runs as%s%s (you are uid %ld)",
+	    what, admin != NULL ? " and members of group " : "",
 	    admin != NULL ? admin : "", cl->facts.uid);
 }
 
@@ -265,15 +267,17 @@ static int
 control_done(struct buf *out, const struct control_req *r, const char *what)
 {
 	char *s;
-	int rc;
+	int   rc;
 
 	if (r->json) {
 		if (r->id != NULL)
 			s = xasprintf("{\"command\":\"%s\",\"id\":\"%s\","
-			    "\"result\":\"ok\"}\n", r->name, r->id);
+				      "\"result\":\"ok\"}\n",
+			    r->name, r->id);
 		else
 			s = xasprintf("{\"command\":\"%s\",\"result\":"
-			    "\"ok\"}\n", r->name);
+				      "\"ok\"}\n",
+			    r->name);
 	} else if (r->id != NULL)
 		s = xasprintf("%s: %s\n", r->id, what);
 	else
@@ -298,12 +302,12 @@ control_cmd_flush(struct control *c, const struct control_req *r,
 
 /* retry, hold, release, delete and bounce: one id, one scheduler op. */
 static int
-control_cmd_id(struct control *c, const struct control_req *r,
-    struct buf *out, struct sq_err *err)
+control_cmd_id(struct control *c, const struct control_req *r, struct buf *out,
+    struct sq_err *err)
 {
 	int (*op)(void *, const char *, struct sq_err *);
 	const char *what;
-	int rc;
+	int         rc;
 
 	if (strcmp(r->name, "retry") == 0) {
 		op = c->ops.retry;
@@ -341,7 +345,8 @@ control_cmd_oauth_status(struct control *c, const struct control_req *r,
 static int
 control_name_valid(const char *s)
 {
-	size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	size_t n = strspn(s,
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	    "0123456789._-");
 
 	return n > 0 && n <= 64 && s[n] == '\0';
@@ -366,13 +371,13 @@ control_cmd_reload(struct control *c, const struct control_req *r,
  * the selection parsed into sel.  0, or SQ_EPARSE with err.
  */
 struct control_sel {
-	const char	*action;	/* delete hold release bounce */
-	int		 all;
-	const char	*from, *to, *relay;
-	long long	 older;		/* seconds; -1: any age */
-	int		 dry_run;
-	int		(*op)(void *, const char *, struct sq_err *);
-	const char	*done;		/* "deleted" ... */
+	const char *action; /* delete hold release bounce */
+	int         all;
+	const char *from, *to, *relay;
+	long long   older; /* seconds; -1: any age */
+	int         dry_run;
+	int (*op)(void *, const char *, struct sq_err *);
+	const char *done; /* "deleted" ... */
 };
 
 static int
@@ -380,12 +385,12 @@ control_sel_parse(const struct control *c, const struct control_req *r,
     struct control_sel *sel, struct sq_err *err)
 {
 	static const char *const actions[] = { "delete", "hold", "release",
-	    "bounce" };
+		"bounce" };
 	static const char *const done[] = { "deleted", "held", "released",
-	    "bounced" };
-	char *end, safe[64];
-	size_t i;
-	int n = 0;
+		"bounced" };
+	char                    *end, safe[64];
+	size_t                   i;
+	int                      n = 0;
 
 	memset(sel, 0, sizeof(*sel));
 	sel->older = -1;
@@ -395,11 +400,13 @@ control_sel_parse(const struct control *c, const struct control_req *r,
 			sel->done = done[i];
 		}
 	if (sel->action == NULL)
-		return sq_err_set(err, SQ_EPARSE, "select: the action is "
+		return sq_err_set(err, SQ_EPARSE,
+		    "select: the action is "
 		    "delete, hold, release or bounce");
 	sel->op = sel->action[0] == 'd' ? c->ops.remove :
-	    sel->action[0] == 'h' ? c->ops.hold :
-	    sel->action[0] == 'r' ? c->ops.release : c->ops.bounce;
+	    sel->action[0] == 'h'       ? c->ops.hold :
+	    sel->action[0] == 'r'       ? c->ops.release :
+					  c->ops.bounce;
 	for (i = 1; i < r->n_args; i++) {
 		const char *w = r->args[i];
 
@@ -418,18 +425,22 @@ control_sel_parse(const struct control *c, const struct control_req *r,
 			errno = 0;
 			sel->older = strtoll(w + 6, &end, 10);
 			if (*end != '\0' || errno != 0)
-				return sq_err_set(err, SQ_EPARSE, "select: "
+				return sq_err_set(err, SQ_EPARSE,
+				    "select: "
 				    "older= takes seconds");
 			n++;
 		} else {
 			sq_printable(safe, sizeof(safe), w, strlen(w));
-			return sq_err_set(err, SQ_EPARSE, "select: unknown "
+			return sq_err_set(err, SQ_EPARSE,
+			    "select: unknown "
 			    "word %s (all, from=, to=, relay=, older=, "
-			    "dry-run)", safe);
+			    "dry-run)",
+			    safe);
 		}
 	}
 	if (!sel->all && n == 0)
-		return sq_err_set(err, SQ_EPARSE, "select: an empty selection "
+		return sq_err_set(err, SQ_EPARSE,
+		    "select: an empty selection "
 		    "(say all to mean every message)");
 	if (sel->op == NULL)
 		return control_not_supported(r, err);
@@ -456,8 +467,8 @@ control_sel_match(const struct control *c, const struct control_sel *sel,
     const struct envelope *env, long long now)
 {
 	const char *relay;
-	size_t i;
-	int hit = 0;
+	size_t      i;
+	int         hit = 0;
 
 	if (sel->from != NULL && !control_sel_addr(sel->from, env->sender))
 		return 0;
@@ -469,7 +480,8 @@ control_sel_match(const struct control *c, const struct control_sel *sel,
 		return 0;
 	if (sel->relay != NULL) {
 		relay = c->ops.relay_of != NULL ?
-		    c->ops.relay_of(c->ops.arg, env->id) : NULL;
+		    c->ops.relay_of(c->ops.arg, env->id) :
+		    NULL;
 		if (relay == NULL || strcmp(relay, sel->relay) != 0)
 			return 0;
 	}
@@ -489,13 +501,13 @@ static int
 control_sel_collect(struct control *c, const struct control_sel *sel,
     struct buf *ids, struct sq_err *err)
 {
-	struct buf all;
-	struct spool *sp;
+	struct buf       all;
+	struct spool    *sp;
 	struct envelope *env;
-	struct sq_err lerr = { 0 };
-	long long now = (long long)time(NULL);
-	size_t off;
-	int rc;
+	struct sq_err    lerr = { 0 };
+	long long        now = (long long)time(NULL);
+	size_t           off;
+	int              rc;
 
 	if ((rc = spool_open_queue(c->spool_dir, &sp, err)) != 0)
 		return rc;
@@ -503,9 +515,9 @@ control_sel_collect(struct control *c, const struct control_sel *sel,
 	if ((rc = spool_list(sp, control_sel_ids, &all, err)) >= 0)
 		rc = 0;
 	for (off = 0; rc == 0 && off < all.len;
-	    off += strlen(all.data + off) + 1) {
+	     off += strlen(all.data + off) + 1) {
 		if (spool_load_envelope(sp, all.data + off, &env, &lerr) != 0)
-			continue;	/* gone meanwhile */
+			continue; /* gone meanwhile */
 		if (control_sel_match(c, sel, env, now))
 			buf_append(ids, env->id, strlen(env->id) + 1);
 		envelope_free(env);
@@ -523,8 +535,8 @@ control_sel_line(struct buf *out, int json, int first, const char *id,
 	char *s;
 
 	if (json) {
-		s = xasprintf("%s{\"id\":\"%s\",\"result\":\"%s\"", first ?
-		    "" : ",", id, result);
+		s = xasprintf("%s{\"id\":\"%s\",\"result\":\"%s\"",
+		    first ? "" : ",", id, result);
 		buf_append_str(out, s);
 		free(s);
 		if (why != NULL) {
@@ -552,12 +564,12 @@ control_cmd_select(struct control *c, const struct control_req *r,
     struct buf *out, struct sq_err *err)
 {
 	struct control_sel sel;
-	struct sq_err oerr;
-	struct buf ids;
-	size_t off, n = 0, n_ok = 0;
-	const char *id, *result;
-	char *s;
-	int rc;
+	struct sq_err      oerr;
+	struct buf         ids;
+	size_t             off, n = 0, n_ok = 0;
+	const char        *id, *result;
+	char              *s;
+	int                rc;
 
 	if ((rc = control_sel_parse(c, r, &sel, err)) != 0)
 		return rc;
@@ -574,8 +586,10 @@ control_cmd_select(struct control *c, const struct control_req *r,
 		rc = sel.dry_run ? 0 : sel.op(c->ops.arg, id, &oerr);
 		if (!sel.dry_run)
 			control_log(r->cl, sel.action, id, rc, 0, oerr.msg);
-		result = sel.dry_run ? "selected" : rc == 0 ? sel.done :
-		    rc == -EBUSY ? "busy" : "error";
+		result = sel.dry_run ? "selected" :
+		    rc == 0          ? sel.done :
+		    rc == -EBUSY     ? "busy" :
+				       "error";
 		n_ok += rc == 0;
 		control_sel_line(out, r->json, n == 0, id, result,
 		    rc != 0 ? oerr.msg : NULL);
@@ -583,11 +597,13 @@ control_cmd_select(struct control *c, const struct control_req *r,
 	buf_fini(&ids);
 	if (r->json)
 		s = xasprintf("],\"action\":\"%s\",\"dry_run\":%s,"
-		    "\"selected\":%zu,\"done\":%zu}\n", sel.action,
-		    sel.dry_run ? "true" : "false", n, sel.dry_run ? 0 : n_ok);
+			      "\"selected\":%zu,\"done\":%zu}\n",
+		    sel.action, sel.dry_run ? "true" : "false", n,
+		    sel.dry_run ? 0 : n_ok);
 	else if (sel.dry_run)
 		s = xasprintf("%zu message%s would be %s (dry run: nothing "
-		    "changed)\n", n, n == 1 ? "" : "s", sel.done);
+			      "changed)\n",
+		    n, n == 1 ? "" : "s", sel.done);
 	else
 		s = xasprintf("%zu of %zu selected message%s %s\n", n_ok, n,
 		    n == 1 ? "" : "s", sel.done);
@@ -597,28 +613,28 @@ control_cmd_select(struct control *c, const struct control_req *r,
 }
 
 static const struct control_cmd control_cmds[] = {
-	{ "status",	0, CONTROL_RIGHT_READ_ALL,	control_cmd_status },
-	{ "list",	0, CONTROL_RIGHT_READ,		control_cmd_list },
-	{ "show",	1, CONTROL_RIGHT_READ,		control_cmd_show },
-	{ "flush",	0, CONTROL_RIGHT_ADMIN,		control_cmd_flush },
-	{ "retry",	1, CONTROL_RIGHT_ADMIN,		control_cmd_id },
-	{ "hold",	1, CONTROL_RIGHT_ADMIN,		control_cmd_id },
-	{ "release",	1, CONTROL_RIGHT_ADMIN,		control_cmd_id },
-	{ "delete",	1, CONTROL_RIGHT_ADMIN,		control_cmd_id },
-	{ "bounce",	1, CONTROL_RIGHT_ADMIN,		control_cmd_id },
-	{ "reload",	0, CONTROL_RIGHT_ADMIN,		control_cmd_reload },
+	{ "status", 0, CONTROL_RIGHT_READ_ALL, control_cmd_status },
+	{ "list", 0, CONTROL_RIGHT_READ, control_cmd_list },
+	{ "show", 1, CONTROL_RIGHT_READ, control_cmd_show },
+	{ "flush", 0, CONTROL_RIGHT_ADMIN, control_cmd_flush },
+	{ "retry", 1, CONTROL_RIGHT_ADMIN, control_cmd_id },
+	{ "hold", 1, CONTROL_RIGHT_ADMIN, control_cmd_id },
+	{ "release", 1, CONTROL_RIGHT_ADMIN, control_cmd_id },
+	{ "delete", 1, CONTROL_RIGHT_ADMIN, control_cmd_id },
+	{ "bounce", 1, CONTROL_RIGHT_ADMIN, control_cmd_id },
+	{ "reload", 0, CONTROL_RIGHT_ADMIN, control_cmd_reload },
 	{ "oauth-status", CONTROL_ARG_NAME, CONTROL_RIGHT_ADMIN,
 	    control_cmd_oauth_status },
 	{ "select", CONTROL_ARG_SELECT, CONTROL_RIGHT_ADMIN,
 	    control_cmd_select },
 };
 
-#define CONTROL_N_CMDS	(sizeof(control_cmds) / sizeof(control_cmds[0]))
+#define CONTROL_N_CMDS (sizeof(control_cmds) / sizeof(control_cmds[0]))
 
 static int
 control_unknown(const char *name, struct sq_err *err)
 {
-	char safe[64], list[256];
+	char   safe[64], list[256];
 	size_t i;
 
 	list[0] = '\0';
@@ -639,20 +655,21 @@ control_unknown(const char *name, struct sq_err *err)
  * warning) with reason="...".  reason has no '"' (the caller saw to it).
  */
 static void
-control_log(const struct control_client *cl, const char *name,
-    const char *id, int rc, int denied, const char *reason)
+control_log(const struct control_client *cl, const char *name, const char *id,
+    int rc, int denied, const char *reason)
 {
 	const char *result = denied ? "denied" : rc == 0 ? "ok" : "error";
 
 	if (denied)
 		log_warn("control command=%s msgid=%s uid=%ld pid=%ld "
-		    "result=%s reason=\"%s\"", name, id != NULL ? id : "-",
-		    cl->facts.uid, cl->peer_pid, result, reason);
+			 "result=%s reason=\"%s\"",
+		    name, id != NULL ? id : "-", cl->facts.uid, cl->peer_pid,
+		    result, reason);
 	else
 		log_info("control command=%s msgid=%s uid=%ld pid=%ld "
-		    "result=%s%s%s%s", name, id != NULL ? id : "-",
-		    cl->facts.uid, cl->peer_pid, result,
-		    rc == 0 ? "" : " reason=\"", rc == 0 ? "" : reason,
+			 "result=%s%s%s%s",
+		    name, id != NULL ? id : "-", cl->facts.uid, cl->peer_pid,
+		    result, rc == 0 ? "" : " reason=\"", rc == 0 ? "" : reason,
 		    rc == 0 ? "" : "\"");
 }
 
@@ -665,28 +682,30 @@ control_parse(char *line, char **words, struct control_req *r,
     const struct control_cmd **cmdp, struct sq_err *err)
 {
 	const struct control_cmd *cmd = NULL;
-	char *p, *save = NULL, safe[64];
-	size_t n = 0, i;
+	char                     *p, *save = NULL, safe[64];
+	size_t                    n = 0, i;
 
 	if ((p = strchr(line, '\r')) != NULL && p[1] == '\0')
 		*p = '\0';
 	for (p = strtok_r(line, " \t", &save); p != NULL;
-	    p = strtok_r(NULL, " \t", &save)) {
+	     p = strtok_r(NULL, " \t", &save)) {
 		if (strcmp(p, "--json") == 0) {
 			r->json = QUEUE_VIEW_JSON;
 			continue;
 		}
-		if (strcmp(p, "--postfix") == 0) {	/* list, as mailq */
+		if (strcmp(p, "--postfix") == 0) { /* list, as mailq */
 			r->json = QUEUE_VIEW_POSTFIX;
 			continue;
 		}
 		if (n == CONTROL_WORDS_MAX)
-			return sq_err_set(err, SQ_EPARSE, "too many arguments "
+			return sq_err_set(err, SQ_EPARSE,
+			    "too many arguments "
 			    "(usage: COMMAND [ID] [--json])");
 		words[n++] = p;
 	}
 	if (n == 0)
-		return sq_err_set(err, SQ_EPARSE, "empty request (usage: "
+		return sq_err_set(err, SQ_EPARSE,
+		    "empty request (usage: "
 		    "COMMAND [ID] [--json])");
 	r->name = words[0];
 	for (i = 0; i < CONTROL_N_CMDS; i++)
@@ -696,24 +715,29 @@ control_parse(char *line, char **words, struct control_req *r,
 		return control_unknown(r->name, err);
 	*cmdp = cmd;
 	if (cmd->needs_id && n == 1)
-		return sq_err_set(err, SQ_EPARSE, "%s needs a %s",
-		    cmd->name, cmd->needs_id == CONTROL_ARG_NAME ?
-		    "smarthost name" : cmd->needs_id == CONTROL_ARG_SELECT ?
-		    "selection" : "queue id");
+		return sq_err_set(err, SQ_EPARSE, "%s needs a %s", cmd->name,
+		    cmd->needs_id == CONTROL_ARG_NAME       ? "smarthost name" :
+			cmd->needs_id == CONTROL_ARG_SELECT ? "selection" :
+							      "queue id");
 	if (cmd->needs_id == CONTROL_ARG_SELECT) {
 		r->args = words + 1;
 		r->n_args = n - 1;
 	} else if (n > (cmd->needs_id ? 2u : 1u))
-		return sq_err_set(err, SQ_EPARSE, "too many arguments (usage: "
-		    "%s%s [--json])", cmd->name,
+		return sq_err_set(err, SQ_EPARSE,
+		    "too many arguments (usage: "
+		    "%s%s [--json])",
+		    cmd->name,
 		    cmd->needs_id == CONTROL_ARG_NAME ? " NAME" :
-		    cmd->needs_id ? " ID" : "");
+			cmd->needs_id                 ? " ID" :
+							"");
 	if (cmd->needs_id == CONTROL_ARG_NAME) {
 		if (!control_name_valid(words[1])) {
 			sq_printable(safe, sizeof(safe), words[1],
 			    strlen(words[1]));
-			return sq_err_set(err, SQ_EPARSE, "not a smarthost "
-			    "name: %s", safe);
+			return sq_err_set(err, SQ_EPARSE,
+			    "not a smarthost "
+			    "name: %s",
+			    safe);
 		}
 		r->id = words[1];
 	} else if (cmd->needs_id == CONTROL_ARG_ID) {
@@ -738,8 +762,7 @@ control_answer_error(struct buf *out, int rc, struct sq_err *err)
 	out->len = 0;
 	if (err->msg[0] == '\0')
 		snprintf(err->msg, sizeof(err->msg), "%s",
-		    rc == SQ_ELIMIT ? "output too large" :
-		    "command failed");
+		    rc == SQ_ELIMIT ? "output too large" : "command failed");
 	for (p = err->msg; *p != '\0'; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
@@ -748,7 +771,7 @@ control_answer_error(struct buf *out, int rc, struct sq_err *err)
 	buf_append_str(out, "\n");
 	for (p = err->msg; *p != '\0'; p++)
 		if (*p == '"')
-			*p = '\'';	/* for reason="..." below */
+			*p = '\''; /* for reason="..." below */
 }
 
 /*
@@ -761,12 +784,12 @@ control_answer_error(struct buf *out, int rc, struct sq_err *err)
 static int
 control_run(struct control_client *cl, char *line, struct buf *out)
 {
-	struct control *c = cl->c;
-	struct sq_err err = { 0 };
-	struct control_req r = { 0 };
+	struct control           *c = cl->c;
+	struct sq_err             err = { 0 };
+	struct control_req        r = { 0 };
 	const struct control_cmd *cmd = NULL;
-	char *words[CONTROL_WORDS_MAX];
-	int rc, denied = 0;
+	char                     *words[CONTROL_WORDS_MAX];
+	int                       rc, denied = 0;
 
 	/* cmd is set whenever rc is 0 (the test is for the analyser). */
 	if ((rc = control_parse(line, words, &r, &cmd, &err)) != 0 ||
@@ -780,7 +803,9 @@ control_run(struct control_client *cl, char *line, struct buf *out)
 		goto answer;
 	}
 	r.uid_filter = control_right_allows(CONTROL_RIGHT_READ_ALL,
-	    &cl->facts) ? QUEUE_VIEW_ALL_UIDS : cl->facts.uid;
+			   &cl->facts) ?
+	    QUEUE_VIEW_ALL_UIDS :
+	    cl->facts.uid;
 	buf_append_str(out, "ok\n");
 	rc = cmd->handler(c, &r, out, &err);
 answer:
@@ -813,9 +838,9 @@ control_client_free(struct control_client *cl)
 		c->n_pending--;
 	if (cl->w != NULL) {
 		log_info("control command=submit msgid=%s uid=%ld "
-		    "result=aborted reason=\"the client went away before "
-		    "the end of the message\"", spool_writer_id(cl->w),
-		    cl->facts.uid);
+			 "result=aborted reason=\"the client went away before "
+			 "the end of the message\"",
+		    spool_writer_id(cl->w), cl->facts.uid);
 		spool_writer_abort(cl->w);
 	}
 	envelope_free(cl->env);
@@ -839,8 +864,9 @@ control_on_event(struct bufferevent *bev, short what, void *arg)
 
 	(void)bev;
 	if (what & BEV_EVENT_TIMEOUT)
-		log_info("control: client timed out (%s)", what &
-		    BEV_EVENT_READING ? "no request line" : "answer not read");
+		log_info("control: client timed out (%s)",
+		    what & BEV_EVENT_READING ? "no request line" :
+					       "answer not read");
 	control_client_free(cl);
 }
 
@@ -856,7 +882,7 @@ control_answer(struct control_client *cl, struct buf *out)
 	    cl);
 	/* out is never empty, so the write callback will run. */
 	if (evbuffer_add(bufferevent_get_output(cl->bev), out->data,
-	    out->len) != 0)
+		out->len) != 0)
 		log_fatalx("control: out of memory for an answer");
 }
 
@@ -875,8 +901,7 @@ control_answer(struct control_client *cl, struct buf *out)
  * away before "end" has its writer aborted: nothing is left in tmp/.
  */
 
-static void
-control_submit_fail(struct control_client *cl, const char *code,
+static void control_submit_fail(struct control_client *cl, const char *code,
     const char *fmt, ...) SQ_PRINTF(3, 4);
 
 /* Answer "error: CODE REASON", abort the message, stop reading. */
@@ -885,8 +910,8 @@ control_submit_fail(struct control_client *cl, const char *code,
     const char *fmt, ...)
 {
 	struct buf out;
-	va_list ap;
-	char msg[512], *p, *reason;
+	va_list    ap;
+	char       msg[512], *p, *reason;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -897,8 +922,8 @@ control_submit_fail(struct control_client *cl, const char *code,
 		else if (*p == '"')
 			*p = '\'';
 	reason = xasprintf("%s %s", code, msg);
-	control_log(cl, "submit", cl->w != NULL ? spool_writer_id(cl->w) :
-	    NULL, -1, strcmp(code, "5.7.1") == 0, reason);
+	control_log(cl, "submit", cl->w != NULL ? spool_writer_id(cl->w) : NULL,
+	    -1, strcmp(code, "5.7.1") == 0, reason);
 	free(reason);
 	spool_writer_abort(cl->w);
 	cl->w = NULL;
@@ -917,9 +942,9 @@ static void
 control_on_committed(void *arg, int rc, const struct sq_err *err)
 {
 	struct control_client *cl = arg;
-	struct control *c = cl->c;
-	struct buf out;
-	char *line;
+	struct control        *c = cl->c;
+	struct buf             out;
+	char                  *line;
 
 	cl->committing = 0;
 	if (rc != 0) {
@@ -927,9 +952,9 @@ control_on_committed(void *arg, int rc, const struct sq_err *err)
 		    err->msg);
 	} else {
 		log_info("control command=submit msgid=%s uid=%ld from=<%s> "
-		    "nrcpt=%zu size=%llu result=ok", cl->env->id,
-		    cl->facts.uid, cl->env->sender, cl->env->n_rcpts,
-		    (unsigned long long)cl->size);
+			 "nrcpt=%zu size=%llu result=ok",
+		    cl->env->id, cl->facts.uid, cl->env->sender,
+		    cl->env->n_rcpts, (unsigned long long)cl->size);
 		quota_queued(&c->quota, cl->env->id);
 		metrics_count_accepted(METRICS_PATH_SUBMIT);
 		line = xasprintf("ok %s\n", cl->env->id);
@@ -948,9 +973,9 @@ control_on_committed(void *arg, int rc, const struct sq_err *err)
 static void
 control_on_group(evutil_socket_t fd, short what, void *arg)
 {
-	struct control *c = arg;
+	struct control        *c = arg;
 	struct control_client *cl;
-	struct spool_writer *w;
+	struct spool_writer   *w;
 
 	(void)fd;
 	(void)what;
@@ -958,7 +983,7 @@ control_on_group(evutil_socket_t fd, short what, void *arg)
 		if (cl->state != CONTROL_PENDING || cl->committing)
 			continue;
 		w = cl->w;
-		cl->w = NULL;	/* the commit frees it */
+		cl->w = NULL; /* the commit frees it */
 		cl->committing = 1;
 		spool_commit_async(w, cl->env, control_on_committed, cl);
 	}
@@ -979,8 +1004,8 @@ control_admit(struct control *c, long uid, uint64_t incoming,
     struct sq_err *err)
 {
 	struct control_client *cl;
-	uint64_t pending = 0;
-	int rc;
+	uint64_t               pending = 0;
+	int                    rc;
 
 	if (c->sp != NULL && (rc = spool_space_ok(c->sp, incoming, err)) != 0)
 		return rc;
@@ -1000,7 +1025,7 @@ control_share_spool(struct control *c, struct spool *sp)
 		c->spool_ev = NULL;
 	}
 	if (!c->sp_shared)
-		spool_close(c->sp);	/* nothing is in flight yet */
+		spool_close(c->sp); /* nothing is in flight yet */
 	c->sp = sp;
 	c->sp_shared = 1;
 }
@@ -1022,14 +1047,14 @@ control_set_guards(struct control *c, const struct quota *q,
 static void
 control_submit_env(struct control_client *cl)
 {
-	struct control *c = cl->c;
+	struct control  *c = cl->c;
 	struct evbuffer *in = bufferevent_get_input(cl->bev);
-	struct sq_err err = { 0 };
-	struct timeval tv = { CONTROL_SUBMIT_TIMEOUT, 0 };
-	char *text;
+	struct sq_err    err = { 0 };
+	struct timeval   tv = { CONTROL_SUBMIT_TIMEOUT, 0 };
+	char            *text;
 
 	if (evbuffer_get_length(in) < cl->body_len)
-		return;		/* wait for the rest */
+		return; /* wait for the rest */
 	text = xmalloc(cl->body_len + 1);
 	evbuffer_remove(in, text, cl->body_len);
 	text[cl->body_len] = '\0';
@@ -1074,16 +1099,18 @@ control_submit_env(struct control_client *cl)
  * after answering. */
 static int
 control_submit_chunk(struct control_client *cl,
-    const struct submit_proto_hdr *h)
+    const struct submit_proto_hdr          *h)
 {
 	struct evbuffer *in = bufferevent_get_input(cl->bev);
-	struct sq_err err = { 0 };
-	unsigned char *p;
+	struct sq_err    err = { 0 };
+	unsigned char   *p;
 
 	if (cl->size + h->len > cl->c->max_size) {
-		control_submit_fail(cl, "5.3.4", "message too large (more than "
+		control_submit_fail(cl, "5.3.4",
+		    "message too large (more than "
 		    "%llu bytes: [intake] max_message_size; message not "
-		    "queued)", (unsigned long long)cl->c->max_size);
+		    "queued)",
+		    (unsigned long long)cl->c->max_size);
 		return -1;
 	}
 	p = evbuffer_pullup(in, (ssize_t)(h->hdr_len + h->len));
@@ -1111,7 +1138,7 @@ static int
 control_submit_fix(struct control_client *cl)
 {
 	struct sq_err err = { 0 };
-	int rc;
+	int           rc;
 
 	msgfix_scan_end(&cl->scan, NULL);
 	if ((rc = spool_writer_fix(cl->w, &cl->scan, &err)) == 0)
@@ -1128,29 +1155,31 @@ control_submit_fix(struct control_client *cl)
 static void
 control_submit_data(struct control_client *cl)
 {
-	struct control *c = cl->c;
-	struct evbuffer *in = bufferevent_get_input(cl->bev);
+	struct control         *c = cl->c;
+	struct evbuffer        *in = bufferevent_get_input(cl->bev);
 	struct submit_proto_hdr h;
-	struct sq_err err = { 0 };
-	struct timeval now = { 0, 0 };
-	unsigned char *p;
-	size_t have;
-	int rc;
+	struct sq_err           err = { 0 };
+	struct timeval          now = { 0, 0 };
+	unsigned char          *p;
+	size_t                  have;
+	int                     rc;
 
 	while (cl->state == CONTROL_DATA) {
 		have = evbuffer_get_length(in);
-		p = evbuffer_pullup(in, (ssize_t)(have < SUBMIT_PROTO_LINE_MAX ?
-		    have : SUBMIT_PROTO_LINE_MAX));
+		p = evbuffer_pullup(in,
+		    (ssize_t)(have < SUBMIT_PROTO_LINE_MAX ?
+			    have :
+			    SUBMIT_PROTO_LINE_MAX));
 		if (have == 0 || p == NULL)
 			return;
-		rc = submit_proto_parse((const char *)p, have <
-		    SUBMIT_PROTO_LINE_MAX ? have : SUBMIT_PROTO_LINE_MAX, &h,
-		    &err);
+		rc = submit_proto_parse((const char *)p,
+		    have < SUBMIT_PROTO_LINE_MAX ? have : SUBMIT_PROTO_LINE_MAX,
+		    &h, &err);
 		if (rc == 0)
-			return;		/* wait for the whole line */
+			return; /* wait for the whole line */
 		if (rc < 0 || h.type == SUBMIT_PROTO_SUBMIT) {
-			control_submit_fail(cl, "5.5.2", "%s", rc < 0 ?
-			    err.msg : "\"submit\" twice");
+			control_submit_fail(cl, "5.5.2", "%s",
+			    rc < 0 ? err.msg : "\"submit\" twice");
 			return;
 		}
 		if (h.type == SUBMIT_PROTO_END) {
@@ -1165,7 +1194,7 @@ control_submit_data(struct control_client *cl)
 			return;
 		}
 		if (have < h.hdr_len + h.len)
-			return;		/* wait for the whole chunk */
+			return; /* wait for the whole chunk */
 		if (control_submit_chunk(cl, &h) != 0)
 			return;
 	}
@@ -1175,17 +1204,18 @@ control_submit_data(struct control_client *cl)
 static void
 control_submit_line(struct control_client *cl, const char *line)
 {
-	struct control *c = cl->c;
+	struct control         *c = cl->c;
 	struct submit_proto_hdr h;
-	struct sq_err err = { 0 };
-	char frame[QUEUE_VIEW_REQUEST_MAX + 2];
-	size_t n = strlen(line);
-	int rc;
+	struct sq_err           err = { 0 };
+	char                    frame[QUEUE_VIEW_REQUEST_MAX + 2];
+	size_t                  n = strlen(line);
+	int                     rc;
 
 	cl->state = CONTROL_ENV;
 	/* Who may submit is decided before anything is read. */
 	if (cl->facts.uid < 0) {
-		control_submit_fail(cl, "4.7.0", "cannot tell who is "
+		control_submit_fail(cl, "4.7.0",
+		    "cannot tell who is "
 		    "connected (SO_PEERCRED failed)");
 		return;
 	}
@@ -1200,13 +1230,16 @@ control_submit_line(struct control_client *cl, const char *line)
 	frame[n] = '\n';
 	rc = submit_proto_parse(frame, n + 1, &h, &err);
 	if (rc <= 0 || h.type != SUBMIT_PROTO_SUBMIT) {
-		control_submit_fail(cl, "5.5.2", "%s", rc < 0 ? err.msg :
-		    "usage: submit ENVLEN, ENVLEN bytes of envelope, then "
-		    "\"data LEN\" frames and \"end\"");
+		control_submit_fail(cl, "5.5.2", "%s",
+		    rc < 0 ?
+			err.msg :
+			"usage: submit ENVLEN, ENVLEN bytes of envelope, then "
+			"\"data LEN\" frames and \"end\"");
 		return;
 	}
 	if (c->sp == NULL) {
-		control_submit_fail(cl, "4.3.0", "sendqd cannot open its "
+		control_submit_fail(cl, "4.3.0",
+		    "sendqd cannot open its "
 		    "spool for submissions");
 		return;
 	}
@@ -1221,18 +1254,18 @@ control_is_submit(const char *line)
 {
 	return strncmp(line, "submit", 6) == 0 &&
 	    (line[6] == '\0' || line[6] == ' ' || line[6] == '\t' ||
-	    line[6] == '\r');
+		line[6] == '\r');
 }
 
 static void
 control_on_read(struct bufferevent *bev, void *arg)
 {
 	struct control_client *cl = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	struct buf out;
-	struct evbuffer_ptr eol;
-	char *line;
-	size_t len;
+	struct evbuffer       *in = bufferevent_get_input(bev);
+	struct buf             out;
+	struct evbuffer_ptr    eol;
+	char                  *line;
+	size_t                 len;
 
 	if (cl->state == CONTROL_ENV) {
 		control_submit_env(cl);
@@ -1248,12 +1281,14 @@ control_on_read(struct bufferevent *bev, void *arg)
 	buf_init(&out, QUEUE_VIEW_OUT_MAX);
 	if (eol.pos < 0) {
 		if (evbuffer_get_length(in) <= QUEUE_VIEW_REQUEST_MAX)
-			return;		/* wait for the rest of the line */
-		buf_append_str(&out, "error: request line longer than 1024 "
+			return; /* wait for the rest of the line */
+		buf_append_str(&out,
+		    "error: request line longer than 1024 "
 		    "bytes\n");
 		log_warn("control: request line too long");
 	} else if ((size_t)eol.pos > QUEUE_VIEW_REQUEST_MAX) {
-		buf_append_str(&out, "error: request line longer than 1024 "
+		buf_append_str(&out,
+		    "error: request line longer than 1024 "
 		    "bytes\n");
 		log_warn("control: request line too long");
 	} else {
@@ -1279,15 +1314,15 @@ static gid_t *
 control_peer_groups(struct control *c, int fd, size_t *n)
 {
 	socklen_t len = 64 * sizeof(gid_t);
-	gid_t *groups = NULL;
-	int tries;
+	gid_t    *groups = NULL;
+	int       tries;
 
 	*n = 0;
 	for (tries = 0; tries < 3; tries++) {
 		groups = xreallocarray(groups, len / sizeof(gid_t) + 1,
 		    sizeof(gid_t));
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups,
-		    &len) == 0) {
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) ==
+		    0) {
 			*n = len / sizeof(gid_t);
 			return groups;
 		}
@@ -1296,7 +1331,8 @@ control_peer_groups(struct control *c, int fd, size_t *n)
 	}
 	if (!c->warned_groups) {
 		c->warned_groups = 1;
-		log_warn("control: SO_PEERGROUPS: %s (only the primary group "
+		log_warn(
+		    "control: SO_PEERGROUPS: %s (only the primary group "
 		    "of a client counts for admin_group and submit_groups)",
 		    strerror(errno));
 	}
@@ -1323,12 +1359,11 @@ static void
 control_client_creds(struct control *c, struct control_client *cl, int fd)
 {
 	static const struct control_rights none;
-	const struct control_rights *r = c->rights != NULL ? c->rights :
-	    &none;
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
-	gid_t *groups;
-	size_t n, i;
+	const struct control_rights *r = c->rights != NULL ? c->rights : &none;
+	struct ucred                 cred;
+	socklen_t                    len = sizeof(cred);
+	gid_t                       *groups;
+	size_t                       n, i;
 
 	memset(&cl->facts, 0, sizeof(cl->facts));
 	cl->facts.uid = -1;
@@ -1337,14 +1372,15 @@ control_client_creds(struct control *c, struct control_client *cl, int fd)
 	cl->peer_pid = -1;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
 		log_warn("control: SO_PEERCRED: %s (the client may do "
-		    "nothing)", strerror(errno));
+			 "nothing)",
+		    strerror(errno));
 		return;
 	}
 	cl->facts.uid = cl->peer_uid = (long)cred.uid;
 	cl->peer_pid = (long)cred.pid;
 	cl->facts.submit_restricted = r->restricted;
 	if (r->admin_name == NULL && !r->restricted)
-		return;		/* nothing to compare groups with */
+		return; /* nothing to compare groups with */
 	groups = control_peer_groups(c, fd, &n);
 	cl->facts.admin_member = r->admin_name != NULL &&
 	    control_has_group(r->admin_gid, cred.gid, groups, n);
@@ -1360,10 +1396,10 @@ static void
 control_on_accept(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
-	struct control *c = arg;
+	struct control        *c = arg;
 	struct control_client *cl;
-	struct timeval rt = { CONTROL_READ_TIMEOUT, 0 };
-	struct timeval wt = { CONTROL_WRITE_TIMEOUT, 0 };
+	struct timeval         rt = { CONTROL_READ_TIMEOUT, 0 };
+	struct timeval         wt = { CONTROL_WRITE_TIMEOUT, 0 };
 
 	(void)l;
 	(void)sa;
@@ -1389,8 +1425,7 @@ control_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	c->clients = cl;
 	c->n_clients++;
 	control_client_creds(c, cl, fd);
-	bufferevent_setcb(cl->bev, control_on_read, NULL, control_on_event,
-	    cl);
+	bufferevent_setcb(cl->bev, control_on_read, NULL, control_on_event, cl);
 	/* Read at most a little more than one request line at a time. */
 	bufferevent_setwatermark(cl->bev, EV_READ, 0,
 	    QUEUE_VIEW_REQUEST_MAX + 2);
@@ -1403,32 +1438,37 @@ static int
 control_bind(struct control *c, struct sq_err *err)
 {
 	struct sockaddr_un sun;
-	struct stat st;
-	mode_t old;
-	int fd, rc;
+	struct stat        st;
+	mode_t             old;
+	int                fd, rc;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if (strlen(c->path) >= sizeof(sun.sun_path))
-		return sq_err_set(err, -ENAMETOOLONG, "control socket path "
+		return sq_err_set(err, -ENAMETOOLONG,
+		    "control socket path "
 		    "too long (at most %zu bytes): %s",
 		    sizeof(sun.sun_path) - 1, c->path);
 	memcpy(sun.sun_path, c->path, strlen(c->path) + 1);
 	if (lstat(c->path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
-			return sq_err_set(err, -EEXIST, "control socket %s: "
+			return sq_err_set(err, -EEXIST,
+			    "control socket %s: "
 			    "exists and is not a socket (not removed)",
 			    c->path);
 		if (queue_view_daemon_up(c->path))
-			return sq_err_set(err, -EADDRINUSE, "control socket "
+			return sq_err_set(err, -EADDRINUSE,
+			    "control socket "
 			    "%s: another sendqd is listening on it",
 			    c->path);
 		if (unlink(c->path) != 0 && errno != ENOENT)
-			return sq_err_set(err, -errno, "remove stale control "
-			    "socket %s: %s", c->path, strerror(errno));
+			return sq_err_set(err, -errno,
+			    "remove stale control "
+			    "socket %s: %s",
+			    c->path, strerror(errno));
 	}
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0)) < 0)
+		 0)) < 0)
 		return sq_err_set(err, -errno, "socket: %s", strerror(errno));
 	/* Born 0600, so nobody can connect before listen() is ready. */
 	old = umask(0177);
@@ -1443,8 +1483,8 @@ control_bind(struct control *c, struct sq_err *err)
 	/* Everyone may connect: each request is checked (control_run). */
 	if (chmod(c->path, 0666) != 0 || lstat(c->path, &st) != 0 ||
 	    listen(fd, 128) != 0) {
-		rc = sq_err_set(err, -errno, "control socket %s: %s",
-		    c->path, strerror(errno));
+		rc = sq_err_set(err, -errno, "control socket %s: %s", c->path,
+		    strerror(errno));
 		unlink(c->path);
 		close(fd);
 		return rc;
@@ -1455,13 +1495,12 @@ control_bind(struct control *c, struct sq_err *err)
 }
 
 int
-control_new(struct event_base *base, const char *path,
-    const char *spool_dir, const struct control_ops *ops,
-    struct control **out, struct sq_err *err)
+control_new(struct event_base *base, const char *path, const char *spool_dir,
+    const struct control_ops *ops, struct control **out, struct sq_err *err)
 {
 	struct control *c;
-	struct sq_err serr = { 0 };
-	int fd;
+	struct sq_err   serr = { 0 };
+	int             fd;
 
 	c = xcalloc(1, sizeof(*c));
 	c->base = base;
@@ -1484,8 +1523,10 @@ control_new(struct event_base *base, const char *path,
 		free(c->path);
 		free(c->spool_dir);
 		free(c);
-		return sq_err_set(err, -ENOMEM, "control socket %s: cannot "
-		    "listen (libevent)", path);
+		return sq_err_set(err, -ENOMEM,
+		    "control socket %s: cannot "
+		    "listen (libevent)",
+		    path);
 	}
 	c->max_size = CONTROL_SUBMIT_SIZE_DEFAULT;
 	c->group_ev = evtimer_new(base, control_on_group, c);
@@ -1496,10 +1537,10 @@ control_new(struct event_base *base, const char *path,
 		log_warn("control: submit unavailable: %s", serr.msg);
 	} else if ((fd = spool_async_start(c->sp, &serr)) < 0 ||
 	    (c->spool_ev = event_new(base, fd, EV_READ | EV_PERSIST,
-	    control_on_spool, c)) == NULL || event_add(c->spool_ev, NULL) !=
-	    0) {
-		log_warn("control: submit unavailable: %s", fd < 0 ?
-		    serr.msg : "no event for the commit thread");
+		 control_on_spool, c)) == NULL ||
+	    event_add(c->spool_ev, NULL) != 0) {
+		log_warn("control: submit unavailable: %s",
+		    fd < 0 ? serr.msg : "no event for the commit thread");
 		spool_close(c->sp);
 		c->sp = NULL;
 	}
@@ -1579,10 +1620,13 @@ control_rights_unknown(const struct config *cfg,
 	/* getpwnam/getgrnam: NULL with errno 0, ENOENT, ESRCH, EBADF or
 	 * EPERM means "no such name" (getpwnam(3)). */
 	if (e != 0 && e != ENOENT && e != ESRCH && e != EBADF && e != EPERM)
-		return sq_err_set(err, -e, "%s:%d: [sendq] %s: cannot look "
-		    "up %s \"%s\": %s", cfg->path, a->line, key, group ?
-		    "group" : "user", name, strerror(e));
-	return sq_err_set(err, SQ_ECONFIG, "%s:%d: [sendq] %s: no %s named "
+		return sq_err_set(err, -e,
+		    "%s:%d: [sendq] %s: cannot look "
+		    "up %s \"%s\": %s",
+		    cfg->path, a->line, key, group ? "group" : "user", name,
+		    strerror(e));
+	return sq_err_set(err, SQ_ECONFIG,
+	    "%s:%d: [sendq] %s: no %s named "
 	    "\"%s\" on this system (allowed: an existing %s name)",
 	    cfg->path, a->line, key, group ? "group" : "user", name,
 	    group ? "group" : "user");
@@ -1593,10 +1637,10 @@ control_rights_new(const struct config *cfg, struct control_rights **out,
     struct sq_err *err)
 {
 	struct control_rights *r;
-	struct passwd *pw;
-	struct group *gr;
-	size_t i;
-	int rc;
+	struct passwd         *pw;
+	struct group          *gr;
+	size_t                 i;
+	int                    rc;
 
 	r = xcalloc(1, sizeof(*r));
 	if (cfg->admin_group.n == 1) {

@@ -98,9 +98,8 @@
 
 /* The size limit of a submitted message until control_set_submit_limits
  * says otherwise (the default of [intake] max_message_size). */
-#define CONTROL_SUBMIT_SIZE_DEFAULT	((uint64_t)25 * 1024 * 1024)
+#define CONTROL_SUBMIT_SIZE_DEFAULT ((uint64_t)25 * 1024 * 1024)
 struct config;
-
 
 struct event_base;
 struct control;
@@ -109,51 +108,50 @@ struct control;
  * negative code with err (e.g. SQ_ENOTFOUND "no message ID").  out gets
  * text to show (status); json selects the output format. */
 struct control_ops {
-	int	(*status)(void *arg, int json, struct buf *out,
-		    struct sq_err *err);
-	int	(*flush)(void *arg, struct sq_err *err);
-	int	(*retry)(void *arg, const char *id, struct sq_err *err);
-	int	(*hold)(void *arg, const char *id, struct sq_err *err);
-	int	(*release)(void *arg, const char *id, struct sq_err *err);
-	int	(*remove)(void *arg, const char *id, struct sq_err *err);
-	int	(*bounce)(void *arg, const char *id, struct sq_err *err);
+	int (*status)(void *arg, int json, struct buf *out, struct sq_err *err);
+	int (*flush)(void *arg, struct sq_err *err);
+	int (*retry)(void *arg, const char *id, struct sq_err *err);
+	int (*hold)(void *arg, const char *id, struct sq_err *err);
+	int (*release)(void *arg, const char *id, struct sq_err *err);
+	int (*remove)(void *arg, const char *id, struct sq_err *err);
+	int (*bounce)(void *arg, const char *id, struct sq_err *err);
 	/* oauth-status NAME: the OAuth state of smarthost name as key=value
 	 * lines (authsrc_status). */
-	int	(*oauth_status)(void *arg, const char *name, struct buf *out,
-		    struct sq_err *err);
+	int (*oauth_status)(void *arg, const char *name, struct buf *out,
+	    struct sq_err *err);
 	/* list/show read the spool: the scheduler only says which message
 	 * is being delivered right now (state "active"). */
-	int	(*is_active)(void *arg, const char *id);
+	int (*is_active)(void *arg, const char *id);
 	/* select relay=NAME: the smarthost message id is routed to (NULL:
 	 * not queued). */
 	const char *(*relay_of)(void *arg, const char *id);
-	void	*arg;
+	void *arg;
 	/* reload (main's, not the scheduler's): read the configuration
 	 * again as SIGHUP does; 0, or a negative code with err saying why
 	 * it was refused (FILE:LINE for a bad file).  NULL: not offered. */
-	int	(*reload)(void *reload_arg, struct sq_err *err);
-	void	*reload_arg;
+	int (*reload)(void *reload_arg, struct sq_err *err);
+	void *reload_arg;
 };
 
 /* The right a control command needs. */
 enum control_right {
-	CONTROL_RIGHT_READ,	/* list, show: own messages (all when
+	CONTROL_RIGHT_READ,     /* list, show: own messages (all when
 				 * privileged) */
-	CONTROL_RIGHT_READ_ALL,	/* status, and list/show of every message */
-	CONTROL_RIGHT_ADMIN,	/* flush retry hold release delete bounce
+	CONTROL_RIGHT_READ_ALL, /* status, and list/show of every message */
+	CONTROL_RIGHT_ADMIN,    /* flush retry hold release delete bounce
 				 * oauth-status */
-	CONTROL_RIGHT_SUBMIT,	/* submit */
+	CONTROL_RIGHT_SUBMIT,   /* submit */
 };
 
 /* What is known about a caller: the kernel's credentials and what the
  * configured rights make of them (computed once, at accept). */
 struct control_facts {
-	long	uid;		/* SO_PEERCRED; -1 = unknown (never allowed) */
-	long	daemon_uid;	/* sendqd's effective uid */
-	int	admin_member;	/* admin_group is set and is the caller's
+	long uid;               /* SO_PEERCRED; -1 = unknown (never allowed) */
+	long daemon_uid;        /* sendqd's effective uid */
+	int  admin_member;      /* admin_group is set and is the caller's
 				 * gid or one of its supplementary groups */
-	int	submit_restricted; /* submit_users or submit_groups is set */
-	int	submit_listed;	/* the uid is in submit_users, or a group of
+	int  submit_restricted; /* submit_users or submit_groups is set */
+	int  submit_listed;     /* the uid is in submit_users, or a group of
 				 * the caller is in submit_groups */
 };
 
@@ -161,8 +159,8 @@ struct control_facts {
  * The rights table as a pure function: non-zero when a caller with facts
  * f may use a command that needs right.  Pure (no I/O); never blocks.
  */
-int	control_right_allows(enum control_right right,
-	    const struct control_facts *f);
+int
+control_right_allows(enum control_right right, const struct control_facts *f);
 
 /* [sendq] admin_group, submit_users and submit_groups resolved to ids. */
 struct control_rights;
@@ -174,25 +172,25 @@ struct control_rights;
  * no group named \"NAME\"" (or no user), or -errno when the lookup
  * itself failed.  May block on NSS.
  */
-int	control_rights_new(const struct config *cfg,
-	    struct control_rights **out, struct sq_err *err);
+int control_rights_new(const struct config *cfg, struct control_rights **out,
+    struct sq_err *err);
 /* NULL accepted. */
-void	control_rights_free(struct control_rights *r);
+void control_rights_free(struct control_rights *r);
 
 /* Listen on path (replacing a stale socket file).  spool_dir is used for
  * list/show.  Returns 0 and *out, or -errno with err. */
-int	control_new(struct event_base *base, const char *path,
-	    const char *spool_dir, const struct control_ops *ops,
-	    struct control **out, struct sq_err *err);
+int
+control_new(struct event_base *base, const char *path, const char *spool_dir,
+    const struct control_ops *ops, struct control **out, struct sq_err *err);
 /* The limits of submit: max_size bytes of message (0: the default),
  * max_rcpts recipients (0: no limit); [intake] max_message_size and
  * max_recipients. */
-void	control_set_submit_limits(struct control *c, uint64_t max_size,
-	    unsigned max_rcpts);
+void control_set_submit_limits(struct control *c, uint64_t max_size,
+    unsigned max_rcpts);
 /* Use rights (ownership passes to c; the previous ones are freed) for
  * the connections accepted from now on.  Without a call: no admin_group,
  * everyone may submit. */
-void	control_set_rights(struct control *c, struct control_rights *rights);
+void control_set_rights(struct control *c, struct control_rights *rights);
 /*
  * The guards on new mail for a submission by uid (the SO_PEERCRED uid) of
  * about incoming bytes (0 when not known, or when the bytes are already
@@ -202,8 +200,8 @@ void	control_set_rights(struct control *c, struct control_rights *rights);
  * failure "error: REASON (message not queued)", which sendq turns into
  * exit 75.  0, or -ENOSPC / -EDQUOT / -errno with err.
  */
-int	control_admit(struct control *c, long uid, uint64_t incoming,
-	    struct sq_err *err);
+int control_admit(struct control *c, long uid, uint64_t incoming,
+    struct sq_err *err);
 
 /* Submit into sp, the daemon's own spool (its commit thread started with
  * spool_async_start() and dispatched by its owner), instead of a spool of
@@ -212,7 +210,7 @@ int	control_admit(struct control *c, long uid, uint64_t incoming,
  * commits (spool_async_stop) before control_free() and closes sp after.
  * Call before the loop runs. */
 struct spool;
-void	control_share_spool(struct control *c, struct spool *sp);
+void control_share_spool(struct control *c, struct spool *sp);
 
 /* The guards control_admit() applies: the per-uid limits and the way to
  * the queue index's counts (q, copied; after each committed submit
@@ -220,10 +218,10 @@ void	control_share_spool(struct control *c, struct spool *sp);
  * spool the control socket writes to ([queue] min_free_space).  NULL
  * accepted for c and q. */
 struct quota;
-void	control_set_guards(struct control *c, const struct quota *q,
-	    uint64_t min_free_space);
+void control_set_guards(struct control *c, const struct quota *q,
+    uint64_t min_free_space);
 
 /* Stop listening, close clients, remove the socket file; NULL accepted. */
-void	control_free(struct control *c);
+void control_free(struct control *c);
 
 #endif

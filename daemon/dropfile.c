@@ -23,14 +23,14 @@
 #include "mailmsg.h"
 #include "util.h"
 
-#define DROPFILE_RCPT_MAX	10000
-#define DROPFILE_PREFIX		"x-sendq-"
+#define DROPFILE_RCPT_MAX 10000
+#define DROPFILE_PREFIX   "x-sendq-"
 
 enum dropfile_envname {
-	DROPFILE_ENV_NONE,	/* not an X-Sendq-* name */
+	DROPFILE_ENV_NONE, /* not an X-Sendq-* name */
 	DROPFILE_ENV_SENDER,
 	DROPFILE_ENV_RCPT,
-	DROPFILE_ENV_UNKNOWN,	/* X-Sendq-something else */
+	DROPFILE_ENV_UNKNOWN, /* X-Sendq-something else */
 };
 
 /* Which envelope name (if any) the field name[0..len) is. */
@@ -56,7 +56,7 @@ dropfile_field_name(const char *line, size_t len, size_t *name_len,
     size_t *value_off)
 {
 	const char *colon = memchr(line, ':', len);
-	size_t n = colon != NULL ? (size_t)(colon - line) : len;
+	size_t      n = colon != NULL ? (size_t)(colon - line) : len;
 
 	*value_off = colon != NULL ? n + 1 : len;
 	while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t'))
@@ -86,7 +86,7 @@ dropfile_address(const char *addr, const struct dropfile_opts *o,
     const char *what, char **out, struct sq_err *err)
 {
 	struct sq_err verr = { 0 };
-	char *full, pr[128];
+	char         *full, pr[128];
 
 	*out = NULL;
 	if (dropfile_has_domain(addr))
@@ -137,18 +137,18 @@ dropfile_add_list(struct envelope *env, const char *s, size_t len,
     struct sq_err *err)
 {
 	struct mailmsg_addr_list l = { 0 };
-	struct sq_err perr = { 0 };
-	size_t i;
-	char *addr = NULL;
-	int rc = 0;
+	struct sq_err            perr = { 0 };
+	size_t                   i;
+	char                    *addr = NULL;
+	int                      rc = 0;
 
 	*found = 0;
 	if (mailmsg_addr_list_parse(&l, s, len, &perr) != 0)
 		return sq_err_set(err, SQ_EPARSE, "%s: %s", what, perr.msg);
 	*found = l.n;
 	for (i = 0; i < l.n && rc == 0; i++)
-		if ((rc = dropfile_address(l.addrs[i], o, what, &addr,
-		    err)) == 0)
+		if ((rc = dropfile_address(l.addrs[i], o, what, &addr, err)) ==
+		    0)
 			rc = dropfile_add_rcpt(env, addr, err);
 	mailmsg_addr_list_fini(&l);
 	return rc;
@@ -165,18 +165,19 @@ dropfile_one_address(const char *s, size_t len, int allow_null,
     struct sq_err *err)
 {
 	struct mailmsg_addr_list l = { 0 };
-	struct sq_err perr = { 0 };
-	size_t a = 0, b = len;
-	int rc;
+	struct sq_err            perr = { 0 };
+	size_t                   a = 0, b = len;
+	int                      rc;
 
 	*out = NULL;
 	while (a < b && (s[a] == ' ' || s[a] == '\t'))
 		a++;
-	while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\t' ||
-	    s[b - 1] == '\r' || s[b - 1] == '\n'))
+	while (b > a &&
+	    (s[b - 1] == ' ' || s[b - 1] == '\t' || s[b - 1] == '\r' ||
+		s[b - 1] == '\n'))
 		b--;
-	if (allow_null && (b == a || (b - a == 2 && s[a] == '<' &&
-	    s[a + 1] == '>'))) {
+	if (allow_null &&
+	    (b == a || (b - a == 2 && s[a] == '<' && s[a + 1] == '>'))) {
 		*out = xstrdup("");
 		return 0;
 	}
@@ -197,12 +198,12 @@ dropfile_envlines(const char *head, size_t len, size_t total,
     const struct dropfile_opts *o, struct envelope *env, int *have_sender,
     size_t *n_lines, size_t *off, struct sq_err *err)
 {
-	const char *line, *nl;
-	size_t pos = 0, llen, name_len, voff, vlen, n = 0;
+	const char           *line, *nl;
+	size_t                pos = 0, llen, name_len, voff, vlen, n = 0;
 	enum dropfile_envname which;
-	char what[64], *addr = NULL;
-	size_t found;
-	int rc;
+	char                  what[64], *addr = NULL;
+	size_t                found;
+	int                   rc;
 
 	*have_sender = 0;
 	while (pos < len) {
@@ -217,30 +218,41 @@ dropfile_envlines(const char *head, size_t len, size_t total,
 			break;
 		n++;
 		if (which == DROPFILE_ENV_UNKNOWN)
-			return sq_err_set(err, SQ_EPARSE, "line %zu: unknown "
+			return sq_err_set(err, SQ_EPARSE,
+			    "line %zu: unknown "
 			    "envelope line \"%s\" (known: X-Sendq-Sender, "
-			    "X-Sendq-Recipient)", n, sq_printable(what,
-			    sizeof(what), line, name_len));
+			    "X-Sendq-Recipient)",
+			    n,
+			    sq_printable(what, sizeof(what), line, name_len));
 		if (pos + llen > DROPFILE_ENVLINES_MAX ||
 		    (nl == NULL && len < total))
-			return sq_err_set(err, SQ_ELIMIT, "envelope lines "
-			    "longer than %zu bytes", DROPFILE_ENVLINES_MAX);
-		if (pos + llen < len && mailmsg_line_kind(line + llen,
-		    len - pos - llen) == MAILMSG_LINE_CONT)
-			return sq_err_set(err, SQ_EPARSE, "line %zu: envelope "
-			    "lines cannot be folded", n + 1);
+			return sq_err_set(err, SQ_ELIMIT,
+			    "envelope lines "
+			    "longer than %zu bytes",
+			    DROPFILE_ENVLINES_MAX);
+		if (pos + llen < len &&
+		    mailmsg_line_kind(line + llen, len - pos - llen) ==
+			MAILMSG_LINE_CONT)
+			return sq_err_set(err, SQ_EPARSE,
+			    "line %zu: envelope "
+			    "lines cannot be folded",
+			    n + 1);
 		vlen = llen - voff;
 		snprintf(what, sizeof(what), "line %zu: X-Sendq-%s", n,
 		    which == DROPFILE_ENV_SENDER ? "Sender" : "Recipient");
 		if (which == DROPFILE_ENV_SENDER) {
 			if (*have_sender)
-				return sq_err_set(err, SQ_EPARSE, "%s: more "
-				    "than one X-Sendq-Sender line", what);
-			rc = dropfile_one_address(line + voff, vlen, 1, o,
-			    what, &addr, err);
+				return sq_err_set(err, SQ_EPARSE,
+				    "%s: more "
+				    "than one X-Sendq-Sender line",
+				    what);
+			rc = dropfile_one_address(line + voff, vlen, 1, o, what,
+			    &addr, err);
 			if (rc == 1)
-				return sq_err_set(err, SQ_EPARSE, "%s: need "
-				    "exactly one address", what);
+				return sq_err_set(err, SQ_EPARSE,
+				    "%s: need "
+				    "exactly one address",
+				    what);
 			if (rc != 0)
 				return rc;
 			free(env->sender);
@@ -248,11 +260,13 @@ dropfile_envlines(const char *head, size_t len, size_t total,
 			*have_sender = 1;
 		} else {
 			if ((rc = dropfile_add_list(env, line + voff, vlen, o,
-			    what, &found, err)) != 0)
+				 what, &found, err)) != 0)
 				return rc;
 			if (found == 0)
-				return sq_err_set(err, SQ_EPARSE, "%s: no "
-				    "address", what);
+				return sq_err_set(err, SQ_EPARSE,
+				    "%s: no "
+				    "address",
+				    what);
 		}
 		pos += llen;
 	}
@@ -266,21 +280,21 @@ static int
 dropfile_header_rcpts(const struct mailmsg_header *h, const char *msg,
     const struct dropfile_opts *o, struct envelope *env, struct sq_err *err)
 {
-	static const char *const names[] = { "to", "cc", "bcc" };
+	static const char *const    names[] = { "to", "cc", "bcc" };
 	const struct mailmsg_field *f;
-	char what[64];
-	size_t i, found;
-	long fi;
-	int rc;
+	char                        what[64];
+	size_t                      i, found;
+	long                        fi;
+	int                         rc;
 
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		for (fi = mailmsg_find(h, msg, names[i], 0); fi >= 0;
-		    fi = mailmsg_find(h, msg, names[i], (size_t)fi + 1)) {
+		     fi = mailmsg_find(h, msg, names[i], (size_t)fi + 1)) {
 			f = &h->fields[fi];
 			snprintf(what, sizeof(what), "%.*s field",
 			    (int)f->name_len, msg + f->off);
 			if ((rc = dropfile_add_list(env, msg + f->value_off,
-			    f->value_len, o, what, &found, err)) != 0)
+				 f->value_len, o, what, &found, err)) != 0)
 				return rc;
 		}
 	}
@@ -292,12 +306,12 @@ static int
 dropfile_header_sender(const struct mailmsg_header *h, const char *msg,
     const struct dropfile_opts *o, struct envelope *env, struct sq_err *err)
 {
-	static const char *const names[] = { "from", "sender" };
+	static const char *const    names[] = { "from", "sender" };
 	const struct mailmsg_field *f;
-	char what[64], *addr = NULL;
-	size_t i;
-	long fi;
-	int rc;
+	char                        what[64], *addr = NULL;
+	size_t                      i;
+	long                        fi;
+	int                         rc;
 
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		if ((fi = mailmsg_find(h, msg, names[i], 0)) < 0)
@@ -316,7 +330,8 @@ dropfile_header_sender(const struct mailmsg_header *h, const char *msg,
 		}
 	}
 	if (o->default_sender == NULL)
-		return sq_err_set(err, SQ_EPARSE, "no sender: give an "
+		return sq_err_set(err, SQ_EPARSE,
+		    "no sender: give an "
 		    "X-Sendq-Sender line or a From field with one address");
 	rc = dropfile_address(o->default_sender, o, "default sender", &addr,
 	    err);
@@ -347,37 +362,40 @@ static int
 dropfile_header_check(const struct mailmsg_header *h, const char *msg,
     size_t mlen, int truncated, struct sq_err *err)
 {
-	char name[64];
+	char   name[64];
 	size_t i;
 
 	if (h->header_len > MAILMSG_HEADER_MAX ||
 	    (truncated && !h->has_blank && h->header_len >= mlen))
-		return sq_err_set(err, SQ_ELIMIT, "header larger than %d "
-		    "bytes", MAILMSG_HEADER_MAX);
+		return sq_err_set(err, SQ_ELIMIT,
+		    "header larger than %d "
+		    "bytes",
+		    MAILMSG_HEADER_MAX);
 	if (memchr(msg, '\0', h->header_len) != NULL)
-		return sq_err_set(err, SQ_EPARSE, "NUL byte in the header "
+		return sq_err_set(err, SQ_EPARSE,
+		    "NUL byte in the header "
 		    "section");
 	for (i = 0; i < h->n_fields; i++)
 		if (dropfile_envname(msg + h->fields[i].off,
-		    h->fields[i].name_len) != DROPFILE_ENV_NONE)
-			return sq_err_set(err, SQ_EPARSE, "%s field inside "
+			h->fields[i].name_len) != DROPFILE_ENV_NONE)
+			return sq_err_set(err, SQ_EPARSE,
+			    "%s field inside "
 			    "the header: envelope lines must be the first "
-			    "lines of the file", sq_printable(name,
-			    sizeof(name), msg + h->fields[i].off,
-			    h->fields[i].name_len));
+			    "lines of the file",
+			    sq_printable(name, sizeof(name),
+				msg + h->fields[i].off, h->fields[i].name_len));
 	return 0;
 }
 
 int
 dropfile_parse(const char *head, size_t len, size_t total,
-    const struct dropfile_opts *opts, struct dropfile *df,
-    struct sq_err *err)
+    const struct dropfile_opts *opts, struct dropfile *df, struct sq_err *err)
 {
-	struct dropfile_opts o = *opts;
+	struct dropfile_opts  o = *opts;
 	struct mailmsg_header h;
-	const char *msg, *nl;
-	size_t off = 0, mlen, hlen;
-	int rc, have_sender = 0;
+	const char           *msg, *nl;
+	size_t                off = 0, mlen, hlen;
+	int                   rc, have_sender = 0;
 
 	memset(df, 0, sizeof(*df));
 	memset(&h, 0, sizeof(h));
@@ -386,28 +404,30 @@ dropfile_parse(const char *head, size_t len, size_t total,
 	if (total < len)
 		total = len;
 	if (total > o.size_max)
-		return sq_err_set(err, SQ_ELIMIT, "too large: %zu bytes, the "
-		    "limit is %zu", total, o.size_max);
+		return sq_err_set(err, SQ_ELIMIT,
+		    "too large: %zu bytes, the "
+		    "limit is %zu",
+		    total, o.size_max);
 	df->env = envelope_new();
 
 	nl = memchr(head, '\n', len);
 	df->crlf = nl != NULL && nl > head && nl[-1] == '\r';
 
-	if ((rc = dropfile_envlines(head, len, total, &o, df->env,
-	    &have_sender, &df->n_envlines, &off, err)) != 0)
+	if ((rc = dropfile_envlines(head, len, total, &o, df->env, &have_sender,
+		 &df->n_envlines, &off, err)) != 0)
 		goto fail;
 
 	msg = head + off;
 	mlen = len - off;
 	mailmsg_scan(msg, mlen, &h);
-	if ((rc = dropfile_header_check(&h, msg, mlen, len < total,
-	    err)) != 0)
+	if ((rc = dropfile_header_check(&h, msg, mlen, len < total, err)) != 0)
 		goto fail;
 	if (df->env->n_rcpts == 0 &&
 	    (rc = dropfile_header_rcpts(&h, msg, &o, df->env, err)) != 0)
 		goto fail;
 	if (df->env->n_rcpts == 0) {
-		rc = sq_err_set(err, SQ_EPARSE, "no recipients: give "
+		rc = sq_err_set(err, SQ_EPARSE,
+		    "no recipients: give "
 		    "X-Sendq-Recipient lines or To/Cc/Bcc fields");
 		goto fail;
 	}
@@ -449,12 +469,13 @@ dropfile_added_fields(const struct dropfile *df, const char *date,
 
 	if (hostname == NULL)
 		hostname = "localhost";
-	from = df->env->sender[0] != '\0' ? xstrdup(df->env->sender) :
+	from = df->env->sender[0] != '\0' ?
+	    xstrdup(df->env->sender) :
 	    xasprintf("MAILER-DAEMON@%s", hostname);
 	s = mailmsg_added_fields((df->has_date ? MAILMSG_HAS_DATE : 0) |
-	    (df->has_from ? MAILMSG_HAS_FROM : 0) |
-	    (df->has_msgid ? MAILMSG_HAS_MSGID : 0), date, from, id, hostname,
-	    df->crlf ? "\r\n" : "\n");
+		(df->has_from ? MAILMSG_HAS_FROM : 0) |
+		(df->has_msgid ? MAILMSG_HAS_MSGID : 0),
+	    date, from, id, hostname, df->crlf ? "\r\n" : "\n");
 	free(from);
 	return s;
 }

@@ -50,32 +50,32 @@
 #include "util.h"
 
 /* The default size limit of a dropped file, in bytes. */
-#define DROPFILE_SIZE_DEFAULT	((size_t)25 * 1024 * 1024)
+#define DROPFILE_SIZE_DEFAULT ((size_t)25 * 1024 * 1024)
 /* Envelope lines plus the header block must lie in the first
  * DROPFILE_HEAD_MAX bytes of the file (the caller reads that much). */
-#define DROPFILE_ENVLINES_MAX	((size_t)1024 * 1024)
-#define DROPFILE_HEAD_MAX	((size_t)2 * 1024 * 1024 + 1024)
+#define DROPFILE_ENVLINES_MAX ((size_t)1024 * 1024)
+#define DROPFILE_HEAD_MAX     ((size_t)2 * 1024 * 1024 + 1024)
 
 struct dropfile_opts {
-	const char	*hostname;	/* qualifies bare local parts; NULL:
+	const char *hostname;       /* qualifies bare local parts; NULL:
 					 * a bare local part is refused */
-	const char	*default_sender; /* when neither X-Sendq-Sender nor
+	const char *default_sender; /* when neither X-Sendq-Sender nor
 					 * From gives one; NULL: refuse */
-	size_t		 size_max;	/* limit on the whole file; 0 means
+	size_t      size_max;       /* limit on the whole file; 0 means
 					 * DROPFILE_SIZE_DEFAULT */
 };
 
 struct dropfile {
-	struct envelope	*env;	/* sender and recipients; id, uid and
+	struct envelope *env;    /* sender and recipients; id, uid and
 				 * created are the caller's to set */
-	char	*header;	/* header block to store (see above) */
-	size_t	 header_len;
-	size_t	 rest_off;	/* input[rest_off..] is stored verbatim */
-	size_t	 n_envlines;	/* envelope lines removed */
-	int	 crlf;		/* the file's lines end in CRLF */
-	int	 has_date;	/* the header has Date / From / Message-ID */
-	int	 has_from;
-	int	 has_msgid;
+	char            *header; /* header block to store (see above) */
+	size_t           header_len;
+	size_t           rest_off;   /* input[rest_off..] is stored verbatim */
+	size_t           n_envlines; /* envelope lines removed */
+	int              crlf;       /* the file's lines end in CRLF */
+	int              has_date; /* the header has Date / From / Message-ID */
+	int              has_from;
+	int              has_msgid;
 };
 
 /*
@@ -85,12 +85,11 @@ struct dropfile {
  * dropfile_fini), or SQ_EPARSE / SQ_ELIMIT with err, *df then empty.
  * Never blocks.
  */
-int	dropfile_parse(const char *head, size_t len, size_t total,
-	    const struct dropfile_opts *opts, struct dropfile *df,
-	    struct sq_err *err);
+int dropfile_parse(const char *head, size_t len, size_t total,
+    const struct dropfile_opts *opts, struct dropfile *df, struct sq_err *err);
 
 /* Release what dropfile_parse filled; a zeroed or released df is fine. */
-void	dropfile_fini(struct dropfile *df);
+void dropfile_fini(struct dropfile *df);
 
 /*
  * The fields to put before df->header: "Date: DATE", "From: SENDER"
@@ -101,7 +100,7 @@ void	dropfile_fini(struct dropfile *df);
  * reads the clock), id the queue id.  Returns a heap string (maybe
  * empty) the caller frees.
  */
-char	*dropfile_added_fields(const struct dropfile *df, const char *date,
-	    const char *id, const char *hostname);
+char *dropfile_added_fields(const struct dropfile *df, const char *date,
+    const char *id, const char *hostname);
 
 #endif

@@ -73,7 +73,7 @@
 #include "log.h"
 #include "util.h"
 
-#define ENVELOPE_MAGIC	"sendq-envelope 1"
+#define ENVELOPE_MAGIC "sendq-envelope 1"
 
 enum envelope_key {
 	ENVELOPE_KEY_ID,
@@ -155,9 +155,9 @@ envelope_xtext_valid(const char *s)
 
 		if (c == '+') {
 			if (!((p[1] >= '0' && p[1] <= '9') ||
-			    (p[1] >= 'A' && p[1] <= 'F')) ||
+				(p[1] >= 'A' && p[1] <= 'F')) ||
 			    !((p[2] >= '0' && p[2] <= '9') ||
-			    (p[2] >= 'A' && p[2] <= 'F')))
+				(p[2] >= 'A' && p[2] <= 'F')))
 				return 0;
 			p += 2;
 			continue;
@@ -171,9 +171,9 @@ envelope_xtext_valid(const char *s)
 char *
 envelope_xtext_encode(const char *raw)
 {
-	static const char hex[] = "0123456789ABCDEF";
+	static const char    hex[] = "0123456789ABCDEF";
 	const unsigned char *p;
-	char *out, *o;
+	char                *out, *o;
 
 	out = xmalloc(strlen(raw) * 3 + 1);
 	o = out;
@@ -195,8 +195,10 @@ envelope_notify_ok(unsigned notify)
 {
 	if (notify == ENVELOPE_NOTIFY_NEVER)
 		return 1;
-	return notify != 0 && (notify & ~(unsigned)(ENVELOPE_NOTIFY_SUCCESS |
-	    ENVELOPE_NOTIFY_FAILURE | ENVELOPE_NOTIFY_DELAY)) == 0;
+	return notify != 0 &&
+	    (notify &
+		~(unsigned)(ENVELOPE_NOTIFY_SUCCESS | ENVELOPE_NOTIFY_FAILURE |
+		    ENVELOPE_NOTIFY_DELAY)) == 0;
 }
 
 /* ORCPT: addr-type (letters, digits, '-') ';' xtext, at most
@@ -211,7 +213,7 @@ envelope_orcpt_ok(const char *v)
 		return 0;
 	for (c = v; c < semi; c++)
 		if (!((*c >= '0' && *c <= '9') || (*c >= 'A' && *c <= 'Z') ||
-		    (*c >= 'a' && *c <= 'z') || *c == '-'))
+			(*c >= 'a' && *c <= 'z') || *c == '-'))
 			return 0;
 	return envelope_xtext_valid(semi + 1);
 }
@@ -249,7 +251,7 @@ static const struct envelope_rcpt_dsn *
 envelope_dsn_lookup(const struct envelope *env, size_t i)
 {
 	const struct envelope_rcpt_dsn *d;
-	size_t j;
+	size_t                          j;
 
 	if (i >= env->n_rcpts || env->n_rcpt_dsn == 0)
 		return NULL;
@@ -285,8 +287,8 @@ static void
 envelope_dsn_align(struct envelope *env)
 {
 	const struct envelope_rcpt_dsn *d;
-	struct envelope_rcpt_dsn *nd;
-	size_t i;
+	struct envelope_rcpt_dsn       *nd;
+	size_t                          i;
 
 	for (i = 0; i < env->n_rcpts && env->n_rcpt_dsn == env->n_rcpts; i++)
 		if (strcmp(env->rcpt_dsn[i].addr, env->rcpts[i]) != 0)
@@ -299,7 +301,7 @@ envelope_dsn_align(struct envelope *env)
 		if ((d = envelope_dsn_lookup(env, i)) != NULL) {
 			nd[i].notify = d->notify;
 			nd[i].orcpt = d->orcpt != NULL ? xstrdup(d->orcpt) :
-			    NULL;
+							 NULL;
 		}
 	}
 	envelope_dsn_free(env->rcpt_dsn, env->n_rcpt_dsn);
@@ -377,7 +379,7 @@ void
 envelope_keep_rcpts(struct envelope *env, const int *keep)
 {
 	size_t i, kept = 0;
-	int dsn = env->n_rcpt_dsn > 0;
+	int    dsn = env->n_rcpt_dsn > 0;
 
 	if (dsn)
 		envelope_dsn_align(env);
@@ -424,7 +426,7 @@ static void
 envelope_format_line(struct buf *b, const char *key, const char *value)
 {
 	size_t i;
-	char c;
+	char   c;
 
 	if (buf_append_str(b, key) != 0)
 		log_fatalx("envelope too large");
@@ -448,8 +450,8 @@ static void
 envelope_format_params(struct buf *b, const struct envelope *env, size_t i)
 {
 	const struct envelope_rcpt_dsn *d;
-	char notify[32], *line;
-	int has_notify, has_orcpt;
+	char                            notify[32], *line;
+	int                             has_notify, has_orcpt;
 
 	if ((d = envelope_rcpt_dsn(env, i)) == NULL)
 		return;
@@ -469,15 +471,15 @@ char *
 envelope_format(const struct envelope *env, size_t *len)
 {
 	struct buf b;
-	char num[32];
-	size_t i;
-	char *out;
+	char       num[32];
+	size_t     i;
+	char      *out;
 
 	buf_init(&b, SIZE_MAX / 2);
 	envelope_format_line(&b, ENVELOPE_MAGIC, NULL);
 	envelope_format_line(&b, "id", env->id);
-	snprintf(num, sizeof(num), "%" PRId64, env->created < 0 ? 0 :
-	    env->created);
+	snprintf(num, sizeof(num), "%" PRId64,
+	    env->created < 0 ? 0 : env->created);
 	envelope_format_line(&b, "created", num);
 	snprintf(num, sizeof(num), "%ld", env->uid < 0 ? -1L : env->uid);
 	envelope_format_line(&b, "uid", num);
@@ -488,8 +490,8 @@ envelope_format(const struct envelope *env, size_t *len)
 	}
 	snprintf(num, sizeof(num), "%u", env->attempts);
 	envelope_format_line(&b, "attempts", num);
-	snprintf(num, sizeof(num), "%" PRId64, env->next_attempt < 0 ? 0 :
-	    env->next_attempt);
+	snprintf(num, sizeof(num), "%" PRId64,
+	    env->next_attempt < 0 ? 0 : env->next_attempt);
 	envelope_format_line(&b, "next_attempt", num);
 	if (env->last_error != NULL)
 		envelope_format_line(&b, "last_error", env->last_error);
@@ -499,8 +501,8 @@ envelope_format(const struct envelope *env, size_t *len)
 	if (env->warned)
 		envelope_format_line(&b, "warned", "1");
 	if (env->ret == ENVELOPE_RET_FULL || env->ret == ENVELOPE_RET_HDRS)
-		envelope_format_line(&b, "ret", env->ret == ENVELOPE_RET_FULL ?
-		    "FULL" : "HDRS");
+		envelope_format_line(&b, "ret",
+		    env->ret == ENVELOPE_RET_FULL ? "FULL" : "HDRS");
 	/* Checked values only, so that the result parses back. */
 	if (env->envid != NULL && strlen(env->envid) <= ENVELOPE_ENVID_MAX &&
 	    envelope_xtext_valid(env->envid))
@@ -521,7 +523,7 @@ static int
 envelope_parse_uint(const char *s, size_t len, uint64_t max, uint64_t *out)
 {
 	uint64_t v = 0;
-	size_t i;
+	size_t   i;
 
 	if (len == 0 || (len > 1 && s[0] == '0'))
 		return -1;
@@ -546,8 +548,8 @@ envelope_id_ok(const char *s, size_t len)
 		return 0;
 	for (i = 0; i < len; i++)
 		if (!((s[i] >= '0' && s[i] <= '9') ||
-		    (s[i] >= 'A' && s[i] <= 'Z') ||
-		    (s[i] >= 'a' && s[i] <= 'z')))
+			(s[i] >= 'A' && s[i] <= 'Z') ||
+			(s[i] >= 'a' && s[i] <= 'z')))
 			return 0;
 	return 1;
 }
@@ -572,8 +574,8 @@ static unsigned
 envelope_parse_notify(const char *w, const char *end)
 {
 	const char *c;
-	unsigned notify = 0, bit;
-	size_t n;
+	unsigned    notify = 0, bit;
+	size_t      n;
 
 	for (; w < end; w = c + 1) {
 		c = memchr(w, ',', (size_t)(end - w));
@@ -587,7 +589,8 @@ envelope_parse_notify(const char *w, const char *end)
 		    n == 7 && memcmp(w, "FAILURE", 7) == 0 ?
 		    ENVELOPE_NOTIFY_FAILURE :
 		    n == 5 && memcmp(w, "DELAY", 5) == 0 ?
-		    ENVELOPE_NOTIFY_DELAY : 0;
+		    ENVELOPE_NOTIFY_DELAY :
+		    0;
 		if (bit == 0 || (notify & bit))
 			return 0;
 		notify |= bit;
@@ -604,24 +607,29 @@ envelope_parse_params(struct envelope *env, const char *val, size_t vallen,
     size_t lineno, struct sq_err *err)
 {
 	const char *p = val, *end = val + vallen, *w, *we, *eq;
-	unsigned notify = 0;
-	char *orcpt = NULL;
-	uint64_t idx;
-	size_t n;
-	int seen_notify = 0, rc;
+	unsigned    notify = 0;
+	char       *orcpt = NULL;
+	uint64_t    idx;
+	size_t      n;
+	int         seen_notify = 0, rc;
 
 	w = memchr(p, ' ', vallen);
-	if (w == NULL || envelope_parse_uint(p, (size_t)(w - p), SIZE_MAX,
-	    &idx) != 0)
-		return envelope_parse_fail(err, lineno, "rcpt_params: bad "
-		    "recipient index", val, vallen);
+	if (w == NULL ||
+	    envelope_parse_uint(p, (size_t)(w - p), SIZE_MAX, &idx) != 0)
+		return envelope_parse_fail(err, lineno,
+		    "rcpt_params: bad "
+		    "recipient index",
+		    val, vallen);
 	if (idx >= env->n_rcpts)
-		return envelope_parse_fail(err, lineno, "rcpt_params: no such "
-		    "recipient (yet)", val, (size_t)(w - p));
-	if (idx < env->n_rcpt_dsn &&
-	    !envelope_dsn_empty(&env->rcpt_dsn[idx]))
-		return envelope_parse_fail(err, lineno, "rcpt_params: "
-		    "repeated for recipient", val, (size_t)(w - p));
+		return envelope_parse_fail(err, lineno,
+		    "rcpt_params: no such "
+		    "recipient (yet)",
+		    val, (size_t)(w - p));
+	if (idx < env->n_rcpt_dsn && !envelope_dsn_empty(&env->rcpt_dsn[idx]))
+		return envelope_parse_fail(err, lineno,
+		    "rcpt_params: "
+		    "repeated for recipient",
+		    val, (size_t)(w - p));
 	for (p = w + 1; p < end; p = we + 1) {
 		we = memchr(p, ' ', (size_t)(end - p));
 		if (we == NULL)
@@ -661,8 +669,10 @@ envelope_parse_params(struct envelope *env, const char *val, size_t vallen,
 		}
 	}
 	if (notify == 0 && orcpt == NULL) {
-		rc = envelope_parse_fail(err, lineno, "rcpt_params: no "
-		    "parameters", NULL, 0);
+		rc = envelope_parse_fail(err, lineno,
+		    "rcpt_params: no "
+		    "parameters",
+		    NULL, 0);
 		goto fail;
 	}
 	if (envelope_set_rcpt_dsn(env, (size_t)idx, notify, orcpt) != 0)
@@ -687,7 +697,8 @@ envelope_parse_chars(const char *line, size_t linelen, size_t lineno,
 		if (c < 0x20 || c == 0x7f)
 			return envelope_parse_fail(err, lineno,
 			    c == '\r' ? "carriage return in line" :
-			    "control character in line", NULL, 0);
+					"control character in line",
+			    NULL, 0);
 	}
 	return 0;
 }
@@ -697,8 +708,8 @@ envelope_parse_chars(const char *line, size_t linelen, size_t lineno,
  * SQ_EPARSE. */
 static int
 envelope_parse_key(const char *line, size_t linelen, size_t lineno,
-    unsigned seen[ENVELOPE_KEY_COUNT], enum envelope_key *k,
-    const char **val, size_t *vallen, struct sq_err *err)
+    unsigned seen[ENVELOPE_KEY_COUNT], enum envelope_key *k, const char **val,
+    size_t *vallen, struct sq_err *err)
 {
 	size_t keylen;
 
@@ -752,10 +763,10 @@ envelope_parse_number(struct envelope *env, enum envelope_key k,
 			    "bad attempt count", val, vallen);
 		env->attempts = (unsigned)num;
 		return 0;
-	default:	/* created, next_attempt */
+	default: /* created, next_attempt */
 		if (envelope_parse_uint(val, vallen, INT64_MAX, &num) != 0)
-			return envelope_parse_fail(err, lineno, "bad time",
-			    val, vallen);
+			return envelope_parse_fail(err, lineno, "bad time", val,
+			    vallen);
 		if (k == ENVELOPE_KEY_CREATED)
 			env->created = (int64_t)num;
 		else
@@ -767,8 +778,8 @@ envelope_parse_number(struct envelope *env, enum envelope_key k,
 /* The value of ret, held, warned or body (one word of a fixed set).  0
  * or SQ_EPARSE. */
 static int
-envelope_parse_word(struct envelope *env, enum envelope_key k,
-    const char *val, size_t vallen, size_t lineno, struct sq_err *err)
+envelope_parse_word(struct envelope *env, enum envelope_key k, const char *val,
+    size_t vallen, size_t lineno, struct sq_err *err)
 {
 	switch (k) {
 	case ENVELOPE_KEY_RET:
@@ -787,7 +798,7 @@ envelope_parse_word(struct envelope *env, enum envelope_key k,
 			return envelope_parse_fail(err, lineno,
 			    "bad body type (7bit or 8bit)", val, vallen);
 		return 0;
-	default:	/* held, warned */
+	default: /* held, warned */
 		if (vallen != 1 || (val[0] != '0' && val[0] != '1'))
 			return envelope_parse_fail(err, lineno,
 			    "bad flag (0 or 1)", val, vallen);
@@ -802,18 +813,17 @@ envelope_parse_word(struct envelope *env, enum envelope_key k,
 /* The value of key k into env (*ended set by the end line).  0 or
  * SQ_EPARSE. */
 static int
-envelope_parse_value(struct envelope *env, enum envelope_key k,
-    const char *val, size_t vallen, size_t lineno, int *ended,
-    struct sq_err *err)
+envelope_parse_value(struct envelope *env, enum envelope_key k, const char *val,
+    size_t vallen, size_t lineno, int *ended, struct sq_err *err)
 {
 	char *v;
-	int rc;
+	int   rc;
 
 	switch (k) {
 	case ENVELOPE_KEY_ID:
 		if (!envelope_id_ok(val, vallen))
-			return envelope_parse_fail(err, lineno,
-			    "bad queue id", val, vallen);
+			return envelope_parse_fail(err, lineno, "bad queue id",
+			    val, vallen);
 		memcpy(env->id, val, vallen);
 		env->id[vallen] = '\0';
 		return 0;
@@ -821,8 +831,7 @@ envelope_parse_value(struct envelope *env, enum envelope_key k,
 	case ENVELOPE_KEY_NEXT_ATTEMPT:
 	case ENVELOPE_KEY_UID:
 	case ENVELOPE_KEY_ATTEMPTS:
-		return envelope_parse_number(env, k, val, vallen, lineno,
-		    err);
+		return envelope_parse_number(env, k, val, vallen, lineno, err);
 	case ENVELOPE_KEY_SENDER:
 		free(env->sender);
 		env->sender = xstrndup(val, vallen);
@@ -841,7 +850,7 @@ envelope_parse_value(struct envelope *env, enum envelope_key k,
 	case ENVELOPE_KEY_ENVID:
 		v = xstrndup(val, vallen);
 		rc = vallen > ENVELOPE_ENVID_MAX ? -EINVAL :
-		    envelope_set_envid(env, v);
+						   envelope_set_envid(env, v);
 		free(v);
 		if (rc != 0)
 			return envelope_parse_fail(err, lineno,
@@ -868,8 +877,8 @@ envelope_parse_value(struct envelope *env, enum envelope_key k,
 /* After the last line: not empty, ended, and every required key seen.
  * 0 or SQ_EPARSE. */
 static int
-envelope_parse_complete(const unsigned seen[ENVELOPE_KEY_COUNT],
-    int ended, size_t lineno, struct sq_err *err)
+envelope_parse_complete(const unsigned seen[ENVELOPE_KEY_COUNT], int ended,
+    size_t lineno, struct sq_err *err)
 {
 	if (lineno == 0)
 		return sq_err_set(err, SQ_EPARSE, "envelope is empty");
@@ -880,9 +889,12 @@ envelope_parse_complete(const unsigned seen[ENVELOPE_KEY_COUNT],
 	    !seen[ENVELOPE_KEY_SENDER] || !seen[ENVELOPE_KEY_RCPT])
 		return envelope_parse_fail(err, lineno,
 		    !seen[ENVELOPE_KEY_ID] ? "missing key id" :
-		    !seen[ENVELOPE_KEY_CREATED] ? "missing key created" :
-		    !seen[ENVELOPE_KEY_SENDER] ? "missing key sender" :
-		    "missing key rcpt (no recipients)", NULL, 0);
+			!seen[ENVELOPE_KEY_CREATED] ?
+					     "missing key created" :
+			!seen[ENVELOPE_KEY_SENDER] ?
+					     "missing key sender" :
+					     "missing key rcpt (no recipients)",
+		    NULL, 0);
 	return 0;
 }
 
@@ -890,12 +902,12 @@ int
 envelope_parse(const char *text, size_t len, struct envelope **out,
     struct sq_err *err)
 {
-	struct envelope *env;
-	unsigned seen[ENVELOPE_KEY_COUNT] = { 0 };
-	const char *line, *nl, *val;
-	size_t pos = 0, lineno = 0, linelen, vallen;
+	struct envelope  *env;
+	unsigned          seen[ENVELOPE_KEY_COUNT] = { 0 };
+	const char       *line, *nl, *val;
+	size_t            pos = 0, lineno = 0, linelen, vallen;
 	enum envelope_key k;
-	int rc, ended = 0;
+	int               rc, ended = 0;
 
 	env = envelope_new();
 	while (pos < len) {
@@ -914,23 +926,24 @@ envelope_parse(const char *text, size_t len, struct envelope **out,
 			    "data after the end line", NULL, 0);
 			goto fail;
 		}
-		if ((rc = envelope_parse_chars(line, linelen, lineno,
-		    err)) != 0)
+		if ((rc = envelope_parse_chars(line, linelen, lineno, err)) !=
+		    0)
 			goto fail;
 		if (lineno == 1) {
 			if (linelen != strlen(ENVELOPE_MAGIC) ||
 			    memcmp(line, ENVELOPE_MAGIC, linelen) != 0) {
 				rc = envelope_parse_fail(err, lineno,
-				    "not a sendq envelope (expected \""
-				    ENVELOPE_MAGIC "\")", NULL, 0);
+				    "not a sendq envelope (expected \"" ENVELOPE_MAGIC
+				    "\")",
+				    NULL, 0);
 				goto fail;
 			}
 			continue;
 		}
 		if ((rc = envelope_parse_key(line, linelen, lineno, seen, &k,
-		    &val, &vallen, err)) != 0 ||
+			 &val, &vallen, err)) != 0 ||
 		    (rc = envelope_parse_value(env, k, val, vallen, lineno,
-		    &ended, err)) != 0)
+			 &ended, err)) != 0)
 			goto fail;
 	}
 	if ((rc = envelope_parse_complete(seen, ended, lineno, err)) != 0)

@@ -59,74 +59,75 @@
 #include "spool.h"
 #include "util.h"
 
-#define INTAKE_READ_MAX		(256 * 1024)	/* input held per session */
-#define INTAKE_WRITE_MAX	(64 * 1024)	/* output before we stop
+#define INTAKE_READ_MAX (256 * 1024) /* input held per session */
+#define INTAKE_WRITE_MAX \
+	(64 * 1024) /* output before we stop
 						 * reading commands */
-#define INTAKE_BACKLOG		128
-#define INTAKE_CLIENT_MAX	96
-#define INTAKE_SD_FDS_START	SERVICE_LISTEN_FDS_START
-#define INTAKE_SD_FDS_MAX	64
+#define INTAKE_BACKLOG      128
+#define INTAKE_CLIENT_MAX   96
+#define INTAKE_SD_FDS_START SERVICE_LISTEN_FDS_START
+#define INTAKE_SD_FDS_MAX   64
 
 struct intake_listener {
-	struct evconnlistener	*lev;
-	struct intake		*in;
-	char			 name[128];	/* for logs */
-	char			*unlink_path;	/* our unix socket file */
-	int			 is_unix;
+	struct evconnlistener *lev;
+	struct intake         *in;
+	char                   name[128];   /* for logs */
+	char                  *unlink_path; /* our unix socket file */
+	int                    is_unix;
 };
 
 struct intake_session {
-	struct intake		*in;
-	struct intake_session	*prev, *next;	/* in->sessions */
-	struct intake_session	*commit_next;	/* in->commit_list */
-	struct intake_session	*reap_next;	/* in->reap_list */
-	struct bufferevent	*bev;
-	struct intake_proto	*proto;
-	struct event		*timer;
-	char			 client[INTAKE_CLIENT_MAX];  /* log */
-	char			 rcvd[INTAKE_CLIENT_MAX];    /* Received: */
-	long			 uid;
-	int			 counted;	/* towards max_clients */
+	struct intake         *in;
+	struct intake_session *prev, *next; /* in->sessions */
+	struct intake_session *commit_next; /* in->commit_list */
+	struct intake_session *reap_next;   /* in->reap_list */
+	struct bufferevent    *bev;
+	struct intake_proto   *proto;
+	struct event          *timer;
+	char                   client[INTAKE_CLIENT_MAX]; /* log */
+	char                   rcvd[INTAKE_CLIENT_MAX];   /* Received: */
+	long                   uid;
+	int                    counted; /* towards max_clients */
 	/* The peer, for max_clients_per_peer: a uid (unix socket) or an
 	 * address (TCP, IPv4 as v4-mapped IPv6). */
-	int			 peer_is_uid;
-	unsigned char		 peer_addr[16];
-	uint64_t		 progress;	/* intake_proto_progress() when
+	int                  peer_is_uid;
+	unsigned char        peer_addr[16];
+	uint64_t             progress; /* intake_proto_progress() when
 						 * the timer was last armed */
-	struct spool_writer	*w;
-	struct envelope		*env;	/* being committed */
-	struct msgfix_scan	 scan;	/* the wire rules, msgfix.h */
-	struct msgfix_added	 added;	/* Date, Message-ID if missing */
-	char			 date[64];
-	struct buf		 fix;	/* msgfix's output, per chunk */
-	int			 write_rc;	/* first spool error */
-	char			 write_err[sizeof(((struct sq_err *)0)->msg)];
-	int			 committing;
-	int			 closing;	/* close once output is out */
-	int			 gone;		/* the client went away */
-	int			 dead;		/* on the reap list */
+	struct spool_writer *w;
+	struct envelope     *env;   /* being committed */
+	struct msgfix_scan   scan;  /* the wire rules, msgfix.h */
+	struct msgfix_added  added; /* Date, Message-ID if missing */
+	char                 date[64];
+	struct buf           fix;      /* msgfix's output, per chunk */
+	int                  write_rc; /* first spool error */
+	char                 write_err[sizeof(((struct sq_err *)0)->msg)];
+	int                  committing;
+	int                  closing; /* close once output is out */
+	int                  gone;    /* the client went away */
+	int                  dead;    /* on the reap list */
 };
 
 struct intake {
-	struct event_base	*base;
-	const struct config	*cfg;
-	struct spool		*sp;
-	char			 hostname[256];
-	struct rewrite		 rw;	/* [aliases], rewrite_sender */
-	struct intake_listener	*listeners;
-	size_t			 n_listeners;
-	struct intake_session	*sessions;
-	size_t			 n_sessions;	/* all */
-	size_t			 n_counted;	/* towards max_clients */
-	struct intake_session	*commit_list, **commit_tail;
-	struct event		*commit_ev;
-	struct intake_session	*reap_list;
-	struct event		*reap_ev;
-	struct event		*resume_ev;	/* listeners after EMFILE */
-	struct quota		 quota;		/* per-uid limits; zeroed: none */
+	struct event_base      *base;
+	const struct config    *cfg;
+	struct spool           *sp;
+	char                    hostname[256];
+	struct rewrite          rw; /* [aliases], rewrite_sender */
+	struct intake_listener *listeners;
+	size_t                  n_listeners;
+	struct intake_session  *sessions;
+	size_t                  n_sessions; /* all */
+	size_t                  n_counted;  /* towards max_clients */
+	struct intake_session  *commit_list, **commit_tail;
+	struct event           *commit_ev;
+	struct intake_session  *reap_list;
+	struct event           *reap_ev;
+	struct event           *resume_ev; /* listeners after EMFILE */
+	struct quota            quota;     /* per-uid limits; zeroed: none */
 };
 
-static void	intake_session_run(struct intake_session *s);
+static void intake_session_run(struct intake_session *s);
 
 /* ---------------------------------------------------------------- sessions */
 
@@ -174,7 +175,7 @@ intake_session_free(struct intake_session *s)
 static void
 intake_on_reap(evutil_socket_t fd, short what, void *arg)
 {
-	struct intake *in = arg;
+	struct intake         *in = arg;
 	struct intake_session *s;
 
 	(void)fd;
@@ -237,11 +238,11 @@ intake_session_fail_log(struct intake_session *s, int rc, const char *why)
 static int
 intake_session_admit(struct intake_session *s, uint64_t size, int written)
 {
-	struct intake *in = s->in;
+	struct intake         *in = s->in;
 	struct intake_session *o;
-	struct sq_err err = { 0 };
-	uint64_t msgs = 0, bytes = 0;
-	int rc;
+	struct sq_err          err = { 0 };
+	uint64_t               msgs = 0, bytes = 0;
+	int                    rc;
 
 	if ((rc = spool_space_ok(in->sp, written ? 0 : size, &err)) == 0) {
 		for (o = in->sessions; o != NULL; o = o->next)
@@ -254,10 +255,13 @@ intake_session_admit(struct intake_session *s, uint64_t size, int written)
 	if (rc == 0)
 		return 0;
 	log_warn("intake result=%s client=%s uid=%ld error=\"%s\"",
-	    rc == -EDQUOT ? "overquota" : intake_nospace(rc) ? "nospace" :
-	    "tempfail", s->client, s->uid, err.msg);
-	intake_proto_data_refuse(s->proto, rc == -EDQUOT ? err.msg :
-	    "Insufficient system storage, try again later");
+	    rc == -EDQUOT          ? "overquota" :
+		intake_nospace(rc) ? "nospace" :
+				     "tempfail",
+	    s->client, s->uid, err.msg);
+	intake_proto_data_refuse(s->proto,
+	    rc == -EDQUOT ? err.msg :
+			    "Insufficient system storage, try again later");
 	return rc;
 }
 
@@ -266,13 +270,12 @@ static void
 intake_session_data(struct intake_session *s)
 {
 	struct sq_err err = { 0 };
-	char date[64], *rcvd;
-	int rc;
+	char          date[64], *rcvd;
+	int           rc;
 
 	s->write_rc = 0;
 	s->write_err[0] = '\0';
-	if (intake_session_admit(s, intake_proto_txn(s->proto)->size,
-	    0) != 0)
+	if (intake_session_admit(s, intake_proto_txn(s->proto)->size, 0) != 0)
 		return;
 	if ((rc = spool_writer_begin(s->in->sp, &s->w, &err)) != 0) {
 		s->w = NULL;
@@ -281,8 +284,8 @@ intake_session_data(struct intake_session *s)
 		return;
 	}
 	mailmsg_date((int64_t)time(NULL), 1, date, sizeof(date));
-	rcvd = intake_proto_received(s->proto, s->rcvd,
-	    spool_writer_id(s->w), date);
+	rcvd = intake_proto_received(s->proto, s->rcvd, spool_writer_id(s->w),
+	    date);
 	/* The client's bytes go through msgfix: Date and Message-ID are
 	 * added at the end of its header when missing (never From: that
 	 * is the client's to give). */
@@ -314,7 +317,7 @@ static int
 intake_session_fix(struct intake_session *s)
 {
 	struct sq_err err = { 0 };
-	int rc;
+	int           rc;
 
 	s->fix.len = 0;
 	rc = msgfix_scan_end(&s->scan, &s->fix);
@@ -326,7 +329,7 @@ intake_session_fix(struct intake_session *s)
 		return 0;
 	if (rc != SQ_EPARSE) {
 		intake_session_spool_failed(s, rc, &err);
-		return 0;	/* answered as a spool failure */
+		return 0; /* answered as a spool failure */
 	}
 	log_warn("intake result=rejected client=%s uid=%ld reason=\"%s\"",
 	    s->client, s->uid, err.msg);
@@ -346,14 +349,15 @@ intake_session_end(struct intake_session *s)
 		return;
 	if (s->w == NULL) {
 		intake_session_fail_log(s, s->write_rc, s->write_err);
-		intake_proto_data_done(s->proto, intake_nospace(s->write_rc) ?
-		    INTAKE_PROTO_NOSPACE : INTAKE_PROTO_TEMPFAIL, NULL);
+		intake_proto_data_done(s->proto,
+		    intake_nospace(s->write_rc) ? INTAKE_PROTO_NOSPACE :
+						  INTAKE_PROTO_TEMPFAIL,
+		    NULL);
 		return;
 	}
 	/* Again with the real size: what was written may have taken the
 	 * spool below its reserve, or the uid over its byte limit. */
-	if (intake_session_admit(s, intake_proto_msg_size(s->proto),
-	    1) != 0) {
+	if (intake_session_admit(s, intake_proto_msg_size(s->proto), 1) != 0) {
 		spool_writer_abort(s->w);
 		s->w = NULL;
 		return;
@@ -372,8 +376,8 @@ static int
 intake_session_events(struct intake_session *s)
 {
 	struct intake_proto_event ev;
-	struct sq_err err = { 0 };
-	int rc;
+	struct sq_err             err = { 0 };
+	int                       rc;
 
 	while (intake_proto_next_event(s->proto, &ev)) {
 		switch (ev.type) {
@@ -385,7 +389,7 @@ intake_session_events(struct intake_session *s)
 				break;
 			s->fix.len = 0;
 			if (msgfix_scan_feed(&s->scan, ev.data, ev.len,
-			    &s->fix) != 0)
+				&s->fix) != 0)
 				log_fatalx("intake: msgfix output overflow");
 			rc = spool_writer_write(s->w, s->fix.data, s->fix.len,
 			    &err);
@@ -398,9 +402,10 @@ intake_session_events(struct intake_session *s)
 				s->w = NULL;
 			}
 			log_info("intake result=toobig client=%s uid=%ld "
-			    "limit=%llu", s->client, s->uid,
+				 "limit=%llu",
+			    s->client, s->uid,
 			    (unsigned long long)
-			    s->in->cfg->intake.max_message_size);
+				s->in->cfg->intake.max_message_size);
 			break;
 		case INTAKE_PROTO_EV_END:
 			intake_session_end(s);
@@ -418,7 +423,7 @@ static void
 intake_session_flush(struct intake_session *s)
 {
 	const char *data;
-	size_t len;
+	size_t      len;
 
 	intake_proto_output(s->proto, &data, &len);
 	if (len == 0)
@@ -435,10 +440,10 @@ intake_session_flush(struct intake_session *s)
 static void
 intake_session_run(struct intake_session *s)
 {
-	struct evbuffer *input, *output;
+	struct evbuffer      *input, *output;
 	struct evbuffer_iovec v;
-	size_t used;
-	int waiting, stalled = 0;
+	size_t                used;
+	int                   waiting, stalled = 0;
 
 	if (s->dead)
 		return;
@@ -449,7 +454,7 @@ intake_session_run(struct intake_session *s)
 		intake_session_flush(s);
 		if (s->closing || s->gone) {
 			if (s->committing)
-				return;	/* after the commit */
+				return; /* after the commit */
 			if (s->gone || evbuffer_get_length(output) == 0)
 				intake_session_kill(s);
 			else
@@ -459,9 +464,8 @@ intake_session_run(struct intake_session *s)
 		if (waiting || intake_proto_blocked(s->proto))
 			return;
 		if (evbuffer_get_length(output) > INTAKE_WRITE_MAX)
-			return;	/* the write callback resumes */
-		if (evbuffer_peek(input, -1, NULL, &v, 1) < 1 ||
-		    v.iov_len == 0)
+			return; /* the write callback resumes */
+		if (evbuffer_peek(input, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
 			return;
 		used = intake_proto_feed(s->proto, v.iov_base, v.iov_len);
 		evbuffer_drain(input, used);
@@ -482,8 +486,8 @@ intake_session_run_timed(struct intake_session *s)
 	uint64_t progress;
 
 	intake_session_run(s);
-	if (!s->dead && (progress = intake_proto_progress(s->proto)) !=
-	    s->progress) {
+	if (!s->dead &&
+	    (progress = intake_proto_progress(s->proto)) != s->progress) {
 		s->progress = progress;
 		intake_session_arm(s);
 	}
@@ -539,9 +543,9 @@ intake_on_timeout(evutil_socket_t fd, short what, void *arg)
  * in order.  intake_proto checked them already; one envelope.c refuses
  * anyway is left out with a warning rather than failing the message. */
 _Static_assert(INTAKE_PROTO_NOTIFY_NEVER == ENVELOPE_NOTIFY_NEVER &&
-    INTAKE_PROTO_NOTIFY_SUCCESS == ENVELOPE_NOTIFY_SUCCESS &&
-    INTAKE_PROTO_NOTIFY_FAILURE == ENVELOPE_NOTIFY_FAILURE &&
-    INTAKE_PROTO_NOTIFY_DELAY == ENVELOPE_NOTIFY_DELAY,
+	INTAKE_PROTO_NOTIFY_SUCCESS == ENVELOPE_NOTIFY_SUCCESS &&
+	INTAKE_PROTO_NOTIFY_FAILURE == ENVELOPE_NOTIFY_FAILURE &&
+	INTAKE_PROTO_NOTIFY_DELAY == ENVELOPE_NOTIFY_DELAY,
     "NOTIFY bits differ between intake_proto.h and envelope.h");
 
 static void
@@ -550,17 +554,18 @@ intake_dsn_params(struct envelope *env, const struct intake_proto_txn *t)
 	size_t j;
 
 	env->ret = t->ret == INTAKE_PROTO_RET_FULL ? ENVELOPE_RET_FULL :
-	    t->ret == INTAKE_PROTO_RET_HDRS ? ENVELOPE_RET_HDRS :
-	    ENVELOPE_RET_NONE;
+	    t->ret == INTAKE_PROTO_RET_HDRS        ? ENVELOPE_RET_HDRS :
+						     ENVELOPE_RET_NONE;
 	if (t->envid != NULL && envelope_set_envid(env, t->envid) != 0)
 		log_warn("intake: ENVID not kept (not valid xtext)");
 	for (j = 0; j < t->n_rcpts && j < env->n_rcpts; j++) {
 		if (t->rcpts[j].notify == 0 && t->rcpts[j].orcpt == NULL)
 			continue;
 		if (envelope_set_rcpt_dsn(env, j, t->rcpts[j].notify,
-		    t->rcpts[j].orcpt) != 0)
+			t->rcpts[j].orcpt) != 0)
 			log_warn("intake: NOTIFY/ORCPT of recipient %zu not "
-			    "kept (not valid)", j);
+				 "kept (not valid)",
+			    j);
 	}
 }
 
@@ -569,8 +574,8 @@ static struct envelope *
 intake_session_envelope(struct intake_session *s)
 {
 	const struct intake_proto_txn *t = intake_proto_txn(s->proto);
-	struct envelope *env = envelope_new();
-	size_t j;
+	struct envelope               *env = envelope_new();
+	size_t                         j;
 
 	envelope_set_sender(env, t->sender);
 	for (j = 0; j < t->n_rcpts; j++)
@@ -588,11 +593,12 @@ static void
 intake_log_queued(struct intake_session *s, const struct envelope *env)
 {
 	const struct intake_proto_txn *t = intake_proto_txn(s->proto);
-	char from[600];
+	char                           from[600];
 
 	sq_printable(from, sizeof(from), t->sender, strlen(t->sender));
 	log_info("intake msgid=%s client=%s uid=%ld from=<%s> nrcpt=%zu "
-	    "size=%llu", env->id, s->client, s->uid, from, t->n_rcpts,
+		 "size=%llu",
+	    env->id, s->client, s->uid, from, t->n_rcpts,
 	    (unsigned long long)intake_proto_msg_size(s->proto));
 	if (env->ret != ENVELOPE_RET_NONE || env->envid != NULL ||
 	    env->n_rcpt_dsn > 0) {
@@ -601,8 +607,10 @@ intake_log_queued(struct intake_session *s, const struct envelope *env)
 		sq_printable(envid, sizeof(envid), t->envid ? t->envid : "",
 		    t->envid ? strlen(t->envid) : 0);
 		log_debug("intake dsn msgid=%s ret=%s envid=%s", env->id,
-		    env->ret == ENVELOPE_RET_FULL ? "FULL" :
-		    env->ret == ENVELOPE_RET_HDRS ? "HDRS" : "-", envid);
+		    env->ret == ENVELOPE_RET_FULL     ? "FULL" :
+			env->ret == ENVELOPE_RET_HDRS ? "HDRS" :
+							"-",
+		    envid);
 	}
 }
 
@@ -612,20 +620,21 @@ static void
 intake_on_committed(void *arg, int rc, const struct sq_err *err)
 {
 	struct intake_session *s = arg;
-	struct intake *in = s->in;
-	struct envelope *env = s->env;
+	struct intake         *in = s->in;
+	struct envelope       *env = s->env;
 
 	s->env = NULL;
 	if (rc == 0) {
 		intake_log_queued(s, env);
 		metrics_count_accepted(METRICS_PATH_SMTP);
-		intake_proto_data_done(s->proto, INTAKE_PROTO_QUEUED,
-		    env->id);
+		intake_proto_data_done(s->proto, INTAKE_PROTO_QUEUED, env->id);
 		quota_queued(&in->quota, env->id);
 	} else {
 		intake_session_fail_log(s, rc, err->msg);
-		intake_proto_data_done(s->proto, intake_nospace(rc) ?
-		    INTAKE_PROTO_NOSPACE : INTAKE_PROTO_TEMPFAIL, NULL);
+		intake_proto_data_done(s->proto,
+		    intake_nospace(rc) ? INTAKE_PROTO_NOSPACE :
+					 INTAKE_PROTO_TEMPFAIL,
+		    NULL);
 	}
 	envelope_free(env);
 	s->committing = 0;
@@ -642,9 +651,9 @@ intake_on_committed(void *arg, int rc, const struct sq_err *err)
 static void
 intake_on_commit(evutil_socket_t fd, short what, void *arg)
 {
-	struct intake *in = arg;
+	struct intake         *in = arg;
 	struct intake_session *s, *list;
-	struct spool_writer *w;
+	struct spool_writer   *w;
 
 	(void)fd;
 	(void)what;
@@ -674,15 +683,16 @@ static int
 intake_allowed(const struct intake *in, const struct sockaddr *sa)
 {
 	const struct config_intake *ci = &in->cfg->intake;
-	unsigned char addr[16];
-	int family;
-	size_t i;
-	unsigned b;
+	unsigned char               addr[16];
+	int                         family;
+	size_t                      i;
+	unsigned                    b;
 
 	if (sa->sa_family == AF_INET) {
 		family = AF_INET;
-		memcpy(addr, &((const struct sockaddr_in *)(const void *)sa)->
-		    sin_addr, 4);
+		memcpy(addr,
+		    &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+		    4);
 	} else if (sa->sa_family == AF_INET6) {
 		const struct in6_addr *a6 =
 		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
@@ -695,7 +705,7 @@ intake_allowed(const struct intake *in, const struct sockaddr *sa)
 			memcpy(addr, a6->s6_addr, 16);
 		}
 	} else
-		return 1;	/* unix: local by definition */
+		return 1; /* unix: local by definition */
 	if (family == AF_INET && intake_v4_loopback(addr))
 		return 1;
 	if (family == AF_INET6 &&
@@ -720,9 +730,9 @@ static void
 intake_identify(struct intake_session *s, evutil_socket_t fd,
     const struct sockaddr *sa)
 {
-	char host[INET6_ADDRSTRLEN];
+	char         host[INET6_ADDRSTRLEN];
 	struct ucred cred;
-	socklen_t len = sizeof(cred);
+	socklen_t    len = sizeof(cred);
 
 	s->uid = -1;
 	s->peer_is_uid = 0;
@@ -751,7 +761,7 @@ intake_identify(struct intake_session *s, evutil_socket_t fd,
 		    (long)cred.pid);
 		snprintf(s->rcvd, sizeof(s->rcvd), "uid %ld", s->uid);
 	} else {
-		s->peer_is_uid = 1;	/* unknown uid -1: all share it */
+		s->peer_is_uid = 1; /* unknown uid -1: all share it */
 		snprintf(s->client, sizeof(s->client), "unix");
 		snprintf(s->rcvd, sizeof(s->rcvd), "local");
 	}
@@ -764,14 +774,14 @@ static unsigned
 intake_peer_sessions(const struct intake *in, const struct intake_session *s)
 {
 	const struct intake_session *o;
-	unsigned n = 0;
+	unsigned                     n = 0;
 
 	for (o = in->sessions; o != NULL; o = o->next) {
 		if (o == s || !o->counted || o->peer_is_uid != s->peer_is_uid)
 			continue;
 		if (s->peer_is_uid ? o->uid == s->uid :
-		    memcmp(o->peer_addr, s->peer_addr,
-		    sizeof(s->peer_addr)) == 0)
+				     memcmp(o->peer_addr, s->peer_addr,
+					 sizeof(s->peer_addr)) == 0)
 			n++;
 	}
 	return n;
@@ -781,13 +791,13 @@ static void
 intake_on_accept(struct evconnlistener *lev, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
-	struct intake_listener *l = arg;
-	struct intake *in = l->in;
+	struct intake_listener     *l = arg;
+	struct intake              *in = l->in;
 	const struct config_intake *ci = &in->cfg->intake;
-	struct intake_proto_params params;
-	struct intake_session *s;
-	struct sockaddr_storage peer;
-	socklen_t plen = sizeof(peer);
+	struct intake_proto_params  params;
+	struct intake_session      *s;
+	struct sockaddr_storage     peer;
+	socklen_t                   plen = sizeof(peer);
 
 	(void)lev;
 	/* A unix client's address is empty; read it for the family. */
@@ -814,12 +824,13 @@ intake_on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	} else if (in->n_counted >= ci->max_clients) {
 		params.greeting = INTAKE_PROTO_BUSY;
 		log_warn("intake: client=%s refused: max_clients (%u) "
-		    "reached", s->client, ci->max_clients);
+			 "reached",
+		    s->client, ci->max_clients);
 	} else if (ci->max_clients_per_peer > 0 &&
 	    intake_peer_sessions(in, s) >= ci->max_clients_per_peer) {
 		params.greeting = INTAKE_PROTO_PEER_BUSY;
 		log_warn("intake: client=%s uid=%ld refused: "
-		    "max_clients_per_peer (%u) reached for this %s",
+			 "max_clients_per_peer (%u) reached for this %s",
 		    s->client, s->uid, ci->max_clients_per_peer,
 		    s->peer_is_uid ? "uid" : "address");
 	} else {
@@ -850,7 +861,7 @@ static void
 intake_on_resume(evutil_socket_t fd, short what, void *arg)
 {
 	struct intake *in = arg;
-	size_t i;
+	size_t         i;
 
 	(void)fd;
 	(void)what;
@@ -863,9 +874,9 @@ static void
 intake_on_accept_error(struct evconnlistener *lev, void *arg)
 {
 	struct intake_listener *l = arg;
-	struct timeval tv = { 1, 0 };
-	int e = EVUTIL_SOCKET_ERROR();
-	size_t i;
+	struct timeval          tv = { 1, 0 };
+	int                     e = EVUTIL_SOCKET_ERROR();
+	size_t                  i;
 
 	(void)lev;
 	log_warn("intake: accept on %s: %s; pausing for a second", l->name,
@@ -883,12 +894,11 @@ intake_on_accept_error(struct evconnlistener *lev, void *arg)
  * into name (namesz bytes); a stale Unix socket of an earlier run is
  * removed.  Returns 0, or -errno with err. */
 static int
-intake_listen_addr(const struct config_listen *cl,
-    struct sockaddr_storage *ss, socklen_t *sslen, char *name,
-    size_t namesz, struct sq_err *err)
+intake_listen_addr(const struct config_listen *cl, struct sockaddr_storage *ss,
+    socklen_t *sslen, char *name, size_t namesz, struct sq_err *err)
 {
 	struct stat st;
-	int e;
+	int         e;
 
 	memset(ss, 0, sizeof(*ss));
 	switch (cl->kind) {
@@ -899,8 +909,10 @@ intake_listen_addr(const struct config_listen *cl,
 		sin->sin_family = AF_INET;
 		sin->sin_port = htons((uint16_t)cl->port);
 		if (inet_pton(AF_INET, cl->addr, &sin->sin_addr) != 1)
-			return sq_err_set(err, -EINVAL, "listen %s: bad "
-			    "address", name);
+			return sq_err_set(err, -EINVAL,
+			    "listen %s: bad "
+			    "address",
+			    name);
 		*sslen = sizeof(*sin);
 		break;
 	}
@@ -911,8 +923,10 @@ intake_listen_addr(const struct config_listen *cl,
 		sin6->sin6_family = AF_INET6;
 		sin6->sin6_port = htons((uint16_t)cl->port);
 		if (inet_pton(AF_INET6, cl->addr, &sin6->sin6_addr) != 1)
-			return sq_err_set(err, -EINVAL, "listen %s: bad "
-			    "address", name);
+			return sq_err_set(err, -EINVAL,
+			    "listen %s: bad "
+			    "address",
+			    name);
 		*sslen = sizeof(*sin6);
 		break;
 	}
@@ -922,19 +936,25 @@ intake_listen_addr(const struct config_listen *cl,
 		snprintf(name, namesz, "unix:%s", cl->addr);
 		sun->sun_family = AF_UNIX;
 		if (strlen(cl->addr) >= sizeof(sun->sun_path))
-			return sq_err_set(err, -ENAMETOOLONG, "listen %s: "
-			    "path too long", name);
+			return sq_err_set(err, -ENAMETOOLONG,
+			    "listen %s: "
+			    "path too long",
+			    name);
 		memcpy(sun->sun_path, cl->addr, strlen(cl->addr) + 1);
 		*sslen = sizeof(*sun);
 		/* A stale socket of an earlier run goes; nothing else. */
 		if (lstat(cl->addr, &st) == 0) {
 			if (!S_ISSOCK(st.st_mode))
-				return sq_err_set(err, -EEXIST, "listen %s: "
-				    "exists and is not a socket", name);
+				return sq_err_set(err, -EEXIST,
+				    "listen %s: "
+				    "exists and is not a socket",
+				    name);
 			if (unlink(cl->addr) != 0) {
 				e = errno;
-				return sq_err_set(err, -e, "listen %s: remove "
-				    "the old socket: %s", name, strerror(e));
+				return sq_err_set(err, -e,
+				    "listen %s: remove "
+				    "the old socket: %s",
+				    name, strerror(e));
 			}
 		}
 		break;
@@ -949,8 +969,8 @@ intake_bind(const struct config_listen *cl, char *name, size_t namesz,
     struct sq_err *err)
 {
 	struct sockaddr_storage ss;
-	socklen_t sslen = 0;
-	int fd = -1, on = 1, e;
+	socklen_t               sslen = 0;
+	int                     fd = -1, on = 1, e;
 
 	if ((e = intake_listen_addr(cl, &ss, &sslen, name, namesz, err)) != 0)
 		return e;
@@ -1006,8 +1026,10 @@ intake_add_listener(struct intake *in, int fd, const char *name,
 		close(fd);
 		if (unlink_path != NULL)
 			unlink(unlink_path);
-		return sq_err_set(err, -ENOMEM, "listen %s: cannot set up "
-		    "the listener", name);
+		return sq_err_set(err, -ENOMEM,
+		    "listen %s: cannot set up "
+		    "the listener",
+		    name);
 	}
 	evconnlistener_set_error_cb(l->lev, intake_on_accept_error);
 	if (unlink_path != NULL)
@@ -1029,14 +1051,14 @@ intake_sd_fds(void)
 }
 
 int
-intake_new(struct event_base *base, const struct config *cfg,
-    struct spool *sp, struct intake **out, struct sq_err *err)
+intake_new(struct event_base *base, const struct config *cfg, struct spool *sp,
+    struct intake **out, struct sq_err *err)
 {
 	const struct config_intake *ci = &cfg->intake;
-	struct intake *in;
-	char name[128];
-	int fd, n_sd, i, rc;
-	size_t k;
+	struct intake              *in;
+	char                        name[128];
+	int                         fd, n_sd, i, rc;
+	size_t                      k;
 
 	in = xcalloc(1, sizeof(*in));
 	in->base = base;
@@ -1062,14 +1084,15 @@ intake_new(struct event_base *base, const struct config *cfg,
 	if (n_sd > 0) {
 		if (ci->n_listen > 0)
 			log_info("intake: %d socket%s from systemd; [intake] "
-			    "listen is not used", n_sd, n_sd == 1 ? "" : "s");
+				 "listen is not used",
+			    n_sd, n_sd == 1 ? "" : "s");
 		for (i = 0; i < n_sd; i++) {
 			fd = INTAKE_SD_FDS_START + i;
 			fcntl(fd, F_SETFD, FD_CLOEXEC);
 			evutil_make_socket_nonblocking(fd);
 			snprintf(name, sizeof(name), "systemd fd %d", fd);
 			if ((rc = intake_add_listener(in, fd, name, NULL,
-			    err)) != 0)
+				 err)) != 0)
 				goto fail;
 		}
 	} else {
@@ -1082,7 +1105,9 @@ intake_new(struct event_base *base, const struct config *cfg,
 			}
 			rc = intake_add_listener(in, fd, name,
 			    ci->listen[k].kind == CONFIG_LISTEN_UNIX ?
-			    ci->listen[k].addr : NULL, err);
+				ci->listen[k].addr :
+				NULL,
+			    err);
 			if (rc != 0)
 				goto fail;
 		}
@@ -1098,7 +1123,7 @@ void
 intake_close_listeners(struct intake *in)
 {
 	struct intake_listener *l;
-	size_t i;
+	size_t                  i;
 
 	if (in == NULL)
 		return;

@@ -50,20 +50,20 @@ struct intake;
  * *out (free with intake_free), or -errno with err; nothing is left
  * open on failure.  Does not block (binding is immediate).
  */
-int	intake_new(struct event_base *base, const struct config *cfg,
-	    struct spool *sp, struct intake **out, struct sq_err *err);
+int intake_new(struct event_base *base, const struct config *cfg,
+    struct spool *sp, struct intake **out, struct sq_err *err);
 
 /* The per-uid limits and the way to the queue index's counts (copied);
  * without it (or with a zeroed one) there is no per-uid limit.  NULL is
  * accepted for in and q. */
 struct quota;
-void	intake_set_quota(struct intake *in, const struct quota *q);
+void intake_set_quota(struct intake *in, const struct quota *q);
 
 /* Stop accepting new clients (for a clean stop); sessions go on. */
-void	intake_close_listeners(struct intake *in);
+void intake_close_listeners(struct intake *in);
 
 /* The number of sessions open now (for status and tests). */
-size_t	intake_sessions(const struct intake *in);
+size_t intake_sessions(const struct intake *in);
 
 /*
  * Close every session (a message not yet acknowledged is dropped: its
@@ -71,6 +71,6 @@ size_t	intake_sessions(const struct intake *in);
  * socket files it made, free everything.  Call outside intake's own
  * callbacks, before event_base_free.  NULL accepted.
  */
-void	intake_free(struct intake *in);
+void intake_free(struct intake *in);
 
 #endif

@@ -57,41 +57,41 @@ enum intake_proto_dstate {
 	INTAKE_PROTO_D_CR,
 };
 
-#define INTAKE_PROTO_EVQ	4
-#define INTAKE_PROTO_HELO_MAX	255
+#define INTAKE_PROTO_EVQ      4
+#define INTAKE_PROTO_HELO_MAX 255
 
 struct intake_proto {
-	char		*hostname;
-	uint64_t	 max_size;
-	size_t		 max_rcpts;
-	int		 denied;	/* 554 greeting: only QUIT works */
+	char    *hostname;
+	uint64_t max_size;
+	size_t   max_rcpts;
+	int      denied; /* 554 greeting: only QUIT works */
 
 	enum intake_proto_state state;
-	struct buf	 out;
+	struct buf              out;
 
 	/* Command line being read. */
-	char		 line[INTAKE_PROTO_LINE_MAX + 1];
-	size_t		 line_len;
-	int		 discarding;	/* line too long: skip to LF */
-	unsigned	 errors;
-	unsigned	 max_junk;	/* 0 = no limit */
-	unsigned	 junk;		/* since the last accepted message */
-	uint64_t	 progress;	/* see intake_proto_progress() */
+	char     line[INTAKE_PROTO_LINE_MAX + 1];
+	size_t   line_len;
+	int      discarding; /* line too long: skip to LF */
+	unsigned errors;
+	unsigned max_junk; /* 0 = no limit */
+	unsigned junk;     /* since the last accepted message */
+	uint64_t progress; /* see intake_proto_progress() */
 
-	int		 helo_kind;	/* 0 none, 1 HELO, 2 EHLO */
-	char		 helo[INTAKE_PROTO_HELO_MAX + 1];
+	int                     helo_kind; /* 0 none, 1 HELO, 2 EHLO */
+	char                    helo[INTAKE_PROTO_HELO_MAX + 1];
 	struct intake_proto_txn txn;
 
 	/* DATA. */
 	enum intake_proto_dstate dstate;
-	uint64_t	 size;
-	int		 oversize;
-	char		 body[INTAKE_PROTO_BODY_CHUNK];
-	size_t		 body_len;
-	int		 body_out;	/* body[] was handed out */
+	uint64_t                 size;
+	int                      oversize;
+	char                     body[INTAKE_PROTO_BODY_CHUNK];
+	size_t                   body_len;
+	int                      body_out; /* body[] was handed out */
 
 	struct intake_proto_event evq[INTAKE_PROTO_EVQ];
-	size_t		 ev_head, n_ev;
+	size_t                    ev_head, n_ev;
 };
 
 static void
@@ -109,11 +109,11 @@ intake_proto_push(struct intake_proto *p, enum intake_proto_ev_type type,
 }
 
 static void SQ_PRINTF(2, 3)
-intake_proto_reply(struct intake_proto *p, const char *fmt, ...)
+    intake_proto_reply(struct intake_proto *p, const char *fmt, ...)
 {
-	char line[INTAKE_PROTO_LINE_MAX + 64];
+	char    line[INTAKE_PROTO_LINE_MAX + 64];
 	va_list ap;
-	int n;
+	int     n;
 
 	va_start(ap, fmt);
 	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
@@ -143,7 +143,7 @@ static void
 intake_proto_txn_reset(struct intake_proto *p)
 {
 	struct intake_proto_txn *t = &p->txn;
-	size_t i;
+	size_t                   i;
 
 	free(t->sender);
 	for (i = 0; i < t->n_rcpts; i++) {
@@ -157,9 +157,9 @@ intake_proto_txn_reset(struct intake_proto *p)
 
 /* A rejected command: reply, and end a session that keeps failing. */
 static void SQ_PRINTF(2, 3)
-intake_proto_error(struct intake_proto *p, const char *fmt, ...)
+    intake_proto_error(struct intake_proto *p, const char *fmt, ...)
 {
-	char line[INTAKE_PROTO_LINE_MAX + 64];
+	char    line[INTAKE_PROTO_LINE_MAX + 64];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -183,13 +183,15 @@ intake_proto_junk(struct intake_proto *p)
 {
 	if (p->max_junk == 0 || ++p->junk <= p->max_junk)
 		return 0;
-	intake_proto_reply(p, "421 4.7.0 %s Error: too many commands that "
-	    "carry no mail (at most %u), closing", p->hostname, p->max_junk);
+	intake_proto_reply(p,
+	    "421 4.7.0 %s Error: too many commands that "
+	    "carry no mail (at most %u), closing",
+	    p->hostname, p->max_junk);
 	intake_proto_close(p);
 	return 1;
 }
 
-static int	intake_proto_word(const char *s, const char *w);
+static int intake_proto_word(const char *s, const char *w);
 
 /* Is this command line junk: a command that carries no mail? */
 static int
@@ -202,7 +204,7 @@ intake_proto_is_junk(const struct intake_proto *p, const char *line)
 	if (intake_proto_word(line, "RCPT"))
 		return p->txn.sender != NULL && p->max_rcpts > 0 &&
 		    p->txn.n_rcpts >= p->max_rcpts;
-	return 1;	/* NOOP, RSET, VRFY, HELP, 502s, unknown, empty */
+	return 1; /* NOOP, RSET, VRFY, HELP, 502s, unknown, empty */
 }
 
 struct intake_proto *
@@ -211,8 +213,8 @@ intake_proto_new(const struct intake_proto_params *params)
 	struct intake_proto *p;
 
 	p = xcalloc(1, sizeof(*p));
-	p->hostname = xstrdup(params->hostname != NULL ? params->hostname :
-	    "localhost");
+	p->hostname = xstrdup(
+	    params->hostname != NULL ? params->hostname : "localhost");
 	p->max_size = params->max_message_size;
 	p->max_rcpts = params->max_recipients;
 	p->max_junk = params->max_junk_commands;
@@ -224,17 +226,23 @@ intake_proto_new(const struct intake_proto_params *params)
 		break;
 	case INTAKE_PROTO_DENY:
 		p->denied = 1;
-		intake_proto_reply(p, "554 5.7.1 %s ESMTP not available to "
-		    "this client (not in allow_networks)", p->hostname);
+		intake_proto_reply(p,
+		    "554 5.7.1 %s ESMTP not available to "
+		    "this client (not in allow_networks)",
+		    p->hostname);
 		break;
 	case INTAKE_PROTO_BUSY:
-		intake_proto_reply(p, "421 4.3.2 %s Service not available: "
-		    "too many connections, try again later", p->hostname);
+		intake_proto_reply(p,
+		    "421 4.3.2 %s Service not available: "
+		    "too many connections, try again later",
+		    p->hostname);
 		intake_proto_close(p);
 		break;
 	case INTAKE_PROTO_PEER_BUSY:
-		intake_proto_reply(p, "421 4.7.0 %s Error: too many "
-		    "connections from you, try again later", p->hostname);
+		intake_proto_reply(p,
+		    "421 4.7.0 %s Error: too many "
+		    "connections from you, try again later",
+		    p->hostname);
 		intake_proto_close(p);
 		break;
 	}
@@ -308,7 +316,7 @@ intake_proto_path(const char *s, const char *kw, char *addr, size_t addrsz,
     const char **rest)
 {
 	const char *a, *end;
-	size_t n;
+	size_t      n;
 
 	while (*s == ' ')
 		s++;
@@ -322,7 +330,7 @@ intake_proto_path(const char *s, const char *kw, char *addr, size_t addrsz,
 		a = s + 1;
 		if ((end = strchr(a, '>')) == NULL)
 			return -1;
-		if (*a == '@') {	/* source route: skip to ':' */
+		if (*a == '@') { /* source route: skip to ':' */
 			const char *colon = memchr(a, ':', (size_t)(end - a));
 
 			if (colon == NULL)
@@ -393,7 +401,7 @@ intake_proto_number(const char *s, uint64_t *v)
 static void
 intake_proto_cmd_helo(struct intake_proto *p, const char *arg, int ehlo)
 {
-	char name[INTAKE_PROTO_HELO_MAX + 1];
+	char   name[INTAKE_PROTO_HELO_MAX + 1];
 	size_t n;
 
 	while (*arg == ' ')
@@ -439,13 +447,14 @@ intake_proto_mail_value(struct intake_proto *p, const char *key,
     const char *value)
 {
 	struct intake_proto_txn *t = &p->txn;
-	uint64_t size = 0;
+	uint64_t                 size = 0;
 
 	if (strcasecmp(key, "SIZE") == 0) {
 		if (intake_proto_number(value, &size) != 0)
 			return 1;
 		if (p->max_size > 0 && size > p->max_size) {
-			intake_proto_error(p, "552 5.3.4 Message size "
+			intake_proto_error(p,
+			    "552 5.3.4 Message size "
 			    "exceeds fixed limit of %llu bytes",
 			    (unsigned long long)p->max_size);
 			return -1;
@@ -465,9 +474,8 @@ intake_proto_mail_value(struct intake_proto *p, const char *key,
 			t->ret = INTAKE_PROTO_RET_HDRS;
 		else
 			return 1;
-	} else {	/* ENVID */
-		if (*value == '\0' ||
-		    strlen(value) > INTAKE_PROTO_ENVID_MAX ||
+	} else { /* ENVID */
+		if (*value == '\0' || strlen(value) > INTAKE_PROTO_ENVID_MAX ||
 		    !intake_proto_xtext_valid(value))
 			return 1;
 		t->envid = xstrdup(value);
@@ -481,8 +489,8 @@ static int
 intake_proto_mail_params(struct intake_proto *p, char *rest)
 {
 	struct intake_proto_txn *t = &p->txn;
-	char shown[MAILMSG_ADDR_MAX + 2];
-	char *key, *value;
+	char                     shown[MAILMSG_ADDR_MAX + 2];
+	char                    *key, *value;
 	int seen_size = 0, seen_body = 0, seen_utf8 = 0, seen_ret = 0;
 	int seen_envid = 0, rc;
 
@@ -503,8 +511,10 @@ intake_proto_mail_params(struct intake_proto *p, char *rest)
 			seen = &seen_envid;
 		else {
 			sq_printable(shown, sizeof(shown), key, strlen(key));
-			intake_proto_error(p, "555 5.5.4 Unsupported option: "
-			    "%s", shown);
+			intake_proto_error(p,
+			    "555 5.5.4 Unsupported option: "
+			    "%s",
+			    shown);
 			return -1;
 		}
 		if (*seen) {
@@ -539,10 +549,10 @@ static void
 intake_proto_cmd_mail(struct intake_proto *p, char *arg)
 {
 	struct intake_proto_txn *t = &p->txn;
-	char addr[MAILMSG_ADDR_MAX + 2], shown[MAILMSG_ADDR_MAX + 2];
-	const char *crest;
+	char          addr[MAILMSG_ADDR_MAX + 2], shown[MAILMSG_ADDR_MAX + 2];
+	const char   *crest;
 	struct sq_err err = { 0 };
-	int rc;
+	int           rc;
 
 	if (p->helo_kind == 0) {
 		intake_proto_error(p, "503 5.5.1 Error: send HELO/EHLO first");
@@ -554,8 +564,10 @@ intake_proto_cmd_mail(struct intake_proto *p, char *arg)
 	}
 	rc = intake_proto_path(arg, "FROM:", addr, sizeof(addr), &crest);
 	if (rc == -2) {
-		intake_proto_error(p, "553 5.1.3 Sender address rejected: "
-		    "address too long (at most %d bytes)", MAILMSG_ADDR_MAX);
+		intake_proto_error(p,
+		    "553 5.1.3 Sender address rejected: "
+		    "address too long (at most %d bytes)",
+		    MAILMSG_ADDR_MAX);
 		return;
 	}
 	if (rc != 0) {
@@ -566,8 +578,10 @@ intake_proto_cmd_mail(struct intake_proto *p, char *arg)
 		goto fail;
 	sq_printable(shown, sizeof(shown), addr, strlen(addr));
 	if (addr[0] != '\0' && intake_proto_has_8bit(addr) && !t->smtputf8) {
-		intake_proto_error(p, "553 5.6.7 Sender address rejected: "
-		    "<%s> is not ASCII and SMTPUTF8 was not given", shown);
+		intake_proto_error(p,
+		    "553 5.6.7 Sender address rejected: "
+		    "<%s> is not ASCII and SMTPUTF8 was not given",
+		    shown);
 		goto fail;
 	}
 	if (addr[0] != '\0' && mailmsg_addr_valid(addr, 0, &err) != 0) {
@@ -588,7 +602,7 @@ static int
 intake_proto_notify(const char *v, unsigned *out)
 {
 	unsigned bits = 0, bit;
-	size_t n;
+	size_t   n;
 
 	for (;;) {
 		n = strcspn(v, ",");
@@ -635,11 +649,11 @@ intake_proto_cmd_rcpt(struct intake_proto *p, char *arg)
 {
 	struct intake_proto_txn *t = &p->txn;
 	struct intake_proto_rcpt r = { 0 };
-	char addr[MAILMSG_ADDR_MAX + 2], shown[MAILMSG_ADDR_MAX + 2];
-	char *rest, *key, *value, *full = NULL;
-	const char *crest;
+	char          addr[MAILMSG_ADDR_MAX + 2], shown[MAILMSG_ADDR_MAX + 2];
+	char         *rest, *key, *value, *full = NULL;
+	const char   *crest;
 	struct sq_err err = { 0 };
-	int seen_notify = 0, rc;
+	int           seen_notify = 0, rc;
 
 	if (t->sender == NULL) {
 		intake_proto_error(p, "503 5.5.1 Error: need MAIL command");
@@ -647,8 +661,10 @@ intake_proto_cmd_rcpt(struct intake_proto *p, char *arg)
 	}
 	rc = intake_proto_path(arg, "TO:", addr, sizeof(addr), &crest);
 	if (rc == -2) {
-		intake_proto_error(p, "553 5.1.3 Recipient address rejected: "
-		    "address too long (at most %d bytes)", MAILMSG_ADDR_MAX);
+		intake_proto_error(p,
+		    "553 5.1.3 Recipient address rejected: "
+		    "address too long (at most %d bytes)",
+		    MAILMSG_ADDR_MAX);
 		return;
 	}
 	if (rc != 0 || addr[0] == '\0') {
@@ -656,8 +672,10 @@ intake_proto_cmd_rcpt(struct intake_proto *p, char *arg)
 		return;
 	}
 	if (p->max_rcpts > 0 && t->n_rcpts >= p->max_rcpts) {
-		intake_proto_reply(p, "452 4.5.3 Error: too many recipients "
-		    "(at most %zu per message)", p->max_rcpts);
+		intake_proto_reply(p,
+		    "452 4.5.3 Error: too many recipients "
+		    "(at most %zu per message)",
+		    p->max_rcpts);
 		return;
 	}
 	rest = arg + (crest - arg);
@@ -676,8 +694,10 @@ intake_proto_cmd_rcpt(struct intake_proto *p, char *arg)
 				goto bad_value;
 			r.orcpt = xstrdup(value);
 		} else {
-			intake_proto_error(p, "555 5.5.4 Unsupported option: "
-			    "%s", shown);
+			intake_proto_error(p,
+			    "555 5.5.4 Unsupported option: "
+			    "%s",
+			    shown);
 			goto fail;
 		}
 	}
@@ -685,13 +705,16 @@ intake_proto_cmd_rcpt(struct intake_proto *p, char *arg)
 	if (strchr(addr, '@') == NULL && strcasecmp(addr, "postmaster") == 0)
 		full = xasprintf("postmaster@%s", p->hostname);
 	else if (intake_proto_has_8bit(addr) && !t->smtputf8) {
-		intake_proto_error(p, "553 5.6.7 Recipient address rejected: "
+		intake_proto_error(p,
+		    "553 5.6.7 Recipient address rejected: "
 		    "<%s> is not ASCII and SMTPUTF8 was not given on MAIL",
 		    shown);
 		goto fail;
 	} else if (mailmsg_addr_valid(addr, 0, &err) != 0) {
-		intake_proto_error(p, "553 5.1.3 Recipient address rejected: "
-		    "%s", err.msg);
+		intake_proto_error(p,
+		    "553 5.1.3 Recipient address rejected: "
+		    "%s",
+		    err.msg);
 		goto fail;
 	} else
 		full = xstrdup(addr);
@@ -733,7 +756,7 @@ intake_proto_cmd_data(struct intake_proto *p, const char *arg)
 static void
 intake_proto_command(struct intake_proto *p, char *line, size_t len)
 {
-	char *arg;
+	char  *arg;
 	size_t vlen;
 
 	if (strlen(line) != len) {
@@ -778,23 +801,26 @@ intake_proto_command(struct intake_proto *p, char *line, size_t len)
 		if (*arg == '\0')
 			intake_proto_error(p, "501 5.5.4 Syntax: VRFY address");
 		else
-			intake_proto_reply(p, "252 2.0.0 Cannot VRFY user, but "
+			intake_proto_reply(p,
+			    "252 2.0.0 Cannot VRFY user, but "
 			    "will accept message and attempt delivery");
 	} else if (intake_proto_word(line, "HELP"))
-		intake_proto_reply(p, "214 2.0.0 Commands: EHLO HELO MAIL "
+		intake_proto_reply(p,
+		    "214 2.0.0 Commands: EHLO HELO MAIL "
 		    "RCPT DATA RSET NOOP VRFY HELP QUIT");
 	else if (intake_proto_word(line, "STARTTLS") ||
 	    intake_proto_word(line, "AUTH") ||
 	    intake_proto_word(line, "BDAT") ||
 	    intake_proto_word(line, "EXPN") ||
-	    intake_proto_word(line, "ETRN") ||
-	    intake_proto_word(line, "TURN"))
-		intake_proto_error(p, "502 5.5.1 Error: command not "
+	    intake_proto_word(line, "ETRN") || intake_proto_word(line, "TURN"))
+		intake_proto_error(p,
+		    "502 5.5.1 Error: command not "
 		    "implemented");
 	else if (len == 0)
 		intake_proto_error(p, "500 5.5.2 Error: bad syntax");
 	else
-		intake_proto_error(p, "500 5.5.2 Error: command not "
+		intake_proto_error(p,
+		    "500 5.5.2 Error: command not "
 		    "recognized");
 }
 
@@ -811,7 +837,8 @@ intake_proto_feed_cmd(struct intake_proto *p, const char *s, size_t len)
 			if (p->discarding) {
 				p->discarding = 0;
 				p->line_len = 0;
-				intake_proto_error(p, "500 5.5.2 Error: line too "
+				intake_proto_error(p,
+				    "500 5.5.2 Error: line too "
 				    "long (at most %d bytes)",
 				    INTAKE_PROTO_LINE_MAX);
 			} else {
@@ -823,7 +850,7 @@ intake_proto_feed_cmd(struct intake_proto *p, const char *s, size_t len)
 				p->line_len = 0;
 				intake_proto_command(p, p->line, n);
 			}
-			return i + 1;	/* one command per step */
+			return i + 1; /* one command per step */
 		}
 		if (p->discarding)
 			continue;
@@ -841,8 +868,7 @@ intake_proto_feed_cmd(struct intake_proto *p, const char *s, size_t len)
 /* Store n bytes that stood for wire bytes on the wire; the caller made
  * sure there is room. */
 static void
-intake_proto_put(struct intake_proto *p, const char *s, size_t n,
-    size_t wire)
+intake_proto_put(struct intake_proto *p, const char *s, size_t n, size_t wire)
 {
 	p->size += wire;
 	if (!p->oversize && p->max_size > 0 && p->size > p->max_size) {
@@ -864,7 +890,8 @@ intake_proto_data_end(struct intake_proto *p)
 		    p->body_len);
 	p->body_out = 1;
 	if (p->oversize) {
-		intake_proto_reply(p, "552 5.3.4 Error: message size exceeds "
+		intake_proto_reply(p,
+		    "552 5.3.4 Error: message size exceeds "
 		    "fixed limit of %llu bytes",
 		    (unsigned long long)p->max_size);
 		intake_proto_txn_reset(p);
@@ -882,8 +909,9 @@ intake_proto_line_run(const char *s, size_t n)
 	const char *lf = memchr(s, '\n', n);
 	const char *cr = memchr(s, '\r', lf != NULL ? (size_t)(lf - s) : n);
 
-	return cr != NULL ? (size_t)(cr - s) : lf != NULL ?
-	    (size_t)(lf - s) : n;
+	return cr != NULL ? (size_t)(cr - s) :
+	    lf != NULL    ? (size_t)(lf - s) :
+			    n;
 }
 
 /* Message bytes; returns how many were taken.  Stops when the chunk
@@ -893,7 +921,7 @@ static size_t
 intake_proto_feed_data(struct intake_proto *p, const char *s, size_t len)
 {
 	size_t i = 0, run, room;
-	char c;
+	char   c;
 
 	while (i < len && p->n_ev == 0) {
 		room = sizeof(p->body) - p->body_len;
@@ -922,7 +950,7 @@ intake_proto_feed_data(struct intake_proto *p, const char *s, size_t len)
 				p->dstate = INTAKE_PROTO_D_MID;
 				i++;
 			} else
-				p->dstate = INTAKE_PROTO_D_MID;	/* unstuff */
+				p->dstate = INTAKE_PROTO_D_MID; /* unstuff */
 			continue;
 		case INTAKE_PROTO_D_DOTCR:
 			if (c == '\n') {
@@ -930,7 +958,7 @@ intake_proto_feed_data(struct intake_proto *p, const char *s, size_t len)
 				intake_proto_data_end(p);
 				return i;
 			}
-			p->dstate = INTAKE_PROTO_D_CR;	/* dot dropped */
+			p->dstate = INTAKE_PROTO_D_CR; /* dot dropped */
 			continue;
 		case INTAKE_PROTO_D_CR:
 			/* A bare CR is stored as the line break the relay
@@ -958,8 +986,8 @@ intake_proto_feed_data(struct intake_proto *p, const char *s, size_t len)
 				i++;
 				continue;
 			}
-			run = intake_proto_line_run(s + i, len - i < room ?
-			    len - i : room);
+			run = intake_proto_line_run(s + i,
+			    len - i < room ? len - i : room);
 			intake_proto_put(p, s + i, run, run);
 			i += run;
 			continue;
@@ -977,7 +1005,7 @@ size_t
 intake_proto_feed(struct intake_proto *p, const void *data, size_t len)
 {
 	const char *s = data;
-	size_t used = 0;
+	size_t      used = 0;
 
 	if (p->body_out && p->n_ev == 0) {
 		p->body_len = 0;
@@ -1009,8 +1037,7 @@ intake_proto_feed(struct intake_proto *p, const void *data, size_t len)
 }
 
 int
-intake_proto_next_event(struct intake_proto *p,
-    struct intake_proto_event *ev)
+intake_proto_next_event(struct intake_proto *p, struct intake_proto_event *ev)
 {
 	if (p->n_ev == 0)
 		return 0;
@@ -1026,7 +1053,8 @@ intake_proto_data_start(struct intake_proto *p, int ok)
 	if (p->state != INTAKE_PROTO_S_WAIT_DATA)
 		log_fatalx("intake_proto: data_start without DATA");
 	if (!ok) {
-		intake_proto_reply(p, "452 4.3.1 Insufficient system storage, "
+		intake_proto_reply(p,
+		    "452 4.3.1 Insufficient system storage, "
 		    "try again later");
 		p->state = INTAKE_PROTO_S_CMD;
 		intake_proto_junk(p);
@@ -1042,8 +1070,8 @@ intake_proto_data_start(struct intake_proto *p, int ok)
 }
 
 void
-intake_proto_data_done(struct intake_proto *p,
-    enum intake_proto_result result, const char *id)
+intake_proto_data_done(struct intake_proto *p, enum intake_proto_result result,
+    const char *id)
 {
 	char shown[64];
 
@@ -1057,11 +1085,13 @@ intake_proto_data_done(struct intake_proto *p,
 		p->junk = 0;
 		break;
 	case INTAKE_PROTO_NOSPACE:
-		intake_proto_reply(p, "452 4.3.1 Insufficient system storage, "
+		intake_proto_reply(p,
+		    "452 4.3.1 Insufficient system storage, "
 		    "try again later");
 		break;
 	case INTAKE_PROTO_TEMPFAIL:
-		intake_proto_reply(p, "451 4.3.0 Error: local error in "
+		intake_proto_reply(p,
+		    "451 4.3.0 Error: local error in "
 		    "processing, try again later");
 		break;
 	case INTAKE_PROTO_REJECTED: {
@@ -1159,7 +1189,7 @@ intake_proto_received(const struct intake_proto *p, const char *client,
     const char *id, const char *date)
 {
 	const char *proto, *helo = p->helo_kind != 0 ? p->helo : "unknown";
-	char *forpart, *out;
+	char       *forpart, *out;
 
 	if (p->txn.smtputf8)
 		proto = "UTF8SMTP";
@@ -1170,8 +1200,8 @@ intake_proto_received(const struct intake_proto *p, const char *client,
 	else
 		forpart = xstrdup("");
 	out = xasprintf("Received: from %s (%s)\n\tby %s (sendq) with %s id "
-	    "%s%s; %s\n", helo, client, p->hostname, proto, id, forpart,
-	    date);
+			"%s%s; %s\n",
+	    helo, client, p->hostname, proto, id, forpart, date);
 	free(forpart);
 	return out;
 }

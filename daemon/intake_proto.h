@@ -77,75 +77,75 @@
 
 /* A command line, its CRLF included (RFC 5321 allows 512; SMTPUTF8 and
  * DSN parameters make longer lines legitimate). */
-#define INTAKE_PROTO_LINE_MAX		1000
+#define INTAKE_PROTO_LINE_MAX 1000
 /* Body bytes handed over per EV_BODY at most. */
-#define INTAKE_PROTO_BODY_CHUNK		16384
+#define INTAKE_PROTO_BODY_CHUNK 16384
 /* Output buffered at most: feed() stops taking commands above
  * INTAKE_PROTO_OUT_WATERMARK until the driver drains it. */
-#define INTAKE_PROTO_OUT_WATERMARK	16384
-#define INTAKE_PROTO_OUT_MAX		65536
+#define INTAKE_PROTO_OUT_WATERMARK 16384
+#define INTAKE_PROTO_OUT_MAX       65536
 /* Rejected commands before the session is ended. */
-#define INTAKE_PROTO_ERRORS_MAX		20
+#define INTAKE_PROTO_ERRORS_MAX 20
 /* ENVID: at most 100 characters (RFC 3461 4.4). */
-#define INTAKE_PROTO_ENVID_MAX		100
+#define INTAKE_PROTO_ENVID_MAX 100
 /* ORCPT: at most 500 characters (RFC 3461 4.2). */
-#define INTAKE_PROTO_ORCPT_MAX		500
+#define INTAKE_PROTO_ORCPT_MAX 500
 
 /* How the session starts. */
 enum intake_proto_greeting {
-	INTAKE_PROTO_GREET,	/* 220 HOST ESMTP sendq */
-	INTAKE_PROTO_DENY,	/* 554 5.7.1: client not in allow_networks;
+	INTAKE_PROTO_GREET,     /* 220 HOST ESMTP sendq */
+	INTAKE_PROTO_DENY,      /* 554 5.7.1: client not in allow_networks;
 				 * every command but QUIT then gets 503 */
-	INTAKE_PROTO_BUSY,	/* 421 4.3.2: too many clients; then
+	INTAKE_PROTO_BUSY,      /* 421 4.3.2: too many clients; then
 				 * EV_CLOSE */
-	INTAKE_PROTO_PEER_BUSY,	/* 421 4.7.0: too many sessions of this
+	INTAKE_PROTO_PEER_BUSY, /* 421 4.7.0: too many sessions of this
 				 * peer (uid or address); then EV_CLOSE */
 };
 
 struct intake_proto_params {
-	const char	*hostname;	/* in the greeting, EHLO and replies;
+	const char *hostname;         /* in the greeting, EHLO and replies;
 					 * copied */
-	uint64_t	 max_message_size; /* SIZE; 0 = no limit */
-	size_t		 max_recipients;   /* per message; 0 = no limit */
+	uint64_t    max_message_size; /* SIZE; 0 = no limit */
+	size_t      max_recipients;   /* per message; 0 = no limit */
 	enum intake_proto_greeting greeting;
-	unsigned	 max_junk_commands; /* per session (see above); 0 = no
+	unsigned max_junk_commands; /* per session (see above); 0 = no
 					 * limit */
 };
 
 /* NOTIFY= of a recipient (RFC 3461); 0 = not given. */
-#define INTAKE_PROTO_NOTIFY_NEVER	0x1
-#define INTAKE_PROTO_NOTIFY_SUCCESS	0x2
-#define INTAKE_PROTO_NOTIFY_FAILURE	0x4
-#define INTAKE_PROTO_NOTIFY_DELAY	0x8
+#define INTAKE_PROTO_NOTIFY_NEVER   0x1
+#define INTAKE_PROTO_NOTIFY_SUCCESS 0x2
+#define INTAKE_PROTO_NOTIFY_FAILURE 0x4
+#define INTAKE_PROTO_NOTIFY_DELAY   0x8
 
 enum intake_proto_ret {
-	INTAKE_PROTO_RET_NONE,		/* RET= not given */
+	INTAKE_PROTO_RET_NONE, /* RET= not given */
 	INTAKE_PROTO_RET_FULL,
 	INTAKE_PROTO_RET_HDRS,
 };
 
 enum intake_proto_body {
-	INTAKE_PROTO_BODY_NONE,		/* BODY= not given */
+	INTAKE_PROTO_BODY_NONE, /* BODY= not given */
 	INTAKE_PROTO_BODY_7BIT,
 	INTAKE_PROTO_BODY_8BITMIME,
 };
 
 struct intake_proto_rcpt {
-	char		*addr;		/* validated addr-spec */
-	unsigned	 notify;	/* INTAKE_PROTO_NOTIFY_* */
-	char		*orcpt;		/* "type;xtext" as given, or NULL */
+	char    *addr;   /* validated addr-spec */
+	unsigned notify; /* INTAKE_PROTO_NOTIFY_* */
+	char    *orcpt;  /* "type;xtext" as given, or NULL */
 };
 
 /* The transaction being assembled (valid from MAIL to the end of DATA). */
 struct intake_proto_txn {
-	char		*sender;	/* "" = null sender; NULL = no MAIL */
+	char                     *sender; /* "" = null sender; NULL = no MAIL */
 	struct intake_proto_rcpt *rcpts;
-	size_t		 n_rcpts;
-	enum intake_proto_ret ret;
-	char		*envid;		/* ENVID= xtext as given, or NULL */
-	enum intake_proto_body body;
-	int		 smtputf8;	/* SMTPUTF8 given on MAIL */
-	uint64_t	 size;		/* SIZE= given, 0 = none */
+	size_t                    n_rcpts;
+	enum intake_proto_ret     ret;
+	char                     *envid; /* ENVID= xtext as given, or NULL */
+	enum intake_proto_body    body;
+	int                       smtputf8; /* SMTPUTF8 given on MAIL */
+	uint64_t                  size;     /* SIZE= given, 0 = none */
 };
 
 enum intake_proto_ev_type {
@@ -169,16 +169,16 @@ enum intake_proto_ev_type {
 
 struct intake_proto_event {
 	enum intake_proto_ev_type type;
-	const char	*data;		/* EV_BODY */
-	size_t		 len;
+	const char               *data; /* EV_BODY */
+	size_t                    len;
 };
 
 /* Outcome of making the message durable, for intake_proto_data_done. */
 enum intake_proto_result {
-	INTAKE_PROTO_QUEUED,	/* 250 2.0.0 Ok: queued as ID */
-	INTAKE_PROTO_NOSPACE,	/* 452 4.3.1 Insufficient system storage */
-	INTAKE_PROTO_TEMPFAIL,	/* 451 4.3.0 Local error in processing */
-	INTAKE_PROTO_REJECTED,	/* 554 5.6.0 Message refused: REASON (the
+	INTAKE_PROTO_QUEUED,   /* 250 2.0.0 Ok: queued as ID */
+	INTAKE_PROTO_NOSPACE,  /* 452 4.3.1 Insufficient system storage */
+	INTAKE_PROTO_TEMPFAIL, /* 451 4.3.0 Local error in processing */
+	INTAKE_PROTO_REJECTED, /* 554 5.6.0 Message refused: REASON (the
 				 * content cannot be relayed as it is and
 				 * cannot be re-encoded: msgfix.h; X.6.0 is
 				 * RFC 3463's "other media error") */
@@ -188,9 +188,8 @@ struct intake_proto;
 
 /* A new session; the greeting is already in the output.  Free with
  * intake_proto_free (NULL accepted). */
-struct intake_proto	*intake_proto_new(
-			    const struct intake_proto_params *params);
-void	intake_proto_free(struct intake_proto *p);
+struct intake_proto *intake_proto_new(const struct intake_proto_params *params);
+void                 intake_proto_free(struct intake_proto *p);
 
 /*
  * Feed client bytes.  Returns how many of the len bytes were taken:
@@ -200,24 +199,23 @@ void	intake_proto_free(struct intake_proto *p);
  * ever taken again, and bytes after QUIT are ignored).  Feed the rest
  * after handling the event / draining the output.  Never blocks.
  */
-size_t	intake_proto_feed(struct intake_proto *p, const void *data,
-	    size_t len);
+size_t intake_proto_feed(struct intake_proto *p, const void *data, size_t len);
 
 /* The next event: 1 and *ev, or 0 when there is none.  Pop events after
  * every feed() and after data_start()/data_done()/timeout(). */
-int	intake_proto_next_event(struct intake_proto *p,
-	    struct intake_proto_event *ev);
+int
+intake_proto_next_event(struct intake_proto *p, struct intake_proto_event *ev);
 
 /* After EV_DATA: ok non-zero answers 354; zero answers 452 4.3.1 (the
  * spool cannot take a message now) and keeps the transaction. */
-void	intake_proto_data_start(struct intake_proto *p, int ok);
+void intake_proto_data_start(struct intake_proto *p, int ok);
 
 /* After EV_END: the reply to the final dot.  id (the queue id) is needed
  * with INTAKE_PROTO_QUEUED; with INTAKE_PROTO_REJECTED it is the reason
  * (one line, made printable); ignored otherwise.  Either way the
  * transaction ends. */
-void	intake_proto_data_done(struct intake_proto *p,
-	    enum intake_proto_result result, const char *id);
+void intake_proto_data_done(struct intake_proto *p,
+    enum intake_proto_result result, const char *id);
 
 /*
  * After EV_DATA or EV_END: refuse the message for a reason the driver
@@ -226,35 +224,34 @@ void	intake_proto_data_done(struct intake_proto *p,
  * transaction is kept (as data_start(0)); after EV_END it ends.  Counts
  * as a junk command, so a client cannot retry forever within a session.
  */
-void	intake_proto_data_refuse(struct intake_proto *p, const char *text);
+void intake_proto_data_refuse(struct intake_proto *p, const char *text);
 
 /* A number that grows with every command that is not junk and every
  * chunk of message data taken: the driver restarts its inactivity timer
  * only when it changed. */
-uint64_t	intake_proto_progress(const struct intake_proto *p);
+uint64_t intake_proto_progress(const struct intake_proto *p);
 
 /* The driver's command timer fired: 421 4.4.2, then EV_CLOSE. */
-void	intake_proto_timeout(struct intake_proto *p);
+void intake_proto_timeout(struct intake_proto *p);
 
 /* Bytes to write: *data, *len (both 0/NULL when none). */
-void	intake_proto_output(const struct intake_proto *p, const char **data,
-	    size_t *len);
+void intake_proto_output(const struct intake_proto *p, const char **data,
+    size_t *len);
 /* n bytes of the output were written. */
-void	intake_proto_consumed(struct intake_proto *p, size_t n);
+void intake_proto_consumed(struct intake_proto *p, size_t n);
 
 /* True while the driver owes data_start() or data_done(). */
-int	intake_proto_blocked(const struct intake_proto *p);
+int intake_proto_blocked(const struct intake_proto *p);
 /* True once EV_CLOSE was produced. */
-int	intake_proto_closed(const struct intake_proto *p);
+int intake_proto_closed(const struct intake_proto *p);
 
 /* The current transaction (after EV_DATA, EV_END), owned by p. */
-const struct intake_proto_txn	*intake_proto_txn(
-				    const struct intake_proto *p);
+const struct intake_proto_txn *intake_proto_txn(const struct intake_proto *p);
 /* The client's HELO/EHLO name made printable, or NULL before it. */
-const char	*intake_proto_helo(const struct intake_proto *p);
+const char *intake_proto_helo(const struct intake_proto *p);
 /* Size of the message read in the current/last DATA (wire bytes after
  * unstuffing). */
-uint64_t	intake_proto_msg_size(const struct intake_proto *p);
+uint64_t intake_proto_msg_size(const struct intake_proto *p);
 
 /*
  * The Received: field to put in front of a message (LF line endings):
@@ -266,7 +263,7 @@ uint64_t	intake_proto_msg_size(const struct intake_proto *p);
  * the driver's description ("[127.0.0.1]", "uid 1000"), date an RFC 5322
  * date-time.  Returns a heap string (caller frees).
  */
-char	*intake_proto_received(const struct intake_proto *p,
-	    const char *client, const char *id, const char *date);
+char *intake_proto_received(const struct intake_proto *p, const char *client,
+    const char *id, const char *date);
 
 #endif

@@ -18,7 +18,7 @@ static size_t
 json_write_utf8_len(const unsigned char *s, size_t n)
 {
 	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-	size_t len, i;
+	size_t        len, i;
 
 	if (c < 0x80)
 		return 1;
@@ -29,13 +29,13 @@ json_write_utf8_len(const unsigned char *s, size_t n)
 		if (c == 0xe0)
 			lo = 0xa0;
 		else if (c == 0xed)
-			hi = 0x9f;	/* no surrogates */
+			hi = 0x9f; /* no surrogates */
 	} else if (c >= 0xf0 && c <= 0xf4) {
 		len = 4;
 		if (c == 0xf0)
 			lo = 0x90;
 		else if (c == 0xf4)
-			hi = 0x8f;	/* at most U+10FFFF */
+			hi = 0x8f; /* at most U+10FFFF */
 	} else
 		return 0;
 	if (n < len || s[1] < lo || s[1] > hi)
@@ -73,8 +73,8 @@ json_write_special(struct buf *out, const unsigned char *p, size_t left,
     int *rc)
 {
 	const char *e;
-	char esc[8];
-	size_t n;
+	char        esc[8];
+	size_t      n;
 
 	if ((e = json_write_short_escape(p[0])) != NULL)
 		*rc |= buf_append(out, e, 2);
@@ -93,14 +93,15 @@ int
 json_write_string(struct buf *out, const char *s, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)s;
-	size_t i, run;
-	int rc;
+	size_t               i, run;
+	int                  rc;
 
 	rc = buf_append(out, "\"", 1);
 	for (i = 0; i < len && rc == 0;) {
 		/* Copy the longest run that needs no escaping at once. */
 		for (run = i; run < len && p[run] >= 0x20 && p[run] < 0x7f &&
-		    p[run] != '"' && p[run] != '\\'; run++)
+		     p[run] != '"' && p[run] != '\\';
+		     run++)
 			;
 		if (run > i) {
 			rc = buf_append(out, s + i, run - i);

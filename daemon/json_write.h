@@ -23,38 +23,38 @@
 
 #include "buf.h"
 
-#define JSON_WRITE_DEPTH_MAX	32
+#define JSON_WRITE_DEPTH_MAX 32
 
 /* Append s[0..len) to out as a JSON string, quotes included.  Returns 0
  * or SQ_ELIMIT. */
-int	json_write_string(struct buf *out, const char *s, size_t len);
+int json_write_string(struct buf *out, const char *s, size_t len);
 
 /* A writer into out (initialised by the caller).  Fields are private. */
 struct json_write {
-	struct buf	*out;
-	int		 rc;		/* first failure, then sticky */
-	unsigned	 depth;
-	uint32_t	 has_item;	/* bit per depth: comma before next */
-	int		 after_key;
+	struct buf *out;
+	int         rc; /* first failure, then sticky */
+	unsigned    depth;
+	uint32_t    has_item; /* bit per depth: comma before next */
+	int         after_key;
 };
 
-void	json_write_init(struct json_write *w, struct buf *out);
+void json_write_init(struct json_write *w, struct buf *out);
 /* Containers; nesting beyond JSON_WRITE_DEPTH_MAX is SQ_ELIMIT. */
-void	json_write_object_begin(struct json_write *w);
-void	json_write_object_end(struct json_write *w);
-void	json_write_array_begin(struct json_write *w);
-void	json_write_array_end(struct json_write *w);
+void json_write_object_begin(struct json_write *w);
+void json_write_object_end(struct json_write *w);
+void json_write_array_begin(struct json_write *w);
+void json_write_array_end(struct json_write *w);
 /* A member name inside an object; its value is the next call. */
-void	json_write_key(struct json_write *w, const char *key);
+void json_write_key(struct json_write *w, const char *key);
 /* Values: a NUL-terminated string (NULL writes null), a bounded one,
  * numbers, a boolean, null. */
-void	json_write_str(struct json_write *w, const char *s);
-void	json_write_strn(struct json_write *w, const char *s, size_t len);
-void	json_write_uint(struct json_write *w, uint64_t v);
-void	json_write_int(struct json_write *w, int64_t v);
-void	json_write_bool(struct json_write *w, int v);
-void	json_write_null(struct json_write *w);
+void json_write_str(struct json_write *w, const char *s);
+void json_write_strn(struct json_write *w, const char *s, size_t len);
+void json_write_uint(struct json_write *w, uint64_t v);
+void json_write_int(struct json_write *w, int64_t v);
+void json_write_bool(struct json_write *w, int v);
+void json_write_null(struct json_write *w);
 /* 0, or SQ_ELIMIT when something did not fit or nesting was wrong. */
-int	json_write_finish(const struct json_write *w);
+int json_write_finish(const struct json_write *w);
 
 #endif

@@ -21,9 +21,9 @@
 
 #include "log.h"
 
-static const char	*log_ident = "sendq";
-static enum log_level	 log_max_level = LOG_LEVEL_INFO;
-static int		 log_journal;
+static const char    *log_ident = "sendq";
+static enum log_level log_max_level = LOG_LEVEL_INFO;
+static int            log_journal;
 
 static const char *const log_level_names[] = {
 	[LOG_LEVEL_ERR] = "error",
@@ -50,7 +50,7 @@ log_is_journal(const char *journal_stream, unsigned long long dev,
     unsigned long long ino)
 {
 	unsigned long long d, i;
-	char *end;
+	char              *end;
 
 	if (journal_stream == NULL || *journal_stream < '0' ||
 	    *journal_stream > '9')
@@ -73,24 +73,24 @@ log_init(const char *ident, enum log_level level)
 	log_max_level = level;
 	log_journal = fstat(STDERR_FILENO, &st) == 0 &&
 	    log_is_journal(getenv("JOURNAL_STREAM"),
-	    (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+		(unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
 }
 
-static void	log_vwrite(enum log_level, const char *, va_list)
-		    SQ_PRINTF(2, 0);
+static void log_vwrite(enum log_level, const char *, va_list) SQ_PRINTF(2, 0);
 
 static void
 log_vwrite(enum log_level level, const char *fmt, va_list ap)
 {
-	char line[2048];
-	int n;
+	char   line[2048];
+	int    n;
 	size_t i;
 
 	if (level > log_max_level)
 		return;
 	if (log_journal)
-		n = snprintf(line, sizeof(line), "%s%s: ",
-		    log_level_prefixes[level], log_level_names[level]);
+		n = snprintf(line, sizeof(line),
+		    "%s%s: ", log_level_prefixes[level],
+		    log_level_names[level]);
 	else
 		n = snprintf(line, sizeof(line), "%s[%ld]: %s: ", log_ident,
 		    (long)getpid(), log_level_names[level]);
@@ -124,8 +124,8 @@ log_event(enum log_level level, const char *queue_id, const char *relay,
     const char *result, const char *fmt, ...)
 {
 	static const int prio[] = { 3, 4, 6, 7 };
-	char msg[2048], *p;
-	va_list ap;
+	char             msg[2048], *p;
+	va_list          ap;
 
 	if (level > log_max_level)
 		return;
@@ -146,16 +146,15 @@ log_event(enum log_level level, const char *queue_id, const char *relay,
 	va_end(ap);
 }
 
-#define LOG_DEFINE(name, level)				\
-void								\
-name(const char *fmt, ...)					\
-{								\
-	va_list ap;						\
-								\
-	va_start(ap, fmt);					\
-	log_vwrite(level, fmt, ap);				\
-	va_end(ap);						\
-}
+#define LOG_DEFINE(name, level) \
+	void name(const char *fmt, ...) \
+	{ \
+		va_list ap; \
+\
+		va_start(ap, fmt); \
+		log_vwrite(level, fmt, ap); \
+		va_end(ap); \
+	}
 
 LOG_DEFINE(log_err, LOG_LEVEL_ERR)
 LOG_DEFINE(log_warn, LOG_LEVEL_WARN)

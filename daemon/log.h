@@ -28,14 +28,14 @@ enum log_level {
 /* ident prefixes every line ("sendqd"); level is the most verbose level
  * written.  Also decides the format: journal when log_is_journal() holds
  * for getenv("JOURNAL_STREAM") and stderr.  Safe to call again. */
-void	log_init(const char *ident, enum log_level level);
+void log_init(const char *ident, enum log_level level);
 
 /* 1 when journal_stream (the value of JOURNAL_STREAM, "DEV:INO" in
  * decimal; NULL when unset) names the file whose st_dev and st_ino are
  * dev and ino, i.e. stderr is connected to the journal; 0 otherwise
  * (unset, malformed, or stderr redirected elsewhere).  Pure. */
-int	log_is_journal(const char *journal_stream, unsigned long long dev,
-	    unsigned long long ino);
+int log_is_journal(const char *journal_stream, unsigned long long dev,
+    unsigned long long ino);
 
 /*
  * One event with the journal fields QUEUE_ID, RELAY and RESULT (NULL: the
@@ -44,30 +44,27 @@ int	log_is_journal(const char *journal_stream, unsigned long long dev,
  * none, or it fails, it is written as log_info() etc. would: the text is
  * the same either way (the fields are also in it as key=value).
  */
-void	log_event(enum log_level level, const char *queue_id,
-	    const char *relay, const char *result, const char *fmt, ...)
-	    SQ_PRINTF(5, 6);
+void log_event(enum log_level level, const char *queue_id, const char *relay,
+    const char *result, const char *fmt, ...) SQ_PRINTF(5, 6);
 
 /* The structured sink: sink(priority, message, queue_id, relay, result)
  * returns 0 when the journal took the event (service.c:
  * sd_journal_send); NULL: none. */
-typedef int	(*log_structured_fn)(int priority, const char *message,
-		    const char *queue_id, const char *relay,
-		    const char *result);
-void	log_set_structured(log_structured_fn sink);
+typedef int (*log_structured_fn)(int priority, const char *message,
+    const char *queue_id, const char *relay, const char *result);
+void log_set_structured(log_structured_fn sink);
 /* Non-zero when lines go to the journal (JOURNAL_STREAM is stderr). */
-int	log_to_journal(void);
+int log_to_journal(void);
 
 /* The journal's priority prefix for level ("<3>" for LOG_LEVEL_ERR ...). */
-const char	*log_priority_prefix(enum log_level level);
+const char *log_priority_prefix(enum log_level level);
 
-void	log_err(const char *fmt, ...) SQ_PRINTF(1, 2);
-void	log_warn(const char *fmt, ...) SQ_PRINTF(1, 2);
-void	log_info(const char *fmt, ...) SQ_PRINTF(1, 2);
-void	log_debug(const char *fmt, ...) SQ_PRINTF(1, 2);
+void log_err(const char *fmt, ...) SQ_PRINTF(1, 2);
+void log_warn(const char *fmt, ...) SQ_PRINTF(1, 2);
+void log_info(const char *fmt, ...) SQ_PRINTF(1, 2);
+void log_debug(const char *fmt, ...) SQ_PRINTF(1, 2);
 
 /* A bug or an impossible state: log and abort(). */
-void	log_fatalx(const char *fmt, ...) SQ_PRINTF(1, 2)
-	    __attribute__((noreturn));
+void log_fatalx(const char *fmt, ...) SQ_PRINTF(1, 2) __attribute__((noreturn));
 
 #endif

@@ -32,20 +32,19 @@ mailmsg_line_kind(const char *line, size_t len)
 
 	if (len == 0)
 		return MAILMSG_LINE_OTHER;
-	if (line[0] == '\n' || (len >= 2 && line[0] == '\r' &&
-	    line[1] == '\n'))
+	if (line[0] == '\n' || (len >= 2 && line[0] == '\r' && line[1] == '\n'))
 		return MAILMSG_LINE_BLANK;
 	if (line[0] == ' ' || line[0] == '\t')
 		return MAILMSG_LINE_CONT;
-	for (i = 0; i < len && line[i] > ' ' && line[i] < 0x7f &&
-	    line[i] != ':'; i++)
+	for (i = 0;
+	     i < len && line[i] > ' ' && line[i] < 0x7f && line[i] != ':'; i++)
 		;
 	if (i == 0)
 		return MAILMSG_LINE_OTHER;
 	while (i < len && (line[i] == ' ' || line[i] == '\t'))
 		i++;
 	return i < len && line[i] == ':' ? MAILMSG_LINE_FIELD :
-	    MAILMSG_LINE_OTHER;
+					   MAILMSG_LINE_OTHER;
 }
 
 /* Length of the line at msg[pos..len), its LF included. */
@@ -62,7 +61,7 @@ void
 mailmsg_scan(const char *msg, size_t len, struct mailmsg_header *h)
 {
 	struct mailmsg_field *f;
-	size_t pos = 0, ll, i, cap = 0, end;
+	size_t                pos = 0, ll, i, cap = 0, end;
 
 	memset(h, 0, sizeof(*h));
 	if (len == 0)
@@ -81,8 +80,9 @@ mailmsg_scan(const char *msg, size_t len, struct mailmsg_header *h)
 			f = &h->fields[h->n_fields++];
 			f->off = pos;
 			f->len = ll;
-			for (i = pos; msg[i] != ':' && msg[i] != ' ' &&
-			    msg[i] != '\t'; i++)
+			for (i = pos;
+			     msg[i] != ':' && msg[i] != ' ' && msg[i] != '\t';
+			     i++)
 				;
 			f->name_len = i - pos;
 			while (msg[i] != ':')
@@ -136,8 +136,8 @@ mailmsg_field_is(const struct mailmsg_field *f, const char *msg,
 }
 
 long
-mailmsg_find(const struct mailmsg_header *h, const char *msg,
-    const char *name, size_t from)
+mailmsg_find(const struct mailmsg_header *h, const char *msg, const char *name,
+    size_t from)
 {
 	size_t i;
 
@@ -151,7 +151,7 @@ size_t
 mailmsg_remove_fields(char *msg, size_t len, const char *name)
 {
 	struct mailmsg_header h;
-	size_t i, w = 0;
+	size_t                i, w = 0;
 
 	if (len == 0)
 		return 0;
@@ -178,16 +178,16 @@ enum mailmsg_tok_type {
 };
 
 struct mailmsg_tok {
-	enum mailmsg_tok_type	 type;
-	size_t			 off;	/* raw text: s[off..off+len) */
-	size_t			 len;
+	enum mailmsg_tok_type type;
+	size_t                off; /* raw text: s[off..off+len) */
+	size_t                len;
 };
 
 static int
 mailmsg_is_atext(unsigned char c)
 {
 	if (c >= 0x80)
-		return 1;	/* UTF-8 (RFC 6532) */
+		return 1; /* UTF-8 (RFC 6532) */
 	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 	    (c >= '0' && c <= '9'))
 		return 1;
@@ -209,11 +209,10 @@ mailmsg_addr_fail(struct sq_err *err, const char *what, size_t len,
  * honouring quoted pairs (and nesting for comments).  Returns 0 with *pos
  * after the closing character, or -1 if the input ends first. */
 static int
-mailmsg_lex_skip(const char *s, size_t len, size_t *pos, char open,
-    char close)
+mailmsg_lex_skip(const char *s, size_t len, size_t *pos, char open, char close)
 {
 	size_t i = *pos + 1;
-	int depth = 1;
+	int    depth = 1;
 
 	while (i < len) {
 		if (s[i] == '\\') {
@@ -234,12 +233,12 @@ mailmsg_lex_skip(const char *s, size_t len, size_t *pos, char open,
 }
 
 static int
-mailmsg_lex(const char *s, size_t len, struct mailmsg_tok **toks,
-    size_t *n, struct sq_err *err)
+mailmsg_lex(const char *s, size_t len, struct mailmsg_tok **toks, size_t *n,
+    struct sq_err *err)
 {
 	struct mailmsg_tok *t;
-	size_t pos = 0, start, cap = 0;
-	unsigned char c;
+	size_t              pos = 0, start, cap = 0;
+	unsigned char       c;
 
 	*toks = NULL;
 	*n = 0;
@@ -281,9 +280,9 @@ mailmsg_lex(const char *s, size_t len, struct mailmsg_tok **toks,
 			free(*toks);
 			*toks = NULL;
 			*n = 0;
-			return mailmsg_addr_fail(err, s, len, c < 0x20 ||
-			    c == 0x7f ? "control character" :
-			    "unexpected character");
+			return mailmsg_addr_fail(err, s, len,
+			    c < 0x20 || c == 0x7f ? "control character" :
+						    "unexpected character");
 		}
 		t->len = pos - start;
 		(*n)++;
@@ -293,9 +292,10 @@ unterminated:
 	free(*toks);
 	*toks = NULL;
 	*n = 0;
-	return mailmsg_addr_fail(err, s, len, s[start] == '(' ?
-	    "unterminated comment" : s[start] == '"' ?
-	    "unterminated quoted string" : "unterminated domain literal");
+	return mailmsg_addr_fail(err, s, len,
+	    s[start] == '('     ? "unterminated comment" :
+		s[start] == '"' ? "unterminated quoted string" :
+				  "unterminated domain literal");
 }
 
 static int
@@ -313,8 +313,8 @@ mailmsg_addr_spec(const char *s, const struct mailmsg_tok *t, size_t a,
     size_t b)
 {
 	size_t i, len = 0, o = 0;
-	int in_domain = 0, want_word = 1;
-	char *out;
+	int    in_domain = 0, want_word = 1;
+	char  *out;
 
 	if (a >= b)
 		return NULL;
@@ -323,10 +323,10 @@ mailmsg_addr_spec(const char *s, const struct mailmsg_tok *t, size_t a,
 			/* An atom, a quoted local part, or a domain literal
 			 * that is the whole domain. */
 			if (!(t[i].type == MAILMSG_TOK_ATOM ||
-			    (!in_domain && t[i].type == MAILMSG_TOK_QSTR) ||
-			    (in_domain && i == b - 1 &&
-			    t[i].type == MAILMSG_TOK_DLIT &&
-			    mailmsg_tok_is(&t[i - 1], s, '@'))))
+				(!in_domain && t[i].type == MAILMSG_TOK_QSTR) ||
+				(in_domain && i == b - 1 &&
+				    t[i].type == MAILMSG_TOK_DLIT &&
+				    mailmsg_tok_is(&t[i - 1], s, '@'))))
 				return NULL;
 			want_word = 0;
 		} else if (mailmsg_tok_is(&t[i], s, '.'))
@@ -359,19 +359,19 @@ mailmsg_addr_list_add(struct mailmsg_addr_list *l, char *addr)
 /* The end of the list element starting at token i of t[0..n): the
  * first ',' (or ';' in a group) outside <>, or n. */
 static size_t
-mailmsg_elem_end(const char *s, const struct mailmsg_tok *t, size_t i,
-    size_t n)
+mailmsg_elem_end(const char *s, const struct mailmsg_tok *t, size_t i, size_t n)
 {
 	size_t j;
-	int in_angle = 0;
+	int    in_angle = 0;
 
 	for (j = i; j < n; j++) {
 		if (mailmsg_tok_is(&t[j], s, '<'))
 			in_angle = 1;
 		else if (mailmsg_tok_is(&t[j], s, '>'))
 			in_angle = 0;
-		else if (!in_angle && (mailmsg_tok_is(&t[j], s, ',') ||
-		    mailmsg_tok_is(&t[j], s, ';')))
+		else if (!in_angle &&
+		    (mailmsg_tok_is(&t[j], s, ',') ||
+			mailmsg_tok_is(&t[j], s, ';')))
 			break;
 	}
 	return j;
@@ -386,8 +386,7 @@ mailmsg_elem_end(const char *s, const struct mailmsg_tok *t, size_t i,
  */
 static int
 mailmsg_name_addr(const char *s, const struct mailmsg_tok *t, size_t k,
-    size_t j, const char *estart, size_t elen, char **addr,
-    struct sq_err *err)
+    size_t j, const char *estart, size_t elen, char **addr, struct sq_err *err)
 {
 	size_t m;
 
@@ -411,14 +410,14 @@ mailmsg_name_addr(const char *s, const struct mailmsg_tok *t, size_t k,
 }
 
 int
-mailmsg_addr_list_parse(struct mailmsg_addr_list *l, const char *s,
-    size_t len, struct sq_err *err)
+mailmsg_addr_list_parse(struct mailmsg_addr_list *l, const char *s, size_t len,
+    struct sq_err *err)
 {
 	struct mailmsg_tok *t;
-	size_t n, i = 0, j, k, m, first = l->n, elen;
-	const char *estart;
-	int in_group = 0, rc;
-	char *addr = NULL;
+	size_t              n, i = 0, j, k, m, first = l->n, elen;
+	const char         *estart;
+	int                 in_group = 0, rc;
+	char               *addr = NULL;
 
 	if ((rc = mailmsg_lex(s, len, &t, &n, err)) != 0)
 		return rc;
@@ -461,14 +460,14 @@ mailmsg_addr_list_parse(struct mailmsg_addr_list *l, const char *s,
 		}
 		if (k < j) {
 			if ((rc = mailmsg_name_addr(s, t, k, j, estart, elen,
-			    &addr, err)) != 0)
+				 &addr, err)) != 0)
 				goto fail;
 		} else
 			addr = mailmsg_addr_spec(s, t, i, j);
 		if (addr == NULL) {
 			rc = mailmsg_addr_fail(err, estart, elen,
 			    k < j ? "not an address inside <>" :
-			    "not an address (a name needs <address>)");
+				    "not an address (a name needs <address>)");
 			goto fail;
 		}
 		mailmsg_addr_list_add(l, addr);
@@ -504,7 +503,7 @@ mailmsg_addr_list_fini(struct mailmsg_addr_list *l)
 static int
 mailmsg_valid_fail(struct sq_err *err, const char *addr, const char *why)
 {
-	char safe[128];
+	char   safe[128];
 	size_t len = strlen(addr);
 
 	sq_printable(safe, sizeof(safe), addr, len);
@@ -529,7 +528,7 @@ static int
 mailmsg_literal_valid(const char *s, size_t len)
 {
 	unsigned char addr[16];
-	char buf[64];
+	char          buf[64];
 
 	if (len == 0 || len >= sizeof(buf))
 		return 0;
@@ -543,8 +542,8 @@ mailmsg_literal_valid(const char *s, size_t len)
 int
 mailmsg_host_valid(const char *s, size_t len, int flags)
 {
-	size_t i, label = 0;
-	int digits = 1;
+	size_t        i, label = 0;
+	int           digits = 1;
 	unsigned char c;
 
 	if (len >= 2 && s[0] == '[' && s[len - 1] == ']')
@@ -561,8 +560,9 @@ mailmsg_host_valid(const char *s, size_t len, int flags)
 			digits = 1;
 			continue;
 		}
-		if (c == '-' ? label == 0 : !(mailmsg_is_letdig(c) ||
-		    (c >= 0x80 && (flags & MAILMSG_HOST_UTF8))))
+		if (c == '-' ? label == 0 :
+			       !(mailmsg_is_letdig(c) ||
+				   (c >= 0x80 && (flags & MAILMSG_HOST_UTF8))))
 			return 0;
 		if (c < '0' || c > '9')
 			digits = 0;
@@ -575,7 +575,7 @@ mailmsg_host_valid(const char *s, size_t len, int flags)
 int
 mailmsg_addr_valid(const char *addr, int flags, struct sq_err *err)
 {
-	size_t len = strlen(addr), i, local_len;
+	size_t        len = strlen(addr), i, local_len;
 	unsigned char c;
 
 	if (len == 0)
@@ -633,7 +633,7 @@ mailmsg_addr_valid(const char *addr, int flags, struct sq_err *err)
 		return mailmsg_valid_fail(err, addr, "no domain");
 	}
 	if (!mailmsg_host_valid(addr + local_len + 1, len - local_len - 1,
-	    MAILMSG_HOST_UTF8 | MAILMSG_HOST_LITERAL))
+		MAILMSG_HOST_UTF8 | MAILMSG_HOST_LITERAL))
 		return mailmsg_valid_fail(err, addr, "bad domain");
 	return 0;
 }
@@ -641,17 +641,14 @@ mailmsg_addr_valid(const char *addr, int flags, struct sq_err *err)
 void
 mailmsg_date(int64_t t, int local, char *out, size_t outsz)
 {
-	static const char days[7][4] = {
-		"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"
-	};
-	static const char months[12][4] = {
-		"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-		"Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
-	};
-	struct tm tm;
-	time_t tt = (time_t)t;
-	long off = 0;
-	int ok = (int64_t)tt == t;
+	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu",
+		"Fri", "Sat" };
+	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May",
+		"Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	struct tm         tm;
+	time_t            tt = (time_t)t;
+	long              off = 0;
+	int               ok = (int64_t)tt == t;
 
 	if (ok && local && localtime_r(&tt, &tm) != NULL)
 		off = tm.tm_gmtoff;
@@ -666,10 +663,9 @@ mailmsg_date(int64_t t, int local, char *out, size_t outsz)
 			memset(&tm, 0, sizeof(tm));
 	}
 	snprintf(out, outsz, "%s, %02d %s %04d %02d:%02d:%02d %c%02ld%02ld",
-	    days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
-	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
-	    off < 0 ? '-' : '+', (off < 0 ? -off : off) / 3600,
-	    (off < 0 ? -off : off) % 3600 / 60);
+	    days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
+	    tm.tm_hour, tm.tm_min, tm.tm_sec, off < 0 ? '-' : '+',
+	    (off < 0 ? -off : off) / 3600, (off < 0 ? -off : off) % 3600 / 60);
 }
 
 int
@@ -695,9 +691,11 @@ mailmsg_added_fields(int present, const char *date, const char *from,
 	if (hostname == NULL)
 		hostname = "localhost";
 	dfield = date != NULL && !(present & MAILMSG_HAS_DATE) ?
-	    xasprintf("Date: %s%s", date, eol) : xstrdup("");
+	    xasprintf("Date: %s%s", date, eol) :
+	    xstrdup("");
 	ffield = from != NULL && !(present & MAILMSG_HAS_FROM) ?
-	    xasprintf("From: %s%s", from, eol) : xstrdup("");
+	    xasprintf("From: %s%s", from, eol) :
+	    xstrdup("");
 	mfield = id != NULL && !(present & MAILMSG_HAS_MSGID) ?
 	    xasprintf("Message-ID: <%s@%s>%s", id, hostname, eol) :
 	    xstrdup("");

@@ -37,8 +37,8 @@
 #include "spool.h"
 #include "tls.h"
 
-#ifndef SENDQ_QUEUE_GROUP	/* CMake: the group of sendq-showq */
-#define SENDQ_QUEUE_GROUP	"sendq-queue"
+#ifndef SENDQ_QUEUE_GROUP /* CMake: the group of sendq-showq */
+#define SENDQ_QUEUE_GROUP "sendq-queue"
 #endif
 
 static void
@@ -61,18 +61,18 @@ main_usage(FILE *f)
 	    "Signals: SIGTERM or SIGINT stop the daemon; messages stay queued;\n"
 	    "SIGHUP reloads the configuration.\n"
 	    "Exit status: 0 after a clean stop, 64 usage, 71 start-up failure,\n"
-	    "78 configuration error.\n", CONFIG_DEFAULT_PATH);
+	    "78 configuration error.\n",
+	    CONFIG_DEFAULT_PATH);
 }
 
 /* Check everything that can be checked without the network: CA files,
  * client certificates, priority strings, secret files. */
 static int
-main_check_tls(const struct config *cfg, int check_secrets,
-    struct sq_err *err)
+main_check_tls(const struct config *cfg, int check_secrets, struct sq_err *err)
 {
 	struct tls_ctx *ctx;
-	size_t i;
-	int rc;
+	size_t          i;
+	int             rc;
 
 	struct secret *secret;
 
@@ -97,18 +97,18 @@ main_check_tls(const struct config *cfg, int check_secrets,
 }
 
 struct main_state {
-	struct event_base	*base;
-	struct scheduler	*sched;
-	struct intake		*intake;
-	struct service		*service;
-	const char		*config_path;
-	const struct config	*cfg;		/* the one in force */
-	struct config		**reloaded;	/* every reloaded one: kept
+	struct event_base   *base;
+	struct scheduler    *sched;
+	struct intake       *intake;
+	struct service      *service;
+	const char          *config_path;
+	const struct config *cfg;      /* the one in force */
+	struct config      **reloaded; /* every reloaded one: kept
 						 * until exit (see main_reload) */
-	size_t			 n_reloaded;
-	int			 debug;		/* -d: log_level stays debug */
-	int			 stopping;
-	struct event		*spool_ev;	/* the commit thread's
+	size_t               n_reloaded;
+	int                  debug; /* -d: log_level stays debug */
+	int                  stopping;
+	struct event        *spool_ev; /* the commit thread's
 						 * eventfd */
 };
 
@@ -134,7 +134,7 @@ static void
 main_metrics_gauges(void *arg, struct metrics_gauges *g)
 {
 	struct main_state *st = arg;
-	struct statvfs sv;
+	struct statvfs     sv;
 
 	scheduler_metrics_gauges(st->sched, g);
 	if (statvfs(st->cfg->spool_dir, &sv) == 0) {
@@ -161,7 +161,7 @@ main_reload_check(const struct config *old, const struct config *cfg,
     struct sq_err *err)
 {
 	const char *what = NULL;
-	size_t i;
+	size_t      i;
 
 	if (strcmp(cfg->spool_dir, old->spool_dir) != 0)
 		what = "spool_dir";
@@ -175,11 +175,12 @@ main_reload_check(const struct config *old, const struct config *cfg,
 		if (cfg->intake.listen[i].kind != old->intake.listen[i].kind ||
 		    cfg->intake.listen[i].port != old->intake.listen[i].port ||
 		    strcmp(cfg->intake.listen[i].addr,
-		    old->intake.listen[i].addr) != 0)
+			old->intake.listen[i].addr) != 0)
 			what = "[intake] listen";
 	if (what == NULL)
 		return 0;
-	return sq_err_set(err, SQ_ECONFIG, "%s: %s changed: a reload cannot "
+	return sq_err_set(err, SQ_ECONFIG,
+	    "%s: %s changed: a reload cannot "
 	    "apply it (sendqd keeps listening where it does): restart sendqd "
 	    "(systemctl restart sendq), or put the old value back",
 	    cfg->path, what);
@@ -217,8 +218,9 @@ main_reload(struct main_state *st, struct sq_err *err)
 	if (!st->debug)
 		log_init("sendqd", (enum log_level)cfg->log_level);
 	log_info("reload: %s applied (smarthosts, routing, queue, log_level; "
-	    "[intake], maildrop and control socket settings at the next "
-	    "restart)", st->config_path);
+		 "[intake], maildrop and control socket settings at the next "
+		 "restart)",
+	    st->config_path);
 	service_ready(st->service);
 	return 0;
 refused:
@@ -244,7 +246,7 @@ static void
 main_on_hup(evutil_socket_t sig, short what, void *arg)
 {
 	struct main_state *st = arg;
-	struct sq_err err = { 0 };
+	struct sq_err      err = { 0 };
 
 	(void)sig;
 	(void)what;
@@ -278,8 +280,8 @@ main_on_signal(evutil_socket_t sig, short what, void *arg)
 /* The command line.  Returns -1 to go on, else the exit code (--help,
  * --version, a usage error). */
 static int
-main_options(int argc, char **argv, const char **config_path,
-    int *check_only, int *debug)
+main_options(int argc, char **argv, const char **config_path, int *check_only,
+    int *debug)
 {
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'C' },
@@ -314,8 +316,10 @@ main_options(int argc, char **argv, const char **config_path,
 		}
 	}
 	if (optind != argc) {
-		fprintf(stderr, "sendqd: unexpected argument \"%s\" "
-		    "(see sendqd --help)\n", argv[optind]);
+		fprintf(stderr,
+		    "sendqd: unexpected argument \"%s\" "
+		    "(see sendqd --help)\n",
+		    argv[optind]);
 		return EX_USAGE;
 	}
 	return -1;
@@ -325,11 +329,11 @@ main_options(int argc, char **argv, const char **config_path,
  * ids, once).  Returns -1 to go on with *cfgp and *rights, else the exit
  * code (an error, or --check-config done). */
 static int
-main_configure(const char *config_path, int check_only,
-    struct config **cfgp, struct control_rights **rights)
+main_configure(const char *config_path, int check_only, struct config **cfgp,
+    struct control_rights **rights)
 {
 	struct config *cfg = NULL;
-	struct sq_err err = { 0 };
+	struct sq_err  err = { 0 };
 
 	if (config_load_file(config_path, &cfg, &err) != 0) {
 		fprintf(stderr, "sendqd: %s\n", err.msg);
@@ -361,8 +365,9 @@ main_resolver(struct event_base *base)
 {
 	struct evdns_base *dns;
 
-	dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-	    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	dns = evdns_base_new(base,
+	    EVDNS_BASE_INITIALIZE_NAMESERVERS |
+		EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	if (dns != NULL)
 		return dns;
 	/* No usable resolv.conf: /etc/hosts and literals still work. */
@@ -382,7 +387,7 @@ main_start_core(struct main_state *st, const struct config *cfg,
     const char *ehlo_name, struct spool **sp, struct evdns_base **dns)
 {
 	struct sq_err err = { 0 };
-	int fd;
+	int           fd;
 
 	if (spool_open(cfg->spool_dir, 1, sp, &err) != 0) {
 		log_err("cannot open the spool: %s", err.msg);
@@ -397,7 +402,7 @@ main_start_core(struct main_state *st, const struct config *cfg,
 	/* Group commits on the spool's commit thread, answered here. */
 	if ((fd = spool_async_start(*sp, &err)) < 0 ||
 	    (st->spool_ev = event_new(st->base, fd, EV_READ | EV_PERSIST,
-	    main_on_spool, *sp)) == NULL ||
+		 main_on_spool, *sp)) == NULL ||
 	    event_add(st->spool_ev, NULL) != 0) {
 		log_err("cannot start the spool's commit thread: %s",
 		    fd < 0 ? err.msg : "event");
@@ -408,7 +413,7 @@ main_start_core(struct main_state *st, const struct config *cfg,
 		return EX_OSERR;
 	}
 	if (scheduler_new(st->base, *dns, cfg, ehlo_name, *sp, &st->sched,
-	    &err) != 0) {
+		&err) != 0) {
 		log_err("%s", err.msg);
 		return EX_CONFIG;
 	}
@@ -435,13 +440,13 @@ main_signals(struct main_state *st, struct event *sigs[3])
  * the exit code when the listener cannot start.
  */
 static int
-main_start_inputs(struct main_state *st, struct spool *sp,
-    struct quota *quota, struct pickup **pickup, struct control **ctl,
+main_start_inputs(struct main_state *st, struct spool *sp, struct quota *quota,
+    struct pickup **pickup, struct control **ctl,
     struct control_rights **rights)
 {
 	const struct config *cfg = st->cfg;
-	struct control_ops ops;
-	struct sq_err err = { 0 };
+	struct control_ops   ops;
+	struct sq_err        err = { 0 };
 
 	spool_set_min_free(sp, cfg->min_free_space);
 	memset(quota, 0, sizeof(*quota));
@@ -466,9 +471,10 @@ main_start_inputs(struct main_state *st, struct spool *sp,
 	ops.reload = main_op_reload;
 	ops.reload_arg = st;
 	if (control_new(st->base, cfg->control_socket, cfg->spool_dir, &ops,
-	    ctl, &err) != 0)
+		ctl, &err) != 0)
 		log_warn("no control socket: %s (sendqctl status, flush, hold "
-		    "... will not work)", err.msg);
+			 "... will not work)",
+		    err.msg);
 	else {
 		control_set_submit_limits(*ctl, cfg->intake.max_message_size,
 		    cfg->intake.max_recipients);
@@ -482,13 +488,13 @@ main_start_inputs(struct main_state *st, struct spool *sp,
 
 /* What main() starts besides st, stopped by main_stop(). */
 struct main_parts {
-	struct spool		*sp;
-	struct evdns_base	*dns;
-	struct control		*ctl;
-	struct control_rights	*rights;
-	struct pickup		*pickup;
-	struct metrics_http	*metrics;
-	struct event		*sigs[3];
+	struct spool          *sp;
+	struct evdns_base     *dns;
+	struct control        *ctl;
+	struct control_rights *rights;
+	struct pickup         *pickup;
+	struct metrics_http   *metrics;
+	struct event          *sigs[3];
 };
 
 /* Stop and free what st and mp hold (any of it may be missing), in the
@@ -527,33 +533,32 @@ main_stop(struct main_state *st, struct main_parts *mp)
 int
 main(int argc, char **argv)
 {
-	const char *config_path = CONFIG_DEFAULT_PATH;
-	struct config *cfg = NULL;
+	const char       *config_path = CONFIG_DEFAULT_PATH;
+	struct config    *cfg = NULL;
 	struct main_state st = { 0 };
 	struct main_parts mp = { 0 };
-	struct quota quota;
-	struct sq_err err = { 0 };
-	char hostname[256];
-	const char *ehlo_name;
-	int check_only = 0, debug = 0, status = EX_OSERR, i;
+	struct quota      quota;
+	struct sq_err     err = { 0 };
+	char              hostname[256];
+	const char       *ehlo_name;
+	int               check_only = 0, debug = 0, status = EX_OSERR, i;
 
 	log_init("sendqd", LOG_LEVEL_INFO);
 	/* Delivery lines carry QUEUE_ID, RELAY, RESULT in the journal. */
 	log_set_structured(service_journal_send);
 	if ((status = main_options(argc, argv, &config_path, &check_only,
-	    &debug)) >= 0 ||
+		 &debug)) >= 0 ||
 	    (status = main_configure(config_path, check_only, &cfg,
-	    &mp.rights)) >= 0)
+		 &mp.rights)) >= 0)
 		return status;
 	status = EX_OSERR;
-	log_init("sendqd", debug ? LOG_LEVEL_DEBUG :
-	    (enum log_level)cfg->log_level);
+	log_init("sendqd",
+	    debug ? LOG_LEVEL_DEBUG : (enum log_level)cfg->log_level);
 
 	ehlo_name = sq_hostname(cfg->hostname, hostname, sizeof(hostname));
 
 	signal(SIGPIPE, SIG_IGN);
-	if ((i = main_start_core(&st, cfg, ehlo_name, &mp.sp,
-	    &mp.dns)) != 0) {
+	if ((i = main_start_core(&st, cfg, ehlo_name, &mp.sp, &mp.dns)) != 0) {
 		status = i;
 		goto out;
 	}
@@ -567,14 +572,15 @@ main(int argc, char **argv)
 		goto out;
 	}
 	if ((i = main_start_inputs(&st, mp.sp, &quota, &mp.pickup, &mp.ctl,
-	    &mp.rights)) != 0) {
+		 &mp.rights)) != 0) {
 		status = i;
 		goto out;
 	}
 	/* Prometheus metrics: a bad address is a configuration error. */
 	metrics_set_gauges(main_metrics_gauges, &st, cfg->n_smarthosts);
-	if (cfg->metrics_listen != NULL && metrics_http_new(st.base,
-	    cfg->metrics_listen, &mp.metrics, &err) != 0) {
+	if (cfg->metrics_listen != NULL &&
+	    metrics_http_new(st.base, cfg->metrics_listen, &mp.metrics, &err) !=
+		0) {
 		log_err("%s", err.msg);
 		status = EX_CONFIG;
 		goto out;

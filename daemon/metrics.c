@@ -20,69 +20,98 @@
 #include "metrics.h"
 #include "util.h"
 
-#define METRICS_LABELS_MAX	2
-#define METRICS_BUCKETS		11
+#define METRICS_LABELS_MAX 2
+#define METRICS_BUCKETS    11
 
 static const double metrics_buckets[METRICS_BUCKETS] = {
-	0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400, 86400,
+	0.1,
+	0.5,
+	1,
+	5,
+	15,
+	60,
+	300,
+	900,
+	3600,
+	14400,
+	86400,
 };
 
 struct metrics_series {
-	char		*value[METRICS_LABELS_MAX];
-	double		 v;
-	uint64_t	 bucket[METRICS_BUCKETS];	/* not cumulative */
-	double		 sum;
-	uint64_t	 count;
+	char    *value[METRICS_LABELS_MAX];
+	double   v;
+	uint64_t bucket[METRICS_BUCKETS]; /* not cumulative */
+	double   sum;
+	uint64_t count;
 };
 
 struct metrics_family {
-	const char		*name;
-	const char		*type;		/* counter, histogram */
-	const char		*help;
-	const char		*label[METRICS_LABELS_MAX];
-	size_t			 n_labels;
-	struct metrics_series	*s;
-	size_t			 n, cap;
+	const char            *name;
+	const char            *type; /* counter, histogram */
+	const char            *help;
+	const char            *label[METRICS_LABELS_MAX];
+	size_t                 n_labels;
+	struct metrics_series *s;
+	size_t                 n, cap;
 };
 
 enum {
-	MF_ACCEPTED, MF_DELIVERED, MF_DEFERRED, MF_BOUNCED, MF_OPENED,
-	MF_REUSED, MF_TLS, MF_LATENCY, MF_COUNT
+	MF_ACCEPTED,
+	MF_DELIVERED,
+	MF_DEFERRED,
+	MF_BOUNCED,
+	MF_OPENED,
+	MF_REUSED,
+	MF_TLS,
+	MF_LATENCY,
+	MF_COUNT
 };
 
 static struct metrics_family metrics_fam[MF_COUNT] = {
-	{ "sendq_messages_accepted_total", "counter", "Messages queued, by "
-	    "intake path.", { "path" }, 1, NULL, 0, 0 },
-	{ "sendq_recipients_delivered_total", "counter", "Recipients the "
-	    "smarthost accepted (final 250), by relay.", { "relay" }, 1,
-	    NULL, 0, 0 },
-	{ "sendq_recipients_deferred_total", "counter", "Recipients deferred "
-	    "after an attempt, by relay.", { "relay" }, 1, NULL, 0, 0 },
-	{ "sendq_recipients_bounced_total", "counter", "Recipients failed "
-	    "for good (bounced or kept in failed/), by relay.", { "relay" },
-	    1, NULL, 0, 0 },
-	{ "sendq_connections_opened_total", "counter", "Connections opened "
-	    "to a smarthost, by relay.", { "relay" }, 1, NULL, 0, 0 },
-	{ "sendq_connections_reused_total", "counter", "Messages sent on a "
-	    "connection that had carried one before, by relay.", { "relay" },
-	    1, NULL, 0, 0 },
-	{ "sendq_tls_handshake_failures_total", "counter", "Sessions that "
-	    "failed in TLS, by relay and reason.", { "relay", "reason" }, 2,
-	    NULL, 0, 0 },
-	{ "sendq_delivery_latency_seconds", "histogram", "Time from arrival "
-	    "to delivery, by relay.", { "relay" }, 1, NULL, 0, 0 },
+	{ "sendq_messages_accepted_total", "counter",
+	    "Messages queued, by "
+	    "intake path.",
+	    { "path" }, 1, NULL, 0, 0 },
+	{ "sendq_recipients_delivered_total", "counter",
+	    "Recipients the "
+	    "smarthost accepted (final 250), by relay.",
+	    { "relay" }, 1, NULL, 0, 0 },
+	{ "sendq_recipients_deferred_total", "counter",
+	    "Recipients deferred "
+	    "after an attempt, by relay.",
+	    { "relay" }, 1, NULL, 0, 0 },
+	{ "sendq_recipients_bounced_total", "counter",
+	    "Recipients failed "
+	    "for good (bounced or kept in failed/), by relay.",
+	    { "relay" }, 1, NULL, 0, 0 },
+	{ "sendq_connections_opened_total", "counter",
+	    "Connections opened "
+	    "to a smarthost, by relay.",
+	    { "relay" }, 1, NULL, 0, 0 },
+	{ "sendq_connections_reused_total", "counter",
+	    "Messages sent on a "
+	    "connection that had carried one before, by relay.",
+	    { "relay" }, 1, NULL, 0, 0 },
+	{ "sendq_tls_handshake_failures_total", "counter",
+	    "Sessions that "
+	    "failed in TLS, by relay and reason.",
+	    { "relay", "reason" }, 2, NULL, 0, 0 },
+	{ "sendq_delivery_latency_seconds", "histogram",
+	    "Time from arrival "
+	    "to delivery, by relay.",
+	    { "relay" }, 1, NULL, 0, 0 },
 };
 
-static void	(*metrics_fill)(void *, struct metrics_gauges *);
-static void	*metrics_fill_arg;
-static size_t	 metrics_max_relays;
+static void (*metrics_fill)(void *, struct metrics_gauges *);
+static void  *metrics_fill_arg;
+static size_t metrics_max_relays;
 
 static struct metrics_series *
 metrics_series(struct metrics_family *f, const char *a, const char *b)
 {
-	const char *val[METRICS_LABELS_MAX] = { a, b };
+	const char            *val[METRICS_LABELS_MAX] = { a, b };
 	struct metrics_series *s;
-	size_t i, j;
+	size_t                 i, j;
 
 	for (i = 0; i < f->n; i++) {
 		for (j = 0; j < f->n_labels && j < METRICS_LABELS_MAX; j++)
@@ -107,7 +136,8 @@ static void
 metrics_add(int fam, const char *a, const char *b, double by)
 {
 	metrics_series(&metrics_fam[fam], a != NULL ? a : "",
-	    b != NULL ? b : "")->v += by;
+	    b != NULL ? b : "")
+	    ->v += by;
 }
 
 void
@@ -121,7 +151,7 @@ metrics_count_settled(const char *relay, size_t delivered, size_t deferred,
     size_t bounced, int64_t age_seconds)
 {
 	struct metrics_series *s;
-	size_t i;
+	size_t                 i;
 
 	metrics_add(MF_DELIVERED, relay, NULL, (double)delivered);
 	metrics_add(MF_DEFERRED, relay, NULL, (double)deferred);
@@ -174,8 +204,9 @@ metrics_tls_reason(const char *verify, const char *reply)
 			return map[i].reason;
 	/* smtp_conn's texts: "STARTTLS not offered by ...", "STARTTLS
 	 * failed: ...", "server does not offer STARTTLS". */
-	if (reply != NULL && (strncmp(reply, "STARTTLS", 8) == 0 ||
-	    strstr(reply, "offer STARTTLS") != NULL))
+	if (reply != NULL &&
+	    (strncmp(reply, "STARTTLS", 8) == 0 ||
+		strstr(reply, "offer STARTTLS") != NULL))
 		return "starttls";
 	return "handshake";
 }
@@ -216,14 +247,14 @@ metrics_put_sample(struct buf *out, const char *name, const char *suffix,
     const struct metrics_family *f, const struct metrics_series *s,
     const char *le, double v)
 {
-	char num[64];
+	char   num[64];
 	size_t j;
-	int any = 0;
+	int    any = 0;
 
 	buf_append_str(out, name);
 	buf_append_str(out, suffix);
 	for (j = 0; f != NULL && j < f->n_labels; j++, any = 1) {
-		buf_append_str(out, any ? ",": "{");
+		buf_append_str(out, any ? "," : "{");
 		buf_append_str(out, f->label[j]);
 		buf_append_str(out, "=\"");
 		metrics_put_value(out, s->value[j]);
@@ -260,9 +291,9 @@ static void
 metrics_put_family(struct buf *out, const struct metrics_family *f)
 {
 	const struct metrics_series *s;
-	char le[32];
-	uint64_t cum;
-	size_t i, b;
+	char                         le[32];
+	uint64_t                     cum;
+	size_t                       i, b;
 
 	metrics_put_head(out, f->name, f->type, f->help);
 	for (i = 0; i < f->n; i++) {
@@ -286,8 +317,7 @@ metrics_put_family(struct buf *out, const struct metrics_family *f)
 }
 
 static void
-metrics_put_gauge(struct buf *out, const char *name, const char *help,
-    double v)
+metrics_put_gauge(struct buf *out, const char *name, const char *help, double v)
 {
 	metrics_put_head(out, name, "gauge", help);
 	metrics_put_sample(out, name, "", NULL, NULL, NULL, v);
@@ -298,23 +328,25 @@ static void
 metrics_put_relays(struct buf *out, const struct metrics_gauges *g)
 {
 	static const char *const states[] = { "valid", "expired", "no_token",
-	    "held" };
-	static const struct metrics_family up = { "sendq_relay_up", "gauge",
-	    "", { "relay" }, 1, NULL, 0, 0 };
+		"held" };
+	static const struct metrics_family up = { "sendq_relay_up", "gauge", "",
+		{ "relay" }, 1, NULL, 0, 0 };
 	static const struct metrics_family st = { "sendq_oauth_token_state",
-	    "gauge", "", { "relay", "state" }, 2, NULL, 0, 0 };
-	struct metrics_series s;
-	size_t i, k;
+		"gauge", "", { "relay", "state" }, 2, NULL, 0, 0 };
+	struct metrics_series              s;
+	size_t                             i, k;
 
 	memset(&s, 0, sizeof(s));
-	metrics_put_head(out, up.name, "gauge", "1 when the smarthost is "
+	metrics_put_head(out, up.name, "gauge",
+	    "1 when the smarthost is "
 	    "usable, 0 when it is down or held.");
 	for (i = 0; i < g->n_relays; i++) {
 		s.value[0] = (char *)g->relays[i].name;
 		metrics_put_sample(out, up.name, "", &up, &s, NULL,
 		    g->relays[i].up ? 1 : 0);
 	}
-	metrics_put_head(out, st.name, "gauge", "1 for the current state of "
+	metrics_put_head(out, st.name, "gauge",
+	    "1 for the current state of "
 	    "an OAuth smarthost's token (valid, expired, no_token, held).");
 	for (i = 0; i < g->n_relays; i++) {
 		if (g->relays[i].oauth == METRICS_OAUTH_NONE)
@@ -341,10 +373,10 @@ metrics_put_relays(struct buf *out, const struct metrics_gauges *g)
 int
 metrics_render(struct buf *out, int64_t now)
 {
-	static const int per_relay[] = { MF_DELIVERED, MF_DEFERRED,
-	    MF_BOUNCED, MF_OPENED, MF_REUSED };
+	static const int per_relay[] = { MF_DELIVERED, MF_DEFERRED, MF_BOUNCED,
+		MF_OPENED, MF_REUSED };
 	struct metrics_gauges g;
-	size_t i, k;
+	size_t                i, k;
 
 	memset(&g, 0, sizeof(g));
 	metrics_series(&metrics_fam[MF_ACCEPTED], METRICS_PATH_SMTP, "");
@@ -355,23 +387,27 @@ metrics_render(struct buf *out, int64_t now)
 		g.relays = xcalloc(g.max_relays + 1, sizeof(*g.relays));
 		metrics_fill(metrics_fill_arg, &g);
 		for (i = 0; i < g.n_relays; i++)
-			for (k = 0; k < sizeof(per_relay) /
-			    sizeof(per_relay[0]); k++)
+			for (k = 0;
+			     k < sizeof(per_relay) / sizeof(per_relay[0]); k++)
 				metrics_series(&metrics_fam[per_relay[k]],
 				    g.relays[i].name, "");
 	}
 	for (i = 0; i < MF_COUNT; i++)
 		metrics_put_family(out, &metrics_fam[i]);
 	if (metrics_fill != NULL) {
-		metrics_put_gauge(out, "sendq_queue_messages", "Messages in "
-		    "the queue.", (double)g.queue_messages);
-		metrics_put_gauge(out, "sendq_queue_oldest_age_seconds", "Age "
+		metrics_put_gauge(out, "sendq_queue_messages",
+		    "Messages in "
+		    "the queue.",
+		    (double)g.queue_messages);
+		metrics_put_gauge(out, "sendq_queue_oldest_age_seconds",
+		    "Age "
 		    "of the oldest queued message not held (0: none).",
 		    g.oldest > 0 && now > g.oldest ? (double)(now - g.oldest) :
-		    0);
+						     0);
 		metrics_put_relays(out, &g);
 		if (g.spool_free_known)
-			metrics_put_gauge(out, "sendq_spool_free_bytes", "Free "
+			metrics_put_gauge(out, "sendq_spool_free_bytes",
+			    "Free "
 			    "space of the spool's file system for sendqd.",
 			    (double)g.spool_free);
 		free(g.relays);

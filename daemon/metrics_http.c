@@ -27,27 +27,29 @@
 #include "metrics_http.h"
 #include "util.h"
 
-#define METRICS_HTTP_OUT_MAX	(4u * 1024 * 1024)
-#define METRICS_HTTP_TIMEOUT	10	/* seconds per request */
+#define METRICS_HTTP_OUT_MAX (4u * 1024 * 1024)
+#define METRICS_HTTP_TIMEOUT 10 /* seconds per request */
 
 struct metrics_http {
-	struct evhttp	*http;
-	char		*unix_path;	/* NULL: TCP */
+	struct evhttp *http;
+	char          *unix_path; /* NULL: TCP */
 };
 
 int
 metrics_http_parse(const char *spec, struct metrics_http_addr *a,
     struct sq_err *err)
 {
-	const char *colon, *p, *start;
-	size_t n;
+	const char   *colon, *p, *start;
+	size_t        n;
 	unsigned long port = 0;
 
 	memset(a, 0, sizeof(*a));
 	if (strncmp(spec, "unix:", 5) == 0) {
-		if (spec[5] != '/' || strlen(spec + 5) >=
-		    sizeof(((struct sockaddr_un *)0)->sun_path))
-			return sq_err_set(err, SQ_ECONFIG, "metrics_listen: "
+		if (spec[5] != '/' ||
+		    strlen(spec + 5) >=
+			sizeof(((struct sockaddr_un *)0)->sun_path))
+			return sq_err_set(err, SQ_ECONFIG,
+			    "metrics_listen: "
 			    "unix:PATH needs an absolute PATH of at most 107 "
 			    "bytes");
 		a->is_unix = 1;
@@ -79,20 +81,23 @@ metrics_http_parse(const char *spec, struct metrics_http_addr *a,
 	a->port = (unsigned)port;
 	return 0;
 bad:
-	return sq_err_set(err, SQ_ECONFIG, "metrics_listen: \"%.200s\" is not "
-	    "ADDRESS:PORT ([ADDRESS]:PORT for IPv6) or unix:PATH", spec);
+	return sq_err_set(err, SQ_ECONFIG,
+	    "metrics_listen: \"%.200s\" is not "
+	    "ADDRESS:PORT ([ADDRESS]:PORT for IPv6) or unix:PATH",
+	    spec);
 }
 
 static void
 metrics_http_on_request(struct evhttp_request *req, void *arg)
 {
 	struct evbuffer *body;
-	struct buf out;
-	const char *uri = evhttp_request_get_uri(req);
+	struct buf       out;
+	const char      *uri = evhttp_request_get_uri(req);
 
 	(void)arg;
-	if (uri == NULL || (strcmp(uri, "/metrics") != 0 &&
-	    strncmp(uri, "/metrics?", 9) != 0)) {
+	if (uri == NULL ||
+	    (strcmp(uri, "/metrics") != 0 &&
+		strncmp(uri, "/metrics?", 9) != 0)) {
 		evhttp_send_error(req, HTTP_NOTFOUND, "try /metrics");
 		return;
 	}
@@ -127,14 +132,16 @@ static int
 metrics_http_unix(const char *path, struct sq_err *err)
 {
 	struct sockaddr_un sun;
-	mode_t old;
-	int fd, rc;
+	mode_t             old;
+	int                fd, rc;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof(sun.sun_path))
-		return sq_err_set(err, -ENAMETOOLONG, "metrics_listen: "
-		    "unix:%s: path too long", path);
+		return sq_err_set(err, -ENAMETOOLONG,
+		    "metrics_listen: "
+		    "unix:%s: path too long",
+		    path);
 	memcpy(sun.sun_path, path, strlen(path) + 1);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
@@ -163,8 +170,8 @@ metrics_http_new(struct event_base *base, const char *spec,
     struct metrics_http **out, struct sq_err *err)
 {
 	struct metrics_http_addr a;
-	struct metrics_http *m;
-	int fd, rc;
+	struct metrics_http     *m;
+	int                      fd, rc;
 
 	*out = NULL;
 	if ((rc = metrics_http_parse(spec, &a, err)) != 0)
@@ -172,7 +179,8 @@ metrics_http_new(struct event_base *base, const char *spec,
 	m = xcalloc(1, sizeof(*m));
 	if ((m->http = evhttp_new(base)) == NULL) {
 		free(m);
-		return sq_err_set(err, -ENOMEM, "metrics_listen: evhttp_new "
+		return sq_err_set(err, -ENOMEM,
+		    "metrics_listen: evhttp_new "
 		    "failed");
 	}
 	evhttp_set_timeout(m->http, METRICS_HTTP_TIMEOUT);
@@ -186,16 +194,19 @@ metrics_http_new(struct event_base *base, const char *spec,
 		if (evhttp_accept_socket(m->http, fd) != 0) {
 			close(fd);
 			metrics_http_free(m);
-			return sq_err_set(err, -EIO, "metrics_listen: cannot "
-			    "serve unix:%s", a.host);
+			return sq_err_set(err, -EIO,
+			    "metrics_listen: cannot "
+			    "serve unix:%s",
+			    a.host);
 		}
 		m->unix_path = xstrdup(a.host);
-	} else if (evhttp_bind_socket(m->http, a.host, (uint16_t)a.port) !=
-	    0) {
+	} else if (evhttp_bind_socket(m->http, a.host, (uint16_t)a.port) != 0) {
 		rc = errno != 0 ? -errno : -EADDRNOTAVAIL;
 		metrics_http_free(m);
-		return sq_err_set(err, rc, "metrics_listen: cannot listen on "
-		    "%s: %s", spec, strerror(-rc));
+		return sq_err_set(err, rc,
+		    "metrics_listen: cannot listen on "
+		    "%s: %s",
+		    spec, strerror(-rc));
 	}
 	log_info("metrics: listening on %s (GET /metrics)", spec);
 	*out = m;

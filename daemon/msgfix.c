@@ -41,10 +41,10 @@
 #include "util.h"
 
 enum msgfix_kind {
-	MSGFIX_K_START,		/* at the start of a header line */
-	MSGFIX_K_NAME,		/* holding a field name */
-	MSGFIX_K_FIELD,		/* in a field line, after the colon */
-	MSGFIX_K_CONT,		/* in a continuation line */
+	MSGFIX_K_START, /* at the start of a header line */
+	MSGFIX_K_NAME,  /* holding a field name */
+	MSGFIX_K_FIELD, /* in a field line, after the colon */
+	MSGFIX_K_CONT,  /* in a continuation line */
 };
 
 enum msgfix_capture {
@@ -89,8 +89,8 @@ static int
 msgfix_header_end(struct msgfix_scan *s, int need_blank, struct buf *out)
 {
 	const char *eol = s->crlf ? "\r\n" : "\n";
-	char *f;
-	int present = 0, rc = 0;
+	char       *f;
+	int         present = 0, rc = 0;
 
 	s->in_header = 0;
 	if (s->added != NULL && !s->inserted) {
@@ -118,8 +118,8 @@ msgfix_field_name(struct msgfix_scan *s)
 	while (n > 0 && msgfix_wsp((unsigned char)s->hold[n - 1]))
 		n--;
 	s->capture = MSGFIX_CAP_NONE;
-#define MSGFIX_IS(name) (n == sizeof(name) - 1 && \
-	strncasecmp(s->hold, name, n) == 0)
+#define MSGFIX_IS(name) \
+	(n == sizeof(name) - 1 && strncasecmp(s->hold, name, n) == 0)
 	if (MSGFIX_IS("date"))
 		s->has_date = 1;
 	else if (MSGFIX_IS("from"))
@@ -142,7 +142,7 @@ msgfix_field_name(struct msgfix_scan *s)
 static void
 msgfix_capture(struct msgfix_scan *s, unsigned char c)
 {
-	char *v;
+	char   *v;
 	size_t *len;
 
 	if (s->capture == MSGFIX_CAP_CT) {
@@ -191,7 +191,7 @@ msgfix_count(struct msgfix_scan *s, unsigned char c)
 	}
 	s->any = 1;
 	if (s->line == 2 && !s->first_eol_seen)
-		s->first_eol_seen = 1;	/* the first line ended alone */
+		s->first_eol_seen = 1; /* the first line ended alone */
 	s->prev_cr = c == '\r';
 	if (c == '\r' || c == '\n') {
 		s->line++;
@@ -303,8 +303,8 @@ static void
 msgfix_body_run(struct msgfix_scan *s, const unsigned char *p, size_t len)
 {
 	const unsigned char *end = p + len, *q, *cr, *lf;
-	int nul = memchr(p, '\0', len) != NULL;
-	unsigned char any8 = 0;
+	int                  nul = memchr(p, '\0', len) != NULL;
+	unsigned char        any8 = 0;
 
 	while (p < end) {
 		if (*p == '\r' || *p == '\n') {
@@ -316,8 +316,8 @@ msgfix_body_run(struct msgfix_scan *s, const unsigned char *p, size_t len)
 		q = cr != NULL ? cr : lf != NULL ? lf : end;
 		msgfix_count(s, *p);
 		s->col += (size_t)(q - p) - 1;
-		if (nul && s->nul_line == 0 && memchr(p, '\0',
-		    (size_t)(q - p)) != NULL)
+		if (nul && s->nul_line == 0 &&
+		    memchr(p, '\0', (size_t)(q - p)) != NULL)
 			s->nul_line = s->line;
 		if (s->col > MSGFIX_LINE_MAX && s->body_long_line == 0)
 			s->body_long_line = s->line;
@@ -333,8 +333,8 @@ msgfix_scan_feed(struct msgfix_scan *s, const void *data, size_t len,
     struct buf *out)
 {
 	const unsigned char *p = data;
-	size_t i = 0, start;
-	int rc;
+	size_t               i = 0, start;
+	int                  rc;
 
 	while (i < len && s->in_header) {
 		if ((rc = msgfix_header_byte(s, p[i++], out)) != 0)
@@ -349,7 +349,7 @@ int
 msgfix_scan_end(struct msgfix_scan *s, struct buf *out)
 {
 	const char *eol = s->crlf ? "\r\n" : "\n";
-	int rc = 0;
+	int         rc = 0;
 
 	if (!s->in_header)
 		return 0;
@@ -383,23 +383,26 @@ static const char *
 msgfix_no_qp(const struct msgfix_scan *s, char *why, size_t whysz)
 {
 	const char *ct = msgfix_value(s->ct), *cte = msgfix_value(s->cte);
-	size_t n;
+	size_t      n;
 
-	if (s->has_ct && (strncmp(ct, "multipart/", 10) == 0 ||
-	    strncmp(ct, "message/", 8) == 0)) {
+	if (s->has_ct &&
+	    (strncmp(ct, "multipart/", 10) == 0 ||
+		strncmp(ct, "message/", 8) == 0)) {
 		n = strcspn(ct, "; \t(");
-		snprintf(why, whysz, "the body is %.*s", (int)(n > 60 ? 60 :
-		    n), ct);
+		snprintf(why, whysz, "the body is %.*s", (int)(n > 60 ? 60 : n),
+		    ct);
 		return why;
 	}
 	if (!s->has_cte)
 		return NULL;
 	n = strcspn(cte, "; \t(");
-	if ((n == 4 && (strncmp(cte, "7bit", 4) == 0 ||
-	    strncmp(cte, "8bit", 4) == 0)))
+	if ((n == 4 &&
+		(strncmp(cte, "7bit", 4) == 0 || strncmp(cte, "8bit", 4) == 0)))
 		return NULL;
-	snprintf(why, whysz, "the body is already encoded "
-	    "(Content-Transfer-Encoding: %.*s)", (int)(n > 40 ? 40 : n), cte);
+	snprintf(why, whysz,
+	    "the body is already encoded "
+	    "(Content-Transfer-Encoding: %.*s)",
+	    (int)(n > 40 ? 40 : n), cte);
 	return why;
 }
 
@@ -414,14 +417,16 @@ msgfix_verdict(const struct msgfix_scan *s, struct sq_err *err)
 		return MSGFIX_REFUSE;
 	}
 	if (s->hdr_long_line != 0) {
-		sq_err_set(err, SQ_EPARSE, "line %llu is a header line longer "
+		sq_err_set(err, SQ_EPARSE,
+		    "line %llu is a header line longer "
 		    "than %d octets with no white space to fold it at",
 		    (unsigned long long)s->hdr_long_line, MSGFIX_LINE_MAX);
 		return MSGFIX_REFUSE;
 	}
 	if (s->body_long_line != 0) {
 		if (msgfix_no_qp(s, why, sizeof(why)) != NULL) {
-			sq_err_set(err, SQ_EPARSE, "line %llu is longer than "
+			sq_err_set(err, SQ_EPARSE,
+			    "line %llu is longer than "
 			    "%d octets and cannot be re-encoded: %s",
 			    (unsigned long long)s->body_long_line,
 			    MSGFIX_LINE_MAX, why);
@@ -445,7 +450,7 @@ msgfix_rw_init(struct msgfix_rw *r, const struct msgfix_scan *s)
 	r->add_mime = r->qp && !s->has_mime;
 	if (r->qp && !s->has_ct)
 		r->add_ct = s->body_8bit ? "text/plain; charset=utf-8" :
-		    "text/plain; charset=us-ascii";
+					   "text/plain; charset=us-ascii";
 	r->in_header = 1;
 	r->pend = -1;
 	buf_init(&r->hdr, MSGFIX_HEADER_MAX);
@@ -463,8 +468,8 @@ msgfix_rw_fini(struct msgfix_rw *r)
 static int
 msgfix_fold(const char *f, size_t len, size_t colon, struct buf *out)
 {
-	size_t i, start = 0, seg = 0, cand = 0;
-	int prev_wsp = 0, after = 0, rc = 0;
+	size_t        i, start = 0, seg = 0, cand = 0;
+	int           prev_wsp = 0, after = 0, rc = 0;
 	unsigned char c;
 
 	for (i = 0; i < len && rc == 0; i++) {
@@ -472,7 +477,7 @@ msgfix_fold(const char *f, size_t len, size_t colon, struct buf *out)
 		if (c == '\r' || c == '\n') {
 			seg = cand = 0;
 			prev_wsp = 0;
-			after = 1;	/* continuation lines */
+			after = 1; /* continuation lines */
 			continue;
 		}
 		if (msgfix_wsp(c) && !prev_wsp && seg > 0 && after)
@@ -498,8 +503,7 @@ msgfix_fold(const char *f, size_t len, size_t colon, struct buf *out)
 }
 
 static int
-msgfix_qp_put(struct msgfix_rw *r, const char *tok, size_t t,
-    struct buf *out)
+msgfix_qp_put(struct msgfix_rw *r, const char *tok, size_t t, struct buf *out)
 {
 	int rc = 0;
 
@@ -516,8 +520,8 @@ static int
 msgfix_qp_byte(struct msgfix_rw *r, unsigned char c, struct buf *out)
 {
 	static const char hex[] = "0123456789ABCDEF";
-	char tok[3];
-	int rc = 0;
+	char              tok[3];
+	int               rc = 0;
 
 	if (r->prev_cr && c == '\n') {
 		r->prev_cr = 0;
@@ -557,12 +561,12 @@ msgfix_qp_byte(struct msgfix_rw *r, unsigned char c, struct buf *out)
 }
 
 static int
-msgfix_rw_body(struct msgfix_rw *r, const void *data, size_t len,
-    int last, struct buf *out)
+msgfix_rw_body(struct msgfix_rw *r, const void *data, size_t len, int last,
+    struct buf *out)
 {
 	const unsigned char *p = data;
-	size_t i;
-	int rc = 0;
+	size_t               i;
+	int                  rc = 0;
 
 	if (!r->qp)
 		return len > 0 ? buf_append(out, data, len) : 0;
@@ -582,18 +586,19 @@ msgfix_rw_body(struct msgfix_rw *r, const void *data, size_t len,
 /* The header block in r->hdr ended at header_len (body at body_off):
  * write it out rewritten, then the body bytes that came with it. */
 static int
-msgfix_rw_header(struct msgfix_rw *r, const struct mailmsg_header *h,
-    int last, struct buf *out, struct sq_err *err)
+msgfix_rw_header(struct msgfix_rw *r, const struct mailmsg_header *h, int last,
+    struct buf *out, struct sq_err *err)
 {
 	const struct mailmsg_field *f;
-	const char *d = r->hdr.data;
-	size_t i;
-	int rc = 0;
+	const char                 *d = r->hdr.data;
+	size_t                      i;
+	int                         rc = 0;
 
 	for (i = 0; i < h->n_fields && rc == 0; i++) {
 		f = &h->fields[i];
-		if (r->qp && f->name_len == 25 && strncasecmp(d + f->off,
-		    "content-transfer-encoding", 25) == 0)
+		if (r->qp && f->name_len == 25 &&
+		    strncasecmp(d + f->off, "content-transfer-encoding", 25) ==
+			0)
 			continue;
 		rc = msgfix_fold(d + f->off, f->len, f->value_off - 1 - f->off,
 		    out);
@@ -618,8 +623,8 @@ msgfix_rw_header(struct msgfix_rw *r, const struct mailmsg_header *h,
 	else if (rc == 0 && (r->qp || h->body_off < r->hdr.len))
 		rc = buf_append(out, "\n", 1);
 	if (rc == 0)
-		rc = msgfix_rw_body(r, d + h->body_off, r->hdr.len -
-		    h->body_off, last, out);
+		rc = msgfix_rw_body(r, d + h->body_off,
+		    r->hdr.len - h->body_off, last, out);
 	if (rc != 0 && err->code == 0)
 		sq_err_set(err, rc, "rewritten message too large");
 	return rc;
@@ -629,17 +634,19 @@ int
 msgfix_rw_step(void *rw, const void *data, size_t len, int last,
     struct buf *out, struct sq_err *err)
 {
-	struct msgfix_rw *r = rw;
+	struct msgfix_rw     *r = rw;
 	struct mailmsg_header h;
-	const char *nl;
-	size_t upto;
-	int rc;
+	const char           *nl;
+	size_t                upto;
+	int                   rc;
 
 	if (!r->in_header)
 		return msgfix_rw_body(r, data, len, last, out);
 	if (len > 0 && buf_append(&r->hdr, data, len) != 0)
-		return sq_err_set(err, SQ_ELIMIT, "header section larger than "
-		    "%d bytes: cannot rewrite it", MSGFIX_HEADER_MAX);
+		return sq_err_set(err, SQ_ELIMIT,
+		    "header section larger than "
+		    "%d bytes: cannot rewrite it",
+		    MSGFIX_HEADER_MAX);
 	/* Only complete lines can be classified (unless this is all). */
 	upto = r->hdr.len;
 	if (!last) {
@@ -654,7 +661,7 @@ msgfix_rw_step(void *rw, const void *data, size_t len, int last,
 	mailmsg_scan(r->hdr.data, upto, &h);
 	if (!last && !h.has_blank && h.header_len == upto) {
 		mailmsg_header_fini(&h);
-		return 0;	/* still in the header */
+		return 0; /* still in the header */
 	}
 	r->in_header = 0;
 	rc = msgfix_rw_header(r, &h, last, out, err);
@@ -669,8 +676,8 @@ int
 msgfix_qp_decode(const char *in, size_t len, struct buf *out)
 {
 	size_t pos = 0, end, next, i;
-	int hi, lo, soft;
-	char c;
+	int    hi, lo, soft;
+	char   c;
 
 	while (pos < len) {
 		const char *nl = memchr(in + pos, '\n', len - pos);
@@ -680,7 +687,7 @@ msgfix_qp_decode(const char *in, size_t len, struct buf *out)
 		if (end > pos && in[end - 1] == '\r' && nl != NULL)
 			end--;
 		while (end > pos && msgfix_wsp((unsigned char)in[end - 1]))
-			end--;	/* transport padding */
+			end--; /* transport padding */
 		soft = end > pos && in[end - 1] == '=';
 		if (soft)
 			end--;

@@ -68,29 +68,33 @@ oauth_get_string(struct json_object *obj, const char *key, int token,
     char **out, struct sq_err *err)
 {
 	struct json_object *v;
-	const char *s;
-	size_t len;
-	char *text;
+	const char         *s;
+	size_t              len;
+	char               *text;
 
 	*out = NULL;
 	if (!json_object_object_get_ex(obj, key, &v) || v == NULL)
 		return 0;
 	if (!json_object_is_type(v, json_type_string))
-		return sq_err_set(err, SQ_EPARSE, "token endpoint: \"%s\" is "
-		    "not a string", key);
+		return sq_err_set(err, SQ_EPARSE,
+		    "token endpoint: \"%s\" is "
+		    "not a string",
+		    key);
 	s = json_object_get_string(v);
 	len = (size_t)json_object_get_string_len(v);
 	if (token) {
 		if (!oauth_token_ok(s, len))
-			return sq_err_set(err, SQ_EPARSE, "token endpoint: "
+			return sq_err_set(err, SQ_EPARSE,
+			    "token endpoint: "
 			    "\"%s\" is empty, too long or has bytes other "
-			    "than visible ASCII", key);
+			    "than visible ASCII",
+			    key);
 		*out = xstrndup(s, len);
 		return 0;
 	}
 	text = xmalloc(len < OAUTH_TEXT_MAX ? len + 1 : OAUTH_TEXT_MAX);
-	sq_printable(text, len < OAUTH_TEXT_MAX ? len + 1 : OAUTH_TEXT_MAX,
-	    s, len);
+	sq_printable(text, len < OAUTH_TEXT_MAX ? len + 1 : OAUTH_TEXT_MAX, s,
+	    len);
 	*out = text;
 	return 0;
 }
@@ -102,10 +106,10 @@ oauth_get_long(struct json_object *obj, const char *key, long *out,
     struct sq_err *err)
 {
 	struct json_object *v;
-	const char *s;
-	char *end;
-	int64_t n;
-	long long l;
+	const char         *s;
+	char               *end;
+	int64_t             n;
+	long long           l;
 
 	*out = -1;
 	if (!json_object_object_get_ex(obj, key, &v) || v == NULL)
@@ -113,8 +117,10 @@ oauth_get_long(struct json_object *obj, const char *key, long *out,
 	if (json_object_is_type(v, json_type_int)) {
 		n = json_object_get_int64(v);
 		if (n < 0 || n > INT_MAX)
-			return sq_err_set(err, SQ_EPARSE, "token endpoint: "
-			    "\"%s\" out of range", key);
+			return sq_err_set(err, SQ_EPARSE,
+			    "token endpoint: "
+			    "\"%s\" out of range",
+			    key);
 		*out = (long)n;
 		return 0;
 	}
@@ -122,32 +128,37 @@ oauth_get_long(struct json_object *obj, const char *key, long *out,
 		s = json_object_get_string(v);
 		errno = 0;
 		l = strtoll(s, &end, 10);
-		if (s[0] >= '0' && s[0] <= '9' && *end == '\0' &&
-		    errno == 0 && l <= INT_MAX) {
+		if (s[0] >= '0' && s[0] <= '9' && *end == '\0' && errno == 0 &&
+		    l <= INT_MAX) {
 			*out = (long)l;
 			return 0;
 		}
 	}
-	return sq_err_set(err, SQ_EPARSE, "token endpoint: \"%s\" is not a "
-	    "non-negative integer", key);
+	return sq_err_set(err, SQ_EPARSE,
+	    "token endpoint: \"%s\" is not a "
+	    "non-negative integer",
+	    key);
 }
 
 int
 oauth_parse(const char *body, size_t len, struct oauth_resp *out,
     struct sq_err *err)
 {
-	struct json_tokener *tok;
-	struct json_object *obj;
+	struct json_tokener    *tok;
+	struct json_object     *obj;
 	enum json_tokener_error jerr;
-	int rc = 0;
+	int                     rc = 0;
 
 	memset(out, 0, sizeof(*out));
 	out->expires_in = out->interval = -1;
 	if (len > OAUTH_BODY_MAX)
-		return sq_err_set(err, SQ_ELIMIT, "token endpoint: answer "
-		    "larger than %d bytes", OAUTH_BODY_MAX);
+		return sq_err_set(err, SQ_ELIMIT,
+		    "token endpoint: answer "
+		    "larger than %d bytes",
+		    OAUTH_BODY_MAX);
 	if (len == 0)
-		return sq_err_set(err, SQ_EPARSE, "token endpoint: empty "
+		return sq_err_set(err, SQ_EPARSE,
+		    "token endpoint: empty "
 		    "answer");
 	if ((tok = json_tokener_new()) == NULL)
 		log_fatalx("oauth: json_tokener_new failed");
@@ -159,8 +170,8 @@ oauth_parse(const char *body, size_t len, struct oauth_resp *out,
 		size_t i;
 
 		for (i = json_tokener_get_parse_end(tok); i < len; i++)
-			if (strchr(" \t\r\n", body[i]) == NULL || body[i] ==
-			    '\0') {
+			if (strchr(" \t\r\n", body[i]) == NULL ||
+			    body[i] == '\0') {
 				jerr = json_tokener_error_parse_unexpected;
 				break;
 			}
@@ -168,29 +179,33 @@ oauth_parse(const char *body, size_t len, struct oauth_resp *out,
 	json_tokener_free(tok);
 	if (obj == NULL || jerr != json_tokener_success) {
 		json_object_put(obj);
-		return sq_err_set(err, SQ_EPARSE, "token endpoint: not JSON "
-		    "(%s)", jerr != json_tokener_success ?
-		    json_tokener_error_desc(jerr) : "incomplete");
+		return sq_err_set(err, SQ_EPARSE,
+		    "token endpoint: not JSON "
+		    "(%s)",
+		    jerr != json_tokener_success ?
+			json_tokener_error_desc(jerr) :
+			"incomplete");
 	}
 	if (!json_object_is_type(obj, json_type_object)) {
 		json_object_put(obj);
-		return sq_err_set(err, SQ_EPARSE, "token endpoint: the answer "
+		return sq_err_set(err, SQ_EPARSE,
+		    "token endpoint: the answer "
 		    "is not a JSON object");
 	}
-	if (oauth_get_string(obj, "access_token", 1, &out->access_token,
-	    err) < 0 ||
+	if (oauth_get_string(obj, "access_token", 1, &out->access_token, err) <
+		0 ||
 	    oauth_get_string(obj, "refresh_token", 1, &out->refresh_token,
-	    err) < 0 ||
-	    oauth_get_string(obj, "device_code", 1, &out->device_code,
-	    err) < 0 ||
+		err) < 0 ||
+	    oauth_get_string(obj, "device_code", 1, &out->device_code, err) <
+		0 ||
 	    oauth_get_string(obj, "error", 0, &out->error, err) < 0 ||
 	    oauth_get_string(obj, "error_description", 0,
-	    &out->error_description, err) < 0 ||
+		&out->error_description, err) < 0 ||
 	    oauth_get_string(obj, "user_code", 0, &out->user_code, err) < 0 ||
-	    oauth_get_string(obj, "verification_uri", 0,
-	    &out->verification_uri, err) < 0 ||
+	    oauth_get_string(obj, "verification_uri", 0, &out->verification_uri,
+		err) < 0 ||
 	    oauth_get_string(obj, "verification_uri_complete", 0,
-	    &out->verification_uri_complete, err) < 0 ||
+		&out->verification_uri_complete, err) < 0 ||
 	    oauth_get_long(obj, "expires_in", &out->expires_in, err) < 0 ||
 	    oauth_get_long(obj, "interval", &out->interval, err) < 0)
 		rc = SQ_EPARSE;
@@ -207,10 +222,10 @@ oauth_parse(const char *body, size_t len, struct oauth_resp *out,
 static int
 oauth_error_is_permanent(const char *e)
 {
-	static const char *const perm[] = { "invalid_grant",
-	    "invalid_client", "unauthorized_client", "unsupported_grant_type",
-	    "invalid_scope", "invalid_request" };
-	size_t i;
+	static const char *const perm[] = { "invalid_grant", "invalid_client",
+		"unauthorized_client", "unsupported_grant_type",
+		"invalid_scope", "invalid_request" };
+	size_t                   i;
 
 	for (i = 0; i < sizeof(perm) / sizeof(perm[0]); i++)
 		if (strcmp(e, perm[i]) == 0)
@@ -287,7 +302,7 @@ oauth_need(const struct oauth_cache *c, int64_t now_ms, int force)
 	if (margin > OAUTH_MARGIN_MAX_MS)
 		margin = OAUTH_MARGIN_MAX_MS;
 	if (now_ms >= c->expires - margin || now_ms < c->obtained)
-		return OAUTH_NEED_NOW;	/* or the clock went back */
+		return OAUTH_NEED_NOW; /* or the clock went back */
 	if (now_ms >= c->expires - 2 * margin)
 		return OAUTH_NEED_AHEAD;
 	return OAUTH_NEED_NONE;

@@ -21,28 +21,28 @@
 
 #include "util.h"
 
-#define OAUTH_BODY_MAX		(64 * 1024)	/* answer bytes parsed */
-#define OAUTH_TOKEN_MAX		16384		/* = SECRET_MAX */
-#define OAUTH_TEXT_MAX		512		/* error, uri, user code */
-#define OAUTH_DEFAULT_LIFETIME	300		/* s, when expires_in lacks */
-#define OAUTH_MARGIN_MAX_MS	(120 * 1000)	/* see oauth_need() */
-#define OAUTH_DEVICE_INTERVAL	5		/* s, RFC 8628 3.2 default */
-#define OAUTH_SLOW_DOWN_MS	5000		/* RFC 8628 3.5 */
+#define OAUTH_BODY_MAX         (64 * 1024)  /* answer bytes parsed */
+#define OAUTH_TOKEN_MAX        16384        /* = SECRET_MAX */
+#define OAUTH_TEXT_MAX         512          /* error, uri, user code */
+#define OAUTH_DEFAULT_LIFETIME 300          /* s, when expires_in lacks */
+#define OAUTH_MARGIN_MAX_MS    (120 * 1000) /* see oauth_need() */
+#define OAUTH_DEVICE_INTERVAL  5            /* s, RFC 8628 3.2 default */
+#define OAUTH_SLOW_DOWN_MS     5000         /* RFC 8628 3.5 */
 
 /* One answer of the token or device endpoint.  Strings are NULL when
  * absent; numbers -1.  Free with oauth_resp_fini(); tokens are wiped. */
 struct oauth_resp {
-	char	*access_token;		/* 0x21-0x7e only */
-	char	*refresh_token;		/* rotated one, or NULL */
-	long	 expires_in;		/* seconds */
-	char	*error;			/* "invalid_grant", printable */
-	char	*error_description;	/* printable */
-	long	 interval;		/* device flow: seconds */
+	char *access_token;      /* 0x21-0x7e only */
+	char *refresh_token;     /* rotated one, or NULL */
+	long  expires_in;        /* seconds */
+	char *error;             /* "invalid_grant", printable */
+	char *error_description; /* printable */
+	long  interval;          /* device flow: seconds */
 	/* Device authorization answer (RFC 8628 3.2). */
-	char	*device_code;
-	char	*user_code;
-	char	*verification_uri;	/* or Google's verification_url */
-	char	*verification_uri_complete;
+	char *device_code;
+	char *user_code;
+	char *verification_uri; /* or Google's verification_url */
+	char *verification_uri_complete;
 };
 
 /*
@@ -52,23 +52,23 @@ struct oauth_resp {
  * the wrong type, or tokens with bytes outside 0x21-0x7e or longer than
  * OAUTH_TOKEN_MAX, are an error (SQ_EPARSE): never used half-way.
  */
-int	oauth_parse(const char *body, size_t len, struct oauth_resp *out,
-	    struct sq_err *err);
-void	oauth_resp_fini(struct oauth_resp *r);
+int  oauth_parse(const char *body, size_t len, struct oauth_resp *out,
+     struct sq_err *err);
+void oauth_resp_fini(struct oauth_resp *r);
 
 /* What a token request's result means. */
 enum oauth_class {
-	OAUTH_OK,		/* access_token present */
-	OAUTH_TEMPFAIL,		/* network, timeout, 5xx, 429, garbage:
+	OAUTH_OK,       /* access_token present */
+	OAUTH_TEMPFAIL, /* network, timeout, 5xx, 429, garbage:
 				 * try again after a backoff */
-	OAUTH_HELD,		/* invalid_grant (revoked or expired refresh
+	OAUTH_HELD,     /* invalid_grant (revoked or expired refresh
 				 * token) or a client/scope error that only
 				 * a person can fix: hold the relay */
 	/* Device flow only (RFC 8628 3.5): */
-	OAUTH_PENDING,		/* authorization_pending: poll again */
-	OAUTH_SLOW_DOWN,	/* slow_down: poll again, 5 s slower */
-	OAUTH_DENIED,		/* access_denied */
-	OAUTH_EXPIRED,		/* expired_token: start again */
+	OAUTH_PENDING,   /* authorization_pending: poll again */
+	OAUTH_SLOW_DOWN, /* slow_down: poll again, 5 s slower */
+	OAUTH_DENIED,    /* access_denied */
+	OAUTH_EXPIRED,   /* expired_token: start again */
 };
 
 /*
@@ -77,21 +77,21 @@ enum oauth_class {
  * body or NULL when it did not parse.  A 2xx without access_token (and
  * without device_code, for a device authorization request) is TEMPFAIL.
  */
-enum oauth_class	oauth_classify(int transport_ok, long status,
-			    const struct oauth_resp *r);
-const char		*oauth_class_name(enum oauth_class c);
+enum oauth_class
+oauth_classify(int transport_ok, long status, const struct oauth_resp *r);
+const char *oauth_class_name(enum oauth_class c);
 
 /* The cached access token's times (ms). */
 struct oauth_cache {
-	int	 valid;		/* an access token is held */
-	int64_t	 obtained;	/* when it was received */
-	int64_t	 expires;	/* obtained + expires_in */
+	int     valid;    /* an access token is held */
+	int64_t obtained; /* when it was received */
+	int64_t expires;  /* obtained + expires_in */
 };
 
 enum oauth_need {
-	OAUTH_NEED_NONE,	/* use the cached token */
-	OAUTH_NEED_AHEAD,	/* use it, and refresh in the background */
-	OAUTH_NEED_NOW,		/* none usable: refresh and wait */
+	OAUTH_NEED_NONE,  /* use the cached token */
+	OAUTH_NEED_AHEAD, /* use it, and refresh in the background */
+	OAUTH_NEED_NOW,   /* none usable: refresh and wait */
 };
 
 /*
@@ -102,31 +102,30 @@ enum oauth_need {
  * used, and a refresh starts ahead of time.  force: the server refused the
  * token (334 error challenge, 535): NOW.
  */
-enum oauth_need	oauth_need(const struct oauth_cache *c, int64_t now_ms,
-		    int force);
+enum oauth_need
+oauth_need(const struct oauth_cache *c, int64_t now_ms, int force);
 /* Record a token received at now_ms valid for expires_in s (<= 0: the
  * default lifetime). */
-void		oauth_cache_set(struct oauth_cache *c, int64_t now_ms,
-		    long expires_in);
+void oauth_cache_set(struct oauth_cache *c, int64_t now_ms, long expires_in);
 
 /* Device authorization grant poll state (RFC 8628 3.4, 3.5). */
 struct oauth_device {
-	int64_t	 interval_ms;
-	int64_t	 deadline_ms;	/* the device code expires */
-	int64_t	 next_ms;	/* the next poll */
+	int64_t interval_ms;
+	int64_t deadline_ms; /* the device code expires */
+	int64_t next_ms;     /* the next poll */
 };
 
 enum oauth_device_step {
-	OAUTH_DEVICE_WAIT,	/* poll again at next_ms */
-	OAUTH_DEVICE_DONE,	/* the token answer has the tokens */
-	OAUTH_DEVICE_FAILED,	/* denied, expired, or any other error */
+	OAUTH_DEVICE_WAIT,   /* poll again at next_ms */
+	OAUTH_DEVICE_DONE,   /* the token answer has the tokens */
+	OAUTH_DEVICE_FAILED, /* denied, expired, or any other error */
 };
 
 /* Start polling after the device authorization answer a at now_ms. */
-void	oauth_device_start(struct oauth_device *d, const struct oauth_resp *a,
-	    int64_t now_ms);
+void oauth_device_start(struct oauth_device *d, const struct oauth_resp *a,
+    int64_t now_ms);
 /* The result of one poll, classified; now_ms: when it came. */
-enum oauth_device_step	oauth_device_step(struct oauth_device *d,
-			    enum oauth_class c, int64_t now_ms);
+enum oauth_device_step
+oauth_device_step(struct oauth_device *d, enum oauth_class c, int64_t now_ms);
 
 #endif

@@ -32,31 +32,33 @@
  * ...) cost every sendqd about 3 MiB of memory and its start-up time, and
  * most installations have no OAuth relay.
  */
-#define OAUTH_HTTP_CURL_SONAME	"libcurl-gnutls.so.4"	/* Debian's */
-#define OAUTH_HTTP_CURL_SONAME2	"libcurl.so.4"
+#define OAUTH_HTTP_CURL_SONAME  "libcurl-gnutls.so.4" /* Debian's */
+#define OAUTH_HTTP_CURL_SONAME2 "libcurl.so.4"
 
 static struct {
-	char		*(*easy_escape)(CURL *, const char *, int);
-	void		 (*free)(void *);
-	CURLcode	 (*easy_setopt)(CURL *, CURLoption, ...);
-	CURL		*(*easy_init)(void);
-	void		 (*easy_cleanup)(CURL *);
-	CURLcode	 (*easy_getinfo)(CURL *, CURLINFO, ...);
-	const char	*(*easy_strerror)(CURLcode);
-	CURLcode	 (*easy_perform)(CURL *);
-	CURLcode	 (*global_init)(long);
-	CURLMsg		*(*multi_info_read)(CURLM *, int *);
-	CURLMcode	 (*multi_remove_handle)(CURLM *, CURL *);
-	CURLMcode	 (*multi_add_handle)(CURLM *, CURL *);
-	CURLMcode	 (*multi_socket_action)(CURLM *, curl_socket_t, int,
-			    int *);
-	CURLMcode	 (*multi_assign)(CURLM *, curl_socket_t, void *);
-	CURLM		*(*multi_init)(void);
-	CURLMcode	 (*multi_setopt)(CURLM *, CURLMoption, ...);
-	CURLMcode	 (*multi_cleanup)(CURLM *);
+	char *(*easy_escape)(CURL *, const char *, int);
+	void (*free)(void *);
+	CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+	CURL *(*easy_init)(void);
+	void (*easy_cleanup)(CURL *);
+	CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+	const char *(*easy_strerror)(CURLcode);
+	CURLcode (*easy_perform)(CURL *);
+	CURLcode (*global_init)(long);
+	CURLMsg *(*multi_info_read)(CURLM *, int *);
+	CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
+	CURLMcode (*multi_add_handle)(CURLM *, CURL *);
+	CURLMcode (*multi_socket_action)(CURLM *, curl_socket_t, int, int *);
+	CURLMcode (*multi_assign)(CURLM *, curl_socket_t, void *);
+	CURLM *(*multi_init)(void);
+	CURLMcode (*multi_setopt)(CURLM *, CURLMoption, ...);
+	CURLMcode (*multi_cleanup)(CURLM *);
 } oc;
 
-#define OAUTH_HTTP_SYM(name)	{ "curl_" #name, (void **)&oc.name }
+#define OAUTH_HTTP_SYM(name) \
+	{ \
+		"curl_" #name, (void **)&oc.name \
+	}
 
 /* Load libcurl and its functions; fatal when missing (a relay needs
  * it, and a half-loaded library must not be called). */
@@ -64,8 +66,8 @@ static void
 oauth_http_load(void)
 {
 	static const struct {
-		const char	*name;
-		void		**fn;
+		const char *name;
+		void      **fn;
 	} syms[] = {
 		OAUTH_HTTP_SYM(easy_escape),
 		OAUTH_HTTP_SYM(free),
@@ -85,14 +87,16 @@ oauth_http_load(void)
 		OAUTH_HTTP_SYM(multi_setopt),
 		OAUTH_HTTP_SYM(multi_cleanup),
 	};
-	void *lib;
+	void  *lib;
 	size_t i;
 
 	if ((lib = dlopen(OAUTH_HTTP_CURL_SONAME, RTLD_NOW | RTLD_LOCAL)) ==
-	    NULL && (lib = dlopen(OAUTH_HTTP_CURL_SONAME2, RTLD_NOW |
-	    RTLD_LOCAL)) == NULL)
+		NULL &&
+	    (lib = dlopen(OAUTH_HTTP_CURL_SONAME2, RTLD_NOW | RTLD_LOCAL)) ==
+		NULL)
 		log_fatalx("oauth_http: cannot load %s (needed for OAuth "
-		    "relays): %s", OAUTH_HTTP_CURL_SONAME, dlerror());
+			   "relays): %s",
+		    OAUTH_HTTP_CURL_SONAME, dlerror());
 	for (i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
 		/* POSIX: a function pointer through void * (dlsym). */
 		*syms[i].fn = dlsym(lib, syms[i].name);
@@ -103,42 +107,42 @@ oauth_http_load(void)
 }
 
 struct oauth_http {
-	struct event_base	*base;
-	CURLM			*multi;
-	struct event		 timer;
-	struct oauth_http_req	*reqs;		/* in flight */
+	struct event_base     *base;
+	CURLM                 *multi;
+	struct event           timer;
+	struct oauth_http_req *reqs; /* in flight */
 };
 
 struct oauth_http_req {
-	struct oauth_http	*h;
-	struct oauth_http_req	*next;
-	CURL			*easy;
-	char			*url;
-	char			*fields;
-	char			*body;
-	size_t			 len;
-	int			 too_big;
-	char			 errbuf[CURL_ERROR_SIZE];
-	unsigned		 timeout_s;
-	oauth_http_cb		 cb;
-	void			*arg;
+	struct oauth_http     *h;
+	struct oauth_http_req *next;
+	CURL                  *easy;
+	char                  *url;
+	char                  *fields;
+	char                  *body;
+	size_t                 len;
+	int                    too_big;
+	char                   errbuf[CURL_ERROR_SIZE];
+	unsigned               timeout_s;
+	oauth_http_cb          cb;
+	void                  *arg;
 };
 
 struct oauth_http_sock {
-	struct oauth_http	*h;
-	curl_socket_t		 fd;
-	struct event		 ev;
+	struct oauth_http *h;
+	curl_socket_t      fd;
+	struct event       ev;
 };
 
 static size_t
 oauth_http_on_data(char *data, size_t size, size_t n, void *arg)
 {
 	struct oauth_http_req *q = arg;
-	size_t len = size * n;
+	size_t                 len = size * n;
 
 	if (q->len + len > OAUTH_BODY_MAX) {
 		q->too_big = 1;
-		return 0;	/* libcurl fails the transfer */
+		return 0; /* libcurl fails the transfer */
 	}
 	q->body = xreallocarray(q->body, q->len + len + 1, 1);
 	memcpy(q->body + q->len, data, len);
@@ -151,11 +155,11 @@ oauth_http_on_data(char *data, size_t size, size_t n, void *arg)
 static char *
 oauth_http_form(CURL *easy, const char *const *form)
 {
-	char *out = xstrdup(""), *k, *v, *n;
+	char  *out = xstrdup(""), *k, *v, *n;
 	size_t i;
 
 	for (i = 0; form != NULL && form[i] != NULL && form[i + 1] != NULL;
-	    i += 2) {
+	     i += 2) {
 		k = oc.easy_escape(easy, form[i], 0);
 		v = oc.easy_escape(easy, form[i + 1], 0);
 		if (k == NULL || v == NULL)
@@ -196,8 +200,7 @@ oauth_http_easy(struct oauth_http_req *q, const char *ca_file)
 }
 
 static struct oauth_http_req *
-oauth_http_req_new(const char *url, const char *const *form,
-    unsigned timeout_s)
+oauth_http_req_new(const char *url, const char *const *form, unsigned timeout_s)
 {
 	struct oauth_http_req *q;
 
@@ -238,15 +241,19 @@ oauth_http_result(struct oauth_http_req *q, CURLcode rc,
 	r->transport_ok = rc == CURLE_OK;
 	r->timed_out = rc == CURLE_OPERATION_TIMEDOUT;
 	if (q->too_big)
-		snprintf(r->error, sizeof(r->error), "token endpoint %s: "
-		    "answer larger than %d bytes", q->url, OAUTH_BODY_MAX);
+		snprintf(r->error, sizeof(r->error),
+		    "token endpoint %s: "
+		    "answer larger than %d bytes",
+		    q->url, OAUTH_BODY_MAX);
 	else if (rc == CURLE_OPERATION_TIMEDOUT)
-		snprintf(r->error, sizeof(r->error), "token endpoint %s: "
-		    "timeout after %u s", q->url, q->timeout_s);
+		snprintf(r->error, sizeof(r->error),
+		    "token endpoint %s: "
+		    "timeout after %u s",
+		    q->url, q->timeout_s);
 	else if (rc != CURLE_OK)
 		snprintf(r->error, sizeof(r->error), "token endpoint %s: %s",
-		    q->url, q->errbuf[0] != '\0' ? q->errbuf :
-		    oc.easy_strerror(rc));
+		    q->url,
+		    q->errbuf[0] != '\0' ? q->errbuf : oc.easy_strerror(rc));
 }
 
 static void
@@ -265,10 +272,10 @@ static void
 oauth_http_check_done(struct oauth_http *h)
 {
 	struct oauth_http_result r;
-	struct oauth_http_req *q;
-	CURLMsg *msg;
-	int left;
-	char *priv;
+	struct oauth_http_req   *q;
+	CURLMsg                 *msg;
+	int                      left;
+	char                    *priv;
 
 	while ((msg = oc.multi_info_read(h->multi, &left)) != NULL) {
 		if (msg->msg != CURLMSG_DONE)
@@ -288,8 +295,8 @@ static void
 oauth_http_on_sock(evutil_socket_t fd, short what, void *arg)
 {
 	struct oauth_http_sock *s = arg;
-	struct oauth_http *h = s->h;
-	int flags = 0, running;
+	struct oauth_http      *h = s->h;
+	int                     flags = 0, running;
 
 	if (what & EV_READ)
 		flags |= CURL_CSELECT_IN;
@@ -303,7 +310,7 @@ static void
 oauth_http_on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct oauth_http *h = arg;
-	int running;
+	int                running;
 
 	(void)fd;
 	(void)what;
@@ -315,9 +322,9 @@ static int
 oauth_http_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
     void *socketp)
 {
-	struct oauth_http *h = userp;
+	struct oauth_http      *h = userp;
 	struct oauth_http_sock *s = socketp;
-	short kind;
+	short                   kind;
 
 	(void)easy;
 	if (what == CURL_POLL_REMOVE) {
@@ -349,7 +356,7 @@ static int
 oauth_http_timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
 	struct oauth_http *h = userp;
-	struct timeval tv;
+	struct timeval     tv;
 
 	(void)multi;
 	if (timeout_ms < 0) {
@@ -389,8 +396,7 @@ oauth_http_new(struct event_base *base)
 	oc.multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION,
 	    oauth_http_socket_cb);
 	oc.multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
-	oc.multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION,
-	    oauth_http_timer_cb);
+	oc.multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, oauth_http_timer_cb);
 	oc.multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
 	return h;
 }
@@ -421,9 +427,8 @@ oauth_http_free(struct oauth_http *h)
 }
 
 struct oauth_http_req *
-oauth_http_post(struct oauth_http *h, const char *url,
-    const char *const *form, const char *ca_file, unsigned timeout_s,
-    oauth_http_cb cb, void *arg)
+oauth_http_post(struct oauth_http *h, const char *url, const char *const *form,
+    const char *ca_file, unsigned timeout_s, oauth_http_cb cb, void *arg)
 {
 	struct oauth_http_req *q;
 
@@ -445,7 +450,7 @@ oauth_http_post_sync(const char *url, const char *const *form,
     const char *ca_file, unsigned timeout_s, struct oauth_http_result *r)
 {
 	struct oauth_http_req *q;
-	CURLcode rc;
+	CURLcode               rc;
 
 	oauth_http_global_init();
 	q = oauth_http_req_new(url, form, timeout_s);

@@ -32,7 +32,7 @@ oauth_store_mkdir(const char *state_dir, uid_t owner, gid_t group,
     struct sq_err *err)
 {
 	char *dir = oauth_store_dir(state_dir);
-	int saved;
+	int   saved;
 
 	if (mkdir(dir, 0700) == -1) {
 		saved = errno;
@@ -40,8 +40,10 @@ oauth_store_mkdir(const char *state_dir, uid_t owner, gid_t group,
 			free(dir);
 			return 0;
 		}
-		sq_err_set(err, -saved, "oauth state directory %s: cannot "
-		    "create it: %s", dir, strerror(saved));
+		sq_err_set(err, -saved,
+		    "oauth state directory %s: cannot "
+		    "create it: %s",
+		    dir, strerror(saved));
 		free(dir);
 		return -saved;
 	}
@@ -62,8 +64,8 @@ oauth_store_read(const char *state_dir, const char *name, char **out,
     struct sq_err *err)
 {
 	struct secret *s = NULL;
-	char *path;
-	int rc;
+	char          *path;
+	int            rc;
 
 	path = xasprintf("%s/oauth/%s", state_dir, name);
 	rc = secret_read_path(path, "oauth token file", &s, err);
@@ -71,8 +73,10 @@ oauth_store_read(const char *state_dir, const char *name, char **out,
 		*out = xstrdup(s->data);
 		secret_free(s);
 	} else if (rc == -ENOENT)
-		sq_err_set(err, rc, "no refresh token in %s (run sendqctl "
-		    "oauth init %s)", path, name);
+		sq_err_set(err, rc,
+		    "no refresh token in %s (run sendqctl "
+		    "oauth init %s)",
+		    path, name);
 	free(path);
 	return rc;
 }
@@ -91,10 +95,10 @@ oauth_store_write(const char *state_dir, const char *file, const char *data,
     struct sq_err *err)
 {
 	struct stat dst;
-	char *dir, *tmp, *path;
-	size_t len = strlen(data), off = 0;
-	ssize_t n;
-	int fd = -1, dfd = -1, rc = 0;
+	char       *dir, *tmp, *path;
+	size_t      len = strlen(data), off = 0;
+	ssize_t     n;
+	int         fd = -1, dfd = -1, rc = 0;
 
 	dir = oauth_store_dir(state_dir);
 	tmp = xasprintf("%s/.%s.tmp", dir, file);

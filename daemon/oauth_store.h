@@ -23,19 +23,19 @@
 #include "util.h"
 
 /* STATE_DIR/oauth (malloc'ed). */
-char	*oauth_store_dir(const char *state_dir);
+char *oauth_store_dir(const char *state_dir);
 
 /*
  * Create STATE_DIR/oauth (0700) when missing.  owner/group: chown a new
  * directory to them (-1: leave).  Returns 0 or -errno with err.
  */
-int	oauth_store_mkdir(const char *state_dir, uid_t owner, gid_t group,
-	    struct sq_err *err);
+int oauth_store_mkdir(const char *state_dir, uid_t owner, gid_t group,
+    struct sq_err *err);
 
 /* The refresh token of smarthost name: 0 and *out (malloc'ed; wipe and
  * free), -ENOENT when there is none yet, or another error (with err). */
-int	oauth_store_read(const char *state_dir, const char *name, char **out,
-	    struct sq_err *err);
+int oauth_store_read(const char *state_dir, const char *name, char **out,
+    struct sq_err *err);
 
 /*
  * Replace file (NAME or NAME.status under oauth/) with data, atomically
@@ -43,7 +43,7 @@ int	oauth_store_read(const char *state_dir, const char *name, char **out,
  * root, so that sendqd can read what sendqctl stored).  Returns 0 or
  * -errno with err.
  */
-int	oauth_store_write(const char *state_dir, const char *file,
-	    const char *data, struct sq_err *err);
+int oauth_store_write(const char *state_dir, const char *file, const char *data,
+    struct sq_err *err);
 
 #endif

@@ -48,52 +48,52 @@
 #include "spool.h"
 #include "util.h"
 
-#define PICKUP_BATCH_BYTES	((size_t)16 * 1024 * 1024)
-#define PICKUP_NAMES_MAX	65536	/* names held at once */
-#define PICKUP_CHUNK		(64 * 1024)
-#define PICKUP_REJECT_TRIES	100
+#define PICKUP_BATCH_BYTES  ((size_t)16 * 1024 * 1024)
+#define PICKUP_NAMES_MAX    65536 /* names held at once */
+#define PICKUP_CHUNK        (64 * 1024)
+#define PICKUP_REJECT_TRIES 100
 
 struct pickup_item {
-	char		*name;
-	dev_t		 dev;
-	ino_t		 ino;
-	long		 uid;
-	size_t		 size;
+	char                *name;
+	dev_t                dev;
+	ino_t                ino;
+	long                 uid;
+	size_t               size;
 	struct spool_writer *w;
-	struct envelope	*env;
+	struct envelope     *env;
 };
 
 struct pickup {
 	struct event_base *base;
-	struct spool	*spool;
-	char		*dir;		/* spool_dir/maildrop */
-	int		 dir_fd;
-	int		 tmp_fd;
-	int		 rej_fd;
-	int		 watch_fd;
-	struct event	*watch_ev;
-	struct event	*run_ev;
-	struct event	*timer_ev;
-	char		**names;	/* FIFO of names to look at */
-	size_t		 n_names;
-	size_t		 next;		/* first name not yet looked at */
-	int		 want_scan;
-	int		 truncated;	/* the last scan hit PICKUP_NAMES_MAX */
-	int		 stalled;	/* the spool failed: wait for a scan */
-	char		*hostname;
-	struct rewrite	 rw;		/* [aliases], rewrite_sender */
-	size_t		 size_max;
-	char		*head;		/* DROPFILE_HEAD_MAX bytes */
-	time_t		 tmp_cleaned;
-	long		 pw_uid;	/* cache of the last owner's sender */
-	char		*pw_sender;
-	struct quota	 quota;		/* per-uid limits; zeroed: none */
+	struct spool      *spool;
+	char              *dir; /* spool_dir/maildrop */
+	int                dir_fd;
+	int                tmp_fd;
+	int                rej_fd;
+	int                watch_fd;
+	struct event      *watch_ev;
+	struct event      *run_ev;
+	struct event      *timer_ev;
+	char             **names; /* FIFO of names to look at */
+	size_t             n_names;
+	size_t             next; /* first name not yet looked at */
+	int                want_scan;
+	int                truncated; /* the last scan hit PICKUP_NAMES_MAX */
+	int                stalled;   /* the spool failed: wait for a scan */
+	char              *hostname;
+	struct rewrite     rw; /* [aliases], rewrite_sender */
+	size_t             size_max;
+	char              *head; /* DROPFILE_HEAD_MAX bytes */
+	time_t             tmp_cleaned;
+	long               pw_uid; /* cache of the last owner's sender */
+	char              *pw_sender;
+	struct quota       quota; /* per-uid limits; zeroed: none */
 };
 
 enum pickup_take {
-	PICKUP_READY,		/* copied into a writer: commit it */
-	PICKUP_DONE,		/* gone, rejected or skipped: nothing to do */
-	PICKUP_STALL,		/* the spool failed: stop for now */
+	PICKUP_READY, /* copied into a writer: commit it */
+	PICKUP_DONE,  /* gone, rejected or skipped: nothing to do */
+	PICKUP_STALL, /* the spool failed: stop for now */
 };
 
 /* ------------------------------------------------------------------ */
@@ -115,20 +115,22 @@ pickup_mkdir(int dirfd, const char *path, const char *name, mode_t mode,
 	if (mkdirat(dirfd, name, 0700) != 0 && errno != EEXIST)
 		return sq_err_set(err, -errno, "mkdir %s: %s", path,
 		    strerror(errno));
-	*fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
+	*fd = openat(dirfd, name,
+	    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (*fd < 0)
 		return sq_err_set(err, -errno, "open %s: %s%s", path,
-		    strerror(errno), errno == ELOOP || errno == ENOTDIR ?
-		    " (must be a directory, not a symlink)" : "");
+		    strerror(errno),
+		    errno == ELOOP || errno == ENOTDIR ?
+			" (must be a directory, not a symlink)" :
+			"");
 	if (fstat(*fd, &st) != 0)
 		return sq_err_set(err, -errno, "stat %s: %s", path,
 		    strerror(errno));
 	if (st.st_uid == geteuid() && gid != (gid_t)-1 && st.st_gid != gid) {
 		if (fchown(*fd, (uid_t)-1, gid) != 0)
 			log_warn("pickup: chgrp %s to %s: %s (the drop helper "
-			    "cannot write there)", path, PICKUP_DROP_GROUP,
-			    strerror(errno));
+				 "cannot write there)",
+			    path, PICKUP_DROP_GROUP, strerror(errno));
 		else
 			log_info("pickup: %s: group %s", path,
 			    PICKUP_DROP_GROUP);
@@ -144,7 +146,8 @@ pickup_mkdir(int dirfd, const char *path, const char *name, mode_t mode,
 	if (fstat(*fd, &st) == 0 && (st.st_mode & S_IWOTH) &&
 	    !(st.st_mode & S_ISVTX))
 		log_warn("pickup: %s is world-writable without the sticky "
-		    "bit: anyone can remove others' files", path);
+			 "bit: anyone can remove others' files",
+		    path);
 	return 0;
 }
 
@@ -154,14 +157,14 @@ static gid_t
 pickup_drop_gid(void)
 {
 	struct group gr, *res = NULL;
-	char buf[4096];
+	char         buf[4096];
 
 	if (getgrnam_r(PICKUP_DROP_GROUP, &gr, buf, sizeof(buf), &res) == 0 &&
 	    res != NULL)
 		return gr.gr_gid;
 	log_info("pickup: no group %s: maildrop/ keeps the daemon's group, "
-	    "so only root and sendqd's user can drop mail while sendqd is "
-	    "down (create the group and install sendq-drop setgid to it)",
+		 "so only root and sendqd's user can drop mail while sendqd is "
+		 "down (create the group and install sendq-drop setgid to it)",
 	    PICKUP_DROP_GROUP);
 	return (gid_t)-1;
 }
@@ -194,13 +197,12 @@ pickup_names_push(struct pickup *p, const char *name)
 	if (pickup_name_ignored(name))
 		return;
 	if (p->n_names - p->next >= PICKUP_NAMES_MAX) {
-		p->want_scan = 1;	/* too many: readdir finds them */
+		p->want_scan = 1; /* too many: readdir finds them */
 		return;
 	}
 	if (p->next > 0 && p->next == p->n_names)
 		pickup_names_clear(p);
-	p->names = xreallocarray(p->names, p->n_names + 1,
-	    sizeof(*p->names));
+	p->names = xreallocarray(p->names, p->n_names + 1, sizeof(*p->names));
 	p->names[p->n_names++] = xstrdup(name);
 }
 
@@ -209,8 +211,8 @@ static void
 pickup_scan(struct pickup *p)
 {
 	struct dirent *de;
-	DIR *d;
-	int fd;
+	DIR           *d;
+	int            fd;
 
 	pickup_names_clear(p);
 	p->truncated = 0;
@@ -239,11 +241,10 @@ pickup_scan(struct pickup *p)
 /* Move name to rejected/ (as name, or name.N when taken) with a .reason
  * file beside it, and log it. */
 static void
-pickup_reject(struct pickup *p, const char *name, long uid,
-    const char *reason)
+pickup_reject(struct pickup *p, const char *name, long uid, const char *reason)
 {
 	char pname[128], preason[512], base[256], cand[300], rname[310];
-	int i, fd, moved = 0;
+	int  i, fd, moved = 0;
 
 	sq_printable(pname, sizeof(pname), name, strlen(name));
 	sq_printable(preason, sizeof(preason), reason, strlen(reason));
@@ -254,30 +255,30 @@ pickup_reject(struct pickup *p, const char *name, long uid,
 		else
 			snprintf(cand, sizeof(cand), "%s.%d", base, i);
 		snprintf(rname, sizeof(rname), "%s.reason", cand);
-		if (faccessat(p->rej_fd, rname, F_OK, AT_SYMLINK_NOFOLLOW) ==
-		    0)
+		if (faccessat(p->rej_fd, rname, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 			continue;
 		if (renameat2(p->dir_fd, name, p->rej_fd, cand,
-		    RENAME_NOREPLACE) == 0)
+			RENAME_NOREPLACE) == 0)
 			moved = 1;
 		else if (errno == ENOENT)
-			return;		/* gone meanwhile */
+			return; /* gone meanwhile */
 		else if (errno != EEXIST) {
-			log_err("pickup file=%s uid=%ld result=rejected "
+			log_err(
+			    "pickup file=%s uid=%ld result=rejected "
 			    "reason=\"%s\": cannot move it to rejected/: %s "
-			    "(left in place)", pname, uid, preason,
-			    strerror(errno));
+			    "(left in place)",
+			    pname, uid, preason, strerror(errno));
 			return;
 		}
 	}
 	if (!moved) {
 		log_err("pickup file=%s uid=%ld result=rejected reason=\"%s\": "
-		    "no free name in rejected/ (left in place)", pname, uid,
-		    preason);
+			"no free name in rejected/ (left in place)",
+		    pname, uid, preason);
 		return;
 	}
-	fd = openat(p->rej_fd, rname, O_WRONLY | O_CREAT | O_EXCL |
-	    O_NOFOLLOW | O_CLOEXEC, 0600);
+	fd = openat(p->rej_fd, rname,
+	    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0 || dprintf(fd, "%s\n", preason) < 0)
 		log_err("pickup: cannot write rejected/%s: %s", rname,
 		    strerror(errno));
@@ -285,7 +286,8 @@ pickup_reject(struct pickup *p, const char *name, long uid,
 		close(fd);
 	sq_printable(base, sizeof(base), cand, strlen(cand));
 	log_warn("pickup file=%s uid=%ld result=rejected reason=\"%s\" "
-	    "moved_to=rejected/%s", pname, uid, preason, base);
+		 "moved_to=rejected/%s",
+	    pname, uid, preason, base);
 }
 
 /* ------------------------------------------------------------------ */
@@ -297,7 +299,7 @@ static const char *
 pickup_owner_sender(struct pickup *p, long uid)
 {
 	struct passwd pw, *res = NULL;
-	char buf[4096];
+	char          buf[4096];
 
 	if (p->pw_sender != NULL && p->pw_uid == uid)
 		return p->pw_sender;
@@ -330,7 +332,7 @@ pickup_kind(mode_t mode)
 static ssize_t
 pickup_read(int fd, char *buf, size_t max)
 {
-	size_t got = 0;
+	size_t  got = 0;
 	ssize_t n;
 
 	while (got < max) {
@@ -351,7 +353,7 @@ pickup_admit(struct pickup *p, long uid, const struct pickup_item *batch,
     size_t n, uint64_t size, struct sq_err *err)
 {
 	uint64_t msgs = 0, bytes = 0;
-	size_t i;
+	size_t   i;
 
 	for (i = 0; i < n; i++)
 		if (batch[i].uid == uid) {
@@ -363,17 +365,17 @@ pickup_admit(struct pickup *p, long uid, const struct pickup_item *batch,
 
 /* What a step of pickup_take() found. */
 enum pickup_step {
-	PICKUP_STEP_OK,		/* go on */
-	PICKUP_STEP_LATER,	/* leave the file for now (logged if needed) */
-	PICKUP_STEP_REJECT,	/* refuse the file: reason says why */
-	PICKUP_STEP_STALL,	/* the spool failed (logged): stop for now */
+	PICKUP_STEP_OK,     /* go on */
+	PICKUP_STEP_LATER,  /* leave the file for now (logged if needed) */
+	PICKUP_STEP_REJECT, /* refuse the file: reason says why */
+	PICKUP_STEP_STALL,  /* the spool failed (logged): stop for now */
 };
 
 /* The file as stat'ed by name: a regular file with one link, within the
  * size limit.  0, or -1 with reason. */
 static int
-pickup_check_stat(const struct pickup *p, const struct stat *st,
-    char *reason, size_t reasonsz)
+pickup_check_stat(const struct pickup *p, const struct stat *st, char *reason,
+    size_t reasonsz)
 {
 	if (!S_ISREG(st->st_mode)) {
 		snprintf(reason, reasonsz, "not allowed: %s",
@@ -381,14 +383,17 @@ pickup_check_stat(const struct pickup *p, const struct stat *st,
 		return -1;
 	}
 	if (st->st_nlink != 1) {
-		snprintf(reason, reasonsz, "not allowed: %lu hard links (a "
+		snprintf(reason, reasonsz,
+		    "not allowed: %lu hard links (a "
 		    "dropped file must have exactly one)",
 		    (unsigned long)st->st_nlink);
 		return -1;
 	}
 	if ((size_t)st->st_size > p->size_max) {
-		snprintf(reason, reasonsz, "too large: %lld bytes, the limit "
-		    "is %zu", (long long)st->st_size, p->size_max);
+		snprintf(reason, reasonsz,
+		    "too large: %lld bytes, the limit "
+		    "is %zu",
+		    (long long)st->st_size, p->size_max);
 		return -1;
 	}
 	return 0;
@@ -404,25 +409,28 @@ pickup_open(struct pickup *p, const char *name, const char *pname,
     const struct stat *st, struct stat *fst, int *fd, char *reason,
     size_t reasonsz)
 {
-	*fd = openat(p->dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
-	    O_NOCTTY | O_CLOEXEC);
+	*fd = openat(p->dir_fd, name,
+	    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (*fd < 0) {
 		if (errno == ENOENT)
 			return PICKUP_STEP_LATER;
 		if (errno == EMFILE || errno == ENFILE || errno == ENOMEM ||
 		    errno == EINTR || errno == EAGAIN) {
 			log_warn("pickup file=%s: open: %s (tried again "
-			    "later)", pname, strerror(errno));
+				 "later)",
+			    pname, strerror(errno));
 			return PICKUP_STEP_LATER;
 		}
-		snprintf(reason, reasonsz, "cannot open: %s%s",
-		    strerror(errno), errno == EACCES ? " (the file must be "
-		    "readable by sendqd: make it group-readable)" : "");
+		snprintf(reason, reasonsz, "cannot open: %s%s", strerror(errno),
+		    errno == EACCES ?
+			" (the file must be "
+			"readable by sendqd: make it group-readable)" :
+			"");
 		return PICKUP_STEP_REJECT;
 	}
 	if (fstat(*fd, fst) != 0 || fst->st_dev != st->st_dev ||
 	    fst->st_ino != st->st_ino) {
-		close(*fd);	/* replaced meanwhile: look again later */
+		close(*fd); /* replaced meanwhile: look again later */
 		*fd = -1;
 		pickup_names_push(p, name);
 		return PICKUP_STEP_LATER;
@@ -430,7 +438,7 @@ pickup_open(struct pickup *p, const char *name, const char *pname,
 	if (!S_ISREG(fst->st_mode) || fst->st_nlink != 1) {
 		snprintf(reason, reasonsz, "not allowed: %s",
 		    !S_ISREG(fst->st_mode) ? pickup_kind(fst->st_mode) :
-		    "more than one hard link");
+					     "more than one hard link");
 		return PICKUP_STEP_REJECT;
 	}
 	return PICKUP_STEP_OK;
@@ -448,12 +456,14 @@ pickup_guards(struct pickup *p, const char *pname, long uid,
 
 	if (spool_space_ok(p->spool, size, &err) != 0) {
 		log_warn("pickup file=%s uid=%ld result=deferred error=\"%s\" "
-		    "(left in maildrop/)", pname, uid, err.msg);
+			 "(left in maildrop/)",
+		    pname, uid, err.msg);
 		return PICKUP_STEP_STALL;
 	}
 	if (pickup_admit(p, uid, batch, n, size, &err) != 0) {
 		log_warn("pickup file=%s uid=%ld result=deferred error=\"%s\" "
-		    "(left in maildrop/)", pname, uid, err.msg);
+			 "(left in maildrop/)",
+		    pname, uid, err.msg);
 		return PICKUP_STEP_LATER;
 	}
 	if (spool_writer_begin(p->spool, w, &err) != 0) {
@@ -475,10 +485,10 @@ pickup_copy(struct pickup *p, struct spool_writer *w, int fd,
     size_t *total, char *reason, size_t reasonsz)
 {
 	struct msgfix_scan scan;
-	struct sq_err err = { 0 };
-	char date[64], *added;
-	ssize_t n;
-	int rc, more;
+	struct sq_err      err = { 0 };
+	char               date[64], *added;
+	ssize_t            n;
+	int                rc, more;
 
 	mailmsg_date((int64_t)time(NULL), 1, date, sizeof(date));
 	added = dropfile_added_fields(df, date, spool_writer_id(w),
@@ -502,13 +512,16 @@ pickup_copy(struct pickup *p, struct spool_writer *w, int fd,
 		n = pickup_read(fd, p->head, PICKUP_CHUNK);
 		if (n < 0) {
 			log_warn("pickup file=%s: read: %s (tried again "
-			    "later)", pname, strerror((int)-n));
+				 "later)",
+			    pname, strerror((int)-n));
 			return PICKUP_STEP_LATER;
 		}
 		*total += (size_t)n;
 		if (*total > p->size_max) {
-			snprintf(reason, reasonsz, "too large: more than %zu "
-			    "bytes (it grew while it was read)", p->size_max);
+			snprintf(reason, reasonsz,
+			    "too large: more than %zu "
+			    "bytes (it grew while it was read)",
+			    p->size_max);
 			return PICKUP_STEP_REJECT;
 		}
 		more = (size_t)n == PICKUP_CHUNK;
@@ -561,25 +574,26 @@ pickup_item_fill(struct pickup *p, struct pickup_item *it, const char *name,
  * is never taken twice).
  */
 static enum pickup_take
-pickup_take(struct pickup *p, const char *name,
-    const struct pickup_item *batch, size_t n, struct pickup_item *it)
+pickup_take(struct pickup *p, const char *name, const struct pickup_item *batch,
+    size_t n, struct pickup_item *it)
 {
 	struct dropfile_opts opts = { 0 };
-	struct dropfile df = { 0 };
-	struct sq_err err = { 0 };
-	struct stat st, fst;
+	struct dropfile      df = { 0 };
+	struct sq_err        err = { 0 };
+	struct stat          st, fst;
 	struct spool_writer *w = NULL;
-	char reason[600], pname[128];
-	enum pickup_step step;
-	size_t i, total;
-	ssize_t got;
-	int fd = -1;
+	char                 reason[600], pname[128];
+	enum pickup_step     step;
+	size_t               i, total;
+	ssize_t              got;
+	int                  fd = -1;
 
 	sq_printable(pname, sizeof(pname), name, strlen(name));
 	if (fstatat(p->dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
 		if (errno != ENOENT)
 			log_warn("pickup file=%s: stat: %s (tried again "
-			    "later)", pname, strerror(errno));
+				 "later)",
+			    pname, strerror(errno));
 		return PICKUP_DONE;
 	}
 	for (i = 0; i < n; i++)
@@ -601,21 +615,22 @@ pickup_take(struct pickup *p, const char *name,
 		step = PICKUP_STEP_LATER;
 		goto out;
 	}
-	total = (size_t)got < DROPFILE_HEAD_MAX ? (size_t)got :
+	total = (size_t)got < DROPFILE_HEAD_MAX ?
+	    (size_t)got :
 	    ((size_t)fst.st_size > (size_t)got ? (size_t)fst.st_size :
-	    (size_t)got + 1);
+						 (size_t)got + 1);
 	opts.hostname = p->hostname;
 	opts.default_sender = pickup_owner_sender(p, it->uid);
 	opts.size_max = p->size_max;
-	if (dropfile_parse(p->head, (size_t)got, total, &opts, &df,
-	    &err) != 0) {
+	if (dropfile_parse(p->head, (size_t)got, total, &opts, &df, &err) !=
+	    0) {
 		snprintf(reason, sizeof(reason), "%s", err.msg);
 		goto reject;
 	}
 	if ((step = pickup_guards(p, pname, it->uid, batch, n,
-	    (uint64_t)fst.st_size, &w)) != PICKUP_STEP_OK ||
+		 (uint64_t)fst.st_size, &w)) != PICKUP_STEP_OK ||
 	    (step = pickup_copy(p, w, fd, &df, (size_t)got, pname, it->uid,
-	    &total, reason, sizeof(reason))) != PICKUP_STEP_OK) {
+		 &total, reason, sizeof(reason))) != PICKUP_STEP_OK) {
 		if (step == PICKUP_STEP_REJECT)
 			goto reject;
 		goto out;
@@ -632,14 +647,15 @@ reject:
 		fd = -1;
 	}
 	pickup_reject(p, name, it->uid, reason);
-	step = PICKUP_STEP_LATER;	/* done with this file */
+	step = PICKUP_STEP_LATER; /* done with this file */
 out:
 	spool_writer_abort(w);
 	dropfile_fini(&df);
 	if (fd >= 0)
 		close(fd);
 	return step == PICKUP_STEP_OK ? PICKUP_READY :
-	    step == PICKUP_STEP_STALL ? PICKUP_STALL : PICKUP_DONE;
+	    step == PICKUP_STEP_STALL ? PICKUP_STALL :
+					PICKUP_DONE;
 }
 
 /* ------------------------------------------------------------------ */
@@ -649,12 +665,12 @@ static void
 pickup_commit(struct pickup *p, struct pickup_item *items, size_t n)
 {
 	struct spool_writer *ws[PICKUP_BATCH];
-	struct envelope *envs[PICKUP_BATCH];
-	struct sq_err errs[PICKUP_BATCH];
-	int results[PICKUP_BATCH], unlinked[PICKUP_BATCH];
-	char pname[128], psender[128];
-	struct stat st;
-	size_t i;
+	struct envelope     *envs[PICKUP_BATCH];
+	struct sq_err        errs[PICKUP_BATCH];
+	int                  results[PICKUP_BATCH], unlinked[PICKUP_BATCH];
+	char                 pname[128], psender[128];
+	struct stat          st;
+	size_t               i;
 
 	memset(errs, 0, sizeof(errs));
 	for (i = 0; i < n; i++) {
@@ -671,8 +687,8 @@ pickup_commit(struct pickup *p, struct pickup_item *items, size_t n)
 		if (results[i] != 0)
 			continue;
 		if (fstatat(p->dir_fd, items[i].name, &st,
-		    AT_SYMLINK_NOFOLLOW) != 0 || st.st_dev != items[i].dev ||
-		    st.st_ino != items[i].ino)
+			AT_SYMLINK_NOFOLLOW) != 0 ||
+		    st.st_dev != items[i].dev || st.st_ino != items[i].ino)
 			unlinked[i] = -ESTALE;
 		else if (unlinkat(p->dir_fd, items[i].name, 0) != 0)
 			unlinked[i] = -errno;
@@ -682,23 +698,25 @@ pickup_commit(struct pickup *p, struct pickup_item *items, size_t n)
 		    strlen(items[i].name));
 		if (results[i] != 0) {
 			log_warn("pickup file=%s uid=%ld result=deferred "
-			    "error=\"%s\" (left in maildrop/)", pname,
-			    items[i].uid, errs[i].msg);
+				 "error=\"%s\" (left in maildrop/)",
+			    pname, items[i].uid, errs[i].msg);
 			p->stalled = 1;
 			continue;
 		}
 		if (unlinked[i] == -ESTALE)
 			log_warn("pickup file=%s: replaced while it was "
-			    "picked up (the new file is picked up next)",
+				 "picked up (the new file is picked up next)",
 			    pname);
 		else if (unlinked[i] != 0)
 			log_err("pickup file=%s: unlink: %s (it will be "
-			    "queued again)", pname, strerror(-unlinked[i]));
+				"queued again)",
+			    pname, strerror(-unlinked[i]));
 		sq_printable(psender, sizeof(psender), envs[i]->sender,
 		    strlen(envs[i]->sender));
 		log_info("pickup file=%s uid=%ld msgid=%s from=<%s> nrcpt=%zu "
-		    "size=%zu", pname, items[i].uid, envs[i]->id, psender,
-		    envs[i]->n_rcpts, items[i].size);
+			 "size=%zu",
+		    pname, items[i].uid, envs[i]->id, psender, envs[i]->n_rcpts,
+		    items[i].size);
 		metrics_count_accepted(METRICS_PATH_MAILDROP);
 		quota_queued(&p->quota, envs[i]->id);
 	}
@@ -717,10 +735,10 @@ static void
 pickup_clean_tmp(struct pickup *p, time_t now)
 {
 	struct dirent *de;
-	struct stat st;
-	char pname[128];
-	DIR *d;
-	int fd;
+	struct stat    st;
+	char           pname[128];
+	DIR           *d;
+	int            fd;
 
 	if ((fd = dup(p->tmp_fd)) < 0 || (d = fdopendir(fd)) == NULL) {
 		if (fd >= 0)
@@ -732,15 +750,17 @@ pickup_clean_tmp(struct pickup *p, time_t now)
 		if (strcmp(de->d_name, ".") == 0 ||
 		    strcmp(de->d_name, "..") == 0)
 			continue;
-		if (fstatat(p->tmp_fd, de->d_name, &st,
-		    AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode) ||
+		if (fstatat(p->tmp_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) !=
+			0 ||
+		    S_ISDIR(st.st_mode) ||
 		    st.st_mtime > now - PICKUP_TMP_MAX_AGE)
 			continue;
 		if (unlinkat(p->tmp_fd, de->d_name, 0) == 0)
 			log_info("pickup: removed maildrop/tmp/%s (uid=%ld): "
-			    "never published, older than 1 day", sq_printable(
-			    pname, sizeof(pname), de->d_name,
-			    strlen(de->d_name)), (long)st.st_uid);
+				 "never published, older than 1 day",
+			    sq_printable(pname, sizeof(pname), de->d_name,
+				strlen(de->d_name)),
+			    (long)st.st_uid);
 	}
 	closedir(d);
 }
@@ -748,10 +768,10 @@ pickup_clean_tmp(struct pickup *p, time_t now)
 static void
 pickup_on_run(evutil_socket_t fd, short what, void *arg)
 {
-	struct pickup *p = arg;
+	struct pickup     *p = arg;
 	struct pickup_item items[PICKUP_BATCH];
-	enum pickup_take t;
-	size_t n = 0, bytes = 0;
+	enum pickup_take   t;
+	size_t             n = 0, bytes = 0;
 
 	(void)fd;
 	(void)what;
@@ -796,18 +816,18 @@ static void
 pickup_on_watch(evutil_socket_t fd, short what, void *arg)
 {
 	struct pickup *p = arg;
-	char buf[16384]
+	char           buf[16384]
 	    __attribute__((aligned(__alignof__(struct inotify_event))));
 	const struct inotify_event *ev;
-	struct stat st;
-	ssize_t n;
-	size_t off;
-	int any = 0;
+	struct stat                 st;
+	ssize_t                     n;
+	size_t                      off;
+	int                         any = 0;
 
 	(void)what;
 	while ((n = read(fd, buf, sizeof(buf))) > 0) {
 		for (off = 0; off + sizeof(*ev) <= (size_t)n;
-		    off += sizeof(*ev) + ev->len) {
+		     off += sizeof(*ev) + ev->len) {
 			ev = (const struct inotify_event *)(buf + off);
 			if (ev->mask & IN_Q_OVERFLOW) {
 				p->want_scan = 1;
@@ -822,8 +842,8 @@ pickup_on_watch(evutil_socket_t fd, short what, void *arg)
 			 * ...) is refused right away. */
 			if ((ev->mask & IN_CREATE) &&
 			    (fstatat(p->dir_fd, ev->name, &st,
-			    AT_SYMLINK_NOFOLLOW) != 0 ||
-			    (S_ISREG(st.st_mode) && st.st_nlink == 1)))
+				 AT_SYMLINK_NOFOLLOW) != 0 ||
+				(S_ISREG(st.st_mode) && st.st_nlink == 1)))
 				continue;
 			pickup_names_push(p, ev->name);
 			any = 1;
@@ -839,7 +859,7 @@ static void
 pickup_on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct pickup *p = arg;
-	time_t now = time(NULL);
+	time_t         now = time(NULL);
 
 	(void)fd;
 	(void)what;
@@ -861,28 +881,28 @@ static int
 pickup_dirs(struct pickup *p, const char *spool_dir, struct sq_err *err)
 {
 	struct stat st;
-	char *path;
-	gid_t gid;
-	int spool_fd, rc;
+	char       *path;
+	gid_t       gid;
+	int         spool_fd, rc;
 
 	spool_fd = open(spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (spool_fd < 0)
 		return sq_err_set(err, -errno, "open %s: %s", spool_dir,
 		    strerror(errno));
 	if (fstat(spool_fd, &st) == 0 && !(st.st_mode & S_IXOTH))
-		log_warn("pickup: %s is mode %04o: the drop helper cannot "
+		log_warn(
+		    "pickup: %s is mode %04o: the drop helper cannot "
 		    "reach %s/ (mode 0711 lets it through; nothing becomes "
-		    "listable)", spool_dir, (unsigned)(st.st_mode & 07777),
-		    PICKUP_DIR);
+		    "listable)",
+		    spool_dir, (unsigned)(st.st_mode & 07777), PICKUP_DIR);
 	gid = pickup_drop_gid();
-	rc = pickup_mkdir(spool_fd, p->dir, PICKUP_DIR, 01730, gid,
-	    &p->dir_fd, err);
+	rc = pickup_mkdir(spool_fd, p->dir, PICKUP_DIR, 01730, gid, &p->dir_fd,
+	    err);
 	close(spool_fd);
 	if (rc != 0)
 		return rc;
 	path = xasprintf("%s/tmp", p->dir);
-	rc = pickup_mkdir(p->dir_fd, path, "tmp", 01730, gid, &p->tmp_fd,
-	    err);
+	rc = pickup_mkdir(p->dir_fd, path, "tmp", 01730, gid, &p->tmp_fd, err);
 	free(path);
 	if (rc != 0)
 		return rc;
@@ -894,13 +914,13 @@ pickup_dirs(struct pickup *p, const char *spool_dir, struct sq_err *err)
 }
 
 int
-pickup_new(struct event_base *base, const struct config *cfg,
-    struct spool *sp, struct pickup **out, struct sq_err *err)
+pickup_new(struct event_base *base, const struct config *cfg, struct spool *sp,
+    struct pickup **out, struct sq_err *err)
 {
 	struct timeval tv = { PICKUP_SCAN_INTERVAL, 0 };
 	struct pickup *p;
-	char host[256];
-	int rc;
+	char           host[256];
+	int            rc;
 
 	p = xcalloc(1, sizeof(*p));
 	p->base = base;
@@ -910,8 +930,9 @@ pickup_new(struct event_base *base, const struct config *cfg,
 	p->dir = xasprintf("%s/%s", cfg->spool_dir, PICKUP_DIR);
 	/* The same limit as the SMTP intake ([intake] max_message_size). */
 	p->size_max = cfg->intake.max_message_size > 0 &&
-	    cfg->intake.max_message_size < SIZE_MAX ?
-	    (size_t)cfg->intake.max_message_size : DROPFILE_SIZE_DEFAULT;
+		cfg->intake.max_message_size < SIZE_MAX ?
+	    (size_t)cfg->intake.max_message_size :
+	    DROPFILE_SIZE_DEFAULT;
 	p->hostname = xstrdup(sq_hostname(cfg->hostname, host, sizeof(host)));
 	rewrite_init(&p->rw, cfg, p->hostname);
 	p->head = xmalloc(DROPFILE_HEAD_MAX);
@@ -923,8 +944,9 @@ pickup_new(struct event_base *base, const struct config *cfg,
 		    strerror(errno));
 		goto fail;
 	}
-	if (inotify_add_watch(p->watch_fd, p->dir, IN_MOVED_TO |
-	    IN_CLOSE_WRITE | IN_CREATE | IN_ONLYDIR | IN_DONT_FOLLOW) < 0) {
+	if (inotify_add_watch(p->watch_fd, p->dir,
+		IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE | IN_ONLYDIR |
+		    IN_DONT_FOLLOW) < 0) {
 		rc = sq_err_set(err, -errno, "watch %s: %s", p->dir,
 		    strerror(errno));
 		goto fail;

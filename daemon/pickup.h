@@ -39,13 +39,13 @@
 #include "spool.h"
 #include "util.h"
 
-#define PICKUP_DIR		"maildrop"
-#ifndef PICKUP_DROP_GROUP	/* CMake: SENDQ_DROP_GROUP */
-#define PICKUP_DROP_GROUP	"sendq-drop"
+#define PICKUP_DIR "maildrop"
+#ifndef PICKUP_DROP_GROUP /* CMake: SENDQ_DROP_GROUP */
+#define PICKUP_DROP_GROUP "sendq-drop"
 #endif
-#define PICKUP_SCAN_INTERVAL	60	/* seconds between safety scans */
-#define PICKUP_BATCH		64	/* files per group commit */
-#define PICKUP_TMP_MAX_AGE	(24 * 60 * 60)	/* tmp/ files older: removed */
+#define PICKUP_SCAN_INTERVAL 60             /* seconds between safety scans */
+#define PICKUP_BATCH         64             /* files per group commit */
+#define PICKUP_TMP_MAX_AGE   (24 * 60 * 60) /* tmp/ files older: removed */
 
 struct event_base;
 struct pickup;
@@ -58,16 +58,16 @@ struct pickup;
  * pickup_free), or -errno with err (for example maildrop/ is a symlink
  * or cannot be created).
  */
-int	pickup_new(struct event_base *base, const struct config *cfg,
-	    struct spool *sp, struct pickup **out, struct sq_err *err);
+int pickup_new(struct event_base *base, const struct config *cfg,
+    struct spool *sp, struct pickup **out, struct sq_err *err);
 
 /* The per-uid limits and the way to the queue index's counts (copied);
  * without it there is no per-uid limit.  NULL accepted for p and q. */
 struct quota;
-void	pickup_set_quota(struct pickup *p, const struct quota *q);
+void pickup_set_quota(struct pickup *p, const struct quota *q);
 
 /* Stop watching and free; files not yet picked up stay in maildrop/.
  * Not from inside the pickup's own callbacks.  NULL accepted. */
-void	pickup_free(struct pickup *p);
+void pickup_free(struct pickup *p);
 
 #endif

@@ -14,31 +14,31 @@
 #include "queue_index.h"
 #include "util.h"
 
-#define QUEUE_INDEX_BUCKETS	1024	/* initial; a power of two */
+#define QUEUE_INDEX_BUCKETS 1024 /* initial; a power of two */
 
 TAILQ_HEAD(queue_entry_list, queue_entry);
 
 struct queue_lane {
-	struct queue_entry_list	 due;
-	size_t			 n_due;
-	size_t			 n;
+	struct queue_entry_list due;
+	size_t                  n_due;
+	size_t                  n;
 };
 
 struct queue_index {
-	struct queue_entry	**buckets;
-	size_t			 n_buckets;
-	size_t			 n;
-	struct queue_entry	**heap;
-	size_t			 heap_len, heap_cap;
-	struct queue_lane	*lanes;
-	size_t			 n_lanes;
+	struct queue_entry **buckets;
+	size_t               n_buckets;
+	size_t               n;
+	struct queue_entry **heap;
+	size_t               heap_len, heap_cap;
+	struct queue_lane   *lanes;
+	size_t               n_lanes;
 };
 
 struct queue_index *
 queue_index_new(size_t n_lanes)
 {
 	struct queue_index *qi = xcalloc(1, sizeof(*qi));
-	size_t i;
+	size_t              i;
 
 	qi->n_buckets = QUEUE_INDEX_BUCKETS;
 	/* NOLINTNEXTLINE(bugprone-sizeof-expression): ptr array */
@@ -54,7 +54,7 @@ void
 queue_index_free(struct queue_index *qi)
 {
 	struct queue_entry *e, *next;
-	size_t i;
+	size_t              i;
 
 	if (qi == NULL)
 		return;
@@ -86,7 +86,7 @@ static void
 queue_index_grow(struct queue_index *qi)
 {
 	struct queue_entry **nb, *e, *next;
-	size_t i, h, n = qi->n_buckets * 2;
+	size_t               i, h, n = qi->n_buckets * 2;
 
 	/* NOLINTNEXTLINE(bugprone-sizeof-expression): ptr array */
 	nb = xcalloc(n, sizeof(*nb));
@@ -108,7 +108,7 @@ queue_index_find(const struct queue_index *qi, const char *id)
 	struct queue_entry *e;
 
 	for (e = qi->buckets[queue_index_hash(id, qi->n_buckets)]; e != NULL;
-	    e = e->hash_next)
+	     e = e->hash_next)
 		if (strcmp(e->id, id) == 0)
 			return e;
 	return NULL;
@@ -119,7 +119,7 @@ queue_index_add(struct queue_index *qi, const char *id, int lane,
     int64_t created, long uid, uint64_t size)
 {
 	struct queue_entry *e;
-	size_t h;
+	size_t              h;
 
 	if (lane < 0 || (size_t)lane >= qi->n_lanes ||
 	    strlen(id) >= QUEUE_INDEX_ID_MAX ||
@@ -149,7 +149,7 @@ queue_index_unhash(struct queue_index *qi, struct queue_entry *e)
 	struct queue_entry **pp;
 
 	for (pp = &qi->buckets[queue_index_hash(e->id, qi->n_buckets)];
-	    *pp != NULL; pp = &(*pp)->hash_next)
+	     *pp != NULL; pp = &(*pp)->hash_next)
 		if (*pp == e) {
 			*pp = e->hash_next;
 			qi->n--;
@@ -175,8 +175,8 @@ queue_index_swap(struct queue_index *qi, size_t a, size_t b)
 static void
 queue_index_up(struct queue_index *qi, size_t i)
 {
-	while (i > 0 && qi->heap[(i - 1) / 2]->next_attempt >
-	    qi->heap[i]->next_attempt) {
+	while (i > 0 &&
+	    qi->heap[(i - 1) / 2]->next_attempt > qi->heap[i]->next_attempt) {
 		queue_index_swap(qi, i, (i - 1) / 2);
 		i = (i - 1) / 2;
 	}
@@ -191,11 +191,11 @@ queue_index_down(struct queue_index *qi, size_t i)
 		l = 2 * i + 1;
 		r = l + 1;
 		m = i;
-		if (l < qi->heap_len && qi->heap[l]->next_attempt <
-		    qi->heap[m]->next_attempt)
+		if (l < qi->heap_len &&
+		    qi->heap[l]->next_attempt < qi->heap[m]->next_attempt)
 			m = l;
-		if (r < qi->heap_len && qi->heap[r]->next_attempt <
-		    qi->heap[m]->next_attempt)
+		if (r < qi->heap_len &&
+		    qi->heap[r]->next_attempt < qi->heap[m]->next_attempt)
 			m = r;
 		if (m == i)
 			return;
@@ -266,8 +266,7 @@ queue_index_remove(struct queue_index *qi, struct queue_entry *e)
 }
 
 void
-queue_index_wait(struct queue_index *qi, struct queue_entry *e,
-    int64_t when)
+queue_index_wait(struct queue_index *qi, struct queue_entry *e, int64_t when)
 {
 	queue_index_unlink(qi, e);
 	e->state = QUEUE_WAITING;
@@ -368,7 +367,7 @@ queue_index_foreach(struct queue_index *qi,
     void (*fn)(struct queue_entry *, void *), void *arg)
 {
 	struct queue_entry *e, *next;
-	size_t i;
+	size_t              i;
 
 	for (i = 0; i < qi->n_buckets; i++)
 		for (e = qi->buckets[i]; e != NULL; e = next) {

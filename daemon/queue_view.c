@@ -46,29 +46,29 @@
 #include "spool.h"
 #include "util.h"
 
-#ifndef SENDQ_SHOWQ_HELPER	/* CMake: where sendq-showq is installed */
-#define SENDQ_SHOWQ_HELPER	"/usr/sbin/sendq-showq"
+#ifndef SENDQ_SHOWQ_HELPER /* CMake: where sendq-showq is installed */
+#define SENDQ_SHOWQ_HELPER "/usr/sbin/sendq-showq"
 #endif
 
 /* Width of the columns before "Sender / Recipients" in the text list. */
-#define QUEUE_VIEW_INDENT	60
-#define QUEUE_VIEW_POSTFIX_INDENT 41	/* Postfix's recipient column */
+#define QUEUE_VIEW_INDENT         60
+#define QUEUE_VIEW_POSTFIX_INDENT 41 /* Postfix's recipient column */
 
 struct queue_view_out {
-	struct buf	*b;
-	int		 rc;	/* first failure, 0 while all went in */
+	struct buf *b;
+	int         rc; /* first failure, 0 while all went in */
 };
 
 struct queue_view_ids {
-	char	**ids;
-	size_t	  n;
+	char **ids;
+	size_t n;
 };
 
 /* What queue_view knows about one message besides its envelope. */
 struct queue_view_info {
-	long long	 size;		/* bytes of the .msg, -1 unknown */
-	const char	*state;
-	int64_t		 now;
+	long long   size; /* bytes of the .msg, -1 unknown */
+	const char *state;
+	int64_t     now;
 };
 
 static void
@@ -85,11 +85,11 @@ queue_view_puts(struct queue_view_out *o, const char *s)
 }
 
 static void SQ_PRINTF(2, 3)
-queue_view_printf(struct queue_view_out *o, const char *fmt, ...)
+    queue_view_printf(struct queue_view_out *o, const char *fmt, ...)
 {
 	va_list ap;
-	char *s;
-	int n;
+	char   *s;
+	int     n;
 
 	va_start(ap, fmt);
 	n = vasprintf(&s, fmt, ap);
@@ -104,7 +104,7 @@ queue_view_printf(struct queue_view_out *o, const char *fmt, ...)
 static void
 queue_view_put_safe(struct queue_view_out *o, const char *s)
 {
-	char *safe;
+	char  *safe;
 	size_t len = strlen(s);
 
 	safe = xmalloc(len + 1);
@@ -148,7 +148,7 @@ void
 queue_view_time(char *dst, size_t dstsz, int64_t t)
 {
 	struct tm tm;
-	time_t tt = (time_t)t;
+	time_t    tt = (time_t)t;
 
 	if (gmtime_r(&tt, &tm) == NULL ||
 	    strftime(dst, dstsz, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
@@ -174,7 +174,7 @@ static long long
 queue_view_size(struct spool *sp, const char *id)
 {
 	struct sq_err err = { 0 };
-	uint64_t size;
+	uint64_t      size;
 
 	if (spool_message_size(sp, id, &size, &err) != 0)
 		return -1;
@@ -216,11 +216,10 @@ static void
 queue_view_text_entry(struct queue_view_out *o, const struct envelope *env,
     const struct queue_view_info *info)
 {
-	char age[32], next[64];
+	char   age[32], next[64];
 	size_t i;
 
-	queue_view_age(age, sizeof(age), (long long)(info->now -
-	    env->created));
+	queue_view_age(age, sizeof(age), (long long)(info->now - env->created));
 	queue_view_printf(o, "%-31s %10lld %5s  %-8s  ", env->id, info->size,
 	    age, info->state);
 	queue_view_put_sender(o, env);
@@ -229,8 +228,7 @@ queue_view_text_entry(struct queue_view_out *o, const struct envelope *env,
 		queue_view_put_safe(o, env->rcpts[i]);
 		queue_view_puts(o, "\n");
 	}
-	if (env->attempts > 0 || env->next_attempt > info->now ||
-	    env->held) {
+	if (env->attempts > 0 || env->next_attempt > info->now || env->held) {
 		queue_view_next(next, sizeof(next), env, info);
 		queue_view_printf(o, "%*sattempts %u, next attempt %s\n",
 		    QUEUE_VIEW_INDENT, "", env->attempts, next);
@@ -250,20 +248,21 @@ queue_view_text_entry(struct queue_view_out *o, const struct envelope *env,
  * MAILER-DAEMON, the arrival time local, as Postfix prints them.
  */
 static void
-queue_view_postfix_entry(struct queue_view_out *o,
-    const struct envelope *env, const struct queue_view_info *info)
+queue_view_postfix_entry(struct queue_view_out *o, const struct envelope *env,
+    const struct queue_view_info *info)
 {
-	char when[32];
+	char      when[32];
 	struct tm tm;
-	time_t t = (time_t)env->created;
-	size_t i;
+	time_t    t = (time_t)env->created;
+	size_t    i;
 
 	if (localtime_r(&t, &tm) == NULL ||
 	    strftime(when, sizeof(when), "%a %b %e %H:%M:%S", &tm) == 0)
 		snprintf(when, sizeof(when), "%" PRId64, env->created);
 	queue_view_printf(o, "%s%c %8lld %s  ", env->id,
-	    strcmp(info->state, "active") == 0 ? '*' :
-	    strcmp(info->state, "held") == 0 ? '!' : ' ',
+	    strcmp(info->state, "active") == 0   ? '*' :
+		strcmp(info->state, "held") == 0 ? '!' :
+						   ' ',
 	    info->size > 0 ? info->size : 0, when);
 	if (env->sender[0] == '\0')
 		queue_view_puts(o, "MAILER-DAEMON");
@@ -292,10 +291,12 @@ queue_view_json_fields(struct queue_view_out *o, const struct envelope *env,
 
 	queue_view_puts(o, "\"id\":");
 	queue_view_json_str(o, env->id);
-	queue_view_printf(o, ",\"size\":%lld,\"created\":%" PRId64
-	    ",\"age\":%" PRId64 ",\"state\":\"%s\",\"sender\":", info->size,
-	    env->created, info->now > env->created ? info->now -
-	    env->created : 0, info->state);
+	queue_view_printf(o,
+	    ",\"size\":%lld,\"created\":%" PRId64 ",\"age\":%" PRId64
+	    ",\"state\":\"%s\",\"sender\":",
+	    info->size, env->created,
+	    info->now > env->created ? info->now - env->created : 0,
+	    info->state);
 	queue_view_json_str(o, env->sender);
 	queue_view_puts(o, ",\"recipients\":[");
 	for (i = 0; i < env->n_rcpts; i++) {
@@ -303,8 +304,9 @@ queue_view_json_fields(struct queue_view_out *o, const struct envelope *env,
 			queue_view_puts(o, ",");
 		queue_view_json_str(o, env->rcpts[i]);
 	}
-	queue_view_printf(o, "],\"attempts\":%u,\"next_attempt\":%" PRId64
-	    ",\"last_error\":", env->attempts, env->next_attempt);
+	queue_view_printf(o,
+	    "],\"attempts\":%u,\"next_attempt\":%" PRId64 ",\"last_error\":",
+	    env->attempts, env->next_attempt);
 	queue_view_json_str(o, env->last_error);
 }
 
@@ -322,15 +324,15 @@ queue_view_list(const char *spool_dir, long uid_filter, int json,
     int (*is_active)(void *, const char *), void *arg, struct buf *out,
     struct sq_err *err)
 {
-	struct queue_view_out o = { out, 0 };
-	struct queue_view_ids l = { 0 };
+	struct queue_view_out  o = { out, 0 };
+	struct queue_view_ids  l = { 0 };
 	struct queue_view_info info;
-	struct envelope *env;
-	struct sq_err lerr = { 0 };
-	struct spool *sp;
-	long long total = 0;
-	size_t i, shown = 0;
-	int rc;
+	struct envelope       *env;
+	struct sq_err          lerr = { 0 };
+	struct spool          *sp;
+	long long              total = 0;
+	size_t                 i, shown = 0;
+	int                    rc;
 
 	if ((rc = spool_open_queue(spool_dir, &sp, err)) != 0)
 		return rc;
@@ -342,19 +344,20 @@ queue_view_list(const char *spool_dir, long uid_filter, int json,
 	if (json == QUEUE_VIEW_JSON)
 		queue_view_puts(&o, "[");
 	for (i = 0; i < l.n; i++) {
-		if (o.rc != 0 || spool_load_envelope(sp, l.ids[i], &env,
-		    &lerr) != 0)
-			continue;	/* gone meanwhile, or unreadable */
+		if (o.rc != 0 ||
+		    spool_load_envelope(sp, l.ids[i], &env, &lerr) != 0)
+			continue; /* gone meanwhile, or unreadable */
 		if (uid_filter != QUEUE_VIEW_ALL_UIDS &&
 		    env->uid != uid_filter) {
 			envelope_free(env);
-			continue;	/* another user's */
+			continue; /* another user's */
 		}
 		info.size = queue_view_size(sp, env->id);
 		info.state = queue_view_state(env, is_active, arg);
 		if (json == QUEUE_VIEW_POSTFIX) {
 			if (shown == 0)
-				queue_view_puts(&o, "-Queue ID-  --Size-- "
+				queue_view_puts(&o,
+				    "-Queue ID-  --Size-- "
 				    "----Arrival Time---- "
 				    "-Sender/Recipient-------\n");
 			queue_view_postfix_entry(&o, env, &info);
@@ -364,9 +367,11 @@ queue_view_list(const char *spool_dir, long uid_filter, int json,
 			queue_view_puts(&o, "}");
 		} else {
 			if (shown == 0)
-				queue_view_printf(&o, "%-31s %10s %5s  %-8s  "
-				    "%s\n", "Queue ID", "Size", "Age",
-				    "State", "Sender / Recipients");
+				queue_view_printf(&o,
+				    "%-31s %10s %5s  %-8s  "
+				    "%s\n",
+				    "Queue ID", "Size", "Age", "State",
+				    "Sender / Recipients");
 			queue_view_text_entry(&o, env, &info);
 		}
 		if (info.size > 0)
@@ -389,8 +394,10 @@ queue_view_list(const char *spool_dir, long uid_filter, int json,
 	free(l.ids);
 	spool_close(sp);
 	if (o.rc != 0)
-		return sq_err_set(err, o.rc, "queue listing larger than %zu "
-		    "bytes", out->max);
+		return sq_err_set(err, o.rc,
+		    "queue listing larger than %zu "
+		    "bytes",
+		    out->max);
 	return 0;
 }
 
@@ -400,10 +407,10 @@ static int
 queue_view_read_header(struct spool *sp, const char *id, struct buf *hdr,
     int *truncated, struct sq_err *err)
 {
-	char chunk[4096];
-	size_t i;
+	char    chunk[4096];
+	size_t  i;
 	ssize_t r;
-	int fd, bol = 1;
+	int     fd, bol = 1;
 
 	*truncated = 0;
 	if ((fd = spool_open_message(sp, id, err)) < 0)
@@ -420,7 +427,7 @@ queue_view_read_header(struct spool *sp, const char *id, struct buf *hdr,
 			break;
 		for (i = 0; i < (size_t)r; i++) {
 			if (bol && chunk[i] == '\n')
-				break;	/* the empty line ends the header */
+				break; /* the empty line ends the header */
 			/* A CR at the start of a line may begin "\r\n". */
 			bol = chunk[i] == '\n' || (bol && chunk[i] == '\r');
 		}
@@ -446,8 +453,8 @@ queue_view_read_header(struct spool *sp, const char *id, struct buf *hdr,
 static void
 queue_view_put_header_text(struct queue_view_out *o, const struct buf *hdr)
 {
-	char *s;
-	size_t i, n = 0;
+	char         *s;
+	size_t        i, n = 0;
 	unsigned char c;
 
 	s = xmalloc(hdr->len + 1);
@@ -456,7 +463,8 @@ queue_view_put_header_text(struct queue_view_out *o, const struct buf *hdr)
 		if (c == '\r' && i + 1 < hdr->len && hdr->data[i + 1] == '\n')
 			continue;
 		s[n++] = c == '\n' || c == '\t' || (c >= 0x20 && c < 0x7f) ?
-		    (char)c : '?';
+		    (char)c :
+		    '?';
 	}
 	queue_view_put(o, s, n);
 	if (n > 0 && s[n - 1] != '\n')
@@ -475,16 +483,17 @@ queue_view_not_found(const char *id, struct sq_err *err)
 /* show's JSON object. */
 static void
 queue_view_show_json(struct queue_view_out *o, const struct envelope *env,
-    const struct queue_view_info *info, const struct buf *hdr,
-    int truncated)
+    const struct queue_view_info *info, const struct buf *hdr, int truncated)
 {
 	queue_view_puts(o, "{");
 	queue_view_json_fields(o, env, info);
-	queue_view_printf(o, ",\"uid\":%ld,\"body_8bit\":%s,"
+	queue_view_printf(o,
+	    ",\"uid\":%ld,\"body_8bit\":%s,"
 	    "\"held\":%s,\"warned\":%s,\"headers_truncated\":%s,"
-	    "\"headers\":", env->uid, env->body_8bit ? "true" :
-	    "false", env->held ? "true" : "false", env->warned ?
-	    "true" : "false", truncated ? "true" : "false");
+	    "\"headers\":",
+	    env->uid, env->body_8bit ? "true" : "false",
+	    env->held ? "true" : "false", env->warned ? "true" : "false",
+	    truncated ? "true" : "false");
 	if (o->rc == 0)
 		o->rc = queue_view_json_string(o->b, hdr->data, hdr->len);
 	queue_view_puts(o, "}\n");
@@ -494,16 +503,16 @@ queue_view_show_json(struct queue_view_out *o, const struct envelope *env,
  * header block. */
 static void
 queue_view_show_text(struct queue_view_out *o, const struct envelope *env,
-    const struct queue_view_info *info, const struct buf *hdr,
-    int truncated)
+    const struct queue_view_info *info, const struct buf *hdr, int truncated)
 {
-	char created[64], next[64], nextat[64], age[32];
+	char   created[64], next[64], nextat[64], age[32];
 	size_t i;
 
 	queue_view_time(created, sizeof(created), env->created);
 	queue_view_age(age, sizeof(age), (long long)(info->now - env->created));
 	queue_view_next(next, sizeof(next), env, info);
-	queue_view_printf(o, "id:           %s\nstate:        %s\n"
+	queue_view_printf(o,
+	    "id:           %s\nstate:        %s\n"
 	    "size:         %lld\ncreated:      %s (%s ago)\nsender:       ",
 	    env->id, info->state, info->size, created, age);
 	queue_view_put_sender(o, env);
@@ -512,8 +521,8 @@ queue_view_show_text(struct queue_view_out *o, const struct envelope *env,
 		queue_view_put_safe(o, env->rcpts[i]);
 		queue_view_puts(o, "\n");
 	}
-	queue_view_printf(o, "uid:          %ld\nattempts:     %u\n",
-	    env->uid, env->attempts);
+	queue_view_printf(o, "uid:          %ld\nattempts:     %u\n", env->uid,
+	    env->attempts);
 	if (env->next_attempt > 0) {
 		queue_view_time(nextat, sizeof(nextat), env->next_attempt);
 		queue_view_printf(o, "next attempt: %s (%s)\n", nextat, next);
@@ -524,13 +533,17 @@ queue_view_show_text(struct queue_view_out *o, const struct envelope *env,
 		queue_view_put_safe(o, env->last_error);
 		queue_view_puts(o, "\n");
 	}
-	queue_view_printf(o, "body:         %s\nheld:         %s\n"
-	    "warned:       %s\n\n", env->body_8bit ? "8bit" : "7bit",
-	    env->held ? "yes" : "no", env->warned ? "yes" : "no");
+	queue_view_printf(o,
+	    "body:         %s\nheld:         %s\n"
+	    "warned:       %s\n\n",
+	    env->body_8bit ? "8bit" : "7bit", env->held ? "yes" : "no",
+	    env->warned ? "yes" : "no");
 	queue_view_put_header_text(o, hdr);
 	if (truncated)
-		queue_view_printf(o, "[header longer than %d bytes: "
-		    "truncated]\n", QUEUE_VIEW_HEADER_MAX);
+		queue_view_printf(o,
+		    "[header longer than %d bytes: "
+		    "truncated]\n",
+		    QUEUE_VIEW_HEADER_MAX);
 }
 
 int
@@ -538,26 +551,30 @@ queue_view_show(const char *spool_dir, const char *id, long uid_filter,
     int json, int (*is_active)(void *, const char *), void *arg,
     struct buf *out, struct sq_err *err)
 {
-	struct queue_view_out o = { out, 0 };
+	struct queue_view_out  o = { out, 0 };
 	struct queue_view_info info;
-	struct envelope *env = NULL;
-	struct spool *sp;
-	struct buf hdr;
-	int rc, truncated = 0;
+	struct envelope       *env = NULL;
+	struct spool          *sp;
+	struct buf             hdr;
+	int                    rc, truncated = 0;
 
 	buf_init(&hdr, QUEUE_VIEW_HEADER_MAX);
 	if (!spool_id_valid(id))
-		return sq_err_set(err, SQ_ENOTFOUND, "no message %.*s (not a "
-		    "queue id)", 40, id);
+		return sq_err_set(err, SQ_ENOTFOUND,
+		    "no message %.*s (not a "
+		    "queue id)",
+		    40, id);
 	if ((rc = spool_open_queue(spool_dir, &sp, err)) != 0) {
 		if (rc == -ENOENT)
-			rc = sq_err_set(err, SQ_ENOTFOUND, "no message %s "
-			    "(no spool at %s)", id, spool_dir);
+			rc = sq_err_set(err, SQ_ENOTFOUND,
+			    "no message %s "
+			    "(no spool at %s)",
+			    id, spool_dir);
 		return rc;
 	}
 	rc = spool_load_envelope(sp, id, &env, err);
-	if (uid_filter != QUEUE_VIEW_ALL_UIDS && (rc != 0 ||
-	    env->uid != uid_filter)) {
+	if (uid_filter != QUEUE_VIEW_ALL_UIDS &&
+	    (rc != 0 || env->uid != uid_filter)) {
 		rc = queue_view_not_found(id, err);
 		goto done;
 	}
@@ -566,13 +583,14 @@ queue_view_show(const char *spool_dir, const char *id, long uid_filter,
 	info.now = (int64_t)time(NULL);
 	info.size = queue_view_size(sp, id);
 	info.state = queue_view_state(env, is_active, arg);
-	if ((rc = queue_view_read_header(sp, id, &hdr, &truncated,
-	    err)) != 0) {
+	if ((rc = queue_view_read_header(sp, id, &hdr, &truncated, err)) != 0) {
 		if (uid_filter != QUEUE_VIEW_ALL_UIDS)
 			rc = queue_view_not_found(id, err);
 		else if (rc == -ENOENT)
-			rc = sq_err_set(err, SQ_ENOTFOUND, "no message %s "
-			    "(delivered or removed meanwhile)", id);
+			rc = sq_err_set(err, SQ_ENOTFOUND,
+			    "no message %s "
+			    "(delivered or removed meanwhile)",
+			    id);
 		goto done;
 	}
 	if (json)
@@ -595,18 +613,19 @@ done:
  * -ECONNREFUSED: no daemon listening).
  */
 static int
-queue_view_connect(const char *path, unsigned timeout_sec,
-    struct sq_err *err)
+queue_view_connect(const char *path, unsigned timeout_sec, struct sq_err *err)
 {
 	struct sockaddr_un sun;
-	struct timeval tv;
-	int fd, rc;
+	struct timeval     tv;
+	int                fd, rc;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof(sun.sun_path))
-		return sq_err_set(err, -ENAMETOOLONG, "control socket path "
-		    "too long: %s", path);
+		return sq_err_set(err, -ENAMETOOLONG,
+		    "control socket path "
+		    "too long: %s",
+		    path);
 	memcpy(sun.sun_path, path, strlen(path) + 1);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
 		return sq_err_set(err, -errno, "socket: %s", strerror(errno));
@@ -626,12 +645,12 @@ queue_view_connect(const char *path, unsigned timeout_sec,
 /* Send all of data (never raising SIGPIPE).  0 or a negative code with
  * err; fd stays open. */
 static int
-queue_view_send_keep(int fd, const char *data, size_t len,
-    const char *path, struct sq_err *err)
+queue_view_send_keep(int fd, const char *data, size_t len, const char *path,
+    struct sq_err *err)
 {
-	size_t off;
+	size_t  off;
 	ssize_t r;
-	int rc;
+	int     rc;
 
 	for (off = 0; off < len; off += (size_t)r) {
 		r = send(fd, data + off, len - off, MSG_NOSIGNAL);
@@ -667,15 +686,17 @@ queue_view_recv(int fd, char *buf, size_t len, const char *path,
     unsigned timeout_sec, struct sq_err *err)
 {
 	ssize_t r;
-	int rc;
+	int     rc;
 
 	if ((r = sq_read(fd, buf, len)) >= 0)
 		return r;
 	rc = errno == EAGAIN ? -ETIMEDOUT : -errno;
 	close(fd);
 	if (rc == -ETIMEDOUT)
-		return sq_err_set(err, rc, "no answer from sendqd on %s within "
-		    "%u s", path, timeout_sec);
+		return sq_err_set(err, rc,
+		    "no answer from sendqd on %s within "
+		    "%u s",
+		    path, timeout_sec);
 	return sq_err_set(err, rc, "read from %s: %s", path, strerror(-rc));
 }
 
@@ -683,7 +704,7 @@ long
 queue_view_own_filter(const char *spool_dir)
 {
 	struct stat st;
-	uid_t uid = getuid();
+	uid_t       uid = getuid();
 
 	if (uid == 0 || (stat(spool_dir, &st) == 0 && st.st_uid == uid))
 		return QUEUE_VIEW_ALL_UIDS;
@@ -702,17 +723,18 @@ queue_view_daemon_up(const char *path)
 }
 
 int
-queue_view_request(const char *path, const char *request,
-    unsigned timeout_sec, struct buf *out, struct sq_err *err)
+queue_view_request(const char *path, const char *request, unsigned timeout_sec,
+    struct buf *out, struct sq_err *err)
 {
-	char chunk[16384], *line;
-	size_t len;
+	char    chunk[16384], *line;
+	size_t  len;
 	ssize_t r;
-	int fd, rc;
+	int     fd, rc;
 
 	len = strlen(request);
 	if (len > QUEUE_VIEW_REQUEST_MAX || memchr(request, '\n', len))
-		return sq_err_set(err, SQ_ELIMIT, "control request too long "
+		return sq_err_set(err, SQ_ELIMIT,
+		    "control request too long "
 		    "or not one line");
 	if ((fd = queue_view_connect(path, timeout_sec, err)) < 0)
 		return fd;
@@ -721,35 +743,39 @@ queue_view_request(const char *path, const char *request,
 	free(line);
 	if (rc != 0)
 		return rc;
-	while ((r = queue_view_recv(fd, chunk, sizeof(chunk), path,
-	    timeout_sec, err)) > 0)
+	while ((r = queue_view_recv(fd, chunk, sizeof(chunk), path, timeout_sec,
+		    err)) > 0)
 		if (buf_append(out, chunk, (size_t)r) != 0) {
 			close(fd);
-			return sq_err_set(err, SQ_ELIMIT, "answer from %s "
-			    "larger than %zu bytes", path, out->max);
+			return sq_err_set(err, SQ_ELIMIT,
+			    "answer from %s "
+			    "larger than %zu bytes",
+			    path, out->max);
 		}
 	if (r < 0)
 		return (int)r;
 	close(fd);
 	if (out->len == 0)
-		return sq_err_set(err, -EPIPE, "sendqd closed %s without an "
-		    "answer", path);
+		return sq_err_set(err, -EPIPE,
+		    "sendqd closed %s without an "
+		    "answer",
+		    path);
 	return 0;
 }
 
 /* Read the first answer line into answer (NUL-terminated, LF removed).
  * 0, or a negative code with err; fd is closed in every case. */
 static int
-queue_view_answer(int fd, const char *path, unsigned timeout_sec,
-    char *answer, size_t answer_sz, struct sq_err *err)
+queue_view_answer(int fd, const char *path, unsigned timeout_sec, char *answer,
+    size_t answer_sz, struct sq_err *err)
 {
-	size_t got = 0;
+	size_t  got = 0;
 	ssize_t r;
-	char *nl;
+	char   *nl;
 
 	while (got < answer_sz - 1) {
-		r = queue_view_recv(fd, answer + got, answer_sz - 1 - got,
-		    path, timeout_sec, err);
+		r = queue_view_recv(fd, answer + got, answer_sz - 1 - got, path,
+		    timeout_sec, err);
 		if (r < 0)
 			return (int)r;
 		if (r == 0)
@@ -761,8 +787,10 @@ queue_view_answer(int fd, const char *path, unsigned timeout_sec,
 	close(fd);
 	answer[got] = '\0';
 	if ((nl = memchr(answer, '\n', got)) == NULL)
-		return sq_err_set(err, -EPIPE, "sendqd closed %s without an "
-		    "answer", path);
+		return sq_err_set(err, -EPIPE,
+		    "sendqd closed %s without an "
+		    "answer",
+		    path);
 	*nl = '\0';
 	return 0;
 }
@@ -774,11 +802,13 @@ queue_view_frame(int fd, enum submit_proto_frame type, const char *data,
     size_t len, const char *path, struct sq_err *err)
 {
 	char hdr[SUBMIT_PROTO_LINE_MAX];
-	int n, rc;
+	int  n, rc;
 
 	if ((n = submit_proto_format(hdr, sizeof(hdr), type, len)) < 0)
-		return sq_err_set(err, n, "submit frame of %zu bytes out of "
-		    "range", len);
+		return sq_err_set(err, n,
+		    "submit frame of %zu bytes out of "
+		    "range",
+		    len);
 	if ((rc = queue_view_send_keep(fd, hdr, (size_t)n, path, err)) != 0)
 		return rc;
 	if (len == 0)
@@ -791,9 +821,9 @@ queue_view_submit(const char *path, const char *env_text, size_t env_len,
     int msg_fd, unsigned timeout_sec, char *answer, size_t answer_sz,
     int *sent_end, struct sq_err *err)
 {
-	char *chunk;
+	char   *chunk;
 	ssize_t r;
-	int fd, rc, arc;
+	int     fd, rc, arc;
 
 	*sent_end = 0;
 	if (answer_sz < 2)
@@ -801,8 +831,8 @@ queue_view_submit(const char *path, const char *env_text, size_t env_len,
 	if ((fd = queue_view_connect(path, timeout_sec, err)) < 0)
 		return fd;
 	chunk = xmalloc(SUBMIT_PROTO_CHUNK_MAX);
-	rc = queue_view_frame(fd, SUBMIT_PROTO_SUBMIT, env_text, env_len,
-	    path, err);
+	rc = queue_view_frame(fd, SUBMIT_PROTO_SUBMIT, env_text, env_len, path,
+	    err);
 	while (rc == 0) {
 		r = sq_read(msg_fd, chunk, SUBMIT_PROTO_CHUNK_MAX);
 		if (r < 0) {
@@ -818,8 +848,9 @@ queue_view_submit(const char *path, const char *env_text, size_t env_len,
 		    path, err);
 	}
 	free(chunk);
-	if (rc == 0 && (rc = queue_view_frame(fd, SUBMIT_PROTO_END, NULL, 0,
-	    path, err)) == 0)
+	if (rc == 0 &&
+	    (rc = queue_view_frame(fd, SUBMIT_PROTO_END, NULL, 0, path, err)) ==
+		0)
 		*sent_end = 1;
 	if (rc != 0 && rc != -EPIPE && rc != -ECONNRESET) {
 		close(fd);
@@ -827,8 +858,8 @@ queue_view_submit(const char *path, const char *env_text, size_t env_len,
 	}
 	/* After a failed write too: sendqd may have refused the message
 	 * and closed, and its answer says why. */
-	if ((arc = queue_view_answer(fd, path, timeout_sec, answer,
-	    answer_sz, err)) == 0)
+	if ((arc = queue_view_answer(fd, path, timeout_sec, answer, answer_sz,
+		 err)) == 0)
 		return 0;
 	return rc != 0 ? rc : arc;
 }
@@ -846,7 +877,7 @@ queue_view_showq_path(void)
 static int
 queue_view_drain(int fd, struct buf *out, int *full)
 {
-	char chunk[16384];
+	char    chunk[16384];
 	ssize_t n;
 
 	while ((n = sq_read(fd, chunk, sizeof(chunk))) > 0)
@@ -856,14 +887,13 @@ queue_view_drain(int fd, struct buf *out, int *full)
 }
 
 int
-queue_view_showq(int json, struct buf *out, int *exit_code,
-    struct sq_err *err)
+queue_view_showq(int json, struct buf *out, int *exit_code, struct sq_err *err)
 {
 	const char *path = queue_view_showq_path();
-	char *argv[] = { (char *)"sendq-showq", (char *)"--json", NULL };
+	char       *argv[] = { (char *)"sendq-showq", (char *)"--json", NULL };
 	char *const envp[] = { NULL };
-	int pfd[2], status, rc, full = 0;
-	pid_t pid;
+	int         pfd[2], status, rc, full = 0;
+	pid_t       pid;
 
 	if (json == QUEUE_VIEW_POSTFIX)
 		argv[1] = (char *)"--postfix";
@@ -871,8 +901,10 @@ queue_view_showq(int json, struct buf *out, int *exit_code,
 		argv[1] = NULL;
 	/* Said once, by the caller, in its own one-line message. */
 	if (access(path, X_OK) != 0)
-		return sq_err_set(err, -ENOENT, "cannot run the queue lister "
-		    "%s", path);
+		return sq_err_set(err, -ENOENT,
+		    "cannot run the queue lister "
+		    "%s",
+		    path);
 	if (pipe2(pfd, O_CLOEXEC) != 0)
 		return sq_err_set(err, -errno, "pipe: %s", strerror(errno));
 	fflush(stdout);
@@ -887,7 +919,7 @@ queue_view_showq(int json, struct buf *out, int *exit_code,
 		if (dup2(pfd[1], STDOUT_FILENO) < 0)
 			_exit(127);
 		execve(path, argv, envp);
-		_exit(127);	/* reported by the parent (exit 127) */
+		_exit(127); /* reported by the parent (exit 127) */
 	}
 	close(pfd[1]);
 	rc = queue_view_drain(pfd[0], out, &full);
@@ -897,18 +929,23 @@ queue_view_showq(int json, struct buf *out, int *exit_code,
 			return sq_err_set(err, -errno, "waitpid: %s",
 			    strerror(errno));
 	if (!WIFEXITED(status))
-		return sq_err_set(err, -EIO, "the queue lister %s was killed "
-		    "by signal %d", path, WIFSIGNALED(status) ?
-		    WTERMSIG(status) : 0);
+		return sq_err_set(err, -EIO,
+		    "the queue lister %s was killed "
+		    "by signal %d",
+		    path, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 	if (rc != 0)
 		return sq_err_set(err, rc, "read from the queue lister %s: %s",
 		    path, strerror(-rc));
 	if (full)
-		return sq_err_set(err, SQ_ELIMIT, "queue listing larger than "
-		    "%zu bytes", out->max);
+		return sq_err_set(err, SQ_ELIMIT,
+		    "queue listing larger than "
+		    "%zu bytes",
+		    out->max);
 	*exit_code = WEXITSTATUS(status);
 	if (*exit_code == 127)
-		return sq_err_set(err, -ENOENT, "cannot run the queue lister "
-		    "%s", path);
+		return sq_err_set(err, -ENOENT,
+		    "cannot run the queue lister "
+		    "%s",
+		    path);
 	return 0;
 }

@@ -36,20 +36,20 @@
  *   <41 spaces>RECIPIENT ...
  *   (blank line)
  *   -- K Kbytes in N Requests.     or "Mail queue is empty" */
-#define QUEUE_VIEW_TEXT		0
-#define QUEUE_VIEW_JSON		1
-#define QUEUE_VIEW_POSTFIX	2
+#define QUEUE_VIEW_TEXT    0
+#define QUEUE_VIEW_JSON    1
+#define QUEUE_VIEW_POSTFIX 2
 
 /* A sensible maximum for the out buffer of list/show (and of a control
  * answer): large enough for a queue of several 100,000 messages. */
-#define QUEUE_VIEW_OUT_MAX	(256u * 1024 * 1024)
+#define QUEUE_VIEW_OUT_MAX (256u * 1024 * 1024)
 /* At most this much of a message's header block is shown. */
-#define QUEUE_VIEW_HEADER_MAX	(64 * 1024)
+#define QUEUE_VIEW_HEADER_MAX (64 * 1024)
 /* The longest control request line, without its LF. */
-#define QUEUE_VIEW_REQUEST_MAX	1024
+#define QUEUE_VIEW_REQUEST_MAX 1024
 /* uid_filter of list/show: every message (root, sendqd's user,
  * admin_group); any other value shows only that uid's messages. */
-#define QUEUE_VIEW_ALL_UIDS	(-1L)
+#define QUEUE_VIEW_ALL_UIDS (-1L)
 
 /*
  * Append the listing of every queued message under spool_dir whose
@@ -61,9 +61,9 @@
  * when out is full (out then holds a truncated listing).  Blocks on file
  * I/O.
  */
-int	queue_view_list(const char *spool_dir, long uid_filter, int json,
-	    int (*is_active)(void *, const char *), void *arg, struct buf *out,
-	    struct sq_err *err);
+int queue_view_list(const char *spool_dir, long uid_filter, int json,
+    int (*is_active)(void *, const char *), void *arg, struct buf *out,
+    struct sq_err *err);
 
 /*
  * Append everything about message id to out: the whole envelope (plus
@@ -76,17 +76,16 @@ int	queue_view_list(const char *spool_dir, long uid_filter, int json,
  * ID", so the answer tells nothing about other users' mail.  Blocks on
  * file I/O.
  */
-int	queue_view_show(const char *spool_dir, const char *id,
-	    long uid_filter, int json,
-	    int (*is_active)(void *, const char *), void *arg, struct buf *out,
-	    struct sq_err *err);
+int queue_view_show(const char *spool_dir, const char *id, long uid_filter,
+    int json, int (*is_active)(void *, const char *), void *arg,
+    struct buf *out, struct sq_err *err);
 
 /* An age as list shows it: "42s", "5m", "3h", "2d" (negative: "0s"). */
-void	queue_view_age(char *dst, size_t dstsz, long long secs);
+void queue_view_age(char *dst, size_t dstsz, long long secs);
 
 /* Append s[0..len) to out as a JSON string, quotes included.  Returns 0
  * or SQ_ELIMIT. */
-int	queue_view_json_string(struct buf *out, const char *s, size_t len);
+int queue_view_json_string(struct buf *out, const char *s, size_t len);
 
 /*
  * Client side of the control socket (control.h): connect to path, send
@@ -98,8 +97,8 @@ int	queue_view_json_string(struct buf *out, const char *s, size_t len);
  * caller may not use the socket; other -errno or SQ_ELIMIT; err always
  * says what happened.  Blocks.
  */
-int	queue_view_request(const char *path, const char *request,
-	    unsigned timeout_sec, struct buf *out, struct sq_err *err);
+int queue_view_request(const char *path, const char *request,
+    unsigned timeout_sec, struct buf *out, struct sq_err *err);
 
 /*
  * Client side of the control socket's streaming submit (control.h):
@@ -118,16 +117,16 @@ int	queue_view_request(const char *path, const char *request,
  * without an answer), -ETIMEDOUT, -EIO (msg_fd could not be read) or
  * another -errno otherwise; err always says what happened.  Blocks.
  */
-int	queue_view_submit(const char *path, const char *env_text,
-	    size_t env_len, int msg_fd, unsigned timeout_sec, char *answer,
-	    size_t answer_sz, int *sent_end, struct sq_err *err);
+int queue_view_submit(const char *path, const char *env_text, size_t env_len,
+    int msg_fd, unsigned timeout_sec, char *answer, size_t answer_sz,
+    int *sent_end, struct sq_err *err);
 
 /*
  * The uid_filter for a client that reads spool_dir directly (sendqd is
  * down): QUEUE_VIEW_ALL_UIDS for root and the owner of spool_dir (the
  * daemon's user), else the caller's real uid.  Does not block.
  */
-long	queue_view_own_filter(const char *spool_dir);
+long queue_view_own_filter(const char *spool_dir);
 
 /*
  * The path of the setgid queue lister sendq-showq (sendq_showq.c): the
@@ -135,7 +134,7 @@ long	queue_view_own_filter(const char *spool_dir);
  * environment when it is an absolute path (for tests: the caller runs
  * whatever it names with its own rights anyway).  Does not block.
  */
-const char	*queue_view_showq_path(void);
+const char *queue_view_showq_path(void);
 
 /*
  * For a client that cannot read the spool while sendqd is down: run
@@ -149,15 +148,15 @@ const char	*queue_view_showq_path(void);
  * (-EIO: killed by a signal).  err always says what happened.  Blocks
  * until the helper exits.
  */
-int	queue_view_showq(int json, struct buf *out, int *exit_code,
-	    struct sq_err *err);
+int
+queue_view_showq(int json, struct buf *out, int *exit_code, struct sq_err *err);
 
 /* Non-zero when a daemon accepts connections on the control socket at
  * path (a quick probe, nothing is sent). */
-int	queue_view_daemon_up(const char *path);
+int queue_view_daemon_up(const char *path);
 
 /* t (seconds since the epoch) as "2026-01-01T12:00:00Z" into dst, or as
  * the plain number when it has no such date. */
-void	queue_view_time(char *dst, size_t dstsz, int64_t t);
+void queue_view_time(char *dst, size_t dstsz, int64_t t);
 
 #endif

@@ -17,19 +17,19 @@
 #include "quota.h"
 #include "util.h"
 
-#define QUOTA_BUCKETS_MIN	64
+#define QUOTA_BUCKETS_MIN 64
 
 struct quota_entry {
-	struct quota_entry	*next;
-	long			 uid;
-	uint64_t		 msgs;
-	uint64_t		 bytes;
+	struct quota_entry *next;
+	long                uid;
+	uint64_t            msgs;
+	uint64_t            bytes;
 };
 
 struct quota_table {
-	struct quota_entry	**buckets;
-	size_t			 n_buckets;	/* a power of two */
-	size_t			 n;
+	struct quota_entry **buckets;
+	size_t               n_buckets; /* a power of two */
+	size_t               n;
 };
 
 static size_t
@@ -56,7 +56,7 @@ void
 quota_table_free(struct quota_table *t)
 {
 	struct quota_entry *e, *next;
-	size_t i;
+	size_t              i;
 
 	if (t == NULL)
 		return;
@@ -75,7 +75,7 @@ quota_slot(const struct quota_table *t, long uid)
 	struct quota_entry **pp;
 
 	for (pp = &t->buckets[quota_hash(uid, t->n_buckets)]; *pp != NULL;
-	    pp = &(*pp)->next)
+	     pp = &(*pp)->next)
 		if ((*pp)->uid == uid)
 			break;
 	return pp;
@@ -85,7 +85,7 @@ static void
 quota_grow(struct quota_table *t)
 {
 	struct quota_entry **nb, *e, *next;
-	size_t i, n = t->n_buckets * 2, h;
+	size_t               i, n = t->n_buckets * 2, h;
 
 	/* NOLINTNEXTLINE(bugprone-sizeof-expression): array of pointers */
 	nb = xcalloc(n, sizeof(*nb));
@@ -165,16 +165,21 @@ quota_admit(const struct quota *q, long uid, uint64_t pending_msgs,
 	msgs += pending_msgs;
 	bytes += pending_bytes;
 	if (q->max_msgs > 0 && msgs >= q->max_msgs)
-		return sq_err_set(err, -EDQUOT, "uid %ld has %llu messages "
-		    "queued: the limit is max_messages_per_user = %llu", uid,
-		    (unsigned long long)msgs,
+		return sq_err_set(err, -EDQUOT,
+		    "uid %ld has %llu messages "
+		    "queued: the limit is max_messages_per_user = %llu",
+		    uid, (unsigned long long)msgs,
 		    (unsigned long long)q->max_msgs);
-	if (q->max_bytes > 0 && (bytes >= q->max_bytes ||
-	    incoming > q->max_bytes - bytes))
-		return sq_err_set(err, -EDQUOT, "uid %ld has %llu bytes "
-		    "queued%s: the limit is max_bytes_per_user = %llu", uid,
-		    (unsigned long long)bytes, incoming > 0 ? " (with this "
-		    "message more)" : "", (unsigned long long)q->max_bytes);
+	if (q->max_bytes > 0 &&
+	    (bytes >= q->max_bytes || incoming > q->max_bytes - bytes))
+		return sq_err_set(err, -EDQUOT,
+		    "uid %ld has %llu bytes "
+		    "queued%s: the limit is max_bytes_per_user = %llu",
+		    uid, (unsigned long long)bytes,
+		    incoming > 0 ? " (with this "
+				   "message more)" :
+				   "",
+		    (unsigned long long)q->max_bytes);
 	return 0;
 }
 

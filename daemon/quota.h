@@ -39,31 +39,30 @@
 struct quota_table;
 
 /* An empty table; free with quota_table_free (NULL accepted). */
-struct quota_table	*quota_table_new(void);
-void	quota_table_free(struct quota_table *t);
+struct quota_table *quota_table_new(void);
+void                quota_table_free(struct quota_table *t);
 /* One more message of bytes for uid. */
-void	quota_table_add(struct quota_table *t, long uid, uint64_t bytes);
+void quota_table_add(struct quota_table *t, long uid, uint64_t bytes);
 /* One message of bytes less for uid (never below zero). */
-void	quota_table_sub(struct quota_table *t, long uid, uint64_t bytes);
+void quota_table_sub(struct quota_table *t, long uid, uint64_t bytes);
 /* What uid has: *msgs and *bytes (both 0 for a uid not in the table). */
-void	quota_table_get(const struct quota_table *t, long uid,
-	    uint64_t *msgs, uint64_t *bytes);
+void quota_table_get(const struct quota_table *t, long uid, uint64_t *msgs,
+    uint64_t *bytes);
 /* How many uids have mail counted (for tests and status). */
-size_t	quota_table_uids(const struct quota_table *t);
+size_t quota_table_uids(const struct quota_table *t);
 
 /* The limits and the way to the counts (copied by whoever keeps it). */
 struct quota {
-	uint64_t	 max_msgs;	/* per uid; 0 = no limit */
-	uint64_t	 max_bytes;	/* per uid; 0 = no limit */
-	long		 daemon_uid;	/* exempt, as root and -1 are */
+	uint64_t max_msgs;   /* per uid; 0 = no limit */
+	uint64_t max_bytes;  /* per uid; 0 = no limit */
+	long     daemon_uid; /* exempt, as root and -1 are */
 	/* What uid has queued now: 0, or a negative code (then the uid
 	 * is admitted: a failed count never loses mail).  NULL: no
 	 * counts, no limit. */
-	int		(*uid_usage)(void *arg, long uid, uint64_t *msgs,
-			    uint64_t *bytes);
+	int (*uid_usage)(void *arg, long uid, uint64_t *msgs, uint64_t *bytes);
 	/* Message id was just committed: count it now.  May be NULL. */
-	void		(*queued)(void *arg, const char *id);
-	void		*arg;
+	void (*queued)(void *arg, const char *id);
+	void *arg;
 };
 
 /*
@@ -74,10 +73,10 @@ struct quota {
  * messages queued: the limit is max_messages_per_user = L" (or the bytes
  * and max_bytes_per_user).  Never blocks (uid_usage must not).
  */
-int	quota_admit(const struct quota *q, long uid, uint64_t pending_msgs,
-	    uint64_t pending_bytes, uint64_t incoming, struct sq_err *err);
+int quota_admit(const struct quota *q, long uid, uint64_t pending_msgs,
+    uint64_t pending_bytes, uint64_t incoming, struct sq_err *err);
 
 /* Tell the index about a committed message (q or q->queued NULL: no-op). */
-void	quota_queued(const struct quota *q, const char *id);
+void quota_queued(const struct quota *q, const char *id);
 
 #endif

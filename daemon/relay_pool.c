@@ -54,8 +54,8 @@ relay_init(struct relay_pool *p, struct relay *r, struct event_base *base,
 	r->index = (int)(r - p->relays);
 	r->tokens = sh->rate_count;
 	r->tokens_at = now_ms;
-	r->conns = xcalloc(sh->max_connections > 0 ? sh->max_connections :
-	    1, sizeof(*r->conns));
+	r->conns = xcalloc(sh->max_connections > 0 ? sh->max_connections : 1,
+	    sizeof(*r->conns));
 	for (j = 0; j < sh->max_connections; j++) {
 		r->conns[j].relay = r;
 		r->conns[j].idle_timer = evtimer_new(base,
@@ -64,13 +64,12 @@ relay_init(struct relay_pool *p, struct relay *r, struct event_base *base,
 }
 
 int
-relay_pool_new(struct event_base *base, const struct config *cfg,
-    void *owner, int64_t now_ms, struct relay_pool **out,
-    struct sq_err *err)
+relay_pool_new(struct event_base *base, const struct config *cfg, void *owner,
+    int64_t now_ms, struct relay_pool **out, struct sq_err *err)
 {
 	struct relay_pool *p = xcalloc(1, sizeof(*p));
-	size_t i;
-	int rc;
+	size_t             i;
+	int                rc;
 
 	p->owner = owner;
 	p->n = cfg->n_smarthosts;
@@ -93,7 +92,7 @@ relay_pool_new(struct event_base *base, const struct config *cfg,
 void
 relay_pool_free(struct relay_pool *p)
 {
-	size_t i;
+	size_t   i;
 	unsigned j;
 
 	if (p == NULL)
@@ -102,7 +101,7 @@ relay_pool_free(struct relay_pool *p)
 		struct relay *r = &p->relays[i];
 
 		for (j = 0; r->conns != NULL && j < r->sh->max_connections;
-		    j++) {
+		     j++) {
 			if (r->conns[j].conn != NULL)
 				smtp_conn_abort(r->conns[j].conn);
 			envelope_free(r->conns[j].cur_env);
@@ -122,7 +121,7 @@ relay_pool_free(struct relay_pool *p)
 void
 relay_pool_abort_all(struct relay_pool *p)
 {
-	size_t i;
+	size_t   i;
 	unsigned j;
 
 	for (i = 0; i < p->n; i++) {
@@ -152,22 +151,27 @@ relay_pool_reconfigure_check(const struct relay_pool *p,
 	size_t i;
 
 	if (cfg->n_smarthosts != p->n)
-		return sq_err_set(err, SQ_ECONFIG, "%s: the number of "
+		return sq_err_set(err, SQ_ECONFIG,
+		    "%s: the number of "
 		    "smarthosts changed (%zu, was %zu): restart sendqd to "
-		    "apply it", cfg->path, cfg->n_smarthosts, p->n);
+		    "apply it",
+		    cfg->path, cfg->n_smarthosts, p->n);
 	for (i = 0; i < p->n; i++) {
 		const struct config_smarthost *o = p->relays[i].sh;
 		const struct config_smarthost *n = &cfg->smarthosts[i];
 
 		if (strcmp(o->name, n->name) != 0)
-			return sq_err_set(err, SQ_ECONFIG, "%s: smarthost %zu "
+			return sq_err_set(err, SQ_ECONFIG,
+			    "%s: smarthost %zu "
 			    "is [smarthost %s], was [smarthost %s]: restart "
-			    "sendqd to apply it", cfg->path, i + 1, n->name,
-			    o->name);
+			    "sendqd to apply it",
+			    cfg->path, i + 1, n->name, o->name);
 		if (o->max_connections != n->max_connections)
-			return sq_err_set(err, SQ_ECONFIG, "%s: [smarthost "
+			return sq_err_set(err, SQ_ECONFIG,
+			    "%s: [smarthost "
 			    "%s] max_connections changed: restart sendqd to "
-			    "apply it", cfg->path, n->name);
+			    "apply it",
+			    cfg->path, n->name);
 	}
 	return 0;
 }
@@ -179,16 +183,16 @@ relay_pool_new_tls(const struct relay_pool *p, const struct config *cfg,
     struct tls_ctx ***out, struct sq_err *err)
 {
 	struct tls_ctx **tls;
-	size_t i;
-	int rc;
+	size_t           i;
+	int              rc;
 
 	/* NOLINTNEXTLINE(bugprone-sizeof-expression): ptr array */
 	tls = xcalloc(p->n > 0 ? p->n : 1, sizeof(*tls));
 	for (i = 0; i < p->n; i++) {
 		if (cfg->smarthosts[i].tls == CONFIG_TLS_NONE)
 			continue;
-		if ((rc = tls_ctx_new(&cfg->smarthosts[i], &tls[i],
-		    err)) != 0) {
+		if ((rc = tls_ctx_new(&cfg->smarthosts[i], &tls[i], err)) !=
+		    0) {
 			while (i-- > 0)
 				tls_ctx_free(tls[i]);
 			free(tls);
@@ -205,7 +209,7 @@ relay_renew(struct relay *r, const struct config_smarthost *sh,
     struct tls_ctx *tls, int64_t now_ms)
 {
 	struct relay_pool *p = r->pool;
-	unsigned j;
+	unsigned           j;
 
 	/* A connection in flight still uses the old context. */
 	if (r->tls != NULL) {
@@ -244,16 +248,15 @@ relay_pool_reconfigure(struct relay_pool *p, const struct config *cfg,
     int64_t now_ms, struct sq_err *err)
 {
 	struct tls_ctx **tls;
-	size_t i;
-	int rc;
+	size_t           i;
+	int              rc;
 
 	if ((rc = relay_pool_reconfigure_check(p, cfg, err)) != 0 ||
 	    (rc = relay_pool_new_tls(p, cfg, &tls, err)) != 0)
 		return rc;
 	/* Committed from here on: nothing below fails. */
 	for (i = 0; i < p->n; i++)
-		relay_renew(&p->relays[i], &cfg->smarthosts[i], tls[i],
-		    now_ms);
+		relay_renew(&p->relays[i], &cfg->smarthosts[i], tls[i], now_ms);
 	free(tls);
 	return 0;
 }
@@ -265,7 +268,7 @@ int
 relay_rate_take(struct relay *r, int64_t now_ms)
 {
 	const struct config_smarthost *sh = r->sh;
-	double cap;
+	double                         cap;
 
 	if (sh->rate_count == 0)
 		return 1;
@@ -289,7 +292,8 @@ relay_rate_wait_ms(const struct relay *r)
 	if (sh->rate_count == 0 || r->tokens >= 1.0)
 		return 0;
 	return (int64_t)((1.0 - r->tokens) * 1000.0 * sh->rate_seconds /
-	    sh->rate_count) + 1;
+		   sh->rate_count) +
+	    1;
 }
 
 void
@@ -314,18 +318,20 @@ relay_note_error(struct relay *r, const char *text, int64_t now)
  */
 void
 relay_mark_down(struct relay *r, const struct retry_policy *pol,
-    enum retry_relay relay, const char *rule, const char *reply,
-    int64_t now, uint32_t rnd)
+    enum retry_relay relay, const char *rule, const char *reply, int64_t now,
+    uint32_t rnd)
 {
 	r->down = 1;
 	r->down_count++;
 	r->down_until = retry_relay_next(pol, relay, now, r->down_count, rnd);
 	relay_note_error(r, reply, now);
 	if (relay == RETRY_RELAY_REST)
-		log_err("relay %s: AUTHENTICATION FAILED: %s -- fix the "
+		log_err(
+		    "relay %s: AUTHENTICATION FAILED: %s -- fix the "
 		    "credential settings of [smarthost %s] (user, auth, "
 		    "password or token source); its mail stays queued, next "
-		    "try in %llds", r->sh->name, reply, r->sh->name,
+		    "try in %llds",
+		    r->sh->name, reply, r->sh->name,
 		    (long long)(r->down_until - now));
 	log_warn("relay %s: %s (%s): %s (next probe in %llds)", r->sh->name,
 	    relay == RETRY_RELAY_REST ? "resting" : "down", rule, reply,
@@ -435,7 +441,7 @@ static void
 relay_error_time(const struct relay *r, char *when, size_t len)
 {
 	struct tm tm;
-	time_t t = (time_t)r->last_error_at;
+	time_t    t = (time_t)r->last_error_at;
 
 	when[0] = '\0';
 	if (r->last_error_at > 0 && gmtime_r(&t, &tm) != NULL)
@@ -444,8 +450,7 @@ relay_error_time(const struct relay *r, char *when, size_t len)
 
 void
 relay_status_json(const struct relay *r, const char *state,
-    const char *held_reason, size_t queued, size_t due,
-    struct json_write *w)
+    const char *held_reason, size_t queued, size_t due, struct json_write *w)
 {
 	char when[64], fix[256];
 
@@ -496,19 +501,21 @@ relay_status_text(const struct relay *r, const char *state,
 
 	relay_error_time(r, when, sizeof(when));
 	relay_log_quote(err_text, sizeof(err_text), r->last_error);
-	snprintf(line, sizeof(line), "smarthost %s (%s:%u): "
+	snprintf(line, sizeof(line),
+	    "smarthost %s (%s:%u): "
 	    "%s, connections %u/%u, queued %zu (due %zu), "
 	    "sent %lu, deferred %lu, failed %lu%s%s%s%s\n",
 	    r->sh->name, r->sh->host, r->sh->port, state, r->n_conns,
-	    r->sh->max_connections, queued, due,
-	    r->n_sent, r->n_deferred, r->n_failed,
-	    err_text[0] ? "\n  last error: " : "", err_text,
+	    r->sh->max_connections, queued, due, r->n_sent, r->n_deferred,
+	    r->n_failed, err_text[0] ? "\n  last error: " : "", err_text,
 	    when[0] ? " at " : "", when);
 	buf_append_str(out, line);
 	if (held_reason == NULL)
 		return;
 	relay_log_quote(why, sizeof(why), held_reason);
-	snprintf(line, sizeof(line), "  HELD (OAuth): %s\n  fix: "
-	    "sendqctl oauth init %s\n", why, r->sh->name);
+	snprintf(line, sizeof(line),
+	    "  HELD (OAuth): %s\n  fix: "
+	    "sendqctl oauth init %s\n",
+	    why, r->sh->name);
 	buf_append_str(out, line);
 }

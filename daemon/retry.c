@@ -64,46 +64,49 @@
 
 #include "retry.h"
 
-#define RETRY_PH(p)	(1u << (p))
-#define RETRY_EV(e)	(1u << (e))
+#define RETRY_PH(p) (1u << (p))
+#define RETRY_EV(e) (1u << (e))
 
-#define RETRY_PH_SETUP	(RETRY_PH(RETRY_PHASE_CONNECT) | \
-	RETRY_PH(RETRY_PHASE_TLS) | RETRY_PH(RETRY_PHASE_GREETING) | \
-	RETRY_PH(RETRY_PHASE_EHLO) | RETRY_PH(RETRY_PHASE_STARTTLS) | \
-	RETRY_PH(RETRY_PHASE_AUTH))
-#define RETRY_PH_ENVELOPE (RETRY_PH(RETRY_PHASE_MAIL) | \
-	RETRY_PH(RETRY_PHASE_RCPT))
+#define RETRY_PH_SETUP \
+	(RETRY_PH(RETRY_PHASE_CONNECT) | RETRY_PH(RETRY_PHASE_TLS) | \
+	    RETRY_PH(RETRY_PHASE_GREETING) | RETRY_PH(RETRY_PHASE_EHLO) | \
+	    RETRY_PH(RETRY_PHASE_STARTTLS) | RETRY_PH(RETRY_PHASE_AUTH))
+#define RETRY_PH_ENVELOPE \
+	(RETRY_PH(RETRY_PHASE_MAIL) | RETRY_PH(RETRY_PHASE_RCPT))
 /* The commands of a transaction (a reply while the body is being written
  * answers none of them). */
-#define RETRY_PH_TXN	(RETRY_PH_ENVELOPE | RETRY_PH(RETRY_PHASE_DATA) | \
-	RETRY_PH(RETRY_PHASE_END))
-#define RETRY_PH_HELLO	(RETRY_PH(RETRY_PHASE_GREETING) | \
-	RETRY_PH(RETRY_PHASE_EHLO) | RETRY_PH(RETRY_PHASE_STARTTLS))
-#define RETRY_PH_ALL	((1u << RETRY_PHASE_COUNT) - 1)
+#define RETRY_PH_TXN \
+	(RETRY_PH_ENVELOPE | RETRY_PH(RETRY_PHASE_DATA) | \
+	    RETRY_PH(RETRY_PHASE_END))
+#define RETRY_PH_HELLO \
+	(RETRY_PH(RETRY_PHASE_GREETING) | RETRY_PH(RETRY_PHASE_EHLO) | \
+	    RETRY_PH(RETRY_PHASE_STARTTLS))
+#define RETRY_PH_ALL ((1u << RETRY_PHASE_COUNT) - 1)
 
-#define RETRY_EV_REPLY	RETRY_EV(RETRY_EVENT_REPLY)
-#define RETRY_EV_LINK	(RETRY_EV(RETRY_EVENT_TIMEOUT) | \
-	RETRY_EV(RETRY_EVENT_NETWORK) | RETRY_EV(RETRY_EVENT_PROTO))
-#define RETRY_EV_ALL	((1u << RETRY_EVENT_COUNT) - 1)
+#define RETRY_EV_REPLY RETRY_EV(RETRY_EVENT_REPLY)
+#define RETRY_EV_LINK \
+	(RETRY_EV(RETRY_EVENT_TIMEOUT) | RETRY_EV(RETRY_EVENT_NETWORK) | \
+	    RETRY_EV(RETRY_EVENT_PROTO))
+#define RETRY_EV_ALL ((1u << RETRY_EVENT_COUNT) - 1)
 
 /* Short names for the verdict columns. */
-#define DELIVER		RETRY_DELIVERED
-#define DEFER		RETRY_DEFER
-#define BOUNCE		RETRY_BOUNCE
-#define R_OK		RETRY_RELAY_OK
-#define R_DOWN		RETRY_RELAY_DOWN
-#define R_REST		RETRY_RELAY_REST
-#define F_NONE		RETRY_FAULT_NONE
-#define F_MSG		RETRY_FAULT_MESSAGE
-#define F_RELAY		RETRY_FAULT_RELAY
-#define F_LOCAL		RETRY_FAULT_LOCAL
+#define DELIVER RETRY_DELIVERED
+#define DEFER   RETRY_DEFER
+#define BOUNCE  RETRY_BOUNCE
+#define R_OK    RETRY_RELAY_OK
+#define R_DOWN  RETRY_RELAY_DOWN
+#define R_REST  RETRY_RELAY_REST
+#define F_NONE  RETRY_FAULT_NONE
+#define F_MSG   RETRY_FAULT_MESSAGE
+#define F_RELAY RETRY_FAULT_RELAY
+#define F_LOCAL RETRY_FAULT_LOCAL
 
 struct retry_rule {
-	unsigned		 phases;	/* RETRY_PH() bits */
-	unsigned		 events;	/* RETRY_EV() bits */
-	const char		*code;		/* "5xx", "530"; NULL any */
-	const char		*status;	/* "x.7.8"; NULL any */
-	struct retry_verdict	 v;
+	unsigned             phases; /* RETRY_PH() bits */
+	unsigned             events; /* RETRY_EV() bits */
+	const char          *code;   /* "5xx", "530"; NULL any */
+	const char          *status; /* "x.7.8"; NULL any */
+	struct retry_verdict v;
 };
 
 static const struct retry_rule retry_rules[] = {
@@ -176,9 +179,8 @@ static const struct retry_rule retry_rules[] = {
 	    { DEFER, R_OK, F_RELAY, "unexpected" } },
 };
 
-static const struct retry_verdict retry_unknown = {
-	DEFER, R_OK, F_RELAY, "unknown"
-};
+static const struct retry_verdict retry_unknown = { DEFER, R_OK, F_RELAY,
+	"unknown" };
 
 /* "5xx" against 550. */
 static int
@@ -203,8 +205,8 @@ static long
 retry_status_part(const char **s, int pattern)
 {
 	const char *p = *s;
-	long v = 0;
-	int n = 0;
+	long        v = 0;
+	int         n = 0;
 
 	if (pattern && *p == 'x') {
 		p++;
@@ -225,7 +227,7 @@ static int
 retry_status_match(const char *pat, const char *status)
 {
 	long pv, sv;
-	int i;
+	int  i;
 
 	if (pat == NULL)
 		return 1;
@@ -235,7 +237,7 @@ retry_status_match(const char *pat, const char *status)
 		if (sv < 0 || (pv != -1 && pv != sv))
 			return 0;
 		if ((*status == '\0') != (i == 2))
-			return 0;	/* not three parts */
+			return 0; /* not three parts */
 	}
 	return 1;
 }
@@ -244,7 +246,7 @@ struct retry_verdict
 retry_decide(const struct retry_fact *f)
 {
 	const struct retry_rule *r;
-	size_t i;
+	size_t                   i;
 
 	if ((unsigned)f->phase >= RETRY_PHASE_COUNT ||
 	    (unsigned)f->event >= RETRY_EVENT_COUNT)
@@ -265,7 +267,7 @@ retry_attempt(const struct retry_fact *end, const struct retry_fact *rcpt,
     size_t n, enum retry_fate *fate)
 {
 	struct retry_verdict ev, rv, worst;
-	size_t i;
+	size_t               i;
 
 	ev = retry_decide(end);
 	worst = ev;
@@ -273,7 +275,7 @@ retry_attempt(const struct retry_fact *end, const struct retry_fact *rcpt,
 		if (rcpt == NULL || rcpt[i].code == 0) {
 			/* Never answered: not delivered, whatever end says. */
 			fate[i] = ev.fate == RETRY_DELIVERED ? RETRY_DEFER :
-			    ev.fate;
+							       ev.fate;
 			continue;
 		}
 		rv = retry_decide(&rcpt[i]);
@@ -317,7 +319,7 @@ retry_delay(const struct retry_policy *p, unsigned attempts, uint32_t rnd)
 
 	nominal = retry_nominal(p->min, p->max, attempts);
 	lo = nominal / 2;
-	span = nominal - lo;		/* <= 2^31: no overflow below */
+	span = nominal - lo; /* <= 2^31: no overflow below */
 	delay = lo + (((span + 1) * (uint64_t)rnd) >> 32);
 	if (delay < p->min)
 		delay = p->min;
@@ -349,7 +351,7 @@ int
 retry_expired(const struct retry_policy *p, int64_t created, int64_t now)
 {
 	if (now < created)
-		return 0;	/* the clock went back: not yet */
+		return 0; /* the clock went back: not yet */
 	return (uint64_t)now - (uint64_t)created >= p->max_age;
 }
 
@@ -393,8 +395,8 @@ static const char *const retry_relay_names[] = {
 	[RETRY_RELAY_REST] = "rest",
 };
 
-#define RETRY_NAME(tab, v) ((unsigned)(v) < sizeof(tab) / sizeof((tab)[0]) ? \
-	(tab)[v] : "?")
+#define RETRY_NAME(tab, v) \
+	((unsigned)(v) < sizeof(tab) / sizeof((tab)[0]) ? (tab)[v] : "?")
 
 const char *
 retry_phase_name(enum retry_phase ph)

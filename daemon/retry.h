@@ -52,12 +52,12 @@
 #include <stdint.h>
 
 /* Minimum rest of a relay whose authentication failed (seconds). */
-#define RETRY_AUTH_REST	900
+#define RETRY_AUTH_REST 900
 
 struct retry_policy {
-	unsigned	min;		/* seconds, >= 1 */
-	unsigned	max;		/* seconds, >= min */
-	unsigned	max_age;	/* seconds since acceptance */
+	unsigned min;     /* seconds, >= 1 */
+	unsigned max;     /* seconds, >= min */
+	unsigned max_age; /* seconds since acceptance */
 };
 
 /* --- facts (reported by smtp_conn) ---------------------------------- */
@@ -65,45 +65,45 @@ struct retry_policy {
 /* Where in the session something happened: the command a reply
  * answered, or what the connection was doing when it failed. */
 enum retry_phase {
-	RETRY_PHASE_CONNECT,	/* resolving, connecting, before a byte */
-	RETRY_PHASE_TLS,	/* TLS handshake, certificate check */
+	RETRY_PHASE_CONNECT, /* resolving, connecting, before a byte */
+	RETRY_PHASE_TLS,     /* TLS handshake, certificate check */
 	RETRY_PHASE_GREETING,
-	RETRY_PHASE_EHLO,	/* EHLO, or HELO after it */
+	RETRY_PHASE_EHLO, /* EHLO, or HELO after it */
 	RETRY_PHASE_STARTTLS,
 	RETRY_PHASE_AUTH,
 	RETRY_PHASE_MAIL,
 	RETRY_PHASE_RCPT,
-	RETRY_PHASE_DATA,	/* the reply to DATA */
-	RETRY_PHASE_BODY,	/* writing the message text */
-	RETRY_PHASE_END,	/* the reply to the final dot */
-	RETRY_PHASE_IDLE,	/* between messages: RSET, QUIT, idle */
+	RETRY_PHASE_DATA, /* the reply to DATA */
+	RETRY_PHASE_BODY, /* writing the message text */
+	RETRY_PHASE_END,  /* the reply to the final dot */
+	RETRY_PHASE_IDLE, /* between messages: RSET, QUIT, idle */
 	RETRY_PHASE_COUNT
 };
 
 /* What happened there. */
 enum retry_event {
-	RETRY_EVENT_REPLY,	/* the server answered code (enhanced) */
-	RETRY_EVENT_VERDICT,	/* we refused to offer the message (code,
+	RETRY_EVENT_REPLY,       /* the server answered code (enhanced) */
+	RETRY_EVENT_VERDICT,     /* we refused to offer the message (code,
 				 * enhanced of our making: 552 5.3.4 larger
 				 * than SIZE, 553 5.6.7 SMTPUTF8) */
-	RETRY_EVENT_TIMEOUT,	/* a phase timer or session_max */
-	RETRY_EVENT_NETWORK,	/* resolve, connect, EOF, reset, I/O error */
-	RETRY_EVENT_PROTO,	/* malformed, oversized or unexpected bytes */
-	RETRY_EVENT_TLS,	/* handshake or certificate failure,
+	RETRY_EVENT_TIMEOUT,     /* a phase timer or session_max */
+	RETRY_EVENT_NETWORK,     /* resolve, connect, EOF, reset, I/O error */
+	RETRY_EVENT_PROTO,       /* malformed, oversized or unexpected bytes */
+	RETRY_EVENT_TLS,         /* handshake or certificate failure,
 				 * STARTTLS missing or refused */
 	RETRY_EVENT_CREDENTIALS, /* no common AUTH mechanism, AUTH would
 				 * need TLS, a bad SCRAM server proof, the
 				 * secret cannot be read */
-	RETRY_EVENT_LOCAL,	/* our side: the spool file cannot be read,
+	RETRY_EVENT_LOCAL,       /* our side: the spool file cannot be read,
 				 * a bug */
 	RETRY_EVENT_COUNT
 };
 
 struct retry_fact {
-	enum retry_phase	 phase;
-	enum retry_event	 event;
-	int			 code;		/* reply code, 0 = none */
-	char			 enhanced[16];	/* "5.7.1", "" = none */
+	enum retry_phase phase;
+	enum retry_event event;
+	int              code;         /* reply code, 0 = none */
+	char             enhanced[16]; /* "5.7.1", "" = none */
 };
 
 /* --- verdicts -------------------------------------------------------- */
@@ -111,35 +111,35 @@ struct retry_fact {
 /* RETRY_DEFER is zero on purpose: a fate array left zero-filled by
  * mistake retries (and, past max_age, bounces); it never drops mail. */
 enum retry_fate {
-	RETRY_DEFER = 0,	/* try again at retry_next() */
-	RETRY_DELIVERED,	/* the server took it (for a RCPT fact:
+	RETRY_DEFER = 0, /* try again at retry_next() */
+	RETRY_DELIVERED, /* the server took it (for a RCPT fact:
 				 * accepted, the end of data decides) */
-	RETRY_BOUNCE,		/* permanent: bounce (or failed/) now */
+	RETRY_BOUNCE,    /* permanent: bounce (or failed/) now */
 };
 
 /* What the relay (smarthost) should do next, most severe last. */
 enum retry_relay {
-	RETRY_RELAY_OK = 0,	/* usable: new connections as needed */
-	RETRY_RELAY_DOWN,	/* no connection until retry_relay_next() */
-	RETRY_RELAY_REST,	/* authentication failed: the same, for
+	RETRY_RELAY_OK = 0, /* usable: new connections as needed */
+	RETRY_RELAY_DOWN,   /* no connection until retry_relay_next() */
+	RETRY_RELAY_REST,   /* authentication failed: the same, for
 				 * at least RETRY_AUTH_REST, said loudly */
 };
 
 /* Who the verdict blames. */
 enum retry_fault {
-	RETRY_FAULT_NONE = 0,	/* delivered */
-	RETRY_FAULT_MESSAGE,	/* this message (sender, recipient,
+	RETRY_FAULT_NONE = 0, /* delivered */
+	RETRY_FAULT_MESSAGE,  /* this message (sender, recipient,
 				 * content, size) */
-	RETRY_FAULT_RELAY,	/* the relay, the path to it, or our
+	RETRY_FAULT_RELAY,    /* the relay, the path to it, or our
 				 * settings for it */
-	RETRY_FAULT_LOCAL,	/* our own side (spool, bug) */
+	RETRY_FAULT_LOCAL,    /* our own side (spool, bug) */
 };
 
 struct retry_verdict {
-	enum retry_fate		 fate;
-	enum retry_relay	 relay;
-	enum retry_fault	 fault;
-	const char		*rule;	/* the table row's name, static:
+	enum retry_fate  fate;
+	enum retry_relay relay;
+	enum retry_fault fault;
+	const char      *rule; /* the table row's name, static:
 					 * "auth-refused", "refused", ... */
 };
 
@@ -148,7 +148,7 @@ struct retry_verdict {
  * phase or event values included) gets a verdict, and nothing unknown
  * is ever DELIVERED or BOUNCE (unknown -> DEFER, relay OK).
  */
-struct retry_verdict	retry_decide(const struct retry_fact *f);
+struct retry_verdict retry_decide(const struct retry_fact *f);
 
 /*
  * One attempt of a message with n recipients: end is what ended it (the
@@ -162,8 +162,8 @@ struct retry_verdict	retry_decide(const struct retry_fact *f);
  * Returns the verdict with the most severe relay verdict among end and
  * the recipients' (end's on a tie): what the relay should do, and why.
  */
-struct retry_verdict	retry_attempt(const struct retry_fact *end,
-	    const struct retry_fact *rcpt, size_t n, enum retry_fate *fate);
+struct retry_verdict retry_attempt(const struct retry_fact *end,
+    const struct retry_fact *rcpt, size_t n, enum retry_fate *fate);
 
 /*
  * When to try a message again after the attempts-th failed attempt
@@ -172,8 +172,8 @@ struct retry_verdict	retry_attempt(const struct retry_fact *end,
  * rnd (any 32-bit value), but never below min.  Overflow-safe for any
  * attempts.
  */
-int64_t	retry_next(const struct retry_policy *p, int64_t now,
-	    unsigned attempts, uint32_t rnd);
+int64_t retry_next(const struct retry_policy *p, int64_t now, unsigned attempts,
+    uint32_t rnd);
 
 /*
  * When a relay may be tried again after its failures-th failed attempt
@@ -181,18 +181,17 @@ int64_t	retry_next(const struct retry_policy *p, int64_t now,
  * retry_next(); RETRY_RELAY_REST the same but at least RETRY_AUTH_REST
  * seconds; RETRY_RELAY_OK now.  Saturates at INT64_MAX.
  */
-int64_t	retry_relay_next(const struct retry_policy *p, enum retry_relay relay,
-	    int64_t now, unsigned failures, uint32_t rnd);
+int64_t retry_relay_next(const struct retry_policy *p, enum retry_relay relay,
+    int64_t now, unsigned failures, uint32_t rnd);
 
 /* Non-zero when a message accepted at created has run out of time. */
-int	retry_expired(const struct retry_policy *p, int64_t created,
-	    int64_t now);
+int retry_expired(const struct retry_policy *p, int64_t created, int64_t now);
 
 /* Names for logs and tests ("mail", "auth", "reply", "defer", "rest",
  * ...); "?" for a value out of range.  Static strings. */
-const char	*retry_phase_name(enum retry_phase ph);
-const char	*retry_event_name(enum retry_event ev);
-const char	*retry_fate_name(enum retry_fate f);
-const char	*retry_relay_name(enum retry_relay r);
+const char *retry_phase_name(enum retry_phase ph);
+const char *retry_event_name(enum retry_event ev);
+const char *retry_fate_name(enum retry_fate f);
+const char *retry_relay_name(enum retry_relay r);
 
 #endif

@@ -22,13 +22,12 @@
 #include "util.h"
 
 void
-rewrite_init(struct rewrite *rw, const struct config *cfg,
-    const char *hostname)
+rewrite_init(struct rewrite *rw, const struct config *cfg, const char *hostname)
 {
 	memset(rw, 0, sizeof(*rw));
 	rw->hostname = hostname;
-	rw->default_domain = cfg->default_domain != NULL ?
-	    cfg->default_domain : hostname;
+	rw->default_domain = cfg->default_domain != NULL ? cfg->default_domain :
+							   hostname;
 	if (rw->default_domain == NULL)
 		rw->default_domain = "localhost";
 	rw->aliases = cfg->aliases;
@@ -72,7 +71,7 @@ long
 rewrite_alias_find(const struct rewrite *rw, const char *addr)
 {
 	const char *at = rewrite_at(addr), *dom;
-	size_t i, llen;
+	size_t      i, llen;
 
 	if (at == NULL)
 		return -1;
@@ -89,8 +88,8 @@ rewrite_alias_find(const struct rewrite *rw, const char *addr)
 		if (strlen(name) != llen || strncasecmp(name, addr, llen) != 0)
 			continue;
 		if (strcasecmp(dom, rw->default_domain) == 0 ||
-		    (rw->hostname != NULL && strcasecmp(dom, rw->hostname) ==
-		    0))
+		    (rw->hostname != NULL &&
+			strcasecmp(dom, rw->hostname) == 0))
 			return (long)i;
 	}
 	return -1;
@@ -99,8 +98,7 @@ rewrite_alias_find(const struct rewrite *rw, const char *addr)
 static void
 rewrite_append(struct mailmsg_addr_list *out, char *addr)
 {
-	out->addrs = xreallocarray(out->addrs, out->n + 1,
-	    sizeof(*out->addrs));
+	out->addrs = xreallocarray(out->addrs, out->n + 1, sizeof(*out->addrs));
 	out->addrs[out->n++] = addr;
 }
 
@@ -109,9 +107,9 @@ rewrite_recipient(const struct rewrite *rw, const char *addr,
     struct mailmsg_addr_list *out)
 {
 	const struct config_alias *a;
-	char *q;
-	size_t i;
-	long ai;
+	char                      *q;
+	size_t                     i;
+	long                       ai;
 
 	q = rewrite_qualify(addr, rw->default_domain);
 	if ((ai = rewrite_alias_find(rw, q)) < 0) {
@@ -121,8 +119,8 @@ rewrite_recipient(const struct rewrite *rw, const char *addr,
 	free(q);
 	a = &rw->aliases[ai];
 	for (i = 0; i < a->n_targets; i++)
-		rewrite_append(out, rewrite_qualify(a->targets[i],
-		    rw->default_domain));
+		rewrite_append(out,
+		    rewrite_qualify(a->targets[i], rw->default_domain));
 	return 1;
 }
 
@@ -130,7 +128,7 @@ char *
 rewrite_sender(const struct rewrite *rw, const char *sender)
 {
 	const char *at;
-	char *q, *r;
+	char       *q, *r;
 
 	if (sender[0] == '\0')
 		return xstrdup("");
@@ -158,8 +156,8 @@ rewrite_replace(const char *value, size_t len, const char *addr,
     const char *repl)
 {
 	const char *lt = NULL, *gt, *p, *end = value + len;
-	size_t alen = strlen(addr);
-	int depth;
+	size_t      alen = strlen(addr);
+	int         depth;
 
 	for (p = value; p < end; p++)
 		if (*p == '<')
@@ -196,12 +194,11 @@ rewrite_from_value(const struct rewrite *rw, const char *value, size_t len,
     const char *orig_sender, const char *new_sender, char **out)
 {
 	struct mailmsg_addr_list l = { 0 };
-	char *q;
-	int same;
+	char                    *q;
+	int                      same;
 
 	*out = NULL;
-	if (orig_sender[0] == '\0' || strcasecmp(orig_sender, new_sender) ==
-	    0)
+	if (orig_sender[0] == '\0' || strcasecmp(orig_sender, new_sender) == 0)
 		return 0;
 	if (mailmsg_addr_list_parse(&l, value, len, NULL) != 0)
 		return 0;
@@ -219,12 +216,12 @@ rewrite_from_value(const struct rewrite *rw, const char *value, size_t len,
 }
 
 int
-rewrite_from_qualify(const struct rewrite *rw, const char *value,
-    size_t len, char **out)
+rewrite_from_qualify(const struct rewrite *rw, const char *value, size_t len,
+    char **out)
 {
 	struct mailmsg_addr_list l = { 0 };
-	char *q;
-	int rc = 0;
+	char                    *q;
+	int                      rc = 0;
 
 	*out = NULL;
 	if (mailmsg_addr_list_parse(&l, value, len, NULL) != 0)
@@ -243,8 +240,8 @@ void
 rewrite_envelope(const struct rewrite *rw, struct envelope *env)
 {
 	struct mailmsg_addr_list out = { NULL, 0 };
-	char *sender, **old = env->rcpts;
-	size_t i, j, n_old = env->n_rcpts;
+	char                    *sender, **old = env->rcpts;
+	size_t                   i, j, n_old = env->n_rcpts;
 
 	sender = rewrite_sender(rw, env->sender);
 	envelope_set_sender(env, sender);

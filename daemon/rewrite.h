@@ -43,12 +43,12 @@
 #include "mailmsg.h"
 
 struct rewrite {
-	const char	*default_domain;	/* never NULL */
-	const char	*hostname;		/* also local for aliases;
+	const char                *default_domain; /* never NULL */
+	const char                *hostname;       /* also local for aliases;
 						 * may be NULL */
 	const struct config_alias *aliases;
-	size_t		 n_aliases;
-	const char	*sender;		/* rewrite_sender, or NULL */
+	size_t                     n_aliases;
+	const char                *sender; /* rewrite_sender, or NULL */
 };
 
 /*
@@ -56,24 +56,24 @@ struct rewrite {
  * (cfg->hostname or the system's; must outlive rw).  default_domain is
  * cfg->default_domain, else hostname.  Never fails.
  */
-void	rewrite_init(struct rewrite *rw, const struct config *cfg,
-	    const char *hostname);
+void rewrite_init(struct rewrite *rw, const struct config *cfg,
+    const char *hostname);
 
 /* True when addr has a domain: an '@' that is not inside a quoted local
  * part. */
-int	rewrite_has_domain(const char *addr);
+int rewrite_has_domain(const char *addr);
 
 /*
  * addr with "@domain" appended when it has none; "" stays "".  Returns a
  * heap string the caller frees.
  */
-char	*rewrite_qualify(const char *addr, const char *domain);
+char *rewrite_qualify(const char *addr, const char *domain);
 
 /*
  * Index of the [aliases] entry that the (qualified) address addr
  * matches, or -1.
  */
-long	rewrite_alias_find(const struct rewrite *rw, const char *addr);
+long rewrite_alias_find(const struct rewrite *rw, const char *addr);
 
 /*
  * Append to out what the recipient addr becomes: its alias's addresses
@@ -81,15 +81,15 @@ long	rewrite_alias_find(const struct rewrite *rw, const char *addr);
  * an alias was expanded, 0 otherwise.  Strings in out belong to out
  * (mailmsg_addr_list_fini).
  */
-int	rewrite_recipient(const struct rewrite *rw, const char *addr,
-	    struct mailmsg_addr_list *out);
+int rewrite_recipient(const struct rewrite *rw, const char *addr,
+    struct mailmsg_addr_list *out);
 
 /*
  * The envelope sender to use for sender: "" for the null sender, else
  * sender qualified and then rewritten by rw->sender.  Returns a heap
  * string the caller frees.
  */
-char	*rewrite_sender(const struct rewrite *rw, const char *sender);
+char *rewrite_sender(const struct rewrite *rw, const char *sender);
 
 /*
  * The From: field value value[0..len) (after the colon, folds kept) with
@@ -103,9 +103,8 @@ char	*rewrite_sender(const struct rewrite *rw, const char *sender);
  * addresses, a parse error, another address, or orig_sender equal to
  * new_sender).
  */
-int	rewrite_from_value(const struct rewrite *rw, const char *value,
-	    size_t len, const char *orig_sender, const char *new_sender,
-	    char **out);
+int rewrite_from_value(const struct rewrite *rw, const char *value, size_t len,
+    const char *orig_sender, const char *new_sender, char **out);
 
 /*
  * The From: field value with its one address qualified when it has no
@@ -113,8 +112,8 @@ int	rewrite_from_value(const struct rewrite *rw, const char *value,
  * replaced as rewrite_from_value() does.  Returns 1 and *out (heap), or
  * 0 and *out NULL when there is nothing to qualify.
  */
-int	rewrite_from_qualify(const struct rewrite *rw, const char *value,
-	    size_t len, char **out);
+int rewrite_from_qualify(const struct rewrite *rw, const char *value,
+    size_t len, char **out);
 
 /*
  * Rewrite a whole envelope in place, for the listener and the drop
@@ -122,6 +121,6 @@ int	rewrite_from_qualify(const struct rewrite *rw, const char *value,
  * rewrite_recipient() (alias targets included), duplicates dropped (the
  * first occurrence is kept).  Headers are not touched.
  */
-void	rewrite_envelope(const struct rewrite *rw, struct envelope *env);
+void rewrite_envelope(const struct rewrite *rw, struct envelope *env);
 
 #endif

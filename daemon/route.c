@@ -44,14 +44,15 @@ route_glob_text(const char *glob, const char *text)
 	while (*t != '\0') {
 		if (*g == '*') {
 			star = g++;
-			resume = t;	/* the star takes nothing so far */
-		} else if (*g != '\0' && (*g == '?' ||
-		    route_lower((unsigned char)*g) ==
-		    route_lower((unsigned char)*t))) {
+			resume = t; /* the star takes nothing so far */
+		} else if (*g != '\0' &&
+		    (*g == '?' ||
+			route_lower((unsigned char)*g) ==
+			    route_lower((unsigned char)*t))) {
 			g++;
 			t++;
 		} else if (star != NULL) {
-			g = star + 1;	/* the star takes one more */
+			g = star + 1; /* the star takes one more */
 			t = ++resume;
 		} else
 			return 0;
@@ -91,7 +92,7 @@ int
 route_pick(const struct config *cfg, const char *sender, const char *rcpt)
 {
 	const struct config_smarthost *sh;
-	size_t i;
+	size_t                         i;
 
 	if (cfg == NULL)
 		return -1;

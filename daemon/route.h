@@ -21,10 +21,9 @@
 
 /* Index into cfg->smarthosts for (sender, rcpt), or -1 when no smarthost
  * matches and there is no default. sender "" is the null sender. */
-int	route_pick(const struct config *cfg, const char *sender,
-	    const char *rcpt);
+int route_pick(const struct config *cfg, const char *sender, const char *rcpt);
 
 /* Non-zero when glob matches addr as described above. */
-int	route_glob_match(const char *glob, const char *addr);
+int route_glob_match(const char *glob, const char *addr);
 
 #endif

@@ -35,36 +35,35 @@
 #include "sasl.h"
 #include "smtp_wire.h"
 
-#define SASL_SHA256_LEN		32
-#define SASL_SALT_MAX		256	/* decoded bytes */
+#define SASL_SHA256_LEN 32
+#define SASL_SALT_MAX   256 /* decoded bytes */
 
 enum sasl_state {
 	SASL_ST_START,
-	SASL_ST_SENT,		/* initial response (or AUTH LOGIN) sent */
-	SASL_ST_FINAL,		/* SCRAM client-final sent */
-	SASL_ST_VERIFIED,	/* SCRAM server signature checked */
-	SASL_ST_OAUTH_ERROR,	/* error challenge acknowledged */
+	SASL_ST_SENT,        /* initial response (or AUTH LOGIN) sent */
+	SASL_ST_FINAL,       /* SCRAM client-final sent */
+	SASL_ST_VERIFIED,    /* SCRAM server signature checked */
+	SASL_ST_OAUTH_ERROR, /* error challenge acknowledged */
 	SASL_ST_FAILED,
 };
 
 struct sasl {
-	enum sasl_mech	 mech;
-	enum sasl_state		 st;
-	char			*user;
-	size_t			 user_len;
-	char			*secret;
-	size_t			 secret_len;
-	char			 nonce[SASL_NONCE_MAX + 1];
-	int			 login_user_sent;
-	int			 login_pass_sent;
-	char			*scram_first_bare; /* n=USER,r=NONCE */
-	unsigned char		 scram_server_sig[SASL_SHA256_LEN];
-	unsigned char		*scratch;		/* SASL_MSG_MAX */
-	char			 why[256];
+	enum sasl_mech  mech;
+	enum sasl_state st;
+	char           *user;
+	size_t          user_len;
+	char           *secret;
+	size_t          secret_len;
+	char            nonce[SASL_NONCE_MAX + 1];
+	int             login_user_sent;
+	int             login_pass_sent;
+	char           *scram_first_bare; /* n=USER,r=NONCE */
+	unsigned char   scram_server_sig[SASL_SHA256_LEN];
+	unsigned char  *scratch; /* SASL_MSG_MAX */
+	char            why[256];
 };
 
-static int
-sasl_fail(struct sasl *s, const char *fmt, ...) SQ_PRINTF(2, 3);
+static int sasl_fail(struct sasl *s, const char *fmt, ...) SQ_PRINTF(2, 3);
 
 static int
 sasl_fail(struct sasl *s, const char *fmt, ...)
@@ -110,12 +109,11 @@ int
 sasl_b64_encode(const void *in, size_t len, struct buf *out)
 {
 	const unsigned char *s = in;
-	char q[4];
-	size_t i;
-	uint32_t v;
+	char                 q[4];
+	size_t               i;
+	uint32_t             v;
 
-	if (len > (SIZE_MAX / 4) * 3 - 3 || 4 * ((len + 2) / 3) >
-	    buf_room(out))
+	if (len > (SIZE_MAX / 4) * 3 - 3 || 4 * ((len + 2) / 3) > buf_room(out))
 		return SQ_ELIMIT;
 	for (i = 0; i + 3 <= len; i += 3) {
 		v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
@@ -138,8 +136,6 @@ sasl_b64_encode(const void *in, size_t len, struct buf *out)
 	sasl_wipe(q, sizeof(q));
 	return 0;
 }
-
-
 
 /* Names and bits. */
 
@@ -188,10 +184,9 @@ sasl_mech_bit(enum sasl_mech mech)
 enum sasl_mech
 sasl_pick(unsigned server_mechs_mask, int tls_active_or_loopback)
 {
-	static const enum sasl_mech order[] = {
-		SASL_MECH_SCRAM_SHA_256, SASL_MECH_PLAIN, SASL_MECH_LOGIN
-	};
-	size_t i;
+	static const enum sasl_mech order[] = { SASL_MECH_SCRAM_SHA_256,
+		SASL_MECH_PLAIN, SASL_MECH_LOGIN };
+	size_t                      i;
 
 	if (!tls_active_or_loopback)
 		return SASL_MECH_NONE;
@@ -230,8 +225,7 @@ sasl_new(enum sasl_mech mech, const char *user, const char *secret,
     const char *nonce, struct sq_err *err)
 {
 	struct sasl *s;
-	int oauth = mech == SASL_MECH_XOAUTH2 ||
-	    mech == SASL_MECH_OAUTHBEARER;
+	int oauth = mech == SASL_MECH_XOAUTH2 || mech == SASL_MECH_OAUTHBEARER;
 
 	if (sasl_mech_bit(mech) == 0) {
 		sq_err_set(err, SQ_ECONFIG, "no SASL mechanism chosen");
@@ -248,22 +242,26 @@ sasl_new(enum sasl_mech mech, const char *user, const char *secret,
 		return NULL;
 	}
 	if (strlen(user) > SASL_USER_MAX || sasl_has_controls(user, 1)) {
-		sq_err_set(err, SQ_ECONFIG, "AUTH %s: the user name is longer"
+		sq_err_set(err, SQ_ECONFIG,
+		    "AUTH %s: the user name is longer"
 		    " than %d bytes or contains control characters",
 		    sasl_mech_name(mech), SASL_USER_MAX);
 		return NULL;
 	}
 	if (strlen(secret) > SASL_SECRET_MAX ||
 	    (oauth && (secret[0] == '\0' || sasl_has_controls(secret, 0)))) {
-		sq_err_set(err, SQ_ECONFIG, "AUTH %s: the %s is longer than %d"
-		    " bytes%s", sasl_mech_name(mech),
-		    oauth ? "token" : "password", SASL_SECRET_MAX,
+		sq_err_set(err, SQ_ECONFIG,
+		    "AUTH %s: the %s is longer than %d"
+		    " bytes%s",
+		    sasl_mech_name(mech), oauth ? "token" : "password",
+		    SASL_SECRET_MAX,
 		    oauth ? ", empty, or not printable ASCII" : "");
 		return NULL;
 	}
 	if (mech == SASL_MECH_SCRAM_SHA_256 &&
 	    (nonce == NULL || !sasl_nonce_ok(nonce))) {
-		sq_err_set(err, SQ_ECONFIG, "AUTH SCRAM-SHA-256 needs a client"
+		sq_err_set(err, SQ_ECONFIG,
+		    "AUTH SCRAM-SHA-256 needs a client"
 		    " nonce of 1 to %d printable characters without ','",
 		    SASL_NONCE_MAX);
 		return NULL;
@@ -313,9 +311,9 @@ sasl_error(const struct sasl *s)
 
 /* The scratch buffer as an append-only message under construction. */
 struct sasl_msg {
-	unsigned char	*p;
-	size_t		 len;
-	int		 overflow;
+	unsigned char *p;
+	size_t         len;
+	int            overflow;
 };
 
 static void
@@ -369,8 +367,10 @@ sasl_initial(struct sasl *s, struct buf *out)
 	struct sasl_msg m = { s->scratch, 0, 0 };
 
 	if (s->st != SASL_ST_START)
-		return sasl_fail(s, "AUTH %s: initial response requested"
-		    " twice", sasl_mech_name(s->mech));
+		return sasl_fail(s,
+		    "AUTH %s: initial response requested"
+		    " twice",
+		    sasl_mech_name(s->mech));
 	s->st = SASL_ST_SENT;
 	switch (s->mech) {
 	case SASL_MECH_PLAIN:
@@ -424,23 +424,26 @@ sasl_challenge(struct sasl *s, const char *b64, size_t len, size_t *outlen)
 
 	*outlen = 0;
 	if (len > SASL_CHALLENGE_MAX)
-		return sasl_fail(s, "AUTH %s: server challenge longer than %d"
-		    " bytes", sasl_mech_name(s->mech), SASL_CHALLENGE_MAX);
+		return sasl_fail(s,
+		    "AUTH %s: server challenge longer than %d"
+		    " bytes",
+		    sasl_mech_name(s->mech), SASL_CHALLENGE_MAX);
 	rc = sq_base64_decode(b64, len, s->scratch, SASL_MSG_MAX - 1, outlen);
 	if (rc != 0)
-		return sasl_fail(s, "AUTH %s: server challenge is not valid"
-		    " base64", sasl_mech_name(s->mech));
+		return sasl_fail(s,
+		    "AUTH %s: server challenge is not valid"
+		    " base64",
+		    sasl_mech_name(s->mech));
 	s->scratch[*outlen] = '\0';
 	return 0;
 }
 
 static int
-sasl_login_step(struct sasl *s, const char *b64, size_t len,
-    struct buf *out)
+sasl_login_step(struct sasl *s, const char *b64, size_t len, struct buf *out)
 {
 	struct sasl_msg m = { s->scratch, 0, 0 };
-	size_t n;
-	int want_pass;
+	size_t          n;
+	int             want_pass;
 
 	if (sasl_challenge(s, b64, len, &n) != 0)
 		return SASL_ERROR;
@@ -452,8 +455,10 @@ sasl_login_step(struct sasl *s, const char *b64, size_t len,
 		want_pass = s->login_user_sent;
 	sasl_wipe(s->scratch, n);
 	if (want_pass ? s->login_pass_sent : s->login_user_sent)
-		return sasl_fail(s, "AUTH LOGIN: server asked for the %s"
-		    " twice", want_pass ? "password" : "user name");
+		return sasl_fail(s,
+		    "AUTH LOGIN: server asked for the %s"
+		    " twice",
+		    want_pass ? "password" : "user name");
 	if (want_pass) {
 		sasl_msg_add(&m, s->secret, s->secret_len);
 		s->login_pass_sent = 1;
@@ -461,8 +466,9 @@ sasl_login_step(struct sasl *s, const char *b64, size_t len,
 		sasl_msg_add(&m, s->user, s->user_len);
 		s->login_user_sent = 1;
 	}
-	return sasl_msg_emit(s, &m, out, s->login_user_sent &&
-	    s->login_pass_sent ? SASL_DONE : SASL_CONTINUE);
+	return sasl_msg_emit(s, &m, out,
+	    s->login_user_sent && s->login_pass_sent ? SASL_DONE :
+						       SASL_CONTINUE);
 }
 
 /* Length of the attribute value at v (up to ',' or end). */
@@ -485,16 +491,19 @@ sasl_scram_parse(struct sasl *s, const char *sf, size_t n, char **nonce,
     unsigned char salt[SASL_SALT_MAX], size_t *saltlen, unsigned long *iter)
 {
 	const char *end = sf + n, *v;
-	size_t nlen, slen, vlen, i;
+	size_t      nlen, slen, vlen, i;
 
 	if (memchr(sf, '\0', n) != NULL)
-		return sasl_fail(s, "SCRAM server-first-message contains a "
+		return sasl_fail(s,
+		    "SCRAM server-first-message contains a "
 		    "NUL");
 	if (n >= 2 && memcmp(sf, "m=", 2) == 0)
-		return sasl_fail(s, "SCRAM server requires an unsupported "
+		return sasl_fail(s,
+		    "SCRAM server requires an unsupported "
 		    "extension");
 	if (n < 2 || memcmp(sf, "r=", 2) != 0)
-		return sasl_fail(s, "SCRAM server-first-message has no nonce "
+		return sasl_fail(s,
+		    "SCRAM server-first-message has no nonce "
 		    "(r=)");
 	v = sf + 2;
 	nlen = sasl_scram_attr(v, end);
@@ -507,17 +516,20 @@ sasl_scram_parse(struct sasl *s, const char *sf, size_t n, char **nonce,
 	*nonce = xstrndup(v, nlen);
 	v += nlen;
 	if (end - v < 3 || memcmp(v, ",s=", 3) != 0)
-		return sasl_fail(s, "SCRAM server-first-message has no salt "
+		return sasl_fail(s,
+		    "SCRAM server-first-message has no salt "
 		    "(s=)");
 	v += 3;
 	slen = sasl_scram_attr(v, end);
 	if (sq_base64_decode(v, slen, salt, SASL_SALT_MAX, saltlen) != 0 ||
 	    *saltlen == 0)
-		return sasl_fail(s, "SCRAM salt (s=) is empty, too long or not"
+		return sasl_fail(s,
+		    "SCRAM salt (s=) is empty, too long or not"
 		    " base64");
 	v += slen;
 	if (end - v < 3 || memcmp(v, ",i=", 3) != 0)
-		return sasl_fail(s, "SCRAM server-first-message has no "
+		return sasl_fail(s,
+		    "SCRAM server-first-message has no "
 		    "iteration count (i=)");
 	v += 3;
 	vlen = sasl_scram_attr(v, end);
@@ -531,9 +543,10 @@ sasl_scram_parse(struct sasl *s, const char *sf, size_t n, char **nonce,
 	}
 	if (vlen == 0 || *iter < SASL_SCRAM_ITER_MIN ||
 	    *iter > SASL_SCRAM_ITER_MAX)
-		return sasl_fail(s, "SCRAM iteration count (i=) is not a number"
-		    " from %d to %d", SASL_SCRAM_ITER_MIN,
-		    SASL_SCRAM_ITER_MAX);
+		return sasl_fail(s,
+		    "SCRAM iteration count (i=) is not a number"
+		    " from %d to %d",
+		    SASL_SCRAM_ITER_MIN, SASL_SCRAM_ITER_MAX);
 	/* Anything after it is an optional extension: ignored. */
 	return 0;
 }
@@ -542,17 +555,17 @@ sasl_scram_parse(struct sasl *s, const char *sf, size_t n, char **nonce,
 static int
 sasl_scram_first(struct sasl *s, size_t n, struct buf *out)
 {
-	unsigned char salt[SASL_SALT_MAX], salted[SASL_SHA256_LEN];
-	unsigned char ckey[SASL_SHA256_LEN], skey[SASL_SHA256_LEN];
-	unsigned char stored[SASL_SHA256_LEN], csig[SASL_SHA256_LEN];
-	unsigned char proof[SASL_SHA256_LEN];
-	const char *sf = (const char *)s->scratch;
-	char *server_first = NULL, *nonce = NULL;
-	struct buf fin, am;
+	unsigned char  salt[SASL_SALT_MAX], salted[SASL_SHA256_LEN];
+	unsigned char  ckey[SASL_SHA256_LEN], skey[SASL_SHA256_LEN];
+	unsigned char  stored[SASL_SHA256_LEN], csig[SASL_SHA256_LEN];
+	unsigned char  proof[SASL_SHA256_LEN];
+	const char    *sf = (const char *)s->scratch;
+	char          *server_first = NULL, *nonce = NULL;
+	struct buf     fin, am;
 	gnutls_datum_t key, sd;
-	size_t saltlen = 0, i;
-	unsigned long iter = 0;
-	int rc = SASL_ERROR;
+	size_t         saltlen = 0, i;
+	unsigned long  iter = 0;
+	int            rc = SASL_ERROR;
 
 	buf_init(&fin, SASL_MSG_MAX);
 	buf_init(&am, 3 * SASL_MSG_MAX);
@@ -576,18 +589,18 @@ sasl_scram_first(struct sasl *s, size_t n, struct buf *out)
 	key.size = (unsigned)s->secret_len;
 	sd.data = salt;
 	sd.size = (unsigned)saltlen;
-	if (gnutls_pbkdf2(GNUTLS_MAC_SHA256, &key, &sd, (unsigned)iter,
-	    salted, sizeof(salted)) != 0 ||
+	if (gnutls_pbkdf2(GNUTLS_MAC_SHA256, &key, &sd, (unsigned)iter, salted,
+		sizeof(salted)) != 0 ||
 	    gnutls_hmac_fast(GNUTLS_MAC_SHA256, salted, sizeof(salted),
-	    "Client Key", 10, ckey) != 0 ||
-	    gnutls_hash_fast(GNUTLS_DIG_SHA256, ckey, sizeof(ckey),
-	    stored) != 0 ||
-	    gnutls_hmac_fast(GNUTLS_MAC_SHA256, stored, sizeof(stored),
-	    am.data, am.len, csig) != 0 ||
+		"Client Key", 10, ckey) != 0 ||
+	    gnutls_hash_fast(GNUTLS_DIG_SHA256, ckey, sizeof(ckey), stored) !=
+		0 ||
+	    gnutls_hmac_fast(GNUTLS_MAC_SHA256, stored, sizeof(stored), am.data,
+		am.len, csig) != 0 ||
 	    gnutls_hmac_fast(GNUTLS_MAC_SHA256, salted, sizeof(salted),
-	    "Server Key", 10, skey) != 0 ||
-	    gnutls_hmac_fast(GNUTLS_MAC_SHA256, skey, sizeof(skey),
-	    am.data, am.len, s->scram_server_sig) != 0) {
+		"Server Key", 10, skey) != 0 ||
+	    gnutls_hmac_fast(GNUTLS_MAC_SHA256, skey, sizeof(skey), am.data,
+		am.len, s->scram_server_sig) != 0) {
 		sasl_fail(s, "SCRAM computation failed (GnuTLS)");
 		goto out;
 	}
@@ -621,10 +634,10 @@ out:
 static int
 sasl_scram_final(struct sasl *s, size_t n)
 {
-	char text[128];
+	char          text[128];
 	unsigned char sig[64];
-	const char *sf = (const char *)s->scratch;
-	size_t vlen, siglen;
+	const char   *sf = (const char *)s->scratch;
+	size_t        vlen, siglen;
 
 	if (n >= 2 && memcmp(sf, "e=", 2) == 0) {
 		vlen = sasl_scram_attr(sf + 2, sf + n);
@@ -632,15 +645,18 @@ sasl_scram_final(struct sasl *s, size_t n)
 		return sasl_fail(s, "SCRAM server reports an error: %s", text);
 	}
 	if (n < 2 || memcmp(sf, "v=", 2) != 0)
-		return sasl_fail(s, "SCRAM server-final-message has no"
+		return sasl_fail(s,
+		    "SCRAM server-final-message has no"
 		    " server signature (v=)");
 	vlen = sasl_scram_attr(sf + 2, sf + n);
 	if (sq_base64_decode(sf + 2, vlen, sig, sizeof(sig), &siglen) != 0 ||
 	    siglen != SASL_SHA256_LEN)
-		return sasl_fail(s, "SCRAM server signature (v=) is not a"
+		return sasl_fail(s,
+		    "SCRAM server signature (v=) is not a"
 		    " base64 SHA-256 value");
 	if (gnutls_memcmp(sig, s->scram_server_sig, SASL_SHA256_LEN) != 0)
-		return sasl_fail(s, "SCRAM server signature mismatch: the"
+		return sasl_fail(s,
+		    "SCRAM server signature mismatch: the"
 		    " server does not know the password (not the server it"
 		    " claims to be)");
 	s->st = SASL_ST_VERIFIED;
@@ -652,12 +668,14 @@ sasl_step(struct sasl *s, const char *challenge_b64, size_t len,
     struct buf *out)
 {
 	size_t n;
-	int rc;
+	int    rc;
 
 	switch (s->st) {
 	case SASL_ST_START:
-		return sasl_fail(s, "AUTH %s: challenge before the initial"
-		    " response", sasl_mech_name(s->mech));
+		return sasl_fail(s,
+		    "AUTH %s: challenge before the initial"
+		    " response",
+		    sasl_mech_name(s->mech));
 	case SASL_ST_FAILED:
 		return SASL_ERROR;
 	case SASL_ST_SENT:
@@ -665,8 +683,10 @@ sasl_step(struct sasl *s, const char *challenge_b64, size_t len,
 		break;
 	case SASL_ST_VERIFIED:
 	case SASL_ST_OAUTH_ERROR:
-		return sasl_fail(s, "AUTH %s: unexpected challenge after the"
-		    " last step", sasl_mech_name(s->mech));
+		return sasl_fail(s,
+		    "AUTH %s: unexpected challenge after the"
+		    " last step",
+		    sasl_mech_name(s->mech));
 	}
 	switch (s->mech) {
 	case SASL_MECH_LOGIN:
@@ -688,7 +708,8 @@ sasl_step(struct sasl *s, const char *challenge_b64, size_t len,
 		s->st = SASL_ST_OAUTH_ERROR;
 		return SASL_DONE;
 	case SASL_MECH_PLAIN:
-		return sasl_fail(s, "AUTH PLAIN: unexpected challenge after"
+		return sasl_fail(s,
+		    "AUTH PLAIN: unexpected challenge after"
 		    " the credentials");
 	case SASL_MECH_NONE:
 	case SASL_MECH_AUTO:
@@ -715,7 +736,8 @@ sasl_success(struct sasl *s)
 		if (s->st == SASL_ST_VERIFIED)
 			return SASL_DONE;
 		if (s->st == SASL_ST_FINAL)
-			return sasl_fail(s, "SCRAM server accepted the"
+			return sasl_fail(s,
+			    "SCRAM server accepted the"
 			    " authentication without proving it knows the"
 			    " password (no server signature)");
 		break;
@@ -725,8 +747,10 @@ sasl_success(struct sasl *s)
 	}
 	if (s->st == SASL_ST_FAILED)
 		return SASL_ERROR;
-	return sasl_fail(s, "AUTH %s: server accepted before the exchange"
-	    " was complete", sasl_mech_name(s->mech));
+	return sasl_fail(s,
+	    "AUTH %s: server accepted before the exchange"
+	    " was complete",
+	    sasl_mech_name(s->mech));
 }
 
 /* Redaction. */
@@ -741,7 +765,7 @@ void
 sasl_mask(char *text, const char *secret)
 {
 	size_t n = secret != NULL ? strlen(secret) : 0;
-	char *hit;
+	char  *hit;
 
 	if (n < 4)
 		return;
@@ -752,9 +776,9 @@ sasl_mask(char *text, const char *secret)
 void
 sasl_redact(const struct sasl *s, char *text)
 {
-	char *w;
+	char  *w;
 	size_t i, len;
-	int strong;
+	int    strong;
 
 	if (s != NULL)
 		sasl_mask(text, s->secret);

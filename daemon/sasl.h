@@ -44,24 +44,24 @@ enum sasl_mech {
 
 /* Bytes of: the user name, a password or token, the SCRAM client nonce,
  * one base64 challenge. */
-#define SASL_USER_MAX		1024
-#define SASL_SECRET_MAX		16384
-#define SASL_NONCE_MAX		256
-#define SASL_CHALLENGE_MAX	8192
+#define SASL_USER_MAX      1024
+#define SASL_SECRET_MAX    16384
+#define SASL_NONCE_MAX     256
+#define SASL_CHALLENGE_MAX 8192
 /* Raw bytes of the longest response (an OAUTHBEARER message with the
  * longest escaped user and token) and its base64 size. */
-#define SASL_MSG_MAX		(3 * SASL_USER_MAX + SASL_SECRET_MAX + 64)
-#define SASL_B64_MAX		(4 * ((SASL_MSG_MAX + 2) / 3) + 1)
+#define SASL_MSG_MAX (3 * SASL_USER_MAX + SASL_SECRET_MAX + 64)
+#define SASL_B64_MAX (4 * ((SASL_MSG_MAX + 2) / 3) + 1)
 /* SCRAM iteration counts accepted from a server: below is too weak
  * (RFC 7677 asks for at least 4096), above burns our CPU. */
-#define SASL_SCRAM_ITER_MIN	4096
-#define SASL_SCRAM_ITER_MAX	1000000
+#define SASL_SCRAM_ITER_MIN 4096
+#define SASL_SCRAM_ITER_MAX 1000000
 
 enum sasl_status {
-	SASL_ERROR = -1,	/* see sasl_error(); cancel with "*" */
-	SASL_DONE = 0,		/* send the response; the server's final
+	SASL_ERROR = -1,   /* see sasl_error(); cancel with "*" */
+	SASL_DONE = 0,     /* send the response; the server's final
 				 * reply (235 or 5xx) comes next */
-	SASL_CONTINUE = 1,	/* send the response; more challenges
+	SASL_CONTINUE = 1, /* send the response; more challenges
 				 * follow */
 };
 
@@ -77,12 +77,12 @@ struct sasl;
  * used as given (no SASLprep: ASCII passwords are unaffected).
  * Returns the exchange (free with sasl_free), or NULL with err filled.
  */
-struct sasl	*sasl_new(enum sasl_mech mech, const char *user,
-	    const char *secret, const char *nonce, struct sq_err *err);
+struct sasl *sasl_new(enum sasl_mech mech, const char *user, const char *secret,
+    const char *nonce, struct sq_err *err);
 /* Wipe every secret and free s (NULL accepted). */
-void	sasl_free(struct sasl *s);
+void sasl_free(struct sasl *s);
 
-enum sasl_mech	sasl_mech(const struct sasl *s);
+enum sasl_mech sasl_mech(const struct sasl *s);
 
 /*
  * The initial response, base64 encoded into out (appended), for
@@ -91,7 +91,7 @@ enum sasl_mech	sasl_mech(const struct sasl *s);
  * (LOGIN: send "AUTH LOGIN" alone), SASL_ERROR when out is full or the
  * exchange already started.  Call it once, before any sasl_step().
  */
-int	sasl_initial(struct sasl *s, struct buf *out);
+int sasl_initial(struct sasl *s, struct buf *out);
 
 /*
  * One server challenge (the base64 text of a 334 reply, len bytes,
@@ -105,8 +105,8 @@ int	sasl_initial(struct sasl *s, struct buf *out);
  * with an empty line and expect the final 5xx.  Any step past the end is
  * an error.
  */
-int	sasl_step(struct sasl *s, const char *challenge_b64, size_t len,
-	    struct buf *out);
+int sasl_step(struct sasl *s, const char *challenge_b64, size_t len,
+    struct buf *out);
 
 /*
  * The server said 235.  Returns SASL_DONE when the exchange may end
@@ -114,11 +114,11 @@ int	sasl_step(struct sasl *s, const char *challenge_b64, size_t len,
  * proved its identity (no verified v=), or any mechanism before its
  * credentials were sent.
  */
-int	sasl_success(struct sasl *s);
+int sasl_success(struct sasl *s);
 
 /* Why the last call failed ("" when none); never contains the secret
  * (server text quoted in it, such as a SCRAM "e=" value, is masked). */
-const char	*sasl_error(const struct sasl *s);
+const char *sasl_error(const struct sasl *s);
 
 /*
  * Replace, in the NUL-terminated text, every occurrence of s's secret
@@ -127,16 +127,16 @@ const char	*sasl_error(const struct sasl *s);
  * letter) by '*', so that a server reply echoing what we sent cannot
  * carry a credential into a log.  s may be NULL (base64 words only).
  */
-void	sasl_redact(const struct sasl *s, char *text);
+void sasl_redact(const struct sasl *s, char *text);
 
 /* Replace every occurrence of secret (when at least 4 bytes long) in
  * the NUL-terminated text by '*'.  secret may be NULL. */
-void	sasl_mask(char *text, const char *secret);
+void sasl_mask(char *text, const char *secret);
 
 /* Mechanism name on the wire ("SCRAM-SHA-256"), "" for NONE/AUTO. */
-const char	*sasl_mech_name(enum sasl_mech mech);
+const char *sasl_mech_name(enum sasl_mech mech);
 /* The SMTP_WIRE_AUTH_* bit of mech, 0 for NONE/AUTO. */
-unsigned	 sasl_mech_bit(enum sasl_mech mech);
+unsigned sasl_mech_bit(enum sasl_mech mech);
 
 /*
  * auth = auto: the strongest password mechanism among the server's
@@ -146,8 +146,8 @@ unsigned	 sasl_mech_bit(enum sasl_mech mech);
  * or when tls_active_or_loopback is 0: credentials never travel in
  * cleartext to a host that is not on loopback.
  */
-enum sasl_mech	sasl_pick(unsigned server_mechs_mask,
-	    int tls_active_or_loopback);
+enum sasl_mech
+sasl_pick(unsigned server_mechs_mask, int tls_active_or_loopback);
 
 /*
  * Base64 (RFC 4648, with padding, no line breaks) of a secret: appends
@@ -156,7 +156,7 @@ enum sasl_mech	sasl_pick(unsigned server_mechs_mask,
  * secret uses GnuTLS's gnutls_base64_encode2(), decoding is
  * sq_base64_decode() (util.h).
  */
-int	sasl_b64_encode(const void *in, size_t len, struct buf *out);
+int sasl_b64_encode(const void *in, size_t len, struct buf *out);
 
 /*
  * Output buffers that may hold secrets: sasl_buf_init() makes an empty
@@ -164,9 +164,9 @@ int	sasl_b64_encode(const void *in, size_t len, struct buf *out);
  * never moves (no unwiped copy left behind by a realloc);
  * sasl_buf_wipe() wipes all of it and frees it.
  */
-void	sasl_buf_init(struct buf *b);
-void	sasl_buf_wipe(struct buf *b);
+void sasl_buf_init(struct buf *b);
+void sasl_buf_wipe(struct buf *b);
 /* gnutls_memset, for callers that hold secrets in their own memory. */
-void	sasl_wipe(void *p, size_t n);
+void sasl_wipe(void *p, size_t n);
 
 #endif

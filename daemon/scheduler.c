@@ -73,50 +73,51 @@
 #include "scheduler.h"
 #include "smtp_conn.h"
 
-#define SCHEDULER_RESCAN_SECONDS	300	/* safety-net queue scan */
-#define SCHEDULER_INDEX_CHUNK		128	/* envelopes read per turn
+#define SCHEDULER_RESCAN_SECONDS 300 /* safety-net queue scan */
+#define SCHEDULER_INDEX_CHUNK \
+	128                               /* envelopes read per turn
 						 * at start-up */
-#define SCHEDULER_HEADERS_MAX		(64 * 1024) /* quoted in DSNs */
-#define SCHEDULER_DSN_MAX		(1024 * 1024)
+#define SCHEDULER_HEADERS_MAX (64 * 1024) /* quoted in DSNs */
+#define SCHEDULER_DSN_MAX     (1024 * 1024)
 
 _Static_assert(QUEUE_INDEX_ID_MAX == ENVELOPE_ID_MAX,
     "queue ids differ between queue_index.h and envelope.h");
 
 struct scheduler {
-	struct event_base	*base;
-	struct evdns_base	*dns;
-	const struct config	*cfg;
-	char			*ehlo_name;
-	struct spool		*spool;
-	struct retry_policy	 policy;
-	uint64_t		 rng;
+	struct event_base   *base;
+	struct evdns_base   *dns;
+	const struct config *cfg;
+	char                *ehlo_name;
+	struct spool        *spool;
+	struct retry_policy  policy;
+	uint64_t             rng;
 
-	struct queue_index	*qi;		/* every queued message */
-	struct quota_table	*usage;		/* per uid: queued msgs and
+	struct queue_index *qi;    /* every queued message */
+	struct quota_table *usage; /* per uid: queued msgs and
 						 * bytes (quota.h) */
-	struct relay_pool	*pool;		/* one relay per smarthost */
+	struct relay_pool  *pool;  /* one relay per smarthost */
 
-	struct event		*run_ev;
-	struct event		*rm_sync_ev;	/* one fsync(queue/) for the
+	struct event *run_ev;
+	struct event *rm_sync_ev; /* one fsync(queue/) for the
 						 * removals of a loop turn */
 	/* Start-up: ids found by spool_recover_lazy, indexed (envelope
 	 * read) a chunk per loop turn, oldest first, so that the first
 	 * delivery does not wait for the whole queue to be read. */
-	char			(*rec_ids)[ENVELOPE_ID_MAX];
-	size_t			 rec_n, rec_cap, rec_pos;
-	struct event		*index_ev;
-	struct event		*timer;
-	struct event		*rescan_timer;
-	struct event		*watch_ev;
-	int			 watch_fd;
-	int			 shutting_down;
-	struct authsrc		*auth;		/* AUTH secrets, OAuth */
+	char (*rec_ids)[ENVELOPE_ID_MAX];
+	size_t          rec_n, rec_cap, rec_pos;
+	struct event   *index_ev;
+	struct event   *timer;
+	struct event   *rescan_timer;
+	struct event   *watch_ev;
+	int             watch_fd;
+	int             shutting_down;
+	struct authsrc *auth; /* AUTH secrets, OAuth */
 };
 
-static void	scheduler_run(struct scheduler *s);
-static void	scheduler_add_id(const char *id, void *arg);
-static void	scheduler_collect_id(const char *id, void *arg);
-static void	scheduler_index_chunk(struct scheduler *s);
+static void scheduler_run(struct scheduler *s);
+static void scheduler_add_id(const char *id, void *arg);
+static void scheduler_collect_id(const char *id, void *arg);
+static void scheduler_index_chunk(struct scheduler *s);
 
 /* ------------------------------------------------------------------ */
 /* Time and randomness (the only places that read them). */
@@ -169,23 +170,24 @@ scheduler_drop(struct scheduler *s, struct queue_entry *m)
 /* Logging. */
 
 static void
-scheduler_log_attempt(struct relay_conn *cc, const char *id,
-    const char *result, const struct smtp_conn_result *res)
+scheduler_log_attempt(struct relay_conn *cc, const char *id, const char *result,
+    const struct smtp_conn_result *res)
 {
-	struct relay *r = cc->relay;
+	struct relay       *r = cc->relay;
 	struct queue_entry *m = cc->cur;
-	char reply[sizeof(res->reply)], via[96] = "";
+	char                reply[sizeof(res->reply)], via[96] = "";
 
 	relay_log_quote(reply, sizeof(reply), res->reply);
 	if (m != NULL && m->lane != r->index)
 		snprintf(via, sizeof(via), " fallback_for=%s",
 		    scheduler_relay(scheduler_of(cc), m->lane)->sh->name);
-	log_event(strcmp(result, "sent") == 0 ? LOG_LEVEL_INFO :
-	    LOG_LEVEL_WARN, id, r->sh->name, result, "delivery "
+	log_event(strcmp(result, "sent") == 0 ? LOG_LEVEL_INFO : LOG_LEVEL_WARN,
+	    id, r->sh->name, result,
+	    "delivery "
 	    "msgid=%s relay=%s%s host=%s:%u tls=\"%s\" verify=\"%s\" "
-	    "result=%s attempt=%u reply=\"%s\"", id, r->sh->name, via,
-	    r->sh->host, r->sh->port, res->tls, res->verify, result,
-	    cc->attempt, reply);
+	    "result=%s attempt=%u reply=\"%s\"",
+	    id, r->sh->name, via, r->sh->host, r->sh->port, res->tls,
+	    res->verify, result, cc->attempt, reply);
 }
 
 /* ------------------------------------------------------------------ */
@@ -196,17 +198,17 @@ static char *
 scheduler_read_headers(struct scheduler *s, const char *id, size_t *len)
 {
 	struct sq_err err = { 0 };
-	char *buf, *end;
-	ssize_t n;
-	size_t got = 0;
-	int fd;
+	char         *buf, *end;
+	ssize_t       n;
+	size_t        got = 0;
+	int           fd;
 
 	*len = 0;
 	if ((fd = spool_open_message(s->spool, id, &err)) < 0)
 		return NULL;
 	buf = xmalloc(SCHEDULER_HEADERS_MAX + 1);
-	while (got < SCHEDULER_HEADERS_MAX && (n = read(fd, buf + got,
-	    SCHEDULER_HEADERS_MAX - got)) > 0)
+	while (got < SCHEDULER_HEADERS_MAX &&
+	    (n = read(fd, buf + got, SCHEDULER_HEADERS_MAX - got)) > 0)
 		got += (size_t)n;
 	close(fd);
 	buf[got] = '\0';
@@ -225,8 +227,8 @@ scheduler_spool_dsn(struct scheduler *s, const struct envelope *env,
     const struct bounce_params *p, const struct buf *out, struct sq_err *err)
 {
 	struct spool_writer *w = NULL;
-	struct envelope *dsn;
-	int rc;
+	struct envelope     *dsn;
+	int                  rc;
 
 	dsn = envelope_new();
 	envelope_set_sender(dsn, "");
@@ -239,8 +241,8 @@ scheduler_spool_dsn(struct scheduler *s, const struct envelope *env,
 		spool_writer_abort(w);
 	if (rc == 0) {
 		log_info("dsn msgid=%s action=%s about=%s to=%s rcpts=%zu",
-		    dsn->id, p->action == BOUNCE_FAILED ? "failed" :
-		    "delayed", env->id, p->to, p->n_rcpts);
+		    dsn->id, p->action == BOUNCE_FAILED ? "failed" : "delayed",
+		    env->id, p->to, p->n_rcpts);
 		scheduler_add_id(dsn->id, s);
 	}
 	envelope_free(dsn);
@@ -255,18 +257,18 @@ scheduler_queue_dsn(struct scheduler *s, const struct envelope *env,
     struct sq_err *err)
 {
 	struct bounce_params p;
-	struct buf out;
-	char nonce[64], *headers;
-	size_t hlen;
-	int rc_;
+	struct buf           out;
+	char                 nonce[64], *headers;
+	size_t               hlen;
+	int                  rc_;
 
 	memset(&p, 0, sizeof(p));
 	snprintf(nonce, sizeof(nonce), "%s.%08x%08x", env->id,
 	    scheduler_random(s), scheduler_random(s));
 	headers = scheduler_read_headers(s, env->id, &hlen);
 	p.reporting_host = s->ehlo_name;
-	p.to = s->cfg->bounce == CONFIG_BOUNCE_ADMIN ?
-	    s->cfg->admin_address : env->sender;
+	p.to = s->cfg->bounce == CONFIG_BOUNCE_ADMIN ? s->cfg->admin_address :
+						       env->sender;
 	p.queue_id = env->id;
 	p.orig_sender = env->sender;
 	p.arrival = env->created;
@@ -323,25 +325,28 @@ static int
 scheduler_fail_dsn(struct scheduler *s, const struct envelope *env,
     const struct bounce_rcpt *rc, size_t n, struct sq_err *err)
 {
-	struct bounce_rcpt *dr = xcalloc(n, sizeof(*dr));
+	struct bounce_rcpt             *dr = xcalloc(n, sizeof(*dr));
 	const struct envelope_rcpt_dsn *d;
-	size_t i, n_dsn = 0;
-	int rc_;
+	size_t                          i, n_dsn = 0;
+	int                             rc_;
 
 	for (i = 0; i < n; i++) {
 		d = scheduler_rcpt_dsn(env, rc[i].addr);
 		if (!scheduler_notify_wants(d, ENVELOPE_NOTIFY_FAILURE)) {
 			log_info("failed msgid=%s rcpt=%s dsn=none "
-			    "(NOTIFY=%s)", env->id, rc[i].addr, d != NULL &&
-			    (d->notify & ENVELOPE_NOTIFY_NEVER) ? "NEVER" :
-			    "without FAILURE");
+				 "(NOTIFY=%s)",
+			    env->id, rc[i].addr,
+			    d != NULL && (d->notify & ENVELOPE_NOTIFY_NEVER) ?
+				"NEVER" :
+				"without FAILURE");
 			continue;
 		}
 		dr[n_dsn] = rc[i];
 		dr[n_dsn++].orcpt = d != NULL ? d->orcpt : NULL;
 	}
-	rc_ = n_dsn == 0 ? 0 : scheduler_queue_dsn(s, env, dr, n_dsn,
-	    BOUNCE_FAILED, err);
+	rc_ = n_dsn == 0 ?
+	    0 :
+	    scheduler_queue_dsn(s, env, dr, n_dsn, BOUNCE_FAILED, err);
 	free(dr);
 	return rc_;
 }
@@ -353,10 +358,10 @@ scheduler_keep_failed(struct scheduler *s, const struct envelope *env,
     const struct bounce_rcpt *rc, size_t n)
 {
 	struct envelope *failed;
-	struct sq_err err = { 0 };
-	struct buf why;
-	size_t i;
-	int rc_;
+	struct sq_err    err = { 0 };
+	struct buf       why;
+	size_t           i;
+	int              rc_;
 
 	failed = envelope_new();
 	envelope_set_sender(failed, env->sender);
@@ -382,11 +387,14 @@ scheduler_keep_failed(struct scheduler *s, const struct envelope *env,
 	rc_ = spool_hold_failed(s->spool, failed, failed->attempts + 1, &err);
 	if (rc_ != 0)
 		log_err("msgid=%s: cannot keep the failed recipients in "
-		    "failed/: %s (they stay queued)", env->id, err.msg);
+			"failed/: %s (they stay queued)",
+		    env->id, err.msg);
 	else
 		log_info("msgid=%s: %zu failed recipient(s) kept in failed/ "
-		    "(%s)", env->id, n, env->sender[0] == '\0' ?
-		    "null sender: never bounced" : "bounce = none");
+			 "(%s)",
+		    env->id, n,
+		    env->sender[0] == '\0' ? "null sender: never bounced" :
+					     "bounce = none");
 	envelope_free(failed);
 	return rc_;
 }
@@ -401,7 +409,7 @@ scheduler_fail_rcpts(struct scheduler *s, const struct envelope *env,
     const struct bounce_rcpt *rc, size_t n)
 {
 	struct sq_err err = { 0 };
-	size_t i;
+	size_t        i;
 
 	for (i = 0; i < n; i++)
 		log_warn("failed msgid=%s rcpt=%s reason=\"%s\"", env->id,
@@ -410,7 +418,8 @@ scheduler_fail_rcpts(struct scheduler *s, const struct envelope *env,
 		if (scheduler_fail_dsn(s, env, rc, n, &err) == 0)
 			return 0;
 		log_err("msgid=%s: cannot queue the bounce: %s (keeping the "
-		    "recipients in failed/ instead)", env->id, err.msg);
+			"recipients in failed/ instead)",
+		    env->id, err.msg);
 	}
 	return scheduler_keep_failed(s, env, rc, n);
 }
@@ -420,10 +429,10 @@ scheduler_fail_rcpts(struct scheduler *s, const struct envelope *env,
 
 /* An attempt's outcome as settle() needs it. */
 struct scheduler_outcome {
-	const enum retry_fate	 *fate;		/* per recipient */
-	const char *const	 *replies;	/* per recipient, or NULL */
-	const char		 *reason;	/* when replies[i] is NULL */
-	const char		 *remote;	/* remote MTA, or NULL */
+	const enum retry_fate *fate;    /* per recipient */
+	const char *const     *replies; /* per recipient, or NULL */
+	const char            *reason;  /* when replies[i] is NULL */
+	const char            *remote;  /* remote MTA, or NULL */
 };
 
 /*
@@ -437,7 +446,7 @@ scheduler_settle_final(struct scheduler *s, const struct envelope *env,
     const struct scheduler_outcome *o, int expired, int *final)
 {
 	struct bounce_rcpt *rc = xcalloc(env->n_rcpts, sizeof(*rc));
-	size_t i, n_fail = 0;
+	size_t              i, n_fail = 0;
 
 	for (i = 0; i < env->n_rcpts; i++) {
 		if (o->fate[i] == RETRY_DELIVERED ||
@@ -446,15 +455,17 @@ scheduler_settle_final(struct scheduler *s, const struct envelope *env,
 		final[i] = 1;
 		rc[n_fail].addr = env->rcpts[i];
 		rc[n_fail].remote_mta = o->remote;
-		rc[n_fail].reply = o->replies != NULL &&
-		    o->replies[i] != NULL ? o->replies[i] : o->reason;
+		rc[n_fail].reply = o->replies != NULL && o->replies[i] != NULL ?
+		    o->replies[i] :
+		    o->reason;
 		if (o->fate[i] == RETRY_DEFER)
 			rc[n_fail].status = "4.4.7";
 		n_fail++;
 	}
 	if (expired && n_fail > 0)
 		log_warn("msgid=%s: expired: still undelivered after %us in "
-		    "the queue", env->id, s->policy.max_age);
+			 "the queue",
+		    env->id, s->policy.max_age);
 	if (n_fail > 0 && scheduler_fail_rcpts(s, env, rc, n_fail) != 0)
 		memset(final, 0, env->n_rcpts * sizeof(*final));
 	free(rc);
@@ -466,10 +477,10 @@ static void
 scheduler_delay_warning(struct scheduler *s, struct envelope *env,
     const struct scheduler_outcome *o, int64_t now)
 {
-	struct sq_err err = { 0 };
-	struct bounce_rcpt *dr;
+	struct sq_err                   err = { 0 };
+	struct bounce_rcpt             *dr;
 	const struct envelope_rcpt_dsn *d;
-	size_t i, n_dsn = 0;
+	size_t                          i, n_dsn = 0;
 
 	if (s->cfg->delay_warning == 0 || env->warned ||
 	    env->sender[0] == '\0' || s->cfg->bounce == CONFIG_BOUNCE_NONE ||
@@ -479,25 +490,24 @@ scheduler_delay_warning(struct scheduler *s, struct envelope *env,
 	for (i = 0; i < env->n_rcpts; i++) {
 		d = envelope_rcpt_dsn(env, i);
 		if (!scheduler_notify_wants(d, ENVELOPE_NOTIFY_DELAY))
-			continue;	/* NOTIFY without DELAY */
+			continue; /* NOTIFY without DELAY */
 		dr[n_dsn].addr = env->rcpts[i];
 		dr[n_dsn].reply = o->reason;
 		dr[n_dsn].remote_mta = o->remote;
 		dr[n_dsn++].orcpt = d != NULL ? d->orcpt : NULL;
 	}
-	if (n_dsn == 0 || scheduler_queue_dsn(s, env, dr, n_dsn,
-	    BOUNCE_DELAYED, &err) == 0)
+	if (n_dsn == 0 ||
+	    scheduler_queue_dsn(s, env, dr, n_dsn, BOUNCE_DELAYED, &err) == 0)
 		env->warned = 1;
 	else
-		log_err("msgid=%s: cannot queue the delay warning: %s",
-		    env->id, err.msg);
+		log_err("msgid=%s: cannot queue the delay warning: %s", env->id,
+		    err.msg);
 	free(dr);
 }
 
 /* Nothing of m is left to deliver: out of the spool and the index. */
 static void
-scheduler_done(struct scheduler *s, struct queue_entry *m,
-    const char *id)
+scheduler_done(struct scheduler *s, struct queue_entry *m, const char *id)
 {
 	struct sq_err err = { 0 };
 
@@ -505,7 +515,8 @@ scheduler_done(struct scheduler *s, struct queue_entry *m,
 		event_active(s->rm_sync_ev, 0, 0);
 	else
 		log_err("msgid=%s: done but cannot remove it from the "
-		    "spool: %s (it may be sent again)", id, err.msg);
+			"spool: %s (it may be sent again)",
+		    id, err.msg);
 	scheduler_drop(s, m);
 }
 
@@ -519,13 +530,13 @@ scheduler_settle(struct scheduler *s, struct queue_entry *m,
     struct envelope *env, const struct scheduler_outcome *o)
 {
 	struct sq_err err = { 0 };
-	int64_t now = scheduler_now();
-	size_t i, kept = 0, n_done = 0;
-	int *final;
+	int64_t       now = scheduler_now();
+	size_t        i, kept = 0, n_done = 0;
+	int          *final;
 
 	final = xcalloc(env->n_rcpts, sizeof(*final));
-	scheduler_settle_final(s, env, o, retry_expired(&s->policy,
-	    env->created, now), final);
+	scheduler_settle_final(s, env, o,
+	    retry_expired(&s->policy, env->created, now), final);
 	/* Keep what is still to be tried (final becomes "keep"); the
 	 * recipients' DSN parameters go with them. */
 	for (i = 0; i < env->n_rcpts; i++) {
@@ -534,8 +545,7 @@ scheduler_settle(struct scheduler *s, struct queue_entry *m,
 		n_done += o->fate[i] == RETRY_DELIVERED;
 	}
 	metrics_count_settled(scheduler_relay(s, m->lane)->sh->name, n_done,
-	    kept,
-	    env->n_rcpts - kept - n_done, now - env->created);
+	    kept, env->n_rcpts - kept - n_done, now - env->created);
 	envelope_keep_rcpts(env, final);
 	free(final);
 	if (kept == 0) {
@@ -550,7 +560,8 @@ scheduler_settle(struct scheduler *s, struct queue_entry *m,
 	scheduler_delay_warning(s, env, o, now);
 	if (spool_update_envelope(s->spool, env, &err) != 0)
 		log_err("msgid=%s: cannot record the attempt: %s (the message "
-		    "stays queued)", env->id, err.msg);
+			"stays queued)",
+		    env->id, err.msg);
 	queue_index_wait(s->qi, m, env->next_attempt);
 	envelope_free(env);
 }
@@ -562,8 +573,8 @@ scheduler_settle_all(struct scheduler *s, struct queue_entry *m,
     const char *remote)
 {
 	struct scheduler_outcome o = { NULL, NULL, reason, remote };
-	enum retry_fate *fate = xcalloc(env->n_rcpts, sizeof(*fate));
-	size_t i;
+	enum retry_fate         *fate = xcalloc(env->n_rcpts, sizeof(*fate));
+	size_t                   i;
 
 	for (i = 0; i < env->n_rcpts; i++)
 		fate[i] = f;
@@ -580,7 +591,7 @@ static int
 scheduler_envelope_utf8(const struct envelope *env)
 {
 	const unsigned char *p;
-	size_t i;
+	size_t               i;
 
 	for (p = (const unsigned char *)env->sender; *p != '\0'; p++)
 		if (*p >= 0x80)
@@ -594,9 +605,9 @@ scheduler_envelope_utf8(const struct envelope *env)
 
 /* The envelope's NOTIFY bits are handed to smtp_proto as they are. */
 _Static_assert(ENVELOPE_NOTIFY_NEVER == SMTP_PROTO_NOTIFY_NEVER &&
-    ENVELOPE_NOTIFY_SUCCESS == SMTP_PROTO_NOTIFY_SUCCESS &&
-    ENVELOPE_NOTIFY_FAILURE == SMTP_PROTO_NOTIFY_FAILURE &&
-    ENVELOPE_NOTIFY_DELAY == SMTP_PROTO_NOTIFY_DELAY,
+	ENVELOPE_NOTIFY_SUCCESS == SMTP_PROTO_NOTIFY_SUCCESS &&
+	ENVELOPE_NOTIFY_FAILURE == SMTP_PROTO_NOTIFY_FAILURE &&
+	ENVELOPE_NOTIFY_DELAY == SMTP_PROTO_NOTIFY_DELAY,
     "NOTIFY bits differ between envelope.h and smtp_proto.h");
 
 /* What smtp_conn_send() needs of env (body fd) into msg; the NOTIFY and
@@ -606,7 +617,7 @@ scheduler_message(const struct envelope *env, const char *id, int fd,
     struct smtp_conn_message *msg, unsigned **notify, const char ***orcpts)
 {
 	const struct envelope_rcpt_dsn *d;
-	size_t i;
+	size_t                          i;
 
 	memset(msg, 0, sizeof(*msg));
 	msg->id = id;
@@ -618,8 +629,8 @@ scheduler_message(const struct envelope *env, const char *id, int fd,
 	msg->needs_smtputf8 = scheduler_envelope_utf8(env);
 	/* DSN parameters: read by smtp_conn_send() only. */
 	msg->ret = env->ret == ENVELOPE_RET_FULL ? SMTP_PROTO_RET_FULL :
-	    env->ret == ENVELOPE_RET_HDRS ? SMTP_PROTO_RET_HDRS :
-	    SMTP_PROTO_RET_NONE;
+	    env->ret == ENVELOPE_RET_HDRS        ? SMTP_PROTO_RET_HDRS :
+						   SMTP_PROTO_RET_NONE;
 	msg->envid = env->envid;
 	*notify = NULL;
 	*orcpts = NULL;
@@ -642,7 +653,7 @@ scheduler_load(struct scheduler *s, struct queue_entry *m,
     struct envelope **env)
 {
 	struct sq_err err = { 0 };
-	int fd;
+	int           fd;
 
 	*env = NULL;
 	if (spool_load_envelope(s->spool, m->id, env, &err) == 0 &&
@@ -652,7 +663,8 @@ scheduler_load(struct scheduler *s, struct queue_entry *m,
 		log_debug("msgid=%s: no longer queued", m->id);
 	else
 		log_err("msgid=%s: cannot read it from the spool: %s (left in "
-		    "the spool, not retried until restart)", m->id, err.msg);
+			"the spool, not retried until restart)",
+		    m->id, err.msg);
 	envelope_free(*env);
 	*env = NULL;
 	scheduler_drop(s, m);
@@ -666,12 +678,12 @@ scheduler_load(struct scheduler *s, struct queue_entry *m,
 static int
 scheduler_send(struct relay_conn *cc, struct queue_entry *m)
 {
-	struct scheduler *s = scheduler_of(cc);
+	struct scheduler        *s = scheduler_of(cc);
 	struct smtp_conn_message msg;
-	struct envelope *env;
-	unsigned *notify;
-	const char **orcpts;
-	int fd, rc;
+	struct envelope         *env;
+	unsigned                *notify;
+	const char             **orcpts;
+	int                      fd, rc;
 
 	if ((fd = scheduler_load(s, m, &env)) < 0)
 		return 0;
@@ -689,7 +701,8 @@ scheduler_send(struct relay_conn *cc, struct queue_entry *m)
 	if (rc != 0) {
 		close(fd);
 		log_err("msgid=%s: cannot be sent (%zu recipients); left in "
-		    "the spool", m->id, msg.n_rcpts);
+			"the spool",
+		    m->id, msg.n_rcpts);
 		relay_conn_release(cc);
 		scheduler_drop(s, m);
 		cc->idle = 1;
@@ -701,8 +714,8 @@ scheduler_send(struct relay_conn *cc, struct queue_entry *m)
 static void
 scheduler_on_ready(struct smtp_conn *c, void *arg)
 {
-	struct relay_conn *cc = arg;
-	struct relay *r = cc->relay;
+	struct relay_conn  *cc = arg;
+	struct relay       *r = cc->relay;
 	struct queue_entry *m;
 
 	(void)c;
@@ -742,9 +755,8 @@ scheduler_relay_fails(struct relay *r, const struct retry_verdict *v,
 /* The per-recipient outcome of res for env: fates into fate (n_rcpts),
  * the verdict returned. */
 static struct retry_verdict
-scheduler_judge(const struct smtp_conn_result *res,
-    const struct envelope *env, enum retry_fate *fate,
-    struct scheduler_outcome *o, const char *remote)
+scheduler_judge(const struct smtp_conn_result *res, const struct envelope *env,
+    enum retry_fate *fate, struct scheduler_outcome *o, const char *remote)
 {
 	size_t n = env->n_rcpts;
 
@@ -774,21 +786,23 @@ scheduler_count(struct relay *r, const enum retry_fate *fate, size_t n,
 		r->n_failed += failed > 0;
 		relay_note_error(r, reply, scheduler_now());
 	}
-	return delivered == n ? "sent" : delivered > 0 ? "partial" :
-	    failed == n ? "failed" : "deferred";
+	return delivered == n ? "sent" :
+	    delivered > 0     ? "partial" :
+	    failed == n       ? "failed" :
+				"deferred";
 }
 
 static void
 scheduler_on_message_done(struct smtp_conn *c,
     const struct smtp_conn_result *res, void *arg)
 {
-	struct relay_conn *cc = arg;
-	struct relay *r = cc->relay;
-	struct queue_entry *m = cc->cur;
-	struct envelope *env = cc->cur_env;
+	struct relay_conn       *cc = arg;
+	struct relay            *r = cc->relay;
+	struct queue_entry      *m = cc->cur;
+	struct envelope         *env = cc->cur_env;
 	struct scheduler_outcome o;
-	struct retry_verdict v;
-	enum retry_fate *fate;
+	struct retry_verdict     v;
+	enum retry_fate         *fate;
 
 	(void)c;
 	if (m == NULL || env == NULL)
@@ -796,8 +810,8 @@ scheduler_on_message_done(struct smtp_conn *c,
 		    r->sh->name);
 	fate = xcalloc(env->n_rcpts, sizeof(*fate));
 	v = scheduler_judge(res, env, fate, &o, r->sh->host);
-	scheduler_log_attempt(cc, m->id, scheduler_count(r, fate,
-	    env->n_rcpts, res->reply), res);
+	scheduler_log_attempt(cc, m->id,
+	    scheduler_count(r, fate, env->n_rcpts, res->reply), res);
 	cc->cur = NULL;
 	cc->cur_env = NULL;
 	scheduler_settle(scheduler_of(cc), m, env, &o);
@@ -821,7 +835,7 @@ scheduler_on_message_done(struct smtp_conn *c,
 static void
 scheduler_on_held(struct relay_conn *cc, const struct smtp_conn_result *res)
 {
-	struct scheduler *s = scheduler_of(cc);
+	struct scheduler   *s = scheduler_of(cc);
 	struct queue_entry *m = cc->cur;
 
 	relay_note_error(cc->relay, res->reply, scheduler_now());
@@ -845,12 +859,12 @@ static void
 scheduler_closed_message(struct relay_conn *cc, struct queue_entry *m,
     const struct smtp_conn_result *res, const struct retry_verdict *v)
 {
-	struct scheduler *s = scheduler_of(cc);
-	struct relay *r = cc->relay;
-	int fb = r->sh->fallback_index;
-	struct sq_err err = { 0 };
+	struct scheduler        *s = scheduler_of(cc);
+	struct relay            *r = cc->relay;
+	int                      fb = r->sh->fallback_index;
+	struct sq_err            err = { 0 };
 	struct scheduler_outcome o;
-	enum retry_fate *fate;
+	enum retry_fate         *fate;
 
 	if (cc->cur_env == NULL)
 		spool_load_envelope(s->spool, m->id, &cc->cur_env, &err);
@@ -861,8 +875,8 @@ scheduler_closed_message(struct relay_conn *cc, struct queue_entry *m,
 		/* The fallback takes it right away. */
 		scheduler_log_attempt(cc, m->id, "deferred", res);
 		log_info("msgid=%s: relay %s unreachable, handing it to "
-		    "fallback %s", m->id, r->sh->name,
-		    s->cfg->smarthosts[fb].name);
+			 "fallback %s",
+		    m->id, r->sh->name, s->cfg->smarthosts[fb].name);
 		relay_conn_release(cc);
 		queue_index_due(s->qi, m, 1);
 	} else if (cc->cur_env != NULL) {
@@ -886,9 +900,9 @@ static void
 scheduler_on_closed(struct smtp_conn *c, const struct smtp_conn_result *res,
     void *arg)
 {
-	struct relay_conn *cc = arg;
-	struct relay *r = cc->relay;
-	struct scheduler *s = scheduler_of(cc);
+	struct relay_conn   *cc = arg;
+	struct relay        *r = cc->relay;
+	struct scheduler    *s = scheduler_of(cc);
 	struct retry_verdict v;
 
 	(void)c;
@@ -917,9 +931,9 @@ scheduler_on_closed(struct smtp_conn *c, const struct smtp_conn_result *res,
 static void
 scheduler_open(struct relay *r, struct queue_entry *m)
 {
-	struct scheduler *s = r->pool->owner;
-	struct smtp_conn_params params;
-	struct relay_conn *cc;
+	struct scheduler                       *s = r->pool->owner;
+	struct smtp_conn_params                 params;
+	struct relay_conn                      *cc;
 	static const struct smtp_conn_callbacks cb = {
 		.on_ready = scheduler_on_ready,
 		.on_message_done = scheduler_on_message_done,
@@ -948,7 +962,7 @@ scheduler_open(struct relay *r, struct queue_entry *m)
 static void
 scheduler_serve(struct scheduler *s, struct relay *r, int q)
 {
-	struct relay_conn *cc;
+	struct relay_conn  *cc;
 	struct queue_entry *m;
 
 	while ((m = queue_index_lane_first(s->qi, q)) != NULL) {
@@ -971,8 +985,8 @@ static void
 scheduler_arm_timer(struct scheduler *s, int64_t now)
 {
 	struct timeval tv;
-	int64_t wake_ms = INT64_MAX, w, next;
-	size_t i;
+	int64_t        wake_ms = INT64_MAX, w, next;
+	size_t         i;
 
 	if (queue_index_next_time(s->qi, &next))
 		wake_ms = (next - now) * 1000;
@@ -1005,12 +1019,11 @@ static void
 scheduler_expire_due(struct scheduler *s, struct relay *r, int64_t now)
 {
 	struct queue_entry *m, *next;
-	struct envelope *env = NULL;
-	struct sq_err err = { 0 };
-	char reason[RELAY_ERROR_MAX + 64];
+	struct envelope    *env = NULL;
+	struct sq_err       err = { 0 };
+	char                reason[RELAY_ERROR_MAX + 64];
 
-	for (m = queue_index_lane_first(s->qi, r->index); m != NULL;
-	    m = next) {
+	for (m = queue_index_lane_first(s->qi, r->index); m != NULL; m = next) {
 		next = queue_index_lane_next(m);
 		if (!retry_expired(&s->policy, m->created, now))
 			continue;
@@ -1045,7 +1058,7 @@ static void
 scheduler_run(struct scheduler *s)
 {
 	int64_t now = scheduler_now();
-	size_t i, j;
+	size_t  i, j;
 
 	if (s->shutting_down)
 		return;
@@ -1065,7 +1078,7 @@ scheduler_run(struct scheduler *s)
 		for (j = 0; j < s->pool->n; j++)
 			if (j != i && scheduler_relay(s, (int)j)->down &&
 			    scheduler_relay(s, (int)j)->sh->fallback_index ==
-			    (int)i)
+				(int)i)
 				scheduler_serve(s, r, (int)j);
 	}
 	scheduler_arm_timer(s, now);
@@ -1077,13 +1090,14 @@ static void
 scheduler_on_rm_sync(evutil_socket_t fd, short what, void *arg)
 {
 	struct scheduler *s = arg;
-	struct sq_err err;
+	struct sq_err     err;
 
 	(void)fd;
 	(void)what;
 	if (spool_sync_removals(s->spool, &err) < 0)
 		log_err("%s (delivered messages may be sent again after a "
-		    "crash)", err.msg);
+			"crash)",
+		    err.msg);
 }
 
 /* spool_recover_lazy's callback: remember the id for indexing. */
@@ -1106,7 +1120,7 @@ static void
 scheduler_index_chunk(struct scheduler *s)
 {
 	struct timeval now = { 0, 0 };
-	size_t end = s->rec_pos + SCHEDULER_INDEX_CHUNK;
+	size_t         end = s->rec_pos + SCHEDULER_INDEX_CHUNK;
 
 	if (end > s->rec_n)
 		end = s->rec_n;
@@ -1151,9 +1165,9 @@ scheduler_split_copy(struct scheduler *s, const char *src,
     struct envelope *part, struct sq_err *err)
 {
 	struct spool_writer *w = NULL;
-	char buf[65536];
-	ssize_t n;
-	int fd, rc;
+	char                 buf[65536];
+	ssize_t              n;
+	int                  fd, rc;
 
 	if ((fd = spool_open_message(s->spool, src, err)) < 0)
 		return fd;
@@ -1179,10 +1193,10 @@ scheduler_split_copy(struct scheduler *s, const char *src,
  * Returns route (the caller frees), the first route in *first (-1:
  * none) and how many have none in *n_noroute. */
 static int *
-scheduler_route(struct scheduler *s, const struct envelope *env,
-    int *first, size_t *n_noroute)
+scheduler_route(struct scheduler *s, const struct envelope *env, int *first,
+    size_t *n_noroute)
 {
-	int *route = xcalloc(env->n_rcpts, sizeof(*route));
+	int   *route = xcalloc(env->n_rcpts, sizeof(*route));
 	size_t i;
 
 	*first = -1;
@@ -1204,14 +1218,15 @@ scheduler_fail_unrouted(struct scheduler *s, const struct envelope *env,
     const int *route, size_t n_noroute)
 {
 	struct bounce_rcpt *rc = xcalloc(n_noroute, sizeof(*rc));
-	size_t i, j;
-	int ok;
+	size_t              i, j;
+	int                 ok;
 
 	for (i = 0, j = 0; i < env->n_rcpts; i++)
 		if (route[i] < 0) {
 			rc[j].addr = env->rcpts[i];
 			rc[j].status = "5.4.4";
-			rc[j].reply = "no smarthost is configured for this "
+			rc[j].reply =
+			    "no smarthost is configured for this "
 			    "sender/recipient (match_sender, match_recipient)";
 			j++;
 		}
@@ -1244,10 +1259,10 @@ scheduler_split_one(struct scheduler *s, const char *id,
     const struct envelope *env, int *route, size_t i, int other)
 {
 	const struct envelope_rcpt_dsn *d;
-	struct envelope *part = scheduler_part(env);
-	struct sq_err err = { 0 };
-	size_t j;
-	int ok;
+	struct envelope                *part = scheduler_part(env);
+	struct sq_err                   err = { 0 };
+	size_t                          j;
+	int                             ok;
 
 	for (j = i; j < env->n_rcpts; j++)
 		if (route[j] == other) {
@@ -1256,16 +1271,18 @@ scheduler_split_one(struct scheduler *s, const char *id,
 			if ((d = envelope_rcpt_dsn(env, j)) != NULL)
 				envelope_set_rcpt_dsn(part, part->n_rcpts - 1,
 				    d->notify, d->orcpt);
-			route[j] = -2;	/* moved */
+			route[j] = -2; /* moved */
 		}
 	ok = scheduler_split_copy(s, id, part, &err) == 0;
 	if (ok) {
 		log_info("msgid=%s: recipients for relay %s split off as "
-		    "msgid=%s", id, s->cfg->smarthosts[other].name, part->id);
+			 "msgid=%s",
+		    id, s->cfg->smarthosts[other].name, part->id);
 		scheduler_add_id(part->id, s);
 	} else {
 		log_err("msgid=%s: cannot split it per route: %s (trying "
-		    "again later)", id, err.msg);
+			"again later)",
+		    id, err.msg);
 		for (j = i; j < env->n_rcpts; j++)
 			if (route[j] == -2)
 				route[j] = other;
@@ -1277,11 +1294,11 @@ scheduler_split_one(struct scheduler *s, const char *id,
 /* Other routes than first get their own copies, durable before the
  * original is narrowed to first.  Returns 1 when something split off. */
 static int
-scheduler_split(struct scheduler *s, const char *id,
-    const struct envelope *env, int *route, int first)
+scheduler_split(struct scheduler *s, const char *id, const struct envelope *env,
+    int *route, int first)
 {
 	size_t i;
-	int changed = 0;
+	int    changed = 0;
 
 	for (i = 0; i < env->n_rcpts; i++)
 		if (route[i] >= 0 && route[i] != first)
@@ -1292,12 +1309,12 @@ scheduler_split(struct scheduler *s, const char *id,
 
 /* Narrow env to the recipients routed to first, on disk too. */
 static void
-scheduler_narrow(struct scheduler *s, struct envelope *env,
-    const int *route, int first)
+scheduler_narrow(struct scheduler *s, struct envelope *env, const int *route,
+    int first)
 {
 	struct sq_err err = { 0 };
-	int *keep = xcalloc(env->n_rcpts, sizeof(*keep));
-	size_t i;
+	int          *keep = xcalloc(env->n_rcpts, sizeof(*keep));
+	size_t        i;
 
 	for (i = 0; i < env->n_rcpts; i++)
 		keep[i] = route[i] == first;
@@ -1309,15 +1326,15 @@ scheduler_narrow(struct scheduler *s, struct envelope *env,
 
 /* Put message id (envelope env, routed to relay) into the index. */
 static void
-scheduler_index(struct scheduler *s, const char *id,
-    const struct envelope *env, int relay)
+scheduler_index(struct scheduler *s, const char *id, const struct envelope *env,
+    int relay)
 {
 	struct queue_entry *m;
-	struct sq_err err = { 0 };
-	uint64_t size;
+	struct sq_err       err = { 0 };
+	uint64_t            size;
 
 	if (spool_message_size(s->spool, id, &size, &err) != 0)
-		size = 0;	/* gone meanwhile: found missing at delivery */
+		size = 0; /* gone meanwhile: found missing at delivery */
 	m = queue_index_add(s->qi, id, relay, env->created, env->uid, size);
 	if (m == NULL)
 		return;
@@ -1335,10 +1352,10 @@ static void
 scheduler_add_id(const char *id, void *arg)
 {
 	struct scheduler *s = arg;
-	struct envelope *env = NULL;
-	struct sq_err err = { 0 };
-	size_t n_noroute;
-	int *route, first, changed = 0;
+	struct envelope  *env = NULL;
+	struct sq_err     err = { 0 };
+	size_t            n_noroute;
+	int              *route, first, changed = 0;
 
 	if (queue_index_find(s->qi, id) != NULL)
 		return;
@@ -1347,13 +1364,14 @@ scheduler_add_id(const char *id, void *arg)
 			spool_quarantine_id(s->spool, id, err.msg);
 		else if (err.code != -ENOENT && err.code != SQ_ENOTFOUND)
 			log_err("msgid=%s: cannot read its envelope: %s (left "
-			    "in the spool)", id, err.msg);
+				"in the spool)",
+			    id, err.msg);
 		return;
 	}
 	route = scheduler_route(s, env, &first, &n_noroute);
 	if (n_noroute > 0) {
 		if (!scheduler_fail_unrouted(s, env, route, n_noroute))
-			first = -1;	/* keep everything; retried at scan */
+			first = -1; /* keep everything; retried at scan */
 		else
 			changed = 1;
 		if (first < 0) {
@@ -1414,18 +1432,17 @@ static void
 scheduler_on_watch(evutil_socket_t fd, short what, void *arg)
 {
 	struct scheduler *s = arg;
-	char buf[16384]
+	char              buf[16384]
 	    __attribute__((aligned(__alignof__(struct inotify_event))));
 	const struct inotify_event *ev;
-	char id[ENVELOPE_ID_MAX];
-	ssize_t n;
-	size_t off;
-	int overflow = 0;
+	char                        id[ENVELOPE_ID_MAX];
+	ssize_t                     n;
+	size_t                      off;
+	int                         overflow = 0;
 
 	(void)what;
 	while ((n = read(fd, buf, sizeof(buf))) > 0) {
-		for (off = 0; off < (size_t)n;
-		    off += sizeof(*ev) + ev->len) {
+		for (off = 0; off < (size_t)n; off += sizeof(*ev) + ev->len) {
 			ev = (const struct inotify_event *)(buf + off);
 			if (ev->mask & IN_Q_OVERFLOW)
 				overflow = 1;
@@ -1456,14 +1473,15 @@ scheduler_lookup(struct scheduler *s, const char *id, struct sq_err *err)
 
 /* The message id when no connection is working on it right now. */
 static struct queue_entry *
-scheduler_lookup_idle(struct scheduler *s, const char *id,
-    struct sq_err *err)
+scheduler_lookup_idle(struct scheduler *s, const char *id, struct sq_err *err)
 {
 	struct queue_entry *m = scheduler_lookup(s, id, err);
 
 	if (m != NULL && m->state == QUEUE_ACTIVE) {
-		sq_err_set(err, -EBUSY, "message %s is being delivered right "
-		    "now; try again in a moment", id);
+		sq_err_set(err, -EBUSY,
+		    "message %s is being delivered right "
+		    "now; try again in a moment",
+		    id);
 		return NULL;
 	}
 	return m;
@@ -1472,8 +1490,8 @@ scheduler_lookup_idle(struct scheduler *s, const char *id,
 /* The idle message id and its envelope (the caller frees it).  Returns
  * 0, or a negative code with err. */
 static int
-scheduler_load_idle(struct scheduler *s, const char *id,
-    struct queue_entry **m, struct envelope **env, struct sq_err *err)
+scheduler_load_idle(struct scheduler *s, const char *id, struct queue_entry **m,
+    struct envelope **env, struct sq_err *err)
 {
 	*env = NULL;
 	if ((*m = scheduler_lookup_idle(s, id, err)) == NULL)
@@ -1492,19 +1510,18 @@ scheduler_relay_state(const struct scheduler *s, size_t i, int json,
 		return json ? "held" : "HELD";
 	*held = NULL;
 	return scheduler_relay(s, (int)i)->down ? (json ? "down" : "DOWN") :
-	    "up";
+						  "up";
 }
 
 /* {"queued":N,"smarthosts":[relay, ...]} and a newline. */
 static int
-scheduler_status_json(struct scheduler *s, struct buf *out,
-    struct sq_err *err)
+scheduler_status_json(struct scheduler *s, struct buf *out, struct sq_err *err)
 {
 	struct json_write w;
-	const char *state, *held;
-	size_t i, depth;
-	int64_t oldest;
-	int rc;
+	const char       *state, *held;
+	size_t            i, depth;
+	int64_t           oldest;
+	int               rc;
 
 	json_write_init(&w, out);
 	json_write_object_begin(&w);
@@ -1531,13 +1548,12 @@ scheduler_status_json(struct scheduler *s, struct buf *out,
 }
 
 static int
-scheduler_op_status(void *arg, int json, struct buf *out,
-    struct sq_err *err)
+scheduler_op_status(void *arg, int json, struct buf *out, struct sq_err *err)
 {
 	struct scheduler *s = arg;
-	const char *state, *held;
-	char line[64];
-	size_t i;
+	const char       *state, *held;
+	char              line[64];
+	size_t            i;
 
 	if (json)
 		return scheduler_status_json(s, out, err);
@@ -1557,7 +1573,7 @@ static int
 scheduler_op_flush(void *arg, struct sq_err *err)
 {
 	struct scheduler *s = arg;
-	size_t i;
+	size_t            i;
 
 	(void)err;
 	while (queue_index_pop_due(s->qi, INT64_MAX) != NULL)
@@ -1572,7 +1588,7 @@ scheduler_op_flush(void *arg, struct sq_err *err)
 static int
 scheduler_op_retry(void *arg, const char *id, struct sq_err *err)
 {
-	struct scheduler *s = arg;
+	struct scheduler   *s = arg;
 	struct queue_entry *m;
 
 	if ((m = scheduler_lookup(s, id, err)) == NULL)
@@ -1580,8 +1596,10 @@ scheduler_op_retry(void *arg, const char *id, struct sq_err *err)
 	if (m->state == QUEUE_WAITING)
 		queue_index_due(s->qi, m, 1);
 	else if (m->state == QUEUE_HELD)
-		return sq_err_set(err, SQ_EPARSE, "message %s is held "
-		    "(release it first)", id);
+		return sq_err_set(err, SQ_EPARSE,
+		    "message %s is held "
+		    "(release it first)",
+		    id);
 	scheduler_request_run(s);
 	return 0;
 }
@@ -1591,8 +1609,8 @@ scheduler_set_held(struct scheduler *s, const char *id, int held,
     struct sq_err *err)
 {
 	struct queue_entry *m;
-	struct envelope *env;
-	int rc;
+	struct envelope    *env;
+	int                 rc;
 
 	if ((rc = scheduler_load_idle(s, id, &m, &env, err)) != 0)
 		return rc;
@@ -1626,9 +1644,9 @@ scheduler_op_release(void *arg, const char *id, struct sq_err *err)
 static int
 scheduler_op_remove(void *arg, const char *id, struct sq_err *err)
 {
-	struct scheduler *s = arg;
+	struct scheduler   *s = arg;
 	struct queue_entry *m;
-	int rc;
+	int                 rc;
 
 	if ((m = scheduler_lookup_idle(s, id, err)) == NULL)
 		return err->code;
@@ -1642,17 +1660,16 @@ scheduler_op_remove(void *arg, const char *id, struct sq_err *err)
 static int
 scheduler_op_bounce(void *arg, const char *id, struct sq_err *err)
 {
-	struct scheduler *s = arg;
+	struct scheduler   *s = arg;
 	struct queue_entry *m;
-	struct envelope *env;
-	int rc;
+	struct envelope    *env;
+	int                 rc;
 
 	if ((rc = scheduler_load_idle(s, id, &m, &env, err)) != 0)
 		return rc;
 	log_warn("msgid=%s bounced by the administrator", id);
 	scheduler_settle_all(s, m, env, RETRY_BOUNCE,
-	    "554 5.0.0 returned to the sender by the mail administrator",
-	    NULL);
+	    "554 5.0.0 returned to the sender by the mail administrator", NULL);
 	scheduler_request_run(s);
 	return 0;
 }
@@ -1660,7 +1677,7 @@ scheduler_op_bounce(void *arg, const char *id, struct sq_err *err)
 static int
 scheduler_op_is_active(void *arg, const char *id)
 {
-	struct scheduler *s = arg;
+	struct scheduler   *s = arg;
 	struct queue_entry *m = queue_index_find(s->qi, id);
 
 	return m != NULL && m->state == QUEUE_ACTIVE;
@@ -1669,7 +1686,7 @@ scheduler_op_is_active(void *arg, const char *id)
 static const char *
 scheduler_op_relay_of(void *arg, const char *id)
 {
-	struct scheduler *s = arg;
+	struct scheduler   *s = arg;
 	struct queue_entry *m = queue_index_find(s->qi, id);
 
 	return m != NULL ? scheduler_relay(s, m->lane)->sh->name : NULL;
@@ -1738,7 +1755,7 @@ scheduler_set_policy(struct scheduler *s, const struct config *cfg)
 {
 	s->policy.min = cfg->retry_min;
 	s->policy.max = cfg->retry_max > cfg->retry_min ? cfg->retry_max :
-	    cfg->retry_min;
+							  cfg->retry_min;
 	s->policy.max_age = cfg->max_age;
 }
 
@@ -1748,11 +1765,11 @@ scheduler_new(struct event_base *base, struct evdns_base *dns,
     struct scheduler **out, struct sq_err *err)
 {
 	struct scheduler *s;
-	int rc;
+	int               rc;
 
 	if (cfg->n_smarthosts == 0)
-		return sq_err_set(err, SQ_ECONFIG, "%s: no smarthost configured",
-		    cfg->path);
+		return sq_err_set(err, SQ_ECONFIG,
+		    "%s: no smarthost configured", cfg->path);
 	s = xcalloc(1, sizeof(*s));
 	s->base = base;
 	s->dns = dns;
@@ -1762,12 +1779,13 @@ scheduler_new(struct event_base *base, struct evdns_base *dns,
 	s->watch_fd = -1;
 	scheduler_set_policy(s, cfg);
 	if (getrandom(&s->rng, sizeof(s->rng), GRND_NONBLOCK) !=
-	    (ssize_t)sizeof(s->rng) || s->rng == 0)
+		(ssize_t)sizeof(s->rng) ||
+	    s->rng == 0)
 		s->rng = (uint64_t)time(NULL) * 2654435761u + 1;
 	s->qi = queue_index_new(cfg->n_smarthosts);
 	s->usage = quota_table_new();
-	if ((rc = relay_pool_new(base, cfg, s, sq_now_ms(), &s->pool,
-	    err)) != 0) {
+	if ((rc = relay_pool_new(base, cfg, s, sq_now_ms(), &s->pool, err)) !=
+	    0) {
 		scheduler_free(s);
 		return rc;
 	}
@@ -1785,11 +1803,11 @@ int
 scheduler_start(struct scheduler *s, struct sq_err *err)
 {
 	struct timeval rescan = { SCHEDULER_RESCAN_SECONDS, 0 };
-	int n;
+	int            n;
 
 	/* AUTH secrets and OAuth state (STATE_DIR/oauth/) first. */
 	if ((n = authsrc_new(s->base, s->cfg, scheduler_on_auth_change, s,
-	    &s->auth, err)) != 0)
+		 &s->auth, err)) != 0)
 		return n;
 	/* Watch first, then scan: a message committed in between is seen
 	 * twice at most, never missed. */
@@ -1798,14 +1816,14 @@ scheduler_start(struct scheduler *s, struct sq_err *err)
 		return sq_err_set(err, -errno, "inotify_init1: %s",
 		    strerror(errno));
 	if (inotify_add_watch(s->watch_fd, spool_queue_dir(s->spool),
-	    IN_MOVED_TO) < 0)
+		IN_MOVED_TO) < 0)
 		return sq_err_set(err, -errno, "watch %s: %s",
 		    spool_queue_dir(s->spool), strerror(errno));
 	s->watch_ev = event_new(s->base, s->watch_fd, EV_READ | EV_PERSIST,
 	    scheduler_on_watch, s);
 	event_add(s->watch_ev, NULL);
-	if ((n = spool_recover_lazy(s->spool, scheduler_collect_id, s,
-	    err)) < 0)
+	if ((n = spool_recover_lazy(s->spool, scheduler_collect_id, s, err)) <
+	    0)
 		return n;
 	log_info("queue recovered: %d message(s) found", n);
 	event_add(s->rescan_timer, &rescan);
@@ -1814,8 +1832,8 @@ scheduler_start(struct scheduler *s, struct sq_err *err)
 }
 
 struct scheduler_done {
-	void	(*fn)(void *);
-	void	*arg;
+	void (*fn)(void *);
+	void *arg;
 };
 
 static void
@@ -1833,9 +1851,9 @@ void
 scheduler_shutdown(struct scheduler *s, void (*done)(void *), void *arg)
 {
 	struct scheduler_done *d;
-	struct timeval now = { 0, 0 };
-	size_t i;
-	unsigned j;
+	struct timeval         now = { 0, 0 };
+	size_t                 i;
+	unsigned               j;
 
 	s->shutting_down = 1;
 	for (i = 0; i < s->pool->n; i++) {
@@ -1844,7 +1862,7 @@ scheduler_shutdown(struct scheduler *s, void (*done)(void *), void *arg)
 		for (j = 0; j < r->sh->max_connections; j++)
 			if (r->conns[j].conn != NULL && r->conns[j].cur != NULL)
 				log_info("msgid=%s: delivery interrupted by "
-				    "shutdown; it stays queued",
+					 "shutdown; it stays queued",
 				    r->conns[j].cur->id);
 	}
 	relay_pool_abort_all(s->pool);
@@ -1895,15 +1913,17 @@ void
 scheduler_summary(const struct scheduler *s, char *buf, size_t len)
 {
 	size_t i, n;
-	int w;
+	int    w;
 
 	w = snprintf(buf, len, "queued %zu", queue_index_count(s->qi));
 	for (i = 0; i < s->pool->n && w >= 0 && (size_t)w < len; i++) {
 		n = (size_t)w;
-		w = snprintf(buf + n, len - n, "%s%s %s", i == 0 ?
-		    "; relays: " : ", ", scheduler_relay(s, (int)i)->sh->name,
-		    authsrc_held(s->auth, i, NULL) ? "HELD" :
-		    scheduler_relay(s, (int)i)->down ? "DOWN" : "up");
+		w = snprintf(buf + n, len - n, "%s%s %s",
+		    i == 0 ? "; relays: " : ", ",
+		    scheduler_relay(s, (int)i)->sh->name,
+		    authsrc_held(s->auth, i, NULL)       ? "HELD" :
+			scheduler_relay(s, (int)i)->down ? "DOWN" :
+							   "up");
 		if (w >= 0)
 			w += (int)n;
 	}
@@ -1921,8 +1941,7 @@ scheduler_oldest_of(struct queue_entry *m, void *arg)
 }
 
 void
-scheduler_queue_stats(const struct scheduler *s, size_t *depth,
-    int64_t *oldest)
+scheduler_queue_stats(const struct scheduler *s, size_t *depth, int64_t *oldest)
 {
 	*depth = queue_index_count(s->qi);
 	*oldest = 0;
@@ -1933,8 +1952,8 @@ void
 scheduler_metrics_gauges(void *arg, struct metrics_gauges *g)
 {
 	const struct scheduler *s = arg;
-	const struct relay *r;
-	size_t i, depth;
+	const struct relay     *r;
+	size_t                  i, depth;
 
 	scheduler_queue_stats(s, &depth, &g->oldest);
 	g->queue_messages = depth;
@@ -1952,8 +1971,8 @@ scheduler_metrics_gauges(void *arg, struct metrics_gauges *g)
 /* Reload. */
 
 struct scheduler_ids {
-	char	(*ids)[ENVELOPE_ID_MAX];
-	size_t	 n;
+	char (*ids)[ENVELOPE_ID_MAX];
+	size_t            n;
 	struct scheduler *s;
 };
 
@@ -1975,7 +1994,7 @@ static void
 scheduler_reroute(struct scheduler *s)
 {
 	struct scheduler_ids t;
-	size_t i;
+	size_t               i;
 
 	t.ids = xreallocarray(NULL, queue_index_count(s->qi) + 1,
 	    sizeof(*t.ids));
@@ -1994,8 +2013,7 @@ scheduler_reconfigure(struct scheduler *s, const struct config *cfg,
 	int rc;
 
 	/* Checks and new TLS contexts first: on failure nothing changed. */
-	if ((rc = relay_pool_reconfigure(s->pool, cfg, sq_now_ms(),
-	    err)) != 0)
+	if ((rc = relay_pool_reconfigure(s->pool, cfg, sq_now_ms(), err)) != 0)
 		return rc;
 	s->cfg = cfg;
 	authsrc_reconfigure(s->auth, cfg);

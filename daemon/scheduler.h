@@ -39,23 +39,22 @@ struct scheduler;
  * smarthost's TLS credentials.  Returns 0 and *out, or a negative code with
  * err (for example an unreadable ca_file).
  */
-int	scheduler_new(struct event_base *base, struct evdns_base *dns,
-	    const struct config *cfg, const char *ehlo_name, struct spool *sp,
-	    struct scheduler **out, struct sq_err *err);
+int scheduler_new(struct event_base *base, struct evdns_base *dns,
+    const struct config *cfg, const char *ehlo_name, struct spool *sp,
+    struct scheduler **out, struct sq_err *err);
 
 /* Recover the spool, start watching queue/, and begin delivering.
  * Returns 0 or a negative code with err. */
-int	scheduler_start(struct scheduler *s, struct sq_err *err);
+int scheduler_start(struct scheduler *s, struct sq_err *err);
 
 /* Stop starting work, close every connection (a message in flight stays
  * queued: delivery is at least once), then call done(arg) from the event
  * loop once nothing of the scheduler is pending. */
-void	scheduler_shutdown(struct scheduler *s, void (*done)(void *),
-	    void *arg);
+void scheduler_shutdown(struct scheduler *s, void (*done)(void *), void *arg);
 
 /* The operations behind the control socket (control.h), bound to s. */
 struct control_ops;
-void	scheduler_control_ops(struct scheduler *s, struct control_ops *ops);
+void scheduler_control_ops(struct scheduler *s, struct control_ops *ops);
 
 /*
  * Reload: deliver with cfg (which must outlive s, as must the one it
@@ -72,32 +71,32 @@ void	scheduler_control_ops(struct scheduler *s, struct control_ops *ops);
  * flight keeps its route.  Nothing queued is lost or duplicated.  Blocks
  * while it reads the envelopes of the queue.
  */
-int	scheduler_reconfigure(struct scheduler *s, const struct config *cfg,
-	    struct sq_err *err);
+int scheduler_reconfigure(struct scheduler *s, const struct config *cfg,
+    struct sq_err *err);
 
 /* A one-line summary for systemd's STATUS=: "queued N; relays: NAME up,
  * NAME DOWN, NAME HELD" (HELD: OAuth grant refused, authsrc.h; truncated
  * to fit buf, size len > 0, NUL-terminated). */
-void	scheduler_summary(const struct scheduler *s, char *buf, size_t len);
+void scheduler_summary(const struct scheduler *s, char *buf, size_t len);
 
 /* The number of queued messages (*depth) and the arrival time (epoch
  * seconds) of the oldest one that is not held (*oldest; 0: none).  Walks
  * the index: O(queued). */
-void	scheduler_queue_stats(const struct scheduler *s, size_t *depth,
-	    int64_t *oldest);
+void scheduler_queue_stats(const struct scheduler *s, size_t *depth,
+    int64_t *oldest);
 
 /* metrics_set_gauges()'s callback (metrics.h), arg the scheduler: queue
  * depth, oldest message, each relay's state and OAuth token state. */
 struct metrics_gauges;
-void	scheduler_metrics_gauges(void *arg, struct metrics_gauges *g);
+void scheduler_metrics_gauges(void *arg, struct metrics_gauges *g);
 
 /* The per-uid counts of the queue index behind struct quota (quota.h):
  * fills q->uid_usage, q->queued and q->arg, bound to s; the limits are
  * the caller's to set. */
 struct quota;
-void	scheduler_quota_ops(struct scheduler *s, struct quota *q);
+void scheduler_quota_ops(struct scheduler *s, struct quota *q);
 
 /* Free everything; only after shutdown's done callback. NULL accepted. */
-void	scheduler_free(struct scheduler *s);
+void scheduler_free(struct scheduler *s);
 
 #endif

@@ -43,15 +43,15 @@
 unsigned secret_command_timeout_ms = SECRET_COMMAND_TIMEOUT * 1000;
 
 /* While the command runs, how often its exit is checked for. */
-#define SECRET_CHILD_POLL_MS	20
+#define SECRET_CHILD_POLL_MS 20
 
 /* The first line read so far: buf holds up to SECRET_MAX + 1 bytes. */
 struct secret_reader {
-	char	*buf;
-	size_t	 len;		/* bytes of the line kept */
-	int	 line_done;	/* a CR or LF was seen */
-	int	 too_long;	/* more than SECRET_MAX bytes before it */
-	int	 nul;		/* a NUL byte in the line */
+	char  *buf;
+	size_t len;       /* bytes of the line kept */
+	int    line_done; /* a CR or LF was seen */
+	int    too_long;  /* more than SECRET_MAX bytes before it */
+	int    nul;       /* a NUL byte in the line */
 };
 
 static void
@@ -110,14 +110,20 @@ secret_reader_result(struct secret_reader *r, enum secret_kind kind,
 	struct secret *s;
 
 	if (r->too_long)
-		return sq_err_set(err, SQ_ELIMIT, "%s: the first line is "
-		    "longer than %d bytes", what, SECRET_MAX);
+		return sq_err_set(err, SQ_ELIMIT,
+		    "%s: the first line is "
+		    "longer than %d bytes",
+		    what, SECRET_MAX);
 	if (r->nul)
-		return sq_err_set(err, SQ_EPARSE, "%s: the first line "
-		    "contains a NUL byte", what);
+		return sq_err_set(err, SQ_EPARSE,
+		    "%s: the first line "
+		    "contains a NUL byte",
+		    what);
 	if (r->len == 0)
-		return sq_err_set(err, SQ_EPARSE, "%s: the first line is "
-		    "empty", what);
+		return sq_err_set(err, SQ_EPARSE,
+		    "%s: the first line is "
+		    "empty",
+		    what);
 	s = xcalloc(1, sizeof(*s));
 	s->kind = kind;
 	s->len = r->len;
@@ -139,11 +145,11 @@ secret_read_file(const char *path, const char *what, enum secret_kind kind,
     struct sq_err *err)
 {
 	struct secret_reader r;
-	struct stat st;
-	char chunk[4096];
-	ssize_t n;
-	mode_t mode;
-	int fd, rc, saved;
+	struct stat          st;
+	char                 chunk[4096];
+	ssize_t              n;
+	mode_t               mode;
+	int                  fd, rc, saved;
 
 	/* O_NONBLOCK: a FIFO must not block the open; refused below. */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -166,14 +172,19 @@ secret_read_file(const char *path, const char *what, enum secret_kind kind,
 	mode = st.st_mode & 07777;
 	if ((mode & others_mask) != 0) {
 		close(fd);
-		return sq_err_set(err, SQ_ECONFIG, "%s: %s by others (mode "
-		    "%04o): refusing to use it; chmod 0600 or 0640", what,
-		    (mode & S_IROTH) ? "readable" : (mode & S_IWOTH) ?
-		    "writable" : "accessible", (unsigned)mode);
+		return sq_err_set(err, SQ_ECONFIG,
+		    "%s: %s by others (mode "
+		    "%04o): refusing to use it; chmod 0600 or 0640",
+		    what,
+		    (mode & S_IROTH)     ? "readable" :
+			(mode & S_IWOTH) ? "writable" :
+					   "accessible",
+		    (unsigned)mode);
 	}
 	if (group_write && (mode & S_IWGRP) != 0) {
 		close(fd);
-		return sq_err_set(err, SQ_ECONFIG, "%s: writable by its group "
+		return sq_err_set(err, SQ_ECONFIG,
+		    "%s: writable by its group "
 		    "(mode %04o): refusing to use it; chmod 0600 or 0640",
 		    what, (unsigned)mode);
 	}
@@ -219,16 +230,16 @@ secret_command_spawn(const char *cmd, const char *key, pid_t *pid, int *rfd,
     struct sq_err *err)
 {
 	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	char *argv[4];
-	int pfd[2], rc;
+	posix_spawnattr_t          attr;
+	char                      *argv[4];
+	int                        pfd[2], rc;
 
 	*pid = -1;
 	*rfd = -1;
 	if (pipe2(pfd, O_CLOEXEC) == -1) {
 		rc = errno;
-		return sq_err_set(err, -rc, "%s: cannot create a pipe: %s",
-		    key, strerror(rc));
+		return sq_err_set(err, -rc, "%s: cannot create a pipe: %s", key,
+		    strerror(rc));
 	}
 	posix_spawn_file_actions_init(&fa);
 	posix_spawnattr_init(&attr);
@@ -272,9 +283,11 @@ secret_command_late(const char *key, struct sq_err *err)
 {
 	char limit[32];
 
-	return sq_err_set(err, -ETIMEDOUT, "%s did not finish within %s: "
-	    "killed", key, secret_fmt_limit(limit, sizeof(limit),
-	    secret_command_timeout_ms));
+	return sq_err_set(err, -ETIMEDOUT,
+	    "%s did not finish within %s: "
+	    "killed",
+	    key,
+	    secret_fmt_limit(limit, sizeof(limit), secret_command_timeout_ms));
 }
 
 /*
@@ -288,8 +301,8 @@ secret_command_reap(pid_t pid, const char *key, long long deadline, int rc,
     int *status, struct sq_err *err)
 {
 	long long left;
-	pid_t n;
-	int exited = 0, saved;
+	pid_t     n;
+	int       exited = 0, saved;
 
 	while (rc == 0 && !exited) {
 		n = waitpid(pid, status, WNOHANG);
@@ -299,8 +312,10 @@ secret_command_reap(pid_t pid, const char *key, long long deadline, int rc,
 		}
 		if (n == -1 && errno != EINTR) {
 			saved = errno;
-			rc = sq_err_set(err, -saved, "%s: cannot wait for it: "
-			    "%s", key, strerror(saved));
+			rc = sq_err_set(err, -saved,
+			    "%s: cannot wait for it: "
+			    "%s",
+			    key, strerror(saved));
 			exited = 1;
 			break;
 		}
@@ -309,8 +324,9 @@ secret_command_reap(pid_t pid, const char *key, long long deadline, int rc,
 			rc = secret_command_late(key, err);
 			break;
 		}
-		(void)poll(NULL, 0, left < SECRET_CHILD_POLL_MS ? (int)left :
-		    SECRET_CHILD_POLL_MS);
+		(void)poll(NULL, 0,
+		    left < SECRET_CHILD_POLL_MS ? (int)left :
+						  SECRET_CHILD_POLL_MS);
 	}
 	if (!exited)
 		secret_command_kill(pid);
@@ -324,9 +340,9 @@ secret_command_read(int fd, int timeout, struct secret_reader *r,
     const char *key, struct sq_err *err)
 {
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
-	char chunk[4096];
-	ssize_t n;
-	int saved;
+	char          chunk[4096];
+	ssize_t       n;
+	int           saved;
 
 	if (poll(&pfd, 1, timeout) == -1) {
 		if (errno == EINTR)
@@ -342,8 +358,10 @@ secret_command_read(int fd, int timeout, struct secret_reader *r,
 		return 0;
 	if (n == -1) {
 		saved = errno;
-		return sq_err_set(err, -saved, "%s: cannot read its "
-		    "output: %s", key, strerror(saved));
+		return sq_err_set(err, -saved,
+		    "%s: cannot read its "
+		    "output: %s",
+		    key, strerror(saved));
 	}
 	if (n == 0)
 		return 1;
@@ -361,9 +379,9 @@ secret_run_command(const char *cmd, const char *key, enum secret_kind kind,
     struct secret **out, struct sq_err *err)
 {
 	struct secret_reader r;
-	long long deadline, left;
-	ssize_t n;
-	pid_t pid;
+	long long            deadline, left;
+	ssize_t              n;
+	pid_t                pid;
 	int fd = -1, rc, status = 0, exited = 0, eof = 0, timeout, saved;
 	int got;
 
@@ -379,17 +397,20 @@ secret_run_command(const char *cmd, const char *key, enum secret_kind kind,
 				exited = 1;
 			else if (n == -1 && errno != EINTR) {
 				saved = errno;
-				rc = sq_err_set(err, -saved, "%s: cannot wait "
-				    "for it: %s", key, strerror(saved));
-				exited = 1;	/* nothing left to reap */
+				rc = sq_err_set(err, -saved,
+				    "%s: cannot wait "
+				    "for it: %s",
+				    key, strerror(saved));
+				exited = 1; /* nothing left to reap */
 				break;
 			}
 		}
 		if (eof)
 			break;
 		/* It exited and has nothing more to say that matters. */
-		if (exited && (!WIFEXITED(status) ||
-		    WEXITSTATUS(status) != 0 || !secret_reader_wants_more(&r)))
+		if (exited &&
+		    (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+			!secret_reader_wants_more(&r)))
 			break;
 		left = deadline - sq_now_ms();
 		if (left <= 0) {
@@ -399,8 +420,8 @@ secret_run_command(const char *cmd, const char *key, enum secret_kind kind,
 		timeout = (int)left;
 		if (!exited && timeout > SECRET_CHILD_POLL_MS)
 			timeout = SECRET_CHILD_POLL_MS;
-		if ((got = secret_command_read(fd, timeout, &r, key,
-		    err)) < 0) {
+		if ((got = secret_command_read(fd, timeout, &r, key, err)) <
+		    0) {
 			rc = got;
 			break;
 		}
@@ -414,8 +435,8 @@ secret_run_command(const char *cmd, const char *key, enum secret_kind kind,
 		rc = sq_err_set(err, SQ_EPROTO, "%s was killed by signal %d",
 		    key, WTERMSIG(status));
 	else if (rc == 0 && WIFEXITED(status) && WEXITSTATUS(status) != 0)
-		rc = sq_err_set(err, SQ_EPROTO, "%s exited with status %d",
-		    key, WEXITSTATUS(status));
+		rc = sq_err_set(err, SQ_EPROTO, "%s exited with status %d", key,
+		    WEXITSTATUS(status));
 	if (rc == 0)
 		rc = secret_reader_result(&r, kind, key, out, err);
 	secret_reader_fini(&r);
@@ -427,29 +448,35 @@ static int
 secret_read_credential(const char *name, struct secret **out,
     struct sq_err *err)
 {
-	char what[320], shown[256], *path;
+	char        what[320], shown[256], *path;
 	const char *dir;
-	int rc;
+	int         rc;
 
 	sq_printable(shown, sizeof(shown), name, strlen(name));
 	if (name[0] == '\0' || strchr(name, '/') != NULL ||
 	    strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-		return sq_err_set(err, SQ_ECONFIG, "credential %s: not a "
-		    "valid credential name", shown);
+		return sq_err_set(err, SQ_ECONFIG,
+		    "credential %s: not a "
+		    "valid credential name",
+		    shown);
 	dir = getenv("CREDENTIALS_DIRECTORY");
 	if (dir == NULL || dir[0] == '\0')
-		return sq_err_set(err, SQ_ECONFIG, "credential %s: "
+		return sq_err_set(err, SQ_ECONFIG,
+		    "credential %s: "
 		    "$CREDENTIALS_DIRECTORY is not set (run under systemd "
-		    "with LoadCredential=)", shown);
+		    "with LoadCredential=)",
+		    shown);
 	snprintf(what, sizeof(what), "credential %s", shown);
 	path = xasprintf("%s/%s", dir, name);
 	/* systemd owns the mode; only refuse what others could read. */
-	rc = secret_read_file(path, what, SECRET_PASSWORD, S_IROTH | S_IWOTH,
-	    0, out, err);
+	rc = secret_read_file(path, what, SECRET_PASSWORD, S_IROTH | S_IWOTH, 0,
+	    out, err);
 	if (rc == -ENOENT)
-		sq_err_set(err, rc, "credential %s: no such credential in "
+		sq_err_set(err, rc,
+		    "credential %s: no such credential in "
 		    "$CREDENTIALS_DIRECTORY (is LoadCredential=%s:... in the "
-		    "unit?)", shown, shown);
+		    "unit?)",
+		    shown, shown);
 	free(path);
 	return rc;
 }
@@ -466,18 +493,18 @@ int
 secret_load(const struct config_smarthost *sh, struct secret **out,
     struct sq_err *err)
 {
-	char what[320], shown[256];
-	const char *path;
+	char             what[320], shown[256];
+	const char      *path;
 	enum secret_kind kind;
 
 	if (sh->password_file != NULL || sh->token_file != NULL) {
 		path = sh->password_file ? sh->password_file : sh->token_file;
 		kind = sh->password_file ? SECRET_PASSWORD : SECRET_TOKEN;
 		sq_printable(shown, sizeof(shown), path, strlen(path));
-		snprintf(what, sizeof(what), "%s %s", kind == SECRET_PASSWORD ?
-		    "password_file" : "token_file", shown);
-		return secret_read_file(path, what, kind, S_IRWXO, 1, out,
-		    err);
+		snprintf(what, sizeof(what), "%s %s",
+		    kind == SECRET_PASSWORD ? "password_file" : "token_file",
+		    shown);
+		return secret_read_file(path, what, kind, S_IRWXO, 1, out, err);
 	}
 	if (sh->password_command != NULL)
 		return secret_run_command(sh->password_command,
@@ -489,8 +516,10 @@ secret_load(const struct config_smarthost *sh, struct secret **out,
 		return secret_read_credential(sh->credential, out, err);
 	sq_printable(shown, sizeof(shown), sh->name ? sh->name : "?",
 	    strlen(sh->name ? sh->name : "?"));
-	return sq_err_set(err, SQ_ENOTFOUND, "smarthost %s: no secret source "
-	    "configured", shown);
+	return sq_err_set(err, SQ_ENOTFOUND,
+	    "smarthost %s: no secret source "
+	    "configured",
+	    shown);
 }
 
 int
@@ -498,7 +527,7 @@ secret_from_output(const char *data, size_t len, enum secret_kind kind,
     const char *key, struct secret **out, struct sq_err *err)
 {
 	struct secret_reader r;
-	int rc;
+	int                  rc;
 
 	secret_reader_init(&r);
 	secret_reader_add(&r, data, len);
@@ -520,8 +549,8 @@ secret_read_path(const char *path, const char *what, struct secret **out,
 }
 
 int
-secret_load_oauth_client(const struct config_smarthost *sh,
-    struct secret **out, struct sq_err *err)
+secret_load_oauth_client(const struct config_smarthost *sh, struct secret **out,
+    struct sq_err *err)
 {
 	*out = NULL;
 	if (sh->oauth_client_secret_file != NULL)

@@ -31,24 +31,24 @@
 #include "secret_cmd.h"
 #include "util.h"
 
-#define SECRET_CMD_POLL_MS	20
-#define SECRET_CMD_OUT_MAX	(SECRET_MAX + 2)
+#define SECRET_CMD_POLL_MS 20
+#define SECRET_CMD_OUT_MAX (SECRET_MAX + 2)
 
 struct secret_cmd {
-	struct event_base	*base;
-	pid_t			 pid;
-	int			 out_fd, err_fd;
-	struct event		*ev_out, *ev_err, *ev_limit, *ev_poll, *ev_done;
-	char			*out;
-	size_t			 out_len;
-	char			 errbuf[SECRET_CMD_STDERR_MAX + 1];
-	size_t			 err_len;
-	int			 exited, status, timed_out, finished;
-	char			*key, *name;
-	enum secret_kind	 kind;
-	unsigned		 timeout_ms;
-	secret_cmd_cb		 cb;
-	void			*arg;
+	struct event_base *base;
+	pid_t              pid;
+	int                out_fd, err_fd;
+	struct event      *ev_out, *ev_err, *ev_limit, *ev_poll, *ev_done;
+	char              *out;
+	size_t             out_len;
+	char               errbuf[SECRET_CMD_STDERR_MAX + 1];
+	size_t             err_len;
+	int                exited, status, timed_out, finished;
+	char              *key, *name;
+	enum secret_kind   kind;
+	unsigned           timeout_ms;
+	secret_cmd_cb      cb;
+	void              *arg;
 };
 
 static void
@@ -117,7 +117,7 @@ secret_cmd_finish(struct secret_cmd *sc)
 static int
 secret_cmd_read(int fd, char *buf, size_t *len, size_t max)
 {
-	char chunk[4096];
+	char    chunk[4096];
 	ssize_t n;
 
 	for (;;) {
@@ -130,7 +130,7 @@ secret_cmd_read(int fd, char *buf, size_t *len, size_t max)
 			return 1;
 		if (*len < max) {
 			size_t k = (size_t)n < max - *len ? (size_t)n :
-			    max - *len;
+							    max - *len;
 
 			memcpy(buf + *len, chunk, k);
 			*len += k;
@@ -150,8 +150,9 @@ secret_cmd_line_done(const struct secret_cmd *sc)
 static void
 secret_cmd_check(struct secret_cmd *sc)
 {
-	if (sc->exited && (sc->out_fd == -1 || secret_cmd_line_done(sc) ||
-	    !WIFEXITED(sc->status) || WEXITSTATUS(sc->status) != 0))
+	if (sc->exited &&
+	    (sc->out_fd == -1 || secret_cmd_line_done(sc) ||
+		!WIFEXITED(sc->status) || WEXITSTATUS(sc->status) != 0))
 		secret_cmd_finish(sc);
 }
 
@@ -177,7 +178,7 @@ secret_cmd_on_err(evutil_socket_t fd, short what, void *arg)
 
 	(void)what;
 	if (secret_cmd_read(fd, sc->errbuf, &sc->err_len,
-	    SECRET_CMD_STDERR_MAX)) {
+		SECRET_CMD_STDERR_MAX)) {
 		event_free(sc->ev_err);
 		sc->ev_err = NULL;
 		close(sc->err_fd);
@@ -189,8 +190,8 @@ static void
 secret_cmd_on_poll(evutil_socket_t fd, short what, void *arg)
 {
 	struct secret_cmd *sc = arg;
-	struct timeval tv = { 0, SECRET_CMD_POLL_MS * 1000 };
-	pid_t n;
+	struct timeval     tv = { 0, SECRET_CMD_POLL_MS * 1000 };
+	pid_t              n;
 
 	(void)fd;
 	(void)what;
@@ -198,9 +199,9 @@ secret_cmd_on_poll(evutil_socket_t fd, short what, void *arg)
 	if (n == sc->pid || (n == -1 && errno != EINTR)) {
 		sc->exited = 1;
 		if (n == -1)
-			sc->status = 0x7f00;	/* "exited with 127" */
+			sc->status = 0x7f00; /* "exited with 127" */
 		secret_cmd_check(sc);
-		if (!sc->finished)	/* output still coming */
+		if (!sc->finished) /* output still coming */
 			evtimer_add(sc->ev_poll, &tv);
 		return;
 	}
@@ -223,14 +224,15 @@ secret_cmd_on_limit(evutil_socket_t fd, short what, void *arg)
 static void
 secret_cmd_log_stderr(struct secret_cmd *sc, int failed)
 {
-	char line[SECRET_CMD_STDERR_MAX * 3 + 1];
+	char   line[SECRET_CMD_STDERR_MAX * 3 + 1];
 	size_t i, o = 0;
 
-	if (sc->err_fd != -1)	/* what is there now */
+	if (sc->err_fd != -1) /* what is there now */
 		(void)secret_cmd_read(sc->err_fd, sc->errbuf, &sc->err_len,
 		    SECRET_CMD_STDERR_MAX);
-	while (sc->err_len > 0 && (sc->errbuf[sc->err_len - 1] == '\n' ||
-	    sc->errbuf[sc->err_len - 1] == '\r'))
+	while (sc->err_len > 0 &&
+	    (sc->errbuf[sc->err_len - 1] == '\n' ||
+		sc->errbuf[sc->err_len - 1] == '\r'))
 		sc->err_len--;
 	if (sc->err_len == 0)
 		return;
@@ -255,18 +257,22 @@ static void
 secret_cmd_on_done(evutil_socket_t fd, short what, void *arg)
 {
 	struct secret_cmd *sc = arg;
-	struct secret *s = NULL;
-	struct sq_err err = { 0, "" };
-	int rc = 0;
+	struct secret     *s = NULL;
+	struct sq_err      err = { 0, "" };
+	int                rc = 0;
 
 	(void)fd;
 	(void)what;
 	if (sc->timed_out) {
-		rc = sq_err_set(&err, -ETIMEDOUT, "%s timed out after %u ms "
-		    "(killed)", sc->key, sc->timeout_ms);
+		rc = sq_err_set(&err, -ETIMEDOUT,
+		    "%s timed out after %u ms "
+		    "(killed)",
+		    sc->key, sc->timeout_ms);
 		if (sc->timeout_ms % 1000 == 0)
-			snprintf(err.msg, sizeof(err.msg), "%s timed out after "
-			    "%u s (killed)", sc->key, sc->timeout_ms / 1000);
+			snprintf(err.msg, sizeof(err.msg),
+			    "%s timed out after "
+			    "%u s (killed)",
+			    sc->key, sc->timeout_ms / 1000);
 	} else if (WIFSIGNALED(sc->status))
 		rc = sq_err_set(&err, SQ_EPROTO, "%s was killed by signal %d",
 		    sc->key, WTERMSIG(sc->status));
@@ -274,8 +280,8 @@ secret_cmd_on_done(evutil_socket_t fd, short what, void *arg)
 		rc = sq_err_set(&err, SQ_EPROTO, "%s exited with status %d",
 		    sc->key, WEXITSTATUS(sc->status));
 	else
-		rc = secret_from_output(sc->out, sc->out_len, sc->kind,
-		    sc->key, &s, &err);
+		rc = secret_from_output(sc->out, sc->out_len, sc->kind, sc->key,
+		    &s, &err);
 	secret_cmd_log_stderr(sc, rc != 0);
 	/* A grandchild may still hold the pipes: stop reading them. */
 	secret_cmd_kill(sc);
@@ -288,9 +294,9 @@ static int
 secret_cmd_spawn(struct secret_cmd *sc, const char *cmd, struct sq_err *err)
 {
 	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	char *argv[4], *envp[4];
-	const char *home = getenv("HOME");
+	posix_spawnattr_t          attr;
+	char                      *argv[4], *envp[4];
+	const char                *home = getenv("HOME");
 	int opipe[2] = { -1, -1 }, epipe[2] = { -1, -1 }, rc;
 
 	if (pipe2(opipe, O_CLOEXEC | O_NONBLOCK) == -1 ||
@@ -304,8 +310,8 @@ secret_cmd_spawn(struct secret_cmd *sc, const char *cmd, struct sq_err *err)
 		    sc->key, strerror(rc));
 	}
 	envp[0] = xstrdup("PATH=/usr/bin:/bin");
-	envp[1] = xasprintf("HOME=%s", home != NULL && home[0] == '/' ?
-	    home : "/");
+	envp[1] = xasprintf("HOME=%s",
+	    home != NULL && home[0] == '/' ? home : "/");
 	envp[2] = xasprintf("SENDQ_SMARTHOST=%s", sc->name);
 	envp[3] = NULL;
 	argv[0] = (char *)"sh";
@@ -344,8 +350,8 @@ secret_cmd_run(struct event_base *base, const char *cmd, const char *key,
     secret_cmd_cb cb, void *arg)
 {
 	struct secret_cmd *sc;
-	struct sq_err err = { 0, "" };
-	struct timeval tv;
+	struct sq_err      err = { 0, "" };
+	struct timeval     tv;
 
 	sc = xcalloc(1, sizeof(*sc));
 	sc->base = base;
@@ -354,7 +360,7 @@ secret_cmd_run(struct event_base *base, const char *cmd, const char *key,
 	sc->name = xstrdup(name);
 	sc->kind = kind;
 	sc->timeout_ms = timeout_ms != 0 ? timeout_ms :
-	    secret_command_timeout_ms;
+					   secret_command_timeout_ms;
 	sc->cb = cb;
 	sc->arg = arg;
 	sc->out = xmalloc(SECRET_CMD_OUT_MAX);

@@ -19,7 +19,7 @@
 
 #include "secret.h"
 
-#define SECRET_CMD_STDERR_MAX	1024
+#define SECRET_CMD_STDERR_MAX 1024
 
 struct event_base;
 struct secret_cmd;
@@ -27,19 +27,18 @@ struct secret_cmd;
 /* rc 0: s is the secret (the callee owns it: secret_free).  Otherwise
  * rc is -ETIMEDOUT (time limit), SQ_EPROTO (non-zero exit, signal) or
  * another code, and msg says what (never the output). */
-typedef void	(*secret_cmd_cb)(int rc, struct secret *s, const char *msg,
-		    void *arg);
+typedef void (
+    *secret_cmd_cb)(int rc, struct secret *s, const char *msg, void *arg);
 
 /*
  * Start cmd for smarthost name; key is "password_command" or
  * "token_command".  cb is called once, from the loop, unless cancelled.
  * timeout_ms: 0 = secret_command_timeout_ms.
  */
-struct secret_cmd	*secret_cmd_run(struct event_base *base,
-			    const char *cmd, const char *key, const char *name,
-			    enum secret_kind kind, unsigned timeout_ms,
-			    secret_cmd_cb cb, void *arg);
+struct secret_cmd *secret_cmd_run(struct event_base *base, const char *cmd,
+    const char *key, const char *name, enum secret_kind kind,
+    unsigned timeout_ms, secret_cmd_cb cb, void *arg);
 /* Kill the child (if running), reap it, free; no callback. */
-void			 secret_cmd_cancel(struct secret_cmd *sc);
+void secret_cmd_cancel(struct secret_cmd *sc);
 
 #endif

@@ -100,40 +100,40 @@
 #include "spool.h"
 #include "util.h"
 
-#define SENDQ_READ_CHUNK	(64 * 1024)
-#define SENDQ_SUBMIT_TIMEOUT	60	/* seconds for sendqd's answer */
-#ifndef SENDQ_DROP_HELPER	/* CMake: where sendq-drop is installed */
-#define SENDQ_DROP_HELPER	"/usr/sbin/sendq-drop"
+#define SENDQ_READ_CHUNK     (64 * 1024)
+#define SENDQ_SUBMIT_TIMEOUT 60 /* seconds for sendqd's answer */
+#ifndef SENDQ_DROP_HELPER       /* CMake: where sendq-drop is installed */
+#define SENDQ_DROP_HELPER "/usr/sbin/sendq-drop"
 #endif
-#define SENDQ_ENVID_MAX		100	/* -V: RFC 3461 ENVID */
-#define SENDQ_DROP_RCPT_MAX	10000	/* more: not as a drop file */
+#define SENDQ_ENVID_MAX     100   /* -V: RFC 3461 ENVID */
+#define SENDQ_DROP_RCPT_MAX 10000 /* more: not as a drop file */
 
 enum sendq_mode {
-	SENDQ_MODE_DELIVER,	/* -bm: read a message and queue it */
-	SENDQ_MODE_LIST,	/* -bp, mailq */
-	SENDQ_MODE_FLUSH,	/* -q */
-	SENDQ_MODE_SMTP,	/* -bs */
-	SENDQ_MODE_VERIFY,	/* -bv */
-	SENDQ_MODE_NEWALIASES,	/* -bi */
+	SENDQ_MODE_DELIVER,    /* -bm: read a message and queue it */
+	SENDQ_MODE_LIST,       /* -bp, mailq */
+	SENDQ_MODE_FLUSH,      /* -q */
+	SENDQ_MODE_SMTP,       /* -bs */
+	SENDQ_MODE_VERIFY,     /* -bv */
+	SENDQ_MODE_NEWALIASES, /* -bi */
 	SENDQ_MODE_HELP,
 	SENDQ_MODE_VERSION,
 };
 
 struct sendq_opts {
-	enum sendq_mode	 mode;
-	int		 extract;	/* -t */
-	int		 ignore_dots;	/* -i, -oi */
-	int		 verbose;	/* -v */
-	const char	*sender;	/* -f, -r */
-	const char	*fullname;	/* -F */
-	const char	*config_path;	/* -C */
-	char		**rcpts;	/* recipient arguments */
-	int		 n_rcpts;
+	enum sendq_mode mode;
+	int             extract;     /* -t */
+	int             ignore_dots; /* -i, -oi */
+	int             verbose;     /* -v */
+	const char     *sender;      /* -f, -r */
+	const char     *fullname;    /* -F */
+	const char     *config_path; /* -C */
+	char          **rcpts;       /* recipient arguments */
+	int             n_rcpts;
 	/* DSN requests (RFC 3461), kept in the envelope: -N for every
 	 * recipient, -R, -V (stored as xtext). */
-	unsigned	 notify;	/* ENVELOPE_NOTIFY_*, 0 = not given */
+	unsigned          notify; /* ENVELOPE_NOTIFY_*, 0 = not given */
 	enum envelope_ret ret;
-	char		 envid[SENDQ_ENVID_MAX + 1];	/* "" = none */
+	char              envid[SENDQ_ENVID_MAX + 1]; /* "" = none */
 };
 
 /*
@@ -144,11 +144,10 @@ struct sendq_opts {
  * alias of the row above it).
  */
 struct sendq_option {
-	const char	*name;
-	const char	*arg;
-	int		(*fn)(struct sendq_opts *, const char *,
-			    const char *);
-	const char	*help;
+	const char *name;
+	const char *arg;
+	int (*fn)(struct sendq_opts *, const char *, const char *);
+	const char *help;
 };
 
 static int
@@ -242,7 +241,8 @@ sendq_opt_body(struct sendq_opts *o, const char *name, const char *arg)
 	(void)name;
 	if (strcasecmp(arg, "7BIT") == 0 || strcasecmp(arg, "8BITMIME") == 0)
 		return 0;
-	fprintf(stderr, "sendq: -B: unknown body type (allowed: 7BIT, "
+	fprintf(stderr,
+	    "sendq: -B: unknown body type (allowed: 7BIT, "
 	    "8BITMIME)\n");
 	return EX_USAGE;
 }
@@ -252,7 +252,7 @@ static int
 sendq_opt_notify(struct sendq_opts *o, const char *name, const char *arg)
 {
 	const char *p = arg, *e;
-	size_t n;
+	size_t      n;
 
 	(void)name;
 	if (strcasecmp(arg, "never") == 0) {
@@ -270,7 +270,8 @@ sendq_opt_notify(struct sendq_opts *o, const char *name, const char *arg)
 		else if (n == 5 && strncasecmp(p, "delay", 5) == 0)
 			o->notify |= ENVELOPE_NOTIFY_DELAY;
 		else {
-			fprintf(stderr, "sendq: -N: bad DSN notification "
+			fprintf(stderr,
+			    "sendq: -N: bad DSN notification "
 			    "(allowed: never, or a comma list of success, "
 			    "failure, delay)\n");
 			return EX_USAGE;
@@ -288,10 +289,11 @@ sendq_opt_ret(struct sendq_opts *o, const char *name, const char *arg)
 	(void)name;
 	if (strcasecmp(arg, "full") == 0 || strcasecmp(arg, "hdrs") == 0) {
 		o->ret = strcasecmp(arg, "full") == 0 ? ENVELOPE_RET_FULL :
-		    ENVELOPE_RET_HDRS;
+							ENVELOPE_RET_HDRS;
 		return 0;
 	}
-	fprintf(stderr, "sendq: -R: bad DSN return type (allowed: full, "
+	fprintf(stderr,
+	    "sendq: -R: bad DSN return type (allowed: full, "
 	    "hdrs)\n");
 	return EX_USAGE;
 }
@@ -301,7 +303,7 @@ static int
 sendq_opt_envid(struct sendq_opts *o, const char *name, const char *arg)
 {
 	size_t i, n = strlen(arg);
-	char *x;
+	char  *x;
 
 	(void)name;
 	for (i = 0; i < n; i++)
@@ -312,7 +314,8 @@ sendq_opt_envid(struct sendq_opts *o, const char *name, const char *arg)
 	 * ENVID's 100 characters too. */
 	x = i == n ? envelope_xtext_encode(arg) : NULL;
 	if (n == 0 || i < n || strlen(x) > SENDQ_ENVID_MAX) {
-		fprintf(stderr, "sendq: -V: bad envelope id (allowed: 1 to %d "
+		fprintf(stderr,
+		    "sendq: -V: bad envelope id (allowed: 1 to %d "
 		    "printable ASCII characters without spaces, '+' and '=' "
 		    "counting as 3; the version is --version)\n",
 		    SENDQ_ENVID_MAX);
@@ -325,79 +328,80 @@ sendq_opt_envid(struct sendq_opts *o, const char *name, const char *arg)
 }
 
 static int
-sendq_opt_unsupported(struct sendq_opts *o, const char *name,
-    const char *arg)
+sendq_opt_unsupported(struct sendq_opts *o, const char *name, const char *arg)
 {
 	(void)o;
 	(void)arg;
-	fprintf(stderr, "sendq: option -%s is not supported (see sendq "
-	    "--help)\n", name);
+	fprintf(stderr,
+	    "sendq: option -%s is not supported (see sendq "
+	    "--help)\n",
+	    name);
 	return EX_USAGE;
 }
 
 static const struct sendq_option sendq_options[] = {
 	{ "t", NULL, sendq_opt_extract,
-	  "add the recipients of the To, Cc and Bcc fields (Bcc is removed "
-	  "from the message in any case)" },
+	    "add the recipients of the To, Cc and Bcc fields (Bcc is removed "
+	    "from the message in any case)" },
 	{ "f", "ADDR", sendq_opt_sender,
-	  "envelope sender (\"<>\" or \"\" for the null sender); default: "
-	  "your login name @ default_domain" },
+	    "envelope sender (\"<>\" or \"\" for the null sender); default: "
+	    "your login name @ default_domain" },
 	{ "r", "ADDR", sendq_opt_sender, "the same as -f" },
 	{ "F", "NAME", sendq_opt_fullname,
-	  "full name for the From field added when there is none" },
+	    "full name for the From field added when there is none" },
 	{ "i", NULL, sendq_opt_dots,
-	  "a line with a lone \".\" does not end the message" },
+	    "a line with a lone \".\" does not end the message" },
 	{ "oi", NULL, sendq_opt_dots, "the same as -i" },
 	{ "C", "FILE", sendq_opt_config,
-	  "configuration file (default " CONFIG_DEFAULT_PATH ")" },
+	    "configuration file (default " CONFIG_DEFAULT_PATH ")" },
 	{ "bm", NULL, sendq_opt_mode,
-	  "read a message and queue it (the default)" },
+	    "read a message and queue it (the default)" },
 	{ "bp", NULL, sendq_opt_mode, "list the queue (same as mailq)" },
 	{ "bs", NULL, sendq_opt_mode,
-	  "speak SMTP on standard input and output" },
+	    "speak SMTP on standard input and output" },
 	{ "q", NULL, sendq_opt_mode,
-	  "ask sendqd to try every queued message now (exit 75 when sendqd "
-	  "is not running)" },
+	    "ask sendqd to try every queued message now (exit 75 when sendqd "
+	    "is not running)" },
 	{ "bv", NULL, sendq_opt_mode,
-	  "show what each recipient argument is rewritten to; sends "
-	  "nothing" },
+	    "show what each recipient argument is rewritten to; sends "
+	    "nothing" },
 	{ "bi", NULL, sendq_opt_mode,
-	  "nothing to do: [aliases] in the configuration is read directly "
-	  "(exit 0)" },
+	    "nothing to do: [aliases] in the configuration is read directly "
+	    "(exit 0)" },
 	{ "v", NULL, sendq_opt_verbose,
-	  "say where the message went (queue id, via sendqd or the "
-	  "maildrop) on standard error" },
+	    "say where the message went (queue id, via sendqd or the "
+	    "maildrop) on standard error" },
 	{ "h", NULL, sendq_opt_mode, "this text" },
 	{ "-help", NULL, sendq_opt_mode, NULL },
 	{ "-version", NULL, sendq_opt_mode, "print the version" },
 	{ "N", "DSN", sendq_opt_notify,
-	  "DSN notify for every recipient: never, or a comma list of "
-	  "success, failure, delay; passed to a smarthost that offers DSN; "
-	  "never and a list without failure mean no bounce from sendq "
-	  "either" },
+	    "DSN notify for every recipient: never, or a comma list of "
+	    "success, failure, delay; passed to a smarthost that offers DSN; "
+	    "never and a list without failure mean no bounce from sendq "
+	    "either" },
 	{ "R", "RET", sendq_opt_ret,
-	  "DSN return: full or hdrs (passed on; sendq's own bounces always "
-	  "return the headers only)" },
+	    "DSN return: full or hdrs (passed on; sendq's own bounces always "
+	    "return the headers only)" },
 	{ "V", "ENVID", sendq_opt_envid,
-	  "DSN envelope id, passed on and named in bounces (the version is "
-	  "--version)" },
+	    "DSN envelope id, passed on and named in bounces (the version is "
+	    "--version)" },
 	/* Accepted and checked, without effect. */
 	{ "B", "TYPE", sendq_opt_body,
-	  "body type 7BIT or 8BITMIME (ignored: 8-bit is detected)" },
+	    "body type 7BIT or 8BITMIME (ignored: 8-bit is detected)" },
 	{ "oem", NULL, sendq_opt_ignore,
-	  "error reporting by mail / by exit status: errors are always "
-	  "reported on standard error and in the exit status" },
+	    "error reporting by mail / by exit status: errors are always "
+	    "reported on standard error and in the exit status" },
 	{ "oee", NULL, sendq_opt_ignore, NULL },
 	{ "oep", NULL, sendq_opt_ignore, NULL },
 	{ "oeq", NULL, sendq_opt_ignore, NULL },
 	{ "oew", NULL, sendq_opt_ignore, NULL },
 	{ "odi", NULL, sendq_opt_ignore,
-	  "delivery mode interactive / background / queue only: sendq "
-	  "always queues and exits once the message is durable" },
+	    "delivery mode interactive / background / queue only: sendq "
+	    "always queues and exits once the message is durable" },
 	{ "odb", NULL, sendq_opt_ignore, NULL },
 	{ "odq", NULL, sendq_opt_ignore, NULL },
 	{ "om", NULL, sendq_opt_ignore,
-	  "me too: the sender is never removed from the recipients" },
+	    "me too: the sender is never removed from the recipients" },
 	{ "m", NULL, sendq_opt_ignore, "the same as -om" },
 	{ "n", NULL, sendq_opt_ignore, "do not alias (ignored)" },
 	{ "G", NULL, sendq_opt_ignore, "gateway submission (ignored)" },
@@ -407,27 +411,25 @@ static const struct sendq_option sendq_options[] = {
 	{ "O", "OPT=VAL", sendq_opt_ignore, "sendmail option (ignored)" },
 	/* Refused: exit 64. */
 	{ "bd", NULL, sendq_opt_unsupported,
-	  "daemon mode: run sendqd (systemctl start sendq)" },
+	    "daemon mode: run sendqd (systemctl start sendq)" },
 	{ "bD", NULL, sendq_opt_unsupported, NULL },
-	{ "bt", NULL, sendq_opt_unsupported,
-	  "address test mode: use -bv" },
-	{ "bh", NULL, sendq_opt_unsupported,
-	  "host status: use sendqctl" },
+	{ "bt", NULL, sendq_opt_unsupported, "address test mode: use -bv" },
+	{ "bh", NULL, sendq_opt_unsupported, "host status: use sendqctl" },
 	{ "bH", NULL, sendq_opt_unsupported, NULL },
 	{ "I", NULL, sendq_opt_unsupported, "initialise aliases: use -bi" },
 	{ "qR", NULL, sendq_opt_unsupported,
-	  "partial or periodic queue runs (-qR, -qS, -qI, -qf, -q15m): "
-	  "use -q or sendqctl" },
+	    "partial or periodic queue runs (-qR, -qS, -qI, -qf, -q15m): "
+	    "use -q or sendqctl" },
 };
 
-#define SENDQ_NOPTIONS	(sizeof(sendq_options) / sizeof(sendq_options[0]))
+#define SENDQ_NOPTIONS (sizeof(sendq_options) / sizeof(sendq_options[0]))
 
 /* Print text from column 17 to 79, words wrapped. */
 static void
 sendq_usage_wrap(FILE *fp, const char *text)
 {
 	const char *p = text, *sp, *end;
-	size_t col = 16, n;
+	size_t      col = 16, n;
 
 	while (*p != '\0') {
 		sp = strchr(p, ' ');
@@ -448,13 +450,13 @@ static void
 sendq_usage(FILE *fp)
 {
 	const struct sendq_option *op;
-	char left[32];
-	size_t i, j;
+	char                       left[32];
+	size_t                     i, j;
 
 	fprintf(fp,
-"usage: sendq [options] [--] [recipient ...]   (message on standard input)\n"
-"       mailq | sendq -bp                      (list the queue)\n"
-"       sendq -q                               (try every message now)\n");
+	    "usage: sendq [options] [--] [recipient ...]   (message on standard input)\n"
+	    "       mailq | sendq -bp                      (list the queue)\n"
+	    "       sendq -q                               (try every message now)\n");
 	for (i = 0; i < SENDQ_NOPTIONS; i++) {
 		op = &sendq_options[i];
 		if (op->help == NULL)
@@ -463,7 +465,8 @@ sendq_usage(FILE *fp)
 			fprintf(fp, "\nOptions:\n");
 		else if (op->fn == sendq_opt_body &&
 		    sendq_options[i - 1].fn != sendq_opt_body)
-			fprintf(fp, "\nAccepted for compatibility, without "
+			fprintf(fp,
+			    "\nAccepted for compatibility, without "
 			    "effect:\n");
 		else if (op->fn == sendq_opt_unsupported &&
 		    sendq_options[i - 1].fn != sendq_opt_unsupported)
@@ -471,10 +474,11 @@ sendq_usage(FILE *fp)
 		snprintf(left, sizeof(left), "-%s%s%s", op->name,
 		    op->arg != NULL ? " " : "", op->arg != NULL ? op->arg : "");
 		/* Hidden aliases right below are named with their row. */
-		for (j = i + 1; j < SENDQ_NOPTIONS &&
-		    sendq_options[j].help == NULL; j++)
-			snprintf(left + strlen(left), sizeof(left) -
-			    strlen(left), ", -%s", sendq_options[j].name);
+		for (j = i + 1;
+		     j < SENDQ_NOPTIONS && sendq_options[j].help == NULL; j++)
+			snprintf(left + strlen(left),
+			    sizeof(left) - strlen(left), ", -%s",
+			    sendq_options[j].name);
 		if (strlen(left) <= 14)
 			fprintf(fp, "  %-14s", left);
 		else
@@ -482,13 +486,13 @@ sendq_usage(FILE *fp)
 		sendq_usage_wrap(fp, op->help);
 	}
 	fprintf(fp,
-"\nUnknown options exit 64.  Recipients after -- are taken as addresses.\n"
-"Addresses without a domain get \"@\" default_domain ([sendq] in the\n"
-"configuration); [aliases] maps local names to addresses; rewrite_sender\n"
-"masquerades the sender.  Without a running sendqd the message is left in\n"
-"the maildrop for sendqd to pick up.\n"
-"Exit status: 0 queued, 64 usage, 65 bad address or message, 67 unknown\n"
-"user, 74 input error, 75 cannot queue now (try again), 78 bad config.\n");
+	    "\nUnknown options exit 64.  Recipients after -- are taken as addresses.\n"
+	    "Addresses without a domain get \"@\" default_domain ([sendq] in the\n"
+	    "configuration); [aliases] maps local names to addresses; rewrite_sender\n"
+	    "masquerades the sender.  Without a running sendqd the message is left in\n"
+	    "the maildrop for sendqd to pick up.\n"
+	    "Exit status: 0 queued, 64 usage, 65 bad address or message, 67 unknown\n"
+	    "user, 74 input error, 75 cannot queue now (try again), 78 bad config.\n");
 }
 
 static const struct sendq_option *
@@ -509,8 +513,7 @@ sendq_unknown(const char *what)
 	char safe[64];
 
 	sq_printable(safe, sizeof(safe), what, strlen(what));
-	fprintf(stderr, "sendq: unknown option -%s (see sendq --help)\n",
-	    safe);
+	fprintf(stderr, "sendq: unknown option -%s (see sendq --help)\n", safe);
 	return EX_USAGE;
 }
 
@@ -519,9 +522,9 @@ static int
 sendq_parse_args(int argc, char **argv, struct sendq_opts *o)
 {
 	const struct sendq_option *op;
-	const char *p, *arg;
-	char name[2];
-	int i, rc;
+	const char                *p, *arg;
+	char                       name[2];
+	int                        i, rc;
 
 	for (i = 1; i < argc; i++) {
 		p = argv[i];
@@ -559,9 +562,11 @@ sendq_parse_args(int argc, char **argv, struct sendq_opts *o)
 				else if (i + 1 < argc)
 					arg = argv[++i];
 				else {
-					fprintf(stderr, "sendq: option -%s "
+					fprintf(stderr,
+					    "sendq: option -%s "
 					    "needs an argument %s (see sendq "
-					    "--help)\n", op->name, op->arg);
+					    "--help)\n",
+					    op->name, op->arg);
 					return EX_USAGE;
 				}
 			}
@@ -578,36 +583,36 @@ sendq_parse_args(int argc, char **argv, struct sendq_opts *o)
 
 /* The message source: standard input, or a message in memory (-bs). */
 struct sendq_in {
-	int		 fd;
-	const char	*mem;		/* NULL: read fd */
-	size_t		 mem_len;
-	size_t		 mem_pos;
-	char		 buf[SENDQ_READ_CHUNK];
-	size_t		 pos;
-	size_t		 len;
-	int		 eof;
+	int         fd;
+	const char *mem; /* NULL: read fd */
+	size_t      mem_len;
+	size_t      mem_pos;
+	char        buf[SENDQ_READ_CHUNK];
+	size_t      pos;
+	size_t      len;
+	int         eof;
 };
 
 /* Body streaming states for the lone-dot rule. */
 enum sendq_dot {
-	SENDQ_DOT_BOL,		/* at the start of a line */
-	SENDQ_DOT_MID,		/* inside a line */
-	SENDQ_DOT_DOT,		/* "." held at the start of a line */
-	SENDQ_DOT_DOTCR,	/* ".\r" held at the start of a line */
-	SENDQ_DOT_END,		/* a lone dot was seen: message ends */
+	SENDQ_DOT_BOL,   /* at the start of a line */
+	SENDQ_DOT_MID,   /* inside a line */
+	SENDQ_DOT_DOT,   /* "." held at the start of a line */
+	SENDQ_DOT_DOTCR, /* ".\r" held at the start of a line */
+	SENDQ_DOT_END,   /* a lone dot was seen: message ends */
 };
 
 /* Everything a submission needs besides the options. */
 struct sendq_ctx {
-	const struct sendq_opts	*o;
-	const struct config	*cfg;
-	struct rewrite		 rw;
-	const char		*hostname;
-	const char		*spool_dir;
-	const char		*control_path;
-	const char		*route;		/* for -v: how it went */
-	char			 refused[sizeof(((struct sq_err *)0)->msg)];
-						/* why msgfix refused the
+	const struct sendq_opts *o;
+	const struct config     *cfg;
+	struct rewrite           rw;
+	const char              *hostname;
+	const char              *spool_dir;
+	const char              *control_path;
+	const char              *route; /* for -v: how it went */
+	char                     refused[sizeof(((struct sq_err *)0)->msg)];
+	/* why msgfix refused the
 						 * message (-bs: 554 5.6.0) */
 };
 
@@ -618,11 +623,11 @@ struct sendq_ctx {
  * spool itself.
  */
 struct sendq_sink {
-	int		 fd;		/* the memfd, -1 before it is made */
-	uint64_t	 size;
-	uint64_t	 limit;		/* [intake] max_message_size */
-	int		 eightbit;	/* a byte >= 0x80 was seen */
-	struct msgfix_scan *scan;	/* body bytes are scanned */
+	int                 fd; /* the memfd, -1 before it is made */
+	uint64_t            size;
+	uint64_t            limit;    /* [intake] max_message_size */
+	int                 eightbit; /* a byte >= 0x80 was seen */
+	struct msgfix_scan *scan;     /* body bytes are scanned */
 };
 
 static ssize_t
@@ -664,8 +669,8 @@ static int
 sendq_in_line(struct sendq_in *in, struct buf *b, size_t max)
 {
 	const char *nl;
-	size_t n;
-	int got = 0;
+	size_t      n;
+	int         got = 0;
 
 	for (;;) {
 		if (in->pos == in->len) {
@@ -678,7 +683,7 @@ sendq_in_line(struct sendq_in *in, struct buf *b, size_t max)
 		}
 		nl = memchr(in->buf + in->pos, '\n', in->len - in->pos);
 		n = nl != NULL ? (size_t)(nl - (in->buf + in->pos)) + 1 :
-		    in->len - in->pos;
+				 in->len - in->pos;
 		if (n > max - b->len)
 			n = max - b->len;
 		if (n == 0)
@@ -705,16 +710,16 @@ sendq_lone_dot(const char *line, size_t len)
 static char *
 sendq_display_name(const char *name)
 {
-	struct buf b;
-	size_t i;
-	int plain = 1;
+	struct buf    b;
+	size_t        i;
+	int           plain = 1;
 	unsigned char c;
 
 	for (i = 0; name[i] != '\0'; i++) {
 		c = (unsigned char)name[i];
 		if (!(c >= 0x80 || c == ' ' || (c >= 'a' && c <= 'z') ||
-		    (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		    strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL))
+			(c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL))
 			plain = 0;
 	}
 	buf_init(&b, 4 * strlen(name) + 8);
@@ -734,7 +739,6 @@ sendq_display_name(const char *name)
 	return b.data;
 }
 
-
 static void
 sendq_sink_fini(struct sendq_sink *s)
 {
@@ -748,8 +752,8 @@ static int
 sendq_write(struct sendq_sink *s, const void *data, size_t len)
 {
 	const unsigned char *p = data;
-	size_t i;
-	int rc;
+	size_t               i;
+	int                  rc;
 
 	if (len == 0)
 		return 0;
@@ -760,14 +764,18 @@ sendq_write(struct sendq_sink *s, const void *data, size_t len)
 		msgfix_scan_feed(s->scan, data, len, NULL);
 	s->size += len;
 	if (s->size > s->limit) {
-		fprintf(stderr, "sendq: message too large (more than %llu "
+		fprintf(stderr,
+		    "sendq: message too large (more than %llu "
 		    "bytes, the limit of [intake] max_message_size; message "
-		    "not queued)\n", (unsigned long long)s->limit);
+		    "not queued)\n",
+		    (unsigned long long)s->limit);
 		return EX_DATAERR;
 	}
 	if ((rc = sq_write_all(s->fd, p, len)) != 0) {
-		fprintf(stderr, "sendq: keep the message in memory: %s "
-		    "(message not queued)\n", strerror(-rc));
+		fprintf(stderr,
+		    "sendq: keep the message in memory: %s "
+		    "(message not queued)\n",
+		    strerror(-rc));
 		return EX_TEMPFAIL;
 	}
 	return 0;
@@ -776,22 +784,24 @@ sendq_write(struct sendq_sink *s, const void *data, size_t len)
 static int
 sendq_read_failed(void)
 {
-	fprintf(stderr, "sendq: read standard input: %s (message not "
-	    "queued)\n", strerror(errno));
+	fprintf(stderr,
+	    "sendq: read standard input: %s (message not "
+	    "queued)\n",
+	    strerror(errno));
 	return EX_IOERR;
 }
 
 /* Stream the rest of the input to s, honouring the lone-dot rule unless
  * ignore_dots.  Returns 0 or an exit code after printing. */
 static int
-sendq_stream_body(struct sendq_in *in, struct sendq_sink *s,
-    int ignore_dots, enum sendq_dot state)
+sendq_stream_body(struct sendq_in *in, struct sendq_sink *s, int ignore_dots,
+    enum sendq_dot state)
 {
-	char out[SENDQ_READ_CHUNK + 4];
-	size_t i, o;
+	char    out[SENDQ_READ_CHUNK + 4];
+	size_t  i, o;
 	ssize_t r;
-	int rc;
-	char c;
+	int     rc;
+	char    c;
 
 	for (;;) {
 		if (in->pos == in->len) {
@@ -818,7 +828,7 @@ sendq_stream_body(struct sendq_in *in, struct sendq_sink *s,
 				}
 				out[o++] = c;
 				state = c == '\n' ? SENDQ_DOT_BOL :
-				    SENDQ_DOT_MID;
+						    SENDQ_DOT_MID;
 				break;
 			case SENDQ_DOT_MID:
 				out[o++] = c;
@@ -877,7 +887,8 @@ sendq_daemon_error(struct buf *out)
 		*nl = '\0';
 	fprintf(stderr, "sendq: sendqd: %s\n", out->data);
 	return strncmp(out->data, "error: permission denied:", 25) == 0 ?
-	    EX_NOPERM : EX_TEMPFAIL;
+	    EX_NOPERM :
+	    EX_TEMPFAIL;
 }
 
 /* sendqd is down and the spool is not ours to read: the setgid lister
@@ -886,15 +897,17 @@ static int
 sendq_list_showq(struct buf *out)
 {
 	struct sq_err err = { 0 };
-	int rc, status = 0;
+	int           rc, status = 0;
 
 	out->len = 0;
 	rc = queue_view_showq(QUEUE_VIEW_POSTFIX, out, &status, &err);
 	if (rc == -ENOENT) {
-		fprintf(stderr, "sendq: sendqd is not running, and only root "
+		fprintf(stderr,
+		    "sendq: sendqd is not running, and only root "
 		    "and the user sendqd runs as may read the spool directly "
 		    "(%s): mailq shows your mail while sendqd runs (systemctl "
-		    "start sendq)\n", err.msg);
+		    "start sendq)\n",
+		    err.msg);
 		return EX_TEMPFAIL;
 	}
 	if (rc != 0 && rc != SQ_ELIMIT) {
@@ -916,12 +929,11 @@ static int
 sendq_list_queue(const struct config *cfg, const char *spool_dir)
 {
 	struct sq_err err = { 0 };
-	struct buf out;
-	int rc, ex = EX_OK;
+	struct buf    out;
+	int           rc, ex = EX_OK;
 
 	buf_init(&out, QUEUE_VIEW_OUT_MAX);
-	rc = queue_view_request(cfg->control_socket, "list --postfix", 60,
-	    &out,
+	rc = queue_view_request(cfg->control_socket, "list --postfix", 60, &out,
 	    &err);
 	if (rc == 0 && out.len >= 3 && memcmp(out.data, "ok\n", 3) == 0) {
 		fwrite(out.data + 3, 1, out.len - 3, stdout);
@@ -962,20 +974,24 @@ static int
 sendq_flush(const struct config *cfg, int verbose)
 {
 	struct sq_err err = { 0 };
-	struct buf out;
-	const char *path = cfg->control_socket;
-	int rc, ex = EX_OK;
+	struct buf    out;
+	const char   *path = cfg->control_socket;
+	int           rc, ex = EX_OK;
 
 	buf_init(&out, 64 * 1024);
 	rc = queue_view_request(path, "flush", 60, &out, &err);
 	if (rc == -ENOENT || rc == -ECONNREFUSED) {
-		fprintf(stderr, "sendq: sendqd is not running (no daemon on "
+		fprintf(stderr,
+		    "sendq: sendqd is not running (no daemon on "
 		    "%s): the queue was not flushed; start it with "
-		    "systemctl start sendq\n", path);
+		    "systemctl start sendq\n",
+		    path);
 		ex = EX_TEMPFAIL;
 	} else if (rc == -EACCES || rc == -EPERM) {
-		fprintf(stderr, "sendq: %s (the control socket must be open "
-		    "to every user)\n", err.msg);
+		fprintf(stderr,
+		    "sendq: %s (the control socket must be open "
+		    "to every user)\n",
+		    err.msg);
 		ex = EX_NOPERM;
 	} else if (rc != 0) {
 		fprintf(stderr, "sendq: %s\n", err.msg);
@@ -983,7 +999,8 @@ sendq_flush(const struct config *cfg, int verbose)
 	} else if (out.len < 3 || memcmp(out.data, "ok\n", 3) != 0)
 		ex = sendq_daemon_error(&out);
 	else if (verbose)
-		fprintf(stderr, "sendq: sendqd will try every queued message "
+		fprintf(stderr,
+		    "sendq: sendqd will try every queued message "
 		    "now\n");
 	buf_fini(&out);
 	return ex;
@@ -1021,13 +1038,13 @@ sendq_add_rcpt(struct envelope *env, char *addr)
 /* One recipient: qualified, checked, through [aliases], added to env.
  * Returns 0 or EX_DATAERR after printing. */
 static int
-sendq_add_one(const struct sendq_ctx *c, struct envelope *env,
-    const char *addr, const char *what)
+sendq_add_one(const struct sendq_ctx *c, struct envelope *env, const char *addr,
+    const char *what)
 {
 	struct mailmsg_addr_list out = { 0 };
-	char *q;
-	size_t i;
-	int rc;
+	char                    *q;
+	size_t                   i;
+	int                      rc;
 
 	q = rewrite_qualify(addr, c->rw.default_domain);
 	rc = sendq_check(q, what);
@@ -1047,13 +1064,13 @@ sendq_add_one(const struct sendq_ctx *c, struct envelope *env,
 /* Parse an address list and add its addresses to env.  Returns 0 or
  * EX_DATAERR after printing. */
 static int
-sendq_add_list(const struct sendq_ctx *c, struct envelope *env,
-    const char *s, size_t len, const char *what)
+sendq_add_list(const struct sendq_ctx *c, struct envelope *env, const char *s,
+    size_t len, const char *what)
 {
 	struct mailmsg_addr_list l = { 0 };
-	struct sq_err err = { 0 };
-	size_t i;
-	int rc = 0;
+	struct sq_err            err = { 0 };
+	size_t                   i;
+	int                      rc = 0;
 
 	if (mailmsg_addr_list_parse(&l, s, len, &err) != 0) {
 		fprintf(stderr, "sendq: %s: %s\n", what, err.msg);
@@ -1070,8 +1087,8 @@ static char *
 sendq_sender_arg(const struct sendq_ctx *c, const char *arg)
 {
 	struct mailmsg_addr_list l = { 0 };
-	struct sq_err err = { 0 };
-	char *addr;
+	struct sq_err            err = { 0 };
+	char                    *addr;
 
 	if (strcmp(arg, "") == 0 || strcmp(arg, "<>") == 0)
 		return xstrdup("");
@@ -1080,8 +1097,10 @@ sendq_sender_arg(const struct sendq_ctx *c, const char *arg)
 		return NULL;
 	}
 	if (l.n != 1) {
-		fprintf(stderr, "sendq: sender: need exactly one address, "
-		    "got %zu\n", l.n);
+		fprintf(stderr,
+		    "sendq: sender: need exactly one address, "
+		    "got %zu\n",
+		    l.n);
 		mailmsg_addr_list_fini(&l);
 		return NULL;
 	}
@@ -1100,17 +1119,21 @@ static char *
 sendq_default_sender(const struct sendq_ctx *c)
 {
 	struct passwd *pw;
-	char *addr;
+	char          *addr;
 
 	if ((pw = getpwuid(getuid())) == NULL) {
-		fprintf(stderr, "sendq: no user name for uid %lu; give the "
-		    "sender with -f\n", (unsigned long)getuid());
+		fprintf(stderr,
+		    "sendq: no user name for uid %lu; give the "
+		    "sender with -f\n",
+		    (unsigned long)getuid());
 		return NULL;
 	}
 	addr = xasprintf("%s@%s", pw->pw_name, c->rw.default_domain);
 	if (mailmsg_addr_valid(addr, 0, NULL) != 0) {
-		fprintf(stderr, "sendq: user name \"%s\" is not usable as a "
-		    "sender; give the sender with -f\n", pw->pw_name);
+		fprintf(stderr,
+		    "sendq: user name \"%s\" is not usable as a "
+		    "sender; give the sender with -f\n",
+		    pw->pw_name);
 		free(addr);
 		return NULL;
 	}
@@ -1121,22 +1144,22 @@ sendq_default_sender(const struct sendq_ctx *c)
  * From here carries -F's full name). */
 static char *
 sendq_added_fields(const struct mailmsg_header *h, const char *hdr,
-    const struct envelope *env, const struct sendq_opts *o,
-    const char *id, const char *hostname, const char *eol)
+    const struct envelope *env, const struct sendq_opts *o, const char *id,
+    const char *hostname, const char *eol)
 {
 	char date[64], *from, *addr, *name, *fields;
 
 	mailmsg_date((int64_t)time(NULL), 1, date, sizeof(date));
 	addr = env->sender[0] != '\0' ? xstrdup(env->sender) :
-	    xasprintf("MAILER-DAEMON@%s", hostname);
+					xasprintf("MAILER-DAEMON@%s", hostname);
 	if (o->fullname != NULL) {
 		name = sendq_display_name(o->fullname);
 		from = xasprintf("%s <%s>", name, addr);
 		free(name);
 	} else
 		from = xstrdup(addr);
-	fields = mailmsg_added_fields(mailmsg_present(h, hdr), date, from,
-	    id, hostname, eol);
+	fields = mailmsg_added_fields(mailmsg_present(h, hdr), date, from, id,
+	    hostname, eol);
 	free(from);
 	free(addr);
 	return fields;
@@ -1148,28 +1171,29 @@ sendq_added_fields(const struct mailmsg_header *h, const char *hdr,
  * is qualified (rewrite.h).  hdr is changed in place.
  */
 static void
-sendq_rewrite_from(const struct sendq_ctx *c, struct buf *hdr,
-    const char *orig, const char *sender)
+sendq_rewrite_from(const struct sendq_ctx *c, struct buf *hdr, const char *orig,
+    const char *sender)
 {
-	struct mailmsg_header h;
+	struct mailmsg_header       h;
 	const struct mailmsg_field *f;
-	struct buf nb;
-	const char *eol;
-	char *nv;
-	long fi;
+	struct buf                  nb;
+	const char                 *eol;
+	char                       *nv;
+	long                        fi;
 
 	mailmsg_scan(hdr->data, hdr->len, &h);
 	fi = mailmsg_find(&h, hdr->data, "from", 0);
-	if (fi < 0 || mailmsg_find(&h, hdr->data, "from", (size_t)fi + 1) >=
-	    0) {
+	if (fi < 0 ||
+	    mailmsg_find(&h, hdr->data, "from", (size_t)fi + 1) >= 0) {
 		mailmsg_header_fini(&h);
 		return;
 	}
 	f = &h.fields[fi];
-	if (!(c->rw.sender != NULL && rewrite_from_value(&c->rw,
-	    hdr->data + f->value_off, f->value_len, orig, sender, &nv)) &&
+	if (!(c->rw.sender != NULL &&
+		rewrite_from_value(&c->rw, hdr->data + f->value_off,
+		    f->value_len, orig, sender, &nv)) &&
 	    !rewrite_from_qualify(&c->rw, hdr->data + f->value_off,
-	    f->value_len, &nv)) {
+		f->value_len, &nv)) {
 		mailmsg_header_fini(&h);
 		return;
 	}
@@ -1203,8 +1227,8 @@ static char *
 sendq_envlines(const struct envelope *env, const char *eol)
 {
 	struct buf b;
-	char *line;
-	size_t i;
+	char      *line;
+	size_t     i;
 
 	buf_init(&b, SIZE_MAX / 2);
 	line = xasprintf("X-Sendq-Sender: <%s>%s", env->sender, eol);
@@ -1227,12 +1251,15 @@ sendq_sink_open(const struct sendq_ctx *c, struct sendq_sink *s)
 {
 	s->fd = memfd_create("sendq-message", MFD_CLOEXEC);
 	if (s->fd < 0) {
-		fprintf(stderr, "sendq: memfd_create: %s (message not "
-		    "queued)\n", strerror(errno));
+		fprintf(stderr,
+		    "sendq: memfd_create: %s (message not "
+		    "queued)\n",
+		    strerror(errno));
 		return EX_TEMPFAIL;
 	}
 	s->limit = c->cfg->intake.max_message_size != 0 ?
-	    c->cfg->intake.max_message_size : DROPFILE_SIZE_DEFAULT;
+	    c->cfg->intake.max_message_size :
+	    DROPFILE_SIZE_DEFAULT;
 	return 0;
 }
 
@@ -1243,7 +1270,7 @@ static void
 sendq_token(char *tok)
 {
 	unsigned char r[15];
-	size_t i;
+	size_t        i;
 
 	if (sq_random(r, sizeof(r)) != 0)
 		log_fatalx("sendq: getrandom failed");
@@ -1277,9 +1304,9 @@ sendq_to_daemon(struct sendq_ctx *c, struct sendq_sink *s,
     const struct envelope *env, char *id)
 {
 	struct sq_err err = { 0 };
-	char answer[512], safe[512], *text;
-	size_t len;
-	int rc, sent_end = 0;
+	char          answer[512], safe[512], *text;
+	size_t        len;
+	int           rc, sent_end = 0;
 
 	text = envelope_format(env, &len);
 	if (lseek(s->fd, 0, SEEK_SET) != 0)
@@ -1289,15 +1316,16 @@ sendq_to_daemon(struct sendq_ctx *c, struct sendq_sink *s,
 	free(text);
 	if (rc == 0 && strncmp(answer, "ok ", 3) == 0 &&
 	    spool_id_valid(answer + 3)) {
-		memcpy(id, answer + 3, strlen(answer + 3) + 1);	/* valid */
+		memcpy(id, answer + 3, strlen(answer + 3) + 1); /* valid */
 		c->route = "via sendqd";
 		return 0;
 	}
 	if (rc == 0) {
 		sq_printable(safe, sizeof(safe), answer, strlen(answer));
 		fprintf(stderr, "sendq: sendqd: %s%s\n", safe,
-		    strstr(safe, "not queued") != NULL ? "" :
-		    " (message not queued)");
+		    strstr(safe, "not queued") != NULL ?
+			"" :
+			" (message not queued)");
 		return sendq_answer_exit(answer);
 	}
 	if (rc == -EIO) {
@@ -1314,7 +1342,8 @@ sendq_to_daemon(struct sendq_ctx *c, struct sendq_sink *s,
 	if (c->o->verbose && rc != -ENOENT && rc != -ECONNREFUSED)
 		fprintf(stderr, "sendq: %s%s; using the maildrop\n", err.msg,
 		    sent_end ? " (sendqd may have queued it already: a "
-		    "duplicate is possible)" : "");
+			       "duplicate is possible)" :
+			       "");
 	return -1;
 }
 
@@ -1333,10 +1362,10 @@ sendq_droppable(const struct sendq_opts *o, const struct envelope *env,
 	if (o->notify != 0 || o->ret != ENVELOPE_RET_NONE ||
 	    o->envid[0] != '\0')
 		why = "DSN options (-N, -R, -V) cannot go through the "
-		    "maildrop";
+		      "maildrop";
 	else if (sendq_has_xsendq(h, hdr))
 		why = "a message with an X-Sendq-* header field cannot go "
-		    "through the maildrop";
+		      "through the maildrop";
 	else if (env->n_rcpts > SENDQ_DROP_RCPT_MAX ||
 	    envlines_len > DROPFILE_ENVLINES_MAX)
 		why = "too many recipients for the maildrop";
@@ -1344,8 +1373,10 @@ sendq_droppable(const struct sendq_opts *o, const struct envelope *env,
 		why = "header too large for the maildrop";
 	if (why == NULL)
 		return 0;
-	fprintf(stderr, "sendq: sendqd is not running and %s (message not "
-	    "queued; try again when sendqd runs)\n", why);
+	fprintf(stderr,
+	    "sendq: sendqd is not running and %s (message not "
+	    "queued; try again when sendqd runs)\n",
+	    why);
 	return EX_TEMPFAIL;
 }
 
@@ -1364,9 +1395,9 @@ sendq_helper_path(void)
 static int
 sendq_feed_helper(int fd, const char *envlines, int msg_fd)
 {
-	char buf[SENDQ_READ_CHUNK];
+	char    buf[SENDQ_READ_CHUNK];
 	ssize_t n;
-	int rc;
+	int     rc;
 
 	if ((rc = sq_write_all(fd, envlines, strlen(envlines))) != 0)
 		return rc;
@@ -1385,14 +1416,13 @@ sendq_feed_helper(int fd, const char *envlines, int msg_fd)
  * code after printing (the helper prints its own reasons).
  */
 static int
-sendq_to_helper(struct sendq_ctx *c, struct sendq_sink *s,
-    const char *envlines)
+sendq_to_helper(struct sendq_ctx *c, struct sendq_sink *s, const char *envlines)
 {
 	const char *path = sendq_helper_path();
 	char *const argv[] = { (char *)"sendq-drop", NULL };
 	char *const envp[] = { NULL };
 	void (*old)(int);
-	int pfd[2], status, rc;
+	int   pfd[2], status, rc;
 	pid_t pid;
 
 	if (pipe2(pfd, O_CLOEXEC) != 0) {
@@ -1413,8 +1443,10 @@ sendq_to_helper(struct sendq_ctx *c, struct sendq_sink *s,
 		if (dup2(pfd[0], STDIN_FILENO) < 0)
 			_exit(EX_OSERR);
 		execve(path, argv, envp);
-		fprintf(stderr, "sendq: cannot run the drop helper %s: %s "
-		    "(message not queued)\n", path, strerror(errno));
+		fprintf(stderr,
+		    "sendq: cannot run the drop helper %s: %s "
+		    "(message not queued)\n",
+		    path, strerror(errno));
 		_exit(127);
 	}
 	close(pfd[0]);
@@ -1429,17 +1461,18 @@ sendq_to_helper(struct sendq_ctx *c, struct sendq_sink *s,
 			return EX_TEMPFAIL;
 		}
 	if (!WIFEXITED(status)) {
-		fprintf(stderr, "sendq: the drop helper %s was killed by "
-		    "signal %d (message not queued)\n", path,
-		    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+		fprintf(stderr,
+		    "sendq: the drop helper %s was killed by "
+		    "signal %d (message not queued)\n",
+		    path, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 		return EX_TEMPFAIL;
 	}
 	switch (WEXITSTATUS(status)) {
 	case 0:
-		if (rc != 0)	/* it exited 0 without reading all: a bug */
+		if (rc != 0) /* it exited 0 without reading all: a bug */
 			break;
 		c->route = "into the maildrop, sendqd is not running: it will "
-		    "be queued when sendqd starts";
+			   "be queued when sendqd starts";
 		return 0;
 	case EX_DATAERR:
 	case EX_CONFIG:
@@ -1449,9 +1482,11 @@ sendq_to_helper(struct sendq_ctx *c, struct sendq_sink *s,
 	default:
 		break;
 	}
-	fprintf(stderr, "sendq: the drop helper %s failed (exit %d%s%s; "
-	    "message not queued)\n", path, WEXITSTATUS(status),
-	    rc != 0 ? ", write: " : "", rc != 0 ? strerror(-rc) : "");
+	fprintf(stderr,
+	    "sendq: the drop helper %s failed (exit %d%s%s; "
+	    "message not queued)\n",
+	    path, WEXITSTATUS(status), rc != 0 ? ", write: " : "",
+	    rc != 0 ? strerror(-rc) : "");
 	return EX_TEMPFAIL;
 }
 
@@ -1464,11 +1499,10 @@ sendq_to_helper(struct sendq_ctx *c, struct sendq_sink *s,
  * printing.
  */
 static int
-sendq_fix(struct sendq_ctx *c, struct sendq_sink *s,
-    struct msgfix_scan *scan)
+sendq_fix(struct sendq_ctx *c, struct sendq_sink *s, struct msgfix_scan *scan)
 {
 	struct sq_err err = { 0 };
-	int rc;
+	int           rc;
 
 	(void)s;
 	/* Refuse here what no path can carry; what can be re-encoded is
@@ -1489,11 +1523,11 @@ sendq_fix(struct sendq_ctx *c, struct sendq_sink *s,
 
 /* The header block as read by sendq_submit_header(). */
 struct sendq_head {
-	struct buf	 hdr;		/* the header fields */
-	struct buf	 line;		/* the first line after them, if any */
-	enum sendq_dot	 state;		/* the body's dot state after line */
-	int		 ended;		/* the message ended in the header */
-	int		 body_line;	/* line is body, not a blank line */
+	struct buf     hdr;       /* the header fields */
+	struct buf     line;      /* the first line after them, if any */
+	enum sendq_dot state;     /* the body's dot state after line */
+	int            ended;     /* the message ended in the header */
+	int            body_line; /* line is body, not a blank line */
 };
 
 static void
@@ -1517,8 +1551,8 @@ sendq_submit_envelope(struct sendq_ctx *c, struct envelope *env,
     char **orig)
 {
 	const struct sendq_opts *o = c->o;
-	size_t i;
-	int rc;
+	size_t                   i;
+	int                      rc;
 
 	env->created = (int64_t)time(NULL);
 	env->uid = (long)getuid();
@@ -1526,7 +1560,7 @@ sendq_submit_envelope(struct sendq_ctx *c, struct envelope *env,
 		*orig = rewrite_qualify(smtp_sender, c->rw.default_domain);
 	else
 		*orig = o->sender != NULL ? sendq_sender_arg(c, o->sender) :
-		    sendq_default_sender(c);
+					    sendq_default_sender(c);
 	if (*orig == NULL)
 		return o->sender != NULL ? EX_DATAERR : EX_NOUSER;
 	free(env->sender);
@@ -1535,12 +1569,12 @@ sendq_submit_envelope(struct sendq_ctx *c, struct envelope *env,
 	    (rc = sendq_check(env->sender, "sender (rewrite_sender)")) != 0)
 		return rc;
 	for (i = 0; smtp_sender != NULL && i < n_smtp; i++)
-		if ((rc = sendq_add_one(c, env, smtp_rcpts[i],
-		    "recipient")) != 0)
+		if ((rc = sendq_add_one(c, env, smtp_rcpts[i], "recipient")) !=
+		    0)
 			return rc;
 	for (i = 0; smtp_sender == NULL && i < (size_t)o->n_rcpts; i++) {
 		if ((rc = sendq_add_list(c, env, o->rcpts[i],
-		    strlen(o->rcpts[i]), "recipient")) != 0)
+			 strlen(o->rcpts[i]), "recipient")) != 0)
 			return rc;
 	}
 	return 0;
@@ -1556,15 +1590,16 @@ sendq_submit_header(struct sendq_in *in, int ignore_dots,
     struct msgfix_scan *scan, struct sendq_head *hd)
 {
 	struct buf *line = &hd->line;
-	int lrc;
+	int         lrc;
 
 	for (;;) {
 		line->len = 0;
 		lrc = sendq_in_line(in, line, MAILMSG_HEADER_MAX);
 		if (lrc < 0)
 			return sendq_read_failed();
-		if (lrc == 0 || (lrc == 1 && !ignore_dots &&
-		    sendq_lone_dot(line->data, line->len))) {
+		if (lrc == 0 ||
+		    (lrc == 1 && !ignore_dots &&
+			sendq_lone_dot(line->data, line->len))) {
 			line->len = 0;
 			hd->ended = 1;
 			return 0;
@@ -1578,9 +1613,10 @@ sendq_submit_header(struct sendq_in *in, int ignore_dots,
 			}
 			/* FALLTHROUGH */
 		case MAILMSG_LINE_FIELD:
-			if (lrc == 2 || buf_append(&hd->hdr, line->data,
-			    line->len) != 0) {
-				fprintf(stderr, "sendq: header section too "
+			if (lrc == 2 ||
+			    buf_append(&hd->hdr, line->data, line->len) != 0) {
+				fprintf(stderr,
+				    "sendq: header section too "
 				    "large (more than %d bytes)\n",
 				    MAILMSG_HEADER_MAX);
 				return EX_DATAERR;
@@ -1606,30 +1642,31 @@ sendq_submit_extract(struct sendq_ctx *c, struct envelope *env,
     const struct buf *hdr, int extract)
 {
 	static const char *const rcpt_fields[] = { "to", "cc", "bcc" };
-	struct mailmsg_header h;
-	char *what;
-	size_t i;
-	long fi;
-	int rc = 0;
+	struct mailmsg_header    h;
+	char                    *what;
+	size_t                   i;
+	long                     fi;
+	int                      rc = 0;
 
 	memset(&h, 0, sizeof(h));
 	mailmsg_scan(hdr->data, hdr->len, &h);
 	for (i = 0; extract && rc == 0 && i < 3; i++) {
 		for (fi = mailmsg_find(&h, hdr->data, rcpt_fields[i], 0);
-		    rc == 0 && fi >= 0; fi = mailmsg_find(&h, hdr->data,
-		    rcpt_fields[i], (size_t)fi + 1)) {
+		     rc == 0 && fi >= 0; fi = mailmsg_find(&h, hdr->data,
+					     rcpt_fields[i], (size_t)fi + 1)) {
 			what = xasprintf("%.*s field",
 			    (int)h.fields[fi].name_len,
 			    hdr->data + h.fields[fi].off);
-			rc = sendq_add_list(c, env, hdr->data +
-			    h.fields[fi].value_off, h.fields[fi].value_len,
-			    what);
+			rc = sendq_add_list(c, env,
+			    hdr->data + h.fields[fi].value_off,
+			    h.fields[fi].value_len, what);
 			free(what);
 		}
 	}
 	mailmsg_header_fini(&h);
 	if (rc == 0 && env->n_rcpts == 0) {
-		fprintf(stderr, "sendq: no recipients (give them as "
+		fprintf(stderr,
+		    "sendq: no recipients (give them as "
 		    "arguments, or use -t)\n");
 		rc = EX_DATAERR;
 	}
@@ -1694,20 +1731,19 @@ sendq_submit_write(struct sendq_ctx *c, struct sendq_in *in,
  */
 static int
 sendq_submit_queue(struct sendq_ctx *c, struct sendq_sink *sink,
-    struct envelope *env, const struct mailmsg_header *h,
-    const struct buf *hdr, size_t prefix_len, const char *token,
-    const char *eol, char *qid)
+    struct envelope *env, const struct mailmsg_header *h, const struct buf *hdr,
+    size_t prefix_len, const char *token, const char *eol, char *qid)
 {
 	char *envlines;
-	int rc;
+	int   rc;
 
-	snprintf(env->id, sizeof(env->id), "new");	/* sendqd's to set */
+	snprintf(env->id, sizeof(env->id), "new"); /* sendqd's to set */
 	if ((rc = sendq_to_daemon(c, sink, env, qid)) > 0)
 		return rc;
 	if (rc < 0) {
 		envlines = sendq_envlines(env, eol);
 		if ((rc = sendq_droppable(c->o, env, h, hdr->data,
-		    strlen(envlines), prefix_len + hdr->len)) == 0)
+			 strlen(envlines), prefix_len + hdr->len)) == 0)
 			rc = sendq_to_helper(c, sink, envlines);
 		free(envlines);
 		if (rc != 0)
@@ -1715,8 +1751,10 @@ sendq_submit_queue(struct sendq_ctx *c, struct sendq_sink *sink,
 		snprintf(qid, ENVELOPE_ID_MAX, "%s", token);
 	}
 	if (c->o->verbose)
-		fprintf(stderr, "sendq: queued as %s, %s (from <%s>, %zu "
-		    "recipient%s)\n", qid, c->route, env->sender, env->n_rcpts,
+		fprintf(stderr,
+		    "sendq: queued as %s, %s (from <%s>, %zu "
+		    "recipient%s)\n",
+		    qid, c->route, env->sender, env->n_rcpts,
 		    env->n_rcpts == 1 ? "" : "s");
 	return EX_OK;
 }
@@ -1728,20 +1766,19 @@ sendq_submit_queue(struct sendq_ctx *c, struct sendq_sink *sink,
  * NULL) gets the queue id.  Returns the exit code.
  */
 static int
-sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
-    const char *smtp_sender, char *const *smtp_rcpts, size_t n_smtp,
-    char *idbuf)
+sendq_submit(struct sendq_ctx *c, struct sendq_in *in, const char *smtp_sender,
+    char *const *smtp_rcpts, size_t n_smtp, char *idbuf)
 {
 	const struct sendq_opts *o = c->o;
-	struct sendq_sink sink;
-	struct sendq_head hd;
-	struct mailmsg_header h;
-	struct msgfix_scan scan;
-	struct envelope *env;
-	char *prefix = NULL, *orig = NULL;
-	char token[ENVELOPE_ID_MAX], qid[ENVELOPE_ID_MAX] = "";
+	struct sendq_sink        sink;
+	struct sendq_head        hd;
+	struct mailmsg_header    h;
+	struct msgfix_scan       scan;
+	struct envelope         *env;
+	char                    *prefix = NULL, *orig = NULL;
+	char        token[ENVELOPE_ID_MAX], qid[ENVELOPE_ID_MAX] = "";
 	const char *eol;
-	int rc, ignore_dots;
+	int         rc, ignore_dots;
 
 	memset(&sink, 0, sizeof(sink));
 	sink.fd = -1;
@@ -1755,11 +1792,11 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 	c->refused[0] = '\0';
 
 	env = envelope_new();
-	if ((rc = sendq_submit_envelope(c, env, smtp_sender, smtp_rcpts,
-	    n_smtp, &orig)) != 0 ||
+	if ((rc = sendq_submit_envelope(c, env, smtp_sender, smtp_rcpts, n_smtp,
+		 &orig)) != 0 ||
 	    (rc = sendq_submit_header(in, ignore_dots, &scan, &hd)) != 0 ||
 	    (rc = sendq_submit_extract(c, env, &hd.hdr,
-	    o->extract && smtp_sender == NULL)) != 0)
+		 o->extract && smtp_sender == NULL)) != 0)
 		goto out;
 	/* Bcc is for the envelope only, with or without -t. */
 	hd.hdr.len = mailmsg_remove_fields(hd.hdr.data, hd.hdr.len, "bcc");
@@ -1775,16 +1812,16 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in,
 
 	/* The whole message into the memfd: added fields, header, body. */
 	sendq_token(token);
-	prefix = sendq_added_fields(&h, hd.hdr.data, env, o, token,
-	    c->hostname, eol);
+	prefix = sendq_added_fields(&h, hd.hdr.data, env, o, token, c->hostname,
+	    eol);
 	if ((rc = sendq_sink_open(c, &sink)) != 0 ||
 	    (rc = sendq_submit_write(c, in, &sink, &scan, &hd, prefix, eol,
-	    ignore_dots)) != 0)
+		 ignore_dots)) != 0)
 		goto out;
 	env->body_8bit = sink.eightbit;
 
-	if ((rc = sendq_submit_queue(c, &sink, env, &h, &hd.hdr,
-	    strlen(prefix), token, eol, qid)) != EX_OK)
+	if ((rc = sendq_submit_queue(c, &sink, env, &h, &hd.hdr, strlen(prefix),
+		 token, eol, qid)) != EX_OK)
 		goto out;
 	if (idbuf != NULL)
 		snprintf(idbuf, ENVELOPE_ID_MAX, "%s", qid);
@@ -1804,18 +1841,19 @@ static int
 sendq_verify(struct sendq_ctx *c)
 {
 	struct envelope *env;
-	size_t i;
-	int k, rc = EX_OK;
+	size_t           i;
+	int              k, rc = EX_OK;
 
 	if (c->o->n_rcpts == 0) {
-		fprintf(stderr, "sendq: -bv: give the addresses to check as "
+		fprintf(stderr,
+		    "sendq: -bv: give the addresses to check as "
 		    "arguments\n");
 		return EX_USAGE;
 	}
 	for (k = 0; k < c->o->n_rcpts; k++) {
 		env = envelope_new();
 		if (sendq_add_list(c, env, c->o->rcpts[k],
-		    strlen(c->o->rcpts[k]), "recipient") != 0) {
+			strlen(c->o->rcpts[k]), "recipient") != 0) {
 			rc = EX_DATAERR;
 			envelope_free(env);
 			continue;
@@ -1836,8 +1874,8 @@ static int
 sendq_smtp_flush(struct intake_proto *p)
 {
 	const char *data;
-	size_t len;
-	ssize_t n;
+	size_t      len;
+	ssize_t     n;
 
 	for (;;) {
 		intake_proto_output(p, &data, &len);
@@ -1860,10 +1898,10 @@ sendq_smtp_end(struct sendq_ctx *c, struct intake_proto *p,
     const struct buf *msg, int in_data)
 {
 	const struct intake_proto_txn *txn = intake_proto_txn(p);
-	struct sendq_in *in;
-	char id[ENVELOPE_ID_MAX], **rcpts;
-	size_t i;
-	int qrc;
+	struct sendq_in               *in;
+	char                           id[ENVELOPE_ID_MAX], **rcpts;
+	size_t                         i;
+	int                            qrc;
 
 	in = xcalloc(1, sizeof(*in));
 	in->fd = -1;
@@ -1872,8 +1910,9 @@ sendq_smtp_end(struct sendq_ctx *c, struct intake_proto *p,
 	rcpts = xcalloc(txn->n_rcpts + 1, sizeof(*rcpts));
 	for (i = 0; i < txn->n_rcpts; i++)
 		rcpts[i] = txn->rcpts[i].addr;
-	qrc = in_data ? sendq_submit(c, in, txn->sender, rcpts,
-	    txn->n_rcpts, id) : EX_TEMPFAIL;
+	qrc = in_data ?
+	    sendq_submit(c, in, txn->sender, rcpts, txn->n_rcpts, id) :
+	    EX_TEMPFAIL;
 	free(rcpts);
 	free(in);
 	if (qrc == EX_DATAERR && c->refused[0] != '\0') {
@@ -1882,8 +1921,8 @@ sendq_smtp_end(struct sendq_ctx *c, struct intake_proto *p,
 		intake_proto_data_done(p, INTAKE_PROTO_REJECTED, c->refused);
 		return 1;
 	}
-	intake_proto_data_done(p, qrc == EX_OK ? INTAKE_PROTO_QUEUED :
-	    INTAKE_PROTO_TEMPFAIL, id);
+	intake_proto_data_done(p,
+	    qrc == EX_OK ? INTAKE_PROTO_QUEUED : INTAKE_PROTO_TEMPFAIL, id);
 	return 0;
 }
 
@@ -1896,13 +1935,13 @@ static int
 sendq_smtp(struct sendq_ctx *c)
 {
 	struct intake_proto_params params;
-	struct intake_proto *p;
-	struct intake_proto_event ev;
-	struct buf msg;
-	char rbuf[SENDQ_READ_CHUNK];
-	size_t off = 0, len = 0;
-	ssize_t n;
-	uint64_t max;
+	struct intake_proto       *p;
+	struct intake_proto_event  ev;
+	struct buf                 msg;
+	char                       rbuf[SENDQ_READ_CHUNK];
+	size_t                     off = 0, len = 0;
+	ssize_t                    n;
+	uint64_t                   max;
 	int rc = EX_OK, eof = 0, in_data = 0, refused = 0;
 
 	max = c->cfg->intake.max_message_size;
@@ -1912,8 +1951,9 @@ sendq_smtp(struct sendq_ctx *c)
 	params.max_recipients = c->cfg->intake.max_recipients;
 	params.greeting = INTAKE_PROTO_GREET;
 	p = intake_proto_new(&params);
-	buf_init(&msg, max != 0 && max < SIZE_MAX / 2 ? (size_t)max + 1 :
-	    (size_t)DROPFILE_SIZE_DEFAULT + 1);
+	buf_init(&msg,
+	    max != 0 && max < SIZE_MAX / 2 ? (size_t)max + 1 :
+					     (size_t)DROPFILE_SIZE_DEFAULT + 1);
 	signal(SIGPIPE, SIG_IGN);
 	for (;;) {
 		while (intake_proto_next_event(p, &ev)) {
@@ -1924,9 +1964,9 @@ sendq_smtp(struct sendq_ctx *c)
 				intake_proto_data_start(p, 1);
 				break;
 			case INTAKE_PROTO_EV_BODY:
-				if (in_data && buf_append(&msg, ev.data,
-				    ev.len) != 0)
-					in_data = 0;	/* cannot happen:
+				if (in_data &&
+				    buf_append(&msg, ev.data, ev.len) != 0)
+					in_data = 0; /* cannot happen:
 							 * SIZE stops it */
 				break;
 			case INTAKE_PROTO_EV_ABORT:
@@ -1990,7 +2030,8 @@ sendq_run(struct sendq_ctx *c)
 		rc = sendq_verify(c);
 		break;
 	case SENDQ_MODE_NEWALIASES:
-		fprintf(stderr, "sendq: nothing to do: sendq has no alias "
+		fprintf(stderr,
+		    "sendq: nothing to do: sendq has no alias "
 		    "database, [aliases] in %s is read as it is\n",
 		    c->cfg->path);
 		rc = EX_OK;
@@ -2014,15 +2055,15 @@ int
 main(int argc, char **argv)
 {
 	struct sendq_opts o = { 0 };
-	struct sendq_ctx c;
-	struct config *cfg = NULL;
-	struct sq_err err = { 0 };
-	char hostbuf[256];
-	const char *prog, *hostname;
-	int rc;
+	struct sendq_ctx  c;
+	struct config    *cfg = NULL;
+	struct sq_err     err = { 0 };
+	char              hostbuf[256];
+	const char       *prog, *hostname;
+	int               rc;
 
 	log_init("sendq", LOG_LEVEL_WARN);
-	signal(SIGXFSZ, SIG_IGN);	/* a size limit fails the write */
+	signal(SIGXFSZ, SIG_IGN); /* a size limit fails the write */
 	prog = argv[0] != NULL ? argv[0] : "sendq";
 	if (strrchr(prog, '/') != NULL)
 		prog = strrchr(prog, '/') + 1;
@@ -2041,7 +2082,8 @@ main(int argc, char **argv)
 		return EX_OK;
 	}
 	if (config_load_file(o.config_path != NULL ? o.config_path :
-	    CONFIG_DEFAULT_PATH, &cfg, &err) != 0) {
+						     CONFIG_DEFAULT_PATH,
+		&cfg, &err) != 0) {
 		fprintf(stderr, "sendq: %s\n", err.msg);
 		return EX_CONFIG;
 	}

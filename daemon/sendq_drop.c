@@ -78,27 +78,27 @@
 #include "dropfile.h"
 #include "util.h"
 
-#define DROP_MAILDROP	"maildrop"
-#define DROP_CHUNK	(64 * 1024)
+#define DROP_MAILDROP "maildrop"
+#define DROP_CHUNK    (64 * 1024)
 #ifdef SENDQ_DROP_TESTING
-#define DROP_TEST_ENV	"SENDQ_DROP_TEST_CONFIG"
+#define DROP_TEST_ENV "SENDQ_DROP_TEST_CONFIG"
 #else
-#define DROP_TEST_ENV	NULL	/* installed: never from the environment */
+#define DROP_TEST_ENV NULL /* installed: never from the environment */
 #endif
 
 static void
 drop_usage(FILE *fp)
 {
 	fprintf(fp,
-"usage: sendq-drop < DROPFILE\n"
-"       sendq-drop --help | --version\n"
-"\n"
-"Puts one drop file (sendq-maildrop(5)) read from standard input into the\n"
-"maildrop of " CONFIG_DEFAULT_PATH "'s spool_dir, for sendqd to\n"
-"pick up.  Run by sendq(1) when sendqd is not running; not meant to be\n"
-"run by hand.  Takes no other options.\n"
-"Exit status: 0 dropped, 64 usage, 65 too large, 75 cannot drop now,\n"
-"78 configuration unreadable.\n");
+	    "usage: sendq-drop < DROPFILE\n"
+	    "       sendq-drop --help | --version\n"
+	    "\n"
+	    "Puts one drop file (sendq-maildrop(5)) read from standard input into the\n"
+	    "maildrop of " CONFIG_DEFAULT_PATH "'s spool_dir, for sendqd to\n"
+	    "pick up.  Run by sendq(1) when sendqd is not running; not meant to be\n"
+	    "run by hand.  Takes no other options.\n"
+	    "Exit status: 0 dropped, 64 usage, 65 too large, 75 cannot drop now,\n"
+	    "78 configuration unreadable.\n");
 }
 
 /* Open dir under at as a directory to work in (O_PATH: the search
@@ -107,8 +107,7 @@ drop_usage(FILE *fp)
 static int
 drop_opendir(int at, const char *dir)
 {
-	return openat(at, dir, O_PATH | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
+	return openat(at, dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 }
 
 /* Copy standard input to fd, at most max bytes.  0, EX_DATAERR (too
@@ -117,9 +116,9 @@ static int
 drop_copy(int fd, uint64_t max)
 {
 	static char buf[DROP_CHUNK];
-	uint64_t total = 0;
-	ssize_t n;
-	int rc;
+	uint64_t    total = 0;
+	ssize_t     n;
+	int         rc;
 
 	for (;;) {
 		n = sq_read(STDIN_FILENO, buf, sizeof(buf));
@@ -132,7 +131,8 @@ drop_copy(int fd, uint64_t max)
 			return 0;
 		total += (uint64_t)n;
 		if (total > max) {
-			fprintf(stderr, "sendq-drop: message too large (more "
+			fprintf(stderr,
+			    "sendq-drop: message too large (more "
 			    "than %llu bytes, the limit of [intake] "
 			    "max_message_size; message not queued)\n",
 			    (unsigned long long)max);
@@ -151,8 +151,8 @@ static int
 drop_name(char *name, size_t sz)
 {
 	unsigned char r[16];
-	size_t i;
-	int rc;
+	size_t        i;
+	int           rc;
 
 	if ((rc = sq_random(r, sizeof(r))) != 0) {
 		errno = -rc;
@@ -207,8 +207,10 @@ drop_create(int tfd, char *name, size_t namesz)
 			    strerror(errno));
 			return -2;
 		}
-		fd = openat(tfd, name, O_WRONLY | O_CREAT | O_EXCL |
-		    O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0644);
+		fd = openat(tfd, name,
+		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC |
+			O_NOCTTY,
+		    0644);
 		if (fd >= 0 || errno != EEXIST)
 			break;
 	}
@@ -220,7 +222,7 @@ static int
 drop_put(const char *spool_dir, uint64_t max)
 {
 	char name[64], shown[64 + 32];
-	int dfd = -1, tfd = -1, fd = -1, rc = EX_TEMPFAIL;
+	int  dfd = -1, tfd = -1, fd = -1, rc = EX_TEMPFAIL;
 
 	if (drop_dirs(spool_dir, &dfd, &tfd) != 0 ||
 	    (fd = drop_create(tfd, name, sizeof(name))) == -2)
@@ -258,9 +260,11 @@ drop_put(const char *spool_dir, uint64_t max)
 	if (fsync(fd) != 0) {
 		/* Published but maybe not durable: exit 75 would have the
 		 * caller send it twice. */
-		fprintf(stderr, "sendq-drop: fsync after rename: %s (the "
+		fprintf(stderr,
+		    "sendq-drop: fsync after rename: %s (the "
 		    "message was left in the maildrop; it may be lost if the "
-		    "system crashes now)\n", strerror(errno));
+		    "system crashes now)\n",
+		    strerror(errno));
 	}
 	rc = 0;
 	goto out;
@@ -283,17 +287,19 @@ int
 main(int argc, char **argv)
 {
 	struct config *cfg = NULL;
-	struct sq_err err = { 0 };
-	static char path[4096] = CONFIG_DEFAULT_PATH;
-	uint64_t max;
-	int rc;
+	struct sq_err  err = { 0 };
+	static char    path[4096] = CONFIG_DEFAULT_PATH;
+	uint64_t       max;
+	int            rc;
 
 	/* Standard descriptors open (else stderr text could go into a
 	 * message), no environment. */
 	sq_setgid_start(path, sizeof(path), DROP_TEST_ENV, 022);
-	if (argc > 2 || (argc == 2 && strcmp(argv[1], "--help") != 0 &&
-	    strcmp(argv[1], "--version") != 0)) {
-		fprintf(stderr, "sendq-drop: takes no options or arguments "
+	if (argc > 2 ||
+	    (argc == 2 && strcmp(argv[1], "--help") != 0 &&
+		strcmp(argv[1], "--version") != 0)) {
+		fprintf(stderr,
+		    "sendq-drop: takes no options or arguments "
 		    "(it reads a drop file on standard input; see "
 		    "sendq-drop --help)\n");
 		return EX_USAGE;
@@ -310,8 +316,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "sendq-drop: %s\n", err.msg);
 		return EX_CONFIG;
 	}
-	max = cfg->intake.max_message_size != 0 ?
-	    cfg->intake.max_message_size : DROPFILE_SIZE_DEFAULT;
+	max = cfg->intake.max_message_size != 0 ? cfg->intake.max_message_size :
+						  DROPFILE_SIZE_DEFAULT;
 	rc = drop_put(cfg->spool_dir, max);
 	config_free(cfg);
 	return rc;

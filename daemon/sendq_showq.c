@@ -57,28 +57,28 @@
 #include "queue_view.h"
 #include "util.h"
 
-#ifndef SENDQ_SHOWQ_GROUP	/* CMake: the readers' group of queue/ */
-#define SENDQ_SHOWQ_GROUP	"sendq-queue"
+#ifndef SENDQ_SHOWQ_GROUP /* CMake: the readers' group of queue/ */
+#define SENDQ_SHOWQ_GROUP "sendq-queue"
 #endif
 #ifdef SENDQ_SHOWQ_TESTING
-#define SHOWQ_TEST_ENV	"SENDQ_SHOWQ_TEST_CONFIG"
+#define SHOWQ_TEST_ENV "SENDQ_SHOWQ_TEST_CONFIG"
 #else
-#define SHOWQ_TEST_ENV	NULL	/* installed: never from the environment */
+#define SHOWQ_TEST_ENV NULL /* installed: never from the environment */
 #endif
 
 static void
 showq_usage(FILE *fp)
 {
 	fprintf(fp,
-"usage: sendq-showq [--json | --postfix]\n"
-"       sendq-showq --help | --version\n"
-"\n"
-"Lists the messages of the caller (envelope uid = real uid) queued in\n"
-CONFIG_DEFAULT_PATH "'s spool_dir, never their content, as mailq does.\n"
-"Run by mailq(1) and sendqctl(8) when sendqd is not running; it may be\n"
-"run by hand.  Takes no other options.\n"
-"Exit status: 0 listed, 64 usage, 75 cannot read the queue now,\n"
-"78 configuration unreadable.\n");
+	    "usage: sendq-showq [--json | --postfix]\n"
+	    "       sendq-showq --help | --version\n"
+	    "\n"
+	    "Lists the messages of the caller (envelope uid = real uid) queued in\n" CONFIG_DEFAULT_PATH
+	    "'s spool_dir, never their content, as mailq does.\n"
+	    "Run by mailq(1) and sendqctl(8) when sendqd is not running; it may be\n"
+	    "run by hand.  Takes no other options.\n"
+	    "Exit status: 0 listed, 64 usage, 75 cannot read the queue now,\n"
+	    "78 configuration unreadable.\n");
 }
 
 /* Print the listing of spool_dir for the real uid.  The exit code. */
@@ -86,17 +86,17 @@ static int
 showq_list(const char *spool_dir, int json)
 {
 	struct sq_err err = { 0 };
-	struct buf out;
-	int rc, ex = 0;
+	struct buf    out;
+	int           rc, ex = 0;
 
 	buf_init(&out, QUEUE_VIEW_OUT_MAX);
-	rc = queue_view_list(spool_dir, (long)getuid(), json, NULL, NULL,
-	    &out, &err);
+	rc = queue_view_list(spool_dir, (long)getuid(), json, NULL, NULL, &out,
+	    &err);
 	if (rc == -ENOENT) {
 		/* No spool yet: nothing was ever queued. */
 		out.len = 0;
-		buf_append_str(&out, json == QUEUE_VIEW_JSON ? "[]\n" :
-		    "Mail queue is empty\n");
+		buf_append_str(&out,
+		    json == QUEUE_VIEW_JSON ? "[]\n" : "Mail queue is empty\n");
 		rc = 0;
 	}
 	if (rc != 0 && rc != SQ_ELIMIT)
@@ -110,9 +110,11 @@ showq_list(const char *spool_dir, int json)
 		    strerror(errno));
 	if (rc != 0) {
 		fprintf(stderr, "sendq-showq: %s%s\n", err.msg,
-		    rc == -EACCES || rc == -EPERM ? " (queue/ must be 0750 "
-		    "of group " SENDQ_SHOWQ_GROUP " and sendq-showq setgid "
-		    "to it: see sendq.tmpfiles)" : "");
+		    rc == -EACCES || rc == -EPERM ?
+			" (queue/ must be 0750 "
+			"of group " SENDQ_SHOWQ_GROUP " and sendq-showq setgid "
+			"to it: see sendq.tmpfiles)" :
+			"");
 		ex = EX_TEMPFAIL;
 	}
 	buf_fini(&out);
@@ -123,17 +125,19 @@ int
 main(int argc, char **argv)
 {
 	struct config *cfg = NULL;
-	struct sq_err err = { 0 };
-	static char path[4096] = CONFIG_DEFAULT_PATH;
-	int rc, json = 0;
+	struct sq_err  err = { 0 };
+	static char    path[4096] = CONFIG_DEFAULT_PATH;
+	int            rc, json = 0;
 
 	sq_setgid_start(path, sizeof(path), SHOWQ_TEST_ENV, 077);
 	log_init("sendq-showq", LOG_LEVEL_WARN);
-	if (argc > 2 || (argc == 2 && strcmp(argv[1], "--help") != 0 &&
-	    strcmp(argv[1], "--version") != 0 &&
-	    strcmp(argv[1], "--json") != 0 &&
-	    strcmp(argv[1], "--postfix") != 0)) {
-		fprintf(stderr, "sendq-showq: takes no options or arguments "
+	if (argc > 2 ||
+	    (argc == 2 && strcmp(argv[1], "--help") != 0 &&
+		strcmp(argv[1], "--version") != 0 &&
+		strcmp(argv[1], "--json") != 0 &&
+		strcmp(argv[1], "--postfix") != 0)) {
+		fprintf(stderr,
+		    "sendq-showq: takes no options or arguments "
 		    "but --json or --postfix (see sendq-showq --help)\n");
 		return EX_USAGE;
 	}
@@ -147,7 +151,7 @@ main(int argc, char **argv)
 	}
 	if (argc == 2)
 		json = strcmp(argv[1], "--json") == 0 ? QUEUE_VIEW_JSON :
-		    QUEUE_VIEW_POSTFIX;
+							QUEUE_VIEW_POSTFIX;
 	if (config_load_file(path, &cfg, &err) != 0) {
 		fprintf(stderr, "sendq-showq: %s\n", err.msg);
 		return EX_CONFIG;

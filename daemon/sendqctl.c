@@ -32,20 +32,22 @@
 #include "spool.h"
 #include "util.h"
 
-#define SENDQCTL_TIMEOUT	120	/* seconds for each read or write */
-#define SENDQCTL_EXIT_FAILED	1
+#define SENDQCTL_TIMEOUT     120 /* seconds for each read or write */
+#define SENDQCTL_EXIT_FAILED 1
 
 struct sendqctl_cmd {
-	const char	*name;
-	int		 needs_id;
-	int		 offline;	/* works on the spool without sendqd */
-	const char	*help;
+	const char *name;
+	int         needs_id;
+	int         offline; /* works on the spool without sendqd */
+	const char *help;
 };
 
 static const struct sendqctl_cmd sendqctl_cmds[] = {
-	{ "status", 0, 0, "a check's verdict line, then per smarthost: "
+	{ "status", 0, 0,
+	    "a check's verdict line, then per smarthost: "
 	    "connections, queued, deferred, last error" },
-	{ "list", 0, 1, "every queued message: id, size, age, sender, "
+	{ "list", 0, 1,
+	    "every queued message: id, size, age, sender, "
 	    "recipients, state, error" },
 	{ "show", 1, 1, "one message: its whole envelope and its header" },
 	{ "flush", 0, 0, "try every queued message now (also sendq -q)" },
@@ -56,74 +58,77 @@ static const struct sendqctl_cmd sendqctl_cmds[] = {
 	{ "bounce", 1, 0, "fail a message now: bounce it to its sender" },
 	/* hold, release, delete and bounce also take ALL or a selection
 	 * instead of ID (sendqctl_check.h). */
-	{ "reload", 0, 0, "read the configuration again (as SIGHUP); says "
+	{ "reload", 0, 0,
+	    "read the configuration again (as SIGHUP); says "
 	    "why when it is refused" },
 };
 
-#define SENDQCTL_N_CMDS	(sizeof(sendqctl_cmds) / sizeof(sendqctl_cmds[0]))
+#define SENDQCTL_N_CMDS (sizeof(sendqctl_cmds) / sizeof(sendqctl_cmds[0]))
 
 static void
 sendqctl_usage(FILE *fp)
 {
-	char synopsis[32];
+	char   synopsis[32];
 	size_t i;
 
 	fprintf(fp,
-"usage: sendqctl [-C FILE] [--json] COMMAND [ID]\n"
-"       sendqctl [--json] status [--warn-age DURATION] [--max-age DURATION]\n"
-"       sendqctl [--json] delete|hold|release|bounce ID | ALL | SELECTION\n"
-"                [--dry-run]\n"
-"\n"
-"Commands:\n");
+	    "usage: sendqctl [-C FILE] [--json] COMMAND [ID]\n"
+	    "       sendqctl [--json] status [--warn-age DURATION] [--max-age DURATION]\n"
+	    "       sendqctl [--json] delete|hold|release|bounce ID | ALL | SELECTION\n"
+	    "                [--dry-run]\n"
+	    "\n"
+	    "Commands:\n");
 	for (i = 0; i < SENDQCTL_N_CMDS; i++) {
 		snprintf(synopsis, sizeof(synopsis), "%s%s",
-		    sendqctl_cmds[i].name, sendqctl_cmds[i].needs_id ? " ID" :
-		    "");
+		    sendqctl_cmds[i].name,
+		    sendqctl_cmds[i].needs_id ? " ID" : "");
 		fprintf(fp, "  %-12s %s\n", synopsis, sendqctl_cmds[i].help);
 	}
 	fprintf(fp,
-"  oauth init NAME    authorise OAuth smarthost NAME (device flow)\n"
-"  oauth status NAME  its refresh token and sendqd's last refresh\n"
-"\n"
-"Options:\n"
-"  -C FILE       configuration file (default " CONFIG_DEFAULT_PATH ")\n"
-"  --json        machine-readable output (JSON)\n"
-"  -h, --help    this text\n"
-"  -V, --version print the version\n"
-"\n"
-"status (a monitoring check: the first line is \"OK|WARNING|CRITICAL|UNKNOWN:\n"
-"SUMMARY | PERFDATA\", the exit status that of monitoring-plugins):\n"
-"  --warn-age DURATION  WARNING when the oldest message (not held) is older\n"
-"  --max-age DURATION   CRITICAL when it is older (DURATION: 90s, 15m, 2h, 1d)\n"
-"\n"
-"Selection of delete, hold, release and bounce (instead of one ID; ALL\n"
-"takes every queued message, the options narrow it and combine with AND):\n"
-"  --from ADDR          sender is ADDR (@DOMAIN: any sender at DOMAIN)\n"
-"  --to ADDR            a recipient is ADDR (@DOMAIN: any at DOMAIN)\n"
-"  --relay NAME         routed to smarthost NAME\n"
-"  --older-than DURATION  queued longer than DURATION\n"
-"  --dry-run, -n        list what would be affected, change nothing\n"
-"A message being delivered at that moment is skipped and listed as busy.\n"
-"\n"
-"The commands talk to sendqd over its control socket ([sendq]\n"
-"control_socket, default " CONFIG_DEFAULT_SOCKET ").  Everyone may\n"
-"list and show their own messages; status, every message and the commands\n"
-"that change the queue are for root, the user sendqd runs as and members\n"
-"of [sendq] admin_group.  When sendqd is not running, list and show read\n"
-"the spool directly (root and sendqd's user), and for anyone else list\n"
-"shows their own messages through the setgid helper sendq-showq; the\n"
-"other commands need the daemon.\n"
-"\n"
-"Exit status:\n"
-"  0   done (status: OK)\n"
-"  1   the command failed (for example: no such message); status: WARNING\n"
-"  2   status: CRITICAL (a smarthost DOWN or HELD, --max-age exceeded,\n"
-"      sendqd not running)\n"
-"  3   status: UNKNOWN (sendqd's answer could not be read)\n"
-"  64  usage error (unknown command, missing or malformed ID)\n"
-"  69  sendqd is not running (start it with systemctl start sendq)\n"
-"  77  permission denied (root, sendqd's user or admin_group only)\n"
-"  78  configuration error\n");
+	    "  oauth init NAME    authorise OAuth smarthost NAME (device flow)\n"
+	    "  oauth status NAME  its refresh token and sendqd's last refresh\n"
+	    "\n"
+	    "Options:\n"
+	    "  -C FILE       configuration file (default " CONFIG_DEFAULT_PATH
+	    ")\n"
+	    "  --json        machine-readable output (JSON)\n"
+	    "  -h, --help    this text\n"
+	    "  -V, --version print the version\n"
+	    "\n"
+	    "status (a monitoring check: the first line is \"OK|WARNING|CRITICAL|UNKNOWN:\n"
+	    "SUMMARY | PERFDATA\", the exit status that of monitoring-plugins):\n"
+	    "  --warn-age DURATION  WARNING when the oldest message (not held) is older\n"
+	    "  --max-age DURATION   CRITICAL when it is older (DURATION: 90s, 15m, 2h, 1d)\n"
+	    "\n"
+	    "Selection of delete, hold, release and bounce (instead of one ID; ALL\n"
+	    "takes every queued message, the options narrow it and combine with AND):\n"
+	    "  --from ADDR          sender is ADDR (@DOMAIN: any sender at DOMAIN)\n"
+	    "  --to ADDR            a recipient is ADDR (@DOMAIN: any at DOMAIN)\n"
+	    "  --relay NAME         routed to smarthost NAME\n"
+	    "  --older-than DURATION  queued longer than DURATION\n"
+	    "  --dry-run, -n        list what would be affected, change nothing\n"
+	    "A message being delivered at that moment is skipped and listed as busy.\n"
+	    "\n"
+	    "The commands talk to sendqd over its control socket ([sendq]\n"
+	    "control_socket, default " CONFIG_DEFAULT_SOCKET
+	    ").  Everyone may\n"
+	    "list and show their own messages; status, every message and the commands\n"
+	    "that change the queue are for root, the user sendqd runs as and members\n"
+	    "of [sendq] admin_group.  When sendqd is not running, list and show read\n"
+	    "the spool directly (root and sendqd's user), and for anyone else list\n"
+	    "shows their own messages through the setgid helper sendq-showq; the\n"
+	    "other commands need the daemon.\n"
+	    "\n"
+	    "Exit status:\n"
+	    "  0   done (status: OK)\n"
+	    "  1   the command failed (for example: no such message); status: WARNING\n"
+	    "  2   status: CRITICAL (a smarthost DOWN or HELD, --max-age exceeded,\n"
+	    "      sendqd not running)\n"
+	    "  3   status: UNKNOWN (sendqd's answer could not be read)\n"
+	    "  64  usage error (unknown command, missing or malformed ID)\n"
+	    "  69  sendqd is not running (start it with systemctl start sendq)\n"
+	    "  77  permission denied (root, sendqd's user or admin_group only)\n"
+	    "  78  configuration error\n");
 }
 
 static const struct sendqctl_cmd *
@@ -175,27 +180,32 @@ static int
 sendqctl_showq(struct buf *out, int json)
 {
 	struct sq_err err = { 0 };
-	int rc, status = 0;
+	int           rc, status = 0;
 
 	out->len = 0;
 	rc = queue_view_showq(json, out, &status, &err);
 	if (rc == -ENOENT) {
-		sendqctl_print_error("sendqd is not running, and only root "
+		sendqctl_print_error(
+		    "sendqd is not running, and only root "
 		    "and the user sendqd runs as may read the spool directly "
-		    "(start it with systemctl start sendq)", json);
+		    "(start it with systemctl start sendq)",
+		    json);
 		return EX_UNAVAILABLE;
 	}
 	if (rc != 0) {
 		sendqctl_print_error(err.msg, json);
 		return SENDQCTL_EXIT_FAILED;
 	}
-	if (status != 0) {	/* it printed why on standard error */
+	if (status != 0) { /* it printed why on standard error */
 		if (json)
-			sendqctl_print_error("sendqd is not running, and "
-			    "sendq-showq could not list the queue", json);
+			sendqctl_print_error(
+			    "sendqd is not running, and "
+			    "sendq-showq could not list the queue",
+			    json);
 		return SENDQCTL_EXIT_FAILED;
 	}
-	fprintf(stderr, "sendqctl: sendqd is not running: your messages, "
+	fprintf(stderr,
+	    "sendqctl: sendqd is not running: your messages, "
 	    "as sendq-showq lists them\n");
 	return sendqctl_print(out->data, out->len);
 }
@@ -206,15 +216,15 @@ sendqctl_offline(const struct sendqctl_cmd *cmd, const char *id, int json,
     const char *spool_dir)
 {
 	struct sq_err err = { 0 };
-	struct buf out;
-	long filter;
-	int rc, ex;
+	struct buf    out;
+	long          filter;
+	int           rc, ex;
 
 	filter = queue_view_own_filter(spool_dir);
 	buf_init(&out, QUEUE_VIEW_OUT_MAX);
 	if (strcmp(cmd->name, "list") == 0)
-		rc = queue_view_list(spool_dir, filter, json, NULL, NULL,
-		    &out, &err);
+		rc = queue_view_list(spool_dir, filter, json, NULL, NULL, &out,
+		    &err);
 	else
 		rc = queue_view_show(spool_dir, id, filter, json, NULL, NULL,
 		    &out, &err);
@@ -224,23 +234,25 @@ sendqctl_offline(const struct sendqctl_cmd *cmd, const char *id, int json,
 		buf_append_str(&out, json ? "[]\n" : "Mail queue is empty\n");
 		rc = 0;
 	}
-	if ((rc == -EACCES || rc == -EPERM) &&
-	    strcmp(cmd->name, "list") == 0) {
+	if ((rc == -EACCES || rc == -EPERM) && strcmp(cmd->name, "list") == 0) {
 		/* queue/ is for sendqd and the lister's group: the setgid
 		 * sendq-showq lists the caller's own messages. */
 		ex = sendqctl_showq(&out, json);
 	} else if (rc == -EACCES || rc == -EPERM) {
 		/* Bodies are sendqd's own (0600): only the daemon can
 		 * show a user their message. */
-		sendqctl_print_error("sendqd is not running, and only root "
+		sendqctl_print_error(
+		    "sendqd is not running, and only root "
 		    "and the user sendqd runs as may read the spool directly "
-		    "(start it with systemctl start sendq)", json);
+		    "(start it with systemctl start sendq)",
+		    json);
 		ex = EX_UNAVAILABLE;
 	} else if (rc != 0) {
 		sendqctl_print_error(err.msg, json);
 		ex = SENDQCTL_EXIT_FAILED;
 	} else {
-		fprintf(stderr, "sendqctl: sendqd is not running: reading the "
+		fprintf(stderr,
+		    "sendqctl: sendqd is not running: reading the "
 		    "spool directly\n");
 		ex = sendqctl_print(out.data, out.len);
 	}
@@ -252,7 +264,7 @@ sendqctl_offline(const struct sendqctl_cmd *cmd, const char *id, int json,
 static int
 sendqctl_answer(struct buf *out, int json)
 {
-	char *nl, *msg;
+	char  *nl, *msg;
 	size_t first;
 
 	nl = memchr(out->data, '\n', out->len);
@@ -264,8 +276,8 @@ sendqctl_answer(struct buf *out, int json)
 		msg = xstrndup(out->data + 7, first - 7);
 		sendqctl_print_error(msg, json);
 		free(msg);
-		if (first >= 7 + 18 && memcmp(out->data + 7,
-		    "permission denied:", 18) == 0)
+		if (first >= 7 + 18 &&
+		    memcmp(out->data + 7, "permission denied:", 18) == 0)
 			return EX_NOPERM;
 		return SENDQCTL_EXIT_FAILED;
 	}
@@ -290,12 +302,14 @@ sendqctl_main_opts(const struct sendqctl_cmd *cmd,
 
 	if ((o->max_age >= 0 || o->warn_age >= 0) &&
 	    strcmp(cmd->name, "status") != 0) {
-		fprintf(stderr, "sendqctl: --max-age and --warn-age are "
+		fprintf(stderr,
+		    "sendqctl: --max-age and --warn-age are "
 		    "options of status\n");
 		return EX_USAGE;
 	}
 	if ((o->n_select > 0 || o->dry_run) && !may_bulk) {
-		fprintf(stderr, "sendqctl: a selection (--from, --to, "
+		fprintf(stderr,
+		    "sendqctl: a selection (--from, --to, "
 		    "--relay, --older-than, --dry-run) is for delete, hold, "
 		    "release and bounce\n");
 		return EX_USAGE;
@@ -307,8 +321,10 @@ sendqctl_main_opts(const struct sendqctl_cmd *cmd,
 		return 0;
 	}
 	if (*id != NULL && (o->n_select > 0 || o->dry_run)) {
-		fprintf(stderr, "sendqctl: %s takes an ID or a selection, not "
-		    "both\n", cmd->name);
+		fprintf(stderr,
+		    "sendqctl: %s takes an ID or a selection, not "
+		    "both\n",
+		    cmd->name);
 		return EX_USAGE;
 	}
 	*bulk = *id == NULL && (o->n_select > 0 || o->dry_run);
@@ -320,12 +336,13 @@ static int
 sendqctl_oauth(const char *config_path, const char *const *args, int n)
 {
 	struct config *cfg = NULL;
-	struct sq_err err = { 0 };
-	int ex;
+	struct sq_err  err = { 0 };
+	int            ex;
 
-	if (n != 2 || (strcmp(args[0], "init") != 0 &&
-	    strcmp(args[0], "status") != 0)) {
-		fprintf(stderr, "sendqctl: usage: sendqctl oauth init|status "
+	if (n != 2 ||
+	    (strcmp(args[0], "init") != 0 && strcmp(args[0], "status") != 0)) {
+		fprintf(stderr,
+		    "sendqctl: usage: sendqctl oauth init|status "
 		    "NAME (see sendqctl --help)\n");
 		return EX_USAGE;
 	}
@@ -341,8 +358,8 @@ sendqctl_oauth(const char *config_path, const char *const *args, int n)
 /* What the command line asked for, besides the sendqctl_opts. */
 struct sendqctl_args {
 	const struct sendqctl_cmd *cmd;
-	const char *config_path, *id, *oauth_args[2];
-	int json, oauth, n_oauth;
+	const char                *config_path, *id, *oauth_args[2];
+	int                        json, oauth, n_oauth;
 };
 
 /* One word that is neither an option nor taken by sendqctl_opts: the
@@ -355,7 +372,8 @@ sendqctl_args_word(struct sendqctl_args *a, const char *w)
 
 	if (a->oauth) {
 		if (a->n_oauth == 2) {
-			fprintf(stderr, "sendqctl: too many arguments "
+			fprintf(stderr,
+			    "sendqctl: too many arguments "
 			    "for oauth (see sendqctl --help)\n");
 			return EX_USAGE;
 		}
@@ -369,15 +387,19 @@ sendqctl_args_word(struct sendqctl_args *a, const char *w)
 	if (a->cmd == NULL) {
 		if ((a->cmd = sendqctl_find(w)) == NULL) {
 			sq_printable(safe, sizeof(safe), w, strlen(w));
-			fprintf(stderr, "sendqctl: unknown command %s "
-			    "(see sendqctl --help)\n", safe);
+			fprintf(stderr,
+			    "sendqctl: unknown command %s "
+			    "(see sendqctl --help)\n",
+			    safe);
 			return EX_USAGE;
 		}
 	} else if (a->cmd->needs_id && a->id == NULL)
 		a->id = w;
 	else {
-		fprintf(stderr, "sendqctl: too many arguments for "
-		    "%s (see sendqctl --help)\n", a->cmd->name);
+		fprintf(stderr,
+		    "sendqctl: too many arguments for "
+		    "%s (see sendqctl --help)\n",
+		    a->cmd->name);
 		return EX_USAGE;
 	}
 	return -1;
@@ -390,7 +412,7 @@ sendqctl_args_parse(struct sendqctl_args *a, struct sendqctl_opts *opts,
     int argc, char **argv)
 {
 	char safe[64];
-	int i, rc;
+	int  i, rc;
 
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-h") == 0 ||
@@ -413,7 +435,8 @@ sendqctl_args_parse(struct sendqctl_args *a, struct sendqctl_opts *opts,
 			else if (i + 1 < argc)
 				a->config_path = argv[++i];
 			else {
-				fprintf(stderr, "sendqctl: -C needs a file "
+				fprintf(stderr,
+				    "sendqctl: -C needs a file "
 				    "name (see sendqctl --help)\n");
 				return EX_USAGE;
 			}
@@ -427,8 +450,10 @@ sendqctl_args_parse(struct sendqctl_args *a, struct sendqctl_opts *opts,
 		if (argv[i][0] == '-') {
 			sq_printable(safe, sizeof(safe), argv[i],
 			    strlen(argv[i]));
-			fprintf(stderr, "sendqctl: unknown option %s (see "
-			    "sendqctl --help)\n", safe);
+			fprintf(stderr,
+			    "sendqctl: unknown option %s (see "
+			    "sendqctl --help)\n",
+			    safe);
 			return EX_USAGE;
 		}
 		if ((rc = sendqctl_args_word(a, argv[i])) >= 0)
@@ -444,11 +469,11 @@ sendqctl_send(const struct sendqctl_args *a, struct sendqctl_opts *opts,
     int bulk, const struct config *cfg)
 {
 	const struct sendqctl_cmd *cmd = a->cmd;
-	const char *path = cfg->control_socket, *id = a->id;
-	struct sq_err err = { 0 };
-	struct buf out;
-	char *req;
-	int rc, ex, json = a->json;
+	const char                *path = cfg->control_socket, *id = a->id;
+	struct sq_err              err = { 0 };
+	struct buf                 out;
+	char                      *req;
+	int                        rc, ex, json = a->json;
 
 	if (bulk)
 		req = sendqctl_bulk_request(cmd->name, id != NULL, opts, json);
@@ -466,15 +491,19 @@ sendqctl_send(const struct sendqctl_args *a, struct sendqctl_opts *opts,
 		if (cmd->offline) {
 			ex = sendqctl_offline(cmd, id, json, cfg->spool_dir);
 		} else {
-			fprintf(stderr, "sendqctl: sendqd is not running "
+			fprintf(stderr,
+			    "sendqctl: sendqd is not running "
 			    "(start it with systemctl start sendq); no "
-			    "daemon listens on %s\n", path);
+			    "daemon listens on %s\n",
+			    path);
 			ex = EX_UNAVAILABLE;
 		}
 	} else if (rc == -EACCES || rc == -EPERM) {
-		fprintf(stderr, "sendqctl: %s (the control socket and its "
+		fprintf(stderr,
+		    "sendqctl: %s (the control socket and its "
 		    "directory must be open to every user: mode 0666 and "
-		    "0755)\n", err.msg);
+		    "0755)\n",
+		    err.msg);
 		ex = EX_NOPERM;
 	} else {
 		fprintf(stderr, "sendqctl: %s\n", err.msg);
@@ -488,11 +517,11 @@ int
 main(int argc, char **argv)
 {
 	struct sendqctl_args a = { .config_path = CONFIG_DEFAULT_PATH };
-	struct config *cfg = NULL;
-	struct sq_err err = { 0 };
+	struct config       *cfg = NULL;
+	struct sq_err        err = { 0 };
 	struct sendqctl_opts opts;
-	char safe[64];
-	int ex, bulk = 0;
+	char                 safe[64];
+	int                  ex, bulk = 0;
 
 	log_init("sendqctl", LOG_LEVEL_WARN);
 	sendqctl_opts_init(&opts);
@@ -507,14 +536,18 @@ main(int argc, char **argv)
 	if ((ex = sendqctl_main_opts(a.cmd, &opts, &a.id, &bulk)) != 0)
 		return ex;
 	if (a.cmd->needs_id && a.id == NULL && !bulk) {
-		fprintf(stderr, "sendqctl: %s needs a queue id (see sendqctl "
-		    "list)\n", a.cmd->name);
+		fprintf(stderr,
+		    "sendqctl: %s needs a queue id (see sendqctl "
+		    "list)\n",
+		    a.cmd->name);
 		return EX_USAGE;
 	}
 	if (a.id != NULL && !bulk && !spool_id_valid(a.id)) {
 		sq_printable(safe, sizeof(safe), a.id, strlen(a.id));
-		fprintf(stderr, "sendqctl: not a queue id: %s (31 characters "
-		    "0-9 A-F, as sendqctl list shows)\n", safe);
+		fprintf(stderr,
+		    "sendqctl: not a queue id: %s (31 characters "
+		    "0-9 A-F, as sendqctl list shows)\n",
+		    safe);
 		return EX_USAGE;
 	}
 

@@ -28,7 +28,7 @@
 #include "sendqctl_check.h"
 #include "util.h"
 
-#define SENDQCTL_CHECK_TIMEOUT	60	/* seconds per read or write */
+#define SENDQCTL_CHECK_TIMEOUT 60 /* seconds per read or write */
 
 void
 sendqctl_opts_init(struct sendqctl_opts *o)
@@ -42,8 +42,8 @@ sendqctl_opts_init(struct sendqctl_opts *o)
 long long
 sendqctl_parse_duration(const char *s)
 {
-	char digits[16];
-	size_t n = strlen(s), nd = strspn(s, "0123456789");
+	char      digits[16];
+	size_t    n = strlen(s), nd = strspn(s, "0123456789");
 	long long v;
 
 	/* config_value_duration's syntax, and weeks.  Ten digits or more
@@ -65,7 +65,7 @@ static const char *
 sendqctl_opt_value(const char *name, int argc, char **argv, int *i)
 {
 	const char *a = argv[*i];
-	size_t n = strlen(name);
+	size_t      n = strlen(name);
 
 	if (strncmp(a, name, n) != 0)
 		return NULL;
@@ -74,8 +74,10 @@ sendqctl_opt_value(const char *name, int argc, char **argv, int *i)
 	if (a[n] != '\0')
 		return NULL;
 	if (*i + 1 >= argc) {
-		fprintf(stderr, "sendqctl: %s needs a value (see sendqctl "
-		    "--help)\n", name);
+		fprintf(stderr,
+		    "sendqctl: %s needs a value (see sendqctl "
+		    "--help)\n",
+		    name);
 		return "";
 	}
 	return argv[++*i];
@@ -87,8 +89,10 @@ sendqctl_opt_duration(const char *name, const char *v, long long *out)
 	if (*v == '\0')
 		return -1;
 	if ((*out = sendqctl_parse_duration(v)) < 0) {
-		fprintf(stderr, "sendqctl: %s: not a duration (90s, 15m, 2h, "
-		    "1d)\n", name);
+		fprintf(stderr,
+		    "sendqctl: %s: not a duration (90s, 15m, 2h, "
+		    "1d)\n",
+		    name);
 		return -1;
 	}
 	return 1;
@@ -101,8 +105,10 @@ sendqctl_opt_word(const char *name, const char *v, const char **out,
 	if (*v == '\0')
 		return -1;
 	if (strpbrk(v, " \t\r\n") != NULL || strlen(v) > 320) {
-		fprintf(stderr, "sendqctl: %s: no spaces, at most 320 "
-		    "characters\n", name);
+		fprintf(stderr,
+		    "sendqctl: %s: no spaces, at most 320 "
+		    "characters\n",
+		    name);
 		return -1;
 	}
 	*out = v;
@@ -114,7 +120,7 @@ int
 sendqctl_opts_take(struct sendqctl_opts *o, int argc, char **argv, int *i)
 {
 	const char *v;
-	int rc;
+	int         rc;
 
 	if (strcmp(argv[*i], "--dry-run") == 0 || strcmp(argv[*i], "-n") == 0) {
 		o->dry_run = 1;
@@ -134,8 +140,7 @@ sendqctl_opts_take(struct sendqctl_opts *o, int argc, char **argv, int *i)
 	if ((v = sendqctl_opt_value("--to", argc, argv, i)) != NULL)
 		return sendqctl_opt_word("--to", v, &o->to, &o->n_select);
 	if ((v = sendqctl_opt_value("--relay", argc, argv, i)) != NULL)
-		return sendqctl_opt_word("--relay", v, &o->relay,
-		    &o->n_select);
+		return sendqctl_opt_word("--relay", v, &o->relay, &o->n_select);
 	return 0;
 }
 
@@ -143,18 +148,20 @@ sendqctl_opts_take(struct sendqctl_opts *o, int argc, char **argv, int *i)
 /* status */
 
 static const char *const sendqctl_check_names[] = {
-	"OK", "WARNING", "CRITICAL", "UNKNOWN",
+	"OK",
+	"WARNING",
+	"CRITICAL",
+	"UNKNOWN",
 };
 
-static void	sendqctl_problem(char *, size_t, const char *, ...)
-		    SQ_PRINTF(3, 4);
+static void sendqctl_problem(char *, size_t, const char *, ...) SQ_PRINTF(3, 4);
 
 /* Append "; " and a problem to the problems text. */
 static void
 sendqctl_problem(char *probs, size_t sz, const char *fmt, ...)
 {
 	va_list ap;
-	size_t n = strlen(probs);
+	size_t  n = strlen(probs);
 
 	if (n + 3 >= sz)
 		return;
@@ -169,26 +176,30 @@ sendqctl_problem(char *probs, size_t sz, const char *fmt, ...)
 
 /* The relays: counts, and each one down or held as a problem. */
 static int
-sendqctl_check_relays(json_object *hosts, char *probs, size_t sz,
-    int *up, int *total)
+sendqctl_check_relays(json_object *hosts, char *probs, size_t sz, int *up,
+    int *total)
 {
 	json_object *h, *v;
-	const char *name, *state, *why;
-	char reason[120];
-	size_t i, n;
-	int st = SENDQCTL_CHECK_OK;
+	const char  *name, *state, *why;
+	char         reason[120];
+	size_t       i, n;
+	int          st = SENDQCTL_CHECK_OK;
 
 	*up = *total = 0;
 	n = json_object_is_type(hosts, json_type_array) ?
-	    json_object_array_length(hosts) : 0;
+	    json_object_array_length(hosts) :
+	    0;
 	for (i = 0; i < n; i++) {
 		h = json_object_array_get_idx(hosts, i);
 		name = json_object_object_get_ex(h, "name", &v) ?
-		    json_object_get_string(v) : "?";
+		    json_object_get_string(v) :
+		    "?";
 		state = json_object_object_get_ex(h, "state", &v) ?
-		    json_object_get_string(v) : "?";
+		    json_object_get_string(v) :
+		    "?";
 		why = json_object_object_get_ex(h, "last_error", &v) ?
-		    json_object_get_string(v) : "";
+		    json_object_get_string(v) :
+		    "";
 		(*total)++;
 		if (strcmp(state, "up") == 0) {
 			(*up)++;
@@ -196,15 +207,15 @@ sendqctl_check_relays(json_object *hosts, char *probs, size_t sz,
 		}
 		st = SENDQCTL_CHECK_CRITICAL;
 		if (strcmp(state, "held") == 0) {
-			sendqctl_problem(probs, sz, "relay %s HELD (OAuth "
-			    "grant refused: sendqctl oauth init %s)", name,
-			    name);
+			sendqctl_problem(probs, sz,
+			    "relay %s HELD (OAuth "
+			    "grant refused: sendqctl oauth init %s)",
+			    name, name);
 			continue;
 		}
-		snprintf(reason, sizeof(reason), "%s", why != NULL &&
-		    why[0] != '\0' ? why : "no reply");
-		sendqctl_problem(probs, sz, "relay %s DOWN (%s)", name,
-		    reason);
+		snprintf(reason, sizeof(reason), "%s",
+		    why != NULL && why[0] != '\0' ? why : "no reply");
+		sendqctl_problem(probs, sz, "relay %s DOWN (%s)", name, reason);
 	}
 	return st;
 }
@@ -214,14 +225,15 @@ sendqctl_check_verdict(const char *json, long long now,
     const struct sendqctl_opts *o, char *line, size_t sz)
 {
 	json_object *root, *v, *hosts = NULL;
-	char probs[1024] = "", age[32], lim[32], old_txt[48] = "";
-	long long queued = 0, oldest = 0, secs = -1;
-	int st, up, total;
+	char         probs[1024] = "", age[32], lim[32], old_txt[48] = "";
+	long long    queued = 0, oldest = 0, secs = -1;
+	int          st, up, total;
 
 	root = json_tokener_parse(json);
 	if (root == NULL || !json_object_is_type(root, json_type_object)) {
 		json_object_put(root);
-		snprintf(line, sz, "UNKNOWN: sendqd's status could not be "
+		snprintf(line, sz,
+		    "UNKNOWN: sendqd's status could not be "
 		    "read");
 		return SENDQCTL_CHECK_UNKNOWN;
 	}
@@ -238,21 +250,25 @@ sendqctl_check_verdict(const char *json, long long now,
 	}
 	if (secs >= 0 && o->max_age >= 0 && secs > o->max_age) {
 		queue_view_age(lim, sizeof(lim), o->max_age);
-		sendqctl_problem(probs, sizeof(probs), "oldest message %s old "
-		    "(--max-age %s)", age, lim);
+		sendqctl_problem(probs, sizeof(probs),
+		    "oldest message %s old "
+		    "(--max-age %s)",
+		    age, lim);
 		st = SENDQCTL_CHECK_CRITICAL;
 	} else if (secs >= 0 && o->warn_age >= 0 && secs > o->warn_age) {
 		queue_view_age(lim, sizeof(lim), o->warn_age);
-		sendqctl_problem(probs, sizeof(probs), "oldest message %s old "
-		    "(--warn-age %s)", age, lim);
+		sendqctl_problem(probs, sizeof(probs),
+		    "oldest message %s old "
+		    "(--warn-age %s)",
+		    age, lim);
 		if (st < SENDQCTL_CHECK_WARNING)
 			st = SENDQCTL_CHECK_WARNING;
 	}
-	snprintf(line, sz, "%s: %s%s%lld queued%s, relays %d/%d up | "
+	snprintf(line, sz,
+	    "%s: %s%s%lld queued%s, relays %d/%d up | "
 	    "queued=%lld oldest=%llds relays_up=%d relays=%d",
 	    sendqctl_check_names[st], probs, probs[0] != '\0' ? "; " : "",
-	    queued, old_txt, up, total, queued, secs > 0 ? secs : 0, up,
-	    total);
+	    queued, old_txt, up, total, queued, secs > 0 ? secs : 0, up, total);
 	json_object_put(root);
 	return st;
 }
@@ -263,15 +279,17 @@ static int
 sendqctl_check_ask(const char *path, const char *req, struct buf *out)
 {
 	struct sq_err err = { 0 };
-	const char *msg;
-	char *nl;
-	int rc;
+	const char   *msg;
+	char         *nl;
+	int           rc;
 
 	rc = queue_view_request(path, req, SENDQCTL_CHECK_TIMEOUT, out, &err);
 	if (rc == -ENOENT || rc == -ECONNREFUSED) {
 		printf("CRITICAL: sendqd is not running (no daemon listens on "
-		    "%s)\n", path);
-		fprintf(stderr, "sendqctl: sendqd is not running (start it "
+		       "%s)\n",
+		    path);
+		fprintf(stderr,
+		    "sendqctl: sendqd is not running (start it "
 		    "with systemctl start sendq); no daemon listens on %s\n",
 		    path);
 		return SENDQCTL_CHECK_CRITICAL;
@@ -279,7 +297,7 @@ sendqctl_check_ask(const char *path, const char *req, struct buf *out)
 	if (rc != 0) {
 		printf("UNKNOWN: %s\n", err.msg);
 		return rc == -EACCES || rc == -EPERM ? EX_NOPERM :
-		    SENDQCTL_CHECK_UNKNOWN;
+						       SENDQCTL_CHECK_UNKNOWN;
 	}
 	if (out->len >= 3 && memcmp(out->data, "ok\n", 3) == 0) {
 		memmove(out->data, out->data + 3, out->len - 3);
@@ -296,7 +314,8 @@ sendqctl_check_ask(const char *path, const char *req, struct buf *out)
 		msg += 7;
 	printf("UNKNOWN: %s\n", msg);
 	fprintf(stderr, "sendqctl: %s\n", msg);
-	return strncmp(msg, "permission denied:", 18) == 0 ? EX_NOPERM :
+	return strncmp(msg, "permission denied:", 18) == 0 ?
+	    EX_NOPERM :
 	    SENDQCTL_CHECK_UNKNOWN;
 }
 
@@ -316,18 +335,18 @@ sendqctl_check_print_json(const char *json, int st, const char *line)
 	json_object_object_add(chk, "exit", json_object_new_int(st));
 	json_object_object_add(chk, "summary", json_object_new_string(line));
 	json_object_object_add(root, "check", chk);
-	printf("%s\n", json_object_to_json_string_ext(root,
-	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	printf("%s\n",
+	    json_object_to_json_string_ext(root,
+		JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(root);
 }
 
 int
-sendqctl_check_status(const char *path, int json,
-    const struct sendqctl_opts *o)
+sendqctl_check_status(const char *path, int json, const struct sendqctl_opts *o)
 {
 	struct buf out;
-	char line[2048];
-	int st, ex;
+	char       line[2048];
+	int        st, ex;
 
 	buf_init(&out, QUEUE_VIEW_OUT_MAX);
 	if ((ex = sendqctl_check_ask(path, "status --json", &out)) != 0) {
@@ -335,8 +354,8 @@ sendqctl_check_status(const char *path, int json,
 		return ex;
 	}
 	buf_append(&out, "", 1);
-	st = sendqctl_check_verdict(out.data, (long long)time(NULL), o,
-	    line, sizeof(line));
+	st = sendqctl_check_verdict(out.data, (long long)time(NULL), o, line,
+	    sizeof(line));
 	if (json) {
 		sendqctl_check_print_json(out.data, st, line);
 		buf_fini(&out);
@@ -357,15 +376,17 @@ sendqctl_check_status(const char *path, int json,
 /* Bulk commands */
 
 char *
-sendqctl_bulk_request(const char *cmd, int all,
-    const struct sendqctl_opts *o, int json)
+sendqctl_bulk_request(const char *cmd, int all, const struct sendqctl_opts *o,
+    int json)
 {
 	struct buf b;
-	char num[32], *s;
+	char       num[32], *s;
 
 	if (!all && o->n_select == 0) {
-		fprintf(stderr, "sendqctl: %s needs a queue id, ALL, or a "
-		    "selection (--from, --to, --relay, --older-than)\n", cmd);
+		fprintf(stderr,
+		    "sendqctl: %s needs a queue id, ALL, or a "
+		    "selection (--from, --to, --relay, --older-than)\n",
+		    cmd);
 		return NULL;
 	}
 	buf_init(&b, 4096);

@@ -42,7 +42,7 @@
 #include "util.h"
 
 /* Seconds to wait for sendqd's answer to oauth-status. */
-#define SENDQCTL_OAUTH_TIMEOUT	10
+#define SENDQCTL_OAUTH_TIMEOUT 10
 
 /* POST form to url, parse, classify.  *r is filled when it parsed. */
 static enum oauth_class
@@ -50,9 +50,9 @@ sendqctl_oauth_post(const struct config_smarthost *sh, const char *url,
     const char *const *form, struct oauth_resp *r, char *why, size_t whysz)
 {
 	struct oauth_http_result h;
-	struct sq_err err = { 0, "" };
-	enum oauth_class cls;
-	int parsed = 0;
+	struct sq_err            err = { 0, "" };
+	enum oauth_class         cls;
+	int                      parsed = 0;
 
 	memset(r, 0, sizeof(*r));
 	oauth_http_post_sync(url, form, sh->oauth_ca_file, 0, &h);
@@ -69,14 +69,14 @@ sendqctl_oauth_post(const struct config_smarthost *sh, const char *url,
 		snprintf(why, whysz, "HTTP %ld: %s", h.status, err.msg);
 	else
 		snprintf(why, whysz, "HTTP %ld", h.status);
-	free((void *)h.body);	/* malloc'ed: oauth_http.h */
+	free((void *)h.body); /* malloc'ed: oauth_http.h */
 	return cls;
 }
 
 static void
 sendqctl_oauth_sleep_until(int64_t when_ms)
 {
-	int64_t left;
+	int64_t         left;
 	struct timespec ts;
 
 	while ((left = when_ms - sq_now_ms()) > 0) {
@@ -92,10 +92,10 @@ sendqctl_oauth_poll(const struct config_smarthost *sh, const char *code,
     const struct oauth_resp *a, const char *secret, struct oauth_resp *tok)
 {
 	struct oauth_device d;
-	enum oauth_class cls;
-	const char *form[10];
-	char why[512];
-	size_t n = 0;
+	enum oauth_class    cls;
+	const char         *form[10];
+	char                why[512];
+	size_t              n = 0;
 
 	form[n++] = "grant_type";
 	form[n++] = "urn:ietf:params:oauth:grant-type:device_code";
@@ -116,7 +116,8 @@ sendqctl_oauth_poll(const struct config_smarthost *sh, const char *code,
 		switch (oauth_device_step(&d, cls, sq_now_ms())) {
 		case OAUTH_DEVICE_DONE:
 			if (tok->refresh_token == NULL) {
-				fprintf(stderr, "sendqctl: the token endpoint "
+				fprintf(stderr,
+				    "sendqctl: the token endpoint "
 				    "gave no refresh token (is offline_access "
 				    "in oauth_scope?)\n");
 				oauth_resp_fini(tok);
@@ -126,11 +127,13 @@ sendqctl_oauth_poll(const struct config_smarthost *sh, const char *code,
 		case OAUTH_DEVICE_WAIT:
 			if (cls == OAUTH_SLOW_DOWN)
 				printf("(the server asks to poll more slowly: "
-				    "every %lld s)\n",
+				       "every %lld s)\n",
 				    (long long)(d.interval_ms / 1000));
 			else if (cls == OAUTH_TEMPFAIL)
-				fprintf(stderr, "sendqctl: %s (still "
-				    "polling)\n", why);
+				fprintf(stderr,
+				    "sendqctl: %s (still "
+				    "polling)\n",
+				    why);
 			fflush(stdout);
 			oauth_resp_fini(tok);
 			break;
@@ -145,21 +148,21 @@ sendqctl_oauth_poll(const struct config_smarthost *sh, const char *code,
 }
 
 static int
-sendqctl_oauth_init(const struct config *cfg,
-    const struct config_smarthost *sh)
+sendqctl_oauth_init(const struct config *cfg, const struct config_smarthost *sh)
 {
-	const char *state = cfg->state_dir != NULL ? cfg->state_dir :
-	    CONFIG_DEFAULT_STATE_DIR;
+	const char       *state = cfg->state_dir != NULL ? cfg->state_dir :
+							   CONFIG_DEFAULT_STATE_DIR;
 	struct oauth_resp a, tok;
-	struct secret *cs = NULL;
-	struct sq_err err = { 0, "" };
-	const char *form[8];
-	char why[512];
-	size_t n = 0;
-	int rc;
+	struct secret    *cs = NULL;
+	struct sq_err     err = { 0, "" };
+	const char       *form[8];
+	char              why[512];
+	size_t            n = 0;
+	int               rc;
 
 	if (sh->oauth_device_endpoint == NULL) {
-		fprintf(stderr, "sendqctl: [smarthost %s] has no "
+		fprintf(stderr,
+		    "sendqctl: [smarthost %s] has no "
 		    "oauth_device_endpoint (set it, or oauth_provider)\n",
 		    sh->name);
 		return EX_CONFIG;
@@ -183,17 +186,20 @@ sendqctl_oauth_init(const struct config *cfg,
 	}
 	form[n] = NULL;
 	if (sendqctl_oauth_post(sh, sh->oauth_device_endpoint, form, &a, why,
-	    sizeof(why)) != OAUTH_OK || a.device_code == NULL ||
-	    a.user_code == NULL || a.verification_uri == NULL) {
-		fprintf(stderr, "sendqctl: device authorization request to %s "
-		    "failed: %s\n", sh->oauth_device_endpoint, why);
+		sizeof(why)) != OAUTH_OK ||
+	    a.device_code == NULL || a.user_code == NULL ||
+	    a.verification_uri == NULL) {
+		fprintf(stderr,
+		    "sendqctl: device authorization request to %s "
+		    "failed: %s\n",
+		    sh->oauth_device_endpoint, why);
 		oauth_resp_fini(&a);
 		secret_free(cs);
 		return 1;
 	}
 	printf("To authorise sendq for [smarthost %s], open\n  %s\nand "
-	    "enter the code\n  %s\n", sh->name, a.verification_uri,
-	    a.user_code);
+	       "enter the code\n  %s\n",
+	    sh->name, a.verification_uri, a.user_code);
 	if (a.verification_uri_complete != NULL)
 		printf("(or open %s)\n", a.verification_uri_complete);
 	printf("Waiting for the authorisation...\n");
@@ -211,7 +217,8 @@ sendqctl_oauth_init(const struct config *cfg,
 		return rc == -EACCES ? EX_NOPERM : EX_CANTCREAT;
 	}
 	printf("Authorised: the refresh token is stored in %s/oauth/%s; "
-	    "sendqd uses it from now on.\n", state, sh->name);
+	       "sendqd uses it from now on.\n",
+	    state, sh->name);
 	return 0;
 }
 
@@ -225,8 +232,7 @@ sendqctl_oauth_time(const char *label, long long t)
 		return;
 	}
 	queue_view_time(when, sizeof(when), t);
-	printf("%s: %s (%llds ago)\n", label, when,
-	    (long long)time(NULL) - t);
+	printf("%s: %s (%llds ago)\n", label, when, (long long)time(NULL) - t);
 }
 
 /* Print the key=value status lines of f (NAME.status, or sendqd's answer
@@ -235,7 +241,7 @@ static int
 sendqctl_oauth_print(FILE *f, const struct config_smarthost *sh)
 {
 	char line[700], *eq;
-	int ex = 0;
+	int  ex = 0;
 
 	while (fgets(line, sizeof(line), f) != NULL) {
 		line[strcspn(line, "\n")] = '\0';
@@ -248,21 +254,22 @@ sendqctl_oauth_print(FILE *f, const struct config_smarthost *sh)
 				    atoll(eq));
 			else
 				printf("refresh token: none (run sendqctl "
-				    "oauth init %s)\n", sh->name);
+				       "oauth init %s)\n",
+				    sh->name);
 		} else if (strcmp(line, "last_refresh") == 0)
 			sendqctl_oauth_time("last refresh", atoll(eq));
 		else if (strcmp(line, "last_result") == 0)
 			printf("last result: %s\n", eq);
 		else if (strcmp(line, "access_token_obtained") == 0)
-			sendqctl_oauth_time("access token obtained",
-			    atoll(eq));
+			sendqctl_oauth_time("access token obtained", atoll(eq));
 		else if (strcmp(line, "access_token_expires") == 0 &&
 		    atoll(eq) > 0)
 			printf("access token expires in: %llds\n",
 			    atoll(eq) - (long long)time(NULL));
 		else if (strcmp(line, "held") == 0 && strcmp(eq, "1") == 0) {
 			printf("HELD: its mail waits for sendqctl oauth init "
-			    "%s\n", sh->name);
+			       "%s\n",
+			    sh->name);
 			ex = 2;
 		} else if (strcmp(line, "held_reason") == 0 && eq[0] != '\0')
 			printf("held because: %s\n", eq);
@@ -276,25 +283,26 @@ sendqctl_oauth_print(FILE *f, const struct config_smarthost *sh)
  * administrative request).  Returns the exit code.
  */
 static int
-sendqctl_oauth_ask(const struct config *cfg,
-    const struct config_smarthost *sh)
+sendqctl_oauth_ask(const struct config *cfg, const struct config_smarthost *sh)
 {
-	const char *path = cfg->control_socket;
+	const char   *path = cfg->control_socket;
 	struct sq_err err = { 0, "" };
-	struct buf out;
-	char *req;
-	FILE *f;
-	int rc, ex;
+	struct buf    out;
+	char         *req;
+	FILE         *f;
+	int           rc, ex;
 
 	req = xasprintf("oauth-status %s", sh->name);
 	buf_init(&out, QUEUE_VIEW_OUT_MAX);
 	rc = queue_view_request(path, req, SENDQCTL_OAUTH_TIMEOUT, &out, &err);
 	free(req);
 	if (rc != 0) {
-		fprintf(stderr, "sendqctl: cannot read %s/oauth (root or "
+		fprintf(stderr,
+		    "sendqctl: cannot read %s/oauth (root or "
 		    "sendqd's user only) and cannot ask sendqd: %s\n",
 		    cfg->state_dir != NULL ? cfg->state_dir :
-		    CONFIG_DEFAULT_STATE_DIR, err.msg);
+					     CONFIG_DEFAULT_STATE_DIR,
+		    err.msg);
 		buf_fini(&out);
 		return EX_NOPERM;
 	}
@@ -302,7 +310,9 @@ sendqctl_oauth_ask(const struct config *cfg,
 		fprintf(stderr, "sendqctl: %.*s", (int)out.len,
 		    (const char *)out.data);
 		ex = memmem(out.data, out.len, "permission denied", 17) !=
-		    NULL ? EX_NOPERM : 1;
+			NULL ?
+		    EX_NOPERM :
+		    1;
 		buf_fini(&out);
 		return ex;
 	}
@@ -318,14 +328,14 @@ sendqctl_oauth_ask(const struct config *cfg,
 
 static int
 sendqctl_oauth_status(const struct config *cfg,
-    const struct config_smarthost *sh)
+    const struct config_smarthost         *sh)
 {
 	const char *state = cfg->state_dir != NULL ? cfg->state_dir :
-	    CONFIG_DEFAULT_STATE_DIR;
-	char *path;
+						     CONFIG_DEFAULT_STATE_DIR;
+	char       *path;
 	struct stat st;
-	FILE *f;
-	int ex = 0;
+	FILE       *f;
+	int         ex = 0;
 
 	path = xasprintf("%s/oauth/%s", state, sh->name);
 	if (stat(path, &st) == -1 && errno == EACCES) {
@@ -338,7 +348,8 @@ sendqctl_oauth_status(const struct config *cfg,
 	    sh->oauth_token_endpoint);
 	if (stat(path, &st) == -1) {
 		printf("refresh token: none (%s; run sendqctl oauth init "
-		    "%s)\n", strerror(errno), sh->name);
+		       "%s)\n",
+		    strerror(errno), sh->name);
 		ex = 1;
 	} else
 		sendqctl_oauth_time("refresh token stored",
@@ -358,19 +369,19 @@ sendqctl_oauth_status(const struct config *cfg,
 }
 
 int
-sendqctl_oauth_main(const struct config *cfg, const char *sub,
-    const char *name)
+sendqctl_oauth_main(const struct config *cfg, const char *sub, const char *name)
 {
 	const struct config_smarthost *sh = NULL;
-	size_t i;
+	size_t                         i;
 
 	for (i = 0; i < cfg->n_smarthosts; i++)
 		if (strcmp(cfg->smarthosts[i].name, name) == 0)
 			sh = &cfg->smarthosts[i];
 	if (sh == NULL || !sh->oauth) {
-		fprintf(stderr, "sendqctl: %s: no [smarthost %s] with "
-		    "oauth_provider or oauth_token_endpoint in %s\n", name,
-		    name, cfg->path);
+		fprintf(stderr,
+		    "sendqctl: %s: no [smarthost %s] with "
+		    "oauth_provider or oauth_token_endpoint in %s\n",
+		    name, name, cfg->path);
 		return EX_USAGE;
 	}
 	if (strcmp(sub, "init") == 0)

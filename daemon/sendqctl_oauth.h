@@ -10,7 +10,7 @@
 
 /* sub: "init" or "status".  Returns the exit code (0 done, 1 failed, 2
  * status: held, EX_* as sendqctl's usage says). */
-int	sendqctl_oauth_main(const struct config *cfg, const char *sub,
-	    const char *name);
+int sendqctl_oauth_main(const struct config *cfg, const char *sub,
+    const char *name);
 
 #endif

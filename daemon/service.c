@@ -28,20 +28,20 @@
 #include "util.h"
 
 /* journald's native socket (systemd-journald.socket). */
-#define SERVICE_JOURNAL_SOCKET	"/run/systemd/journal/socket"
+#define SERVICE_JOURNAL_SOCKET "/run/systemd/journal/socket"
 
-#define SERVICE_STATUS_MAX	512
+#define SERVICE_STATUS_MAX 512
 
 struct service {
-	struct event_base	*base;
-	service_status_fn	 status_fn;
-	void			*status_arg;
-	struct event		*watchdog_ev;
-	struct event		*status_ev;
-	int			 active;	/* NOTIFY_SOCKET is set */
-	int			 warned;
-	int			 stopping;
-	char			 last_status[SERVICE_STATUS_MAX];
+	struct event_base *base;
+	service_status_fn  status_fn;
+	void              *status_arg;
+	struct event      *watchdog_ev;
+	struct event      *status_ev;
+	int                active; /* NOTIFY_SOCKET is set */
+	int                warned;
+	int                stopping;
+	char               last_status[SERVICE_STATUS_MAX];
 };
 
 int
@@ -122,7 +122,7 @@ static struct event *
 service_timer(struct service *sv, uint64_t usec, event_callback_fn cb)
 {
 	struct timeval tv;
-	struct event *ev;
+	struct event  *ev;
 
 	ev = event_new(sv->base, -1, EV_PERSIST, cb, sv);
 	if (ev == NULL)
@@ -137,7 +137,7 @@ struct service *
 service_new(struct event_base *base, service_status_fn status, void *arg)
 {
 	struct service *sv;
-	uint64_t usec = 0;
+	uint64_t        usec = 0;
 
 	sv = xcalloc(1, sizeof(*sv));
 	sv->base = base;
@@ -167,12 +167,12 @@ void
 service_reloading(struct service *sv)
 {
 	struct timespec ts;
-	char msg[128];
+	char            msg[128];
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
 	    (unsigned long long)ts.tv_sec * 1000000ULL +
-	    (unsigned long long)ts.tv_nsec / 1000ULL);
+		(unsigned long long)ts.tv_nsec / 1000ULL);
 	service_send(sv, msg);
 }
 
@@ -203,9 +203,9 @@ service_journal_send(int priority, const char *message, const char *queue_id,
     const char *relay, const char *result)
 {
 	struct iovec iov[6];
-	char *f[6];
-	size_t n = 0, i;
-	int rc;
+	char        *f[6];
+	size_t       n = 0, i;
+	int          rc;
 
 	/* sd_journal_sendv() succeeds silently without a journald: then
 	 * the line goes to stderr (the journal stream or a file). */

@@ -23,7 +23,7 @@ struct event_base;
 struct service;
 
 /* The first inherited socket of socket activation (SD_LISTEN_FDS_START). */
-#define SERVICE_LISTEN_FDS_START	3
+#define SERVICE_LISTEN_FDS_START 3
 
 /*
  * The number of sockets systemd handed over (fds SERVICE_LISTEN_FDS_START
@@ -31,13 +31,13 @@ struct service;
  * is not ours, or nothing is set).  LISTEN_PID, LISTEN_FDS and
  * LISTEN_FDNAMES are removed from the environment.  At most max.
  */
-int	service_listen_fds(int max);
+int service_listen_fds(int max);
 
 /*
  * Writes a one-line STATUS= text (queue depth, relay states) into buf
  * (size len, NUL-terminated).  Called from the event loop.
  */
-typedef void	(*service_status_fn)(void *arg, char *buf, size_t len);
+typedef void (*service_status_fn)(void *arg, char *buf, size_t len);
 
 /*
  * Start talking to the service manager: arms the watchdog when
@@ -45,23 +45,23 @@ typedef void	(*service_status_fn)(void *arg, char *buf, size_t len);
  * is not NULL.  Never fails (out of memory is fatal).  Free with
  * service_free().
  */
-struct service	*service_new(struct event_base *base, service_status_fn status,
-		    void *arg);
+struct service *
+service_new(struct event_base *base, service_status_fn status, void *arg);
 
 /* READY=1 with the current STATUS=: the spool is recovered and the
  * listeners are up. */
-void	service_ready(struct service *sv);
+void service_ready(struct service *sv);
 
 /* RELOADING=1 with MONOTONIC_USEC= (now, CLOCK_MONOTONIC): a reload
  * starts.  Finish it with service_ready(). */
-void	service_reloading(struct service *sv);
+void service_reloading(struct service *sv);
 
 /* STOPPING=1 with STATUS=text: the daemon shuts down.  The STATUS= poll
  * stops; the watchdog keeps pinging until service_free(). */
-void	service_stopping(struct service *sv, const char *text);
+void service_stopping(struct service *sv, const char *text);
 
 /* Stop the timers and free; NULL accepted. */
-void	service_free(struct service *sv);
+void service_free(struct service *sv);
 
 /*
  * log.h's structured sink (log_set_structured): the event to the journal
@@ -70,7 +70,7 @@ void	service_free(struct service *sv);
  * log_event then writes the line to stderr as usual).  Does not block
  * for long (a datagram to journald).
  */
-int	service_journal_send(int priority, const char *message,
-	    const char *queue_id, const char *relay, const char *result);
+int service_journal_send(int priority, const char *message,
+    const char *queue_id, const char *relay, const char *result);
 
 #endif

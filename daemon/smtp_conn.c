@@ -70,24 +70,24 @@
 #include "tls.h"
 #include "util.h"
 
-#define SMTP_CONN_READ_SIZE	4096
-#define SMTP_CONN_BODY_CHUNK	(64 * 1024)
+#define SMTP_CONN_READ_SIZE  4096
+#define SMTP_CONN_BODY_CHUNK (64 * 1024)
 /* Feed more body only below this much pending output.  With dot-stuffing
  * and CRLF normalisation a chunk at most doubles, so the proto's output
  * never holds more than LOWAT + 2 * CHUNK. */
-#define SMTP_CONN_BODY_LOWAT	SMTP_PROTO_OUT_WATERMARK
+#define SMTP_CONN_BODY_LOWAT SMTP_PROTO_OUT_WATERMARK
 /* SCRAM client nonce: 18 random bytes as 24 base64 characters. */
-#define SMTP_CONN_NONCE_RAW	18
-#define SMTP_CONN_NONCE_LEN	24
+#define SMTP_CONN_NONCE_RAW 18
+#define SMTP_CONN_NONCE_LEN 24
 /* RFC 5321 4.5.3.2 defaults (connect and TLS: ours), in seconds. */
-#define SMTP_CONN_DEF_CONNECT	30
-#define SMTP_CONN_DEF_TLS	60
-#define SMTP_CONN_DEF_GREETING	300
-#define SMTP_CONN_DEF_COMMAND	300
+#define SMTP_CONN_DEF_CONNECT    30
+#define SMTP_CONN_DEF_TLS        60
+#define SMTP_CONN_DEF_GREETING   300
+#define SMTP_CONN_DEF_COMMAND    300
 #define SMTP_CONN_DEF_DATA_BLOCK 180
-#define SMTP_CONN_DEF_DATA_END	600
-#define SMTP_CONN_DEF_SESSION	1800
-#define SMTP_CONN_QUIT_SECS	10
+#define SMTP_CONN_DEF_DATA_END   600
+#define SMTP_CONN_DEF_SESSION    1800
+#define SMTP_CONN_QUIT_SECS      10
 
 enum smtp_conn_state {
 	SMTP_CONN_S_START,
@@ -95,8 +95,8 @@ enum smtp_conn_state {
 	SMTP_CONN_S_CONNECT,
 	SMTP_CONN_S_TLS,
 	SMTP_CONN_S_SESSION,
-	SMTP_CONN_S_QUIT,	/* smtp_conn_close(): QUIT, then free */
-	SMTP_CONN_S_DEAD,	/* waiting for the deferred free */
+	SMTP_CONN_S_QUIT, /* smtp_conn_close(): QUIT, then free */
+	SMTP_CONN_S_DEAD, /* waiting for the deferred free */
 };
 
 enum smtp_conn_phase {
@@ -132,94 +132,102 @@ static const char *const smtp_conn_phases[SMTP_CONN_PH_COUNT] = {
 /* Commands whose name may appear in timeout messages (never arguments:
  * AUTH continuation lines carry secrets). */
 static const char *const smtp_conn_verbs[] = {
-	"EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA", "BDAT",
-	"RSET", "NOOP", "QUIT",
+	"EHLO",
+	"HELO",
+	"STARTTLS",
+	"AUTH",
+	"MAIL",
+	"RCPT",
+	"DATA",
+	"BDAT",
+	"RSET",
+	"NOOP",
+	"QUIT",
 };
 
 /* The resolver's callback argument: cut loose (c = NULL) when the
  * connection goes away first, so the connection can be freed at once. */
 struct smtp_conn_dns {
-	struct smtp_conn	*c;
+	struct smtp_conn *c;
 };
 
 struct smtp_conn {
-	struct event_base		*base;
-	struct evdns_base		*dns;
-	struct smtp_conn_callbacks	 cb;
-	void				*arg;
+	struct event_base         *base;
+	struct evdns_base         *dns;
+	struct smtp_conn_callbacks cb;
+	void                      *arg;
 
-	char			*name;		/* smarthost (logs) */
-	char			*host;		/* without [] */
-	unsigned		 port;
-	enum config_tls		 tls_mode;
-	struct tls_ctx		*tls_ctx;
-	char			*ehlo_name;
-	enum sasl_mech	 auth;
-	char			*auth_user;
-	struct secret		*secret;	/* until smtp_proto_new */
-	int			 secret_failed;	/* see last_err */
-	struct authsrc		*authsrc;	/* NULL: secret_load() */
-	const struct config_smarthost *sh;	/* for authsrc_get() */
-	struct authsrc_req	*auth_req;	/* waiting for the secret */
-	int			 auth_refreshable; /* OAuth: may force */
-	int			 auth_forced;	/* the one forced refresh
+	char                          *name; /* smarthost (logs) */
+	char                          *host; /* without [] */
+	unsigned                       port;
+	enum config_tls                tls_mode;
+	struct tls_ctx                *tls_ctx;
+	char                          *ehlo_name;
+	enum sasl_mech                 auth;
+	char                          *auth_user;
+	struct secret                 *secret;        /* until smtp_proto_new */
+	int                            secret_failed; /* see last_err */
+	struct authsrc                *authsrc;       /* NULL: secret_load() */
+	const struct config_smarthost *sh;            /* for authsrc_get() */
+	struct authsrc_req            *auth_req; /* waiting for the secret */
+	int                            auth_refreshable; /* OAuth: may force */
+	int                            auth_forced; /* the one forced refresh
 						 * was done */
 
-	unsigned		 secs[SMTP_CONN_PH_COUNT]; /* 0: none */
-	unsigned		 session_max;
-	struct event		*ev_deadline;	/* session_max */
-	int			 deadline_msg;	/* for a message, not
+	unsigned      secs[SMTP_CONN_PH_COUNT]; /* 0: none */
+	unsigned      session_max;
+	struct event *ev_deadline;  /* session_max */
+	int           deadline_msg; /* for a message, not
 						 * the session set-up */
 
-	enum smtp_conn_state	 state;
-	enum smtp_conn_phase	 phase;
-	char			 verb[12];	/* last command sent */
-	int			 at_line_start;	/* output boundary */
-	int			 user_closed;	/* no more callbacks */
+	enum smtp_conn_state state;
+	enum smtp_conn_phase phase;
+	char                 verb[12];      /* last command sent */
+	int                  at_line_start; /* output boundary */
+	int                  user_closed;   /* no more callbacks */
 
 	struct evdns_getaddrinfo_request *dns_req;
-	struct smtp_conn_dns	*dns_holder;	/* with dns_req */
-	struct evutil_addrinfo	*ai;
-	struct evutil_addrinfo	*ai_cur;
-	char			 addr[64];	/* "127.0.0.1:25" */
-	char			 last_err[256];
+	struct smtp_conn_dns             *dns_holder; /* with dns_req */
+	struct evutil_addrinfo           *ai;
+	struct evutil_addrinfo           *ai_cur;
+	char                              addr[64]; /* "127.0.0.1:25" */
+	char                              last_err[256];
 
-	int			 fd;
-	struct tls_session	*tls;
-	int			 tls_on;	/* transport is TLS */
-	int			 read_wants_write;
-	int			 write_wants_read;
-	struct event		*ev_read;
-	struct event		*ev_write;
-	struct event		*ev_timer;
-	struct event		*ev_pump;
-	struct event		*ev_free;
+	int                 fd;
+	struct tls_session *tls;
+	int                 tls_on; /* transport is TLS */
+	int                 read_wants_write;
+	int                 write_wants_read;
+	struct event       *ev_read;
+	struct event       *ev_write;
+	struct event       *ev_timer;
+	struct event       *ev_pump;
+	struct event       *ev_free;
 
-	struct smtp_proto	*proto;
-	int			 ready;		/* idle after READY */
+	struct smtp_proto *proto;
+	int                ready; /* idle after READY */
 
-	int			 msg_active;
+	int                      msg_active;
 	struct smtp_conn_message msg;
-	struct retry_fact	*rcpt_fact;	/* per recipient */
-	char			**rcpt_reply;	/* per recipient, or NULL */
-	off_t			 body_off;
-	int			 body_done;
-	char			*body_buf;
+	struct retry_fact       *rcpt_fact;  /* per recipient */
+	char                   **rcpt_reply; /* per recipient, or NULL */
+	off_t                    body_off;
+	int                      body_done;
+	char                    *body_buf;
 
-	char			 rbuf[SMTP_CONN_READ_SIZE];
+	char rbuf[SMTP_CONN_READ_SIZE];
 };
 
-static void	smtp_conn_run(struct smtp_conn *);
-static void	smtp_conn_fail(struct smtp_conn *, enum retry_event,
-		    const char *, ...) SQ_PRINTF(3, 4);
-static void	smtp_conn_fail_fact(struct smtp_conn *,
-		    const struct retry_fact *, const char *, ...)
-		    SQ_PRINTF(3, 4);
-static enum retry_phase	smtp_conn_where(const struct smtp_conn *);
-static void	smtp_conn_fail_held(struct smtp_conn *, const char *, ...)
-		    SQ_PRINTF(2, 3);
-static int	smtp_conn_auth_retry(struct smtp_conn *, const char *);
-static void	smtp_conn_resolve(struct smtp_conn *);
+static void smtp_conn_run(struct smtp_conn *);
+static void smtp_conn_fail(struct smtp_conn *, enum retry_event, const char *,
+    ...) SQ_PRINTF(3, 4);
+static void smtp_conn_fail_fact(struct smtp_conn *, const struct retry_fact *,
+    const char *, ...) SQ_PRINTF(3, 4);
+static enum retry_phase smtp_conn_where(const struct smtp_conn *);
+static void
+smtp_conn_fail_held(struct smtp_conn *, const char *, ...) SQ_PRINTF(2, 3);
+static int  smtp_conn_auth_retry(struct smtp_conn *, const char *);
+static void smtp_conn_resolve(struct smtp_conn *);
 
 static int
 smtp_conn_alive(const struct smtp_conn *c)
@@ -323,19 +331,17 @@ smtp_conn_result_init(struct smtp_conn *c, struct smtp_conn_result *r,
 	r->fact = *fact;
 	sq_printable(r->reply, sizeof(r->reply), text, strlen(text));
 	snprintf(r->tls, sizeof(r->tls), "%s", tls_describe(c->tls));
-	snprintf(r->verify, sizeof(r->verify), "%s",
-	    tls_verify_result(c->tls));
+	snprintf(r->verify, sizeof(r->verify), "%s", tls_verify_result(c->tls));
 }
 
 /* The connection failed with fact f: on_closed once, then free.  A
  * message in flight reports its recipients' RCPT facts too.  held: the
  * OAuth grant is refused (auth_held; f is then only for logs). */
-static void SQ_PRINTF(4, 0)
-smtp_conn_fail_v(struct smtp_conn *c, const struct retry_fact *f, int held,
-    const char *fmt, va_list ap)
+static void SQ_PRINTF(4, 0) smtp_conn_fail_v(struct smtp_conn *c,
+    const struct retry_fact *f, int held, const char *fmt, va_list ap)
 {
 	struct smtp_conn_result r;
-	char text[512];
+	char                    text[512];
 
 	if (c->state == SMTP_CONN_S_DEAD)
 		return;
@@ -362,11 +368,10 @@ smtp_conn_fail_v(struct smtp_conn *c, const struct retry_fact *f, int held,
 
 /* A failure without a server reply: event ev where the connection is. */
 static void
-smtp_conn_fail(struct smtp_conn *c, enum retry_event ev, const char *fmt,
-    ...)
+smtp_conn_fail(struct smtp_conn *c, enum retry_event ev, const char *fmt, ...)
 {
 	struct retry_fact f;
-	va_list ap;
+	va_list           ap;
 
 	memset(&f, 0, sizeof(f));
 	f.phase = smtp_conn_where(c);
@@ -393,7 +398,7 @@ static void
 smtp_conn_fail_held(struct smtp_conn *c, const char *fmt, ...)
 {
 	struct retry_fact f;
-	va_list ap;
+	va_list           ap;
 
 	memset(&f, 0, sizeof(f));
 	f.phase = RETRY_PHASE_AUTH;
@@ -476,7 +481,7 @@ smtp_conn_close_fd(struct smtp_conn *c)
 static int
 smtp_conn_addr_is_loopback(const struct sockaddr *sa)
 {
-	const struct sockaddr_in *sin;
+	const struct sockaddr_in  *sin;
 	const struct sockaddr_in6 *sin6;
 
 	if (sa->sa_family == AF_INET) {
@@ -493,8 +498,8 @@ smtp_conn_addr_is_loopback(const struct sockaddr *sa)
 	return 0;
 }
 
-static void	smtp_conn_on_io(evutil_socket_t, short, void *);
-static void	smtp_conn_tls_step(struct smtp_conn *);
+static void smtp_conn_on_io(evutil_socket_t, short, void *);
+static void smtp_conn_tls_step(struct smtp_conn *);
 
 static void
 smtp_conn_tls_start(struct smtp_conn *c)
@@ -502,8 +507,10 @@ smtp_conn_tls_start(struct smtp_conn *c)
 	struct sq_err err = { 0, "" };
 
 	if (c->tls_ctx == NULL) {
-		smtp_conn_fail(c, RETRY_EVENT_LOCAL, "no TLS context for "
-		    "relay %s (bug)", c->name);
+		smtp_conn_fail(c, RETRY_EVENT_LOCAL,
+		    "no TLS context for "
+		    "relay %s (bug)",
+		    c->name);
 		return;
 	}
 	if (tls_session_new(c->tls_ctx, c->fd, &c->tls, &err) < 0) {
@@ -534,13 +541,13 @@ smtp_conn_tls_step(struct smtp_conn *c)
 	default:
 		if (c->tls_mode == CONFIG_TLS_STARTTLS)
 			smtp_proto_tls_done(c->proto, 0);
-		smtp_conn_fail(c, RETRY_EVENT_TLS, "%s", err.msg[0] != '\0' ?
-		    err.msg : "TLS handshake failed");
+		smtp_conn_fail(c, RETRY_EVENT_TLS, "%s",
+		    err.msg[0] != '\0' ? err.msg : "TLS handshake failed");
 		return;
 	}
 	c->tls_on = 1;
-	log_debug("relay=%s addr=%s tls=\"%s\" verify=\"%s\"", c->name,
-	    c->addr, tls_describe(c->tls), tls_verify_result(c->tls));
+	log_debug("relay=%s addr=%s tls=\"%s\" verify=\"%s\"", c->name, c->addr,
+	    tls_describe(c->tls), tls_verify_result(c->tls));
 	c->state = SMTP_CONN_S_SESSION;
 	if (c->tls_mode == CONFIG_TLS_STARTTLS) {
 		smtp_proto_tls_done(c->proto, 1);
@@ -555,7 +562,7 @@ smtp_conn_tls_step(struct smtp_conn *c)
 static void
 smtp_conn_nonce(char out[SMTP_CONN_NONCE_LEN + 1])
 {
-	unsigned char raw[SMTP_CONN_NONCE_RAW];
+	unsigned char  raw[SMTP_CONN_NONCE_RAW];
 	gnutls_datum_t in = { raw, sizeof(raw) }, b64 = { NULL, 0 };
 
 	if (gnutls_rnd(GNUTLS_RND_NONCE, raw, sizeof(raw)) != 0)
@@ -572,12 +579,13 @@ static void
 smtp_conn_connected(struct smtp_conn *c)
 {
 	struct smtp_proto_params pp;
-	char nonce[SMTP_CONN_NONCE_LEN + 1];
-	int loopback;
+	char                     nonce[SMTP_CONN_NONCE_LEN + 1];
+	int                      loopback;
 
 	loopback = smtp_conn_addr_is_loopback(c->ai_cur->ai_addr);
 	if (c->tls_mode == CONFIG_TLS_NONE && !loopback) {
-		smtp_conn_fail(c, RETRY_EVENT_TLS, "refusing cleartext SMTP "
+		smtp_conn_fail(c, RETRY_EVENT_TLS,
+		    "refusing cleartext SMTP "
 		    "to %s: tls = none is only allowed to a loopback address",
 		    c->addr);
 		return;
@@ -624,7 +632,7 @@ smtp_conn_connected(struct smtp_conn *c)
 static void
 smtp_conn_format_addr(struct smtp_conn *c, const struct sockaddr *sa)
 {
-	char ip[INET6_ADDRSTRLEN];
+	char        ip[INET6_ADDRSTRLEN];
 	const void *a;
 
 	if (sa->sa_family == AF_INET6)
@@ -646,7 +654,7 @@ smtp_conn_connect_next(struct smtp_conn *c)
 {
 	struct sockaddr_storage ss;
 	struct evutil_addrinfo *ai;
-	int fd;
+	int                     fd;
 
 	for (; (ai = c->ai_cur) != NULL; c->ai_cur = ai->ai_next) {
 		if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
@@ -654,15 +662,15 @@ smtp_conn_connect_next(struct smtp_conn *c)
 			continue;
 		memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
 		if (ss.ss_family == AF_INET)
-			((struct sockaddr_in *)(void *)&ss)->sin_port =
-			    htons((uint16_t)c->port);
+			((struct sockaddr_in *)(void *)&ss)->sin_port = htons(
+			    (uint16_t)c->port);
 		else
-			((struct sockaddr_in6 *)(void *)&ss)->sin6_port =
-			    htons((uint16_t)c->port);
+			((struct sockaddr_in6 *)(void *)&ss)->sin6_port = htons(
+			    (uint16_t)c->port);
 		memcpy(ai->ai_addr, &ss, ai->ai_addrlen);
 		smtp_conn_format_addr(c, ai->ai_addr);
-		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK |
-		    SOCK_CLOEXEC, 0);
+		fd = socket(ai->ai_family,
+		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd == -1) {
 			snprintf(c->last_err, sizeof(c->last_err),
 			    "connect to %s: socket: %s", c->addr,
@@ -689,15 +697,15 @@ smtp_conn_connect_next(struct smtp_conn *c)
 		smtp_conn_want(c, 0, 1);
 		return;
 	}
-	smtp_conn_fail(c, RETRY_EVENT_NETWORK, "%s", c->last_err[0] != '\0' ?
-	    c->last_err : "no usable address");
+	smtp_conn_fail(c, RETRY_EVENT_NETWORK, "%s",
+	    c->last_err[0] != '\0' ? c->last_err : "no usable address");
 }
 
 static void
 smtp_conn_connect_done(struct smtp_conn *c)
 {
 	socklen_t len = sizeof(int);
-	int soerr = 0;
+	int       soerr = 0;
 
 	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == -1)
 		soerr = errno;
@@ -720,7 +728,7 @@ static void
 smtp_conn_on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 {
 	struct smtp_conn_dns *holder = arg;
-	struct smtp_conn *c = holder->c;
+	struct smtp_conn     *c = holder->c;
 
 	free(holder);
 	if (c == NULL || c->state == SMTP_CONN_S_DEAD) {
@@ -734,9 +742,11 @@ smtp_conn_on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 	if (result != 0 || res == NULL) {
 		if (res != NULL)
 			evutil_freeaddrinfo(res);
-		smtp_conn_fail(c, RETRY_EVENT_NETWORK, "cannot resolve %s: "
-		    "%s", c->host, result != 0 ? evutil_gai_strerror(result) :
-		    "no address");
+		smtp_conn_fail(c, RETRY_EVENT_NETWORK,
+		    "cannot resolve %s: "
+		    "%s",
+		    c->host,
+		    result != 0 ? evutil_gai_strerror(result) : "no address");
 		return;
 	}
 	c->ai = c->ai_cur = res;
@@ -746,10 +756,10 @@ smtp_conn_on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 static void
 smtp_conn_resolve(struct smtp_conn *c)
 {
-	struct evutil_addrinfo hints, *res = NULL;
+	struct evutil_addrinfo            hints, *res = NULL;
 	struct evdns_getaddrinfo_request *req;
-	struct smtp_conn_dns *holder;
-	int ret;
+	struct smtp_conn_dns             *holder;
+	int                               ret;
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
@@ -785,20 +795,20 @@ smtp_conn_resolve(struct smtp_conn *c)
 static void
 smtp_conn_note_verb(struct smtp_conn *c, const char *data, size_t len)
 {
-	char word[12];
+	char   word[12];
 	size_t i, n;
 
 	if (!c->at_line_start || c->phase == SMTP_CONN_PH_BODY ||
-	    c->phase == SMTP_CONN_PH_DATA_END ||
-	    c->phase == SMTP_CONN_PH_QUIT)
+	    c->phase == SMTP_CONN_PH_DATA_END || c->phase == SMTP_CONN_PH_QUIT)
 		return;
 	for (n = 0; n < len && n < sizeof(word) - 1 &&
-	    ((data[n] >= 'A' && data[n] <= 'Z') ||
-	    (data[n] >= 'a' && data[n] <= 'z')); n++)
+	     ((data[n] >= 'A' && data[n] <= 'Z') ||
+		 (data[n] >= 'a' && data[n] <= 'z'));
+	     n++)
 		word[n] = data[n];
 	word[n] = '\0';
 	for (i = 0; i < sizeof(smtp_conn_verbs) / sizeof(smtp_conn_verbs[0]);
-	    i++) {
+	     i++) {
 		if (strcasecmp(word, smtp_conn_verbs[i]) == 0) {
 			snprintf(c->verb, sizeof(c->verb), "%s",
 			    smtp_conn_verbs[i]);
@@ -816,9 +826,9 @@ static int
 smtp_conn_write(struct smtp_conn *c)
 {
 	struct sq_err err = { 0, "" };
-	const void *data;
-	size_t len, n = 0;
-	ssize_t ret;
+	const void   *data;
+	size_t        len, n = 0;
+	ssize_t       ret;
 
 	smtp_proto_output(c->proto, &data, &len);
 	if (len == 0)
@@ -837,8 +847,10 @@ smtp_conn_write(struct smtp_conn *c)
 		case TLS_EOF:
 		case TLS_ERROR:
 		default:
-			smtp_conn_fail(c, RETRY_EVENT_NETWORK, "write to %s: "
-			    "%s", c->addr, err.msg);
+			smtp_conn_fail(c, RETRY_EVENT_NETWORK,
+			    "write to %s: "
+			    "%s",
+			    c->addr, err.msg);
 			return -1;
 		}
 	} else {
@@ -847,8 +859,10 @@ smtp_conn_write(struct smtp_conn *c)
 			if (errno == EAGAIN || errno == EWOULDBLOCK ||
 			    errno == EINTR)
 				return 0;
-			smtp_conn_fail(c, RETRY_EVENT_NETWORK, "write to %s: "
-			    "%s", c->addr, strerror(errno));
+			smtp_conn_fail(c, RETRY_EVENT_NETWORK,
+			    "write to %s: "
+			    "%s",
+			    c->addr, strerror(errno));
 			return -1;
 		}
 		n = (size_t)ret;
@@ -872,9 +886,9 @@ static int
 smtp_conn_read(struct smtp_conn *c)
 {
 	struct sq_err err = { 0, "" };
-	const char *state;
-	size_t n = 0;
-	ssize_t ret;
+	const char   *state;
+	size_t        n = 0;
+	ssize_t       ret;
 
 	c->read_wants_write = 0;
 	if (c->tls_on) {
@@ -890,8 +904,10 @@ smtp_conn_read(struct smtp_conn *c)
 			goto eof;
 		case TLS_ERROR:
 		default:
-			smtp_conn_fail(c, RETRY_EVENT_NETWORK, "read from %s: "
-			    "%s", c->addr, err.msg);
+			smtp_conn_fail(c, RETRY_EVENT_NETWORK,
+			    "read from %s: "
+			    "%s",
+			    c->addr, err.msg);
 			return -1;
 		}
 	} else {
@@ -900,8 +916,10 @@ smtp_conn_read(struct smtp_conn *c)
 			if (errno == EAGAIN || errno == EWOULDBLOCK ||
 			    errno == EINTR)
 				return 0;
-			smtp_conn_fail(c, RETRY_EVENT_NETWORK, "read from %s: "
-			    "%s", c->addr, strerror(errno));
+			smtp_conn_fail(c, RETRY_EVENT_NETWORK,
+			    "read from %s: "
+			    "%s",
+			    c->addr, strerror(errno));
 			return -1;
 		}
 		if (ret == 0)
@@ -922,8 +940,8 @@ eof:
 }
 
 /* snprintf that may truncate on purpose (texts are bounded). */
-static void SQ_PRINTF(3, 4)
-smtp_conn_fmt(char *dst, size_t dstsz, const char *fmt, ...)
+static void
+    SQ_PRINTF(3, 4) smtp_conn_fmt(char *dst, size_t dstsz, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -934,8 +952,7 @@ smtp_conn_fmt(char *dst, size_t dstsz, const char *fmt, ...)
 
 /* A server reply as one line: "250 2.0.0 Ok", or our own note. */
 static void
-smtp_conn_reply_text(const struct smtp_proto_reply *r, char *dst,
-    size_t dstsz)
+smtp_conn_reply_text(const struct smtp_proto_reply *r, char *dst, size_t dstsz)
 {
 	if (r->code != 0)
 		smtp_conn_fmt(dst, dstsz, "%03d %s", r->code, r->text);
@@ -954,12 +971,15 @@ smtp_conn_failed_text(struct smtp_conn *c, const struct smtp_proto_event *ev,
 	switch (ev->fail) {
 	case SMTP_PROTO_FAIL_TLS:
 		if (ev->reply.code == 0 || ev->reply.code / 100 == 2)
-			smtp_conn_fmt(dst, dstsz, "STARTTLS not offered by "
+			smtp_conn_fmt(dst, dstsz,
+			    "STARTTLS not offered by "
 			    "server: refusing to send mail in cleartext (tls = "
 			    "starttls)");
 		else
-			smtp_conn_fmt(dst, dstsz, "STARTTLS failed: %s (tls = "
-			    "starttls: no cleartext fallback)", t);
+			smtp_conn_fmt(dst, dstsz,
+			    "STARTTLS failed: %s (tls = "
+			    "starttls: no cleartext fallback)",
+			    t);
 		break;
 	case SMTP_PROTO_FAIL_PROTO:
 		smtp_conn_fmt(dst, dstsz, "protocol error from %s %s%s: %s",
@@ -970,16 +990,21 @@ smtp_conn_failed_text(struct smtp_conn *c, const struct smtp_proto_event *ev,
 		if (ev->reply.code != 0)
 			smtp_conn_fmt(dst, dstsz, "%s", t);
 		else if (c->verb[0] != '\0')
-			smtp_conn_fmt(dst, dstsz, "connection closed by %s "
-			    "(last command %s)", c->addr, c->verb);
+			smtp_conn_fmt(dst, dstsz,
+			    "connection closed by %s "
+			    "(last command %s)",
+			    c->addr, c->verb);
 		else
-			smtp_conn_fmt(dst, dstsz, "connection closed by %s "
-			    "before the greeting", c->addr);
+			smtp_conn_fmt(dst, dstsz,
+			    "connection closed by %s "
+			    "before the greeting",
+			    c->addr);
 		break;
 	case SMTP_PROTO_FAIL_AUTH:
-		smtp_conn_fmt(dst, dstsz, "authentication with %s failed: %s "
-		    "(check user and secret of this smarthost)", c->addr,
-		    t[0] != '\0' ? t : "no reply");
+		smtp_conn_fmt(dst, dstsz,
+		    "authentication with %s failed: %s "
+		    "(check user and secret of this smarthost)",
+		    c->addr, t[0] != '\0' ? t : "no reply");
 		break;
 	case SMTP_PROTO_FAIL_RESP:
 	case SMTP_PROTO_FAIL_NONE:
@@ -1011,8 +1036,8 @@ static const enum retry_phase smtp_conn_step_phase[] = {
 static enum retry_phase
 smtp_conn_step(enum smtp_proto_step st)
 {
-	if ((size_t)st >= sizeof(smtp_conn_step_phase) /
-	    sizeof(smtp_conn_step_phase[0]))
+	if ((size_t)st >=
+	    sizeof(smtp_conn_step_phase) / sizeof(smtp_conn_step_phase[0]))
 		return RETRY_PHASE_IDLE;
 	return smtp_conn_step_phase[st];
 }
@@ -1071,12 +1096,13 @@ smtp_conn_fail_event(const struct smtp_proto_event *pe)
 		return RETRY_EVENT_TLS;
 	case SMTP_PROTO_FAIL_AUTH:
 		return pe->reply.local || pe->reply.code == 0 ?
-		    RETRY_EVENT_CREDENTIALS : RETRY_EVENT_REPLY;
+		    RETRY_EVENT_CREDENTIALS :
+		    RETRY_EVENT_REPLY;
 	case SMTP_PROTO_FAIL_RESP:
 	case SMTP_PROTO_FAIL_NONE:
 	default:
 		return pe->reply.code != 0 ? RETRY_EVENT_REPLY :
-		    RETRY_EVENT_PROTO;
+					     RETRY_EVENT_PROTO;
 	}
 }
 
@@ -1096,18 +1122,19 @@ static void
 smtp_conn_on_txn_done(struct smtp_conn *c, const struct smtp_proto_event *ev)
 {
 	struct smtp_conn_result r;
-	struct retry_fact f;
-	char text[sizeof(ev->reply.text) + 8];
+	struct retry_fact       f;
+	char                    text[sizeof(ev->reply.text) + 8];
 
 	if (!c->msg_active) {
-		smtp_conn_fail(c, RETRY_EVENT_LOCAL, "transaction end "
+		smtp_conn_fail(c, RETRY_EVENT_LOCAL,
+		    "transaction end "
 		    "without a message (bug)");
 		return;
 	}
 	smtp_conn_reply_text(&ev->reply, text, sizeof(text));
 	smtp_conn_deadline_stop(c);
-	smtp_conn_fact(&f, ev, ev->reply.local ? RETRY_EVENT_VERDICT :
-	    RETRY_EVENT_REPLY);
+	smtp_conn_fact(&f, ev,
+	    ev->reply.local ? RETRY_EVENT_VERDICT : RETRY_EVENT_REPLY);
 	smtp_conn_result_init(c, &r, &f, text);
 	r.rcpt = c->rcpt_fact;
 	r.rcpt_reply = (const char *const *)c->rcpt_reply;
@@ -1135,7 +1162,7 @@ static void
 smtp_conn_body_refused(struct smtp_conn *c, const struct smtp_proto_event *ev)
 {
 	struct smtp_conn_result r;
-	struct retry_fact f;
+	struct retry_fact       f;
 
 	smtp_conn_deadline_stop(c);
 	memset(&f, 0, sizeof(f));
@@ -1148,8 +1175,8 @@ smtp_conn_body_refused(struct smtp_conn *c, const struct smtp_proto_event *ev)
 	r.rcpt_reply = (const char *const *)c->rcpt_reply;
 	r.n_rcpts = c->msg.n_rcpts;
 	log_warn("relay=%s msgid=%s result=failed: %s (connection dropped "
-	    "so the server discards the partial message)", c->name,
-	    c->msg.id, r.reply);
+		 "so the server discards the partial message)",
+	    c->name, c->msg.id, r.reply);
 	if (c->msg.body_fd != -1)
 		close(c->msg.body_fd);
 	c->msg.body_fd = -1;
@@ -1157,7 +1184,8 @@ smtp_conn_body_refused(struct smtp_conn *c, const struct smtp_proto_event *ev)
 	if (!c->user_closed && c->cb.on_message_done != NULL)
 		c->cb.on_message_done(c, &r, c->arg);
 	smtp_conn_msg_end(c);
-	smtp_conn_fail(c, RETRY_EVENT_LOCAL, "connection dropped to abort "
+	smtp_conn_fail(c, RETRY_EVENT_LOCAL,
+	    "connection dropped to abort "
 	    "a message that cannot be sent");
 }
 
@@ -1165,7 +1193,8 @@ static void
 smtp_conn_on_need_tls(struct smtp_conn *c)
 {
 	if (c->tls_mode != CONFIG_TLS_STARTTLS || c->tls_on) {
-		smtp_conn_fail(c, RETRY_EVENT_LOCAL, "unexpected STARTTLS "
+		smtp_conn_fail(c, RETRY_EVENT_LOCAL,
+		    "unexpected STARTTLS "
 		    "step (bug)");
 		return;
 	}
@@ -1176,7 +1205,8 @@ smtp_conn_on_need_tls(struct smtp_conn *c)
 	if (c->state != SMTP_CONN_S_SESSION)
 		return;
 	if (smtp_proto_output_pending(c->proto) > 0) {
-		smtp_conn_fail(c, RETRY_EVENT_LOCAL, "cannot flush output "
+		smtp_conn_fail(c, RETRY_EVENT_LOCAL,
+		    "cannot flush output "
 		    "before STARTTLS");
 		return;
 	}
@@ -1191,8 +1221,8 @@ static int
 smtp_conn_events(struct smtp_conn *c)
 {
 	struct smtp_proto_event ev;
-	struct retry_fact f;
-	char text[512];
+	struct retry_fact       f;
+	char                    text[512];
 
 	while (smtp_conn_alive(c) && smtp_proto_next_event(c->proto, &ev)) {
 		switch (ev.type) {
@@ -1207,8 +1237,9 @@ smtp_conn_events(struct smtp_conn *c)
 			c->ready = 1;
 			if (!c->msg_active)
 				smtp_conn_deadline_stop(c);
-			smtp_conn_set_phase(c, c->state == SMTP_CONN_S_QUIT ?
-			    SMTP_CONN_PH_QUIT : SMTP_CONN_PH_IDLE);
+			smtp_conn_set_phase(c,
+			    c->state == SMTP_CONN_S_QUIT ? SMTP_CONN_PH_QUIT :
+							   SMTP_CONN_PH_IDLE);
 			if (c->state == SMTP_CONN_S_SESSION &&
 			    !c->user_closed && c->cb.on_ready != NULL)
 				c->cb.on_ready(c, c->arg);
@@ -1218,7 +1249,7 @@ smtp_conn_events(struct smtp_conn *c)
 			    ev.rcpt_index, ev.reply.code);
 			if (!c->msg_active || ev.rcpt_index >= c->msg.n_rcpts)
 				break;
-			smtp_conn_arm(c);	/* a reply: restart */
+			smtp_conn_arm(c); /* a reply: restart */
 			smtp_conn_fact(&c->rcpt_fact[ev.rcpt_index], &ev,
 			    RETRY_EVENT_REPLY);
 			if (ev.reply.code / 100 != 2) {
@@ -1232,7 +1263,8 @@ smtp_conn_events(struct smtp_conn *c)
 			break;
 		case SMTP_PROTO_EV_NEED_BODY:
 			if (!c->msg_active) {
-				smtp_conn_fail(c, RETRY_EVENT_LOCAL, "DATA "
+				smtp_conn_fail(c, RETRY_EVENT_LOCAL,
+				    "DATA "
 				    "without a message (bug)");
 				return 0;
 			}
@@ -1246,8 +1278,7 @@ smtp_conn_events(struct smtp_conn *c)
 				smtp_conn_kill(c);
 				return 0;
 			}
-			if (ev.fail == SMTP_PROTO_FAIL_BODY &&
-			    c->msg_active) {
+			if (ev.fail == SMTP_PROTO_FAIL_BODY && c->msg_active) {
 				smtp_conn_body_refused(c, &ev);
 				return 0;
 			}
@@ -1274,9 +1305,10 @@ smtp_conn_events(struct smtp_conn *c)
 			}
 			smtp_conn_reply_text(&ev.reply, text, sizeof(text));
 			smtp_conn_fact(&f, &ev, RETRY_EVENT_NETWORK);
-			smtp_conn_fail_fact(c, &f, "connection closed by %s: "
-			    "%s", c->addr, text[0] != '\0' ? text :
-			    "end of session");
+			smtp_conn_fail_fact(c, &f,
+			    "connection closed by %s: "
+			    "%s",
+			    c->addr, text[0] != '\0' ? text : "end of session");
 			return 0;
 		}
 	}
@@ -1289,11 +1321,11 @@ static int
 smtp_conn_fill_body(struct smtp_conn *c)
 {
 	ssize_t n;
-	int progress = 0;
+	int     progress = 0;
 
 	while (c->msg_active && c->phase == SMTP_CONN_PH_BODY &&
-	    !c->body_done && smtp_proto_output_pending(c->proto) <
-	    SMTP_CONN_BODY_LOWAT) {
+	    !c->body_done &&
+	    smtp_proto_output_pending(c->proto) < SMTP_CONN_BODY_LOWAT) {
 		if (c->body_buf == NULL)
 			c->body_buf = xmalloc(SMTP_CONN_BODY_CHUNK);
 		n = pread(c->msg.body_fd, c->body_buf, SMTP_CONN_BODY_CHUNK,
@@ -1303,8 +1335,10 @@ smtp_conn_fill_body(struct smtp_conn *c)
 		if (n == -1) {
 			/* Drop the connection before the final dot: the
 			 * server discards the partial message. */
-			smtp_conn_fail(c, RETRY_EVENT_LOCAL, "cannot read "
-			    "message %s: %s", c->msg.id, strerror(errno));
+			smtp_conn_fail(c, RETRY_EVENT_LOCAL,
+			    "cannot read "
+			    "message %s: %s",
+			    c->msg.id, strerror(errno));
 			return -1;
 		}
 		if (n == 0) {
@@ -1356,8 +1390,9 @@ smtp_conn_run(struct smtp_conn *c)
 		if (!progress)
 			break;
 	}
-	smtp_conn_want(c, 1, (smtp_proto_output_pending(c->proto) > 0 &&
-	    !c->write_wants_read) || c->read_wants_write);
+	smtp_conn_want(c, 1,
+	    (smtp_proto_output_pending(c->proto) > 0 && !c->write_wants_read) ||
+		c->read_wants_write);
 }
 
 /* --- libevent callbacks ------------------------------------------- */
@@ -1393,12 +1428,27 @@ static const char *
 smtp_conn_awaited(const struct smtp_conn *c)
 {
 	static const char *const cmds[] = {
-		"ehlo", "EHLO", "helo", "HELO", "starttls", "STARTTLS",
-		"auth", "AUTH", "mail", "MAIL", "rcpt", "RCPT", "data", "DATA",
-		"rset", "RSET", "quit", "QUIT",
+		"ehlo",
+		"EHLO",
+		"helo",
+		"HELO",
+		"starttls",
+		"STARTTLS",
+		"auth",
+		"AUTH",
+		"mail",
+		"MAIL",
+		"rcpt",
+		"RCPT",
+		"data",
+		"DATA",
+		"rset",
+		"RSET",
+		"quit",
+		"QUIT",
 	};
 	const char *st;
-	size_t i;
+	size_t      i;
 
 	if (c->proto != NULL) {
 		st = smtp_proto_state_name(c->proto);
@@ -1425,8 +1475,9 @@ smtp_conn_doing(const struct smtp_conn *c, char *dst, size_t dstsz)
 		break;
 	case SMTP_CONN_PH_NONE:
 	case SMTP_CONN_PH_RESOLVE:
-		smtp_conn_fmt(dst, dstsz, "%s %s", c->state ==
-		    SMTP_CONN_S_RESOLVE ? "resolving" : "starting", c->host);
+		smtp_conn_fmt(dst, dstsz, "%s %s",
+		    c->state == SMTP_CONN_S_RESOLVE ? "resolving" : "starting",
+		    c->host);
 		break;
 	default:
 		smtp_conn_fmt(dst, dstsz, "%s %s", smtp_conn_phases[c->phase],
@@ -1439,8 +1490,8 @@ static void
 smtp_conn_on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_conn *c = arg;
-	unsigned secs = c->secs[c->phase];
-	char doing[192];
+	unsigned          secs = c->secs[c->phase];
+	char              doing[192];
 
 	(void)fd;
 	(void)what;
@@ -1451,8 +1502,10 @@ smtp_conn_on_timer(evutil_socket_t fd, short what, void *arg)
 		break;
 	case SMTP_CONN_PH_CONNECT:
 		/* Try the next address, if any. */
-		snprintf(c->last_err, sizeof(c->last_err), "connect to %s: "
-		    "timeout after %us", c->addr, secs);
+		snprintf(c->last_err, sizeof(c->last_err),
+		    "connect to %s: "
+		    "timeout after %us",
+		    c->addr, secs);
 		smtp_conn_close_fd(c);
 		c->ai_cur = c->ai_cur->ai_next;
 		smtp_conn_connect_next(c);
@@ -1477,7 +1530,7 @@ static void
 smtp_conn_on_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_conn *c = arg;
-	char doing[192];
+	char              doing[192];
 
 	(void)fd;
 	(void)what;
@@ -1488,16 +1541,19 @@ smtp_conn_on_deadline(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	smtp_conn_doing(c, doing, sizeof(doing));
-	smtp_conn_fail(c, RETRY_EVENT_TIMEOUT, "session_max of %us exceeded "
-	    "%s (still %s)", c->session_max, c->deadline_msg ?
-	    "sending the message" : "before the session was ready", doing);
+	smtp_conn_fail(c, RETRY_EVENT_TIMEOUT,
+	    "session_max of %us exceeded "
+	    "%s (still %s)",
+	    c->session_max,
+	    c->deadline_msg ? "sending the message" :
+			      "before the session was ready",
+	    doing);
 }
 
 /* Getting the AUTH secret failed with event ev (phase AUTH: it is for
  * AUTH, even though nothing was sent yet). */
 static void
-smtp_conn_fail_secret(struct smtp_conn *c, enum retry_event ev,
-    const char *msg)
+smtp_conn_fail_secret(struct smtp_conn *c, enum retry_event ev, const char *msg)
 {
 	struct retry_fact f;
 
@@ -1526,8 +1582,9 @@ smtp_conn_on_secret(struct authsrc_result *r, void *arg)
 	case AUTHSRC_TEMP:
 		/* A helper's timeout, the token endpoint down or slow: the
 		 * relay's path, never refused credentials (no auth rest). */
-		smtp_conn_fail_secret(c, r->timed_out ? RETRY_EVENT_TIMEOUT :
-		    RETRY_EVENT_NETWORK, r->msg);
+		smtp_conn_fail_secret(c,
+		    r->timed_out ? RETRY_EVENT_TIMEOUT : RETRY_EVENT_NETWORK,
+		    r->msg);
 		break;
 	case AUTHSRC_HELD:
 		smtp_conn_fail_held(c, "%s", r->msg);
@@ -1553,7 +1610,7 @@ smtp_conn_auth_retry(struct smtp_conn *c, const char *why)
 		return 0;
 	log_info("relay=%s OAuth token refused (%s): refreshing it once",
 	    c->name, why);
-	(void)smtp_conn_write(c);	/* the QUIT the proto queued */
+	(void)smtp_conn_write(c); /* the QUIT the proto queued */
 	smtp_conn_close_fd(c);
 	tls_session_free(c->tls);
 	c->tls = NULL;
@@ -1641,8 +1698,7 @@ smtp_conn_timeouts(struct smtp_conn *c, const struct config_smarthost *sh)
 	 * for an owner that forgets. */
 	c->secs[SMTP_CONN_PH_IDLE] = c->secs[SMTP_CONN_PH_REPLY];
 	c->secs[SMTP_CONN_PH_QUIT] = SMTP_CONN_QUIT_SECS;
-	c->session_max = smtp_conn_secs(sh->session_max,
-	    SMTP_CONN_DEF_SESSION);
+	c->session_max = smtp_conn_secs(sh->session_max, SMTP_CONN_DEF_SESSION);
 }
 
 struct smtp_conn *
@@ -1650,10 +1706,10 @@ smtp_conn_open(const struct smtp_conn_params *params,
     const struct smtp_conn_callbacks *cb, void *arg)
 {
 	const struct config_smarthost *sh = params->smarthost;
-	struct sq_err err = { 0, "" };
-	struct smtp_conn *c;
-	const char *host = sh->host != NULL ? sh->host : "";
-	size_t len = strlen(host);
+	struct sq_err                  err = { 0, "" };
+	struct smtp_conn              *c;
+	const char                    *host = sh->host != NULL ? sh->host : "";
+	size_t                         len = strlen(host);
 
 	c = xcalloc(1, sizeof(*c));
 	c->base = params->base;
@@ -1668,8 +1724,8 @@ smtp_conn_open(const struct smtp_conn_params *params,
 	c->port = sh->port;
 	c->tls_mode = sh->tls;
 	c->tls_ctx = params->tls;
-	c->ehlo_name = xstrdup(params->ehlo_name != NULL ? params->ehlo_name :
-	    "localhost");
+	c->ehlo_name = xstrdup(
+	    params->ehlo_name != NULL ? params->ehlo_name : "localhost");
 	c->fd = -1;
 	c->msg.body_fd = -1;
 	c->state = SMTP_CONN_S_START;
@@ -1687,7 +1743,7 @@ smtp_conn_open(const struct smtp_conn_params *params,
 			c->secret_failed = 1;
 			snprintf(c->last_err, sizeof(c->last_err), "%s",
 			    err.msg[0] != '\0' ? err.msg :
-			    "cannot read the secret");
+						 "cannot read the secret");
 		}
 	}
 	c->ev_timer = evtimer_new(c->base, smtp_conn_on_timer, c);
@@ -1705,7 +1761,7 @@ int
 smtp_conn_send(struct smtp_conn *c, const struct smtp_conn_message *msg)
 {
 	struct smtp_proto_txn txn;
-	struct stat st;
+	struct stat           st;
 
 	if (c == NULL || c->state != SMTP_CONN_S_SESSION || !c->ready ||
 	    c->msg_active || c->user_closed || msg->n_rcpts == 0 ||

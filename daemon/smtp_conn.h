@@ -63,44 +63,44 @@ struct evdns_base;
 struct smtp_conn;
 
 struct smtp_conn_params {
-	struct event_base		*base;
-	struct evdns_base		*dns;	/* resolver (reads /etc/hosts
+	struct event_base             *base;
+	struct evdns_base             *dns; /* resolver (reads /etc/hosts
 						 * first); shared */
-	const struct config_smarthost	*smarthost;
-	struct tls_ctx			*tls;	/* NULL when tls = none */
-	const char			*ehlo_name;
+	const struct config_smarthost *smarthost;
+	struct tls_ctx                *tls; /* NULL when tls = none */
+	const char                    *ehlo_name;
 	/* Where the AUTH secret comes from, asynchronously (authsrc.h);
 	 * NULL: secret_load() in smtp_conn_open() (tools, tests). */
-	struct authsrc			*auth;
+	struct authsrc *auth;
 };
 
 /* One message to send.  All pointers must stay valid until
  * on_message_done; body_fd is owned (closed) by the connection.  Zero
  * the struct first: fields added later default to 0. */
 struct smtp_conn_message {
-	const char		*id;	/* queue id, for logs */
-	const char		*sender;
-	const char *const	*rcpts;
-	size_t			 n_rcpts;
-	int			 body_fd; /* the message, read from offset 0;
+	const char        *id; /* queue id, for logs */
+	const char        *sender;
+	const char *const *rcpts;
+	size_t             n_rcpts;
+	int                body_fd; /* the message, read from offset 0;
 					 * its size (fstat) is declared
 					 * with SIZE= */
 	/* Known to the caller (the spool), not scanned here: reading a
 	 * large body twice is costly.  0 = unknown / no. */
-	int			 body_8bit;	/* declare BODY=8BITMIME when
+	int body_8bit;      /* declare BODY=8BITMIME when
 						 * the server offers it */
-	int			 needs_smtputf8; /* non-ASCII addresses or
+	int needs_smtputf8; /* non-ASCII addresses or
 						 * headers: fails (5xx, local)
 						 * when the server lacks
 						 * SMTPUTF8 */
 	/* DSN parameters (RFC 3461), passed on only to a server that
 	 * offers DSN (smtp_proto.h).  Read during smtp_conn_send() only:
 	 * the caller may free them when it returns. */
-	enum smtp_proto_ret	 ret;		/* RET= */
-	const char		*envid;		/* ENVID= xtext, or NULL */
-	const unsigned		*notify;	/* n_rcpts SMTP_PROTO_NOTIFY_*
+	enum smtp_proto_ret ret;    /* RET= */
+	const char         *envid;  /* ENVID= xtext, or NULL */
+	const unsigned     *notify; /* n_rcpts SMTP_PROTO_NOTIFY_*
 						 * sets (0 = none), or NULL */
-	const char *const	*orcpts;	/* n_rcpts "type;xtext" or
+	const char *const  *orcpts; /* n_rcpts "type;xtext" or
 						 * NULL entries, or NULL */
 };
 
@@ -108,20 +108,20 @@ struct smtp_conn_result {
 	/* What ended the message (the transaction's last reply: to MAIL,
 	 * DATA or the final dot; the last refused RCPT's when none was
 	 * accepted; our own 5xx verdict) or the connection (its failure). */
-	struct retry_fact	 fact;
-	char			 reply[512];	/* reply or local error,
+	struct retry_fact fact;
+	char              reply[512]; /* reply or local error,
 						 * printable */
 	/* Per recipient, while a message was in flight (n_rcpts entries,
 	 * else NULL and 0; owned by the connection, valid during the
 	 * callback): its RCPT reply as a fact, code 0 when not answered. */
-	const struct retry_fact	*rcpt;
+	const struct retry_fact *rcpt;
 	/* The server's reply to each refused recipient's RCPT (NULL for an
 	 * accepted or untried one); same lifetime as rcpt. */
-	const char *const	*rcpt_reply;
-	size_t			 n_rcpts;
-	char			 tls[128];	/* "TLS1.3 AES-256-GCM..." or
+	const char *const *rcpt_reply;
+	size_t             n_rcpts;
+	char               tls[128];    /* "TLS1.3 AES-256-GCM..." or
 						 * "none" */
-	char			 verify[128];	/* "ok", "insecure", reason */
+	char               verify[128]; /* "ok", "insecure", reason */
 	/* Non-zero when the OAuth grant of the smarthost is refused
 	 * (authsrc HELD; on_closed only): the relay is held, the message
 	 * was not tried.  Not a fact for retry.c (fact says only where):
@@ -130,37 +130,36 @@ struct smtp_conn_result {
 	 * is a fact in phase AUTH: TIMEOUT (a helper's time limit) or
 	 * NETWORK (the token endpoint down or failing), an ordinary
 	 * deferral; CREDENTIALS (unreadable, the helper failed). */
-	int			 auth_held;
+	int auth_held;
 };
 
 struct smtp_conn_callbacks {
-	void	(*on_ready)(struct smtp_conn *c, void *arg);
-	void	(*on_message_done)(struct smtp_conn *c,
-		    const struct smtp_conn_result *r, void *arg);
-	void	(*on_closed)(struct smtp_conn *c,
-		    const struct smtp_conn_result *r, void *arg);
+	void (*on_ready)(struct smtp_conn *c, void *arg);
+	void (*on_message_done)(struct smtp_conn *c,
+	    const struct smtp_conn_result *r, void *arg);
+	void (*on_closed)(struct smtp_conn *c, const struct smtp_conn_result *r,
+	    void *arg);
 };
 
 /* Start connecting (host must be an address literal or resolvable
  * without leaving the machine: /etc/hosts first).  Never fails
  * synchronously: problems arrive as on_closed.  cb is copied. */
-struct smtp_conn	*smtp_conn_open(const struct smtp_conn_params *params,
-	    const struct smtp_conn_callbacks *cb, void *arg);
+struct smtp_conn *smtp_conn_open(const struct smtp_conn_params *params,
+    const struct smtp_conn_callbacks *cb, void *arg);
 
 /* Send a message; only from on_ready (or later while idle).  Returns 0
  * (msg->body_fd now belongs to the connection), or -1 on misuse
  * (connection not idle, no recipients, body_fd < 0; body_fd stays the
  * caller's). */
-int	smtp_conn_send(struct smtp_conn *c,
-	    const struct smtp_conn_message *msg);
+int smtp_conn_send(struct smtp_conn *c, const struct smtp_conn_message *msg);
 
 /* QUIT and free, asynchronously; no callback afterwards.  Safe to call
  * from inside a callback of this connection. */
-void	smtp_conn_close(struct smtp_conn *c);
+void smtp_conn_close(struct smtp_conn *c);
 
 /* Close at once (no QUIT) and free synchronously; no callback afterwards.
  * For shutdown: must NOT be called from inside a callback of this
  * connection.  A message in flight is simply not delivered by us. */
-void	smtp_conn_abort(struct smtp_conn *c);
+void smtp_conn_abort(struct smtp_conn *c);
 
 #endif

@@ -60,21 +60,21 @@
 #include "util.h"
 
 enum smtp_proto_state {
-	SMTP_PROTO_S_GREETING,	/* waiting for 220 */
+	SMTP_PROTO_S_GREETING, /* waiting for 220 */
 	SMTP_PROTO_S_EHLO,
 	SMTP_PROTO_S_HELO,
 	SMTP_PROTO_S_STARTTLS,
-	SMTP_PROTO_S_TLS,	/* NEED_TLS queued, waiting for tls_done */
-	SMTP_PROTO_S_AUTH,	/* AUTH or a response sent, awaiting 334
+	SMTP_PROTO_S_TLS,         /* NEED_TLS queued, waiting for tls_done */
+	SMTP_PROTO_S_AUTH,        /* AUTH or a response sent, awaiting 334
 				 * or the verdict */
 	SMTP_PROTO_S_AUTH_CANCEL, /* "*" sent, awaiting its reply */
 	SMTP_PROTO_S_READY,
 	SMTP_PROTO_S_MAIL,
 	SMTP_PROTO_S_RCPT,
 	SMTP_PROTO_S_DATA,
-	SMTP_PROTO_S_BODY,	/* NEED_BODY queued, taking body() */
-	SMTP_PROTO_S_EOM,	/* "." written, waiting for the verdict */
-	SMTP_PROTO_S_DRAIN,	/* MAIL refused: skipping the replies to
+	SMTP_PROTO_S_BODY,       /* NEED_BODY queued, taking body() */
+	SMTP_PROTO_S_EOM,        /* "." written, waiting for the verdict */
+	SMTP_PROTO_S_DRAIN,      /* MAIL refused: skipping the replies to
 				 * the rest of the pipelined group */
 	SMTP_PROTO_S_DATA_EMPTY, /* 354 without an accepted recipient:
 				 * "." written */
@@ -126,93 +126,93 @@ static const enum smtp_proto_step smtp_proto_steps[] = {
 	[SMTP_PROTO_S_RSET] = SMTP_PROTO_STEP_IDLE,
 	[SMTP_PROTO_S_QUIT] = SMTP_PROTO_STEP_IDLE,
 	[SMTP_PROTO_S_CLOSED] = SMTP_PROTO_STEP_IDLE,
-	[SMTP_PROTO_S_FAILED] = SMTP_PROTO_STEP_IDLE,	/* see fail_step */
+	[SMTP_PROTO_S_FAILED] = SMTP_PROTO_STEP_IDLE, /* see fail_step */
 };
 
 /* Body bytes encoded per step (stack buffer of the encoded size). */
-#define SMTP_PROTO_ENC_STEP	4096
+#define SMTP_PROTO_ENC_STEP 4096
 /* Longest AUTH command line with its initial response (SMTP's command
  * line limit, RFC 4954 section 4). */
-#define SMTP_PROTO_AUTH_LINE_MAX	512
+#define SMTP_PROTO_AUTH_LINE_MAX 512
 /* Replies that a pipelined group can await: MAIL, the RCPTs, DATA. */
-#define SMTP_PROTO_PIPE_MAX	(SMTP_PROTO_PIPE_RCPTS + 2)
+#define SMTP_PROTO_PIPE_MAX (SMTP_PROTO_PIPE_RCPTS + 2)
 
 struct smtp_proto {
-	enum smtp_proto_state	 state;
-	char			*ehlo_name;
-	enum smtp_proto_tls	 tls;
-	int			 peer_is_loopback;
-	int			 tls_active;
-	int			 quit_wanted;
+	enum smtp_proto_state state;
+	char                 *ehlo_name;
+	enum smtp_proto_tls   tls;
+	int                   peer_is_loopback;
+	int                   tls_active;
+	int                   quit_wanted;
 
-	struct smtp_wire_parser	 parser;
-	struct smtp_wire_caps	 caps;
+	struct smtp_wire_parser parser;
+	struct smtp_wire_caps   caps;
 	/* The server's AUTH list, for messages. */
-	char			 auth_offer[128];
-	size_t			 feed_rest;	/* unparsed bytes of the feed
+	char   auth_offer[128];
+	size_t feed_rest; /* unparsed bytes of the feed
 						 * after the current reply */
 
-	struct buf		 out;
-	unsigned long long	 out_total;	/* bytes ever produced */
-	unsigned long long	 out_done;	/* bytes ever consumed */
-	unsigned long long	 cmd_end;	/* end of the last command */
-	int			 out_secret;	/* a credential in out */
+	struct buf         out;
+	unsigned long long out_total;  /* bytes ever produced */
+	unsigned long long out_done;   /* bytes ever consumed */
+	unsigned long long cmd_end;    /* end of the last command */
+	int                out_secret; /* a credential in out */
 
 	/* AUTH.  auth_secret is wiped once handed to sasl; auth_ir is an
 	 * initial response sent after the empty 334; auth_why says why
 	 * the exchange was cancelled. */
-	enum sasl_mech	 auth;
-	char			*auth_user;
-	char			*auth_secret;
-	char			*auth_nonce;
-	struct sasl		*sasl;
-	struct buf		 auth_ir;
-	int			 auth_ir_pending;
-	char			 auth_why[256];
+	enum sasl_mech auth;
+	char          *auth_user;
+	char          *auth_secret;
+	char          *auth_nonce;
+	struct sasl   *sasl;
+	struct buf     auth_ir;
+	int            auth_ir_pending;
+	char           auth_why[256];
 
 	/* PIPELINING: the setting, whether this transaction pipelines,
 	 * and the output offsets where its unanswered commands end. */
-	int			 pipelining;
-	int			 pipe_on;
-	unsigned long long	 pipe_end[SMTP_PROTO_PIPE_MAX];
-	size_t			 pipe_head;
-	size_t			 pipe_n;
+	int                pipelining;
+	int                pipe_on;
+	unsigned long long pipe_end[SMTP_PROTO_PIPE_MAX];
+	size_t             pipe_head;
+	size_t             pipe_n;
 
 	/* The transaction in progress. */
-	char			*sender;
-	char			**rcpts;
-	size_t			 n_rcpts;
-	size_t			 rcpt_i;	/* whose reply is next */
-	size_t			 rcpt_sent;	/* RCPTs written */
-	int			 data_sent;
-	size_t			 rcpt_ok;
-	uint64_t		 size;
-	int			 body_8bit;
-	int			 needs_smtputf8;
-	enum smtp_proto_ret	 ret;		/* DSN parameters, checked */
-	char			*envid;
-	unsigned		*notify;	/* n_rcpts, or NULL */
-	char			**orcpts;	/* n_rcpts, or NULL */
-	struct smtp_proto_reply	 rcpt_fail;	/* last refused RCPT */
-	struct smtp_wire_enc	 enc;
+	char                   *sender;
+	char                  **rcpts;
+	size_t                  n_rcpts;
+	size_t                  rcpt_i;    /* whose reply is next */
+	size_t                  rcpt_sent; /* RCPTs written */
+	int                     data_sent;
+	size_t                  rcpt_ok;
+	uint64_t                size;
+	int                     body_8bit;
+	int                     needs_smtputf8;
+	enum smtp_proto_ret     ret; /* DSN parameters, checked */
+	char                   *envid;
+	unsigned               *notify;    /* n_rcpts, or NULL */
+	char                  **orcpts;    /* n_rcpts, or NULL */
+	struct smtp_proto_reply rcpt_fail; /* last refused RCPT */
+	struct smtp_wire_enc    enc;
 
 	/* What entering FAILED reports. */
-	enum smtp_proto_fail	 fail;
-	struct smtp_proto_reply	 fail_reply;
-	int			 fail_quit;
-	enum smtp_proto_step	 fail_step;	/* where it failed */
+	enum smtp_proto_fail    fail;
+	struct smtp_proto_reply fail_reply;
+	int                     fail_quit;
+	enum smtp_proto_step    fail_step; /* where it failed */
 
-	struct smtp_proto_event	 ev[SMTP_PROTO_EVENTS_MAX];
-	size_t			 ev_head;
-	size_t			 ev_count;
+	struct smtp_proto_event ev[SMTP_PROTO_EVENTS_MAX];
+	size_t                  ev_head;
+	size_t                  ev_count;
 };
 
-static void	smtp_proto_enter(struct smtp_proto *, enum smtp_proto_state);
+static void smtp_proto_enter(struct smtp_proto *, enum smtp_proto_state);
 
 /* Server reply -> event reply: lines joined by " / ", truncated. */
 static void
 smtp_proto_reply_set(struct smtp_proto_reply *dst,
-    const struct smtp_wire_reply *r)
+    const struct smtp_wire_reply             *r)
 {
 	size_t i, o = 0, cap = sizeof(dst->text) - 1;
 
@@ -281,21 +281,21 @@ smtp_proto_append(struct smtp_proto *p, const char *data, size_t len)
 {
 	if (buf_append(&p->out, data, len) != 0)
 		log_fatalx("smtp_proto: output buffer overflow (%zu pending):"
-		    " the driver does not write the output", p->out.len);
+			   " the driver does not write the output",
+		    p->out.len);
 	p->out_total += len;
 }
 
 static void
-smtp_proto_cmd(struct smtp_proto *p, const char *fmt, ...)
-    SQ_PRINTF(2, 3);
+smtp_proto_cmd(struct smtp_proto *p, const char *fmt, ...) SQ_PRINTF(2, 3);
 
 /* Queue one command line (CRLF added) and await its reply. */
 static void
 smtp_proto_cmd(struct smtp_proto *p, const char *fmt, ...)
 {
-	char line[2048];
+	char    line[2048];
 	va_list ap;
-	int n;
+	int     n;
 
 	va_start(ap, fmt);
 	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
@@ -306,8 +306,8 @@ smtp_proto_cmd(struct smtp_proto *p, const char *fmt, ...)
 	line[n + 1] = '\n';
 	smtp_proto_append(p, line, (size_t)n + 2);
 	p->cmd_end = p->out_total;
-	if (p->pipe_on && (p->state == SMTP_PROTO_S_MAIL ||
-	    p->state == SMTP_PROTO_S_RCPT)) {
+	if (p->pipe_on &&
+	    (p->state == SMTP_PROTO_S_MAIL || p->state == SMTP_PROTO_S_RCPT)) {
 		if (p->pipe_n == SMTP_PROTO_PIPE_MAX)
 			log_fatalx("smtp_proto: pipeline overflow");
 		p->pipe_end[(p->pipe_head + p->pipe_n) % SMTP_PROTO_PIPE_MAX] =
@@ -424,14 +424,14 @@ smtp_proto_quit_point(enum smtp_proto_state s)
 	}
 }
 
-static void	smtp_proto_auth_start(struct smtp_proto *);
+static void smtp_proto_auth_start(struct smtp_proto *);
 
 /* MAIL FROM with its parameters; in a pipelined transaction the first
  * group of RCPTs (and DATA) follows at once. */
 static void
 smtp_proto_mail_cmd(struct smtp_proto *p)
 {
-	char params[256];
+	char   params[256];
 	size_t o = 0;
 
 	params[0] = '\0';
@@ -445,12 +445,10 @@ smtp_proto_mail_cmd(struct smtp_proto *p)
 		o += (size_t)snprintf(params + o, sizeof(params) - o,
 		    " SMTPUTF8");
 	if (p->caps.dsn && p->ret != SMTP_PROTO_RET_NONE)
-		o += (size_t)snprintf(params + o, sizeof(params) - o,
-		    " RET=%s", p->ret == SMTP_PROTO_RET_FULL ? "FULL" :
-		    "HDRS");
+		o += (size_t)snprintf(params + o, sizeof(params) - o, " RET=%s",
+		    p->ret == SMTP_PROTO_RET_FULL ? "FULL" : "HDRS");
 	if (p->caps.dsn && p->envid != NULL)
-		snprintf(params + o, sizeof(params) - o, " ENVID=%s",
-		    p->envid);
+		snprintf(params + o, sizeof(params) - o, " ENVID=%s", p->envid);
 	smtp_proto_cmd(p, "MAIL FROM:<%s>%s", p->sender, params);
 }
 
@@ -459,7 +457,7 @@ smtp_proto_mail_cmd(struct smtp_proto *p)
 static void
 smtp_proto_rcpt_cmd(struct smtp_proto *p, size_t i)
 {
-	char notify[40] = "", *orcpt = NULL;
+	char     notify[40] = "", *orcpt = NULL;
 	unsigned bits = p->notify != NULL ? p->notify[i] : 0;
 
 	if (p->caps.dsn && bits != 0) {
@@ -469,11 +467,16 @@ smtp_proto_rcpt_cmd(struct smtp_proto *p, size_t i)
 			snprintf(notify, sizeof(notify), " NOTIFY=%s%s%s%s%s",
 			    bits & SMTP_PROTO_NOTIFY_SUCCESS ? "SUCCESS" : "",
 			    (bits & SMTP_PROTO_NOTIFY_SUCCESS) &&
-			    (bits & (SMTP_PROTO_NOTIFY_FAILURE |
-			    SMTP_PROTO_NOTIFY_DELAY)) ? "," : "",
+				    (bits &
+					(SMTP_PROTO_NOTIFY_FAILURE |
+					    SMTP_PROTO_NOTIFY_DELAY)) ?
+				"," :
+				"",
 			    bits & SMTP_PROTO_NOTIFY_FAILURE ? "FAILURE" : "",
 			    (bits & SMTP_PROTO_NOTIFY_FAILURE) &&
-			    (bits & SMTP_PROTO_NOTIFY_DELAY) ? "," : "",
+				    (bits & SMTP_PROTO_NOTIFY_DELAY) ?
+				"," :
+				"",
 			    bits & SMTP_PROTO_NOTIFY_DELAY ? "DELAY" : "");
 	}
 	if (p->caps.dsn && p->orcpts != NULL)
@@ -490,7 +493,8 @@ smtp_proto_rcpt_cmds(struct smtp_proto *p)
 
 	if (p->pipe_on)
 		end = p->n_rcpts - p->rcpt_sent > SMTP_PROTO_PIPE_RCPTS ?
-		    p->rcpt_sent + SMTP_PROTO_PIPE_RCPTS : p->n_rcpts;
+		    p->rcpt_sent + SMTP_PROTO_PIPE_RCPTS :
+		    p->n_rcpts;
 	for (; p->rcpt_sent < end; p->rcpt_sent++)
 		smtp_proto_rcpt_cmd(p, p->rcpt_sent);
 	if (p->pipe_on && p->rcpt_sent == p->n_rcpts) {
@@ -639,7 +643,7 @@ static void
 smtp_proto_auth_offer(struct smtp_proto *p, const char *text, size_t len)
 {
 	const char *nl, *line;
-	size_t off = 0, n;
+	size_t      off = 0, n;
 
 	p->auth_offer[0] = '\0';
 	while (off < len) {
@@ -648,7 +652,7 @@ smtp_proto_auth_offer(struct smtp_proto *p, const char *text, size_t len)
 		n = nl != NULL ? (size_t)(nl - line) : len - off;
 		off += n + 1;
 		if (line == text)
-			continue;	/* the greeting line */
+			continue; /* the greeting line */
 		if (n >= 4 && strncasecmp(line, "AUTH", 4) == 0 &&
 		    (n == 4 || line[4] == ' ' || line[4] == '=')) {
 			sq_printable(p->auth_offer, sizeof(p->auth_offer),
@@ -658,15 +662,14 @@ smtp_proto_auth_offer(struct smtp_proto *p, const char *text, size_t len)
 	}
 }
 
-static void
-smtp_proto_auth_fail(struct smtp_proto *p, const char *fmt, ...)
+static void smtp_proto_auth_fail(struct smtp_proto *p, const char *fmt, ...)
     SQ_PRINTF(2, 3);
 
 /* AUTH cannot go ahead: FAILED (AUTH), QUIT. */
 static void
 smtp_proto_auth_fail(struct smtp_proto *p, const char *fmt, ...)
 {
-	char text[512];
+	char    text[512];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -684,21 +687,23 @@ smtp_proto_auth_fail(struct smtp_proto *p, const char *fmt, ...)
 static void
 smtp_proto_auth_start(struct smtp_proto *p)
 {
-	struct sq_err err;
+	struct sq_err  err;
 	enum sasl_mech mech = p->auth;
-	unsigned mask = p->caps.auth_mechs;
-	const char *name, *offer;
-	char line[64];
-	int rc;
+	unsigned       mask = p->caps.auth_mechs;
+	const char    *name, *offer;
+	char           line[64];
+	int            rc;
 
 	offer = p->auth_offer[0] != '\0' ? p->auth_offer : "none";
 	if (!p->tls_active && !p->peer_is_loopback) {
-		smtp_proto_auth_fail(p, "refusing to send credentials"
+		smtp_proto_auth_fail(p,
+		    "refusing to send credentials"
 		    " without TLS to a server that is not on loopback");
 		return;
 	}
 	if (!p->caps.auth) {
-		smtp_proto_auth_fail(p, "server offers no AUTH, but"
+		smtp_proto_auth_fail(p,
+		    "server offers no AUTH, but"
 		    " credentials are configured: not sending mail"
 		    " unauthenticated");
 		return;
@@ -708,19 +713,23 @@ smtp_proto_auth_start(struct smtp_proto *p)
 			mask &= ~sasl_mech_bit(SASL_MECH_SCRAM_SHA_256);
 		mech = sasl_pick(mask, 1);
 		if (mech == SASL_MECH_NONE) {
-			smtp_proto_auth_fail(p, "no AUTH mechanism in common"
+			smtp_proto_auth_fail(p,
+			    "no AUTH mechanism in common"
 			    " (server offers: %s; auth = auto uses"
-			    " SCRAM-SHA-256, PLAIN or LOGIN)", offer);
+			    " SCRAM-SHA-256, PLAIN or LOGIN)",
+			    offer);
 			return;
 		}
 	} else if ((mask & sasl_mech_bit(mech)) == 0) {
-		smtp_proto_auth_fail(p, "server does not offer AUTH %s"
-		    " (offers: %s)", sasl_mech_name(mech), offer);
+		smtp_proto_auth_fail(p,
+		    "server does not offer AUTH %s"
+		    " (offers: %s)",
+		    sasl_mech_name(mech), offer);
 		return;
 	}
 	memset(&err, 0, sizeof(err));
-	p->sasl = sasl_new(mech, p->auth_user, p->auth_secret,
-	    p->auth_nonce, &err);
+	p->sasl = sasl_new(mech, p->auth_user, p->auth_secret, p->auth_nonce,
+	    &err);
 	if (p->auth_secret != NULL) {
 		sasl_wipe(p->auth_secret, strlen(p->auth_secret));
 		free(p->auth_secret);
@@ -737,8 +746,8 @@ smtp_proto_auth_start(struct smtp_proto *p)
 		return;
 	}
 	snprintf(line, sizeof(line), "AUTH %s ", name);
-	if (rc == 1 && strlen(line) + p->auth_ir.len + 2 <=
-	    SMTP_PROTO_AUTH_LINE_MAX) {
+	if (rc == 1 &&
+	    strlen(line) + p->auth_ir.len + 2 <= SMTP_PROTO_AUTH_LINE_MAX) {
 		smtp_proto_secret_line(p, line, p->auth_ir.data,
 		    p->auth_ir.len);
 		sasl_buf_wipe(&p->auth_ir);
@@ -764,17 +773,18 @@ smtp_proto_auth_reply(struct smtp_proto *p, const struct smtp_wire_reply *wr,
     const struct smtp_proto_reply *r)
 {
 	struct buf resp;
-	size_t len = wr->text_len;
-	int cls = wr->code / 100, rc;
+	size_t     len = wr->text_len;
+	int        cls = wr->code / 100, rc;
 
 	if (wr->code == 334) {
-		while (len > 0 && (wr->text[len - 1] == ' ' ||
-		    wr->text[len - 1] == '\t'))
+		while (len > 0 &&
+		    (wr->text[len - 1] == ' ' || wr->text[len - 1] == '\t'))
 			len--;
 		if (p->auth_ir_pending) {
 			p->auth_ir_pending = 0;
 			if (len != 0) {
-				smtp_proto_auth_cancel(p, "server sent a"
+				smtp_proto_auth_cancel(p,
+				    "server sent a"
 				    " challenge where the initial response"
 				    " belongs");
 				return;
@@ -792,11 +802,11 @@ smtp_proto_auth_reply(struct smtp_proto *p, const struct smtp_wire_reply *wr,
 			smtp_proto_secret_line(p, "", resp.data, resp.len);
 		sasl_buf_wipe(&resp);
 	} else if (cls == 2) {
-		if (p->auth_ir_pending ||
-		    sasl_success(p->sasl) != SASL_DONE)
-			smtp_proto_auth_fail(p, "%s", p->auth_ir_pending ?
-			    "server accepted AUTH before the credentials" :
-			    sasl_error(p->sasl));
+		if (p->auth_ir_pending || sasl_success(p->sasl) != SASL_DONE)
+			smtp_proto_auth_fail(p, "%s",
+			    p->auth_ir_pending ?
+				"server accepted AUTH before the credentials" :
+				sasl_error(p->sasl));
 		else {
 			smtp_proto_auth_end(p);
 			smtp_proto_enter(p, SMTP_PROTO_S_READY);
@@ -840,8 +850,8 @@ static void
 smtp_proto_on_reply(struct smtp_proto *p, const struct smtp_wire_reply *wr)
 {
 	struct smtp_proto_reply r;
-	unsigned long long need = p->cmd_end;
-	int cls = wr->code / 100;
+	unsigned long long      need = p->cmd_end;
+	int                     cls = wr->code / 100;
 
 	smtp_proto_reply_set(&r, wr);
 	if (p->state == SMTP_PROTO_S_AUTH ||
@@ -879,8 +889,8 @@ smtp_proto_on_reply(struct smtp_proto *p, const struct smtp_wire_reply *wr)
 			else
 				smtp_proto_fail_note(p, SMTP_PROTO_FAIL_TLS,
 				    "server does not offer STARTTLS", 1);
-		} else if (cls == 5 && (p->tls != SMTP_PROTO_TLS_STARTTLS ||
-		    p->tls_active))
+		} else if (cls == 5 &&
+		    (p->tls != SMTP_PROTO_TLS_STARTTLS || p->tls_active))
 			smtp_proto_enter(p, SMTP_PROTO_S_HELO);
 		else if (cls == 5)
 			/* HELO cannot offer STARTTLS. */
@@ -900,7 +910,8 @@ smtp_proto_on_reply(struct smtp_proto *p, const struct smtp_wire_reply *wr)
 		else if (p->feed_rest > 0)
 			smtp_proto_fail_note(p, SMTP_PROTO_FAIL_PROTO,
 			    "bytes after the 220 reply to STARTTLS"
-			    " (injection attempt)", 0);
+			    " (injection attempt)",
+			    0);
 		else
 			smtp_proto_enter(p, SMTP_PROTO_S_TLS);
 		break;
@@ -989,18 +1000,21 @@ smtp_proto_new(const struct smtp_proto_params *params)
 	struct smtp_proto *p;
 
 	p = xcalloc(1, sizeof(*p));
-	p->ehlo_name = xstrdup(params->ehlo_name != NULL ?
-	    params->ehlo_name : "localhost");
+	p->ehlo_name = xstrdup(
+	    params->ehlo_name != NULL ? params->ehlo_name : "localhost");
 	p->tls = params->tls;
 	p->peer_is_loopback = params->peer_is_loopback;
 	p->auth = params->auth;
 	if (p->auth != SASL_MECH_NONE) {
 		p->auth_user = params->auth_user != NULL ?
-		    xstrdup(params->auth_user) : NULL;
+		    xstrdup(params->auth_user) :
+		    NULL;
 		p->auth_secret = params->auth_secret != NULL ?
-		    xstrdup(params->auth_secret) : NULL;
+		    xstrdup(params->auth_secret) :
+		    NULL;
 		p->auth_nonce = params->auth_nonce != NULL ?
-		    xstrdup(params->auth_nonce) : NULL;
+		    xstrdup(params->auth_nonce) :
+		    NULL;
 	}
 	p->pipelining = params->pipelining;
 	p->tls_active = params->tls == SMTP_PROTO_TLS_IMPLICIT;
@@ -1038,11 +1052,11 @@ smtp_proto_done(const struct smtp_proto *p)
 int
 smtp_proto_feed(struct smtp_proto *p, const void *data, size_t len)
 {
-	const char *d = data;
+	const char            *d = data;
 	struct smtp_wire_reply r;
-	struct sq_err err;
-	size_t off = 0, used;
-	int rc;
+	struct sq_err          err;
+	size_t                 off = 0, used;
+	int                    rc;
 
 	if (smtp_proto_done(p) || len == 0)
 		return 0;
@@ -1053,12 +1067,12 @@ smtp_proto_feed(struct smtp_proto *p, const void *data, size_t len)
 	}
 	while (off < len && !smtp_proto_done(p)) {
 		memset(&err, 0, sizeof(err));
-		rc = smtp_wire_parse(&p->parser, d + off, len - off, &used,
-		    &r, &err);
+		rc = smtp_wire_parse(&p->parser, d + off, len - off, &used, &r,
+		    &err);
 		off += used;
 		if (rc < 0) {
-			smtp_proto_fail_note(p, SMTP_PROTO_FAIL_PROTO,
-			    err.msg, 0);
+			smtp_proto_fail_note(p, SMTP_PROTO_FAIL_PROTO, err.msg,
+			    0);
 			break;
 		}
 		if (rc == 0)
@@ -1116,8 +1130,8 @@ smtp_proto_addr_ok(const char *a, int null_ok)
 /* A transaction refused before MAIL: TXN_DONE with a reply of our own
  * making, then READY again (nothing was sent, so no RSET). */
 static void
-smtp_proto_local_verdict(struct smtp_proto *p, int code,
-    const char *enhanced, const char *text)
+smtp_proto_local_verdict(struct smtp_proto *p, int code, const char *enhanced,
+    const char *text)
 {
 	struct smtp_proto_reply r;
 
@@ -1160,8 +1174,8 @@ static void
 smtp_proto_txn_dsn(struct smtp_proto *p, const struct smtp_proto_txn *txn)
 {
 	const char *o, *semi;
-	unsigned bits, others;
-	size_t i;
+	unsigned    bits, others;
+	size_t      i;
 
 	if (txn->ret == SMTP_PROTO_RET_FULL || txn->ret == SMTP_PROTO_RET_HDRS)
 		p->ret = txn->ret;
@@ -1198,7 +1212,7 @@ smtp_proto_txn_dsn(struct smtp_proto *p, const struct smtp_proto_txn *txn)
 int
 smtp_proto_send_mail(struct smtp_proto *p, const struct smtp_proto_txn *txn)
 {
-	char why[128];
+	char   why[128];
 	size_t i;
 
 	if (p->state != SMTP_PROTO_S_READY || p->quit_wanted ||
@@ -1211,14 +1225,17 @@ smtp_proto_send_mail(struct smtp_proto *p, const struct smtp_proto_txn *txn)
 			return -1;
 	smtp_proto_txn_clear(p);
 	if (txn->needs_smtputf8 && !p->caps.smtputf8) {
-		smtp_proto_local_verdict(p, 553, "5.6.7", "message needs"
+		smtp_proto_local_verdict(p, 553, "5.6.7",
+		    "message needs"
 		    " SMTPUTF8 but the server does not offer it");
 		return 0;
 	}
 	if (p->caps.size && p->caps.size_max > 0 &&
 	    txn->size > p->caps.size_max) {
-		snprintf(why, sizeof(why), "message size %llu exceeds the"
-		    " server's limit %llu", (unsigned long long)txn->size,
+		snprintf(why, sizeof(why),
+		    "message size %llu exceeds the"
+		    " server's limit %llu",
+		    (unsigned long long)txn->size,
 		    (unsigned long long)p->caps.size_max);
 		smtp_proto_local_verdict(p, 552, "5.3.4", why);
 		return 0;
@@ -1239,23 +1256,22 @@ smtp_proto_send_mail(struct smtp_proto *p, const struct smtp_proto_txn *txn)
 }
 
 void
-smtp_proto_body(struct smtp_proto *p, const void *chunk, size_t len,
-    int last)
+smtp_proto_body(struct smtp_proto *p, const void *chunk, size_t len, int last)
 {
-	char tmp[SMTP_WIRE_ENC_BOUND(SMTP_PROTO_ENC_STEP)];
+	char        tmp[SMTP_WIRE_ENC_BOUND(SMTP_PROTO_ENC_STEP)];
 	const char *c = chunk;
-	size_t off = 0, step, n;
+	size_t      off = 0, step, n;
 
 	if (p->state != SMTP_PROTO_S_BODY)
 		return;
 	if (len > SMTP_PROTO_BODY_CHUNK_MAX ||
 	    SMTP_WIRE_ENC_BOUND(len) > buf_room(&p->out))
 		log_fatalx("smtp_proto_body: %zu bytes with %zu pending:"
-		    " the driver ignores the output watermark", len,
-		    p->out.len);
+			   " the driver ignores the output watermark",
+		    len, p->out.len);
 	do {
 		step = len - off < SMTP_PROTO_ENC_STEP ? len - off :
-		    SMTP_PROTO_ENC_STEP;
+							 SMTP_PROTO_ENC_STEP;
 		n = smtp_wire_enc(&p->enc, c + off, step,
 		    last && off + step == len, tmp);
 		if (p->enc.bad != 0) {
@@ -1263,11 +1279,13 @@ smtp_proto_body(struct smtp_proto *p, const void *chunk, size_t len,
 			 * what it got (RFC 5322 2.1.1 safety net). */
 			char why[160];
 
-			snprintf(why, sizeof(why), "message not sent: line "
-			    "%llu %s (RFC 5322 2.1.1)", p->enc.bad_line,
+			snprintf(why, sizeof(why),
+			    "message not sent: line "
+			    "%llu %s (RFC 5322 2.1.1)",
+			    p->enc.bad_line,
 			    p->enc.bad == SMTP_WIRE_ENC_NUL ?
-			    "contains a NUL byte" :
-			    "is longer than 998 octets");
+				"contains a NUL byte" :
+				"is longer than 998 octets");
 			smtp_proto_fail_note(p, SMTP_PROTO_FAIL_BODY, why, 0);
 			return;
 		}

@@ -78,68 +78,68 @@
 
 #include "sasl.h"
 
-#define SMTP_PROTO_OUT_WATERMARK	(64 * 1024)
-#define SMTP_PROTO_BODY_CHUNK_MAX	(4 * 1024 * 1024)
-#define SMTP_PROTO_OUT_MAX		(16 * 1024 * 1024)
-#define SMTP_PROTO_EVENTS_MAX		32
+#define SMTP_PROTO_OUT_WATERMARK  (64 * 1024)
+#define SMTP_PROTO_BODY_CHUNK_MAX (4 * 1024 * 1024)
+#define SMTP_PROTO_OUT_MAX        (16 * 1024 * 1024)
+#define SMTP_PROTO_EVENTS_MAX     32
 /* Recipients per pipelined group (keeps the events of one feed well
  * below SMTP_PROTO_EVENTS_MAX). */
-#define SMTP_PROTO_PIPE_RCPTS		16
+#define SMTP_PROTO_PIPE_RCPTS 16
 
 struct smtp_wire_caps;
 
 enum smtp_proto_tls {
-	SMTP_PROTO_TLS_NONE,		/* cleartext session */
-	SMTP_PROTO_TLS_IMPLICIT,	/* the connection is already TLS */
-	SMTP_PROTO_TLS_STARTTLS,	/* upgrade required before READY */
+	SMTP_PROTO_TLS_NONE,     /* cleartext session */
+	SMTP_PROTO_TLS_IMPLICIT, /* the connection is already TLS */
+	SMTP_PROTO_TLS_STARTTLS, /* upgrade required before READY */
 };
 
 struct smtp_proto_params {
-	const char		*ehlo_name;	/* our host name for EHLO */
-	enum smtp_proto_tls	 tls;
-	int			 peer_is_loopback;
+	const char         *ehlo_name; /* our host name for EHLO */
+	enum smtp_proto_tls tls;
+	int                 peer_is_loopback;
 
 	/* AUTH: after the (post-TLS) EHLO, before READY.  AUTH is
 	 * never sent without TLS unless peer_is_loopback. */
-	enum sasl_mech	 auth;		/* NONE: never authenticate */
-	const char		*auth_user;
-	const char		*auth_secret;	/* password or bearer token;
+	enum sasl_mech auth; /* NONE: never authenticate */
+	const char    *auth_user;
+	const char    *auth_secret; /* password or bearer token;
 						 * copied, wiped on free */
-	const char		*auth_nonce;	/* SCRAM client nonce from the
+	const char    *auth_nonce;  /* SCRAM client nonce from the
 						 * caller (random, printable,
 						 * no ','); the core draws no
 						 * randomness */
-	int			 pipelining;	/* pipeline MAIL/RCPT/DATA
+	int            pipelining;  /* pipeline MAIL/RCPT/DATA
 						 * when the server offers it */
 };
 
 enum smtp_proto_event_type {
-	SMTP_PROTO_EV_NEED_TLS,	/* 220 to STARTTLS: write all pending
+	SMTP_PROTO_EV_NEED_TLS,    /* 220 to STARTTLS: write all pending
 				 * output (none is expected), then start
 				 * the TLS handshake and call tls_done() */
-	SMTP_PROTO_EV_READY,	/* a transaction may start: send_mail() */
+	SMTP_PROTO_EV_READY,       /* a transaction may start: send_mail() */
 	SMTP_PROTO_EV_RCPT_STATUS, /* reply to RCPT rcpt_index */
-	SMTP_PROTO_EV_NEED_BODY,	/* DATA got 354: feed body() */
-	SMTP_PROTO_EV_TXN_DONE,	/* the transaction ended: reply has the
+	SMTP_PROTO_EV_NEED_BODY,   /* DATA got 354: feed body() */
+	SMTP_PROTO_EV_TXN_DONE,    /* the transaction ended: reply has the
 				 * final answer (250 = accepted) */
-	SMTP_PROTO_EV_FAILED,	/* the session failed; see fail */
-	SMTP_PROTO_EV_CLOSED,	/* QUIT answered (or EOF after QUIT) */
+	SMTP_PROTO_EV_FAILED,      /* the session failed; see fail */
+	SMTP_PROTO_EV_CLOSED,      /* QUIT answered (or EOF after QUIT) */
 };
 
 enum smtp_proto_fail {
 	SMTP_PROTO_FAIL_NONE,
-	SMTP_PROTO_FAIL_CONN,	/* connection lost / EOF mid-session */
-	SMTP_PROTO_FAIL_PROTO,	/* malformed, oversized or unexpected
+	SMTP_PROTO_FAIL_CONN,  /* connection lost / EOF mid-session */
+	SMTP_PROTO_FAIL_PROTO, /* malformed, oversized or unexpected
 				 * bytes from the server */
-	SMTP_PROTO_FAIL_TLS,	/* STARTTLS required but not offered,
+	SMTP_PROTO_FAIL_TLS,   /* STARTTLS required but not offered,
 				 * refused, or the handshake failed */
-	SMTP_PROTO_FAIL_RESP,	/* the server refused (greeting, EHLO,
+	SMTP_PROTO_FAIL_RESP,  /* the server refused (greeting, EHLO,
 				 * MAIL): see reply */
-	SMTP_PROTO_FAIL_AUTH,	/* authentication impossible or refused
+	SMTP_PROTO_FAIL_AUTH,  /* authentication impossible or refused
 				 * (535: bad credentials; no common
 				 * mechanism; AUTH would need TLS); what
 				 * it means is retry.c's decision */
-	SMTP_PROTO_FAIL_BODY,	/* the message holds a NUL or a line over
+	SMTP_PROTO_FAIL_BODY,  /* the message holds a NUL or a line over
 				 * 998 octets (smtp_wire.h): the final dot
 				 * is never sent, the rest of the output
 				 * must be dropped and the connection
@@ -152,24 +152,24 @@ enum smtp_proto_fail {
  * one happened (smtp_conn turns it into a retry_phase fact). */
 enum smtp_proto_step {
 	SMTP_PROTO_STEP_GREETING,
-	SMTP_PROTO_STEP_EHLO,		/* EHLO, or HELO after it */
+	SMTP_PROTO_STEP_EHLO, /* EHLO, or HELO after it */
 	SMTP_PROTO_STEP_STARTTLS,
-	SMTP_PROTO_STEP_TLS,		/* the handshake after STARTTLS */
+	SMTP_PROTO_STEP_TLS, /* the handshake after STARTTLS */
 	SMTP_PROTO_STEP_AUTH,
 	SMTP_PROTO_STEP_MAIL,
 	SMTP_PROTO_STEP_RCPT,
 	SMTP_PROTO_STEP_DATA,
-	SMTP_PROTO_STEP_BODY,		/* taking the message text */
-	SMTP_PROTO_STEP_END,		/* the reply to the final dot */
-	SMTP_PROTO_STEP_IDLE,		/* READY, RSET, QUIT, closed */
+	SMTP_PROTO_STEP_BODY, /* taking the message text */
+	SMTP_PROTO_STEP_END,  /* the reply to the final dot */
+	SMTP_PROTO_STEP_IDLE, /* READY, RSET, QUIT, closed */
 };
 
 struct smtp_proto_reply {
-	int	 code;		/* 3 digits, 0 when there is none */
-	char	 enhanced[16];	/* "5.1.1" or "" */
-	char	 text[512];	/* whole reply, lines joined by " / ",
+	int  code;         /* 3 digits, 0 when there is none */
+	char enhanced[16]; /* "5.1.1" or "" */
+	char text[512];    /* whole reply, lines joined by " / ",
 				 * printable ASCII only, truncated */
-	int	 local;		/* made up by the core, not sent by the
+	int  local;        /* made up by the core, not sent by the
 				 * server: a failure note (code 0) or a
 				 * synthesized TXN_DONE verdict (552 5.3.4
 				 * message larger than the server's SIZE,
@@ -178,14 +178,14 @@ struct smtp_proto_reply {
 
 struct smtp_proto_event {
 	enum smtp_proto_event_type type;
-	enum smtp_proto_fail	 fail;		/* FAILED only */
-	enum smtp_proto_step	 step;		/* what reply answered (a
+	enum smtp_proto_fail       fail;       /* FAILED only */
+	enum smtp_proto_step       step;       /* what reply answered (a
 						 * TXN_DONE after every RCPT
 						 * was refused: RCPT, with
 						 * the last refusal); for
 						 * FAILED where it failed */
-	size_t			 rcpt_index;	/* RCPT_STATUS only */
-	struct smtp_proto_reply	 reply;		/* the server reply that
+	size_t                     rcpt_index; /* RCPT_STATUS only */
+	struct smtp_proto_reply    reply;      /* the server reply that
 						 * caused the event, if
 						 * any */
 };
@@ -198,27 +198,27 @@ enum smtp_proto_ret {
 };
 
 /* NOTIFY= bits of a recipient (RFC 3461 4.1), as ENVELOPE_NOTIFY_*. */
-#define SMTP_PROTO_NOTIFY_NEVER		0x1
-#define SMTP_PROTO_NOTIFY_SUCCESS	0x2
-#define SMTP_PROTO_NOTIFY_FAILURE	0x4
-#define SMTP_PROTO_NOTIFY_DELAY		0x8
+#define SMTP_PROTO_NOTIFY_NEVER   0x1
+#define SMTP_PROTO_NOTIFY_SUCCESS 0x2
+#define SMTP_PROTO_NOTIFY_FAILURE 0x4
+#define SMTP_PROTO_NOTIFY_DELAY   0x8
 
 struct smtp_proto_txn {
-	const char		*sender;	/* "" = null sender <> */
-	const char *const	*rcpts;
-	size_t			 n_rcpts;
-	uint64_t		 size;		/* message size in bytes, for
+	const char        *sender; /* "" = null sender <> */
+	const char *const *rcpts;
+	size_t             n_rcpts;
+	uint64_t           size;           /* message size in bytes, for
 						 * SIZE=; 0 = unknown */
-	int			 body_8bit;	/* BODY=8BITMIME when offered */
-	int			 needs_smtputf8; /* non-ASCII addresses or
+	int                body_8bit;      /* BODY=8BITMIME when offered */
+	int                needs_smtputf8; /* non-ASCII addresses or
 						 * headers: SMTPUTF8 required */
 	/* DSN parameters, sent only where the server offers DSN. */
-	enum smtp_proto_ret	 ret;		/* RET= */
-	const char		*envid;		/* ENVID= xtext, or NULL */
-	const unsigned		*notify;	/* n_rcpts SMTP_PROTO_NOTIFY_*
+	enum smtp_proto_ret ret;    /* RET= */
+	const char         *envid;  /* ENVID= xtext, or NULL */
+	const unsigned     *notify; /* n_rcpts SMTP_PROTO_NOTIFY_*
 						 * bit sets (0 = none), or
 						 * NULL */
-	const char *const	*orcpts;	/* n_rcpts "type;xtext" or
+	const char *const  *orcpts; /* n_rcpts "type;xtext" or
 						 * NULL entries, or NULL */
 };
 
@@ -226,24 +226,24 @@ struct smtp_proto;
 
 /* A new session, waiting for the greeting.  params is copied (strings
  * too).  Free with smtp_proto_free (NULL accepted). */
-struct smtp_proto	*smtp_proto_new(const struct smtp_proto_params *params);
-void	smtp_proto_free(struct smtp_proto *p);
+struct smtp_proto *smtp_proto_new(const struct smtp_proto_params *params);
+void               smtp_proto_free(struct smtp_proto *p);
 
 /* Bytes read from the server (after TLS decryption).  Processes every
  * complete reply and queues events.  Returns 0; a protocol violation is
  * reported as a FAILED event. */
-int	smtp_proto_feed(struct smtp_proto *p, const void *data, size_t len);
+int smtp_proto_feed(struct smtp_proto *p, const void *data, size_t len);
 /* The server closed the connection (or reading failed). */
-void	smtp_proto_eof(struct smtp_proto *p);
+void smtp_proto_eof(struct smtp_proto *p);
 /* The STARTTLS handshake finished (ok != 0) or failed. */
-void	smtp_proto_tls_done(struct smtp_proto *p, int ok);
+void smtp_proto_tls_done(struct smtp_proto *p, int ok);
 
 /* Start a transaction; only after READY.  The txn strings are copied.
  * Returns 0, or -1 when the session is not READY, there is no recipient
  * or an address fails mailmsg_addr_valid() (the sender may be "") --
  * misuse: the queue holds only addresses that passed it. */
-int	smtp_proto_send_mail(struct smtp_proto *p,
-	    const struct smtp_proto_txn *txn);
+int
+smtp_proto_send_mail(struct smtp_proto *p, const struct smtp_proto_txn *txn);
 /* Message bytes after NEED_BODY, in any chunking; last marks the end (a
  * missing final line break is added).  Line endings are normalised to
  * CRLF and lines starting with "." are dot-stuffed.  Callers should feed
@@ -251,37 +251,35 @@ int	smtp_proto_send_mail(struct smtp_proto *p,
  * line over 998 octets (a spool file that escaped intake's checks: old
  * or damaged) ends the session with FAILED, SMTP_PROTO_FAIL_BODY, and
  * the message is never terminated. */
-void	smtp_proto_body(struct smtp_proto *p, const void *chunk, size_t len,
-	    int last);
+void
+smtp_proto_body(struct smtp_proto *p, const void *chunk, size_t len, int last);
 /* End the session politely (QUIT).  When READY, QUIT is sent now; while
  * a command or the body is in flight it is sent at the next point where
  * a command would follow (the in-flight step's events are still queued;
  * a transaction cut short this way gets no TXN_DONE).  No-op after
  * FAILED or CLOSED. */
-void	smtp_proto_quit(struct smtp_proto *p);
+void smtp_proto_quit(struct smtp_proto *p);
 
 /* Bytes to write: sets *data and *len to the pending output (len 0 = none).
  * The pointer is valid until the next call into p. */
-void	smtp_proto_output(struct smtp_proto *p, const void **data,
-	    size_t *len);
+void smtp_proto_output(struct smtp_proto *p, const void **data, size_t *len);
 /* n bytes of that output were written. */
-void	smtp_proto_consumed(struct smtp_proto *p, size_t n);
-size_t	smtp_proto_output_pending(const struct smtp_proto *p);
+void   smtp_proto_consumed(struct smtp_proto *p, size_t n);
+size_t smtp_proto_output_pending(const struct smtp_proto *p);
 
 /* Pop the next event into *ev.  Returns 1, or 0 when there is none. */
-int	smtp_proto_next_event(struct smtp_proto *p,
-	    struct smtp_proto_event *ev);
+int smtp_proto_next_event(struct smtp_proto *p, struct smtp_proto_event *ev);
 
 /* The step the session is at (after FAILED: the step it failed in). */
-enum smtp_proto_step	smtp_proto_step(const struct smtp_proto *p);
+enum smtp_proto_step smtp_proto_step(const struct smtp_proto *p);
 
 /* Name of the current state, for logs. */
-const char	*smtp_proto_state_name(const struct smtp_proto *p);
+const char *smtp_proto_state_name(const struct smtp_proto *p);
 /* Non-zero when TLS is active (implicit, or after tls_done(ok)). */
-int	smtp_proto_tls_active(const struct smtp_proto *p);
+int smtp_proto_tls_active(const struct smtp_proto *p);
 /* What the server's last successful EHLO offered (all zero before it,
  * after HELO, and right after tls_done(ok) until the new EHLO reply).
  * Owned by p, valid until smtp_proto_free. */
-const struct smtp_wire_caps	*smtp_proto_caps(const struct smtp_proto *p);
+const struct smtp_wire_caps *smtp_proto_caps(const struct smtp_proto *p);
 
 #endif

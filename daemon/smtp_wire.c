@@ -38,8 +38,7 @@ smtp_wire_parser_fini(struct smtp_wire_parser *wp)
 }
 
 static int
-smtp_wire_fail(struct smtp_wire_parser *wp, struct sq_err *err,
-    const char *why)
+smtp_wire_fail(struct smtp_wire_parser *wp, struct sq_err *err, const char *why)
 {
 	wp->failed = 1;
 	snprintf(wp->why, sizeof(wp->why), "%s", why);
@@ -101,9 +100,9 @@ smtp_wire_enhanced(const char *s, size_t len, char cls, char *out)
 static int
 smtp_wire_line(struct smtp_wire_parser *wp, struct sq_err *err)
 {
-	char *l = wp->line;
+	char  *l = wp->line;
 	size_t len = wp->line_len;
-	int code, last;
+	int    code, last;
 
 	wp->reply_bytes += len + 1;
 	if (len > 0 && l[len - 1] == '\r')
@@ -144,8 +143,8 @@ smtp_wire_parse(struct smtp_wire_parser *wp, const void *data, size_t len,
     size_t *used, struct smtp_wire_reply *reply, struct sq_err *err)
 {
 	const char *p = data, *nl;
-	size_t off = 0, take;
-	int rc;
+	size_t      off = 0, take;
+	int         rc;
 
 	*used = 0;
 	if (wp->failed)
@@ -211,8 +210,8 @@ static unsigned
 smtp_wire_auth_mech(const char *s, size_t len)
 {
 	static const struct {
-		const char	*name;
-		unsigned	 bit;
+		const char *name;
+		unsigned    bit;
 	} mechs[] = {
 		{ "PLAIN", SMTP_WIRE_AUTH_PLAIN },
 		{ "LOGIN", SMTP_WIRE_AUTH_LOGIN },
@@ -234,7 +233,7 @@ static unsigned
 smtp_wire_auth_list(const char *s, size_t len)
 {
 	unsigned bits = 0;
-	size_t i = 0, start;
+	size_t   i = 0, start;
 
 	while (i < len) {
 		while (i < len && s[i] == ' ')
@@ -252,7 +251,7 @@ static uint64_t
 smtp_wire_size(const char *s, size_t len)
 {
 	uint64_t v = 0;
-	size_t i = 0;
+	size_t   i = 0;
 
 	while (i < len && s[i] == ' ')
 		i++;
@@ -301,11 +300,10 @@ smtp_wire_caps_line(struct smtp_wire_caps *caps, const char *s, size_t len)
 }
 
 void
-smtp_wire_caps_parse(struct smtp_wire_caps *caps, const char *text,
-    size_t len)
+smtp_wire_caps_parse(struct smtp_wire_caps *caps, const char *text, size_t len)
 {
 	const char *nl;
-	size_t off, n;
+	size_t      off, n;
 
 	memset(caps, 0, sizeof(*caps));
 	/* Skip the first line: the server's name and greeting. */
@@ -330,11 +328,11 @@ smtp_wire_enc_init(struct smtp_wire_enc *enc)
 }
 
 size_t
-smtp_wire_enc(struct smtp_wire_enc *enc, const void *in, size_t len,
-    int last, char *out)
+smtp_wire_enc(struct smtp_wire_enc *enc, const void *in, size_t len, int last,
+    char *out)
 {
 	const unsigned char *s = in, *lf, *cr, *nul;
-	size_t i = 0, o = 0, end, n, first, at_long;
+	size_t               i = 0, o = 0, end, n, first, at_long;
 
 	while (i < len) {
 		unsigned char c = s[i];
@@ -366,7 +364,8 @@ smtp_wire_enc(struct smtp_wire_enc *enc, const void *in, size_t len,
 		if (enc->bad == 0) {
 			nul = memchr(s + i, '\0', n);
 			first = nul != NULL ? (size_t)(nul - (s + i)) : n;
-			at_long = enc->col >= SMTP_WIRE_TEXT_MAX ? 0 :
+			at_long = enc->col >= SMTP_WIRE_TEXT_MAX ?
+			    0 :
 			    SMTP_WIRE_TEXT_MAX - enc->col;
 			if (at_long < first) {
 				enc->bad = SMTP_WIRE_ENC_LONG;

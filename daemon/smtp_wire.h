@@ -28,9 +28,9 @@
 
 /* One reply line, its line break included.  RFC 5321 says 512, real
  * servers send longer lines. */
-#define SMTP_WIRE_LINE_MAX	4096
+#define SMTP_WIRE_LINE_MAX 4096
 /* One whole (multi-line) reply, line breaks included. */
-#define SMTP_WIRE_REPLY_MAX	65536
+#define SMTP_WIRE_REPLY_MAX 65536
 
 /*
  * A complete reply.  text holds the text of every line (what follows
@@ -40,28 +40,28 @@
  * starts with one whose class equals the reply's first digit, else "".
  */
 struct smtp_wire_reply {
-	int		 code;		/* 200..599 */
-	char		 enhanced[16];
-	const char	*text;		/* owned by the parser */
-	size_t		 text_len;	/* excluding the NUL */
-	size_t		 lines;		/* >= 1 */
+	int         code; /* 200..599 */
+	char        enhanced[16];
+	const char *text;     /* owned by the parser */
+	size_t      text_len; /* excluding the NUL */
+	size_t      lines;    /* >= 1 */
 };
 
 struct smtp_wire_parser {
-	char		 line[SMTP_WIRE_LINE_MAX];	/* partial line */
-	size_t		 line_len;
-	struct buf	 text;		/* text of the current reply */
-	int		 code;		/* of its first line, 0 = none yet */
-	char		 enhanced[16];
-	size_t		 lines;
-	size_t		 reply_bytes;
-	int		 done;		/* a reply was returned; reset next */
-	int		 failed;	/* sticky protocol error */
-	char		 why[128];
+	char       line[SMTP_WIRE_LINE_MAX]; /* partial line */
+	size_t     line_len;
+	struct buf text; /* text of the current reply */
+	int        code; /* of its first line, 0 = none yet */
+	char       enhanced[16];
+	size_t     lines;
+	size_t     reply_bytes;
+	int        done;   /* a reply was returned; reset next */
+	int        failed; /* sticky protocol error */
+	char       why[128];
 };
 
-void	smtp_wire_parser_init(struct smtp_wire_parser *wp);
-void	smtp_wire_parser_fini(struct smtp_wire_parser *wp);
+void smtp_wire_parser_init(struct smtp_wire_parser *wp);
+void smtp_wire_parser_fini(struct smtp_wire_parser *wp);
 
 /*
  * Feed len bytes of server output.  Consumes bytes up to and including
@@ -76,33 +76,32 @@ void	smtp_wire_parser_fini(struct smtp_wire_parser *wp);
  * codes that differ between lines of one reply.  After an error every
  * call fails the same way.  Never blocks.
  */
-int	smtp_wire_parse(struct smtp_wire_parser *wp, const void *data,
-	    size_t len, size_t *used, struct smtp_wire_reply *reply,
-	    struct sq_err *err);
+int smtp_wire_parse(struct smtp_wire_parser *wp, const void *data, size_t len,
+    size_t *used, struct smtp_wire_reply *reply, struct sq_err *err);
 /* Non-zero when part of a reply has been fed but not completed. */
-int	smtp_wire_parser_partial(const struct smtp_wire_parser *wp);
+int smtp_wire_parser_partial(const struct smtp_wire_parser *wp);
 
 /* AUTH mechanisms we know (bit set in smtp_wire_caps.auth_mechs). */
-#define SMTP_WIRE_AUTH_PLAIN		0x01
-#define SMTP_WIRE_AUTH_LOGIN		0x02
-#define SMTP_WIRE_AUTH_CRAM_MD5		0x04
-#define SMTP_WIRE_AUTH_SCRAM_SHA_256	0x08
-#define SMTP_WIRE_AUTH_XOAUTH2		0x10
-#define SMTP_WIRE_AUTH_OAUTHBEARER	0x20
+#define SMTP_WIRE_AUTH_PLAIN         0x01
+#define SMTP_WIRE_AUTH_LOGIN         0x02
+#define SMTP_WIRE_AUTH_CRAM_MD5      0x04
+#define SMTP_WIRE_AUTH_SCRAM_SHA_256 0x08
+#define SMTP_WIRE_AUTH_XOAUTH2       0x10
+#define SMTP_WIRE_AUTH_OAUTHBEARER   0x20
 
 /* What an EHLO reply offered.  All zero = nothing (also after HELO). */
 struct smtp_wire_caps {
-	int		 starttls;
-	int		 pipelining;
-	int		 eightbitmime;
-	int		 smtputf8;
-	int		 enhancedstatuscodes;
-	int		 chunking;
-	int		 size;		/* SIZE offered */
-	uint64_t	 size_max;	/* its limit, 0 = none given */
-	int		 auth;		/* AUTH offered */
-	unsigned	 auth_mechs;	/* SMTP_WIRE_AUTH_* */
-	int		 dsn;		/* DSN offered (RFC 3461) */
+	int      starttls;
+	int      pipelining;
+	int      eightbitmime;
+	int      smtputf8;
+	int      enhancedstatuscodes;
+	int      chunking;
+	int      size;       /* SIZE offered */
+	uint64_t size_max;   /* its limit, 0 = none given */
+	int      auth;       /* AUTH offered */
+	unsigned auth_mechs; /* SMTP_WIRE_AUTH_* */
+	int      dsn;        /* DSN offered (RFC 3461) */
 };
 
 /*
@@ -112,8 +111,8 @@ struct smtp_wire_caps {
  * "AUTH=MECH ..." (old syntax) counts as AUTH.  A SIZE parameter that is
  * not a number is treated as "no limit given".
  */
-void	smtp_wire_caps_parse(struct smtp_wire_caps *caps, const char *text,
-	    size_t len);
+void
+smtp_wire_caps_parse(struct smtp_wire_caps *caps, const char *text, size_t len);
 
 /*
  * The DATA encoder.  Message bytes in any chunking become wire bytes:
@@ -127,26 +126,26 @@ void	smtp_wire_caps_parse(struct smtp_wire_caps *caps, const char *text,
  * first one found, with its line number) and keeps it until
  * smtp_wire_enc_init(); the caller must then not end the message.
  */
-#define SMTP_WIRE_TEXT_MAX	998
-#define SMTP_WIRE_ENC_NUL	1
-#define SMTP_WIRE_ENC_LONG	2
+#define SMTP_WIRE_TEXT_MAX 998
+#define SMTP_WIRE_ENC_NUL  1
+#define SMTP_WIRE_ENC_LONG 2
 
 struct smtp_wire_enc {
-	int	 bol;		/* at the beginning of a line */
-	int	 skip_lf;	/* a CR was just turned into CRLF */
-	size_t	 col;		/* octets in the current line */
-	unsigned long long line;	/* current line, 1-based */
-	int	 bad;		/* SMTP_WIRE_ENC_NUL/LONG, or 0 */
-	unsigned long long bad_line;	/* where bad was found */
+	int                bol;      /* at the beginning of a line */
+	int                skip_lf;  /* a CR was just turned into CRLF */
+	size_t             col;      /* octets in the current line */
+	unsigned long long line;     /* current line, 1-based */
+	int                bad;      /* SMTP_WIRE_ENC_NUL/LONG, or 0 */
+	unsigned long long bad_line; /* where bad was found */
 };
 
 /* Worst-case output size for n input bytes (n <= SIZE_MAX / 4). */
-#define SMTP_WIRE_ENC_BOUND(n)	(2 * (size_t)(n) + 5)
+#define SMTP_WIRE_ENC_BOUND(n) (2 * (size_t)(n) + 5)
 
-void	smtp_wire_enc_init(struct smtp_wire_enc *enc);
+void smtp_wire_enc_init(struct smtp_wire_enc *enc);
 /* Encode len bytes into out, which has room for SMTP_WIRE_ENC_BOUND(len).
  * Returns the number of bytes written. */
-size_t	smtp_wire_enc(struct smtp_wire_enc *enc, const void *in, size_t len,
-	    int last, char *out);
+size_t smtp_wire_enc(struct smtp_wire_enc *enc, const void *in, size_t len,
+    int last, char *out);
 
 #endif

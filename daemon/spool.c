@@ -54,50 +54,49 @@
 #include "spool.h"
 #include "util.h"
 
-#define SPOOL_ID_LEN		31	/* 10 + 5 + 16 hex digits */
-#define SPOOL_ID_LEN_OLD	19	/* before 64 random bits */
-#define SPOOL_WRITE_BUF		(64 * 1024)
-#define SPOOL_ENV_MAX		(16 * 1024 * 1024)
-#define SPOOL_CREATE_TRIES	100
-#define SPOOL_SYNC_THREADS	8	/* fdatasyncs issued at once */
+#define SPOOL_ID_LEN       31 /* 10 + 5 + 16 hex digits */
+#define SPOOL_ID_LEN_OLD   19 /* before 64 random bits */
+#define SPOOL_WRITE_BUF    (64 * 1024)
+#define SPOOL_ENV_MAX      (16 * 1024 * 1024)
+#define SPOOL_CREATE_TRIES 100
+#define SPOOL_SYNC_THREADS 8 /* fdatasyncs issued at once */
 
 _Static_assert(SPOOL_ID_LEN < ENVELOPE_ID_MAX, "queue id size");
 
 struct spool {
-	char		*dir;
-	char		*tmp_dir;
-	char		*queue_dir;
-	char		*failed_dir;
-	char		*corrupt_dir;
-	int		 dir_fd;	/* O_DIRECTORY descriptors */
-	int		 tmp_fd;
-	int		 queue_fd;
-	int		 failed_fd;
-	int		 corrupt_fd;	/* -1 until corrupt/ is needed */
+	char *dir;
+	char *tmp_dir;
+	char *queue_dir;
+	char *failed_dir;
+	char *corrupt_dir;
+	int   dir_fd; /* O_DIRECTORY descriptors */
+	int   tmp_fd;
+	int   queue_fd;
+	int   failed_fd;
+	int   corrupt_fd; /* -1 until corrupt/ is needed */
 	/* Mode of .env files: 0600, or 0640 when tmp/ is setgid to the
 	 * readers' group (spool_set_queue_group). */
-	mode_t		 env_mode;
-	uint64_t	 min_free;	/* spool_space_ok's reserve, 0 = off */
-	int		 removed;	/* queue/ names unlinked since its
+	mode_t              env_mode;
+	uint64_t            min_free; /* spool_space_ok's reserve, 0 = off */
+	int                 removed;  /* queue/ names unlinked since its
 					 * last fsync (spool_sync_removals) */
-	struct spool_async *as;		/* commit thread, or NULL */
+	struct spool_async *as;       /* commit thread, or NULL */
 };
 
 struct spool_async;
-static void	spool_async_remove(struct spool_async *, const char *);
-static int	spool_unlink_message(struct spool *, const char *,
-		    struct sq_err *);
+static void spool_async_remove(struct spool_async *, const char *);
+static int  spool_unlink_message(struct spool *, const char *, struct sq_err *);
 
 struct spool_writer {
-	struct spool	*sp;
-	char		 id[ENVELOPE_ID_MAX];
-	char		 msg_name[ENVELOPE_ID_MAX + 8];
-	char		 env_name[ENVELOPE_ID_MAX + 8];
-	int		 msg_fd;
-	int		 error;		/* first write error, 0 if none */
-	int		 body_8bit;	/* a byte >= 0x80 was written */
-	char		*buf;
-	size_t		 buf_len;
+	struct spool *sp;
+	char          id[ENVELOPE_ID_MAX];
+	char          msg_name[ENVELOPE_ID_MAX + 8];
+	char          env_name[ENVELOPE_ID_MAX + 8];
+	int           msg_fd;
+	int           error;     /* first write error, 0 if none */
+	int           body_8bit; /* a byte >= 0x80 was written */
+	char         *buf;
+	size_t        buf_len;
 };
 
 /* Fill err with "OP DIR/NAME: strerror(-code)" and return code. */
@@ -106,8 +105,7 @@ spool_fail(struct sq_err *err, int code, const char *op, const char *dir,
     const char *name)
 {
 	return sq_err_set(err, code, "%s %s%s%s: %s", op, dir,
-	    name != NULL ? "/" : "", name != NULL ? name : "",
-	    strerror(-code));
+	    name != NULL ? "/" : "", name != NULL ? name : "", strerror(-code));
 }
 
 static int
@@ -152,11 +150,10 @@ spool_env_mode(const struct spool *sp, gid_t gid)
 }
 
 int
-spool_open(const char *dir, int create, struct spool **out,
-    struct sq_err *err)
+spool_open(const char *dir, int create, struct spool **out, struct sq_err *err)
 {
 	struct spool *sp;
-	int rc;
+	int           rc;
 
 	sp = xcalloc(1, sizeof(*sp));
 	sp->tmp_fd = sp->queue_fd = sp->failed_fd = -1;
@@ -183,7 +180,6 @@ spool_open(const char *dir, int create, struct spool **out,
 	*out = sp;
 	return 0;
 }
-
 
 void
 spool_close(struct spool *sp)
@@ -225,7 +221,7 @@ int
 spool_space_ok(struct spool *sp, uint64_t incoming, struct sq_err *err)
 {
 	struct statvfs vfs;
-	uint64_t avail;
+	uint64_t       avail;
 
 	if (sp->min_free == 0)
 		return 0;
@@ -236,11 +232,14 @@ spool_space_ok(struct spool *sp, uint64_t incoming, struct sq_err *err)
 	avail = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
 	if (avail >= sp->min_free && avail - sp->min_free >= incoming)
 		return 0;
-	return sq_err_set(err, -ENOSPC, "%s: %llu bytes free, %s the "
+	return sq_err_set(err, -ENOSPC,
+	    "%s: %llu bytes free, %s the "
 	    "reserve (min_free_space = %llu bytes): no new mail until the "
-	    "queue drains or space is freed", sp->dir,
-	    (unsigned long long)avail, incoming > 0 ? "a message of this "
-	    "size would go below" : "below",
+	    "queue drains or space is freed",
+	    sp->dir, (unsigned long long)avail,
+	    incoming > 0 ? "a message of this "
+			   "size would go below" :
+			   "below",
 	    (unsigned long long)sp->min_free);
 }
 
@@ -251,7 +250,7 @@ spool_id_valid(const char *s)
 
 	for (i = 0; i < SPOOL_ID_LEN; i++)
 		if (!((s[i] >= '0' && s[i] <= '9') ||
-		    (s[i] >= 'A' && s[i] <= 'F')))
+			(s[i] >= 'A' && s[i] <= 'F')))
 			break;
 	return s[i] == '\0' && (i == SPOOL_ID_LEN || i == SPOOL_ID_LEN_OLD);
 }
@@ -262,8 +261,8 @@ static int
 spool_make_id(char *id, size_t idsz, struct sq_err *err)
 {
 	struct timespec ts;
-	uint64_t rnd;
-	ssize_t n;
+	uint64_t        rnd;
+	ssize_t         n;
 
 	do
 		n = getrandom(&rnd, sizeof(rnd), 0);
@@ -271,8 +270,10 @@ spool_make_id(char *id, size_t idsz, struct sq_err *err)
 	if (n != (ssize_t)sizeof(rnd)) {
 		int e = n < 0 ? errno : EIO;
 
-		return sq_err_set(err, -e, "getrandom: %s (no queue id is "
-		    "made without randomness)", strerror(e));
+		return sq_err_set(err, -e,
+		    "getrandom: %s (no queue id is "
+		    "made without randomness)",
+		    strerror(e));
 	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	snprintf(id, idsz, "%010llX%05lX%016llX",
@@ -292,16 +293,15 @@ spool_create_locked(int dirfd, const char *dirpath, const char *name,
     mode_t mode, struct sq_err *err)
 {
 	struct stat st;
-	int fd, tries, e;
+	int         fd, tries, e;
 
 	for (tries = 0; tries < SPOOL_CREATE_TRIES; tries++) {
-		fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL |
-		    O_CLOEXEC | O_NOFOLLOW, mode);
+		fd = openat(dirfd, name,
+		    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
 		if (fd < 0) {
 			if (errno == EEXIST)
 				return -EEXIST;
-			return spool_fail(err, -errno, "create", dirpath,
-			    name);
+			return spool_fail(err, -errno, "create", dirpath, name);
 		}
 		if (fchmod(fd, mode) != 0) {
 			e = -errno;
@@ -342,7 +342,7 @@ static int
 spool_write_all(int fd, const void *data, size_t len)
 {
 	const char *p = data;
-	ssize_t n;
+	ssize_t     n;
 
 	while (len > 0) {
 		n = write(fd, p, len);
@@ -371,7 +371,7 @@ spool_writer_begin(struct spool *sp, struct spool_writer **out,
     struct sq_err *err)
 {
 	struct spool_writer *w;
-	int tries, fd;
+	int                  tries, fd;
 
 	w = xcalloc(1, sizeof(*w));
 	w->sp = sp;
@@ -439,8 +439,8 @@ spool_writer_write(struct spool_writer *w, const void *data, size_t len,
     struct sq_err *err)
 {
 	const unsigned char *p = data;
-	size_t i;
-	int rc;
+	size_t               i;
+	int                  rc;
 
 	if (w->error != 0)
 		return spool_fail(err, w->error, "write", w->sp->tmp_dir,
@@ -481,7 +481,7 @@ spool_writer_free(struct spool_writer *w)
 	free(w);
 }
 
-#define SPOOL_TRANSFORM_CHUNK	(64 * 1024)
+#define SPOOL_TRANSFORM_CHUNK (64 * 1024)
 
 /*
  * The old content is read through a read-only descriptor opened before
@@ -490,20 +490,20 @@ spool_writer_free(struct spool_writer *w)
  * which recovery removes, as for any writer that died.
  */
 int
-spool_writer_transform(struct spool_writer *w, spool_transform_fn fn,
-    void *arg, struct sq_err *err)
+spool_writer_transform(struct spool_writer *w, spool_transform_fn fn, void *arg,
+    struct sq_err *err)
 {
 	struct spool *sp = w->sp;
-	struct buf out;
-	char *chunk = NULL;
-	off_t off = 0;
-	ssize_t n;
-	int old, fd, rc;
+	struct buf    out;
+	char         *chunk = NULL;
+	off_t         off = 0;
+	ssize_t       n;
+	int           old, fd, rc;
 
 	if ((rc = spool_writer_flush(w, err)) != 0)
 		return rc;
-	old = openat(sp->tmp_fd, w->msg_name, O_RDONLY | O_NOFOLLOW |
-	    O_CLOEXEC);
+	old = openat(sp->tmp_fd, w->msg_name,
+	    O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (old < 0)
 		return spool_fail(err, -errno, "open", sp->tmp_dir,
 		    w->msg_name);
@@ -517,8 +517,9 @@ spool_writer_transform(struct spool_writer *w, spool_transform_fn fn,
 	    err);
 	if (fd < 0) {
 		close(old);
-		return fd == -EEXIST ? spool_fail(err, fd, "create",
-		    sp->tmp_dir, w->msg_name) : fd;
+		return fd == -EEXIST ?
+		    spool_fail(err, fd, "create", sp->tmp_dir, w->msg_name) :
+		    fd;
 	}
 	close(w->msg_fd);
 	w->msg_fd = fd;
@@ -551,7 +552,7 @@ spool_writer_fix(struct spool_writer *w, struct msgfix_scan *scan,
     struct sq_err *err)
 {
 	struct msgfix_rw rw;
-	int rc;
+	int              rc;
 
 	switch (msgfix_verdict(scan, err)) {
 	case MSGFIX_KEEP:
@@ -565,9 +566,12 @@ spool_writer_fix(struct spool_writer *w, struct msgfix_scan *scan,
 	rc = spool_writer_transform(w, msgfix_rw_step, &rw, err);
 	msgfix_rw_fini(&rw);
 	if (rc == 0)
-		log_info("msgid=%s rewritten: %s", w->id, rw.qp ? "body "
-		    "re-encoded as quoted-printable (a line was longer than "
-		    "998 octets)" : "header lines folded");
+		log_info("msgid=%s rewritten: %s", w->id,
+		    rw.qp ?
+			"body "
+			"re-encoded as quoted-printable (a line was longer than "
+			"998 octets)" :
+			"header lines folded");
 	return rc == SQ_ELIMIT ? SQ_EPARSE : rc;
 }
 
@@ -617,8 +621,8 @@ fail:
 }
 
 static int
-spool_write_file(int dirfd, const char *dirpath, const char *name,
-    mode_t mode, const char *text, size_t len, struct sq_err *err)
+spool_write_file(int dirfd, const char *dirpath, const char *name, mode_t mode,
+    const char *text, size_t len, struct sq_err *err)
 {
 	return spool_write_file_sync(dirfd, dirpath, name, mode, text, len, 1,
 	    err);
@@ -629,15 +633,14 @@ spool_writer_commit(struct spool_writer *w, struct envelope *env,
     struct sq_err *err)
 {
 	struct spool *sp = w->sp;
-	char *text = NULL;
-	size_t len;
-	int rc, env_fd = -1, msg_moved = 0, env_moved = 0;
+	char         *text = NULL;
+	size_t        len;
+	int           rc, env_fd = -1, msg_moved = 0, env_moved = 0;
 
 	if ((rc = spool_writer_flush(w, err)) != 0)
 		goto fail;
 	if (fsync(w->msg_fd) != 0) {
-		rc = spool_fail(err, -errno, "fsync", sp->tmp_dir,
-		    w->msg_name);
+		rc = spool_fail(err, -errno, "fsync", sp->tmp_dir, w->msg_name);
 		goto fail;
 	}
 	memcpy(env->id, w->id, sizeof(env->id));
@@ -649,17 +652,15 @@ spool_writer_commit(struct spool_writer *w, struct envelope *env,
 		rc = env_fd;
 		goto fail;
 	}
-	if (renameat(sp->tmp_fd, w->msg_name, sp->queue_fd,
-	    w->msg_name) != 0) {
-		rc = spool_fail(err, -errno, "rename into queue/",
-		    sp->tmp_dir, w->msg_name);
+	if (renameat(sp->tmp_fd, w->msg_name, sp->queue_fd, w->msg_name) != 0) {
+		rc = spool_fail(err, -errno, "rename into queue/", sp->tmp_dir,
+		    w->msg_name);
 		goto fail;
 	}
 	msg_moved = 1;
-	if (renameat(sp->tmp_fd, w->env_name, sp->queue_fd,
-	    w->env_name) != 0) {
-		rc = spool_fail(err, -errno, "rename into queue/",
-		    sp->tmp_dir, w->env_name);
+	if (renameat(sp->tmp_fd, w->env_name, sp->queue_fd, w->env_name) != 0) {
+		rc = spool_fail(err, -errno, "rename into queue/", sp->tmp_dir,
+		    w->env_name);
 		goto fail;
 	}
 	env_moved = 1;
@@ -706,23 +707,22 @@ fail:
  * (tests/integration/test_power_loss.py) can prove the commit.
  */
 struct spool_gc_item {
-	char		 id[ENVELOPE_ID_MAX];
-	char		 msg_name[ENVELOPE_ID_MAX + 8];
-	char		 env_name[ENVELOPE_ID_MAX + 8];
-	int		 env_fd;
-	int		 msg_fd;	/* the writer's, not owned; -1 none */
-	int		 foreign;	/* tmp/ID.msg belongs to its writer */
-	int		 msg_moved;
-	int		 env_moved;
-	char		*text;
-	size_t		 len;
-	int		 rc;
-	struct sq_err	*err;
+	char           id[ENVELOPE_ID_MAX];
+	char           msg_name[ENVELOPE_ID_MAX + 8];
+	char           env_name[ENVELOPE_ID_MAX + 8];
+	int            env_fd;
+	int            msg_fd;  /* the writer's, not owned; -1 none */
+	int            foreign; /* tmp/ID.msg belongs to its writer */
+	int            msg_moved;
+	int            env_moved;
+	char          *text;
+	size_t         len;
+	int            rc;
+	struct sq_err *err;
 };
 
 static void
-spool_gc_item_init(struct spool_gc_item *it, const char *id,
-    struct sq_err *err)
+spool_gc_item_init(struct spool_gc_item *it, const char *id, struct sq_err *err)
 {
 	memset(it, 0, sizeof(*it));
 	it->env_fd = -1;
@@ -762,16 +762,16 @@ spool_gc_undo(struct spool *sp, struct spool_gc_item *it)
  * business).  rcs[i] is 0 or -errno for fds[i].
  */
 struct spool_sync_part {
-	const int	*fds;
-	int		*rcs;
-	size_t		 first, n, step;
+	const int *fds;
+	int       *rcs;
+	size_t     first, n, step;
 };
 
 static void *
 spool_sync_part(void *arg)
 {
 	struct spool_sync_part *p = arg;
-	size_t i;
+	size_t                  i;
 
 	for (i = p->first; i < p->n; i += p->step)
 		p->rcs[i] = fdatasync(p->fds[i]) == 0 ? 0 : -errno;
@@ -784,14 +784,14 @@ spool_sync_part(void *arg)
  * fd of the batch until none is left.
  */
 struct spool_pool {
-	pthread_mutex_t	 mu;
-	pthread_cond_t	 go, idle;
-	const int	*fds;		/* the batch, NULL between batches */
-	int		*rcs;
-	size_t		 n, next, busy;
-	int		 stop;
-	pthread_t	 tids[SPOOL_SYNC_THREADS - 1];
-	size_t		 n_tids;
+	pthread_mutex_t mu;
+	pthread_cond_t  go, idle;
+	const int      *fds; /* the batch, NULL between batches */
+	int            *rcs;
+	size_t          n, next, busy;
+	int             stop;
+	pthread_t       tids[SPOOL_SYNC_THREADS - 1];
+	size_t          n_tids;
 };
 
 /* Take and sync fds of the batch until none is left; with mu held. */
@@ -799,7 +799,7 @@ static void
 spool_pool_take(struct spool_pool *pl)
 {
 	size_t i;
-	int rc;
+	int    rc;
 
 	while (pl->fds != NULL && pl->next < pl->n) {
 		i = pl->next++;
@@ -858,11 +858,10 @@ spool_pool_init(struct spool_pool *pl)
 	pthread_mutex_init(&pl->mu, NULL);
 	pthread_cond_init(&pl->go, NULL);
 	pthread_cond_init(&pl->idle, NULL);
-	for (pl->n_tids = 0; pl->n_tids < SPOOL_SYNC_THREADS - 1;
-	    pl->n_tids++)
-		if (pthread_create(&pl->tids[pl->n_tids], NULL,
-		    spool_pool_main, pl) != 0)
-			break;	/* fewer helpers: the caller does the rest */
+	for (pl->n_tids = 0; pl->n_tids < SPOOL_SYNC_THREADS - 1; pl->n_tids++)
+		if (pthread_create(&pl->tids[pl->n_tids], NULL, spool_pool_main,
+			pl) != 0)
+			break; /* fewer helpers: the caller does the rest */
 }
 
 static void
@@ -887,13 +886,12 @@ spool_pool_fini(struct spool_pool *pl)
  * pool (the commit thread's) its threads do it; else threads are
  * started for the batch. */
 static void
-spool_sync_batch(struct spool_pool *pool, const int *fds, int *rcs,
-    size_t n)
+spool_sync_batch(struct spool_pool *pool, const int *fds, int *rcs, size_t n)
 {
 	struct spool_sync_part parts[SPOOL_SYNC_THREADS];
-	pthread_t tids[SPOOL_SYNC_THREADS];
-	int started[SPOOL_SYNC_THREADS];
-	size_t i, k;
+	pthread_t              tids[SPOOL_SYNC_THREADS];
+	int                    started[SPOOL_SYNC_THREADS];
+	size_t                 i, k;
 
 	for (i = 0; i < n; i++)
 		(void)sync_file_range(fds[i], 0, 0, SYNC_FILE_RANGE_WRITE);
@@ -904,8 +902,9 @@ spool_sync_batch(struct spool_pool *pool, const int *fds, int *rcs,
 	k = n < SPOOL_SYNC_THREADS ? n : SPOOL_SYNC_THREADS;
 	for (i = 0; i < k; i++) {
 		parts[i] = (struct spool_sync_part){ fds, rcs, i, n, k };
-		started[i] = i > 0 && pthread_create(&tids[i], NULL,
-		    spool_sync_part, &parts[i]) == 0;
+		started[i] = i > 0 &&
+		    pthread_create(&tids[i], NULL, spool_sync_part,
+			&parts[i]) == 0;
 	}
 	if (k > 0)
 		spool_sync_part(&parts[0]);
@@ -923,8 +922,8 @@ static size_t
 spool_group_sync(struct spool *sp, struct spool_gc_item *items, size_t n,
     struct spool_pool *pool)
 {
-	int *fds = xcalloc(2 * n, sizeof(*fds));
-	int *rcs = xcalloc(2 * n, sizeof(*rcs));
+	int   *fds = xcalloc(2 * n, sizeof(*fds));
+	int   *rcs = xcalloc(2 * n, sizeof(*rcs));
 	size_t i, k = 0, live = 0;
 
 	for (i = 0; i < n; i++) {
@@ -960,9 +959,9 @@ static unsigned
 spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n,
     struct spool_pool *pool)
 {
-	size_t i, live = 0, done = 0;
+	size_t   i, live = 0, done = 0;
 	unsigned syncs = 0;
-	int rc, changed = 0;
+	int      rc, changed = 0;
 
 	for (i = 0; i < n; i++) {
 		struct spool_gc_item *it = &items[i];
@@ -970,8 +969,7 @@ spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n,
 		if (it->rc != 0)
 			continue;
 		it->env_fd = spool_write_file_sync(sp->tmp_fd, sp->tmp_dir,
-		    it->env_name, sp->env_mode, it->text, it->len, 0,
-		    it->err);
+		    it->env_name, sp->env_mode, it->text, it->len, 0, it->err);
 		if (it->env_fd < 0)
 			it->rc = it->env_fd;
 		else
@@ -988,14 +986,14 @@ spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n,
 		if (it->rc != 0)
 			continue;
 		if (renameat(sp->tmp_fd, it->msg_name, sp->queue_fd,
-		    it->msg_name) != 0) {
+			it->msg_name) != 0) {
 			it->rc = spool_fail(it->err, -errno,
 			    "rename into queue/", sp->tmp_dir, it->msg_name);
 			continue;
 		}
 		it->msg_moved = 1;
 		if (renameat(sp->tmp_fd, it->env_name, sp->queue_fd,
-		    it->env_name) != 0) {
+			it->env_name) != 0) {
 			it->rc = spool_fail(it->err, -errno,
 			    "rename into queue/", sp->tmp_dir, it->env_name);
 			continue;
@@ -1035,14 +1033,16 @@ out:
 /* Prepare member it of a group (main thread): flush w, set env's id and
  * format the envelope.  A failure is kept in it->rc. */
 static void
-spool_gc_prepare(struct spool *sp, struct spool_writer *w,
-    struct envelope *env, struct spool_gc_item *it, struct sq_err *err)
+spool_gc_prepare(struct spool *sp, struct spool_writer *w, struct envelope *env,
+    struct spool_gc_item *it, struct sq_err *err)
 {
 	spool_gc_item_init(it, w->id, err);
 	memset(err, 0, sizeof(*err));
 	if (w->sp != sp) {
-		it->rc = sq_err_set(it->err, -EINVAL, "group commit "
-		    "of %s: writer of another spool", w->id);
+		it->rc = sq_err_set(it->err, -EINVAL,
+		    "group commit "
+		    "of %s: writer of another spool",
+		    w->id);
 		/* Its own spool's tmp/ file goes with the writer. */
 		unlinkat(w->sp->tmp_fd, w->msg_name, 0);
 		it->foreign = 1;
@@ -1057,12 +1057,12 @@ spool_gc_prepare(struct spool *sp, struct spool_writer *w,
 }
 
 void
-spool_commit_group(struct spool_writer **w, struct envelope **envs,
-    size_t n, int *results, struct sq_err *errs)
+spool_commit_group(struct spool_writer **w, struct envelope **envs, size_t n,
+    int *results, struct sq_err *errs)
 {
 	struct spool_gc_item *items;
-	struct spool *sp;
-	size_t i;
+	struct spool         *sp;
+	size_t                i;
 
 	if (n == 0)
 		return;
@@ -1092,44 +1092,43 @@ spool_commit_group(struct spool_writer **w, struct envelope **envs,
  * made alone.
  */
 struct spool_pending {
-	struct spool_pending	*next;
-	struct spool_writer	*w;
-	struct spool_gc_item	 it;
-	struct sq_err		 err;
-	spool_commit_fn		 fn;
-	void			*arg;
+	struct spool_pending *next;
+	struct spool_writer  *w;
+	struct spool_gc_item  it;
+	struct sq_err         err;
+	spool_commit_fn       fn;
+	void                 *arg;
 };
 
 struct spool_rm {
-	struct spool_rm		*next;
-	char			 id[ENVELOPE_ID_MAX];
+	struct spool_rm *next;
+	char             id[ENVELOPE_ID_MAX];
 };
 
 struct spool_async {
-	struct spool		*sp;
-	pthread_t		 tid;		/* the commit thread */
-	pthread_t		 rm_tid;	/* the removal thread */
-	int			 rm_started;
-	pthread_mutex_t		 mu;
-	pthread_cond_t		 cv;		/* todo or stop */
-	pthread_cond_t		 rm_cv;		/* rms or stop */
-	struct spool_pending	*todo, **todo_tail;
-	struct spool_pending	*done, **done_tail;
-	size_t			 n_todo;
-	struct spool_rm		*rms;		/* removals to make */
-	int			 stop;
-	int			 efd;	/* eventfd: done is not empty */
-	struct spool_pool	 pool;	/* the commit thread's fdatasyncs */
+	struct spool         *sp;
+	pthread_t             tid;    /* the commit thread */
+	pthread_t             rm_tid; /* the removal thread */
+	int                   rm_started;
+	pthread_mutex_t       mu;
+	pthread_cond_t        cv;    /* todo or stop */
+	pthread_cond_t        rm_cv; /* rms or stop */
+	struct spool_pending *todo, **todo_tail;
+	struct spool_pending *done, **done_tail;
+	size_t                n_todo;
+	struct spool_rm      *rms; /* removals to make */
+	int                   stop;
+	int                   efd;  /* eventfd: done is not empty */
+	struct spool_pool     pool; /* the commit thread's fdatasyncs */
 };
 
 /* One round of the commit thread: the group. */
 static void
-spool_async_round(struct spool_async *as, struct spool_pending *list,
-    size_t n)
+spool_async_round(struct spool_async *as, struct spool_pending *list, size_t n)
 {
 	struct spool_gc_item *items;
 	struct spool_pending *p;
-	size_t i;
+	size_t                i;
 
 	items = xcalloc(n, sizeof(*items));
 	for (i = 0, p = list; p != NULL; p = p->next, i++)
@@ -1147,17 +1146,17 @@ spool_async_round(struct spool_async *as, struct spool_pending *list,
 static void *
 spool_async_main(void *arg)
 {
-	struct spool_async *as = arg;
+	struct spool_async   *as = arg;
 	struct spool_pending *list, *last;
-	uint64_t one = 1;
-	size_t n;
+	uint64_t              one = 1;
+	size_t                n;
 
 	pthread_mutex_lock(&as->mu);
 	for (;;) {
 		while (as->todo == NULL && !as->stop)
 			pthread_cond_wait(&as->cv, &as->mu);
 		if (as->todo == NULL)
-			break;	/* stopping, nothing left */
+			break; /* stopping, nothing left */
 		list = as->todo;
 		n = as->n_todo;
 		as->todo = NULL;
@@ -1188,9 +1187,9 @@ static void *
 spool_rm_main(void *arg)
 {
 	struct spool_async *as = arg;
-	struct spool *sp = as->sp;
-	struct spool_rm *list, *r;
-	struct sq_err err;
+	struct spool       *sp = as->sp;
+	struct spool_rm    *list, *r;
+	struct sq_err       err;
 
 	pthread_mutex_lock(&as->mu);
 	for (;;) {
@@ -1205,14 +1204,15 @@ spool_rm_main(void *arg)
 			list = r->next;
 			if (spool_unlink_message(sp, r->id, &err) != 0)
 				log_err("msgid=%s: done but cannot remove it "
-				    "from the spool: %s (it may be sent "
-				    "again)", r->id, err.msg);
+					"from the spool: %s (it may be sent "
+					"again)",
+				    r->id, err.msg);
 			free(r);
 		}
 		if (fsync(sp->queue_fd) != 0)
 			log_err("fsync %s: %s (delivered messages may be sent "
-			    "again after a crash)", sp->queue_dir,
-			    strerror(errno));
+				"again after a crash)",
+			    sp->queue_dir, strerror(errno));
 		pthread_mutex_lock(&as->mu);
 	}
 	pthread_mutex_unlock(&as->mu);
@@ -1237,7 +1237,7 @@ int
 spool_async_start(struct spool *sp, struct sq_err *err)
 {
 	struct spool_async *as;
-	int rc;
+	int                 rc;
 
 	if (sp->as != NULL)
 		return sp->as->efd;
@@ -1253,20 +1253,18 @@ spool_async_start(struct spool *sp, struct sq_err *err)
 	pthread_mutex_init(&as->mu, NULL);
 	pthread_cond_init(&as->cv, NULL);
 	pthread_cond_init(&as->rm_cv, NULL);
-	if ((rc = pthread_create(&as->tid, NULL, spool_async_main, as)) !=
-	    0) {
+	if ((rc = pthread_create(&as->tid, NULL, spool_async_main, as)) != 0) {
 		close(as->efd);
 		pthread_mutex_destroy(&as->mu);
 		pthread_cond_destroy(&as->cv);
 		pthread_cond_destroy(&as->rm_cv);
 		free(as);
-		return sq_err_set(err, -rc, "commit thread: %s",
-		    strerror(rc));
+		return sq_err_set(err, -rc, "commit thread: %s", strerror(rc));
 	}
 	/* Without it, removals stay on the caller (spool_remove_unsynced
 	 * looks at rm_started). */
-	as->rm_started = pthread_create(&as->rm_tid, NULL, spool_rm_main,
-	    as) == 0;
+	as->rm_started = pthread_create(&as->rm_tid, NULL, spool_rm_main, as) ==
+	    0;
 	/* Named for ps -L / top -H, and for test_group_commit.py, which
 	 * holds the commit thread to make submissions overlap. */
 	(void)pthread_setname_np(as->tid, "sq-commit");
@@ -1281,10 +1279,10 @@ void
 spool_commit_async(struct spool_writer *w, struct envelope *env,
     spool_commit_fn fn, void *arg)
 {
-	struct spool *sp = w->sp;
-	struct spool_async *as = sp->as;
+	struct spool         *sp = w->sp;
+	struct spool_async   *as = sp->as;
 	struct spool_pending *p;
-	size_t n;
+	size_t                n;
 
 	if (as == NULL)
 		log_fatalx("spool_commit_async without spool_async_start");
@@ -1302,15 +1300,16 @@ spool_commit_async(struct spool_writer *w, struct envelope *env,
 	pthread_mutex_unlock(&as->mu);
 	/* tests/integration/test_group_commit.py waits for this line. */
 	log_debug("spool: msgid=%s waits for the commit thread (%zu "
-	    "waiting)", p->it.id, n);
+		  "waiting)",
+	    p->it.id, n);
 }
 
 void
 spool_async_dispatch(struct spool *sp)
 {
-	struct spool_async *as = sp->as;
+	struct spool_async   *as = sp->as;
 	struct spool_pending *list, *p;
-	uint64_t v;
+	uint64_t              v;
 
 	if (as == NULL)
 		return;
@@ -1363,10 +1362,10 @@ spool_remove_if_dead(int dirfd, const char *dirpath, const char *name,
     const char *must_lack)
 {
 	struct stat st, st2;
-	int fd, removed = 0;
+	int         fd, removed = 0;
 
-	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
-	    O_NONBLOCK);
+	fd = openat(dirfd, name,
+	    O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0) {
 		if (errno != ENOENT)
 			log_warn("spool: open %s/%s: %s", dirpath, name,
@@ -1377,7 +1376,7 @@ spool_remove_if_dead(int dirfd, const char *dirpath, const char *name,
 		if (errno != EWOULDBLOCK)
 			log_warn("spool: lock %s/%s: %s", dirpath, name,
 			    strerror(errno));
-		goto done;	/* a live writer */
+		goto done; /* a live writer */
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
 	    fstatat(dirfd, name, &st2, AT_SYMLINK_NOFOLLOW) != 0 ||
@@ -1402,14 +1401,13 @@ static int
 spool_read_dir(int dirfd, const char *dirpath, char ***names, size_t *n,
     struct sq_err *err)
 {
-	DIR *d;
+	DIR           *d;
 	struct dirent *de;
-	int fd;
+	int            fd;
 
 	*names = NULL;
 	*n = 0;
-	if ((fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY |
-	    O_CLOEXEC)) < 0)
+	if ((fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return spool_fail(err, -errno, "open", dirpath, NULL);
 	if ((d = fdopendir(fd)) == NULL) {
 		close(fd);
@@ -1480,21 +1478,22 @@ spool_quarantine(struct spool *sp, const char *id, const char *reason)
 {
 	char msg[ENVELOPE_ID_MAX + 8], env[ENVELOPE_ID_MAX + 8];
 	char why[ENVELOPE_ID_MAX + 8], *text, safe[512];
-	int fd;
+	int  fd;
 
 	sq_printable(safe, sizeof(safe), reason, strlen(reason));
 	if (sp->corrupt_fd < 0) {
 		if (mkdir(sp->corrupt_dir, 0700) != 0 && errno != EEXIST) {
 			log_err("spool: msgid=%s is corrupt (%s) but cannot "
-			    "be moved: mkdir %s: %s", id, safe,
-			    sp->corrupt_dir, strerror(errno));
+				"be moved: mkdir %s: %s",
+			    id, safe, sp->corrupt_dir, strerror(errno));
 			return;
 		}
-		if ((sp->corrupt_fd = open(sp->corrupt_dir, O_RDONLY |
-		    O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+		if ((sp->corrupt_fd = open(sp->corrupt_dir,
+			 O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)) <
+		    0) {
 			log_err("spool: msgid=%s is corrupt (%s) but cannot "
-			    "be moved: open %s: %s", id, safe,
-			    sp->corrupt_dir, strerror(errno));
+				"be moved: open %s: %s",
+			    id, safe, sp->corrupt_dir, strerror(errno));
 			return;
 		}
 		fsync(sp->dir_fd);
@@ -1505,20 +1504,20 @@ spool_quarantine(struct spool *sp, const char *id, const char *reason)
 	if (renameat(sp->queue_fd, msg, sp->corrupt_fd, msg) != 0 &&
 	    errno != ENOENT) {
 		log_err("spool: msgid=%s is corrupt (%s) but cannot be "
-		    "moved: rename %s/%s: %s", id, safe, sp->queue_dir, msg,
-		    strerror(errno));
+			"moved: rename %s/%s: %s",
+		    id, safe, sp->queue_dir, msg, strerror(errno));
 		return;
 	}
 	if (renameat(sp->queue_fd, env, sp->corrupt_fd, env) != 0) {
 		if (errno != ENOENT)
 			log_err("spool: msgid=%s is corrupt (%s) but cannot "
-			    "be moved: rename %s/%s: %s", id, safe,
-			    sp->queue_dir, env, strerror(errno));
+				"be moved: rename %s/%s: %s",
+			    id, safe, sp->queue_dir, env, strerror(errno));
 		return;
 	}
 	text = xasprintf("%s\n", safe);
-	fd = openat(sp->corrupt_fd, why, O_WRONLY | O_CREAT | O_TRUNC |
-	    O_CLOEXEC | O_NOFOLLOW, 0600);
+	fd = openat(sp->corrupt_fd, why,
+	    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0 || spool_write_all(fd, text, strlen(text)) != 0 ||
 	    fsync(fd) != 0)
 		log_warn("spool: write %s/%s: %s", sp->corrupt_dir, why,
@@ -1555,8 +1554,8 @@ spool_queue_names(struct spool *sp, char ***names, size_t *n,
 {
 	int rc;
 
-	if ((rc = spool_read_dir(sp->queue_fd, sp->queue_dir, names, n,
-	    err)) != 0)
+	if ((rc = spool_read_dir(sp->queue_fd, sp->queue_dir, names, n, err)) !=
+	    0)
 		return rc;
 	if (*n > 1)
 		qsort(*names, *n, sizeof(**names), spool_cmp_names);
@@ -1570,10 +1569,9 @@ spool_recover_names(struct spool *sp, char ***names, size_t *n,
     struct sq_err *err)
 {
 	size_t i;
-	int rc;
+	int    rc;
 
-	if ((rc = spool_read_dir(sp->tmp_fd, sp->tmp_dir, names, n,
-	    err)) != 0)
+	if ((rc = spool_read_dir(sp->tmp_fd, sp->tmp_dir, names, n, err)) != 0)
 		return rc;
 	for (i = 0; i < *n; i++)
 		spool_remove_if_dead(sp->tmp_fd, sp->tmp_dir, (*names)[i],
@@ -1598,7 +1596,7 @@ spool_recover_lazy(struct spool *sp, void (*cb)(const char *id, void *arg),
 {
 	char **names, id[ENVELOPE_ID_MAX], other[ENVELOPE_ID_MAX + 8];
 	size_t n, i, found = 0;
-	int rc;
+	int    rc;
 
 	if ((rc = spool_recover_names(sp, &names, &n, err)) != 0)
 		return rc;
@@ -1617,7 +1615,8 @@ spool_recover_lazy(struct spool *sp, void (*cb)(const char *id, void *arg),
 		snprintf(other, sizeof(other), "%s.msg", id);
 		if (!spool_name_listed(names, n, other)) {
 			if (spool_exists(sp->queue_fd, names[i]))
-				spool_quarantine(sp, id, "envelope without "
+				spool_quarantine(sp, id,
+				    "envelope without "
 				    "message file (ID.msg missing)");
 			continue;
 		}
@@ -1634,10 +1633,10 @@ spool_recover(struct spool *sp, void (*cb)(const char *id, void *arg),
     void *arg, struct sq_err *err)
 {
 	struct envelope *env;
-	struct sq_err lerr;
-	char **names, id[ENVELOPE_ID_MAX], other[ENVELOPE_ID_MAX + 8];
-	size_t n, i, found = 0;
-	int rc;
+	struct sq_err    lerr;
+	char           **names, id[ENVELOPE_ID_MAX], other[ENVELOPE_ID_MAX + 8];
+	size_t           n, i, found = 0;
+	int              rc;
 
 	/* 1. tmp/: everything whose creator is gone is debris. */
 	if ((rc = spool_recover_names(sp, &names, &n, err)) != 0)
@@ -1664,7 +1663,8 @@ spool_recover(struct spool *sp, void (*cb)(const char *id, void *arg),
 			 * was just removed has neither file. */
 			snprintf(other, sizeof(other), "%s.env", id);
 			if (spool_exists(sp->queue_fd, other))
-				spool_quarantine(sp, id, "envelope without "
+				spool_quarantine(sp, id,
+				    "envelope without "
 				    "message file (ID.msg missing)");
 			continue;
 		}
@@ -1690,12 +1690,12 @@ spool_recover(struct spool *sp, void (*cb)(const char *id, void *arg),
 }
 
 int
-spool_list(struct spool *sp, void (*cb)(const char *id, void *arg),
-    void *arg, struct sq_err *err)
+spool_list(struct spool *sp, void (*cb)(const char *id, void *arg), void *arg,
+    struct sq_err *err)
 {
 	char **names, id[ENVELOPE_ID_MAX];
 	size_t n, i, found = 0;
-	int rc;
+	int    rc;
 
 	if ((rc = spool_queue_names(sp, &names, &n, err)) != 0)
 		return rc;
@@ -1715,18 +1715,20 @@ spool_load_envelope(struct spool *sp, const char *id, struct envelope **out,
     struct sq_err *err)
 {
 	struct envelope *env;
-	struct stat st;
-	char name[ENVELOPE_ID_MAX + 8], *text = NULL;
-	size_t len = 0;
-	ssize_t r;
-	int fd, rc;
+	struct stat      st;
+	char             name[ENVELOPE_ID_MAX + 8], *text = NULL;
+	size_t           len = 0;
+	ssize_t          r;
+	int              fd, rc;
 
 	if (!spool_id_valid(id))
-		return sq_err_set(err, SQ_ENOTFOUND, "no message %.*s "
-		    "(not a queue id)", 40, id);
+		return sq_err_set(err, SQ_ENOTFOUND,
+		    "no message %.*s "
+		    "(not a queue id)",
+		    40, id);
 	snprintf(name, sizeof(name), "%s.env", id);
-	if ((fd = openat(sp->queue_fd, name, O_RDONLY | O_CLOEXEC |
-	    O_NOFOLLOW)) < 0) {
+	if ((fd = openat(sp->queue_fd, name,
+		 O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
 		if (errno == ENOENT)
 			return sq_err_set(err, SQ_ENOTFOUND,
 			    "no message %s in %s", id, sp->queue_dir);
@@ -1737,8 +1739,10 @@ spool_load_envelope(struct spool *sp, const char *id, struct envelope **out,
 		goto done;
 	}
 	if (st.st_size > SPOOL_ENV_MAX) {
-		rc = sq_err_set(err, SQ_ELIMIT, "%s/%s: envelope larger than "
-		    "%d bytes", sp->queue_dir, name, SPOOL_ENV_MAX);
+		rc = sq_err_set(err, SQ_ELIMIT,
+		    "%s/%s: envelope larger than "
+		    "%d bytes",
+		    sp->queue_dir, name, SPOOL_ENV_MAX);
 		goto done;
 	}
 	text = xmalloc((size_t)st.st_size + 1);
@@ -1755,8 +1759,10 @@ spool_load_envelope(struct spool *sp, const char *id, struct envelope **out,
 			break;
 		len += (size_t)r;
 		if (len > (size_t)st.st_size) {
-			rc = sq_err_set(err, SQ_EPARSE, "%s/%s: changed while "
-			    "being read", sp->queue_dir, name);
+			rc = sq_err_set(err, SQ_EPARSE,
+			    "%s/%s: changed while "
+			    "being read",
+			    sp->queue_dir, name);
 			goto done;
 		}
 	}
@@ -1771,8 +1777,10 @@ spool_load_envelope(struct spool *sp, const char *id, struct envelope **out,
 		goto done;
 	}
 	if (strcmp(env->id, id) != 0) {
-		rc = sq_err_set(err, SQ_EPARSE, "%s/%s: envelope is for "
-		    "message %s", sp->queue_dir, name, env->id);
+		rc = sq_err_set(err, SQ_EPARSE,
+		    "%s/%s: envelope is for "
+		    "message %s",
+		    sp->queue_dir, name, env->id);
 		envelope_free(env);
 		goto done;
 	}
@@ -1788,14 +1796,16 @@ int
 spool_open_message(struct spool *sp, const char *id, struct sq_err *err)
 {
 	char name[ENVELOPE_ID_MAX + 8];
-	int fd;
+	int  fd;
 
 	if (!spool_id_valid(id))
-		return sq_err_set(err, -ENOENT, "no message %.*s "
-		    "(not a queue id)", 40, id);
+		return sq_err_set(err, -ENOENT,
+		    "no message %.*s "
+		    "(not a queue id)",
+		    40, id);
 	snprintf(name, sizeof(name), "%s.msg", id);
-	if ((fd = openat(sp->queue_fd, name, O_RDONLY | O_CLOEXEC |
-	    O_NOFOLLOW)) < 0)
+	if ((fd = openat(sp->queue_fd, name,
+		 O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
 		return spool_fail(err, -errno, "open", sp->queue_dir, name);
 	return fd;
 }
@@ -1804,12 +1814,14 @@ int
 spool_message_size(struct spool *sp, const char *id, uint64_t *size,
     struct sq_err *err)
 {
-	char name[ENVELOPE_ID_MAX + 8];
+	char        name[ENVELOPE_ID_MAX + 8];
 	struct stat st;
 
 	if (!spool_id_valid(id))
-		return sq_err_set(err, SQ_ENOTFOUND, "no message %.*s "
-		    "(not a queue id)", 40, id);
+		return sq_err_set(err, SQ_ENOTFOUND,
+		    "no message %.*s "
+		    "(not a queue id)",
+		    40, id);
 	snprintf(name, sizeof(name), "%s.msg", id);
 	if (fstatat(sp->queue_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
 		return spool_fail(err, -errno, "stat", sp->queue_dir, name);
@@ -1821,13 +1833,15 @@ int
 spool_update_envelope(struct spool *sp, const struct envelope *env,
     struct sq_err *err)
 {
-	char name[ENVELOPE_ID_MAX + 8], upd[ENVELOPE_ID_MAX + 8], *text;
+	char   name[ENVELOPE_ID_MAX + 8], upd[ENVELOPE_ID_MAX + 8], *text;
 	size_t len;
-	int fd, rc = 0;
+	int    fd, rc = 0;
 
 	if (!spool_id_valid(env->id))
-		return sq_err_set(err, SQ_ENOTFOUND, "no message %.*s "
-		    "(not a queue id)", 40, env->id);
+		return sq_err_set(err, SQ_ENOTFOUND,
+		    "no message %.*s "
+		    "(not a queue id)",
+		    40, env->id);
 	snprintf(name, sizeof(name), "%s.env", env->id);
 	snprintf(upd, sizeof(upd), "%s.upd", env->id);
 	if (!spool_exists(sp->queue_fd, name))
@@ -1840,8 +1854,8 @@ spool_update_envelope(struct spool *sp, const struct envelope *env,
 	if (fd < 0)
 		return fd;
 	if (renameat(sp->tmp_fd, upd, sp->queue_fd, name) != 0) {
-		rc = spool_fail(err, -errno, "rename into queue/",
-		    sp->tmp_dir, upd);
+		rc = spool_fail(err, -errno, "rename into queue/", sp->tmp_dir,
+		    upd);
 		unlinkat(sp->tmp_fd, upd, 0);
 	} else if (fsync(sp->queue_fd) != 0)
 		rc = spool_fail(err, -errno, "fsync", sp->queue_dir, NULL);
@@ -1854,11 +1868,13 @@ static int
 spool_unlink_message(struct spool *sp, const char *id, struct sq_err *err)
 {
 	char name[ENVELOPE_ID_MAX + 8];
-	int found = 0;
+	int  found = 0;
 
 	if (!spool_id_valid(id))
-		return sq_err_set(err, SQ_ENOTFOUND, "no message %.*s "
-		    "(not a queue id)", 40, id);
+		return sq_err_set(err, SQ_ENOTFOUND,
+		    "no message %.*s "
+		    "(not a queue id)",
+		    40, id);
 	snprintf(name, sizeof(name), "%s.env", id);
 	if (unlinkat(sp->queue_fd, name, 0) == 0)
 		found = 1;
@@ -1870,8 +1886,8 @@ spool_unlink_message(struct spool *sp, const char *id, struct sq_err *err)
 	else if (errno != ENOENT)
 		return spool_fail(err, -errno, "unlink", sp->queue_dir, name);
 	if (!found)
-		return sq_err_set(err, SQ_ENOTFOUND, "no message %s in %s",
-		    id, sp->queue_dir);
+		return sq_err_set(err, SQ_ENOTFOUND, "no message %s in %s", id,
+		    sp->queue_dir);
 	return 0;
 }
 
@@ -1882,7 +1898,7 @@ spool_remove(struct spool *sp, const char *id, struct sq_err *err)
 
 	if ((rc = spool_unlink_message(sp, id, err)) != 0)
 		return rc;
-	sp->removed = 0;	/* this fsync covers the earlier ones too */
+	sp->removed = 0; /* this fsync covers the earlier ones too */
 	if (fsync(sp->queue_fd) != 0)
 		return spool_fail(err, -errno, "fsync", sp->queue_dir, NULL);
 	return 0;
@@ -1910,7 +1926,7 @@ spool_sync_removals(struct spool *sp, struct sq_err *err)
 		return 0;
 	sp->removed = 0;
 	if (sp->as != NULL && sp->as->rm_started)
-		return 1;	/* the removal thread syncs (spool_rm_main) */
+		return 1; /* the removal thread syncs (spool_rm_main) */
 	if (fsync(sp->queue_fd) != 0)
 		return spool_fail(err, -errno, "fsync", sp->queue_dir, NULL);
 	return 1;
@@ -1920,21 +1936,23 @@ int
 spool_hold_failed(struct spool *sp, const struct envelope *env,
     unsigned attempt, struct sq_err *err)
 {
-	char base[ENVELOPE_ID_MAX + 16], name[ENVELOPE_ID_MAX + 24];
-	char msg[ENVELOPE_ID_MAX + 8], tmpname[ENVELOPE_ID_MAX + 24];
-	char *text;
+	char   base[ENVELOPE_ID_MAX + 16], name[ENVELOPE_ID_MAX + 24];
+	char   msg[ENVELOPE_ID_MAX + 8], tmpname[ENVELOPE_ID_MAX + 24];
+	char  *text;
 	size_t len;
-	int fd, rc = 0;
+	int    fd, rc = 0;
 
 	if (!spool_id_valid(env->id))
-		return sq_err_set(err, SQ_ENOTFOUND, "no message %.*s "
-		    "(not a queue id)", 40, env->id);
+		return sq_err_set(err, SQ_ENOTFOUND,
+		    "no message %.*s "
+		    "(not a queue id)",
+		    40, env->id);
 	snprintf(base, sizeof(base), "%s.%u", env->id, attempt);
 	snprintf(msg, sizeof(msg), "%s.msg", env->id);
 	snprintf(tmpname, sizeof(tmpname), "%s.failed", env->id);
 	text = envelope_format(env, &len);
-	fd = spool_write_file(sp->tmp_fd, sp->tmp_dir, tmpname, 0600, text,
-	    len, err);
+	fd = spool_write_file(sp->tmp_fd, sp->tmp_dir, tmpname, 0600, text, len,
+	    err);
 	free(text);
 	if (fd < 0)
 		return fd;
@@ -1943,15 +1961,15 @@ spool_hold_failed(struct spool *sp, const struct envelope *env,
 	snprintf(name, sizeof(name), "%s.msg", base);
 	if (linkat(sp->queue_fd, msg, sp->failed_fd, name, 0) != 0 &&
 	    !(errno == EEXIST && unlinkat(sp->failed_fd, name, 0) == 0 &&
-	    linkat(sp->queue_fd, msg, sp->failed_fd, name, 0) == 0)) {
-		rc = spool_fail(err, -errno, "link into failed/",
-		    sp->queue_dir, msg);
+		linkat(sp->queue_fd, msg, sp->failed_fd, name, 0) == 0)) {
+		rc = spool_fail(err, -errno, "link into failed/", sp->queue_dir,
+		    msg);
 		goto out;
 	}
 	snprintf(name, sizeof(name), "%s.env", base);
 	if (renameat(sp->tmp_fd, tmpname, sp->failed_fd, name) != 0) {
-		rc = spool_fail(err, -errno, "rename into failed/",
-		    sp->tmp_dir, tmpname);
+		rc = spool_fail(err, -errno, "rename into failed/", sp->tmp_dir,
+		    tmpname);
 		goto out;
 	}
 	if (fsync(sp->failed_fd) != 0)
@@ -1978,8 +1996,8 @@ spool_open_queue(const char *dir, struct spool **out, struct sq_err *err)
 	sp->failed_dir = xasprintf("%s/failed", dir);
 	sp->env_mode = 0600;
 	/* Only queue/: the readers' group may read it, nothing else. */
-	sp->queue_fd = open(sp->queue_dir, O_RDONLY | O_DIRECTORY |
-	    O_NOFOLLOW | O_CLOEXEC);
+	sp->queue_fd = open(sp->queue_dir,
+	    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (sp->queue_fd < 0) {
 		int rc = spool_fail(err, -errno, "open", sp->queue_dir, NULL);
 
@@ -2003,13 +2021,14 @@ spool_fix_dir(int fd, const char *path, const char *group, gid_t gid,
 	if (fstat(fd, &st) != 0)
 		return spool_fail(err, -errno, "stat", path, NULL);
 	if (st.st_uid != geteuid() && geteuid() != 0)
-		return 0;	/* not ours: taken as it is */
+		return 0; /* not ours: taken as it is */
 	if (gid != (gid_t)-1 && st.st_gid != gid) {
 		if (fchown(fd, (uid_t)-1, gid) != 0) {
-			log_warn("spool: chgrp %s to %s: %s (only root and "
+			log_warn(
+			    "spool: chgrp %s to %s: %s (only root and "
 			    "sendqd's user can list the queue while sendqd "
-			    "is down; see sendq.tmpfiles)", path, group,
-			    strerror(errno));
+			    "is down; see sendq.tmpfiles)",
+			    path, group, strerror(errno));
 			*gid_ok = 0;
 		} else
 			log_info("spool: %s: group %s", path, group);
@@ -2023,11 +2042,12 @@ spool_fix_dir(int fd, const char *path, const char *group, gid_t gid,
 		log_info("spool: %s: mode %04o (was %04o)", path,
 		    (unsigned)mode, (unsigned)(st.st_mode & 07777));
 		/* A non-member's chmod drops the setgid bit silently. */
-		if ((mode & S_ISGID) && (fstat(fd, &st) != 0 ||
-		    !(st.st_mode & S_ISGID)))
+		if ((mode & S_ISGID) &&
+		    (fstat(fd, &st) != 0 || !(st.st_mode & S_ISGID)))
 			log_warn("spool: %s: the setgid bit did not stay "
-			    "(sendqd's user is not in group %s): new "
-			    "envelopes stay 0600", path, group);
+				 "(sendqd's user is not in group %s): new "
+				 "envelopes stay 0600",
+			    path, group);
 	}
 	return 0;
 }
@@ -2038,24 +2058,26 @@ static void
 spool_fix_envelopes(struct spool *sp, const char *group, gid_t gid)
 {
 	struct sq_err err = { 0 };
-	char **names, id[ENVELOPE_ID_MAX];
-	struct stat st;
-	size_t n, i, fixed = 0, failed = 0;
-	int e = 0;
+	char        **names, id[ENVELOPE_ID_MAX];
+	struct stat   st;
+	size_t        n, i, fixed = 0, failed = 0;
+	int           e = 0;
 
-	if (spool_read_dir(sp->queue_fd, sp->queue_dir, &names, &n,
-	    &err) != 0) {
+	if (spool_read_dir(sp->queue_fd, sp->queue_dir, &names, &n, &err) !=
+	    0) {
 		log_warn("spool: %s", err.msg);
 		return;
 	}
 	for (i = 0; i < n; i++) {
 		if (!spool_split_name(names[i], ".env", id) ||
-		    fstatat(sp->queue_fd, names[i], &st,
-		    AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+		    fstatat(sp->queue_fd, names[i], &st, AT_SYMLINK_NOFOLLOW) !=
+			0 ||
+		    !S_ISREG(st.st_mode) ||
 		    (st.st_gid == gid && (st.st_mode & 07777) == 0640))
 			continue;
-		if ((st.st_gid != gid && fchownat(sp->queue_fd, names[i],
-		    (uid_t)-1, gid, AT_SYMLINK_NOFOLLOW) != 0) ||
+		if ((st.st_gid != gid &&
+			fchownat(sp->queue_fd, names[i], (uid_t)-1, gid,
+			    AT_SYMLINK_NOFOLLOW) != 0) ||
 		    fchmodat(sp->queue_fd, names[i], 0640, 0) != 0) {
 			e = errno;
 			failed++;
@@ -2067,34 +2089,36 @@ spool_fix_envelopes(struct spool *sp, const char *group, gid_t gid)
 		log_info("spool: %zu envelope(s) in %s: group %s, mode 0640",
 		    fixed, sp->queue_dir, group);
 	if (failed > 0)
-		log_warn("spool: %zu envelope(s) in %s keep their group: %s "
+		log_warn(
+		    "spool: %zu envelope(s) in %s keep their group: %s "
 		    "(their owners do not see them with mailq while sendqd "
-		    "is down)", failed, sp->queue_dir, strerror(e));
+		    "is down)",
+		    failed, sp->queue_dir, strerror(e));
 }
 
 int
-spool_set_queue_group(struct spool *sp, const char *group,
-    struct sq_err *err)
+spool_set_queue_group(struct spool *sp, const char *group, struct sq_err *err)
 {
 	struct group gr, *res = NULL;
-	char buf[4096];
-	gid_t gid = (gid_t)-1;
-	int ok, rc;
+	char         buf[4096];
+	gid_t        gid = (gid_t)-1;
+	int          ok, rc;
 
 	if (group != NULL && group[0] != '\0' &&
-	    getgrnam_r(group, &gr, buf, sizeof(buf), &res) == 0 &&
-	    res != NULL)
+	    getgrnam_r(group, &gr, buf, sizeof(buf), &res) == 0 && res != NULL)
 		gid = gr.gr_gid;
 	else
-		log_info("spool: no group %s: queue/ stays 0700 and envelopes "
+		log_info(
+		    "spool: no group %s: queue/ stays 0700 and envelopes "
 		    "0600, so only root and sendqd's user can list the queue "
 		    "while sendqd is down (create the group and install "
-		    "sendq-showq setgid to it)", group != NULL ? group : "");
+		    "sendq-showq setgid to it)",
+		    group != NULL ? group : "");
 	ok = gid != (gid_t)-1;
 	if ((rc = spool_fix_dir(sp->tmp_fd, sp->tmp_dir, group, gid, 02700,
-	    0700, &ok, err)) != 0 ||
-	    (rc = spool_fix_dir(sp->queue_fd, sp->queue_dir, group, gid,
-	    0750, 0700, &ok, err)) != 0)
+		 0700, &ok, err)) != 0 ||
+	    (rc = spool_fix_dir(sp->queue_fd, sp->queue_dir, group, gid, 0750,
+		 0700, &ok, err)) != 0)
 		return rc;
 	/* tmp/ may have taken the group while queue/ did not: new
 	 * envelopes are only shared when both did. */

@@ -72,9 +72,9 @@ struct spool_writer;
  * subdirectories (0700) when missing.  Returns 0 and *out (free with
  * spool_close), or -errno with err filled.
  */
-int	spool_open(const char *dir, int create, struct spool **out,
-	    struct sq_err *err);
-void	spool_close(struct spool *sp);
+int
+spool_open(const char *dir, int create, struct spool **out, struct sq_err *err);
+void spool_close(struct spool *sp);
 
 /*
  * Open only queue/ of the spool at dir, for reading (spool_list,
@@ -84,8 +84,7 @@ void	spool_close(struct spool *sp);
  * and *out (free with spool_close), or -errno with err (-EACCES: the
  * caller may not read queue/).
  */
-int	spool_open_queue(const char *dir, struct spool **out,
-	    struct sq_err *err);
+int spool_open_queue(const char *dir, struct spool **out, struct sq_err *err);
 
 /*
  * Share queue/ with the readers' group named group (sendqd at start):
@@ -100,11 +99,11 @@ int	spool_open_queue(const char *dir, struct spool **out,
  * Returns 0, or -errno with err when a directory cannot be stat'ed or
  * chmod'ed.  Blocks on one pass over queue/.
  */
-int	spool_set_queue_group(struct spool *sp, const char *group,
-	    struct sq_err *err);
+int
+spool_set_queue_group(struct spool *sp, const char *group, struct sq_err *err);
 
 /* Absolute path of queue/ (for the daemon's directory watch). */
-const char	*spool_queue_dir(const struct spool *sp);
+const char *spool_queue_dir(const struct spool *sp);
 
 /*
  * The free-space reserve ([queue] min_free_space): bytes of the spool's
@@ -113,7 +112,7 @@ const char	*spool_queue_dir(const struct spool *sp);
  * so what sendqd writes itself (bounces, split copies, envelope updates)
  * may still use the reserve.
  */
-void	spool_set_min_free(struct spool *sp, uint64_t bytes);
+void spool_set_min_free(struct spool *sp, uint64_t bytes);
 
 /*
  * May new mail of about incoming bytes (0 when not known yet) be taken
@@ -126,8 +125,7 @@ void	spool_set_min_free(struct spool *sp, uint64_t bytes);
  * maildrop/); or -errno with err when fstatvfs fails.  Never blocks
  * beyond the system call.
  */
-int	spool_space_ok(struct spool *sp, uint64_t incoming,
-	    struct sq_err *err);
+int spool_space_ok(struct spool *sp, uint64_t incoming, struct sq_err *err);
 
 /*
  * Start a new message: creates tmp/ID.msg (O_EXCL, 0600) with a fresh
@@ -136,21 +134,21 @@ int	spool_space_ok(struct spool *sp, uint64_t incoming,
  * by arrival and cannot be guessed.  Returns 0 and *out, or -errno with
  * err (also when getrandom() fails: there is no predictable fallback).
  */
-int	spool_writer_begin(struct spool *sp, struct spool_writer **out,
-	    struct sq_err *err);
+int spool_writer_begin(struct spool *sp, struct spool_writer **out,
+    struct sq_err *err);
 /* The queue id the writer will commit under. */
-const char	*spool_writer_id(const struct spool_writer *w);
+const char *spool_writer_id(const struct spool_writer *w);
 /* Append message bytes.  0 or -errno (e.g. -ENOSPC) with err. */
-int	spool_writer_write(struct spool_writer *w, const void *data,
-	    size_t len, struct sq_err *err);
+int spool_writer_write(struct spool_writer *w, const void *data, size_t len,
+    struct sq_err *err);
 /*
  * Make the message durable with envelope env (env->id is set to the
  * writer's id, env->body_8bit to whether any byte written was >= 0x80).  Returns 0 only once data, envelope and directory entries
  * are on stable storage; then the writer is freed.  On failure returns
  * -errno with err, removes the temporary files and frees the writer.
  */
-int	spool_writer_commit(struct spool_writer *w, struct envelope *env,
-	    struct sq_err *err);
+int spool_writer_commit(struct spool_writer *w, struct envelope *env,
+    struct sq_err *err);
 /*
  * Rewrite what was written so far, in place of itself, keeping the
  * writer's id: the bytes written are read back in chunks and passed to
@@ -160,10 +158,10 @@ int	spool_writer_commit(struct spool_writer *w, struct envelope *env,
  * after it was read (msgfix.h); blocks for the copy.  Returns 0, fn's
  * error, or -errno with err; on failure the caller aborts the writer.
  */
-typedef int	(*spool_transform_fn)(void *arg, const void *data, size_t len,
-		    int last, struct buf *out, struct sq_err *err);
-int	spool_writer_transform(struct spool_writer *w, spool_transform_fn fn,
-	    void *arg, struct sq_err *err);
+typedef int (*spool_transform_fn)(void *arg, const void *data, size_t len,
+    int last, struct buf *out, struct sq_err *err);
+int spool_writer_transform(struct spool_writer *w, spool_transform_fn fn,
+    void *arg, struct sq_err *err);
 /*
  * The wire rules (msgfix.h) for the message in w, once scan (fed every
  * byte of it, msgfix_scan_end called) has seen all of it: KEEP does
@@ -174,10 +172,10 @@ int	spool_writer_transform(struct spool_writer *w, spool_transform_fn fn,
  * its commit.
  */
 struct msgfix_scan;
-int	spool_writer_fix(struct spool_writer *w, struct msgfix_scan *scan,
-	    struct sq_err *err);
+int spool_writer_fix(struct spool_writer *w, struct msgfix_scan *scan,
+    struct sq_err *err);
 /* Abandon a message: remove its temporary files, free the writer. */
-void	spool_writer_abort(struct spool_writer *w);
+void spool_writer_abort(struct spool_writer *w);
 
 /*
  * Group commit: make n messages durable with shared syncs instead of
@@ -191,8 +189,8 @@ void	spool_writer_abort(struct spool_writer *w);
  * Blocks for the syncs: callers in an event loop run it off the loop or
  * accept that cost once per batch.
  */
-void	spool_commit_group(struct spool_writer **w, struct envelope **envs,
-	    size_t n, int *results, struct sq_err *errs);
+void spool_commit_group(struct spool_writer **w, struct envelope **envs,
+    size_t n, int *results, struct sq_err *errs);
 
 /*
  * Asynchronous group commit, for callers in an event loop: the syncs run
@@ -210,13 +208,12 @@ void	spool_commit_group(struct spool_writer **w, struct envelope **envs,
  * the thread.  Once started, spool_sync_removals() hands its fsync of
  * queue/ to the thread too (shared with a group's; a failure is logged).
  */
-typedef void	(*spool_commit_fn)(void *arg, int rc,
-		    const struct sq_err *err);
-int	spool_async_start(struct spool *sp, struct sq_err *err);
-void	spool_commit_async(struct spool_writer *w, struct envelope *env,
-	    spool_commit_fn fn, void *arg);
-void	spool_async_dispatch(struct spool *sp);
-void	spool_async_stop(struct spool *sp);
+typedef void (*spool_commit_fn)(void *arg, int rc, const struct sq_err *err);
+int  spool_async_start(struct spool *sp, struct sq_err *err);
+void spool_commit_async(struct spool_writer *w, struct envelope *env,
+    spool_commit_fn fn, void *arg);
+void spool_async_dispatch(struct spool *sp);
+void spool_async_stop(struct spool *sp);
 
 /*
  * Recovery at daemon start: remove tmp/ files and queue/ .msg files
@@ -229,9 +226,8 @@ void	spool_async_stop(struct spool *sp);
  * and left in place.  Neither stops the scan.  Safe to call again while
  * the daemon runs (a live writer's files are never touched).
  */
-int	spool_recover(struct spool *sp,
-	    void (*cb)(const char *id, void *arg), void *arg,
-	    struct sq_err *err);
+int spool_recover(struct spool *sp, void (*cb)(const char *id, void *arg),
+    void *arg, struct sq_err *err);
 
 /*
  * Recovery without reading any envelope, for a fast start on a deep
@@ -242,13 +238,11 @@ int	spool_recover(struct spool *sp,
  * hands one that does not parse to spool_quarantine_id().  Returns the
  * number of ids given to cb, or -errno with err.
  */
-int	spool_recover_lazy(struct spool *sp,
-	    void (*cb)(const char *id, void *arg), void *arg,
-	    struct sq_err *err);
+int spool_recover_lazy(struct spool *sp, void (*cb)(const char *id, void *arg),
+    void *arg, struct sq_err *err);
 /* Move message id to corrupt/ with reason, as recovery does with an
  * envelope that does not parse (logged; failures logged and left). */
-void	spool_quarantine_id(struct spool *sp, const char *id,
-	    const char *reason);
+void spool_quarantine_id(struct spool *sp, const char *id, const char *reason);
 
 /*
  * List committed messages (every queue/ID.env) in id order, that is in
@@ -256,33 +250,31 @@ void	spool_quarantine_id(struct spool *sp, const char *id,
  * and nothing is changed (for mailq).  Returns the number listed, or
  * -errno with err.
  */
-int	spool_list(struct spool *sp,
-	    void (*cb)(const char *id, void *arg), void *arg,
-	    struct sq_err *err);
+int spool_list(struct spool *sp, void (*cb)(const char *id, void *arg),
+    void *arg, struct sq_err *err);
 
 /* Read the envelope of id.  0 and *out (caller frees), or -errno /
  * SQ_EPARSE / SQ_ENOTFOUND with err. */
-int	spool_load_envelope(struct spool *sp, const char *id,
-	    struct envelope **out, struct sq_err *err);
+int spool_load_envelope(struct spool *sp, const char *id, struct envelope **out,
+    struct sq_err *err);
 
 /* Open the message body of id read-only.  Returns an fd (caller closes)
  * or -errno with err. */
-int	spool_open_message(struct spool *sp, const char *id,
-	    struct sq_err *err);
+int spool_open_message(struct spool *sp, const char *id, struct sq_err *err);
 
 /* Size in bytes of the body of id (queue/ID.msg): 0 and *size, or
  * -errno with err. */
-int	spool_message_size(struct spool *sp, const char *id, uint64_t *size,
-	    struct sq_err *err);
+int spool_message_size(struct spool *sp, const char *id, uint64_t *size,
+    struct sq_err *err);
 
 /* Atomically replace the envelope of env->id (write, fsync, rename,
  * fsync dir).  0 or -errno with err. */
-int	spool_update_envelope(struct spool *sp, const struct envelope *env,
-	    struct sq_err *err);
+int spool_update_envelope(struct spool *sp, const struct envelope *env,
+    struct sq_err *err);
 
 /* Remove message id (envelope first, then body) and fsync queue/.
  * 0 or -errno with err. */
-int	spool_remove(struct spool *sp, const char *id, struct sq_err *err);
+int spool_remove(struct spool *sp, const char *id, struct sq_err *err);
 
 /*
  * Removal after delivery, batched: unlink as spool_remove does but leave
@@ -291,14 +283,13 @@ int	spool_remove(struct spool *sp, const char *id, struct sq_err *err);
  * directory sync covers a batch.  Until then a power cut may bring the
  * message back: delivered twice, never lost.  0 or -errno with err.
  */
-int	spool_remove_unsynced(struct spool *sp, const char *id,
-	    struct sq_err *err);
+int spool_remove_unsynced(struct spool *sp, const char *id, struct sq_err *err);
 /* fsync queue/ when a removal since the last one left it unsynced:
  * 1 synced, 0 nothing to do, -errno with err.  Once spool_async_start()
  * ran, spool_remove_unsynced() hands the unlinks to a removal thread,
  * which fsyncs queue/ once per batch itself (failures logged there), and
  * this returns 1 at once. */
-int	spool_sync_removals(struct spool *sp, struct sq_err *err);
+int spool_sync_removals(struct spool *sp, struct sq_err *err);
 
 /*
  * Keep a permanent failure: write env (its recipients are the failed
@@ -307,12 +298,12 @@ int	spool_sync_removals(struct spool *sp, struct sq_err *err);
  * message is not changed (the caller updates or removes it afterwards).
  * 0 or -errno with err.
  */
-int	spool_hold_failed(struct spool *sp, const struct envelope *env,
-	    unsigned attempt, struct sq_err *err);
+int spool_hold_failed(struct spool *sp, const struct envelope *env,
+    unsigned attempt, struct sq_err *err);
 
 /* True when s has the form of a queue id (for names found in queue/):
  * 31 upper-case hex digits, or the 19 of ids made by versions before
  * random ids (so that a queue written before an upgrade is delivered). */
-int	spool_id_valid(const char *s);
+int spool_id_valid(const char *s);
 
 #endif

@@ -21,8 +21,10 @@ submit_proto_bad(const char *buf, size_t len, struct sq_err *err)
 	char safe[2 * SUBMIT_PROTO_LINE_MAX + 8];
 
 	sq_printable(safe, sizeof(safe), buf, len);
-	return sq_err_set(err, SQ_EPARSE, "bad submit frame \"%s\" (expected "
-	    "\"submit ENVLEN\", \"data LEN\" or \"end\")", safe);
+	return sq_err_set(err, SQ_EPARSE,
+	    "bad submit frame \"%s\" (expected "
+	    "\"submit ENVLEN\", \"data LEN\" or \"end\")",
+	    safe);
 }
 
 /* Decimal s[0..n) without sign or leading zero, 1..max.  0 or -1. */
@@ -49,7 +51,7 @@ submit_proto_parse(const char *buf, size_t len, struct submit_proto_hdr *h,
     struct sq_err *err)
 {
 	const char *nl;
-	size_t n, max;
+	size_t      n, max;
 
 	n = len < SUBMIT_PROTO_LINE_MAX ? len : SUBMIT_PROTO_LINE_MAX;
 	if ((nl = memchr(buf, '\n', n)) == NULL) {
@@ -77,8 +79,10 @@ submit_proto_parse(const char *buf, size_t len, struct submit_proto_hdr *h,
 	} else
 		return submit_proto_bad(buf, n, err);
 	if (submit_proto_number(buf, n, max, &h->len) != 0)
-		return sq_err_set(err, SQ_EPARSE, "bad submit frame: the "
-		    "length must be 1 to %zu", max);
+		return sq_err_set(err, SQ_EPARSE,
+		    "bad submit frame: the "
+		    "length must be 1 to %zu",
+		    max);
 	return 1;
 }
 
@@ -115,23 +119,26 @@ submit_proto_check_envelope(const struct envelope *env, size_t max_rcpts,
     struct sq_err *err)
 {
 	struct sq_err aerr = { 0 };
-	size_t i;
+	size_t        i;
 
 	if (env->attempts != 0 || env->next_attempt != 0 ||
 	    env->last_error != NULL || env->held || env->warned)
-		return sq_err_set(err, SQ_EPARSE, "the envelope of a new "
+		return sq_err_set(err, SQ_EPARSE,
+		    "the envelope of a new "
 		    "message carries no delivery state (attempts, next, "
 		    "error, held, warned)");
 	if (env->sender[0] != '\0' &&
 	    mailmsg_addr_valid(env->sender, 0, &aerr) != 0)
 		return sq_err_set(err, SQ_EPARSE, "sender: %s", aerr.msg);
 	if (env->n_rcpts == 0)
-		return sq_err_set(err, SQ_EPARSE, "the envelope has no "
+		return sq_err_set(err, SQ_EPARSE,
+		    "the envelope has no "
 		    "recipient");
 	if (max_rcpts != 0 && env->n_rcpts > max_rcpts)
-		return sq_err_set(err, SQ_EPARSE, "too many recipients (%zu, "
-		    "at most %zu: [intake] max_recipients)", env->n_rcpts,
-		    max_rcpts);
+		return sq_err_set(err, SQ_EPARSE,
+		    "too many recipients (%zu, "
+		    "at most %zu: [intake] max_recipients)",
+		    env->n_rcpts, max_rcpts);
 	for (i = 0; i < env->n_rcpts; i++)
 		if (mailmsg_addr_valid(env->rcpts[i], 0, &aerr) != 0)
 			return sq_err_set(err, SQ_EPARSE, "recipient: %s",

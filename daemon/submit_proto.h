@@ -36,21 +36,21 @@
 #include "envelope.h"
 #include "util.h"
 
-#define SUBMIT_PROTO_LINE_MAX	32		/* header line, LF included */
-#define SUBMIT_PROTO_CHUNK_MAX	(64u * 1024)	/* payload of one data frame */
-#define SUBMIT_PROTO_ENV_MAX	(1024u * 1024)	/* envelope text */
+#define SUBMIT_PROTO_LINE_MAX  32             /* header line, LF included */
+#define SUBMIT_PROTO_CHUNK_MAX (64u * 1024)   /* payload of one data frame */
+#define SUBMIT_PROTO_ENV_MAX   (1024u * 1024) /* envelope text */
 
 enum submit_proto_frame {
-	SUBMIT_PROTO_SUBMIT,	/* "submit ENVLEN": envelope follows */
-	SUBMIT_PROTO_DATA,	/* "data LEN": message bytes follow */
-	SUBMIT_PROTO_END,	/* "end": commit */
+	SUBMIT_PROTO_SUBMIT, /* "submit ENVLEN": envelope follows */
+	SUBMIT_PROTO_DATA,   /* "data LEN": message bytes follow */
+	SUBMIT_PROTO_END,    /* "end": commit */
 };
 
 struct submit_proto_hdr {
-	enum submit_proto_frame	 type;
-	size_t			 hdr_len;	/* bytes of the header line,
+	enum submit_proto_frame type;
+	size_t                  hdr_len; /* bytes of the header line,
 						 * LF included */
-	size_t			 len;		/* payload bytes that follow
+	size_t                  len;     /* payload bytes that follow
 						 * (0 for end) */
 };
 
@@ -62,8 +62,8 @@ struct submit_proto_hdr {
  * included).  Does not check which frame may come when: that is the
  * caller's state.  Never blocks.
  */
-int	submit_proto_parse(const char *buf, size_t len,
-	    struct submit_proto_hdr *h, struct sq_err *err);
+int submit_proto_parse(const char *buf, size_t len, struct submit_proto_hdr *h,
+    struct sq_err *err);
 
 /*
  * Write the header line of a frame (type, payload length len) into out
@@ -71,8 +71,8 @@ int	submit_proto_parse(const char *buf, size_t len,
  * length without the NUL, or SQ_ELIMIT when len is out of range for the
  * type.
  */
-int	submit_proto_format(char *out, size_t outsz,
-	    enum submit_proto_frame type, size_t len);
+int submit_proto_format(char *out, size_t outsz, enum submit_proto_frame type,
+    size_t len);
 
 /*
  * Check an envelope a client sent: a sender ("" or a valid address), 1
@@ -82,7 +82,7 @@ int	submit_proto_format(char *out, size_t outsz,
  * having it silently dropped.  id, uid and created are not checked: the
  * daemon overwrites them.  Returns 0 or SQ_EPARSE with err.
  */
-int	submit_proto_check_envelope(const struct envelope *env,
-	    size_t max_rcpts, struct sq_err *err);
+int submit_proto_check_envelope(const struct envelope *env, size_t max_rcpts,
+    struct sq_err *err);
 
 #endif

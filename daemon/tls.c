@@ -69,40 +69,40 @@
 #include "tls.h"
 #include "util.h"
 
-#define TLS_DEFAULT_PRIORITY						\
-	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:"	\
-	"+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:+AES-256-CCM:"	\
+#define TLS_DEFAULT_PRIORITY \
+	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:" \
+	"+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:+AES-256-CCM:" \
 	"+AES-128-CCM:%PROFILE_MEDIUM"
 
 struct tls_ctx {
-	char		*name;		/* smarthost, for logs */
-	char		*verify_name;	/* server_name, else host */
+	char             *name;        /* smarthost, for logs */
+	char             *verify_name; /* server_name, else host */
 	enum config_trust trust;
-	int		 name_is_ip;	/* verify_name is an address */
-	unsigned char	 ip[16];	/* when name_is_ip */
-	unsigned	 ip_len;	/* 4 or 16 */
-	unsigned char	 pins[CONFIG_PINS_MAX][CONFIG_PIN_LEN];
-	size_t		 n_pins;
+	int               name_is_ip; /* verify_name is an address */
+	unsigned char     ip[16];     /* when name_is_ip */
+	unsigned          ip_len;     /* 4 or 16 */
+	unsigned char     pins[CONFIG_PINS_MAX][CONFIG_PIN_LEN];
+	size_t            n_pins;
 	gnutls_certificate_credentials_t cred;
-	gnutls_priority_t prio;
-	gnutls_datum_t	 resume;	/* last verified session data */
+	gnutls_priority_t                prio;
+	gnutls_datum_t resume; /* last verified session data */
 };
 
 struct tls_session {
-	struct tls_ctx		*ctx;
-	gnutls_session_t	 s;
-	int			 fd;
-	int			 done;		/* handshake over */
-	int			 failed;	/* handshake failed */
-	int			 verified;	/* check passed */
-	int			 verify_failed;	/* check failed */
-	int			 resume_saved;	/* data in ctx */
-	int			 write_again;	/* send got AGAIN */
-	size_t			 write_again_len;
-	int			 bye_sent;
-	gnutls_typed_vdata_st	 vdata[2];	/* must outlive s */
-	char			 desc[128];
-	char			 verify[256];
+	struct tls_ctx       *ctx;
+	gnutls_session_t      s;
+	int                   fd;
+	int                   done;          /* handshake over */
+	int                   failed;        /* handshake failed */
+	int                   verified;      /* check passed */
+	int                   verify_failed; /* check failed */
+	int                   resume_saved;  /* data in ctx */
+	int                   write_again;   /* send got AGAIN */
+	size_t                write_again_len;
+	int                   bye_sent;
+	gnutls_typed_vdata_st vdata[2]; /* must outlive s */
+	char                  desc[128];
+	char                  verify[256];
 };
 
 /* Strip the brackets of "[::1]" into dst (size dstsz). */
@@ -127,8 +127,8 @@ static int
 tls_pin_of_crt(gnutls_x509_crt_t crt, unsigned char pin[CONFIG_PIN_LEN])
 {
 	gnutls_pubkey_t pk;
-	gnutls_datum_t spki = { NULL, 0 };
-	int ret;
+	gnutls_datum_t  spki = { NULL, 0 };
+	int             ret;
 
 	if ((ret = gnutls_pubkey_init(&pk)) < 0)
 		return ret;
@@ -148,7 +148,7 @@ static int
 tls_pin_of_der(const gnutls_datum_t *der, unsigned char pin[CONFIG_PIN_LEN])
 {
 	gnutls_x509_crt_t crt;
-	int ret;
+	int               ret;
 
 	if ((ret = gnutls_x509_crt_init(&crt)) < 0)
 		return ret;
@@ -162,19 +162,20 @@ tls_pin_of_der(const gnutls_datum_t *der, unsigned char pin[CONFIG_PIN_LEN])
 /* "sha256:BASE64" of pin into out. */
 static void
 tls_pin_text(const unsigned char pin[CONFIG_PIN_LEN],
-    char out[TLS_PIN_TEXT_MAX])
+    char                         out[TLS_PIN_TEXT_MAX])
 {
 	gnutls_datum_t in = { (unsigned char *)pin, CONFIG_PIN_LEN };
 	gnutls_datum_t b64 = { NULL, 0 };
-	size_t len;
+	size_t         len;
 
 	if (gnutls_base64_encode2(&in, &b64) < 0) {
 		snprintf(out, TLS_PIN_TEXT_MAX, "sha256:?");
 		return;
 	}
 	len = b64.size;
-	while (len > 0 && (b64.data[len - 1] == '\n' ||
-	    b64.data[len - 1] == '\r' || b64.data[len - 1] == '\0'))
+	while (len > 0 &&
+	    (b64.data[len - 1] == '\n' || b64.data[len - 1] == '\r' ||
+		b64.data[len - 1] == '\0'))
 		len--;
 	snprintf(out, TLS_PIN_TEXT_MAX, "sha256:%.*s", (int)len,
 	    (const char *)b64.data);
@@ -185,10 +186,10 @@ int
 tls_pin_of_cert_file(const char *path, char out[TLS_PIN_TEXT_MAX],
     struct sq_err *err)
 {
-	gnutls_datum_t data = { NULL, 0 };
+	gnutls_datum_t    data = { NULL, 0 };
 	gnutls_x509_crt_t crt = NULL;
-	unsigned char pin[CONFIG_PIN_LEN];
-	int fd, ret;
+	unsigned char     pin[CONFIG_PIN_LEN];
+	int               fd, ret;
 
 	out[0] = '\0';
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
@@ -216,21 +217,23 @@ fail:
 	if (crt != NULL)
 		gnutls_x509_crt_deinit(crt);
 	gnutls_free(data.data);
-	return sq_err_set(err, SQ_ETLS, "%s: not a PEM or DER certificate: "
-	    "%s", path, gnutls_strerror(ret));
+	return sq_err_set(err, SQ_ETLS,
+	    "%s: not a PEM or DER certificate: "
+	    "%s",
+	    path, gnutls_strerror(ret));
 }
 
 /* Open path for reading to report errno in words: GnuTLS's own error
  * for a missing file does not say why. */
 static int
-tls_check_readable(const struct tls_ctx *ctx, const char *key,
-    const char *path, struct sq_err *err)
+tls_check_readable(const struct tls_ctx *ctx, const char *key, const char *path,
+    struct sq_err *err)
 {
 	int fd;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return sq_err_set(err, -errno, "relay %s: %s %s: %s",
-		    ctx->name, key, path, strerror(errno));
+		return sq_err_set(err, -errno, "relay %s: %s %s: %s", ctx->name,
+		    key, path, strerror(errno));
 	close(fd);
 	return 0;
 }
@@ -245,36 +248,47 @@ tls_ctx_load_trust(struct tls_ctx *ctx, const struct config_smarthost *sh,
 	case CONFIG_TRUST_SYSTEM:
 		ret = gnutls_certificate_set_x509_system_trust(ctx->cred);
 		if (ret < 0)
-			return sq_err_set(err, SQ_ETLS, "relay %s: cannot load "
-			    "the system trust store: %s", sh->name,
-			    gnutls_strerror(ret));
+			return sq_err_set(err, SQ_ETLS,
+			    "relay %s: cannot load "
+			    "the system trust store: %s",
+			    sh->name, gnutls_strerror(ret));
 		if (ret == 0)
-			return sq_err_set(err, SQ_ETLS, "relay %s: the system "
+			return sq_err_set(err, SQ_ETLS,
+			    "relay %s: the system "
 			    "trust store holds no certificates (is "
-			    "ca-certificates installed?)", sh->name);
+			    "ca-certificates installed?)",
+			    sh->name);
 		return 0;
 	case CONFIG_TRUST_CA_FILE:
 		if (sh->ca_file == NULL)
-			return sq_err_set(err, SQ_ECONFIG, "relay %s: trust = "
-			    "ca_file but no ca_file set", sh->name);
+			return sq_err_set(err, SQ_ECONFIG,
+			    "relay %s: trust = "
+			    "ca_file but no ca_file set",
+			    sh->name);
 		if ((ret = tls_check_readable(ctx, "ca_file", sh->ca_file,
-		    err)) < 0)
+			 err)) < 0)
 			return ret;
 		ret = gnutls_certificate_set_x509_trust_file(ctx->cred,
 		    sh->ca_file, GNUTLS_X509_FMT_PEM);
 		if (ret < 0)
-			return sq_err_set(err, SQ_ETLS, "relay %s: ca_file %s: "
-			    "%s", sh->name, sh->ca_file, gnutls_strerror(ret));
+			return sq_err_set(err, SQ_ETLS,
+			    "relay %s: ca_file %s: "
+			    "%s",
+			    sh->name, sh->ca_file, gnutls_strerror(ret));
 		if (ret == 0)
-			return sq_err_set(err, SQ_ETLS, "relay %s: ca_file %s: "
-			    "no PEM certificate found", sh->name, sh->ca_file);
+			return sq_err_set(err, SQ_ETLS,
+			    "relay %s: ca_file %s: "
+			    "no PEM certificate found",
+			    sh->name, sh->ca_file);
 		log_debug("relay=%s ca_file=%s certificates=%d", sh->name,
 		    sh->ca_file, ret);
 		return 0;
 	case CONFIG_TRUST_PIN:
 		if (sh->n_pins == 0)
-			return sq_err_set(err, SQ_ECONFIG, "relay %s: trust = "
-			    "pin but no pin set", sh->name);
+			return sq_err_set(err, SQ_ECONFIG,
+			    "relay %s: trust = "
+			    "pin but no pin set",
+			    sh->name);
 		return 0;
 	case CONFIG_TRUST_INSECURE:
 		return 0;
@@ -285,30 +299,34 @@ tls_ctx_load_trust(struct tls_ctx *ctx, const struct config_smarthost *sh,
 
 /* The client certificate and key for mutual TLS, when configured. */
 static int
-tls_ctx_load_client_cert(struct tls_ctx *ctx,
-    const struct config_smarthost *sh, struct sq_err *err)
+tls_ctx_load_client_cert(struct tls_ctx *ctx, const struct config_smarthost *sh,
+    struct sq_err *err)
 {
 	int ret;
 
 	if (sh->client_cert == NULL && sh->client_key == NULL)
 		return 0;
 	if (sh->client_cert == NULL || sh->client_key == NULL)
-		return sq_err_set(err, SQ_ECONFIG, "relay %s: client_cert and "
-		    "client_key must be set together", ctx->name);
+		return sq_err_set(err, SQ_ECONFIG,
+		    "relay %s: client_cert and "
+		    "client_key must be set together",
+		    ctx->name);
 	if ((ret = tls_check_readable(ctx, "client_cert", sh->client_cert,
-	    err)) < 0)
+		 err)) < 0)
 		return ret;
-	if ((ret = tls_check_readable(ctx, "client_key", sh->client_key,
-	    err)) < 0)
+	if ((ret = tls_check_readable(ctx, "client_key", sh->client_key, err)) <
+	    0)
 		return ret;
 	ret = gnutls_certificate_set_x509_key_file(ctx->cred, sh->client_cert,
 	    sh->client_key, GNUTLS_X509_FMT_PEM);
 	if (ret < 0)
-		return sq_err_set(err, SQ_ETLS, "relay %s: client_cert %s with "
-		    "client_key %s: %s", ctx->name, sh->client_cert,
-		    sh->client_key, ret == GNUTLS_E_CERTIFICATE_KEY_MISMATCH ?
-		    "the key does not belong to the certificate" :
-		    gnutls_strerror(ret));
+		return sq_err_set(err, SQ_ETLS,
+		    "relay %s: client_cert %s with "
+		    "client_key %s: %s",
+		    ctx->name, sh->client_cert, sh->client_key,
+		    ret == GNUTLS_E_CERTIFICATE_KEY_MISMATCH ?
+			"the key does not belong to the certificate" :
+			gnutls_strerror(ret));
 	return 0;
 }
 
@@ -323,12 +341,12 @@ tls_ctx_load_priority(struct tls_ctx *ctx, const struct config_smarthost *sh,
     struct sq_err *err)
 {
 	const char *prio, *errpos = NULL;
-	char near[48], *full;
-	size_t len;
-	int ret;
+	char        near[48], *full;
+	size_t      len;
+	int         ret;
 
 	prio = sh->tls_priority != NULL ? sh->tls_priority :
-	    TLS_DEFAULT_PRIORITY;
+					  TLS_DEFAULT_PRIORITY;
 	len = strlen(prio);
 	if (strstr(prio, "%PROFILE_") == NULL)
 		full = xasprintf("%s:%%PROFILE_MEDIUM", prio);
@@ -341,16 +359,18 @@ tls_ctx_load_priority(struct tls_ctx *ctx, const struct config_smarthost *sh,
 	}
 	ctx->prio = NULL;
 	if (errpos != NULL && errpos >= full && errpos < full + len) {
-		sq_printable(near, sizeof(near), errpos, len -
-		    (size_t)(errpos - full));
-		ret = sq_err_set(err, SQ_ECONFIG, "relay %s: tls_priority "
+		sq_printable(near, sizeof(near), errpos,
+		    len - (size_t)(errpos - full));
+		ret = sq_err_set(err, SQ_ECONFIG,
+		    "relay %s: tls_priority "
 		    "\"%s\" rejected by GnuTLS at position %zu (\"%s\"): %s",
 		    ctx->name, prio, (size_t)(errpos - full) + 1, near,
 		    gnutls_strerror(ret));
 	} else
-		ret = sq_err_set(err, SQ_ECONFIG, "relay %s: tls_priority "
-		    "\"%s\" rejected by GnuTLS: %s", ctx->name, prio,
-		    gnutls_strerror(ret));
+		ret = sq_err_set(err, SQ_ECONFIG,
+		    "relay %s: tls_priority "
+		    "\"%s\" rejected by GnuTLS: %s",
+		    ctx->name, prio, gnutls_strerror(ret));
 	free(full);
 	return ret;
 }
@@ -360,14 +380,15 @@ tls_ctx_new(const struct config_smarthost *sh, struct tls_ctx **out,
     struct sq_err *err)
 {
 	struct tls_ctx *ctx;
-	const char *name;
-	char host[256];
-	int ret;
+	const char     *name;
+	char            host[256];
+	int             ret;
 
 	ctx = xcalloc(1, sizeof(*ctx));
 	ctx->name = xstrdup(sh->name != NULL ? sh->name : "?");
 	name = sh->server_name != NULL ? sh->server_name :
-	    sh->host != NULL ? sh->host : "";
+	    sh->host != NULL           ? sh->host :
+					 "";
 	tls_host_strip(host, sizeof(host), name);
 	ctx->verify_name = xstrdup(host);
 	ctx->trust = sh->trust;
@@ -379,17 +400,21 @@ tls_ctx_new(const struct config_smarthost *sh, struct tls_ctx **out,
 		ctx->ip_len = 16;
 	}
 	if (sh->n_pins > CONFIG_PINS_MAX) {
-		ret = sq_err_set(err, SQ_ECONFIG, "relay %s: more than %d "
-		    "pins", ctx->name, CONFIG_PINS_MAX);
+		ret = sq_err_set(err, SQ_ECONFIG,
+		    "relay %s: more than %d "
+		    "pins",
+		    ctx->name, CONFIG_PINS_MAX);
 		goto fail;
 	}
 	memcpy(ctx->pins, sh->pins, sh->n_pins * CONFIG_PIN_LEN);
 	ctx->n_pins = sh->n_pins;
 	if ((ctx->trust == CONFIG_TRUST_SYSTEM ||
-	    ctx->trust == CONFIG_TRUST_CA_FILE) &&
+		ctx->trust == CONFIG_TRUST_CA_FILE) &&
 	    ctx->verify_name[0] == '\0') {
-		ret = sq_err_set(err, SQ_ECONFIG, "relay %s: no host name to "
-		    "verify the certificate against", ctx->name);
+		ret = sq_err_set(err, SQ_ECONFIG,
+		    "relay %s: no host name to "
+		    "verify the certificate against",
+		    ctx->name);
 		goto fail;
 	}
 
@@ -438,14 +463,14 @@ tls_ctx_free(struct tls_ctx *ctx)
 	free(ctx);
 }
 
-static int	tls_verify_cb(gnutls_session_t);
+static int tls_verify_cb(gnutls_session_t);
 
 int
 tls_session_new(struct tls_ctx *ctx, int fd, struct tls_session **out,
     struct sq_err *err)
 {
 	struct tls_session *s;
-	int ret;
+	int                 ret;
 
 	s = xcalloc(1, sizeof(*s));
 	s->ctx = ctx;
@@ -453,8 +478,8 @@ tls_session_new(struct tls_ctx *ctx, int fd, struct tls_session **out,
 	snprintf(s->desc, sizeof(s->desc), "none");
 	snprintf(s->verify, sizeof(s->verify), "not verified (no handshake)");
 
-	ret = gnutls_init(&s->s, GNUTLS_CLIENT | GNUTLS_NONBLOCK |
-	    GNUTLS_NO_SIGNAL);
+	ret = gnutls_init(&s->s,
+	    GNUTLS_CLIENT | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
 	if (ret < 0) {
 		s->s = NULL;
 		goto fail;
@@ -473,7 +498,8 @@ tls_session_new(struct tls_ctx *ctx, int fd, struct tls_session **out,
 	}
 	if (ctx->trust == CONFIG_TRUST_INSECURE) {
 		log_warn("relay %s: TLS certificate NOT verified "
-		    "(trust = insecure)", ctx->name);
+			 "(trust = insecure)",
+		    ctx->name);
 	} else {
 		if (ctx->name_is_ip) {
 			s->vdata[0].type = GNUTLS_DT_IP_ADDRESS;
@@ -499,7 +525,7 @@ tls_session_new(struct tls_ctx *ctx, int fd, struct tls_session **out,
 		}
 	}
 	gnutls_transport_set_int(s->s, fd);
-	gnutls_handshake_set_timeout(s->s, 0);	/* smtp_conn times out */
+	gnutls_handshake_set_timeout(s->s, 0); /* smtp_conn times out */
 	*out = s;
 	return 0;
 fail:
@@ -524,7 +550,7 @@ tls_resume_save(struct tls_session *s)
 		return;
 	if (gnutls_protocol_get_version(s->s) == GNUTLS_TLS1_3 &&
 	    (gnutls_session_get_flags(s->s) & GNUTLS_SFLAGS_SESSION_TICKET) ==
-	    0)
+		0)
 		return;
 	if (gnutls_session_get_data2(s->s, &data) < 0 || data.size == 0) {
 		gnutls_free(data.data);
@@ -555,8 +581,8 @@ tls_reason_add(char *dst, size_t dstsz, size_t *used, const char *text)
 
 	if (*used >= dstsz)
 		return;
-	n = snprintf(dst + *used, dstsz - *used, "%s%s",
-	    *used > 0 ? ", " : "", text);
+	n = snprintf(dst + *used, dstsz - *used, "%s%s", *used > 0 ? ", " : "",
+	    text);
 	if (n > 0)
 		*used += (size_t)n;
 }
@@ -567,11 +593,11 @@ tls_leaf_facts(const gnutls_datum_t *der, int *self_signed, char *keydesc,
     size_t keydescsz, char *dnsname, size_t dnsnamesz)
 {
 	gnutls_x509_crt_t crt;
-	unsigned bits = 0;
-	unsigned int critical;
-	char name[256];
-	size_t namesz;
-	int algo, i, ret;
+	unsigned          bits = 0;
+	unsigned int      critical;
+	char              name[256];
+	size_t            namesz;
+	int               algo, i, ret;
 
 	*self_signed = 0;
 	snprintf(keydesc, keydescsz, "?");
@@ -587,14 +613,15 @@ tls_leaf_facts(const gnutls_datum_t *der, int *self_signed, char *keydesc,
 	if (algo >= 0)
 		snprintf(keydesc, keydescsz, "%s %u bits",
 		    gnutls_pk_get_name((gnutls_pk_algorithm_t)algo) != NULL ?
-		    gnutls_pk_get_name((gnutls_pk_algorithm_t)algo) : "?",
+			gnutls_pk_get_name((gnutls_pk_algorithm_t)algo) :
+			"?",
 		    bits);
 	for (i = 0; i < 16; i++) {
 		namesz = sizeof(name);
 		ret = gnutls_x509_crt_get_subject_alt_name(crt, (unsigned)i,
 		    name, &namesz, &critical);
-		if (ret == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE || (ret < 0 &&
-		    ret != GNUTLS_E_SHORT_MEMORY_BUFFER))
+		if (ret == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE ||
+		    (ret < 0 && ret != GNUTLS_E_SHORT_MEMORY_BUFFER))
 			break;
 		if (ret == GNUTLS_SAN_DNSNAME) {
 			sq_printable(dnsname, dnsnamesz, name, namesz);
@@ -610,52 +637,63 @@ tls_verify_reason(struct tls_session *s, unsigned status,
     const gnutls_datum_t *leaf, char *dst, size_t dstsz)
 {
 	static const struct {
-		unsigned	 bit;
-		const char	*text;
+		unsigned    bit;
+		const char *text;
 	} tls_verify_bits[] = {
 		{ GNUTLS_CERT_EXPIRED, "certificate expired" },
 		{ GNUTLS_CERT_NOT_ACTIVATED, "certificate not yet valid" },
-		{ GNUTLS_CERT_SIGNER_NOT_FOUND, NULL },	/* untrusted */
-		{ GNUTLS_CERT_SIGNER_NOT_CA, "certificate signer is not a CA "
+		{ GNUTLS_CERT_SIGNER_NOT_FOUND, NULL }, /* untrusted */
+		{ GNUTLS_CERT_SIGNER_NOT_CA,
+		    "certificate signer is not a CA "
 		    "(basicConstraints)" },
-		{ GNUTLS_CERT_SIGNER_CONSTRAINTS_FAILURE, "certificate signer "
+		{ GNUTLS_CERT_SIGNER_CONSTRAINTS_FAILURE,
+		    "certificate signer "
 		    "constraints violated" },
-		{ GNUTLS_CERT_UNEXPECTED_OWNER, NULL },	/* host name */
+		{ GNUTLS_CERT_UNEXPECTED_OWNER, NULL },   /* host name */
 		{ GNUTLS_CERT_INSECURE_ALGORITHM, NULL }, /* weak key */
 		{ GNUTLS_CERT_REVOKED, "certificate revoked" },
-		{ GNUTLS_CERT_SIGNATURE_FAILURE, "certificate signature "
+		{ GNUTLS_CERT_SIGNATURE_FAILURE,
+		    "certificate signature "
 		    "invalid" },
-		{ GNUTLS_CERT_PURPOSE_MISMATCH, "certificate not for TLS "
+		{ GNUTLS_CERT_PURPOSE_MISMATCH,
+		    "certificate not for TLS "
 		    "servers (key purpose)" },
 		{ GNUTLS_CERT_MISMATCH, "certificate mismatch" },
 	};
 	gnutls_datum_t out;
-	char text[256], keydesc[64], dnsname[128];
-	size_t i, used = 0;
-	int self_signed;
+	char           text[256], keydesc[64], dnsname[128];
+	size_t         i, used = 0;
+	int            self_signed;
 
 	tls_leaf_facts(leaf, &self_signed, keydesc, sizeof(keydesc), dnsname,
 	    sizeof(dnsname));
 	dst[0] = '\0';
 	for (i = 0; i < sizeof(tls_verify_bits) / sizeof(tls_verify_bits[0]);
-	    i++) {
+	     i++) {
 		if ((status & tls_verify_bits[i].bit) == 0)
 			continue;
 		switch (tls_verify_bits[i].bit) {
 		case GNUTLS_CERT_SIGNER_NOT_FOUND:
-			snprintf(text, sizeof(text), "certificate signer not "
-			    "trusted%s", self_signed ? " (self-signed "
-			    "certificate)" : "");
+			snprintf(text, sizeof(text),
+			    "certificate signer not "
+			    "trusted%s",
+			    self_signed ? " (self-signed "
+					  "certificate)" :
+					  "");
 			break;
 		case GNUTLS_CERT_UNEXPECTED_OWNER:
-			snprintf(text, sizeof(text), "host name mismatch "
-			    "(expected %s%s%s)", s->ctx->verify_name,
+			snprintf(text, sizeof(text),
+			    "host name mismatch "
+			    "(expected %s%s%s)",
+			    s->ctx->verify_name,
 			    dnsname[0] != '\0' ? ", certificate is for " : "",
 			    dnsname);
 			break;
 		case GNUTLS_CERT_INSECURE_ALGORITHM:
-			snprintf(text, sizeof(text), "insecure algorithm/key "
-			    "(server key %s)", keydesc);
+			snprintf(text, sizeof(text),
+			    "insecure algorithm/key "
+			    "(server key %s)",
+			    keydesc);
 			break;
 		default:
 			snprintf(text, sizeof(text), "%s",
@@ -668,7 +706,7 @@ tls_verify_reason(struct tls_session *s, unsigned status,
 		return;
 	/* A bit we do not name: let GnuTLS describe it. */
 	if (gnutls_certificate_verification_status_print(status,
-	    GNUTLS_CRT_X509, &out, 0) == 0) {
+		GNUTLS_CRT_X509, &out, 0) == 0) {
 		sq_printable(dst, dstsz, (const char *)out.data, out.size);
 		gnutls_free(out.data);
 	} else
@@ -678,8 +716,7 @@ tls_verify_reason(struct tls_session *s, unsigned status,
 
 /* Fail the check: the reason goes to s->verify. */
 static int
-tls_verify_fail(struct tls_session *s, const char *fmt, ...)
-    SQ_PRINTF(2, 3);
+tls_verify_fail(struct tls_session *s, const char *fmt, ...) SQ_PRINTF(2, 3);
 
 static int
 tls_verify_fail(struct tls_session *s, const char *fmt, ...)
@@ -703,12 +740,12 @@ tls_verify_peer(struct tls_session *s)
 {
 	const struct tls_ctx *ctx = s->ctx;
 	const gnutls_datum_t *certs;
-	unsigned char pin[CONFIG_PIN_LEN];
-	char pintext[TLS_PIN_TEXT_MAX], reason[sizeof(s->verify)];
+	unsigned char         pin[CONFIG_PIN_LEN];
+	char         pintext[TLS_PIN_TEXT_MAX], reason[sizeof(s->verify)];
 	unsigned int ncerts = 0, status = 0;
-	unsigned match = 0;
-	size_t i;
-	int ret;
+	unsigned     match = 0;
+	size_t       i;
+	int          ret;
 
 	certs = gnutls_certificate_get_peers(s->s, &ncerts);
 	if (certs == NULL || ncerts == 0)
@@ -717,8 +754,10 @@ tls_verify_peer(struct tls_session *s)
 		ret = gnutls_certificate_verify_peers(s->s, s->vdata, 2,
 		    &status);
 		if (ret < 0)
-			return tls_verify_fail(s, "certificate not verified: "
-			    "%s", gnutls_strerror(ret));
+			return tls_verify_fail(s,
+			    "certificate not verified: "
+			    "%s",
+			    gnutls_strerror(ret));
 		if (status != 0) {
 			tls_verify_reason(s, status, &certs[0], reason,
 			    sizeof(reason));
@@ -727,16 +766,20 @@ tls_verify_peer(struct tls_session *s)
 	}
 	if (ctx->n_pins > 0) {
 		if ((ret = tls_pin_of_der(&certs[0], pin)) < 0)
-			return tls_verify_fail(s, "cannot read the server's "
-			    "public key: %s", gnutls_strerror(ret));
+			return tls_verify_fail(s,
+			    "cannot read the server's "
+			    "public key: %s",
+			    gnutls_strerror(ret));
 		/* Constant time: look at every pin, whatever matched. */
 		for (i = 0; i < ctx->n_pins; i++)
 			match |= gnutls_memcmp(pin, ctx->pins[i],
-			    CONFIG_PIN_LEN) == 0;
+				     CONFIG_PIN_LEN) == 0;
 		if (!match) {
 			tls_pin_text(pin, pintext);
-			return tls_verify_fail(s, "pin mismatch (server key %s "
-			    "not among the configured pins)", pintext);
+			return tls_verify_fail(s,
+			    "pin mismatch (server key %s "
+			    "not among the configured pins)",
+			    pintext);
 		}
 	}
 	s->verified = 1;
@@ -763,15 +806,17 @@ static void
 tls_alert_text(struct tls_session *s, char *dst, size_t dstsz)
 {
 	gnutls_alert_description_t a = gnutls_alert_get(s->s);
-	const char *name = gnutls_alert_get_name(a);
+	const char                *name = gnutls_alert_get_name(a);
 
 	switch (a) {
 	case GNUTLS_A_HANDSHAKE_FAILURE:
 	case GNUTLS_A_PROTOCOL_VERSION:
 	case GNUTLS_A_INSUFFICIENT_SECURITY:
-		snprintf(dst, dstsz, "the server sent alert '%s' (no TLS "
+		snprintf(dst, dstsz,
+		    "the server sent alert '%s' (no TLS "
 		    "version or cipher in common: sendq requires TLS 1.2 or "
-		    "newer with AEAD ciphers)", name != NULL ? name : "?");
+		    "newer with AEAD ciphers)",
+		    name != NULL ? name : "?");
 		break;
 	default:
 		snprintf(dst, dstsz, "the server sent alert '%s'",
@@ -784,7 +829,7 @@ static enum tls_status
 tls_again(struct tls_session *s)
 {
 	return gnutls_record_get_direction(s->s) == 0 ? TLS_WANT_READ :
-	    TLS_WANT_WRITE;
+							TLS_WANT_WRITE;
 }
 
 static void
@@ -814,45 +859,59 @@ tls_handshake_error(struct tls_session *s, int ret, struct sq_err *err)
 	char reason[sizeof(s->verify)];
 
 	s->failed = 1;
-	if (s->verify_failed && (ret == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR
-	    || ret == GNUTLS_E_CERTIFICATE_ERROR)) {
-		sq_err_set(err, SQ_EVERIFY, "certificate verification failed: "
-		    "%s", s->verify);
+	if (s->verify_failed &&
+	    (ret == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR ||
+		ret == GNUTLS_E_CERTIFICATE_ERROR)) {
+		sq_err_set(err, SQ_EVERIFY,
+		    "certificate verification failed: "
+		    "%s",
+		    s->verify);
 		/* Tell the server why (best effort, never waits). */
 		(void)gnutls_alert_send_appropriate(s->s, ret);
 		return;
 	}
-	snprintf(s->verify, sizeof(s->verify), "not verified (handshake "
+	snprintf(s->verify, sizeof(s->verify),
+	    "not verified (handshake "
 	    "failed)");
 	if (ret == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
-		snprintf(s->verify, sizeof(s->verify), "certificate not "
+		snprintf(s->verify, sizeof(s->verify),
+		    "certificate not "
 		    "trusted (status 0x%x)",
 		    gnutls_session_get_verify_cert_status(s->s));
-		sq_err_set(err, SQ_EVERIFY, "certificate verification failed: "
-		    "%s", s->verify);
+		sq_err_set(err, SQ_EVERIFY,
+		    "certificate verification failed: "
+		    "%s",
+		    s->verify);
 	} else if (ret == GNUTLS_E_NO_CERTIFICATE_FOUND) {
-		snprintf(s->verify, sizeof(s->verify), "server sent no "
+		snprintf(s->verify, sizeof(s->verify),
+		    "server sent no "
 		    "certificate");
-		sq_err_set(err, SQ_EVERIFY, "certificate verification failed: "
+		sq_err_set(err, SQ_EVERIFY,
+		    "certificate verification failed: "
 		    "server sent no certificate");
 	} else if (ret == GNUTLS_E_FATAL_ALERT_RECEIVED) {
 		tls_alert_text(s, reason, sizeof(reason));
 		sq_err_set(err, SQ_ETLS, "TLS handshake failed: %s", reason);
 	} else if (ret == GNUTLS_E_PREMATURE_TERMINATION ||
 	    ret == GNUTLS_E_PULL_ERROR || ret == GNUTLS_E_PUSH_ERROR) {
-		sq_err_set(err, SQ_ETLS, "TLS handshake failed: connection "
-		    "closed by the server (%s)", gnutls_strerror(ret));
+		sq_err_set(err, SQ_ETLS,
+		    "TLS handshake failed: connection "
+		    "closed by the server (%s)",
+		    gnutls_strerror(ret));
 	} else if (ret == GNUTLS_E_UNEXPECTED_PACKET ||
 	    ret == GNUTLS_E_UNEXPECTED_PACKET_LENGTH ||
 	    ret == GNUTLS_E_UNSUPPORTED_VERSION_PACKET) {
-		sq_err_set(err, SQ_ETLS, "TLS handshake failed: %s (does the "
+		sq_err_set(err, SQ_ETLS,
+		    "TLS handshake failed: %s (does the "
 		    "server speak TLS on this port? for plain SMTP with "
-		    "STARTTLS use tls = starttls)", gnutls_strerror(ret));
+		    "STARTTLS use tls = starttls)",
+		    gnutls_strerror(ret));
 	} else if (ret == GNUTLS_E_INSUFFICIENT_CREDENTIALS ||
 	    ret == GNUTLS_E_NO_CIPHER_SUITES ||
 	    ret == GNUTLS_E_UNKNOWN_CIPHER_SUITE ||
 	    ret == GNUTLS_E_UNSUPPORTED_SIGNATURE_ALGORITHM) {
-		sq_err_set(err, SQ_ETLS, "TLS handshake failed: %s (the "
+		sq_err_set(err, SQ_ETLS,
+		    "TLS handshake failed: %s (the "
 		    "server's TLS version, cipher or key is below sendq's "
 		    "floor: TLS 1.2+, AEAD, 2048-bit RSA/DH)",
 		    gnutls_strerror(ret));
@@ -880,7 +939,7 @@ tls_handshake(struct tls_session *s, struct sq_err *err)
 		if (ret == GNUTLS_E_AGAIN || ret == GNUTLS_E_INTERRUPTED)
 			return tls_again(s);
 		if (!gnutls_error_is_fatal(ret))
-			continue;	/* warning alert: go on */
+			continue; /* warning alert: go on */
 		tls_handshake_error(s, ret, err);
 		return TLS_ERROR;
 	}
@@ -895,8 +954,10 @@ tls_handshake(struct tls_session *s, struct sq_err *err)
 		if (!s->verified) {
 			s->failed = 1;
 			tls_ctx_forget_session(s->ctx);
-			sq_err_set(err, SQ_EVERIFY, "certificate verification "
-			    "failed: %s", s->verify);
+			sq_err_set(err, SQ_EVERIFY,
+			    "certificate verification "
+			    "failed: %s",
+			    s->verify);
 			return TLS_ERROR;
 		}
 	}
@@ -923,11 +984,11 @@ tls_read(struct tls_session *s, void *data, size_t len, size_t *n,
 		if (ret == 0 || ret == GNUTLS_E_PREMATURE_TERMINATION)
 			return TLS_EOF;
 		if (ret == GNUTLS_E_AGAIN || ret == GNUTLS_E_INTERRUPTED) {
-			tls_resume_save(s);	/* a ticket may have come */
+			tls_resume_save(s); /* a ticket may have come */
 			return tls_again(s);
 		}
 		if (ret == GNUTLS_E_REHANDSHAKE)
-			continue;	/* refused renegotiation: ignore */
+			continue; /* refused renegotiation: ignore */
 		if (!gnutls_error_is_fatal((int)ret))
 			continue;
 		sq_err_set(err, SQ_ETLS, "TLS read failed: %s",
@@ -946,7 +1007,8 @@ tls_write(struct tls_session *s, const void *data, size_t len, size_t *n,
 	for (;;) {
 		if (s->write_again) {
 			if (len < s->write_again_len) {
-				sq_err_set(err, SQ_ETLS, "TLS write retried "
+				sq_err_set(err, SQ_ETLS,
+				    "TLS write retried "
 				    "with less data (bug)");
 				return TLS_ERROR;
 			}

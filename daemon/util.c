@@ -93,8 +93,8 @@ char *
 xasprintf(const char *fmt, ...)
 {
 	va_list ap, ap2;
-	int n;
-	char *p;
+	int     n;
+	char   *p;
 
 	va_start(ap, fmt);
 	va_copy(ap2, ap);
@@ -138,7 +138,7 @@ sq_hostname(const char *configured, char *buf, size_t bufsz)
 int
 sq_host_is_loopback(const char *host)
 {
-	struct in_addr a4;
+	struct in_addr  a4;
 	struct in6_addr a6;
 
 	if (strcasecmp(host, "localhost") == 0)
@@ -188,12 +188,12 @@ sq_base64_value(char c)
 }
 
 int
-sq_base64_decode(const char *in, size_t len, unsigned char *out,
-    size_t outmax, size_t *outlen)
+sq_base64_decode(const char *in, size_t len, unsigned char *out, size_t outmax,
+    size_t *outlen)
 {
-	size_t i, o = 0, pad = 0;
+	size_t   i, o = 0, pad = 0;
 	uint32_t v;
-	int j, d;
+	int      j, d;
 
 	*outlen = 0;
 	if (len % 4 != 0)
@@ -231,11 +231,10 @@ sq_base64_decode(const char *in, size_t len, unsigned char *out,
 }
 
 void
-sq_setgid_start(char *path, size_t pathsz, const char *test_env,
-    mode_t mask)
+sq_setgid_start(char *path, size_t pathsz, const char *test_env, mode_t mask)
 {
 	const char *v;
-	int fd;
+	int         fd;
 
 	for (fd = 0; fd <= 2; fd++)
 		if (fcntl(fd, F_GETFD) < 0)
@@ -262,7 +261,7 @@ int
 sq_write_all(int fd, const void *p, size_t len)
 {
 	const char *s = p;
-	ssize_t n;
+	ssize_t     n;
 
 	while (len > 0) {
 		n = write(fd, s, len);
@@ -280,8 +279,8 @@ int
 sq_random(void *buf, size_t len)
 {
 	unsigned char *p = buf;
-	size_t got = 0;
-	ssize_t n;
+	size_t         got = 0;
+	ssize_t        n;
 
 	while (got < len) {
 		n = getrandom(p + got, len - got, 0);

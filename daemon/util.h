@@ -24,48 +24,48 @@
 
 /* Error codes: 0 is success, negative values are failures. -errno is used
  * where an errno fits; the codes below are for the rest. */
-#define SQ_OK		0
-#define SQ_EPARSE	(-1001)	/* malformed input */
-#define SQ_ECONFIG	(-1002)	/* invalid configuration */
-#define SQ_ELIMIT	(-1003)	/* a fixed limit was exceeded */
-#define SQ_ETLS		(-1004)	/* TLS failure */
-#define SQ_EVERIFY	(-1005)	/* certificate verification failed */
-#define SQ_EPROTO	(-1006)	/* protocol violation by the peer */
-#define SQ_ENOTFOUND	(-1007)	/* no such item */
+#define SQ_OK        0
+#define SQ_EPARSE    (-1001) /* malformed input */
+#define SQ_ECONFIG   (-1002) /* invalid configuration */
+#define SQ_ELIMIT    (-1003) /* a fixed limit was exceeded */
+#define SQ_ETLS      (-1004) /* TLS failure */
+#define SQ_EVERIFY   (-1005) /* certificate verification failed */
+#define SQ_EPROTO    (-1006) /* protocol violation by the peer */
+#define SQ_ENOTFOUND (-1007) /* no such item */
 
 /* Why something failed, in words a person can act on.  Filled by the callee,
  * owned by the caller (usually on its stack). */
 struct sq_err {
-	int	code;		/* SQ_E* or -errno; 0 when unset */
-	char	msg[512];
+	int  code; /* SQ_E* or -errno; 0 when unset */
+	char msg[512];
 };
 
 /* Record code and a formatted reason in err (err may be NULL).  Returns
  * code, so callers can write `return sq_err_set(err, -EIO, "...")`. */
-int	sq_err_set(struct sq_err *err, int code, const char *fmt, ...)
-	    SQ_PRINTF(3, 4);
+int
+sq_err_set(struct sq_err *err, int code, const char *fmt, ...) SQ_PRINTF(3, 4);
 
 /* Never return NULL: out of memory or size overflow is fatal. */
-void	*xmalloc(size_t size);
-void	*xcalloc(size_t nmemb, size_t size);
-void	*xreallocarray(void *ptr, size_t nmemb, size_t size);
-char	*xstrdup(const char *s);
-char	*xstrndup(const char *s, size_t n);
-char	*xasprintf(const char *fmt, ...) SQ_PRINTF(1, 2);
+void *xmalloc(size_t size);
+void *xcalloc(size_t nmemb, size_t size);
+void *xreallocarray(void *ptr, size_t nmemb, size_t size);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) SQ_PRINTF(1, 2);
 
 /* Copy src into dst (size dstsz, always NUL-terminated when dstsz > 0)
  * replacing every byte that is not printable ASCII by '?', so that text
  * from the network or a file can be logged safely.  Returns dst. */
-char	*sq_printable(char *dst, size_t dstsz, const char *src, size_t len);
+char *sq_printable(char *dst, size_t dstsz, const char *src, size_t len);
 
 /* Milliseconds on CLOCK_MONOTONIC: for deadlines and intervals, never
  * for dates. */
-int64_t	sq_now_ms(void);
+int64_t sq_now_ms(void);
 
 /* The value of a hex digit (either case), -1 for others. */
-int	sq_hex_value(char c);
+int sq_hex_value(char c);
 /* The value of a base64 (RFC 4648) alphabet character, -1 for others. */
-int	sq_base64_value(char c);
+int sq_base64_value(char c);
 /*
  * Strict base64 (padding required, no blanks, unused bits zero: one
  * encoding per value) of in[0..len) into out (outmax bytes).  Returns 0
@@ -74,15 +74,15 @@ int	sq_base64_value(char c);
  * gnutls_base64_decode2() skips blanks and allocates, and out may be a
  * caller's wiped buffer (SASL).
  */
-int	sq_base64_decode(const char *in, size_t len, unsigned char *out,
-	    size_t outmax, size_t *outlen);
+int sq_base64_decode(const char *in, size_t len, unsigned char *out,
+    size_t outmax, size_t *outlen);
 
 /* The host name to use: configured when not NULL, else the system's
  * (gethostname), else "localhost".  Returns configured or buf. */
-const char	*sq_hostname(const char *configured, char *buf, size_t bufsz);
+const char *sq_hostname(const char *configured, char *buf, size_t bufsz);
 
 /* True when host is a loopback literal (127.0.0.0/8, ::1) or "localhost". */
-int	sq_host_is_loopback(const char *host);
+int sq_host_is_loopback(const char *host);
 
 /*
  * The start of a setgid helper (sendq-drop, sendq-showq): descriptors 0-2
@@ -91,16 +91,16 @@ int	sq_host_is_loopback(const char *host);
  * into path (pathsz bytes; only the test builds pass one); then the
  * environment is cleared (else _exit(EX_TEMPFAIL)) and the umask set.
  */
-void	sq_setgid_start(char *path, size_t pathsz, const char *test_env,
-	    mode_t mask);
+void
+sq_setgid_start(char *path, size_t pathsz, const char *test_env, mode_t mask);
 
 /* read(2) with EINTR retried: the bytes read, 0 at the end, -1 and errno. */
-ssize_t	sq_read(int fd, void *buf, size_t len);
+ssize_t sq_read(int fd, void *buf, size_t len);
 /* All len bytes of p to fd (EINTR retried, short writes continued).
  * Returns 0 or -errno. */
-int	sq_write_all(int fd, const void *p, size_t len);
+int sq_write_all(int fd, const void *p, size_t len);
 /* len random bytes from getrandom(2) into buf (EINTR retried).  Returns 0
  * or -errno; buf's content is then undefined. */
-int	sq_random(void *buf, size_t len);
+int sq_random(void *buf, size_t len);
 
 #endif

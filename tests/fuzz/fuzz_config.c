@@ -10,14 +10,14 @@
 #include "config.h"
 #include "util.h"
 
-int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct config *cfg = NULL;
-	struct sq_err err;
-	char *text;
+	struct sq_err  err;
+	char          *text;
 
 	/* The API takes a C string: a NUL-terminated copy. */
 	text = xmalloc(size + 1);

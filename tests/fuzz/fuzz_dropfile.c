@@ -13,17 +13,17 @@
 #include "dropfile.h"
 #include "mailmsg.h"
 
-int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void
 fuzz_dropfile_one(const char *s, size_t len, size_t total, int owner)
 {
-	struct dropfile_opts o = { 0 };
+	struct dropfile_opts  o = { 0 };
 	struct mailmsg_header h;
-	struct dropfile df;
-	struct sq_err err = { 0 };
-	char *added;
-	int rc;
+	struct dropfile       df;
+	struct sq_err         err = { 0 };
+	char                 *added;
+	int                   rc;
 
 	o.hostname = (len & 1) ? "fuzz.example" : NULL;
 	o.default_sender = owner ? "owner@fuzz.example" : NULL;
@@ -35,9 +35,8 @@ fuzz_dropfile_one(const char *s, size_t len, size_t total, int owner)
 			abort();
 		return;
 	}
-	if (df.env == NULL || df.env->n_rcpts == 0 ||
-	    df.env->sender == NULL || df.rest_off > len ||
-	    df.header_len > df.rest_off + 2 ||
+	if (df.env == NULL || df.env->n_rcpts == 0 || df.env->sender == NULL ||
+	    df.rest_off > len || df.header_len > df.rest_off + 2 ||
 	    strlen(df.header) != df.header_len)
 		abort();
 	mailmsg_scan(df.header, df.header_len, &h);

@@ -10,15 +10,15 @@
 
 #include "envelope.h"
 
-int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct envelope *env = NULL, *back = NULL;
-	struct sq_err err = { 0 };
-	char *text, *text2;
-	size_t len, len2, i;
+	struct sq_err    err = { 0 };
+	char            *text, *text2;
+	size_t           len, len2, i;
 
 	if (envelope_parse((const char *)data, size, &env, &err) != 0) {
 		if (env != NULL || err.code != SQ_EPARSE || err.msg[0] == '\0')
@@ -37,7 +37,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    env->next_attempt != back->next_attempt ||
 	    (env->last_error == NULL) != (back->last_error == NULL) ||
 	    (env->last_error != NULL &&
-	    strcmp(env->last_error, back->last_error) != 0))
+		strcmp(env->last_error, back->last_error) != 0))
 		abort();
 	for (i = 0; i < env->n_rcpts; i++)
 		if (strcmp(env->rcpts[i], back->rcpts[i]) != 0)

@@ -22,26 +22,26 @@
 
 #include "intake_proto.h"
 
-int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FUZZ_INTAKE_MAX_SIZE	4096
+#define FUZZ_INTAKE_MAX_SIZE 4096
 
 struct fuzz_intake {
-	struct intake_proto	*p;
-	int			 in_data;
-	int			 closed;
-	int			 refuse_data;
-	int			 fail_commit;
-	int			 guards;
-	uint64_t		 stored;
+	struct intake_proto *p;
+	int                  in_data;
+	int                  closed;
+	int                  refuse_data;
+	int                  fail_commit;
+	int                  guards;
+	uint64_t             stored;
 };
 
 static void
 fuzz_intake_events(struct fuzz_intake *f)
 {
 	struct intake_proto_event ev;
-	const char *out;
-	size_t len, i;
+	const char               *out;
+	size_t                    len, i;
 
 	while (intake_proto_next_event(f->p, &ev)) {
 		if (f->closed)
@@ -52,7 +52,8 @@ fuzz_intake_events(struct fuzz_intake *f)
 				abort();
 			f->stored = 0;
 			if (f->refuse_data && f->guards)
-				intake_proto_data_refuse(f->p, "uid 1 has 2 "
+				intake_proto_data_refuse(f->p,
+				    "uid 1 has 2 "
 				    "messages queued\r\n");
 			else if (f->refuse_data)
 				intake_proto_data_start(f->p, 0);
@@ -81,10 +82,12 @@ fuzz_intake_events(struct fuzz_intake *f)
 				abort();
 			f->in_data = 0;
 			if (f->fail_commit && f->guards)
-				intake_proto_data_refuse(f->p, "over the limit");
+				intake_proto_data_refuse(f->p,
+				    "over the limit");
 			else
-				intake_proto_data_done(f->p, f->fail_commit ?
-				    INTAKE_PROTO_NOSPACE : INTAKE_PROTO_QUEUED,
+				intake_proto_data_done(f->p,
+				    f->fail_commit ? INTAKE_PROTO_NOSPACE :
+						     INTAKE_PROTO_QUEUED,
 				    "Q1");
 			break;
 		case INTAKE_PROTO_EV_CLOSE:
@@ -101,15 +104,15 @@ fuzz_intake_events(struct fuzz_intake *f)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const size_t chunks[] = { 0, 1, 2, 3, 7, 16, 61, 512 };
+	static const size_t        chunks[] = { 0, 1, 2, 3, 7, 16, 61, 512 };
 	struct intake_proto_params params = {
 		.hostname = "fuzz.test",
 		.max_message_size = FUZZ_INTAKE_MAX_SIZE,
 		.max_recipients = 3,
 	};
 	struct fuzz_intake f;
-	size_t off = 0, chunk, n, used;
-	uint8_t mode;
+	size_t             off = 0, chunk, n, used;
+	uint8_t            mode;
 
 	if (size < 1)
 		return 0;
@@ -145,8 +148,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			used = intake_proto_feed(f.p, data + off, n);
 			off += used;
 			fuzz_intake_events(&f);
-			if (used == 0 && !f.closed &&
-			    !intake_proto_closed(f.p))
+			if (used == 0 && !f.closed && !intake_proto_closed(f.p))
 				abort();
 		}
 	}

@@ -11,14 +11,14 @@
 
 #include "mailmsg.h"
 
-int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void
 fuzz_mailmsg_addrs(const char *s, size_t len)
 {
 	struct mailmsg_addr_list l = { 0 };
-	struct sq_err err = { 0 };
-	size_t i;
+	struct sq_err            err = { 0 };
+	size_t                   i;
 
 	if (mailmsg_addr_list_parse(&l, s, len, &err) != 0) {
 		if (err.code != SQ_EPARSE || l.n != 0)
@@ -37,11 +37,11 @@ fuzz_mailmsg_addrs(const char *s, size_t len)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct mailmsg_header h;
-	struct sq_err err = { 0 };
+	struct mailmsg_header       h;
+	struct sq_err               err = { 0 };
 	const struct mailmsg_field *f;
-	char *msg, *str;
-	size_t i, n;
+	char                       *msg, *str;
+	size_t                      i, n;
 
 	msg = malloc(size ? size : 1);
 	memcpy(msg, data, size);

@@ -16,18 +16,18 @@
 #include "metrics_http.h"
 #include "sendqctl_check.h"
 
-int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const char *const names[] = { "OK:", "WARNING:", "CRITICAL:",
-	    "UNKNOWN:" };
+		"UNKNOWN:" };
 	struct metrics_http_addr a;
-	struct sendqctl_opts o;
-	struct sq_err err;
-	char *s, line[2048];
-	int rc;
+	struct sendqctl_opts     o;
+	struct sq_err            err;
+	char                    *s, line[2048];
+	int                      rc;
 
 	if (size == 0 || size > 65536)
 		return 0;
@@ -39,8 +39,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if ((data[0] & 1) == 0) {
 		if (metrics_http_parse(s, &a, &err) == 0 &&
 		    (memchr(a.host, '\0', sizeof(a.host)) == NULL ||
-		    (a.is_unix ? a.host[0] != '/' :
-		    a.port < 1 || a.port > 65535)))
+			(a.is_unix ? a.host[0] != '/' :
+				     a.port < 1 || a.port > 65535)))
 			abort();
 	} else {
 		sendqctl_opts_init(&o);
@@ -48,8 +48,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		o.warn_age = data[0];
 		rc = sendqctl_check_verdict(s, 1700000000, &o, line,
 		    sizeof(line));
-		if (rc < 0 || rc > 3 || strncmp(line, names[rc],
-		    strlen(names[rc])) != 0)
+		if (rc < 0 || rc > 3 ||
+		    strncmp(line, names[rc], strlen(names[rc])) != 0)
 			abort();
 	}
 	free(s);

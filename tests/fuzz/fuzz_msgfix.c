@@ -14,7 +14,7 @@
 
 #include "msgfix.h"
 
-int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const struct msgfix_added fuzz_added = {
 	.date = "Thu, 01 Jan 1970 00:00:00 +0000",
@@ -28,7 +28,7 @@ fuzz_scan(const char *m, size_t len, size_t step, struct msgfix_scan *s,
     struct buf *out)
 {
 	struct sq_err err = { 0 };
-	size_t off, n;
+	size_t        off, n;
 
 	msgfix_scan_init(s, &fuzz_added);
 	for (off = 0; off < len; off += n) {
@@ -59,14 +59,14 @@ fuzz_lines_ok(const char *p, size_t len)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct msgfix_scan s1, s2;
-	struct msgfix_rw r;
-	struct buf o1, o2, rw, dec;
-	struct sq_err err = { 0 };
+	struct msgfix_scan  s1, s2;
+	struct msgfix_rw    r;
+	struct buf          o1, o2, rw, dec;
+	struct sq_err       err = { 0 };
 	enum msgfix_verdict v1, v2;
-	const char *m;
-	size_t step, off, n;
-	char *body;
+	const char         *m;
+	size_t              step, off, n;
+	char               *body;
 
 	if (size < 1)
 		return 0;
@@ -88,7 +88,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (off = 0; off < o1.len; off += n) {
 			n = o1.len - off < step ? o1.len - off : step;
 			if (msgfix_rw_step(&r, o1.data + off, n, 0, &rw,
-			    &err) != 0)
+				&err) != 0)
 				abort();
 		}
 		if (msgfix_rw_step(&r, "", 0, 1, &rw, &err) != 0)
@@ -97,14 +97,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (r.qp) {
 			/* The rewriter's own field (any other CTE field
 			 * was dropped), then the blank line and body. */
-			body = rw.len > 0 ? memmem(rw.data, rw.len,
-			    "\nContent-Transfer-Encoding: quoted-printable\n",
-			    45) : NULL;
+			body = rw.len > 0 ?
+			    memmem(rw.data, rw.len,
+				"\nContent-Transfer-Encoding: quoted-printable\n",
+				45) :
+			    NULL;
 			if (body == NULL)
 				abort();
 			buf_init(&dec, 2 * rw.len + 16);
-			if (msgfix_qp_decode(body, rw.len - (size_t)(body -
-			    rw.data), &dec) != 0)
+			if (msgfix_qp_decode(body,
+				rw.len - (size_t)(body - rw.data), &dec) != 0)
 				abort();
 			buf_fini(&dec);
 		}

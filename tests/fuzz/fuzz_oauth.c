@@ -13,7 +13,7 @@
 
 #include "oauth.h"
 
-int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void
 fuzz_oauth_check(const char *s, unsigned char lo)
@@ -28,13 +28,13 @@ fuzz_oauth_check(const char *s, unsigned char lo)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const long status[] = { 200, 400, 401, 429, 500, 503, 0, 200 };
-	struct oauth_resp r;
-	struct oauth_cache c = { 0 };
+	static const long   status[] = { 200, 400, 401, 429, 500, 503, 0, 200 };
+	struct oauth_resp   r;
+	struct oauth_cache  c = { 0 };
 	struct oauth_device d;
-	struct sq_err err;
-	enum oauth_class cls;
-	long st;
+	struct sq_err       err;
+	enum oauth_class    cls;
+	long                st;
 
 	if (size == 0)
 		return 0;

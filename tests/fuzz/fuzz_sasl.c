@@ -15,11 +15,14 @@
 
 #include "sasl.h"
 
-int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const enum sasl_mech fuzz_sasl_mechs[] = {
-	SASL_MECH_PLAIN, SASL_MECH_LOGIN, SASL_MECH_SCRAM_SHA_256,
-	SASL_MECH_XOAUTH2, SASL_MECH_OAUTHBEARER,
+	SASL_MECH_PLAIN,
+	SASL_MECH_LOGIN,
+	SASL_MECH_SCRAM_SHA_256,
+	SASL_MECH_XOAUTH2,
+	SASL_MECH_OAUTHBEARER,
 };
 
 static void
@@ -37,13 +40,13 @@ fuzz_sasl_check_out(const struct buf *out, size_t before)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct sasl *s;
+	struct sasl  *s;
 	struct sq_err err;
-	struct buf out, enc;
-	const char *c, *end, *nl;
-	size_t before, n;
-	unsigned mode;
-	int rc, failed = 0;
+	struct buf    out, enc;
+	const char   *c, *end, *nl;
+	size_t        before, n;
+	unsigned      mode;
+	int           rc, failed = 0;
 
 	if (size == 0)
 		return 0;
@@ -76,7 +79,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 			failed = 1;
 		} else if (failed)
-			abort();	/* an error is final */
+			abort(); /* an error is final */
 		fuzz_sasl_check_out(&out, before);
 		c += n + 1;
 	}

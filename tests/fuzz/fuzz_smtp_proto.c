@@ -27,33 +27,37 @@
 #include "smtp_proto.h"
 #include "smtp_wire.h"
 
-int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const fuzz_proto_rcpts[] = {
-	"bob@example.net", "carol@example.net", "dave@example.net",
-	"erin@example.net", "frank@example.net",
+	"bob@example.net",
+	"carol@example.net",
+	"dave@example.net",
+	"erin@example.net",
+	"frank@example.net",
 };
-#define FUZZ_PROTO_SECRET	"pencil"
+#define FUZZ_PROTO_SECRET "pencil"
 
 static const char fuzz_proto_body[] =
     "From: a@example.org\nSubject: fuzz\r\n\r\n.leading dot\rbare cr\n.";
 
 struct fuzz_proto_state {
-	int	messages;
-	int	ended;
-	int	loopback;
-	int	txn_flags;	/* SIZE, 8-bit, SMTPUTF8 */
-	size_t	max_rcpts;
+	int    messages;
+	int    ended;
+	int    loopback;
+	int    txn_flags; /* SIZE, 8-bit, SMTPUTF8 */
+	size_t max_rcpts;
 };
 
 static void
 fuzz_proto_drain(struct smtp_proto *p, struct fuzz_proto_state *st)
 {
-	struct smtp_proto_txn txn = {
-	    .sender = "alice@example.org", .rcpts = fuzz_proto_rcpts, .n_rcpts = 1 };
+	struct smtp_proto_txn   txn = { .sender = "alice@example.org",
+		  .rcpts = fuzz_proto_rcpts,
+		  .n_rcpts = 1 };
 	struct smtp_proto_event ev;
-	const void *out;
-	size_t len;
+	const void             *out;
+	size_t                  len;
 
 	if (st->txn_flags) {
 		txn.size = 4242;
@@ -66,7 +70,7 @@ fuzz_proto_drain(struct smtp_proto *p, struct fuzz_proto_state *st)
 			abort();
 		if (len > 0 && !smtp_proto_tls_active(p) && !st->loopback &&
 		    memmem(out, len, "AUTH ", 5) != NULL)
-			abort();	/* credentials in cleartext */
+			abort(); /* credentials in cleartext */
 		smtp_proto_consumed(p, len);
 		if (!smtp_proto_next_event(p, &ev))
 			break;
@@ -74,7 +78,7 @@ fuzz_proto_drain(struct smtp_proto *p, struct fuzz_proto_state *st)
 		    strlen(ev.reply.enhanced) >= sizeof(ev.reply.enhanced))
 			abort();
 		if (st->ended)
-			abort();	/* nothing after FAILED or CLOSED */
+			abort(); /* nothing after FAILED or CLOSED */
 		switch (ev.type) {
 		case SMTP_PROTO_EV_NEED_TLS:
 			smtp_proto_tls_done(p, 1);
@@ -87,7 +91,7 @@ fuzz_proto_drain(struct smtp_proto *p, struct fuzz_proto_state *st)
 				 * is already queued. */
 				if (smtp_proto_send_mail(p, &txn) != 0 &&
 				    strcmp(smtp_proto_state_name(p),
-				    "failed") != 0)
+					"failed") != 0)
 					abort();
 			} else
 				smtp_proto_quit(p);
@@ -121,18 +125,23 @@ fuzz_proto_drain(struct smtp_proto *p, struct fuzz_proto_state *st)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct smtp_proto_params params = {
-		.ehlo_name = "client.example", .tls = SMTP_PROTO_TLS_NONE };
+	struct smtp_proto_params    params = { .ehlo_name = "client.example",
+		   .tls = SMTP_PROTO_TLS_NONE };
 	static const enum sasl_mech auths[] = {
-		SASL_MECH_NONE, SASL_MECH_AUTO, SASL_MECH_PLAIN,
-		SASL_MECH_LOGIN, SASL_MECH_SCRAM_SHA_256,
-		SASL_MECH_XOAUTH2, SASL_MECH_OAUTHBEARER, SASL_MECH_AUTO,
+		SASL_MECH_NONE,
+		SASL_MECH_AUTO,
+		SASL_MECH_PLAIN,
+		SASL_MECH_LOGIN,
+		SASL_MECH_SCRAM_SHA_256,
+		SASL_MECH_XOAUTH2,
+		SASL_MECH_OAUTHBEARER,
+		SASL_MECH_AUTO,
 	};
 	struct fuzz_proto_state st = { 0, 0, 0, 0, 2 };
-	struct smtp_proto *p;
-	const uint8_t *nul;
-	size_t off = 1, step;
-	unsigned mode, ext = 0, seed;
+	struct smtp_proto      *p;
+	const uint8_t          *nul;
+	size_t                  off = 1, step;
+	unsigned                mode, ext = 0, seed;
 
 	if (size == 0)
 		return 0;
@@ -142,8 +151,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		off = 2;
 	}
 	params.tls = (mode & 3) == 0 ? SMTP_PROTO_TLS_NONE :
-	    (mode & 3) == 1 ? SMTP_PROTO_TLS_IMPLICIT :
-	    SMTP_PROTO_TLS_STARTTLS;
+	    (mode & 3) == 1          ? SMTP_PROTO_TLS_IMPLICIT :
+				       SMTP_PROTO_TLS_STARTTLS;
 	params.auth = auths[ext & 7];
 	params.auth_user = "user";
 	params.auth_secret = FUZZ_PROTO_SECRET;
@@ -162,8 +171,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		step = 1 + (seed >> 16) % 67;
 		if (step > size - off)
 			step = size - off;
-		if ((mode & 4) && (nul = memchr(data + off, '\0', step)) !=
-		    NULL) {
+		if ((mode & 4) &&
+		    (nul = memchr(data + off, '\0', step)) != NULL) {
 			/* End of a turn: feed up to it, skip it. */
 			step = (size_t)(nul - (data + off));
 			smtp_proto_feed(p, data + off, step);
@@ -179,7 +188,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	smtp_proto_eof(p);
 	fuzz_proto_drain(p, &st);
 	if (!st.ended)
-		abort();	/* EOF always ends the session */
+		abort(); /* EOF always ends the session */
 	smtp_proto_free(p);
 	return 0;
 }

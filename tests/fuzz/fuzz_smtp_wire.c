@@ -11,22 +11,22 @@
 
 #include "smtp_wire.h"
 
-int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FUZZ_WIRE_KEEP	64
+#define FUZZ_WIRE_KEEP 64
 
 struct fuzz_wire_run {
-	size_t		 n;
-	int		 codes[FUZZ_WIRE_KEEP];
-	uint32_t	 hashes[FUZZ_WIRE_KEEP];
-	int		 failed;
+	size_t   n;
+	int      codes[FUZZ_WIRE_KEEP];
+	uint32_t hashes[FUZZ_WIRE_KEEP];
+	int      failed;
 };
 
 static uint32_t
 fuzz_wire_hash(const char *s, size_t len)
 {
 	uint32_t h = 2166136261u;
-	size_t i;
+	size_t   i;
 
 	for (i = 0; i < len; i++)
 		h = (h ^ (unsigned char)s[i]) * 16777619u;
@@ -35,17 +35,17 @@ fuzz_wire_hash(const char *s, size_t len)
 
 static void
 fuzz_wire_check_reply(const struct smtp_wire_reply *r,
-    struct fuzz_wire_run *run)
+    struct fuzz_wire_run                           *run)
 {
 	struct smtp_wire_caps caps;
-	size_t i;
+	size_t                i;
 
 	if (r->code < 200 || r->code > 599 || r->lines == 0 ||
 	    strlen(r->text) != r->text_len || strlen(r->enhanced) >= 16)
 		abort();
 	for (i = 0; i < r->text_len; i++)
-		if (r->text[i] != '\n' && (r->text[i] < 0x20 ||
-		    r->text[i] >= 0x7f))
+		if (r->text[i] != '\n' &&
+		    (r->text[i] < 0x20 || r->text[i] >= 0x7f))
 			abort();
 	smtp_wire_caps_parse(&caps, r->text, r->text_len);
 	if (run->n < FUZZ_WIRE_KEEP) {
@@ -61,10 +61,10 @@ fuzz_wire_parse(const uint8_t *data, size_t size, unsigned seed,
     struct fuzz_wire_run *run)
 {
 	struct smtp_wire_parser wp;
-	struct smtp_wire_reply r;
-	struct sq_err err;
-	size_t off = 0, end, used;
-	int rc;
+	struct smtp_wire_reply  r;
+	struct sq_err           err;
+	size_t                  off = 0, end, used;
+	int                     rc;
 
 	memset(run, 0, sizeof(*run));
 	smtp_wire_parser_init(&wp);
@@ -125,10 +125,10 @@ static void
 fuzz_wire_encode(const uint8_t *data, size_t size)
 {
 	struct smtp_wire_enc enc;
-	char *one, *many;
-	size_t n1, n2 = 0, off = 0, step;
-	unsigned seed = (unsigned)size;
-	int last = 0;
+	char                *one, *many;
+	size_t               n1, n2 = 0, off = 0, step;
+	unsigned             seed = (unsigned)size;
+	int                  last = 0;
 
 	one = malloc(SMTP_WIRE_ENC_BOUND(size));
 	many = malloc(SMTP_WIRE_ENC_BOUND(size));
@@ -160,7 +160,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fuzz_wire_run whole, chunked;
-	size_t i, n;
+	size_t               i, n;
 
 	fuzz_wire_parse(data, size, 0, &whole);
 	fuzz_wire_parse(data, size, (unsigned)size | 1, &chunked);

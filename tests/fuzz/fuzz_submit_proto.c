@@ -16,16 +16,16 @@
 #include "envelope.h"
 #include "submit_proto.h"
 
-int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void
 fuzz_submit_check(const char *p, size_t len, int rc,
     const struct submit_proto_hdr *h, const struct sq_err *err)
 {
-	char line[SUBMIT_PROTO_LINE_MAX];
+	char                    line[SUBMIT_PROTO_LINE_MAX];
 	struct submit_proto_hdr h2;
-	struct sq_err e2 = { 0 };
-	int n;
+	struct sq_err           e2 = { 0 };
+	int                     n;
 
 	if (rc == 0) {
 		if (len >= SUBMIT_PROTO_LINE_MAX || memchr(p, '\n', len))
@@ -45,8 +45,7 @@ fuzz_submit_check(const char *p, size_t len, int rc,
 	    (h->type == SUBMIT_PROTO_SUBMIT && h->len > SUBMIT_PROTO_ENV_MAX))
 		abort();
 	n = submit_proto_format(line, sizeof(line), h->type, h->len);
-	if (n < 0 || (size_t)n != h->hdr_len ||
-	    memcmp(line, p, (size_t)n) != 0)
+	if (n < 0 || (size_t)n != h->hdr_len || memcmp(line, p, (size_t)n) != 0)
 		abort();
 	if (submit_proto_parse(line, (size_t)n, &h2, &e2) != 1 ||
 	    h2.type != h->type || h2.len != h->len)
@@ -56,12 +55,12 @@ fuzz_submit_check(const char *p, size_t len, int rc,
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	const char *p = (const char *)data;
+	const char             *p = (const char *)data;
 	struct submit_proto_hdr h, hb;
-	struct envelope *env;
-	struct sq_err err = { 0 }, eb = { 0 };
-	size_t off = 0, k;
-	int rc, rb = 0;
+	struct envelope        *env;
+	struct sq_err           err = { 0 }, eb = { 0 };
+	size_t                  off = 0, k;
+	int                     rc, rb = 0;
 
 	while (off < size) {
 		memset(&err, 0, sizeof(err));
@@ -69,11 +68,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_submit_check(p + off, size - off, rc, &h, &err);
 		/* Byte by byte: the first answer that is not "more". */
 		for (k = 1; k <= size - off; k++)
-			if ((rb = submit_proto_parse(p + off, k, &hb,
-			    &eb)) != 0)
+			if ((rb = submit_proto_parse(p + off, k, &hb, &eb)) !=
+			    0)
 				break;
-		if (rb != rc || (rc == 1 && (hb.type != h.type ||
-		    hb.len != h.len || hb.hdr_len != h.hdr_len)))
+		if (rb != rc ||
+		    (rc == 1 &&
+			(hb.type != h.type || hb.len != h.len ||
+			    hb.hdr_len != h.hdr_len)))
 			abort();
 		if (rc != 1)
 			break;

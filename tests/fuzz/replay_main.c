@@ -13,15 +13,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
-int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int
 replay_file(const char *path)
 {
-	FILE *f;
+	FILE    *f;
 	uint8_t *data;
-	long size;
-	size_t got;
+	long     size;
+	size_t   got;
 
 	if ((f = fopen(path, "rb")) == NULL) {
 		perror(path);
@@ -54,11 +54,11 @@ replay_file(const char *path)
 static int
 replay_path(const char *path, int *count)
 {
-	struct stat st;
-	DIR *d;
+	struct stat    st;
+	DIR           *d;
 	struct dirent *de;
-	char child[4096];
-	int rc = 0;
+	char           child[4096];
+	int            rc = 0;
 
 	if (stat(path, &st) != 0) {
 		perror(path);

@@ -39,16 +39,16 @@
 #include "spool.h"
 #include "util.h"
 
-static char	*bt_body;	/* CRLF, dot-stuffed, ending in CRLF.CRLF */
-static size_t	 bt_body_len;
-static char	*bt_raw;	/* the file as read */
-static size_t	 bt_raw_len;
+static char  *bt_body; /* CRLF, dot-stuffed, ending in CRLF.CRLF */
+static size_t bt_body_len;
+static char  *bt_raw; /* the file as read */
+static size_t bt_raw_len;
 
 static int
 bt_read_fd(int fd, char **out, size_t *outlen)
 {
-	size_t cap = 65536, len = 0;
-	char *p = malloc(cap);
+	size_t  cap = 65536, len = 0;
+	char   *p = malloc(cap);
 	ssize_t n;
 
 	if (p == NULL)
@@ -85,10 +85,10 @@ bt_none(void)
 static int
 bt_fsync(const char *dir)
 {
-	char tmp[4096], new[4096], name[64], *data;
+	char               tmp[4096], new[4096], name[64], *data;
 	unsigned long long r;
-	size_t len, off = 0;
-	int fd, dfd;
+	size_t             len, off = 0;
+	int                fd, dfd;
 
 	if (bt_read_fd(0, &data, &len) != 0 ||
 	    getrandom(&r, sizeof(r), 0) != sizeof(r))
@@ -96,8 +96,7 @@ bt_fsync(const char *dir)
 	snprintf(name, sizeof(name), "%016llx", r);
 	snprintf(tmp, sizeof(tmp), "%s/tmp/%s", dir, name);
 	snprintf(new, sizeof(new), "%s/new/%s", dir, name);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-	    0600)) < 0)
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
 		return 75;
 	while (off < len) {
 		ssize_t n = write(fd, data + off, len - off);
@@ -122,7 +121,7 @@ static void
 bt_make_body(void)
 {
 	size_t i;
-	int bol = 1;
+	int    bol = 1;
 
 	bt_body = malloc(bt_raw_len * 2 + 8);
 	bt_body_len = 0;
@@ -150,18 +149,18 @@ bt_make_body(void)
 }
 
 struct bt_smtp {
-	struct sockaddr_storage	 ss;
-	socklen_t		 sslen;
-	int			 reuse;
-	atomic_long		 left;
-	atomic_long		 sent;
-	atomic_long		 failed;
+	struct sockaddr_storage ss;
+	socklen_t               sslen;
+	int                     reuse;
+	atomic_long             left;
+	atomic_long             sent;
+	atomic_long             failed;
 };
 
 struct bt_conn {
-	int	fd;
-	char	in[16384];
-	size_t	len;
+	int    fd;
+	char   in[16384];
+	size_t len;
 };
 
 static int
@@ -187,13 +186,13 @@ bt_reply(struct bt_conn *c)
 	for (;;) {
 		char *p = c->in, *nl;
 
-		while ((nl = memchr(p, '\n', c->len - (size_t)(p - c->in)))
-		    != NULL) {
+		while ((nl = memchr(p, '\n', c->len - (size_t)(p - c->in))) !=
+		    NULL) {
 			if (nl - p >= 3 && p[3] == '-') {
 				p = nl + 1;
 				continue;
 			}
-			int code = atoi(p);
+			int    code = atoi(p);
 			size_t used = (size_t)(nl + 1 - c->in);
 
 			memmove(c->in, nl + 1, c->len - used);
@@ -202,8 +201,8 @@ bt_reply(struct bt_conn *c)
 		}
 		if (c->len == sizeof(c->in))
 			return -1;
-		ssize_t n = recv(c->fd, c->in + c->len,
-		    sizeof(c->in) - c->len, 0);
+		ssize_t n = recv(c->fd, c->in + c->len, sizeof(c->in) - c->len,
+		    0);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -217,11 +216,11 @@ static int
 bt_open(struct bt_smtp *b, struct bt_conn *c)
 {
 	static const char ehlo[] = "EHLO bench.example\r\n";
-	int one = 1;
+	int               one = 1;
 
 	c->len = 0;
-	if ((c->fd = socket(b->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC,
-	    0)) < 0)
+	if ((c->fd = socket(b->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) <
+	    0)
 		return -1;
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (connect(c->fd, (struct sockaddr *)&b->ss, b->sslen) != 0 ||
@@ -238,10 +237,10 @@ static int
 bt_one(struct bt_conn *c)
 {
 	static const char env[] = "MAIL FROM:<bench@example.org>\r\n"
-	    "RCPT TO:<sink@example.net>\r\nDATA\r\n";
+				  "RCPT TO:<sink@example.net>\r\nDATA\r\n";
 
-	if (bt_send(c->fd, env, sizeof(env) - 1) != 0 ||
-	    bt_reply(c) != 250 || bt_reply(c) != 250 || bt_reply(c) != 354 ||
+	if (bt_send(c->fd, env, sizeof(env) - 1) != 0 || bt_reply(c) != 250 ||
+	    bt_reply(c) != 250 || bt_reply(c) != 354 ||
 	    bt_send(c->fd, bt_body, bt_body_len) != 0 || bt_reply(c) != 250)
 		return -1;
 	return 0;
@@ -262,7 +261,7 @@ static void *
 bt_session(void *arg)
 {
 	struct bt_smtp *b = arg;
-	struct bt_conn c = { .fd = -1 };
+	struct bt_conn  c = { .fd = -1 };
 
 	while (atomic_fetch_sub(&b->left, 1) > 0) {
 		if (c.fd < 0 && bt_open(b, &c) != 0) {
@@ -295,11 +294,11 @@ bt_now(void)
 static int
 bt_smtp_run(char **argv)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
+	struct addrinfo       hints = { .ai_socktype = SOCK_STREAM }, *ai;
 	static struct bt_smtp b;
-	pthread_t *t;
-	double t0;
-	int i, sessions = atoi(argv[2]), fd;
+	pthread_t            *t;
+	double                t0;
+	int                   i, sessions = atoi(argv[2]), fd;
 
 	if (getaddrinfo(argv[0], argv[1], &hints, &ai) != 0)
 		return 2;
@@ -330,12 +329,12 @@ bt_fill(const char *dir, long n, const char *path)
 {
 	enum { BATCH = 256 };
 	struct spool_writer *w[BATCH];
-	struct envelope *envs[BATCH];
-	struct sq_err errs[BATCH], err;
-	struct spool *sp;
-	int results[BATCH], fd;
-	long done = 0;
-	size_t k, i;
+	struct envelope     *envs[BATCH];
+	struct sq_err        errs[BATCH], err;
+	struct spool        *sp;
+	int                  results[BATCH], fd;
+	long                 done = 0;
+	size_t               k, i;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 ||
 	    bt_read_fd(fd, &bt_raw, &bt_raw_len) != 0)
@@ -350,7 +349,7 @@ bt_fill(const char *dir, long n, const char *path)
 		for (i = 0; i < k; i++) {
 			if (spool_writer_begin(sp, &w[i], &err) != 0 ||
 			    spool_writer_write(w[i], bt_raw, bt_raw_len,
-			    &err) != 0) {
+				&err) != 0) {
 				fprintf(stderr, "bench_tool: %s\n", err.msg);
 				return 1;
 			}
@@ -387,7 +386,8 @@ main(int argc, char **argv)
 		return bt_smtp_run(argv + 2);
 	if (argc == 5 && strcmp(argv[1], "fill") == 0)
 		return bt_fill(argv[2], atol(argv[3]), argv[4]);
-	fprintf(stderr, "usage: bench_tool none | fsync DIR | smtp HOST PORT "
+	fprintf(stderr,
+	    "usage: bench_tool none | fsync DIR | smtp HOST PORT "
 	    "SESSIONS MESSAGES reuse|close MSGFILE | fill SPOOL_DIR "
 	    "MESSAGES MSGFILE\n");
 	return 2;

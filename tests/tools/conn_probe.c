@@ -47,16 +47,16 @@
 #include "util.h"
 
 struct conn_probe {
-	struct evdns_base		*dns;
-	struct event			*ev_close;
-	struct smtp_conn		*conn;
-	const char			*path;
-	struct smtp_conn_message	 msg;
-	int				 count;		/* to send */
-	int				 sent;
-	int				 delivered;
-	int				 done;
-	int				 exit_code;
+	struct evdns_base       *dns;
+	struct event            *ev_close;
+	struct smtp_conn        *conn;
+	const char              *path;
+	struct smtp_conn_message msg;
+	int                      count; /* to send */
+	int                      sent;
+	int                      delivered;
+	int                      done;
+	int                      exit_code;
 };
 
 /* Print r with the policy's verdict; returns non-zero when some
@@ -64,10 +64,10 @@ struct conn_probe {
 static int
 conn_probe_print(const char *what, const struct smtp_conn_result *r)
 {
-	enum retry_fate *fate = NULL;
+	enum retry_fate     *fate = NULL;
 	struct retry_verdict v;
-	size_t i, delivered = 0, bounced = 0;
-	const char *outcome;
+	size_t               i, delivered = 0, bounced = 0;
+	const char          *outcome;
 
 	if (r->n_rcpts > 0)
 		fate = xcalloc(r->n_rcpts, sizeof(*fate));
@@ -79,19 +79,22 @@ conn_probe_print(const char *what, const struct smtp_conn_result *r)
 	if (r->n_rcpts == 0)
 		outcome = v.fate == RETRY_BOUNCE ? "failed" : "deferred";
 	else
-		outcome = delivered > 0 ? "delivered" :
-		    bounced == r->n_rcpts ? "failed" : "deferred";
+		outcome = delivered > 0   ? "delivered" :
+		    bounced == r->n_rcpts ? "failed" :
+					    "deferred";
 	printf("%s outcome=%s code=%d phase=%s event=%s relay=%s rule=%s "
-	    "reply=\"%s\" tls=\"%s\" verify=\"%s\"", what, outcome,
-	    r->fact.code, retry_phase_name(r->fact.phase),
-	    retry_event_name(r->fact.event), retry_relay_name(v.relay),
-	    v.rule, r->reply, r->tls, r->verify);
+	       "reply=\"%s\" tls=\"%s\" verify=\"%s\"",
+	    what, outcome, r->fact.code, retry_phase_name(r->fact.phase),
+	    retry_event_name(r->fact.event), retry_relay_name(v.relay), v.rule,
+	    r->reply, r->tls, r->verify);
 	if (r->n_rcpts > 0) {
 		printf(" rcpt=");
 		for (i = 0; i < r->n_rcpts; i++)
-			printf("%s%d", i > 0 ? "," : "", r->rcpt[i].code == 0 ?
-			    0 : fate[i] == RETRY_DELIVERED ? 2 :
-			    fate[i] == RETRY_BOUNCE ? 5 : 4);
+			printf("%s%d", i > 0 ? "," : "",
+			    r->rcpt[i].code == 0           ? 0 :
+				fate[i] == RETRY_DELIVERED ? 2 :
+				fate[i] == RETRY_BOUNCE    ? 5 :
+							     4);
 	}
 	printf("\n");
 	fflush(stdout);
@@ -117,8 +120,9 @@ conn_probe_on_ready(struct smtp_conn *c, void *arg)
 	struct conn_probe *p = arg;
 
 	if (p->sent < p->count) {
-		if (p->sent > 0 && (p->msg.body_fd = open(p->path, O_RDONLY |
-		    O_CLOEXEC)) == -1) {
+		if (p->sent > 0 &&
+		    (p->msg.body_fd = open(p->path, O_RDONLY | O_CLOEXEC)) ==
+			-1) {
 			perror(p->path);
 			smtp_conn_close(c);
 			conn_probe_finish(p);
@@ -127,7 +131,7 @@ conn_probe_on_ready(struct smtp_conn *c, void *arg)
 		p->sent++;
 		if (smtp_conn_send(c, &p->msg) < 0) {
 			printf("message outcome=error reply=\"smtp_conn_send "
-			    "refused\"\n");
+			       "refused\"\n");
 			close(p->msg.body_fd);
 			smtp_conn_close(c);
 			conn_probe_finish(p);
@@ -191,8 +195,8 @@ static int
 conn_probe_auth(struct config_smarthost *sh)
 {
 	static const struct {
-		const char		*name;
-		enum sasl_mech	 auth;
+		const char    *name;
+		enum sasl_mech auth;
 	} names[] = {
 		{ "none", SASL_MECH_NONE },
 		{ "auto", SASL_MECH_AUTO },
@@ -203,7 +207,7 @@ conn_probe_auth(struct config_smarthost *sh)
 		{ "oauthbearer", SASL_MECH_OAUTHBEARER },
 	};
 	const char *v = getenv("CONN_PROBE_AUTH");
-	size_t i;
+	size_t      i;
 
 	sh->user = getenv("CONN_PROBE_USER");
 	sh->password_file = getenv("CONN_PROBE_PASSWORD_FILE");
@@ -222,7 +226,8 @@ conn_probe_auth(struct config_smarthost *sh)
 static int
 conn_probe_usage(void)
 {
-	fprintf(stderr, "usage: conn_probe HOST PORT implicit|starttls|none "
+	fprintf(stderr,
+	    "usage: conn_probe HOST PORT implicit|starttls|none "
 	    "system|ca_file|insecure CA_FILE|- SENDER RCPT[,RCPT...] "
 	    "MESSAGE_FILE\n");
 	return 2;
@@ -231,22 +236,23 @@ conn_probe_usage(void)
 int
 main(int argc, char **argv)
 {
-	struct config_smarthost sh;
-	struct smtp_conn_params params;
+	struct config_smarthost    sh;
+	struct smtp_conn_params    params;
 	struct smtp_conn_callbacks cb;
-	struct conn_probe probe;
-	struct event_base *base;
-	struct tls_ctx *tls = NULL;
-	struct sq_err err = { 0, "" };
-	const char *rcpts[64];
-	char *rcptlist, *tok, *save = NULL;
-	size_t n_rcpts = 0;
-	const char *ehlo;
+	struct conn_probe          probe;
+	struct event_base         *base;
+	struct tls_ctx            *tls = NULL;
+	struct sq_err              err = { 0, "" };
+	const char                *rcpts[64];
+	char                      *rcptlist, *tok, *save = NULL;
+	size_t                     n_rcpts = 0;
+	const char                *ehlo;
 
 	if (argc != 9)
 		return conn_probe_usage();
-	log_init("conn_probe", getenv("CONN_PROBE_QUIET") != NULL ?
-	    LOG_LEVEL_WARN : LOG_LEVEL_DEBUG);
+	log_init("conn_probe",
+	    getenv("CONN_PROBE_QUIET") != NULL ? LOG_LEVEL_WARN :
+						 LOG_LEVEL_DEBUG);
 
 	memset(&sh, 0, sizeof(sh));
 	sh.name = "probe";
@@ -271,7 +277,7 @@ main(int argc, char **argv)
 	sh.ca_file = strcmp(argv[5], "-") == 0 ? NULL : argv[5];
 	sh.timeout_connect = sh.timeout_tls = sh.timeout_greeting =
 	    sh.timeout_command = sh.timeout_data_block = sh.timeout_data_end =
-	    conn_probe_env_uint("CONN_PROBE_TIMEOUT");
+		conn_probe_env_uint("CONN_PROBE_TIMEOUT");
 	sh.session_max = conn_probe_env_uint("CONN_PROBE_SESSION_MAX");
 	if (conn_probe_auth(&sh) < 0)
 		return conn_probe_usage();
@@ -280,13 +286,14 @@ main(int argc, char **argv)
 	probe.exit_code = 1;
 	probe.path = argv[8];
 	probe.count = getenv("CONN_PROBE_COUNT") != NULL ?
-	    atoi(getenv("CONN_PROBE_COUNT")) : 1;
+	    atoi(getenv("CONN_PROBE_COUNT")) :
+	    1;
 	if (probe.count < 1)
 		probe.count = 1;
 	rcptlist = argv[7];
-	for (tok = strtok_r(rcptlist, ",", &save); tok != NULL &&
-	    n_rcpts < sizeof(rcpts) / sizeof(rcpts[0]);
-	    tok = strtok_r(NULL, ",", &save))
+	for (tok = strtok_r(rcptlist, ",", &save);
+	     tok != NULL && n_rcpts < sizeof(rcpts) / sizeof(rcpts[0]);
+	     tok = strtok_r(NULL, ",", &save))
 		rcpts[n_rcpts++] = tok;
 	probe.msg.id = "probe";
 	probe.msg.sender = argv[6];
@@ -308,8 +315,9 @@ main(int argc, char **argv)
 		log_fatalx("event_base_new failed");
 	if (getenv("CONN_PROBE_NAMESERVER") != NULL) {
 		probe.dns = evdns_base_new(base, 0);
-		if (probe.dns == NULL || evdns_base_nameserver_ip_add(probe.dns,
-		    getenv("CONN_PROBE_NAMESERVER")) != 0)
+		if (probe.dns == NULL ||
+		    evdns_base_nameserver_ip_add(probe.dns,
+			getenv("CONN_PROBE_NAMESERVER")) != 0)
 			log_fatalx("bad CONN_PROBE_NAMESERVER");
 	} else
 		probe.dns = evdns_base_new(base,
@@ -331,7 +339,7 @@ main(int argc, char **argv)
 	probe.conn = smtp_conn_open(&params, &cb, &probe);
 	if (getenv("CONN_PROBE_CLOSE_MS") != NULL) {
 		struct timeval tv;
-		long ms = atol(getenv("CONN_PROBE_CLOSE_MS"));
+		long           ms = atol(getenv("CONN_PROBE_CLOSE_MS"));
 
 		tv.tv_sec = ms / 1000;
 		tv.tv_usec = (ms % 1000) * 1000;

@@ -37,27 +37,27 @@
 
 #include <gnutls/gnutls.h>
 
-#define SINK_BUF	65536
+#define SINK_BUF 65536
 
-static gnutls_certificate_credentials_t	sink_cred;
-static gnutls_priority_t		sink_prio;
-static atomic_ulong			sink_msgs;
-static atomic_ulong			sink_conns;
-static atomic_ulong			sink_bytes;
-static atomic_llong			sink_last_ns;
+static gnutls_certificate_credentials_t sink_cred;
+static gnutls_priority_t                sink_prio;
+static atomic_ulong                     sink_msgs;
+static atomic_ulong                     sink_conns;
+static atomic_ulong                     sink_bytes;
+static atomic_llong                     sink_last_ns;
 
 struct sink_conn {
-	int			 fd;
-	int			 implicit;
-	gnutls_session_t	 tls;
-	char			 in[SINK_BUF];
-	size_t			 in_off;
-	size_t			 in_len;
-	char			 out[SINK_BUF];
-	size_t			 out_len;
+	int              fd;
+	int              implicit;
+	gnutls_session_t tls;
+	char             in[SINK_BUF];
+	size_t           in_off;
+	size_t           in_len;
+	char             out[SINK_BUF];
+	size_t           out_len;
 };
 
-static int	sink_flush(struct sink_conn *c);
+static int sink_flush(struct sink_conn *c);
 
 static long long
 sink_now_ns(void)
@@ -83,7 +83,7 @@ sink_reply(struct sink_conn *c, const char *s)
 static int
 sink_flush(struct sink_conn *c)
 {
-	size_t off = 0;
+	size_t  off = 0;
 	ssize_t n;
 
 	while (off < c->out_len) {
@@ -93,8 +93,10 @@ sink_flush(struct sink_conn *c)
 		else
 			n = send(c->fd, c->out + off, c->out_len - off,
 			    MSG_NOSIGNAL);
-		if (n < 0 && (c->tls != NULL ? (n == GNUTLS_E_AGAIN ||
-		    n == GNUTLS_E_INTERRUPTED) : errno == EINTR))
+		if (n < 0 &&
+		    (c->tls != NULL ?
+			    (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) :
+			    errno == EINTR))
 			continue;
 		if (n <= 0)
 			return -1;
@@ -117,9 +119,10 @@ sink_fill(struct sink_conn *c)
 		c->in_off = 0;
 	}
 	if (c->in_len == sizeof(c->in))
-		return -1;		/* a line longer than the buffer */
-	if (c->out_len > 0 && (c->tls == NULL ||
-	    gnutls_record_check_pending(c->tls) == 0) && sink_flush(c) != 0)
+		return -1; /* a line longer than the buffer */
+	if (c->out_len > 0 &&
+	    (c->tls == NULL || gnutls_record_check_pending(c->tls) == 0) &&
+	    sink_flush(c) != 0)
 		return -1;
 	for (;;) {
 		if (c->tls != NULL)
@@ -128,8 +131,10 @@ sink_fill(struct sink_conn *c)
 		else
 			n = recv(c->fd, c->in + c->in_len,
 			    sizeof(c->in) - c->in_len, 0);
-		if (n < 0 && (c->tls != NULL ? (n == GNUTLS_E_AGAIN ||
-		    n == GNUTLS_E_INTERRUPTED) : errno == EINTR))
+		if (n < 0 &&
+		    (c->tls != NULL ?
+			    (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) :
+			    errno == EINTR))
 			continue;
 		if (n <= 0)
 			return -1;
@@ -189,8 +194,8 @@ static int
 sink_data(struct sink_conn *c)
 {
 	unsigned long bytes = 0;
-	char *line;
-	size_t len;
+	char         *line;
+	size_t        len;
 
 	for (;;) {
 		if (sink_line(c, &line, &len) != 0)
@@ -208,7 +213,7 @@ sink_data(struct sink_conn *c)
 static void
 sink_session(struct sink_conn *c)
 {
-	char *line;
+	char  *line;
 	size_t len;
 
 	if (c->implicit && sink_handshake(c) != 0)
@@ -217,7 +222,8 @@ sink_session(struct sink_conn *c)
 		return;
 	while (sink_line(c, &line, &len) == 0) {
 		if (sink_cmd(line, len, "EHLO")) {
-			sink_reply(c, "250-sink\r\n250-PIPELINING\r\n"
+			sink_reply(c,
+			    "250-sink\r\n250-PIPELINING\r\n"
 			    "250-8BITMIME\r\n250-SMTPUTF8\r\n"
 			    "250-ENHANCEDSTATUSCODES\r\n");
 			if (c->tls == NULL)
@@ -236,7 +242,8 @@ sink_session(struct sink_conn *c)
 		    sink_cmd(line, len, "RCPT"))
 			sink_reply(c, "250 2.1.0 Ok\r\n");
 		else if (sink_cmd(line, len, "DATA")) {
-			sink_reply(c, "354 End data with <CR><LF>.<CR><LF>\r\n");
+			sink_reply(c,
+			    "354 End data with <CR><LF>.<CR><LF>\r\n");
 			if (sink_data(c) != 0)
 				return;
 		} else if (sink_cmd(line, len, "RSET") ||
@@ -267,17 +274,17 @@ sink_thread(void *arg)
 }
 
 struct sink_listener {
-	int	fd;
-	int	implicit;
+	int fd;
+	int implicit;
 };
 
 static void *
 sink_accept_loop(void *arg)
 {
 	struct sink_listener *l = arg;
-	pthread_attr_t attr;
-	pthread_t t;
-	int fd, one = 1;
+	pthread_attr_t        attr;
+	pthread_t             t;
+	int                   fd, one = 1;
 
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -312,8 +319,8 @@ static int
 sink_listen(int port, int *bound)
 {
 	struct sockaddr_in sin;
-	socklen_t sl = sizeof(sin);
-	int fd, one = 1;
+	socklen_t          sl = sizeof(sin);
+	int                fd, one = 1;
 
 	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
 		return -1;
@@ -336,12 +343,13 @@ int
 main(int argc, char **argv)
 {
 	static struct sink_listener ls[2];
-	char line[256];
-	pthread_t t;
-	int ports[2] = { 0, 0 }, i;
+	char                        line[256];
+	pthread_t                   t;
+	int                         ports[2] = { 0, 0 }, i;
 
 	if (argc < 3 || argc > 5) {
-		fprintf(stderr, "usage: tls_sink CERT KEY [STARTTLS_PORT "
+		fprintf(stderr,
+		    "usage: tls_sink CERT KEY [STARTTLS_PORT "
 		    "[IMPLICIT_PORT]]\n");
 		return 2;
 	}
@@ -349,7 +357,7 @@ main(int argc, char **argv)
 	if (gnutls_global_init() != 0 ||
 	    gnutls_certificate_allocate_credentials(&sink_cred) != 0 ||
 	    gnutls_certificate_set_x509_key_file(sink_cred, argv[1], argv[2],
-	    GNUTLS_X509_FMT_PEM) != 0 ||
+		GNUTLS_X509_FMT_PEM) != 0 ||
 	    gnutls_priority_init(&sink_prio, "NORMAL", NULL) != 0) {
 		fprintf(stderr, "tls_sink: cannot load %s / %s\n", argv[1],
 		    argv[2]);

@@ -19,7 +19,7 @@
 #include "buf.h"
 #include "util.h"
 
-#define TEST_MAX	(1024 * 1024)
+#define TEST_MAX (1024 * 1024)
 
 static const char test_orig_headers[] =
     "Received: from localhost (uid 1000)\n"
@@ -32,24 +32,24 @@ static const char test_orig_headers[] =
 
 static const struct bounce_rcpt test_failed_rcpts[] = {
 	{
-		.addr = "bob@example.com",
-		.reply = "550 5.1.1 <bob@example.com>: Recipient address "
-		    "rejected: User unknown in virtual mailbox table",
-		.remote_mta = "smtp.example.net",
+	    .addr = "bob@example.com",
+	    .reply = "550 5.1.1 <bob@example.com>: Recipient address "
+		     "rejected: User unknown in virtual mailbox table",
+	    .remote_mta = "smtp.example.net",
 	},
 	{
-		.addr = "carol@example.org",
-		.status = "5.4.7",
-		.reply = "message expired after 5 days",
+	    .addr = "carol@example.org",
+	    .status = "5.4.7",
+	    .reply = "message expired after 5 days",
 	},
 };
 
 static const struct bounce_rcpt test_delayed_rcpts[] = {
 	{
-		.addr = "dave@example.net",
-		.reply = "451 4.3.0 <dave@example.net>: Temporary lookup "
-		    "failure",
-		.remote_mta = "smtp.example.net",
+	    .addr = "dave@example.net",
+	    .reply = "451 4.3.0 <dave@example.net>: Temporary lookup "
+		     "failure",
+	    .remote_mta = "smtp.example.net",
 	},
 };
 
@@ -93,7 +93,7 @@ static char *
 test_build(const struct bounce_params *p)
 {
 	struct buf b;
-	char *s;
+	char      *s;
 
 	buf_init(&b, TEST_MAX);
 	cr_assert_eq(bounce_build(p, &b), 0);
@@ -108,7 +108,7 @@ test_read_file(const char *path, size_t *lenp)
 {
 	FILE *f;
 	char *s;
-	long n;
+	long  n;
 
 	f = fopen(path, "rb");
 	cr_assert_not_null(f, "cannot open %s: %s", path, strerror(errno));
@@ -127,9 +127,9 @@ test_read_file(const char *path, size_t *lenp)
 static void
 test_golden(const char *name, const char *got)
 {
-	char *path, *want;
+	char  *path, *want;
 	size_t len, i;
-	FILE *f;
+	FILE  *f;
 
 	path = xasprintf("%s/bounce/%s", SENDQ_TEST_DATA, name);
 	if (getenv("SENDQ_UPDATE_GOLDEN") != NULL) {
@@ -143,7 +143,8 @@ test_golden(const char *name, const char *got)
 		;
 	cr_assert(i == len && got[i] == '\0',
 	    "%s differs at byte %zu:\n--- got ---\n%.200s\n--- want ---\n"
-	    "%.200s", path, i, got + i, want + i);
+	    "%.200s",
+	    path, i, got + i, want + i);
 	free(want);
 	free(path);
 }
@@ -166,7 +167,7 @@ test_boundary(const char *dsn)
 static size_t
 test_count_lines(const char *dsn, const char *line)
 {
-	size_t n = 0, len = strlen(line);
+	size_t      n = 0, len = strlen(line);
 	const char *p = dsn;
 
 	while (*p != '\0') {
@@ -202,9 +203,9 @@ test_assert_wellformed(const char *dsn)
 static char *
 test_header_names(const char *dsn)
 {
-	struct buf b;
+	struct buf  b;
 	const char *p = dsn, *e, *colon;
-	char *s;
+	char       *s;
 
 	buf_init(&b, TEST_MAX);
 	while (*p != '\n' && *p != '\0') {
@@ -232,9 +233,9 @@ static int
 test_run_check_dsn(const char *dsn, const char *rcpt, const char *status,
     const char *action)
 {
-	char path[] = "/tmp/test_bounce.XXXXXX";
+	char  path[] = "/tmp/test_bounce.XXXXXX";
 	char *script, *argv[10];
-	int fd, st, argc = 0;
+	int   fd, st, argc = 0;
 	pid_t pid;
 
 	fd = mkstemp(path);
@@ -277,7 +278,7 @@ test_run_check_dsn(const char *dsn, const char *rcpt, const char *status,
 Test(bounce, failed_dsn_for_two_recipients_matches_golden_file)
 {
 	struct bounce_params p = test_failed_params();
-	char *dsn = test_build(&p);
+	char                *dsn = test_build(&p);
 
 	test_golden("failed.ref", dsn);
 	test_assert_wellformed(dsn);
@@ -287,7 +288,7 @@ Test(bounce, failed_dsn_for_two_recipients_matches_golden_file)
 Test(bounce, delayed_dsn_matches_golden_file)
 {
 	struct bounce_params p = test_delayed_params();
-	char *dsn = test_build(&p);
+	char                *dsn = test_build(&p);
 
 	test_golden("delayed.ref", dsn);
 	test_assert_wellformed(dsn);
@@ -297,21 +298,25 @@ Test(bounce, delayed_dsn_matches_golden_file)
 Test(bounce, failed_dsn_has_the_rfc_5322_and_mime_headers)
 {
 	struct bounce_params p = test_failed_params();
-	char *dsn = test_build(&p), *names;
+	char                *dsn = test_build(&p), *names;
 
 	names = test_header_names(dsn);
-	cr_assert_str_eq(names, "From To Subject Date Message-ID "
+	cr_assert_str_eq(names,
+	    "From To Subject Date Message-ID "
 	    "Auto-Submitted MIME-Version Content-Type ");
-	cr_assert_not_null(strstr(dsn, "From: \"Mail Delivery System\" "
+	cr_assert_not_null(strstr(dsn,
+	    "From: \"Mail Delivery System\" "
 	    "<MAILER-DAEMON@relay.example.net>\n"));
 	cr_assert_not_null(strstr(dsn, "\nTo: <alice@example.com>\n"));
+	cr_assert_not_null(
+	    strstr(dsn, "\nSubject: Undelivered Mail Returned to Sender\n"));
+	cr_assert_not_null(
+	    strstr(dsn, "\nDate: Tue, 14 Nov 2023 23:13:20 +0000\n"));
 	cr_assert_not_null(strstr(dsn,
-	    "\nSubject: Undelivered Mail Returned to Sender\n"));
-	cr_assert_not_null(strstr(dsn,
-	    "\nDate: Tue, 14 Nov 2023 23:13:20 +0000\n"));
-	cr_assert_not_null(strstr(dsn, "\nMessage-ID: "
+	    "\nMessage-ID: "
 	    "<018F2C3A4B0A1B2C3D4E_1700003600@relay.example.net>\n"));
-	cr_assert_not_null(strstr(dsn, "\nContent-Type: multipart/report; "
+	cr_assert_not_null(strstr(dsn,
+	    "\nContent-Type: multipart/report; "
 	    "report-type=delivery-status;\n boundary=\""));
 	cr_assert_null(strchr(dsn, '\r'));
 	free(names);
@@ -321,12 +326,13 @@ Test(bounce, failed_dsn_has_the_rfc_5322_and_mime_headers)
 Test(bounce, delayed_dsn_says_it_is_still_retried_and_until_when)
 {
 	struct bounce_params p = test_delayed_params();
-	char *dsn = test_build(&p);
+	char                *dsn = test_build(&p);
 
-	cr_assert_not_null(strstr(dsn,
-	    "\nSubject: Delayed Mail (still being retried)\n"));
+	cr_assert_not_null(
+	    strstr(dsn, "\nSubject: Delayed Mail (still being retried)\n"));
 	cr_assert_not_null(strstr(dsn, "has not yet been delivered"));
-	cr_assert_not_null(strstr(dsn, "will keep trying until "
+	cr_assert_not_null(strstr(dsn,
+	    "will keep trying until "
 	    "Sun, 19 Nov 2023 22:13:20 +0000."));
 	cr_assert_not_null(strstr(dsn, "\nAction: delayed\nStatus: 4.3.0\n"));
 	cr_assert_not_null(strstr(dsn,
@@ -337,7 +343,7 @@ Test(bounce, delayed_dsn_says_it_is_still_retried_and_until_when)
 Test(bounce, delayed_dsn_without_expiry_omits_will_retry_until)
 {
 	struct bounce_params p = test_delayed_params();
-	char *dsn;
+	char                *dsn;
 
 	p.retry_until = 0;
 	dsn = test_build(&p);
@@ -349,7 +355,7 @@ Test(bounce, delayed_dsn_without_expiry_omits_will_retry_until)
 Test(bounce, failed_dsn_has_no_will_retry_until)
 {
 	struct bounce_params p = test_failed_params();
-	char *dsn;
+	char                *dsn;
 
 	p.retry_until = 1700000000 + 5 * 86400;
 	dsn = test_build(&p);
@@ -361,15 +367,16 @@ Test(bounce, failed_dsn_has_no_will_retry_until)
 Test(bounce, optional_fields_are_left_out_when_unknown)
 {
 	static const struct bounce_rcpt r = { .addr = "x@example.com" };
-	struct bounce_params p = test_failed_params();
-	char *dsn;
+	struct bounce_params            p = test_failed_params();
+	char                           *dsn;
 
 	p.rcpts = &r;
 	p.n_rcpts = 1;
 	dsn = test_build(&p);
 	cr_assert_null(strstr(dsn, "Remote-MTA"));
 	cr_assert_null(strstr(dsn, "Diagnostic-Code"));
-	cr_assert_not_null(strstr(dsn, "\nFinal-Recipient: rfc822; "
+	cr_assert_not_null(strstr(dsn,
+	    "\nFinal-Recipient: rfc822; "
 	    "x@example.com\nAction: failed\nStatus: 5.0.0\n"
 	    "Last-Attempt-Date: Tue, 14 Nov 2023 23:13:20 +0000\n"));
 	cr_assert_not_null(strstr(dsn, "<x@example.com>: delivery failed\n"));
@@ -379,25 +386,25 @@ Test(bounce, optional_fields_are_left_out_when_unknown)
 Test(bounce, dates_are_utc_rfc_5322)
 {
 	struct bounce_params p = test_failed_params();
-	char *dsn;
+	char                *dsn;
 
 	p.now = 0;
-	p.arrival = 951782400;		/* 2000-02-29, a leap day */
+	p.arrival = 951782400; /* 2000-02-29, a leap day */
 	dsn = test_build(&p);
-	cr_assert_not_null(strstr(dsn,
-	    "\nDate: Thu, 01 Jan 1970 00:00:00 +0000\n"));
-	cr_assert_not_null(strstr(dsn,
-	    "\nArrival-Date: Tue, 29 Feb 2000 00:00:00 +0000\n"));
+	cr_assert_not_null(
+	    strstr(dsn, "\nDate: Thu, 01 Jan 1970 00:00:00 +0000\n"));
+	cr_assert_not_null(
+	    strstr(dsn, "\nArrival-Date: Tue, 29 Feb 2000 00:00:00 +0000\n"));
 	free(dsn);
 }
 
 /* Strings are arrays (Criterion copies the cases into the test
  * process); "-" stands for NULL. */
 struct test_status_case {
-	char			 status[24];
-	char			 reply[64];
-	enum bounce_action	 action;
-	char			 want[16];
+	char               status[24];
+	char               reply[64];
+	enum bounce_action action;
+	char               want[16];
 };
 
 ParameterizedTestParameters(bounce, status_is_derived_from_the_reply)
@@ -414,8 +421,8 @@ ParameterizedTestParameters(bounce, status_is_derived_from_the_reply)
 		{ "5.1234.1", "-", BOUNCE_DELAYED, "4.0.0" },
 		/* the reply's enhanced code when its class matches */
 		{ "-", "550 5.1.1 user unknown", BOUNCE_FAILED, "5.1.1" },
-		{ "-", "550-5.1.1 user unknown\n550 5.1.1 more",
-		    BOUNCE_FAILED, "5.1.1" },
+		{ "-", "550-5.1.1 user unknown\n550 5.1.1 more", BOUNCE_FAILED,
+		    "5.1.1" },
 		{ "-", "452 4.2.2 mailbox full", BOUNCE_DELAYED, "4.2.2" },
 		{ "-", "  554 5.7.1 spam  ", BOUNCE_FAILED, "5.7.1" },
 		{ "-", "550 5.1.1", BOUNCE_FAILED, "5.1.1" },
@@ -432,8 +439,7 @@ ParameterizedTestParameters(bounce, status_is_derived_from_the_reply)
 		/* else the action's default */
 		{ "-", "-", BOUNCE_FAILED, "5.0.0" },
 		{ "-", "-", BOUNCE_DELAYED, "4.0.0" },
-		{ "-", "message expired after 5 days", BOUNCE_FAILED,
-		    "5.0.0" },
+		{ "-", "message expired after 5 days", BOUNCE_FAILED, "5.0.0" },
 		{ "-", "250 2.0.0 ok", BOUNCE_FAILED, "5.0.0" },
 		{ "-", "5501 5.1.1 four digits", BOUNCE_FAILED, "5.0.0" },
 		{ "-", "55 5.1.1 two digits", BOUNCE_DELAYED, "4.0.0" },
@@ -453,7 +459,7 @@ ParameterizedTest(struct test_status_case *c, bounce,
 		.reply = strcmp(c->reply, "-") == 0 ? NULL : c->reply,
 	};
 	struct bounce_params p = test_failed_params();
-	char *dsn, *want;
+	char                *dsn, *want;
 
 	p.rcpts = &r;
 	p.n_rcpts = 1;
@@ -471,19 +477,19 @@ Test(bounce, header_injection_through_any_value_is_impossible)
 {
 	static const struct bounce_rcpt r[] = {
 		{
-			.addr = "bob@example.com\r\nBcc: evil1@example.com",
-			.status = NULL,
-			.reply = "550 5.1.1 no\r\nBcc: evil2@example.com\r\n"
-			    "\r\nBcc: evil3@example.com",
-			.remote_mta = "mx\nBcc: evil4@example.com",
+		    .addr = "bob@example.com\r\nBcc: evil1@example.com",
+		    .status = NULL,
+		    .reply = "550 5.1.1 no\r\nBcc: evil2@example.com\r\n"
+			     "\r\nBcc: evil3@example.com",
+		    .remote_mta = "mx\nBcc: evil4@example.com",
 		},
 		{
-			.addr = "\nBcc: evil5@example.com",
-			.reply = "\n\nBcc: evil6@example.com\n\x01\x7f\xff",
+		    .addr = "\nBcc: evil5@example.com",
+		    .reply = "\n\nBcc: evil6@example.com\n\x01\x7f\xff",
 		},
 	};
 	struct bounce_params p = test_failed_params();
-	char *dsn, *names;
+	char                *dsn, *names;
 
 	p.rcpts = r;
 	p.n_rcpts = 2;
@@ -497,12 +503,15 @@ Test(bounce, header_injection_through_any_value_is_impossible)
 	cr_assert_null(strstr(dsn, "\nBcc:"), "a line starts with Bcc:");
 	cr_assert_eq(test_count_lines(dsn, "Bcc"), 0);
 	names = test_header_names(dsn);
-	cr_assert_str_eq(names, "From To Subject Date Message-ID "
+	cr_assert_str_eq(names,
+	    "From To Subject Date Message-ID "
 	    "Auto-Submitted MIME-Version Content-Type ");
 	/* the text survives, flattened onto the line it belongs to */
-	cr_assert_not_null(strstr(dsn, "\nTo: <alice@example.com Bcc: "
+	cr_assert_not_null(strstr(dsn,
+	    "\nTo: <alice@example.com Bcc: "
 	    "evil7@example.com>\n"));
-	cr_assert_not_null(strstr(dsn, "\nDiagnostic-Code: smtp; 550 5.1.1 "
+	cr_assert_not_null(strstr(dsn,
+	    "\nDiagnostic-Code: smtp; 550 5.1.1 "
 	    "no Bcc: evil2@example.com Bcc:\n evil3@example.com\n"));
 	cr_assert_not_null(strstr(dsn, "Bcc: evil6@example.com ???\n"));
 	free(names);
@@ -516,23 +525,23 @@ Test(bounce, header_injection_dsn_still_parses_as_a_dsn)
 		.reply = "550 5.1.1 no\r\nBcc: evil@example.com\r\n\r\n--x",
 	};
 	struct bounce_params p = test_failed_params();
-	char *dsn;
+	char                *dsn;
 
 	p.rcpts = &r;
 	p.n_rcpts = 1;
 	dsn = test_build(&p);
-	cr_assert_eq(test_run_check_dsn(dsn, "bob@example.com", "5.1.1",
-	    "failed"), 0);
+	cr_assert_eq(
+	    test_run_check_dsn(dsn, "bob@example.com", "5.1.1", "failed"), 0);
 	free(dsn);
 }
 
 Test(bounce, long_reply_is_folded_under_78_columns_and_unfolds_back)
 {
-	struct bounce_rcpt r = { .addr = "bob@example.com" };
+	struct bounce_rcpt   r = { .addr = "bob@example.com" };
 	struct bounce_params p = test_failed_params();
-	struct buf reply, unfolded;
-	char *dsn, *s, *e, *field;
-	int i;
+	struct buf           reply, unfolded;
+	char                *dsn, *s, *e, *field;
+	int                  i;
 
 	buf_init(&reply, TEST_MAX);
 	buf_append_str(&reply, "550 5.7.1");
@@ -568,10 +577,10 @@ Test(bounce, long_reply_is_folded_under_78_columns_and_unfolds_back)
 
 Test(bounce, a_word_longer_than_a_line_is_cut_below_998_bytes)
 {
-	struct bounce_rcpt r = { .addr = "bob@example.com" };
+	struct bounce_rcpt   r = { .addr = "bob@example.com" };
 	struct bounce_params p = test_failed_params();
-	char *word, *reply, *dsn;
-	static char hdr[3000];
+	char                *word, *reply, *dsn;
+	static char          hdr[3000];
 
 	word = xmalloc(2501);
 	memset(word, 'x', 2500);
@@ -601,7 +610,7 @@ Test(bounce, boundary_is_extended_until_it_occurs_in_no_part)
 	    "Subject: sendq.018F2C3A4B0A1B2C3D4E_1700003600 and\n"
 	    " sendq.018F2C3A4B0A1B2C3D4E_1700003600_1\n";
 	struct bounce_params p = test_failed_params();
-	char *dsn, *b, *line, *body;
+	char                *dsn, *b, *line, *body;
 
 	p.orig_headers = hdrs;
 	p.orig_headers_len = sizeof(hdrs) - 1;
@@ -617,8 +626,7 @@ Test(bounce, boundary_is_extended_until_it_occurs_in_no_part)
 	 * except the delimiter lines */
 	body = strstr(dsn, "\n\n");
 	cr_assert_not_null(body);
-	cr_assert_eq(strstr(body, b) - body,
-	    strstr(body, "\n--") - body + 3);
+	cr_assert_eq(strstr(body, b) - body, strstr(body, "\n--") - body + 3);
 	free(line);
 	free(b);
 	free(dsn);
@@ -627,7 +635,7 @@ Test(bounce, boundary_is_extended_until_it_occurs_in_no_part)
 Test(bounce, boundary_without_collision_is_derived_from_the_nonce)
 {
 	struct bounce_params p = test_failed_params();
-	char *dsn, *b;
+	char                *dsn, *b;
 
 	dsn = test_build(&p);
 	b = test_boundary(dsn);
@@ -637,7 +645,7 @@ Test(bounce, boundary_without_collision_is_derived_from_the_nonce)
 	free(dsn);
 
 	p.nonce = "a very long nonce with \"quotes\" and more than seventy "
-	    "characters in it, far too many";
+		  "characters in it, far too many";
 	dsn = test_build(&p);
 	b = test_boundary(dsn);
 	cr_assert_leq(strlen(b), 70);
@@ -649,20 +657,21 @@ Test(bounce, boundary_without_collision_is_derived_from_the_nonce)
 Test(bounce, without_original_headers_part_3_is_empty_and_text_says_so)
 {
 	struct bounce_params p = test_failed_params();
-	char *dsn, *b, *want;
+	char                *dsn, *b, *want;
 
 	p.orig_headers = NULL;
 	p.orig_headers_len = 0;
 	dsn = test_build(&p);
 	b = test_boundary(dsn);
-	cr_assert_not_null(strstr(dsn,
-	    "The headers of your message are not available."));
-	want = xasprintf("Content-Type: text/rfc822-headers\n"
+	cr_assert_not_null(
+	    strstr(dsn, "The headers of your message are not available."));
+	want = xasprintf(
+	    "Content-Type: text/rfc822-headers\n"
 	    "Content-Description: Undelivered Message Headers\n\n\n--%s--\n",
 	    b);
 	cr_assert_not_null(strstr(dsn, want));
-	cr_assert_eq(test_run_check_dsn(dsn, "bob@example.com", "5.1.1",
-	    "failed"), 0);
+	cr_assert_eq(
+	    test_run_check_dsn(dsn, "bob@example.com", "5.1.1", "failed"), 0);
 	free(want);
 	free(b);
 	free(dsn);
@@ -670,15 +679,17 @@ Test(bounce, without_original_headers_part_3_is_empty_and_text_says_so)
 
 Test(bounce, original_headers_get_lf_line_ends_and_a_final_line_break)
 {
-	static const char hdrs[] = "Subject: hi\r\nX-Ctl: a\x01" "b\xc3\xa9\r\n"
-	    "To: bob@example.com";
+	static const char    hdrs[] = "Subject: hi\r\nX-Ctl: a\x01"
+				      "b\xc3\xa9\r\n"
+				      "To: bob@example.com";
 	struct bounce_params p = test_failed_params();
-	char *dsn;
+	char                *dsn;
 
 	p.orig_headers = hdrs;
 	p.orig_headers_len = sizeof(hdrs) - 1;
 	dsn = test_build(&p);
-	cr_assert_not_null(strstr(dsn, "Undelivered Message Headers\n\n"
+	cr_assert_not_null(strstr(dsn,
+	    "Undelivered Message Headers\n\n"
 	    "Subject: hi\nX-Ctl: a?b??\nTo: bob@example.com\n\n--"));
 	cr_assert_null(strchr(dsn, '\r'));
 	free(dsn);
@@ -686,14 +697,15 @@ Test(bounce, original_headers_get_lf_line_ends_and_a_final_line_break)
 
 Test(bounce, trailing_blank_lines_of_the_headers_are_dropped)
 {
-	static const char hdrs[] = "Subject: hi\n\n\n";
+	static const char    hdrs[] = "Subject: hi\n\n\n";
 	struct bounce_params p = test_failed_params();
-	char *dsn;
+	char                *dsn;
 
 	p.orig_headers = hdrs;
 	p.orig_headers_len = sizeof(hdrs) - 1;
 	dsn = test_build(&p);
-	cr_assert_not_null(strstr(dsn, "Undelivered Message Headers\n\n"
+	cr_assert_not_null(strstr(dsn,
+	    "Undelivered Message Headers\n\n"
 	    "Subject: hi\n\n--"));
 	free(dsn);
 }
@@ -701,8 +713,8 @@ Test(bounce, trailing_blank_lines_of_the_headers_are_dropped)
 Test(bounce, too_small_buffer_gives_elimit_and_keeps_what_was_there)
 {
 	struct bounce_params p = test_failed_params();
-	struct buf full, b;
-	size_t need;
+	struct buf           full, b;
+	size_t               need;
 
 	buf_init(&full, TEST_MAX);
 	cr_assert_eq(bounce_build(&p, &full), 0);
@@ -732,7 +744,7 @@ Test(bounce, too_small_buffer_gives_elimit_and_keeps_what_was_there)
 Test(bounce, output_is_deterministic)
 {
 	struct bounce_params p = test_failed_params();
-	char *a = test_build(&p), *b = test_build(&p);
+	char                *a = test_build(&p), *b = test_build(&p);
 
 	cr_assert_str_eq(a, b);
 	free(a);
@@ -742,37 +754,39 @@ Test(bounce, output_is_deterministic)
 Test(bounce, python_email_parser_reads_a_multipart_report)
 {
 	struct bounce_params p = test_failed_params();
-	char *dsn = test_build(&p);
+	char                *dsn = test_build(&p);
 
-	cr_assert_eq(test_run_check_dsn(dsn, "bob@example.com", "5.1.1",
-	    "failed"), 0);
-	cr_assert_eq(test_run_check_dsn(dsn, "carol@example.org", "5.4.7",
-	    "failed"), 0);
+	cr_assert_eq(
+	    test_run_check_dsn(dsn, "bob@example.com", "5.1.1", "failed"), 0);
+	cr_assert_eq(
+	    test_run_check_dsn(dsn, "carol@example.org", "5.4.7", "failed"), 0);
 	cr_assert_eq(test_run_check_dsn(dsn, NULL, NULL, "failed"), 0);
 	/* and the checker does notice a mismatch */
-	cr_assert_eq(test_run_check_dsn(dsn, "bob@example.com", "5.1.2",
-	    "failed"), 1);
-	cr_assert_eq(test_run_check_dsn(dsn, "nobody@example.com", NULL,
-	    NULL), 1);
-	cr_assert_eq(test_run_check_dsn(dsn, "bob@example.com", NULL,
-	    "delayed"), 1);
+	cr_assert_eq(
+	    test_run_check_dsn(dsn, "bob@example.com", "5.1.2", "failed"), 1);
+	cr_assert_eq(test_run_check_dsn(dsn, "nobody@example.com", NULL, NULL),
+	    1);
+	cr_assert_eq(
+	    test_run_check_dsn(dsn, "bob@example.com", NULL, "delayed"), 1);
 	free(dsn);
 }
 
 Test(bounce, python_email_parser_reads_a_delayed_report)
 {
 	struct bounce_params p = test_delayed_params();
-	char *dsn = test_build(&p);
+	char                *dsn = test_build(&p);
 
-	cr_assert_eq(test_run_check_dsn(dsn, "dave@example.net", "4.3.0",
-	    "delayed"), 0);
+	cr_assert_eq(
+	    test_run_check_dsn(dsn, "dave@example.net", "4.3.0", "delayed"), 0);
 	free(dsn);
 }
 
 Test(bounce, checker_rejects_a_plain_message)
 {
 	cr_assert_eq(test_run_check_dsn("From: a@example.com\n"
-	    "Subject: x\n\nhello\n", NULL, NULL, NULL), 1);
+					"Subject: x\n\nhello\n",
+			 NULL, NULL, NULL),
+	    1);
 }
 
 Test(bounce, diagnostic_type_is_smtp_only_for_smtp_replies)
@@ -785,26 +799,26 @@ Test(bounce, diagnostic_type_is_smtp_only_for_smtp_replies)
 		{ .addr = "d@example.com", .reply = "5501 odd" },
 	};
 	struct bounce_params p = test_failed_params();
-	char *dsn;
+	char                *dsn;
 
 	p.rcpts = r;
 	p.n_rcpts = 4;
 	dsn = test_build(&p);
-	cr_assert_not_null(strstr(dsn,
-	    "\nDiagnostic-Code: smtp; 550 5.1.1 unknown\n"));
-	cr_assert_not_null(strstr(dsn,
-	    "\nDiagnostic-Code: smtp; 554-first line\n"));
+	cr_assert_not_null(
+	    strstr(dsn, "\nDiagnostic-Code: smtp; 550 5.1.1 unknown\n"));
+	cr_assert_not_null(
+	    strstr(dsn, "\nDiagnostic-Code: smtp; 554-first line\n"));
 	cr_assert_not_null(strstr(dsn,
 	    "\nDiagnostic-Code: X-Sendq; message expired after 5 days\n"));
-	cr_assert_not_null(strstr(dsn,
-	    "\nDiagnostic-Code: X-Sendq; 5501 odd\n"));
+	cr_assert_not_null(
+	    strstr(dsn, "\nDiagnostic-Code: X-Sendq; 5501 odd\n"));
 	free(dsn);
 }
 
 Test(bounce, missing_queue_id_and_sender_leave_no_empty_fields)
 {
 	struct bounce_params p = test_failed_params();
-	char *dsn;
+	char                *dsn;
 
 	p.queue_id = NULL;
 	p.orig_sender = NULL;
@@ -828,12 +842,13 @@ Test(bounce, missing_queue_id_and_sender_leave_no_empty_fields)
 Test(bounce, envid_and_orcpt_are_reported_decoded_before_their_blocks)
 {
 	static const struct bounce_rcpt r[] = {
-		{ .addr = "bob@example.com", .reply = "550 5.1.1 no",
-		  .orcpt = "rfc822;Bob+2Bdsn@Example.COM" },
+		{ .addr = "bob@example.com",
+		    .reply = "550 5.1.1 no",
+		    .orcpt = "rfc822;Bob+2Bdsn@Example.COM" },
 		{ .addr = "carol@example.org", .reply = "550 5.1.1 no" },
 	};
 	struct bounce_params p = test_failed_params();
-	char *dsn;
+	char                *dsn;
 
 	p.rcpts = r;
 	p.n_rcpts = 2;
@@ -841,18 +856,23 @@ Test(bounce, envid_and_orcpt_are_reported_decoded_before_their_blocks)
 	dsn = test_build(&p);
 	/* RFC 3464 2.2: Original-Envelope-Id comes first, then
 	 * Reporting-MTA. */
-	cr_assert_not_null(strstr(dsn, "Content-Description: Delivery report"
-	    "\n\nOriginal-Envelope-Id: QQ+1=2\nReporting-MTA: dns; "
-	    "relay.example.net\n"), "%s", dsn);
+	cr_assert_not_null(
+	    strstr(dsn,
+		"Content-Description: Delivery report"
+		"\n\nOriginal-Envelope-Id: QQ+1=2\nReporting-MTA: dns; "
+		"relay.example.net\n"),
+	    "%s", dsn);
 	/* 2.3: Original-Recipient precedes Final-Recipient. */
-	cr_assert_not_null(strstr(dsn, "\n\nOriginal-Recipient: rfc822; "
-	    "Bob+dsn@Example.COM\nFinal-Recipient: rfc822; bob@example.com\n"),
+	cr_assert_not_null(
+	    strstr(dsn,
+		"\n\nOriginal-Recipient: rfc822; "
+		"Bob+dsn@Example.COM\nFinal-Recipient: rfc822; bob@example.com\n"),
 	    "%s", dsn);
 	/* Only the recipient that had an ORCPT. */
 	cr_assert_null(strstr(strstr(dsn, "carol@example.org\nAction"),
 	    "Original-Recipient"));
-	cr_assert_eq(test_run_check_dsn(dsn, "bob@example.com", "5.1.1",
-	    "failed"), 0);
+	cr_assert_eq(
+	    test_run_check_dsn(dsn, "bob@example.com", "5.1.1", "failed"), 0);
 	free(dsn);
 }
 
@@ -860,10 +880,10 @@ Test(bounce, envid_and_orcpt_cannot_inject_lines)
 {
 	static const struct bounce_rcpt r[] = {
 		{ .addr = "bob@example.com",
-		  .orcpt = "rfc822;x+0D+0AStatus:+202.0.0" },
+		    .orcpt = "rfc822;x+0D+0AStatus:+202.0.0" },
 	};
 	struct bounce_params p = test_failed_params();
-	char *dsn;
+	char                *dsn;
 
 	p.rcpts = r;
 	p.n_rcpts = 1;
@@ -871,8 +891,10 @@ Test(bounce, envid_and_orcpt_cannot_inject_lines)
 	dsn = test_build(&p);
 	cr_assert_not_null(strstr(dsn, "\nOriginal-Envelope-Id: a Bcc: x?\n"),
 	    "%s", dsn);
-	cr_assert_not_null(strstr(dsn, "\nOriginal-Recipient: rfc822; "
-	    "x Status: 2.0.0\n"), "%s", dsn);
+	cr_assert_not_null(strstr(dsn,
+			       "\nOriginal-Recipient: rfc822; "
+			       "x Status: 2.0.0\n"),
+	    "%s", dsn);
 	cr_assert_null(strstr(dsn, "\nStatus: 2.0.0"));
 	cr_assert_null(strstr(dsn, "\nBcc:"));
 	free(dsn);
@@ -884,7 +906,7 @@ Test(bounce, orcpt_without_an_address_type_is_left_out)
 		{ .addr = "bob@example.com", .orcpt = "bob@example.com" },
 	};
 	struct bounce_params p = test_failed_params();
-	char *dsn;
+	char                *dsn;
 
 	p.rcpts = r;
 	p.n_rcpts = 1;

@@ -55,8 +55,7 @@ Test(config_value, fmt_duration_uses_the_largest_exact_unit)
 	cr_assert_str_eq(config_value_fmt_duration(b, sizeof(b), 90), "90s");
 	cr_assert_str_eq(config_value_fmt_duration(b, sizeof(b), 120), "2m");
 	cr_assert_str_eq(config_value_fmt_duration(b, sizeof(b), 7200), "2h");
-	cr_assert_str_eq(config_value_fmt_duration(b, sizeof(b), 172800),
-	    "2d");
+	cr_assert_str_eq(config_value_fmt_duration(b, sizeof(b), 172800), "2d");
 }
 
 Test(config_value, size_with_binary_units)
@@ -131,8 +130,9 @@ Test(config_value, names)
 	cr_assert(config_value_name("primary.eu-1_a"));
 	cr_assert_not(config_value_name("a b"));
 	cr_assert_not(config_value_name(""));
-	cr_assert_not(config_value_name("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaa"));		/* 65 */
+	cr_assert_not(
+	    config_value_name("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+			      "aaaaaaaaaaaaaaaaaaaaaaaaaaaa")); /* 65 */
 	cr_assert(config_value_account("www-data", 8));
 	cr_assert(config_value_account("host$", 5));
 	cr_assert(config_value_account("a.b_c", 5));
@@ -155,7 +155,7 @@ Test(config_value, pin)
 {
 	unsigned char pin[CONFIG_PIN_LEN];
 	const char *ok = "sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
-	size_t got;
+	size_t      got;
 
 	cr_assert_eq(config_value_pin(ok, strlen(ok), pin, &got), 0);
 	cr_assert_eq(config_value_pin("md5:AAAA", 8, pin, &got), -1);
@@ -210,7 +210,7 @@ Test(config_value, network)
 Test(config_value, tokens)
 {
 	const char *s = "  a bb  c ", *t;
-	size_t len;
+	size_t      len;
 
 	t = config_value_token(&s, &len);
 	cr_assert(t != NULL && len == 1 && t[0] == 'a');
@@ -226,7 +226,7 @@ Test(config_value, tokens)
 Test(config_value, addresses_and_host_names_are_mailmsgs_rules)
 {
 	cr_assert(config_value_address("postmaster@example.com"));
-	cr_assert(config_value_address("\"pm\"@example.com"));	/* 5321 */
+	cr_assert(config_value_address("\"pm\"@example.com")); /* 5321 */
 	cr_assert(config_value_address("pm@[192.0.2.1]"));
 	cr_assert_not(config_value_address("pm@192.0.2.1"));
 	cr_assert_not(config_value_address("pm@exa_mple.com"));
@@ -236,28 +236,29 @@ Test(config_value, addresses_and_host_names_are_mailmsgs_rules)
 	cr_assert(config_value_hostname("mail.example.com"));
 	cr_assert_not(config_value_hostname("mail.example.com."));
 	cr_assert_not(config_value_hostname("192.0.2.1"));
-	cr_assert_not(config_value_hostname("b\xc3\xbc" "cher.de"));
+	cr_assert_not(config_value_hostname("b\xc3\xbc"
+					    "cher.de"));
 }
 
 /* The table: every row's type, default and doc line. */
 Test(config_keys, every_row_names_a_type_and_its_default_parses)
 {
 	struct config *cfg;
-	struct sq_err err = { 0 };
-	size_t i;
-	const char *text = "[smarthost s]\nhost = smtp.example.com\n";
+	struct sq_err  err = { 0 };
+	size_t         i;
+	const char    *text = "[smarthost s]\nhost = smtp.example.com\n";
 
 	for (i = 0; i < config_nkeys; i++) {
 		cr_assert_not_null(config_keys[i].type, "%s",
 		    config_keys[i].key);
 		cr_assert((config_keys[i].type->set == NULL) !=
-		    (config_keys[i].type->one == NULL), "%s: set or one",
-		    config_keys[i].key);
+			(config_keys[i].type->one == NULL),
+		    "%s: set or one", config_keys[i].key);
 		cr_assert_not_null(config_keys[i].doc, "%s",
 		    config_keys[i].key);
 		cr_assert(config_keys[i].type->allowed != NULL ||
-		    config_keys[i].allowed != NULL, "%s has no allowed text",
-		    config_keys[i].key);
+			config_keys[i].allowed != NULL,
+		    "%s has no allowed text", config_keys[i].key);
 	}
 	/* Defaults are parsed when a config is loaded (a bad one aborts). */
 	cr_assert_eq(config_load_string("t.ini", text, &cfg, &err), 0, "%s",
@@ -268,14 +269,14 @@ Test(config_keys, every_row_names_a_type_and_its_default_parses)
 Test(config_keys, lookup)
 {
 	size_t i;
-	char buf[512];
+	char   buf[512];
 
-	cr_assert_not_null(config_key_find(CONFIG_SECT_QUEUE, "retry_min",
-	    &i));
+	cr_assert_not_null(config_key_find(CONFIG_SECT_QUEUE, "retry_min", &i));
 	cr_assert_str_eq(config_keys[i].key, "retry_min");
 	cr_assert_eq(config_key_index("retry_min"), i);
 	cr_assert_null(config_key_find(CONFIG_SECT_SENDQ, "retry_min", NULL));
 	cr_assert_null(config_key_find(CONFIG_SECT_QUEUE, "nope", NULL));
-	cr_assert_not_null(strstr(config_section_keys(CONFIG_SECT_QUEUE, buf,
-	    sizeof(buf)), "retry_min, retry_max"));
+	cr_assert_not_null(
+	    strstr(config_section_keys(CONFIG_SECT_QUEUE, buf, sizeof(buf)),
+		"retry_min, retry_max"));
 }

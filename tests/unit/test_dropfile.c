@@ -23,8 +23,7 @@ static const struct dropfile_opts dropfile_test_opts = {
 
 /* Parse a NUL-terminated whole file with the test options. */
 static int
-dropfile_test_parse(const char *text, struct dropfile *df,
-    struct sq_err *err)
+dropfile_test_parse(const char *text, struct dropfile *df, struct sq_err *err)
 {
 	size_t len = strlen(text);
 
@@ -51,8 +50,8 @@ Test(dropfile, envelope_lines_give_the_envelope_and_are_removed)
 	    "\n"
 	    "body\n";
 	struct dropfile df;
-	struct sq_err err = { 0 };
-	char *stored;
+	struct sq_err   err = { 0 };
+	char           *stored;
 
 	cr_assert_eq(dropfile_test_parse(text, &df, &err), 0, "%s", err.msg);
 	cr_assert_str_eq(df.env->sender, "alice@example.org");
@@ -62,7 +61,8 @@ Test(dropfile, envelope_lines_give_the_envelope_and_are_removed)
 	cr_assert_str_eq(df.env->rcpts[2], "dave@example.net");
 	cr_assert_eq(df.n_envlines, 3);
 	stored = dropfile_test_stored(text, &df);
-	cr_assert_str_eq(stored, "From: Someone Else <other@example.com>\n"
+	cr_assert_str_eq(stored,
+	    "From: Someone Else <other@example.com>\n"
 	    "To: list@example.com\nSubject: hi\n\nbody\n");
 	free(stored);
 	dropfile_fini(&df);
@@ -71,11 +71,13 @@ Test(dropfile, envelope_lines_give_the_envelope_and_are_removed)
 Test(dropfile, null_sender_envelope_line)
 {
 	struct dropfile df;
-	struct sq_err err = { 0 };
+	struct sq_err   err = { 0 };
 
-	cr_assert_eq(dropfile_test_parse("X-Sendq-Sender: <>\n"
-	    "X-Sendq-Recipient: bob@example.net\n\nbody\n", &df, &err), 0,
-	    "%s", err.msg);
+	cr_assert_eq(
+	    dropfile_test_parse("X-Sendq-Sender: <>\n"
+				"X-Sendq-Recipient: bob@example.net\n\nbody\n",
+		&df, &err),
+	    0, "%s", err.msg);
 	cr_assert_str_eq(df.env->sender, "");
 	dropfile_fini(&df);
 }
@@ -83,11 +85,14 @@ Test(dropfile, null_sender_envelope_line)
 Test(dropfile, recipient_lines_alone_take_the_sender_from_from)
 {
 	struct dropfile df;
-	struct sq_err err = { 0 };
+	struct sq_err   err = { 0 };
 
-	cr_assert_eq(dropfile_test_parse("X-Sendq-Recipient: bob@example.net\n"
-	    "From: Alice <alice@example.org>\nTo: x@example.com\n\nb\n", &df,
-	    &err), 0, "%s", err.msg);
+	cr_assert_eq(
+	    dropfile_test_parse(
+		"X-Sendq-Recipient: bob@example.net\n"
+		"From: Alice <alice@example.org>\nTo: x@example.com\n\nb\n",
+		&df, &err),
+	    0, "%s", err.msg);
 	cr_assert_str_eq(df.env->sender, "alice@example.org");
 	cr_assert_eq(df.env->n_rcpts, 1);
 	cr_assert_str_eq(df.env->rcpts[0], "bob@example.net");
@@ -96,20 +101,19 @@ Test(dropfile, recipient_lines_alone_take_the_sender_from_from)
 
 Test(dropfile, header_derived_envelope_like_sendq_t)
 {
-	const char *text =
-	    "From: Alice <alice@example.org>\n"
-	    "To: Bob <bob@example.net>, carol@example.net\n"
-	    "Cc: dave@example.net,\n bob@example.net\n"
-	    "Bcc: eve@example.net\n"
-	    "Subject: hello\n"
-	    "\n"
-	    "body\n";
+	const char     *text = "From: Alice <alice@example.org>\n"
+			       "To: Bob <bob@example.net>, carol@example.net\n"
+			       "Cc: dave@example.net,\n bob@example.net\n"
+			       "Bcc: eve@example.net\n"
+			       "Subject: hello\n"
+			       "\n"
+			       "body\n";
 	struct dropfile df;
-	struct sq_err err = { 0 };
+	struct sq_err   err = { 0 };
 
 	cr_assert_eq(dropfile_test_parse(text, &df, &err), 0, "%s", err.msg);
 	cr_assert_str_eq(df.env->sender, "alice@example.org");
-	cr_assert_eq(df.env->n_rcpts, 4);	/* bob only once */
+	cr_assert_eq(df.env->n_rcpts, 4); /* bob only once */
 	cr_assert_str_eq(df.env->rcpts[0], "bob@example.net");
 	cr_assert_str_eq(df.env->rcpts[1], "carol@example.net");
 	cr_assert_str_eq(df.env->rcpts[2], "dave@example.net");
@@ -123,21 +127,21 @@ Test(dropfile, header_derived_envelope_like_sendq_t)
 
 Test(dropfile, bcc_is_removed_from_the_stored_header)
 {
-	const char *text =
-	    "To: bob@example.net\n"
-	    "Bcc: secret@example.net,\n\tother@example.net\n"
-	    "Subject: s\n"
-	    "BCC: third@example.net\n"
-	    "\n"
-	    "Bcc: in the body stays\n";
+	const char     *text = "To: bob@example.net\n"
+			       "Bcc: secret@example.net,\n\tother@example.net\n"
+			       "Subject: s\n"
+			       "BCC: third@example.net\n"
+			       "\n"
+			       "Bcc: in the body stays\n";
 	struct dropfile df;
-	struct sq_err err = { 0 };
-	char *stored;
+	struct sq_err   err = { 0 };
+	char           *stored;
 
 	cr_assert_eq(dropfile_test_parse(text, &df, &err), 0, "%s", err.msg);
 	cr_assert_eq(df.env->n_rcpts, 4);
 	stored = dropfile_test_stored(text, &df);
-	cr_assert_str_eq(stored, "To: bob@example.net\nSubject: s\n\n"
+	cr_assert_str_eq(stored,
+	    "To: bob@example.net\nSubject: s\n\n"
 	    "Bcc: in the body stays\n");
 	free(stored);
 	dropfile_fini(&df);
@@ -145,11 +149,11 @@ Test(dropfile, bcc_is_removed_from_the_stored_header)
 
 Test(dropfile, bcc_is_removed_also_with_envelope_lines)
 {
-	const char *text = "X-Sendq-Recipient: bob@example.net\n"
-	    "Bcc: hidden@example.net\nSubject: s\n\nb\n";
+	const char     *text = "X-Sendq-Recipient: bob@example.net\n"
+			       "Bcc: hidden@example.net\nSubject: s\n\nb\n";
 	struct dropfile df;
-	struct sq_err err = { 0 };
-	char *stored;
+	struct sq_err   err = { 0 };
+	char           *stored;
 
 	cr_assert_eq(dropfile_test_parse(text, &df, &err), 0, "%s", err.msg);
 	cr_assert_eq(df.env->n_rcpts, 1);
@@ -162,10 +166,11 @@ Test(dropfile, bcc_is_removed_also_with_envelope_lines)
 Test(dropfile, sender_falls_back_to_the_file_owner)
 {
 	struct dropfile df;
-	struct sq_err err = { 0 };
+	struct sq_err   err = { 0 };
 
-	cr_assert_eq(dropfile_test_parse("To: bob@example.net\n\nb\n", &df,
-	    &err), 0, "%s", err.msg);
+	cr_assert_eq(
+	    dropfile_test_parse("To: bob@example.net\n\nb\n", &df, &err), 0,
+	    "%s", err.msg);
 	cr_assert_str_eq(df.env->sender, "owner@host.example");
 	dropfile_fini(&df);
 }
@@ -173,13 +178,14 @@ Test(dropfile, sender_falls_back_to_the_file_owner)
 Test(dropfile, no_sender_at_all_is_refused)
 {
 	struct dropfile_opts o = dropfile_test_opts;
-	const char *text = "To: bob@example.net\n\nb\n";
-	struct dropfile df;
-	struct sq_err err = { 0 };
+	const char          *text = "To: bob@example.net\n\nb\n";
+	struct dropfile      df;
+	struct sq_err        err = { 0 };
 
 	o.default_sender = NULL;
-	cr_assert_eq(dropfile_parse(text, strlen(text), strlen(text), &o, &df,
-	    &err), SQ_EPARSE);
+	cr_assert_eq(
+	    dropfile_parse(text, strlen(text), strlen(text), &o, &df, &err),
+	    SQ_EPARSE);
 	cr_assert(strstr(err.msg, "no sender") != NULL, "%s", err.msg);
 	cr_assert_null(df.env);
 }
@@ -187,10 +193,12 @@ Test(dropfile, no_sender_at_all_is_refused)
 Test(dropfile, unqualified_addresses_get_the_hostname)
 {
 	struct dropfile df;
-	struct sq_err err = { 0 };
+	struct sq_err   err = { 0 };
 
 	cr_assert_eq(dropfile_test_parse("X-Sendq-Sender: root\n"
-	    "X-Sendq-Recipient: admin\n\nb\n", &df, &err), 0, "%s", err.msg);
+					 "X-Sendq-Recipient: admin\n\nb\n",
+			 &df, &err),
+	    0, "%s", err.msg);
 	cr_assert_str_eq(df.env->sender, "root@host.example");
 	cr_assert_str_eq(df.env->rcpts[0], "admin@host.example");
 	dropfile_fini(&df);
@@ -198,9 +206,9 @@ Test(dropfile, unqualified_addresses_get_the_hostname)
 
 /* Inline arrays: Criterion copies parameters to the test process. */
 struct dropfile_bad {
-	char	text[160];
-	int	code;
-	char	reason[40];	/* part of err.msg; "" for none */
+	char text[160];
+	int  code;
+	char reason[40]; /* part of err.msg; "" for none */
 };
 
 ParameterizedTestParameters(dropfile, malformed_files_are_refused_with_a_reason)
@@ -216,10 +224,10 @@ ParameterizedTestParameters(dropfile, malformed_files_are_refused_with_a_reason)
 		    "X-Sendq-Recipient" },
 		{ "X-Sendq-Recipient:\n\nb\n", SQ_EPARSE, "no address" },
 		{ "X-Sendq-Sender: a@example.org, b@example.org\n"
-		    "X-Sendq-Recipient: c@example.net\n\nb\n", SQ_EPARSE,
-		    "exactly one" },
+		  "X-Sendq-Recipient: c@example.net\n\nb\n",
+		    SQ_EPARSE, "exactly one" },
 		{ "X-Sendq-Sender: a@example.org\nX-Sendq-Sender: "
-		    "b@example.org\nX-Sendq-Recipient: c@example.net\n\nb\n",
+		  "b@example.org\nX-Sendq-Recipient: c@example.net\n\nb\n",
 		    SQ_EPARSE, "more than one" },
 		{ "X-Sendq-Recipients: c@example.net\n\nb\n", SQ_EPARSE,
 		    "unknown envelope line" },
@@ -228,12 +236,14 @@ ParameterizedTestParameters(dropfile, malformed_files_are_refused_with_a_reason)
 		/* Envelope lines after the header began are not envelope
 		 * lines: refused rather than relayed or ignored. */
 		{ "To: bob@example.net\nX-Sendq-Recipient: eve@example.net\n"
-		    "\nb\n", SQ_EPARSE, "inside the header" },
+		  "\nb\n",
+		    SQ_EPARSE, "inside the header" },
 		{ "X-Sendq-Recipient: bob@example.net\nSubject: s\n"
-		    "X-Sendq-Sender: eve@example.net\n\nb\n", SQ_EPARSE,
-		    "inside the header" },
+		  "X-Sendq-Sender: eve@example.net\n\nb\n",
+		    SQ_EPARSE, "inside the header" },
 		{ "From: a@example.org, b@example.org\nTo: c@example.net\n"
-		    "\nb\n", 0, "" },	/* default sender used */
+		  "\nb\n",
+		    0, "" }, /* default sender used */
 	};
 
 	return cr_make_param_array(struct dropfile_bad, cases,
@@ -244,8 +254,8 @@ ParameterizedTest(struct dropfile_bad *c, dropfile,
     malformed_files_are_refused_with_a_reason)
 {
 	struct dropfile df;
-	struct sq_err err = { 0 };
-	int rc;
+	struct sq_err   err = { 0 };
+	int             rc;
 
 	rc = dropfile_test_parse(c->text, &df, &err);
 	cr_assert_eq(rc, c->code, "%s: rc %d (%s)", c->text, rc, err.msg);
@@ -259,11 +269,11 @@ ParameterizedTest(struct dropfile_bad *c, dropfile,
 Test(dropfile, envelope_lines_after_the_header_do_not_form_the_envelope)
 {
 	/* A body line that looks like an envelope line is body. */
-	const char *text = "To: bob@example.net\n\n"
-	    "X-Sendq-Recipient: eve@example.net\n";
+	const char     *text = "To: bob@example.net\n\n"
+			       "X-Sendq-Recipient: eve@example.net\n";
 	struct dropfile df;
-	struct sq_err err = { 0 };
-	char *stored;
+	struct sq_err   err = { 0 };
+	char           *stored;
 
 	cr_assert_eq(dropfile_test_parse(text, &df, &err), 0, "%s", err.msg);
 	cr_assert_eq(df.env->n_rcpts, 1);
@@ -277,16 +287,15 @@ Test(dropfile, envelope_lines_after_the_header_do_not_form_the_envelope)
 
 Test(dropfile, crlf_file_is_kept_crlf)
 {
-	const char *text =
-	    "X-Sendq-Sender: alice@example.org\r\n"
-	    "X-Sendq-Recipient: bob@example.net\r\n"
-	    "Subject: crlf\r\n"
-	    "Bcc: x@example.net\r\n"
-	    "\r\n"
-	    "line\r\n";
+	const char     *text = "X-Sendq-Sender: alice@example.org\r\n"
+			       "X-Sendq-Recipient: bob@example.net\r\n"
+			       "Subject: crlf\r\n"
+			       "Bcc: x@example.net\r\n"
+			       "\r\n"
+			       "line\r\n";
 	struct dropfile df;
-	struct sq_err err = { 0 };
-	char *stored, *added;
+	struct sq_err   err = { 0 };
+	char           *stored, *added;
 
 	cr_assert_eq(dropfile_test_parse(text, &df, &err), 0, "%s", err.msg);
 	cr_assert(df.crlf);
@@ -295,7 +304,8 @@ Test(dropfile, crlf_file_is_kept_crlf)
 	cr_assert_str_eq(stored, "Subject: crlf\r\n\r\nline\r\n");
 	added = dropfile_added_fields(&df, "Thu, 01 Jan 2026 00:00:00 +0000",
 	    "ABC", "host.example");
-	cr_assert_str_eq(added, "Date: Thu, 01 Jan 2026 00:00:00 +0000\r\n"
+	cr_assert_str_eq(added,
+	    "Date: Thu, 01 Jan 2026 00:00:00 +0000\r\n"
 	    "From: alice@example.org\r\n"
 	    "Message-ID: <ABC@host.example>\r\n");
 	free(added);
@@ -305,11 +315,12 @@ Test(dropfile, crlf_file_is_kept_crlf)
 
 Test(dropfile, lf_file_gets_lf_added_fields_and_existing_ones_are_kept)
 {
-	const char *text = "Date: Mon, 1 Jan 2024 00:00:00 +0000\n"
+	const char *text =
+	    "Date: Mon, 1 Jan 2024 00:00:00 +0000\n"
 	    "From: a@example.org\nMessage-ID: <x@y>\nTo: b@example.net\n\nb\n";
 	struct dropfile df;
-	struct sq_err err = { 0 };
-	char *added;
+	struct sq_err   err = { 0 };
+	char           *added;
 
 	cr_assert_eq(dropfile_test_parse(text, &df, &err), 0, "%s", err.msg);
 	cr_assert_not(df.crlf);
@@ -321,11 +332,11 @@ Test(dropfile, lf_file_gets_lf_added_fields_and_existing_ones_are_kept)
 
 Test(dropfile, body_without_blank_line_gets_one)
 {
-	const char *text = "X-Sendq-Recipient: bob@example.net\n"
-	    "Subject: s\nthis is body text\n";
+	const char     *text = "X-Sendq-Recipient: bob@example.net\n"
+			       "Subject: s\nthis is body text\n";
 	struct dropfile df;
-	struct sq_err err = { 0 };
-	char *stored;
+	struct sq_err   err = { 0 };
+	char           *stored;
 
 	cr_assert_eq(dropfile_test_parse(text, &df, &err), 0, "%s", err.msg);
 	stored = dropfile_test_stored(text, &df);
@@ -337,36 +348,39 @@ Test(dropfile, body_without_blank_line_gets_one)
 Test(dropfile, oversized_file_is_refused)
 {
 	struct dropfile_opts o = dropfile_test_opts;
-	const char *text = "To: bob@example.net\n\nbody\n";
-	struct dropfile df;
-	struct sq_err err = { 0 };
+	const char          *text = "To: bob@example.net\n\nbody\n";
+	struct dropfile      df;
+	struct sq_err        err = { 0 };
 
 	o.size_max = 10;
-	cr_assert_eq(dropfile_parse(text, strlen(text), strlen(text), &o, &df,
-	    &err), SQ_ELIMIT);
+	cr_assert_eq(
+	    dropfile_parse(text, strlen(text), strlen(text), &o, &df, &err),
+	    SQ_ELIMIT);
 	cr_assert(strstr(err.msg, "too large") != NULL, "%s", err.msg);
 	/* The whole size counts, not only the head the caller read. */
 	o.size_max = 1000;
 	cr_assert_eq(dropfile_parse(text, strlen(text), 1001, &o, &df, &err),
 	    SQ_ELIMIT);
-	cr_assert_eq(dropfile_parse(text, strlen(text), 1000, &o, &df, &err),
-	    0, "%s", err.msg);
+	cr_assert_eq(dropfile_parse(text, strlen(text), 1000, &o, &df, &err), 0,
+	    "%s", err.msg);
 	dropfile_fini(&df);
 	/* The default limit is 25 MiB. */
 	o.size_max = 0;
 	cr_assert_eq(dropfile_parse(text, strlen(text),
-	    DROPFILE_SIZE_DEFAULT + 1, &o, &df, &err), SQ_ELIMIT);
+			 DROPFILE_SIZE_DEFAULT + 1, &o, &df, &err),
+	    SQ_ELIMIT);
 }
 
 Test(dropfile, header_that_does_not_end_in_the_head_is_refused)
 {
-	const char *text = "To: bob@example.net\nSubject: s\n";
+	const char     *text = "To: bob@example.net\nSubject: s\n";
 	struct dropfile df;
-	struct sq_err err = { 0 };
+	struct sq_err   err = { 0 };
 
 	/* More of the file follows, but the header did not end. */
 	cr_assert_eq(dropfile_parse(text, strlen(text), strlen(text) + 100,
-	    &dropfile_test_opts, &df, &err), SQ_ELIMIT);
+			 &dropfile_test_opts, &df, &err),
+	    SQ_ELIMIT);
 	cr_assert(strstr(err.msg, "header larger") != NULL, "%s", err.msg);
 	/* The same bytes as the whole file: a header-only message. */
 	cr_assert_eq(dropfile_test_parse(text, &df, &err), 0, "%s", err.msg);
@@ -376,29 +390,30 @@ Test(dropfile, header_that_does_not_end_in_the_head_is_refused)
 
 Test(dropfile, partial_head_with_complete_header_is_fine)
 {
-	const char *text = "To: bob@example.net\n\nbody starts here";
+	const char     *text = "To: bob@example.net\n\nbody starts here";
 	struct dropfile df;
-	struct sq_err err = { 0 };
+	struct sq_err   err = { 0 };
 
 	cr_assert_eq(dropfile_parse(text, strlen(text), 5000,
-	    &dropfile_test_opts, &df, &err), 0, "%s", err.msg);
+			 &dropfile_test_opts, &df, &err),
+	    0, "%s", err.msg);
 	cr_assert_eq(df.rest_off, strlen("To: bob@example.net\n"));
 	dropfile_fini(&df);
 }
 
 Test(dropfile, too_many_envelope_line_bytes_are_refused)
 {
-	size_t n = DROPFILE_ENVLINES_MAX / 40 + 10, i, len = 0;
-	char *text = xmalloc(n * 48 + 16);
+	size_t          n = DROPFILE_ENVLINES_MAX / 40 + 10, i, len = 0;
+	char           *text = xmalloc(n * 48 + 16);
 	struct dropfile df;
-	struct sq_err err = { 0 };
+	struct sq_err   err = { 0 };
 
 	for (i = 0; i < n; i++)
 		len += (size_t)sprintf(text + len,
 		    "X-Sendq-Recipient: r%07zu@example.net\n", i);
 	len += (size_t)sprintf(text + len, "\nb\n");
-	cr_assert_neq(dropfile_parse(text, len, len, &dropfile_test_opts,
-	    &df, &err), 0);
+	cr_assert_neq(
+	    dropfile_parse(text, len, len, &dropfile_test_opts, &df, &err), 0);
 	cr_assert_null(df.env);
 	free(text);
 }
@@ -407,11 +422,12 @@ Test(dropfile, too_many_envelope_line_bytes_are_refused)
 Test(dropfile, nul_byte_in_the_header_is_refused)
 {
 	static const char text[] = "To: bob@example.net\nX-A: a\0b\n\nbody\n";
-	struct dropfile df;
-	struct sq_err err = { 0 };
+	struct dropfile   df;
+	struct sq_err     err = { 0 };
 
 	cr_assert_eq(dropfile_parse(text, sizeof(text) - 1, sizeof(text) - 1,
-	    &dropfile_test_opts, &df, &err), SQ_EPARSE);
+			 &dropfile_test_opts, &df, &err),
+	    SQ_EPARSE);
 	cr_assert(strstr(err.msg, "NUL") != NULL, "%s", err.msg);
 	cr_assert_null(df.env);
 }

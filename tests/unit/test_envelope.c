@@ -9,7 +9,7 @@
 
 #include "envelope.h"
 
-#define GOOD_HEAD	"sendq-envelope 1\nid ABC123\ncreated 1700000000\n"
+#define GOOD_HEAD "sendq-envelope 1\nid ABC123\ncreated 1700000000\n"
 
 static struct envelope *
 test_sample_envelope(void)
@@ -64,14 +64,13 @@ Test(envelope, new_envelope_has_unknown_uid_and_null_sender)
 Test(envelope, format_then_parse_gives_the_same_record)
 {
 	struct envelope *env = test_sample_envelope(), *back = NULL;
-	struct sq_err err = { 0 };
-	size_t len;
-	char *text;
+	struct sq_err    err = { 0 };
+	size_t           len;
+	char            *text;
 
 	text = envelope_format(env, &len);
 	cr_assert_eq(strlen(text), len);
-	cr_assert_eq(envelope_parse(text, len, &back, &err), 0, "%s",
-	    err.msg);
+	cr_assert_eq(envelope_parse(text, len, &back, &err), 0, "%s", err.msg);
 	test_assert_same(env, back);
 	free(text);
 	envelope_free(env);
@@ -81,8 +80,8 @@ Test(envelope, format_then_parse_gives_the_same_record)
 Test(envelope, format_is_the_documented_text)
 {
 	struct envelope *env = test_sample_envelope();
-	size_t len;
-	char *text;
+	size_t           len;
+	char            *text;
 
 	text = envelope_format(env, &len);
 	cr_assert_str_eq(text,
@@ -105,9 +104,9 @@ Test(envelope, format_is_the_documented_text)
 Test(envelope, null_sender_and_unknown_uid_round_trip)
 {
 	struct envelope *env = test_sample_envelope(), *back = NULL;
-	struct sq_err err = { 0 };
-	size_t len;
-	char *text;
+	struct sq_err    err = { 0 };
+	size_t           len;
+	char            *text;
 
 	envelope_set_sender(env, "");
 	env->uid = -1;
@@ -115,8 +114,7 @@ Test(envelope, null_sender_and_unknown_uid_round_trip)
 	text = envelope_format(env, &len);
 	cr_assert_not_null(strstr(text, "\nsender\n"));
 	cr_assert_null(strstr(text, "last_error"));
-	cr_assert_eq(envelope_parse(text, len, &back, &err), 0, "%s",
-	    err.msg);
+	cr_assert_eq(envelope_parse(text, len, &back, &err), 0, "%s", err.msg);
 	test_assert_same(env, back);
 	free(text);
 	envelope_free(env);
@@ -126,14 +124,13 @@ Test(envelope, null_sender_and_unknown_uid_round_trip)
 Test(envelope, line_breaks_in_values_are_made_printable)
 {
 	struct envelope *env = test_sample_envelope(), *back = NULL;
-	struct sq_err err = { 0 };
-	size_t len;
-	char *text;
+	struct sq_err    err = { 0 };
+	size_t           len;
+	char            *text;
 
 	envelope_set_error(env, "550 no\r\nrcpt evil@example.com\tx");
 	text = envelope_format(env, &len);
-	cr_assert_eq(envelope_parse(text, len, &back, &err), 0, "%s",
-	    err.msg);
+	cr_assert_eq(envelope_parse(text, len, &back, &err), 0, "%s", err.msg);
 	cr_assert_str_eq(back->last_error, "550 no??rcpt evil@example.com?x");
 	cr_assert_eq(back->n_rcpts, 2);
 	free(text);
@@ -143,9 +140,9 @@ Test(envelope, line_breaks_in_values_are_made_printable)
 
 Test(envelope, optional_keys_take_defaults)
 {
-	const char *t = GOOD_HEAD "sender a@b\nrcpt c@d\nend\n";
+	const char      *t = GOOD_HEAD "sender a@b\nrcpt c@d\nend\n";
 	struct envelope *env = NULL;
-	struct sq_err err = { 0 };
+	struct sq_err    err = { 0 };
 
 	cr_assert_eq(envelope_parse(t, strlen(t), &env, &err), 0, "%s",
 	    err.msg);
@@ -158,17 +155,16 @@ Test(envelope, optional_keys_take_defaults)
 
 Test(envelope, parse_never_reads_past_len)
 {
-	const char *t = GOOD_HEAD "sender a@b\nrcpt c@d\nend\n";
+	const char      *t = GOOD_HEAD "sender a@b\nrcpt c@d\nend\n";
 	struct envelope *env = NULL;
-	struct sq_err err = { 0 };
-	size_t len = strlen(t);
-	char *copy;
+	struct sq_err    err = { 0 };
+	size_t           len = strlen(t);
+	char            *copy;
 
 	/* An exact-size heap copy without NUL: ASan catches overreads. */
 	copy = malloc(len);
 	memcpy(copy, t, len);
-	cr_assert_eq(envelope_parse(copy, len, &env, &err), 0, "%s",
-	    err.msg);
+	cr_assert_eq(envelope_parse(copy, len, &env, &err), 0, "%s", err.msg);
 	envelope_free(env);
 	env = NULL;
 	cr_assert_eq(envelope_parse(copy, len - 1, &env, &err), SQ_EPARSE);
@@ -178,8 +174,8 @@ Test(envelope, parse_never_reads_past_len)
 
 /* Arrays, not pointers: Criterion may run each case in a fresh process. */
 struct bad_case {
-	char	text[128];
-	char	reason[48];	/* expected in err.msg */
+	char text[128];
+	char reason[48]; /* expected in err.msg */
 };
 
 static struct bad_case bad_cases[] = {
@@ -207,7 +203,8 @@ static struct bad_case bad_cases[] = {
 	{ GOOD_HEAD "sender a@b\nrcpt c@d\nattempts\nend\n",
 	    "bad attempt count" },
 	{ GOOD_HEAD "sender a@b\nrcpt c@d\nnext_attempt 99999999999999999999\n"
-	    "end\n", "line 6: bad time" },
+		    "end\n",
+	    "line 6: bad time" },
 	{ GOOD_HEAD "sender a@b\nrcpt c@d\nuid -2\nend\n", "line 6: bad uid" },
 	{ "sendq-envelope 1\nid A\ncreated 1x\n", "line 3: bad time" },
 	{ "sendq-envelope 1\nid A-B\n", "line 2: bad queue id" },
@@ -228,7 +225,8 @@ static struct bad_case bad_cases[] = {
 	{ GOOD_HEAD "sender a@b\nrcpt c@d\nend now\n", "value after end" },
 };
 
-ParameterizedTestParameters(envelope, malformed_text_is_rejected_naming_the_line)
+ParameterizedTestParameters(envelope,
+    malformed_text_is_rejected_naming_the_line)
 {
 	return cr_make_param_array(struct bad_case, bad_cases,
 	    sizeof(bad_cases) / sizeof(bad_cases[0]));
@@ -238,24 +236,23 @@ ParameterizedTest(struct bad_case *c, envelope,
     malformed_text_is_rejected_naming_the_line)
 {
 	struct envelope *env = NULL;
-	struct sq_err err = { 0 };
+	struct sq_err    err = { 0 };
 
 	cr_assert_eq(envelope_parse(c->text, strlen(c->text), &env, &err),
 	    SQ_EPARSE, "accepted: %s", c->text);
 	cr_assert_null(env);
 	cr_assert_eq(err.code, SQ_EPARSE);
-	cr_assert_not_null(strstr(err.msg, c->reason), "got \"%s\", want \"%s\"",
-	    err.msg, c->reason);
+	cr_assert_not_null(strstr(err.msg, c->reason),
+	    "got \"%s\", want \"%s\"", err.msg, c->reason);
 }
 
 Test(envelope, nul_byte_inside_a_line_is_rejected)
 {
-	const char t[] = GOOD_HEAD "sender a\0b\nrcpt c@d\nend\n";
+	const char       t[] = GOOD_HEAD "sender a\0b\nrcpt c@d\nend\n";
 	struct envelope *env = NULL;
-	struct sq_err err = { 0 };
+	struct sq_err    err = { 0 };
 
-	cr_assert_eq(envelope_parse(t, sizeof(t) - 1, &env, &err),
-	    SQ_EPARSE);
+	cr_assert_eq(envelope_parse(t, sizeof(t) - 1, &env, &err), SQ_EPARSE);
 	cr_assert_not_null(strstr(err.msg, "line 4"));
 }
 
@@ -277,20 +274,18 @@ Test(envelope, setters_replace_previous_values)
 Test(envelope, body_type_round_trips_and_is_checked)
 {
 	struct envelope *env = test_sample_envelope(), *back = NULL;
-	struct sq_err err = { 0 };
-	const char *bad = "sendq-envelope 1\nid 018F2C3A4B0A1B2C3D4E\n"
-	    "created 1\nsender a@b\nrcpt c@d\nbody 9bit\nend\n";
-	size_t len;
-	char *text;
+	struct sq_err    err = { 0 };
+	const char      *bad = "sendq-envelope 1\nid 018F2C3A4B0A1B2C3D4E\n"
+			       "created 1\nsender a@b\nrcpt c@d\nbody 9bit\nend\n";
+	size_t           len;
+	char            *text;
 
 	env->body_8bit = 1;
 	text = envelope_format(env, &len);
 	cr_assert_not_null(strstr(text, "\nbody 8bit\n"));
-	cr_assert_eq(envelope_parse(text, len, &back, &err), 0, "%s",
-	    err.msg);
+	cr_assert_eq(envelope_parse(text, len, &back, &err), 0, "%s", err.msg);
 	cr_assert_eq(back->body_8bit, 1);
-	cr_assert_eq(envelope_parse(bad, strlen(bad), &back, &err),
-	    SQ_EPARSE);
+	cr_assert_eq(envelope_parse(bad, strlen(bad), &back, &err), SQ_EPARSE);
 	cr_assert_not_null(strstr(err.msg, "bad body type"), "%s", err.msg);
 	free(text);
 	envelope_free(env);
@@ -300,21 +295,19 @@ Test(envelope, body_type_round_trips_and_is_checked)
 Test(envelope, held_and_warned_flags_round_trip_and_are_checked)
 {
 	struct envelope *env = test_sample_envelope(), *back = NULL;
-	struct sq_err err = { 0 };
-	const char *bad = "sendq-envelope 1\nid 018F2C3A4B0A1B2C3D4E\n"
-	    "created 1\nsender a@b\nrcpt c@d\nheld yes\nend\n";
-	size_t len;
-	char *text;
+	struct sq_err    err = { 0 };
+	const char      *bad = "sendq-envelope 1\nid 018F2C3A4B0A1B2C3D4E\n"
+			       "created 1\nsender a@b\nrcpt c@d\nheld yes\nend\n";
+	size_t           len;
+	char            *text;
 
 	env->held = 1;
 	env->warned = 1;
 	text = envelope_format(env, &len);
-	cr_assert_eq(envelope_parse(text, len, &back, &err), 0, "%s",
-	    err.msg);
+	cr_assert_eq(envelope_parse(text, len, &back, &err), 0, "%s", err.msg);
 	cr_assert_eq(back->held, 1);
 	cr_assert_eq(back->warned, 1);
-	cr_assert_eq(envelope_parse(bad, strlen(bad), &back, &err),
-	    SQ_EPARSE);
+	cr_assert_eq(envelope_parse(bad, strlen(bad), &back, &err), SQ_EPARSE);
 	cr_assert_not_null(strstr(err.msg, "bad flag"), "%s", err.msg);
 	free(text);
 	envelope_free(env);
@@ -327,48 +320,49 @@ Test(envelope, dsn_parameters_round_trip_in_the_documented_text)
 {
 	struct envelope *env = test_sample_envelope(), *back = NULL;
 	const struct envelope_rcpt_dsn *d;
-	struct sq_err err = { 0 };
-	const char *want =
-	    "sendq-envelope 1\n"
-	    "id 018F2C3A4B0A1B2C3D4E\n"
-	    "created 1700000000\n"
-	    "uid 1000\n"
-	    "sender alice@example.com\n"
-	    "rcpt bob@example.com\n"
-	    "rcpt_params 0 NOTIFY=SUCCESS,FAILURE,DELAY "
-	    "ORCPT=rfc822;bob+2Bx@example.com\n"
-	    "rcpt \"carol smith\"@example.org\n"
-	    "rcpt dave@example.net\n"
-	    "rcpt_params 2 NOTIFY=NEVER\n"
-	    "attempts 3\n"
-	    "next_attempt 1700003600\n"
-	    "last_error 451 4.3.0 try again later\n"
-	    "body 7bit\n"
-	    "ret HDRS\n"
-	    "envid QQ+2B1\n"
-	    "end\n";
-	size_t len;
-	char *text;
+	struct sq_err                   err = { 0 };
+	const char                     *want = "sendq-envelope 1\n"
+					       "id 018F2C3A4B0A1B2C3D4E\n"
+					       "created 1700000000\n"
+					       "uid 1000\n"
+					       "sender alice@example.com\n"
+					       "rcpt bob@example.com\n"
+					       "rcpt_params 0 NOTIFY=SUCCESS,FAILURE,DELAY "
+					       "ORCPT=rfc822;bob+2Bx@example.com\n"
+					       "rcpt \"carol smith\"@example.org\n"
+					       "rcpt dave@example.net\n"
+					       "rcpt_params 2 NOTIFY=NEVER\n"
+					       "attempts 3\n"
+					       "next_attempt 1700003600\n"
+					       "last_error 451 4.3.0 try again later\n"
+					       "body 7bit\n"
+					       "ret HDRS\n"
+					       "envid QQ+2B1\n"
+					       "end\n";
+	size_t                          len;
+	char                           *text;
 
 	envelope_add_rcpt(env, "dave@example.net");
 	env->ret = ENVELOPE_RET_HDRS;
 	cr_assert_eq(envelope_set_envid(env, "QQ+2B1"), 0);
-	cr_assert_eq(envelope_set_rcpt_dsn(env, 0, ENVELOPE_NOTIFY_DELAY |
-	    ENVELOPE_NOTIFY_FAILURE | ENVELOPE_NOTIFY_SUCCESS,
-	    "rfc822;bob+2Bx@example.com"), 0);
-	cr_assert_eq(envelope_set_rcpt_dsn(env, 2, ENVELOPE_NOTIFY_NEVER,
-	    NULL), 0);
+	cr_assert_eq(envelope_set_rcpt_dsn(env, 0,
+			 ENVELOPE_NOTIFY_DELAY | ENVELOPE_NOTIFY_FAILURE |
+			     ENVELOPE_NOTIFY_SUCCESS,
+			 "rfc822;bob+2Bx@example.com"),
+	    0);
+	cr_assert_eq(envelope_set_rcpt_dsn(env, 2, ENVELOPE_NOTIFY_NEVER, NULL),
+	    0);
 	text = envelope_format(env, &len);
 	cr_assert_str_eq(text, want);
-	cr_assert_eq(envelope_parse(text, len, &back, &err), 0, "%s",
-	    err.msg);
+	cr_assert_eq(envelope_parse(text, len, &back, &err), 0, "%s", err.msg);
 	test_assert_same(env, back);
 	cr_assert_eq(back->ret, ENVELOPE_RET_HDRS);
 	cr_assert_str_eq(back->envid, "QQ+2B1");
 	d = envelope_rcpt_dsn(back, 0);
 	cr_assert_not_null(d);
-	cr_assert_eq(d->notify, ENVELOPE_NOTIFY_SUCCESS |
-	    ENVELOPE_NOTIFY_FAILURE | ENVELOPE_NOTIFY_DELAY);
+	cr_assert_eq(d->notify,
+	    ENVELOPE_NOTIFY_SUCCESS | ENVELOPE_NOTIFY_FAILURE |
+		ENVELOPE_NOTIFY_DELAY);
 	cr_assert_str_eq(d->orcpt, "rfc822;bob+2Bx@example.com");
 	cr_assert_null(envelope_rcpt_dsn(back, 1));
 	d = envelope_rcpt_dsn(back, 2);
@@ -383,13 +377,14 @@ Test(envelope, dsn_parameters_round_trip_in_the_documented_text)
 Test(envelope, envelope_without_dsn_keys_still_parses_without_parameters)
 {
 	/* The format as written before ret/envid/rcpt_params existed. */
-	const char *old = "sendq-envelope 1\nid 018F2C3A4B0A1B2C3D4E\n"
+	const char *old =
+	    "sendq-envelope 1\nid 018F2C3A4B0A1B2C3D4E\n"
 	    "created 1700000000\nuid 1000\nsender a@b\nrcpt c@d\nrcpt e@f\n"
 	    "attempts 0\nnext_attempt 0\nbody 8bit\nend\n";
 	struct envelope *env = NULL;
-	struct sq_err err = { 0 };
-	size_t len;
-	char *text;
+	struct sq_err    err = { 0 };
+	size_t           len;
+	char            *text;
 
 	cr_assert_eq(envelope_parse(old, strlen(old), &env, &err), 0, "%s",
 	    err.msg);
@@ -426,11 +421,13 @@ static struct bad_case bad_dsn_cases[] = {
 	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 \nend\n",
 	    "no parameters" },
 	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 NOTIFY=NEVER,DELAY\n"
-	    "end\n", "bad NOTIFY" },
+		    "end\n",
+	    "bad NOTIFY" },
 	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 NOTIFY=delay\nend\n",
 	    "bad NOTIFY" },
 	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 NOTIFY=DELAY,DELAY\n"
-	    "end\n", "bad NOTIFY" },
+		    "end\n",
+	    "bad NOTIFY" },
 	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 NOTIFY=\nend\n",
 	    "bad NOTIFY" },
 	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 notify=NEVER\nend\n",
@@ -442,13 +439,15 @@ static struct bad_case bad_dsn_cases[] = {
 	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 ORCPT=rfc822;\nend\n",
 	    "bad ORCPT" },
 	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 NOTIFY=NEVER "
-	    "NOTIFY=NEVER\nend\n", "repeated parameter" },
+		    "NOTIFY=NEVER\nend\n",
+	    "repeated parameter" },
 	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 ORCPT=x;a "
-	    "ORCPT=x;b\nend\n", "repeated parameter" },
+		    "ORCPT=x;b\nend\n",
+	    "repeated parameter" },
 	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 RET=FULL\nend\n",
 	    "unknown parameter \"RET=FULL\"" },
 	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 NOTIFY=NEVER\n"
-	    "rcpt_params 0 ORCPT=x;y\nend\n",
+		    "rcpt_params 0 ORCPT=x;y\nend\n",
 	    "line 7: rcpt_params: repeated for recipient" },
 };
 
@@ -462,20 +461,19 @@ ParameterizedTest(struct bad_case *c, envelope,
     malformed_dsn_lines_are_rejected)
 {
 	struct envelope *env = NULL;
-	struct sq_err err = { 0 };
+	struct sq_err    err = { 0 };
 
 	cr_assert_eq(envelope_parse(c->text, strlen(c->text), &env, &err),
 	    SQ_EPARSE, "accepted: %s", c->text);
 	cr_assert_null(env);
 	cr_assert_not_null(strstr(err.msg, c->reason),
-	    "got \"%s\", want \"%s\"",
-	    err.msg, c->reason);
+	    "got \"%s\", want \"%s\"", err.msg, c->reason);
 }
 
 Test(envelope, dsn_setters_refuse_what_rfc3461_does_not_allow)
 {
 	struct envelope *env = test_sample_envelope();
-	char longid[ENVELOPE_ENVID_MAX + 2];
+	char             longid[ENVELOPE_ENVID_MAX + 2];
 
 	memset(longid, 'a', sizeof(longid) - 1);
 	longid[sizeof(longid) - 1] = '\0';
@@ -487,10 +485,11 @@ Test(envelope, dsn_setters_refuse_what_rfc3461_does_not_allow)
 	cr_assert_str_eq(env->envid, longid, "unchanged after a refusal");
 	cr_assert_eq(envelope_set_envid(env, NULL), 0);
 	cr_assert_null(env->envid);
-	cr_assert_eq(envelope_set_rcpt_dsn(env, 2, ENVELOPE_NOTIFY_NEVER,
-	    NULL), -EINVAL, "no recipient 2");
-	cr_assert_eq(envelope_set_rcpt_dsn(env, 0, ENVELOPE_NOTIFY_NEVER |
-	    ENVELOPE_NOTIFY_DELAY, NULL), -EINVAL);
+	cr_assert_eq(envelope_set_rcpt_dsn(env, 2, ENVELOPE_NOTIFY_NEVER, NULL),
+	    -EINVAL, "no recipient 2");
+	cr_assert_eq(envelope_set_rcpt_dsn(env, 0,
+			 ENVELOPE_NOTIFY_NEVER | ENVELOPE_NOTIFY_DELAY, NULL),
+	    -EINVAL);
 	cr_assert_eq(envelope_set_rcpt_dsn(env, 0, 0x10, NULL), -EINVAL);
 	cr_assert_eq(envelope_set_rcpt_dsn(env, 0, 0, "rfc822 x"), -EINVAL);
 	cr_assert_null(envelope_rcpt_dsn(env, 0));
@@ -503,18 +502,19 @@ Test(envelope, dsn_setters_refuse_what_rfc3461_does_not_allow)
 
 Test(envelope, keep_rcpts_drops_recipients_with_their_parameters)
 {
-	struct envelope *env = envelope_new();
+	struct envelope                *env = envelope_new();
 	const struct envelope_rcpt_dsn *d;
-	int keep[4] = { 0, 1, 0, 1 };
+	int                             keep[4] = { 0, 1, 0, 1 };
 
 	envelope_add_rcpt(env, "a@x");
 	envelope_add_rcpt(env, "b@x");
 	envelope_add_rcpt(env, "c@x");
 	envelope_add_rcpt(env, "d@x");
-	cr_assert_eq(envelope_set_rcpt_dsn(env, 0, ENVELOPE_NOTIFY_NEVER,
-	    NULL), 0);
+	cr_assert_eq(envelope_set_rcpt_dsn(env, 0, ENVELOPE_NOTIFY_NEVER, NULL),
+	    0);
 	cr_assert_eq(envelope_set_rcpt_dsn(env, 3, ENVELOPE_NOTIFY_FAILURE,
-	    "rfc822;d@x"), 0);
+			 "rfc822;d@x"),
+	    0);
 	envelope_keep_rcpts(env, keep);
 	cr_assert_eq(env->n_rcpts, 2);
 	cr_assert_str_eq(env->rcpts[0], "b@x");
@@ -530,19 +530,19 @@ Test(envelope, keep_rcpts_drops_recipients_with_their_parameters)
 
 Test(envelope, recipients_narrowed_by_hand_keep_their_own_parameters)
 {
-	struct envelope *env = envelope_new(), *back = NULL;
+	struct envelope                *env = envelope_new(), *back = NULL;
 	const struct envelope_rcpt_dsn *d;
-	struct sq_err err = { 0 };
-	size_t len;
-	char *text;
+	struct sq_err                   err = { 0 };
+	size_t                          len;
+	char                           *text;
 
 	strcpy(env->id, "A1");
 	envelope_add_rcpt(env, "a@x");
 	envelope_add_rcpt(env, "b@x");
-	cr_assert_eq(envelope_set_rcpt_dsn(env, 0, ENVELOPE_NOTIFY_NEVER,
-	    NULL), 0);
-	cr_assert_eq(envelope_set_rcpt_dsn(env, 1, ENVELOPE_NOTIFY_FAILURE,
-	    NULL), 0);
+	cr_assert_eq(envelope_set_rcpt_dsn(env, 0, ENVELOPE_NOTIFY_NEVER, NULL),
+	    0);
+	cr_assert_eq(
+	    envelope_set_rcpt_dsn(env, 1, ENVELOPE_NOTIFY_FAILURE, NULL), 0);
 	/* Drop a@x the way older code does: by moving the pointers. */
 	free(env->rcpts[0]);
 	env->rcpts[0] = env->rcpts[1];
@@ -551,11 +551,12 @@ Test(envelope, recipients_narrowed_by_hand_keep_their_own_parameters)
 	cr_assert_not_null(d);
 	cr_assert_eq(d->notify, ENVELOPE_NOTIFY_FAILURE, "not a@x's NEVER");
 	text = envelope_format(env, &len);
-	cr_assert_not_null(strstr(text, "rcpt b@x\nrcpt_params 0 "
-	    "NOTIFY=FAILURE\n"), "%s", text);
+	cr_assert_not_null(strstr(text,
+			       "rcpt b@x\nrcpt_params 0 "
+			       "NOTIFY=FAILURE\n"),
+	    "%s", text);
 	cr_assert_null(strstr(text, "NEVER"), "%s", text);
-	cr_assert_eq(envelope_parse(text, len, &back, &err), 0, "%s",
-	    err.msg);
+	cr_assert_eq(envelope_parse(text, len, &back, &err), 0, "%s", err.msg);
 	free(text);
 	envelope_free(env);
 	envelope_free(back);
@@ -564,9 +565,9 @@ Test(envelope, recipients_narrowed_by_hand_keep_their_own_parameters)
 Test(envelope, the_same_address_twice_keeps_each_ones_parameters)
 {
 	struct envelope *env = envelope_new(), *back = NULL;
-	struct sq_err err = { 0 };
-	size_t len;
-	char *text;
+	struct sq_err    err = { 0 };
+	size_t           len;
+	char            *text;
 
 	strcpy(env->id, "A1");
 	envelope_add_rcpt(env, "a@x");
@@ -574,8 +575,7 @@ Test(envelope, the_same_address_twice_keeps_each_ones_parameters)
 	cr_assert_eq(envelope_set_rcpt_dsn(env, 0, 0, "rfc822;first"), 0);
 	cr_assert_eq(envelope_set_rcpt_dsn(env, 1, 0, "rfc822;second"), 0);
 	text = envelope_format(env, &len);
-	cr_assert_eq(envelope_parse(text, len, &back, &err), 0, "%s",
-	    err.msg);
+	cr_assert_eq(envelope_parse(text, len, &back, &err), 0, "%s", err.msg);
 	cr_assert_str_eq(envelope_rcpt_dsn(back, 0)->orcpt, "rfc822;first");
 	cr_assert_str_eq(envelope_rcpt_dsn(back, 1)->orcpt, "rfc822;second");
 	free(text);

@@ -18,17 +18,17 @@
 #include "intake_proto.h"
 
 struct drv {
-	struct intake_proto		*p;
-	char				 out[65536];
-	size_t				 out_len;
-	char				 body[262144];
-	size_t				 body_len;
-	int				 data_ok;
-	const char			*refuse_data;	/* data_refuse() */
-	const char			*refuse_end;	/* at DATA / END */
-	enum intake_proto_result	 result;
-	int				 n_data, n_end, n_abort, closed;
-	size_t				 taken;	/* bytes the core took */
+	struct intake_proto     *p;
+	char                     out[65536];
+	size_t                   out_len;
+	char                     body[262144];
+	size_t                   body_len;
+	int                      data_ok;
+	const char              *refuse_data; /* data_refuse() */
+	const char              *refuse_end;  /* at DATA / END */
+	enum intake_proto_result result;
+	int                      n_data, n_end, n_abort, closed;
+	size_t                   taken; /* bytes the core took */
 };
 
 static void
@@ -60,7 +60,7 @@ static void
 drv_collect(struct drv *d)
 {
 	const char *data;
-	size_t len;
+	size_t      len;
 
 	intake_proto_output(d->p, &data, &len);
 	if (len == 0)
@@ -77,7 +77,7 @@ static int
 drv_events(struct drv *d)
 {
 	struct intake_proto_event ev;
-	int n = 0;
+	int                       n = 0;
 
 	while (intake_proto_next_event(d->p, &ev)) {
 		n++;
@@ -162,7 +162,7 @@ drv_replies(struct drv *d)
 {
 	static char shown[65536];
 	const char *s = strstr(d->out, "\r\n");
-	size_t i = 0;
+	size_t      i = 0;
 
 	s = s != NULL ? s + 2 : d->out;
 	for (; *s != '\0' && i + 1 < sizeof(shown); s++) {
@@ -176,23 +176,23 @@ drv_replies(struct drv *d)
 	return shown;
 }
 
-#define HAPPY_CLIENT							\
-	"EHLO client.test\r\n"						\
-	"MAIL FROM:<alice@example.org>\r\n"				\
-	"RCPT TO:<bob@example.net>\r\n"					\
-	"DATA\r\n"							\
-	"Subject: hi\r\n"						\
-	"\r\n"								\
-	"Hello.\r\n"							\
-	"..leading dot\r\n"						\
-	".\r\n"								\
+#define HAPPY_CLIENT \
+	"EHLO client.test\r\n" \
+	"MAIL FROM:<alice@example.org>\r\n" \
+	"RCPT TO:<bob@example.net>\r\n" \
+	"DATA\r\n" \
+	"Subject: hi\r\n" \
+	"\r\n" \
+	"Hello.\r\n" \
+	"..leading dot\r\n" \
+	".\r\n" \
 	"QUIT\r\n"
 
-#define HAPPY_REPLIES							\
-	"250-mx.test|250-PIPELINING|250-SIZE 1000000|"			\
-	"250-ENHANCEDSTATUSCODES|250-8BITMIME|250-DSN|250 SMTPUTF8|"	\
-	"250 2.1.0 Ok|250 2.1.5 Ok|"					\
-	"354 End data with <CR><LF>.<CR><LF>|"				\
+#define HAPPY_REPLIES \
+	"250-mx.test|250-PIPELINING|250-SIZE 1000000|" \
+	"250-ENHANCEDSTATUSCODES|250-8BITMIME|250-DSN|250 SMTPUTF8|" \
+	"250 2.1.0 Ok|250 2.1.5 Ok|" \
+	"354 End data with <CR><LF>.<CR><LF>|" \
 	"250 2.0.0 Ok: queued as ID1|221 2.0.0 Bye|"
 
 Test(intake_proto, greets_with_220_and_the_hostname)
@@ -214,10 +214,11 @@ Test(intake_proto, happy_path_queues_the_unstuffed_message_with_lf)
 	cr_assert_str_eq(drv_replies(&d), HAPPY_REPLIES);
 	cr_assert_eq(d.n_data, 1);
 	cr_assert_eq(d.n_end, 1);
-	cr_assert_eq(d.body_len, strlen("Subject: hi\n\nHello.\n.leading "
-	    "dot\n"));
+	cr_assert_eq(d.body_len,
+	    strlen("Subject: hi\n\nHello.\n.leading "
+		   "dot\n"));
 	cr_assert(memcmp(d.body, "Subject: hi\n\nHello.\n.leading dot\n",
-	    d.body_len) == 0);
+		      d.body_len) == 0);
 	cr_assert(d.closed);
 	/* Wire size: the unstuffed message with CRLF line ends. */
 	cr_assert_eq(intake_proto_msg_size(d.p),
@@ -243,7 +244,7 @@ ParameterizedTest(size_t *chunk, intake_proto, any_chunking_gives_same_result)
 	drv_feed_chunked(&d, HAPPY_CLIENT, strlen(HAPPY_CLIENT), *chunk);
 	cr_assert_str_eq(drv_replies(&d), HAPPY_REPLIES);
 	cr_assert(memcmp(d.body, "Subject: hi\n\nHello.\n.leading dot\n",
-	    d.body_len) == 0);
+		      d.body_len) == 0);
 	drv_fini(&d);
 }
 
@@ -259,14 +260,18 @@ Test(intake_proto, pipelined_transactions_are_answered_in_order)
 	    "DATA\r\nx\r\n.\r\n"
 	    "MAIL FROM:<>\r\nRCPT TO:<d@example.org>\r\nDATA\r\n"
 	    "y\r\n.\r\nQUIT\r\n");
-	cr_assert(strstr(drv_replies(&d),
-	    "250 2.1.0 Ok|250 2.1.5 Ok|553 5.1.3 Recipient address rejected: "
-	    "bad address \"bad address@x\"") != NULL, "%s", drv_replies(&d));
-	cr_assert(strstr(drv_replies(&d), "|250 2.1.5 Ok|354 End data with "
-	    "<CR><LF>.<CR><LF>|250 2.0.0 Ok: queued as ID1|250 2.1.0 Ok|"
-	    "250 2.1.5 Ok|354 End data with <CR><LF>.<CR><LF>|"
-	    "250 2.0.0 Ok: queued as ID1|221 2.0.0 Bye|") != NULL, "%s",
-	    drv_replies(&d));
+	cr_assert(
+	    strstr(drv_replies(&d),
+		"250 2.1.0 Ok|250 2.1.5 Ok|553 5.1.3 Recipient address rejected: "
+		"bad address \"bad address@x\"") != NULL,
+	    "%s", drv_replies(&d));
+	cr_assert(
+	    strstr(drv_replies(&d),
+		"|250 2.1.5 Ok|354 End data with "
+		"<CR><LF>.<CR><LF>|250 2.0.0 Ok: queued as ID1|250 2.1.0 Ok|"
+		"250 2.1.5 Ok|354 End data with <CR><LF>.<CR><LF>|"
+		"250 2.0.0 Ok: queued as ID1|221 2.0.0 Bye|") != NULL,
+	    "%s", drv_replies(&d));
 	cr_assert_eq(d.n_end, 2);
 	drv_fini(&d);
 }
@@ -274,16 +279,18 @@ Test(intake_proto, pipelined_transactions_are_answered_in_order)
 Test(intake_proto, helo_gets_a_single_line_and_smtp_in_received)
 {
 	struct drv d;
-	char *r;
+	char      *r;
 
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
-	drv_feed(&d, "HELO old.client\r\nMAIL FROM:<a@example.org>\r\n"
+	drv_feed(&d,
+	    "HELO old.client\r\nMAIL FROM:<a@example.org>\r\n"
 	    "RCPT TO:<b@example.org>\r\n");
 	cr_assert_str_eq(drv_replies(&d),
 	    "250 mx.test|250 2.1.0 Ok|250 2.1.5 Ok|");
 	r = intake_proto_received(d.p, "[127.0.0.1]", "ID9",
 	    "Thu, 01 Jan 2026 12:00:00 +0000");
-	cr_assert_str_eq(r, "Received: from old.client ([127.0.0.1])\n"
+	cr_assert_str_eq(r,
+	    "Received: from old.client ([127.0.0.1])\n"
 	    "\tby mx.test (sendq) with SMTP id ID9\n"
 	    "\tfor <b@example.org>; Thu, 01 Jan 2026 12:00:00 +0000\n");
 	free(r);
@@ -293,13 +300,15 @@ Test(intake_proto, helo_gets_a_single_line_and_smtp_in_received)
 Test(intake_proto, received_names_esmtp_utf8_and_omits_for_with_many)
 {
 	struct drv d;
-	char *r;
+	char      *r;
 
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
-	drv_feed(&d, "EHLO c(x)\r\nMAIL FROM:<a@example.org> SMTPUTF8\r\n"
+	drv_feed(&d,
+	    "EHLO c(x)\r\nMAIL FROM:<a@example.org> SMTPUTF8\r\n"
 	    "RCPT TO:<b@example.org>\r\nRCPT TO:<c@example.org>\r\n");
 	r = intake_proto_received(d.p, "uid 1000", "ID9", "DATE");
-	cr_assert_str_eq(r, "Received: from c?x? (uid 1000)\n"
+	cr_assert_str_eq(r,
+	    "Received: from c?x? (uid 1000)\n"
 	    "\tby mx.test (sendq) with UTF8SMTP id ID9; DATE\n");
 	free(r);
 	drv_fini(&d);
@@ -308,8 +317,8 @@ Test(intake_proto, received_names_esmtp_utf8_and_omits_for_with_many)
 /* Criterion runs each parameter in a fresh process (another address
  * layout): parameters hold their text, not pointers to it. */
 struct reply_case {
-	char	client[160];	/* after EHLO c */
-	char	expect[160];	/* a reply that must be there */
+	char client[160]; /* after EHLO c */
+	char expect[160]; /* a reply that must be there */
 };
 
 ParameterizedTestParameters(intake_proto, errors_get_the_rfc_reply)
@@ -323,7 +332,8 @@ ParameterizedTestParameters(intake_proto, errors_get_the_rfc_reply)
 		{ "MAIL FROM:<a@example.org>\r\nDATA\r\n",
 		    "554 5.5.1 Error: no valid recipients" },
 		{ "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n"
-		    "DATA x\r\n", "501 5.5.4 Syntax: DATA" },
+		  "DATA x\r\n",
+		    "501 5.5.4 Syntax: DATA" },
 		{ "MAIL FROM:<a..b@example.org>\r\n",
 		    "553 5.1.3 Sender address rejected: bad address "
 		    "\"a..b@example.org\"" },
@@ -334,7 +344,7 @@ ParameterizedTestParameters(intake_proto, errors_get_the_rfc_reply)
 		    "553 5.6.7 Sender address rejected: <j??rg@example.org> "
 		    "is not ASCII and SMTPUTF8 was not given" },
 		{ "MAIL FROM:<a@example.org>\r\n"
-		    "RCPT TO:<j\xc3\xb6rg@example.org>\r\n",
+		  "RCPT TO:<j\xc3\xb6rg@example.org>\r\n",
 		    "553 5.6.7 Recipient address rejected: <j??rg@example.org>"
 		    " is not ASCII" },
 		{ "MAIL FROM:a@example.org>\r\n",
@@ -363,13 +373,13 @@ ParameterizedTestParameters(intake_proto, errors_get_the_rfc_reply)
 		{ "MAIL FROM:<a@example.org> AUTH=<>\r\n",
 		    "555 5.5.4 Unsupported option: AUTH" },
 		{ "MAIL FROM:<a@example.org>\r\n"
-		    "RCPT TO:<b@example.org> NOTIFY=NEVER,DELAY\r\n",
+		  "RCPT TO:<b@example.org> NOTIFY=NEVER,DELAY\r\n",
 		    "501 5.5.4 Bad value for option NOTIFY" },
 		{ "MAIL FROM:<a@example.org>\r\n"
-		    "RCPT TO:<b@example.org> ORCPT=b@example.org\r\n",
+		  "RCPT TO:<b@example.org> ORCPT=b@example.org\r\n",
 		    "501 5.5.4 Bad value for option ORCPT" },
 		{ "MAIL FROM:<a@example.org>\r\n"
-		    "RCPT TO:<b@example.org> FOO=1\r\n",
+		  "RCPT TO:<b@example.org> FOO=1\r\n",
 		    "555 5.5.4 Unsupported option: FOO" },
 		{ "VRFY root\r\n", "252 2.0.0 Cannot VRFY user" },
 		{ "VRFY\r\n", "501 5.5.4 Syntax: VRFY address" },
@@ -377,7 +387,8 @@ ParameterizedTestParameters(intake_proto, errors_get_the_rfc_reply)
 		{ "RSET\r\n", "250 2.0.0 Ok" },
 		{ "HELP\r\n", "214 2.0.0 Commands:" },
 		{ "STARTTLS\r\n", "502 5.5.1 Error: command not implemented" },
-		{ "AUTH PLAIN\r\n", "502 5.5.1 Error: command not implemented" },
+		{ "AUTH PLAIN\r\n",
+		    "502 5.5.1 Error: command not implemented" },
 		{ "BDAT 10 LAST\r\n",
 		    "502 5.5.1 Error: command not implemented" },
 		{ "FOO\r\n", "500 5.5.2 Error: command not recognized" },
@@ -391,12 +402,11 @@ ParameterizedTestParameters(intake_proto, errors_get_the_rfc_reply)
 	    sizeof(cases) / sizeof(cases[0]));
 }
 
-ParameterizedTest(struct reply_case *c, intake_proto,
-    errors_get_the_rfc_reply)
+ParameterizedTest(struct reply_case *c, intake_proto, errors_get_the_rfc_reply)
 {
 	struct drv d;
-	char in[1024];
-	size_t len;
+	char       in[1024];
+	size_t     len;
 
 	drv_init(&d, 1000, 10, INTAKE_PROTO_GREET);
 	/* The NUL case: the client text is copied with its real length. */
@@ -425,43 +435,49 @@ Test(intake_proto, mail_before_helo_is_503)
 
 Test(intake_proto, utf8_addresses_are_accepted_with_smtputf8)
 {
-	struct drv d;
+	struct drv                     d;
 	const struct intake_proto_txn *t;
 
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
-	drv_feed(&d, "EHLO c\r\nMAIL FROM:<j\xc3\xb6rg@example.org> "
+	drv_feed(&d,
+	    "EHLO c\r\nMAIL FROM:<j\xc3\xb6rg@example.org> "
 	    "SMTPUTF8 BODY=8BITMIME\r\n"
-	    "RCPT TO:<m\xc3\xbcller@b\xc3\xbc" "cher.example>\r\n");
-	cr_assert(strstr(drv_replies(&d), "250 2.1.0 Ok|250 2.1.5 Ok|") !=
-	    NULL, "%s", drv_replies(&d));
+	    "RCPT TO:<m\xc3\xbcller@b\xc3\xbc"
+	    "cher.example>\r\n");
+	cr_assert(strstr(drv_replies(&d), "250 2.1.0 Ok|250 2.1.5 Ok|") != NULL,
+	    "%s", drv_replies(&d));
 	t = intake_proto_txn(d.p);
 	cr_assert(t->smtputf8);
 	cr_assert_eq(t->body, INTAKE_PROTO_BODY_8BITMIME);
 	cr_assert_str_eq(t->rcpts[0].addr,
-	    "m\xc3\xbcller@b\xc3\xbc" "cher.example");
+	    "m\xc3\xbcller@b\xc3\xbc"
+	    "cher.example");
 	drv_fini(&d);
 }
 
 Test(intake_proto, dsn_parameters_are_validated_and_kept)
 {
-	struct drv d;
+	struct drv                     d;
 	const struct intake_proto_txn *t;
 
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
-	drv_feed(&d, "EHLO c\r\nMAIL FROM:<a@example.org> RET=HDRS "
+	drv_feed(&d,
+	    "EHLO c\r\nMAIL FROM:<a@example.org> RET=HDRS "
 	    "ENVID=QQ+2B314 SIZE=10\r\n"
 	    "RCPT TO:<b@example.org> NOTIFY=SUCCESS,FAILURE "
 	    "ORCPT=rfc822;b+40example.org\r\n"
 	    "RCPT TO:<c@example.org> NOTIFY=NEVER\r\n");
-	cr_assert(strstr(drv_replies(&d), "250 2.1.0 Ok|250 2.1.5 Ok|"
-	    "250 2.1.5 Ok|") != NULL, "%s", drv_replies(&d));
+	cr_assert(strstr(drv_replies(&d),
+		      "250 2.1.0 Ok|250 2.1.5 Ok|"
+		      "250 2.1.5 Ok|") != NULL,
+	    "%s", drv_replies(&d));
 	t = intake_proto_txn(d.p);
 	cr_assert_eq(t->ret, INTAKE_PROTO_RET_HDRS);
 	cr_assert_str_eq(t->envid, "QQ+2B314");
 	cr_assert_eq(t->size, 10);
 	cr_assert_eq(t->n_rcpts, 2);
-	cr_assert_eq(t->rcpts[0].notify, INTAKE_PROTO_NOTIFY_SUCCESS |
-	    INTAKE_PROTO_NOTIFY_FAILURE);
+	cr_assert_eq(t->rcpts[0].notify,
+	    INTAKE_PROTO_NOTIFY_SUCCESS | INTAKE_PROTO_NOTIFY_FAILURE);
 	cr_assert_str_eq(t->rcpts[0].orcpt, "rfc822;b+40example.org");
 	cr_assert_eq(t->rcpts[1].notify, INTAKE_PROTO_NOTIFY_NEVER);
 	cr_assert_null(t->rcpts[1].orcpt);
@@ -470,13 +486,13 @@ Test(intake_proto, dsn_parameters_are_validated_and_kept)
 
 Test(intake_proto, null_sender_and_postmaster_are_accepted)
 {
-	struct drv d;
+	struct drv                     d;
 	const struct intake_proto_txn *t;
 
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
 	drv_feed(&d, "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<PostMaster>\r\n");
-	cr_assert(strstr(drv_replies(&d), "250 2.1.0 Ok|250 2.1.5 Ok|") !=
-	    NULL, "%s", drv_replies(&d));
+	cr_assert(strstr(drv_replies(&d), "250 2.1.0 Ok|250 2.1.5 Ok|") != NULL,
+	    "%s", drv_replies(&d));
 	t = intake_proto_txn(d.p);
 	cr_assert_str_eq(t->sender, "");
 	cr_assert_str_eq(t->rcpts[0].addr, "postmaster@mx.test");
@@ -485,16 +501,17 @@ Test(intake_proto, null_sender_and_postmaster_are_accepted)
 
 Test(intake_proto, lax_forms_are_accepted)
 {
-	struct drv d;
+	struct drv                     d;
 	const struct intake_proto_txn *t;
 
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
 	/* Bare LF line ends, lower case, a space after the colon, no
 	 * brackets, a source route. */
-	drv_feed(&d, "ehlo c\nmail from: a@example.org\n"
+	drv_feed(&d,
+	    "ehlo c\nmail from: a@example.org\n"
 	    "rcpt to:<@relay.example:b@example.org>\n");
-	cr_assert(strstr(drv_replies(&d), "250 2.1.0 Ok|250 2.1.5 Ok|") !=
-	    NULL, "%s", drv_replies(&d));
+	cr_assert(strstr(drv_replies(&d), "250 2.1.0 Ok|250 2.1.5 Ok|") != NULL,
+	    "%s", drv_replies(&d));
 	t = intake_proto_txn(d.p);
 	cr_assert_str_eq(t->sender, "a@example.org");
 	cr_assert_str_eq(t->rcpts[0].addr, "b@example.org");
@@ -506,13 +523,17 @@ Test(intake_proto, too_many_recipients_is_452_4_5_3)
 	struct drv d;
 
 	drv_init(&d, 0, 2, INTAKE_PROTO_GREET);
-	drv_feed(&d, "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
+	drv_feed(&d,
+	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
 	    "RCPT TO:<b@example.org>\r\nRCPT TO:<c@example.org>\r\n"
 	    "RCPT TO:<d@example.org>\r\nDATA\r\nx\r\n.\r\n");
-	cr_assert(strstr(drv_replies(&d), "250 2.1.5 Ok|250 2.1.5 Ok|"
-	    "452 4.5.3 Error: too many recipients (at most 2 per message)|"
-	    "354 ") != NULL, "%s", drv_replies(&d));
-	cr_assert_eq(intake_proto_txn(d.p)->n_rcpts, 0);	/* reset */
+	cr_assert(
+	    strstr(drv_replies(&d),
+		"250 2.1.5 Ok|250 2.1.5 Ok|"
+		"452 4.5.3 Error: too many recipients (at most 2 per message)|"
+		"354 ") != NULL,
+	    "%s", drv_replies(&d));
+	cr_assert_eq(intake_proto_txn(d.p)->n_rcpts, 0); /* reset */
 	cr_assert_eq(d.n_end, 1);
 	drv_fini(&d);
 }
@@ -520,7 +541,7 @@ Test(intake_proto, too_many_recipients_is_452_4_5_3)
 Test(intake_proto, command_line_of_1000_bytes_passes_1001_is_500)
 {
 	struct drv d;
-	char line[1100];
+	char       line[1100];
 
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
 	/* 998 characters + CRLF = 1000 bytes. */
@@ -533,7 +554,8 @@ Test(intake_proto, command_line_of_1000_bytes_passes_1001_is_500)
 	memcpy(line, "NOOP ", 5);
 	memcpy(line + 999, "\r\nNOOP\r\n", 9);
 	drv_feed(&d, line);
-	cr_assert_str_eq(drv_replies(&d), "250 2.0.0 Ok|500 5.5.2 Error: line "
+	cr_assert_str_eq(drv_replies(&d),
+	    "250 2.0.0 Ok|500 5.5.2 Error: line "
 	    "too long (at most 1000 bytes)|250 2.0.0 Ok|");
 	drv_fini(&d);
 }
@@ -541,22 +563,23 @@ Test(intake_proto, command_line_of_1000_bytes_passes_1001_is_500)
 Test(intake_proto, very_long_line_is_discarded_to_its_end)
 {
 	struct drv d;
-	size_t n = 100000;
-	char *s = malloc(n + 16);
+	size_t     n = 100000;
+	char      *s = malloc(n + 16);
 
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
 	memset(s, 'M', n);
 	memcpy(s + n, "\r\nQUIT\r\n", 9);
 	drv_feed(&d, s);
-	cr_assert_str_eq(drv_replies(&d), "500 5.5.2 Error: line too long "
+	cr_assert_str_eq(drv_replies(&d),
+	    "500 5.5.2 Error: line too long "
 	    "(at most 1000 bytes)|221 2.0.0 Bye|");
 	free(s);
 	drv_fini(&d);
 }
 
 struct data_case {
-	char	wire[48];	/* after 354, ending the message */
-	char	stored[48];
+	char wire[48]; /* after 354, ending the message */
+	char stored[48];
 };
 
 ParameterizedTestParameters(intake_proto, data_is_unstuffed_and_lf_stored)
@@ -593,22 +616,25 @@ ParameterizedTest(struct data_case *c, intake_proto,
     data_is_unstuffed_and_lf_stored)
 {
 	static const char head[] = "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
-	    "RCPT TO:<b@example.org>\r\nDATA\r\n";
-	size_t chunk;
+				   "RCPT TO:<b@example.org>\r\nDATA\r\n";
+	size_t            chunk;
 
 	for (chunk = 0; chunk < 4; chunk++) {
 		struct drv d;
-		char in[512];
+		char       in[512];
 
 		snprintf(in, sizeof(in), "%s%sNOOP\r\n", head, c->wire);
 		drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
 		drv_feed_chunked(&d, in, strlen(in), chunk);
 		cr_assert_eq(d.n_end, 1, "chunk %zu", chunk);
-		cr_assert_eq(d.body_len, strlen(c->stored), "chunk %zu: got "
-		    "%zu bytes", chunk, d.body_len);
+		cr_assert_eq(d.body_len, strlen(c->stored),
+		    "chunk %zu: got "
+		    "%zu bytes",
+		    chunk, d.body_len);
 		cr_assert(memcmp(d.body, c->stored, d.body_len) == 0);
-		cr_assert(strstr(drv_replies(&d), "queued as ID1|250 2.0.0 "
-		    "Ok|") != NULL);
+		cr_assert(strstr(drv_replies(&d),
+			      "queued as ID1|250 2.0.0 "
+			      "Ok|") != NULL);
 		drv_fini(&d);
 	}
 }
@@ -618,7 +644,8 @@ Test(intake_proto, lf_only_terminator_does_not_end_the_message)
 	struct drv d;
 
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
-	drv_feed(&d, "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
+	drv_feed(&d,
+	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
 	    "RCPT TO:<b@example.org>\r\nDATA\r\nx\n.\nMAIL FROM:<e@vil>\n");
 	cr_assert_eq(d.n_end, 0);
 	cr_assert(intake_proto_blocked(d.p) == 0);
@@ -629,15 +656,15 @@ Test(intake_proto, lf_only_terminator_does_not_end_the_message)
 
 Test(intake_proto, big_message_arrives_in_chunks)
 {
-	struct drv d;
-	size_t n = 100000, i;
-	char *s = malloc(n + 200);
+	struct drv  d;
+	size_t      n = 100000, i;
+	char       *s = malloc(n + 200);
 	const char *head = "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
-	    "RCPT TO:<b@example.org>\r\nDATA\r\n";
+			   "RCPT TO:<b@example.org>\r\nDATA\r\n";
 
 	strcpy(s, head);
 	for (i = strlen(head); i < n; i++)
-		s[i] = (i % 80 == 79) ? '\n' : 'a';	/* bare LF lines */
+		s[i] = (i % 80 == 79) ? '\n' : 'a'; /* bare LF lines */
 	strcpy(s + n, "\r\n.\r\n");
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
 	drv_feed(&d, s);
@@ -650,21 +677,25 @@ Test(intake_proto, big_message_arrives_in_chunks)
 Test(intake_proto, oversized_message_is_read_to_the_end_then_552)
 {
 	struct drv d;
-	char in[4096];
+	char       in[4096];
 
 	drv_init(&d, 100, 0, INTAKE_PROTO_GREET);
-	snprintf(in, sizeof(in), "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
+	snprintf(in, sizeof(in),
+	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
 	    "RCPT TO:<b@example.org>\r\nDATA\r\n%0200d\r\n.\r\n"
 	    "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n"
-	    "DATA\r\nsmall\r\n.\r\nQUIT\r\n", 0);
+	    "DATA\r\nsmall\r\n.\r\nQUIT\r\n",
+	    0);
 	drv_feed(&d, in);
 	cr_assert_eq(d.n_abort, 1);
-	cr_assert_eq(d.n_end, 1);	/* only the small one */
-	cr_assert(strstr(drv_replies(&d), "354 End data with <CR><LF>.<CR>"
-	    "<LF>|552 5.3.4 Error: message size exceeds fixed limit of 100 "
-	    "bytes|250 2.1.0 Ok|250 2.1.5 Ok|354 End data with <CR><LF>.<CR>"
-	    "<LF>|250 2.0.0 Ok: queued as ID1|221 2.0.0 Bye|") != NULL, "%s",
-	    drv_replies(&d));
+	cr_assert_eq(d.n_end, 1); /* only the small one */
+	cr_assert(
+	    strstr(drv_replies(&d),
+		"354 End data with <CR><LF>.<CR>"
+		"<LF>|552 5.3.4 Error: message size exceeds fixed limit of 100 "
+		"bytes|250 2.1.0 Ok|250 2.1.5 Ok|354 End data with <CR><LF>.<CR>"
+		"<LF>|250 2.0.0 Ok: queued as ID1|221 2.0.0 Bye|") != NULL,
+	    "%s", drv_replies(&d));
 	cr_assert_eq(d.body_len, 6);
 	drv_fini(&d);
 }
@@ -675,7 +706,8 @@ Test(intake_proto, message_of_exactly_the_limit_is_accepted)
 
 	/* "12345678\r\n" is 10 bytes on the wire. */
 	drv_init(&d, 10, 0, INTAKE_PROTO_GREET);
-	drv_feed(&d, "EHLO c\r\nMAIL FROM:<a@example.org> SIZE=10\r\n"
+	drv_feed(&d,
+	    "EHLO c\r\nMAIL FROM:<a@example.org> SIZE=10\r\n"
 	    "RCPT TO:<b@example.org>\r\nDATA\r\n12345678\r\n.\r\n");
 	cr_assert_eq(d.n_abort, 0);
 	cr_assert_eq(d.n_end, 1);
@@ -688,11 +720,15 @@ Test(intake_proto, spool_refusing_data_is_452_4_3_1)
 
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
 	d.data_ok = 0;
-	drv_feed(&d, "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
+	drv_feed(&d,
+	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
 	    "RCPT TO:<b@example.org>\r\nDATA\r\nRSET\r\n");
-	cr_assert(strstr(drv_replies(&d), "250 2.1.5 Ok|452 4.3.1 "
-	    "Insufficient system storage, try again later|250 2.0.0 Ok|") !=
-	    NULL, "%s", drv_replies(&d));
+	cr_assert(
+	    strstr(drv_replies(&d),
+		"250 2.1.5 Ok|452 4.3.1 "
+		"Insufficient system storage, try again later|250 2.0.0 Ok|") !=
+		NULL,
+	    "%s", drv_replies(&d));
 	drv_fini(&d);
 }
 
@@ -702,27 +738,34 @@ Test(intake_proto, failed_commit_is_452_or_451_and_ends_the_transaction)
 
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
 	d.result = INTAKE_PROTO_NOSPACE;
-	drv_feed(&d, "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
+	drv_feed(&d,
+	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
 	    "RCPT TO:<b@example.org>\r\nDATA\r\nx\r\n.\r\n");
-	cr_assert(strstr(drv_replies(&d), "354 End data with <CR><LF>.<CR>"
-	    "<LF>|452 4.3.1 Insufficient system storage, try again later|")
-	    != NULL, "%s", drv_replies(&d));
+	cr_assert(
+	    strstr(drv_replies(&d),
+		"354 End data with <CR><LF>.<CR>"
+		"<LF>|452 4.3.1 Insufficient system storage, try again later|") !=
+		NULL,
+	    "%s", drv_replies(&d));
 	d.result = INTAKE_PROTO_TEMPFAIL;
-	drv_feed(&d, "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>"
+	drv_feed(&d,
+	    "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>"
 	    "\r\nDATA\r\nx\r\n.\r\n");
-	cr_assert(strstr(drv_replies(&d), "|451 4.3.0 Error: local error in "
-	    "processing, try again later|") != NULL, "%s", drv_replies(&d));
+	cr_assert(strstr(drv_replies(&d),
+		      "|451 4.3.0 Error: local error in "
+		      "processing, try again later|") != NULL,
+	    "%s", drv_replies(&d));
 	drv_fini(&d);
 }
 
 Test(intake_proto, core_waits_for_the_driver_at_data_and_end)
 {
 	struct intake_proto_params params = { .hostname = "h" };
-	struct intake_proto_event ev;
-	struct intake_proto *p = intake_proto_new(&params);
-	const char *in = "EHLO c\r\nMAIL FROM:<a@b.example>\r\n"
-	    "RCPT TO:<c@d.example>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n";
-	size_t used, off = 0;
+	struct intake_proto_event  ev;
+	struct intake_proto       *p = intake_proto_new(&params);
+	const char                *in = "EHLO c\r\nMAIL FROM:<a@b.example>\r\n"
+					"RCPT TO:<c@d.example>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n";
+	size_t                     used, off = 0;
 
 	used = intake_proto_feed(p, in, strlen(in));
 	off += used;
@@ -737,7 +780,7 @@ Test(intake_proto, core_waits_for_the_driver_at_data_and_end)
 	cr_assert(intake_proto_next_event(p, &ev));
 	cr_assert_eq(ev.type, INTAKE_PROTO_EV_END);
 	cr_assert(intake_proto_blocked(p));
-	cr_assert_str_eq(in + off, "QUIT\r\n");	/* not read yet */
+	cr_assert_str_eq(in + off, "QUIT\r\n"); /* not read yet */
 	cr_assert_eq(intake_proto_feed(p, in + off, strlen(in + off)), 0);
 	intake_proto_data_done(p, INTAKE_PROTO_QUEUED, "Q1");
 	off += intake_proto_feed(p, in + off, strlen(in + off));
@@ -757,8 +800,10 @@ Test(intake_proto, timeout_is_421_4_4_2_and_close)
 	drv_events(&d);
 	drv_collect(&d);
 	cr_assert(d.closed);
-	cr_assert(strstr(drv_replies(&d), "|421 4.4.2 mx.test Error: timeout "
-	    "exceeded|") != NULL, "%s", drv_replies(&d));
+	cr_assert(strstr(drv_replies(&d),
+		      "|421 4.4.2 mx.test Error: timeout "
+		      "exceeded|") != NULL,
+	    "%s", drv_replies(&d));
 	drv_fini(&d);
 }
 
@@ -781,7 +826,8 @@ Test(intake_proto, denied_client_gets_554_then_only_quit)
 	drv_init(&d, 0, 0, INTAKE_PROTO_DENY);
 	drv_feed(&d, "EHLO c\r\nMAIL FROM:<a@example.org>\r\nQUIT\r\n");
 	cr_assert(strncmp(d.out, "554 5.7.1 ", 10) == 0, "%s", d.out);
-	cr_assert_str_eq(drv_replies(&d), "503 5.7.1 Error: access denied|"
+	cr_assert_str_eq(drv_replies(&d),
+	    "503 5.7.1 Error: access denied|"
 	    "503 5.7.1 Error: access denied|221 2.0.0 Bye|");
 	cr_assert(d.closed);
 	drv_fini(&d);
@@ -790,15 +836,15 @@ Test(intake_proto, denied_client_gets_554_then_only_quit)
 Test(intake_proto, too_many_errors_end_the_session)
 {
 	struct drv d;
-	int i;
+	int        i;
 
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
 	for (i = 0; i < INTAKE_PROTO_ERRORS_MAX + 5 && !d.closed; i++)
 		drv_feed(&d, "BOGUS\r\n");
 	cr_assert(d.closed);
 	cr_assert_eq(i, INTAKE_PROTO_ERRORS_MAX);
-	cr_assert(strstr(d.out, "421 4.7.0 mx.test Error: too many errors")
-	    != NULL);
+	cr_assert(
+	    strstr(d.out, "421 4.7.0 mx.test Error: too many errors") != NULL);
 	drv_fini(&d);
 }
 
@@ -818,7 +864,8 @@ Test(intake_proto, rset_and_ehlo_reset_the_transaction)
 	struct drv d;
 
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
-	drv_feed(&d, "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRSET\r\n"
+	drv_feed(&d,
+	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRSET\r\n"
 	    "MAIL FROM:<a@example.org>\r\nEHLO d\r\n"
 	    "MAIL FROM:<a@example.org>\r\n");
 	cr_assert(strstr(drv_replies(&d), "503") == NULL, "%s",
@@ -830,11 +877,11 @@ Test(intake_proto, rset_and_ehlo_reset_the_transaction)
 Test(intake_proto, flood_of_pipelined_commands_keeps_output_bounded)
 {
 	struct intake_proto_params params = { .hostname = "h" };
-	struct intake_proto *p = intake_proto_new(&params);
-	const char *data;
-	size_t n = 20000 * 6, used, len;
-	char *s = malloc(n + 1);
-	size_t i;
+	struct intake_proto       *p = intake_proto_new(&params);
+	const char                *data;
+	size_t                     n = 20000 * 6, used, len;
+	char                      *s = malloc(n + 1);
+	size_t                     i;
 
 	for (i = 0; i < n; i += 6)
 		memcpy(s + i, "NOOP\r\n", 6);
@@ -855,9 +902,11 @@ Test(intake_proto, junk_beyond_the_limit_is_421_4_7_0_and_close)
 	struct drv d;
 
 	drv_init_junk(&d, 0, 0, INTAKE_PROTO_GREET, 4);
-	drv_feed(&d, "HELO c\r\nNOOP\r\nRSET\r\nVRFY root\r\nHELP\r\n"
+	drv_feed(&d,
+	    "HELO c\r\nNOOP\r\nRSET\r\nVRFY root\r\nHELP\r\n"
 	    "NOOP\r\nNOOP\r\n");
-	cr_assert_str_eq(drv_replies(&d), "250 mx.test|250 2.0.0 Ok|"
+	cr_assert_str_eq(drv_replies(&d),
+	    "250 mx.test|250 2.0.0 Ok|"
 	    "250 2.0.0 Ok|252 2.0.0 Cannot VRFY user, but will accept "
 	    "message and attempt delivery|214 2.0.0 Commands: EHLO HELO "
 	    "MAIL RCPT DATA RSET NOOP VRFY HELP QUIT|421 4.7.0 mx.test "
@@ -865,19 +914,29 @@ Test(intake_proto, junk_beyond_the_limit_is_421_4_7_0_and_close)
 	    "closing|");
 	cr_assert(d.closed);
 	/* Nothing after the fifth junk command was read. */
-	cr_assert_eq(d.taken, strlen("HELO c\r\nNOOP\r\nRSET\r\nVRFY "
-	    "root\r\nHELP\r\nNOOP\r\n"));
+	cr_assert_eq(d.taken,
+	    strlen("HELO c\r\nNOOP\r\nRSET\r\nVRFY "
+		   "root\r\nHELP\r\nNOOP\r\n"));
 	drv_fini(&d);
 }
 
 struct junk_case {
-	char	cmd[32];
+	char cmd[32];
 };
 
 static struct junk_case junk_cases[] = {
-	{ "NOOP" }, { "RSET" }, { "VRFY root" }, { "EXPN list" },
-	{ "HELP" }, { "ETRN example.org" }, { "STARTTLS" }, { "BDAT 1" },
-	{ "BOGUS" }, { "" }, { "EHLO again" }, { "HELO again" },
+	{ "NOOP" },
+	{ "RSET" },
+	{ "VRFY root" },
+	{ "EXPN list" },
+	{ "HELP" },
+	{ "ETRN example.org" },
+	{ "STARTTLS" },
+	{ "BDAT 1" },
+	{ "BOGUS" },
+	{ "" },
+	{ "EHLO again" },
+	{ "HELO again" },
 };
 
 ParameterizedTestParameters(intake_proto, every_kind_of_junk_counts)
@@ -889,8 +948,8 @@ ParameterizedTestParameters(intake_proto, every_kind_of_junk_counts)
 ParameterizedTest(struct junk_case *c, intake_proto, every_kind_of_junk_counts)
 {
 	struct drv d;
-	char line[64];
-	int i;
+	char       line[64];
+	int        i;
 
 	drv_init_junk(&d, 0, 0, INTAKE_PROTO_GREET, 3);
 	drv_feed(&d, "EHLO c\r\n");
@@ -901,20 +960,23 @@ ParameterizedTest(struct junk_case *c, intake_proto, every_kind_of_junk_counts)
 	cr_assert_null(strstr(d.out, "421"), "%s", c->cmd);
 	drv_feed(&d, line);
 	cr_assert(d.closed, "%s: %s", c->cmd, drv_replies(&d));
-	cr_assert_not_null(strstr(d.out, "421 4.7.0 mx.test Error: too many "
-	    "commands that carry no mail"), "%s: %s", c->cmd, d.out);
+	cr_assert_not_null(strstr(d.out,
+			       "421 4.7.0 mx.test Error: too many "
+			       "commands that carry no mail"),
+	    "%s: %s", c->cmd, d.out);
 	drv_fini(&d);
 }
 
 Test(intake_proto, mail_commands_are_not_junk)
 {
 	struct drv d;
-	int i;
+	int        i;
 
 	drv_init_junk(&d, 0, 0, INTAKE_PROTO_GREET, 1);
 	drv_feed(&d, "EHLO c\r\n");
 	for (i = 0; i < 5; i++)
-		drv_feed(&d, "MAIL FROM:<a@example.org>\r\n"
+		drv_feed(&d,
+		    "MAIL FROM:<a@example.org>\r\n"
 		    "RCPT TO:<b@example.org>\r\nRCPT TO:<c@example.org>\r\n"
 		    "DATA\r\nx\r\n.\r\n");
 	cr_assert_not(d.closed, "%s", drv_replies(&d));
@@ -927,7 +989,8 @@ Test(intake_proto, junk_count_starts_again_after_an_accepted_message)
 	struct drv d;
 
 	drv_init_junk(&d, 0, 0, INTAKE_PROTO_GREET, 2);
-	drv_feed(&d, "EHLO c\r\nNOOP\r\nNOOP\r\n"
+	drv_feed(&d,
+	    "EHLO c\r\nNOOP\r\nNOOP\r\n"
 	    "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n"
 	    "DATA\r\nx\r\n.\r\nNOOP\r\nRSET\r\n");
 	cr_assert_not(d.closed, "%s", drv_replies(&d));
@@ -940,10 +1003,11 @@ Test(intake_proto, junk_count_starts_again_after_an_accepted_message)
 Test(intake_proto, recipients_beyond_the_limit_are_junk)
 {
 	struct drv d;
-	int i;
+	int        i;
 
 	drv_init_junk(&d, 0, 1, INTAKE_PROTO_GREET, 3);
-	drv_feed(&d, "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
+	drv_feed(&d,
+	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
 	    "RCPT TO:<b@example.org>\r\n");
 	for (i = 0; i < 3; i++)
 		drv_feed(&d, "RCPT TO:<c@example.org>\r\n");
@@ -956,7 +1020,7 @@ Test(intake_proto, recipients_beyond_the_limit_are_junk)
 Test(intake_proto, junk_and_partial_lines_are_no_progress)
 {
 	struct drv d;
-	uint64_t before;
+	uint64_t   before;
 
 	drv_init_junk(&d, 0, 0, INTAKE_PROTO_GREET, 0);
 	before = intake_proto_progress(d.p);
@@ -991,18 +1055,23 @@ Test(intake_proto, refused_at_data_is_452_4_3_1_with_the_text_and_keeps_txn)
 
 	drv_init_junk(&d, 0, 0, INTAKE_PROTO_GREET, 0);
 	d.refuse_data = "uid 1000 has 2 messages queued: the limit is "
-	    "max_messages_per_user = 2";
-	drv_feed(&d, "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
+			"max_messages_per_user = 2";
+	drv_feed(&d,
+	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
 	    "RCPT TO:<b@example.org>\r\nDATA\r\n");
-	cr_assert_not_null(strstr(drv_replies(&d), "250 2.1.5 Ok|452 4.3.1 "
-	    "uid 1000 has 2 messages queued: the limit is "
-	    "max_messages_per_user = 2|"), "%s", drv_replies(&d));
+	cr_assert_not_null(strstr(drv_replies(&d),
+			       "250 2.1.5 Ok|452 4.3.1 "
+			       "uid 1000 has 2 messages queued: the limit is "
+			       "max_messages_per_user = 2|"),
+	    "%s", drv_replies(&d));
 	/* The transaction stays: DATA may be tried again. */
 	d.refuse_data = NULL;
 	drv_feed(&d, "DATA\r\nx\r\n.\r\n");
-	cr_assert_not_null(strstr(drv_replies(&d), "|354 End data with "
-	    "<CR><LF>.<CR><LF>|250 2.0.0 Ok: queued as ID1|"), "%s",
-	    drv_replies(&d));
+	cr_assert_not_null(
+	    strstr(drv_replies(&d),
+		"|354 End data with "
+		"<CR><LF>.<CR><LF>|250 2.0.0 Ok: queued as ID1|"),
+	    "%s", drv_replies(&d));
 	drv_fini(&d);
 }
 
@@ -1012,32 +1081,38 @@ Test(intake_proto, refused_at_end_is_452_4_3_1_and_ends_the_transaction)
 
 	drv_init_junk(&d, 0, 0, INTAKE_PROTO_GREET, 0);
 	d.refuse_end = "Insufficient system storage\r\n, try again later";
-	drv_feed(&d, "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
+	drv_feed(&d,
+	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
 	    "RCPT TO:<b@example.org>\r\nDATA\r\nx\r\n.\r\nDATA\r\n");
-	cr_assert_not_null(strstr(drv_replies(&d), "|354 End data with "
-	    "<CR><LF>.<CR><LF>|452 4.3.1 Insufficient system storage??, "
-	    "try again later|503 5.5.1 Error: need MAIL command|"), "%s",
-	    drv_replies(&d));
+	cr_assert_not_null(
+	    strstr(drv_replies(&d),
+		"|354 End data with "
+		"<CR><LF>.<CR><LF>|452 4.3.1 Insufficient system storage??, "
+		"try again later|503 5.5.1 Error: need MAIL command|"),
+	    "%s", drv_replies(&d));
 	drv_fini(&d);
 }
 
 Test(intake_proto, refused_data_counts_as_junk)
 {
 	struct drv d;
-	int i;
+	int        i;
 
 	drv_init_junk(&d, 0, 0, INTAKE_PROTO_GREET, 3);
 	d.refuse_data = "full";
-	drv_feed(&d, "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
+	drv_feed(&d,
+	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
 	    "RCPT TO:<b@example.org>\r\n");
 	for (i = 0; i < 3; i++)
 		drv_feed(&d, "DATA\r\n");
 	cr_assert_not(d.closed);
 	drv_feed(&d, "DATA\r\n");
 	cr_assert(d.closed, "%s", drv_replies(&d));
-	cr_assert_not_null(strstr(drv_replies(&d), "452 4.3.1 full|421 4.7.0 "
-	    "mx.test Error: too many commands that carry no mail"), "%s",
-	    drv_replies(&d));
+	cr_assert_not_null(
+	    strstr(drv_replies(&d),
+		"452 4.3.1 full|421 4.7.0 "
+		"mx.test Error: too many commands that carry no mail"),
+	    "%s", drv_replies(&d));
 	drv_fini(&d);
 }
 
@@ -1048,7 +1123,8 @@ Test(intake_proto, peer_busy_is_421_4_7_0_and_close)
 	drv_init(&d, 0, 0, INTAKE_PROTO_PEER_BUSY);
 	drv_feed(&d, "EHLO c\r\n");
 	cr_assert(d.closed);
-	cr_assert_str_eq(d.out, "421 4.7.0 mx.test Error: too many "
+	cr_assert_str_eq(d.out,
+	    "421 4.7.0 mx.test Error: too many "
 	    "connections from you, try again later\r\n");
 	cr_assert_eq(d.taken, 0);
 	drv_fini(&d);
@@ -1056,7 +1132,7 @@ Test(intake_proto, peer_busy_is_421_4_7_0_and_close)
 
 /* ---------------------------------------------------------------- config */
 
-#define CFG_BASE	"[smarthost a]\nhost = 127.0.0.1\ntls = none\n"
+#define CFG_BASE "[smarthost a]\nhost = 127.0.0.1\ntls = none\n"
 
 static int
 cfg_load(const char *text, struct config **cfg, struct sq_err *err)
@@ -1070,7 +1146,7 @@ cfg_load(const char *text, struct config **cfg, struct sq_err *err)
 Test(intake_config, defaults_have_no_listener)
 {
 	struct config *cfg;
-	struct sq_err err = { 0 };
+	struct sq_err  err = { 0 };
 
 	cr_assert_eq(cfg_load("", &cfg, &err), 0, "%s", err.msg);
 	cr_assert_eq(cfg->intake.n_listen, 0);
@@ -1090,30 +1166,36 @@ Test(intake_config, defaults_have_no_listener)
 Test(intake_config, guards_take_values_and_0_turns_them_off)
 {
 	struct config *cfg;
-	struct sq_err err = { 0 };
+	struct sq_err  err = { 0 };
 
-	cr_assert_eq(cfg_load("[queue]\nmin_free_space = 0\n"
-	    "max_messages_per_user = 0\nmax_bytes_per_user = 0\n"
-	    "[intake]\nmax_clients_per_peer = 0\nmax_junk_commands = 0\n",
-	    &cfg, &err), 0, "%s", err.msg);
+	cr_assert_eq(
+	    cfg_load(
+		"[queue]\nmin_free_space = 0\n"
+		"max_messages_per_user = 0\nmax_bytes_per_user = 0\n"
+		"[intake]\nmax_clients_per_peer = 0\nmax_junk_commands = 0\n",
+		&cfg, &err),
+	    0, "%s", err.msg);
 	cr_assert_eq(cfg->min_free_space, 0);
 	cr_assert_eq(cfg->max_messages_per_user, 0);
 	cr_assert_eq(cfg->max_bytes_per_user, 0);
 	cr_assert_eq(cfg->intake.max_clients_per_peer, 0);
 	cr_assert_eq(cfg->intake.max_junk_commands, 0);
 	config_free(cfg);
-	cr_assert_eq(cfg_load("[queue]\nmin_free_space = 2G\n"
-	    "max_messages_per_user = 2\nmax_bytes_per_user = 64K\n"
-	    "[intake]\nmax_clients_per_peer = 3\nmax_junk_commands = 7\n",
-	    &cfg, &err), 0, "%s", err.msg);
+	cr_assert_eq(
+	    cfg_load(
+		"[queue]\nmin_free_space = 2G\n"
+		"max_messages_per_user = 2\nmax_bytes_per_user = 64K\n"
+		"[intake]\nmax_clients_per_peer = 3\nmax_junk_commands = 7\n",
+		&cfg, &err),
+	    0, "%s", err.msg);
 	cr_assert_eq(cfg->min_free_space, 2ULL << 30);
 	cr_assert_eq(cfg->max_messages_per_user, 2);
 	cr_assert_eq(cfg->max_bytes_per_user, 64 * 1024);
 	cr_assert_eq(cfg->intake.max_clients_per_peer, 3);
 	cr_assert_eq(cfg->intake.max_junk_commands, 7);
 	config_free(cfg);
-	cr_assert_neq(cfg_load("[queue]\nmin_free_space = 2T\n", &cfg,
-	    &err), 0);
+	cr_assert_neq(cfg_load("[queue]\nmin_free_space = 2T\n", &cfg, &err),
+	    0);
 	cr_assert_not_null(strstr(err.msg, "[queue] min_free_space"), "%s",
 	    err.msg);
 }
@@ -1121,13 +1203,17 @@ Test(intake_config, guards_take_values_and_0_turns_them_off)
 Test(intake_config, listen_list_and_limits_are_parsed)
 {
 	struct config *cfg;
-	struct sq_err err = { 0 };
+	struct sq_err  err = { 0 };
 
-	cr_assert_eq(cfg_load("[intake]\n"
-	    "listen = 127.0.0.1:25 [::1]:25 unix:/run/sendq/smtp.sock\n"
-	    "listen = 127.0.0.2:2525\n"
-	    "max_message_size = 10K\nmax_recipients = 5\nmax_clients = 7\n"
-	    "timeout = 30s\n", &cfg, &err), 0, "%s", err.msg);
+	cr_assert_eq(
+	    cfg_load(
+		"[intake]\n"
+		"listen = 127.0.0.1:25 [::1]:25 unix:/run/sendq/smtp.sock\n"
+		"listen = 127.0.0.2:2525\n"
+		"max_message_size = 10K\nmax_recipients = 5\nmax_clients = 7\n"
+		"timeout = 30s\n",
+		&cfg, &err),
+	    0, "%s", err.msg);
 	cr_assert_eq(cfg->intake.n_listen, 4);
 	cr_assert_eq(cfg->intake.listen[0].kind, CONFIG_LISTEN_INET);
 	cr_assert_str_eq(cfg->intake.listen[0].addr, "127.0.0.1");
@@ -1147,17 +1233,24 @@ Test(intake_config, listen_list_and_limits_are_parsed)
 Test(intake_config, non_loopback_listen_needs_allow_networks)
 {
 	struct config *cfg;
-	struct sq_err err = { 0 };
+	struct sq_err  err = { 0 };
 
 	cr_assert_neq(cfg_load("[intake]\nlisten = 127.0.0.1:25 "
-	    "192.0.2.1:25\n", &cfg, &err), 0);
-	cr_assert(strstr(err.msg, "sendq.ini:5: [intake] listen: \"192.0.2.1\""
-	    " is not a loopback address") != NULL, "%s", err.msg);
+			       "192.0.2.1:25\n",
+			  &cfg, &err),
+	    0);
+	cr_assert(strstr(err.msg,
+		      "sendq.ini:5: [intake] listen: \"192.0.2.1\""
+		      " is not a loopback address") != NULL,
+	    "%s", err.msg);
 	cr_assert(strstr(err.msg, "allow_networks") != NULL);
 
-	cr_assert_eq(cfg_load("[intake]\nlisten = 0.0.0.0:25\n"
-	    "allow_networks = 192.0.2.0/24 2001:db8::/32 198.51.100.7\n",
-	    &cfg, &err), 0, "%s", err.msg);
+	cr_assert_eq(
+	    cfg_load(
+		"[intake]\nlisten = 0.0.0.0:25\n"
+		"allow_networks = 192.0.2.0/24 2001:db8::/32 198.51.100.7\n",
+		&cfg, &err),
+	    0, "%s", err.msg);
 	cr_assert_eq(cfg->intake.n_allow_networks, 3);
 	cr_assert_eq(cfg->intake.allow_networks[0].prefix, 24);
 	cr_assert_eq(cfg->intake.allow_networks[1].prefix, 32);
@@ -1166,8 +1259,8 @@ Test(intake_config, non_loopback_listen_needs_allow_networks)
 }
 
 struct cfg_case {
-	char	text[96];
-	char	msg[192];
+	char text[96];
+	char msg[192];
 };
 
 ParameterizedTestParameters(intake_config, bad_values_name_file_line_key)
@@ -1226,9 +1319,11 @@ ParameterizedTest(struct cfg_case *c, intake_config,
     bad_values_name_file_line_key)
 {
 	struct config *cfg = NULL;
-	struct sq_err err = { 0 };
+	struct sq_err  err = { 0 };
 
 	cr_assert_neq(cfg_load(c->text, &cfg, &err), 0);
-	cr_assert(strstr(err.msg, c->msg) != NULL, "expected \"%s\" in "
-	    "\"%s\"", c->msg, err.msg);
+	cr_assert(strstr(err.msg, c->msg) != NULL,
+	    "expected \"%s\" in "
+	    "\"%s\"",
+	    c->msg, err.msg);
 }

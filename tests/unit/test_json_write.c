@@ -42,7 +42,7 @@ Test(json_write, invalid_utf8_becomes_replacement_characters)
 Test(json_write, writer_places_commas_and_colons)
 {
 	struct json_write w;
-	struct buf b;
+	struct buf        b;
 
 	buf_init(&b, 1024);
 	json_write_init(&w, &b);
@@ -71,14 +71,14 @@ Test(json_write, writer_places_commas_and_colons)
 Test(json_write, unbalanced_or_too_long_is_an_error)
 {
 	struct json_write w;
-	struct buf b;
+	struct buf        b;
 
 	buf_init(&b, 8);
 	json_write_init(&w, &b);
 	json_write_object_begin(&w);
-	cr_assert_neq(json_write_finish(&w), 0);	/* not closed */
+	cr_assert_neq(json_write_finish(&w), 0); /* not closed */
 	json_write_key(&w, "long key");
-	cr_assert_eq(json_write_finish(&w), SQ_ELIMIT);	/* > 8 bytes */
+	cr_assert_eq(json_write_finish(&w), SQ_ELIMIT); /* > 8 bytes */
 	buf_fini(&b);
 }
 
@@ -88,8 +88,8 @@ Test(json_write, round_trip_through_json_c)
 {
 	char val[] = "relay \\ \"name\" \x01\x02\x1f tab\t nl\n \xc3\xa9 end";
 	struct json_object *o, *v;
-	struct json_write w;
-	struct buf b;
+	struct json_write   w;
+	struct buf          b;
 
 	buf_init(&b, 4096);
 	json_write_init(&w, &b);

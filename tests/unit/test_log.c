@@ -17,7 +17,8 @@ Test(log, journal_stream_matching_dev_and_ino)
 	cr_assert_eq(log_is_journal("2049:123456", 2049, 123456), 1);
 	cr_assert_eq(log_is_journal("0:1", 0, 1), 1);
 	cr_assert_eq(log_is_journal("18446744073709551615:7",
-	    18446744073709551615ULL, 7), 1);
+			 18446744073709551615ULL, 7),
+	    1);
 }
 
 Test(log, journal_stream_of_another_file_is_not_ours)
@@ -30,9 +31,18 @@ Test(log, journal_stream_of_another_file_is_not_ours)
 Test(log, journal_stream_unset_or_malformed)
 {
 	static const char *const bad[] = {
-		"", ":", "2049", "2049:", ":123456", "2049:123456x",
-		"2049:123456:1", " 2049:123456", "2049: 123456", "-1:5",
-		"2049;123456", "x:y",
+		"",
+		":",
+		"2049",
+		"2049:",
+		":123456",
+		"2049:123456x",
+		"2049:123456:1",
+		" 2049:123456",
+		"2049: 123456",
+		"-1:5",
+		"2049;123456",
+		"x:y",
 	};
 	size_t i;
 
@@ -59,11 +69,11 @@ static const char *
 test_log_capture(enum test_js js)
 {
 	static char out[4096];
-	char env[128];
+	char        env[128];
 	struct stat st;
-	FILE *f;
-	int saved;
-	size_t n;
+	FILE       *f;
+	int         saved;
+	size_t      n;
 
 	f = tmpfile();
 	cr_assert_not_null(f);
@@ -114,7 +124,8 @@ Test(log, outside_the_journal_lines_are_plain)
 	    "sendqd[%ld]: error: AUTHENTICATION FAILED: x\n"
 	    "sendqd[%ld]: warning: w\n"
 	    "sendqd[%ld]: info: i\n"
-	    "sendqd[%ld]: debug: d\n", pid, pid, pid, pid);
+	    "sendqd[%ld]: debug: d\n",
+	    pid, pid, pid, pid);
 	cr_assert_str_eq(test_log_capture(TEST_JS_UNSET), expect);
 	/* JOURNAL_STREAM of some other stream (our stderr was redirected). */
 	cr_assert_str_eq(test_log_capture(TEST_JS_OTHER), expect);
@@ -122,8 +133,8 @@ Test(log, outside_the_journal_lines_are_plain)
 
 /* log_event: the structured sink gets the fields under the journal; a
  * sink that fails, or no journal, gives the ordinary line. */
-static int	sink_calls, sink_rc, sink_prio;
-static char	sink_msg[256], sink_fields[256];
+static int  sink_calls, sink_rc, sink_prio;
+static char sink_msg[256], sink_fields[256];
 
 static int
 test_sink(int priority, const char *message, const char *queue_id,
@@ -144,11 +155,11 @@ static const char *
 test_log_event(int journal, int rc)
 {
 	static char out[1024];
-	char env[128];
+	char        env[128];
 	struct stat st;
-	FILE *f = tmpfile();
-	int saved;
-	size_t n;
+	FILE       *f = tmpfile();
+	int         saved;
+	size_t      n;
 
 	cr_assert_not_null(f);
 	fflush(stderr);
@@ -195,8 +206,10 @@ Test(log, event_falls_back_to_the_line)
 	cr_assert_str_eq(test_log_event(1, -2),
 	    "<4>warning: delivery msgid=ID1 result=deferred\n");
 	cr_assert_eq(sink_calls, 1);
-	snprintf(expect, sizeof(expect), "sendqd[%ld]: warning: delivery "
-	    "msgid=ID1 result=deferred\n", (long)getpid());
+	snprintf(expect, sizeof(expect),
+	    "sendqd[%ld]: warning: delivery "
+	    "msgid=ID1 result=deferred\n",
+	    (long)getpid());
 	cr_assert_str_eq(test_log_event(0, 0), expect);
 	cr_assert_eq(sink_calls, 0);
 }

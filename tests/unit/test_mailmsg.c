@@ -14,7 +14,7 @@ static char *
 test_scan(const char *text, struct mailmsg_header *h)
 {
 	size_t len = strlen(text);
-	char *copy = malloc(len ? len : 1);
+	char  *copy = malloc(len ? len : 1);
 
 	memcpy(copy, text, len);
 	mailmsg_scan(copy, len, h);
@@ -30,8 +30,8 @@ test_assert_field(const struct mailmsg_header *h, const char *msg, size_t i,
 	cr_assert_eq(memcmp(msg + h->fields[i].off, name, strlen(name)), 0);
 	cr_assert_eq(h->fields[i].value_len, strlen(value), "field %zu: %.*s",
 	    i, (int)h->fields[i].value_len, msg + h->fields[i].value_off);
-	cr_assert_eq(memcmp(msg + h->fields[i].value_off, value,
-	    strlen(value)), 0);
+	cr_assert_eq(memcmp(msg + h->fields[i].value_off, value, strlen(value)),
+	    0);
 }
 
 Test(mailmsg, line_kinds)
@@ -43,7 +43,8 @@ Test(mailmsg, line_kinds)
 	cr_assert_eq(mailmsg_line_kind("\tfolded\n", 8), MAILMSG_LINE_CONT);
 	cr_assert_eq(mailmsg_line_kind("\n", 1), MAILMSG_LINE_BLANK);
 	cr_assert_eq(mailmsg_line_kind("\r\n", 2), MAILMSG_LINE_BLANK);
-	cr_assert_eq(mailmsg_line_kind("hello world\n", 12), MAILMSG_LINE_OTHER);
+	cr_assert_eq(mailmsg_line_kind("hello world\n", 12),
+	    MAILMSG_LINE_OTHER);
 	cr_assert_eq(mailmsg_line_kind(":x\n", 3), MAILMSG_LINE_OTHER);
 	cr_assert_eq(mailmsg_line_kind("From bob Mon\n", 13),
 	    MAILMSG_LINE_OTHER);
@@ -56,7 +57,7 @@ Test(mailmsg, scan_finds_fields_folding_and_the_body)
 {
 	struct mailmsg_header h;
 	const char *t = "From: a@b\nTo: c@d,\n e@f\nSubject : hi\n\nbody\n";
-	char *m = test_scan(t, &h);
+	char       *m = test_scan(t, &h);
 
 	cr_assert_eq(h.n_fields, 3);
 	test_assert_field(&h, m, 0, "From", " a@b");
@@ -73,8 +74,8 @@ Test(mailmsg, scan_finds_fields_folding_and_the_body)
 Test(mailmsg, scan_handles_crlf)
 {
 	struct mailmsg_header h;
-	const char *t = "To: c@d,\r\n\te@f\r\nX: 1\r\n\r\nbody\r\n";
-	char *m = test_scan(t, &h);
+	const char           *t = "To: c@d,\r\n\te@f\r\nX: 1\r\n\r\nbody\r\n";
+	char                 *m = test_scan(t, &h);
 
 	cr_assert_eq(h.n_fields, 2);
 	test_assert_field(&h, m, 0, "To", " c@d,\r\n\te@f");
@@ -139,7 +140,7 @@ Test(mailmsg, header_without_blank_line_ends_at_a_non_header_line)
 Test(mailmsg, header_only_message_without_final_newline)
 {
 	struct mailmsg_header h;
-	char *m = test_scan("Subject: x\nTo: y", &h);
+	char                 *m = test_scan("Subject: x\nTo: y", &h);
 
 	cr_assert_eq(h.n_fields, 2);
 	test_assert_field(&h, m, 1, "To", " y");
@@ -167,8 +168,8 @@ Test(mailmsg, find_is_case_insensitive_and_exact)
 
 Test(mailmsg, bcc_fields_are_removed_with_their_continuations)
 {
-	char m[] = "From: a@b\nBcc: x@y,\n z@w\nTo: c@d\nbcc: q@r\n\n"
-	    "Bcc: in the body\n";
+	char   m[] = "From: a@b\nBcc: x@y,\n z@w\nTo: c@d\nbcc: q@r\n\n"
+		     "Bcc: in the body\n";
 	size_t n;
 
 	n = mailmsg_remove_fields(m, strlen(m), "Bcc");
@@ -179,7 +180,7 @@ Test(mailmsg, bcc_fields_are_removed_with_their_continuations)
 
 Test(mailmsg, bcc_removal_keeps_crlf_and_other_fields_byte_exact)
 {
-	char m[] = "Bcc: x@y\r\nSubject: s\r\n\r\nbody";
+	char   m[] = "Bcc: x@y\r\nSubject: s\r\n\r\nbody";
 	size_t n;
 
 	n = mailmsg_remove_fields(m, strlen(m), "bcc");
@@ -192,8 +193,8 @@ Test(mailmsg, bcc_removal_keeps_crlf_and_other_fields_byte_exact)
 }
 
 struct list_case {
-	char	in[96];
-	char	out[5][48];	/* expected addresses, "" terminated */
+	char in[96];
+	char out[5][48]; /* expected addresses, "" terminated */
 };
 
 static struct list_case list_cases[] = {
@@ -229,13 +230,13 @@ ParameterizedTestParameters(mailmsg, address_lists_parse)
 ParameterizedTest(struct list_case *c, mailmsg, address_lists_parse)
 {
 	struct mailmsg_addr_list l = { 0 };
-	struct sq_err err = { 0 };
-	size_t i, want = 0;
+	struct sq_err            err = { 0 };
+	size_t                   i, want = 0;
 
 	while (want < 5 && c->out[want][0] != '\0')
 		want++;
-	cr_assert_eq(mailmsg_addr_list_parse(&l, c->in, strlen(c->in), &err),
-	    0, "%s: %s", c->in, err.msg);
+	cr_assert_eq(mailmsg_addr_list_parse(&l, c->in, strlen(c->in), &err), 0,
+	    "%s: %s", c->in, err.msg);
 	cr_assert_eq(l.n, want, "%s: got %zu", c->in, l.n);
 	for (i = 0; i < want; i++)
 		cr_assert_str_eq(l.addrs[i], c->out[i]);
@@ -243,8 +244,8 @@ ParameterizedTest(struct list_case *c, mailmsg, address_lists_parse)
 }
 
 struct bad_list_case {
-	char	in[64];
-	char	why[40];
+	char in[64];
+	char why[40];
 };
 
 static struct bad_list_case bad_list_cases[] = {
@@ -278,7 +279,7 @@ ParameterizedTest(struct bad_list_case *c, mailmsg,
     malformed_address_lists_are_rejected)
 {
 	struct mailmsg_addr_list l = { 0 };
-	struct sq_err err = { 0 };
+	struct sq_err            err = { 0 };
 
 	cr_assert_eq(mailmsg_addr_list_parse(&l, c->in, strlen(c->in), &err),
 	    SQ_EPARSE, "accepted: %s", c->in);
@@ -292,7 +293,7 @@ ParameterizedTest(struct bad_list_case *c, mailmsg,
 Test(mailmsg, failed_parse_leaves_earlier_addresses_alone)
 {
 	struct mailmsg_addr_list l = { 0 };
-	struct sq_err err = { 0 };
+	struct sq_err            err = { 0 };
 
 	cr_assert_eq(mailmsg_addr_list_parse(&l, "a@b", 3, &err), 0);
 	cr_assert_eq(mailmsg_addr_list_parse(&l, "c@d, e f", 8, &err),
@@ -304,12 +305,12 @@ Test(mailmsg, failed_parse_leaves_earlier_addresses_alone)
 }
 
 struct valid_case {
-	char	addr[300];
-	int	flags;
-	int	ok;
+	char addr[300];
+	int  flags;
+	int  ok;
 };
 
-#define LONG63	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define LONG63 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 
 static struct valid_case valid_cases[] = {
 	{ "bob@example.com", 0, 1 },
@@ -318,7 +319,9 @@ static struct valid_case valid_cases[] = {
 	{ "\"a\\\"b\"@example.com", 0, 1 },
 	{ "x@[192.0.2.1]", 0, 1 },
 	{ "x@[IPv6:2001:db8::1]", 0, 1 },
-	{ "j\xc3\xb6rg@b\xc3\xbc" "cher.de", 0, 1 },
+	{ "j\xc3\xb6rg@b\xc3\xbc"
+	  "cher.de",
+	    0, 1 },
 	{ "root", MAILMSG_ADDR_UNQUALIFIED, 1 },
 	{ "root", 0, 0 },
 	{ "", MAILMSG_ADDR_UNQUALIFIED, 0 },
@@ -349,13 +352,17 @@ static struct valid_case valid_cases[] = {
 	{ "bob@192.0.2.1", 0, 0 },
 	{ "bob@[192.0.2.300]", 0, 0 },
 	{ "bob@localhost", 0, 1 },
-	{ LONG63 "a@example.com", 0, 1 },		/* 64: ok */
-	{ LONG63 "aa@example.com", 0, 0 },		/* 65 */
+	{ LONG63 "a@example.com", 0, 1 },  /* 64: ok */
+	{ LONG63 "aa@example.com", 0, 0 }, /* 65 */
 	{ "x@" LONG63 ".com", 0, 1 },
-	{ "x@" LONG63 "a.com", 0, 0 },			/* label 64 */
+	{ "x@" LONG63 "a.com", 0, 0 }, /* label 64 */
 	/* 254 bytes in all: ok; 255: too long. */
-	{ "x@" LONG63 "." LONG63 "." LONG63 "." "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0, 1 },
-	{ "x@" LONG63 "." LONG63 "." LONG63 "." "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0, 0 },
+	{ "x@" LONG63 "." LONG63 "." LONG63 "."
+	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	    0, 1 },
+	{ "x@" LONG63 "." LONG63 "." LONG63 "."
+	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	    0, 0 },
 };
 
 ParameterizedTestParameters(mailmsg, envelope_address_validation)
@@ -367,7 +374,7 @@ ParameterizedTestParameters(mailmsg, envelope_address_validation)
 ParameterizedTest(struct valid_case *c, mailmsg, envelope_address_validation)
 {
 	struct sq_err err = { 0 };
-	int rc;
+	int           rc;
 
 	rc = mailmsg_addr_valid(c->addr, c->flags, &err);
 	if (c->ok)
@@ -387,12 +394,12 @@ ParameterizedTest(struct valid_case *c, mailmsg, envelope_address_validation)
  * inside an address (RFC 6531); address literals checked as addresses.
  */
 struct host_case {
-	char	host[300];
-	int	flags;
-	int	ok;
+	char host[300];
+	int  flags;
+	int  ok;
 };
 
-#define HF_ADDR	(MAILMSG_HOST_UTF8 | MAILMSG_HOST_LITERAL)
+#define HF_ADDR (MAILMSG_HOST_UTF8 | MAILMSG_HOST_LITERAL)
 
 static struct host_case host_cases[] = {
 	{ "example.com", 0, 1 },
@@ -410,8 +417,12 @@ static struct host_case host_cases[] = {
 	{ "exa mple.com", 0, 0 },
 	{ "192.0.2.1", 0, 0 },
 	{ "example.123", 0, 0 },
-	{ "b\xc3\xbc" "cher.de", 0, 0 },
-	{ "b\xc3\xbc" "cher.de", HF_ADDR, 1 },
+	{ "b\xc3\xbc"
+	  "cher.de",
+	    0, 0 },
+	{ "b\xc3\xbc"
+	  "cher.de",
+	    HF_ADDR, 1 },
 	{ "[192.0.2.1]", 0, 0 },
 	{ "[192.0.2.1]", HF_ADDR, 1 },
 	{ "[IPv6:2001:db8::1]", HF_ADDR, 1 },
@@ -427,8 +438,14 @@ static struct host_case host_cases[] = {
 	{ LONG63 "a.com", 0, 0 },
 	/* 253 characters: ok; 254: too long. */
 	{ LONG63 "." LONG63 "." LONG63 "." LONG63 "a", 0, 0 },
-	{ LONG63 "." LONG63 "." LONG63 "." "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0, 1 },
-	{ LONG63 "." LONG63 "." LONG63 "." "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0, 0 },
+	{ LONG63
+	    "." LONG63 "." LONG63 "."
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	    0, 1 },
+	{ LONG63
+	    "." LONG63 "." LONG63 "."
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	    0, 0 },
 };
 
 ParameterizedTestParameters(mailmsg, host_validation)
@@ -448,6 +465,5 @@ Test(mailmsg, validation_error_names_the_address_printably)
 	struct sq_err err = { 0 };
 
 	cr_assert_eq(mailmsg_addr_valid("bo b\n@x", 0, &err), SQ_EPARSE);
-	cr_assert_str_eq(err.msg,
-	    "bad address \"bo b?@x\": space in address");
+	cr_assert_str_eq(err.msg, "bad address \"bo b?@x\": space in address");
 }

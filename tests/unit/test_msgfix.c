@@ -13,14 +13,14 @@
 #include "mailmsg.h"
 #include "msgfix.h"
 
-#define TEST_OUT_MAX	(64 * 1024 * 1024)
+#define TEST_OUT_MAX (64 * 1024 * 1024)
 
 /* Scan msg[0..len) in chunks of step bytes; the stored form goes to out
  * (when out is not NULL).  Returns the verdict. */
 static enum msgfix_verdict
 test_scan(const char *msg, size_t len, size_t step,
-    const struct msgfix_added *added, struct msgfix_scan *s,
-    struct buf *out, struct sq_err *err)
+    const struct msgfix_added *added, struct msgfix_scan *s, struct buf *out,
+    struct sq_err *err)
 {
 	size_t off, n;
 
@@ -39,8 +39,8 @@ test_rewrite(const struct msgfix_scan *s, const char *msg, size_t len,
     size_t step, struct buf *out)
 {
 	struct msgfix_rw r;
-	struct sq_err err = { 0 };
-	size_t off, n;
+	struct sq_err    err = { 0 };
+	size_t           off, n;
 
 	msgfix_rw_init(&r, s);
 	for (off = 0; off < len; off += n) {
@@ -48,8 +48,7 @@ test_rewrite(const struct msgfix_scan *s, const char *msg, size_t len,
 		cr_assert_eq(msgfix_rw_step(&r, msg + off, n, 0, out, &err), 0,
 		    "%s", err.msg);
 	}
-	cr_assert_eq(msgfix_rw_step(&r, "", 0, 1, out, &err), 0, "%s",
-	    err.msg);
+	cr_assert_eq(msgfix_rw_step(&r, "", 0, 1, out, &err), 0, "%s", err.msg);
 	msgfix_rw_fini(&r);
 }
 
@@ -73,8 +72,8 @@ static void
 test_assert_has(const struct buf *b, const char *s)
 {
 	cr_assert_not_null(memmem(b->data, b->len, s, strlen(s)),
-	    "missing \"%s\" in:\n%.*s", s, (int)(b->len > 400 ? 400 :
-	    b->len), b->data);
+	    "missing \"%s\" in:\n%.*s", s, (int)(b->len > 400 ? 400 : b->len),
+	    b->data);
 }
 
 /* Offset of the body (after the first blank line). */
@@ -92,7 +91,7 @@ test_body_off(const struct buf *b)
 static char *
 test_normalise(const char *msg, size_t len, size_t *outlen)
 {
-	char *o = malloc(len + 1);
+	char  *o = malloc(len + 1);
 	size_t i, n = 0;
 
 	for (i = 0; i < len; i++) {
@@ -111,8 +110,8 @@ Test(msgfix, short_message_kept_byte_for_byte)
 {
 	const char *m = "Subject: hi\nDate: x\nMessage-ID: <a@b>\n\nbody\n";
 	struct msgfix_scan s;
-	struct buf out;
-	struct sq_err err = { 0 };
+	struct buf         out;
+	struct sq_err      err = { 0 };
 
 	buf_init(&out, TEST_OUT_MAX);
 	cr_assert_eq(test_scan(m, strlen(m), 3, NULL, &s, &out, &err),
@@ -124,9 +123,9 @@ Test(msgfix, short_message_kept_byte_for_byte)
 
 Test(msgfix, nul_in_body_refused_with_line)
 {
-	const char m[] = "Subject: a\n\nline3\nab\0c\n";
+	const char         m[] = "Subject: a\n\nline3\nab\0c\n";
 	struct msgfix_scan s;
-	struct sq_err err = { 0 };
+	struct sq_err      err = { 0 };
 
 	cr_assert_eq(test_scan(m, sizeof(m) - 1, 1, NULL, &s, NULL, &err),
 	    MSGFIX_REFUSE);
@@ -135,9 +134,9 @@ Test(msgfix, nul_in_body_refused_with_line)
 
 Test(msgfix, nul_in_header_refused)
 {
-	const char m[] = "Subject: a\0b\r\n\r\nx\r\n";
+	const char         m[] = "Subject: a\0b\r\n\r\nx\r\n";
 	struct msgfix_scan s;
-	struct sq_err err = { 0 };
+	struct sq_err      err = { 0 };
 
 	cr_assert_eq(test_scan(m, sizeof(m) - 1, 64, NULL, &s, NULL, &err),
 	    MSGFIX_REFUSE);
@@ -146,10 +145,10 @@ Test(msgfix, nul_in_header_refused)
 
 Test(msgfix, line_of_998_kept_999_rewritten)
 {
-	char m[2100];
+	char               m[2100];
 	struct msgfix_scan s;
-	struct sq_err err = { 0 };
-	size_t n;
+	struct sq_err      err = { 0 };
+	size_t             n;
 
 	n = (size_t)snprintf(m, sizeof(m), "Subject: a\n\n");
 	memset(m + n, 'x', 998);
@@ -168,11 +167,11 @@ Test(msgfix, line_of_998_kept_999_rewritten)
 Test(msgfix, long_line_reencoded_quoted_printable)
 {
 	const char *hdr = "From: cron@h\nSubject: out\n\n";
-	size_t hlen = strlen(hdr), blen = 200000, len, i, boff, nlen;
-	char *m, *norm;
+	size_t      hlen = strlen(hdr), blen = 200000, len, i, boff, nlen;
+	char       *m, *norm;
 	struct msgfix_scan s;
-	struct buf out, dec;
-	struct sq_err err = { 0 };
+	struct buf         out, dec;
+	struct sq_err      err = { 0 };
 
 	m = malloc(hlen + blen + 20);
 	memcpy(m, hdr, hlen);
@@ -184,7 +183,8 @@ Test(msgfix, long_line_reencoded_quoted_printable)
 	    MSGFIX_REWRITE);
 	buf_init(&out, TEST_OUT_MAX);
 	test_rewrite(&s, m, len, 1000, &out);
-	test_assert_has(&out, "Subject: out\nMIME-Version: 1.0\n"
+	test_assert_has(&out,
+	    "Subject: out\nMIME-Version: 1.0\n"
 	    "Content-Type: text/plain; charset=us-ascii\n"
 	    "Content-Transfer-Encoding: quoted-printable\n\n");
 	boff = test_body_off(&out);
@@ -197,8 +197,8 @@ Test(msgfix, long_line_reencoded_quoted_printable)
 	cr_assert_eq(memcmp(dec.data, norm, nlen), 0);
 	/* Soft breaks were used, and the trailing space was encoded. */
 	cr_assert_not_null(memmem(out.data + boff, out.len - boff, "=\n", 2));
-	cr_assert_not_null(memmem(out.data + boff, out.len - boff,
-	    "=20\nend", 7));
+	cr_assert_not_null(
+	    memmem(out.data + boff, out.len - boff, "=20\nend", 7));
 	free(norm);
 	free(m);
 	buf_fini(&out);
@@ -207,13 +207,14 @@ Test(msgfix, long_line_reencoded_quoted_printable)
 
 Test(msgfix, eight_bit_body_gets_utf8_and_cte_replaced)
 {
-	char m[3000];
+	char               m[3000];
 	struct msgfix_scan s;
-	struct buf out;
-	struct sq_err err = { 0 };
-	size_t n;
+	struct buf         out;
+	struct sq_err      err = { 0 };
+	size_t             n;
 
-	n = (size_t)snprintf(m, sizeof(m), "Subject: a\n"
+	n = (size_t)snprintf(m, sizeof(m),
+	    "Subject: a\n"
 	    "Content-Transfer-Encoding: 8bit\n\n\xc3\xa9");
 	memset(m + n, 'y', 1200);
 	n += 1200;
@@ -229,25 +230,26 @@ Test(msgfix, eight_bit_body_gets_utf8_and_cte_replaced)
 
 Test(msgfix, existing_content_type_kept)
 {
-	char m[3000];
+	char               m[3000];
 	struct msgfix_scan s;
-	struct buf out;
-	struct sq_err err = { 0 };
-	size_t n;
+	struct buf         out;
+	struct sq_err      err = { 0 };
+	size_t             n;
 
-	n = (size_t)snprintf(m, sizeof(m), "MIME-Version: 1.0\nContent-Type:"
+	n = (size_t)snprintf(m, sizeof(m),
+	    "MIME-Version: 1.0\nContent-Type:"
 	    " text/html;\n charset=iso-8859-1\n\n");
 	memset(m + n, '<', 1000);
 	n += 1000;
-	cr_assert_eq(test_scan(m, n, 9, NULL, &s, NULL, &err),
-	    MSGFIX_REWRITE);
+	cr_assert_eq(test_scan(m, n, 9, NULL, &s, NULL, &err), MSGFIX_REWRITE);
 	buf_init(&out, TEST_OUT_MAX);
 	test_rewrite(&s, m, n, 9, &out);
-	test_assert_has(&out, "MIME-Version: 1.0\n"
+	test_assert_has(&out,
+	    "MIME-Version: 1.0\n"
 	    "Content-Type: text/html;\n charset=iso-8859-1\n"
 	    "Content-Transfer-Encoding: quoted-printable\n\n<<<");
-	cr_assert_null(memmem(out.data, out.len, "MIME-Version: 1.0\nMIME",
-	    22));
+	cr_assert_null(
+	    memmem(out.data, out.len, "MIME-Version: 1.0\nMIME", 22));
 	buf_fini(&out);
 }
 
@@ -265,10 +267,10 @@ Test(msgfix, multipart_and_encoded_bodies_refused)
 		"already encoded (Content-Transfer-Encoding: base64)",
 		"already encoded (Content-Transfer-Encoding: quoted-printable)",
 	};
-	char m[3000];
+	char               m[3000];
 	struct msgfix_scan s;
-	struct sq_err err = { 0 };
-	size_t i, n;
+	struct sq_err      err = { 0 };
+	size_t             i, n;
 
 	for (i = 0; i < 4; i++) {
 		n = (size_t)snprintf(m, sizeof(m), "%s", hdrs[i]);
@@ -283,19 +285,18 @@ Test(msgfix, multipart_and_encoded_bodies_refused)
 
 Test(msgfix, long_header_folded_at_white_space)
 {
-	char m[5000], *unf;
+	char               m[5000], *unf;
 	struct msgfix_scan s;
-	struct buf out;
-	struct sq_err err = { 0 };
-	size_t n = 0, i, j = 0;
+	struct buf         out;
+	struct sq_err      err = { 0 };
+	size_t             n = 0, i, j = 0;
 
 	n = (size_t)snprintf(m, sizeof(m), "To: ");
 	for (i = 0; i < 200; i++)
-		n += (size_t)snprintf(m + n, sizeof(m) - n, "u%03zu@h.example, ",
-		    i);
+		n += (size_t)snprintf(m + n, sizeof(m) - n,
+		    "u%03zu@h.example, ", i);
 	n += (size_t)snprintf(m + n, sizeof(m) - n, "\nSubject: s\n\nb\n");
-	cr_assert_eq(test_scan(m, n, 13, NULL, &s, NULL, &err),
-	    MSGFIX_REWRITE);
+	cr_assert_eq(test_scan(m, n, 13, NULL, &s, NULL, &err), MSGFIX_REWRITE);
 	cr_assert(s.hdr_fold);
 	buf_init(&out, TEST_OUT_MAX);
 	test_rewrite(&s, m, n, 13, &out);
@@ -317,19 +318,19 @@ Test(msgfix, long_header_folded_at_white_space)
 
 Test(msgfix, long_header_without_space_refused)
 {
-	char m[3000];
+	char               m[3000];
 	struct msgfix_scan s;
-	struct sq_err err = { 0 };
-	size_t n;
+	struct sq_err      err = { 0 };
+	size_t             n;
 
 	n = (size_t)snprintf(m, sizeof(m), "Subject: ok\nX-Token: ");
 	memset(m + n, 'k', 1200);
 	n += 1200;
 	memcpy(m + n, "\n\nb\n", 4);
 	n += 4;
-	cr_assert_eq(test_scan(m, n, 64, NULL, &s, NULL, &err),
-	    MSGFIX_REFUSE);
-	cr_assert_str_eq(err.msg, "line 2 is a header line longer than 998 "
+	cr_assert_eq(test_scan(m, n, 64, NULL, &s, NULL, &err), MSGFIX_REFUSE);
+	cr_assert_str_eq(err.msg,
+	    "line 2 is a header line longer than 998 "
 	    "octets with no white space to fold it at");
 }
 
@@ -338,13 +339,13 @@ Test(msgfix, long_header_without_space_refused)
  * every encoded line is at most 76 octets. */
 Test(msgfix, qp_round_trip)
 {
-	static const char alpha[] = "a =\t\r\n.\xff\x01~";
-	uint32_t seed = 12345;
-	size_t round, i, len, boff, nlen, step;
-	char *m, *norm;
+	static const char  alpha[] = "a =\t\r\n.\xff\x01~";
+	uint32_t           seed = 12345;
+	size_t             round, i, len, boff, nlen, step;
+	char              *m, *norm;
 	struct msgfix_scan s;
-	struct buf out, dec;
-	struct sq_err err = { 0 };
+	struct buf         out, dec;
+	struct sq_err      err = { 0 };
 
 	for (round = 0; round < 60; round++) {
 		len = 1200 + round * 97;
@@ -353,10 +354,10 @@ Test(msgfix, qp_round_trip)
 		for (i = 12; i < len; i++) {
 			seed = seed * 1103515245u + 12345u;
 			m[i] = (seed >> 16) % 7 == 0 ?
-			    alpha[(seed >> 8) % 10] : (char)('A' + (seed >> 20) %
-			    26);
+			    alpha[(seed >> 8) % 10] :
+			    (char)('A' + (seed >> 20) % 26);
 		}
-		memset(m + 12, 'L', 1000);	/* force the rewrite */
+		memset(m + 12, 'L', 1000); /* force the rewrite */
 		step = 1 + round * 31;
 		cr_assert_eq(test_scan(m, len, step, NULL, &s, NULL, &err),
 		    MSGFIX_REWRITE);
@@ -365,8 +366,8 @@ Test(msgfix, qp_round_trip)
 		boff = test_body_off(&out);
 		test_assert_lines(&out, boff, MSGFIX_QP_LINE_MAX);
 		buf_init(&dec, TEST_OUT_MAX);
-		cr_assert_eq(msgfix_qp_decode(out.data + boff, out.len - boff,
-		    &dec), 0);
+		cr_assert_eq(
+		    msgfix_qp_decode(out.data + boff, out.len - boff, &dec), 0);
 		norm = test_normalise(m + 12, len - 12, &nlen);
 		cr_assert_eq(dec.len, nlen, "round %zu", round);
 		cr_assert_eq(memcmp(dec.data, norm, nlen), 0, "round %zu",
@@ -389,14 +390,15 @@ static void
 test_stored(const char *in, const char *want)
 {
 	struct msgfix_scan s;
-	struct buf out;
-	struct sq_err err = { 0 };
-	size_t step;
+	struct buf         out;
+	struct sq_err      err = { 0 };
+	size_t             step;
 
 	for (step = 1; step <= strlen(in) + 1; step++) {
 		buf_init(&out, TEST_OUT_MAX);
 		cr_assert_eq(test_scan(in, strlen(in), step, &test_added, &s,
-		    &out, &err), MSGFIX_KEEP);
+				 &out, &err),
+		    MSGFIX_KEEP);
 		cr_assert_eq(out.len, strlen(want), "step %zu: %.*s", step,
 		    (int)out.len, out.data);
 		cr_assert_eq(memcmp(out.data, want, out.len), 0,
@@ -436,9 +438,11 @@ Test(msgfix, header_only_message_gets_fields)
 	test_stored("Subject: a",
 	    "Subject: a\nDate: Thu, 01 Jan 1970 00:00:00 +0000\n"
 	    "Message-ID: <QID@host.example>\n");
-	test_stored("", "Date: Thu, 01 Jan 1970 00:00:00 +0000\n"
+	test_stored("",
+	    "Date: Thu, 01 Jan 1970 00:00:00 +0000\n"
 	    "Message-ID: <QID@host.example>\n");
-	test_stored("Subj", "Date: Thu, 01 Jan 1970 00:00:00 +0000\n"
+	test_stored("Subj",
+	    "Date: Thu, 01 Jan 1970 00:00:00 +0000\n"
 	    "Message-ID: <QID@host.example>\n\nSubj");
 }
 

@@ -12,7 +12,7 @@
 
 #include "oauth.h"
 
-#define T0	1700000000000LL
+#define T0 1700000000000LL
 
 static int
 test_parse(const char *json, struct oauth_resp *r)
@@ -30,10 +30,14 @@ Test(oauth, parses_a_refresh_answer_with_a_rotated_refresh_token)
 {
 	struct oauth_resp r;
 
-	cr_assert_eq(test_parse("{\"access_token\":\"ya29.abc\","
-	    "\"token_type\":\"Bearer\",\"expires_in\":3599,"
-	    "\"refresh_token\":\"1//new\",\"scope\":\"https://mail.google."
-	    "com/\"}", &r), 0);
+	cr_assert_eq(
+	    test_parse(
+		"{\"access_token\":\"ya29.abc\","
+		"\"token_type\":\"Bearer\",\"expires_in\":3599,"
+		"\"refresh_token\":\"1//new\",\"scope\":\"https://mail.google."
+		"com/\"}",
+		&r),
+	    0);
 	cr_assert_str_eq(r.access_token, "ya29.abc");
 	cr_assert_str_eq(r.refresh_token, "1//new");
 	cr_assert_eq(r.expires_in, 3599);
@@ -47,7 +51,9 @@ Test(oauth, refresh_token_absent_means_not_rotated)
 	struct oauth_resp r;
 
 	cr_assert_eq(test_parse("{\"access_token\":\"t\",\"expires_in\":"
-	    "\"3600\"}", &r), 0);
+				"\"3600\"}",
+			 &r),
+	    0);
 	cr_assert_null(r.refresh_token);
 	cr_assert_eq(r.expires_in, 3600, "a decimal string is accepted");
 	oauth_resp_fini(&r);
@@ -57,9 +63,13 @@ Test(oauth, error_answer_keeps_error_and_description_printable)
 {
 	struct oauth_resp r;
 
-	cr_assert_eq(test_parse("{\"error\":\"invalid_grant\","
-	    "\"error_description\":\"Token has been expired or revoked.\\n"
-	    "\"}", &r), 0);
+	cr_assert_eq(
+	    test_parse(
+		"{\"error\":\"invalid_grant\","
+		"\"error_description\":\"Token has been expired or revoked.\\n"
+		"\"}",
+		&r),
+	    0);
 	cr_assert_str_eq(r.error, "invalid_grant");
 	cr_assert_str_eq(r.error_description,
 	    "Token has been expired or revoked.?");
@@ -71,9 +81,13 @@ Test(oauth, device_authorization_answer)
 {
 	struct oauth_resp r;
 
-	cr_assert_eq(test_parse("{\"device_code\":\"dc\",\"user_code\":"
-	    "\"ABCD-EFGH\",\"verification_url\":\"https://www.google.com/"
-	    "device\",\"expires_in\":1800,\"interval\":5}", &r), 0);
+	cr_assert_eq(
+	    test_parse(
+		"{\"device_code\":\"dc\",\"user_code\":"
+		"\"ABCD-EFGH\",\"verification_url\":\"https://www.google.com/"
+		"device\",\"expires_in\":1800,\"interval\":5}",
+		&r),
+	    0);
 	cr_assert_str_eq(r.device_code, "dc");
 	cr_assert_str_eq(r.user_code, "ABCD-EFGH");
 	cr_assert_str_eq(r.verification_uri, "https://www.google.com/device",
@@ -86,12 +100,12 @@ Test(oauth, device_authorization_answer)
 Test(oauth, refuses_what_is_not_a_json_object)
 {
 	static const char *const bad[] = { "", "[]", "\"x\"", "{", "{}x",
-	    "{\"access_token\":1}", "{\"access_token\":\"a b\"}",
-	    "{\"access_token\":\"\"}", "{\"expires_in\":-1}",
-	    "{\"expires_in\":\"12x\"}", "{\"expires_in\":1e99}",
-	    "<html>502 Bad Gateway</html>" };
-	struct oauth_resp r;
-	size_t i;
+		"{\"access_token\":1}", "{\"access_token\":\"a b\"}",
+		"{\"access_token\":\"\"}", "{\"expires_in\":-1}",
+		"{\"expires_in\":\"12x\"}", "{\"expires_in\":1e99}",
+		"<html>502 Bad Gateway</html>" };
+	struct oauth_resp        r;
+	size_t                   i;
 
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		cr_assert_neq(test_parse(bad[i], &r), 0, "%s", bad[i]);
@@ -103,11 +117,11 @@ Test(oauth, refuses_what_is_not_a_json_object)
 
 Test(oauth, refuses_an_oversized_answer_or_token)
 {
-	static char big[OAUTH_BODY_MAX + 2];
+	static char       big[OAUTH_BODY_MAX + 2];
 	struct oauth_resp r;
-	struct sq_err err = { 0 };
-	char *json;
-	size_t n = OAUTH_TOKEN_MAX + 1;
+	struct sq_err     err = { 0 };
+	char             *json;
+	size_t            n = OAUTH_TOKEN_MAX + 1;
 
 	memset(big, ' ', sizeof(big) - 1);
 	big[0] = '{';
@@ -149,11 +163,11 @@ Test(oauth, temporary_failures)
 
 Test(oauth, errors_only_a_person_can_fix_hold)
 {
-	static const char *const held[] = { "invalid_grant",
-	    "invalid_client", "unauthorized_client", "invalid_scope" };
-	struct oauth_resp r;
-	char json[128];
-	size_t i;
+	static const char *const held[] = { "invalid_grant", "invalid_client",
+		"unauthorized_client", "invalid_scope" };
+	struct oauth_resp        r;
+	char                     json[128];
+	size_t                   i;
 
 	for (i = 0; i < sizeof(held) / sizeof(held[0]); i++) {
 		snprintf(json, sizeof(json), "{\"error\":\"%s\"}", held[i]);
@@ -185,7 +199,7 @@ Test(oauth, short_lived_tokens_scale_the_margin)
 {
 	struct oauth_cache c = { 0 };
 
-	oauth_cache_set(&c, T0, 8);	/* margin 2 s */
+	oauth_cache_set(&c, T0, 8); /* margin 2 s */
 	cr_assert_eq(oauth_need(&c, T0 + 3999, 0), OAUTH_NEED_NONE);
 	cr_assert_eq(oauth_need(&c, T0 + 4000, 0), OAUTH_NEED_AHEAD);
 	cr_assert_eq(oauth_need(&c, T0 + 6000, 0), OAUTH_NEED_NOW);
@@ -212,9 +226,9 @@ Test(oauth, missing_expires_in_is_the_default_lifetime)
 
 Test(oauth, device_flow_pending_slow_down_then_done)
 {
-	struct oauth_resp a = { 0 };
+	struct oauth_resp   a = { 0 };
 	struct oauth_device d;
-	int64_t now = T0;
+	int64_t             now = T0;
 
 	a.interval = 2;
 	a.expires_in = 60;
@@ -237,7 +251,7 @@ Test(oauth, device_flow_pending_slow_down_then_done)
 
 Test(oauth, device_flow_default_interval_and_ends)
 {
-	struct oauth_resp a = { 0 };
+	struct oauth_resp   a = { 0 };
 	struct oauth_device d;
 
 	a.interval = -1;

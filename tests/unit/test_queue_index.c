@@ -21,12 +21,12 @@
 #ifdef TEST_ASAN
 /* The ASan runtime's count (sanitizer/allocator_interface.h, which gcc
  * does not always install). */
-size_t	__sanitizer_get_current_allocated_bytes(void);
+size_t __sanitizer_get_current_allocated_bytes(void);
 #endif
 
 TestSuite(queue_index);
 
-#define N_BIG	100000
+#define N_BIG 100000
 
 static uint64_t test_rng = 88172645463325252ULL;
 
@@ -88,7 +88,7 @@ Test(queue_index, add_find_remove)
 Test(queue_index, refuses_a_duplicate_a_bad_lane_and_a_long_id)
 {
 	struct queue_index *qi = queue_index_new(1);
-	char longid[QUEUE_INDEX_ID_MAX + 1];
+	char                longid[QUEUE_INDEX_ID_MAX + 1];
 
 	cr_assert_not_null(queue_index_add(qi, "X", 0, 0, 0, 0));
 	cr_assert_null(queue_index_add(qi, "X", 0, 0, 0, 0));
@@ -105,12 +105,12 @@ Test(queue_index, refuses_a_duplicate_a_bad_lane_and_a_long_id)
 
 Test(queue_index, pops_due_entries_in_time_order_and_no_later_ones)
 {
-	struct queue_index *qi = queue_index_new(1);
+	struct queue_index  *qi = queue_index_new(1);
 	static const int64_t when[] = { 50, 10, 40, 30, 20, 60 };
-	struct queue_entry *e;
-	int64_t t;
-	char id[8];
-	size_t i;
+	struct queue_entry  *e;
+	int64_t              t;
+	char                 id[8];
+	size_t               i;
 
 	cr_assert_eq(queue_index_next_time(qi, &t), 0);
 	for (i = 0; i < sizeof(when) / sizeof(when[0]); i++) {
@@ -133,7 +133,7 @@ Test(queue_index, pops_due_entries_in_time_order_and_no_later_ones)
 	/* The lane FIFO holds them in the order they became due. */
 	t = 10;
 	for (e = queue_index_lane_first(qi, 0); e != NULL;
-	    e = queue_index_lane_next(e), t += 10)
+	     e = queue_index_lane_next(e), t += 10)
 		cr_assert_eq(e->next_attempt, t);
 	queue_index_free(qi);
 }
@@ -149,8 +149,8 @@ Test(queue_index, reschedule_moves_an_entry_in_the_order)
 	queue_index_wait(qi, a, 10);
 	queue_index_wait(qi, b, 20);
 	queue_index_wait(qi, c, 30);
-	queue_index_wait(qi, c, 5);	/* earlier */
-	queue_index_wait(qi, a, 40);	/* later */
+	queue_index_wait(qi, c, 5);  /* earlier */
+	queue_index_wait(qi, a, 40); /* later */
 	cr_assert_eq(queue_index_pop_due(qi, 100), c);
 	cr_assert_eq(queue_index_pop_due(qi, 100), b);
 	cr_assert_eq(queue_index_pop_due(qi, 100), a);
@@ -162,13 +162,13 @@ Test(queue_index, states_move_between_heap_lane_and_nowhere)
 {
 	struct queue_index *qi = queue_index_new(2);
 	struct queue_entry *a, *b, *c;
-	int64_t t;
+	int64_t             t;
 
 	a = queue_index_add(qi, "a", 1, 0, 0, 0);
 	b = queue_index_add(qi, "b", 1, 0, 0, 0);
 	c = queue_index_add(qi, "c", 0, 0, 0, 0);
 	queue_index_due(qi, a, 0);
-	queue_index_due(qi, b, 1);	/* at the head */
+	queue_index_due(qi, b, 1); /* at the head */
 	queue_index_wait(qi, c, 7);
 	cr_assert_eq(queue_index_lane_first(qi, 1), b);
 	cr_assert_eq(queue_index_lane_next(b), a);
@@ -181,7 +181,7 @@ Test(queue_index, states_move_between_heap_lane_and_nowhere)
 	queue_index_hold(qi, c);
 	cr_assert_eq(c->state, QUEUE_HELD);
 	cr_assert_eq(queue_index_next_time(qi, &t), 0);
-	queue_index_wait(qi, a, 3);	/* DUE -> WAITING */
+	queue_index_wait(qi, a, 3); /* DUE -> WAITING */
 	cr_assert_eq(queue_index_lane_due(qi, 1), 0);
 	cr_assert_eq(queue_index_next_time(qi, &t), 1);
 	cr_assert_eq(t, 3);
@@ -206,8 +206,8 @@ test_remove_odd(struct queue_entry *e, void *arg)
 Test(queue_index, foreach_visits_all_and_may_remove_the_current_one)
 {
 	struct queue_index *qi = queue_index_new(1);
-	char id[4];
-	int i;
+	char                id[4];
+	int                 i;
 
 	for (i = 0; i < 10; i++) {
 		snprintf(id, sizeof(id), "m%d", i);
@@ -228,9 +228,9 @@ Test(queue_index, hundred_thousand_entries_keep_lookup_and_order)
 {
 	struct queue_index *qi = queue_index_new(4);
 	struct queue_entry *e;
-	char id[QUEUE_INDEX_ID_MAX];
-	size_t i, n = 0, removed = 0;
-	int64_t last = INT64_MIN;
+	char                id[QUEUE_INDEX_ID_MAX];
+	size_t              i, n = 0, removed = 0;
+	int64_t             last = INT64_MIN;
 
 	for (i = 0; i < N_BIG; i++) {
 		test_id(id, i);
@@ -273,22 +273,23 @@ Test(queue_index, hundred_thousand_entries_keep_lookup_and_order)
 Test(queue_index, memory_per_entry_is_bounded)
 {
 	struct queue_index *qi;
-	char id[QUEUE_INDEX_ID_MAX];
-	size_t before, after, i, per_entry, own;
+	char                id[QUEUE_INDEX_ID_MAX];
+	size_t              before, after, i, per_entry, own;
 
 	before = test_heap_used();
 	qi = queue_index_new(4);
 	for (i = 0; i < N_BIG; i++) {
 		test_id(id, i);
-		queue_index_wait(qi, queue_index_add(qi, id, (int)(i % 4),
-		    0, 1000, 100), (int64_t)i);
+		queue_index_wait(qi,
+		    queue_index_add(qi, id, (int)(i % 4), 0, 1000, 100),
+		    (int64_t)i);
 	}
 	after = test_heap_used();
 	per_entry = (after - before) / N_BIG;
 	own = queue_index_memory(qi) / N_BIG;
 	cr_log_info("queue index: %zu bytes per entry (allocator), %zu "
-	    "(own count), record %zu", per_entry, own,
-	    sizeof(struct queue_entry));
+		    "(own count), record %zu",
+	    per_entry, own, sizeof(struct queue_entry));
 	cr_assert_leq(per_entry, 200, "%zu bytes per entry", per_entry);
 	cr_assert_leq(own, per_entry + 8);
 	cr_assert_leq(sizeof(struct queue_entry), 112);

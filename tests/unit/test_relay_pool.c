@@ -14,10 +14,10 @@
 
 TestSuite(relay_pool);
 
-static struct event_base *test_base;
-static struct config test_cfg;
+static struct event_base      *test_base;
+static struct config           test_cfg;
 static struct config_smarthost test_sh[2];
-static struct relay_pool *test_pool;
+static struct relay_pool      *test_pool;
 
 static void
 test_setup(void)
@@ -33,7 +33,7 @@ test_setup(void)
 	test_sh[0].max_connections = 2;
 	test_sh[0].messages_per_connection = 100;
 	test_sh[0].idle_timeout = 5;
-	test_sh[0].rate_count = 2;	/* 2 per 10 s */
+	test_sh[0].rate_count = 2; /* 2 per 10 s */
 	test_sh[0].rate_seconds = 10;
 	test_sh[0].fallback_index = -1;
 	test_sh[1] = test_sh[0];
@@ -44,7 +44,8 @@ test_setup(void)
 	test_cfg.n_smarthosts = 2;
 	test_base = event_base_new();
 	cr_assert_eq(relay_pool_new(test_base, &test_cfg, &test_cfg, 1000,
-	    &test_pool, &err), 0, "%s", err.msg);
+			 &test_pool, &err),
+	    0, "%s", err.msg);
 }
 
 static void
@@ -86,7 +87,7 @@ Test(relay_pool, no_rate_means_no_limit, .init = test_setup,
     .fini = test_teardown)
 {
 	struct relay *r = &test_pool->relays[1];
-	int i;
+	int           i;
 
 	for (i = 0; i < 1000; i++)
 		cr_assert(relay_rate_take(r, 1000));
@@ -97,10 +98,10 @@ Test(relay_pool, down_then_up_and_the_probe_time, .init = test_setup,
     .fini = test_teardown)
 {
 	struct retry_policy pol = { 60, 3600, 86400 };
-	struct relay *r = &test_pool->relays[0];
+	struct relay       *r = &test_pool->relays[0];
 
-	relay_mark_down(r, &pol, RETRY_RELAY_DOWN, "refused",
-	    "421 busy", 5000, 0);
+	relay_mark_down(r, &pol, RETRY_RELAY_DOWN, "refused", "421 busy", 5000,
+	    0);
 	cr_assert(r->down);
 	cr_assert_eq(r->down_count, 1);
 	cr_assert_gt(r->down_until, 5000);
@@ -121,13 +122,13 @@ Test(relay_pool, down_then_up_and_the_probe_time, .init = test_setup,
 Test(relay_pool, slots_fill_up_to_max_connections, .init = test_setup,
     .fini = test_teardown)
 {
-	struct relay *r = &test_pool->relays[0];
+	struct relay      *r = &test_pool->relays[0];
 	struct relay_conn *a, *b;
 
 	a = relay_conn_free_slot(r);
 	cr_assert_not_null(a);
 	relay_conn_begin(a);
-	a->conn = (struct smtp_conn *)(void *)a;	/* a token, never used */
+	a->conn = (struct smtp_conn *)(void *)a; /* a token, never used */
 	b = relay_conn_free_slot(r);
 	cr_assert_neq(a, b);
 	relay_conn_begin(b);
@@ -148,9 +149,9 @@ Test(relay_pool, slots_fill_up_to_max_connections, .init = test_setup,
 Test(relay_pool, reload_refuses_a_changed_list, .init = test_setup,
     .fini = test_teardown)
 {
-	struct config cfg2 = test_cfg;
+	struct config           cfg2 = test_cfg;
 	struct config_smarthost sh2[2];
-	struct sq_err err = { 0 };
+	struct sq_err           err = { 0 };
 
 	memcpy(sh2, test_sh, sizeof(sh2));
 	cfg2.smarthosts = sh2;
@@ -160,11 +161,12 @@ Test(relay_pool, reload_refuses_a_changed_list, .init = test_setup,
 	cr_assert(strstr(err.msg, "max_connections") != NULL, "%s", err.msg);
 	cr_assert_eq(test_pool->relays[1].sh, &test_sh[1]);
 	sh2[1].max_connections = 2;
-	relay_mark_down(&test_pool->relays[0], &(struct retry_policy){ 60,
-	    60, 60 }, RETRY_RELAY_DOWN, "x", "421", 1, 0);
+	relay_mark_down(&test_pool->relays[0],
+	    &(struct retry_policy){ 60, 60, 60 }, RETRY_RELAY_DOWN, "x", "421",
+	    1, 0);
 	cr_assert_eq(relay_pool_reconfigure(test_pool, &cfg2, 2000, &err), 0);
 	cr_assert_eq(test_pool->relays[1].sh, &sh2[1]);
-	cr_assert_not(test_pool->relays[0].down);	/* a fresh start */
+	cr_assert_not(test_pool->relays[0].down); /* a fresh start */
 }
 
 /* The status JSON of relay 1 read back by json-c. */
@@ -172,13 +174,13 @@ static struct json_object *
 test_status(const char *held)
 {
 	struct json_object *o;
-	struct json_write w;
-	struct buf b;
+	struct json_write   w;
+	struct buf          b;
 
 	buf_init(&b, 65536);
 	json_write_init(&w, &b);
-	relay_status_json(&test_pool->relays[1], held ? "held" : "down",
-	    held, 7, 3, &w);
+	relay_status_json(&test_pool->relays[1], held ? "held" : "down", held,
+	    7, 3, &w);
 	cr_assert_eq(json_write_finish(&w), 0);
 	cr_assert_eq(buf_append(&b, "", 1), 0);
 	o = json_tokener_parse(b.data);
@@ -199,17 +201,16 @@ test_get(struct json_object *o, const char *key)
 Test(relay_pool, status_json_round_trips_backslash_quote_and_controls,
     .init = test_setup, .fini = test_teardown)
 {
-	static const char error[] = "550 C:\\path \"quoted\" \x01\x1f\t end";
-	static const char why[] = "grant \\ \"revoked\"\n\x02";
-	struct relay *r = &test_pool->relays[1];
+	static const char   error[] = "550 C:\\path \"quoted\" \x01\x1f\t end";
+	static const char   why[] = "grant \\ \"revoked\"\n\x02";
+	struct relay       *r = &test_pool->relays[1];
 	struct json_object *o;
 
 	relay_note_error(r, error, 1700000000);
 	o = test_status(why);
 	cr_expect_str_eq(test_get(o, "name"), test_sh[1].name);
 	cr_expect_str_eq(test_get(o, "last_error"), error);
-	cr_expect_str_eq(test_get(o, "last_error_at"),
-	    "2023-11-14T22:13:20Z");
+	cr_expect_str_eq(test_get(o, "last_error_at"), "2023-11-14T22:13:20Z");
 	cr_expect_str_eq(test_get(o, "held_reason"), why);
 	cr_expect_str_eq(test_get(o, "state"), "held");
 	cr_expect_str_eq(test_get(o, "queued"), "7");
@@ -228,7 +229,7 @@ Test(relay_pool, status_text_quotes_the_error_as_before, .init = test_setup,
     .fini = test_teardown)
 {
 	struct relay *r = &test_pool->relays[1];
-	struct buf b;
+	struct buf    b;
 
 	relay_note_error(r, "550 \"bad\"\x01", 0);
 	buf_init(&b, 65536);

@@ -16,10 +16,12 @@
 
 #include "retry.h"
 
-#define T0	1700000000LL	/* any "now" */
+#define T0 1700000000LL /* any "now" */
 
 static const struct retry_policy test_policy = {
-	.min = 60, .max = 3600, .max_age = 5 * 86400,
+	.min = 60,
+	.max = 3600,
+	.max_age = 5 * 86400,
 };
 
 /* The nominal delay of attempt a (1-based) under min 60, max 3600. */
@@ -38,9 +40,9 @@ TestSuite(retry);
 Test(retry, schedule_with_rnd_zero_is_half_the_nominal_but_at_least_min)
 {
 	/* 60/2 = 30 is raised to min; then nominal/2; the cap is 3600. */
-	static const int64_t want[] = { 60, 60, 120, 240, 480, 960, 1800,
-	    1800, 1800 };
-	unsigned a;
+	static const int64_t want[] = { 60, 60, 120, 240, 480, 960, 1800, 1800,
+		1800 };
+	unsigned             a;
 
 	for (a = 1; a <= sizeof(want) / sizeof(want[0]); a++)
 		cr_assert_eq(retry_next(&test_policy, T0, a, 0) - T0,
@@ -50,8 +52,8 @@ Test(retry, schedule_with_rnd_zero_is_half_the_nominal_but_at_least_min)
 Test(retry, schedule_with_rnd_max_is_the_full_nominal)
 {
 	static const int64_t want[] = { 60, 120, 240, 480, 960, 1920, 3600,
-	    3600, 3600 };
-	unsigned a;
+		3600, 3600 };
+	unsigned             a;
 
 	for (a = 1; a <= sizeof(want) / sizeof(want[0]); a++)
 		cr_assert_eq(retry_next(&test_policy, T0, a, UINT32_MAX) - T0,
@@ -60,11 +62,11 @@ Test(retry, schedule_with_rnd_max_is_the_full_nominal)
 
 Test(retry, every_attempt_up_to_30_stays_within_its_bounds)
 {
-	static const uint32_t rnds[] = { 0, 1, 12345, 0x7fffffff,
-	    0x80000000u, 0xfffffffeu, UINT32_MAX };
-	int64_t d, nominal, lo;
-	unsigned a;
-	size_t r;
+	static const uint32_t rnds[] = { 0, 1, 12345, 0x7fffffff, 0x80000000u,
+		0xfffffffeu, UINT32_MAX };
+	int64_t               d, nominal, lo;
+	unsigned              a;
+	size_t                r;
 
 	for (a = 1; a <= 30; a++) {
 		nominal = test_nominal(a);
@@ -74,8 +76,8 @@ Test(retry, every_attempt_up_to_30_stays_within_its_bounds)
 			d = retry_next(&test_policy, T0, a, rnds[r]) - T0;
 			cr_assert_geq(d, lo, "attempt %u rnd %u: %lld", a,
 			    rnds[r], (long long)d);
-			cr_assert_leq(d, nominal, "attempt %u rnd %u: %lld",
-			    a, rnds[r], (long long)d);
+			cr_assert_leq(d, nominal, "attempt %u rnd %u: %lld", a,
+			    rnds[r], (long long)d);
 			cr_assert_geq(d, test_policy.min);
 			cr_assert_leq(d, test_policy.max);
 		}
@@ -84,7 +86,7 @@ Test(retry, every_attempt_up_to_30_stays_within_its_bounds)
 
 Test(retry, the_delay_never_shrinks_as_attempts_grow)
 {
-	int64_t prev = 0, d;
+	int64_t  prev = 0, d;
 	unsigned a;
 
 	for (a = 1; a <= 40; a++) {
@@ -97,18 +99,20 @@ Test(retry, the_delay_never_shrinks_as_attempts_grow)
 Test(retry, huge_attempt_counts_do_not_overflow)
 {
 	static const unsigned attempts[] = { 31, 32, 33, 63, 64, 65, 1000,
-	    UINT32_MAX / 2, UINT32_MAX };
-	struct retry_policy big = { .min = UINT32_MAX / 4,
-	    .max = UINT32_MAX, .max_age = UINT32_MAX };
-	size_t i;
+		UINT32_MAX / 2, UINT32_MAX };
+	struct retry_policy   big = { .min = UINT32_MAX / 4,
+		  .max = UINT32_MAX,
+		  .max_age = UINT32_MAX };
+	size_t                i;
 
 	for (i = 0; i < sizeof(attempts) / sizeof(attempts[0]); i++) {
-		cr_assert_eq(retry_next(&test_policy, T0, attempts[i],
-		    UINT32_MAX) - T0, 3600, "attempts %u", attempts[i]);
-		cr_assert_eq(retry_next(&test_policy, T0, attempts[i], 0) -
-		    T0, 1800, "attempts %u", attempts[i]);
-		cr_assert_eq(retry_next(&big, T0, attempts[i], UINT32_MAX) -
-		    T0, (int64_t)UINT32_MAX, "attempts %u", attempts[i]);
+		cr_assert_eq(
+		    retry_next(&test_policy, T0, attempts[i], UINT32_MAX) - T0,
+		    3600, "attempts %u", attempts[i]);
+		cr_assert_eq(retry_next(&test_policy, T0, attempts[i], 0) - T0,
+		    1800, "attempts %u", attempts[i]);
+		cr_assert_eq(retry_next(&big, T0, attempts[i], UINT32_MAX) - T0,
+		    (int64_t)UINT32_MAX, "attempts %u", attempts[i]);
 	}
 	/* The largest shift that still fits: min 1 doubles 31 times. */
 	big.min = 1;
@@ -123,8 +127,7 @@ Test(retry, attempt_zero_is_treated_as_the_first)
 
 Test(retry, the_result_saturates_instead_of_wrapping)
 {
-	cr_assert_eq(retry_next(&test_policy, INT64_MAX - 10, 5, 0),
-	    INT64_MAX);
+	cr_assert_eq(retry_next(&test_policy, INT64_MAX - 10, 5, 0), INT64_MAX);
 }
 
 Test(retry, a_min_above_max_wins)
@@ -140,8 +143,8 @@ Test(retry, jitter_covers_the_whole_range)
 	/* attempt 7: nominal 3600, so the delay is anywhere in
 	 * [1800, 3600]; 4096 evenly spread rnd values hit every tenth of
 	 * that range and both ends. */
-	int buckets[10] = { 0 };
-	int64_t d, lo = INT64_MAX, hi = 0;
+	int      buckets[10] = { 0 };
+	int64_t  d, lo = INT64_MAX, hi = 0;
 	uint32_t rnd;
 	unsigned i;
 
@@ -189,56 +192,55 @@ Test(retry, expiry_does_not_overflow_at_the_extremes)
 {
 	cr_assert(retry_expired(&test_policy, INT64_MIN, INT64_MAX));
 	cr_assert_not(retry_expired(&test_policy, INT64_MAX, INT64_MIN));
-	cr_assert_not(retry_expired(&test_policy, INT64_MAX - 5,
-	    INT64_MAX));
+	cr_assert_not(retry_expired(&test_policy, INT64_MAX - 5, INT64_MAX));
 }
 
 /* --- the policy table ---------------------------------------------------- */
 
-#define CONNECT		RETRY_PHASE_CONNECT
-#define TLS		RETRY_PHASE_TLS
-#define GREETING	RETRY_PHASE_GREETING
-#define EHLO		RETRY_PHASE_EHLO
-#define STARTTLS	RETRY_PHASE_STARTTLS
-#define AUTH		RETRY_PHASE_AUTH
-#define MAIL		RETRY_PHASE_MAIL
-#define RCPT		RETRY_PHASE_RCPT
-#define DATA		RETRY_PHASE_DATA
-#define BODY		RETRY_PHASE_BODY
-#define END		RETRY_PHASE_END
-#define IDLE		RETRY_PHASE_IDLE
+#define CONNECT  RETRY_PHASE_CONNECT
+#define TLS      RETRY_PHASE_TLS
+#define GREETING RETRY_PHASE_GREETING
+#define EHLO     RETRY_PHASE_EHLO
+#define STARTTLS RETRY_PHASE_STARTTLS
+#define AUTH     RETRY_PHASE_AUTH
+#define MAIL     RETRY_PHASE_MAIL
+#define RCPT     RETRY_PHASE_RCPT
+#define DATA     RETRY_PHASE_DATA
+#define BODY     RETRY_PHASE_BODY
+#define END      RETRY_PHASE_END
+#define IDLE     RETRY_PHASE_IDLE
 
-#define REPLY		RETRY_EVENT_REPLY
-#define VERDICT		RETRY_EVENT_VERDICT
-#define TIMEOUT		RETRY_EVENT_TIMEOUT
-#define NETWORK		RETRY_EVENT_NETWORK
-#define PROTO		RETRY_EVENT_PROTO
-#define TLSFAIL		RETRY_EVENT_TLS
-#define CREDS		RETRY_EVENT_CREDENTIALS
-#define LOCAL		RETRY_EVENT_LOCAL
+#define REPLY   RETRY_EVENT_REPLY
+#define VERDICT RETRY_EVENT_VERDICT
+#define TIMEOUT RETRY_EVENT_TIMEOUT
+#define NETWORK RETRY_EVENT_NETWORK
+#define PROTO   RETRY_EVENT_PROTO
+#define TLSFAIL RETRY_EVENT_TLS
+#define CREDS   RETRY_EVENT_CREDENTIALS
+#define LOCAL   RETRY_EVENT_LOCAL
 
-#define DELIVERED	RETRY_DELIVERED
-#define DEFER		RETRY_DEFER
-#define BOUNCE		RETRY_BOUNCE
-#define OK		RETRY_RELAY_OK
-#define DOWN		RETRY_RELAY_DOWN
-#define REST		RETRY_RELAY_REST
-#define F_NONE		RETRY_FAULT_NONE
-#define F_MSG		RETRY_FAULT_MESSAGE
-#define F_RELAY		RETRY_FAULT_RELAY
-#define F_LOCAL		RETRY_FAULT_LOCAL
+#define DELIVERED RETRY_DELIVERED
+#define DEFER     RETRY_DEFER
+#define BOUNCE    RETRY_BOUNCE
+#define OK        RETRY_RELAY_OK
+#define DOWN      RETRY_RELAY_DOWN
+#define REST      RETRY_RELAY_REST
+#define F_NONE    RETRY_FAULT_NONE
+#define F_MSG     RETRY_FAULT_MESSAGE
+#define F_RELAY   RETRY_FAULT_RELAY
+#define F_LOCAL   RETRY_FAULT_LOCAL
 
 /* Parameters are copied into the test's own process (BoxFort re-runs
  * the binary): strings are arrays, never pointers. */
 struct test_row {
-	int		 phase;
-	int		 event;
-	int		 code;
-	char		 enhanced[16];
-	enum retry_fate	 fate;
+	int              phase;
+	int              event;
+	int              code;
+	char             enhanced[16];
+	enum retry_fate  fate;
 	enum retry_relay relay;
 	enum retry_fault fault;
-	char		 rule[24];
+	char             rule[24];
 };
 
 static struct retry_fact
@@ -263,8 +265,7 @@ ParameterizedTestParameters(retry, policy_table)
 		{ BODY, LOCAL, 0, "", DEFER, OK, F_LOCAL, "local-error" },
 		{ CONNECT, CREDS, 0, "", DEFER, REST, F_RELAY,
 		    "auth-impossible" },
-		{ AUTH, CREDS, 0, "", DEFER, REST, F_RELAY,
-		    "auth-impossible" },
+		{ AUTH, CREDS, 0, "", DEFER, REST, F_RELAY, "auth-impossible" },
 		{ TLS, TLSFAIL, 0, "", DEFER, DOWN, F_RELAY, "tls-failed" },
 		{ STARTTLS, TLSFAIL, 454, "4.7.0", DEFER, DOWN, F_RELAY,
 		    "tls-failed" },
@@ -275,22 +276,19 @@ ParameterizedTestParameters(retry, policy_table)
 		{ GREETING, TIMEOUT, 0, "", DEFER, DOWN, F_RELAY,
 		    "setup-failed" },
 		{ EHLO, PROTO, 0, "", DEFER, DOWN, F_RELAY, "setup-failed" },
-		{ AUTH, NETWORK, 0, "", DEFER, DOWN, F_RELAY,
-		    "setup-failed" },
+		{ AUTH, NETWORK, 0, "", DEFER, DOWN, F_RELAY, "setup-failed" },
 		/* Getting the AUTH secret (smtp_conn, authsrc): a helper's
 		 * or the token endpoint's time limit, the endpoint down or
 		 * answering 5xx is the path's, a plain deferral; never
 		 * the auth rest of refused credentials. */
-		{ AUTH, TIMEOUT, 0, "", DEFER, DOWN, F_RELAY,
-		    "setup-failed" },
+		{ AUTH, TIMEOUT, 0, "", DEFER, DOWN, F_RELAY, "setup-failed" },
 		{ MAIL, TIMEOUT, 0, "", DEFER, OK, F_RELAY,
 		    "connection-failed" },
 		{ BODY, TIMEOUT, 0, "", DEFER, OK, F_RELAY,
 		    "connection-failed" },
 		{ END, NETWORK, 0, "", DEFER, OK, F_RELAY,
 		    "connection-failed" },
-		{ END, PROTO, 0, "", DEFER, OK, F_RELAY,
-		    "connection-failed" },
+		{ END, PROTO, 0, "", DEFER, OK, F_RELAY, "connection-failed" },
 		{ IDLE, NETWORK, 0, "", DEFER, OK, F_RELAY,
 		    "connection-failed" },
 		{ MAIL, VERDICT, 552, "5.3.4", BOUNCE, OK, F_MSG,
@@ -335,8 +333,7 @@ ParameterizedTestParameters(retry, policy_table)
 		 * rests. */
 		{ AUTH, REPLY, 535, "5.7.8", DEFER, REST, F_RELAY,
 		    "auth-refused" },
-		{ AUTH, REPLY, 535, "", DEFER, REST, F_RELAY,
-		    "auth-refused" },
+		{ AUTH, REPLY, 535, "", DEFER, REST, F_RELAY, "auth-refused" },
 		{ AUTH, REPLY, 534, "5.7.9", DEFER, REST, F_RELAY,
 		    "auth-refused" },
 		{ AUTH, REPLY, 538, "5.7.11", DEFER, REST, F_RELAY,
@@ -361,14 +358,12 @@ ParameterizedTestParameters(retry, policy_table)
 		    "auth-required" },
 		{ MAIL, REPLY, 530, "5.7.57", DEFER, REST, F_RELAY,
 		    "auth-required" },
-		{ MAIL, REPLY, 530, "", DEFER, REST, F_RELAY,
-		    "auth-required" },
+		{ MAIL, REPLY, 530, "", DEFER, REST, F_RELAY, "auth-required" },
 		{ RCPT, REPLY, 530, "5.7.0", DEFER, REST, F_RELAY,
 		    "auth-required" },
 		{ DATA, REPLY, 530, "5.7.0", DEFER, REST, F_RELAY,
 		    "auth-required" },
-		{ END, REPLY, 530, "", DEFER, REST, F_RELAY,
-		    "auth-required" },
+		{ END, REPLY, 530, "", DEFER, REST, F_RELAY, "auth-required" },
 		{ MAIL, REPLY, 550, "5.7.0", DEFER, REST, F_RELAY,
 		    "auth-required" },
 		{ RCPT, REPLY, 554, "5.7.0", DEFER, REST, F_RELAY,
@@ -378,7 +373,7 @@ ParameterizedTestParameters(retry, policy_table)
 		{ RCPT, REPLY, 550, "5.7.8", DEFER, REST, F_RELAY,
 		    "auth-credentials" },
 		{ MAIL, REPLY, 550, "4.7.8", DEFER, REST, F_RELAY,
-		    "auth-credentials" },	/* class from the code */
+		    "auth-credentials" }, /* class from the code */
 		{ END, REPLY, 554, "5.7.9", DEFER, REST, F_RELAY,
 		    "auth-too-weak" },
 		{ MAIL, REPLY, 538, "5.7.11", DEFER, REST, F_RELAY,
@@ -397,8 +392,7 @@ ParameterizedTestParameters(retry, policy_table)
 		{ MAIL, REPLY, 552, "5.3.4", BOUNCE, OK, F_MSG, "refused" },
 		{ MAIL, REPLY, 550, "", BOUNCE, OK, F_MSG, "refused" },
 		{ MAIL, REPLY, 550, "5.7", BOUNCE, OK, F_MSG, "refused" },
-		{ MAIL, REPLY, 550, "5.7.0.1", BOUNCE, OK, F_MSG,
-		    "refused" },
+		{ MAIL, REPLY, 550, "5.7.0.1", BOUNCE, OK, F_MSG, "refused" },
 		{ RCPT, REPLY, 550, "5.1.1", BOUNCE, OK, F_MSG, "refused" },
 		{ END, REPLY, 554, "5.6.0", BOUNCE, OK, F_MSG, "refused" },
 		{ RCPT, REPLY, 552, "5.5.3", DEFER, OK, F_MSG,
@@ -435,11 +429,9 @@ ParameterizedTestParameters(retry, policy_table)
 		{ MAIL, REPLY, 250, "", DEFER, OK, F_RELAY, "unexpected" },
 		{ MAIL, REPLY, 354, "", DEFER, OK, F_RELAY, "unexpected" },
 		{ END, REPLY, 0, "", DEFER, OK, F_RELAY, "unexpected" },
-		{ END, REPLY, 650, "6.0.0", DEFER, OK, F_RELAY,
-		    "unexpected" },
+		{ END, REPLY, 650, "6.0.0", DEFER, OK, F_RELAY, "unexpected" },
 		{ RCPT, REPLY, 354, "", DEFER, OK, F_RELAY, "unexpected" },
-		{ BODY, REPLY, 554, "5.7.1", DEFER, OK, F_RELAY,
-		    "unexpected" },
+		{ BODY, REPLY, 554, "5.7.1", DEFER, OK, F_RELAY, "unexpected" },
 		/* Out of range: deferred, never delivered or bounced. */
 		{ 99, REPLY, 250, "", DEFER, OK, F_RELAY, "unknown" },
 		{ -1, REPLY, 550, "5.7.1", DEFER, OK, F_RELAY, "unknown" },
@@ -452,8 +444,8 @@ ParameterizedTestParameters(retry, policy_table)
 
 ParameterizedTest(struct test_row *t, retry, policy_table)
 {
-	struct retry_fact f = test_fact(t->phase, t->event, t->code,
-	    t->enhanced);
+	struct retry_fact    f = test_fact(t->phase, t->event, t->code,
+	       t->enhanced);
 	struct retry_verdict v = retry_decide(&f);
 
 	cr_assert_str_eq(v.rule, t->rule, "%s/%s %d %s: rule",
@@ -475,57 +467,80 @@ ParameterizedTest(struct test_row *t, retry, policy_table)
  * and a bounce is the message's fault, never the relay's. */
 Test(retry, only_a_reply_to_the_message_bounces_or_delivers)
 {
-	static const int codes[] = { 0, 200, 220, 235, 250, 334, 354, 421,
-	    450, 451, 454, 500, 530, 535, 550, 552, 554, 999 };
-	static const char *const statuses[] = { "", "2.0.0", "4.7.0",
-	    "5.7.0", "5.7.1", "5.7.8", "5.1.1", "junk" };
-	struct retry_fact f;
-	struct retry_verdict v;
-	int ph, ev;
-	size_t c, e;
+	static const int codes[] = { 0, 200, 220, 235, 250, 334, 354, 421, 450,
+		451, 454, 500, 530, 535, 550, 552, 554, 999 };
+	static const char *const statuses[] = { "", "2.0.0", "4.7.0", "5.7.0",
+		"5.7.1", "5.7.8", "5.1.1", "junk" };
+	struct retry_fact        f;
+	struct retry_verdict     v;
+	int                      ph, ev;
+	size_t                   c, e;
 
 	for (ph = 0; ph < RETRY_PHASE_COUNT; ph++)
-	for (ev = 0; ev < RETRY_EVENT_COUNT; ev++)
-	for (c = 0; c < sizeof(codes) / sizeof(codes[0]); c++)
-	for (e = 0; e < sizeof(statuses) / sizeof(statuses[0]); e++) {
-		f = test_fact(ph, ev, codes[c], statuses[e]);
-		v = retry_decide(&f);
-		cr_assert_str_neq(v.rule, "unknown");
-		if (v.fate == RETRY_BOUNCE) {
-			/* Our own verdicts: not offered (MAIL), or
+		for (ev = 0; ev < RETRY_EVENT_COUNT; ev++)
+			for (c = 0; c < sizeof(codes) / sizeof(codes[0]); c++)
+				for (e = 0;
+				     e < sizeof(statuses) / sizeof(statuses[0]);
+				     e++) {
+					f = test_fact(ph, ev, codes[c],
+					    statuses[e]);
+					v = retry_decide(&f);
+					cr_assert_str_neq(v.rule, "unknown");
+					if (v.fate == RETRY_BOUNCE) {
+						/* Our own verdicts: not offered (MAIL), or
 			 * content the wire cannot carry (BODY). */
-			cr_assert(ev == REPLY || (ev == VERDICT &&
-			    (ph == MAIL || ph == BODY)),
-			    "%s/%s %d bounces", retry_phase_name(f.phase),
-			    retry_event_name(f.event), codes[c]);
-			cr_assert(ph == MAIL || ph == RCPT || ph == DATA ||
-			    ph == END || (ph == BODY && ev == VERDICT));
-			cr_assert_eq(codes[c] / 100, 5);
-			cr_assert_eq(v.relay, RETRY_RELAY_OK);
-			cr_assert_eq(v.fault, RETRY_FAULT_MESSAGE);
-		}
-		if (v.fate == RETRY_DELIVERED) {
-			cr_assert_eq(ev, REPLY);
-			cr_assert(ph == RCPT || ph == END);
-			cr_assert_eq(codes[c] / 100, 2);
-		}
-		if (ph <= AUTH && ev != REPLY && ev != LOCAL &&
-		    ev != VERDICT)
-			cr_assert_neq(v.relay, RETRY_RELAY_OK,
-			    "a failed session set-up leaves the relay up");
-	}
+						cr_assert(ev == REPLY ||
+							(ev == VERDICT &&
+							    (ph == MAIL ||
+								ph == BODY)),
+						    "%s/%s %d bounces",
+						    retry_phase_name(f.phase),
+						    retry_event_name(f.event),
+						    codes[c]);
+						cr_assert(ph == MAIL ||
+						    ph == RCPT || ph == DATA ||
+						    ph == END ||
+						    (ph == BODY &&
+							ev == VERDICT));
+						cr_assert_eq(codes[c] / 100, 5);
+						cr_assert_eq(v.relay,
+						    RETRY_RELAY_OK);
+						cr_assert_eq(v.fault,
+						    RETRY_FAULT_MESSAGE);
+					}
+					if (v.fate == RETRY_DELIVERED) {
+						cr_assert_eq(ev, REPLY);
+						cr_assert(
+						    ph == RCPT || ph == END);
+						cr_assert_eq(codes[c] / 100, 2);
+					}
+					if (ph <= AUTH && ev != REPLY &&
+					    ev != LOCAL && ev != VERDICT)
+						cr_assert_neq(v.relay,
+						    RETRY_RELAY_OK,
+						    "a failed session set-up leaves the relay up");
+				}
 }
 
 /* --- an attempt, recipient by recipient ---------------------------------- */
 
 /* What ended the attempt, and one recipient's RCPT reply. */
-enum test_end { E_DELIVERED, E_DEFERRED, E_FAILED, E_UNKNOWN, E_TIMEOUT,
-	E_DROPPED, E_MAIL_571, E_RCPT_571, E_RCPT_530 };
+enum test_end {
+	E_DELIVERED,
+	E_DEFERRED,
+	E_FAILED,
+	E_UNKNOWN,
+	E_TIMEOUT,
+	E_DROPPED,
+	E_MAIL_571,
+	E_RCPT_571,
+	E_RCPT_530
+};
 enum test_rcpt { R_NONE, R_2, R_3, R_4, R_5, R_571, R_530 };
 
 static const struct {
-	int		 phase, event, code;
-	const char	*enhanced;
+	int         phase, event, code;
+	const char *enhanced;
 } test_ends[] = {
 	[E_DELIVERED] = { END, REPLY, 250, "2.0.0" },
 	[E_DEFERRED] = { END, REPLY, 451, "4.3.0" },
@@ -547,9 +562,9 @@ static const struct {
 };
 
 struct test_attempt {
-	enum test_end	 end;
-	enum test_rcpt	 rcpt;
-	enum retry_fate	 fate;
+	enum test_end    end;
+	enum test_rcpt   rcpt;
+	enum retry_fate  fate;
 	enum retry_relay relay;
 };
 
@@ -562,7 +577,7 @@ ParameterizedTestParameters(retry, attempt_table)
 		{ E_DELIVERED, R_2, DELIVERED, OK },
 		{ E_DELIVERED, R_5, BOUNCE, OK },
 		{ E_DELIVERED, R_4, DEFER, OK },
-		{ E_DELIVERED, R_NONE, DEFER, OK },	/* never answered */
+		{ E_DELIVERED, R_NONE, DEFER, OK }, /* never answered */
 		{ E_DELIVERED, R_3, DEFER, OK },
 		{ E_DEFERRED, R_2, DEFER, OK },
 		{ E_DEFERRED, R_4, DEFER, OK },
@@ -597,9 +612,9 @@ ParameterizedTestParameters(retry, attempt_table)
 
 ParameterizedTest(struct test_attempt *t, retry, attempt_table)
 {
-	struct retry_fact end, rcpt;
+	struct retry_fact    end, rcpt;
 	struct retry_verdict v;
-	enum retry_fate fate = (enum retry_fate)-1;
+	enum retry_fate      fate = (enum retry_fate) - 1;
 
 	end = test_fact(test_ends[t->end].phase, test_ends[t->end].event,
 	    test_ends[t->end].code, test_ends[t->end].enhanced);
@@ -614,9 +629,9 @@ ParameterizedTest(struct test_attempt *t, retry, attempt_table)
 
 Test(retry, an_attempt_decides_each_recipient_and_the_relay_once)
 {
-	struct retry_fact end = test_fact(END, REPLY, 250, "2.0.0");
-	struct retry_fact rcpt[4];
-	enum retry_fate fate[4];
+	struct retry_fact    end = test_fact(END, REPLY, 250, "2.0.0");
+	struct retry_fact    rcpt[4];
+	enum retry_fate      fate[4];
 	struct retry_verdict v;
 
 	rcpt[0] = test_fact(RCPT, REPLY, 250, "2.1.5");
@@ -634,8 +649,8 @@ Test(retry, an_attempt_decides_each_recipient_and_the_relay_once)
 
 Test(retry, without_rcpt_facts_every_recipient_shares_the_end)
 {
-	struct retry_fact end = test_fact(MAIL, REPLY, 550, "5.7.1");
-	enum retry_fate fate[3] = { DELIVERED, DELIVERED, DELIVERED };
+	struct retry_fact    end = test_fact(MAIL, REPLY, 550, "5.7.1");
+	enum retry_fate      fate[3] = { DELIVERED, DELIVERED, DELIVERED };
 	struct retry_verdict v;
 
 	v = retry_attempt(&end, NULL, 3, fate);
@@ -656,36 +671,39 @@ Test(retry, a_down_relay_follows_the_message_schedule)
 	unsigned a;
 
 	for (a = 1; a <= 12; a++) {
+		cr_assert_eq(
+		    retry_relay_next(&test_policy, RETRY_RELAY_DOWN, T0, a, 0),
+		    retry_next(&test_policy, T0, a, 0));
 		cr_assert_eq(retry_relay_next(&test_policy, RETRY_RELAY_DOWN,
-		    T0, a, 0), retry_next(&test_policy, T0, a, 0));
-		cr_assert_eq(retry_relay_next(&test_policy, RETRY_RELAY_DOWN,
-		    T0, a, UINT32_MAX), retry_next(&test_policy, T0, a,
-		    UINT32_MAX));
+				 T0, a, UINT32_MAX),
+		    retry_next(&test_policy, T0, a, UINT32_MAX));
 	}
 }
 
 Test(retry, a_resting_relay_waits_at_least_the_auth_rest)
 {
 	unsigned a;
-	int64_t d, n;
+	int64_t  d, n;
 
 	cr_assert_eq(RETRY_AUTH_REST, 900);
 	for (a = 1; a <= 12; a++) {
 		d = retry_relay_next(&test_policy, RETRY_RELAY_REST, T0, a,
-		    0x12345678u) - T0;
+			0x12345678u) -
+		    T0;
 		n = retry_next(&test_policy, T0, a, 0x12345678u) - T0;
 		cr_assert_eq(d, n > 900 ? n : 900, "failure %u", a);
 	}
 	cr_assert_eq(retry_relay_next(&test_policy, RETRY_RELAY_REST,
-	    INT64_MAX - 10, 1, 0), INT64_MAX);
+			 INT64_MAX - 10, 1, 0),
+	    INT64_MAX);
 }
 
 Test(retry, a_relay_that_is_fine_is_due_now)
 {
-	cr_assert_eq(retry_relay_next(&test_policy, RETRY_RELAY_OK, T0, 5,
-	    0), T0);
-	cr_assert_eq(retry_relay_next(&test_policy, (enum retry_relay)9, T0,
-	    5, 0), T0);
+	cr_assert_eq(retry_relay_next(&test_policy, RETRY_RELAY_OK, T0, 5, 0),
+	    T0);
+	cr_assert_eq(
+	    retry_relay_next(&test_policy, (enum retry_relay)9, T0, 5, 0), T0);
 }
 
 Test(retry, names_cover_every_value)
@@ -699,5 +717,5 @@ Test(retry, names_cover_every_value)
 	cr_assert_str_eq(retry_phase_name(RETRY_PHASE_COUNT), "?");
 	cr_assert_str_eq(retry_fate_name(RETRY_BOUNCE), "bounce");
 	cr_assert_str_eq(retry_relay_name(RETRY_RELAY_REST), "rest");
-	cr_assert_str_eq(retry_relay_name((enum retry_relay)-1), "?");
+	cr_assert_str_eq(retry_relay_name((enum retry_relay) - 1), "?");
 }

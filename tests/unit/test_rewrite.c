@@ -16,16 +16,16 @@
 #include "rewrite.h"
 #include "util.h"
 
-#define TEST_SH	"[smarthost s]\nhost = smtp.example.com\n"
+#define TEST_SH "[smarthost s]\nhost = smtp.example.com\n"
 
-static struct config	*test_cfg;
-static struct rewrite	 test_rw;
+static struct config *test_cfg;
+static struct rewrite test_rw;
 
 static void
 test_setup_with(const char *text)
 {
 	struct sq_err err = { 0 };
-	int rc;
+	int           rc;
 
 	config_free(test_cfg);
 	test_cfg = NULL;
@@ -48,8 +48,8 @@ static char *
 test_rcpt(const char *addr)
 {
 	struct mailmsg_addr_list l = { 0 };
-	struct buf b;
-	size_t i;
+	struct buf               b;
+	size_t                   i;
 
 	rewrite_recipient(&test_rw, addr, &l);
 	buf_init(&b, 4096);
@@ -104,12 +104,11 @@ Test(rewrite, qualify_keeps_the_null_sender_and_qualified_addresses)
 	cr_assert_not(rewrite_has_domain("\"a@b\""));
 }
 
-#define TEST_ALIASES							\
-	"[sendq]\ndefault_domain = example.com\n" TEST_SH		\
-	"[aliases]\n"							\
-	"root = ops@example.com\n"					\
-	"postmaster = root, admin@example.org\n"			\
-	"cron@special.example = cron-team@example.org\n"		\
+#define TEST_ALIASES \
+	"[sendq]\ndefault_domain = example.com\n" TEST_SH "[aliases]\n" \
+	"root = ops@example.com\n" \
+	"postmaster = root, admin@example.org\n" \
+	"cron@special.example = cron-team@example.org\n" \
 	"loop = loop\n"
 
 Test(rewrite, alias_matches_bare_default_domain_and_host_name)
@@ -153,16 +152,15 @@ Test(rewrite, recipient_reports_whether_an_alias_was_used)
 	cr_assert_eq(rewrite_recipient(&test_rw, "bob@x.example", &l), 0);
 	cr_assert_eq(l.n, 2);
 	mailmsg_addr_list_fini(&l);
-	cr_assert_eq(rewrite_alias_find(&test_rw, "postmaster@example.com"),
-	    1);
+	cr_assert_eq(rewrite_alias_find(&test_rw, "postmaster@example.com"), 1);
 	cr_assert_eq(rewrite_alias_find(&test_rw, "nobody@example.com"), -1);
 	cr_assert_eq(rewrite_alias_find(&test_rw, "root"), -1);
 }
 
 struct test_sender {
-	char	conf[120];
-	char	in[64];
-	char	out[64];
+	char conf[120];
+	char in[64];
+	char out[64];
 };
 
 ParameterizedTestParameters(rewrite, sender_rewriting)
@@ -172,16 +170,16 @@ ParameterizedTestParameters(rewrite, sender_rewriting)
 		{ "", "alice", "alice@host.example.net" },
 		{ "", "", "" },
 		{ "rewrite_sender = alerts@example.com\n", "alice@x.example",
-		  "alerts@example.com" },
+		    "alerts@example.com" },
 		{ "rewrite_sender = alerts@example.com\n", "root",
-		  "alerts@example.com" },
+		    "alerts@example.com" },
 		{ "rewrite_sender = alerts@example.com\n", "", "" },
 		{ "rewrite_sender = example.com\n", "alice@x.example",
-		  "alice@example.com" },
+		    "alice@example.com" },
 		{ "rewrite_sender = example.com\n", "www-data",
-		  "www-data@example.com" },
+		    "www-data@example.com" },
 		{ "rewrite_sender = example.com\n", "\"a@b\"@x.example",
-		  "\"a@b\"@example.com" },
+		    "\"a@b\"@example.com" },
 	};
 
 	return cr_make_param_array(struct test_sender, cases,
@@ -200,25 +198,25 @@ ParameterizedTest(struct test_sender *c, rewrite, sender_rewriting)
 }
 
 struct test_from {
-	char	value[96];
-	char	orig[48];
-	int	rewritten;
-	char	out[96];
+	char value[96];
+	char orig[48];
+	int  rewritten;
+	char out[96];
 };
 
 ParameterizedTestParameters(rewrite, from_value_follows_the_sender)
 {
 	static struct test_from cases[] = {
 		{ " Alice <alice@x.example>", "alice@x.example", 1,
-		  " Alice <alerts@example.com>" },
+		    " Alice <alerts@example.com>" },
 		{ " \"A <b>\" <alice@x.example> (home)", "alice@x.example", 1,
-		  " \"A <b>\" <alerts@example.com> (home)" },
+		    " \"A <b>\" <alerts@example.com> (home)" },
 		{ " alice@x.example", "alice@x.example", 1,
-		  " alerts@example.com" },
+		    " alerts@example.com" },
 		{ " ALICE@X.EXAMPLE", "alice@x.example", 1,
-		  " alerts@example.com" },
+		    " alerts@example.com" },
 		{ " root (Cron Daemon)", "root@host.example.net", 1,
-		  " alerts@example.com (Cron Daemon)" },
+		    " alerts@example.com (Cron Daemon)" },
 		{ " Bob <bob@x.example>", "alice@x.example", 0, "" },
 		{ " a@x.example, b@x.example", "a@x.example", 0, "" },
 		{ " undisclosed:;", "a@x.example", 0, "" },
@@ -233,12 +231,12 @@ ParameterizedTestParameters(rewrite, from_value_follows_the_sender)
 ParameterizedTest(struct test_from *c, rewrite, from_value_follows_the_sender)
 {
 	char *out = NULL;
-	int rc;
+	int   rc;
 
-	test_setup_with("[sendq]\nrewrite_sender = alerts@example.com\n"
-	    TEST_SH);
-	rc = rewrite_from_value(&test_rw, c->value, strlen(c->value),
-	    c->orig, "alerts@example.com", &out);
+	test_setup_with(
+	    "[sendq]\nrewrite_sender = alerts@example.com\n" TEST_SH);
+	rc = rewrite_from_value(&test_rw, c->value, strlen(c->value), c->orig,
+	    "alerts@example.com", &out);
 	cr_assert_eq(rc, c->rewritten, "%s", c->value);
 	if (rc) {
 		cr_assert_str_eq(out, c->out);
@@ -253,14 +251,15 @@ Test(rewrite, from_value_is_kept_when_nothing_changes)
 
 	test_setup_with(TEST_SH);
 	cr_assert_eq(rewrite_from_value(&test_rw, " a@x.example", 12,
-	    "a@x.example", "A@x.example", &out), 0);
+			 "a@x.example", "A@x.example", &out),
+	    0);
 	cr_assert_null(out);
 }
 
 struct test_qual {
-	char	value[64];
-	int	rewritten;
-	char	out[64];
+	char value[64];
+	int  rewritten;
+	char out[64];
 };
 
 ParameterizedTestParameters(rewrite, from_value_gets_qualified)
@@ -280,7 +279,7 @@ ParameterizedTestParameters(rewrite, from_value_gets_qualified)
 ParameterizedTest(struct test_qual *c, rewrite, from_value_gets_qualified)
 {
 	char *out = NULL;
-	int rc;
+	int   rc;
 
 	test_setup_with("[sendq]\ndefault_domain = example.com\n" TEST_SH);
 	rc = rewrite_from_qualify(&test_rw, c->value, strlen(c->value), &out);

@@ -28,10 +28,10 @@
 #include "secret.h"
 #include "util.h"
 
-static char			 test_dir[64];
-static struct config_smarthost	 test_sh;
-static struct secret		*test_secret;
-static struct sq_err		 test_err;
+static char                    test_dir[64];
+static struct config_smarthost test_sh;
+static struct secret          *test_secret;
+static struct sq_err           test_err;
 
 static void
 test_rm_rf(const char *dir)
@@ -73,7 +73,7 @@ static char *
 test_write(const char *name, const char *data, size_t len, mode_t mode)
 {
 	char *path;
-	int fd;
+	int   fd;
 
 	path = xasprintf("%s/%s", test_dir, name);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -108,7 +108,7 @@ static void
 test_load_fails(const char *msg, const char *secret)
 {
 	struct secret *s = NULL;
-	int rc;
+	int            rc;
 
 	rc = secret_load(&test_sh, &s, &test_err);
 	cr_assert_lt(rc, 0, "accepted");
@@ -131,15 +131,18 @@ Test(secret, password_file_first_line_is_the_password)
 }
 
 struct test_line {
-	char	 data[32];
-	char	 want[16];
+	char data[32];
+	char want[16];
 };
 
 ParameterizedTestParameters(secret, line_ends_are_stripped)
 {
 	static struct test_line params[] = {
-		{ "pw\r\n", "pw" }, { "pw\n", "pw" }, { "pw", "pw" },
-		{ "pw\r", "pw" }, { "pw\r\nnext\r\n", "pw" },
+		{ "pw\r\n", "pw" },
+		{ "pw\n", "pw" },
+		{ "pw", "pw" },
+		{ "pw\r", "pw" },
+		{ "pw\r\nnext\r\n", "pw" },
 		{ "p w \t\n", "p w \t" },
 	};
 
@@ -173,15 +176,19 @@ Test(secret, file_is_read_fresh_each_time)
 }
 
 struct test_mode {
-	mode_t	 mode;
-	char	 why[64];	/* "" = accepted */
+	mode_t mode;
+	char   why[64]; /* "" = accepted */
 };
 
 ParameterizedTestParameters(secret, file_permission_rule)
 {
 	static struct test_mode params[] = {
-		{ 0600, "" }, { 0640, "" }, { 0400, "" }, { 0440, "" },
-		{ 0700, "" }, { 0750, "" },
+		{ 0600, "" },
+		{ 0640, "" },
+		{ 0400, "" },
+		{ 0440, "" },
+		{ 0700, "" },
+		{ 0750, "" },
 		{ 0644, "readable by others (mode 0644)" },
 		{ 0604, "readable by others (mode 0604)" },
 		{ 0666, "readable by others (mode 0666)" },
@@ -203,9 +210,10 @@ ParameterizedTest(struct test_mode *m, secret, file_permission_rule)
 	if (m->why[0] == '\0')
 		test_load_ok("s3cr3t-pw", SECRET_PASSWORD);
 	else {
-		snprintf(want, sizeof(want), "password_file %s: %s: refusing "
-		    "to use it; chmod 0600 or 0640", test_sh.password_file,
-		    m->why);
+		snprintf(want, sizeof(want),
+		    "password_file %s: %s: refusing "
+		    "to use it; chmod 0600 or 0640",
+		    test_sh.password_file, m->why);
 		test_load_fails(want, "s3cr3t");
 	}
 	free(test_sh.password_file);
@@ -216,7 +224,8 @@ Test(secret, token_file_has_the_same_permission_rule)
 	char want[512];
 
 	test_sh.token_file = test_write_str("tok", "tok3n\n", 0644);
-	snprintf(want, sizeof(want), "token_file %s: readable by others "
+	snprintf(want, sizeof(want),
+	    "token_file %s: readable by others "
 	    "(mode 0644): refusing to use it; chmod 0600 or 0640",
 	    test_sh.token_file);
 	test_load_fails(want, "tok3n");
@@ -234,8 +243,10 @@ Test(secret, symlink_is_followed_and_its_target_checked)
 	test_load_ok("linked-pw", SECRET_PASSWORD);
 
 	cr_assert_eq(chmod(target, 0644), 0);
-	snprintf(want, sizeof(want), "password_file %s: readable by others "
-	    "(mode 0644): refusing to use it; chmod 0600 or 0640", link);
+	snprintf(want, sizeof(want),
+	    "password_file %s: readable by others "
+	    "(mode 0644): refusing to use it; chmod 0600 or 0640",
+	    link);
 	test_load_fails(want, "linked-pw");
 	free(target);
 	free(link);
@@ -246,8 +257,10 @@ Test(secret, empty_first_line_is_refused)
 	char want[512];
 
 	test_sh.password_file = test_write_str("pw", "\nsecond-line\n", 0600);
-	snprintf(want, sizeof(want), "password_file %s: the first line is "
-	    "empty", test_sh.password_file);
+	snprintf(want, sizeof(want),
+	    "password_file %s: the first line is "
+	    "empty",
+	    test_sh.password_file);
 	test_load_fails(want, "second-line");
 	free(test_sh.password_file);
 }
@@ -257,8 +270,10 @@ Test(secret, empty_file_is_refused)
 	char want[512];
 
 	test_sh.password_file = test_write_str("pw", "", 0600);
-	snprintf(want, sizeof(want), "password_file %s: the first line is "
-	    "empty", test_sh.password_file);
+	snprintf(want, sizeof(want),
+	    "password_file %s: the first line is "
+	    "empty",
+	    test_sh.password_file);
 	test_load_fails(want, NULL);
 	free(test_sh.password_file);
 }
@@ -278,8 +293,10 @@ Test(secret, line_of_secret_max_is_accepted_and_one_more_refused)
 
 	data[SECRET_MAX] = 'k';
 	free(test_write("tok", data, SECRET_MAX + 1, 0600));
-	snprintf(want, sizeof(want), "token_file %s: the first line is "
-	    "longer than %d bytes", test_sh.token_file, SECRET_MAX);
+	snprintf(want, sizeof(want),
+	    "token_file %s: the first line is "
+	    "longer than %d bytes",
+	    test_sh.token_file, SECRET_MAX);
 	test_load_fails(want, "kkkk");
 	free(test_sh.token_file);
 	free(data);
@@ -290,8 +307,10 @@ Test(secret, nul_byte_in_the_line_is_refused)
 	char want[512];
 
 	test_sh.password_file = test_write("pw", "ab\0cd\n", 6, 0600);
-	snprintf(want, sizeof(want), "password_file %s: the first line "
-	    "contains a NUL byte", test_sh.password_file);
+	snprintf(want, sizeof(want),
+	    "password_file %s: the first line "
+	    "contains a NUL byte",
+	    test_sh.password_file);
 	test_load_fails(want, NULL);
 	free(test_sh.password_file);
 }
@@ -301,8 +320,10 @@ Test(secret, missing_file_says_cannot_open)
 	char want[512];
 
 	test_sh.password_file = xasprintf("%s/nope", test_dir);
-	snprintf(want, sizeof(want), "password_file %s: cannot open: No such "
-	    "file or directory", test_sh.password_file);
+	snprintf(want, sizeof(want),
+	    "password_file %s: cannot open: No such "
+	    "file or directory",
+	    test_sh.password_file);
 	test_load_fails(want, NULL);
 	free(test_sh.password_file);
 }
@@ -347,15 +368,16 @@ Test(secret, command_runs_through_the_shell_with_stdin_on_dev_null)
 {
 	/* With stdin not on /dev/null, read would wait or succeed. */
 	test_sh.password_command = (char *)"if read x; then exit 9; fi; "
-	    "x=pi; echo \"$x-pe\" | tr a-z A-Z";
+					   "x=pi; echo \"$x-pe\" | tr a-z A-Z";
 	test_load_ok("PI-PE", SECRET_PASSWORD);
 }
 
 Test(secret, command_with_long_output_is_drained)
 {
 	/* 200 KiB after the first line: more than a pipe holds. */
-	test_sh.password_command = (char *)"echo first; "
-	    "head -c 204800 /dev/zero | tr '\\0' x; echo";
+	test_sh.password_command =
+	    (char *)"echo first; "
+		    "head -c 204800 /dev/zero | tr '\\0' x; echo";
 	test_load_ok("first", SECRET_PASSWORD);
 }
 
@@ -393,7 +415,7 @@ static pid_t
 test_read_pid(const char *path)
 {
 	FILE *f;
-	long pid = 0;
+	long  pid = 0;
 
 	cr_assert_not_null(f = fopen(path, "r"), "%s", path);
 	cr_assert_eq(fscanf(f, "%ld", &pid), 1);
@@ -412,7 +434,8 @@ Test(secret, command_past_the_time_limit_is_killed_and_reaped)
 	cmd = xasprintf("echo $$ > %s; echo s3cr3t; exec sleep 30", pidfile);
 	test_sh.password_command = cmd;
 	test_load_fails("password_command did not finish within 300 ms: "
-	    "killed", "s3cr3t");
+			"killed",
+	    "s3cr3t");
 	pid = test_read_pid(pidfile);
 	/* Killed and reaped: the PID no longer exists (not even a zombie). */
 	cr_assert_eq(kill(pid, 0), -1);
@@ -423,11 +446,11 @@ Test(secret, command_past_the_time_limit_is_killed_and_reaped)
 
 Test(secret, time_limit_kills_what_the_command_started)
 {
-	char *pidfile, *cmd, *stat, buf[256];
+	char           *pidfile, *cmd, *stat, buf[256];
 	struct timespec deadline, now;
-	FILE *f;
-	pid_t pid;
-	size_t n;
+	FILE           *f;
+	pid_t           pid;
+	size_t          n;
 
 	secret_command_timeout_ms = 300;
 	pidfile = xasprintf("%s/pid", test_dir);
@@ -445,12 +468,12 @@ Test(secret, time_limit_kills_what_the_command_started)
 	for (;;) {
 		buf[0] = '\0';
 		if ((f = fopen(stat, "r")) == NULL)
-			break;			/* gone */
+			break; /* gone */
 		n = fread(buf, 1, sizeof(buf) - 1, f);
 		buf[n] = '\0';
 		fclose(f);
 		if (strstr(buf, ") Z ") != NULL)
-			break;			/* a zombie: it is dead */
+			break; /* a zombie: it is dead */
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (now.tv_sec > deadline.tv_sec)
 			break;
@@ -504,26 +527,31 @@ Test(secret, credential_readable_by_others_is_refused)
 	setenv("CREDENTIALS_DIRECTORY", test_dir, 1);
 	test_sh.credential = (char *)"relay.pass";
 	test_load_fails("credential relay.pass: readable by others (mode "
-	    "0444): refusing to use it; chmod 0600 or 0640", "cred-pw");
+			"0444): refusing to use it; chmod 0600 or 0640",
+	    "cred-pw");
 }
 
 Test(secret, credential_without_credentials_directory_names_loadcredential)
 {
 	test_sh.credential = (char *)"relay.pass";
 	test_load_fails("credential relay.pass: $CREDENTIALS_DIRECTORY is not "
-	    "set (run under systemd with LoadCredential=)", NULL);
+			"set (run under systemd with LoadCredential=)",
+	    NULL);
 	setenv("CREDENTIALS_DIRECTORY", "", 1);
 	test_load_fails("credential relay.pass: $CREDENTIALS_DIRECTORY is not "
-	    "set (run under systemd with LoadCredential=)", NULL);
+			"set (run under systemd with LoadCredential=)",
+	    NULL);
 }
 
 Test(secret, missing_credential_names_loadcredential)
 {
 	setenv("CREDENTIALS_DIRECTORY", test_dir, 1);
 	test_sh.credential = (char *)"relay.pass";
-	test_load_fails("credential relay.pass: no such credential in "
+	test_load_fails(
+	    "credential relay.pass: no such credential in "
 	    "$CREDENTIALS_DIRECTORY (is LoadCredential=relay.pass:... in the "
-	    "unit?)", NULL);
+	    "unit?)",
+	    NULL);
 }
 
 Test(secret, credential_name_cannot_leave_the_directory)
@@ -531,7 +559,8 @@ Test(secret, credential_name_cannot_leave_the_directory)
 	setenv("CREDENTIALS_DIRECTORY", test_dir, 1);
 	test_sh.credential = (char *)"../etc/shadow";
 	test_load_fails("credential ../etc/shadow: not a valid credential "
-	    "name", NULL);
+			"name",
+	    NULL);
 	test_sh.credential = (char *)"..";
 	test_load_fails("credential ..: not a valid credential name", NULL);
 }
@@ -563,7 +592,8 @@ Test(secret, no_source_is_not_found)
 
 	cr_assert_eq(secret_load(&test_sh, &s, &test_err), SQ_ENOTFOUND);
 	cr_assert_null(s);
-	cr_assert_str_eq(test_err.msg, "smarthost s: no secret source "
+	cr_assert_str_eq(test_err.msg,
+	    "smarthost s: no secret source "
 	    "configured");
 }
 

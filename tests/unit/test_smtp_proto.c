@@ -23,14 +23,15 @@
 #include "smtp_proto.h"
 #include "smtp_wire.h"
 
-static const char *const test_rcpts1[] = { "bob@example.net" };
-static const struct smtp_proto_txn test_txn1 = {
-	    .sender = "alice@example.org", .rcpts = test_rcpts1, .n_rcpts = 1 };
-static const char *const test_rcpts2[] = {
-	"nobody@example.net", "bob@example.net"
-};
-static const struct smtp_proto_txn test_txn2 = {
-	    .sender = "alice@example.org", .rcpts = test_rcpts2, .n_rcpts = 2 };
+static const char *const            test_rcpts1[] = { "bob@example.net" };
+static const struct smtp_proto_txn  test_txn1 = { .sender = "alice@example.org",
+	 .rcpts = test_rcpts1,
+	 .n_rcpts = 1 };
+static const char *const            test_rcpts2[] = { "nobody@example.net",
+		   "bob@example.net" };
+static const struct smtp_proto_txn  test_txn2 = { .sender = "alice@example.org",
+	 .rcpts = test_rcpts2,
+	 .n_rcpts = 2 };
 static const struct smtp_proto_txn *test_txn = &test_txn1;
 
 /* The last event popped by an "E:" step, for extra checks. */
@@ -39,8 +40,8 @@ static struct smtp_proto_event test_last_ev;
 static struct smtp_proto *
 test_proto_new(enum smtp_proto_tls tls)
 {
-	struct smtp_proto_params params = {
-		.ehlo_name = "client.example", .tls = tls };
+	struct smtp_proto_params params = { .ehlo_name = "client.example",
+		.tls = tls };
 
 	test_txn = &test_txn1;
 	return smtp_proto_new(&params);
@@ -57,9 +58,8 @@ test_proto_new_params(const struct smtp_proto_params *params)
 static void
 test_proto_event_str(const struct smtp_proto_event *ev, char *s, size_t n)
 {
-	static const char *const fails[] = {
-		"NONE", "CONN", "PROTO", "TLS", "RESP", "AUTH", "BODY"
-	};
+	static const char *const fails[] = { "NONE", "CONN", "PROTO", "TLS",
+		"RESP", "AUTH", "BODY" };
 
 	switch (ev->type) {
 	case SMTP_PROTO_EV_NEED_TLS:
@@ -79,8 +79,7 @@ test_proto_event_str(const struct smtp_proto_event *ev, char *s, size_t n)
 		snprintf(s, n, "TXN_DONE %d", ev->reply.code);
 		break;
 	case SMTP_PROTO_EV_FAILED:
-		snprintf(s, n, "FAILED %s %d", fails[ev->fail],
-		    ev->reply.code);
+		snprintf(s, n, "FAILED %s %d", fails[ev->fail], ev->reply.code);
 		break;
 	case SMTP_PROTO_EV_CLOSED:
 		snprintf(s, n, "CLOSED");
@@ -92,7 +91,7 @@ static void
 test_proto_expect_output(struct smtp_proto *p, const char *want)
 {
 	const void *data;
-	size_t len;
+	size_t      len;
 
 	smtp_proto_output(p, &data, &len);
 	cr_assert_eq(len, strlen(want), "output \"%.*s\", want \"%s\"",
@@ -110,8 +109,8 @@ test_proto_run(struct smtp_proto *p, const char *const *steps, size_t n,
     int final)
 {
 	struct smtp_proto_event ev;
-	char got[128];
-	size_t i;
+	char                    got[128];
+	size_t                  i;
 
 	for (i = 0; i < n; i++) {
 		const char *s = steps[i], *arg = s + 2;
@@ -154,21 +153,21 @@ test_proto_run(struct smtp_proto *p, const char *const *steps, size_t n,
 	test_proto_expect_output(p, "");
 }
 
-#define TEST_STEPS(p, final, ...) do {					\
-	static const char *const test_steps_[] = { __VA_ARGS__ };	\
-	test_proto_run((p), test_steps_,				\
-	    sizeof(test_steps_) / sizeof(test_steps_[0]), (final));	\
-} while (0)
+#define TEST_STEPS(p, final, ...) \
+	do { \
+		static const char *const test_steps_[] = { __VA_ARGS__ }; \
+		test_proto_run((p), test_steps_, \
+		    sizeof(test_steps_) / sizeof(test_steps_[0]), (final)); \
+	} while (0)
 /* A whole transcript (nothing may be left over) or a part of one. */
-#define TEST_RUN(p, ...)	TEST_STEPS(p, 1, __VA_ARGS__)
-#define TEST_PART(p, ...)	TEST_STEPS(p, 0, __VA_ARGS__)
+#define TEST_RUN(p, ...)  TEST_STEPS(p, 1, __VA_ARGS__)
+#define TEST_PART(p, ...) TEST_STEPS(p, 0, __VA_ARGS__)
 
 /* Greeting and EHLO of a plain session up to READY. */
-#define TEST_HELLO							\
-	"S:220 mx.example.net ESMTP\r\n",				\
-	"C:EHLO client.example\r\n",					\
-	"S:250-mx.example.net\r\n250-PIPELINING\r\n250 8BITMIME\r\n",	\
-	"E:READY"
+#define TEST_HELLO \
+	"S:220 mx.example.net ESMTP\r\n", "C:EHLO client.example\r\n", \
+	    "S:250-mx.example.net\r\n250-PIPELINING\r\n250 8BITMIME\r\n", \
+	    "E:READY"
 
 Test(smtp_proto, plain_session_delivers_one_message)
 {
@@ -180,26 +179,14 @@ Test(smtp_proto, plain_session_delivers_one_message)
 	cr_assert_not(smtp_proto_tls_active(p));
 	cr_assert(smtp_proto_caps(p)->pipelining);
 	cr_assert(smtp_proto_caps(p)->eightbitmime);
-	TEST_RUN(p,
-	    "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n",
-	    "S:250 2.1.0 Ok\r\n",
-	    "C:RCPT TO:<bob@example.net>\r\n",
-	    "S:250 2.1.5 Ok\r\n",
-	    "E:RCPT_STATUS 0 250",
-	    "C:DATA\r\n",
-	    "S:354 End data with <CR><LF>.<CR><LF>\r\n",
-	    "E:NEED_BODY",
-	    "!body:Subject: hi\n\n.dot\r",
-	    "!last:\nbye",
+	TEST_RUN(p, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 2.1.0 Ok\r\n", "C:RCPT TO:<bob@example.net>\r\n",
+	    "S:250 2.1.5 Ok\r\n", "E:RCPT_STATUS 0 250", "C:DATA\r\n",
+	    "S:354 End data with <CR><LF>.<CR><LF>\r\n", "E:NEED_BODY",
+	    "!body:Subject: hi\n\n.dot\r", "!last:\nbye",
 	    "C:Subject: hi\r\n\r\n..dot\r\nbye\r\n.\r\n",
-	    "S:250 2.0.0 Ok: queued as 4XyZ\r\n",
-	    "E:TXN_DONE 250",
-	    "E:READY",
-	    "!quit",
-	    "C:QUIT\r\n",
-	    "S:221 2.0.0 Bye\r\n",
-	    "E:CLOSED");
+	    "S:250 2.0.0 Ok: queued as 4XyZ\r\n", "E:TXN_DONE 250", "E:READY",
+	    "!quit", "C:QUIT\r\n", "S:221 2.0.0 Bye\r\n", "E:CLOSED");
 	cr_assert_str_eq(smtp_proto_state_name(p), "closed");
 	smtp_proto_free(p);
 }
@@ -208,11 +195,10 @@ Test(smtp_proto, txn_done_carries_the_final_reply)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 
-	TEST_PART(p, TEST_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
-	    "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
-	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n",
-	    "E:NEED_BODY", "!last:x", "C:x\r\n.\r\n",
+	TEST_PART(p, TEST_HELLO, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 Ok\r\n", "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
+	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n", "E:NEED_BODY",
+	    "!last:x", "C:x\r\n.\r\n",
 	    "S:250-2.0.0 Ok\r\n250 2.0.0 queued as \x01\x02X\r\n",
 	    "E:TXN_DONE 250");
 	cr_assert_str_eq(test_last_ev.reply.enhanced, "2.0.0");
@@ -225,7 +211,7 @@ Test(smtp_proto, txn_done_carries_the_final_reply)
 Test(smtp_proto, reply_text_in_events_is_truncated_to_fit)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
-	char big[2000];
+	char               big[2000];
 
 	memset(big, 'y', sizeof(big));
 	memcpy(big, "554 ", 4);
@@ -243,25 +229,24 @@ Test(smtp_proto, two_messages_on_one_session)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 
-	TEST_RUN(p, TEST_HELLO,
-	    "!mail", "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
-	    "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
-	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n",
-	    "E:NEED_BODY", "!last:one\n", "C:one\r\n.\r\n", "S:250 Ok\r\n",
-	    "E:TXN_DONE 250", "E:READY",
-	    "!mail", "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
-	    "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
-	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n",
-	    "E:NEED_BODY", "!last:.two", "C:..two\r\n.\r\n",
-	    "S:250 Ok\r\n", "E:TXN_DONE 250", "E:READY");
+	TEST_RUN(p, TEST_HELLO, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 Ok\r\n", "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
+	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n", "E:NEED_BODY",
+	    "!last:one\n", "C:one\r\n.\r\n", "S:250 Ok\r\n", "E:TXN_DONE 250",
+	    "E:READY", "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 Ok\r\n", "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
+	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n", "E:NEED_BODY",
+	    "!last:.two", "C:..two\r\n.\r\n", "S:250 Ok\r\n", "E:TXN_DONE 250",
+	    "E:READY");
 	smtp_proto_free(p);
 }
 
 Test(smtp_proto, null_sender_is_sent_as_empty_path)
 {
-	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
-	const struct smtp_proto_txn bounce = {
-	    .sender = "", .rcpts = test_rcpts1, .n_rcpts = 1 };
+	struct smtp_proto          *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	const struct smtp_proto_txn bounce = { .sender = "",
+		.rcpts = test_rcpts1,
+		.n_rcpts = 1 };
 
 	TEST_RUN(p, TEST_HELLO);
 	cr_assert_eq(smtp_proto_send_mail(p, &bounce), 0);
@@ -274,8 +259,7 @@ Test(smtp_proto, implicit_tls_goes_ready_without_starttls)
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_IMPLICIT);
 
 	cr_assert(smtp_proto_tls_active(p));
-	TEST_RUN(p,
-	    "S:220 mx.example.net ESMTP\r\n",
+	TEST_RUN(p, "S:220 mx.example.net ESMTP\r\n",
 	    "C:EHLO client.example\r\n",
 	    "S:250-mx.example.net\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n",
 	    "E:READY");
@@ -287,13 +271,11 @@ Test(smtp_proto, starttls_upgrades_and_only_second_ehlo_caps_count)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_STARTTLS);
 
-	TEST_RUN(p,
-	    "S:220 mx.example.net ESMTP\r\n",
+	TEST_RUN(p, "S:220 mx.example.net ESMTP\r\n",
 	    "C:EHLO client.example\r\n",
 	    "S:250-mx.example.net\r\n250-STARTTLS\r\n250-PIPELINING\r\n"
 	    "250 AUTH PLAIN\r\n",
-	    "C:STARTTLS\r\n",
-	    "S:220 2.0.0 Ready to start TLS\r\n",
+	    "C:STARTTLS\r\n", "S:220 2.0.0 Ready to start TLS\r\n",
 	    "E:NEED_TLS");
 	cr_assert_not(smtp_proto_tls_active(p));
 	cr_assert_str_eq(smtp_proto_state_name(p), "tls-handshake");
@@ -301,10 +283,8 @@ Test(smtp_proto, starttls_upgrades_and_only_second_ehlo_caps_count)
 	cr_assert(smtp_proto_tls_active(p));
 	cr_assert_not(smtp_proto_caps(p)->auth);
 	cr_assert_not(smtp_proto_caps(p)->pipelining);
-	TEST_RUN(p,
-	    "C:EHLO client.example\r\n",
-	    "S:250-mx.example.net\r\n250 AUTH LOGIN\r\n",
-	    "E:READY");
+	TEST_RUN(p, "C:EHLO client.example\r\n",
+	    "S:250-mx.example.net\r\n250 AUTH LOGIN\r\n", "E:READY");
 	cr_assert(smtp_proto_caps(p)->auth);
 	cr_assert_eq(smtp_proto_caps(p)->auth_mechs, SMTP_WIRE_AUTH_LOGIN);
 	cr_assert_not(smtp_proto_caps(p)->pipelining);
@@ -316,12 +296,10 @@ Test(smtp_proto, starttls_not_offered_fails_tls_and_sends_only_quit)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_STARTTLS);
 
-	TEST_RUN(p,
-	    "S:220 mx.example.net ESMTP\r\n",
+	TEST_RUN(p, "S:220 mx.example.net ESMTP\r\n",
 	    "C:EHLO client.example\r\n",
 	    "S:250-mx.example.net\r\n250-AUTH PLAIN LOGIN\r\n250 SIZE\r\n",
-	    "E:FAILED TLS 0",
-	    "C:QUIT\r\n");
+	    "E:FAILED TLS 0", "C:QUIT\r\n");
 	cr_assert_neq(test_last_ev.reply.text[0], '\0');
 	/* Nothing more, whatever happens now. */
 	cr_assert_eq(smtp_proto_send_mail(p, &test_txn1), -1);
@@ -334,14 +312,11 @@ Test(smtp_proto, starttls_refused_fails_tls)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_STARTTLS);
 
-	TEST_RUN(p,
-	    "S:220 mx.example.net ESMTP\r\n",
+	TEST_RUN(p, "S:220 mx.example.net ESMTP\r\n",
 	    "C:EHLO client.example\r\n",
-	    "S:250-mx.example.net\r\n250 STARTTLS\r\n",
-	    "C:STARTTLS\r\n",
+	    "S:250-mx.example.net\r\n250 STARTTLS\r\n", "C:STARTTLS\r\n",
 	    "S:454 4.7.0 TLS not available due to temporary reason\r\n",
-	    "E:FAILED TLS 454",
-	    "C:QUIT\r\n");
+	    "E:FAILED TLS 454", "C:QUIT\r\n");
 	cr_assert_str_eq(test_last_ev.reply.enhanced, "4.7.0");
 	smtp_proto_free(p);
 }
@@ -350,14 +325,11 @@ Test(smtp_proto, bytes_after_starttls_220_in_same_feed_fail_proto)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_STARTTLS);
 
-	TEST_RUN(p,
-	    "S:220 mx.example.net ESMTP\r\n",
+	TEST_RUN(p, "S:220 mx.example.net ESMTP\r\n",
 	    "C:EHLO client.example\r\n",
-	    "S:250-mx.example.net\r\n250 STARTTLS\r\n",
-	    "C:STARTTLS\r\n",
+	    "S:250-mx.example.net\r\n250 STARTTLS\r\n", "C:STARTTLS\r\n",
 	    "S:220 go ahead\r\n250-mx.example.net\r\n250 AUTH PLAIN\r\n",
-	    "E:FAILED PROTO 0",
-	    "!tls_ok");
+	    "E:FAILED PROTO 0", "!tls_ok");
 	cr_assert_not(smtp_proto_tls_active(p));
 	smtp_proto_free(p);
 }
@@ -366,14 +338,10 @@ Test(smtp_proto, bytes_after_starttls_220_split_mid_line_fail_proto)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_STARTTLS);
 
-	TEST_RUN(p,
-	    "S:220 mx.example.net ESMTP\r\n",
+	TEST_RUN(p, "S:220 mx.example.net ESMTP\r\n",
 	    "C:EHLO client.example\r\n",
-	    "S:250-mx.example.net\r\n250 STARTTLS\r\n",
-	    "C:STARTTLS\r\n",
-	    "S:220 go ahead\r",
-	    "S:\n2",
-	    "E:FAILED PROTO 0");
+	    "S:250-mx.example.net\r\n250 STARTTLS\r\n", "C:STARTTLS\r\n",
+	    "S:220 go ahead\r", "S:\n2", "E:FAILED PROTO 0");
 	smtp_proto_free(p);
 }
 
@@ -381,16 +349,11 @@ Test(smtp_proto, bytes_before_tls_done_fail_proto)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_STARTTLS);
 
-	TEST_RUN(p,
-	    "S:220 mx.example.net ESMTP\r\n",
+	TEST_RUN(p, "S:220 mx.example.net ESMTP\r\n",
 	    "C:EHLO client.example\r\n",
-	    "S:250-mx.example.net\r\n250 STARTTLS\r\n",
-	    "C:STARTTLS\r\n",
-	    "S:220 go ahead\r\n",
-	    "E:NEED_TLS",
-	    "S:250 injected\r\n",
-	    "E:FAILED PROTO 0",
-	    "!tls_ok");
+	    "S:250-mx.example.net\r\n250 STARTTLS\r\n", "C:STARTTLS\r\n",
+	    "S:220 go ahead\r\n", "E:NEED_TLS", "S:250 injected\r\n",
+	    "E:FAILED PROTO 0", "!tls_ok");
 	smtp_proto_free(p);
 }
 
@@ -398,15 +361,10 @@ Test(smtp_proto, tls_handshake_failure_fails_tls_without_quit)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_STARTTLS);
 
-	TEST_RUN(p,
-	    "S:220 mx.example.net ESMTP\r\n",
+	TEST_RUN(p, "S:220 mx.example.net ESMTP\r\n",
 	    "C:EHLO client.example\r\n",
-	    "S:250-mx.example.net\r\n250 STARTTLS\r\n",
-	    "C:STARTTLS\r\n",
-	    "S:220 go ahead\r\n",
-	    "E:NEED_TLS",
-	    "!tls_fail",
-	    "E:FAILED TLS 0");
+	    "S:250-mx.example.net\r\n250 STARTTLS\r\n", "C:STARTTLS\r\n",
+	    "S:220 go ahead\r\n", "E:NEED_TLS", "!tls_fail", "E:FAILED TLS 0");
 	smtp_proto_free(p);
 }
 
@@ -414,12 +372,10 @@ Test(smtp_proto, ehlo_rejected_falls_back_to_helo)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 
-	TEST_RUN(p,
-	    "S:220 old.example.net SMTP\r\n",
+	TEST_RUN(p, "S:220 old.example.net SMTP\r\n",
 	    "C:EHLO client.example\r\n",
 	    "S:502 5.5.2 Error: command not recognized\r\n",
-	    "C:HELO client.example\r\n",
-	    "S:250 old.example.net\r\n",
+	    "C:HELO client.example\r\n", "S:250 old.example.net\r\n",
 	    "E:READY");
 	cr_assert_not(smtp_proto_caps(p)->pipelining);
 	smtp_proto_free(p);
@@ -429,12 +385,9 @@ Test(smtp_proto, ehlo_rejected_with_implicit_tls_falls_back_to_helo)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_IMPLICIT);
 
-	TEST_RUN(p,
-	    "S:220 old.example.net SMTP\r\n",
-	    "C:EHLO client.example\r\n",
-	    "S:500 what\r\n",
-	    "C:HELO client.example\r\n",
-	    "S:250 old.example.net\r\n",
+	TEST_RUN(p, "S:220 old.example.net SMTP\r\n",
+	    "C:EHLO client.example\r\n", "S:500 what\r\n",
+	    "C:HELO client.example\r\n", "S:250 old.example.net\r\n",
 	    "E:READY");
 	smtp_proto_free(p);
 }
@@ -443,11 +396,9 @@ Test(smtp_proto, ehlo_rejected_under_starttls_fails_tls)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_STARTTLS);
 
-	TEST_RUN(p,
-	    "S:220 old.example.net SMTP\r\n",
+	TEST_RUN(p, "S:220 old.example.net SMTP\r\n",
 	    "C:EHLO client.example\r\n",
-	    "S:502 5.5.2 Error: command not recognized\r\n",
-	    "E:FAILED TLS 502",
+	    "S:502 5.5.2 Error: command not recognized\r\n", "E:FAILED TLS 502",
 	    "C:QUIT\r\n");
 	smtp_proto_free(p);
 }
@@ -456,12 +407,8 @@ Test(smtp_proto, ehlo_temporary_failure_fails_resp)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
-	    "S:450 try later\r\n",
-	    "E:FAILED RESP 450",
-	    "C:QUIT\r\n");
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
+	    "S:450 try later\r\n", "E:FAILED RESP 450", "C:QUIT\r\n");
 	smtp_proto_free(p);
 }
 
@@ -469,14 +416,9 @@ Test(smtp_proto, helo_refused_fails_resp)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
-	    "S:500 what\r\n",
-	    "C:HELO client.example\r\n",
-	    "S:550 go away\r\n",
-	    "E:FAILED RESP 550",
-	    "C:QUIT\r\n");
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
+	    "S:500 what\r\n", "C:HELO client.example\r\n", "S:550 go away\r\n",
+	    "E:FAILED RESP 550", "C:QUIT\r\n");
 	smtp_proto_free(p);
 }
 
@@ -484,9 +426,7 @@ Test(smtp_proto, greeting_554_fails_resp_and_quits)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 
-	TEST_RUN(p,
-	    "S:554 5.7.1 No SMTP service here\r\n",
-	    "E:FAILED RESP 554",
+	TEST_RUN(p, "S:554 5.7.1 No SMTP service here\r\n", "E:FAILED RESP 554",
 	    "C:QUIT\r\n");
 	cr_assert_str_eq(test_last_ev.reply.text, "5.7.1 No SMTP service here");
 	cr_assert_str_eq(test_last_ev.reply.enhanced, "5.7.1");
@@ -498,25 +438,15 @@ Test(smtp_proto, rcpt_partially_rejected_still_sends_data)
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 
 	test_txn = &test_txn2;
-	TEST_PART(p, TEST_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n",
-	    "S:250 2.1.0 Ok\r\n",
-	    "C:RCPT TO:<nobody@example.net>\r\n",
+	TEST_PART(p, TEST_HELLO, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 2.1.0 Ok\r\n", "C:RCPT TO:<nobody@example.net>\r\n",
 	    "S:550 5.1.1 <nobody@example.net>: Recipient address rejected\r\n",
 	    "E:RCPT_STATUS 0 550");
 	cr_assert_str_eq(test_last_ev.reply.enhanced, "5.1.1");
-	TEST_RUN(p,
-	    "C:RCPT TO:<bob@example.net>\r\n",
-	    "S:250 2.1.5 Ok\r\n",
-	    "E:RCPT_STATUS 1 250",
-	    "C:DATA\r\n",
-	    "S:354 go\r\n",
-	    "E:NEED_BODY",
-	    "!last:hello\r\n",
-	    "C:hello\r\n.\r\n",
-	    "S:250 2.0.0 Ok\r\n",
-	    "E:TXN_DONE 250",
-	    "E:READY");
+	TEST_RUN(p, "C:RCPT TO:<bob@example.net>\r\n", "S:250 2.1.5 Ok\r\n",
+	    "E:RCPT_STATUS 1 250", "C:DATA\r\n", "S:354 go\r\n", "E:NEED_BODY",
+	    "!last:hello\r\n", "C:hello\r\n.\r\n", "S:250 2.0.0 Ok\r\n",
+	    "E:TXN_DONE 250", "E:READY");
 	smtp_proto_free(p);
 }
 
@@ -525,21 +455,13 @@ Test(smtp_proto, all_rcpts_rejected_sends_rset_and_reports_last_failure)
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 
 	test_txn = &test_txn2;
-	TEST_PART(p, TEST_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n",
-	    "S:250 2.1.0 Ok\r\n",
-	    "C:RCPT TO:<nobody@example.net>\r\n",
-	    "S:550 5.1.1 no such user\r\n",
-	    "E:RCPT_STATUS 0 550",
-	    "C:RCPT TO:<bob@example.net>\r\n",
-	    "S:452 4.2.2 mailbox full\r\n",
-	    "E:RCPT_STATUS 1 452",
-	    "E:TXN_DONE 452");
+	TEST_PART(p, TEST_HELLO, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 2.1.0 Ok\r\n", "C:RCPT TO:<nobody@example.net>\r\n",
+	    "S:550 5.1.1 no such user\r\n", "E:RCPT_STATUS 0 550",
+	    "C:RCPT TO:<bob@example.net>\r\n", "S:452 4.2.2 mailbox full\r\n",
+	    "E:RCPT_STATUS 1 452", "E:TXN_DONE 452");
 	cr_assert_str_eq(test_last_ev.reply.text, "4.2.2 mailbox full");
-	TEST_RUN(p,
-	    "C:RSET\r\n",
-	    "S:250 2.0.0 Ok\r\n",
-	    "E:READY");
+	TEST_RUN(p, "C:RSET\r\n", "S:250 2.0.0 Ok\r\n", "E:READY");
 	smtp_proto_free(p);
 }
 
@@ -547,16 +469,10 @@ Test(smtp_proto, mail_refused_ends_txn_then_rset_and_ready)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 
-	TEST_PART(p, TEST_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n",
-	    "S:451 4.3.0 try again later\r\n",
-	    "E:TXN_DONE 451");
+	TEST_PART(p, TEST_HELLO, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:451 4.3.0 try again later\r\n", "E:TXN_DONE 451");
 	cr_assert_str_eq(test_last_ev.reply.text, "4.3.0 try again later");
-	TEST_RUN(p,
-	    "C:RSET\r\n",
-	    "S:250 Ok\r\n",
-	    "E:READY",
-	    "!mail",
+	TEST_RUN(p, "C:RSET\r\n", "S:250 Ok\r\n", "E:READY", "!mail",
 	    "C:MAIL FROM:<alice@example.org>\r\n");
 	smtp_proto_free(p);
 }
@@ -565,12 +481,10 @@ Test(smtp_proto, data_refused_ends_txn_then_rset)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 
-	TEST_RUN(p, TEST_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
-	    "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
+	TEST_RUN(p, TEST_HELLO, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 Ok\r\n", "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
 	    "E:RCPT_STATUS 0 250", "C:DATA\r\n",
-	    "S:554 5.5.1 no valid recipients\r\n",
-	    "E:TXN_DONE 554",
+	    "S:554 5.5.1 no valid recipients\r\n", "E:TXN_DONE 554",
 	    "C:RSET\r\n", "S:250 Ok\r\n", "E:READY");
 	smtp_proto_free(p);
 }
@@ -579,12 +493,10 @@ Test(smtp_proto, message_refused_after_data_ends_txn_and_is_ready)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 
-	TEST_RUN(p, TEST_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
-	    "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
-	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n",
-	    "E:NEED_BODY", "!last:spam", "C:spam\r\n.\r\n",
-	    "S:550 5.7.1 looks like spam\r\n",
+	TEST_RUN(p, TEST_HELLO, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 Ok\r\n", "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
+	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n", "E:NEED_BODY",
+	    "!last:spam", "C:spam\r\n.\r\n", "S:550 5.7.1 looks like spam\r\n",
 	    "E:TXN_DONE 550", "E:READY");
 	smtp_proto_free(p);
 }
@@ -593,13 +505,8 @@ Test(smtp_proto, eof_mid_session_fails_conn)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 
-	TEST_RUN(p, TEST_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n",
-	    "S:250 Ok",
-	    "!eof",
-	    "E:FAILED CONN 0",
-	    "S:\r\n",
-	    "!eof");
+	TEST_RUN(p, TEST_HELLO, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 Ok", "!eof", "E:FAILED CONN 0", "S:\r\n", "!eof");
 	smtp_proto_free(p);
 }
 
@@ -632,17 +539,11 @@ Test(smtp_proto, quit_during_final_reply_reports_txn_then_quits)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 
-	TEST_RUN(p, TEST_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
-	    "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
-	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n",
-	    "E:NEED_BODY", "!last:x", "C:x\r\n.\r\n",
-	    "!quit",
-	    "S:250 Ok\r\n",
-	    "E:TXN_DONE 250",
-	    "C:QUIT\r\n",
-	    "S:221 Bye\r\n",
-	    "E:CLOSED");
+	TEST_RUN(p, TEST_HELLO, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 Ok\r\n", "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
+	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n", "E:NEED_BODY",
+	    "!last:x", "C:x\r\n.\r\n", "!quit", "S:250 Ok\r\n",
+	    "E:TXN_DONE 250", "C:QUIT\r\n", "S:221 Bye\r\n", "E:CLOSED");
 	smtp_proto_free(p);
 }
 
@@ -668,12 +569,9 @@ Test(smtp_proto, reply_421_to_rcpt_fails_resp)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 
-	TEST_RUN(p, TEST_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
-	    "C:RCPT TO:<bob@example.net>\r\n",
-	    "S:421 4.4.2 timeout, closing\r\n",
-	    "E:FAILED RESP 421",
-	    "!eof");
+	TEST_RUN(p, TEST_HELLO, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 Ok\r\n", "C:RCPT TO:<bob@example.net>\r\n",
+	    "S:421 4.4.2 timeout, closing\r\n", "E:FAILED RESP 421", "!eof");
 	smtp_proto_free(p);
 }
 
@@ -681,8 +579,7 @@ Test(smtp_proto, unsolicited_421_while_ready_fails_resp)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 
-	TEST_RUN(p, TEST_HELLO, "S:421 idle timeout\r\n",
-	    "E:FAILED RESP 421");
+	TEST_RUN(p, TEST_HELLO, "S:421 idle timeout\r\n", "E:FAILED RESP 421");
 	smtp_proto_free(p);
 }
 
@@ -718,28 +615,31 @@ Test(smtp_proto, reply_during_body_fails_proto)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 
-	TEST_RUN(p, TEST_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
-	    "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
-	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n",
-	    "E:NEED_BODY", "!body:partial", "C:partial",
-	    "S:250 early\r\n", "E:FAILED PROTO 250", "!last:more");
+	TEST_RUN(p, TEST_HELLO, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 Ok\r\n", "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
+	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n", "E:NEED_BODY",
+	    "!body:partial", "C:partial", "S:250 early\r\n",
+	    "E:FAILED PROTO 250", "!last:more");
 	smtp_proto_free(p);
 }
 
 Test(smtp_proto, send_mail_rejects_misuse_and_unsafe_addresses)
 {
-	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
-	const char *const evil[] = { "bob@x>\r\nRCPT TO:<eve@y" };
-	const char *const spaced[] = { "bob @x" };
-	const struct smtp_proto_txn bad1 = {
-	    .sender = "a@x", .rcpts = evil, .n_rcpts = 1 };
-	const struct smtp_proto_txn bad2 = {
-	    .sender = "a@x\n", .rcpts = test_rcpts1, .n_rcpts = 1 };
-	const struct smtp_proto_txn bad3 = {
-	    .sender = "a@x", .rcpts = test_rcpts1, .n_rcpts = 0 };
-	const struct smtp_proto_txn bad4 = {
-	    .sender = "a@x", .rcpts = spaced, .n_rcpts = 1 };
+	struct smtp_proto          *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	const char *const           evil[] = { "bob@x>\r\nRCPT TO:<eve@y" };
+	const char *const           spaced[] = { "bob @x" };
+	const struct smtp_proto_txn bad1 = { .sender = "a@x",
+		.rcpts = evil,
+		.n_rcpts = 1 };
+	const struct smtp_proto_txn bad2 = { .sender = "a@x\n",
+		.rcpts = test_rcpts1,
+		.n_rcpts = 1 };
+	const struct smtp_proto_txn bad3 = { .sender = "a@x",
+		.rcpts = test_rcpts1,
+		.n_rcpts = 0 };
+	const struct smtp_proto_txn bad4 = { .sender = "a@x",
+		.rcpts = spaced,
+		.n_rcpts = 1 };
 
 	cr_assert_eq(smtp_proto_send_mail(p, &test_txn1), -1);
 	TEST_RUN(p, TEST_HELLO);
@@ -763,18 +663,16 @@ Test(smtp_proto, body_outside_data_is_ignored)
 Test(smtp_proto, large_body_streams_in_chunks_below_the_watermark)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
-	static char chunk[10000];
-	const void *data;
-	size_t i, len;
+	static char        chunk[10000];
+	const void        *data;
+	size_t             i, len;
 
 	memset(chunk, 'a', sizeof(chunk));
 	for (i = 99; i < sizeof(chunk); i += 100)
 		chunk[i] = '\n';
-	TEST_RUN(p, TEST_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
-	    "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
-	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n",
-	    "E:NEED_BODY");
+	TEST_RUN(p, TEST_HELLO, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 Ok\r\n", "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
+	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n", "E:NEED_BODY");
 	for (i = 0; i < 100; i++) {
 		cr_assert_lt(smtp_proto_output_pending(p),
 		    SMTP_PROTO_OUT_WATERMARK);
@@ -793,39 +691,32 @@ Test(smtp_proto, ehlo_rejected_after_starttls_falls_back_to_helo)
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_STARTTLS);
 
 	/* HELO could not offer STARTTLS, but TLS is already up. */
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
-	    "S:250-mx\r\n250 STARTTLS\r\n",
-	    "C:STARTTLS\r\n",
-	    "S:220 go ahead\r\n",
-	    "E:NEED_TLS",
-	    "!tls_ok",
-	    "C:EHLO client.example\r\n",
-	    "S:502 no EHLO today\r\n",
-	    "C:HELO client.example\r\n",
-	    "S:250 mx\r\n",
-	    "E:READY");
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 STARTTLS\r\n", "C:STARTTLS\r\n",
+	    "S:220 go ahead\r\n", "E:NEED_TLS", "!tls_ok",
+	    "C:EHLO client.example\r\n", "S:502 no EHLO today\r\n",
+	    "C:HELO client.example\r\n", "S:250 mx\r\n", "E:READY");
 	cr_assert(smtp_proto_tls_active(p));
 	smtp_proto_free(p);
 }
 
 Test(smtp_proto, event_queue_is_bounded_when_the_driver_never_pops)
 {
-	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
-	const char *rcpts[SMTP_PROTO_EVENTS_MAX + 8];
-	struct smtp_proto_txn txn = {
-	    .sender = "a@example.org", .rcpts = rcpts, .n_rcpts = 0 };
+	struct smtp_proto      *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	const char             *rcpts[SMTP_PROTO_EVENTS_MAX + 8];
+	struct smtp_proto_txn   txn = { .sender = "a@example.org",
+		  .rcpts = rcpts,
+		  .n_rcpts = 0 };
 	struct smtp_proto_event ev;
-	const void *data;
-	size_t i, len, n = 0;
+	const void             *data;
+	size_t                  i, len, n = 0;
 
 	for (i = 0; i < SMTP_PROTO_EVENTS_MAX + 8; i++)
 		rcpts[i] = "r@example.net";
 	txn.n_rcpts = SMTP_PROTO_EVENTS_MAX + 8;
 	TEST_RUN(p, TEST_HELLO);
 	cr_assert_eq(smtp_proto_send_mail(p, &txn), 0);
-	smtp_proto_feed(p, "250 Ok\r\n", 8);	/* too early: not written */
+	smtp_proto_feed(p, "250 Ok\r\n", 8); /* too early: not written */
 	cr_assert_str_eq(smtp_proto_state_name(p), "failed");
 	smtp_proto_free(p);
 
@@ -848,14 +739,20 @@ Test(smtp_proto, event_queue_is_bounded_when_the_driver_never_pops)
 
 Test(smtp_proto, send_mail_refuses_addresses_with_control_characters)
 {
-	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto       *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 	static const char *const bad[] = {
-		"a\r@x", "a@x\n", "a\t@x", "a\001@x", "a@x\177", "a\033@x",
+		"a\r@x",
+		"a@x\n",
+		"a\t@x",
+		"a\001@x",
+		"a@x\177",
+		"a\033@x",
 	};
-	struct smtp_proto_txn txn = {
-	    .sender = "a@x", .rcpts = test_rcpts1, .n_rcpts = 1 };
-	const char *r[1];
-	size_t i;
+	struct smtp_proto_txn txn = { .sender = "a@x",
+		.rcpts = test_rcpts1,
+		.n_rcpts = 1 };
+	const char           *r[1];
+	size_t                i;
 
 	TEST_RUN(p, TEST_HELLO);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -875,12 +772,18 @@ Test(smtp_proto, send_mail_refuses_addresses_with_control_characters)
 Test(smtp_proto, final_reply_is_success_only_when_a_valid_2xx)
 {
 	static const char *const bad[] = {
-		"354 go on\r\n", "2500 Ok\r\n", "25 Ok\r\n", "250Ok\r\n",
-		"OK\r\n", "\r\n", "199 hmm\r\n", "650 what\r\n",
+		"354 go on\r\n",
+		"2500 Ok\r\n",
+		"25 Ok\r\n",
+		"250Ok\r\n",
+		"OK\r\n",
+		"\r\n",
+		"199 hmm\r\n",
+		"650 what\r\n",
 	};
-	struct smtp_proto *p;
+	struct smtp_proto      *p;
 	struct smtp_proto_event ev;
-	size_t i;
+	size_t                  i;
 
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		p = test_proto_new(SMTP_PROTO_TLS_NONE);
@@ -902,65 +805,53 @@ Test(smtp_proto, rcpt_reply_outside_2xx_4xx_5xx_fails_proto)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 
-	TEST_RUN(p, TEST_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
-	    "C:RCPT TO:<bob@example.net>\r\n", "S:354 what\r\n",
+	TEST_RUN(p, TEST_HELLO, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 Ok\r\n", "C:RCPT TO:<bob@example.net>\r\n", "S:354 what\r\n",
 	    "E:FAILED PROTO 354");
 	smtp_proto_free(p);
 }
 
 /* AUTH */
 
-#define TEST_AUTH_PARAMS(tls_, auth_)					\
-	.ehlo_name = "client.example", .tls = (tls_), .auth = (auth_),	\
+#define TEST_AUTH_PARAMS(tls_, auth_) \
+	.ehlo_name = "client.example", .tls = (tls_), .auth = (auth_), \
 	.auth_user = "tim", .auth_secret = "tanstaaftanstaaf"
 
 Test(smtp_proto, auth_plain_over_implicit_tls)
 {
-	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
-	struct smtp_proto *p = test_proto_new_params(&params);
+	struct smtp_proto_params params = { TEST_AUTH_PARAMS(
+	    SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
+	struct smtp_proto       *p = test_proto_new_params(&params);
 
-	TEST_PART(p,
-	    "S:220 mx.example.net ESMTP\r\n",
+	TEST_PART(p, "S:220 mx.example.net ESMTP\r\n",
 	    "C:EHLO client.example\r\n",
 	    "S:250-mx.example.net\r\n250 AUTH PLAIN LOGIN\r\n",
 	    "C:AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n");
 	cr_assert_str_eq(smtp_proto_state_name(p), "auth");
-	TEST_RUN(p,
-	    "S:235 2.7.0 Authentication successful\r\n",
-	    "E:READY",
-	    "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n");
+	TEST_RUN(p, "S:235 2.7.0 Authentication successful\r\n", "E:READY",
+	    "!mail", "C:MAIL FROM:<alice@example.org>\r\n");
 	smtp_proto_free(p);
 }
 
 Test(smtp_proto, auth_after_starttls_uses_only_second_ehlo_mechanisms)
 {
 	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_STARTTLS, SASL_MECH_AUTO),
-	    .auth_nonce = "rOprNGfwEbeRWgbNEkqO" };
+		TEST_AUTH_PARAMS(SMTP_PROTO_TLS_STARTTLS, SASL_MECH_AUTO),
+		.auth_nonce = "rOprNGfwEbeRWgbNEkqO"
+	};
 	struct smtp_proto *p = test_proto_new_params(&params);
 
 	/* Before TLS the server offers SCRAM and PLAIN: nothing is sent
 	 * but STARTTLS; after TLS only LOGIN counts. */
-	TEST_RUN(p,
-	    "S:220 mx.example.net ESMTP\r\n",
+	TEST_RUN(p, "S:220 mx.example.net ESMTP\r\n",
 	    "C:EHLO client.example\r\n",
 	    "S:250-mx.example.net\r\n250-STARTTLS\r\n"
 	    "250 AUTH SCRAM-SHA-256 PLAIN\r\n",
-	    "C:STARTTLS\r\n",
-	    "S:220 go ahead\r\n",
-	    "E:NEED_TLS",
-	    "!tls_ok",
+	    "C:STARTTLS\r\n", "S:220 go ahead\r\n", "E:NEED_TLS", "!tls_ok",
 	    "C:EHLO client.example\r\n",
-	    "S:250-mx.example.net\r\n250 AUTH LOGIN\r\n",
-	    "C:AUTH LOGIN\r\n",
-	    "S:334 VXNlcm5hbWU6\r\n",
-	    "C:dGlt\r\n",
-	    "S:334 UGFzc3dvcmQ6\r\n",
-	    "C:dGFuc3RhYWZ0YW5zdGFhZg==\r\n",
-	    "S:235 2.7.0 Accepted\r\n",
+	    "S:250-mx.example.net\r\n250 AUTH LOGIN\r\n", "C:AUTH LOGIN\r\n",
+	    "S:334 VXNlcm5hbWU6\r\n", "C:dGlt\r\n", "S:334 UGFzc3dvcmQ6\r\n",
+	    "C:dGFuc3RhYWZ0YW5zdGFhZg==\r\n", "S:235 2.7.0 Accepted\r\n",
 	    "E:READY");
 	smtp_proto_free(p);
 }
@@ -968,25 +859,25 @@ Test(smtp_proto, auth_after_starttls_uses_only_second_ehlo_mechanisms)
 Test(smtp_proto, auth_is_refused_without_tls_to_a_remote_server)
 {
 	static const enum sasl_mech mechs[] = {
-		SASL_MECH_AUTO, SASL_MECH_PLAIN, SASL_MECH_LOGIN,
+		SASL_MECH_AUTO,
+		SASL_MECH_PLAIN,
+		SASL_MECH_LOGIN,
 		SASL_MECH_XOAUTH2,
 	};
-	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_NONE, SASL_MECH_PLAIN) };
-	struct smtp_proto *p;
-	size_t i;
+	struct smtp_proto_params params = { TEST_AUTH_PARAMS(
+	    SMTP_PROTO_TLS_NONE, SASL_MECH_PLAIN) };
+	struct smtp_proto       *p;
+	size_t                   i;
 
 	for (i = 0; i < sizeof(mechs) / sizeof(mechs[0]); i++) {
 		params.auth = mechs[i];
 		p = test_proto_new_params(&params);
-		TEST_RUN(p,
-		    "S:220 mx.example.net ESMTP\r\n",
+		TEST_RUN(p, "S:220 mx.example.net ESMTP\r\n",
 		    "C:EHLO client.example\r\n",
 		    "S:250-mx.example.net\r\n250 AUTH PLAIN LOGIN XOAUTH2\r\n",
-		    "E:FAILED AUTH 0",
-		    "C:QUIT\r\n");
-		cr_assert(strstr(test_last_ev.reply.text, "without TLS"),
-		    "%s", test_last_ev.reply.text);
+		    "E:FAILED AUTH 0", "C:QUIT\r\n");
+		cr_assert(strstr(test_last_ev.reply.text, "without TLS"), "%s",
+		    test_last_ev.reply.text);
 		cr_assert(test_last_ev.reply.local);
 		smtp_proto_free(p);
 	}
@@ -995,45 +886,40 @@ Test(smtp_proto, auth_is_refused_without_tls_to_a_remote_server)
 Test(smtp_proto, auth_is_allowed_without_tls_to_loopback)
 {
 	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_NONE, SASL_MECH_PLAIN),
-	    .peer_is_loopback = 1 };
+		TEST_AUTH_PARAMS(SMTP_PROTO_TLS_NONE, SASL_MECH_PLAIN),
+		.peer_is_loopback = 1
+	};
 	struct smtp_proto *p = test_proto_new_params(&params);
 
-	TEST_RUN(p,
-	    "S:220 localhost ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
+	TEST_RUN(p, "S:220 localhost ESMTP\r\n", "C:EHLO client.example\r\n",
 	    "S:250-localhost\r\n250 AUTH PLAIN\r\n",
-	    "C:AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n",
-	    "S:235 ok\r\n",
+	    "C:AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n", "S:235 ok\r\n",
 	    "E:READY");
 	smtp_proto_free(p);
 }
 
 Test(smtp_proto, auth_none_never_authenticates)
 {
-	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_NONE) };
-	struct smtp_proto *p = test_proto_new_params(&params);
+	struct smtp_proto_params params = { TEST_AUTH_PARAMS(
+	    SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_NONE) };
+	struct smtp_proto       *p = test_proto_new_params(&params);
 
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
-	    "S:250-mx\r\n250 AUTH PLAIN\r\n",
-	    "E:READY");
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 AUTH PLAIN\r\n", "E:READY");
 	smtp_proto_free(p);
 }
 
 Test(smtp_proto, auth_auto_runs_scram_with_the_rfc7677_vector)
 {
-	struct smtp_proto_params params = {
-	    .ehlo_name = "client.example", .tls = SMTP_PROTO_TLS_IMPLICIT,
-	    .auth = SASL_MECH_AUTO, .auth_user = "user",
-	    .auth_secret = "pencil", .auth_nonce = "rOprNGfwEbeRWgbNEkqO" };
-	struct smtp_proto *p = test_proto_new_params(&params);
+	struct smtp_proto_params params = { .ehlo_name = "client.example",
+		.tls = SMTP_PROTO_TLS_IMPLICIT,
+		.auth = SASL_MECH_AUTO,
+		.auth_user = "user",
+		.auth_secret = "pencil",
+		.auth_nonce = "rOprNGfwEbeRWgbNEkqO" };
+	struct smtp_proto       *p = test_proto_new_params(&params);
 
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
 	    "S:250-mx\r\n250 AUTH PLAIN LOGIN SCRAM-SHA-256 CRAM-MD5\r\n",
 	    "C:AUTH SCRAM-SHA-256 biwsbj11c2VyLHI9ck9wck5HZndFYmVSV2diTkVrcU8="
 	    "\r\n",
@@ -1044,25 +930,23 @@ Test(smtp_proto, auth_auto_runs_scram_with_the_rfc7677_vector)
 	    "hnc3FtbWl6N0FuZFZRPQ==\r\n",
 	    "S:334 dj02cnJpVFJCaTIzV3BSUi93dHVwK21NaFVaVW4vZEI1bkxUSlJzamw5N"
 	    "Uc0PQ==\r\n",
-	    "C:\r\n",
-	    "S:235 2.7.0 Authentication successful\r\n",
-	    "E:READY");
+	    "C:\r\n", "S:235 2.7.0 Authentication successful\r\n", "E:READY");
 	smtp_proto_free(p);
 }
 
 Test(smtp_proto, auth_scram_server_signature_mismatch_fails_auth)
 {
-	struct smtp_proto_params params = {
-	    .ehlo_name = "client.example", .tls = SMTP_PROTO_TLS_IMPLICIT,
-	    .auth = SASL_MECH_SCRAM_SHA_256, .auth_user = "user",
-	    .auth_secret = "pencil", .auth_nonce = "rOprNGfwEbeRWgbNEkqO" };
-	struct smtp_proto *p = test_proto_new_params(&params);
+	struct smtp_proto_params params = { .ehlo_name = "client.example",
+		.tls = SMTP_PROTO_TLS_IMPLICIT,
+		.auth = SASL_MECH_SCRAM_SHA_256,
+		.auth_user = "user",
+		.auth_secret = "pencil",
+		.auth_nonce = "rOprNGfwEbeRWgbNEkqO" };
+	struct smtp_proto       *p = test_proto_new_params(&params);
 
 	/* The server does not know the password: its v= is wrong.  We
 	 * cancel with "*" and fail, whatever it says next. */
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
 	    "S:250-mx\r\n250 AUTH SCRAM-SHA-256\r\n",
 	    "C:AUTH SCRAM-SHA-256 biwsbj11c2VyLHI9ck9wck5HZndFYmVSV2diTkVrcU8="
 	    "\r\n",
@@ -1074,9 +958,7 @@ Test(smtp_proto, auth_scram_server_signature_mismatch_fails_auth)
 	    /* v=AAAA... (32 zero bytes) */
 	    "S:334 dj1BQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQ"
 	    "UFBPQ==\r\n",
-	    "C:*\r\n",
-	    "S:235 2.7.0 whatever\r\n",
-	    "E:FAILED AUTH 0",
+	    "C:*\r\n", "S:235 2.7.0 whatever\r\n", "E:FAILED AUTH 0",
 	    "C:QUIT\r\n");
 	cr_assert(strstr(test_last_ev.reply.text, "mismatch"), "%s",
 	    test_last_ev.reply.text);
@@ -1085,15 +967,15 @@ Test(smtp_proto, auth_scram_server_signature_mismatch_fails_auth)
 
 Test(smtp_proto, auth_scram_235_without_server_signature_fails_auth)
 {
-	struct smtp_proto_params params = {
-	    .ehlo_name = "client.example", .tls = SMTP_PROTO_TLS_IMPLICIT,
-	    .auth = SASL_MECH_SCRAM_SHA_256, .auth_user = "user",
-	    .auth_secret = "pencil", .auth_nonce = "rOprNGfwEbeRWgbNEkqO" };
-	struct smtp_proto *p = test_proto_new_params(&params);
+	struct smtp_proto_params params = { .ehlo_name = "client.example",
+		.tls = SMTP_PROTO_TLS_IMPLICIT,
+		.auth = SASL_MECH_SCRAM_SHA_256,
+		.auth_user = "user",
+		.auth_secret = "pencil",
+		.auth_nonce = "rOprNGfwEbeRWgbNEkqO" };
+	struct smtp_proto       *p = test_proto_new_params(&params);
 
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
 	    "S:250-mx\r\n250 AUTH SCRAM-SHA-256\r\n",
 	    "C:AUTH SCRAM-SHA-256 biwsbj11c2VyLHI9ck9wck5HZndFYmVSV2diTkVrcU8="
 	    "\r\n",
@@ -1102,9 +984,7 @@ Test(smtp_proto, auth_scram_235_without_server_signature_fails_auth)
 	    "C:Yz1iaXdzLHI9ck9wck5HZndFYmVSV2diTkVrcU8laHZZRHBXVWEyUmFUQ0Fm"
 	    "dXhGSWxqKWhObEYkazAscD1kSHpiWmFwV0lrNGpVaE4rVXRlOXl0YWc5empmTU"
 	    "hnc3FtbWl6N0FuZFZRPQ==\r\n",
-	    "S:235 2.7.0 trust me\r\n",
-	    "E:FAILED AUTH 0",
-	    "C:QUIT\r\n");
+	    "S:235 2.7.0 trust me\r\n", "E:FAILED AUTH 0", "C:QUIT\r\n");
 	cr_assert(strstr(test_last_ev.reply.text, "proving"), "%s",
 	    test_last_ev.reply.text);
 	smtp_proto_free(p);
@@ -1112,34 +992,28 @@ Test(smtp_proto, auth_scram_235_without_server_signature_fails_auth)
 
 Test(smtp_proto, auth_auto_without_nonce_does_not_pick_scram)
 {
-	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_AUTO) };
-	struct smtp_proto *p = test_proto_new_params(&params);
+	struct smtp_proto_params params = { TEST_AUTH_PARAMS(
+	    SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_AUTO) };
+	struct smtp_proto       *p = test_proto_new_params(&params);
 
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
 	    "S:250-mx\r\n250 AUTH SCRAM-SHA-256 PLAIN\r\n",
-	    "C:AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n",
-	    "S:235 ok\r\n",
+	    "C:AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n", "S:235 ok\r\n",
 	    "E:READY");
 	smtp_proto_free(p);
 }
 
 Test(smtp_proto, auth_535_fails_auth_with_the_server_reply)
 {
-	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
-	struct smtp_proto *p = test_proto_new_params(&params);
+	struct smtp_proto_params params = { TEST_AUTH_PARAMS(
+	    SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
+	struct smtp_proto       *p = test_proto_new_params(&params);
 
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
 	    "S:250-mx\r\n250 AUTH PLAIN\r\n",
 	    "C:AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n",
 	    "S:535 5.7.8 Authentication credentials invalid\r\n",
-	    "E:FAILED AUTH 535",
-	    "C:QUIT\r\n");
+	    "E:FAILED AUTH 535", "C:QUIT\r\n");
 	cr_assert_str_eq(test_last_ev.reply.text,
 	    "5.7.8 Authentication credentials invalid");
 	cr_assert_str_eq(test_last_ev.reply.enhanced, "5.7.8");
@@ -1150,37 +1024,28 @@ Test(smtp_proto, auth_535_fails_auth_with_the_server_reply)
 
 Test(smtp_proto, auth_454_is_a_temporary_failure)
 {
-	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_LOGIN) };
-	struct smtp_proto *p = test_proto_new_params(&params);
+	struct smtp_proto_params params = { TEST_AUTH_PARAMS(
+	    SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_LOGIN) };
+	struct smtp_proto       *p = test_proto_new_params(&params);
 
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
-	    "S:250-mx\r\n250 AUTH LOGIN\r\n",
-	    "C:AUTH LOGIN\r\n",
-	    "S:334 VXNlcm5hbWU6\r\n",
-	    "C:dGlt\r\n",
-	    "S:334 UGFzc3dvcmQ6\r\n",
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 AUTH LOGIN\r\n", "C:AUTH LOGIN\r\n",
+	    "S:334 VXNlcm5hbWU6\r\n", "C:dGlt\r\n", "S:334 UGFzc3dvcmQ6\r\n",
 	    "C:dGFuc3RhYWZ0YW5zdGFhZg==\r\n",
 	    "S:454 4.7.0 Temporary authentication failure\r\n",
-	    "E:FAILED RESP 454",
-	    "C:QUIT\r\n");
+	    "E:FAILED RESP 454", "C:QUIT\r\n");
 	smtp_proto_free(p);
 }
 
 Test(smtp_proto, auth_configured_mechanism_not_offered_fails_auth)
 {
-	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
-	struct smtp_proto *p = test_proto_new_params(&params);
+	struct smtp_proto_params params = { TEST_AUTH_PARAMS(
+	    SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
+	struct smtp_proto       *p = test_proto_new_params(&params);
 
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
 	    "S:250-mx\r\n250-AUTH LOGIN CRAM-MD5\r\n250 8BITMIME\r\n",
-	    "E:FAILED AUTH 0",
-	    "C:QUIT\r\n");
+	    "E:FAILED AUTH 0", "C:QUIT\r\n");
 	cr_assert_str_eq(test_last_ev.reply.text,
 	    "server does not offer AUTH PLAIN (offers: LOGIN CRAM-MD5)");
 	smtp_proto_free(p);
@@ -1188,66 +1053,51 @@ Test(smtp_proto, auth_configured_mechanism_not_offered_fails_auth)
 
 Test(smtp_proto, auth_auto_without_a_common_mechanism_fails_auth)
 {
-	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_AUTO) };
-	struct smtp_proto *p = test_proto_new_params(&params);
+	struct smtp_proto_params params = { TEST_AUTH_PARAMS(
+	    SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_AUTO) };
+	struct smtp_proto       *p = test_proto_new_params(&params);
 
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
-	    "S:250-mx\r\n250 AUTH=CRAM-MD5 GSSAPI\r\n",
-	    "E:FAILED AUTH 0",
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 AUTH=CRAM-MD5 GSSAPI\r\n", "E:FAILED AUTH 0",
 	    "C:QUIT\r\n");
-	cr_assert(strstr(test_last_ev.reply.text,
-	    "(server offers: CRAM-MD5 GSSAPI;"), "%s",
-	    test_last_ev.reply.text);
+	cr_assert(
+	    strstr(test_last_ev.reply.text, "(server offers: CRAM-MD5 GSSAPI;"),
+	    "%s", test_last_ev.reply.text);
 	smtp_proto_free(p);
 }
 
 Test(smtp_proto, auth_configured_but_no_auth_offered_fails_auth)
 {
-	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_AUTO) };
-	struct smtp_proto *p = test_proto_new_params(&params);
+	struct smtp_proto_params params = { TEST_AUTH_PARAMS(
+	    SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_AUTO) };
+	struct smtp_proto       *p = test_proto_new_params(&params);
 
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
-	    "S:250-mx\r\n250 PIPELINING\r\n",
-	    "E:FAILED AUTH 0",
-	    "C:QUIT\r\n");
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 PIPELINING\r\n", "E:FAILED AUTH 0", "C:QUIT\r\n");
 	cr_assert(strstr(test_last_ev.reply.text, "server offers no AUTH"),
 	    "%s", test_last_ev.reply.text);
 	smtp_proto_free(p);
 
 	/* HELO offers nothing either. */
 	p = test_proto_new_params(&params);
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
-	    "S:502 no\r\n",
-	    "C:HELO client.example\r\n",
-	    "S:250 mx\r\n",
-	    "E:FAILED AUTH 0",
-	    "C:QUIT\r\n");
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
+	    "S:502 no\r\n", "C:HELO client.example\r\n", "S:250 mx\r\n",
+	    "E:FAILED AUTH 0", "C:QUIT\r\n");
 	smtp_proto_free(p);
 }
 
 Test(smtp_proto, auth_reply_echoing_a_credential_is_masked)
 {
-	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
-	struct smtp_proto *p = test_proto_new_params(&params);
+	struct smtp_proto_params params = { TEST_AUTH_PARAMS(
+	    SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
+	struct smtp_proto       *p = test_proto_new_params(&params);
 
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
 	    "S:250-mx\r\n250 AUTH PLAIN\r\n",
 	    "C:AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n",
 	    "S:535-5.7.8 bad: AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n"
 	    "535 5.7.8 password tanstaaftanstaaf is wrong\r\n",
-	    "E:FAILED AUTH 535",
-	    "C:QUIT\r\n");
+	    "E:FAILED AUTH 535", "C:QUIT\r\n");
 	cr_assert_null(strstr(test_last_ev.reply.text, "AHRpbQB0"));
 	cr_assert_null(strstr(test_last_ev.reply.text, "tanstaaf"));
 	cr_assert(strstr(test_last_ev.reply.text, "5.7.8 password "), "%s",
@@ -1257,16 +1107,14 @@ Test(smtp_proto, auth_reply_echoing_a_credential_is_masked)
 
 Test(smtp_proto, auth_credentials_are_wiped_from_the_output_buffer)
 {
-	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
-	struct smtp_proto *p = test_proto_new_params(&params);
-	const void *data;
-	const unsigned char *d;
-	size_t len, i;
+	struct smtp_proto_params params = { TEST_AUTH_PARAMS(
+	    SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
+	struct smtp_proto       *p = test_proto_new_params(&params);
+	const void              *data;
+	const unsigned char     *d;
+	size_t                   len, i;
 
-	TEST_PART(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
+	TEST_PART(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
 	    "S:250-mx\r\n250 AUTH PLAIN\r\n");
 	smtp_proto_output(p, &data, &len);
 	cr_assert_gt(len, 20);
@@ -1282,51 +1130,48 @@ Test(smtp_proto, auth_credentials_are_wiped_from_the_output_buffer)
 
 Test(smtp_proto, auth_xoauth2_error_challenge_gets_empty_line_then_fails)
 {
-	struct smtp_proto_params params = {
-	    .ehlo_name = "client.example", .tls = SMTP_PROTO_TLS_IMPLICIT,
-	    .auth = SASL_MECH_XOAUTH2, .auth_user = "u@example.com",
-	    .auth_secret = "ya29.token" };
-	struct smtp_proto *p = test_proto_new_params(&params);
+	struct smtp_proto_params params = { .ehlo_name = "client.example",
+		.tls = SMTP_PROTO_TLS_IMPLICIT,
+		.auth = SASL_MECH_XOAUTH2,
+		.auth_user = "u@example.com",
+		.auth_secret = "ya29.token" };
+	struct smtp_proto       *p = test_proto_new_params(&params);
 
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
 	    "S:250-mx\r\n250 AUTH LOGIN PLAIN XOAUTH2 OAUTHBEARER\r\n",
 	    "C:AUTH XOAUTH2 dXNlcj11QGV4YW1wbGUuY29tAWF1dGg9QmVhcmVyIHlhMjkudG"
 	    "9rZW4BAQ==\r\n",
 	    "S:334 eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIn0=\r\n",
-	    "C:\r\n",
-	    "S:535 5.7.8 Username and Password not accepted\r\n",
-	    "E:FAILED AUTH 535",
-	    "C:QUIT\r\n");
+	    "C:\r\n", "S:535 5.7.8 Username and Password not accepted\r\n",
+	    "E:FAILED AUTH 535", "C:QUIT\r\n");
 	smtp_proto_free(p);
 }
 
 Test(smtp_proto, auth_long_initial_response_waits_for_the_empty_challenge)
 {
-	static char token[700];
-	struct smtp_proto_params params = {
-	    .ehlo_name = "client.example", .tls = SMTP_PROTO_TLS_IMPLICIT,
-	    .auth = SASL_MECH_OAUTHBEARER, .auth_user = "u@example.com",
-	    .auth_secret = token };
-	struct smtp_proto *p;
-	char raw[800], want[1200];
-	struct buf b64;
+	static char              token[700];
+	struct smtp_proto_params params = { .ehlo_name = "client.example",
+		.tls = SMTP_PROTO_TLS_IMPLICIT,
+		.auth = SASL_MECH_OAUTHBEARER,
+		.auth_user = "u@example.com",
+		.auth_secret = token };
+	struct smtp_proto       *p;
+	char                     raw[800], want[1200];
+	struct buf               b64;
 
 	memset(token, 'T', sizeof(token) - 1);
-	snprintf(raw, sizeof(raw), "n,a=u@example.com,\001auth=Bearer %s"
-	    "\001\001", token);
+	snprintf(raw, sizeof(raw),
+	    "n,a=u@example.com,\001auth=Bearer %s"
+	    "\001\001",
+	    token);
 	buf_init(&b64, sizeof(want) - 3);
 	cr_assert_eq(sasl_b64_encode(raw, strlen(raw), &b64), 0);
 	snprintf(want, sizeof(want), "C:%.*s\r\n", (int)b64.len, b64.data);
 	buf_fini(&b64);
 
 	p = test_proto_new_params(&params);
-	TEST_PART(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
-	    "S:250-mx\r\n250 AUTH OAUTHBEARER\r\n",
-	    "C:AUTH OAUTHBEARER\r\n",
+	TEST_PART(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 AUTH OAUTHBEARER\r\n", "C:AUTH OAUTHBEARER\r\n",
 	    "S:334 \r\n");
 	test_proto_expect_output(p, want + 2);
 	TEST_RUN(p, "S:235 2.7.0 ok\r\n", "E:READY");
@@ -1334,34 +1179,23 @@ Test(smtp_proto, auth_long_initial_response_waits_for_the_empty_challenge)
 
 	/* A challenge where the initial response belongs: cancel. */
 	p = test_proto_new_params(&params);
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
-	    "S:250-mx\r\n250 AUTH OAUTHBEARER\r\n",
-	    "C:AUTH OAUTHBEARER\r\n",
-	    "S:334 e30=\r\n",
-	    "C:*\r\n",
-	    "S:501 5.7.0 cancelled\r\n",
-	    "E:FAILED AUTH 0",
-	    "C:QUIT\r\n");
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 AUTH OAUTHBEARER\r\n", "C:AUTH OAUTHBEARER\r\n",
+	    "S:334 e30=\r\n", "C:*\r\n", "S:501 5.7.0 cancelled\r\n",
+	    "E:FAILED AUTH 0", "C:QUIT\r\n");
 	smtp_proto_free(p);
 }
 
 Test(smtp_proto, auth_bad_challenge_is_cancelled_with_a_star)
 {
-	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_LOGIN) };
-	struct smtp_proto *p = test_proto_new_params(&params);
+	struct smtp_proto_params params = { TEST_AUTH_PARAMS(
+	    SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_LOGIN) };
+	struct smtp_proto       *p = test_proto_new_params(&params);
 
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
-	    "S:250-mx\r\n250 AUTH LOGIN\r\n",
-	    "C:AUTH LOGIN\r\n",
-	    "S:334 not base64!\r\n",
-	    "C:*\r\n",
-	    "S:501 5.7.0 Authentication aborted\r\n",
-	    "E:FAILED AUTH 0",
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 AUTH LOGIN\r\n", "C:AUTH LOGIN\r\n",
+	    "S:334 not base64!\r\n", "C:*\r\n",
+	    "S:501 5.7.0 Authentication aborted\r\n", "E:FAILED AUTH 0",
 	    "C:QUIT\r\n");
 	cr_assert(strstr(test_last_ev.reply.text, "base64"), "%s",
 	    test_last_ev.reply.text);
@@ -1370,35 +1204,29 @@ Test(smtp_proto, auth_bad_challenge_is_cancelled_with_a_star)
 
 Test(smtp_proto, quit_before_auth_sends_quit_instead)
 {
-	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
-	struct smtp_proto *p = test_proto_new_params(&params);
+	struct smtp_proto_params params = { TEST_AUTH_PARAMS(
+	    SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
+	struct smtp_proto       *p = test_proto_new_params(&params);
 
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
-	    "!quit",
-	    "S:250-mx\r\n250 AUTH PLAIN\r\n",
-	    "C:QUIT\r\n",
-	    "S:221 bye\r\n",
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n", "!quit",
+	    "S:250-mx\r\n250 AUTH PLAIN\r\n", "C:QUIT\r\n", "S:221 bye\r\n",
 	    "E:CLOSED");
 	smtp_proto_free(p);
 }
 
 /* PIPELINING */
 
-#define TEST_PIPE_HELLO							\
-	"S:220 mx.example.net ESMTP\r\n",				\
-	"C:EHLO client.example\r\n",					\
-	"S:250-mx.example.net\r\n250-PIPELINING\r\n250 8BITMIME\r\n",	\
-	"E:READY"
+#define TEST_PIPE_HELLO \
+	"S:220 mx.example.net ESMTP\r\n", "C:EHLO client.example\r\n", \
+	    "S:250-mx.example.net\r\n250-PIPELINING\r\n250 8BITMIME\r\n", \
+	    "E:READY"
 
 static struct smtp_proto *
 test_proto_pipelined(void)
 {
-	struct smtp_proto_params params = {
-	    .ehlo_name = "client.example", .tls = SMTP_PROTO_TLS_NONE,
-	    .pipelining = 1 };
+	struct smtp_proto_params params = { .ehlo_name = "client.example",
+		.tls = SMTP_PROTO_TLS_NONE,
+		.pipelining = 1 };
 
 	return test_proto_new_params(&params);
 }
@@ -1414,16 +1242,10 @@ Test(smtp_proto, pipelined_session_with_one_rejected_recipient)
 	    "RCPT TO:<bob@example.net>\r\n"
 	    "DATA\r\n",
 	    "S:250 2.1.0 Ok\r\n550 5.1.1 no such user\r\n",
-	    "E:RCPT_STATUS 0 550",
-	    "S:250 2.1.5 Ok\r\n354 go\r\n",
-	    "E:RCPT_STATUS 1 250",
-	    "E:NEED_BODY",
-	    "!last:hello",
-	    "C:hello\r\n.\r\n",
-	    "S:250 2.0.0 queued\r\n",
-	    "E:TXN_DONE 250",
-	    "E:READY",
-	    "!mail",
+	    "E:RCPT_STATUS 0 550", "S:250 2.1.5 Ok\r\n354 go\r\n",
+	    "E:RCPT_STATUS 1 250", "E:NEED_BODY", "!last:hello",
+	    "C:hello\r\n.\r\n", "S:250 2.0.0 queued\r\n", "E:TXN_DONE 250",
+	    "E:READY", "!mail",
 	    "C:MAIL FROM:<alice@example.org>\r\n"
 	    "RCPT TO:<nobody@example.net>\r\n"
 	    "RCPT TO:<bob@example.net>\r\n"
@@ -1443,9 +1265,7 @@ Test(smtp_proto, pipelined_all_recipients_rejected_reports_rcpt_failure)
 	    "DATA\r\n",
 	    "S:250 Ok\r\n550 5.1.1 no such user\r\n452 4.2.2 full\r\n"
 	    "554 5.5.1 Error: no valid recipients\r\n",
-	    "E:RCPT_STATUS 0 550",
-	    "E:RCPT_STATUS 1 452",
-	    "E:TXN_DONE 452");
+	    "E:RCPT_STATUS 0 550", "E:RCPT_STATUS 1 452", "E:TXN_DONE 452");
 	cr_assert_str_eq(test_last_ev.reply.text, "4.2.2 full");
 	TEST_RUN(p, "C:RSET\r\n", "S:250 Ok\r\n", "E:READY");
 	smtp_proto_free(p);
@@ -1459,11 +1279,8 @@ Test(smtp_proto, pipelined_data_accepted_without_recipients_sends_empty_end)
 	    "C:MAIL FROM:<alice@example.org>\r\n"
 	    "RCPT TO:<bob@example.net>\r\n"
 	    "DATA\r\n",
-	    "S:250 Ok\r\n550 5.1.1 no\r\n354 go\r\n",
-	    "E:RCPT_STATUS 0 550",
-	    "C:.\r\n",
-	    "S:554 5.5.1 no valid recipients\r\n",
-	    "E:TXN_DONE 550",
+	    "S:250 Ok\r\n550 5.1.1 no\r\n354 go\r\n", "E:RCPT_STATUS 0 550",
+	    "C:.\r\n", "S:554 5.5.1 no valid recipients\r\n", "E:TXN_DONE 550",
 	    "C:RSET\r\n", "S:250 Ok\r\n", "E:READY");
 	smtp_proto_free(p);
 }
@@ -1480,8 +1297,8 @@ Test(smtp_proto, pipelined_mail_refused_drains_the_group_then_rsets)
 	    "DATA\r\n",
 	    "S:451 4.3.0 try later\r\n503 5.5.1 need MAIL\r\n",
 	    "E:TXN_DONE 451",
-	    "S:503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n",
-	    "C:RSET\r\n", "S:250 Ok\r\n", "E:READY");
+	    "S:503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n", "C:RSET\r\n",
+	    "S:250 Ok\r\n", "E:READY");
 	smtp_proto_free(p);
 
 	/* ...but a 354 after a refused MAIL means the server now reads
@@ -1491,8 +1308,7 @@ Test(smtp_proto, pipelined_mail_refused_drains_the_group_then_rsets)
 	    "C:MAIL FROM:<alice@example.org>\r\n"
 	    "RCPT TO:<bob@example.net>\r\n"
 	    "DATA\r\n",
-	    "S:550 no\r\n503 no\r\n354 go\r\n",
-	    "E:TXN_DONE 550",
+	    "S:550 no\r\n503 no\r\n354 go\r\n", "E:TXN_DONE 550",
 	    "E:FAILED PROTO 0");
 	smtp_proto_free(p);
 }
@@ -1500,8 +1316,8 @@ Test(smtp_proto, pipelined_mail_refused_drains_the_group_then_rsets)
 Test(smtp_proto, pipelined_reply_before_its_command_is_written_fails_proto)
 {
 	struct smtp_proto *p = test_proto_pipelined();
-	const void *data;
-	size_t len;
+	const void        *data;
+	size_t             len;
 
 	TEST_PART(p, TEST_PIPE_HELLO, "!mail");
 	smtp_proto_output(p, &data, &len);
@@ -1517,9 +1333,9 @@ Test(smtp_proto, pipelined_replies_split_anywhere)
 {
 	static const char replies[] =
 	    "250 Ok\r\n250-Ok\r\n250 fine\r\n354 go\r\n";
-	struct smtp_proto *p = test_proto_pipelined();
+	struct smtp_proto      *p = test_proto_pipelined();
 	struct smtp_proto_event ev;
-	size_t i;
+	size_t                  i;
 
 	TEST_RUN(p, TEST_PIPE_HELLO, "!mail",
 	    "C:MAIL FROM:<alice@example.org>\r\n"
@@ -1537,14 +1353,9 @@ Test(smtp_proto, pipelining_needs_both_the_setting_and_the_server)
 	struct smtp_proto *p = test_proto_pipelined();
 
 	/* Server without PIPELINING: one command at a time. */
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
-	    "S:250-mx\r\n250 8BITMIME\r\n",
-	    "E:READY",
-	    "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n",
-	    "S:250 Ok\r\n",
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 8BITMIME\r\n", "E:READY", "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
 	    "C:RCPT TO:<bob@example.net>\r\n");
 	smtp_proto_free(p);
 }
@@ -1552,13 +1363,12 @@ Test(smtp_proto, pipelining_needs_both_the_setting_and_the_server)
 Test(smtp_proto, pipelined_many_recipients_go_in_groups)
 {
 	enum { N = SMTP_PROTO_PIPE_RCPTS + 4 };
-	struct smtp_proto *p = test_proto_pipelined();
-	struct smtp_proto_txn txn = {
-	    .sender = "a@example.org", .n_rcpts = N };
-	const char *rcpts[N];
+	struct smtp_proto    *p = test_proto_pipelined();
+	struct smtp_proto_txn txn = { .sender = "a@example.org", .n_rcpts = N };
+	const char           *rcpts[N];
 	struct smtp_proto_event ev;
-	char want[4096], replies[1024];
-	size_t i, o, n;
+	char                    want[4096], replies[1024];
+	size_t                  i, o, n;
 
 	for (i = 0; i < N; i++)
 		rcpts[i] = "r@example.net";
@@ -1599,19 +1409,16 @@ Test(smtp_proto, pipelined_many_recipients_go_in_groups)
 
 Test(smtp_proto, mail_from_carries_size_body_and_smtputf8_when_offered)
 {
-	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto    *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 	struct smtp_proto_txn txn = test_txn1;
 
 	txn.size = 500;
 	txn.body_8bit = 1;
 	txn.needs_smtputf8 = 1;
 	test_txn = &txn;
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
 	    "S:250-mx\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
-	    "E:READY",
-	    "!mail",
+	    "E:READY", "!mail",
 	    "C:MAIL FROM:<alice@example.org> SIZE=500 BODY=8BITMIME"
 	    " SMTPUTF8\r\n");
 	smtp_proto_free(p);
@@ -1619,40 +1426,32 @@ Test(smtp_proto, mail_from_carries_size_body_and_smtputf8_when_offered)
 
 Test(smtp_proto, mail_from_omits_what_the_server_does_not_offer)
 {
-	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto    *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 	struct smtp_proto_txn txn = test_txn1;
 
 	/* 8-bit body without 8BITMIME: sent as is, without BODY=. */
 	txn.size = 500;
 	txn.body_8bit = 1;
 	test_txn = &txn;
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
-	    "S:250 mx\r\n",
-	    "E:READY",
-	    "!mail",
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
+	    "S:250 mx\r\n", "E:READY", "!mail",
 	    "C:MAIL FROM:<alice@example.org>\r\n");
 	smtp_proto_free(p);
 }
 
 Test(smtp_proto, mail_from_size_without_limit_and_unknown_size)
 {
-	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto    *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 	struct smtp_proto_txn txn = test_txn1;
 
 	txn.size = 123456789;
 	test_txn = &txn;
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
-	    "S:250-mx\r\n250 SIZE\r\n",
-	    "E:READY",
-	    "!mail",
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 SIZE\r\n", "E:READY", "!mail",
 	    "C:MAIL FROM:<alice@example.org> SIZE=123456789\r\n",
-	    "S:250 Ok\r\n", "C:RCPT TO:<bob@example.net>\r\n",
-	    "S:550 no\r\n", "E:RCPT_STATUS 0 550", "E:TXN_DONE 550",
-	    "C:RSET\r\n", "S:250 Ok\r\n", "E:READY");
+	    "S:250 Ok\r\n", "C:RCPT TO:<bob@example.net>\r\n", "S:550 no\r\n",
+	    "E:RCPT_STATUS 0 550", "E:TXN_DONE 550", "C:RSET\r\n",
+	    "S:250 Ok\r\n", "E:READY");
 	txn.size = 0;
 	TEST_RUN(p, "!mail", "C:MAIL FROM:<alice@example.org>\r\n");
 	smtp_proto_free(p);
@@ -1660,17 +1459,13 @@ Test(smtp_proto, mail_from_size_without_limit_and_unknown_size)
 
 Test(smtp_proto, message_over_the_server_size_limit_is_not_offered)
 {
-	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto    *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 	struct smtp_proto_txn txn = test_txn1;
 
 	txn.size = 2000;
 	test_txn = &txn;
-	TEST_PART(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
-	    "S:250-mx\r\n250 SIZE 1000\r\n",
-	    "E:READY",
-	    "!mail",
+	TEST_PART(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 SIZE 1000\r\n", "E:READY", "!mail",
 	    "E:TXN_DONE 552");
 	cr_assert(test_last_ev.reply.local);
 	cr_assert_str_eq(test_last_ev.reply.enhanced, "5.3.4");
@@ -1685,7 +1480,7 @@ Test(smtp_proto, message_over_the_server_size_limit_is_not_offered)
 
 Test(smtp_proto, message_needing_smtputf8_without_it_is_not_offered)
 {
-	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto    *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 	struct smtp_proto_txn txn = test_txn1;
 
 	txn.needs_smtputf8 = 1;
@@ -1693,7 +1488,8 @@ Test(smtp_proto, message_needing_smtputf8_without_it_is_not_offered)
 	TEST_PART(p, TEST_HELLO, "!mail", "E:TXN_DONE 553");
 	cr_assert(test_last_ev.reply.local);
 	cr_assert_str_eq(test_last_ev.reply.enhanced, "5.6.7");
-	cr_assert_str_eq(test_last_ev.reply.text, "5.6.7 message needs"
+	cr_assert_str_eq(test_last_ev.reply.text,
+	    "5.6.7 message needs"
 	    " SMTPUTF8 but the server does not offer it");
 	TEST_RUN(p, "E:READY", "!quit", "C:QUIT\r\n");
 	smtp_proto_free(p);
@@ -1703,8 +1499,7 @@ Test(smtp_proto, server_replies_are_not_marked_local)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 
-	TEST_PART(p, TEST_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n",
+	TEST_PART(p, TEST_HELLO, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
 	    "S:451 4.3.0 later\r\n", "E:TXN_DONE 451");
 	cr_assert_not(test_last_ev.reply.local);
 	TEST_RUN(p, "C:RSET\r\n", "!eof", "E:FAILED CONN 0");
@@ -1714,18 +1509,16 @@ Test(smtp_proto, server_replies_are_not_marked_local)
 
 Test(smtp_proto, auth_failure_text_never_quotes_the_secret)
 {
-	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
-	struct smtp_proto *p = test_proto_new_params(&params);
+	struct smtp_proto_params params = { TEST_AUTH_PARAMS(
+	    SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
+	struct smtp_proto       *p = test_proto_new_params(&params);
 
 	/* A server that knows the password and lists it as a mechanism. */
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
 	    "S:250-mx\r\n250 AUTH LOGIN tanstaaftanstaaf\r\n",
-	    "E:FAILED AUTH 0",
-	    "C:QUIT\r\n");
-	cr_assert_str_eq(test_last_ev.reply.text, "server does not offer"
+	    "E:FAILED AUTH 0", "C:QUIT\r\n");
+	cr_assert_str_eq(test_last_ev.reply.text,
+	    "server does not offer"
 	    " AUTH PLAIN (offers: LOGIN ****************)");
 	smtp_proto_free(p);
 }
@@ -1737,9 +1530,8 @@ static const unsigned test_dsn_notify[] = {
 	SMTP_PROTO_NOTIFY_SUCCESS | SMTP_PROTO_NOTIFY_FAILURE |
 	    SMTP_PROTO_NOTIFY_DELAY,
 };
-static const char *const test_dsn_orcpts[] = {
-	NULL, "rfc822;bob+2Bx@example.net"
-};
+static const char *const test_dsn_orcpts[] = { NULL,
+	"rfc822;bob+2Bx@example.net" };
 
 static struct smtp_proto_txn
 test_dsn_txn(void)
@@ -1755,45 +1547,35 @@ test_dsn_txn(void)
 
 Test(smtp_proto, dsn_offered_sends_ret_envid_notify_and_orcpt)
 {
-	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto    *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 	struct smtp_proto_txn txn = test_dsn_txn();
 
 	txn.size = 500;
 	test_txn = &txn;
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
-	    "S:250-mx\r\n250-SIZE 1000\r\n250 DSN\r\n",
-	    "E:READY",
-	    "!mail",
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250-SIZE 1000\r\n250 DSN\r\n", "E:READY", "!mail",
 	    "C:MAIL FROM:<alice@example.org> SIZE=500 RET=HDRS"
 	    " ENVID=QQ+2B1\r\n",
-	    "S:250 Ok\r\n",
-	    "C:RCPT TO:<nobody@example.net> NOTIFY=NEVER\r\n",
+	    "S:250 Ok\r\n", "C:RCPT TO:<nobody@example.net> NOTIFY=NEVER\r\n",
 	    "S:250 Ok\r\n", "E:RCPT_STATUS 0 250",
 	    "C:RCPT TO:<bob@example.net> NOTIFY=SUCCESS,FAILURE,DELAY"
 	    " ORCPT=rfc822;bob+2Bx@example.net\r\n",
-	    "S:250 Ok\r\n", "E:RCPT_STATUS 1 250",
-	    "C:DATA\r\n");
+	    "S:250 Ok\r\n", "E:RCPT_STATUS 1 250", "C:DATA\r\n");
 	smtp_proto_free(p);
 }
 
 Test(smtp_proto, dsn_parameters_are_pipelined_with_their_commands)
 {
-	struct smtp_proto_params params = {
-		.ehlo_name = "client.example", .pipelining = 1 };
-	struct smtp_proto *p = test_proto_new_params(&params);
-	struct smtp_proto_txn txn = test_dsn_txn();
+	struct smtp_proto_params params = { .ehlo_name = "client.example",
+		.pipelining = 1 };
+	struct smtp_proto       *p = test_proto_new_params(&params);
+	struct smtp_proto_txn    txn = test_dsn_txn();
 
 	txn.ret = SMTP_PROTO_RET_FULL;
 	txn.envid = NULL;
 	test_txn = &txn;
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
-	    "S:250-mx\r\n250-PIPELINING\r\n250 dsn\r\n",
-	    "E:READY",
-	    "!mail",
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250-PIPELINING\r\n250 dsn\r\n", "E:READY", "!mail",
 	    "C:MAIL FROM:<alice@example.org> RET=FULL\r\n"
 	    "RCPT TO:<nobody@example.net> NOTIFY=NEVER\r\n"
 	    "RCPT TO:<bob@example.net> NOTIFY=SUCCESS,FAILURE,DELAY"
@@ -1804,19 +1586,15 @@ Test(smtp_proto, dsn_parameters_are_pipelined_with_their_commands)
 
 Test(smtp_proto, dsn_not_offered_sends_no_dsn_parameters)
 {
-	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto    *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 	struct smtp_proto_txn txn = test_dsn_txn();
 
 	test_txn = &txn;
-	TEST_RUN(p, TEST_HELLO,
-	    "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n",
-	    "S:250 Ok\r\n",
-	    "C:RCPT TO:<nobody@example.net>\r\n",
+	TEST_RUN(p, TEST_HELLO, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 Ok\r\n", "C:RCPT TO:<nobody@example.net>\r\n",
 	    "S:250 Ok\r\n", "E:RCPT_STATUS 0 250",
-	    "C:RCPT TO:<bob@example.net>\r\n",
-	    "S:250 Ok\r\n", "E:RCPT_STATUS 1 250",
-	    "C:DATA\r\n");
+	    "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
+	    "E:RCPT_STATUS 1 250", "C:DATA\r\n");
 	smtp_proto_free(p);
 }
 
@@ -1825,33 +1603,25 @@ Test(smtp_proto, invalid_dsn_values_are_left_out_not_sent)
 	static const unsigned notify[] = {
 		SMTP_PROTO_NOTIFY_NEVER | SMTP_PROTO_NOTIFY_DELAY, 0x40
 	};
-	static const char *const orcpts[] = {
-		"rfc822;a b", "x y;bob@example.net"
-	};
-	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
-	struct smtp_proto_txn txn = test_dsn_txn();
-	char envid[102];
+	static const char *const orcpts[] = { "rfc822;a b",
+		"x y;bob@example.net" };
+	struct smtp_proto       *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto_txn    txn = test_dsn_txn();
+	char                     envid[102];
 
 	memset(envid, 'e', sizeof(envid) - 1);
-	envid[sizeof(envid) - 1] = '\0';	/* 101 characters */
+	envid[sizeof(envid) - 1] = '\0'; /* 101 characters */
 	txn.envid = envid;
 	txn.notify = notify;
 	txn.orcpts = orcpts;
 	txn.ret = (enum smtp_proto_ret)7;
 	test_txn = &txn;
-	TEST_RUN(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
-	    "S:250-mx\r\n250 DSN\r\n",
-	    "E:READY",
-	    "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n",
-	    "S:250 Ok\r\n",
-	    "C:RCPT TO:<nobody@example.net>\r\n",
-	    "S:250 Ok\r\n", "E:RCPT_STATUS 0 250",
-	    "C:RCPT TO:<bob@example.net>\r\n",
-	    "S:250 Ok\r\n", "E:RCPT_STATUS 1 250",
-	    "C:DATA\r\n");
+	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 DSN\r\n", "E:READY", "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
+	    "C:RCPT TO:<nobody@example.net>\r\n", "S:250 Ok\r\n",
+	    "E:RCPT_STATUS 0 250", "C:RCPT TO:<bob@example.net>\r\n",
+	    "S:250 Ok\r\n", "E:RCPT_STATUS 1 250", "C:DATA\r\n");
 	smtp_proto_free(p);
 }
 
@@ -1861,19 +1631,17 @@ Test(smtp_proto, invalid_dsn_values_are_left_out_not_sent)
  * refused before anything is sent. */
 Test(smtp_proto, longest_address_with_full_dsn_parameters_fits_a_command)
 {
-	static char addr[255], orcpt[501], huge[901];
-	static const char *big[1];
-	static const char *rcpts[1];
-	static const unsigned notify[] = {
-		SMTP_PROTO_NOTIFY_SUCCESS | SMTP_PROTO_NOTIFY_FAILURE |
-		    SMTP_PROTO_NOTIFY_DELAY
-	};
-	static const char *orcpts[1];
-	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
-	struct smtp_proto_txn txn = test_txn1;
+	static char             addr[255], orcpt[501], huge[901];
+	static const char      *big[1];
+	static const char      *rcpts[1];
+	static const unsigned   notify[] = { SMTP_PROTO_NOTIFY_SUCCESS |
+		  SMTP_PROTO_NOTIFY_FAILURE | SMTP_PROTO_NOTIFY_DELAY };
+	static const char      *orcpts[1];
+	struct smtp_proto      *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto_txn   txn = test_txn1;
 	struct smtp_proto_event ev;
-	const void *data;
-	size_t len;
+	const void             *data;
+	size_t                  len;
 
 	memset(addr, 'a', 254);
 	addr[64] = '@';
@@ -1890,23 +1658,19 @@ Test(smtp_proto, longest_address_with_full_dsn_parameters_fits_a_command)
 	txn.notify = notify;
 	txn.orcpts = orcpts;
 	test_txn = &txn;
-	TEST_PART(p,
-	    "S:220 mx ESMTP\r\n",
-	    "C:EHLO client.example\r\n",
-	    "S:250-mx\r\n250 DSN\r\n",
-	    "E:READY");
+	TEST_PART(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 DSN\r\n", "E:READY");
 	txn.rcpts = big;
 	cr_assert_eq(smtp_proto_send_mail(p, &txn), -1);
 	txn.rcpts = rcpts;
-	TEST_PART(p,
-	    "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n",
+	TEST_PART(p, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
 	    "S:250 Ok\r\n");
 	smtp_proto_output(p, &data, &len);
-	cr_assert_eq(len, strlen("RCPT TO:<> NOTIFY=SUCCESS,FAILURE,DELAY"
-	    " ORCPT=\r\n") + 254 + 500);
-	cr_assert_eq(memcmp((const char *)data + len - 8, "oooooo\r\n", 8),
-	    0);
+	cr_assert_eq(len,
+	    strlen("RCPT TO:<> NOTIFY=SUCCESS,FAILURE,DELAY"
+		   " ORCPT=\r\n") +
+		254 + 500);
+	cr_assert_eq(memcmp((const char *)data + len - 8, "oooooo\r\n", 8), 0);
 	smtp_proto_consumed(p, len);
 	cr_assert_not(smtp_proto_next_event(p, &ev));
 	smtp_proto_free(p);
@@ -1919,16 +1683,14 @@ Test(smtp_proto, longest_address_with_full_dsn_parameters_fits_a_command)
 static void
 test_body_refused(const char *body, size_t len, const char *why)
 {
-	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto      *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 	struct smtp_proto_event ev;
-	const void *data;
-	size_t olen;
+	const void             *data;
+	size_t                  olen;
 
-	TEST_RUN(p, TEST_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
-	    "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
-	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n",
-	    "E:NEED_BODY");
+	TEST_RUN(p, TEST_HELLO, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 Ok\r\n", "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
+	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n", "E:NEED_BODY");
 	smtp_proto_body(p, body, len, 1);
 	cr_assert_eq(smtp_proto_next_event(p, &ev), 1);
 	cr_assert_eq(ev.type, SMTP_PROTO_EV_FAILED);
@@ -1944,8 +1706,7 @@ Test(smtp_proto, body_with_nul_fails_without_final_dot)
 {
 	static const char body[] = "Subject: x\n\nab\0c\n";
 
-	test_body_refused(body, sizeof(body) - 1,
-	    "line 3 contains a NUL byte");
+	test_body_refused(body, sizeof(body) - 1, "line 3 contains a NUL byte");
 }
 
 Test(smtp_proto, body_line_over_998_octets_fails_without_final_dot)
@@ -1962,18 +1723,16 @@ Test(smtp_proto, body_line_over_998_octets_fails_without_final_dot)
 Test(smtp_proto, body_line_of_998_octets_and_dots_are_sent)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
-	static char body[1100];
-	const void *data;
-	size_t len;
+	static char        body[1100];
+	const void        *data;
+	size_t             len;
 
-	body[0] = '.';	/* the stuffed dot is not counted */
+	body[0] = '.'; /* the stuffed dot is not counted */
 	memset(body + 1, 'y', 997);
 	memcpy(body + 998, "\n", 1);
-	TEST_RUN(p, TEST_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
-	    "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
-	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n",
-	    "E:NEED_BODY");
+	TEST_RUN(p, TEST_HELLO, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 Ok\r\n", "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
+	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n", "E:NEED_BODY");
 	smtp_proto_body(p, body, 999, 1);
 	smtp_proto_output(p, &data, &len);
 	cr_assert_eq(len, 999 + 1 + 1 + 3);
@@ -1989,13 +1748,12 @@ Test(smtp_proto, events_name_the_step_their_reply_answered)
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 
 	cr_assert_eq(smtp_proto_step(p), SMTP_PROTO_STEP_GREETING);
-	TEST_PART(p, TEST_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
-	    "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
+	TEST_PART(p, TEST_HELLO, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 Ok\r\n", "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
 	    "E:RCPT_STATUS 0 250");
 	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_RCPT);
-	TEST_PART(p, "C:DATA\r\n", "S:354 go\r\n", "E:NEED_BODY",
-	    "!last:x", "C:x\r\n.\r\n");
+	TEST_PART(p, "C:DATA\r\n", "S:354 go\r\n", "E:NEED_BODY", "!last:x",
+	    "C:x\r\n.\r\n");
 	cr_assert_eq(smtp_proto_step(p), SMTP_PROTO_STEP_END);
 	TEST_PART(p, "S:250 2.0.0 Ok\r\n", "E:TXN_DONE 250");
 	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_END);
@@ -2008,8 +1766,7 @@ Test(smtp_proto, a_refused_mail_or_data_names_its_step)
 {
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 
-	TEST_PART(p, TEST_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n",
+	TEST_PART(p, TEST_HELLO, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
 	    "S:550 5.7.1 not you\r\n", "E:TXN_DONE 550");
 	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_MAIL);
 	TEST_PART(p, "C:RSET\r\n", "S:250 Ok\r\n", "E:READY", "!mail",
@@ -2027,10 +1784,9 @@ Test(smtp_proto, every_rcpt_refused_names_rcpt_as_the_step)
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 
 	test_txn = &test_txn2;
-	TEST_PART(p, TEST_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
-	    "C:RCPT TO:<nobody@example.net>\r\n", "S:550 5.7.1 no\r\n",
-	    "E:RCPT_STATUS 0 550",
+	TEST_PART(p, TEST_HELLO, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 Ok\r\n", "C:RCPT TO:<nobody@example.net>\r\n",
+	    "S:550 5.7.1 no\r\n", "E:RCPT_STATUS 0 550",
 	    "C:RCPT TO:<bob@example.net>\r\n", "S:550 5.7.1 no\r\n",
 	    "E:RCPT_STATUS 1 550", "E:TXN_DONE 550");
 	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_RCPT);
@@ -2040,20 +1796,19 @@ Test(smtp_proto, every_rcpt_refused_names_rcpt_as_the_step)
 
 Test(smtp_proto, a_failure_names_the_step_it_happened_in)
 {
-	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
-	struct smtp_proto_params params = {
-	    TEST_AUTH_PARAMS(SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
+	struct smtp_proto       *p = test_proto_new(SMTP_PROTO_TLS_NONE);
+	struct smtp_proto_params params = { TEST_AUTH_PARAMS(
+	    SMTP_PROTO_TLS_IMPLICIT, SASL_MECH_PLAIN) };
 
-	TEST_RUN(p, "S:554 5.7.1 no SMTP service here\r\n",
-	    "E:FAILED RESP 554", "C:QUIT\r\n");
+	TEST_RUN(p, "S:554 5.7.1 no SMTP service here\r\n", "E:FAILED RESP 554",
+	    "C:QUIT\r\n");
 	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_GREETING);
 	cr_assert_eq(smtp_proto_step(p), SMTP_PROTO_STEP_GREETING);
 	smtp_proto_free(p);
 
 	p = test_proto_new(SMTP_PROTO_TLS_NONE);
-	TEST_RUN(p, TEST_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
-	    "C:RCPT TO:<bob@example.net>\r\n",
+	TEST_RUN(p, TEST_HELLO, "!mail", "C:MAIL FROM:<alice@example.org>\r\n",
+	    "S:250 Ok\r\n", "C:RCPT TO:<bob@example.net>\r\n",
 	    "S:421 4.4.2 closing\r\n", "E:FAILED RESP 421");
 	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_RCPT);
 	smtp_proto_free(p);
@@ -2061,9 +1816,8 @@ Test(smtp_proto, a_failure_names_the_step_it_happened_in)
 	p = test_proto_new(SMTP_PROTO_TLS_STARTTLS);
 	TEST_RUN(p, "S:220 mx.example.net ESMTP\r\n",
 	    "C:EHLO client.example\r\n",
-	    "S:250-mx.example.net\r\n250 STARTTLS\r\n",
-	    "C:STARTTLS\r\n", "S:220 go ahead\r\n", "E:NEED_TLS",
-	    "!tls_fail", "E:FAILED TLS 0");
+	    "S:250-mx.example.net\r\n250 STARTTLS\r\n", "C:STARTTLS\r\n",
+	    "S:220 go ahead\r\n", "E:NEED_TLS", "!tls_fail", "E:FAILED TLS 0");
 	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_TLS);
 	smtp_proto_free(p);
 
@@ -2085,16 +1839,18 @@ Test(smtp_proto, a_failure_names_the_step_it_happened_in)
 
 Test(smtp_proto, a_local_verdict_names_mail_as_the_step)
 {
-	static const struct smtp_proto_txn big = {
-		.sender = "alice@example.org", .rcpts = test_rcpts1,
-		.n_rcpts = 1, .size = 5000 };
+	static const struct smtp_proto_txn big = { .sender =
+						       "alice@example.org",
+		.rcpts = test_rcpts1,
+		.n_rcpts = 1,
+		.size = 5000 };
 	struct smtp_proto *p = test_proto_new(SMTP_PROTO_TLS_NONE);
 
 	test_txn = &big;
 	TEST_PART(p, "S:220 mx.example.net ESMTP\r\n",
 	    "C:EHLO client.example\r\n",
-	    "S:250-mx.example.net\r\n250 SIZE 1000\r\n", "E:READY",
-	    "!mail", "E:TXN_DONE 552");
+	    "S:250-mx.example.net\r\n250 SIZE 1000\r\n", "E:READY", "!mail",
+	    "E:TXN_DONE 552");
 	cr_assert(test_last_ev.reply.local);
 	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_MAIL);
 	TEST_RUN(p, "E:READY");

@@ -27,8 +27,8 @@
 #include "msgfix.h"
 #include "spool.h"
 
-static char	 test_root[64];
-static char	 test_dir[128];
+static char test_root[64];
+static char test_dir[128];
 
 static void
 test_setup(void)
@@ -81,15 +81,14 @@ test_envelope(const char *rcpt)
 static const char *
 test_accept(struct spool *sp, const void *data, size_t len)
 {
-	static char id[ENVELOPE_ID_MAX];
+	static char          id[ENVELOPE_ID_MAX];
 	struct spool_writer *w = NULL;
-	struct envelope *env;
-	struct sq_err err = { 0 };
+	struct envelope     *env;
+	struct sq_err        err = { 0 };
 
 	cr_assert_eq(spool_writer_begin(sp, &w, &err), 0, "%s", err.msg);
 	strcpy(id, spool_writer_id(w));
-	cr_assert_eq(spool_writer_write(w, data, len, &err), 0, "%s",
-	    err.msg);
+	cr_assert_eq(spool_writer_write(w, data, len, &err), 0, "%s", err.msg);
 	env = test_envelope("bob@example.com");
 	cr_assert_eq(spool_writer_commit(w, env, &err), 0, "%s", err.msg);
 	cr_assert_str_eq(env->id, id);
@@ -101,10 +100,10 @@ test_accept(struct spool *sp, const void *data, size_t len)
 static int
 test_count(const char *sub)
 {
-	char path[256];
-	DIR *d;
+	char           path[256];
+	DIR           *d;
 	struct dirent *de;
-	int n = 0;
+	int            n = 0;
 
 	snprintf(path, sizeof(path), "%s/%s", test_dir, sub);
 	cr_assert_not_null(d = opendir(path));
@@ -118,7 +117,7 @@ test_count(const char *sub)
 static int
 test_exists(const char *sub, const char *id, const char *ext)
 {
-	char path[256];
+	char        path[256];
 	struct stat st;
 
 	snprintf(path, sizeof(path), "%s/%s/%s%s", test_dir, sub, id, ext);
@@ -128,7 +127,7 @@ test_exists(const char *sub, const char *id, const char *ext)
 static mode_t
 test_mode(const char *sub, const char *name)
 {
-	char path[256];
+	char        path[256];
 	struct stat st;
 
 	snprintf(path, sizeof(path), "%s%s%s%s", test_dir, sub ? "/" : "",
@@ -138,8 +137,8 @@ test_mode(const char *sub, const char *name)
 }
 
 struct test_found {
-	char	ids[16][ENVELOPE_ID_MAX];
-	int	n;
+	char ids[16][ENVELOPE_ID_MAX];
+	int  n;
 };
 
 static void
@@ -156,7 +155,7 @@ static int
 test_recover(struct spool *sp, struct test_found *f)
 {
 	struct sq_err err = { 0 };
-	int n;
+	int           n;
 
 	memset(f, 0, sizeof(*f));
 	n = spool_recover(sp, test_collect, f, &err);
@@ -167,25 +166,24 @@ test_recover(struct spool *sp, struct test_found *f)
 
 Test(spool, accepted_message_is_recovered_byte_exact_with_its_envelope)
 {
-	struct spool *sp = test_open();
-	struct envelope *env = NULL;
-	struct sq_err err = { 0 };
+	struct spool     *sp = test_open();
+	struct envelope  *env = NULL;
+	struct sq_err     err = { 0 };
 	struct test_found f;
-	char *data, *back, id[ENVELOPE_ID_MAX];
-	size_t len = 200000, i, got = 0;
-	ssize_t r;
-	int fd;
+	char             *data, *back, id[ENVELOPE_ID_MAX];
+	size_t            len = 200000, i, got = 0;
+	ssize_t           r;
+	int               fd;
 
 	data = malloc(len);
 	for (i = 0; i < len; i++)
-		data[i] = (char)(i * 7 + i / 13);	/* CR, LF, NUL, 8-bit */
+		data[i] = (char)(i * 7 + i / 13); /* CR, LF, NUL, 8-bit */
 	strcpy(id, test_accept(sp, data, len));
 	cr_assert(spool_id_valid(id));
 	cr_assert_eq(test_recover(sp, &f), 1);
 	cr_assert_str_eq(f.ids[0], id);
 
-	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), 0, "%s",
-	    err.msg);
+	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), 0, "%s", err.msg);
 	cr_assert_str_eq(env->id, id);
 	cr_assert_str_eq(env->sender, "alice@example.com");
 	cr_assert_eq(env->n_rcpts, 1);
@@ -209,21 +207,21 @@ Test(spool, accepted_message_is_recovered_byte_exact_with_its_envelope)
 
 Test(spool, small_writes_are_kept_in_order)
 {
-	struct spool *sp = test_open();
+	struct spool        *sp = test_open();
 	struct spool_writer *w = NULL;
-	struct envelope *env = test_envelope("b@c");
-	struct sq_err err = { 0 };
-	char buf[64], id[ENVELOPE_ID_MAX];
+	struct envelope     *env = test_envelope("b@c");
+	struct sq_err        err = { 0 };
+	char                 buf[64], id[ENVELOPE_ID_MAX];
 	const char *parts[] = { "Subject: x\r\n", "\r\n", "a", "bc\n", "" };
-	size_t i;
-	ssize_t r;
-	int fd;
+	size_t      i;
+	ssize_t     r;
+	int         fd;
 
 	cr_assert_eq(spool_writer_begin(sp, &w, &err), 0);
 	strcpy(id, spool_writer_id(w));
 	for (i = 0; i < 5; i++)
-		cr_assert_eq(spool_writer_write(w, parts[i], strlen(parts[i]),
-		    &err), 0);
+		cr_assert_eq(
+		    spool_writer_write(w, parts[i], strlen(parts[i]), &err), 0);
 	cr_assert_eq(spool_writer_commit(w, env, &err), 0, "%s", err.msg);
 	fd = spool_open_message(sp, id, &err);
 	r = read(fd, buf, sizeof(buf));
@@ -237,7 +235,7 @@ Test(spool, small_writes_are_kept_in_order)
 Test(spool, directories_are_0700_spool_dir_0711_files_0600_whatever_the_umask)
 {
 	struct spool *sp;
-	const char *id;
+	const char   *id;
 
 	umask(0277);
 	sp = test_open();
@@ -261,9 +259,9 @@ Test(spool, directories_are_0700_spool_dir_0711_files_0600_whatever_the_umask)
 Test(spool, files_root_submits_belong_to_the_spool_owner)
 {
 	struct spool *sp;
-	struct stat st;
-	char path[256];
-	const char *id;
+	struct stat   st;
+	char          path[256];
+	const char   *id;
 
 	if (geteuid() != 0)
 		cr_skip_test("needs root to submit as root");
@@ -301,7 +299,7 @@ Test(spool, open_without_create_names_the_missing_directory)
 Test(spool, queue_dir_is_under_the_spool)
 {
 	struct spool *sp = test_open();
-	char want[256];
+	char          want[256];
 
 	snprintf(want, sizeof(want), "%s/queue", test_dir);
 	cr_assert_str_eq(spool_queue_dir(sp), want);
@@ -310,12 +308,12 @@ Test(spool, queue_dir_is_under_the_spool)
 
 Test(spool, dead_writers_temporary_files_are_removed_by_recover)
 {
-	struct spool *sp = test_open();
+	struct spool        *sp = test_open();
 	struct spool_writer *w = NULL;
-	struct sq_err err = { 0 };
-	struct test_found f;
-	pid_t pid;
-	int status;
+	struct sq_err        err = { 0 };
+	struct test_found    f;
+	pid_t                pid;
+	int                  status;
 
 	pid = fork();
 	cr_assert_geq(pid, 0);
@@ -336,12 +334,12 @@ Test(spool, dead_writers_temporary_files_are_removed_by_recover)
 
 Test(spool, live_writers_temporary_files_are_left_alone)
 {
-	struct spool *sp = test_open();
+	struct spool        *sp = test_open();
 	struct spool_writer *w = NULL;
-	struct envelope *env = test_envelope("b@c");
-	struct sq_err err = { 0 };
-	struct test_found f;
-	char id[ENVELOPE_ID_MAX];
+	struct envelope     *env = test_envelope("b@c");
+	struct sq_err        err = { 0 };
+	struct test_found    f;
+	char                 id[ENVELOPE_ID_MAX];
 
 	cr_assert_eq(spool_writer_begin(sp, &w, &err), 0);
 	strcpy(id, spool_writer_id(w));
@@ -358,11 +356,11 @@ Test(spool, live_writers_temporary_files_are_left_alone)
 
 Test(spool, orphan_message_without_envelope_is_removed_unless_locked)
 {
-	struct spool *sp = test_open();
+	struct spool     *sp = test_open();
 	struct test_found f;
-	char path[256];
-	const char *id = "0065A1B2C3000014242";
-	int fd;
+	char              path[256];
+	const char       *id = "0065A1B2C3000014242";
+	int               fd;
 
 	/* A commit interrupted between the two renames, writer alive. */
 	snprintf(path, sizeof(path), "%s/queue/%s.msg", test_dir, id);
@@ -382,7 +380,7 @@ Test(spool, orphan_message_without_envelope_is_removed_unless_locked)
 static void
 test_put(const char *sub, const char *name, const char *text)
 {
-	char path[256];
+	char  path[256];
 	FILE *fp;
 
 	snprintf(path, sizeof(path), "%s/%s/%s", test_dir, sub, name);
@@ -396,9 +394,9 @@ static const char *
 test_get(const char *sub, const char *name)
 {
 	static char text[4096];
-	char path[256];
-	FILE *fp;
-	size_t n;
+	char        path[256];
+	FILE       *fp;
+	size_t      n;
 
 	snprintf(path, sizeof(path), "%s/%s/%s", test_dir, sub, name);
 	text[0] = '\0';
@@ -412,9 +410,9 @@ test_get(const char *sub, const char *name)
 
 Test(spool, unusable_envelopes_are_moved_to_corrupt_with_a_reason)
 {
-	struct spool *sp = test_open();
+	struct spool     *sp = test_open();
 	struct test_found f;
-	char good[ENVELOPE_ID_MAX], good2[ENVELOPE_ID_MAX];
+	char              good[ENVELOPE_ID_MAX], good2[ENVELOPE_ID_MAX];
 
 	strcpy(good, test_accept(sp, "x\n", 2));
 	/* Garbage, with its body. */
@@ -428,7 +426,8 @@ Test(spool, unusable_envelopes_are_moved_to_corrupt_with_a_reason)
 	test_put("queue", "0065A1B2C3000030000.env", "");
 	test_put("queue", "0065A1B2C3000030000.msg", "");
 	/* An envelope without its message file. */
-	test_put("queue", "0065A1B2C3000040000.env", "sendq-envelope 1\n"
+	test_put("queue", "0065A1B2C3000040000.env",
+	    "sendq-envelope 1\n"
 	    "id 0065A1B2C3000040000\ncreated 1\nsender\nrcpt a@b\nend\n");
 	strcpy(good2, test_accept(sp, "y\n", 2));
 
@@ -442,10 +441,12 @@ Test(spool, unusable_envelopes_are_moved_to_corrupt_with_a_reason)
 	cr_assert(test_exists("corrupt", "0065A1B2C3000020000", ".msg"));
 	cr_assert(test_exists("corrupt", "0065A1B2C3000040000", ".env"));
 	cr_assert_not(test_exists("corrupt", "0065A1B2C3000040000", ".msg"));
-	cr_assert_not_null(strstr(test_get("corrupt",
-	    "0065A1B2C3000040000.reason"), "without message file"));
-	cr_assert_not_null(strstr(test_get("corrupt",
-	    "0065A1B2C3000020000.reason"), "0065A1B2C3000020000.env"));
+	cr_assert_not_null(
+	    strstr(test_get("corrupt", "0065A1B2C3000040000.reason"),
+		"without message file"));
+	cr_assert_not_null(
+	    strstr(test_get("corrupt", "0065A1B2C3000020000.reason"),
+		"0065A1B2C3000020000.env"));
 	cr_assert_neq(test_get("corrupt", "0065A1B2C3000010000.reason")[0],
 	    '\0');
 	cr_assert_eq(test_mode("/corrupt", NULL), 0700);
@@ -457,7 +458,7 @@ Test(spool, unusable_envelopes_are_moved_to_corrupt_with_a_reason)
 
 Test(spool, spool_without_corrupt_dir_opens_and_recovers)
 {
-	struct spool *sp = test_open();
+	struct spool     *sp = test_open();
 	struct test_found f;
 
 	test_accept(sp, "x\n", 2);
@@ -469,39 +470,40 @@ Test(spool, spool_without_corrupt_dir_opens_and_recovers)
 
 Test(spool, envelope_for_another_id_is_rejected)
 {
-	struct spool *sp = test_open();
+	struct spool    *sp = test_open();
 	struct envelope *env = NULL;
-	struct sq_err err = { 0 };
-	char path[256];
-	FILE *fp;
+	struct sq_err    err = { 0 };
+	char             path[256];
+	FILE            *fp;
 
 	snprintf(path, sizeof(path), "%s/queue/0065A1B2C3000010000.env",
 	    test_dir);
 	cr_assert_not_null(fp = fopen(path, "w"));
 	fputs("sendq-envelope 1\nid 0065A1B2C3000010001\ncreated 1\n"
-	    "sender\nrcpt a@b\nend\n", fp);
+	      "sender\nrcpt a@b\nend\n",
+	    fp);
 	fclose(fp);
-	cr_assert_eq(spool_load_envelope(sp, "0065A1B2C3000010000", &env,
-	    &err), SQ_EPARSE);
+	cr_assert_eq(spool_load_envelope(sp, "0065A1B2C3000010000", &env, &err),
+	    SQ_EPARSE);
 	cr_assert_not_null(strstr(err.msg, "0065A1B2C3000010001"));
 	spool_close(sp);
 }
 
 Test(spool, parse_errors_name_the_file)
 {
-	struct spool *sp = test_open();
+	struct spool    *sp = test_open();
 	struct envelope *env = NULL;
-	struct sq_err err = { 0 };
-	char path[256];
-	FILE *fp;
+	struct sq_err    err = { 0 };
+	char             path[256];
+	FILE            *fp;
 
 	snprintf(path, sizeof(path), "%s/queue/0065A1B2C3000010000.env",
 	    test_dir);
 	cr_assert_not_null(fp = fopen(path, "w"));
 	fputs("sendq-envelope 1\nbogus\n", fp);
 	fclose(fp);
-	cr_assert_eq(spool_load_envelope(sp, "0065A1B2C3000010000", &env,
-	    &err), SQ_EPARSE);
+	cr_assert_eq(spool_load_envelope(sp, "0065A1B2C3000010000", &env, &err),
+	    SQ_EPARSE);
 	cr_assert_not_null(strstr(err.msg, path), "%s", err.msg);
 	cr_assert_not_null(strstr(err.msg, "line 2"), "%s", err.msg);
 	spool_close(sp);
@@ -509,11 +511,11 @@ Test(spool, parse_errors_name_the_file)
 
 Test(spool, remove_deletes_envelope_and_body)
 {
-	struct spool *sp = test_open();
-	struct envelope *env = NULL;
-	struct sq_err err = { 0 };
+	struct spool     *sp = test_open();
+	struct envelope  *env = NULL;
+	struct sq_err     err = { 0 };
 	struct test_found f;
-	char id[ENVELOPE_ID_MAX];
+	char              id[ENVELOPE_ID_MAX];
 
 	strcpy(id, test_accept(sp, "x\n", 2));
 	cr_assert_eq(spool_remove(sp, id, &err), 0, "%s", err.msg);
@@ -528,10 +530,10 @@ Test(spool, remove_deletes_envelope_and_body)
 
 Test(spool, update_envelope_replaces_it_atomically)
 {
-	struct spool *sp = test_open();
+	struct spool    *sp = test_open();
 	struct envelope *env = NULL, *back = NULL;
-	struct sq_err err = { 0 };
-	char id[ENVELOPE_ID_MAX];
+	struct sq_err    err = { 0 };
+	char             id[ENVELOPE_ID_MAX];
 
 	strcpy(id, test_accept(sp, "x\n", 2));
 	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), 0);
@@ -556,11 +558,11 @@ Test(spool, update_envelope_replaces_it_atomically)
 
 Test(spool, ids_are_unique_and_list_returns_them_in_order)
 {
-	struct spool *sp = test_open();
+	struct spool        *sp = test_open();
 	struct spool_writer *w;
-	struct sq_err err = { 0 };
-	struct test_found f;
-	char (*ids)[ENVELOPE_ID_MAX];
+	struct sq_err        err = { 0 };
+	struct test_found    f;
+	char(*ids)[ENVELOPE_ID_MAX];
 	int i, j, n = 2000;
 
 	ids = calloc((size_t)n, sizeof(*ids));
@@ -601,7 +603,7 @@ static unsigned long long
 test_id_random(const char *id)
 {
 	unsigned long long v = 0;
-	int i;
+	int                i;
 
 	for (i = 15; i < 31; i++)
 		v = v << 4 | (unsigned long long)test_hexval(id[i]);
@@ -610,14 +612,14 @@ test_id_random(const char *id)
 
 Test(spool, new_ids_are_time_then_64_random_bits)
 {
-	struct spool *sp = test_open();
+	struct spool        *sp = test_open();
 	struct spool_writer *w;
-	struct sq_err err = { 0 };
-	char (*ids)[ENVELOPE_ID_MAX];
+	struct sq_err        err = { 0 };
+	char(*ids)[ENVELOPE_ID_MAX];
 	unsigned long long any = 0, all = ~0ULL, r;
-	long long secs;
-	time_t before = time(NULL), after;
-	int i, j, n = 1000;
+	long long          secs;
+	time_t             before = time(NULL), after;
+	int                i, j, n = 1000;
 
 	ids = calloc((size_t)n, sizeof(*ids));
 	for (i = 0; i < n; i++) {
@@ -659,10 +661,10 @@ Test(spool, new_ids_are_time_then_64_random_bits)
 
 Test(spool, space_ok_refuses_new_mail_below_the_reserve)
 {
-	struct spool *sp = test_open();
-	struct sq_err err = { 0 };
+	struct spool  *sp = test_open();
+	struct sq_err  err = { 0 };
 	struct statvfs vfs;
-	uint64_t avail;
+	uint64_t       avail;
 
 	cr_assert_eq(statvfs(test_dir, &vfs), 0);
 	avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
@@ -675,9 +677,11 @@ Test(spool, space_ok_refuses_new_mail_below_the_reserve)
 	cr_assert_eq(spool_space_ok(sp, 4096, &err), 0, "%s", err.msg);
 	/* A message that would take it below. */
 	cr_assert_eq(spool_space_ok(sp, avail, &err), -ENOSPC);
-	cr_assert_not_null(strstr(err.msg, "a message of this size would go "
-	    "below the reserve (min_free_space = 4096 bytes)"), "%s",
-	    err.msg);
+	cr_assert_not_null(
+	    strstr(err.msg,
+		"a message of this size would go "
+		"below the reserve (min_free_space = 4096 bytes)"),
+	    "%s", err.msg);
 	cr_assert_not_null(strstr(err.msg, test_dir), "%s", err.msg);
 	/* Already below: even a message of unknown size. */
 	spool_set_min_free(sp, UINT64_MAX / 2);
@@ -698,26 +702,26 @@ Test(spool, message_size_is_the_body_file_size)
 {
 	struct spool *sp = test_open();
 	struct sq_err err = { 0 };
-	uint64_t size = 0;
-	const char *id;
+	uint64_t      size = 0;
+	const char   *id;
 
 	id = test_accept(sp, "Subject: x\n\nbody\n", 17);
-	cr_assert_eq(spool_message_size(sp, id, &size, &err), 0, "%s",
-	    err.msg);
+	cr_assert_eq(spool_message_size(sp, id, &size, &err), 0, "%s", err.msg);
 	cr_assert_eq(size, 17);
-	cr_assert_eq(spool_message_size(sp, "0065A1B2C3000014242", &size,
-	    &err), -ENOENT);
+	cr_assert_eq(spool_message_size(sp, "0065A1B2C3000014242", &size, &err),
+	    -ENOENT);
 	spool_close(sp);
 }
 
 Test(spool, files_of_ids_made_by_earlier_versions_are_still_found)
 {
-	struct spool *sp = test_open();
-	struct sq_err err = { 0 };
+	struct spool     *sp = test_open();
+	struct sq_err     err = { 0 };
 	struct test_found f;
-	const char *id;
+	const char       *id;
 
-	test_put("queue", "0065A1B2C3000040000.env", "sendq-envelope 1\n"
+	test_put("queue", "0065A1B2C3000040000.env",
+	    "sendq-envelope 1\n"
 	    "id 0065A1B2C3000040000\ncreated 1\nsender\nrcpt a@b\nend\n");
 	test_put("queue", "0065A1B2C3000040000.msg", "old\n");
 	id = test_accept(sp, "new\n", 4);
@@ -731,14 +735,14 @@ Test(spool, files_of_ids_made_by_earlier_versions_are_still_found)
 
 Test(spool, write_failure_names_the_path_and_leaves_nothing_behind)
 {
-	struct spool *sp = test_open();
+	struct spool        *sp = test_open();
 	struct spool_writer *w = NULL;
-	struct envelope *env = test_envelope("b@c");
-	struct sq_err err = { 0 };
-	struct rlimit rl = { 4096, 4096 };
-	char *data;
-	size_t len = 300000;
-	int rc;
+	struct envelope     *env = test_envelope("b@c");
+	struct sq_err        err = { 0 };
+	struct rlimit        rl = { 4096, 4096 };
+	char                *data;
+	size_t               len = 300000;
+	int                  rc;
 
 	/* A file size limit fails write() like a full disk does. */
 	signal(SIGXFSZ, SIG_IGN);
@@ -762,21 +766,21 @@ Test(spool, write_failure_names_the_path_and_leaves_nothing_behind)
 }
 
 struct id_case {
-	char	s[40];
-	int	valid;
+	char s[40];
+	int  valid;
 };
 
 static struct id_case id_cases[] = {
-	{ "0065A1B2C30000100A1B2C3D4E5F60718", 0 },	/* 33 */
-	{ "0065A1B2C30000100A1B2C3D4E5F6071", 0 },	/* 32 */
-	{ "0065A1B2C30000100A1B2C3D4E5F607", 1 },	/* 31: current */
-	{ "0065A1B2C30000100A1B2C3D4E5F60", 0 },	/* 30 */
-	{ "0065A1B2C30000100a1b2c3d4e5f607", 0 },	/* lower case */
+	{ "0065A1B2C30000100A1B2C3D4E5F60718", 0 }, /* 33 */
+	{ "0065A1B2C30000100A1B2C3D4E5F6071", 0 },  /* 32 */
+	{ "0065A1B2C30000100A1B2C3D4E5F607", 1 },   /* 31: current */
+	{ "0065A1B2C30000100A1B2C3D4E5F60", 0 },    /* 30 */
+	{ "0065A1B2C30000100a1b2c3d4e5f607", 0 },   /* lower case */
 	{ "0065A1B2C30000100A1B2C3D4E5F60G", 0 },
 	{ "0065A1B2C30000100A1B2C3D4E5F60/", 0 },
-	{ "0065A1B2C3000014242", 1 },	/* 19: earlier versions */
+	{ "0065A1B2C3000014242", 1 }, /* 19: earlier versions */
 	{ "FFFFFFFFFFFFFFFFFFF", 1 },
-	{ "0065A1B2C3000014242000", 0 },	/* 22 */
+	{ "0065A1B2C3000014242000", 0 }, /* 22 */
 	{ "0065a1b2c3000014242", 0 },
 	{ "0065A1B2C300001424", 0 },
 	{ "0065A1B2C30000142420", 0 },
@@ -798,17 +802,16 @@ ParameterizedTest(struct id_case *c, spool, id_valid_accepts_only_the_id_form)
 
 Test(spool, permanent_failure_is_held_in_failed_with_body_and_reason)
 {
-	struct spool *sp = test_open();
+	struct spool    *sp = test_open();
 	struct envelope *env = NULL;
-	struct sq_err err = { 0 };
-	char path[256], buf[64];
-	const char *id;
-	FILE *f;
-	size_t n;
+	struct sq_err    err = { 0 };
+	char             path[256], buf[64];
+	const char      *id;
+	FILE            *f;
+	size_t           n;
 
 	id = test_accept(sp, "Subject: x\n\nbody\n", 17);
-	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), 0, "%s",
-	    err.msg);
+	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), 0, "%s", err.msg);
 	envelope_set_error(env, "550 5.1.1 no such user");
 	cr_assert_eq(spool_hold_failed(sp, env, 3, &err), 0, "%s", err.msg);
 	envelope_free(env);
@@ -833,19 +836,17 @@ Test(spool, permanent_failure_is_held_in_failed_with_body_and_reason)
 
 Test(spool, commit_records_whether_the_body_is_8bit)
 {
-	struct spool *sp = test_open();
+	struct spool    *sp = test_open();
 	struct envelope *env = NULL;
-	struct sq_err err = { 0 };
-	const char *id;
+	struct sq_err    err = { 0 };
+	const char      *id;
 
 	id = test_accept(sp, "Subject: x\n\nplain\n", 18);
-	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), 0, "%s",
-	    err.msg);
+	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), 0, "%s", err.msg);
 	cr_assert_eq(env->body_8bit, 0);
 	envelope_free(env);
 	id = test_accept(sp, "Subject: x\n\ncaf\xc3\xa9\n", 18);
-	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), 0, "%s",
-	    err.msg);
+	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), 0, "%s", err.msg);
 	cr_assert_eq(env->body_8bit, 1);
 	envelope_free(env);
 	spool_close(sp);
@@ -856,11 +857,11 @@ static struct spool_writer *
 test_writer(struct spool *sp, const char *data)
 {
 	struct spool_writer *w = NULL;
-	struct sq_err err = { 0 };
+	struct sq_err        err = { 0 };
 
 	cr_assert_eq(spool_writer_begin(sp, &w, &err), 0, "%s", err.msg);
-	cr_assert_eq(spool_writer_write(w, data, strlen(data), &err), 0,
-	    "%s", err.msg);
+	cr_assert_eq(spool_writer_write(w, data, strlen(data), &err), 0, "%s",
+	    err.msg);
 	return w;
 }
 
@@ -870,18 +871,16 @@ test_check_message(struct spool *sp, const char *id, const char *body,
     const char *rcpt)
 {
 	struct envelope *env = NULL;
-	struct sq_err err = { 0 };
-	char buf[256];
-	ssize_t n;
-	int fd;
+	struct sq_err    err = { 0 };
+	char             buf[256];
+	ssize_t          n;
+	int              fd;
 
-	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), 0, "%s",
-	    err.msg);
+	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), 0, "%s", err.msg);
 	cr_assert_eq(env->n_rcpts, 1);
 	cr_assert_str_eq(env->rcpts[0], rcpt);
 	envelope_free(env);
-	cr_assert_geq(fd = spool_open_message(sp, id, &err), 0, "%s",
-	    err.msg);
+	cr_assert_geq(fd = spool_open_message(sp, id, &err), 0, "%s", err.msg);
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	cr_assert_geq(n, 0);
@@ -889,18 +888,18 @@ test_check_message(struct spool *sp, const char *id, const char *body,
 	cr_assert_str_eq(buf, body);
 }
 
-#define TEST_GROUP_N	8
+#define TEST_GROUP_N 8
 
 Test(spool, group_commit_lands_every_message_with_its_own_envelope)
 {
-	struct spool *sp = test_open();
+	struct spool        *sp = test_open();
 	struct spool_writer *w[TEST_GROUP_N];
-	struct envelope *envs[TEST_GROUP_N];
-	struct sq_err errs[TEST_GROUP_N];
+	struct envelope     *envs[TEST_GROUP_N];
+	struct sq_err        errs[TEST_GROUP_N];
 	char ids[TEST_GROUP_N][ENVELOPE_ID_MAX], body[64], rcpt[64];
-	int results[TEST_GROUP_N];
+	int  results[TEST_GROUP_N];
 	struct test_found f;
-	size_t i;
+	size_t            i;
 
 	for (i = 0; i < TEST_GROUP_N; i++) {
 		snprintf(body, sizeof(body), "message %zu\n", i);
@@ -927,13 +926,13 @@ Test(spool, group_commit_lands_every_message_with_its_own_envelope)
 
 Test(spool, group_commit_of_one_message_works_like_commit)
 {
-	struct spool *sp = test_open();
+	struct spool        *sp = test_open();
 	struct spool_writer *w = test_writer(sp, "caf\xc3\xa9\n");
-	struct envelope *env = test_envelope("b@c");
-	struct sq_err err;
-	struct test_found f;
-	char name[ENVELOPE_ID_MAX + 8];
-	int result = 1;
+	struct envelope     *env = test_envelope("b@c");
+	struct sq_err        err;
+	struct test_found    f;
+	char                 name[ENVELOPE_ID_MAX + 8];
+	int                  result = 1;
 
 	spool_commit_group(&w, &env, 1, &result, &err);
 	cr_assert_eq(result, 0, "%s", err.msg);
@@ -948,15 +947,15 @@ Test(spool, group_commit_of_one_message_works_like_commit)
 
 Test(spool, group_commit_member_with_write_error_fails_alone)
 {
-	struct spool *sp = test_open();
+	struct spool        *sp = test_open();
 	struct spool_writer *w[3];
-	struct envelope *envs[3];
-	struct sq_err errs[3], err = { 0 };
-	struct rlimit rl = { 4096, 4096 };
-	struct test_found f;
-	char bad_id[ENVELOPE_ID_MAX], *big;
-	int results[3];
-	size_t i;
+	struct envelope     *envs[3];
+	struct sq_err        errs[3], err = { 0 };
+	struct rlimit        rl = { 4096, 4096 };
+	struct test_found    f;
+	char                 bad_id[ENVELOPE_ID_MAX], *big;
+	int                  results[3];
+	size_t               i;
 
 	signal(SIGXFSZ, SIG_IGN);
 	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
@@ -989,7 +988,7 @@ Test(spool, group_commit_member_with_write_error_fails_alone)
 static mode_t
 test_mode_gid(const char *sub, const char *name, gid_t *gid)
 {
-	char path[256];
+	char        path[256];
 	struct stat st;
 
 	snprintf(path, sizeof(path), "%s/%s%s%s", test_dir, sub,
@@ -1016,17 +1015,16 @@ test_other_group(char *name, size_t sz)
 
 Test(spool, queue_group_shares_envelopes_never_bodies)
 {
-	struct spool *sp = test_open();
+	struct spool    *sp = test_open();
 	struct envelope *env = NULL;
-	struct sq_err err = { 0 };
-	char group[64], name[64], old[ENVELOPE_ID_MAX], id[ENVELOPE_ID_MAX];
+	struct sq_err    err = { 0 };
+	char  group[64], name[64], old[ENVELOPE_ID_MAX], id[ENVELOPE_ID_MAX];
 	gid_t gid, g;
 
 	gid = test_other_group(group, sizeof(group));
 	/* A message of before: 0600 with the daemon's group. */
 	strcpy(old, test_accept(sp, "hi\n", 3));
-	cr_assert_eq(spool_set_queue_group(sp, group, &err), 0, "%s",
-	    err.msg);
+	cr_assert_eq(spool_set_queue_group(sp, group, &err), 0, "%s", err.msg);
 	cr_assert_eq(test_mode_gid("tmp", NULL, &g), 02700);
 	cr_assert_eq(g, gid);
 	cr_assert_eq(test_mode_gid("queue", NULL, &g), 0750);
@@ -1047,8 +1045,7 @@ Test(spool, queue_group_shares_envelopes_never_bodies)
 	cr_assert_eq(test_mode_gid("queue", name, &g), 0600);
 	cr_assert_eq(g, gid);
 	/* A replaced envelope keeps the mode; a failure record is 0600. */
-	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), 0, "%s",
-	    err.msg);
+	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), 0, "%s", err.msg);
 	env->attempts = 2;
 	cr_assert_eq(spool_update_envelope(sp, env, &err), 0, "%s", err.msg);
 	snprintf(name, sizeof(name), "%s.env", id);
@@ -1072,17 +1069,17 @@ Test(spool, without_queue_group_queue_and_envelopes_stay_private)
 {
 	struct spool *sp = test_open();
 	struct sq_err err = { 0 };
-	char path[256], name[64];
-	const char *id;
-	gid_t g;
+	char          path[256], name[64];
+	const char   *id;
+	gid_t         g;
 
 	/* Left over from an install that had the group. */
 	snprintf(path, sizeof(path), "%s/tmp", test_dir);
 	cr_assert_eq(chmod(path, 02700), 0);
 	snprintf(path, sizeof(path), "%s/queue", test_dir);
 	cr_assert_eq(chmod(path, 0750), 0);
-	cr_assert_eq(spool_set_queue_group(sp, "sendq-no-such-group-x",
-	    &err), 0, "%s", err.msg);
+	cr_assert_eq(spool_set_queue_group(sp, "sendq-no-such-group-x", &err),
+	    0, "%s", err.msg);
 	cr_assert_eq(test_mode_gid("tmp", NULL, &g), 0700);
 	cr_assert_eq(test_mode_gid("queue", NULL, &g), 0700);
 	id = test_accept(sp, "hi\n", 3);
@@ -1093,12 +1090,12 @@ Test(spool, without_queue_group_queue_and_envelopes_stay_private)
 
 Test(spool, open_queue_reads_queue_only)
 {
-	struct spool *sp = test_open(), *rq = NULL;
-	struct envelope *env = NULL;
-	struct sq_err err = { 0 };
+	struct spool     *sp = test_open(), *rq = NULL;
+	struct envelope  *env = NULL;
+	struct sq_err     err = { 0 };
 	struct test_found f = { 0 };
-	char path[256], id[ENVELOPE_ID_MAX];
-	uint64_t size = 0;
+	char              path[256], id[ENVELOPE_ID_MAX];
+	uint64_t          size = 0;
 
 	strcpy(id, test_accept(sp, "hello\n", 6));
 	spool_close(sp);
@@ -1108,16 +1105,12 @@ Test(spool, open_queue_reads_queue_only)
 	cr_assert_eq(rmdir(path), 0);
 	snprintf(path, sizeof(path), "%s/failed", test_dir);
 	cr_assert_eq(rmdir(path), 0);
-	cr_assert_eq(spool_open_queue(test_dir, &rq, &err), 0, "%s",
-	    err.msg);
-	cr_assert_eq(spool_list(rq, test_collect, &f, &err), 1, "%s",
-	    err.msg);
+	cr_assert_eq(spool_open_queue(test_dir, &rq, &err), 0, "%s", err.msg);
+	cr_assert_eq(spool_list(rq, test_collect, &f, &err), 1, "%s", err.msg);
 	cr_assert_str_eq(f.ids[0], id);
-	cr_assert_eq(spool_load_envelope(rq, id, &env, &err), 0, "%s",
-	    err.msg);
+	cr_assert_eq(spool_load_envelope(rq, id, &env, &err), 0, "%s", err.msg);
 	envelope_free(env);
-	cr_assert_eq(spool_message_size(rq, id, &size, &err), 0, "%s",
-	    err.msg);
+	cr_assert_eq(spool_message_size(rq, id, &size, &err), 0, "%s", err.msg);
 	cr_assert_eq(size, 6);
 	spool_close(rq);
 }
@@ -1126,8 +1119,8 @@ Test(spool, open_queue_does_not_follow_a_symlinked_queue)
 {
 	struct spool *sp = test_open(), *rq = NULL;
 	struct sq_err err = { 0 };
-	char path[256], target[256];
-	int rc;
+	char          path[256], target[256];
+	int           rc;
 
 	spool_close(sp);
 	snprintf(path, sizeof(path), "%s/queue", test_dir);
@@ -1144,14 +1137,14 @@ Test(spool, open_queue_does_not_follow_a_symlinked_queue)
 
 /* Asynchronous commit (spool_async_start): callbacks from dispatch. */
 struct test_async {
-	int	calls;
-	int	rc[TEST_GROUP_N];
-	size_t	order[TEST_GROUP_N];
+	int    calls;
+	int    rc[TEST_GROUP_N];
+	size_t order[TEST_GROUP_N];
 };
 
 struct test_async_arg {
-	struct test_async	*t;
-	size_t			 i;
+	struct test_async *t;
+	size_t             i;
 };
 
 static void
@@ -1169,7 +1162,7 @@ static void
 test_async_wait(struct spool *sp, int efd, struct test_async *t, int want)
 {
 	struct pollfd pfd = { .fd = efd, .events = POLLIN };
-	int rounds = 0;
+	int           rounds = 0;
 
 	while (t->calls < want) {
 		cr_assert(rounds++ < 1000, "commit thread did not answer");
@@ -1180,16 +1173,16 @@ test_async_wait(struct spool *sp, int efd, struct test_async *t, int want)
 
 Test(spool, async_commit_answers_from_dispatch_once_durable)
 {
-	struct spool *sp = test_open();
-	struct spool_writer *w;
-	struct envelope *envs[TEST_GROUP_N];
+	struct spool         *sp = test_open();
+	struct spool_writer  *w;
+	struct envelope      *envs[TEST_GROUP_N];
 	struct test_async_arg args[TEST_GROUP_N];
-	struct test_async t = { 0 };
-	char body[64], rcpt[64];
-	struct sq_err err;
-	struct test_found f;
-	size_t i;
-	int efd;
+	struct test_async     t = { 0 };
+	char                  body[64], rcpt[64];
+	struct sq_err         err;
+	struct test_found     f;
+	size_t                i;
+	int                   efd;
 
 	efd = spool_async_start(sp, &err);
 	cr_assert_geq(efd, 0, "%s", err.msg);
@@ -1227,15 +1220,15 @@ Test(spool, async_commit_answers_from_dispatch_once_durable)
 
 Test(spool, async_commit_failure_is_reported_and_leaves_nothing)
 {
-	struct spool *sp = test_open();
-	struct spool_writer *w[2];
-	struct envelope *envs[2];
+	struct spool         *sp = test_open();
+	struct spool_writer  *w[2];
+	struct envelope      *envs[2];
 	struct test_async_arg args[2];
-	struct test_async t = { 0 };
-	struct rlimit rl = { 4096, 4096 };
-	struct sq_err err = { 0 };
-	char *big;
-	int efd;
+	struct test_async     t = { 0 };
+	struct rlimit         rl = { 4096, 4096 };
+	struct sq_err         err = { 0 };
+	char                 *big;
+	int                   efd;
 
 	efd = spool_async_start(sp, &err);
 	cr_assert_geq(efd, 0, "%s", err.msg);

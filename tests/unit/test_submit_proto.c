@@ -49,21 +49,35 @@ Test(submit_proto, waits_for_the_rest_of_a_line)
 Test(submit_proto, refuses_what_is_not_a_frame)
 {
 	static const char *const bad[] = {
-		"data 0\n", "data 012\n", "data 65537\n", "data -1\n",
-		"data +1\n", "data  1\n", "data 1 \n", "data\n", "DATA 1\n",
-		"end \n", "end\r\n", "submit 0\n", "submit 1048577\n",
-		"submit 99999999999999999999999999\n", "quit\n", "\n",
-		"data 1x\n", "data 123456789012345678901234567\n",
+		"data 0\n",
+		"data 012\n",
+		"data 65537\n",
+		"data -1\n",
+		"data +1\n",
+		"data  1\n",
+		"data 1 \n",
+		"data\n",
+		"DATA 1\n",
+		"end \n",
+		"end\r\n",
+		"submit 0\n",
+		"submit 1048577\n",
+		"submit 99999999999999999999999999\n",
+		"quit\n",
+		"\n",
+		"data 1x\n",
+		"data 123456789012345678901234567\n",
 		"abcdefghijklmnopqrstuvwxyz0123456789",
 	};
 	struct submit_proto_hdr h;
-	struct sq_err err = { 0 };
-	size_t i;
+	struct sq_err           err = { 0 };
+	size_t                  i;
 
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		memset(&err, 0, sizeof(err));
-		cr_assert_eq(submit_proto_parse(bad[i], strlen(bad[i]), &h,
-		    &err), SQ_EPARSE, "accepted: %s", bad[i]);
+		cr_assert_eq(
+		    submit_proto_parse(bad[i], strlen(bad[i]), &h, &err),
+		    SQ_EPARSE, "accepted: %s", bad[i]);
 		cr_assert_neq(err.msg[0], '\0');
 	}
 }
@@ -71,20 +85,24 @@ Test(submit_proto, refuses_what_is_not_a_frame)
 Test(submit_proto, formats_what_it_parses)
 {
 	struct submit_proto_hdr h;
-	char line[SUBMIT_PROTO_LINE_MAX];
+	char                    line[SUBMIT_PROTO_LINE_MAX];
 
-	cr_assert_eq(submit_proto_format(line, sizeof(line),
-	    SUBMIT_PROTO_DATA, 65536), 11);
+	cr_assert_eq(
+	    submit_proto_format(line, sizeof(line), SUBMIT_PROTO_DATA, 65536),
+	    11);
 	cr_assert_str_eq(line, "data 65536\n");
 	cr_assert_eq(test_parse(line, &h), 1);
 	cr_assert_eq(submit_proto_format(line, sizeof(line),
-	    SUBMIT_PROTO_SUBMIT, SUBMIT_PROTO_ENV_MAX), 15);
-	cr_assert_eq(submit_proto_format(line, sizeof(line),
-	    SUBMIT_PROTO_END, 0), 4);
-	cr_assert_eq(submit_proto_format(line, sizeof(line),
-	    SUBMIT_PROTO_DATA, 0), SQ_ELIMIT);
-	cr_assert_eq(submit_proto_format(line, sizeof(line),
-	    SUBMIT_PROTO_DATA, SUBMIT_PROTO_CHUNK_MAX + 1), SQ_ELIMIT);
+			 SUBMIT_PROTO_SUBMIT, SUBMIT_PROTO_ENV_MAX),
+	    15);
+	cr_assert_eq(
+	    submit_proto_format(line, sizeof(line), SUBMIT_PROTO_END, 0), 4);
+	cr_assert_eq(
+	    submit_proto_format(line, sizeof(line), SUBMIT_PROTO_DATA, 0),
+	    SQ_ELIMIT);
+	cr_assert_eq(submit_proto_format(line, sizeof(line), SUBMIT_PROTO_DATA,
+			 SUBMIT_PROTO_CHUNK_MAX + 1),
+	    SQ_ELIMIT);
 }
 
 static struct envelope *
@@ -100,9 +118,9 @@ test_env(void)
 Test(submit_proto, accepts_a_new_message_envelope)
 {
 	struct envelope *env = test_env();
-	struct sq_err err = { 0 };
+	struct sq_err    err = { 0 };
 
-	env->uid = 0;		/* whatever the client claims: overwritten */
+	env->uid = 0; /* whatever the client claims: overwritten */
 	cr_assert_eq(submit_proto_check_envelope(env, 0, &err), 0, "%s",
 	    err.msg);
 	envelope_set_sender(env, "");
@@ -114,7 +132,7 @@ Test(submit_proto, accepts_a_new_message_envelope)
 Test(submit_proto, refuses_delivery_state_and_bad_addresses)
 {
 	struct envelope *env;
-	struct sq_err err = { 0 };
+	struct sq_err    err = { 0 };
 
 	env = test_env();
 	env->attempts = 2;

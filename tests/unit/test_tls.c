@@ -30,7 +30,7 @@
 #include "tls.h"
 #include "util.h"
 
-#define TEST_DEADLINE_MS	10000
+#define TEST_DEADLINE_MS 10000
 
 static char test_dir[256];
 
@@ -40,8 +40,7 @@ test_tls_setup(void)
 	char cmd[1024];
 
 	snprintf(test_dir, sizeof(test_dir), "/tmp/sendq-test-tls.XXXXXX");
-	cr_assert_not_null(mkdtemp(test_dir), "mkdtemp: %s",
-	    strerror(errno));
+	cr_assert_not_null(mkdtemp(test_dir), "mkdtemp: %s", strerror(errno));
 	snprintf(cmd, sizeof(cmd), "%s/../../tools/make-test-certs %s",
 	    SENDQ_TEST_DATA, test_dir);
 	cr_assert_eq(system(cmd), 0, "%s failed", cmd);
@@ -64,9 +63,9 @@ TestSuite(tls, .init = test_tls_setup, .fini = test_tls_teardown);
 static const char *
 test_path(const char *name)
 {
-	static char paths[16][512];
+	static char     paths[16][512];
 	static unsigned next;
-	char *p = paths[next++ % 16];
+	char           *p = paths[next++ % 16];
 
 	snprintf(p, sizeof(paths[0]), "%s/%s", test_dir, name);
 	return p;
@@ -86,8 +85,8 @@ static void
 test_wait(int fd, short events, long deadline)
 {
 	struct pollfd pfd = { .fd = fd, .events = events };
-	long left;
-	int n;
+	long          left;
+	int           n;
 
 	for (;;) {
 		left = deadline - test_now_ms();
@@ -122,12 +121,12 @@ test_sh(enum config_trust trust, const char *host)
 static void
 test_add_pin(struct config_smarthost *sh, const char *name)
 {
-	char text[TLS_PIN_TEXT_MAX];
-	struct sq_err err = { 0 };
+	char           text[TLS_PIN_TEXT_MAX];
+	struct sq_err  err = { 0 };
 	gnutls_datum_t b64, raw = { NULL, 0 };
 
-	cr_assert_eq(tls_pin_of_cert_file(test_path(name), text, &err), 0,
-	    "%s", err.msg);
+	cr_assert_eq(tls_pin_of_cert_file(test_path(name), text, &err), 0, "%s",
+	    err.msg);
 	cr_assert_eq(strncmp(text, "sha256:", 7), 0, "%s", text);
 	b64.data = (unsigned char *)text + 7;
 	b64.size = (unsigned)strlen(text + 7);
@@ -142,7 +141,7 @@ static struct tls_ctx *
 test_ctx(const struct config_smarthost *sh)
 {
 	struct tls_ctx *ctx = NULL;
-	struct sq_err err = { 0 };
+	struct sq_err   err = { 0 };
 
 	cr_assert_eq(tls_ctx_new(sh, &ctx, &err), 0, "tls_ctx_new: %s",
 	    err.msg);
@@ -152,17 +151,17 @@ test_ctx(const struct config_smarthost *sh)
 /* ---- the server side (forked child) ---- */
 
 struct test_server {
-	const char	*cert;		/* file names in the test dir */
-	const char	*key;
-	const char	*priority;	/* NULL: "NORMAL" */
-	int		 want_client_cert;
-	gnutls_datum_t	*ticket_key;	/* shared by the children */
+	const char     *cert; /* file names in the test dir */
+	const char     *key;
+	const char     *priority; /* NULL: "NORMAL" */
+	int             want_client_cert;
+	gnutls_datum_t *ticket_key; /* shared by the children */
 };
 
 static void
 test_report(int fd, const char *line)
 {
-	size_t len = strlen(line), off = 0;
+	size_t  len = strlen(line), off = 0;
 	ssize_t n;
 
 	while (off < len) {
@@ -178,12 +177,12 @@ static void
 test_server_run(const struct test_server *ts, int fd, int rfd)
 {
 	gnutls_certificate_credentials_t cred;
-	gnutls_session_t s;
-	const char *client = "none", *ver;
-	char line[256], sni[128], buf[512];
-	size_t snilen = sizeof(sni) - 1;
-	unsigned int type, status, ncerts = 0;
-	int ret;
+	gnutls_session_t                 s;
+	const char                      *client = "none", *ver;
+	char                             line[256], sni[128], buf[512];
+	size_t                           snilen = sizeof(sni) - 1;
+	unsigned int                     type, status, ncerts = 0;
+	int                              ret;
 
 	gnutls_certificate_allocate_credentials(&cred);
 	ret = gnutls_certificate_set_x509_key_file(cred, test_path(ts->cert),
@@ -198,8 +197,8 @@ test_server_run(const struct test_server *ts, int fd, int rfd)
 		gnutls_certificate_set_x509_trust_file(cred,
 		    test_path("ca.pem"), GNUTLS_X509_FMT_PEM);
 	gnutls_init(&s, GNUTLS_SERVER | GNUTLS_NO_SIGNAL);
-	ret = gnutls_priority_set_direct(s, ts->priority != NULL ?
-	    ts->priority : "NORMAL", NULL);
+	ret = gnutls_priority_set_direct(s,
+	    ts->priority != NULL ? ts->priority : "NORMAL", NULL);
 	if (ret < 0) {
 		snprintf(line, sizeof(line), "fail priority %s\n",
 		    gnutls_strerror(ret));
@@ -236,8 +235,10 @@ test_server_run(const struct test_server *ts, int fd, int rfd)
 			client = "verified";
 	}
 	ver = gnutls_protocol_get_name(gnutls_protocol_get_version(s));
-	snprintf(line, sizeof(line), "ok resumed=%d sni=%.100s client=%s "
-	    "version=%s\n", gnutls_session_is_resumed(s) != 0, sni, client,
+	snprintf(line, sizeof(line),
+	    "ok resumed=%d sni=%.100s client=%s "
+	    "version=%s\n",
+	    gnutls_session_is_resumed(s) != 0, sni, client,
 	    ver != NULL ? ver : "?");
 	do {
 		ret = (int)gnutls_record_send(s, "220 hello\r\n", 11);
@@ -254,13 +255,13 @@ test_server_run(const struct test_server *ts, int fd, int rfd)
 }
 
 struct test_result {
-	enum tls_status	 status;	/* of the handshake */
-	struct sq_err	 err;
-	char		 verify[256];
-	char		 desc[128];
-	int		 resumed;
-	char		 greeting[64];
-	char		 server[256];	/* the server's report line */
+	enum tls_status status; /* of the handshake */
+	struct sq_err   err;
+	char            verify[256];
+	char            desc[128];
+	int             resumed;
+	char            greeting[64];
+	char            server[256]; /* the server's report line */
 };
 
 /* Run the client side on fd until the greeting is read (or the handshake
@@ -269,9 +270,9 @@ static void
 test_client_run(struct tls_ctx *ctx, int fd, struct test_result *r)
 {
 	struct tls_session *s = NULL;
-	long deadline = test_now_ms() + TEST_DEADLINE_MS;
-	enum tls_status st;
-	size_t n, used = 0;
+	long                deadline = test_now_ms() + TEST_DEADLINE_MS;
+	enum tls_status     st;
+	size_t              n, used = 0;
 
 	cr_assert_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
 	cr_assert_eq(tls_session_new(ctx, fd, &s, &r->err), 0, "%s",
@@ -315,15 +316,14 @@ static void
 test_connect(struct tls_ctx *ctx, const struct test_server *ts,
     struct test_result *r)
 {
-	long deadline = test_now_ms() + TEST_DEADLINE_MS;
-	int sv[2], rp[2], wstatus;
-	size_t used = 0;
+	long    deadline = test_now_ms() + TEST_DEADLINE_MS;
+	int     sv[2], rp[2], wstatus;
+	size_t  used = 0;
 	ssize_t n;
-	pid_t pid;
+	pid_t   pid;
 
 	memset(r, 0, sizeof(*r));
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv),
-	    0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	cr_assert_eq(pipe2(rp, O_CLOEXEC), 0);
 	pid = fork();
 	cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
@@ -356,7 +356,8 @@ test_connect(struct tls_ctx *ctx, const struct test_server *ts,
 }
 
 static const struct test_server test_good = {
-	.cert = "server.pem", .key = "server.key",
+	.cert = "server.pem",
+	.key = "server.key",
 };
 
 /* The handshake succeeded with verify "ok" and the greeting came. */
@@ -367,8 +368,7 @@ test_assert_ok(const struct test_result *r)
 	    r->err.msg, r->verify);
 	cr_assert_str_eq(r->verify, "ok");
 	cr_assert_str_eq(r->greeting, "220 hello\r\n");
-	cr_assert_eq(strncmp(r->server, "ok ", 3), 0, "server: %s",
-	    r->server);
+	cr_assert_eq(strncmp(r->server, "ok ", 3), 0, "server: %s", r->server);
 }
 
 /* The certificate was refused with a reason containing why. */
@@ -379,8 +379,10 @@ test_assert_refused(const struct test_result *r, const char *why)
 	    r->verify);
 	cr_assert_eq(r->err.code, SQ_EVERIFY, "code %d: %s", r->err.code,
 	    r->err.msg);
-	cr_assert_not_null(strstr(r->verify, why), "verify \"%s\" lacks "
-	    "\"%s\"", r->verify, why);
+	cr_assert_not_null(strstr(r->verify, why),
+	    "verify \"%s\" lacks "
+	    "\"%s\"",
+	    r->verify, why);
 	cr_assert_not_null(strstr(r->err.msg, why), "err \"%s\" lacks \"%s\"",
 	    r->err.msg, why);
 	cr_assert_eq(strncmp(r->server, "fail ", 5), 0, "server: %s",
@@ -391,27 +393,24 @@ test_assert_refused(const struct test_result *r, const char *why)
 
 Test(tls, ca_file_trusted_server_verifies_ok)
 {
-	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE,
-	    "localhost");
-	struct tls_ctx *ctx = test_ctx(&sh);
-	struct test_result r;
+	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE, "localhost");
+	struct tls_ctx         *ctx = test_ctx(&sh);
+	struct test_result      r;
 
 	test_connect(ctx, &test_good, &r);
 	test_assert_ok(&r);
 	cr_assert_eq(r.resumed, 0);
 	cr_assert_str_eq(r.desc, "TLS1.3 AES-256-GCM");
-	cr_assert_not_null(strstr(r.server, " sni=localhost "), "%s",
-	    r.server);
+	cr_assert_not_null(strstr(r.server, " sni=localhost "), "%s", r.server);
 	tls_ctx_free(ctx);
 }
 
 Test(tls, system_trust_refuses_a_private_ca)
 {
-	struct config_smarthost sh = test_sh(CONFIG_TRUST_SYSTEM,
-	    "localhost");
-	struct tls_ctx *ctx = NULL;
-	struct sq_err err = { 0 };
-	struct test_result r;
+	struct config_smarthost sh = test_sh(CONFIG_TRUST_SYSTEM, "localhost");
+	struct tls_ctx         *ctx = NULL;
+	struct sq_err           err = { 0 };
+	struct test_result      r;
 
 	if (tls_ctx_new(&sh, &ctx, &err) != 0) {
 		cr_assert_not_null(strstr(err.msg, "system trust store"), "%s",
@@ -430,11 +429,11 @@ Test(tls, system_trust_refuses_a_private_ca)
  * into the test process: fixed arrays, no pointers.
  */
 struct test_refusal {
-	char	host[32];		/* the smarthost's host */
-	char	server_name[32];	/* "" = none */
-	char	cert[32];		/* the server's files in the test dir */
-	char	key[32];
-	char	why[96];
+	char host[32];        /* the smarthost's host */
+	char server_name[32]; /* "" = none */
+	char cert[32];        /* the server's files in the test dir */
+	char key[32];
+	char why[96];
 };
 
 ParameterizedTestParameters(tls, untrusted_certificate_is_refused_and_named)
@@ -467,9 +466,9 @@ ParameterizedTest(struct test_refusal *c, tls,
     untrusted_certificate_is_refused_and_named)
 {
 	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE, c->host);
-	struct test_server ts = { .cert = c->cert, .key = c->key };
-	struct tls_ctx *ctx;
-	struct test_result r;
+	struct test_server      ts = { .cert = c->cert, .key = c->key };
+	struct tls_ctx         *ctx;
+	struct test_result      r;
 
 	if (c->server_name[0] != '\0')
 		sh.server_name = c->server_name;
@@ -485,43 +484,42 @@ Test(tls, server_name_overrides_host_and_is_sent_as_sni)
 {
 	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE,
 	    "smtp.example.com");
-	struct tls_ctx *ctx;
-	struct test_result r;
+	struct tls_ctx         *ctx;
+	struct test_result      r;
 
 	sh.server_name = "mail.test";
 	ctx = test_ctx(&sh);
 	test_connect(ctx, &test_good, &r);
 	test_assert_ok(&r);
-	cr_assert_not_null(strstr(r.server, " sni=mail.test "), "%s",
-	    r.server);
+	cr_assert_not_null(strstr(r.server, " sni=mail.test "), "%s", r.server);
 	tls_ctx_free(ctx);
 }
 
 Test(tls, server_name_is_sni_and_checked_for_an_address_literal_host)
 {
-	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE,
-	    "127.0.0.9");
-	struct tls_ctx *ctx;
-	struct test_result r;
+	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE, "127.0.0.9");
+	struct tls_ctx         *ctx;
+	struct test_result      r;
 
 	sh.server_name = "mail.test";
 	ctx = test_ctx(&sh);
 	test_connect(ctx, &test_good, &r);
 	test_assert_ok(&r);
-	cr_assert_not_null(strstr(r.server, " sni=mail.test "), "%s",
-	    r.server);
+	cr_assert_not_null(strstr(r.server, " sni=mail.test "), "%s", r.server);
 	tls_ctx_free(ctx);
 }
 
 /* Parameters are copied into the test process: no pointers inside. */
 struct test_param {
-	char	text[64];
+	char text[64];
 };
 
 ParameterizedTestParameters(tls, address_literal_host_matches_ip_san)
 {
 	static struct test_param hosts[] = {
-		{ "127.0.0.1" }, { "[::1]" }, { "::1" },
+		{ "127.0.0.1" },
+		{ "[::1]" },
+		{ "::1" },
 	};
 
 	return cr_make_param_array(struct test_param, hosts,
@@ -531,10 +529,9 @@ ParameterizedTestParameters(tls, address_literal_host_matches_ip_san)
 ParameterizedTest(struct test_param *host, tls,
     address_literal_host_matches_ip_san)
 {
-	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE,
-	    host->text);
-	struct tls_ctx *ctx = test_ctx(&sh);
-	struct test_result r;
+	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE, host->text);
+	struct tls_ctx         *ctx = test_ctx(&sh);
+	struct test_result      r;
 
 	test_connect(ctx, &test_good, &r);
 	test_assert_ok(&r);
@@ -545,10 +542,9 @@ ParameterizedTest(struct test_param *host, tls,
 
 Test(tls, address_literal_not_in_the_certificate_is_refused)
 {
-	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE,
-	    "127.0.0.2");
-	struct tls_ctx *ctx = test_ctx(&sh);
-	struct test_result r;
+	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE, "127.0.0.2");
+	struct tls_ctx         *ctx = test_ctx(&sh);
+	struct test_result      r;
 
 	test_connect(ctx, &test_good, &r);
 	test_assert_refused(&r, "host name mismatch (expected 127.0.0.2");
@@ -559,15 +555,17 @@ Test(tls, address_literal_not_in_the_certificate_is_refused)
 
 Test(tls, pin_of_cert_file_equals_certtool_pin_sha256)
 {
-	char ours[TLS_PIN_TEXT_MAX], cmd[600], line[256], *p;
+	char          ours[TLS_PIN_TEXT_MAX], cmd[600], line[256], *p;
 	struct sq_err err = { 0 };
-	FILE *fp;
-	int found = 0;
+	FILE         *fp;
+	int           found = 0;
 
-	cr_assert_eq(tls_pin_of_cert_file(test_path("server.pem"), ours,
-	    &err), 0, "%s", err.msg);
-	snprintf(cmd, sizeof(cmd), "certtool --pubkey-info "
-	    "--load-certificate %s 2>/dev/null", test_path("server.pem"));
+	cr_assert_eq(tls_pin_of_cert_file(test_path("server.pem"), ours, &err),
+	    0, "%s", err.msg);
+	snprintf(cmd, sizeof(cmd),
+	    "certtool --pubkey-info "
+	    "--load-certificate %s 2>/dev/null",
+	    test_path("server.pem"));
 	fp = popen(cmd, "r");
 	cr_assert_not_null(fp);
 	while (fgets(line, sizeof(line), fp) != NULL) {
@@ -585,14 +583,14 @@ Test(tls, pin_of_cert_file_equals_certtool_pin_sha256)
 
 Test(tls, pin_of_missing_cert_file_names_the_file)
 {
-	char out[TLS_PIN_TEXT_MAX];
+	char          out[TLS_PIN_TEXT_MAX];
 	struct sq_err err = { 0 };
 
 	cr_assert_eq(tls_pin_of_cert_file(test_path("nope.pem"), out, &err),
 	    -ENOENT);
 	cr_assert_not_null(strstr(err.msg, "nope.pem"), "%s", err.msg);
-	cr_assert_eq(tls_pin_of_cert_file(test_path("server.key"), out,
-	    &err), SQ_ETLS);
+	cr_assert_eq(tls_pin_of_cert_file(test_path("server.key"), out, &err),
+	    SQ_ETLS);
 	cr_assert_not_null(strstr(err.msg, "not a PEM or DER certificate"),
 	    "%s", err.msg);
 }
@@ -600,7 +598,7 @@ Test(tls, pin_of_missing_cert_file_names_the_file)
 Test(tls, pin_trust_accepts_the_pinned_key_from_an_untrusted_ca)
 {
 	struct config_smarthost sh = test_sh(CONFIG_TRUST_PIN, "localhost");
-	struct tls_ctx *ctx;
+	struct tls_ctx         *ctx;
 	struct test_server ts = { .cert = "other.pem", .key = "server.key" };
 	struct test_result r;
 
@@ -614,8 +612,8 @@ Test(tls, pin_trust_accepts_the_pinned_key_from_an_untrusted_ca)
 Test(tls, pin_trust_accepts_any_of_several_pins_for_key_rotation)
 {
 	struct config_smarthost sh = test_sh(CONFIG_TRUST_PIN, "localhost");
-	struct tls_ctx *ctx;
-	struct test_result r;
+	struct tls_ctx         *ctx;
+	struct test_result      r;
 
 	test_add_pin(&sh, "rotated.pem");
 	test_add_pin(&sh, "server.pem");
@@ -629,7 +627,7 @@ Test(tls, pin_trust_checks_neither_name_nor_dates)
 {
 	struct config_smarthost sh = test_sh(CONFIG_TRUST_PIN,
 	    "smtp.example.com");
-	struct tls_ctx *ctx;
+	struct tls_ctx         *ctx;
 	struct test_server ts = { .cert = "expired.pem", .key = "server.key" };
 	struct test_result r;
 
@@ -643,18 +641,20 @@ Test(tls, pin_trust_checks_neither_name_nor_dates)
 Test(tls, pin_mismatch_is_refused_with_the_server_pin_in_the_reason)
 {
 	struct config_smarthost sh = test_sh(CONFIG_TRUST_PIN, "localhost");
-	struct tls_ctx *ctx;
-	char pin[TLS_PIN_TEXT_MAX], want[256];
-	struct sq_err err = { 0 };
-	struct test_result r;
+	struct tls_ctx         *ctx;
+	char                    pin[TLS_PIN_TEXT_MAX], want[256];
+	struct sq_err           err = { 0 };
+	struct test_result      r;
 
 	test_add_pin(&sh, "rotated.pem");
 	ctx = test_ctx(&sh);
 	test_connect(ctx, &test_good, &r);
-	cr_assert_eq(tls_pin_of_cert_file(test_path("server.pem"), pin,
-	    &err), 0);
-	snprintf(want, sizeof(want), "pin mismatch (server key %s not among "
-	    "the configured pins)", pin);
+	cr_assert_eq(tls_pin_of_cert_file(test_path("server.pem"), pin, &err),
+	    0);
+	snprintf(want, sizeof(want),
+	    "pin mismatch (server key %s not among "
+	    "the configured pins)",
+	    pin);
 	test_assert_refused(&r, want);
 	tls_ctx_free(ctx);
 }
@@ -662,8 +662,8 @@ Test(tls, pin_mismatch_is_refused_with_the_server_pin_in_the_reason)
 Test(tls, pin_trust_without_pins_is_a_config_error)
 {
 	struct config_smarthost sh = test_sh(CONFIG_TRUST_PIN, "localhost");
-	struct tls_ctx *ctx = NULL;
-	struct sq_err err = { 0 };
+	struct tls_ctx         *ctx = NULL;
+	struct sq_err           err = { 0 };
 
 	cr_assert_eq(tls_ctx_new(&sh, &ctx, &err), SQ_ECONFIG);
 	cr_assert_null(ctx);
@@ -672,14 +672,13 @@ Test(tls, pin_trust_without_pins_is_a_config_error)
 
 Test(tls, pins_with_ca_file_need_both_chain_and_pin)
 {
-	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE,
-	    "localhost");
-	struct tls_ctx *ctx;
-	struct test_server untrusted = {
-		.cert = "other.pem", .key = "server.key" };
-	struct test_server rotated = {
-		.cert = "rotated.pem", .key = "rotated.key" };
-	struct test_result r;
+	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE, "localhost");
+	struct tls_ctx         *ctx;
+	struct test_server      untrusted = { .cert = "other.pem",
+		     .key = "server.key" };
+	struct test_server      rotated = { .cert = "rotated.pem",
+		     .key = "rotated.key" };
+	struct test_result      r;
 
 	test_add_pin(&sh, "server.pem");
 	ctx = test_ctx(&sh);
@@ -699,12 +698,12 @@ Test(tls, pins_with_ca_file_need_both_chain_and_pin)
 
 Test(tls, tls11_only_server_is_refused_under_the_default_priority)
 {
-	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE,
-	    "localhost");
-	struct tls_ctx *ctx = test_ctx(&sh);
-	struct test_server ts = {
-		.cert = "server.pem", .key = "server.key",
-		.priority = "NORMAL:-VERS-ALL:+VERS-TLS1.1",
+	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE, "localhost");
+	struct tls_ctx         *ctx = test_ctx(&sh);
+	struct test_server      ts = {
+		     .cert = "server.pem",
+		     .key = "server.key",
+		     .priority = "NORMAL:-VERS-ALL:+VERS-TLS1.1",
 	};
 	struct test_result r;
 
@@ -719,13 +718,13 @@ Test(tls, tls11_only_server_is_refused_under_the_default_priority)
 
 Test(tls, cbc_only_server_is_refused_under_the_default_priority)
 {
-	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE,
-	    "localhost");
-	struct tls_ctx *ctx = test_ctx(&sh);
-	struct test_server ts = {
-		.cert = "server.pem", .key = "server.key",
-		.priority = "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:"
-		    "+AES-128-CBC:+AES-256-CBC",
+	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE, "localhost");
+	struct tls_ctx         *ctx = test_ctx(&sh);
+	struct test_server      ts = {
+		     .cert = "server.pem",
+		     .key = "server.key",
+		     .priority = "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:"
+				      "+AES-128-CBC:+AES-256-CBC",
 	};
 	struct test_result r;
 
@@ -737,10 +736,9 @@ Test(tls, cbc_only_server_is_refused_under_the_default_priority)
 
 Test(tls, custom_tls_priority_is_used)
 {
-	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE,
-	    "localhost");
-	struct tls_ctx *ctx;
-	struct test_result r;
+	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE, "localhost");
+	struct tls_ctx         *ctx;
+	struct test_result      r;
 
 	sh.tls_priority = "SECURE256:-VERS-ALL:+VERS-TLS1.2:%PROFILE_MEDIUM";
 	ctx = test_ctx(&sh);
@@ -748,18 +746,16 @@ Test(tls, custom_tls_priority_is_used)
 	test_assert_ok(&r);
 	cr_assert_eq(strncmp(r.desc, "TLS1.2 AES-256-GCM", 18), 0, "%s",
 	    r.desc);
-	cr_assert_not_null(strstr(r.server, "version=TLS1.2"), "%s",
-	    r.server);
+	cr_assert_not_null(strstr(r.server, "version=TLS1.2"), "%s", r.server);
 	tls_ctx_free(ctx);
 }
 
 Test(tls, custom_tls_priority_keeps_the_key_floor_unless_it_names_one)
 {
-	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE,
-	    "localhost");
-	struct tls_ctx *ctx;
-	struct test_server ts = { .cert = "weak.pem", .key = "weak.key" };
-	struct test_result r;
+	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE, "localhost");
+	struct tls_ctx         *ctx;
+	struct test_server      ts = { .cert = "weak.pem", .key = "weak.key" };
+	struct test_result      r;
 
 	sh.tls_priority = "NORMAL";
 	ctx = test_ctx(&sh);
@@ -777,29 +773,30 @@ Test(tls, custom_tls_priority_keeps_the_key_floor_unless_it_names_one)
 
 Test(tls, invalid_tls_priority_fails_ctx_new_naming_the_position)
 {
-	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE,
-	    "localhost");
-	struct tls_ctx *ctx = NULL;
-	struct sq_err err = { 0 };
+	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE, "localhost");
+	struct tls_ctx         *ctx = NULL;
+	struct sq_err           err = { 0 };
 
 	sh.tls_priority = "NORMAL:+BOGUS-CIPHER";
 	cr_assert_eq(tls_ctx_new(&sh, &ctx, &err), SQ_ECONFIG);
 	cr_assert_null(ctx);
 	cr_assert_not_null(strstr(err.msg, "tls_priority"), "%s", err.msg);
-	cr_assert_not_null(strstr(err.msg, "at position 8 "
-	    "(\"+BOGUS-CIPHER\")"), "%s", err.msg);
+	cr_assert_not_null(strstr(err.msg,
+			       "at position 8 "
+			       "(\"+BOGUS-CIPHER\")"),
+	    "%s", err.msg);
 }
 
 /* ---- mutual TLS ---- */
 
 Test(tls, client_certificate_is_presented_when_the_server_requires_it)
 {
-	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE,
-	    "localhost");
-	struct tls_ctx *ctx;
-	struct test_server ts = {
-		.cert = "server.pem", .key = "server.key",
-		.want_client_cert = 1,
+	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE, "localhost");
+	struct tls_ctx         *ctx;
+	struct test_server      ts = {
+		     .cert = "server.pem",
+		     .key = "server.key",
+		     .want_client_cert = 1,
 	};
 	struct test_result r;
 
@@ -815,12 +812,12 @@ Test(tls, client_certificate_is_presented_when_the_server_requires_it)
 
 Test(tls, without_client_certificate_a_requiring_server_fails)
 {
-	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE,
-	    "localhost");
-	struct tls_ctx *ctx = test_ctx(&sh);
-	struct test_server ts = {
-		.cert = "server.pem", .key = "server.key",
-		.want_client_cert = 1,
+	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE, "localhost");
+	struct tls_ctx         *ctx = test_ctx(&sh);
+	struct test_server      ts = {
+		     .cert = "server.pem",
+		     .key = "server.key",
+		     .want_client_cert = 1,
 	};
 	struct test_result r;
 
@@ -833,10 +830,9 @@ Test(tls, without_client_certificate_a_requiring_server_fails)
 
 Test(tls, client_cert_errors_name_the_files)
 {
-	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE,
-	    "localhost");
-	struct tls_ctx *ctx = NULL;
-	struct sq_err err = { 0 };
+	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE, "localhost");
+	struct tls_ctx         *ctx = NULL;
+	struct sq_err           err = { 0 };
 
 	sh.client_cert = (char *)test_path("client.pem");
 	cr_assert_eq(tls_ctx_new(&sh, &ctx, &err), SQ_ECONFIG);
@@ -851,17 +847,15 @@ Test(tls, client_cert_errors_name_the_files)
 	cr_assert_eq(tls_ctx_new(&sh, &ctx, &err), SQ_ETLS);
 	cr_assert_not_null(strstr(err.msg, "client.pem"), "%s", err.msg);
 	cr_assert_not_null(strstr(err.msg, "server.key"), "%s", err.msg);
-	cr_assert_not_null(strstr(err.msg, "does not belong"), "%s",
-	    err.msg);
+	cr_assert_not_null(strstr(err.msg, "does not belong"), "%s", err.msg);
 	cr_assert_null(ctx);
 }
 
 Test(tls, unreadable_ca_file_names_the_file)
 {
-	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE,
-	    "localhost");
-	struct tls_ctx *ctx = NULL;
-	struct sq_err err = { 0 };
+	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE, "localhost");
+	struct tls_ctx         *ctx = NULL;
+	struct sq_err           err = { 0 };
 
 	sh.ca_file = (char *)test_path("no-such-ca.pem");
 	cr_assert_eq(tls_ctx_new(&sh, &ctx, &err), -ENOENT);
@@ -874,10 +868,10 @@ Test(tls, insecure_accepts_anything_and_says_so)
 {
 	struct config_smarthost sh = test_sh(CONFIG_TRUST_INSECURE,
 	    "smtp.example.com");
-	struct tls_ctx *ctx = test_ctx(&sh);
-	struct test_server ts = {
-		.cert = "selfsigned.pem", .key = "selfsigned.key" };
-	struct test_result r;
+	struct tls_ctx         *ctx = test_ctx(&sh);
+	struct test_server      ts = { .cert = "selfsigned.pem",
+		     .key = "selfsigned.key" };
+	struct test_result      r;
 
 	test_connect(ctx, &ts, &r);
 	cr_assert_eq(r.status, TLS_DONE, "%s", r.err.msg);
@@ -901,17 +895,18 @@ ParameterizedTestParameters(tls, second_connection_resumes_and_is_verified)
 ParameterizedTest(struct test_param *prio, tls,
     second_connection_resumes_and_is_verified)
 {
-	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE,
-	    "localhost");
-	struct tls_ctx *ctx;
-	gnutls_datum_t key = { NULL, 0 };
-	struct test_server ts = {
-		.cert = "server.pem", .key = "server.key",
-		.priority = prio->text, .ticket_key = &key,
+	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE, "localhost");
+	struct tls_ctx         *ctx;
+	gnutls_datum_t          key = { NULL, 0 };
+	struct test_server      ts = {
+		     .cert = "server.pem",
+		     .key = "server.key",
+		     .priority = prio->text,
+		     .ticket_key = &key,
 	};
 	struct test_result r;
 
-	test_add_pin(&sh, "server.pem");	/* pins checked on resume too */
+	test_add_pin(&sh, "server.pem"); /* pins checked on resume too */
 	ctx = test_ctx(&sh);
 	cr_assert_eq(gnutls_session_ticket_key_generate(&key), 0);
 	test_connect(ctx, &ts, &r);
@@ -938,15 +933,16 @@ ParameterizedTest(struct test_param *prio, tls,
 
 Test(tls, failed_verification_leaves_nothing_to_resume)
 {
-	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE,
-	    "localhost");
-	struct tls_ctx *ctx = test_ctx(&sh);
-	gnutls_datum_t key = { NULL, 0 };
-	struct test_server bad = {
-		.cert = "other.pem", .key = "server.key", .ticket_key = &key };
-	struct test_server good = {
-		.cert = "server.pem", .key = "server.key", .ticket_key = &key };
-	struct test_result r;
+	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE, "localhost");
+	struct tls_ctx         *ctx = test_ctx(&sh);
+	gnutls_datum_t          key = { NULL, 0 };
+	struct test_server      bad = { .cert = "other.pem",
+		     .key = "server.key",
+		     .ticket_key = &key };
+	struct test_server      good = { .cert = "server.pem",
+		     .key = "server.key",
+		     .ticket_key = &key };
+	struct test_result      r;
 
 	cr_assert_eq(gnutls_session_ticket_key_generate(&key), 0);
 	test_connect(ctx, &bad, &r);

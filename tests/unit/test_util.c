@@ -16,8 +16,8 @@
 Test(buf, append_grows_and_keeps_bytes)
 {
 	struct buf b;
-	char chunk[1000];
-	size_t i;
+	char       chunk[1000];
+	size_t     i;
 
 	buf_init(&b, 1 << 20);
 	memset(chunk, 'x', sizeof(chunk));
@@ -60,7 +60,10 @@ Test(util, printable_replaces_controls_and_truncates)
 {
 	char out[8];
 
-	sq_printable(out, sizeof(out), "a\0b\r\n\x1b" "cdef", 10);
+	sq_printable(out, sizeof(out),
+	    "a\0b\r\n\x1b"
+	    "cdef",
+	    10);
 	cr_assert_str_eq(out, "a?b???c");
 }
 
@@ -100,11 +103,11 @@ Test(util, hex_value_of_both_cases_and_others)
 
 Test(util, write_all_then_read_through_a_pipe)
 {
-	char big[100000], back[100000];
-	size_t got = 0;
+	char    big[100000], back[100000];
+	size_t  got = 0;
 	ssize_t n;
-	pid_t pid;
-	int fds[2], status;
+	pid_t   pid;
+	int     fds[2], status;
 
 	memset(big, 'q', sizeof(big));
 	big[sizeof(big) - 1] = 'z';
