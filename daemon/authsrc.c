@@ -175,9 +175,8 @@ authsrc_status_text(const struct authsrc_sh *st)
 	    strlen(st->last_result));
 	sq_printable(why, sizeof(why), st->why, strlen(st->why));
 	return xasprintf(
-	    "last_refresh=%lld\nlast_result=%s\n"
-	    "access_token_obtained=%lld\naccess_token_expires=%lld\n"
-	    "held=%d\nheld_reason=%s",
+	    "last_refresh=%lld\nlast_result=%s\naccess_token_obtained=%"
+	    "lld\naccess_token_expires=%lld\nheld=%d\nheld_reason=%s",
 	    (long long)st->last_refresh, result, (long long)st->obtained,
 	    (long long)st->expires, st->held, st->held ? why : "");
 }
@@ -208,9 +207,9 @@ authsrc_set_held(struct authsrc_sh *st, const char *why)
 	st->access_token = NULL;
 	if (!changed)
 		return;
-	log_err("relay %s: OAUTH HELD: %s -- the mail for this smarthost is "
-		"kept (not bounced, not expired) until you run: sendqctl oauth "
-		"init %s",
+	log_err(
+	    "relay %s: OAUTH HELD: %s -- the mail for this smarthost is kept "
+	    "(not bounced, not expired) until you run: sendqctl oauth init %s",
 	    st->sh->name, why, st->sh->name);
 	if (st->a->on_change != NULL)
 		st->a->on_change(st->a->arg);
@@ -223,8 +222,8 @@ authsrc_release(struct authsrc_sh *st)
 		return;
 	st->held = 0;
 	st->why[0] = '\0';
-	log_info("relay %s: OAuth refresh token stored: the held mail is "
-		 "released",
+	log_info(
+	    "relay %s: OAuth refresh token stored: the held mail is released",
 	    st->sh->name);
 	if (st->a->on_change != NULL)
 		st->a->on_change(st->a->arg);
@@ -261,10 +260,9 @@ authsrc_refreshed(struct authsrc_sh *st, struct oauth_resp *r)
 		/* Durable first: the old one may already be invalid. */
 		if (oauth_store_write(st->a->state_dir, st->sh->name,
 			r->refresh_token, &err) != 0)
-			log_err(
-			    "relay %s: cannot store the rotated OAuth "
-			    "refresh token: %s (kept in memory only; after a "
-			    "restart run sendqctl oauth init %s)",
+			log_err("relay %s: cannot store the rotated OAuth "
+				"refresh token: %s (kept in memory only; after "
+				"a restart run sendqctl oauth init %s)",
 			    st->sh->name, err.msg, st->sh->name);
 		authsrc_wipe_free(st->refresh_token);
 		st->refresh_token = r->refresh_token;
@@ -308,9 +306,7 @@ authsrc_on_http(const struct oauth_http_result *h, void *arg)
 		    err.msg);
 	else
 		snprintf(detail, sizeof(detail),
-		    "HTTP %ld without an "
-		    "access_token",
-		    h->status);
+		    "HTTP %ld without an access_token", h->status);
 	switch (cls) {
 	case OAUTH_OK:
 		authsrc_refreshed(st, &r);
@@ -318,19 +314,14 @@ authsrc_on_http(const struct oauth_http_result *h, void *arg)
 		break;
 	case OAUTH_HELD:
 		snprintf(st->last_result, sizeof(st->last_result),
-		    "refused: "
-		    "%s",
-		    detail);
+		    "refused: %s", detail);
 		authsrc_set_held(st, st->last_result);
 		authsrc_answer_waiters(st, AUTHSRC_HELD, 0, st->why);
 		break;
 	default:
 		snprintf(st->last_result, sizeof(st->last_result),
-		    "temporary "
-		    "failure: %s",
-		    detail);
-		log_warn("relay %s: OAuth token refresh failed temporarily: "
-			 "%s",
+		    "temporary failure: %s", detail);
+		log_warn("relay %s: OAuth token refresh failed temporarily: %s",
 		    st->sh->name, detail);
 		authsrc_answer_waiters(st, AUTHSRC_TEMP,
 		    !h->transport_ok && h->timed_out, st->last_result);

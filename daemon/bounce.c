@@ -321,29 +321,27 @@ bounce_part_text(struct bounce_w *w, const struct bounce_params *p,
 	bounce_printf(w, "This is the mail system at host %s.\n\n", host);
 	if (p->action == BOUNCE_FAILED) {
 		bounce_puts(w,
-		    "Your message could not be delivered to one or"
-		    " more recipients.\nThe recipients and the reasons are"
-		    " listed below.\n");
+		    "Your message could not be delivered to one or more "
+		    "recipients.\nThe recipients and the reasons are listed "
+		    "below.\n");
 	} else {
 		bounce_puts(w,
-		    "Your message has not yet been delivered to one"
-		    " or more recipients.\nThis is only a warning: you do"
-		    " not need to send the message again.\n");
+		    "Your message has not yet been delivered to one or more "
+		    "recipients.\nThis is only a warning: you do not need to "
+		    "send the message again.\n");
 		if (p->retry_until > 0) {
 			mailmsg_date(p->retry_until, 0, date, sizeof(date));
 			bounce_printf(w,
-			    "The mail system will keep trying"
-			    " until %s.\n",
+			    "The mail system will keep trying until %s.\n",
 			    date);
 		} else
 			bounce_puts(w,
-			    "The mail system will keep trying"
-			    " until the message expires.\n");
+			    "The mail system will keep trying until the "
+			    "message expires.\n");
 	}
 	if (p->orig_headers == NULL || p->orig_headers_len == 0)
 		bounce_puts(w,
-		    "The headers of your message are not"
-		    " available.\n");
+		    "The headers of your message are not available.\n");
 	else
 		bounce_puts(w, "The headers of your message are attached.\n");
 	bounce_puts(w, "\n");
@@ -599,8 +597,7 @@ bounce_build(const struct bounce_params *p, struct buf *out)
 	bounce_puts(&w, "Auto-Submitted: auto-replied\n");
 	bounce_puts(&w, "MIME-Version: 1.0\n");
 	bounce_puts(&w,
-	    "Content-Type: multipart/report;"
-	    " report-type=delivery-status;\n");
+	    "Content-Type: multipart/report; report-type=delivery-status;\n");
 	bounce_printf(&w, " boundary=\"%s\"\n", boundary);
 	bounce_puts(&w, "\nThis is a MIME-encapsulated message.\n");
 	for (i = 0; i < 3; i++) {

@@ -134,20 +134,20 @@ const struct config_key config_keys[] = {
 	{ CONFIG_SECT_SENDQ, "metrics_listen", CONFIG_T_STRING, NULL, 0, 0,
 	    "127.0.0.1:PORT, [::1]:PORT or unix:/PATH", NULL, 0,
 	    offsetof(struct config, metrics_listen),
-	    "where sendqd serves Prometheus metrics (GET /metrics); "
-	    "default: off" },
+	    "where sendqd serves Prometheus metrics (GET /metrics); default: "
+	    "off" },
 	{ CONFIG_SECT_SENDQ, "admin_group", CONFIG_T_ACCOUNTS, NULL, 1, 1,
 	    "a group name; " CONFIG_ACCOUNTS_ALLOWED, NULL, 0,
 	    offsetof(struct config, admin_group),
-	    "members see every queued message and may hold, release, "
-	    "delete, bounce, retry and flush (besides root and sendqd's "
-	    "user); default: none" },
+	    "members see every queued message and may hold, release, delete, "
+	    "bounce, retry and flush (besides root and sendqd's user); "
+	    "default: none" },
 	{ CONFIG_SECT_SENDQ, "submit_users", CONFIG_T_ACCOUNTS, NULL, 1,
 	    CONFIG_ACCOUNTS_MAX,
 	    "space-separated user names; " CONFIG_ACCOUNTS_ALLOWED, NULL, 0,
 	    offsetof(struct config, submit_users),
-	    "only these users (with submit_groups, root and sendqd's user) "
-	    "may submit through the control socket; default: everyone" },
+	    "only these users (with submit_groups, root and sendqd's user) may "
+	    "submit through the control socket; default: everyone" },
 	{ CONFIG_SECT_SENDQ, "submit_groups", CONFIG_T_ACCOUNTS, NULL, 1,
 	    CONFIG_ACCOUNTS_MAX,
 	    "space-separated group names; " CONFIG_ACCOUNTS_ALLOWED, NULL, 0,
@@ -159,8 +159,8 @@ const struct config_key config_keys[] = {
 	    "delay before a deferred message is tried again" },
 	{ CONFIG_SECT_QUEUE, "retry_max", CONFIG_T_DURATION, NULL, 1,
 	    7 * CONFIG_DAY, NULL, "1h", 0, offsetof(struct config, retry_max),
-	    "longest delay between attempts (the delay doubles from "
-	    "retry_min up to this); at least retry_min" },
+	    "longest delay between attempts (the delay doubles from retry_min "
+	    "up to this); at least retry_min" },
 	{ CONFIG_SECT_QUEUE, "max_age", CONFIG_T_DURATION, NULL, 60,
 	    365 * CONFIG_DAY, NULL, "5d", 0, offsetof(struct config, max_age),
 	    "how long a message is tried before it fails" },
@@ -174,8 +174,8 @@ const struct config_key config_keys[] = {
 	{ CONFIG_SECT_QUEUE, "delay_warning", CONFIG_T_DURATION_OFF, NULL, 1,
 	    365 * CONFIG_DAY, NULL, "off", 0,
 	    offsetof(struct config, delay_warning),
-	    "after this long undelivered, the sender gets one \"delayed\" "
-	    "DSN; less than max_age" },
+	    "after this long undelivered, the sender gets one \"delayed\" DSN; "
+	    "less than max_age" },
 	{ CONFIG_SECT_QUEUE, "min_free_space", CONFIG_T_SIZE, NULL, 0,
 	    1024u * 1024 * 1024, NULL, "100M", 0,
 	    offsetof(struct config, min_free_space),
@@ -185,14 +185,13 @@ const struct config_key config_keys[] = {
 	{ CONFIG_SECT_QUEUE, "max_messages_per_user", CONFIG_T_UINT, NULL, 0,
 	    100000000, NULL, "10000", 0,
 	    offsetof(struct config, max_messages_per_user),
-	    "messages one uid may have queued (root and sendqd's user "
-	    "exempt); more are refused 452 4.3.1 / exit 75; 0 = no limit" },
+	    "messages one uid may have queued (root and sendqd's user exempt); "
+	    "more are refused 452 4.3.1 / exit 75; 0 = no limit" },
 	{ CONFIG_SECT_QUEUE, "max_bytes_per_user", CONFIG_T_SIZE, NULL, 0,
 	    1024u * 1024 * 1024, NULL, "1G", 0,
 	    offsetof(struct config, max_bytes_per_user),
-	    "bytes of messages one uid may have queued (root and sendqd's "
-	    "user exempt); more are refused 452 4.3.1 / exit 75; 0 = no "
-	    "limit" },
+	    "bytes of messages one uid may have queued (root and sendqd's user "
+	    "exempt); more are refused 452 4.3.1 / exit 75; 0 = no limit" },
 	{ CONFIG_SECT_SMARTHOST, "host", CONFIG_T_HOST, NULL, 0, 0,
 	    "a host name or an IP address", NULL, CONFIG_F_REQUIRED,
 	    offsetof(struct config_smarthost, host),
@@ -214,13 +213,12 @@ const struct config_key config_keys[] = {
 	    "sha256:BASE64, the base64 of the SHA-256 of the server's "
 	    "SubjectPublicKeyInfo (44 characters)",
 	    NULL, CONFIG_F_REPEAT, CONFIG_SH(pins),
-	    "server public key pins; the only check with trust = pin, "
-	    "checked in addition to the chain with system or ca_file" },
+	    "server public key pins; the only check with trust = pin, checked "
+	    "in addition to the chain with system or ca_file" },
 	{ CONFIG_SECT_SMARTHOST, "server_name", CONFIG_T_HOSTNAME, NULL, 0, 0,
 	    "a host name such as smtp.example.com", NULL, 0,
 	    CONFIG_SH(server_name),
-	    "name verified in the certificate and sent as SNI; "
-	    "default: host" },
+	    "name verified in the certificate and sent as SNI; default: host" },
 	{ CONFIG_SECT_SMARTHOST, "tls_priority", CONFIG_T_STRING, NULL, 0, 0,
 	    "a GnuTLS priority string", NULL, 0, CONFIG_SH(tls_priority),
 	    "GnuTLS priority string; default: TLS 1.2 or later with AEAD "
@@ -282,13 +280,12 @@ const struct config_key config_keys[] = {
 	{ CONFIG_SECT_SMARTHOST, "oauth_client_secret_file", CONFIG_T_PATH,
 	    NULL, 0, 0, "an absolute path", NULL, 0,
 	    CONFIG_SH(oauth_client_secret_file),
-	    "file whose first line is the client secret (mode 0600 or "
-	    "0640); default: none (a public client)" },
+	    "file whose first line is the client secret (mode 0600 or 0640); "
+	    "default: none (a public client)" },
 	{ CONFIG_SECT_SMARTHOST, "oauth_client_secret_credential",
 	    CONFIG_T_CREDNAME, NULL, 0, 0,
-	    "a systemd credential name: "
-	    "letters, digits, '_', '.', '-'",
-	    NULL, 0, CONFIG_SH(oauth_client_secret_credential),
+	    "a systemd credential name: letters, digits, '_', '.', '-'", NULL,
+	    0, CONFIG_SH(oauth_client_secret_credential),
 	    "systemd credential holding the client secret" },
 	{ CONFIG_SECT_SMARTHOST, "oauth_scope", CONFIG_T_STRING, NULL, 0, 0,
 	    "space-separated scopes", NULL, 0, CONFIG_SH(oauth_scope),
@@ -331,8 +328,8 @@ const struct config_key config_keys[] = {
 	{ CONFIG_SECT_SMARTHOST, "fallback", CONFIG_T_NAME, NULL, 0, 0,
 	    "the NAME of another [smarthost NAME]", NULL, 0,
 	    CONFIG_SH(fallback),
-	    "smarthost that takes the mail when this one cannot be reached "
-	    "or answers 4xx at connection level" },
+	    "smarthost that takes the mail when this one cannot be reached or "
+	    "answers 4xx at connection level" },
 	{ CONFIG_SECT_SMARTHOST, "rate", CONFIG_T_RATE, NULL, 0, 0,
 	    CONFIG_RATE_ALLOWED, NULL, 0, CONFIG_SH(rate_count),
 	    "at most N messages per second, minute or hour; default: no "
@@ -361,8 +358,8 @@ const struct config_key config_keys[] = {
 	{ CONFIG_SECT_INTAKE, "max_junk_commands", CONFIG_T_UINT, NULL, 0,
 	    100000, NULL, "100", 0, CONFIG_IN(max_junk_commands),
 	    "NOOP, RSET, VRFY, EXPN, HELP, repeated HELO/EHLO and unknown "
-	    "commands a session may send (counted afresh after each "
-	    "accepted message); one more gets 421 4.7.0; 0 = no limit" },
+	    "commands a session may send (counted afresh after each accepted "
+	    "message); one more gets 421 4.7.0; 0 = no limit" },
 	{ CONFIG_SECT_INTAKE, "allow_networks", CONFIG_T_NETWORKS, NULL, 0, 0,
 	    CONFIG_NETWORKS_ALLOWED, NULL, CONFIG_F_REPEAT,
 	    CONFIG_IN(allow_networks),

@@ -143,13 +143,10 @@ config_set(struct config_parser *p, const struct config_key *k,
 			break;
 	if (v.len == 0)
 		config_fail(p, line, p->label, k->key,
-		    "empty value "
-		    "(allowed: %s)",
-		    v.ok);
+		    "empty value (allowed: %s)", v.ok);
 	else if (i < v.len)
 		config_fail(p, line, p->label, k->key,
-		    "\"%s\" contains a "
-		    "control character (allowed: %s)",
+		    "\"%s\" contains a control character (allowed: %s)",
 		    v.shown, v.ok);
 	else if (config_type_set(&v) != 0)
 		config_fail(p, line, p->label, k->key, "%s", v.why);
@@ -251,8 +248,8 @@ config_smarthost_auth(struct config_parser *p, struct config_smarthost *sh)
 	user_line = config_seen(p, "user");
 	if (s.src != NULL && sh->user == NULL) {
 		config_fail(p, s.line, p->label, s.src,
-		    "set without user "
-		    "(add user = the login name for SMTP AUTH)");
+		    "set without user (add user = the login name for SMTP "
+		    "AUTH)");
 		return;
 	}
 	if (auth_line == 0)
@@ -262,8 +259,8 @@ config_smarthost_auth(struct config_parser *p, struct config_smarthost *sh)
 	if (sh->auth == SASL_MECH_NONE) {
 		if (sh->user != NULL)
 			config_fail(p, auth_line, p->label, "auth",
-			    "\"none\" but user is set at line %d (remove "
-			    "user, or choose a mechanism)",
+			    "\"none\" but user is set at line %d (remove user, "
+			    "or choose a mechanism)",
 			    user_line);
 		return;
 	}
@@ -274,26 +271,24 @@ config_smarthost_auth(struct config_parser *p, struct config_smarthost *sh)
 			     "a password source: " CONFIG_PASSWORD_SOURCES;
 	if (sh->user == NULL)
 		config_fail(p, auth_line, p->label, "auth",
-		    "\"%s\" needs "
-		    "user and %s",
-		    mech, needs);
+		    "\"%s\" needs user and %s", mech, needs);
 	else if (s.src == NULL && auth_line == 0)
 		config_fail(p, user_line, p->label, "user",
-		    "set without a "
-		    "secret source (add " CONFIG_PASSWORD_SOURCES ")");
+		    "set without a secret source (add " CONFIG_PASSWORD_SOURCES
+		    ")");
 	else if (s.src == NULL)
 		config_fail(p, auth_line, p->label, "auth", "\"%s\" needs %s",
 		    mech, needs);
 	else if (token_mech && !s.token)
 		config_fail(p, s.line, p->label, s.src,
-		    "auth = %s needs a "
-		    "token source (" CONFIG_TOKEN_SOURCES "), not a password",
+		    "auth = %s needs a token source (" CONFIG_TOKEN_SOURCES
+		    "), not a password",
 		    mech);
 	else if (!token_mech && s.token)
 		config_fail(p, s.line, p->label, s.src,
-		    "auth = %s%s needs a "
-		    "password source (" CONFIG_PASSWORD_SOURCES "), not a "
-		    "token; a token needs auth = xoauth2 or oauthbearer",
+		    "auth = %s%s needs a password source "
+		    "(" CONFIG_PASSWORD_SOURCES "), not a token; a token needs "
+		    "auth = xoauth2 or oauthbearer",
 		    mech, auth_line == 0 ? " (the default with user)" : "");
 }
 
@@ -322,17 +317,16 @@ config_oauth_presets(struct config_smarthost *sh)
 		    xstrdup("https://mail.google.com/"));
 	} else if (sh->oauth_provider == CONFIG_OAUTH_MICROSOFT) {
 		config_preset(&sh->oauth_token_endpoint,
-		    xasprintf("https://"
-			      "login.microsoftonline.com/%s/oauth2/v2.0/token",
+		    xasprintf("https://login.microsoftonline.com/%s/oauth2/"
+			      "v2.0/token",
 			t));
 		config_preset(&sh->oauth_device_endpoint,
-		    xasprintf(
-			"https://"
-			"login.microsoftonline.com/%s/oauth2/v2.0/devicecode",
+		    xasprintf("https://login.microsoftonline.com/%s/oauth2/"
+			      "v2.0/devicecode",
 			t));
 		config_preset(&sh->oauth_scope,
-		    xstrdup("https://outlook."
-			    "office.com/SMTP.Send offline_access"));
+		    xstrdup(
+			"https://outlook.office.com/SMTP.Send offline_access"));
 	}
 }
 
@@ -357,8 +351,7 @@ config_smarthost_oauth(struct config_parser *p, struct config_smarthost *sh)
 		for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 			if ((line = config_seen(p, keys[i])) != 0) {
 				config_fail(p, line, p->label, keys[i],
-				    "set "
-				    "without oauth_provider or "
+				    "set without oauth_provider or "
 				    "oauth_token_endpoint");
 				return;
 			}
@@ -368,8 +361,7 @@ config_smarthost_oauth(struct config_parser *p, struct config_smarthost *sh)
 	if (sh->oauth_provider != CONFIG_OAUTH_MICROSOFT &&
 	    (line = config_seen(p, "oauth_tenant")) != 0)
 		config_fail(p, line, p->label, "oauth_tenant",
-		    "only used with "
-		    "oauth_provider = microsoft");
+		    "only used with oauth_provider = microsoft");
 	else if (!config_value_https_url(sh->oauth_token_endpoint))
 		bad = "oauth_token_endpoint";
 	else if (sh->oauth_device_endpoint != NULL &&
@@ -383,9 +375,8 @@ config_smarthost_oauth(struct config_parser *p, struct config_smarthost *sh)
 	    sh->oauth_client_secret_credential != NULL)
 		config_fail(p, config_seen(p, "oauth_client_secret_credential"),
 		    p->label, "oauth_client_secret_credential",
-		    "only one of "
-		    "oauth_client_secret_file and oauth_client_secret_credential "
-		    "may be set");
+		    "only one of oauth_client_secret_file and "
+		    "oauth_client_secret_credential may be set");
 	if (bad != NULL)
 		config_fail(p, config_seen(p, bad), p->label, bad,
 		    "not an https:// URL");
@@ -453,9 +444,9 @@ config_smarthost_end(struct config_parser *p)
 		sq_printable(shown, sizeof(shown), sh->host, strlen(sh->host));
 		config_fail(p, config_seen(p, "tls"), p->label, "tls",
 		    "\"none\" is refused for host \"%s\": cleartext would leak "
-		    "mail and credentials to the network; only a loopback "
-		    "host (127.0.0.1, ::1, localhost) may use it "
-		    "(allowed: implicit, starttls)",
+		    "mail and credentials to the network; only a loopback host "
+		    "(127.0.0.1, ::1, localhost) may use it (allowed: "
+		    "implicit, starttls)",
 		    shown);
 		return;
 	}
@@ -467,8 +458,8 @@ config_smarthost_end(struct config_parser *p)
 	    "fallback");
 	if (sh->fallback != NULL && strcmp(sh->fallback, sh->name) == 0)
 		config_fail(p, config_seen(p, "fallback"), p->label, "fallback",
-		    "\"%s\" is this smarthost itself (allowed: "
-		    "the NAME of another [smarthost NAME])",
+		    "\"%s\" is this smarthost itself (allowed: the NAME of "
+		    "another [smarthost NAME])",
 		    sh->fallback);
 }
 
@@ -517,9 +508,8 @@ config_queue_end(struct config_parser *p)
 		    "max_age", cfg->max_age, 1);
 	if (cfg->bounce == CONFIG_BOUNCE_ADMIN && cfg->admin_address == NULL)
 		config_fail(p, config_seen(p, "bounce"), p->label, "bounce",
-		    "\"admin\" needs admin_address (add "
-		    "admin_address = an email address such as "
-		    "postmaster@example.com)");
+		    "\"admin\" needs admin_address (add admin_address = an "
+		    "email address such as postmaster@example.com)");
 }
 
 /* True for a listen address only this machine can reach. */
@@ -547,11 +537,10 @@ config_intake_end(struct config_parser *p)
 			continue;
 		sq_printable(shown, sizeof(shown), l->addr, strlen(l->addr));
 		config_fail(p, l->line, p->label, "listen",
-		    "\"%s\" is not a "
-		    "loopback address: sendq relays mail for every client it "
-		    "serves, so a listener others can reach needs "
-		    "allow_networks = the networks to serve (allowed without "
-		    "it: 127.0.0.1, ::1, unix:PATH)",
+		    "\"%s\" is not a loopback address: sendq relays mail for "
+		    "every client it serves, so a listener others can reach "
+		    "needs allow_networks = the networks to serve (allowed "
+		    "without it: 127.0.0.1, ::1, unix:PATH)",
 		    shown);
 		return;
 	}
@@ -602,9 +591,8 @@ config_fallback_unknown(struct config_parser *p, size_t i)
 		len += (size_t)w;
 	}
 	config_fail(p, p->fallback_lines[i], label, "fallback",
-	    "\"%s\" is not "
-	    "a smarthost of this file (defined: %s)",
-	    shown, list);
+	    "\"%s\" is not a smarthost of this file (defined: %s)", shown,
+	    list);
 }
 
 /* Smarthost i is on a fallback cycle: the error, the loop spelled out
@@ -633,9 +621,8 @@ config_fallback_cycle(struct config_parser *p, size_t i)
 	}
 	snprintf(label, sizeof(label), "smarthost %s", cfg->smarthosts[i].name);
 	config_fail(p, p->fallback_lines[i], label, "fallback",
-	    "fallback cycle "
-	    "%s (a chain of fallbacks must end at a smarthost without "
-	    "fallback)",
+	    "fallback cycle %s (a chain of fallbacks must end at a smarthost "
+	    "without fallback)",
 	    list);
 }
 
@@ -700,8 +687,7 @@ config_open_plain(struct config_parser *p, const char *raw, const char *word,
 	}
 	if (p->first_line[plain[i].sect] != 0) {
 		config_fail(p, p->line, raw, NULL,
-		    "duplicate section (first "
-		    "at line %d)",
+		    "duplicate section (first at line %d)",
 		    p->first_line[plain[i].sect]);
 		return;
 	}
@@ -722,19 +708,16 @@ config_open_smarthost(struct config_parser *p, const char *raw,
 	if (*name == '\0' || !config_value_name(name)) {
 		config_fail(p, p->line, raw, NULL,
 		    *name == '\0' ?
-			"a smarthost "
-			"needs a name, as in [smarthost primary]" :
-			"invalid "
-			"smarthost name (allowed: 1 to %d letters, digits, '.', "
-			"'_', '-')",
+			"a smarthost needs a name, as in [smarthost primary]" :
+			"invalid smarthost name (allowed: 1 to %d letters, "
+			"digits, '.', '_', '-')",
 		    CONFIG_NAME_MAX);
 		return;
 	}
 	for (i = 0; i < cfg->n_smarthosts; i++) {
 		if (strcmp(cfg->smarthosts[i].name, name) == 0) {
 			config_fail(p, p->line, raw, NULL,
-			    "duplicate smarthost "
-			    "name (first at line %d)",
+			    "duplicate smarthost name (first at line %d)",
 			    cfg->smarthosts[i].line);
 			return;
 		}
@@ -826,8 +809,8 @@ config_section(struct config_parser *p, char *s)
 		config_open_smarthost(p, raw, name);
 	else
 		config_fail(p, p->line, raw, NULL,
-		    "unknown section "
-		    "(allowed: [sendq], [queue], [smarthost NAME])");
+		    "unknown section (allowed: [sendq], [queue], [smarthost "
+		    "NAME])");
 }
 
 /* Next byte of input, or EOF. */
@@ -861,8 +844,8 @@ config_reader(char *str, int num, void *stream)
 
 	if (p->pending != 0) {
 		config_fail(p, p->pending, NULL, NULL,
-		    "syntax error: expected "
-		    "\"key = value\", \"[section]\" or a comment");
+		    "syntax error: expected \"key = value\", \"[section]\" or "
+		    "a comment");
 		p->pending = 0;
 	}
 	if (p->failed || p->read_errno != 0)
@@ -891,9 +874,7 @@ config_reader(char *str, int num, void *stream)
 		len--;
 	if (len > max) {
 		config_fail(p, p->line, NULL, NULL,
-		    "line too long "
-		    "(allowed: at most %zu characters)",
-		    max);
+		    "line too long (allowed: at most %zu characters)", max);
 		return NULL;
 	}
 	line[len] = '\0';
@@ -942,16 +923,15 @@ config_alias_targets(struct config_parser *p, struct config_alias *a,
 		sq_printable(shown, sizeof(shown), tok, n);
 		if (!config_value_local_or_address(tok, 1)) {
 			config_fail(p, p->line, p->label, a->name,
-			    "\"%s\" is "
-			    "not a valid address (allowed: local@domain or a "
-			    "local part, separated by blanks or commas)",
+			    "\"%s\" is not a valid address (allowed: "
+			    "local@domain or a local part, separated by blanks "
+			    "or commas)",
 			    shown);
 			return -1;
 		}
 		if (a->n_targets >= CONFIG_ALIAS_TARGETS_MAX) {
 			config_fail(p, p->line, p->label, a->name,
-			    "too many "
-			    "addresses (allowed: at most %d)",
+			    "too many addresses (allowed: at most %d)",
 			    CONFIG_ALIAS_TARGETS_MAX);
 			return -1;
 		}
@@ -961,9 +941,8 @@ config_alias_targets(struct config_parser *p, struct config_alias *a,
 	}
 	if (a->n_targets == 0) {
 		config_fail(p, p->line, p->label, a->name,
-		    "no address "
-		    "(allowed: local@domain or a local part, separated by "
-		    "blanks or commas)");
+		    "no address (allowed: local@domain or a local part, "
+		    "separated by blanks or commas)");
 		return -1;
 	}
 	return 0;
@@ -985,23 +964,20 @@ config_set_alias(struct config_parser *p, const char *name, const char *value)
 	sq_printable(shown, sizeof(shown), name, strlen(name));
 	if (!config_value_local_or_address(name, 1)) {
 		config_fail(p, p->line, p->label, shown,
-		    "not a valid alias "
-		    "name (allowed: a local part such as root, or "
-		    "local@domain)");
+		    "not a valid alias name (allowed: a local part such as "
+		    "root, or local@domain)");
 		return -1;
 	}
 	for (i = 0; i < cfg->n_aliases; i++)
 		if (strcasecmp(cfg->aliases[i].name, name) == 0) {
 			config_fail(p, p->line, p->label, shown,
-			    "duplicate "
-			    "alias (first at line %d)",
+			    "duplicate alias (first at line %d)",
 			    cfg->aliases[i].line);
 			return -1;
 		}
 	if (cfg->n_aliases >= CONFIG_ALIASES_MAX) {
 		config_fail(p, p->line, p->label, shown,
-		    "too many aliases "
-		    "(allowed: at most %d)",
+		    "too many aliases (allowed: at most %d)",
 		    CONFIG_ALIASES_MAX);
 		return -1;
 	}
@@ -1037,9 +1013,8 @@ config_handler(void *user, const char *section, const char *name,
 	}
 	if (p->sect == CONFIG_SECT_NONE) {
 		config_fail(p, p->line, NULL, shown,
-		    "key outside any section "
-		    "(allowed: after a [sendq], [queue] or [smarthost NAME] "
-		    "header)");
+		    "key outside any section (allowed: after a [sendq], "
+		    "[queue] or [smarthost NAME] header)");
 		return 0;
 	}
 	if (p->sect == CONFIG_SECT_ALIASES)
@@ -1097,8 +1072,8 @@ config_parse(struct config_parser *p, const char *name, struct config **out,
 		config_section_end(p);
 	if (!p->failed && p->cfg->n_smarthosts == 0)
 		config_fail(p, p->line, NULL, NULL,
-		    "no smarthost defined "
-		    "(add a [smarthost NAME] section with at least host =)");
+		    "no smarthost defined (add a [smarthost NAME] section with "
+		    "at least host =)");
 	if (!p->failed)
 		config_resolve_fallbacks(p);
 	free(p->fallback_lines);

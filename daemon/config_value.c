@@ -421,8 +421,8 @@ config_set_host(struct config_val *v)
 
 	if (!config_value_host(v->value, &off, &len))
 		return config_why(v,
-		    "\"%s\" is not a valid host name or IP "
-		    "address (allowed: %s; the port goes in port =)",
+		    "\"%s\" is not a valid host name or IP address (allowed: "
+		    "%s; the port goes in port =)",
 		    v->shown, v->ok);
 	config_store(v, v->value + off, len); /* IPv6 stored bare */
 	return 0;
@@ -462,8 +462,8 @@ config_set_socket(struct config_val *v)
 {
 	if (v->value[0] == '/' && v->len > CONFIG_SOCKET_MAX)
 		return config_why(v,
-		    "\"%s\" is not short enough for a unix "
-		    "socket (allowed: %s)",
+		    "\"%s\" is not short enough for a unix socket (allowed: "
+		    "%s)",
 		    v->shown, v->ok);
 	return config_set_path(v);
 }
@@ -473,8 +473,8 @@ config_set_name(struct config_val *v)
 {
 	if (!config_value_name(v->value))
 		return config_why(v,
-		    "\"%s\" is not a valid smarthost name "
-		    "(allowed: %s: 1 to %d letters, digits, '.', '_', '-')",
+		    "\"%s\" is not a valid smarthost name (allowed: %s: 1 to "
+		    "%d letters, digits, '.', '_', '-')",
 		    v->shown, v->ok, CONFIG_NAME_MAX);
 	config_store(v, v->value, v->len);
 	return 0;
@@ -595,26 +595,23 @@ config_pin_one(struct config_val *v, const char *tok, size_t len,
 	rc = config_value_pin(tok, len, pin, &got);
 	if (rc == -1)
 		return config_why(v,
-		    "\"%s\" does not start with sha256: "
-		    "(allowed: %s)",
-		    shown, v->ok);
+		    "\"%s\" does not start with sha256: (allowed: %s)", shown,
+		    v->ok);
 	if (rc == -2)
 		return config_why(v,
-		    "\"%s\" is not valid base64 after "
-		    "sha256: (allowed: %s)",
+		    "\"%s\" is not valid base64 after sha256: (allowed: %s)",
 		    shown, v->ok);
 	if (rc == -3)
 		return config_why(v,
-		    "\"%s\" decodes to %zu bytes, a SHA-256 "
-		    "has %d (allowed: %s)",
+		    "\"%s\" decodes to %zu bytes, a SHA-256 has %d (allowed: "
+		    "%s)",
 		    shown, got, CONFIG_PIN_LEN, v->ok);
 	for (i = 0; i < sh->n_pins; i++)
 		if (memcmp(sh->pins[i], pin, CONFIG_PIN_LEN) == 0)
 			return config_why(v, "\"%s\" is given twice", shown);
 	if (sh->n_pins == CONFIG_PINS_MAX)
 		return config_why(v,
-		    "too many pins (allowed: at most %d per "
-		    "smarthost)",
+		    "too many pins (allowed: at most %d per smarthost)",
 		    CONFIG_PINS_MAX);
 	memcpy(sh->pins[sh->n_pins++], pin, CONFIG_PIN_LEN);
 	return 0;
@@ -640,9 +637,7 @@ config_glob_one(struct config_val *v, const char *tok, size_t len,
 	while (*field != NULL && (*field)[n] != NULL)
 		n++;
 	if (!config_value_glob(tok, len))
-		return config_why(v,
-		    "\"%s\" is not a valid glob (allowed: "
-		    "%s)",
+		return config_why(v, "\"%s\" is not a valid glob (allowed: %s)",
 		    shown, v->ok);
 	if (n == CONFIG_GLOBS_MAX)
 		return config_why(v, "too many globs (allowed: at most %d)",
@@ -662,22 +657,16 @@ config_account_one(struct config_val *v, const char *tok, size_t len,
 
 	a->line = v->line;
 	if (!config_value_account(tok, len))
-		return config_why(v,
-		    "\"%s\" is not a valid name (allowed: "
-		    "%s)",
+		return config_why(v, "\"%s\" is not a valid name (allowed: %s)",
 		    shown, v->ok);
 	for (i = 0; i < a->n; i++)
 		if (strcmp(a->names[i], tok) == 0)
 			return config_why(v, "\"%s\" is given twice", shown);
 	if (a->n == v->k->max && v->k->max == 1)
-		return config_why(v,
-		    "only one name may be given (allowed: "
-		    "%s)",
+		return config_why(v, "only one name may be given (allowed: %s)",
 		    v->ok);
 	if (a->n == v->k->max)
-		return config_why(v,
-		    "too many names (allowed: %s, at most "
-		    "%u)",
+		return config_why(v, "too many names (allowed: %s, at most %u)",
 		    v->ok, v->k->max);
 	config_list_add(&a->names, &a->n, tok, len);
 	return 0;
@@ -697,19 +686,18 @@ config_listen_one(struct config_val *v, const char *tok, size_t len,
 	rc = config_value_listen(tok, &l);
 	if (rc == -1)
 		return config_why(v,
-		    "\"%s\": the socket path must be absolute "
-		    "and at most %zu bytes (allowed: %s)",
+		    "\"%s\": the socket path must be absolute and at most %zu "
+		    "bytes (allowed: %s)",
 		    shown, CONFIG_SOCKET_MAX, v->ok);
 	if (rc == -2)
 		return config_why(v,
-		    "\"%s\" is not an address literal with a "
-		    "port (allowed: %s)",
+		    "\"%s\" is not an address literal with a port (allowed: "
+		    "%s)",
 		    shown, v->ok);
 	if (rc == -3)
 		return config_why(v,
-		    "\"%s\": the port must be 1 to 65535 "
-		    "(allowed: %s)",
-		    shown, v->ok);
+		    "\"%s\": the port must be 1 to 65535 (allowed: %s)", shown,
+		    v->ok);
 	l.line = v->line;
 	for (i = 0; i < in->n_listen; i++) {
 		if (in->listen[i].kind == l.kind &&
@@ -717,16 +705,13 @@ config_listen_one(struct config_val *v, const char *tok, size_t len,
 		    strcmp(in->listen[i].addr, l.addr) == 0) {
 			free(l.addr);
 			return config_why(v,
-			    "\"%s\" is given twice (first at "
-			    "line %d)",
-			    shown, in->listen[i].line);
+			    "\"%s\" is given twice (first at line %d)", shown,
+			    in->listen[i].line);
 		}
 	}
 	if (in->n_listen == CONFIG_LISTEN_MAX) {
 		free(l.addr);
-		return config_why(v,
-		    "too many addresses (allowed: at most "
-		    "%d)",
+		return config_why(v, "too many addresses (allowed: at most %d)",
 		    CONFIG_LISTEN_MAX);
 	}
 	in->listen = xreallocarray(in->listen, in->n_listen + 1,
@@ -748,18 +733,15 @@ config_network_one(struct config_val *v, const char *tok, size_t len,
 	rc = config_value_network(tok, &n);
 	if (rc == -1)
 		return config_why(v,
-		    "\"%s\" is not an IP network (allowed: "
-		    "%s)",
-		    shown, v->ok);
+		    "\"%s\" is not an IP network (allowed: %s)", shown, v->ok);
 	if (rc == -2)
 		return config_why(v,
-		    "\"%s\": the prefix length must be 0 to "
-		    "%u (allowed: %s)",
+		    "\"%s\": the prefix length must be 0 to %u (allowed: %s)",
 		    shown, n.family == AF_INET ? 32 : 128, v->ok);
 	if (rc == -3)
 		return config_why(v,
-		    "\"%s\" has bits set after the first %u "
-		    "(allowed: a network address such as 192.168.1.0/24)",
+		    "\"%s\" has bits set after the first %u (allowed: a "
+		    "network address such as 192.168.1.0/24)",
 		    shown, n.prefix);
 	if (in->n_allow_networks == CONFIG_NETWORKS_MAX)
 		return config_why(v, "too many networks (allowed: at most %d)",
@@ -791,8 +773,7 @@ config_allowed_duration(const struct config_key *k, char *buf, size_t bufsz)
 	char lo[16], hi[16];
 
 	snprintf(buf, bufsz,
-	    "%s%s to %s, a number with optional unit s, m, "
-	    "h or d",
+	    "%s%s to %s, a number with optional unit s, m, h or d",
 	    k->type == CONFIG_T_DURATION_OFF ? "off or 0, or " : "",
 	    config_value_fmt_duration(lo, sizeof(lo), k->min),
 	    config_value_fmt_duration(hi, sizeof(hi), k->max));
@@ -812,8 +793,7 @@ static const char *
 config_allowed_size(const struct config_key *k, char *buf, size_t bufsz)
 {
 	snprintf(buf, bufsz,
-	    "%uK to %uG, a number of bytes with optional "
-	    "unit K, M or G",
+	    "%uK to %uG, a number of bytes with optional unit K, M or G",
 	    k->min, k->max / (1024 * 1024));
 	return buf;
 }

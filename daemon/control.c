@@ -219,13 +219,13 @@ control_denied(const struct control *c, const struct control_client *cl,
 
 	if (right == CONTROL_RIGHT_SUBMIT)
 		return sq_err_set(err, -EPERM,
-		    "permission denied: %s is "
-		    "restricted to the users and groups of [sendq] "
-		    "submit_users and submit_groups (you are uid %ld)",
+		    "permission denied: %s is restricted to the users and "
+		    "groups of [sendq] submit_users and submit_groups (you are "
+		    "uid %ld)",
 		    what, cl->facts.uid);
 	return sq_err_set(err, -EPERM,
-	    "permission denied: %s is for root, "
-	    "the user sendqd runs as%s%s (you are uid %ld)",
+	    "permission denied: %s is for root, the user sendqd runs as%s%s "
+	    "(you are uid %ld)",
 	    what, admin != NULL ? " and members of group " : "",
 	    admin != NULL ? admin : "", cl->facts.uid);
 }
@@ -275,8 +275,8 @@ control_done(struct buf *out, const struct control_req *r, const char *what)
 				      "\"result\":\"ok\"}\n",
 			    r->name, r->id);
 		else
-			s = xasprintf("{\"command\":\"%s\",\"result\":"
-				      "\"ok\"}\n",
+			s = xasprintf(
+			    "{\"command\":\"%s\",\"result\":\"ok\"}\n",
 			    r->name);
 	} else if (r->id != NULL)
 		s = xasprintf("%s: %s\n", r->id, what);
@@ -346,8 +346,8 @@ static int
 control_name_valid(const char *s)
 {
 	size_t n = strspn(s,
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	    "0123456789._-");
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._"
+	    "-");
 
 	return n > 0 && n <= 64 && s[n] == '\0';
 }
@@ -401,8 +401,7 @@ control_sel_parse(const struct control *c, const struct control_req *r,
 		}
 	if (sel->action == NULL)
 		return sq_err_set(err, SQ_EPARSE,
-		    "select: the action is "
-		    "delete, hold, release or bounce");
+		    "select: the action is delete, hold, release or bounce");
 	sel->op = sel->action[0] == 'd' ? c->ops.remove :
 	    sel->action[0] == 'h'       ? c->ops.hold :
 	    sel->action[0] == 'r'       ? c->ops.release :
@@ -426,22 +425,20 @@ control_sel_parse(const struct control *c, const struct control_req *r,
 			sel->older = strtoll(w + 6, &end, 10);
 			if (*end != '\0' || errno != 0)
 				return sq_err_set(err, SQ_EPARSE,
-				    "select: "
-				    "older= takes seconds");
+				    "select: older= takes seconds");
 			n++;
 		} else {
 			sq_printable(safe, sizeof(safe), w, strlen(w));
 			return sq_err_set(err, SQ_EPARSE,
-			    "select: unknown "
-			    "word %s (all, from=, to=, relay=, older=, "
-			    "dry-run)",
+			    "select: unknown word %s (all, from=, to=, relay=, "
+			    "older=, dry-run)",
 			    safe);
 		}
 	}
 	if (!sel->all && n == 0)
 		return sq_err_set(err, SQ_EPARSE,
-		    "select: an empty selection "
-		    "(say all to mean every message)");
+		    "select: an empty selection (say all to mean every "
+		    "message)");
 	if (sel->op == NULL)
 		return control_not_supported(r, err);
 	return 0;
@@ -596,14 +593,14 @@ control_cmd_select(struct control *c, const struct control_req *r,
 	}
 	buf_fini(&ids);
 	if (r->json)
-		s = xasprintf("],\"action\":\"%s\",\"dry_run\":%s,"
-			      "\"selected\":%zu,\"done\":%zu}\n",
+		s = xasprintf("],\"action\":\"%s\",\"dry_run\":%s,\"selected\":"
+			      "%zu,\"done\":%zu}\n",
 		    sel.action, sel.dry_run ? "true" : "false", n,
 		    sel.dry_run ? 0 : n_ok);
 	else if (sel.dry_run)
-		s = xasprintf("%zu message%s would be %s (dry run: nothing "
-			      "changed)\n",
-		    n, n == 1 ? "" : "s", sel.done);
+		s = xasprintf(
+		    "%zu message%s would be %s (dry run: nothing changed)\n", n,
+		    n == 1 ? "" : "s", sel.done);
 	else
 		s = xasprintf("%zu of %zu selected message%s %s\n", n_ok, n,
 		    n == 1 ? "" : "s", sel.done);
@@ -699,14 +696,13 @@ control_parse(char *line, char **words, struct control_req *r,
 		}
 		if (n == CONTROL_WORDS_MAX)
 			return sq_err_set(err, SQ_EPARSE,
-			    "too many arguments "
-			    "(usage: COMMAND [ID] [--json])");
+			    "too many arguments (usage: COMMAND [ID] "
+			    "[--json])");
 		words[n++] = p;
 	}
 	if (n == 0)
 		return sq_err_set(err, SQ_EPARSE,
-		    "empty request (usage: "
-		    "COMMAND [ID] [--json])");
+		    "empty request (usage: COMMAND [ID] [--json])");
 	r->name = words[0];
 	for (i = 0; i < CONTROL_N_CMDS; i++)
 		if (strcmp(control_cmds[i].name, r->name) == 0)
@@ -724,9 +720,7 @@ control_parse(char *line, char **words, struct control_req *r,
 		r->n_args = n - 1;
 	} else if (n > (cmd->needs_id ? 2u : 1u))
 		return sq_err_set(err, SQ_EPARSE,
-		    "too many arguments (usage: "
-		    "%s%s [--json])",
-		    cmd->name,
+		    "too many arguments (usage: %s%s [--json])", cmd->name,
 		    cmd->needs_id == CONTROL_ARG_NAME ? " NAME" :
 			cmd->needs_id                 ? " ID" :
 							"");
@@ -735,9 +729,7 @@ control_parse(char *line, char **words, struct control_req *r,
 			sq_printable(safe, sizeof(safe), words[1],
 			    strlen(words[1]));
 			return sq_err_set(err, SQ_EPARSE,
-			    "not a smarthost "
-			    "name: %s",
-			    safe);
+			    "not a smarthost name: %s", safe);
 		}
 		r->id = words[1];
 	} else if (cmd->needs_id == CONTROL_ARG_ID) {
@@ -1107,9 +1099,8 @@ control_submit_chunk(struct control_client *cl,
 
 	if (cl->size + h->len > cl->c->max_size) {
 		control_submit_fail(cl, "5.3.4",
-		    "message too large (more than "
-		    "%llu bytes: [intake] max_message_size; message not "
-		    "queued)",
+		    "message too large (more than %llu bytes: [intake] "
+		    "max_message_size; message not queued)",
 		    (unsigned long long)cl->c->max_size);
 		return -1;
 	}
@@ -1215,8 +1206,7 @@ control_submit_line(struct control_client *cl, const char *line)
 	/* Who may submit is decided before anything is read. */
 	if (cl->facts.uid < 0) {
 		control_submit_fail(cl, "4.7.0",
-		    "cannot tell who is "
-		    "connected (SO_PEERCRED failed)");
+		    "cannot tell who is connected (SO_PEERCRED failed)");
 		return;
 	}
 	if (!control_may_submit(cl)) {
@@ -1231,16 +1221,14 @@ control_submit_line(struct control_client *cl, const char *line)
 	rc = submit_proto_parse(frame, n + 1, &h, &err);
 	if (rc <= 0 || h.type != SUBMIT_PROTO_SUBMIT) {
 		control_submit_fail(cl, "5.5.2", "%s",
-		    rc < 0 ?
-			err.msg :
-			"usage: submit ENVLEN, ENVLEN bytes of envelope, then "
-			"\"data LEN\" frames and \"end\"");
+		    rc < 0 ? err.msg :
+			     "usage: submit ENVLEN, ENVLEN bytes of envelope, "
+			     "then \"data LEN\" frames and \"end\"");
 		return;
 	}
 	if (c->sp == NULL) {
 		control_submit_fail(cl, "4.3.0",
-		    "sendqd cannot open its "
-		    "spool for submissions");
+		    "sendqd cannot open its spool for submissions");
 		return;
 	}
 	cl->body_len = h.len;
@@ -1283,13 +1271,11 @@ control_on_read(struct bufferevent *bev, void *arg)
 		if (evbuffer_get_length(in) <= QUEUE_VIEW_REQUEST_MAX)
 			return; /* wait for the rest of the line */
 		buf_append_str(&out,
-		    "error: request line longer than 1024 "
-		    "bytes\n");
+		    "error: request line longer than 1024 bytes\n");
 		log_warn("control: request line too long");
 	} else if ((size_t)eol.pos > QUEUE_VIEW_REQUEST_MAX) {
 		buf_append_str(&out,
-		    "error: request line longer than 1024 "
-		    "bytes\n");
+		    "error: request line longer than 1024 bytes\n");
 		log_warn("control: request line too long");
 	} else {
 		line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
@@ -1332,8 +1318,8 @@ control_peer_groups(struct control *c, int fd, size_t *n)
 	if (!c->warned_groups) {
 		c->warned_groups = 1;
 		log_warn(
-		    "control: SO_PEERGROUPS: %s (only the primary group "
-		    "of a client counts for admin_group and submit_groups)",
+		    "control: SO_PEERGROUPS: %s (only the primary group of a "
+		    "client counts for admin_group and submit_groups)",
 		    strerror(errno));
 	}
 	free(groups);
@@ -1371,8 +1357,7 @@ control_client_creds(struct control *c, struct control_client *cl, int fd)
 	cl->peer_uid = -1;
 	cl->peer_pid = -1;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-		log_warn("control: SO_PEERCRED: %s (the client may do "
-			 "nothing)",
+		log_warn("control: SO_PEERCRED: %s (the client may do nothing)",
 		    strerror(errno));
 		return;
 	}
@@ -1446,26 +1431,24 @@ control_bind(struct control *c, struct sq_err *err)
 	sun.sun_family = AF_UNIX;
 	if (strlen(c->path) >= sizeof(sun.sun_path))
 		return sq_err_set(err, -ENAMETOOLONG,
-		    "control socket path "
-		    "too long (at most %zu bytes): %s",
+		    "control socket path too long (at most %zu bytes): %s",
 		    sizeof(sun.sun_path) - 1, c->path);
 	memcpy(sun.sun_path, c->path, strlen(c->path) + 1);
 	if (lstat(c->path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
 			return sq_err_set(err, -EEXIST,
-			    "control socket %s: "
-			    "exists and is not a socket (not removed)",
+			    "control socket %s: exists and is not a socket "
+			    "(not removed)",
 			    c->path);
 		if (queue_view_daemon_up(c->path))
 			return sq_err_set(err, -EADDRINUSE,
-			    "control socket "
-			    "%s: another sendqd is listening on it",
+			    "control socket %s: another sendqd is listening on "
+			    "it",
 			    c->path);
 		if (unlink(c->path) != 0 && errno != ENOENT)
 			return sq_err_set(err, -errno,
-			    "remove stale control "
-			    "socket %s: %s",
-			    c->path, strerror(errno));
+			    "remove stale control socket %s: %s", c->path,
+			    strerror(errno));
 	}
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 		 0)) < 0)
@@ -1524,9 +1507,7 @@ control_new(struct event_base *base, const char *path, const char *spool_dir,
 		free(c->spool_dir);
 		free(c);
 		return sq_err_set(err, -ENOMEM,
-		    "control socket %s: cannot "
-		    "listen (libevent)",
-		    path);
+		    "control socket %s: cannot listen (libevent)", path);
 	}
 	c->max_size = CONTROL_SUBMIT_SIZE_DEFAULT;
 	c->group_ev = evtimer_new(base, control_on_group, c);
@@ -1621,13 +1602,12 @@ control_rights_unknown(const struct config *cfg,
 	 * EPERM means "no such name" (getpwnam(3)). */
 	if (e != 0 && e != ENOENT && e != ESRCH && e != EBADF && e != EPERM)
 		return sq_err_set(err, -e,
-		    "%s:%d: [sendq] %s: cannot look "
-		    "up %s \"%s\": %s",
+		    "%s:%d: [sendq] %s: cannot look up %s \"%s\": %s",
 		    cfg->path, a->line, key, group ? "group" : "user", name,
 		    strerror(e));
 	return sq_err_set(err, SQ_ECONFIG,
-	    "%s:%d: [sendq] %s: no %s named "
-	    "\"%s\" on this system (allowed: an existing %s name)",
+	    "%s:%d: [sendq] %s: no %s named \"%s\" on this system (allowed: an "
+	    "existing %s name)",
 	    cfg->path, a->line, key, group ? "group" : "user", name,
 	    group ? "group" : "user");
 }

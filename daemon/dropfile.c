@@ -219,40 +219,33 @@ dropfile_envlines(const char *head, size_t len, size_t total,
 		n++;
 		if (which == DROPFILE_ENV_UNKNOWN)
 			return sq_err_set(err, SQ_EPARSE,
-			    "line %zu: unknown "
-			    "envelope line \"%s\" (known: X-Sendq-Sender, "
-			    "X-Sendq-Recipient)",
+			    "line %zu: unknown envelope line \"%s\" (known: "
+			    "X-Sendq-Sender, X-Sendq-Recipient)",
 			    n,
 			    sq_printable(what, sizeof(what), line, name_len));
 		if (pos + llen > DROPFILE_ENVLINES_MAX ||
 		    (nl == NULL && len < total))
 			return sq_err_set(err, SQ_ELIMIT,
-			    "envelope lines "
-			    "longer than %zu bytes",
+			    "envelope lines longer than %zu bytes",
 			    DROPFILE_ENVLINES_MAX);
 		if (pos + llen < len &&
 		    mailmsg_line_kind(line + llen, len - pos - llen) ==
 			MAILMSG_LINE_CONT)
 			return sq_err_set(err, SQ_EPARSE,
-			    "line %zu: envelope "
-			    "lines cannot be folded",
-			    n + 1);
+			    "line %zu: envelope lines cannot be folded", n + 1);
 		vlen = llen - voff;
 		snprintf(what, sizeof(what), "line %zu: X-Sendq-%s", n,
 		    which == DROPFILE_ENV_SENDER ? "Sender" : "Recipient");
 		if (which == DROPFILE_ENV_SENDER) {
 			if (*have_sender)
 				return sq_err_set(err, SQ_EPARSE,
-				    "%s: more "
-				    "than one X-Sendq-Sender line",
+				    "%s: more than one X-Sendq-Sender line",
 				    what);
 			rc = dropfile_one_address(line + voff, vlen, 1, o, what,
 			    &addr, err);
 			if (rc == 1)
 				return sq_err_set(err, SQ_EPARSE,
-				    "%s: need "
-				    "exactly one address",
-				    what);
+				    "%s: need exactly one address", what);
 			if (rc != 0)
 				return rc;
 			free(env->sender);
@@ -264,9 +257,7 @@ dropfile_envlines(const char *head, size_t len, size_t total,
 				return rc;
 			if (found == 0)
 				return sq_err_set(err, SQ_EPARSE,
-				    "%s: no "
-				    "address",
-				    what);
+				    "%s: no address", what);
 		}
 		pos += llen;
 	}
@@ -331,8 +322,8 @@ dropfile_header_sender(const struct mailmsg_header *h, const char *msg,
 	}
 	if (o->default_sender == NULL)
 		return sq_err_set(err, SQ_EPARSE,
-		    "no sender: give an "
-		    "X-Sendq-Sender line or a From field with one address");
+		    "no sender: give an X-Sendq-Sender line or a From field "
+		    "with one address");
 	rc = dropfile_address(o->default_sender, o, "default sender", &addr,
 	    err);
 	if (rc != 0)
@@ -367,21 +358,17 @@ dropfile_header_check(const struct mailmsg_header *h, const char *msg,
 
 	if (h->header_len > MAILMSG_HEADER_MAX ||
 	    (truncated && !h->has_blank && h->header_len >= mlen))
-		return sq_err_set(err, SQ_ELIMIT,
-		    "header larger than %d "
-		    "bytes",
+		return sq_err_set(err, SQ_ELIMIT, "header larger than %d bytes",
 		    MAILMSG_HEADER_MAX);
 	if (memchr(msg, '\0', h->header_len) != NULL)
 		return sq_err_set(err, SQ_EPARSE,
-		    "NUL byte in the header "
-		    "section");
+		    "NUL byte in the header section");
 	for (i = 0; i < h->n_fields; i++)
 		if (dropfile_envname(msg + h->fields[i].off,
 			h->fields[i].name_len) != DROPFILE_ENV_NONE)
 			return sq_err_set(err, SQ_EPARSE,
-			    "%s field inside "
-			    "the header: envelope lines must be the first "
-			    "lines of the file",
+			    "%s field inside the header: envelope lines must "
+			    "be the first lines of the file",
 			    sq_printable(name, sizeof(name),
 				msg + h->fields[i].off, h->fields[i].name_len));
 	return 0;
@@ -405,9 +392,8 @@ dropfile_parse(const char *head, size_t len, size_t total,
 		total = len;
 	if (total > o.size_max)
 		return sq_err_set(err, SQ_ELIMIT,
-		    "too large: %zu bytes, the "
-		    "limit is %zu",
-		    total, o.size_max);
+		    "too large: %zu bytes, the limit is %zu", total,
+		    o.size_max);
 	df->env = envelope_new();
 
 	nl = memchr(head, '\n', len);
@@ -427,8 +413,8 @@ dropfile_parse(const char *head, size_t len, size_t total,
 		goto fail;
 	if (df->env->n_rcpts == 0) {
 		rc = sq_err_set(err, SQ_EPARSE,
-		    "no recipients: give "
-		    "X-Sendq-Recipient lines or To/Cc/Bcc fields");
+		    "no recipients: give X-Sendq-Recipient lines or To/Cc/Bcc "
+		    "fields");
 		goto fail;
 	}
 	if (!have_sender &&

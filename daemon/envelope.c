@@ -617,19 +617,15 @@ envelope_parse_params(struct envelope *env, const char *val, size_t vallen,
 	if (w == NULL ||
 	    envelope_parse_uint(p, (size_t)(w - p), SIZE_MAX, &idx) != 0)
 		return envelope_parse_fail(err, lineno,
-		    "rcpt_params: bad "
-		    "recipient index",
-		    val, vallen);
+		    "rcpt_params: bad recipient index", val, vallen);
 	if (idx >= env->n_rcpts)
 		return envelope_parse_fail(err, lineno,
-		    "rcpt_params: no such "
-		    "recipient (yet)",
-		    val, (size_t)(w - p));
+		    "rcpt_params: no such recipient (yet)", val,
+		    (size_t)(w - p));
 	if (idx < env->n_rcpt_dsn && !envelope_dsn_empty(&env->rcpt_dsn[idx]))
 		return envelope_parse_fail(err, lineno,
-		    "rcpt_params: "
-		    "repeated for recipient",
-		    val, (size_t)(w - p));
+		    "rcpt_params: repeated for recipient", val,
+		    (size_t)(w - p));
 	for (p = w + 1; p < end; p = we + 1) {
 		we = memchr(p, ' ', (size_t)(end - p));
 		if (we == NULL)
@@ -670,9 +666,7 @@ envelope_parse_params(struct envelope *env, const char *val, size_t vallen,
 	}
 	if (notify == 0 && orcpt == NULL) {
 		rc = envelope_parse_fail(err, lineno,
-		    "rcpt_params: no "
-		    "parameters",
-		    NULL, 0);
+		    "rcpt_params: no parameters", NULL, 0);
 		goto fail;
 	}
 	if (envelope_set_rcpt_dsn(env, (size_t)idx, notify, orcpt) != 0)
@@ -933,8 +927,8 @@ envelope_parse(const char *text, size_t len, struct envelope **out,
 			if (linelen != strlen(ENVELOPE_MAGIC) ||
 			    memcmp(line, ENVELOPE_MAGIC, linelen) != 0) {
 				rc = envelope_parse_fail(err, lineno,
-				    "not a sendq envelope (expected \"" ENVELOPE_MAGIC
-				    "\")",
+				    "not a sendq envelope (expected "
+				    "\"" ENVELOPE_MAGIC "\")",
 				    NULL, 0);
 				goto fail;
 			}

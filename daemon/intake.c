@@ -401,8 +401,8 @@ intake_session_events(struct intake_session *s)
 				spool_writer_abort(s->w);
 				s->w = NULL;
 			}
-			log_info("intake result=toobig client=%s uid=%ld "
-				 "limit=%llu",
+			log_info(
+			    "intake result=toobig client=%s uid=%ld limit=%llu",
 			    s->client, s->uid,
 			    (unsigned long long)
 				s->in->cfg->intake.max_message_size);
@@ -596,8 +596,8 @@ intake_log_queued(struct intake_session *s, const struct envelope *env)
 	char                           from[600];
 
 	sq_printable(from, sizeof(from), t->sender, strlen(t->sender));
-	log_info("intake msgid=%s client=%s uid=%ld from=<%s> nrcpt=%zu "
-		 "size=%llu",
+	log_info(
+	    "intake msgid=%s client=%s uid=%ld from=<%s> nrcpt=%zu size=%llu",
 	    env->id, s->client, s->uid, from, t->n_rcpts,
 	    (unsigned long long)intake_proto_msg_size(s->proto));
 	if (env->ret != ENVELOPE_RET_NONE || env->envid != NULL ||
@@ -823,8 +823,7 @@ intake_on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 		    s->client);
 	} else if (in->n_counted >= ci->max_clients) {
 		params.greeting = INTAKE_PROTO_BUSY;
-		log_warn("intake: client=%s refused: max_clients (%u) "
-			 "reached",
+		log_warn("intake: client=%s refused: max_clients (%u) reached",
 		    s->client, ci->max_clients);
 	} else if (ci->max_clients_per_peer > 0 &&
 	    intake_peer_sessions(in, s) >= ci->max_clients_per_peer) {
@@ -910,9 +909,7 @@ intake_listen_addr(const struct config_listen *cl, struct sockaddr_storage *ss,
 		sin->sin_port = htons((uint16_t)cl->port);
 		if (inet_pton(AF_INET, cl->addr, &sin->sin_addr) != 1)
 			return sq_err_set(err, -EINVAL,
-			    "listen %s: bad "
-			    "address",
-			    name);
+			    "listen %s: bad address", name);
 		*sslen = sizeof(*sin);
 		break;
 	}
@@ -924,9 +921,7 @@ intake_listen_addr(const struct config_listen *cl, struct sockaddr_storage *ss,
 		sin6->sin6_port = htons((uint16_t)cl->port);
 		if (inet_pton(AF_INET6, cl->addr, &sin6->sin6_addr) != 1)
 			return sq_err_set(err, -EINVAL,
-			    "listen %s: bad "
-			    "address",
-			    name);
+			    "listen %s: bad address", name);
 		*sslen = sizeof(*sin6);
 		break;
 	}
@@ -937,23 +932,19 @@ intake_listen_addr(const struct config_listen *cl, struct sockaddr_storage *ss,
 		sun->sun_family = AF_UNIX;
 		if (strlen(cl->addr) >= sizeof(sun->sun_path))
 			return sq_err_set(err, -ENAMETOOLONG,
-			    "listen %s: "
-			    "path too long",
-			    name);
+			    "listen %s: path too long", name);
 		memcpy(sun->sun_path, cl->addr, strlen(cl->addr) + 1);
 		*sslen = sizeof(*sun);
 		/* A stale socket of an earlier run goes; nothing else. */
 		if (lstat(cl->addr, &st) == 0) {
 			if (!S_ISSOCK(st.st_mode))
 				return sq_err_set(err, -EEXIST,
-				    "listen %s: "
-				    "exists and is not a socket",
+				    "listen %s: exists and is not a socket",
 				    name);
 			if (unlink(cl->addr) != 0) {
 				e = errno;
 				return sq_err_set(err, -e,
-				    "listen %s: remove "
-				    "the old socket: %s",
+				    "listen %s: remove the old socket: %s",
 				    name, strerror(e));
 			}
 		}
@@ -1027,9 +1018,7 @@ intake_add_listener(struct intake *in, int fd, const char *name,
 		if (unlink_path != NULL)
 			unlink(unlink_path);
 		return sq_err_set(err, -ENOMEM,
-		    "listen %s: cannot set up "
-		    "the listener",
-		    name);
+		    "listen %s: cannot set up the listener", name);
 	}
 	evconnlistener_set_error_cb(l->lev, intake_on_accept_error);
 	if (unlink_path != NULL)

@@ -184,8 +184,8 @@ intake_proto_junk(struct intake_proto *p)
 	if (p->max_junk == 0 || ++p->junk <= p->max_junk)
 		return 0;
 	intake_proto_reply(p,
-	    "421 4.7.0 %s Error: too many commands that "
-	    "carry no mail (at most %u), closing",
+	    "421 4.7.0 %s Error: too many commands that carry no mail (at most "
+	    "%u), closing",
 	    p->hostname, p->max_junk);
 	intake_proto_close(p);
 	return 1;
@@ -227,21 +227,21 @@ intake_proto_new(const struct intake_proto_params *params)
 	case INTAKE_PROTO_DENY:
 		p->denied = 1;
 		intake_proto_reply(p,
-		    "554 5.7.1 %s ESMTP not available to "
-		    "this client (not in allow_networks)",
+		    "554 5.7.1 %s ESMTP not available to this client (not in "
+		    "allow_networks)",
 		    p->hostname);
 		break;
 	case INTAKE_PROTO_BUSY:
 		intake_proto_reply(p,
-		    "421 4.3.2 %s Service not available: "
-		    "too many connections, try again later",
+		    "421 4.3.2 %s Service not available: too many connections, "
+		    "try again later",
 		    p->hostname);
 		intake_proto_close(p);
 		break;
 	case INTAKE_PROTO_PEER_BUSY:
 		intake_proto_reply(p,
-		    "421 4.7.0 %s Error: too many "
-		    "connections from you, try again later",
+		    "421 4.7.0 %s Error: too many connections from you, try "
+		    "again later",
 		    p->hostname);
 		intake_proto_close(p);
 		break;
@@ -454,8 +454,8 @@ intake_proto_mail_value(struct intake_proto *p, const char *key,
 			return 1;
 		if (p->max_size > 0 && size > p->max_size) {
 			intake_proto_error(p,
-			    "552 5.3.4 Message size "
-			    "exceeds fixed limit of %llu bytes",
+			    "552 5.3.4 Message size exceeds fixed limit of "
+			    "%llu bytes",
 			    (unsigned long long)p->max_size);
 			return -1;
 		}
@@ -512,9 +512,7 @@ intake_proto_mail_params(struct intake_proto *p, char *rest)
 		else {
 			sq_printable(shown, sizeof(shown), key, strlen(key));
 			intake_proto_error(p,
-			    "555 5.5.4 Unsupported option: "
-			    "%s",
-			    shown);
+			    "555 5.5.4 Unsupported option: %s", shown);
 			return -1;
 		}
 		if (*seen) {
@@ -565,8 +563,8 @@ intake_proto_cmd_mail(struct intake_proto *p, char *arg)
 	rc = intake_proto_path(arg, "FROM:", addr, sizeof(addr), &crest);
 	if (rc == -2) {
 		intake_proto_error(p,
-		    "553 5.1.3 Sender address rejected: "
-		    "address too long (at most %d bytes)",
+		    "553 5.1.3 Sender address rejected: address too long (at "
+		    "most %d bytes)",
 		    MAILMSG_ADDR_MAX);
 		return;
 	}
@@ -579,8 +577,8 @@ intake_proto_cmd_mail(struct intake_proto *p, char *arg)
 	sq_printable(shown, sizeof(shown), addr, strlen(addr));
 	if (addr[0] != '\0' && intake_proto_has_8bit(addr) && !t->smtputf8) {
 		intake_proto_error(p,
-		    "553 5.6.7 Sender address rejected: "
-		    "<%s> is not ASCII and SMTPUTF8 was not given",
+		    "553 5.6.7 Sender address rejected: <%s> is not ASCII and "
+		    "SMTPUTF8 was not given",
 		    shown);
 		goto fail;
 	}
@@ -662,8 +660,8 @@ intake_proto_cmd_rcpt(struct intake_proto *p, char *arg)
 	rc = intake_proto_path(arg, "TO:", addr, sizeof(addr), &crest);
 	if (rc == -2) {
 		intake_proto_error(p,
-		    "553 5.1.3 Recipient address rejected: "
-		    "address too long (at most %d bytes)",
+		    "553 5.1.3 Recipient address rejected: address too long "
+		    "(at most %d bytes)",
 		    MAILMSG_ADDR_MAX);
 		return;
 	}
@@ -673,8 +671,8 @@ intake_proto_cmd_rcpt(struct intake_proto *p, char *arg)
 	}
 	if (p->max_rcpts > 0 && t->n_rcpts >= p->max_rcpts) {
 		intake_proto_reply(p,
-		    "452 4.5.3 Error: too many recipients "
-		    "(at most %zu per message)",
+		    "452 4.5.3 Error: too many recipients (at most %zu per "
+		    "message)",
 		    p->max_rcpts);
 		return;
 	}
@@ -695,9 +693,7 @@ intake_proto_cmd_rcpt(struct intake_proto *p, char *arg)
 			r.orcpt = xstrdup(value);
 		} else {
 			intake_proto_error(p,
-			    "555 5.5.4 Unsupported option: "
-			    "%s",
-			    shown);
+			    "555 5.5.4 Unsupported option: %s", shown);
 			goto fail;
 		}
 	}
@@ -706,15 +702,13 @@ intake_proto_cmd_rcpt(struct intake_proto *p, char *arg)
 		full = xasprintf("postmaster@%s", p->hostname);
 	else if (intake_proto_has_8bit(addr) && !t->smtputf8) {
 		intake_proto_error(p,
-		    "553 5.6.7 Recipient address rejected: "
-		    "<%s> is not ASCII and SMTPUTF8 was not given on MAIL",
+		    "553 5.6.7 Recipient address rejected: <%s> is not ASCII "
+		    "and SMTPUTF8 was not given on MAIL",
 		    shown);
 		goto fail;
 	} else if (mailmsg_addr_valid(addr, 0, &err) != 0) {
 		intake_proto_error(p,
-		    "553 5.1.3 Recipient address rejected: "
-		    "%s",
-		    err.msg);
+		    "553 5.1.3 Recipient address rejected: %s", err.msg);
 		goto fail;
 	} else
 		full = xstrdup(addr);
@@ -802,26 +796,24 @@ intake_proto_command(struct intake_proto *p, char *line, size_t len)
 			intake_proto_error(p, "501 5.5.4 Syntax: VRFY address");
 		else
 			intake_proto_reply(p,
-			    "252 2.0.0 Cannot VRFY user, but "
-			    "will accept message and attempt delivery");
+			    "252 2.0.0 Cannot VRFY user, but will accept "
+			    "message and attempt delivery");
 	} else if (intake_proto_word(line, "HELP"))
 		intake_proto_reply(p,
-		    "214 2.0.0 Commands: EHLO HELO MAIL "
-		    "RCPT DATA RSET NOOP VRFY HELP QUIT");
+		    "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP "
+		    "VRFY HELP QUIT");
 	else if (intake_proto_word(line, "STARTTLS") ||
 	    intake_proto_word(line, "AUTH") ||
 	    intake_proto_word(line, "BDAT") ||
 	    intake_proto_word(line, "EXPN") ||
 	    intake_proto_word(line, "ETRN") || intake_proto_word(line, "TURN"))
 		intake_proto_error(p,
-		    "502 5.5.1 Error: command not "
-		    "implemented");
+		    "502 5.5.1 Error: command not implemented");
 	else if (len == 0)
 		intake_proto_error(p, "500 5.5.2 Error: bad syntax");
 	else
 		intake_proto_error(p,
-		    "500 5.5.2 Error: command not "
-		    "recognized");
+		    "500 5.5.2 Error: command not recognized");
 }
 
 /* Command bytes; returns how many were taken. */
@@ -838,8 +830,8 @@ intake_proto_feed_cmd(struct intake_proto *p, const char *s, size_t len)
 				p->discarding = 0;
 				p->line_len = 0;
 				intake_proto_error(p,
-				    "500 5.5.2 Error: line too "
-				    "long (at most %d bytes)",
+				    "500 5.5.2 Error: line too long (at most "
+				    "%d bytes)",
 				    INTAKE_PROTO_LINE_MAX);
 			} else {
 				size_t n = p->line_len;
@@ -891,8 +883,8 @@ intake_proto_data_end(struct intake_proto *p)
 	p->body_out = 1;
 	if (p->oversize) {
 		intake_proto_reply(p,
-		    "552 5.3.4 Error: message size exceeds "
-		    "fixed limit of %llu bytes",
+		    "552 5.3.4 Error: message size exceeds fixed limit of %llu "
+		    "bytes",
 		    (unsigned long long)p->max_size);
 		intake_proto_txn_reset(p);
 		p->state = INTAKE_PROTO_S_CMD;
@@ -1054,8 +1046,7 @@ intake_proto_data_start(struct intake_proto *p, int ok)
 		log_fatalx("intake_proto: data_start without DATA");
 	if (!ok) {
 		intake_proto_reply(p,
-		    "452 4.3.1 Insufficient system storage, "
-		    "try again later");
+		    "452 4.3.1 Insufficient system storage, try again later");
 		p->state = INTAKE_PROTO_S_CMD;
 		intake_proto_junk(p);
 		return;
@@ -1086,13 +1077,12 @@ intake_proto_data_done(struct intake_proto *p, enum intake_proto_result result,
 		break;
 	case INTAKE_PROTO_NOSPACE:
 		intake_proto_reply(p,
-		    "452 4.3.1 Insufficient system storage, "
-		    "try again later");
+		    "452 4.3.1 Insufficient system storage, try again later");
 		break;
 	case INTAKE_PROTO_TEMPFAIL:
 		intake_proto_reply(p,
-		    "451 4.3.0 Error: local error in "
-		    "processing, try again later");
+		    "451 4.3.0 Error: local error in processing, try again "
+		    "later");
 		break;
 	case INTAKE_PROTO_REJECTED: {
 		char why[300];
@@ -1199,8 +1189,8 @@ intake_proto_received(const struct intake_proto *p, const char *client,
 		forpart = xasprintf("\n\tfor <%s>", p->txn.rcpts[0].addr);
 	else
 		forpart = xstrdup("");
-	out = xasprintf("Received: from %s (%s)\n\tby %s (sendq) with %s id "
-			"%s%s; %s\n",
+	out = xasprintf(
+	    "Received: from %s (%s)\n\tby %s (sendq) with %s id %s%s; %s\n",
 	    helo, client, p->hostname, proto, id, forpart, date);
 	free(forpart);
 	return out;

@@ -45,23 +45,19 @@ static void
 main_usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: sendqd [-C FILE] [--check-config] [-d]\n"
-	    "\n"
-	    "The sendq relay daemon: delivers the messages in the spool to the\n"
-	    "configured smarthosts.  Runs in the foreground, logs to stderr.\n"
-	    "\n"
-	    "  -C, --config FILE  configuration file (default %s)\n"
-	    "      --check-config validate the configuration (including CA,\n"
-	    "                     certificate and secret files) and exit:\n"
-	    "                     0 valid, 78 invalid\n"
-	    "  -d, --debug        log at debug level (overrides log_level)\n"
-	    "  -h, --help         show this help and exit\n"
-	    "  -V, --version      show the version and exit\n"
-	    "\n"
-	    "Signals: SIGTERM or SIGINT stop the daemon; messages stay queued;\n"
-	    "SIGHUP reloads the configuration.\n"
-	    "Exit status: 0 after a clean stop, 64 usage, 71 start-up failure,\n"
-	    "78 configuration error.\n",
+	    "usage: sendqd [-C FILE] [--check-config] [-d]\n\nThe sendq relay "
+	    "daemon: delivers the messages in the spool to the\nconfigured "
+	    "smarthosts.  Runs in the foreground, logs to stderr.\n\n  -C, "
+	    "--config FILE  configuration file (default %s)\n      "
+	    "--check-config validate the configuration (including CA,\n        "
+	    "             certificate and secret files) and exit:\n            "
+	    "         0 valid, 78 invalid\n  -d, --debug        log at debug "
+	    "level (overrides log_level)\n  -h, --help         show this help "
+	    "and exit\n  -V, --version      show the version and "
+	    "exit\n\nSignals: SIGTERM or SIGINT stop the daemon; messages stay "
+	    "queued;\nSIGHUP reloads the configuration.\nExit status: 0 after "
+	    "a clean stop, 64 usage, 71 start-up failure,\n78 configuration "
+	    "error.\n",
 	    CONFIG_DEFAULT_PATH);
 }
 
@@ -180,9 +176,9 @@ main_reload_check(const struct config *old, const struct config *cfg,
 	if (what == NULL)
 		return 0;
 	return sq_err_set(err, SQ_ECONFIG,
-	    "%s: %s changed: a reload cannot "
-	    "apply it (sendqd keeps listening where it does): restart sendqd "
-	    "(systemctl restart sendq), or put the old value back",
+	    "%s: %s changed: a reload cannot apply it (sendqd keeps listening "
+	    "where it does): restart sendqd (systemctl restart sendq), or put "
+	    "the old value back",
 	    cfg->path, what);
 }
 
@@ -317,8 +313,7 @@ main_options(int argc, char **argv, const char **config_path, int *check_only,
 	}
 	if (optind != argc) {
 		fprintf(stderr,
-		    "sendqd: unexpected argument \"%s\" "
-		    "(see sendqd --help)\n",
+		    "sendqd: unexpected argument \"%s\" (see sendqd --help)\n",
 		    argv[optind]);
 		return EX_USAGE;
 	}

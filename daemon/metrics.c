@@ -69,37 +69,30 @@ enum {
 
 static struct metrics_family metrics_fam[MF_COUNT] = {
 	{ "sendq_messages_accepted_total", "counter",
-	    "Messages queued, by "
-	    "intake path.",
-	    { "path" }, 1, NULL, 0, 0 },
+	    "Messages queued, by intake path.", { "path" }, 1, NULL, 0, 0 },
 	{ "sendq_recipients_delivered_total", "counter",
-	    "Recipients the "
-	    "smarthost accepted (final 250), by relay.",
+	    "Recipients the smarthost accepted (final 250), by relay.",
 	    { "relay" }, 1, NULL, 0, 0 },
 	{ "sendq_recipients_deferred_total", "counter",
-	    "Recipients deferred "
-	    "after an attempt, by relay.",
-	    { "relay" }, 1, NULL, 0, 0 },
+	    "Recipients deferred after an attempt, by relay.", { "relay" }, 1,
+	    NULL, 0, 0 },
 	{ "sendq_recipients_bounced_total", "counter",
-	    "Recipients failed "
-	    "for good (bounced or kept in failed/), by relay.",
+	    "Recipients failed for good (bounced or kept in failed/), by "
+	    "relay.",
 	    { "relay" }, 1, NULL, 0, 0 },
 	{ "sendq_connections_opened_total", "counter",
-	    "Connections opened "
-	    "to a smarthost, by relay.",
-	    { "relay" }, 1, NULL, 0, 0 },
+	    "Connections opened to a smarthost, by relay.", { "relay" }, 1,
+	    NULL, 0, 0 },
 	{ "sendq_connections_reused_total", "counter",
-	    "Messages sent on a "
-	    "connection that had carried one before, by relay.",
+	    "Messages sent on a connection that had carried one before, by "
+	    "relay.",
 	    { "relay" }, 1, NULL, 0, 0 },
 	{ "sendq_tls_handshake_failures_total", "counter",
-	    "Sessions that "
-	    "failed in TLS, by relay and reason.",
+	    "Sessions that failed in TLS, by relay and reason.",
 	    { "relay", "reason" }, 2, NULL, 0, 0 },
 	{ "sendq_delivery_latency_seconds", "histogram",
-	    "Time from arrival "
-	    "to delivery, by relay.",
-	    { "relay" }, 1, NULL, 0, 0 },
+	    "Time from arrival to delivery, by relay.", { "relay" }, 1, NULL, 0,
+	    0 },
 };
 
 static void (*metrics_fill)(void *, struct metrics_gauges *);
@@ -338,16 +331,15 @@ metrics_put_relays(struct buf *out, const struct metrics_gauges *g)
 
 	memset(&s, 0, sizeof(s));
 	metrics_put_head(out, up.name, "gauge",
-	    "1 when the smarthost is "
-	    "usable, 0 when it is down or held.");
+	    "1 when the smarthost is usable, 0 when it is down or held.");
 	for (i = 0; i < g->n_relays; i++) {
 		s.value[0] = (char *)g->relays[i].name;
 		metrics_put_sample(out, up.name, "", &up, &s, NULL,
 		    g->relays[i].up ? 1 : 0);
 	}
 	metrics_put_head(out, st.name, "gauge",
-	    "1 for the current state of "
-	    "an OAuth smarthost's token (valid, expired, no_token, held).");
+	    "1 for the current state of an OAuth smarthost's token (valid, "
+	    "expired, no_token, held).");
 	for (i = 0; i < g->n_relays; i++) {
 		if (g->relays[i].oauth == METRICS_OAUTH_NONE)
 			continue;
@@ -396,19 +388,15 @@ metrics_render(struct buf *out, int64_t now)
 		metrics_put_family(out, &metrics_fam[i]);
 	if (metrics_fill != NULL) {
 		metrics_put_gauge(out, "sendq_queue_messages",
-		    "Messages in "
-		    "the queue.",
-		    (double)g.queue_messages);
+		    "Messages in the queue.", (double)g.queue_messages);
 		metrics_put_gauge(out, "sendq_queue_oldest_age_seconds",
-		    "Age "
-		    "of the oldest queued message not held (0: none).",
+		    "Age of the oldest queued message not held (0: none).",
 		    g.oldest > 0 && now > g.oldest ? (double)(now - g.oldest) :
 						     0);
 		metrics_put_relays(out, &g);
 		if (g.spool_free_known)
 			metrics_put_gauge(out, "sendq_spool_free_bytes",
-			    "Free "
-			    "space of the spool's file system for sendqd.",
+			    "Free space of the spool's file system for sendqd.",
 			    (double)g.spool_free);
 		free(g.relays);
 	}

@@ -49,9 +49,8 @@ metrics_http_parse(const char *spec, struct metrics_http_addr *a,
 		    strlen(spec + 5) >=
 			sizeof(((struct sockaddr_un *)0)->sun_path))
 			return sq_err_set(err, SQ_ECONFIG,
-			    "metrics_listen: "
-			    "unix:PATH needs an absolute PATH of at most 107 "
-			    "bytes");
+			    "metrics_listen: unix:PATH needs an absolute PATH "
+			    "of at most 107 bytes");
 		a->is_unix = 1;
 		snprintf(a->host, sizeof(a->host), "%s", spec + 5);
 		return 0;
@@ -82,8 +81,8 @@ metrics_http_parse(const char *spec, struct metrics_http_addr *a,
 	return 0;
 bad:
 	return sq_err_set(err, SQ_ECONFIG,
-	    "metrics_listen: \"%.200s\" is not "
-	    "ADDRESS:PORT ([ADDRESS]:PORT for IPv6) or unix:PATH",
+	    "metrics_listen: \"%.200s\" is not ADDRESS:PORT ([ADDRESS]:PORT "
+	    "for IPv6) or unix:PATH",
 	    spec);
 }
 
@@ -139,9 +138,7 @@ metrics_http_unix(const char *path, struct sq_err *err)
 	sun.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof(sun.sun_path))
 		return sq_err_set(err, -ENAMETOOLONG,
-		    "metrics_listen: "
-		    "unix:%s: path too long",
-		    path);
+		    "metrics_listen: unix:%s: path too long", path);
 	memcpy(sun.sun_path, path, strlen(path) + 1);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
@@ -180,8 +177,7 @@ metrics_http_new(struct event_base *base, const char *spec,
 	if ((m->http = evhttp_new(base)) == NULL) {
 		free(m);
 		return sq_err_set(err, -ENOMEM,
-		    "metrics_listen: evhttp_new "
-		    "failed");
+		    "metrics_listen: evhttp_new failed");
 	}
 	evhttp_set_timeout(m->http, METRICS_HTTP_TIMEOUT);
 	evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
@@ -195,18 +191,15 @@ metrics_http_new(struct event_base *base, const char *spec,
 			close(fd);
 			metrics_http_free(m);
 			return sq_err_set(err, -EIO,
-			    "metrics_listen: cannot "
-			    "serve unix:%s",
-			    a.host);
+			    "metrics_listen: cannot serve unix:%s", a.host);
 		}
 		m->unix_path = xstrdup(a.host);
 	} else if (evhttp_bind_socket(m->http, a.host, (uint16_t)a.port) != 0) {
 		rc = errno != 0 ? -errno : -EADDRNOTAVAIL;
 		metrics_http_free(m);
 		return sq_err_set(err, rc,
-		    "metrics_listen: cannot listen on "
-		    "%s: %s",
-		    spec, strerror(-rc));
+		    "metrics_listen: cannot listen on %s: %s", spec,
+		    strerror(-rc));
 	}
 	log_info("metrics: listening on %s (GET /metrics)", spec);
 	*out = m;

@@ -400,8 +400,7 @@ msgfix_no_qp(const struct msgfix_scan *s, char *why, size_t whysz)
 		(strncmp(cte, "7bit", 4) == 0 || strncmp(cte, "8bit", 4) == 0)))
 		return NULL;
 	snprintf(why, whysz,
-	    "the body is already encoded "
-	    "(Content-Transfer-Encoding: %.*s)",
+	    "the body is already encoded (Content-Transfer-Encoding: %.*s)",
 	    (int)(n > 40 ? 40 : n), cte);
 	return why;
 }
@@ -418,16 +417,16 @@ msgfix_verdict(const struct msgfix_scan *s, struct sq_err *err)
 	}
 	if (s->hdr_long_line != 0) {
 		sq_err_set(err, SQ_EPARSE,
-		    "line %llu is a header line longer "
-		    "than %d octets with no white space to fold it at",
+		    "line %llu is a header line longer than %d octets with no "
+		    "white space to fold it at",
 		    (unsigned long long)s->hdr_long_line, MSGFIX_LINE_MAX);
 		return MSGFIX_REFUSE;
 	}
 	if (s->body_long_line != 0) {
 		if (msgfix_no_qp(s, why, sizeof(why)) != NULL) {
 			sq_err_set(err, SQ_EPARSE,
-			    "line %llu is longer than "
-			    "%d octets and cannot be re-encoded: %s",
+			    "line %llu is longer than %d octets and cannot be "
+			    "re-encoded: %s",
 			    (unsigned long long)s->body_long_line,
 			    MSGFIX_LINE_MAX, why);
 			return MSGFIX_REFUSE;
@@ -644,8 +643,7 @@ msgfix_rw_step(void *rw, const void *data, size_t len, int last,
 		return msgfix_rw_body(r, data, len, last, out);
 	if (len > 0 && buf_append(&r->hdr, data, len) != 0)
 		return sq_err_set(err, SQ_ELIMIT,
-		    "header section larger than "
-		    "%d bytes: cannot rewrite it",
+		    "header section larger than %d bytes: cannot rewrite it",
 		    MSGFIX_HEADER_MAX);
 	/* Only complete lines can be classified (unless this is all). */
 	upto = r->hdr.len;

@@ -77,17 +77,14 @@ oauth_get_string(struct json_object *obj, const char *key, int token,
 		return 0;
 	if (!json_object_is_type(v, json_type_string))
 		return sq_err_set(err, SQ_EPARSE,
-		    "token endpoint: \"%s\" is "
-		    "not a string",
-		    key);
+		    "token endpoint: \"%s\" is not a string", key);
 	s = json_object_get_string(v);
 	len = (size_t)json_object_get_string_len(v);
 	if (token) {
 		if (!oauth_token_ok(s, len))
 			return sq_err_set(err, SQ_EPARSE,
-			    "token endpoint: "
-			    "\"%s\" is empty, too long or has bytes other "
-			    "than visible ASCII",
+			    "token endpoint: \"%s\" is empty, too long or has "
+			    "bytes other than visible ASCII",
 			    key);
 		*out = xstrndup(s, len);
 		return 0;
@@ -118,9 +115,7 @@ oauth_get_long(struct json_object *obj, const char *key, long *out,
 		n = json_object_get_int64(v);
 		if (n < 0 || n > INT_MAX)
 			return sq_err_set(err, SQ_EPARSE,
-			    "token endpoint: "
-			    "\"%s\" out of range",
-			    key);
+			    "token endpoint: \"%s\" out of range", key);
 		*out = (long)n;
 		return 0;
 	}
@@ -135,9 +130,7 @@ oauth_get_long(struct json_object *obj, const char *key, long *out,
 		}
 	}
 	return sq_err_set(err, SQ_EPARSE,
-	    "token endpoint: \"%s\" is not a "
-	    "non-negative integer",
-	    key);
+	    "token endpoint: \"%s\" is not a non-negative integer", key);
 }
 
 int
@@ -153,13 +146,11 @@ oauth_parse(const char *body, size_t len, struct oauth_resp *out,
 	out->expires_in = out->interval = -1;
 	if (len > OAUTH_BODY_MAX)
 		return sq_err_set(err, SQ_ELIMIT,
-		    "token endpoint: answer "
-		    "larger than %d bytes",
+		    "token endpoint: answer larger than %d bytes",
 		    OAUTH_BODY_MAX);
 	if (len == 0)
 		return sq_err_set(err, SQ_EPARSE,
-		    "token endpoint: empty "
-		    "answer");
+		    "token endpoint: empty answer");
 	if ((tok = json_tokener_new()) == NULL)
 		log_fatalx("oauth: json_tokener_new failed");
 	obj = json_tokener_parse_ex(tok, body, (int)len);
@@ -180,8 +171,7 @@ oauth_parse(const char *body, size_t len, struct oauth_resp *out,
 	if (obj == NULL || jerr != json_tokener_success) {
 		json_object_put(obj);
 		return sq_err_set(err, SQ_EPARSE,
-		    "token endpoint: not JSON "
-		    "(%s)",
+		    "token endpoint: not JSON (%s)",
 		    jerr != json_tokener_success ?
 			json_tokener_error_desc(jerr) :
 			"incomplete");
@@ -189,8 +179,7 @@ oauth_parse(const char *body, size_t len, struct oauth_resp *out,
 	if (!json_object_is_type(obj, json_type_object)) {
 		json_object_put(obj);
 		return sq_err_set(err, SQ_EPARSE,
-		    "token endpoint: the answer "
-		    "is not a JSON object");
+		    "token endpoint: the answer is not a JSON object");
 	}
 	if (oauth_get_string(obj, "access_token", 1, &out->access_token, err) <
 		0 ||

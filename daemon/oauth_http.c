@@ -94,8 +94,8 @@ oauth_http_load(void)
 		NULL &&
 	    (lib = dlopen(OAUTH_HTTP_CURL_SONAME2, RTLD_NOW | RTLD_LOCAL)) ==
 		NULL)
-		log_fatalx("oauth_http: cannot load %s (needed for OAuth "
-			   "relays): %s",
+		log_fatalx(
+		    "oauth_http: cannot load %s (needed for OAuth relays): %s",
 		    OAUTH_HTTP_CURL_SONAME, dlerror());
 	for (i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
 		/* POSIX: a function pointer through void * (dlsym). */
@@ -242,14 +242,12 @@ oauth_http_result(struct oauth_http_req *q, CURLcode rc,
 	r->timed_out = rc == CURLE_OPERATION_TIMEDOUT;
 	if (q->too_big)
 		snprintf(r->error, sizeof(r->error),
-		    "token endpoint %s: "
-		    "answer larger than %d bytes",
-		    q->url, OAUTH_BODY_MAX);
+		    "token endpoint %s: answer larger than %d bytes", q->url,
+		    OAUTH_BODY_MAX);
 	else if (rc == CURLE_OPERATION_TIMEDOUT)
 		snprintf(r->error, sizeof(r->error),
-		    "token endpoint %s: "
-		    "timeout after %u s",
-		    q->url, q->timeout_s);
+		    "token endpoint %s: timeout after %u s", q->url,
+		    q->timeout_s);
 	else if (rc != CURLE_OK)
 		snprintf(r->error, sizeof(r->error), "token endpoint %s: %s",
 		    q->url,

@@ -41,9 +41,8 @@ oauth_store_mkdir(const char *state_dir, uid_t owner, gid_t group,
 			return 0;
 		}
 		sq_err_set(err, -saved,
-		    "oauth state directory %s: cannot "
-		    "create it: %s",
-		    dir, strerror(saved));
+		    "oauth state directory %s: cannot create it: %s", dir,
+		    strerror(saved));
 		free(dir);
 		return -saved;
 	}
@@ -74,9 +73,8 @@ oauth_store_read(const char *state_dir, const char *name, char **out,
 		secret_free(s);
 	} else if (rc == -ENOENT)
 		sq_err_set(err, rc,
-		    "no refresh token in %s (run sendqctl "
-		    "oauth init %s)",
-		    path, name);
+		    "no refresh token in %s (run sendqctl oauth init %s)", path,
+		    name);
 	free(path);
 	return rc;
 }

@@ -145,8 +145,8 @@ pickup_mkdir(int dirfd, const char *path, const char *name, mode_t mode,
 	}
 	if (fstat(*fd, &st) == 0 && (st.st_mode & S_IWOTH) &&
 	    !(st.st_mode & S_ISVTX))
-		log_warn("pickup: %s is world-writable without the sticky "
-			 "bit: anyone can remove others' files",
+		log_warn("pickup: %s is world-writable without the sticky bit: "
+			 "anyone can remove others' files",
 		    path);
 	return 0;
 }
@@ -162,8 +162,8 @@ pickup_drop_gid(void)
 	if (getgrnam_r(PICKUP_DROP_GROUP, &gr, buf, sizeof(buf), &res) == 0 &&
 	    res != NULL)
 		return gr.gr_gid;
-	log_info("pickup: no group %s: maildrop/ keeps the daemon's group, "
-		 "so only root and sendqd's user can drop mail while sendqd is "
+	log_info("pickup: no group %s: maildrop/ keeps the daemon's group, so "
+		 "only root and sendqd's user can drop mail while sendqd is "
 		 "down (create the group and install sendq-drop setgid to it)",
 	    PICKUP_DROP_GROUP);
 	return (gid_t)-1;
@@ -263,10 +263,9 @@ pickup_reject(struct pickup *p, const char *name, long uid, const char *reason)
 		else if (errno == ENOENT)
 			return; /* gone meanwhile */
 		else if (errno != EEXIST) {
-			log_err(
-			    "pickup file=%s uid=%ld result=rejected "
-			    "reason=\"%s\": cannot move it to rejected/: %s "
-			    "(left in place)",
+			log_err("pickup file=%s uid=%ld result=rejected "
+				"reason=\"%s\": cannot move it to rejected/: "
+				"%s (left in place)",
 			    pname, uid, preason, strerror(errno));
 			return;
 		}
@@ -384,15 +383,14 @@ pickup_check_stat(const struct pickup *p, const struct stat *st, char *reason,
 	}
 	if (st->st_nlink != 1) {
 		snprintf(reason, reasonsz,
-		    "not allowed: %lu hard links (a "
-		    "dropped file must have exactly one)",
+		    "not allowed: %lu hard links (a dropped file must have "
+		    "exactly one)",
 		    (unsigned long)st->st_nlink);
 		return -1;
 	}
 	if ((size_t)st->st_size > p->size_max) {
 		snprintf(reason, reasonsz,
-		    "too large: %lld bytes, the limit "
-		    "is %zu",
+		    "too large: %lld bytes, the limit is %zu",
 		    (long long)st->st_size, p->size_max);
 		return -1;
 	}
@@ -416,16 +414,14 @@ pickup_open(struct pickup *p, const char *name, const char *pname,
 			return PICKUP_STEP_LATER;
 		if (errno == EMFILE || errno == ENFILE || errno == ENOMEM ||
 		    errno == EINTR || errno == EAGAIN) {
-			log_warn("pickup file=%s: open: %s (tried again "
-				 "later)",
+			log_warn("pickup file=%s: open: %s (tried again later)",
 			    pname, strerror(errno));
 			return PICKUP_STEP_LATER;
 		}
 		snprintf(reason, reasonsz, "cannot open: %s%s", strerror(errno),
-		    errno == EACCES ?
-			" (the file must be "
-			"readable by sendqd: make it group-readable)" :
-			"");
+		    errno == EACCES ? " (the file must be readable by sendqd: "
+				      "make it group-readable)" :
+				      "");
 		return PICKUP_STEP_REJECT;
 	}
 	if (fstat(*fd, fst) != 0 || fst->st_dev != st->st_dev ||
@@ -511,16 +507,15 @@ pickup_copy(struct pickup *p, struct spool_writer *w, int fd,
 	while (rc == 0 && more) {
 		n = pickup_read(fd, p->head, PICKUP_CHUNK);
 		if (n < 0) {
-			log_warn("pickup file=%s: read: %s (tried again "
-				 "later)",
+			log_warn("pickup file=%s: read: %s (tried again later)",
 			    pname, strerror((int)-n));
 			return PICKUP_STEP_LATER;
 		}
 		*total += (size_t)n;
 		if (*total > p->size_max) {
 			snprintf(reason, reasonsz,
-			    "too large: more than %zu "
-			    "bytes (it grew while it was read)",
+			    "too large: more than %zu bytes (it grew while it "
+			    "was read)",
 			    p->size_max);
 			return PICKUP_STEP_REJECT;
 		}
@@ -591,8 +586,7 @@ pickup_take(struct pickup *p, const char *name, const struct pickup_item *batch,
 	sq_printable(pname, sizeof(pname), name, strlen(name));
 	if (fstatat(p->dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
 		if (errno != ENOENT)
-			log_warn("pickup file=%s: stat: %s (tried again "
-				 "later)",
+			log_warn("pickup file=%s: stat: %s (tried again later)",
 			    pname, strerror(errno));
 		return PICKUP_DONE;
 	}
@@ -704,12 +698,12 @@ pickup_commit(struct pickup *p, struct pickup_item *items, size_t n)
 			continue;
 		}
 		if (unlinked[i] == -ESTALE)
-			log_warn("pickup file=%s: replaced while it was "
-				 "picked up (the new file is picked up next)",
+			log_warn("pickup file=%s: replaced while it was picked "
+				 "up (the new file is picked up next)",
 			    pname);
 		else if (unlinked[i] != 0)
-			log_err("pickup file=%s: unlink: %s (it will be "
-				"queued again)",
+			log_err("pickup file=%s: unlink: %s (it will be queued "
+				"again)",
 			    pname, strerror(-unlinked[i]));
 		sq_printable(psender, sizeof(psender), envs[i]->sender,
 		    strlen(envs[i]->sender));
@@ -891,9 +885,8 @@ pickup_dirs(struct pickup *p, const char *spool_dir, struct sq_err *err)
 		    strerror(errno));
 	if (fstat(spool_fd, &st) == 0 && !(st.st_mode & S_IXOTH))
 		log_warn(
-		    "pickup: %s is mode %04o: the drop helper cannot "
-		    "reach %s/ (mode 0711 lets it through; nothing becomes "
-		    "listable)",
+		    "pickup: %s is mode %04o: the drop helper cannot reach %s/ "
+		    "(mode 0711 lets it through; nothing becomes listable)",
 		    spool_dir, (unsigned)(st.st_mode & 07777), PICKUP_DIR);
 	gid = pickup_drop_gid();
 	rc = pickup_mkdir(spool_fd, p->dir, PICKUP_DIR, 01730, gid, &p->dir_fd,

@@ -357,8 +357,7 @@ queue_view_list(const char *spool_dir, long uid_filter, int json,
 		if (json == QUEUE_VIEW_POSTFIX) {
 			if (shown == 0)
 				queue_view_puts(&o,
-				    "-Queue ID-  --Size-- "
-				    "----Arrival Time---- "
+				    "-Queue ID-  --Size-- ----Arrival Time---- "
 				    "-Sender/Recipient-------\n");
 			queue_view_postfix_entry(&o, env, &info);
 		} else if (json) {
@@ -368,9 +367,8 @@ queue_view_list(const char *spool_dir, long uid_filter, int json,
 		} else {
 			if (shown == 0)
 				queue_view_printf(&o,
-				    "%-31s %10s %5s  %-8s  "
-				    "%s\n",
-				    "Queue ID", "Size", "Age", "State",
+				    "%-31s %10s %5s  %-8s  %s\n", "Queue ID",
+				    "Size", "Age", "State",
 				    "Sender / Recipients");
 			queue_view_text_entry(&o, env, &info);
 		}
@@ -395,9 +393,7 @@ queue_view_list(const char *spool_dir, long uid_filter, int json,
 	spool_close(sp);
 	if (o.rc != 0)
 		return sq_err_set(err, o.rc,
-		    "queue listing larger than %zu "
-		    "bytes",
-		    out->max);
+		    "queue listing larger than %zu bytes", out->max);
 	return 0;
 }
 
@@ -488,9 +484,8 @@ queue_view_show_json(struct queue_view_out *o, const struct envelope *env,
 	queue_view_puts(o, "{");
 	queue_view_json_fields(o, env, info);
 	queue_view_printf(o,
-	    ",\"uid\":%ld,\"body_8bit\":%s,"
-	    "\"held\":%s,\"warned\":%s,\"headers_truncated\":%s,"
-	    "\"headers\":",
+	    ",\"uid\":%ld,\"body_8bit\":%s,\"held\":%s,\"warned\":%s,\"headers_"
+	    "truncated\":%s,\"headers\":",
 	    env->uid, env->body_8bit ? "true" : "false",
 	    env->held ? "true" : "false", env->warned ? "true" : "false",
 	    truncated ? "true" : "false");
@@ -512,8 +507,8 @@ queue_view_show_text(struct queue_view_out *o, const struct envelope *env,
 	queue_view_age(age, sizeof(age), (long long)(info->now - env->created));
 	queue_view_next(next, sizeof(next), env, info);
 	queue_view_printf(o,
-	    "id:           %s\nstate:        %s\n"
-	    "size:         %lld\ncreated:      %s (%s ago)\nsender:       ",
+	    "id:           %s\nstate:        %s\nsize:         %lld\ncreated:  "
+	    "    %s (%s ago)\nsender:       ",
 	    env->id, info->state, info->size, created, age);
 	queue_view_put_sender(o, env);
 	for (i = 0; i < env->n_rcpts; i++) {
@@ -534,15 +529,13 @@ queue_view_show_text(struct queue_view_out *o, const struct envelope *env,
 		queue_view_puts(o, "\n");
 	}
 	queue_view_printf(o,
-	    "body:         %s\nheld:         %s\n"
-	    "warned:       %s\n\n",
+	    "body:         %s\nheld:         %s\nwarned:       %s\n\n",
 	    env->body_8bit ? "8bit" : "7bit", env->held ? "yes" : "no",
 	    env->warned ? "yes" : "no");
 	queue_view_put_header_text(o, hdr);
 	if (truncated)
 		queue_view_printf(o,
-		    "[header longer than %d bytes: "
-		    "truncated]\n",
+		    "[header longer than %d bytes: truncated]\n",
 		    QUEUE_VIEW_HEADER_MAX);
 }
 
@@ -561,15 +554,11 @@ queue_view_show(const char *spool_dir, const char *id, long uid_filter,
 	buf_init(&hdr, QUEUE_VIEW_HEADER_MAX);
 	if (!spool_id_valid(id))
 		return sq_err_set(err, SQ_ENOTFOUND,
-		    "no message %.*s (not a "
-		    "queue id)",
-		    40, id);
+		    "no message %.*s (not a queue id)", 40, id);
 	if ((rc = spool_open_queue(spool_dir, &sp, err)) != 0) {
 		if (rc == -ENOENT)
 			rc = sq_err_set(err, SQ_ENOTFOUND,
-			    "no message %s "
-			    "(no spool at %s)",
-			    id, spool_dir);
+			    "no message %s (no spool at %s)", id, spool_dir);
 		return rc;
 	}
 	rc = spool_load_envelope(sp, id, &env, err);
@@ -588,8 +577,7 @@ queue_view_show(const char *spool_dir, const char *id, long uid_filter,
 			rc = queue_view_not_found(id, err);
 		else if (rc == -ENOENT)
 			rc = sq_err_set(err, SQ_ENOTFOUND,
-			    "no message %s "
-			    "(delivered or removed meanwhile)",
+			    "no message %s (delivered or removed meanwhile)",
 			    id);
 		goto done;
 	}
@@ -623,9 +611,7 @@ queue_view_connect(const char *path, unsigned timeout_sec, struct sq_err *err)
 	sun.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof(sun.sun_path))
 		return sq_err_set(err, -ENAMETOOLONG,
-		    "control socket path "
-		    "too long: %s",
-		    path);
+		    "control socket path too long: %s", path);
 	memcpy(sun.sun_path, path, strlen(path) + 1);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
 		return sq_err_set(err, -errno, "socket: %s", strerror(errno));
@@ -694,9 +680,8 @@ queue_view_recv(int fd, char *buf, size_t len, const char *path,
 	close(fd);
 	if (rc == -ETIMEDOUT)
 		return sq_err_set(err, rc,
-		    "no answer from sendqd on %s within "
-		    "%u s",
-		    path, timeout_sec);
+		    "no answer from sendqd on %s within %u s", path,
+		    timeout_sec);
 	return sq_err_set(err, rc, "read from %s: %s", path, strerror(-rc));
 }
 
@@ -734,8 +719,7 @@ queue_view_request(const char *path, const char *request, unsigned timeout_sec,
 	len = strlen(request);
 	if (len > QUEUE_VIEW_REQUEST_MAX || memchr(request, '\n', len))
 		return sq_err_set(err, SQ_ELIMIT,
-		    "control request too long "
-		    "or not one line");
+		    "control request too long or not one line");
 	if ((fd = queue_view_connect(path, timeout_sec, err)) < 0)
 		return fd;
 	line = xasprintf("%s\n", request);
@@ -748,18 +732,15 @@ queue_view_request(const char *path, const char *request, unsigned timeout_sec,
 		if (buf_append(out, chunk, (size_t)r) != 0) {
 			close(fd);
 			return sq_err_set(err, SQ_ELIMIT,
-			    "answer from %s "
-			    "larger than %zu bytes",
-			    path, out->max);
+			    "answer from %s larger than %zu bytes", path,
+			    out->max);
 		}
 	if (r < 0)
 		return (int)r;
 	close(fd);
 	if (out->len == 0)
 		return sq_err_set(err, -EPIPE,
-		    "sendqd closed %s without an "
-		    "answer",
-		    path);
+		    "sendqd closed %s without an answer", path);
 	return 0;
 }
 
@@ -788,9 +769,7 @@ queue_view_answer(int fd, const char *path, unsigned timeout_sec, char *answer,
 	answer[got] = '\0';
 	if ((nl = memchr(answer, '\n', got)) == NULL)
 		return sq_err_set(err, -EPIPE,
-		    "sendqd closed %s without an "
-		    "answer",
-		    path);
+		    "sendqd closed %s without an answer", path);
 	*nl = '\0';
 	return 0;
 }
@@ -806,9 +785,7 @@ queue_view_frame(int fd, enum submit_proto_frame type, const char *data,
 
 	if ((n = submit_proto_format(hdr, sizeof(hdr), type, len)) < 0)
 		return sq_err_set(err, n,
-		    "submit frame of %zu bytes out of "
-		    "range",
-		    len);
+		    "submit frame of %zu bytes out of range", len);
 	if ((rc = queue_view_send_keep(fd, hdr, (size_t)n, path, err)) != 0)
 		return rc;
 	if (len == 0)
@@ -902,9 +879,7 @@ queue_view_showq(int json, struct buf *out, int *exit_code, struct sq_err *err)
 	/* Said once, by the caller, in its own one-line message. */
 	if (access(path, X_OK) != 0)
 		return sq_err_set(err, -ENOENT,
-		    "cannot run the queue lister "
-		    "%s",
-		    path);
+		    "cannot run the queue lister %s", path);
 	if (pipe2(pfd, O_CLOEXEC) != 0)
 		return sq_err_set(err, -errno, "pipe: %s", strerror(errno));
 	fflush(stdout);
@@ -930,22 +905,17 @@ queue_view_showq(int json, struct buf *out, int *exit_code, struct sq_err *err)
 			    strerror(errno));
 	if (!WIFEXITED(status))
 		return sq_err_set(err, -EIO,
-		    "the queue lister %s was killed "
-		    "by signal %d",
-		    path, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+		    "the queue lister %s was killed by signal %d", path,
+		    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 	if (rc != 0)
 		return sq_err_set(err, rc, "read from the queue lister %s: %s",
 		    path, strerror(-rc));
 	if (full)
 		return sq_err_set(err, SQ_ELIMIT,
-		    "queue listing larger than "
-		    "%zu bytes",
-		    out->max);
+		    "queue listing larger than %zu bytes", out->max);
 	*exit_code = WEXITSTATUS(status);
 	if (*exit_code == 127)
 		return sq_err_set(err, -ENOENT,
-		    "cannot run the queue lister "
-		    "%s",
-		    path);
+		    "cannot run the queue lister %s", path);
 	return 0;
 }

@@ -166,19 +166,17 @@ quota_admit(const struct quota *q, long uid, uint64_t pending_msgs,
 	bytes += pending_bytes;
 	if (q->max_msgs > 0 && msgs >= q->max_msgs)
 		return sq_err_set(err, -EDQUOT,
-		    "uid %ld has %llu messages "
-		    "queued: the limit is max_messages_per_user = %llu",
+		    "uid %ld has %llu messages queued: the limit is "
+		    "max_messages_per_user = %llu",
 		    uid, (unsigned long long)msgs,
 		    (unsigned long long)q->max_msgs);
 	if (q->max_bytes > 0 &&
 	    (bytes >= q->max_bytes || incoming > q->max_bytes - bytes))
 		return sq_err_set(err, -EDQUOT,
-		    "uid %ld has %llu bytes "
-		    "queued%s: the limit is max_bytes_per_user = %llu",
+		    "uid %ld has %llu bytes queued%s: the limit is "
+		    "max_bytes_per_user = %llu",
 		    uid, (unsigned long long)bytes,
-		    incoming > 0 ? " (with this "
-				   "message more)" :
-				   "",
+		    incoming > 0 ? " (with this message more)" : "",
 		    (unsigned long long)q->max_bytes);
 	return 0;
 }

@@ -152,9 +152,8 @@ relay_pool_reconfigure_check(const struct relay_pool *p,
 
 	if (cfg->n_smarthosts != p->n)
 		return sq_err_set(err, SQ_ECONFIG,
-		    "%s: the number of "
-		    "smarthosts changed (%zu, was %zu): restart sendqd to "
-		    "apply it",
+		    "%s: the number of smarthosts changed (%zu, was %zu): "
+		    "restart sendqd to apply it",
 		    cfg->path, cfg->n_smarthosts, p->n);
 	for (i = 0; i < p->n; i++) {
 		const struct config_smarthost *o = p->relays[i].sh;
@@ -162,15 +161,13 @@ relay_pool_reconfigure_check(const struct relay_pool *p,
 
 		if (strcmp(o->name, n->name) != 0)
 			return sq_err_set(err, SQ_ECONFIG,
-			    "%s: smarthost %zu "
-			    "is [smarthost %s], was [smarthost %s]: restart "
-			    "sendqd to apply it",
+			    "%s: smarthost %zu is [smarthost %s], was "
+			    "[smarthost %s]: restart sendqd to apply it",
 			    cfg->path, i + 1, n->name, o->name);
 		if (o->max_connections != n->max_connections)
 			return sq_err_set(err, SQ_ECONFIG,
-			    "%s: [smarthost "
-			    "%s] max_connections changed: restart sendqd to "
-			    "apply it",
+			    "%s: [smarthost %s] max_connections changed: "
+			    "restart sendqd to apply it",
 			    cfg->path, n->name);
 	}
 	return 0;
@@ -327,10 +324,9 @@ relay_mark_down(struct relay *r, const struct retry_policy *pol,
 	relay_note_error(r, reply, now);
 	if (relay == RETRY_RELAY_REST)
 		log_err(
-		    "relay %s: AUTHENTICATION FAILED: %s -- fix the "
-		    "credential settings of [smarthost %s] (user, auth, "
-		    "password or token source); its mail stays queued, next "
-		    "try in %llds",
+		    "relay %s: AUTHENTICATION FAILED: %s -- fix the credential "
+		    "settings of [smarthost %s] (user, auth, password or token "
+		    "source); its mail stays queued, next try in %llds",
 		    r->sh->name, reply, r->sh->name,
 		    (long long)(r->down_until - now));
 	log_warn("relay %s: %s (%s): %s (next probe in %llds)", r->sh->name,
@@ -502,9 +498,8 @@ relay_status_text(const struct relay *r, const char *state,
 	relay_error_time(r, when, sizeof(when));
 	relay_log_quote(err_text, sizeof(err_text), r->last_error);
 	snprintf(line, sizeof(line),
-	    "smarthost %s (%s:%u): "
-	    "%s, connections %u/%u, queued %zu (due %zu), "
-	    "sent %lu, deferred %lu, failed %lu%s%s%s%s\n",
+	    "smarthost %s (%s:%u): %s, connections %u/%u, queued %zu (due "
+	    "%zu), sent %lu, deferred %lu, failed %lu%s%s%s%s\n",
 	    r->sh->name, r->sh->host, r->sh->port, state, r->n_conns,
 	    r->sh->max_connections, queued, due, r->n_sent, r->n_deferred,
 	    r->n_failed, err_text[0] ? "\n  last error: " : "", err_text,
@@ -514,8 +509,7 @@ relay_status_text(const struct relay *r, const char *state,
 		return;
 	relay_log_quote(why, sizeof(why), held_reason);
 	snprintf(line, sizeof(line),
-	    "  HELD (OAuth): %s\n  fix: "
-	    "sendqctl oauth init %s\n",
-	    why, r->sh->name);
+	    "  HELD (OAuth): %s\n  fix: sendqctl oauth init %s\n", why,
+	    r->sh->name);
 	buf_append_str(out, line);
 }

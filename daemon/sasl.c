@@ -243,16 +243,15 @@ sasl_new(enum sasl_mech mech, const char *user, const char *secret,
 	}
 	if (strlen(user) > SASL_USER_MAX || sasl_has_controls(user, 1)) {
 		sq_err_set(err, SQ_ECONFIG,
-		    "AUTH %s: the user name is longer"
-		    " than %d bytes or contains control characters",
+		    "AUTH %s: the user name is longer than %d bytes or "
+		    "contains control characters",
 		    sasl_mech_name(mech), SASL_USER_MAX);
 		return NULL;
 	}
 	if (strlen(secret) > SASL_SECRET_MAX ||
 	    (oauth && (secret[0] == '\0' || sasl_has_controls(secret, 0)))) {
 		sq_err_set(err, SQ_ECONFIG,
-		    "AUTH %s: the %s is longer than %d"
-		    " bytes%s",
+		    "AUTH %s: the %s is longer than %d bytes%s",
 		    sasl_mech_name(mech), oauth ? "token" : "password",
 		    SASL_SECRET_MAX,
 		    oauth ? ", empty, or not printable ASCII" : "");
@@ -261,8 +260,8 @@ sasl_new(enum sasl_mech mech, const char *user, const char *secret,
 	if (mech == SASL_MECH_SCRAM_SHA_256 &&
 	    (nonce == NULL || !sasl_nonce_ok(nonce))) {
 		sq_err_set(err, SQ_ECONFIG,
-		    "AUTH SCRAM-SHA-256 needs a client"
-		    " nonce of 1 to %d printable characters without ','",
+		    "AUTH SCRAM-SHA-256 needs a client nonce of 1 to %d "
+		    "printable characters without ','",
 		    SASL_NONCE_MAX);
 		return NULL;
 	}
@@ -367,9 +366,7 @@ sasl_initial(struct sasl *s, struct buf *out)
 	struct sasl_msg m = { s->scratch, 0, 0 };
 
 	if (s->st != SASL_ST_START)
-		return sasl_fail(s,
-		    "AUTH %s: initial response requested"
-		    " twice",
+		return sasl_fail(s, "AUTH %s: initial response requested twice",
 		    sasl_mech_name(s->mech));
 	s->st = SASL_ST_SENT;
 	switch (s->mech) {
@@ -425,14 +422,12 @@ sasl_challenge(struct sasl *s, const char *b64, size_t len, size_t *outlen)
 	*outlen = 0;
 	if (len > SASL_CHALLENGE_MAX)
 		return sasl_fail(s,
-		    "AUTH %s: server challenge longer than %d"
-		    " bytes",
+		    "AUTH %s: server challenge longer than %d bytes",
 		    sasl_mech_name(s->mech), SASL_CHALLENGE_MAX);
 	rc = sq_base64_decode(b64, len, s->scratch, SASL_MSG_MAX - 1, outlen);
 	if (rc != 0)
 		return sasl_fail(s,
-		    "AUTH %s: server challenge is not valid"
-		    " base64",
+		    "AUTH %s: server challenge is not valid base64",
 		    sasl_mech_name(s->mech));
 	s->scratch[*outlen] = '\0';
 	return 0;
@@ -455,9 +450,7 @@ sasl_login_step(struct sasl *s, const char *b64, size_t len, struct buf *out)
 		want_pass = s->login_user_sent;
 	sasl_wipe(s->scratch, n);
 	if (want_pass ? s->login_pass_sent : s->login_user_sent)
-		return sasl_fail(s,
-		    "AUTH LOGIN: server asked for the %s"
-		    " twice",
+		return sasl_fail(s, "AUTH LOGIN: server asked for the %s twice",
 		    want_pass ? "password" : "user name");
 	if (want_pass) {
 		sasl_msg_add(&m, s->secret, s->secret_len);
@@ -495,16 +488,13 @@ sasl_scram_parse(struct sasl *s, const char *sf, size_t n, char **nonce,
 
 	if (memchr(sf, '\0', n) != NULL)
 		return sasl_fail(s,
-		    "SCRAM server-first-message contains a "
-		    "NUL");
+		    "SCRAM server-first-message contains a NUL");
 	if (n >= 2 && memcmp(sf, "m=", 2) == 0)
 		return sasl_fail(s,
-		    "SCRAM server requires an unsupported "
-		    "extension");
+		    "SCRAM server requires an unsupported extension");
 	if (n < 2 || memcmp(sf, "r=", 2) != 0)
 		return sasl_fail(s,
-		    "SCRAM server-first-message has no nonce "
-		    "(r=)");
+		    "SCRAM server-first-message has no nonce (r=)");
 	v = sf + 2;
 	nlen = sasl_scram_attr(v, end);
 	for (i = 0; i < nlen; i++)
@@ -517,20 +507,17 @@ sasl_scram_parse(struct sasl *s, const char *sf, size_t n, char **nonce,
 	v += nlen;
 	if (end - v < 3 || memcmp(v, ",s=", 3) != 0)
 		return sasl_fail(s,
-		    "SCRAM server-first-message has no salt "
-		    "(s=)");
+		    "SCRAM server-first-message has no salt (s=)");
 	v += 3;
 	slen = sasl_scram_attr(v, end);
 	if (sq_base64_decode(v, slen, salt, SASL_SALT_MAX, saltlen) != 0 ||
 	    *saltlen == 0)
 		return sasl_fail(s,
-		    "SCRAM salt (s=) is empty, too long or not"
-		    " base64");
+		    "SCRAM salt (s=) is empty, too long or not base64");
 	v += slen;
 	if (end - v < 3 || memcmp(v, ",i=", 3) != 0)
 		return sasl_fail(s,
-		    "SCRAM server-first-message has no "
-		    "iteration count (i=)");
+		    "SCRAM server-first-message has no iteration count (i=)");
 	v += 3;
 	vlen = sasl_scram_attr(v, end);
 	*iter = 0;
@@ -544,8 +531,7 @@ sasl_scram_parse(struct sasl *s, const char *sf, size_t n, char **nonce,
 	if (vlen == 0 || *iter < SASL_SCRAM_ITER_MIN ||
 	    *iter > SASL_SCRAM_ITER_MAX)
 		return sasl_fail(s,
-		    "SCRAM iteration count (i=) is not a number"
-		    " from %d to %d",
+		    "SCRAM iteration count (i=) is not a number from %d to %d",
 		    SASL_SCRAM_ITER_MIN, SASL_SCRAM_ITER_MAX);
 	/* Anything after it is an optional extension: ignored. */
 	return 0;
@@ -646,19 +632,17 @@ sasl_scram_final(struct sasl *s, size_t n)
 	}
 	if (n < 2 || memcmp(sf, "v=", 2) != 0)
 		return sasl_fail(s,
-		    "SCRAM server-final-message has no"
-		    " server signature (v=)");
+		    "SCRAM server-final-message has no server signature (v=)");
 	vlen = sasl_scram_attr(sf + 2, sf + n);
 	if (sq_base64_decode(sf + 2, vlen, sig, sizeof(sig), &siglen) != 0 ||
 	    siglen != SASL_SHA256_LEN)
 		return sasl_fail(s,
-		    "SCRAM server signature (v=) is not a"
-		    " base64 SHA-256 value");
+		    "SCRAM server signature (v=) is not a base64 SHA-256 "
+		    "value");
 	if (gnutls_memcmp(sig, s->scram_server_sig, SASL_SHA256_LEN) != 0)
 		return sasl_fail(s,
-		    "SCRAM server signature mismatch: the"
-		    " server does not know the password (not the server it"
-		    " claims to be)");
+		    "SCRAM server signature mismatch: the server does not know "
+		    "the password (not the server it claims to be)");
 	s->st = SASL_ST_VERIFIED;
 	return SASL_DONE;
 }
@@ -673,8 +657,7 @@ sasl_step(struct sasl *s, const char *challenge_b64, size_t len,
 	switch (s->st) {
 	case SASL_ST_START:
 		return sasl_fail(s,
-		    "AUTH %s: challenge before the initial"
-		    " response",
+		    "AUTH %s: challenge before the initial response",
 		    sasl_mech_name(s->mech));
 	case SASL_ST_FAILED:
 		return SASL_ERROR;
@@ -684,8 +667,7 @@ sasl_step(struct sasl *s, const char *challenge_b64, size_t len,
 	case SASL_ST_VERIFIED:
 	case SASL_ST_OAUTH_ERROR:
 		return sasl_fail(s,
-		    "AUTH %s: unexpected challenge after the"
-		    " last step",
+		    "AUTH %s: unexpected challenge after the last step",
 		    sasl_mech_name(s->mech));
 	}
 	switch (s->mech) {
@@ -709,8 +691,7 @@ sasl_step(struct sasl *s, const char *challenge_b64, size_t len,
 		return SASL_DONE;
 	case SASL_MECH_PLAIN:
 		return sasl_fail(s,
-		    "AUTH PLAIN: unexpected challenge after"
-		    " the credentials");
+		    "AUTH PLAIN: unexpected challenge after the credentials");
 	case SASL_MECH_NONE:
 	case SASL_MECH_AUTO:
 		break;
@@ -737,9 +718,9 @@ sasl_success(struct sasl *s)
 			return SASL_DONE;
 		if (s->st == SASL_ST_FINAL)
 			return sasl_fail(s,
-			    "SCRAM server accepted the"
-			    " authentication without proving it knows the"
-			    " password (no server signature)");
+			    "SCRAM server accepted the authentication without "
+			    "proving it knows the password (no server "
+			    "signature)");
 		break;
 	case SASL_MECH_NONE:
 	case SASL_MECH_AUTO:
@@ -748,8 +729,7 @@ sasl_success(struct sasl *s)
 	if (s->st == SASL_ST_FAILED)
 		return SASL_ERROR;
 	return sasl_fail(s,
-	    "AUTH %s: server accepted before the exchange"
-	    " was complete",
+	    "AUTH %s: server accepted before the exchange was complete",
 	    sasl_mech_name(s->mech));
 }
 

@@ -183,8 +183,7 @@ scheduler_log_attempt(struct relay_conn *cc, const char *id, const char *result,
 		    scheduler_relay(scheduler_of(cc), m->lane)->sh->name);
 	log_event(strcmp(result, "sent") == 0 ? LOG_LEVEL_INFO : LOG_LEVEL_WARN,
 	    id, r->sh->name, result,
-	    "delivery "
-	    "msgid=%s relay=%s%s host=%s:%u tls=\"%s\" verify=\"%s\" "
+	    "delivery msgid=%s relay=%s%s host=%s:%u tls=\"%s\" verify=\"%s\" "
 	    "result=%s attempt=%u reply=\"%s\"",
 	    id, r->sh->name, via, r->sh->host, r->sh->port, res->tls,
 	    res->verify, result, cc->attempt, reply);
@@ -333,8 +332,7 @@ scheduler_fail_dsn(struct scheduler *s, const struct envelope *env,
 	for (i = 0; i < n; i++) {
 		d = scheduler_rcpt_dsn(env, rc[i].addr);
 		if (!scheduler_notify_wants(d, ENVELOPE_NOTIFY_FAILURE)) {
-			log_info("failed msgid=%s rcpt=%s dsn=none "
-				 "(NOTIFY=%s)",
+			log_info("failed msgid=%s rcpt=%s dsn=none (NOTIFY=%s)",
 			    env->id, rc[i].addr,
 			    d != NULL && (d->notify & ENVELOPE_NOTIFY_NEVER) ?
 				"NEVER" :
@@ -390,8 +388,8 @@ scheduler_keep_failed(struct scheduler *s, const struct envelope *env,
 			"failed/: %s (they stay queued)",
 		    env->id, err.msg);
 	else
-		log_info("msgid=%s: %zu failed recipient(s) kept in failed/ "
-			 "(%s)",
+		log_info(
+		    "msgid=%s: %zu failed recipient(s) kept in failed/ (%s)",
 		    env->id, n,
 		    env->sender[0] == '\0' ? "null sender: never bounced" :
 					     "bounce = none");
@@ -514,8 +512,8 @@ scheduler_done(struct scheduler *s, struct queue_entry *m, const char *id)
 	if (spool_remove_unsynced(s->spool, id, &err) == 0)
 		event_active(s->rm_sync_ev, 0, 0);
 	else
-		log_err("msgid=%s: done but cannot remove it from the "
-			"spool: %s (it may be sent again)",
+		log_err("msgid=%s: done but cannot remove it from the spool: "
+			"%s (it may be sent again)",
 		    id, err.msg);
 	scheduler_drop(s, m);
 }
@@ -874,8 +872,8 @@ scheduler_closed_message(struct relay_conn *cc, struct queue_entry *m,
 	    !scheduler_relay(s, fb)->down && m->lane == r->index) {
 		/* The fallback takes it right away. */
 		scheduler_log_attempt(cc, m->id, "deferred", res);
-		log_info("msgid=%s: relay %s unreachable, handing it to "
-			 "fallback %s",
+		log_info(
+		    "msgid=%s: relay %s unreachable, handing it to fallback %s",
 		    m->id, r->sh->name, s->cfg->smarthosts[fb].name);
 		relay_conn_release(cc);
 		queue_index_due(s->qi, m, 1);
@@ -1095,8 +1093,8 @@ scheduler_on_rm_sync(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (spool_sync_removals(s->spool, &err) < 0)
-		log_err("%s (delivered messages may be sent again after a "
-			"crash)",
+		log_err(
+		    "%s (delivered messages may be sent again after a crash)",
 		    err.msg);
 }
 
@@ -1275,13 +1273,13 @@ scheduler_split_one(struct scheduler *s, const char *id,
 		}
 	ok = scheduler_split_copy(s, id, part, &err) == 0;
 	if (ok) {
-		log_info("msgid=%s: recipients for relay %s split off as "
-			 "msgid=%s",
+		log_info(
+		    "msgid=%s: recipients for relay %s split off as msgid=%s",
 		    id, s->cfg->smarthosts[other].name, part->id);
 		scheduler_add_id(part->id, s);
 	} else {
-		log_err("msgid=%s: cannot split it per route: %s (trying "
-			"again later)",
+		log_err("msgid=%s: cannot split it per route: %s (trying again "
+			"later)",
 		    id, err.msg);
 		for (j = i; j < env->n_rcpts; j++)
 			if (route[j] == -2)
@@ -1479,8 +1477,8 @@ scheduler_lookup_idle(struct scheduler *s, const char *id, struct sq_err *err)
 
 	if (m != NULL && m->state == QUEUE_ACTIVE) {
 		sq_err_set(err, -EBUSY,
-		    "message %s is being delivered right "
-		    "now; try again in a moment",
+		    "message %s is being delivered right now; try again in a "
+		    "moment",
 		    id);
 		return NULL;
 	}
@@ -1597,9 +1595,7 @@ scheduler_op_retry(void *arg, const char *id, struct sq_err *err)
 		queue_index_due(s->qi, m, 1);
 	else if (m->state == QUEUE_HELD)
 		return sq_err_set(err, SQ_EPARSE,
-		    "message %s is held "
-		    "(release it first)",
-		    id);
+		    "message %s is held (release it first)", id);
 	scheduler_request_run(s);
 	return 0;
 }

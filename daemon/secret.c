@@ -111,18 +111,13 @@ secret_reader_result(struct secret_reader *r, enum secret_kind kind,
 
 	if (r->too_long)
 		return sq_err_set(err, SQ_ELIMIT,
-		    "%s: the first line is "
-		    "longer than %d bytes",
-		    what, SECRET_MAX);
+		    "%s: the first line is longer than %d bytes", what,
+		    SECRET_MAX);
 	if (r->nul)
 		return sq_err_set(err, SQ_EPARSE,
-		    "%s: the first line "
-		    "contains a NUL byte",
-		    what);
+		    "%s: the first line contains a NUL byte", what);
 	if (r->len == 0)
-		return sq_err_set(err, SQ_EPARSE,
-		    "%s: the first line is "
-		    "empty",
+		return sq_err_set(err, SQ_EPARSE, "%s: the first line is empty",
 		    what);
 	s = xcalloc(1, sizeof(*s));
 	s->kind = kind;
@@ -173,8 +168,8 @@ secret_read_file(const char *path, const char *what, enum secret_kind kind,
 	if ((mode & others_mask) != 0) {
 		close(fd);
 		return sq_err_set(err, SQ_ECONFIG,
-		    "%s: %s by others (mode "
-		    "%04o): refusing to use it; chmod 0600 or 0640",
+		    "%s: %s by others (mode %04o): refusing to use it; chmod "
+		    "0600 or 0640",
 		    what,
 		    (mode & S_IROTH)     ? "readable" :
 			(mode & S_IWOTH) ? "writable" :
@@ -184,8 +179,8 @@ secret_read_file(const char *path, const char *what, enum secret_kind kind,
 	if (group_write && (mode & S_IWGRP) != 0) {
 		close(fd);
 		return sq_err_set(err, SQ_ECONFIG,
-		    "%s: writable by its group "
-		    "(mode %04o): refusing to use it; chmod 0600 or 0640",
+		    "%s: writable by its group (mode %04o): refusing to use "
+		    "it; chmod 0600 or 0640",
 		    what, (unsigned)mode);
 	}
 
@@ -284,9 +279,7 @@ secret_command_late(const char *key, struct sq_err *err)
 	char limit[32];
 
 	return sq_err_set(err, -ETIMEDOUT,
-	    "%s did not finish within %s: "
-	    "killed",
-	    key,
+	    "%s did not finish within %s: killed", key,
 	    secret_fmt_limit(limit, sizeof(limit), secret_command_timeout_ms));
 }
 
@@ -313,9 +306,7 @@ secret_command_reap(pid_t pid, const char *key, long long deadline, int rc,
 		if (n == -1 && errno != EINTR) {
 			saved = errno;
 			rc = sq_err_set(err, -saved,
-			    "%s: cannot wait for it: "
-			    "%s",
-			    key, strerror(saved));
+			    "%s: cannot wait for it: %s", key, strerror(saved));
 			exited = 1;
 			break;
 		}
@@ -358,9 +349,7 @@ secret_command_read(int fd, int timeout, struct secret_reader *r,
 		return 0;
 	if (n == -1) {
 		saved = errno;
-		return sq_err_set(err, -saved,
-		    "%s: cannot read its "
-		    "output: %s",
+		return sq_err_set(err, -saved, "%s: cannot read its output: %s",
 		    key, strerror(saved));
 	}
 	if (n == 0)
@@ -398,9 +387,8 @@ secret_run_command(const char *cmd, const char *key, enum secret_kind kind,
 			else if (n == -1 && errno != EINTR) {
 				saved = errno;
 				rc = sq_err_set(err, -saved,
-				    "%s: cannot wait "
-				    "for it: %s",
-				    key, strerror(saved));
+				    "%s: cannot wait for it: %s", key,
+				    strerror(saved));
 				exited = 1; /* nothing left to reap */
 				break;
 			}
@@ -456,15 +444,12 @@ secret_read_credential(const char *name, struct secret **out,
 	if (name[0] == '\0' || strchr(name, '/') != NULL ||
 	    strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
 		return sq_err_set(err, SQ_ECONFIG,
-		    "credential %s: not a "
-		    "valid credential name",
-		    shown);
+		    "credential %s: not a valid credential name", shown);
 	dir = getenv("CREDENTIALS_DIRECTORY");
 	if (dir == NULL || dir[0] == '\0')
 		return sq_err_set(err, SQ_ECONFIG,
-		    "credential %s: "
-		    "$CREDENTIALS_DIRECTORY is not set (run under systemd "
-		    "with LoadCredential=)",
+		    "credential %s: $CREDENTIALS_DIRECTORY is not set (run "
+		    "under systemd with LoadCredential=)",
 		    shown);
 	snprintf(what, sizeof(what), "credential %s", shown);
 	path = xasprintf("%s/%s", dir, name);
@@ -517,9 +502,7 @@ secret_load(const struct config_smarthost *sh, struct secret **out,
 	sq_printable(shown, sizeof(shown), sh->name ? sh->name : "?",
 	    strlen(sh->name ? sh->name : "?"));
 	return sq_err_set(err, SQ_ENOTFOUND,
-	    "smarthost %s: no secret source "
-	    "configured",
-	    shown);
+	    "smarthost %s: no secret source configured", shown);
 }
 
 int

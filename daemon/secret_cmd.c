@@ -265,14 +265,12 @@ secret_cmd_on_done(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (sc->timed_out) {
 		rc = sq_err_set(&err, -ETIMEDOUT,
-		    "%s timed out after %u ms "
-		    "(killed)",
-		    sc->key, sc->timeout_ms);
+		    "%s timed out after %u ms (killed)", sc->key,
+		    sc->timeout_ms);
 		if (sc->timeout_ms % 1000 == 0)
 			snprintf(err.msg, sizeof(err.msg),
-			    "%s timed out after "
-			    "%u s (killed)",
-			    sc->key, sc->timeout_ms / 1000);
+			    "%s timed out after %u s (killed)", sc->key,
+			    sc->timeout_ms / 1000);
 	} else if (WIFSIGNALED(sc->status))
 		rc = sq_err_set(&err, SQ_EPROTO, "%s was killed by signal %d",
 		    sc->key, WTERMSIG(sc->status));

@@ -242,8 +242,7 @@ sendq_opt_body(struct sendq_opts *o, const char *name, const char *arg)
 	if (strcasecmp(arg, "7BIT") == 0 || strcasecmp(arg, "8BITMIME") == 0)
 		return 0;
 	fprintf(stderr,
-	    "sendq: -B: unknown body type (allowed: 7BIT, "
-	    "8BITMIME)\n");
+	    "sendq: -B: unknown body type (allowed: 7BIT, 8BITMIME)\n");
 	return EX_USAGE;
 }
 
@@ -271,9 +270,8 @@ sendq_opt_notify(struct sendq_opts *o, const char *name, const char *arg)
 			o->notify |= ENVELOPE_NOTIFY_DELAY;
 		else {
 			fprintf(stderr,
-			    "sendq: -N: bad DSN notification "
-			    "(allowed: never, or a comma list of success, "
-			    "failure, delay)\n");
+			    "sendq: -N: bad DSN notification (allowed: never, "
+			    "or a comma list of success, failure, delay)\n");
 			return EX_USAGE;
 		}
 		if (e == NULL)
@@ -293,8 +291,7 @@ sendq_opt_ret(struct sendq_opts *o, const char *name, const char *arg)
 		return 0;
 	}
 	fprintf(stderr,
-	    "sendq: -R: bad DSN return type (allowed: full, "
-	    "hdrs)\n");
+	    "sendq: -R: bad DSN return type (allowed: full, hdrs)\n");
 	return EX_USAGE;
 }
 
@@ -315,9 +312,9 @@ sendq_opt_envid(struct sendq_opts *o, const char *name, const char *arg)
 	x = i == n ? envelope_xtext_encode(arg) : NULL;
 	if (n == 0 || i < n || strlen(x) > SENDQ_ENVID_MAX) {
 		fprintf(stderr,
-		    "sendq: -V: bad envelope id (allowed: 1 to %d "
-		    "printable ASCII characters without spaces, '+' and '=' "
-		    "counting as 3; the version is --version)\n",
+		    "sendq: -V: bad envelope id (allowed: 1 to %d printable "
+		    "ASCII characters without spaces, '+' and '=' counting as "
+		    "3; the version is --version)\n",
 		    SENDQ_ENVID_MAX);
 		free(x);
 		return EX_USAGE;
@@ -333,9 +330,7 @@ sendq_opt_unsupported(struct sendq_opts *o, const char *name, const char *arg)
 	(void)o;
 	(void)arg;
 	fprintf(stderr,
-	    "sendq: option -%s is not supported (see sendq "
-	    "--help)\n",
-	    name);
+	    "sendq: option -%s is not supported (see sendq --help)\n", name);
 	return EX_USAGE;
 }
 
@@ -369,8 +364,8 @@ static const struct sendq_option sendq_options[] = {
 	    "nothing to do: [aliases] in the configuration is read directly "
 	    "(exit 0)" },
 	{ "v", NULL, sendq_opt_verbose,
-	    "say where the message went (queue id, via sendqd or the "
-	    "maildrop) on standard error" },
+	    "say where the message went (queue id, via sendqd or the maildrop) "
+	    "on standard error" },
 	{ "h", NULL, sendq_opt_mode, "this text" },
 	{ "-help", NULL, sendq_opt_mode, NULL },
 	{ "-version", NULL, sendq_opt_mode, "print the version" },
@@ -396,8 +391,8 @@ static const struct sendq_option sendq_options[] = {
 	{ "oeq", NULL, sendq_opt_ignore, NULL },
 	{ "oew", NULL, sendq_opt_ignore, NULL },
 	{ "odi", NULL, sendq_opt_ignore,
-	    "delivery mode interactive / background / queue only: sendq "
-	    "always queues and exits once the message is durable" },
+	    "delivery mode interactive / background / queue only: sendq always "
+	    "queues and exits once the message is durable" },
 	{ "odb", NULL, sendq_opt_ignore, NULL },
 	{ "odq", NULL, sendq_opt_ignore, NULL },
 	{ "om", NULL, sendq_opt_ignore,
@@ -418,8 +413,8 @@ static const struct sendq_option sendq_options[] = {
 	{ "bH", NULL, sendq_opt_unsupported, NULL },
 	{ "I", NULL, sendq_opt_unsupported, "initialise aliases: use -bi" },
 	{ "qR", NULL, sendq_opt_unsupported,
-	    "partial or periodic queue runs (-qR, -qS, -qI, -qf, -q15m): "
-	    "use -q or sendqctl" },
+	    "partial or periodic queue runs (-qR, -qS, -qI, -qf, -q15m): use "
+	    "-q or sendqctl" },
 };
 
 #define SENDQ_NOPTIONS (sizeof(sendq_options) / sizeof(sendq_options[0]))
@@ -454,9 +449,10 @@ sendq_usage(FILE *fp)
 	size_t                     i, j;
 
 	fprintf(fp,
-	    "usage: sendq [options] [--] [recipient ...]   (message on standard input)\n"
-	    "       mailq | sendq -bp                      (list the queue)\n"
-	    "       sendq -q                               (try every message now)\n");
+	    "usage: sendq [options] [--] [recipient ...]   (message on "
+	    "standard input)\n       mailq | sendq -bp                      "
+	    "(list the queue)\n       sendq -q                               "
+	    "(try every message now)\n");
 	for (i = 0; i < SENDQ_NOPTIONS; i++) {
 		op = &sendq_options[i];
 		if (op->help == NULL)
@@ -466,8 +462,7 @@ sendq_usage(FILE *fp)
 		else if (op->fn == sendq_opt_body &&
 		    sendq_options[i - 1].fn != sendq_opt_body)
 			fprintf(fp,
-			    "\nAccepted for compatibility, without "
-			    "effect:\n");
+			    "\nAccepted for compatibility, without effect:\n");
 		else if (op->fn == sendq_opt_unsupported &&
 		    sendq_options[i - 1].fn != sendq_opt_unsupported)
 			fprintf(fp, "\nNot supported (exit 64):\n");
@@ -486,13 +481,14 @@ sendq_usage(FILE *fp)
 		sendq_usage_wrap(fp, op->help);
 	}
 	fprintf(fp,
-	    "\nUnknown options exit 64.  Recipients after -- are taken as addresses.\n"
-	    "Addresses without a domain get \"@\" default_domain ([sendq] in the\n"
-	    "configuration); [aliases] maps local names to addresses; rewrite_sender\n"
-	    "masquerades the sender.  Without a running sendqd the message is left in\n"
-	    "the maildrop for sendqd to pick up.\n"
-	    "Exit status: 0 queued, 64 usage, 65 bad address or message, 67 unknown\n"
-	    "user, 74 input error, 75 cannot queue now (try again), 78 bad config.\n");
+	    "\nUnknown options exit 64.  Recipients after -- are taken as "
+	    "addresses.\nAddresses without a domain get \"@\" default_domain "
+	    "([sendq] in the\nconfiguration); [aliases] maps local names to "
+	    "addresses; rewrite_sender\nmasquerades the sender.  Without a "
+	    "running sendqd the message is left in\nthe maildrop for sendqd to "
+	    "pick up.\nExit status: 0 queued, 64 usage, 65 bad address or "
+	    "message, 67 unknown\nuser, 74 input error, 75 cannot queue now "
+	    "(try again), 78 bad config.\n");
 }
 
 static const struct sendq_option *
@@ -563,9 +559,8 @@ sendq_parse_args(int argc, char **argv, struct sendq_opts *o)
 					arg = argv[++i];
 				else {
 					fprintf(stderr,
-					    "sendq: option -%s "
-					    "needs an argument %s (see sendq "
-					    "--help)\n",
+					    "sendq: option -%s needs an "
+					    "argument %s (see sendq --help)\n",
 					    op->name, op->arg);
 					return EX_USAGE;
 				}
@@ -765,16 +760,15 @@ sendq_write(struct sendq_sink *s, const void *data, size_t len)
 	s->size += len;
 	if (s->size > s->limit) {
 		fprintf(stderr,
-		    "sendq: message too large (more than %llu "
-		    "bytes, the limit of [intake] max_message_size; message "
-		    "not queued)\n",
+		    "sendq: message too large (more than %llu bytes, the limit "
+		    "of [intake] max_message_size; message not queued)\n",
 		    (unsigned long long)s->limit);
 		return EX_DATAERR;
 	}
 	if ((rc = sq_write_all(s->fd, p, len)) != 0) {
 		fprintf(stderr,
-		    "sendq: keep the message in memory: %s "
-		    "(message not queued)\n",
+		    "sendq: keep the message in memory: %s (message not "
+		    "queued)\n",
 		    strerror(-rc));
 		return EX_TEMPFAIL;
 	}
@@ -784,9 +778,7 @@ sendq_write(struct sendq_sink *s, const void *data, size_t len)
 static int
 sendq_read_failed(void)
 {
-	fprintf(stderr,
-	    "sendq: read standard input: %s (message not "
-	    "queued)\n",
+	fprintf(stderr, "sendq: read standard input: %s (message not queued)\n",
 	    strerror(errno));
 	return EX_IOERR;
 }
@@ -903,10 +895,10 @@ sendq_list_showq(struct buf *out)
 	rc = queue_view_showq(QUEUE_VIEW_POSTFIX, out, &status, &err);
 	if (rc == -ENOENT) {
 		fprintf(stderr,
-		    "sendq: sendqd is not running, and only root "
-		    "and the user sendqd runs as may read the spool directly "
-		    "(%s): mailq shows your mail while sendqd runs (systemctl "
-		    "start sendq)\n",
+		    "sendq: sendqd is not running, and only root and the user "
+		    "sendqd runs as may read the spool directly (%s): mailq "
+		    "shows your mail while sendqd runs (systemctl start "
+		    "sendq)\n",
 		    err.msg);
 		return EX_TEMPFAIL;
 	}
@@ -982,15 +974,14 @@ sendq_flush(const struct config *cfg, int verbose)
 	rc = queue_view_request(path, "flush", 60, &out, &err);
 	if (rc == -ENOENT || rc == -ECONNREFUSED) {
 		fprintf(stderr,
-		    "sendq: sendqd is not running (no daemon on "
-		    "%s): the queue was not flushed; start it with "
-		    "systemctl start sendq\n",
+		    "sendq: sendqd is not running (no daemon on %s): the queue "
+		    "was not flushed; start it with systemctl start sendq\n",
 		    path);
 		ex = EX_TEMPFAIL;
 	} else if (rc == -EACCES || rc == -EPERM) {
 		fprintf(stderr,
-		    "sendq: %s (the control socket must be open "
-		    "to every user)\n",
+		    "sendq: %s (the control socket must be open to every "
+		    "user)\n",
 		    err.msg);
 		ex = EX_NOPERM;
 	} else if (rc != 0) {
@@ -1000,8 +991,7 @@ sendq_flush(const struct config *cfg, int verbose)
 		ex = sendq_daemon_error(&out);
 	else if (verbose)
 		fprintf(stderr,
-		    "sendq: sendqd will try every queued message "
-		    "now\n");
+		    "sendq: sendqd will try every queued message now\n");
 	buf_fini(&out);
 	return ex;
 }
@@ -1098,9 +1088,7 @@ sendq_sender_arg(const struct sendq_ctx *c, const char *arg)
 	}
 	if (l.n != 1) {
 		fprintf(stderr,
-		    "sendq: sender: need exactly one address, "
-		    "got %zu\n",
-		    l.n);
+		    "sendq: sender: need exactly one address, got %zu\n", l.n);
 		mailmsg_addr_list_fini(&l);
 		return NULL;
 	}
@@ -1123,16 +1111,16 @@ sendq_default_sender(const struct sendq_ctx *c)
 
 	if ((pw = getpwuid(getuid())) == NULL) {
 		fprintf(stderr,
-		    "sendq: no user name for uid %lu; give the "
-		    "sender with -f\n",
+		    "sendq: no user name for uid %lu; give the sender with "
+		    "-f\n",
 		    (unsigned long)getuid());
 		return NULL;
 	}
 	addr = xasprintf("%s@%s", pw->pw_name, c->rw.default_domain);
 	if (mailmsg_addr_valid(addr, 0, NULL) != 0) {
 		fprintf(stderr,
-		    "sendq: user name \"%s\" is not usable as a "
-		    "sender; give the sender with -f\n",
+		    "sendq: user name \"%s\" is not usable as a sender; give "
+		    "the sender with -f\n",
 		    pw->pw_name);
 		free(addr);
 		return NULL;
@@ -1252,8 +1240,7 @@ sendq_sink_open(const struct sendq_ctx *c, struct sendq_sink *s)
 	s->fd = memfd_create("sendq-message", MFD_CLOEXEC);
 	if (s->fd < 0) {
 		fprintf(stderr,
-		    "sendq: memfd_create: %s (message not "
-		    "queued)\n",
+		    "sendq: memfd_create: %s (message not queued)\n",
 		    strerror(errno));
 		return EX_TEMPFAIL;
 	}
@@ -1361,8 +1348,7 @@ sendq_droppable(const struct sendq_opts *o, const struct envelope *env,
 
 	if (o->notify != 0 || o->ret != ENVELOPE_RET_NONE ||
 	    o->envid[0] != '\0')
-		why = "DSN options (-N, -R, -V) cannot go through the "
-		      "maildrop";
+		why = "DSN options (-N, -R, -V) cannot go through the maildrop";
 	else if (sendq_has_xsendq(h, hdr))
 		why = "a message with an X-Sendq-* header field cannot go "
 		      "through the maildrop";
@@ -1374,8 +1360,8 @@ sendq_droppable(const struct sendq_opts *o, const struct envelope *env,
 	if (why == NULL)
 		return 0;
 	fprintf(stderr,
-	    "sendq: sendqd is not running and %s (message not "
-	    "queued; try again when sendqd runs)\n",
+	    "sendq: sendqd is not running and %s (message not queued; try "
+	    "again when sendqd runs)\n",
 	    why);
 	return EX_TEMPFAIL;
 }
@@ -1444,8 +1430,8 @@ sendq_to_helper(struct sendq_ctx *c, struct sendq_sink *s, const char *envlines)
 			_exit(EX_OSERR);
 		execve(path, argv, envp);
 		fprintf(stderr,
-		    "sendq: cannot run the drop helper %s: %s "
-		    "(message not queued)\n",
+		    "sendq: cannot run the drop helper %s: %s (message not "
+		    "queued)\n",
 		    path, strerror(errno));
 		_exit(127);
 	}
@@ -1462,8 +1448,8 @@ sendq_to_helper(struct sendq_ctx *c, struct sendq_sink *s, const char *envlines)
 		}
 	if (!WIFEXITED(status)) {
 		fprintf(stderr,
-		    "sendq: the drop helper %s was killed by "
-		    "signal %d (message not queued)\n",
+		    "sendq: the drop helper %s was killed by signal %d "
+		    "(message not queued)\n",
 		    path, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 		return EX_TEMPFAIL;
 	}
@@ -1483,8 +1469,8 @@ sendq_to_helper(struct sendq_ctx *c, struct sendq_sink *s, const char *envlines)
 		break;
 	}
 	fprintf(stderr,
-	    "sendq: the drop helper %s failed (exit %d%s%s; "
-	    "message not queued)\n",
+	    "sendq: the drop helper %s failed (exit %d%s%s; message not "
+	    "queued)\n",
 	    path, WEXITSTATUS(status), rc != 0 ? ", write: " : "",
 	    rc != 0 ? strerror(-rc) : "");
 	return EX_TEMPFAIL;
@@ -1616,8 +1602,8 @@ sendq_submit_header(struct sendq_in *in, int ignore_dots,
 			if (lrc == 2 ||
 			    buf_append(&hd->hdr, line->data, line->len) != 0) {
 				fprintf(stderr,
-				    "sendq: header section too "
-				    "large (more than %d bytes)\n",
+				    "sendq: header section too large (more "
+				    "than %d bytes)\n",
 				    MAILMSG_HEADER_MAX);
 				return EX_DATAERR;
 			}
@@ -1666,8 +1652,8 @@ sendq_submit_extract(struct sendq_ctx *c, struct envelope *env,
 	mailmsg_header_fini(&h);
 	if (rc == 0 && env->n_rcpts == 0) {
 		fprintf(stderr,
-		    "sendq: no recipients (give them as "
-		    "arguments, or use -t)\n");
+		    "sendq: no recipients (give them as arguments, or use "
+		    "-t)\n");
 		rc = EX_DATAERR;
 	}
 	return rc;
@@ -1752,8 +1738,7 @@ sendq_submit_queue(struct sendq_ctx *c, struct sendq_sink *sink,
 	}
 	if (c->o->verbose)
 		fprintf(stderr,
-		    "sendq: queued as %s, %s (from <%s>, %zu "
-		    "recipient%s)\n",
+		    "sendq: queued as %s, %s (from <%s>, %zu recipient%s)\n",
 		    qid, c->route, env->sender, env->n_rcpts,
 		    env->n_rcpts == 1 ? "" : "s");
 	return EX_OK;
@@ -1846,8 +1831,7 @@ sendq_verify(struct sendq_ctx *c)
 
 	if (c->o->n_rcpts == 0) {
 		fprintf(stderr,
-		    "sendq: -bv: give the addresses to check as "
-		    "arguments\n");
+		    "sendq: -bv: give the addresses to check as arguments\n");
 		return EX_USAGE;
 	}
 	for (k = 0; k < c->o->n_rcpts; k++) {
@@ -2031,8 +2015,8 @@ sendq_run(struct sendq_ctx *c)
 		break;
 	case SENDQ_MODE_NEWALIASES:
 		fprintf(stderr,
-		    "sendq: nothing to do: sendq has no alias "
-		    "database, [aliases] in %s is read as it is\n",
+		    "sendq: nothing to do: sendq has no alias database, "
+		    "[aliases] in %s is read as it is\n",
 		    c->cfg->path);
 		rc = EX_OK;
 		break;

@@ -90,15 +90,13 @@ static void
 drop_usage(FILE *fp)
 {
 	fprintf(fp,
-	    "usage: sendq-drop < DROPFILE\n"
-	    "       sendq-drop --help | --version\n"
-	    "\n"
-	    "Puts one drop file (sendq-maildrop(5)) read from standard input into the\n"
-	    "maildrop of " CONFIG_DEFAULT_PATH "'s spool_dir, for sendqd to\n"
-	    "pick up.  Run by sendq(1) when sendqd is not running; not meant to be\n"
-	    "run by hand.  Takes no other options.\n"
-	    "Exit status: 0 dropped, 64 usage, 65 too large, 75 cannot drop now,\n"
-	    "78 configuration unreadable.\n");
+	    "usage: sendq-drop < DROPFILE\n       sendq-drop --help | "
+	    "--version\n\nPuts one drop file (sendq-maildrop(5)) read from "
+	    "standard input into the\nmaildrop of " CONFIG_DEFAULT_PATH
+	    "'s spool_dir, for sendqd to\npick up.  Run by sendq(1) when "
+	    "sendqd is not running; not meant to be\nrun by hand.  Takes no "
+	    "other options.\nExit status: 0 dropped, 64 usage, 65 too large, "
+	    "75 cannot drop now,\n78 configuration unreadable.\n");
 }
 
 /* Open dir under at as a directory to work in (O_PATH: the search
@@ -132,9 +130,9 @@ drop_copy(int fd, uint64_t max)
 		total += (uint64_t)n;
 		if (total > max) {
 			fprintf(stderr,
-			    "sendq-drop: message too large (more "
-			    "than %llu bytes, the limit of [intake] "
-			    "max_message_size; message not queued)\n",
+			    "sendq-drop: message too large (more than %llu "
+			    "bytes, the limit of [intake] max_message_size; "
+			    "message not queued)\n",
 			    (unsigned long long)max);
 			return EX_DATAERR;
 		}
@@ -261,9 +259,9 @@ drop_put(const char *spool_dir, uint64_t max)
 		/* Published but maybe not durable: exit 75 would have the
 		 * caller send it twice. */
 		fprintf(stderr,
-		    "sendq-drop: fsync after rename: %s (the "
-		    "message was left in the maildrop; it may be lost if the "
-		    "system crashes now)\n",
+		    "sendq-drop: fsync after rename: %s (the message was left "
+		    "in the maildrop; it may be lost if the system crashes "
+		    "now)\n",
 		    strerror(errno));
 	}
 	rc = 0;
@@ -299,9 +297,8 @@ main(int argc, char **argv)
 	    (argc == 2 && strcmp(argv[1], "--help") != 0 &&
 		strcmp(argv[1], "--version") != 0)) {
 		fprintf(stderr,
-		    "sendq-drop: takes no options or arguments "
-		    "(it reads a drop file on standard input; see "
-		    "sendq-drop --help)\n");
+		    "sendq-drop: takes no options or arguments (it reads a "
+		    "drop file on standard input; see sendq-drop --help)\n");
 		return EX_USAGE;
 	}
 	if (argc == 2 && strcmp(argv[1], "--help") == 0) {

@@ -70,15 +70,14 @@ static void
 showq_usage(FILE *fp)
 {
 	fprintf(fp,
-	    "usage: sendq-showq [--json | --postfix]\n"
-	    "       sendq-showq --help | --version\n"
-	    "\n"
-	    "Lists the messages of the caller (envelope uid = real uid) queued in\n" CONFIG_DEFAULT_PATH
-	    "'s spool_dir, never their content, as mailq does.\n"
-	    "Run by mailq(1) and sendqctl(8) when sendqd is not running; it may be\n"
-	    "run by hand.  Takes no other options.\n"
-	    "Exit status: 0 listed, 64 usage, 75 cannot read the queue now,\n"
-	    "78 configuration unreadable.\n");
+	    "usage: sendq-showq [--json | --postfix]\n       sendq-showq "
+	    "--help | --version\n\nLists the messages of the caller (envelope "
+	    "uid = real uid) queued in\n" CONFIG_DEFAULT_PATH
+	    "'s spool_dir, never their content, as mailq does.\nRun by "
+	    "mailq(1) and sendqctl(8) when sendqd is not running; it may "
+	    "be\nrun by hand.  Takes no other options.\nExit status: 0 listed, "
+	    "64 usage, 75 cannot read the queue now,\n78 configuration "
+	    "unreadable.\n");
 }
 
 /* Print the listing of spool_dir for the real uid.  The exit code. */
@@ -111,9 +110,8 @@ showq_list(const char *spool_dir, int json)
 	if (rc != 0) {
 		fprintf(stderr, "sendq-showq: %s%s\n", err.msg,
 		    rc == -EACCES || rc == -EPERM ?
-			" (queue/ must be 0750 "
-			"of group " SENDQ_SHOWQ_GROUP " and sendq-showq setgid "
-			"to it: see sendq.tmpfiles)" :
+			" (queue/ must be 0750 of group " SENDQ_SHOWQ_GROUP
+			" and sendq-showq setgid to it: see sendq.tmpfiles)" :
 			"");
 		ex = EX_TEMPFAIL;
 	}
@@ -137,8 +135,8 @@ main(int argc, char **argv)
 		strcmp(argv[1], "--json") != 0 &&
 		strcmp(argv[1], "--postfix") != 0)) {
 		fprintf(stderr,
-		    "sendq-showq: takes no options or arguments "
-		    "but --json or --postfix (see sendq-showq --help)\n");
+		    "sendq-showq: takes no options or arguments but --json or "
+		    "--postfix (see sendq-showq --help)\n");
 		return EX_USAGE;
 	}
 	if (argc == 2 && strcmp(argv[1], "--help") == 0) {

@@ -44,11 +44,11 @@ struct sendqctl_cmd {
 
 static const struct sendqctl_cmd sendqctl_cmds[] = {
 	{ "status", 0, 0,
-	    "a check's verdict line, then per smarthost: "
-	    "connections, queued, deferred, last error" },
+	    "a check's verdict line, then per smarthost: connections, queued, "
+	    "deferred, last error" },
 	{ "list", 0, 1,
-	    "every queued message: id, size, age, sender, "
-	    "recipients, state, error" },
+	    "every queued message: id, size, age, sender, recipients, state, "
+	    "error" },
 	{ "show", 1, 1, "one message: its whole envelope and its header" },
 	{ "flush", 0, 0, "try every queued message now (also sendq -q)" },
 	{ "retry", 1, 0, "try one message now" },
@@ -59,8 +59,8 @@ static const struct sendqctl_cmd sendqctl_cmds[] = {
 	/* hold, release, delete and bounce also take ALL or a selection
 	 * instead of ID (sendqctl_check.h). */
 	{ "reload", 0, 0,
-	    "read the configuration again (as SIGHUP); says "
-	    "why when it is refused" },
+	    "read the configuration again (as SIGHUP); says why when it is "
+	    "refused" },
 };
 
 #define SENDQCTL_N_CMDS (sizeof(sendqctl_cmds) / sizeof(sendqctl_cmds[0]))
@@ -72,12 +72,10 @@ sendqctl_usage(FILE *fp)
 	size_t i;
 
 	fprintf(fp,
-	    "usage: sendqctl [-C FILE] [--json] COMMAND [ID]\n"
-	    "       sendqctl [--json] status [--warn-age DURATION] [--max-age DURATION]\n"
-	    "       sendqctl [--json] delete|hold|release|bounce ID | ALL | SELECTION\n"
-	    "                [--dry-run]\n"
-	    "\n"
-	    "Commands:\n");
+	    "usage: sendqctl [-C FILE] [--json] COMMAND [ID]\n       sendqctl "
+	    "[--json] status [--warn-age DURATION] [--max-age DURATION]\n      "
+	    " sendqctl [--json] delete|hold|release|bounce ID | ALL | "
+	    "SELECTION\n                [--dry-run]\n\nCommands:\n");
 	for (i = 0; i < SENDQCTL_N_CMDS; i++) {
 		snprintf(synopsis, sizeof(synopsis), "%s%s",
 		    sendqctl_cmds[i].name,
@@ -85,50 +83,44 @@ sendqctl_usage(FILE *fp)
 		fprintf(fp, "  %-12s %s\n", synopsis, sendqctl_cmds[i].help);
 	}
 	fprintf(fp,
-	    "  oauth init NAME    authorise OAuth smarthost NAME (device flow)\n"
-	    "  oauth status NAME  its refresh token and sendqd's last refresh\n"
-	    "\n"
-	    "Options:\n"
-	    "  -C FILE       configuration file (default " CONFIG_DEFAULT_PATH
-	    ")\n"
-	    "  --json        machine-readable output (JSON)\n"
-	    "  -h, --help    this text\n"
-	    "  -V, --version print the version\n"
-	    "\n"
-	    "status (a monitoring check: the first line is \"OK|WARNING|CRITICAL|UNKNOWN:\n"
-	    "SUMMARY | PERFDATA\", the exit status that of monitoring-plugins):\n"
-	    "  --warn-age DURATION  WARNING when the oldest message (not held) is older\n"
-	    "  --max-age DURATION   CRITICAL when it is older (DURATION: 90s, 15m, 2h, 1d)\n"
-	    "\n"
-	    "Selection of delete, hold, release and bounce (instead of one ID; ALL\n"
-	    "takes every queued message, the options narrow it and combine with AND):\n"
-	    "  --from ADDR          sender is ADDR (@DOMAIN: any sender at DOMAIN)\n"
-	    "  --to ADDR            a recipient is ADDR (@DOMAIN: any at DOMAIN)\n"
-	    "  --relay NAME         routed to smarthost NAME\n"
-	    "  --older-than DURATION  queued longer than DURATION\n"
-	    "  --dry-run, -n        list what would be affected, change nothing\n"
-	    "A message being delivered at that moment is skipped and listed as busy.\n"
-	    "\n"
-	    "The commands talk to sendqd over its control socket ([sendq]\n"
-	    "control_socket, default " CONFIG_DEFAULT_SOCKET
-	    ").  Everyone may\n"
-	    "list and show their own messages; status, every message and the commands\n"
-	    "that change the queue are for root, the user sendqd runs as and members\n"
-	    "of [sendq] admin_group.  When sendqd is not running, list and show read\n"
-	    "the spool directly (root and sendqd's user), and for anyone else list\n"
-	    "shows their own messages through the setgid helper sendq-showq; the\n"
-	    "other commands need the daemon.\n"
-	    "\n"
-	    "Exit status:\n"
-	    "  0   done (status: OK)\n"
-	    "  1   the command failed (for example: no such message); status: WARNING\n"
-	    "  2   status: CRITICAL (a smarthost DOWN or HELD, --max-age exceeded,\n"
-	    "      sendqd not running)\n"
-	    "  3   status: UNKNOWN (sendqd's answer could not be read)\n"
-	    "  64  usage error (unknown command, missing or malformed ID)\n"
-	    "  69  sendqd is not running (start it with systemctl start sendq)\n"
-	    "  77  permission denied (root, sendqd's user or admin_group only)\n"
-	    "  78  configuration error\n");
+	    "  oauth init NAME    authorise OAuth smarthost NAME (device "
+	    "flow)\n  oauth status NAME  its refresh token and sendqd's last "
+	    "refresh\n\nOptions:\n  -C FILE       configuration file "
+	    "(default " CONFIG_DEFAULT_PATH
+	    ")\n  --json        machine-readable output (JSON)\n  -h, --help   "
+	    " this text\n  -V, --version print the version\n\nstatus (a "
+	    "monitoring check: the first line is "
+	    "\"OK|WARNING|CRITICAL|UNKNOWN:\n"
+	    "SUMMARY | PERFDATA\", the exit status that of "
+	    "monitoring-plugins):\n"
+	    "  --warn-age DURATION  WARNING when the oldest message (not held) "
+	    "is older\n  --max-age DURATION   CRITICAL when it is older "
+	    "(DURATION: 90s, 15m, 2h, 1d)\n\nSelection of delete, hold, "
+	    "release and bounce (instead of one ID; ALL\ntakes every queued "
+	    "message, the options narrow it and combine with AND):\n  --from "
+	    "ADDR          sender is ADDR (@DOMAIN: any sender at DOMAIN)\n  "
+	    "--to ADDR            a recipient is ADDR (@DOMAIN: any at "
+	    "DOMAIN)\n  --relay NAME         routed to smarthost NAME\n  "
+	    "--older-than DURATION  queued longer than DURATION\n  --dry-run, "
+	    "-n        list what would be affected, change nothing\nA message "
+	    "being delivered at that moment is skipped and listed as "
+	    "busy.\n\nThe commands talk to sendqd over its control socket "
+	    "([sendq]\ncontrol_socket, default " CONFIG_DEFAULT_SOCKET
+	    ").  Everyone may\nlist and show their own messages; status, every "
+	    "message and the commands\nthat change the queue are for root, the "
+	    "user sendqd runs as and members\nof [sendq] admin_group.  When "
+	    "sendqd is not running, list and show read\nthe spool directly "
+	    "(root and sendqd's user), and for anyone else list\nshows their "
+	    "own messages through the setgid helper sendq-showq; the\nother "
+	    "commands need the daemon.\n\nExit status:\n  0   done (status: "
+	    "OK)\n  1   the command failed (for example: no such message); "
+	    "status: WARNING\n  2   status: CRITICAL (a smarthost DOWN or "
+	    "HELD, --max-age exceeded,\n      sendqd not running)\n  3   "
+	    "status: UNKNOWN (sendqd's answer could not be read)\n  64  usage "
+	    "error (unknown command, missing or malformed ID)\n  69  sendqd is "
+	    "not running (start it with systemctl start sendq)\n  77  "
+	    "permission denied (root, sendqd's user or admin_group only)\n  78 "
+	    " configuration error\n");
 }
 
 static const struct sendqctl_cmd *
@@ -186,9 +178,9 @@ sendqctl_showq(struct buf *out, int json)
 	rc = queue_view_showq(json, out, &status, &err);
 	if (rc == -ENOENT) {
 		sendqctl_print_error(
-		    "sendqd is not running, and only root "
-		    "and the user sendqd runs as may read the spool directly "
-		    "(start it with systemctl start sendq)",
+		    "sendqd is not running, and only root and the user sendqd "
+		    "runs as may read the spool directly (start it with "
+		    "systemctl start sendq)",
 		    json);
 		return EX_UNAVAILABLE;
 	}
@@ -199,14 +191,14 @@ sendqctl_showq(struct buf *out, int json)
 	if (status != 0) { /* it printed why on standard error */
 		if (json)
 			sendqctl_print_error(
-			    "sendqd is not running, and "
-			    "sendq-showq could not list the queue",
+			    "sendqd is not running, and sendq-showq could not "
+			    "list the queue",
 			    json);
 		return SENDQCTL_EXIT_FAILED;
 	}
 	fprintf(stderr,
-	    "sendqctl: sendqd is not running: your messages, "
-	    "as sendq-showq lists them\n");
+	    "sendqctl: sendqd is not running: your messages, as sendq-showq "
+	    "lists them\n");
 	return sendqctl_print(out->data, out->len);
 }
 
@@ -242,9 +234,9 @@ sendqctl_offline(const struct sendqctl_cmd *cmd, const char *id, int json,
 		/* Bodies are sendqd's own (0600): only the daemon can
 		 * show a user their message. */
 		sendqctl_print_error(
-		    "sendqd is not running, and only root "
-		    "and the user sendqd runs as may read the spool directly "
-		    "(start it with systemctl start sendq)",
+		    "sendqd is not running, and only root and the user sendqd "
+		    "runs as may read the spool directly (start it with "
+		    "systemctl start sendq)",
 		    json);
 		ex = EX_UNAVAILABLE;
 	} else if (rc != 0) {
@@ -252,8 +244,8 @@ sendqctl_offline(const struct sendqctl_cmd *cmd, const char *id, int json,
 		ex = SENDQCTL_EXIT_FAILED;
 	} else {
 		fprintf(stderr,
-		    "sendqctl: sendqd is not running: reading the "
-		    "spool directly\n");
+		    "sendqctl: sendqd is not running: reading the spool "
+		    "directly\n");
 		ex = sendqctl_print(out.data, out.len);
 	}
 	buf_fini(&out);
@@ -303,15 +295,15 @@ sendqctl_main_opts(const struct sendqctl_cmd *cmd,
 	if ((o->max_age >= 0 || o->warn_age >= 0) &&
 	    strcmp(cmd->name, "status") != 0) {
 		fprintf(stderr,
-		    "sendqctl: --max-age and --warn-age are "
-		    "options of status\n");
+		    "sendqctl: --max-age and --warn-age are options of "
+		    "status\n");
 		return EX_USAGE;
 	}
 	if ((o->n_select > 0 || o->dry_run) && !may_bulk) {
 		fprintf(stderr,
-		    "sendqctl: a selection (--from, --to, "
-		    "--relay, --older-than, --dry-run) is for delete, hold, "
-		    "release and bounce\n");
+		    "sendqctl: a selection (--from, --to, --relay, "
+		    "--older-than, --dry-run) is for delete, hold, release and "
+		    "bounce\n");
 		return EX_USAGE;
 	}
 	if (!may_bulk)
@@ -322,8 +314,7 @@ sendqctl_main_opts(const struct sendqctl_cmd *cmd,
 	}
 	if (*id != NULL && (o->n_select > 0 || o->dry_run)) {
 		fprintf(stderr,
-		    "sendqctl: %s takes an ID or a selection, not "
-		    "both\n",
+		    "sendqctl: %s takes an ID or a selection, not both\n",
 		    cmd->name);
 		return EX_USAGE;
 	}
@@ -342,8 +333,8 @@ sendqctl_oauth(const char *config_path, const char *const *args, int n)
 	if (n != 2 ||
 	    (strcmp(args[0], "init") != 0 && strcmp(args[0], "status") != 0)) {
 		fprintf(stderr,
-		    "sendqctl: usage: sendqctl oauth init|status "
-		    "NAME (see sendqctl --help)\n");
+		    "sendqctl: usage: sendqctl oauth init|status NAME (see "
+		    "sendqctl --help)\n");
 		return EX_USAGE;
 	}
 	if (config_load_file(config_path, &cfg, &err) != 0) {
@@ -373,8 +364,8 @@ sendqctl_args_word(struct sendqctl_args *a, const char *w)
 	if (a->oauth) {
 		if (a->n_oauth == 2) {
 			fprintf(stderr,
-			    "sendqctl: too many arguments "
-			    "for oauth (see sendqctl --help)\n");
+			    "sendqctl: too many arguments for oauth (see "
+			    "sendqctl --help)\n");
 			return EX_USAGE;
 		}
 		a->oauth_args[a->n_oauth++] = w;
@@ -388,8 +379,8 @@ sendqctl_args_word(struct sendqctl_args *a, const char *w)
 		if ((a->cmd = sendqctl_find(w)) == NULL) {
 			sq_printable(safe, sizeof(safe), w, strlen(w));
 			fprintf(stderr,
-			    "sendqctl: unknown command %s "
-			    "(see sendqctl --help)\n",
+			    "sendqctl: unknown command %s (see sendqctl "
+			    "--help)\n",
 			    safe);
 			return EX_USAGE;
 		}
@@ -397,8 +388,8 @@ sendqctl_args_word(struct sendqctl_args *a, const char *w)
 		a->id = w;
 	else {
 		fprintf(stderr,
-		    "sendqctl: too many arguments for "
-		    "%s (see sendqctl --help)\n",
+		    "sendqctl: too many arguments for %s (see sendqctl "
+		    "--help)\n",
 		    a->cmd->name);
 		return EX_USAGE;
 	}
@@ -436,8 +427,8 @@ sendqctl_args_parse(struct sendqctl_args *a, struct sendqctl_opts *opts,
 				a->config_path = argv[++i];
 			else {
 				fprintf(stderr,
-				    "sendqctl: -C needs a file "
-				    "name (see sendqctl --help)\n");
+				    "sendqctl: -C needs a file name (see "
+				    "sendqctl --help)\n");
 				return EX_USAGE;
 			}
 			continue;
@@ -451,8 +442,8 @@ sendqctl_args_parse(struct sendqctl_args *a, struct sendqctl_opts *opts,
 			sq_printable(safe, sizeof(safe), argv[i],
 			    strlen(argv[i]));
 			fprintf(stderr,
-			    "sendqctl: unknown option %s (see "
-			    "sendqctl --help)\n",
+			    "sendqctl: unknown option %s (see sendqctl "
+			    "--help)\n",
 			    safe);
 			return EX_USAGE;
 		}
@@ -492,17 +483,15 @@ sendqctl_send(const struct sendqctl_args *a, struct sendqctl_opts *opts,
 			ex = sendqctl_offline(cmd, id, json, cfg->spool_dir);
 		} else {
 			fprintf(stderr,
-			    "sendqctl: sendqd is not running "
-			    "(start it with systemctl start sendq); no "
-			    "daemon listens on %s\n",
+			    "sendqctl: sendqd is not running (start it with "
+			    "systemctl start sendq); no daemon listens on %s\n",
 			    path);
 			ex = EX_UNAVAILABLE;
 		}
 	} else if (rc == -EACCES || rc == -EPERM) {
 		fprintf(stderr,
-		    "sendqctl: %s (the control socket and its "
-		    "directory must be open to every user: mode 0666 and "
-		    "0755)\n",
+		    "sendqctl: %s (the control socket and its directory must "
+		    "be open to every user: mode 0666 and 0755)\n",
 		    err.msg);
 		ex = EX_NOPERM;
 	} else {
@@ -537,16 +526,15 @@ main(int argc, char **argv)
 		return ex;
 	if (a.cmd->needs_id && a.id == NULL && !bulk) {
 		fprintf(stderr,
-		    "sendqctl: %s needs a queue id (see sendqctl "
-		    "list)\n",
+		    "sendqctl: %s needs a queue id (see sendqctl list)\n",
 		    a.cmd->name);
 		return EX_USAGE;
 	}
 	if (a.id != NULL && !bulk && !spool_id_valid(a.id)) {
 		sq_printable(safe, sizeof(safe), a.id, strlen(a.id));
 		fprintf(stderr,
-		    "sendqctl: not a queue id: %s (31 characters "
-		    "0-9 A-F, as sendqctl list shows)\n",
+		    "sendqctl: not a queue id: %s (31 characters 0-9 A-F, as "
+		    "sendqctl list shows)\n",
 		    safe);
 		return EX_USAGE;
 	}

@@ -75,9 +75,7 @@ sendqctl_opt_value(const char *name, int argc, char **argv, int *i)
 		return NULL;
 	if (*i + 1 >= argc) {
 		fprintf(stderr,
-		    "sendqctl: %s needs a value (see sendqctl "
-		    "--help)\n",
-		    name);
+		    "sendqctl: %s needs a value (see sendqctl --help)\n", name);
 		return "";
 	}
 	return argv[++*i];
@@ -90,9 +88,7 @@ sendqctl_opt_duration(const char *name, const char *v, long long *out)
 		return -1;
 	if ((*out = sendqctl_parse_duration(v)) < 0) {
 		fprintf(stderr,
-		    "sendqctl: %s: not a duration (90s, 15m, 2h, "
-		    "1d)\n",
-		    name);
+		    "sendqctl: %s: not a duration (90s, 15m, 2h, 1d)\n", name);
 		return -1;
 	}
 	return 1;
@@ -106,9 +102,7 @@ sendqctl_opt_word(const char *name, const char *v, const char **out,
 		return -1;
 	if (strpbrk(v, " \t\r\n") != NULL || strlen(v) > 320) {
 		fprintf(stderr,
-		    "sendqctl: %s: no spaces, at most 320 "
-		    "characters\n",
-		    name);
+		    "sendqctl: %s: no spaces, at most 320 characters\n", name);
 		return -1;
 	}
 	*out = v;
@@ -208,8 +202,8 @@ sendqctl_check_relays(json_object *hosts, char *probs, size_t sz, int *up,
 		st = SENDQCTL_CHECK_CRITICAL;
 		if (strcmp(state, "held") == 0) {
 			sendqctl_problem(probs, sz,
-			    "relay %s HELD (OAuth "
-			    "grant refused: sendqctl oauth init %s)",
+			    "relay %s HELD (OAuth grant refused: sendqctl "
+			    "oauth init %s)",
 			    name, name);
 			continue;
 		}
@@ -233,8 +227,7 @@ sendqctl_check_verdict(const char *json, long long now,
 	if (root == NULL || !json_object_is_type(root, json_type_object)) {
 		json_object_put(root);
 		snprintf(line, sz,
-		    "UNKNOWN: sendqd's status could not be "
-		    "read");
+		    "UNKNOWN: sendqd's status could not be read");
 		return SENDQCTL_CHECK_UNKNOWN;
 	}
 	if (json_object_object_get_ex(root, "queued", &v))
@@ -251,22 +244,18 @@ sendqctl_check_verdict(const char *json, long long now,
 	if (secs >= 0 && o->max_age >= 0 && secs > o->max_age) {
 		queue_view_age(lim, sizeof(lim), o->max_age);
 		sendqctl_problem(probs, sizeof(probs),
-		    "oldest message %s old "
-		    "(--max-age %s)",
-		    age, lim);
+		    "oldest message %s old (--max-age %s)", age, lim);
 		st = SENDQCTL_CHECK_CRITICAL;
 	} else if (secs >= 0 && o->warn_age >= 0 && secs > o->warn_age) {
 		queue_view_age(lim, sizeof(lim), o->warn_age);
 		sendqctl_problem(probs, sizeof(probs),
-		    "oldest message %s old "
-		    "(--warn-age %s)",
-		    age, lim);
+		    "oldest message %s old (--warn-age %s)", age, lim);
 		if (st < SENDQCTL_CHECK_WARNING)
 			st = SENDQCTL_CHECK_WARNING;
 	}
 	snprintf(line, sz,
-	    "%s: %s%s%lld queued%s, relays %d/%d up | "
-	    "queued=%lld oldest=%llds relays_up=%d relays=%d",
+	    "%s: %s%s%lld queued%s, relays %d/%d up | queued=%lld oldest=%llds "
+	    "relays_up=%d relays=%d",
 	    sendqctl_check_names[st], probs, probs[0] != '\0' ? "; " : "",
 	    queued, old_txt, up, total, queued, secs > 0 ? secs : 0, up, total);
 	json_object_put(root);
@@ -289,8 +278,8 @@ sendqctl_check_ask(const char *path, const char *req, struct buf *out)
 		       "%s)\n",
 		    path);
 		fprintf(stderr,
-		    "sendqctl: sendqd is not running (start it "
-		    "with systemctl start sendq); no daemon listens on %s\n",
+		    "sendqctl: sendqd is not running (start it with systemctl "
+		    "start sendq); no daemon listens on %s\n",
 		    path);
 		return SENDQCTL_CHECK_CRITICAL;
 	}
@@ -384,8 +373,8 @@ sendqctl_bulk_request(const char *cmd, int all, const struct sendqctl_opts *o,
 
 	if (!all && o->n_select == 0) {
 		fprintf(stderr,
-		    "sendqctl: %s needs a queue id, ALL, or a "
-		    "selection (--from, --to, --relay, --older-than)\n",
+		    "sendqctl: %s needs a queue id, ALL, or a selection "
+		    "(--from, --to, --relay, --older-than)\n",
 		    cmd);
 		return NULL;
 	}

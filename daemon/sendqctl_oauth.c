@@ -117,9 +117,9 @@ sendqctl_oauth_poll(const struct config_smarthost *sh, const char *code,
 		case OAUTH_DEVICE_DONE:
 			if (tok->refresh_token == NULL) {
 				fprintf(stderr,
-				    "sendqctl: the token endpoint "
-				    "gave no refresh token (is offline_access "
-				    "in oauth_scope?)\n");
+				    "sendqctl: the token endpoint gave no "
+				    "refresh token (is offline_access in "
+				    "oauth_scope?)\n");
 				oauth_resp_fini(tok);
 				return -1;
 			}
@@ -131,9 +131,7 @@ sendqctl_oauth_poll(const struct config_smarthost *sh, const char *code,
 				    (long long)(d.interval_ms / 1000));
 			else if (cls == OAUTH_TEMPFAIL)
 				fprintf(stderr,
-				    "sendqctl: %s (still "
-				    "polling)\n",
-				    why);
+				    "sendqctl: %s (still polling)\n", why);
 			fflush(stdout);
 			oauth_resp_fini(tok);
 			break;
@@ -162,8 +160,8 @@ sendqctl_oauth_init(const struct config *cfg, const struct config_smarthost *sh)
 
 	if (sh->oauth_device_endpoint == NULL) {
 		fprintf(stderr,
-		    "sendqctl: [smarthost %s] has no "
-		    "oauth_device_endpoint (set it, or oauth_provider)\n",
+		    "sendqctl: [smarthost %s] has no oauth_device_endpoint "
+		    "(set it, or oauth_provider)\n",
 		    sh->name);
 		return EX_CONFIG;
 	}
@@ -190,15 +188,14 @@ sendqctl_oauth_init(const struct config *cfg, const struct config_smarthost *sh)
 	    a.device_code == NULL || a.user_code == NULL ||
 	    a.verification_uri == NULL) {
 		fprintf(stderr,
-		    "sendqctl: device authorization request to %s "
-		    "failed: %s\n",
+		    "sendqctl: device authorization request to %s failed: %s\n",
 		    sh->oauth_device_endpoint, why);
 		oauth_resp_fini(&a);
 		secret_free(cs);
 		return 1;
 	}
-	printf("To authorise sendq for [smarthost %s], open\n  %s\nand "
-	       "enter the code\n  %s\n",
+	printf("To authorise sendq for [smarthost %s], open\n  %s\nand enter "
+	       "the code\n  %s\n",
 	    sh->name, a.verification_uri, a.user_code);
 	if (a.verification_uri_complete != NULL)
 		printf("(or open %s)\n", a.verification_uri_complete);
@@ -216,8 +213,8 @@ sendqctl_oauth_init(const struct config *cfg, const struct config_smarthost *sh)
 		fprintf(stderr, "sendqctl: %s\n", err.msg);
 		return rc == -EACCES ? EX_NOPERM : EX_CANTCREAT;
 	}
-	printf("Authorised: the refresh token is stored in %s/oauth/%s; "
-	       "sendqd uses it from now on.\n",
+	printf("Authorised: the refresh token is stored in %s/oauth/%s; sendqd "
+	       "uses it from now on.\n",
 	    state, sh->name);
 	return 0;
 }
@@ -267,8 +264,8 @@ sendqctl_oauth_print(FILE *f, const struct config_smarthost *sh)
 			printf("access token expires in: %llds\n",
 			    atoll(eq) - (long long)time(NULL));
 		else if (strcmp(line, "held") == 0 && strcmp(eq, "1") == 0) {
-			printf("HELD: its mail waits for sendqctl oauth init "
-			       "%s\n",
+			printf(
+			    "HELD: its mail waits for sendqctl oauth init %s\n",
 			    sh->name);
 			ex = 2;
 		} else if (strcmp(line, "held_reason") == 0 && eq[0] != '\0')
@@ -298,8 +295,8 @@ sendqctl_oauth_ask(const struct config *cfg, const struct config_smarthost *sh)
 	free(req);
 	if (rc != 0) {
 		fprintf(stderr,
-		    "sendqctl: cannot read %s/oauth (root or "
-		    "sendqd's user only) and cannot ask sendqd: %s\n",
+		    "sendqctl: cannot read %s/oauth (root or sendqd's user "
+		    "only) and cannot ask sendqd: %s\n",
 		    cfg->state_dir != NULL ? cfg->state_dir :
 					     CONFIG_DEFAULT_STATE_DIR,
 		    err.msg);
@@ -347,8 +344,7 @@ sendqctl_oauth_status(const struct config *cfg,
 	printf("smarthost %s: token endpoint %s\n", sh->name,
 	    sh->oauth_token_endpoint);
 	if (stat(path, &st) == -1) {
-		printf("refresh token: none (%s; run sendqctl oauth init "
-		       "%s)\n",
+		printf("refresh token: none (%s; run sendqctl oauth init %s)\n",
 		    strerror(errno), sh->name);
 		ex = 1;
 	} else
@@ -379,8 +375,8 @@ sendqctl_oauth_main(const struct config *cfg, const char *sub, const char *name)
 			sh = &cfg->smarthosts[i];
 	if (sh == NULL || !sh->oauth) {
 		fprintf(stderr,
-		    "sendqctl: %s: no [smarthost %s] with "
-		    "oauth_provider or oauth_token_endpoint in %s\n",
+		    "sendqctl: %s: no [smarthost %s] with oauth_provider or "
+		    "oauth_token_endpoint in %s\n",
 		    name, name, cfg->path);
 		return EX_USAGE;
 	}

@@ -508,9 +508,7 @@ smtp_conn_tls_start(struct smtp_conn *c)
 
 	if (c->tls_ctx == NULL) {
 		smtp_conn_fail(c, RETRY_EVENT_LOCAL,
-		    "no TLS context for "
-		    "relay %s (bug)",
-		    c->name);
+		    "no TLS context for relay %s (bug)", c->name);
 		return;
 	}
 	if (tls_session_new(c->tls_ctx, c->fd, &c->tls, &err) < 0) {
@@ -585,8 +583,8 @@ smtp_conn_connected(struct smtp_conn *c)
 	loopback = smtp_conn_addr_is_loopback(c->ai_cur->ai_addr);
 	if (c->tls_mode == CONFIG_TLS_NONE && !loopback) {
 		smtp_conn_fail(c, RETRY_EVENT_TLS,
-		    "refusing cleartext SMTP "
-		    "to %s: tls = none is only allowed to a loopback address",
+		    "refusing cleartext SMTP to %s: tls = none is only allowed "
+		    "to a loopback address",
 		    c->addr);
 		return;
 	}
@@ -742,9 +740,7 @@ smtp_conn_on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 	if (result != 0 || res == NULL) {
 		if (res != NULL)
 			evutil_freeaddrinfo(res);
-		smtp_conn_fail(c, RETRY_EVENT_NETWORK,
-		    "cannot resolve %s: "
-		    "%s",
+		smtp_conn_fail(c, RETRY_EVENT_NETWORK, "cannot resolve %s: %s",
 		    c->host,
 		    result != 0 ? evutil_gai_strerror(result) : "no address");
 		return;
@@ -848,9 +844,7 @@ smtp_conn_write(struct smtp_conn *c)
 		case TLS_ERROR:
 		default:
 			smtp_conn_fail(c, RETRY_EVENT_NETWORK,
-			    "write to %s: "
-			    "%s",
-			    c->addr, err.msg);
+			    "write to %s: %s", c->addr, err.msg);
 			return -1;
 		}
 	} else {
@@ -860,9 +854,7 @@ smtp_conn_write(struct smtp_conn *c)
 			    errno == EINTR)
 				return 0;
 			smtp_conn_fail(c, RETRY_EVENT_NETWORK,
-			    "write to %s: "
-			    "%s",
-			    c->addr, strerror(errno));
+			    "write to %s: %s", c->addr, strerror(errno));
 			return -1;
 		}
 		n = (size_t)ret;
@@ -905,9 +897,7 @@ smtp_conn_read(struct smtp_conn *c)
 		case TLS_ERROR:
 		default:
 			smtp_conn_fail(c, RETRY_EVENT_NETWORK,
-			    "read from %s: "
-			    "%s",
-			    c->addr, err.msg);
+			    "read from %s: %s", c->addr, err.msg);
 			return -1;
 		}
 	} else {
@@ -917,9 +907,7 @@ smtp_conn_read(struct smtp_conn *c)
 			    errno == EINTR)
 				return 0;
 			smtp_conn_fail(c, RETRY_EVENT_NETWORK,
-			    "read from %s: "
-			    "%s",
-			    c->addr, strerror(errno));
+			    "read from %s: %s", c->addr, strerror(errno));
 			return -1;
 		}
 		if (ret == 0)
@@ -972,13 +960,12 @@ smtp_conn_failed_text(struct smtp_conn *c, const struct smtp_proto_event *ev,
 	case SMTP_PROTO_FAIL_TLS:
 		if (ev->reply.code == 0 || ev->reply.code / 100 == 2)
 			smtp_conn_fmt(dst, dstsz,
-			    "STARTTLS not offered by "
-			    "server: refusing to send mail in cleartext (tls = "
-			    "starttls)");
+			    "STARTTLS not offered by server: refusing to send "
+			    "mail in cleartext (tls = starttls)");
 		else
 			smtp_conn_fmt(dst, dstsz,
-			    "STARTTLS failed: %s (tls = "
-			    "starttls: no cleartext fallback)",
+			    "STARTTLS failed: %s (tls = starttls: no cleartext "
+			    "fallback)",
 			    t);
 		break;
 	case SMTP_PROTO_FAIL_PROTO:
@@ -991,19 +978,17 @@ smtp_conn_failed_text(struct smtp_conn *c, const struct smtp_proto_event *ev,
 			smtp_conn_fmt(dst, dstsz, "%s", t);
 		else if (c->verb[0] != '\0')
 			smtp_conn_fmt(dst, dstsz,
-			    "connection closed by %s "
-			    "(last command %s)",
+			    "connection closed by %s (last command %s)",
 			    c->addr, c->verb);
 		else
 			smtp_conn_fmt(dst, dstsz,
-			    "connection closed by %s "
-			    "before the greeting",
+			    "connection closed by %s before the greeting",
 			    c->addr);
 		break;
 	case SMTP_PROTO_FAIL_AUTH:
 		smtp_conn_fmt(dst, dstsz,
-		    "authentication with %s failed: %s "
-		    "(check user and secret of this smarthost)",
+		    "authentication with %s failed: %s (check user and secret "
+		    "of this smarthost)",
 		    c->addr, t[0] != '\0' ? t : "no reply");
 		break;
 	case SMTP_PROTO_FAIL_RESP:
@@ -1127,8 +1112,7 @@ smtp_conn_on_txn_done(struct smtp_conn *c, const struct smtp_proto_event *ev)
 
 	if (!c->msg_active) {
 		smtp_conn_fail(c, RETRY_EVENT_LOCAL,
-		    "transaction end "
-		    "without a message (bug)");
+		    "transaction end without a message (bug)");
 		return;
 	}
 	smtp_conn_reply_text(&ev->reply, text, sizeof(text));
@@ -1174,8 +1158,8 @@ smtp_conn_body_refused(struct smtp_conn *c, const struct smtp_proto_event *ev)
 	r.rcpt = c->rcpt_fact;
 	r.rcpt_reply = (const char *const *)c->rcpt_reply;
 	r.n_rcpts = c->msg.n_rcpts;
-	log_warn("relay=%s msgid=%s result=failed: %s (connection dropped "
-		 "so the server discards the partial message)",
+	log_warn("relay=%s msgid=%s result=failed: %s (connection dropped so "
+		 "the server discards the partial message)",
 	    c->name, c->msg.id, r.reply);
 	if (c->msg.body_fd != -1)
 		close(c->msg.body_fd);
@@ -1185,8 +1169,7 @@ smtp_conn_body_refused(struct smtp_conn *c, const struct smtp_proto_event *ev)
 		c->cb.on_message_done(c, &r, c->arg);
 	smtp_conn_msg_end(c);
 	smtp_conn_fail(c, RETRY_EVENT_LOCAL,
-	    "connection dropped to abort "
-	    "a message that cannot be sent");
+	    "connection dropped to abort a message that cannot be sent");
 }
 
 static void
@@ -1194,8 +1177,7 @@ smtp_conn_on_need_tls(struct smtp_conn *c)
 {
 	if (c->tls_mode != CONFIG_TLS_STARTTLS || c->tls_on) {
 		smtp_conn_fail(c, RETRY_EVENT_LOCAL,
-		    "unexpected STARTTLS "
-		    "step (bug)");
+		    "unexpected STARTTLS step (bug)");
 		return;
 	}
 	/* Nothing should be pending; flush what is, never read. */
@@ -1206,8 +1188,7 @@ smtp_conn_on_need_tls(struct smtp_conn *c)
 		return;
 	if (smtp_proto_output_pending(c->proto) > 0) {
 		smtp_conn_fail(c, RETRY_EVENT_LOCAL,
-		    "cannot flush output "
-		    "before STARTTLS");
+		    "cannot flush output before STARTTLS");
 		return;
 	}
 	smtp_conn_tls_start(c);
@@ -1264,8 +1245,7 @@ smtp_conn_events(struct smtp_conn *c)
 		case SMTP_PROTO_EV_NEED_BODY:
 			if (!c->msg_active) {
 				smtp_conn_fail(c, RETRY_EVENT_LOCAL,
-				    "DATA "
-				    "without a message (bug)");
+				    "DATA without a message (bug)");
 				return 0;
 			}
 			smtp_conn_set_phase(c, SMTP_CONN_PH_BODY);
@@ -1306,9 +1286,8 @@ smtp_conn_events(struct smtp_conn *c)
 			smtp_conn_reply_text(&ev.reply, text, sizeof(text));
 			smtp_conn_fact(&f, &ev, RETRY_EVENT_NETWORK);
 			smtp_conn_fail_fact(c, &f,
-			    "connection closed by %s: "
-			    "%s",
-			    c->addr, text[0] != '\0' ? text : "end of session");
+			    "connection closed by %s: %s", c->addr,
+			    text[0] != '\0' ? text : "end of session");
 			return 0;
 		}
 	}
@@ -1336,9 +1315,8 @@ smtp_conn_fill_body(struct smtp_conn *c)
 			/* Drop the connection before the final dot: the
 			 * server discards the partial message. */
 			smtp_conn_fail(c, RETRY_EVENT_LOCAL,
-			    "cannot read "
-			    "message %s: %s",
-			    c->msg.id, strerror(errno));
+			    "cannot read message %s: %s", c->msg.id,
+			    strerror(errno));
 			return -1;
 		}
 		if (n == 0) {
@@ -1503,9 +1481,7 @@ smtp_conn_on_timer(evutil_socket_t fd, short what, void *arg)
 	case SMTP_CONN_PH_CONNECT:
 		/* Try the next address, if any. */
 		snprintf(c->last_err, sizeof(c->last_err),
-		    "connect to %s: "
-		    "timeout after %us",
-		    c->addr, secs);
+		    "connect to %s: timeout after %us", c->addr, secs);
 		smtp_conn_close_fd(c);
 		c->ai_cur = c->ai_cur->ai_next;
 		smtp_conn_connect_next(c);
@@ -1542,9 +1518,7 @@ smtp_conn_on_deadline(evutil_socket_t fd, short what, void *arg)
 	}
 	smtp_conn_doing(c, doing, sizeof(doing));
 	smtp_conn_fail(c, RETRY_EVENT_TIMEOUT,
-	    "session_max of %us exceeded "
-	    "%s (still %s)",
-	    c->session_max,
+	    "session_max of %us exceeded %s (still %s)", c->session_max,
 	    c->deadline_msg ? "sending the message" :
 			      "before the session was ready",
 	    doing);

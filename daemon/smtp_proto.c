@@ -280,8 +280,8 @@ static void
 smtp_proto_append(struct smtp_proto *p, const char *data, size_t len)
 {
 	if (buf_append(&p->out, data, len) != 0)
-		log_fatalx("smtp_proto: output buffer overflow (%zu pending):"
-			   " the driver does not write the output",
+		log_fatalx("smtp_proto: output buffer overflow (%zu pending): "
+			   "the driver does not write the output",
 		    p->out.len);
 	p->out_total += len;
 }
@@ -697,15 +697,14 @@ smtp_proto_auth_start(struct smtp_proto *p)
 	offer = p->auth_offer[0] != '\0' ? p->auth_offer : "none";
 	if (!p->tls_active && !p->peer_is_loopback) {
 		smtp_proto_auth_fail(p,
-		    "refusing to send credentials"
-		    " without TLS to a server that is not on loopback");
+		    "refusing to send credentials without TLS to a server that "
+		    "is not on loopback");
 		return;
 	}
 	if (!p->caps.auth) {
 		smtp_proto_auth_fail(p,
-		    "server offers no AUTH, but"
-		    " credentials are configured: not sending mail"
-		    " unauthenticated");
+		    "server offers no AUTH, but credentials are configured: "
+		    "not sending mail unauthenticated");
 		return;
 	}
 	if (mech == SASL_MECH_AUTO) {
@@ -714,16 +713,14 @@ smtp_proto_auth_start(struct smtp_proto *p)
 		mech = sasl_pick(mask, 1);
 		if (mech == SASL_MECH_NONE) {
 			smtp_proto_auth_fail(p,
-			    "no AUTH mechanism in common"
-			    " (server offers: %s; auth = auto uses"
-			    " SCRAM-SHA-256, PLAIN or LOGIN)",
+			    "no AUTH mechanism in common (server offers: %s; "
+			    "auth = auto uses SCRAM-SHA-256, PLAIN or LOGIN)",
 			    offer);
 			return;
 		}
 	} else if ((mask & sasl_mech_bit(mech)) == 0) {
 		smtp_proto_auth_fail(p,
-		    "server does not offer AUTH %s"
-		    " (offers: %s)",
+		    "server does not offer AUTH %s (offers: %s)",
 		    sasl_mech_name(mech), offer);
 		return;
 	}
@@ -784,9 +781,8 @@ smtp_proto_auth_reply(struct smtp_proto *p, const struct smtp_wire_reply *wr,
 			p->auth_ir_pending = 0;
 			if (len != 0) {
 				smtp_proto_auth_cancel(p,
-				    "server sent a"
-				    " challenge where the initial response"
-				    " belongs");
+				    "server sent a challenge where the initial "
+				    "response belongs");
 				return;
 			}
 			smtp_proto_secret_line(p, "", p->auth_ir.data,
@@ -909,8 +905,8 @@ smtp_proto_on_reply(struct smtp_proto *p, const struct smtp_wire_reply *wr)
 			smtp_proto_fail(p, SMTP_PROTO_FAIL_TLS, &r, 1);
 		else if (p->feed_rest > 0)
 			smtp_proto_fail_note(p, SMTP_PROTO_FAIL_PROTO,
-			    "bytes after the 220 reply to STARTTLS"
-			    " (injection attempt)",
+			    "bytes after the 220 reply to STARTTLS (injection "
+			    "attempt)",
 			    0);
 		else
 			smtp_proto_enter(p, SMTP_PROTO_S_TLS);
@@ -1226,15 +1222,13 @@ smtp_proto_send_mail(struct smtp_proto *p, const struct smtp_proto_txn *txn)
 	smtp_proto_txn_clear(p);
 	if (txn->needs_smtputf8 && !p->caps.smtputf8) {
 		smtp_proto_local_verdict(p, 553, "5.6.7",
-		    "message needs"
-		    " SMTPUTF8 but the server does not offer it");
+		    "message needs SMTPUTF8 but the server does not offer it");
 		return 0;
 	}
 	if (p->caps.size && p->caps.size_max > 0 &&
 	    txn->size > p->caps.size_max) {
 		snprintf(why, sizeof(why),
-		    "message size %llu exceeds the"
-		    " server's limit %llu",
+		    "message size %llu exceeds the server's limit %llu",
 		    (unsigned long long)txn->size,
 		    (unsigned long long)p->caps.size_max);
 		smtp_proto_local_verdict(p, 552, "5.3.4", why);
@@ -1266,8 +1260,8 @@ smtp_proto_body(struct smtp_proto *p, const void *chunk, size_t len, int last)
 		return;
 	if (len > SMTP_PROTO_BODY_CHUNK_MAX ||
 	    SMTP_WIRE_ENC_BOUND(len) > buf_room(&p->out))
-		log_fatalx("smtp_proto_body: %zu bytes with %zu pending:"
-			   " the driver ignores the output watermark",
+		log_fatalx("smtp_proto_body: %zu bytes with %zu pending: the "
+			   "driver ignores the output watermark",
 		    len, p->out.len);
 	do {
 		step = len - off < SMTP_PROTO_ENC_STEP ? len - off :
@@ -1280,8 +1274,7 @@ smtp_proto_body(struct smtp_proto *p, const void *chunk, size_t len, int last)
 			char why[160];
 
 			snprintf(why, sizeof(why),
-			    "message not sent: line "
-			    "%llu %s (RFC 5322 2.1.1)",
+			    "message not sent: line %llu %s (RFC 5322 2.1.1)",
 			    p->enc.bad_line,
 			    p->enc.bad == SMTP_WIRE_ENC_NUL ?
 				"contains a NUL byte" :

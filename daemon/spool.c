@@ -233,13 +233,10 @@ spool_space_ok(struct spool *sp, uint64_t incoming, struct sq_err *err)
 	if (avail >= sp->min_free && avail - sp->min_free >= incoming)
 		return 0;
 	return sq_err_set(err, -ENOSPC,
-	    "%s: %llu bytes free, %s the "
-	    "reserve (min_free_space = %llu bytes): no new mail until the "
-	    "queue drains or space is freed",
+	    "%s: %llu bytes free, %s the reserve (min_free_space = %llu "
+	    "bytes): no new mail until the queue drains or space is freed",
 	    sp->dir, (unsigned long long)avail,
-	    incoming > 0 ? "a message of this "
-			   "size would go below" :
-			   "below",
+	    incoming > 0 ? "a message of this size would go below" : "below",
 	    (unsigned long long)sp->min_free);
 }
 
@@ -271,8 +268,7 @@ spool_make_id(char *id, size_t idsz, struct sq_err *err)
 		int e = n < 0 ? errno : EIO;
 
 		return sq_err_set(err, -e,
-		    "getrandom: %s (no queue id is "
-		    "made without randomness)",
+		    "getrandom: %s (no queue id is made without randomness)",
 		    strerror(e));
 	}
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -567,11 +563,9 @@ spool_writer_fix(struct spool_writer *w, struct msgfix_scan *scan,
 	msgfix_rw_fini(&rw);
 	if (rc == 0)
 		log_info("msgid=%s rewritten: %s", w->id,
-		    rw.qp ?
-			"body "
-			"re-encoded as quoted-printable (a line was longer than "
-			"998 octets)" :
-			"header lines folded");
+		    rw.qp ? "body re-encoded as quoted-printable (a line was "
+			    "longer than 998 octets)" :
+			    "header lines folded");
 	return rc == SQ_ELIMIT ? SQ_EPARSE : rc;
 }
 
@@ -1040,9 +1034,7 @@ spool_gc_prepare(struct spool *sp, struct spool_writer *w, struct envelope *env,
 	memset(err, 0, sizeof(*err));
 	if (w->sp != sp) {
 		it->rc = sq_err_set(it->err, -EINVAL,
-		    "group commit "
-		    "of %s: writer of another spool",
-		    w->id);
+		    "group commit of %s: writer of another spool", w->id);
 		/* Its own spool's tmp/ file goes with the writer. */
 		unlinkat(w->sp->tmp_fd, w->msg_name, 0);
 		it->foreign = 1;
@@ -1203,9 +1195,9 @@ spool_rm_main(void *arg)
 		while ((r = list) != NULL) {
 			list = r->next;
 			if (spool_unlink_message(sp, r->id, &err) != 0)
-				log_err("msgid=%s: done but cannot remove it "
-					"from the spool: %s (it may be sent "
-					"again)",
+				log_err(
+				    "msgid=%s: done but cannot remove it from "
+				    "the spool: %s (it may be sent again)",
 				    r->id, err.msg);
 			free(r);
 		}
@@ -1299,8 +1291,7 @@ spool_commit_async(struct spool_writer *w, struct envelope *env,
 	pthread_cond_signal(&as->cv);
 	pthread_mutex_unlock(&as->mu);
 	/* tests/integration/test_group_commit.py waits for this line. */
-	log_debug("spool: msgid=%s waits for the commit thread (%zu "
-		  "waiting)",
+	log_debug("spool: msgid=%s waits for the commit thread (%zu waiting)",
 	    p->it.id, n);
 }
 
@@ -1483,16 +1474,16 @@ spool_quarantine(struct spool *sp, const char *id, const char *reason)
 	sq_printable(safe, sizeof(safe), reason, strlen(reason));
 	if (sp->corrupt_fd < 0) {
 		if (mkdir(sp->corrupt_dir, 0700) != 0 && errno != EEXIST) {
-			log_err("spool: msgid=%s is corrupt (%s) but cannot "
-				"be moved: mkdir %s: %s",
+			log_err("spool: msgid=%s is corrupt (%s) but cannot be "
+				"moved: mkdir %s: %s",
 			    id, safe, sp->corrupt_dir, strerror(errno));
 			return;
 		}
 		if ((sp->corrupt_fd = open(sp->corrupt_dir,
 			 O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)) <
 		    0) {
-			log_err("spool: msgid=%s is corrupt (%s) but cannot "
-				"be moved: open %s: %s",
+			log_err("spool: msgid=%s is corrupt (%s) but cannot be "
+				"moved: open %s: %s",
 			    id, safe, sp->corrupt_dir, strerror(errno));
 			return;
 		}
@@ -1503,15 +1494,15 @@ spool_quarantine(struct spool *sp, const char *id, const char *reason)
 	snprintf(why, sizeof(why), "%s.reason", id);
 	if (renameat(sp->queue_fd, msg, sp->corrupt_fd, msg) != 0 &&
 	    errno != ENOENT) {
-		log_err("spool: msgid=%s is corrupt (%s) but cannot be "
-			"moved: rename %s/%s: %s",
+		log_err("spool: msgid=%s is corrupt (%s) but cannot be moved: "
+			"rename %s/%s: %s",
 		    id, safe, sp->queue_dir, msg, strerror(errno));
 		return;
 	}
 	if (renameat(sp->queue_fd, env, sp->corrupt_fd, env) != 0) {
 		if (errno != ENOENT)
-			log_err("spool: msgid=%s is corrupt (%s) but cannot "
-				"be moved: rename %s/%s: %s",
+			log_err("spool: msgid=%s is corrupt (%s) but cannot be "
+				"moved: rename %s/%s: %s",
 			    id, safe, sp->queue_dir, env, strerror(errno));
 		return;
 	}
@@ -1616,8 +1607,8 @@ spool_recover_lazy(struct spool *sp, void (*cb)(const char *id, void *arg),
 		if (!spool_name_listed(names, n, other)) {
 			if (spool_exists(sp->queue_fd, names[i]))
 				spool_quarantine(sp, id,
-				    "envelope without "
-				    "message file (ID.msg missing)");
+				    "envelope without message file (ID.msg "
+				    "missing)");
 			continue;
 		}
 		found++;
@@ -1664,8 +1655,8 @@ spool_recover(struct spool *sp, void (*cb)(const char *id, void *arg),
 			snprintf(other, sizeof(other), "%s.env", id);
 			if (spool_exists(sp->queue_fd, other))
 				spool_quarantine(sp, id,
-				    "envelope without "
-				    "message file (ID.msg missing)");
+				    "envelope without message file (ID.msg "
+				    "missing)");
 			continue;
 		}
 		env = NULL;
@@ -1723,9 +1714,7 @@ spool_load_envelope(struct spool *sp, const char *id, struct envelope **out,
 
 	if (!spool_id_valid(id))
 		return sq_err_set(err, SQ_ENOTFOUND,
-		    "no message %.*s "
-		    "(not a queue id)",
-		    40, id);
+		    "no message %.*s (not a queue id)", 40, id);
 	snprintf(name, sizeof(name), "%s.env", id);
 	if ((fd = openat(sp->queue_fd, name,
 		 O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
@@ -1740,9 +1729,8 @@ spool_load_envelope(struct spool *sp, const char *id, struct envelope **out,
 	}
 	if (st.st_size > SPOOL_ENV_MAX) {
 		rc = sq_err_set(err, SQ_ELIMIT,
-		    "%s/%s: envelope larger than "
-		    "%d bytes",
-		    sp->queue_dir, name, SPOOL_ENV_MAX);
+		    "%s/%s: envelope larger than %d bytes", sp->queue_dir, name,
+		    SPOOL_ENV_MAX);
 		goto done;
 	}
 	text = xmalloc((size_t)st.st_size + 1);
@@ -1760,9 +1748,8 @@ spool_load_envelope(struct spool *sp, const char *id, struct envelope **out,
 		len += (size_t)r;
 		if (len > (size_t)st.st_size) {
 			rc = sq_err_set(err, SQ_EPARSE,
-			    "%s/%s: changed while "
-			    "being read",
-			    sp->queue_dir, name);
+			    "%s/%s: changed while being read", sp->queue_dir,
+			    name);
 			goto done;
 		}
 	}
@@ -1778,9 +1765,8 @@ spool_load_envelope(struct spool *sp, const char *id, struct envelope **out,
 	}
 	if (strcmp(env->id, id) != 0) {
 		rc = sq_err_set(err, SQ_EPARSE,
-		    "%s/%s: envelope is for "
-		    "message %s",
-		    sp->queue_dir, name, env->id);
+		    "%s/%s: envelope is for message %s", sp->queue_dir, name,
+		    env->id);
 		envelope_free(env);
 		goto done;
 	}
@@ -1800,9 +1786,7 @@ spool_open_message(struct spool *sp, const char *id, struct sq_err *err)
 
 	if (!spool_id_valid(id))
 		return sq_err_set(err, -ENOENT,
-		    "no message %.*s "
-		    "(not a queue id)",
-		    40, id);
+		    "no message %.*s (not a queue id)", 40, id);
 	snprintf(name, sizeof(name), "%s.msg", id);
 	if ((fd = openat(sp->queue_fd, name,
 		 O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
@@ -1819,9 +1803,7 @@ spool_message_size(struct spool *sp, const char *id, uint64_t *size,
 
 	if (!spool_id_valid(id))
 		return sq_err_set(err, SQ_ENOTFOUND,
-		    "no message %.*s "
-		    "(not a queue id)",
-		    40, id);
+		    "no message %.*s (not a queue id)", 40, id);
 	snprintf(name, sizeof(name), "%s.msg", id);
 	if (fstatat(sp->queue_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
 		return spool_fail(err, -errno, "stat", sp->queue_dir, name);
@@ -1839,9 +1821,7 @@ spool_update_envelope(struct spool *sp, const struct envelope *env,
 
 	if (!spool_id_valid(env->id))
 		return sq_err_set(err, SQ_ENOTFOUND,
-		    "no message %.*s "
-		    "(not a queue id)",
-		    40, env->id);
+		    "no message %.*s (not a queue id)", 40, env->id);
 	snprintf(name, sizeof(name), "%s.env", env->id);
 	snprintf(upd, sizeof(upd), "%s.upd", env->id);
 	if (!spool_exists(sp->queue_fd, name))
@@ -1872,9 +1852,7 @@ spool_unlink_message(struct spool *sp, const char *id, struct sq_err *err)
 
 	if (!spool_id_valid(id))
 		return sq_err_set(err, SQ_ENOTFOUND,
-		    "no message %.*s "
-		    "(not a queue id)",
-		    40, id);
+		    "no message %.*s (not a queue id)", 40, id);
 	snprintf(name, sizeof(name), "%s.env", id);
 	if (unlinkat(sp->queue_fd, name, 0) == 0)
 		found = 1;
@@ -1944,9 +1922,7 @@ spool_hold_failed(struct spool *sp, const struct envelope *env,
 
 	if (!spool_id_valid(env->id))
 		return sq_err_set(err, SQ_ENOTFOUND,
-		    "no message %.*s "
-		    "(not a queue id)",
-		    40, env->id);
+		    "no message %.*s (not a queue id)", 40, env->id);
 	snprintf(base, sizeof(base), "%s.%u", env->id, attempt);
 	snprintf(msg, sizeof(msg), "%s.msg", env->id);
 	snprintf(tmpname, sizeof(tmpname), "%s.failed", env->id);
@@ -2024,10 +2000,9 @@ spool_fix_dir(int fd, const char *path, const char *group, gid_t gid,
 		return 0; /* not ours: taken as it is */
 	if (gid != (gid_t)-1 && st.st_gid != gid) {
 		if (fchown(fd, (uid_t)-1, gid) != 0) {
-			log_warn(
-			    "spool: chgrp %s to %s: %s (only root and "
-			    "sendqd's user can list the queue while sendqd "
-			    "is down; see sendq.tmpfiles)",
+			log_warn("spool: chgrp %s to %s: %s (only root and "
+				 "sendqd's user can list the queue while "
+				 "sendqd is down; see sendq.tmpfiles)",
 			    path, group, strerror(errno));
 			*gid_ok = 0;
 		} else
@@ -2044,9 +2019,9 @@ spool_fix_dir(int fd, const char *path, const char *group, gid_t gid,
 		/* A non-member's chmod drops the setgid bit silently. */
 		if ((mode & S_ISGID) &&
 		    (fstat(fd, &st) != 0 || !(st.st_mode & S_ISGID)))
-			log_warn("spool: %s: the setgid bit did not stay "
-				 "(sendqd's user is not in group %s): new "
-				 "envelopes stay 0600",
+			log_warn(
+			    "spool: %s: the setgid bit did not stay (sendqd's "
+			    "user is not in group %s): new envelopes stay 0600",
 			    path, group);
 	}
 	return 0;
@@ -2090,9 +2065,8 @@ spool_fix_envelopes(struct spool *sp, const char *group, gid_t gid)
 		    fixed, sp->queue_dir, group);
 	if (failed > 0)
 		log_warn(
-		    "spool: %zu envelope(s) in %s keep their group: %s "
-		    "(their owners do not see them with mailq while sendqd "
-		    "is down)",
+		    "spool: %zu envelope(s) in %s keep their group: %s (their "
+		    "owners do not see them with mailq while sendqd is down)",
 		    failed, sp->queue_dir, strerror(e));
 }
 
@@ -2108,11 +2082,10 @@ spool_set_queue_group(struct spool *sp, const char *group, struct sq_err *err)
 	    getgrnam_r(group, &gr, buf, sizeof(buf), &res) == 0 && res != NULL)
 		gid = gr.gr_gid;
 	else
-		log_info(
-		    "spool: no group %s: queue/ stays 0700 and envelopes "
-		    "0600, so only root and sendqd's user can list the queue "
-		    "while sendqd is down (create the group and install "
-		    "sendq-showq setgid to it)",
+		log_info("spool: no group %s: queue/ stays 0700 and envelopes "
+			 "0600, so only root and sendqd's user can list the "
+			 "queue while sendqd is down (create the group and "
+			 "install sendq-showq setgid to it)",
 		    group != NULL ? group : "");
 	ok = gid != (gid_t)-1;
 	if ((rc = spool_fix_dir(sp->tmp_fd, sp->tmp_dir, group, gid, 02700,

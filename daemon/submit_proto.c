@@ -22,8 +22,8 @@ submit_proto_bad(const char *buf, size_t len, struct sq_err *err)
 
 	sq_printable(safe, sizeof(safe), buf, len);
 	return sq_err_set(err, SQ_EPARSE,
-	    "bad submit frame \"%s\" (expected "
-	    "\"submit ENVLEN\", \"data LEN\" or \"end\")",
+	    "bad submit frame \"%s\" (expected \"submit ENVLEN\", \"data LEN\" "
+	    "or \"end\")",
 	    safe);
 }
 
@@ -80,9 +80,7 @@ submit_proto_parse(const char *buf, size_t len, struct submit_proto_hdr *h,
 		return submit_proto_bad(buf, n, err);
 	if (submit_proto_number(buf, n, max, &h->len) != 0)
 		return sq_err_set(err, SQ_EPARSE,
-		    "bad submit frame: the "
-		    "length must be 1 to %zu",
-		    max);
+		    "bad submit frame: the length must be 1 to %zu", max);
 	return 1;
 }
 
@@ -124,20 +122,18 @@ submit_proto_check_envelope(const struct envelope *env, size_t max_rcpts,
 	if (env->attempts != 0 || env->next_attempt != 0 ||
 	    env->last_error != NULL || env->held || env->warned)
 		return sq_err_set(err, SQ_EPARSE,
-		    "the envelope of a new "
-		    "message carries no delivery state (attempts, next, "
-		    "error, held, warned)");
+		    "the envelope of a new message carries no delivery state "
+		    "(attempts, next, error, held, warned)");
 	if (env->sender[0] != '\0' &&
 	    mailmsg_addr_valid(env->sender, 0, &aerr) != 0)
 		return sq_err_set(err, SQ_EPARSE, "sender: %s", aerr.msg);
 	if (env->n_rcpts == 0)
 		return sq_err_set(err, SQ_EPARSE,
-		    "the envelope has no "
-		    "recipient");
+		    "the envelope has no recipient");
 	if (max_rcpts != 0 && env->n_rcpts > max_rcpts)
 		return sq_err_set(err, SQ_EPARSE,
-		    "too many recipients (%zu, "
-		    "at most %zu: [intake] max_recipients)",
+		    "too many recipients (%zu, at most %zu: [intake] "
+		    "max_recipients)",
 		    env->n_rcpts, max_rcpts);
 	for (i = 0; i < env->n_rcpts; i++)
 		if (mailmsg_addr_valid(env->rcpts[i], 0, &aerr) != 0)

@@ -217,9 +217,7 @@ fail:
 	if (crt != NULL)
 		gnutls_x509_crt_deinit(crt);
 	gnutls_free(data.data);
-	return sq_err_set(err, SQ_ETLS,
-	    "%s: not a PEM or DER certificate: "
-	    "%s",
+	return sq_err_set(err, SQ_ETLS, "%s: not a PEM or DER certificate: %s",
 	    path, gnutls_strerror(ret));
 }
 
@@ -249,21 +247,18 @@ tls_ctx_load_trust(struct tls_ctx *ctx, const struct config_smarthost *sh,
 		ret = gnutls_certificate_set_x509_system_trust(ctx->cred);
 		if (ret < 0)
 			return sq_err_set(err, SQ_ETLS,
-			    "relay %s: cannot load "
-			    "the system trust store: %s",
+			    "relay %s: cannot load the system trust store: %s",
 			    sh->name, gnutls_strerror(ret));
 		if (ret == 0)
 			return sq_err_set(err, SQ_ETLS,
-			    "relay %s: the system "
-			    "trust store holds no certificates (is "
-			    "ca-certificates installed?)",
+			    "relay %s: the system trust store holds no "
+			    "certificates (is ca-certificates installed?)",
 			    sh->name);
 		return 0;
 	case CONFIG_TRUST_CA_FILE:
 		if (sh->ca_file == NULL)
 			return sq_err_set(err, SQ_ECONFIG,
-			    "relay %s: trust = "
-			    "ca_file but no ca_file set",
+			    "relay %s: trust = ca_file but no ca_file set",
 			    sh->name);
 		if ((ret = tls_check_readable(ctx, "ca_file", sh->ca_file,
 			 err)) < 0)
@@ -272,13 +267,11 @@ tls_ctx_load_trust(struct tls_ctx *ctx, const struct config_smarthost *sh,
 		    sh->ca_file, GNUTLS_X509_FMT_PEM);
 		if (ret < 0)
 			return sq_err_set(err, SQ_ETLS,
-			    "relay %s: ca_file %s: "
-			    "%s",
-			    sh->name, sh->ca_file, gnutls_strerror(ret));
+			    "relay %s: ca_file %s: %s", sh->name, sh->ca_file,
+			    gnutls_strerror(ret));
 		if (ret == 0)
 			return sq_err_set(err, SQ_ETLS,
-			    "relay %s: ca_file %s: "
-			    "no PEM certificate found",
+			    "relay %s: ca_file %s: no PEM certificate found",
 			    sh->name, sh->ca_file);
 		log_debug("relay=%s ca_file=%s certificates=%d", sh->name,
 		    sh->ca_file, ret);
@@ -286,9 +279,7 @@ tls_ctx_load_trust(struct tls_ctx *ctx, const struct config_smarthost *sh,
 	case CONFIG_TRUST_PIN:
 		if (sh->n_pins == 0)
 			return sq_err_set(err, SQ_ECONFIG,
-			    "relay %s: trust = "
-			    "pin but no pin set",
-			    sh->name);
+			    "relay %s: trust = pin but no pin set", sh->name);
 		return 0;
 	case CONFIG_TRUST_INSECURE:
 		return 0;
@@ -308,8 +299,7 @@ tls_ctx_load_client_cert(struct tls_ctx *ctx, const struct config_smarthost *sh,
 		return 0;
 	if (sh->client_cert == NULL || sh->client_key == NULL)
 		return sq_err_set(err, SQ_ECONFIG,
-		    "relay %s: client_cert and "
-		    "client_key must be set together",
+		    "relay %s: client_cert and client_key must be set together",
 		    ctx->name);
 	if ((ret = tls_check_readable(ctx, "client_cert", sh->client_cert,
 		 err)) < 0)
@@ -321,8 +311,7 @@ tls_ctx_load_client_cert(struct tls_ctx *ctx, const struct config_smarthost *sh,
 	    sh->client_key, GNUTLS_X509_FMT_PEM);
 	if (ret < 0)
 		return sq_err_set(err, SQ_ETLS,
-		    "relay %s: client_cert %s with "
-		    "client_key %s: %s",
+		    "relay %s: client_cert %s with client_key %s: %s",
 		    ctx->name, sh->client_cert, sh->client_key,
 		    ret == GNUTLS_E_CERTIFICATE_KEY_MISMATCH ?
 			"the key does not belong to the certificate" :
@@ -362,14 +351,13 @@ tls_ctx_load_priority(struct tls_ctx *ctx, const struct config_smarthost *sh,
 		sq_printable(near, sizeof(near), errpos,
 		    len - (size_t)(errpos - full));
 		ret = sq_err_set(err, SQ_ECONFIG,
-		    "relay %s: tls_priority "
-		    "\"%s\" rejected by GnuTLS at position %zu (\"%s\"): %s",
+		    "relay %s: tls_priority \"%s\" rejected by GnuTLS at "
+		    "position %zu (\"%s\"): %s",
 		    ctx->name, prio, (size_t)(errpos - full) + 1, near,
 		    gnutls_strerror(ret));
 	} else
 		ret = sq_err_set(err, SQ_ECONFIG,
-		    "relay %s: tls_priority "
-		    "\"%s\" rejected by GnuTLS: %s",
+		    "relay %s: tls_priority \"%s\" rejected by GnuTLS: %s",
 		    ctx->name, prio, gnutls_strerror(ret));
 	free(full);
 	return ret;
@@ -400,9 +388,7 @@ tls_ctx_new(const struct config_smarthost *sh, struct tls_ctx **out,
 		ctx->ip_len = 16;
 	}
 	if (sh->n_pins > CONFIG_PINS_MAX) {
-		ret = sq_err_set(err, SQ_ECONFIG,
-		    "relay %s: more than %d "
-		    "pins",
+		ret = sq_err_set(err, SQ_ECONFIG, "relay %s: more than %d pins",
 		    ctx->name, CONFIG_PINS_MAX);
 		goto fail;
 	}
@@ -412,8 +398,7 @@ tls_ctx_new(const struct config_smarthost *sh, struct tls_ctx **out,
 		ctx->trust == CONFIG_TRUST_CA_FILE) &&
 	    ctx->verify_name[0] == '\0') {
 		ret = sq_err_set(err, SQ_ECONFIG,
-		    "relay %s: no host name to "
-		    "verify the certificate against",
+		    "relay %s: no host name to verify the certificate against",
 		    ctx->name);
 		goto fail;
 	}
@@ -497,8 +482,8 @@ tls_session_new(struct tls_ctx *ctx, int fd, struct tls_session **out,
 			goto fail;
 	}
 	if (ctx->trust == CONFIG_TRUST_INSECURE) {
-		log_warn("relay %s: TLS certificate NOT verified "
-			 "(trust = insecure)",
+		log_warn(
+		    "relay %s: TLS certificate NOT verified (trust = insecure)",
 		    ctx->name);
 	} else {
 		if (ctx->name_is_ip) {
@@ -644,20 +629,16 @@ tls_verify_reason(struct tls_session *s, unsigned status,
 		{ GNUTLS_CERT_NOT_ACTIVATED, "certificate not yet valid" },
 		{ GNUTLS_CERT_SIGNER_NOT_FOUND, NULL }, /* untrusted */
 		{ GNUTLS_CERT_SIGNER_NOT_CA,
-		    "certificate signer is not a CA "
-		    "(basicConstraints)" },
+		    "certificate signer is not a CA (basicConstraints)" },
 		{ GNUTLS_CERT_SIGNER_CONSTRAINTS_FAILURE,
-		    "certificate signer "
-		    "constraints violated" },
+		    "certificate signer constraints violated" },
 		{ GNUTLS_CERT_UNEXPECTED_OWNER, NULL },   /* host name */
 		{ GNUTLS_CERT_INSECURE_ALGORITHM, NULL }, /* weak key */
 		{ GNUTLS_CERT_REVOKED, "certificate revoked" },
 		{ GNUTLS_CERT_SIGNATURE_FAILURE,
-		    "certificate signature "
-		    "invalid" },
+		    "certificate signature invalid" },
 		{ GNUTLS_CERT_PURPOSE_MISMATCH,
-		    "certificate not for TLS "
-		    "servers (key purpose)" },
+		    "certificate not for TLS servers (key purpose)" },
 		{ GNUTLS_CERT_MISMATCH, "certificate mismatch" },
 	};
 	gnutls_datum_t out;
@@ -675,25 +656,19 @@ tls_verify_reason(struct tls_session *s, unsigned status,
 		switch (tls_verify_bits[i].bit) {
 		case GNUTLS_CERT_SIGNER_NOT_FOUND:
 			snprintf(text, sizeof(text),
-			    "certificate signer not "
-			    "trusted%s",
-			    self_signed ? " (self-signed "
-					  "certificate)" :
-					  "");
+			    "certificate signer not trusted%s",
+			    self_signed ? " (self-signed certificate)" : "");
 			break;
 		case GNUTLS_CERT_UNEXPECTED_OWNER:
 			snprintf(text, sizeof(text),
-			    "host name mismatch "
-			    "(expected %s%s%s)",
+			    "host name mismatch (expected %s%s%s)",
 			    s->ctx->verify_name,
 			    dnsname[0] != '\0' ? ", certificate is for " : "",
 			    dnsname);
 			break;
 		case GNUTLS_CERT_INSECURE_ALGORITHM:
 			snprintf(text, sizeof(text),
-			    "insecure algorithm/key "
-			    "(server key %s)",
-			    keydesc);
+			    "insecure algorithm/key (server key %s)", keydesc);
 			break;
 		default:
 			snprintf(text, sizeof(text), "%s",
@@ -755,8 +730,7 @@ tls_verify_peer(struct tls_session *s)
 		    &status);
 		if (ret < 0)
 			return tls_verify_fail(s,
-			    "certificate not verified: "
-			    "%s",
+			    "certificate not verified: %s",
 			    gnutls_strerror(ret));
 		if (status != 0) {
 			tls_verify_reason(s, status, &certs[0], reason,
@@ -767,8 +741,7 @@ tls_verify_peer(struct tls_session *s)
 	if (ctx->n_pins > 0) {
 		if ((ret = tls_pin_of_der(&certs[0], pin)) < 0)
 			return tls_verify_fail(s,
-			    "cannot read the server's "
-			    "public key: %s",
+			    "cannot read the server's public key: %s",
 			    gnutls_strerror(ret));
 		/* Constant time: look at every pin, whatever matched. */
 		for (i = 0; i < ctx->n_pins; i++)
@@ -777,8 +750,8 @@ tls_verify_peer(struct tls_session *s)
 		if (!match) {
 			tls_pin_text(pin, pintext);
 			return tls_verify_fail(s,
-			    "pin mismatch (server key %s "
-			    "not among the configured pins)",
+			    "pin mismatch (server key %s not among the "
+			    "configured pins)",
 			    pintext);
 		}
 	}
@@ -813,9 +786,9 @@ tls_alert_text(struct tls_session *s, char *dst, size_t dstsz)
 	case GNUTLS_A_PROTOCOL_VERSION:
 	case GNUTLS_A_INSUFFICIENT_SECURITY:
 		snprintf(dst, dstsz,
-		    "the server sent alert '%s' (no TLS "
-		    "version or cipher in common: sendq requires TLS 1.2 or "
-		    "newer with AEAD ciphers)",
+		    "the server sent alert '%s' (no TLS version or cipher in "
+		    "common: sendq requires TLS 1.2 or newer with AEAD "
+		    "ciphers)",
 		    name != NULL ? name : "?");
 		break;
 	default:
@@ -863,57 +836,50 @@ tls_handshake_error(struct tls_session *s, int ret, struct sq_err *err)
 	    (ret == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR ||
 		ret == GNUTLS_E_CERTIFICATE_ERROR)) {
 		sq_err_set(err, SQ_EVERIFY,
-		    "certificate verification failed: "
-		    "%s",
-		    s->verify);
+		    "certificate verification failed: %s", s->verify);
 		/* Tell the server why (best effort, never waits). */
 		(void)gnutls_alert_send_appropriate(s->s, ret);
 		return;
 	}
 	snprintf(s->verify, sizeof(s->verify),
-	    "not verified (handshake "
-	    "failed)");
+	    "not verified (handshake failed)");
 	if (ret == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
 		snprintf(s->verify, sizeof(s->verify),
-		    "certificate not "
-		    "trusted (status 0x%x)",
+		    "certificate not trusted (status 0x%x)",
 		    gnutls_session_get_verify_cert_status(s->s));
 		sq_err_set(err, SQ_EVERIFY,
-		    "certificate verification failed: "
-		    "%s",
-		    s->verify);
+		    "certificate verification failed: %s", s->verify);
 	} else if (ret == GNUTLS_E_NO_CERTIFICATE_FOUND) {
 		snprintf(s->verify, sizeof(s->verify),
-		    "server sent no "
-		    "certificate");
-		sq_err_set(err, SQ_EVERIFY,
-		    "certificate verification failed: "
 		    "server sent no certificate");
+		sq_err_set(err, SQ_EVERIFY,
+		    "certificate verification failed: server sent no "
+		    "certificate");
 	} else if (ret == GNUTLS_E_FATAL_ALERT_RECEIVED) {
 		tls_alert_text(s, reason, sizeof(reason));
 		sq_err_set(err, SQ_ETLS, "TLS handshake failed: %s", reason);
 	} else if (ret == GNUTLS_E_PREMATURE_TERMINATION ||
 	    ret == GNUTLS_E_PULL_ERROR || ret == GNUTLS_E_PUSH_ERROR) {
 		sq_err_set(err, SQ_ETLS,
-		    "TLS handshake failed: connection "
-		    "closed by the server (%s)",
+		    "TLS handshake failed: connection closed by the server "
+		    "(%s)",
 		    gnutls_strerror(ret));
 	} else if (ret == GNUTLS_E_UNEXPECTED_PACKET ||
 	    ret == GNUTLS_E_UNEXPECTED_PACKET_LENGTH ||
 	    ret == GNUTLS_E_UNSUPPORTED_VERSION_PACKET) {
 		sq_err_set(err, SQ_ETLS,
-		    "TLS handshake failed: %s (does the "
-		    "server speak TLS on this port? for plain SMTP with "
-		    "STARTTLS use tls = starttls)",
+		    "TLS handshake failed: %s (does the server speak TLS on "
+		    "this port? for plain SMTP with STARTTLS use tls = "
+		    "starttls)",
 		    gnutls_strerror(ret));
 	} else if (ret == GNUTLS_E_INSUFFICIENT_CREDENTIALS ||
 	    ret == GNUTLS_E_NO_CIPHER_SUITES ||
 	    ret == GNUTLS_E_UNKNOWN_CIPHER_SUITE ||
 	    ret == GNUTLS_E_UNSUPPORTED_SIGNATURE_ALGORITHM) {
 		sq_err_set(err, SQ_ETLS,
-		    "TLS handshake failed: %s (the "
-		    "server's TLS version, cipher or key is below sendq's "
-		    "floor: TLS 1.2+, AEAD, 2048-bit RSA/DH)",
+		    "TLS handshake failed: %s (the server's TLS version, "
+		    "cipher or key is below sendq's floor: TLS 1.2+, AEAD, "
+		    "2048-bit RSA/DH)",
 		    gnutls_strerror(ret));
 	} else {
 		sq_err_set(err, SQ_ETLS, "TLS handshake failed: %s",
@@ -955,9 +921,7 @@ tls_handshake(struct tls_session *s, struct sq_err *err)
 			s->failed = 1;
 			tls_ctx_forget_session(s->ctx);
 			sq_err_set(err, SQ_EVERIFY,
-			    "certificate verification "
-			    "failed: %s",
-			    s->verify);
+			    "certificate verification failed: %s", s->verify);
 			return TLS_ERROR;
 		}
 	}
@@ -1008,8 +972,7 @@ tls_write(struct tls_session *s, const void *data, size_t len, size_t *n,
 		if (s->write_again) {
 			if (len < s->write_again_len) {
 				sq_err_set(err, SQ_ETLS,
-				    "TLS write retried "
-				    "with less data (bug)");
+				    "TLS write retried with less data (bug)");
 				return TLS_ERROR;
 			}
 			ret = gnutls_record_send(s->s, NULL, 0);

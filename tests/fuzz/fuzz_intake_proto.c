@@ -53,8 +53,7 @@ fuzz_intake_events(struct fuzz_intake *f)
 			f->stored = 0;
 			if (f->refuse_data && f->guards)
 				intake_proto_data_refuse(f->p,
-				    "uid 1 has 2 "
-				    "messages queued\r\n");
+				    "uid 1 has 2 messages queued\r\n");
 			else if (f->refuse_data)
 				intake_proto_data_start(f->p, 0);
 			else {

@@ -97,11 +97,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (r.qp) {
 			/* The rewriter's own field (any other CTE field
 			 * was dropped), then the blank line and body. */
-			body = rw.len > 0 ?
-			    memmem(rw.data, rw.len,
-				"\nContent-Transfer-Encoding: quoted-printable\n",
-				45) :
-			    NULL;
+			body = rw.len > 0 ? memmem(rw.data, rw.len,
+						"\nContent-Transfer-Encoding: "
+						"quoted-printable\n",
+						45) :
+					    NULL;
 			if (body == NULL)
 				abort();
 			buf_init(&dec, 2 * rw.len + 16);

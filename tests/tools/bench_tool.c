@@ -236,8 +236,8 @@ bt_open(struct bt_smtp *b, struct bt_conn *c)
 static int
 bt_one(struct bt_conn *c)
 {
-	static const char env[] = "MAIL FROM:<bench@example.org>\r\n"
-				  "RCPT TO:<sink@example.net>\r\nDATA\r\n";
+	static const char env[] = "MAIL FROM:<bench@example.org>\r\nRCPT "
+				  "TO:<sink@example.net>\r\nDATA\r\n";
 
 	if (bt_send(c->fd, env, sizeof(env) - 1) != 0 || bt_reply(c) != 250 ||
 	    bt_reply(c) != 250 || bt_reply(c) != 354 ||
@@ -387,8 +387,7 @@ main(int argc, char **argv)
 	if (argc == 5 && strcmp(argv[1], "fill") == 0)
 		return bt_fill(argv[2], atol(argv[3]), argv[4]);
 	fprintf(stderr,
-	    "usage: bench_tool none | fsync DIR | smtp HOST PORT "
-	    "SESSIONS MESSAGES reuse|close MSGFILE | fill SPOOL_DIR "
-	    "MESSAGES MSGFILE\n");
+	    "usage: bench_tool none | fsync DIR | smtp HOST PORT SESSIONS "
+	    "MESSAGES reuse|close MSGFILE | fill SPOOL_DIR MESSAGES MSGFILE\n");
 	return 2;
 }

@@ -223,9 +223,8 @@ sink_session(struct sink_conn *c)
 	while (sink_line(c, &line, &len) == 0) {
 		if (sink_cmd(line, len, "EHLO")) {
 			sink_reply(c,
-			    "250-sink\r\n250-PIPELINING\r\n"
-			    "250-8BITMIME\r\n250-SMTPUTF8\r\n"
-			    "250-ENHANCEDSTATUSCODES\r\n");
+			    "250-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-"
+			    "SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n");
 			if (c->tls == NULL)
 				sink_reply(c, "250-STARTTLS\r\n");
 			sink_reply(c, "250 SIZE 104857600\r\n");

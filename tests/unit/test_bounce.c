@@ -22,19 +22,17 @@
 #define TEST_MAX (1024 * 1024)
 
 static const char test_orig_headers[] =
-    "Received: from localhost (uid 1000)\n"
-    "\tby relay.example.net (sendq); Tue, 14 Nov 2023 22:13:20 +0000\n"
-    "From: Alice <alice@example.com>\n"
-    "To: bob@example.com, carol@example.org\n"
-    "Subject: Quarterly report\n"
-    "Date: Tue, 14 Nov 2023 22:13:19 +0000\n"
-    "Message-ID: <20231114221319.4711@example.com>\n";
+    "Received: from localhost (uid 1000)\n\tby relay.example.net (sendq); Tue, "
+    "14 Nov 2023 22:13:20 +0000\nFrom: Alice <alice@example.com>\nTo: "
+    "bob@example.com, carol@example.org\nSubject: Quarterly report\nDate: Tue, "
+    "14 Nov 2023 22:13:19 +0000\nMessage-ID: "
+    "<20231114221319.4711@example.com>\n";
 
 static const struct bounce_rcpt test_failed_rcpts[] = {
 	{
 	    .addr = "bob@example.com",
-	    .reply = "550 5.1.1 <bob@example.com>: Recipient address "
-		     "rejected: User unknown in virtual mailbox table",
+	    .reply = "550 5.1.1 <bob@example.com>: Recipient address rejected: "
+		     "User unknown in virtual mailbox table",
 	    .remote_mta = "smtp.example.net",
 	},
 	{
@@ -47,8 +45,7 @@ static const struct bounce_rcpt test_failed_rcpts[] = {
 static const struct bounce_rcpt test_delayed_rcpts[] = {
 	{
 	    .addr = "dave@example.net",
-	    .reply = "451 4.3.0 <dave@example.net>: Temporary lookup "
-		     "failure",
+	    .reply = "451 4.3.0 <dave@example.net>: Temporary lookup failure",
 	    .remote_mta = "smtp.example.net",
 	},
 };
@@ -142,8 +139,8 @@ test_golden(const char *name, const char *got)
 	for (i = 0; i < len && got[i] == want[i]; i++)
 		;
 	cr_assert(i == len && got[i] == '\0',
-	    "%s differs at byte %zu:\n--- got ---\n%.200s\n--- want ---\n"
-	    "%.200s",
+	    "%s differs at byte %zu:\n--- got ---\n%.200s\n--- want "
+	    "---\n%.200s",
 	    path, i, got + i, want + i);
 	free(want);
 	free(path);
@@ -302,8 +299,8 @@ Test(bounce, failed_dsn_has_the_rfc_5322_and_mime_headers)
 
 	names = test_header_names(dsn);
 	cr_assert_str_eq(names,
-	    "From To Subject Date Message-ID "
-	    "Auto-Submitted MIME-Version Content-Type ");
+	    "From To Subject Date Message-ID Auto-Submitted MIME-Version "
+	    "Content-Type ");
 	cr_assert_not_null(strstr(dsn,
 	    "From: \"Mail Delivery System\" "
 	    "<MAILER-DAEMON@relay.example.net>\n"));
@@ -316,8 +313,8 @@ Test(bounce, failed_dsn_has_the_rfc_5322_and_mime_headers)
 	    "\nMessage-ID: "
 	    "<018F2C3A4B0A1B2C3D4E_1700003600@relay.example.net>\n"));
 	cr_assert_not_null(strstr(dsn,
-	    "\nContent-Type: multipart/report; "
-	    "report-type=delivery-status;\n boundary=\""));
+	    "\nContent-Type: multipart/report; report-type=delivery-status;\n "
+	    "boundary=\""));
 	cr_assert_null(strchr(dsn, '\r'));
 	free(names);
 	free(dsn);
@@ -332,8 +329,7 @@ Test(bounce, delayed_dsn_says_it_is_still_retried_and_until_when)
 	    strstr(dsn, "\nSubject: Delayed Mail (still being retried)\n"));
 	cr_assert_not_null(strstr(dsn, "has not yet been delivered"));
 	cr_assert_not_null(strstr(dsn,
-	    "will keep trying until "
-	    "Sun, 19 Nov 2023 22:13:20 +0000."));
+	    "will keep trying until Sun, 19 Nov 2023 22:13:20 +0000."));
 	cr_assert_not_null(strstr(dsn, "\nAction: delayed\nStatus: 4.3.0\n"));
 	cr_assert_not_null(strstr(dsn,
 	    "\nWill-Retry-Until: Sun, 19 Nov 2023 22:13:20 +0000\n"));
@@ -376,9 +372,8 @@ Test(bounce, optional_fields_are_left_out_when_unknown)
 	cr_assert_null(strstr(dsn, "Remote-MTA"));
 	cr_assert_null(strstr(dsn, "Diagnostic-Code"));
 	cr_assert_not_null(strstr(dsn,
-	    "\nFinal-Recipient: rfc822; "
-	    "x@example.com\nAction: failed\nStatus: 5.0.0\n"
-	    "Last-Attempt-Date: Tue, 14 Nov 2023 23:13:20 +0000\n"));
+	    "\nFinal-Recipient: rfc822; x@example.com\nAction: failed\nStatus: "
+	    "5.0.0\nLast-Attempt-Date: Tue, 14 Nov 2023 23:13:20 +0000\n"));
 	cr_assert_not_null(strstr(dsn, "<x@example.com>: delivery failed\n"));
 	free(dsn);
 }
@@ -479,8 +474,8 @@ Test(bounce, header_injection_through_any_value_is_impossible)
 		{
 		    .addr = "bob@example.com\r\nBcc: evil1@example.com",
 		    .status = NULL,
-		    .reply = "550 5.1.1 no\r\nBcc: evil2@example.com\r\n"
-			     "\r\nBcc: evil3@example.com",
+		    .reply = "550 5.1.1 no\r\nBcc: "
+			     "evil2@example.com\r\n\r\nBcc: evil3@example.com",
 		    .remote_mta = "mx\nBcc: evil4@example.com",
 		},
 		{
@@ -504,15 +499,14 @@ Test(bounce, header_injection_through_any_value_is_impossible)
 	cr_assert_eq(test_count_lines(dsn, "Bcc"), 0);
 	names = test_header_names(dsn);
 	cr_assert_str_eq(names,
-	    "From To Subject Date Message-ID "
-	    "Auto-Submitted MIME-Version Content-Type ");
+	    "From To Subject Date Message-ID Auto-Submitted MIME-Version "
+	    "Content-Type ");
 	/* the text survives, flattened onto the line it belongs to */
+	cr_assert_not_null(
+	    strstr(dsn, "\nTo: <alice@example.com Bcc: evil7@example.com>\n"));
 	cr_assert_not_null(strstr(dsn,
-	    "\nTo: <alice@example.com Bcc: "
-	    "evil7@example.com>\n"));
-	cr_assert_not_null(strstr(dsn,
-	    "\nDiagnostic-Code: smtp; 550 5.1.1 "
-	    "no Bcc: evil2@example.com Bcc:\n evil3@example.com\n"));
+	    "\nDiagnostic-Code: smtp; 550 5.1.1 no Bcc: evil2@example.com "
+	    "Bcc:\n evil3@example.com\n"));
 	cr_assert_not_null(strstr(dsn, "Bcc: evil6@example.com ???\n"));
 	free(names);
 	free(dsn);
@@ -607,8 +601,8 @@ Test(bounce, a_word_longer_than_a_line_is_cut_below_998_bytes)
 Test(bounce, boundary_is_extended_until_it_occurs_in_no_part)
 {
 	static const char hdrs[] =
-	    "Subject: sendq.018F2C3A4B0A1B2C3D4E_1700003600 and\n"
-	    " sendq.018F2C3A4B0A1B2C3D4E_1700003600_1\n";
+	    "Subject: sendq.018F2C3A4B0A1B2C3D4E_1700003600 and\n "
+	    "sendq.018F2C3A4B0A1B2C3D4E_1700003600_1\n";
 	struct bounce_params p = test_failed_params();
 	char                *dsn, *b, *line, *body;
 
@@ -666,8 +660,8 @@ Test(bounce, without_original_headers_part_3_is_empty_and_text_says_so)
 	cr_assert_not_null(
 	    strstr(dsn, "The headers of your message are not available."));
 	want = xasprintf(
-	    "Content-Type: text/rfc822-headers\n"
-	    "Content-Description: Undelivered Message Headers\n\n\n--%s--\n",
+	    "Content-Type: text/rfc822-headers\nContent-Description: "
+	    "Undelivered Message Headers\n\n\n--%s--\n",
 	    b);
 	cr_assert_not_null(strstr(dsn, want));
 	cr_assert_eq(
@@ -680,8 +674,7 @@ Test(bounce, without_original_headers_part_3_is_empty_and_text_says_so)
 Test(bounce, original_headers_get_lf_line_ends_and_a_final_line_break)
 {
 	static const char    hdrs[] = "Subject: hi\r\nX-Ctl: a\x01"
-				      "b\xc3\xa9\r\n"
-				      "To: bob@example.com";
+				      "b\xc3\xa9\r\nTo: bob@example.com";
 	struct bounce_params p = test_failed_params();
 	char                *dsn;
 
@@ -689,8 +682,8 @@ Test(bounce, original_headers_get_lf_line_ends_and_a_final_line_break)
 	p.orig_headers_len = sizeof(hdrs) - 1;
 	dsn = test_build(&p);
 	cr_assert_not_null(strstr(dsn,
-	    "Undelivered Message Headers\n\n"
-	    "Subject: hi\nX-Ctl: a?b??\nTo: bob@example.com\n\n--"));
+	    "Undelivered Message Headers\n\nSubject: hi\nX-Ctl: a?b??\nTo: "
+	    "bob@example.com\n\n--"));
 	cr_assert_null(strchr(dsn, '\r'));
 	free(dsn);
 }
@@ -704,9 +697,8 @@ Test(bounce, trailing_blank_lines_of_the_headers_are_dropped)
 	p.orig_headers = hdrs;
 	p.orig_headers_len = sizeof(hdrs) - 1;
 	dsn = test_build(&p);
-	cr_assert_not_null(strstr(dsn,
-	    "Undelivered Message Headers\n\n"
-	    "Subject: hi\n\n--"));
+	cr_assert_not_null(
+	    strstr(dsn, "Undelivered Message Headers\n\nSubject: hi\n\n--"));
 	free(dsn);
 }
 
@@ -783,9 +775,9 @@ Test(bounce, python_email_parser_reads_a_delayed_report)
 
 Test(bounce, checker_rejects_a_plain_message)
 {
-	cr_assert_eq(test_run_check_dsn("From: a@example.com\n"
-					"Subject: x\n\nhello\n",
-			 NULL, NULL, NULL),
+	cr_assert_eq(
+	    test_run_check_dsn("From: a@example.com\nSubject: x\n\nhello\n",
+		NULL, NULL, NULL),
 	    1);
 }
 
@@ -858,15 +850,14 @@ Test(bounce, envid_and_orcpt_are_reported_decoded_before_their_blocks)
 	 * Reporting-MTA. */
 	cr_assert_not_null(
 	    strstr(dsn,
-		"Content-Description: Delivery report"
-		"\n\nOriginal-Envelope-Id: QQ+1=2\nReporting-MTA: dns; "
-		"relay.example.net\n"),
+		"Content-Description: Delivery report\n\nOriginal-Envelope-Id: "
+		"QQ+1=2\nReporting-MTA: dns; relay.example.net\n"),
 	    "%s", dsn);
 	/* 2.3: Original-Recipient precedes Final-Recipient. */
-	cr_assert_not_null(
-	    strstr(dsn,
-		"\n\nOriginal-Recipient: rfc822; "
-		"Bob+dsn@Example.COM\nFinal-Recipient: rfc822; bob@example.com\n"),
+	cr_assert_not_null(strstr(dsn,
+			       "\n\nOriginal-Recipient: rfc822; "
+			       "Bob+dsn@Example.COM\nFinal-Recipient: rfc822; "
+			       "bob@example.com\n"),
 	    "%s", dsn);
 	/* Only the recipient that had an ORCPT. */
 	cr_assert_null(strstr(strstr(dsn, "carol@example.org\nAction"),
@@ -891,9 +882,8 @@ Test(bounce, envid_and_orcpt_cannot_inject_lines)
 	dsn = test_build(&p);
 	cr_assert_not_null(strstr(dsn, "\nOriginal-Envelope-Id: a Bcc: x?\n"),
 	    "%s", dsn);
-	cr_assert_not_null(strstr(dsn,
-			       "\nOriginal-Recipient: rfc822; "
-			       "x Status: 2.0.0\n"),
+	cr_assert_not_null(
+	    strstr(dsn, "\nOriginal-Recipient: rfc822; x Status: 2.0.0\n"),
 	    "%s", dsn);
 	cr_assert_null(strstr(dsn, "\nStatus: 2.0.0"));
 	cr_assert_null(strstr(dsn, "\nBcc:"));

@@ -116,34 +116,17 @@ Test(config, every_key_is_stored)
 	const struct config_smarthost *sh;
 
 	snprintf(text, sizeof(text),
-	    "[sendq]\n"
-	    "spool_dir = /srv/spool\n"
-	    "hostname = mail.example.com\n"
-	    "log_level = debug\n"
-	    "control_socket = /tmp/sq.sock\n"
-	    "[queue]\n"
-	    "retry_min = 2h\n"
-	    "retry_max = 6h\n"
-	    "max_age = 2d\n"
-	    "bounce = admin\n"
-	    "admin_address = postmaster@example.com\n"
-	    "delay_warning = 4h\n"
-	    "[smarthost corp]\n"
-	    "host = relay.corp.example\n"
-	    "port = 2525\n"
-	    "tls = implicit\n"
-	    "trust = ca_file\n"
-	    "ca_file = %s\n"
-	    "max_connections = 7\n"
-	    "messages_per_connection = 500\n"
-	    "idle_timeout = 1m\n"
-	    "match_sender = alerts@* *@monitoring.example\n"
-	    "match_recipient = *.corp.example\n"
-	    "fallback = lab\n"
-	    "rate = 100/h\n"
-	    "[smarthost lab]\n"
-	    "host = 192.0.2.7\n"
-	    "trust = insecure\n",
+	    "[sendq]\nspool_dir = /srv/spool\nhostname = "
+	    "mail.example.com\nlog_level = debug\ncontrol_socket = "
+	    "/tmp/sq.sock\n[queue]\nretry_min = 2h\nretry_max = 6h\nmax_age = "
+	    "2d\nbounce = admin\nadmin_address = "
+	    "postmaster@example.com\ndelay_warning = 4h\n[smarthost "
+	    "corp]\nhost = relay.corp.example\nport = 2525\ntls = "
+	    "implicit\ntrust = ca_file\nca_file = %s\nmax_connections = "
+	    "7\nmessages_per_connection = 500\nidle_timeout = 1m\nmatch_sender "
+	    "= alerts@* *@monitoring.example\nmatch_recipient = "
+	    "*.corp.example\nfallback = lab\nrate = 100/h\n[smarthost "
+	    "lab]\nhost = 192.0.2.7\ntrust = insecure\n",
 	    TEST_CA);
 	test_load_ok(text);
 	cr_assert_str_eq(test_cfg->spool_dir, "/srv/spool");
@@ -188,9 +171,8 @@ Test(config, every_key_is_stored)
 
 Test(config, smarthosts_keep_file_order)
 {
-	test_load_ok("[smarthost b]\nhost = b.example\n"
-		     "[smarthost a]\nhost = a.example\n"
-		     "[smarthost c]\nhost = c.example\n");
+	test_load_ok("[smarthost b]\nhost = b.example\n[smarthost a]\nhost = "
+		     "a.example\n[smarthost c]\nhost = c.example\n");
 	cr_assert_eq(test_cfg->n_smarthosts, 3);
 	cr_assert_str_eq(test_cfg->smarthosts[0].name, "b");
 	cr_assert_str_eq(test_cfg->smarthosts[1].name, "a");
@@ -205,20 +187,17 @@ Test(config, sections_may_come_in_any_order_and_be_empty)
 
 Test(config, enum_values_ignore_case)
 {
-	test_load_ok("[sendq]\nlog_level = WARNING\n"
-		     "[smarthost x]\nhost = x.example\ntls = Implicit\n");
+	test_load_ok("[sendq]\nlog_level = WARNING\n[smarthost x]\nhost = "
+		     "x.example\ntls = Implicit\n");
 	cr_assert_eq(test_cfg->log_level, LOG_LEVEL_WARN);
 	cr_assert_eq(test_cfg->smarthosts[0].tls, CONFIG_TLS_IMPLICIT);
 }
 
 Test(config, inline_comments_blanks_and_indentation_are_ignored)
 {
-	test_load_ok("; comment\n# hash comment\n\n"
-		     "  [sendq]   ; trailing comment\n"
-		     "\thostname   =   h.example   ; why\n"
-		     "[smarthost x]\n"
-		     "    host = x.example\n"
-		     "    port = 2525\n");
+	test_load_ok("; comment\n# hash comment\n\n  [sendq]   ; trailing "
+		     "comment\n\thostname   =   h.example   ; why\n[smarthost "
+		     "x]\n    host = x.example\n    port = 2525\n");
 	cr_assert_str_eq(test_cfg->hostname, "h.example");
 	/* An indented line is a key of its own, not a continuation of the
 	 * value above it (inih's multi-line syntax). */
@@ -253,8 +232,7 @@ Test(config, line_of_exactly_the_maximum_is_accepted)
 	memset(value, 'a', sizeof(value));
 	value[CONFIG_LINE_MAX - prefix] = '\0';
 	snprintf(text, sizeof(text),
-	    "[sendq]\nspool_dir = /%s\r\n"
-	    "[smarthost x]\nhost = x.example\n",
+	    "[sendq]\nspool_dir = /%s\r\n[smarthost x]\nhost = x.example\n",
 	    value);
 	test_load_ok(text);
 	cr_assert_eq(strlen(test_cfg->spool_dir),
@@ -291,8 +269,8 @@ ParameterizedTest(struct test_duration *d, config, retry_min_units)
 	char text[128];
 
 	snprintf(text, sizeof(text),
-	    "[queue]\nretry_min = %s\n"
-	    "retry_max = 1d\n[smarthost x]\nhost = x.example\n",
+	    "[queue]\nretry_min = %s\nretry_max = 1d\n[smarthost x]\nhost = "
+	    "x.example\n",
 	    d->text);
 	test_load_ok(text);
 	cr_assert_eq(test_cfg->retry_min, d->secs, "%s", d->text);
@@ -364,9 +342,7 @@ ParameterizedTest(struct test_host *h, config, tls_none_is_allowed_to_loopback)
 	char text[256];
 
 	snprintf(text, sizeof(text),
-	    "[smarthost local]\nhost = %s\n"
-	    "tls = none\n",
-	    h->host);
+	    "[smarthost local]\nhost = %s\ntls = none\n", h->host);
 	test_load_ok(text);
 	cr_assert_str_eq(test_cfg->smarthosts[0].host, h->stored);
 	cr_assert_eq(test_cfg->smarthosts[0].tls, CONFIG_TLS_NONE);
@@ -402,15 +378,12 @@ ParameterizedTest(struct test_host *h, config,
 		bare = buf;
 	}
 	snprintf(text, sizeof(text),
-	    "[smarthost remote]\nhost = %s\n\n"
-	    "tls = none\n",
-	    h->host);
+	    "[smarthost remote]\nhost = %s\n\ntls = none\n", h->host);
 	cr_assert_eq(test_load(text), SQ_ECONFIG);
 	snprintf(want, sizeof(want),
-	    "sendq.ini:4: [smarthost remote] tls: "
-	    "\"none\" is refused for host \"%s\": cleartext would leak mail "
-	    "and credentials to the network; only a loopback host "
-	    "(127.0.0.1, ::1, localhost) may use it "
+	    "sendq.ini:4: [smarthost remote] tls: \"none\" is refused for host "
+	    "\"%s\": cleartext would leak mail and credentials to the network; "
+	    "only a loopback host (127.0.0.1, ::1, localhost) may use it "
 	    "(allowed: implicit, starttls)",
 	    bare);
 	cr_assert_str_eq(test_err.msg, want);
@@ -420,63 +393,64 @@ ParameterizedTest(struct test_host *h, config,
 
 Test(config, ca_file_with_trust_ca_file_is_stored)
 {
-	test_load_ok("[smarthost c]\nhost = c.example\ntrust = ca_file\n"
-		     "ca_file = " TEST_CA "\n");
+	test_load_ok("[smarthost c]\nhost = c.example\ntrust = "
+		     "ca_file\nca_file = " TEST_CA "\n");
 	cr_assert_str_eq(test_cfg->smarthosts[0].ca_file, TEST_CA);
 	cr_assert_eq(test_cfg->smarthosts[0].trust, CONFIG_TRUST_CA_FILE);
 }
 
 Test(config, ca_file_may_come_before_trust)
 {
-	test_load_ok("[smarthost c]\nca_file = " TEST_CA "\n"
-		     "host = c.example\ntrust = ca_file\n");
+	test_load_ok("[smarthost c]\nca_file = " TEST_CA
+		     "\nhost = c.example\ntrust = ca_file\n");
 	cr_assert_str_eq(test_cfg->smarthosts[0].ca_file, TEST_CA);
 }
 
 Test(config, trust_ca_file_without_ca_file_points_at_the_section)
 {
-	cr_assert_eq(test_load("; x\n[smarthost c]\nhost = c.example\n"
-			       "trust = ca_file\n"),
+	cr_assert_eq(
+	    test_load(
+		"; x\n[smarthost c]\nhost = c.example\ntrust = ca_file\n"),
 	    SQ_ECONFIG);
 	cr_assert_str_eq(test_err.msg,
-	    "sendq.ini:2: [smarthost c] ca_file: "
-	    "missing (required with trust = ca_file, set at line 4)");
+	    "sendq.ini:2: [smarthost c] ca_file: missing (required with trust "
+	    "= ca_file, set at line 4)");
 }
 
 Test(config, ca_file_with_another_trust_is_an_error)
 {
-	cr_assert_eq(test_load("[smarthost c]\nhost = c.example\n"
-			       "ca_file = " TEST_CA "\ntrust = insecure\n"),
+	cr_assert_eq(test_load(
+			 "[smarthost c]\nhost = c.example\nca_file = " TEST_CA
+			 "\ntrust = insecure\n"),
 	    SQ_ECONFIG);
 	cr_assert_str_eq(test_err.msg,
-	    "sendq.ini:3: [smarthost c] ca_file: "
-	    "only used with trust = ca_file, not with trust = insecure "
-	    "(remove ca_file or set trust = ca_file)");
+	    "sendq.ini:3: [smarthost c] ca_file: only used with trust = "
+	    "ca_file, not with trust = insecure (remove ca_file or set trust = "
+	    "ca_file)");
 }
 
 Test(config, ca_file_with_default_trust_is_an_error)
 {
-	cr_assert_eq(test_load("[smarthost c]\nhost = c.example\n"
-			       "ca_file = " TEST_CA "\n"),
+	cr_assert_eq(test_load(
+			 "[smarthost c]\nhost = c.example\nca_file = " TEST_CA
+			 "\n"),
 	    SQ_ECONFIG);
-	cr_assert(
-	    strstr(test_err.msg,
-		"sendq.ini:3: [smarthost c] ca_file: "
-		"only used with trust = ca_file, not with trust = system") ==
+	cr_assert(strstr(test_err.msg,
+		      "sendq.ini:3: [smarthost c] ca_file: only used with "
+		      "trust = ca_file, not with trust = system") ==
 		test_err.msg,
 	    "%s", test_err.msg);
 }
 
 Test(config, ca_file_must_exist)
 {
-	cr_assert_eq(test_load("[smarthost c]\nhost = c.example\n"
-			       "trust = ca_file\nca_file = " TEST_CONFIG_DIR
+	cr_assert_eq(test_load("[smarthost c]\nhost = c.example\ntrust = "
+			       "ca_file\nca_file = " TEST_CONFIG_DIR
 			       "/missing.pem\n"),
 	    SQ_ECONFIG);
 	cr_assert_str_eq(test_err.msg,
-	    "sendq.ini:4: [smarthost c] ca_file: "
-	    "\"" TEST_CONFIG_DIR "/missing.pem\" cannot be read: "
-	    "No such file or directory");
+	    "sendq.ini:4: [smarthost c] ca_file: \"" TEST_CONFIG_DIR
+	    "/missing.pem\" cannot be read: No such file or directory");
 }
 
 /* --- bad input: one exact message each -------------------------------- */
@@ -505,11 +479,11 @@ ParameterizedTestParameters(config, bad_input_names_file_line_and_reason)
 	static struct test_bad params[] = {
 		/* sections */
 		{ "[mail]\n",
-		    "sendq.ini:1: [mail]: unknown section "
-		    "(allowed: [sendq], [queue], [smarthost NAME])" },
+		    "sendq.ini:1: [mail]: unknown section (allowed: [sendq], "
+		    "[queue], [smarthost NAME])" },
 		{ "; c\n[smarthost]\nhost = x\n",
-		    "sendq.ini:2: [smarthost]: a smarthost needs a name, "
-		    "as in [smarthost primary]" },
+		    "sendq.ini:2: [smarthost]: a smarthost needs a name, as in "
+		    "[smarthost primary]" },
 		{ "[smarthost a]\nhost = a\n\n[smarthost a]\nhost = b\n",
 		    "sendq.ini:4: [smarthost a]: duplicate smarthost name "
 		    "(first at line 1)" },
@@ -519,7 +493,8 @@ ParameterizedTestParameters(config, bad_input_names_file_line_and_reason)
 		{ "[sendq main]\n",
 		    "sendq.ini:1: [sendq main]: [sendq] takes no name" },
 		{ "[queue]\n[queue]\n",
-		    "sendq.ini:2: [queue]: duplicate section (first at line 1)" },
+		    "sendq.ini:2: [queue]: duplicate section (first at line "
+		    "1)" },
 		/* keys */
 		{ "spool_dir = /x\n[sendq]\n",
 		    "sendq.ini:1: spool_dir: key outside any section (allowed: "
@@ -528,10 +503,11 @@ ParameterizedTestParameters(config, bad_input_names_file_line_and_reason)
 		    "sendq.ini:3: [smarthost s] hots: unknown key "
 		    "(allowed: " SH_KEYS ")" },
 		{ "[sendq]\nspooldir = /x\n",
-		    "sendq.ini:2: [sendq] spooldir: unknown key "
-		    "(allowed: spool_dir, state_dir, hostname, default_domain, "
+		    "sendq.ini:2: [sendq] spooldir: unknown key (allowed: "
+		    "spool_dir, state_dir, hostname, default_domain, "
 		    "rewrite_sender, log_level, control_socket, "
-		    "metrics_listen, admin_group, submit_users, submit_groups)" },
+		    "metrics_listen, admin_group, submit_users, "
+		    "submit_groups)" },
 		/* rights: names are checked here, resolved by sendqd */
 		{ "[sendq]\nadmin_group = adm wheel\n",
 		    "sendq.ini:2: [sendq] admin_group: only one name may be "
@@ -539,14 +515,14 @@ ParameterizedTestParameters(config, bad_input_names_file_line_and_reason)
 		    "'.', '_', '-' (not first) and a final '$', at most 32 "
 		    "characters each)" },
 		{ "[sendq]\nsubmit_users = alice -bob\n",
-		    "sendq.ini:2: [sendq] submit_users: \"-bob\" is not a valid "
-		    "name (allowed: space-separated user names; names of "
+		    "sendq.ini:2: [sendq] submit_users: \"-bob\" is not a "
+		    "valid name (allowed: space-separated user names; names of "
 		    "letters, digits, '.', '_', '-' (not first) and a final "
 		    "'$', at most 32 characters each)" },
 		{ "[sendq]\nsubmit_groups = mail 1000\n",
-		    "sendq.ini:2: [sendq] submit_groups: \"1000\" is not a valid "
-		    "name (allowed: space-separated group names; names of "
-		    "letters, digits, '.', '_', '-' (not first) and a final "
+		    "sendq.ini:2: [sendq] submit_groups: \"1000\" is not a "
+		    "valid name (allowed: space-separated group names; names "
+		    "of letters, digits, '.', '_', '-' (not first) and a final "
 		    "'$', at most 32 characters each)" },
 		{ "[sendq]\nsubmit_users = a b a\n",
 		    "sendq.ini:2: [sendq] submit_users: \"a\" is given twice" },
@@ -556,33 +532,33 @@ ParameterizedTestParameters(config, bad_input_names_file_line_and_reason)
 		    "letters, digits, '.', '_', '-' (not first) and a final "
 		    "'$', at most 32 characters each)" },
 		{ "[queue]\nretry_maximum = 1h\n",
-		    "sendq.ini:2: [queue] retry_maximum: unknown key "
-		    "(allowed: retry_min, retry_max, max_age, bounce, "
-		    "admin_address, delay_warning, min_free_space, "
-		    "max_messages_per_user, max_bytes_per_user)" },
-		{ "[smarthost primary]\nhost = smtp.example.com\n; c\n\n"
-		  "\n\ntls = startls\n",
+		    "sendq.ini:2: [queue] retry_maximum: unknown key (allowed: "
+		    "retry_min, retry_max, max_age, bounce, admin_address, "
+		    "delay_warning, min_free_space, max_messages_per_user, "
+		    "max_bytes_per_user)" },
+		{ "[smarthost primary]\nhost = smtp.example.com\n; "
+		  "c\n\n\n\ntls = startls\n",
 		    "sendq.ini:7: [smarthost primary] tls: \"startls\" is not "
 		    "valid (allowed: implicit, starttls, none)" },
 		{ SH "port = 25\nport = 26\n",
-		    "sendq.ini:4: [smarthost s] port: duplicate key "
-		    "(first at line 3)" },
+		    "sendq.ini:4: [smarthost s] port: duplicate key (first at "
+		    "line 3)" },
 		{ SH "  host = other.example\n",
-		    "sendq.ini:3: [smarthost s] host: duplicate key "
-		    "(first at line 2)" },
+		    "sendq.ini:3: [smarthost s] host: duplicate key (first at "
+		    "line 2)" },
 		/* values */
 		{ "[smarthost s]\nhost =\n",
-		    "sendq.ini:2: [smarthost s] host: empty value "
-		    "(allowed: a host name or an IP address)" },
+		    "sendq.ini:2: [smarthost s] host: empty value (allowed: a "
+		    "host name or an IP address)" },
 		{ "[sendq]\nhostname = ; only a comment\n",
-		    "sendq.ini:2: [sendq] hostname: empty value "
-		    "(allowed: a host name such as mail.example.com)" },
+		    "sendq.ini:2: [sendq] hostname: empty value (allowed: a "
+		    "host name such as mail.example.com)" },
 		{ SH "port = 0\n",
 		    "sendq.ini:3: [smarthost s] port: \"0\" is out of range "
 		    "(allowed: 1 to 65535)" },
 		{ SH "port = 65536\n",
-		    "sendq.ini:3: [smarthost s] port: \"65536\" is out of range "
-		    "(allowed: 1 to 65535)" },
+		    "sendq.ini:3: [smarthost s] port: \"65536\" is out of "
+		    "range (allowed: 1 to 65535)" },
 		{ SH "port = 99999999999999999999\n",
 		    "sendq.ini:3: [smarthost s] port: \"99999999999999999999\" "
 		    "is out of range (allowed: 1 to 65535)" },
@@ -600,26 +576,28 @@ ParameterizedTestParameters(config, bad_input_names_file_line_and_reason)
 		    "is not a valid host name or IP address (allowed: a host "
 		    "name or an IP address; the port goes in port =)" },
 		{ "[smarthost s]\nhost = -bad.example\n",
-		    "sendq.ini:2: [smarthost s] host: \"-bad.example\" is not a "
-		    "valid host name or IP address (allowed: a host name or an "
-		    "IP address; the port goes in port =)" },
+		    "sendq.ini:2: [smarthost s] host: \"-bad.example\" is not "
+		    "a valid host name or IP address (allowed: a host name or "
+		    "an IP address; the port goes in port =)" },
 		{ "[smarthost s]\nhost = [smtp.example.com]\n",
-		    "sendq.ini:2: [smarthost s] host: \"[smtp.example.com]\" is "
-		    "not a valid host name or IP address (allowed: a host name "
-		    "or an IP address; the port goes in port =)" },
+		    "sendq.ini:2: [smarthost s] host: \"[smtp.example.com]\" "
+		    "is not a valid host name or IP address (allowed: a host "
+		    "name or an IP address; the port goes in port =)" },
 		{ "[sendq]\nspool_dir = var/spool/sendq\n",
-		    "sendq.ini:2: [sendq] spool_dir: \"var/spool/sendq\" is not "
-		    "an absolute path (allowed: an absolute path)" },
+		    "sendq.ini:2: [sendq] spool_dir: \"var/spool/sendq\" is "
+		    "not an absolute path (allowed: an absolute path)" },
 		{ "[sendq]\nhostname = mail_host.example\n",
-		    "sendq.ini:2: [sendq] hostname: \"mail_host.example\" is not "
-		    "a valid host name (allowed: a host name such as "
+		    "sendq.ini:2: [sendq] hostname: \"mail_host.example\" is "
+		    "not a valid host name (allowed: a host name such as "
 		    "mail.example.com)" },
 		{ "[sendq]\nhostname = 192.0.2.1\n",
-		    "sendq.ini:2: [sendq] hostname: \"192.0.2.1\" is not a valid "
-		    "host name (allowed: a host name such as mail.example.com)" },
+		    "sendq.ini:2: [sendq] hostname: \"192.0.2.1\" is not a "
+		    "valid host name (allowed: a host name such as "
+		    "mail.example.com)" },
 		{ "[sendq]\nhostname = a..b\n",
-		    "sendq.ini:2: [sendq] hostname: \"a..b\" is not a valid host "
-		    "name (allowed: a host name such as mail.example.com)" },
+		    "sendq.ini:2: [sendq] hostname: \"a..b\" is not a valid "
+		    "host name (allowed: a host name such as "
+		    "mail.example.com)" },
 		{ "[sendq]\nlog_level = verbose\n",
 		    "sendq.ini:2: [sendq] log_level: \"verbose\" is not valid "
 		    "(allowed: error, warning, info, debug)" },
@@ -640,15 +618,15 @@ ParameterizedTestParameters(config, bad_input_names_file_line_and_reason)
 		    "(allowed: 1s to 1d, a number with optional unit s, m, h "
 		    "or d)" },
 		{ "[sendq]\nspool_dir = /x\x01y\n",
-		    "sendq.ini:2: [sendq] spool_dir: \"/x?y\" contains a control "
-		    "character (allowed: an absolute path)" },
+		    "sendq.ini:2: [sendq] spool_dir: \"/x?y\" contains a "
+		    "control character (allowed: an absolute path)" },
 		/* syntax */
 		{ SH "tls implicit\n",
 		    "sendq.ini:3: syntax error: expected \"key = value\", "
 		    "\"[section]\" or a comment" },
 		{ SH "= implicit\n",
-		    "sendq.ini:3: [smarthost s]: syntax error: missing key name "
-		    "before '='" },
+		    "sendq.ini:3: [smarthost s]: syntax error: missing key "
+		    "name before '='" },
 		{ SH "[sendq\n",
 		    "sendq.ini:3: syntax error: section header without a "
 		    "closing ']'" },
@@ -660,12 +638,12 @@ ParameterizedTestParameters(config, bad_input_names_file_line_and_reason)
 		    "']'" },
 		/* whole-section and whole-file checks */
 		{ "; x\n\n[smarthost s]\nport = 25\n",
-		    "sendq.ini:3: [smarthost s] host: missing "
-		    "(required: a host name or an IP address)" },
-		{ "[smarthost a]\nhost = a\n[smarthost b]\ntls = none\n"
-		  "[sendq]\n",
-		    "sendq.ini:3: [smarthost b] host: missing "
-		    "(required: a host name or an IP address)" },
+		    "sendq.ini:3: [smarthost s] host: missing (required: a "
+		    "host name or an IP address)" },
+		{ "[smarthost a]\nhost = a\n[smarthost b]\ntls = "
+		  "none\n[sendq]\n",
+		    "sendq.ini:3: [smarthost b] host: missing (required: a "
+		    "host name or an IP address)" },
 		{ "[sendq]\n; no relay\n\n",
 		    "sendq.ini:3: no smarthost defined (add a [smarthost NAME] "
 		    "section with at least host =)" },
@@ -733,11 +711,11 @@ Test(config, tls_keys_are_stored)
 {
 	const struct config_smarthost *sh;
 
-	test_load_ok("[smarthost s]\nhost = 192.0.2.1\n"
-		     "server_name = smtp.example.com\n"
-		     "tls_priority = NORMAL:-VERS-TLS1.0:-VERS-TLS1.1\n"
-		     "client_cert = " TEST_CLIENT_CERT "\n"
-		     "client_key = " TEST_CLIENT_KEY "\n");
+	test_load_ok(
+	    "[smarthost s]\nhost = 192.0.2.1\nserver_name = "
+	    "smtp.example.com\ntls_priority = "
+	    "NORMAL:-VERS-TLS1.0:-VERS-TLS1.1\nclient_cert = " TEST_CLIENT_CERT
+	    "\nclient_key = " TEST_CLIENT_KEY "\n");
 	sh = &test_cfg->smarthosts[0];
 	cr_assert_str_eq(sh->server_name, "smtp.example.com");
 	cr_assert_str_eq(sh->tls_priority, "NORMAL:-VERS-TLS1.0:-VERS-TLS1.1");
@@ -759,9 +737,8 @@ Test(config, pins_may_share_a_line_or_repeat_the_key)
 	char                           text[1024];
 
 	snprintf(text, sizeof(text),
-	    SH "pin = sha256:%s  sha256:%s "
-	       "sha256:%s ; three\ntrust = pin\npin = sha256:%s\n; c\n"
-	       "pin = SHA256:%s\n",
+	    SH "pin = sha256:%s  sha256:%s sha256:%s ; three\ntrust = pin\npin "
+	       "= sha256:%s\n; c\npin = SHA256:%s\n",
 	    test_pins[0], test_pins[1], test_pins[2], test_pins[3],
 	    test_pins[4]);
 	test_load_ok(text);
@@ -777,9 +754,9 @@ Test(config, pins_may_share_a_line_or_repeat_the_key)
 Test(config, pins_belong_to_their_own_smarthost)
 {
 	test_load_ok(
-	    "[smarthost a]\nhost = a.example\ntrust = pin\n"
-	    "pin = " PIN0 "\n[smarthost b]\nhost = b.example\ntrust = pin\n"
-	    "pin = " PIN0 " " PIN1 "\n");
+	    "[smarthost a]\nhost = a.example\ntrust = pin\npin = " PIN0
+	    "\n[smarthost b]\nhost = b.example\ntrust = pin\npin = " PIN0
+	    " " PIN1 "\n");
 	cr_assert_eq(test_cfg->smarthosts[0].n_pins, 1);
 	cr_assert_eq(test_cfg->smarthosts[1].n_pins, 2);
 	test_assert_pin(&test_cfg->smarthosts[1], 1, 1);
@@ -802,8 +779,8 @@ Test(config, eight_pins_are_accepted_and_a_ninth_is_refused)
 	    test_pins[8]);
 	cr_assert_eq(test_load(text), SQ_ECONFIG);
 	cr_assert_str_eq(test_err.msg,
-	    "sendq.ini:12: [smarthost s] pin: too "
-	    "many pins (allowed: at most 8 per smarthost)");
+	    "sendq.ini:12: [smarthost s] pin: too many pins (allowed: at most "
+	    "8 per smarthost)");
 }
 
 Test(config, pins_with_system_or_ca_file_are_kept_for_the_extra_check)
@@ -811,8 +788,8 @@ Test(config, pins_with_system_or_ca_file_are_kept_for_the_extra_check)
 	test_load_ok(SH "pin = " PIN0 "\n");
 	cr_assert_eq(test_cfg->smarthosts[0].trust, CONFIG_TRUST_SYSTEM);
 	cr_assert_eq(test_cfg->smarthosts[0].n_pins, 1);
-	test_load_ok(SH "trust = ca_file\nca_file = " TEST_CA "\n"
-			"pin = " PIN1 "\n");
+	test_load_ok(
+	    SH "trust = ca_file\nca_file = " TEST_CA "\npin = " PIN1 "\n");
 	cr_assert_eq(test_cfg->smarthosts[0].trust, CONFIG_TRUST_CA_FILE);
 	test_assert_pin(&test_cfg->smarthosts[0], 0, 1);
 }
@@ -836,8 +813,8 @@ ParameterizedTestParameters(config, auth_combinations_that_are_valid)
 		    SASL_MECH_PLAIN },
 		{ "auth = LOGIN\nuser = u\npassword_file = /p\n",
 		    SASL_MECH_LOGIN },
-		{ "auth = scram-sha-256\nuser = u@example.com\n"
-		  "password_file = /p\n",
+		{ "auth = scram-sha-256\nuser = u@example.com\npassword_file = "
+		  "/p\n",
 		    SASL_MECH_SCRAM_SHA_256 },
 		{ "auth = xoauth2\nuser = u\ntoken_file = /var/lib/t\n",
 		    SASL_MECH_XOAUTH2 },
@@ -865,17 +842,14 @@ Test(config, auth_keys_are_stored)
 {
 	const struct config_smarthost *sh;
 
-	test_load_ok(
-	    SH "user = alice@example.com\n"
-	       "password_command = cat /run/x | head -n 1\n"
-	       "[smarthost t]\nhost = t.example\nuser = bob\n"
-	       "auth = xoauth2\ntoken_command = oauth2 --user bob\n"
-	       "[smarthost u]\nhost = u.example\nuser = carol\n"
-	       "auth = oauthbearer\ntoken_file = /var/lib/sendq/u.token\n"
-	       "[smarthost v]\nhost = v.example\nuser = dave\n"
-	       "password_file = /etc/sendq/v.secret\n"
-	       "[smarthost w]\nhost = w.example\nuser = erin\n"
-	       "credential = w_pass-1.txt\n");
+	test_load_ok(SH
+	    "user = alice@example.com\npassword_command = cat /run/x | head -n "
+	    "1\n[smarthost t]\nhost = t.example\nuser = bob\nauth = "
+	    "xoauth2\ntoken_command = oauth2 --user bob\n[smarthost u]\nhost = "
+	    "u.example\nuser = carol\nauth = oauthbearer\ntoken_file = "
+	    "/var/lib/sendq/u.token\n[smarthost v]\nhost = v.example\nuser = "
+	    "dave\npassword_file = /etc/sendq/v.secret\n[smarthost w]\nhost = "
+	    "w.example\nuser = erin\ncredential = w_pass-1.txt\n");
 	sh = &test_cfg->smarthosts[0];
 	cr_assert_str_eq(sh->user, "alice@example.com");
 	cr_assert_str_eq(sh->password_command, "cat /run/x | head -n 1");
@@ -892,8 +866,8 @@ Test(config, auth_keys_are_stored)
 
 Test(config, auth_without_tls_to_loopback_is_allowed)
 {
-	test_load_ok("[smarthost local]\nhost = 127.0.0.1\ntls = none\n"
-		     "auth = plain\nuser = u\npassword_file = /etc/sendq/p\n");
+	test_load_ok("[smarthost local]\nhost = 127.0.0.1\ntls = none\nauth = "
+		     "plain\nuser = u\npassword_file = /etc/sendq/p\n");
 	cr_assert_eq(test_cfg->smarthosts[0].auth, SASL_MECH_PLAIN);
 	cr_assert_eq(test_cfg->smarthosts[0].tls, CONFIG_TLS_NONE);
 }
@@ -904,10 +878,10 @@ Test(config, timeouts_are_stored_in_seconds)
 {
 	const struct config_smarthost *sh;
 
-	test_load_ok(SH "timeout_connect = 5\ntimeout_tls = 10s\n"
-			"timeout_greeting = 2m\ntimeout_command = 1h\n"
-			"timeout_data_block = 90\ntimeout_data_end = 20m\n"
-			"session_max = 1d\n");
+	test_load_ok(
+	    SH "timeout_connect = 5\ntimeout_tls = 10s\ntimeout_greeting = "
+	       "2m\ntimeout_command = 1h\ntimeout_data_block = "
+	       "90\ntimeout_data_end = 20m\nsession_max = 1d\n");
 	sh = &test_cfg->smarthosts[0];
 	cr_assert_eq(sh->timeout_connect, 5);
 	cr_assert_eq(sh->timeout_tls, 10);
@@ -920,8 +894,8 @@ Test(config, timeouts_are_stored_in_seconds)
 
 Test(config, timeouts_are_per_smarthost)
 {
-	test_load_ok("[smarthost a]\nhost = a.example\ntimeout_connect = 7\n"
-		     "[smarthost b]\nhost = b.example\n");
+	test_load_ok("[smarthost a]\nhost = a.example\ntimeout_connect = "
+		     "7\n[smarthost b]\nhost = b.example\n");
 	cr_assert_eq(test_cfg->smarthosts[0].timeout_connect, 7);
 	cr_assert_eq(test_cfg->smarthosts[1].timeout_connect, 30);
 }
@@ -940,13 +914,13 @@ ParameterizedTestParameters(config, issue3_rules_name_file_line_and_reason)
 	static struct test_bad params[] = {
 		/* pin syntax */
 		{ SH "pin = 47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n",
-		    "sendq.ini:3: [smarthost s] "
-		    "pin: \"47DEQpj8HBSa+/TImW+5JCeuQeR"
-		    "km5NMpJWZG3hSuFU=\" does not start with sha256: " PIN_ALLOWED },
+		    "sendq.ini:3: [smarthost s] pin: "
+		    "\"47DEQpj8HBSa+/TImW+5JCeuQeR"
+		    "km5NMpJWZG3hSuFU=\" does not start with "
+		    "sha256: " PIN_ALLOWED },
 		{ SH "pin = sha1:AAAA\n",
 		    "sendq.ini:3: [smarthost s] pin: \"sha1:AAAA\" does not "
-		    "start "
-		    "with sha256: " PIN_ALLOWED },
+		    "start with sha256: " PIN_ALLOWED },
 		{ SH "pin = " PIN0 " pin-sha256:x\n",
 		    "sendq.ini:3: [smarthost s] pin: \"pin-sha256:x\" does not "
 		    "start with sha256: " PIN_ALLOWED },
@@ -955,65 +929,62 @@ ParameterizedTestParameters(config, issue3_rules_name_file_line_and_reason)
 		    "base64 after sha256: " PIN_ALLOWED },
 		{ SH "pin = "
 		     "sha256:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n",
-		    "sendq.ini:3: [smarthost s] "
-		    "pin: \"sha256:AAECAwQFBgcICQoLDA0O"
+		    "sendq.ini:3: [smarthost s] pin: "
+		    "\"sha256:AAECAwQFBgcICQoLDA0O"
 		    "DxAREhMUFRYXGBkaGxwdHh8\" is not valid base64 after "
 		    "sha256: " PIN_ALLOWED },
 		{ SH "pin = "
 		     "sha256:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9=\n",
-		    "sendq.ini:3: [smarthost s] "
-		    "pin: \"sha256:AAECAwQFBgcICQoLDA0O"
+		    "sendq.ini:3: [smarthost s] pin: "
+		    "\"sha256:AAECAwQFBgcICQoLDA0O"
 		    "DxAREhMUFRYXGBkaGxwdHh9=\" is not valid base64 after "
 		    "sha256: " PIN_ALLOWED },
 		{ SH "pin = "
 		     "sha256:AAECAwQFBgcICQoLDA0ODxAREh*UFRYXGBkaGxwdHh8=\n",
-		    "sendq.ini:3: [smarthost s] "
-		    "pin: \"sha256:AAECAwQFBgcICQoLDA0O"
+		    "sendq.ini:3: [smarthost s] pin: "
+		    "\"sha256:AAECAwQFBgcICQoLDA0O"
 		    "DxAREh*UFRYXGBkaGxwdHh8=\" is not valid base64 after "
 		    "sha256: " PIN_ALLOWED },
 		{ SH "pin = "
 		     "sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==\n",
-		    "sendq.ini:3: [smarthost s] "
-		    "pin: \"sha256:AAAAAAAAAAAAAAAAAAAA"
+		    "sendq.ini:3: [smarthost s] pin: "
+		    "\"sha256:AAAAAAAAAAAAAAAAAAAA"
 		    "AAAAAAAAAAAAAAAAAAAAAA==\" decodes to 31 bytes, a SHA-256 "
 		    "has 32 " PIN_ALLOWED },
 		{ SH "pin = "
 		     "sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
-		    "sendq.ini:3: [smarthost s] "
-		    "pin: \"sha256:AAAAAAAAAAAAAAAAAAAA"
+		    "sendq.ini:3: [smarthost s] pin: "
+		    "\"sha256:AAAAAAAAAAAAAAAAAAAA"
 		    "AAAAAAAAAAAAAAAAAAAAAAAA\" decodes to 33 bytes, a SHA-256 "
 		    "has 32 " PIN_ALLOWED },
 		{ SH "pin = " PIN0 "\npin = " PIN1 " " PIN0 "\n",
-		    "sendq.ini:4: [smarthost s] pin: \"" PIN0 "\" is given "
-		    "twice" },
+		    "sendq.ini:4: [smarthost s] pin: \"" PIN0
+		    "\" is given twice" },
 		/* pin against trust */
 		{ SH "trust = pin\n",
 		    "sendq.ini:3: [smarthost s] trust: \"pin\" needs at least "
-		    "one "
-		    "pin = sha256:BASE64 in this section" },
-		{ "[smarthost s]\ntrust = pin\nhost = s.example\n"
-		  "[smarthost t]\nhost = t.example\npin = " PIN0 "\n",
+		    "one pin = sha256:BASE64 in this section" },
+		{ "[smarthost s]\ntrust = pin\nhost = s.example\n[smarthost "
+		  "t]\nhost = t.example\npin = " PIN0 "\n",
 		    "sendq.ini:2: [smarthost s] trust: \"pin\" needs at least "
-		    "one "
-		    "pin = sha256:BASE64 in this section" },
+		    "one pin = sha256:BASE64 in this section" },
 		{ SH "pin = " PIN0 "\npin = " PIN1 "\ntrust = insecure\n",
-		    "sendq.ini:3: [smarthost s] pin: never checked with trust = "
-		    "insecure (remove pin, or set trust = pin to trust only the "
-		    "pinned keys)" },
+		    "sendq.ini:3: [smarthost s] pin: never checked with trust "
+		    "= insecure (remove pin, or set trust = pin to trust only "
+		    "the pinned keys)" },
 		{ SH "trust = pin\npin = " PIN0 "\nca_file = " TEST_CA "\n",
-		    "sendq.ini:5: [smarthost s] ca_file: only used with trust = "
-		    "ca_file, not with trust = pin (remove ca_file or set "
+		    "sendq.ini:5: [smarthost s] ca_file: only used with trust "
+		    "= ca_file, not with trust = pin (remove ca_file or set "
 		    "trust = ca_file)" },
 		/* server_name, tls_priority, client_cert/key */
 		{ SH "server_name = 192.0.2.1\n",
 		    "sendq.ini:3: [smarthost s] server_name: \"192.0.2.1\" is "
-		    "not "
-		    "a valid host name (allowed: a host name such as "
+		    "not a valid host name (allowed: a host name such as "
 		    "smtp.example.com)" },
 		{ SH "server_name = smtp.example.com:465\n",
 		    "sendq.ini:3: [smarthost s] server_name: "
-		    "\"smtp.example.com:465\" is not a valid host name (allowed: "
-		    "a host name such as smtp.example.com)" },
+		    "\"smtp.example.com:465\" is not a valid host name "
+		    "(allowed: a host name such as smtp.example.com)" },
 		{ SH "tls_priority =\n",
 		    "sendq.ini:3: [smarthost s] tls_priority: empty value "
 		    "(allowed: a GnuTLS priority string)" },
@@ -1032,130 +1003,127 @@ ParameterizedTestParameters(config, issue3_rules_name_file_line_and_reason)
 		    "/nokey.pem\" cannot be read: No such file or directory" },
 		/* auth values */
 		{ SH "auth = cram-md5\n",
-		    "sendq.ini:3: [smarthost s] auth: \"cram-md5\" is not valid "
-		    "(allowed: none, auto, plain, login, scram-sha-256, xoauth2, "
-		    "oauthbearer)" },
+		    "sendq.ini:3: [smarthost s] auth: \"cram-md5\" is not "
+		    "valid (allowed: none, auto, plain, login, scram-sha-256, "
+		    "xoauth2, oauthbearer)" },
 		{ SH "user =\n",
-		    "sendq.ini:3: [smarthost s] user: empty value "
-		    "(allowed: a user name)" },
+		    "sendq.ini:3: [smarthost s] user: empty value (allowed: a "
+		    "user name)" },
 		{ SH "user = u\npassword_file = secret.txt\n",
-		    "sendq.ini:4: [smarthost s] password_file: \"secret.txt\" is "
-		    "not an absolute path (allowed: an absolute path)" },
+		    "sendq.ini:4: [smarthost s] password_file: \"secret.txt\" "
+		    "is not an absolute path (allowed: an absolute path)" },
 		{ SH "user = u\ntoken_file = ~/token\n",
 		    "sendq.ini:4: [smarthost s] token_file: \"~/token\" is not "
-		    "an "
-		    "absolute path (allowed: an absolute path)" },
+		    "an absolute path (allowed: an absolute path)" },
 		{ SH "user = u\npassword_command = ; nothing\n",
 		    "sendq.ini:4: [smarthost s] password_command: empty value "
 		    "(allowed: a shell command)" },
 		{ SH "user = u\ncredential = /etc/sendq/pass\n",
-		    "sendq.ini:4: [smarthost s] credential: \"/etc/sendq/pass\" "
-		    "is "
-		    "not a valid credential name (allowed: a systemd credential "
-		    "name: letters, digits, '_', '.', '-')" },
+		    "sendq.ini:4: [smarthost s] credential: "
+		    "\"/etc/sendq/pass\" is not a valid credential name "
+		    "(allowed: a systemd credential name: letters, digits, "
+		    "'_', '.', '-')" },
 		{ SH "user = u\ncredential = ..\n",
 		    "sendq.ini:4: [smarthost s] credential: \"..\" is not a "
-		    "valid "
-		    "credential name (allowed: a systemd credential name: "
-		    "letters, digits, '_', '.', '-')" },
+		    "valid credential name (allowed: a systemd credential "
+		    "name: letters, digits, '_', '.', '-')" },
 		{ SH "user = u\ncredential = my pass\n",
-		    "sendq.ini:4: [smarthost s] credential: \"my pass\" is not a "
-		    "valid credential name (allowed: a systemd credential name: "
-		    "letters, digits, '_', '.', '-')" },
+		    "sendq.ini:4: [smarthost s] credential: \"my pass\" is not "
+		    "a valid credential name (allowed: a systemd credential "
+		    "name: letters, digits, '_', '.', '-')" },
 		/* auth rules */
 		{ SH "user = u\npassword_file = /p\n\npassword_command = x\n",
 		    "sendq.ini:6: [smarthost s] password_command: only one "
-		    "secret "
-		    "source may be set, and password_file is set at line 4" },
+		    "secret source may be set, and password_file is set at "
+		    "line 4" },
 		{ SH "token_command = x\nuser = u\ncredential = c\n",
 		    "sendq.ini:5: [smarthost s] credential: only one secret "
 		    "source may be set, and token_command is set at line 3" },
 		{ SH "password_file = /p\n",
-		    "sendq.ini:3: [smarthost s] password_file: set without user "
-		    "(add user = the login name for SMTP AUTH)" },
+		    "sendq.ini:3: [smarthost s] password_file: set without "
+		    "user (add user = the login name for SMTP AUTH)" },
 		{ SH "auth = xoauth2\ntoken_file = /t\n",
 		    "sendq.ini:4: [smarthost s] token_file: set without user "
 		    "(add user = the login name for SMTP AUTH)" },
 		{ SH "user = u\n\nauth = none\n",
 		    "sendq.ini:5: [smarthost s] auth: \"none\" but user is set "
-		    "at "
-		    "line 3 (remove user, or choose a mechanism)" },
+		    "at line 3 (remove user, or choose a mechanism)" },
 		{ SH "auth = plain\n",
-		    "sendq.ini:3: [smarthost s] auth: \"plain\" needs user and a "
-		    "password source: password_file, password_command or "
+		    "sendq.ini:3: [smarthost s] auth: \"plain\" needs user and "
+		    "a password source: password_file, password_command or "
 		    "credential" },
 		{ SH "auth = oauthbearer\n",
-		    "sendq.ini:3: [smarthost s] auth: \"oauthbearer\" needs user "
-		    "and a token source: token_file, token_command or oauth_provider" },
+		    "sendq.ini:3: [smarthost s] auth: \"oauthbearer\" needs "
+		    "user and a token source: token_file, token_command or "
+		    "oauth_provider" },
 		{ SH "user = u\n",
 		    "sendq.ini:3: [smarthost s] user: set without a secret "
-		    "source "
-		    "(add password_file, password_command or credential)" },
+		    "source (add password_file, password_command or "
+		    "credential)" },
 		{ SH "user = u\nauth = login\n",
-		    "sendq.ini:4: [smarthost s] auth: \"login\" needs a password "
-		    "source: password_file, password_command or credential" },
+		    "sendq.ini:4: [smarthost s] auth: \"login\" needs a "
+		    "password source: password_file, password_command or "
+		    "credential" },
 		{ SH "user = u\nauth = auto\n",
-		    "sendq.ini:4: [smarthost s] auth: \"auto\" needs a password "
-		    "source: password_file, password_command or credential" },
+		    "sendq.ini:4: [smarthost s] auth: \"auto\" needs a "
+		    "password source: password_file, password_command or "
+		    "credential" },
 		{ SH "auth = xoauth2\nuser = u\n",
-		    "sendq.ini:3: [smarthost s] auth: \"xoauth2\" needs a token "
-		    "source: token_file, token_command or oauth_provider" },
+		    "sendq.ini:3: [smarthost s] auth: \"xoauth2\" needs a "
+		    "token source: token_file, token_command or "
+		    "oauth_provider" },
 		{ SH "user = u\ntoken_command = get-token\n",
-		    "sendq.ini:4: [smarthost s] token_command: auth = auto (the "
-		    "default with user) needs a password source (password_file, "
-		    "password_command or credential), not a token; a token needs "
-		    "auth = xoauth2 or oauthbearer" },
+		    "sendq.ini:4: [smarthost s] token_command: auth = auto "
+		    "(the default with user) needs a password source "
+		    "(password_file, password_command or credential), not a "
+		    "token; a token needs auth = xoauth2 or oauthbearer" },
 		{ SH "user = u\nauth = auto\ntoken_file = /t\n",
-		    "sendq.ini:5: [smarthost s] token_file: auth = auto needs a "
-		    "password source (password_file, password_command or "
+		    "sendq.ini:5: [smarthost s] token_file: auth = auto needs "
+		    "a password source (password_file, password_command or "
 		    "credential), not a token; a token needs auth = xoauth2 or "
 		    "oauthbearer" },
 		{ SH "user = u\nauth = scram-sha-256\ntoken_file = /t\n",
-		    "sendq.ini:5: [smarthost s] token_file: auth = scram-sha-256 "
-		    "needs a password source (password_file, password_command or "
-		    "credential), not a token; a token needs auth = xoauth2 or "
-		    "oauthbearer" },
+		    "sendq.ini:5: [smarthost s] token_file: auth = "
+		    "scram-sha-256 needs a password source (password_file, "
+		    "password_command or credential), not a token; a token "
+		    "needs auth = xoauth2 or oauthbearer" },
 		{ SH "user = u\nauth = xoauth2\npassword_file = /p\n",
 		    "sendq.ini:5: [smarthost s] password_file: auth = xoauth2 "
-		    "needs a token source (token_file, token_command or oauth_provider), not a "
-		    "password" },
+		    "needs a token source (token_file, token_command or "
+		    "oauth_provider), not a password" },
 		{ SH "user = u\nuser = v\n",
-		    "sendq.ini:4: [smarthost s] user: duplicate key "
-		    "(first at line 3)" },
+		    "sendq.ini:4: [smarthost s] user: duplicate key (first at "
+		    "line 3)" },
 		{ SH "auth = plain\nauth = login\n",
-		    "sendq.ini:4: [smarthost s] auth: duplicate key "
-		    "(first at line 3)" },
+		    "sendq.ini:4: [smarthost s] auth: duplicate key (first at "
+		    "line 3)" },
 		/* timeouts */
 		{ SH "timeout_connect = 0\n",
-		    "sendq.ini:3: [smarthost s] timeout_connect: \"0\" is out of "
-		    "range " HOUR_RANGE },
+		    "sendq.ini:3: [smarthost s] timeout_connect: \"0\" is out "
+		    "of range " HOUR_RANGE },
 		{ SH "timeout_tls = 61m\n",
 		    "sendq.ini:3: [smarthost s] timeout_tls: \"61m\" is out of "
 		    "range " HOUR_RANGE },
 		{ SH "timeout_greeting = 2d\n",
-		    "sendq.ini:3: [smarthost s] timeout_greeting: \"2d\" is out "
-		    "of "
-		    "range " HOUR_RANGE },
+		    "sendq.ini:3: [smarthost s] timeout_greeting: \"2d\" is "
+		    "out of range " HOUR_RANGE },
 		{ SH "timeout_command = 5 min\n",
 		    "sendq.ini:3: [smarthost s] timeout_command: \"5 min\" is "
-		    "not "
-		    "valid " HOUR_RANGE },
+		    "not valid " HOUR_RANGE },
 		{ SH "timeout_data_block = -1\n",
 		    "sendq.ini:3: [smarthost s] timeout_data_block: \"-1\" is "
-		    "not "
-		    "valid " HOUR_RANGE },
+		    "not valid " HOUR_RANGE },
 		{ SH "timeout_data_end = 3601\n",
 		    "sendq.ini:3: [smarthost s] timeout_data_end: \"3601\" is "
-		    "out "
-		    "of range " HOUR_RANGE },
+		    "out of range " HOUR_RANGE },
 		{ SH "session_max = 25h\n",
 		    "sendq.ini:3: [smarthost s] session_max: \"25h\" is out of "
-		    "range (allowed: 1s to 1d, a number with optional unit s, m, "
-		    "h or d)" },
+		    "range (allowed: 1s to 1d, a number with optional unit s, "
+		    "m, h or d)" },
 		{ SH "session_max = 0s\n",
 		    "sendq.ini:3: [smarthost s] session_max: \"0s\" is out of "
-		    "range (allowed: 1s to 1d, a number with optional unit s, m, "
-		    "h or d)" },
+		    "range (allowed: 1s to 1d, a number with optional unit s, "
+		    "m, h or d)" },
 	};
 
 	return cr_make_param_array(struct test_bad, params,
@@ -1214,9 +1182,9 @@ ParameterizedTestParameters(config, issue4_rules_name_file_line_and_reason)
 	static struct test_bad params[] = {
 		/* [sendq] control_socket */
 		{ "[sendq]\ncontrol_socket = run/sendq.sock\n",
-		    "sendq.ini:2: [sendq] control_socket: \"run/sendq.sock\" is "
-		    "not an absolute path (allowed: an absolute path of at most "
-		    "107 bytes)" },
+		    "sendq.ini:2: [sendq] control_socket: \"run/sendq.sock\" "
+		    "is not an absolute path (allowed: an absolute path of at "
+		    "most 107 bytes)" },
 		/* retry_max against retry_min: at the later line */
 		{ "[queue]\nretry_min = 5m\nretry_max = 2m\n",
 		    "sendq.ini:3: [queue] retry_max: 2m is less than retry_min "
@@ -1225,8 +1193,8 @@ ParameterizedTestParameters(config, issue4_rules_name_file_line_and_reason)
 		    "sendq.ini:4: [queue] retry_min: 5m is more than retry_max "
 		    "= 2m (line 2)" },
 		{ "[queue]\nretry_max = 30s\n",
-		    "sendq.ini:2: [queue] retry_max: 30s is less than retry_min "
-		    "= 1m (the default)" },
+		    "sendq.ini:2: [queue] retry_max: 30s is less than "
+		    "retry_min = 1m (the default)" },
 		{ "[queue]\nretry_min = 2h\n",
 		    "sendq.ini:2: [queue] retry_min: 2h is more than retry_max "
 		    "= 1h (the default)" },
@@ -1251,15 +1219,16 @@ ParameterizedTestParameters(config, issue4_rules_name_file_line_and_reason)
 		    "sendq.ini:2: [queue] bounce: \"postmaster\" is not valid "
 		    "(allowed: sender, admin, none)" },
 		{ "[queue]\n; c\nbounce = admin\n",
-		    "sendq.ini:3: [queue] bounce: \"admin\" needs admin_address "
-		    "(add admin_address = an email address such as "
-		    "postmaster@example.com)" },
+		    "sendq.ini:3: [queue] bounce: \"admin\" needs "
+		    "admin_address (add admin_address = an email address such "
+		    "as postmaster@example.com)" },
 		{ "[queue]\nbounce = Admin\n[smarthost s]\nhost = s\n",
-		    "sendq.ini:2: [queue] bounce: \"admin\" needs admin_address "
-		    "(add admin_address = an email address such as "
-		    "postmaster@example.com)" },
+		    "sendq.ini:2: [queue] bounce: \"admin\" needs "
+		    "admin_address (add admin_address = an email address such "
+		    "as postmaster@example.com)" },
 		{ "[queue]\nadmin_address =\n",
-		    "sendq.ini:2: [queue] admin_address: empty value " ADDR_ALLOWED },
+		    "sendq.ini:2: [queue] admin_address: empty "
+		    "value " ADDR_ALLOWED },
 		BAD_ADDR("postmaster"),
 		BAD_ADDR("<postmaster@example.com>"),
 		BAD_ADDR("post master@example.com"),
@@ -1288,25 +1257,26 @@ ParameterizedTestParameters(config, issue4_rules_name_file_line_and_reason)
 		    "sendq.ini:3: [queue] max_age: 1h is not more than "
 		    "delay_warning = 1h (line 2)" },
 		{ "[queue]\ndelay_warning = never\n",
-		    "sendq.ini:2: [queue] delay_warning: \"never\" is not valid "
-		    "(allowed: off or 0, or 1s to 365d, " DURATION_UNITS ")" },
+		    "sendq.ini:2: [queue] delay_warning: \"never\" is not "
+		    "valid (allowed: off or 0, or 1s to 365d, " DURATION_UNITS
+		    ")" },
 		{ "[queue]\ndelay_warning = 366d\n",
 		    "sendq.ini:2: [queue] delay_warning: \"366d\" is out of "
 		    "range (allowed: off or 0, or 1s to 365d, " DURATION_UNITS
 		    ")" },
 		/* pool sizes */
 		{ SH "max_connections = 0\n",
-		    "sendq.ini:3: [smarthost s] max_connections: \"0\" is out of "
-		    "range (allowed: 1 to 100)" },
-		{ SH "max_connections = 101\n",
-		    "sendq.ini:3: [smarthost s] max_connections: \"101\" is out "
+		    "sendq.ini:3: [smarthost s] max_connections: \"0\" is out "
 		    "of range (allowed: 1 to 100)" },
+		{ SH "max_connections = 101\n",
+		    "sendq.ini:3: [smarthost s] max_connections: \"101\" is "
+		    "out of range (allowed: 1 to 100)" },
 		{ SH "max_connections = two\n",
-		    "sendq.ini:3: [smarthost s] max_connections: \"two\" is not "
-		    "valid (allowed: 1 to 100)" },
+		    "sendq.ini:3: [smarthost s] max_connections: \"two\" is "
+		    "not valid (allowed: 1 to 100)" },
 		{ SH "messages_per_connection = 0\n",
-		    "sendq.ini:3: [smarthost s] messages_per_connection: "
-		    "\"0\" is out of range (allowed: 1 to 100000)" },
+		    "sendq.ini:3: [smarthost s] messages_per_connection: \"0\" "
+		    "is out of range (allowed: 1 to 100000)" },
 		{ SH "messages_per_connection = 100001\n",
 		    "sendq.ini:3: [smarthost s] messages_per_connection: "
 		    "\"100001\" is out of range (allowed: 1 to 100000)" },
@@ -1314,16 +1284,18 @@ ParameterizedTestParameters(config, issue4_rules_name_file_line_and_reason)
 		    "sendq.ini:3: [smarthost s] idle_timeout: \"0\" is out of "
 		    "range (allowed: 1s to 1h, " DURATION_UNITS ")" },
 		{ SH "idle_timeout = 61m\n",
-		    "sendq.ini:3: [smarthost s] idle_timeout: \"61m\" is out of "
-		    "range (allowed: 1s to 1h, " DURATION_UNITS ")" },
+		    "sendq.ini:3: [smarthost s] idle_timeout: \"61m\" is out "
+		    "of range (allowed: 1s to 1h, " DURATION_UNITS ")" },
 		{ SH "max_connections = 2\nmax_connections = 3\n",
 		    "sendq.ini:4: [smarthost s] max_connections: duplicate key "
 		    "(first at line 3)" },
 		/* match_sender / match_recipient */
 		{ SH "match_sender =\n",
-		    "sendq.ini:3: [smarthost s] match_sender: empty value " GLOB_ALLOWED },
+		    "sendq.ini:3: [smarthost s] match_sender: empty "
+		    "value " GLOB_ALLOWED },
 		{ SH "match_recipient = ; nothing\n",
-		    "sendq.ini:3: [smarthost s] match_recipient: empty value " GLOB_ALLOWED },
+		    "sendq.ini:3: [smarthost s] match_recipient: empty "
+		    "value " GLOB_ALLOWED },
 		BAD_GLOB("match_sender", "a<b@x"),
 		BAD_GLOB("match_sender", "<>"),
 		BAD_GLOB("match_sender", "\"q\"@x"),
@@ -1332,13 +1304,14 @@ ParameterizedTestParameters(config, issue4_rules_name_file_line_and_reason)
 		BAD_GLOB("match_recipient", "[ab]@c"),
 		BAD_GLOB("match_recipient", "a\\b"),
 		{ SH "match_recipient = \xc3\xa9@x\n", /* shown printable */
-		    "sendq.ini:3: [smarthost s] match_recipient: \"??@x\" is not "
-		    "a valid glob " GLOB_ALLOWED },
+		    "sendq.ini:3: [smarthost s] match_recipient: \"??@x\" is "
+		    "not a valid glob " GLOB_ALLOWED },
 		/* fallback */
 		{ SH "fallback = a b\n",
-		    "sendq.ini:3: [smarthost s] fallback: \"a b\" is not a valid "
-		    "smarthost name (allowed: the NAME of another [smarthost "
-		    "NAME]: 1 to 64 letters, digits, '.', '_', '-')" },
+		    "sendq.ini:3: [smarthost s] fallback: \"a b\" is not a "
+		    "valid smarthost name (allowed: the NAME of another "
+		    "[smarthost NAME]: 1 to 64 letters, digits, '.', '_', "
+		    "'-')" },
 		{ SH "fallback = s\n[smarthost t]\nhost = t\n",
 		    "sendq.ini:3: [smarthost s] fallback: \"s\" is this "
 		    "smarthost itself (allowed: the NAME of another [smarthost "
@@ -1349,22 +1322,21 @@ ParameterizedTestParameters(config, issue4_rules_name_file_line_and_reason)
 		{ SH "fallback = T\n[smarthost t]\nhost = t\n",
 		    "sendq.ini:3: [smarthost s] fallback: \"T\" is not a "
 		    "smarthost of this file (defined: s, t)" },
-		{ "[smarthost a]\nhost = a\nfallback = b\n"
-		  "[smarthost b]\nhost = b\nfallback = nope\n",
+		{ "[smarthost a]\nhost = a\nfallback = b\n[smarthost b]\nhost "
+		  "= b\nfallback = nope\n",
 		    "sendq.ini:6: [smarthost b] fallback: \"nope\" is not a "
 		    "smarthost of this file (defined: a, b)" },
-		{ "[smarthost a]\nhost = a\nfallback = b\n"
-		  "[smarthost b]\nhost = b\nfallback = a\n",
-		    "sendq.ini:3: [smarthost a] fallback: fallback cycle "
-		    "a -> b -> a (a chain of fallbacks must end at a smarthost "
+		{ "[smarthost a]\nhost = a\nfallback = b\n[smarthost b]\nhost "
+		  "= b\nfallback = a\n",
+		    "sendq.ini:3: [smarthost a] fallback: fallback cycle a -> "
+		    "b -> a (a chain of fallbacks must end at a smarthost "
 		    "without fallback)" },
-		{ "[smarthost x]\nhost = x\nfallback = b\n"
-		  "[smarthost b]\nhost = b\n\nfallback = c\n"
-		  "[smarthost c]\nhost = c\nfallback = d\n"
-		  "[smarthost d]\nhost = d\nfallback = b\n",
-		    "sendq.ini:7: [smarthost b] fallback: fallback cycle "
-		    "b -> c -> d -> b (a chain of fallbacks must end at a "
-		    "smarthost without fallback)" },
+		{ "[smarthost x]\nhost = x\nfallback = b\n[smarthost b]\nhost "
+		  "= b\n\nfallback = c\n[smarthost c]\nhost = c\nfallback = "
+		  "d\n[smarthost d]\nhost = d\nfallback = b\n",
+		    "sendq.ini:7: [smarthost b] fallback: fallback cycle b -> "
+		    "c -> d -> b (a chain of fallbacks must end at a smarthost "
+		    "without fallback)" },
 		/* rate */
 		BAD_RATE("100", "is not valid"),
 		BAD_RATE("100/d", "is not valid"),
@@ -1411,8 +1383,7 @@ Test(config, control_socket_must_fit_a_unix_socket_address)
 	snprintf(text, sizeof(text), "[sendq]\ncontrol_socket = %s\n" SH, path);
 	cr_assert_lt(test_load(text), 0);
 	cr_assert_not_null(strstr(test_err.msg,
-	    "sendq.ini:2: [sendq] "
-	    "control_socket: \"/aaa"));
+	    "sendq.ini:2: [sendq] control_socket: \"/aaa"));
 	cr_assert_not_null(strstr(test_err.msg,
 	    "aaa\" is not short enough "
 	    "for a unix socket (allowed: an absolute path of at most 107 "
@@ -1430,8 +1401,8 @@ Test(config, queue_checks_also_run_when_queue_is_not_last)
 {
 	cr_assert_lt(test_load("[queue]\nretry_max = 1s\n" SH), 0);
 	cr_assert_str_eq(test_err.msg,
-	    "sendq.ini:2: [queue] retry_max: 1s "
-	    "is less than retry_min = 1m (the default)");
+	    "sendq.ini:2: [queue] retry_max: 1s is less than retry_min = 1m "
+	    "(the default)");
 }
 
 struct test_off {
@@ -1484,8 +1455,8 @@ Test(config, bounce_values)
 	test_load_ok("[queue]\nbounce = sender\n" SH);
 	cr_assert_eq(test_cfg->bounce, CONFIG_BOUNCE_SENDER);
 	/* admin_address may come before bounce */
-	test_load_ok("[queue]\nadmin_address = root@localhost\n"
-		     "bounce = admin\n" SH);
+	test_load_ok(
+	    "[queue]\nadmin_address = root@localhost\nbounce = admin\n" SH);
 	cr_assert_eq(test_cfg->bounce, CONFIG_BOUNCE_ADMIN);
 	cr_assert_str_eq(test_cfg->admin_address, "root@localhost");
 	/* and is kept (unused) with another bounce value */
@@ -1518,23 +1489,20 @@ ParameterizedTest(struct test_addr *t, config, admin_address_accepts)
 	char text[160];
 
 	snprintf(text, sizeof(text),
-	    "[queue]\nbounce = admin\n"
-	    "admin_address = %s\n" SH,
-	    t->addr);
+	    "[queue]\nbounce = admin\nadmin_address = %s\n" SH, t->addr);
 	test_load_ok(text);
 	cr_assert_str_eq(test_cfg->admin_address, t->addr);
 }
 
 Test(config, pool_keys_accept_their_bounds)
 {
-	test_load_ok(SH "max_connections = 1\nmessages_per_connection = 1\n"
-			"idle_timeout = 1\n");
+	test_load_ok(SH "max_connections = 1\nmessages_per_connection = "
+			"1\nidle_timeout = 1\n");
 	cr_assert_eq(test_cfg->smarthosts[0].max_connections, 1);
 	cr_assert_eq(test_cfg->smarthosts[0].messages_per_connection, 1);
 	cr_assert_eq(test_cfg->smarthosts[0].idle_timeout, 1);
-	test_load_ok(
-	    SH "max_connections = 100\n"
-	       "messages_per_connection = 100000\nidle_timeout = 1h\n");
+	test_load_ok(SH "max_connections = 100\nmessages_per_connection = "
+			"100000\nidle_timeout = 1h\n");
 	cr_assert_eq(test_cfg->smarthosts[0].max_connections, 100);
 	cr_assert_eq(test_cfg->smarthosts[0].messages_per_connection, 100000);
 	cr_assert_eq(test_cfg->smarthosts[0].idle_timeout, 3600);
@@ -1545,10 +1513,9 @@ Test(config, match_lists_split_on_spaces_and_repeat)
 	const struct config_smarthost *sh;
 
 	test_load_ok(
-	    SH "match_recipient =   a@x.example   *.y.example \n"
-	       "match_sender = ?b@*\n"
-	       "match_recipient = z.example\n"
-	       "[smarthost t]\nhost = t\nmatch_sender = *@t.example\n");
+	    SH "match_recipient =   a@x.example   *.y.example \nmatch_sender = "
+	       "?b@*\nmatch_recipient = z.example\n[smarthost t]\nhost = "
+	       "t\nmatch_sender = *@t.example\n");
 	sh = &test_cfg->smarthosts[0];
 	cr_assert_str_eq(sh->match_recipient[0], "a@x.example");
 	cr_assert_str_eq(sh->match_recipient[1], "*.y.example");
@@ -1572,25 +1539,23 @@ Test(config, match_list_has_a_maximum)
 	len = (size_t)sprintf(text, SH);
 	for (i = 0; i < 32; i++)
 		len += (size_t)sprintf(text + len,
-		    "match_sender = a b c d e f "
-		    "g h\n");
+		    "match_sender = a b c d e f g h\n");
 	test_load_ok(text);
 	cr_assert_str_eq(test_cfg->smarthosts[0].match_sender[255], "h");
 	cr_assert_null(test_cfg->smarthosts[0].match_sender[256]);
 	sprintf(text + len, "match_sender = one.more\n");
 	cr_assert_lt(test_load(text), 0);
 	cr_assert_str_eq(test_err.msg,
-	    "sendq.ini:35: [smarthost s] "
-	    "match_sender: too many globs (allowed: at most 256)");
+	    "sendq.ini:35: [smarthost s] match_sender: too many globs "
+	    "(allowed: at most 256)");
 	free(text);
 }
 
 Test(config, fallback_may_name_a_later_or_earlier_smarthost)
 {
-	test_load_ok("[smarthost a]\nhost = a\nfallback = c\n"
-		     "[smarthost b]\nhost = b\nfallback = a\n"
-		     "[smarthost c]\nhost = c\n"
-		     "[smarthost d]\nhost = d\n");
+	test_load_ok("[smarthost a]\nhost = a\nfallback = c\n[smarthost "
+		     "b]\nhost = b\nfallback = a\n[smarthost c]\nhost = "
+		     "c\n[smarthost d]\nhost = d\n");
 	cr_assert_eq(test_cfg->n_smarthosts, 4);
 	cr_assert_str_eq(test_cfg->smarthosts[0].fallback, "c");
 	cr_assert_eq(test_cfg->smarthosts[0].fallback_index, 2);
@@ -1606,8 +1571,8 @@ Test(config, fallback_error_comes_after_errors_inside_sections)
 	cr_assert_lt(test_load(SH "fallback = zz\n[smarthost t]\nport = 1\n"),
 	    0);
 	cr_assert_str_eq(test_err.msg,
-	    "sendq.ini:4: [smarthost t] host: "
-	    "missing (required: a host name or an IP address)");
+	    "sendq.ini:4: [smarthost t] host: missing (required: a host name "
+	    "or an IP address)");
 }
 
 struct test_rate {
@@ -1656,13 +1621,10 @@ Test(config, line_too_long_is_an_error_not_split)
 	/* inih would parse the tail of the long line as a line of its own;
 	 * here the tail looks like a key and must not be seen. */
 	snprintf(text, sizeof(text),
-	    "; x\n[sendq]\nhostname = %s"
-	    "tls = none\n" SH,
-	    value);
+	    "; x\n[sendq]\nhostname = %stls = none\n" SH, value);
 	cr_assert_eq(test_load(text), SQ_ECONFIG);
 	cr_assert_str_eq(test_err.msg,
-	    "sendq.ini:3: line too long "
-	    "(allowed: at most 197 characters)");
+	    "sendq.ini:3: line too long (allowed: at most 197 characters)");
 }
 
 Test(config, long_comment_line_is_also_too_long)
@@ -1674,31 +1636,28 @@ Test(config, long_comment_line_is_also_too_long)
 	snprintf(text, sizeof(text), SH ";%s\n", value);
 	cr_assert_eq(test_load(text), SQ_ECONFIG);
 	cr_assert_str_eq(test_err.msg,
-	    "sendq.ini:3: line too long "
-	    "(allowed: at most 197 characters)");
+	    "sendq.ini:3: line too long (allowed: at most 197 characters)");
 }
 
 Test(config, message_shows_unprintable_bytes_as_question_marks)
 {
-	cr_assert_eq(test_load("[smarthost s]\nhost = s.example\n"
-			       "tls = \xff\x1b[2J\n"),
+	cr_assert_eq(
+	    test_load("[smarthost s]\nhost = s.example\ntls = \xff\x1b[2J\n"),
 	    SQ_ECONFIG);
 	cr_assert_str_eq(test_err.msg,
-	    "sendq.ini:3: [smarthost s] tls: "
-	    "\"??[2J\" contains a control character "
-	    "(allowed: implicit, starttls, none)");
+	    "sendq.ini:3: [smarthost s] tls: \"??[2J\" contains a control "
+	    "character (allowed: implicit, starttls, none)");
 }
 
 Test(config, line_numbers_count_crlf_comments_and_blank_lines)
 {
 	cr_assert_eq(
-	    test_load(
-		"; one\r\n\r\n# three\r\n[smarthost s]\r\n"
-		"   \r\n\thost = s.example ; six\r\n; seven\r\nport = x\r\n"),
+	    test_load("; one\r\n\r\n# three\r\n[smarthost s]\r\n   \r\n\thost "
+		      "= s.example ; six\r\n; seven\r\nport = x\r\n"),
 	    SQ_ECONFIG);
 	cr_assert_str_eq(test_err.msg,
-	    "sendq.ini:8: [smarthost s] port: "
-	    "\"x\" is not valid (allowed: 1 to 65535)");
+	    "sendq.ini:8: [smarthost s] port: \"x\" is not valid (allowed: 1 "
+	    "to 65535)");
 }
 
 Test(config, failure_leaves_out_untouched)
@@ -1730,8 +1689,8 @@ Test(config, missing_file_says_cannot_open)
 	    -ENOENT);
 	cr_assert_null(cfg);
 	cr_assert_str_eq(err.msg,
-	    TEST_CONFIG_DIR "/nope.ini: cannot open: "
-			    "No such file or directory");
+	    TEST_CONFIG_DIR
+	    "/nope.ini: cannot open: No such file or directory");
 }
 
 Test(config, directory_says_cannot_read)
@@ -1742,8 +1701,7 @@ Test(config, directory_says_cannot_read)
 	cr_assert_eq(config_load_file(TEST_CONFIG_DIR, &cfg, &err), -EISDIR);
 	cr_assert_null(cfg);
 	cr_assert_str_eq(err.msg,
-	    TEST_CONFIG_DIR ": cannot read: "
-			    "Is a directory");
+	    TEST_CONFIG_DIR ": cannot read: Is a directory");
 }
 
 Test(config, file_error_names_the_path_and_line)
@@ -1755,9 +1713,9 @@ Test(config, file_error_names_the_path_and_line)
 	    config_load_file(TEST_CONFIG_DIR "/bad_line9.ini", &cfg, &err),
 	    SQ_ECONFIG);
 	cr_assert_str_eq(err.msg,
-	    TEST_CONFIG_DIR "/bad_line9.ini:9: "
-			    "[smarthost primary] tls: \"startls\" is not valid "
-			    "(allowed: implicit, starttls, none)");
+	    TEST_CONFIG_DIR
+	    "/bad_line9.ini:9: [smarthost primary] tls: \"startls\" is not "
+	    "valid (allowed: implicit, starttls, none)");
 }
 
 Test(config, file_with_crlf_and_comments_parses)
@@ -1994,8 +1952,8 @@ Test(config, rewriting_keys_default_to_off)
 
 Test(config, default_domain_and_rewrite_sender_are_stored)
 {
-	test_load_ok("[sendq]\ndefault_domain = example.com\n"
-		     "rewrite_sender = alerts@example.com\n" TEST_RW_SH);
+	test_load_ok("[sendq]\ndefault_domain = example.com\nrewrite_sender = "
+		     "alerts@example.com\n" TEST_RW_SH);
 	cr_assert_str_eq(test_cfg->default_domain, "example.com");
 	cr_assert_str_eq(test_cfg->rewrite_sender, "alerts@example.com");
 	test_load_ok("[sendq]\nrewrite_sender = example.org\n" TEST_RW_SH);
@@ -2007,8 +1965,8 @@ Test(config, aliases_section_maps_names_to_addresses)
 	const struct config_alias *a;
 
 	test_load_ok(TEST_RW_SH
-	    "[aliases]\nroot = ops@example.com\n"
-	    "Postmaster@Host.Example = a@example.com, b@example.com  c\n");
+	    "[aliases]\nroot = ops@example.com\nPostmaster@Host.Example = "
+	    "a@example.com, b@example.com  c\n");
 	cr_assert_eq(test_cfg->n_aliases, 2);
 	a = &test_cfg->aliases[0];
 	cr_assert_str_eq(a->name, "root");
@@ -2097,22 +2055,22 @@ Test(config, oauth_microsoft_preset_uses_the_tenant_and_keys_override)
 	const struct config_smarthost *sh;
 
 	test_load_ok(
-	    OA "auth = oauthbearer\noauth_provider = microsoft\n"
-	       "oauth_tenant = contoso.onmicrosoft.com\noauth_client_id = c\n"
-	       "oauth_scope = x y\n");
+	    OA "auth = oauthbearer\noauth_provider = microsoft\noauth_tenant = "
+	       "contoso.onmicrosoft.com\noauth_client_id = c\noauth_scope = x "
+	       "y\n");
 	sh = &test_cfg->smarthosts[0];
 	cr_assert_eq(sh->auth, SASL_MECH_OAUTHBEARER);
 	cr_assert_str_eq(sh->oauth_token_endpoint,
-	    "https://login."
-	    "microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token");
+	    "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/"
+	    "v2.0/token");
 	cr_assert_str_eq(sh->oauth_scope, "x y");
 }
 
 Test(config, oauth_own_endpoints)
 {
-	test_load_ok(
-	    OA "oauth_token_endpoint = https://127.0.0.1:9/token\n"
-	       "oauth_client_id = c\noauth_client_secret_file = /etc/s\n");
+	test_load_ok(OA
+	    "oauth_token_endpoint = https://127.0.0.1:9/token\noauth_client_id "
+	    "= c\noauth_client_secret_file = /etc/s\n");
 	cr_assert(test_cfg->smarthosts[0].oauth);
 	cr_assert_null(test_cfg->smarthosts[0].oauth_device_endpoint);
 }
@@ -2123,16 +2081,16 @@ Test(config, oauth_errors)
 		{ OA "oauth_provider = google\n", "oauth_client_id: missing" },
 		{ OA "oauth_token_endpoint = http://x/t\noauth_client_id = c\n",
 		    "oauth_token_endpoint: not an https:// URL" },
-		{ OA "oauth_provider = google\noauth_client_id = c\n"
-		     "token_file = /x\n",
+		{ OA "oauth_provider = google\noauth_client_id = c\ntoken_file "
+		     "= /x\n",
 		    "only one secret source" },
-		{ OA "auth = plain\noauth_provider = google\n"
-		     "oauth_client_id = c\n",
+		{ OA "auth = plain\noauth_provider = google\noauth_client_id = "
+		     "c\n",
 		    "needs a password source" },
 		{ OA "token_file = /x\nauth = xoauth2\noauth_client_id = c\n",
 		    "oauth_client_id: set without oauth_provider" },
-		{ OA "oauth_provider = google\noauth_tenant = t\n"
-		     "oauth_client_id = c\n",
+		{ OA "oauth_provider = google\noauth_tenant = "
+		     "t\noauth_client_id = c\n",
 		    "oauth_tenant: only used with" },
 	};
 	size_t i;
@@ -2158,10 +2116,9 @@ Test(config, rights_keys_default_to_unset)
 
 Test(config, rights_keys_keep_names_and_lines)
 {
-	test_load_ok("[sendq]\nadmin_group = mailadm\n"
-		     "submit_users = alice  bob.smith www-data host$\n"
-		     "submit_groups = staff\n"
-		     "[smarthost s]\nhost = s.example\n");
+	test_load_ok("[sendq]\nadmin_group = mailadm\nsubmit_users = alice  "
+		     "bob.smith www-data host$\nsubmit_groups = "
+		     "staff\n[smarthost s]\nhost = s.example\n");
 	cr_assert_eq(test_cfg->admin_group.n, 1);
 	cr_assert_str_eq(test_cfg->admin_group.names[0], "mailadm");
 	cr_assert_null(test_cfg->admin_group.names[1]);

@@ -131,8 +131,8 @@ Test(config_value, names)
 	cr_assert_not(config_value_name("a b"));
 	cr_assert_not(config_value_name(""));
 	cr_assert_not(
-	    config_value_name("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-			      "aaaaaaaaaaaaaaaaaaaaaaaaaaaa")); /* 65 */
+	    config_value_name("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+			      "aaaaaaaaaaaaaaaaa")); /* 65 */
 	cr_assert(config_value_account("www-data", 8));
 	cr_assert(config_value_account("host$", 5));
 	cr_assert(config_value_account("a.b_c", 5));

@@ -41,14 +41,10 @@ dropfile_test_stored(const char *text, const struct dropfile *df)
 Test(dropfile, envelope_lines_give_the_envelope_and_are_removed)
 {
 	const char *text =
-	    "X-Sendq-Sender: <alice@example.org>\n"
-	    "X-Sendq-Recipient: bob@example.net\n"
-	    "x-sendq-recipient: <carol@example.net>, dave@example.net\n"
-	    "From: Someone Else <other@example.com>\n"
-	    "To: list@example.com\n"
-	    "Subject: hi\n"
-	    "\n"
-	    "body\n";
+	    "X-Sendq-Sender: <alice@example.org>\nX-Sendq-Recipient: "
+	    "bob@example.net\nx-sendq-recipient: <carol@example.net>, "
+	    "dave@example.net\nFrom: Someone Else <other@example.com>\nTo: "
+	    "list@example.com\nSubject: hi\n\nbody\n";
 	struct dropfile df;
 	struct sq_err   err = { 0 };
 	char           *stored;
@@ -62,8 +58,8 @@ Test(dropfile, envelope_lines_give_the_envelope_and_are_removed)
 	cr_assert_eq(df.n_envlines, 3);
 	stored = dropfile_test_stored(text, &df);
 	cr_assert_str_eq(stored,
-	    "From: Someone Else <other@example.com>\n"
-	    "To: list@example.com\nSubject: hi\n\nbody\n");
+	    "From: Someone Else <other@example.com>\nTo: "
+	    "list@example.com\nSubject: hi\n\nbody\n");
 	free(stored);
 	dropfile_fini(&df);
 }
@@ -74,8 +70,8 @@ Test(dropfile, null_sender_envelope_line)
 	struct sq_err   err = { 0 };
 
 	cr_assert_eq(
-	    dropfile_test_parse("X-Sendq-Sender: <>\n"
-				"X-Sendq-Recipient: bob@example.net\n\nbody\n",
+	    dropfile_test_parse("X-Sendq-Sender: <>\nX-Sendq-Recipient: "
+				"bob@example.net\n\nbody\n",
 		&df, &err),
 	    0, "%s", err.msg);
 	cr_assert_str_eq(df.env->sender, "");
@@ -87,11 +83,10 @@ Test(dropfile, recipient_lines_alone_take_the_sender_from_from)
 	struct dropfile df;
 	struct sq_err   err = { 0 };
 
-	cr_assert_eq(
-	    dropfile_test_parse(
-		"X-Sendq-Recipient: bob@example.net\n"
-		"From: Alice <alice@example.org>\nTo: x@example.com\n\nb\n",
-		&df, &err),
+	cr_assert_eq(dropfile_test_parse(
+			 "X-Sendq-Recipient: bob@example.net\nFrom: Alice "
+			 "<alice@example.org>\nTo: x@example.com\n\nb\n",
+			 &df, &err),
 	    0, "%s", err.msg);
 	cr_assert_str_eq(df.env->sender, "alice@example.org");
 	cr_assert_eq(df.env->n_rcpts, 1);
@@ -101,13 +96,10 @@ Test(dropfile, recipient_lines_alone_take_the_sender_from_from)
 
 Test(dropfile, header_derived_envelope_like_sendq_t)
 {
-	const char     *text = "From: Alice <alice@example.org>\n"
-			       "To: Bob <bob@example.net>, carol@example.net\n"
-			       "Cc: dave@example.net,\n bob@example.net\n"
-			       "Bcc: eve@example.net\n"
-			       "Subject: hello\n"
-			       "\n"
-			       "body\n";
+	const char *text =
+	    "From: Alice <alice@example.org>\nTo: Bob <bob@example.net>, "
+	    "carol@example.net\nCc: dave@example.net,\n bob@example.net\nBcc: "
+	    "eve@example.net\nSubject: hello\n\nbody\n";
 	struct dropfile df;
 	struct sq_err   err = { 0 };
 
@@ -127,12 +119,10 @@ Test(dropfile, header_derived_envelope_like_sendq_t)
 
 Test(dropfile, bcc_is_removed_from_the_stored_header)
 {
-	const char     *text = "To: bob@example.net\n"
-			       "Bcc: secret@example.net,\n\tother@example.net\n"
-			       "Subject: s\n"
-			       "BCC: third@example.net\n"
-			       "\n"
-			       "Bcc: in the body stays\n";
+	const char *text =
+	    "To: bob@example.net\nBcc: "
+	    "secret@example.net,\n\tother@example.net\nSubject: s\nBCC: "
+	    "third@example.net\n\nBcc: in the body stays\n";
 	struct dropfile df;
 	struct sq_err   err = { 0 };
 	char           *stored;
@@ -141,16 +131,15 @@ Test(dropfile, bcc_is_removed_from_the_stored_header)
 	cr_assert_eq(df.env->n_rcpts, 4);
 	stored = dropfile_test_stored(text, &df);
 	cr_assert_str_eq(stored,
-	    "To: bob@example.net\nSubject: s\n\n"
-	    "Bcc: in the body stays\n");
+	    "To: bob@example.net\nSubject: s\n\nBcc: in the body stays\n");
 	free(stored);
 	dropfile_fini(&df);
 }
 
 Test(dropfile, bcc_is_removed_also_with_envelope_lines)
 {
-	const char     *text = "X-Sendq-Recipient: bob@example.net\n"
-			       "Bcc: hidden@example.net\nSubject: s\n\nb\n";
+	const char     *text = "X-Sendq-Recipient: bob@example.net\nBcc: "
+			       "hidden@example.net\nSubject: s\n\nb\n";
 	struct dropfile df;
 	struct sq_err   err = { 0 };
 	char           *stored;
@@ -195,9 +184,10 @@ Test(dropfile, unqualified_addresses_get_the_hostname)
 	struct dropfile df;
 	struct sq_err   err = { 0 };
 
-	cr_assert_eq(dropfile_test_parse("X-Sendq-Sender: root\n"
-					 "X-Sendq-Recipient: admin\n\nb\n",
-			 &df, &err),
+	cr_assert_eq(
+	    dropfile_test_parse(
+		"X-Sendq-Sender: root\nX-Sendq-Recipient: admin\n\nb\n", &df,
+		&err),
 	    0, "%s", err.msg);
 	cr_assert_str_eq(df.env->sender, "root@host.example");
 	cr_assert_str_eq(df.env->rcpts[0], "admin@host.example");
@@ -223,8 +213,8 @@ ParameterizedTestParameters(dropfile, malformed_files_are_refused_with_a_reason)
 		{ "X-Sendq-Recipient: bob@example..net\n\nb\n", SQ_EPARSE,
 		    "X-Sendq-Recipient" },
 		{ "X-Sendq-Recipient:\n\nb\n", SQ_EPARSE, "no address" },
-		{ "X-Sendq-Sender: a@example.org, b@example.org\n"
-		  "X-Sendq-Recipient: c@example.net\n\nb\n",
+		{ "X-Sendq-Sender: a@example.org, "
+		  "b@example.org\nX-Sendq-Recipient: c@example.net\n\nb\n",
 		    SQ_EPARSE, "exactly one" },
 		{ "X-Sendq-Sender: a@example.org\nX-Sendq-Sender: "
 		  "b@example.org\nX-Sendq-Recipient: c@example.net\n\nb\n",
@@ -235,14 +225,14 @@ ParameterizedTestParameters(dropfile, malformed_files_are_refused_with_a_reason)
 		    SQ_EPARSE, "folded" },
 		/* Envelope lines after the header began are not envelope
 		 * lines: refused rather than relayed or ignored. */
-		{ "To: bob@example.net\nX-Sendq-Recipient: eve@example.net\n"
-		  "\nb\n",
+		{ "To: bob@example.net\nX-Sendq-Recipient: "
+		  "eve@example.net\n\nb\n",
 		    SQ_EPARSE, "inside the header" },
-		{ "X-Sendq-Recipient: bob@example.net\nSubject: s\n"
-		  "X-Sendq-Sender: eve@example.net\n\nb\n",
+		{ "X-Sendq-Recipient: bob@example.net\nSubject: "
+		  "s\nX-Sendq-Sender: eve@example.net\n\nb\n",
 		    SQ_EPARSE, "inside the header" },
-		{ "From: a@example.org, b@example.org\nTo: c@example.net\n"
-		  "\nb\n",
+		{ "From: a@example.org, b@example.org\nTo: "
+		  "c@example.net\n\nb\n",
 		    0, "" }, /* default sender used */
 	};
 
@@ -269,8 +259,8 @@ ParameterizedTest(struct dropfile_bad *c, dropfile,
 Test(dropfile, envelope_lines_after_the_header_do_not_form_the_envelope)
 {
 	/* A body line that looks like an envelope line is body. */
-	const char     *text = "To: bob@example.net\n\n"
-			       "X-Sendq-Recipient: eve@example.net\n";
+	const char *text =
+	    "To: bob@example.net\n\nX-Sendq-Recipient: eve@example.net\n";
 	struct dropfile df;
 	struct sq_err   err = { 0 };
 	char           *stored;
@@ -287,12 +277,10 @@ Test(dropfile, envelope_lines_after_the_header_do_not_form_the_envelope)
 
 Test(dropfile, crlf_file_is_kept_crlf)
 {
-	const char     *text = "X-Sendq-Sender: alice@example.org\r\n"
-			       "X-Sendq-Recipient: bob@example.net\r\n"
-			       "Subject: crlf\r\n"
-			       "Bcc: x@example.net\r\n"
-			       "\r\n"
-			       "line\r\n";
+	const char *text =
+	    "X-Sendq-Sender: alice@example.org\r\nX-Sendq-Recipient: "
+	    "bob@example.net\r\nSubject: crlf\r\nBcc: "
+	    "x@example.net\r\n\r\nline\r\n";
 	struct dropfile df;
 	struct sq_err   err = { 0 };
 	char           *stored, *added;
@@ -305,9 +293,8 @@ Test(dropfile, crlf_file_is_kept_crlf)
 	added = dropfile_added_fields(&df, "Thu, 01 Jan 2026 00:00:00 +0000",
 	    "ABC", "host.example");
 	cr_assert_str_eq(added,
-	    "Date: Thu, 01 Jan 2026 00:00:00 +0000\r\n"
-	    "From: alice@example.org\r\n"
-	    "Message-ID: <ABC@host.example>\r\n");
+	    "Date: Thu, 01 Jan 2026 00:00:00 +0000\r\nFrom: "
+	    "alice@example.org\r\nMessage-ID: <ABC@host.example>\r\n");
 	free(added);
 	free(stored);
 	dropfile_fini(&df);
@@ -316,8 +303,8 @@ Test(dropfile, crlf_file_is_kept_crlf)
 Test(dropfile, lf_file_gets_lf_added_fields_and_existing_ones_are_kept)
 {
 	const char *text =
-	    "Date: Mon, 1 Jan 2024 00:00:00 +0000\n"
-	    "From: a@example.org\nMessage-ID: <x@y>\nTo: b@example.net\n\nb\n";
+	    "Date: Mon, 1 Jan 2024 00:00:00 +0000\nFrom: "
+	    "a@example.org\nMessage-ID: <x@y>\nTo: b@example.net\n\nb\n";
 	struct dropfile df;
 	struct sq_err   err = { 0 };
 	char           *added;
@@ -332,8 +319,8 @@ Test(dropfile, lf_file_gets_lf_added_fields_and_existing_ones_are_kept)
 
 Test(dropfile, body_without_blank_line_gets_one)
 {
-	const char     *text = "X-Sendq-Recipient: bob@example.net\n"
-			       "Subject: s\nthis is body text\n";
+	const char     *text = "X-Sendq-Recipient: bob@example.net\nSubject: "
+			       "s\nthis is body text\n";
 	struct dropfile df;
 	struct sq_err   err = { 0 };
 	char           *stored;

@@ -85,18 +85,11 @@ Test(envelope, format_is_the_documented_text)
 
 	text = envelope_format(env, &len);
 	cr_assert_str_eq(text,
-	    "sendq-envelope 1\n"
-	    "id 018F2C3A4B0A1B2C3D4E\n"
-	    "created 1700000000\n"
-	    "uid 1000\n"
-	    "sender alice@example.com\n"
-	    "rcpt bob@example.com\n"
-	    "rcpt \"carol smith\"@example.org\n"
-	    "attempts 3\n"
-	    "next_attempt 1700003600\n"
-	    "last_error 451 4.3.0 try again later\n"
-	    "body 7bit\n"
-	    "end\n");
+	    "sendq-envelope 1\nid 018F2C3A4B0A1B2C3D4E\ncreated "
+	    "1700000000\nuid 1000\nsender alice@example.com\nrcpt "
+	    "bob@example.com\nrcpt \"carol smith\"@example.org\nattempts "
+	    "3\nnext_attempt 1700003600\nlast_error 451 4.3.0 try again "
+	    "later\nbody 7bit\nend\n");
 	free(text);
 	envelope_free(env);
 }
@@ -202,8 +195,8 @@ static struct bad_case bad_cases[] = {
 	    "bad attempt count" },
 	{ GOOD_HEAD "sender a@b\nrcpt c@d\nattempts\nend\n",
 	    "bad attempt count" },
-	{ GOOD_HEAD "sender a@b\nrcpt c@d\nnext_attempt 99999999999999999999\n"
-		    "end\n",
+	{ GOOD_HEAD
+	    "sender a@b\nrcpt c@d\nnext_attempt 99999999999999999999\nend\n",
 	    "line 6: bad time" },
 	{ GOOD_HEAD "sender a@b\nrcpt c@d\nuid -2\nend\n", "line 6: bad uid" },
 	{ "sendq-envelope 1\nid A\ncreated 1x\n", "line 3: bad time" },
@@ -275,10 +268,10 @@ Test(envelope, body_type_round_trips_and_is_checked)
 {
 	struct envelope *env = test_sample_envelope(), *back = NULL;
 	struct sq_err    err = { 0 };
-	const char      *bad = "sendq-envelope 1\nid 018F2C3A4B0A1B2C3D4E\n"
-			       "created 1\nsender a@b\nrcpt c@d\nbody 9bit\nend\n";
-	size_t           len;
-	char            *text;
+	const char *bad = "sendq-envelope 1\nid 018F2C3A4B0A1B2C3D4E\ncreated "
+			  "1\nsender a@b\nrcpt c@d\nbody 9bit\nend\n";
+	size_t      len;
+	char       *text;
 
 	env->body_8bit = 1;
 	text = envelope_format(env, &len);
@@ -296,10 +289,10 @@ Test(envelope, held_and_warned_flags_round_trip_and_are_checked)
 {
 	struct envelope *env = test_sample_envelope(), *back = NULL;
 	struct sq_err    err = { 0 };
-	const char      *bad = "sendq-envelope 1\nid 018F2C3A4B0A1B2C3D4E\n"
-			       "created 1\nsender a@b\nrcpt c@d\nheld yes\nend\n";
-	size_t           len;
-	char            *text;
+	const char *bad = "sendq-envelope 1\nid 018F2C3A4B0A1B2C3D4E\ncreated "
+			  "1\nsender a@b\nrcpt c@d\nheld yes\nend\n";
+	size_t      len;
+	char       *text;
 
 	env->held = 1;
 	env->warned = 1;
@@ -321,26 +314,16 @@ Test(envelope, dsn_parameters_round_trip_in_the_documented_text)
 	struct envelope *env = test_sample_envelope(), *back = NULL;
 	const struct envelope_rcpt_dsn *d;
 	struct sq_err                   err = { 0 };
-	const char                     *want = "sendq-envelope 1\n"
-					       "id 018F2C3A4B0A1B2C3D4E\n"
-					       "created 1700000000\n"
-					       "uid 1000\n"
-					       "sender alice@example.com\n"
-					       "rcpt bob@example.com\n"
-					       "rcpt_params 0 NOTIFY=SUCCESS,FAILURE,DELAY "
-					       "ORCPT=rfc822;bob+2Bx@example.com\n"
-					       "rcpt \"carol smith\"@example.org\n"
-					       "rcpt dave@example.net\n"
-					       "rcpt_params 2 NOTIFY=NEVER\n"
-					       "attempts 3\n"
-					       "next_attempt 1700003600\n"
-					       "last_error 451 4.3.0 try again later\n"
-					       "body 7bit\n"
-					       "ret HDRS\n"
-					       "envid QQ+2B1\n"
-					       "end\n";
-	size_t                          len;
-	char                           *text;
+	const char                     *want =
+	    "sendq-envelope 1\nid 018F2C3A4B0A1B2C3D4E\ncreated "
+	    "1700000000\nuid 1000\nsender alice@example.com\nrcpt "
+	    "bob@example.com\nrcpt_params 0 NOTIFY=SUCCESS,FAILURE,DELAY "
+	    "ORCPT=rfc822;bob+2Bx@example.com\nrcpt \"carol "
+	    "smith\"@example.org\nrcpt dave@example.net\nrcpt_params 2 "
+	    "NOTIFY=NEVER\nattempts 3\nnext_attempt 1700003600\nlast_error 451 "
+	    "4.3.0 try again later\nbody 7bit\nret HDRS\nenvid QQ+2B1\nend\n";
+	size_t len;
+	char  *text;
 
 	envelope_add_rcpt(env, "dave@example.net");
 	env->ret = ENVELOPE_RET_HDRS;
@@ -377,10 +360,9 @@ Test(envelope, dsn_parameters_round_trip_in_the_documented_text)
 Test(envelope, envelope_without_dsn_keys_still_parses_without_parameters)
 {
 	/* The format as written before ret/envid/rcpt_params existed. */
-	const char *old =
-	    "sendq-envelope 1\nid 018F2C3A4B0A1B2C3D4E\n"
-	    "created 1700000000\nuid 1000\nsender a@b\nrcpt c@d\nrcpt e@f\n"
-	    "attempts 0\nnext_attempt 0\nbody 8bit\nend\n";
+	const char *old = "sendq-envelope 1\nid 018F2C3A4B0A1B2C3D4E\ncreated "
+			  "1700000000\nuid 1000\nsender a@b\nrcpt c@d\nrcpt "
+			  "e@f\nattempts 0\nnext_attempt 0\nbody 8bit\nend\n";
 	struct envelope *env = NULL;
 	struct sq_err    err = { 0 };
 	size_t           len;
@@ -420,13 +402,13 @@ static struct bad_case bad_dsn_cases[] = {
 	    "bad recipient index" },
 	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 \nend\n",
 	    "no parameters" },
-	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 NOTIFY=NEVER,DELAY\n"
-		    "end\n",
+	{ GOOD_HEAD
+	    "sender a@b\nrcpt c@d\nrcpt_params 0 NOTIFY=NEVER,DELAY\nend\n",
 	    "bad NOTIFY" },
 	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 NOTIFY=delay\nend\n",
 	    "bad NOTIFY" },
-	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 NOTIFY=DELAY,DELAY\n"
-		    "end\n",
+	{ GOOD_HEAD
+	    "sender a@b\nrcpt c@d\nrcpt_params 0 NOTIFY=DELAY,DELAY\nend\n",
 	    "bad NOTIFY" },
 	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 NOTIFY=\nend\n",
 	    "bad NOTIFY" },
@@ -441,13 +423,13 @@ static struct bad_case bad_dsn_cases[] = {
 	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 NOTIFY=NEVER "
 		    "NOTIFY=NEVER\nend\n",
 	    "repeated parameter" },
-	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 ORCPT=x;a "
-		    "ORCPT=x;b\nend\n",
+	{ GOOD_HEAD
+	    "sender a@b\nrcpt c@d\nrcpt_params 0 ORCPT=x;a ORCPT=x;b\nend\n",
 	    "repeated parameter" },
 	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 RET=FULL\nend\n",
 	    "unknown parameter \"RET=FULL\"" },
-	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 NOTIFY=NEVER\n"
-		    "rcpt_params 0 ORCPT=x;y\nend\n",
+	{ GOOD_HEAD "sender a@b\nrcpt c@d\nrcpt_params 0 "
+		    "NOTIFY=NEVER\nrcpt_params 0 ORCPT=x;y\nend\n",
 	    "line 7: rcpt_params: repeated for recipient" },
 };
 
@@ -551,10 +533,9 @@ Test(envelope, recipients_narrowed_by_hand_keep_their_own_parameters)
 	cr_assert_not_null(d);
 	cr_assert_eq(d->notify, ENVELOPE_NOTIFY_FAILURE, "not a@x's NEVER");
 	text = envelope_format(env, &len);
-	cr_assert_not_null(strstr(text,
-			       "rcpt b@x\nrcpt_params 0 "
-			       "NOTIFY=FAILURE\n"),
-	    "%s", text);
+	cr_assert_not_null(
+	    strstr(text, "rcpt b@x\nrcpt_params 0 NOTIFY=FAILURE\n"), "%s",
+	    text);
 	cr_assert_null(strstr(text, "NEVER"), "%s", text);
 	cr_assert_eq(envelope_parse(text, len, &back, &err), 0, "%s", err.msg);
 	free(text);

@@ -215,8 +215,7 @@ Test(intake_proto, happy_path_queues_the_unstuffed_message_with_lf)
 	cr_assert_eq(d.n_data, 1);
 	cr_assert_eq(d.n_end, 1);
 	cr_assert_eq(d.body_len,
-	    strlen("Subject: hi\n\nHello.\n.leading "
-		   "dot\n"));
+	    strlen("Subject: hi\n\nHello.\n.leading dot\n"));
 	cr_assert(memcmp(d.body, "Subject: hi\n\nHello.\n.leading dot\n",
 		      d.body_len) == 0);
 	cr_assert(d.closed);
@@ -254,23 +253,19 @@ Test(intake_proto, pipelined_transactions_are_answered_in_order)
 
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
 	drv_feed(&d,
-	    "EHLO c\r\n"
-	    "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n"
-	    "RCPT TO:<bad address@x>\r\nRCPT TO:<c@example.org>\r\n"
-	    "DATA\r\nx\r\n.\r\n"
-	    "MAIL FROM:<>\r\nRCPT TO:<d@example.org>\r\nDATA\r\n"
-	    "y\r\n.\r\nQUIT\r\n");
-	cr_assert(
-	    strstr(drv_replies(&d),
-		"250 2.1.0 Ok|250 2.1.5 Ok|553 5.1.3 Recipient address rejected: "
-		"bad address \"bad address@x\"") != NULL,
+	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT "
+	    "TO:<b@example.org>\r\nRCPT TO:<bad address@x>\r\nRCPT "
+	    "TO:<c@example.org>\r\nDATA\r\nx\r\n.\r\nMAIL FROM:<>\r\nRCPT "
+	    "TO:<d@example.org>\r\nDATA\r\ny\r\n.\r\nQUIT\r\n");
+	cr_assert(strstr(drv_replies(&d),
+		      "250 2.1.0 Ok|250 2.1.5 Ok|553 5.1.3 Recipient address "
+		      "rejected: bad address \"bad address@x\"") != NULL,
 	    "%s", drv_replies(&d));
-	cr_assert(
-	    strstr(drv_replies(&d),
-		"|250 2.1.5 Ok|354 End data with "
-		"<CR><LF>.<CR><LF>|250 2.0.0 Ok: queued as ID1|250 2.1.0 Ok|"
-		"250 2.1.5 Ok|354 End data with <CR><LF>.<CR><LF>|"
-		"250 2.0.0 Ok: queued as ID1|221 2.0.0 Bye|") != NULL,
+	cr_assert(strstr(drv_replies(&d),
+		      "|250 2.1.5 Ok|354 End data with <CR><LF>.<CR><LF>|250 "
+		      "2.0.0 Ok: queued as ID1|250 2.1.0 Ok|250 2.1.5 Ok|354 "
+		      "End data with <CR><LF>.<CR><LF>|250 2.0.0 Ok: queued as "
+		      "ID1|221 2.0.0 Bye|") != NULL,
 	    "%s", drv_replies(&d));
 	cr_assert_eq(d.n_end, 2);
 	drv_fini(&d);
@@ -283,16 +278,16 @@ Test(intake_proto, helo_gets_a_single_line_and_smtp_in_received)
 
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
 	drv_feed(&d,
-	    "HELO old.client\r\nMAIL FROM:<a@example.org>\r\n"
-	    "RCPT TO:<b@example.org>\r\n");
+	    "HELO old.client\r\nMAIL FROM:<a@example.org>\r\nRCPT "
+	    "TO:<b@example.org>\r\n");
 	cr_assert_str_eq(drv_replies(&d),
 	    "250 mx.test|250 2.1.0 Ok|250 2.1.5 Ok|");
 	r = intake_proto_received(d.p, "[127.0.0.1]", "ID9",
 	    "Thu, 01 Jan 2026 12:00:00 +0000");
 	cr_assert_str_eq(r,
-	    "Received: from old.client ([127.0.0.1])\n"
-	    "\tby mx.test (sendq) with SMTP id ID9\n"
-	    "\tfor <b@example.org>; Thu, 01 Jan 2026 12:00:00 +0000\n");
+	    "Received: from old.client ([127.0.0.1])\n\tby mx.test (sendq) "
+	    "with SMTP id ID9\n\tfor <b@example.org>; Thu, 01 Jan 2026 "
+	    "12:00:00 +0000\n");
 	free(r);
 	drv_fini(&d);
 }
@@ -304,12 +299,12 @@ Test(intake_proto, received_names_esmtp_utf8_and_omits_for_with_many)
 
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
 	drv_feed(&d,
-	    "EHLO c(x)\r\nMAIL FROM:<a@example.org> SMTPUTF8\r\n"
-	    "RCPT TO:<b@example.org>\r\nRCPT TO:<c@example.org>\r\n");
+	    "EHLO c(x)\r\nMAIL FROM:<a@example.org> SMTPUTF8\r\nRCPT "
+	    "TO:<b@example.org>\r\nRCPT TO:<c@example.org>\r\n");
 	r = intake_proto_received(d.p, "uid 1000", "ID9", "DATE");
 	cr_assert_str_eq(r,
-	    "Received: from c?x? (uid 1000)\n"
-	    "\tby mx.test (sendq) with UTF8SMTP id ID9; DATE\n");
+	    "Received: from c?x? (uid 1000)\n\tby mx.test (sendq) with "
+	    "UTF8SMTP id ID9; DATE\n");
 	free(r);
 	drv_fini(&d);
 }
@@ -331,8 +326,8 @@ ParameterizedTestParameters(intake_proto, errors_get_the_rfc_reply)
 		{ "DATA\r\n", "503 5.5.1 Error: need MAIL command" },
 		{ "MAIL FROM:<a@example.org>\r\nDATA\r\n",
 		    "554 5.5.1 Error: no valid recipients" },
-		{ "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n"
-		  "DATA x\r\n",
+		{ "MAIL FROM:<a@example.org>\r\nRCPT "
+		  "TO:<b@example.org>\r\nDATA x\r\n",
 		    "501 5.5.4 Syntax: DATA" },
 		{ "MAIL FROM:<a..b@example.org>\r\n",
 		    "553 5.1.3 Sender address rejected: bad address "
@@ -341,12 +336,12 @@ ParameterizedTestParameters(intake_proto, errors_get_the_rfc_reply)
 		    "553 5.1.3 Recipient address rejected: bad address "
 		    "\"root\"" },
 		{ "MAIL FROM:<j\xc3\xb6rg@example.org>\r\n",
-		    "553 5.6.7 Sender address rejected: <j??rg@example.org> "
-		    "is not ASCII and SMTPUTF8 was not given" },
-		{ "MAIL FROM:<a@example.org>\r\n"
-		  "RCPT TO:<j\xc3\xb6rg@example.org>\r\n",
-		    "553 5.6.7 Recipient address rejected: <j??rg@example.org>"
-		    " is not ASCII" },
+		    "553 5.6.7 Sender address rejected: <j??rg@example.org> is "
+		    "not ASCII and SMTPUTF8 was not given" },
+		{ "MAIL FROM:<a@example.org>\r\nRCPT "
+		  "TO:<j\xc3\xb6rg@example.org>\r\n",
+		    "553 5.6.7 Recipient address rejected: <j??rg@example.org> "
+		    "is not ASCII" },
 		{ "MAIL FROM:a@example.org>\r\n",
 		    "553 5.1.3 Sender address rejected: bad address "
 		    "\"a@example.org>\"" },
@@ -357,7 +352,8 @@ ParameterizedTestParameters(intake_proto, errors_get_the_rfc_reply)
 		{ "MAIL FROM:<a@example.org>\r\nRCPT TO:<>\r\n",
 		    "501 5.5.4 Syntax: RCPT TO:<address>" },
 		{ "MAIL FROM:<a@example.org> SIZE=2000\r\n",
-		    "552 5.3.4 Message size exceeds fixed limit of 1000 bytes" },
+		    "552 5.3.4 Message size exceeds fixed limit of 1000 "
+		    "bytes" },
 		{ "MAIL FROM:<a@example.org> SIZE=12x\r\n",
 		    "501 5.5.4 Bad value for option SIZE" },
 		{ "MAIL FROM:<a@example.org> BODY=9BIT\r\n",
@@ -372,14 +368,14 @@ ParameterizedTestParameters(intake_proto, errors_get_the_rfc_reply)
 		    "501 5.5.4 Duplicate option: RET" },
 		{ "MAIL FROM:<a@example.org> AUTH=<>\r\n",
 		    "555 5.5.4 Unsupported option: AUTH" },
-		{ "MAIL FROM:<a@example.org>\r\n"
-		  "RCPT TO:<b@example.org> NOTIFY=NEVER,DELAY\r\n",
+		{ "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org> "
+		  "NOTIFY=NEVER,DELAY\r\n",
 		    "501 5.5.4 Bad value for option NOTIFY" },
-		{ "MAIL FROM:<a@example.org>\r\n"
-		  "RCPT TO:<b@example.org> ORCPT=b@example.org\r\n",
+		{ "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org> "
+		  "ORCPT=b@example.org\r\n",
 		    "501 5.5.4 Bad value for option ORCPT" },
-		{ "MAIL FROM:<a@example.org>\r\n"
-		  "RCPT TO:<b@example.org> FOO=1\r\n",
+		{ "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org> "
+		  "FOO=1\r\n",
 		    "555 5.5.4 Unsupported option: FOO" },
 		{ "VRFY root\r\n", "252 2.0.0 Cannot VRFY user" },
 		{ "VRFY\r\n", "501 5.5.4 Syntax: VRFY address" },
@@ -440,9 +436,8 @@ Test(intake_proto, utf8_addresses_are_accepted_with_smtputf8)
 
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
 	drv_feed(&d,
-	    "EHLO c\r\nMAIL FROM:<j\xc3\xb6rg@example.org> "
-	    "SMTPUTF8 BODY=8BITMIME\r\n"
-	    "RCPT TO:<m\xc3\xbcller@b\xc3\xbc"
+	    "EHLO c\r\nMAIL FROM:<j\xc3\xb6rg@example.org> SMTPUTF8 "
+	    "BODY=8BITMIME\r\nRCPT TO:<m\xc3\xbcller@b\xc3\xbc"
 	    "cher.example>\r\n");
 	cr_assert(strstr(drv_replies(&d), "250 2.1.0 Ok|250 2.1.5 Ok|") != NULL,
 	    "%s", drv_replies(&d));
@@ -462,14 +457,12 @@ Test(intake_proto, dsn_parameters_are_validated_and_kept)
 
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
 	drv_feed(&d,
-	    "EHLO c\r\nMAIL FROM:<a@example.org> RET=HDRS "
-	    "ENVID=QQ+2B314 SIZE=10\r\n"
-	    "RCPT TO:<b@example.org> NOTIFY=SUCCESS,FAILURE "
-	    "ORCPT=rfc822;b+40example.org\r\n"
-	    "RCPT TO:<c@example.org> NOTIFY=NEVER\r\n");
+	    "EHLO c\r\nMAIL FROM:<a@example.org> RET=HDRS ENVID=QQ+2B314 "
+	    "SIZE=10\r\nRCPT TO:<b@example.org> NOTIFY=SUCCESS,FAILURE "
+	    "ORCPT=rfc822;b+40example.org\r\nRCPT TO:<c@example.org> "
+	    "NOTIFY=NEVER\r\n");
 	cr_assert(strstr(drv_replies(&d),
-		      "250 2.1.0 Ok|250 2.1.5 Ok|"
-		      "250 2.1.5 Ok|") != NULL,
+		      "250 2.1.0 Ok|250 2.1.5 Ok|250 2.1.5 Ok|") != NULL,
 	    "%s", drv_replies(&d));
 	t = intake_proto_txn(d.p);
 	cr_assert_eq(t->ret, INTAKE_PROTO_RET_HDRS);
@@ -508,8 +501,8 @@ Test(intake_proto, lax_forms_are_accepted)
 	/* Bare LF line ends, lower case, a space after the colon, no
 	 * brackets, a source route. */
 	drv_feed(&d,
-	    "ehlo c\nmail from: a@example.org\n"
-	    "rcpt to:<@relay.example:b@example.org>\n");
+	    "ehlo c\nmail from: a@example.org\nrcpt "
+	    "to:<@relay.example:b@example.org>\n");
 	cr_assert(strstr(drv_replies(&d), "250 2.1.0 Ok|250 2.1.5 Ok|") != NULL,
 	    "%s", drv_replies(&d));
 	t = intake_proto_txn(d.p);
@@ -524,14 +517,12 @@ Test(intake_proto, too_many_recipients_is_452_4_5_3)
 
 	drv_init(&d, 0, 2, INTAKE_PROTO_GREET);
 	drv_feed(&d,
-	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
-	    "RCPT TO:<b@example.org>\r\nRCPT TO:<c@example.org>\r\n"
-	    "RCPT TO:<d@example.org>\r\nDATA\r\nx\r\n.\r\n");
-	cr_assert(
-	    strstr(drv_replies(&d),
-		"250 2.1.5 Ok|250 2.1.5 Ok|"
-		"452 4.5.3 Error: too many recipients (at most 2 per message)|"
-		"354 ") != NULL,
+	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT "
+	    "TO:<b@example.org>\r\nRCPT TO:<c@example.org>\r\nRCPT "
+	    "TO:<d@example.org>\r\nDATA\r\nx\r\n.\r\n");
+	cr_assert(strstr(drv_replies(&d),
+		      "250 2.1.5 Ok|250 2.1.5 Ok|452 4.5.3 Error: too many "
+		      "recipients (at most 2 per message)|354 ") != NULL,
 	    "%s", drv_replies(&d));
 	cr_assert_eq(intake_proto_txn(d.p)->n_rcpts, 0); /* reset */
 	cr_assert_eq(d.n_end, 1);
@@ -555,8 +546,8 @@ Test(intake_proto, command_line_of_1000_bytes_passes_1001_is_500)
 	memcpy(line + 999, "\r\nNOOP\r\n", 9);
 	drv_feed(&d, line);
 	cr_assert_str_eq(drv_replies(&d),
-	    "250 2.0.0 Ok|500 5.5.2 Error: line "
-	    "too long (at most 1000 bytes)|250 2.0.0 Ok|");
+	    "250 2.0.0 Ok|500 5.5.2 Error: line too long (at most 1000 "
+	    "bytes)|250 2.0.0 Ok|");
 	drv_fini(&d);
 }
 
@@ -571,8 +562,8 @@ Test(intake_proto, very_long_line_is_discarded_to_its_end)
 	memcpy(s + n, "\r\nQUIT\r\n", 9);
 	drv_feed(&d, s);
 	cr_assert_str_eq(drv_replies(&d),
-	    "500 5.5.2 Error: line too long "
-	    "(at most 1000 bytes)|221 2.0.0 Bye|");
+	    "500 5.5.2 Error: line too long (at most 1000 bytes)|221 2.0.0 "
+	    "Bye|");
 	free(s);
 	drv_fini(&d);
 }
@@ -615,9 +606,10 @@ ParameterizedTestParameters(intake_proto, data_is_unstuffed_and_lf_stored)
 ParameterizedTest(struct data_case *c, intake_proto,
     data_is_unstuffed_and_lf_stored)
 {
-	static const char head[] = "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
-				   "RCPT TO:<b@example.org>\r\nDATA\r\n";
-	size_t            chunk;
+	static const char head[] =
+	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT "
+	    "TO:<b@example.org>\r\nDATA\r\n";
+	size_t chunk;
 
 	for (chunk = 0; chunk < 4; chunk++) {
 		struct drv d;
@@ -628,13 +620,10 @@ ParameterizedTest(struct data_case *c, intake_proto,
 		drv_feed_chunked(&d, in, strlen(in), chunk);
 		cr_assert_eq(d.n_end, 1, "chunk %zu", chunk);
 		cr_assert_eq(d.body_len, strlen(c->stored),
-		    "chunk %zu: got "
-		    "%zu bytes",
-		    chunk, d.body_len);
+		    "chunk %zu: got %zu bytes", chunk, d.body_len);
 		cr_assert(memcmp(d.body, c->stored, d.body_len) == 0);
 		cr_assert(strstr(drv_replies(&d),
-			      "queued as ID1|250 2.0.0 "
-			      "Ok|") != NULL);
+			      "queued as ID1|250 2.0.0 Ok|") != NULL);
 		drv_fini(&d);
 	}
 }
@@ -645,8 +634,8 @@ Test(intake_proto, lf_only_terminator_does_not_end_the_message)
 
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
 	drv_feed(&d,
-	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
-	    "RCPT TO:<b@example.org>\r\nDATA\r\nx\n.\nMAIL FROM:<e@vil>\n");
+	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT "
+	    "TO:<b@example.org>\r\nDATA\r\nx\n.\nMAIL FROM:<e@vil>\n");
 	cr_assert_eq(d.n_end, 0);
 	cr_assert(intake_proto_blocked(d.p) == 0);
 	cr_assert(strstr(drv_replies(&d), "354 ") != NULL);
@@ -659,8 +648,8 @@ Test(intake_proto, big_message_arrives_in_chunks)
 	struct drv  d;
 	size_t      n = 100000, i;
 	char       *s = malloc(n + 200);
-	const char *head = "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
-			   "RCPT TO:<b@example.org>\r\nDATA\r\n";
+	const char *head = "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT "
+			   "TO:<b@example.org>\r\nDATA\r\n";
 
 	strcpy(s, head);
 	for (i = strlen(head); i < n; i++)
@@ -681,20 +670,19 @@ Test(intake_proto, oversized_message_is_read_to_the_end_then_552)
 
 	drv_init(&d, 100, 0, INTAKE_PROTO_GREET);
 	snprintf(in, sizeof(in),
-	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
-	    "RCPT TO:<b@example.org>\r\nDATA\r\n%0200d\r\n.\r\n"
-	    "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n"
-	    "DATA\r\nsmall\r\n.\r\nQUIT\r\n",
+	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT "
+	    "TO:<b@example.org>\r\nDATA\r\n%0200d\r\n.\r\nMAIL "
+	    "FROM:<a@example.org>\r\nRCPT "
+	    "TO:<b@example.org>\r\nDATA\r\nsmall\r\n.\r\nQUIT\r\n",
 	    0);
 	drv_feed(&d, in);
 	cr_assert_eq(d.n_abort, 1);
 	cr_assert_eq(d.n_end, 1); /* only the small one */
-	cr_assert(
-	    strstr(drv_replies(&d),
-		"354 End data with <CR><LF>.<CR>"
-		"<LF>|552 5.3.4 Error: message size exceeds fixed limit of 100 "
-		"bytes|250 2.1.0 Ok|250 2.1.5 Ok|354 End data with <CR><LF>.<CR>"
-		"<LF>|250 2.0.0 Ok: queued as ID1|221 2.0.0 Bye|") != NULL,
+	cr_assert(strstr(drv_replies(&d),
+		      "354 End data with <CR><LF>.<CR><LF>|552 5.3.4 Error: "
+		      "message size exceeds fixed limit of 100 bytes|250 2.1.0 "
+		      "Ok|250 2.1.5 Ok|354 End data with <CR><LF>.<CR><LF>|250 "
+		      "2.0.0 Ok: queued as ID1|221 2.0.0 Bye|") != NULL,
 	    "%s", drv_replies(&d));
 	cr_assert_eq(d.body_len, 6);
 	drv_fini(&d);
@@ -707,8 +695,8 @@ Test(intake_proto, message_of_exactly_the_limit_is_accepted)
 	/* "12345678\r\n" is 10 bytes on the wire. */
 	drv_init(&d, 10, 0, INTAKE_PROTO_GREET);
 	drv_feed(&d,
-	    "EHLO c\r\nMAIL FROM:<a@example.org> SIZE=10\r\n"
-	    "RCPT TO:<b@example.org>\r\nDATA\r\n12345678\r\n.\r\n");
+	    "EHLO c\r\nMAIL FROM:<a@example.org> SIZE=10\r\nRCPT "
+	    "TO:<b@example.org>\r\nDATA\r\n12345678\r\n.\r\n");
 	cr_assert_eq(d.n_abort, 0);
 	cr_assert_eq(d.n_end, 1);
 	drv_fini(&d);
@@ -721,13 +709,11 @@ Test(intake_proto, spool_refusing_data_is_452_4_3_1)
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
 	d.data_ok = 0;
 	drv_feed(&d,
-	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
-	    "RCPT TO:<b@example.org>\r\nDATA\r\nRSET\r\n");
-	cr_assert(
-	    strstr(drv_replies(&d),
-		"250 2.1.5 Ok|452 4.3.1 "
-		"Insufficient system storage, try again later|250 2.0.0 Ok|") !=
-		NULL,
+	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT "
+	    "TO:<b@example.org>\r\nDATA\r\nRSET\r\n");
+	cr_assert(strstr(drv_replies(&d),
+		      "250 2.1.5 Ok|452 4.3.1 Insufficient system storage, try "
+		      "again later|250 2.0.0 Ok|") != NULL,
 	    "%s", drv_replies(&d));
 	drv_fini(&d);
 }
@@ -739,21 +725,19 @@ Test(intake_proto, failed_commit_is_452_or_451_and_ends_the_transaction)
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
 	d.result = INTAKE_PROTO_NOSPACE;
 	drv_feed(&d,
-	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
-	    "RCPT TO:<b@example.org>\r\nDATA\r\nx\r\n.\r\n");
-	cr_assert(
-	    strstr(drv_replies(&d),
-		"354 End data with <CR><LF>.<CR>"
-		"<LF>|452 4.3.1 Insufficient system storage, try again later|") !=
-		NULL,
+	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT "
+	    "TO:<b@example.org>\r\nDATA\r\nx\r\n.\r\n");
+	cr_assert(strstr(drv_replies(&d),
+		      "354 End data with <CR><LF>.<CR><LF>|452 4.3.1 "
+		      "Insufficient system storage, try again later|") != NULL,
 	    "%s", drv_replies(&d));
 	d.result = INTAKE_PROTO_TEMPFAIL;
 	drv_feed(&d,
-	    "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>"
-	    "\r\nDATA\r\nx\r\n.\r\n");
+	    "MAIL FROM:<a@example.org>\r\nRCPT "
+	    "TO:<b@example.org>\r\nDATA\r\nx\r\n.\r\n");
 	cr_assert(strstr(drv_replies(&d),
-		      "|451 4.3.0 Error: local error in "
-		      "processing, try again later|") != NULL,
+		      "|451 4.3.0 Error: local error in processing, try again "
+		      "later|") != NULL,
 	    "%s", drv_replies(&d));
 	drv_fini(&d);
 }
@@ -763,9 +747,9 @@ Test(intake_proto, core_waits_for_the_driver_at_data_and_end)
 	struct intake_proto_params params = { .hostname = "h" };
 	struct intake_proto_event  ev;
 	struct intake_proto       *p = intake_proto_new(&params);
-	const char                *in = "EHLO c\r\nMAIL FROM:<a@b.example>\r\n"
-					"RCPT TO:<c@d.example>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n";
-	size_t                     used, off = 0;
+	const char *in = "EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT "
+			 "TO:<c@d.example>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n";
+	size_t      used, off = 0;
 
 	used = intake_proto_feed(p, in, strlen(in));
 	off += used;
@@ -801,8 +785,7 @@ Test(intake_proto, timeout_is_421_4_4_2_and_close)
 	drv_collect(&d);
 	cr_assert(d.closed);
 	cr_assert(strstr(drv_replies(&d),
-		      "|421 4.4.2 mx.test Error: timeout "
-		      "exceeded|") != NULL,
+		      "|421 4.4.2 mx.test Error: timeout exceeded|") != NULL,
 	    "%s", drv_replies(&d));
 	drv_fini(&d);
 }
@@ -827,8 +810,8 @@ Test(intake_proto, denied_client_gets_554_then_only_quit)
 	drv_feed(&d, "EHLO c\r\nMAIL FROM:<a@example.org>\r\nQUIT\r\n");
 	cr_assert(strncmp(d.out, "554 5.7.1 ", 10) == 0, "%s", d.out);
 	cr_assert_str_eq(drv_replies(&d),
-	    "503 5.7.1 Error: access denied|"
-	    "503 5.7.1 Error: access denied|221 2.0.0 Bye|");
+	    "503 5.7.1 Error: access denied|503 5.7.1 Error: access denied|221 "
+	    "2.0.0 Bye|");
 	cr_assert(d.closed);
 	drv_fini(&d);
 }
@@ -865,9 +848,8 @@ Test(intake_proto, rset_and_ehlo_reset_the_transaction)
 
 	drv_init(&d, 0, 0, INTAKE_PROTO_GREET);
 	drv_feed(&d,
-	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRSET\r\n"
-	    "MAIL FROM:<a@example.org>\r\nEHLO d\r\n"
-	    "MAIL FROM:<a@example.org>\r\n");
+	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRSET\r\nMAIL "
+	    "FROM:<a@example.org>\r\nEHLO d\r\nMAIL FROM:<a@example.org>\r\n");
 	cr_assert(strstr(drv_replies(&d), "503") == NULL, "%s",
 	    drv_replies(&d));
 	cr_assert_str_eq(intake_proto_helo(d.p), "d");
@@ -903,20 +885,17 @@ Test(intake_proto, junk_beyond_the_limit_is_421_4_7_0_and_close)
 
 	drv_init_junk(&d, 0, 0, INTAKE_PROTO_GREET, 4);
 	drv_feed(&d,
-	    "HELO c\r\nNOOP\r\nRSET\r\nVRFY root\r\nHELP\r\n"
-	    "NOOP\r\nNOOP\r\n");
+	    "HELO c\r\nNOOP\r\nRSET\r\nVRFY root\r\nHELP\r\nNOOP\r\nNOOP\r\n");
 	cr_assert_str_eq(drv_replies(&d),
-	    "250 mx.test|250 2.0.0 Ok|"
-	    "250 2.0.0 Ok|252 2.0.0 Cannot VRFY user, but will accept "
-	    "message and attempt delivery|214 2.0.0 Commands: EHLO HELO "
-	    "MAIL RCPT DATA RSET NOOP VRFY HELP QUIT|421 4.7.0 mx.test "
-	    "Error: too many commands that carry no mail (at most 4), "
+	    "250 mx.test|250 2.0.0 Ok|250 2.0.0 Ok|252 2.0.0 Cannot VRFY user, "
+	    "but will accept message and attempt delivery|214 2.0.0 Commands: "
+	    "EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT|421 4.7.0 "
+	    "mx.test Error: too many commands that carry no mail (at most 4), "
 	    "closing|");
 	cr_assert(d.closed);
 	/* Nothing after the fifth junk command was read. */
 	cr_assert_eq(d.taken,
-	    strlen("HELO c\r\nNOOP\r\nRSET\r\nVRFY "
-		   "root\r\nHELP\r\nNOOP\r\n"));
+	    strlen("HELO c\r\nNOOP\r\nRSET\r\nVRFY root\r\nHELP\r\nNOOP\r\n"));
 	drv_fini(&d);
 }
 
@@ -961,8 +940,8 @@ ParameterizedTest(struct junk_case *c, intake_proto, every_kind_of_junk_counts)
 	drv_feed(&d, line);
 	cr_assert(d.closed, "%s: %s", c->cmd, drv_replies(&d));
 	cr_assert_not_null(strstr(d.out,
-			       "421 4.7.0 mx.test Error: too many "
-			       "commands that carry no mail"),
+			       "421 4.7.0 mx.test Error: too many commands "
+			       "that carry no mail"),
 	    "%s: %s", c->cmd, d.out);
 	drv_fini(&d);
 }
@@ -976,9 +955,9 @@ Test(intake_proto, mail_commands_are_not_junk)
 	drv_feed(&d, "EHLO c\r\n");
 	for (i = 0; i < 5; i++)
 		drv_feed(&d,
-		    "MAIL FROM:<a@example.org>\r\n"
-		    "RCPT TO:<b@example.org>\r\nRCPT TO:<c@example.org>\r\n"
-		    "DATA\r\nx\r\n.\r\n");
+		    "MAIL FROM:<a@example.org>\r\nRCPT "
+		    "TO:<b@example.org>\r\nRCPT "
+		    "TO:<c@example.org>\r\nDATA\r\nx\r\n.\r\n");
 	cr_assert_not(d.closed, "%s", drv_replies(&d));
 	cr_assert_eq(d.n_end, 5);
 	drv_fini(&d);
@@ -990,9 +969,8 @@ Test(intake_proto, junk_count_starts_again_after_an_accepted_message)
 
 	drv_init_junk(&d, 0, 0, INTAKE_PROTO_GREET, 2);
 	drv_feed(&d,
-	    "EHLO c\r\nNOOP\r\nNOOP\r\n"
-	    "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n"
-	    "DATA\r\nx\r\n.\r\nNOOP\r\nRSET\r\n");
+	    "EHLO c\r\nNOOP\r\nNOOP\r\nMAIL FROM:<a@example.org>\r\nRCPT "
+	    "TO:<b@example.org>\r\nDATA\r\nx\r\n.\r\nNOOP\r\nRSET\r\n");
 	cr_assert_not(d.closed, "%s", drv_replies(&d));
 	cr_assert_eq(d.n_end, 1);
 	drv_feed(&d, "NOOP\r\n");
@@ -1007,8 +985,8 @@ Test(intake_proto, recipients_beyond_the_limit_are_junk)
 
 	drv_init_junk(&d, 0, 1, INTAKE_PROTO_GREET, 3);
 	drv_feed(&d,
-	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
-	    "RCPT TO:<b@example.org>\r\n");
+	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT "
+	    "TO:<b@example.org>\r\n");
 	for (i = 0; i < 3; i++)
 		drv_feed(&d, "RCPT TO:<c@example.org>\r\n");
 	cr_assert_not(d.closed);
@@ -1057,20 +1035,19 @@ Test(intake_proto, refused_at_data_is_452_4_3_1_with_the_text_and_keeps_txn)
 	d.refuse_data = "uid 1000 has 2 messages queued: the limit is "
 			"max_messages_per_user = 2";
 	drv_feed(&d,
-	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
-	    "RCPT TO:<b@example.org>\r\nDATA\r\n");
-	cr_assert_not_null(strstr(drv_replies(&d),
-			       "250 2.1.5 Ok|452 4.3.1 "
-			       "uid 1000 has 2 messages queued: the limit is "
-			       "max_messages_per_user = 2|"),
+	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT "
+	    "TO:<b@example.org>\r\nDATA\r\n");
+	cr_assert_not_null(
+	    strstr(drv_replies(&d),
+		"250 2.1.5 Ok|452 4.3.1 uid 1000 has 2 messages queued: the "
+		"limit is max_messages_per_user = 2|"),
 	    "%s", drv_replies(&d));
 	/* The transaction stays: DATA may be tried again. */
 	d.refuse_data = NULL;
 	drv_feed(&d, "DATA\r\nx\r\n.\r\n");
-	cr_assert_not_null(
-	    strstr(drv_replies(&d),
-		"|354 End data with "
-		"<CR><LF>.<CR><LF>|250 2.0.0 Ok: queued as ID1|"),
+	cr_assert_not_null(strstr(drv_replies(&d),
+			       "|354 End data with <CR><LF>.<CR><LF>|250 2.0.0 "
+			       "Ok: queued as ID1|"),
 	    "%s", drv_replies(&d));
 	drv_fini(&d);
 }
@@ -1082,13 +1059,12 @@ Test(intake_proto, refused_at_end_is_452_4_3_1_and_ends_the_transaction)
 	drv_init_junk(&d, 0, 0, INTAKE_PROTO_GREET, 0);
 	d.refuse_end = "Insufficient system storage\r\n, try again later";
 	drv_feed(&d,
-	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
-	    "RCPT TO:<b@example.org>\r\nDATA\r\nx\r\n.\r\nDATA\r\n");
-	cr_assert_not_null(
-	    strstr(drv_replies(&d),
-		"|354 End data with "
-		"<CR><LF>.<CR><LF>|452 4.3.1 Insufficient system storage??, "
-		"try again later|503 5.5.1 Error: need MAIL command|"),
+	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT "
+	    "TO:<b@example.org>\r\nDATA\r\nx\r\n.\r\nDATA\r\n");
+	cr_assert_not_null(strstr(drv_replies(&d),
+			       "|354 End data with <CR><LF>.<CR><LF>|452 4.3.1 "
+			       "Insufficient system storage??, try again "
+			       "later|503 5.5.1 Error: need MAIL command|"),
 	    "%s", drv_replies(&d));
 	drv_fini(&d);
 }
@@ -1101,17 +1077,16 @@ Test(intake_proto, refused_data_counts_as_junk)
 	drv_init_junk(&d, 0, 0, INTAKE_PROTO_GREET, 3);
 	d.refuse_data = "full";
 	drv_feed(&d,
-	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
-	    "RCPT TO:<b@example.org>\r\n");
+	    "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT "
+	    "TO:<b@example.org>\r\n");
 	for (i = 0; i < 3; i++)
 		drv_feed(&d, "DATA\r\n");
 	cr_assert_not(d.closed);
 	drv_feed(&d, "DATA\r\n");
 	cr_assert(d.closed, "%s", drv_replies(&d));
-	cr_assert_not_null(
-	    strstr(drv_replies(&d),
-		"452 4.3.1 full|421 4.7.0 "
-		"mx.test Error: too many commands that carry no mail"),
+	cr_assert_not_null(strstr(drv_replies(&d),
+			       "452 4.3.1 full|421 4.7.0 mx.test Error: too "
+			       "many commands that carry no mail"),
 	    "%s", drv_replies(&d));
 	drv_fini(&d);
 }
@@ -1124,8 +1099,8 @@ Test(intake_proto, peer_busy_is_421_4_7_0_and_close)
 	drv_feed(&d, "EHLO c\r\n");
 	cr_assert(d.closed);
 	cr_assert_str_eq(d.out,
-	    "421 4.7.0 mx.test Error: too many "
-	    "connections from you, try again later\r\n");
+	    "421 4.7.0 mx.test Error: too many connections from you, try again "
+	    "later\r\n");
 	cr_assert_eq(d.taken, 0);
 	drv_fini(&d);
 }
@@ -1170,9 +1145,9 @@ Test(intake_config, guards_take_values_and_0_turns_them_off)
 
 	cr_assert_eq(
 	    cfg_load(
-		"[queue]\nmin_free_space = 0\n"
-		"max_messages_per_user = 0\nmax_bytes_per_user = 0\n"
-		"[intake]\nmax_clients_per_peer = 0\nmax_junk_commands = 0\n",
+		"[queue]\nmin_free_space = 0\nmax_messages_per_user = "
+		"0\nmax_bytes_per_user = 0\n[intake]\nmax_clients_per_peer = "
+		"0\nmax_junk_commands = 0\n",
 		&cfg, &err),
 	    0, "%s", err.msg);
 	cr_assert_eq(cfg->min_free_space, 0);
@@ -1183,9 +1158,9 @@ Test(intake_config, guards_take_values_and_0_turns_them_off)
 	config_free(cfg);
 	cr_assert_eq(
 	    cfg_load(
-		"[queue]\nmin_free_space = 2G\n"
-		"max_messages_per_user = 2\nmax_bytes_per_user = 64K\n"
-		"[intake]\nmax_clients_per_peer = 3\nmax_junk_commands = 7\n",
+		"[queue]\nmin_free_space = 2G\nmax_messages_per_user = "
+		"2\nmax_bytes_per_user = 64K\n[intake]\nmax_clients_per_peer = "
+		"3\nmax_junk_commands = 7\n",
 		&cfg, &err),
 	    0, "%s", err.msg);
 	cr_assert_eq(cfg->min_free_space, 2ULL << 30);
@@ -1206,12 +1181,10 @@ Test(intake_config, listen_list_and_limits_are_parsed)
 	struct sq_err  err = { 0 };
 
 	cr_assert_eq(
-	    cfg_load(
-		"[intake]\n"
-		"listen = 127.0.0.1:25 [::1]:25 unix:/run/sendq/smtp.sock\n"
-		"listen = 127.0.0.2:2525\n"
-		"max_message_size = 10K\nmax_recipients = 5\nmax_clients = 7\n"
-		"timeout = 30s\n",
+	    cfg_load("[intake]\nlisten = 127.0.0.1:25 [::1]:25 "
+		     "unix:/run/sendq/smtp.sock\nlisten = "
+		     "127.0.0.2:2525\nmax_message_size = 10K\nmax_recipients = "
+		     "5\nmax_clients = 7\ntimeout = 30s\n",
 		&cfg, &err),
 	    0, "%s", err.msg);
 	cr_assert_eq(cfg->intake.n_listen, 4);
@@ -1235,21 +1208,18 @@ Test(intake_config, non_loopback_listen_needs_allow_networks)
 	struct config *cfg;
 	struct sq_err  err = { 0 };
 
-	cr_assert_neq(cfg_load("[intake]\nlisten = 127.0.0.1:25 "
-			       "192.0.2.1:25\n",
+	cr_assert_neq(cfg_load("[intake]\nlisten = 127.0.0.1:25 192.0.2.1:25\n",
 			  &cfg, &err),
 	    0);
 	cr_assert(strstr(err.msg,
-		      "sendq.ini:5: [intake] listen: \"192.0.2.1\""
-		      " is not a loopback address") != NULL,
+		      "sendq.ini:5: [intake] listen: \"192.0.2.1\" is not a "
+		      "loopback address") != NULL,
 	    "%s", err.msg);
 	cr_assert(strstr(err.msg, "allow_networks") != NULL);
 
-	cr_assert_eq(
-	    cfg_load(
-		"[intake]\nlisten = 0.0.0.0:25\n"
-		"allow_networks = 192.0.2.0/24 2001:db8::/32 198.51.100.7\n",
-		&cfg, &err),
+	cr_assert_eq(cfg_load("[intake]\nlisten = 0.0.0.0:25\nallow_networks = "
+			      "192.0.2.0/24 2001:db8::/32 198.51.100.7\n",
+			 &cfg, &err),
 	    0, "%s", err.msg);
 	cr_assert_eq(cfg->intake.n_allow_networks, 3);
 	cr_assert_eq(cfg->intake.allow_networks[0].prefix, 24);
@@ -1305,10 +1275,11 @@ ParameterizedTestParameters(intake_config, bad_values_name_file_line_key)
 		{ "[intake]\nfoo = 1\n",
 		    "sendq.ini:5: [intake] foo: unknown key (allowed: listen, "
 		    "max_message_size, max_recipients, max_clients, timeout, "
-		    "max_clients_per_peer, max_junk_commands, allow_networks)" },
+		    "max_clients_per_peer, max_junk_commands, "
+		    "allow_networks)" },
 		{ "[intake]\n[intake]\n",
-		    "sendq.ini:5: [intake]: duplicate section (first at "
-		    "line 4)" },
+		    "sendq.ini:5: [intake]: duplicate section (first at line "
+		    "4)" },
 	};
 
 	return cr_make_param_array(struct cfg_case, cases,
@@ -1322,8 +1293,6 @@ ParameterizedTest(struct cfg_case *c, intake_config,
 	struct sq_err  err = { 0 };
 
 	cr_assert_neq(cfg_load(c->text, &cfg, &err), 0);
-	cr_assert(strstr(err.msg, c->msg) != NULL,
-	    "expected \"%s\" in "
-	    "\"%s\"",
+	cr_assert(strstr(err.msg, c->msg) != NULL, "expected \"%s\" in \"%s\"",
 	    c->msg, err.msg);
 }

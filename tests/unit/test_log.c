@@ -109,10 +109,8 @@ test_log_capture(enum test_js js)
 Test(log, under_the_journal_each_line_has_its_priority)
 {
 	cr_assert_str_eq(test_log_capture(TEST_JS_STDERR),
-	    "<3>error: AUTHENTICATION FAILED: x\n"
-	    "<4>warning: w\n"
-	    "<6>info: i\n"
-	    "<7>debug: d\n");
+	    "<3>error: AUTHENTICATION FAILED: x\n<4>warning: w\n<6>info: "
+	    "i\n<7>debug: d\n");
 }
 
 Test(log, outside_the_journal_lines_are_plain)
@@ -121,10 +119,8 @@ Test(log, outside_the_journal_lines_are_plain)
 	long pid = (long)getpid();
 
 	snprintf(expect, sizeof(expect),
-	    "sendqd[%ld]: error: AUTHENTICATION FAILED: x\n"
-	    "sendqd[%ld]: warning: w\n"
-	    "sendqd[%ld]: info: i\n"
-	    "sendqd[%ld]: debug: d\n",
+	    "sendqd[%ld]: error: AUTHENTICATION FAILED: x\nsendqd[%ld]: "
+	    "warning: w\nsendqd[%ld]: info: i\nsendqd[%ld]: debug: d\n",
 	    pid, pid, pid, pid);
 	cr_assert_str_eq(test_log_capture(TEST_JS_UNSET), expect);
 	/* JOURNAL_STREAM of some other stream (our stderr was redirected). */
@@ -207,8 +203,7 @@ Test(log, event_falls_back_to_the_line)
 	    "<4>warning: delivery msgid=ID1 result=deferred\n");
 	cr_assert_eq(sink_calls, 1);
 	snprintf(expect, sizeof(expect),
-	    "sendqd[%ld]: warning: delivery "
-	    "msgid=ID1 result=deferred\n",
+	    "sendqd[%ld]: warning: delivery msgid=ID1 result=deferred\n",
 	    (long)getpid());
 	cr_assert_str_eq(test_log_event(0, 0), expect);
 	cr_assert_eq(sink_calls, 0);

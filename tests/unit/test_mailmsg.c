@@ -168,8 +168,8 @@ Test(mailmsg, find_is_case_insensitive_and_exact)
 
 Test(mailmsg, bcc_fields_are_removed_with_their_continuations)
 {
-	char   m[] = "From: a@b\nBcc: x@y,\n z@w\nTo: c@d\nbcc: q@r\n\n"
-		     "Bcc: in the body\n";
+	char   m[] = "From: a@b\nBcc: x@y,\n z@w\nTo: c@d\nbcc: q@r\n\nBcc: in "
+		     "the body\n";
 	size_t n;
 
 	n = mailmsg_remove_fields(m, strlen(m), "Bcc");
@@ -357,11 +357,11 @@ static struct valid_case valid_cases[] = {
 	{ "x@" LONG63 ".com", 0, 1 },
 	{ "x@" LONG63 "a.com", 0, 0 }, /* label 64 */
 	/* 254 bytes in all: ok; 255: too long. */
-	{ "x@" LONG63 "." LONG63 "." LONG63 "."
-	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	{ "x@" LONG63 "." LONG63 "." LONG63
+	  ".aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 	    0, 1 },
-	{ "x@" LONG63 "." LONG63 "." LONG63 "."
-	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	{ "x@" LONG63 "." LONG63 "." LONG63
+	  ".aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 	    0, 0 },
 };
 
@@ -439,12 +439,12 @@ static struct host_case host_cases[] = {
 	/* 253 characters: ok; 254: too long. */
 	{ LONG63 "." LONG63 "." LONG63 "." LONG63 "a", 0, 0 },
 	{ LONG63
-	    "." LONG63 "." LONG63 "."
-	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	    "." LONG63 "." LONG63
+	    ".aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 	    0, 1 },
 	{ LONG63
-	    "." LONG63 "." LONG63 "."
-	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	    "." LONG63 "." LONG63
+	    ".aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 	    0, 0 },
 };
 

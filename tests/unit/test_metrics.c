@@ -68,57 +68,50 @@ Test(metrics, counters_histogram_and_gauges_in_text_format)
 	cr_assert(strstr(t, "# TYPE sendq_messages_accepted_total counter\n"));
 	cr_assert(
 	    strstr(t, "sendq_messages_accepted_total{path=\"smtp\"} 2\n"));
-	cr_assert(strstr(t,
-	    "sendq_messages_accepted_total{path=\"maildrop\"} "
-	    "0\n"));
-	cr_assert(strstr(t,
-	    "sendq_recipients_delivered_total{relay=\"gmail\"} "
-	    "2\n"));
-	cr_assert(strstr(t,
-	    "sendq_recipients_deferred_total{relay=\"gmail\"} "
-	    "2\n"));
-	cr_assert(strstr(t,
-	    "sendq_recipients_bounced_total{relay=\"gmail\"} "
-	    "1\n"));
+	cr_assert(
+	    strstr(t, "sendq_messages_accepted_total{path=\"maildrop\"} 0\n"));
+	cr_assert(
+	    strstr(t, "sendq_recipients_delivered_total{relay=\"gmail\"} 2\n"));
+	cr_assert(
+	    strstr(t, "sendq_recipients_deferred_total{relay=\"gmail\"} 2\n"));
+	cr_assert(
+	    strstr(t, "sendq_recipients_bounced_total{relay=\"gmail\"} 1\n"));
 	/* A relay the gauges name exists at 0, its label escaped. */
-	cr_assert(strstr(t,
-		      "sendq_connections_opened_total{relay="
-		      "\"bad\\\"name\"} 0\n"),
+	cr_assert(
+	    strstr(t,
+		"sendq_connections_opened_total{relay=\"bad\\\"name\"} 0\n"),
 	    "%s", t);
 	cr_assert(strstr(t,
-	    "sendq_tls_handshake_failures_total{relay=\"gmail\","
-	    "reason=\"cert_expired\"} 1\n"));
+	    "sendq_tls_handshake_failures_total{relay=\"gmail\",reason=\"cert_"
+	    "expired\"} 1\n"));
 	/* One delivery observed (30 s): cumulative buckets. */
 	cr_assert(strstr(t,
-	    "sendq_delivery_latency_seconds_bucket{relay="
-	    "\"gmail\",le=\"15\"} 0\n"));
+	    "sendq_delivery_latency_seconds_bucket{relay=\"gmail\",le=\"15\"} "
+	    "0\n"));
 	cr_assert(strstr(t,
-	    "sendq_delivery_latency_seconds_bucket{relay="
-	    "\"gmail\",le=\"60\"} 1\n"));
+	    "sendq_delivery_latency_seconds_bucket{relay=\"gmail\",le=\"60\"} "
+	    "1\n"));
 	cr_assert(strstr(t,
-	    "sendq_delivery_latency_seconds_bucket{relay="
-	    "\"gmail\",le=\"+Inf\"} 1\n"));
+	    "sendq_delivery_latency_seconds_bucket{relay=\"gmail\",le=\"+Inf\"}"
+	    " 1\n"));
 	cr_assert(strstr(t,
-	    "sendq_delivery_latency_seconds_count{relay="
-	    "\"gmail\"} 1\n"));
+	    "sendq_delivery_latency_seconds_count{relay=\"gmail\"} 1\n"));
 	cr_assert(strstr(t, "sendq_queue_messages 3\n"));
 	cr_assert(strstr(t, "sendq_queue_oldest_age_seconds 600\n"));
 	cr_assert(strstr(t, "sendq_relay_up{relay=\"gmail\"} 1\n"));
 	cr_assert(strstr(t,
-	    "sendq_oauth_token_state{relay=\"gmail\",state="
-	    "\"valid\"} 1\n"));
+	    "sendq_oauth_token_state{relay=\"gmail\",state=\"valid\"} 1\n"));
 	cr_assert(strstr(t,
-	    "sendq_oauth_token_state{relay=\"gmail\",state="
-	    "\"held\"} 0\n"));
+	    "sendq_oauth_token_state{relay=\"gmail\",state=\"held\"} 0\n"));
 	cr_assert_null(strstr(t, "sendq_oauth_token_state{relay=\"bad"));
 	cr_assert(strstr(t, "sendq_spool_free_bytes 4096\n"));
 }
 
 Test(metrics, tls_reasons_are_a_small_fixed_set)
 {
-	cr_assert_str_eq(metrics_tls_reason("host name mismatch (expected "
-					    "a, certificate is for b)",
-			     NULL),
+	cr_assert_str_eq(
+	    metrics_tls_reason(
+		"host name mismatch (expected a, certificate is for b)", NULL),
 	    "cert_name_mismatch");
 	cr_assert_str_eq(
 	    metrics_tls_reason("certificate signer not trusted", NULL),
@@ -126,9 +119,8 @@ Test(metrics, tls_reasons_are_a_small_fixed_set)
 	cr_assert_str_eq(metrics_tls_reason("not verified (handshake failed)",
 			     "TLS handshake failed: ... use tls = starttls)"),
 	    "handshake");
-	cr_assert_str_eq(metrics_tls_reason("none",
-			     "STARTTLS not offered by "
-			     "x"),
+	cr_assert_str_eq(
+	    metrics_tls_reason("none", "STARTTLS not offered by x"),
 	    "starttls");
 	cr_assert_str_eq(metrics_tls_reason(NULL, NULL), "handshake");
 }
@@ -174,51 +166,46 @@ Test(sendqctl_check, ok_warning_critical_unknown)
 {
 	char line[512];
 
-	cr_assert_eq(verdict("{\"queued\":0,\"oldest\":0,\"smarthosts\":"
-			     "[{\"name\":\"a\",\"state\":\"up\"}]}",
+	cr_assert_eq(verdict("{\"queued\":0,\"oldest\":0,\"smarthosts\":[{"
+			     "\"name\":\"a\",\"state\":\"up\"}]}",
 			 60, 30, line),
 	    0);
 	cr_assert_str_eq(line,
-	    "OK: 0 queued, relays 1/1 up | queued=0 "
-	    "oldest=0s relays_up=1 relays=1");
-	cr_assert_eq(verdict("{\"queued\":2,\"oldest\":9900,\"smarthosts\":"
-			     "[{\"name\":\"a\",\"state\":\"up\"}]}",
+	    "OK: 0 queued, relays 1/1 up | queued=0 oldest=0s relays_up=1 "
+	    "relays=1");
+	cr_assert_eq(verdict("{\"queued\":2,\"oldest\":9900,\"smarthosts\":[{"
+			     "\"name\":\"a\",\"state\":\"up\"}]}",
 			 -1, -1, line),
 	    0);
 	cr_assert_str_eq(line,
-	    "OK: 2 queued, oldest 100s, relays 1/1 up | "
-	    "queued=2 oldest=100s relays_up=1 relays=1");
-	cr_assert_eq(verdict("{\"queued\":2,\"oldest\":9900,\"smarthosts\":"
-			     "[]}",
+	    "OK: 2 queued, oldest 100s, relays 1/1 up | queued=2 oldest=100s "
+	    "relays_up=1 relays=1");
+	cr_assert_eq(verdict("{\"queued\":2,\"oldest\":9900,\"smarthosts\":[]}",
 			 200, 60, line),
 	    1);
-	cr_assert(strncmp(line,
-		      "WARNING: oldest message 100s old "
-		      "(--warn-age 60s); 2 queued",
-		      57) == 0,
+	cr_assert(
+	    strncmp(line,
+		"WARNING: oldest message 100s old (--warn-age 60s); 2 queued",
+		57) == 0,
 	    "%s", line);
-	cr_assert_eq(verdict("{\"queued\":2,\"oldest\":9900,\"smarthosts\":"
-			     "[]}",
+	cr_assert_eq(verdict("{\"queued\":2,\"oldest\":9900,\"smarthosts\":[]}",
 			 60, 30, line),
 	    2);
 	cr_assert(strncmp(line,
-		      "CRITICAL: oldest message 100s old "
-		      "(--max-age 60s)",
+		      "CRITICAL: oldest message 100s old (--max-age 60s)",
 		      48) == 0,
 	    "%s", line);
 	cr_assert_eq(
-	    verdict(
-		"{\"queued\":1,\"oldest\":9990,\"smarthosts\":"
-		"[{\"name\":\"gmail\",\"state\":\"down\",\"last_error\":\"421 "
-		"busy\"},{\"name\":\"o\",\"state\":\"held\"}]}",
+	    verdict("{\"queued\":1,\"oldest\":9990,\"smarthosts\":[{\"name\":"
+		    "\"gmail\",\"state\":\"down\",\"last_error\":\"421 "
+		    "busy\"},{\"name\":\"o\",\"state\":\"held\"}]}",
 		-1, -1, line),
 	    2);
-	cr_assert(
-	    strncmp(line,
-		"CRITICAL: relay gmail DOWN (421 busy); relay "
-		"o HELD (OAuth grant refused: sendqctl oauth init o); 1 queued, "
-		"oldest 10s, relays 0/2 up |",
-		112) == 0,
+	cr_assert(strncmp(line,
+		      "CRITICAL: relay gmail DOWN (421 busy); relay o HELD "
+		      "(OAuth grant refused: sendqctl oauth init o); 1 queued, "
+		      "oldest 10s, relays 0/2 up |",
+		      112) == 0,
 	    "%s", line);
 	cr_assert_eq(verdict("not json", -1, -1, line), 3);
 	cr_assert(strncmp(line, "UNKNOWN:", 8) == 0);

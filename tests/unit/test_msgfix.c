@@ -184,9 +184,9 @@ Test(msgfix, long_line_reencoded_quoted_printable)
 	buf_init(&out, TEST_OUT_MAX);
 	test_rewrite(&s, m, len, 1000, &out);
 	test_assert_has(&out,
-	    "Subject: out\nMIME-Version: 1.0\n"
-	    "Content-Type: text/plain; charset=us-ascii\n"
-	    "Content-Transfer-Encoding: quoted-printable\n\n");
+	    "Subject: out\nMIME-Version: 1.0\nContent-Type: text/plain; "
+	    "charset=us-ascii\nContent-Transfer-Encoding: "
+	    "quoted-printable\n\n");
 	boff = test_body_off(&out);
 	test_assert_lines(&out, boff, MSGFIX_QP_LINE_MAX);
 	buf_init(&dec, TEST_OUT_MAX);
@@ -214,8 +214,7 @@ Test(msgfix, eight_bit_body_gets_utf8_and_cte_replaced)
 	size_t             n;
 
 	n = (size_t)snprintf(m, sizeof(m),
-	    "Subject: a\n"
-	    "Content-Transfer-Encoding: 8bit\n\n\xc3\xa9");
+	    "Subject: a\nContent-Transfer-Encoding: 8bit\n\n\xc3\xa9");
 	memset(m + n, 'y', 1200);
 	n += 1200;
 	cr_assert_eq(test_scan(m, n, 100, NULL, &s, NULL, &err),
@@ -237,17 +236,17 @@ Test(msgfix, existing_content_type_kept)
 	size_t             n;
 
 	n = (size_t)snprintf(m, sizeof(m),
-	    "MIME-Version: 1.0\nContent-Type:"
-	    " text/html;\n charset=iso-8859-1\n\n");
+	    "MIME-Version: 1.0\nContent-Type: text/html;\n "
+	    "charset=iso-8859-1\n\n");
 	memset(m + n, '<', 1000);
 	n += 1000;
 	cr_assert_eq(test_scan(m, n, 9, NULL, &s, NULL, &err), MSGFIX_REWRITE);
 	buf_init(&out, TEST_OUT_MAX);
 	test_rewrite(&s, m, n, 9, &out);
 	test_assert_has(&out,
-	    "MIME-Version: 1.0\n"
-	    "Content-Type: text/html;\n charset=iso-8859-1\n"
-	    "Content-Transfer-Encoding: quoted-printable\n\n<<<");
+	    "MIME-Version: 1.0\nContent-Type: text/html;\n "
+	    "charset=iso-8859-1\nContent-Transfer-Encoding: "
+	    "quoted-printable\n\n<<<");
 	cr_assert_null(
 	    memmem(out.data, out.len, "MIME-Version: 1.0\nMIME", 22));
 	buf_fini(&out);
@@ -330,8 +329,8 @@ Test(msgfix, long_header_without_space_refused)
 	n += 4;
 	cr_assert_eq(test_scan(m, n, 64, NULL, &s, NULL, &err), MSGFIX_REFUSE);
 	cr_assert_str_eq(err.msg,
-	    "line 2 is a header line longer than 998 "
-	    "octets with no white space to fold it at");
+	    "line 2 is a header line longer than 998 octets with no white "
+	    "space to fold it at");
 }
 
 /* decode(encode(x)) == x (line breaks normalised) for pseudo-random
@@ -410,40 +409,40 @@ test_stored(const char *in, const char *want)
 Test(msgfix, missing_fields_added_at_header_end)
 {
 	test_stored("Subject: a\n\nbody\n",
-	    "Subject: a\nDate: Thu, 01 Jan 1970 00:00:00 +0000\n"
-	    "Message-ID: <QID@host.example>\n\nbody\n");
+	    "Subject: a\nDate: Thu, 01 Jan 1970 00:00:00 +0000\nMessage-ID: "
+	    "<QID@host.example>\n\nbody\n");
 	test_stored("Subject: a\r\nDATE: x\r\n\r\nbody\r\n",
-	    "Subject: a\r\nDATE: x\r\nMessage-ID: <QID@host.example>\r\n"
-	    "\r\nbody\r\n");
+	    "Subject: a\r\nDATE: x\r\nMessage-ID: "
+	    "<QID@host.example>\r\n\r\nbody\r\n");
 	test_stored("message-id: <x@y>\nDate: d\n\nb",
 	    "message-id: <x@y>\nDate: d\n\nb");
 	/* Continuation lines belong to their field. */
 	test_stored("Subject: a\n b\n\tc\n\nb",
-	    "Subject: a\n b\n\tc\nDate: Thu, 01 Jan 1970 00:00:00 +0000\n"
-	    "Message-ID: <QID@host.example>\n\nb");
+	    "Subject: a\n b\n\tc\nDate: Thu, 01 Jan 1970 00:00:00 "
+	    "+0000\nMessage-ID: <QID@host.example>\n\nb");
 }
 
 Test(msgfix, body_without_blank_line_gets_one)
 {
 	test_stored("Subject: a\nthis is text\n",
-	    "Subject: a\nDate: Thu, 01 Jan 1970 00:00:00 +0000\n"
-	    "Message-ID: <QID@host.example>\n\nthis is text\n");
+	    "Subject: a\nDate: Thu, 01 Jan 1970 00:00:00 +0000\nMessage-ID: "
+	    "<QID@host.example>\n\nthis is text\n");
 	test_stored("no header at all\n",
-	    "Date: Thu, 01 Jan 1970 00:00:00 +0000\n"
-	    "Message-ID: <QID@host.example>\n\nno header at all\n");
+	    "Date: Thu, 01 Jan 1970 00:00:00 +0000\nMessage-ID: "
+	    "<QID@host.example>\n\nno header at all\n");
 }
 
 Test(msgfix, header_only_message_gets_fields)
 {
 	test_stored("Subject: a",
-	    "Subject: a\nDate: Thu, 01 Jan 1970 00:00:00 +0000\n"
-	    "Message-ID: <QID@host.example>\n");
+	    "Subject: a\nDate: Thu, 01 Jan 1970 00:00:00 +0000\nMessage-ID: "
+	    "<QID@host.example>\n");
 	test_stored("",
-	    "Date: Thu, 01 Jan 1970 00:00:00 +0000\n"
-	    "Message-ID: <QID@host.example>\n");
+	    "Date: Thu, 01 Jan 1970 00:00:00 +0000\nMessage-ID: "
+	    "<QID@host.example>\n");
 	test_stored("Subj",
-	    "Date: Thu, 01 Jan 1970 00:00:00 +0000\n"
-	    "Message-ID: <QID@host.example>\n\nSubj");
+	    "Date: Thu, 01 Jan 1970 00:00:00 +0000\nMessage-ID: "
+	    "<QID@host.example>\n\nSubj");
 }
 
 Test(msgfix, added_fields_helper_adds_only_missing)

@@ -31,11 +31,10 @@ Test(oauth, parses_a_refresh_answer_with_a_rotated_refresh_token)
 	struct oauth_resp r;
 
 	cr_assert_eq(
-	    test_parse(
-		"{\"access_token\":\"ya29.abc\","
-		"\"token_type\":\"Bearer\",\"expires_in\":3599,"
-		"\"refresh_token\":\"1//new\",\"scope\":\"https://mail.google."
-		"com/\"}",
+	    test_parse("{\"access_token\":\"ya29.abc\",\"token_type\":"
+		       "\"Bearer\",\"expires_in\":3599,\"refresh_token\":\"1//"
+		       "new\",\"scope\":\"https://mail.google."
+		       "com/\"}",
 		&r),
 	    0);
 	cr_assert_str_eq(r.access_token, "ya29.abc");
@@ -50,9 +49,8 @@ Test(oauth, refresh_token_absent_means_not_rotated)
 {
 	struct oauth_resp r;
 
-	cr_assert_eq(test_parse("{\"access_token\":\"t\",\"expires_in\":"
-				"\"3600\"}",
-			 &r),
+	cr_assert_eq(
+	    test_parse("{\"access_token\":\"t\",\"expires_in\":\"3600\"}", &r),
 	    0);
 	cr_assert_null(r.refresh_token);
 	cr_assert_eq(r.expires_in, 3600, "a decimal string is accepted");
@@ -64,10 +62,9 @@ Test(oauth, error_answer_keeps_error_and_description_printable)
 	struct oauth_resp r;
 
 	cr_assert_eq(
-	    test_parse(
-		"{\"error\":\"invalid_grant\","
-		"\"error_description\":\"Token has been expired or revoked.\\n"
-		"\"}",
+	    test_parse("{\"error\":\"invalid_grant\",\"error_description\":"
+		       "\"Token has been expired or revoked.\\n"
+		       "\"}",
 		&r),
 	    0);
 	cr_assert_str_eq(r.error, "invalid_grant");
@@ -82,10 +79,9 @@ Test(oauth, device_authorization_answer)
 	struct oauth_resp r;
 
 	cr_assert_eq(
-	    test_parse(
-		"{\"device_code\":\"dc\",\"user_code\":"
-		"\"ABCD-EFGH\",\"verification_url\":\"https://www.google.com/"
-		"device\",\"expires_in\":1800,\"interval\":5}",
+	    test_parse("{\"device_code\":\"dc\",\"user_code\":\"ABCD-EFGH\","
+		       "\"verification_url\":\"https://www.google.com/"
+		       "device\",\"expires_in\":1800,\"interval\":5}",
 		&r),
 	    0);
 	cr_assert_str_eq(r.device_code, "dc");

@@ -287,8 +287,8 @@ Test(queue_index, memory_per_entry_is_bounded)
 	after = test_heap_used();
 	per_entry = (after - before) / N_BIG;
 	own = queue_index_memory(qi) / N_BIG;
-	cr_log_info("queue index: %zu bytes per entry (allocator), %zu "
-		    "(own count), record %zu",
+	cr_log_info("queue index: %zu bytes per entry (allocator), %zu (own "
+		    "count), record %zu",
 	    per_entry, own, sizeof(struct queue_entry));
 	cr_assert_leq(per_entry, 200, "%zu bytes per entry", per_entry);
 	cr_assert_leq(own, per_entry + 8);

@@ -95,10 +95,9 @@ test_expect_age(const char *out, const char *pre, const char *post, int64_t t,
 		if (strstr(out, want) != NULL)
 			return;
 	}
-	cr_expect_fail("no \"%sAGE%s\" for a now in [%lld, %lld] (t %lld) "
-		       "in:\n%s",
-	    pre, post, (long long)test_t0, (long long)test_t1, (long long)t,
-	    out);
+	cr_expect_fail(
+	    "no \"%sAGE%s\" for a now in [%lld, %lld] (t %lld) in:\n%s", pre,
+	    post, (long long)test_t0, (long long)test_t1, (long long)t, out);
 }
 
 /* Queue a message; returns its id in id (ENVELOPE_ID_MAX bytes). */
@@ -163,10 +162,8 @@ test_list(int json)
 	test_clock_end();
 }
 
-static const char test_msg[] = "From: Alice <alice@example.org>\r\n"
-			       "Subject: hello\r\n"
-			       "\r\n"
-			       "Body-Line: not a header\r\n";
+static const char test_msg[] = "From: Alice <alice@example.org>\r\nSubject: "
+			       "hello\r\n\r\nBody-Line: not a header\r\n";
 
 Test(queue_view, text_list_shows_id_size_sender_recipient_state_and_total)
 {

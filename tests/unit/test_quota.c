@@ -102,8 +102,8 @@ Test(quota, the_third_message_is_refused_naming_the_limit)
 	cr_assert_eq(quota_admit(&q, 1000, 0, 0, 0, &err), -EDQUOT);
 	cr_assert_eq(err.code, -EDQUOT);
 	cr_assert_str_eq(err.msg,
-	    "uid 1000 has 2 messages queued: the "
-	    "limit is max_messages_per_user = 2");
+	    "uid 1000 has 2 messages queued: the limit is "
+	    "max_messages_per_user = 2");
 	/* Another uid is not affected. */
 	cr_assert_eq(quota_admit(&q, 1001, 0, 0, 0, &err), 0);
 	/* A delivered message frees a place. */
@@ -127,9 +127,8 @@ Test(quota, bytes_limit_counts_the_incoming_message)
 	cr_assert_eq(quota_admit(&q, 1000, 0, 0, 401, &err), -EDQUOT);
 	cr_assert_not_null(
 	    strstr(err.msg,
-		"uid 1000 has 600 bytes queued "
-		"(with this message more): the limit is max_bytes_per_user = "
-		"1000"),
+		"uid 1000 has 600 bytes queued (with this message more): the "
+		"limit is max_bytes_per_user = 1000"),
 	    "%s", err.msg);
 	cr_assert_eq(quota_admit(&q, 1000, 1, 400, 1, &err), -EDQUOT);
 	quota_table_add(t, 1000, 400);

@@ -518,7 +518,8 @@ Test(retry, only_a_reply_to_the_message_bounces_or_delivers)
 					    ev != LOCAL && ev != VERDICT)
 						cr_assert_neq(v.relay,
 						    RETRY_RELAY_OK,
-						    "a failed session set-up leaves the relay up");
+						    "a failed session set-up "
+						    "leaves the relay up");
 				}
 }
 

@@ -270,14 +270,14 @@ Test(route, agrees_with_the_parsed_config)
 	struct config *cfg = NULL;
 	struct sq_err  err;
 
-	cr_assert_eq(config_load_string("t.ini",
-			 "[smarthost main]\nhost = main.example\n"
-			 "[smarthost alerts]\nhost = alerts.example\n"
-			 "match_sender = alerts@* *@monitoring.example\n"
-			 "fallback = main\n"
-			 "[smarthost corp]\nhost = corp.example\n"
-			 "match_recipient = *.corp.example corp.example\n",
-			 &cfg, &err),
+	cr_assert_eq(
+	    config_load_string("t.ini",
+		"[smarthost main]\nhost = main.example\n[smarthost "
+		"alerts]\nhost = alerts.example\nmatch_sender = alerts@* "
+		"*@monitoring.example\nfallback = main\n[smarthost corp]\nhost "
+		"= corp.example\nmatch_recipient = *.corp.example "
+		"corp.example\n",
+		&cfg, &err),
 	    0, "%s", err.msg);
 	cr_assert_eq(route_pick(cfg, "alerts@web.example", "x@y.example"), 1);
 	cr_assert_eq(route_pick(cfg, "n@monitoring.example", "x@y.example"), 1);

@@ -407,40 +407,32 @@ ParameterizedTestParameters(sasl, scram_rejects_a_malformed_server_first)
 		{ "r=rOprNGfwEbeRWgbNEkqOxyz,i=4096", "salt" },
 		{ "r=rOprNGfwEbeRWgbNEkqOxyz,s=W22ZaJ0SNY7soEsUEjb6gQ==",
 		    "iteration" },
-		{ "r=rOprNGfwEbeRWgbNEkqOxyz,s=W22ZaJ0SNY7soEsUEjb6gQ==,"
-		  "i=4095",
+		{ "r=rOprNGfwEbeRWgbNEkqOxyz,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4095",
 		    "iteration" },
-		{ "r=rOprNGfwEbeRWgbNEkqOxyz,s=W22ZaJ0SNY7soEsUEjb6gQ==,"
-		  "i=1000001",
+		{ "r=rOprNGfwEbeRWgbNEkqOxyz,s=W22ZaJ0SNY7soEsUEjb6gQ==,i="
+		  "1000001",
 		    "iteration" },
-		{ "r=rOprNGfwEbeRWgbNEkqOxyz,s=W22ZaJ0SNY7soEsUEjb6gQ==,"
-		  "i=99999999999999999999999",
+		{ "r=rOprNGfwEbeRWgbNEkqOxyz,s=W22ZaJ0SNY7soEsUEjb6gQ==,i="
+		  "99999999999999999999999",
 		    "iteration" },
-		{ "r=rOprNGfwEbeRWgbNEkqOxyz,s=W22ZaJ0SNY7soEsUEjb6gQ==,"
-		  "i=4k",
+		{ "r=rOprNGfwEbeRWgbNEkqOxyz,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4k",
 		    "iteration" },
-		{ "r=rOprNGfwEbeRWgbNEkqOxyz,s=W22ZaJ0SNY7soEsUEjb6gQ==,"
-		  "i=",
+		{ "r=rOprNGfwEbeRWgbNEkqOxyz,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=",
 		    "iteration" },
-		{ "r=rOprNGfwEbeRWgbNEkqOxyz,s=W22ZaJ0SNY7soEsUEjb6gQ=,"
-		  "i=4096",
+		{ "r=rOprNGfwEbeRWgbNEkqOxyz,s=W22ZaJ0SNY7soEsUEjb6gQ=,i=4096",
 		    "salt" },
 		{ "r=rOprNGfwEbeRWgbNEkqOxyz,s=,i=4096", "salt" },
 		/* The nonce must extend ours, not replace or merely
 		 * repeat it. */
-		{ "r=XOprNGfwEbeRWgbNEkqOxyz,s=W22ZaJ0SNY7soEsUEjb6gQ==,"
-		  "i=4096",
+		{ "r=XOprNGfwEbeRWgbNEkqOxyz,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
 		    "nonce" },
-		{ "r=rOprNGfwEbeRWgbNEkqO,s=W22ZaJ0SNY7soEsUEjb6gQ==,"
-		  "i=4096",
+		{ "r=rOprNGfwEbeRWgbNEkqO,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
 		    "nonce" },
 		{ "r=rOprNGfw,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096", "nonce" },
-		{ "r=rOprNGfwEbeRWgbNEkqO x,s=W22ZaJ0SNY7soEsUEjb6gQ==,"
-		  "i=4096",
+		{ "r=rOprNGfwEbeRWgbNEkqO x,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
 		    "nonce" },
 		/* Attributes out of order. */
-		{ "r=rOprNGfwEbeRWgbNEkqOxyz,i=4096,"
-		  "s=W22ZaJ0SNY7soEsUEjb6gQ==",
+		{ "r=rOprNGfwEbeRWgbNEkqOxyz,i=4096,s=W22ZaJ0SNY7soEsUEjb6gQ==",
 		    "salt" },
 	};
 
@@ -468,10 +460,10 @@ Test(sasl, scram_rejects_bad_base64_and_nul_in_server_first)
 	cr_assert_eq(sasl_step(s, "cj1y!", 5, &test_out), SASL_ERROR);
 	sasl_free(s);
 	s = test_sasl_scram_first();
-	cr_assert_eq(test_sasl_step_raw(s,
-			 "r=rOprNGfwEbeRWgbNEkqOx\0y,"
-			 "s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
-			 57),
+	cr_assert_eq(
+	    test_sasl_step_raw(s,
+		"r=rOprNGfwEbeRWgbNEkqOx\0y,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+		57),
 	    SASL_ERROR);
 	sasl_free(s);
 }
@@ -480,10 +472,9 @@ Test(sasl, scram_ignores_extensions_after_the_iteration_count)
 {
 	struct sasl *s = test_sasl_scram_first();
 
-	cr_assert_eq(
-	    test_sasl_step_str(s,
-		"r=rOprNGfwEbeRWgbNEkqOsrv,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,"
-		"x=future"),
+	cr_assert_eq(test_sasl_step_str(s,
+			 "r=rOprNGfwEbeRWgbNEkqOsrv,s=W22ZaJ0SNY7soEsUEjb6gQ==,"
+			 "i=4096,x=future"),
 	    SASL_CONTINUE);
 	cr_assert(strncmp(test_sasl_decoded(NULL),
 		      "c=biws,r=rOprNGfwEbeRWgbNEkqOsrv,p=", 35) == 0);
@@ -508,8 +499,8 @@ Test(sasl, xoauth2_sends_the_documented_bytes)
 		 "someuser@example.com",
 		 "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg", NULL);
 	static const char want[] =
-	    "dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5Ln"
-	    "ZGOWRmdDRxbVRjMk52YjNSbGNrQmhkSFJoZG1semRHRXVZMjl0Q2cBAQ==";
+	    "dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnZGOWRmdD"
+	    "RxbVRjMk52YjNSbGNrQmhkSFJoZG1semRHRXVZMjl0Q2cBAQ==";
 
 	cr_assert_eq(sasl_initial(s, &test_out), 1);
 	cr_assert_eq(test_out.len, strlen(want));
@@ -553,10 +544,9 @@ Test(sasl, oauth_error_challenge_gets_an_empty_answer_then_nothing)
 		s = test_sasl_new(mechs[i], "u@example.com", "tok", NULL);
 		cr_assert_eq(sasl_initial(s, &test_out), 1);
 		test_out.len = 0;
-		cr_assert_eq(
-		    test_sasl_step_str(s,
-			"{\"status\":\"401\","
-			"\"schemes\":\"bearer\",\"scope\":\"https://mail\"}"),
+		cr_assert_eq(test_sasl_step_str(s,
+				 "{\"status\":\"401\",\"schemes\":\"bearer\","
+				 "\"scope\":\"https://mail\"}"),
 		    SASL_DONE);
 		cr_assert_eq(test_out.len, 0);
 		cr_assert_eq(test_sasl_step_str(s, "{}"), SASL_ERROR);
@@ -680,8 +670,7 @@ Test(sasl, redact_hides_the_secret_and_base64_words)
 	cr_assert_str_eq(t3, "5.7.8 Authentication credentials invalid");
 	sasl_redact(NULL, t4);
 	cr_assert_str_eq(t4,
-	    "5.7.8 Error: authentication failed: "
-	    "************");
+	    "5.7.8 Error: authentication failed: ************");
 	sasl_free(s);
 }
 

@@ -211,8 +211,8 @@ ParameterizedTest(struct test_mode *m, secret, file_permission_rule)
 		test_load_ok("s3cr3t-pw", SECRET_PASSWORD);
 	else {
 		snprintf(want, sizeof(want),
-		    "password_file %s: %s: refusing "
-		    "to use it; chmod 0600 or 0640",
+		    "password_file %s: %s: refusing to use it; chmod 0600 or "
+		    "0640",
 		    test_sh.password_file, m->why);
 		test_load_fails(want, "s3cr3t");
 	}
@@ -225,8 +225,8 @@ Test(secret, token_file_has_the_same_permission_rule)
 
 	test_sh.token_file = test_write_str("tok", "tok3n\n", 0644);
 	snprintf(want, sizeof(want),
-	    "token_file %s: readable by others "
-	    "(mode 0644): refusing to use it; chmod 0600 or 0640",
+	    "token_file %s: readable by others (mode 0644): refusing to use "
+	    "it; chmod 0600 or 0640",
 	    test_sh.token_file);
 	test_load_fails(want, "tok3n");
 	free(test_sh.token_file);
@@ -244,8 +244,8 @@ Test(secret, symlink_is_followed_and_its_target_checked)
 
 	cr_assert_eq(chmod(target, 0644), 0);
 	snprintf(want, sizeof(want),
-	    "password_file %s: readable by others "
-	    "(mode 0644): refusing to use it; chmod 0600 or 0640",
+	    "password_file %s: readable by others (mode 0644): refusing to use "
+	    "it; chmod 0600 or 0640",
 	    link);
 	test_load_fails(want, "linked-pw");
 	free(target);
@@ -258,9 +258,7 @@ Test(secret, empty_first_line_is_refused)
 
 	test_sh.password_file = test_write_str("pw", "\nsecond-line\n", 0600);
 	snprintf(want, sizeof(want),
-	    "password_file %s: the first line is "
-	    "empty",
-	    test_sh.password_file);
+	    "password_file %s: the first line is empty", test_sh.password_file);
 	test_load_fails(want, "second-line");
 	free(test_sh.password_file);
 }
@@ -271,9 +269,7 @@ Test(secret, empty_file_is_refused)
 
 	test_sh.password_file = test_write_str("pw", "", 0600);
 	snprintf(want, sizeof(want),
-	    "password_file %s: the first line is "
-	    "empty",
-	    test_sh.password_file);
+	    "password_file %s: the first line is empty", test_sh.password_file);
 	test_load_fails(want, NULL);
 	free(test_sh.password_file);
 }
@@ -294,8 +290,7 @@ Test(secret, line_of_secret_max_is_accepted_and_one_more_refused)
 	data[SECRET_MAX] = 'k';
 	free(test_write("tok", data, SECRET_MAX + 1, 0600));
 	snprintf(want, sizeof(want),
-	    "token_file %s: the first line is "
-	    "longer than %d bytes",
+	    "token_file %s: the first line is longer than %d bytes",
 	    test_sh.token_file, SECRET_MAX);
 	test_load_fails(want, "kkkk");
 	free(test_sh.token_file);
@@ -308,8 +303,7 @@ Test(secret, nul_byte_in_the_line_is_refused)
 
 	test_sh.password_file = test_write("pw", "ab\0cd\n", 6, 0600);
 	snprintf(want, sizeof(want),
-	    "password_file %s: the first line "
-	    "contains a NUL byte",
+	    "password_file %s: the first line contains a NUL byte",
 	    test_sh.password_file);
 	test_load_fails(want, NULL);
 	free(test_sh.password_file);
@@ -321,8 +315,7 @@ Test(secret, missing_file_says_cannot_open)
 
 	test_sh.password_file = xasprintf("%s/nope", test_dir);
 	snprintf(want, sizeof(want),
-	    "password_file %s: cannot open: No such "
-	    "file or directory",
+	    "password_file %s: cannot open: No such file or directory",
 	    test_sh.password_file);
 	test_load_fails(want, NULL);
 	free(test_sh.password_file);
@@ -367,8 +360,8 @@ Test(secret, token_command_gives_a_token)
 Test(secret, command_runs_through_the_shell_with_stdin_on_dev_null)
 {
 	/* With stdin not on /dev/null, read would wait or succeed. */
-	test_sh.password_command = (char *)"if read x; then exit 9; fi; "
-					   "x=pi; echo \"$x-pe\" | tr a-z A-Z";
+	test_sh.password_command = (char *)"if read x; then exit 9; fi; x=pi; "
+					   "echo \"$x-pe\" | tr a-z A-Z";
 	test_load_ok("PI-PE", SECRET_PASSWORD);
 }
 
@@ -376,8 +369,7 @@ Test(secret, command_with_long_output_is_drained)
 {
 	/* 200 KiB after the first line: more than a pipe holds. */
 	test_sh.password_command =
-	    (char *)"echo first; "
-		    "head -c 204800 /dev/zero | tr '\\0' x; echo";
+	    (char *)"echo first; head -c 204800 /dev/zero | tr '\\0' x; echo";
 	test_load_ok("first", SECRET_PASSWORD);
 }
 
@@ -433,8 +425,7 @@ Test(secret, command_past_the_time_limit_is_killed_and_reaped)
 	pidfile = xasprintf("%s/pid", test_dir);
 	cmd = xasprintf("echo $$ > %s; echo s3cr3t; exec sleep 30", pidfile);
 	test_sh.password_command = cmd;
-	test_load_fails("password_command did not finish within 300 ms: "
-			"killed",
+	test_load_fails("password_command did not finish within 300 ms: killed",
 	    "s3cr3t");
 	pid = test_read_pid(pidfile);
 	/* Killed and reaped: the PID no longer exists (not even a zombie). */
@@ -547,10 +538,9 @@ Test(secret, missing_credential_names_loadcredential)
 {
 	setenv("CREDENTIALS_DIRECTORY", test_dir, 1);
 	test_sh.credential = (char *)"relay.pass";
-	test_load_fails(
-	    "credential relay.pass: no such credential in "
-	    "$CREDENTIALS_DIRECTORY (is LoadCredential=relay.pass:... in the "
-	    "unit?)",
+	test_load_fails("credential relay.pass: no such credential in "
+			"$CREDENTIALS_DIRECTORY (is "
+			"LoadCredential=relay.pass:... in the unit?)",
 	    NULL);
 }
 
@@ -558,8 +548,7 @@ Test(secret, credential_name_cannot_leave_the_directory)
 {
 	setenv("CREDENTIALS_DIRECTORY", test_dir, 1);
 	test_sh.credential = (char *)"../etc/shadow";
-	test_load_fails("credential ../etc/shadow: not a valid credential "
-			"name",
+	test_load_fails("credential ../etc/shadow: not a valid credential name",
 	    NULL);
 	test_sh.credential = (char *)"..";
 	test_load_fails("credential ..: not a valid credential name", NULL);
@@ -593,8 +582,7 @@ Test(secret, no_source_is_not_found)
 	cr_assert_eq(secret_load(&test_sh, &s, &test_err), SQ_ENOTFOUND);
 	cr_assert_null(s);
 	cr_assert_str_eq(test_err.msg,
-	    "smarthost s: no secret source "
-	    "configured");
+	    "smarthost s: no secret source configured");
 }
 
 Test(secret, free_accepts_null)

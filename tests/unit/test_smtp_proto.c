@@ -273,8 +273,8 @@ Test(smtp_proto, starttls_upgrades_and_only_second_ehlo_caps_count)
 
 	TEST_RUN(p, "S:220 mx.example.net ESMTP\r\n",
 	    "C:EHLO client.example\r\n",
-	    "S:250-mx.example.net\r\n250-STARTTLS\r\n250-PIPELINING\r\n"
-	    "250 AUTH PLAIN\r\n",
+	    "S:250-mx.example.net\r\n250-STARTTLS\r\n250-PIPELINING\r\n250 "
+	    "AUTH PLAIN\r\n",
 	    "C:STARTTLS\r\n", "S:220 2.0.0 Ready to start TLS\r\n",
 	    "E:NEED_TLS");
 	cr_assert_not(smtp_proto_tls_active(p));
@@ -845,8 +845,8 @@ Test(smtp_proto, auth_after_starttls_uses_only_second_ehlo_mechanisms)
 	 * but STARTTLS; after TLS only LOGIN counts. */
 	TEST_RUN(p, "S:220 mx.example.net ESMTP\r\n",
 	    "C:EHLO client.example\r\n",
-	    "S:250-mx.example.net\r\n250-STARTTLS\r\n"
-	    "250 AUTH SCRAM-SHA-256 PLAIN\r\n",
+	    "S:250-mx.example.net\r\n250-STARTTLS\r\n250 AUTH SCRAM-SHA-256 "
+	    "PLAIN\r\n",
 	    "C:STARTTLS\r\n", "S:220 go ahead\r\n", "E:NEED_TLS", "!tls_ok",
 	    "C:EHLO client.example\r\n",
 	    "S:250-mx.example.net\r\n250 AUTH LOGIN\r\n", "C:AUTH LOGIN\r\n",
@@ -921,15 +921,18 @@ Test(smtp_proto, auth_auto_runs_scram_with_the_rfc7677_vector)
 
 	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
 	    "S:250-mx\r\n250 AUTH PLAIN LOGIN SCRAM-SHA-256 CRAM-MD5\r\n",
-	    "C:AUTH SCRAM-SHA-256 biwsbj11c2VyLHI9ck9wck5HZndFYmVSV2diTkVrcU8="
+	    "C:AUTH SCRAM-SHA-256 "
+	    "biwsbj11c2VyLHI9ck9wck5HZndFYmVSV2diTkVrcU8=\r\n",
+	    "S:334 "
+	    "cj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJSYVRDQWZ1eEZJbGopaE5sRi"
+	    "RrMCxzPVcyMlphSjBTTlk3c29Fc1VFamI2Z1E9PSxpPTQwOTY=\r\n",
+	    "C:"
+	    "Yz1iaXdzLHI9ck9wck5HZndFYmVSV2diTkVrcU8laHZZRHBXVWEyUmFUQ0FmdXhGSW"
+	    "xqKWhObEYkazAscD1kSHpiWmFwV0lrNGpVaE4rVXRlOXl0YWc5empmTUhnc3FtbWl6"
+	    "N0FuZFZRPQ==\r\n",
+	    "S:334 "
+	    "dj02cnJpVFJCaTIzV3BSUi93dHVwK21NaFVaVW4vZEI1bkxUSlJzamw5NUc0PQ=="
 	    "\r\n",
-	    "S:334 cj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJSYVRDQWZ1eEZJ"
-	    "bGopaE5sRiRrMCxzPVcyMlphSjBTTlk3c29Fc1VFamI2Z1E9PSxpPTQwOTY=\r\n",
-	    "C:Yz1iaXdzLHI9ck9wck5HZndFYmVSV2diTkVrcU8laHZZRHBXVWEyUmFUQ0Fm"
-	    "dXhGSWxqKWhObEYkazAscD1kSHpiWmFwV0lrNGpVaE4rVXRlOXl0YWc5empmTU"
-	    "hnc3FtbWl6N0FuZFZRPQ==\r\n",
-	    "S:334 dj02cnJpVFJCaTIzV3BSUi93dHVwK21NaFVaVW4vZEI1bkxUSlJzamw5N"
-	    "Uc0PQ==\r\n",
 	    "C:\r\n", "S:235 2.7.0 Authentication successful\r\n", "E:READY");
 	smtp_proto_free(p);
 }
@@ -948,16 +951,19 @@ Test(smtp_proto, auth_scram_server_signature_mismatch_fails_auth)
 	 * cancel with "*" and fail, whatever it says next. */
 	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
 	    "S:250-mx\r\n250 AUTH SCRAM-SHA-256\r\n",
-	    "C:AUTH SCRAM-SHA-256 biwsbj11c2VyLHI9ck9wck5HZndFYmVSV2diTkVrcU8="
-	    "\r\n",
-	    "S:334 cj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJSYVRDQWZ1eEZJ"
-	    "bGopaE5sRiRrMCxzPVcyMlphSjBTTlk3c29Fc1VFamI2Z1E9PSxpPTQwOTY=\r\n",
-	    "C:Yz1iaXdzLHI9ck9wck5HZndFYmVSV2diTkVrcU8laHZZRHBXVWEyUmFUQ0Fm"
-	    "dXhGSWxqKWhObEYkazAscD1kSHpiWmFwV0lrNGpVaE4rVXRlOXl0YWc5empmTU"
-	    "hnc3FtbWl6N0FuZFZRPQ==\r\n",
+	    "C:AUTH SCRAM-SHA-256 "
+	    "biwsbj11c2VyLHI9ck9wck5HZndFYmVSV2diTkVrcU8=\r\n",
+	    "S:334 "
+	    "cj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJSYVRDQWZ1eEZJbGopaE5sRi"
+	    "RrMCxzPVcyMlphSjBTTlk3c29Fc1VFamI2Z1E9PSxpPTQwOTY=\r\n",
+	    "C:"
+	    "Yz1iaXdzLHI9ck9wck5HZndFYmVSV2diTkVrcU8laHZZRHBXVWEyUmFUQ0FmdXhGSW"
+	    "xqKWhObEYkazAscD1kSHpiWmFwV0lrNGpVaE4rVXRlOXl0YWc5empmTUhnc3FtbWl6"
+	    "N0FuZFZRPQ==\r\n",
 	    /* v=AAAA... (32 zero bytes) */
-	    "S:334 dj1BQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQ"
-	    "UFBPQ==\r\n",
+	    "S:334 "
+	    "dj1BQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBPQ=="
+	    "\r\n",
 	    "C:*\r\n", "S:235 2.7.0 whatever\r\n", "E:FAILED AUTH 0",
 	    "C:QUIT\r\n");
 	cr_assert(strstr(test_last_ev.reply.text, "mismatch"), "%s",
@@ -977,13 +983,15 @@ Test(smtp_proto, auth_scram_235_without_server_signature_fails_auth)
 
 	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
 	    "S:250-mx\r\n250 AUTH SCRAM-SHA-256\r\n",
-	    "C:AUTH SCRAM-SHA-256 biwsbj11c2VyLHI9ck9wck5HZndFYmVSV2diTkVrcU8="
-	    "\r\n",
-	    "S:334 cj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJSYVRDQWZ1eEZJ"
-	    "bGopaE5sRiRrMCxzPVcyMlphSjBTTlk3c29Fc1VFamI2Z1E9PSxpPTQwOTY=\r\n",
-	    "C:Yz1iaXdzLHI9ck9wck5HZndFYmVSV2diTkVrcU8laHZZRHBXVWEyUmFUQ0Fm"
-	    "dXhGSWxqKWhObEYkazAscD1kSHpiWmFwV0lrNGpVaE4rVXRlOXl0YWc5empmTU"
-	    "hnc3FtbWl6N0FuZFZRPQ==\r\n",
+	    "C:AUTH SCRAM-SHA-256 "
+	    "biwsbj11c2VyLHI9ck9wck5HZndFYmVSV2diTkVrcU8=\r\n",
+	    "S:334 "
+	    "cj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJSYVRDQWZ1eEZJbGopaE5sRi"
+	    "RrMCxzPVcyMlphSjBTTlk3c29Fc1VFamI2Z1E9PSxpPTQwOTY=\r\n",
+	    "C:"
+	    "Yz1iaXdzLHI9ck9wck5HZndFYmVSV2diTkVrcU8laHZZRHBXVWEyUmFUQ0FmdXhGSW"
+	    "xqKWhObEYkazAscD1kSHpiWmFwV0lrNGpVaE4rVXRlOXl0YWc5empmTUhnc3FtbWl6"
+	    "N0FuZFZRPQ==\r\n",
 	    "S:235 2.7.0 trust me\r\n", "E:FAILED AUTH 0", "C:QUIT\r\n");
 	cr_assert(strstr(test_last_ev.reply.text, "proving"), "%s",
 	    test_last_ev.reply.text);
@@ -1095,8 +1103,8 @@ Test(smtp_proto, auth_reply_echoing_a_credential_is_masked)
 	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
 	    "S:250-mx\r\n250 AUTH PLAIN\r\n",
 	    "C:AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n",
-	    "S:535-5.7.8 bad: AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n"
-	    "535 5.7.8 password tanstaaftanstaaf is wrong\r\n",
+	    "S:535-5.7.8 bad: AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n535 5.7.8 "
+	    "password tanstaaftanstaaf is wrong\r\n",
 	    "E:FAILED AUTH 535", "C:QUIT\r\n");
 	cr_assert_null(strstr(test_last_ev.reply.text, "AHRpbQB0"));
 	cr_assert_null(strstr(test_last_ev.reply.text, "tanstaaf"));
@@ -1139,8 +1147,8 @@ Test(smtp_proto, auth_xoauth2_error_challenge_gets_empty_line_then_fails)
 
 	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
 	    "S:250-mx\r\n250 AUTH LOGIN PLAIN XOAUTH2 OAUTHBEARER\r\n",
-	    "C:AUTH XOAUTH2 dXNlcj11QGV4YW1wbGUuY29tAWF1dGg9QmVhcmVyIHlhMjkudG"
-	    "9rZW4BAQ==\r\n",
+	    "C:AUTH XOAUTH2 "
+	    "dXNlcj11QGV4YW1wbGUuY29tAWF1dGg9QmVhcmVyIHlhMjkudG9rZW4BAQ==\r\n",
 	    "S:334 eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIn0=\r\n",
 	    "C:\r\n", "S:535 5.7.8 Username and Password not accepted\r\n",
 	    "E:FAILED AUTH 535", "C:QUIT\r\n");
@@ -1161,9 +1169,7 @@ Test(smtp_proto, auth_long_initial_response_waits_for_the_empty_challenge)
 
 	memset(token, 'T', sizeof(token) - 1);
 	snprintf(raw, sizeof(raw),
-	    "n,a=u@example.com,\001auth=Bearer %s"
-	    "\001\001",
-	    token);
+	    "n,a=u@example.com,\001auth=Bearer %s\001\001", token);
 	buf_init(&b64, sizeof(want) - 3);
 	cr_assert_eq(sasl_b64_encode(raw, strlen(raw), &b64), 0);
 	snprintf(want, sizeof(want), "C:%.*s\r\n", (int)b64.len, b64.data);
@@ -1237,19 +1243,15 @@ Test(smtp_proto, pipelined_session_with_one_rejected_recipient)
 
 	test_txn = &test_txn2;
 	TEST_RUN(p, TEST_PIPE_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n"
-	    "RCPT TO:<nobody@example.net>\r\n"
-	    "RCPT TO:<bob@example.net>\r\n"
-	    "DATA\r\n",
+	    "C:MAIL FROM:<alice@example.org>\r\nRCPT "
+	    "TO:<nobody@example.net>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n",
 	    "S:250 2.1.0 Ok\r\n550 5.1.1 no such user\r\n",
 	    "E:RCPT_STATUS 0 550", "S:250 2.1.5 Ok\r\n354 go\r\n",
 	    "E:RCPT_STATUS 1 250", "E:NEED_BODY", "!last:hello",
 	    "C:hello\r\n.\r\n", "S:250 2.0.0 queued\r\n", "E:TXN_DONE 250",
 	    "E:READY", "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n"
-	    "RCPT TO:<nobody@example.net>\r\n"
-	    "RCPT TO:<bob@example.net>\r\n"
-	    "DATA\r\n");
+	    "C:MAIL FROM:<alice@example.org>\r\nRCPT "
+	    "TO:<nobody@example.net>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n");
 	smtp_proto_free(p);
 }
 
@@ -1259,12 +1261,10 @@ Test(smtp_proto, pipelined_all_recipients_rejected_reports_rcpt_failure)
 
 	test_txn = &test_txn2;
 	TEST_PART(p, TEST_PIPE_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n"
-	    "RCPT TO:<nobody@example.net>\r\n"
-	    "RCPT TO:<bob@example.net>\r\n"
-	    "DATA\r\n",
-	    "S:250 Ok\r\n550 5.1.1 no such user\r\n452 4.2.2 full\r\n"
-	    "554 5.5.1 Error: no valid recipients\r\n",
+	    "C:MAIL FROM:<alice@example.org>\r\nRCPT "
+	    "TO:<nobody@example.net>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n",
+	    "S:250 Ok\r\n550 5.1.1 no such user\r\n452 4.2.2 full\r\n554 5.5.1 "
+	    "Error: no valid recipients\r\n",
 	    "E:RCPT_STATUS 0 550", "E:RCPT_STATUS 1 452", "E:TXN_DONE 452");
 	cr_assert_str_eq(test_last_ev.reply.text, "4.2.2 full");
 	TEST_RUN(p, "C:RSET\r\n", "S:250 Ok\r\n", "E:READY");
@@ -1276,9 +1276,8 @@ Test(smtp_proto, pipelined_data_accepted_without_recipients_sends_empty_end)
 	struct smtp_proto *p = test_proto_pipelined();
 
 	TEST_RUN(p, TEST_PIPE_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n"
-	    "RCPT TO:<bob@example.net>\r\n"
-	    "DATA\r\n",
+	    "C:MAIL FROM:<alice@example.org>\r\nRCPT "
+	    "TO:<bob@example.net>\r\nDATA\r\n",
 	    "S:250 Ok\r\n550 5.1.1 no\r\n354 go\r\n", "E:RCPT_STATUS 0 550",
 	    "C:.\r\n", "S:554 5.5.1 no valid recipients\r\n", "E:TXN_DONE 550",
 	    "C:RSET\r\n", "S:250 Ok\r\n", "E:READY");
@@ -1291,10 +1290,8 @@ Test(smtp_proto, pipelined_mail_refused_drains_the_group_then_rsets)
 
 	test_txn = &test_txn2;
 	TEST_RUN(p, TEST_PIPE_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n"
-	    "RCPT TO:<nobody@example.net>\r\n"
-	    "RCPT TO:<bob@example.net>\r\n"
-	    "DATA\r\n",
+	    "C:MAIL FROM:<alice@example.org>\r\nRCPT "
+	    "TO:<nobody@example.net>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n",
 	    "S:451 4.3.0 try later\r\n503 5.5.1 need MAIL\r\n",
 	    "E:TXN_DONE 451",
 	    "S:503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n", "C:RSET\r\n",
@@ -1305,9 +1302,8 @@ Test(smtp_proto, pipelined_mail_refused_drains_the_group_then_rsets)
 	 * message text: the stream is out of step. */
 	p = test_proto_pipelined();
 	TEST_RUN(p, TEST_PIPE_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n"
-	    "RCPT TO:<bob@example.net>\r\n"
-	    "DATA\r\n",
+	    "C:MAIL FROM:<alice@example.org>\r\nRCPT "
+	    "TO:<bob@example.net>\r\nDATA\r\n",
 	    "S:550 no\r\n503 no\r\n354 go\r\n", "E:TXN_DONE 550",
 	    "E:FAILED PROTO 0");
 	smtp_proto_free(p);
@@ -1338,9 +1334,8 @@ Test(smtp_proto, pipelined_replies_split_anywhere)
 	size_t                  i;
 
 	TEST_RUN(p, TEST_PIPE_HELLO, "!mail",
-	    "C:MAIL FROM:<alice@example.org>\r\n"
-	    "RCPT TO:<bob@example.net>\r\n"
-	    "DATA\r\n");
+	    "C:MAIL FROM:<alice@example.org>\r\nRCPT "
+	    "TO:<bob@example.net>\r\nDATA\r\n");
 	for (i = 0; i < sizeof(replies) - 1; i++)
 		smtp_proto_feed(p, replies + i, 1);
 	TEST_RUN(p, "E:RCPT_STATUS 0 250", "E:NEED_BODY");
@@ -1419,8 +1414,8 @@ Test(smtp_proto, mail_from_carries_size_body_and_smtputf8_when_offered)
 	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
 	    "S:250-mx\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
 	    "E:READY", "!mail",
-	    "C:MAIL FROM:<alice@example.org> SIZE=500 BODY=8BITMIME"
-	    " SMTPUTF8\r\n");
+	    "C:MAIL FROM:<alice@example.org> SIZE=500 BODY=8BITMIME "
+	    "SMTPUTF8\r\n");
 	smtp_proto_free(p);
 }
 
@@ -1489,8 +1484,7 @@ Test(smtp_proto, message_needing_smtputf8_without_it_is_not_offered)
 	cr_assert(test_last_ev.reply.local);
 	cr_assert_str_eq(test_last_ev.reply.enhanced, "5.6.7");
 	cr_assert_str_eq(test_last_ev.reply.text,
-	    "5.6.7 message needs"
-	    " SMTPUTF8 but the server does not offer it");
+	    "5.6.7 message needs SMTPUTF8 but the server does not offer it");
 	TEST_RUN(p, "E:READY", "!quit", "C:QUIT\r\n");
 	smtp_proto_free(p);
 }
@@ -1518,8 +1512,8 @@ Test(smtp_proto, auth_failure_text_never_quotes_the_secret)
 	    "S:250-mx\r\n250 AUTH LOGIN tanstaaftanstaaf\r\n",
 	    "E:FAILED AUTH 0", "C:QUIT\r\n");
 	cr_assert_str_eq(test_last_ev.reply.text,
-	    "server does not offer"
-	    " AUTH PLAIN (offers: LOGIN ****************)");
+	    "server does not offer AUTH PLAIN (offers: LOGIN "
+	    "****************)");
 	smtp_proto_free(p);
 }
 
@@ -1554,12 +1548,12 @@ Test(smtp_proto, dsn_offered_sends_ret_envid_notify_and_orcpt)
 	test_txn = &txn;
 	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
 	    "S:250-mx\r\n250-SIZE 1000\r\n250 DSN\r\n", "E:READY", "!mail",
-	    "C:MAIL FROM:<alice@example.org> SIZE=500 RET=HDRS"
-	    " ENVID=QQ+2B1\r\n",
+	    "C:MAIL FROM:<alice@example.org> SIZE=500 RET=HDRS "
+	    "ENVID=QQ+2B1\r\n",
 	    "S:250 Ok\r\n", "C:RCPT TO:<nobody@example.net> NOTIFY=NEVER\r\n",
 	    "S:250 Ok\r\n", "E:RCPT_STATUS 0 250",
-	    "C:RCPT TO:<bob@example.net> NOTIFY=SUCCESS,FAILURE,DELAY"
-	    " ORCPT=rfc822;bob+2Bx@example.net\r\n",
+	    "C:RCPT TO:<bob@example.net> NOTIFY=SUCCESS,FAILURE,DELAY "
+	    "ORCPT=rfc822;bob+2Bx@example.net\r\n",
 	    "S:250 Ok\r\n", "E:RCPT_STATUS 1 250", "C:DATA\r\n");
 	smtp_proto_free(p);
 }
@@ -1576,11 +1570,10 @@ Test(smtp_proto, dsn_parameters_are_pipelined_with_their_commands)
 	test_txn = &txn;
 	TEST_RUN(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
 	    "S:250-mx\r\n250-PIPELINING\r\n250 dsn\r\n", "E:READY", "!mail",
-	    "C:MAIL FROM:<alice@example.org> RET=FULL\r\n"
-	    "RCPT TO:<nobody@example.net> NOTIFY=NEVER\r\n"
-	    "RCPT TO:<bob@example.net> NOTIFY=SUCCESS,FAILURE,DELAY"
-	    " ORCPT=rfc822;bob+2Bx@example.net\r\n"
-	    "DATA\r\n");
+	    "C:MAIL FROM:<alice@example.org> RET=FULL\r\nRCPT "
+	    "TO:<nobody@example.net> NOTIFY=NEVER\r\nRCPT TO:<bob@example.net> "
+	    "NOTIFY=SUCCESS,FAILURE,DELAY "
+	    "ORCPT=rfc822;bob+2Bx@example.net\r\nDATA\r\n");
 	smtp_proto_free(p);
 }
 
@@ -1667,9 +1660,8 @@ Test(smtp_proto, longest_address_with_full_dsn_parameters_fits_a_command)
 	    "S:250 Ok\r\n");
 	smtp_proto_output(p, &data, &len);
 	cr_assert_eq(len,
-	    strlen("RCPT TO:<> NOTIFY=SUCCESS,FAILURE,DELAY"
-		   " ORCPT=\r\n") +
-		254 + 500);
+	    strlen("RCPT TO:<> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=\r\n") + 254 +
+		500);
 	cr_assert_eq(memcmp((const char *)data + len - 8, "oooooo\r\n", 8), 0);
 	smtp_proto_consumed(p, len);
 	cr_assert_not(smtp_proto_next_event(p, &ev));

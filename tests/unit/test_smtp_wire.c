@@ -44,8 +44,8 @@ Test(smtp_wire, multiline_reply_joins_line_texts_with_newline)
 {
 	struct smtp_wire_parser wp;
 	struct smtp_wire_reply  r;
-	const char             *in = "250-mx.example.org\r\n250-PIPELINING\r\n"
-				     "250 SIZE 1000\r\n";
+	const char             *in =
+	    "250-mx.example.org\r\n250-PIPELINING\r\n250 SIZE 1000\r\n";
 
 	smtp_wire_parser_init(&wp);
 	cr_assert_eq(test_wire_parse_one(&wp, in, strlen(in), &r, NULL), 1);
@@ -72,9 +72,9 @@ Test(smtp_wire, bare_code_without_text_is_a_final_line)
 
 Test(smtp_wire, reply_split_at_every_byte_position_parses_the_same)
 {
-	const char             *in = "250-mx.example.org greets you\r\n"
-				     "250-8BITMIME\r\n250 2.0.0 fine\r\n";
-	size_t                  len = strlen(in), split, used1, used2;
+	const char *in = "250-mx.example.org greets you\r\n250-8BITMIME\r\n250 "
+			 "2.0.0 fine\r\n";
+	size_t      len = strlen(in), split, used1, used2;
 	struct smtp_wire_parser wp;
 	struct smtp_wire_reply  r;
 	int                     rc;
@@ -120,9 +120,9 @@ Test(smtp_wire, reply_fed_byte_by_byte_completes_on_the_last_byte)
 
 Test(smtp_wire, several_replies_in_one_feed_come_out_one_at_a_time)
 {
-	const char *in = "250 2.1.0 ok\r\n550-5.1.1 no\r\n550 5.1.1 such\r\n"
-			 "354 go";
-	size_t      len = strlen(in), off = 0, used;
+	const char *in =
+	    "250 2.1.0 ok\r\n550-5.1.1 no\r\n550 5.1.1 such\r\n354 go";
+	size_t                  len = strlen(in), off = 0, used;
 	struct smtp_wire_parser wp;
 	struct smtp_wire_reply  r;
 
@@ -409,11 +409,11 @@ Test(smtp_wire, ehlo_caps_recognise_every_known_keyword)
 	struct smtp_wire_caps c;
 
 	test_wire_caps(&c,
-	    "250-mx.example.org Hello\r\n250-PIPELINING\r\n"
-	    "250-SIZE 35882577\r\n250-STARTTLS\r\n"
-	    "250-AUTH PLAIN LOGIN SCRAM-SHA-256 XOAUTH2 CRAM-MD5 GSSAPI\r\n"
-	    "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
-	    "250 CHUNKING\r\n");
+	    "250-mx.example.org Hello\r\n250-PIPELINING\r\n250-SIZE "
+	    "35882577\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN SCRAM-SHA-256 "
+	    "XOAUTH2 CRAM-MD5 "
+	    "GSSAPI\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-"
+	    "SMTPUTF8\r\n250 CHUNKING\r\n");
 	cr_assert(c.pipelining);
 	cr_assert(c.size);
 	cr_assert_eq(c.size_max, 35882577);
@@ -434,8 +434,8 @@ Test(smtp_wire, ehlo_caps_recognise_oauthbearer)
 	struct smtp_wire_caps c;
 
 	test_wire_caps(&c,
-	    "250-mx.example.org\r\n"
-	    "250 AUTH OAUTHBEARER oauthbearer-x XOAUTH2\r\n");
+	    "250-mx.example.org\r\n250 AUTH OAUTHBEARER oauthbearer-x "
+	    "XOAUTH2\r\n");
 	cr_assert_eq(c.auth_mechs,
 	    SMTP_WIRE_AUTH_OAUTHBEARER | SMTP_WIRE_AUTH_XOAUTH2);
 }
@@ -445,9 +445,8 @@ Test(smtp_wire, ehlo_caps_are_case_insensitive_and_ignore_unknowns)
 	struct smtp_wire_caps c;
 
 	test_wire_caps(&c,
-	    "250-mx\r\n250-starttls\r\n250-X-EXPS GSSAPI\r\n"
-	    "250-Auth login plain\r\n250-DSN\r\n250-STARTTLSX\r\n"
-	    "250 8bitmime\r\n");
+	    "250-mx\r\n250-starttls\r\n250-X-EXPS GSSAPI\r\n250-Auth login "
+	    "plain\r\n250-DSN\r\n250-STARTTLSX\r\n250 8bitmime\r\n");
 	cr_assert(c.starttls);
 	cr_assert(c.auth);
 	cr_assert_eq(c.auth_mechs, SMTP_WIRE_AUTH_LOGIN | SMTP_WIRE_AUTH_PLAIN);

@@ -427,8 +427,8 @@ Test(spool, unusable_envelopes_are_moved_to_corrupt_with_a_reason)
 	test_put("queue", "0065A1B2C3000030000.msg", "");
 	/* An envelope without its message file. */
 	test_put("queue", "0065A1B2C3000040000.env",
-	    "sendq-envelope 1\n"
-	    "id 0065A1B2C3000040000\ncreated 1\nsender\nrcpt a@b\nend\n");
+	    "sendq-envelope 1\nid 0065A1B2C3000040000\ncreated 1\nsender\nrcpt "
+	    "a@b\nend\n");
 	strcpy(good2, test_accept(sp, "y\n", 2));
 
 	cr_assert_eq(test_recover(sp, &f), 2);
@@ -479,8 +479,8 @@ Test(spool, envelope_for_another_id_is_rejected)
 	snprintf(path, sizeof(path), "%s/queue/0065A1B2C3000010000.env",
 	    test_dir);
 	cr_assert_not_null(fp = fopen(path, "w"));
-	fputs("sendq-envelope 1\nid 0065A1B2C3000010001\ncreated 1\n"
-	      "sender\nrcpt a@b\nend\n",
+	fputs("sendq-envelope 1\nid 0065A1B2C3000010001\ncreated "
+	      "1\nsender\nrcpt a@b\nend\n",
 	    fp);
 	fclose(fp);
 	cr_assert_eq(spool_load_envelope(sp, "0065A1B2C3000010000", &env, &err),
@@ -677,10 +677,9 @@ Test(spool, space_ok_refuses_new_mail_below_the_reserve)
 	cr_assert_eq(spool_space_ok(sp, 4096, &err), 0, "%s", err.msg);
 	/* A message that would take it below. */
 	cr_assert_eq(spool_space_ok(sp, avail, &err), -ENOSPC);
-	cr_assert_not_null(
-	    strstr(err.msg,
-		"a message of this size would go "
-		"below the reserve (min_free_space = 4096 bytes)"),
+	cr_assert_not_null(strstr(err.msg,
+			       "a message of this size would go below the "
+			       "reserve (min_free_space = 4096 bytes)"),
 	    "%s", err.msg);
 	cr_assert_not_null(strstr(err.msg, test_dir), "%s", err.msg);
 	/* Already below: even a message of unknown size. */
@@ -721,8 +720,8 @@ Test(spool, files_of_ids_made_by_earlier_versions_are_still_found)
 	const char       *id;
 
 	test_put("queue", "0065A1B2C3000040000.env",
-	    "sendq-envelope 1\n"
-	    "id 0065A1B2C3000040000\ncreated 1\nsender\nrcpt a@b\nend\n");
+	    "sendq-envelope 1\nid 0065A1B2C3000040000\ncreated 1\nsender\nrcpt "
+	    "a@b\nend\n");
 	test_put("queue", "0065A1B2C3000040000.msg", "old\n");
 	id = test_accept(sp, "new\n", 4);
 	memset(&f, 0, sizeof(f));

@@ -236,8 +236,7 @@ test_server_run(const struct test_server *ts, int fd, int rfd)
 	}
 	ver = gnutls_protocol_get_name(gnutls_protocol_get_version(s));
 	snprintf(line, sizeof(line),
-	    "ok resumed=%d sni=%.100s client=%s "
-	    "version=%s\n",
+	    "ok resumed=%d sni=%.100s client=%s version=%s\n",
 	    gnutls_session_is_resumed(s) != 0, sni, client,
 	    ver != NULL ? ver : "?");
 	do {
@@ -379,9 +378,7 @@ test_assert_refused(const struct test_result *r, const char *why)
 	    r->verify);
 	cr_assert_eq(r->err.code, SQ_EVERIFY, "code %d: %s", r->err.code,
 	    r->err.msg);
-	cr_assert_not_null(strstr(r->verify, why),
-	    "verify \"%s\" lacks "
-	    "\"%s\"",
+	cr_assert_not_null(strstr(r->verify, why), "verify \"%s\" lacks \"%s\"",
 	    r->verify, why);
 	cr_assert_not_null(strstr(r->err.msg, why), "err \"%s\" lacks \"%s\"",
 	    r->err.msg, why);
@@ -563,8 +560,7 @@ Test(tls, pin_of_cert_file_equals_certtool_pin_sha256)
 	cr_assert_eq(tls_pin_of_cert_file(test_path("server.pem"), ours, &err),
 	    0, "%s", err.msg);
 	snprintf(cmd, sizeof(cmd),
-	    "certtool --pubkey-info "
-	    "--load-certificate %s 2>/dev/null",
+	    "certtool --pubkey-info --load-certificate %s 2>/dev/null",
 	    test_path("server.pem"));
 	fp = popen(cmd, "r");
 	cr_assert_not_null(fp);
@@ -652,9 +648,7 @@ Test(tls, pin_mismatch_is_refused_with_the_server_pin_in_the_reason)
 	cr_assert_eq(tls_pin_of_cert_file(test_path("server.pem"), pin, &err),
 	    0);
 	snprintf(want, sizeof(want),
-	    "pin mismatch (server key %s not among "
-	    "the configured pins)",
-	    pin);
+	    "pin mismatch (server key %s not among the configured pins)", pin);
 	test_assert_refused(&r, want);
 	tls_ctx_free(ctx);
 }
@@ -723,8 +717,8 @@ Test(tls, cbc_only_server_is_refused_under_the_default_priority)
 	struct test_server      ts = {
 		     .cert = "server.pem",
 		     .key = "server.key",
-		     .priority = "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:"
-				      "+AES-128-CBC:+AES-256-CBC",
+		     .priority = "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+AES-"
+				      "128-CBC:+AES-256-CBC",
 	};
 	struct test_result r;
 
@@ -781,9 +775,7 @@ Test(tls, invalid_tls_priority_fails_ctx_new_naming_the_position)
 	cr_assert_eq(tls_ctx_new(&sh, &ctx, &err), SQ_ECONFIG);
 	cr_assert_null(ctx);
 	cr_assert_not_null(strstr(err.msg, "tls_priority"), "%s", err.msg);
-	cr_assert_not_null(strstr(err.msg,
-			       "at position 8 "
-			       "(\"+BOGUS-CIPHER\")"),
+	cr_assert_not_null(strstr(err.msg, "at position 8 (\"+BOGUS-CIPHER\")"),
 	    "%s", err.msg);
 }
 
