@@ -313,7 +313,7 @@ const struct config_key config_keys[] = {
 	    NULL, "2", 0, CONFIG_SH(max_connections),
 	    "connections open at the same time" },
 	{ CONFIG_SECT_SMARTHOST, "messages_per_connection", CONFIG_T_UINT, NULL,
-	    1, 100000, NULL, "100", 0, CONFIG_SH(messages_per_connection),
+	    1, 100000, NULL, "500", 0, CONFIG_SH(messages_per_connection),
 	    "messages sent over one connection before it is closed" },
 	{ CONFIG_SECT_SMARTHOST, "idle_timeout", CONFIG_T_DURATION, NULL, 1,
 	    CONFIG_HOUR, NULL, "5s", 0, CONFIG_SH(idle_timeout),

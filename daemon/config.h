@@ -130,7 +130,7 @@ struct config_smarthost {
 	unsigned timeout_data_end;   /* 10m, reply to the final dot */
 	/* Queue engine (issue 4). */
 	unsigned max_connections;         /* 2: concurrent connections */
-	unsigned messages_per_connection; /* 100, then reconnect */
+	unsigned messages_per_connection; /* 500, then reconnect */
 	unsigned idle_timeout;            /* 5s: close an idle one */
 	char   **match_sender;            /* globs (NULL-terminated list,
 						 * NULL = no condition) */

@@ -1103,13 +1103,16 @@ static void
 scheduler_collect_id(const char *id, void *arg)
 {
 	struct scheduler *s = arg;
+	size_t            len = strnlen(id, ENVELOPE_ID_MAX - 1);
 
 	if (s->rec_n == s->rec_cap) {
 		s->rec_cap = s->rec_cap ? 2 * s->rec_cap : 1024;
 		s->rec_ids = xreallocarray(s->rec_ids, s->rec_cap,
 		    sizeof(*s->rec_ids));
 	}
-	snprintf(s->rec_ids[s->rec_n++], ENVELOPE_ID_MAX, "%s", id);
+	/* Not snprintf: 100,000 of these run before the first send. */
+	memcpy(s->rec_ids[s->rec_n], id, len);
+	s->rec_ids[s->rec_n++][len] = '\0';
 }
 
 /* Index the next SCHEDULER_INDEX_CHUNK recovered ids, let the queue run

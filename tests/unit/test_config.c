@@ -100,7 +100,7 @@ Test(config, minimal_file_gets_every_default)
 	cr_assert_eq(sh->timeout_data_end, 600);
 	cr_assert_eq(sh->session_max, 1800);
 	cr_assert_eq(sh->max_connections, 2);
-	cr_assert_eq(sh->messages_per_connection, 100);
+	cr_assert_eq(sh->messages_per_connection, 500);
 	cr_assert_eq(sh->idle_timeout, 5);
 	cr_assert_null(sh->match_sender);
 	cr_assert_null(sh->match_recipient);
@@ -1860,7 +1860,7 @@ Test(config, shipped_example_documents_every_key_validly)
 	cr_assert_eq(sh->auth, SASL_MECH_NONE);
 	cr_assert_eq(sh->timeout_data_end, 600);
 	cr_assert_eq(sh->max_connections, 2);
-	cr_assert_eq(sh->messages_per_connection, 100);
+	cr_assert_eq(sh->messages_per_connection, 500);
 	cr_assert_eq(sh->idle_timeout, 5);
 	cr_assert_null(sh->match_sender);
 	cr_assert_null(sh->match_recipient);

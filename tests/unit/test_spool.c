@@ -1254,3 +1254,36 @@ Test(spool, async_commit_failure_is_reported_and_leaves_nothing)
 	envelope_free(envs[0]);
 	envelope_free(envs[1]);
 }
+
+/* The start-up scan (names only): a pair is a message, an ID.msg without
+ * its ID.env (an interrupted commit) is removed, an ID.env without its
+ * ID.msg goes to corrupt/, each by the name it builds from the id. */
+Test(spool, lazy_recovery_pairs_files_by_name)
+{
+	struct spool     *sp = test_open();
+	struct sq_err     err = { 0 };
+	struct test_found f;
+	char              path[256], good[ENVELOPE_ID_MAX];
+	FILE             *fp;
+
+	strcpy(good, test_accept(sp, "x\n", 2));
+	snprintf(path, sizeof(path), "%s/queue/0065A1B2C3000010000.msg",
+	    test_dir);
+	cr_assert_not_null(fp = fopen(path, "w"));
+	fclose(fp);
+	snprintf(path, sizeof(path), "%s/queue/0065A1B2C3000010001.env",
+	    test_dir);
+	cr_assert_not_null(fp = fopen(path, "w"));
+	fclose(fp);
+	memset(&f, 0, sizeof(f));
+	cr_assert_eq(spool_recover_lazy(sp, test_collect, &f, &err), 1, "%s",
+	    err.msg);
+	cr_assert_eq(f.n, 1);
+	cr_assert_str_eq(f.ids[0], good);
+	cr_assert_not(test_exists("queue", "0065A1B2C3000010000", ".msg"));
+	cr_assert_not(test_exists("queue", "0065A1B2C3000010001", ".env"));
+	cr_assert(test_exists("corrupt", "0065A1B2C3000010001", ".env"));
+	cr_assert(test_exists("queue", good, ".msg"));
+	cr_assert(test_exists("queue", good, ".env"));
+	spool_close(sp);
+}
