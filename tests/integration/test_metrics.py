@@ -28,8 +28,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import make_message, wait_for  # noqa: E402
 
-FAKE = os.path.join(harness.SOURCE_DIR, "tests", "tools",
-                    "fake_smtp_server.py")
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 OK_FROM = "alice@example.org"
 SLOW_FROM = "slow@example.org"
@@ -37,24 +35,6 @@ REJECT_FROM = "reject@example.org"
 TLSBAD_FROM = "tls@example.org"
 
 
-class Fake:
-    def __init__(self, args=()):
-        self.proc = subprocess.Popen(
-            [sys.executable, FAKE, "--port", "0"] + list(args),
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL)
-        m = re.match(r"PORT (\d+)", self.proc.stdout.readline().decode())
-        if not m:
-            self.stop()
-            raise harness.HarnessError("fake server did not start")
-        self.port = int(m.group(1))
-
-    def stop(self):
-        if self.proc is not None:
-            harness.stop_pid(self.proc.pid)
-            self.proc.wait()
-            self.proc.stdout.close()
-            self.proc = None
 
 
 def parse(text):
@@ -79,7 +59,7 @@ def val(samples, name, **labels):
 class MetricsTest(harness.IntegrationTest):
 
     def fake(self, args=()):
-        f = Fake(args)
+        f = harness.FakeSmtp(args)
         self.addCleanup(f.stop)
         return f
 

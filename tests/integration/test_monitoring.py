@@ -28,8 +28,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import make_message, wait_for  # noqa: E402
 
-FAKE = os.path.join(harness.SOURCE_DIR, "tests", "tools",
-                    "fake_smtp_server.py")
 CHECK_MAILQ = "/usr/lib/nagios/plugins/check_mailq"
 UTILS_PM = "/usr/lib/nagios/plugins/utils.pm"
 ALICE = "alice@example.org"
@@ -38,26 +36,6 @@ EX_USAGE = 64
 EX_NOPERM = 77
 
 
-class Fake:
-    """fake_smtp_server.py with args; stopped by its PID."""
-
-    def __init__(self, args):
-        self.proc = subprocess.Popen(
-            [sys.executable, FAKE, "--port", "0"] + list(args),
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL)
-        m = re.match(r"PORT (\d+)", self.proc.stdout.readline().decode())
-        if not m:
-            self.stop()
-            raise harness.HarnessError("fake server did not start")
-        self.port = int(m.group(1))
-
-    def stop(self):
-        if self.proc is not None:
-            harness.stop_pid(self.proc.pid)
-            self.proc.wait()
-            self.proc.stdout.close()
-            self.proc = None
 
 
 class MonitoringTest(harness.IntegrationTest):
@@ -65,7 +43,7 @@ class MonitoringTest(harness.IntegrationTest):
     def setup_sendq(self):
         """Smarthost "slow" (RCPT 450: up, mail stays) takes everything
         but mail from CAROL, which goes to "gone" (a closed port)."""
-        fake = Fake(["--rcpt-reply", "450 4.2.0 try again later"])
+        fake = harness.FakeSmtp(["--rcpt-reply", "450 4.2.0 try again later"])
         self.addCleanup(fake.stop)
         d = tempfile.mkdtemp(prefix="sq-mon-")
         self.addCleanup(shutil.rmtree, d, ignore_errors=True)

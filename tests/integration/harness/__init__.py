@@ -24,6 +24,7 @@ Only the Python standard library is used.  The package:
   message.py  make_message, crlf_to_lf, remove_headers
   base.py     IntegrationTest (temp dirs, cleanup, diagnostics,
               assertions) and main()
+  fake.py     FakeSmtp (tests/tools/fake_smtp_server.py on a free port)
   demo.py     the command line
 Every public name is re-exported here: tests say `import harness` or
 `from harness import X`, never the submodule.
@@ -54,4 +55,5 @@ from .daemon import Daemon
 from .sendq import Sendq, parse_kv, sendq_binary, valgrind_prefix
 from .message import crlf_to_lf, make_message, remove_headers
 from .base import IntegrationTest, main
+from .fake import FAKE_SMTP_SERVER, FakeSmtp
 from .demo import cli, demo, selftest
