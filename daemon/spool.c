@@ -1594,6 +1594,16 @@ spool_id_name(char *name, const char *id, const char *ext)
 	memcpy(stpcpy(name, id), ext, strlen(ext) + 1);
 }
 
+/* ID.del: the envelope of a delivered message whose removal a crash
+ * interrupted (spool_remove_unsynced); its ID.msg goes as debris. */
+static void
+spool_remove_deleted(struct spool *sp, const char *name)
+{
+	if (unlinkat(sp->queue_fd, name, 0) != 0 && errno != ENOENT)
+		log_warn("spool: cannot remove %s/%s: %s", sp->queue_dir, name,
+		    strerror(errno));
+}
+
 int
 spool_recover_lazy(struct spool *sp, void (*cb)(const char *id, void *arg),
     void *arg, struct sq_err *err)
@@ -1610,6 +1620,10 @@ spool_recover_lazy(struct spool *sp, void (*cb)(const char *id, void *arg),
 			if (!spool_name_listed(names, n, other))
 				spool_remove_if_dead(sp->queue_fd,
 				    sp->queue_dir, names[i], other);
+			continue;
+		}
+		if (spool_split_name(names[i], ".del", id)) {
+			spool_remove_deleted(sp, names[i]);
 			continue;
 		}
 		if (!spool_split_name(names[i], ".env", id)) {
@@ -1652,7 +1666,9 @@ spool_recover(struct spool *sp, void (*cb)(const char *id, void *arg),
 			if (!spool_exists(sp->queue_fd, other))
 				spool_remove_if_dead(sp->queue_fd,
 				    sp->queue_dir, names[i], other);
-		} else if (!spool_split_name(names[i], ".env", id))
+		} else if (spool_split_name(names[i], ".del", id))
+			spool_remove_deleted(sp, names[i]);
+		else if (!spool_split_name(names[i], ".env", id))
 			spool_warn_unexpected(sp, names[i]);
 	}
 
@@ -1871,6 +1887,11 @@ spool_unlink_message(struct spool *sp, const char *id, struct sq_err *err)
 		found = 1;
 	else if (errno != ENOENT)
 		return spool_fail(err, -errno, "unlink", sp->queue_dir, name);
+	snprintf(name, sizeof(name), "%s.del", id);
+	if (unlinkat(sp->queue_fd, name, 0) == 0)
+		found = 1;
+	else if (errno != ENOENT)
+		return spool_fail(err, -errno, "unlink", sp->queue_dir, name);
 	snprintf(name, sizeof(name), "%s.msg", id);
 	if (unlinkat(sp->queue_fd, name, 0) == 0)
 		found = 1;
@@ -1901,6 +1922,21 @@ spool_remove_unsynced(struct spool *sp, const char *id, struct sq_err *err)
 	int rc;
 
 	if (sp->as != NULL && sp->as->rm_started && spool_id_valid(id)) {
+		/* The envelope leaves the queue now, on the caller's thread:
+		 * renamed to ID.del in queue/ (no blocks freed, so no wait
+		 * for a discard).  A rescan or a late watch event can then
+		 * never index the delivered message again while the removal
+		 * thread has yet to unlink its files. */
+		char env[ENVELOPE_ID_MAX + 8], del[ENVELOPE_ID_MAX + 8];
+
+		spool_id_name(env, id, ".env");
+		spool_id_name(del, id, ".del");
+		if (renameat(sp->queue_fd, env, sp->queue_fd, del) != 0)
+			return errno == ENOENT ?
+			    sq_err_set(err, SQ_ENOTFOUND, "no message %s in %s",
+				id, sp->queue_dir) :
+			    spool_fail(err, -errno, "rename", sp->queue_dir,
+				env);
 		spool_async_remove(sp->as, id);
 		sp->removed = 1;
 		return 0;

@@ -286,9 +286,11 @@ int spool_remove(struct spool *sp, const char *id, struct sq_err *err);
 int spool_remove_unsynced(struct spool *sp, const char *id, struct sq_err *err);
 /* fsync queue/ when a removal since the last one left it unsynced:
  * 1 synced, 0 nothing to do, -errno with err.  Once spool_async_start()
- * ran, spool_remove_unsynced() hands the unlinks to a removal thread,
- * which fsyncs queue/ once per batch itself (failures logged there), and
- * this returns 1 at once. */
+ * ran, spool_remove_unsynced() renames ID.env to ID.del at once (the
+ * message is out of every listing before it returns) and hands the
+ * unlinks to a removal thread, which fsyncs queue/ once per batch itself
+ * (failures logged there), and this returns 1 at once.  Recovery removes
+ * an ID.del and its ID.msg that a crash left behind. */
 int spool_sync_removals(struct spool *sp, struct sq_err *err);
 
 /*

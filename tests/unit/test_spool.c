@@ -1209,8 +1209,14 @@ Test(spool, async_commit_answers_from_dispatch_once_durable)
 	/* Removals go to the removal thread; stop waits for them. */
 	for (i = 0; i < TEST_GROUP_N; i++) {
 		cr_assert_eq(spool_remove_unsynced(sp, envs[i]->id, &err), 0);
+		/* The envelope left the queue at once (renamed to ID.del),
+		 * whatever the removal thread has done yet: a rescan cannot
+		 * index a delivered message again. */
+		cr_assert_not(test_exists("queue", envs[i]->id, ".env"));
 		envelope_free(envs[i]);
 	}
+	memset(&f, 0, sizeof(f));
+	cr_assert_eq(spool_list(sp, test_collect, &f, &err), 0);
 	cr_assert_eq(spool_sync_removals(sp, &err), 1);
 	spool_async_stop(sp);
 	cr_assert_eq(test_count("queue"), 0);
@@ -1275,9 +1281,22 @@ Test(spool, lazy_recovery_pairs_files_by_name)
 	    test_dir);
 	cr_assert_not_null(fp = fopen(path, "w"));
 	fclose(fp);
+	/* A removal a crash interrupted: ID.del (the hidden envelope) and
+	 * its ID.msg both go, nothing is quarantined or delivered. */
+	snprintf(path, sizeof(path), "%s/queue/0065A1B2C3000010002.del",
+	    test_dir);
+	cr_assert_not_null(fp = fopen(path, "w"));
+	fclose(fp);
+	snprintf(path, sizeof(path), "%s/queue/0065A1B2C3000010002.msg",
+	    test_dir);
+	cr_assert_not_null(fp = fopen(path, "w"));
+	fclose(fp);
 	memset(&f, 0, sizeof(f));
 	cr_assert_eq(spool_recover_lazy(sp, test_collect, &f, &err), 1, "%s",
 	    err.msg);
+	cr_assert_not(test_exists("queue", "0065A1B2C3000010002", ".del"));
+	cr_assert_not(test_exists("queue", "0065A1B2C3000010002", ".msg"));
+	cr_assert_not(test_exists("corrupt", "0065A1B2C3000010002", ".env"));
 	cr_assert_eq(f.n, 1);
 	cr_assert_str_eq(f.ids[0], good);
 	cr_assert_not(test_exists("queue", "0065A1B2C3000010000", ".msg"));
