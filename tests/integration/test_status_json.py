@@ -4,17 +4,15 @@
 double quotes comes back from json.loads exactly as the server said it
 (the status used to turn '\\' into '/' and '"' into "'").  The text
 status keeps its key="value"-safe form ('"' shown as "'").  The server
-is a thread on loopback answering 421 at the greeting; every wait polls
+is tests/tools/fake_smtp_server.py answering 421 at the greeting; every wait polls
 a condition with a deadline."""
 
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -23,44 +21,6 @@ from harness import make_message, wait_for  # noqa: E402
 SENDER = "alice@example.org"
 # What the relay says; smtp_conn keeps printable ASCII as it is.
 REPLY = '421 4.3.2 C:\\queue\\spool is "full", try later'
-
-
-class GreetingServer:
-    """Answers every connection with REPLY, then waits for the client to
-    close; a thread, stopped by the test."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.stopping = False
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def _loop(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            try:
-                conn.settimeout(5)
-                conn.sendall((REPLY + "\r\n").encode())
-                while conn.recv(4096):
-                    pass
-            except OSError:
-                pass
-            finally:
-                conn.close()
-
-    def stop(self):
-        self.stopping = True
-        self.thread.join()
-        self.sock.close()
 
 
 class StatusJsonTest(harness.IntegrationTest):
@@ -78,7 +38,8 @@ class StatusJsonTest(harness.IntegrationTest):
         return p.stdout.decode()
 
     def test_last_error_with_backslash_and_quotes_round_trips(self):
-        srv = GreetingServer()
+        # The scripted server greets with REPLY (harness.FakeSmtp).
+        srv = harness.FakeSmtp(["--greeting", REPLY])
         self.addCleanup(srv.stop)
         d = tempfile.mkdtemp(prefix="sq-st-")
         self.addCleanup(shutil.rmtree, d, ignore_errors=True)
