@@ -947,7 +947,7 @@ control_on_committed(void *arg, int rc, const struct sq_err *err)
 			 "nrcpt=%zu size=%llu result=ok",
 		    cl->env->id, cl->facts.uid, cl->env->sender,
 		    cl->env->n_rcpts, (unsigned long long)cl->size);
-		quota_queued(&c->quota, cl->env->id);
+		quota_queued(&c->quota, cl->env);
 		metrics_count_accepted(METRICS_PATH_SUBMIT);
 		line = xasprintf("ok %s\n", cl->env->id);
 		buf_init(&out, strlen(line) + 1);

@@ -418,17 +418,30 @@ intake_session_events(struct intake_session *s)
 	return s->committing || s->closing ? -1 : 0;
 }
 
-/* Move the core's output into the bufferevent. */
+/* Move the core's output to the client: straight to the socket when
+ * nothing is waiting before it (a reply fits the socket buffer nearly
+ * always, and the bufferevent would otherwise turn its write event on
+ * and off again: two epoll_ctl calls and a loop turn per reply); what
+ * the socket does not take, and every error, goes through the
+ * bufferevent, which reports it. */
 static void
 intake_session_flush(struct intake_session *s)
 {
-	const char *data;
-	size_t      len;
+	struct evbuffer *output = bufferevent_get_output(s->bev);
+	const char      *data;
+	size_t           len, sent = 0;
+	ssize_t          n;
 
 	intake_proto_output(s->proto, &data, &len);
 	if (len == 0)
 		return;
-	if (evbuffer_add(bufferevent_get_output(s->bev), data, len) != 0) {
+	if (evbuffer_get_length(output) == 0) {
+		n = send(bufferevent_getfd(s->bev), data, len,
+		    MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n > 0)
+			sent = (size_t)n;
+	}
+	if (sent < len && evbuffer_add(output, data + sent, len - sent) != 0) {
 		log_warn("intake: client=%s: out of memory for output",
 		    s->client);
 		s->closing = 1;
@@ -628,7 +641,7 @@ intake_on_committed(void *arg, int rc, const struct sq_err *err)
 		intake_log_queued(s, env);
 		metrics_count_accepted(METRICS_PATH_SMTP);
 		intake_proto_data_done(s->proto, INTAKE_PROTO_QUEUED, env->id);
-		quota_queued(&in->quota, env->id);
+		quota_queued(&in->quota, env);
 	} else {
 		intake_session_fail_log(s, rc, err->msg);
 		intake_proto_data_done(s->proto,

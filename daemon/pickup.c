@@ -712,7 +712,7 @@ pickup_commit(struct pickup *p, struct pickup_item *items, size_t n)
 		    pname, items[i].uid, envs[i]->id, psender, envs[i]->n_rcpts,
 		    items[i].size);
 		metrics_count_accepted(METRICS_PATH_MAILDROP);
-		quota_queued(&p->quota, envs[i]->id);
+		quota_queued(&p->quota, envs[i]);
 	}
 	for (i = 0; i < n; i++) {
 		envelope_free(items[i].env);

@@ -182,8 +182,8 @@ quota_admit(const struct quota *q, long uid, uint64_t pending_msgs,
 }
 
 void
-quota_queued(const struct quota *q, const char *id)
+quota_queued(const struct quota *q, struct envelope *env)
 {
 	if (q != NULL && q->queued != NULL)
-		q->queued(q->arg, id);
+		q->queued(q->arg, env);
 }

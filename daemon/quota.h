@@ -36,6 +36,8 @@
 
 #include "util.h"
 
+struct envelope;
+
 struct quota_table;
 
 /* An empty table; free with quota_table_free (NULL accepted). */
@@ -60,8 +62,11 @@ struct quota {
 	 * is admitted: a failed count never loses mail).  NULL: no
 	 * counts, no limit. */
 	int (*uid_usage)(void *arg, long uid, uint64_t *msgs, uint64_t *bytes);
-	/* Message id was just committed: count it now.  May be NULL. */
-	void (*queued)(void *arg, const char *id);
+	/* Message env (env->id) was just committed: count it now, from
+	 * env as it was written (the index need not read it back).  env
+	 * stays the caller's, who frees it after; the callee may change it
+	 * (narrow its recipients), never keep it.  May be NULL. */
+	void (*queued)(void *arg, struct envelope *env);
 	void *arg;
 };
 
@@ -77,6 +82,6 @@ int quota_admit(const struct quota *q, long uid, uint64_t pending_msgs,
     uint64_t pending_bytes, uint64_t incoming, struct sq_err *err);
 
 /* Tell the index about a committed message (q or q->queued NULL: no-op). */
-void quota_queued(const struct quota *q, const char *id);
+void quota_queued(const struct quota *q, struct envelope *env);
 
 #endif

@@ -1347,16 +1347,44 @@ scheduler_index(struct scheduler *s, const char *id, const struct envelope *env,
 	scheduler_request_run(s);
 }
 
-/* Read, route (split, bounce what has no route) and index message id,
- * unless it is indexed already. */
+/* Route (split, bounce what has no route) and index message env->id,
+ * whose envelope is env (changed when the message is narrowed to one
+ * route; the caller frees it). */
+static void
+scheduler_add_env(struct scheduler *s, struct envelope *env)
+{
+	struct sq_err err = { 0 };
+	size_t        n_noroute;
+	int          *route, first, changed = 0;
+
+	route = scheduler_route(s, env, &first, &n_noroute);
+	if (n_noroute > 0) {
+		if (!scheduler_fail_unrouted(s, env, route, n_noroute))
+			first = -1; /* keep everything; retried at scan */
+		else
+			changed = 1;
+		if (first < 0) {
+			if (changed &&
+			    spool_remove(s->spool, env->id, &err) != 0)
+				log_err("msgid=%s: %s", env->id, err.msg);
+			goto out;
+		}
+	}
+	changed |= scheduler_split(s, env->id, env, route, first);
+	if (changed)
+		scheduler_narrow(s, env, route, first);
+	scheduler_index(s, env->id, env, first);
+out:
+	free(route);
+}
+
+/* Read, route and index message id, unless it is indexed already. */
 static void
 scheduler_add_id(const char *id, void *arg)
 {
 	struct scheduler *s = arg;
 	struct envelope  *env = NULL;
 	struct sq_err     err = { 0 };
-	size_t            n_noroute;
-	int              *route, first, changed = 0;
 
 	if (queue_index_find(s->qi, id) != NULL)
 		return;
@@ -1369,24 +1397,7 @@ scheduler_add_id(const char *id, void *arg)
 			    id, err.msg);
 		return;
 	}
-	route = scheduler_route(s, env, &first, &n_noroute);
-	if (n_noroute > 0) {
-		if (!scheduler_fail_unrouted(s, env, route, n_noroute))
-			first = -1; /* keep everything; retried at scan */
-		else
-			changed = 1;
-		if (first < 0) {
-			if (changed && spool_remove(s->spool, id, &err) != 0)
-				log_err("msgid=%s: %s", id, err.msg);
-			goto out;
-		}
-	}
-	changed |= scheduler_split(s, id, env, route, first);
-	if (changed)
-		scheduler_narrow(s, env, route, first);
-	scheduler_index(s, id, env, first);
-out:
-	free(route);
+	scheduler_add_env(s, env);
 	envelope_free(env);
 }
 
@@ -1447,7 +1458,10 @@ scheduler_on_watch(evutil_socket_t fd, short what, void *arg)
 			ev = (const struct inotify_event *)(buf + off);
 			if (ev->mask & IN_Q_OVERFLOW)
 				overflow = 1;
-			else if (scheduler_watch_id(ev, id))
+			else if (scheduler_watch_id(ev, id) &&
+			    !spool_commit_pending(s->spool, id))
+				/* A commit of our own is indexed when it is
+				 * done (scheduler_op_queued), from memory. */
 				scheduler_add_id(id, s);
 		}
 	}
@@ -1727,15 +1741,16 @@ scheduler_op_uid_usage(void *arg, long uid, uint64_t *msgs, uint64_t *bytes)
 	return 0;
 }
 
-/* quota.h: a message was just committed; index it now rather than when
- * the watch on queue/ reports it (known ids are skipped there). */
+/* quota.h: a message was just committed; index it now, from the
+ * envelope the intake path wrote (not read back), rather than when the
+ * watch on queue/ reports it (known ids are skipped there). */
 static void
-scheduler_op_queued(void *arg, const char *id)
+scheduler_op_queued(void *arg, struct envelope *env)
 {
 	struct scheduler *s = arg;
 
-	if (!s->shutting_down)
-		scheduler_add_id(id, s);
+	if (!s->shutting_down && queue_index_find(s->qi, env->id) == NULL)
+		scheduler_add_env(s, env);
 }
 
 void

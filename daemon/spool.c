@@ -59,7 +59,6 @@
 #define SPOOL_WRITE_BUF    (64 * 1024)
 #define SPOOL_ENV_MAX      (16 * 1024 * 1024)
 #define SPOOL_CREATE_TRIES 100
-#define SPOOL_SYNC_THREADS 8 /* fdatasyncs issued at once */
 
 _Static_assert(SPOOL_ID_LEN < ENVELOPE_ID_MAX, "queue id size");
 
@@ -76,16 +75,23 @@ struct spool {
 	int   corrupt_fd; /* -1 until corrupt/ is needed */
 	/* Mode of .env files: 0600, or 0640 when tmp/ is setgid to the
 	 * readers' group (spool_set_queue_group). */
-	mode_t              env_mode;
-	uint64_t            min_free; /* spool_space_ok's reserve, 0 = off */
-	int                 removed;  /* queue/ names unlinked since its
+	mode_t   env_mode;
+	uint64_t min_free; /* spool_space_ok's reserve, 0 = off */
+	/* The umask's bits as read at spool_open, or 0777 when it could
+	 * not be read: a new file needs a fchmod() (one more journalled
+	 * inode change per file) only when the umask takes a bit of its
+	 * mode away. */
+	mode_t              umask_bits;
+	int                 removed; /* queue/ names unlinked since its
 					 * last fsync (spool_sync_removals) */
-	struct spool_async *as;       /* commit thread, or NULL */
+	struct spool_async *as;      /* commit thread, or NULL */
 };
 
 struct spool_async;
 static void spool_async_remove(struct spool_async *, const char *);
 static int  spool_unlink_message(struct spool *, const char *, struct sq_err *);
+static int
+spool_unlink_files(struct spool *, const char *, int, struct sq_err *);
 
 struct spool_writer {
 	struct spool *sp;
@@ -136,6 +142,29 @@ spool_open_dir(const char *path, int *fd, struct sq_err *err)
 	return 0;
 }
 
+/* The process's umask, read from /proc/self/status ("Umask:", Linux
+ * 4.7 on) rather than by setting it, which would race with threads
+ * creating files; 0777 (every bit masked: always fchmod) when it cannot
+ * be read. */
+static mode_t
+spool_read_umask(void)
+{
+	char         line[128];
+	FILE        *f = fopen("/proc/self/status", "re");
+	mode_t       bits = 0777;
+	unsigned int v;
+
+	if (f == NULL)
+		return bits;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "Umask: %o", &v) == 1) {
+			bits = (mode_t)v & 0777;
+			break;
+		}
+	fclose(f);
+	return bits;
+}
+
 /* The mode of new envelopes: 0640 when tmp/ is setgid (to gid, unless
  * gid is (gid_t)-1: to any group), so that they are born with the
  * readers' group; else 0600. */
@@ -177,6 +206,7 @@ spool_open(const char *dir, int create, struct spool **out, struct sq_err *err)
 		return rc;
 	}
 	sp->env_mode = spool_env_mode(sp, (gid_t)-1);
+	sp->umask_bits = spool_read_umask();
 	*out = sp;
 	return 0;
 }
@@ -280,13 +310,14 @@ spool_make_id(char *id, size_t idsz, struct sq_err *err)
 }
 
 /*
- * Create dir/name exclusively (mode whatever the umask), lock it and make
- * sure recovery did not unlink it before the lock was ours.  Returns the
- * fd, -EEXIST when the name is taken, or another -errno with err.
+ * Create dir/name exclusively (mode whatever the umask, umask_bits: see
+ * struct spool), lock it and make sure recovery did not unlink it before
+ * the lock was ours.  Returns the fd, -EEXIST when the name is taken, or
+ * another -errno with err.
  */
 static int
-spool_create_locked(int dirfd, const char *dirpath, const char *name,
-    mode_t mode, struct sq_err *err)
+spool_create_locked(const struct spool *sp, int dirfd, const char *dirpath,
+    const char *name, mode_t mode, struct sq_err *err)
 {
 	struct stat st;
 	int         fd, tries, e;
@@ -299,7 +330,7 @@ spool_create_locked(int dirfd, const char *dirpath, const char *name,
 				return -EEXIST;
 			return spool_fail(err, -errno, "create", dirpath, name);
 		}
-		if (fchmod(fd, mode) != 0) {
+		if ((mode & sp->umask_bits) != 0 && fchmod(fd, mode) != 0) {
 			e = -errno;
 			spool_fail(err, e, "chmod", dirpath, name);
 			goto fail;
@@ -362,6 +393,27 @@ spool_exists(int dirfd, const char *name)
 	    errno != ENOENT;
 }
 
+/*
+ * Move tmp/name into queue/, never over a name there: an id is made of
+ * the time and 64 random bits, so a taken one is a broken clock or a bad
+ * random source, and must fail the commit rather than replace another
+ * message.  renameat2(RENAME_NOREPLACE) makes the check and the move one
+ * step; where the file system does not have it (EINVAL: some FUSE file
+ * systems) the name is looked up first.  0, or -errno (-EEXIST: taken).
+ */
+static int
+spool_rename_new(const struct spool *sp, const char *name)
+{
+	if (renameat2(sp->tmp_fd, name, sp->queue_fd, name, RENAME_NOREPLACE) ==
+	    0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -errno;
+	if (spool_exists(sp->queue_fd, name))
+		return -EEXIST;
+	return renameat(sp->tmp_fd, name, sp->queue_fd, name) == 0 ? 0 : -errno;
+}
+
 int
 spool_writer_begin(struct spool *sp, struct spool_writer **out,
     struct sq_err *err)
@@ -379,21 +431,16 @@ spool_writer_begin(struct spool *sp, struct spool_writer **out,
 		}
 		snprintf(w->msg_name, sizeof(w->msg_name), "%s.msg", w->id);
 		snprintf(w->env_name, sizeof(w->env_name), "%s.env", w->id);
-		fd = spool_create_locked(sp->tmp_fd, sp->tmp_dir, w->msg_name,
-		    0600, err);
+		fd = spool_create_locked(sp, sp->tmp_fd, sp->tmp_dir,
+		    w->msg_name, 0600, err);
 		if (fd == -EEXIST)
 			continue;
 		if (fd < 0) {
 			free(w);
 			return fd;
 		}
-		/* The id must not belong to a committed message either. */
-		if (spool_exists(sp->queue_fd, w->msg_name) ||
-		    spool_exists(sp->queue_fd, w->env_name)) {
-			unlinkat(sp->tmp_fd, w->msg_name, 0);
-			close(fd);
-			continue;
-		}
+		/* That the id is not a committed message's too is
+		 * made sure by the commit's renames (spool_rename_new). */
 		w->msg_fd = fd;
 		w->buf = xmalloc(SPOOL_WRITE_BUF);
 		*out = w;
@@ -509,7 +556,7 @@ spool_writer_transform(struct spool_writer *w, spool_transform_fn fn, void *arg,
 		close(old);
 		return rc;
 	}
-	fd = spool_create_locked(sp->tmp_fd, sp->tmp_dir, w->msg_name, 0600,
+	fd = spool_create_locked(sp, sp->tmp_fd, sp->tmp_dir, w->msg_name, 0600,
 	    err);
 	if (fd < 0) {
 		close(old);
@@ -582,17 +629,18 @@ spool_writer_abort(struct spool_writer *w)
  * fsync it.  Returns the still locked fd or -errno with err; on failure
  * nothing is left. */
 static int
-spool_write_file_sync(int dirfd, const char *dirpath, const char *name,
-    mode_t mode, const char *text, size_t len, int sync, struct sq_err *err)
+spool_write_file_sync(const struct spool *sp, int dirfd, const char *dirpath,
+    const char *name, mode_t mode, const char *text, size_t len, int sync,
+    struct sq_err *err)
 {
 	int fd, rc;
 
-	fd = spool_create_locked(dirfd, dirpath, name, mode, err);
+	fd = spool_create_locked(sp, dirfd, dirpath, name, mode, err);
 	if (fd == -EEXIST) {
 		/* Only a dead writer's or updater's debris can hold this
 		 * name (see the top of this file). */
 		unlinkat(dirfd, name, 0);
-		fd = spool_create_locked(dirfd, dirpath, name, mode, err);
+		fd = spool_create_locked(sp, dirfd, dirpath, name, mode, err);
 		if (fd == -EEXIST)
 			return spool_fail(err, fd, "create", dirpath, name);
 	}
@@ -615,11 +663,12 @@ fail:
 }
 
 static int
-spool_write_file(int dirfd, const char *dirpath, const char *name, mode_t mode,
-    const char *text, size_t len, struct sq_err *err)
+spool_write_file(const struct spool *sp, int dirfd, const char *dirpath,
+    const char *name, mode_t mode, const char *text, size_t len,
+    struct sq_err *err)
 {
-	return spool_write_file_sync(dirfd, dirpath, name, mode, text, len, 1,
-	    err);
+	return spool_write_file_sync(sp, dirfd, dirpath, name, mode, text, len,
+	    1, err);
 }
 
 int
@@ -640,20 +689,20 @@ spool_writer_commit(struct spool_writer *w, struct envelope *env,
 	memcpy(env->id, w->id, sizeof(env->id));
 	env->body_8bit = w->body_8bit;
 	text = envelope_format(env, &len);
-	env_fd = spool_write_file(sp->tmp_fd, sp->tmp_dir, w->env_name,
+	env_fd = spool_write_file(sp, sp->tmp_fd, sp->tmp_dir, w->env_name,
 	    sp->env_mode, text, len, err);
 	if (env_fd < 0) {
 		rc = env_fd;
 		goto fail;
 	}
-	if (renameat(sp->tmp_fd, w->msg_name, sp->queue_fd, w->msg_name) != 0) {
-		rc = spool_fail(err, -errno, "rename into queue/", sp->tmp_dir,
+	if ((rc = spool_rename_new(sp, w->msg_name)) != 0) {
+		rc = spool_fail(err, rc, "rename into queue/", sp->tmp_dir,
 		    w->msg_name);
 		goto fail;
 	}
 	msg_moved = 1;
-	if (renameat(sp->tmp_fd, w->env_name, sp->queue_fd, w->env_name) != 0) {
-		rc = spool_fail(err, -errno, "rename into queue/", sp->tmp_dir,
+	if ((rc = spool_rename_new(sp, w->env_name)) != 0) {
+		rc = spool_fail(err, rc, "rename into queue/", sp->tmp_dir,
 		    w->env_name);
 		goto fail;
 	}
@@ -751,170 +800,31 @@ spool_gc_undo(struct spool *sp, struct spool_gc_item *it)
 
 /*
  * Make the data of the files fds[0..n-1] stable: start the writeback of
- * all of them, then fdatasync each (the metadata they need to be read,
- * their size and blocks, is included; their names are the directory's
- * business).  rcs[i] is 0 or -errno for fds[i].
+ * all of them, then fdatasync each, one after the other (the metadata
+ * they need to be read, their size and blocks, is included; their names
+ * are the directory's business).  rcs[i] is 0 or -errno for fds[i].
+ * One thread is enough: on ext4 the first fdatasync commits the journal
+ * for every file whose writeback was started (their block allocations
+ * are in the same transaction), so the later ones find their data
+ * written and their transaction committed.  A pool of threads issuing
+ * them at once (the way before) cost a wake-up and two context switches
+ * per helper per batch and made the listener no faster (issue 14).
  */
-struct spool_sync_part {
-	const int *fds;
-	int       *rcs;
-	size_t     first, n, step;
-};
-
-static void *
-spool_sync_part(void *arg)
-{
-	struct spool_sync_part *p = arg;
-	size_t                  i;
-
-	for (i = p->first; i < p->n; i += p->step)
-		p->rcs[i] = fdatasync(p->fds[i]) == 0 ? 0 : -errno;
-	return NULL;
-}
-
-/*
- * The commit thread's helpers, started once (spool_async_start) rather
- * than a thread per batch: the caller and every helper take the next
- * fd of the batch until none is left.
- */
-struct spool_pool {
-	pthread_mutex_t mu;
-	pthread_cond_t  go, idle;
-	const int      *fds; /* the batch, NULL between batches */
-	int            *rcs;
-	size_t          n, next, busy;
-	int             stop;
-	pthread_t       tids[SPOOL_SYNC_THREADS - 1];
-	size_t          n_tids;
-};
-
-/* Take and sync fds of the batch until none is left; with mu held. */
 static void
-spool_pool_take(struct spool_pool *pl)
+spool_sync_batch(const int *fds, int *rcs, size_t n)
 {
 	size_t i;
-	int    rc;
-
-	while (pl->fds != NULL && pl->next < pl->n) {
-		i = pl->next++;
-		pl->busy++;
-		pthread_mutex_unlock(&pl->mu);
-		rc = fdatasync(pl->fds[i]) == 0 ? 0 : -errno;
-		pthread_mutex_lock(&pl->mu);
-		pl->rcs[i] = rc;
-		if (--pl->busy == 0 && pl->next >= pl->n)
-			pthread_cond_broadcast(&pl->idle);
-	}
-}
-
-static void *
-spool_pool_main(void *arg)
-{
-	struct spool_pool *pl = arg;
-
-	pthread_mutex_lock(&pl->mu);
-	while (!pl->stop) {
-		if (pl->fds == NULL || pl->next >= pl->n) {
-			pthread_cond_wait(&pl->go, &pl->mu);
-			continue;
-		}
-		spool_pool_take(pl);
-	}
-	pthread_mutex_unlock(&pl->mu);
-	return NULL;
-}
-
-static void
-spool_pool_run(struct spool_pool *pl, const int *fds, int *rcs, size_t n)
-{
-	size_t i;
-
-	pthread_mutex_lock(&pl->mu);
-	pl->fds = fds;
-	pl->rcs = rcs;
-	pl->n = n;
-	pl->next = 0;
-	/* Wake only the helpers the batch can use: each wake-up is a
-	 * context switch. */
-	for (i = 1; i < n && i <= pl->n_tids; i++)
-		pthread_cond_signal(&pl->go);
-	spool_pool_take(pl);
-	while (pl->busy > 0)
-		pthread_cond_wait(&pl->idle, &pl->mu);
-	pl->fds = NULL;
-	pthread_mutex_unlock(&pl->mu);
-}
-
-static void
-spool_pool_init(struct spool_pool *pl)
-{
-	memset(pl, 0, sizeof(*pl));
-	pthread_mutex_init(&pl->mu, NULL);
-	pthread_cond_init(&pl->go, NULL);
-	pthread_cond_init(&pl->idle, NULL);
-	for (pl->n_tids = 0; pl->n_tids < SPOOL_SYNC_THREADS - 1; pl->n_tids++)
-		if (pthread_create(&pl->tids[pl->n_tids], NULL, spool_pool_main,
-			pl) != 0)
-			break; /* fewer helpers: the caller does the rest */
-}
-
-static void
-spool_pool_fini(struct spool_pool *pl)
-{
-	size_t i;
-
-	pthread_mutex_lock(&pl->mu);
-	pl->stop = 1;
-	pthread_cond_broadcast(&pl->go);
-	pthread_mutex_unlock(&pl->mu);
-	for (i = 0; i < pl->n_tids; i++)
-		pthread_join(pl->tids[i], NULL);
-	pthread_mutex_destroy(&pl->mu);
-	pthread_cond_destroy(&pl->go);
-	pthread_cond_destroy(&pl->idle);
-}
-
-/* The fdatasyncs run from up to SPOOL_SYNC_THREADS threads at once: each
- * ends in a disk cache flush, and flushes issued together are merged by
- * the block layer, where one after the other they would add up.  With a
- * pool (the commit thread's) its threads do it; else threads are
- * started for the batch. */
-static void
-spool_sync_batch(struct spool_pool *pool, const int *fds, int *rcs, size_t n)
-{
-	struct spool_sync_part parts[SPOOL_SYNC_THREADS];
-	pthread_t              tids[SPOOL_SYNC_THREADS];
-	int                    started[SPOOL_SYNC_THREADS];
-	size_t                 i, k;
 
 	for (i = 0; i < n; i++)
 		(void)sync_file_range(fds[i], 0, 0, SYNC_FILE_RANGE_WRITE);
-	if (pool != NULL) {
-		spool_pool_run(pool, fds, rcs, n);
-		return;
-	}
-	k = n < SPOOL_SYNC_THREADS ? n : SPOOL_SYNC_THREADS;
-	for (i = 0; i < k; i++) {
-		parts[i] = (struct spool_sync_part){ fds, rcs, i, n, k };
-		started[i] = i > 0 &&
-		    pthread_create(&tids[i], NULL, spool_sync_part,
-			&parts[i]) == 0;
-	}
-	if (k > 0)
-		spool_sync_part(&parts[0]);
-	for (i = 1; i < k; i++) {
-		if (started[i])
-			pthread_join(tids[i], NULL);
-		else
-			spool_sync_part(&parts[i]);
-	}
+	for (i = 0; i < n; i++)
+		rcs[i] = fdatasync(fds[i]) == 0 ? 0 : -errno;
 }
 
 /* Sync the data of every live member's .msg and .env as one batch; a
  * member whose sync fails fails alone.  Returns the members still live. */
 static size_t
-spool_group_sync(struct spool *sp, struct spool_gc_item *items, size_t n,
-    struct spool_pool *pool)
+spool_group_sync(struct spool *sp, struct spool_gc_item *items, size_t n)
 {
 	int   *fds = xcalloc(2 * n, sizeof(*fds));
 	int   *rcs = xcalloc(2 * n, sizeof(*rcs));
@@ -926,7 +836,7 @@ spool_group_sync(struct spool *sp, struct spool_gc_item *items, size_t n,
 		fds[k++] = items[i].msg_fd;
 		fds[k++] = items[i].env_fd;
 	}
-	spool_sync_batch(pool, fds, rcs, k);
+	spool_sync_batch(fds, rcs, k);
 	for (i = 0, k = 0; i < n; i++) {
 		struct spool_gc_item *it = &items[i];
 
@@ -950,8 +860,7 @@ spool_group_sync(struct spool *sp, struct spool_gc_item *items, size_t n,
 /* Run the group; items with rc != 0 on entry have already failed.
  * Returns the number of sync batches made. */
 static unsigned
-spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n,
-    struct spool_pool *pool)
+spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n)
 {
 	size_t   i, live = 0, done = 0;
 	unsigned syncs = 0;
@@ -962,7 +871,7 @@ spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n,
 
 		if (it->rc != 0)
 			continue;
-		it->env_fd = spool_write_file_sync(sp->tmp_fd, sp->tmp_dir,
+		it->env_fd = spool_write_file_sync(sp, sp->tmp_fd, sp->tmp_dir,
 		    it->env_name, sp->env_mode, it->text, it->len, 0, it->err);
 		if (it->env_fd < 0)
 			it->rc = it->env_fd;
@@ -972,24 +881,22 @@ spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n,
 	if (live == 0)
 		goto out;
 	syncs++;
-	if (spool_group_sync(sp, items, n, pool) == 0)
+	if (spool_group_sync(sp, items, n) == 0)
 		goto out;
 	for (i = 0; i < n; i++) {
 		struct spool_gc_item *it = &items[i];
 
 		if (it->rc != 0)
 			continue;
-		if (renameat(sp->tmp_fd, it->msg_name, sp->queue_fd,
-			it->msg_name) != 0) {
-			it->rc = spool_fail(it->err, -errno,
-			    "rename into queue/", sp->tmp_dir, it->msg_name);
+		if ((rc = spool_rename_new(sp, it->msg_name)) != 0) {
+			it->rc = spool_fail(it->err, rc, "rename into queue/",
+			    sp->tmp_dir, it->msg_name);
 			continue;
 		}
 		it->msg_moved = 1;
-		if (renameat(sp->tmp_fd, it->env_name, sp->queue_fd,
-			it->env_name) != 0) {
-			it->rc = spool_fail(it->err, -errno,
-			    "rename into queue/", sp->tmp_dir, it->env_name);
+		if ((rc = spool_rename_new(sp, it->env_name)) != 0) {
+			it->rc = spool_fail(it->err, rc, "rename into queue/",
+			    sp->tmp_dir, it->env_name);
 			continue;
 		}
 		it->env_moved = 1;
@@ -1062,7 +969,7 @@ spool_commit_group(struct spool_writer **w, struct envelope **envs, size_t n,
 	items = xcalloc(n, sizeof(*items));
 	for (i = 0; i < n; i++)
 		spool_gc_prepare(sp, w[i], envs[i], &items[i], &errs[i]);
-	spool_group_run(sp, items, n, NULL);
+	spool_group_run(sp, items, n);
 	for (i = 0; i < n; i++) {
 		results[i] = items[i].rc;
 		/* The lock goes with the fd, after the renames. */
@@ -1106,12 +1013,12 @@ struct spool_async {
 	pthread_cond_t        cv;    /* todo or stop */
 	pthread_cond_t        rm_cv; /* rms or stop */
 	struct spool_pending *todo, **todo_tail;
+	struct spool_pending *running; /* the commit thread's round */
 	struct spool_pending *done, **done_tail;
 	size_t                n_todo;
 	struct spool_rm      *rms; /* removals to make */
 	int                   stop;
-	int                   efd;  /* eventfd: done is not empty */
-	struct spool_pool     pool; /* the commit thread's fdatasyncs */
+	int                   efd; /* eventfd: done is not empty */
 };
 
 /* One round of the commit thread: the group. */
@@ -1125,7 +1032,7 @@ spool_async_round(struct spool_async *as, struct spool_pending *list, size_t n)
 	items = xcalloc(n, sizeof(*items));
 	for (i = 0, p = list; p != NULL; p = p->next, i++)
 		items[i] = p->it;
-	spool_group_run(as->sp, items, n, &as->pool);
+	spool_group_run(as->sp, items, n);
 	for (i = 0, p = list; p != NULL; p = p->next, i++) {
 		p->it.rc = items[i].rc;
 		/* The lock goes with the fd, after the renames. */
@@ -1154,9 +1061,11 @@ spool_async_main(void *arg)
 		as->todo = NULL;
 		as->todo_tail = &as->todo;
 		as->n_todo = 0;
+		as->running = list;
 		pthread_mutex_unlock(&as->mu);
 		spool_async_round(as, list, n);
 		pthread_mutex_lock(&as->mu);
+		as->running = NULL;
 		for (last = list; last->next != NULL; last = last->next)
 			;
 		*as->done_tail = list;
@@ -1194,7 +1103,7 @@ spool_rm_main(void *arg)
 		pthread_mutex_unlock(&as->mu);
 		while ((r = list) != NULL) {
 			list = r->next;
-			if (spool_unlink_message(sp, r->id, &err) != 0)
+			if (spool_unlink_files(sp, r->id, 1, &err) != 0)
 				log_err(
 				    "msgid=%s: done but cannot remove it from "
 				    "the spool: %s (it may be sent again)",
@@ -1262,7 +1171,6 @@ spool_async_start(struct spool *sp, struct sq_err *err)
 	(void)pthread_setname_np(as->tid, "sq-commit");
 	if (as->rm_started)
 		(void)pthread_setname_np(as->rm_tid, "sq-remove");
-	spool_pool_init(&as->pool);
 	sp->as = as;
 	return as->efd;
 }
@@ -1293,6 +1201,27 @@ spool_commit_async(struct spool_writer *w, struct envelope *env,
 	/* tests/integration/test_group_commit.py waits for this line. */
 	log_debug("spool: msgid=%s waits for the commit thread (%zu waiting)",
 	    p->it.id, n);
+}
+
+int
+spool_commit_pending(struct spool *sp, const char *id)
+{
+	struct spool_async         *as = sp->as;
+	const struct spool_pending *lists[3], *p;
+	size_t                      i;
+	int                         found = 0;
+
+	if (as == NULL)
+		return 0;
+	pthread_mutex_lock(&as->mu);
+	lists[0] = as->todo;
+	lists[1] = as->running;
+	lists[2] = as->done;
+	for (i = 0; i < 3 && !found; i++)
+		for (p = lists[i]; p != NULL && !found; p = p->next)
+			found = strcmp(p->it.id, id) == 0;
+	pthread_mutex_unlock(&as->mu);
+	return found;
 }
 
 void
@@ -1333,7 +1262,6 @@ spool_async_stop(struct spool *sp)
 	pthread_join(as->tid, NULL);
 	if (as->rm_started)
 		pthread_join(as->rm_tid, NULL);
-	spool_pool_fini(&as->pool);
 	spool_async_dispatch(sp);
 	sp->as = NULL;
 	close(as->efd);
@@ -1857,8 +1785,8 @@ spool_update_envelope(struct spool *sp, const struct envelope *env,
 		return sq_err_set(err, SQ_ENOTFOUND, "no message %s in %s",
 		    env->id, sp->queue_dir);
 	text = envelope_format(env, &len);
-	fd = spool_write_file(sp->tmp_fd, sp->tmp_dir, upd, sp->env_mode, text,
-	    len, err);
+	fd = spool_write_file(sp, sp->tmp_fd, sp->tmp_dir, upd, sp->env_mode,
+	    text, len, err);
 	free(text);
 	if (fd < 0)
 		return fd;
@@ -1876,6 +1804,15 @@ spool_update_envelope(struct spool *sp, const struct envelope *env,
 static int
 spool_unlink_message(struct spool *sp, const char *id, struct sq_err *err)
 {
+	return spool_unlink_files(sp, id, 0, err);
+}
+
+/* Unlink queue/ID.env (unless env_gone: spool_remove_unsynced renamed
+ * it to ID.del already), ID.del and ID.msg. */
+static int
+spool_unlink_files(struct spool *sp, const char *id, int env_gone,
+    struct sq_err *err)
+{
 	char name[ENVELOPE_ID_MAX + 8];
 	int  found = 0;
 
@@ -1883,7 +1820,9 @@ spool_unlink_message(struct spool *sp, const char *id, struct sq_err *err)
 		return sq_err_set(err, SQ_ENOTFOUND,
 		    "no message %.*s (not a queue id)", 40, id);
 	snprintf(name, sizeof(name), "%s.env", id);
-	if (unlinkat(sp->queue_fd, name, 0) == 0)
+	if (env_gone)
+		;
+	else if (unlinkat(sp->queue_fd, name, 0) == 0)
 		found = 1;
 	else if (errno != ENOENT)
 		return spool_fail(err, -errno, "unlink", sp->queue_dir, name);
@@ -1976,8 +1915,8 @@ spool_hold_failed(struct spool *sp, const struct envelope *env,
 	snprintf(msg, sizeof(msg), "%s.msg", env->id);
 	snprintf(tmpname, sizeof(tmpname), "%s.failed", env->id);
 	text = envelope_format(env, &len);
-	fd = spool_write_file(sp->tmp_fd, sp->tmp_dir, tmpname, 0600, text, len,
-	    err);
+	fd = spool_write_file(sp, sp->tmp_fd, sp->tmp_dir, tmpname, 0600, text,
+	    len, err);
 	free(text);
 	if (fd < 0)
 		return fd;

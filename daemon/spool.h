@@ -214,6 +214,14 @@ void spool_commit_async(struct spool_writer *w, struct envelope *env,
     spool_commit_fn fn, void *arg);
 void spool_async_dispatch(struct spool *sp);
 void spool_async_stop(struct spool *sp);
+/*
+ * Is message id queued for the commit thread, being committed, or
+ * committed with its callback not yet run?  Its name may already be in
+ * queue/ (renamed before the fsync of queue/), but it is not durable nor
+ * acknowledged until its callback runs, which is where a watcher of
+ * queue/ should learn of it.  Takes the thread's lock; 0 without one.
+ */
+int spool_commit_pending(struct spool *sp, const char *id);
 
 /*
  * Recovery at daemon start: remove tmp/ files and queue/ .msg files

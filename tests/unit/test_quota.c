@@ -177,7 +177,7 @@ Test(quota, no_limits_or_no_counts_admit_everything)
 	/* A count that fails never refuses mail. */
 	q.uid_usage = test_usage_fails;
 	cr_assert_eq(quota_admit(&q, 1000, 100, 100, 100, &err), 0);
-	quota_queued(NULL, "X");
-	quota_queued(&q, "X");
+	quota_queued(NULL, NULL);
+	quota_queued(&q, NULL);
 	quota_table_free(t);
 }

@@ -1261,6 +1261,115 @@ Test(spool, async_commit_failure_is_reported_and_leaves_nothing)
 	envelope_free(envs[1]);
 }
 
+/* Put a file of the given content at test_dir/queue/ID.ext. */
+static void
+test_plant(const char *id, const char *ext, const char *content)
+{
+	char  path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/queue/%s%s", test_dir, id, ext);
+	cr_assert_not_null(f = fopen(path, "w"));
+	fputs(content, f);
+	fclose(f);
+}
+
+/* The content of test_dir/queue/ID.ext into buf. */
+static const char *
+test_slurp(const char *id, const char *ext, char *buf, size_t size)
+{
+	char   path[256];
+	FILE  *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "%s/queue/%s%s", test_dir, id, ext);
+	cr_assert_not_null(f = fopen(path, "r"));
+	n = fread(buf, 1, size - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* An id already in queue/ (a broken clock and a repeated random value:
+ * the id is checked at the rename, not when the writer starts) fails
+ * the commit and leaves the message there untouched, on every commit
+ * path. */
+Test(spool, commit_never_replaces_a_queued_message_of_the_same_id)
+{
+	struct spool        *sp = test_open();
+	struct spool_writer *w[2];
+	struct envelope     *env[2];
+	struct sq_err        err = { 0 }, errs[1];
+	char                 id[2][ENVELOPE_ID_MAX], buf[64];
+	int                  rc[1];
+
+	w[0] = test_writer(sp, "new one\n");
+	strcpy(id[0], spool_writer_id(w[0]));
+	test_plant(id[0], ".msg", "the queued one\n");
+	env[0] = test_envelope("b@c");
+	cr_assert_eq(spool_writer_commit(w[0], env[0], &err), -EEXIST);
+	cr_assert(strstr(err.msg, "rename into queue/") != NULL, "%s", err.msg);
+	cr_assert_str_eq(test_slurp(id[0], ".msg", buf, sizeof(buf)),
+	    "the queued one\n");
+	cr_assert_not(test_exists("queue", id[0], ".env"));
+
+	/* The group commit: the body went in, the envelope is taken. */
+	w[1] = test_writer(sp, "new two\n");
+	strcpy(id[1], spool_writer_id(w[1]));
+	test_plant(id[1], ".env", "the queued envelope\n");
+	env[1] = test_envelope("b@c");
+	spool_commit_group(&w[1], &env[1], 1, rc, errs);
+	cr_assert_eq(rc[0], -EEXIST, "%s", errs[0].msg);
+	cr_assert_str_eq(test_slurp(id[1], ".env", buf, sizeof(buf)),
+	    "the queued envelope\n");
+	cr_assert_not(test_exists("queue", id[1], ".msg"));
+	cr_assert_eq(test_count("tmp"), 0);
+	envelope_free(env[0]);
+	envelope_free(env[1]);
+	spool_close(sp);
+}
+
+/* A watcher of queue/ learns of an asynchronous commit from its
+ * callback, not from the rename: until the callback has run the id is
+ * pending, after it not. */
+static void
+test_pending_done(void *arg, int rc, const struct sq_err *err)
+{
+	struct test_async_arg *a = arg;
+
+	(void)err;
+	a->t->rc[a->i] = rc;
+	a->t->calls++;
+}
+
+Test(spool, commit_pending_until_the_callback_runs)
+{
+	struct spool         *sp = test_open();
+	struct spool_writer  *w;
+	struct envelope      *env = test_envelope("b@c");
+	struct test_async     t = { 0 };
+	struct test_async_arg arg = { &t, 0 };
+	struct sq_err         err = { 0 };
+	char                  id[ENVELOPE_ID_MAX];
+	int                   efd;
+
+	cr_assert_not(spool_commit_pending(sp, "0"), "no thread: nothing");
+	efd = spool_async_start(sp, &err);
+	cr_assert_geq(efd, 0, "%s", err.msg);
+	w = test_writer(sp, "pending\n");
+	strcpy(id, spool_writer_id(w));
+	spool_commit_async(w, env, test_pending_done, &arg);
+	cr_assert(spool_commit_pending(sp, id));
+	cr_assert_not(
+	    spool_commit_pending(sp, "006B0000000000000000000000000"));
+	test_async_wait(sp, efd, &t, 1);
+	cr_assert_eq(t.rc[0], 0);
+	cr_assert_not(spool_commit_pending(sp, id));
+	cr_assert(test_exists("queue", id, ".env"));
+	envelope_free(env);
+	spool_close(sp);
+}
+
 /* The start-up scan (names only): a pair is a message, an ID.msg without
  * its ID.env (an interrupted commit) is removed, an ID.env without its
  * ID.msg goes to corrupt/, each by the name it builds from the id. */
