@@ -774,11 +774,15 @@ queue_view_answer(int fd, const char *path, unsigned timeout_sec, char *answer,
 	return 0;
 }
 
-/* Send one frame: its header line and payload.  0 or a negative code
- * with err; fd stays open. */
+/* Append one frame (its header line and payload) to out, and send out
+ * once it holds a chunk's worth or more (or when flush is set): a
+ * small message goes in one write, so that sendqd reads it in one turn
+ * of its loop instead of one per frame.  0 or a negative code with err;
+ * fd stays open. */
 static int
-queue_view_frame(int fd, enum submit_proto_frame type, const char *data,
-    size_t len, const char *path, struct sq_err *err)
+queue_view_frame(int fd, struct buf *out, enum submit_proto_frame type,
+    const char *data, size_t len, int flush, const char *path,
+    struct sq_err *err)
 {
 	char hdr[SUBMIT_PROTO_LINE_MAX];
 	int  n, rc;
@@ -786,11 +790,14 @@ queue_view_frame(int fd, enum submit_proto_frame type, const char *data,
 	if ((n = submit_proto_format(hdr, sizeof(hdr), type, len)) < 0)
 		return sq_err_set(err, n,
 		    "submit frame of %zu bytes out of range", len);
-	if ((rc = queue_view_send_keep(fd, hdr, (size_t)n, path, err)) != 0)
-		return rc;
-	if (len == 0)
+	if (buf_append(out, hdr, (size_t)n) != 0 ||
+	    (len > 0 && buf_append(out, data, len) != 0))
+		return sq_err_set(err, -ENOMEM, "out of memory");
+	if (!flush && out->len < SUBMIT_PROTO_CHUNK_MAX)
 		return 0;
-	return queue_view_send_keep(fd, data, len, path, err);
+	rc = queue_view_send_keep(fd, out->data, out->len, path, err);
+	buf_consume(out, out->len);
+	return rc;
 }
 
 int
@@ -798,9 +805,10 @@ queue_view_submit(const char *path, const char *env_text, size_t env_len,
     int msg_fd, unsigned timeout_sec, char *answer, size_t answer_sz,
     int *sent_end, struct sq_err *err)
 {
-	char   *chunk;
-	ssize_t r;
-	int     fd, rc, arc;
+	struct buf out;
+	char      *chunk;
+	ssize_t    r;
+	int        fd, rc, arc;
 
 	*sent_end = 0;
 	if (answer_sz < 2)
@@ -808,8 +816,12 @@ queue_view_submit(const char *path, const char *env_text, size_t env_len,
 	if ((fd = queue_view_connect(path, timeout_sec, err)) < 0)
 		return fd;
 	chunk = xmalloc(SUBMIT_PROTO_CHUNK_MAX);
-	rc = queue_view_frame(fd, SUBMIT_PROTO_SUBMIT, env_text, env_len, path,
-	    err);
+	/* The envelope, then at most a chunk and a frame more before it
+	 * is sent. */
+	buf_init(&out,
+	    env_len + 2 * (SUBMIT_PROTO_CHUNK_MAX + SUBMIT_PROTO_LINE_MAX));
+	rc = queue_view_frame(fd, &out, SUBMIT_PROTO_SUBMIT, env_text, env_len,
+	    0, path, err);
 	while (rc == 0) {
 		r = sq_read(msg_fd, chunk, SUBMIT_PROTO_CHUNK_MAX);
 		if (r < 0) {
@@ -817,18 +829,20 @@ queue_view_submit(const char *path, const char *env_text, size_t env_len,
 			    strerror(errno));
 			close(fd);
 			free(chunk);
+			buf_fini(&out);
 			return rc == -EPIPE ? -EIO : rc;
 		}
 		if (r == 0)
 			break;
-		rc = queue_view_frame(fd, SUBMIT_PROTO_DATA, chunk, (size_t)r,
-		    path, err);
+		rc = queue_view_frame(fd, &out, SUBMIT_PROTO_DATA, chunk,
+		    (size_t)r, 0, path, err);
 	}
 	free(chunk);
 	if (rc == 0 &&
-	    (rc = queue_view_frame(fd, SUBMIT_PROTO_END, NULL, 0, path, err)) ==
-		0)
+	    (rc = queue_view_frame(fd, &out, SUBMIT_PROTO_END, NULL, 0, 1, path,
+		 err)) == 0)
 		*sent_end = 1;
+	buf_fini(&out);
 	if (rc != 0 && rc != -EPIPE && rc != -ECONNRESET) {
 		close(fd);
 		return rc;
