@@ -872,7 +872,26 @@ control_answer(struct control_client *cl, struct buf *out)
 	cl->state = CONTROL_ANSWERED;
 	bufferevent_setcb(cl->bev, NULL, control_on_write, control_on_event,
 	    cl);
-	/* out is never empty, so the write callback will run. */
+	/* Straight to the socket when it takes all of it (an answer is a
+	 * line or a listing that nearly always fits its buffer): the
+	 * submitter is answered now, not after whatever else this turn of
+	 * the loop runs (for a submit, the relay of the message just
+	 * committed).  The write callback, which frees the client once the
+	 * output has drained, then runs deferred; otherwise (out is never
+	 * empty) it runs when the rest has gone. */
+	if (evbuffer_get_length(bufferevent_get_output(cl->bev)) == 0) {
+		ssize_t n = send(bufferevent_getfd(cl->bev), out->data,
+		    out->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n > 0 && (size_t)n == out->len) {
+			bufferevent_trigger(cl->bev, EV_WRITE,
+			    BEV_TRIG_IGNORE_WATERMARKS |
+				BEV_TRIG_DEFER_CALLBACKS);
+			return;
+		}
+		if (n > 0)
+			buf_consume(out, (size_t)n);
+	}
 	if (evbuffer_add(bufferevent_get_output(cl->bev), out->data,
 		out->len) != 0)
 		log_fatalx("control: out of memory for an answer");

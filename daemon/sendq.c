@@ -578,6 +578,9 @@ sendq_parse_args(int argc, char **argv, struct sendq_opts *o)
 
 /* The message source: standard input, or a message in memory (-bs). */
 struct sendq_in {
+	/* Made by sendq_in_new: buf is big and only its used part is
+	 * touched (a zeroed one costs a page fault per 4 KiB, sendq's
+	 * largest cost after exec). */
 	int         fd;
 	const char *mem; /* NULL: read fd */
 	size_t      mem_len;
@@ -587,6 +590,20 @@ struct sendq_in {
 	size_t      len;
 	int         eof;
 };
+
+/* A new input reading fd (or, with fd -1, memory). */
+static struct sendq_in *
+sendq_in_new(int fd)
+{
+	struct sendq_in *in = xmalloc(sizeof(*in));
+
+	in->fd = fd;
+	in->mem = NULL;
+	in->mem_len = in->mem_pos = 0;
+	in->pos = in->len = 0;
+	in->eof = 0;
+	return in;
+}
 
 /* Body streaming states for the lone-dot rule. */
 enum sendq_dot {
@@ -1887,8 +1904,7 @@ sendq_smtp_end(struct sendq_ctx *c, struct intake_proto *p,
 	size_t                         i;
 	int                            qrc;
 
-	in = xcalloc(1, sizeof(*in));
-	in->fd = -1;
+	in = sendq_in_new(-1);
 	in->mem = msg->data != NULL ? msg->data : "";
 	in->mem_len = msg->len;
 	rcpts = xcalloc(txn->n_rcpts + 1, sizeof(*rcpts));
@@ -2024,9 +2040,8 @@ sendq_run(struct sendq_ctx *c)
 		rc = sendq_smtp(c);
 		break;
 	default: {
-		struct sendq_in *in = xcalloc(1, sizeof(*in));
+		struct sendq_in *in = sendq_in_new(STDIN_FILENO);
 
-		in->fd = STDIN_FILENO;
 		rc = sendq_submit(c, in, NULL, NULL, 0, NULL);
 		free(in);
 		break;
