@@ -54,6 +54,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..",
 import harness  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
+MAX_CONNECTIONS = 4     # per smarthost: the drain's "at most 4"
 BODY = ("From: bench@example.org\nTo: sink@example.net\nSubject: bench\n"
         "Message-ID: <bench@example.org>\nDate: Mon, 7 Dec 2026 00:00:00 "
         "+0000\n\n" + ("0123456789abcdef" * 4 + "\n") * 32).encode()
@@ -125,6 +126,22 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def proc_ctxsw(pid):
+    """Context switches of every thread of pid so far (voluntary and
+    not): counts, steady on a noisy machine where rates are not, and on
+    a paravirtualised one each costs as much as a small system call."""
+    n = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                for line in f:
+                    if "ctxt_switches:" in line:
+                        n += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return n
+
+
 def proc_mem(pid, key):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -187,7 +204,7 @@ class Bench:
         return BenchSendq(d, dict(
             host="127.0.0.1", port=self.sink.starttls_port, tls="starttls",
             trust="ca_file", ca_file=self.certs.ca.cert,
-            max_connections=4), harness.free_port(), self.tmp)
+            max_connections=MAX_CONNECTIONS), harness.free_port(), self.tmp)
 
     def settle(self, sq, expect):
         self.sink.wait_msgs(expect)
@@ -203,18 +220,21 @@ class Bench:
         shutil.rmtree(d)
         before = self.sink.stats()["msgs"]
         cpu0 = proc_cpu(sq.pid())
+        cs0 = proc_ctxsw(sq.pid())
         argv = [harness.sendq_binary("sendq"), "-C", sq.config,
                 "-f", "bench@example.org", "sink@example.net"]
         t_sq, c_sq = inject(argv, n, threads)
         self.settle(sq, before + n)
         d_cpu = proc_cpu(sq.pid()) - cpu0
+        d_cs = proc_ctxsw(sq.pid()) - cs0
         self.row("inject-%d" % threads, messages=n,
                  none_per_s=n / t_none, fsync_per_s=n / t_fs,
                  sendq_per_s=n / t_sq, vs_fsync=t_fs / t_sq,
                  vs_none=t_none / t_sq,
                  injector_ms_per_msg=1000 * c_sq / n,
                  fsync_injector_ms_per_msg=1000 * c_fs / n,
-                 sendqd_ms_per_msg=1000 * d_cpu / n)
+                 sendqd_ms_per_msg=1000 * d_cpu / n,
+                 sendqd_ctxsw_per_msg=d_cs / n)
 
     # -- the SMTP listener, beside the sink alone
     def phase_smtp(self, sq, mode, n, sessions=8):
@@ -224,15 +244,18 @@ class Bench:
         s0 = self.sink.stats()
         before = s0["msgs"]
         cpu0 = proc_cpu(sq.pid())
+        cs0 = proc_ctxsw(sq.pid())
         t0 = time.monotonic()
         t_acc = smtp_load(sq.listen_port, sessions, n, mode, msgfile)
         s = self.sink.wait_msgs(before + n)
         t_e2e = s["last"] - t0
         sq.wait_queue_empty(timeout=600)
         d_cpu = proc_cpu(sq.pid()) - cpu0
+        d_cs = proc_ctxsw(sq.pid()) - cs0
         self.row("smtp-" + mode, messages=n, sessions=sessions,
                  sink_alone_per_s=n / t_sink, accept_per_s=n / t_acc,
                  e2e_per_s=n / t_e2e, sendqd_ms_per_msg=1000 * d_cpu / n,
+                 sendqd_ctxsw_per_msg=d_cs / n,
                  relay_conns=s["conns"] - s0["conns"])
 
     # -- idle latency
@@ -276,10 +299,12 @@ class Bench:
         s = self.sink.wait_msgs(s0["msgs"] + n)
         sq.wait_queue_empty(timeout=600)
         cpu = proc_cpu(sq.pid())
+        cs = proc_ctxsw(sq.pid())
         hwm = proc_mem(sq.pid(), "VmHWM")
         sq.stop()
         self.row("drain", messages=n, per_s=n / (s["last"] - t0),
                  relay_conns=s["conns"] - s0["conns"],
+                 sendqd_ctxsw_per_msg=cs / n,
                  sendqd_ms_per_msg=1000 * cpu / n, peak_rss_mib=hwm / 2**20)
 
     # -- recovery with a deep backlog
@@ -402,12 +427,13 @@ def table(rows):
                 "| `sendq` command, %s injector%s | do-nothing %s/s; "
                 "write+fsync %s/s | %s/s (%s× write+fsync, %s× "
                 "do-nothing) | %s ms | injector CPU %s ms/msg (write+fsync"
-                " %s) |" % (k[7:], "" if k == "inject-1" else "s",
+                " %s); sendqd %s context switches/msg |" % (k[7:], "" if k == "inject-1" else "s",
                             fmt(x["none_per_s"]), fmt(x["fsync_per_s"]),
                             fmt(x["sendq_per_s"]), fmt(x["vs_fsync"]),
                             fmt(x["vs_none"]), fmt(x["sendqd_ms_per_msg"]),
                             fmt(x["injector_ms_per_msg"]),
-                            fmt(x["fsync_injector_ms_per_msg"])))
+                            fmt(x["fsync_injector_ms_per_msg"]),
+                            fmt(x["sendqd_ctxsw_per_msg"])))
     for k, what in (("smtp-close", "a connection per message"),
                     ("smtp-reuse", "reusing connections, pipelined")):
         if k in r:
@@ -415,19 +441,24 @@ def table(rows):
             lines.append(
                 "| SMTP listener, %d sessions, %s | sink alone %s/s | "
                 "%s/s end to end (accepted %s/s) | %s ms | %d relay "
-                "connections |" % (x["sessions"], what,
+                "connections; sendqd %s context switches/msg |" % (
+                    x["sessions"], what,
                                    fmt(x["sink_alone_per_s"]),
                                    fmt(x["e2e_per_s"]),
                                    fmt(x["accept_per_s"]),
                                    fmt(x["sendqd_ms_per_msg"]),
-                                   x["relay_conns"]))
+                                   x["relay_conns"],
+                                   fmt(x["sendqd_ctxsw_per_msg"])))
     if "drain" in r:
         x = r["drain"]
         lines.append("| drain of %d queued (started on a full queue) | – |"
-                     " %s/s over %d connections | %s ms | peak RSS %s MiB "
+                     " %s/s over %d connections (at most %d at once) | %s ms "
+                     "| peak RSS %s MiB; sendqd %s context switches/msg "
                      "|" % (x["messages"], fmt(x["per_s"]),
-                            x["relay_conns"], fmt(x["sendqd_ms_per_msg"]),
-                            fmt(x["peak_rss_mib"])))
+                            x["relay_conns"], MAX_CONNECTIONS,
+                            fmt(x["sendqd_ms_per_msg"]),
+                            fmt(x["peak_rss_mib"]),
+                            fmt(x["sendqd_ctxsw_per_msg"])))
     lat = [r.get("latency-smtp"), r.get("latency-sendq")]
     if all(lat):
         lines.append("| idle latency to the sink, median / p99 | – | SMTP "
