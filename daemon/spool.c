@@ -60,6 +60,10 @@
 #define SPOOL_ENV_MAX      (16 * 1024 * 1024)
 #define SPOOL_CREATE_TRIES 100
 
+/* How long removals wait for a group commit's fsync of queue/ before
+ * the removal thread makes its own. */
+#define SPOOL_RM_SYNC_MS 50 /* the default of spool_set_removal_sync_delay */
+
 _Static_assert(SPOOL_ID_LEN < ENVELOPE_ID_MAX, "queue id size");
 
 struct spool {
@@ -81,7 +85,11 @@ struct spool {
 	 * not be read: a new file needs a fchmod() (one more journalled
 	 * inode change per file) only when the umask takes a bit of its
 	 * mode away. */
-	mode_t              umask_bits;
+	mode_t   umask_bits;
+	unsigned rm_sync_ms; /* spool_set_removal_sync_delay */
+	/* spool_removal_stats, over every run of the removal thread
+	 * (written under its lock). */
+	uint64_t            rm_batches, rm_own_syncs;
 	int                 removed; /* queue/ names unlinked since its
 					 * last fsync (spool_sync_removals) */
 	struct spool_async *as;      /* commit thread, or NULL */
@@ -90,6 +98,8 @@ struct spool {
 struct spool_async;
 static void spool_async_remove(struct spool_async *, const char *);
 static int  spool_unlink_message(struct spool *, const char *, struct sq_err *);
+static uint64_t spool_rm_gen(struct spool *);
+static void     spool_rm_synced(struct spool *, uint64_t);
 static int
 spool_unlink_files(struct spool *, const char *, int, struct sq_err *);
 
@@ -207,6 +217,7 @@ spool_open(const char *dir, int create, struct spool **out, struct sq_err *err)
 	}
 	sp->env_mode = spool_env_mode(sp, (gid_t)-1);
 	sp->umask_bits = spool_read_umask();
+	sp->rm_sync_ms = SPOOL_RM_SYNC_MS;
 	*out = sp;
 	return 0;
 }
@@ -862,6 +873,7 @@ spool_group_sync(struct spool *sp, struct spool_gc_item *items, size_t n)
 static unsigned
 spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n)
 {
+	uint64_t rm_gen;
 	size_t   i, live = 0, done = 0;
 	unsigned syncs = 0;
 	int      rc, changed = 0;
@@ -905,7 +917,10 @@ spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n)
 	if (done == 0)
 		goto out;
 	syncs++;
-	if (fsync(sp->queue_fd) != 0) {
+	rm_gen = spool_rm_gen(sp);
+	if (fsync(sp->queue_fd) == 0)
+		spool_rm_synced(sp, rm_gen);
+	else {
 		rc = -errno;
 		for (i = 0; i < n; i++)
 			if (items[i].rc == 0)
@@ -1011,14 +1026,19 @@ struct spool_async {
 	int                   rm_started;
 	pthread_mutex_t       mu;
 	pthread_cond_t        cv;    /* todo or stop */
-	pthread_cond_t        rm_cv; /* rms or stop */
+	pthread_cond_t        rm_cv; /* rms, stop or rm_synced moved */
 	struct spool_pending *todo, **todo_tail;
 	struct spool_pending *running; /* the commit thread's round */
 	struct spool_pending *done, **done_tail;
 	size_t                n_todo;
 	struct spool_rm      *rms; /* removals to make */
-	int                   stop;
-	int                   efd; /* eventfd: done is not empty */
+	/* Removals (renames and unlinks in queue/) are counted in batches:
+	 * rm_gen is the last batch the removal thread has made, rm_synced
+	 * the last one an fsync of queue/ has covered, its own or a
+	 * commit's (spool_rm_synced). */
+	uint64_t rm_gen, rm_synced;
+	int      stop;
+	int      efd; /* eventfd: done is not empty */
 };
 
 /* One round of the commit thread: the group. */
@@ -1077,11 +1097,71 @@ spool_async_main(void *arg)
 	return NULL;
 }
 
+/* *ts = now + ms on CLOCK_MONOTONIC (the clock of rm_cv). */
+static void
+spool_deadline(struct timespec *ts, long ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+static int
+spool_deadline_passed(const struct timespec *ts)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec > ts->tv_sec ||
+	    (now.tv_sec == ts->tv_sec && now.tv_nsec >= ts->tv_nsec);
+}
+
+/* The removal batches made so far (0 without a removal thread): an
+ * fsync of queue/ that starts after this call covers all of them. */
+static uint64_t
+spool_rm_gen(struct spool *sp)
+{
+	struct spool_async *as = sp->as;
+	uint64_t            gen;
+
+	if (as == NULL)
+		return 0;
+	pthread_mutex_lock(&as->mu);
+	gen = as->rm_gen;
+	pthread_mutex_unlock(&as->mu);
+	return gen;
+}
+
+/* An fsync of queue/ that started after spool_rm_gen() returned gen has
+ * succeeded: removal batches up to gen are stable. */
+static void
+spool_rm_synced(struct spool *sp, uint64_t gen)
+{
+	struct spool_async *as = sp->as;
+
+	if (as == NULL || gen == 0)
+		return;
+	pthread_mutex_lock(&as->mu);
+	if (gen > as->rm_synced) {
+		as->rm_synced = gen;
+		pthread_cond_signal(&as->rm_cv);
+	}
+	pthread_mutex_unlock(&as->mu);
+}
+
 /*
  * The removal thread: unlinks delivered messages (an unlink frees blocks,
  * which may wait on the device: never on the loop, never in the way of a
- * commit) and makes each batch of removals stable with one fsync of
- * queue/.  Until then a power cut may bring a message back (delivered
+ * commit) and makes its removals stable with an fsync of queue/: the
+ * next group commit's, which covers every removal made before it, when
+ * one comes within SPOOL_RM_SYNC_MS of the first removal not yet
+ * covered, else its own.  While sendqd takes mail, removals then cost no
+ * journal commit of their own (issue 14: one fsync for intake and
+ * removal).  Until then a power cut may bring a message back (delivered
  * twice, never lost), as spool_remove_unsynced says.
  */
 static void *
@@ -1091,33 +1171,79 @@ spool_rm_main(void *arg)
 	struct spool       *sp = as->sp;
 	struct spool_rm    *list, *r;
 	struct sq_err       err;
+	struct timespec     deadline = { 0 };
+	uint64_t            gen;
+	int                 rc;
 
 	pthread_mutex_lock(&as->mu);
 	for (;;) {
-		while (as->rms == NULL && !as->stop)
-			pthread_cond_wait(&as->rm_cv, &as->mu);
-		if (as->rms == NULL)
-			break;
-		list = as->rms;
-		as->rms = NULL;
-		pthread_mutex_unlock(&as->mu);
-		while ((r = list) != NULL) {
-			list = r->next;
-			if (spool_unlink_files(sp, r->id, 1, &err) != 0)
-				log_err(
-				    "msgid=%s: done but cannot remove it from "
-				    "the spool: %s (it may be sent again)",
-				    r->id, err.msg);
-			free(r);
+		if (as->rms != NULL) {
+			list = as->rms;
+			as->rms = NULL;
+			pthread_mutex_unlock(&as->mu);
+			while ((r = list) != NULL) {
+				list = r->next;
+				if (spool_unlink_files(sp, r->id, 1, &err) != 0)
+					log_err("msgid=%s: done but cannot "
+						"remove it from the spool: %s "
+						"(it may be sent again)",
+					    r->id, err.msg);
+				free(r);
+			}
+			pthread_mutex_lock(&as->mu);
+			if (as->rm_synced == as->rm_gen) {
+				/* The first batch not covered yet. */
+				spool_deadline(&deadline, (long)sp->rm_sync_ms);
+			}
+			as->rm_gen++;
+			sp->rm_batches++;
+			continue;
 		}
-		if (fsync(sp->queue_fd) != 0)
-			log_err("fsync %s: %s (delivered messages may be sent "
-				"again after a crash)",
-			    sp->queue_dir, strerror(errno));
-		pthread_mutex_lock(&as->mu);
+		if (as->rm_synced < as->rm_gen) {
+			if (as->stop || spool_deadline_passed(&deadline)) {
+				gen = as->rm_gen;
+				pthread_mutex_unlock(&as->mu);
+				rc = fsync(sp->queue_fd);
+				if (rc != 0)
+					log_err("fsync %s: %s (delivered "
+						"messages may be sent again "
+						"after a crash)",
+					    sp->queue_dir, strerror(errno));
+				pthread_mutex_lock(&as->mu);
+				sp->rm_own_syncs++;
+				/* Failed: logged, not tried again. */
+				if (gen > as->rm_synced)
+					as->rm_synced = gen;
+				continue;
+			}
+			pthread_cond_timedwait(&as->rm_cv, &as->mu, &deadline);
+			continue;
+		}
+		if (as->stop)
+			break;
+		pthread_cond_wait(&as->rm_cv, &as->mu);
 	}
 	pthread_mutex_unlock(&as->mu);
 	return NULL;
+}
+
+void
+spool_set_removal_sync_delay(struct spool *sp, unsigned ms)
+{
+	sp->rm_sync_ms = ms;
+}
+
+void
+spool_removal_stats(struct spool *sp, uint64_t *batches, uint64_t *own_syncs)
+{
+	struct spool_async *as = sp->as;
+
+	if (as != NULL)
+		pthread_mutex_lock(&as->mu);
+	*batches = sp->rm_batches;
+	*own_syncs = sp->rm_own_syncs;
+	if (as != NULL)
+		pthread_mutex_unlock(&as->mu);
 }
 
 /* Queue the removal of id for the removal thread. */
@@ -1153,7 +1279,14 @@ spool_async_start(struct spool *sp, struct sq_err *err)
 	}
 	pthread_mutex_init(&as->mu, NULL);
 	pthread_cond_init(&as->cv, NULL);
-	pthread_cond_init(&as->rm_cv, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&as->rm_cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	if ((rc = pthread_create(&as->tid, NULL, spool_async_main, as)) != 0) {
 		close(as->efd);
 		pthread_mutex_destroy(&as->mu);

@@ -296,10 +296,21 @@ int spool_remove_unsynced(struct spool *sp, const char *id, struct sq_err *err);
  * 1 synced, 0 nothing to do, -errno with err.  Once spool_async_start()
  * ran, spool_remove_unsynced() renames ID.env to ID.del at once (the
  * message is out of every listing before it returns) and hands the
- * unlinks to a removal thread, which fsyncs queue/ once per batch itself
- * (failures logged there), and this returns 1 at once.  Recovery removes
- * an ID.del and its ID.msg that a crash left behind. */
+ * unlinks to a removal thread, and this returns 1 at once.  The
+ * removal thread's unlinks are made stable by the next group commit's
+ * fsync of queue/ (one fsync for intake and removal) when one comes
+ * within the removal sync delay (50 ms; spool_set_removal_sync_delay),
+ * else by an fsync of its own (failures logged there); the duplicate
+ * window after a power cut is that much longer.  Recovery removes an
+ * ID.del and its ID.msg that a crash left behind. */
 int spool_sync_removals(struct spool *sp, struct sq_err *err);
+/* Set the removal sync delay (ms; before spool_async_start). */
+void spool_set_removal_sync_delay(struct spool *sp, unsigned ms);
+/* The removal thread's counts so far (every run of it since
+ * spool_open): batches of removals made, and fsyncs of queue/ it had to
+ * make itself (the rest were covered by group commits). */
+void
+spool_removal_stats(struct spool *sp, uint64_t *batches, uint64_t *own_syncs);
 
 /*
  * Keep a permanent failure: write env (its recipients are the failed

@@ -1370,6 +1370,61 @@ Test(spool, commit_pending_until_the_callback_runs)
 	spool_close(sp);
 }
 
+/* The removal thread waits for a group commit's fsync of queue/ rather
+ * than making one of its own per batch: with a commit coming (here one,
+ * and a delay no test machine reaches) its unlinks cost no fsync; with
+ * none it syncs them itself (here when stopped). */
+Test(spool, removals_share_the_next_commits_fsync)
+{
+	struct spool         *sp = test_open();
+	struct envelope      *env[2];
+	struct test_async     t = { 0 };
+	struct test_async_arg arg[2] = { { &t, 0 }, { &t, 1 } };
+	struct sq_err         err = { 0 };
+	uint64_t              batches, own;
+	int                   efd, rounds = 0;
+
+	spool_set_removal_sync_delay(sp, 600000);
+	efd = spool_async_start(sp, &err);
+	cr_assert_geq(efd, 0, "%s", err.msg);
+	env[0] = test_envelope("b@c");
+	spool_commit_async(test_writer(sp, "one\n"), env[0], test_pending_done,
+	    &arg[0]);
+	test_async_wait(sp, efd, &t, 1);
+	cr_assert_eq(spool_remove_unsynced(sp, env[0]->id, &err), 0, "%s",
+	    err.msg);
+	for (;;) {
+		spool_removal_stats(sp, &batches, &own);
+		if (batches > 0)
+			break;
+		cr_assert(rounds++ < 10000, "the removal thread did nothing");
+		usleep(1000);
+	}
+	cr_assert_not(test_exists("queue", env[0]->id, ".msg"));
+	env[1] = test_envelope("b@c");
+	spool_commit_async(test_writer(sp, "two\n"), env[1], test_pending_done,
+	    &arg[1]);
+	test_async_wait(sp, efd, &t, 2);
+	spool_async_stop(sp);
+	spool_removal_stats(sp, &batches, &own);
+	cr_assert_eq(batches, 1);
+	cr_assert_eq(own, 0, "the commit's fsync covered the removal");
+
+	/* No commit: the thread syncs its removal itself. */
+	efd = spool_async_start(sp, &err);
+	cr_assert_geq(efd, 0, "%s", err.msg);
+	cr_assert_eq(spool_remove_unsynced(sp, env[1]->id, &err), 0, "%s",
+	    err.msg);
+	spool_async_stop(sp);
+	spool_removal_stats(sp, &batches, &own);
+	cr_assert_eq(batches, 2);
+	cr_assert_eq(own, 1);
+	cr_assert_eq(test_count("queue"), 0);
+	envelope_free(env[0]);
+	envelope_free(env[1]);
+	spool_close(sp);
+}
+
 /* The start-up scan (names only): a pair is a message, an ID.msg without
  * its ID.env (an interrupted commit) is removed, an ID.env without its
  * ID.msg goes to corrupt/, each by the name it builds from the id. */
