@@ -19,7 +19,8 @@
  * spool.  The envelope gets the sender, recipients, the DSN parameters,
  * created (now) and uid (SO_PEERCRED for a unix socket client, -1 for
  * TCP); each committed id is handed to the queue index (quota_queued).
- * The scheduler finds new messages through its own watch on queue/.
+ * The scheduler indexes each committed message when its commit is done
+ * (quota.h, queued).
  *
  * Owns: the listening sockets (and the unix socket files it created,
  * removed at free), the sessions, their spool writers until commit.

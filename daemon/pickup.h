@@ -53,7 +53,7 @@ struct pickup;
 /*
  * Make the maildrop directories when missing, start watching maildrop/
  * and schedule the first scan on base (call after scheduler_start, so
- * the scheduler's watch on queue/ sees what pick-up commits).  cfg and
+ * that the scheduler indexes what pick-up commits).  cfg and
  * sp must outlive the pickup.  Returns 0 and *out (free with
  * pickup_free), or -errno with err (for example maildrop/ is a symlink
  * or cannot be created).

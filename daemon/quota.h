@@ -13,8 +13,8 @@
  * Deciding: every path that takes mail from a user (the SMTP listener,
  * maildrop pick-up, the control socket's submit) calls quota_admit()
  * with the submitting uid before it queues, and quota_queued() after a
- * commit, so that the index counts the new message before the next
- * check rather than when its watch on queue/ fires.  The modules below
+ * commit, which is how the index learns of the new message (the
+ * envelope it gets is the one written).  The modules below
  * the scheduler reach it only through the function pointers of struct
  * quota, which main.c fills (scheduler_quota_ops()).  Exempt: root, the
  * daemon's own user, and an unknown uid (-1: TCP clients of the listener,

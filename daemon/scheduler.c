@@ -12,9 +12,14 @@
  * the control socket.  Bodies and envelopes stay on disk and are read
  * only to route a new message and to send it.
  *
- * Discovery.  New messages are found by the recovery scan at start, an
- * inotify watch on queue/ (a committed message appears there by rename,
- * IN_MOVED_TO on its .env), and a periodic rescan as a safety net.
+ * Discovery.  New messages are found by the recovery scan at start and
+ * from the paths that commit them, all in this process (the listener,
+ * the control socket's submit, maildrop pick-up: quota->queued, with the
+ * envelope they wrote; bounces and split copies here), never by looking
+ * at queue/.  A periodic rescan, and every flush (sendq -q, sendqctl
+ * flush), also index what something else put into queue/.  (An inotify
+ * watch on queue/ did that at once, at the price of a wake-up of the
+ * loop for every rename there: two per commit, one per delivery.)
  *
  * Routing.  route_pick() chooses a smarthost per recipient; a message
  * whose recipients go to several smarthosts is split when it is first
@@ -44,7 +49,6 @@
  * re-enter that connection: callbacks ask for a run with
  * scheduler_request_run(), which activates an event.
  */
-#include <sys/inotify.h>
 #include <sys/random.h>
 
 #include <errno.h>
@@ -108,8 +112,6 @@ struct scheduler {
 	struct event   *index_ev;
 	struct event   *timer;
 	struct event   *rescan_timer;
-	struct event   *watch_ev;
-	int             watch_fd;
 	int             shutting_down;
 	struct authsrc *auth; /* AUTH secrets, OAuth */
 };
@@ -1401,14 +1403,28 @@ scheduler_add_id(const char *id, void *arg)
 	envelope_free(env);
 }
 
-/* The safety net: index what the watch may have missed.  A listing, not
- * a recovery: known ids cost a hash lookup, no envelope is read. */
+/* A listed id: indexed unless its commit is still in flight (its names
+ * are in queue/ before the fsync that makes them durable; it is indexed
+ * when the commit is done, from its committer). */
+static void
+scheduler_rescan_id(const char *id, void *arg)
+{
+	struct scheduler *s = arg;
+
+	if (queue_index_find(s->qi, id) == NULL &&
+	    !spool_commit_pending(s->spool, id))
+		scheduler_add_id(id, s);
+}
+
+/* The safety net: index what was put into queue/ from outside.  A
+ * listing, not a recovery: known ids cost a hash lookup, no envelope is
+ * read. */
 static void
 scheduler_rescan(struct scheduler *s)
 {
 	struct sq_err err = { 0 };
 
-	if (spool_list(s->spool, scheduler_add_id, s, &err) < 0)
+	if (spool_list(s->spool, scheduler_rescan_id, s, &err) < 0)
 		log_err("queue scan failed: %s", err.msg);
 	scheduler_request_run(s);
 }
@@ -1419,58 +1435,6 @@ scheduler_on_rescan(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	scheduler_rescan(arg);
-}
-
-/* The queue id of an inotify event's name ID.env into id (size
- * ENVELOPE_ID_MAX): 1, or 0 for any other name. */
-static int
-scheduler_watch_id(const struct inotify_event *ev, char *id)
-{
-	size_t len;
-
-	if (ev->len == 0)
-		return 0;
-	len = strlen(ev->name);
-	if (len < 5 || len - 4 >= ENVELOPE_ID_MAX ||
-	    strcmp(ev->name + len - 4, ".env") != 0)
-		return 0;
-	memcpy(id, ev->name, len - 4);
-	id[len - 4] = '\0';
-	return spool_id_valid(id);
-}
-
-/* inotify: a committed message appears in queue/ as ID.env by rename. */
-static void
-scheduler_on_watch(evutil_socket_t fd, short what, void *arg)
-{
-	struct scheduler *s = arg;
-	char              buf[16384]
-	    __attribute__((aligned(__alignof__(struct inotify_event))));
-	const struct inotify_event *ev;
-	char                        id[ENVELOPE_ID_MAX];
-	ssize_t                     n;
-	size_t                      off;
-	int                         overflow = 0;
-
-	(void)what;
-	while ((n = read(fd, buf, sizeof(buf))) > 0) {
-		for (off = 0; off < (size_t)n; off += sizeof(*ev) + ev->len) {
-			ev = (const struct inotify_event *)(buf + off);
-			if (ev->mask & IN_Q_OVERFLOW)
-				overflow = 1;
-			else if (scheduler_watch_id(ev, id) &&
-			    !spool_commit_pending(s->spool, id))
-				/* A commit of our own is indexed when it is
-				 * done (scheduler_op_queued), from memory. */
-				scheduler_add_id(id, s);
-		}
-	}
-	if (n < 0 && errno != EAGAIN && errno != EINTR)
-		log_err("queue watch: read: %s", strerror(errno));
-	if (overflow) {
-		log_warn("queue watch overflowed: rescanning the queue");
-		scheduler_rescan(s);
-	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -1591,6 +1555,7 @@ scheduler_op_flush(void *arg, struct sq_err *err)
 	size_t            i;
 
 	(void)err;
+	scheduler_rescan(s); /* what was put into queue/ by hand */
 	while (queue_index_pop_due(s->qi, INT64_MAX) != NULL)
 		;
 	for (i = 0; i < s->pool->n; i++)
@@ -1742,8 +1707,7 @@ scheduler_op_uid_usage(void *arg, long uid, uint64_t *msgs, uint64_t *bytes)
 }
 
 /* quota.h: a message was just committed; index it now, from the
- * envelope the intake path wrote (not read back), rather than when the
- * watch on queue/ reports it (known ids are skipped there). */
+ * envelope the intake path wrote (not read back). */
 static void
 scheduler_op_queued(void *arg, struct envelope *env)
 {
@@ -1790,7 +1754,6 @@ scheduler_new(struct event_base *base, struct evdns_base *dns,
 	s->cfg = cfg;
 	s->ehlo_name = xstrdup(ehlo_name);
 	s->spool = sp;
-	s->watch_fd = -1;
 	scheduler_set_policy(s, cfg);
 	if (getrandom(&s->rng, sizeof(s->rng), GRND_NONBLOCK) !=
 		(ssize_t)sizeof(s->rng) ||
@@ -1823,19 +1786,6 @@ scheduler_start(struct scheduler *s, struct sq_err *err)
 	if ((n = authsrc_new(s->base, s->cfg, scheduler_on_auth_change, s,
 		 &s->auth, err)) != 0)
 		return n;
-	/* Watch first, then scan: a message committed in between is seen
-	 * twice at most, never missed. */
-	s->watch_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (s->watch_fd < 0)
-		return sq_err_set(err, -errno, "inotify_init1: %s",
-		    strerror(errno));
-	if (inotify_add_watch(s->watch_fd, spool_queue_dir(s->spool),
-		IN_MOVED_TO) < 0)
-		return sq_err_set(err, -errno, "watch %s: %s",
-		    spool_queue_dir(s->spool), strerror(errno));
-	s->watch_ev = event_new(s->base, s->watch_fd, EV_READ | EV_PERSIST,
-	    scheduler_on_watch, s);
-	event_add(s->watch_ev, NULL);
 	if ((n = spool_recover_lazy(s->spool, scheduler_collect_id, s, err)) <
 	    0)
 		return n;
@@ -1882,8 +1832,6 @@ scheduler_shutdown(struct scheduler *s, void (*done)(void *), void *arg)
 	relay_pool_abort_all(s->pool);
 	event_del(s->timer);
 	event_del(s->rescan_timer);
-	if (s->watch_ev != NULL)
-		event_del(s->watch_ev);
 	d = xmalloc(sizeof(*d));
 	d->fn = done;
 	d->arg = arg;
@@ -1915,9 +1863,6 @@ scheduler_free(struct scheduler *s)
 	}
 	scheduler_event_free(s->timer);
 	scheduler_event_free(s->rescan_timer);
-	scheduler_event_free(s->watch_ev);
-	if (s->watch_fd >= 0)
-		close(s->watch_fd);
 	authsrc_free(s->auth);
 	free(s->ehlo_name);
 	free(s);

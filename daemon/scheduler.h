@@ -5,8 +5,9 @@
  * Owns: the wiring of the queue engine: a queue_index (queue_index.h:
  * one ~120-byte record per queued message, bodies stay on disk), a
  * relay_pool (relay_pool.h: one relay per smarthost with its TLS context,
- * connection slots, rate and backoff books), the retry timer, the watch
- * on spool queue/ that picks up newly committed messages, settlement
+ * connection slots, rate and backoff books), the retry timer, the
+ * periodic rescan of queue/ (new messages come from the intake paths
+ * through quota->queued), settlement
  * (DSN, failed/) and the control operations.
  * May call: queue_index, relay_pool, smtp_conn, spool, envelope, retry,
  * route, bounce, authsrc, json_write, quota, config, util, log, libevent.
@@ -43,7 +44,7 @@ int scheduler_new(struct event_base *base, struct evdns_base *dns,
     const struct config *cfg, const char *ehlo_name, struct spool *sp,
     struct scheduler **out, struct sq_err *err);
 
-/* Recover the spool, start watching queue/, and begin delivering.
+/* Recover the spool and begin delivering.
  * Returns 0 or a negative code with err. */
 int scheduler_start(struct scheduler *s, struct sq_err *err);
 

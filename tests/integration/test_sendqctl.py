@@ -303,6 +303,33 @@ class SendqctlTest(harness.IntegrationTest):
         self.assertEqual(sq.queued(), [qid])
         self.assertStoppedCleanly(sq)
 
+    def test_flush_indexes_a_message_put_into_queue_by_hand(self):
+        """sendqd learns of new messages from the paths that commit them,
+        not by watching queue/; what an operator puts there by hand is
+        indexed by the periodic rescan or, at once, by a flush."""
+        sq = self.start_daemon(self.new_sendq_ctl())
+        qid = self.queue_one(sq, "by hand")
+        new = qid[:-1] + ("0" if qid[-1] != "0" else "1")
+        q = sq.queue_dir()
+        with open(os.path.join(q, qid + ".msg"), "rb") as f:
+            body = f.read()
+        with open(os.path.join(q, qid + ".env")) as f:
+            env = f.read().replace("id %s\n" % qid, "id %s\n" % new)
+        for name, data, mode in ((new + ".msg", body, "wb"),
+                                 (new + ".env", env, "w")):
+            with open(os.path.join(q, name + ".tmp"), mode) as f:
+                f.write(data)
+            os.rename(os.path.join(q, name + ".tmp"),
+                      os.path.join(q, name))
+        p = self.ctl(sq, "flush")
+        self.assertEqual(p.returncode, 0, p.err)
+        harness.wait_for(
+            lambda: json.loads(self.ctl(sq, "--json", "status").out)[
+                "queued"] == 2,
+            timeout=30, what="the message put into queue/ to be indexed")
+        self.assertEqual(sorted(sq.queued()), sorted([qid, new]))
+        self.assertStoppedCleanly(sq)
+
     def test_delete_removes_the_message_from_the_spool(self):
         sq = self.start_daemon(self.new_sendq_ctl())
         qid = self.queue_one(sq, "delete")
