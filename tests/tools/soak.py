@@ -100,6 +100,7 @@ class Soak:
         self.stop = threading.Event()
         self.mount = os.path.join(self.tmp, "fs")
         self.mounted = False
+        self.sq = self.exim = None  # set by start()
 
     # -- set-up
     def start(self):
@@ -318,14 +319,16 @@ class Soak:
         return 0 if not lost and not unacked and not leftovers else 1
 
     def cleanup(self):
+        # Also after a start() that failed half-way: what was made goes.
         try:
-            if self.sq.running():
+            if self.sq is not None and self.sq.running():
                 self.sq.stop()
         except Exception:  # noqa: BLE001 - best effort at the end
             if self.sq.pid():
                 os.kill(self.sq.pid(), signal.SIGKILL)
         try:
-            self.exim.stop()
+            if self.exim is not None:
+                self.exim.stop()
         except Exception:  # noqa: BLE001
             pass
         if self.mounted:
