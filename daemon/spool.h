@@ -24,7 +24,8 @@
  * into queue/, rename .env into queue/, fsync(queue/).  A group commit
  * (spool_commit_group) writes every member's
  * files, makes their data stable with one batch of per-file fdatasyncs
- * (issued together: one journal commit on ext4), renames each member as
+ * (writeback of all started first: one journal commit on ext4), renames
+ * each member (renameat2 RENAME_NOREPLACE: never over a queued id) as
  * above, then does one fsync(queue/).  Removal unlinks
  * the .env first, then the .msg.  A writer holds an flock on its files
  * until it is done, which is how recovery tells a live writer from a dead
