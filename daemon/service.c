@@ -59,7 +59,7 @@ struct service {
 };
 
 /* The functions used, from libsystemd once service_sd_load() has run.
- * SERVICE_SD_CHECK: each has the type of its prototype in the headers. */
+ * The asserts: each has the type of its prototype in the headers. */
 typedef int (*service_sd_listen_fds_fn)(int);
 typedef int (*service_sd_notify_fn)(int, const char *);
 typedef int (*service_sd_watchdog_fn)(int, uint64_t *);
@@ -74,12 +74,17 @@ static pthread_once_t service_sd_once = PTHREAD_ONCE_INIT;
 static int            service_sd_ok;
 static char           service_sd_why[256];
 
-#define SERVICE_SD_CHECK(fn, type) \
-	_Static_assert(_Generic(&(fn), type : 1, default : 0), #fn)
-SERVICE_SD_CHECK(sd_listen_fds, service_sd_listen_fds_fn);
-SERVICE_SD_CHECK(sd_notify, service_sd_notify_fn);
-SERVICE_SD_CHECK(sd_watchdog_enabled, service_sd_watchdog_fn);
-SERVICE_SD_CHECK(sd_journal_sendv, service_sd_journal_fn);
+_Static_assert(
+    _Generic(&sd_listen_fds, service_sd_listen_fds_fn : 1, default : 0),
+    "sd_listen_fds");
+_Static_assert(_Generic(&sd_notify, service_sd_notify_fn : 1, default : 0),
+    "sd_notify");
+_Static_assert(
+    _Generic(&sd_watchdog_enabled, service_sd_watchdog_fn : 1, default : 0),
+    "sd_watchdog_enabled");
+_Static_assert(
+    _Generic(&sd_journal_sendv, service_sd_journal_fn : 1, default : 0),
+    "sd_journal_sendv");
 
 static void
 service_sd_load(void)
