@@ -79,7 +79,7 @@
  * DSN parameters make longer lines legitimate). */
 #define INTAKE_PROTO_LINE_MAX 1000
 /* Body bytes handed over per EV_BODY at most. */
-#define INTAKE_PROTO_BODY_CHUNK 16384
+#define INTAKE_PROTO_BODY_CHUNK 4096
 /* Output buffered at most: feed() stops taking commands above
  * INTAKE_PROTO_OUT_WATERMARK until the driver drains it. */
 #define INTAKE_PROTO_OUT_WATERMARK 16384

@@ -8,10 +8,23 @@
  * recommends), and a one-second STATUS= poll that asks the daemon for its
  * one-line summary and sends it only when the text changed, so a busy
  * queue costs at most one datagram a second and an idle one none.
+ *
+ * libsystemd is loaded (dlopen, once) when systemd is there to talk to:
+ * NOTIFY_SOCKET, a LISTEN_* variable, or a journal socket for a
+ * structured log event.  It is not linked: with what it links (libgcrypt,
+ * libgpg-error, liblzma, libzstd, liblz4, libcap) it is about 1 MiB of
+ * every sendqd's resident memory, which a sendqd started outside systemd
+ * (a container, the test suite, scripts/bench) never uses.  Under
+ * systemd it is loaded at start-up as before, and a library that cannot
+ * be loaded there is fatal (the notifications and sockets are the
+ * service's contract).
  */
 #include <sys/uio.h>
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +42,7 @@
 
 /* journald's native socket (systemd-journald.socket). */
 #define SERVICE_JOURNAL_SOCKET "/run/systemd/journal/socket"
+#define SERVICE_SD_SONAME      "libsystemd.so.0"
 
 #define SERVICE_STATUS_MAX 512
 
@@ -44,12 +58,96 @@ struct service {
 	char               last_status[SERVICE_STATUS_MAX];
 };
 
+/* The functions used, from libsystemd once service_sd_load() has run.
+ * The asserts: each has the type of its prototype in the headers. */
+typedef int (*service_sd_listen_fds_fn)(int);
+typedef int (*service_sd_notify_fn)(int, const char *);
+typedef int (*service_sd_watchdog_fn)(int, uint64_t *);
+typedef int (*service_sd_journal_fn)(const struct iovec *, int);
+static struct {
+	service_sd_listen_fds_fn listen_fds;
+	service_sd_notify_fn     notify;
+	service_sd_watchdog_fn   watchdog_enabled;
+	service_sd_journal_fn    journal_sendv;
+} service_sd;
+static pthread_once_t service_sd_once = PTHREAD_ONCE_INIT;
+static int            service_sd_ok;
+static char           service_sd_why[256];
+
+_Static_assert(
+    _Generic(&sd_listen_fds, service_sd_listen_fds_fn : 1, default : 0),
+    "sd_listen_fds");
+_Static_assert(_Generic(&sd_notify, service_sd_notify_fn : 1, default : 0),
+    "sd_notify");
+_Static_assert(
+    _Generic(&sd_watchdog_enabled, service_sd_watchdog_fn : 1, default : 0),
+    "sd_watchdog_enabled");
+_Static_assert(
+    _Generic(&sd_journal_sendv, service_sd_journal_fn : 1, default : 0),
+    "sd_journal_sendv");
+
+static void
+service_sd_load(void)
+{
+	static const struct {
+		const char *name;
+		void      **fn;
+	} syms[] = {
+		{ "sd_listen_fds", (void **)&service_sd.listen_fds },
+		{ "sd_notify", (void **)&service_sd.notify },
+		{ "sd_watchdog_enabled",
+		    (void **)&service_sd.watchdog_enabled },
+		{ "sd_journal_sendv", (void **)&service_sd.journal_sendv },
+	};
+	void  *lib;
+	size_t i;
+
+	if ((lib = dlopen(SERVICE_SD_SONAME, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+		snprintf(service_sd_why, sizeof(service_sd_why), "%s",
+		    dlerror());
+		return;
+	}
+	for (i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
+		/* POSIX: a function pointer through void * (dlsym). */
+		*syms[i].fn = dlsym(lib, syms[i].name);
+		if (*syms[i].fn == NULL) {
+			snprintf(service_sd_why, sizeof(service_sd_why),
+			    "%s: no %s", SERVICE_SD_SONAME, syms[i].name);
+			return;
+		}
+	}
+	service_sd_ok = 1;
+}
+
+/* Load libsystemd once (any thread); 0, or -1 with service_sd_why set. */
+static int
+service_sd_get(void)
+{
+	pthread_once(&service_sd_once, service_sd_load);
+	return service_sd_ok ? 0 : -1;
+}
+
+/* libsystemd for what systemd asked of us (what), or a fatal error. */
+static void
+service_sd_need(const char *what)
+{
+	if (service_sd_get() != 0)
+		log_fatalx("service: %s is set but %s cannot be loaded: %s",
+		    what, SERVICE_SD_SONAME, service_sd_why);
+}
+
 int
 service_listen_fds(int max)
 {
 	int n;
 
-	n = sd_listen_fds(1);
+	/* sd_listen_fds(1) also clears LISTEN_FDS and LISTEN_FDNAMES when
+	 * LISTEN_PID is unset: it runs whenever any of them is set. */
+	if (getenv("LISTEN_PID") == NULL && getenv("LISTEN_FDS") == NULL &&
+	    getenv("LISTEN_FDNAMES") == NULL)
+		return 0;
+	service_sd_need("LISTEN_PID");
+	n = service_sd.listen_fds(1);
 	if (n <= 0)
 		return 0;
 	return n > max ? max : n;
@@ -62,7 +160,7 @@ service_send(struct service *sv, const char *text)
 
 	if (!sv->active)
 		return;
-	rc = sd_notify(0, text);
+	rc = service_sd.notify(0, text);
 	if (rc < 0 && !sv->warned) {
 		sv->warned = 1;
 		log_debug("service: sd_notify failed: %s", strerror(-rc));
@@ -146,7 +244,8 @@ service_new(struct event_base *base, service_status_fn status, void *arg)
 	sv->active = getenv("NOTIFY_SOCKET") != NULL;
 	if (!sv->active)
 		return sv;
-	if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+	service_sd_need("NOTIFY_SOCKET");
+	if (service_sd.watchdog_enabled(0, &usec) > 0 && usec > 0) {
 		sv->watchdog_ev = service_timer(sv, usec / 2,
 		    service_on_watchdog);
 		log_info("service: watchdog every %llums",
@@ -211,6 +310,9 @@ service_journal_send(int priority, const char *message, const char *queue_id,
 	 * the line goes to stderr (the journal stream or a file). */
 	if (access(SERVICE_JOURNAL_SOCKET, W_OK) != 0)
 		return -errno;
+	/* Not fatal here: the line goes to stderr (the journal stream). */
+	if (service_sd_get() != 0)
+		return -ENOSYS;
 	f[n++] = xasprintf("MESSAGE=%s", message);
 	f[n++] = xasprintf("PRIORITY=%d", priority);
 	f[n++] = xasprintf("SYSLOG_IDENTIFIER=sendqd");
@@ -224,7 +326,7 @@ service_journal_send(int priority, const char *message, const char *queue_id,
 		iov[i].iov_base = f[i];
 		iov[i].iov_len = strlen(f[i]);
 	}
-	rc = sd_journal_sendv(iov, (int)n);
+	rc = service_sd.journal_sendv(iov, (int)n);
 	for (i = 0; i < n; i++)
 		free(f[i]);
 	return rc < 0 ? rc : 0;

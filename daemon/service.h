@@ -7,12 +7,14 @@
  * the watchdog timer (half of WATCHDOG_USEC, on the event loop: a
  * blocked loop stops the pings and systemd restarts sendqd), and the
  * STATUS= poll (once a second, sent only when the text changed).
- * Outside systemd (no NOTIFY_SOCKET) every call is a cheap no-op.
- * May call: libsystemd (sd-daemon only), util, log, libevent.
+ * Outside systemd (no NOTIFY_SOCKET) every call is a cheap no-op, and
+ * libsystemd is not even loaded (dlopen()ed when systemd is there).
+ * May call: libsystemd (sd-daemon, sd_journal_sendv), util, log, libevent.
  *
  * DIAGNOSTICS: a failed notification is logged once at debug level and
  * otherwise ignored (systemd then times the start out, which is visible
- * there); nothing here stops the daemon.
+ * there).  The one fatal error: NOTIFY_SOCKET or a LISTEN_* variable is
+ * set and libsystemd.so.0 cannot be loaded.
  */
 #ifndef SENDQ_SERVICE_H
 #define SENDQ_SERVICE_H

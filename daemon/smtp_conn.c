@@ -15,7 +15,10 @@
  * raised not one more cleartext byte is read (the handshake reads what
  * follows as TLS records).  Message bodies are read from the spool fd in
  * SMTP_CONN_BODY_CHUNK pieces only while the proto's pending output is
- * below SMTP_CONN_BODY_LOWAT, so memory stays flat for any size.
+ * below SMTP_CONN_BODY_LOWAT, so memory stays flat for any size; the
+ * read buffer is sized for the message (a body smaller than a chunk
+ * takes a buffer its size) and freed once the body is read, so a
+ * connection idle between messages holds none.
  *
  * Timeouts are per phase (Postfix style): c->secs[] from the smarthost's
  * timeout_* keys (0 = the RFC 5321 default), texts in smtp_conn_phases[].
@@ -213,7 +216,8 @@ struct smtp_conn {
 	char                   **rcpt_reply; /* per recipient, or NULL */
 	off_t                    body_off;
 	int                      body_done;
-	char                    *body_buf;
+	char                    *body_buf; /* body_cap bytes, or NULL */
+	size_t                   body_cap;
 
 	char rbuf[SMTP_CONN_READ_SIZE];
 };
@@ -1306,8 +1310,8 @@ smtp_conn_fill_body(struct smtp_conn *c)
 	    !c->body_done &&
 	    smtp_proto_output_pending(c->proto) < SMTP_CONN_BODY_LOWAT) {
 		if (c->body_buf == NULL)
-			c->body_buf = xmalloc(SMTP_CONN_BODY_CHUNK);
-		n = pread(c->msg.body_fd, c->body_buf, SMTP_CONN_BODY_CHUNK,
+			c->body_buf = xmalloc(c->body_cap);
+		n = pread(c->msg.body_fd, c->body_buf, c->body_cap,
 		    c->body_off);
 		if (n == -1 && errno == EINTR)
 			continue;
@@ -1323,6 +1327,8 @@ smtp_conn_fill_body(struct smtp_conn *c)
 			/* DATA_END starts once all of it is written. */
 			smtp_proto_body(c->proto, "", 0, 1);
 			c->body_done = 1;
+			free(c->body_buf);
+			c->body_buf = NULL;
 			return 1;
 		}
 		smtp_proto_body(c->proto, c->body_buf, (size_t)n, 0);
@@ -1768,6 +1774,12 @@ smtp_conn_send(struct smtp_conn *c, const struct smtp_conn_message *msg)
 	c->rcpt_reply = xcalloc(msg->n_rcpts, sizeof(char *));
 	c->body_off = 0;
 	c->body_done = 0;
+	/* One read takes a small body whole (the next one sees its end). */
+	free(c->body_buf);
+	c->body_buf = NULL;
+	c->body_cap = txn.size > 0 && txn.size < SMTP_CONN_BODY_CHUNK ?
+	    (size_t)txn.size + 1 :
+	    SMTP_CONN_BODY_CHUNK;
 	c->verb[0] = '\0';
 	smtp_conn_deadline_start(c, 1);
 	log_debug("relay=%s msgid=%s rcpts=%zu sending", c->name, c->msg.id,

@@ -32,8 +32,9 @@ It replaces a null-client Postfix or Exim, nullmailer, msmtp-mta and dma.")
 # Library dependencies from dpkg-shlibdeps; systemd for systemd-sysusers
 # and systemd-tmpfiles in postinst.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-# libcurl (GnuTLS) is dlopen()ed for OAuth relays: shlibdeps cannot see it.
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "systemd, libcurl3t64-gnutls | libcurl3-gnutls")
+# libcurl (GnuTLS) is dlopen()ed for OAuth relays and libsystemd under
+# systemd (daemon/service.c): shlibdeps cannot see them.
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "systemd, libsystemd0, libcurl3t64-gnutls | libcurl3-gnutls")
 # One MTA at a time, as Debian's MTAs declare it (postfix, exim4,
 # nullmailer, dma, msmtp-mta: Provides, Conflicts and Replaces
 # mail-transport-agent).

@@ -83,6 +83,13 @@ eval "exec \"\$@\" 3<&$fd $fd<&-"
 '''
 
 
+def maps_libsystemd(pid):
+    """Whether libsystemd is mapped into process pid (service.c loads it
+    only when systemd is there)."""
+    with open("/proc/%d/maps" % pid) as f:
+        return "/libsystemd.so" in f.read()
+
+
 def start_sendqd(sq, env_extra, listen_fd=None, watchdog_pid=True):
     """Start sendqd for sq (a harness.Sendq) with env_extra added to the
     environment; listen_fd is handed over as fd 3 with LISTEN_FDS=1."""
@@ -129,6 +136,7 @@ class SystemdNotifyTest(IntegrationTest):
         start_sendqd(sq, {"NOTIFY_SOCKET": n.path})
         i = n.wait_key("READY", "1")
         ready = n.messages[i]
+        self.assertTrue(maps_libsystemd(sq.pid()))
         # READY comes after the spool recovery and the listeners.
         self.assertIn("queue recovered", sq.log_text())
         self.assertIn(" started: ", sq.log_text())
@@ -232,6 +240,9 @@ class SystemdNotifyTest(IntegrationTest):
         sq = self.new_sq(self.down_smarthost())
         start_sendqd(sq, {})
         sq.wait_log(r" started: ")
+        # Not even loaded: about 1 MiB of resident memory with what it
+        # links (service.c).
+        self.assertFalse(maps_libsystemd(sq.pid()))
         os.kill(sq.pid(), signal.SIGHUP)
         sq.wait_log(r"reload: .* applied")
         self.assertTrue(sq.running())

@@ -232,6 +232,50 @@ Test(spool, small_writes_are_kept_in_order)
 	spool_close(sp);
 }
 
+/* The writer's buffer grows from 4 KiB to 64 KiB as the message does
+ * (spool.c): writes of every size, below, across and above each step,
+ * land byte exact and in order. */
+Test(spool, writes_of_any_size_across_the_growing_buffer_are_byte_exact)
+{
+	static const size_t  sizes[] = { 1, 4095, 2, 4096, 7, 8191, 1000, 16385,
+		 3, 65535, 65536, 65537, 10, 200000, 4097, 1 };
+	struct spool        *sp = test_open();
+	struct spool_writer *w = NULL;
+	struct envelope     *env = test_envelope("b@c");
+	struct sq_err        err = { 0 };
+	char                 id[ENVELOPE_ID_MAX], *data, *back;
+	size_t               len = 0, off = 0, got = 0, i;
+	ssize_t              r;
+	int                  fd;
+
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		len += sizes[i];
+	data = malloc(len);
+	back = malloc(len + 1);
+	cr_assert(data != NULL && back != NULL);
+	for (i = 0; i < len; i++)
+		data[i] = (char)(i * 31 + i / 4099);
+	cr_assert_eq(spool_writer_begin(sp, &w, &err), 0, "%s", err.msg);
+	strcpy(id, spool_writer_id(w));
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		cr_assert_eq(spool_writer_write(w, data + off, sizes[i], &err),
+		    0, "%s", err.msg);
+		off += sizes[i];
+	}
+	cr_assert_eq(spool_writer_commit(w, env, &err), 0, "%s", err.msg);
+	fd = spool_open_message(sp, id, &err);
+	cr_assert_geq(fd, 0, "%s", err.msg);
+	while ((r = read(fd, back + got, len + 1 - got)) > 0)
+		got += (size_t)r;
+	close(fd);
+	cr_assert_eq(got, len);
+	cr_assert_eq(memcmp(back, data, len), 0);
+	free(back);
+	free(data);
+	envelope_free(env);
+	spool_close(sp);
+}
+
 Test(spool, directories_are_0700_spool_dir_0711_files_0600_whatever_the_umask)
 {
 	struct spool *sp;
