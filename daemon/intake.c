@@ -423,7 +423,9 @@ intake_session_events(struct intake_session *s)
  * always, and the bufferevent would otherwise turn its write event on
  * and off again: two epoll_ctl calls and a loop turn per reply); what
  * the socket does not take, and every error, goes through the
- * bufferevent, which reports it. */
+ * bufferevent, which reports it.  The listener speaks plain SMTP on a
+ * socket bufferevent; a TLS or filtering one would have to take the
+ * evbuffer path always. */
 static void
 intake_session_flush(struct intake_session *s)
 {
