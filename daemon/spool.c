@@ -9,10 +9,14 @@
  * fallback).  Ids of 19 digits (10 + 5 + a 4-digit counter) were made by
  * earlier versions: spool_id_valid() still accepts them so that a queue
  * written before an upgrade is delivered, but none is made any more.  An
- * id is taken by creating tmp/ID.msg with O_EXCL and checking that queue/
- * holds neither ID.msg nor ID.env; on any collision a new id is drawn.
+ * id is taken by creating queue/ID.msg with O_EXCL (a collision draws a
+ * new id) and kept by renaming tmp/ID.env into queue/ with
+ * RENAME_NOREPLACE (a collision fails the commit).  The body is written
+ * in queue/ from the start: without its ID.env it is nobody's message,
+ * and it needs no rename (one journalled operation less per message on
+ * the commit's critical path).
  *
- * Locks: every file a writer creates (tmp/ID.msg, tmp/ID.env, tmp/ID.upd)
+ * Locks: every file a writer creates (queue/ID.msg, tmp/ID.env, tmp/ID.upd)
  * is flock()ed by its creator right after creation and stays locked until
  * the writer is finished, across the renames into queue/ (a lock belongs
  * to the open file, not to the name).  Recovery removes a leftover file
@@ -23,9 +27,9 @@
  * held, ID.env is still missing: a writer renames ID.env in before it lets
  * go of the lock, so a live commit is never mistaken for debris.
  *
- * Crash windows: before the .msg rename nothing is in queue/; between the
- * two renames queue/ holds an .msg without .env (debris, removed by
- * recovery); after the .env rename the message exists, and it is durable
+ * Crash windows: until the .env rename queue/ holds at most an .msg
+ * without .env (debris, removed by recovery); after the .env rename the
+ * message exists, and it is durable
  * once fsync(queue/) returns, which is when the caller is told.  The
  * envelope is replaced by writing tmp/ID.upd and renaming it over
  * queue/ID.env, so a reader sees the old or the new envelope, never half.
@@ -451,7 +455,7 @@ spool_writer_begin(struct spool *sp, struct spool_writer **out,
 		}
 		snprintf(w->msg_name, sizeof(w->msg_name), "%s.msg", w->id);
 		snprintf(w->env_name, sizeof(w->env_name), "%s.env", w->id);
-		fd = spool_create_locked(sp, sp->tmp_fd, sp->tmp_dir,
+		fd = spool_create_locked(sp, sp->queue_fd, sp->queue_dir,
 		    w->msg_name, 0600, err);
 		if (fd == -EEXIST)
 			continue;
@@ -484,7 +488,7 @@ spool_writer_flush(struct spool_writer *w, struct sq_err *err)
 	int rc;
 
 	if (w->error != 0)
-		return spool_fail(err, w->error, "write", w->sp->tmp_dir,
+		return spool_fail(err, w->error, "write", w->sp->queue_dir,
 		    w->msg_name);
 	if (w->buf_len == 0)
 		return 0;
@@ -492,7 +496,7 @@ spool_writer_flush(struct spool_writer *w, struct sq_err *err)
 	w->buf_len = 0;
 	if (rc != 0) {
 		w->error = rc;
-		return spool_fail(err, rc, "write", w->sp->tmp_dir,
+		return spool_fail(err, rc, "write", w->sp->queue_dir,
 		    w->msg_name);
 	}
 	return 0;
@@ -507,7 +511,7 @@ spool_writer_write(struct spool_writer *w, const void *data, size_t len,
 	int                  rc;
 
 	if (w->error != 0)
-		return spool_fail(err, w->error, "write", w->sp->tmp_dir,
+		return spool_fail(err, w->error, "write", w->sp->queue_dir,
 		    w->msg_name);
 	if (!w->body_8bit) {
 		unsigned char any8 = 0;
@@ -534,7 +538,7 @@ spool_writer_write(struct spool_writer *w, const void *data, size_t len,
 	}
 	if ((rc = spool_write_all(w->msg_fd, data, len)) != 0) {
 		w->error = rc;
-		return spool_fail(err, rc, "write", w->sp->tmp_dir,
+		return spool_fail(err, rc, "write", w->sp->queue_dir,
 		    w->msg_name);
 	}
 	return 0;
@@ -553,9 +557,9 @@ spool_writer_free(struct spool_writer *w)
 
 /*
  * The old content is read through a read-only descriptor opened before
- * its name is removed; the new tmp/ID.msg is created (locked) under the
- * same name.  A crash in between leaves at most an unlocked tmp/ file,
- * which recovery removes, as for any writer that died.
+ * its name is removed; the new queue/ID.msg is created (locked) under the
+ * same name.  A crash in between leaves at most an unlocked queue/ID.msg
+ * without ID.env, which recovery removes, as for any writer that died.
  */
 int
 spool_writer_transform(struct spool_writer *w, spool_transform_fn fn, void *arg,
@@ -570,23 +574,23 @@ spool_writer_transform(struct spool_writer *w, spool_transform_fn fn, void *arg,
 
 	if ((rc = spool_writer_flush(w, err)) != 0)
 		return rc;
-	old = openat(sp->tmp_fd, w->msg_name,
+	old = openat(sp->queue_fd, w->msg_name,
 	    O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (old < 0)
-		return spool_fail(err, -errno, "open", sp->tmp_dir,
+		return spool_fail(err, -errno, "open", sp->queue_dir,
 		    w->msg_name);
-	if (unlinkat(sp->tmp_fd, w->msg_name, 0) != 0) {
-		rc = spool_fail(err, -errno, "unlink", sp->tmp_dir,
+	if (unlinkat(sp->queue_fd, w->msg_name, 0) != 0) {
+		rc = spool_fail(err, -errno, "unlink", sp->queue_dir,
 		    w->msg_name);
 		close(old);
 		return rc;
 	}
-	fd = spool_create_locked(sp, sp->tmp_fd, sp->tmp_dir, w->msg_name, 0600,
-	    err);
+	fd = spool_create_locked(sp, sp->queue_fd, sp->queue_dir, w->msg_name,
+	    0600, err);
 	if (fd < 0) {
 		close(old);
 		return fd == -EEXIST ?
-		    spool_fail(err, fd, "create", sp->tmp_dir, w->msg_name) :
+		    spool_fail(err, fd, "create", sp->queue_dir, w->msg_name) :
 		    fd;
 	}
 	close(w->msg_fd);
@@ -599,7 +603,7 @@ spool_writer_transform(struct spool_writer *w, spool_transform_fn fn, void *arg,
 			n = pread(old, chunk, SPOOL_TRANSFORM_CHUNK, off);
 		while (n < 0 && errno == EINTR);
 		if (n < 0) {
-			rc = spool_fail(err, -errno, "read", sp->tmp_dir,
+			rc = spool_fail(err, -errno, "read", sp->queue_dir,
 			    w->msg_name);
 			break;
 		}
@@ -646,7 +650,7 @@ spool_writer_abort(struct spool_writer *w)
 {
 	if (w == NULL)
 		return;
-	unlinkat(w->sp->tmp_fd, w->msg_name, 0);
+	unlinkat(w->sp->queue_fd, w->msg_name, 0);
 	spool_writer_free(w);
 }
 
@@ -703,12 +707,13 @@ spool_writer_commit(struct spool_writer *w, struct envelope *env,
 	struct spool *sp = w->sp;
 	char         *text = NULL;
 	size_t        len;
-	int           rc, env_fd = -1, msg_moved = 0, env_moved = 0;
+	int           rc, env_fd = -1, env_moved = 0;
 
 	if ((rc = spool_writer_flush(w, err)) != 0)
 		goto fail;
 	if (fsync(w->msg_fd) != 0) {
-		rc = spool_fail(err, -errno, "fsync", sp->tmp_dir, w->msg_name);
+		rc = spool_fail(err, -errno, "fsync", sp->queue_dir,
+		    w->msg_name);
 		goto fail;
 	}
 	memcpy(env->id, w->id, sizeof(env->id));
@@ -720,12 +725,6 @@ spool_writer_commit(struct spool_writer *w, struct envelope *env,
 		rc = env_fd;
 		goto fail;
 	}
-	if ((rc = spool_rename_new(sp, w->msg_name)) != 0) {
-		rc = spool_fail(err, rc, "rename into queue/", sp->tmp_dir,
-		    w->msg_name);
-		goto fail;
-	}
-	msg_moved = 1;
 	if ((rc = spool_rename_new(sp, w->env_name)) != 0) {
 		rc = spool_fail(err, rc, "rename into queue/", sp->tmp_dir,
 		    w->env_name);
@@ -746,11 +745,9 @@ fail:
 		unlinkat(sp->queue_fd, w->env_name, 0);
 	else if (env_fd >= 0)
 		unlinkat(sp->tmp_fd, w->env_name, 0);
-	if (msg_moved) {
-		unlinkat(sp->queue_fd, w->msg_name, 0);
-		fsync(sp->queue_fd);
-	} else
-		unlinkat(sp->tmp_fd, w->msg_name, 0);
+	/* Without its .env a queue/ID.msg is nobody's message: a crash
+	 * before this unlink leaves one for recovery to remove. */
+	unlinkat(sp->queue_fd, w->msg_name, 0);
 	if (env_fd >= 0)
 		close(env_fd);
 	free(text);
@@ -759,15 +756,15 @@ fail:
 }
 
 /*
- * Group commit.  Each member is an item: its tmp/ID.msg already written
+ * Group commit.  Each member is an item: its queue/ID.msg already written
  * (by its writer), its envelope text to write as tmp/ID.env.
  * spool_group_run() writes every envelope without a sync, then makes the
  * data of every member's two files stable with one batch of per-file
  * syncs (spool_sync_batch: writeback of every file is started first, then
  * each is fdatasync'ed, so that ext4 commits its journal once for the
  * whole batch and the later fdatasyncs find their data already written),
- * renames every member into queue/ (.msg first, then .env, as a single
- * commit does), and makes the names stable with ONE fsync(queue/).  A
+ * renames every member's .env into queue/ (its .msg is there already),
+ * and makes the names stable with ONE fsync(queue/).  A
  * member that fails at any step (its own sync included) is undone alone;
  * the others go on.  Per-file syncs replace syncfs(), which wrote back
  * the whole filesystem (other programs' dirty data too) and which no
@@ -780,8 +777,7 @@ struct spool_gc_item {
 	char           env_name[ENVELOPE_ID_MAX + 8];
 	int            env_fd;
 	int            msg_fd;  /* the writer's, not owned; -1 none */
-	int            foreign; /* tmp/ID.msg belongs to its writer */
-	int            msg_moved;
+	int            foreign; /* queue/ID.msg belongs to its writer */
 	int            env_moved;
 	char          *text;
 	size_t         len;
@@ -801,8 +797,8 @@ spool_gc_item_init(struct spool_gc_item *it, const char *id, struct sq_err *err)
 	snprintf(it->env_name, sizeof(it->env_name), "%s.env", id);
 }
 
-/* Undo a failed member: nothing of it is left in queue/; tmp/ID.msg is
- * removed unless its (foreign) writer owns it.  Returns 1 when queue/
+/* Undo a failed member: nothing of it is left in queue/; queue/ID.msg
+ * is removed unless its (foreign) writer owns it.  Returns 1 when queue/
  * changed and needs a directory sync. */
 static int
 spool_gc_undo(struct spool *sp, struct spool_gc_item *it)
@@ -814,12 +810,9 @@ spool_gc_undo(struct spool *sp, struct spool_gc_item *it)
 		changed = 1;
 	} else if (it->env_fd >= 0)
 		unlinkat(sp->tmp_fd, it->env_name, 0);
-	if (it->msg_moved) {
+	if (!it->foreign)
 		unlinkat(sp->queue_fd, it->msg_name, 0);
-		changed = 1;
-	} else if (!it->foreign)
-		unlinkat(sp->tmp_fd, it->msg_name, 0);
-	it->env_moved = it->msg_moved = 0;
+	it->env_moved = 0;
 	return changed;
 }
 
@@ -1012,7 +1005,7 @@ spool_group_sync(struct spool *sp, struct spool_gc_item *items, size_t n,
 			continue;
 		if (rcs[k] != 0)
 			it->rc = spool_fail(it->err, rcs[k], "fdatasync",
-			    sp->tmp_dir, it->msg_name);
+			    sp->queue_dir, it->msg_name);
 		else if (rcs[k + 1] != 0)
 			it->rc = spool_fail(it->err, rcs[k + 1], "fdatasync",
 			    sp->tmp_dir, it->env_name);
@@ -1058,12 +1051,6 @@ spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n,
 
 		if (it->rc != 0)
 			continue;
-		if ((rc = spool_rename_new(sp, it->msg_name)) != 0) {
-			it->rc = spool_fail(it->err, rc, "rename into queue/",
-			    sp->tmp_dir, it->msg_name);
-			continue;
-		}
-		it->msg_moved = 1;
 		if ((rc = spool_rename_new(sp, it->env_name)) != 0) {
 			it->rc = spool_fail(it->err, rc, "rename into queue/",
 			    sp->tmp_dir, it->env_name);
@@ -1116,7 +1103,7 @@ spool_gc_prepare(struct spool *sp, struct spool_writer *w, struct envelope *env,
 		it->rc = sq_err_set(it->err, -EINVAL,
 		    "group commit of %s: writer of another spool", w->id);
 		/* Its own spool's tmp/ file goes with the writer. */
-		unlinkat(w->sp->tmp_fd, w->msg_name, 0);
+		unlinkat(w->sp->queue_fd, w->msg_name, 0);
 		it->foreign = 1;
 		return;
 	}

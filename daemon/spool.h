@@ -7,26 +7,28 @@
  * 0600, owned by the owner of spool_dir, the daemon's user; except, with
  * a readers' group (spool_set_queue_group, below): tmp/ 2700, queue/
  * 0750 and every ID.env 0640, all of that group):
- *   tmp/          messages being written (ID.msg, ID.env)
+ *   tmp/          envelopes being written (ID.env, ID.upd)
  *   failed/       messages (or some of their recipients) that failed
  *                 permanently: ID.N.env lists the failed recipients and
  *                 the reason (N: the attempt), ID.N.msg is the body
  *                 (a hard link); kept for the operator
  *   queue/        committed messages: ID.msg (the RFC 5322 message as
  *                 submitted) and ID.env (its envelope, envelope.h).  A
- *                 message exists exactly when its .env exists.
+ *                 message exists exactly when its .env exists; an ID.msg
+ *                 alone is one being written (locked by its writer) or
+ *                 the debris of one that died (recovery removes it).
  *   corrupt/      made when first needed: what recovery found unusable in
  *                 queue/ (an .env that does not parse, is truncated or
  *                 too large, or has no .msg), moved here as ID.env (and
  *                 ID.msg when there is one) with ID.reason, one line
  *                 saying why; kept for the operator, never delivered
- * Commit: write tmp/ID.msg, fsync; write tmp/ID.env, fsync; rename .msg
- * into queue/, rename .env into queue/, fsync(queue/).  A group commit
- * (spool_commit_group) writes every member's
- * files, makes their data stable with one batch of per-file fdatasyncs
- * (writeback of all started first: one journal commit on ext4), renames
- * each member (renameat2 RENAME_NOREPLACE: never over a queued id) as
- * above, then does one fsync(queue/).  Removal unlinks
+ * Commit: write queue/ID.msg (created there, O_EXCL), fsync; write
+ * tmp/ID.env, fsync; rename .env into queue/ (renameat2
+ * RENAME_NOREPLACE: never over a queued id), fsync(queue/).  A group
+ * commit (spool_commit_group) writes every member's files, makes their
+ * data stable with one batch of per-file fdatasyncs (writeback of all
+ * started first: one journal commit on ext4), renames each member's
+ * .env as above, then does one fsync(queue/).  Removal unlinks
  * the .env first, then the .msg.  A writer holds an flock on its files
  * until it is done, which is how recovery tells a live writer from a dead
  * one.

@@ -370,8 +370,10 @@ Test(spool, dead_writers_temporary_files_are_removed_by_recover)
 	}
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_assert_eq(status, 0);
-	cr_assert_eq(test_count("tmp"), 1);
+	/* Its body is written in queue/ (an ID.msg without ID.env). */
+	cr_assert_eq(test_count("queue"), 1);
 	cr_assert_eq(test_recover(sp, &f), 0);
+	cr_assert_eq(test_count("queue"), 0);
 	cr_assert_eq(test_count("tmp"), 0);
 	spool_close(sp);
 }
@@ -389,7 +391,7 @@ Test(spool, live_writers_temporary_files_are_left_alone)
 	strcpy(id, spool_writer_id(w));
 	cr_assert_eq(spool_writer_write(w, "x\n", 2, &err), 0);
 	cr_assert_eq(test_recover(sp, &f), 0);
-	cr_assert(test_exists("tmp", id, ".msg"));
+	cr_assert(test_exists("queue", id, ".msg"));
 	/* The writer can still finish. */
 	cr_assert_eq(spool_writer_commit(w, env, &err), 0, "%s", err.msg);
 	cr_assert_eq(test_recover(sp, &f), 1);
@@ -1084,9 +1086,10 @@ Test(spool, queue_group_shares_envelopes_never_bodies)
 	snprintf(name, sizeof(name), "%s.env", id);
 	cr_assert_eq(test_mode_gid("queue", name, &g), 0640);
 	cr_assert_eq(g, gid);
+	/* The body is born in queue/ (not setgid): 0600, whatever its
+	 * group. */
 	snprintf(name, sizeof(name), "%s.msg", id);
 	cr_assert_eq(test_mode_gid("queue", name, &g), 0600);
-	cr_assert_eq(g, gid);
 	/* A replaced envelope keeps the mode; a failure record is 0600. */
 	cr_assert_eq(spool_load_envelope(sp, id, &env, &err), 0, "%s", err.msg);
 	env->attempts = 2;
@@ -1334,10 +1337,10 @@ test_slurp(const char *id, const char *ext, char *buf, size_t size)
 	return buf;
 }
 
-/* An id already in queue/ (a broken clock and a repeated random value:
- * the id is checked at the rename, not when the writer starts) fails
- * the commit and leaves the message there untouched, on every commit
- * path. */
+/* An id whose envelope is already in queue/ (a broken clock and a
+ * repeated random value; the body's name is taken with O_EXCL when the
+ * writer starts, the envelope's at the rename) fails the commit and
+ * leaves that envelope untouched, on every commit path. */
 Test(spool, commit_never_replaces_a_queued_message_of_the_same_id)
 {
 	struct spool        *sp = test_open();
@@ -1349,15 +1352,15 @@ Test(spool, commit_never_replaces_a_queued_message_of_the_same_id)
 
 	w[0] = test_writer(sp, "new one\n");
 	strcpy(id[0], spool_writer_id(w[0]));
-	test_plant(id[0], ".msg", "the queued one\n");
+	test_plant(id[0], ".env", "the queued one\n");
 	env[0] = test_envelope("b@c");
 	cr_assert_eq(spool_writer_commit(w[0], env[0], &err), -EEXIST);
 	cr_assert(strstr(err.msg, "rename into queue/") != NULL, "%s", err.msg);
-	cr_assert_str_eq(test_slurp(id[0], ".msg", buf, sizeof(buf)),
+	cr_assert_str_eq(test_slurp(id[0], ".env", buf, sizeof(buf)),
 	    "the queued one\n");
-	cr_assert_not(test_exists("queue", id[0], ".env"));
+	cr_assert_not(test_exists("queue", id[0], ".msg"));
 
-	/* The group commit: the body went in, the envelope is taken. */
+	/* The group commit. */
 	w[1] = test_writer(sp, "new two\n");
 	strcpy(id[1], spool_writer_id(w[1]));
 	test_plant(id[1], ".env", "the queued envelope\n");
