@@ -18,6 +18,7 @@
 #include "bounce.h"
 #include "buf.h"
 #include "util.h"
+#include "param_rows.h"
 
 #define TEST_MAX (1024 * 1024)
 

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "log.h"
 #include "util.h"
+#include "param_rows.h"
 
 #define TEST_CONFIG_DIR   SENDQ_TEST_DATA "/config"
 #define TEST_SHIPPED_CONF SENDQ_TEST_DATA "/../../../conf/sendq.ini"

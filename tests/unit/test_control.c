@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "control.h"
+#include "param_rows.h"
 
 #define DAEMON 998L /* sendqd's own uid in these cases */
 #define USER   1001L

@@ -14,6 +14,7 @@
 #include "envelope.h"
 #include "mailmsg.h"
 #include "util.h"
+#include "param_rows.h"
 
 static const struct dropfile_opts dropfile_test_opts = {
 	.hostname = "host.example",

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "envelope.h"
+#include "param_rows.h"
 
 #define GOOD_HEAD "sendq-envelope 1\nid ABC123\ncreated 1700000000\n"
 

@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "intake_proto.h"
+#include "param_rows.h"
 
 struct drv {
 	struct intake_proto     *p;

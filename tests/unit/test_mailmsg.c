@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "mailmsg.h"
+#include "param_rows.h"
 
 /* Scan a heap copy of exactly len bytes, so ASan sees any overread. */
 static char *

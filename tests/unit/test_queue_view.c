@@ -21,6 +21,7 @@
 #include "envelope.h"
 #include "queue_view.h"
 #include "spool.h"
+#include "param_rows.h"
 
 static char          test_root[64];
 static char          test_dir[128];

@@ -15,6 +15,7 @@
 #include <criterion/parameterized.h>
 
 #include "retry.h"
+#include "param_rows.h"
 
 #define T0 1700000000LL /* any "now" */
 

@@ -15,6 +15,7 @@
 #include "mailmsg.h"
 #include "rewrite.h"
 #include "util.h"
+#include "param_rows.h"
 
 #define TEST_SH "[smarthost s]\nhost = smtp.example.com\n"
 

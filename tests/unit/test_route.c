@@ -15,6 +15,7 @@
 #include "config.h"
 #include "route.h"
 #include "util.h"
+#include "param_rows.h"
 
 TestSuite(route);
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "smtp_wire.h"
+#include "param_rows.h"
 
 /* Parse all of in (len bytes) in one feed; the first reply goes to *r.
  * Returns what smtp_wire_parse returned for it. */

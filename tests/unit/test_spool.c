@@ -26,6 +26,7 @@
 
 #include "msgfix.h"
 #include "spool.h"
+#include "param_rows.h"
 
 static char test_root[64];
 static char test_dir[128];
