@@ -1294,7 +1294,7 @@ spool_rm_synced(struct spool *sp, uint64_t gen)
 	pthread_mutex_lock(&as->mu);
 	if (gen > as->rm_synced) {
 		as->rm_synced = gen;
-		pthread_cond_signal(&as->rm_cv);
+		pthread_cond_broadcast(&as->rm_cv);
 	}
 	pthread_mutex_unlock(&as->mu);
 }
@@ -1343,6 +1343,8 @@ spool_rm_main(void *arg)
 			}
 			as->rm_gen++;
 			sp->rm_batches++;
+			pthread_cond_broadcast(
+			    &as->rm_cv); /* spool_removal_wait */
 			continue;
 		}
 		if (as->rm_synced < as->rm_gen) {
@@ -1379,6 +1381,25 @@ spool_set_removal_sync_delay(struct spool *sp, unsigned ms)
 	sp->rm_sync_ms = ms;
 }
 
+int
+spool_removal_wait(struct spool *sp, uint64_t batches, unsigned timeout_ms)
+{
+	struct spool_async *as = sp->as;
+	struct timespec     deadline;
+	int                 reached;
+
+	if (as == NULL)
+		return sp->rm_batches >= batches;
+	spool_deadline(&deadline, (long)timeout_ms);
+	pthread_mutex_lock(&as->mu);
+	while (sp->rm_batches < batches &&
+	    pthread_cond_timedwait(&as->rm_cv, &as->mu, &deadline) != ETIMEDOUT)
+		;
+	reached = sp->rm_batches >= batches;
+	pthread_mutex_unlock(&as->mu);
+	return reached;
+}
+
 void
 spool_removal_stats(struct spool *sp, uint64_t *batches, uint64_t *own_syncs)
 {
@@ -1402,7 +1423,7 @@ spool_async_remove(struct spool_async *as, const char *id)
 	pthread_mutex_lock(&as->mu);
 	r->next = as->rms;
 	as->rms = r;
-	pthread_cond_signal(&as->rm_cv);
+	pthread_cond_broadcast(&as->rm_cv);
 	pthread_mutex_unlock(&as->mu);
 }
 
@@ -1537,7 +1558,7 @@ spool_async_stop(struct spool *sp)
 	pthread_mutex_lock(&as->mu);
 	as->stop = 1;
 	pthread_cond_signal(&as->cv);
-	pthread_cond_signal(&as->rm_cv);
+	pthread_cond_broadcast(&as->rm_cv);
 	pthread_mutex_unlock(&as->mu);
 	pthread_join(as->tid, NULL);
 	if (as->rm_started)

@@ -314,6 +314,9 @@ void spool_set_removal_sync_delay(struct spool *sp, unsigned ms);
  * make itself (the rest were covered by group commits). */
 void
 spool_removal_stats(struct spool *sp, uint64_t *batches, uint64_t *own_syncs);
+/* Wait until the removal thread has made at least batches batches, or
+ * timeout_ms have passed: 1 when it has, else 0. */
+int spool_removal_wait(struct spool *sp, uint64_t batches, unsigned timeout_ms);
 
 /*
  * Keep a permanent failure: write env (its recipients are the failed

@@ -1380,16 +1380,6 @@ Test(spool, commit_never_replaces_a_queued_message_of_the_same_id)
 /* A watcher of queue/ learns of an asynchronous commit from its
  * callback, not from the rename: until the callback has run the id is
  * pending, after it not. */
-static void
-test_pending_done(void *arg, int rc, const struct sq_err *err)
-{
-	struct test_async_arg *a = arg;
-
-	(void)err;
-	a->t->rc[a->i] = rc;
-	a->t->calls++;
-}
-
 Test(spool, commit_pending_until_the_callback_runs)
 {
 	struct spool         *sp = test_open();
@@ -1406,7 +1396,7 @@ Test(spool, commit_pending_until_the_callback_runs)
 	cr_assert_geq(efd, 0, "%s", err.msg);
 	w = test_writer(sp, "pending\n");
 	strcpy(id, spool_writer_id(w));
-	spool_commit_async(w, env, test_pending_done, &arg);
+	spool_commit_async(w, env, test_async_done, &arg);
 	cr_assert(spool_commit_pending(sp, id));
 	cr_assert_not(
 	    spool_commit_pending(sp, "006B0000000000000000000000000"));
@@ -1430,27 +1420,22 @@ Test(spool, removals_share_the_next_commits_fsync)
 	struct test_async_arg arg[2] = { { &t, 0 }, { &t, 1 } };
 	struct sq_err         err = { 0 };
 	uint64_t              batches, own;
-	int                   efd, rounds = 0;
+	int                   efd;
 
 	spool_set_removal_sync_delay(sp, 600000);
 	efd = spool_async_start(sp, &err);
 	cr_assert_geq(efd, 0, "%s", err.msg);
 	env[0] = test_envelope("b@c");
-	spool_commit_async(test_writer(sp, "one\n"), env[0], test_pending_done,
+	spool_commit_async(test_writer(sp, "one\n"), env[0], test_async_done,
 	    &arg[0]);
 	test_async_wait(sp, efd, &t, 1);
 	cr_assert_eq(spool_remove_unsynced(sp, env[0]->id, &err), 0, "%s",
 	    err.msg);
-	for (;;) {
-		spool_removal_stats(sp, &batches, &own);
-		if (batches > 0)
-			break;
-		cr_assert(rounds++ < 10000, "the removal thread did nothing");
-		usleep(1000);
-	}
+	cr_assert(spool_removal_wait(sp, 1, 10000),
+	    "the removal thread did nothing");
 	cr_assert_not(test_exists("queue", env[0]->id, ".msg"));
 	env[1] = test_envelope("b@c");
-	spool_commit_async(test_writer(sp, "two\n"), env[1], test_pending_done,
+	spool_commit_async(test_writer(sp, "two\n"), env[1], test_async_done,
 	    &arg[1]);
 	test_async_wait(sp, efd, &t, 2);
 	spool_async_stop(sp);
