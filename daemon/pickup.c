@@ -243,8 +243,9 @@ pickup_scan(struct pickup *p)
 static void
 pickup_reject(struct pickup *p, const char *name, long uid, const char *reason)
 {
-	char pname[128], preason[512], base[256], cand[300], rname[310];
-	int  i, fd, moved = 0;
+	char pname[128], preason[512], text[520], base[256], cand[300];
+	char rname[310];
+	int  i, rc, moved = 0;
 
 	sq_printable(pname, sizeof(pname), name, strlen(name));
 	sq_printable(preason, sizeof(preason), reason, strlen(reason));
@@ -276,13 +277,10 @@ pickup_reject(struct pickup *p, const char *name, long uid, const char *reason)
 		    pname, uid, preason);
 		return;
 	}
-	fd = openat(p->rej_fd, rname,
-	    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0 || dprintf(fd, "%s\n", preason) < 0)
+	snprintf(text, sizeof(text), "%s\n", preason);
+	if ((rc = sq_publish_file(p->rej_fd, rname, text, 1)) != 0)
 		log_err("pickup: cannot write rejected/%s: %s", rname,
-		    strerror(errno));
-	if (fd >= 0)
-		close(fd);
+		    strerror(-rc));
 	sq_printable(base, sizeof(base), cand, strlen(cand));
 	log_warn("pickup file=%s uid=%ld result=rejected reason=\"%s\" "
 		 "moved_to=rejected/%s",

@@ -1703,7 +1703,7 @@ spool_quarantine(struct spool *sp, const char *id, const char *reason)
 {
 	char msg[ENVELOPE_ID_MAX + 8], env[ENVELOPE_ID_MAX + 8];
 	char why[ENVELOPE_ID_MAX + 8], *text, safe[512];
-	int  fd;
+	int  rc;
 
 	sq_printable(safe, sizeof(safe), reason, strlen(reason));
 	if (sp->corrupt_fd < 0) {
@@ -1741,14 +1741,9 @@ spool_quarantine(struct spool *sp, const char *id, const char *reason)
 		return;
 	}
 	text = xasprintf("%s\n", safe);
-	fd = openat(sp->corrupt_fd, why,
-	    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0 || spool_write_all(fd, text, strlen(text)) != 0 ||
-	    fsync(fd) != 0)
+	if ((rc = sq_publish_file(sp->corrupt_fd, why, text, 0)) != 0)
 		log_warn("spool: write %s/%s: %s", sp->corrupt_dir, why,
-		    strerror(errno));
-	if (fd >= 0)
-		close(fd);
+		    strerror(-rc));
 	free(text);
 	fsync(sp->corrupt_fd);
 	fsync(sp->queue_fd);

@@ -276,6 +276,31 @@ sq_write_all(int fd, const void *p, size_t len)
 }
 
 int
+sq_publish_file(int dir_fd, const char *name, const char *text, int noreplace)
+{
+	char tmp[300];
+	int  fd, rc = 0;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), ".%s.tmp", name) >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	(void)unlinkat(dir_fd, tmp, 0);
+	fd = openat(dir_fd, tmp,
+	    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if ((rc = sq_write_all(fd, text, strlen(text))) == 0 && fsync(fd) != 0)
+		rc = -errno;
+	if (close(fd) != 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && renameat2(dir_fd, tmp, dir_fd, name,
+			   noreplace ? RENAME_NOREPLACE : 0) != 0)
+		rc = -errno;
+	if (rc != 0)
+		(void)unlinkat(dir_fd, tmp, 0);
+	return rc;
+}
+
+int
 sq_random(void *buf, size_t len)
 {
 	unsigned char *p = buf;

@@ -99,6 +99,16 @@ ssize_t sq_read(int fd, void *buf, size_t len);
 /* All len bytes of p to fd (EINTR retried, short writes continued).
  * Returns 0 or -errno. */
 int sq_write_all(int fd, const void *p, size_t len);
+/*
+ * Publish text as dir_fd/name (mode 0600) so that no reader ever sees it
+ * half-written: it is written to ".name.tmp" in the same directory,
+ * fsync'ed, then renamed to name -- with RENAME_NOREPLACE when noreplace
+ * is set (then -EEXIST when name is taken).  The caller fsyncs dir_fd when
+ * the name must survive a power cut.  Returns 0 or -errno (the temporary
+ * file is then gone).
+ */
+int sq_publish_file(int dir_fd, const char *name, const char *text,
+    int noreplace);
 /* len random bytes from getrandom(2) into buf (EINTR retried).  Returns 0
  * or -errno; buf's content is then undefined. */
 int sq_random(void *buf, size_t len);

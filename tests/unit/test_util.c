@@ -1,12 +1,16 @@
 /*
  * test_util.c - base utilities: bounded buffers, printable copies,
  * loopback detection, the error carrier, hex digits, the EINTR-safe
- * read/write/getrandom helpers.
+ * read/write/getrandom helpers, publishing a small file whole.
  */
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -141,4 +145,45 @@ Test(util, random_fills_and_differs)
 	cr_assert_neq(memcmp(a, zero, sizeof(a)), 0);
 	cr_assert_neq(memcmp(a, b, sizeof(a)), 0);
 	cr_assert_eq(sq_random(a, 0), 0);
+}
+
+/* The text of dir_fd/name, or "" when it cannot be read. */
+static const char *
+util_file_text(int dir_fd, const char *name)
+{
+	static char text[256];
+	ssize_t     n = -1;
+	int         fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		n = sq_read(fd, text, sizeof(text) - 1);
+		close(fd);
+	}
+	text[n > 0 ? n : 0] = '\0';
+	return text;
+}
+
+Test(util, publish_file_appears_whole_and_noreplace_keeps_the_first)
+{
+	char        dir[] = "/tmp/sendq-util-XXXXXX";
+	struct stat st;
+	int         dfd;
+
+	cr_assert_not_null(mkdtemp(dir));
+	cr_assert((dfd = open(dir, O_RDONLY | O_DIRECTORY)) >= 0);
+	/* a temporary file left by a crash does not stand in the way */
+	close(openat(dfd, ".why.tmp", O_WRONLY | O_CREAT, 0600));
+	cr_assert_eq(sq_publish_file(dfd, "why", "first\n", 1), 0);
+	cr_assert_str_eq(util_file_text(dfd, "why"), "first\n");
+	cr_assert_eq(fstatat(dfd, "why", &st, 0), 0);
+	cr_assert_eq(st.st_mode & 07777, 0600);
+	cr_assert_eq(sq_publish_file(dfd, "why", "second\n", 1), -EEXIST);
+	cr_assert_str_eq(util_file_text(dfd, "why"), "first\n");
+	cr_assert_eq(sq_publish_file(dfd, "why", "third\n", 0), 0);
+	cr_assert_str_eq(util_file_text(dfd, "why"), "third\n");
+	/* nothing but the published name is left behind */
+	cr_assert_eq(faccessat(dfd, ".why.tmp", F_OK, AT_SYMLINK_NOFOLLOW), -1);
+	cr_assert_eq(unlinkat(dfd, "why", 0), 0);
+	cr_assert_eq(unlinkat(AT_FDCWD, dir, AT_REMOVEDIR), 0);
+	close(dfd);
 }
