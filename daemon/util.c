@@ -292,8 +292,9 @@ sq_publish_file(int dir_fd, const char *name, const char *text, int noreplace)
 		rc = -errno;
 	if (close(fd) != 0 && rc == 0)
 		rc = -errno;
-	if (rc == 0 && renameat2(dir_fd, tmp, dir_fd, name,
-			   noreplace ? RENAME_NOREPLACE : 0) != 0)
+	if (rc == 0 &&
+	    renameat2(dir_fd, tmp, dir_fd, name,
+		noreplace ? RENAME_NOREPLACE : 0) != 0)
 		rc = -errno;
 	if (rc != 0)
 		(void)unlinkat(dir_fd, tmp, 0);

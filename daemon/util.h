@@ -107,8 +107,8 @@ int sq_write_all(int fd, const void *p, size_t len);
  * the name must survive a power cut.  Returns 0 or -errno (the temporary
  * file is then gone).
  */
-int sq_publish_file(int dir_fd, const char *name, const char *text,
-    int noreplace);
+int
+sq_publish_file(int dir_fd, const char *name, const char *text, int noreplace);
 /* len random bytes from getrandom(2) into buf (EINTR retried).  Returns 0
  * or -errno; buf's content is then undefined. */
 int sq_random(void *buf, size_t len);
