@@ -228,18 +228,13 @@ class OAuthTest(harness.IntegrationTest):
         self.send("while the endpoint is slow")
         wait_for(lambda: "slow /token" in self.oauth.log(), timeout=WAIT,
                  what="the refresh to reach the slow endpoint")
-        t0 = time.monotonic()
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             greeting = s.recv(512)
-        elapsed = time.monotonic() - t0
         self.assertTrue(greeting.startswith(b"220"), greeting)
-        self.assertLess(elapsed, 0.1, "greeting took %.3fs" % elapsed)
-        t0 = time.monotonic()
         p = self.sendqctl("status")
-        elapsed = time.monotonic() - t0
         self.assertIn("mail", p.stdout)
-        self.assertLess(elapsed, 2.0, "status took %.3fs" % elapsed)
-        # The refresh is still in flight (3 s): nothing delivered yet.
+        # Both answered while the refresh was still in flight (3 s): a
+        # loop that waited for it would have answered after "refresh ok".
         self.assertNotIn("refresh ok", self.oauth.log())
         self.assertEqual(len(self.fake.saved()), 0)
         self.delivered(1)
@@ -380,13 +375,12 @@ class OAuthTest(harness.IntegrationTest):
                        ["a@slow.example"], sender=SENDER)
         wait_for(lambda: os.path.exists(marker), timeout=WAIT,
                  what="the token_command to start")
-        # While it hangs: the listener greets at once ...
-        t0 = time.monotonic()
+        # While it hangs: the listener greets (a loop that waited for the
+        # helper would greet only after its 10 s timeout, logged first) ...
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             greeting = s.recv(512)
-        elapsed = time.monotonic() - t0
         self.assertTrue(greeting.startswith(b"220"), greeting)
-        self.assertLess(elapsed, 0.1, "greeting took %.3fs" % elapsed)
+        self.assertNotIn("timed out", self.sq.log_text())
         # ... and the other relay delivers.
         self.sq.submit(make_message("fast", "y\r\n"), [RCPT], sender=SENDER)
         wait_for(lambda: len(fast.saved()) >= 1, timeout=8,
