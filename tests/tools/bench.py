@@ -22,6 +22,13 @@ Rows (each a separate phase, one run):
                         one message at a time on an idle sendqd, from the
                         start of the submission to the sink's acceptance:
                         median and p99
+  commit-model          no sendqd: two ways of making groups of 1 and
+                        of 8 messages durable on the spool's file system
+                        (bench_tool commit-model): the spool's shape (a
+                        body and an envelope per message, fdatasync'ed,
+                        renamed, the directory fsync'ed) beside one
+                        journal file with one fdatasync per group; runs
+                        interleaved
   backlog               sendqd started on BACKLOG queued messages after
                         dropping the page cache (when allowed): time until
                         the first delivery attempt (the sink's first
@@ -352,6 +359,27 @@ class Bench:
                  bytes_per_msg=(hwm - base_rss) / n,
                  empty_rss_mib=base_rss / 2**20, fill_s=fill_s)
 
+    # -- how the commit's shape bounds it (no sendqd)
+    def phase_commit_model(self, n, rounds=2):
+        secs = {}
+        for _ in range(rounds):
+            for shape in ("files", "journal"):
+                for group in (1, 8):
+                    d = os.path.join(self.tmp, "model")
+                    with open(os.path.join(self.tmp, "msg.eml"), "rb") as f:
+                        p = subprocess.run(
+                            [tool("bench_tool"), "commit-model", d, shape,
+                             str(group), str(max(1, n // group))],
+                            stdin=f, stdout=subprocess.PIPE, text=True,
+                            check=True)
+                    shutil.rmtree(d)
+                    kv = dict(x.split("=") for x in p.stdout.split())
+                    secs.setdefault((shape, group), []).append(
+                        int(kv["messages"]) / float(kv["seconds"]))
+        self.row("commit-model", messages=n, rounds=rounds, **{
+            "%s_%d_per_s" % k: statistics.median(v)
+            for k, v in sorted(secs.items())})
+
     def run(self):
         a = self.args
         self.certs = harness.Certs(os.path.join(self.tmp, "certs"))
@@ -373,6 +401,7 @@ class Bench:
             sq.stop()
             self.phase_drain(a.messages * 4)
             self.phase_backlog(a.backlog)
+            self.phase_commit_model(a.messages)
         finally:
             if sq.running():
                 sq.stop()
@@ -495,6 +524,16 @@ def table(rows):
                            "warm", fmt(x["first_attempt_s"]),
                            fmt(x["first_delivery_s"]), fmt(x["rss_mib"]),
                            fmt(x["bytes_per_msg"])))
+    if "commit-model" in r:
+        x = r["commit-model"]
+        lines.append(
+            "| commit shape alone (no sendqd), groups of 1 / of 8 | the "
+            "spool's shape (2 files a message): %s / %s msgs/s | one "
+            "journal file: %s / %s msgs/s | – | median of %d interleaved "
+            "rounds of %d messages |" % (
+                fmt(x["files_1_per_s"]), fmt(x["files_8_per_s"]),
+                fmt(x["journal_1_per_s"]), fmt(x["journal_8_per_s"]),
+                x["rounds"], x["messages"]))
     return "\n".join(lines)
 
 

@@ -17,6 +17,15 @@
  *	Queues MESSAGES copies of MSGFILE in the spool through the spool
  *	library itself (group commits of 256): a full queue for the drain
  *	and backlog measurements, whatever the spool's file format.
+ *   bench_tool commit-model DIR files|journal GROUP GROUPS < MSGFILE
+ *	A model of two ways to make GROUPS groups of GROUP messages durable,
+ *	outside sendqd: "files" is the spool's shape (per message a body in
+ *	DIR/q and an envelope in DIR/t, the writeback of all started, then
+ *	fdatasync'ed from 8 threads, the envelopes renamed into DIR/q, one
+ *	fsync of DIR/q); "journal" writes every message of the group, with
+ *	a small header, into one file whose blocks were written and synced
+ *	beforehand, and fdatasyncs it once.  Prints
+ *	"messages=N seconds=S".
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,12 +35,14 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -375,6 +386,151 @@ bt_fill(const char *dir, long n, const char *path)
 	return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* commit-model */
+
+#define BT_SYNC_THREADS 8
+
+static struct {
+	pthread_barrier_t start, end;
+	const int        *fds;
+	size_t            n;
+	int               stop;
+} bt_pool;
+
+static void *
+bt_pool_main(void *arg)
+{
+	size_t w = (size_t)(uintptr_t)arg, i;
+
+	for (;;) {
+		pthread_barrier_wait(&bt_pool.start);
+		if (bt_pool.stop)
+			return NULL;
+		for (i = w; i < bt_pool.n; i += BT_SYNC_THREADS)
+			(void)fdatasync(bt_pool.fds[i]);
+		pthread_barrier_wait(&bt_pool.end);
+	}
+}
+
+/* One group in the spool's shape; 0 or -1. */
+static int
+bt_model_files(int q, int t, long group, long *seq, const char *msg, size_t len)
+{
+	static const char env[164] = "sendq-envelope 1\n";
+	int               fds[2 * 256];
+	char              name[64];
+	long              g, first = *seq;
+
+	for (g = 0; g < group; g++, (*seq)++) {
+		snprintf(name, sizeof(name), "%ld.msg", *seq);
+		fds[2 * g] = openat(q, name, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		snprintf(name, sizeof(name), "%ld.env", *seq);
+		fds[2 * g + 1] = openat(t, name, O_WRONLY | O_CREAT | O_EXCL,
+		    0600);
+		if (fds[2 * g] < 0 || fds[2 * g + 1] < 0 ||
+		    write(fds[2 * g], msg, len) != (ssize_t)len ||
+		    write(fds[2 * g + 1], env, sizeof(env)) !=
+			(ssize_t)sizeof(env))
+			return -1;
+	}
+	for (g = 0; g < 2 * group; g++)
+		(void)sync_file_range(fds[g], 0, 0, SYNC_FILE_RANGE_WRITE);
+	bt_pool.fds = fds;
+	bt_pool.n = (size_t)(2 * group);
+	pthread_barrier_wait(&bt_pool.start);
+	pthread_barrier_wait(&bt_pool.end);
+	for (g = 0; g < group; g++) {
+		snprintf(name, sizeof(name), "%ld.env", first + g);
+		if (renameat(t, name, q, name) != 0)
+			return -1;
+	}
+	for (g = 0; g < 2 * group; g++)
+		close(fds[g]);
+	return fsync(q);
+}
+
+static int
+bt_commit_model(const char *dir, const char *shape, long group, long groups)
+{
+	char     *msg, path[4096], rec[32];
+	size_t    len;
+	long      k, g, seq = 0;
+	off_t     off = 0;
+	pthread_t tid;
+	double    t0;
+	int       q, t, j, rc = 1, journal = strcmp(shape, "journal") == 0;
+	size_t    w;
+
+	if (group < 1 || group > 256 || groups < 1 ||
+	    (!journal && strcmp(shape, "files") != 0))
+		return 2;
+	(void)mkdir(dir, 0700);
+	snprintf(path, sizeof(path), "%s/q", dir);
+	(void)mkdir(path, 0700);
+	q = open(path, O_RDONLY | O_DIRECTORY);
+	snprintf(path, sizeof(path), "%s/t", dir);
+	(void)mkdir(path, 0700);
+	t = open(path, O_RDONLY | O_DIRECTORY);
+	snprintf(path, sizeof(path), "%s/journal", dir);
+	j = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (q < 0 || t < 0 || j < 0 || bt_read_fd(0, &msg, &len) != 0)
+		return 1;
+	pthread_barrier_init(&bt_pool.start, NULL, BT_SYNC_THREADS + 1);
+	pthread_barrier_init(&bt_pool.end, NULL, BT_SYNC_THREADS + 1);
+	for (w = 0; w < BT_SYNC_THREADS; w++)
+		if (pthread_create(&tid, NULL, bt_pool_main,
+			(void *)(uintptr_t)w) != 0)
+			goto out;
+	memset(rec, 'h', sizeof(rec));
+	/* The journal's blocks written and synced beforehand (a segment
+	 * used again): an fdatasync then writes data and needs no journal
+	 * commit of the file system for new blocks or a new size. */
+	for (k = 0; journal && k < group * groups; k++) {
+		static const char zero[4096];
+		size_t            left = sizeof(rec) + len;
+
+		while (left > 0) {
+			size_t part = left < sizeof(zero) ? left : sizeof(zero);
+
+			if (write(j, zero, part) != (ssize_t)part)
+				goto out;
+			left -= part;
+		}
+	}
+	if (journal && fsync(j) != 0)
+		goto out;
+	t0 = bt_now();
+	for (k = 0; k < groups; k++) {
+		if (!journal) {
+			if (bt_model_files(q, t, group, &seq, msg, len) != 0)
+				goto out;
+			continue;
+		}
+		for (g = 0; g < group; g++) {
+			struct iovec iov[2] = { { rec, sizeof(rec) },
+				{ msg, len } };
+
+			if (pwritev(j, iov, 2, off) !=
+			    (ssize_t)(sizeof(rec) + len))
+				goto out;
+			off += (off_t)(sizeof(rec) + len);
+		}
+		if (fdatasync(j) != 0)
+			goto out;
+	}
+	printf("messages=%ld seconds=%.3f\n", group * groups, bt_now() - t0);
+	rc = 0;
+	bt_pool.stop = 1;
+	pthread_barrier_wait(&bt_pool.start);
+out:
+	free(msg);
+	close(j);
+	close(t);
+	close(q);
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -386,8 +542,12 @@ main(int argc, char **argv)
 		return bt_smtp_run(argv + 2);
 	if (argc == 5 && strcmp(argv[1], "fill") == 0)
 		return bt_fill(argv[2], atol(argv[3]), argv[4]);
+	if (argc == 6 && strcmp(argv[1], "commit-model") == 0)
+		return bt_commit_model(argv[2], argv[3], atol(argv[4]),
+		    atol(argv[5]));
 	fprintf(stderr,
 	    "usage: bench_tool none | fsync DIR | smtp HOST PORT SESSIONS "
-	    "MESSAGES reuse|close MSGFILE | fill SPOOL_DIR MESSAGES MSGFILE\n");
+	    "MESSAGES reuse|close MSGFILE | fill SPOOL_DIR MESSAGES MSGFILE | "
+	    "commit-model DIR files|journal GROUP GROUPS < MSGFILE\n");
 	return 2;
 }
