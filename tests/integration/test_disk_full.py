@@ -140,7 +140,7 @@ class DiskFull(harness.IntegrationTest):
         exim = self.start_exim()
         self.sq.write_config(smarthost=self.smarthost_for(exim))
         self.sq.start()
-        got = exim.wait_messages(len(acked), timeout=60)
+        got = exim.wait_messages(len(acked), timeout=harness.scaled(60))
         self.assertEqual(sorted(m.header("Subject") for m in got),
                          sorted(acked))
         self.sq.wait_queue_empty()

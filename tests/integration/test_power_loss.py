@@ -317,7 +317,8 @@ class PowerLoss(harness.IntegrationTest):
             left = [n for n in os.listdir(drop) if n not in
                     ("tmp", "rejected") and size(n) > 0]
             return not sq.queued() and not left
-        wait_for(drained, timeout=240, what="the queue to empty")
+        wait_for(drained, timeout=harness.scaled(240),
+                 what="the queue to empty")
         got = {}
         for m in exim.messages():
             ident = PL_ID.search(m.as_received())

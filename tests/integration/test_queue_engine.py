@@ -118,7 +118,7 @@ class QueueEngineTest(harness.IntegrationTest):
         sq.submit_many(items[:n // 2])
         sq.start()
         sq.submit_many(items[n // 2:])
-        exim.wait_messages(n, timeout=90)
+        exim.wait_messages(n, timeout=harness.scaled(90))
         self.assertNothingLeft(sq)
         self.assertExactlyOnce(exim, "pool", n)
         self.assertEqual(len(exim.message_ids()), n)

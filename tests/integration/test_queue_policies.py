@@ -299,7 +299,7 @@ class QueuePoliciesTest(harness.IntegrationTest):
             c = srv.snapshot()
             return len(c) >= want and all(x[1] is not None
                                           for x in c[:want]) and c
-        conns = wait_for(seen, timeout=60,
+        conns = wait_for(seen, timeout=harness.scaled(60),
                          what=lambda: "%d connections to the down server "
                          "(has %d)" % (want, len(srv.snapshot())))
         accepts = [c[0] - conns[0][0] for c in conns]
@@ -408,7 +408,8 @@ class QueuePoliciesTest(harness.IntegrationTest):
         sq.submit_many([(m, ["bob@example.net"], SENDER) for m in sent])
         sq.start()
         got = wait_for(lambda: len(srv.saved()) >= n and srv.saved(),
-                       timeout=60, what=lambda: "%d messages at the server "
+                       timeout=harness.scaled(60),
+                       what=lambda: "%d messages at the server "
                        "(has %d)" % (n, len(srv.saved())))
         sq.wait_queue_empty()
         self.assertEqual(len(got), n)
@@ -480,7 +481,7 @@ class QueuePoliciesTest(harness.IntegrationTest):
         qid = sq.one_queued()
         # GOOD gets the message at once; after 2 s of 451s for SLOW the
         # sender gets one "delayed" DSN.
-        wait_for(lambda: self.dsns(exim), timeout=40,
+        wait_for(lambda: self.dsns(exim), timeout=harness.scaled(40),
                  what="the delay warning at Exim")
         (copy,) = [m for m in exim.messages() if m.sender == SENDER]
         self.assertEqual(copy.recipients, [GOOD])
@@ -491,7 +492,8 @@ class QueuePoliciesTest(harness.IntegrationTest):
                     if d.get("msgid") == qid]
         # Two more attempts after the warning: still one warning.
         after = len(deferred())
-        wait_for(lambda: len(deferred()) >= after + 2, timeout=40,
+        wait_for(lambda: len(deferred()) >= after + 2,
+                 timeout=harness.scaled(40),
                  what="two more attempts after the warning")
         dsns = self.dsns(exim)
         self.assertEqual(len(dsns), 1, [(m.recipients, m.header("subject"))
@@ -556,7 +558,7 @@ class QueuePoliciesTest(harness.IntegrationTest):
         n = len(qids)
         # A DSN is queued before the message it reports on leaves the
         # queue, so an empty queue means every DSN has been relayed.
-        sq.wait_queue_empty(timeout=40)
+        sq.wait_queue_empty(timeout=harness.scaled(40))
         dsns = exim.messages()
         self.assertEqual(len(dsns), n, [(m.sender, m.recipients)
                                          for m in dsns])

@@ -151,8 +151,8 @@ class ReloadTest(IntegrationTest):
             f.write("\n[intake]\nlisten = 127.0.0.1:%d\n" % port)
         ln = self.reload(sq)
         self.assertIn("applied", ln)
-        exim.wait_messages(N, timeout=180)
-        sq.wait_queue_empty(timeout=180)
+        exim.wait_messages(N, timeout=harness.scaled(180))
+        sq.wait_queue_empty(timeout=harness.scaled(180))
         subjects = sorted(m.header("Subject").strip()
                           for m in exim.messages())
         self.assertEqual(subjects, ["reload %03d" % i for i in range(N)])
@@ -207,7 +207,7 @@ class ReloadTest(IntegrationTest):
             f.write("\n[intake]\nlisten = 127.0.0.1:%d\n" % port)
         self.assertIn("applied", self.reload(sq))
         stall.released.set()
-        sq.wait_queue_empty(timeout=180)
+        sq.wait_queue_empty(timeout=harness.scaled(180))
         at_exim = [m.header("Subject").strip() for m in exim.messages()]
         with stall.lock:
             at_stall = list(stall.subjects)

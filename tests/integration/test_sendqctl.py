@@ -326,7 +326,7 @@ class SendqctlTest(harness.IntegrationTest):
         harness.wait_for(
             lambda: json.loads(self.ctl(sq, "--json", "status").out)[
                 "queued"] == 2,
-            timeout=30, what="the message put into queue/ to be indexed")
+            what="the message put into queue/ to be indexed")
         self.assertEqual(sorted(sq.queued()), sorted([qid, new]))
         self.assertStoppedCleanly(sq)
 

@@ -27,6 +27,18 @@ GET_SERVERS = os.path.join(SOURCE_DIR, "tests", "tools", "get-servers")
 DEFAULT_TIMEOUT = float(os.environ.get("SENDQ_TEST_TIMEOUT", "30")) * (
     4 if os.environ.get("SENDQ_VALGRIND") == "1" else 1)
 
+# How much slower than a plain sanitizer run this one is allowed to be.
+TIME_SCALE = DEFAULT_TIMEOUT / 30.0
+
+
+def scaled(seconds):
+    """A wait of `seconds` (the patience right for a sanitizer build on a
+    busy machine) scaled as DEFAULT_TIMEOUT is: longer under valgrind and
+    with SENDQ_TEST_TIMEOUT.  For waits that need more than the default;
+    a fixed number would be too short exactly where sendqd is slowest."""
+    return seconds * TIME_SCALE
+
+
 # sysexits.h
 EX_OK = 0
 EX_USAGE = 64
