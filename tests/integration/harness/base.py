@@ -96,6 +96,7 @@ class IntegrationTest(unittest.TestCase):
         cert, key = cert or self.certs.good
         exim = Exim(os.path.join(self.dir, "exim-%d" % len(self._started)),
                     cert, key, **kw)
+        exim.ports_fixed = True         # the test configures them now
         os.makedirs(exim.dir, exist_ok=True)
         self._started.append(exim)
         return exim
