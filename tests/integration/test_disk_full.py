@@ -33,7 +33,7 @@ class DiskFull(harness.IntegrationTest):
         self.addCleanup(self._unmount)
         self.port = harness.free_port()
         self.sq = IntakeSendq(
-            self.dir, {"host": "127.0.0.1", "port": harness.free_port(),
+            self.dir, {"host": "127.0.0.1", "port": harness.closed_port(),
                        "tls": "none"},
             {"listen": "127.0.0.1:%d" % self.port},
             extra_sendq={"control_socket":

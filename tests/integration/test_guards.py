@@ -85,7 +85,7 @@ class GuardBase(harness.IntegrationTest):
                                                        self.sock_path)}
         intake.update(self.INTAKE)
         self.sq = IntakeSendq(
-            self.dir, {"host": "127.0.0.1", "port": harness.free_port(),
+            self.dir, {"host": "127.0.0.1", "port": harness.closed_port(),
                        "tls": "none"}, intake,
             extra_sendq={"control_socket":
                          os.path.join(self.sockdir, "ctl.sock")},

@@ -77,7 +77,7 @@ class QueueEngineTest(harness.IntegrationTest):
 
     def closed_port_smarthost(self):
         """A smarthost whose port nobody listens on (connection refused)."""
-        port = harness.free_port()
+        port = harness.closed_port()
         self.assertFalse(harness.port_accepts(port))
         return {"host": "127.0.0.1", "port": port, "tls": "implicit",
                 "trust": "ca_file", "ca_file": self.certs.ca.cert}

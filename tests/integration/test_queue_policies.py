@@ -226,7 +226,7 @@ class QueuePoliciesTest(harness.IntegrationTest):
         return srv
 
     def closed_port(self):
-        port = harness.free_port()
+        port = harness.closed_port()
         self.assertFalse(harness.port_accepts(port))
         return port
 

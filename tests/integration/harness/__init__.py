@@ -14,7 +14,7 @@ harness starts is stopped by its PID, also when a test fails.
 Only the Python standard library is used.  The package:
   proc.py     paths (SOURCE_DIR, BUILD_DIR ...), DEFAULT_TIMEOUT, scaled,
               sysexits,
-              wait_for, free ports, run, stop_pid, the server fetch lock,
+              wait_for, free and closed ports, run, stop_pid, the server fetch lock,
               require_tool, hiding_path (checks that never skip)
   ca.py       CA and Certs (certtool)
   exim.py     Exim, EximMessage and its spool parser
@@ -41,6 +41,7 @@ Command line (also used by scripts/demo):
 import unittest
 
 from .proc import (BUILD_DIR, DEFAULT_TIMEOUT, EX_CONFIG, EX_DATAERR,
+                   closed_port,
                    EX_OK, EX_TEMPFAIL, EX_USAGE, GET_SERVERS, HERE,
                    SERVERS_DIR, SOURCE_DIR, HarnessError, _find_nss_wrapper,
                    fetch_servers, free_port, have_ipv6_loopback,

@@ -115,6 +115,21 @@ def free_port(ipv6_too=False):
     raise HarnessError("no free port found")
 
 
+_closed_ports = []      # sockets holding closed_port()'s ports
+
+
+def closed_port():
+    """A TCP port on 127.0.0.1 where nothing listens, for as long as this
+    process lives: a socket is bound to it and never listens, so a
+    connection is refused (RST) and no other process can bind it.  A port
+    from free_port() is only free at the moment it is found: another
+    test's server may start listening there before sendqd connects."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    _closed_ports.append(s)
+    return s.getsockname()[1]
+
+
 def listening_ports():
     """The set of local TCP ports in LISTEN state (from /proc/net)."""
     ports = set()
