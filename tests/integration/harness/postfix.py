@@ -161,6 +161,7 @@ class Postfix:
         self.reject_recipients = list(reject_recipients)
         self.pid = None
         self.port = free_port()
+        self.started_once = False
         self.root = postfix_root()
         os.makedirs(workdir, exist_ok=True)
         self.maillog = os.path.join(workdir, "maillog")
@@ -233,7 +234,20 @@ class Postfix:
             os.chmod(path, mode)
 
     def start(self, timeout=DEFAULT_TIMEOUT):
-        """Start master and wait until the SMTP port listens."""
+        """Start master and wait until the SMTP port listens.  A port
+        taken since free_port() chose it (master cannot bind it, and
+        `postfix start` says so) is replaced by another, before the first
+        start only (then a test may hold the port)."""
+        for attempt in range(5):
+            try:
+                return self._start_once(timeout)
+            except HarnessError as e:
+                if self.started_once or attempt == 4 or \
+                        "Address already in use" not in str(e):
+                    raise
+                self.port = free_port()
+
+    def _start_once(self, timeout):
         self.write_config()
         # postfix(1) reports errors on stderr only when that is a
         # terminal (else to syslog): give it a pty to read them back.
@@ -278,6 +292,7 @@ class Postfix:
                      what="postfix to listen on %d" % self.port)
         except AssertionError as e:
             raise HarnessError("%s\n%s" % (e, self.log_text()))
+        self.started_once = True
         return self
 
     def stop(self):
