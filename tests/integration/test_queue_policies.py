@@ -32,6 +32,7 @@ import email
 import json
 import os
 import re
+import select
 import shutil
 import socket
 import subprocess
@@ -106,7 +107,8 @@ class DownServer:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.conns = []         # [accepted, ended or None, others_open]
+        # [accepted, ended or None, others_open, socket]
+        self.conns = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
@@ -127,13 +129,28 @@ class DownServer:
             except OSError:
                 return
             with self.lock:
-                others = sum(1 for c in self.conns if c[1] is None)
-                rec = [time.monotonic(), None, others]
+                others = sum(1 for c in self.conns
+                             if c[1] is None and not self._peer_closed(c))
+                rec = [time.monotonic(), None, others, conn]
                 self.conns.append(rec)
             t = threading.Thread(target=self._serve, args=(conn, rec),
                                  daemon=True)
             t.start()
             self.threads.append(t)
+
+    @staticmethod
+    def _peer_closed(rec):
+        """The client closed this connection (its FIN is queued), even if
+        the thread serving it has not run since: the kernel's view, not a
+        thread's, which a loaded machine may schedule late."""
+        conn = rec[3]
+        try:
+            # select first: recv on a socket with a timeout would wait.
+            if not select.select([conn], [], [], 0)[0]:
+                return False
+            return conn.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):   # closed by its thread meanwhile
+            return True
 
     def _serve(self, conn, rec):
         try:
@@ -150,7 +167,7 @@ class DownServer:
 
     def snapshot(self):
         with self.lock:
-            return [list(c) for c in self.conns]
+            return [c[:3] for c in self.conns]
 
     def stop(self):
         self.stopping = True
