@@ -98,8 +98,12 @@ class LazyFS:
         wait_for(lambda: self.mounted() or self.proc.poll() is not None,
                  timeout=60, what="the LazyFS mount")
         if not self.mounted():
-            raise harness.HarnessError("lazyfs did not mount (log %s)" %
-                                       self.log)
+            # The log's text, not its path: the test's folder is removed.
+            with open(self.log, errors="replace") as f:
+                text = f.read()[-4000:]
+            raise harness.HarnessError("lazyfs did not mount (exit %s, %s):"
+                                       "\n%s" % (self.proc.poll(),
+                                                  self.binary, text))
 
     def fault(self, cmd):
         fd = os.open(self.fifo, os.O_WRONLY)
