@@ -1443,16 +1443,12 @@ control_bind(struct control *c, struct sq_err *err)
 {
 	struct sockaddr_un sun;
 	struct stat        st;
-	mode_t             old;
 	int                fd, rc;
 
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
 	if (strlen(c->path) >= sizeof(sun.sun_path))
 		return sq_err_set(err, -ENAMETOOLONG,
 		    "control socket path too long (at most %zu bytes): %s",
 		    sizeof(sun.sun_path) - 1, c->path);
-	memcpy(sun.sun_path, c->path, strlen(c->path) + 1);
 	if (lstat(c->path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
 			return sq_err_set(err, -EEXIST,
@@ -1472,19 +1468,14 @@ control_bind(struct control *c, struct sq_err *err)
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 		 0)) < 0)
 		return sq_err_set(err, -errno, "socket: %s", strerror(errno));
-	/* Born 0600, so nobody can connect before listen() is ready. */
-	old = umask(0177);
-	rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-	umask(old);
-	if (rc != 0) {
-		rc = sq_err_set(err, -errno, "bind control socket %s: %s",
-		    c->path, strerror(errno));
+	/* Everyone may connect: each request is checked (control_run).
+	 * The path appears only once the socket listens (sq_listen_unix). */
+	if ((rc = sq_listen_unix(fd, c->path, 0666, 128)) != 0) {
 		close(fd);
-		return rc;
+		return sq_err_set(err, rc, "bind control socket %s: %s",
+		    c->path, strerror(-rc));
 	}
-	/* Everyone may connect: each request is checked (control_run). */
-	if (chmod(c->path, 0666) != 0 || lstat(c->path, &st) != 0 ||
-	    listen(fd, 128) != 0) {
+	if (lstat(c->path, &st) != 0) {
 		rc = sq_err_set(err, -errno, "control socket %s: %s", c->path,
 		    strerror(errno));
 		unlink(c->path);

@@ -991,25 +991,26 @@ intake_bind(const struct config_listen *cl, char *name, size_t namesz,
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
 	if (ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+	if (ss.ss_family == AF_UNIX) {
+		/* Every local user may submit (the uid is recorded).  The
+		 * path appears only once the socket listens. */
+		if ((e = sq_listen_unix(fd, cl->addr, 0666, INTAKE_BACKLOG)) !=
+		    0) {
+			close(fd);
+			return sq_err_set(err, e, "listen %s: %s", name,
+			    strerror(-e));
+		}
+		return fd;
+	}
 	if (bind(fd, (struct sockaddr *)&ss, sslen) != 0) {
 		e = errno;
 		close(fd);
 		return sq_err_set(err, -e, "listen %s: bind: %s", name,
 		    strerror(e));
 	}
-	/* Every local user may submit (the uid is recorded). */
-	if (ss.ss_family == AF_UNIX && chmod(cl->addr, 0666) != 0) {
-		e = errno;
-		close(fd);
-		unlink(cl->addr);
-		return sq_err_set(err, -e, "listen %s: chmod: %s", name,
-		    strerror(e));
-	}
 	if (listen(fd, INTAKE_BACKLOG) != 0) {
 		e = errno;
 		close(fd);
-		if (ss.ss_family == AF_UNIX)
-			unlink(cl->addr);
 		return sq_err_set(err, -e, "listen %s: listen: %s", name,
 		    strerror(e));
 	}

@@ -131,15 +131,11 @@ static int
 metrics_http_unix(const char *path, struct sq_err *err)
 {
 	struct sockaddr_un sun;
-	mode_t             old;
 	int                fd, rc;
 
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof(sun.sun_path))
 		return sq_err_set(err, -ENAMETOOLONG,
 		    "metrics_listen: unix:%s: path too long", path);
-	memcpy(sun.sun_path, path, strlen(path) + 1);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return sq_err_set(err, -errno, "metrics_listen: socket: %s",
@@ -150,11 +146,8 @@ metrics_http_unix(const char *path, struct sq_err *err)
 		return sq_err_set(err, rc, "metrics_listen: remove %s: %s",
 		    path, strerror(-rc));
 	}
-	old = umask(0117);
-	rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-	umask(old);
-	if (rc != 0 || listen(fd, 16) != 0) {
-		rc = -errno;
+	/* The path appears only once the socket listens. */
+	if ((rc = sq_listen_unix(fd, path, 0660, 16)) != 0) {
 		close(fd);
 		return sq_err_set(err, rc, "metrics_listen: unix:%s: %s", path,
 		    strerror(-rc));

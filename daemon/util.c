@@ -2,7 +2,9 @@
  * util.c - allocation wrappers, the error carrier and small helpers.
  */
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -298,6 +300,33 @@ sq_publish_file(int dir_fd, const char *name, const char *text, int noreplace)
 		rc = -errno;
 	if (rc != 0)
 		(void)unlinkat(dir_fd, tmp, 0);
+	return rc;
+}
+
+int
+sq_listen_unix(int fd, const char *path, mode_t mode, int backlog)
+{
+	struct sockaddr_un sun;
+	const char        *at = path;
+	char               tmp[sizeof(sun.sun_path)];
+	int                rc = 0;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.new", path) < sizeof(tmp)) {
+		at = tmp;
+		(void)unlink(tmp);
+	}
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, at, strlen(at) + 1);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0)
+		return -errno;
+	if (chmod(at, mode) != 0 || listen(fd, backlog) != 0 ||
+	    (at != path && rename(at, path) != 0))
+		rc = -errno;
+	if (rc != 0)
+		(void)unlink(at);
 	return rc;
 }
 

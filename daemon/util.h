@@ -109,6 +109,19 @@ int sq_write_all(int fd, const void *p, size_t len);
  */
 int
 sq_publish_file(int dir_fd, const char *name, const char *text, int noreplace);
+/*
+ * Bind the unix stream socket fd at path, give it mode and listen(backlog)
+ * -- and only then make it appear at path, so that a client that sees
+ * the path never gets ECONNREFUSED from a socket that is bound but not
+ * yet listening (a reader that waits for the path, as the sendq and
+ * sendqctl clients and the tests do, would race bind/chmod/listen): it
+ * is bound as "PATH.new" (a stale one from a crash is removed first),
+ * then renamed over path.  When "PATH.new" does not fit in sun_path, it
+ * is bound at path itself (the old window, for the longest paths only).
+ * Whatever is at path is replaced: the caller checks first that it is a
+ * stale socket.  Returns 0 or -errno (nothing is left at either name).
+ */
+int sq_listen_unix(int fd, const char *path, mode_t mode, int backlog);
 /* len random bytes from getrandom(2) into buf (EINTR retried).  Returns 0
  * or -errno; buf's content is then undefined. */
 int sq_random(void *buf, size_t len);

@@ -74,7 +74,7 @@ class CrashRecovery(harness.IntegrationTest):
 
         exim.start()
         wait_for(lambda: len(exim.message_ids()) >= COUNT // 3,
-                 timeout=60, interval=0.005,
+                 timeout=harness.scaled(60), interval=0.005,
                  what=lambda: "a third of the messages at Exim (has %d)" %
                  len(exim.message_ids()))
         self.assertEqual(sq.kill(), -9, "sendqd (pid %d) was not killed "
@@ -87,7 +87,7 @@ class CrashRecovery(harness.IntegrationTest):
                            "kill: nothing left to recover")
 
         sq.start()
-        sq.wait_queue_empty(timeout=60)
+        sq.wait_queue_empty(timeout=harness.scaled(60))
         wait_for(lambda: not sq.spool_subdir_files("queue") and
                  not sq.spool_subdir_files("tmp") and
                  not sq.maildrop_files(),

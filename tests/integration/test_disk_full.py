@@ -33,7 +33,7 @@ class DiskFull(harness.IntegrationTest):
         self.addCleanup(self._unmount)
         self.port = harness.free_port()
         self.sq = IntakeSendq(
-            self.dir, {"host": "127.0.0.1", "port": harness.free_port(),
+            self.dir, {"host": "127.0.0.1", "port": harness.closed_port(),
                        "tls": "none"},
             {"listen": "127.0.0.1:%d" % self.port},
             extra_sendq={"control_socket":
@@ -140,7 +140,7 @@ class DiskFull(harness.IntegrationTest):
         exim = self.start_exim()
         self.sq.write_config(smarthost=self.smarthost_for(exim))
         self.sq.start()
-        got = exim.wait_messages(len(acked), timeout=60)
+        got = exim.wait_messages(len(acked), timeout=harness.scaled(60))
         self.assertEqual(sorted(m.header("Subject") for m in got),
                          sorted(acked))
         self.sq.wait_queue_empty()

@@ -174,8 +174,11 @@ class FakeServer:
 
     def connections(self):
         """{n: "fault" | "normal"} of the accepted connections.  A
-        session accepted faulty that healed at a later command (the heal
-        came while sendqd was connecting) never met its fault: normal."""
+        session accepted faulty that healed at its EHLO or MAIL (the heal
+        came while sendqd was connecting) never met its fault: normal.
+        (The server never heals a session in the middle of a transaction,
+        where a pipelining client's RCPT and DATA follow a fault it has
+        already met.)"""
         out = {}
         for e in self.events():
             if e[1] in ("fault", "normal"):

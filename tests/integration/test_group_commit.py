@@ -140,7 +140,8 @@ class GroupCommitTest(harness.IntegrationTest):
         try:
             harness.wait_for(
                 lambda: self.most_waiting(sq) >= N_PARALLEL or errors,
-                timeout=50, what=lambda: "%d submissions waiting for the commit "
+                timeout=harness.scaled(50),
+                what=lambda: "%d submissions waiting for the commit "
                 "thread (now %d)" % (N_PARALLEL, self.most_waiting(sq)))
         finally:
             hold.release()

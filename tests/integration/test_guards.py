@@ -85,7 +85,7 @@ class GuardBase(harness.IntegrationTest):
                                                        self.sock_path)}
         intake.update(self.INTAKE)
         self.sq = IntakeSendq(
-            self.dir, {"host": "127.0.0.1", "port": harness.free_port(),
+            self.dir, {"host": "127.0.0.1", "port": harness.closed_port(),
                        "tls": "none"}, intake,
             extra_sendq={"control_socket":
                          os.path.join(self.sockdir, "ctl.sock")},
@@ -217,7 +217,7 @@ class FreeSpaceReserve(GuardBase):
         # the rejected recipient is written and delivered.
         exim = self.deliver_to_exim(
             reject_recipients=("rejected@example.net",))
-        got = exim.wait_messages(3, timeout=60)
+        got = exim.wait_messages(3, timeout=harness.scaled(60))
         self.sq.wait_queue_empty()
         self.assertLess(self.avail(), 6 * 1024 * 1024)
         subjects = sorted(m.header("Subject") or "" for m in got)
@@ -231,7 +231,7 @@ class FreeSpaceReserve(GuardBase):
         os.unlink(filler)
         self.sq.stop()
         self.start_sendqd()
-        exim.wait_messages(4, timeout=60)
+        exim.wait_messages(4, timeout=harness.scaled(60))
         harness.wait_for(lambda: not os.path.exists(dropped),
                          what="the dropped file to be picked up")
         self.assertIn("dropped below",
@@ -266,14 +266,14 @@ class PerUserLimit(GuardBase):
                          what="four queued messages")
 
         exim = self.deliver_to_exim()
-        got = exim.wait_messages(4, timeout=60)
+        got = exim.wait_messages(4, timeout=harness.scaled(60))
         self.sq.wait_queue_empty()
         self.assertEqual(sorted(m.header("Subject") for m in got),
                          ["nobody 1", "nobody 2", "root 1", "root sendq"])
         # Delivered: the user may send again.
         out = self.unix_send_as(NOBODY, "nobody 4")
         self.assertIn("250 2.0.0 Ok: queued as", out)
-        exim.wait_messages(5, timeout=60)
+        exim.wait_messages(5, timeout=harness.scaled(60))
 
 
 class PerUserBytes(GuardBase):
@@ -298,7 +298,7 @@ class PerUserBytes(GuardBase):
         self.assertEqual(len(self.sq.queued()), 2)
         self.assertEqual(os.listdir(os.path.join(self.sq.spool, "tmp")), [])
         exim = self.deliver_to_exim()
-        got = exim.wait_messages(2, timeout=60)
+        got = exim.wait_messages(2, timeout=harness.scaled(60))
         self.assertEqual(sorted(m.header("Subject") for m in got),
                          ["fits", "small"])
 
@@ -391,8 +391,12 @@ class Keepalive(GuardBase):
             ready, _, _ = select.select([c], [], [], 0.3)
             if ready:
                 got += c.recv(4096)
+        # Cut by the 421 although the client never went quiet: with the
+        # timeout restarted by each NOOP the loop would run its whole 20 s
+        # (10x the timeout: the guard against a hang) and see some 60
+        # NOOPs answered.  No bound on the elapsed time: a loaded machine
+        # answers each NOOP later, and so answers fewer, never more.
         self.assertIn(b"421 4.4.2 ", got)
-        self.assertLess(time.monotonic() - start, 10)
         self.assertLess(got.count(b"250 2.0.0 Ok"), 20)
 
 

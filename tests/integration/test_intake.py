@@ -280,7 +280,10 @@ class Rewriting(IntakeBase):
 
 
 class Limits(IntakeBase):
-    INTAKE = {"max_clients": "2", "timeout": "1s"}
+    # The default command timeout (minutes): with a short one the first
+    # two sessions could time out, freeing their slots, before a slow
+    # (valgrind, loaded) sendqd has accepted the third.
+    INTAKE = {"max_clients": "2"}
 
     def connect(self):
         c = socket.create_connection(("127.0.0.1", self.port), timeout=10)
@@ -297,22 +300,32 @@ class Limits(IntakeBase):
         self.assertEqual(c.recv(100), b"")    # closed
         self.sq.wait_log(r"refused: max_clients \(2\)")
 
-    def test_idle_client_gets_421_4_4_2_and_is_closed(self):
-        c = self.connect()
-        self.assertTrue(recv_reply(c, 10).startswith(b"220 "))
-        c.sendall(b"EHLO slow\r\n")
-        recv_reply(c, 10)
-        # Say nothing more: the 1s command timeout ends the session.
-        reply = recv_reply(c, 30)
-        self.assertTrue(reply.startswith(b"421 4.4.2 "), reply)
-        self.assertEqual(c.recv(100), b"")
-
     def test_a_slot_is_free_again_after_quit(self):
         for _ in range(4):
             s = smtplib.SMTP("127.0.0.1", self.port, timeout=10)
             self.assertEqual(s.noop()[0], 250)
             s.quit()
         harness.wait_for(lambda: "closed client=" in self.sq.log_text())
+
+
+class IdleTimeout(IntakeBase):
+    INTAKE = {"timeout": "1s"}
+
+    def connect(self):
+        c = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        self.addCleanup(c.close)
+        return c
+
+    def test_idle_client_gets_421_4_4_2_and_is_closed(self):
+        c = self.connect()
+        self.assertTrue(recv_reply(c, 10).startswith(b"220 "))
+        # Say nothing: the 1s command timeout ends the session.  (No EHLO
+        # first: a slow sendqd may time the session out before it reads
+        # one, and the client's late EHLO then meets a reset that can
+        # discard the 421 unread.)
+        reply = recv_reply(c, 30)
+        self.assertTrue(reply.startswith(b"421 4.4.2 "), reply)
+        self.assertEqual(c.recv(100), b"")
 
 
 class Config(harness.IntegrationTest):

@@ -48,7 +48,7 @@ class MonitoringTest(harness.IntegrationTest):
         d = tempfile.mkdtemp(prefix="sq-mon-")
         self.addCleanup(shutil.rmtree, d, ignore_errors=True)
         os.chmod(d, 0o755)
-        closed = harness.free_port()
+        closed = harness.closed_port()
         sq = self.new_sendq(
             {"host": "127.0.0.1", "port": fake.port, "tls": "none"},
             name="slow",

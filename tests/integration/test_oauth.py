@@ -9,8 +9,9 @@ checks the XOAUTH2 token it receives (fake_smtp_server.py --oauth-tokens).
   stored in state_dir/oauth/NAME (mode 0600);
 - a token the SMTP server refuses (334 error challenge, 535): one forced
   refresh, then delivered, no deferral;
-- the endpoint is slow (3 s): the listener and the control socket answer
-  at once meanwhile, and the message goes out with the token, no deferral;
+- the endpoint holds the refresh (until the test releases it): the
+  listener and the control socket answer meanwhile, and the message goes
+  out with the token, no deferral;
 - the endpoint answers 503: the message is deferred with the reason, and
   delivered once the endpoint recovers;
 - the grant is revoked (invalid_grant): the mail is HELD (not tried, not
@@ -18,9 +19,10 @@ checks the XOAUTH2 token it receives (fake_smtp_server.py --oauth-tokens).
   says HELD and exits 2; `sendqctl oauth init` (device flow through
   authorization_pending and slow_down) stores a new refresh token and the
   held mail goes out by itself; `sendqctl oauth status` reports it;
-- a hanging token_command: the SMTP listener still greets within 100 ms,
-  another relay keeps delivering, and the time limit is logged as a
-  timeout (no AUTHENTICATION FAILED, no 900 s rest);
+- a hanging token_command: the SMTP listener still greets and another
+  relay delivers before the helper's 10 s timeout is logged, and the
+  time limit is logged as a timeout (no AUTHENTICATION FAILED, no 900 s
+  rest);
 - `sendqctl oauth status` by a member of [sendq] admin_group (who cannot
   read state_dir/oauth) is answered by sendqd; a plain user gets 77.
 Nothing waits a fixed time for a result: every wait polls a condition
@@ -82,6 +84,11 @@ class OAuthServer:
             f.write(mode + "\n")
         os.rename(os.path.join(self.dir, "mode.tmp"),
                   os.path.join(self.dir, "mode"))
+
+    def release(self):
+        """End the hold of mode "hold" (every held request answers)."""
+        with open(os.path.join(self.dir, "release"), "w"):
+            pass
 
     def log(self):
         try:
@@ -216,27 +223,30 @@ class OAuthTest(harness.IntegrationTest):
                  what="the spool to empty")
 
     def test_slow_endpoint_does_not_stall_the_daemon(self):
-        """The token endpoint takes 3 s to answer: the refresh runs on
-        the event loop through curl multi, so while it waits the listener
-        greets at once and the control socket answers; then the message
-        goes out with the token, no deferral, no AUTHENTICATION FAILED."""
+        """The token endpoint holds the refresh until the test releases
+        it: the refresh runs on the event loop through curl multi, so
+        while it is in flight the listener greets and the control socket
+        answers; then the message goes out with the token, no deferral,
+        no AUTHENTICATION FAILED."""
         port = harness.free_port()
         self.setup_relay(lifetime=60, listen_port=port)
         wait_for(lambda: harness.port_accepts(port), timeout=WAIT,
                  what="the listener")
-        self.oauth.mode("slow")
+        self.oauth.mode("hold")
         self.send("while the endpoint is slow")
-        wait_for(lambda: "slow /token" in self.oauth.log(), timeout=WAIT,
-                 what="the refresh to reach the slow endpoint")
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        wait_for(lambda: "held /token" in self.oauth.log(), timeout=WAIT,
+                 what="the refresh to reach the holding endpoint")
+        # The endpoint answers nothing until release(): a loop that
+        # waited for it could neither greet nor answer status before.
+        with socket.create_connection(("127.0.0.1", port),
+                                      timeout=WAIT) as s:
             greeting = s.recv(512)
         self.assertTrue(greeting.startswith(b"220"), greeting)
         p = self.sendqctl("status")
         self.assertIn("mail", p.stdout)
-        # Both answered while the refresh was still in flight (3 s): a
-        # loop that waited for it would have answered after "refresh ok".
         self.assertNotIn("refresh ok", self.oauth.log())
         self.assertEqual(len(self.fake.saved()), 0)
+        self.oauth.release()
         self.delivered(1)
         self.assertIn("refresh ok", self.oauth.log())
         self.assertEqual(self.deferrals(), [])
@@ -377,16 +387,28 @@ class OAuthTest(harness.IntegrationTest):
                  what="the token_command to start")
         # While it hangs: the listener greets (a loop that waited for the
         # helper would greet only after its 10 s timeout, logged first) ...
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        with socket.create_connection(("127.0.0.1", port),
+                                      timeout=WAIT) as s:
             greeting = s.recv(512)
         self.assertTrue(greeting.startswith(b"220"), greeting)
         self.assertNotIn("timed out", self.sq.log_text())
         # ... and the other relay delivers.
         self.sq.submit(make_message("fast", "y\r\n"), [RCPT], sender=SENDER)
-        wait_for(lambda: len(fast.saved()) >= 1, timeout=8,
-                 what="delivery by the other relay while the helper hangs")
+        wait_for(lambda: len(fast.saved()) >= 1, timeout=WAIT,
+                 what="delivery by the other relay")
         wait_for(lambda: "timed out" in self.sq.log_text(), timeout=WAIT,
                  what="the timeout in the log")
+        # ... while the helper hung: sendqd logged the delivery before
+        # the helper's 10 s timeout (one process, one log: the order of
+        # its lines is the order of the events), not after it.
+        lines = self.sq.log_text().splitlines()
+        sent = [i for i, ln in enumerate(lines) if "delivery " in ln and
+                "relay=fast" in ln and "result=sent" in ln]
+        timeout = [i for i, ln in enumerate(lines)
+                   if "token_command timed out" in ln]
+        self.assertTrue(sent and timeout, "\n".join(lines))
+        self.assertLess(sent[0], timeout[0], "the other relay delivered "
+                        "only after the helper's timeout")
         # The policy (retry.c) sees a timeout in phase AUTH: the relay is
         # down like one that does not answer, not resting.
         wait_for(lambda: "relay slow: down (setup-failed): token_command "

@@ -98,8 +98,12 @@ class LazyFS:
         wait_for(lambda: self.mounted() or self.proc.poll() is not None,
                  timeout=60, what="the LazyFS mount")
         if not self.mounted():
-            raise harness.HarnessError("lazyfs did not mount (log %s)" %
-                                       self.log)
+            # The log's text, not its path: the test's folder is removed.
+            with open(self.log, errors="replace") as f:
+                text = f.read()[-4000:]
+            raise harness.HarnessError("lazyfs did not mount (exit %s, %s):"
+                                       "\n%s" % (self.proc.poll(),
+                                                  self.binary, text))
 
     def fault(self, cmd):
         fd = os.open(self.fifo, os.O_WRONLY)
@@ -317,7 +321,8 @@ class PowerLoss(harness.IntegrationTest):
             left = [n for n in os.listdir(drop) if n not in
                     ("tmp", "rejected") and size(n) > 0]
             return not sq.queued() and not left
-        wait_for(drained, timeout=240, what="the queue to empty")
+        wait_for(drained, timeout=harness.scaled(240),
+                 what="the queue to empty")
         got = {}
         for m in exim.messages():
             ident = PL_ID.search(m.as_received())

@@ -77,7 +77,7 @@ class QueueEngineTest(harness.IntegrationTest):
 
     def closed_port_smarthost(self):
         """A smarthost whose port nobody listens on (connection refused)."""
-        port = harness.free_port()
+        port = harness.closed_port()
         self.assertFalse(harness.port_accepts(port))
         return {"host": "127.0.0.1", "port": port, "tls": "implicit",
                 "trust": "ca_file", "ca_file": self.certs.ca.cert}
@@ -118,7 +118,7 @@ class QueueEngineTest(harness.IntegrationTest):
         sq.submit_many(items[:n // 2])
         sq.start()
         sq.submit_many(items[n // 2:])
-        exim.wait_messages(n, timeout=90)
+        exim.wait_messages(n, timeout=harness.scaled(90))
         self.assertNothingLeft(sq)
         self.assertExactlyOnce(exim, "pool", n)
         self.assertEqual(len(exim.message_ids()), n)

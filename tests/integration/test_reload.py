@@ -20,8 +20,8 @@ import socket
 import threading
 
 import harness
-from harness import (DEFAULT_TIMEOUT, IntegrationTest, free_port,
-                     make_message, run, sendq_binary)
+from harness import (DEFAULT_TIMEOUT, IntegrationTest, closed_port,
+                     free_port, make_message, run, sendq_binary)
 
 N = 500
 
@@ -132,7 +132,7 @@ class ReloadTest(IntegrationTest):
 
     def test_500_queued_rerouted_by_reload_exactly_once(self):
         exim = self.start_exim()
-        down = {"host": "127.0.0.1", "port": free_port(), "tls": "none",
+        down = {"host": "127.0.0.1", "port": closed_port(), "tls": "none",
                 "match_recipient": "*@example.org"}
         second = self.smarthost_for(exim)
         port = free_port()
@@ -151,8 +151,8 @@ class ReloadTest(IntegrationTest):
             f.write("\n[intake]\nlisten = 127.0.0.1:%d\n" % port)
         ln = self.reload(sq)
         self.assertIn("applied", ln)
-        exim.wait_messages(N, timeout=180)
-        sq.wait_queue_empty(timeout=180)
+        exim.wait_messages(N, timeout=harness.scaled(180))
+        sq.wait_queue_empty(timeout=harness.scaled(180))
         subjects = sorted(m.header("Subject").strip()
                           for m in exim.messages())
         self.assertEqual(subjects, ["reload %03d" % i for i in range(N)])
@@ -163,7 +163,7 @@ class ReloadTest(IntegrationTest):
         listen is refused with a message that names it, and the listener
         keeps accepting where it was."""
         port, other = free_port(), free_port()
-        sq = self.new_sq({"host": "127.0.0.1", "port": free_port(),
+        sq = self.new_sq({"host": "127.0.0.1", "port": closed_port(),
                           "tls": "none"}, listen_port=port)
         sq.start()
         sq.wait_log(r" started: ")
@@ -207,7 +207,7 @@ class ReloadTest(IntegrationTest):
             f.write("\n[intake]\nlisten = 127.0.0.1:%d\n" % port)
         self.assertIn("applied", self.reload(sq))
         stall.released.set()
-        sq.wait_queue_empty(timeout=180)
+        sq.wait_queue_empty(timeout=harness.scaled(180))
         at_exim = [m.header("Subject").strip() for m in exim.messages()]
         with stall.lock:
             at_stall = list(stall.subjects)
@@ -218,7 +218,7 @@ class ReloadTest(IntegrationTest):
 
     def test_new_address_for_new_connections(self):
         exim = self.start_exim()
-        sh = {"host": "127.0.0.1", "port": free_port(), "tls": "none"}
+        sh = {"host": "127.0.0.1", "port": closed_port(), "tls": "none"}
         sq = self.new_sq(sh)
         sq.start()
         sq.wait_log(r" started: ")
@@ -244,7 +244,7 @@ class ReloadTest(IntegrationTest):
         # Another smarthost: needs a restart.
         with open(sq.config, "w") as f:
             f.write(good + "\n[smarthost extra]\nhost = 127.0.0.1\n"
-                    "port = %d\ntls = none\n" % free_port())
+                    "port = %d\ntls = none\n" % closed_port())
         ln = self.reload(sq)
         self.assertRegex(ln, r"reload refused.*number of smarthosts "
                          r"changed.*restart")
@@ -259,7 +259,7 @@ class ReloadTest(IntegrationTest):
 
     def test_sendqctl_reload_reports_the_outcome(self):
         exim = self.start_exim()
-        sh = {"host": "127.0.0.1", "port": free_port(), "tls": "none"}
+        sh = {"host": "127.0.0.1", "port": closed_port(), "tls": "none"}
         sq = self.new_sq(sh)
         sq.start()
         sq.wait_log(r" started: ")
@@ -276,7 +276,7 @@ class ReloadTest(IntegrationTest):
         # A valid file sendqd refuses: its reason, exit 1.
         with open(sq.config, "w") as f:
             f.write(good + "\n[smarthost extra]\nhost = 127.0.0.1\n"
-                    "port = %d\ntls = none\n" % free_port())
+                    "port = %d\ntls = none\n" % closed_port())
         p = self.sendqctl(sq, "reload")
         self.assertEqual(p.returncode, 1, p)
         self.assertRegex(p.stderr.decode(), r"number of smarthosts changed")

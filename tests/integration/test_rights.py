@@ -150,7 +150,7 @@ class RightsTest(harness.IntegrationTest):
         extra = {"control_socket": self.sock}
         extra.update(extra_sendq)
         sq = self.new_sendq({"host": "127.0.0.1",
-                             "port": harness.free_port(), "tls": "none"},
+                             "port": harness.closed_port(), "tls": "none"},
                             extra_sendq=extra)
         with open(sq.config, "a") as f:
             f.write("\n[intake]\nlisten = unix:%s\n" % self.smtp_sock)

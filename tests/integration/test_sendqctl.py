@@ -40,7 +40,7 @@ class SendqctlTest(harness.IntegrationTest):
         self.addCleanup(shutil.rmtree, sockdir, ignore_errors=True)
         os.chmod(sockdir, 0o755)
         self.sock = os.path.join(sockdir, "control.sock")
-        port = harness.free_port()      # nothing listens there
+        port = harness.closed_port()    # nothing listens there
         sq = self.new_sendq({"host": "127.0.0.1", "port": port,
                              "tls": "none"},
                             extra_sendq={"control_socket": self.sock})
@@ -326,7 +326,7 @@ class SendqctlTest(harness.IntegrationTest):
         harness.wait_for(
             lambda: json.loads(self.ctl(sq, "--json", "status").out)[
                 "queued"] == 2,
-            timeout=30, what="the message put into queue/ to be indexed")
+            what="the message put into queue/ to be indexed")
         self.assertEqual(sorted(sq.queued()), sorted([qid, new]))
         self.assertStoppedCleanly(sq)
 

@@ -23,7 +23,7 @@ import subprocess
 import time
 
 import harness
-from harness import (DEFAULT_TIMEOUT, IntegrationTest, free_port,
+from harness import (DEFAULT_TIMEOUT, IntegrationTest, closed_port,
                      make_message, sendq_binary, valgrind_prefix, wait_for)
 
 
@@ -124,7 +124,7 @@ class SystemdNotifyTest(IntegrationTest):
 
     def down_smarthost(self):
         """A smarthost nobody listens on: the relay goes DOWN."""
-        return {"host": "127.0.0.1", "port": free_port(), "tls": "none"}
+        return {"host": "127.0.0.1", "port": closed_port(), "tls": "none"}
 
     def new_sq(self, smarthost, **kw):
         return self.new_sendq(smarthost, extra_sendq={

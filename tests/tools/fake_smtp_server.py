@@ -56,7 +56,7 @@ script, chosen by options:
   --heal-file PATH               connections accepted while PATH exists
                                  run without any fault (a healed server);
                                  a running session heals at its next
-                                 command but QUIT once PATH exists
+                                 EHLO, HELO or MAIL once PATH exists
   --conn-log FILE                append "N fault|normal" when connection
                                  N is accepted, "N healed" when its
                                  session heals, "N mail CODE <SENDER>"
@@ -314,7 +314,13 @@ class Session:
             if line is None:
                 return
             verb = line.split(b" ", 1)[0].split(b":", 1)[0].upper()
-            if verb != b"QUIT" and self.args.heal_file and \
+            # A session heals only where a new session or transaction
+            # starts (EHLO, HELO, MAIL): never at the RCPT or DATA a
+            # pipelining client sent after the fault it has already met
+            # (a MAIL refused with 421, say), which would then pass for
+            # a session that never met it.
+            if verb in (b"EHLO", b"HELO", b"MAIL") and \
+                    self.args.heal_file and \
                     os.path.exists(self.args.heal_file):
                 self.args = healed(self.args)
                 conn_log(self.args, "%d healed" % self.n)

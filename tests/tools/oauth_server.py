@@ -17,6 +17,9 @@ Behaviour is switched by the file --state-dir/mode, read at every request:
   ok       (or no file) as above
   fail     503 with {"error":"temporarily_unavailable"}
   slow     log "slow PATH", wait --slow seconds, then as ok
+  hold     log "held PATH", wait until the file --state-dir/release
+           exists (at most --hold-max seconds), then as ok: a request in
+           flight for as long as the test needs, not for a guessed time
   revoke   400 {"error":"invalid_grant"} for every refresh token (and the
            current one is forgotten; a device flow sets a new one)
 
@@ -103,6 +106,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with LOCK:
                 st.log("slow %s" % self.path)
             time.sleep(st.args.slow)
+        elif mode == "hold":
+            with LOCK:
+                st.log("held %s" % self.path)
+            deadline = time.monotonic() + st.args.hold_max
+            while not os.path.exists(st.path("release")) and \
+                    time.monotonic() < deadline:
+                time.sleep(0.02)        # poll the release file
         with LOCK:
             if self.path == "/device":
                 code = "dc-" + secrets.token_hex(6)
@@ -160,6 +170,7 @@ def main():
     ap.add_argument("--state-dir", required=True)
     ap.add_argument("--lifetime", type=int, default=4)
     ap.add_argument("--slow", type=float, default=3.0)
+    ap.add_argument("--hold-max", type=float, default=600.0)
     args = ap.parse_args()
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     srv.daemon_threads = True

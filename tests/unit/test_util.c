@@ -3,7 +3,9 @@
  * loopback detection, the error carrier, hex digits, the EINTR-safe
  * read/write/getrandom helpers, publishing a small file whole.
  */
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <criterion/criterion.h>
@@ -186,4 +188,77 @@ Test(util, publish_file_appears_whole_and_noreplace_keeps_the_first)
 	cr_assert_eq(unlinkat(dfd, "why", 0), 0);
 	cr_assert_eq(unlinkat(AT_FDCWD, dir, AT_REMOVEDIR), 0);
 	close(dfd);
+}
+
+/* Connect to the unix socket path: 0 or -errno. */
+static int
+util_connect(const char *path)
+{
+	struct sockaddr_un sun;
+	int                fd, rc = 0;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	cr_assert((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+Test(util, listen_unix_publishes_a_listening_socket_and_leaves_no_new)
+{
+	char        dir[] = "/tmp/sendq-util-XXXXXX", path[200], tmp[210];
+	struct stat st;
+	int         fd;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/s.sock", dir);
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	/* a PATH.new left by a crash does not stand in the way */
+	close(open(tmp, O_WRONLY | O_CREAT, 0600));
+	cr_assert((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
+	cr_assert_eq(sq_listen_unix(fd, path, 0660, 4), 0);
+	cr_assert_eq(lstat(path, &st), 0);
+	cr_assert(S_ISSOCK(st.st_mode));
+	cr_assert_eq(st.st_mode & 07777, 0660);
+	cr_assert_eq(util_connect(path), 0);
+	cr_assert_eq(access(tmp, F_OK), -1);
+	close(fd);
+	cr_assert_eq(unlink(path), 0);
+	cr_assert_eq(rmdir(dir), 0);
+}
+
+Test(util, listen_unix_binds_in_place_when_path_new_is_too_long)
+{
+	struct sockaddr_un sun;
+	char               dir[] = "/tmp/sendq-util-XXXXXX";
+	char               path[sizeof(sun.sun_path)];
+	size_t             n;
+	int                fd;
+
+	cr_assert_not_null(mkdtemp(dir));
+	/* sun_path - 1 bytes: PATH fits, PATH.new does not */
+	n = (size_t)snprintf(path, sizeof(path), "%s/", dir);
+	memset(path + n, 'x', sizeof(path) - 1 - n);
+	path[sizeof(path) - 1] = '\0';
+	cr_assert((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
+	cr_assert_eq(sq_listen_unix(fd, path, 0666, 4), 0);
+	cr_assert_eq(util_connect(path), 0);
+	close(fd);
+	cr_assert_eq(unlink(path), 0);
+	cr_assert_eq(rmdir(dir), 0);
+	/* longer than sun_path: refused */
+	cr_assert((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
+	cr_assert_eq(
+	    sq_listen_unix(fd,
+		"/tmp/"
+		"a-path-that-is-far-too-long-for"
+		"-sun-path-"
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		"aaaaaaaaaaaaaaaaaaaa",
+		0666, 4),
+	    -ENAMETOOLONG);
+	close(fd);
 }

@@ -4,6 +4,7 @@ assertions.
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import unittest
@@ -13,6 +14,25 @@ from .exim import Exim
 from .message import crlf_to_lf, remove_headers
 from .postfix import Postfix
 from .sendq import Sendq
+
+
+# Tests between setUp and their cleanup: what the SIGTERM handler of
+# main() stops.
+_live = []
+
+
+def _on_sigterm(signum, frame):
+    """ctest ends a test program that runs past its TIMEOUT with SIGTERM.
+    The servers a test started are daemons of their own (Exim, Postfix
+    detach): stop them by PID, else they outlive the run, holding ports
+    and CPU; then end as an interrupt would (atexit handlers run)."""
+    for test in list(_live):
+        for obj in reversed(test._started):
+            try:
+                obj.stop()
+            except Exception:           # keep stopping the others
+                pass
+    raise KeyboardInterrupt("SIGTERM")
 
 
 class IntegrationTest(unittest.TestCase):
@@ -36,11 +56,14 @@ class IntegrationTest(unittest.TestCase):
                                     dir=self.class_dir)
         self._started = []
         self._diag = ""
+        _live.append(self)
         self.addCleanup(self._cleanup)
 
     def _cleanup(self):
         # Stop everything (last started first), then keep the logs for
         # run() to print if the test failed; files go in tearDownClass.
+        if self in _live:
+            _live.remove(self)
         for obj in reversed(self._started):
             try:
                 obj.stop()
@@ -96,6 +119,7 @@ class IntegrationTest(unittest.TestCase):
         cert, key = cert or self.certs.good
         exim = Exim(os.path.join(self.dir, "exim-%d" % len(self._started)),
                     cert, key, **kw)
+        exim.ports_fixed = True         # the test configures them now
         os.makedirs(exim.dir, exist_ok=True)
         self._started.append(exim)
         return exim
@@ -146,5 +170,8 @@ class IntegrationTest(unittest.TestCase):
 
 
 def main():
-    """unittest.main() for a test file; exit status non-zero on failure."""
+    """unittest.main() for a test file; exit status non-zero on failure.
+    On SIGTERM the servers of the running test are stopped first."""
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
     unittest.main(verbosity=2)

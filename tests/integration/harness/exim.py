@@ -184,6 +184,9 @@ spool_directory = @DIR@/spool
 log_file_path = @DIR@/log/%slog
 pid_file_path = @DIR@/exim.pid
 notifier_socket =
+# A port taken since free_port() chose it: fail at once (the harness picks
+# others) instead of retrying 9 times 30 s apart.
+daemon_startup_retries = 0
 local_interfaces = @INTERFACES@
 daemon_smtp_ports = @PORTS@
 tls_on_connect_ports = @IMPLICIT_PORTS@
@@ -250,16 +253,22 @@ class Exim:
         self.password = password
         self.pid = None
         self.ipv6 = have_ipv6_loopback()
-        self.starttls_port = free_port(self.ipv6)
-        self.implicit_port = free_port(self.ipv6)
-        while self.implicit_port == self.starttls_port:
-            self.implicit_port = free_port(self.ipv6)
+        # Once a test may have read the ports (new_exim, or after a first
+        # start) they are kept: a port found taken is then an error.
+        self.ports_fixed = False
+        self.pick_ports()
         self.binary = exim_binary()
         self.config = os.path.join(workdir, "exim.conf")
         self.pidfile = os.path.join(workdir, "exim.pid")
         self.input_dir = os.path.join(workdir, "spool", "input")
         self.mainlog = os.path.join(workdir, "log", "mainlog")
         self.paniclog = os.path.join(workdir, "log", "paniclog")
+
+    def pick_ports(self):
+        self.starttls_port = free_port(self.ipv6)
+        self.implicit_port = free_port(self.ipv6)
+        while self.implicit_port == self.starttls_port:
+            self.implicit_port = free_port(self.ipv6)
 
     def write_config(self):
         os.makedirs(os.path.join(self.dir, "spool"), exist_ok=True)
@@ -279,10 +288,32 @@ class Exim:
             f.write(text)
 
     def start(self, timeout=DEFAULT_TIMEOUT):
-        """Start the daemon and wait until both ports listen."""
+        """Start the daemon and wait until both ports listen.
+
+        free_port() releases the ports it finds, so another process may
+        bind one before Exim does: Exim then gives up at once (config:
+        daemon_startup_retries = 0) and, unless the ports are fixed, it is
+        started again on new ones."""
+        for _ in range(5):
+            if self._start_once(timeout):
+                self.ports_fixed = True
+                return self
+            if self.ports_fixed:
+                break
+            self.pick_ports()
+        raise HarnessError("exim could not bind its ports %d and %d:\n%s"
+                           % (self.starttls_port, self.implicit_port,
+                              self.panic_text()))
+
+    def _bind_failed(self, since):
+        return "daemon abandoned" in self.panic_text()[since:]
+
+    def _start_once(self, timeout):
+        """True once listening; False when a port was taken."""
         self.write_config()
         if os.path.exists(self.pidfile):
             os.unlink(self.pidfile)
+        panic_at = len(self.panic_text())
         env = _exim_env(self.dir)
         p = run([self.binary, "-C", self.config, "-bd", "-oP",
                  self.pidfile], env=env, timeout=timeout)
@@ -292,6 +323,10 @@ class Exim:
                 self.panic_text()))
 
         def started():
+            # Exim forks, binds, then writes its pid file: the pid, or
+            # -1 when the background daemon abandoned a taken port.
+            if self._bind_failed(panic_at):
+                return -1
             try:
                 with open(self.pidfile) as f:
                     pid = int(f.read().split()[0])
@@ -299,8 +334,10 @@ class Exim:
                 return None
             return pid
         try:
-            self.pid = wait_for(started, timeout=timeout,
-                                what="exim pid file")
+            pid = wait_for(started, timeout=timeout, what="exim pid file")
+            if pid == -1:
+                return False
+            self.pid = pid
             wait_for(lambda: {self.starttls_port, self.implicit_port} <=
                      listening_ports(), timeout=timeout,
                      what="exim to listen on %d and %d" % (
@@ -308,7 +345,7 @@ class Exim:
         except AssertionError as e:
             raise HarnessError("%s\n%s%s" % (e, self.log_text(),
                                              self.panic_text()))
-        return self
+        return True
 
     def _reject_acl(self):
         """The acl_rcpt lines refusing reject_recipients (550) and

@@ -27,6 +27,18 @@ GET_SERVERS = os.path.join(SOURCE_DIR, "tests", "tools", "get-servers")
 DEFAULT_TIMEOUT = float(os.environ.get("SENDQ_TEST_TIMEOUT", "30")) * (
     4 if os.environ.get("SENDQ_VALGRIND") == "1" else 1)
 
+# How much slower than a plain sanitizer run this one is allowed to be.
+TIME_SCALE = DEFAULT_TIMEOUT / 30.0
+
+
+def scaled(seconds):
+    """A wait of `seconds` (the patience right for a sanitizer build on a
+    busy machine) scaled as DEFAULT_TIMEOUT is: longer under valgrind and
+    with SENDQ_TEST_TIMEOUT.  For waits that need more than the default;
+    a fixed number would be too short exactly where sendqd is slowest."""
+    return seconds * TIME_SCALE
+
+
 # sysexits.h
 EX_OK = 0
 EX_USAGE = 64
@@ -101,6 +113,21 @@ def free_port(ipv6_too=False):
                 continue
             return port
     raise HarnessError("no free port found")
+
+
+_closed_ports = []      # sockets holding closed_port()'s ports
+
+
+def closed_port():
+    """A TCP port on 127.0.0.1 where nothing listens, for as long as this
+    process lives: a socket is bound to it and never listens, so a
+    connection is refused (RST) and no other process can bind it.  A port
+    from free_port() is only free at the moment it is found: another
+    test's server may start listening there before sendqd connects."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    _closed_ports.append(s)
+    return s.getsockname()[1]
 
 
 def listening_ports():

@@ -3,12 +3,17 @@
 import atexit
 import os
 import re
+import shlex
 import shutil
 import tempfile
 
 from .daemon import Daemon
 from .proc import (BUILD_DIR, DEFAULT_TIMEOUT, HarnessError, SOURCE_DIR, run,
                    wait_for)
+
+
+# The helper script harness.Sendq points SENDQ_DROP_HELPER at (a symlink).
+DROP_HELPER = os.path.join(SOURCE_DIR, "tests", "tools", "drop-helper")
 
 
 def valgrind_prefix():
@@ -80,16 +85,22 @@ class Sendq(Daemon):
         self.drop_helper = self.write_drop_helper()
 
     def write_drop_helper(self, config=None):
-        """A script that runs the build tree's sendq-drop-testing with
-        this installation's config (sendq runs the helper with an empty
-        environment, so the path is written into the script).  Its path
-        goes to sendq as SENDQ_DROP_HELPER."""
+        """The SENDQ_DROP_HELPER for sendq: a symlink to
+        tests/tools/drop-helper, which runs the build tree's
+        sendq-drop-testing with this installation's config (sendq runs
+        the helper with an empty environment: the paths are in the file
+        PATH.env beside the symlink, written first, atomically).  The
+        harness writes no executable of its own: with test threads
+        forking, the fd of a script being written leaks into a child not
+        yet exec'ed and sendq's execve of it fails with ETXTBSY."""
         path = os.path.join(self.dir, "sendq-drop-helper")
-        with open(path, "w") as f:
-            f.write("#!/bin/sh\nSENDQ_DROP_TEST_CONFIG='%s' exec '%s' "
-                    "\"$@\"\n" % (config or self.config,
-                                   sendq_binary("sendq-drop-testing")))
-        os.chmod(path, 0o755)
+        with open(path + ".env.tmp", "w") as f:
+            f.write("SENDQ_DROP_TEST_CONFIG=%s\nBINARY=%s\n" % (
+                shlex.quote(config or self.config),
+                shlex.quote(sendq_binary("sendq-drop-testing"))))
+        os.rename(path + ".env.tmp", path + ".env")
+        if not os.path.islink(path):
+            os.symlink(DROP_HELPER, path)
         return path
 
     def sendq_env(self):
