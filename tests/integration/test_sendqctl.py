@@ -29,7 +29,8 @@ EX_NOPERM = 77
 EX_CONFIG = 78
 
 
-class SendqctlTest(harness.IntegrationTest):
+class SendqctlCase(harness.IntegrationTest):
+    """The helpers of both classes below (no test of its own)."""
 
     def new_sendq_ctl(self):
         """A sendq whose smarthost is a closed port and whose control
@@ -105,7 +106,12 @@ class SendqctlTest(harness.IntegrationTest):
         self.assertEqual(p.returncode, 0, p.err)
         return json.loads(p.out)
 
-    # ------------------------------------------------------ daemon down
+class SendqctlDownTest(SendqctlCase):
+    """sendqctl and sendq with sendqd down.  A case here that starts
+    sendqd (queue_one) only has it queue one message, which every case
+    of SendqctlUpTest does too, and does not check how it exited:
+    scripts/test's valgrind stage (which runs sendqd, not the commands,
+    under valgrind) runs SendqctlUpTest alone."""
 
     def test_list_and_show_read_the_spool_while_sendqd_is_down(self):
         sq = self.new_sendq_ctl()
@@ -227,7 +233,9 @@ class SendqctlTest(harness.IntegrationTest):
                            stderr=subprocess.PIPE, timeout=60)
         self.assertEqual(p.returncode, EX_CONFIG)
 
-    # ------------------------------------------------------ daemon up
+class SendqctlUpTest(SendqctlCase):
+    """Every command over the control socket of a running sendqd; each
+    case checks that sendqd exits 0 when stopped."""
 
     def test_socket_is_mode_0666(self):
         sq = self.start_daemon(self.new_sendq_ctl())
