@@ -22,6 +22,7 @@ runs more).  Needs /dev/fuse, root and LazyFS (built once into
 .cache/lazyfs from ../shared/tools/lazyfs, or SENDQ_LAZYFS=PATH); skipped
 when they are missing.
 """
+import fcntl
 import os
 import random
 import re
@@ -43,11 +44,19 @@ SENDER = "alice@example.org"
 
 def find_lazyfs():
     """Path of the lazyfs binary, building it when needed; None if it
-    cannot be had."""
+    cannot be had.  Under .cache/lazyfs.lock, which scripts/test's
+    background build holds: this waits for that build to end."""
     if os.environ.get("SENDQ_LAZYFS"):
         return os.environ["SENDQ_LAZYFS"]
     src = os.environ.get("SENDQ_SOURCE_DIR",
                          os.path.join(os.path.dirname(__file__), "..", ".."))
+    os.makedirs(os.path.join(src, ".cache"), exist_ok=True)
+    with open(os.path.join(src, ".cache", "lazyfs.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _find_lazyfs(src)
+
+
+def _find_lazyfs(src):
     out = os.path.join(src, ".cache", "lazyfs")
     if os.access(os.path.join(out, "lazyfs"), os.X_OK):
         return os.path.join(out, "lazyfs")

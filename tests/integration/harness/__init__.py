@@ -13,8 +13,8 @@ harness starts is stopped by its PID, also when a test fails.
 
 Only the Python standard library is used.  The package:
   proc.py     paths (SOURCE_DIR, BUILD_DIR ...), DEFAULT_TIMEOUT, scaled,
-              sysexits,
-              wait_for, free and closed ports, run, stop_pid, the server fetch lock,
+              sysexits, wait_for, free and closed ports,
+              unix_socket_accepts, run, stop_pid, the server fetch lock,
               require_tool, hiding_path (checks that never skip)
   ca.py       CA and Certs (certtool)
   exim.py     Exim, EximMessage and its spool parser
@@ -46,7 +46,8 @@ from .proc import (BUILD_DIR, DEFAULT_TIMEOUT, EX_CONFIG, EX_DATAERR,
                    SERVERS_DIR, SOURCE_DIR, HarnessError, _find_nss_wrapper,
                    fetch_servers, free_port, have_ipv6_loopback,
                    hiding_path, listening_ports, pid_alive, port_accepts,
-                   require_tool, run, scaled, stop_pid, wait_for)
+                   require_tool, run, scaled, stop_pid,
+                   unix_socket_accepts, wait_for)
 from .ca import CA, Certs, _certtool
 from .exim import (EXIM_CONFIG, Exim, EximMessage, _exim_env, exim_binary,
                    parse_exim_h, read_exim_message)

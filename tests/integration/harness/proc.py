@@ -154,6 +154,18 @@ def port_accepts(port, host="127.0.0.1"):
         return False
 
 
+def unix_socket_accepts(path):
+    """True when something listens on the unix socket path.  A daemon
+    binds its socket before it listens: the file alone does not say a
+    client will be answered."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(path)
+            return True
+        except OSError:
+            return False
+
+
 def run(argv, input=None, env=None, cwd=None, timeout=60, check=False):
     """Run a command to completion, capturing bytes stdout/stderr."""
     p = subprocess.run(argv, input=input, stdout=subprocess.PIPE,
