@@ -154,7 +154,10 @@ class Command(harness.IntegrationTest, WireChecks):
         sh = self.smarthost_for(self.exim, tls="implicit")
         self.sq = self.new_sendq(sh, extra_sendq={
             "control_socket": os.path.join(self.dir, "control.sock")})
-        self.sq.start()
+        # These cases check what sendq does with sendqd up (its spool's
+        # tmp/ included): not the drop helper's path of a daemon that is
+        # still starting.
+        self.sq.start().wait_ready()
 
     def test_long_line_is_reencoded(self):
         body = long_body(eightbit=True)

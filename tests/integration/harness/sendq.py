@@ -9,7 +9,7 @@ import tempfile
 
 from .daemon import Daemon
 from .proc import (BUILD_DIR, DEFAULT_TIMEOUT, HarnessError, SOURCE_DIR, run,
-                   wait_for)
+                   unix_socket_accepts, wait_for)
 
 
 # The helper script harness.Sendq points SENDQ_DROP_HELPER at (a symlink).
@@ -274,6 +274,13 @@ class Sendq(Daemon):
         """Start `sendqd -C CONFIG` in the foreground, stderr to a log."""
         self._spawn(valgrind_prefix() +
                     [sendq_binary("sendqd"), "-C", self.config])
+        return self
+
+    def wait_ready(self):
+        """Wait until sendqd answers on its control socket: its spool is
+        open and a `sendq` now hands mail to it, not to the drop helper."""
+        wait_for(lambda: unix_socket_accepts(self.control_socket),
+                 what="sendqd to listen on %s" % self.control_socket)
         return self
 
     def delivery_lines(self, result=None):
