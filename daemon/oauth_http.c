@@ -12,7 +12,6 @@
  * request).  The easy handle is set up once, in oauth_http_easy(), for
  * both the asynchronous and the blocking path.
  */
-#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,10 +64,9 @@ static struct {
 static void
 oauth_http_load(void)
 {
-	static const struct {
-		const char *name;
-		void      **fn;
-	} syms[] = {
+	static const char *const      sonames[] = { OAUTH_HTTP_CURL_SONAME,
+		     OAUTH_HTTP_CURL_SONAME2 };
+	static const struct sq_dl_sym syms[] = {
 		OAUTH_HTTP_SYM(easy_escape),
 		OAUTH_HTTP_SYM(free),
 		OAUTH_HTTP_SYM(easy_setopt),
@@ -87,23 +85,13 @@ oauth_http_load(void)
 		OAUTH_HTTP_SYM(multi_setopt),
 		OAUTH_HTTP_SYM(multi_cleanup),
 	};
-	void  *lib;
-	size_t i;
+	char why[256];
 
-	if ((lib = dlopen(OAUTH_HTTP_CURL_SONAME, RTLD_NOW | RTLD_LOCAL)) ==
-		NULL &&
-	    (lib = dlopen(OAUTH_HTTP_CURL_SONAME2, RTLD_NOW | RTLD_LOCAL)) ==
-		NULL)
-		log_fatalx(
-		    "oauth_http: cannot load %s (needed for OAuth relays): %s",
-		    OAUTH_HTTP_CURL_SONAME, dlerror());
-	for (i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
-		/* POSIX: a function pointer through void * (dlsym). */
-		*syms[i].fn = dlsym(lib, syms[i].name);
-		if (*syms[i].fn == NULL)
-			log_fatalx("oauth_http: %s: no %s",
-			    OAUTH_HTTP_CURL_SONAME, syms[i].name);
-	}
+	if (sq_dl_load(sonames, sizeof(sonames) / sizeof(sonames[0]), syms,
+		sizeof(syms) / sizeof(syms[0]), why, sizeof(why)) != 0)
+		log_fatalx("oauth_http: cannot load %s (needed for OAuth "
+			   "relays): %s",
+		    OAUTH_HTTP_CURL_SONAME, why);
 }
 
 struct oauth_http {

@@ -21,7 +21,6 @@
  */
 #include <sys/uio.h>
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -89,34 +88,18 @@ _Static_assert(
 static void
 service_sd_load(void)
 {
-	static const struct {
-		const char *name;
-		void      **fn;
-	} syms[] = {
+	static const char *const      soname[] = { SERVICE_SD_SONAME };
+	static const struct sq_dl_sym syms[] = {
 		{ "sd_listen_fds", (void **)&service_sd.listen_fds },
 		{ "sd_notify", (void **)&service_sd.notify },
 		{ "sd_watchdog_enabled",
 		    (void **)&service_sd.watchdog_enabled },
 		{ "sd_journal_sendv", (void **)&service_sd.journal_sendv },
 	};
-	void  *lib;
-	size_t i;
 
-	if ((lib = dlopen(SERVICE_SD_SONAME, RTLD_NOW | RTLD_LOCAL)) == NULL) {
-		snprintf(service_sd_why, sizeof(service_sd_why), "%s",
-		    dlerror());
-		return;
-	}
-	for (i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
-		/* POSIX: a function pointer through void * (dlsym). */
-		*syms[i].fn = dlsym(lib, syms[i].name);
-		if (*syms[i].fn == NULL) {
-			snprintf(service_sd_why, sizeof(service_sd_why),
-			    "%s: no %s", SERVICE_SD_SONAME, syms[i].name);
-			return;
-		}
-	}
-	service_sd_ok = 1;
+	service_sd_ok = sq_dl_load(soname, 1, syms,
+			    sizeof(syms) / sizeof(syms[0]), service_sd_why,
+			    sizeof(service_sd_why)) == 0;
 }
 
 /* Load libsystemd once (any thread); 0, or -1 with service_sd_why set. */

@@ -122,6 +122,19 @@ sq_publish_file(int dir_fd, const char *name, const char *text, int noreplace);
  * stale socket.  Returns 0 or -errno (nothing is left at either name).
  */
 int sq_listen_unix(int fd, const char *path, mode_t mode, int backlog);
+/* One function of a library loaded at run time: its name, and where its
+ * address goes. */
+struct sq_dl_sym {
+	const char *name;
+	void      **fn;
+};
+/*
+ * dlopen() the first of sonames[0..n_sonames-1] that loads (RTLD_NOW,
+ * RTLD_LOCAL) and resolve syms[0..n_syms-1].  0, or -1 with why (dlerror's
+ * text, or "SONAME: no NAME") -- the caller must then call none of them.
+ */
+int sq_dl_load(const char *const *sonames, size_t n_sonames,
+    const struct sq_dl_sym *syms, size_t n_syms, char *why, size_t whysz);
 /* len random bytes from getrandom(2) into buf (EINTR retried).  Returns 0
  * or -errno; buf's content is then undefined. */
 int sq_random(void *buf, size_t len);
