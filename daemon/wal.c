@@ -22,11 +22,14 @@
  * this is for other callers): the segment whose valid header has the
  * larger epoch is ACTIVE, appended to after its last valid record (a
  * record of the same epoch that a crash left past a torn one could then
- * become reachable again: wal_reset is what rules that out).  The other
- * is FULL when it holds valid records; else it is FREE but "fresh": its
- * header's epoch is not larger than the ACTIVE one's, so a header with a
- * new epoch is written and synced before the first append to it.  With
- * no valid header at all, segment 0 is ACTIVE and both are fresh.
+ * become reachable again: wal_reset is what rules that out) -- unless it
+ * has no record and the other has: then the other is ACTIVE and it is
+ * FREE (as wal_reset and wal_retire leave them).  The one that is not
+ * ACTIVE is FULL when it holds valid records; else FREE, and "fresh"
+ * when its epoch is not larger than the ACTIVE one's (or its header is
+ * not valid): a header with a new epoch is written and synced before
+ * the first append to it, so that the replay order stays the append
+ * order.  With no valid header at all, segment 0 is ACTIVE, both fresh.
  *
  * Failures.  A failed or short write of an append, or a failed
  * fdatasync, leaves the segment's current use "broken": its data may not
@@ -68,12 +71,12 @@
 #include "log.h"
 #include "wal.h"
 
-#define WAL_MAGIC        "SQWAL001"
-#define WAL_MAGIC_LEN    8
-#define WAL_HDR_CRC_OFF  16
-#define WAL_ZERO_CHUNK   (256 * 1024)
-#define WAL_REC_CRC_OFF  28
-#define WAL_REPLAY_BUF0  (4 * 1024)
+#define WAL_MAGIC       "SQWAL001"
+#define WAL_MAGIC_LEN   8
+#define WAL_HDR_CRC_OFF 16
+#define WAL_ZERO_CHUNK  (256 * 1024)
+#define WAL_REC_CRC_OFF 28
+#define WAL_REPLAY_BUF0 (4 * 1024)
 
 _Static_assert(WAL_REC_CRC_OFF + 4 == WAL_REC_HEADER, "record header");
 _Static_assert(WAL_HDR_CRC_OFF + 4 <= WAL_HEADER_SIZE, "segment header");
@@ -444,8 +447,8 @@ wal_seg_reused(const struct wal *w, struct wal_seg *s, uint64_t epoch)
  */
 static int
 wal_scan(struct wal *w, int i, int (*cb)(void *, const struct wal_rec *),
-    void *arg, unsigned char **buf, size_t *bufsz, uint64_t *end,
-    int *count, int *cb_rc, struct sq_err *err)
+    void *arg, unsigned char **buf, size_t *bufsz, uint64_t *end, int *count,
+    int *cb_rc, struct sq_err *err)
 {
 	struct wal_seg *s = &w->seg[i];
 	unsigned char   head[WAL_REC_HEADER];
@@ -563,27 +566,29 @@ static void
 wal_initial_states(struct wal *w, const uint64_t *ends, const int *counts)
 {
 	struct wal_seg *s0 = &w->seg[0], *s1 = &w->seg[1];
-	int             a, o;
+	int             big, a, o;
 
 	if (!s0->hdr_ok && !s1->hdr_ok)
-		a = 0;
-	else if (!s0->hdr_ok)
-		a = 1;
-	else if (!s1->hdr_ok)
-		a = 0;
+		big = 0;
+	else if (!s0->hdr_ok || !s1->hdr_ok)
+		big = s1->hdr_ok ? 1 : 0;
 	else
-		a = s1->epoch >= s0->epoch ? 1 : 0;
+		big = s1->epoch >= s0->epoch ? 1 : 0;
+	/* The larger epoch without records and the other with: a FREE
+	 * segment after the ACTIVE one, as wal_reset and wal_retire leave
+	 * them. */
+	a = counts[big] == 0 && counts[1 - big] > 0 ? 1 - big : big;
 	o = 1 - a;
 	w->active = a;
 	w->seg[a].state = WAL_STATE_ACTIVE;
 	w->seg[a].fresh = !w->seg[a].hdr_ok;
 	w->seg[a].written = w->seg[a].synced = ends[a];
-	if (w->seg[o].hdr_ok && counts[o] > 0) {
+	if (counts[o] > 0)
 		w->seg[o].state = WAL_STATE_FULL;
-	} else {
+	else
 		w->seg[o].state = WAL_STATE_FREE;
-		w->seg[o].fresh = 1;
-	}
+	/* A FREE segment needs an epoch larger than the ACTIVE one's. */
+	w->seg[o].fresh = !w->seg[o].hdr_ok || o != big;
 	w->seg[o].written = w->seg[o].synced = ends[o];
 }
 
@@ -914,8 +919,8 @@ wal_sync(struct wal *w, const struct wal_pos *pos, struct sq_err *err)
 	int             rc;
 
 	if (pos->seg != 0 && pos->seg != 1)
-		return sq_err_set(err, -EINVAL, "wal %s: no segment %d",
-		    w->dir, pos->seg);
+		return sq_err_set(err, -EINVAL, "wal %s: no segment %d", w->dir,
+		    pos->seg);
 	s = &w->seg[pos->seg];
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
@@ -972,8 +977,8 @@ wal_retire(struct wal *w, int seg, struct sq_err *err)
 	int             rc;
 
 	if (seg != 0 && seg != 1)
-		return sq_err_set(err, -EINVAL, "wal %s: no segment %d",
-		    w->dir, seg);
+		return sq_err_set(err, -EINVAL, "wal %s: no segment %d", w->dir,
+		    seg);
 	s = &w->seg[seg];
 	pthread_mutex_lock(&w->mu);
 	if (s->state != WAL_STATE_FULL) {
