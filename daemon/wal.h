@@ -59,7 +59,7 @@
 #include "util.h"
 
 #define WAL_HEADER_SIZE 64
-#define WAL_REC_HEADER  32 /* the record's fixed part, CRC included */
+#define WAL_REC_HEADER  32          /* the record's fixed part, CRC included */
 #define WAL_REC_MAGIC   0x31524153u /* "SAR1" little-endian */
 #define WAL_ID_MAX      64
 #define WAL_SEG_SIZE    (4u * 1024 * 1024) /* spool's default */
@@ -95,11 +95,13 @@ struct wal;
 /*
  * Open the log in dirpath (made 0700 when missing), creating a missing
  * segment (or one of another size: a crash while creating it left it)
- * as said above.  No record is changed: replay comes next.  seg_size at
+ * as said above.  One of another size that holds valid records (seg_size
+ * was changed) is kept for the replay; wal_reset or wal_retire give it
+ * seg_size.  No record is changed: replay comes next.  seg_size at
  * least WAL_SEG_MIN.  0 and *out, or -errno with err.
  */
-int wal_open(const char *dirpath, size_t seg_size, struct wal **out,
-    struct sq_err *err);
+int  wal_open(const char *dirpath, size_t seg_size, struct wal **out,
+     struct sq_err *err);
 void wal_close(struct wal *w);
 
 /*
