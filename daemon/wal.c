@@ -71,12 +71,14 @@
 #include "log.h"
 #include "wal.h"
 
-#define WAL_MAGIC       "SQWAL001"
 #define WAL_MAGIC_LEN   8
 #define WAL_HDR_CRC_OFF 16
 #define WAL_ZERO_CHUNK  (256 * 1024)
 #define WAL_REC_CRC_OFF 28
 #define WAL_REPLAY_BUF0 (4 * 1024)
+
+/* A segment header's first bytes (no NUL). */
+static const unsigned char wal_magic[WAL_MAGIC_LEN] = "SQWAL001";
 
 _Static_assert(WAL_REC_CRC_OFF + 4 == WAL_REC_HEADER, "record header");
 _Static_assert(WAL_HDR_CRC_OFF + 4 <= WAL_HEADER_SIZE, "segment header");
@@ -214,7 +216,7 @@ wal_parse_record(const unsigned char *buf, size_t avail, uint64_t epoch,
 int
 wal_parse_header(const unsigned char *hdr, uint64_t *epoch)
 {
-	if (memcmp(hdr, WAL_MAGIC, WAL_MAGIC_LEN) != 0 ||
+	if (memcmp(hdr, wal_magic, WAL_MAGIC_LEN) != 0 ||
 	    (uint32_t)crc32_z(0, hdr, WAL_HDR_CRC_OFF) !=
 		wal_get32(hdr + WAL_HDR_CRC_OFF))
 		return 0;
@@ -226,7 +228,7 @@ static void
 wal_make_header(unsigned char *hdr, uint64_t epoch)
 {
 	memset(hdr, 0, WAL_HEADER_SIZE);
-	memcpy(hdr, WAL_MAGIC, WAL_MAGIC_LEN);
+	memcpy(hdr, wal_magic, sizeof(wal_magic));
 	wal_put64(hdr + WAL_MAGIC_LEN, epoch);
 	wal_put32(hdr + WAL_HDR_CRC_OFF,
 	    (uint32_t)crc32_z(0, hdr, WAL_HDR_CRC_OFF));
@@ -323,6 +325,7 @@ wal_write_zeros(int fd, uint64_t from, uint64_t to)
 static int
 wal_next_epoch(struct wal *w, uint64_t *epoch, struct sq_err *err)
 {
+	*epoch = 0;
 	if (w->max_epoch == UINT64_MAX)
 		return sq_err_set(err, -EOVERFLOW, "wal %s: no epoch left",
 		    w->dir);
@@ -505,13 +508,11 @@ wal_open_dir(struct wal *w, struct sq_err *err)
 		if (chmod(w->dir, 0700) != 0)
 			return wal_fail(err, -errno, "chmod", w, NULL);
 		/* The new name in the parent, durable too. */
-		parent = xstrdup(w->dir);
-		if ((slash = strrchr(parent, '/')) == NULL)
-			strcpy(parent, ".");
-		else if (slash == parent)
-			slash[1] = '\0';
+		if ((slash = strrchr(w->dir, '/')) == NULL)
+			parent = xstrdup(".");
 		else
-			*slash = '\0';
+			parent = xstrndup(w->dir,
+			    slash == w->dir ? 1 : (size_t)(slash - w->dir));
 		fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd >= 0) {
 			(void)fsync(fd);
@@ -803,6 +804,7 @@ wal_check_recs(const struct wal *w, const struct wal_rec *recs, size_t n,
 	const struct wal_rec *r;
 	size_t                i, sz, sum = 0;
 
+	*total = 0;
 	for (i = 0; i < n; i++) {
 		r = &recs[i];
 		if ((r->type != WAL_MSG && r->type != WAL_REMOVE) ||
