@@ -827,31 +827,48 @@ wal_check_recs(const struct wal *w, const struct wal_rec *recs, size_t n,
 	return 0;
 }
 
-/* Under the mutex: the segment that total more bytes go to, rotating when
- * the ACTIVE one has no room (*rotated).  Its index, or -errno. */
+/*
+ * Under the mutex: the segment that total more bytes go to.  The ACTIVE
+ * one when they fit; else the other when it is FREE (*rotated when the
+ * one left holds records: it is FULL now); else the ACTIVE index's own
+ * segment when wal_retire made it FREE (the log stopped there after a
+ * failure).  A segment about to be appended to after the other gets a
+ * new epoch first unless its epoch is already the larger, so that the
+ * replay order stays the append order whatever led here.  Its index, or
+ * -errno.
+ */
 static int
 wal_pick(struct wal *w, size_t total, int *rotated, struct sq_err *err)
 {
-	struct wal_seg *s = &w->seg[w->active];
-	int             o = 1 - w->active, rc;
+	int             a = w->active, o = 1 - a, rc;
+	struct wal_seg *s = &w->seg[a], *t = &w->seg[o];
 
 	*rotated = 0;
-	if (s->state == WAL_STATE_ACTIVE && !s->fresh &&
-	    s->size - s->written >= total)
-		return w->active;
 	if (s->state == WAL_STATE_ACTIVE && s->fresh) {
 		/* total <= wal_capacity(): it fits once freshened. */
-		if ((rc = wal_freshen(w, w->active, err)) != 0)
+		if ((rc = wal_freshen(w, a, err)) != 0)
 			return rc;
-		return w->active;
+		return a;
 	}
-	if (w->seg[o].state != WAL_STATE_FREE)
-		return sq_err_set(err, -ENOSPC,
-		    "wal %s: the log is full (segment %s is not retired yet)",
-		    w->dir, wal_seg_name(o));
+	if (s->state == WAL_STATE_ACTIVE && s->size - s->written >= total)
+		return a;
+	if (t->state != WAL_STATE_FREE) {
+		if (s->state != WAL_STATE_FREE)
+			return sq_err_set(err, -ENOSPC,
+			    "wal %s: the log is full (segment %s is not "
+			    "retired yet)",
+			    w->dir, wal_seg_name(o));
+		if (t->hdr_ok && s->epoch <= t->epoch)
+			s->fresh = 1;
+		if ((rc = wal_freshen(w, a, err)) != 0)
+			return rc;
+		return a;
+	}
+	if (s->hdr_ok && t->epoch <= s->epoch)
+		t->fresh = 1;
 	if ((rc = wal_freshen(w, o, err)) != 0)
 		return rc;
-	*rotated = 1;
+	*rotated = s->state == WAL_STATE_ACTIVE || s->state == WAL_STATE_FULL;
 	return o;
 }
 
@@ -862,7 +879,7 @@ wal_append(struct wal *w, const struct wal_rec *recs, size_t n,
 	struct wal_seg *s;
 	unsigned char  *buf;
 	size_t          total;
-	int             t, rotated, rc;
+	int             t, rotated, was_free, rc;
 
 	if ((rc = wal_check_recs(w, recs, n, &total, err)) != 0)
 		return rc;
@@ -881,12 +898,14 @@ wal_append(struct wal *w, const struct wal_rec *recs, size_t n,
 	if ((rc = t = wal_pick(w, total, &rotated, err)) < 0)
 		goto out;
 	s = &w->seg[t];
+	was_free = s->state == WAL_STATE_FREE;
 	wal_seal(buf, total, s->epoch);
 	if ((rc = wal_pwrite_all(s->fd, buf, total, s->written)) != 0) {
 		wal_fail(err, rc, "write", w, wal_seg_name(t));
-		if (rotated) {
-			/* Undone: a new epoch before its next use hides
-			 * whatever part of this write landed. */
+		if (was_free) {
+			/* Undone: it stays FREE, and a new epoch before
+			 * its next use hides whatever part of this write
+			 * landed. */
 			s->fresh = 1;
 		} else {
 			s->broken = rc;
@@ -894,15 +913,11 @@ wal_append(struct wal *w, const struct wal_rec *recs, size_t n,
 		}
 		goto out;
 	}
-	if (rotated) {
-		if (w->seg[w->active].state == WAL_STATE_ACTIVE)
-			w->seg[w->active].state = WAL_STATE_FULL;
-		pos->full_seg = w->active;
-		w->active = t;
-		s->state = WAL_STATE_ACTIVE;
-	} else {
-		pos->full_seg = -1;
-	}
+	if (t != w->active && w->seg[w->active].state == WAL_STATE_ACTIVE)
+		w->seg[w->active].state = WAL_STATE_FULL;
+	pos->full_seg = rotated ? w->active : -1;
+	w->active = t;
+	s->state = WAL_STATE_ACTIVE;
 	s->written += total;
 	pos->seg = t;
 	pos->end = s->written;
