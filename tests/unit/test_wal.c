@@ -681,6 +681,86 @@ Test(wal, concurrent_syncs_cover_every_record, .timeout = 120)
 	wal_close(w);
 }
 
+/* Appenders in small segments that retire a segment as soon as they
+ * fill it (their records there are "made redundant"): rotations, retires
+ * and syncs of both segments at once. */
+struct test_rotator {
+	struct wal *w;
+	int         t;
+	int         failed, full, rotations;
+};
+
+static void *
+test_rotator_main(void *arg)
+{
+	struct test_rotator *th = arg;
+	struct sq_err        err = { 0 };
+	struct wal_rec       r;
+	struct wal_pos       pos;
+	char                 id[16], body[700];
+	int                  i, rc;
+
+	memset(body, 'a' + th->t, sizeof(body));
+	for (i = 0; i < TEST_PER; i++) {
+		snprintf(id, sizeof(id), "r%d-%03d", th->t, i);
+		r = test_msg(id, "env", body, sizeof(body));
+		rc = wal_append(th->w, &r, 1, &pos, &err);
+		if (rc == -ENOSPC) {
+			th->full++;
+			continue;
+		}
+		if (rc != 0 || wal_sync(th->w, &pos, &err) != 0) {
+			th->failed++;
+			continue;
+		}
+		if (pos.rotated) {
+			th->rotations++;
+			if (wal_retire(th->w, pos.full_seg, &err) != 0)
+				th->failed++;
+		}
+	}
+	return NULL;
+}
+
+Test(wal, concurrent_rotations_and_retires, .timeout = 120)
+{
+	struct wal         *w = test_open_reset(WAL_SEG_MIN);
+	struct test_rotator th[TEST_THREADS];
+	pthread_t           tid[TEST_THREADS];
+	struct test_got    *g;
+	int                 i, rotations = 0;
+
+	for (i = 0; i < TEST_THREADS; i++) {
+		memset(&th[i], 0, sizeof(th[i]));
+		th[i].w = w;
+		th[i].t = i;
+		cr_assert_eq(
+		    pthread_create(&tid[i], NULL, test_rotator_main, &th[i]),
+		    0);
+	}
+	for (i = 0; i < TEST_THREADS; i++) {
+		pthread_join(tid[i], NULL);
+		cr_assert_eq(th[i].failed, 0);
+		rotations += th[i].rotations;
+	}
+	/* 800 records of ~750 bytes through segments of 16 KiB. */
+	cr_assert_gt(rotations, 10);
+	wal_close(w);
+	w = test_open(WAL_SEG_MIN);
+	g = test_replay(w);
+	/* At most what two segments hold, each record whole. */
+	cr_assert_gt(g->n, 0);
+	cr_assert_leq(g->n, 2 * (WAL_SEG_MIN / 752));
+	for (i = 0; i < g->n; i++) {
+		cr_assert_eq(g->b_len[i], 700);
+		cr_assert_eq(g->id[i][0], 'r');
+		cr_assert_eq((unsigned char)g->b[i][0],
+		    'a' + (g->id[i][1] - '0'));
+	}
+	test_got_free(g);
+	wal_close(w);
+}
+
 Test(wal, sync_of_a_retired_use_and_of_synced_data)
 {
 	struct wal    *w = test_open_reset(WAL_SEG_MIN);
