@@ -390,6 +390,12 @@ main_start_core(struct main_state *st, const struct config *cfg,
 	}
 	if (spool_set_queue_group(*sp, SENDQ_QUEUE_GROUP, &err) != 0)
 		log_warn("spool: %s", err.msg);
+	/* Before anything reads queue/: a crash may have left messages
+	 * whose files only the write-ahead log holds. */
+	if (spool_wal_open(*sp, 0, &err) != 0) {
+		log_err("cannot open the spool's write-ahead log: %s", err.msg);
+		return EX_CANTCREAT;
+	}
 	if ((st->base = event_base_new()) == NULL) {
 		log_err("cannot create the event loop");
 		return EX_OSERR;

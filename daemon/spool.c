@@ -56,6 +56,7 @@
 #include "log.h"
 #include "msgfix.h"
 #include "spool.h"
+#include "wal.h"
 #include "util.h"
 
 #define SPOOL_ID_LEN       31 /* 10 + 5 + 16 hex digits */
@@ -69,6 +70,15 @@
 #define SPOOL_RM_SYNC_MS 50 /* the default of spool_set_removal_sync_delay */
 
 #define SPOOL_SYNC_THREADS 8 /* fdatasyncs issued at once */
+
+/* Bodies up to this size go to the write-ahead log (spool_group_wal);
+ * larger ones have their files synced, which costs less than writing
+ * them twice. */
+#define SPOOL_WAL_BODY_MAX (256 * 1024)
+/* A group's records at most: the rest of a larger group is synced. */
+#define SPOOL_WAL_GROUP_MAX (1024 * 1024)
+/* Checkpoint: files synced per batch (two per message). */
+#define SPOOL_CKPT_BATCH 256
 
 _Static_assert(SPOOL_ID_LEN < ENVELOPE_ID_MAX, "queue id size");
 
@@ -99,6 +109,7 @@ struct spool {
 	int                 removed; /* queue/ names unlinked since its
 					 * last fsync (spool_sync_removals) */
 	struct spool_async *as;      /* commit thread, or NULL */
+	struct wal         *wal;     /* spool_wal_open, or NULL */
 };
 
 struct spool_async;
@@ -108,6 +119,7 @@ static uint64_t spool_rm_gen(struct spool *);
 static void     spool_rm_synced(struct spool *, uint64_t);
 static int
 spool_unlink_files(struct spool *, const char *, int, struct sq_err *);
+static void spool_id_name(char *, const char *, const char *);
 
 /* A writer's buffer starts at this size and doubles up to SPOOL_WRITE_BUF
  * as the message grows: a message of a few KiB holds 4 KiB, not 64, while
@@ -251,6 +263,8 @@ spool_close(struct spool *sp)
 		close(sp->dir_fd);
 	if (sp->corrupt_fd >= 0)
 		close(sp->corrupt_fd);
+	if (sp->wal != NULL)
+		wal_close(sp->wal);
 	free(sp->failed_dir);
 	free(sp->corrupt_dir);
 	free(sp->dir);
@@ -333,10 +347,34 @@ spool_make_id(char *id, size_t idsz, struct sq_err *err)
 	return 0;
 }
 
+/* Read exactly len bytes of fd from offset off: 0, -EIO when the file
+ * is shorter, or -errno. */
+static int
+spool_pread_all(int fd, void *buf, size_t len, off_t off)
+{
+	char   *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		n = pread(fd, p, len, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		p += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
 /*
  * Create dir/name exclusively (mode whatever the umask, umask_bits: see
  * struct spool), lock it and make sure recovery did not unlink it before
- * the lock was ours.  Returns the fd, -EEXIST when the name is taken, or
+ * the lock was ours.  Returns the fd (read-write: a body is read back
+ * for its write-ahead log record), -EEXIST when the name is taken, or
  * another -errno with err.
  */
 static int
@@ -348,7 +386,7 @@ spool_create_locked(const struct spool *sp, int dirfd, const char *dirpath,
 
 	for (tries = 0; tries < SPOOL_CREATE_TRIES; tries++) {
 		fd = openat(dirfd, name,
-		    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+		    O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
 		if (fd < 0) {
 			if (errno == EEXIST)
 				return -EEXIST;
@@ -779,6 +817,7 @@ struct spool_gc_item {
 	int            msg_fd;  /* the writer's, not owned; -1 none */
 	int            foreign; /* queue/ID.msg belongs to its writer */
 	int            env_moved;
+	int            walled; /* durable by its write-ahead log record */
 	char          *text;
 	size_t         len;
 	int            rc;
@@ -981,6 +1020,62 @@ spool_sync_batch(struct spool_pool *pool, const int *fds, int *rcs, size_t n)
 	}
 }
 
+struct spool_pending {
+	struct spool_pending *next;
+	struct spool_writer  *w;
+	struct spool_gc_item  it;
+	struct sq_err         err;
+	spool_commit_fn       fn;
+	void                 *arg;
+};
+
+struct spool_rm {
+	struct spool_rm *next;
+	char             id[ENVELOPE_ID_MAX];
+};
+
+/* The ids of the messages in one segment of the write-ahead log. */
+struct spool_wal_ids {
+	char (*ids)[ENVELOPE_ID_MAX];
+	size_t n, cap;
+};
+
+struct spool_async {
+	struct spool         *sp;
+	pthread_t             tid;    /* the commit thread */
+	pthread_t             rm_tid; /* the removal thread */
+	int                   rm_started;
+	pthread_mutex_t       mu;
+	pthread_cond_t        cv;    /* todo or stop */
+	pthread_cond_t        rm_cv; /* rms, stop or rm_synced moved */
+	struct spool_pending *todo, **todo_tail;
+	struct spool_pending *running; /* the commit thread's round */
+	struct spool_pending *done, **done_tail;
+	size_t                n_todo;
+	struct spool_rm      *rms; /* removals to make */
+	/* Removals (renames and unlinks in queue/) are counted in batches:
+	 * rm_gen is the last batch the removal thread has made, rm_synced
+	 * the last one an fsync of queue/ has covered, its own or a
+	 * commit's (spool_rm_synced). */
+	uint64_t          rm_gen, rm_synced;
+	struct spool_pool pool; /* the commit thread's fdatasyncs */
+	int               stop;
+	int               efd; /* eventfd: done is not empty */
+	/* The write-ahead log (sp->wal): the ids of the messages whose
+	 * records each segment holds (appended by the commit thread, under
+	 * mu), the segments due for a checkpoint (set under mu when an
+	 * append filled one; the removal thread makes it), and wal_mu, held
+	 * by the commit thread from a group's append until its members are
+	 * renamed in and listed: the checkpoint takes it once before it
+	 * reads a segment's list, so that a group that went into the
+	 * segment just before it filled is complete. */
+	struct spool_wal_ids wal_ids[2];
+	int                  ckpt_due[2];
+	pthread_mutex_t      wal_mu;
+	/* spool_wal_stats (under mu). */
+	struct spool_wal_stats wal_stats;
+};
+
 /* Sync the data of every live member's .msg and .env as one batch; a
  * member whose sync fails fails alone.  Returns the members still live. */
 static size_t
@@ -992,7 +1087,7 @@ spool_group_sync(struct spool *sp, struct spool_gc_item *items, size_t n,
 	size_t i, k = 0, live = 0;
 
 	for (i = 0; i < n; i++) {
-		if (items[i].rc != 0)
+		if (items[i].rc != 0 || items[i].walled)
 			continue;
 		fds[k++] = items[i].msg_fd;
 		fds[k++] = items[i].env_fd;
@@ -1003,6 +1098,10 @@ spool_group_sync(struct spool *sp, struct spool_gc_item *items, size_t n,
 
 		if (it->rc != 0)
 			continue;
+		if (it->walled) {
+			live++;
+			continue;
+		}
 		if (rcs[k] != 0)
 			it->rc = spool_fail(it->err, rcs[k], "fdatasync",
 			    sp->queue_dir, it->msg_name);
@@ -1018,17 +1117,131 @@ spool_group_sync(struct spool *sp, struct spool_gc_item *items, size_t n,
 	return live;
 }
 
-/* Run the group; items with rc != 0 on entry have already failed.
- * Returns the number of sync batches made. */
+/*
+ * The write-ahead log's part of a group (spool_group_run, commit thread
+ * only, with as->wal_mu held): every live member whose body is small
+ * enough gets a record (id, envelope text, body read back from its
+ * queue/ID.msg, which is in the page cache), all of them are appended
+ * with one write and made durable with one fdatasync of the segment
+ * (wal.h: an overwrite, no file system journal commit).  Those members
+ * are walled: their files need no sync.  A member left out (a large
+ * body, the log full or failing) keeps walled 0 and has its files
+ * synced by the caller.  A failed fdatasync fails the members it
+ * covered.  Returns the number walled.
+ */
+static size_t
+spool_group_wal(struct spool_async *as, struct spool_gc_item *items, size_t n)
+{
+	struct spool   *sp = as->sp;
+	struct wal_rec *recs = xcalloc(n, sizeof(*recs));
+	size_t         *idx = xcalloc(n, sizeof(*idx));
+	unsigned char  *bodies = NULL;
+	struct wal_pos  pos;
+	struct sq_err   err;
+	struct stat     st;
+	size_t          i, k = 0, total = 0, body_total = 0, off, sz;
+	int             rc;
+
+	for (i = 0; i < n; i++) {
+		struct spool_gc_item *it = &items[i];
+		struct wal_rec        rec;
+
+		if (it->rc != 0 || it->msg_fd < 0 ||
+		    fstat(it->msg_fd, &st) != 0 ||
+		    st.st_size > SPOOL_WAL_BODY_MAX)
+			continue;
+		rec = (struct wal_rec){ WAL_MSG, it->id, strlen(it->id),
+			it->text, it->len, NULL, (size_t)st.st_size };
+		sz = wal_record_size(&rec);
+		if (total + sz > SPOOL_WAL_GROUP_MAX ||
+		    total + sz > wal_capacity(sp->wal))
+			continue;
+		total += sz;
+		body_total += rec.b_len;
+		recs[k] = rec;
+		idx[k++] = i;
+	}
+	if (k == 0)
+		goto out;
+	bodies = xmalloc(body_total + 1);
+	for (i = 0, off = 0; i < k; i++) {
+		if (recs[i].b_len > 0 &&
+		    spool_pread_all(items[idx[i]].msg_fd, bodies + off,
+			recs[i].b_len, 0) != 0) {
+			/* Unreadable now: the file path will say why. */
+			memmove(&recs[i], &recs[i + 1],
+			    (k - i - 1) * sizeof(*recs));
+			memmove(&idx[i], &idx[i + 1],
+			    (k - i - 1) * sizeof(*idx));
+			k--;
+			i--;
+			continue;
+		}
+		recs[i].b = bodies + off;
+		off += recs[i].b_len;
+	}
+	if (k == 0)
+		goto out;
+	if ((rc = wal_append(sp->wal, recs, k, &pos, &err)) != 0) {
+		if (rc != -ENOSPC)
+			log_warn("spool: %s (files synced instead)", err.msg);
+		k = 0;
+		goto out;
+	}
+	if ((rc = wal_sync(sp->wal, &pos, &err)) != 0) {
+		for (i = 0; i < k; i++)
+			items[idx[i]].rc = sq_err_set(items[idx[i]].err, rc,
+			    "%s", err.msg);
+		k = 0;
+		goto out;
+	}
+	pthread_mutex_lock(&as->mu);
+	{
+		struct spool_wal_ids *l = &as->wal_ids[pos.seg];
+
+		if (l->n + k > l->cap) {
+			l->cap = (l->n + k) * 2;
+			l->ids = xreallocarray(l->ids, l->cap, sizeof(*l->ids));
+		}
+		for (i = 0; i < k; i++) {
+			items[idx[i]].walled = 1;
+			memcpy(l->ids[l->n++], items[idx[i]].id,
+			    sizeof(l->ids[0]));
+		}
+	}
+	if (pos.rotated) {
+		as->ckpt_due[pos.full_seg] = 1;
+		pthread_cond_broadcast(&as->rm_cv);
+	}
+	as->wal_stats.groups++;
+	as->wal_stats.messages += k;
+	pthread_mutex_unlock(&as->mu);
+out:
+	free(bodies);
+	free(recs);
+	free(idx);
+	return k;
+}
+
+/* Run the group; items with rc != 0 on entry have already failed.  With
+ * as (the commit thread's round) its pool makes the fdatasyncs, and with
+ * a write-ahead log (sp->wal) the small members are made durable by it
+ * (spool_group_wal): their files need no sync, and the group no fsync of
+ * queue/ unless a member had its files synced.  Returns the number of
+ * sync batches made. */
 static unsigned
 spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n,
-    struct spool_pool *pool)
+    struct spool_async *as)
 {
-	uint64_t rm_gen;
-	size_t   i, live = 0, done = 0;
-	unsigned syncs = 0;
-	int      rc, changed = 0;
+	struct spool_pool *pool = as != NULL ? &as->pool : NULL;
+	uint64_t           rm_gen;
+	size_t             i, live = 0, done = 0, walled = 0, synced = 0;
+	unsigned           syncs = 0;
+	int                rc, changed = 0, use_wal;
 
+	use_wal = as != NULL && sp->wal != NULL;
+	if (use_wal)
+		pthread_mutex_lock(&as->wal_mu);
 	for (i = 0; i < n; i++) {
 		struct spool_gc_item *it = &items[i];
 
@@ -1044,7 +1257,9 @@ spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n,
 	if (live == 0)
 		goto out;
 	syncs++;
-	if (spool_group_sync(sp, items, n, pool) == 0)
+	if (use_wal)
+		walled = spool_group_wal(as, items, n);
+	if (walled < live && spool_group_sync(sp, items, n, pool) == 0)
 		goto out;
 	for (i = 0; i < n; i++) {
 		struct spool_gc_item *it = &items[i];
@@ -1058,9 +1273,11 @@ spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n,
 		}
 		it->env_moved = 1;
 		done++;
+		if (!it->walled)
+			synced++;
 	}
-	if (done == 0)
-		goto out;
+	if (synced == 0)
+		goto out; /* the log made every name it needs durable */
 	syncs++;
 	rm_gen = spool_rm_gen(sp);
 	if (fsync(sp->queue_fd) == 0)
@@ -1068,7 +1285,7 @@ spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n,
 	else {
 		rc = -errno;
 		for (i = 0; i < n; i++)
-			if (items[i].rc == 0)
+			if (items[i].rc == 0 && !items[i].walled)
 				items[i].rc = spool_fail(items[i].err, rc,
 				    "fsync", sp->queue_dir, NULL);
 	}
@@ -1087,7 +1304,15 @@ out:
 	}
 	if (changed)
 		fsync(sp->queue_fd);
-	log_debug("spool: group commit: %zu messages, %u syncs", done, syncs);
+	if (use_wal) {
+		pthread_mutex_lock(&as->mu);
+		as->wal_stats.file_synced += synced;
+		pthread_mutex_unlock(&as->mu);
+		pthread_mutex_unlock(&as->wal_mu);
+	}
+	log_debug("spool: group commit: %zu messages (%zu by the log), %u "
+		  "syncs",
+	    done, walled, syncs);
 	return syncs;
 }
 
@@ -1129,7 +1354,9 @@ spool_commit_group(struct spool_writer **w, struct envelope **envs, size_t n,
 	items = xcalloc(n, sizeof(*items));
 	for (i = 0; i < n; i++)
 		spool_gc_prepare(sp, w[i], envs[i], &items[i], &errs[i]);
-	spool_group_run(sp, items, n, NULL);
+	/* With a write-ahead log, through it as the commit thread does (its
+	 * wal_mu makes the two take turns, the pool included). */
+	spool_group_run(sp, items, n, sp->wal != NULL ? sp->as : NULL);
 	for (i = 0; i < n; i++) {
 		results[i] = items[i].rc;
 		/* The lock goes with the fd, after the renames. */
@@ -1150,43 +1377,6 @@ spool_commit_group(struct spool_writer **w, struct envelope **envs, size_t n,
  * (spool_sync_removals) is covered by the group's fsync of queue/, or
  * made alone.
  */
-struct spool_pending {
-	struct spool_pending *next;
-	struct spool_writer  *w;
-	struct spool_gc_item  it;
-	struct sq_err         err;
-	spool_commit_fn       fn;
-	void                 *arg;
-};
-
-struct spool_rm {
-	struct spool_rm *next;
-	char             id[ENVELOPE_ID_MAX];
-};
-
-struct spool_async {
-	struct spool         *sp;
-	pthread_t             tid;    /* the commit thread */
-	pthread_t             rm_tid; /* the removal thread */
-	int                   rm_started;
-	pthread_mutex_t       mu;
-	pthread_cond_t        cv;    /* todo or stop */
-	pthread_cond_t        rm_cv; /* rms, stop or rm_synced moved */
-	struct spool_pending *todo, **todo_tail;
-	struct spool_pending *running; /* the commit thread's round */
-	struct spool_pending *done, **done_tail;
-	size_t                n_todo;
-	struct spool_rm      *rms; /* removals to make */
-	/* Removals (renames and unlinks in queue/) are counted in batches:
-	 * rm_gen is the last batch the removal thread has made, rm_synced
-	 * the last one an fsync of queue/ has covered, its own or a
-	 * commit's (spool_rm_synced). */
-	uint64_t          rm_gen, rm_synced;
-	struct spool_pool pool; /* the commit thread's fdatasyncs */
-	int               stop;
-	int               efd; /* eventfd: done is not empty */
-};
-
 /* One round of the commit thread: the group. */
 static void
 spool_async_round(struct spool_async *as, struct spool_pending *list, size_t n)
@@ -1198,7 +1388,7 @@ spool_async_round(struct spool_async *as, struct spool_pending *list, size_t n)
 	items = xcalloc(n, sizeof(*items));
 	for (i = 0, p = list; p != NULL; p = p->next, i++)
 		items[i] = p->it;
-	spool_group_run(as->sp, items, n, &as->pool);
+	spool_group_run(as->sp, items, n, as);
 	for (i = 0, p = list; p != NULL; p = p->next, i++) {
 		p->it.rc = items[i].rc;
 		/* The lock goes with the fd, after the renames. */
@@ -1310,6 +1500,195 @@ spool_rm_synced(struct spool *sp, uint64_t gen)
  * removal).  Until then a power cut may bring a message back (delivered
  * twice, never lost), as spool_remove_unsynced says.
  */
+/*
+ * Sync the files of every message in segment seg's list that is still
+ * queued (batches of fdatasyncs, then one fsync of queue/) and empty the
+ * list.  Returns the number of failures (logged).
+ */
+static size_t
+spool_sync_listed(struct spool_async *as, int seg)
+{
+	struct spool        *sp = as->sp;
+	struct spool_wal_ids l;
+	char                 name[ENVELOPE_ID_MAX + 8];
+	int    fds[2 * SPOOL_CKPT_BATCH], rcs[2 * SPOOL_CKPT_BATCH];
+	size_t i = 0, k, j, failed = 0, synced = 0;
+	int    fd;
+
+	pthread_mutex_lock(&as->mu);
+	l = as->wal_ids[seg];
+	memset(&as->wal_ids[seg], 0, sizeof(as->wal_ids[seg]));
+	pthread_mutex_unlock(&as->mu);
+	while (i < l.n) {
+		for (k = 0; i < l.n && k < 2 * SPOOL_CKPT_BATCH; i++) {
+			spool_id_name(name, l.ids[i], ".env");
+			fd = openat(sp->queue_fd, name,
+			    O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+			if (fd < 0)
+				continue; /* delivered (or being removed) */
+			fds[k++] = fd;
+			spool_id_name(name, l.ids[i], ".msg");
+			fd = openat(sp->queue_fd, name,
+			    O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+			if (fd >= 0)
+				fds[k++] = fd;
+			synced++;
+		}
+		spool_sync_batch(NULL, fds, rcs, k);
+		for (j = 0; j < k; j++) {
+			if (rcs[j] != 0 && failed++ == 0)
+				log_err("spool: checkpoint: fdatasync: %s",
+				    strerror(-rcs[j]));
+			close(fds[j]);
+		}
+	}
+	if (failed == 0 && fsync(sp->queue_fd) != 0) {
+		log_err("spool: checkpoint: fsync %s: %s", sp->queue_dir,
+		    strerror(errno));
+		failed++;
+	}
+	log_debug("spool: log segment %d: %zu of %zu messages still queued, "
+		  "synced",
+	    seg, synced, l.n);
+	free(l.ids);
+	return failed;
+}
+
+/*
+ * A checkpoint frees segment seg of the write-ahead log (removal thread,
+ * when a group's append filled it): the files of every message it holds
+ * that is still queued are synced (batches of fdatasyncs, then one fsync
+ * of queue/), so that its records are needed no more, and it is retired
+ * (wal_retire: a new epoch, nothing of it replayed).  The messages
+ * delivered meanwhile (most of them, while the smarthost keeps up) cost
+ * nothing.  A sync that fails leaves the segment full: groups then have
+ * their files synced, as without a log (logged).
+ */
+static void
+spool_checkpoint(struct spool_async *as, int seg)
+{
+	struct sq_err err;
+
+	/* A group that went into seg just before it filled is complete. */
+	pthread_mutex_lock(&as->wal_mu);
+	pthread_mutex_unlock(&as->wal_mu);
+	if (spool_sync_listed(as, seg) != 0) {
+		log_err("spool: the write-ahead log stays full: every commit "
+			"now syncs its files");
+		return;
+	}
+	if (wal_retire(as->sp->wal, seg, &err) != 0) {
+		log_err("spool: checkpoint: %s", err.msg);
+		return;
+	}
+	pthread_mutex_lock(&as->mu);
+	as->wal_stats.checkpoints++;
+	pthread_mutex_unlock(&as->mu);
+}
+
+/*
+ * A clean stop (spool_async_stop, the threads gone): the files of every
+ * message the log still holds are synced and the log is emptied, so that
+ * after a clean stop queue/ alone is the whole truth (for sendq-showq
+ * while sendqd is down, for an operator's tools), and the next start has
+ * nothing to replay.  On a failure the log is kept: the next start
+ * replays it.
+ */
+static void
+spool_wal_quiesce(struct spool_async *as)
+{
+	struct sq_err err;
+
+	if (spool_sync_listed(as, 0) + spool_sync_listed(as, 1) != 0)
+		return;
+	if (wal_reset(as->sp->wal, &err) != 0)
+		log_err("spool: %s (replayed at the next start)", err.msg);
+}
+
+/* A segment due for a checkpoint (taken: cleared), or -1; under mu. */
+static int
+spool_ckpt_take(struct spool_async *as)
+{
+	int seg;
+
+	for (seg = 0; seg < 2; seg++)
+		if (as->ckpt_due[seg]) {
+			as->ckpt_due[seg] = 0;
+			return seg;
+		}
+	return -1;
+}
+
+/*
+ * Make the removal of every message in list durable in the write-ahead
+ * log (a REMOVE record each, one append, one shared fdatasync) BEFORE any
+ * of their files is unlinked: an unlink that reached the disk must never
+ * leave a message's record in the log without its removal, or start-up
+ * would bring a delivered message back.  A log that is full waits for
+ * the checkpoint that frees it (made here: this is the thread that makes
+ * them).  0 or -errno (logged; the caller then unlinks nothing: each
+ * ID.del says "delivered" to the next start-up's recovery).
+ */
+static int
+spool_wal_removed(struct spool_async *as, const struct spool_rm *list)
+{
+	struct spool          *sp = as->sp;
+	const struct spool_rm *r;
+	struct wal_rec        *recs;
+	struct wal_pos         pos;
+	struct sq_err          err;
+	size_t                 n = 0, i = 0;
+	int                    rc, seg, tries;
+
+	for (r = list; r != NULL; r = r->next)
+		n++;
+	recs = xcalloc(n, sizeof(*recs));
+	for (r = list; r != NULL; r = r->next, i++)
+		recs[i] = (struct wal_rec){ WAL_REMOVE, r->id, strlen(r->id),
+			NULL, 0, NULL, 0 };
+	for (tries = 0;; tries++) {
+		rc = wal_append(sp->wal, recs, n, &pos, &err);
+		if (rc != -ENOSPC || tries > 0)
+			break;
+		pthread_mutex_lock(&as->mu);
+		seg = spool_ckpt_take(as);
+		pthread_mutex_unlock(&as->mu);
+		if (seg < 0)
+			break;
+		spool_checkpoint(as, seg);
+	}
+	if (rc == 0)
+		rc = wal_sync(sp->wal, &pos, &err);
+	free(recs);
+	if (rc != 0) {
+		log_err("spool: %s: delivered messages keep their files in %s "
+			"until sendqd starts again",
+		    err.msg, sp->queue_dir);
+		return rc;
+	}
+	pthread_mutex_lock(&as->mu);
+	if (pos.rotated) {
+		as->ckpt_due[pos.full_seg] = 1;
+		pthread_cond_broadcast(&as->rm_cv);
+	}
+	as->wal_stats.removals += n;
+	pthread_mutex_unlock(&as->mu);
+	return 0;
+}
+
+/*
+ * The removal thread: unlinks delivered messages (an unlink frees blocks,
+ * which may wait on the device: never on the loop, never in the way of a
+ * commit) and makes its removals stable with an fsync of queue/: the
+ * next group commit's, which covers every removal made before it, when
+ * one comes within SPOOL_RM_SYNC_MS of the first removal not yet
+ * covered, else its own.  While sendqd takes mail, removals then cost no
+ * journal commit of their own (issue 14: one fsync for intake and
+ * removal).  Until then a power cut may bring a message back (delivered
+ * twice, never lost), as spool_remove_unsynced says.  With a write-ahead
+ * log, each batch is first recorded there (spool_wal_removed), and this
+ * thread makes the log's checkpoints.
+ */
 static void *
 spool_rm_main(void *arg)
 {
@@ -1319,17 +1698,26 @@ spool_rm_main(void *arg)
 	struct sq_err       err;
 	struct timespec     deadline = { 0 };
 	uint64_t            gen;
-	int                 rc;
+	int                 rc, seg, keep;
 
 	pthread_mutex_lock(&as->mu);
 	for (;;) {
+		if (sp->wal != NULL && (seg = spool_ckpt_take(as)) >= 0) {
+			pthread_mutex_unlock(&as->mu);
+			spool_checkpoint(as, seg);
+			pthread_mutex_lock(&as->mu);
+			continue;
+		}
 		if (as->rms != NULL) {
 			list = as->rms;
 			as->rms = NULL;
 			pthread_mutex_unlock(&as->mu);
+			keep = sp->wal != NULL &&
+			    spool_wal_removed(as, list) != 0;
 			while ((r = list) != NULL) {
 				list = r->next;
-				if (spool_unlink_files(sp, r->id, 1, &err) != 0)
+				if (!keep &&
+				    spool_unlink_files(sp, r->id, 1, &err) != 0)
 					log_err("msgid=%s: done but cannot "
 						"remove it from the spool: %s "
 						"(it may be sent again)",
@@ -1445,6 +1833,7 @@ spool_async_start(struct spool *sp, struct sq_err *err)
 		return sq_err_set(err, rc, "eventfd: %s", strerror(-rc));
 	}
 	pthread_mutex_init(&as->mu, NULL);
+	pthread_mutex_init(&as->wal_mu, NULL);
 	pthread_cond_init(&as->cv, NULL);
 	{
 		pthread_condattr_t ca;
@@ -1457,6 +1846,7 @@ spool_async_start(struct spool *sp, struct sq_err *err)
 	if ((rc = pthread_create(&as->tid, NULL, spool_async_main, as)) != 0) {
 		close(as->efd);
 		pthread_mutex_destroy(&as->mu);
+		pthread_mutex_destroy(&as->wal_mu);
 		pthread_cond_destroy(&as->cv);
 		pthread_cond_destroy(&as->rm_cv);
 		free(as);
@@ -1563,13 +1953,18 @@ spool_async_stop(struct spool *sp)
 	pthread_join(as->tid, NULL);
 	if (as->rm_started)
 		pthread_join(as->rm_tid, NULL);
+	if (sp->wal != NULL)
+		spool_wal_quiesce(as);
 	spool_pool_fini(&as->pool);
 	spool_async_dispatch(sp);
 	sp->as = NULL;
 	close(as->efd);
 	pthread_mutex_destroy(&as->mu);
+	pthread_mutex_destroy(&as->wal_mu);
 	pthread_cond_destroy(&as->cv);
 	pthread_cond_destroy(&as->rm_cv);
+	free(as->wal_ids[0].ids);
+	free(as->wal_ids[1].ids);
 	free(as);
 }
 
@@ -2065,6 +2460,51 @@ spool_message_size(struct spool *sp, const char *id, uint64_t *size,
 	return 0;
 }
 
+/*
+ * With a write-ahead log, a message's body file may not be durable yet
+ * (its record is): sync it before anything durable is made from it (a
+ * replaced envelope, a hard link in failed/), since a start-up keeps an
+ * envelope it finds whole and rewrites only a body that differs from
+ * the record (spool_wal_open).  0 or -errno with err.
+ */
+static int
+spool_settle_body(struct spool *sp, const char *id, struct sq_err *err)
+{
+	char name[ENVELOPE_ID_MAX + 8];
+	int  fd, rc = 0;
+
+	if (sp->wal == NULL)
+		return 0;
+	spool_id_name(name, id, ".msg");
+	if ((fd = openat(sp->queue_fd, name,
+		 O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+		return spool_fail(err, -errno, "open", sp->queue_dir, name);
+	if (fdatasync(fd) != 0)
+		rc = spool_fail(err, -errno, "fdatasync", sp->queue_dir, name);
+	close(fd);
+	return rc;
+}
+
+/* Before a removal that will be made durable (spool_remove), or one made
+ * on the caller's thread: its record in the write-ahead log first
+ * (spool_wal_removed).  0 or -errno with err. */
+static int
+spool_wal_remove_now(struct spool *sp, const char *id, struct sq_err *err)
+{
+	struct spool_rm r;
+	int             rc;
+
+	if (sp->wal == NULL || sp->as == NULL)
+		return 0;
+	memset(&r, 0, sizeof(r));
+	snprintf(r.id, sizeof(r.id), "%s", id);
+	if ((rc = spool_wal_removed(sp->as, &r)) != 0)
+		return sq_err_set(err, rc,
+		    "cannot record the removal of %s in %s/wal: %s", id,
+		    sp->dir, strerror(-rc));
+	return 0;
+}
+
 int
 spool_update_envelope(struct spool *sp, const struct envelope *env,
     struct sq_err *err)
@@ -2081,6 +2521,8 @@ spool_update_envelope(struct spool *sp, const struct envelope *env,
 	if (!spool_exists(sp->queue_fd, name))
 		return sq_err_set(err, SQ_ENOTFOUND, "no message %s in %s",
 		    env->id, sp->queue_dir);
+	if ((rc = spool_settle_body(sp, env->id, err)) != 0)
+		return rc;
 	text = envelope_format(env, &len);
 	fd = spool_write_file(sp, sp->tmp_fd, sp->tmp_dir, upd, sp->env_mode,
 	    text, len, err);
@@ -2144,6 +2586,8 @@ spool_remove(struct spool *sp, const char *id, struct sq_err *err)
 {
 	int rc;
 
+	if (spool_id_valid(id) && (rc = spool_wal_remove_now(sp, id, err)) != 0)
+		return rc;
 	if ((rc = spool_unlink_message(sp, id, err)) != 0)
 		return rc;
 	sp->removed = 0; /* this fsync covers the earlier ones too */
@@ -2177,6 +2621,8 @@ spool_remove_unsynced(struct spool *sp, const char *id, struct sq_err *err)
 		sp->removed = 1;
 		return 0;
 	}
+	if (spool_id_valid(id) && (rc = spool_wal_remove_now(sp, id, err)) != 0)
+		return rc;
 	if ((rc = spool_unlink_message(sp, id, err)) == 0)
 		sp->removed = 1;
 	return rc;
@@ -2211,6 +2657,8 @@ spool_hold_failed(struct spool *sp, const struct envelope *env,
 	snprintf(base, sizeof(base), "%s.%u", env->id, attempt);
 	snprintf(msg, sizeof(msg), "%s.msg", env->id);
 	snprintf(tmpname, sizeof(tmpname), "%s.failed", env->id);
+	if ((rc = spool_settle_body(sp, env->id, err)) != 0)
+		return rc;
 	text = envelope_format(env, &len);
 	fd = spool_write_file(sp, sp->tmp_fd, sp->tmp_dir, tmpname, 0600, text,
 	    len, err);
@@ -2384,4 +2832,256 @@ spool_set_queue_group(struct spool *sp, const char *group, struct sq_err *err)
 	if (sp->env_mode == 0640)
 		spool_fix_envelopes(sp, group, gid);
 	return 0;
+}
+
+/*
+ * Start-up replay of the write-ahead log (spool_wal_open).  Pass 1 lists
+ * the ids of the REMOVE records; pass 2 goes through the records in
+ * order: a REMOVE completes its removal (the message was delivered: its
+ * remaining files go), a MSG whose message was not removed (no REMOVE
+ * record, no ID.del) gets its files back: a queue/ID.msg that differs
+ * from the record's body is rewritten, a queue/ID.env that does not
+ * parse (missing, empty, torn) is rewritten from the record's envelope
+ * (one that parses is kept: an update after the record was made durable
+ * by spool_update_envelope, which settles the body first).  Every file
+ * of a replayed message is then synced (batches of fdatasyncs, one
+ * fsync of queue/), and only then is the log reset.  A crash during the
+ * replay replays again.
+ */
+struct spool_replay {
+	struct spool *sp;
+	int           pass;
+	char (*removed)[ENVELOPE_ID_MAX];
+	size_t n_removed, cap_removed;
+	int    fds[2 * SPOOL_CKPT_BATCH];
+	size_t n_fds;
+	size_t restored, kept, dropped, failed;
+};
+
+static int
+spool_cmp_ids(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* Sync and close the replay's open files; failures counted. */
+static void
+spool_replay_flush(struct spool_replay *rp)
+{
+	int    rcs[2 * SPOOL_CKPT_BATCH];
+	size_t i;
+
+	spool_sync_batch(NULL, rp->fds, rcs, rp->n_fds);
+	for (i = 0; i < rp->n_fds; i++) {
+		if (rcs[i] != 0 && rp->failed++ == 0)
+			log_err("spool: replay: fdatasync: %s",
+			    strerror(-rcs[i]));
+		close(rp->fds[i]);
+	}
+	rp->n_fds = 0;
+}
+
+static void
+spool_replay_keep_fd(struct spool_replay *rp, int fd)
+{
+	if (rp->n_fds == sizeof(rp->fds) / sizeof(rp->fds[0]))
+		spool_replay_flush(rp);
+	rp->fds[rp->n_fds++] = fd;
+}
+
+/* Is queue/name a file of exactly len bytes equal to data? */
+static int
+spool_file_equals(struct spool *sp, const char *name, const void *data,
+    size_t len)
+{
+	struct stat st;
+	char       *buf;
+	int         fd, same = 0;
+
+	if ((fd = openat(sp->queue_fd, name,
+		 O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+		return 0;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (uint64_t)st.st_size == len) {
+		buf = xmalloc(len + 1);
+		same = spool_pread_all(fd, buf, len, 0) == 0 &&
+		    memcmp(buf, data, len) == 0;
+		free(buf);
+	}
+	close(fd);
+	return same;
+}
+
+/* Give message id back its files from a MSG record (see above). */
+static void
+spool_replay_msg(struct spool_replay *rp, const char *id,
+    const struct wal_rec *rec)
+{
+	struct spool    *sp = rp->sp;
+	struct envelope *env = NULL;
+	struct sq_err    err;
+	char             msg[ENVELOPE_ID_MAX + 8], envn[ENVELOPE_ID_MAX + 8];
+	int              fd;
+
+	spool_id_name(msg, id, ".del");
+	if (spool_exists(sp->queue_fd, msg)) {
+		rp->dropped++; /* delivered: recovery removes it */
+		return;
+	}
+	spool_id_name(msg, id, ".msg");
+	spool_id_name(envn, id, ".env");
+	if (spool_file_equals(sp, msg, rec->b, rec->b_len))
+		fd = openat(sp->queue_fd, msg,
+		    O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	else {
+		fd = spool_write_file_sync(sp, sp->queue_fd, sp->queue_dir, msg,
+		    0600, rec->b, rec->b_len, 0, &err);
+		if (fd < 0) {
+			log_err("spool: replay of msgid=%s: %s", id, err.msg);
+			rp->failed++;
+			return;
+		}
+		rp->restored++;
+	}
+	if (fd >= 0)
+		spool_replay_keep_fd(rp, fd);
+	if (spool_load_envelope(sp, id, &env, &err) == 0) {
+		envelope_free(env);
+		fd = openat(sp->queue_fd, envn,
+		    O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		rp->kept++;
+	} else {
+		fd = spool_write_file_sync(sp, sp->tmp_fd, sp->tmp_dir, envn,
+		    sp->env_mode, rec->a, rec->a_len, 0, &err);
+		if (fd >= 0 &&
+		    renameat(sp->tmp_fd, envn, sp->queue_fd, envn) != 0) {
+			spool_fail(&err, -errno, "rename into queue/",
+			    sp->tmp_dir, envn);
+			unlinkat(sp->tmp_fd, envn, 0);
+			close(fd);
+			fd = -1;
+		}
+		if (fd < 0) {
+			log_err("spool: replay of msgid=%s: %s", id, err.msg);
+			rp->failed++;
+			return;
+		}
+		rp->restored++;
+	}
+	if (fd >= 0)
+		spool_replay_keep_fd(rp, fd);
+}
+
+static int
+spool_replay_rec(void *arg, const struct wal_rec *rec)
+{
+	struct spool_replay *rp = arg;
+	struct sq_err        err;
+	char                 id[ENVELOPE_ID_MAX];
+
+	if (rec->id_len >= sizeof(id))
+		return 0;
+	memcpy(id, rec->id, rec->id_len);
+	id[rec->id_len] = '\0';
+	if (!spool_id_valid(id)) {
+		log_warn("spool: replay: a record for \"%s\", not a queue id: "
+			 "skipped",
+		    id);
+		return 0;
+	}
+	if (rp->pass == 1) {
+		if (rec->type != WAL_REMOVE)
+			return 0;
+		if (rp->n_removed == rp->cap_removed) {
+			rp->cap_removed = rp->cap_removed ?
+			    2 * rp->cap_removed :
+			    64;
+			rp->removed = xreallocarray(rp->removed,
+			    rp->cap_removed, sizeof(*rp->removed));
+		}
+		memcpy(rp->removed[rp->n_removed++], id, sizeof(id));
+		return 0;
+	}
+	if (rec->type == WAL_REMOVE) {
+		/* Delivered: whatever is left of it goes. */
+		if (spool_unlink_files(rp->sp, id, 0, &err) == 0)
+			rp->dropped++;
+		return 0;
+	}
+	if (rp->n_removed > 0 &&
+	    bsearch(id, rp->removed, rp->n_removed, sizeof(*rp->removed),
+		spool_cmp_ids) != NULL)
+		return 0;
+	spool_replay_msg(rp, id, rec);
+	return 0;
+}
+
+int
+spool_wal_open(struct spool *sp, size_t seg_size, struct sq_err *err)
+{
+	struct spool_replay rp;
+	char               *path;
+	int                 rc, n;
+
+	if (sp->as != NULL)
+		return sq_err_set(err, -EINVAL,
+		    "spool_wal_open after spool_async_start");
+	path = xasprintf("%s/wal", sp->dir);
+	rc = wal_open(path, seg_size ? seg_size : WAL_SEG_SIZE, &sp->wal, err);
+	free(path);
+	if (rc != 0)
+		return rc;
+	memset(&rp, 0, sizeof(rp));
+	rp.sp = sp;
+	rp.pass = 1;
+	if ((n = wal_replay(sp->wal, spool_replay_rec, &rp, err)) < 0) {
+		rc = n;
+		goto fail;
+	}
+	if (n > 0) {
+		if (rp.n_removed > 0)
+			qsort(rp.removed, rp.n_removed, sizeof(*rp.removed),
+			    spool_cmp_ids);
+		rp.pass = 2;
+		if ((rc = wal_replay(sp->wal, spool_replay_rec, &rp, err)) < 0)
+			goto fail;
+		spool_replay_flush(&rp);
+		if (rp.failed == 0 &&
+		    (fsync(sp->queue_fd) != 0 || fsync(sp->tmp_fd) != 0))
+			rp.failed++;
+		if (rp.failed > 0) {
+			/* The log stays as it is: the next start replays
+			 * it again. */
+			rc = sq_err_set(err, -EIO,
+			    "%s/wal: replay failed for %zu files (see above)",
+			    sp->dir, rp.failed);
+			goto fail;
+		}
+		log_info("spool: write-ahead log replayed: %d records, %zu "
+			 "files rewritten, %zu kept, %zu delivered messages "
+			 "dropped",
+		    n, rp.restored, rp.kept, rp.dropped);
+	}
+	if ((rc = wal_reset(sp->wal, err)) != 0)
+		goto fail;
+	free(rp.removed);
+	return 0;
+fail:
+	free(rp.removed);
+	wal_close(sp->wal);
+	sp->wal = NULL;
+	return rc;
+}
+
+void
+spool_wal_stats(struct spool *sp, struct spool_wal_stats *out)
+{
+	struct spool_async *as = sp->as;
+
+	memset(out, 0, sizeof(*out));
+	if (as == NULL)
+		return;
+	pthread_mutex_lock(&as->mu);
+	*out = as->wal_stats;
+	pthread_mutex_unlock(&as->mu);
 }

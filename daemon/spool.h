@@ -190,7 +190,9 @@ void spool_writer_abort(struct spool_writer *w);
  * filled; the writers are freed in every case.  No message is reported
  * committed before its own data and name are on stable storage.
  * Blocks for the syncs: callers in an event loop run it off the loop or
- * accept that cost once per batch.
+ * accept that cost once per batch.  With the write-ahead log open and the
+ * commit thread started, the small members are made durable by one sync
+ * of the log instead, as the commit thread's are (spool_wal_open).
  */
 void spool_commit_group(struct spool_writer **w, struct envelope **envs,
     size_t n, int *results, struct sq_err *errs);
@@ -225,6 +227,40 @@ void spool_async_stop(struct spool *sp);
  * queue/ should learn of it.  Takes the thread's lock; 0 without one.
  */
 int spool_commit_pending(struct spool *sp, const char *id);
+
+/*
+ * The write-ahead log (wal.h), for the daemon: open spool_dir/wal/
+ * (segments of seg_size bytes, 0 for the default), replay what a crash
+ * left in it, and from spool_async_start() on let the commit thread make
+ * a group durable with one fdatasync of the log instead of syncing each
+ * member's files (bodies up to 256 KiB; larger ones, or all while the log
+ * is full, have their files synced as above).  Such a message's files
+ * are written without a sync; the log holds its record until the message
+ * is delivered (a REMOVE record, made durable before any of its files is
+ * unlinked) or its files are synced by the checkpoint that frees the
+ * segment (the removal thread makes it when a segment fills).  The replay
+ * gives every message the log holds and that was not removed its files
+ * back (a body that differs from the record, an envelope that does not
+ * parse: rewritten; an envelope that parses is kept: an update made it),
+ * drops the files of every removed one, syncs them all, and only then
+ * empties the log.  Call it after spool_open and before the recovery
+ * (spool_recover, spool_recover_lazy) and spool_async_start.  Until the
+ * daemon has replayed it, a reader of queue/ (sendq-showq while sendqd is
+ * down after a crash) may miss the messages whose files a power cut took.
+ * 0, or -errno with err (the log is then left as it was).
+ */
+int spool_wal_open(struct spool *sp, size_t seg_size, struct sq_err *err);
+
+/* The log's work since spool_async_start (zeros without one). */
+struct spool_wal_stats {
+	uint64_t groups;      /* groups made durable by one log sync */
+	uint64_t messages;    /* messages in those groups */
+	uint64_t file_synced; /* messages of those rounds whose files were
+			       * synced instead (large, log full) */
+	uint64_t checkpoints; /* segments freed by a checkpoint */
+	uint64_t removals;    /* REMOVE records */
+};
+void spool_wal_stats(struct spool *sp, struct spool_wal_stats *out);
 
 /*
  * Recovery at daemon start: remove tmp/ files and queue/ .msg files

@@ -1503,3 +1503,324 @@ Test(spool, lazy_recovery_pairs_files_by_name)
 	cr_assert(test_exists("queue", good, ".env"));
 	spool_close(sp);
 }
+
+/*
+ * The write-ahead log (spool_wal_open).  A crash is a child process that
+ * commits through the commit thread and is killed (SIGKILL: no clean
+ * stop, which would sync the files and empty the log); a power cut is
+ * then simulated by taking away what a cut could have taken: files of
+ * logged messages were written without a sync, so any of them may be
+ * missing, empty or torn, and a rename may not have happened.
+ */
+#define TEST_WAL_SEG (64 * 1024)
+#define TEST_WAL_MAX 8
+
+/* What the child did, for the parent: the ids it committed. */
+struct test_wal_run {
+	int  n;
+	char ids[TEST_WAL_MAX][ENVELOPE_ID_MAX];
+};
+
+typedef void (*test_wal_fn)(struct spool *sp, int efd, struct test_wal_run *r);
+
+/* In the child: commit one message, its id into r (0, or -1 failed). */
+static int
+test_wal_commit(struct spool *sp, int efd, const char *body, const char *rcpt,
+    struct test_wal_run *r)
+{
+	struct test_async     t = { 0 };
+	struct test_async_arg a = { &t, 0 };
+	struct envelope      *env = test_envelope(rcpt);
+	struct spool_writer  *w = NULL;
+	struct sq_err         err = { 0 };
+	struct pollfd         pfd = { .fd = efd, .events = POLLIN };
+	int                   rounds = 0;
+
+	if (spool_writer_begin(sp, &w, &err) != 0 ||
+	    spool_writer_write(w, body, strlen(body), &err) != 0)
+		return -1;
+	spool_commit_async(w, env, test_async_done, &a);
+	while (t.calls < 1 && rounds++ < 1000)
+		if (poll(&pfd, 1, 100) > 0)
+			spool_async_dispatch(sp);
+	if (t.calls < 1 || t.rc[0] != 0)
+		return -1;
+	strcpy(r->ids[r->n++], env->id);
+	envelope_free(env);
+	return 0;
+}
+
+/* Run fn in a child on the spool with its log, then kill the child;
+ * the ids it committed into r. */
+static void
+test_wal_crash(size_t seg, test_wal_fn fn, struct test_wal_run *r)
+{
+	int   p[2], status;
+	pid_t pid;
+
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_geq(pid = fork(), 0);
+	if (pid == 0) {
+		struct spool *sp = NULL;
+		struct sq_err err = { 0 };
+		int           efd;
+
+		close(p[0]);
+		memset(r, 0, sizeof(*r));
+		if (spool_open(test_dir, 1, &sp, &err) != 0 ||
+		    spool_wal_open(sp, seg, &err) != 0 ||
+		    (efd = spool_async_start(sp, &err)) < 0)
+			_exit(2);
+		fn(sp, efd, r);
+		if (write(p[1], r, sizeof(*r)) != (ssize_t)sizeof(*r))
+			_exit(3);
+		kill(getpid(), SIGKILL);
+		_exit(4);
+	}
+	close(p[1]);
+	cr_assert_eq(read(p[0], r, sizeof(*r)), (ssize_t)sizeof(*r),
+	    "the child did its part");
+	close(p[0]);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
+static struct spool *
+test_open_wal(size_t seg)
+{
+	struct spool *sp = test_open();
+	struct sq_err err = { 0 };
+
+	cr_assert_eq(spool_wal_open(sp, seg, &err), 0, "%s", err.msg);
+	return sp;
+}
+
+static void
+test_path(char *path, size_t sz, const char *sub, const char *id,
+    const char *ext)
+{
+	snprintf(path, sz, "%s/%s/%s%s", test_dir, sub, id, ext);
+}
+
+static void
+test_wal_body(char *body, size_t sz, char *rcpt, size_t rsz, int i)
+{
+	snprintf(body, sz, "Subject: %d\r\n\r\nbody %d\r\n", i, i);
+	snprintf(rcpt, rsz, "r%d@example.net", i);
+}
+
+static void
+test_wal_eight(struct spool *sp, int efd, struct test_wal_run *r)
+{
+	struct spool_wal_stats ws;
+	char                   body[128], rcpt[64];
+	int                    i;
+
+	for (i = 0; i < 8; i++) {
+		test_wal_body(body, sizeof(body), rcpt, sizeof(rcpt), i);
+		if (test_wal_commit(sp, efd, body, rcpt, r) != 0)
+			return;
+	}
+	spool_wal_stats(sp, &ws);
+	/* Every message went to the log, no message file was synced. */
+	if (ws.messages != 8 || ws.groups != 8 || ws.file_synced != 0)
+		r->n = -1;
+}
+
+Test(spool, wal_makes_a_group_durable_and_gives_back_what_a_power_cut_took)
+{
+	struct spool       *sp;
+	struct test_found   f;
+	struct test_wal_run r;
+	char                body[128], rcpt[64], path[256], path2[256];
+	int                 i;
+
+	test_wal_crash(TEST_WAL_SEG, test_wal_eight, &r);
+	cr_assert_eq(r.n, 8, "logged, no file synced");
+	cr_assert_eq(test_mode("/wal", NULL), 0700);
+	/* The cut: 0-1 lost both files, 2 lost its body's data, 3 its
+	 * envelope's, 4 has a torn envelope, 5 lost the rename into
+	 * queue/, 6 lost only its body file, 7 reached the disk. */
+	for (i = 0; i < 2; i++) {
+		test_path(path, sizeof(path), "queue", r.ids[i], ".env");
+		cr_assert_eq(unlink(path), 0);
+		test_path(path, sizeof(path), "queue", r.ids[i], ".msg");
+		cr_assert_eq(unlink(path), 0);
+	}
+	test_path(path, sizeof(path), "queue", r.ids[2], ".msg");
+	cr_assert_eq(truncate(path, 0), 0);
+	test_path(path, sizeof(path), "queue", r.ids[3], ".env");
+	cr_assert_eq(truncate(path, 0), 0);
+	test_path(path, sizeof(path), "queue", r.ids[4], ".env");
+	cr_assert_eq(truncate(path, 20), 0);
+	test_path(path, sizeof(path), "queue", r.ids[5], ".env");
+	test_path(path2, sizeof(path2), "tmp", r.ids[5], ".env");
+	cr_assert_eq(rename(path, path2), 0);
+	test_path(path, sizeof(path), "queue", r.ids[6], ".msg");
+	cr_assert_eq(unlink(path), 0);
+
+	sp = test_open_wal(TEST_WAL_SEG);
+	for (i = 0; i < 8; i++) {
+		test_wal_body(body, sizeof(body), rcpt, sizeof(rcpt), i);
+		test_check_message(sp, r.ids[i], body, rcpt);
+	}
+	cr_assert_eq(test_recover(sp, &f), 8);
+	cr_assert_eq(test_count("tmp"), 0);
+	spool_close(sp);
+	/* The log was emptied once the files were synced: nothing to give
+	 * back any more. */
+	test_path(path, sizeof(path), "queue", r.ids[7], ".env");
+	cr_assert_eq(unlink(path), 0);
+	sp = test_open_wal(TEST_WAL_SEG);
+	cr_assert_eq(test_recover(sp, &f), 7);
+	spool_close(sp);
+}
+
+static void
+test_wal_removals(struct spool *sp, int efd, struct test_wal_run *r)
+{
+	struct spool_wal_stats ws;
+	struct sq_err          err = { 0 };
+	int                    i;
+
+	for (i = 0; i < 4; i++)
+		if (test_wal_commit(sp, efd, "hello\r\n", "b@example.net", r))
+			return;
+	/* 0 delivered (the removal thread), 1 deleted by the operator
+	 * (spool_remove, on the caller). */
+	if (spool_remove_unsynced(sp, r->ids[0], &err) != 0 ||
+	    spool_sync_removals(sp, &err) != 1 ||
+	    !spool_removal_wait(sp, 1, 10000) ||
+	    spool_remove(sp, r->ids[1], &err) != 0)
+		r->n = -1;
+	spool_wal_stats(sp, &ws);
+	if (ws.removals != 2)
+		r->n = -2;
+}
+
+Test(spool, wal_removals_are_logged_so_that_a_replay_never_brings_them_back)
+{
+	struct spool       *sp;
+	struct test_found   f;
+	struct test_wal_run r;
+	char                path[256], path2[256];
+
+	test_wal_crash(TEST_WAL_SEG, test_wal_removals, &r);
+	cr_assert_eq(r.n, 4);
+	cr_assert_not(test_exists("queue", r.ids[0], ".msg"));
+	cr_assert_not(test_exists("queue", r.ids[1], ".msg"));
+	/* 2 was being removed when the cut came: its envelope renamed to
+	 * ID.del, no record yet.  It was delivered: not back either. */
+	test_path(path, sizeof(path), "queue", r.ids[2], ".env");
+	test_path(path2, sizeof(path2), "queue", r.ids[2], ".del");
+	cr_assert_eq(rename(path, path2), 0);
+
+	sp = test_open_wal(TEST_WAL_SEG);
+	cr_assert_eq(test_recover(sp, &f), 1);
+	cr_assert_str_eq(f.ids[0], r.ids[3]);
+	cr_assert_not(test_exists("queue", r.ids[2], ".del"));
+	cr_assert_not(test_exists("queue", r.ids[2], ".msg"));
+	spool_close(sp);
+}
+
+static void
+test_wal_update(struct spool *sp, int efd, struct test_wal_run *r)
+{
+	struct envelope *env = NULL;
+	struct sq_err    err = { 0 };
+
+	if (test_wal_commit(sp, efd, "hello\r\n", "first@example.net", r))
+		return;
+	if (spool_load_envelope(sp, r->ids[0], &env, &err) != 0) {
+		r->n = -1;
+		return;
+	}
+	free(env->rcpts[0]);
+	env->rcpts[0] = strdup("second@example.net");
+	env->attempts = 3;
+	if (spool_update_envelope(sp, env, &err) != 0)
+		r->n = -1;
+	envelope_free(env);
+}
+
+Test(spool, wal_replay_keeps_an_updated_envelope)
+{
+	struct spool       *sp;
+	struct envelope    *env = NULL;
+	struct sq_err       err = { 0 };
+	struct test_wal_run r;
+
+	test_wal_crash(TEST_WAL_SEG, test_wal_update, &r);
+	cr_assert_eq(r.n, 1);
+	sp = test_open_wal(TEST_WAL_SEG);
+	test_check_message(sp, r.ids[0], "hello\r\n", "second@example.net");
+	cr_assert_eq(spool_load_envelope(sp, r.ids[0], &env, &err), 0, "%s",
+	    err.msg);
+	cr_assert_eq(env->attempts, 3);
+	envelope_free(env);
+	spool_close(sp);
+}
+
+Test(spool, wal_clean_stop_syncs_the_files_and_empties_the_log)
+{
+	struct spool       *sp;
+	struct test_found   f;
+	struct test_wal_run r = { 0 };
+	struct sq_err       err = { 0 };
+	char                path[256];
+	int                 efd, i;
+
+	sp = test_open_wal(TEST_WAL_SEG);
+	cr_assert_geq(efd = spool_async_start(sp, &err), 0, "%s", err.msg);
+	for (i = 0; i < 3; i++)
+		cr_assert_eq(
+		    test_wal_commit(sp, efd, "hi\r\n", "b@example.net", &r), 0);
+	spool_close(sp);
+	/* After a clean stop queue/ is the whole truth: what goes from it
+	 * now does not come back from the log. */
+	test_path(path, sizeof(path), "queue", r.ids[0], ".env");
+	cr_assert_eq(unlink(path), 0);
+	sp = test_open_wal(TEST_WAL_SEG);
+	cr_assert_eq(test_recover(sp, &f), 2);
+	spool_close(sp);
+}
+
+Test(spool, wal_segments_that_fill_are_checkpointed_and_reused)
+{
+	struct spool          *sp;
+	struct spool_wal_stats ws;
+	struct test_found      f;
+	struct test_wal_run    r;
+	struct sq_err          err = { 0 };
+	char                   body[4096], *big, path[256];
+	struct stat            st;
+	int                    efd, i, n = 60;
+
+	memset(body, 'x', sizeof(body) - 3);
+	memcpy(body + sizeof(body) - 3, "\r\n", 3);
+	sp = test_open_wal(16 * 1024);
+	cr_assert_geq(efd = spool_async_start(sp, &err), 0, "%s", err.msg);
+	for (i = 0; i < n; i++) {
+		r.n = 0;
+		cr_assert_eq(
+		    test_wal_commit(sp, efd, body, "b@example.net", &r), 0);
+	}
+	/* A large body has its files synced instead. */
+	big = malloc(300 * 1024 + 1);
+	memset(big, 'y', 300 * 1024);
+	big[300 * 1024] = '\0';
+	r.n = 0;
+	cr_assert_eq(test_wal_commit(sp, efd, big, "b@example.net", &r), 0);
+	free(big);
+	spool_wal_stats(sp, &ws);
+	cr_assert_eq(ws.messages + ws.file_synced, (uint64_t)n + 1);
+	cr_assert_geq(ws.file_synced, 1);
+	cr_assert_geq(ws.checkpoints, 1, "a full segment was freed");
+	snprintf(path, sizeof(path), "%s/wal/0", test_dir);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_size, 16 * 1024, "a segment keeps its size");
+	spool_close(sp);
+	sp = test_open_wal(16 * 1024);
+	cr_assert_eq(test_recover(sp, &f), n + 1);
+	spool_close(sp);
+}
