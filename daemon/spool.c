@@ -30,7 +30,15 @@
  * Crash windows: until the .env rename queue/ holds at most an .msg
  * without .env (debris, removed by recovery); after the .env rename the
  * message exists, and it is durable
- * once fsync(queue/) returns, which is when the caller is told.  The
+ * once fsync(queue/) returns, which is when the caller is told.  With
+ * the write-ahead log (spool_wal_open, wal.h) a small message is durable
+ * once its record is (one fdatasync of the log for the whole group):
+ * after a power cut its files may be missing, empty, torn or not renamed
+ * in, and the start-up replay gives them back from the record.  Its
+ * removal after delivery is logged and synced before any of its files
+ * is unlinked, so a replay never brings a delivered message back once
+ * an unlink of it reached the disk; until the REMOVE record is durable a
+ * cut may deliver it twice, as before.  The
  * envelope is replaced by writing tmp/ID.upd and renaming it over
  * queue/ID.env, so a reader sees the old or the new envelope, never half.
  */
@@ -73,10 +81,10 @@
 
 /* Bodies up to this size go to the write-ahead log (spool_group_wal);
  * larger ones have their files synced, which costs less than writing
- * them twice. */
-#define SPOOL_WAL_BODY_MAX (256 * 1024)
+ * them twice (and would fill a segment, WAL_SEG_SIZE, with few). */
+#define SPOOL_WAL_BODY_MAX (64 * 1024)
 /* A group's records at most: the rest of a larger group is synced. */
-#define SPOOL_WAL_GROUP_MAX (1024 * 1024)
+#define SPOOL_WAL_GROUP_MAX (512 * 1024)
 /* Checkpoint: files synced per batch (two per message). */
 #define SPOOL_CKPT_BATCH 256
 
@@ -3016,18 +3024,63 @@ spool_replay_rec(void *arg, const struct wal_rec *rec)
 	return 0;
 }
 
+/*
+ * The log's segment size: the one its segments have, or for a new log
+ * WAL_SEG_SIZE, less on a small file system (a 64th of the space
+ * available, at least WAL_SEG_MIN): the log must not take the room of
+ * the messages it is for.
+ */
+static size_t
+spool_wal_seg_size(struct spool *sp)
+{
+	struct statvfs sv;
+	struct stat    st;
+	uint64_t       avail;
+	size_t         size = WAL_SEG_SIZE;
+
+	if (fstatat(sp->dir_fd, "wal/0", &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISREG(st.st_mode) && st.st_size >= (off_t)WAL_SEG_MIN &&
+	    st.st_size <= (off_t)WAL_SEG_SIZE)
+		return (size_t)st.st_size;
+	if (fstatvfs(sp->dir_fd, &sv) == 0) {
+		avail = (uint64_t)sv.f_bavail * sv.f_frsize / 64;
+		if (avail < size)
+			size = avail < WAL_SEG_MIN ?
+			    WAL_SEG_MIN :
+			    (size_t)(avail & ~(uint64_t)4095);
+	}
+	return size;
+}
+
 int
 spool_wal_open(struct spool *sp, size_t seg_size, struct sq_err *err)
 {
 	struct spool_replay rp;
 	char               *path;
-	int                 rc, n;
+	int                 rc, n, fresh;
 
 	if (sp->as != NULL)
 		return sq_err_set(err, -EINVAL,
 		    "spool_wal_open after spool_async_start");
 	path = xasprintf("%s/wal", sp->dir);
-	rc = wal_open(path, seg_size ? seg_size : WAL_SEG_SIZE, &sp->wal, err);
+	fresh = !spool_exists(sp->dir_fd, "wal/0") &&
+	    !spool_exists(sp->dir_fd, "wal/1");
+	if (seg_size == 0)
+		seg_size = spool_wal_seg_size(sp);
+	rc = wal_open(path, seg_size, &sp->wal, err);
+	if (rc != 0 && fresh && (rc == -ENOSPC || rc == -EDQUOT)) {
+		/* No room for the log on a spool that never had one: nothing
+		 * to replay, and commits sync the files of every message. */
+		log_warn("spool: no write-ahead log (%s): every commit syncs "
+			 "its files",
+		    err->msg);
+		(void)unlinkat(sp->dir_fd, "wal/0", 0);
+		(void)unlinkat(sp->dir_fd, "wal/1", 0);
+		(void)unlinkat(sp->dir_fd, "wal/0.tmp", 0);
+		(void)unlinkat(sp->dir_fd, "wal/1.tmp", 0);
+		free(path);
+		return 0;
+	}
 	free(path);
 	if (rc != 0)
 		return rc;

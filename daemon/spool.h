@@ -17,6 +17,8 @@
  *                 message exists exactly when its .env exists; an ID.msg
  *                 alone is one being written (locked by its writer) or
  *                 the debris of one that died (recovery removes it).
+ *   wal/          the write-ahead log (wal.h: two preallocated segments,
+ *                 "0" and "1"); see spool_wal_open
  *   corrupt/      made when first needed: what recovery found unusable in
  *                 queue/ (an .env that does not parse, is truncated or
  *                 too large, or has no .msg), moved here as ID.env (and
@@ -28,8 +30,11 @@
  * commit (spool_commit_group) writes every member's files, makes their
  * data stable with one batch of per-file fdatasyncs (writeback of all
  * started first: one journal commit on ext4), renames each member's
- * .env as above, then does one fsync(queue/).  Removal unlinks
- * the .env first, then the .msg.  A writer holds an flock on its files
+ * .env as above, then does one fsync(queue/).  With the write-ahead
+ * log (sendqd: spool_wal_open) a group's small members are made durable
+ * by one fdatasync of the log instead, and their files are not synced
+ * until a checkpoint or a clean stop (spool_wal_open says when).
+ * Removal unlinks the .env first, then the .msg.  A writer holds an flock on its files
  * until it is done, which is how recovery tells a live writer from a dead
  * one.
  *
@@ -230,10 +235,11 @@ int spool_commit_pending(struct spool *sp, const char *id);
 
 /*
  * The write-ahead log (wal.h), for the daemon: open spool_dir/wal/
- * (segments of seg_size bytes, 0 for the default), replay what a crash
+ * (segments of seg_size bytes; 0: the size they have, or for a new log
+ * WAL_SEG_SIZE, less on a small file system), replay what a crash
  * left in it, and from spool_async_start() on let the commit thread make
  * a group durable with one fdatasync of the log instead of syncing each
- * member's files (bodies up to 256 KiB; larger ones, or all while the log
+ * member's files (bodies up to 64 KiB; larger ones, or all while the log
  * is full, have their files synced as above).  Such a message's files
  * are written without a sync; the log holds its record until the message
  * is delivered (a REMOVE record, made durable before any of its files is
@@ -247,6 +253,8 @@ int spool_commit_pending(struct spool *sp, const char *id);
  * (spool_recover, spool_recover_lazy) and spool_async_start.  Until the
  * daemon has replayed it, a reader of queue/ (sendq-showq while sendqd is
  * down after a crash) may miss the messages whose files a power cut took.
+ * A spool that never had a log and has no room for one (ENOSPC, EDQUOT)
+ * goes on without (logged): every commit then syncs its files.
  * 0, or -errno with err (the log is then left as it was).
  */
 int spool_wal_open(struct spool *sp, size_t seg_size, struct sq_err *err);

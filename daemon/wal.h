@@ -62,7 +62,7 @@
 #define WAL_REC_HEADER  32          /* the record's fixed part, CRC included */
 #define WAL_REC_MAGIC   0x31524153u /* "SAR1" little-endian */
 #define WAL_ID_MAX      64
-#define WAL_SEG_SIZE    (4u * 1024 * 1024) /* spool's default */
+#define WAL_SEG_SIZE    (1u * 1024 * 1024) /* spool's default */
 #define WAL_SEG_MIN     (16u * 1024)
 
 enum wal_type {
