@@ -1217,10 +1217,11 @@ spool_group_wal(struct spool_async *as, struct spool_gc_item *items, size_t n)
 			    sizeof(l->ids[0]));
 		}
 	}
-	if (pos.rotated) {
+	if (pos.rotated)
 		as->ckpt_due[pos.full_seg] = 1;
-		pthread_cond_broadcast(&as->rm_cv);
-	}
+	/* The sync covered the REMOVE records appended before it: the
+	 * removal thread may unlink their files (spool_rm_main). */
+	pthread_cond_broadcast(&as->rm_cv);
 	as->wal_stats.groups++;
 	as->wal_stats.messages += k;
 	pthread_mutex_unlock(&as->mu);
@@ -1628,22 +1629,18 @@ spool_ckpt_take(struct spool_async *as)
 }
 
 /*
- * Make the removal of every message in list durable in the write-ahead
- * log (a REMOVE record each, one append, one shared fdatasync) BEFORE any
- * of their files is unlinked: an unlink that reached the disk must never
- * leave a message's record in the log without its removal, or start-up
- * would bring a delivered message back.  A log that is full waits for
+ * Append a REMOVE record for every message in list to the write-ahead
+ * log, not synced (*pos: where they end).  A log that is full waits for
  * the checkpoint that frees it (made here: this is the thread that makes
- * them).  0 or -errno (logged; the caller then unlinks nothing: each
- * ID.del says "delivered" to the next start-up's recovery).
+ * them).  0 or -errno (logged).
  */
 static int
-spool_wal_removed(struct spool_async *as, const struct spool_rm *list)
+spool_wal_log_removals(struct spool_async *as, const struct spool_rm *list,
+    struct wal_pos *pos)
 {
 	struct spool          *sp = as->sp;
 	const struct spool_rm *r;
 	struct wal_rec        *recs;
-	struct wal_pos         pos;
 	struct sq_err          err;
 	size_t                 n = 0, i = 0;
 	int                    rc, seg, tries;
@@ -1655,7 +1652,7 @@ spool_wal_removed(struct spool_async *as, const struct spool_rm *list)
 		recs[i] = (struct wal_rec){ WAL_REMOVE, r->id, strlen(r->id),
 			NULL, 0, NULL, 0 };
 	for (tries = 0;; tries++) {
-		rc = wal_append(sp->wal, recs, n, &pos, &err);
+		rc = wal_append(sp->wal, recs, n, pos, &err);
 		if (rc != -ENOSPC || tries > 0)
 			break;
 		pthread_mutex_lock(&as->mu);
@@ -1665,8 +1662,6 @@ spool_wal_removed(struct spool_async *as, const struct spool_rm *list)
 			break;
 		spool_checkpoint(as, seg);
 	}
-	if (rc == 0)
-		rc = wal_sync(sp->wal, &pos, &err);
 	free(recs);
 	if (rc != 0) {
 		log_err("spool: %s: delivered messages keep their files in %s "
@@ -1675,8 +1670,8 @@ spool_wal_removed(struct spool_async *as, const struct spool_rm *list)
 		return rc;
 	}
 	pthread_mutex_lock(&as->mu);
-	if (pos.rotated) {
-		as->ckpt_due[pos.full_seg] = 1;
+	if (pos->rotated) {
+		as->ckpt_due[pos->full_seg] = 1;
 		pthread_cond_broadcast(&as->rm_cv);
 	}
 	as->wal_stats.removals += n;
@@ -1684,30 +1679,76 @@ spool_wal_removed(struct spool_async *as, const struct spool_rm *list)
 	return 0;
 }
 
+/* Make the removals up to pos durable (an fdatasync of the log, shared):
+ * 0 or -errno (logged). */
+static int
+spool_wal_sync_removals(struct spool_async *as, const struct wal_pos *pos)
+{
+	struct sq_err err;
+	int           rc;
+
+	if ((rc = wal_sync(as->sp->wal, pos, &err)) != 0)
+		log_err("spool: %s: delivered messages keep their files in %s "
+			"until sendqd starts again",
+		    err.msg, as->sp->queue_dir);
+	return rc;
+}
+
+/* Unlink the files of every message in list (ID.env already renamed to
+ * ID.del) and free it; with keep, free it only. */
+static void
+spool_rm_unlink_list(struct spool *sp, struct spool_rm *list, int keep)
+{
+	struct spool_rm *r;
+	struct sq_err    err;
+
+	while ((r = list) != NULL) {
+		list = r->next;
+		if (!keep && spool_unlink_files(sp, r->id, 1, &err) != 0)
+			log_err("msgid=%s: done but cannot remove it from the "
+				"spool: %s (it may be sent again)",
+			    r->id, err.msg);
+		free(r);
+	}
+}
+
 /*
  * The removal thread: unlinks delivered messages (an unlink frees blocks,
  * which may wait on the device: never on the loop, never in the way of a
- * commit) and makes its removals stable with an fsync of queue/: the
+ * commit).
+ *
+ * With a write-ahead log (sp->wal), the removal of a batch is a REMOVE
+ * record of each of its messages, appended at once and made durable by
+ * the next group commit's fdatasync of the log (a commit wakes this
+ * thread) when one comes within SPOOL_RM_SYNC_MS, else by an fdatasync
+ * of its own; only then are the files unlinked, so that an unlink that
+ * reached the disk always has its REMOVE record (start-up would bring
+ * the message back otherwise), and no fsync of queue/ is needed: a
+ * replay drops whatever a cut left of a removed message.  While sendqd
+ * takes mail, removals then cost no disk flush of their own (issue 14:
+ * one sync for intake and removal).  This thread also makes the log's
+ * checkpoints.
+ *
+ * Without one, removals are made stable with an fsync of queue/: the
  * next group commit's, which covers every removal made before it, when
  * one comes within SPOOL_RM_SYNC_MS of the first removal not yet
- * covered, else its own.  While sendqd takes mail, removals then cost no
- * journal commit of their own (issue 14: one fsync for intake and
- * removal).  Until then a power cut may bring a message back (delivered
- * twice, never lost), as spool_remove_unsynced says.  With a write-ahead
- * log, each batch is first recorded there (spool_wal_removed), and this
- * thread makes the log's checkpoints.
+ * covered, else its own.
+ *
+ * Until then a power cut may bring a message back (delivered twice,
+ * never lost), as spool_remove_unsynced says.
  */
 static void *
 spool_rm_main(void *arg)
 {
 	struct spool_async *as = arg;
 	struct spool       *sp = as->sp;
-	struct spool_rm    *list, *r;
-	struct sq_err       err;
+	struct spool_rm    *list, *waiting = NULL;
+	struct wal_pos      wpos;
 	struct timespec     deadline = { 0 };
 	uint64_t            gen;
 	int                 rc, seg, keep;
 
+	memset(&wpos, 0, sizeof(wpos));
 	pthread_mutex_lock(&as->mu);
 	for (;;) {
 		if (sp->wal != NULL && (seg = spool_ckpt_take(as)) >= 0) {
@@ -1716,22 +1757,55 @@ spool_rm_main(void *arg)
 			pthread_mutex_lock(&as->mu);
 			continue;
 		}
+		if (sp->wal != NULL && waiting == NULL && as->rms != NULL) {
+			/* Logged now, unlinked once the log is synced. */
+			waiting = as->rms;
+			as->rms = NULL;
+			pthread_mutex_unlock(&as->mu);
+			if (spool_wal_log_removals(as, waiting, &wpos) != 0) {
+				spool_rm_unlink_list(sp, waiting, 1);
+				waiting = NULL;
+			}
+			spool_deadline(&deadline, (long)sp->rm_sync_ms);
+			pthread_mutex_lock(&as->mu);
+			if (waiting == NULL) {
+				as->rm_gen++;
+				as->rm_synced = as->rm_gen;
+				sp->rm_batches++;
+				pthread_cond_broadcast(&as->rm_cv);
+			}
+			continue;
+		}
+		if (waiting != NULL) {
+			if (!wal_synced(sp->wal, &wpos) && !as->stop &&
+			    !spool_deadline_passed(&deadline)) {
+				pthread_cond_timedwait(&as->rm_cv, &as->mu,
+				    &deadline);
+				continue;
+			}
+			pthread_mutex_unlock(&as->mu);
+			keep = 0;
+			if (!wal_synced(sp->wal, &wpos)) {
+				keep = spool_wal_sync_removals(as, &wpos) != 0;
+				pthread_mutex_lock(&as->mu);
+				sp->rm_own_syncs++;
+				pthread_mutex_unlock(&as->mu);
+			}
+			spool_rm_unlink_list(sp, waiting, keep);
+			waiting = NULL;
+			pthread_mutex_lock(&as->mu);
+			as->rm_gen++;
+			as->rm_synced = as->rm_gen; /* the log made it stable */
+			sp->rm_batches++;
+			pthread_cond_broadcast(
+			    &as->rm_cv); /* spool_removal_wait */
+			continue;
+		}
 		if (as->rms != NULL) {
 			list = as->rms;
 			as->rms = NULL;
 			pthread_mutex_unlock(&as->mu);
-			keep = sp->wal != NULL &&
-			    spool_wal_removed(as, list) != 0;
-			while ((r = list) != NULL) {
-				list = r->next;
-				if (!keep &&
-				    spool_unlink_files(sp, r->id, 1, &err) != 0)
-					log_err("msgid=%s: done but cannot "
-						"remove it from the spool: %s "
-						"(it may be sent again)",
-					    r->id, err.msg);
-				free(r);
-			}
+			spool_rm_unlink_list(sp, list, 0);
 			pthread_mutex_lock(&as->mu);
 			if (as->rm_synced == as->rm_gen) {
 				/* The first batch not covered yet. */
@@ -2494,19 +2568,21 @@ spool_settle_body(struct spool *sp, const char *id, struct sq_err *err)
 }
 
 /* Before a removal that will be made durable (spool_remove), or one made
- * on the caller's thread: its record in the write-ahead log first
- * (spool_wal_removed).  0 or -errno with err. */
+ * on the caller's thread: its record in the write-ahead log first, synced
+ * (spool_rm_main says why).  0 or -errno with err. */
 static int
 spool_wal_remove_now(struct spool *sp, const char *id, struct sq_err *err)
 {
 	struct spool_rm r;
+	struct wal_pos  pos;
 	int             rc;
 
 	if (sp->wal == NULL || sp->as == NULL)
 		return 0;
 	memset(&r, 0, sizeof(r));
 	snprintf(r.id, sizeof(r.id), "%s", id);
-	if ((rc = spool_wal_removed(sp->as, &r)) != 0)
+	if ((rc = spool_wal_log_removals(sp->as, &r, &pos)) != 0 ||
+	    (rc = spool_wal_sync_removals(sp->as, &pos)) != 0)
 		return sq_err_set(err, rc,
 		    "cannot record the removal of %s in %s/wal: %s", id,
 		    sp->dir, strerror(-rc));

@@ -987,6 +987,23 @@ wal_sync(struct wal *w, const struct wal_pos *pos, struct sq_err *err)
 }
 
 int
+wal_synced(struct wal *w, const struct wal_pos *pos)
+{
+	struct wal_seg *s;
+	int             done;
+
+	if (pos->seg != 0 && pos->seg != 1)
+		return 0;
+	s = &w->seg[pos->seg];
+	pthread_mutex_lock(&w->mu);
+	/* As in wal_sync: synced, or of an earlier use, retired. */
+	done = s->broken == 0 &&
+	    (pos->end <= s->synced || pos->end > s->written);
+	pthread_mutex_unlock(&w->mu);
+	return done;
+}
+
+int
 wal_retire(struct wal *w, int seg, struct sq_err *err)
 {
 	struct wal_seg *s;

@@ -143,6 +143,11 @@ int wal_append(struct wal *w, const struct wal_rec *recs, size_t n,
  */
 int wal_sync(struct wal *w, const struct wal_pos *pos, struct sq_err *err);
 
+/* Is everything appended to segment pos->seg up to pos->end durable
+ * already (an fdatasync of it that started after it was written has
+ * succeeded, or the segment was retired since)?  1 or 0; never syncs. */
+int wal_synced(struct wal *w, const struct wal_pos *pos);
+
 /* A FULL segment's records are no longer needed: write a header with a
  * new epoch, fdatasync it, and mark it FREE.  0 or -errno with err. */
 int wal_retire(struct wal *w, int seg, struct sq_err *err);
