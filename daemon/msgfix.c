@@ -210,6 +210,17 @@ msgfix_to_body(struct msgfix_scan *s, struct buf *out)
 {
 	int rc;
 
+	/* The line so far was counted as header, where only a field's
+	 * length is checked: a long one is the body's long line now, since
+	 * no body run counts its start again.  Mid-line, col is its length
+	 * so far; at its line break (col 0 again) the held start is the
+	 * whole line. */
+	if (s->body_long_line == 0) {
+		if (s->col > MSGFIX_LINE_MAX)
+			s->body_long_line = s->line;
+		else if (s->col == 0 && s->hold_len > MSGFIX_LINE_MAX)
+			s->body_long_line = s->line - 1;
+	}
 	rc = msgfix_header_end(s, 1, out);
 	if (rc == 0)
 		rc = msgfix_put(out, s->hold, s->hold_len);

@@ -162,6 +162,43 @@ Test(msgfix, line_of_998_kept_999_rewritten)
 	cr_assert_eq(s.body_long_line, 3);
 }
 
+/* A long line where the header ends without a blank line (a line with
+ * no colon is the body's first): counted while it looked like a field
+ * name, it is still the body's long line, whether it ends before the
+ * 1,000 octets held back as a possible name, after them, or with the
+ * message (found by fuzz_msgfix). */
+Test(msgfix, long_first_body_line_after_a_header_without_blank_line)
+{
+	static const size_t lens[] = { 999, 1000, 1001, 1500 };
+	char                m[2100];
+	struct msgfix_scan  s;
+	struct sq_err       err = { 0 };
+	size_t              n, i, step;
+
+	for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		for (step = 1; step <= 4096; step *= 8) {
+			n = (size_t)snprintf(m, sizeof(m), "Subject: a\n");
+			memset(m + n, 'k', lens[i]);
+			memcpy(m + n + lens[i], "\nend\n", 5);
+			cr_assert_eq(test_scan(m, n + lens[i] + 5, step, NULL,
+					 &s, NULL, &err),
+			    MSGFIX_REWRITE, "%zu octets, chunks of %zu",
+			    lens[i], step);
+			cr_assert_eq(s.body_long_line, 2, "%zu octets",
+			    lens[i]);
+			/* The same line at the end, without a line break. */
+			cr_assert_eq(test_scan(m, n + lens[i], step, NULL, &s,
+					 NULL, &err),
+			    MSGFIX_REWRITE, "%zu octets at the end", lens[i]);
+		}
+	}
+	n = (size_t)snprintf(m, sizeof(m), "Subject: a\n");
+	memset(m + n, 'k', 998);
+	memcpy(m + n + 998, "\n", 1);
+	cr_assert_eq(test_scan(m, n + 999, 5, NULL, &s, NULL, &err),
+	    MSGFIX_KEEP);
+}
+
 /* A cron job's 200,000-octet line: re-encoded, every line short, and the
  * decoded body is the original. */
 Test(msgfix, long_line_reencoded_quoted_printable)
