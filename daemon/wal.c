@@ -56,6 +56,7 @@
  * caller made them redundant, so replaying them again is harmless).
  */
 #include <sys/stat.h>
+#include <sys/uio.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -299,25 +300,38 @@ wal_pread_all(int fd, void *p, size_t len, uint64_t off)
 }
 
 /* Zeros into fd over [from, to), in large chunks: the blocks become the
- * file's, written, so that later appends change no extent. */
+ * file's, written, so that later appends change no extent.  The chunks
+ * are one page of zeros repeated (pwritev), not a buffer of their size:
+ * a large allocation freed again would raise malloc's mmap threshold and,
+ * with it, sendqd's peak RSS (scripts/bench's drain: +0.5-0.7 MiB). */
 static int
 wal_write_zeros(int fd, uint64_t from, uint64_t to)
 {
-	unsigned char *zero;
-	size_t         n;
-	int            rc = 0;
+	static const unsigned char zero[4096];
+	struct iovec               iov[WAL_ZERO_CHUNK / sizeof(zero)];
+	size_t                     i, n, k;
+	ssize_t                    w;
 
-	if (from >= to)
-		return 0;
-	zero = xcalloc(1, WAL_ZERO_CHUNK);
-	while (rc == 0 && from < to) {
+	for (i = 0; i < sizeof(iov) / sizeof(iov[0]); i++) {
+		iov[i].iov_base = (void *)(uintptr_t)zero;
+		iov[i].iov_len = sizeof(zero);
+	}
+	while (from < to) {
 		n = to - from < WAL_ZERO_CHUNK ? (size_t)(to - from) :
 						 WAL_ZERO_CHUNK;
-		rc = wal_pwrite_all(fd, zero, n, from);
-		from += n;
+		k = (n + sizeof(zero) - 1) / sizeof(zero);
+		iov[k - 1].iov_len = n - (k - 1) * sizeof(zero);
+		w = pwritev(fd, iov, (int)k, (off_t)from);
+		iov[k - 1].iov_len = sizeof(zero);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		if (w == 0)
+			return -EIO;
+		from += (uint64_t)w; /* a short write: the rest next round */
 	}
-	free(zero);
-	return rc;
+	return 0;
 }
 
 /* The next epoch, one more than any seen (under the mutex once other
