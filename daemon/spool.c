@@ -355,29 +355,6 @@ spool_make_id(char *id, size_t idsz, struct sq_err *err)
 	return 0;
 }
 
-/* Read exactly len bytes of fd from offset off: 0, -EIO when the file
- * is shorter, or -errno. */
-static int
-spool_pread_all(int fd, void *buf, size_t len, off_t off)
-{
-	char   *p = buf;
-	ssize_t n;
-
-	while (len > 0) {
-		n = pread(fd, p, len, off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
-}
-
 /*
  * Create dir/name exclusively (mode whatever the umask, umask_bits: see
  * struct spool), lock it and make sure recovery did not unlink it before
@@ -1174,7 +1151,7 @@ spool_group_wal(struct spool_async *as, struct spool_gc_item *items, size_t n)
 	bodies = xmalloc(body_total + 1);
 	for (i = 0, off = 0; i < k; i++) {
 		if (recs[i].b_len > 0 &&
-		    spool_pread_all(items[idx[i]].msg_fd, bodies + off,
+		    sq_pread_all(items[idx[i]].msg_fd, bodies + off,
 			recs[i].b_len, 0) != 0) {
 			/* Unreadable now: the file path will say why. */
 			memmove(&recs[i], &recs[i + 1],
@@ -2988,7 +2965,7 @@ spool_file_equals(struct spool *sp, const char *name, const void *data,
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
 	    (uint64_t)st.st_size == len) {
 		buf = xmalloc(len + 1);
-		same = spool_pread_all(fd, buf, len, 0) == 0 &&
+		same = sq_pread_all(fd, buf, len, 0) == 0 &&
 		    memcmp(buf, data, len) == 0;
 		free(buf);
 	}

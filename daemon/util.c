@@ -279,6 +279,48 @@ sq_write_all(int fd, const void *p, size_t len)
 }
 
 int
+sq_pwrite_all(int fd, const void *p, size_t len, off_t off)
+{
+	const char *s = p;
+	ssize_t     n;
+
+	while (len > 0) {
+		n = pwrite(fd, s, len, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		s += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
+int
+sq_pread_all(int fd, void *p, size_t len, off_t off)
+{
+	char   *s = p;
+	ssize_t n;
+
+	while (len > 0) {
+		n = pread(fd, s, len, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 1;
+		s += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
+int
 sq_publish_file(int dir_fd, const char *name, const char *text, int noreplace)
 {
 	char tmp[300];

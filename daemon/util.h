@@ -99,6 +99,12 @@ ssize_t sq_read(int fd, void *buf, size_t len);
 /* All len bytes of p to fd (EINTR retried, short writes continued).
  * Returns 0 or -errno. */
 int sq_write_all(int fd, const void *p, size_t len);
+/* pwrite(2) of all len bytes of p at off (EINTR retried, short writes
+ * continued): 0 or -errno (-EIO when the file takes no more). */
+int sq_pwrite_all(int fd, const void *p, size_t len, off_t off);
+/* pread(2) of len bytes at off into p (EINTR retried, short reads
+ * continued): 0, 1 when the file ends first, or -errno. */
+int sq_pread_all(int fd, void *p, size_t len, off_t off);
 /*
  * Publish text as dir_fd/name (mode 0600) so that no reader ever sees it
  * half-written: it is written to ".name.tmp" in the same directory,

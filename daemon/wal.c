@@ -254,51 +254,6 @@ wal_capacity(const struct wal *w)
 	return (size_t)(w->seg_size - WAL_HEADER_SIZE);
 }
 
-/* pwrite all of p (EINTR retried, short writes continued): 0 or -errno
- * (-EIO when the file takes no more). */
-static int
-wal_pwrite_all(int fd, const void *p, size_t len, uint64_t off)
-{
-	const unsigned char *s = p;
-	ssize_t              n;
-
-	while (len > 0) {
-		n = pwrite(fd, s, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		s += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
-/* pread all len bytes: 0, 1 when the file ends first, or -errno. */
-static int
-wal_pread_all(int fd, void *p, size_t len, uint64_t off)
-{
-	unsigned char *s = p;
-	ssize_t        n;
-
-	while (len > 0) {
-		n = pread(fd, s, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return 1;
-		s += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 /* Zeros into fd over [from, to), in large chunks: the blocks become the
  * file's, written, so that later appends change no extent.  The chunks
  * are one page of zeros repeated (pwritev), not a buffer of their size:
@@ -371,7 +326,7 @@ wal_create_seg(struct wal *w, int i, struct sq_err *err)
 		return wal_fail(err, -errno, "create", w, tmp);
 	wal_make_header(hdr, epoch);
 	if ((rc = wal_write_zeros(fd, 0, w->seg_size)) != 0 ||
-	    (rc = wal_pwrite_all(fd, hdr, sizeof(hdr), 0)) != 0) {
+	    (rc = sq_pwrite_all(fd, hdr, sizeof(hdr), 0)) != 0) {
 		wal_fail(err, rc, "write", w, tmp);
 		goto fail;
 	}
@@ -419,7 +374,7 @@ wal_renew_seg(struct wal *w, int i, uint64_t epoch, struct sq_err *err)
 	int             rc;
 
 	wal_make_header(hdr, epoch);
-	if ((rc = wal_pwrite_all(s->fd, hdr, sizeof(hdr), 0)) != 0)
+	if ((rc = sq_pwrite_all(s->fd, hdr, sizeof(hdr), 0)) != 0)
 		return wal_fail(err, rc, "write", w, wal_seg_name(i));
 	if (s->size == w->seg_size) {
 		if (fdatasync(s->fd) != 0)
@@ -480,7 +435,8 @@ wal_scan(struct wal *w, int i, int (*cb)(void *, const struct wal_rec *),
 	if (!s->hdr_ok)
 		return 0;
 	while (off < s->size && s->size - off >= WAL_REC_HEADER) {
-		if ((rc = wal_pread_all(s->fd, head, sizeof(head), off)) < 0)
+		if ((rc = sq_pread_all(s->fd, head, sizeof(head), (off_t)off)) <
+		    0)
 			return wal_fail(err, rc, "read", w, wal_seg_name(i));
 		if (rc > 0 || (total = wal_rec_check(head, s->epoch)) == 0 ||
 		    total > s->size - off)
@@ -490,7 +446,8 @@ wal_scan(struct wal *w, int i, int (*cb)(void *, const struct wal_rec *),
 			*bufsz = total;
 			*buf = xmalloc((size_t)total);
 		}
-		if ((rc = wal_pread_all(s->fd, *buf, (size_t)total, off)) < 0)
+		if ((rc = sq_pread_all(s->fd, *buf, (size_t)total,
+			 (off_t)off)) < 0)
 			return wal_fail(err, rc, "read", w, wal_seg_name(i));
 		if (rc > 0 ||
 		    !wal_parse_record(*buf, (size_t)total, s->epoch, &rec,
@@ -563,7 +520,7 @@ wal_load_seg(struct wal *w, int i, struct sq_err *err)
 		return wal_fail(err, -EINVAL, "open", w, wal_seg_name(i));
 	s->size = (uint64_t)st.st_size;
 	if (s->size >= WAL_HEADER_SIZE) {
-		rc = wal_pread_all(s->fd, hdr, sizeof(hdr), 0);
+		rc = sq_pread_all(s->fd, hdr, sizeof(hdr), 0);
 		if (rc < 0)
 			return wal_fail(err, rc, "read", w, wal_seg_name(i));
 		if (rc == 0 && wal_parse_header(hdr, &s->epoch)) {
@@ -914,7 +871,7 @@ wal_append(struct wal *w, const struct wal_rec *recs, size_t n,
 	s = &w->seg[t];
 	was_free = s->state == WAL_STATE_FREE;
 	wal_seal(buf, total, s->epoch);
-	if ((rc = wal_pwrite_all(s->fd, buf, total, s->written)) != 0) {
+	if ((rc = sq_pwrite_all(s->fd, buf, total, (off_t)s->written)) != 0) {
 		wal_fail(err, rc, "write", w, wal_seg_name(t));
 		if (was_free) {
 			/* Undone: it stays FREE, and a new epoch before

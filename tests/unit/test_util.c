@@ -107,6 +107,26 @@ Test(util, hex_value_of_both_cases_and_others)
 	cr_assert_eq(sq_hex_value(' '), -1);
 }
 
+Test(util, pwrite_all_and_pread_all_at_offsets)
+{
+	char path[] = "/tmp/sendq-test-util.XXXXXX", back[8];
+	int  fd;
+
+	cr_assert_geq(fd = mkstemp(path), 0);
+	unlink(path);
+	cr_assert_eq(sq_pwrite_all(fd, "abcdef", 6, 0), 0);
+	cr_assert_eq(sq_pwrite_all(fd, "XY", 2, 2), 0);
+	cr_assert_eq(sq_pread_all(fd, back, 6, 0), 0);
+	cr_assert_eq(memcmp(back, "abXYef", 6), 0);
+	cr_assert_eq(sq_pread_all(fd, back, 2, 4), 0);
+	cr_assert_eq(memcmp(back, "ef", 2), 0);
+	/* The file ends before 4 bytes from offset 4. */
+	cr_assert_eq(sq_pread_all(fd, back, 4, 4), 1);
+	close(fd);
+	cr_assert_eq(sq_pread_all(fd, back, 1, 0), -EBADF);
+	cr_assert_eq(sq_pwrite_all(fd, "x", 1, 0), -EBADF);
+}
+
 Test(util, write_all_then_read_through_a_pipe)
 {
 	char    big[100000], back[100000];
