@@ -262,13 +262,14 @@ wal_capacity(const struct wal *w)
 static int
 wal_write_zeros(int fd, uint64_t from, uint64_t to)
 {
-	static const unsigned char zero[4096];
-	struct iovec               iov[WAL_ZERO_CHUNK / sizeof(zero)];
-	size_t                     i, n, k;
-	ssize_t                    w;
+	static unsigned char zero[4096]; /* never written: iov_base is not
+					  * const */
+	struct iovec         iov[WAL_ZERO_CHUNK / sizeof(zero)];
+	size_t               i, n, k;
+	ssize_t              w;
 
 	for (i = 0; i < sizeof(iov) / sizeof(iov[0]); i++) {
-		iov[i].iov_base = (void *)(uintptr_t)zero;
+		iov[i].iov_base = zero;
 		iov[i].iov_len = sizeof(zero);
 	}
 	while (from < to) {
