@@ -97,10 +97,17 @@ class LazyFS:
 
     def mount(self):
         logf = open(self.log, "ab")
+        # The config path is given relative to its directory: LazyFS
+        # ignores a --config-path containing "-o" anywhere (main.cpp takes
+        # it for the next option), and the test's folder is named
+        # "test_...-RANDOM", so one run in ~30 got "-o..." and LazyFS
+        # exited looking for config/default.toml.
         self.proc = subprocess.Popen(
-            [self.binary, self.mnt, "--config-path", self.cfg,
+            [self.binary, self.mnt, "--config-path",
+             os.path.basename(self.cfg),
              "-o", "allow_other", "-o", "modules=subdir",
              "-o", "subdir=" + self.root, "-f"],
+            cwd=os.path.dirname(self.cfg),
             stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
             start_new_session=True)
         logf.close()
