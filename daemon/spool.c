@@ -1124,7 +1124,7 @@ spool_group_wal(struct spool_async *as, struct spool_gc_item *items, size_t n)
 	struct wal_pos  pos;
 	struct sq_err   err;
 	struct stat     st;
-	size_t          i, k = 0, total = 0, body_total = 0, off, sz;
+	size_t          i, j, k = 0, total = 0, body_total = 0, off, sz;
 	int             rc;
 
 	for (i = 0; i < n; i++) {
@@ -1149,23 +1149,18 @@ spool_group_wal(struct spool_async *as, struct spool_gc_item *items, size_t n)
 	if (k == 0)
 		goto out;
 	bodies = xmalloc(body_total + 1);
-	for (i = 0, off = 0; i < k; i++) {
+	for (i = 0, j = 0, off = 0; i < k; i++) {
+		/* One unreadable now is left out: the file path says why. */
 		if (recs[i].b_len > 0 &&
 		    sq_pread_all(items[idx[i]].msg_fd, bodies + off,
-			recs[i].b_len, 0) != 0) {
-			/* Unreadable now: the file path will say why. */
-			memmove(&recs[i], &recs[i + 1],
-			    (k - i - 1) * sizeof(*recs));
-			memmove(&idx[i], &idx[i + 1],
-			    (k - i - 1) * sizeof(*idx));
-			k--;
-			i--;
+			recs[i].b_len, 0) != 0)
 			continue;
-		}
-		recs[i].b = bodies + off;
+		recs[j] = recs[i];
+		recs[j].b = bodies + off;
+		idx[j++] = idx[i];
 		off += recs[i].b_len;
 	}
-	if (k == 0)
+	if ((k = j) == 0)
 		goto out;
 	if ((rc = wal_append(sp->wal, recs, k, &pos, &err)) != 0) {
 		if (rc != -ENOSPC)
@@ -1476,17 +1471,6 @@ spool_rm_synced(struct spool *sp, uint64_t gen)
 }
 
 /*
- * The removal thread: unlinks delivered messages (an unlink frees blocks,
- * which may wait on the device: never on the loop, never in the way of a
- * commit) and makes its removals stable with an fsync of queue/: the
- * next group commit's, which covers every removal made before it, when
- * one comes within SPOOL_RM_SYNC_MS of the first removal not yet
- * covered, else its own.  While sendqd takes mail, removals then cost no
- * journal commit of their own (issue 14: one fsync for intake and
- * removal).  Until then a power cut may bring a message back (delivered
- * twice, never lost), as spool_remove_unsynced says.
- */
-/*
  * Sync the files of every message in segment seg's list that is still
  * queued (batches of fdatasyncs, then one fsync of queue/) and empty the
  * list.  Returns the number of failures (logged).
@@ -1620,7 +1604,7 @@ spool_wal_log_removals(struct spool_async *as, const struct spool_rm *list,
 	struct wal_rec        *recs;
 	struct sq_err          err;
 	size_t                 n = 0, i = 0;
-	int                    rc, seg, tries;
+	int                    rc, seg;
 
 	for (r = list; r != NULL; r = r->next)
 		n++;
@@ -1628,16 +1612,14 @@ spool_wal_log_removals(struct spool_async *as, const struct spool_rm *list,
 	for (r = list; r != NULL; r = r->next, i++)
 		recs[i] = (struct wal_rec){ WAL_REMOVE, r->id, strlen(r->id),
 			NULL, 0, NULL, 0 };
-	for (tries = 0;; tries++) {
-		rc = wal_append(sp->wal, recs, n, pos, &err);
-		if (rc != -ENOSPC || tries > 0)
-			break;
+	if ((rc = wal_append(sp->wal, recs, n, pos, &err)) == -ENOSPC) {
 		pthread_mutex_lock(&as->mu);
 		seg = spool_ckpt_take(as);
 		pthread_mutex_unlock(&as->mu);
-		if (seg < 0)
-			break;
-		spool_checkpoint(as, seg);
+		if (seg >= 0) {
+			spool_checkpoint(as, seg);
+			rc = wal_append(sp->wal, recs, n, pos, &err);
+		}
 	}
 	free(recs);
 	if (rc != 0) {
@@ -1689,6 +1671,18 @@ spool_rm_unlink_list(struct spool *sp, struct spool_rm *list, int keep)
 	}
 }
 
+/* A batch of removals is made (under mu): counted, stable already when
+ * the log made it so, and spool_removal_wait woken. */
+static void
+spool_rm_batch_done(struct spool_async *as, int stable)
+{
+	as->rm_gen++;
+	if (stable)
+		as->rm_synced = as->rm_gen;
+	as->sp->rm_batches++;
+	pthread_cond_broadcast(&as->rm_cv);
+}
+
 /*
  * The removal thread: unlinks delivered messages (an unlink frees blocks,
  * which may wait on the device: never on the loop, never in the way of a
@@ -1723,7 +1717,7 @@ spool_rm_main(void *arg)
 	struct wal_pos      wpos;
 	struct timespec     deadline = { 0 };
 	uint64_t            gen;
-	int                 rc, seg, keep;
+	int                 rc, seg, keep = 0;
 
 	memset(&wpos, 0, sizeof(wpos));
 	pthread_mutex_lock(&as->mu);
@@ -1735,34 +1729,26 @@ spool_rm_main(void *arg)
 			continue;
 		}
 		if (sp->wal != NULL && waiting == NULL && as->rms != NULL) {
-			/* Logged now, unlinked once the log is synced. */
+			/* Logged now, unlinked once the log is synced; kept
+			 * when it cannot be logged (each ID.del says
+			 * "delivered" to the next start-up). */
 			waiting = as->rms;
 			as->rms = NULL;
 			pthread_mutex_unlock(&as->mu);
-			if (spool_wal_log_removals(as, waiting, &wpos) != 0) {
-				spool_rm_unlink_list(sp, waiting, 1);
-				waiting = NULL;
-			}
+			keep = spool_wal_log_removals(as, waiting, &wpos) != 0;
 			spool_deadline(&deadline, (long)sp->rm_sync_ms);
 			pthread_mutex_lock(&as->mu);
-			if (waiting == NULL) {
-				as->rm_gen++;
-				as->rm_synced = as->rm_gen;
-				sp->rm_batches++;
-				pthread_cond_broadcast(&as->rm_cv);
-			}
 			continue;
 		}
 		if (waiting != NULL) {
-			if (!wal_synced(sp->wal, &wpos) && !as->stop &&
+			if (!keep && !wal_synced(sp->wal, &wpos) && !as->stop &&
 			    !spool_deadline_passed(&deadline)) {
 				pthread_cond_timedwait(&as->rm_cv, &as->mu,
 				    &deadline);
 				continue;
 			}
 			pthread_mutex_unlock(&as->mu);
-			keep = 0;
-			if (!wal_synced(sp->wal, &wpos)) {
+			if (!keep && !wal_synced(sp->wal, &wpos)) {
 				keep = spool_wal_sync_removals(as, &wpos) != 0;
 				pthread_mutex_lock(&as->mu);
 				sp->rm_own_syncs++;
@@ -1771,11 +1757,7 @@ spool_rm_main(void *arg)
 			spool_rm_unlink_list(sp, waiting, keep);
 			waiting = NULL;
 			pthread_mutex_lock(&as->mu);
-			as->rm_gen++;
-			as->rm_synced = as->rm_gen; /* the log made it stable */
-			sp->rm_batches++;
-			pthread_cond_broadcast(
-			    &as->rm_cv); /* spool_removal_wait */
+			spool_rm_batch_done(as, 1); /* the log made it stable */
 			continue;
 		}
 		if (as->rms != NULL) {
@@ -1788,10 +1770,7 @@ spool_rm_main(void *arg)
 				/* The first batch not covered yet. */
 				spool_deadline(&deadline, (long)sp->rm_sync_ms);
 			}
-			as->rm_gen++;
-			sp->rm_batches++;
-			pthread_cond_broadcast(
-			    &as->rm_cv); /* spool_removal_wait */
+			spool_rm_batch_done(as, 0);
 			continue;
 		}
 		if (as->rm_synced < as->rm_gen) {
@@ -2950,9 +2929,10 @@ spool_replay_keep_fd(struct spool_replay *rp, int fd)
 	rp->fds[rp->n_fds++] = fd;
 }
 
-/* Is queue/name a file of exactly len bytes equal to data? */
+/* queue/name opened read-only when it is a file of exactly len bytes
+ * equal to data (the fd, to be synced), else -1. */
 static int
-spool_file_equals(struct spool *sp, const char *name, const void *data,
+spool_open_if_equal(struct spool *sp, const char *name, const void *data,
     size_t len)
 {
 	struct stat st;
@@ -2961,7 +2941,7 @@ spool_file_equals(struct spool *sp, const char *name, const void *data,
 
 	if ((fd = openat(sp->queue_fd, name,
 		 O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
-		return 0;
+		return -1;
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
 	    (uint64_t)st.st_size == len) {
 		buf = xmalloc(len + 1);
@@ -2969,8 +2949,11 @@ spool_file_equals(struct spool *sp, const char *name, const void *data,
 		    memcmp(buf, data, len) == 0;
 		free(buf);
 	}
-	close(fd);
-	return same;
+	if (!same) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 /* Give message id back its files from a MSG record (see above). */
@@ -2991,21 +2974,14 @@ spool_replay_msg(struct spool_replay *rp, const char *id,
 	}
 	spool_id_name(msg, id, ".msg");
 	spool_id_name(envn, id, ".env");
-	if (spool_file_equals(sp, msg, rec->b, rec->b_len))
-		fd = openat(sp->queue_fd, msg,
-		    O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	else {
+	if ((fd = spool_open_if_equal(sp, msg, rec->b, rec->b_len)) < 0) {
 		fd = spool_write_file_sync(sp, sp->queue_fd, sp->queue_dir, msg,
 		    0600, rec->b, rec->b_len, 0, &err);
-		if (fd < 0) {
-			log_err("spool: replay of msgid=%s: %s", id, err.msg);
-			rp->failed++;
-			return;
-		}
+		if (fd < 0)
+			goto fail;
 		rp->restored++;
 	}
-	if (fd >= 0)
-		spool_replay_keep_fd(rp, fd);
+	spool_replay_keep_fd(rp, fd);
 	if (spool_load_envelope(sp, id, &env, &err) == 0) {
 		envelope_free(env);
 		fd = openat(sp->queue_fd, envn,
@@ -3022,15 +2998,16 @@ spool_replay_msg(struct spool_replay *rp, const char *id,
 			close(fd);
 			fd = -1;
 		}
-		if (fd < 0) {
-			log_err("spool: replay of msgid=%s: %s", id, err.msg);
-			rp->failed++;
-			return;
-		}
+		if (fd < 0)
+			goto fail;
 		rp->restored++;
 	}
 	if (fd >= 0)
 		spool_replay_keep_fd(rp, fd);
+	return;
+fail:
+	log_err("spool: replay of msgid=%s: %s", id, err.msg);
+	rp->failed++;
 }
 
 static int

@@ -1824,3 +1824,35 @@ Test(spool, wal_segments_that_fill_are_checkpointed_and_reused)
 	cr_assert_eq(test_recover(sp, &f), n + 1);
 	spool_close(sp);
 }
+
+Test(spool, wal_removals_ride_on_the_next_commits_sync_of_the_log)
+{
+	struct spool          *sp = test_open_wal(TEST_WAL_SEG);
+	struct spool_wal_stats ws;
+	struct test_wal_run    r = { 0 };
+	struct sq_err          err = { 0 };
+	uint64_t               batches, own;
+	int                    efd;
+
+	/* No own sync of the removal thread within the test. */
+	spool_set_removal_sync_delay(sp, 60000);
+	cr_assert_geq(efd = spool_async_start(sp, &err), 0, "%s", err.msg);
+	cr_assert_eq(test_wal_commit(sp, efd, "one\r\n", "b@example.net", &r),
+	    0);
+	cr_assert_eq(spool_remove_unsynced(sp, r.ids[0], &err), 0, "%s",
+	    err.msg);
+	cr_assert_eq(spool_sync_removals(sp, &err), 1);
+	/* Logged, waiting for a sync: the files are still there. */
+	cr_assert_not(spool_removal_wait(sp, 1, 200));
+	cr_assert(test_exists("queue", r.ids[0], ".msg"));
+	/* The next commit's sync of the log covers the REMOVE record. */
+	cr_assert_eq(test_wal_commit(sp, efd, "two\r\n", "b@example.net", &r),
+	    0);
+	cr_assert(spool_removal_wait(sp, 1, 20000), "removal not unlinked");
+	spool_removal_stats(sp, &batches, &own);
+	cr_assert_eq(own, 0, "the removal thread synced the log itself");
+	cr_assert_not(test_exists("queue", r.ids[0], ".msg"));
+	spool_wal_stats(sp, &ws);
+	cr_assert_eq(ws.removals, 1);
+	spool_close(sp);
+}
