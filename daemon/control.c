@@ -250,6 +250,11 @@ static int
 control_cmd_list(struct control *c, const struct control_req *r,
     struct buf *out, struct sq_err *err)
 {
+	/* Through the daemon's spool when there is one: it lists the
+	 * messages held in memory too. */
+	if (c->sp != NULL)
+		return queue_view_list_spool(c->sp, r->uid_filter, r->json,
+		    c->ops.is_active, c->ops.arg, out, err);
 	return queue_view_list(c->spool_dir, r->uid_filter, r->json,
 	    c->ops.is_active, c->ops.arg, out, err);
 }
@@ -258,6 +263,9 @@ static int
 control_cmd_show(struct control *c, const struct control_req *r,
     struct buf *out, struct sq_err *err)
 {
+	if (c->sp != NULL)
+		return queue_view_show_spool(c->sp, r->id, r->uid_filter,
+		    r->json, c->ops.is_active, c->ops.arg, out, err);
 	return queue_view_show(c->spool_dir, r->id, r->uid_filter, r->json,
 	    c->ops.is_active, c->ops.arg, out, err);
 }
@@ -499,14 +507,14 @@ control_sel_collect(struct control *c, const struct control_sel *sel,
     struct buf *ids, struct sq_err *err)
 {
 	struct buf       all;
-	struct spool    *sp;
+	struct spool    *sp = c->sp; /* the daemon's: held messages too */
 	struct envelope *env;
 	struct sq_err    lerr = { 0 };
 	long long        now = (long long)time(NULL);
 	size_t           off;
 	int              rc;
 
-	if ((rc = spool_open_queue(c->spool_dir, &sp, err)) != 0)
+	if (sp == NULL && (rc = spool_open_queue(c->spool_dir, &sp, err)) != 0)
 		return rc;
 	buf_init(&all, QUEUE_VIEW_OUT_MAX);
 	if ((rc = spool_list(sp, control_sel_ids, &all, err)) >= 0)
@@ -520,7 +528,8 @@ control_sel_collect(struct control *c, const struct control_sel *sel,
 		envelope_free(env);
 	}
 	buf_fini(&all);
-	spool_close(sp);
+	if (sp != c->sp)
+		spool_close(sp);
 	return rc;
 }
 

@@ -324,22 +324,33 @@ queue_view_list(const char *spool_dir, long uid_filter, int json,
     int (*is_active)(void *, const char *), void *arg, struct buf *out,
     struct sq_err *err)
 {
+	struct spool *sp;
+	int           rc;
+
+	if ((rc = spool_open_queue(spool_dir, &sp, err)) != 0)
+		return rc;
+	rc = queue_view_list_spool(sp, uid_filter, json, is_active, arg, out,
+	    err);
+	spool_close(sp);
+	return rc;
+}
+
+int
+queue_view_list_spool(struct spool *sp, long uid_filter, int json,
+    int (*is_active)(void *, const char *), void *arg, struct buf *out,
+    struct sq_err *err)
+{
 	struct queue_view_out  o = { out, 0 };
 	struct queue_view_ids  l = { 0 };
 	struct queue_view_info info;
 	struct envelope       *env;
 	struct sq_err          lerr = { 0 };
-	struct spool          *sp;
 	long long              total = 0;
 	size_t                 i, shown = 0;
 	int                    rc;
 
-	if ((rc = spool_open_queue(spool_dir, &sp, err)) != 0)
+	if ((rc = spool_list(sp, queue_view_collect, &l, err)) < 0)
 		return rc;
-	if ((rc = spool_list(sp, queue_view_collect, &l, err)) < 0) {
-		spool_close(sp);
-		return rc;
-	}
 	info.now = (int64_t)time(NULL);
 	if (json == QUEUE_VIEW_JSON)
 		queue_view_puts(&o, "[");
@@ -390,7 +401,6 @@ queue_view_list(const char *spool_dir, long uid_filter, int json,
 	for (i = 0; i < l.n; i++)
 		free(l.ids[i]);
 	free(l.ids);
-	spool_close(sp);
 	if (o.rc != 0)
 		return sq_err_set(err, o.rc,
 		    "queue listing larger than %zu bytes", out->max);
@@ -544,14 +554,9 @@ queue_view_show(const char *spool_dir, const char *id, long uid_filter,
     int json, int (*is_active)(void *, const char *), void *arg,
     struct buf *out, struct sq_err *err)
 {
-	struct queue_view_out  o = { out, 0 };
-	struct queue_view_info info;
-	struct envelope       *env = NULL;
-	struct spool          *sp;
-	struct buf             hdr;
-	int                    rc, truncated = 0;
+	struct spool *sp;
+	int           rc;
 
-	buf_init(&hdr, QUEUE_VIEW_HEADER_MAX);
 	if (!spool_id_valid(id))
 		return sq_err_set(err, SQ_ENOTFOUND,
 		    "no message %.*s (not a queue id)", 40, id);
@@ -561,6 +566,27 @@ queue_view_show(const char *spool_dir, const char *id, long uid_filter,
 			    "no message %s (no spool at %s)", id, spool_dir);
 		return rc;
 	}
+	rc = queue_view_show_spool(sp, id, uid_filter, json, is_active, arg,
+	    out, err);
+	spool_close(sp);
+	return rc;
+}
+
+int
+queue_view_show_spool(struct spool *sp, const char *id, long uid_filter,
+    int json, int (*is_active)(void *, const char *), void *arg,
+    struct buf *out, struct sq_err *err)
+{
+	struct queue_view_out  o = { out, 0 };
+	struct queue_view_info info;
+	struct envelope       *env = NULL;
+	struct buf             hdr;
+	int                    rc, truncated = 0;
+
+	if (!spool_id_valid(id))
+		return sq_err_set(err, SQ_ENOTFOUND,
+		    "no message %.*s (not a queue id)", 40, id);
+	buf_init(&hdr, QUEUE_VIEW_HEADER_MAX);
 	rc = spool_load_envelope(sp, id, &env, err);
 	if (uid_filter != QUEUE_VIEW_ALL_UIDS &&
 	    (rc != 0 || env->uid != uid_filter)) {
@@ -591,7 +617,6 @@ done:
 		    out->max);
 	envelope_free(env);
 	buf_fini(&hdr);
-	spool_close(sp);
 	return rc;
 }
 

@@ -80,6 +80,17 @@ int queue_view_show(const char *spool_dir, const char *id, long uid_filter,
     int json, int (*is_active)(void *, const char *), void *arg,
     struct buf *out, struct sq_err *err);
 
+/* The same two on an open spool: sendqd's own (control.c), whose
+ * listing includes the messages it holds in memory (spool.h,
+ * spool_set_memory_age), which a reader of queue/ does not see yet. */
+struct spool;
+int queue_view_list_spool(struct spool *sp, long uid_filter, int json,
+    int (*is_active)(void *, const char *), void *arg, struct buf *out,
+    struct sq_err *err);
+int queue_view_show_spool(struct spool *sp, const char *id, long uid_filter,
+    int json, int (*is_active)(void *, const char *), void *arg,
+    struct buf *out, struct sq_err *err);
+
 /* An age as list shows it: "42s", "5m", "3h", "2d" (negative: "0s"). */
 void queue_view_age(char *dst, size_t dstsz, long long secs);
 

@@ -44,6 +44,7 @@
  */
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <pthread.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -88,7 +89,55 @@
 /* Checkpoint: files synced per batch (two per message). */
 #define SPOOL_CKPT_BATCH 256
 
+/* Messages held in memory (struct spool_mem): at most this many at once
+ * (each holds a descriptor; beyond it members get their files at once,
+ * as before), filed after this long in memory (spool_set_memory_age). */
+#define SPOOL_MEM_MAX     512
+#define SPOOL_MEM_AGE_MS  1000
+#define SPOOL_MEM_BUCKETS 1024
+
 _Static_assert(SPOOL_ID_LEN < ENVELOPE_ID_MAX, "queue id size");
+
+/*
+ * A message held in memory: committed (its record in the write-ahead
+ * log is durable) but without files, which most messages never need:
+ * delivered before anything asks for them, they cost no create, no
+ * rename and no unlink (issue 14: on ext4 the inode allocation of the
+ * two creates was the largest cost of a message).  The body is in a
+ * sealed memfd (not in sendqd's RSS), the envelope text in the heap.  A
+ * message gets its files ("is filed": spool_mem_file) when its log
+ * segment is checkpointed, at a clean stop, after SPOOL_MEM_AGE_MS in
+ * memory (so that readers of queue/ see it within a second), and
+ * before anything durable is made from it (an updated envelope, a copy
+ * in failed/).  A crash loses nothing: the replay gives it its files
+ * back from the record, as for any logged message whose files a power
+ * cut took.
+ */
+struct spool_mem {
+	struct spool_mem *next;          /* hash chain */
+	struct spool_mem *older, *newer; /* age list */
+	char              id[ENVELOPE_ID_MAX];
+	char             *env; /* envelope text */
+	size_t            env_len;
+	int               body_fd; /* sealed memfd */
+	size_t            body_len;
+	struct timespec   since;  /* CLOCK_MONOTONIC: when committed */
+	int               filing; /* its files are being written */
+	int               gone;   /* removed while being filed */
+};
+
+/* The table of messages held in memory (mu guards everything; taken
+ * after spool_async's mu when both are held). */
+struct spool_mem_table {
+	pthread_mutex_t   mu;
+	pthread_cond_t    filed; /* a filing ended */
+	struct spool_mem *bucket[SPOOL_MEM_BUCKETS];
+	struct spool_mem *oldest, *newest;
+	size_t            n;
+	unsigned          age_ms;
+	int               on; /* writers keep small bodies in memory */
+	uint64_t          held, filed_n; /* spool_wal_stats */
+};
 
 struct spool {
 	char *dir;
@@ -118,10 +167,11 @@ struct spool {
 					 * last fsync (spool_sync_removals) */
 	struct spool_async *as;      /* commit thread, or NULL */
 	struct wal         *wal;     /* spool_wal_open, or NULL */
+	struct spool_mem_table mem;
 };
 
 struct spool_async;
-static void spool_async_remove(struct spool_async *, const char *);
+static void spool_async_remove(struct spool_async *, const char *, int);
 static int  spool_unlink_message(struct spool *, const char *, struct sq_err *);
 static uint64_t spool_rm_gen(struct spool *);
 static void     spool_rm_synced(struct spool *, uint64_t);
@@ -140,13 +190,158 @@ struct spool_writer {
 	char          id[ENVELOPE_ID_MAX];
 	char          msg_name[ENVELOPE_ID_MAX + 8];
 	char          env_name[ENVELOPE_ID_MAX + 8];
-	int           msg_fd;
+	int           msg_fd; /* -1: the body is all in buf (in memory) */
 	int           error;     /* first write error, 0 if none */
 	int           body_8bit; /* a byte >= 0x80 was written */
 	char         *buf;
 	size_t        buf_len;
 	size_t        buf_cap; /* SPOOL_WRITE_BUF_MIN..SPOOL_WRITE_BUF */
 };
+
+/* ---- The table of messages held in memory (struct spool_mem). */
+
+static size_t
+spool_mem_hash(const char *id)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	while (*id != '\0')
+		h = (h ^ (unsigned char)*id++) * 16777619u;
+	return h % SPOOL_MEM_BUCKETS;
+}
+
+/* The entry of id, or NULL; mem.mu held. */
+static struct spool_mem *
+spool_mem_find(struct spool *sp, const char *id)
+{
+	struct spool_mem *e;
+
+	for (e = sp->mem.bucket[spool_mem_hash(id)]; e != NULL; e = e->next)
+		if (strcmp(e->id, id) == 0)
+			return e;
+	return NULL;
+}
+
+/* Out of the table (mem.mu held); the caller frees it. */
+static void
+spool_mem_unlink(struct spool *sp, struct spool_mem *e)
+{
+	struct spool_mem **pp = &sp->mem.bucket[spool_mem_hash(e->id)];
+
+	while (*pp != e)
+		pp = &(*pp)->next;
+	*pp = e->next;
+	if (e->older != NULL)
+		e->older->newer = e->newer;
+	else
+		sp->mem.oldest = e->newer;
+	if (e->newer != NULL)
+		e->newer->older = e->older;
+	else
+		sp->mem.newest = e->older;
+	sp->mem.n--;
+}
+
+static void
+spool_mem_free(struct spool_mem *e)
+{
+	if (e->body_fd >= 0)
+		close(e->body_fd);
+	free(e->env);
+	free(e);
+}
+
+/* Into the table, newest (mem.mu held). */
+static void
+spool_mem_link(struct spool *sp, struct spool_mem *e)
+{
+	size_t h = spool_mem_hash(e->id);
+
+	e->next = sp->mem.bucket[h];
+	sp->mem.bucket[h] = e;
+	e->newer = NULL;
+	e->older = sp->mem.newest;
+	if (sp->mem.newest != NULL)
+		sp->mem.newest->newer = e;
+	else
+		sp->mem.oldest = e;
+	sp->mem.newest = e;
+	sp->mem.n++;
+	sp->mem.held++;
+}
+
+static void
+spool_mem_drop_all(struct spool *sp)
+{
+	struct spool_mem *e;
+
+	while ((e = sp->mem.oldest) != NULL) {
+		spool_mem_unlink(sp, e);
+		spool_mem_free(e);
+	}
+}
+
+static int
+spool_cmp_ids(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* The envelope text of id when it is held in memory: 1 and a copy in
+ * *text (caller frees), *len; else 0. */
+static int
+spool_mem_env(struct spool *sp, const char *id, char **text, size_t *len)
+{
+	struct spool_mem *e;
+
+	pthread_mutex_lock(&sp->mem.mu);
+	if ((e = spool_mem_find(sp, id)) != NULL) {
+		*text = xmalloc(e->env_len + 1);
+		memcpy(*text, e->env, e->env_len);
+		*len = e->env_len;
+	}
+	pthread_mutex_unlock(&sp->mem.mu);
+	return e != NULL;
+}
+
+/* The body of id when it is held in memory: a descriptor of its memfd
+ * at offset 0 (descriptors of it share one offset: read with pread, or
+ * to the end before opening it again), or -errno with err; -ENOENT when
+ * it is not held in memory. */
+static int
+spool_mem_open(struct spool *sp, const char *id, struct sq_err *err)
+{
+	struct spool_mem *e;
+	int               fd = -ENOENT;
+
+	pthread_mutex_lock(&sp->mem.mu);
+	if ((e = spool_mem_find(sp, id)) != NULL) {
+		fd = fcntl(e->body_fd, F_DUPFD_CLOEXEC, 0);
+		if (fd >= 0 && lseek(fd, 0, SEEK_SET) != 0) {
+			close(fd);
+			fd = -1;
+		}
+		if (fd < 0)
+			fd = sq_err_set(err, -errno,
+			    "message %s (held in memory): %s", id,
+			    strerror(errno));
+	}
+	pthread_mutex_unlock(&sp->mem.mu);
+	return fd;
+}
+
+/* The body size of id when it is held in memory: 1 and *size, else 0. */
+static int
+spool_mem_size(struct spool *sp, const char *id, uint64_t *size)
+{
+	struct spool_mem *e;
+
+	pthread_mutex_lock(&sp->mem.mu);
+	if ((e = spool_mem_find(sp, id)) != NULL)
+		*size = e->body_len;
+	pthread_mutex_unlock(&sp->mem.mu);
+	return e != NULL;
+}
 
 /* Fill err with "OP DIR/NAME: strerror(-code)" and return code. */
 static int
@@ -221,13 +416,13 @@ spool_env_mode(const struct spool *sp, gid_t gid)
 	return gid == (gid_t)-1 || st.st_gid == gid ? 0640 : 0600;
 }
 
-int
-spool_open(const char *dir, int create, struct spool **out, struct sq_err *err)
+/* A spool with its paths set, nothing open, the memory table empty. */
+static struct spool *
+spool_alloc(const char *dir)
 {
-	struct spool *sp;
-	int           rc;
+	struct spool      *sp = xcalloc(1, sizeof(*sp));
+	pthread_condattr_t ca;
 
-	sp = xcalloc(1, sizeof(*sp));
 	sp->tmp_fd = sp->queue_fd = sp->failed_fd = -1;
 	sp->dir_fd = sp->corrupt_fd = -1;
 	sp->dir = xstrdup(dir);
@@ -235,6 +430,22 @@ spool_open(const char *dir, int create, struct spool **out, struct sq_err *err)
 	sp->tmp_dir = xasprintf("%s/tmp", dir);
 	sp->queue_dir = xasprintf("%s/queue", dir);
 	sp->failed_dir = xasprintf("%s/failed", dir);
+	pthread_mutex_init(&sp->mem.mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&sp->mem.filed, &ca);
+	pthread_condattr_destroy(&ca);
+	sp->mem.age_ms = SPOOL_MEM_AGE_MS;
+	return sp;
+}
+
+int
+spool_open(const char *dir, int create, struct spool **out, struct sq_err *err)
+{
+	struct spool *sp;
+	int           rc;
+
+	sp = spool_alloc(dir);
 	/* spool_dir 0711: the drop helper must pass through to maildrop/;
 	 * nothing in it can be listed. */
 	if ((rc = spool_mkdir(sp->dir, 0711, create, err)) != 0 ||
@@ -273,6 +484,11 @@ spool_close(struct spool *sp)
 		close(sp->corrupt_fd);
 	if (sp->wal != NULL)
 		wal_close(sp->wal);
+	/* Left only when a clean stop could not file them: their records
+	 * stay in the log, which the next start replays. */
+	spool_mem_drop_all(sp);
+	pthread_mutex_destroy(&sp->mem.mu);
+	pthread_cond_destroy(&sp->mem.filed);
 	free(sp->failed_dir);
 	free(sp->corrupt_dir);
 	free(sp->dir);
@@ -478,6 +694,15 @@ spool_writer_begin(struct spool *sp, struct spool_writer **out,
 		}
 		snprintf(w->msg_name, sizeof(w->msg_name), "%s.msg", w->id);
 		snprintf(w->env_name, sizeof(w->env_name), "%s.env", w->id);
+		w->buf_cap = SPOOL_WRITE_BUF_MIN;
+		if (sp->mem.on && sp->mem.age_ms > 0) {
+			/* Kept in memory while it fits in the buffer (the
+			 * size a log record may carry); its file is made
+			 * only when it grows beyond (spool_writer_file). */
+			w->buf = xmalloc(w->buf_cap);
+			*out = w;
+			return 0;
+		}
 		fd = spool_create_locked(sp, sp->queue_fd, sp->queue_dir,
 		    w->msg_name, 0600, err);
 		if (fd == -EEXIST)
@@ -489,7 +714,6 @@ spool_writer_begin(struct spool *sp, struct spool_writer **out,
 		/* That the id is not a committed message's too is
 		 * made sure by the commit's renames (spool_rename_new). */
 		w->msg_fd = fd;
-		w->buf_cap = SPOOL_WRITE_BUF_MIN;
 		w->buf = xmalloc(w->buf_cap);
 		*out = w;
 		return 0;
@@ -505,6 +729,31 @@ spool_writer_id(const struct spool_writer *w)
 	return w->id;
 }
 
+/* Give a writer that keeps its message in memory its queue/ID.msg (the
+ * message outgrew the buffer, or is committed or rewritten through its
+ * file).  0, or -errno with err (also kept as the writer's error). */
+static int
+spool_writer_file(struct spool_writer *w, struct sq_err *err)
+{
+	int fd;
+
+	if (w->msg_fd >= 0)
+		return 0;
+	if (w->error != 0)
+		return spool_fail(err, w->error, "write", w->sp->queue_dir,
+		    w->msg_name);
+	fd = spool_create_locked(w->sp, w->sp->queue_fd, w->sp->queue_dir,
+	    w->msg_name, 0600, err);
+	if (fd < 0) {
+		if (fd == -EEXIST)
+			spool_fail(err, fd, "create", w->sp->queue_dir,
+			    w->msg_name);
+		return w->error = fd;
+	}
+	w->msg_fd = fd;
+	return 0;
+}
+
 static int
 spool_writer_flush(struct spool_writer *w, struct sq_err *err)
 {
@@ -515,6 +764,8 @@ spool_writer_flush(struct spool_writer *w, struct sq_err *err)
 		    w->msg_name);
 	if (w->buf_len == 0)
 		return 0;
+	if ((rc = spool_writer_file(w, err)) != 0)
+		return rc;
 	rc = spool_write_all(w->msg_fd, w->buf, w->buf_len);
 	w->buf_len = 0;
 	if (rc != 0) {
@@ -554,11 +805,13 @@ spool_writer_write(struct spool_writer *w, const void *data, size_t len,
 	}
 	if ((rc = spool_writer_flush(w, err)) != 0)
 		return rc;
-	if (len < w->buf_cap) {
+	if (len < w->buf_cap && w->msg_fd >= 0) {
 		memcpy(w->buf, data, len);
 		w->buf_len = len;
 		return 0;
 	}
+	if ((rc = spool_writer_file(w, err)) != 0)
+		return rc;
 	if ((rc = spool_write_all(w->msg_fd, data, len)) != 0) {
 		w->error = rc;
 		return spool_fail(err, rc, "write", w->sp->queue_dir,
@@ -595,7 +848,8 @@ spool_writer_transform(struct spool_writer *w, spool_transform_fn fn, void *arg,
 	ssize_t       n;
 	int           old, fd, rc;
 
-	if ((rc = spool_writer_flush(w, err)) != 0)
+	if ((rc = spool_writer_file(w, err)) != 0 ||
+	    (rc = spool_writer_flush(w, err)) != 0)
 		return rc;
 	old = openat(sp->queue_fd, w->msg_name,
 	    O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -673,7 +927,8 @@ spool_writer_abort(struct spool_writer *w)
 {
 	if (w == NULL)
 		return;
-	unlinkat(w->sp->queue_fd, w->msg_name, 0);
+	if (w->msg_fd >= 0)
+		unlinkat(w->sp->queue_fd, w->msg_name, 0);
 	spool_writer_free(w);
 }
 
@@ -732,7 +987,8 @@ spool_writer_commit(struct spool_writer *w, struct envelope *env,
 	size_t        len;
 	int           rc, env_fd = -1, env_moved = 0;
 
-	if ((rc = spool_writer_flush(w, err)) != 0)
+	if ((rc = spool_writer_file(w, err)) != 0 ||
+	    (rc = spool_writer_flush(w, err)) != 0)
 		goto fail;
 	if (fsync(w->msg_fd) != 0) {
 		rc = spool_fail(err, -errno, "fsync", sp->queue_dir,
@@ -770,7 +1026,8 @@ fail:
 		unlinkat(sp->tmp_fd, w->env_name, 0);
 	/* Without its .env a queue/ID.msg is nobody's message: a crash
 	 * before this unlink leaves one for recovery to remove. */
-	unlinkat(sp->queue_fd, w->msg_name, 0);
+	if (w->msg_fd >= 0)
+		unlinkat(sp->queue_fd, w->msg_name, 0);
 	if (env_fd >= 0)
 		close(env_fd);
 	free(text);
@@ -803,6 +1060,15 @@ struct spool_gc_item {
 	int            foreign; /* queue/ID.msg belongs to its writer */
 	int            env_moved;
 	int            walled; /* durable by its write-ahead log record */
+	/* A member kept in memory (its writer had no file): the body, and
+	 * once written there its memfd (spool_gc_memfd); a member that
+	 * gets its files after all (spool_gc_file) has mem 0 and owns
+	 * msg_fd. */
+	int            mem;
+	char          *body;
+	size_t         body_len;
+	int            body_fd;
+	int            own_msg_fd;
 	char          *text;
 	size_t         len;
 	int            rc;
@@ -815,6 +1081,7 @@ spool_gc_item_init(struct spool_gc_item *it, const char *id, struct sq_err *err)
 	memset(it, 0, sizeof(*it));
 	it->env_fd = -1;
 	it->msg_fd = -1;
+	it->body_fd = -1;
 	it->err = err;
 	snprintf(it->id, sizeof(it->id), "%s", id);
 	snprintf(it->msg_name, sizeof(it->msg_name), "%s.msg", id);
@@ -834,7 +1101,7 @@ spool_gc_undo(struct spool *sp, struct spool_gc_item *it)
 		changed = 1;
 	} else if (it->env_fd >= 0)
 		unlinkat(sp->tmp_fd, it->env_name, 0);
-	if (!it->foreign)
+	if (!it->foreign && it->msg_fd >= 0)
 		unlinkat(sp->queue_fd, it->msg_name, 0);
 	it->env_moved = 0;
 	return changed;
@@ -1005,6 +1272,240 @@ spool_sync_batch(struct spool_pool *pool, const int *fds, int *rcs, size_t n)
 	}
 }
 
+/*
+ * File messages held in memory, each claimed by the caller
+ * (spool_mem_claim): write queue/ID.msg from its memfd and tmp/ID.env,
+ * sync the data of all of them as one batch, rename each .env into
+ * queue/, fsync queue/; then each leaves the table (one removed
+ * meanwhile, gone, has its new files unlinked again: a crash before
+ * that sends it twice, never loses it).  One that fails is undone and
+ * stays held (its record in the log keeps it).  Returns the number that
+ * failed (logged).
+ */
+static size_t
+spool_mem_file(struct spool *sp, struct spool_mem **es, size_t n)
+{
+	int          *fds = xcalloc(2 * n + 1, sizeof(*fds));
+	int          *rcs = xcalloc(2 * n + 1, sizeof(*rcs));
+	int          *ok = xcalloc(n + 1, sizeof(*ok));
+	char         *body = xmalloc(SPOOL_WAL_BODY_MAX + 1);
+	char          msg[ENVELOPE_ID_MAX + 8], env[ENVELOPE_ID_MAX + 8];
+	struct sq_err err;
+	size_t        i, k = 0, failed = 0, n_ok = 0;
+	int           fd, rc;
+
+	for (i = 0; i < n; i++) {
+		struct spool_mem *e = es[i];
+
+		spool_id_name(msg, e->id, ".msg");
+		spool_id_name(env, e->id, ".env");
+		if ((rc = sq_pread_all(e->body_fd, body, e->body_len, 0)) != 0) {
+			sq_err_set(&err, rc < 0 ? rc : -EIO,
+			    "read its body (memfd): %s",
+			    strerror(rc < 0 ? -rc : EIO));
+			goto fail;
+		}
+		fd = spool_write_file_sync(sp, sp->queue_fd, sp->queue_dir, msg,
+		    0600, body, e->body_len, 0, &err);
+		if (fd < 0)
+			goto fail;
+		fds[k] = fd;
+		fd = spool_write_file_sync(sp, sp->tmp_fd, sp->tmp_dir, env,
+		    sp->env_mode, e->env, e->env_len, 0, &err);
+		if (fd < 0) {
+			unlinkat(sp->queue_fd, msg, 0);
+			close(fds[k]);
+			goto fail;
+		}
+		fds[k + 1] = fd;
+		k += 2;
+		ok[i] = 1;
+		continue;
+fail:
+		log_err("msgid=%s: cannot write its files: %s (kept in memory "
+			"and in the write-ahead log)",
+		    e->id, err.msg);
+		failed++;
+	}
+	spool_sync_batch(NULL, fds, rcs, k);
+	for (i = 0, k = 0; i < n; i++) {
+		if (!ok[i])
+			continue;
+		spool_id_name(msg, es[i]->id, ".msg");
+		spool_id_name(env, es[i]->id, ".env");
+		rc = rcs[k] != 0 ? rcs[k] : rcs[k + 1];
+		if (rc == 0 && (rc = spool_rename_new(sp, env)) == 0) {
+			n_ok++;
+		} else {
+			log_err("msgid=%s: cannot write its files: %s (kept in "
+				"memory and in the write-ahead log)",
+			    es[i]->id, strerror(-rc));
+			unlinkat(sp->tmp_fd, env, 0);
+			unlinkat(sp->queue_fd, msg, 0);
+			ok[i] = 0;
+			failed++;
+		}
+		close(fds[k]);
+		close(fds[k + 1]);
+		k += 2;
+	}
+	if (n_ok > 0 && fsync(sp->queue_fd) != 0) {
+		/* Not durable: undone, so that a message has its files or
+		 * is held, never both. */
+		log_err("msgid=%s and %zu more: cannot write their files: "
+			"fsync %s: %s (kept in memory and in the write-ahead log)",
+		    es[0]->id, n - 1, sp->queue_dir, strerror(errno));
+		for (i = 0; i < n; i++)
+			if (ok[i]) {
+				spool_unlink_files(sp, es[i]->id, 0, &err);
+				ok[i] = 0;
+				failed++;
+			}
+	}
+	pthread_mutex_lock(&sp->mem.mu);
+	for (i = 0; i < n; i++) {
+		struct spool_mem *e = es[i];
+
+		e->filing = 0;
+		if (e->gone) {
+			/* Removed meanwhile: out of the table already. */
+			if (ok[i])
+				spool_unlink_files(sp, e->id, 0, &err);
+			spool_mem_free(e);
+		} else if (ok[i]) {
+			spool_mem_unlink(sp, e);
+			spool_mem_free(e);
+			sp->mem.filed_n++;
+		}
+	}
+	pthread_cond_broadcast(&sp->mem.filed);
+	pthread_mutex_unlock(&sp->mem.mu);
+	free(body);
+	free(ok);
+	free(rcs);
+	free(fds);
+	return failed;
+}
+
+/* Claim message id for filing when it is held in memory (waiting for a
+ * filing of it already under way): the entry, or NULL (not held, or
+ * filed meanwhile). */
+static struct spool_mem *
+spool_mem_claim(struct spool *sp, const char *id)
+{
+	struct spool_mem *e;
+
+	pthread_mutex_lock(&sp->mem.mu);
+	while ((e = spool_mem_find(sp, id)) != NULL && e->filing)
+		pthread_cond_wait(&sp->mem.filed, &sp->mem.mu);
+	if (e != NULL)
+		e->filing = 1;
+	pthread_mutex_unlock(&sp->mem.mu);
+	return e;
+}
+
+/* Give message id its files now if it is held in memory (before
+ * something durable is made from it).  0 or -errno with err. */
+static int
+spool_mem_file_now(struct spool *sp, const char *id, struct sq_err *err)
+{
+	struct spool_mem *e;
+
+	if ((e = spool_mem_claim(sp, id)) == NULL)
+		return 0;
+	if (spool_mem_file(sp, &e, 1) != 0)
+		return sq_err_set(err, -EIO,
+		    "msgid=%s: cannot write its files in %s (logged)", id,
+		    sp->queue_dir);
+	return 0;
+}
+
+/* When the oldest message held in memory is due for its files (mem.mu
+ * taken): 1 and *due, or 0 when none is held. */
+static int
+spool_mem_due(struct spool *sp, struct timespec *due)
+{
+	struct spool_mem *e;
+	long              ms;
+
+	pthread_mutex_lock(&sp->mem.mu);
+	for (e = sp->mem.oldest; e != NULL && e->filing; e = e->newer)
+		;
+	if (e != NULL) {
+		ms = (long)sp->mem.age_ms;
+		*due = e->since;
+		due->tv_sec += ms / 1000;
+		due->tv_nsec += (ms % 1000) * 1000000L;
+		if (due->tv_nsec >= 1000000000L) {
+			due->tv_sec++;
+			due->tv_nsec -= 1000000000L;
+		}
+	}
+	pthread_mutex_unlock(&sp->mem.mu);
+	return e != NULL;
+}
+
+/* File every message held in memory for age_ms or longer (removal
+ * thread), SPOOL_CKPT_BATCH at a time. */
+static void
+spool_mem_file_aged(struct spool *sp)
+{
+	struct spool_mem *es[SPOOL_CKPT_BATCH], *e;
+	struct timespec   now, cut;
+	long              ms;
+	size_t            n;
+
+	pthread_mutex_lock(&sp->mem.mu);
+	ms = (long)sp->mem.age_ms;
+	pthread_mutex_unlock(&sp->mem.mu);
+	do {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		cut = now;
+		cut.tv_sec -= ms / 1000;
+		cut.tv_nsec -= (ms % 1000) * 1000000L;
+		if (cut.tv_nsec < 0) {
+			cut.tv_sec--;
+			cut.tv_nsec += 1000000000L;
+		}
+		n = 0;
+		pthread_mutex_lock(&sp->mem.mu);
+		for (e = sp->mem.oldest; e != NULL && n < SPOOL_CKPT_BATCH;
+		     e = e->newer) {
+			if (e->since.tv_sec > cut.tv_sec ||
+			    (e->since.tv_sec == cut.tv_sec &&
+				e->since.tv_nsec > cut.tv_nsec))
+				break;
+			if (e->filing)
+				continue;
+			e->filing = 1;
+			es[n++] = e;
+		}
+		pthread_mutex_unlock(&sp->mem.mu);
+		if (n > 0 && spool_mem_file(sp, es, n) != 0)
+			break; /* failing: the checkpoint tries again */
+	} while (n == SPOOL_CKPT_BATCH);
+}
+
+/* Take id out of the table when it is held in memory (its removal):
+ * 1 when it was, else 0.  One being filed is marked gone: the filing
+ * unlinks its new files. */
+static int
+spool_mem_remove(struct spool *sp, const char *id)
+{
+	struct spool_mem *e;
+
+	pthread_mutex_lock(&sp->mem.mu);
+	if ((e = spool_mem_find(sp, id)) != NULL) {
+		spool_mem_unlink(sp, e);
+		if (e->filing)
+			e->gone = 1;
+		else
+			spool_mem_free(e);
+	}
+	pthread_mutex_unlock(&sp->mem.mu);
+	return e != NULL;
+}
+
 struct spool_pending {
 	struct spool_pending *next;
 	struct spool_writer  *w;
@@ -1017,6 +1518,7 @@ struct spool_pending {
 struct spool_rm {
 	struct spool_rm *next;
 	char             id[ENVELOPE_ID_MAX];
+	int              no_files; /* was held in memory: nothing to unlink */
 };
 
 /* The ids of the messages in one segment of the write-ahead log. */
@@ -1060,6 +1562,92 @@ struct spool_async {
 	/* spool_wal_stats (under mu). */
 	struct spool_wal_stats wal_stats;
 };
+
+/* Put member it's body (in memory) into a sealed memfd, which the table
+ * of messages held in memory keeps: 0, or -errno (the member then gets
+ * its files, spool_gc_file). */
+static int
+spool_gc_memfd(struct spool_gc_item *it)
+{
+	int fd, rc;
+
+	fd = memfd_create("sendq-body", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		return -errno;
+	if ((rc = sq_pwrite_all(fd, it->body, it->body_len, 0)) != 0 ||
+	    fcntl(fd, F_ADD_SEALS,
+		F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
+		rc = rc != 0 ? rc : -errno;
+		close(fd);
+		return rc;
+	}
+	it->body_fd = fd;
+	return 0;
+}
+
+/* A member kept in memory gets its files after all (not synced): its
+ * queue/ID.msg, then tmp/ID.env; from then on it is a member like any
+ * other.  On failure it->rc is set. */
+static void
+spool_gc_file(struct spool *sp, struct spool_gc_item *it)
+{
+	int fd;
+
+	fd = spool_write_file_sync(sp, sp->queue_fd, sp->queue_dir,
+	    it->msg_name, 0600, it->body, it->body_len, 0, it->err);
+	if (fd < 0) {
+		it->rc = fd;
+		return;
+	}
+	it->mem = 0;
+	it->msg_fd = fd;
+	it->own_msg_fd = 1;
+	if (it->body_fd >= 0)
+		close(it->body_fd);
+	it->body_fd = -1;
+	it->env_fd = spool_write_file_sync(sp, sp->tmp_fd, sp->tmp_dir,
+	    it->env_name, sp->env_mode, it->text, it->len, 0, it->err);
+	if (it->env_fd < 0)
+		it->rc = it->env_fd;
+}
+
+/* The walled members items[idx[0..k-1]] kept in memory go into the
+ * table of messages held in memory (the table takes their memfd and
+ * envelope text), before their committers are told; beyond
+ * SPOOL_MEM_MAX they get their files (unsynced: the log holds them). */
+static void
+spool_mem_hold(struct spool *sp, struct spool_gc_item *items,
+    const size_t *idx, size_t k)
+{
+	struct spool_mem *e;
+	struct timespec   now;
+	size_t            i;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	for (i = 0; i < k; i++) {
+		struct spool_gc_item *it = &items[idx[i]];
+
+		if (!it->mem)
+			continue;
+		pthread_mutex_lock(&sp->mem.mu);
+		if (sp->mem.n >= SPOOL_MEM_MAX) {
+			pthread_mutex_unlock(&sp->mem.mu);
+			spool_gc_file(sp, it);
+			continue;
+		}
+		e = xcalloc(1, sizeof(*e));
+		memcpy(e->id, it->id, sizeof(e->id));
+		e->env = it->text;
+		e->env_len = it->len;
+		e->body_fd = it->body_fd;
+		e->body_len = it->body_len;
+		e->since = now;
+		spool_mem_link(sp, e);
+		pthread_mutex_unlock(&sp->mem.mu);
+		it->text = NULL;
+		it->body_fd = -1;
+	}
+}
 
 /* Sync the data of every live member's .msg and .env as one batch; a
  * member whose sync fails fails alone.  Returns the members still live. */
@@ -1130,35 +1718,47 @@ spool_group_wal(struct spool_async *as, struct spool_gc_item *items, size_t n)
 	for (i = 0; i < n; i++) {
 		struct spool_gc_item *it = &items[i];
 		struct wal_rec        rec;
+		size_t                body_len;
 
-		if (it->rc != 0 || it->msg_fd < 0 ||
-		    fstat(it->msg_fd, &st) != 0 ||
+		if (it->rc != 0)
+			continue;
+		if (it->mem)
+			body_len = it->body_len;
+		else if (it->msg_fd < 0 || fstat(it->msg_fd, &st) != 0 ||
 		    st.st_size > SPOOL_WAL_BODY_MAX)
 			continue;
+		else
+			body_len = (size_t)st.st_size;
 		rec = (struct wal_rec){ WAL_MSG, it->id, strlen(it->id),
-			it->text, it->len, NULL, (size_t)st.st_size };
+			it->text, it->len, it->body, body_len };
 		sz = wal_record_size(&rec);
 		if (total + sz > SPOOL_WAL_GROUP_MAX ||
 		    total + sz > wal_capacity(sp->wal))
 			continue;
 		total += sz;
-		body_total += rec.b_len;
+		if (!it->mem)
+			body_total += rec.b_len;
 		recs[k] = rec;
 		idx[k++] = i;
 	}
 	if (k == 0)
 		goto out;
+	/* A body in memory goes into the record as it is; one in a file is
+	 * read back (from the page cache). */
 	bodies = xmalloc(body_total + 1);
 	for (i = 0, j = 0, off = 0; i < k; i++) {
-		/* One unreadable now is left out: the file path says why. */
-		if (recs[i].b_len > 0 &&
-		    sq_pread_all(items[idx[i]].msg_fd, bodies + off,
-			recs[i].b_len, 0) != 0)
-			continue;
+		if (!items[idx[i]].mem) {
+			/* One unreadable now is left out: the file path
+			 * says why. */
+			if (recs[i].b_len > 0 &&
+			    sq_pread_all(items[idx[i]].msg_fd, bodies + off,
+				recs[i].b_len, 0) != 0)
+				continue;
+			recs[i].b = bodies + off;
+			off += recs[i].b_len;
+		}
 		recs[j] = recs[i];
-		recs[j].b = bodies + off;
 		idx[j++] = idx[i];
-		off += recs[i].b_len;
 	}
 	if ((k = j) == 0)
 		goto out;
@@ -1175,6 +1775,9 @@ spool_group_wal(struct spool_async *as, struct spool_gc_item *items, size_t n)
 		k = 0;
 		goto out;
 	}
+	/* Held before the removal thread is woken below: it files them
+	 * when they are due. */
+	spool_mem_hold(sp, items, idx, k);
 	pthread_mutex_lock(&as->mu);
 	{
 		struct spool_wal_ids *l = &as->wal_ids[pos.seg];
@@ -1228,11 +1831,20 @@ spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n,
 
 		if (it->rc != 0)
 			continue;
-		it->env_fd = spool_write_file_sync(sp, sp->tmp_fd, sp->tmp_dir,
-		    it->env_name, sp->env_mode, it->text, it->len, 0, it->err);
-		if (it->env_fd < 0)
-			it->rc = it->env_fd;
-		else
+		if (it->mem && use_wal && spool_gc_memfd(it) == 0) {
+			live++; /* no file unless the log does not take it */
+			continue;
+		}
+		if (it->mem)
+			spool_gc_file(sp, it);
+		else {
+			it->env_fd = spool_write_file_sync(sp, sp->tmp_fd,
+			    sp->tmp_dir, it->env_name, sp->env_mode, it->text,
+			    it->len, 0, it->err);
+			if (it->env_fd < 0)
+				it->rc = it->env_fd;
+		}
+		if (it->rc == 0)
 			live++;
 	}
 	if (live == 0)
@@ -1240,6 +1852,9 @@ spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n,
 	syncs++;
 	if (use_wal)
 		walled = spool_group_wal(as, items, n);
+	for (i = 0; i < n; i++)
+		if (items[i].rc == 0 && items[i].mem && !items[i].walled)
+			spool_gc_file(sp, &items[i]); /* the log was full */
 	if (walled < live && spool_group_sync(sp, items, n, pool) == 0)
 		goto out;
 	for (i = 0; i < n; i++) {
@@ -1247,6 +1862,10 @@ spool_group_run(struct spool *sp, struct spool_gc_item *items, size_t n,
 
 		if (it->rc != 0)
 			continue;
+		if (it->mem) {
+			done++; /* held in memory: no name to move */
+			continue;
+		}
 		if ((rc = spool_rename_new(sp, it->env_name)) != 0) {
 			it->rc = spool_fail(it->err, rc, "rename into queue/",
 			    sp->tmp_dir, it->env_name);
@@ -1280,6 +1899,13 @@ out:
 		if (items[i].env_fd >= 0)
 			close(items[i].env_fd);
 		items[i].env_fd = -1;
+		if (items[i].own_msg_fd)
+			close(items[i].msg_fd);
+		if (items[i].body_fd >= 0)
+			close(items[i].body_fd);
+		items[i].body_fd = -1;
+		free(items[i].body);
+		items[i].body = NULL;
 		free(items[i].text);
 		items[i].text = NULL;
 	}
@@ -1313,12 +1939,21 @@ spool_gc_prepare(struct spool *sp, struct spool_writer *w, struct envelope *env,
 		it->foreign = 1;
 		return;
 	}
-	if ((it->rc = spool_writer_flush(w, it->err)) != 0)
-		return;
+	it->msg_fd = w->msg_fd;
+	if (w->msg_fd >= 0 || w->error != 0) {
+		if ((it->rc = spool_writer_flush(w, it->err)) != 0)
+			return;
+	} else {
+		/* In memory: the member takes the buffer. */
+		it->mem = 1;
+		it->body = w->buf;
+		it->body_len = w->buf_len;
+		w->buf = NULL;
+		w->buf_len = 0;
+	}
 	memcpy(env->id, w->id, sizeof(env->id));
 	env->body_8bit = w->body_8bit;
 	it->text = envelope_format(env, &it->len);
-	it->msg_fd = w->msg_fd;
 }
 
 void
@@ -1480,17 +2115,25 @@ spool_sync_listed(struct spool_async *as, int seg)
 {
 	struct spool        *sp = as->sp;
 	struct spool_wal_ids l;
+	struct spool_mem   **held;
 	char                 name[ENVELOPE_ID_MAX + 8];
 	int    fds[2 * SPOOL_CKPT_BATCH], rcs[2 * SPOOL_CKPT_BATCH];
-	size_t i = 0, k, j, failed = 0, synced = 0;
+	size_t i = 0, k, j, failed = 0, synced = 0, n_held = 0;
 	int    fd;
 
 	pthread_mutex_lock(&as->mu);
 	l = as->wal_ids[seg];
 	memset(&as->wal_ids[seg], 0, sizeof(as->wal_ids[seg]));
 	pthread_mutex_unlock(&as->mu);
+	held = xcalloc(l.n + 1, sizeof(*held));
 	while (i < l.n) {
 		for (k = 0; i < l.n && k < 2 * SPOOL_CKPT_BATCH; i++) {
+			/* Held in memory: gets its files, below. */
+			if ((held[n_held] = spool_mem_claim(sp, l.ids[i])) !=
+			    NULL) {
+				n_held++;
+				continue;
+			}
 			spool_id_name(name, l.ids[i], ".env");
 			fd = openat(sp->queue_fd, name,
 			    O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -1512,14 +2155,19 @@ spool_sync_listed(struct spool_async *as, int seg)
 			close(fds[j]);
 		}
 	}
+	for (i = 0; i < n_held; i += k) {
+		k = n_held - i < SPOOL_CKPT_BATCH ? n_held - i : SPOOL_CKPT_BATCH;
+		failed += spool_mem_file(sp, held + i, k);
+	}
+	free(held);
 	if (failed == 0 && fsync(sp->queue_fd) != 0) {
 		log_err("spool: checkpoint: fsync %s: %s", sp->queue_dir,
 		    strerror(errno));
 		failed++;
 	}
 	log_debug("spool: log segment %d: %zu of %zu messages still queued, "
-		  "synced",
-	    seg, synced, l.n);
+		  "synced, %zu of them from memory",
+	    seg, synced + n_held, l.n, n_held);
 	free(l.ids);
 	return failed;
 }
@@ -1663,7 +2311,8 @@ spool_rm_unlink_list(struct spool *sp, struct spool_rm *list, int keep)
 
 	while ((r = list) != NULL) {
 		list = r->next;
-		if (!keep && spool_unlink_files(sp, r->id, 1, &err) != 0)
+		if (!keep && !r->no_files &&
+		    spool_unlink_files(sp, r->id, 1, &err) != 0)
 			log_err("msgid=%s: done but cannot remove it from the "
 				"spool: %s (it may be sent again)",
 			    r->id, err.msg);
@@ -1715,9 +2364,9 @@ spool_rm_main(void *arg)
 	struct spool       *sp = as->sp;
 	struct spool_rm    *list, *waiting = NULL;
 	struct wal_pos      wpos;
-	struct timespec     deadline = { 0 };
+	struct timespec     deadline = { 0 }, due = { 0 };
 	uint64_t            gen;
-	int                 rc, seg, keep = 0;
+	int                 rc, seg, keep = 0, held = 0;
 
 	memset(&wpos, 0, sizeof(wpos));
 	pthread_mutex_lock(&as->mu);
@@ -1725,6 +2374,13 @@ spool_rm_main(void *arg)
 		if (sp->wal != NULL && (seg = spool_ckpt_take(as)) >= 0) {
 			pthread_mutex_unlock(&as->mu);
 			spool_checkpoint(as, seg);
+			pthread_mutex_lock(&as->mu);
+			continue;
+		}
+		if (!as->stop && (held = spool_mem_due(sp, &due)) &&
+		    spool_deadline_passed(&due)) {
+			pthread_mutex_unlock(&as->mu);
+			spool_mem_file_aged(sp);
 			pthread_mutex_lock(&as->mu);
 			continue;
 		}
@@ -1795,7 +2451,10 @@ spool_rm_main(void *arg)
 		}
 		if (as->stop)
 			break;
-		pthread_cond_wait(&as->rm_cv, &as->mu);
+		if (held)
+			pthread_cond_timedwait(&as->rm_cv, &as->mu, &due);
+		else
+			pthread_cond_wait(&as->rm_cv, &as->mu);
 	}
 	pthread_mutex_unlock(&as->mu);
 	return NULL;
@@ -1839,13 +2498,15 @@ spool_removal_stats(struct spool *sp, uint64_t *batches, uint64_t *own_syncs)
 		pthread_mutex_unlock(&as->mu);
 }
 
-/* Queue the removal of id for the removal thread. */
+/* Queue the removal of id for the removal thread (no_files: it was held
+ * in memory, only its REMOVE record is to be made). */
 static void
-spool_async_remove(struct spool_async *as, const char *id)
+spool_async_remove(struct spool_async *as, const char *id, int no_files)
 {
 	struct spool_rm *r = xcalloc(1, sizeof(*r));
 
 	snprintf(r->id, sizeof(r->id), "%s", id);
+	r->no_files = no_files;
 	pthread_mutex_lock(&as->mu);
 	r->next = as->rms;
 	as->rms = r;
@@ -1901,6 +2562,10 @@ spool_async_start(struct spool *sp, struct sq_err *err)
 	if (as->rm_started)
 		(void)pthread_setname_np(as->rm_tid, "sq-remove");
 	sp->as = as;
+	/* From now on small messages are held in memory until something
+	 * needs their files (struct spool_mem): the log makes them
+	 * durable, the removal thread files and removes them. */
+	sp->mem.on = sp->wal != NULL && as->rm_started;
 	return as->efd;
 }
 
@@ -1983,6 +2648,7 @@ spool_async_stop(struct spool *sp)
 
 	if (as == NULL)
 		return;
+	sp->mem.on = 0; /* new writers make files again */
 	pthread_mutex_lock(&as->mu);
 	as->stop = 1;
 	pthread_cond_signal(&as->cv);
@@ -2367,24 +3033,56 @@ spool_recover(struct spool *sp, void (*cb)(const char *id, void *arg),
 	return (int)found;
 }
 
+/* The ids of the messages held in memory, sorted: *n of them in *ids
+ * (caller frees). */
+static void
+spool_mem_ids(struct spool *sp, char (**ids)[ENVELOPE_ID_MAX], size_t *n)
+{
+	struct spool_mem *e;
+
+	pthread_mutex_lock(&sp->mem.mu);
+	*n = 0;
+	*ids = xcalloc(sp->mem.n + 1, sizeof(**ids));
+	for (e = sp->mem.oldest; e != NULL; e = e->newer)
+		memcpy((*ids)[(*n)++], e->id, sizeof(e->id));
+	pthread_mutex_unlock(&sp->mem.mu);
+	qsort(*ids, *n, sizeof(**ids), spool_cmp_ids);
+}
+
 int
 spool_list(struct spool *sp, void (*cb)(const char *id, void *arg), void *arg,
     struct sq_err *err)
 {
-	char **names, id[ENVELOPE_ID_MAX];
-	size_t n, i, found = 0;
+	char **names, id[ENVELOPE_ID_MAX], (*mem)[ENVELOPE_ID_MAX];
+	size_t n, i, n_mem, m = 0, found = 0;
 	int    rc;
 
-	if ((rc = spool_queue_names(sp, &names, &n, err)) != 0)
+	/* Held in memory first: one filed meanwhile is then listed from
+	 * the directory too, and given once. */
+	spool_mem_ids(sp, &mem, &n_mem);
+	if ((rc = spool_queue_names(sp, &names, &n, err)) != 0) {
+		free(mem);
 		return rc;
-	for (i = 0; i < n; i++) {
-		if (!spool_split_name(names[i], ".env", id))
+	}
+	for (i = 0; i <= n; i++) {
+		if (i < n && !spool_split_name(names[i], ".env", id))
 			continue;
+		/* Merged in id order (both lists are sorted). */
+		for (; m < n_mem && (i == n || strcmp(mem[m], id) <= 0); m++) {
+			if (i < n && strcmp(mem[m], id) == 0)
+				continue;
+			found++;
+			if (cb != NULL)
+				cb(mem[m], arg);
+		}
+		if (i == n)
+			break;
 		found++;
 		if (cb != NULL)
 			cb(id, arg);
 	}
 	spool_free_names(names, n);
+	free(mem);
 	return (int)found;
 }
 
@@ -2403,6 +3101,10 @@ spool_load_envelope(struct spool *sp, const char *id, struct envelope **out,
 		return sq_err_set(err, SQ_ENOTFOUND,
 		    "no message %.*s (not a queue id)", 40, id);
 	snprintf(name, sizeof(name), "%s.env", id);
+	if (spool_mem_env(sp, id, &text, &len)) {
+		fd = -1;
+		goto parse;
+	}
 	if ((fd = openat(sp->queue_fd, name,
 		 O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
 		if (errno == ENOENT)
@@ -2440,6 +3142,7 @@ spool_load_envelope(struct spool *sp, const char *id, struct envelope **out,
 			goto done;
 		}
 	}
+parse:
 	if ((rc = envelope_parse(text, len, &env, err)) != 0) {
 		char why[sizeof(err->msg)];
 
@@ -2461,7 +3164,8 @@ spool_load_envelope(struct spool *sp, const char *id, struct envelope **out,
 	rc = 0;
 done:
 	free(text);
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	return rc;
 }
 
@@ -2474,6 +3178,8 @@ spool_open_message(struct spool *sp, const char *id, struct sq_err *err)
 	if (!spool_id_valid(id))
 		return sq_err_set(err, -ENOENT,
 		    "no message %.*s (not a queue id)", 40, id);
+	if ((fd = spool_mem_open(sp, id, err)) != -ENOENT)
+		return fd;
 	snprintf(name, sizeof(name), "%s.msg", id);
 	if ((fd = openat(sp->queue_fd, name,
 		 O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
@@ -2491,6 +3197,8 @@ spool_message_size(struct spool *sp, const char *id, uint64_t *size,
 	if (!spool_id_valid(id))
 		return sq_err_set(err, SQ_ENOTFOUND,
 		    "no message %.*s (not a queue id)", 40, id);
+	if (spool_mem_size(sp, id, size))
+		return 0;
 	snprintf(name, sizeof(name), "%s.msg", id);
 	if (fstatat(sp->queue_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
 		return spool_fail(err, -errno, "stat", sp->queue_dir, name);
@@ -2558,6 +3266,8 @@ spool_update_envelope(struct spool *sp, const struct envelope *env,
 		    "no message %.*s (not a queue id)", 40, env->id);
 	snprintf(name, sizeof(name), "%s.env", env->id);
 	snprintf(upd, sizeof(upd), "%s.upd", env->id);
+	if ((rc = spool_mem_file_now(sp, env->id, err)) != 0)
+		return rc;
 	if (!spool_exists(sp->queue_fd, name))
 		return sq_err_set(err, SQ_ENOTFOUND, "no message %s in %s",
 		    env->id, sp->queue_dir);
@@ -2626,6 +3336,8 @@ spool_remove(struct spool *sp, const char *id, struct sq_err *err)
 {
 	int rc;
 
+	if (sp->mem.on && spool_mem_remove(sp, id))
+		return spool_wal_remove_now(sp, id, err); /* no files */
 	if (spool_id_valid(id) && (rc = spool_wal_remove_now(sp, id, err)) != 0)
 		return rc;
 	if ((rc = spool_unlink_message(sp, id, err)) != 0)
@@ -2641,6 +3353,13 @@ spool_remove_unsynced(struct spool *sp, const char *id, struct sq_err *err)
 {
 	int rc;
 
+	if (sp->mem.on && spool_mem_remove(sp, id)) {
+		/* Held in memory: out of every listing now; the removal
+		 * thread logs its REMOVE record. */
+		spool_async_remove(sp->as, id, 1);
+		sp->removed = 1;
+		return 0;
+	}
 	if (sp->as != NULL && sp->as->rm_started && spool_id_valid(id)) {
 		/* The envelope leaves the queue now, on the caller's thread:
 		 * renamed to ID.del in queue/ (no blocks freed, so no wait
@@ -2657,7 +3376,7 @@ spool_remove_unsynced(struct spool *sp, const char *id, struct sq_err *err)
 				id, sp->queue_dir) :
 			    spool_fail(err, -errno, "rename", sp->queue_dir,
 				env);
-		spool_async_remove(sp->as, id);
+		spool_async_remove(sp->as, id, 0);
 		sp->removed = 1;
 		return 0;
 	}
@@ -2697,7 +3416,8 @@ spool_hold_failed(struct spool *sp, const struct envelope *env,
 	snprintf(base, sizeof(base), "%s.%u", env->id, attempt);
 	snprintf(msg, sizeof(msg), "%s.msg", env->id);
 	snprintf(tmpname, sizeof(tmpname), "%s.failed", env->id);
-	if ((rc = spool_settle_body(sp, env->id, err)) != 0)
+	if ((rc = spool_mem_file_now(sp, env->id, err)) != 0 ||
+	    (rc = spool_settle_body(sp, env->id, err)) != 0)
 		return rc;
 	text = envelope_format(env, &len);
 	fd = spool_write_file(sp, sp->tmp_fd, sp->tmp_dir, tmpname, 0600, text,
@@ -2735,14 +3455,7 @@ spool_open_queue(const char *dir, struct spool **out, struct sq_err *err)
 {
 	struct spool *sp;
 
-	sp = xcalloc(1, sizeof(*sp));
-	sp->tmp_fd = sp->queue_fd = sp->failed_fd = -1;
-	sp->dir_fd = sp->corrupt_fd = -1;
-	sp->dir = xstrdup(dir);
-	sp->corrupt_dir = xasprintf("%s/corrupt", dir);
-	sp->tmp_dir = xasprintf("%s/tmp", dir);
-	sp->queue_dir = xasprintf("%s/queue", dir);
-	sp->failed_dir = xasprintf("%s/failed", dir);
+	sp = spool_alloc(dir);
 	sp->env_mode = 0600;
 	/* Only queue/: the readers' group may read it, nothing else. */
 	sp->queue_fd = open(sp->queue_dir,
@@ -2897,12 +3610,6 @@ struct spool_replay {
 	size_t n_fds;
 	size_t restored, kept, dropped, failed;
 };
-
-static int
-spool_cmp_ids(const void *a, const void *b)
-{
-	return strcmp(a, b);
-}
 
 /* Sync and close the replay's open files; failures counted. */
 static void
@@ -3167,4 +3874,16 @@ spool_wal_stats(struct spool *sp, struct spool_wal_stats *out)
 	pthread_mutex_lock(&as->mu);
 	*out = as->wal_stats;
 	pthread_mutex_unlock(&as->mu);
+	pthread_mutex_lock(&sp->mem.mu);
+	out->held = sp->mem.held;
+	out->filed = sp->mem.filed_n;
+	pthread_mutex_unlock(&sp->mem.mu);
+}
+
+void
+spool_set_memory_age(struct spool *sp, unsigned ms)
+{
+	pthread_mutex_lock(&sp->mem.mu);
+	sp->mem.age_ms = ms;
+	pthread_mutex_unlock(&sp->mem.mu);
 }

@@ -267,8 +267,33 @@ struct spool_wal_stats {
 			       * synced instead (large, log full) */
 	uint64_t checkpoints; /* segments freed by a checkpoint */
 	uint64_t removals;    /* REMOVE records */
+	uint64_t held;        /* messages committed without files, held
+			       * in memory (see spool_set_memory_age) */
+	uint64_t filed;       /* of those, messages that got their files
+			       * later (checkpoint, age, update, stop) */
 };
 void spool_wal_stats(struct spool *sp, struct spool_wal_stats *out);
+
+/*
+ * Messages held in memory.  Once spool_async_start() ran with the log
+ * open, a small message (body up to 64 KiB) committed through the
+ * commit thread (spool_commit_async, spool_commit_group) gets no files
+ * at all: its log record makes it durable, its body is kept in a sealed
+ * memfd and its envelope in memory, and spool_load_envelope,
+ * spool_open_message, spool_message_size and spool_list (of this struct
+ * spool) serve it from there.  Most messages are delivered so, and
+ * their removal is a REMOVE record only.  A message gets its files
+ * (written, synced, renamed in, fsync of queue/) when its log segment is
+ * checkpointed, at a clean stop, before spool_update_envelope or
+ * spool_hold_failed, and after ms milliseconds in memory (this call;
+ * default 1000), so that a reader of queue/ (sendq-showq, operators'
+ * tools) sees every message within about a second of its acceptance;
+ * 0: no message is held in memory (every member gets its files).
+ * At most 512 are held at once (each holds a descriptor); beyond that,
+ * members get their files at commit as before.  A crash loses none of
+ * them: the start-up replay gives them their files from the log.
+ */
+void spool_set_memory_age(struct spool *sp, unsigned ms);
 
 /*
  * Recovery at daemon start: remove tmp/ files and queue/ .msg files

@@ -1616,6 +1616,8 @@ test_wal_eight(struct spool *sp, int efd, struct test_wal_run *r)
 	char                   body[128], rcpt[64];
 	int                    i;
 
+	/* With files (none held in memory), which the cut below damages. */
+	spool_set_memory_age(sp, 0);
 	for (i = 0; i < 8; i++) {
 		test_wal_body(body, sizeof(body), rcpt, sizeof(rcpt), i);
 		if (test_wal_commit(sp, efd, body, rcpt, r) != 0)
@@ -1683,6 +1685,7 @@ test_wal_removals(struct spool *sp, int efd, struct test_wal_run *r)
 	struct sq_err          err = { 0 };
 	int                    i;
 
+	spool_set_memory_age(sp, 0); /* with files */
 	for (i = 0; i < 4; i++)
 		if (test_wal_commit(sp, efd, "hello\r\n", "b@example.net", r))
 			return;
@@ -1816,6 +1819,8 @@ Test(spool, wal_segments_that_fill_are_checkpointed_and_reused)
 	cr_assert_eq(ws.messages + ws.file_synced, (uint64_t)n + 1);
 	cr_assert_geq(ws.file_synced, 1);
 	cr_assert_geq(ws.checkpoints, 1, "a full segment was freed");
+	cr_assert_geq(ws.held, 1, "small ones were held");
+	cr_assert_geq(ws.filed, 1, "the checkpoint gave held ones files");
 	snprintf(path, sizeof(path), "%s/wal/0", test_dir);
 	cr_assert_eq(stat(path, &st), 0);
 	cr_assert_eq(st.st_size, 16 * 1024, "a segment keeps its size");
@@ -1836,6 +1841,7 @@ Test(spool, wal_removals_ride_on_the_next_commits_sync_of_the_log)
 
 	/* No own sync of the removal thread within the test. */
 	spool_set_removal_sync_delay(sp, 60000);
+	spool_set_memory_age(sp, 0); /* with files, to see them go */
 	cr_assert_geq(efd = spool_async_start(sp, &err), 0, "%s", err.msg);
 	cr_assert_eq(test_wal_commit(sp, efd, "one\r\n", "b@example.net", &r),
 	    0);
@@ -1854,5 +1860,193 @@ Test(spool, wal_removals_ride_on_the_next_commits_sync_of_the_log)
 	cr_assert_not(test_exists("queue", r.ids[0], ".msg"));
 	spool_wal_stats(sp, &ws);
 	cr_assert_eq(ws.removals, 1);
+	spool_close(sp);
+}
+
+/* ---- Messages held in memory (spool_set_memory_age). */
+
+static void
+test_list_collect(const char *id, void *arg)
+{
+	struct test_found *f = arg;
+
+	if (f->n < (int)(sizeof(f->ids) / sizeof(f->ids[0])))
+		snprintf(f->ids[f->n++], sizeof(f->ids[0]), "%s", id);
+}
+
+/* spool_list's ids of sp into f, their number. */
+static int
+test_list(struct spool *sp, struct test_found *f)
+{
+	struct sq_err err = { 0 };
+	int           n;
+
+	memset(f, 0, sizeof(*f));
+	n = spool_list(sp, test_list_collect, f, &err);
+	cr_assert_geq(n, 0, "%s", err.msg);
+	return n;
+}
+
+Test(spool, held_messages_have_no_files_and_are_served_from_memory)
+{
+	struct spool          *sp = test_open_wal(TEST_WAL_SEG);
+	struct spool_wal_stats ws;
+	struct test_wal_run    r = { 0 };
+	struct test_found      f;
+	struct envelope       *env = NULL;
+	struct sq_err          err = { 0 };
+	uint64_t               size = 0;
+	char                   body[128], rcpt[64];
+	int                    efd, i;
+
+	cr_assert_geq(efd = spool_async_start(sp, &err), 0, "%s", err.msg);
+	for (i = 0; i < 3; i++) {
+		test_wal_body(body, sizeof(body), rcpt, sizeof(rcpt), i);
+		cr_assert_eq(test_wal_commit(sp, efd, body, rcpt, &r), 0);
+	}
+	cr_assert_eq(test_count("queue"), 0, "no file for a held message");
+	cr_assert_eq(test_count("tmp"), 0);
+	for (i = 0; i < 3; i++) {
+		test_wal_body(body, sizeof(body), rcpt, sizeof(rcpt), i);
+		test_check_message(sp, r.ids[i], body, rcpt);
+	}
+	cr_assert_eq(spool_message_size(sp, r.ids[1], &size, &err), 0);
+	test_wal_body(body, sizeof(body), rcpt, sizeof(rcpt), 1);
+	cr_assert_eq(size, strlen(body));
+	cr_assert_eq(test_list(sp, &f), 3);
+	for (i = 0; i < 3; i++)
+		cr_assert_str_eq(f.ids[i], r.ids[i], "listed in id order");
+	spool_wal_stats(sp, &ws);
+	cr_assert_eq(ws.held, 3);
+
+	/* Delivered: out of the listing at once, nothing to unlink, one
+	 * REMOVE record. */
+	cr_assert_eq(spool_remove_unsynced(sp, r.ids[0], &err), 0, "%s",
+	    err.msg);
+	cr_assert_eq(spool_load_envelope(sp, r.ids[0], &env, &err),
+	    SQ_ENOTFOUND);
+	cr_assert_lt(spool_open_message(sp, r.ids[0], &err), 0);
+	cr_assert_eq(test_list(sp, &f), 2);
+	cr_assert_eq(spool_sync_removals(sp, &err), 1);
+	cr_assert(spool_removal_wait(sp, 1, 20000));
+	spool_wal_stats(sp, &ws);
+	cr_assert_eq(ws.removals, 1);
+
+	/* An update gives the message its files first. */
+	cr_assert_eq(spool_load_envelope(sp, r.ids[1], &env, &err), 0);
+	env->attempts = 2;
+	cr_assert_eq(spool_update_envelope(sp, env, &err), 0, "%s", err.msg);
+	envelope_free(env);
+	cr_assert(test_exists("queue", r.ids[1], ".env"));
+	cr_assert(test_exists("queue", r.ids[1], ".msg"));
+	cr_assert_not(test_exists("queue", r.ids[2], ".env"));
+	spool_wal_stats(sp, &ws);
+	cr_assert_eq(ws.filed, 1);
+	cr_assert_eq(test_list(sp, &f), 2, "listed once, filed or not");
+
+	/* A clean stop gives the rest their files; the log is empty. */
+	spool_close(sp);
+	cr_assert(test_exists("queue", r.ids[2], ".env"));
+	sp = test_open_wal(TEST_WAL_SEG);
+	cr_assert_eq(test_recover(sp, &f), 2);
+	test_wal_body(body, sizeof(body), rcpt, sizeof(rcpt), 2);
+	test_check_message(sp, r.ids[2], body, rcpt);
+	cr_assert_eq(spool_load_envelope(sp, r.ids[1], &env, &err), 0);
+	cr_assert_eq(env->attempts, 2);
+	envelope_free(env);
+	spool_close(sp);
+}
+
+static void
+test_wal_held(struct spool *sp, int efd, struct test_wal_run *r)
+{
+	struct sq_err err = { 0 };
+	char          body[128], rcpt[64];
+	int           i;
+
+	for (i = 0; i < 8; i++) {
+		test_wal_body(body, sizeof(body), rcpt, sizeof(rcpt), i);
+		if (test_wal_commit(sp, efd, body, rcpt, r) != 0)
+			return;
+	}
+	/* 0 delivered, 1 deleted by the operator: both logged, synced. */
+	if (spool_remove_unsynced(sp, r->ids[0], &err) != 0 ||
+	    spool_sync_removals(sp, &err) != 1 ||
+	    !spool_removal_wait(sp, 1, 10000) ||
+	    spool_remove(sp, r->ids[1], &err) != 0)
+		r->n = -1;
+}
+
+Test(spool, held_messages_come_back_from_the_log_after_a_crash)
+{
+	struct spool       *sp;
+	struct test_found   f;
+	struct test_wal_run r;
+	char                body[128], rcpt[64];
+	int                 i;
+
+	test_wal_crash(TEST_WAL_SEG, test_wal_held, &r);
+	cr_assert_eq(r.n, 8);
+	cr_assert_eq(test_count("queue"), 0, "they were held in memory");
+	sp = test_open_wal(TEST_WAL_SEG);
+	cr_assert_eq(test_recover(sp, &f), 6, "all but the 2 removed");
+	cr_assert_not(test_exists("queue", r.ids[0], ".env"));
+	cr_assert_not(test_exists("queue", r.ids[1], ".env"));
+	for (i = 2; i < 8; i++) {
+		test_wal_body(body, sizeof(body), rcpt, sizeof(rcpt), i);
+		test_check_message(sp, r.ids[i], body, rcpt);
+	}
+	spool_close(sp);
+}
+
+Test(spool, held_messages_get_their_files_after_the_age)
+{
+	struct spool          *sp = test_open_wal(TEST_WAL_SEG);
+	struct spool_wal_stats ws;
+	struct test_wal_run    r = { 0 };
+	struct test_found      f;
+	struct sq_err          err = { 0 };
+	int                    efd, tries;
+
+	spool_set_memory_age(sp, 50);
+	cr_assert_geq(efd = spool_async_start(sp, &err), 0, "%s", err.msg);
+	cr_assert_eq(test_wal_commit(sp, efd, "aged\r\n", "b@example.net", &r),
+	    0);
+	for (tries = 0; tries < 2000; tries++) {
+		spool_wal_stats(sp, &ws);
+		if (ws.filed == 1)
+			break;
+		cr_assert_eq(spool_removal_wait(sp, 1000, 10), 0);
+	}
+	cr_assert_eq(ws.filed, 1, "filed after its age");
+	cr_assert(test_exists("queue", r.ids[0], ".env"));
+	test_check_message(sp, r.ids[0], "aged\r\n", "b@example.net");
+	cr_assert_eq(test_list(sp, &f), 1);
+	spool_close(sp);
+}
+
+Test(spool, a_held_message_outgrowing_the_buffer_gets_its_file)
+{
+	struct spool          *sp = test_open_wal(TEST_WAL_SEG);
+	struct spool_wal_stats ws;
+	struct test_wal_run    r = { 0 };
+	struct sq_err          err = { 0 };
+	uint64_t               size = 0;
+	char                  *big;
+	int                    efd;
+
+	cr_assert_geq(efd = spool_async_start(sp, &err), 0, "%s", err.msg);
+	big = malloc(70 * 1024 + 1);
+	memset(big, 'z', 70 * 1024);
+	big[70 * 1024] = '\0';
+	cr_assert_eq(test_wal_commit(sp, efd, big, "b@example.net", &r), 0);
+	cr_assert(test_exists("queue", r.ids[0], ".msg"));
+	cr_assert(test_exists("queue", r.ids[0], ".env"));
+	cr_assert_eq(spool_message_size(sp, r.ids[0], &size, &err), 0);
+	cr_assert_eq(size, 70 * 1024);
+	spool_wal_stats(sp, &ws);
+	cr_assert_eq(ws.held, 0);
+	cr_assert_eq(ws.file_synced, 1);
+	free(big);
 	spool_close(sp);
 }

@@ -1,11 +1,14 @@
 """harness.sendq - one sendq installation: configuration, spool, sendqd."""
 
 import atexit
+import json
 import os
 import re
 import shlex
 import shutil
+import socket
 import tempfile
+import time
 
 from .daemon import Daemon
 from .proc import (BUILD_DIR, DEFAULT_TIMEOUT, HarnessError, SOURCE_DIR, run,
@@ -220,13 +223,53 @@ class Sendq(Daemon):
     def queue_dir(self):
         return os.path.join(self.spool, "queue")
 
-    def queued(self):
-        """Ids of queued messages (those whose .env exists)."""
+    def queued_files(self):
+        """Ids of the messages whose queue/ID.env exists."""
         try:
             names = os.listdir(self.queue_dir())
         except FileNotFoundError:
             return []
         return sorted(n[:-4] for n in names if n.endswith(".env"))
+
+    def daemon_queued(self):
+        """Ids of the queued messages as sendqd lists them (`list` on its
+        control socket), which includes the messages it holds in memory
+        without files yet; None when it does not answer."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(30)
+                s.connect(self.control_socket)
+                s.sendall(b"list --json\n")
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+        except OSError:
+            return None
+        status, _, rest = data.partition(b"\n")
+        if status.strip() != b"ok":
+            return None
+        return sorted(e["id"] for e in json.loads(rest))
+
+    def queued(self):
+        """Ids of queued messages.  While sendqd runs: as it lists them,
+        once each has its files in queue/ (a message sendqd holds in
+        memory gets them within about a second, spool.h), so that a test
+        may read them; else those whose queue/ID.env exists."""
+        if not self.running():
+            return self.queued_files()
+        deadline = time.monotonic() + DEFAULT_TIMEOUT
+        while True:
+            listed = self.daemon_queued()
+            if listed is None:
+                return self.queued_files()
+            on_disk = set(self.queued_files())
+            if all(i in on_disk for i in listed) or \
+                    time.monotonic() >= deadline:
+                return listed
+            time.sleep(0.02)  # poll the condition until the deadline
 
     def one_queued(self):
         """The id of the only queued message (AssertionError otherwise).
