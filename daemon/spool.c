@@ -47,6 +47,7 @@
 #include <sys/mman.h>
 #include <pthread.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
@@ -86,8 +87,11 @@
 #define SPOOL_WAL_BODY_MAX (64 * 1024)
 /* A group's records at most: the rest of a larger group is synced. */
 #define SPOOL_WAL_GROUP_MAX (512 * 1024)
-/* Checkpoint: files synced per batch (two per message). */
-#define SPOOL_CKPT_BATCH 256
+/* Checkpoint: files synced per batch (two per message), and messages
+ * held in memory given their files per batch (two descriptors each, on
+ * top of the held ones' own). */
+#define SPOOL_CKPT_BATCH 64
+#define SPOOL_FILE_BATCH 32
 
 /* Messages held in memory (struct spool_mem): at most this many at once
  * (each holds a descriptor; beyond it members get their files at once,
@@ -135,7 +139,8 @@ struct spool_mem_table {
 	struct spool_mem *oldest, *newest;
 	size_t            n;
 	unsigned          age_ms;
-	int               on; /* writers keep small bodies in memory */
+	size_t            max; /* SPOOL_MEM_MAX, less with few descriptors */
+	int               on;  /* writers keep small bodies in memory */
 	uint64_t          held, filed_n; /* spool_wal_stats */
 };
 
@@ -1445,15 +1450,29 @@ spool_mem_due(struct spool *sp, struct timespec *due)
 	return e != NULL;
 }
 
+/* Messages given their files per spool_mem_file call: two descriptors
+ * each, at most as many as the held ones may have (a quarter of the
+ * limit, spool_async_start). */
+static size_t
+spool_mem_batch(struct spool *sp)
+{
+	size_t k;
+
+	pthread_mutex_lock(&sp->mem.mu);
+	k = sp->mem.max / 2;
+	pthread_mutex_unlock(&sp->mem.mu);
+	return k < 1 ? 1 : k < SPOOL_FILE_BATCH ? k : SPOOL_FILE_BATCH;
+}
+
 /* File every message held in memory for age_ms or longer (removal
- * thread), SPOOL_CKPT_BATCH at a time. */
+ * thread), spool_mem_batch() at a time. */
 static void
 spool_mem_file_aged(struct spool *sp)
 {
-	struct spool_mem *es[SPOOL_CKPT_BATCH], *e;
+	struct spool_mem *es[SPOOL_FILE_BATCH], *e;
 	struct timespec   now, cut;
 	long              ms;
-	size_t            n;
+	size_t            n, batch = spool_mem_batch(sp);
 
 	pthread_mutex_lock(&sp->mem.mu);
 	ms = (long)sp->mem.age_ms;
@@ -1469,7 +1488,7 @@ spool_mem_file_aged(struct spool *sp)
 		}
 		n = 0;
 		pthread_mutex_lock(&sp->mem.mu);
-		for (e = sp->mem.oldest; e != NULL && n < SPOOL_CKPT_BATCH;
+		for (e = sp->mem.oldest; e != NULL && n < batch;
 		     e = e->newer) {
 			if (e->since.tv_sec > cut.tv_sec ||
 			    (e->since.tv_sec == cut.tv_sec &&
@@ -1483,7 +1502,7 @@ spool_mem_file_aged(struct spool *sp)
 		pthread_mutex_unlock(&sp->mem.mu);
 		if (n > 0 && spool_mem_file(sp, es, n) != 0)
 			break; /* failing: the checkpoint tries again */
-	} while (n == SPOOL_CKPT_BATCH);
+	} while (n == batch);
 }
 
 /* Take id out of the table when it is held in memory (its removal):
@@ -1630,7 +1649,7 @@ spool_mem_hold(struct spool *sp, struct spool_gc_item *items,
 		if (!it->mem)
 			continue;
 		pthread_mutex_lock(&sp->mem.mu);
-		if (sp->mem.n >= SPOOL_MEM_MAX) {
+		if (sp->mem.n >= sp->mem.max) {
 			pthread_mutex_unlock(&sp->mem.mu);
 			spool_gc_file(sp, it);
 			continue;
@@ -2156,7 +2175,8 @@ spool_sync_listed(struct spool_async *as, int seg)
 		}
 	}
 	for (i = 0; i < n_held; i += k) {
-		k = n_held - i < SPOOL_CKPT_BATCH ? n_held - i : SPOOL_CKPT_BATCH;
+		k = spool_mem_batch(sp);
+		k = n_held - i < k ? n_held - i : k;
 		failed += spool_mem_file(sp, held + i, k);
 	}
 	free(held);
@@ -2565,6 +2585,18 @@ spool_async_start(struct spool *sp, struct sq_err *err)
 	/* From now on small messages are held in memory until something
 	 * needs their files (struct spool_mem): the log makes them
 	 * durable, the removal thread files and removes them. */
+	{
+		/* Each holds a descriptor: at most a quarter of them. */
+		struct rlimit rl;
+		size_t        max = SPOOL_MEM_MAX;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+		    rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 4 < max)
+			max = (size_t)(rl.rlim_cur / 4);
+		pthread_mutex_lock(&sp->mem.mu);
+		sp->mem.max = max;
+		pthread_mutex_unlock(&sp->mem.mu);
+	}
 	sp->mem.on = sp->wal != NULL && as->rm_started;
 	return as->efd;
 }

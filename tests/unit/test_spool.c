@@ -2050,3 +2050,32 @@ Test(spool, a_held_message_outgrowing_the_buffer_gets_its_file)
 	free(big);
 	spool_close(sp);
 }
+
+Test(spool, held_messages_are_capped_by_the_descriptors_left)
+{
+	struct spool          *sp;
+	struct spool_wal_stats ws;
+	struct test_wal_run    r = { 0 };
+	struct sq_err          err = { 0 };
+	struct rlimit          rl;
+	int                    efd, i;
+
+	/* A quarter of 64 descriptors: 16 held, the rest get files. */
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	rl.rlim_cur = 64;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	sp = test_open_wal(TEST_WAL_SEG);
+	cr_assert_geq(efd = spool_async_start(sp, &err), 0, "%s", err.msg);
+	for (i = 0; i < 20; i++) {
+		r.n = 0;
+		cr_assert_eq(
+		    test_wal_commit(sp, efd, "hi\r\n", "b@example.net", &r), 0);
+	}
+	spool_wal_stats(sp, &ws);
+	cr_assert_eq(ws.held, 16);
+	cr_assert_eq(ws.messages, 20, "all of them by the log");
+	cr_assert_eq(test_count("queue"), 2 * 4);
+	/* The clean stop files the 16 within the limit too. */
+	spool_close(sp);
+	cr_assert_eq(test_count("queue"), 2 * 20);
+}
