@@ -1540,10 +1540,16 @@ struct spool_rm {
 	int              no_files; /* was held in memory: nothing to unlink */
 };
 
-/* The ids of the messages in one segment of the write-ahead log. */
+/* The messages in one segment of the write-ahead log: id, and whether it
+ * was held in memory (then it has files only if it is still held, which
+ * the checkpoint gives it, or was given them durably already). */
+struct spool_wal_id {
+	char id[ENVELOPE_ID_MAX];
+	int  held;
+};
 struct spool_wal_ids {
-	char (*ids)[ENVELOPE_ID_MAX];
-	size_t n, cap;
+	struct spool_wal_id *ids;
+	size_t               n, cap;
 };
 
 struct spool_async {
@@ -1807,8 +1813,9 @@ spool_group_wal(struct spool_async *as, struct spool_gc_item *items, size_t n)
 		}
 		for (i = 0; i < k; i++) {
 			items[idx[i]].walled = 1;
-			memcpy(l->ids[l->n++], items[idx[i]].id,
-			    sizeof(l->ids[0]));
+			memcpy(l->ids[l->n].id, items[idx[i]].id,
+			    sizeof(l->ids[0].id));
+			l->ids[l->n++].held = items[idx[i]].mem;
 		}
 	}
 	if (pos.rotated)
@@ -2147,19 +2154,22 @@ spool_sync_listed(struct spool_async *as, int seg)
 	held = xcalloc(l.n + 1, sizeof(*held));
 	while (i < l.n) {
 		for (k = 0; i < l.n && k < 2 * SPOOL_CKPT_BATCH; i++) {
-			/* Held in memory: gets its files, below. */
-			if ((held[n_held] = spool_mem_claim(sp, l.ids[i])) !=
-			    NULL) {
-				n_held++;
+			/* Still held in memory: gets its files, below;
+			 * held before: delivered (no files) or given its
+			 * files durably already. */
+			if (l.ids[i].held) {
+				held[n_held] = spool_mem_claim(sp, l.ids[i].id);
+				if (held[n_held] != NULL)
+					n_held++;
 				continue;
 			}
-			spool_id_name(name, l.ids[i], ".env");
+			spool_id_name(name, l.ids[i].id, ".env");
 			fd = openat(sp->queue_fd, name,
 			    O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 			if (fd < 0)
 				continue; /* delivered (or being removed) */
 			fds[k++] = fd;
-			spool_id_name(name, l.ids[i], ".msg");
+			spool_id_name(name, l.ids[i].id, ".msg");
 			fd = openat(sp->queue_fd, name,
 			    O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 			if (fd >= 0)
