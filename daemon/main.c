@@ -106,6 +106,7 @@ struct main_state {
 	int                  stopping;
 	struct event        *spool_ev; /* the commit thread's
 						 * eventfd */
+	struct spool        *spool;
 };
 
 /* The spool's commit thread finished a group: answer its members. */
@@ -125,17 +126,28 @@ main_status(void *arg, char *buf, size_t len)
 	scheduler_summary(st->sched, buf, len);
 }
 
-/* metrics_set_gauges(): the scheduler's, and the spool's free space. */
+/* metrics_set_gauges(): the scheduler's, and the spool's free space and
+ * write-ahead log. */
 static void
 main_metrics_gauges(void *arg, struct metrics_gauges *g)
 {
-	struct main_state *st = arg;
-	struct statvfs     sv;
+	struct main_state     *st = arg;
+	struct spool_wal_stats ws;
+	struct statvfs         sv;
 
 	scheduler_metrics_gauges(st->sched, g);
 	if (statvfs(st->cfg->spool_dir, &sv) == 0) {
 		g->spool_free_known = 1;
 		g->spool_free = (uint64_t)sv.f_bavail * sv.f_frsize;
+	}
+	if (st->spool != NULL) {
+		spool_wal_stats(st->spool, &ws);
+		g->spool_log_known = 1;
+		g->log_groups = ws.groups;
+		g->log_messages = ws.messages;
+		g->held_total = ws.held;
+		g->filed_total = ws.filed;
+		g->held_now = ws.held_now;
 	}
 }
 
@@ -578,6 +590,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	/* Prometheus metrics: a bad address is a configuration error. */
+	st.spool = mp.sp;
 	metrics_set_gauges(main_metrics_gauges, &st, cfg->n_smarthosts);
 	if (cfg->metrics_listen != NULL &&
 	    metrics_http_new(st.base, cfg->metrics_listen, &mp.metrics, &err) !=

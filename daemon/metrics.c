@@ -316,6 +316,36 @@ metrics_put_gauge(struct buf *out, const char *name, const char *help, double v)
 	metrics_put_sample(out, name, "", NULL, NULL, NULL, v);
 }
 
+static void
+metrics_put_counter(struct buf *out, const char *name, const char *help,
+    double v)
+{
+	metrics_put_head(out, name, "counter", help);
+	metrics_put_sample(out, name, "", NULL, NULL, NULL, v);
+}
+
+/* The write-ahead log's work: how messages were made durable. */
+static void
+metrics_put_spool_log(struct buf *out, const struct metrics_gauges *g)
+{
+	metrics_put_counter(out, "sendq_spool_log_syncs_total",
+	    "Groups of messages made durable by one fdatasync of the "
+	    "write-ahead log.",
+	    (double)g->log_groups);
+	metrics_put_counter(out, "sendq_spool_log_messages_total",
+	    "Messages made durable by the write-ahead log.",
+	    (double)g->log_messages);
+	metrics_put_counter(out, "sendq_spool_held_messages_total",
+	    "Messages committed without files, held in memory.",
+	    (double)g->held_total);
+	metrics_put_counter(out, "sendq_spool_filed_messages_total",
+	    "Held messages that were given their files later (waited, "
+	    "deferred, checkpoint, stop).",
+	    (double)g->filed_total);
+	metrics_put_gauge(out, "sendq_spool_held_messages",
+	    "Messages held in memory now.", (double)g->held_now);
+}
+
 /* The gauges of g, per relay. */
 static void
 metrics_put_relays(struct buf *out, const struct metrics_gauges *g)
@@ -398,6 +428,8 @@ metrics_render(struct buf *out, int64_t now)
 			metrics_put_gauge(out, "sendq_spool_free_bytes",
 			    "Free space of the spool's file system for sendqd.",
 			    (double)g.spool_free);
+		if (g.spool_log_known)
+			metrics_put_spool_log(out, &g);
 		free(g.relays);
 	}
 	return buf_room(out) > 0 ? 0 : SQ_ELIMIT;

@@ -33,8 +33,9 @@
  * once fsync(queue/) returns, which is when the caller is told.  With
  * the write-ahead log (spool_wal_open, wal.h) a small message is durable
  * once its record is (one fdatasync of the log for the whole group):
- * after a power cut its files may be missing, empty, torn or not renamed
- * in, and the start-up replay gives them back from the record.  Its
+ * held in memory it has no files (struct spool_mem), or after a power
+ * cut its files may be missing, empty, torn or not renamed in, and the
+ * start-up replay gives them back from the record.  Its
  * removal after delivery is logged and synced before any of its files
  * is unlinked, so a replay never brings a delivered message back once
  * an unlink of it reached the disk; until the REMOVE record is durable a
@@ -3919,6 +3920,7 @@ spool_wal_stats(struct spool *sp, struct spool_wal_stats *out)
 	pthread_mutex_lock(&sp->mem.mu);
 	out->held = sp->mem.held;
 	out->filed = sp->mem.filed_n;
+	out->held_now = sp->mem.n;
 	pthread_mutex_unlock(&sp->mem.mu);
 }
 

@@ -14,7 +14,9 @@
  *                 (a hard link); kept for the operator
  *   queue/        committed messages: ID.msg (the RFC 5322 message as
  *                 submitted) and ID.env (its envelope, envelope.h).  A
- *                 message exists exactly when its .env exists; an ID.msg
+ *                 message exists exactly when its .env exists (or while
+ *                 sendqd holds it in memory, its record in wal/: see
+ *                 spool_set_memory_age); an ID.msg
  *                 alone is one being written (locked by its writer) or
  *                 the debris of one that died (recovery removes it).
  *   wal/          the write-ahead log (wal.h: two preallocated segments,
@@ -32,8 +34,10 @@
  * started first: one journal commit on ext4), renames each member's
  * .env as above, then does one fsync(queue/).  With the write-ahead
  * log (sendqd: spool_wal_open) a group's small members are made durable
- * by one fdatasync of the log instead, and their files are not synced
- * until a checkpoint or a clean stop (spool_wal_open says when).
+ * by one fdatasync of the log instead and held in memory without any
+ * file until something needs them (spool_set_memory_age says when);
+ * a member that gets files has them synced only at a checkpoint or a
+ * clean stop (spool_wal_open).
  * Removal unlinks the .env first, then the .msg.  A writer holds an flock on its files
  * until it is done, which is how recovery tells a live writer from a dead
  * one.
@@ -271,6 +275,7 @@ struct spool_wal_stats {
 			       * in memory (see spool_set_memory_age) */
 	uint64_t filed;       /* of those, messages that got their files
 			       * later (checkpoint, age, update, stop) */
+	uint64_t held_now;    /* messages held in memory now */
 };
 void spool_wal_stats(struct spool *sp, struct spool_wal_stats *out);
 

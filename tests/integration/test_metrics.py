@@ -188,6 +188,11 @@ class MetricsTest(harness.IntegrationTest):
         self.assertGreaterEqual(val(after, "sendq_queue_oldest_age_seconds"),
                                 0)
         self.assertGreater(val(after, "sendq_spool_free_bytes"), 0)
+        # The messages came through the write-ahead log, held in memory.
+        self.assertGreaterEqual(delta("sendq_spool_log_messages_total"), 5)
+        self.assertGreaterEqual(delta("sendq_spool_held_messages_total"), 5)
+        self.assertGreaterEqual(val(after, "sendq_spool_log_syncs_total"), 1)
+        self.assertGreaterEqual(val(after, "sendq_spool_held_messages"), 0)
         self.assertEqual(val(after, "sendq_relay_up", relay="ok"), 1)
         self.assertEqual(val(after, "sendq_relay_up", relay="tlsbad"), 0)
         # No refresh token stored: authsrc holds the relay at start.

@@ -116,7 +116,11 @@ class Submit(harness.IntegrationTest):
                  what="the control socket")
 
     def env_of(self, sq, qid):
-        with open(os.path.join(sq.queue_dir(), qid + ".env"), "rb") as f:
+        # sendqd may hold a new message in memory for up to a second
+        # before it has files (spool.h, spool_set_memory_age).
+        path = os.path.join(sq.queue_dir(), qid + ".env")
+        wait_for(lambda: os.path.exists(path), what=path)
+        with open(path, "rb") as f:
             return f.read().decode()
 
     # -- through sendqd

@@ -29,6 +29,12 @@ two_relays(void *arg, struct metrics_gauges *g)
 	g->oldest = 1000;
 	g->spool_free_known = 1;
 	g->spool_free = 4096;
+	g->spool_log_known = 1;
+	g->log_groups = 2;
+	g->log_messages = 9;
+	g->held_total = 7;
+	g->filed_total = 1;
+	g->held_now = 3;
 	g->relays[0].name = "gmail";
 	g->relays[0].up = 1;
 	g->relays[0].oauth = METRICS_OAUTH_VALID;
@@ -105,6 +111,12 @@ Test(metrics, counters_histogram_and_gauges_in_text_format)
 	    "sendq_oauth_token_state{relay=\"gmail\",state=\"held\"} 0\n"));
 	cr_assert_null(strstr(t, "sendq_oauth_token_state{relay=\"bad"));
 	cr_assert(strstr(t, "sendq_spool_free_bytes 4096\n"));
+	cr_assert(strstr(t, "# TYPE sendq_spool_held_messages_total counter\n"
+			    "sendq_spool_held_messages_total 7\n"));
+	cr_assert(strstr(t, "sendq_spool_log_syncs_total 2\n"));
+	cr_assert(strstr(t, "sendq_spool_log_messages_total 9\n"));
+	cr_assert(strstr(t, "sendq_spool_filed_messages_total 1\n"));
+	cr_assert(strstr(t, "sendq_spool_held_messages 3\n"));
 }
 
 Test(metrics, tls_reasons_are_a_small_fixed_set)
