@@ -89,17 +89,17 @@ struct metrics_relay {
 };
 
 struct metrics_gauges {
-	uint64_t              queue_messages;
-	int64_t               oldest; /* arrival, epoch; 0 none */
-	int                   spool_free_known;
-	uint64_t              spool_free; /* bytes */
+	uint64_t queue_messages;
+	int64_t  oldest; /* arrival, epoch; 0 none */
+	int      spool_free_known;
+	uint64_t spool_free; /* bytes */
 	/* The spool's write-ahead log (spool_wal_stats), when it has one. */
 	int                   spool_log_known;
 	uint64_t              log_groups, log_messages; /* counters */
 	uint64_t              held_total, filed_total;  /* counters */
 	uint64_t              held_now;
-	struct metrics_relay *relays;     /* filled by the callback, */
-	size_t                n_relays;   /* at most max_relays */
+	struct metrics_relay *relays;   /* filled by the callback, */
+	size_t                n_relays; /* at most max_relays */
 	size_t                max_relays;
 };
 

@@ -168,11 +168,11 @@ struct spool {
 	unsigned rm_sync_ms; /* spool_set_removal_sync_delay */
 	/* spool_removal_stats, over every run of the removal thread
 	 * (written under its lock). */
-	uint64_t            rm_batches, rm_own_syncs;
-	int                 removed; /* queue/ names unlinked since its
+	uint64_t               rm_batches, rm_own_syncs;
+	int                    removed; /* queue/ names unlinked since its
 					 * last fsync (spool_sync_removals) */
-	struct spool_async *as;      /* commit thread, or NULL */
-	struct wal         *wal;     /* spool_wal_open, or NULL */
+	struct spool_async    *as;      /* commit thread, or NULL */
+	struct wal            *wal;     /* spool_wal_open, or NULL */
 	struct spool_mem_table mem;
 };
 
@@ -196,7 +196,7 @@ struct spool_writer {
 	char          id[ENVELOPE_ID_MAX];
 	char          msg_name[ENVELOPE_ID_MAX + 8];
 	char          env_name[ENVELOPE_ID_MAX + 8];
-	int           msg_fd; /* -1: the body is all in buf (in memory) */
+	int           msg_fd;    /* -1: the body is all in buf (in memory) */
 	int           error;     /* first write error, 0 if none */
 	int           body_8bit; /* a byte >= 0x80 was written */
 	char         *buf;
@@ -279,12 +279,15 @@ spool_mem_link(struct spool *sp, struct spool_mem *e)
 static void
 spool_mem_drop_all(struct spool *sp)
 {
-	struct spool_mem *e;
+	struct spool_mem *e = sp->mem.oldest, *newer;
 
-	while ((e = sp->mem.oldest) != NULL) {
-		spool_mem_unlink(sp, e);
+	for (; e != NULL; e = newer) {
+		newer = e->newer;
 		spool_mem_free(e);
 	}
+	memset(sp->mem.bucket, 0, sizeof(sp->mem.bucket));
+	sp->mem.oldest = sp->mem.newest = NULL;
+	sp->mem.n = 0;
 }
 
 static int
@@ -1058,14 +1061,14 @@ fail:
  * (tests/integration/test_power_loss.py) can prove the commit.
  */
 struct spool_gc_item {
-	char           id[ENVELOPE_ID_MAX];
-	char           msg_name[ENVELOPE_ID_MAX + 8];
-	char           env_name[ENVELOPE_ID_MAX + 8];
-	int            env_fd;
-	int            msg_fd;  /* the writer's, not owned; -1 none */
-	int            foreign; /* queue/ID.msg belongs to its writer */
-	int            env_moved;
-	int            walled; /* durable by its write-ahead log record */
+	char id[ENVELOPE_ID_MAX];
+	char msg_name[ENVELOPE_ID_MAX + 8];
+	char env_name[ENVELOPE_ID_MAX + 8];
+	int  env_fd;
+	int  msg_fd;  /* the writer's, not owned; -1 none */
+	int  foreign; /* queue/ID.msg belongs to its writer */
+	int  env_moved;
+	int  walled; /* durable by its write-ahead log record */
 	/* A member kept in memory (its writer had no file): the body, and
 	 * once written there its memfd (spool_gc_memfd); a member that
 	 * gets its files after all (spool_gc_file) has mem 0 and owns
@@ -1305,7 +1308,8 @@ spool_mem_file(struct spool *sp, struct spool_mem **es, size_t n)
 
 		spool_id_name(msg, e->id, ".msg");
 		spool_id_name(env, e->id, ".env");
-		if ((rc = sq_pread_all(e->body_fd, body, e->body_len, 0)) != 0) {
+		if ((rc = sq_pread_all(e->body_fd, body, e->body_len, 0)) !=
+		    0) {
 			sq_err_set(&err, rc < 0 ? rc : -EIO,
 			    "read its body (memfd): %s",
 			    strerror(rc < 0 ? -rc : EIO));
@@ -1327,7 +1331,7 @@ spool_mem_file(struct spool *sp, struct spool_mem **es, size_t n)
 		k += 2;
 		ok[i] = 1;
 		continue;
-fail:
+	fail:
 		log_err("msgid=%s: cannot write its files: %s (kept in memory "
 			"and in the write-ahead log)",
 		    e->id, err.msg);
@@ -1358,8 +1362,9 @@ fail:
 	if (n_ok > 0 && fsync(sp->queue_fd) != 0) {
 		/* Not durable: undone, so that a message has its files or
 		 * is held, never both. */
-		log_err("msgid=%s and %zu more: cannot write their files: "
-			"fsync %s: %s (kept in memory and in the write-ahead log)",
+		log_err(
+		    "msgid=%s and %zu more: cannot write their files: "
+		    "fsync %s: %s (kept in memory and in the write-ahead log)",
 		    es[0]->id, n - 1, sp->queue_dir, strerror(errno));
 		for (i = 0; i < n; i++)
 			if (ok[i]) {
@@ -1489,8 +1494,7 @@ spool_mem_file_aged(struct spool *sp)
 		}
 		n = 0;
 		pthread_mutex_lock(&sp->mem.mu);
-		for (e = sp->mem.oldest; e != NULL && n < batch;
-		     e = e->newer) {
+		for (e = sp->mem.oldest; e != NULL && n < batch; e = e->newer) {
 			if (e->since.tv_sec > cut.tv_sec ||
 			    (e->since.tv_sec == cut.tv_sec &&
 				e->since.tv_nsec > cut.tv_nsec))
@@ -1602,7 +1606,8 @@ spool_gc_memfd(struct spool_gc_item *it)
 		return -errno;
 	if ((rc = sq_pwrite_all(fd, it->body, it->body_len, 0)) != 0 ||
 	    fcntl(fd, F_ADD_SEALS,
-		F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
+		F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) !=
+		0) {
 		rc = rc != 0 ? rc : -errno;
 		close(fd);
 		return rc;
@@ -1642,8 +1647,8 @@ spool_gc_file(struct spool *sp, struct spool_gc_item *it)
  * envelope text), before their committers are told; beyond
  * SPOOL_MEM_MAX they get their files (unsynced: the log holds them). */
 static void
-spool_mem_hold(struct spool *sp, struct spool_gc_item *items,
-    const size_t *idx, size_t k)
+spool_mem_hold(struct spool *sp, struct spool_gc_item *items, const size_t *idx,
+    size_t k)
 {
 	struct spool_mem *e;
 	struct timespec   now;
@@ -2152,6 +2157,7 @@ spool_sync_listed(struct spool_async *as, int seg)
 	l = as->wal_ids[seg];
 	memset(&as->wal_ids[seg], 0, sizeof(as->wal_ids[seg]));
 	pthread_mutex_unlock(&as->mu);
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): ptr array */
 	held = xcalloc(l.n + 1, sizeof(*held));
 	while (i < l.n) {
 		for (k = 0; i < l.n && k < 2 * SPOOL_CKPT_BATCH; i++) {

@@ -111,8 +111,9 @@ Test(metrics, counters_histogram_and_gauges_in_text_format)
 	    "sendq_oauth_token_state{relay=\"gmail\",state=\"held\"} 0\n"));
 	cr_assert_null(strstr(t, "sendq_oauth_token_state{relay=\"bad"));
 	cr_assert(strstr(t, "sendq_spool_free_bytes 4096\n"));
-	cr_assert(strstr(t, "# TYPE sendq_spool_held_messages_total counter\n"
-			    "sendq_spool_held_messages_total 7\n"));
+	cr_assert(strstr(t,
+	    "# TYPE sendq_spool_held_messages_total counter\n"
+	    "sendq_spool_held_messages_total 7\n"));
 	cr_assert(strstr(t, "sendq_spool_log_syncs_total 2\n"));
 	cr_assert(strstr(t, "sendq_spool_log_messages_total 9\n"));
 	cr_assert(strstr(t, "sendq_spool_filed_messages_total 1\n"));
