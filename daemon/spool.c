@@ -1510,6 +1510,17 @@ spool_mem_file_aged(struct spool *sp)
 	} while (n == batch);
 }
 
+/* How many messages were ever held, and the age after which they get
+ * their files. */
+static void
+spool_mem_activity(struct spool *sp, uint64_t *held_total, unsigned *age_ms)
+{
+	pthread_mutex_lock(&sp->mem.mu);
+	*held_total = sp->mem.held;
+	*age_ms = sp->mem.age_ms;
+	pthread_mutex_unlock(&sp->mem.mu);
+}
+
 /* Take id out of the table when it is held in memory (its removal):
  * 1 when it was, else 0.  One being filed is marked gone: the filing
  * unlinks its new files. */
@@ -1563,8 +1574,9 @@ struct spool_async {
 	pthread_t             rm_tid; /* the removal thread */
 	int                   rm_started;
 	pthread_mutex_t       mu;
-	pthread_cond_t        cv;    /* todo or stop */
-	pthread_cond_t        rm_cv; /* rms, stop or rm_synced moved */
+	pthread_cond_t        cv;       /* todo or stop */
+	pthread_cond_t        rm_cv;    /* rms, stop or rm_synced moved */
+	pthread_cond_t        batch_cv; /* a removal batch made */
 	struct spool_pending *todo, **todo_tail;
 	struct spool_pending *running; /* the commit thread's round */
 	struct spool_pending *done, **done_tail;
@@ -1591,6 +1603,19 @@ struct spool_async {
 	pthread_mutex_t      wal_mu;
 	/* spool_wal_stats (under mu). */
 	struct spool_wal_stats wal_stats;
+	/* Removals of messages held in memory (no files to unlink): their
+	 * REMOVE records go into the commit thread's next append, one write
+	 * and one sync with a group; when none comes within rm_sync_ms of
+	 * the first, the commit thread logs and syncs them alone
+	 * (spool_async_main).  Neither wakes the removal thread. */
+	struct spool_rm *held_rms;
+	struct timespec  held_rms_since;
+	/* Who sleeps how (under mu), so that a wake-up is sent only when
+	 * needed: the commit thread with no deadline (no message held, no
+	 * REMOVE pending); the removal thread waiting for a sync of the log
+	 * (its REMOVE records written) or with no deadline (a first held
+	 * message wakes it, for its age). */
+	int commit_idle, rm_wants_sync, rm_idle;
 };
 
 /* Put member it's body (in memory) into a sealed memfd, which the table
@@ -1646,13 +1671,13 @@ spool_gc_file(struct spool *sp, struct spool_gc_item *it)
  * table of messages held in memory (the table takes their memfd and
  * envelope text), before their committers are told; beyond
  * SPOOL_MEM_MAX they get their files (unsynced: the log holds them). */
-static void
+static size_t
 spool_mem_hold(struct spool *sp, struct spool_gc_item *items, const size_t *idx,
     size_t k)
 {
 	struct spool_mem *e;
 	struct timespec   now;
-	size_t            i;
+	size_t            i, held = 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	for (i = 0; i < k; i++) {
@@ -1677,7 +1702,9 @@ spool_mem_hold(struct spool *sp, struct spool_gc_item *items, const size_t *idx,
 		pthread_mutex_unlock(&sp->mem.mu);
 		it->text = NULL;
 		it->body_fd = -1;
+		held++;
 	}
+	return held;
 }
 
 /* Sync the data of every live member's .msg and .env as one batch; a
@@ -1721,6 +1748,60 @@ spool_group_sync(struct spool *sp, struct spool_gc_item *items, size_t n,
 	return live;
 }
 
+static void spool_rm_batch_done(struct spool_async *, int);
+static void spool_rm_unlink_list(struct spool *, struct spool_rm *, int);
+
+/*
+ * Take the pending removals of held messages (as->held_rms) whose REMOVE
+ * records fit in room bytes, and append their records to *recs (which
+ * holds k): their number, the list taken in *rms (NULL: none).
+ */
+static size_t
+spool_take_held_rms(struct spool_async *as, struct spool_rm **rms,
+    struct wal_rec **recs, size_t k, size_t room)
+{
+	struct spool_rm *r, **tail;
+	size_t           n = 0, i, sz;
+
+	pthread_mutex_lock(&as->mu);
+	*rms = as->held_rms;
+	for (tail = rms; *tail != NULL; tail = &(*tail)->next) {
+		sz = wal_record_size(&(struct wal_rec){ WAL_REMOVE, (*tail)->id,
+		    strlen((*tail)->id), NULL, 0, NULL, 0 });
+		if (sz > room)
+			break;
+		room -= sz;
+		n++;
+	}
+	as->held_rms = *tail; /* what did not fit waits (its time kept) */
+	*tail = NULL;
+	pthread_mutex_unlock(&as->mu);
+	if (n == 0)
+		return 0;
+	*recs = xreallocarray(*recs, k + n, sizeof(**recs));
+	for (r = *rms, i = k; r != NULL; r = r->next, i++)
+		(*recs)[i] = (struct wal_rec){ WAL_REMOVE, r->id, strlen(r->id),
+			NULL, 0, NULL, 0 };
+	return n;
+}
+
+/* Removals taken by spool_take_held_rms that did not become durable go
+ * back (a REMOVE record written twice is harmless). */
+static void
+spool_put_back_held_rms(struct spool_async *as, struct spool_rm *rms)
+{
+	struct spool_rm *last;
+
+	for (last = rms; last->next != NULL; last = last->next)
+		;
+	pthread_mutex_lock(&as->mu);
+	if (as->held_rms == NULL)
+		clock_gettime(CLOCK_MONOTONIC, &as->held_rms_since);
+	last->next = as->held_rms;
+	as->held_rms = rms;
+	pthread_mutex_unlock(&as->mu);
+}
+
 /*
  * The write-ahead log's part of a group (spool_group_run, commit thread
  * only, with as->wal_mu held): every live member whose body is small
@@ -1736,15 +1817,16 @@ spool_group_sync(struct spool *sp, struct spool_gc_item *items, size_t n,
 static size_t
 spool_group_wal(struct spool_async *as, struct spool_gc_item *items, size_t n)
 {
-	struct spool   *sp = as->sp;
-	struct wal_rec *recs = xcalloc(n, sizeof(*recs));
-	size_t         *idx = xcalloc(n, sizeof(*idx));
-	unsigned char  *bodies = NULL;
-	struct wal_pos  pos;
-	struct sq_err   err;
-	struct stat     st;
-	size_t          i, j, k = 0, total = 0, body_total = 0, off, sz;
-	int             rc;
+	struct spool    *sp = as->sp;
+	struct wal_rec  *recs = xcalloc(n, sizeof(*recs));
+	size_t          *idx = xcalloc(n, sizeof(*idx));
+	unsigned char   *bodies = NULL;
+	struct spool_rm *rms = NULL;
+	struct wal_pos   pos;
+	struct sq_err    err;
+	struct stat      st;
+	size_t i, j, k = 0, total = 0, body_total = 0, off, sz, n_rm, held;
+	int    rc;
 
 	for (i = 0; i < n; i++) {
 		struct spool_gc_item *it = &items[i];
@@ -1793,7 +1875,11 @@ spool_group_wal(struct spool_async *as, struct spool_gc_item *items, size_t n)
 	}
 	if ((k = j) == 0)
 		goto out;
-	if ((rc = wal_append(sp->wal, recs, k, &pos, &err)) != 0) {
+	/* The REMOVE records of held messages delivered since the last
+	 * group ride along: the same write, the same sync. */
+	n_rm = spool_take_held_rms(as, &rms, &recs, k,
+	    wal_capacity(sp->wal) - total);
+	if ((rc = wal_append(sp->wal, recs, k + n_rm, &pos, &err)) != 0) {
 		if (rc != -ENOSPC)
 			log_warn("spool: %s (files synced instead)", err.msg);
 		k = 0;
@@ -1806,9 +1892,9 @@ spool_group_wal(struct spool_async *as, struct spool_gc_item *items, size_t n)
 		k = 0;
 		goto out;
 	}
-	/* Held before the removal thread is woken below: it files them
-	 * when they are due. */
-	spool_mem_hold(sp, items, idx, k);
+	/* Held before the removal thread is looked at below: it files
+	 * them when they are due. */
+	held = spool_mem_hold(sp, items, idx, k);
 	pthread_mutex_lock(&as->mu);
 	{
 		struct spool_wal_ids *l = &as->wal_ids[pos.seg];
@@ -1826,13 +1912,26 @@ spool_group_wal(struct spool_async *as, struct spool_gc_item *items, size_t n)
 	}
 	if (pos.rotated)
 		as->ckpt_due[pos.full_seg] = 1;
-	/* The sync covered the REMOVE records appended before it: the
-	 * removal thread may unlink their files (spool_rm_main). */
-	pthread_cond_broadcast(&as->rm_cv);
+	if (n_rm > 0) {
+		as->wal_stats.removals += n_rm;
+		spool_rm_batch_done(as, 1);
+	}
+	/* The removal thread is woken only when it has work: the sync
+	 * covered the REMOVE records it waits for (it may unlink their
+	 * files), a segment to checkpoint, or a first held message to
+	 * time (spool_rm_main). */
+	if (as->rm_wants_sync || pos.rotated || (held > 0 && as->rm_idle)) {
+		as->rm_idle = 0;
+		pthread_cond_broadcast(&as->rm_cv);
+	}
 	as->wal_stats.groups++;
 	as->wal_stats.messages += k;
 	pthread_mutex_unlock(&as->mu);
+	spool_rm_unlink_list(sp, rms, 1);
+	rms = NULL;
 out:
+	if (rms != NULL)
+		spool_put_back_held_rms(as, rms);
 	free(bodies);
 	free(recs);
 	free(idx);
@@ -2046,6 +2145,75 @@ spool_async_round(struct spool_async *as, struct spool_pending *list, size_t n)
 	free(items);
 }
 
+static void spool_deadline(struct timespec *, long);
+static int  spool_deadline_passed(const struct timespec *);
+static int spool_wal_log_removals(struct spool_async *, const struct spool_rm *,
+    struct wal_pos *);
+static int
+spool_wal_sync_removals(struct spool_async *, const struct wal_pos *);
+
+/*
+ * Log and sync the pending removals of held messages alone (no group
+ * came to carry them); with mu held, released meanwhile.
+ */
+static void
+spool_async_log_held_rms(struct spool_async *as)
+{
+	struct spool_rm *list = as->held_rms;
+	struct wal_pos   pos;
+	int              rc;
+
+	as->held_rms = NULL;
+	pthread_mutex_unlock(&as->mu);
+	if ((rc = spool_wal_log_removals(as, list, &pos)) == 0)
+		rc = spool_wal_sync_removals(as, &pos);
+	spool_rm_unlink_list(as->sp, list, 1);
+	pthread_mutex_lock(&as->mu);
+	as->sp->rm_own_syncs++;
+	/* Failed (logged): the next start may deliver them again. */
+	spool_rm_batch_done(as, rc == 0);
+}
+
+/*
+ * The commit thread between groups (mu held): it also times the REMOVE
+ * records of held messages that no group carried, logging them rm_sync_ms
+ * after the first; while messages are held it wakes every rm_sync_ms,
+ * since the loop hands it their removals without waking it.  Waits for
+ * a group, the stop, or that.
+ */
+static void
+spool_async_wait(struct spool_async *as)
+{
+	struct spool   *sp = as->sp;
+	struct timespec dl;
+	size_t          held;
+
+	if (as->held_rms != NULL) {
+		dl = as->held_rms_since;
+		dl.tv_nsec += (long)(sp->rm_sync_ms % 1000) * 1000000L;
+		dl.tv_sec += (time_t)(sp->rm_sync_ms / 1000) +
+		    dl.tv_nsec / 1000000000L;
+		dl.tv_nsec %= 1000000000L;
+		if (spool_deadline_passed(&dl)) {
+			spool_async_log_held_rms(as);
+			return;
+		}
+		pthread_cond_timedwait(&as->cv, &as->mu, &dl);
+		return;
+	}
+	pthread_mutex_lock(&sp->mem.mu);
+	held = sp->mem.n;
+	pthread_mutex_unlock(&sp->mem.mu);
+	if (held > 0) {
+		spool_deadline(&dl, (long)sp->rm_sync_ms);
+		pthread_cond_timedwait(&as->cv, &as->mu, &dl);
+		return;
+	}
+	as->commit_idle = 1;
+	pthread_cond_wait(&as->cv, &as->mu);
+	as->commit_idle = 0;
+}
+
 static void *
 spool_async_main(void *arg)
 {
@@ -2057,9 +2225,13 @@ spool_async_main(void *arg)
 	pthread_mutex_lock(&as->mu);
 	for (;;) {
 		while (as->todo == NULL && !as->stop)
-			pthread_cond_wait(&as->cv, &as->mu);
-		if (as->todo == NULL)
-			break; /* stopping, nothing left */
+			spool_async_wait(as);
+		if (as->todo == NULL) {
+			/* Stopping, nothing left: the last removals too. */
+			if (as->held_rms != NULL)
+				spool_async_log_held_rms(as);
+			break;
+		}
 		list = as->todo;
 		n = as->n_todo;
 		as->todo = NULL;
@@ -2366,7 +2538,7 @@ spool_rm_batch_done(struct spool_async *as, int stable)
 	if (stable)
 		as->rm_synced = as->rm_gen;
 	as->sp->rm_batches++;
-	pthread_cond_broadcast(&as->rm_cv);
+	pthread_cond_broadcast(&as->batch_cv);
 }
 
 /*
@@ -2402,7 +2574,8 @@ spool_rm_main(void *arg)
 	struct spool_rm    *list, *waiting = NULL;
 	struct wal_pos      wpos;
 	struct timespec     deadline = { 0 }, due = { 0 };
-	uint64_t            gen;
+	uint64_t            gen, held_total, seen_held = 0;
+	unsigned            age_ms;
 	int                 rc, seg, keep = 0, held = 0;
 
 	memset(&wpos, 0, sizeof(wpos));
@@ -2436,8 +2609,10 @@ spool_rm_main(void *arg)
 		if (waiting != NULL) {
 			if (!keep && !wal_synced(sp->wal, &wpos) && !as->stop &&
 			    !spool_deadline_passed(&deadline)) {
+				as->rm_wants_sync = 1; /* a commit wakes us */
 				pthread_cond_timedwait(&as->rm_cv, &as->mu,
 				    &deadline);
+				as->rm_wants_sync = 0;
 				continue;
 			}
 			pthread_mutex_unlock(&as->mu);
@@ -2488,10 +2663,27 @@ spool_rm_main(void *arg)
 		}
 		if (as->stop)
 			break;
+		/* Held messages: woken when the oldest is due for its
+		 * files; none held now, but some were since the last look:
+		 * a look again one age later (held messages come and go
+		 * faster than that while mail flows, and a commit need not
+		 * wake this thread for each); none since: asleep until a
+		 * commit holds one (rm_idle). */
+		if (!held) {
+			spool_mem_activity(sp, &held_total, &age_ms);
+			if (held_total != seen_held) {
+				seen_held = held_total;
+				spool_deadline(&due, (long)age_ms);
+				held = 1;
+			}
+		}
 		if (held)
 			pthread_cond_timedwait(&as->rm_cv, &as->mu, &due);
-		else
+		else {
+			as->rm_idle = 1;
 			pthread_cond_wait(&as->rm_cv, &as->mu);
+			as->rm_idle = 0;
+		}
 	}
 	pthread_mutex_unlock(&as->mu);
 	return NULL;
@@ -2515,7 +2707,8 @@ spool_removal_wait(struct spool *sp, uint64_t batches, unsigned timeout_ms)
 	spool_deadline(&deadline, (long)timeout_ms);
 	pthread_mutex_lock(&as->mu);
 	while (sp->rm_batches < batches &&
-	    pthread_cond_timedwait(&as->rm_cv, &as->mu, &deadline) != ETIMEDOUT)
+	    pthread_cond_timedwait(&as->batch_cv, &as->mu, &deadline) !=
+		ETIMEDOUT)
 		;
 	reached = sp->rm_batches >= batches;
 	pthread_mutex_unlock(&as->mu);
@@ -2533,6 +2726,28 @@ spool_removal_stats(struct spool *sp, uint64_t *batches, uint64_t *own_syncs)
 	*own_syncs = sp->rm_own_syncs;
 	if (as != NULL)
 		pthread_mutex_unlock(&as->mu);
+}
+
+/* The removal of held message id: its REMOVE record, for the commit
+ * thread (see held_rms), which is woken only when it sleeps with no
+ * deadline. */
+static void
+spool_async_remove_held(struct spool_async *as, const char *id)
+{
+	struct spool_rm *r = xcalloc(1, sizeof(*r));
+
+	snprintf(r->id, sizeof(r->id), "%s", id);
+	r->no_files = 1;
+	pthread_mutex_lock(&as->mu);
+	if (as->held_rms == NULL)
+		clock_gettime(CLOCK_MONOTONIC, &as->held_rms_since);
+	r->next = as->held_rms;
+	as->held_rms = r;
+	if (as->commit_idle) {
+		as->commit_idle = 0;
+		pthread_cond_signal(&as->cv);
+	}
+	pthread_mutex_unlock(&as->mu);
 }
 
 /* Queue the removal of id for the removal thread (no_files: it was held
@@ -2570,13 +2785,14 @@ spool_async_start(struct spool *sp, struct sq_err *err)
 	}
 	pthread_mutex_init(&as->mu, NULL);
 	pthread_mutex_init(&as->wal_mu, NULL);
-	pthread_cond_init(&as->cv, NULL);
 	{
 		pthread_condattr_t ca;
 
 		pthread_condattr_init(&ca);
 		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&as->cv, &ca);
 		pthread_cond_init(&as->rm_cv, &ca);
+		pthread_cond_init(&as->batch_cv, &ca);
 		pthread_condattr_destroy(&ca);
 	}
 	if ((rc = pthread_create(&as->tid, NULL, spool_async_main, as)) != 0) {
@@ -2585,6 +2801,7 @@ spool_async_start(struct spool *sp, struct sq_err *err)
 		pthread_mutex_destroy(&as->wal_mu);
 		pthread_cond_destroy(&as->cv);
 		pthread_cond_destroy(&as->rm_cv);
+		pthread_cond_destroy(&as->batch_cv);
 		free(as);
 		return sq_err_set(err, -rc, "commit thread: %s", strerror(rc));
 	}
@@ -2716,6 +2933,7 @@ spool_async_stop(struct spool *sp)
 	pthread_mutex_destroy(&as->wal_mu);
 	pthread_cond_destroy(&as->cv);
 	pthread_cond_destroy(&as->rm_cv);
+	pthread_cond_destroy(&as->batch_cv);
 	free(as->wal_ids[0].ids);
 	free(as->wal_ids[1].ids);
 	free(as);
@@ -3403,9 +3621,9 @@ spool_remove_unsynced(struct spool *sp, const char *id, struct sq_err *err)
 	int rc;
 
 	if (sp->mem.on && spool_mem_remove(sp, id)) {
-		/* Held in memory: out of every listing now; the removal
-		 * thread logs its REMOVE record. */
-		spool_async_remove(sp->as, id, 1);
+		/* Held in memory: out of every listing now; its REMOVE
+		 * record goes with the next group (held_rms). */
+		spool_async_remove_held(sp->as, id);
 		sp->removed = 1;
 		return 0;
 	}

@@ -2079,3 +2079,47 @@ Test(spool, held_messages_are_capped_by_the_descriptors_left)
 	spool_close(sp);
 	cr_assert_eq(test_count("queue"), 2 * 20);
 }
+
+Test(spool, held_removals_ride_on_the_next_group_or_are_logged_alone)
+{
+	struct spool          *sp = test_open_wal(TEST_WAL_SEG);
+	struct spool_wal_stats ws;
+	struct test_wal_run    r = { 0 };
+	struct sq_err          err = { 0 };
+	uint64_t               batches, own;
+	int                    efd;
+
+	/* No REMOVE logged alone within the test's first part. */
+	spool_set_removal_sync_delay(sp, 60000);
+	cr_assert_geq(efd = spool_async_start(sp, &err), 0, "%s", err.msg);
+	cr_assert_eq(test_wal_commit(sp, efd, "one\r\n", "b@example.net", &r),
+	    0);
+	cr_assert_eq(spool_remove_unsynced(sp, r.ids[0], &err), 0, "%s",
+	    err.msg);
+	cr_assert_not(spool_removal_wait(sp, 1, 200), "logged alone at once");
+	/* The next group carries its REMOVE record: one write, one sync. */
+	cr_assert_eq(test_wal_commit(sp, efd, "two\r\n", "b@example.net", &r),
+	    0);
+	cr_assert(spool_removal_wait(sp, 1, 20000));
+	spool_removal_stats(sp, &batches, &own);
+	cr_assert_eq(own, 0, "a sync of its own for the removal");
+	spool_wal_stats(sp, &ws);
+	cr_assert_eq(ws.removals, 1);
+	cr_assert_eq(ws.groups, 2);
+	spool_close(sp);
+
+	/* With no group after it, it is logged and synced alone. */
+	sp = test_open_wal(TEST_WAL_SEG);
+	spool_set_removal_sync_delay(sp, 20);
+	cr_assert_geq(efd = spool_async_start(sp, &err), 0, "%s", err.msg);
+	r.n = 0;
+	cr_assert_eq(test_wal_commit(sp, efd, "three\r\n", "b@example.net", &r),
+	    0);
+	cr_assert_eq(spool_remove_unsynced(sp, r.ids[0], &err), 0);
+	cr_assert(spool_removal_wait(sp, 1, 20000));
+	spool_removal_stats(sp, &batches, &own);
+	cr_assert_eq(own, 1);
+	spool_wal_stats(sp, &ws);
+	cr_assert_eq(ws.removals, 1);
+	spool_close(sp);
+}
