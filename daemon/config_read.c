@@ -123,7 +123,7 @@ config_set(struct config_parser *p, const struct config_key *k,
     const char *value, int line)
 {
 	struct config_val v;
-	char              shown[CONFIG_LINE_MAX + 1], allowed[128];
+	char              shown[CONFIG_LINE_MAX + 1];
 	size_t            i;
 
 	memset(&v, 0, sizeof(v));
@@ -135,7 +135,6 @@ config_set(struct config_parser *p, const struct config_key *k,
 	v.value = value;
 	v.len = strlen(value);
 	v.shown = sq_printable(shown, sizeof(shown), value, v.len);
-	v.ok = config_key_allowed(k, allowed, sizeof(allowed));
 	v.line = line;
 	for (i = 0; i < v.len; i++)
 		if ((unsigned char)value[i] < 0x20 ||
@@ -143,11 +142,11 @@ config_set(struct config_parser *p, const struct config_key *k,
 			break;
 	if (v.len == 0)
 		config_fail(p, line, p->label, k->key,
-		    "empty value (allowed: %s)", v.ok);
+		    "empty value (allowed: %s)", config_val_ok(&v));
 	else if (i < v.len)
 		config_fail(p, line, p->label, k->key,
 		    "\"%s\" contains a control character (allowed: %s)",
-		    v.shown, v.ok);
+		    v.shown, config_val_ok(&v));
 	else if (config_type_set(&v) != 0)
 		config_fail(p, line, p->label, k->key, "%s", v.why);
 	else
@@ -820,7 +819,7 @@ config_getc(struct config_parser *p)
 	int c;
 
 	if (p->fp != NULL) {
-		c = getc(p->fp);
+		c = getc_unlocked(p->fp); /* the parser's own stream */
 		if (c == EOF && ferror(p->fp))
 			p->read_errno = errno ? errno : EIO;
 		return c;
@@ -896,7 +895,10 @@ config_reader(char *str, int num, void *stream)
 		s[0] = '\0';
 	} else if (*s != '\0' && *s != ';' && *s != '#')
 		p->pending = p->line;
-	snprintf(str, (size_t)num, "%s\n", s);
+	/* s fits: it is at most max <= num - 3 bytes of line. */
+	len = strlen(s);
+	memcpy(str, s, len);
+	memcpy(str + len, "\n", 2);
 	return str;
 }
 
