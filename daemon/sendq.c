@@ -769,9 +769,18 @@ sendq_write(struct sendq_sink *s, const void *data, size_t len)
 
 	if (len == 0)
 		return 0;
-	for (i = 0; !s->eightbit && i < len; i++)
-		if (p[i] >= 0x80)
-			s->eightbit = 1;
+	if (!s->eightbit) {
+		/* Eight bytes at a time: any high bit. */
+		uint64_t w, any = 0;
+
+		for (i = 0; i + 8 <= len; i += 8) {
+			memcpy(&w, p + i, 8);
+			any |= w;
+		}
+		for (; i < len; i++)
+			any |= p[i];
+		s->eightbit = (any & UINT64_C(0x8080808080808080)) != 0;
+	}
 	if (s->scan != NULL)
 		msgfix_scan_feed(s->scan, data, len, NULL);
 	s->size += len;
@@ -806,11 +815,12 @@ static int
 sendq_stream_body(struct sendq_in *in, struct sendq_sink *s, int ignore_dots,
     enum sendq_dot state)
 {
-	char    out[SENDQ_READ_CHUNK + 4];
-	size_t  i, o;
-	ssize_t r;
-	int     rc;
-	char    c;
+	char        out[SENDQ_READ_CHUNK + 4];
+	const char *nl;
+	size_t      i, o, n;
+	ssize_t     r;
+	int         rc;
+	char        c;
 
 	for (;;) {
 		if (in->pos == in->len) {
@@ -828,6 +838,19 @@ sendq_stream_body(struct sendq_in *in, struct sendq_sink *s, int ignore_dots,
 			continue;
 		}
 		for (i = in->pos, o = 0; i < in->len; i++) {
+			if (state == SENDQ_DOT_MID) {
+				/* The rest of the line in one copy. */
+				nl = memchr(in->buf + i, '\n', in->len - i);
+				n = nl != NULL ?
+				    (size_t)(nl - (in->buf + i)) + 1 :
+				    in->len - i;
+				memcpy(out + o, in->buf + i, n);
+				o += n;
+				i += n - 1;
+				if (nl != NULL)
+					state = SENDQ_DOT_BOL;
+				continue;
+			}
 			c = in->buf[i];
 			switch (state) {
 			case SENDQ_DOT_BOL:
@@ -1273,13 +1296,17 @@ sendq_sink_open(const struct sendq_ctx *c, struct sendq_sink *s)
 static void
 sendq_token(char *tok)
 {
-	unsigned char r[15];
-	size_t        i;
+	static const char hex[] = "0123456789ABCDEF";
+	unsigned char     r[15];
+	size_t            i;
 
 	if (sq_random(r, sizeof(r)) != 0)
 		log_fatalx("sendq: getrandom failed");
-	for (i = 0; i < sizeof(r); i++)
-		snprintf(tok + 2 * i, 3, "%02X", r[i]);
+	for (i = 0; i < sizeof(r); i++) {
+		tok[2 * i] = hex[r[i] >> 4];
+		tok[2 * i + 1] = hex[r[i] & 0xf];
+	}
+	tok[2 * sizeof(r)] = '\0';
 }
 
 /* The exit code for sendqd's "error: CODE REASON" (control.h). */
