@@ -1169,27 +1169,33 @@ sendq_default_sender(const struct sendq_ctx *c)
 }
 
 /* The missing Date, From and Message-ID fields (mailmsg.h's helper; the
- * From here carries -F's full name). */
+ * From here carries -F's full name).  Only a missing field is made: the
+ * local time zone (/etc/localtime) is read only for a Date to add. */
 static char *
 sendq_added_fields(const struct mailmsg_header *h, const char *hdr,
     const struct envelope *env, const struct sendq_opts *o, const char *id,
     const char *hostname, const char *eol)
 {
-	char date[64], *from, *addr, *name, *fields;
+	char date[64], *from = NULL, *addr, *name, *fields;
+	int  present = mailmsg_present(h, hdr);
 
-	mailmsg_date((int64_t)time(NULL), 1, date, sizeof(date));
-	addr = env->sender[0] != '\0' ? xstrdup(env->sender) :
-					xasprintf("MAILER-DAEMON@%s", hostname);
-	if (o->fullname != NULL) {
-		name = sendq_display_name(o->fullname);
-		from = xasprintf("%s <%s>", name, addr);
-		free(name);
-	} else
-		from = xstrdup(addr);
-	fields = mailmsg_added_fields(mailmsg_present(h, hdr), date, from, id,
-	    hostname, eol);
+	if (!(present & MAILMSG_HAS_DATE))
+		mailmsg_date((int64_t)time(NULL), 1, date, sizeof(date));
+	if (!(present & MAILMSG_HAS_FROM)) {
+		addr = env->sender[0] != '\0' ?
+		    xstrdup(env->sender) :
+		    xasprintf("MAILER-DAEMON@%s", hostname);
+		if (o->fullname != NULL) {
+			name = sendq_display_name(o->fullname);
+			from = xasprintf("%s <%s>", name, addr);
+			free(name);
+			free(addr);
+		} else
+			from = addr;
+	}
+	fields = mailmsg_added_fields(present,
+	    present & MAILMSG_HAS_DATE ? NULL : date, from, id, hostname, eol);
 	free(from);
-	free(addr);
 	return fields;
 }
 
