@@ -1178,16 +1178,16 @@ sendq_default_sender(const struct sendq_ctx *c)
 	return addr;
 }
 
-/* The missing Date, From and Message-ID fields (mailmsg.h's helper; the
- * From here carries -F's full name).  Only a missing field is made: the
+/* The Date, From and Message-ID fields missing from present
+ * (mailmsg_present; mailmsg.h's helper; the From here carries -F's full
+ * name).  Only a missing field is made: the
  * local time zone (/etc/localtime) is read only for a Date to add. */
 static char *
-sendq_added_fields(const struct mailmsg_header *h, const char *hdr,
-    const struct envelope *env, const struct sendq_opts *o, const char *id,
-    const char *hostname, const char *eol)
+sendq_added_fields(int present, const struct envelope *env,
+    const struct sendq_opts *o, const char *id, const char *hostname,
+    const char *eol)
 {
 	char date[64], *from = NULL, *addr, *name, *fields;
-	int  present = mailmsg_present(h, hdr);
 
 	if (!(present & MAILMSG_HAS_DATE))
 		mailmsg_date((int64_t)time(NULL), 1, date, sizeof(date));
@@ -1753,15 +1753,15 @@ sendq_submit_write(struct sendq_ctx *c, struct sendq_in *in,
 
 /*
  * Queue the message in sink: sendqd names, writes and commits it, else
- * the maildrop helper takes it under token.  h and hdr are its header,
- * prefix_len the length of the added fields before it.  qid
- * (ENVELOPE_ID_MAX bytes) gets the queue id.  Returns EX_OK or the exit
- * code.
+ * the maildrop helper takes it under token (made now if it is still "").
+ * h and hdr are its header, prefix_len the length of the added fields
+ * before it.  qid (ENVELOPE_ID_MAX bytes) gets the queue id.  Returns
+ * EX_OK or the exit code.
  */
 static int
 sendq_submit_queue(struct sendq_ctx *c, struct sendq_sink *sink,
     struct envelope *env, const struct mailmsg_header *h, const struct buf *hdr,
-    size_t prefix_len, const char *token, const char *eol, char *qid)
+    size_t prefix_len, char *token, const char *eol, char *qid)
 {
 	char *envlines;
 	int   rc;
@@ -1777,6 +1777,8 @@ sendq_submit_queue(struct sendq_ctx *c, struct sendq_sink *sink,
 		free(envlines);
 		if (rc != 0)
 			return rc;
+		if (token[0] == '\0')
+			sendq_token(token);
 		snprintf(qid, ENVELOPE_ID_MAX, "%s", token);
 	}
 	if (c->o->verbose)
@@ -1804,9 +1806,9 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in, const char *smtp_sender,
 	struct msgfix_scan       scan;
 	struct envelope         *env;
 	char                    *prefix = NULL, *orig = NULL;
-	char        token[ENVELOPE_ID_MAX], qid[ENVELOPE_ID_MAX] = "";
+	char        token[ENVELOPE_ID_MAX] = "", qid[ENVELOPE_ID_MAX] = "";
 	const char *eol;
-	int         rc, ignore_dots;
+	int         rc, ignore_dots, present;
 
 	memset(&sink, 0, sizeof(sink));
 	ignore_dots = o->ignore_dots || smtp_sender != NULL;
@@ -1838,9 +1840,11 @@ sendq_submit(struct sendq_ctx *c, struct sendq_in *in, const char *smtp_sender,
 	sendq_submit_dsn(o, env);
 
 	/* The whole message into the sink: added fields, header, body. */
-	sendq_token(token);
-	prefix = sendq_added_fields(&h, hd.hdr.data, env, o, token, c->hostname,
-	    eol);
+	/* The token names an added Message-ID, else only a drop file. */
+	present = mailmsg_present(&h, hd.hdr.data);
+	if (!(present & MAILMSG_HAS_MSGID))
+		sendq_token(token);
+	prefix = sendq_added_fields(present, env, o, token, c->hostname, eol);
 	if ((rc = sendq_sink_open(c, &sink)) != 0 ||
 	    (rc = sendq_submit_write(c, in, &sink, &scan, &hd, prefix, eol,
 		 ignore_dots)) != 0)
