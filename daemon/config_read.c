@@ -49,12 +49,14 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -68,9 +70,10 @@ struct config_parser {
 	struct config *cfg;
 	char           file[256]; /* printable FILE for messages */
 
-	/* Input: a FILE or a NUL-terminated string. */
-	FILE       *fp;
+	/* Input: text up to text_end (a file read whole), or up to its
+	 * NUL (text_end NULL). */
 	const char *text;
+	const char *text_end;
 	int         read_errno;
 
 	int line;    /* the last line read */
@@ -816,14 +819,8 @@ config_section(struct config_parser *p, char *s)
 static int
 config_getc(struct config_parser *p)
 {
-	int c;
-
-	if (p->fp != NULL) {
-		c = getc_unlocked(p->fp); /* the parser's own stream */
-		if (c == EOF && ferror(p->fp))
-			p->read_errno = errno ? errno : EIO;
-		return c;
-	}
+	if (p->text_end != NULL)
+		return p->text < p->text_end ? (unsigned char)*p->text++ : EOF;
 	if (*p->text == '\0')
 		return EOF;
 	return (unsigned char)*p->text++;
@@ -1090,22 +1087,58 @@ config_parse(struct config_parser *p, const char *name, struct config **out,
 	return 0;
 }
 
+/*
+ * The whole of fd into *data (heap, *len bytes).  Returns 0 or -errno.
+ * A config file is read at once rather than through stdio: sendq reads
+ * it on every message (fopen, its buffer and its fstat cost more than
+ * the parse of a small file needs).
+ */
+static int
+config_read_all(int fd, char **data, size_t *len)
+{
+	size_t  cap = 4096;
+	ssize_t n;
+
+	*data = xmalloc(cap);
+	*len = 0;
+	for (;;) {
+		if (*len == cap)
+			*data = xreallocarray(*data, cap *= 2, 1);
+		n = read(fd, *data + *len, cap - *len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 0;
+		*len += (size_t)n;
+	}
+}
+
 int
 config_load_file(const char *path, struct config **out, struct sq_err *err)
 {
 	struct config_parser p;
-	char                 shown[256];
-	int                  rc, saved;
+	char                 shown[256], *data;
+	size_t               len;
+	int                  fd, rc, saved;
 
 	memset(&p, 0, sizeof(p));
-	if ((p.fp = fopen(path, "re")) == NULL) {
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
 		saved = errno;
 		sq_printable(shown, sizeof(shown), path, strlen(path));
 		return sq_err_set(err, -saved, "%s: cannot open: %s", shown,
 		    strerror(saved));
 	}
+	/* A read error is reported as the parse's first error ("cannot
+	 * read"), as when it came in the middle of the file. */
+	if ((rc = config_read_all(fd, &data, &len)) != 0)
+		p.read_errno = -rc;
+	close(fd);
+	p.text = data;
+	p.text_end = data + len;
 	rc = config_parse(&p, path, out, err);
-	fclose(p.fp);
+	free(data);
 	return rc;
 }
 
