@@ -41,8 +41,9 @@ struct config_val {
 	void                    *field; /* base + k->offset */
 	const char              *value; /* non-empty, no controls */
 	size_t                   len;
-	const char              *shown; /* value made printable */
-	int                      line;  /* 0: a table default */
+	const char              *shown;  /* value made printable */
+	int                      line;   /* 0: a table default */
+	int                      client; /* CONFIG_LOAD_CLIENT given */
 	char                     why[512];
 	/* The allowed text, made by config_val_ok() when a why needs it
 	 * (not for every value: most are valid). */

@@ -76,8 +76,9 @@ struct config_parser {
 	const char *text_end;
 	int         read_errno;
 
-	int line;    /* the last line read */
-	int pending; /* key line not seen by handler */
+	unsigned flags;   /* CONFIG_LOAD_* */
+	int      line;    /* the last line read */
+	int      pending; /* key line not seen by handler */
 
 	/* The current section. */
 	enum config_sect sect;
@@ -139,6 +140,7 @@ config_set(struct config_parser *p, const struct config_key *k,
 	v.len = strlen(value);
 	v.shown = sq_printable(shown, sizeof(shown), value, v.len);
 	v.line = line;
+	v.client = (p->flags & CONFIG_LOAD_CLIENT) != 0;
 	for (i = 0; i < v.len; i++)
 		if ((unsigned char)value[i] < 0x20 ||
 		    (unsigned char)value[i] == 0x7f)
@@ -1118,12 +1120,20 @@ config_read_all(int fd, char **data, size_t *len)
 int
 config_load_file(const char *path, struct config **out, struct sq_err *err)
 {
+	return config_load_file_opts(path, 0, out, err);
+}
+
+int
+config_load_file_opts(const char *path, unsigned flags, struct config **out,
+    struct sq_err *err)
+{
 	struct config_parser p;
 	char                 shown[256], *data;
 	size_t               len;
 	int                  fd, rc, saved;
 
 	memset(&p, 0, sizeof(p));
+	p.flags = flags;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
 		saved = errno;
 		sq_printable(shown, sizeof(shown), path, strlen(path));

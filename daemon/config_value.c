@@ -11,7 +11,8 @@
  * types (pin, match_*, listen, allow_networks, admin_group ...) take
  * space-separated tokens and append them, refusing duplicates and more
  * than their maximum.  Only config_t_file touches the system (access(2)
- * to tell an unreadable file at the line that names it).
+ * to tell an unreadable file at the line that names it; not for a
+ * CONFIG_LOAD_CLIENT load).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -409,7 +410,7 @@ config_set_path(struct config_val *v)
 static int
 config_set_file(struct config_val *v)
 {
-	if (v->value[0] == '/' && access(v->value, R_OK) != 0)
+	if (v->value[0] == '/' && !v->client && access(v->value, R_OK) != 0)
 		return config_why(v, "\"%s\" cannot be read: %s", v->shown,
 		    strerror(errno));
 	return config_set_path(v);

@@ -2109,9 +2109,9 @@ main(int argc, char **argv)
 		printf("sendq %s\n", SENDQ_VERSION);
 		return EX_OK;
 	}
-	if (config_load_file(o.config_path != NULL ? o.config_path :
-						     CONFIG_DEFAULT_PATH,
-		&cfg, &err) != 0) {
+	if (config_load_file_opts(o.config_path != NULL ? o.config_path :
+							  CONFIG_DEFAULT_PATH,
+		CONFIG_LOAD_CLIENT, &cfg, &err) != 0) {
 		fprintf(stderr, "sendq: %s\n", err.msg);
 		return EX_CONFIG;
 	}
