@@ -390,8 +390,11 @@ config_key_index(const char *key)
 {
 	size_t i;
 
+	/* The first byte before strcmp: the reader asks this of every
+	 * section it closes. */
 	for (i = 0; i < config_nkeys; i++)
-		if (strcmp(config_keys[i].key, key) == 0)
+		if (config_keys[i].key[0] == key[0] &&
+		    strcmp(config_keys[i].key, key) == 0)
 			return i;
 	log_fatalx("config: no key %s", key);
 }

@@ -283,6 +283,18 @@ struct config {
 int config_load_file(const char *path, struct config **out, struct sq_err *err);
 
 /*
+ * config_load_file for a program that reads the configuration but opens
+ * none of the files it names (sendq, sendq-drop, sendq-showq, run by any
+ * user): with CONFIG_LOAD_CLIENT the files only sendqd opens (ca_file,
+ * client_cert, client_key, oauth_ca_file) must still be absolute paths,
+ * but are not checked to be readable by the caller (a client key is
+ * sendqd's to read, not every sender's).  Everything else is checked.
+ */
+#define CONFIG_LOAD_CLIENT 0x1
+int config_load_file_opts(const char *path, unsigned flags, struct config **out,
+    struct sq_err *err);
+
+/*
  * The same from text in memory; name is used as FILE in messages.
  */
 int config_load_string(const char *name, const char *text, struct config **out,

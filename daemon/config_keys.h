@@ -41,10 +41,14 @@ struct config_val {
 	void                    *field; /* base + k->offset */
 	const char              *value; /* non-empty, no controls */
 	size_t                   len;
-	const char              *shown; /* value made printable */
-	const char              *ok;    /* allowed text, for why */
-	int                      line;  /* 0: a table default */
+	const char              *shown;  /* value made printable */
+	int                      line;   /* 0: a table default */
+	int                      client; /* CONFIG_LOAD_CLIENT given */
 	char                     why[512];
+	/* The allowed text, made by config_val_ok() when a why needs it
+	 * (not for every value: most are valid). */
+	const char *ok;
+	char        okbuf[128];
 };
 
 struct config_type {
@@ -59,6 +63,10 @@ struct config_type {
 	int (*one)(struct config_val *v, const char *tok, size_t len,
 	    const char *shown);
 };
+
+/* The allowed text of v's row, for a why (config_key_allowed, made once
+ * on first use). */
+const char *config_val_ok(struct config_val *v);
 
 /* Check and store v->value with its row's type (set or, for a list type,
  * one for each token).  Returns 0, or -1 with v->why. */

@@ -49,12 +49,14 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -68,13 +70,15 @@ struct config_parser {
 	struct config *cfg;
 	char           file[256]; /* printable FILE for messages */
 
-	/* Input: a FILE or a NUL-terminated string. */
-	FILE       *fp;
+	/* Input: text up to text_end (a file read whole), or up to its
+	 * NUL (text_end NULL). */
 	const char *text;
+	const char *text_end;
 	int         read_errno;
 
-	int line;    /* the last line read */
-	int pending; /* key line not seen by handler */
+	unsigned flags;   /* CONFIG_LOAD_* */
+	int      line;    /* the last line read */
+	int      pending; /* key line not seen by handler */
 
 	/* The current section. */
 	enum config_sect sect;
@@ -123,7 +127,7 @@ config_set(struct config_parser *p, const struct config_key *k,
     const char *value, int line)
 {
 	struct config_val v;
-	char              shown[CONFIG_LINE_MAX + 1], allowed[128];
+	char              shown[CONFIG_LINE_MAX + 1];
 	size_t            i;
 
 	memset(&v, 0, sizeof(v));
@@ -135,19 +139,19 @@ config_set(struct config_parser *p, const struct config_key *k,
 	v.value = value;
 	v.len = strlen(value);
 	v.shown = sq_printable(shown, sizeof(shown), value, v.len);
-	v.ok = config_key_allowed(k, allowed, sizeof(allowed));
 	v.line = line;
+	v.client = (p->flags & CONFIG_LOAD_CLIENT) != 0;
 	for (i = 0; i < v.len; i++)
 		if ((unsigned char)value[i] < 0x20 ||
 		    (unsigned char)value[i] == 0x7f)
 			break;
 	if (v.len == 0)
 		config_fail(p, line, p->label, k->key,
-		    "empty value (allowed: %s)", v.ok);
+		    "empty value (allowed: %s)", config_val_ok(&v));
 	else if (i < v.len)
 		config_fail(p, line, p->label, k->key,
 		    "\"%s\" contains a control character (allowed: %s)",
-		    v.shown, v.ok);
+		    v.shown, config_val_ok(&v));
 	else if (config_type_set(&v) != 0)
 		config_fail(p, line, p->label, k->key, "%s", v.why);
 	else
@@ -817,14 +821,8 @@ config_section(struct config_parser *p, char *s)
 static int
 config_getc(struct config_parser *p)
 {
-	int c;
-
-	if (p->fp != NULL) {
-		c = getc(p->fp);
-		if (c == EOF && ferror(p->fp))
-			p->read_errno = errno ? errno : EIO;
-		return c;
-	}
+	if (p->text_end != NULL)
+		return p->text < p->text_end ? (unsigned char)*p->text++ : EOF;
 	if (*p->text == '\0')
 		return EOF;
 	return (unsigned char)*p->text++;
@@ -896,7 +894,10 @@ config_reader(char *str, int num, void *stream)
 		s[0] = '\0';
 	} else if (*s != '\0' && *s != ';' && *s != '#')
 		p->pending = p->line;
-	snprintf(str, (size_t)num, "%s\n", s);
+	/* s fits: it is at most max <= num - 3 bytes of line. */
+	len = strlen(s);
+	memcpy(str, s, len);
+	memcpy(str + len, "\n", 2);
 	return str;
 }
 
@@ -1088,22 +1089,66 @@ config_parse(struct config_parser *p, const char *name, struct config **out,
 	return 0;
 }
 
+/*
+ * The whole of fd into *data (heap, *len bytes).  Returns 0 or -errno.
+ * A config file is read at once rather than through stdio: sendq reads
+ * it on every message (fopen, its buffer and its fstat cost more than
+ * the parse of a small file needs).
+ */
+static int
+config_read_all(int fd, char **data, size_t *len)
+{
+	size_t  cap = 4096;
+	ssize_t n;
+
+	*data = xmalloc(cap);
+	*len = 0;
+	for (;;) {
+		if (*len == cap)
+			*data = xreallocarray(*data, cap *= 2, 1);
+		n = read(fd, *data + *len, cap - *len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 0;
+		*len += (size_t)n;
+	}
+}
+
 int
 config_load_file(const char *path, struct config **out, struct sq_err *err)
 {
+	return config_load_file_opts(path, 0, out, err);
+}
+
+int
+config_load_file_opts(const char *path, unsigned flags, struct config **out,
+    struct sq_err *err)
+{
 	struct config_parser p;
-	char                 shown[256];
-	int                  rc, saved;
+	char                 shown[256], *data;
+	size_t               len;
+	int                  fd, rc, saved;
 
 	memset(&p, 0, sizeof(p));
-	if ((p.fp = fopen(path, "re")) == NULL) {
+	p.flags = flags;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
 		saved = errno;
 		sq_printable(shown, sizeof(shown), path, strlen(path));
 		return sq_err_set(err, -saved, "%s: cannot open: %s", shown,
 		    strerror(saved));
 	}
+	/* A read error is reported as the parse's first error ("cannot
+	 * read"), as when it came in the middle of the file. */
+	if ((rc = config_read_all(fd, &data, &len)) != 0)
+		p.read_errno = -rc;
+	close(fd);
+	p.text = data;
+	p.text_end = data + len;
 	rc = config_parse(&p, path, out, err);
-	fclose(p.fp);
+	free(data);
 	return rc;
 }
 

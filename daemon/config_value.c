@@ -11,7 +11,8 @@
  * types (pin, match_*, listen, allow_networks, admin_group ...) take
  * space-separated tokens and append them, refusing duplicates and more
  * than their maximum.  Only config_t_file touches the system (access(2)
- * to tell an unreadable file at the line that names it).
+ * to tell an unreadable file at the line that names it; not for a
+ * CONFIG_LOAD_CLIENT load).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -371,6 +372,14 @@ static int
 	return -1;
 }
 
+const char *
+config_val_ok(struct config_val *v)
+{
+	if (v->ok == NULL)
+		v->ok = config_key_allowed(v->k, v->okbuf, sizeof(v->okbuf));
+	return v->ok;
+}
+
 /* Store s[0..len) as the row's string. */
 static void
 config_store(struct config_val *v, const char *s, size_t len)
@@ -387,7 +396,7 @@ config_store_if(struct config_val *v, int valid, const char *what)
 {
 	if (!valid)
 		return config_why(v, "\"%s\" is not %s (allowed: %s)", v->shown,
-		    what, v->ok);
+		    what, config_val_ok(v));
 	config_store(v, v->value, v->len);
 	return 0;
 }
@@ -401,7 +410,7 @@ config_set_path(struct config_val *v)
 static int
 config_set_file(struct config_val *v)
 {
-	if (v->value[0] == '/' && access(v->value, R_OK) != 0)
+	if (v->value[0] == '/' && !v->client && access(v->value, R_OK) != 0)
 		return config_why(v, "\"%s\" cannot be read: %s", v->shown,
 		    strerror(errno));
 	return config_set_path(v);
@@ -423,7 +432,7 @@ config_set_host(struct config_val *v)
 		return config_why(v,
 		    "\"%s\" is not a valid host name or IP address (allowed: "
 		    "%s; the port goes in port =)",
-		    v->shown, v->ok);
+		    v->shown, config_val_ok(v));
 	config_store(v, v->value + off, len); /* IPv6 stored bare */
 	return 0;
 }
@@ -464,7 +473,7 @@ config_set_socket(struct config_val *v)
 		return config_why(v,
 		    "\"%s\" is not short enough for a unix socket (allowed: "
 		    "%s)",
-		    v->shown, v->ok);
+		    v->shown, config_val_ok(v));
 	return config_set_path(v);
 }
 
@@ -475,7 +484,7 @@ config_set_name(struct config_val *v)
 		return config_why(v,
 		    "\"%s\" is not a valid smarthost name (allowed: %s: 1 to "
 		    "%d letters, digits, '.', '_', '-')",
-		    v->shown, v->ok, CONFIG_NAME_MAX);
+		    v->shown, config_val_ok(v), CONFIG_NAME_MAX);
 	config_store(v, v->value, v->len);
 	return 0;
 }
@@ -493,7 +502,7 @@ config_set_enum(struct config_val *v)
 		}
 	}
 	return config_why(v, "\"%s\" is not valid (allowed: %s)", v->shown,
-	    v->ok);
+	    config_val_ok(v));
 }
 
 /* n (-1: malformed) into the row's unsigned when within min..max. */
@@ -502,7 +511,8 @@ config_set_ranged(struct config_val *v, long long n)
 {
 	if (n < 0 || n < v->k->min || n > v->k->max)
 		return config_why(v, "\"%s\" %s (allowed: %s)", v->shown,
-		    n < 0 ? "is not valid" : "is out of range", v->ok);
+		    n < 0 ? "is not valid" : "is out of range",
+		    config_val_ok(v));
 	*(unsigned *)v->field = (unsigned)n;
 	return 0;
 }
@@ -537,10 +547,10 @@ config_set_size(struct config_val *v)
 
 	if (config_value_size(v->value, &n) != 0)
 		return config_why(v, "\"%s\" is not valid (allowed: %s)",
-		    v->shown, v->ok);
+		    v->shown, config_val_ok(v));
 	if (n < (uint64_t)v->k->min * 1024 || n > (uint64_t)v->k->max * 1024)
 		return config_why(v, "\"%s\" is out of range (allowed: %s)",
-		    v->shown, v->ok);
+		    v->shown, config_val_ok(v));
 	*(uint64_t *)v->field = n;
 	return 0;
 }
@@ -555,7 +565,7 @@ config_set_rate(struct config_val *v)
 	rc = config_value_rate(v->value, &sh->rate_count, &sh->rate_seconds);
 	if (rc != 0)
 		return config_why(v, "\"%s\" is %s (allowed: %s)", v->shown,
-		    rc == -1 ? "not valid" : "out of range", v->ok);
+		    rc == -1 ? "not valid" : "out of range", config_val_ok(v));
 	return 0;
 }
 
@@ -574,7 +584,10 @@ config_type_set(struct config_val *v)
 	if (v->k->type->set != NULL)
 		return v->k->type->set(v);
 	while ((t = config_value_token(&s, &len)) != NULL) {
-		snprintf(tok, sizeof(tok), "%.*s", (int)len, t);
+		if (len >= sizeof(tok))
+			len = sizeof(tok) - 1;
+		memcpy(tok, t, len);
+		tok[len] = '\0';
 		sq_printable(shown, sizeof(shown), tok, len);
 		if (v->k->type->one(v, tok, len, shown) != 0)
 			return -1;
@@ -596,16 +609,16 @@ config_pin_one(struct config_val *v, const char *tok, size_t len,
 	if (rc == -1)
 		return config_why(v,
 		    "\"%s\" does not start with sha256: (allowed: %s)", shown,
-		    v->ok);
+		    config_val_ok(v));
 	if (rc == -2)
 		return config_why(v,
 		    "\"%s\" is not valid base64 after sha256: (allowed: %s)",
-		    shown, v->ok);
+		    shown, config_val_ok(v));
 	if (rc == -3)
 		return config_why(v,
 		    "\"%s\" decodes to %zu bytes, a SHA-256 has %d (allowed: "
 		    "%s)",
-		    shown, got, CONFIG_PIN_LEN, v->ok);
+		    shown, got, CONFIG_PIN_LEN, config_val_ok(v));
 	for (i = 0; i < sh->n_pins; i++)
 		if (memcmp(sh->pins[i], pin, CONFIG_PIN_LEN) == 0)
 			return config_why(v, "\"%s\" is given twice", shown);
@@ -638,7 +651,7 @@ config_glob_one(struct config_val *v, const char *tok, size_t len,
 		n++;
 	if (!config_value_glob(tok, len))
 		return config_why(v, "\"%s\" is not a valid glob (allowed: %s)",
-		    shown, v->ok);
+		    shown, config_val_ok(v));
 	if (n == CONFIG_GLOBS_MAX)
 		return config_why(v, "too many globs (allowed: at most %d)",
 		    CONFIG_GLOBS_MAX);
@@ -658,16 +671,16 @@ config_account_one(struct config_val *v, const char *tok, size_t len,
 	a->line = v->line;
 	if (!config_value_account(tok, len))
 		return config_why(v, "\"%s\" is not a valid name (allowed: %s)",
-		    shown, v->ok);
+		    shown, config_val_ok(v));
 	for (i = 0; i < a->n; i++)
 		if (strcmp(a->names[i], tok) == 0)
 			return config_why(v, "\"%s\" is given twice", shown);
 	if (a->n == v->k->max && v->k->max == 1)
 		return config_why(v, "only one name may be given (allowed: %s)",
-		    v->ok);
+		    config_val_ok(v));
 	if (a->n == v->k->max)
 		return config_why(v, "too many names (allowed: %s, at most %u)",
-		    v->ok, v->k->max);
+		    config_val_ok(v), v->k->max);
 	config_list_add(&a->names, &a->n, tok, len);
 	return 0;
 }
@@ -688,16 +701,16 @@ config_listen_one(struct config_val *v, const char *tok, size_t len,
 		return config_why(v,
 		    "\"%s\": the socket path must be absolute and at most %zu "
 		    "bytes (allowed: %s)",
-		    shown, CONFIG_SOCKET_MAX, v->ok);
+		    shown, CONFIG_SOCKET_MAX, config_val_ok(v));
 	if (rc == -2)
 		return config_why(v,
 		    "\"%s\" is not an address literal with a port (allowed: "
 		    "%s)",
-		    shown, v->ok);
+		    shown, config_val_ok(v));
 	if (rc == -3)
 		return config_why(v,
 		    "\"%s\": the port must be 1 to 65535 (allowed: %s)", shown,
-		    v->ok);
+		    config_val_ok(v));
 	l.line = v->line;
 	for (i = 0; i < in->n_listen; i++) {
 		if (in->listen[i].kind == l.kind &&
@@ -733,11 +746,12 @@ config_network_one(struct config_val *v, const char *tok, size_t len,
 	rc = config_value_network(tok, &n);
 	if (rc == -1)
 		return config_why(v,
-		    "\"%s\" is not an IP network (allowed: %s)", shown, v->ok);
+		    "\"%s\" is not an IP network (allowed: %s)", shown,
+		    config_val_ok(v));
 	if (rc == -2)
 		return config_why(v,
 		    "\"%s\": the prefix length must be 0 to %u (allowed: %s)",
-		    shown, n.family == AF_INET ? 32 : 128, v->ok);
+		    shown, n.family == AF_INET ? 32 : 128, config_val_ok(v));
 	if (rc == -3)
 		return config_why(v,
 		    "\"%s\" has bits set after the first %u (allowed: a "

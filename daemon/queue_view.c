@@ -827,12 +827,11 @@ queue_view_frame(int fd, struct buf *out, enum submit_proto_frame type,
 
 int
 queue_view_submit(const char *path, const char *env_text, size_t env_len,
-    int msg_fd, unsigned timeout_sec, char *answer, size_t answer_sz,
-    int *sent_end, struct sq_err *err)
+    const char *msg, size_t msg_len, unsigned timeout_sec, char *answer,
+    size_t answer_sz, int *sent_end, struct sq_err *err)
 {
 	struct buf out;
-	char      *chunk;
-	ssize_t    r;
+	size_t     off, n;
 	int        fd, rc, arc;
 
 	*sent_end = 0;
@@ -840,29 +839,19 @@ queue_view_submit(const char *path, const char *env_text, size_t env_len,
 		return sq_err_set(err, SQ_ELIMIT, "answer buffer too small");
 	if ((fd = queue_view_connect(path, timeout_sec, err)) < 0)
 		return fd;
-	chunk = xmalloc(SUBMIT_PROTO_CHUNK_MAX);
 	/* The envelope, then at most a chunk and a frame more before it
 	 * is sent. */
 	buf_init(&out,
 	    env_len + 2 * (SUBMIT_PROTO_CHUNK_MAX + SUBMIT_PROTO_LINE_MAX));
 	rc = queue_view_frame(fd, &out, SUBMIT_PROTO_SUBMIT, env_text, env_len,
 	    0, path, err);
-	while (rc == 0) {
-		r = sq_read(msg_fd, chunk, SUBMIT_PROTO_CHUNK_MAX);
-		if (r < 0) {
-			rc = sq_err_set(err, -errno, "read the message: %s",
-			    strerror(errno));
-			close(fd);
-			free(chunk);
-			buf_fini(&out);
-			return rc == -EPIPE ? -EIO : rc;
-		}
-		if (r == 0)
-			break;
-		rc = queue_view_frame(fd, &out, SUBMIT_PROTO_DATA, chunk,
-		    (size_t)r, 0, path, err);
+	for (off = 0; rc == 0 && off < msg_len; off += n) {
+		n = msg_len - off < SUBMIT_PROTO_CHUNK_MAX ?
+		    msg_len - off :
+		    SUBMIT_PROTO_CHUNK_MAX;
+		rc = queue_view_frame(fd, &out, SUBMIT_PROTO_DATA, msg + off, n,
+		    0, path, err);
 	}
-	free(chunk);
 	if (rc == 0 &&
 	    (rc = queue_view_frame(fd, &out, SUBMIT_PROTO_END, NULL, 0, 1, path,
 		 err)) == 0)

@@ -114,23 +114,22 @@ int queue_view_request(const char *path, const char *request,
 /*
  * Client side of the control socket's streaming submit (control.h):
  * connect to path, send "submit ENVLEN" and the env_len bytes of
- * env_text, then everything read from msg_fd (from its current offset to
- * its end) as "data" frames of at most 64 KiB, then "end", and put the
- * first answer line (without LF, NUL-terminated, at most answer_sz - 1
- * bytes) into answer: "ok ID" or "error: CODE REASON".  When a write
- * fails because sendqd closed (it refused the message early), its answer
- * is still read.  *sent_end tells whether "end" went out (when there is
- * no answer: 0 means sendqd cannot have queued the message, 1 that it
- * may have).  Waits at most timeout_sec seconds for each read or write;
- * never raises SIGPIPE.  Returns 0 with an answer; -ENOENT or
- * -ECONNREFUSED when no daemon listens, -EACCES/-EPERM when the caller
- * may not connect (nothing was sent in these cases); -EPIPE (closed
- * without an answer), -ETIMEDOUT, -EIO (msg_fd could not be read) or
+ * env_text, then the msg_len bytes of msg as "data" frames of at most
+ * 64 KiB, then "end", and put the first answer line (without LF,
+ * NUL-terminated, at most answer_sz - 1 bytes) into answer: "ok ID" or
+ * "error: CODE REASON".  When a write fails because sendqd closed (it
+ * refused the message early), its answer is still read.  *sent_end tells
+ * whether "end" went out (when there is no answer: 0 means sendqd cannot
+ * have queued the message, 1 that it may have).  Waits at most
+ * timeout_sec seconds for each read or write; never raises SIGPIPE.
+ * Returns 0 with an answer; -ENOENT or -ECONNREFUSED when no daemon
+ * listens, -EACCES/-EPERM when the caller may not connect (nothing was
+ * sent in these cases); -EPIPE (closed without an answer), -ETIMEDOUT or
  * another -errno otherwise; err always says what happened.  Blocks.
  */
 int queue_view_submit(const char *path, const char *env_text, size_t env_len,
-    int msg_fd, unsigned timeout_sec, char *answer, size_t answer_sz,
-    int *sent_end, struct sq_err *err);
+    const char *msg, size_t msg_len, unsigned timeout_sec, char *answer,
+    size_t answer_sz, int *sent_end, struct sq_err *err);
 
 /*
  * The uid_filter for a client that reads spool_dir directly (sendqd is

@@ -309,7 +309,7 @@ main(int argc, char **argv)
 		printf("sendq-drop %s\n", SENDQ_VERSION);
 		return fflush(stdout) == 0 ? 0 : EX_IOERR;
 	}
-	if (config_load_file(path, &cfg, &err) != 0) {
+	if (config_load_file_opts(path, CONFIG_LOAD_CLIENT, &cfg, &err) != 0) {
 		fprintf(stderr, "sendq-drop: %s\n", err.msg);
 		return EX_CONFIG;
 	}

@@ -150,7 +150,7 @@ main(int argc, char **argv)
 	if (argc == 2)
 		json = strcmp(argv[1], "--json") == 0 ? QUEUE_VIEW_JSON :
 							QUEUE_VIEW_POSTFIX;
-	if (config_load_file(path, &cfg, &err) != 0) {
+	if (config_load_file_opts(path, CONFIG_LOAD_CLIENT, &cfg, &err) != 0) {
 		fprintf(stderr, "sendq-showq: %s\n", err.msg);
 		return EX_CONFIG;
 	}

@@ -29,8 +29,9 @@ disk, and relays it to one or more configured smarthosts over implicit TLS
 or STARTTLS with verified certificates and SMTP AUTH.
 .
 It replaces a null-client Postfix or Exim, nullmailer, msmtp-mta and dma.")
-# Library dependencies from dpkg-shlibdeps (libgnutls30, libevent,
-# libinih1, zlib1g for the write-ahead log's crc32() ...); systemd for
+# Library dependencies from dpkg-shlibdeps (libgnutls30, libevent ...;
+# not libinih1 or zlib1g: inih and zlib are linked in statically, see
+# SENDQ_STATIC_SMALL_LIBS in CMakeLists.txt); systemd for
 # systemd-sysusers and systemd-tmpfiles in postinst.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # libcurl (GnuTLS) is dlopen()ed for OAuth relays and libsystemd under

@@ -413,6 +413,36 @@ class RightsTest(harness.IntegrationTest):
         self.assertIn(qa, p.out)
         self.assertIn(qb, p.out)
 
+    # -------------------------------------------------------- files
+
+    def test_user_sendq_need_not_read_the_files_only_sendqd_opens(self):
+        """A client key (and its certificate) that only root may read:
+        a user's sendq reads the configuration all the same (they are
+        sendqd's to open; it exited 78 "cannot be read" for every
+        sender but root before), and still refuses a bad value."""
+        files = {}
+        for name in ("client_cert", "client_key"):
+            files[name] = os.path.join(self.dir, name + ".pem")
+            with open(files[name], "w") as f:
+                f.write("sendqd's, unread by sendq\n")
+            os.chmod(files[name], 0o600)
+        sq = self.new_sendq(dict({"host": "127.0.0.1",
+                                  "port": harness.closed_port(),
+                                  "tls": "none"}, **files))
+        os.chmod(self.dir, 0o755)
+        os.chmod(sq.config, 0o644)
+        argv = [harness.sendq_binary("sendq"), "-C", sq.config, "-bv",
+                "bob@example.net"]
+        p = self.as_user(USER_A, argv)
+        self.assertEqual(p.returncode, 0, p.err)
+        self.assertIn("deliverable", p.out)
+        with open(sq.config) as f:
+            text = f.read()
+        with open(sq.config, "w") as f:
+            f.write(text.replace("tls = none", "tls = maybe"))
+        p = self.as_user(USER_A, argv)
+        self.assertEqual(p.returncode, EX_CONFIG, p.err)
+
 
 if __name__ == "__main__":
     harness.main()

@@ -8,6 +8,8 @@ the same bytes.  No server needed (the smarthost never answers)."""
 
 import os
 import re
+import shutil
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -103,6 +105,27 @@ class SendqCli(harness.IntegrationTest):
             dropped = f.read()
         self.assertEqual(dropped, b"X-Sendq-Sender: <alice@example.org>\r\n"
                          b"X-Sendq-Recipient: <bob@example.net>\r\n" + sent)
+
+
+class SendqLinks(harness.IntegrationTest):
+    """sendq starts once per message: it links no library of the
+    daemon's (issue 14).  GnuTLS, libevent, libcurl, json-c, libsystemd:
+    none is a NEEDED entry of the sendq binary."""
+
+    DAEMON_ONLY = ("libgnutls", "libevent", "libcurl", "libjson-c",
+                   "libsystemd")
+
+    def test_sendq_needs_no_daemon_library(self):
+        readelf = shutil.which("readelf")
+        if readelf is None:
+            self.skipTest("readelf not installed")
+        out = subprocess.run([readelf, "-d", harness.sendq_binary("sendq")],
+                             check=True, capture_output=True,
+                             text=True).stdout
+        needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^]]+)\]",
+                            out)
+        self.assertEqual([n for n in needed
+                          if n.startswith(self.DAEMON_ONLY)], [], needed)
 
 
 if __name__ == "__main__":
