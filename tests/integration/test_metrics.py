@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import smtplib
-import socket
 import subprocess
 import sys
 import tempfile
@@ -233,17 +232,8 @@ class MetricsTest(harness.IntegrationTest):
         sq.start()
         wait_for(lambda: os.path.exists(path), what="the metrics socket")
         self.assertEqual(os.stat(path).st_mode & 0o777, 0o660)
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(10)
-        s.connect(path)
-        s.sendall(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        s.close()
+        data = harness.unix_socket_request(
+            path, b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n", timeout=10)
         head, _, body = data.partition(b"\r\n\r\n")
         self.assertTrue(head.startswith(b"HTTP/1.0 200") or
                         head.startswith(b"HTTP/1.1 200"), head)

@@ -47,7 +47,7 @@ from .proc import (BUILD_DIR, DEFAULT_TIMEOUT, EX_CONFIG, EX_DATAERR,
                    fetch_servers, free_port, have_ipv6_loopback,
                    hiding_path, listening_ports, pid_alive, port_accepts,
                    require_tool, run, scaled, stop_pid,
-                   unix_socket_accepts, wait_for)
+                   unix_socket_accepts, unix_socket_request, wait_for)
 from .ca import CA, Certs, _certtool
 from .exim import (EXIM_CONFIG, Exim, EximMessage, _exim_env, exim_binary,
                    parse_exim_h, read_exim_message)

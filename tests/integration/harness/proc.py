@@ -166,6 +166,21 @@ def unix_socket_accepts(path):
             return False
 
 
+def unix_socket_request(path, data, timeout=30):
+    """Send data on a new connection to the unix socket path and return
+    everything read until the server closes it."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(data)
+        chunks = []
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
 def run(argv, input=None, env=None, cwd=None, timeout=60, check=False):
     """Run a command to completion, capturing bytes stdout/stderr."""
     p = subprocess.run(argv, input=input, stdout=subprocess.PIPE,

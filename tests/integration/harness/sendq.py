@@ -6,13 +6,12 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import tempfile
 import time
 
 from .daemon import Daemon
 from .proc import (BUILD_DIR, DEFAULT_TIMEOUT, HarnessError, SOURCE_DIR, run,
-                   unix_socket_accepts, wait_for)
+                   unix_socket_accepts, unix_socket_request, wait_for)
 
 
 # The helper script harness.Sendq points SENDQ_DROP_HELPER at (a symlink).
@@ -236,16 +235,8 @@ class Sendq(Daemon):
         control socket), which includes the messages it holds in memory
         without files yet; None when it does not answer."""
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(30)
-                s.connect(self.control_socket)
-                s.sendall(b"list --json\n")
-                data = b""
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
+            data = unix_socket_request(self.control_socket,
+                                       b"list --json\n")
         except OSError:
             return None
         status, _, rest = data.partition(b"\n")
