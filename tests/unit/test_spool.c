@@ -1856,3 +1856,34 @@ Test(spool, wal_removals_ride_on_the_next_commits_sync_of_the_log)
 	cr_assert_eq(ws.removals, 1);
 	spool_close(sp);
 }
+
+/* A backlog of removals is logged in batches of at most 128 (each fits a
+ * segment of the smallest size, 16 KiB, which holds 255 REMOVE records;
+ * 600 removals in one append did not fit, and their files stayed until
+ * the next start). */
+Test(spool, wal_a_removal_backlog_is_logged_in_batches_that_fit_a_segment)
+{
+	enum { n = 600 };
+	static char   ids[n][ENVELOPE_ID_MAX];
+	struct spool *sp = test_open();
+	struct sq_err err = { 0 };
+	uint64_t      batches, own;
+	int           i;
+
+	for (i = 0; i < n; i++)
+		strcpy(ids[i], test_accept(sp, "x\r\n", 3));
+	spool_close(sp);
+	sp = test_open_wal(16 * 1024);
+	/* No sync of the removal thread's own but for a batch with more
+	 * behind it, and at the stop. */
+	spool_set_removal_sync_delay(sp, 600000);
+	cr_assert_geq(spool_async_start(sp, &err), 0, "%s", err.msg);
+	for (i = 0; i < n; i++)
+		cr_assert_eq(spool_remove_unsynced(sp, ids[i], &err), 0, "%s",
+		    err.msg);
+	spool_async_stop(sp);
+	cr_assert_eq(test_count("queue"), 0, "every removal logged and made");
+	spool_removal_stats(sp, &batches, &own);
+	cr_assert_geq(batches, (n + 127) / 128);
+	spool_close(sp);
+}
