@@ -873,9 +873,12 @@ spool_sync_part(void *arg)
 }
 
 /*
- * The commit thread's helpers, started once (spool_async_start) rather
- * than a thread per batch: the caller and every helper take the next
- * fd of the batch until none is left.
+ * The commit thread's helpers, started once (at the first batch of more
+ * than one fd) rather than a thread per batch: the caller and every
+ * helper take the next fd of the batch until none is left.  Not at
+ * spool_async_start: with the write-ahead log only a body too large for
+ * it has its files synced here, and seven idle threads cost 8 KiB of
+ * RSS each (their stack's top page and their TLS; issue 14).
  */
 struct spool_pool {
 	pthread_mutex_t mu;
@@ -886,6 +889,7 @@ struct spool_pool {
 	int             stop;
 	pthread_t       tids[SPOOL_SYNC_THREADS - 1];
 	size_t          n_tids;
+	int             started; /* the helpers were started (under mu) */
 };
 
 /* Take and sync fds of the batch until none is left; with mu held. */
@@ -930,6 +934,14 @@ spool_pool_run(struct spool_pool *pl, const int *fds, int *rcs, size_t n)
 	size_t i;
 
 	pthread_mutex_lock(&pl->mu);
+	if (n > 1 && !pl->started) {
+		/* They wait for mu, then find this batch. */
+		pl->started = 1;
+		for (; pl->n_tids < SPOOL_SYNC_THREADS - 1; pl->n_tids++)
+			if (pthread_create(&pl->tids[pl->n_tids], NULL,
+				spool_pool_main, pl) != 0)
+				break; /* fewer helpers: the caller does the rest */
+	}
 	pl->fds = fds;
 	pl->rcs = rcs;
 	pl->n = n;
@@ -952,10 +964,6 @@ spool_pool_init(struct spool_pool *pl)
 	pthread_mutex_init(&pl->mu, NULL);
 	pthread_cond_init(&pl->go, NULL);
 	pthread_cond_init(&pl->idle, NULL);
-	for (pl->n_tids = 0; pl->n_tids < SPOOL_SYNC_THREADS - 1; pl->n_tids++)
-		if (pthread_create(&pl->tids[pl->n_tids], NULL, spool_pool_main,
-			pl) != 0)
-			break; /* fewer helpers: the caller does the rest */
 }
 
 static void

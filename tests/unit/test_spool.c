@@ -97,22 +97,30 @@ test_accept(struct spool *sp, const void *data, size_t len)
 	return id;
 }
 
-/* Number of entries in test_dir/sub. */
+/* Number of entries in path (dot files not counted). */
 static int
-test_count(const char *sub)
+test_count_dir(const char *path)
 {
-	char           path[256];
 	DIR           *d;
 	struct dirent *de;
 	int            n = 0;
 
-	snprintf(path, sizeof(path), "%s/%s", test_dir, sub);
 	cr_assert_not_null(d = opendir(path));
 	while ((de = readdir(d)) != NULL)
 		if (de->d_name[0] != '.')
 			n++;
 	closedir(d);
 	return n;
+}
+
+/* Number of entries in test_dir/sub. */
+static int
+test_count(const char *sub)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/%s", test_dir, sub);
+	return test_count_dir(path);
 }
 
 static int
@@ -1854,6 +1862,34 @@ Test(spool, wal_removals_ride_on_the_next_commits_sync_of_the_log)
 	cr_assert_not(test_exists("queue", r.ids[0], ".msg"));
 	spool_wal_stats(sp, &ws);
 	cr_assert_eq(ws.removals, 1);
+	spool_close(sp);
+}
+
+/* Threads of this process (/proc/self/task). */
+static int
+test_threads(void)
+{
+	return test_count_dir("/proc/self/task");
+}
+
+/* The commit thread's fdatasync helpers start with the first batch of
+ * files to sync, not with the commit thread: with a write-ahead log most
+ * groups never need them. */
+Test(spool, sync_helpers_start_with_the_first_batch_of_files)
+{
+	struct spool       *sp = test_open();
+	struct test_wal_run r = { 0 };
+	struct sq_err       err = { 0 };
+	int                 efd, before;
+
+	before = test_threads();
+	cr_assert_geq(efd = spool_async_start(sp, &err), 0, "%s", err.msg);
+	cr_assert_eq(test_threads(), before + 2,
+	    "the commit and removal threads only");
+	/* No log: the group's two files are synced, by the helpers. */
+	cr_assert_eq(test_wal_commit(sp, efd, "hi\r\n", "b@example.net", &r),
+	    0);
+	cr_assert_gt(test_threads(), before + 2, "the helpers started");
 	spool_close(sp);
 }
 
