@@ -1108,13 +1108,32 @@ scheduler_collect_id(const char *id, void *arg)
 	size_t            len = strnlen(id, ENVELOPE_ID_MAX - 1);
 
 	if (s->rec_n == s->rec_cap) {
-		s->rec_cap = s->rec_cap ? 2 * s->rec_cap : 1024;
+		s->rec_cap = s->rec_cap ? 2 * s->rec_cap :
+					  SCHEDULER_INDEX_CHUNK;
 		s->rec_ids = xreallocarray(s->rec_ids, s->rec_cap,
 		    sizeof(*s->rec_ids));
 	}
 	/* Not snprintf: 100,000 of these run before the first send. */
 	memcpy(s->rec_ids[s->rec_n], id, len);
 	s->rec_ids[s->rec_n++][len] = '\0';
+}
+
+/* Give back the part of the list of recovered ids that is indexed once
+ * it is half of it: else the whole list (32 bytes an id) stays until the
+ * last id is indexed, beside the index grown from it, and adds to
+ * sendqd's peak RSS (issue 14: 256 KiB at a start on 8,000 queued
+ * messages).  Halving, an id is moved once on average at most. */
+static void
+scheduler_shrink_ids(struct scheduler *s)
+{
+	if (s->rec_pos < s->rec_cap / 2)
+		return;
+	s->rec_n -= s->rec_pos;
+	memmove(s->rec_ids, s->rec_ids + s->rec_pos,
+	    s->rec_n * sizeof(*s->rec_ids));
+	s->rec_pos = 0;
+	s->rec_cap = s->rec_n;
+	s->rec_ids = xreallocarray(s->rec_ids, s->rec_cap, sizeof(*s->rec_ids));
 }
 
 /* Index the next SCHEDULER_INDEX_CHUNK recovered ids, let the queue run
@@ -1131,6 +1150,7 @@ scheduler_index_chunk(struct scheduler *s)
 		scheduler_add_id(s->rec_ids[s->rec_pos++], s);
 	scheduler_request_run(s);
 	if (s->rec_pos < s->rec_n) {
+		scheduler_shrink_ids(s);
 		evtimer_add(s->index_ev, &now);
 		return;
 	}

@@ -79,6 +79,15 @@
 /* How long removals wait for a group commit's fsync of queue/ before
  * the removal thread makes its own. */
 #define SPOOL_RM_SYNC_MS 50 /* the default of spool_set_removal_sync_delay */
+/* REMOVE records per append at most (spool_rm_main): a backlog is logged
+ * in batches of this many, so that the batch fits the smallest segment
+ * (a record: WAL_REC_HEADER + an id padded to 8) and its arrays stay
+ * small (with the whole backlog as one batch, a drain of 8,000 messages
+ * allocated ~0.8 MB for one append: sendqd's peak RSS, issue 14). */
+#define SPOOL_RM_LOG_MAX 128
+_Static_assert((WAL_REC_HEADER + ENVELOPE_ID_MAX) * SPOOL_RM_LOG_MAX <=
+	WAL_SEG_MIN - WAL_HEADER_SIZE,
+    "a batch of REMOVE records fits a segment");
 
 #define SPOOL_SYNC_THREADS 8 /* fdatasyncs issued at once */
 
@@ -1140,9 +1149,12 @@ spool_sync_part(void *arg)
 }
 
 /*
- * The commit thread's helpers, started once (spool_async_start) rather
- * than a thread per batch: the caller and every helper take the next
- * fd of the batch until none is left.
+ * The commit thread's helpers, started once (at the first batch of more
+ * than one fd) rather than a thread per batch: the caller and every
+ * helper take the next fd of the batch until none is left.  Not at
+ * spool_async_start: with the write-ahead log only a body too large for
+ * it has its files synced here, and seven idle threads cost 8 KiB of
+ * RSS each (their stack's top page and their TLS; issue 14).
  */
 struct spool_pool {
 	pthread_mutex_t mu;
@@ -1153,6 +1165,7 @@ struct spool_pool {
 	int             stop;
 	pthread_t       tids[SPOOL_SYNC_THREADS - 1];
 	size_t          n_tids;
+	int             started; /* the helpers were started (under mu) */
 };
 
 /* Take and sync fds of the batch until none is left; with mu held. */
@@ -1197,6 +1210,14 @@ spool_pool_run(struct spool_pool *pl, const int *fds, int *rcs, size_t n)
 	size_t i;
 
 	pthread_mutex_lock(&pl->mu);
+	if (n > 1 && !pl->started) {
+		/* They wait for mu, then find this batch. */
+		pl->started = 1;
+		for (; pl->n_tids < SPOOL_SYNC_THREADS - 1; pl->n_tids++)
+			if (pthread_create(&pl->tids[pl->n_tids], NULL,
+				spool_pool_main, pl) != 0)
+				break; /* fewer helpers: the caller does the rest */
+	}
 	pl->fds = fds;
 	pl->rcs = rcs;
 	pl->n = n;
@@ -1219,10 +1240,6 @@ spool_pool_init(struct spool_pool *pl)
 	pthread_mutex_init(&pl->mu, NULL);
 	pthread_cond_init(&pl->go, NULL);
 	pthread_cond_init(&pl->idle, NULL);
-	for (pl->n_tids = 0; pl->n_tids < SPOOL_SYNC_THREADS - 1; pl->n_tids++)
-		if (pthread_create(&pl->tids[pl->n_tids], NULL, spool_pool_main,
-			pl) != 0)
-			break; /* fewer helpers: the caller does the rest */
 }
 
 static void
@@ -2145,8 +2162,9 @@ spool_async_round(struct spool_async *as, struct spool_pending *list, size_t n)
 	free(items);
 }
 
-static void spool_deadline(struct timespec *, long);
-static int  spool_deadline_passed(const struct timespec *);
+static void             spool_deadline(struct timespec *, long);
+static int              spool_deadline_passed(const struct timespec *);
+static struct spool_rm *spool_rm_cut(struct spool_rm **, size_t);
 static int spool_wal_log_removals(struct spool_async *, const struct spool_rm *,
     struct wal_pos *);
 static int
@@ -2159,19 +2177,23 @@ spool_wal_sync_removals(struct spool_async *, const struct wal_pos *);
 static void
 spool_async_log_held_rms(struct spool_async *as)
 {
-	struct spool_rm *list = as->held_rms;
+	struct spool_rm *list = as->held_rms, *batch;
 	struct wal_pos   pos;
-	int              rc;
+	int              rc, failed = 0;
 
 	as->held_rms = NULL;
 	pthread_mutex_unlock(&as->mu);
-	if ((rc = spool_wal_log_removals(as, list, &pos)) == 0)
-		rc = spool_wal_sync_removals(as, &pos);
-	spool_rm_unlink_list(as->sp, list, 1);
+	/* SPOOL_RM_LOG_MAX records per append (they fit any segment). */
+	while ((batch = spool_rm_cut(&list, SPOOL_RM_LOG_MAX)) != NULL) {
+		if ((rc = spool_wal_log_removals(as, batch, &pos)) == 0)
+			rc = spool_wal_sync_removals(as, &pos);
+		failed |= rc != 0;
+		spool_rm_unlink_list(as->sp, batch, 1);
+	}
 	pthread_mutex_lock(&as->mu);
 	as->sp->rm_own_syncs++;
 	/* Failed (logged): the next start may deliver them again. */
-	spool_rm_batch_done(as, rc == 0);
+	spool_rm_batch_done(as, !failed);
 }
 
 /*
@@ -2529,6 +2551,23 @@ spool_rm_unlink_list(struct spool *sp, struct spool_rm *list, int keep)
 	}
 }
 
+/* Cut the first max removals off *list and return them (the rest stays
+ * in *list). */
+static struct spool_rm *
+spool_rm_cut(struct spool_rm **list, size_t max)
+{
+	struct spool_rm *head = *list, **end = list;
+	size_t           n;
+
+	for (n = 0; n < max && *end != NULL; n++)
+		end = &(*end)->next;
+	if (n == 0)
+		return NULL;
+	*list = *end;
+	*end = NULL;
+	return head;
+}
+
 /* A batch of removals is made (under mu): counted, stable already when
  * the log made it so, and spool_removal_wait woken. */
 static void
@@ -2546,17 +2585,18 @@ spool_rm_batch_done(struct spool_async *as, int stable)
  * which may wait on the device: never on the loop, never in the way of a
  * commit).
  *
- * With a write-ahead log (sp->wal), the removal of a batch is a REMOVE
- * record of each of its messages, appended at once and made durable by
- * the next group commit's fdatasync of the log (a commit wakes this
- * thread) when one comes within SPOOL_RM_SYNC_MS, else by an fdatasync
- * of its own; only then are the files unlinked, so that an unlink that
- * reached the disk always has its REMOVE record (start-up would bring
- * the message back otherwise), and no fsync of queue/ is needed: a
- * replay drops whatever a cut left of a removed message.  While sendqd
- * takes mail, removals then cost no disk flush of their own (issue 14:
- * one sync for intake and removal).  This thread also makes the log's
- * checkpoints.
+ * With a write-ahead log (sp->wal), the removal of a batch (at most
+ * SPOOL_RM_LOG_MAX messages) is a REMOVE record of each of its messages,
+ * appended at once and made durable by the next group commit's
+ * fdatasync of the log (a commit wakes this thread) when one comes
+ * within SPOOL_RM_SYNC_MS, else by an fdatasync of its own (at once when
+ * more removals wait behind the batch); only then are the files
+ * unlinked, so that an unlink that reached the disk always has its
+ * REMOVE record (start-up would bring the message back otherwise), and
+ * no fsync of queue/ is needed: a replay drops whatever a cut left of a
+ * removed message.  While sendqd takes mail, removals then cost no disk
+ * flush of their own (issue 14: one sync for intake and removal).  This
+ * thread also makes the log's checkpoints.
  *
  * Without one, removals are made stable with an fsync of queue/: the
  * next group commit's, which covers every removal made before it, when
@@ -2571,7 +2611,7 @@ spool_rm_main(void *arg)
 {
 	struct spool_async *as = arg;
 	struct spool       *sp = as->sp;
-	struct spool_rm    *list, *waiting = NULL;
+	struct spool_rm    *list, *waiting = NULL, *backlog = NULL;
 	struct wal_pos      wpos;
 	struct timespec     deadline = { 0 }, due = { 0 };
 	uint64_t            gen, held_total, seen_held = 0;
@@ -2594,15 +2634,24 @@ spool_rm_main(void *arg)
 			pthread_mutex_lock(&as->mu);
 			continue;
 		}
-		if (sp->wal != NULL && waiting == NULL && as->rms != NULL) {
+		if (sp->wal != NULL && waiting == NULL &&
+		    (backlog != NULL || as->rms != NULL)) {
 			/* Logged now, unlinked once the log is synced; kept
 			 * when it cannot be logged (each ID.del says
-			 * "delivered" to the next start-up). */
-			waiting = as->rms;
-			as->rms = NULL;
+			 * "delivered" to the next start-up).  SPOOL_RM_LOG_MAX
+			 * at a time, the backlog taken from rms before any
+			 * newer; a batch with more behind it is synced at
+			 * once (the thread is behind: waiting for a commit
+			 * would let more pile up). */
+			if (backlog == NULL) {
+				backlog = as->rms;
+				as->rms = NULL;
+			}
+			waiting = spool_rm_cut(&backlog, SPOOL_RM_LOG_MAX);
 			pthread_mutex_unlock(&as->mu);
 			keep = spool_wal_log_removals(as, waiting, &wpos) != 0;
-			spool_deadline(&deadline, (long)sp->rm_sync_ms);
+			spool_deadline(&deadline,
+			    backlog != NULL ? 0 : (long)sp->rm_sync_ms);
 			pthread_mutex_lock(&as->mu);
 			continue;
 		}

@@ -3,6 +3,7 @@
 
 - connection pools: 500 messages over max_connections = 2 all arrive,
   each exactly once, over a handful of connections (counted by Exim);
+- a queue found at start (300 messages in queue/): each sent once;
 - routing by sender: [smarthost alerts] match_sender goes to one Exim,
   the default smarthost to another, and nothing crosses over;
 - failover: the primary's port is closed, fallback = backup takes the
@@ -130,6 +131,31 @@ class QueueEngineTest(harness.IntegrationTest):
         # Exim's "connection count" (printed above) is not asserted: it
         # drops only when Exim reaps the child, so a connection closed just
         # before a new one opens still counts and it can read high.
+        self.assertStoppedCleanly(sq)
+
+    def test_a_queue_found_at_start_is_indexed_and_sent_once(self):
+        # 300 messages in queue/ before sendqd starts (recovery, not the
+        # maildrop): indexed in chunks of 128 while the list of their ids
+        # is given back as it is indexed (scheduler_shrink_ids).
+        n = 300
+        exim = self.start_exim()
+        sh = self.smarthost_for(exim, tls="implicit")
+        sh.update(max_connections=2, idle_timeout="30s")
+        sq = self.new_sendq(sh)
+        msg = os.path.join(self.dir, "fill.eml")
+        with open(msg, "wb") as f:
+            f.write(numbered("found", 0))
+        subprocess.run([os.path.join(harness.BUILD_DIR, "bench_tool"),
+                        "fill", sq.spool, str(n), msg], check=True,
+                       stdout=subprocess.DEVNULL)
+        ids = set(sq.queued())
+        self.assertEqual(len(ids), n)
+        sq.start()
+        exim.wait_messages(n, timeout=harness.scaled(90))
+        self.assertNothingLeft(sq)
+        self.assertEqual(len(exim.message_ids()), n)
+        sent = [d["msgid"] for d in sq.delivery_lines(result="sent")]
+        self.assertEqual(sorted(sent), sorted(ids), "each sent once")
         self.assertStoppedCleanly(sq)
 
     # ------------------------------------------------------------ routing

@@ -97,22 +97,30 @@ test_accept(struct spool *sp, const void *data, size_t len)
 	return id;
 }
 
-/* Number of entries in test_dir/sub. */
+/* Number of entries in path (dot files not counted). */
 static int
-test_count(const char *sub)
+test_count_dir(const char *path)
 {
-	char           path[256];
 	DIR           *d;
 	struct dirent *de;
 	int            n = 0;
 
-	snprintf(path, sizeof(path), "%s/%s", test_dir, sub);
 	cr_assert_not_null(d = opendir(path));
 	while ((de = readdir(d)) != NULL)
 		if (de->d_name[0] != '.')
 			n++;
 	closedir(d);
 	return n;
+}
+
+/* Number of entries in test_dir/sub. */
+static int
+test_count(const char *sub)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/%s", test_dir, sub);
+	return test_count_dir(path);
 }
 
 static int
@@ -2121,5 +2129,64 @@ Test(spool, held_removals_ride_on_the_next_group_or_are_logged_alone)
 	cr_assert_eq(own, 1);
 	spool_wal_stats(sp, &ws);
 	cr_assert_eq(ws.removals, 1);
+	spool_close(sp);
+}
+
+/* Threads of this process (/proc/self/task). */
+static int
+test_threads(void)
+{
+	return test_count_dir("/proc/self/task");
+}
+
+/* The commit thread's fdatasync helpers start with the first batch of
+ * files to sync, not with the commit thread: with a write-ahead log most
+ * groups never need them. */
+Test(spool, sync_helpers_start_with_the_first_batch_of_files)
+{
+	struct spool       *sp = test_open();
+	struct test_wal_run r = { 0 };
+	struct sq_err       err = { 0 };
+	int                 efd, before;
+
+	before = test_threads();
+	cr_assert_geq(efd = spool_async_start(sp, &err), 0, "%s", err.msg);
+	cr_assert_eq(test_threads(), before + 2,
+	    "the commit and removal threads only");
+	/* No log: the group's two files are synced, by the helpers. */
+	cr_assert_eq(test_wal_commit(sp, efd, "hi\r\n", "b@example.net", &r),
+	    0);
+	cr_assert_gt(test_threads(), before + 2, "the helpers started");
+	spool_close(sp);
+}
+
+/* A backlog of removals is logged in batches of at most 128 (each fits a
+ * segment of the smallest size, 16 KiB, which holds 255 REMOVE records;
+ * 600 removals in one append did not fit, and their files stayed until
+ * the next start). */
+Test(spool, wal_a_removal_backlog_is_logged_in_batches_that_fit_a_segment)
+{
+	enum { n = 600 };
+	static char   ids[n][ENVELOPE_ID_MAX];
+	struct spool *sp = test_open();
+	struct sq_err err = { 0 };
+	uint64_t      batches, own;
+	int           i;
+
+	for (i = 0; i < n; i++)
+		strcpy(ids[i], test_accept(sp, "x\r\n", 3));
+	spool_close(sp);
+	sp = test_open_wal(16 * 1024);
+	/* No sync of the removal thread's own but for a batch with more
+	 * behind it, and at the stop. */
+	spool_set_removal_sync_delay(sp, 600000);
+	cr_assert_geq(spool_async_start(sp, &err), 0, "%s", err.msg);
+	for (i = 0; i < n; i++)
+		cr_assert_eq(spool_remove_unsynced(sp, ids[i], &err), 0, "%s",
+		    err.msg);
+	spool_async_stop(sp);
+	cr_assert_eq(test_count("queue"), 0, "every removal logged and made");
+	spool_removal_stats(sp, &batches, &own);
+	cr_assert_geq(batches, (n + 127) / 128);
 	spool_close(sp);
 }
