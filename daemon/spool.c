@@ -1621,12 +1621,16 @@ struct spool_async {
 	/* spool_wal_stats (under mu). */
 	struct spool_wal_stats wal_stats;
 	/* Removals of messages held in memory (no files to unlink): their
-	 * REMOVE records go into the commit thread's next append, one write
-	 * and one sync with a group; when none comes within rm_sync_ms of
-	 * the first, the commit thread logs and syncs them alone
-	 * (spool_async_main).  Neither wakes the removal thread. */
-	struct spool_rm *held_rms;
-	struct timespec  held_rms_since;
+	 * REMOVE records are appended at once by the caller (a SIGKILL
+	 * then cannot lose them) and made durable by the next group's
+	 * sync; when none comes within rm_sync_ms of the first, the commit
+	 * thread syncs them alone (spool_async_main).  Neither wakes the
+	 * removal thread.  held_pos[seg]: the end of the last one appended
+	 * to segment seg, while held_pending[seg]. */
+	size_t          held_rms;
+	struct timespec held_rms_since;
+	struct wal_pos  held_pos[2];
+	int             held_pending[2];
 	/* Who sleeps how (under mu), so that a wake-up is sent only when
 	 * needed: the commit thread with no deadline (no message held, no
 	 * REMOVE pending); the removal thread waiting for a sync of the log
@@ -1768,55 +1772,21 @@ spool_group_sync(struct spool *sp, struct spool_gc_item *items, size_t n,
 static void spool_rm_batch_done(struct spool_async *, int);
 static void spool_rm_unlink_list(struct spool *, struct spool_rm *, int);
 
-/*
- * Take the pending removals of held messages (as->held_rms) whose REMOVE
- * records fit in room bytes, and append their records to *recs (which
- * holds k): their number, the list taken in *rms (NULL: none).
- */
-static size_t
-spool_take_held_rms(struct spool_async *as, struct spool_rm **rms,
-    struct wal_rec **recs, size_t k, size_t room)
-{
-	struct spool_rm *r, **tail;
-	size_t           n = 0, i, sz;
-
-	pthread_mutex_lock(&as->mu);
-	*rms = as->held_rms;
-	for (tail = rms; *tail != NULL; tail = &(*tail)->next) {
-		sz = wal_record_size(&(struct wal_rec){ WAL_REMOVE, (*tail)->id,
-		    strlen((*tail)->id), NULL, 0, NULL, 0 });
-		if (sz > room)
-			break;
-		room -= sz;
-		n++;
-	}
-	as->held_rms = *tail; /* what did not fit waits (its time kept) */
-	*tail = NULL;
-	pthread_mutex_unlock(&as->mu);
-	if (n == 0)
-		return 0;
-	*recs = xreallocarray(*recs, k + n, sizeof(**recs));
-	for (r = *rms, i = k; r != NULL; r = r->next, i++)
-		(*recs)[i] = (struct wal_rec){ WAL_REMOVE, r->id, strlen(r->id),
-			NULL, 0, NULL, 0 };
-	return n;
-}
-
-/* Removals taken by spool_take_held_rms that did not become durable go
- * back (a REMOVE record written twice is harmless). */
+/* The REMOVE records of held messages that a sync of the log has
+ * covered are done (mu held): counted as a removal batch. */
 static void
-spool_put_back_held_rms(struct spool_async *as, struct spool_rm *rms)
+spool_held_rms_settle(struct spool_async *as)
 {
-	struct spool_rm *last;
+	int seg;
 
-	for (last = rms; last->next != NULL; last = last->next)
-		;
-	pthread_mutex_lock(&as->mu);
-	if (as->held_rms == NULL)
-		clock_gettime(CLOCK_MONOTONIC, &as->held_rms_since);
-	last->next = as->held_rms;
-	as->held_rms = rms;
-	pthread_mutex_unlock(&as->mu);
+	for (seg = 0; seg < 2; seg++)
+		if (as->held_pending[seg] &&
+		    wal_synced(as->sp->wal, &as->held_pos[seg]))
+			as->held_pending[seg] = 0;
+	if (as->held_rms > 0 && !as->held_pending[0] && !as->held_pending[1]) {
+		as->held_rms = 0;
+		spool_rm_batch_done(as, 1);
+	}
 }
 
 /*
@@ -1834,16 +1804,15 @@ spool_put_back_held_rms(struct spool_async *as, struct spool_rm *rms)
 static size_t
 spool_group_wal(struct spool_async *as, struct spool_gc_item *items, size_t n)
 {
-	struct spool    *sp = as->sp;
-	struct wal_rec  *recs = xcalloc(n, sizeof(*recs));
-	size_t          *idx = xcalloc(n, sizeof(*idx));
-	unsigned char   *bodies = NULL;
-	struct spool_rm *rms = NULL;
-	struct wal_pos   pos;
-	struct sq_err    err;
-	struct stat      st;
-	size_t i, j, k = 0, total = 0, body_total = 0, off, sz, n_rm, held;
-	int    rc;
+	struct spool   *sp = as->sp;
+	struct wal_rec *recs = xcalloc(n, sizeof(*recs));
+	size_t         *idx = xcalloc(n, sizeof(*idx));
+	unsigned char  *bodies = NULL;
+	struct wal_pos  pos;
+	struct sq_err   err;
+	struct stat     st;
+	size_t          i, j, k = 0, total = 0, body_total = 0, off, sz, held;
+	int             rc;
 
 	for (i = 0; i < n; i++) {
 		struct spool_gc_item *it = &items[i];
@@ -1892,11 +1861,7 @@ spool_group_wal(struct spool_async *as, struct spool_gc_item *items, size_t n)
 	}
 	if ((k = j) == 0)
 		goto out;
-	/* The REMOVE records of held messages delivered since the last
-	 * group ride along: the same write, the same sync. */
-	n_rm = spool_take_held_rms(as, &rms, &recs, k,
-	    wal_capacity(sp->wal) - total);
-	if ((rc = wal_append(sp->wal, recs, k + n_rm, &pos, &err)) != 0) {
+	if ((rc = wal_append(sp->wal, recs, k, &pos, &err)) != 0) {
 		if (rc != -ENOSPC)
 			log_warn("spool: %s (files synced instead)", err.msg);
 		k = 0;
@@ -1929,10 +1894,9 @@ spool_group_wal(struct spool_async *as, struct spool_gc_item *items, size_t n)
 	}
 	if (pos.rotated)
 		as->ckpt_due[pos.full_seg] = 1;
-	if (n_rm > 0) {
-		as->wal_stats.removals += n_rm;
-		spool_rm_batch_done(as, 1);
-	}
+	/* The sync covered the REMOVE records of held messages appended
+	 * before it. */
+	spool_held_rms_settle(as);
 	/* The removal thread is woken only when it has work: the sync
 	 * covered the REMOVE records it waits for (it may unlink their
 	 * files), a segment to checkpoint, or a first held message to
@@ -1944,11 +1908,7 @@ spool_group_wal(struct spool_async *as, struct spool_gc_item *items, size_t n)
 	as->wal_stats.groups++;
 	as->wal_stats.messages += k;
 	pthread_mutex_unlock(&as->mu);
-	spool_rm_unlink_list(sp, rms, 1);
-	rms = NULL;
 out:
-	if (rms != NULL)
-		spool_put_back_held_rms(as, rms);
 	free(bodies);
 	free(recs);
 	free(idx);
@@ -2162,38 +2122,38 @@ spool_async_round(struct spool_async *as, struct spool_pending *list, size_t n)
 	free(items);
 }
 
-static void             spool_deadline(struct timespec *, long);
-static int              spool_deadline_passed(const struct timespec *);
-static struct spool_rm *spool_rm_cut(struct spool_rm **, size_t);
+static void spool_deadline(struct timespec *, long);
+static int  spool_deadline_passed(const struct timespec *);
 static int spool_wal_log_removals(struct spool_async *, const struct spool_rm *,
     struct wal_pos *);
 static int
 spool_wal_sync_removals(struct spool_async *, const struct wal_pos *);
 
 /*
- * Log and sync the pending removals of held messages alone (no group
- * came to carry them); with mu held, released meanwhile.
+ * Sync the pending REMOVE records of held messages alone (no group came
+ * to sync them); with mu held, released meanwhile.
  */
 static void
 spool_async_log_held_rms(struct spool_async *as)
 {
-	struct spool_rm *list = as->held_rms, *batch;
-	struct wal_pos   pos;
-	int              rc, failed = 0;
+	struct wal_pos pos[2];
+	int            pending[2], seg, failed = 0;
 
-	as->held_rms = NULL;
+	memcpy(pos, as->held_pos, sizeof(pos));
+	memcpy(pending, as->held_pending, sizeof(pending));
 	pthread_mutex_unlock(&as->mu);
-	/* SPOOL_RM_LOG_MAX records per append (they fit any segment). */
-	while ((batch = spool_rm_cut(&list, SPOOL_RM_LOG_MAX)) != NULL) {
-		if ((rc = spool_wal_log_removals(as, batch, &pos)) == 0)
-			rc = spool_wal_sync_removals(as, &pos);
-		failed |= rc != 0;
-		spool_rm_unlink_list(as->sp, batch, 1);
-	}
+	for (seg = 0; seg < 2; seg++)
+		if (pending[seg] && spool_wal_sync_removals(as, &pos[seg]) != 0)
+			failed = 1;
 	pthread_mutex_lock(&as->mu);
 	as->sp->rm_own_syncs++;
-	/* Failed (logged): the next start may deliver them again. */
-	spool_rm_batch_done(as, !failed);
+	spool_held_rms_settle(as);
+	if (failed && as->held_rms > 0) {
+		/* Logged: the next start may deliver them again. */
+		as->held_pending[0] = as->held_pending[1] = 0;
+		as->held_rms = 0;
+		spool_rm_batch_done(as, 0);
+	}
 }
 
 /*
@@ -2210,7 +2170,7 @@ spool_async_wait(struct spool_async *as)
 	struct timespec dl;
 	size_t          held;
 
-	if (as->held_rms != NULL) {
+	if (as->held_rms > 0) {
 		dl = as->held_rms_since;
 		dl.tv_nsec += (long)(sp->rm_sync_ms % 1000) * 1000000L;
 		dl.tv_sec += (time_t)(sp->rm_sync_ms / 1000) +
@@ -2250,7 +2210,7 @@ spool_async_main(void *arg)
 			spool_async_wait(as);
 		if (as->todo == NULL) {
 			/* Stopping, nothing left: the last removals too. */
-			if (as->held_rms != NULL)
+			if (as->held_rms > 0)
 				spool_async_log_held_rms(as);
 			break;
 		}
@@ -2777,21 +2737,30 @@ spool_removal_stats(struct spool *sp, uint64_t *batches, uint64_t *own_syncs)
 		pthread_mutex_unlock(&as->mu);
 }
 
-/* The removal of held message id: its REMOVE record, for the commit
- * thread (see held_rms), which is woken only when it sleeps with no
- * deadline. */
+/* The removal of held message id: its REMOVE record appended now (not
+ * synced: see held_rms); when the log cannot take it, the removal
+ * thread logs it (it makes the checkpoint a full log waits for). */
 static void
 spool_async_remove_held(struct spool_async *as, const char *id)
 {
-	struct spool_rm *r = xcalloc(1, sizeof(*r));
+	struct wal_rec rec = { WAL_REMOVE, id, strlen(id), NULL, 0, NULL, 0 };
+	struct wal_pos pos;
+	struct sq_err  err;
 
-	snprintf(r->id, sizeof(r->id), "%s", id);
-	r->no_files = 1;
+	if (wal_append(as->sp->wal, &rec, 1, &pos, &err) != 0) {
+		spool_async_remove(as, id, 1);
+		return;
+	}
 	pthread_mutex_lock(&as->mu);
-	if (as->held_rms == NULL)
+	as->wal_stats.removals++;
+	if (pos.rotated) {
+		as->ckpt_due[pos.full_seg] = 1;
+		pthread_cond_broadcast(&as->rm_cv);
+	}
+	if (as->held_rms++ == 0)
 		clock_gettime(CLOCK_MONOTONIC, &as->held_rms_since);
-	r->next = as->held_rms;
-	as->held_rms = r;
+	as->held_pos[pos.seg] = pos;
+	as->held_pending[pos.seg] = 1;
 	if (as->commit_idle) {
 		as->commit_idle = 0;
 		pthread_cond_signal(&as->cv);
@@ -3671,7 +3640,8 @@ spool_remove_unsynced(struct spool *sp, const char *id, struct sq_err *err)
 
 	if (sp->mem.on && spool_mem_remove(sp, id)) {
 		/* Held in memory: out of every listing now; its REMOVE
-		 * record goes with the next group (held_rms). */
+		 * record is appended now, synced with the next group
+		 * (held_rms). */
 		spool_async_remove_held(sp->as, id);
 		sp->removed = 1;
 		return 0;
