@@ -286,6 +286,9 @@ class SocketActivationTest(IntegrationTest):
         sq.wait_log(r"intake: listening on systemd fd 3")
         self.smtp_send(port, "first")
         exim.wait_messages(1)
+        # sendqd has read the smarthost's 250 (a stop before that would
+        # leave "first" queued: sent again after the restart).
+        sq.wait_log(r"delivery msgid=\S+ .*result=sent")
 
         # Restart: between the two sendqd the port still accepts (the
         # connection waits in the backlog of the socket the test holds).
