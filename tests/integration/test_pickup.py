@@ -172,8 +172,7 @@ class Pickup(harness.IntegrationTest):
         os.rename(path, self.maildrop(sq, "owned"))
         m = sq.wait_log(r"pickup file=owned uid=(\d+) msgid=(\w+)")
         self.assertEqual(m.group(1), "4242")
-        with open(os.path.join(sq.queue_dir(), m.group(2) + ".env")) as f:
-            self.assertIn("\nuid 4242\n", f.read())
+        self.assertIn("\nuid 4242\n", sq.queued_envelope(m.group(2)))
         self.assertStoppedCleanly(sq)
 
     def test_many_files_dropped_while_running_arrive_exactly_once(self):

@@ -116,12 +116,7 @@ class Submit(harness.IntegrationTest):
                  what="the control socket")
 
     def env_of(self, sq, qid):
-        # sendqd may hold a new message in memory for up to a second
-        # before it has files (spool.h, spool_set_memory_age).
-        path = os.path.join(sq.queue_dir(), qid + ".env")
-        wait_for(lambda: os.path.exists(path), what=path)
-        with open(path, "rb") as f:
-            return f.read().decode()
+        return sq.queued_envelope(qid)
 
     # -- through sendqd
 

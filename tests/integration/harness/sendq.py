@@ -299,6 +299,15 @@ class Sendq(Daemon):
         return [os.path.join(d, n) for n in self.spool_subdir_files("failed")
                 if re.match(r".+\.\d+\.env$", n)]
 
+    def queued_envelope(self, msgid):
+        """The text of queue/ID.env once it exists: sendqd may hold a new
+        message in memory for up to a second before it has files
+        (spool.h, spool_set_memory_age)."""
+        path = os.path.join(self.queue_dir(), msgid + ".env")
+        wait_for(lambda: os.path.exists(path), what=path)
+        with open(path, "rb") as f:
+            return f.read().decode()
+
     def queued_message(self, msgid):
         with open(os.path.join(self.queue_dir(), msgid + ".msg"), "rb") as f:
             return f.read()
