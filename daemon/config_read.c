@@ -1106,9 +1106,7 @@ config_read_all(int fd, char **data, size_t *len)
 	for (;;) {
 		if (*len == cap)
 			*data = xreallocarray(*data, cap *= 2, 1);
-		n = read(fd, *data + *len, cap - *len);
-		if (n < 0 && errno == EINTR)
-			continue;
+		n = sq_read(fd, *data + *len, cap - *len);
 		if (n < 0)
 			return -errno;
 		if (n == 0)

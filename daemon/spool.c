@@ -305,6 +305,45 @@ spool_cmp_ids(const void *a, const void *b)
 	return strcmp(a, b);
 }
 
+/* ts + ms (ms >= 0). */
+static struct timespec
+spool_ts_add_ms(struct timespec ts, long ms)
+{
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}
+
+/* *ts = now + ms on CLOCK_MONOTONIC (the clock of every condition
+ * variable of the spool). */
+static void
+spool_deadline(struct timespec *ts, long ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	*ts = spool_ts_add_ms(*ts, ms);
+}
+
+/* Is a later than b? */
+static int
+spool_ts_after(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec > b->tv_sec ||
+	    (a->tv_sec == b->tv_sec && a->tv_nsec > b->tv_nsec);
+}
+
+static int
+spool_deadline_passed(const struct timespec *ts)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return !spool_ts_after(ts, &now);
+}
+
 /* The envelope text of id when it is held in memory: 1 and a copy in
  * *text (caller frees), *len; else 0. */
 static int
@@ -647,25 +686,6 @@ fail:
 }
 
 static int
-spool_write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-	ssize_t     n;
-
-	while (len > 0) {
-		n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int
 spool_exists(int dirfd, const char *name)
 {
 	struct stat st;
@@ -784,7 +804,7 @@ spool_writer_flush(struct spool_writer *w, struct sq_err *err)
 		return 0;
 	if ((rc = spool_writer_file(w, err)) != 0)
 		return rc;
-	rc = spool_write_all(w->msg_fd, w->buf, w->buf_len);
+	rc = sq_write_all(w->msg_fd, w->buf, w->buf_len);
 	w->buf_len = 0;
 	if (rc != 0) {
 		w->error = rc;
@@ -830,7 +850,7 @@ spool_writer_write(struct spool_writer *w, const void *data, size_t len,
 	}
 	if ((rc = spool_writer_file(w, err)) != 0)
 		return rc;
-	if ((rc = spool_write_all(w->msg_fd, data, len)) != 0) {
+	if ((rc = sq_write_all(w->msg_fd, data, len)) != 0) {
 		w->error = rc;
 		return spool_fail(err, rc, "write", w->sp->queue_dir,
 		    w->msg_name);
@@ -971,7 +991,7 @@ spool_write_file_sync(const struct spool *sp, int dirfd, const char *dirpath,
 	}
 	if (fd < 0)
 		return fd;
-	if ((rc = spool_write_all(fd, text, len)) != 0) {
+	if ((rc = sq_write_all(fd, text, len)) != 0) {
 		spool_fail(err, rc, "write", dirpath, name);
 		goto fail;
 	}
@@ -1454,21 +1474,12 @@ static int
 spool_mem_due(struct spool *sp, struct timespec *due)
 {
 	struct spool_mem *e;
-	long              ms;
 
 	pthread_mutex_lock(&sp->mem.mu);
 	for (e = sp->mem.oldest; e != NULL && e->filing; e = e->newer)
 		;
-	if (e != NULL) {
-		ms = (long)sp->mem.age_ms;
-		*due = e->since;
-		due->tv_sec += ms / 1000;
-		due->tv_nsec += (ms % 1000) * 1000000L;
-		if (due->tv_nsec >= 1000000000L) {
-			due->tv_sec++;
-			due->tv_nsec -= 1000000000L;
-		}
-	}
+	if (e != NULL)
+		*due = spool_ts_add_ms(e->since, (long)sp->mem.age_ms);
 	pthread_mutex_unlock(&sp->mem.mu);
 	return e != NULL;
 }
@@ -1493,28 +1504,16 @@ static void
 spool_mem_file_aged(struct spool *sp)
 {
 	struct spool_mem *es[SPOOL_FILE_BATCH], *e;
-	struct timespec   now, cut;
-	long              ms;
+	struct timespec   due, now;
 	size_t            n, batch = spool_mem_batch(sp);
 
-	pthread_mutex_lock(&sp->mem.mu);
-	ms = (long)sp->mem.age_ms;
-	pthread_mutex_unlock(&sp->mem.mu);
 	do {
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		cut = now;
-		cut.tv_sec -= ms / 1000;
-		cut.tv_nsec -= (ms % 1000) * 1000000L;
-		if (cut.tv_nsec < 0) {
-			cut.tv_sec--;
-			cut.tv_nsec += 1000000000L;
-		}
 		n = 0;
+		clock_gettime(CLOCK_MONOTONIC, &now);
 		pthread_mutex_lock(&sp->mem.mu);
 		for (e = sp->mem.oldest; e != NULL && n < batch; e = e->newer) {
-			if (e->since.tv_sec > cut.tv_sec ||
-			    (e->since.tv_sec == cut.tv_sec &&
-				e->since.tv_nsec > cut.tv_nsec))
+			due = spool_ts_add_ms(e->since, (long)sp->mem.age_ms);
+			if (spool_ts_after(&due, &now))
 				break;
 			if (e->filing)
 				continue;
@@ -1627,7 +1626,6 @@ struct spool_async {
 	 * thread syncs them alone (spool_async_main).  Neither wakes the
 	 * removal thread.  held_pos[seg]: the end of the last one appended
 	 * to segment seg, while held_pending[seg]. */
-	size_t          held_rms;
 	struct timespec held_rms_since;
 	struct wal_pos  held_pos[2];
 	int             held_pending[2];
@@ -1774,19 +1772,23 @@ static void spool_rm_unlink_list(struct spool *, struct spool_rm *, int);
 
 /* The REMOVE records of held messages that a sync of the log has
  * covered are done (mu held): counted as a removal batch. */
+static int
+spool_held_rms_pending(const struct spool_async *as)
+{
+	return as->held_pending[0] || as->held_pending[1];
+}
+
 static void
 spool_held_rms_settle(struct spool_async *as)
 {
-	int seg;
+	int seg, was = spool_held_rms_pending(as);
 
 	for (seg = 0; seg < 2; seg++)
 		if (as->held_pending[seg] &&
 		    wal_synced(as->sp->wal, &as->held_pos[seg]))
 			as->held_pending[seg] = 0;
-	if (as->held_rms > 0 && !as->held_pending[0] && !as->held_pending[1]) {
-		as->held_rms = 0;
+	if (was && !spool_held_rms_pending(as))
 		spool_rm_batch_done(as, 1);
-	}
 }
 
 /*
@@ -2122,10 +2124,6 @@ spool_async_round(struct spool_async *as, struct spool_pending *list, size_t n)
 	free(items);
 }
 
-static void spool_deadline(struct timespec *, long);
-static int  spool_deadline_passed(const struct timespec *);
-static int spool_wal_log_removals(struct spool_async *, const struct spool_rm *,
-    struct wal_pos *);
 static int
 spool_wal_sync_removals(struct spool_async *, const struct wal_pos *);
 
@@ -2148,10 +2146,9 @@ spool_async_log_held_rms(struct spool_async *as)
 	pthread_mutex_lock(&as->mu);
 	as->sp->rm_own_syncs++;
 	spool_held_rms_settle(as);
-	if (failed && as->held_rms > 0) {
+	if (failed && spool_held_rms_pending(as)) {
 		/* Logged: the next start may deliver them again. */
 		as->held_pending[0] = as->held_pending[1] = 0;
-		as->held_rms = 0;
 		spool_rm_batch_done(as, 0);
 	}
 }
@@ -2170,12 +2167,8 @@ spool_async_wait(struct spool_async *as)
 	struct timespec dl;
 	size_t          held;
 
-	if (as->held_rms > 0) {
-		dl = as->held_rms_since;
-		dl.tv_nsec += (long)(sp->rm_sync_ms % 1000) * 1000000L;
-		dl.tv_sec += (time_t)(sp->rm_sync_ms / 1000) +
-		    dl.tv_nsec / 1000000000L;
-		dl.tv_nsec %= 1000000000L;
+	if (spool_held_rms_pending(as)) {
+		dl = spool_ts_add_ms(as->held_rms_since, (long)sp->rm_sync_ms);
 		if (spool_deadline_passed(&dl)) {
 			spool_async_log_held_rms(as);
 			return;
@@ -2210,7 +2203,7 @@ spool_async_main(void *arg)
 			spool_async_wait(as);
 		if (as->todo == NULL) {
 			/* Stopping, nothing left: the last removals too. */
-			if (as->held_rms > 0)
+			if (spool_held_rms_pending(as))
 				spool_async_log_held_rms(as);
 			break;
 		}
@@ -2233,29 +2226,6 @@ spool_async_main(void *arg)
 	}
 	pthread_mutex_unlock(&as->mu);
 	return NULL;
-}
-
-/* *ts = now + ms on CLOCK_MONOTONIC (the clock of rm_cv). */
-static void
-spool_deadline(struct timespec *ts, long ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
-static int
-spool_deadline_passed(const struct timespec *ts)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return now.tv_sec > ts->tv_sec ||
-	    (now.tv_sec == ts->tv_sec && now.tv_nsec >= ts->tv_nsec);
 }
 
 /* The removal batches made so far (0 without a removal thread): an
@@ -2738,7 +2708,7 @@ spool_removal_stats(struct spool *sp, uint64_t *batches, uint64_t *own_syncs)
 }
 
 /* The removal of held message id: its REMOVE record appended now (not
- * synced: see held_rms); when the log cannot take it, the removal
+ * synced: see held_pos); when the log cannot take it, the removal
  * thread logs it (it makes the checkpoint a full log waits for). */
 static void
 spool_async_remove_held(struct spool_async *as, const char *id)
@@ -2757,7 +2727,7 @@ spool_async_remove_held(struct spool_async *as, const char *id)
 		as->ckpt_due[pos.full_seg] = 1;
 		pthread_cond_broadcast(&as->rm_cv);
 	}
-	if (as->held_rms++ == 0)
+	if (!spool_held_rms_pending(as))
 		clock_gettime(CLOCK_MONOTONIC, &as->held_rms_since);
 	as->held_pos[pos.seg] = pos;
 	as->held_pending[pos.seg] = 1;
@@ -3641,7 +3611,7 @@ spool_remove_unsynced(struct spool *sp, const char *id, struct sq_err *err)
 	if (sp->mem.on && spool_mem_remove(sp, id)) {
 		/* Held in memory: out of every listing now; its REMOVE
 		 * record is appended now, synced with the next group
-		 * (held_rms). */
+		 * (held_pos). */
 		spool_async_remove_held(sp->as, id);
 		sp->removed = 1;
 		return 0;

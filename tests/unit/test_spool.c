@@ -1838,7 +1838,13 @@ Test(spool, wal_segments_that_fill_are_checkpointed_and_reused)
 	spool_close(sp);
 }
 
-Test(spool, wal_removals_ride_on_the_next_commits_sync_of_the_log)
+/*
+ * A removal waits for the next commit's sync of the log (no sync of its
+ * own: the delay is a minute); with_files: the message has files, which
+ * stay until then (age 0), else it is held in memory.
+ */
+static void
+test_removal_rides_on_the_next_commit(int with_files)
 {
 	struct spool          *sp = test_open_wal(TEST_WAL_SEG);
 	struct spool_wal_stats ws;
@@ -1847,28 +1853,36 @@ Test(spool, wal_removals_ride_on_the_next_commits_sync_of_the_log)
 	uint64_t               batches, own;
 	int                    efd;
 
-	/* No own sync of the removal thread within the test. */
 	spool_set_removal_sync_delay(sp, 60000);
-	spool_set_memory_age(sp, 0); /* with files, to see them go */
+	if (with_files)
+		spool_set_memory_age(sp, 0);
 	cr_assert_geq(efd = spool_async_start(sp, &err), 0, "%s", err.msg);
 	cr_assert_eq(test_wal_commit(sp, efd, "one\r\n", "b@example.net", &r),
 	    0);
+	cr_assert_eq(test_count("queue"), with_files ? 2 : 0);
 	cr_assert_eq(spool_remove_unsynced(sp, r.ids[0], &err), 0, "%s",
 	    err.msg);
 	cr_assert_eq(spool_sync_removals(sp, &err), 1);
-	/* Logged, waiting for a sync: the files are still there. */
-	cr_assert_not(spool_removal_wait(sp, 1, 200));
-	cr_assert(test_exists("queue", r.ids[0], ".msg"));
+	/* Logged, waiting for a sync: files (if any) still there. */
+	cr_assert_not(spool_removal_wait(sp, 1, 200), "synced alone at once");
+	if (with_files)
+		cr_assert(test_exists("queue", r.ids[0], ".msg"));
 	/* The next commit's sync of the log covers the REMOVE record. */
 	cr_assert_eq(test_wal_commit(sp, efd, "two\r\n", "b@example.net", &r),
 	    0);
-	cr_assert(spool_removal_wait(sp, 1, 20000), "removal not unlinked");
+	cr_assert(spool_removal_wait(sp, 1, 20000), "removal not made");
 	spool_removal_stats(sp, &batches, &own);
-	cr_assert_eq(own, 0, "the removal thread synced the log itself");
+	cr_assert_eq(own, 0, "a sync of its own for the removal");
 	cr_assert_not(test_exists("queue", r.ids[0], ".msg"));
 	spool_wal_stats(sp, &ws);
 	cr_assert_eq(ws.removals, 1);
+	cr_assert_eq(ws.groups, 2);
 	spool_close(sp);
+}
+
+Test(spool, wal_removals_ride_on_the_next_commits_sync_of_the_log)
+{
+	test_removal_rides_on_the_next_commit(1);
 }
 
 /* ---- Messages held in memory (spool_set_memory_age). */
@@ -2095,37 +2109,19 @@ Test(spool, held_messages_are_capped_by_the_descriptors_left)
 
 Test(spool, held_removals_ride_on_the_next_group_or_are_logged_alone)
 {
-	struct spool          *sp = test_open_wal(TEST_WAL_SEG);
+	struct spool          *sp;
 	struct spool_wal_stats ws;
 	struct test_wal_run    r = { 0 };
 	struct sq_err          err = { 0 };
 	uint64_t               batches, own;
 	int                    efd;
 
-	/* No REMOVE logged alone within the test's first part. */
-	spool_set_removal_sync_delay(sp, 60000);
-	cr_assert_geq(efd = spool_async_start(sp, &err), 0, "%s", err.msg);
-	cr_assert_eq(test_wal_commit(sp, efd, "one\r\n", "b@example.net", &r),
-	    0);
-	cr_assert_eq(spool_remove_unsynced(sp, r.ids[0], &err), 0, "%s",
-	    err.msg);
-	cr_assert_not(spool_removal_wait(sp, 1, 200), "logged alone at once");
-	/* The next group carries its REMOVE record: one write, one sync. */
-	cr_assert_eq(test_wal_commit(sp, efd, "two\r\n", "b@example.net", &r),
-	    0);
-	cr_assert(spool_removal_wait(sp, 1, 20000));
-	spool_removal_stats(sp, &batches, &own);
-	cr_assert_eq(own, 0, "a sync of its own for the removal");
-	spool_wal_stats(sp, &ws);
-	cr_assert_eq(ws.removals, 1);
-	cr_assert_eq(ws.groups, 2);
-	spool_close(sp);
+	test_removal_rides_on_the_next_commit(0);
 
-	/* With no group after it, it is logged and synced alone. */
+	/* With no group after it, it is synced alone. */
 	sp = test_open_wal(TEST_WAL_SEG);
 	spool_set_removal_sync_delay(sp, 20);
 	cr_assert_geq(efd = spool_async_start(sp, &err), 0, "%s", err.msg);
-	r.n = 0;
 	cr_assert_eq(test_wal_commit(sp, efd, "three\r\n", "b@example.net", &r),
 	    0);
 	cr_assert_eq(spool_remove_unsynced(sp, r.ids[0], &err), 0);
