@@ -24,7 +24,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <stdint.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -156,12 +155,11 @@ pickup_mkdir(int dirfd, const char *path, const char *name, mode_t mode,
 static gid_t
 pickup_drop_gid(void)
 {
-	struct group gr, *res = NULL;
-	char         buf[4096];
+	gid_t gid;
 
-	if (getgrnam_r(PICKUP_DROP_GROUP, &gr, buf, sizeof(buf), &res) == 0 &&
-	    res != NULL)
-		return gr.gr_gid;
+	/* In a child, as spool_set_queue_group (sq_group_gid). */
+	if (sq_group_gid(PICKUP_DROP_GROUP, &gid) == 0)
+		return gid;
 	log_info("pickup: no group %s: maildrop/ keeps the daemon's group, so "
 		 "only root and sendqd's user can drop mail while sendqd is "
 		 "down (create the group and install sendq-drop setgid to it)",

@@ -55,7 +55,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -3815,15 +3814,12 @@ spool_fix_envelopes(struct spool *sp, const char *group, gid_t gid)
 int
 spool_set_queue_group(struct spool *sp, const char *group, struct sq_err *err)
 {
-	struct group gr, *res = NULL;
-	char         buf[4096];
-	gid_t        gid = (gid_t)-1;
-	int          ok, rc;
+	gid_t gid = (gid_t)-1;
+	int   ok, rc;
 
-	if (group != NULL && group[0] != '\0' &&
-	    getgrnam_r(group, &gr, buf, sizeof(buf), &res) == 0 && res != NULL)
-		gid = gr.gr_gid;
-	else
+	/* In a child: a name /etc/group lacks would leave NSS modules
+	 * mapped here (sq_group_gid). */
+	if (group == NULL || group[0] == '\0' || sq_group_gid(group, &gid) != 0)
 		log_info("spool: no group %s: queue/ stays 0700 and envelopes "
 			 "0600, so only root and sendqd's user can list the "
 			 "queue while sendqd is down (create the group and "

@@ -141,6 +141,18 @@ struct sq_dl_sym {
  */
 int sq_dl_load(const char *const *sonames, size_t n_sonames,
     const struct sq_dl_sym *syms, size_t n_syms, char *why, size_t whysz);
+/*
+ * The gid of the group called name, looked up (getgrnam_r, so through
+ * every NSS source nsswitch.conf lists) in a child process made for it:
+ * a name that /etc/group lacks falls through to modules such as
+ * libnss_systemd, which glibc never unloads -- in the daemon they and
+ * their libraries (libm, libcap) stayed mapped for good, 0.65 MiB of
+ * its resident memory for two look-ups at start-up.  Without a child
+ * (fork fails) the look-up is made here.  Returns 0 with *gid set,
+ * SQ_ENOTFOUND when there is no such group, or -errno.  Blocks until the
+ * child is done; no threads of the caller run in the child.
+ */
+int sq_group_gid(const char *name, gid_t *gid);
 /* len random bytes from getrandom(2) into buf (EINTR retried).  Returns 0
  * or -errno; buf's content is then undefined. */
 int sq_random(void *buf, size_t len);

@@ -269,6 +269,19 @@ class Submit(harness.IntegrationTest):
         sq.wait_log(r"pickup: .*/maildrop: mode 1730 \(was 3730\)")
         self.assertStoppedCleanly(sq)
 
+    def test_sendqd_maps_no_nss_module_for_its_group_lookups(self):
+        # The groups sendq-queue and sendq-drop are looked up at start;
+        # where /etc/group lacks them the look-up goes on to the other
+        # NSS sources (libnss_systemd on Debian), which glibc never
+        # unloads: it runs in a child, and sendqd maps no NSS module.
+        sq = self.daemon()
+        self.start(sq)     # the control socket: after both look-ups
+        with open("/proc/%d/maps" % sq.pid()) as f:
+            nss = sorted({line.split()[-1] for line in f
+                          if "/libnss_" in line})
+        self.assertEqual(nss, [])
+        self.assertStoppedCleanly(sq)
+
     # -- sendqd's answers, from a fake daemon
 
     def fake(self, sq, answer):

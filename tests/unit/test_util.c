@@ -282,3 +282,35 @@ Test(util, listen_unix_binds_in_place_when_path_new_is_too_long)
 	    -ENAMETOOLONG);
 	close(fd);
 }
+
+/* 1 when /proc/self/maps names an NSS module (libnss_*.so). */
+static int
+util_maps_nss_module(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char  line[4096];
+	int   found = 0;
+
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strstr(line, "/libnss_") != NULL)
+			found = 1;
+	fclose(f);
+	return found;
+}
+
+Test(util, group_gid_finds_a_group_and_leaves_no_nss_module_mapped)
+{
+	gid_t gid = 12345;
+
+	cr_assert_eq(sq_group_gid("root", &gid), 0);
+	cr_assert_eq(gid, 0);
+	/* A name /etc/group lacks goes on to the next source nsswitch.conf
+	 * lists (libnss_systemd on Debian): in the child, not here. */
+	gid = 12345;
+	cr_assert_eq(sq_group_gid("sendq-test-no-such-group", &gid),
+	    SQ_ENOTFOUND);
+	cr_assert_eq(gid, 12345);
+	cr_assert_not(util_maps_nss_module(),
+	    "an NSS module is mapped in the caller");
+}
