@@ -122,17 +122,18 @@ queue_index_add(struct queue_index *qi, const char *id, int lane,
 	size_t              h;
 
 	if (lane < 0 || (size_t)lane >= qi->n_lanes ||
-	    strlen(id) >= QUEUE_INDEX_ID_MAX ||
+	    lane >= QUEUE_INDEX_LANES_MAX || strlen(id) >= QUEUE_INDEX_ID_MAX ||
 	    queue_index_find(qi, id) != NULL)
 		return NULL;
 	if (qi->n + 1 > qi->n_buckets * 2)
 		queue_index_grow(qi);
 	e = xcalloc(1, sizeof(*e));
 	memcpy(e->id, id, strlen(id) + 1);
-	e->lane = lane;
+	e->lane = (unsigned)lane;
 	e->created = created;
-	e->uid = uid;
-	e->size = size;
+	if (uid >= 0 && (unsigned long)uid < UINT32_MAX)
+		e->uid_plus1 = (uint32_t)uid + 1; /* else 0: unknown */
+	e->size = size < UINT32_MAX ? (uint32_t)size : UINT32_MAX;
 	e->heap_pos = UINT32_MAX;
 	e->state = QUEUE_HELD;
 	h = queue_index_hash(e->id, qi->n_buckets);

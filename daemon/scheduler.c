@@ -164,7 +164,7 @@ scheduler_of(const struct relay_conn *cc)
 static void
 scheduler_drop(struct scheduler *s, struct queue_entry *m)
 {
-	quota_table_sub(s->usage, m->uid, m->size);
+	quota_table_sub(s->usage, queue_entry_uid(m), m->size);
 	queue_index_remove(s->qi, m);
 }
 
@@ -1361,7 +1361,7 @@ scheduler_index(struct scheduler *s, const char *id, const struct envelope *env,
 	m = queue_index_add(s->qi, id, relay, env->created, env->uid, size);
 	if (m == NULL)
 		return;
-	quota_table_add(s->usage, m->uid, m->size);
+	quota_table_add(s->usage, queue_entry_uid(m), m->size);
 	if (!env->held)
 		queue_index_wait(s->qi, m, env->next_attempt);
 	log_debug("queued msgid=%s relay=%s queue_size=%zu", m->id,

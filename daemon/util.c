@@ -450,7 +450,8 @@ sq_group_lookup(const char *name, gid_t *gid)
 		return 0;
 	}
 	/* getgrnam(3): no entry is 0 with NULL, or one of these. */
-	if (rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM)
+	if (rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF ||
+	    rc == EPERM)
 		return SQ_ENOTFOUND;
 	return -rc;
 }

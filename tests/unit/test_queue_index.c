@@ -71,7 +71,7 @@ Test(queue_index, add_find_remove)
 	cr_assert_eq(e->state, QUEUE_HELD);
 	cr_assert_eq(e->lane, 1);
 	cr_assert_eq(e->created, 100);
-	cr_assert_eq(e->uid, 1000);
+	cr_assert_eq(queue_entry_uid(e), 1000);
 	cr_assert_eq(e->size, 42);
 	cr_assert_eq(queue_index_find(qi, "AAA"), e);
 	cr_assert_null(queue_index_find(qi, "AAB"));
@@ -264,6 +264,32 @@ Test(queue_index, hundred_thousand_entries_keep_lookup_and_order)
 	queue_index_free(qi);
 }
 
+/* The compact record keeps every uid a uid_t holds and -1 (unknown),
+ * saturates the size, and refuses a lane it cannot hold. */
+Test(queue_index, compact_record_keeps_uid_size_and_lane)
+{
+	struct queue_index *qi = queue_index_new(3);
+	struct queue_entry *e;
+
+	e = queue_index_add(qi, "U1", 2, 0, -1, 0);
+	cr_assert_eq(queue_entry_uid(e), -1);
+	cr_assert_eq(e->lane, 2);
+	e = queue_index_add(qi, "U2", 0, 0, 0, (uint64_t)UINT32_MAX - 1);
+	cr_assert_eq(queue_entry_uid(e), 0);
+	cr_assert_eq(e->size, UINT32_MAX - 1);
+	e = queue_index_add(qi, "U3", 0, 0, (long)UINT32_MAX - 1,
+	    (uint64_t)1 << 40);
+	cr_assert_eq(queue_entry_uid(e), (long)UINT32_MAX - 1);
+	cr_assert_eq(e->size, UINT32_MAX);
+	e = queue_index_add(qi, "U4", 1, 0, (long)UINT32_MAX, 1);
+	cr_assert_eq(queue_entry_uid(e), -1, "no uid_t: unknown");
+	queue_index_hold(qi, e);
+	cr_assert_eq(e->state, QUEUE_HELD);
+	cr_assert_eq(e->lane, 1);
+	cr_assert_null(queue_index_add(qi, "U5", 3, 0, 0, 0));
+	queue_index_free(qi);
+}
+
 /*
  * Issue 11's target is at most 300 bytes per queued message in sendqd;
  * the index is all of it that grows with the queue (bodies and envelopes
@@ -292,6 +318,7 @@ Test(queue_index, memory_per_entry_is_bounded)
 	    per_entry, own, sizeof(struct queue_entry));
 	cr_assert_leq(per_entry, 200, "%zu bytes per entry", per_entry);
 	cr_assert_leq(own, per_entry + 8);
-	cr_assert_leq(sizeof(struct queue_entry), 112);
+	/* 88: a 96-byte malloc chunk (the header's static assert) */
+	cr_assert_leq(sizeof(struct queue_entry), 88);
 	queue_index_free(qi);
 }
