@@ -8,6 +8,9 @@
  *   on_ready: smtp_conn_send() a message, or smtp_conn_close()
  *   -> on_message_done(result) -> on_ready again (the connection is
  *      reusable) or on_closed(result) when it failed.
+ *   With PIPELINING: on_pipeline once the message's final dot is out,
+ *   smtp_conn_send() the next one then, and its on_message_done follows
+ *   the first one's without an on_ready between.
  * on_closed is called exactly once unless smtp_conn_close() was called
  * first; after on_closed the connection frees itself once the callback
  * returns (never call smtp_conn_* on it afterwards).
