@@ -7,10 +7,13 @@ client's next command was already there before it answered a final dot:
   goes out behind the previous one's dot (no round trip waits for its
   250), each arrives once, one connection carries them all;
 - the server closes the connection right after a final dot, before its
-  reply: that message is deferred as it is without pipelining (its fate
-  unknown: one deferred line naming the closed connection), the message
-  pipelined behind it is simply due again (no attempt counted, no
-  deferred line), and after healing every message arrives once.
+  reply, or answers it with 421: that message is deferred as it is
+  without pipelining (one deferred line naming the closed connection or
+  the 421), the message pipelined behind it is simply due again (no
+  attempt counted, no deferred line), and after healing every message
+  arrives once;
+- messages_per_connection = 3: no message is pipelined behind the last
+  one a connection may carry.
 
 Nothing waits a fixed time: every wait polls a condition with a
 deadline."""
@@ -74,14 +77,17 @@ class Pipelining(harness.IntegrationTest):
                                 fake.events())
         self.assertStoppedCleanly(sq)
 
-    def test_close_after_a_dot_defers_it_and_retries_the_one_behind(self):
+    def fault_after_the_first_dot(self, args, reason):
+        """The server fails the session where the first message's dot
+        gets its reply: that message is deferred as without pipelining,
+        the one behind it is due again, no attempt counted."""
         n = 3
-        fake = self.fake(["--drop", "end"])
+        fake = self.fake(args)
         sq, ids = self.filled_sendq(fake, n)
         sq.start()
         first = wait_for(lambda: sq.delivery_lines("deferred"), timeout=WAIT,
                          what="a deferred delivery line")[0]
-        self.assertRegex(first.get("reply", ""), r"connection closed by")
+        self.assertRegex(first.get("reply", ""), reason)
         self.assertEqual(first.get("attempt"), "1", first["line"])
         # The next message's commands were behind that dot.
         self.assertIn(["1", "pipelined"], fake.events())
@@ -96,13 +102,42 @@ class Pipelining(harness.IntegrationTest):
         faulty = [c for c, w in fake.connections().items() if w == "fault"]
         self.assertEqual(len(deferred), len(faulty),
                          [d["line"] for d in deferred])
-        # The server kept each dropped message's data (the duplicate a
-        # lost reply to the dot allows), nothing of the ones behind.
+        for d in deferred:
+            self.assertRegex(d.get("reply", ""), reason)
+        # The server kept each faulty dot's message (the duplicate a lost
+        # verdict allows), nothing of the ones behind it.
         self.assertEqual(len(fake.saved()), n + len(faulty))
         for d in sent:
             tries = [x for x in deferred if x["msgid"] == d["msgid"]]
             self.assertEqual(d.get("attempt"), str(len(tries) + 1),
                              d["line"])
+        self.assertStoppedCleanly(sq)
+
+    def test_close_after_a_dot_defers_it_and_retries_the_one_behind(self):
+        self.fault_after_the_first_dot(["--drop", "end"],
+                                       r"connection closed by")
+
+    def test_421_to_a_dot_defers_it_and_retries_the_one_behind(self):
+        self.fault_after_the_first_dot(
+            ["--end-reply", "421 4.3.2 shutting down"], r"421 4\.3\.2")
+
+    def test_messages_per_connection_bounds_the_pipeline(self):
+        n = 7
+        fake = self.fake([])
+        sq, ids = self.filled_sendq(fake, n, messages_per_connection=3)
+        sq.start()
+        wait_for(lambda: len(sq.delivery_lines("sent")) == n, timeout=WAIT,
+                 what="%d sent delivery lines" % n)
+        per_conn = {}
+        for e in fake.events():
+            if e[1] == "mail":
+                per_conn[e[0]] = per_conn.get(e[0], 0) + 1
+        # 3 + 3 + 1: never a message behind the last one a connection
+        # may carry.
+        self.assertEqual(sorted(per_conn.values()), [1, 3, 3],
+                         fake.events())
+        self.assertGreaterEqual(len(self.pipelined(fake)), 2,
+                                fake.events())
         self.assertStoppedCleanly(sq)
 
 
