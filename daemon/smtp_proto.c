@@ -24,6 +24,15 @@
  * DATA's 354 is answered with an empty message (".") that cannot be
  * delivered to anyone.
  *
+ * Across messages (RFC 2920 3.1): in EOM, with pipelining on both sides,
+ * send_mail() starts the next transaction at once.  The dot's end offset
+ * becomes the head of the FIFO and eom_pending is set, so the first reply
+ * must follow the dot and is the previous message's TXN_DONE (step END,
+ * as smtp_proto_step() says while eom_pending); the next transaction's
+ * replies then proceed as in any pipelined group.  A verdict of our own
+ * on that next message (SIZE, SMTPUTF8) waits in next_verdict and is
+ * queued right after the dot's TXN_DONE.
+ *
  * AUTH runs after the EHLO that counts: the mechanism is chosen (never
  * without TLS unless the peer is on loopback), sasl.c makes each
  * response, and every line that carries a credential is written through
