@@ -105,6 +105,7 @@ relay_pool_free(struct relay_pool *p)
 			if (r->conns[j].conn != NULL)
 				smtp_conn_abort(r->conns[j].conn);
 			envelope_free(r->conns[j].cur_env);
+			envelope_free(r->conns[j].nxt_env);
 			if (r->conns[j].idle_timer != NULL)
 				event_free(r->conns[j].idle_timer);
 		}
@@ -135,6 +136,8 @@ relay_pool_abort_all(struct relay_pool *p)
 			smtp_conn_abort(cc->conn);
 			cc->conn = NULL;
 			relay_conn_release(cc);
+			relay_conn_release_next(cc);
+			cc->pipe_open = 0;
 			evtimer_del(cc->idle_timer);
 		}
 		r->n_conns = 0;
@@ -376,6 +379,18 @@ relay_conn_idle(struct relay *r)
 	return NULL;
 }
 
+struct relay_conn *
+relay_conn_pipe_open(struct relay *r)
+{
+	unsigned i;
+
+	for (i = 0; i < r->sh->max_connections; i++)
+		if (r->conns[i].conn != NULL && r->conns[i].pipe_open &&
+		    r->conns[i].nxt == NULL && !r->conns[i].retire)
+			return &r->conns[i];
+	return NULL;
+}
+
 void
 relay_conn_begin(struct relay_conn *cc)
 {
@@ -384,6 +399,7 @@ relay_conn_begin(struct relay_conn *cc)
 	cc->retire = 0;
 	cc->sent = 0;
 	cc->attempt = 0;
+	cc->pipe_open = 0;
 	cc->relay->n_conns++;
 }
 
@@ -392,6 +408,7 @@ relay_conn_gone(struct relay_conn *cc)
 {
 	cc->conn = NULL;
 	cc->idle = 0;
+	cc->pipe_open = 0;
 	evtimer_del(cc->idle_timer);
 	cc->relay->n_conns--;
 }
@@ -427,6 +444,14 @@ relay_conn_release(struct relay_conn *cc)
 	envelope_free(cc->cur_env);
 	cc->cur_env = NULL;
 	cc->cur = NULL;
+}
+
+void
+relay_conn_release_next(struct relay_conn *cc)
+{
+	envelope_free(cc->nxt_env);
+	cc->nxt_env = NULL;
+	cc->nxt = NULL;
 }
 
 /* ------------------------------------------------------------------ */

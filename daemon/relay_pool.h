@@ -56,6 +56,13 @@ struct relay_conn {
 	struct queue_entry *cur;     /* message on it, or NULL */
 	struct envelope    *cur_env; /* its envelope, or NULL */
 	unsigned            attempt;
+	/* Pipelined behind cur (smtp_conn on_pipeline): becomes cur at
+	 * cur's result.  pipe_open: cur's dot is out and the connection
+	 * takes a message behind it (nxt is NULL). */
+	struct queue_entry *nxt;
+	struct envelope    *nxt_env;
+	unsigned            nxt_attempt;
+	int                 pipe_open;
 };
 
 struct relay {
@@ -95,7 +102,8 @@ int relay_pool_new(struct event_base *base, const struct config *cfg,
 /* Abort every connection and free everything (NULL accepted). */
 void relay_pool_free(struct relay_pool *p);
 /* Abort every connection now (shutdown): their messages stay queued.
- * cur (the index entry) is left to the caller; cur_env is freed. */
+ * cur and nxt (the index entries) are left to the caller; cur_env and
+ * nxt_env are freed. */
 void relay_pool_abort_all(struct relay_pool *p);
 
 /*
@@ -132,6 +140,9 @@ struct relay_conn *relay_conn_free_slot(struct relay *r);
 /* A ready connection of r with no message that is not retiring, or
  * NULL. */
 struct relay_conn *relay_conn_idle(struct relay *r);
+/* A connection of r that takes a message behind its current one
+ * (pipe_open, no nxt, not retiring), or NULL. */
+struct relay_conn *relay_conn_pipe_open(struct relay *r);
 /* The slot is about to get a connection: counters reset, counted. */
 void relay_conn_begin(struct relay_conn *cc);
 /* The connection of the slot has closed by itself: slot free again. */
@@ -144,6 +155,9 @@ void relay_conn_set_idle(struct relay_conn *cc);
 void relay_conn_set_busy(struct relay_conn *cc);
 /* Forget the slot's message: cur_env freed, cur and cur_env NULL. */
 void relay_conn_release(struct relay_conn *cc);
+/* The same for the message behind it: nxt_env freed, nxt and nxt_env
+ * NULL. */
+void relay_conn_release_next(struct relay_conn *cc);
 
 /*
  * The status of relay r: state is "up", "down" or "held" (text: "up",

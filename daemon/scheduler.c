@@ -34,7 +34,13 @@
  * 421, ...) or resting (authentication failed) gets no connection until
  * retry_relay_next(), then one probe, while its fallback (if any) takes
  * its due messages.  A rate limit (rate = N/unit) is a token bucket per
- * relay.
+ * relay.  Once a message's final dot is out on a pipelining server
+ * (smtp_conn's on_pipeline), the relay's next due message goes right
+ * behind it (cc->nxt, RFC 2920 3.1), or later while the dot's reply is
+ * awaited (pipe_open, when every slot is busy); it becomes cc->cur at
+ * the first one's result, and if the connection fails before that it is
+ * due again without an attempt counted (it cannot have been
+ * delivered).
  *
  * Settlement.  What happens to each recipient after an attempt is
  * retry_attempt()'s decision, on the facts smtp_conn reports: delivered
@@ -711,6 +717,70 @@ scheduler_send(struct relay_conn *cc, struct queue_entry *m)
 	return 1;
 }
 
+/*
+ * Put message m behind cc's current one (RFC 2920 3.1: its commands
+ * follow the dot).  Returns 1 when it was sent, 0 when m could not be
+ * read or sent (dropped, as scheduler_send does).
+ */
+static int
+scheduler_send_next(struct relay_conn *cc, struct queue_entry *m)
+{
+	struct scheduler        *s = scheduler_of(cc);
+	struct smtp_conn_message msg;
+	struct envelope         *env;
+	unsigned                *notify;
+	const char             **orcpts;
+	int                      fd, rc;
+
+	cc->pipe_open = 0;
+	if ((fd = scheduler_load(s, m, &env)) < 0)
+		return 0;
+	queue_index_activate(s->qi, m);
+	cc->nxt = m;
+	cc->nxt_env = env;
+	cc->nxt_attempt = env->attempts + 1;
+	scheduler_message(env, m->id, fd, &msg, &notify, &orcpts);
+	metrics_count_conn_reused(cc->relay->sh->name);
+	rc = smtp_conn_send(cc->conn, &msg);
+	free(notify);
+	free(orcpts);
+	if (rc != 0) {
+		close(fd);
+		log_err("msgid=%s: cannot be sent (%zu recipients); left in "
+			"the spool",
+		    m->id, msg.n_rcpts);
+		relay_conn_release_next(cc);
+		scheduler_drop(s, m);
+		return 0;
+	}
+	return 1;
+}
+
+/* cc's current message's dot is produced and the server pipelines: the
+ * next due message of its relay goes right behind it, or cc waits for
+ * one (pipe_open) until that message's result.  Not when the message
+ * behind would pass messages_per_connection. */
+static void
+scheduler_on_pipeline(struct smtp_conn *c, void *arg)
+{
+	struct relay_conn  *cc = arg;
+	struct relay       *r = cc->relay;
+	struct scheduler   *s = scheduler_of(cc);
+	struct queue_entry *m;
+
+	(void)c;
+	if (s->shutting_down || cc->retire || cc->nxt != NULL ||
+	    cc->sent + 2 > r->sh->messages_per_connection)
+		return;
+	cc->pipe_open = 1;
+	if (r->down || authsrc_held(s->auth, (size_t)r->index, NULL))
+		return;
+	if ((m = queue_index_lane_first(s->qi, r->index)) == NULL)
+		return;
+	if (relay_rate_take(r, sq_now_ms()))
+		scheduler_send_next(cc, m);
+}
+
 static void
 scheduler_on_ready(struct smtp_conn *c, void *arg)
 {
@@ -816,6 +886,15 @@ scheduler_on_message_done(struct smtp_conn *c,
 	cc->cur_env = NULL;
 	scheduler_settle(scheduler_of(cc), m, env, &o);
 	free(fate);
+	cc->pipe_open = 0;
+	if (cc->nxt != NULL) {
+		/* The message behind it is the connection's now. */
+		cc->cur = cc->nxt;
+		cc->cur_env = cc->nxt_env;
+		cc->attempt = cc->nxt_attempt;
+		cc->nxt = NULL;
+		cc->nxt_env = NULL;
+	}
 	if (++cc->sent >= r->sh->messages_per_connection)
 		cc->retire = 1;
 	if (v.relay != RETRY_RELAY_OK) {
@@ -903,6 +982,7 @@ scheduler_on_closed(struct smtp_conn *c, const struct smtp_conn_result *res,
 	struct relay_conn   *cc = arg;
 	struct relay        *r = cc->relay;
 	struct scheduler    *s = scheduler_of(cc);
+	struct queue_entry  *m;
 	struct retry_verdict v;
 
 	(void)c;
@@ -917,6 +997,15 @@ scheduler_on_closed(struct smtp_conn *c, const struct smtp_conn_result *res,
 		metrics_count_tls_failure(r->sh->name, res->verify, res->reply);
 	if (v.relay != RETRY_RELAY_OK)
 		scheduler_relay_fails(r, &v, res);
+	if ((m = cc->nxt) != NULL) {
+		/* Pipelined behind cur, never delivered (cur's verdict did
+		 * not come): due again, no attempt counted. */
+		log_debug("msgid=%s: not sent (pipelined behind %s on a "
+			  "connection that closed): due again",
+		    m->id, cc->cur != NULL ? cc->cur->id : "-");
+		relay_conn_release_next(cc);
+		queue_index_due(s->qi, m, 1);
+	}
 	if (cc->cur != NULL)
 		scheduler_closed_message(cc, cc->cur, res, &v);
 	else if (cc->ready_once)
@@ -936,6 +1025,7 @@ scheduler_open(struct relay *r, struct queue_entry *m)
 	struct relay_conn                      *cc;
 	static const struct smtp_conn_callbacks cb = {
 		.on_ready = scheduler_on_ready,
+		.on_pipeline = scheduler_on_pipeline,
 		.on_message_done = scheduler_on_message_done,
 		.on_closed = scheduler_on_closed,
 	};
@@ -967,13 +1057,17 @@ scheduler_serve(struct scheduler *s, struct relay *r, int q)
 
 	while ((m = queue_index_lane_first(s->qi, q)) != NULL) {
 		cc = relay_conn_idle(r);
-		if (cc == NULL && r->n_conns >= r->sh->max_connections)
+		/* All slots busy: behind a message whose dot is out. */
+		if (cc == NULL && r->n_conns >= r->sh->max_connections &&
+		    (cc = relay_conn_pipe_open(r)) == NULL)
 			return;
 		if (!relay_rate_take(r, sq_now_ms()))
 			return;
 		/* A message send() drops has left the lane, so the next
 		 * first is another one. */
-		if (cc != NULL)
+		if (cc != NULL && cc->pipe_open)
+			scheduler_send_next(cc, m);
+		else if (cc != NULL)
 			scheduler_send(cc, m);
 		else
 			scheduler_open(r, m);
@@ -1843,11 +1937,18 @@ scheduler_shutdown(struct scheduler *s, void (*done)(void *), void *arg)
 	for (i = 0; i < s->pool->n; i++) {
 		struct relay *r = scheduler_relay(s, (int)i);
 
-		for (j = 0; j < r->sh->max_connections; j++)
-			if (r->conns[j].conn != NULL && r->conns[j].cur != NULL)
+		for (j = 0; j < r->sh->max_connections; j++) {
+			struct relay_conn *cc = &r->conns[j];
+
+			if (cc->conn != NULL && cc->cur != NULL)
 				log_info("msgid=%s: delivery interrupted by "
 					 "shutdown; it stays queued",
-				    r->conns[j].cur->id);
+				    cc->cur->id);
+			if (cc->conn != NULL && cc->nxt != NULL)
+				log_info("msgid=%s: delivery interrupted by "
+					 "shutdown; it stays queued",
+				    cc->nxt->id);
+		}
 	}
 	relay_pool_abort_all(s->pool);
 	event_del(s->timer);

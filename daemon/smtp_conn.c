@@ -45,6 +45,14 @@
  * read fails the connection before any socket is opened.
  * If the message body cannot be read, the connection is dropped before
  * the final "." so the server discards the partial message.
+ * PIPELINING across messages (RFC 2920 3.1): once the final "." of msg
+ * is in the proto's output, on_pipeline lets the owner call
+ * smtp_conn_send() for the next message, whose MAIL/RCPT/DATA the proto
+ * appends right behind the dot (one write when called from the
+ * callback).  That message waits in nxt (its fd owned, nothing else)
+ * until msg's TXN_DONE, then becomes msg (smtp_conn_promote: its facts,
+ * body state and session_max deadline start, the phase is the reply to
+ * MAIL).  A failure before that reports msg only; nxt was not delivered.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -218,6 +226,12 @@ struct smtp_conn {
 	int                      body_done;
 	char                    *body_buf; /* body_cap bytes, or NULL */
 	size_t                   body_cap;
+
+	/* The message pipelined behind msg (RFC 2920 3.1): its commands
+	 * follow msg's final dot; it becomes msg at msg's TXN_DONE. */
+	int                      nxt_active;
+	struct smtp_conn_message nxt;
+	size_t                   nxt_cap; /* its body_cap */
 
 	char rbuf[SMTP_CONN_READ_SIZE];
 };
@@ -446,6 +460,8 @@ smtp_conn_destroy(struct smtp_conn *c)
 		evutil_freeaddrinfo(c->ai);
 	if (c->msg_active && c->msg.body_fd != -1)
 		close(c->msg.body_fd);
+	if (c->nxt_active && c->nxt.body_fd != -1)
+		close(c->nxt.body_fd);
 	free(c->rcpt_fact);
 	smtp_conn_free_rcpt_replies(c);
 	free(c->body_buf);
@@ -1107,6 +1123,45 @@ smtp_conn_msg_end(struct smtp_conn *c)
 	smtp_conn_free_rcpt_replies(c);
 }
 
+/* The read buffer for a body of size bytes (0: unknown): one read takes
+ * a small body whole (the next one sees its end). */
+static size_t
+smtp_conn_body_cap(uint64_t size)
+{
+	return size > 0 && size < SMTP_CONN_BODY_CHUNK ? (size_t)size + 1 :
+							 SMTP_CONN_BODY_CHUNK;
+}
+
+/* The current message's state for msg (the fd is now the connection's). */
+static void
+smtp_conn_msg_start(struct smtp_conn *c, const struct smtp_conn_message *msg,
+    size_t cap)
+{
+	c->msg = *msg;
+	c->msg_active = 1;
+	c->rcpt_fact = xcalloc(msg->n_rcpts, sizeof(*c->rcpt_fact));
+	c->rcpt_reply = xcalloc(msg->n_rcpts, sizeof(char *));
+	c->body_off = 0;
+	c->body_done = 0;
+	free(c->body_buf);
+	c->body_buf = NULL;
+	c->body_cap = cap;
+	smtp_conn_deadline_start(c, 1);
+}
+
+/* The pipelined message is next: its MAIL's reply is awaited now. */
+static void
+smtp_conn_promote(struct smtp_conn *c)
+{
+	if (!c->nxt_active || !smtp_conn_alive(c))
+		return;
+	c->nxt_active = 0;
+	smtp_conn_msg_start(c, &c->nxt, c->nxt_cap);
+	c->nxt.body_fd = -1;
+	snprintf(c->verb, sizeof(c->verb), "MAIL");
+	smtp_conn_set_phase(c, SMTP_CONN_PH_REPLY);
+}
+
 static void
 smtp_conn_on_txn_done(struct smtp_conn *c, const struct smtp_proto_event *ev)
 {
@@ -1137,6 +1192,7 @@ smtp_conn_on_txn_done(struct smtp_conn *c, const struct smtp_proto_event *ev)
 	if (!c->user_closed && c->cb.on_message_done != NULL)
 		c->cb.on_message_done(c, &r, c->arg);
 	smtp_conn_msg_end(c);
+	smtp_conn_promote(c);
 }
 
 /*
@@ -1329,6 +1385,11 @@ smtp_conn_fill_body(struct smtp_conn *c)
 			c->body_done = 1;
 			free(c->body_buf);
 			c->body_buf = NULL;
+			/* The next message may go out behind the dot, in
+			 * the same write. */
+			if (c->cb.on_pipeline != NULL && !c->user_closed &&
+			    smtp_proto_can_send_mail(c->proto))
+				c->cb.on_pipeline(c, c->arg);
 			return 1;
 		}
 		smtp_proto_body(c->proto, c->body_buf, (size_t)n, 0);
@@ -1742,10 +1803,19 @@ smtp_conn_send(struct smtp_conn *c, const struct smtp_conn_message *msg)
 {
 	struct smtp_proto_txn txn;
 	struct stat           st;
+	int                   behind;
 
-	if (c == NULL || c->state != SMTP_CONN_S_SESSION || !c->ready ||
-	    c->msg_active || c->user_closed || msg->n_rcpts == 0 ||
-	    msg->body_fd < 0)
+	if (c == NULL || c->state != SMTP_CONN_S_SESSION || c->user_closed ||
+	    msg->n_rcpts == 0 || msg->body_fd < 0)
+		return -1;
+	/* Behind the current message: only once its dot is produced, with
+	 * a pipelining server, for an owner that asked for it. */
+	behind = c->msg_active;
+	if (behind &&
+	    (!c->body_done || c->nxt_active || c->cb.on_pipeline == NULL ||
+		!smtp_proto_can_send_mail(c->proto)))
+		return -1;
+	if (!behind && !c->ready)
 		return -1;
 	memset(&txn, 0, sizeof(txn));
 	txn.sender = msg->sender != NULL ? msg->sender : "";
@@ -1761,27 +1831,30 @@ smtp_conn_send(struct smtp_conn *c, const struct smtp_conn_message *msg)
 	txn.orcpts = msg->orcpts;
 	if (smtp_proto_send_mail(c->proto, &txn) < 0)
 		return -1;
+	if (behind) {
+		c->nxt = *msg;
+		/* Copied by the core; not valid after this call. */
+		c->nxt.envid = NULL;
+		c->nxt.notify = NULL;
+		c->nxt.orcpts = NULL;
+		if (c->nxt.id == NULL)
+			c->nxt.id = "-";
+		c->nxt_active = 1;
+		c->nxt_cap = smtp_conn_body_cap(txn.size);
+		log_debug("relay=%s msgid=%s rcpts=%zu sending (pipelined)",
+		    c->name, c->nxt.id, msg->n_rcpts);
+		event_active(c->ev_pump, EV_TIMEOUT, 1);
+		return 0;
+	}
 	c->ready = 0;
-	c->msg = *msg;
+	smtp_conn_msg_start(c, msg, smtp_conn_body_cap(txn.size));
 	/* Copied by the core; not valid after this call. */
 	c->msg.envid = NULL;
 	c->msg.notify = NULL;
 	c->msg.orcpts = NULL;
 	if (c->msg.id == NULL)
 		c->msg.id = "-";
-	c->msg_active = 1;
-	c->rcpt_fact = xcalloc(msg->n_rcpts, sizeof(*c->rcpt_fact));
-	c->rcpt_reply = xcalloc(msg->n_rcpts, sizeof(char *));
-	c->body_off = 0;
-	c->body_done = 0;
-	/* One read takes a small body whole (the next one sees its end). */
-	free(c->body_buf);
-	c->body_buf = NULL;
-	c->body_cap = txn.size > 0 && txn.size < SMTP_CONN_BODY_CHUNK ?
-	    (size_t)txn.size + 1 :
-	    SMTP_CONN_BODY_CHUNK;
 	c->verb[0] = '\0';
-	smtp_conn_deadline_start(c, 1);
 	log_debug("relay=%s msgid=%s rcpts=%zu sending", c->name, c->msg.id,
 	    msg->n_rcpts);
 	event_active(c->ev_pump, EV_TIMEOUT, 1);

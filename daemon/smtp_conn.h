@@ -8,6 +8,9 @@
  *   on_ready: smtp_conn_send() a message, or smtp_conn_close()
  *   -> on_message_done(result) -> on_ready again (the connection is
  *      reusable) or on_closed(result) when it failed.
+ *   With PIPELINING: on_pipeline once the message's final dot is out,
+ *   smtp_conn_send() the next one then, and its on_message_done follows
+ *   the first one's without an on_ready between.
  * on_closed is called exactly once unless smtp_conn_close() was called
  * first; after on_closed the connection frees itself once the callback
  * returns (never call smtp_conn_* on it afterwards).
@@ -139,6 +142,16 @@ struct smtp_conn_callbacks {
 	    const struct smtp_conn_result *r, void *arg);
 	void (*on_closed)(struct smtp_conn *c, const struct smtp_conn_result *r,
 	    void *arg);
+	/* Optional (NULL: one message at a time).  The current message's
+	 * final dot is produced and the server offers PIPELINING: a
+	 * smtp_conn_send() now (from the callback: in the same write as
+	 * the dot) or later, until the current message's result, puts the
+	 * next message behind it (RFC 2920 3.1).  Its on_message_done
+	 * follows the current one's.  If the connection fails before the
+	 * current message's result, on_closed reports the current message
+	 * only: the one behind it was not delivered (its body cannot have
+	 * been sent), is not reported, and is the owner's to retry. */
+	void (*on_pipeline)(struct smtp_conn *c, void *arg);
 };
 
 /* Start connecting (host must be an address literal or resolvable
@@ -147,10 +160,12 @@ struct smtp_conn_callbacks {
 struct smtp_conn *smtp_conn_open(const struct smtp_conn_params *params,
     const struct smtp_conn_callbacks *cb, void *arg);
 
-/* Send a message; only from on_ready (or later while idle).  Returns 0
+/* Send a message; only from on_ready (or later while idle), or behind
+ * the current message from on_pipeline (or later, until that message's
+ * on_message_done; one message behind it at most).  Returns 0
  * (msg->body_fd now belongs to the connection), or -1 on misuse
- * (connection not idle, no recipients, body_fd < 0; body_fd stays the
- * caller's). */
+ * (connection neither idle nor in that window, no recipients,
+ * body_fd < 0; body_fd stays the caller's). */
 int smtp_conn_send(struct smtp_conn *c, const struct smtp_conn_message *msg);
 
 /* QUIT and free, asynchronously; no callback afterwards.  Safe to call

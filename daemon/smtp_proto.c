@@ -24,6 +24,15 @@
  * DATA's 354 is answered with an empty message (".") that cannot be
  * delivered to anyone.
  *
+ * Across messages (RFC 2920 3.1): in EOM, with pipelining on both sides,
+ * send_mail() starts the next transaction at once.  The dot's end offset
+ * becomes the head of the FIFO and eom_pending is set, so the first reply
+ * must follow the dot and is the previous message's TXN_DONE (step END,
+ * as smtp_proto_step() says while eom_pending); the next transaction's
+ * replies then proceed as in any pipelined group.  A verdict of our own
+ * on that next message (SIZE, SMTPUTF8) waits in next_verdict and is
+ * queued right after the dot's TXN_DONE.
+ *
  * AUTH runs after the EHLO that counts: the mechanism is chosen (never
  * without TLS unless the peer is on loopback), sasl.c makes each
  * response, and every line that carries a credential is written through
@@ -134,8 +143,9 @@ static const enum smtp_proto_step smtp_proto_steps[] = {
 /* Longest AUTH command line with its initial response (SMTP's command
  * line limit, RFC 4954 section 4). */
 #define SMTP_PROTO_AUTH_LINE_MAX 512
-/* Replies that a pipelined group can await: MAIL, the RCPTs, DATA. */
-#define SMTP_PROTO_PIPE_MAX (SMTP_PROTO_PIPE_RCPTS + 2)
+/* Replies that a pipelined group can await: the previous message's
+ * final dot, MAIL, the RCPTs, DATA. */
+#define SMTP_PROTO_PIPE_MAX (SMTP_PROTO_PIPE_RCPTS + 3)
 
 struct smtp_proto {
 	enum smtp_proto_state state;
@@ -177,6 +187,13 @@ struct smtp_proto {
 	unsigned long long pipe_end[SMTP_PROTO_PIPE_MAX];
 	size_t             pipe_head;
 	size_t             pipe_n;
+	/* Across messages (RFC 2920 3.1): the previous message's final
+	 * dot is still unanswered (its end is the FIFO's head), or that
+	 * message's successor got a verdict of ours (next_verdict), to
+	 * be reported after the dot's reply. */
+	int                     eom_pending;
+	int                     next_verdict_set;
+	struct smtp_proto_reply next_verdict;
 
 	/* The transaction in progress. */
 	char                   *sender;
@@ -363,6 +380,7 @@ smtp_proto_txn_clear(struct smtp_proto *p)
 	p->n_rcpts = p->rcpt_i = p->rcpt_ok = p->rcpt_sent = 0;
 	p->data_sent = p->pipe_on = 0;
 	p->pipe_head = p->pipe_n = 0;
+	p->eom_pending = p->next_verdict_set = 0;
 }
 
 /* The exchange is over (either way): drop every copy of the secret. */
@@ -815,6 +833,23 @@ smtp_proto_auth_reply(struct smtp_proto *p, const struct smtp_wire_reply *wr,
 		smtp_proto_fail(p, SMTP_PROTO_FAIL_PROTO, r, 0);
 }
 
+/* The dot's reply r, and then the verdict of ours on the message offered
+ * behind it (which sent nothing): both TXN_DONEs in order, READY. */
+static void
+smtp_proto_eom_verdicts(struct smtp_proto *p, const struct smtp_proto_reply *r)
+{
+	struct smtp_proto_event *ev;
+	struct smtp_proto_reply  v = p->next_verdict;
+
+	p->next_verdict_set = 0;
+	if (smtp_proto_push(p, SMTP_PROTO_EV_TXN_DONE, 0, r) == NULL)
+		return;
+	ev = smtp_proto_push(p, SMTP_PROTO_EV_TXN_DONE, 0, &v);
+	if (ev != NULL)
+		ev->step = SMTP_PROTO_STEP_MAIL;
+	smtp_proto_enter(p, SMTP_PROTO_S_READY);
+}
+
 /* States in which a server reply answers something we sent. */
 static int
 smtp_proto_awaits_reply(enum smtp_proto_state s)
@@ -866,6 +901,15 @@ smtp_proto_on_reply(struct smtp_proto *p, const struct smtp_wire_reply *wr)
 	if (p->pipe_n > 0) {
 		p->pipe_head = (p->pipe_head + 1) % SMTP_PROTO_PIPE_MAX;
 		p->pipe_n--;
+	}
+	if (p->eom_pending) {
+		/* The previous message's verdict (its step is END). */
+		if (cls == 2 || cls == 4 || cls == 5) {
+			smtp_proto_push(p, SMTP_PROTO_EV_TXN_DONE, 0, &r);
+			p->eom_pending = 0;
+		} else
+			smtp_proto_fail(p, SMTP_PROTO_FAIL_PROTO, &r, 0);
+		return;
 	}
 	switch (p->state) {
 	case SMTP_PROTO_S_GREETING:
@@ -970,7 +1014,9 @@ smtp_proto_on_reply(struct smtp_proto *p, const struct smtp_wire_reply *wr)
 		smtp_proto_txn_done(p, &p->rcpt_fail, SMTP_PROTO_S_RSET);
 		break;
 	case SMTP_PROTO_S_EOM:
-		if (cls == 2 || cls == 4 || cls == 5)
+		if ((cls == 2 || cls == 4 || cls == 5) && p->next_verdict_set)
+			smtp_proto_eom_verdicts(p, &r);
+		else if (cls == 2 || cls == 4 || cls == 5)
 			smtp_proto_txn_done(p, &r, SMTP_PROTO_S_READY);
 		else
 			smtp_proto_fail(p, SMTP_PROTO_FAIL_PROTO, &r, 0);
@@ -1123,22 +1169,6 @@ smtp_proto_addr_ok(const char *a, int null_ok)
 	return mailmsg_addr_valid(a, 0, NULL) == 0;
 }
 
-/* A transaction refused before MAIL: TXN_DONE with a reply of our own
- * making, then READY again (nothing was sent, so no RSET). */
-static void
-smtp_proto_local_verdict(struct smtp_proto *p, int code, const char *enhanced,
-    const char *text)
-{
-	struct smtp_proto_reply r;
-
-	memset(&r, 0, sizeof(r));
-	r.code = code;
-	r.local = 1;
-	snprintf(r.enhanced, sizeof(r.enhanced), "%s", enhanced);
-	snprintf(r.text, sizeof(r.text), "%s %s", enhanced, text);
-	smtp_proto_txn_done(p, &r, SMTP_PROTO_S_READY);
-}
-
 /* RFC 3461 xtext of 1..max characters. */
 static int
 smtp_proto_xtext_ok(const char *s, size_t max)
@@ -1205,25 +1235,23 @@ smtp_proto_txn_dsn(struct smtp_proto *p, const struct smtp_proto_txn *txn)
 	}
 }
 
-int
-smtp_proto_send_mail(struct smtp_proto *p, const struct smtp_proto_txn *txn)
+/* A transaction the core refuses itself (nothing is sent): 1 and the
+ * verdict in *r, else 0. */
+static int
+smtp_proto_local_check(const struct smtp_proto *p,
+    const struct smtp_proto_txn *txn, struct smtp_proto_reply *r)
 {
-	char   why[128];
-	size_t i;
+	char why[128];
 
-	if (p->state != SMTP_PROTO_S_READY || p->quit_wanted ||
-	    txn->sender == NULL || txn->n_rcpts == 0 ||
-	    !smtp_proto_addr_ok(txn->sender, 1))
-		return -1;
-	for (i = 0; i < txn->n_rcpts; i++)
-		if (txn->rcpts[i] == NULL ||
-		    !smtp_proto_addr_ok(txn->rcpts[i], 0))
-			return -1;
-	smtp_proto_txn_clear(p);
+	memset(r, 0, sizeof(*r));
+	r->local = 1;
 	if (txn->needs_smtputf8 && !p->caps.smtputf8) {
-		smtp_proto_local_verdict(p, 553, "5.6.7",
-		    "message needs SMTPUTF8 but the server does not offer it");
-		return 0;
+		r->code = 553;
+		snprintf(r->enhanced, sizeof(r->enhanced), "5.6.7");
+		snprintf(r->text, sizeof(r->text),
+		    "5.6.7 message needs "
+		    "SMTPUTF8 but the server does not offer it");
+		return 1;
 	}
 	if (p->caps.size && p->caps.size_max > 0 &&
 	    txn->size > p->caps.size_max) {
@@ -1231,9 +1259,52 @@ smtp_proto_send_mail(struct smtp_proto *p, const struct smtp_proto_txn *txn)
 		    "message size %llu exceeds the server's limit %llu",
 		    (unsigned long long)txn->size,
 		    (unsigned long long)p->caps.size_max);
-		smtp_proto_local_verdict(p, 552, "5.3.4", why);
+		r->code = 552;
+		snprintf(r->enhanced, sizeof(r->enhanced), "5.3.4");
+		snprintf(r->text, sizeof(r->text), "5.3.4 %s", why);
+		return 1;
+	}
+	return 0;
+}
+
+int
+smtp_proto_can_send_mail(const struct smtp_proto *p)
+{
+	if (p->quit_wanted)
+		return 0;
+	if (p->state == SMTP_PROTO_S_READY)
+		return 1;
+	return p->state == SMTP_PROTO_S_EOM && p->pipelining &&
+	    p->caps.pipelining && !p->next_verdict_set;
+}
+
+int
+smtp_proto_send_mail(struct smtp_proto *p, const struct smtp_proto_txn *txn)
+{
+	struct smtp_proto_reply v;
+	unsigned long long      eom = p->cmd_end;
+	int                     behind = p->state == SMTP_PROTO_S_EOM;
+	size_t                  i;
+
+	if (!smtp_proto_can_send_mail(p) || txn->sender == NULL ||
+	    txn->n_rcpts == 0 || !smtp_proto_addr_ok(txn->sender, 1))
+		return -1;
+	for (i = 0; i < txn->n_rcpts; i++)
+		if (txn->rcpts[i] == NULL ||
+		    !smtp_proto_addr_ok(txn->rcpts[i], 0))
+			return -1;
+	if (smtp_proto_local_check(p, txn, &v)) {
+		if (behind) {
+			/* Reported after the previous message's verdict. */
+			p->next_verdict = v;
+			p->next_verdict_set = 1;
+			return 0;
+		}
+		smtp_proto_txn_clear(p);
+		smtp_proto_txn_done(p, &v, SMTP_PROTO_S_READY);
 		return 0;
 	}
+	smtp_proto_txn_clear(p);
 	p->sender = xstrdup(txn->sender);
 	p->rcpts = xcalloc(txn->n_rcpts, sizeof(*p->rcpts));
 	for (i = 0; i < txn->n_rcpts; i++)
@@ -1245,6 +1316,12 @@ smtp_proto_send_mail(struct smtp_proto *p, const struct smtp_proto_txn *txn)
 	smtp_proto_txn_dsn(p, txn);
 	p->pipe_on = p->pipelining && p->caps.pipelining;
 	memset(&p->rcpt_fail, 0, sizeof(p->rcpt_fail));
+	if (behind) {
+		/* The dot's reply comes first: it heads the FIFO. */
+		p->eom_pending = 1;
+		p->pipe_end[0] = eom;
+		p->pipe_n = 1;
+	}
 	smtp_proto_enter(p, SMTP_PROTO_S_MAIL);
 	return 0;
 }
@@ -1347,6 +1424,8 @@ smtp_proto_step(const struct smtp_proto *p)
 {
 	if (p->state == SMTP_PROTO_S_FAILED)
 		return p->fail_step;
+	if (p->eom_pending)
+		return SMTP_PROTO_STEP_END;
 	return smtp_proto_steps[p->state];
 }
 

@@ -10,6 +10,8 @@
  *           -> READY.
  * Message:  send_mail() -> MAIL FROM, RCPT TO xN (RCPT_STATUS each),
  *           DATA -> NEED_BODY -> body() chunks -> "." -> TXN_DONE -> READY.
+ *           With PIPELINING the next send_mail() may follow the "."
+ *           before its verdict (smtp_proto_can_send_mail()).
  *           When no recipient is accepted, RSET is sent instead of DATA and
  *           TXN_DONE reports the failure.
  * End:      quit() -> QUIT -> CLOSED.  Any failure -> FAILED, then
@@ -238,12 +240,27 @@ void smtp_proto_eof(struct smtp_proto *p);
 /* The STARTTLS handshake finished (ok != 0) or failed. */
 void smtp_proto_tls_done(struct smtp_proto *p, int ok);
 
-/* Start a transaction; only after READY.  The txn strings are copied.
- * Returns 0, or -1 when the session is not READY, there is no recipient
- * or an address fails mailmsg_addr_valid() (the sender may be "") --
- * misuse: the queue holds only addresses that passed it. */
+/* Start a transaction; only when smtp_proto_can_send_mail().  The txn
+ * strings are copied.  Returns 0, or -1 when no transaction may start,
+ * there is no recipient or an address fails mailmsg_addr_valid() (the
+ * sender may be "") -- misuse: the queue holds only addresses that
+ * passed it. */
 int
 smtp_proto_send_mail(struct smtp_proto *p, const struct smtp_proto_txn *txn);
+/*
+ * Non-zero when send_mail() is accepted: READY, or (RFC 2920 3.1) with
+ * params.pipelining and the server's PIPELINING once the current
+ * message's final "." is produced (body() with last) and its verdict
+ * not yet read.  The next message's MAIL, RCPTs and DATA then follow the
+ * dot in the output at once.  Replies come in order: the dot's reply
+ * gives the first message's TXN_DONE (step END), and only then come the
+ * second message's events; a failure before that reply (EOF, 421,
+ * garbage) is FAILED at step END, as it is without pipelining, and the
+ * second message was not delivered (its body cannot have been sent).  A
+ * second message the core refuses itself (SIZE, SMTPUTF8) gets its
+ * TXN_DONE right after the first's.  Not after quit().
+ */
+int smtp_proto_can_send_mail(const struct smtp_proto *p);
 /* Message bytes after NEED_BODY, in any chunking; last marks the end (a
  * missing final line break is added).  Line endings are normalised to
  * CRLF and lines starting with "." are dot-stuffed.  Callers should feed

@@ -1,7 +1,8 @@
 /*
  * fuzz_smtp_proto.c - the input as everything a server says, fed to a
  * client session in varying chunk sizes.  The client writes all output
- * at once, sends a message whenever READY (two at most, then QUIT),
+ * at once, sends a message whenever READY or right behind a final dot
+ * when smtp_proto_can_send_mail() allows (two at most, then QUIT),
  * feeds the body on NEED_BODY and answers NEED_TLS with tls_done(1).
  *
  * Input: byte 0 = mode (bits 0-1: TLS none / implicit / starttls;
@@ -18,7 +19,9 @@
  *
  * Checked: AUTH never goes out in cleartext to a non-loopback peer, the
  * secret never appears in a FAILED (AUTH) text, events stop after
- * FAILED or CLOSED, EOF always ends the session.
+ * FAILED or CLOSED, EOF always ends the session, no more TXN_DONEs
+ * than messages sent, send_mail() is accepted whenever
+ * smtp_proto_can_send_mail() says so.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -43,6 +46,8 @@ static const char fuzz_proto_body[] =
 
 struct fuzz_proto_state {
 	int    messages;
+	int    sent;     /* send_mail() accepted */
+	int    txn_done; /* TXN_DONE events */
 	int    ended;
 	int    loopback;
 	int    txn_flags; /* SIZE, 8-bit, SMTPUTF8 */
@@ -89,9 +94,10 @@ fuzz_proto_drain(struct smtp_proto *p, struct fuzz_proto_state *st)
 			if (st->messages++ < 2) {
 				/* Refused only when a later event (FAILED)
 				 * is already queued. */
-				if (smtp_proto_send_mail(p, &txn) != 0 &&
-				    strcmp(smtp_proto_state_name(p),
-					"failed") != 0)
+				if (smtp_proto_send_mail(p, &txn) == 0)
+					st->sent++;
+				else if (strcmp(smtp_proto_state_name(p),
+					     "failed") != 0)
 					abort();
 			} else
 				smtp_proto_quit(p);
@@ -100,12 +106,23 @@ fuzz_proto_drain(struct smtp_proto *p, struct fuzz_proto_state *st)
 			smtp_proto_body(p, fuzz_proto_body, 20, 0);
 			smtp_proto_body(p, fuzz_proto_body + 20,
 			    sizeof(fuzz_proto_body) - 1 - 20, 1);
+			/* The next message behind the dot (RFC 2920 3.1). */
+			if (st->messages < 2 && smtp_proto_can_send_mail(p)) {
+				txn.n_rcpts = st->messages & 1 ? st->max_rcpts :
+								 1;
+				st->messages++;
+				if (smtp_proto_send_mail(p, &txn) != 0)
+					abort();
+				st->sent++;
+			}
 			break;
 		case SMTP_PROTO_EV_RCPT_STATUS:
 			if (ev.rcpt_index >= st->max_rcpts)
 				abort();
 			break;
 		case SMTP_PROTO_EV_TXN_DONE:
+			if (++st->txn_done > st->sent)
+				abort();
 			break;
 		case SMTP_PROTO_EV_FAILED:
 			if (ev.fail == SMTP_PROTO_FAIL_NONE)
@@ -137,7 +154,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		SASL_MECH_OAUTHBEARER,
 		SASL_MECH_AUTO,
 	};
-	struct fuzz_proto_state st = { 0, 0, 0, 0, 2 };
+	struct fuzz_proto_state st = { 0, 0, 0, 0, 0, 0, 2 };
 	struct smtp_proto      *p;
 	const uint8_t          *nul;
 	size_t                  off = 1, step;

@@ -332,6 +332,7 @@ main(int argc, char **argv)
 	params.smarthost = &sh;
 	params.tls = tls;
 	params.ehlo_name = ehlo != NULL ? ehlo : "conn-probe.localdomain";
+	memset(&cb, 0, sizeof(cb)); /* optional callbacks: none */
 	cb.on_ready = conn_probe_on_ready;
 	cb.on_message_done = conn_probe_on_message_done;
 	cb.on_closed = conn_probe_on_closed;

@@ -61,7 +61,10 @@ script, chosen by options:
                                  N is accepted, "N healed" when its
                                  session heals, "N mail CODE <SENDER>"
                                  for each reply to MAIL, "N auth ok|bad MECH"
-                                 for each AUTH and "N end" when it ends
+                                 for each AUTH, "N pipelined" when the
+                                 client's next bytes were already there
+                                 before the reply to a final dot (RFC
+                                 2920 3.1) and "N end" when it ends
   --save DIR                     store each message's DATA wire bytes
                                  (dot-stuffed, up to the final ".") in
                                  DIR/msg-N.eml
@@ -72,6 +75,7 @@ Conversation goes to stderr with --verbose.  Stop it by its PID.
 import argparse
 import base64
 import os
+import select
 import socket
 import ssl
 import struct
@@ -158,6 +162,14 @@ class Session:
         line, self.buf = self.buf.split(b"\n", 1)
         log(self.args, "C:", line)
         return line.rstrip(b"\r")
+
+    def client_ahead(self):
+        """True when the client sent more without waiting for our next
+        reply: bytes already read, buffered by TLS, or readable now."""
+        if self.buf or (self.tls and self.sock.pending()):
+            return True
+        readable, _, _ = select.select([self.sock], [], [], 0)
+        return bool(readable)
 
     def auth_answer(self, prompt):
         """Send a 334 prompt, return the client's decoded answer."""
@@ -406,6 +418,8 @@ class Session:
                     with open(path + ".tmp", "wb") as f:
                         f.write(data)
                     os.rename(path + ".tmp", path)
+                if self.client_ahead():
+                    conn_log(self.args, "%d pipelined" % self.n)
                 if self.fault("end"):
                     return
                 self.reply(self.args.end_reply)

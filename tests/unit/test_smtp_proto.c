@@ -1400,6 +1400,196 @@ Test(smtp_proto, pipelined_many_recipients_go_in_groups)
 	smtp_proto_free(p);
 }
 
+/* PIPELINING across messages (RFC 2920 3.1): the next transaction
+ * follows the final dot before its reply. */
+
+#define TEST_PIPE_MAIL1 \
+	"C:MAIL FROM:<alice@example.org>\r\nRCPT " \
+	"TO:<bob@example.net>\r\nDATA\r\n"
+
+/* Up to the first message's final dot, produced and not yet written. */
+#define TEST_PIPE_FIRST \
+	TEST_PIPE_HELLO, "!mail", TEST_PIPE_MAIL1, \
+	    "S:250 Ok\r\n250 Ok\r\n354 go\r\n", "E:RCPT_STATUS 0 250", \
+	    "E:NEED_BODY", "!last:one"
+
+Test(smtp_proto, next_message_goes_out_right_behind_the_dot)
+{
+	struct smtp_proto *p = test_proto_pipelined();
+
+	TEST_PART(p, TEST_PIPE_HELLO, "!mail", TEST_PIPE_MAIL1,
+	    "S:250 Ok\r\n250 Ok\r\n354 go\r\n", "E:RCPT_STATUS 0 250",
+	    "E:NEED_BODY", "!body:on");
+	/* Not while the body is still being produced. */
+	cr_assert_not(smtp_proto_can_send_mail(p));
+	cr_assert_eq(smtp_proto_send_mail(p, test_txn), -1);
+	TEST_PART(p, "!last:e");
+	cr_assert(smtp_proto_can_send_mail(p));
+	/* MAIL, RCPT and DATA directly after the dot, in one output. */
+	TEST_PART(p, "!mail",
+	    "C:one\r\n.\r\nMAIL FROM:<alice@example.org>\r\nRCPT "
+	    "TO:<bob@example.net>\r\nDATA\r\n");
+	cr_assert_not(smtp_proto_can_send_mail(p));
+	cr_assert_eq(smtp_proto_send_mail(p, test_txn), -1);
+	TEST_PART(p, "S:250 2.0.0 first\r\n250 Ok\r\n250 Ok\r\n354 go\r\n",
+	    "E:TXN_DONE 250");
+	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_END);
+	cr_assert_str_eq(test_last_ev.reply.text, "2.0.0 first");
+	TEST_RUN(p, "E:RCPT_STATUS 0 250", "E:NEED_BODY", "!last:two",
+	    "C:two\r\n.\r\n", "S:250 2.0.0 second\r\n", "E:TXN_DONE 250",
+	    "E:READY");
+	cr_assert_str_eq(test_last_ev.reply.text, "");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, refused_dot_does_not_touch_the_next_message)
+{
+	struct smtp_proto *p = test_proto_pipelined();
+
+	TEST_PART(p, TEST_PIPE_FIRST, "!mail",
+	    "C:one\r\n.\r\nMAIL FROM:<alice@example.org>\r\nRCPT "
+	    "TO:<bob@example.net>\r\nDATA\r\n",
+	    "S:554 5.7.1 spam\r\n250 Ok\r\n250 Ok\r\n354 go\r\n",
+	    "E:TXN_DONE 554");
+	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_END);
+	TEST_RUN(p, "E:RCPT_STATUS 0 250", "E:NEED_BODY", "!last:two",
+	    "C:two\r\n.\r\n", "S:451 4.3.0 later\r\n", "E:TXN_DONE 451",
+	    "E:READY");
+	smtp_proto_free(p);
+
+	/* The second message's MAIL refused: the first is unaffected. */
+	p = test_proto_pipelined();
+	TEST_RUN(p, TEST_PIPE_FIRST, "!mail",
+	    "C:one\r\n.\r\nMAIL FROM:<alice@example.org>\r\nRCPT "
+	    "TO:<bob@example.net>\r\nDATA\r\n",
+	    "S:250 first\r\n452 4.3.1 full\r\n503 no\r\n503 no\r\n",
+	    "E:TXN_DONE 250", "E:TXN_DONE 452", "C:RSET\r\n", "S:250 Ok\r\n",
+	    "E:READY");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, connection_lost_before_the_dots_reply_fails_at_end)
+{
+	struct smtp_proto *p = test_proto_pipelined();
+
+	TEST_PART(p, TEST_PIPE_FIRST, "!mail",
+	    "C:one\r\n.\r\nMAIL FROM:<alice@example.org>\r\nRCPT "
+	    "TO:<bob@example.net>\r\nDATA\r\n");
+	cr_assert_eq(smtp_proto_step(p), SMTP_PROTO_STEP_END);
+	TEST_RUN(p, "!eof", "E:FAILED CONN 0");
+	/* As without pipelining: the first message's fate is unknown. */
+	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_END);
+	smtp_proto_free(p);
+
+	/* 421 instead of the dot's verdict: the same place. */
+	p = test_proto_pipelined();
+	TEST_RUN(p, TEST_PIPE_FIRST, "!mail",
+	    "C:one\r\n.\r\nMAIL FROM:<alice@example.org>\r\nRCPT "
+	    "TO:<bob@example.net>\r\nDATA\r\n",
+	    "S:421 4.3.2 shutting down\r\n", "E:FAILED RESP 421");
+	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_END);
+	smtp_proto_free(p);
+
+	/* Lost after the first verdict: the second message's step. */
+	p = test_proto_pipelined();
+	TEST_RUN(p, TEST_PIPE_FIRST, "!mail",
+	    "C:one\r\n.\r\nMAIL FROM:<alice@example.org>\r\nRCPT "
+	    "TO:<bob@example.net>\r\nDATA\r\n",
+	    "S:250 first\r\n", "E:TXN_DONE 250", "!eof", "E:FAILED CONN 0");
+	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_MAIL);
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, reply_before_the_pipelined_commands_are_written_fails)
+{
+	struct smtp_proto *p = test_proto_pipelined();
+
+	/* Only the body and dot were written: the dot's reply is fine,
+	 * the next one answers nothing we sent. */
+	TEST_PART(p, TEST_PIPE_FIRST, "!mail");
+	smtp_proto_consumed(p, strlen("one\r\n.\r\n"));
+	smtp_proto_feed(p, "250 first\r\n250 Ok\r\n", 19);
+	TEST_RUN(p, "E:TXN_DONE 250", "E:FAILED PROTO 250",
+	    "C:MAIL FROM:<alice@example.org>\r\nRCPT "
+	    "TO:<bob@example.net>\r\nDATA\r\n");
+	smtp_proto_free(p);
+
+	/* Nothing written: even the dot's reply comes too early. */
+	p = test_proto_pipelined();
+	TEST_PART(p, TEST_PIPE_FIRST, "!mail");
+	smtp_proto_feed(p, "250 first\r\n", 11);
+	TEST_RUN(p, "E:FAILED PROTO 250",
+	    "C:one\r\n.\r\nMAIL FROM:<alice@example.org>\r\nRCPT "
+	    "TO:<bob@example.net>\r\nDATA\r\n");
+	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_END);
+	smtp_proto_free(p);
+
+	/* A 354 where the dot's verdict belongs is out of step. */
+	p = test_proto_pipelined();
+	TEST_RUN(p, TEST_PIPE_FIRST, "!mail",
+	    "C:one\r\n.\r\nMAIL FROM:<alice@example.org>\r\nRCPT "
+	    "TO:<bob@example.net>\r\nDATA\r\n",
+	    "S:354 go\r\n", "E:FAILED PROTO 354");
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, no_message_behind_the_dot_without_pipelining)
+{
+	struct smtp_proto_params params = { .ehlo_name = "client.example",
+		.tls = SMTP_PROTO_TLS_NONE };
+	struct smtp_proto       *p = test_proto_pipelined();
+
+	/* The server does not offer it. */
+	TEST_PART(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250 8BITMIME\r\n", "E:READY", "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
+	    "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
+	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n", "E:NEED_BODY",
+	    "!last:one");
+	cr_assert_not(smtp_proto_can_send_mail(p));
+	cr_assert_eq(smtp_proto_send_mail(p, test_txn), -1);
+	TEST_RUN(p, "C:one\r\n.\r\n", "S:250 Ok\r\n", "E:TXN_DONE 250",
+	    "E:READY");
+	cr_assert(smtp_proto_can_send_mail(p));
+	smtp_proto_free(p);
+
+	/* The setting is off. */
+	p = test_proto_new_params(&params);
+	TEST_PART(p, TEST_PIPE_HELLO, "!mail",
+	    "C:MAIL FROM:<alice@example.org>\r\n", "S:250 Ok\r\n",
+	    "C:RCPT TO:<bob@example.net>\r\n", "S:250 Ok\r\n",
+	    "E:RCPT_STATUS 0 250", "C:DATA\r\n", "S:354 go\r\n", "E:NEED_BODY",
+	    "!last:one");
+	cr_assert_not(smtp_proto_can_send_mail(p));
+	smtp_proto_free(p);
+
+	/* After quit(). */
+	p = test_proto_pipelined();
+	TEST_PART(p, TEST_PIPE_FIRST, "!quit");
+	cr_assert_not(smtp_proto_can_send_mail(p));
+	smtp_proto_free(p);
+}
+
+Test(smtp_proto, local_verdict_behind_the_dot_comes_after_the_first)
+{
+	struct smtp_proto    *p = test_proto_pipelined();
+	struct smtp_proto_txn big = test_txn1;
+
+	big.size = 5000;
+	TEST_PART(p, "S:220 mx ESMTP\r\n", "C:EHLO client.example\r\n",
+	    "S:250-mx\r\n250-PIPELINING\r\n250 SIZE 1000\r\n", "E:READY",
+	    "!mail", TEST_PIPE_MAIL1, "S:250 Ok\r\n250 Ok\r\n354 go\r\n",
+	    "E:RCPT_STATUS 0 250", "E:NEED_BODY", "!last:one");
+	cr_assert_eq(smtp_proto_send_mail(p, &big), 0);
+	/* Nothing of it is sent; no third message behind it. */
+	cr_assert_not(smtp_proto_can_send_mail(p));
+	TEST_PART(p, "C:one\r\n.\r\n", "S:250 first\r\n", "E:TXN_DONE 250");
+	cr_assert_eq(test_last_ev.step, SMTP_PROTO_STEP_END);
+	TEST_RUN(p, "E:TXN_DONE 552", "E:READY");
+	cr_assert(test_last_ev.type == SMTP_PROTO_EV_READY);
+	smtp_proto_free(p);
+}
+
 /* MAIL parameters */
 
 Test(smtp_proto, mail_from_carries_size_body_and_smtputf8_when_offered)
