@@ -618,6 +618,35 @@ control_cmd_select(struct control *c, const struct control_req *r,
 	return 0;
 }
 
+/*
+ * whoami: the login name of the caller's uid (SO_PEERCRED), for sendq's
+ * default sender: the lookup (NSS: passwd files, LDAP, systemd users)
+ * is done here, so that sendq needs no NSS module while sendqd runs
+ * (control.h).  Everyone may ask; the answer is about the caller alone.
+ */
+static int
+control_cmd_whoami(struct control *c, const struct control_req *r,
+    struct buf *out, struct sq_err *err)
+{
+	struct passwd pw, *res = NULL;
+	char          buf[4096];
+	int           e;
+
+	(void)c;
+	if (r->cl->facts.uid < 0)
+		return sq_err_set(err, -EPERM,
+		    "cannot tell who is connected (SO_PEERCRED failed)");
+	e = getpwuid_r((uid_t)r->cl->facts.uid, &pw, buf, sizeof(buf), &res);
+	if (res == NULL)
+		return sq_err_set(err, SQ_ENOTFOUND,
+		    "no user name for uid %ld%s%s", r->cl->facts.uid,
+		    e != 0 ? ": " : "", e != 0 ? strerror(e) : "");
+	if (buf_append_str(out, pw.pw_name) != 0 ||
+	    buf_append_str(out, "\n") != 0)
+		return SQ_ELIMIT;
+	return 0;
+}
+
 static const struct control_cmd control_cmds[] = {
 	{ "status", 0, CONTROL_RIGHT_READ_ALL, control_cmd_status },
 	{ "list", 0, CONTROL_RIGHT_READ, control_cmd_list },
@@ -633,6 +662,7 @@ static const struct control_cmd control_cmds[] = {
 	    control_cmd_oauth_status },
 	{ "select", CONTROL_ARG_SELECT, CONTROL_RIGHT_ADMIN,
 	    control_cmd_select },
+	{ "whoami", 0, CONTROL_RIGHT_READ, control_cmd_whoami },
 };
 
 #define CONTROL_N_CMDS (sizeof(control_cmds) / sizeof(control_cmds[0]))

@@ -3813,17 +3813,12 @@ spool_fix_envelopes(struct spool *sp, const char *group, gid_t gid)
 }
 
 int
-spool_set_queue_group(struct spool *sp, const char *group, struct sq_err *err)
+spool_set_queue_gid(struct spool *sp, const char *group, gid_t gid,
+    struct sq_err *err)
 {
-	struct group gr, *res = NULL;
-	char         buf[4096];
-	gid_t        gid = (gid_t)-1;
-	int          ok, rc;
+	int ok, rc;
 
-	if (group != NULL && group[0] != '\0' &&
-	    getgrnam_r(group, &gr, buf, sizeof(buf), &res) == 0 && res != NULL)
-		gid = gr.gr_gid;
-	else
+	if (gid == (gid_t)-1)
 		log_info("spool: no group %s: queue/ stays 0700 and envelopes "
 			 "0600, so only root and sendqd's user can list the "
 			 "queue while sendqd is down (create the group and "

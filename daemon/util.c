@@ -7,7 +7,6 @@
 #include <sys/un.h>
 
 #include <arpa/inet.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -371,31 +370,6 @@ sq_listen_unix(int fd, const char *path, mode_t mode, int backlog)
 	if (rc != 0)
 		(void)unlink(at);
 	return rc;
-}
-
-int
-sq_dl_load(const char *const *sonames, size_t n_sonames,
-    const struct sq_dl_sym *syms, size_t n_syms, char *why, size_t whysz)
-{
-	void  *lib = NULL;
-	size_t i;
-
-	for (i = 0; i < n_sonames && lib == NULL; i++)
-		lib = dlopen(sonames[i], RTLD_NOW | RTLD_LOCAL);
-	if (lib == NULL) {
-		snprintf(why, whysz, "%s", dlerror());
-		return -1;
-	}
-	for (i = 0; i < n_syms; i++) {
-		/* POSIX: a function pointer through void * (dlsym). */
-		*syms[i].fn = dlsym(lib, syms[i].name);
-		if (*syms[i].fn == NULL) {
-			snprintf(why, whysz, "%s: no %s", sonames[0],
-			    syms[i].name);
-			return -1;
-		}
-	}
-	return 0;
 }
 
 int
