@@ -27,15 +27,21 @@
  * callback once the answer has drained (or from the event callback on
  * error or timeout) - never from inside the read callback.
  *
- * submit is the one request that streams (control.h): after "submit
- * ENVLEN" the read watermark is set to ENVLEN, the envelope is parsed
+ * submit is the one request that streams (control.h).  The high read
+ * watermark is one frame (SUBMIT_PROTO_LINE_MAX + SUBMIT_PROTO_CHUNK_MAX)
+ * from the accept on, and the envelope's length when that is larger, so
+ * that a whole small submission (request line, envelope, a data frame,
+ * "end": sendq sends them in one write) is taken in one read; a lower
+ * mark, as first set (one request line), cost each hand-over a second
+ * wake-up, read and FIONREAD and four epoll_ctl calls as reading was
+ * suspended and resumed.  After "submit ENVLEN" the envelope is parsed
  * and checked, the daemon's spool writer is started (it names the
  * message), and then each "data LEN" frame is written to it as it
- * arrives: the high read watermark is one header line plus one chunk, so
- * no more than one frame is ever buffered and a fast client is held back
- * by the socket.  At "end" the client is parked (reading off) until the
- * group event runs: a zero timeout armed by the first parked client, so
- * every submit complete by the next turn of the loop joins one
+ * arrives: no more than one frame (or the envelope) is ever buffered and
+ * a fast client is held back by the socket.  At "end" the client is
+ * parked (reading off) until the group event runs: made active (no
+ * timer) by the first parked client, it runs after the other callbacks
+ * of this turn of the loop, so every submit complete in it joins one
  * spool_commit_group(); each parked client is then answered.  A client
  * that closes (or times out) before "end" is freed with its writer
  * aborted.
@@ -84,6 +90,8 @@
 #define CONTROL_GROUP_MAX      CONTROL_CLIENTS_MAX
 #define CONTROL_STATUS_MAX     (16 * 1024 * 1024)
 #define CONTROL_SUBMIT_TIMEOUT 60 /* seconds between submit frames */
+/* The high read watermark: one submit frame (submit_proto.h). */
+#define CONTROL_FRAME_MAX (SUBMIT_PROTO_LINE_MAX + SUBMIT_PROTO_CHUNK_MAX)
 
 struct control_client;
 
@@ -941,9 +949,9 @@ control_answer(struct control_client *cl, struct buf *out)
  * "end" (framing: submit_proto.h).  The daemon names the message
  * (spool_writer_begin), writes each chunk as it arrives, takes uid and
  * arrival time from the kernel and its clock, and parks the client at
- * "end" until the group event runs: a zero timeout armed by the first
- * parked client, so every submit complete by the next turn of the loop
- * goes to the spool's commit thread together (spool_commit_async), which
+ * "end" until the group event runs: made active by the first parked
+ * client, so every submit complete in this turn of the loop goes to the
+ * spool's commit thread together (spool_commit_async), which
  * groups it with every other submit waiting.  Each client is answered
  * "ok ID" once its message is durable in queue/, or "error: CODE
  * REASON"; the
@@ -1138,9 +1146,11 @@ control_submit_env(struct control_client *cl)
 	}
 	msgfix_scan_init(&cl->scan, NULL);
 	cl->state = CONTROL_DATA;
-	/* One frame at most is buffered: a header line and its chunk. */
-	bufferevent_setwatermark(cl->bev, EV_READ, 0,
-	    SUBMIT_PROTO_LINE_MAX + SUBMIT_PROTO_CHUNK_MAX);
+	/* One frame at most is buffered: a header line and its chunk
+	 * (unchanged unless the envelope was larger). */
+	if (cl->body_len > CONTROL_FRAME_MAX)
+		bufferevent_setwatermark(cl->bev, EV_READ, 0,
+		    CONTROL_FRAME_MAX);
 	bufferevent_set_timeouts(cl->bev, &tv, &tv);
 	control_submit_data(cl);
 }
@@ -1208,7 +1218,6 @@ control_submit_data(struct control_client *cl)
 	struct evbuffer        *in = bufferevent_get_input(cl->bev);
 	struct submit_proto_hdr h;
 	struct sq_err           err = { 0 };
-	struct timeval          now = { 0, 0 };
 	unsigned char          *p;
 	size_t                  have;
 	int                     rc;
@@ -1238,8 +1247,10 @@ control_submit_data(struct control_client *cl)
 			bufferevent_disable(cl->bev, EV_READ);
 			cl->state = CONTROL_PENDING;
 			c->n_pending++;
-			if (!event_pending(c->group_ev, EV_TIMEOUT, NULL))
-				event_add(c->group_ev, &now);
+			/* No timer: the event runs after the callbacks of
+			 * this turn of the loop (every submit that ended in
+			 * it), without an extra epoll_wait. */
+			event_active(c->group_ev, EV_TIMEOUT, 0);
 			return;
 		}
 		if (have < h.hdr_len + h.len)
@@ -1290,8 +1301,9 @@ control_submit_line(struct control_client *cl, const char *line)
 		return;
 	}
 	cl->body_len = h.len;
-	/* Room for exactly the envelope; nothing more is read yet. */
-	bufferevent_setwatermark(cl->bev, EV_READ, 0, cl->body_len);
+	/* Room for the envelope (the read mark is one frame already). */
+	if (cl->body_len > CONTROL_FRAME_MAX)
+		bufferevent_setwatermark(cl->bev, EV_READ, 0, cl->body_len);
 	control_submit_env(cl);
 }
 
@@ -1469,9 +1481,10 @@ control_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	c->n_clients++;
 	control_client_creds(c, cl, fd);
 	bufferevent_setcb(cl->bev, control_on_read, NULL, control_on_event, cl);
-	/* Read at most a little more than one request line at a time. */
-	bufferevent_setwatermark(cl->bev, EV_READ, 0,
-	    QUEUE_VIEW_REQUEST_MAX + 2);
+	/* At most one submit frame: a request line (at most
+	 * QUEUE_VIEW_REQUEST_MAX bytes, checked as it is read) and, for a
+	 * submit, what follows it in the same write, in one read. */
+	bufferevent_setwatermark(cl->bev, EV_READ, 0, CONTROL_FRAME_MAX);
 	bufferevent_set_timeouts(cl->bev, &rt, &wt);
 	bufferevent_enable(cl->bev, EV_READ);
 }
@@ -1559,7 +1572,7 @@ control_new(struct event_base *base, const char *path, const char *spool_dir,
 		    "control socket %s: cannot listen (libevent)", path);
 	}
 	c->max_size = CONTROL_SUBMIT_SIZE_DEFAULT;
-	c->group_ev = evtimer_new(base, control_on_group, c);
+	c->group_ev = event_new(base, -1, 0, control_on_group, c);
 	if (c->group_ev == NULL)
 		log_fatalx("control: out of memory for an event");
 	if (spool_open(spool_dir, 0, &c->sp, &serr) != 0) {
