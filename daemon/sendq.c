@@ -1235,8 +1235,9 @@ sendq_login_name(const struct sendq_ctx *c, char *name, size_t namesz)
 	if (rc == 0 && out.len > 7 && memcmp(out.data, "error: ", 7) == 0) {
 		/* sendqd answered: it knows no name for the uid (an older
 		 * sendqd without whoami: the helper then). */
-		rc = strstr(out.data, "unknown command") != NULL ? -1 :
-								   EX_NOUSER;
+		rc = memmem(out.data, out.len, "unknown command", 15) != NULL ?
+		    -1 :
+		    EX_NOUSER;
 	} else
 		rc = -1;
 	buf_fini(&out);
