@@ -57,7 +57,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,6 +181,10 @@ struct control_cmd {
 };
 
 /* The argument a command takes. */
+/* A handler's "the answer is written elsewhere" (whoami's thread): the
+ * loop sends nothing, logs nothing and drops the connection. */
+#define CONTROL_ASYNC 1
+
 #define CONTROL_ARG_NONE   0
 #define CONTROL_ARG_ID     1  /* a queue id (spool_id_valid) */
 #define CONTROL_ARG_NAME   2  /* a smarthost name */
@@ -629,30 +635,99 @@ control_cmd_select(struct control *c, const struct control_req *r,
 /*
  * whoami: the login name of the caller's uid (SO_PEERCRED), for sendq's
  * default sender: the lookup (NSS: passwd files, LDAP, systemd users)
- * is done here, so that sendq needs no NSS module while sendqd runs
- * (control.h).  Everyone may ask; the answer is about the caller alone.
+ * is done by sendqd, so that sendq needs no NSS module (control.h).
+ * Everyone may ask; the answer is about the caller alone.  An NSS lookup
+ * may block (an LDAP server away: seconds), so it never runs on the
+ * event loop: a detached thread gets a duplicate of the connection,
+ * looks the uid up, writes the answer, logs and closes, while the loop
+ * drops its side of the connection at once.  At most
+ * CONTROL_WHOAMI_MAX threads at a time; past that (or when no thread
+ * can be made) the answer is "error: busy" and sendq asks its drop
+ * helper instead.
  */
+#define CONTROL_WHOAMI_MAX 16
+
+static atomic_int control_whoami_running;
+
+struct control_whoami {
+	int  fd;
+	long uid;
+	long pid;
+};
+
+static void *
+control_whoami_thread(void *arg)
+{
+	struct control_whoami *w = arg;
+	struct passwd          pw, *res = NULL;
+	char                   buf[4096], answer[512];
+	int                    e, n;
+
+	e = getpwuid_r((uid_t)w->uid, &pw, buf, sizeof(buf), &res);
+	if (res != NULL && strlen(pw.pw_name) < 256 &&
+	    strpbrk(pw.pw_name, "\r\n") == NULL)
+		n = snprintf(answer, sizeof(answer), "ok\n%s\n", pw.pw_name);
+	else
+		n = snprintf(answer, sizeof(answer),
+		    "error: no user name for uid %ld%s%s\n", w->uid,
+		    e != 0 ? ": " : "", e != 0 ? strerror(e) : "");
+	if (send(w->fd, answer, (size_t)n, MSG_NOSIGNAL) < 0)
+		e = errno;
+	close(w->fd);
+	if (res != NULL)
+		log_info("control command=whoami msgid=- uid=%ld pid=%ld "
+			 "result=ok",
+		    w->uid, w->pid);
+	else
+		log_info("control command=whoami msgid=- uid=%ld pid=%ld "
+			 "result=error reason=\"no user name\"",
+		    w->uid, w->pid);
+	free(w);
+	atomic_fetch_sub(&control_whoami_running, 1);
+	return NULL;
+}
+
 static int
 control_cmd_whoami(struct control *c, const struct control_req *r,
     struct buf *out, struct sq_err *err)
 {
-	struct passwd pw, *res = NULL;
-	char          buf[4096];
-	int           e;
+	struct control_whoami *w;
+	pthread_attr_t         attr;
+	pthread_t              t;
+	int                    fd, rc;
 
 	(void)c;
+	(void)out;
 	if (r->cl->facts.uid < 0)
 		return sq_err_set(err, -EPERM,
 		    "cannot tell who is connected (SO_PEERCRED failed)");
-	e = getpwuid_r((uid_t)r->cl->facts.uid, &pw, buf, sizeof(buf), &res);
-	if (res == NULL)
-		return sq_err_set(err, SQ_ENOTFOUND,
-		    "no user name for uid %ld%s%s", r->cl->facts.uid,
-		    e != 0 ? ": " : "", e != 0 ? strerror(e) : "");
-	if (buf_append_str(out, pw.pw_name) != 0 ||
-	    buf_append_str(out, "\n") != 0)
-		return SQ_ELIMIT;
-	return 0;
+	if (atomic_fetch_add(&control_whoami_running, 1) >=
+	    CONTROL_WHOAMI_MAX) {
+		atomic_fetch_sub(&control_whoami_running, 1);
+		return sq_err_set(err, -EBUSY, "busy (too many lookups)");
+	}
+	fd = fcntl(bufferevent_getfd(r->cl->bev), F_DUPFD_CLOEXEC, 0);
+	if (fd < 0) {
+		atomic_fetch_sub(&control_whoami_running, 1);
+		return sq_err_set(err, -errno, "busy (dup: %s)",
+		    strerror(errno));
+	}
+	w = xcalloc(1, sizeof(*w));
+	w->fd = fd;
+	w->uid = r->cl->facts.uid;
+	w->pid = r->cl->peer_pid;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	rc = pthread_create(&t, &attr, control_whoami_thread, w);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		close(fd);
+		free(w);
+		atomic_fetch_sub(&control_whoami_running, 1);
+		return sq_err_set(err, -rc, "busy (thread: %s)", strerror(rc));
+	}
+	return CONTROL_ASYNC;
 }
 
 static const struct control_cmd control_cmds[] = {
@@ -847,6 +922,10 @@ control_run(struct control_client *cl, char *line, struct buf *out)
 	    cl->facts.uid;
 	buf_append_str(out, "ok\n");
 	rc = cmd->handler(c, &r, out, &err);
+	if (rc == CONTROL_ASYNC) {
+		out->len = 0; /* answered and logged by the handler's thread */
+		return 0;
+	}
 answer:
 	if (rc != 0)
 		control_answer_error(out, rc, &err);
@@ -927,10 +1006,14 @@ control_answer(struct control_client *cl, struct buf *out)
 	 * output has drained, then runs deferred; otherwise (out is never
 	 * empty) it runs when the rest has gone. */
 	if (evbuffer_get_length(bufferevent_get_output(cl->bev)) == 0) {
-		ssize_t n = send(bufferevent_getfd(cl->bev), out->data,
-		    out->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		/* Nothing to send (whoami: its thread answers): just the
+		 * deferred free. */
+		ssize_t n = out->len == 0 ?
+		    0 :
+		    send(bufferevent_getfd(cl->bev), out->data, out->len,
+			MSG_DONTWAIT | MSG_NOSIGNAL);
 
-		if (n > 0 && (size_t)n == out->len) {
+		if (n >= 0 && (size_t)n == out->len) {
 			bufferevent_trigger(cl->bev, EV_WRITE,
 			    BEV_TRIG_IGNORE_WATERMARKS |
 				BEV_TRIG_DEFER_CALLBACKS);

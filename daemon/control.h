@@ -19,10 +19,13 @@
  *
  * whoami: "ok", then the login name of the caller's uid (getpwuid_r of
  * the SO_PEERCRED uid) on one line; "error: no user name for uid N"
- * when there is none.  sendq asks it for its default sender, so that
+ * when there is none, "error: busy ..." when too many lookups are under
+ * way.  The lookup runs on a thread of its own, never on the event loop
+ * (NSS may block: LDAP).  sendq asks it for its default sender, so that
  * sendq itself makes no NSS lookup (it can be a static binary: NSS in a
- * static glibc loads the installed glibc's modules); while sendqd is
- * down the setgid helper answers instead (sendq-drop --login-name).
+ * static glibc loads the installed glibc's modules); when sendqd is
+ * down or busy the setgid helper answers instead (sendq-drop
+ * --login-name).
  *
  * select ACTION [all] [from=ADDR] [to=ADDR] [relay=NAME] [older=SECONDS]
  * [dry-run]: ACTION (delete, hold, release, bounce) on every queued
@@ -94,7 +97,8 @@
  * May call: queue_view (list/show formatting), spool (read; writer and
  * spool_commit_group for submit), submit_proto, envelope, util, log,
  * libevent, getpwnam/getgrnam once at start (control_rights_new), and
- * getpwuid_r for whoami.
+ * getpwuid_r for whoami (on a detached thread per request, at most
+ * 16 at a time).
  */
 #ifndef SENDQ_CONTROL_H
 #define SENDQ_CONTROL_H

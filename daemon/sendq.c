@@ -1232,14 +1232,12 @@ sendq_login_name(const struct sendq_ctx *c, char *name, size_t namesz)
 		buf_fini(&out);
 		return 0;
 	}
-	if (rc == 0 && out.len > 7 && memcmp(out.data, "error: ", 7) == 0) {
-		/* sendqd answered: it knows no name for the uid (an older
-		 * sendqd without whoami: the helper then). */
-		rc = memmem(out.data, out.len, "unknown command", 15) != NULL ?
-		    -1 :
-		    EX_NOUSER;
-	} else
-		rc = -1;
+	/* sendqd knows no name for the uid: final.  Any other answer
+	 * (busy, an older sendqd without whoami) or none: the helper. */
+	rc = rc == 0 && out.len > 7 && memcmp(out.data, "error: ", 7) == 0 &&
+		memmem(out.data, out.len, "no user name", 12) != NULL ?
+	    EX_NOUSER :
+	    -1;
 	buf_fini(&out);
 	if (rc == -1)
 		rc = sendq_helper_login(name, namesz);
