@@ -27,15 +27,21 @@
  * callback once the answer has drained (or from the event callback on
  * error or timeout) - never from inside the read callback.
  *
- * submit is the one request that streams (control.h): after "submit
- * ENVLEN" the read watermark is set to ENVLEN, the envelope is parsed
+ * submit is the one request that streams (control.h).  The high read
+ * watermark is one frame (SUBMIT_PROTO_LINE_MAX + SUBMIT_PROTO_CHUNK_MAX)
+ * from the accept on, and the envelope's length when that is larger, so
+ * that a whole small submission (request line, envelope, a data frame,
+ * "end": sendq sends them in one write) is taken in one read; a lower
+ * mark, as first set (one request line), cost each hand-over a second
+ * wake-up, read and FIONREAD and four epoll_ctl calls as reading was
+ * suspended and resumed.  After "submit ENVLEN" the envelope is parsed
  * and checked, the daemon's spool writer is started (it names the
  * message), and then each "data LEN" frame is written to it as it
- * arrives: the high read watermark is one header line plus one chunk, so
- * no more than one frame is ever buffered and a fast client is held back
- * by the socket.  At "end" the client is parked (reading off) until the
- * group event runs: a zero timeout armed by the first parked client, so
- * every submit complete by the next turn of the loop joins one
+ * arrives: no more than one frame (or the envelope) is ever buffered and
+ * a fast client is held back by the socket.  At "end" the client is
+ * parked (reading off) until the group event runs: made active (no
+ * timer) by the first parked client, it runs after the other callbacks
+ * of this turn of the loop, so every submit complete in it joins one
  * spool_commit_group(); each parked client is then answered.  A client
  * that closes (or times out) before "end" is freed with its writer
  * aborted.
@@ -51,7 +57,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +92,8 @@
 #define CONTROL_GROUP_MAX      CONTROL_CLIENTS_MAX
 #define CONTROL_STATUS_MAX     (16 * 1024 * 1024)
 #define CONTROL_SUBMIT_TIMEOUT 60 /* seconds between submit frames */
+/* The high read watermark: one submit frame (submit_proto.h). */
+#define CONTROL_FRAME_MAX (SUBMIT_PROTO_LINE_MAX + SUBMIT_PROTO_CHUNK_MAX)
 
 struct control_client;
 
@@ -171,6 +181,10 @@ struct control_cmd {
 };
 
 /* The argument a command takes. */
+/* A handler's "the answer is written elsewhere" (whoami's thread): the
+ * loop sends nothing, logs nothing and drops the connection. */
+#define CONTROL_ASYNC 1
+
 #define CONTROL_ARG_NONE   0
 #define CONTROL_ARG_ID     1  /* a queue id (spool_id_valid) */
 #define CONTROL_ARG_NAME   2  /* a smarthost name */
@@ -618,6 +632,104 @@ control_cmd_select(struct control *c, const struct control_req *r,
 	return 0;
 }
 
+/*
+ * whoami: the login name of the caller's uid (SO_PEERCRED), for sendq's
+ * default sender: the lookup (NSS: passwd files, LDAP, systemd users)
+ * is done by sendqd, so that sendq needs no NSS module (control.h).
+ * Everyone may ask; the answer is about the caller alone.  An NSS lookup
+ * may block (an LDAP server away: seconds), so it never runs on the
+ * event loop: a detached thread gets a duplicate of the connection,
+ * looks the uid up, writes the answer, logs and closes, while the loop
+ * drops its side of the connection at once.  At most
+ * CONTROL_WHOAMI_MAX threads at a time; past that (or when no thread
+ * can be made) the answer is "error: busy" and sendq asks its drop
+ * helper instead.
+ */
+#define CONTROL_WHOAMI_MAX 16
+
+static atomic_int control_whoami_running;
+
+struct control_whoami {
+	int  fd;
+	long uid;
+	long pid;
+};
+
+static void *
+control_whoami_thread(void *arg)
+{
+	struct control_whoami *w = arg;
+	struct passwd          pw, *res = NULL;
+	char                   buf[4096], answer[512];
+	int                    e, n;
+
+	e = getpwuid_r((uid_t)w->uid, &pw, buf, sizeof(buf), &res);
+	if (res != NULL && strlen(pw.pw_name) < 256 &&
+	    strpbrk(pw.pw_name, "\r\n") == NULL)
+		n = snprintf(answer, sizeof(answer), "ok\n%s\n", pw.pw_name);
+	else
+		n = snprintf(answer, sizeof(answer),
+		    "error: no user name for uid %ld%s%s\n", w->uid,
+		    e != 0 ? ": " : "", e != 0 ? strerror(e) : "");
+	/* A client gone before the answer: nothing to do. */
+	(void)send(w->fd, answer, (size_t)n, MSG_NOSIGNAL);
+	close(w->fd);
+	if (res != NULL)
+		log_info("control command=whoami msgid=- uid=%ld pid=%ld "
+			 "result=ok",
+		    w->uid, w->pid);
+	else
+		log_info("control command=whoami msgid=- uid=%ld pid=%ld "
+			 "result=error reason=\"no user name\"",
+		    w->uid, w->pid);
+	free(w);
+	atomic_fetch_sub(&control_whoami_running, 1);
+	return NULL;
+}
+
+static int
+control_cmd_whoami(struct control *c, const struct control_req *r,
+    struct buf *out, struct sq_err *err)
+{
+	struct control_whoami *w;
+	pthread_attr_t         attr;
+	pthread_t              t;
+	int                    fd, rc;
+
+	(void)c;
+	(void)out;
+	if (r->cl->facts.uid < 0)
+		return sq_err_set(err, -EPERM,
+		    "cannot tell who is connected (SO_PEERCRED failed)");
+	if (atomic_fetch_add(&control_whoami_running, 1) >=
+	    CONTROL_WHOAMI_MAX) {
+		atomic_fetch_sub(&control_whoami_running, 1);
+		return sq_err_set(err, -EBUSY, "busy (too many lookups)");
+	}
+	fd = fcntl(bufferevent_getfd(r->cl->bev), F_DUPFD_CLOEXEC, 0);
+	if (fd < 0) {
+		atomic_fetch_sub(&control_whoami_running, 1);
+		return sq_err_set(err, -errno, "busy (dup: %s)",
+		    strerror(errno));
+	}
+	w = xcalloc(1, sizeof(*w));
+	w->fd = fd;
+	w->uid = r->cl->facts.uid;
+	w->pid = r->cl->peer_pid;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	rc = pthread_create(&t, &attr, control_whoami_thread, w);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		close(fd);
+		free(w);
+		atomic_fetch_sub(&control_whoami_running, 1);
+		return sq_err_set(err, -rc, "busy (thread: %s)", strerror(rc));
+	}
+	return CONTROL_ASYNC;
+}
+
 static const struct control_cmd control_cmds[] = {
 	{ "status", 0, CONTROL_RIGHT_READ_ALL, control_cmd_status },
 	{ "list", 0, CONTROL_RIGHT_READ, control_cmd_list },
@@ -633,6 +745,7 @@ static const struct control_cmd control_cmds[] = {
 	    control_cmd_oauth_status },
 	{ "select", CONTROL_ARG_SELECT, CONTROL_RIGHT_ADMIN,
 	    control_cmd_select },
+	{ "whoami", 0, CONTROL_RIGHT_READ, control_cmd_whoami },
 };
 
 #define CONTROL_N_CMDS (sizeof(control_cmds) / sizeof(control_cmds[0]))
@@ -809,6 +922,10 @@ control_run(struct control_client *cl, char *line, struct buf *out)
 	    cl->facts.uid;
 	buf_append_str(out, "ok\n");
 	rc = cmd->handler(c, &r, out, &err);
+	if (rc == CONTROL_ASYNC) {
+		out->len = 0; /* answered and logged by the handler's thread */
+		return 0;
+	}
 answer:
 	if (rc != 0)
 		control_answer_error(out, rc, &err);
@@ -889,10 +1006,14 @@ control_answer(struct control_client *cl, struct buf *out)
 	 * output has drained, then runs deferred; otherwise (out is never
 	 * empty) it runs when the rest has gone. */
 	if (evbuffer_get_length(bufferevent_get_output(cl->bev)) == 0) {
-		ssize_t n = send(bufferevent_getfd(cl->bev), out->data,
-		    out->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		/* Nothing to send (whoami: its thread answers): just the
+		 * deferred free. */
+		ssize_t n = out->len == 0 ?
+		    0 :
+		    send(bufferevent_getfd(cl->bev), out->data, out->len,
+			MSG_DONTWAIT | MSG_NOSIGNAL);
 
-		if (n > 0 && (size_t)n == out->len) {
+		if (n >= 0 && (size_t)n == out->len) {
 			bufferevent_trigger(cl->bev, EV_WRITE,
 			    BEV_TRIG_IGNORE_WATERMARKS |
 				BEV_TRIG_DEFER_CALLBACKS);
@@ -911,9 +1032,9 @@ control_answer(struct control_client *cl, struct buf *out)
  * "end" (framing: submit_proto.h).  The daemon names the message
  * (spool_writer_begin), writes each chunk as it arrives, takes uid and
  * arrival time from the kernel and its clock, and parks the client at
- * "end" until the group event runs: a zero timeout armed by the first
- * parked client, so every submit complete by the next turn of the loop
- * goes to the spool's commit thread together (spool_commit_async), which
+ * "end" until the group event runs: made active by the first parked
+ * client, so every submit complete in this turn of the loop goes to the
+ * spool's commit thread together (spool_commit_async), which
  * groups it with every other submit waiting.  Each client is answered
  * "ok ID" once its message is durable in queue/, or "error: CODE
  * REASON"; the
@@ -1108,9 +1229,11 @@ control_submit_env(struct control_client *cl)
 	}
 	msgfix_scan_init(&cl->scan, NULL);
 	cl->state = CONTROL_DATA;
-	/* One frame at most is buffered: a header line and its chunk. */
-	bufferevent_setwatermark(cl->bev, EV_READ, 0,
-	    SUBMIT_PROTO_LINE_MAX + SUBMIT_PROTO_CHUNK_MAX);
+	/* One frame at most is buffered: a header line and its chunk
+	 * (unchanged unless the envelope was larger). */
+	if (cl->body_len > CONTROL_FRAME_MAX)
+		bufferevent_setwatermark(cl->bev, EV_READ, 0,
+		    CONTROL_FRAME_MAX);
 	bufferevent_set_timeouts(cl->bev, &tv, &tv);
 	control_submit_data(cl);
 }
@@ -1178,7 +1301,6 @@ control_submit_data(struct control_client *cl)
 	struct evbuffer        *in = bufferevent_get_input(cl->bev);
 	struct submit_proto_hdr h;
 	struct sq_err           err = { 0 };
-	struct timeval          now = { 0, 0 };
 	unsigned char          *p;
 	size_t                  have;
 	int                     rc;
@@ -1208,8 +1330,10 @@ control_submit_data(struct control_client *cl)
 			bufferevent_disable(cl->bev, EV_READ);
 			cl->state = CONTROL_PENDING;
 			c->n_pending++;
-			if (!event_pending(c->group_ev, EV_TIMEOUT, NULL))
-				event_add(c->group_ev, &now);
+			/* No timer: the event runs after the callbacks of
+			 * this turn of the loop (every submit that ended in
+			 * it), without an extra epoll_wait. */
+			event_active(c->group_ev, EV_TIMEOUT, 0);
 			return;
 		}
 		if (have < h.hdr_len + h.len)
@@ -1260,8 +1384,9 @@ control_submit_line(struct control_client *cl, const char *line)
 		return;
 	}
 	cl->body_len = h.len;
-	/* Room for exactly the envelope; nothing more is read yet. */
-	bufferevent_setwatermark(cl->bev, EV_READ, 0, cl->body_len);
+	/* Room for the envelope (the read mark is one frame already). */
+	if (cl->body_len > CONTROL_FRAME_MAX)
+		bufferevent_setwatermark(cl->bev, EV_READ, 0, cl->body_len);
 	control_submit_env(cl);
 }
 
@@ -1439,9 +1564,10 @@ control_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	c->n_clients++;
 	control_client_creds(c, cl, fd);
 	bufferevent_setcb(cl->bev, control_on_read, NULL, control_on_event, cl);
-	/* Read at most a little more than one request line at a time. */
-	bufferevent_setwatermark(cl->bev, EV_READ, 0,
-	    QUEUE_VIEW_REQUEST_MAX + 2);
+	/* At most one submit frame: a request line (at most
+	 * QUEUE_VIEW_REQUEST_MAX bytes, checked as it is read) and, for a
+	 * submit, what follows it in the same write, in one read. */
+	bufferevent_setwatermark(cl->bev, EV_READ, 0, CONTROL_FRAME_MAX);
 	bufferevent_set_timeouts(cl->bev, &rt, &wt);
 	bufferevent_enable(cl->bev, EV_READ);
 }
@@ -1529,7 +1655,7 @@ control_new(struct event_base *base, const char *path, const char *spool_dir,
 		    "control socket %s: cannot listen (libevent)", path);
 	}
 	c->max_size = CONTROL_SUBMIT_SIZE_DEFAULT;
-	c->group_ev = evtimer_new(base, control_on_group, c);
+	c->group_ev = event_new(base, -1, 0, control_on_group, c);
 	if (c->group_ev == NULL)
 		log_fatalx("control: out of memory for an event");
 	if (spool_open(spool_dir, 0, &c->sp, &serr) != 0) {

@@ -15,7 +15,17 @@
  *
  * Commands: status, list, show ID, flush, retry ID, hold ID, release ID,
  * delete ID, bounce ID, oauth-status NAME, reload, select ACTION WORDS,
- * submit ENVLEN (streaming, below).
+ * whoami, submit ENVLEN (streaming, below).
+ *
+ * whoami: "ok", then the login name of the caller's uid (getpwuid_r of
+ * the SO_PEERCRED uid) on one line; "error: no user name for uid N"
+ * when there is none, "error: busy ..." when too many lookups are under
+ * way.  The lookup runs on a thread of its own, never on the event loop
+ * (NSS may block: LDAP).  sendq asks it for its default sender, so that
+ * sendq itself makes no NSS lookup (it can be a static binary: NSS in a
+ * static glibc loads the installed glibc's modules); when sendqd is
+ * down or busy the setgid helper answers instead (sendq-drop
+ * --login-name).
  *
  * select ACTION [all] [from=ADDR] [to=ADDR] [relay=NAME] [older=SECONDS]
  * [dry-run]: ACTION (delete, hold, release, bounce) on every queued
@@ -32,6 +42,7 @@
  * Rights (control_right_allows): "privileged" is root, sendqd's own
  * effective uid, or a caller whose primary or supplementary groups (as
  * the kernel knew them when it connected) include [sendq] admin_group.
+ *  - whoami: everyone (the answer is about the caller alone).
  *  - list, show: everyone; a caller who is not privileged sees only the
  *    messages whose envelope uid is its own, and another user's message
  *    is answered exactly like a missing one (no existence oracle).
@@ -85,7 +96,9 @@
  * needs, the caller's credentials.
  * May call: queue_view (list/show formatting), spool (read; writer and
  * spool_commit_group for submit), submit_proto, envelope, util, log,
- * libevent, and getpwnam/getgrnam once at start (control_rights_new).
+ * libevent, getpwnam/getgrnam once at start (control_rights_new), and
+ * getpwuid_r for whoami (on a detached thread per request, at most
+ * 16 at a time).
  */
 #ifndef SENDQ_CONTROL_H
 #define SENDQ_CONTROL_H

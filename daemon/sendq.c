@@ -77,7 +77,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1151,27 +1150,129 @@ sendq_sender_arg(const struct sendq_ctx *c, const char *arg)
 	return addr;
 }
 
-/* The default sender: login name @ default_domain.  NULL after
- * printing. */
-static char *
-sendq_default_sender(const struct sendq_ctx *c)
-{
-	struct passwd *pw;
-	char          *addr;
+static const char *sendq_helper_path(void);
 
-	if ((pw = getpwuid(getuid())) == NULL) {
+/*
+ * The login name of the drop helper's caller (sendq-drop --login-name),
+ * into name (namesz bytes): the way when sendqd does not answer.  0,
+ * EX_NOUSER (no name for the uid) or EX_TEMPFAIL; the helper prints its
+ * own reasons.
+ */
+static int
+sendq_helper_login(char *name, size_t namesz)
+{
+	const char *path = sendq_helper_path();
+	char *const argv[] = { (char *)"sendq-drop", (char *)"--login-name",
+		NULL };
+	char *const envp[] = { NULL };
+	size_t      len = 0;
+	ssize_t     n;
+	int         pfd[2], status;
+	pid_t       pid;
+
+	if (pipe2(pfd, O_CLOEXEC) != 0)
+		return EX_TEMPFAIL;
+	fflush(stdout);
+	fflush(stderr);
+	if ((pid = fork()) < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return EX_TEMPFAIL;
+	}
+	if (pid == 0) {
+		if (dup2(pfd[1], STDOUT_FILENO) < 0)
+			_exit(EX_OSERR);
+		execve(path, argv, envp);
+		fprintf(stderr, "sendq: cannot run the drop helper %s: %s\n",
+		    path, strerror(errno));
+		_exit(127);
+	}
+	close(pfd[1]);
+	while (len + 1 < namesz &&
+	    (n = sq_read(pfd[0], name + len, namesz - 1 - len)) > 0)
+		len += (size_t)n;
+	close(pfd[0]);
+	name[len] = '\0';
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return EX_TEMPFAIL;
+	if (!WIFEXITED(status))
+		return EX_TEMPFAIL;
+	if (WEXITSTATUS(status) == EX_NOUSER)
+		return EX_NOUSER;
+	if (WEXITSTATUS(status) != 0 || len == 0 || name[len - 1] != '\n')
+		return EX_TEMPFAIL;
+	name[len - 1] = '\0';
+	return 0;
+}
+
+/*
+ * The login name of the caller, into name (namesz bytes): asked of
+ * sendqd ("whoami": it looks up the uid the kernel gave it), else of the
+ * drop helper.  sendq itself does no NSS lookup, so that it can be a
+ * static binary (SENDQ_STATIC_INJECTOR) without loading NSS modules.
+ * 0, or EX_NOUSER / EX_TEMPFAIL after printing.
+ */
+static int
+sendq_login_name(const struct sendq_ctx *c, char *name, size_t namesz)
+{
+	struct sq_err err = { 0 };
+	struct buf    out;
+	char         *eol;
+	int           rc;
+
+	buf_init(&out, 4096);
+	rc = queue_view_request(c->control_path, "whoami", SENDQ_SUBMIT_TIMEOUT,
+	    &out, &err);
+	if (rc == 0 && out.len > 3 && memcmp(out.data, "ok\n", 3) == 0 &&
+	    (eol = memchr(out.data + 3, '\n', out.len - 3)) != NULL &&
+	    (size_t)(eol - (out.data + 3)) < namesz) {
+		memcpy(name, out.data + 3, (size_t)(eol - (out.data + 3)));
+		name[eol - (out.data + 3)] = '\0';
+		buf_fini(&out);
+		return 0;
+	}
+	/* sendqd knows no name for the uid: final.  Any other answer
+	 * (busy, an older sendqd without whoami) or none: the helper. */
+	rc = rc == 0 && out.len > 7 && memcmp(out.data, "error: ", 7) == 0 &&
+		memmem(out.data, out.len, "no user name", 12) != NULL ?
+	    EX_NOUSER :
+	    -1;
+	buf_fini(&out);
+	if (rc == -1)
+		rc = sendq_helper_login(name, namesz);
+	if (rc == EX_NOUSER)
 		fprintf(stderr,
 		    "sendq: no user name for uid %lu; give the sender with "
 		    "-f\n",
 		    (unsigned long)getuid());
+	else if (rc != 0)
+		fprintf(stderr,
+		    "sendq: cannot learn the user name of uid %lu (sendqd "
+		    "does not answer and the drop helper failed); give the "
+		    "sender with -f\n",
+		    (unsigned long)getuid());
+	return rc;
+}
+
+/* The default sender: login name @ default_domain.  NULL after
+ * printing, with the exit code in *ex (EX_NOUSER: no name or not
+ * usable; EX_TEMPFAIL: nobody could say). */
+static char *
+sendq_default_sender(const struct sendq_ctx *c, int *ex)
+{
+	char  name[256];
+	char *addr;
+
+	if ((*ex = sendq_login_name(c, name, sizeof(name))) != 0)
 		return NULL;
-	}
-	addr = xasprintf("%s@%s", pw->pw_name, c->rw.default_domain);
+	*ex = EX_NOUSER;
+	addr = xasprintf("%s@%s", name, c->rw.default_domain);
 	if (mailmsg_addr_valid(addr, 0, NULL) != 0) {
 		fprintf(stderr,
 		    "sendq: user name \"%s\" is not usable as a sender; give "
 		    "the sender with -f\n",
-		    pw->pw_name);
+		    name);
 		free(addr);
 		return NULL;
 	}
@@ -1581,7 +1682,7 @@ sendq_submit_envelope(struct sendq_ctx *c, struct envelope *env,
 {
 	const struct sendq_opts *o = c->o;
 	size_t                   i;
-	int                      rc;
+	int                      rc, ex = EX_NOUSER;
 
 	env->created = (int64_t)time(NULL);
 	env->uid = (long)getuid();
@@ -1589,9 +1690,9 @@ sendq_submit_envelope(struct sendq_ctx *c, struct envelope *env,
 		*orig = rewrite_qualify(smtp_sender, c->rw.default_domain);
 	else
 		*orig = o->sender != NULL ? sendq_sender_arg(c, o->sender) :
-					    sendq_default_sender(c);
+					    sendq_default_sender(c, &ex);
 	if (*orig == NULL)
-		return o->sender != NULL ? EX_DATAERR : EX_NOUSER;
+		return o->sender != NULL ? EX_DATAERR : ex;
 	free(env->sender);
 	env->sender = rewrite_sender(&c->rw, *orig);
 	if (env->sender[0] != '\0' &&

@@ -11,8 +11,13 @@
  * (dropfile.h format) on standard input.
  *
  * What it does, and nothing else:
- *   - clears its environment; takes no options but --help and --version
- *     (anything else: exit 64); never reads a path from its caller;
+ *   - clears its environment; takes no options but --help, --version
+ *     and --login-name (anything else: exit 64); never reads a path from
+ *     its caller;
+ *   - with --login-name only prints the login name of the caller's real
+ *     uid (getpwuid: sendq's default sender while sendqd is down; sendq,
+ *     which may be a static binary, does no NSS lookup itself) or exits
+ *     67 when there is none;
  *   - reads the compiled-in configuration CONFIG_DEFAULT_PATH for
  *     spool_dir and [intake] max_message_size only (unreadable or
  *     invalid: exit 78 with the reason);
@@ -68,6 +73,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,13 +96,36 @@ static void
 drop_usage(FILE *fp)
 {
 	fprintf(fp,
-	    "usage: sendq-drop < DROPFILE\n       sendq-drop --help | "
-	    "--version\n\nPuts one drop file (sendq-maildrop(5)) read from "
-	    "standard input into the\nmaildrop of " CONFIG_DEFAULT_PATH
-	    "'s spool_dir, for sendqd to\npick up.  Run by sendq(1) when "
-	    "sendqd is not running; not meant to be\nrun by hand.  Takes no "
-	    "other options.\nExit status: 0 dropped, 64 usage, 65 too large, "
-	    "75 cannot drop now,\n78 configuration unreadable.\n");
+	    "usage: sendq-drop < DROPFILE\n       sendq-drop --login-name\n"
+	    "       sendq-drop --help | --version\n\nPuts one drop file "
+	    "(sendq-maildrop(5)) read from standard input into the\n"
+	    "maildrop of " CONFIG_DEFAULT_PATH "'s spool_dir, for sendqd to\n"
+	    "pick up.  Run by sendq(1) when sendqd is not running; not meant "
+	    "to be\nrun by hand.  --login-name prints the login name of the "
+	    "caller's uid\n(sendq's default sender: sendq itself does no "
+	    "user lookup).\nTakes no other options.\nExit status: 0 dropped, "
+	    "64 usage, 65 too large, 67 no user name,\n75 cannot drop now, "
+	    "78 configuration unreadable.\n");
+}
+
+/* --login-name: the login name of the real uid, on a line (sendq's
+ * default sender when sendqd does not answer "whoami": the static sendq
+ * does no NSS lookup of its own).  It says nothing the caller could not
+ * learn from getpwuid(3).  0, EX_NOUSER or EX_IOERR, after printing. */
+static int
+drop_login_name(void)
+{
+	struct passwd *pw;
+
+	errno = 0;
+	if ((pw = getpwuid(getuid())) == NULL) {
+		fprintf(stderr, "sendq-drop: no user name for uid %lu%s%s\n",
+		    (unsigned long)getuid(), errno != 0 ? ": " : "",
+		    errno != 0 ? strerror(errno) : "");
+		return EX_NOUSER;
+	}
+	printf("%s\n", pw->pw_name);
+	return fflush(stdout) == 0 ? 0 : EX_IOERR;
 }
 
 /* Open dir under at as a directory to work in (O_PATH: the search
@@ -295,7 +324,8 @@ main(int argc, char **argv)
 	sq_setgid_start(path, sizeof(path), DROP_TEST_ENV, 022);
 	if (argc > 2 ||
 	    (argc == 2 && strcmp(argv[1], "--help") != 0 &&
-		strcmp(argv[1], "--version") != 0)) {
+		strcmp(argv[1], "--version") != 0 &&
+		strcmp(argv[1], "--login-name") != 0)) {
 		fprintf(stderr,
 		    "sendq-drop: takes no options or arguments (it reads a "
 		    "drop file on standard input; see sendq-drop --help)\n");
@@ -305,6 +335,8 @@ main(int argc, char **argv)
 		drop_usage(stdout);
 		return fflush(stdout) == 0 ? 0 : EX_IOERR;
 	}
+	if (argc == 2 && strcmp(argv[1], "--login-name") == 0)
+		return drop_login_name();
 	if (argc == 2) {
 		printf("sendq-drop %s\n", SENDQ_VERSION);
 		return fflush(stdout) == 0 ? 0 : EX_IOERR;

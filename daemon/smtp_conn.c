@@ -1402,7 +1402,7 @@ smtp_conn_fill_body(struct smtp_conn *c)
 static void
 smtp_conn_run(struct smtp_conn *c)
 {
-	int progress, r;
+	int progress, r, read_blocked = 0;
 
 	for (;;) {
 		if (!smtp_conn_events(c))
@@ -1416,8 +1416,15 @@ smtp_conn_run(struct smtp_conn *c)
 		progress |= r;
 		if (!smtp_conn_events(c))
 			return;
-		if ((r = smtp_conn_read(c)) < 0)
+		/* A socket that had nothing to read in this turn is not read
+		 * again in it (a recv returning EAGAIN after each write,
+		 * strace: two per message): the loop's read event says when
+		 * data comes.  Not after a read that wanted a write: a
+		 * write may have unblocked it. */
+		r = 0;
+		if (!read_blocked && (r = smtp_conn_read(c)) < 0)
 			return;
+		read_blocked = read_blocked || (r == 0 && !c->read_wants_write);
 		if (r == 2) {
 			/* EOF: let the proto's events speak, then make sure
 			 * the connection ends. */

@@ -2857,8 +2857,11 @@ spool_commit_async(struct spool_writer *w, struct envelope *env,
 	*as->todo_tail = p;
 	as->todo_tail = &p->next;
 	n = ++as->n_todo;
-	pthread_cond_signal(&as->cv);
 	pthread_mutex_unlock(&as->mu);
+	/* After the unlock: signalled under the lock, the commit thread
+	 * woke into a held mutex and slept on it again (3 more futex calls
+	 * per hand-over, strace). */
+	pthread_cond_signal(&as->cv);
 	/* tests/integration/test_group_commit.py waits for this line. */
 	log_debug("spool: msgid=%s waits for the commit thread (%zu waiting)",
 	    p->it.id, n);
@@ -3826,14 +3829,12 @@ spool_fix_envelopes(struct spool *sp, const char *group, gid_t gid)
 }
 
 int
-spool_set_queue_group(struct spool *sp, const char *group, struct sq_err *err)
+spool_set_queue_gid(struct spool *sp, const char *group, gid_t gid,
+    struct sq_err *err)
 {
-	gid_t gid = (gid_t)-1;
-	int   ok, rc;
+	int ok, rc;
 
-	/* In a child: a name /etc/group lacks would leave NSS modules
-	 * mapped here (sq_group_gid). */
-	if (group == NULL || group[0] == '\0' || sq_group_gid(group, &gid) != 0)
+	if (gid == (gid_t)-1)
 		log_info("spool: no group %s: queue/ stays 0700 and envelopes "
 			 "0600, so only root and sendqd's user can list the "
 			 "queue while sendqd is down (create the group and "

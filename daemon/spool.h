@@ -114,6 +114,14 @@ int spool_open_queue(const char *dir, struct spool **out, struct sq_err *err);
 int
 spool_set_queue_group(struct spool *sp, const char *group, struct sq_err *err);
 
+/* spool_set_queue_group with the group already looked up: gid is
+ * group's, (gid_t)-1 for none.  The lookup (getgrnam_r, NSS) is in
+ * spool_group.c, apart, so that a program linking the spool for its
+ * other functions (sendq: spool_id_valid) pulls in no NSS call: a static
+ * sendq would otherwise carry one. */
+int spool_set_queue_gid(struct spool *sp, const char *group, gid_t gid,
+    struct sq_err *err);
+
 /* Absolute path of queue/ (for the daemon's directory watch). */
 const char *spool_queue_dir(const struct spool *sp);
 

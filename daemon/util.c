@@ -5,13 +5,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 
 #include <arpa/inet.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -376,31 +373,6 @@ sq_listen_unix(int fd, const char *path, mode_t mode, int backlog)
 }
 
 int
-sq_dl_load(const char *const *sonames, size_t n_sonames,
-    const struct sq_dl_sym *syms, size_t n_syms, char *why, size_t whysz)
-{
-	void  *lib = NULL;
-	size_t i;
-
-	for (i = 0; i < n_sonames && lib == NULL; i++)
-		lib = dlopen(sonames[i], RTLD_NOW | RTLD_LOCAL);
-	if (lib == NULL) {
-		snprintf(why, whysz, "%s", dlerror());
-		return -1;
-	}
-	for (i = 0; i < n_syms; i++) {
-		/* POSIX: a function pointer through void * (dlsym). */
-		*syms[i].fn = dlsym(lib, syms[i].name);
-		if (*syms[i].fn == NULL) {
-			snprintf(why, whysz, "%s: no %s", sonames[0],
-			    syms[i].name);
-			return -1;
-		}
-	}
-	return 0;
-}
-
-int
 sq_random(void *buf, size_t len)
 {
 	unsigned char *p = buf;
@@ -418,77 +390,4 @@ sq_random(void *buf, size_t len)
 		got += (size_t)n;
 	}
 	return 0;
-}
-
-/* getgrnam_r of name, with a buffer that grows on ERANGE (up to 1 MiB):
- * 0 and *gid, SQ_ENOTFOUND, or -errno. */
-static int
-sq_group_lookup(const char *name, gid_t *gid)
-{
-	struct group gr, *res = NULL;
-	char         small[4096], *buf = small;
-	size_t       sz = sizeof(small);
-	int          rc;
-
-	for (;;) {
-		rc = getgrnam_r(name, &gr, buf, sz, &res);
-		if (rc != ERANGE || sz >= (1 << 20))
-			break;
-		if (buf != small)
-			free(buf);
-		sz *= 4;
-		if ((buf = malloc(sz)) == NULL) {
-			rc = ENOMEM;
-			buf = small;
-			break;
-		}
-	}
-	if (buf != small)
-		free(buf);
-	if (rc == 0 && res != NULL) {
-		*gid = gr.gr_gid;
-		return 0;
-	}
-	/* getgrnam(3): no entry is 0 with NULL, or one of these. */
-	if (rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF ||
-	    rc == EPERM)
-		return SQ_ENOTFOUND;
-	return -rc;
-}
-
-int
-sq_group_gid(const char *name, gid_t *gid)
-{
-	struct {
-		int   rc;
-		gid_t gid;
-	} ans = { -EIO, (gid_t)-1 };
-	int     pfd[2], status;
-	ssize_t n;
-	pid_t   pid;
-
-	if (pipe2(pfd, O_CLOEXEC) != 0)
-		return sq_group_lookup(name, gid);
-	if ((pid = fork()) < 0) {
-		close(pfd[0]);
-		close(pfd[1]);
-		return sq_group_lookup(name, gid);
-	}
-	if (pid == 0) {
-		/* The child: one look-up, its answer, _exit (no atexit
-		 * handlers, no stdio of the parent's flushed twice). */
-		close(pfd[0]);
-		ans.rc = sq_group_lookup(name, &ans.gid);
-		_exit(sq_write_all(pfd[1], &ans, sizeof(ans)) == 0 ? 0 : 1);
-	}
-	close(pfd[1]);
-	n = sq_read(pfd[0], &ans, sizeof(ans));
-	close(pfd[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (n != (ssize_t)sizeof(ans))
-		return -EIO; /* the child died before it answered */
-	if (ans.rc == 0)
-		*gid = ans.gid;
-	return ans.rc;
 }

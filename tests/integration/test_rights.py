@@ -443,6 +443,40 @@ class RightsTest(harness.IntegrationTest):
         p = self.as_user(USER_A, argv)
         self.assertEqual(p.returncode, EX_CONFIG, p.err)
 
+    def test_default_sender_is_the_login_name_of_the_kernel_uid(self):
+        """sendq does no user lookup: sendqd names the caller's uid
+        (whoami), or with sendqd down the drop helper does; a uid with
+        no name is exit 67 either way."""
+        sq = self.start(self.new_rights_sendq())
+        helper = sq.write_drop_helper()
+        sendq = [harness.sendq_binary("sendq"), "-C", sq.config]
+        msg = make_message("default sender", "x\r\n")
+        before = set(sq.queued())
+        p = subprocess.run(["setpriv", "--reuid", USER_A, "--regid",
+                            str(pwd.getpwnam(USER_A).pw_gid),
+                            "--init-groups", "--"] + sendq +
+                           ["bob@example.net"], input=msg,
+                           capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        (qid,) = set(sq.queued()) - before
+        self.assertIn("%s@" % USER_A, sq.queued_envelope(qid))
+        sq.wait_log(r"control command=whoami msgid=- uid=%d .*result=ok"
+                    % self.uid[USER_A])
+        nobody = ["setpriv", "--reuid", "54321", "--regid", "54321",
+                  "--clear-groups", "--", "env",
+                  "SENDQ_DROP_HELPER=" + helper] + sendq + ["bob@example.net"]
+        p = subprocess.run(nobody, input=msg, capture_output=True,
+                           timeout=60)
+        self.assertEqual(p.returncode, 67, p.stderr)
+        self.assertIn(b"no user name for uid 54321", p.stderr)
+        self.assertStoppedCleanly(sq)
+        # sendqd down: the helper (run as the caller) says the same.
+        p = subprocess.run(nobody, input=msg, capture_output=True,
+                           timeout=60)
+        self.assertEqual(p.returncode, 67, p.stderr)
+        self.assertIn(b"no user name for uid 54321", p.stderr)
+        self.assertEqual(sq.maildrop_files(), [])
+
 
 if __name__ == "__main__":
     harness.main()

@@ -7,6 +7,7 @@ sendqd down, one drop file in maildrop/ holding the envelope lines and
 the same bytes.  No server needed (the smarthost never answers)."""
 
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -35,7 +36,7 @@ class SendqCli(harness.IntegrationTest):
         super().setUp()
         self.sq = self.new_sendq({"host": "127.0.0.1", "port": 1,
                                   "tls": "implicit", "trust": "system"})
-        if self._testMethodName != "test_without_sendqd_a_drop_file":
+        if not self._testMethodName.startswith("test_without_sendqd"):
             self.sq.start()
             harness.wait_for(lambda: os.path.exists(self.sq.control_socket),
                              what="the control socket")
@@ -106,6 +107,44 @@ class SendqCli(harness.IntegrationTest):
         self.assertEqual(dropped, b"X-Sendq-Sender: <alice@example.org>\r\n"
                          b"X-Sendq-Recipient: <bob@example.net>\r\n" + sent)
 
+    def test_default_sender_is_the_login_name_sendqd_looks_up(self):
+        # sendq does no user lookup itself: sendqd answers "whoami" for
+        # the uid the kernel gives it.
+        login = pwd.getpwuid(os.getuid()).pw_name
+        p = self.sq.sendq(["-v", "bob@example.net"],
+                          make_message("default", "x\r\n"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.sq.wait_log(r"control command=whoami msgid=- uid=%d .*"
+                         r"result=ok" % os.getuid())
+        qid = re.search(rb"queued as (\w+), via sendqd", p.stderr)
+        self.assertTrue(qid, p.stderr)
+        env = self.sq.queued_envelope(qid.group(1).decode())
+        self.assertIn(login + "@", env)
+
+    def test_without_sendqd_the_default_sender_comes_from_the_helper(self):
+        # sendqd down: the drop helper (sendq-drop --login-name) names
+        # the caller, and the drop file carries that sender.
+        login = pwd.getpwuid(os.getuid()).pw_name
+        p = self.sq.sendq(["bob@example.net"],
+                          make_message("dropped", "x\r\n"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        (name,) = self.sq.maildrop_files()
+        with open(os.path.join(self.sq.spool, "maildrop", name), "rb") as f:
+            dropped = f.read()
+        self.assertRegex(dropped, rb"^X-Sendq-Sender: <" + re.escape(
+            login.encode()) + rb"@[^>]+>\r\n", dropped)
+
+    def test_without_sendqd_helper_prints_the_login_name(self):
+        helper = self.sq.write_drop_helper()
+        p = subprocess.run([helper, "--login-name"], capture_output=True,
+                           env={}, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.decode(),
+                         pwd.getpwuid(os.getuid()).pw_name + "\n")
+        p = subprocess.run([helper, "--login-name", "x"],
+                           capture_output=True, env={}, timeout=60)
+        self.assertEqual(p.returncode, 64, p.stderr)
+
 
 class SendqLinks(harness.IntegrationTest):
     """sendq starts once per message: it links no library of the
@@ -126,6 +165,29 @@ class SendqLinks(harness.IntegrationTest):
                             out)
         self.assertEqual([n for n in needed
                           if n.startswith(self.DAEMON_ONLY)], [], needed)
+
+    def test_sendq_makes_no_user_lookup(self):
+        # No NSS call and no dlopen of its own (the default sender's
+        # login name comes from sendqd or the drop helper), so that a
+        # static sendq (SENDQ_STATIC_INJECTOR) loads no NSS module.
+        nm = shutil.which("nm")
+        if nm is None:
+            self.skipTest("nm not installed")
+        path = harness.sendq_binary("sendq")
+        out = subprocess.run([nm, "-D", path], capture_output=True,
+                             text=True)
+        pattern = r"(getpw|getgr|getlogin|getspnam|initgroups|dlopen$)"
+        if out.returncode != 0 or not out.stdout.strip():
+            # Static: glibc's own dlopen stays (gconv, unused here); the
+            # link fails on a call of ours (-Wl,--fatal-warnings).
+            out = subprocess.run([nm, path], capture_output=True,
+                                 text=True, check=True)
+            pattern = r"(getpw|getgr|getlogin|getspnam|initgroups)"
+        names = {ln.split()[-1] for ln in out.stdout.splitlines()
+                 if ln.strip()}
+        looked_up = sorted(n for n in names
+                           if re.match(pattern, n.split("@")[0]))
+        self.assertEqual(looked_up, [], looked_up)
 
 
 if __name__ == "__main__":
