@@ -233,6 +233,10 @@ struct smtp_conn {
 	struct smtp_conn_message nxt;
 	size_t                   nxt_cap; /* its body_cap */
 
+	/* smtp_conn_on_gone(): told once c is freed (not after abort). */
+	void (*gone)(struct smtp_conn *, void *);
+	void *gone_arg;
+
 	char rbuf[SMTP_CONN_READ_SIZE];
 };
 
@@ -470,6 +474,8 @@ smtp_conn_destroy(struct smtp_conn *c)
 	free(c->ehlo_name);
 	free(c->auth_user);
 	event_free(c->ev_free);
+	if (c->gone != NULL)
+		c->gone(c, c->gone_arg);
 	free(c);
 }
 
@@ -1868,6 +1874,7 @@ smtp_conn_abort(struct smtp_conn *c)
 		return;
 	c->user_closed = 1;
 	c->state = SMTP_CONN_S_DEAD;
+	c->gone = NULL;
 	smtp_conn_destroy(c);
 }
 
@@ -1885,4 +1892,18 @@ smtp_conn_close(struct smtp_conn *c)
 		return;
 	}
 	smtp_conn_kill(c);
+}
+
+void
+smtp_conn_on_gone(struct smtp_conn *c, void (*gone)(struct smtp_conn *, void *),
+    void                           *arg)
+{
+	c->gone = gone;
+	c->gone_arg = arg;
+}
+
+int
+smtp_conn_awaits_dot_reply(const struct smtp_conn *c)
+{
+	return c != NULL && smtp_conn_alive(c) && c->msg_active && c->body_done;
 }
