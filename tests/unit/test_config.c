@@ -1454,6 +1454,18 @@ Test(config, delay_warning_only_has_to_be_below_a_longer_max_age)
 	cr_assert_eq(test_cfg->max_age, 60);
 }
 
+/* stop_grace: 0 (drop every connection at once) to 1m, seconds or a
+ * unit; the upper bound is in the bad-input table. */
+Test(config, stop_grace_values)
+{
+	test_load_ok("[queue]\nstop_grace = 0\n" SH);
+	cr_assert_eq(test_cfg->stop_grace, 0);
+	test_load_ok("[queue]\nstop_grace = 1m\n" SH);
+	cr_assert_eq(test_cfg->stop_grace, 60);
+	test_load_ok("[queue]\nstop_grace = 15\n" SH);
+	cr_assert_eq(test_cfg->stop_grace, 15);
+}
+
 Test(config, bounce_values)
 {
 	test_load_ok("[queue]\nbounce = none\n" SH);
