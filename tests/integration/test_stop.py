@@ -15,7 +15,9 @@ is read) and whose conn-log says "N quit" for a QUIT and, over TLS,
 - an idle pooled connection gets QUIT (and over TLS a close_notify);
 - stop_grace = 0: today's stop (every connection dropped at once, no
   QUIT);
-- a second SIGTERM during the grace stops at once.
+- a second SIGTERM during the grace stops at once;
+- against Exim over implicit TLS: the idle connection ends "closed by
+  QUIT", without "TLS connection non-properly terminated".
 
 Nothing waits a fixed time: every wait polls a condition (a log line, a
 conn-log event, the process's exit) with a deadline."""
@@ -219,6 +221,29 @@ class Stop(harness.IntegrationTest):
                          r"once")
         self.assertRegex(log, r"abandoned by the stop \(stopping at once\)")
         self.assertEqual(set(sq.queued()), ids)
+
+
+class StopExim(harness.IntegrationTest):
+
+    def test_idle_connection_to_exim_ends_with_quit_and_tls_bye(self):
+        exim = self.start_exim()
+        sh = self.smarthost_for(exim, tls="implicit")
+        sh["idle_timeout"] = "60s"
+        sq = self.new_sendq(sh)
+        sq.start()
+        sq.wait_ready()
+        sq.submit(make_message("stop exim", "Before a stop.\r\n",
+                               sender=SENDER, to=("bob@example.net",)),
+                  ["bob@example.net"], sender=SENDER)
+        exim.wait_messages(1)
+        sq.wait_queue_empty(timeout=WAIT)
+        os.kill(sq.pid(), signal.SIGTERM)
+        wait_for(lambda: not sq.running(), timeout=WAIT,
+                 what="sendqd to exit")
+        self.assertEqual(sq.stop(), 0)
+        wait_for(lambda: "closed by QUIT" in exim.log_text(), timeout=WAIT,
+                 what="Exim to log the connection closed by QUIT")
+        self.assertNotIn("non-properly terminated", exim.log_text())
 
 
 if __name__ == "__main__":
