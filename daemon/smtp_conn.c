@@ -37,7 +37,9 @@
  * nothing is freed under a running callback.  smtp_conn_close() never
  * calls back: when idle it sends QUIT and waits briefly for the answer
  * (state QUIT), otherwise it drops the connection; freeing is deferred
- * the same way.  smtp_conn_abort() frees at once (shutdown).  A pending
+ * the same way; an owner that must know when that is done (the stop,
+ * which waits for its QUITs) sets smtp_conn_on_gone(), called by the
+ * free.  smtp_conn_abort() frees at once, silently (shutdown).  A pending
  * DNS lookup is cancelled at once and its callback argument (a small
  * holder) cut loose, so the connection never waits for the resolver.
  * The AUTH secret is read in smtp_conn_open() (fresh for each connection)
