@@ -192,6 +192,13 @@ const struct config_key config_keys[] = {
 	    offsetof(struct config, max_bytes_per_user),
 	    "bytes of messages one uid may have queued (root and sendqd's user "
 	    "exempt); more are refused 452 4.3.1 / exit 75; 0 = no limit" },
+	{ CONFIG_SECT_QUEUE, "stop_grace", CONFIG_T_DURATION, NULL, 0, 60, NULL,
+	    "5s", 0, offsetof(struct config, stop_grace),
+	    "on a stop (SIGTERM, systemctl stop/restart), how long a delivery "
+	    "whose final dot is sent waits for the smarthost's reply (so it is "
+	    "recorded and not sent again after the restart), and idle "
+	    "connections for the answer to their QUIT; then the rest is "
+	    "dropped and stays queued; 0 = drop every connection at once" },
 	{ CONFIG_SECT_SMARTHOST, "host", CONFIG_T_HOST, NULL, 0, 0,
 	    "a host name or an IP address", NULL, CONFIG_F_REQUIRED,
 	    offsetof(struct config_smarthost, host),

@@ -247,6 +247,10 @@ struct config {
 					 * messages per uid; 0 = no limit */
 	uint64_t max_bytes_per_user;    /* [queue] (1G): queued bytes per
 					 * uid; 0 = no limit */
+	unsigned stop_grace;            /* [queue] stop_grace (5s): on a
+					 * stop, how long deliveries past
+					 * their final dot wait for the
+					 * reply; 0 = drop all at once */
 	char    *control_socket;        /* [sendq] control_socket
 					 * (/run/sendq/control.sock) */
 	char    *metrics_listen;        /* [sendq] metrics_listen; NULL:

@@ -3,8 +3,10 @@
  * Wiring only: the work is done by the scheduler and the modules below it.
  *
  * sendqd runs in the foreground and logs to stderr (systemd puts that in
- * the journal).  SIGTERM and SIGINT stop it cleanly: connections are
- * closed, a message in flight stays queued (delivery is at least once).
+ * the journal).  SIGTERM and SIGINT stop it cleanly: intake closes,
+ * deliveries past their final dot get [queue] stop_grace to read their
+ * reply, connections QUIT, a message in flight stays queued (delivery is
+ * at least once); a second signal ends the grace at once.
  * SIGHUP reloads the configuration (main_reload).  Under systemd
  * (Type=notify) service.c tells the manager READY=1 once the spool is
  * recovered and every listener is up, STOPPING=1 on SIGTERM, RELOADING=1
@@ -276,8 +278,13 @@ main_on_signal(evutil_socket_t sig, short what, void *arg)
 	struct main_state *st = arg;
 
 	(void)what;
-	if (st->stopping)
+	if (st->stopping) {
+		/* During the stop's grace (scheduler.h): drop the rest. */
+		log_info("received %s again: stopping at once",
+		    strsignal((int)sig));
+		scheduler_stop_now(st->sched);
 		return;
+	}
 	st->stopping = 1;
 	service_stopping(st->service, "stopping: closing connections");
 	intake_close_listeners(st->intake);

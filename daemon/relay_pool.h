@@ -63,6 +63,9 @@ struct relay_conn {
 	struct envelope    *nxt_env;
 	unsigned            nxt_attempt;
 	int                 pipe_open;
+	/* A stop (scheduler_shutdown) waits for this connection to end
+	 * (smtp_conn_on_gone); NULL: not waited for. */
+	struct smtp_conn *stop_conn;
 };
 
 struct relay {

@@ -114,18 +114,20 @@ struct scheduler {
 	 * read) a chunk per loop turn, oldest first, so that the first
 	 * delivery does not wait for the whole queue to be read. */
 	char (*rec_ids)[ENVELOPE_ID_MAX];
-	size_t          rec_n, rec_cap, rec_pos;
-	struct event   *index_ev;
-	struct event   *timer;
-	struct event   *rescan_timer;
-	int             shutting_down;
-	struct authsrc *auth; /* AUTH secrets, OAuth */
+	size_t                 rec_n, rec_cap, rec_pos;
+	struct event          *index_ev;
+	struct event          *timer;
+	struct event          *rescan_timer;
+	int                    shutting_down;
+	struct scheduler_stop *stop; /* scheduler_shutdown(): the stop */
+	struct authsrc        *auth; /* AUTH secrets, OAuth */
 };
 
 static void scheduler_run(struct scheduler *s);
 static void scheduler_add_id(const char *id, void *arg);
 static void scheduler_collect_id(const char *id, void *arg);
 static void scheduler_index_chunk(struct scheduler *s);
+static void scheduler_stop_close(struct relay_conn *cc);
 
 /* ------------------------------------------------------------------ */
 /* Time and randomness (the only places that read them). */
@@ -793,6 +795,11 @@ scheduler_on_ready(struct smtp_conn *c, void *arg)
 		cc->ready_once = 1;
 		relay_mark_up(r);
 	}
+	if (scheduler_of(cc)->shutting_down) {
+		/* A stop waited for its last reply: QUIT now. */
+		scheduler_stop_close(cc);
+		return;
+	}
 	if (cc->retire) {
 		/* messages_per_connection reached: QUIT, a new one follows */
 		relay_conn_close(cc);
@@ -887,6 +894,12 @@ scheduler_on_message_done(struct smtp_conn *c,
 	scheduler_settle(scheduler_of(cc), m, env, &o);
 	free(fate);
 	cc->pipe_open = 0;
+	if (scheduler_of(cc)->shutting_down && cc->nxt != NULL) {
+		/* A stop waited for this reply; the message behind it is not
+		 * sent (its body would follow now). */
+		scheduler_stop_close(cc);
+		return;
+	}
 	if (cc->nxt != NULL) {
 		/* The message behind it is the connection's now. */
 		cc->cur = cc->nxt;
@@ -1909,55 +1922,220 @@ scheduler_start(struct scheduler *s, struct sq_err *err)
 	return 0;
 }
 
-struct scheduler_done {
-	void (*fn)(void *);
-	void *arg;
+/*
+ * The stop (scheduler_shutdown).  With stop_grace = 0 every connection is
+ * dropped at once.  Otherwise a delivery whose final dot is out keeps its
+ * connection until its reply is read and settled as usual (or stop_grace
+ * runs out), then that connection QUITs; idle connections QUIT at once
+ * (smtp_conn_close: QUIT, the answer, a TLS close_notify, bounded by the
+ * QUIT timeout); anything else is dropped.  Each connection the stop
+ * keeps is watched through smtp_conn_on_gone (cc->stop_conn); done is
+ * called once none is left, or at the end of stop_grace (or on
+ * scheduler_stop_now), when the rest is dropped and logged.
+ */
+struct scheduler_stop {
+	void (*done)(void *);
+	void         *arg;
+	struct event *grace;   /* stop_grace */
+	size_t        waiting; /* connections whose end is awaited */
+	int           over;    /* done is scheduled */
 };
 
 static void
-scheduler_on_shutdown_done(evutil_socket_t fd, short what, void *arg)
+scheduler_on_stopped(evutil_socket_t fd, short what, void *arg)
 {
-	struct scheduler_done *d = arg;
+	struct scheduler_stop *st = arg;
 
 	(void)fd;
 	(void)what;
-	d->fn(d->arg);
-	free(d);
+	st->done(st->arg);
 }
 
-void
-scheduler_shutdown(struct scheduler *s, void (*done)(void *), void *arg)
+/* Drop what is left (nothing when every connection ended) and call done
+ * from the event loop. */
+static void
+scheduler_stop_over(struct scheduler *s)
 {
-	struct scheduler_done *d;
-	struct timeval         now = { 0, 0 };
-	size_t                 i;
-	unsigned               j;
+	struct timeval now = { 0, 0 };
 
-	s->shutting_down = 1;
+	if (s->stop->over)
+		return;
+	s->stop->over = 1;
+	evtimer_del(s->stop->grace);
+	relay_pool_abort_all(s->pool);
+	event_base_once(s->base, -1, EV_TIMEOUT, scheduler_on_stopped, s->stop,
+	    &now);
+}
+
+/* smtp_conn_on_gone: a connection the stop waited for has ended. */
+static void
+scheduler_on_conn_gone(struct smtp_conn *c, void *arg)
+{
+	struct relay_conn *cc = arg;
+	struct scheduler  *s = scheduler_of(cc);
+
+	if (cc->stop_conn != c || s->stop == NULL)
+		return;
+	cc->stop_conn = NULL;
+	if (--s->stop->waiting == 0 && !s->stop->over) {
+		log_info("stop: every connection closed");
+		scheduler_stop_over(s);
+	}
+}
+
+/* The stop waits for cc's connection to end. */
+static void
+scheduler_stop_wait(struct scheduler *s, struct relay_conn *cc)
+{
+	cc->stop_conn = cc->conn;
+	smtp_conn_on_gone(cc->conn, scheduler_on_conn_gone, cc);
+	s->stop->waiting++;
+}
+
+/* During the stop: cc's connection has nothing more to carry: QUIT when
+ * it is idle, else dropped; the stop waits for its end. */
+static void
+scheduler_stop_close(struct relay_conn *cc)
+{
+	if (cc->conn == NULL)
+		return;
+	if (cc->nxt != NULL) {
+		/* Its MAIL, RCPT and DATA are out: no QUIT can follow. */
+		log_info("msgid=%s: not sent (pipelined behind the message "
+			 "the stop waited for); it stays queued",
+		    cc->nxt->id);
+		relay_conn_release_next(cc);
+	}
+	relay_conn_close(cc);
+}
+
+/* stop_grace is over (or a second signal): drop every connection still
+ * open; a delivery still awaiting its reply stays queued. */
+static void
+scheduler_stop_abandon(struct scheduler *s, const char *why)
+{
+	size_t   i, n_msgs = 0, n_conns = 0;
+	unsigned j;
+
 	for (i = 0; i < s->pool->n; i++) {
 		struct relay *r = scheduler_relay(s, (int)i);
 
 		for (j = 0; j < r->sh->max_connections; j++) {
 			struct relay_conn *cc = &r->conns[j];
+			struct smtp_conn  *c = cc->stop_conn;
 
-			if (cc->conn != NULL && cc->cur != NULL)
-				log_info("msgid=%s: delivery interrupted by "
-					 "shutdown; it stays queued",
-				    cc->cur->id);
-			if (cc->conn != NULL && cc->nxt != NULL)
-				log_info("msgid=%s: delivery interrupted by "
-					 "shutdown; it stays queued",
+			if (c == NULL)
+				continue;
+			cc->stop_conn = NULL;
+			n_conns++;
+			if (cc->conn == c && cc->cur != NULL) {
+				log_info("msgid=%s: abandoned by the stop "
+					 "(%s) while awaiting the reply to "
+					 "its final dot; it stays queued and "
+					 "may reach the recipients twice",
+				    cc->cur->id, why);
+				n_msgs++;
+			}
+			if (cc->conn == c && cc->nxt != NULL)
+				log_info("msgid=%s: not sent (pipelined); "
+					 "it stays queued",
 				    cc->nxt->id);
+			if (cc->conn == c)
+				relay_conn_gone(cc);
+			relay_conn_release(cc);
+			relay_conn_release_next(cc);
+			smtp_conn_abort(c);
 		}
 	}
-	relay_pool_abort_all(s->pool);
+	s->stop->waiting = 0;
+	log_info("stop: %s: abandoned %zu deliveries awaiting their reply "
+		 "(%zu connections dropped)",
+	    why, n_msgs, n_conns);
+	scheduler_stop_over(s);
+}
+
+static void
+scheduler_on_stop_grace(evutil_socket_t fd, short what, void *arg)
+{
+	struct scheduler *s = arg;
+	char              why[64];
+
+	(void)fd;
+	(void)what;
+	snprintf(why, sizeof(why), "stop_grace of %us over",
+	    s->cfg->stop_grace);
+	scheduler_stop_abandon(s, why);
+}
+
+void
+scheduler_stop_now(struct scheduler *s)
+{
+	if (s->stop != NULL && !s->stop->over)
+		scheduler_stop_abandon(s, "stopping at once");
+}
+
+/* The stop's first look at connection cc (in use): 1 when it waits for
+ * it (a reply to a final dot, or an idle one's QUIT). */
+static int
+scheduler_stop_conn(struct scheduler *s, struct relay_conn *cc, size_t *n_dot)
+{
+	if (s->cfg->stop_grace > 0 && cc->cur != NULL &&
+	    smtp_conn_awaits_dot_reply(cc->conn)) {
+		scheduler_stop_wait(s, cc);
+		(*n_dot)++;
+		return 1;
+	}
+	if (cc->cur != NULL)
+		log_info("msgid=%s: delivery interrupted by shutdown; it "
+			 "stays queued",
+		    cc->cur->id);
+	if (cc->nxt != NULL)
+		log_info("msgid=%s: delivery interrupted by shutdown; it "
+			 "stays queued",
+		    cc->nxt->id);
+	if (s->cfg->stop_grace == 0)
+		return 0; /* relay_pool_abort_all() drops it */
+	relay_conn_release(cc);
+	relay_conn_release_next(cc);
+	scheduler_stop_wait(s, cc);
+	relay_conn_close(cc); /* QUIT when idle, else dropped */
+	return 1;
+}
+
+void
+scheduler_shutdown(struct scheduler *s, void (*done)(void *), void *arg)
+{
+	struct timeval grace = { (time_t)s->cfg->stop_grace, 0 };
+	size_t         i, n_dot = 0, n_quit = 0;
+	unsigned       j;
+
+	s->shutting_down = 1;
 	event_del(s->timer);
 	event_del(s->rescan_timer);
-	d = xmalloc(sizeof(*d));
-	d->fn = done;
-	d->arg = arg;
-	event_base_once(s->base, -1, EV_TIMEOUT, scheduler_on_shutdown_done, d,
-	    &now);
+	s->stop = xcalloc(1, sizeof(*s->stop));
+	s->stop->done = done;
+	s->stop->arg = arg;
+	s->stop->grace = evtimer_new(s->base, scheduler_on_stop_grace, s);
+	if (s->stop->grace == NULL)
+		log_fatalx("scheduler: evtimer_new failed");
+	for (i = 0; i < s->pool->n; i++) {
+		struct relay *r = scheduler_relay(s, (int)i);
+
+		for (j = 0; j < r->sh->max_connections; j++)
+			if (r->conns[j].conn != NULL &&
+			    scheduler_stop_conn(s, &r->conns[j], &n_dot) &&
+			    r->conns[j].cur == NULL)
+				n_quit++;
+	}
+	if (s->stop->waiting == 0) {
+		scheduler_stop_over(s);
+		return;
+	}
+	log_info("stop: waiting up to %us (stop_grace) for %zu deliveries "
+		 "awaiting their reply to the final dot and %zu connections "
+		 "closing",
+	    s->cfg->stop_grace, n_dot, n_quit);
+	evtimer_add(s->stop->grace, &grace);
 }
 
 static void
@@ -1984,6 +2162,10 @@ scheduler_free(struct scheduler *s)
 	}
 	scheduler_event_free(s->timer);
 	scheduler_event_free(s->rescan_timer);
+	if (s->stop != NULL) {
+		scheduler_event_free(s->stop->grace);
+		free(s->stop);
+	}
 	authsrc_free(s->auth);
 	free(s->ehlo_name);
 	free(s);

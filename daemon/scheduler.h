@@ -48,10 +48,22 @@ int scheduler_new(struct event_base *base, struct evdns_base *dns,
  * Returns 0 or a negative code with err. */
 int scheduler_start(struct scheduler *s, struct sq_err *err);
 
-/* Stop starting work, close every connection (a message in flight stays
- * queued: delivery is at least once), then call done(arg) from the event
- * loop once nothing of the scheduler is pending. */
+/*
+ * Stop: start no new transaction and close every connection, then call
+ * done(arg) from the event loop once nothing of the scheduler is pending.
+ * With [queue] stop_grace > 0, a delivery whose final dot is out gets up
+ * to stop_grace to read its reply (settled as usual: delivered, deferred
+ * or bounced), then its connection QUITs; idle connections QUIT (and
+ * close TLS) at once; a message pipelined behind a dot, or whose body is
+ * partway, stays queued.  What is still open at the end of stop_grace is
+ * dropped, logged, and stays queued (delivery is at least once).  With
+ * stop_grace = 0 every connection is dropped at once.
+ */
 void scheduler_shutdown(struct scheduler *s, void (*done)(void *), void *arg);
+
+/* During scheduler_shutdown()'s grace (a second SIGTERM or SIGINT): drop
+ * what is still open now, as at the end of stop_grace.  No-op otherwise. */
+void scheduler_stop_now(struct scheduler *s);
 
 /* The operations behind the control socket (control.h), bound to s. */
 struct control_ops;

@@ -37,7 +37,9 @@
  * nothing is freed under a running callback.  smtp_conn_close() never
  * calls back: when idle it sends QUIT and waits briefly for the answer
  * (state QUIT), otherwise it drops the connection; freeing is deferred
- * the same way.  smtp_conn_abort() frees at once (shutdown).  A pending
+ * the same way; an owner that must know when that is done (the stop,
+ * which waits for its QUITs) sets smtp_conn_on_gone(), called by the
+ * free.  smtp_conn_abort() frees at once, silently (shutdown).  A pending
  * DNS lookup is cancelled at once and its callback argument (a small
  * holder) cut loose, so the connection never waits for the resolver.
  * The AUTH secret is read in smtp_conn_open() (fresh for each connection)
@@ -232,6 +234,10 @@ struct smtp_conn {
 	int                      nxt_active;
 	struct smtp_conn_message nxt;
 	size_t                   nxt_cap; /* its body_cap */
+
+	/* smtp_conn_on_gone(): told once c is freed (not after abort). */
+	void (*gone)(struct smtp_conn *, void *);
+	void *gone_arg;
 
 	char rbuf[SMTP_CONN_READ_SIZE];
 };
@@ -470,6 +476,8 @@ smtp_conn_destroy(struct smtp_conn *c)
 	free(c->ehlo_name);
 	free(c->auth_user);
 	event_free(c->ev_free);
+	if (c->gone != NULL)
+		c->gone(c, c->gone_arg);
 	free(c);
 }
 
@@ -1875,6 +1883,7 @@ smtp_conn_abort(struct smtp_conn *c)
 		return;
 	c->user_closed = 1;
 	c->state = SMTP_CONN_S_DEAD;
+	c->gone = NULL;
 	smtp_conn_destroy(c);
 }
 
@@ -1892,4 +1901,18 @@ smtp_conn_close(struct smtp_conn *c)
 		return;
 	}
 	smtp_conn_kill(c);
+}
+
+void
+smtp_conn_on_gone(struct smtp_conn *c, void (*gone)(struct smtp_conn *, void *),
+    void                           *arg)
+{
+	c->gone = gone;
+	c->gone_arg = arg;
+}
+
+int
+smtp_conn_awaits_dot_reply(const struct smtp_conn *c)
+{
+	return c != NULL && smtp_conn_alive(c) && c->msg_active && c->body_done;
 }

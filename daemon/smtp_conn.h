@@ -176,5 +176,16 @@ void smtp_conn_close(struct smtp_conn *c);
  * For shutdown: must NOT be called from inside a callback of this
  * connection.  A message in flight is simply not delivered by us. */
 void smtp_conn_abort(struct smtp_conn *c);
+/* Call gone(c, arg) from the event loop when c is freed: after
+ * on_closed, or after smtp_conn_close() (its QUIT answered, or its
+ * QUIT timeout), never after smtp_conn_abort().  For a stop that waits
+ * for its connections to end (scheduler_shutdown).  c is still valid
+ * during the call; nothing may be called on it. */
+void smtp_conn_on_gone(struct smtp_conn *c,
+    void (*gone)(struct smtp_conn *c, void *arg), void *arg);
+/* 1 when the current message's final dot is out (written, or in the
+ * output behind the rest of its body) and its reply is awaited: a stop
+ * lets it finish (a message pipelined behind it has not been sent). */
+int smtp_conn_awaits_dot_reply(const struct smtp_conn *c);
 
 #endif

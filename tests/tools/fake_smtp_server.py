@@ -64,10 +64,17 @@ script, chosen by options:
                                  for each AUTH, "N pipelined" when the
                                  client's next bytes were already there
                                  before the reply to a final dot (RFC
-                                 2920 3.1) and "N end" when it ends
+                                 2920 3.1), "N quit" for a QUIT, then
+                                 over TLS "N close_notify" or "N no
+                                 close_notify" for how the client ended
+                                 the TLS session, and "N end" when it ends
   --save DIR                     store each message's DATA wire bytes
                                  (dot-stuffed, up to the final ".") in
                                  DIR/msg-N.eml
+  --end-gate PATH                answer a final dot only once PATH exists
+                                 (the reply delayed for as long as the
+                                 test wants); with --conn-log, "N dot"
+                                 is logged when the dot is read
   --max-connections N            exit after N connections
 Conversation goes to stderr with --verbose.  Stop it by its PID.
 """
@@ -268,6 +275,18 @@ class Session:
         self.send(TLS_ALERT_HANDSHAKE_FAILURE)
         raise Dropped("tls alert")
 
+    def tls_end(self):
+        """After our 221: did the client end TLS with close_notify (the
+        read sees a clean end) or just close the socket?"""
+        self.sock.suppress_ragged_eofs = False
+        self.sock.settimeout(10)
+        try:
+            while self.sock.recv(65536):
+                pass
+            conn_log(self.args, "%d close_notify" % self.n)
+        except (OSError, ssl.SSLError):
+            conn_log(self.args, "%d no close_notify" % self.n)
+
     def fault(self, phase):
         """True when the script ends the session at this phase."""
         self.phase = phase
@@ -422,6 +441,10 @@ class Session:
                     conn_log(self.args, "%d pipelined" % self.n)
                 if self.fault("end"):
                     return
+                if self.args.end_gate:
+                    conn_log(self.args, "%d dot" % self.n)
+                    while not os.path.exists(self.args.end_gate):
+                        time.sleep(0.02)
                 self.reply(self.args.end_reply)
             elif verb == b"AUTH" and self.args.auth:
                 self.auth(line)
@@ -430,9 +453,12 @@ class Session:
             elif verb == b"RSET" or verb == b"NOOP":
                 self.reply("250 2.0.0 Ok")
             elif verb == b"QUIT":
+                conn_log(self.args, "%d quit" % self.n)
                 if self.fault("quit"):
                     return
                 self.reply("221 2.0.0 Bye")
+                if self.tls:
+                    self.tls_end()
                 return
             else:
                 self.reply("502 5.5.2 Command not recognized")
@@ -511,6 +537,7 @@ def main():
     ap.add_argument("--heal-file")
     ap.add_argument("--conn-log")
     ap.add_argument("--save")
+    ap.add_argument("--end-gate")
     ap.add_argument("--max-connections", type=int, default=0)
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()

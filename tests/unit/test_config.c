@@ -71,6 +71,7 @@ Test(config, minimal_file_gets_every_default)
 	cr_assert_eq(test_cfg->bounce, CONFIG_BOUNCE_SENDER);
 	cr_assert_null(test_cfg->admin_address);
 	cr_assert_eq(test_cfg->delay_warning, 0);
+	cr_assert_eq(test_cfg->stop_grace, 5);
 	cr_assert_str_eq(test_cfg->control_socket, CONFIG_DEFAULT_SOCKET);
 	cr_assert_eq(test_cfg->n_smarthosts, 1);
 	sh = &test_cfg->smarthosts[0];
@@ -536,7 +537,11 @@ ParameterizedTestParameters(config, bad_input_names_file_line_and_reason)
 		    "sendq.ini:2: [queue] retry_maximum: unknown key (allowed: "
 		    "retry_min, retry_max, max_age, bounce, admin_address, "
 		    "delay_warning, min_free_space, max_messages_per_user, "
-		    "max_bytes_per_user)" },
+		    "max_bytes_per_user, stop_grace)" },
+		{ "[queue]\nstop_grace = 2m\n",
+		    "sendq.ini:2: [queue] stop_grace: \"2m\" is out of range "
+		    "(allowed: 0s to 1m, a number with optional unit s, m, h "
+		    "or d)" },
 		{ "[smarthost primary]\nhost = smtp.example.com\n; "
 		  "c\n\n\n\ntls = startls\n",
 		    "sendq.ini:7: [smarthost primary] tls: \"startls\" is not "
@@ -1447,6 +1452,18 @@ Test(config, delay_warning_only_has_to_be_below_a_longer_max_age)
 	/* off is never compared with max_age */
 	test_load_ok("[queue]\nmax_age = 1m\ndelay_warning = off\n" SH);
 	cr_assert_eq(test_cfg->max_age, 60);
+}
+
+/* stop_grace: 0 (drop every connection at once) to 1m, seconds or a
+ * unit; the upper bound is in the bad-input table. */
+Test(config, stop_grace_values)
+{
+	test_load_ok("[queue]\nstop_grace = 0\n" SH);
+	cr_assert_eq(test_cfg->stop_grace, 0);
+	test_load_ok("[queue]\nstop_grace = 1m\n" SH);
+	cr_assert_eq(test_cfg->stop_grace, 60);
+	test_load_ok("[queue]\nstop_grace = 15\n" SH);
+	cr_assert_eq(test_cfg->stop_grace, 15);
 }
 
 Test(config, bounce_values)
