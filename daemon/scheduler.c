@@ -680,11 +680,13 @@ scheduler_load(struct scheduler *s, struct queue_entry *m,
 }
 
 /*
- * Put message m on the idle connection cc.  Returns 1 when it was sent,
- * 0 when m could not be read (it is dropped from the index or bounced).
+ * Put message m on connection cc: on an idle one (behind = 0), or
+ * behind cc's current message (behind = 1, RFC 2920 3.1: its commands
+ * follow the dot).  Returns 1 when it was sent, 0 when m could not be
+ * read or sent (it is dropped from the index or bounced).
  */
 static int
-scheduler_send(struct relay_conn *cc, struct queue_entry *m)
+scheduler_send(struct relay_conn *cc, struct queue_entry *m, int behind)
 {
 	struct scheduler        *s = scheduler_of(cc);
 	struct smtp_conn_message msg;
@@ -693,15 +695,23 @@ scheduler_send(struct relay_conn *cc, struct queue_entry *m)
 	const char             **orcpts;
 	int                      fd, rc;
 
+	if (behind)
+		cc->pipe_open = 0;
 	if ((fd = scheduler_load(s, m, &env)) < 0)
 		return 0;
 	queue_index_activate(s->qi, m);
-	cc->cur = m;
-	cc->cur_env = env;
-	cc->attempt = env->attempts + 1;
+	if (behind) {
+		cc->nxt = m;
+		cc->nxt_env = env;
+		cc->nxt_attempt = env->attempts + 1;
+	} else {
+		cc->cur = m;
+		cc->cur_env = env;
+		cc->attempt = env->attempts + 1;
+		relay_conn_set_busy(cc);
+	}
 	scheduler_message(env, m->id, fd, &msg, &notify, &orcpts);
-	relay_conn_set_busy(cc);
-	if (cc->sent > 0)
+	if (behind || cc->sent > 0)
 		metrics_count_conn_reused(cc->relay->sh->name);
 	rc = smtp_conn_send(cc->conn, &msg);
 	free(notify);
@@ -711,48 +721,13 @@ scheduler_send(struct relay_conn *cc, struct queue_entry *m)
 		log_err("msgid=%s: cannot be sent (%zu recipients); left in "
 			"the spool",
 		    m->id, msg.n_rcpts);
-		relay_conn_release(cc);
+		if (behind)
+			relay_conn_release_next(cc);
+		else
+			relay_conn_release(cc);
 		scheduler_drop(s, m);
-		cc->idle = 1;
-		return 0;
-	}
-	return 1;
-}
-
-/*
- * Put message m behind cc's current one (RFC 2920 3.1: its commands
- * follow the dot).  Returns 1 when it was sent, 0 when m could not be
- * read or sent (dropped, as scheduler_send does).
- */
-static int
-scheduler_send_next(struct relay_conn *cc, struct queue_entry *m)
-{
-	struct scheduler        *s = scheduler_of(cc);
-	struct smtp_conn_message msg;
-	struct envelope         *env;
-	unsigned                *notify;
-	const char             **orcpts;
-	int                      fd, rc;
-
-	cc->pipe_open = 0;
-	if ((fd = scheduler_load(s, m, &env)) < 0)
-		return 0;
-	queue_index_activate(s->qi, m);
-	cc->nxt = m;
-	cc->nxt_env = env;
-	cc->nxt_attempt = env->attempts + 1;
-	scheduler_message(env, m->id, fd, &msg, &notify, &orcpts);
-	metrics_count_conn_reused(cc->relay->sh->name);
-	rc = smtp_conn_send(cc->conn, &msg);
-	free(notify);
-	free(orcpts);
-	if (rc != 0) {
-		close(fd);
-		log_err("msgid=%s: cannot be sent (%zu recipients); left in "
-			"the spool",
-		    m->id, msg.n_rcpts);
-		relay_conn_release_next(cc);
-		scheduler_drop(s, m);
+		if (!behind)
+			cc->idle = 1;
 		return 0;
 	}
 	return 1;
@@ -780,7 +755,7 @@ scheduler_on_pipeline(struct smtp_conn *c, void *arg)
 	if ((m = queue_index_lane_first(s->qi, r->index)) == NULL)
 		return;
 	if (relay_rate_take(r, sq_now_ms()))
-		scheduler_send_next(cc, m);
+		scheduler_send(cc, m, 1);
 }
 
 static void
@@ -810,7 +785,7 @@ scheduler_on_ready(struct smtp_conn *c, void *arg)
 	if ((m = cc->cur) != NULL) {
 		/* Opened for this message. */
 		cc->cur = NULL;
-		if (scheduler_send(cc, m))
+		if (scheduler_send(cc, m, 0))
 			return;
 	}
 	relay_conn_set_idle(cc);
@@ -1079,9 +1054,9 @@ scheduler_serve(struct scheduler *s, struct relay *r, int q)
 		/* A message send() drops has left the lane, so the next
 		 * first is another one. */
 		if (cc != NULL && cc->pipe_open)
-			scheduler_send_next(cc, m);
+			scheduler_send(cc, m, 1);
 		else if (cc != NULL)
-			scheduler_send(cc, m);
+			scheduler_send(cc, m, 0);
 		else
 			scheduler_open(r, m);
 	}
