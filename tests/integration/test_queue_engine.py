@@ -142,14 +142,7 @@ class QueueEngineTest(harness.IntegrationTest):
         sh = self.smarthost_for(exim, tls="implicit")
         sh.update(max_connections=2, idle_timeout="30s")
         sq = self.new_sendq(sh)
-        msg = os.path.join(self.dir, "fill.eml")
-        with open(msg, "wb") as f:
-            f.write(numbered("found", 0))
-        subprocess.run([os.path.join(harness.BUILD_DIR, "bench_tool"),
-                        "fill", sq.spool, str(n), msg], check=True,
-                       stdout=subprocess.DEVNULL)
-        ids = set(sq.queued())
-        self.assertEqual(len(ids), n)
+        ids = sq.fill(n, numbered("found", 0))
         sq.start()
         exim.wait_messages(n, timeout=harness.scaled(90))
         self.assertNothingLeft(sq)

@@ -24,7 +24,6 @@ conn-log event, the process's exit) with a deadline."""
 
 import os
 import signal
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -63,15 +62,9 @@ class Stop(harness.IntegrationTest):
                             extra_queue={"stop_grace": grace})
         if n == 0:
             return sq, set()
-        msg = os.path.join(self.dir, "fill.eml")
-        with open(msg, "wb") as f:
-            f.write(make_message("stop", "A message around a stop.\r\n",
-                                 sender=SENDER, to=("bob@example.net",)))
-        subprocess.run([os.path.join(harness.BUILD_DIR, "bench_tool"),
-                        "fill", sq.spool, str(n), msg], check=True,
-                       stdout=subprocess.DEVNULL)
-        ids = set(sq.queued())
-        self.assertEqual(len(ids), n)
+        ids = sq.fill(n, make_message(
+            "stop", "A message around a stop.\r\n",
+            sender=SENDER, to=("bob@example.net",)))
         return sq, ids
 
     def has(self, fake, conn, what):

@@ -244,6 +244,20 @@ class Sendq(Daemon):
             return None
         return sorted(e["id"] for e in json.loads(rest))
 
+    def fill(self, n, message):
+        """Put n copies of message (bytes) in queue/ with bench_tool fill
+        (sendqd down: as found after a reboot); returns their ids."""
+        path = os.path.join(self.dir, "fill.eml")
+        with open(path, "wb") as f:
+            f.write(message)
+        run([os.path.join(BUILD_DIR, "bench_tool"), "fill", self.spool,
+             str(n), path], check=True)
+        ids = set(self.queued())
+        if len(ids) != n:
+            raise HarnessError("fill: %d messages queued, not %d"
+                               % (len(ids), n))
+        return ids
+
     def queued(self):
         """Ids of queued messages.  While sendqd runs: as it lists them,
         once each has its files in queue/ (a message sendqd holds in
