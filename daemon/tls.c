@@ -114,6 +114,7 @@ struct tls_session {
 	size_t         rpos, rlen;
 	uint64_t       served;   /* bytes tls_pull gave from rbuf, ever */
 	int            drain;    /* serve rbuf only, no recv() */
+	int            dry;      /* the last recv() was short */
 	int            held;     /* held_ret is set */
 	int            held_ret; /* a result held back for the next read */
 	gnutls_typed_vdata_st vdata[2]; /* must outlive s */
@@ -127,7 +128,10 @@ struct tls_session {
  * else, during the handshake or for a large request, one recv() of what
  * was asked (as GnuTLS's own would); else one recv() into the
  * read-ahead.  While tls_read() drains (s->drain), an empty read-ahead
- * is EAGAIN, without a system call. */
+ * is EAGAIN, without a system call; so is the first pull after a short
+ * recv() into it (the socket was empty then: what came since, the
+ * caller's level-triggered read event announces), once: the next one
+ * asks the socket. */
 static ssize_t
 tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 {
@@ -139,11 +143,18 @@ tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 		gnutls_transport_set_errno(s->s, EAGAIN);
 		return -1;
 	}
+	if (s->rpos == s->rlen && s->dry) {
+		s->dry = 0;
+		gnutls_transport_set_errno(s->s, EAGAIN);
+		return -1;
+	}
 	if (s->rpos == s->rlen) {
 		if (!s->done || len >= TLS_RBUF_SIZE)
 			n = recv(s->fd, data, len, 0);
-		else
+		else {
 			n = recv(s->fd, s->rbuf, TLS_RBUF_SIZE, 0);
+			s->dry = n > 0 && n < TLS_RBUF_SIZE;
+		}
 		if (n < 0) {
 			gnutls_transport_set_errno(s->s, errno);
 			return -1;

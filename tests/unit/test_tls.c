@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/uio.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -160,6 +161,18 @@ struct test_server {
 	gnutls_datum_t *ticket_key;     /* shared by the children */
 	int             split_greeting; /* three records in one write */
 };
+
+/* recv() of this program (it takes the place of libc's, for tls.c and
+ * GnuTLS too): counted, so that a test can tell reads that asked the
+ * socket from reads that did not. */
+static unsigned test_recvs;
+
+ssize_t
+recv(int fd, void *buf, size_t len, int flags)
+{
+	test_recvs++;
+	return (ssize_t)syscall(SYS_recvfrom, fd, buf, len, flags, NULL, NULL);
+}
 
 /* The server's push while test_holding: records kept in test_held. */
 static unsigned char test_held[4096];
@@ -300,6 +313,8 @@ struct test_result {
 	int             resumed;
 	char            greeting[64];
 	int             reads;       /* tls_read()s that returned data */
+	enum tls_status after;       /* one more tls_read() after them */
+	unsigned        after_recvs; /* recv()s that one made */
 	char            server[256]; /* the server's report line */
 };
 
@@ -312,6 +327,9 @@ test_client_run(struct tls_ctx *ctx, int fd, struct test_result *r)
 	long                deadline = test_now_ms() + TEST_DEADLINE_MS;
 	enum tls_status     st;
 	size_t              n, used = 0;
+	char                more[64];
+	unsigned            before;
+	struct sq_err       err = { 0, "" };
 
 	cr_assert_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
 	cr_assert_eq(tls_session_new(ctx, fd, &s, &r->err), 0, "%s",
@@ -342,6 +360,11 @@ test_client_run(struct tls_ctx *ctx, int fd, struct test_result *r)
 				break;
 		}
 		r->greeting[used] = '\0';
+		/* Nothing more was sent: the socket was empty when the
+		 * greeting's short read drained it. */
+		before = test_recvs;
+		r->after = tls_read(s, more, sizeof(more), &n, &err);
+		r->after_recvs = test_recvs - before;
 		r->resumed = tls_session_resumed(s);
 		tls_bye(s);
 	}
@@ -443,6 +466,10 @@ Test(tls, records_that_arrive_together_come_in_one_read)
 	test_connect(ctx, &ts, &r);
 	test_assert_ok(&r);
 	cr_assert_eq(r.reads, 1, "the greeting took %d reads", r.reads);
+	/* It came in a short read: the next read asks the socket nothing
+	 * (the caller's read event tells when more came). */
+	cr_assert_eq(r.after, TLS_WANT_READ);
+	cr_assert_eq(r.after_recvs, 0, "%u recv() calls", r.after_recvs);
 	tls_ctx_free(ctx);
 }
 
