@@ -196,7 +196,7 @@ tls_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt)
 	ssize_t             n;
 
 	memset(&mh, 0, sizeof(mh));
-	mh.msg_iov = (struct iovec *)(uintptr_t)iov;
+	mh.msg_iov = (struct iovec *)iov; /* giovec_t is struct iovec */
 	mh.msg_iovlen = (size_t)iovcnt;
 	n = sendmsg(s->fd, &mh, MSG_NOSIGNAL);
 	if (n < 0)
