@@ -5,14 +5,18 @@
  * IPV6_V6ONLY for IPv6; a unix socket file replaces a stale socket file,
  * never anything else, and is made 0666 so that every local user can
  * submit) or taken from systemd, and wrapped in an evconnlistener.  An
- * accepted connection becomes a session: a bufferevent, an intake_proto
- * core and a timer.  intake_session_run() is the one place that moves
+ * accepted connection becomes a session: a bufferevent for the output, a
+ * read event of its own, an intake_proto core and a timer.  intake_session_run() is the one place that moves
  * bytes: it pops the core's events (DATA: open a spool writer; BODY:
  * write; ABORT: drop the writer; END: queue the message for commit;
  * CLOSE: close once the output is written), copies the core's output into
  * the bufferevent, and feeds the core what was read, until the core waits
- * or the input is empty.  Input is bounded by the read high watermark, so
- * a session that waits (commit, full output) simply stops reading.
+ * or the input is empty.  Input is bounded (INTAKE_READ_MAX: the read
+ * event is removed while that much waits), so a session that waits
+ * (commit, full output) simply stops reading.  The session reads with
+ * recv() itself rather than through the bufferevent, which asks the
+ * kernel first how much is readable (ioctl FIONREAD before each readv:
+ * a system call per read, two per message of a pipelining client).
  *
  * Commit: a session whose message is complete goes on in->commit_list and
  * in->commit_ev is made active; its callback hands every message that
@@ -63,6 +67,9 @@
 #define INTAKE_WRITE_MAX \
 	(64 * 1024) /* output before we stop
 						 * reading commands */
+/* One recv() at most: with the evbuffer chain's header, a 16 KiB block
+ * (a pipelined command group or a small message's body in one read). */
+#define INTAKE_READ_CHUNK   (16 * 1024 - 256)
 #define INTAKE_BACKLOG      128
 #define INTAKE_CLIENT_MAX   96
 #define INTAKE_SD_FDS_START SERVICE_LISTEN_FDS_START
@@ -81,7 +88,10 @@ struct intake_session {
 	struct intake_session *prev, *next; /* in->sessions */
 	struct intake_session *commit_next; /* in->commit_list */
 	struct intake_session *reap_next;   /* in->reap_list */
-	struct bufferevent    *bev;
+	struct bufferevent    *bev;         /* output (and its errors) */
+	struct event          *rd;          /* the socket readable */
+	struct evbuffer       *input;       /* read, not yet fed to the core */
+	int                    rd_on;       /* rd added */
 	struct intake_proto   *proto;
 	struct event          *timer;
 	char                   client[INTAKE_CLIENT_MAX]; /* log */
@@ -128,6 +138,20 @@ struct intake {
 };
 
 static void intake_session_run(struct intake_session *s);
+static void intake_session_run_timed(struct intake_session *s);
+
+/* Reading on or off (s->rd added or not): off while the input holds
+ * INTAKE_READ_MAX, or the session closes. */
+static void
+intake_session_reading(struct intake_session *s, int on)
+{
+	if (s->dead || s->rd_on == on)
+		return;
+	if (on ? event_add(s->rd, NULL) : event_del(s->rd))
+		log_fatalx("intake: cannot %s a read event",
+		    on ? "add" : "del");
+	s->rd_on = on;
+}
 
 /* ---------------------------------------------------------------- sessions */
 
@@ -141,6 +165,9 @@ intake_session_kill(struct intake_session *s)
 	s->dead = 1;
 	if (s->bev != NULL)
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	if (s->rd != NULL)
+		event_del(s->rd);
+	s->rd_on = 0;
 	if (s->timer != NULL)
 		evtimer_del(s->timer);
 	if (s->prev != NULL)
@@ -163,6 +190,10 @@ intake_session_free(struct intake_session *s)
 {
 	if (s->w != NULL)
 		spool_writer_abort(s->w);
+	if (s->rd != NULL)
+		event_free(s->rd);
+	if (s->input != NULL)
+		evbuffer_free(s->input);
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
 	if (s->timer != NULL)
@@ -462,7 +493,7 @@ intake_session_run(struct intake_session *s)
 
 	if (s->dead)
 		return;
-	input = bufferevent_get_input(s->bev);
+	input = s->input;
 	output = bufferevent_get_output(s->bev);
 	for (;;) {
 		waiting = intake_session_events(s);
@@ -473,7 +504,7 @@ intake_session_run(struct intake_session *s)
 			if (s->gone || evbuffer_get_length(output) == 0)
 				intake_session_kill(s);
 			else
-				bufferevent_disable(s->bev, EV_READ);
+				intake_session_reading(s, 0);
 			return;
 		}
 		if (waiting || intake_proto_blocked(s->proto))
@@ -484,6 +515,9 @@ intake_session_run(struct intake_session *s)
 			return;
 		used = intake_proto_feed(s->proto, v.iov_base, v.iov_len);
 		evbuffer_drain(input, used);
+		if (used > 0 && !s->rd_on &&
+		    evbuffer_get_length(input) < INTAKE_READ_MAX)
+			intake_session_reading(s, 1);
 		/* Nothing taken twice running (no event, no wait): the core
 		 * cannot make progress now; a later callback resumes. */
 		if (used == 0 && stalled++ > 0)
@@ -508,11 +542,54 @@ intake_session_run_timed(struct intake_session *s)
 	}
 }
 
+/* The socket is readable: one recv() into the input (nothing asked of
+ * the kernel before it), then the session runs.  End of file or an error
+ * ends the session as the bufferevent's event callback does for the
+ * output; a session waiting for its commit is closed after it. */
 static void
-intake_on_read(struct bufferevent *bev, void *arg)
+intake_on_readable(evutil_socket_t fd, short what, void *arg)
 {
-	(void)bev;
-	intake_session_run_timed(arg);
+	struct intake_session *s = arg;
+	struct evbuffer       *input = s->input;
+	struct evbuffer_iovec  v;
+	size_t                 len = evbuffer_get_length(input), want;
+	ssize_t                n;
+	int                    e;
+
+	(void)what;
+	if (len >= INTAKE_READ_MAX) {
+		intake_session_reading(s, 0);
+		return;
+	}
+	want = INTAKE_READ_MAX - len;
+	if (want > INTAKE_READ_CHUNK)
+		want = INTAKE_READ_CHUNK;
+	if (evbuffer_reserve_space(input, (ev_ssize_t)want, &v, 1) < 1) {
+		log_warn("intake: client=%s: out of memory for input",
+		    s->client);
+		s->gone = 1;
+		intake_session_reading(s, 0);
+		if (!s->committing)
+			intake_session_kill(s);
+		return;
+	}
+	n = recv(fd, v.iov_base, v.iov_len < want ? v.iov_len : want,
+	    MSG_DONTWAIT);
+	e = errno;
+	if (n > 0) {
+		v.iov_len = (size_t)n;
+		evbuffer_commit_space(input, &v, 1);
+		intake_session_run_timed(s);
+		return;
+	}
+	if (n < 0 && (e == EAGAIN || e == EWOULDBLOCK || e == EINTR))
+		return;
+	if (n < 0)
+		log_debug("intake: client=%s: %s", s->client, strerror(e));
+	s->gone = 1;
+	intake_session_reading(s, 0);
+	if (!s->committing)
+		intake_session_kill(s);
 }
 
 static void
@@ -855,12 +932,15 @@ intake_on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	s->proto = intake_proto_new(&params);
 	s->bev = bufferevent_socket_new(in->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	s->timer = evtimer_new(in->base, intake_on_timeout, s);
-	if (s->bev == NULL || s->timer == NULL)
+	s->rd = event_new(in->base, fd, EV_READ | EV_PERSIST,
+	    intake_on_readable, s);
+	s->input = evbuffer_new();
+	if (s->bev == NULL || s->timer == NULL || s->rd == NULL ||
+	    s->input == NULL)
 		log_fatalx("intake: out of memory for a session");
-	bufferevent_setcb(s->bev, intake_on_read, intake_on_write,
-	    intake_on_event, s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, INTAKE_READ_MAX);
-	bufferevent_enable(s->bev, EV_READ);
+	/* Output only: the session reads for itself (s->rd). */
+	bufferevent_setcb(s->bev, NULL, intake_on_write, intake_on_event, s);
+	intake_session_reading(s, 1);
 	s->next = in->sessions;
 	if (in->sessions != NULL)
 		in->sessions->prev = s;

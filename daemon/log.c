@@ -12,6 +12,7 @@
  */
 #include <sys/stat.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,16 @@
 static const char    *log_ident = "sendq";
 static enum log_level log_max_level = LOG_LEVEL_INFO;
 static int            log_journal;
+/* The PID in each line, read once by log_init() (getpid() is a system
+ * call, and sendqd logs a line or two per message); 0 in a forked child,
+ * which then asks each time. */
+static pid_t log_pid;
+
+static void
+log_pid_forget(void)
+{
+	log_pid = 0;
+}
 
 static const char *const log_level_names[] = {
 	[LOG_LEVEL_ERR] = "error",
@@ -69,8 +80,13 @@ log_init(const char *ident, enum log_level level)
 {
 	struct stat st;
 
+	static int hooked;
+
 	log_ident = ident;
 	log_max_level = level;
+	if (!hooked && pthread_atfork(NULL, NULL, log_pid_forget) == 0)
+		hooked = 1;
+	log_pid = hooked ? getpid() : 0;
 	log_journal = fstat(STDERR_FILENO, &st) == 0 &&
 	    log_is_journal(getenv("JOURNAL_STREAM"),
 		(unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
@@ -93,7 +109,8 @@ log_vwrite(enum log_level level, const char *fmt, va_list ap)
 		    log_level_names[level]);
 	else
 		n = snprintf(line, sizeof(line), "%s[%ld]: %s: ", log_ident,
-		    (long)getpid(), log_level_names[level]);
+		    (long)(log_pid != 0 ? log_pid : getpid()),
+		    log_level_names[level]);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		return;
 	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);

@@ -50,11 +50,15 @@
  * leading bytes again (smtp_conn does: its output only moves when
  * consumed).
  */
+#include <sys/socket.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,21 +93,116 @@ struct tls_ctx {
 };
 
 struct tls_session {
-	struct tls_ctx       *ctx;
-	gnutls_session_t      s;
-	int                   fd;
-	int                   done;          /* handshake over */
-	int                   failed;        /* handshake failed */
-	int                   verified;      /* check passed */
-	int                   verify_failed; /* check failed */
-	int                   resume_saved;  /* data in ctx */
-	int                   write_again;   /* send got AGAIN */
-	size_t                write_again_len;
-	int                   bye_sent;
+	struct tls_ctx  *ctx;
+	gnutls_session_t s;
+	int              fd;
+	int              done;          /* handshake over */
+	int              failed;        /* handshake failed */
+	int              verified;      /* check passed */
+	int              verify_failed; /* check failed */
+	int              resume_saved;  /* data in ctx */
+	int              write_again;   /* send got AGAIN */
+	size_t           write_again_len;
+	int              bye_sent;
+	/* Read-ahead after the handshake (tls_pull): GnuTLS asks for a
+	 * record's 5-byte header, then for its body, a recv() each; one
+	 * recv() into rbuf serves both, and every record that came with
+	 * them.  tls_read() returns with rbuf empty (or its caller's buffer
+	 * full, which tls_pending() counts), so nothing waits in it unseen
+	 * by the socket's read event. */
+	unsigned char *rbuf;
+	size_t         rpos, rlen;
+	uint64_t       served;   /* bytes tls_pull gave from rbuf, ever */
+	int            drain;    /* serve rbuf only, no recv() */
+	int            dry;      /* the last recv() was short */
+	int            held;     /* held_ret is set */
+	int            held_ret; /* a result held back for the next read */
 	gnutls_typed_vdata_st vdata[2]; /* must outlive s */
 	char                  desc[128];
 	char                  verify[256];
 };
+
+#define TLS_RBUF_SIZE 4096 /* read-ahead: replies are small records */
+
+/* GnuTLS's pull function: from the read-ahead when it holds anything;
+ * else, during the handshake or for a large request, one recv() of what
+ * was asked (as GnuTLS's own would); else one recv() into the
+ * read-ahead.  While tls_read() drains (s->drain), an empty read-ahead
+ * is EAGAIN, without a system call; so is the first pull after a short
+ * recv() into it (the socket was empty then: what came since, the
+ * caller's level-triggered read event announces), once: the next one
+ * asks the socket. */
+static ssize_t
+tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
+{
+	struct tls_session *s = ptr;
+	ssize_t             n;
+	size_t              k;
+
+	if (s->rpos == s->rlen && s->drain) {
+		gnutls_transport_set_errno(s->s, EAGAIN);
+		return -1;
+	}
+	if (s->rpos == s->rlen && s->dry) {
+		s->dry = 0;
+		gnutls_transport_set_errno(s->s, EAGAIN);
+		return -1;
+	}
+	if (s->rpos == s->rlen) {
+		if (!s->done || len >= TLS_RBUF_SIZE)
+			n = recv(s->fd, data, len, 0);
+		else {
+			n = recv(s->fd, s->rbuf, TLS_RBUF_SIZE, 0);
+			s->dry = n > 0 && n < TLS_RBUF_SIZE;
+		}
+		if (n < 0) {
+			gnutls_transport_set_errno(s->s, errno);
+			return -1;
+		}
+		if (n == 0 || !s->done || len >= TLS_RBUF_SIZE)
+			return n;
+		s->rpos = 0;
+		s->rlen = (size_t)n;
+	}
+	k = s->rlen - s->rpos < len ? s->rlen - s->rpos : len;
+	memcpy(data, s->rbuf + s->rpos, k);
+	s->rpos += k;
+	s->served += k;
+	return (ssize_t)k;
+}
+
+/* The pull timeout GnuTLS may ask for: data in the read-ahead is data. */
+static int
+tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
+{
+	struct tls_session *s = ptr;
+	struct pollfd       pfd = { s->fd, POLLIN, 0 };
+	int                 n;
+
+	if (s->rpos < s->rlen)
+		return 1;
+	n = poll(&pfd, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms);
+	if (n < 0)
+		gnutls_transport_set_errno(s->s, errno);
+	return n;
+}
+
+/* GnuTLS's push function, as its own for a socket: one sendmsg(). */
+static ssize_t
+tls_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt)
+{
+	struct tls_session *s = ptr;
+	struct msghdr       mh;
+	ssize_t             n;
+
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = (struct iovec *)iov; /* giovec_t is struct iovec */
+	mh.msg_iovlen = (size_t)iovcnt;
+	n = sendmsg(s->fd, &mh, MSG_NOSIGNAL);
+	if (n < 0)
+		gnutls_transport_set_errno(s->s, errno);
+	return n;
+}
 
 /* Strip the brackets of "[::1]" into dst (size dstsz). */
 static void
@@ -509,7 +608,11 @@ tls_session_new(struct tls_ctx *ctx, int fd, struct tls_session **out,
 			tls_ctx_forget_session(ctx);
 		}
 	}
-	gnutls_transport_set_int(s->s, fd);
+	s->rbuf = xmalloc(TLS_RBUF_SIZE);
+	gnutls_transport_set_ptr(s->s, s);
+	gnutls_transport_set_pull_function(s->s, tls_pull);
+	gnutls_transport_set_pull_timeout_function(s->s, tls_pull_timeout);
+	gnutls_transport_set_vec_push_function(s->s, tls_push);
 	gnutls_handshake_set_timeout(s->s, 0); /* smtp_conn times out */
 	*out = s;
 	return 0;
@@ -555,6 +658,7 @@ tls_session_free(struct tls_session *s)
 		tls_resume_save(s);
 		gnutls_deinit(s->s);
 	}
+	free(s->rbuf);
 	free(s);
 }
 
@@ -931,17 +1035,54 @@ tls_handshake(struct tls_session *s, struct sq_err *err)
 	return TLS_DONE;
 }
 
+/* After a record, the records that came with it, from the read-ahead
+ * only (no recv()), into data (*n used of len); until it is empty, or a
+ * record is incomplete (GnuTLS keeps its start).  Anything but data (end
+ * of file, an error) is held for the next tls_read(), after this data. */
+static void
+tls_read_drain(struct tls_session *s, void *data, size_t len, size_t *n)
+{
+	ssize_t  ret;
+	uint64_t served;
+
+	while (*n < len && s->rpos < s->rlen) {
+		served = s->served;
+		s->drain = 1;
+		ret = gnutls_record_recv(s->s, (char *)data + *n, len - *n);
+		s->drain = 0;
+		if (ret > 0)
+			*n += (size_t)ret;
+		else if (ret == GNUTLS_E_AGAIN || ret == GNUTLS_E_INTERRUPTED) {
+			/* A record that was no data (a TLS 1.3 ticket): on
+			 * with the rest; else the last one is incomplete. */
+			if (s->served == served)
+				break;
+		} else {
+			s->held = 1;
+			s->held_ret = (int)ret;
+			break;
+		}
+	}
+}
+
 enum tls_status
 tls_read(struct tls_session *s, void *data, size_t len, size_t *n,
     struct sq_err *err)
 {
-	ssize_t ret;
+	ssize_t  ret;
+	uint64_t served;
 
 	*n = 0;
 	for (;;) {
-		ret = gnutls_record_recv(s->s, data, len);
+		served = s->served;
+		if (s->held) {
+			ret = s->held_ret;
+			s->held = 0;
+		} else
+			ret = gnutls_record_recv(s->s, data, len);
 		if (ret > 0) {
 			*n = (size_t)ret;
+			tls_read_drain(s, data, len, n);
 			tls_resume_save(s);
 			return TLS_DONE;
 		}
@@ -949,6 +1090,10 @@ tls_read(struct tls_session *s, void *data, size_t len, size_t *n,
 			return TLS_EOF;
 		if (ret == GNUTLS_E_AGAIN || ret == GNUTLS_E_INTERRUPTED) {
 			tls_resume_save(s); /* a ticket may have come */
+			/* A record that was no data (a ticket) came with more:
+			 * read on, nothing may stay in the read-ahead. */
+			if (s->rpos < s->rlen && s->served != served)
+				continue;
 			return tls_again(s);
 		}
 		if (ret == GNUTLS_E_REHANDSHAKE)
@@ -1014,7 +1159,7 @@ tls_pending(struct tls_session *s)
 {
 	if (s == NULL || !s->done)
 		return 0;
-	return gnutls_record_check_pending(s->s);
+	return gnutls_record_check_pending(s->s) + (s->rlen - s->rpos);
 }
 
 int

@@ -14,6 +14,7 @@ import smtplib
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -379,6 +380,73 @@ class Config(harness.IntegrationTest):
         s = smtplib.SMTP("127.0.0.1", port, timeout=10)
         self.assertEqual(s.ehlo()[0], 250)
         s.quit()
+
+
+class ReadPath(IntakeBase):
+    """The session reads for itself (one recv() per readable socket, no
+    FIONREAD first): input held while the output is blocked stays bounded
+    and reading resumes, and a client gone while its message commits
+    still has it queued."""
+    INTAKE = {"max_junk_commands": "0"}
+
+    def test_ehlo_flood_unread_answered_in_full(self):
+        # 1 MiB of EHLOs (a 7-line reply each, ~12 times the command)
+        # from a client that reads slowly through a small receive buffer:
+        # sendqd's output backs up, it stops taking commands, its input
+        # fills to the bound and it stops reading, and it goes on as the
+        # client reads: every EHLO is answered, in order, then the QUIT.
+        n = 1024 * 1024 // 8
+        c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(c.close)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.settimeout(harness.DEFAULT_TIMEOUT)
+        c.connect(("127.0.0.1", self.port))
+        self.assertTrue(recv_reply(c, 10).startswith(b"220 "))
+        errors = []
+
+        def send():
+            try:
+                c.sendall(b"EHLO x\r\n" * n + b"QUIT\r\n")
+            except OSError as e:
+                errors.append(e)
+        t = threading.Thread(target=send)
+        t.start()
+        data = bytearray()
+        while not data.endswith(b"221 2.0.0 Bye\r\n"):
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        t.join(harness.DEFAULT_TIMEOUT)
+        self.assertFalse(t.is_alive())
+        self.assertEqual(errors, [])
+        self.assertTrue(data.endswith(b"\r\n221 2.0.0 Bye\r\n"),
+                        bytes(data[-200:]))
+        self.assertEqual(data.count(b"250-localhost\r\n"), n)
+        self.assertEqual(data.count(b"250 SMTPUTF8\r\n"), n)
+        self.assertEqual(data.count(b"\r\n"), 7 * n + 1)
+
+    def test_gone_after_the_dot_still_queued(self):
+        c = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        self.addCleanup(c.close)
+        self.assertTrue(recv_reply(c, 10).startswith(b"220 "))
+        c.sendall(b"EHLO client.test\r\n")
+        self.assertTrue(recv_reply(c, 10).startswith(b"250"))
+        c.sendall(b"MAIL FROM:<alice@example.org>\r\n"
+                  b"RCPT TO:<bob@example.net>\r\nDATA\r\n")
+        reply = b""
+        while b"354 " not in reply:
+            chunk = c.recv(4096)
+            self.assertTrue(chunk, reply)
+            reply += chunk
+        sent = harness.make_message("gone", "body\r\n")
+        # The dot and the end of the connection in one go: sendqd reads
+        # the end of file while the message waits for its commit.
+        c.sendall(sent + b".\r\n")
+        c.shutdown(socket.SHUT_WR)
+        c.close()
+        m = self.only_message()
+        self.assertSendqReceived(m, sent)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
  * stderr is the stream JOURNAL_STREAM names, plain lines otherwise.
  */
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -207,4 +208,44 @@ Test(log, event_falls_back_to_the_line)
 	    (long)getpid());
 	cr_assert_str_eq(test_log_event(0, 0), expect);
 	cr_assert_eq(sink_calls, 0);
+}
+
+/* The PID in a line is read once by log_init(); a child forked after it
+ * logs its own PID, not its parent's. */
+Test(log, a_forked_child_logs_its_own_pid)
+{
+	char   out[512], expect[512];
+	FILE  *f = tmpfile();
+	int    saved, status;
+	pid_t  child;
+	size_t n;
+
+	cr_assert_not_null(f);
+	unsetenv("JOURNAL_STREAM");
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	cr_assert_eq(dup2(fileno(f), STDERR_FILENO), STDERR_FILENO);
+	log_init("sendqd", LOG_LEVEL_INFO);
+	log_info("parent");
+	child = fork();
+	if (child == 0) {
+		log_info("child");
+		_exit(0);
+	}
+	cr_assert(child > 0);
+	cr_assert_eq(waitpid(child, &status, 0), child);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	log_info("parent");
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	rewind(f);
+	n = fread(out, 1, sizeof(out) - 1, f);
+	out[n] = '\0';
+	fclose(f);
+	snprintf(expect, sizeof(expect),
+	    "sendqd[%ld]: info: parent\nsendqd[%ld]: info: child\n"
+	    "sendqd[%ld]: info: parent\n",
+	    (long)getpid(), (long)child, (long)getpid());
+	cr_assert_str_eq(out, expect);
 }

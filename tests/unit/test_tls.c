@@ -16,10 +16,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -155,8 +158,46 @@ struct test_server {
 	const char     *key;
 	const char     *priority; /* NULL: "NORMAL" */
 	int             want_client_cert;
-	gnutls_datum_t *ticket_key; /* shared by the children */
+	gnutls_datum_t *ticket_key;     /* shared by the children */
+	int             split_greeting; /* three records in one write */
 };
+
+/* recv() of this program (it takes the place of libc's, for tls.c and
+ * GnuTLS too): counted, so that a test can tell reads that asked the
+ * socket from reads that did not. */
+static unsigned test_recvs;
+
+ssize_t
+recv(int fd, void *buf, size_t len, int flags)
+{
+	test_recvs++;
+	return (ssize_t)syscall(SYS_recvfrom, fd, buf, len, flags, NULL, NULL);
+}
+
+/* The server's push while test_holding: records kept in test_held. */
+static unsigned char test_held[4096];
+static size_t        test_held_len;
+static int           test_holding;
+
+static ssize_t
+test_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt)
+{
+	size_t total = 0;
+	int    i;
+
+	if (!test_holding)
+		return writev((int)(intptr_t)ptr, (const struct iovec *)iov,
+		    iovcnt);
+	for (i = 0; i < iovcnt; i++) {
+		cr_assert_leq(test_held_len + iov[i].iov_len,
+		    sizeof(test_held));
+		memcpy(test_held + test_held_len, iov[i].iov_base,
+		    iov[i].iov_len);
+		test_held_len += iov[i].iov_len;
+		total += iov[i].iov_len;
+	}
+	return (ssize_t)total;
+}
 
 static void
 test_report(int fd, const char *line)
@@ -239,9 +280,20 @@ test_server_run(const struct test_server *ts, int fd, int rfd)
 	    "ok resumed=%d sni=%.100s client=%s version=%s\n",
 	    gnutls_session_is_resumed(s) != 0, sni, client,
 	    ver != NULL ? ver : "?");
-	do {
-		ret = (int)gnutls_record_send(s, "220 hello\r\n", 11);
-	} while (ret == GNUTLS_E_AGAIN || ret == GNUTLS_E_INTERRUPTED);
+	if (ts->split_greeting) {
+		/* Three records, held by test_push and written at once. */
+		test_holding = 1;
+		gnutls_transport_set_vec_push_function(s, test_push);
+		gnutls_record_send(s, "220 ", 4);
+		gnutls_record_send(s, "hel", 3);
+		gnutls_record_send(s, "lo\r\n", 4);
+		test_holding = 0;
+		cr_assert_eq(write(fd, test_held, test_held_len),
+		    (ssize_t)test_held_len);
+	} else
+		do {
+			ret = (int)gnutls_record_send(s, "220 hello\r\n", 11);
+		} while (ret == GNUTLS_E_AGAIN || ret == GNUTLS_E_INTERRUPTED);
 	/* Until the client closes (close_notify or EOF). */
 	for (;;) {
 		ret = (int)gnutls_record_recv(s, buf, sizeof(buf));
@@ -260,6 +312,9 @@ struct test_result {
 	char            desc[128];
 	int             resumed;
 	char            greeting[64];
+	int             reads;       /* tls_read()s that returned data */
+	enum tls_status after;       /* one more tls_read() after them */
+	unsigned        after_recvs; /* recv()s that one made */
 	char            server[256]; /* the server's report line */
 };
 
@@ -272,6 +327,9 @@ test_client_run(struct tls_ctx *ctx, int fd, struct test_result *r)
 	long                deadline = test_now_ms() + TEST_DEADLINE_MS;
 	enum tls_status     st;
 	size_t              n, used = 0;
+	char                more[64];
+	unsigned            before;
+	struct sq_err       err = { 0, "" };
 
 	cr_assert_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
 	cr_assert_eq(tls_session_new(ctx, fd, &s, &r->err), 0, "%s",
@@ -295,12 +353,18 @@ test_client_run(struct tls_ctx *ctx, int fd, struct test_result *r)
 				test_wait(fd, POLLIN, deadline);
 			else if (st == TLS_WANT_WRITE)
 				test_wait(fd, POLLOUT, deadline);
-			else if (st == TLS_DONE)
+			else if (st == TLS_DONE) {
 				used += n;
-			else
+				r->reads++;
+			} else
 				break;
 		}
 		r->greeting[used] = '\0';
+		/* Nothing more was sent: the socket was empty when the
+		 * greeting's short read drained it. */
+		before = test_recvs;
+		r->after = tls_read(s, more, sizeof(more), &n, &err);
+		r->after_recvs = test_recvs - before;
 		r->resumed = tls_session_resumed(s);
 		tls_bye(s);
 	}
@@ -387,6 +451,27 @@ test_assert_refused(const struct test_result *r, const char *why)
 }
 
 /* ---- trust = ca_file / system: chain, dates, name, key floor ---- */
+
+/* Records that arrive together are read with one recv() (tls_pull's
+ * read-ahead) and returned by one tls_read(), which leaves nothing in
+ * the read-ahead that the socket's read event would not announce. */
+Test(tls, records_that_arrive_together_come_in_one_read)
+{
+	struct config_smarthost sh = test_sh(CONFIG_TRUST_CA_FILE, "localhost");
+	struct tls_ctx         *ctx = test_ctx(&sh);
+	struct test_server      ts = test_good;
+	struct test_result      r;
+
+	ts.split_greeting = 1;
+	test_connect(ctx, &ts, &r);
+	test_assert_ok(&r);
+	cr_assert_eq(r.reads, 1, "the greeting took %d reads", r.reads);
+	/* It came in a short read: the next read asks the socket nothing
+	 * (the caller's read event tells when more came). */
+	cr_assert_eq(r.after, TLS_WANT_READ);
+	cr_assert_eq(r.after_recvs, 0, "%u recv() calls", r.after_recvs);
+	tls_ctx_free(ctx);
+}
 
 Test(tls, ca_file_trusted_server_verifies_ok)
 {
