@@ -9,6 +9,7 @@ E2ECases is shared with test_e2e_starttls.py, which sets TLS_MODE."""
 
 import os
 import re
+import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -82,6 +83,24 @@ class E2ECases:
             self.assertRegex(ln, r" X=TLS1\.[23]:\S+", ln)
 
     # ---- the cases
+
+    def test_relay_socket_sends_without_nagle(self):
+        # TCP_NODELAY on the connection to the smarthost: with Nagle, a
+        # small write behind an unacknowledged one (the TLS Finished,
+        # then EHLO) waited for the server's delayed ACK, 40 ms on the
+        # first message of every new connection.
+        sh = self.smarthost_for(self.exim, tls=self.TLS_MODE,
+                                host=self.HOST)
+        sh.update(idle_timeout="60s")
+        self.sq = self.new_sendq(sh)
+        self.deliver(make_message("nodelay", "no Nagle\r\n"),
+                     ["bob@example.net"])
+        (opt,) = harness.wait_for(
+            lambda: [o for o in [harness.tcp_socket_option(
+                self.sq.pid(), self.port(), socket.IPPROTO_TCP,
+                socket.TCP_NODELAY)] if o is not None],
+            what="sendqd's pooled connection to the smarthost")
+        self.assertEqual(opt, 1)
 
     def test_message_arrives_byte_for_byte(self):
         sent = make_message(

@@ -18,6 +18,8 @@ memory and file descriptors stayed flat.  The last line is the summary:
 
 Exit status 0 when nothing was lost and nothing unacknowledged arrived.
 Usage: soak.py [--messages N] [--kills K] [--threads T] [--seed S]
+SENDQ_KEEP_TMP=1 keeps the work directory (sendqd.log, Exim's spool and
+log) to see where duplicates came from.
 """
 import argparse
 import os
@@ -333,7 +335,10 @@ class Soak:
             pass
         if self.mounted:
             subprocess.run(["umount", "-l", self.mount])
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if os.environ.get("SENDQ_KEEP_TMP"):
+            print("soak: kept %s (SENDQ_KEEP_TMP)" % self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def main():

@@ -41,7 +41,7 @@ Command line (also used by scripts/demo):
 import unittest
 
 from .proc import (BUILD_DIR, DEFAULT_TIMEOUT, EX_CONFIG, EX_DATAERR,
-                   closed_port,
+                   closed_port, tcp_socket_option,
                    EX_OK, EX_TEMPFAIL, EX_USAGE, GET_SERVERS, HERE,
                    SERVERS_DIR, SOURCE_DIR, HarnessError, _find_nss_wrapper,
                    fetch_servers, free_port, have_ipv6_loopback,
