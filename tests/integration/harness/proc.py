@@ -1,5 +1,6 @@
 """harness.proc - paths, timeouts, sysexits, waiting, ports and processes."""
 
+import ctypes
 import errno
 import fcntl
 import os
@@ -130,20 +131,27 @@ def closed_port():
     return s.getsockname()[1]
 
 
-def listening_ports():
-    """The set of local TCP ports in LISTEN state (from /proc/net)."""
-    ports = set()
+def _tcp_table():
+    """The rows of /proc/net/tcp and /proc/net/tcp6, split into fields
+    (1: local address, 2: remote address, 3: state, 9: inode)."""
     for name in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(name) as f:
                 next(f)
-                for line in f:
-                    fields = line.split()
-                    if fields[3] == "0A":  # TCP_LISTEN
-                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+                rows = [line.split() for line in f]
         except OSError:
-            pass
-    return ports
+            continue
+        yield from rows
+
+
+def _port_of(address):
+    return int(address.rsplit(":", 1)[1], 16)
+
+
+def listening_ports():
+    """The set of local TCP ports in LISTEN state (from /proc/net)."""
+    return {_port_of(col[1]) for col in _tcp_table()
+            if col[3] == "0A"}  # TCP_LISTEN
 
 
 def port_accepts(port, host="127.0.0.1"):
@@ -272,19 +280,8 @@ def tcp_socket_option(pid, remote_port, level, option):
     to remote_port (found through /proc/net/tcp{,6} and /proc/PID/fd, the
     descriptor borrowed with pidfd_getfd(2): root, Linux >= 5.6); None
     when pid has no such socket."""
-    import ctypes
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                next(f)
-                for line in f:
-                    col = line.split()
-                    port = int(col[2].rsplit(":", 1)[1], 16)
-                    if port == remote_port and col[3] == "01":
-                        inodes.add(col[9])
-        except OSError:
-            continue
+    inodes = {col[9] for col in _tcp_table()
+              if _port_of(col[2]) == remote_port and col[3] == "01"}
     libc = ctypes.CDLL(None, use_errno=True)
     for name in os.listdir("/proc/%d/fd" % pid):
         try:
