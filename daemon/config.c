@@ -68,6 +68,8 @@ static const char *const config_oauth_provider_names[] = { [CONFIG_OAUTH_NONE] =
 	[CONFIG_OAUTH_MICROSOFT] = "microsoft",
 	NULL };
 
+static const char *const config_yes_no_names[] = { "no", "yes", NULL };
+
 _Static_assert(sizeof(enum config_tls) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_trust) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum sasl_mech) == sizeof(int), "enum size");
@@ -325,6 +327,11 @@ const struct config_key config_keys[] = {
 	{ CONFIG_SECT_SMARTHOST, "idle_timeout", CONFIG_T_DURATION, NULL, 1,
 	    CONFIG_HOUR, NULL, "5s", 0, CONFIG_SH(idle_timeout),
 	    "an idle connection is closed after this long" },
+	{ CONFIG_SECT_SMARTHOST, "pipeline_messages", CONFIG_T_ENUM,
+	    config_yes_no_names, 0, 0, NULL, "yes", 0,
+	    CONFIG_SH(pipeline_messages),
+	    "send the next message's commands right behind a final dot "
+	    "when the server offers PIPELINING" },
 	{ CONFIG_SECT_SMARTHOST, "match_sender", CONFIG_T_GLOBS, NULL, 0, 0,
 	    CONFIG_GLOB_ALLOWED, NULL, CONFIG_F_REPEAT, CONFIG_SH(match_sender),
 	    "route here mail whose envelope sender matches one of the globs" },

@@ -132,6 +132,9 @@ struct config_smarthost {
 	unsigned max_connections;         /* 2: concurrent connections */
 	unsigned messages_per_connection; /* 500, then reconnect */
 	unsigned idle_timeout;            /* 5s: close an idle one */
+	int      pipeline_messages;       /* yes (1): the next message's
+						 * commands follow a final dot
+						 * (RFC 2920 3.1) */
 	char   **match_sender;            /* globs (NULL-terminated list,
 						 * NULL = no condition) */
 	char   **match_recipient;

@@ -747,6 +747,7 @@ scheduler_on_pipeline(struct smtp_conn *c, void *arg)
 
 	(void)c;
 	if (s->shutting_down || cc->retire || cc->nxt != NULL ||
+	    !r->sh->pipeline_messages ||
 	    cc->sent + 2 > r->sh->messages_per_connection)
 		return;
 	cc->pipe_open = 1;

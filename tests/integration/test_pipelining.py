@@ -106,6 +106,18 @@ class Pipelining(harness.IntegrationTest):
                              d["line"])
         self.assertStoppedCleanly(sq)
 
+    def test_pipeline_messages_no_waits_for_each_dot_reply(self):
+        n = 10
+        fake = self.fake([])
+        sq, ids = self.filled_sendq(fake, n, pipeline_messages="no")
+        sq.start()
+        wait_for(lambda: len(sq.delivery_lines("sent")) == n, timeout=WAIT,
+                 what="%d sent delivery lines" % n)
+        sq.wait_queue_empty(timeout=WAIT)
+        self.assertEqual(len(fake.saved()), n)
+        self.assertEqual(list(fake.connections()), [1], fake.events())
+        self.assertEqual(self.pipelined(fake), [], fake.events())
+
     def test_close_after_a_dot_defers_it_and_retries_the_one_behind(self):
         self.fault_after_the_first_dot(["--drop", "end"],
                                        r"connection closed by")

@@ -104,6 +104,7 @@ Test(config, minimal_file_gets_every_default)
 	cr_assert_eq(sh->max_connections, 2);
 	cr_assert_eq(sh->messages_per_connection, 500);
 	cr_assert_eq(sh->idle_timeout, 5);
+	cr_assert_eq(sh->pipeline_messages, 1);
 	cr_assert_null(sh->match_sender);
 	cr_assert_null(sh->match_recipient);
 	cr_assert_null(sh->fallback);
@@ -125,7 +126,9 @@ Test(config, every_key_is_stored)
 	    "postmaster@example.com\ndelay_warning = 4h\n[smarthost "
 	    "corp]\nhost = relay.corp.example\nport = 2525\ntls = "
 	    "implicit\ntrust = ca_file\nca_file = %s\nmax_connections = "
-	    "7\nmessages_per_connection = 500\nidle_timeout = 1m\nmatch_sender "
+	    "7\nmessages_per_connection = 500\nidle_timeout = "
+	    "1m\npipeline_messages = "
+	    "no\nmatch_sender "
 	    "= alerts@* *@monitoring.example\nmatch_recipient = "
 	    "*.corp.example\nfallback = lab\nrate = 100/h\n[smarthost "
 	    "lab]\nhost = 192.0.2.7\ntrust = insecure\n",
@@ -153,6 +156,7 @@ Test(config, every_key_is_stored)
 	cr_assert_eq(sh->max_connections, 7);
 	cr_assert_eq(sh->messages_per_connection, 500);
 	cr_assert_eq(sh->idle_timeout, 60);
+	cr_assert_eq(sh->pipeline_messages, 0);
 	cr_assert_not_null(sh->match_sender);
 	cr_assert_str_eq(sh->match_sender[0], "alerts@*");
 	cr_assert_str_eq(sh->match_sender[1], "*@monitoring.example");
@@ -167,7 +171,7 @@ Test(config, every_key_is_stored)
 	cr_assert_str_eq(sh->name, "lab");
 	cr_assert_str_eq(sh->host, "192.0.2.7");
 	cr_assert_eq(sh->trust, CONFIG_TRUST_INSECURE);
-	cr_assert_eq(sh->line, 26);
+	cr_assert_eq(sh->line, 27);
 	cr_assert_eq(sh->fallback_index, -1);
 }
 
