@@ -1153,6 +1153,48 @@ sendq_sender_arg(const struct sendq_ctx *c, const char *arg)
 static const char *sendq_helper_path(void);
 
 /*
+ * Start the drop helper with argv, an empty environment and a pipe as
+ * its standard input (child_fd STDIN_FILENO) or output (STDOUT_FILENO).
+ * Returns our end of the pipe with *pid set, or -1 after printing why
+ * (quiet: print nothing), the message ending in suffix.
+ */
+static int
+sendq_helper_spawn(char *const argv[], int child_fd, pid_t *pid, int quiet,
+    const char *suffix)
+{
+	const char *path = sendq_helper_path();
+	char *const envp[] = { NULL };
+	int         pfd[2], ours = child_fd == STDIN_FILENO ? 1 : 0;
+
+	if (pipe2(pfd, O_CLOEXEC) != 0) {
+		if (!quiet)
+			fprintf(stderr, "sendq: pipe: %s%s\n", strerror(errno),
+			    suffix);
+		return -1;
+	}
+	fflush(stdout);
+	fflush(stderr);
+	if ((*pid = fork()) < 0) {
+		if (!quiet)
+			fprintf(stderr, "sendq: fork: %s%s\n", strerror(errno),
+			    suffix);
+		close(pfd[0]);
+		close(pfd[1]);
+		return -1;
+	}
+	if (*pid == 0) {
+		if (dup2(pfd[1 - ours], child_fd) < 0)
+			_exit(EX_OSERR);
+		execve(path, argv, envp);
+		fprintf(stderr, "sendq: cannot run the drop helper %s: %s%s\n",
+		    path, strerror(errno), suffix);
+		_exit(127);
+	}
+	close(pfd[1 - ours]);
+	return pfd[ours];
+}
+
+/*
  * The login name of the drop helper's caller (sendq-drop --login-name),
  * into name (namesz bytes): the way when sendqd does not answer.  0,
  * EX_NOUSER (no name for the uid) or EX_TEMPFAIL; the helper prints its
@@ -1161,37 +1203,19 @@ static const char *sendq_helper_path(void);
 static int
 sendq_helper_login(char *name, size_t namesz)
 {
-	const char *path = sendq_helper_path();
 	char *const argv[] = { (char *)"sendq-drop", (char *)"--login-name",
 		NULL };
-	char *const envp[] = { NULL };
 	size_t      len = 0;
 	ssize_t     n;
-	int         pfd[2], status;
+	int         fd, status;
 	pid_t       pid;
 
-	if (pipe2(pfd, O_CLOEXEC) != 0)
+	if ((fd = sendq_helper_spawn(argv, STDOUT_FILENO, &pid, 1, "")) < 0)
 		return EX_TEMPFAIL;
-	fflush(stdout);
-	fflush(stderr);
-	if ((pid = fork()) < 0) {
-		close(pfd[0]);
-		close(pfd[1]);
-		return EX_TEMPFAIL;
-	}
-	if (pid == 0) {
-		if (dup2(pfd[1], STDOUT_FILENO) < 0)
-			_exit(EX_OSERR);
-		execve(path, argv, envp);
-		fprintf(stderr, "sendq: cannot run the drop helper %s: %s\n",
-		    path, strerror(errno));
-		_exit(127);
-	}
-	close(pfd[1]);
 	while (len + 1 < namesz &&
-	    (n = sq_read(pfd[0], name + len, namesz - 1 - len)) > 0)
+	    (n = sq_read(fd, name + len, namesz - 1 - len)) > 0)
 		len += (size_t)n;
-	close(pfd[0]);
+	close(fd);
 	name[len] = '\0';
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
@@ -1550,39 +1574,16 @@ sendq_to_helper(struct sendq_ctx *c, struct sendq_sink *s, const char *envlines)
 {
 	const char *path = sendq_helper_path();
 	char *const argv[] = { (char *)"sendq-drop", NULL };
-	char *const envp[] = { NULL };
 	void (*old)(int);
-	int   pfd[2], status, rc;
+	int   fd, status, rc;
 	pid_t pid;
 
-	if (pipe2(pfd, O_CLOEXEC) != 0) {
-		fprintf(stderr, "sendq: pipe: %s (message not queued)\n",
-		    strerror(errno));
+	if ((fd = sendq_helper_spawn(argv, STDIN_FILENO, &pid, 0,
+		 " (message not queued)")) < 0)
 		return EX_TEMPFAIL;
-	}
-	fflush(stdout);
-	fflush(stderr);
-	if ((pid = fork()) < 0) {
-		fprintf(stderr, "sendq: fork: %s (message not queued)\n",
-		    strerror(errno));
-		close(pfd[0]);
-		close(pfd[1]);
-		return EX_TEMPFAIL;
-	}
-	if (pid == 0) {
-		if (dup2(pfd[0], STDIN_FILENO) < 0)
-			_exit(EX_OSERR);
-		execve(path, argv, envp);
-		fprintf(stderr,
-		    "sendq: cannot run the drop helper %s: %s (message not "
-		    "queued)\n",
-		    path, strerror(errno));
-		_exit(127);
-	}
-	close(pfd[0]);
 	old = signal(SIGPIPE, SIG_IGN);
-	rc = sendq_feed_helper(pfd[1], envlines, s);
-	close(pfd[1]);
+	rc = sendq_feed_helper(fd, envlines, s);
+	close(fd);
 	signal(SIGPIPE, old);
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR) {
