@@ -89,6 +89,7 @@ class DiskFull(harness.IntegrationTest):
         self.sq.start()
         harness.wait_for(lambda: harness.port_accepts(self.port),
                          what="the intake listener")
+        self.sq.wait_ready()
         acked = []
         for i in range(3):
             self.smtp_send("before smtp %d" % i)

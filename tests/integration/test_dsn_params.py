@@ -91,6 +91,9 @@ class DsnParams(harness.IntegrationTest):
             sq.start()
             wait_for(lambda: harness.port_accepts(port),
                      what="the intake listener on port %d" % port)
+            # The listener opens before the control socket: a `sendq`
+            # run in between would find sendqd "not running".
+            sq.wait_ready()
         return sq
 
     def exim_offers_dsn(self, exim):

@@ -96,6 +96,7 @@ class GuardBase(harness.IntegrationTest):
         self.sq.start()
         harness.wait_for(lambda: harness.port_accepts(self.port),
                          what="the intake listener")
+        self.sq.wait_ready()
 
     def deliver_to_exim(self, **kw):
         """Restart sendqd with a real Exim as its smarthost."""
