@@ -18,11 +18,19 @@
  * kernel first how much is readable (ioctl FIONREAD before each readv:
  * a system call per read, two per message of a pipelining client).
  *
+ * The end of a loop turn: in->turn_ev, made active by the first session
+ * that needs it in a turn, runs after every event already active (the
+ * sessions' reads of the turn): what was done per message is done there
+ * once per turn.
+ *
+ * Free space: the turn's checks (intake_session_admit) share one
+ * fstatvfs (spool_space_cache), forgotten at the end of the turn.
+ *
  * Commit: a session whose message is complete goes on in->commit_list and
- * in->commit_ev is made active; its callback hands every message that
- * completed in the same turn to the spool's commit thread
- * (spool_commit_async), which groups it with all others waiting (one
- * batch of fdatasyncs, one fsync of queue/) off the loop.  Only when the
+ * in->turn_ev is made active; its callback hands every message that
+ * completed in the same turn to the spool's commit thread at once
+ * (spool_commit_batch_begin/end: one wake-up), which groups it with all
+ * others waiting (one sync of the write-ahead log) off the loop.  Only when the
  * thread reports the message durable is the 250 written; meanwhile the
  * loop serves the other sessions.  A client that disconnects while its
  * message waits for commit is closed after the commit (the message is
@@ -130,7 +138,8 @@ struct intake {
 	size_t                  n_sessions; /* all */
 	size_t                  n_counted;  /* towards max_clients */
 	struct intake_session  *commit_list, **commit_tail;
-	struct event           *commit_ev;
+	struct event           *turn_ev;      /* the end of the turn */
+	int                     space_cached; /* spool_space_cache on */
 	struct intake_session  *reap_list;
 	struct event           *reap_ev;
 	struct event           *resume_ev; /* listeners after EMFILE */
@@ -275,6 +284,12 @@ intake_session_admit(struct intake_session *s, uint64_t size, int written)
 	uint64_t               msgs = 0, bytes = 0;
 	int                    rc;
 
+	if (!in->space_cached) {
+		/* One fstatvfs for the turn's checks. */
+		spool_space_cache(in->sp, 1);
+		in->space_cached = 1;
+		event_active(in->turn_ev, EV_TIMEOUT, 0);
+	}
 	if ((rc = spool_space_ok(in->sp, written ? 0 : size, &err)) == 0) {
 		for (o = in->sessions; o != NULL; o = o->next)
 			if (o != s && o->committing && o->uid == s->uid) {
@@ -398,7 +413,7 @@ intake_session_end(struct intake_session *s)
 	s->commit_next = NULL;
 	*in->commit_tail = s;
 	in->commit_tail = &s->commit_next;
-	event_active(in->commit_ev, EV_TIMEOUT, 0);
+	event_active(in->turn_ev, EV_TIMEOUT, 0);
 }
 
 /* Pop and handle the core's events.  Returns 0 to go on, -1 when the
@@ -738,10 +753,11 @@ intake_on_committed(void *arg, int rc, const struct sq_err *err)
 	}
 }
 
-/* Every message completed in this loop turn goes to the spool's commit
- * thread, which groups it with whatever else is waiting. */
+/* The end of a loop turn: the free-space figure of the turn is
+ * forgotten, and every message completed in the turn goes to the spool's
+ * commit thread at once, which groups it with whatever else is waiting. */
 static void
-intake_on_commit(evutil_socket_t fd, short what, void *arg)
+intake_on_turn(evutil_socket_t fd, short what, void *arg)
 {
 	struct intake         *in = arg;
 	struct intake_session *s, *list;
@@ -749,9 +765,16 @@ intake_on_commit(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (in->space_cached) {
+		spool_space_cache(in->sp, 0);
+		in->space_cached = 0;
+	}
 	list = in->commit_list;
 	in->commit_list = NULL;
 	in->commit_tail = &in->commit_list;
+	if (list == NULL)
+		return;
+	spool_commit_batch_begin(in->sp);
 	while ((s = list) != NULL) {
 		list = s->commit_next;
 		s->commit_next = NULL;
@@ -760,6 +783,7 @@ intake_on_commit(evutil_socket_t fd, short what, void *arg)
 		s->env = intake_session_envelope(s);
 		spool_commit_async(w, s->env, intake_on_committed, s);
 	}
+	spool_commit_batch_end(in->sp);
 }
 
 /* ---------------------------------------------------------------- accept */
@@ -1156,11 +1180,10 @@ intake_new(struct event_base *base, const struct config *cfg, struct spool *sp,
 	else
 		sq_hostname(NULL, in->hostname, sizeof(in->hostname));
 	rewrite_init(&in->rw, cfg, in->hostname);
-	in->commit_ev = event_new(base, -1, 0, intake_on_commit, in);
+	in->turn_ev = event_new(base, -1, 0, intake_on_turn, in);
 	in->reap_ev = event_new(base, -1, 0, intake_on_reap, in);
 	in->resume_ev = evtimer_new(base, intake_on_resume, in);
-	if (in->commit_ev == NULL || in->reap_ev == NULL ||
-	    in->resume_ev == NULL)
+	if (in->turn_ev == NULL || in->reap_ev == NULL || in->resume_ev == NULL)
 		log_fatalx("intake: out of memory");
 
 	n_sd = intake_sd_fds();
@@ -1257,8 +1280,10 @@ intake_free(struct intake *in)
 		in->reap_list = s->reap_next;
 		intake_session_free(s);
 	}
-	if (in->commit_ev != NULL)
-		event_free(in->commit_ev);
+	if (in->space_cached)
+		spool_space_cache(in->sp, 0);
+	if (in->turn_ev != NULL)
+		event_free(in->turn_ev);
 	if (in->reap_ev != NULL)
 		event_free(in->reap_ev);
 	if (in->resume_ev != NULL)

@@ -153,6 +153,8 @@ struct spool_mem_table {
 	uint64_t          held, filed_n; /* spool_wal_stats */
 };
 
+struct spool_rm_item;
+
 struct spool {
 	char *dir;
 	char *tmp_dir;
@@ -168,6 +170,16 @@ struct spool {
 	 * readers' group (spool_set_queue_group). */
 	mode_t   env_mode;
 	uint64_t min_free; /* spool_space_ok's reserve, 0 = off */
+	/* spool_space_cache: on, whether space_avail holds an answer of
+	 * fstatvfs (f_bavail in bytes), and the bytes given to writers
+	 * (written, all the spool's life) when it was read. */
+	int      space_on, space_valid;
+	uint64_t space_avail, space_at, written;
+	/* Removals of held messages since the last spool_sync_removals
+	 * (spool_remove_unsynced): their REMOVE records, appended to the
+	 * log with one write by spool_sync_removals (loop thread only). */
+	struct spool_rm_item *held_rms;
+	size_t                n_held_rms, cap_held_rms;
 	/* The umask's bits as read at spool_open, or 0777 when it could
 	 * not be read: a new file needs a fchmod() (one more journalled
 	 * inode change per file) only when the umask takes a bit of its
@@ -543,6 +555,7 @@ spool_close(struct spool *sp)
 	/* Left only when a clean stop could not file them: their records
 	 * stay in the log, which the next start replays. */
 	spool_mem_drop_all(sp);
+	free(sp->held_rms);
 	pthread_mutex_destroy(&sp->mem.mu);
 	pthread_cond_destroy(&sp->mem.filed);
 	free(sp->failed_dir);
@@ -565,6 +578,13 @@ spool_set_min_free(struct spool *sp, uint64_t bytes)
 	sp->min_free = bytes;
 }
 
+void
+spool_space_cache(struct spool *sp, int on)
+{
+	sp->space_on = on;
+	sp->space_valid = 0;
+}
+
 int
 spool_space_ok(struct spool *sp, uint64_t incoming, struct sq_err *err)
 {
@@ -573,11 +593,24 @@ spool_space_ok(struct spool *sp, uint64_t incoming, struct sq_err *err)
 
 	if (sp->min_free == 0)
 		return 0;
-	if (fstatvfs(sp->dir_fd, &vfs) != 0)
-		return spool_fail(err, -errno, "statvfs", sp->dir, NULL);
-	/* What an unprivileged user may still use (f_bavail), which is
-	 * what the daemon's user has. */
-	avail = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+	if (sp->space_on && sp->space_valid) {
+		/* The turn's answer, less what writers took since. */
+		uint64_t used = sp->written - sp->space_at;
+
+		avail = sp->space_avail > used ? sp->space_avail - used : 0;
+	} else {
+		if (fstatvfs(sp->dir_fd, &vfs) != 0)
+			return spool_fail(err, -errno, "statvfs", sp->dir,
+			    NULL);
+		/* What an unprivileged user may still use (f_bavail),
+		 * which is what the daemon's user has. */
+		avail = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+		if (sp->space_on) {
+			sp->space_valid = 1;
+			sp->space_avail = avail;
+			sp->space_at = sp->written;
+		}
+	}
 	if (avail >= sp->min_free && avail - sp->min_free >= incoming)
 		return 0;
 	return sq_err_set(err, -ENOSPC,
@@ -824,6 +857,7 @@ spool_writer_write(struct spool_writer *w, const void *data, size_t len,
 	if (w->error != 0)
 		return spool_fail(err, w->error, "write", w->sp->queue_dir,
 		    w->msg_name);
+	w->sp->written += len; /* spool_space_ok's cached answer */
 	if (!w->body_8bit) {
 		unsigned char any8 = 0;
 
@@ -1607,6 +1641,11 @@ struct spool_async {
 	struct spool_pending *running; /* the commit thread's round */
 	struct spool_pending *done, **done_tail;
 	size_t                n_todo;
+	/* spool_commit_batch_begin..end (the loop thread's only, no lock):
+	 * the messages queued meanwhile, handed over at the end. */
+	struct spool_pending *batch, **batch_tail;
+	size_t                n_batch;
+	int                   batching;
 	struct spool_rm      *rms; /* removals to make */
 	/* Removals (renames and unlinks in queue/) are counted in batches:
 	 * rm_gen is the last batch the removal thread has made, rm_synced
@@ -1630,8 +1669,10 @@ struct spool_async {
 	/* spool_wal_stats (under mu). */
 	struct spool_wal_stats wal_stats;
 	/* Removals of messages held in memory (no files to unlink): their
-	 * REMOVE records are appended at once by the caller (a SIGKILL
-	 * then cannot lose them) and made durable by the next group's
+	 * REMOVE records are appended by the caller at the end of its turn
+	 * (spool_sync_removals: one write for the turn's; a SIGKILL after
+	 * it cannot lose them, one before it delivers them again) and
+	 * made durable by the next group's
 	 * sync; when none comes within rm_sync_ms of the first, the commit
 	 * thread syncs them alone (spool_async_main).  Neither wakes the
 	 * removal thread.  held_pos[seg]: the end of the last one appended
@@ -2715,22 +2756,34 @@ spool_removal_stats(struct spool *sp, uint64_t *batches, uint64_t *own_syncs)
 		pthread_mutex_unlock(&as->mu);
 }
 
-/* The removal of held message id: its REMOVE record appended now (not
- * synced: see held_pos); when the log cannot take it, the removal
- * thread logs it (it makes the checkpoint a full log waits for). */
+/* The removals of the n held messages of it: their REMOVE records
+ * appended now, with one write (not synced: see held_pos); when the log
+ * cannot take them, the removal thread logs them (it makes the
+ * checkpoint a full log waits for).  One lock of mu and at most one
+ * wake-up of the commit thread for all of them. */
 static void
-spool_async_remove_held(struct spool_async *as, const char *id)
+spool_async_remove_held(struct spool_async *as, const struct spool_rm_item *it,
+    size_t n)
 {
-	struct wal_rec rec = { WAL_REMOVE, id, strlen(id), NULL, 0, NULL, 0 };
-	struct wal_pos pos;
-	struct sq_err  err;
+	struct wal_rec *recs;
+	struct wal_pos  pos;
+	struct sq_err   err;
+	size_t          i;
+	int             rc;
 
-	if (wal_append(as->sp->wal, &rec, 1, &pos, &err) != 0) {
-		spool_async_remove(as, id, 1);
+	recs = xcalloc(n, sizeof(*recs));
+	for (i = 0; i < n; i++)
+		recs[i] = (struct wal_rec){ WAL_REMOVE, it[i].id,
+			strlen(it[i].id), NULL, 0, NULL, 0 };
+	rc = wal_append(as->sp->wal, recs, n, &pos, &err);
+	free(recs);
+	if (rc != 0) {
+		for (i = 0; i < n; i++)
+			spool_async_remove(as, it[i].id, 1);
 		return;
 	}
 	pthread_mutex_lock(&as->mu);
-	as->wal_stats.removals++;
+	as->wal_stats.removals += n;
 	if (pos.rotated) {
 		as->ckpt_due[pos.full_seg] = 1;
 		pthread_cond_broadcast(&as->rm_cv);
@@ -2744,6 +2797,22 @@ spool_async_remove_held(struct spool_async *as, const char *id)
 		pthread_cond_signal(&as->cv);
 	}
 	pthread_mutex_unlock(&as->mu);
+}
+
+/* Append the REMOVE records of the held messages removed since the last
+ * call (spool_remove_unsynced), in batches a segment takes. */
+static void
+spool_flush_held_rms(struct spool *sp)
+{
+	size_t i, k;
+
+	for (i = 0; i < sp->n_held_rms; i += k) {
+		k = sp->n_held_rms - i;
+		if (k > SPOOL_RM_LOG_MAX)
+			k = SPOOL_RM_LOG_MAX;
+		spool_async_remove_held(sp->as, sp->held_rms + i, k);
+	}
+	sp->n_held_rms = 0;
 }
 
 /* Queue the removal of id for the removal thread (no_files: it was held
@@ -2779,6 +2848,7 @@ spool_async_start(struct spool *sp, struct sq_err *err)
 	as->sp = sp;
 	as->todo_tail = &as->todo;
 	as->done_tail = &as->done;
+	as->batch_tail = &as->batch;
 	if ((as->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
 		rc = -errno;
 		free(as);
@@ -2853,6 +2923,13 @@ spool_commit_async(struct spool_writer *w, struct envelope *env,
 	p->arg = arg;
 	spool_gc_prepare(sp, w, env, &p->it, &p->err);
 	p->it.err = &p->err;
+	if (as->batching) {
+		/* Handed over by spool_commit_batch_end, with the rest. */
+		*as->batch_tail = p;
+		as->batch_tail = &p->next;
+		as->n_batch++;
+		return;
+	}
 	pthread_mutex_lock(&as->mu);
 	*as->todo_tail = p;
 	as->todo_tail = &p->next;
@@ -2867,11 +2944,55 @@ spool_commit_async(struct spool_writer *w, struct envelope *env,
 	    p->it.id, n);
 }
 
+void
+spool_commit_batch_begin(struct spool *sp)
+{
+	if (sp->as != NULL)
+		sp->as->batching = 1;
+}
+
+void
+spool_commit_batch_end(struct spool *sp)
+{
+	struct spool_async   *as = sp->as;
+	struct spool_pending *list, *p;
+	size_t                n, k, i;
+
+	if (as == NULL)
+		return;
+	as->batching = 0;
+	if ((list = as->batch) == NULL)
+		return;
+	k = as->n_batch;
+	as->batch = NULL;
+	as->batch_tail = &as->batch;
+	as->n_batch = 0;
+	pthread_mutex_lock(&as->mu);
+	*as->todo_tail = list;
+	for (p = list; p->next != NULL; p = p->next)
+		;
+	as->todo_tail = &p->next;
+	as->n_todo += k;
+	n = as->n_todo - k;
+	pthread_mutex_unlock(&as->mu);
+	pthread_cond_signal(&as->cv); /* one wake-up for all of them */
+	/* Each stays until spool_async_dispatch (this thread) frees it;
+	 * the commit thread may link a later round to the last one's next
+	 * meanwhile, so that one is not followed. */
+	for (i = 0, p = list; i < k; i++) {
+		log_debug("spool: msgid=%s waits for the commit thread "
+			  "(%zu waiting)",
+		    p->it.id, ++n);
+		if (i + 1 < k)
+			p = p->next;
+	}
+}
+
 int
 spool_commit_pending(struct spool *sp, const char *id)
 {
 	struct spool_async         *as = sp->as;
-	const struct spool_pending *lists[3], *p;
+	const struct spool_pending *lists[4], *p;
 	size_t                      i;
 	int                         found = 0;
 
@@ -2881,7 +3002,8 @@ spool_commit_pending(struct spool *sp, const char *id)
 	lists[0] = as->todo;
 	lists[1] = as->running;
 	lists[2] = as->done;
-	for (i = 0; i < 3 && !found; i++)
+	lists[3] = as->batch; /* the caller's thread's own */
+	for (i = 0; i < 4 && !found; i++)
 		for (p = lists[i]; p != NULL && !found; p = p->next)
 			found = strcmp(p->it.id, id) == 0;
 	pthread_mutex_unlock(&as->mu);
@@ -2918,6 +3040,11 @@ spool_async_stop(struct spool *sp)
 
 	if (as == NULL)
 		return;
+	/* Commits and removals not yet handed over (a batch not ended, no
+	 * spool_sync_removals since). */
+	spool_commit_batch_end(sp);
+	if (sp->n_held_rms > 0)
+		spool_flush_held_rms(sp);
 	sp->mem.on = 0; /* new writers make files again */
 	pthread_mutex_lock(&as->mu);
 	as->stop = 1;
@@ -3626,9 +3753,21 @@ spool_remove_unsynced(struct spool *sp, const char *id, struct sq_err *err)
 
 	if (sp->mem.on && spool_mem_remove(sp, id)) {
 		/* Held in memory: out of every listing now; its REMOVE
-		 * record is appended now, synced with the next group
-		 * (held_pos). */
-		spool_async_remove_held(sp->as, id);
+		 * record is appended by spool_sync_removals, with those of
+		 * every other removal of the turn (one write), and synced
+		 * with the next group (held_pos). */
+		struct spool_rm_item *r;
+
+		if (sp->n_held_rms == sp->cap_held_rms) {
+			sp->cap_held_rms = sp->cap_held_rms ?
+			    2 * sp->cap_held_rms :
+			    16;
+			sp->held_rms = xreallocarray(sp->held_rms,
+			    sp->cap_held_rms, sizeof(*sp->held_rms));
+		}
+		r = &sp->held_rms[sp->n_held_rms++];
+		snprintf(r->id, sizeof(r->id), "%s", id);
+		r->no_files = 1;
 		sp->removed = 1;
 		return 0;
 	}
@@ -3665,6 +3804,8 @@ spool_sync_removals(struct spool *sp, struct sq_err *err)
 	if (!sp->removed)
 		return 0;
 	sp->removed = 0;
+	if (sp->n_held_rms > 0)
+		spool_flush_held_rms(sp);
 	if (sp->as != NULL && sp->as->rm_started)
 		return 1; /* the removal thread syncs (spool_rm_main) */
 	if (fsync(sp->queue_fd) != 0)

@@ -148,6 +148,20 @@ void spool_set_min_free(struct spool *sp, uint64_t bytes);
 int spool_space_ok(struct spool *sp, uint64_t incoming, struct sq_err *err);
 
 /*
+ * One fstatvfs for a loop turn's checks: while on (on 1), spool_space_ok
+ * reads the free space at its first call and answers the later ones from
+ * that figure less every byte given to a writer (spool_writer_write)
+ * since, which may only overstate what the disk lost (a body held in
+ * memory takes none); on 0 (the default) forgets it, and every call
+ * reads again.  A caller that turns it on turns it off at the end of the
+ * same turn (intake: an event made active at the first check), so that
+ * no answer is older than the turn: what the rest of the system wrote
+ * meanwhile counts from the next turn on, as if the turn's checks had
+ * come first.  Calling it again with 1 forgets the figure too.
+ */
+void spool_space_cache(struct spool *sp, int on);
+
+/*
  * Start a new message: creates tmp/ID.msg (O_EXCL, 0600) with a fresh
  * unique queue id: 31 upper-case hex digits, the time of arrival (10 of
  * seconds, 5 of microseconds) then 64 bits from getrandom(), so ids sort
@@ -234,6 +248,18 @@ typedef void (*spool_commit_fn)(void *arg, int rc, const struct sq_err *err);
 int  spool_async_start(struct spool *sp, struct sq_err *err);
 void spool_commit_async(struct spool_writer *w, struct envelope *env,
     spool_commit_fn fn, void *arg);
+/*
+ * Many messages handed to the commit thread at once: between
+ * spool_commit_batch_begin() and spool_commit_batch_end(), on the loop's
+ * thread, spool_commit_async() only queues its message (no lock); the
+ * end hands them all over with one lock and one wake-up of the thread,
+ * so that they join the same group (one sync for all, where a thread
+ * woken by the first took it alone).  Their callbacks run as for any
+ * other (spool_async_dispatch).  No-ops before spool_async_start; the
+ * end also runs from spool_async_stop.
+ */
+void spool_commit_batch_begin(struct spool *sp);
+void spool_commit_batch_end(struct spool *sp);
 void spool_async_dispatch(struct spool *sp);
 void spool_async_stop(struct spool *sp);
 /*
@@ -374,7 +400,11 @@ int spool_remove(struct spool *sp, const char *id, struct sq_err *err);
  * the fsync of queue/ to the next spool_sync_removals() (which the
  * caller runs once for every removal of an event-loop turn), so that one
  * directory sync covers a batch.  Until then a power cut may bring the
- * message back: delivered twice, never lost.  0 or -errno with err.
+ * message back: delivered twice, never lost.  A message held in memory
+ * (spool_set_memory_age) is out of every listing at once, and its
+ * REMOVE record is appended to the log by that spool_sync_removals(),
+ * with those of the turn's other removals (one write): a crash before
+ * it may deliver it twice too.  0 or -errno with err.
  */
 int spool_remove_unsynced(struct spool *sp, const char *id, struct sq_err *err);
 /* fsync queue/ when a removal since the last one left it unsynced:

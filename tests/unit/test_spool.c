@@ -752,6 +752,66 @@ Test(spool, space_ok_refuses_new_mail_below_the_reserve)
 	spool_close(sp);
 }
 
+/* The free space spool_space_ok's refusal names ("N bytes free"). */
+static uint64_t
+test_space_said(struct spool *sp)
+{
+	struct sq_err      err = { 0 };
+	unsigned long long avail = 0;
+
+	cr_assert_eq(spool_space_ok(sp, 0, &err), -ENOSPC);
+	cr_assert_eq(
+	    sscanf(strstr(err.msg, ": ") + 2, "%llu bytes free", &avail), 1,
+	    "%s", err.msg);
+	return avail;
+}
+
+Test(spool, space_cache_reads_once_a_turn_less_what_writers_took)
+{
+	struct spool        *sp = test_open();
+	struct spool_writer *w = NULL;
+	struct sq_err        err = { 0 };
+	char                 path[256], *chunk;
+	uint64_t             first, now;
+	int                  fd, i;
+
+	/* Always below: every answer names what it found free. */
+	spool_set_min_free(sp, UINT64_MAX / 2);
+	spool_space_cache(sp, 1);
+	first = test_space_said(sp);
+	/* A MiB written by someone else: the turn's figure stands. */
+	snprintf(path, sizeof(path), "%s/other", test_root);
+	cr_assert_geq(fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600), 0);
+	chunk = calloc(1, 64 * 1024);
+	for (i = 0; i < 16; i++)
+		cr_assert_eq(write(fd, chunk, 64 * 1024), 64 * 1024);
+	free(chunk);
+	cr_assert_eq(fsync(fd), 0);
+	close(fd);
+	cr_assert_eq(test_space_said(sp), first, "read again in the turn");
+	/* What a writer is given counts at once, whether or not it
+	 * reached the disk. */
+	cr_assert_eq(spool_writer_begin(sp, &w, &err), 0, "%s", err.msg);
+	cr_assert_eq(spool_writer_write(w, "0123456789", 10, &err), 0);
+	cr_assert_eq(test_space_said(sp), first - 10);
+	/* The reserve: just above it, then below by what was written. */
+	spool_set_min_free(sp, first - 20);
+	cr_assert_eq(spool_space_ok(sp, 0, &err), 0, "%s", err.msg);
+	cr_assert_eq(spool_space_ok(sp, 10, &err), 0, "%s", err.msg);
+	cr_assert_eq(spool_space_ok(sp, 11, &err), -ENOSPC);
+	cr_assert_eq(spool_writer_write(w, "0123456789x", 11, &err), 0);
+	cr_assert_eq(spool_space_ok(sp, 0, &err), -ENOSPC, "below by 1");
+	spool_writer_abort(w);
+	/* The turn is over: read again (the MiB counts now). */
+	spool_set_min_free(sp, UINT64_MAX / 2);
+	spool_space_cache(sp, 0);
+	now = test_space_said(sp);
+	/* (Not compared with first: other programs share the disk.) */
+	cr_assert_neq(now, first - 21, "not read again");
+	unlink(path);
+	spool_close(sp);
+}
+
 Test(spool, message_size_is_the_body_file_size)
 {
 	struct spool *sp = test_open();
@@ -1420,6 +1480,88 @@ Test(spool, commit_pending_until_the_callback_runs)
  * than making one of its own per batch: with a commit coming (here one,
  * and a delay no test machine reaches) its unlinks cost no fsync; with
  * none it syncs them itself (here when stopped). */
+Test(spool, commit_batch_is_handed_over_at_its_end_as_one_group)
+{
+	struct spool          *sp;
+	struct spool_wal_stats ws;
+	struct envelope       *envs[TEST_GROUP_N], *alone;
+	struct test_async_arg  args[TEST_GROUP_N];
+	struct test_async      t = { 0 };
+	struct pollfd          pfd;
+	char                   body[64], rcpt[64];
+	struct sq_err          err;
+	size_t                 i;
+	int                    efd;
+
+	sp = test_open();
+	cr_assert_eq(spool_wal_open(sp, 64 * 1024, &err), 0, "%s", err.msg);
+	cr_assert_geq(efd = spool_async_start(sp, &err), 0, "%s", err.msg);
+	pfd = (struct pollfd){ .fd = efd, .events = POLLIN };
+	spool_commit_batch_begin(sp);
+	for (i = 0; i < TEST_GROUP_N; i++) {
+		snprintf(body, sizeof(body), "message %zu\n", i);
+		snprintf(rcpt, sizeof(rcpt), "r%zu@example.net", i);
+		envs[i] = test_envelope(rcpt);
+		args[i] = (struct test_async_arg){ &t, i };
+		spool_commit_async(test_writer(sp, body), envs[i],
+		    test_async_done, &args[i]);
+		cr_assert(spool_commit_pending(sp, envs[i]->id));
+		if (i == 0)
+			/* Not handed over: the thread, which would take it
+			 * alone, has nothing to commit. */
+			cr_assert_eq(poll(&pfd, 1, 200), 0,
+			    "committed before the batch ended");
+	}
+	spool_commit_batch_end(sp);
+	test_async_wait(sp, efd, &t, TEST_GROUP_N);
+	spool_wal_stats(sp, &ws);
+	cr_assert_eq(ws.groups, 1, "%llu groups",
+	    (unsigned long long)ws.groups);
+	cr_assert_eq(ws.messages, TEST_GROUP_N);
+	for (i = 0; i < TEST_GROUP_N; i++) {
+		cr_assert_eq(t.rc[i], 0);
+		cr_assert_eq(t.order[i], i, "callbacks in submission order");
+		snprintf(body, sizeof(body), "message %zu\n", i);
+		snprintf(rcpt, sizeof(rcpt), "r%zu@example.net", i);
+		test_check_message(sp, envs[i]->id, body, rcpt);
+		cr_assert_not(spool_commit_pending(sp, envs[i]->id));
+	}
+	/* Outside a batch the hand-over is immediate again. */
+	alone = test_envelope("a@example.net");
+	t.calls = 0;
+	spool_commit_async(test_writer(sp, "alone\n"), alone, test_async_done,
+	    &args[0]);
+	test_async_wait(sp, efd, &t, 1);
+	cr_assert_eq(t.rc[0], 0);
+	envelope_free(alone);
+	for (i = 0; i < TEST_GROUP_N; i++)
+		envelope_free(envs[i]);
+	spool_close(sp);
+}
+
+/* A batch still open at the stop is handed over and answered. */
+Test(spool, commit_batch_open_at_the_stop_is_committed)
+{
+	struct spool         *sp = test_open();
+	struct envelope      *env = test_envelope("b@example.net");
+	struct test_async_arg a;
+	struct test_async     t = { 0 };
+	struct sq_err         err;
+	struct test_found     f;
+
+	cr_assert_geq(spool_async_start(sp, &err), 0, "%s", err.msg);
+	a = (struct test_async_arg){ &t, 0 };
+	spool_commit_batch_begin(sp);
+	spool_commit_async(test_writer(sp, "late\n"), env, test_async_done, &a);
+	spool_async_stop(sp);
+	cr_assert_eq(t.calls, 1);
+	cr_assert_eq(t.rc[0], 0);
+	test_check_message(sp, env->id, "late\n", "b@example.net");
+	cr_assert_eq(test_recover(sp, &f), 1);
+	envelope_free(env);
+	spool_close(sp);
+}
+
 Test(spool, removals_share_the_next_commits_fsync)
 {
 	struct spool         *sp = test_open();
@@ -1997,9 +2139,16 @@ test_wal_held(struct spool *sp, int efd, struct test_wal_run *r)
 	    !spool_removal_wait(sp, 1, 10000) ||
 	    spool_remove(sp, r->ids[1], &err) != 0)
 		r->n = -1;
-	/* 7 delivered just before the SIGKILL: its REMOVE record is
-	 * written at once (a kill, unlike a power cut, keeps it). */
-	if (spool_remove_unsynced(sp, r->ids[7], &err) != 0)
+	/* 6 and 7 delivered in the last turn before the SIGKILL: their
+	 * REMOVE records are written at the end of the turn, with one
+	 * write (a kill, unlike a power cut, keeps them). */
+	if (spool_remove_unsynced(sp, r->ids[6], &err) != 0 ||
+	    spool_remove_unsynced(sp, r->ids[7], &err) != 0 ||
+	    spool_sync_removals(sp, &err) != 1)
+		r->n = -1;
+	/* 5 delivered in a turn the kill cut short: no record yet, so it
+	 * comes back (delivered twice, never lost). */
+	if (spool_remove_unsynced(sp, r->ids[5], &err) != 0)
 		r->n = -1;
 }
 
@@ -2015,11 +2164,12 @@ Test(spool, held_messages_come_back_from_the_log_after_a_crash)
 	cr_assert_eq(r.n, 8);
 	cr_assert_eq(test_count("queue"), 0, "they were held in memory");
 	sp = test_open_wal(TEST_WAL_SEG);
-	cr_assert_eq(test_recover(sp, &f), 5, "all but the 3 removed");
+	cr_assert_eq(test_recover(sp, &f), 4, "all but the 4 removed");
 	cr_assert_not(test_exists("queue", r.ids[0], ".env"));
 	cr_assert_not(test_exists("queue", r.ids[1], ".env"));
+	cr_assert_not(test_exists("queue", r.ids[6], ".env"));
 	cr_assert_not(test_exists("queue", r.ids[7], ".env"));
-	for (i = 2; i < 7; i++) {
+	for (i = 2; i < 6; i++) {
 		test_wal_body(body, sizeof(body), rcpt, sizeof(rcpt), i);
 		test_check_message(sp, r.ids[i], body, rcpt);
 	}
@@ -2125,6 +2275,7 @@ Test(spool, held_removals_ride_on_the_next_group_or_are_logged_alone)
 	cr_assert_eq(test_wal_commit(sp, efd, "three\r\n", "b@example.net", &r),
 	    0);
 	cr_assert_eq(spool_remove_unsynced(sp, r.ids[0], &err), 0);
+	cr_assert_eq(spool_sync_removals(sp, &err), 1); /* the turn's end */
 	cr_assert(spool_removal_wait(sp, 1, 20000));
 	spool_removal_stats(sp, &batches, &own);
 	cr_assert_eq(own, 1);
