@@ -633,6 +633,63 @@ spool_id_valid(const char *s)
 	return s[i] == '\0' && (i == SPOOL_ID_LEN || i == SPOOL_ID_LEN_OLD);
 }
 
+/*
+ * The 64 random bits of queue ids, drawn SPOOL_RAND_IDS ids' worth at a
+ * time: one getrandom() for that many messages, not one a message (a
+ * system call is what a message costs most on a paravirtualised
+ * machine, issue 14).  Per thread, with no lock; a bit handed out is
+ * wiped from the pool; a child of fork() forgets the pool it inherited
+ * (pthread_atfork), so that it never makes the ids its parent will.
+ * 256 bytes: getrandom() never returns fewer (random(7)).
+ */
+#define SPOOL_RAND_IDS 32
+static _Thread_local uint64_t spool_rand_pool[SPOOL_RAND_IDS];
+static _Thread_local size_t   spool_rand_left;
+static pthread_once_t         spool_rand_once = PTHREAD_ONCE_INIT;
+static int                    spool_rand_pooled; /* the fork hook is in */
+
+static void
+spool_rand_forget(void)
+{
+	memset(spool_rand_pool, 0, sizeof(spool_rand_pool));
+	spool_rand_left = 0;
+}
+
+static void
+spool_rand_hook(void)
+{
+	/* Without the hook no pool is kept (a fork would copy it): one
+	 * getrandom() an id. */
+	spool_rand_pooled = pthread_atfork(NULL, NULL, spool_rand_forget) == 0;
+}
+
+/* 64 random bits into *out: 0, or -errno when getrandom() fails. */
+static int
+spool_rand64(uint64_t *out)
+{
+	ssize_t n;
+
+	(void)pthread_once(&spool_rand_once, spool_rand_hook);
+	if (!spool_rand_pooled) {
+		do
+			n = getrandom(out, sizeof(*out), 0);
+		while (n < 0 && errno == EINTR);
+		return n == (ssize_t)sizeof(*out) ? 0 : n < 0 ? -errno : -EIO;
+	}
+	if (spool_rand_left == 0) {
+		do
+			n = getrandom(spool_rand_pool, sizeof(spool_rand_pool),
+			    0);
+		while (n < 0 && errno == EINTR);
+		if (n != (ssize_t)sizeof(spool_rand_pool))
+			return n < 0 ? -errno : -EIO;
+		spool_rand_left = SPOOL_RAND_IDS;
+	}
+	*out = spool_rand_pool[--spool_rand_left];
+	spool_rand_pool[spool_rand_left] = 0;
+	return 0;
+}
+
 /* A new queue id into id (idsz >= ENVELOPE_ID_MAX).  0, or -errno with
  * err when getrandom() fails: no id is ever made without it. */
 static int
@@ -640,18 +697,12 @@ spool_make_id(char *id, size_t idsz, struct sq_err *err)
 {
 	struct timespec ts;
 	uint64_t        rnd;
-	ssize_t         n;
+	int             rc;
 
-	do
-		n = getrandom(&rnd, sizeof(rnd), 0);
-	while (n < 0 && errno == EINTR);
-	if (n != (ssize_t)sizeof(rnd)) {
-		int e = n < 0 ? errno : EIO;
-
-		return sq_err_set(err, -e,
+	if ((rc = spool_rand64(&rnd)) != 0)
+		return sq_err_set(err, rc,
 		    "getrandom: %s (no queue id is made without randomness)",
-		    strerror(e));
-	}
+		    strerror(-rc));
 	clock_gettime(CLOCK_REALTIME, &ts);
 	snprintf(id, idsz, "%010llX%05lX%016llX",
 	    (unsigned long long)ts.tv_sec & 0xFFFFFFFFFFULL,

@@ -28,6 +28,29 @@
 #include "spool.h"
 #include "param_rows.h"
 
+/* The spool's fstatvfs() and getrandom() calls, counted: the test is
+ * linked with -Wl,--wrap for both (tests/CMakeLists.txt). */
+static unsigned test_n_fstatvfs, test_n_getrandom;
+
+int     __real_fstatvfs(int fd, struct statvfs *buf);
+int     __wrap_fstatvfs(int fd, struct statvfs *buf);
+ssize_t __real_getrandom(void *buf, size_t len, unsigned flags);
+ssize_t __wrap_getrandom(void *buf, size_t len, unsigned flags);
+
+int
+__wrap_fstatvfs(int fd, struct statvfs *buf)
+{
+	test_n_fstatvfs++;
+	return __real_fstatvfs(fd, buf);
+}
+
+ssize_t
+__wrap_getrandom(void *buf, size_t len, unsigned flags)
+{
+	test_n_getrandom++;
+	return __real_getrandom(buf, len, flags);
+}
+
 static char test_root[64];
 static char test_dir[128];
 
@@ -714,6 +737,64 @@ Test(spool, new_ids_are_time_then_64_random_bits)
 	spool_close(sp);
 }
 
+/* The id of a new writer's message (the writer abandoned). */
+static void
+test_new_id(struct spool *sp, char *id)
+{
+	struct spool_writer *w = NULL;
+	struct sq_err        err = { 0 };
+
+	cr_assert_eq(spool_writer_begin(sp, &w, &err), 0, "%s", err.msg);
+	strcpy(id, spool_writer_id(w));
+	spool_writer_abort(w);
+}
+
+Test(spool, ids_draw_their_randomness_many_at_a_time)
+{
+	struct spool *sp = test_open();
+	char          id[ENVELOPE_ID_MAX];
+	int           i;
+
+	test_n_getrandom = 0;
+	for (i = 0; i < 64; i++)
+		test_new_id(sp, id);
+	/* 32 ids a draw (SPOOL_RAND_IDS), one more for a pool this
+	 * process had begun. */
+	cr_assert_geq(test_n_getrandom, 2);
+	cr_assert_leq(test_n_getrandom, 3, "%u draws for 64 ids",
+	    test_n_getrandom);
+	spool_close(sp);
+}
+
+Test(spool, a_forked_child_never_makes_its_parents_next_id)
+{
+	struct spool *sp = test_open();
+	char          id[ENVELOPE_ID_MAX], child[ENVELOPE_ID_MAX];
+	int           p[2], status;
+	pid_t         pid;
+
+	test_new_id(sp, id); /* a pool begun, the rest to come */
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_geq(pid = fork(), 0);
+	if (pid == 0) {
+		close(p[0]);
+		test_new_id(sp, child);
+		_exit(write(p[1], child, sizeof(child)) ==
+			    (ssize_t)sizeof(child) ?
+			0 :
+			1);
+	}
+	close(p[1]);
+	cr_assert_eq(read(p[0], child, sizeof(child)), (ssize_t)sizeof(child));
+	close(p[0]);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	test_new_id(sp, id);
+	cr_assert_neq(test_id_random(id), test_id_random(child),
+	    "parent %s, child %s", id, child);
+	spool_close(sp);
+}
+
 Test(spool, space_ok_refuses_new_mail_below_the_reserve)
 {
 	struct spool  *sp = test_open();
@@ -778,6 +859,7 @@ Test(spool, space_cache_reads_once_a_turn_less_what_writers_took)
 	/* Always below: every answer names what it found free. */
 	spool_set_min_free(sp, UINT64_MAX / 2);
 	spool_space_cache(sp, 1);
+	test_n_fstatvfs = 0;
 	first = test_space_said(sp);
 	/* A MiB written by someone else: the turn's figure stands. */
 	snprintf(path, sizeof(path), "%s/other", test_root);
@@ -801,6 +883,7 @@ Test(spool, space_cache_reads_once_a_turn_less_what_writers_took)
 	cr_assert_eq(spool_space_ok(sp, 11, &err), -ENOSPC);
 	cr_assert_eq(spool_writer_write(w, "0123456789x", 11, &err), 0);
 	cr_assert_eq(spool_space_ok(sp, 0, &err), -ENOSPC, "below by 1");
+	cr_assert_eq(test_n_fstatvfs, 1, "%u reads in a turn", test_n_fstatvfs);
 	spool_writer_abort(w);
 	/* The turn is over: read again (the MiB counts now). */
 	spool_set_min_free(sp, UINT64_MAX / 2);
@@ -808,6 +891,10 @@ Test(spool, space_cache_reads_once_a_turn_less_what_writers_took)
 	now = test_space_said(sp);
 	/* (Not compared with first: other programs share the disk.) */
 	cr_assert_neq(now, first - 21, "not read again");
+	cr_assert_eq(test_n_fstatvfs, 2);
+	/* Off: every check reads. */
+	test_space_said(sp);
+	cr_assert_eq(test_n_fstatvfs, 3);
 	unlink(path);
 	spool_close(sp);
 }
