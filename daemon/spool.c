@@ -674,7 +674,9 @@ spool_rand64(uint64_t *out)
 		do
 			n = getrandom(out, sizeof(*out), 0);
 		while (n < 0 && errno == EINTR);
-		return n == (ssize_t)sizeof(*out) ? 0 : n < 0 ? -errno : -EIO;
+		if (n != (ssize_t)sizeof(*out))
+			return n < 0 && errno > 0 ? -errno : -EIO;
+		return 0;
 	}
 	if (spool_rand_left == 0) {
 		do
@@ -682,7 +684,7 @@ spool_rand64(uint64_t *out)
 			    0);
 		while (n < 0 && errno == EINTR);
 		if (n != (ssize_t)sizeof(spool_rand_pool))
-			return n < 0 ? -errno : -EIO;
+			return n < 0 && errno > 0 ? -errno : -EIO;
 		spool_rand_left = SPOOL_RAND_IDS;
 	}
 	*out = spool_rand_pool[--spool_rand_left];
@@ -696,7 +698,7 @@ static int
 spool_make_id(char *id, size_t idsz, struct sq_err *err)
 {
 	struct timespec ts;
-	uint64_t        rnd;
+	uint64_t        rnd = 0;
 	int             rc;
 
 	if ((rc = spool_rand64(&rnd)) != 0)
