@@ -137,6 +137,7 @@ struct spool_mem {
 	struct timespec   since;  /* CLOCK_MONOTONIC: when committed */
 	int               filing; /* its files are being written */
 	int               gone;   /* removed while being filed */
+	int               opened; /* handed out (spool_mem_open) before */
 };
 
 /* The table of messages held in memory (mu guards everything; taken
@@ -384,8 +385,13 @@ spool_mem_open(struct spool *sp, const char *id, struct sq_err *err)
 
 	pthread_mutex_lock(&sp->mem.mu);
 	if ((e = spool_mem_find(sp, id)) != NULL) {
+		/* A duplicate shares the file offset, which only a reader
+		 * moves (the spool writes and reads it with pwrite and
+		 * pread): put back at 0 from the second opening on, so
+		 * that the usual single opening (the delivery) costs one
+		 * system call. */
 		fd = fcntl(e->body_fd, F_DUPFD_CLOEXEC, 0);
-		if (fd >= 0 && lseek(fd, 0, SEEK_SET) != 0) {
+		if (fd >= 0 && e->opened++ > 0 && lseek(fd, 0, SEEK_SET) != 0) {
 			close(fd);
 			fd = -1;
 		}

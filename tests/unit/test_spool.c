@@ -28,14 +28,23 @@
 #include "spool.h"
 #include "param_rows.h"
 
-/* The spool's fstatvfs() and getrandom() calls, counted: the test is
- * linked with -Wl,--wrap for both (tests/CMakeLists.txt). */
-static unsigned test_n_fstatvfs, test_n_getrandom;
+/* The spool's fstatvfs(), getrandom() and lseek() calls, counted: the
+ * test is linked with -Wl,--wrap for them (tests/CMakeLists.txt). */
+static unsigned test_n_fstatvfs, test_n_getrandom, test_n_lseek;
 
 int     __real_fstatvfs(int fd, struct statvfs *buf);
 int     __wrap_fstatvfs(int fd, struct statvfs *buf);
 ssize_t __real_getrandom(void *buf, size_t len, unsigned flags);
 ssize_t __wrap_getrandom(void *buf, size_t len, unsigned flags);
+off_t   __real_lseek(int fd, off_t off, int whence);
+off_t   __wrap_lseek(int fd, off_t off, int whence);
+
+off_t
+__wrap_lseek(int fd, off_t off, int whence)
+{
+	test_n_lseek++;
+	return __real_lseek(fd, off, whence);
+}
 
 int
 __wrap_fstatvfs(int fd, struct statvfs *buf)
@@ -2205,6 +2214,37 @@ Test(spool, held_messages_have_no_files_and_are_served_from_memory)
 	cr_assert_eq(spool_load_envelope(sp, r.ids[1], &env, &err), 0);
 	cr_assert_eq(env->attempts, 2);
 	envelope_free(env);
+	spool_close(sp);
+}
+
+Test(spool, a_held_body_opened_again_reads_from_its_start)
+{
+	struct spool       *sp = test_open_wal(TEST_WAL_SEG);
+	struct test_wal_run r = { 0 };
+	struct sq_err       err = { 0 };
+	char                buf[64];
+	int                 efd, fd, fd2;
+
+	cr_assert_geq(efd = spool_async_start(sp, &err), 0, "%s", err.msg);
+	cr_assert_eq(
+	    test_wal_commit(sp, efd, "abcdefgh\r\n", "b@example.net", &r), 0);
+	cr_assert_eq(test_count("queue"), 0, "held in memory");
+	/* The first opening (the delivery's): no seek, the body's
+	 * descriptor is at 0. */
+	test_n_lseek = 0;
+	cr_assert_geq(fd = spool_open_message(sp, r.ids[0], &err), 0, "%s",
+	    err.msg);
+	cr_assert_eq(test_n_lseek, 0, "a seek on the first opening");
+	cr_assert_eq(read(fd, buf, 4), 4);
+	cr_assert_eq(memcmp(buf, "abcd", 4), 0);
+	/* Opened again while the first reader is half-way (the same
+	 * open file, a duplicate): from the start all the same. */
+	cr_assert_geq(fd2 = spool_open_message(sp, r.ids[0], &err), 0, "%s",
+	    err.msg);
+	cr_assert_eq(read(fd2, buf, sizeof(buf)), 10);
+	cr_assert_eq(memcmp(buf, "abcdefgh\r\n", 10), 0);
+	close(fd);
+	close(fd2);
 	spool_close(sp);
 }
 
