@@ -382,28 +382,43 @@ class Bench:
 
     def run(self):
         a = self.args
+        want = a.only or set(PHASES)
         self.certs = harness.Certs(os.path.join(self.tmp, "certs"))
         with open(os.path.join(self.tmp, "msg.eml"), "wb") as f:
             f.write(BODY)
         self.sink = Sink(*self.certs.good)
-        sq = self.new_sendq("main")
-        sq.start_ready()
+        sq = None
         try:
-            print("bench: %d messages per phase, backlog %d, commit %s" % (
-                a.messages, a.backlog, commit()), flush=True)
-            self.phase_inject(sq, 1, a.messages)
-            self.phase_inject(sq, 8, a.messages)
-            self.phase_smtp(sq, "close", a.messages * 2)
-            self.phase_smtp(sq, "reuse", a.messages * 4)
-            self.phase_latency(sq, a.samples)
-            hwm = proc_mem(sq.pid(), "VmHWM")
-            self.row("peak-rss", sendqd_mib=hwm / 2**20)
-            sq.stop()
-            self.phase_drain(a.messages * 4)
-            self.phase_backlog(a.backlog)
-            self.phase_commit_model(a.messages)
+            print("bench: %d messages per phase, backlog %d, commit %s%s" % (
+                a.messages, a.backlog, commit(),
+                "" if a.only is None else
+                ", only " + ",".join(p for p in PHASES if p in want)),
+                flush=True)
+            if want & set(PHASES[:6]):
+                sq = self.new_sendq("main")
+                sq.start_ready()
+            if "inject-1" in want:
+                self.phase_inject(sq, 1, a.messages)
+            if "inject-8" in want:
+                self.phase_inject(sq, 8, a.messages)
+            if "smtp-close" in want:
+                self.phase_smtp(sq, "close", a.messages * 2)
+            if "smtp-reuse" in want:
+                self.phase_smtp(sq, "reuse", a.messages * 4)
+            if "latency" in want:
+                self.phase_latency(sq, a.samples)
+            if sq is not None:
+                hwm = proc_mem(sq.pid(), "VmHWM")
+                self.row("peak-rss", sendqd_mib=hwm / 2**20)
+                sq.stop()
+            if "drain" in want:
+                self.phase_drain(a.messages * 4)
+            if "backlog" in want:
+                self.phase_backlog(a.backlog)
+            if "commit-model" in want:
+                self.phase_commit_model(a.messages)
         finally:
-            if sq.running():
+            if sq is not None and sq.running():
                 sq.stop()
             self.sink.stop()
         return self.rows
@@ -537,6 +552,23 @@ def table(rows):
     return "\n".join(lines)
 
 
+# The phases, in the order they run; --only picks some.  The first six
+# share one sendqd (peak-rss is its VmHWM after those that ran).
+PHASES = ("inject-1", "inject-8", "smtp-close", "smtp-reuse", "latency",
+          "peak-rss", "drain", "backlog", "commit-model")
+
+
+def only_phases(text):
+    """--only's comma-separated phase names, as a set."""
+    names = {p.strip() for p in text.split(",") if p.strip()}
+    bad = sorted(names - set(PHASES))
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            "unknown phase %s (phases: %s)" % (", ".join(bad) or "''",
+                                               ", ".join(PHASES)))
+    return names
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true",
@@ -545,6 +577,9 @@ def main():
     ap.add_argument("--backlog", type=int, default=None)
     ap.add_argument("--samples", type=int, default=None)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--only", type=only_phases, default=None,
+                    metavar="PHASE,...",
+                    help="run only these phases: " + ", ".join(PHASES))
     a = ap.parse_args()
     if a.messages is None:
         a.messages = 50 if a.quick else 2000
@@ -562,7 +597,9 @@ def main():
     out = a.out or os.path.join(os.environ["SENDQ_BUILD_DIR"], "bench.json")
     with open(out, "w") as f:
         json.dump({"commit": commit(), "time": int(time.time()),
-                   "quick": a.quick, "rows": rows, "table": text}, f,
+                   "quick": a.quick,
+                   "only": sorted(a.only) if a.only else None,
+                   "rows": rows, "table": text}, f,
                   indent=1)
     print("bench: wrote %s" % out)
 
