@@ -214,6 +214,8 @@ struct smtp_conn {
 	struct tls_session *tls;
 	int                 tls_on; /* transport is TLS */
 	int                 read_wants_write;
+	int                 read_dry; /* the last plain recv() was short:
+				       * the socket was empty then */
 	int                 write_wants_read;
 	struct event       *ev_read;
 	struct event       *ev_write;
@@ -921,6 +923,7 @@ smtp_conn_read(struct smtp_conn *c)
 	ssize_t       ret;
 
 	c->read_wants_write = 0;
+	c->read_dry = 0; /* over TLS: tls.c's read-ahead knows */
 	if (c->tls_on) {
 		switch (tls_read(c->tls, c->rbuf, sizeof(c->rbuf), &n, &err)) {
 		case TLS_DONE:
@@ -951,6 +954,7 @@ smtp_conn_read(struct smtp_conn *c)
 		if (ret == 0)
 			goto eof;
 		n = (size_t)ret;
+		c->read_dry = n < sizeof(c->rbuf);
 	}
 	/* Restart the phase timer only when a complete reply moved the
 	 * session on: a reply dripped byte by byte still times out. */
@@ -1441,10 +1445,15 @@ smtp_conn_fill_body(struct smtp_conn *c)
 	return progress;
 }
 
+/* The session's turn: act on the proto's events, feed the body, write,
+ * read, until nothing moves.  may_read = 0: the socket is not read until
+ * the loop's read event says it holds something (a turn from ev_pump,
+ * for output the owner queued: a reply cannot have come yet, strace
+ * showed a recv returning EAGAIN after every such write). */
 static void
-smtp_conn_run(struct smtp_conn *c)
+smtp_conn_turn(struct smtp_conn *c, int may_read)
 {
-	int progress, r, read_blocked = 0;
+	int progress, r, read_blocked = !may_read;
 
 	for (;;) {
 		if (!smtp_conn_events(c))
@@ -1458,15 +1467,19 @@ smtp_conn_run(struct smtp_conn *c)
 		progress |= r;
 		if (!smtp_conn_events(c))
 			return;
-		/* A socket that had nothing to read in this turn is not read
+		/* A socket that had nothing to read in this turn, or whose
+		 * plain recv() was short (it was empty then), is not read
 		 * again in it (a recv returning EAGAIN after each write,
 		 * strace: two per message): the loop's read event says when
-		 * data comes.  Not after a read that wanted a write: a
-		 * write may have unblocked it. */
+		 * data comes (level-triggered; tls_read() leaves nothing in
+		 * its read-ahead, and its own short recv() is the same
+		 * case).  Not after a read that wanted a write: a write may
+		 * have unblocked it. */
 		r = 0;
 		if (!read_blocked && (r = smtp_conn_read(c)) < 0)
 			return;
-		read_blocked = read_blocked || (r == 0 && !c->read_wants_write);
+		read_blocked = read_blocked ||
+		    (r == 0 && !c->read_wants_write) || (r == 1 && c->read_dry);
 		if (r == 2) {
 			/* EOF: let the proto's events speak, then make sure
 			 * the connection ends. */
@@ -1487,6 +1500,12 @@ smtp_conn_run(struct smtp_conn *c)
 	smtp_conn_want(c, 1,
 	    (smtp_proto_output_pending(c->proto) > 0 && !c->write_wants_read) ||
 		c->read_wants_write);
+}
+
+static void
+smtp_conn_run(struct smtp_conn *c)
+{
+	smtp_conn_turn(c, 1);
 }
 
 /* --- libevent callbacks ------------------------------------------- */
@@ -1749,7 +1768,9 @@ smtp_conn_on_pump(evutil_socket_t fd, short what, void *arg)
 		break;
 	case SMTP_CONN_S_SESSION:
 	case SMTP_CONN_S_QUIT:
-		smtp_conn_run(c);
+		/* Output the owner queued (a message, QUIT): written now,
+		 * replies come with the read event. */
+		smtp_conn_turn(c, 0);
 		break;
 	default:
 		break;
