@@ -618,21 +618,26 @@ _Static_assert(ENVELOPE_NOTIFY_NEVER == SMTP_PROTO_NOTIFY_NEVER &&
 	ENVELOPE_NOTIFY_DELAY == SMTP_PROTO_NOTIFY_DELAY,
     "NOTIFY bits differ between envelope.h and smtp_proto.h");
 
-/* What smtp_conn_send() needs of env (body fd) into msg; the NOTIFY and
- * ORCPT arrays, when any, into *notify and *orcpts (the caller frees). */
+/* What smtp_conn_send() needs of m (envelope env, body fd) into msg; the
+ * NOTIFY and ORCPT arrays, when any, into *notify and *orcpts (the caller
+ * frees).  The body's size is the index's, taken when m was queued:
+ * smtp_conn needs no fstat() and checks the body against it (a file
+ * changed since fails; unknown or saturated sizes are left to fstat). */
 static void
-scheduler_message(const struct envelope *env, const char *id, int fd,
-    struct smtp_conn_message *msg, unsigned **notify, const char ***orcpts)
+scheduler_message(const struct envelope *env, const struct queue_entry *m,
+    int fd, struct smtp_conn_message *msg, unsigned **notify,
+    const char ***orcpts)
 {
 	const struct envelope_rcpt_dsn *d;
 	size_t                          i;
 
 	memset(msg, 0, sizeof(*msg));
-	msg->id = id;
+	msg->id = m->id;
 	msg->sender = env->sender;
 	msg->rcpts = (const char *const *)env->rcpts;
 	msg->n_rcpts = env->n_rcpts;
 	msg->body_fd = fd;
+	msg->body_size = m->size != UINT32_MAX ? m->size : 0;
 	msg->body_8bit = env->body_8bit;
 	msg->needs_smtputf8 = scheduler_envelope_utf8(env);
 	/* DSN parameters: read by smtp_conn_send() only. */
@@ -710,7 +715,7 @@ scheduler_send(struct relay_conn *cc, struct queue_entry *m, int behind)
 		cc->attempt = env->attempts + 1;
 		relay_conn_set_busy(cc);
 	}
-	scheduler_message(env, m->id, fd, &msg, &notify, &orcpts);
+	scheduler_message(env, m, fd, &msg, &notify, &orcpts);
 	if (behind || cc->sent > 0)
 		metrics_count_conn_reused(cc->relay->sh->name);
 	rc = smtp_conn_send(cc->conn, &msg);

@@ -17,8 +17,10 @@
  * SMTP_CONN_BODY_CHUNK pieces only while the proto's pending output is
  * below SMTP_CONN_BODY_LOWAT, so memory stays flat for any size; the
  * read buffer is sized for the message (a body smaller than a chunk
- * takes a buffer its size) and freed once the body is read, so a
- * connection idle between messages holds none.
+ * takes a buffer its size and a byte) and freed once the body is read,
+ * so a connection idle between messages holds none.  The body's size
+ * comes from the caller (else fstat()) and is checked as it is read: a
+ * small body is one pread() that also sees the end of the file.
  *
  * Timeouts are per phase (Postfix style): c->secs[] from the smarthost's
  * timeout_* keys (0 = the RFC 5321 default), texts in smtp_conn_phases[].
@@ -45,8 +47,9 @@
  * The AUTH secret is read in smtp_conn_open() (fresh for each connection)
  * and wiped once smtp_proto_new() has copied it; a secret that cannot be
  * read fails the connection before any socket is opened.
- * If the message body cannot be read, the connection is dropped before
- * the final "." so the server discards the partial message.
+ * If the message body cannot be read, or is not the size it had (changed
+ * in the queue), the connection is dropped before the final "." so the
+ * server discards the partial message.
  * PIPELINING across messages (RFC 2920 3.1): once the final "." of msg
  * is in the proto's output, on_pipeline lets the owner call
  * smtp_conn_send() for the next message, whose MAIL/RCPT/DATA the proto
@@ -211,6 +214,8 @@ struct smtp_conn {
 	struct tls_session *tls;
 	int                 tls_on; /* transport is TLS */
 	int                 read_wants_write;
+	int                 read_dry; /* the last plain recv() was short:
+				       * the socket was empty then */
 	int                 write_wants_read;
 	struct event       *ev_read;
 	struct event       *ev_write;
@@ -918,6 +923,7 @@ smtp_conn_read(struct smtp_conn *c)
 	ssize_t       ret;
 
 	c->read_wants_write = 0;
+	c->read_dry = 0; /* over TLS: tls.c's read-ahead knows */
 	if (c->tls_on) {
 		switch (tls_read(c->tls, c->rbuf, sizeof(c->rbuf), &n, &err)) {
 		case TLS_DONE:
@@ -948,6 +954,7 @@ smtp_conn_read(struct smtp_conn *c)
 		if (ret == 0)
 			goto eof;
 		n = (size_t)ret;
+		c->read_dry = n < sizeof(c->rbuf);
 	}
 	/* Restart the phase timer only when a complete reply moved the
 	 * session on: a reply dripped byte by byte still times out. */
@@ -1138,13 +1145,13 @@ smtp_conn_msg_end(struct smtp_conn *c)
 	smtp_conn_free_rcpt_replies(c);
 }
 
-/* The read buffer for a body of size bytes (0: unknown): one read takes
- * a small body whole (the next one sees its end). */
+/* The read buffer for a body of size bytes: one read takes a small body
+ * whole and sees its end (a byte more is asked for). */
 static size_t
 smtp_conn_body_cap(uint64_t size)
 {
-	return size > 0 && size < SMTP_CONN_BODY_CHUNK ? (size_t)size + 1 :
-							 SMTP_CONN_BODY_CHUNK;
+	return size < SMTP_CONN_BODY_CHUNK ? (size_t)size + 1 :
+					     SMTP_CONN_BODY_CHUNK;
 }
 
 /* The current message's state for msg (the fd is now the connection's). */
@@ -1369,55 +1376,84 @@ smtp_conn_events(struct smtp_conn *c)
 	return smtp_conn_alive(c);
 }
 
-/* Feed the body while the proto's output is short.  Returns 1 on
- * progress, 0 otherwise, -1 when the connection failed. */
+/* The body is read to its end (c->body_off == c->msg.body_size, seen by
+ * a short read): the final dot follows, and the next message may go out
+ * behind it, in the same write. */
+static void
+smtp_conn_body_end(struct smtp_conn *c, const void *data, size_t len)
+{
+	/* DATA_END starts once all of it is written. */
+	smtp_proto_body(c->proto, data, len, 1);
+	c->body_done = 1;
+	free(c->body_buf);
+	c->body_buf = NULL;
+	if (c->cb.on_pipeline != NULL && !c->user_closed &&
+	    smtp_proto_can_send_mail(c->proto))
+		c->cb.on_pipeline(c, c->arg);
+}
+
+/* Feed the body while the proto's output is short.  Each read asks for
+ * one byte more than is left (as the buffer allows), so the read that
+ * brings the last bytes also shows the end of the file, and a file that
+ * grew shows too.  Returns 1 on progress, 0 otherwise, -1 when the
+ * connection failed: a read error, or a file that is not the size it
+ * had (changed in the queue), are failed before the final dot, so the
+ * server discards the partial message. */
 static int
 smtp_conn_fill_body(struct smtp_conn *c)
 {
-	ssize_t n;
-	int     progress = 0;
+	uint64_t size, left;
+	size_t   want;
+	ssize_t  n;
+	int      progress = 0;
 
 	while (c->msg_active && c->phase == SMTP_CONN_PH_BODY &&
 	    !c->body_done &&
 	    smtp_proto_output_pending(c->proto) < SMTP_CONN_BODY_LOWAT) {
 		if (c->body_buf == NULL)
 			c->body_buf = xmalloc(c->body_cap);
-		n = pread(c->msg.body_fd, c->body_buf, c->body_cap,
-		    c->body_off);
+		size = c->msg.body_size;
+		left = size - (uint64_t)c->body_off;
+		want = left < c->body_cap ? (size_t)left + 1 : c->body_cap;
+		n = pread(c->msg.body_fd, c->body_buf, want, c->body_off);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1) {
-			/* Drop the connection before the final dot: the
-			 * server discards the partial message. */
 			smtp_conn_fail(c, RETRY_EVENT_LOCAL,
 			    "cannot read message %s: %s", c->msg.id,
 			    strerror(errno));
 			return -1;
 		}
-		if (n == 0) {
-			/* DATA_END starts once all of it is written. */
-			smtp_proto_body(c->proto, "", 0, 1);
-			c->body_done = 1;
-			free(c->body_buf);
-			c->body_buf = NULL;
-			/* The next message may go out behind the dot, in
-			 * the same write. */
-			if (c->cb.on_pipeline != NULL && !c->user_closed &&
-			    smtp_proto_can_send_mail(c->proto))
-				c->cb.on_pipeline(c, c->arg);
+		if ((uint64_t)n > left || (n == 0 && left > 0)) {
+			smtp_conn_fail(c, RETRY_EVENT_LOCAL,
+			    "message %s changed in the queue: %s than its "
+			    "%llu bytes",
+			    c->msg.id, n == 0 ? "shorter" : "longer",
+			    (unsigned long long)size);
+			return -1;
+		}
+		c->body_off += n;
+		if ((uint64_t)n == left && (size_t)n < want) {
+			smtp_conn_body_end(c, c->body_buf, (size_t)n);
 			return 1;
 		}
+		/* Bytes short of the end, or up to it in a full buffer (its
+		 * end still to be seen: a read of one byte). */
 		smtp_proto_body(c->proto, c->body_buf, (size_t)n, 0);
-		c->body_off += n;
 		progress = 1;
 	}
 	return progress;
 }
 
+/* The session's turn: act on the proto's events, feed the body, write,
+ * read, until nothing moves.  may_read = 0: the socket is not read until
+ * the loop's read event says it holds something (a turn from ev_pump,
+ * for output the owner queued: a reply cannot have come yet, strace
+ * showed a recv returning EAGAIN after every such write). */
 static void
-smtp_conn_run(struct smtp_conn *c)
+smtp_conn_turn(struct smtp_conn *c, int may_read)
 {
-	int progress, r, read_blocked = 0;
+	int progress, r, read_blocked = !may_read;
 
 	for (;;) {
 		if (!smtp_conn_events(c))
@@ -1431,15 +1467,19 @@ smtp_conn_run(struct smtp_conn *c)
 		progress |= r;
 		if (!smtp_conn_events(c))
 			return;
-		/* A socket that had nothing to read in this turn is not read
+		/* A socket that had nothing to read in this turn, or whose
+		 * plain recv() was short (it was empty then), is not read
 		 * again in it (a recv returning EAGAIN after each write,
 		 * strace: two per message): the loop's read event says when
-		 * data comes.  Not after a read that wanted a write: a
-		 * write may have unblocked it. */
+		 * data comes (level-triggered; tls_read() leaves nothing in
+		 * its read-ahead, and its own short recv() is the same
+		 * case).  Not after a read that wanted a write: a write may
+		 * have unblocked it. */
 		r = 0;
 		if (!read_blocked && (r = smtp_conn_read(c)) < 0)
 			return;
-		read_blocked = read_blocked || (r == 0 && !c->read_wants_write);
+		read_blocked = read_blocked ||
+		    (r == 0 && !c->read_wants_write) || (r == 1 && c->read_dry);
 		if (r == 2) {
 			/* EOF: let the proto's events speak, then make sure
 			 * the connection ends. */
@@ -1460,6 +1500,12 @@ smtp_conn_run(struct smtp_conn *c)
 	smtp_conn_want(c, 1,
 	    (smtp_proto_output_pending(c->proto) > 0 && !c->write_wants_read) ||
 		c->read_wants_write);
+}
+
+static void
+smtp_conn_run(struct smtp_conn *c)
+{
+	smtp_conn_turn(c, 1);
 }
 
 /* --- libevent callbacks ------------------------------------------- */
@@ -1722,7 +1768,9 @@ smtp_conn_on_pump(evutil_socket_t fd, short what, void *arg)
 		break;
 	case SMTP_CONN_S_SESSION:
 	case SMTP_CONN_S_QUIT:
-		smtp_conn_run(c);
+		/* Output the owner queued (a message, QUIT): written now,
+		 * replies come with the read event. */
+		smtp_conn_turn(c, 0);
 		break;
 	default:
 		break;
@@ -1843,8 +1891,12 @@ smtp_conn_send(struct smtp_conn *c, const struct smtp_conn_message *msg)
 	txn.sender = msg->sender != NULL ? msg->sender : "";
 	txn.rcpts = msg->rcpts;
 	txn.n_rcpts = msg->n_rcpts;
-	if (fstat(msg->body_fd, &st) == 0 && st.st_size > 0)
+	txn.size = msg->body_size;
+	if (txn.size == 0) {
+		if (fstat(msg->body_fd, &st) != 0)
+			return -1;
 		txn.size = (uint64_t)st.st_size;
+	}
 	txn.body_8bit = msg->body_8bit;
 	txn.needs_smtputf8 = msg->needs_smtputf8;
 	txn.ret = msg->ret;
@@ -1855,6 +1907,7 @@ smtp_conn_send(struct smtp_conn *c, const struct smtp_conn_message *msg)
 		return -1;
 	if (behind) {
 		c->nxt = *msg;
+		c->nxt.body_size = txn.size;
 		/* Copied by the core; not valid after this call. */
 		c->nxt.envid = NULL;
 		c->nxt.notify = NULL;
@@ -1870,6 +1923,7 @@ smtp_conn_send(struct smtp_conn *c, const struct smtp_conn_message *msg)
 	}
 	c->ready = 0;
 	smtp_conn_msg_start(c, msg, smtp_conn_body_cap(txn.size));
+	c->msg.body_size = txn.size;
 	/* Copied by the core; not valid after this call. */
 	c->msg.envid = NULL;
 	c->msg.notify = NULL;

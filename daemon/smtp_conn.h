@@ -54,6 +54,7 @@
 #define SENDQ_SMTP_CONN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "retry.h"
@@ -85,9 +86,14 @@ struct smtp_conn_message {
 	const char        *sender;
 	const char *const *rcpts;
 	size_t             n_rcpts;
-	int                body_fd; /* the message, read from offset 0;
-					 * its size (fstat) is declared
-					 * with SIZE= */
+	int                body_fd; /* the message, read from offset 0 */
+	/* Its size in bytes when the caller knows it (the queue index),
+	 * else 0 (fstat() then says).  Declared with SIZE=, and the body
+	 * must be exactly that long: one read of a small body sees its end
+	 * too (no read for the end of file, no fstat), and a file found
+	 * shorter or longer fails the message before the final dot (the
+	 * connection is dropped: the server discards what it got). */
+	uint64_t body_size;
 	/* Known to the caller (the spool), not scanned here: reading a
 	 * large body twice is costly.  0 = unknown / no. */
 	int body_8bit;      /* declare BODY=8BITMIME when

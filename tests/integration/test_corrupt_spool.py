@@ -2,14 +2,18 @@
 """Spool corruption: an envelope that is garbage, truncated (no "end"
 line) or without its message file is moved to spool_dir/corrupt/ with a
 reason file when sendqd starts; the good messages around it are
-delivered and sendqd keeps running."""
+delivered and sendqd keeps running.  A message file that changed size
+after sendqd queued it (cut short, or grown) is never sent as if whole:
+its delivery is deferred before the final dot (the connection dropped,
+so the server discards what it got), naming the change."""
 
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import make_message  # noqa: E402
+from harness import make_message, wait_for  # noqa: E402
+from test_faults import TIMEOUTS, WAIT, FakeServer  # noqa: E402
 
 SENDER = "alice@example.org"
 
@@ -70,6 +74,61 @@ class CorruptSpoolTest(harness.IntegrationTest):
         exim.wait_messages(4)
         sq.wait_queue_empty()
         self.assertStoppedCleanly(sq)
+
+
+class BodyChangedInQueueTest(harness.IntegrationTest):
+    """sendqd reads a body to the size the queue index took when it
+    queued the message (no fstat, no read for the end of file): a file
+    that is shorter or longer by then fails that delivery."""
+
+    def changed_body(self, change, word):
+        # The server refuses MAIL (451) until healed: the message is
+        # queued and tried once, then changed, then tried again.
+        fake = FakeServer(self.dir, ["--mail-reply", "451 4.3.0 later"],
+                          "none", self.certs)
+        self.addCleanup(fake.stop)
+        sh = {"host": "127.0.0.1", "port": fake.port, "tls": "none",
+              "max_connections": 1}
+        sh.update(TIMEOUTS)
+        sq = self.new_sendq(sh, name="fake")
+        (qid,) = sq.fill(1, make_message(
+            "changed", "A line of the body.\r\n" * 200, sender=SENDER,
+            to=("bob@example.net",)))
+        path = os.path.join(sq.queue_dir(), qid + ".msg")
+        size = os.path.getsize(path)
+        sq.start()
+        wait_for(lambda: sq.delivery_lines("deferred"), timeout=WAIT,
+                 what="the first deferred delivery line (451 to MAIL)")
+        change(path, size)
+        fake.heal()
+        # The second attempt's line (a message sent as if whole would
+        # say sent).
+        line = wait_for(
+            lambda: sq.delivery_lines("sent") or
+            [d for d in sq.delivery_lines("deferred")
+             if "changed in the queue" in d.get("reply", "")],
+            timeout=WAIT, what="a deferral naming the changed file")[0]
+        self.assertEqual(line.get("result"), "deferred", line["line"])
+        self.assertIn("%s than its %d bytes" % (word, size), line["reply"],
+                      line["line"])
+        self.assertEqual(line["msgid"], qid)
+        # Nothing was sent as a whole message, nothing was bounced: the
+        # message waits in the queue.
+        self.assertEqual(fake.saved(), [])
+        self.assertEqual(sq.delivery_lines("sent"), [])
+        self.assertEqual(sq.delivery_lines("failed"), [])
+        self.assertIn(qid, sq.queued())
+        self.assertStoppedCleanly(sq)
+
+    def test_a_body_cut_short_in_the_queue_is_not_sent(self):
+        self.changed_body(lambda path, size: os.truncate(path, size // 2),
+                          "shorter")
+
+    def test_a_body_grown_in_the_queue_is_not_sent(self):
+        def grow(path, size):
+            with open(path, "ab") as f:
+                f.write(b"Appended after queueing.\n")
+        self.changed_body(grow, "longer")
 
 
 if __name__ == "__main__":
