@@ -3580,7 +3580,10 @@ spool_load_envelope(struct spool *sp, const char *id, struct envelope **out,
 		goto done;
 	}
 	text = xmalloc((size_t)st.st_size + 1);
-	for (;;) {
+	/* An envelope is replaced by a rename, never written in place: its
+	 * size read, it is all read, with no read() for the end of file.
+	 * A byte more is asked for, so that one that grew is seen. */
+	while (len < (size_t)st.st_size) {
 		r = read(fd, text + len, (size_t)st.st_size + 1 - len);
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -3590,7 +3593,7 @@ spool_load_envelope(struct spool *sp, const char *id, struct envelope **out,
 			goto done;
 		}
 		if (r == 0)
-			break;
+			break; /* shorter than its size: envelope_parse says */
 		len += (size_t)r;
 		if (len > (size_t)st.st_size) {
 			rc = sq_err_set(err, SQ_EPARSE,

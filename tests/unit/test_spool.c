@@ -28,9 +28,10 @@
 #include "spool.h"
 #include "param_rows.h"
 
-/* The spool's fstatvfs(), getrandom() and lseek() calls, counted: the
- * test is linked with -Wl,--wrap for them (tests/CMakeLists.txt). */
-static unsigned test_n_fstatvfs, test_n_getrandom, test_n_lseek;
+/* The spool's fstatvfs(), getrandom(), lseek() and read() calls,
+ * counted: the test is linked with -Wl,--wrap for them
+ * (tests/CMakeLists.txt). */
+static unsigned test_n_fstatvfs, test_n_getrandom, test_n_lseek, test_n_read;
 
 int     __real_fstatvfs(int fd, struct statvfs *buf);
 int     __wrap_fstatvfs(int fd, struct statvfs *buf);
@@ -38,6 +39,15 @@ ssize_t __real_getrandom(void *buf, size_t len, unsigned flags);
 ssize_t __wrap_getrandom(void *buf, size_t len, unsigned flags);
 off_t   __real_lseek(int fd, off_t off, int whence);
 off_t   __wrap_lseek(int fd, off_t off, int whence);
+ssize_t __real_read(int fd, void *buf, size_t len);
+ssize_t __wrap_read(int fd, void *buf, size_t len);
+
+ssize_t
+__wrap_read(int fd, void *buf, size_t len)
+{
+	test_n_read++;
+	return __real_read(fd, buf, len);
+}
 
 off_t
 __wrap_lseek(int fd, off_t off, int whence)
@@ -573,6 +583,32 @@ Test(spool, envelope_for_another_id_is_rejected)
 	cr_assert_eq(spool_load_envelope(sp, "0065A1B2C3000010000", &env, &err),
 	    SQ_EPARSE);
 	cr_assert_not_null(strstr(err.msg, "0065A1B2C3000010001"));
+	spool_close(sp);
+}
+
+/* An envelope of known size is read with one read(): none more for the
+ * end of file (the drain loads each envelope twice). */
+Test(spool, an_envelope_is_loaded_with_one_read)
+{
+	struct spool    *sp = test_open();
+	struct envelope *env = NULL;
+	struct sq_err    err = { 0 };
+	char             path[256];
+	FILE            *fp;
+
+	snprintf(path, sizeof(path), "%s/queue/0065A1B2C3000010000.env",
+	    test_dir);
+	cr_assert_not_null(fp = fopen(path, "w"));
+	fputs("sendq-envelope 1\nid 0065A1B2C3000010000\ncreated "
+	      "1\nsender a@b\nrcpt c@d\nend\n",
+	    fp);
+	fclose(fp);
+	test_n_read = 0;
+	cr_assert_eq(spool_load_envelope(sp, "0065A1B2C3000010000", &env, &err),
+	    0, "%s", err.msg);
+	cr_assert_eq(test_n_read, 1);
+	cr_assert_str_eq(env->rcpts[0], "c@d");
+	envelope_free(env);
 	spool_close(sp);
 }
 
