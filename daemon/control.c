@@ -27,6 +27,11 @@
  * callback once the answer has drained (or from the event callback on
  * error or timeout) - never from inside the read callback.
  *
+ * What is in the socket at accept is read there (control_first_read):
+ * a client writes its request right after connecting, so it is usually
+ * there already, and a small submission is then taken and parked without
+ * reading ever being enabled on the bufferevent.
+ *
  * submit is the one request that streams (control.h).  The high read
  * watermark is one frame (SUBMIT_PROTO_LINE_MAX + SUBMIT_PROTO_CHUNK_MAX)
  * from the accept on, and the envelope's length when that is larger, so
@@ -1530,6 +1535,48 @@ control_client_creds(struct control *c, struct control_client *cl, int fd)
 	free(groups);
 }
 
+/*
+ * The first read, at accept.  A client connects and then writes its
+ * request at once (sendq: the whole of a small submission in one
+ * write), so by the time the loop accepts the connection the request is
+ * usually in the socket already: read what is there and run it as the
+ * read callback would.  A submission complete in that read is parked
+ * (or refused) before reading was ever enabled, which saves the
+ * connection its epoll_ctl ADD and DEL, a turn of the loop and the
+ * FIONREAD + readv of a bufferevent read (one recv here instead); the
+ * caller enables reading only when more is to come.  At most
+ * CONTROL_FIRST_READ bytes, which is below one frame (the read mark).
+ * 0, or -1 when the client was freed (it closed or the read failed).
+ */
+#define CONTROL_FIRST_READ (16 * 1024)
+
+static int
+control_first_read(struct control_client *cl, int fd)
+{
+	struct evbuffer *in = bufferevent_get_input(cl->bev);
+	char             data[CONTROL_FIRST_READ];
+	ssize_t          n;
+	int              rc;
+
+	n = recv(fd, data, sizeof(data), MSG_DONTWAIT);
+	if (n < 0 &&
+	    (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return 0; /* not yet: the loop reads it */
+	if (n <= 0) {
+		control_client_free(cl); /* closed before a request */
+		return -1;
+	}
+	/* The bufferevent keeps its input's end frozen but while it reads
+	 * itself. */
+	evbuffer_unfreeze(in, 0);
+	rc = evbuffer_add(in, data, (size_t)n);
+	evbuffer_freeze(in, 0);
+	if (rc != 0)
+		log_fatalx("control: out of memory for a request");
+	control_on_read(cl->bev, cl);
+	return 0;
+}
+
 static void
 control_on_accept(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
@@ -1569,7 +1616,12 @@ control_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	 * submit, what follows it in the same write, in one read. */
 	bufferevent_setwatermark(cl->bev, EV_READ, 0, CONTROL_FRAME_MAX);
 	bufferevent_set_timeouts(cl->bev, &rt, &wt);
-	bufferevent_enable(cl->bev, EV_READ);
+	if (control_first_read(cl, fd) != 0)
+		return; /* gone, freed */
+	/* More is to come (or nothing came yet): from the loop. */
+	if (cl->state == CONTROL_LINE || cl->state == CONTROL_ENV ||
+	    cl->state == CONTROL_DATA)
+		bufferevent_enable(cl->bev, EV_READ);
 }
 
 /* Make, bind and listen on the socket.  Returns the fd or -errno. */

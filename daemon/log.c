@@ -26,8 +26,8 @@ static const char    *log_ident = "sendq";
 static enum log_level log_max_level = LOG_LEVEL_INFO;
 static int            log_journal;
 /* The PID in each line, read once by log_init() (getpid() is a system
- * call, and sendqd logs a line or two per message); 0 in a forked child,
- * which then asks each time. */
+ * call, and sendqd logs a line or two per message); 0 in a forked child
+ * and after log_init_deferred(), which then ask each time. */
 static pid_t log_pid;
 
 static void
@@ -75,21 +75,52 @@ log_is_journal(const char *journal_stream, unsigned long long dev,
 	return d == dev && i == ino;
 }
 
-void
-log_init(const char *ident, enum log_level level)
+/* log_init_deferred(): the journal check waits for the first line. */
+static int log_deferred;
+
+/* Is stderr the journal?  (One fstat.) */
+static int
+log_detect_journal(void)
 {
 	struct stat st;
 
+	return fstat(STDERR_FILENO, &st) == 0 &&
+	    log_is_journal(getenv("JOURNAL_STREAM"),
+		(unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+}
+
+/* The deferred check, before anything reads log_journal. */
+static void
+log_ready(void)
+{
+	if (log_deferred) {
+		log_deferred = 0;
+		log_journal = log_detect_journal();
+	}
+}
+
+void
+log_init(const char *ident, enum log_level level)
+{
 	static int hooked;
 
 	log_ident = ident;
 	log_max_level = level;
+	log_deferred = 0;
 	if (!hooked && pthread_atfork(NULL, NULL, log_pid_forget) == 0)
 		hooked = 1;
 	log_pid = hooked ? getpid() : 0;
-	log_journal = fstat(STDERR_FILENO, &st) == 0 &&
-	    log_is_journal(getenv("JOURNAL_STREAM"),
-		(unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+	log_journal = log_detect_journal();
+}
+
+void
+log_init_deferred(const char *ident, enum log_level level)
+{
+	log_ident = ident;
+	log_max_level = level;
+	log_pid = 0; /* asked at each line */
+	log_journal = 0;
+	log_deferred = 1;
 }
 
 static void log_vwrite(enum log_level, const char *, va_list) SQ_PRINTF(2, 0);
@@ -103,6 +134,7 @@ log_vwrite(enum log_level level, const char *fmt, va_list ap)
 
 	if (level > log_max_level)
 		return;
+	log_ready();
 	if (log_journal)
 		n = snprintf(line, sizeof(line),
 		    "%s%s: ", log_level_prefixes[level],
@@ -133,6 +165,7 @@ log_set_structured(log_structured_fn sink)
 int
 log_to_journal(void)
 {
+	log_ready();
 	return log_journal;
 }
 
@@ -146,6 +179,7 @@ log_event(enum log_level level, const char *queue_id, const char *relay,
 
 	if (level > log_max_level)
 		return;
+	log_ready();
 	va_start(ap, fmt);
 	if (log_journal && log_sink != NULL) {
 		vsnprintf(msg, sizeof(msg), fmt, ap);

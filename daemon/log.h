@@ -29,6 +29,12 @@ enum log_level {
  * written.  Also decides the format: journal when log_is_journal() holds
  * for getenv("JOURNAL_STREAM") and stderr.  Safe to call again. */
 void log_init(const char *ident, enum log_level level);
+/* The same for a short-lived single-threaded client that usually writes
+ * no line at all (sendq: two system calls fewer a run): the journal
+ * check is made at the first line written, from stderr as it is then,
+ * and the PID is asked at each line.  Not for threaded programs (the
+ * first line would race on the check). */
+void log_init_deferred(const char *ident, enum log_level level);
 
 /* 1 when journal_stream (the value of JOURNAL_STREAM, "DEV:INO" in
  * decimal; NULL when unset) names the file whose st_dev and st_ino are

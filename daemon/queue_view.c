@@ -621,9 +621,10 @@ done:
 }
 
 /*
- * The client side of the control socket: connect with send and receive
- * timeouts.  Returns the socket or a negative code with err (-ENOENT and
- * -ECONNREFUSED: no daemon listening).
+ * The client side of the control socket: connect with a receive timeout
+ * (the send timeout is set only when a send would block:
+ * queue_view_send_keep).  Returns the socket or a negative code with
+ * err (-ENOENT and -ECONNREFUSED: no daemon listening).
  */
 static int
 queue_view_connect(const char *path, unsigned timeout_sec, struct sq_err *err)
@@ -643,7 +644,6 @@ queue_view_connect(const char *path, unsigned timeout_sec, struct sq_err *err)
 	tv.tv_sec = (time_t)timeout_sec;
 	tv.tv_usec = 0;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
 		rc = -errno;
 		close(fd);
@@ -653,19 +653,39 @@ queue_view_connect(const char *path, unsigned timeout_sec, struct sq_err *err)
 	return fd;
 }
 
-/* Send all of data (never raising SIGPIPE).  0 or a negative code with
- * err; fd stays open. */
+/* Send all of data (never raising SIGPIPE).  What the socket buffer
+ * takes goes without waiting (a request, a small submission: all of
+ * it); when it is full the send timeout is set, as long as the receive
+ * timeout (one setsockopt a run fewer when nothing has to wait), and the
+ * rest is sent waiting.  0 or a negative code with err; fd stays open. */
 static int
 queue_view_send_keep(int fd, const char *data, size_t len, const char *path,
     struct sq_err *err)
 {
-	size_t  off;
-	ssize_t r;
-	int     rc;
+	struct timeval tv;
+	socklen_t      tvlen = sizeof(tv);
+	size_t         off;
+	ssize_t        r;
+	int            rc, flags = MSG_NOSIGNAL | MSG_DONTWAIT;
 
 	for (off = 0; off < len; off += (size_t)r) {
-		r = send(fd, data + off, len - off, MSG_NOSIGNAL);
+		r = send(fd, data + off, len - off, flags);
 		if (r < 0 && errno == EINTR) {
+			r = 0;
+			continue;
+		}
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+		    (flags & MSG_DONTWAIT)) {
+			if (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
+				&tvlen) != 0 ||
+			    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv,
+				sizeof(tv)) != 0) {
+				rc = -errno;
+				return sq_err_set(err, rc,
+				    "write to %s: timeout: %s", path,
+				    strerror(-rc));
+			}
+			flags = MSG_NOSIGNAL;
 			r = 0;
 			continue;
 		}

@@ -1185,6 +1185,9 @@ sendq_helper_spawn(char *const argv[], int child_fd, pid_t *pid, int quiet,
 	if (*pid == 0) {
 		if (dup2(pfd[1 - ours], child_fd) < 0)
 			_exit(EX_OSERR);
+		/* Inherited through execve: the helper's write fails with
+		 * EFBIG at a size limit, as it did when sendq ignored it. */
+		signal(SIGXFSZ, SIG_IGN);
 		execve(path, argv, envp);
 		fprintf(stderr, "sendq: cannot run the drop helper %s: %s%s\n",
 		    path, strerror(errno), suffix);
@@ -2192,8 +2195,9 @@ main(int argc, char **argv)
 	const char       *prog, *hostname;
 	int               rc;
 
-	log_init("sendq", LOG_LEVEL_WARN);
-	signal(SIGXFSZ, SIG_IGN); /* a size limit fails the write */
+	/* The journal check waits for a first line, which a run that
+	 * queues its message never writes. */
+	log_init_deferred("sendq", LOG_LEVEL_WARN);
 	prog = argv[0] != NULL ? argv[0] : "sendq";
 	if (strrchr(prog, '/') != NULL)
 		prog = strrchr(prog, '/') + 1;
@@ -2203,6 +2207,12 @@ main(int argc, char **argv)
 		o.mode = SENDQ_MODE_NEWALIASES;
 	if ((rc = sendq_parse_args(argc, argv, &o)) != 0)
 		return rc;
+	/* A size limit (RLIMIT_FSIZE) fails a write instead of killing the
+	 * process: for the listings, and the drop helper, which writes a
+	 * file, has it set in its child.  A message handed to sendqd is
+	 * written by sendqd. */
+	if (o.mode != SENDQ_MODE_DELIVER)
+		signal(SIGXFSZ, SIG_IGN);
 	if (o.mode == SENDQ_MODE_HELP) {
 		sendq_usage(stdout);
 		return EX_OK;

@@ -1,12 +1,23 @@
 /*
  * test_control.c - the rights table of the control socket
  * (control_right_allows in daemon/control.c): who may read, read
- * everything, administer and submit, from the caller's facts.
+ * everything, administer and submit, from the caller's facts; and the
+ * first read at accept: a request already in the socket when the
+ * connection is accepted is answered in that same turn of the loop.
  */
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
 
 #include "control.h"
 #include "param_rows.h"
@@ -59,4 +70,121 @@ ParameterizedTest(struct test_case *t, control, right_table)
 	    t->admin, "%s: administer", t->what);
 	cr_expect_eq(control_right_allows(CONTROL_RIGHT_SUBMIT, &t->f) != 0,
 	    t->submit, "%s: submit", t->what);
+}
+
+/* A control socket in a fresh directory, no spool (submit unavailable):
+ * enough for requests answered on the loop. */
+struct ctl_fixture {
+	char               dir[64];
+	char               path[128];
+	struct event_base *base;
+	struct control    *c;
+};
+
+static void
+ctl_setup(struct ctl_fixture *f)
+{
+	struct sq_err err = { 0 };
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/sq-ctl-XXXXXX");
+	cr_assert_not_null(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/c.sock", f->dir);
+	f->base = event_base_new();
+	cr_assert_not_null(f->base);
+	cr_assert_eq(control_new(f->base, f->path, "/nonexistent-spool", NULL,
+			 &f->c, &err),
+	    0, "control_new: %s", err.msg);
+}
+
+static void
+ctl_teardown(struct ctl_fixture *f)
+{
+	control_free(f->c);
+	event_base_free(f->base);
+	rmdir(f->dir);
+}
+
+static int
+ctl_connect(const struct ctl_fixture *f)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int                fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert_geq(fd, 0);
+	memcpy(sun.sun_path, f->path, strlen(f->path) + 1);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0,
+	    "connect: %s", strerror(errno));
+	return fd;
+}
+
+/* What the daemon has answered so far, without waiting. */
+static ssize_t
+ctl_answer(int fd, char *buf, size_t sz)
+{
+	ssize_t n = recv(fd, buf, sz - 1, MSG_DONTWAIT);
+
+	buf[n > 0 ? n : 0] = '\0';
+	return n;
+}
+
+/* The request is in the socket before the accept: the turn of the loop
+ * that accepts the connection answers it (before the first read at
+ * accept, that turn only enabled reading and the next one read). */
+Test(control, request_answered_at_accept)
+{
+	struct ctl_fixture f;
+	char               buf[512];
+	int                fd;
+
+	ctl_setup(&f);
+	fd = ctl_connect(&f);
+	cr_assert_eq(send(fd, "nosuch\n", 7, 0), 7);
+	cr_assert_eq(event_base_loop(f.base, EVLOOP_ONCE), 0);
+	cr_assert_gt(ctl_answer(fd, buf, sizeof(buf)), 0,
+	    "no answer after the accepting turn");
+	cr_expect(strncmp(buf, "error: unknown command nosuch", 29) == 0,
+	    "answer: %s", buf);
+	close(fd);
+	ctl_teardown(&f);
+}
+
+/* Half a line at accept: reading goes on from the loop. */
+Test(control, request_split_across_accept)
+{
+	struct ctl_fixture f;
+	char               buf[512];
+	int                fd, i;
+
+	ctl_setup(&f);
+	fd = ctl_connect(&f);
+	cr_assert_eq(send(fd, "nos", 3, 0), 3);
+	cr_assert_eq(event_base_loop(f.base, EVLOOP_ONCE), 0);
+	cr_assert_lt(ctl_answer(fd, buf, sizeof(buf)), 0, "answered early");
+	cr_assert_eq(send(fd, "uch\n", 4, 0), 4);
+	for (i = 0; i < 10 && ctl_answer(fd, buf, sizeof(buf)) <= 0; i++)
+		cr_assert_eq(event_base_loop(f.base, EVLOOP_ONCE), 0);
+	cr_expect(strncmp(buf, "error: unknown command nosuch", 29) == 0,
+	    "answer: %s", buf);
+	close(fd);
+	ctl_teardown(&f);
+}
+
+/* A client gone before its request: freed at accept, and the next one
+ * is served. */
+Test(control, closed_before_request)
+{
+	struct ctl_fixture f;
+	char               buf[512];
+	int                fd;
+
+	ctl_setup(&f);
+	fd = ctl_connect(&f);
+	close(fd);
+	cr_assert_eq(event_base_loop(f.base, EVLOOP_ONCE), 0);
+	fd = ctl_connect(&f);
+	cr_assert_eq(send(fd, "nosuch\n", 7, 0), 7);
+	cr_assert_eq(event_base_loop(f.base, EVLOOP_ONCE), 0);
+	cr_assert_gt(ctl_answer(fd, buf, sizeof(buf)), 0);
+	close(fd);
+	ctl_teardown(&f);
 }

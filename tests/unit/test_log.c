@@ -249,3 +249,39 @@ Test(log, a_forked_child_logs_its_own_pid)
 	    (long)getpid(), (long)child, (long)getpid());
 	cr_assert_str_eq(out, expect);
 }
+
+/* log_init_deferred (sendq): nothing is looked at until the first line,
+ * which sees stderr and JOURNAL_STREAM as they are then. */
+Test(log, deferred_init_decides_at_the_first_line)
+{
+	char        env[64], out[512];
+	struct stat st;
+	FILE       *f = tmpfile();
+	size_t      n;
+	int         saved;
+
+	cr_assert_not_null(f);
+	unsetenv("JOURNAL_STREAM");
+	log_init_deferred("sendq", LOG_LEVEL_WARN);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	cr_assert(saved >= 0);
+	cr_assert_eq(dup2(fileno(f), STDERR_FILENO), STDERR_FILENO);
+	cr_assert_eq(fstat(STDERR_FILENO, &st), 0);
+	snprintf(env, sizeof(env), "%llu:%llu", (unsigned long long)st.st_dev,
+	    (unsigned long long)st.st_ino);
+	setenv("JOURNAL_STREAM", env, 1);
+	log_warn("w");
+	log_info("not written");
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	unsetenv("JOURNAL_STREAM");
+	rewind(f);
+	n = fread(out, 1, sizeof(out) - 1, f);
+	out[n] = '\0';
+	fclose(f);
+	/* log_init() here would have seen a plain stderr: "sendq[PID]: ". */
+	cr_assert_str_eq(out, "<4>warning: w\n");
+	log_init("sendqd", LOG_LEVEL_INFO);
+}
