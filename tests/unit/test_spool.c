@@ -565,21 +565,29 @@ Test(spool, spool_without_corrupt_dir_opens_and_recovers)
 	spool_close(sp);
 }
 
+/* Write text as queue/ID.env by hand (path gets its name). */
+static void
+test_write_env(const char *id, const char *text, char *path, size_t path_sz)
+{
+	FILE *fp;
+
+	snprintf(path, path_sz, "%s/queue/%s.env", test_dir, id);
+	cr_assert_not_null(fp = fopen(path, "w"));
+	fputs(text, fp);
+	fclose(fp);
+}
+
 Test(spool, envelope_for_another_id_is_rejected)
 {
 	struct spool    *sp = test_open();
 	struct envelope *env = NULL;
 	struct sq_err    err = { 0 };
 	char             path[256];
-	FILE            *fp;
 
-	snprintf(path, sizeof(path), "%s/queue/0065A1B2C3000010000.env",
-	    test_dir);
-	cr_assert_not_null(fp = fopen(path, "w"));
-	fputs("sendq-envelope 1\nid 0065A1B2C3000010001\ncreated "
-	      "1\nsender\nrcpt a@b\nend\n",
-	    fp);
-	fclose(fp);
+	test_write_env("0065A1B2C3000010000",
+	    "sendq-envelope 1\nid 0065A1B2C3000010001\ncreated "
+	    "1\nsender\nrcpt a@b\nend\n",
+	    path, sizeof(path));
 	cr_assert_eq(spool_load_envelope(sp, "0065A1B2C3000010000", &env, &err),
 	    SQ_EPARSE);
 	cr_assert_not_null(strstr(err.msg, "0065A1B2C3000010001"));
@@ -594,15 +602,11 @@ Test(spool, an_envelope_is_loaded_with_one_read)
 	struct envelope *env = NULL;
 	struct sq_err    err = { 0 };
 	char             path[256];
-	FILE            *fp;
 
-	snprintf(path, sizeof(path), "%s/queue/0065A1B2C3000010000.env",
-	    test_dir);
-	cr_assert_not_null(fp = fopen(path, "w"));
-	fputs("sendq-envelope 1\nid 0065A1B2C3000010000\ncreated "
-	      "1\nsender a@b\nrcpt c@d\nend\n",
-	    fp);
-	fclose(fp);
+	test_write_env("0065A1B2C3000010000",
+	    "sendq-envelope 1\nid 0065A1B2C3000010000\ncreated "
+	    "1\nsender a@b\nrcpt c@d\nend\n",
+	    path, sizeof(path));
 	test_n_read = 0;
 	cr_assert_eq(spool_load_envelope(sp, "0065A1B2C3000010000", &env, &err),
 	    0, "%s", err.msg);
@@ -618,13 +622,9 @@ Test(spool, parse_errors_name_the_file)
 	struct envelope *env = NULL;
 	struct sq_err    err = { 0 };
 	char             path[256];
-	FILE            *fp;
 
-	snprintf(path, sizeof(path), "%s/queue/0065A1B2C3000010000.env",
-	    test_dir);
-	cr_assert_not_null(fp = fopen(path, "w"));
-	fputs("sendq-envelope 1\nbogus\n", fp);
-	fclose(fp);
+	test_write_env("0065A1B2C3000010000", "sendq-envelope 1\nbogus\n", path,
+	    sizeof(path));
 	cr_assert_eq(spool_load_envelope(sp, "0065A1B2C3000010000", &env, &err),
 	    SQ_EPARSE);
 	cr_assert_not_null(strstr(err.msg, path), "%s", err.msg);
