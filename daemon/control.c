@@ -650,8 +650,6 @@ control_cmd_select(struct control *c, const struct control_req *r,
  * can be made) the answer is "error: busy" and sendq asks its drop
  * helper instead.
  */
-#define CONTROL_WHOAMI_MAX 16
-
 static atomic_int control_whoami_running;
 
 struct control_whoami {

@@ -98,7 +98,7 @@
  * spool_commit_group for submit), submit_proto, envelope, util, log,
  * libevent, getpwnam/getgrnam once at start (control_rights_new), and
  * getpwuid_r for whoami (on a detached thread per request, at most
- * 16 at a time).
+ * CONTROL_WHOAMI_MAX at a time).
  */
 #ifndef SENDQ_CONTROL_H
 #define SENDQ_CONTROL_H
@@ -112,6 +112,9 @@
 /* The size limit of a submitted message until control_set_submit_limits
  * says otherwise (the default of [intake] max_message_size). */
 #define CONTROL_SUBMIT_SIZE_DEFAULT ((uint64_t)25 * 1024 * 1024)
+/* whoami lookups running at once (a thread each); past that the answer
+ * is "error: busy ..." and sendq asks its drop helper. */
+#define CONTROL_WHOAMI_MAX 16
 struct config;
 
 struct event_base;
