@@ -159,6 +159,10 @@ class Session:
             text = "\r\n".join(code + "-" + "y" * 60
                                 for _ in range(2100)) + "\r\n" + text
         self.send(text + "\r\n")
+        # 421: the server is closing the channel (RFC 5321 3.8); what a
+        # pipelining client sent behind it must not heal the session.
+        if text.startswith("421"):
+            self.closing = True
 
     def readline(self):
         while b"\n" not in self.buf:
@@ -351,6 +355,7 @@ class Session:
             # (a MAIL refused with 421, say), which would then pass for
             # a session that never met it.
             if verb in (b"EHLO", b"HELO", b"MAIL") and \
+                    not getattr(self, "closing", False) and \
                     self.args.heal_file and \
                     os.path.exists(self.args.heal_file):
                 self.args = healed(self.args)

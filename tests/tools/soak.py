@@ -260,7 +260,18 @@ class Soak:
             if not self.sq.queued():
                 break
             time.sleep(0.5)  # polling the spool, with a deadline
+        # An empty queue as sendqd lists it may still have removals in
+        # flight (the removal thread unlinks a delivered message's files
+        # after an fsync of queue/): leftovers are what remains once the
+        # same deadline has passed.
+        while time.monotonic() < deadline and self.spool_leftovers():
+            time.sleep(0.1)  # polling the spool, with a deadline
         return self.report()
+
+    def spool_leftovers(self):
+        """Files left in queue/ and tmp/."""
+        return [f for f in self.sq.spool_files()
+                if f.startswith(("queue/", "tmp/"))]
 
     def delivered(self):
         """{soak id: {recipient: times}} from what Exim holds.  A message
@@ -296,8 +307,7 @@ class Soak:
         doubtful = len((delivered - self.acked) & self.in_doubt)
         dups = sum(c - 1 for per in got.values() for c in per.values()
                    if c > 1)
-        spool = self.sq.spool_files()
-        leftovers = [f for f in spool if f.startswith(("queue/", "tmp/"))]
+        leftovers = self.spool_leftovers()
         q = max(len(self.rss) // 4, 1)
         rss_early = max(self.rss[:q] or [0])
         rss_max = max(self.rss or [0])
