@@ -133,6 +133,21 @@ ctl_answer(int fd, char *buf, size_t sz)
 	return n;
 }
 
+/* "nosuch" on a new connection, answered in the turn that accepts it:
+ * what the answer holds so far (as ctl_answer). */
+static ssize_t
+ctl_ask_once(struct ctl_fixture *f, char *buf, size_t sz)
+{
+	int     fd = ctl_connect(f);
+	ssize_t n;
+
+	cr_assert_eq(send(fd, "nosuch\n", 7, 0), 7);
+	cr_assert_eq(event_base_loop(f->base, EVLOOP_ONCE), 0);
+	n = ctl_answer(fd, buf, sz);
+	close(fd);
+	return n;
+}
+
 /* The request is in the socket before the accept: the turn of the loop
  * that accepts the connection answers it (before the first read at
  * accept, that turn only enabled reading and the next one read). */
@@ -187,11 +202,7 @@ Test(control, closed_before_request)
 	fd = ctl_connect(&f);
 	close(fd);
 	cr_assert_eq(event_base_loop(f.base, EVLOOP_ONCE), 0);
-	fd = ctl_connect(&f);
-	cr_assert_eq(send(fd, "nosuch\n", 7, 0), 7);
-	cr_assert_eq(event_base_loop(f.base, EVLOOP_ONCE), 0);
-	cr_assert_gt(ctl_answer(fd, buf, sizeof(buf)), 0);
-	close(fd);
+	cr_assert_gt(ctl_ask_once(&f, buf, sizeof(buf)), 0);
 	ctl_teardown(&f);
 }
 
@@ -304,13 +315,7 @@ Test(control, whoami_busy_past_the_thread_limit_then_served_again)
 	    "one more lookup: %s", buf);
 	close(fd);
 	/* The loop is not held up by the lookups. */
-	fd = test_whoami(&f, buf, sizeof(buf), 0);
-	close(fd);
-	fd = ctl_connect(&f);
-	cr_assert_eq(send(fd, "nosuch\n", 7, 0), 7);
-	cr_assert_eq(event_base_loop(f.base, EVLOOP_ONCE), 0);
-	cr_expect_gt(ctl_answer(fd, buf, sizeof(buf)), 0);
-	close(fd);
+	cr_expect_gt(ctl_ask_once(&f, buf, sizeof(buf)), 0);
 
 	pthread_mutex_lock(&test_pw_mu);
 	test_pw_hold = 0;
