@@ -669,28 +669,34 @@ spool_rand_hook(void)
 	spool_rand_pooled = pthread_atfork(NULL, NULL, spool_rand_forget) == 0;
 }
 
+/* Fill buf (len <= 256 bytes) from getrandom(): 0, or -errno (-EIO
+ * when it gave fewer bytes). */
+static int
+spool_getrandom(void *buf, size_t len)
+{
+	ssize_t n;
+
+	do
+		n = getrandom(buf, len, 0);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)len)
+		return n < 0 && errno > 0 ? -errno : -EIO;
+	return 0;
+}
+
 /* 64 random bits into *out: 0, or -errno when getrandom() fails. */
 static int
 spool_rand64(uint64_t *out)
 {
-	ssize_t n;
+	int rc;
 
 	(void)pthread_once(&spool_rand_once, spool_rand_hook);
-	if (!spool_rand_pooled) {
-		do
-			n = getrandom(out, sizeof(*out), 0);
-		while (n < 0 && errno == EINTR);
-		if (n != (ssize_t)sizeof(*out))
-			return n < 0 && errno > 0 ? -errno : -EIO;
-		return 0;
-	}
+	if (!spool_rand_pooled)
+		return spool_getrandom(out, sizeof(*out));
 	if (spool_rand_left == 0) {
-		do
-			n = getrandom(spool_rand_pool, sizeof(spool_rand_pool),
-			    0);
-		while (n < 0 && errno == EINTR);
-		if (n != (ssize_t)sizeof(spool_rand_pool))
-			return n < 0 && errno > 0 ? -errno : -EIO;
+		if ((rc = spool_getrandom(spool_rand_pool,
+			 sizeof(spool_rand_pool))) != 0)
+			return rc;
 		spool_rand_left = SPOOL_RAND_IDS;
 	}
 	*out = spool_rand_pool[--spool_rand_left];
@@ -2972,7 +2978,6 @@ spool_commit_async(struct spool_writer *w, struct envelope *env,
 	struct spool         *sp = w->sp;
 	struct spool_async   *as = sp->as;
 	struct spool_pending *p;
-	size_t                n;
 
 	if (as == NULL)
 		log_fatalx("spool_commit_async without spool_async_start");
@@ -2982,25 +2987,13 @@ spool_commit_async(struct spool_writer *w, struct envelope *env,
 	p->arg = arg;
 	spool_gc_prepare(sp, w, env, &p->it, &p->err);
 	p->it.err = &p->err;
-	if (as->batching) {
-		/* Handed over by spool_commit_batch_end, with the rest. */
-		*as->batch_tail = p;
-		as->batch_tail = &p->next;
-		as->n_batch++;
-		return;
-	}
-	pthread_mutex_lock(&as->mu);
-	*as->todo_tail = p;
-	as->todo_tail = &p->next;
-	n = ++as->n_todo;
-	pthread_mutex_unlock(&as->mu);
-	/* After the unlock: signalled under the lock, the commit thread
-	 * woke into a held mutex and slept on it again (3 more futex calls
-	 * per hand-over, strace). */
-	pthread_cond_signal(&as->cv);
-	/* tests/integration/test_group_commit.py waits for this line. */
-	log_debug("spool: msgid=%s waits for the commit thread (%zu waiting)",
-	    p->it.id, n);
+	*as->batch_tail = p;
+	as->batch_tail = &p->next;
+	as->n_batch++;
+	/* In a batch: handed over by spool_commit_batch_end, with the
+	 * rest; else at once, a batch of one. */
+	if (!as->batching)
+		spool_commit_batch_end(sp);
 }
 
 void
@@ -3023,21 +3016,23 @@ spool_commit_batch_end(struct spool *sp)
 	if ((list = as->batch) == NULL)
 		return;
 	k = as->n_batch;
-	as->batch = NULL;
-	as->batch_tail = &as->batch;
-	as->n_batch = 0;
 	pthread_mutex_lock(&as->mu);
 	*as->todo_tail = list;
-	for (p = list; p->next != NULL; p = p->next)
-		;
-	as->todo_tail = &p->next;
+	as->todo_tail = as->batch_tail;
 	as->n_todo += k;
 	n = as->n_todo - k;
 	pthread_mutex_unlock(&as->mu);
-	pthread_cond_signal(&as->cv); /* one wake-up for all of them */
+	as->batch = NULL;
+	as->batch_tail = &as->batch;
+	as->n_batch = 0;
+	/* After the unlock: signalled under the lock, the commit thread
+	 * woke into a held mutex and slept on it again (3 more futex calls
+	 * per hand-over, strace).  One wake-up for all of them. */
+	pthread_cond_signal(&as->cv);
 	/* Each stays until spool_async_dispatch (this thread) frees it;
 	 * the commit thread may link a later round to the last one's next
-	 * meanwhile, so that one is not followed. */
+	 * meanwhile, so that one is not followed.
+	 * tests/integration/test_group_commit.py waits for these lines. */
 	for (i = 0, p = list; i < k; i++) {
 		log_debug("spool: msgid=%s waits for the commit thread "
 			  "(%zu waiting)",
